@@ -1,0 +1,79 @@
+"""The ``dockyard`` command: a thin layer over the public client.
+
+Subcommands are loaded lazily (``_COMMANDS`` maps a name to ``module:attribute``) so that
+``dockyard --version`` and ``dockyard --help`` import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import click
+
+from dockyard import __version__
+
+__all__ = ["cli", "main", "run"]
+
+# name -> "module:attribute" of a click.Command; imported only when invoked.
+_COMMANDS: dict[str, str] = {
+    "debug": "dockyard.cli.debug:debug",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__, "--version", prog_name="dockyard", message="%(prog)s %(version)s"
+)
+def cli() -> None:
+    """Dockyard: build container images, fast."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (without the program name) and return the exit code.
+
+    Exit codes: 0 success, 1 the build (or operation) failed, 2 usage error.
+    """
+    from dockyard.core import DockyardError
+
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="dockyard",
+            standalone_mode=False,
+        )
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else int(exc.exit_code or 1)
+    except DockyardError as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

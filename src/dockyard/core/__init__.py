@@ -37,6 +37,14 @@ from ._progress import (
     VertexStatus,
     now,
 )
+from .fspath import (
+    clean_rel,
+    join_within,
+    mkdir_all_in_root,
+    open_dir_in_root,
+    open_in_root,
+    resolve_in_root,
+)
 
 __all__ = [
     "AuthError",
@@ -67,8 +75,14 @@ __all__ = [
     "VertexProgress",
     "VertexRef",
     "VertexStatus",
+    "clean_rel",
     "error_from_record",
     "host_platform",
+    "join_within",
+    "mkdir_all_in_root",
     "now",
+    "open_dir_in_root",
+    "open_in_root",
+    "resolve_in_root",
     "sha256_digest",
 ]

@@ -1,0 +1,439 @@
+"""Shell-word lexer: quotes, escapes and ``$VAR`` / ``${VAR...}`` expansion, the way
+BuildKit's ``shell.Lex`` does it (a small subset of POSIX sh; nothing is executed).
+
+Supported forms: ``$VAR``, ``${VAR}``, ``${VAR:-w}``, ``${VAR-w}``, ``${VAR:+w}``,
+``${VAR+w}``, ``${VAR:?msg}``, ``${VAR?msg}``, ``${VAR#p}``, ``${VAR##p}``, ``${VAR%p}``,
+``${VAR%%p}``, ``${VAR/p/r}`` and ``${VAR//p/r}``. Positional and special parameters
+(``$1``, ``$@``, ``$#`` ...) are never set. The escape character is ``\\`` or, in files
+with ``# escape=`````, the backtick.
+
+Expansion returns an :class:`ExpansionResult`: the expanded word, the same text split
+into words (splitting happens after expansion, quoted blanks stay inside a word), and the
+names that were looked up and found (``matched``) or not found (``unmatched``) — the
+converter reports the latter as ``UndefinedVar`` build checks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dockyard.core import FrontendError
+
+from ._text import go_quote, is_go_space
+
+__all__ = ["ExpansionResult", "ShellLex", "expand_word", "expand_words"]
+
+_EOF = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpansionResult:
+    """The outcome of expanding one word."""
+
+    value: str
+    words: tuple[str, ...]
+    matched: frozenset[str]
+    unmatched: frozenset[str]
+
+
+class _ShellError(Exception):
+    pass
+
+
+class _Words:
+    __slots__ = ("in_word", "word", "words")
+
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.word = ""
+        self.in_word = False
+
+    def add_char(self, ch: str) -> None:
+        if is_go_space(ch):
+            if self.in_word and self.word:
+                self.words.append(self.word)
+                self.word = ""
+                self.in_word = False
+        else:
+            self.add_raw_char(ch)
+
+    def add_raw_char(self, ch: str) -> None:
+        self.word += ch
+        self.in_word = True
+
+    def add_string(self, text: str) -> None:
+        for ch in text:
+            self.add_char(ch)
+
+    def add_raw_string(self, text: str) -> None:
+        self.word += text
+        self.in_word = True
+
+    def get_words(self) -> list[str]:
+        if self.word:
+            self.words.append(self.word)
+            self.word = ""
+            self.in_word = False
+        return self.words
+
+
+_SPECIAL_PARAMS = frozenset("@*#?-$!0")
+
+
+class ShellLex:
+    """A configured lexer. Instances are cheap and hold no per-word state between calls.
+
+    ``raw_quotes`` keeps quote characters in the output, ``raw_escapes`` keeps escape
+    characters, ``skip_process_quotes`` treats quotes as ordinary characters (used for
+    heredoc bodies) and ``skip_unset_env`` leaves references to unset variables as
+    written instead of expanding them to nothing.
+    """
+
+    __slots__ = ("escape", "raw_escapes", "raw_quotes", "skip_process_quotes", "skip_unset_env")
+
+    def __init__(
+        self,
+        escape: str = "\\",
+        *,
+        raw_quotes: bool = False,
+        raw_escapes: bool = False,
+        skip_process_quotes: bool = False,
+        skip_unset_env: bool = False,
+    ) -> None:
+        if escape not in ("\\", "`"):
+            raise ValueError(f"invalid escape token {escape!r}")
+        self.escape = escape
+        self.raw_quotes = raw_quotes
+        self.raw_escapes = raw_escapes
+        self.skip_process_quotes = skip_process_quotes
+        self.skip_unset_env = skip_unset_env
+
+    def process(self, word: str, env: Mapping[str, str]) -> ExpansionResult:
+        """Expand ``word`` with ``env``; raises :class:`FrontendError` on bad syntax
+        (unterminated quotes, ``${}``, unsupported modifiers, ``${VAR:?msg}``)."""
+        run = _Run(self, word, env)
+        try:
+            value, words = run.process_stop_on(_EOF, self.raw_escapes)
+        except _ShellError as exc:
+            raise FrontendError(f"failed to process {go_quote(word)}: {exc}") from None
+        return ExpansionResult(
+            value=value,
+            words=tuple(words),
+            matched=frozenset(run.matched),
+            unmatched=frozenset(run.unmatched),
+        )
+
+
+def expand_word(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
+    """Expand one word (no splitting): the value ``ENV``, ``WORKDIR``, ``COPY`` ... use."""
+    return ShellLex(escape).process(word, env).value
+
+
+def expand_words(word: str, env: Mapping[str, str], *, escape: str = "\\") -> tuple[str, ...]:
+    """Expand and split into words (``EXPOSE``)."""
+    return ShellLex(escape).process(word, env).words
+
+
+class _Run:
+    """The state of one expansion: a cursor over the input and the names looked up."""
+
+    __slots__ = ("env", "escape", "lex", "matched", "pos", "raw_escapes", "text", "unmatched")
+
+    def __init__(self, lex: ShellLex, text: str, env: Mapping[str, str]) -> None:
+        self.lex = lex
+        self.escape = lex.escape
+        self.text = text
+        self.pos = 0
+        self.env = env
+        self.raw_escapes = lex.raw_escapes
+        self.matched: set[str] = set()
+        self.unmatched: set[str] = set()
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else _EOF
+
+    def next(self) -> str:
+        if self.pos < len(self.text):
+            ch = self.text[self.pos]
+            self.pos += 1
+            return ch
+        return _EOF
+
+    def get_env(self, name: str) -> tuple[str, bool]:
+        value = self.env.get(name)
+        if value is None:
+            self.unmatched.add(name)
+            return "", False
+        self.matched.add(name)
+        return value, True
+
+    def process_stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
+        saved = self.raw_escapes
+        self.raw_escapes = raw_escapes
+        try:
+            return self._process_stop_on(stop)
+        finally:
+            self.raw_escapes = saved
+
+    def _process_stop_on(self, stop: str) -> tuple[str, list[str]]:
+        result: list[str] = []
+        words = _Words()
+        quotes = not self.lex.skip_process_quotes
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if stop and ch == stop:
+                self.pos += 1
+                return "".join(result), words.get_words()
+            if ch == "$":
+                tmp = self.process_dollar()
+                result.append(tmp)
+                words.add_string(tmp)
+            elif quotes and ch == "'":
+                tmp = self.process_single_quote()
+                result.append(tmp)
+                words.add_raw_string(tmp)
+            elif quotes and ch == '"':
+                tmp = self.process_double_quote()
+                result.append(tmp)
+                words.add_raw_string(tmp)
+            else:
+                self.pos += 1
+                if ch == self.escape:
+                    if self.raw_escapes:
+                        words.add_raw_char(ch)
+                        result.append(ch)
+                    ch = self.next()
+                    if ch == _EOF:
+                        break
+                    words.add_raw_char(ch)
+                else:
+                    words.add_char(ch)
+                result.append(ch)
+        if stop:
+            raise _ShellError(f"unexpected end of statement while looking for matching {stop}")
+        return "".join(result), words.get_words()
+
+    def process_single_quote(self) -> str:
+        result: list[str] = []
+        ch = self.next()
+        if self.lex.raw_quotes:
+            result.append(ch)
+        while True:
+            ch = self.next()
+            if ch == _EOF:
+                raise _ShellError(
+                    "unexpected end of statement while looking for matching single-quote"
+                )
+            if ch == "'":
+                if self.lex.raw_quotes:
+                    result.append(ch)
+                return "".join(result)
+            result.append(ch)
+
+    def process_double_quote(self) -> str:
+        result: list[str] = []
+        ch = self.next()
+        if self.lex.raw_quotes:
+            result.append(ch)
+        while True:
+            peek = self.peek()
+            if peek == _EOF:
+                raise _ShellError(
+                    "unexpected end of statement while looking for matching double-quote"
+                )
+            if peek == '"':
+                ch = self.next()
+                if self.lex.raw_quotes:
+                    result.append(ch)
+                return "".join(result)
+            if peek == "$":
+                result.append(self.process_dollar())
+                continue
+            ch = self.next()
+            if ch == self.escape:
+                if self.raw_escapes:
+                    result.append(ch)
+                following = self.peek()
+                if following == _EOF:
+                    continue
+                if following in ('"', "$", self.escape):
+                    ch = self.next()
+            result.append(ch)
+
+    def process_dollar(self) -> str:
+        self.next()  # the '$'
+        if self.peek() != "{":
+            name = self.process_name()
+            if not name:
+                return "$"
+            value, found = self.get_env(name)
+            if not found and self.lex.skip_unset_env:
+                return "$" + name
+            return value
+
+        self.next()  # the '{'
+        peek = self.peek()
+        if peek == _EOF:
+            raise _ShellError("syntax error: missing '}'")
+        if peek in ("{", "}", ":"):
+            raise _ShellError("syntax error: bad substitution")
+        name = self.process_name()
+        ch = self.next()
+        modifier = ch if ch != _EOF else "\ufffd"
+
+        if ch == "}":
+            value, found = self.get_env(name)
+            if not found and self.lex.skip_unset_env:
+                return "${" + name + "}"
+            return value
+
+        if ch in (":", "+", "-", "?", "#", "%"):
+            null_is_unset = False
+            if ch == ":":
+                null_is_unset = True
+                ch = self.next()
+                modifier += ch if ch != _EOF else "\ufffd"
+            raw = ch in ("#", "%")
+            try:
+                word, _ = self.process_stop_on("}", raw)
+            except _ShellError:
+                if self.peek() == _EOF:
+                    raise _ShellError("syntax error: missing '}'") from None
+                raise
+            value, found = self.get_env(name)
+            if self.lex.skip_unset_env and not found:
+                return "${" + name + modifier + word + "}"
+            if ch == "-":
+                if not found or (null_is_unset and value == ""):
+                    return word
+                return value
+            if ch == "+":
+                if not found or (null_is_unset and value == ""):
+                    return ""
+                return word
+            if ch == "?":
+                if not found:
+                    raise _ShellError(f"{name}: {word or 'is not allowed to be unset'}")
+                if null_is_unset and value == "":
+                    raise _ShellError(f"{name}: {word or 'is not allowed to be empty'}")
+                return value
+            if ch in ("#", "%"):
+                greedy = False
+                if word and word[0] == ch:
+                    greedy = True
+                    word = word[1:]
+                if ch == "%":
+                    return _trim_suffix(word, value, greedy)
+                return _trim_prefix(word, value, greedy)
+            raise _ShellError(f"unsupported modifier ({modifier}) in substitution")
+
+        if ch == "/":
+            replace_all = self.peek() == "/"
+            if replace_all:
+                self.next()
+            try:
+                pattern, _ = self.process_stop_on("/", True)
+            except _ShellError:
+                if self.peek() == _EOF:
+                    raise _ShellError("syntax error: missing '/' in ${}") from None
+                raise
+            try:
+                replacement, _ = self.process_stop_on("}", True)
+            except _ShellError:
+                if self.peek() == _EOF:
+                    raise _ShellError("syntax error: missing '}'") from None
+                raise
+            value, found = self.get_env(name)
+            if self.lex.skip_unset_env and not found:
+                return "${" + name + "/" + pattern + "/" + replacement + "}"
+            regex = _pattern_to_regex(pattern, greedy=True, anchored=False)
+            if replace_all:
+                return regex.sub(lambda _m: replacement, value)
+            return regex.sub(lambda _m: replacement, value, count=1)
+
+        raise _ShellError(f"unsupported modifier ({modifier}) in substitution")
+
+    def process_name(self) -> str:
+        name: list[str] = []
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if not name and ch.isdecimal():
+                while self.pos < len(self.text) and self.text[self.pos].isdecimal():
+                    name.append(self.text[self.pos])
+                    self.pos += 1
+                return "".join(name)
+            if not name and ch in _SPECIAL_PARAMS:
+                self.pos += 1
+                return ch
+            if not (ch.isalpha() or ch.isdecimal() or ch == "_"):
+                break
+            name.append(ch)
+            self.pos += 1
+        return "".join(name)
+
+
+_REGEX_SPECIAL = frozenset("[]{}.+()|^$")
+
+
+def _pattern_to_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[str]:
+    """A shell wildcard pattern (``*``, ``?``, ``\\`` escapes; no brackets) as a regex."""
+    out = ["^"] if anchored else []
+    star = ".*" if greedy else ".*?"
+    i = 0
+    n = len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(star)
+            continue
+        if ch == "?":
+            out.append(".")
+            continue
+        if ch == "\\":
+            following = pattern[i] if i < n else _EOF
+            if following in ("}", "/"):
+                continue
+            i += 1
+            if following not in ("*", "?", "\\"):
+                shown = following or "\ufffd"
+                raise _ShellError(
+                    f"invalid pattern ({pattern}) in substitution: invalid escape '\\{shown}'"
+                )
+            out.append("\\" + following)
+            continue
+        if ch in _REGEX_SPECIAL:
+            out.append("\\" + ch)
+            continue
+        out.append(re.escape(ch) if not ch.isalnum() else ch)
+    return re.compile("".join(out))
+
+
+def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
+    match = _pattern_to_regex(pattern, greedy=greedy, anchored=True).match(value)
+    if match is not None:
+        return value[match.end() :]
+    return value
+
+
+def _reverse_pattern(pattern: str) -> str:
+    out: list[str] = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i != n - 1:
+            out.append("\\" + pattern[i + 1])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(reversed(out))
+
+
+def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
+    # A regex cannot find the shortest rightmost match, so search the reversed text
+    # with the reversed pattern from the left instead.
+    return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]

@@ -1,0 +1,111 @@
+"""Small text helpers that follow Go's rules, so that our output matches BuildKit's
+byte for byte (whitespace classes, ``strconv.Quote``, ``path.Clean``, ``%q``)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "GO_SPACE",
+    "go_quote",
+    "go_quote_list",
+    "go_trim_space",
+    "is_go_space",
+    "suggest",
+]
+
+# Go's unicode.IsSpace: ASCII \t \n \v \f \r and space, U+0085, U+00A0 and the Unicode
+# White_Space characters. (Python's str.isspace() also accepts \x1c-\x1f.)
+GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_GO_SPACE_SET = frozenset(GO_SPACE)
+
+_NAMED_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+
+def is_go_space(ch: str) -> bool:
+    return ch in _GO_SPACE_SET
+
+
+def go_trim_space(text: str) -> str:
+    return text.strip(GO_SPACE)
+
+
+def go_quote(text: str) -> str:
+    """``strconv.Quote``: a double-quoted Go string literal.
+
+    Undecodable input bytes (kept as surrogate escapes) come out as ``\\xHH``.
+    """
+    out = ['"']
+    for ch in text:
+        esc = _NAMED_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+            continue
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a raw byte from surrogateescape decoding
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == " " or (code >= 0x20 and ch.isprintable()):
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def go_quote_list(items: tuple[str, ...] | list[str]) -> str:
+    """``fmt.Sprintf("%q", []string{...})``: ``["a" "b"]``."""
+    return "[" + " ".join(go_quote(item) for item in items) + "]"
+
+
+def _levenshtein(a: str, b: str) -> int:
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _match_case(value: str, original: str) -> str:
+    if original == original.lower():
+        return value.lower()
+    if original == original.upper():
+        return value.upper()
+    return value
+
+
+def suggest(
+    value: str, options: list[str] | tuple[str, ...], *, case_sensitive: bool
+) -> str | None:
+    """The closest option to a mistyped ``value`` (edit distance below 3), as BuildKit
+    suggests them; ``None`` when nothing is close or ``value`` is itself an option."""
+    needle = value if case_sensitive else value.lower()
+    best: str | None = None
+    best_distance = 3
+    for option in options:
+        candidate = option if case_sensitive else option.lower()
+        if candidate == needle:
+            return None
+        distance = _levenshtein(needle, candidate)
+        if distance < best_distance:
+            best = candidate if case_sensitive else _match_case(candidate, value)
+            best_distance = distance
+    return best

@@ -1,1 +1,67 @@
-"""executor."""
+"""Running build processes in OCI sandboxes (crun by default, runc by choice).
+
+:class:`OciExecutor` turns a :class:`ProcessSpec`, root mount specs and
+:data:`ExecMount` values into an OCI bundle, runs it with the runtime, streams the output
+and tears everything down again (see :mod:`dockyard.executor._oci` for the life of a run).
+
+Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
+``CAP_SYS_RESOURCE`` — and everywhere else — without changing the host:
+
+- **crun and hybrid cgroups.** crun 1.8 refuses to start a container when cgroup v1
+  hierarchies live under a tmpfs ``/sys/fs/cgroup`` and the v2 hierarchy at
+  ``/sys/fs/cgroup/unified`` has any controller (``cgroups in hybrid mode not supported,
+  drop all controllers from cgroupv2``); its check comes before the cgroup manager is
+  consulted, so ``--cgroup-manager=disabled`` alone does not help. When this layout is
+  detected, each crun command starts in a private mount namespace (a slave of the host's,
+  so the bundle's mounts still reach it) with ``/sys/fs/cgroup/unified`` unmounted;
+  crun then sees a v1 layout. The host's mounts are untouched (no ``fix_cgroup_hybrid``).
+- **No cgroups.** crun always runs with ``--cgroup-manager=disabled`` and the spec has no
+  ``cgroupsPath`` and no cgroup mount: a build process gets no resource limits, and the
+  pid namespace (its init's death kills every process in it) is what makes cancelling
+  complete. runc has no "disabled" manager; it makes and removes a cgroup per container
+  under its defaults, which works on this layout.
+- **rlimits.** Raising a hard limit needs ``CAP_SYS_RESOURCE``, which the VM lacks
+  (``setrlimit RLIMIT_NOFILE: Operation not permitted``). The spec sets only
+  ``RLIMIT_NOFILE``, to docker's 1048576 capped at our current hard limit.
+- **Capabilities.** ``security=insecure`` grants every capability in our bounding set
+  (``CAP_SYS_RESOURCE`` is not in it here), never one the runtime could not hand out.
+- **Network.** With network ``none`` both runtimes bring ``lo`` up in the new namespace
+  themselves; nothing else is in it.
+
+The runtime's state lives in a private ``--root`` under the executor's directory, never
+in ``/run/crun`` or ``/run/runc``.
+"""
+
+from ._oci import OciExecutor
+from .types import (
+    DEFAULT_HOSTNAME,
+    DEFAULT_PATH,
+    BindMount,
+    ExecMount,
+    Executor,
+    HostEntry,
+    NetworkMode,
+    OutputSink,
+    ProcessSpec,
+    SecretMount,
+    SecurityMode,
+    SshMount,
+    TmpfsMount,
+)
+
+__all__ = [
+    "DEFAULT_HOSTNAME",
+    "DEFAULT_PATH",
+    "BindMount",
+    "ExecMount",
+    "Executor",
+    "HostEntry",
+    "NetworkMode",
+    "OciExecutor",
+    "OutputSink",
+    "ProcessSpec",
+    "SecretMount",
+    "SecurityMode",
+    "SshMount",
+    "TmpfsMount",
+]

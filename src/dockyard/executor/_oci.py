@@ -1,0 +1,456 @@
+"""The OCI executor: one bundle per process, run by crun or runc, torn down after.
+
+Life of a run (``bundles/<id>/`` under the executor's directory)::
+
+    prepare (thread)   mount the root at rootfs/ (or use a plain directory as it is),
+                       resolve the user, make cwd, mount bind sources and the secrets
+                       tmpfs, write hosts, resolv.conf and config.json
+    execute            <runtime> run, stdout/stderr streamed to the sink as they come
+    teardown (thread)  remove mount-point stubs the runtime made in the root, unmount
+                       everything under the bundle, delete the bundle and any state
+
+Teardown runs after success, failure and cancellation alike; cancellation first kills
+the container (``kill KILL``, then ``delete --force``) and waits for the runtime to exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from dockyard.core import DockyardError, ExecError, NotFoundError
+from dockyard.core.fspath import clean_rel, mkdir_all_in_root, open_dir_in_root, resolve_in_root
+from dockyard.snapshot import mount as snapmount
+from dockyard.snapshot.types import Mount
+
+from ._etc import hosts_file, resolv_conf
+from ._runtime import Runtime, RuntimeKind, host_capabilities, nofile_limit
+from ._spec import SpecMount, build_spec, default_mounts
+from ._users import read_in_root, resolve_user
+from .types import (
+    BindMount,
+    ExecMount,
+    OutputSink,
+    ProcessSpec,
+    SecretMount,
+    SshMount,
+    TmpfsMount,
+)
+
+__all__ = ["OciExecutor"]
+
+_T = TypeVar("_T")
+_KILL_GRACE = 2.0  # seconds of `kill` retries before the runtime process itself is killed
+_READ_CHUNK = 1 << 16
+
+
+async def _uncancellable(aw: Awaitable[_T]) -> _T:
+    """Await ``aw`` to the end even if we are cancelled meanwhile; then re-raise that."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+@dataclass(slots=True)
+class _Stubs:
+    """Mount points the runtime may have to create in the root (not there before)."""
+
+    paths: list[str] = field(default_factory=list)
+    parent_times: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Sandbox:
+    """What one run made; teardown undoes exactly this."""
+
+    id: str
+    bundle: Path
+    rootfs: Path | None = None  # where the root is visible on the host while running
+    mounted: list[Path] = field(default_factory=list)  # mount points, in mount order
+    stubs: _Stubs = field(default_factory=lambda: _Stubs())
+    log: Path = Path()
+    pid_file: Path = Path()
+
+
+class OciExecutor:
+    """:class:`~dockyard.executor.types.Executor` over crun (default) or runc.
+
+    ``root_dir`` belongs to this executor alone (e.g. ``<state dir>/executor``); bundles
+    and the runtime's state (``--root``) live under it. ``runtime`` is ``"crun"`` or
+    ``"runc"``; ``binary`` overrides the runtime's path.
+    """
+
+    def __init__(self, root_dir: Path, *, runtime: str = "crun", binary: str | None = None) -> None:
+        kind = RuntimeKind.parse(runtime)
+        self._root_dir = root_dir
+        self._bundles = root_dir / "bundles"
+        self._bundles.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._runtime = Runtime.create(kind, root_dir / "runtime" / kind.value, binary=binary)
+        self._caps = host_capabilities()
+        self._nofile = nofile_limit()
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    async def run(
+        self,
+        *,
+        root: Sequence[Mount],
+        mounts: Sequence[ExecMount] = (),
+        process: ProcessSpec,
+        output: OutputSink | None = None,
+    ) -> int:
+        container_id = "dy-" + secrets.token_hex(8)
+        sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
+        try:
+            await _uncancellable(asyncio.to_thread(self._prepare, sandbox, root, mounts, process))
+            return await self._execute(sandbox, process, output)
+        finally:
+            await _uncancellable(self._teardown(sandbox))
+
+    # -- prepare ------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        sb: _Sandbox,
+        root: Sequence[Mount],
+        mounts: Sequence[ExecMount],
+        process: ProcessSpec,
+    ) -> None:
+        sb.bundle.mkdir(mode=0o700)
+        sb.log = sb.bundle / "runtime.log"
+        sb.pid_file = sb.bundle / "pid"
+        if not root:
+            raise DockyardError("no root filesystem given to run a process on")
+        rootfs, root_ro = self._mount_root(sb, root)
+        sb.rootfs = rootfs
+
+        passwd = read_in_root(rootfs, "/etc/passwd")
+        group = read_in_root(rootfs, "/etc/group")
+        user = resolve_user(process.user, passwd, group)
+        if not root_ro:
+            try:
+                mkdir_all_in_root(rootfs, process.cwd)
+            except DockyardError as exc:
+                raise DockyardError(
+                    f"cannot create working directory {process.cwd}: {exc.message}"
+                ) from exc
+
+        spec_mounts: list[SpecMount] = []
+        for i, m in enumerate(mounts):
+            spec_mounts.append(self._spec_mount(sb, i, m))
+
+        (sb.bundle / "hosts").write_bytes(hosts_file(process.hostname, process.extra_hosts))
+        (sb.bundle / "resolv.conf").write_bytes(resolv_conf(process.network))
+        etc_opts = ("rbind", "ro", "nosuid", "nodev", "noexec")
+        spec_mounts.append(
+            SpecMount(
+                dest="/etc/hosts", type="bind", source=str(sb.bundle / "hosts"), options=etc_opts
+            )
+        )
+        spec_mounts.append(
+            SpecMount(
+                dest="/etc/resolv.conf",
+                type="bind",
+                source=str(sb.bundle / "resolv.conf"),
+                options=etc_opts,
+            )
+        )
+        dests = [m.dest for m in default_mounts(process.security)] + [m.dest for m in spec_mounts]
+        sb.stubs = _missing_paths(rootfs, dests)
+
+        spec = build_spec(
+            process=process,
+            user=user,
+            root_path=str(rootfs),
+            root_readonly=root_ro,
+            mounts=spec_mounts,
+            host_capabilities=self._caps,
+            nofile=self._nofile,
+        )
+        with open(sb.bundle / "config.json", "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+
+    def _mount_root(self, sb: _Sandbox, root: Sequence[Mount]) -> tuple[Path, bool]:
+        if len(root) == 1 and root[0].type == "bind":
+            # a plain directory (native snapshotter): the runtime binds it itself
+            path = Path(root[0].source)
+            if not path.is_dir():
+                raise NotFoundError(f"root filesystem {path} is not a directory")
+            return path, root[0].readonly
+        target = sb.bundle / "rootfs"
+        target.mkdir()
+        snapmount.mount_all(root, target)
+        sb.mounted.append(target)
+        readonly = all(m.readonly for m in root) or all(
+            m.type == "overlay" and not any(o.startswith("upperdir=") for o in m.options)
+            for m in root
+        )
+        return target, readonly
+
+    def _spec_mount(self, sb: _Sandbox, index: int, m: ExecMount) -> SpecMount:
+        if isinstance(m, BindMount):
+            return self._bind(sb, index, m)
+        if isinstance(m, TmpfsMount):
+            opts = ("nosuid", "nodev", "mode=1777") + ((f"size={m.size}",) if m.size else ())
+            return SpecMount(dest=m.dest, type="tmpfs", source="tmpfs", options=opts)
+        if isinstance(m, SecretMount):
+            path = self._write_secret(sb, index, m)
+            return SpecMount(
+                dest=m.dest,
+                type="bind",
+                source=str(path),
+                options=("rbind", "ro", "nosuid", "nodev", "noexec"),
+            )
+        if isinstance(m, SshMount):
+            try:
+                st = os.stat(m.socket)
+            except OSError as exc:
+                raise NotFoundError(
+                    f"ssh agent socket {m.socket} for {m.dest}: {exc.strerror}"
+                ) from exc
+            if not stat.S_ISSOCK(st.st_mode):
+                raise DockyardError(f"ssh agent socket {m.socket} for {m.dest} is not a socket")
+            return SpecMount(
+                dest=m.dest,
+                type="bind",
+                source=str(m.socket),
+                options=("rbind", "nosuid", "nodev", "noexec"),
+            )
+        raise TypeError(f"unknown mount {m!r}")  # pragma: no cover
+
+    def _bind(self, sb: _Sandbox, index: int, m: BindMount) -> SpecMount:
+        if len(m.source) == 1 and m.source[0].type == "bind":
+            base = Path(m.source[0].source)
+            readonly = m.readonly or m.source[0].readonly
+        else:
+            base = sb.bundle / f"mnt{index}"
+            base.mkdir()
+            snapmount.mount_all(m.source, base)
+            sb.mounted.append(base)
+            readonly = m.readonly or all(s.readonly for s in m.source)
+        if m.selector and clean_rel(m.selector) != ".":
+            src = resolve_in_root(base, m.selector)
+            if not os.path.lexists(src):
+                raise NotFoundError(f"mount source path {m.selector!r} for {m.dest} does not exist")
+        else:
+            if not base.is_dir():
+                raise NotFoundError(f"mount source {base} for {m.dest} does not exist")
+            src = base
+        opts = ("rbind", "ro" if readonly else "rw")
+        return SpecMount(dest=m.dest, type="bind", source=str(src), options=opts)
+
+    def _write_secret(self, sb: _Sandbox, index: int, m: SecretMount) -> Path:
+        secrets_dir = sb.bundle / "secrets"
+        if secrets_dir not in sb.mounted:
+            secrets_dir.mkdir(mode=0o700)
+            snapmount.mount_all(
+                [
+                    Mount(
+                        type="tmpfs",
+                        source="dockyard-secrets",
+                        options=("nosuid", "nodev", "noexec", "mode=0700", "size=16m"),
+                    )
+                ],
+                secrets_dir,
+            )
+            sb.mounted.append(secrets_dir)
+        path = secrets_dir / f"secret{index}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(m.data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, m.mode)
+        finally:
+            os.close(fd)
+        return path
+
+    # -- execute ------------------------------------------------------------------------
+
+    async def _execute(self, sb: _Sandbox, process: ProcessSpec, output: OutputSink | None) -> int:
+        rt = self._runtime
+        argv = rt.run_argv(sb.id, sb.bundle, pid_file=sb.pid_file, log=sb.log)
+        proc = await _uncancellable(
+            rt.spawn(argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        )
+        sink = output or _discard
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        pumps = [
+            asyncio.ensure_future(_pump(proc.stdout, 1, sink)),
+            asyncio.ensure_future(_pump(proc.stderr, 2, sink)),
+        ]
+        try:
+            returncode = await proc.wait()
+            await asyncio.gather(*pumps)
+        except BaseException:
+            await _uncancellable(self._kill(sb, proc))
+            for p in pumps:
+                p.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            raise
+        if returncode != 0:
+            message = await asyncio.to_thread(rt.runtime_error, sb.log)
+            if message:
+                raise ExecError(
+                    f"{rt.name} could not run {list(process.args)!r}: {message}",
+                    args=process.args,
+                    exit_status=returncode,
+                )
+        return 128 - returncode if returncode < 0 else returncode
+
+    async def _kill(self, sb: _Sandbox, proc: asyncio.subprocess.Process) -> None:
+        rt = self._runtime
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _KILL_GRACE
+        while proc.returncode is None:
+            await rt.kill(sb.id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.05)
+            if proc.returncode is None and loop.time() > deadline:
+                # the runtime is stuck (or never created the container): kill it and the
+                # container's init, whose death ends every process of the pid namespace
+                _kill_pid_file(sb.pid_file)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        _kill_pid_file(sb.pid_file)
+
+    # -- teardown -----------------------------------------------------------------------
+
+    async def _teardown(self, sb: _Sandbox) -> None:
+        await self._runtime.delete(sb.id)
+        await asyncio.to_thread(self._teardown_files, sb)
+
+    def _teardown_files(self, sb: _Sandbox) -> None:
+        errors: list[str] = []
+        if sb.rootfs is not None and sb.stubs.paths:
+            try:
+                _remove_stubs(sb.rootfs, sb.stubs)
+            except (OSError, DockyardError) as exc:
+                errors.append(f"removing mount stubs: {exc}")
+        for target in reversed(sb.mounted):
+            try:
+                snapmount.unmount(target)
+            except snapmount.MountError:
+                try:
+                    snapmount.unmount(target, detach=True)
+                except snapmount.MountError as exc:
+                    errors.append(str(exc))
+        if sb.bundle.exists():
+            leftover = snapmount.mountpoints_under(sb.bundle)
+            if leftover:
+                errors.append(f"still mounted: {', '.join(map(str, leftover))}")
+            else:
+                shutil.rmtree(sb.bundle, ignore_errors=True)
+        if errors:
+            raise DockyardError(f"cleaning up sandbox {sb.id}: {'; '.join(errors)}")
+
+
+def _discard(stream: int, data: bytes) -> None:
+    return None
+
+
+async def _pump(reader: asyncio.StreamReader, stream: int, sink: OutputSink) -> None:
+    while chunk := await reader.read(_READ_CHUNK):
+        sink(stream, chunk)
+
+
+def _kill_pid_file(pid_file: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        if pid > 1:
+            os.kill(pid, 9)
+
+
+def _missing_paths(rootfs: Path, dests: Sequence[str]) -> _Stubs:
+    """For each destination, the paths (shallowest first) that do not exist in the root,
+    and the times of the existing directory the first of them would be made in.
+
+    A symlink on the way stops the search: the runtime resolves it inside the root and
+    whatever it creates there is not ours to remove.
+    """
+    out = _Stubs()
+    for dest in dests:
+        rel = clean_rel(dest)
+        if rel == ".":
+            continue
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            try:
+                st = os.lstat(rootfs / sub)
+            except FileNotFoundError:
+                parent = "/".join(parts[: i - 1]) or "."
+                if parent not in out.parent_times:
+                    pst = os.lstat(rootfs / parent)
+                    out.parent_times[parent] = (pst.st_atime_ns, pst.st_mtime_ns)
+                for j in range(i, len(parts) + 1):
+                    path = "/".join(parts[:j])
+                    if path not in out.paths:
+                        out.paths.append(path)
+                break
+            except OSError:
+                break
+            if stat.S_ISLNK(st.st_mode):
+                break
+    return out
+
+
+def _remove_stubs(rootfs: Path, stubs: _Stubs) -> None:
+    """Remove mount-point stubs the runtime made: empty files and directories only,
+    deepest first, each opened through directory fds inside the root. The directories
+    they were made in get their times back, so that they do not look changed."""
+    for rel in sorted(stubs.paths, key=lambda p: p.count("/"), reverse=True):
+        parent, _, name = rel.rpartition("/")
+        try:
+            dfd = open_dir_in_root(rootfs, parent or ".")
+        except DockyardError:
+            continue
+        try:
+            try:
+                st = os.lstat(name, dir_fd=dfd)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(OSError):  # not empty: the process put files there
+                    os.rmdir(name, dir_fd=dfd)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(name, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+    for parent, times in stubs.parent_times.items():
+        try:
+            fd = open_dir_in_root(rootfs, parent)
+        except DockyardError:
+            continue
+        try:
+            # only when changed: setting times on an overlay copies the directory up
+            if os.fstat(fd).st_mtime_ns != times[1]:
+                os.utime(f"/proc/self/fd/{fd}", ns=times)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

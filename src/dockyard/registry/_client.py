@@ -1,0 +1,966 @@
+"""The OCI distribution client: resolve and pull images, push blobs and manifests.
+
+Everything fetched is verified against its digest and size before anyone sees it:
+manifests and configs are read into memory (with size limits), blobs stream into a
+caller's :class:`~dockyard.registry.BlobSink`, hashed on the way, and are committed only
+after the digest matched. Pulls go to configured mirrors first and fall back to the
+registry; pushes go to the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from dockyard.core import (
+    AuthError,
+    ContentError,
+    Digest,
+    DockyardError,
+    NotFoundError,
+    Platform,
+    RegistryError,
+    host_platform,
+)
+from dockyard.oci import (
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    Manifest,
+    MediaType,
+    manifest_media_type,
+    parse_manifest,
+    select_platform,
+)
+
+from ._blobs import BytesReader
+from ._challenge import repository_scope
+from ._config import Endpoint, RegistryConfig, normalize_host
+from ._http import Body, HttpSession, error_detail
+from ._reference import Reference
+from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
+from .types import BlobReader, BlobSink, CredentialsProvider
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["FetchedManifest", "PushOutcome", "RegistryClient", "ResolvedImage"]
+
+T = TypeVar("T")
+
+MANIFEST_LIMIT = 4 << 20
+CONFIG_LIMIT = 16 << 20
+_MAX_INDEX_DEPTH = 4
+_CACHE_ENTRIES = 256
+_ACCEPT = ", ".join(MediaType.ACCEPT_MANIFESTS)
+_DEFAULT_USER_AGENT = "dockyard/0.1"
+
+PushOutcome = Literal["exists", "mounted", "uploaded"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchedManifest:
+    """A manifest or index as received: its descriptor, exact bytes and parsed value."""
+
+    descriptor: Descriptor
+    data: bytes
+    manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedImage:
+    """An image reference resolved for one platform.
+
+    ``descriptor`` is what the reference points at (an index or a manifest);
+    ``manifest`` is the platform's image manifest (the same document when the reference
+    points at a single manifest) and ``index`` the index it was chosen from. ``source``
+    is the host the documents came from (a mirror or the registry).
+    """
+
+    reference: Reference
+    descriptor: Descriptor
+    manifest: FetchedManifest
+    index: FetchedManifest | None
+    config: ImageConfig
+    config_bytes: bytes
+    source: str
+
+    @property
+    def digest(self) -> Digest:
+        return self.descriptor.digest
+
+    @property
+    def image_manifest(self) -> ImageManifest:
+        assert isinstance(self.manifest.manifest, ImageManifest)
+        return self.manifest.manifest
+
+    @property
+    def pinned(self) -> Reference:
+        """The reference with the digest it resolved to."""
+        return self.reference.with_digest(self.descriptor.digest)
+
+    @property
+    def platform(self) -> Platform:
+        """The platform the image's config declares."""
+        return self.config.platform
+
+
+def _pull_scope(ref: Reference) -> tuple[str, ...]:
+    return (repository_scope(ref.path, ["pull"]),)
+
+
+def _push_scope(ref: Reference) -> tuple[str, ...]:
+    return (repository_scope(ref.path, ["pull", "push"]),)
+
+
+def _is_digest(text: str) -> bool:
+    try:
+        Digest.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+class RegistryClient:
+    """An OCI distribution API client (async; use ``async with`` or :meth:`aclose`).
+
+    ``config`` holds per-host TLS/plain-HTTP/mirror settings; ``credentials`` answers
+    for each registry host (anonymous when ``None`` or when it has nothing);
+    ``retry`` governs backoff for transient failures; ``transport`` replaces the network
+    (tests pass an ``httpx.MockTransport``). One client may serve many concurrent
+    operations; tokens and endpoint discovery are shared between them.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: RegistryConfig | None = None,
+        credentials: CredentialsProvider | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = _DEFAULT_USER_AGENT,
+        timeout: float = 60.0,
+    ) -> None:
+        self.config = config if config is not None else RegistryConfig()
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._session = HttpSession(
+            config=self.config,
+            credentials=credentials,
+            retry=self.retry,
+            transport=transport,
+            user_agent=user_agent,
+            timeout=timeout,
+        )
+        self._documents: OrderedDict[Digest, tuple[str, bytes]] = OrderedDict()
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._session.aclose()
+
+    def statistics(self) -> RegistryStatistics:
+        return self._session.counters.snapshot()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _ref(ref: Reference | str) -> Reference:
+        return ref if isinstance(ref, Reference) else Reference.parse(ref)
+
+    async def _on_pull_endpoints(
+        self,
+        ref: Reference,
+        op: Callable[[Endpoint], Awaitable[T]],
+        between: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        endpoints = self.config.endpoints(ref.domain)
+        for mirror in endpoints[:-1]:
+            try:
+                return await op(mirror)
+            except DockyardError:
+                # A mirror that lacks the content, refuses us or is down: the registry
+                # itself is the authority, try it next.
+                if between is not None:
+                    await between()
+        return await op(endpoints[-1])
+
+    def _push_endpoint(self, ref: Reference) -> Endpoint:
+        return self.config.endpoints(ref.domain, push=True)[-1]
+
+    def _remember(self, digest: Digest, media_type: str, data: bytes) -> None:
+        self._documents[digest] = (media_type, data)
+        self._documents.move_to_end(digest)
+        while len(self._documents) > _CACHE_ENTRIES:
+            self._documents.popitem(last=False)
+
+    async def _status_error(
+        self, response: httpx.Response, endpoint: Endpoint, what: str
+    ) -> DockyardError:
+        detail = await error_detail(response)
+        host = endpoint.host
+        status = response.status_code
+        if status in (401, 403):
+            return AuthError(f"{what}: access denied by registry {host}: {detail}")
+        if status == 404:
+            return NotFoundError(f"{what}: not found on registry {host}: {detail}")
+        if status >= 500 or status == 429:
+            return TransientRegistryError(f"{what}: registry {host} failed: {detail}")
+        return RegistryError(f"{what}: registry {host} answered {detail}")
+
+    async def _read_limited(
+        self, response: httpx.Response, limit: int, what: str, endpoint: Endpoint
+    ) -> bytes:
+        import httpx
+
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            await response.aclose()
+            raise ContentError(f"{what} is {declared} bytes, more than the {limit} allowed")
+        parts: list[bytes] = []
+        total = 0
+        try:
+            async for chunk in response.aiter_raw():
+                total += len(chunk)
+                if total > limit:
+                    raise ContentError(f"{what} is larger than the {limit} bytes allowed")
+                parts.append(chunk)
+        except httpx.TransportError as exc:
+            raise TransientRegistryError(
+                f"{what}: the connection to registry {endpoint.host} broke: {exc}"
+            ) from exc
+        finally:
+            await response.aclose()
+        self._session.counters.bytes_received += total
+        return b"".join(parts)
+
+    async def _small_retrying(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Retry a small read whose body broke off (the request itself already retried)."""
+        for attempt in range(self.retry.attempts):
+            try:
+                return await op()
+            except TransientRegistryError as exc:
+                if attempt == self.retry.attempts - 1 or not _broke_mid_body(exc):
+                    raise
+                self._session.counters.retries += 1
+                await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- manifests ----------------------------------------------------------------------
+
+    async def get_manifest(
+        self, ref: Reference | str, *, expected: Descriptor | None = None
+    ) -> FetchedManifest:
+        """Fetch the manifest or index ``ref`` names (or ``expected``, a child of an index),
+        verified against the digest asked for and the ``Docker-Content-Digest`` header.
+
+        Raises ``NotFoundError("image not found: <ref>")`` when the registry has no such
+        repository, tag or digest.
+        """
+        ref = self._ref(ref)
+        return await self._on_pull_endpoints(
+            ref, lambda ep: self._small_retrying(lambda: self._get_manifest_at(ep, ref, expected))
+        )
+
+    async def _get_manifest_at(
+        self, endpoint: Endpoint, ref: Reference, expected: Descriptor | None
+    ) -> FetchedManifest:
+        obj = str(expected.digest) if expected is not None else ref.object
+        if _is_digest(obj):
+            cached = self._documents.get(Digest.parse(obj))
+            if cached is not None:
+                return self._fetched(ref, cached[1], cached[0], expected, obj)
+        response = await self._session.request(
+            endpoint,
+            "GET",
+            f"/v2/{ref.path}/manifests/{obj}",
+            scopes=_pull_scope(ref),
+            headers={"Accept": _ACCEPT},
+            stream=True,
+        )
+        if response.status_code == 404:
+            detail = await error_detail(response)
+            if expected is not None:
+                raise NotFoundError(
+                    f"manifest {expected.digest} of image {ref.familiar()} not found on "
+                    f"registry {endpoint.host} ({detail})"
+                )
+            raise NotFoundError(f"image not found: {ref.familiar()}")
+        if response.status_code != 200:
+            raise await self._status_error(response, endpoint, f"manifest of {ref.familiar()}")
+        header_digest = response.headers.get("docker-content-digest", "")
+        content_type = response.headers.get("content-type", "")
+        data = await self._read_limited(
+            response, MANIFEST_LIMIT, f"manifest of {ref.familiar()}", endpoint
+        )
+        actual = Digest.from_bytes(data)
+        if header_digest and header_digest.startswith("sha256:") and header_digest != actual:
+            raise ContentError(
+                f"manifest of {ref.familiar()} from {endpoint.host} does not match its "
+                f"Docker-Content-Digest ({header_digest}; the content is {actual})"
+            )
+        fetched = self._fetched(ref, data, content_type, expected, obj)
+        self._remember(fetched.descriptor.digest, fetched.descriptor.media_type, data)
+        return fetched
+
+    def _fetched(
+        self,
+        ref: Reference,
+        data: bytes,
+        content_type: str,
+        expected: Descriptor | None,
+        obj: str,
+    ) -> FetchedManifest:
+        if _is_digest(obj):
+            wanted = Digest.parse(obj)
+            actual = Digest.from_bytes(data) if wanted.algorithm == "sha256" else None
+            if actual is None:
+                hasher = wanted.hasher()
+                hasher.update(data)
+                actual = Digest.from_hex(hasher.hexdigest(), wanted.algorithm)
+            if actual != wanted:
+                raise ContentError(
+                    f"manifest of {ref.familiar()} does not match its digest "
+                    f"(asked for {wanted}, the content is {actual})"
+                )
+        if expected is not None and expected.size != len(data):
+            raise ContentError(
+                f"manifest {expected.digest} of {ref.familiar()} is {len(data)} bytes, "
+                f"the index says {expected.size}"
+            )
+        hint = expected.media_type if expected is not None and expected.media_type else ""
+        manifest = parse_manifest(data, content_type or hint)
+        media_type = manifest.media_type or manifest_media_type({}, content_type or hint)
+        descriptor = Descriptor(
+            media_type=media_type, digest=Digest.from_bytes(data), size=len(data)
+        )
+        if expected is not None and _is_digest(obj):
+            descriptor = Descriptor(
+                media_type=media_type,
+                digest=expected.digest,
+                size=len(data),
+                platform=expected.platform,
+            )
+        return FetchedManifest(descriptor=descriptor, data=data, manifest=manifest)
+
+    async def head_manifest(self, ref: Reference | str) -> Descriptor:
+        """What ``ref`` points at, from a ``HEAD`` request (no body transferred; does not
+        count against Docker Hub's pull limit). Falls back to a ``GET`` when the registry
+        does not say the digest."""
+        ref = self._ref(ref)
+        return await self._on_pull_endpoints(ref, lambda ep: self._head_manifest_at(ep, ref))
+
+    async def _head_manifest_at(self, endpoint: Endpoint, ref: Reference) -> Descriptor:
+        response = await self._session.request(
+            endpoint,
+            "HEAD",
+            f"/v2/{ref.path}/manifests/{ref.object}",
+            scopes=_pull_scope(ref),
+            headers={"Accept": _ACCEPT},
+        )
+        await response.aclose()
+        if response.status_code == 404:
+            raise NotFoundError(f"image not found: {ref.familiar()}")
+        digest = response.headers.get("docker-content-digest", "")
+        length = response.headers.get("content-length", "")
+        media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+        if (
+            response.status_code == 200
+            and _is_digest(digest)
+            and length.isdigit()
+            and (MediaType.is_manifest(media_type) or MediaType.is_index(media_type))
+        ):
+            if ref.digest is not None and digest != ref.digest:
+                raise ContentError(
+                    f"registry {endpoint.host} reports digest {digest} for {ref.familiar()}"
+                )
+            return Descriptor(media_type=media_type, digest=Digest.parse(digest), size=int(length))
+        fetched = await self._small_retrying(lambda: self._get_manifest_at(endpoint, ref, None))
+        return fetched.descriptor
+
+    async def resolve(
+        self,
+        ref: Reference | str,
+        *,
+        platform: Platform | None = None,
+        strict_platform: bool = False,
+    ) -> ResolvedImage:
+        """Resolve ``ref`` to the image for ``platform`` (default: this host's).
+
+        Follows an index / manifest list to the best entry for the platform (see
+        :func:`dockyard.oci.select_platform`) and fetches the image config. All documents
+        are verified. ``NotFoundError`` when the image or the platform is missing.
+        """
+        ref = self._ref(ref)
+        wanted = platform if platform is not None else host_platform()
+        return await self._on_pull_endpoints(
+            ref, lambda ep: self._resolve_at(ep, ref, wanted, strict_platform)
+        )
+
+    async def _resolve_at(
+        self, endpoint: Endpoint, ref: Reference, platform: Platform, strict: bool
+    ) -> ResolvedImage:
+        top = await self._small_retrying(lambda: self._get_manifest_at(endpoint, ref, None))
+        current, index = top, None
+        for _ in range(_MAX_INDEX_DEPTH):
+            if not isinstance(current.manifest, ImageIndex):
+                break
+            index = current
+            entry = select_platform(current.manifest, platform, strict=strict, name=ref.familiar())
+            current = await self._small_retrying(
+                functools.partial(self._get_manifest_at, endpoint, ref, entry)
+            )
+        else:
+            raise ContentError(f"image {ref.familiar()}: indexes nested too deeply")
+        manifest = current.manifest
+        if not isinstance(manifest, ImageManifest):  # pragma: no cover - loop ensures
+            raise ContentError(f"image {ref.familiar()}: no image manifest")
+        config_bytes = await self._get_blob_at(endpoint, ref, manifest.config, CONFIG_LIMIT)
+        config = ImageConfig.parse(config_bytes)
+        return ResolvedImage(
+            reference=ref,
+            descriptor=top.descriptor,
+            manifest=current,
+            index=index,
+            config=config,
+            config_bytes=config_bytes,
+            source=endpoint.host,
+        )
+
+    # -- blobs --------------------------------------------------------------------------
+
+    async def get_blob(
+        self, ref: Reference | str, descriptor: Descriptor, *, limit: int = CONFIG_LIMIT
+    ) -> bytes:
+        """A small blob (a config) in memory, verified against ``descriptor``."""
+        ref = self._ref(ref)
+        return await self._on_pull_endpoints(
+            ref, lambda ep: self._get_blob_at(ep, ref, descriptor, limit)
+        )
+
+    async def _get_blob_at(
+        self, endpoint: Endpoint, ref: Reference, descriptor: Descriptor, limit: int
+    ) -> bytes:
+        cached = self._documents.get(descriptor.digest)
+        if cached is not None:
+            return cached[1]
+        if descriptor.data is not None:
+            data = descriptor.data
+        else:
+            if descriptor.size > limit:
+                raise ContentError(
+                    f"blob {descriptor.digest} is {descriptor.size} bytes, more than {limit}"
+                )
+
+            async def once() -> bytes:
+                response = await self._blob_get(endpoint, ref, descriptor, {})
+                return await self._read_limited(
+                    response, limit, f"blob {descriptor.digest}", endpoint
+                )
+
+            data = await self._small_retrying(once)
+        _verify(data, descriptor, ref)
+        self._remember(descriptor.digest, descriptor.media_type, data)
+        return data
+
+    async def _blob_get(
+        self,
+        endpoint: Endpoint,
+        ref: Reference,
+        descriptor: Descriptor,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        response = await self._session.request(
+            endpoint,
+            "GET",
+            f"/v2/{ref.path}/blobs/{descriptor.digest}",
+            scopes=_pull_scope(ref),
+            headers={"Accept-Encoding": "identity", **headers},
+            stream=True,
+        )
+        if response.status_code == 404:
+            await response.aclose()
+            raise NotFoundError(
+                f"blob {descriptor.digest} of image {ref.familiar()} not found on registry "
+                f"{endpoint.host}"
+            )
+        if response.status_code not in (200, 206):
+            raise await self._status_error(
+                response, endpoint, f"blob {descriptor.digest} of {ref.familiar()}"
+            )
+        return response
+
+    async def fetch_blob(
+        self,
+        ref: Reference | str,
+        descriptor: Descriptor,
+        sink: BlobSink,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Stream the blob ``descriptor`` names into ``sink``, then commit it.
+
+        The bytes are hashed as they arrive. A broken or truncated transfer is retried
+        with backoff, resuming with a ``Range`` request where the registry honours it
+        (else starting over after ``sink.reset()``). The sink is committed only when
+        size and digest match; on any failure or cancellation it is aborted.
+        ``on_progress`` gets the number of bytes received so far.
+        """
+        ref = self._ref(ref)
+        done = False
+        try:
+            await self._on_pull_endpoints(
+                ref,
+                lambda ep: self._fetch_at(ep, ref, descriptor, sink, on_progress),
+                between=sink.reset,
+            )
+            done = True
+            await sink.commit(descriptor.digest, descriptor.size)
+        finally:
+            if not done:
+                await sink.abort()
+
+    async def _fetch_at(
+        self,
+        endpoint: Endpoint,
+        ref: Reference,
+        descriptor: Descriptor,
+        sink: BlobSink,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        import httpx
+
+        counters = self._session.counters
+        hasher = descriptor.digest.hasher()
+        written = 0
+        failures = 0
+        what = f"blob {descriptor.digest} of {ref.familiar()}"
+        while True:
+            headers = {"Range": f"bytes={written}-"} if written else {}
+            response = await self._blob_get(endpoint, ref, descriptor, headers)
+            problem = ""
+            try:
+                if written:
+                    start = _range_start(response)
+                    if start == written:
+                        counters.resumed_downloads += 1
+                    else:
+                        # The registry ignored the range (or answered another one).
+                        counters.restarted_downloads += 1
+                        await sink.reset()
+                        hasher = descriptor.digest.hasher()
+                        written = 0
+                        if start is not None:
+                            problem = "the registry answered a different range"
+                            raise _Restart
+                async for chunk in response.aiter_raw():
+                    if written + len(chunk) > descriptor.size:
+                        raise ContentError(
+                            f"{what} is larger than the {descriptor.size} bytes the manifest says"
+                        )
+                    hasher.update(chunk)
+                    await sink.write(chunk)
+                    written += len(chunk)
+                    counters.bytes_received += len(chunk)
+                    if on_progress is not None:
+                        on_progress(written)
+                if written < descriptor.size:
+                    problem = f"the body ended after {written} of {descriptor.size} bytes"
+            except httpx.TransportError as exc:
+                problem = (
+                    f"the connection broke after {written} bytes ({exc or type(exc).__name__})"
+                )
+            except _Restart:
+                pass
+            finally:
+                await response.aclose()
+            if not problem:
+                break
+            failures += 1
+            if failures >= self.retry.attempts:
+                raise TransientRegistryError(
+                    f"{what}: download from registry {endpoint.host} failed: {problem}"
+                )
+            counters.retries += 1
+            await asyncio.sleep(self.retry.delay(failures - 1))
+        actual = Digest.from_hex(hasher.hexdigest(), descriptor.digest.algorithm)
+        if actual != descriptor.digest:
+            raise ContentError(
+                f"{what} does not match its digest (the content from {endpoint.host} is {actual})"
+            )
+
+    # -- push ---------------------------------------------------------------------------
+
+    async def blob_exists(self, ref: Reference | str, descriptor: Descriptor) -> bool:
+        """Whether the repository already has the blob (``HEAD``, size checked)."""
+        ref = self._ref(ref)
+        return await self._blob_exists_at(
+            self._push_endpoint(ref), ref, descriptor, _pull_scope(ref)
+        )
+
+    async def _blob_exists_at(
+        self,
+        endpoint: Endpoint,
+        ref: Reference,
+        descriptor: Descriptor,
+        scopes: tuple[str, ...],
+    ) -> bool:
+        response = await self._session.request(
+            endpoint, "HEAD", f"/v2/{ref.path}/blobs/{descriptor.digest}", scopes=scopes
+        )
+        await response.aclose()
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise await self._status_error(
+                response, endpoint, f"checking blob {descriptor.digest} in {ref.name}"
+            )
+        length = response.headers.get("content-length", "")
+        return not length.isdigit() or int(length) == descriptor.size
+
+    async def push_blob(
+        self,
+        ref: Reference | str,
+        descriptor: Descriptor,
+        content: bytes | BlobReader,
+        *,
+        chunk_size: int | None = None,
+        mount_from: Iterable[Reference] = (),
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PushOutcome:
+        """Make the repository of ``ref`` have the blob.
+
+        Skips the upload when the blob is there already (``"exists"``); tries a
+        cross-repository mount from each of ``mount_from`` on the same registry
+        (``"mounted"``); else uploads (``"uploaded"``) in one ``PUT``, or in ``PATCH``
+        chunks of ``chunk_size`` bytes when given. A failed upload starts over (the
+        registry may have lost the session) with backoff. The registry checks the digest;
+        a mismatch raises :class:`~dockyard.core.ContentError`.
+        """
+        ref = self._ref(ref)
+        reader = BytesReader(content) if isinstance(content, bytes) else content
+        if chunk_size is not None and chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        endpoint = self._push_endpoint(ref)
+        sources = [
+            m
+            for m in mount_from
+            if normalize_host(m.domain) == normalize_host(ref.domain) and m.path != ref.path
+        ]
+        scopes = _push_scope(ref) + tuple(repository_scope(m.path, ["pull"]) for m in sources)
+        counters = self._session.counters
+        if await self._blob_exists_at(endpoint, ref, descriptor, scopes):
+            counters.blobs_skipped += 1
+            return "exists"
+        location: httpx.URL | None = None
+        for source in sources:
+            response = await self._session.request(
+                endpoint,
+                "POST",
+                f"/v2/{ref.path}/blobs/uploads/",
+                scopes=scopes,
+                params={"mount": str(descriptor.digest), "from": source.path},
+            )
+            await response.aclose()
+            if response.status_code == 201:
+                counters.blobs_mounted += 1
+                return "mounted"
+            if response.status_code == 202 and "location" in response.headers:
+                location = response.url.join(response.headers["location"])
+                break
+        for attempt in range(self.retry.attempts):
+            try:
+                if location is None:
+                    location = await self._start_upload(endpoint, ref, scopes)
+                if chunk_size is None:
+                    await self._upload_whole(
+                        endpoint, ref, descriptor, reader, location, scopes, on_progress
+                    )
+                else:
+                    await self._upload_chunks(
+                        endpoint, ref, descriptor, reader, location, scopes, chunk_size, on_progress
+                    )
+                return "uploaded"
+            except TransientRegistryError:
+                if attempt == self.retry.attempts - 1:
+                    raise
+                location = None
+                counters.restarted_uploads += 1
+                counters.retries += 1
+                await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _start_upload(
+        self, endpoint: Endpoint, ref: Reference, scopes: tuple[str, ...]
+    ) -> httpx.URL:
+        response = await self._session.request(
+            endpoint, "POST", f"/v2/{ref.path}/blobs/uploads/", scopes=scopes
+        )
+        if response.status_code != 202 or "location" not in response.headers:
+            raise await self._status_error(response, endpoint, f"starting an upload to {ref.name}")
+        await response.aclose()
+        return response.url.join(response.headers["location"])
+
+    def _counting(
+        self,
+        reader: BlobReader,
+        size: int,
+        what: str,
+        on_progress: Callable[[int], None] | None,
+    ) -> Body:
+        counters = self._session.counters
+
+        def body() -> AsyncIterator[bytes]:
+            async def gen() -> AsyncIterator[bytes]:
+                sent = 0
+                async for chunk in reader.read(0):
+                    sent += len(chunk)
+                    if sent > size:
+                        raise ContentError(f"{what}: the content is larger than {size} bytes")
+                    counters.bytes_sent += len(chunk)
+                    if on_progress is not None:
+                        on_progress(sent)
+                    yield chunk
+                if sent != size:
+                    raise ContentError(f"{what}: the content is {sent} bytes, not {size}")
+
+            return gen()
+
+        return body
+
+    async def _upload_whole(
+        self,
+        endpoint: Endpoint,
+        ref: Reference,
+        descriptor: Descriptor,
+        reader: BlobReader,
+        location: httpx.URL,
+        scopes: tuple[str, ...],
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        what = f"uploading blob {descriptor.digest} to {ref.name}"
+        response = await self._session.request(
+            endpoint,
+            "PUT",
+            location.copy_merge_params({"digest": str(descriptor.digest)}),
+            scopes=scopes,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(descriptor.size),
+            },
+            body=self._counting(reader, descriptor.size, what, on_progress),
+            attempts=1,
+        )
+        await self._finish_upload(response, endpoint, descriptor, what)
+
+    async def _upload_chunks(
+        self,
+        endpoint: Endpoint,
+        ref: Reference,
+        descriptor: Descriptor,
+        reader: BlobReader,
+        location: httpx.URL,
+        scopes: tuple[str, ...],
+        chunk_size: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        what = f"uploading blob {descriptor.digest} to {ref.name}"
+        counters = self._session.counters
+        offset = 0
+        buffer = bytearray()
+
+        async def send(chunk: bytes) -> None:
+            nonlocal offset, location
+            response = await self._session.request(
+                endpoint,
+                "PATCH",
+                location,
+                scopes=scopes,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                    "Content-Length": str(len(chunk)),
+                },
+                body=lambda: chunk,
+                attempts=1,
+            )
+            if response.status_code != 202:
+                raise await self._status_error(response, endpoint, what)
+            await response.aclose()
+            if "location" in response.headers:
+                location = response.url.join(response.headers["location"])
+            offset += len(chunk)
+            counters.bytes_sent += len(chunk)
+            if on_progress is not None:
+                on_progress(offset)
+
+        async for piece in reader.read(0):
+            buffer += piece
+            if offset + len(buffer) > descriptor.size:
+                raise ContentError(f"{what}: the content is larger than {descriptor.size} bytes")
+            while len(buffer) >= chunk_size:
+                chunk = bytes(buffer[:chunk_size])
+                del buffer[:chunk_size]
+                await send(chunk)
+        if buffer:
+            await send(bytes(buffer))
+        if offset != descriptor.size:
+            raise ContentError(f"{what}: the content is {offset} bytes, not {descriptor.size}")
+        response = await self._session.request(
+            endpoint,
+            "PUT",
+            location.copy_merge_params({"digest": str(descriptor.digest)}),
+            scopes=scopes,
+            headers={"Content-Length": "0"},
+            attempts=1,
+        )
+        await self._finish_upload(response, endpoint, descriptor, what)
+
+    async def _finish_upload(
+        self,
+        response: httpx.Response,
+        endpoint: Endpoint,
+        descriptor: Descriptor,
+        what: str,
+    ) -> None:
+        if response.status_code == 400:
+            detail = await error_detail(response)
+            if "DIGEST_INVALID" in detail or "SIZE_INVALID" in detail:
+                raise ContentError(f"{what}: registry {endpoint.host} rejected it: {detail}")
+            raise RegistryError(f"{what}: registry {endpoint.host} answered {detail}")
+        if response.status_code not in (201, 204):
+            raise await self._status_error(response, endpoint, what)
+        await response.aclose()
+        stored = response.headers.get("docker-content-digest", "")
+        if stored and stored != descriptor.digest:
+            raise ContentError(f"{what}: registry {endpoint.host} stored it as {stored}")
+
+    async def push_manifest(
+        self,
+        ref: Reference | str,
+        data: bytes,
+        media_type: str,
+        *,
+        by_digest: bool = False,
+    ) -> Descriptor:
+        """``PUT`` manifest or index bytes, exactly as given, under the tag of ``ref`` (or
+        under their digest when ``by_digest`` or when ``ref`` has no tag). Every blob
+        and child manifest it references must be in the repository already."""
+        ref = self._ref(ref)
+        descriptor = Descriptor.of(media_type, data)
+        if ref.digest is not None and ref.digest != descriptor.digest:
+            raise ContentError(
+                f"manifest for {ref.familiar()} has digest {descriptor.digest}, not {ref.digest}"
+            )
+        target = descriptor.digest if by_digest or not ref.tag else ref.tag
+        endpoint = self._push_endpoint(ref)
+        what = f"pushing manifest {descriptor.digest} to {ref.name}:{target}"
+        response = await self._session.request(
+            endpoint,
+            "PUT",
+            f"/v2/{ref.path}/manifests/{target}",
+            scopes=_push_scope(ref),
+            headers={"Content-Type": media_type},
+            body=lambda: data,
+        )
+        if response.status_code not in (200, 201, 202):
+            raise await self._status_error(response, endpoint, what)
+        await response.aclose()
+        self._session.counters.bytes_sent += len(data)
+        stored = response.headers.get("docker-content-digest", "")
+        if stored and stored != descriptor.digest:
+            raise ContentError(f"{what}: registry {endpoint.host} stored it as {stored}")
+        self._remember(descriptor.digest, media_type, data)
+        return descriptor
+
+    async def push_image(
+        self,
+        ref: Reference | str,
+        *,
+        manifest: bytes,
+        media_type: str,
+        blobs: Mapping[Digest, bytes | BlobReader],
+        children: Sequence[tuple[bytes, str]] = (),
+        mount_from: Iterable[Reference] = (),
+        chunk_size: int | None = None,
+        concurrency: int = 3,
+    ) -> Descriptor:
+        """Push an image: the blobs every manifest needs (skipping those present,
+        mounting where possible), the ``children`` manifests of an index by digest, then
+        ``manifest`` under the tag of ``ref``. Returns the descriptor of ``manifest``."""
+        ref = self._ref(ref)
+        mounts = tuple(mount_from)
+        needed: dict[Digest, Descriptor] = {}
+        for data, kind in (*children, (manifest, media_type)):
+            parsed = parse_manifest(data, kind)
+            if isinstance(parsed, ImageManifest):
+                for desc in (parsed.config, *parsed.layers):
+                    if desc.urls and desc.media_type == MediaType.DOCKER_FOREIGN_LAYER:
+                        continue
+                    needed.setdefault(desc.digest, desc)
+        limit = asyncio.Semaphore(max(concurrency, 1))
+
+        async def one(desc: Descriptor) -> None:
+            async with limit:
+                content = blobs.get(desc.digest)
+                if content is None:
+                    if await self.blob_exists(ref, desc):
+                        return
+                    raise NotFoundError(
+                        f"pushing {ref.familiar()}: blob {desc.digest} is neither given nor in "
+                        "the repository"
+                    )
+                await self.push_blob(ref, desc, content, chunk_size=chunk_size, mount_from=mounts)
+
+        async with asyncio.TaskGroup() as group:
+            for desc in needed.values():
+                group.create_task(one(desc))
+        for data, kind in children:
+            await self.push_manifest(ref, data, kind, by_digest=True)
+        return await self.push_manifest(ref, manifest, media_type)
+
+
+class _Restart(Exception):
+    """Internal: start a download over from byte 0."""
+
+
+def _broke_mid_body(exc: TransientRegistryError) -> bool:
+    import httpx
+
+    return isinstance(exc.__cause__, httpx.TransportError)
+
+
+def _range_start(response: httpx.Response) -> int | None:
+    """The first byte of a 206 answer, or ``None`` for a full (200) answer."""
+    if response.status_code != 206:
+        return None
+    value = response.headers.get("content-range", "")
+    unit, _, rest = value.partition(" ")
+    first = rest.split("-", 1)[0]
+    if unit != "bytes" or not first.isdigit():
+        return -1
+    return int(first)
+
+
+def _verify(data: bytes, descriptor: Descriptor, ref: Reference) -> None:
+    if len(data) != descriptor.size:
+        raise ContentError(
+            f"blob {descriptor.digest} of {ref.familiar()} is {len(data)} bytes, "
+            f"the manifest says {descriptor.size}"
+        )
+    hasher = descriptor.digest.hasher()
+    hasher.update(data)
+    actual = Digest.from_hex(hasher.hexdigest(), descriptor.digest.algorithm)
+    if actual != descriptor.digest:
+        raise ContentError(
+            f"blob {descriptor.digest} of {ref.familiar()} does not match its digest "
+            f"(the content is {actual})"
+        )

@@ -1,0 +1,602 @@
+"""The HTTP side of the registry client: endpoints, TLS, retries, and authentication.
+
+httpx is imported lazily (it costs ~150 ms); nothing here is loaded by reference parsing.
+
+Per endpoint the session first pings ``/v2/`` (as docker does) to learn the scheme (an
+insecure registry is tried over HTTPS, then plain HTTP) and the authentication challenge,
+so that later requests carry credentials from the start. A request answered with 401
+is retried once with fresh authorization; a second 401 is an :class:`AuthError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from dockyard.core import AuthError, ConfigError, RegistryError
+from dockyard.core.singleflight import SingleFlight
+
+from ._challenge import Challenge, merge_scopes, parse_challenges
+from ._config import Endpoint, HostConfig, RegistryConfig, normalize_host
+from ._retry import RETRY_STATUSES, RegistryStatistics, RetryPolicy, TransientRegistryError
+from .types import Credentials, CredentialsProvider
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Body", "HttpSession", "error_detail"]
+
+#: A request body, made afresh for every attempt (streams cannot be replayed).
+Body: TypeAlias = Callable[[], "bytes | AsyncIterator[bytes]"]
+
+_MIN_TOKEN_LIFETIME = 60.0
+_TOKEN_MARGIN = 5.0
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Counters:
+    requests: int = 0
+    retries: int = 0
+    resumed_downloads: int = 0
+    restarted_downloads: int = 0
+    restarted_uploads: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    tokens_fetched: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+
+    def snapshot(self) -> RegistryStatistics:
+        return RegistryStatistics(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(slots=True)
+class _HostState:
+    scheme: str = ""
+    challenges: list[Challenge] = field(default_factory=list)
+
+
+def _is_cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return True
+        current = current.__cause__ or current.__context__
+    return "ssl" in str(exc).lower() or "tls" in str(exc).lower()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+async def error_detail(response: httpx.Response) -> str:
+    """The registry's error codes and messages from a failed response, for messages."""
+    try:
+        raw = b""
+        async for chunk in response.aiter_raw():
+            raw += chunk
+            if len(raw) > _ERROR_BODY_LIMIT:
+                break
+    except Exception:  # the status line is the message then
+        raw = b""
+    finally:
+        await response.aclose()
+    text = ""
+    try:
+        doc = json.loads(raw)
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errors, list):
+            parts = []
+            for err in errors:
+                if isinstance(err, dict):
+                    code = str(err.get("code", "")).strip()
+                    message = str(err.get("message", "")).strip()
+                    parts.append(f"{code}: {message}" if code and message else code or message)
+            text = "; ".join(p for p in parts if p)
+    except ValueError:
+        text = raw.decode("utf-8", "replace").strip()[:200]
+    status = f"{response.status_code} {response.reason_phrase}".strip()
+    return f"{status} ({text})" if text else status
+
+
+class HttpSession:
+    """Sends registry API requests for :class:`~dockyard.registry.RegistryClient`."""
+
+    def __init__(
+        self,
+        *,
+        config: RegistryConfig,
+        credentials: CredentialsProvider | None,
+        retry: RetryPolicy,
+        transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str,
+        timeout: float = 60.0,
+    ) -> None:
+        self.config = config
+        self.retry = retry
+        self.counters = _Counters()
+        self._provider = credentials
+        self._transport = transport
+        self._user_agent = user_agent
+        self._timeout = timeout
+        self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+        self._hosts: dict[Endpoint, _HostState] = {}
+        self._pings: SingleFlight[Endpoint, _HostState] = SingleFlight()
+        self._creds: dict[str, Credentials | None] = {}
+        self._creds_flights: SingleFlight[str, Credentials | None] = SingleFlight()
+        self._tokens: dict[tuple[Any, ...], tuple[str, float]] = {}
+        self._token_flights: SingleFlight[tuple[Any, ...], str] = SingleFlight()
+        self._closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    # -- connections ------------------------------------------------------------------
+
+    def client(self, settings: HostConfig, verify: bool) -> httpx.AsyncClient:
+        """The httpx client for one set of TLS settings (made on first use)."""
+        import httpx
+
+        if self._closed:
+            raise RegistryError("the registry client is closed")
+        key: tuple[Any, ...] = (
+            verify,
+            settings.ca_files,
+            settings.client_cert,
+            settings.client_key,
+        )
+        found = self._clients.get(key)
+        if found is not None:
+            return found
+        if self._transport is not None:
+            client = httpx.AsyncClient(
+                transport=self._transport,
+                follow_redirects=True,
+                timeout=httpx.Timeout(self._timeout),
+                headers={"User-Agent": self._user_agent},
+            )
+        else:
+            client = httpx.AsyncClient(
+                verify=self._ssl_context(settings, verify),
+                follow_redirects=True,
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 30.0)),
+                headers={"User-Agent": self._user_agent},
+            )
+        self._clients[key] = client
+        return client
+
+    @staticmethod
+    def _ssl_context(settings: HostConfig, verify: bool) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        for ca in settings.ca_files:
+            try:
+                ctx.load_verify_locations(cafile=str(ca))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load registry CA certificate {ca}: {exc}") from exc
+        if settings.client_cert is not None:
+            try:
+                ctx.load_cert_chain(str(settings.client_cert), str(settings.client_key or ""))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"cannot load registry client certificate {settings.client_cert}: {exc}"
+                ) from exc
+        return ctx
+
+    def _endpoint_client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        return self.client(endpoint.settings, endpoint.verify)
+
+    # -- sending with retries -----------------------------------------------------------
+
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
+        body: Body | None = None,
+        stream: bool = False,
+        attempts: int | None = None,
+    ) -> httpx.Response:
+        """Send with retries on transport errors and retryable statuses.
+
+        Returns the last response (possibly a 5xx when attempts ran out); raises
+        ``httpx.TransportError`` when the last attempt failed to connect or read.
+        """
+        import httpx
+
+        tries = attempts if attempts is not None else self.retry.attempts
+        for attempt in range(tries):
+            last = attempt == tries - 1
+            content = body() if body is not None else None
+            request = client.build_request(
+                method, url, headers=dict(headers or {}), params=params, content=content
+            )
+            self.counters.requests += 1
+            try:
+                response = await client.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                if last or not self._retryable(exc):
+                    raise
+                await self._backoff(attempt)
+                continue
+            finally:
+                if content is not None and not isinstance(content, bytes):
+                    aclose = getattr(content, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+            if response.status_code in RETRY_STATUSES and not last:
+                retry_after = _retry_after(response)
+                await response.aclose()
+                await self._backoff(attempt, retry_after)
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retryable(self, exc: Exception) -> bool:
+        import httpx
+
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+            return False
+        return _is_cert_error(exc) is None
+
+    async def _backoff(self, attempt: int, retry_after: float | None = None) -> None:
+        self.counters.retries += 1
+        delay = self.retry.delay(attempt, retry_after)
+        if delay:
+            await asyncio.sleep(delay)
+
+    def transport_error(self, endpoint: Endpoint, exc: Exception, action: str) -> RegistryError:
+        """A user-facing error for a request that could not be completed."""
+        cert = _is_cert_error(exc)
+        if cert is not None:
+            return RegistryError(
+                f"TLS certificate of registry {endpoint.host} is not trusted "
+                f"({cert.verify_message or cert}); configure its CA certificate, or mark the "
+                "registry insecure"
+            )
+        reason = str(exc) or type(exc).__name__
+        return TransientRegistryError(f"{action}: cannot reach registry {endpoint.host}: {reason}")
+
+    # -- ping -------------------------------------------------------------------------
+
+    async def ready(self, endpoint: Endpoint) -> _HostState:
+        """The endpoint's scheme and challenges, pinging ``/v2/`` on first use."""
+        state = self._hosts.get(endpoint)
+        if state is not None and state.scheme:
+            return state
+        return await self._pings.do(endpoint, lambda: self._ping(endpoint))
+
+    async def _ping(self, endpoint: Endpoint) -> _HostState:
+        import httpx
+
+        client = self._endpoint_client(endpoint)
+        failures: list[str] = []
+        first_error: Exception | None = None
+        for i, scheme in enumerate(endpoint.schemes):
+            fallback = i + 1 < len(endpoint.schemes)
+            try:
+                response = await self.send(
+                    client, "GET", endpoint.url(scheme, "/v2/"), attempts=1 if fallback else None
+                )
+            except httpx.TransportError as exc:
+                first_error = first_error or exc
+                failures.append(f"{scheme}: {exc or type(exc).__name__}")
+                if fallback:
+                    continue
+                if len(failures) > 1 and _is_tls_error(first_error):
+                    raise RegistryError(
+                        f"cannot reach registry {endpoint.host} ({'; '.join(failures)})"
+                    ) from exc
+                raise self.transport_error(endpoint, exc, f"GET {endpoint.host}/v2/") from exc
+            await response.aclose()
+            if response.status_code >= 500:
+                raise TransientRegistryError(
+                    f"registry {endpoint.host} is unavailable: "
+                    f"{response.status_code} {response.reason_phrase}"
+                )
+            state = _HostState(
+                scheme=scheme,
+                challenges=parse_challenges(response.headers.get_list("www-authenticate"))
+                if response.status_code == 401
+                else [],
+            )
+            self._hosts[endpoint] = state
+            return state
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def forget(self, endpoint: Endpoint) -> None:
+        """Ping again next time (after the registry went away)."""
+        self._hosts.pop(endpoint, None)
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def request(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        target: str | httpx.URL,
+        *,
+        scopes: tuple[str, ...],
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
+        body: Body | None = None,
+        stream: bool = False,
+        attempts: int | None = None,
+    ) -> httpx.Response:
+        """Send an authorized request; ``target`` is a ``/v2/...`` path or an absolute URL
+        (an upload ``Location``). Raises :class:`AuthError` when access is refused and
+        :class:`RegistryError` when the registry cannot be reached."""
+        import httpx
+
+        state = await self.ready(endpoint)
+        client = self._endpoint_client(endpoint)
+        url = endpoint.url(state.scheme, target) if isinstance(target, str) else target
+        if isinstance(target, str) and target.startswith(("http://", "https://")):
+            url = target
+        host = normalize_host(endpoint.host)
+        action = f"{method} {url}"
+        try:
+            authorization = await self.authorization(host, state.challenges, scopes)
+            response = await self.send(
+                client,
+                method,
+                url,
+                headers=_with_auth(headers, authorization),
+                params=params,
+                body=body,
+                stream=stream,
+                attempts=attempts,
+            )
+            if response.status_code != 401:
+                return response
+            challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+            await response.aclose()
+            if challenges:
+                state.challenges = challenges
+            wanted = merge_scopes(
+                scopes
+                + tuple(s for c in state.challenges if c.scheme == "bearer" for s in c.scopes)
+            )
+            retry_auth = await self.authorization(host, state.challenges, wanted, refresh=True)
+            if retry_auth is None or (retry_auth == authorization and not _is_bearer(retry_auth)):
+                raise await self._refused(host, state.challenges, authorization, wanted)
+            response = await self.send(
+                client,
+                method,
+                url,
+                headers=_with_auth(headers, retry_auth),
+                params=params,
+                body=body,
+                stream=stream,
+                attempts=attempts,
+            )
+            if response.status_code == 401:
+                await response.aclose()
+                raise await self._refused(host, state.challenges, retry_auth, wanted)
+            return response
+        except httpx.TransportError as exc:
+            self.forget(endpoint)
+            raise self.transport_error(endpoint, exc, action) from exc
+
+    # -- authentication ---------------------------------------------------------------
+
+    async def credentials(self, host: str) -> Credentials | None:
+        if host in self._creds:
+            return self._creds[host]
+        if self._provider is None:
+            return None
+        provider = self._provider
+
+        async def lookup() -> Credentials | None:
+            found = await provider.get(host)
+            self._creds[host] = found
+            return found
+
+        return await self._creds_flights.do(host, lookup)
+
+    async def authorization(
+        self,
+        host: str,
+        challenges: list[Challenge],
+        scopes: tuple[str, ...],
+        *,
+        refresh: bool = False,
+    ) -> str | None:
+        """The ``Authorization`` header value for a request to ``host`` (or ``None``)."""
+        bearer = next((c for c in challenges if c.scheme == "bearer" and c.realm), None)
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        if bearer is None and basic is None:
+            return None
+        creds = await self.credentials(host)
+        if bearer is not None:
+            if creds is not None and creds.registry_token:
+                return f"Bearer {creds.registry_token}"
+            token = await self._token(host, bearer, merge_scopes(scopes), creds, refresh)
+            return f"Bearer {token}"
+        if creds is not None and (creds.username or creds.password):
+            pair = f"{creds.username}:{creds.password}".encode()
+            return "Basic " + base64.b64encode(pair).decode("ascii")
+        return None
+
+    async def _token(
+        self,
+        host: str,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
+        creds: Credentials | None,
+        refresh: bool,
+    ) -> str:
+        account = creds.username if creds is not None else ""
+        key = (challenge.realm, challenge.service, scopes, account, bool(creds))
+        cached = self._tokens.get(key)
+        if cached is not None and not refresh and cached[1] > time.monotonic():
+            return cached[0]
+
+        async def fetch() -> str:
+            token, lifetime = await self._fetch_token(host, challenge, scopes, creds)
+            self._tokens[key] = (token, time.monotonic() + lifetime - _TOKEN_MARGIN)
+            return token
+
+        return await self._token_flights.do(key, fetch)
+
+    async def _fetch_token(
+        self,
+        host: str,
+        challenge: Challenge,
+        scopes: tuple[str, ...],
+        creds: Credentials | None,
+    ) -> tuple[str, float]:
+        import httpx
+
+        realm = challenge.realm
+        try:
+            realm_url = httpx.URL(realm)
+        except Exception as exc:
+            raise AuthError(f"registry {host} named an invalid token realm {realm!r}") from exc
+        if realm_url.scheme not in ("http", "https"):
+            raise AuthError(f"registry {host} named an invalid token realm {realm!r}")
+        settings = self.config.host(realm_url.netloc.decode("ascii"))
+        client = self.client(settings, verify=not settings.insecure)
+        self.counters.tokens_fetched += 1
+        response: httpx.Response | None = None
+        try:
+            if creds is not None and creds.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "service": challenge.service,
+                    "scope": " ".join(scopes),
+                    "client_id": "dockyard",
+                    "access_type": "offline",
+                }
+                encoded = urllib.parse.urlencode(form).encode()
+                response = await self.send(
+                    client,
+                    "POST",
+                    realm_url,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    body=lambda: encoded,
+                )
+                if response.status_code in (404, 405):
+                    await response.aclose()
+                    response = None
+            if response is None:
+                params: dict[str, str | list[str]] = {}
+                if challenge.service:
+                    params["service"] = challenge.service
+                if scopes:
+                    params["scope"] = list(scopes)
+                headers: dict[str, str] = {}
+                if creds is not None and (creds.username or creds.password):
+                    params["account"] = creds.username
+                    pair = f"{creds.username}:{creds.password}".encode()
+                    headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+                response = await self.send(client, "GET", realm_url, headers=headers, params=params)
+        except httpx.TransportError as exc:
+            raise AuthError(
+                f"cannot get a token for registry {host} from {realm}: {exc or type(exc).__name__}"
+            ) from exc
+        if response.status_code in (401, 403):
+            detail = await error_detail(response)
+            if creds is not None:
+                self._creds.pop(host, None)
+                raise AuthError(
+                    f"authentication to registry {host} failed: the token server refused the "
+                    f"credentials{_for_user(creds)} ({detail})"
+                )
+            raise AuthError(
+                f"registry {host} requires authentication and no credentials were found "
+                f"(docker login {host})"
+            )
+        if response.status_code != 200:
+            detail = await error_detail(response)
+            raise AuthError(f"cannot get a token for registry {host} from {realm}: {detail}")
+        try:
+            await response.aread()
+            doc = json.loads(response.content)
+        except ValueError as exc:
+            raise AuthError(f"token server {realm} of registry {host} sent invalid JSON") from exc
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"token server {realm} of registry {host} sent no token")
+        expires = doc.get("expires_in")
+        lifetime = float(expires) if isinstance(expires, int | float) else _MIN_TOKEN_LIFETIME
+        return token, max(lifetime, _MIN_TOKEN_LIFETIME)
+
+    async def _refused(
+        self,
+        host: str,
+        challenges: list[Challenge],
+        sent: str | None,
+        scopes: tuple[str, ...],
+    ) -> AuthError:
+        creds = self._creds.get(host)
+        self._creds.pop(host, None)
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        if creds is None or not (creds.username or creds.password or creds.identity_token):
+            if bearer is not None and sent is not None:
+                what = ", ".join(scopes) or "the request"
+                return AuthError(
+                    f"access to {what} on registry {host} was denied: the repository does not "
+                    "exist or requires authentication"
+                )
+            return AuthError(
+                f"registry {host} requires authentication and no credentials were found "
+                f"(docker login {host})"
+            )
+        if bearer is not None and bearer.error == "insufficient_scope":
+            return AuthError(
+                f"registry {host} denied{_for_user(creds)} access to {', '.join(scopes)}"
+            )
+        return AuthError(
+            f"authentication to registry {host} failed: the credentials{_for_user(creds)} "
+            "were refused"
+        )
+
+
+def _for_user(creds: Credentials) -> str:
+    return f" of user {creds.username!r}" if creds.username else ""
+
+
+def _is_bearer(value: str) -> bool:
+    return value.startswith("Bearer ")
+
+
+def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> dict[str, str]:
+    out = dict(headers or {})
+    if authorization:
+        out["Authorization"] = authorization
+    return out

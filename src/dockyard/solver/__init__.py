@@ -1,1 +1,131 @@
-"""solver."""
+"""The solver: a generic DAG engine with parallel, deduplicated, persistently cached work.
+
+It knows vertices, ops and results — never LLB, containers or protobuf (import-linter
+forbids it). ``dockyard.llbsolver`` adapts LLB ops to :class:`Op`; the snapshot cache
+manager implements :class:`ResultStorage`; tests use ``dockyard.testing.solver``.
+
+Graph
+    A :class:`Vertex` is a frozen value: ``digest`` (its identity), ``name``, ``inputs``
+    (:class:`Edge` = one output of another vertex), ``op`` and :class:`VertexOptions`.
+    Ops may have several outputs.
+
+Cache keys (:mod:`._keys`)
+    For each vertex the solver calls ``op.cache_map()`` and combines its digest with the
+    inputs' canonical keys into the *definition key*
+    ``H(digest, [(input key, selector, output index), ...])`` and looks it up. On a hit
+    the recorded results are loaded and **no input is loaded or run** — a no-op rebuild
+    computes keys (``cache_map`` + one lookup per vertex) and loads only the results
+    asked for. On a miss, inputs whose :class:`Dep` has ``compute_digest`` are resolved
+    (loaded or run), their content digests computed, and the *content key*
+    ``H(digest, [content digest | (input key, selector, index), ...])`` looked up; a hit
+    links the definition key to the same record. Otherwise the op runs and its results
+    are recorded under every key computed (results saved first, then the record).
+
+    Each vertex exposes a **canonical key** to its dependants: its content key if it has
+    content-based deps, else its definition key; it is stored in the record, so that a
+    definition-key hit returns it too. So when an unrelated part of an input changes, a
+    copy that reads only the unchanged part hits by content and everything downstream of
+    it keeps its keys and hits as well.
+
+``ignore_cache``
+    Such a vertex is never looked up: whenever a job needs anything that depends on it,
+    it runs (once per job; shared with concurrent jobs like any vertex), and its results
+    are recorded under its usual keys. Its canonical key is computed as usual and
+    published to dependants only after it ran (as in BuildKit), so its dependants' keys
+    do not change because of it. What they see: a dependant that reads it by content
+    (``compute_digest``) skips its definition lookup and is decided by the content key —
+    it reruns if the part it reads changed, hits otherwise; a dependant that reads it by
+    definition only hits its old record, as a BuildKit dependant would. (Making every key
+    downstream volatile instead would rerun the whole rest of the graph on every build;
+    to rebuild a region, mark each of its vertices ``ignore_cache``, as ``--no-cache``
+    does.)
+
+Pruned results
+    A record whose results cannot be loaded any more (``ResultStorage.load`` → None)
+    counts as a miss: the op runs again (inputs resolved as needed) and the record is
+    replaced.
+
+Scheduling and deduplication
+    A :class:`Solver` serves many :class:`Job` objects (one per build request, each with
+    its own reporter, values and cancellation). Vertex work is shared by digest across all
+    live jobs, and execution is additionally deduplicated by cache key (two different
+    vertices with the same key run once). Independent vertices run concurrently;
+    ``max_parallelism`` bounds concurrent ``Op.exec`` calls, and ``Op.acquire`` adds
+    per-op limits.
+
+Cancellation and failure (:mod:`._flight`)
+    Each computation runs in its own task *while someone waits for it*: a job's
+    ``solve`` or a dependant's computation. When its last waiter leaves it is cancelled,
+    which cascades to what it waits for; work another job (or another solve) waits for
+    keeps running. Discarding a job cancels its pending solves. A failing vertex fails
+    every solve that needs it with a :class:`~dockyard.core.DockyardError` whose
+    ``vertex`` names it (foreign exceptions from ops become ``InternalError``); waiters
+    fail fast, so sibling work only the failed solve needed is cancelled at once, as
+    BuildKit cancels the build's context. Failures are not cached.
+
+Results and ownership (:class:`ResultRef`)
+    Results are reference-counted handles. What ``Op.exec`` returns becomes the
+    solver's; ``ResultStorage.load`` returns a new handle owned by the solver; inputs are
+    lent to an op for the duration of a call. A vertex's results are held by the solver
+    while any job holds the vertex (so a frontend solving overlapping graphs in one job
+    reuses them); :meth:`Job.discard` lets go of the job's vertices and releases what no
+    other job holds. ``Job.solve`` returns a handle tracked by the job: release it early
+    or let ``discard`` do it; ``clone()`` it to keep the result beyond the job.
+
+Progress
+    Through the job's reporter (and the solver-wide one): a ``VertexStatus`` when a job
+    first holds a vertex (seen), when it starts running, completes, is cached, fails or is
+    cancelled (``error="cancelled"``); a vertex found in the cache reports
+    ``cached=True`` (and, should its results turn out pruned, a later status with the
+    rerun). Ops report logs, progress and warnings through their :class:`VertexContext`,
+    which is bound to the vertex and reaches every job holding it; it also carries the
+    jobs' :class:`JobValue` values (e.g. a session id) and a thread-safe ``cancelled``
+    event.
+
+Storage
+    :class:`CacheKeyStorage` maps keys to :class:`CacheRecord` (results by id + the
+    canonical key): :class:`InMemoryCacheKeyStorage`, and :class:`SqliteCacheKeyStorage`
+    (WAL, survives restarts, many readers and processes, versioned schema).
+"""
+
+from ._context import VertexContext
+from ._memory import InMemoryCacheKeyStorage
+from ._results import ResultRef
+from ._solver import Job, Solver, SolverStatistics
+from ._sqlite import SqliteCacheKeyStorage
+from .types import (
+    CacheKeyStorage,
+    CacheMap,
+    CacheRecord,
+    ContentDigestFn,
+    Dep,
+    Edge,
+    JobValue,
+    Op,
+    Result,
+    ResultStorage,
+    Vertex,
+    VertexOptions,
+)
+
+__all__ = [
+    "CacheKeyStorage",
+    "CacheMap",
+    "CacheRecord",
+    "ContentDigestFn",
+    "Dep",
+    "Edge",
+    "InMemoryCacheKeyStorage",
+    "Job",
+    "JobValue",
+    "Op",
+    "Result",
+    "ResultRef",
+    "ResultStorage",
+    "Solver",
+    "SolverStatistics",
+    "SqliteCacheKeyStorage",
+    "Vertex",
+    "VertexContext",
+    "VertexOptions",
+]

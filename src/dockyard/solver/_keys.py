@@ -1,0 +1,40 @@
+"""Cache-key arithmetic. Keys are ``sha256:<hex>`` of an unambiguous JSON encoding.
+
+- definition key: ``H("def", op digest, [[input key, selector, output index], ...])``
+- content key:    ``H("content", op digest, [["content", digest] | ["key", input key,
+  selector, output index], ...])`` — content digests for inputs with ``compute_digest``,
+  the definition part otherwise.
+
+The leading tag separates the two kinds, and JSON keeps any string (selectors are
+arbitrary paths) from being confused with a separator. ``_VERSION`` is part of every key:
+changing how keys are built must change every key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+__all__ = ["content_key", "def_key"]
+
+_VERSION = "dockyard.solver/1"
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _hash(payload: list[object]) -> str:
+    return "sha256:" + hashlib.sha256(_encode(payload).encode()).hexdigest()
+
+
+def def_key(op_digest: str, inputs: Sequence[tuple[str, str | None, int]]) -> str:
+    """The definition-based key: ``inputs`` holds (input's canonical key, selector,
+    output index) per input, in input order."""
+    return _hash([_VERSION, "def", op_digest, inputs])
+
+
+def content_key(
+    op_digest: str, parts: Sequence[tuple[str, str] | tuple[str, str, str | None, int]]
+) -> str:
+    """The content-based key: per input either ``("content", digest)`` or
+    ``("key", input key, selector, output index)``."""
+    return _hash([_VERSION, "content", op_digest, parts])

@@ -1,0 +1,388 @@
+"""The scheduler: jobs, shared vertex states, deduplicated execution."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from dockyard.core import (
+    BuildWarning,
+    CancelledError,
+    InternalError,
+    NullReporter,
+    Reporter,
+)
+
+from ._results import ResultRef
+from ._state import KeyInfo, VertexState, release_all
+from .types import CacheKeyStorage, Edge, JobValue, ResultStorage, Vertex
+
+__all__ = ["Job", "Solver", "SolverStatistics"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SolverStatistics:
+    """Counters since the solver was created (for tests, benchmarks and ``debug``).
+
+    ``cache_hits``/``cache_misses`` count key computations that found / did not find a
+    record; ``loads`` results loaded from storage; ``execs`` calls of ``Op.exec``;
+    ``pruned`` records whose results were gone; ``active_vertices`` vertices held by jobs.
+    """
+
+    active_jobs: int
+    active_vertices: int
+    cache_hits: int
+    cache_misses: int
+    loads: int
+    execs: int
+    pruned: int
+
+
+class _ExecFlight:
+    __slots__ = ("released", "runner", "task", "waiters")
+
+    def __init__(self, task: asyncio.Task[tuple[ResultRef, ...]], runner: VertexState) -> None:
+        self.task = task
+        self.runner = runner
+        self.waiters = 0
+        self.released = False
+
+
+class _Execs:
+    """Runs each cache key at most once at a time, whoever asks (any vertex, any job).
+
+    The flight's task owns the handles it produced until every waiter has taken its own
+    clone; the last waiter to leave releases the flight's handles.
+    """
+
+    def __init__(self, solver: Solver) -> None:
+        self._solver = solver
+        self._flights: dict[str, _ExecFlight] = {}
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    async def run(self, key: str, state: VertexState, info: KeyInfo) -> tuple[ResultRef, ...]:
+        while True:
+            flight = self._flights.get(key)
+            if flight is None or flight.released:
+                flight = _ExecFlight(asyncio.create_task(state.execute(info)), state)
+                self._flights[key] = flight
+                state.flight_task = flight.task
+                flight.task.add_done_callback(self._forgetter(key, flight))
+            joined = flight.runner is not state
+            if joined:
+                state.set_started()
+            flight.waiters += 1
+            try:
+                refs = await asyncio.shield(flight.task)
+                mine = tuple(ref.clone() for ref in refs)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if joined and flight.task.cancelled() and current and current.cancelling() == 0:
+                    continue  # the runner's jobs all went away; run it ourselves
+                raise
+            except CancelledError:
+                if joined:
+                    continue
+                raise
+            finally:
+                flight.waiters -= 1
+                if flight.waiters == 0:
+                    if not flight.task.done():
+                        flight.task.cancel()
+                        self._forget(key, flight)
+                    elif (
+                        not flight.task.cancelled()
+                        and flight.task.exception() is None
+                        and not flight.released
+                    ):
+                        flight.released = True
+                        await release_all(flight.task.result(), self._solver)
+            if joined:
+                state.set_completed()
+            return mine
+
+    def _forgetter(self, key: str, flight: _ExecFlight) -> Any:
+        def forget(_task: asyncio.Task[Any]) -> None:
+            self._forget(key, flight)
+
+        return forget
+
+    def _forget(self, key: str, flight: _ExecFlight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+
+class Solver:
+    """Runs build graphs: cache keys, cache lookups, deduplicated parallel execution.
+
+    One solver serves many concurrent jobs (builds). Costs: a job's first ``solve`` walks
+    the requested graph once (every vertex is registered with the job); each vertex's
+    ``cache_map`` runs once per key computation; storage lookups are one or two point
+    reads per vertex. ``max_parallelism`` bounds concurrent ``Op.exec`` calls (None: no
+    bound); key computations and loads are not bounded.
+
+    ``reporter`` receives every event of every job (a daemon-wide log); each job also
+    has its own reporter.
+    """
+
+    def __init__(
+        self,
+        *,
+        result_storage: ResultStorage,
+        key_storage: CacheKeyStorage,
+        reporter: Reporter | None = None,
+        max_parallelism: int | None = None,
+    ) -> None:
+        if max_parallelism is not None and max_parallelism < 1:
+            raise ValueError(f"max_parallelism must be at least 1, got {max_parallelism}")
+        self.result_storage = result_storage
+        self.key_storage = key_storage
+        self.reporter: Reporter = reporter or NullReporter()
+        self.max_parallelism = max_parallelism
+        self._semaphore = asyncio.Semaphore(max_parallelism) if max_parallelism else None
+        self._states: dict[str, VertexState] = {}
+        self._jobs: set[Job] = set()
+        self._ids = itertools.count(1)
+        self._releases: set[asyncio.Task[None]] = set()
+        self.execs = _Execs(self)
+        self.stats_hits = 0
+        self.stats_misses = 0
+        self.stats_loads = 0
+        self.stats_execs = 0
+        self.stats_pruned = 0
+
+    def new_job(
+        self,
+        *,
+        reporter: Reporter | None = None,
+        values: Mapping[JobValue[Any], Any] | None = None,
+        name: str = "",
+    ) -> Job:
+        """A new job (one build request). Use it as ``async with`` or call ``discard``."""
+        job = Job(
+            self, reporter or NullReporter(), dict(values or {}), name or f"job-{next(self._ids)}"
+        )
+        self._jobs.add(job)
+        return job
+
+    def statistics(self) -> SolverStatistics:
+        return SolverStatistics(
+            active_jobs=len(self._jobs),
+            active_vertices=len(self._states),
+            cache_hits=self.stats_hits,
+            cache_misses=self.stats_misses,
+            loads=self.stats_loads,
+            execs=self.stats_execs,
+            pruned=self.stats_pruned,
+        )
+
+    def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """A global parallelism slot around one ``Op.exec``."""
+        if self._semaphore is None:
+            return contextlib.nullcontext()
+        return self._semaphore
+
+    def spawn_release(self, refs: tuple[ResultRef, ...]) -> None:
+        """Release handles in the background (from synchronous code); jobs wait for it."""
+        if not refs:
+            return
+        task = asyncio.get_running_loop().create_task(release_all(refs, self))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    def report_release_failure(self, ref: ResultRef, exc: Exception) -> None:
+        self.reporter.emit(
+            BuildWarning(short=f"releasing result {ref.id} failed: {type(exc).__name__}: {exc}")
+        )
+
+    async def _settle(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Wait for cancelled work and background releases to finish their cleanup."""
+        while True:
+            pending = [t for t in tasks if not t.done()] + [
+                t for t in self._releases if not t.done()
+            ]
+            if not pending:
+                return
+            await asyncio.wait(pending)
+            tasks = []
+
+
+class Job:
+    """One build request: the vertices it holds, its reporter, its values, its results.
+
+    Ownership: a job holds every vertex it has loaded (and so the results computed or
+    loaded for them) until :meth:`discard`. Each :meth:`solve` returns a new handle that
+    the job tracks: the caller may release it early, and :meth:`discard` releases the ones
+    still open; ``ref.clone()`` gives a handle the caller owns beyond the job.
+
+    Cancellation and failure: :meth:`discard` (or leaving ``async with``) cancels the
+    job's pending solves; work nobody else waits for is cancelled, work another job waits
+    for continues. A failing vertex fails every solve that needs it with an error naming
+    it (``err.vertex``); the computations that waited for it stop waiting, so sibling work
+    that no other solve (of any job) needs is cancelled at once — BuildKit cancels the
+    build's context the same way. A failure is not remembered: solving again retries.
+    """
+
+    def __init__(
+        self, solver: Solver, reporter: Reporter, values: dict[JobValue[Any], Any], name: str
+    ) -> None:
+        self.solver = solver
+        self.reporter = reporter
+        self.values = values
+        self.name = name
+        self._held: dict[str, VertexState] = {}
+        self._refs: list[ResultRef] = []
+        self._solves: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name} vertices={len(self._held)}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _discarded(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Job:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.discard()
+
+    async def solve(self, edge: Edge) -> ResultRef:
+        """The result of ``edge``, from the cache or by running what is needed.
+
+        Only what is needed is touched: if the edge's vertex is cached, none of its inputs
+        is loaded or run. The returned handle is tracked by the job (see the class doc).
+        Raises the failing vertex's :class:`~dockyard.core.DockyardError` (``err.vertex``
+        names it) or :class:`~dockyard.core.CancelledError` if the job was discarded.
+        """
+        if self._closed:
+            raise CancelledError(f"{self.name} is discarded")
+        state = self.load(edge.vertex)
+        outputs = state.outputs
+        if outputs is None:
+            task = asyncio.get_running_loop().create_task(state.out_memo.get(state.compute_outputs))
+            self._solves.add(task)
+            try:
+                outputs = await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling() == 0:
+                    # the solve was cancelled by Job.cancel/discard, not its caller
+                    raise CancelledError(f"{self.name} was cancelled") from None
+                raise
+            finally:
+                self._solves.discard(task)
+        if not 0 <= edge.index < len(outputs):
+            raise InternalError(
+                f"output {edge.index} requested, the op has {len(outputs)} outputs",
+                vertex=edge.vertex.ref(),
+            )
+        ref = outputs[edge.index].clone()
+        if self._discarded():  # discarded while we were resuming
+            await ref.release()
+            raise CancelledError(f"{self.name} was cancelled")
+        self._refs.append(ref)
+        return ref
+
+    def load(self, vertex: Vertex) -> VertexState:
+        """Register ``vertex`` and everything it depends on with this job (idempotent).
+
+        Emits a ``VertexStatus`` for each newly held vertex to the job's reporter (its
+        current state, so a vertex another job already finished shows as such).
+        """
+        held = self._held
+        state = held.get(vertex.digest)
+        if state is not None:
+            return state
+        solver = self.solver
+        states = solver._states
+        reporter = self.reporter
+        visiting: set[str] = set()
+        stack: list[tuple[Vertex, bool]] = [(vertex, False)]
+        while stack:
+            v, expanded = stack.pop()
+            digest = v.digest
+            if digest in held:
+                continue
+            if not expanded:
+                if digest in visiting:
+                    raise InternalError(f"{v.name or digest} depends on itself", vertex=v.ref())
+                visiting.add(digest)
+                stack.append((v, True))
+                for edge in v.inputs:
+                    if edge.vertex.digest not in held:
+                        stack.append((edge.vertex, False))
+                continue
+            visiting.discard(digest)
+            state = states.get(digest)
+            if state is None:
+                try:
+                    inputs = tuple(held[edge.vertex.digest] for edge in v.inputs)
+                except KeyError:
+                    raise InternalError(
+                        f"{v.name or digest} depends on itself", vertex=v.ref()
+                    ) from None
+                state = VertexState(solver, v, inputs)
+                states[digest] = state
+            state.jobs.append(self)
+            held[digest] = state
+            reporter.emit(state.status())
+        return held[vertex.digest]
+
+    def cancel(self) -> None:
+        """Cancel the pending solves now (they raise CancelledError); see :meth:`discard`."""
+        for task in self._solves:
+            task.cancel()
+
+    async def discard(self) -> None:
+        """Cancel pending solves, release this job's results and let go of its vertices.
+
+        Returns once the cancelled work that only this job wanted has cleaned up and the
+        results only this job held are released. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        solver = self.solver
+        solves = list(self._solves)
+        for task in solves:
+            task.cancel()
+        tasks: list[asyncio.Task[Any]] = list(solves)
+        refs, self._refs = self._refs, []
+        await release_all(refs, solver)
+        dropped: list[VertexState] = []
+        for state in self._held.values():
+            state.jobs.remove(self)
+            if not state.jobs:
+                del solver._states[state.digest]
+                dropped.append(state)
+        self._held.clear()
+        solver._jobs.discard(self)
+        for state in dropped:
+            tasks.extend(state.drop())
+        await solver._settle(tasks)
+        # Exec flights these vertices ran were cancelled when their last waiter left
+        # (above); wait for their cleanup too, unless another job still waits for them.
+        await solver._settle(
+            [
+                state.flight_task
+                for state in dropped
+                if state.flight_task is not None and state.flight_task.cancelling()
+            ]
+        )

@@ -1,0 +1,416 @@
+"""One vertex as the solver tracks it while jobs hold it: cache keys, results, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from dockyard.core import (
+    CancelledError,
+    DockyardError,
+    Event,
+    InternalError,
+    VertexStatus,
+    now,
+)
+
+from ._context import VertexContext
+from ._flight import Memo, wait_all
+from ._keys import content_key, def_key
+from ._results import ResultRef
+from .types import CacheRecord, Dep, JobValue, Vertex
+
+if TYPE_CHECKING:
+    from ._solver import Job, Solver
+
+__all__ = ["KeyInfo", "VertexState"]
+
+_PLAIN = Dep()
+
+
+class KeyInfo:
+    """The outcome of a vertex's key computation.
+
+    ``canonical`` is the key dependants build on; ``record`` is the cache hit, if any.
+    """
+
+    __slots__ = ("canonical", "key_content", "key_def", "record")
+
+    def __init__(
+        self, canonical: str, key_def: str, key_content: str | None, record: CacheRecord | None
+    ) -> None:
+        self.canonical = canonical
+        self.key_def = key_def
+        self.key_content = key_content
+        self.record = record
+
+
+def _fail(vertex: Vertex, exc: Exception) -> DockyardError:
+    """``exc`` as a DockyardError naming ``vertex`` (unless it already names one)."""
+    if isinstance(exc, DockyardError):
+        return exc.with_vertex(vertex.ref())
+    err = InternalError(f"{type(exc).__name__}: {exc}", vertex=vertex.ref())
+    err.__cause__ = exc
+    return err
+
+
+async def release_all(refs: Sequence[ResultRef], solver: Solver) -> None:
+    """Release every handle; a failing release is reported, not raised (cleanup paths)."""
+    for ref in refs:
+        try:
+            await ref.release()
+        except Exception as exc:
+            solver.report_release_failure(ref, exc)
+
+
+class VertexState:
+    """The solver's state for one vertex digest, shared by every job that holds it.
+
+    Lives in ``Solver._states`` while at least one job holds it; when the last job lets
+    go it is *dropped*: running computations are cancelled and its results released.
+    Every job holding a vertex also holds all of its inputs.
+    """
+
+    __slots__ = (
+        "cached",
+        "completed",
+        "digest",
+        "dropped",
+        "error",
+        "flight_task",
+        "input_digests",
+        "inputs",
+        "jobs",
+        "key_memo",
+        "out_memo",
+        "outputs",
+        "solver",
+        "started",
+        "vertex",
+    )
+
+    def __init__(self, solver: Solver, vertex: Vertex, inputs: tuple[VertexState, ...]) -> None:
+        self.solver = solver
+        self.vertex = vertex
+        self.digest = vertex.digest
+        self.inputs = inputs
+        self.input_digests = tuple(edge.vertex.digest for edge in vertex.inputs)
+        self.jobs: list[Job] = []
+        self.key_memo: Memo[KeyInfo] = Memo()
+        self.out_memo: Memo[tuple[ResultRef, ...]] = Memo()
+        self.outputs: tuple[ResultRef, ...] | None = None
+        self.dropped = False
+        self.started: float | None = None
+        self.completed: float | None = None
+        self.cached = False
+        self.error: str | None = None
+        self.flight_task: asyncio.Task[Any] | None = None
+
+    # -- the audience of VertexContext -------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        for job in self.jobs:
+            job.reporter.emit(event)
+        self.solver.reporter.emit(event)
+
+    def job_values(self, key: JobValue[Any]) -> tuple[Any, ...]:
+        return tuple(job.values[key] for job in self.jobs if key in job.values)
+
+    # -- progress ----------------------------------------------------------------------
+
+    def status(self) -> VertexStatus:
+        vertex = self.vertex
+        return VertexStatus(
+            digest=self.digest,
+            name=vertex.name,
+            inputs=self.input_digests,
+            started=self.started,
+            completed=self.completed,
+            cached=self.cached,
+            error=self.error,
+            progress_group=vertex.options.progress_group,
+        )
+
+    def _set_cached(self) -> None:
+        t = now()
+        self.started = self.completed = t
+        self.cached = True
+        self.error = None
+        self.emit(self.status())
+
+    def set_started(self) -> None:
+        self.started = now()
+        self.completed = None
+        self.cached = False
+        self.error = None
+        self.emit(self.status())
+
+    def set_completed(self) -> None:
+        self.completed = now()
+        self.emit(self.status())
+
+    def _set_error(self, message: str) -> None:
+        t = now()
+        if self.started is None:
+            self.started = t
+        self.completed = t
+        self.cached = False
+        self.error = message
+        self.emit(self.status())
+
+    # -- the published key -------------------------------------------------------------
+
+    def key_source(self) -> tuple[Memo[Any], Any]:
+        """What a dependant waits for to learn this vertex's canonical key.
+
+        An ``ignore_cache`` vertex publishes its key only once it has run (as BuildKit's
+        dependants only see such a vertex's keys on its result), so it always runs when a
+        job needs anything downstream of it; dependants then build the same keys as
+        without ``ignore_cache`` (but skip the definition lookup when they read it by
+        content, see ``compute_key``).
+        """
+        if self.vertex.options.ignore_cache:
+            return self.out_memo, self.compute_outputs
+        return self.key_memo, self.compute_key
+
+    # -- computations (run as memo tasks) ----------------------------------------------
+
+    async def compute_key(self) -> KeyInfo:
+        vertex = self.vertex
+        solver = self.solver
+        try:
+            ctx = VertexContext(vertex, self)
+            try:
+                cache_map = await vertex.op.cache_map(ctx)
+            except asyncio.CancelledError:
+                ctx.cancelled.set()
+                raise
+            inputs = vertex.inputs
+            deps = cache_map.deps or (_PLAIN,) * len(inputs)
+            if len(deps) != len(inputs):
+                raise InternalError(
+                    f"cache map has {len(deps)} deps for {len(inputs)} inputs", vertex=vertex.ref()
+                )
+            if inputs:
+                await wait_all([state.key_source() for state in self.inputs])
+                input_keys = [state.key_memo.value.canonical for state in self.inputs]
+            else:
+                input_keys = []
+            key_def = def_key(
+                cache_map.digest,
+                [
+                    (key, dep.selector, edge.index)
+                    for key, dep, edge in zip(input_keys, deps, inputs, strict=True)
+                ],
+            )
+            ignore = vertex.options.ignore_cache
+            storage = solver.key_storage
+            content = [i for i, dep in enumerate(deps) if dep.compute_digest is not None]
+            # An ignore_cache input ran afresh: its output may differ from what its key
+            # denoted before, so when we read it by content, the content decides.
+            by_content_only = any(self.inputs[i].vertex.options.ignore_cache for i in content)
+            if not ignore and not by_content_only:
+                record = await storage.lookup(key_def)
+                if record is not None:
+                    solver.stats_hits += 1
+                    self._set_cached()
+                    return KeyInfo(record.canonical_key, key_def, None, record)
+            if not content:
+                if not ignore:
+                    solver.stats_misses += 1
+                return KeyInfo(key_def, key_def, None, None)
+            key_content = await self._content_key(ctx, cache_map.digest, deps, input_keys, content)
+            if not ignore:
+                record = await storage.lookup(key_content)
+                if record is not None:
+                    # link the definition key to the record: next time no input is loaded
+                    await storage.save([key_def], record)
+                    solver.stats_hits += 1
+                    self._set_cached()
+                    return KeyInfo(record.canonical_key, key_def, key_content, record)
+                solver.stats_misses += 1
+            return KeyInfo(key_content, key_def, key_content, None)
+        except Exception as exc:
+            err = _fail(vertex, exc)
+            if err.vertex is not None and err.vertex.digest == self.digest:
+                self._set_error(str(err))
+            if err is exc:
+                raise
+            raise err from exc
+
+    async def _content_key(
+        self,
+        ctx: VertexContext,
+        op_digest: str,
+        deps: Sequence[Dep],
+        input_keys: Sequence[str],
+        content: Sequence[int],
+    ) -> str:
+        inputs = self.vertex.inputs
+        outputs = await wait_all(
+            [(self.inputs[i].out_memo, self.inputs[i].compute_outputs) for i in content]
+        )
+        digests: dict[int, str] = {}
+        for i, outs in zip(content, outputs, strict=True):
+            ref = self._pick(outs, inputs[i].index, i).clone()
+            compute = deps[i].compute_digest
+            assert compute is not None
+            try:
+                digests[i] = await compute(ref.value, ctx)
+            except asyncio.CancelledError:
+                ctx.cancelled.set()
+                raise
+            finally:
+                await release_all([ref], self.solver)
+        parts: list[tuple[str, str] | tuple[str, str, str | None, int]] = []
+        for i, (key, dep, edge) in enumerate(zip(input_keys, deps, inputs, strict=True)):
+            if i in digests:
+                parts.append(("content", digests[i]))
+            else:
+                parts.append(("key", key, dep.selector, edge.index))
+        return content_key(op_digest, parts)
+
+    def _pick(self, outputs: tuple[ResultRef, ...], index: int, input_number: int) -> ResultRef:
+        if not 0 <= index < len(outputs):
+            raise InternalError(
+                f"input {input_number} wants output {index} of"
+                f" {self.inputs[input_number].vertex.name or self.inputs[input_number].digest},"
+                f" which has {len(outputs)} outputs",
+                vertex=self.vertex.ref(),
+            )
+        return outputs[index]
+
+    async def compute_outputs(self) -> tuple[ResultRef, ...]:
+        solver = self.solver
+        info = await self.key_memo.get(self.compute_key)
+        record = info.record
+        if record is not None:
+            refs = await self._load(record)
+            if refs is not None:
+                return self._keep(refs)
+            solver.stats_pruned += 1
+        refs = await solver.execs.run(info.canonical, self, info)
+        return self._keep(refs)
+
+    def _keep(self, refs: tuple[ResultRef, ...]) -> tuple[ResultRef, ...]:
+        # The last synchronous step of the outputs task: from here the state owns the
+        # handles (Job.discard → drop releases them), so no window exists in which a
+        # drop could miss them.
+        if self.dropped:
+            self.solver.spawn_release(refs)
+            raise CancelledError(f"{self.vertex.name or self.digest}: no job needs it any more")
+        self.outputs = refs
+        return refs
+
+    async def _load(self, record: CacheRecord) -> tuple[ResultRef, ...] | None:
+        """The record's results as new handles, or None if any of them is gone."""
+        solver = self.solver
+        refs: list[ResultRef] = []
+        try:
+            for result_id in record.result_ids:
+                result = await solver.result_storage.load(result_id)
+                if result is None:
+                    await release_all(refs, solver)
+                    return None
+                refs.append(ResultRef.adopt(result, cache_key=record.canonical_key, cached=True))
+        except BaseException as exc:
+            await release_all(refs, solver)
+            if isinstance(exc, Exception):
+                err = _fail(self.vertex, exc)
+                if err is not exc:
+                    raise err from exc
+            raise
+        solver.stats_loads += len(refs)
+        return tuple(refs)
+
+    async def execute(self, info: KeyInfo) -> tuple[ResultRef, ...]:
+        """Run the op (the body of an exec flight); returns handles the flight owns."""
+        vertex = self.vertex
+        solver = self.solver
+        try:
+            if info.record is None and not vertex.options.ignore_cache:
+                # another flight (or process) may have finished this key since our lookup
+                record = await solver.key_storage.lookup(info.canonical)
+                if record is not None:
+                    refs = await self._load(record)
+                    if refs is not None:
+                        self._set_cached()
+                        return refs
+            if self.inputs:
+                outputs = await wait_all([(s.out_memo, s.compute_outputs) for s in self.inputs])
+                inputs = [
+                    self._pick(outs, edge.index, i).clone()
+                    for i, (outs, edge) in enumerate(zip(outputs, vertex.inputs, strict=True))
+                ]
+            else:
+                inputs = []
+            try:
+                results = await self._run_op([ref.value for ref in inputs])
+            finally:
+                await release_all(inputs, solver)
+            refs = tuple(
+                ResultRef.adopt(result, cache_key=info.canonical, cached=False)
+                for result in results
+            )
+            try:
+                await self._record(info, refs)
+            except BaseException:
+                await release_all(refs, solver)
+                raise
+            self.set_completed()
+            return refs
+        except Exception as exc:
+            err = _fail(vertex, exc)
+            if err.vertex is not None and err.vertex.digest == self.digest:
+                self._set_error(str(err))
+            if err is exc:
+                raise
+            raise err from exc
+
+    async def _run_op(self, inputs: list[Any]) -> Sequence[Any]:
+        vertex = self.vertex
+        solver = self.solver
+        ctx = VertexContext(vertex, self)
+        try:
+            async with vertex.op.acquire(), solver.slot():
+                self.set_started()
+                solver.stats_execs += 1
+                return await vertex.op.exec(ctx, inputs)
+        except asyncio.CancelledError:
+            ctx.cancelled.set()
+            if self.started is not None and self.completed is None:
+                self._set_error("cancelled")
+            raise
+
+    async def _record(self, info: KeyInfo, refs: tuple[ResultRef, ...]) -> None:
+        solver = self.solver
+        ids = tuple(await solver.result_storage.save([ref.value for ref in refs]))
+        if len(ids) != len(refs):
+            raise InternalError(f"result storage returned {len(ids)} ids for {len(refs)} results")
+        record_id = hashlib.sha256(
+            "\0".join((info.canonical, *ids)).encode(), usedforsecurity=False
+        ).hexdigest()
+        record = CacheRecord(
+            id=record_id, canonical_key=info.canonical, result_ids=ids, created=now()
+        )
+        keys = dict.fromkeys((info.key_def, info.canonical))
+        if info.key_content is not None:
+            keys[info.key_content] = None
+        await solver.key_storage.save(list(keys), record)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def drop(self) -> list[asyncio.Task[Any]]:
+        """No job holds this vertex any more: cancel its work, release its results.
+
+        Returns the cancelled tasks so that the caller can wait for their cleanup.
+        """
+        self.dropped = True
+        tasks = [t for t in (self.key_memo.cancel(), self.out_memo.cancel()) if t is not None]
+        outputs = self.outputs
+        self.outputs = None
+        if outputs is not None:
+            self.solver.spawn_release(outputs)
+        return tasks

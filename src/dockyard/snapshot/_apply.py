@@ -44,7 +44,12 @@ _XATTR_PAX = "SCHILY.xattr."
 
 
 class HashingReader:
-    """A readable file that hashes (sha256) and counts everything read from ``src``."""
+    """A readable file that hashes (sha256) and counts everything read from ``src``.
+
+    It also offers ``tell`` and a forward-only ``seek`` (skipping by reading), which is
+    all :class:`tarfile.TarFile` needs to read members in order from a pipe; that avoids
+    tarfile's slow stream mode (``r|``) and its small buffers.
+    """
 
     def __init__(self, src: BinaryIO) -> None:
         self._src = src
@@ -56,6 +61,26 @@ class HashingReader:
         self._hash.update(data)
         self.size += len(data)
         return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self.size
+        elif whence != 0:
+            raise OSError(errno.ESPIPE, "a layer stream can only seek forward")
+        if pos < self.size:
+            raise OSError(errno.ESPIPE, "a layer stream can only seek forward")
+        while self.size < pos:
+            if not self.read(min(CHUNK, pos - self.size)):
+                break
+        return self.size
 
     def drain(self) -> None:
         while self.read(CHUNK):
@@ -100,12 +125,27 @@ class _Tree:
         # merged dir (rel parts) -> indices of layers whose dir shows through, top first
         self._dirs: dict[tuple[str, ...], list[int]] = {(): list(range(len(self.layers)))}
         self.created: set[tuple[str, ...]] = set()
+        # caches of what this extraction made or checked; dropped on any removal
+        self._resolved: dict[str, tuple[str, ...]] = {}
+        self._topdirs: set[tuple[str, ...]] = {()}
 
     def host(self, parts: tuple[str, ...], layer: int = 0) -> str:
         return os.path.join(self.layers[layer], *parts)
 
     def invalidate(self) -> None:
         self._dirs = {(): list(range(len(self.layers)))}
+        self._resolved.clear()
+        self._topdirs = {()}
+
+    def parent_dir(self, rel: str) -> tuple[tuple[str, ...], str]:
+        """Resolve directory ``rel`` and make it exist in the top layer: (parts, host path)."""
+        parts = self._resolved.get(rel)
+        if parts is None:
+            parts = self.resolve(rel)
+            path = self.ensure_dir(parts)
+            self._resolved[rel] = parts
+            return parts, path
+        return parts, self.host(parts)
 
     # -- merged lookups ----------------------------------------------------------------
     def lookup(self, parts: tuple[str, ...]) -> tuple[str | int, os.stat_result | None]:
@@ -242,25 +282,28 @@ class _Tree:
         """Make ``parts`` (resolved) a directory in the top layer; copy up from lowers."""
         for i in range(1, len(parts) + 1):
             sub = parts[:i]
-            st = _lstat(self.host(sub))
-            if st is not None and stat.S_ISDIR(st.st_mode):
+            if sub in self._topdirs:
                 continue
-            merge = self._merged_lower_dir(sub) if self.overlay else None
-            if st is not None:
-                self._clear_top(sub, st)
-            self._new_dir(sub, merge_from=merge)
+            st = _lstat(self.host(sub))
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                merge = self._merged_lower_dir(sub) if self.overlay else None
+                if st is not None:
+                    self._clear_top(sub, st)
+                self._new_dir(sub, merge_from=merge)
+            self._topdirs.add(sub)
         return self.host(parts)
 
     def make_dir(self, parts: tuple[str, ...]) -> str:
         """A directory entry: keep a top-layer dir, else replace what is there."""
         path = self.host(parts)
         st = _lstat(path)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            return path
-        merge = self._merged_lower_dir(parts) if self.overlay else None
-        if st is not None:
-            self._clear_top(parts, st)
-        return self._new_dir(parts, merge_from=merge)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            merge = self._merged_lower_dir(parts) if self.overlay else None
+            if st is not None:
+                self._clear_top(parts, st)
+            self._new_dir(parts, merge_from=merge)
+        self._topdirs.add(parts)
+        return path
 
     def make_room(self, parts: tuple[str, ...]) -> None:
         """Clear the top layer at ``parts`` for a new non-directory entry."""
@@ -311,7 +354,7 @@ def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerRes
     tree = _Tree(os.path.abspath(root), list(lowers or []))
     dir_times: list[tuple[str, int]] = []
     try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
+        with tarfile.TarFile(fileobj=reader, mode="r") as tar:  # type: ignore[arg-type]
             for member in tar:
                 _apply_member(tar, member, tree, dir_times)
     except tarfile.TarError as exc:
@@ -340,8 +383,8 @@ def _apply_member(
             dir_times.append((tree.root, int(member.mtime)))
         return
     parent_rel, base = _split(rel)
-    parent = tree.resolve(parent_rel)
     if base.startswith(WHITEOUT_PREFIX):
+        parent = tree.resolve(parent_rel)
         if base == OPAQUE:
             tree.opaque(parent)
         else:
@@ -350,7 +393,7 @@ def _apply_member(
                 raise ContentError(f"invalid whiteout {member.name!r} in layer tar")
             tree.whiteout((*parent, name))
         return
-    parent_path = tree.ensure_dir(parent)
+    parent, parent_path = tree.parent_dir(parent_rel)
     parts = (*parent, base)
     path = os.path.join(parent_path, base)
     if member.isdir():

@@ -41,7 +41,7 @@ from dockyard.oci import (
 from ._blobs import BytesReader
 from ._challenge import repository_scope
 from ._config import Endpoint, RegistryConfig, normalize_host
-from ._http import Body, HttpSession, error_detail
+from ._http import Body, HttpSession, error_detail, iter_raw
 from ._reference import Reference
 from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
 from .types import BlobReader, BlobSink, CredentialsProvider
@@ -228,7 +228,7 @@ class RegistryClient:
         parts: list[bytes] = []
         total = 0
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in iter_raw(response):
                 total += len(chunk)
                 if total > limit:
                     raise ContentError(f"{what} is larger than the {limit} bytes allowed")
@@ -561,7 +561,7 @@ class RegistryClient:
                         if start is not None:
                             problem = "the registry answered a different range"
                             raise _Restart
-                async for chunk in response.aiter_raw():
+                async for chunk in iter_raw(response):
                     if written + len(chunk) > descriptor.size:
                         raise ContentError(
                             f"{what} is larger than the {descriptor.size} bytes the manifest says"
@@ -920,9 +920,12 @@ class RegistryClient:
                     )
                 await self.push_blob(ref, desc, content, chunk_size=chunk_size, mount_from=mounts)
 
-        async with asyncio.TaskGroup() as group:
-            for desc in needed.values():
-                group.create_task(one(desc))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for desc in needed.values():
+                    group.create_task(one(desc))
+        except BaseExceptionGroup as failures:
+            raise _first_error(failures) from None
         for data, kind in children:
             await self.push_manifest(ref, data, kind, by_digest=True)
         return await self.push_manifest(ref, manifest, media_type)
@@ -930,6 +933,15 @@ class RegistryClient:
 
 class _Restart(Exception):
     """Internal: start a download over from byte 0."""
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first failure in a task group (nested groups flattened); a user sees one
+    clear error, not a tree."""
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def _broke_mid_body(exc: TransientRegistryError) -> bool:

@@ -161,7 +161,10 @@ class RegistryConfig:
         for host, settings in data.items():
             if not isinstance(settings, Mapping):
                 raise ConfigError(f"registry {host!r}: settings must be a table")
-            hosts[normalize_host(host)] = HostConfig.from_mapping(settings, f"registry {host!r}")
+            name = normalize_host(host)
+            if name in hosts:
+                raise ConfigError(f"registry {host!r}: {name} is configured more than once")
+            hosts[name] = HostConfig.from_mapping(settings, f"registry {host!r}")
         return cls(hosts=hosts)
 
     def host(self, host: str) -> HostConfig:

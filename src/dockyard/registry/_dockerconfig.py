@@ -99,7 +99,8 @@ class DockerConfigCredentials:
         if not isinstance(raw, dict):
             raise ConfigError(f"invalid {where}: expected a JSON object")
         auths: dict[str, Credentials] = {}
-        entries = raw.get("auths") or {}
+        entries = raw.get("auths")
+        entries = {} if entries is None else entries
         if not isinstance(entries, dict):
             raise ConfigError(f"invalid {where}: 'auths' must be an object")
         for key, entry in entries.items():
@@ -108,8 +109,10 @@ class DockerConfigCredentials:
             creds = _credentials_from_entry(entry, f"{where}: auths[{key!r}]")
             if creds is not None:
                 auths.setdefault(normalize_host(key), creds)
-        store = raw.get("credsStore") or ""
-        helpers = raw.get("credHelpers") or {}
+        store = raw.get("credsStore")
+        store = "" if store is None else store
+        helpers = raw.get("credHelpers")
+        helpers = {} if helpers is None else helpers
         if not isinstance(store, str):
             raise ConfigError(f"invalid {where}: 'credsStore' must be a string")
         if not isinstance(helpers, dict) or not all(isinstance(v, str) for v in helpers.values()):

@@ -31,10 +31,12 @@ from .types import Credentials, CredentialsProvider
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Body", "HttpSession", "error_detail"]
+__all__ = ["Body", "HttpSession", "error_detail", "iter_raw"]
 
 #: A request body, made afresh for every attempt (streams cannot be replayed).
 Body: TypeAlias = Callable[[], "bytes | AsyncIterator[bytes]"]
+
+_now = time.monotonic  # token expiry clock (tests replace it)
 
 _MIN_TOKEN_LIFETIME = 60.0
 _TOKEN_MARGIN = 5.0
@@ -86,6 +88,16 @@ def _is_tls_error(exc: BaseException) -> bool:
     return "ssl" in str(exc).lower() or "tls" in str(exc).lower()
 
 
+async def iter_raw(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The undecoded body bytes (also of a response a mock transport already read)."""
+    if response.is_stream_consumed:
+        if response.content:
+            yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after", "")
     try:
@@ -98,7 +110,7 @@ async def error_detail(response: httpx.Response) -> str:
     """The registry's error codes and messages from a failed response, for messages."""
     try:
         raw = b""
-        async for chunk in response.aiter_raw():
+        async for chunk in iter_raw(response):
             raw += chunk
             if len(raw) > _ERROR_BODY_LIMIT:
                 break
@@ -462,12 +474,12 @@ class HttpSession:
         account = creds.username if creds is not None else ""
         key = (challenge.realm, challenge.service, scopes, account, bool(creds))
         cached = self._tokens.get(key)
-        if cached is not None and not refresh and cached[1] > time.monotonic():
+        if cached is not None and not refresh and cached[1] > _now():
             return cached[0]
 
         async def fetch() -> str:
             token, lifetime = await self._fetch_token(host, challenge, scopes, creds)
-            self._tokens[key] = (token, time.monotonic() + lifetime - _TOKEN_MARGIN)
+            self._tokens[key] = (token, _now() + lifetime - _TOKEN_MARGIN)
             return token
 
         return await self._token_flights.do(key, fetch)

@@ -45,6 +45,7 @@ from .fspath import (
     open_in_root,
     resolve_in_root,
 )
+from .pathmatch import MatchState, PatternError, PatternMatcher
 
 __all__ = [
     "AuthError",
@@ -60,9 +61,12 @@ __all__ = [
     "FrontendError",
     "InternalError",
     "InvalidDefinitionError",
+    "MatchState",
     "NotFoundError",
     "NullReporter",
     "PathEscapeError",
+    "PatternError",
+    "PatternMatcher",
     "Platform",
     "RegistryError",
     "Reporter",

@@ -1,28 +1,141 @@
-"""The Dockerfile language, pure: no I/O, no LLB.
+"""The Dockerfile language, pure: no I/O beyond reading ignore files, no LLB.
 
-Stages (each usable on its own):
+Stages, each usable and tested on its own:
 
 1. :func:`parse_ast` — bytes → :class:`Ast` of :class:`Node` (directives, comments,
    continuations, JSON/shell forms, flags, heredocs, line ranges);
 2. :class:`ShellLex` / :func:`expand_word` — shell-word expansion of ``$VAR`` forms;
+3. :func:`parse_dockerfile` — typed, validated instructions grouped into :class:`Stage`
+   values; each instruction's :meth:`~Instruction.expand` applies BuildKit's expansion
+   rules through an :class:`Expander`;
+4. :func:`lint` — the build checks (``# check=`` directive honoured);
+5. :func:`load_dockerignore` — the ``.dockerignore`` that applies, as patterns.
+
+The conversion to LLB and image config builds on these (``dockyard.frontend``).
+Errors are :class:`dockyard.core.FrontendError` located at ``Dockerfile:LINE``.
 """
 
+from ._chmod import Chmod, ChmodError, parse_chmod
 from ._directives import CheckConfig, Directive, find_directive
-from ._parser import Ast, Heredoc, Node, ParseWarning, parse_ast, parse_heredoc
+from ._dockerfile import INSTRUCTIONS, Dockerfile, Stage, parse_dockerfile, parse_instruction
+from ._dockerignore import (
+    DOCKERIGNORE,
+    IgnoreFile,
+    dockerignore_candidates,
+    load_dockerignore,
+    parse_dockerignore,
+    read_dockerignore,
+)
+from ._instructions import (
+    AddInstruction,
+    ArgDef,
+    ArgInstruction,
+    CmdInstruction,
+    CopyInstruction,
+    EntrypointInstruction,
+    EnvInstruction,
+    Expander,
+    ExposeInstruction,
+    FromInstruction,
+    HealthcheckInstruction,
+    InlineSource,
+    Instruction,
+    KeyValue,
+    LabelInstruction,
+    MaintainerInstruction,
+    OnbuildInstruction,
+    RunInstruction,
+    ShellInstruction,
+    StopsignalInstruction,
+    UserInstruction,
+    VolumeInstruction,
+    WordExpander,
+    WorkdirInstruction,
+)
+from ._lint import PLATFORM_ARGS, RULES, BaseImage, Linter, LintReport, Rule, lint
+from ._mounts import (
+    CacheSharing,
+    MountError,
+    MountType,
+    NetworkMode,
+    RunMount,
+    SecurityMode,
+    parse_mount,
+)
+from ._parser import Ast, Heredoc, Node, ParseWarning, chomp_heredoc, parse_ast, parse_heredoc
 from ._shell import ExpansionResult, ShellLex, expand_word, expand_words
+from ._values import BadValue, parse_checksum, parse_duration, parse_ports, parse_signal
 
 __all__ = [
+    "DOCKERIGNORE",
+    "INSTRUCTIONS",
+    "PLATFORM_ARGS",
+    "RULES",
+    "AddInstruction",
+    "ArgDef",
+    "ArgInstruction",
     "Ast",
+    "BadValue",
+    "BaseImage",
+    "CacheSharing",
     "CheckConfig",
+    "Chmod",
+    "ChmodError",
+    "CmdInstruction",
+    "CopyInstruction",
     "Directive",
+    "Dockerfile",
+    "EntrypointInstruction",
+    "EnvInstruction",
+    "Expander",
     "ExpansionResult",
+    "ExposeInstruction",
+    "FromInstruction",
+    "HealthcheckInstruction",
     "Heredoc",
+    "IgnoreFile",
+    "InlineSource",
+    "Instruction",
+    "KeyValue",
+    "LabelInstruction",
+    "LintReport",
+    "Linter",
+    "MaintainerInstruction",
+    "MountError",
+    "MountType",
+    "NetworkMode",
     "Node",
+    "OnbuildInstruction",
     "ParseWarning",
+    "Rule",
+    "RunInstruction",
+    "RunMount",
+    "SecurityMode",
+    "ShellInstruction",
     "ShellLex",
+    "Stage",
+    "StopsignalInstruction",
+    "UserInstruction",
+    "VolumeInstruction",
+    "WordExpander",
+    "WorkdirInstruction",
+    "chomp_heredoc",
+    "dockerignore_candidates",
     "expand_word",
     "expand_words",
     "find_directive",
+    "lint",
+    "load_dockerignore",
     "parse_ast",
+    "parse_checksum",
+    "parse_chmod",
+    "parse_dockerfile",
+    "parse_dockerignore",
+    "parse_duration",
     "parse_heredoc",
+    "parse_instruction",
+    "parse_mount",
+    "parse_ports",
+    "parse_signal",
+    "read_dockerignore",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dockyard.core import FrontendError, SourceLocation, SourceRange
 
-from ._text import GO_SPACE
+from ._text import GO_SPACE, parse_go_bool
 
 __all__ = ["CheckConfig", "Directive", "DirectiveParser", "find_directive"]
 
@@ -148,7 +148,7 @@ class CheckConfig:
                 else:
                     skip = frozenset(rule.strip() for rule in val.split(","))
             elif key == "error":
-                parsed = _parse_go_bool(val.strip())
+                parsed = parse_go_bool(val.strip())
                 if parsed is None:
                     raise FrontendError(
                         f"failed to parse check options: invalid value {val.strip()!r} for "
@@ -172,16 +172,3 @@ class CheckConfig:
             filename=filename, ranges=(SourceRange(directive.line, directive.line),)
         )
         return cls.parse(directive.value, location=location)
-
-
-_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-
-
-def _parse_go_bool(text: str) -> bool | None:
-    """``strconv.ParseBool``: ``None`` when ``text`` is not a boolean."""
-    if text in _GO_TRUE:
-        return True
-    if text in _GO_FALSE:
-        return False
-    return None

@@ -9,6 +9,7 @@ __all__ = [
     "go_quote_list",
     "go_trim_space",
     "is_go_space",
+    "parse_go_bool",
     "suggest",
 ]
 
@@ -109,3 +110,16 @@ def suggest(
             best = candidate if case_sensitive else _match_case(candidate, value)
             best_distance = distance
     return best
+
+
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def parse_go_bool(text: str) -> bool | None:
+    """``strconv.ParseBool``: ``None`` when ``text`` is not a boolean."""
+    if text in _GO_TRUE:
+        return True
+    if text in _GO_FALSE:
+        return False
+    return None

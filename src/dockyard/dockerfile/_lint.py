@@ -1,0 +1,778 @@
+"""Build checks: BuildKit's Dockerfile lint rules, as a pure function over a parsed file.
+
+:func:`lint` walks the stages like the converter will (ARG scoping, ENV, SHELL, WORKDIR
+and stage inheritance) without building anything and returns :class:`BuildWarning`
+values named and worded like BuildKit's (``FromAsCasing: 'as' and 'FROM' keywords'
+casing do not match (line 1)``), with the rule's URL and the source location.
+
+``# check=skip=<rules>|all;error=true`` is honoured through :class:`CheckConfig`: skipped
+rules are not reported, and with ``error=true`` :meth:`LintReport.error` gives the
+:class:`FrontendError` that must stop the build.
+
+``UndefinedVar`` needs the environment of base images, which only the converter knows.
+Either pass ``base_env`` (then :func:`lint` checks it for stages whose base is known),
+or let the converter report it while expanding: :meth:`Linter.undefined_vars` takes the
+names an :class:`Expander` could not resolve.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from dockyard.core import BuildWarning, FrontendError, NotFoundError, Platform, SourceLocation
+
+from ._directives import CheckConfig
+from ._dockerfile import Dockerfile, Stage
+from ._instructions import (
+    ArgInstruction,
+    CmdInstruction,
+    CopyInstruction,
+    EntrypointInstruction,
+    EnvInstruction,
+    Expander,
+    ExposeInstruction,
+    FromInstruction,
+    HealthcheckInstruction,
+    Instruction,
+    LabelInstruction,
+    MaintainerInstruction,
+    RunInstruction,
+    ShellInstruction,
+    WorkdirInstruction,
+)
+from ._mounts import MountError, parse_mount
+from ._shell import ShellLex
+from ._text import suggest
+
+__all__ = [
+    "PLATFORM_ARGS",
+    "RULES",
+    "BaseImage",
+    "LintReport",
+    "Linter",
+    "Rule",
+    "lint",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rule:
+    name: str
+    description: str
+    url: str
+
+
+def _rule(name: str, slug: str, description: str) -> Rule:
+    return Rule(
+        name=name,
+        description=description,
+        url=f"https://docs.docker.com/go/dockerfile/rule/{slug}/",
+    )
+
+
+RULES: dict[str, Rule] = {
+    rule.name: rule
+    for rule in (
+        _rule(
+            "StageNameCasing",
+            "stage-name-casing",
+            "Stage names should be lowercase",
+        ),
+        _rule(
+            "FromAsCasing",
+            "from-as-casing",
+            "The 'as' keyword should match the case of the 'from' keyword",
+        ),
+        _rule(
+            "NoEmptyContinuation",
+            "no-empty-continuation",
+            "Empty continuation lines will become errors in a future release",
+        ),
+        _rule(
+            "ConsistentInstructionCasing",
+            "consistent-instruction-casing",
+            "All commands within the Dockerfile should use the same casing (either upper or lower)",
+        ),
+        _rule(
+            "DuplicateStageName",
+            "duplicate-stage-name",
+            "Stage names should be unique",
+        ),
+        _rule(
+            "ReservedStageName",
+            "reserved-stage-name",
+            "Reserved words should not be used as stage names",
+        ),
+        _rule(
+            "JSONArgsRecommended",
+            "json-args-recommended",
+            "JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior "
+            "related to OS signals",
+        ),
+        _rule(
+            "MaintainerDeprecated",
+            "maintainer-deprecated",
+            "The MAINTAINER instruction is deprecated, use a label instead to define an image author",
+        ),
+        _rule(
+            "UndefinedArgInFrom",
+            "undefined-arg-in-from",
+            "FROM command must use declared ARGs",
+        ),
+        _rule(
+            "WorkdirRelativePath",
+            "workdir-relative-path",
+            "Relative workdir without an absolute workdir declared within the build can have "
+            "unexpected results if the base image changes",
+        ),
+        _rule(
+            "UndefinedVar",
+            "undefined-var",
+            "Variables should be defined before their use",
+        ),
+        _rule(
+            "MultipleInstructionsDisallowed",
+            "multiple-instructions-disallowed",
+            "Multiple instructions of the same type should not be used in the same stage",
+        ),
+        _rule(
+            "LegacyKeyValueFormat",
+            "legacy-key-value-format",
+            "Legacy key/value format with whitespace separator should not be used",
+        ),
+        _rule(
+            "RedundantTargetPlatform",
+            "redundant-target-platform",
+            "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is "
+            "the default behavior",
+        ),
+        _rule(
+            "SecretsUsedInArgOrEnv",
+            "secrets-used-in-arg-or-env",
+            "Sensitive data should not be used in the ARG or ENV commands",
+        ),
+        _rule(
+            "InvalidDefaultArgInFrom",
+            "invalid-default-arg-in-from",
+            "Default value for global ARG results in an empty or invalid base image name",
+        ),
+        _rule(
+            "FromPlatformFlagConstDisallowed",
+            "from-platform-flag-const-disallowed",
+            "FROM --platform flag should not use a constant value",
+        ),
+        _rule(
+            "ExposeProtoCasing",
+            "expose-proto-casing",
+            "Protocol in EXPOSE instruction should be lowercase",
+        ),
+    )
+}
+
+# Build arguments every build defines (BuildKit's defaultArgs).
+PLATFORM_ARGS = (
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDOSVERSION",
+    "BUILDARCH",
+    "BUILDVARIANT",
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETOSVERSION",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "TARGETSTAGE",
+)
+_PLATFORM_PLACEHOLDERS = {
+    "BUILDPLATFORM": "linux/amd64",
+    "BUILDOS": "linux",
+    "BUILDOSVERSION": "",
+    "BUILDARCH": "amd64",
+    "BUILDVARIANT": "",
+    "TARGETPLATFORM": "linux/amd64",
+    "TARGETOS": "linux",
+    "TARGETOSVERSION": "",
+    "TARGETARCH": "amd64",
+    "TARGETVARIANT": "",
+    "TARGETSTAGE": "",
+}
+# Arguments that configure BuildKit and never become environment variables.
+_NON_ENV_ARGS = frozenset({"BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"})
+_RESERVED_STAGE_NAMES = frozenset({"context", "scratch"})
+_SECRET_RE = re.compile(
+    r"(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)",
+    re.IGNORECASE,
+)
+_SECRET_ALLOW_RE = re.compile(r"(?:_|^)(?:public)(?:_|$)", re.IGNORECASE)
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaseImage:
+    """What the checks need to know about an external base image."""
+
+    env: Mapping[str, str]
+    shell: tuple[str, ...] = ()
+
+
+class Linter:
+    """Collects warnings for one Dockerfile, honouring its :class:`CheckConfig`.
+
+    The converter uses the same object for the checks it runs while converting
+    (``UndefinedVar`` through :meth:`undefined_vars`, or any rule through :meth:`run`).
+    """
+
+    __slots__ = ("called", "config", "warnings")
+
+    def __init__(self, config: CheckConfig | None = None) -> None:
+        self.config = config or CheckConfig()
+        self.warnings: list[BuildWarning] = []
+        self.called: list[str] = []
+
+    def run(self, rule_name: str, message: str, location: SourceLocation | None) -> None:
+        """Report ``message`` for ``rule_name`` unless the rule is skipped."""
+        if not self.config.enabled(rule_name):
+            return
+        rule = RULES[rule_name]
+        self.called.append(rule_name)
+        line = location.ranges[0].start if location is not None and location.ranges else 0
+        short = f"{rule_name}: {message}" + (f" (line {line})" if line > 0 else "")
+        self.warnings.append(
+            BuildWarning(
+                short=short,
+                detail=(rule.description,),
+                url=rule.url,
+                rule=rule_name,
+                locations=(location,) if location is not None else (),
+            )
+        )
+
+    def undefined_vars(
+        self,
+        unmatched: Iterable[str],
+        *,
+        build_args: Iterable[str],
+        env_keys: Iterable[str],
+        location: SourceLocation,
+    ) -> None:
+        """Report ``UndefinedVar`` for variables an instruction used but nothing defined.
+
+        ``build_args`` are the ``ARG`` names declared in the stage so far (declared
+        without a value counts as defined), ``env_keys`` the environment's names (used
+        for "did you mean" suggestions).
+        """
+        declared = set(build_args)
+        options = list(env_keys)
+        for name in unmatched:
+            if name in declared or name in _NON_ENV_ARGS:
+                continue
+            hint = suggest(name, options, case_sensitive=True)
+            message = f"Usage of undefined variable '${name}'"
+            if hint:
+                message += f" (did you mean ${hint}?)"
+            self.run("UndefinedVar", message, location)
+
+    def report(self) -> LintReport:
+        return LintReport(warnings=tuple(self.warnings), config=self.config)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LintReport:
+    """The warnings of a check run and the settings they were made with."""
+
+    warnings: tuple[BuildWarning, ...]
+    config: CheckConfig = field(default_factory=CheckConfig)
+
+    def error(self) -> FrontendError | None:
+        """With ``# check=error=true`` and any warning: the error that fails the build."""
+        if not self.config.error or not self.warnings:
+            return None
+        rules = sorted({w.rule for w in self.warnings})
+        return FrontendError(
+            f"lint violation found for rules: {', '.join(rules)}",
+            locations=self.warnings[0].locations,
+        )
+
+
+def lint(
+    dockerfile: Dockerfile,
+    *,
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+    config: CheckConfig | None = None,
+    base_env: Callable[[str], BaseImage | None] | None = None,
+) -> LintReport:
+    """Run the build checks over ``dockerfile``.
+
+    ``build_args`` are the ``--build-arg`` values; ``target`` limits the stage checks to
+    the stages that target needs (``None``: all stages, as ``--check`` does; for a
+    default build pass the last stage's index). ``config`` defaults to the file's
+    ``# check=`` directive. ``base_env`` maps an external base image reference (as
+    written after expansion) to what is known about it, enabling ``UndefinedVar`` and
+    exact ``JSONArgsRecommended`` for stages built on it.
+    """
+    linter = Linter(config if config is not None else dockerfile.check)
+    _Checker(dockerfile, linter, dict(build_args or {}), target, base_env).run()
+    return linter.report()
+
+
+class _StageState:
+    __slots__ = ("build_args", "env", "env_known", "shell", "workdir_set")
+
+    def __init__(self) -> None:
+        self.env: dict[str, str] = {}
+        self.env_known = False
+        self.build_args: list[str] = []
+        self.shell: tuple[str, ...] = ()
+        self.workdir_set = False
+
+    def copy(self) -> _StageState:
+        other = _StageState()
+        other.env = dict(self.env)
+        other.env_known = self.env_known
+        other.build_args = list(self.build_args)
+        other.shell = self.shell
+        other.workdir_set = self.workdir_set
+        return other
+
+
+class _Checker:
+    def __init__(
+        self,
+        dockerfile: Dockerfile,
+        linter: Linter,
+        build_args: dict[str, str],
+        target: str | None,
+        base_env: Callable[[str], BaseImage | None] | None,
+    ) -> None:
+        self.df = dockerfile
+        self.linter = linter
+        self.build_args = build_args
+        self.target = target
+        self.base_env = base_env
+        self.lex = ShellLex(dockerfile.escape)
+        self.meta_keys = [d.key for arg in dockerfile.meta_args for d in arg.args]
+        self.global_args = self._meta_args(build_args)
+
+    # -- helpers --------------------------------------------------------------------
+    def _meta_args(self, build_args: Mapping[str, str]) -> dict[str, str]:
+        # Stand-in values: the checks need plausible values, not the real platform.
+        env = dict(_PLATFORM_PLACEHOLDERS)
+        stages = self.df.stages
+        env["TARGETSTAGE"] = self.target or stages[-1].name or ""
+        for name in PLATFORM_ARGS:
+            if name in build_args:
+                env[name] = build_args[name]
+        for arg in self.df.meta_args:
+            for definition in arg.args:
+                if definition.key in build_args:
+                    env[definition.key] = build_args[definition.key]
+                elif definition.value is not None:
+                    try:
+                        env[definition.key] = self.lex.process(definition.value, env).value
+                    except FrontendError:
+                        env[definition.key] = ""
+        return env
+
+    def _expand_base(self, stage: Stage) -> str | None:
+        try:
+            return self.lex.process(stage.base, self.global_args).value
+        except FrontendError:
+            return None
+
+    # -- the checks -----------------------------------------------------------------
+    def run(self) -> None:
+        df = self.df
+        for warning in df.ast.warnings:
+            self.linter.run(
+                "NoEmptyContinuation", "Empty continuation line", df.ast.location(warning.line)
+            )
+        for node_owner in self._all_instructions():
+            self._parse_time_checks(node_owner)
+        self._stage_names()
+        self._casing()
+        self._from_args()
+        self._stages()
+
+    def _all_instructions(self) -> list[Instruction]:
+        out: list[Instruction] = list(self.df.meta_args)
+        for stage in self.df.stages:
+            out.append(stage.from_)
+            out.extend(stage.commands)
+        out.sort(key=lambda i: i.line)
+        return out
+
+    def _parse_time_checks(self, instruction: Instruction) -> None:
+        if isinstance(instruction, FromInstruction):
+            written = instruction.stage_name_written
+            if written is not None and written != written.lower():
+                self.linter.run(
+                    "StageNameCasing",
+                    f"Stage name '{written}' should be lowercase",
+                    instruction.location,
+                )
+            as_word = instruction.as_word
+            if as_word is not None:
+                name = instruction.name
+                from_lower = name == name.lower()
+                from_upper = name == name.upper()
+                if (from_lower and as_word != as_word.lower()) or (
+                    not from_lower and from_upper and as_word != as_word.upper()
+                ):
+                    self.linter.run(
+                        "FromAsCasing",
+                        f"'{as_word}' and '{name}' keywords' casing do not match",
+                        instruction.location,
+                    )
+        elif isinstance(instruction, MaintainerInstruction):
+            self.linter.run(
+                "MaintainerDeprecated",
+                "Maintainer instruction is deprecated in favor of using label",
+                instruction.location,
+            )
+        elif isinstance(instruction, ExposeInstruction):
+            for port in instruction.ports:
+                _, sep, proto = port.partition("/")
+                if sep and proto != proto.lower():
+                    self.linter.run(
+                        "ExposeProtoCasing",
+                        f"Defined protocol '{port}' in EXPOSE instruction should be lowercase",
+                        instruction.location,
+                    )
+
+    def _stage_names(self) -> None:
+        seen: set[str] = set()
+        for stage in self.df.stages:
+            name = stage.name
+            if not name:
+                continue
+            if name in _RESERVED_STAGE_NAMES:
+                self.linter.run(
+                    "ReservedStageName",
+                    f'Stage name should not use the same name as reserved stage "{name}"',
+                    stage.location,
+                )
+            if name in seen:
+                self.linter.run(
+                    "DuplicateStageName",
+                    f'Duplicate stage name "{name}", stage names should be unique',
+                    stage.location,
+                )
+            seen.add(name)
+
+    def _casing(self) -> None:
+        names: list[Instruction] = []
+        for stage in self.df.stages:
+            names.append(stage.from_)
+            names.extend(stage.commands)
+        lower = upper = 0
+        for instruction in names:
+            name = instruction.name
+            if name == name.lower():
+                lower += 1
+            elif name == name.upper():
+                upper += 1
+        majority_lower = lower > upper
+        for instruction in names:
+            name = instruction.name
+            wanted = ""
+            if majority_lower and name != name.lower():
+                wanted = "lowercase"
+            elif not majority_lower and name != name.upper():
+                wanted = "uppercase"
+            if wanted:
+                self.linter.run(
+                    "ConsistentInstructionCasing",
+                    f"Command '{name}' should match the case of the command majority ({wanted})",
+                    instruction.location,
+                )
+
+    def _from_args(self) -> None:
+        known = set(self.meta_keys) | set(self.global_args)
+        options = sorted(known)
+        defaults = self._meta_args({})
+        for stage in self.df.stages:
+            words = [stage.base] + ([stage.platform] if stage.platform else [])
+            for word in words:
+                try:
+                    result = self.lex.process(word, self.global_args)
+                except FrontendError:
+                    continue
+                for name in sorted(result.unmatched - known):
+                    hint = suggest(name, options, case_sensitive=True)
+                    message = f"FROM argument '{name}' is not declared"
+                    if hint:
+                        message += f" (did you mean {hint}?)"
+                    self.linter.run("UndefinedArgInFrom", message, stage.location)
+            platform = stage.platform
+            if platform:
+                self._platform_checks(stage, platform)
+            try:
+                with_defaults = self.lex.process(stage.base, defaults).value
+            except FrontendError:
+                continue
+            if not _valid_reference(with_defaults):
+                self.linter.run(
+                    "InvalidDefaultArgInFrom",
+                    f"Default value for ARG {stage.base} results in empty or invalid base image name",
+                    stage.location,
+                )
+
+    def _platform_checks(self, stage: Stage, platform: str) -> None:
+        try:
+            result = self.lex.process(platform, self.global_args)
+        except FrontendError:
+            return
+        if (
+            result.matched == frozenset({"TARGETPLATFORM"})
+            and not result.unmatched
+            and result.value == self.global_args["TARGETPLATFORM"]
+        ):
+            self.linter.run(
+                "RedundantTargetPlatform",
+                f"Setting platform to predefined {platform} in FROM is redundant as this is the "
+                "default behavior",
+                stage.location,
+            )
+        if result.matched or result.unmatched:
+            return
+        try:
+            parsed = Platform.parse(result.value)
+        except ValueError:
+            return
+        name = stage.name or ""
+        if parsed.os in name or parsed.architecture in name:
+            return
+        self.linter.run(
+            "FromPlatformFlagConstDisallowed",
+            f'FROM --platform flag should not use constant value "{result.value}"',
+            stage.location,
+        )
+
+    # -- per-stage simulation ---------------------------------------------------------
+    def _reachable(self) -> set[int]:
+        stages = self.df.stages
+        if self.target is None:
+            return set(range(len(stages)))
+        try:
+            start = self.df.stage(self.target).index
+        except NotFoundError:
+            return set()
+        by_name: dict[str, int] = {}
+        deps: dict[int, set[int]] = {}
+        for stage in stages:
+            found: set[int] = set()
+            base = self._expand_base(stage)
+            if base is not None and base.lower() in by_name:
+                found.add(by_name[base.lower()])
+            deps[stage.index] = found
+            if stage.name:
+                by_name[stage.name] = stage.index
+        for stage in stages:
+            for command in stage.commands:
+                for ref in _stage_refs(command):
+                    if ref.isdigit() and int(ref) < len(stages):
+                        deps[stage.index].add(int(ref))
+                    elif ref.lower() in by_name:
+                        deps[stage.index].add(by_name[ref.lower()])
+        seen: set[int] = set()
+        todo = [start]
+        while todo:
+            index = todo.pop()
+            if index in seen:
+                continue
+            seen.add(index)
+            todo.extend(deps.get(index, ()))
+        return seen
+
+    def _stages(self) -> None:
+        reachable = self._reachable()
+        finished: dict[str, _StageState] = {}
+        states: dict[int, _StageState] = {}
+        for stage in self.df.stages:
+            state = self._initial_state(stage, finished)
+            if stage.index in reachable:
+                self._run_stage(stage, state)
+            else:
+                self._simulate_only(stage, state)
+            states[stage.index] = state
+            if stage.name:
+                finished[stage.name] = state
+
+    def _initial_state(self, stage: Stage, finished: dict[str, _StageState]) -> _StageState:
+        base = self._expand_base(stage)
+        if base is not None and base.lower() in finished:
+            return finished[base.lower()].copy()
+        state = _StageState()
+        if base is not None and base.lower() == "scratch":
+            state.env = {"PATH": _DEFAULT_PATH}
+            state.env_known = True
+        elif base is not None and self.base_env is not None:
+            facts = self.base_env(base)
+            if facts is not None:
+                state.env = dict(facts.env)
+                state.env.setdefault("PATH", _DEFAULT_PATH)
+                state.env_known = True
+                state.shell = tuple(facts.shell)
+        return state
+
+    def _simulate_only(self, stage: Stage, state: _StageState) -> None:
+        saved = self.linter
+        self.linter = Linter(CheckConfig(skip_all=True))
+        try:
+            self._run_stage(stage, state)
+        finally:
+            self.linter = saved
+
+    def _run_stage(self, stage: Stage, state: _StageState) -> None:
+        used: dict[str, Instruction] = {}
+        for command in stage.commands:
+            self._dispatch(command, state, used)
+
+    def _expand(self, command: Instruction, state: _StageState) -> tuple[Instruction, bool]:
+        """Expand like the converter; report UndefinedVar when the env is fully known.
+        Returns the expanded instruction and whether every variable was resolved."""
+        expander = Expander(state.env, escape=self.df.escape)
+        try:
+            expanded = command.expand(expander)
+        except FrontendError:
+            return command, False
+        except MountError:
+            return command, False
+        unresolved = [n for n in expander.unmatched if n not in state.build_args]
+        if state.env_known and not isinstance(command, ExposeInstruction):
+            self.linter.undefined_vars(
+                expander.unmatched,
+                build_args=state.build_args,
+                env_keys=state.env,
+                location=command.location,
+            )
+        return expanded, not unresolved or state.env_known
+
+    def _dispatch(
+        self, command: Instruction, state: _StageState, used: dict[str, Instruction]
+    ) -> None:
+        if isinstance(command, ArgInstruction):
+            self._dispatch_arg(command, state)
+            return
+        expanded, resolved = self._expand(command, state)
+        if isinstance(expanded, EnvInstruction):
+            for kv in expanded.env:
+                if kv.legacy:
+                    self.linter.run(
+                        "LegacyKeyValueFormat",
+                        f'"{command.name} key=value" should be used instead of legacy '
+                        f'"{command.name} key value" format',
+                        command.location,
+                    )
+                self._secret_key("ENV", kv.key, command)
+                state.env[kv.key] = kv.value
+        elif isinstance(expanded, LabelInstruction):
+            for kv in expanded.labels:
+                if kv.legacy:
+                    self.linter.run(
+                        "LegacyKeyValueFormat",
+                        f'"{command.name} key=value" should be used instead of legacy '
+                        f'"{command.name} key value" format',
+                        command.location,
+                    )
+        elif isinstance(expanded, CmdInstruction | EntrypointInstruction | HealthcheckInstruction):
+            key = expanded.keyword
+            previous = used.get(key)
+            if previous is not None:
+                self.linter.run(
+                    "MultipleInstructionsDisallowed",
+                    f"Multiple {command.name} instructions should not be used in the same stage "
+                    "because only the last one will be used",
+                    previous.location,
+                )
+            used[key] = command
+            if (
+                isinstance(expanded, CmdInstruction | EntrypointInstruction)
+                and expanded.shell_form
+                and not state.shell
+            ):
+                self.linter.run(
+                    "JSONArgsRecommended",
+                    f"JSON arguments recommended for {command.name} to prevent unintended "
+                    "behavior related to OS signals",
+                    command.location,
+                )
+        elif isinstance(expanded, ShellInstruction):
+            state.shell = expanded.shell
+        elif isinstance(expanded, WorkdirInstruction):
+            if not state.workdir_set and resolved and not expanded.path.startswith("/"):
+                self.linter.run(
+                    "WorkdirRelativePath",
+                    f'Relative workdir "{expanded.path}" can have unexpected results if the base '
+                    "image changes",
+                    command.location,
+                )
+            state.workdir_set = True
+
+    def _dispatch_arg(self, command: ArgInstruction, state: _StageState) -> None:
+        for definition in command.args:
+            self._secret_key("ARG", definition.key, command)
+            value: str | None = definition.value
+            if definition.key in self.build_args:
+                value = self.build_args[definition.key]
+            elif value is not None:
+                expander = Expander(state.env, escape=self.df.escape)
+                try:
+                    value = expander.word(value)
+                except FrontendError:
+                    value = ""
+                if state.env_known:
+                    self.linter.undefined_vars(
+                        expander.unmatched,
+                        build_args=state.build_args,
+                        env_keys=state.env,
+                        location=command.location,
+                    )
+            elif definition.key in self.global_args:
+                value = self.global_args[definition.key]
+            if value is not None and definition.key not in _NON_ENV_ARGS:
+                state.env[definition.key] = value
+            state.build_args.append(definition.key)
+
+    def _secret_key(self, instruction: str, key: str, command: Instruction) -> None:
+        if _SECRET_RE.search(key) and not _SECRET_ALLOW_RE.search(key):
+            self.linter.run(
+                "SecretsUsedInArgOrEnv",
+                f'Do not use ARG or ENV instructions for sensitive data ({instruction} "{key}")',
+                command.location,
+            )
+
+
+def _stage_refs(command: Instruction) -> list[str]:
+    refs: list[str] = []
+    if isinstance(command, CopyInstruction) and command.from_stage:
+        refs.append(command.from_stage)
+    if isinstance(command, RunInstruction):
+        for spec in command.mount_specs:
+            try:
+                mount = parse_mount(spec, lambda word: word)
+            except MountError:
+                continue
+            if mount.source_stage:
+                refs.append(mount.source_stage)
+    return refs
+
+
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
+)
+
+
+def _valid_reference(text: str) -> bool:
+    """Whether ``text`` can be a base image reference (a rough ParseNormalizedNamed)."""
+    if not text or len(text) > 255 + 140:
+        return False
+    return _REFERENCE_RE.match(text) is not None

@@ -5,16 +5,17 @@ layer diff and apply.
 ``unmount``, ``mounted``).
 """
 
-from ._base import BaseSnapshotter, LayerResult, disk_usage
+from ._base import BaseSnapshotter, disk_usage
 from ._native import NativeSnapshotter
 from ._overlay import OverlaySnapshotter
 from ._select import SnapshotterKind, new_snapshotter, overlay_supported
-from .types import Info, Kind, Mount, Snapshotter, Usage
+from .types import Info, Kind, LayerDiffer, LayerResult, Mount, Snapshotter, Usage
 
 __all__ = [
     "BaseSnapshotter",
     "Info",
     "Kind",
+    "LayerDiffer",
     "LayerResult",
     "Mount",
     "NativeSnapshotter",

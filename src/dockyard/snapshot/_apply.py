@@ -32,9 +32,9 @@ from typing import BinaryIO
 from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, PathEscapeError
 from dockyard.core.fspath import MAX_SYMLINKS, clean_rel
 
-from ._base import LayerResult
 from ._copy import copy_file_data, copy_metadata
 from ._diff import OPAQUE, WHITEOUT_PREFIX
+from .types import LayerResult
 
 __all__ = ["HashingReader", "apply_tar"]
 

@@ -8,16 +8,15 @@ import os
 import shutil
 import stat
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.core import Digest, DockyardError
+from dockyard.core import DockyardError
 
 from ._metadata import MetaStore, Record
-from .types import Info, Kind, Mount, Usage
+from .types import Info, Kind, LayerResult, Mount, Usage
 
-__all__ = ["BaseSnapshotter", "LayerResult", "disk_usage"]
+__all__ = ["BaseSnapshotter", "disk_usage"]
 
 
 def disk_usage(path: str) -> Usage:
@@ -43,14 +42,6 @@ def disk_usage(path: str) -> Usage:
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(e.path)
     return Usage(size=size, inodes=len(seen))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LayerResult:
-    """The uncompressed digest (``diff_id``) and size of a layer tar stream."""
-
-    diff_id: Digest
-    size: int
 
 
 class BaseSnapshotter:

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from dockyard.core import Digest
 
-from ._base import LayerResult
+from .types import LayerResult
 
 __all__ = [
     "OPAQUE",

@@ -11,11 +11,11 @@ import asyncio
 from typing import BinaryIO
 
 from ._apply import apply_tar
-from ._base import BaseSnapshotter, LayerResult
+from ._base import BaseSnapshotter
 from ._copy import copy_tree
 from ._diff import write_tree_diff
 from ._metadata import Record
-from .types import Kind, Mount
+from .types import Kind, LayerResult, Mount
 
 __all__ = ["NativeSnapshotter"]
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ._apply import apply_tar
-from ._base import BaseSnapshotter, LayerResult
+from ._base import BaseSnapshotter
 from ._copy import copy_tree
 from ._diff import write_upper_diff
 from ._metadata import Record
 from .mount import MAX_OVERLAY_LOWERS, mounted
-from .types import Kind, Mount
+from .types import Kind, LayerResult, Mount
 
 __all__ = ["OverlaySnapshotter"]
 

@@ -74,6 +74,8 @@ _SYS_MOVE_MOUNT = 429
 _SYS_FSOPEN = 430
 _SYS_FSCONFIG = 431
 _SYS_FSMOUNT = 432
+_SYS_MOUNT_SETATTR = 442
+AT_RECURSIVE = 0x8000
 FSOPEN_CLOEXEC = 1
 FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
@@ -264,11 +266,42 @@ def _mount_bind(m: Mount, parsed: _Parsed, target: Path) -> None:
         raise _fail("bind mount", target, m, err)
     # A bind mount ignores every other flag; they take effect on a remount.
     extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
+    if extra and flags & MS_REC and _setattr_recursive(target, extra):
+        return  # every sub-mount got the flags too (``ro`` on an ``rbind`` is recursive)
     if extra:
         err = _sys_mount("", target, None, MS_REMOUNT | MS_BIND | extra, None)
         if err:
             _umount_once(target, detach=True)
             raise _fail("remount", target, m, err)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _setattr_recursive(target: Path, flags: int) -> bool:
+    """mount_setattr(2) with AT_RECURSIVE; False where the kernel lacks it."""
+    attrs = 0
+    for flag, attr in _ATTR_OF_FLAG.items():
+        if flags & flag:
+            attrs |= attr
+    if flags & ~sum(_ATTR_OF_FLAG) or not attrs:
+        return False  # a flag mount_setattr cannot set: use a remount
+    mattr = _MountAttr(attrs, 0, 0, 0)
+    rc: int = _libc().syscall(
+        _SYS_MOUNT_SETATTR,
+        -100,  # AT_FDCWD
+        os.fsencode(target),
+        ctypes.c_uint(AT_RECURSIVE),
+        ctypes.byref(mattr),
+        ctypes.c_size_t(ctypes.sizeof(mattr)),
+    )
+    return rc == 0
 
 
 def _split_lowers(value: str) -> list[str]:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
-__all__ = ["Info", "Kind", "Mount", "Snapshotter", "Usage"]
+from dockyard.core import Digest
+
+__all__ = ["Info", "Kind", "LayerDiffer", "LayerResult", "Mount", "Snapshotter", "Usage"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,3 +95,30 @@ class Snapshotter(Protocol):
     async def usage(self, key: str) -> Usage: ...
 
     def walk(self) -> AsyncIterator[Info]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerResult:
+    """The digest (``diff_id``) and size of an uncompressed layer tar stream."""
+
+    diff_id: Digest
+    size: int
+
+
+class LayerDiffer(Protocol):
+    """Layer tars in and out of snapshots (both built-in snapshotters implement it).
+
+    Both methods block only a worker thread; ``out`` and ``stream`` are blocking binary
+    files that are written/read from that thread (wrap compressors around them).
+    """
+
+    async def diff(self, key: str, out: BinaryIO, *, clamp_mtime: int | None = None) -> LayerResult:
+        """Write the changes of snapshot ``key`` (active or committed) against its parent
+        as an uncompressed tar with OCI whiteouts, in a deterministic order; every
+        timestamp is capped at ``clamp_mtime`` when given."""
+        ...
+
+    async def apply(self, key: str, stream: BinaryIO) -> LayerResult:
+        """Extract an uncompressed layer tar into active snapshot ``key``; no entry can
+        write outside it. The stream is read to its end."""
+        ...

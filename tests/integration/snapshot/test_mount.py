@@ -91,6 +91,8 @@ def test_bind_readonly_and_rbind(tmp_path: Path) -> None:
             assert (root / "sub" / "deep").read_text() == "deep"
             with pytest.raises(OSError):
                 (root / "file").write_text("x")
+            with pytest.raises(OSError):  # read-only applies to sub-mounts too
+                (root / "sub" / "deep").write_text("x")
         with mounted([Mount(type="bind", source=str(src), options=("bind", "rw"))]) as root:
             assert not (root / "sub" / "deep").exists()  # non-recursive bind
             (root / "file").write_text("changed")

@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 
 from dockyard.core import ContentError, Digest, NotFoundError, PathEscapeError
+from dockyard.snapshot import (
+    LayerDiffer,
+    NativeSnapshotter,
+    OverlaySnapshotter,
+    Snapshotter,
+)
 from dockyard.snapshot._apply import apply_tar
 
 
@@ -197,3 +203,18 @@ def test_garbage_is_a_content_error(tmp_path: Path) -> None:
     data = _tar(_file("a", b"x" * 10000))
     with pytest.raises(ContentError):
         _apply(data[:2000], tmp_path)
+
+
+def _conformance(
+    o: OverlaySnapshotter, n: NativeSnapshotter
+) -> tuple[Snapshotter, LayerDiffer, Snapshotter, LayerDiffer]:
+    """Type-checked only: both snapshotters satisfy both protocols."""
+    return o, o, n, n
+
+
+def test_snapshotters_implement_the_seams() -> None:
+    for cls in (OverlaySnapshotter, NativeSnapshotter):
+        for name in ("stat", "prepare", "view", "mounts", "commit", "remove", "usage", "walk"):
+            assert callable(getattr(cls, name))
+        assert callable(cls.diff)
+        assert callable(cls.apply)

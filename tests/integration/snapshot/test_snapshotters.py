@@ -265,3 +265,47 @@ async def test_reopen_keeps_records_and_cleans_orphans(tmp_path: Path) -> None:
         assert not (tmp_path / "snapshots" / "rm-5").exists()
     finally:
         s.close()
+
+
+def _small_tar(entries: list[tuple[str, bytes | None, str]]) -> bytes:
+    """(name, data or None for a dir, hard-link target or "")"""
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, link in entries:
+            ti = tarfile.TarInfo(name)
+            if link:
+                ti.type = tarfile.LNKTYPE
+                ti.linkname = link
+                tar.addfile(ti)
+            elif data is None:
+                ti.type = tarfile.DIRTYPE
+                ti.mode = 0o755
+                tar.addfile(ti)
+            else:
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+async def test_apply_does_not_resurrect_deleted_lower_dirs(sn: BaseSnapshotter) -> None:
+    await _commit_layer(sn, "L1", None, populate_base)
+    await _commit_layer(sn, "L2", "L1", change_layer)  # deletes olddir/
+    tar = _small_tar(
+        [
+            ("olddir/new", b"new", ""),  # no directory entry: made implicitly
+            ("bin/ash2", None, ""),
+            ("ashlink", b"", "bin/sh"),  # hard link to a file of a lower layer
+        ]
+    )
+    # bin/ash2 is a dir entry, the file entry for a hard link target lives below
+    await sn.prepare("x", "L2")
+    await sn.apply("x", io.BytesIO(tar))
+    await sn.commit("X", "x")
+    with mounted(await sn.view("v", "X")) as root:
+        assert sorted(p.name for p in (root / "olddir").iterdir()) == ["new"]
+        assert (root / "ashlink").read_bytes() == (root / "bin" / "sh").read_bytes()
+        assert (root / "ashlink").stat().st_ino == (root / "bin" / "sh").stat().st_ino
+        assert (root / "bin" / "ash2").is_dir()
+        assert oct((root / "bin" / "sh").stat().st_mode & 0o7777) == oct(0o4755)

@@ -36,19 +36,21 @@ def validate(message: pb.Definition, ops: list[tuple[bytes, pb.Op]]) -> list[OpN
             metadata=md if md is not None else empty_md,
             outputs=0,
         )
+        last = position == len(ops) - 1
         if digest in by_digest:
             raise _error(node, position, "the op appears twice in the Definition")
         try:
-            node.outputs = _check_op(op, last=position == len(ops) - 1)
+            node.outputs = _check_op(op, last=last)
         except _Problem as exc:
-            raise _error(node, position, str(exc)) from None
+            label = node.kind or ("terminal" if last else "no operation")
+            raise _error(node, position, str(exc), label=label) from None
         nodes.append(node)
         by_digest[digest] = node
 
     for position, node in enumerate(nodes):
         for i, edge in enumerate(node.inputs):
             try:
-                Digest.parse(edge.digest)
+                Digest.parse(node.op.inputs[i].digest)  # the wire string, not yet validated
             except ValueError:
                 raise _error(
                     node, position, f"input {i} has an invalid digest {edge.digest!r}"
@@ -78,8 +80,10 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _error(node: OpNode, position: int, problem: str) -> InvalidDefinitionError:
-    kind = node.kind or "no operation"
+def _error(
+    node: OpNode, position: int, problem: str, *, label: str | None = None
+) -> InvalidDefinitionError:
+    kind = label or node.kind or "terminal"
     try:
         name = node.name
     except Exception:  # a name must never hide the real problem

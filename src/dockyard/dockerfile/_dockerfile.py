@@ -298,8 +298,9 @@ def _sources_and_dest(
 ) -> tuple[tuple[str, ...], tuple[InlineSource, ...], str]:
     args = req.args
     if len(args) < 2:
+        provided = "only one was provided" if args else "none were provided"
         raise req.fail(
-            f"{keyword} requires at least two arguments, but only one was provided. "
+            f"{keyword} requires at least two arguments, but {provided}. "
             "Destination could not be determined"
         )
     dest = args[-1]

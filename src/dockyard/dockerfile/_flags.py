@@ -69,9 +69,13 @@ def parse_flags(raw: Iterable[str], accepted: dict[str, FlagKind], instruction: 
             else:
                 message = f"unknown flag --{name}: {instruction} takes no flags"
             raise FlagError(message)
-        if name in used and kind is not FlagKind.STRINGS:
-            raise FlagError(f"duplicate flag specified: --{name} (give it once per {instruction})")
-        used.append(name)
+        if name in used:
+            if kind is not FlagKind.STRINGS:
+                raise FlagError(
+                    f"duplicate flag specified: --{name} (give it once per {instruction})"
+                )
+        else:
+            used.append(name)
         if kind is FlagKind.BOOL:
             if sep and value == "":
                 raise FlagError(

@@ -315,7 +315,7 @@ class _CopyBase(Instruction):
         except FrontendError as exc:
             raise _located(self.location, exc) from None
         except ChmodError as exc:
-            raise self.error(str(exc)) from None
+            raise self.error(f"{self.keyword} --chmod: {exc}") from None
         return changes
 
 

@@ -139,7 +139,7 @@ def _fields(spec: str) -> list[str]:
     try:
         rows = list(csv.reader([spec], strict=True))
     except csv.Error as exc:
-        raise MountError(f"failed to parse csv mounts: {exc}") from None
+        raise MountError(f"failed to parse csv mounts: {exc} in {spec!r}") from None
     return rows[0] if rows else []
 
 

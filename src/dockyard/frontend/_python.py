@@ -15,6 +15,8 @@ to ``"__dockyard_build__"`` and ``__file__`` to its path; it may import modules 
 it only if they are importable anyway (the file's directory is not added to
 ``sys.path``, so a build file cannot shadow modules by accident).
 
+The file runs in this process with full Python powers: only load build files you trust.
+
 Any error in the file — a syntax error, an exception while it runs or in ``build``, a
 missing ``build`` or a wrong return type — is reported as a :class:`FrontendError` (or the
 :class:`DockyardError` it raised) located at ``file:line`` of the build file.

@@ -19,6 +19,13 @@ Sources: :func:`image`, :func:`local`, :func:`git`, :func:`http`, :func:`oci_lay
 :func:`symlink`, :func:`copy`, and :func:`merge`, :func:`diff`. Per-op options (platform,
 custom name, cache control, progress group, source locations) are :class:`Constraints`.
 
+Reading a graph (the solver bridge): ``Definition.load(data)`` validates, then iterating
+yields :class:`OpNode` s in Definition order (inputs first, the terminal op last) with
+``digest``, ``kind`` (``source``/``exec``/``file``/``merge``/``diff``/``build``, ``""``
+for the terminal), ``op`` (the parsed ``pb.Op``), ``inputs`` (:class:`OpInput` edges),
+``outputs``, ``metadata`` (``pb.OpMetadata``), ``locations`` and ``name``;
+``definition[digest]`` looks one up and ``definition.head`` is the result.
+
 The wire format is BuildKit's ``pb.Definition`` (schema: :mod:`dockyard.api.ops`):
 op digests are sha256 of each op's bytes, serialization is deterministic and follows
 BuildKit's Go client, so equal graphs get equal digests in any process — and in BuildKit.

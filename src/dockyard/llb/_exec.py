@@ -9,8 +9,8 @@ given, without inputs.
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import KW_ONLY, dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from dockyard.core import UsageError
 
@@ -133,8 +133,7 @@ class ProxyEnv:
     all_proxy: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecOptions:
+class ExecOptions(NamedTuple):
     args: tuple[str, ...]
     mounts: tuple[MountSpec, ...] = ()
     secret_env: tuple[SecretEnv, ...] = ()
@@ -143,8 +142,7 @@ class ExecOptions:
     readonly_rootfs: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Mount:
+class _Mount(NamedTuple):
     """A filesystem mount of the exec (root, bind, cache or tmpfs), resolved."""
 
     dest: str
@@ -158,7 +156,7 @@ class _Mount:
     no_output: bool = False
     content_cache: ContentCache = ContentCache.DEFAULT
     output: int = -1  # assigned after sorting
-    spec: MountSpec | None = field(default=None, compare=False)
+    spec: MountSpec | None = None
 
     @property
     def writable_output(self) -> bool:
@@ -247,7 +245,7 @@ class ExecOp(Vertex):
         resolved: list[_Mount] = []
         for m in mounts:
             if m.writable_output:
-                m = _replace_output(m, next_output)
+                m = m._replace(output=next_output)
                 next_output += 1
             resolved.append(m)
         self._mounts = tuple(resolved)
@@ -397,12 +395,6 @@ class ExecOp(Vertex):
             mount.SSHOpt.optional = sock.optional
             mount.SSHOpt.SetInParent()
         return op, merged
-
-
-def _replace_output(m: _Mount, output: int) -> _Mount:
-    from dataclasses import replace
-
-    return replace(m, output=output)
 
 
 def _input_index(op: pb.Op, inp: pb.Input) -> int:

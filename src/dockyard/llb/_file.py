@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dockyard.core import UsageError
 
@@ -109,8 +109,7 @@ def _timestamp(value: datetime | None) -> int:
 # -- actions ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Mkdir:
+class _Mkdir(NamedTuple):
     path: str
     mode: int
     parents: bool
@@ -128,8 +127,7 @@ class _Mkdir:
         mkdir.SetInParent()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Mkfile:
+class _Mkfile(NamedTuple):
     path: str
     mode: int
     data: bytes
@@ -147,8 +145,7 @@ class _Mkfile:
         mkfile.SetInParent()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Rm:
+class _Rm(NamedTuple):
     path: str
     allow_not_found: bool
     allow_wildcard: bool
@@ -161,8 +158,7 @@ class _Rm:
         rm.SetInParent()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Symlink:
+class _Symlink(NamedTuple):
     oldpath: str
     newpath: str
     owner: Chown | None
@@ -178,8 +174,7 @@ class _Symlink:
         link.SetInParent()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Copy:
+class _Copy(NamedTuple):
     source: State | CopyInput
     src: str
     dest: str

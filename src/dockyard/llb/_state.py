@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dockyard.core import Platform, UsageError
 
@@ -47,8 +47,8 @@ class Ulimit:
     hard: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Values:
+class _Values(NamedTuple):
+    # A NamedTuple rather than a dataclass: cheap to define, and replaced often.
     env: tuple[tuple[str, str], ...] = ()
     cwd: str = "/"
     user: str = ""
@@ -97,7 +97,7 @@ class State:
     def __init__(self, output: Output | None = None, values: _Values = _DEFAULT_VALUES) -> None:
         self._output = output
         if output is not None and output.platform is not None:
-            values = replace(values, platform=output.platform)
+            values = values._replace(platform=output.platform)
         self._values = values
 
     # -- reading --------------------------------------------------------------------
@@ -163,7 +163,7 @@ class State:
     # -- settings -------------------------------------------------------------------
 
     def _with(self, **changes: Any) -> State:
-        return State(self._output, replace(self._values, **changes))
+        return State(self._output, self._values._replace(**changes))
 
     def with_env(self, key: str, value: str) -> State:
         """Set ``key`` (replacing an earlier value; the variable moves to the end)."""

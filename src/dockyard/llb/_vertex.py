@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dockyard.core import Digest, InternalError, Platform, UsageError
 
@@ -44,8 +44,7 @@ class Output:
         return pb.Input(digest=ctx.digest(self.vertex), index=self.index)
 
 
-@dataclass(frozen=True, slots=True)
-class MarshaledOp:
+class MarshaledOp(NamedTuple):
     """A serialized vertex: its digest, bytes, metadata and source locations."""
 
     digest: Digest

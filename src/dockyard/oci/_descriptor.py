@@ -40,9 +40,15 @@ class Descriptor:
         object.__setattr__(self, "annotations", frozen_map(self.annotations))
 
     @classmethod
-    def of(cls, media_type: str, data: bytes, **details: Any) -> Descriptor:
-        """The descriptor of ``data`` (sha256) with ``media_type``."""
-        return cls(media_type=media_type, digest=Digest.from_bytes(data), size=len(data), **details)
+    def of(cls, media_type: str, content: bytes, /, **details: Any) -> Descriptor:
+        """The descriptor of ``content`` (sha256) with ``media_type``; ``details`` are the
+        other fields (``platform=``, ``annotations=``, ``data=`` to embed it)."""
+        return cls(
+            media_type=media_type,
+            digest=Digest.from_bytes(content),
+            size=len(content),
+            **details,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Fields in the order of the image-spec's Go struct; empty ones omitted."""

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from dockyard import __version__
 from dockyard.core import (
     AuthError,
     ContentError,
@@ -41,7 +42,7 @@ from dockyard.oci import (
 from ._blobs import BytesReader
 from ._challenge import repository_scope
 from ._config import Endpoint, RegistryConfig, normalize_host
-from ._http import Body, HttpSession, error_detail, iter_raw
+from ._http import AnonymousDeniedError, Body, HttpSession, error_detail, iter_raw
 from ._reference import Reference
 from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
 from .types import BlobReader, BlobSink, CredentialsProvider
@@ -56,9 +57,10 @@ T = TypeVar("T")
 MANIFEST_LIMIT = 4 << 20
 CONFIG_LIMIT = 16 << 20
 _MAX_INDEX_DEPTH = 4
-_CACHE_ENTRIES = 256
+_CACHE_BYTES = 32 << 20
+_CACHE_ITEM = 4 << 20
 _ACCEPT = ", ".join(MediaType.ACCEPT_MANIFESTS)
-_DEFAULT_USER_AGENT = "dockyard/0.1"
+_DEFAULT_USER_AGENT = f"dockyard/{__version__}"
 
 PushOutcome = Literal["exists", "mounted", "uploaded"]
 
@@ -156,7 +158,9 @@ class RegistryClient:
             user_agent=user_agent,
             timeout=timeout,
         )
+        # Manifests and configs by digest: immutable, so cached without revalidation.
         self._documents: OrderedDict[Digest, tuple[str, bytes]] = OrderedDict()
+        self._documents_size = 0
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -197,10 +201,13 @@ class RegistryClient:
         return self.config.endpoints(ref.domain, push=True)[-1]
 
     def _remember(self, digest: Digest, media_type: str, data: bytes) -> None:
+        if len(data) > _CACHE_ITEM or digest in self._documents:
+            return
         self._documents[digest] = (media_type, data)
-        self._documents.move_to_end(digest)
-        while len(self._documents) > _CACHE_ENTRIES:
-            self._documents.popitem(last=False)
+        self._documents_size += len(data)
+        while self._documents_size > _CACHE_BYTES:
+            _, (_, dropped) = self._documents.popitem(last=False)
+            self._documents_size -= len(dropped)
 
     async def _status_error(
         self, response: httpx.Response, endpoint: Endpoint, what: str
@@ -278,14 +285,17 @@ class RegistryClient:
             cached = self._documents.get(Digest.parse(obj))
             if cached is not None:
                 return self._fetched(ref, cached[1], cached[0], expected, obj)
-        response = await self._session.request(
-            endpoint,
-            "GET",
-            f"/v2/{ref.path}/manifests/{obj}",
-            scopes=_pull_scope(ref),
-            headers={"Accept": _ACCEPT},
-            stream=True,
-        )
+        try:
+            response = await self._session.request(
+                endpoint,
+                "GET",
+                f"/v2/{ref.path}/manifests/{obj}",
+                scopes=_pull_scope(ref),
+                headers={"Accept": _ACCEPT},
+                stream=True,
+            )
+        except AnonymousDeniedError as exc:
+            raise _not_found_or_private(ref, endpoint) from exc
         if response.status_code == 404:
             detail = await error_detail(response)
             if expected is not None:
@@ -359,13 +369,16 @@ class RegistryClient:
         return await self._on_pull_endpoints(ref, lambda ep: self._head_manifest_at(ep, ref))
 
     async def _head_manifest_at(self, endpoint: Endpoint, ref: Reference) -> Descriptor:
-        response = await self._session.request(
-            endpoint,
-            "HEAD",
-            f"/v2/{ref.path}/manifests/{ref.object}",
-            scopes=_pull_scope(ref),
-            headers={"Accept": _ACCEPT},
-        )
+        try:
+            response = await self._session.request(
+                endpoint,
+                "HEAD",
+                f"/v2/{ref.path}/manifests/{ref.object}",
+                scopes=_pull_scope(ref),
+                headers={"Accept": _ACCEPT},
+            )
+        except AnonymousDeniedError as exc:
+            raise _not_found_or_private(ref, endpoint) from exc
         await response.aclose()
         if response.status_code == 404:
             raise NotFoundError(f"image not found: {ref.familiar()}")
@@ -517,6 +530,12 @@ class RegistryClient:
         ref = self._ref(ref)
         done = False
         try:
+            if descriptor.data is not None:
+                _verify(descriptor.data, descriptor, ref)
+                await sink.write(descriptor.data)
+                done = True
+                await sink.commit(descriptor.digest, descriptor.size)
+                return
             await self._on_pull_endpoints(
                 ref,
                 lambda ep: self._fetch_at(ep, ref, descriptor, sink, on_progress),
@@ -929,6 +948,15 @@ class RegistryClient:
         for data, kind in children:
             await self.push_manifest(ref, data, kind, by_digest=True)
         return await self.push_manifest(ref, manifest, media_type)
+
+
+def _not_found_or_private(ref: Reference, endpoint: Endpoint) -> NotFoundError:
+    # Registries such as Docker Hub answer "denied" rather than "unknown" to anonymous
+    # clients for repositories that do not exist; to the user that is a missing image.
+    return NotFoundError(
+        f"image not found: {ref.familiar()} (registry {endpoint.host} denied anonymous "
+        "access: the repository does not exist or requires authentication)"
+    )
 
 
 class _Restart(Exception):

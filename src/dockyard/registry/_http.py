@@ -31,7 +31,7 @@ from .types import Credentials, CredentialsProvider
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Body", "HttpSession", "error_detail", "iter_raw"]
+__all__ = ["AnonymousDeniedError", "Body", "HttpSession", "error_detail", "iter_raw"]
 
 #: A request body, made afresh for every attempt (streams cannot be replayed).
 Body: TypeAlias = Callable[[], "bytes | AsyncIterator[bytes]"]
@@ -41,6 +41,11 @@ _now = time.monotonic  # token expiry clock (tests replace it)
 _MIN_TOKEN_LIFETIME = 60.0
 _TOKEN_MARGIN = 5.0
 _ERROR_BODY_LIMIT = 64 * 1024
+
+
+class AnonymousDeniedError(AuthError):
+    """Anonymous access was refused on a registry that offers tokens (the repository may
+    not exist: Docker Hub answers so for unknown repositories)."""
 
 
 @dataclass(slots=True)
@@ -581,7 +586,7 @@ class HttpSession:
         if creds is None or not (creds.username or creds.password or creds.identity_token):
             if bearer is not None and sent is not None:
                 what = ", ".join(scopes) or "the request"
-                return AuthError(
+                return AnonymousDeniedError(
                     f"access to {what} on registry {host} was denied: the repository does not "
                     "exist or requires authentication"
                 )

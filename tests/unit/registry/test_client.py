@@ -581,3 +581,35 @@ async def test_blob_reader_is_read_again_for_each_attempt() -> None:
         await c.push_blob(f"{HOST}/app", desc, Reader())
     assert reads == [0, 0]
     assert fake.blobs[desc.digest] == data
+
+
+async def test_anonymous_denial_reads_as_image_not_found() -> None:
+    # Docker Hub answers "denied" to anonymous clients for unknown repositories.
+    fake = FakeRegistry(auth="bearer", anonymous_pull=False)
+    with_image(fake)
+    async with client(fake) as c:
+        with pytest.raises(NotFoundError) as info:
+            await c.resolve(f"{HOST}/app")
+        assert str(info.value).startswith(f"image not found: {HOST}/app:latest (registry ")
+        assert "requires authentication" in str(info.value)
+        with pytest.raises(NotFoundError, match="image not found"):
+            await c.head_manifest(f"{HOST}/app")
+        # Blobs and pushes keep the auth error.
+        with pytest.raises(AuthError):
+            await c.get_blob(f"{HOST}/app", Descriptor.of("x", b"abc"))
+
+
+async def test_embedded_data_needs_no_request() -> None:
+    fake = FakeRegistry()
+    desc = Descriptor.of(MediaType.OCI_EMPTY, b"{}", data=b"{}")
+    sink = BytesSink()
+    async with client(fake) as c:
+        await c.fetch_blob(f"{HOST}/app", desc, sink)
+    assert sink.data == b"{}"
+    assert fake.requests == []
+    bad = Descriptor(media_type=MediaType.OCI_EMPTY, digest=desc.digest, size=2, data=b"[]")
+    sink = BytesSink()
+    async with client(fake) as c:
+        with pytest.raises(ContentError):
+            await c.fetch_blob(f"{HOST}/app", bad, sink)
+    assert sink.aborted

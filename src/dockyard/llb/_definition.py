@@ -289,6 +289,29 @@ class Definition:
     def is_empty(self) -> bool:
         return not self._nodes
 
+    def walk(self) -> list[OpNode]:
+        """The ops the result depends on, each after all of its inputs, the terminal op
+        last; ops nothing depends on are left out. Unlike iteration, this does not rely on
+        the Definition listing inputs first (BuildKit's client does; nothing enforces it).
+        """
+        terminal = self.terminal
+        if terminal is None:
+            return []
+        order: list[OpNode] = []
+        done: set[str] = set()
+        stack: list[tuple[OpNode, int]] = [(terminal, 0)]
+        while stack:
+            node, next_input = stack.pop()
+            if next_input < len(node.inputs):
+                stack.append((node, next_input + 1))
+                target = self._by_digest[node.inputs[next_input].digest]
+                if target.digest not in done:
+                    done.add(target.digest)
+                    stack.append((target, 0))
+            else:
+                order.append(node)
+        return order
+
     def metadata(self, digest: str) -> pb.OpMetadata:
         """The ``OpMetadata`` of op ``digest`` (empty if none was given)."""
         return self[digest].metadata

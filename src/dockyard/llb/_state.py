@@ -422,6 +422,12 @@ class State:
         omitted); ``constraints`` are defaults merged under every op's own (for example
         ``Constraints(ignore_cache=True)``). The result is deterministic: the same graph
         gives the same bytes and digests in any process.
+
+        ``local_unique_id``, when given, is written as ``local.unique`` into ``local://``
+        sources that have no session id. BuildKit's Go client always writes a random one
+        (so that a daemon does not share local-source cache between clients); Dockyard
+        leaves it out by default to keep digests stable, and identifies local sources by
+        their session when they are solved.
         """
         from ._marshal import marshal
 

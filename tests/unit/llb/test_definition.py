@@ -335,3 +335,26 @@ def test_errors_carry_the_op_as_vertex() -> None:
     assert error.vertex is not None
     assert error.vertex.name == "docker-image://docker.io/library/busybox:latest"
     assert str(error).startswith(f"invalid Definition: op {sha(SRC)} (#0, source)")
+
+
+def test_walk_orders_by_dependency_and_skips_unused_ops() -> None:
+    unused = raw(source("docker-image://docker.io/library/alpine:latest"))
+    merge = pb.Op(
+        inputs=[pb.Input(digest=sha(SRC)), pb.Input(digest=sha(SRC))],
+        merge=pb.MergeOp(inputs=[pb.MergeInput(input=0), pb.MergeInput(input=1)]),
+    )
+    # Listed in an order BuildKit's client would not write: a user before its input.
+    definition = load(merge, unused, SRC, terminal(raw(merge)))
+    assert [op.digest for op in definition.walk()] == [
+        sha(SRC),
+        sha(raw(merge)),
+        sha(raw(terminal(raw(merge)))),
+    ]
+    assert llb.Definition.load(b"").walk() == []
+    built = graphs.kitchen_sink().marshal(platform=graphs.PLATFORM)
+    walked = built.walk()
+    assert sorted(op.digest for op in walked) == sorted(op.digest for op in built)
+    seen: set[str] = set()
+    for op in walked:
+        assert all(edge.digest in seen for edge in op.inputs)
+        seen.add(op.digest)

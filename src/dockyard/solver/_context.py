@@ -63,12 +63,31 @@ class VertexContext:
     to call an op outside a solver (in its unit tests).
     """
 
-    __slots__ = ("_audience", "cancelled", "vertex")
+    __slots__ = ("_audience", "_event", "_is_cancelled", "vertex")
 
     def __init__(self, vertex: Vertex, audience: _Audience) -> None:
         self.vertex = vertex
         self._audience = audience
-        self.cancelled = threading.Event()
+        self._event: threading.Event | None = None  # made on first use: most ops never ask
+        self._is_cancelled = False
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the work this context belongs to is cancelled; for threads to poll."""
+        event = self._event
+        if event is None:
+            event = threading.Event()
+            self._event = event
+            # paired with _mark_cancelled: each writes its field, then reads the other's
+            if self._is_cancelled:
+                event.set()
+        return event
+
+    def _mark_cancelled(self) -> None:
+        self._is_cancelled = True
+        event = self._event
+        if event is not None:
+            event.set()
 
     @classmethod
     def detached(

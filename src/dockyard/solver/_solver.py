@@ -18,11 +18,14 @@ from dockyard.core import (
     Reporter,
 )
 
+from ._flight import Memo
 from ._results import ResultRef
 from ._state import KeyInfo, VertexState, release_all
 from .types import CacheKeyStorage, Edge, JobValue, ResultStorage, Vertex
 
 __all__ = ["Job", "Solver", "SolverStatistics"]
+
+_PRIME_BATCH = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,10 +276,10 @@ class Job:
         """
         if self._closed:
             raise CancelledError(f"{self.name} is discarded")
-        state = self.load(edge.vertex)
+        state, fresh = self._load(edge.vertex)
         outputs = state.outputs
         if outputs is None:
-            task = asyncio.get_running_loop().create_task(state.out_memo.get(state.compute_outputs))
+            task = asyncio.get_running_loop().create_task(self._outputs(state, fresh))
             self._solves.add(task)
             try:
                 outputs = await task
@@ -300,16 +303,53 @@ class Job:
         self._refs.append(ref)
         return ref
 
+    async def _outputs(self, state: VertexState, fresh: list[VertexState]) -> tuple[ResultRef, ...]:
+        primed: list[tuple[Memo[KeyInfo], asyncio.Task[KeyInfo]]] = []
+        try:
+            await self._prime(fresh, primed)
+            return await state.out_memo.get(state.compute_outputs)
+        finally:
+            for memo, task in primed:
+                memo.leave(task)
+
+    async def _prime(
+        self,
+        fresh: list[VertexState],
+        primed: list[tuple[Memo[KeyInfo], asyncio.Task[KeyInfo]]],
+    ) -> None:
+        """Start the key computations of newly held vertices bottom-up.
+
+        Every ancestor's key is needed for the target's key anyway. Started from the top,
+        each computation would wait for its inputs and all of them would be alive at once
+        (10,000 pending tasks make the garbage collector's full passes expensive);
+        started in topological order, in small batches, a cached vertex finds its inputs
+        done and finishes in its first step. This solve stays a waiter of what it
+        started until it ends, so that nothing it started outlives it unwanted.
+        """
+        for n, state in enumerate(fresh, 1):
+            memo = state.key_memo
+            if not memo.done:
+                task = memo.start(state.compute_key)
+                memo.enter(task)
+                primed.append((memo, task))
+            if n % _PRIME_BATCH == 0:
+                await asyncio.sleep(0)  # let the batch run
+
     def load(self, vertex: Vertex) -> VertexState:
         """Register ``vertex`` and everything it depends on with this job (idempotent).
 
         Emits a ``VertexStatus`` for each newly held vertex to the job's reporter (its
         current state, so a vertex another job already finished shows as such).
         """
+        return self._load(vertex)[0]
+
+    def _load(self, vertex: Vertex) -> tuple[VertexState, list[VertexState]]:
+        """:meth:`load`, also returning the newly held states in topological order."""
         held = self._held
         state = held.get(vertex.digest)
         if state is not None:
-            return state
+            return state, []
+        fresh: list[VertexState] = []
         solver = self.solver
         states = solver._states
         reporter = self.reporter
@@ -342,8 +382,9 @@ class Job:
                 states[digest] = state
             state.jobs.append(self)
             held[digest] = state
+            fresh.append(state)
             reporter.emit(state.status())
-        return held[vertex.digest]
+        return held[vertex.digest], fresh
 
     def cancel(self) -> None:
         """Cancel the pending solves now (they raise CancelledError); see :meth:`discard`."""

@@ -185,7 +185,7 @@ class VertexState:
             try:
                 cache_map = await vertex.op.cache_map(ctx)
             except asyncio.CancelledError:
-                ctx.cancelled.set()
+                ctx._mark_cancelled()
                 raise
             inputs = vertex.inputs
             deps = cache_map.deps or (_PLAIN,) * len(inputs)
@@ -260,7 +260,7 @@ class VertexState:
             try:
                 digests[i] = await compute(ref.value, ctx)
             except asyncio.CancelledError:
-                ctx.cancelled.set()
+                ctx._mark_cancelled()
                 raise
             finally:
                 await release_all([ref], self.solver)
@@ -379,7 +379,7 @@ class VertexState:
                 solver.stats_execs += 1
                 return await vertex.op.exec(ctx, inputs)
         except asyncio.CancelledError:
-            ctx.cancelled.set()
+            ctx._mark_cancelled()
             if self.started is not None and self.completed is None:
                 self._set_error("cancelled")
             raise

@@ -358,3 +358,18 @@ def test_walk_orders_by_dependency_and_skips_unused_ops() -> None:
     for op in walked:
         assert all(edge.digest in seen for edge in op.inputs)
         seen.add(op.digest)
+
+
+def test_mutated_bytes_never_escape_as_other_errors() -> None:
+    import random
+
+    data = graphs.kitchen_sink().marshal(platform=graphs.PLATFORM).to_bytes()
+    rng = random.Random(20240101)
+    for _ in range(400):
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        try:
+            llb.Definition.load(bytes(mutated)).dump_json()
+        except InvalidDefinitionError:
+            pass

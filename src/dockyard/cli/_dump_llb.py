@@ -15,6 +15,7 @@ __all__ = ["dump_llb"]
 @click.option(
     "--python",
     "build_file",
+    metavar="BUILD_FILE",
     type=click.Path(dir_okay=False),
     help="Dump the graph that BUILD_FILE's build() returns instead of reading a Definition.",
 )

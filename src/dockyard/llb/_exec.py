@@ -9,7 +9,7 @@ given, without inputs.
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from dockyard.core import UsageError
@@ -221,19 +221,7 @@ class ExecOp(Vertex):
                 ssh.append(spec)
             else:
                 raise UsageError(f"not a mount: {spec!r}")
-        ssh = [
-            s
-            if s.dest
-            else SSHMount(
-                _SSH_SOCKET.format(i),
-                id=s.id,
-                uid=s.uid,
-                gid=s.gid,
-                mode=s.mode,
-                optional=s.optional,
-            )
-            for i, s in enumerate(ssh)
-        ]
+        ssh = [s if s.dest else replace(s, dest=_SSH_SOCKET.format(i)) for i, s in enumerate(ssh)]
         mounts.sort(key=lambda m: m.dest)
         dests = [m.dest for m in mounts] + [s.dest for s in secrets] + [s.dest for s in ssh]
         for dest in dests:

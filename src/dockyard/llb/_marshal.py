@@ -63,9 +63,7 @@ def marshal(
         locations.add(result.digest, result.locations)
         if result.digest not in seen:
             seen.add(result.digest)
-            parsed = pb.Op()
-            parsed.ParseFromString(result.data)
-            ops.append((result.data, parsed))
+            ops.append((result.data, result.op))
 
     terminal = pb.Op()
     terminal.inputs.append(output.to_input(ctx))

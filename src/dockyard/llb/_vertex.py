@@ -45,10 +45,12 @@ class Output:
 
 
 class MarshaledOp(NamedTuple):
-    """A serialized vertex: its digest, bytes, metadata and source locations."""
+    """A serialized vertex: its digest, bytes, the message they encode, metadata and
+    source locations."""
 
     digest: Digest
     data: bytes
+    op: pb.Op
     metadata: pb.OpMetadata
     locations: tuple[SourceLocation, ...]
 
@@ -113,6 +115,7 @@ class MarshalContext:
         result = MarshaledOp(
             digest=Digest.from_bytes(data),
             data=data,
+            op=op,
             metadata=metadata_pb(constraints),
             locations=constraints.locations,
         )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 __all__ = ["Chmod", "ChmodError", "parse_chmod"]
 
 _CLAUSE_RE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)\Z")
-_ACTION_RE = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+_ACTION_RE = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
 
 _WHO_BITS = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
 _RWX = {"r": 0o444, "w": 0o222, "x": 0o111}

@@ -42,7 +42,7 @@ from ._instructions import (
     WorkdirInstruction,
 )
 from ._mounts import MountError, RunMount, parse_mount, parse_network, parse_security
-from ._parser import Ast, Node, parse_ast, parse_heredoc
+from ._parser import Ast, Heredoc, Node, parse_ast, parse_heredoc
 from ._text import go_trim_space, suggest
 from ._values import BadValue, parse_checksum, parse_duration, parse_signal
 
@@ -304,13 +304,13 @@ def _sources_and_dest(
             "Destination could not be determined"
         )
     dest = args[-1]
-    if parse_heredoc(dest) is not None:
+    if _heredoc_word(dest) is not None:
         raise req.fail(f"{keyword} cannot accept a heredoc as a destination")
     bodies = {doc.name: doc for doc in req.node.heredocs}
     sources: list[str] = []
     contents: list[InlineSource] = []
     for src in args[:-1]:
-        doc = parse_heredoc(src)
+        doc = _heredoc_word(src)
         if doc is None:
             sources.append(src)
             continue
@@ -318,6 +318,15 @@ def _sources_and_dest(
         data = found.text if found is not None else ""
         contents.append(InlineSource(path=doc.name, data=data, expand=doc.expand))
     return tuple(sources), tuple(contents), dest
+
+
+def _heredoc_word(word: str) -> Heredoc | None:
+    """The heredoc ``word`` opens, ``None`` when it is a plain path (also when it only
+    looks like a broken heredoc, as BuildKit's ``MustParseHeredoc``)."""
+    try:
+        return parse_heredoc(word)
+    except FrontendError:
+        return None
 
 
 _COPY_FLAGS = {

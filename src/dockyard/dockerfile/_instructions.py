@@ -66,8 +66,8 @@ class WordExpander(Protocol):
 class Expander:
     """Expands words with one environment and remembers which names were used.
 
-    ``unmatched`` collects the variables referenced but not set in ``env`` (in the order
-    first seen), ``matched`` those found.
+    ``unmatched`` collects the variables referenced but not set in ``env``, ``matched``
+    those found (words in the order expanded, names sorted within a word).
     """
 
     __slots__ = ("_lex", "_raw_lex", "env", "matched", "unmatched")

@@ -1,0 +1,66 @@
+"""Shell-word expansion: the forms BuildKit's tables do not cover
+(tests/data/dockerfile/shell.txt), and lexer options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dockyard.core import FrontendError
+from dockyard.dockerfile import ShellLex, expand_word, expand_words
+
+TABLE = Path(__file__).parents[2] / "data" / "dockerfile" / "shell.txt"
+ENV = {"FILE": "archive.tar.gz", "PATHX": "/usr/local/bin:/usr/bin", "EMPTY": "", "STAR": "a*b"}
+
+
+def _rows() -> list[tuple[str, str, str]]:
+    rows = []
+    for line in TABLE.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        escape, source, expected = (part.strip() for part in line.split("|", 2))
+        rows.append((escape, source, expected))
+    return rows
+
+
+@pytest.mark.parametrize(("escape", "source", "expected"), _rows())
+def test_expansion_table(escape: str, source: str, expected: str) -> None:
+    lex = ShellLex(escape)
+    if expected == "error":
+        with pytest.raises(FrontendError, match="failed to process"):
+            lex.process(source, ENV)
+    else:
+        assert lex.process(source, ENV).value == expected
+
+
+def test_matched_and_unmatched_names() -> None:
+    result = ShellLex().process("$FILE ${MISSING:-x} ${EMPTY} $1", ENV)
+    assert result.matched == {"FILE", "EMPTY"}
+    assert result.unmatched == {"MISSING", "1"}
+
+
+def test_skip_unset_env_keeps_references() -> None:
+    lex = ShellLex(skip_unset_env=True)
+    assert lex.process("$FILE $NOPE ${NOPE} ${NOPE:-d} ${NOPE/a/b}", ENV).value == (
+        "archive.tar.gz $NOPE ${NOPE} ${NOPE:-d} ${NOPE/a/b}"
+    )
+
+
+def test_raw_quotes_and_escapes() -> None:
+    lex = ShellLex(raw_quotes=True, raw_escapes=True)
+    assert lex.process('\'a b\' "c\\"d" e\\ f', {}).words == ("'a b'", '"c\\"d"', "e\\ f")
+
+
+def test_skip_process_quotes_for_heredoc_bodies() -> None:
+    lex = ShellLex(skip_process_quotes=True)
+    assert lex.process("echo '$FILE' \"$FILE\"\n", ENV).value == (
+        "echo 'archive.tar.gz' \"archive.tar.gz\"\n"
+    )
+
+
+def test_helpers() -> None:
+    assert expand_word("${FILE%%.*}", ENV) == "archive"
+    assert expand_words("a $PATHX 'b c'", {"PATHX": "x  y"}) == ("a", "x", "y", "b c")
+    with pytest.raises(ValueError, match="escape"):
+        ShellLex("/")

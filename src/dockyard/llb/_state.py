@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from dockyard.core import Platform, UsageError
 
 from . import _paths
-from ._constraints import Constraints, NetMode, SecurityMode
+from ._constraints import Constraints, NetMode, SecurityMode, options
 from ._vertex import Output
 
 if TYPE_CHECKING:
@@ -314,7 +314,7 @@ class State:
                 proxy_env=proxy_env,
                 readonly_rootfs=readonly_rootfs,
             ),
-            _options(constraints, name),
+            options(constraints, name),
         )
 
     def file(
@@ -324,7 +324,7 @@ class State:
         this state as one file op; relative paths resolve against :attr:`cwd`."""
         from ._file import new_file_op
 
-        return new_file_op(self, action, _options(constraints, name))
+        return new_file_op(self, action, options(constraints, name))
 
     def mkdir(
         self,
@@ -440,12 +440,6 @@ class State:
             return f"<State scratch cwd={self.cwd!r}>"
         vertex = type(self._output.vertex).__name__
         return f"<State {vertex}[{self._output.index}] cwd={self.cwd!r}>"
-
-
-def _options(constraints: Constraints | None, name: str | None) -> Constraints:
-    from ._constraints import options
-
-    return options(constraints, name)
 
 
 def scratch() -> State:

@@ -400,12 +400,14 @@ class State:
         *,
         name: str | None = None,
         constraints: Constraints | None = None,
-        **options: Any,
+        **copy_options: Any,
     ) -> State:
-        """Shortcut for ``file(copy(source, src, dest, **options))``."""
+        """Shortcut for ``file(copy(source, src, dest, **copy_options))``."""
         from ._file import copy
 
-        return self.file(copy(source, src, dest, **options), name=name, constraints=constraints)
+        return self.file(
+            copy(source, src, dest, **copy_options), name=name, constraints=constraints
+        )
 
     # -- serializing ------------------------------------------------------------------
 

@@ -17,7 +17,14 @@ Errors are :class:`dockyard.core.FrontendError` located at ``Dockerfile:LINE``.
 
 from ._chmod import Chmod, ChmodError, parse_chmod
 from ._directives import CheckConfig, Directive, find_directive
-from ._dockerfile import INSTRUCTIONS, Dockerfile, Stage, parse_dockerfile, parse_instruction
+from ._dockerfile import (
+    INSTRUCTIONS,
+    Dockerfile,
+    Stage,
+    parse_dockerfile,
+    parse_instruction,
+    parse_onbuild_trigger,
+)
 from ._dockerignore import (
     DOCKERIGNORE,
     IgnoreFile,
@@ -52,7 +59,7 @@ from ._instructions import (
     WordExpander,
     WorkdirInstruction,
 )
-from ._lint import PLATFORM_ARGS, RULES, BaseImage, Linter, LintReport, Rule, lint
+from ._lint import BaseImage, lint
 from ._mounts import (
     CacheSharing,
     MountError,
@@ -63,6 +70,7 @@ from ._mounts import (
     parse_mount,
 )
 from ._parser import Ast, Heredoc, Node, ParseWarning, chomp_heredoc, parse_ast, parse_heredoc
+from ._rules import PLATFORM_ARGS, RULES, Linter, LintReport, Rule
 from ._shell import ExpansionResult, ShellLex, expand_word, expand_words
 from ._values import BadValue, parse_checksum, parse_duration, parse_ports, parse_signal
 
@@ -135,6 +143,7 @@ __all__ = [
     "parse_heredoc",
     "parse_instruction",
     "parse_mount",
+    "parse_onbuild_trigger",
     "parse_ports",
     "parse_signal",
     "read_dockerignore",

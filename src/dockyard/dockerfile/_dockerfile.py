@@ -46,7 +46,14 @@ from ._parser import Ast, Heredoc, Node, parse_ast, parse_heredoc
 from ._text import go_trim_space, suggest
 from ._values import BadValue, parse_checksum, parse_duration, parse_signal
 
-__all__ = ["INSTRUCTIONS", "Dockerfile", "Stage", "parse_dockerfile", "parse_instruction"]
+__all__ = [
+    "INSTRUCTIONS",
+    "Dockerfile",
+    "Stage",
+    "parse_dockerfile",
+    "parse_instruction",
+    "parse_onbuild_trigger",
+]
 
 INSTRUCTIONS = (
     "ADD",
@@ -187,6 +194,32 @@ def parse_dockerfile(data: bytes | str, *, filename: str = "Dockerfile") -> Dock
     return Dockerfile(
         ast=ast, meta_args=tuple(meta_args), stages=tuple(stages), syntax=syntax, check=check
     )
+
+
+def parse_onbuild_trigger(expression: str, *, location: SourceLocation) -> Instruction:
+    """Parse an ``ONBUILD`` trigger stored in a base image's config (``RUN make``,
+    heredocs included) into the instruction to run, located at ``location`` (the
+    ``FROM`` of the stage that inherits it)."""
+    try:
+        ast = parse_ast(expression, filename=location.filename)
+    except FrontendError as exc:
+        raise FrontendError(
+            f"invalid ONBUILD trigger {expression!r}: {exc.message}", locations=(location,)
+        ) from None
+    if len(ast.nodes) != 1:
+        raise FrontendError(
+            f"onbuild trigger should be a single expression: {expression!r}", locations=(location,)
+        )
+    node = ast.nodes[0]
+    if node.keyword in ("onbuild", "from", "maintainer"):
+        raise FrontendError(
+            f"{node.instruction.upper()} isn't allowed as an ONBUILD trigger", locations=(location,)
+        )
+    try:
+        instruction = parse_instruction(node, ast)
+    except FrontendError as exc:
+        raise FrontendError(exc.message, locations=(location,)) from None
+    return dataclasses.replace(instruction, location=location)
 
 
 class _Request:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.core import NotFoundError
+from dockyard.core import FrontendError, NotFoundError, SourceLocation, SourceRange
 from dockyard.dockerfile import (
     CopyInstruction,
     Expander,
     FromInstruction,
+    OnbuildInstruction,
     RunInstruction,
     parse_dockerfile,
+    parse_onbuild_trigger,
 )
 
 DOCKERFILE = """\
@@ -71,3 +73,30 @@ def test_expansion_does_not_touch_exec_form_or_shell_text() -> None:
     assert run.expand(expander) == run
     assert cmd.expand(expander) == cmd
     assert not expander.unmatched
+
+
+def test_onbuild_trigger_from_image_config() -> None:
+    df = parse_dockerfile("FROM scratch\nONBUILD COPY <<EOF /x\nhello\nEOF\n")
+    onbuild = df.stages[0].commands[0]
+    assert isinstance(onbuild, OnbuildInstruction)
+    child = parse_dockerfile("FROM base\n")
+    trigger = parse_onbuild_trigger(onbuild.expression, location=child.stages[0].location)
+    assert isinstance(trigger, CopyInstruction)
+    assert trigger.contents[0].data == "hello\n"
+    assert str(trigger.location) == "Dockerfile:1"
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("RUN a\nRUN b", "single expression"),
+        ("FROM x", "isn't allowed as an ONBUILD trigger"),
+        ("COPY --frm=x a b", "unknown flag --frm"),
+        ("RUN <<EOF", "unterminated heredoc"),
+    ],
+)
+def test_onbuild_trigger_errors(expression: str, message: str) -> None:
+    location = SourceLocation(filename="Dockerfile", ranges=(SourceRange(3, 3),))
+    with pytest.raises(FrontendError, match=message) as info:
+        parse_onbuild_trigger(expression, location=location)
+    assert str(info.value).startswith("Dockerfile:3: ")

@@ -48,32 +48,43 @@ class BytesSink:
 
 class FileSink:
     """Writes a blob to ``path`` atomically: a temporary file beside it, fsynced and
-    renamed on :meth:`commit`, removed on :meth:`abort`. Writes are buffered and done in
-    a worker thread."""
+    renamed on :meth:`commit`, removed on :meth:`abort`.
+
+    Small writes are buffered; each write of a full buffer runs in a worker thread while
+    the caller goes on receiving (one write in flight at a time, so order is kept)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tmp = path.with_name(f".{path.name}.partial-{secrets.token_hex(6)}")
         self._file: BinaryIO | None = None
         self._buffer = bytearray()
+        self._pending: asyncio.Future[None] | None = None
 
     def _open(self) -> BinaryIO:
         if self._file is None:
             self._file = self._tmp.open("wb")
         return self._file
 
-    def _flush_sync(self, data: bytes) -> None:
+    def _write_sync(self, data: bytes | bytearray) -> None:
         self._open().write(data)
 
-    async def _flush(self) -> None:
-        if self._buffer:
-            data, self._buffer = bytes(self._buffer), bytearray()
-            await asyncio.to_thread(self._flush_sync, data)
+    async def _settle(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def _submit(self, data: bytes | bytearray) -> None:
+        await self._settle()
+        self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
 
     async def write(self, data: bytes) -> None:
+        if len(data) >= _FLUSH and not self._buffer:
+            await self._submit(data)
+            return
         self._buffer += data
         if len(self._buffer) >= _FLUSH:
-            await self._flush()
+            buffer, self._buffer = self._buffer, bytearray()
+            await self._submit(buffer)
 
     def _truncate_sync(self) -> None:
         f = self._open()
@@ -81,7 +92,8 @@ class FileSink:
         f.truncate()
 
     async def reset(self) -> None:
-        self._buffer.clear()
+        await self._settle()
+        self._buffer = bytearray()
         await asyncio.to_thread(self._truncate_sync)
 
     def _commit_sync(self, digest: Digest, size: int) -> None:
@@ -99,7 +111,10 @@ class FileSink:
             os.close(dir_fd)
 
     async def commit(self, digest: Digest, size: int) -> None:
-        await self._flush()
+        if self._buffer:
+            buffer, self._buffer = self._buffer, bytearray()
+            await self._submit(buffer)
+        await self._settle()
         await asyncio.to_thread(self._commit_sync, digest, size)
 
     def _abort_sync(self) -> None:
@@ -108,7 +123,11 @@ class FileSink:
         self._tmp.unlink(missing_ok=True)
 
     async def abort(self) -> None:
-        self._buffer.clear()
+        try:
+            await self._settle()
+        except OSError:
+            pass  # the write that failed is what we are cleaning up after
+        self._buffer = bytearray()
         await asyncio.to_thread(self._abort_sync)
 
 

@@ -58,6 +58,7 @@ MANIFEST_LIMIT = 4 << 20
 CONFIG_LIMIT = 16 << 20
 _MAX_INDEX_DEPTH = 4
 _CACHE_BYTES = 32 << 20
+_BATCH = 1 << 20  # hash and write in 1 MiB steps (measured best of 64 KiB to 4 MiB)
 _CACHE_ITEM = 4 << 20
 _ACCEPT = ", ".join(MediaType.ACCEPT_MANIFESTS)
 _DEFAULT_USER_AGENT = f"dockyard/{__version__}"
@@ -558,11 +559,11 @@ class RegistryClient:
         import httpx
 
         counters = self._session.counters
-        hasher = descriptor.digest.hasher()
-        written = 0
+        intake = _Intake(descriptor.digest, sink, on_progress)
         failures = 0
         what = f"blob {descriptor.digest} of {ref.familiar()}"
         while True:
+            written = intake.received
             headers = {"Range": f"bytes={written}-"} if written else {}
             response = await self._blob_get(endpoint, ref, descriptor, headers)
             problem = ""
@@ -574,28 +575,23 @@ class RegistryClient:
                     else:
                         # The registry ignored the range (or answered another one).
                         counters.restarted_downloads += 1
-                        await sink.reset()
-                        hasher = descriptor.digest.hasher()
-                        written = 0
+                        await intake.reset()
                         if start is not None:
                             problem = "the registry answered a different range"
                             raise _Restart
                 async for chunk in iter_raw(response):
-                    if written + len(chunk) > descriptor.size:
+                    if intake.received + len(chunk) > descriptor.size:
                         raise ContentError(
                             f"{what} is larger than the {descriptor.size} bytes the manifest says"
                         )
-                    hasher.update(chunk)
-                    await sink.write(chunk)
-                    written += len(chunk)
                     counters.bytes_received += len(chunk)
-                    if on_progress is not None:
-                        on_progress(written)
-                if written < descriptor.size:
-                    problem = f"the body ended after {written} of {descriptor.size} bytes"
+                    await intake.add(chunk)
+                if intake.received < descriptor.size:
+                    problem = f"the body ended after {intake.received} of {descriptor.size} bytes"
             except httpx.TransportError as exc:
                 problem = (
-                    f"the connection broke after {written} bytes ({exc or type(exc).__name__})"
+                    f"the connection broke after {intake.received} bytes "
+                    f"({exc or type(exc).__name__})"
                 )
             except _Restart:
                 pass
@@ -605,12 +601,13 @@ class RegistryClient:
                 break
             failures += 1
             if failures >= self.retry.attempts:
+                await intake.close()
                 raise TransientRegistryError(
                     f"{what}: download from registry {endpoint.host} failed: {problem}"
                 )
             counters.retries += 1
             await asyncio.sleep(self.retry.delay(failures - 1))
-        actual = Digest.from_hex(hasher.hexdigest(), descriptor.digest.algorithm)
+        actual = await intake.digest()
         if actual != descriptor.digest:
             raise ContentError(
                 f"{what} does not match its digest (the content from {endpoint.host} is {actual})"
@@ -957,6 +954,76 @@ def _not_found_or_private(ref: Reference, endpoint: Endpoint) -> NotFoundError:
         f"image not found: {ref.familiar()} (registry {endpoint.host} denied anonymous "
         "access: the repository does not exist or requires authentication)"
     )
+
+
+class _Intake:
+    """Takes a download's chunks: batches them, hashes each batch in a worker thread while
+    the next one arrives (hashlib releases the GIL), and hands batches to the sink in
+    order. Hashing in the event loop would halve the throughput on loopback."""
+
+    __slots__ = (
+        "_batch",
+        "_batched",
+        "_digest",
+        "_hasher",
+        "_hashing",
+        "_progress",
+        "_sink",
+        "received",
+    )
+
+    def __init__(
+        self, digest: Digest, sink: BlobSink, on_progress: Callable[[int], None] | None
+    ) -> None:
+        self._digest = digest
+        self._hasher = digest.hasher()
+        self._sink = sink
+        self._progress = on_progress
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._hashing: asyncio.Future[None] | None = None
+        self.received = 0
+
+    async def add(self, chunk: bytes) -> None:
+        self._batch.append(chunk)
+        self._batched += len(chunk)
+        self.received += len(chunk)
+        if self._batched >= _BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._batch:
+            return
+        data = self._batch[0] if len(self._batch) == 1 else b"".join(self._batch)
+        self._batch = []
+        self._batched = 0
+        await self._wait_hashing()
+        self._hashing = asyncio.get_running_loop().run_in_executor(None, self._hasher.update, data)
+        await self._sink.write(data)
+        if self._progress is not None:
+            self._progress(self.received)
+
+    async def _wait_hashing(self) -> None:
+        if self._hashing is not None:
+            hashing, self._hashing = self._hashing, None
+            await hashing
+
+    async def reset(self) -> None:
+        await self.close()
+        self._hasher = self._digest.hasher()
+        self._batch = []
+        self._batched = 0
+        self.received = 0
+        await self._sink.reset()
+
+    async def close(self) -> None:
+        """Let a running hash finish (its thread cannot be stopped anyway)."""
+        await self._wait_hashing()
+
+    async def digest(self) -> Digest:
+        await self._flush()
+        await self._wait_hashing()
+        return Digest.from_hex(self._hasher.hexdigest(), self._digest.algorithm)
 
 
 class _Restart(Exception):

@@ -26,7 +26,8 @@ class ResultRef:
     (the object an op returned or storage loaded), valid until this handle is released.
 
     ``cache_key`` is the canonical key the result was recorded under and ``cached`` says
-    whether it came from the cache rather than from running the op in this solve.
+    whether it was loaded from the cache rather than made by running the op (in this
+    solver's lifetime).
     """
 
     __slots__ = ("_released", "_shared", "cache_key", "cached")

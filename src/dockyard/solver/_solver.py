@@ -94,6 +94,10 @@ class _Execs:
                 if joined:
                     continue
                 raise
+            except Exception as exc:
+                if joined:
+                    state.set_error(str(exc))
+                raise
             finally:
                 flight.waiters -= 1
                 if flight.waiters == 0:
@@ -133,6 +137,8 @@ class Solver:
 
     ``reporter`` receives every event of every job (a daemon-wide log); each job also
     has its own reporter.
+
+    A solver belongs to one event loop and is not thread-safe; ops may use threads.
     """
 
     def __init__(

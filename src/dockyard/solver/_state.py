@@ -151,7 +151,7 @@ class VertexState:
         self.completed = now()
         self.emit(self.status())
 
-    def _set_error(self, message: str) -> None:
+    def set_error(self, message: str) -> None:
         t = now()
         if self.started is None:
             self.started = t
@@ -235,7 +235,7 @@ class VertexState:
         except Exception as exc:
             err = _fail(vertex, exc)
             if err.vertex is not None and err.vertex.digest == self.digest:
-                self._set_error(str(err))
+                self.set_error(str(err))
             if err is exc:
                 raise
             raise err from exc
@@ -364,7 +364,7 @@ class VertexState:
         except Exception as exc:
             err = _fail(vertex, exc)
             if err.vertex is not None and err.vertex.digest == self.digest:
-                self._set_error(str(err))
+                self.set_error(str(err))
             if err is exc:
                 raise
             raise err from exc
@@ -381,7 +381,7 @@ class VertexState:
         except asyncio.CancelledError:
             ctx._mark_cancelled()
             if self.started is not None and self.completed is None:
-                self._set_error("cancelled")
+                self.set_error("cancelled")
             raise
 
     async def _record(self, info: KeyInfo, refs: tuple[ResultRef, ...]) -> None:

@@ -142,6 +142,7 @@ class FakeBackend:
     Counters: ``exec_counts`` / ``cache_map_counts`` per vertex name, ``loads`` (ids
     loaded), ``released`` (ids of released handles), ``cancelled`` (names of execs that
     were cancelled), ``running`` (names executing now), ``live`` (handles not released).
+    ``save_hook``, if set, is awaited at the start of every :meth:`save`.
     """
 
     def __init__(self) -> None:
@@ -153,11 +154,14 @@ class FakeBackend:
         self.running: set[str] = set()
         self.exec_counts: Counter[str] = Counter()
         self.cache_map_counts: Counter[str] = Counter()
+        self.save_hook: Callable[[], Awaitable[None]] | None = None
         self._ids = itertools.count(1)
 
     # -- ResultStorage -----------------------------------------------------------------
 
     async def save(self, results: Sequence[Result]) -> Sequence[str]:
+        if self.save_hook is not None:
+            await self.save_hook()
         ids = []
         for result in results:
             if not isinstance(result, FakeResult) or result.released:

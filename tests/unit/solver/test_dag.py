@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockyard.core import CollectingReporter
-from dockyard.solver import InMemoryCacheKeyStorage, Solver, SqliteCacheKeyStorage, Vertex
+from dockyard.core import CancelledError, CollectingReporter, ExecError
+from dockyard.solver import (
+    InMemoryCacheKeyStorage,
+    Solver,
+    SqliteCacheKeyStorage,
+    Vertex,
+    VertexContext,
+)
 from dockyard.testing.solver import FakeBackend, random_dag
 
 
@@ -139,4 +145,84 @@ def test_random_graphs_compute_the_right_values_once(
         assert ran <= 1
         if vertex.options.ignore_cache and before.get(vertex.name):
             assert ran == 1  # it was needed before, so it is needed (and run) again
+    backend.assert_no_leaks()
+
+
+def _yielding(times: int) -> Callable[[VertexContext], Awaitable[None]]:
+    async def hook(ctx: VertexContext) -> None:
+        for _ in range(times):
+            await asyncio.sleep(0)  # a scheduling point, not a timed wait
+
+    return hook
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=dags(),
+    yields=st.lists(st.integers(0, 3), min_size=25, max_size=25),
+    picks_a=st.lists(st.integers(0, 1000), min_size=1, max_size=3),
+    picks_b=st.lists(st.integers(0, 1000), min_size=1, max_size=3),
+    discard_after=st.integers(0, 40),
+    fail_at=st.none() | st.integers(0, 1000),
+)
+def test_discarding_a_job_at_any_point_leaks_nothing_and_spares_the_other(
+    shape: list[tuple[list[int], bool]],
+    yields: list[int],
+    picks_a: list[int],
+    picks_b: list[int],
+    discard_after: int,
+    fail_at: int | None,
+) -> None:
+    backend = FakeBackend()
+    vertices: list[Vertex] = []
+    failing = None if fail_at is None else fail_at % len(shape)
+    for n, (inputs, ignore) in enumerate(shape):
+        vertices.append(
+            backend.vertex(
+                f"v{n}",
+                *(vertices[i] for i in inputs),
+                fn=_reference_op(f"v{n}"),
+                ignore_cache=ignore,
+                hook=_yielding(yields[n]),
+                fail=ExecError(f"v{n} failed") if n == failing else None,
+            )
+        )
+    expected = reference_values(vertices)
+    targets_a = [vertices[p % len(vertices)] for p in picks_a]
+    targets_b = [vertices[p % len(vertices)] for p in picks_b]
+    ancestors: dict[str, set[str]] = {}
+    for vertex in vertices:
+        ancestors[vertex.digest] = {vertex.digest}.union(
+            *(ancestors[e.vertex.digest] for e in vertex.inputs)
+        )
+    bad = None if failing is None else vertices[failing].digest
+
+    async def main() -> None:
+        solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
+        job_a, job_b = solver.new_job(), solver.new_job()
+        tasks_a = [asyncio.create_task(job_a.solve(t.output())) for t in targets_a]
+        tasks_b = [asyncio.create_task(job_b.solve(t.output())) for t in targets_b]
+        for _ in range(discard_after):
+            await asyncio.sleep(0)
+        await job_a.discard()
+        outcomes_b = await asyncio.gather(*tasks_b, return_exceptions=True)
+        outcomes_a = await asyncio.gather(*tasks_a, return_exceptions=True)
+        for target, outcome in zip(targets_b, outcomes_b, strict=True):
+            if bad is not None and bad in ancestors[target.digest]:
+                assert isinstance(outcome, ExecError)
+                assert outcome.vertex is not None
+                assert outcome.vertex.digest == bad
+            else:
+                assert not isinstance(outcome, BaseException), outcome
+                assert outcome.value.value == expected[target.digest]  # type: ignore[attr-defined]
+        for outcome in outcomes_a:
+            if isinstance(outcome, BaseException):
+                assert isinstance(outcome, CancelledError | ExecError), outcome
+            else:
+                assert outcome.released  # the discarded job released what it returned
+        await job_b.discard()
+        assert solver.statistics().active_vertices == 0
+        assert backend.running == set()
+
+    asyncio.run(main())
     backend.assert_no_leaks()

@@ -723,3 +723,52 @@ def test_statistics_and_bad_parallelism(
         make_solver(backend, keys, max_parallelism=0)
     stats = make_solver(backend, keys).statistics()
     assert stats.execs == stats.cache_hits == stats.active_vertices == 0
+
+
+async def test_discard_while_saving_releases_the_new_results(
+    backend: FakeBackend, keys: InMemoryCacheKeyStorage
+) -> None:
+    saving = asyncio.Event()
+
+    async def stuck() -> None:
+        saving.set()
+        await asyncio.Event().wait()
+
+    backend.save_hook = stuck
+    vertex = backend.vertex("v", value=1)
+    job = make_solver(backend, keys).new_job()
+    task = asyncio.create_task(job.solve(vertex.output()))
+    await saving.wait()
+    assert len(backend.live) == 1  # exec made it; it is not recorded yet
+    await job.discard()
+    with pytest.raises(CancelledError):
+        await task
+    backend.assert_no_leaks()
+    assert len(keys) == 0  # nothing was recorded for a result that was never saved
+
+
+async def test_a_joined_flight_that_fails_marks_both_vertices(
+    backend: FakeBackend, keys: InMemoryCacheKeyStorage
+) -> None:
+    started = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def hold_then_fail(ctx: VertexContext) -> None:
+        started.set()
+        await gate.wait()
+        raise ExecError("nope")
+
+    one = backend.vertex("one", value=1, hook=hold_then_fail)
+    two = Vertex(digest=one.digest + "-2", name="two", op=one.op)
+    solver = make_solver(backend, keys)
+    rep_b = CollectingReporter()
+    async with solver.new_job() as job_a, solver.new_job(reporter=rep_b) as job_b:
+        task_a = asyncio.create_task(job_a.solve(one.output()))
+        await started.wait()
+        task_b = asyncio.create_task(job_b.solve(two.output()))
+        await asyncio.sleep(0)
+        gate.set()
+        results = await asyncio.gather(task_a, task_b, return_exceptions=True)
+    assert all(isinstance(r, ExecError) for r in results)
+    assert backend.exec_counts["one"] == 1
+    assert statuses(rep_b, two)[-1].error == "nope"

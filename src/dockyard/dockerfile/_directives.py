@@ -112,7 +112,9 @@ def find_directive(text: str, key: str, *, any_format: bool = False) -> Directiv
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckConfig:
-    """Build-check settings from ``# check=skip=<rules>|all;error=<bool>``."""
+    """Build-check settings from ``# check=skip=<rules>|all;error=<bool>``
+    (``experimental=<rules>|all`` is accepted and has no effect: no experimental rule is
+    implemented)."""
 
     skip: frozenset[str] = frozenset()
     skip_all: bool = False
@@ -132,7 +134,7 @@ class CheckConfig:
         skip: frozenset[str] = frozenset()
         skip_all = False
         error = False
-        for part in value.split(";", 1):
+        for part in value.split(";"):
             key, sep, val = part.partition("=")
             if not sep:
                 raise FrontendError(
@@ -147,6 +149,9 @@ class CheckConfig:
                     skip_all = True
                 else:
                     skip = frozenset(rule.strip() for rule in val.split(","))
+            elif key == "experimental":
+                # Enables experimental rules; none of the implemented rules is one.
+                continue
             elif key == "error":
                 parsed = parse_go_bool(val.strip())
                 if parsed is None:
@@ -159,7 +164,7 @@ class CheckConfig:
             else:
                 raise FrontendError(
                     f"failed to parse check options: invalid check option {key!r} "
-                    "(expected skip or error)",
+                    "(expected skip, error or experimental)",
                     locations=locations,
                 )
         return cls(skip=skip, skip_all=skip_all, error=error)

@@ -105,6 +105,7 @@ def test_converter_reports_undefined_vars_through_linter() -> None:
         ("skip=A, B ;error=true", CheckConfig(skip=frozenset({"A", "B"}), error=True)),
         ("error=false", CheckConfig()),
         (" error = 1 ", CheckConfig(error=True)),
+        ("experimental=all;skip=A;error=true", CheckConfig(skip=frozenset({"A"}), error=True)),
     ],
 )
 def test_check_config_parse(text: str, config: CheckConfig) -> None:

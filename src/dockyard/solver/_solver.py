@@ -311,6 +311,8 @@ class Job:
 
     async def _outputs(self, state: VertexState, fresh: list[VertexState]) -> tuple[ResultRef, ...]:
         primed: list[tuple[Memo[KeyInfo], asyncio.Task[KeyInfo]]] = []
+        if not fresh and not state.key_memo.done:
+            fresh = _pending_keys(state)  # loaded earlier (load(), a failed solve)
         try:
             await self._prime(fresh, primed)
             return await state.out_memo.get(state.compute_outputs)
@@ -433,3 +435,24 @@ class Job:
                 if state.flight_task is not None and state.flight_task.cancelling()
             ]
         )
+
+
+def _pending_keys(target: VertexState) -> list[VertexState]:
+    """``target`` and its ancestors whose keys are not computed, in topological order.
+
+    A vertex whose key is done has all its ancestors' keys done, so the walk stops there.
+    """
+    order: list[VertexState] = []
+    seen: set[str] = set()
+    stack: list[tuple[VertexState, bool]] = [(target, False)]
+    while stack:
+        state, expanded = stack.pop()
+        if expanded:
+            order.append(state)
+            continue
+        if state.digest in seen or state.key_memo.done:
+            continue
+        seen.add(state.digest)
+        stack.append((state, True))
+        stack.extend((dep, False) for dep in state.inputs if dep.digest not in seen)
+    return order

@@ -226,3 +226,18 @@ def test_discarding_a_job_at_any_point_leaks_nothing_and_spares_the_other(
 
     asyncio.run(main())
     backend.assert_no_leaks()
+
+
+async def test_a_graph_loaded_before_solving_is_solved_the_same() -> None:
+    backend = FakeBackend()
+    graph = random_dag(backend, 300, seed=3)
+    top = backend.vertex("top", *sinks(graph), fn=len)
+    keys = InMemoryCacheKeyStorage()
+    for _ in range(2):
+        solver = Solver(result_storage=backend, key_storage=keys)
+        async with solver.new_job() as job:
+            job.load(top)
+            ref = await job.solve(top.output())
+            assert ref.value.value == len(sinks(graph))  # type: ignore[attr-defined]
+    assert backend.exec_counts == {v.name: 1 for v in [*graph, top]}
+    backend.assert_no_leaks()

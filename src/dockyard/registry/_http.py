@@ -82,6 +82,26 @@ def _is_cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     return None
 
 
+_PERMANENT_TLS = ("ALERT", "CERTIFICATE", "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL")
+
+
+def _has_ssl_error(exc: BaseException) -> bool:
+    """A TLS failure that another try will not fix (a refused or untrusted certificate,
+    a plain-HTTP server); end-of-stream errors on a dying connection are not."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(current, ssl.SSLError) and not isinstance(current, ssl.SSLEOFError):
+            text = f"{current.reason or ''} {current}".upper()
+            if any(marker in text for marker in _PERMANENT_TLS):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _is_tls_error(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -263,7 +283,12 @@ class HttpSession:
             )
             self.counters.requests += 1
             try:
-                response = await client.send(request, stream=stream)
+                try:
+                    response = await client.send(request, stream=stream)
+                except ssl.SSLError as exc:
+                    # A TLS alert after the handshake (TLS 1.3 refuses client certificates
+                    # on first read) can escape httpx's exception mapping.
+                    raise httpx.ConnectError(str(exc), request=request) from exc
             except httpx.TransportError as exc:
                 if last or not self._retryable(exc):
                     raise
@@ -287,7 +312,7 @@ class HttpSession:
 
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
             return False
-        return _is_cert_error(exc) is None
+        return not _has_ssl_error(exc)
 
     async def _backoff(self, attempt: int, retry_after: float | None = None) -> None:
         self.counters.retries += 1
@@ -305,6 +330,11 @@ class HttpSession:
                 "registry insecure"
             )
         reason = str(exc) or type(exc).__name__
+        if _has_ssl_error(exc):
+            return RegistryError(
+                f"{action}: TLS connection to registry {endpoint.host} failed: {reason} (does "
+                "it need a client certificate, or is it plain HTTP?)"
+            )
         return TransientRegistryError(f"{action}: cannot reach registry {endpoint.host}: {reason}")
 
     # -- ping -------------------------------------------------------------------------

@@ -83,12 +83,15 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TLSFiles:
-    """A test CA and a server certificate for 127.0.0.1 / localhost signed by it."""
+    """A test CA, a server certificate for 127.0.0.1 / localhost and a client
+    certificate (for mutual TLS), both signed by the CA."""
 
     ca_cert: Path
     ca_key: Path
     cert: Path
     key: Path
+    client_cert: Path
+    client_key: Path
 
 
 def make_tls(directory: Path, common_name: str = "127.0.0.1") -> TLSFiles:
@@ -117,11 +120,28 @@ def make_tls(directory: Path, common_name: str = "127.0.0.1") -> TLSFiles:
         "-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "server.ext",
         cwd=directory,
     )  # fmt: skip
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr",
+        "-subj", "/CN=dockyard test client",
+        cwd=directory,
+    )  # fmt: skip
+    (directory / "client.ext").write_text(
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=clientAuth\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-out", "client.pem", "-extfile", "client.ext",
+        cwd=directory,
+    )  # fmt: skip
     return TLSFiles(
         ca_cert=directory / "ca.pem",
         ca_key=directory / "ca.key",
         cert=directory / "server.pem",
         key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
     )
 
 
@@ -334,6 +354,7 @@ class RegistryProcess:
     tls: TLSFiles | None = None
     users: Mapping[str, str] = field(default_factory=dict)
     token_server: TokenServer | None = None
+    client_certs: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -349,10 +370,21 @@ class RegistryProcess:
         """An image reference on this registry: ``ref("app:1")`` → ``127.0.0.1:PORT/app:1``."""
         return f"{self.host}/{name}"
 
-    def registry_config(self) -> RegistryConfig:
-        """Client settings: trust the test CA for a TLS registry, plain HTTP otherwise."""
+    def registry_config(self, *, client_cert: bool | None = None) -> RegistryConfig:
+        """Client settings: trust the test CA for a TLS registry (and present the client
+        certificate if the registry asks for one, or ``client_cert``); plain HTTP
+        otherwise."""
         if self.tls is not None:
-            return RegistryConfig(hosts={self.host: HostConfig(ca_files=(self.tls.ca_cert,))})
+            present = self.client_certs if client_cert is None else client_cert
+            return RegistryConfig(
+                hosts={
+                    self.host: HostConfig(
+                        ca_files=(self.tls.ca_cert,),
+                        client_cert=self.tls.client_cert if present else None,
+                        client_key=self.tls.client_key if present else None,
+                    )
+                }
+            )
         return RegistryConfig(hosts={self.host: HostConfig(http=True)})
 
     def credentials(self, user: str | None = None) -> Credentials:
@@ -384,6 +416,8 @@ class RegistryProcess:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if self.client_certs and self.tls is not None:
+            context.load_cert_chain(self.tls.client_cert, self.tls.client_key)
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
             if self.process.poll() is not None:
@@ -440,12 +474,17 @@ def start_registry(
     users: Mapping[str, str] | None = None,
     refresh_tokens: Mapping[str, str] | None = None,
     anonymous_pull: bool = False,
+    client_certs: bool = False,
 ) -> RegistryProcess:
     """Start a registry with its state under ``directory`` on a free loopback port.
 
     ``users`` (default ``{"alice": "wonderland"}``) are the htpasswd or token-server
-    accounts. Retries on another port if the chosen one was taken in the meantime.
+    accounts. ``client_certs`` (with ``tls``) makes the registry require a client
+    certificate signed by the test CA (mutual TLS). Retries on another port if the chosen
+    one was taken in the meantime.
     """
+    if client_certs and not tls:
+        raise ValueError("client certificates need tls=True")
     directory.mkdir(parents=True, exist_ok=True)
     users = dict(users or {"alice": "wonderland"})
     tls_files = make_tls(directory / "tls") if tls else None
@@ -484,7 +523,13 @@ def start_registry(
             "headers": {"X-Content-Type-Options": ["nosniff"]},
         }
         if tls_files is not None:
-            http["tls"] = {"certificate": str(tls_files.cert), "key": str(tls_files.key)}
+            tls_section: dict[str, object] = {
+                "certificate": str(tls_files.cert),
+                "key": str(tls_files.key),
+            }
+            if client_certs:
+                tls_section["clientcas"] = [str(tls_files.ca_cert)]
+            http["tls"] = tls_section
         config: dict[str, object] = {
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": True}},
@@ -508,6 +553,7 @@ def start_registry(
             tls=tls_files,
             users=users,
             token_server=token_server,
+            client_certs=client_certs,
         )
         try:
             registry.start()

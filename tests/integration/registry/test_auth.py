@@ -18,7 +18,7 @@ from dockyard.registry import (
     RegistryConfig,
     StaticCredentials,
 )
-from dockyard.testing.registry import RegistryProcess, build_image
+from dockyard.testing.registry import RegistryProcess, build_image, start_registry
 
 from .conftest import QUICK, client_for, skopeo_inspect_json
 
@@ -187,3 +187,19 @@ async def test_token_flow_cross_repository_mount(token_registry: RegistryProcess
         assert client.statistics().blobs_mounted == len(image.blobs)
     scopes = {scope for r in server.requests for scope in r.scopes}
     assert {"repository:team/derived:pull,push", "repository:team/base:pull"} <= scopes
+
+
+# -- mutual TLS ------------------------------------------------------------------------
+
+
+async def test_client_certificate(tmp_path: Path) -> None:
+    from .conftest import _need_registry_tools
+
+    _need_registry_tools()
+    with start_registry(tmp_path / "mtls", tls=True, client_certs=True) as mtls:
+        async with RegistryClient(config=mtls.registry_config(), retry=QUICK) as client:
+            await push_and_pull(client, mtls.ref("mtls/app:v1"))
+        without = mtls.registry_config(client_cert=False)
+        async with RegistryClient(config=without, retry=QUICK) as client:
+            with pytest.raises(RegistryError, match=f"registry {mtls.host}"):
+                await client.resolve(mtls.ref("mtls/app:v1"))

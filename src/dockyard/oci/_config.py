@@ -267,9 +267,10 @@ class ImageConfig:
             out["history"] = [h.to_json() for h in self.history]
         return out
 
-    def to_bytes(self) -> bytes:
-        """The canonical encoding (see :func:`dockyard.oci.canonical_json`)."""
-        return canonical_json(self.to_json())
+    def to_bytes(self, *, indent: int = 0) -> bytes:
+        """The canonical encoding (see :func:`dockyard.oci.canonical_json`); BuildKit
+        writes configs compact (``indent=0``)."""
+        return canonical_json(self.to_json(), indent=indent)
 
     @classmethod
     def from_json(cls, obj: Any) -> ImageConfig:

@@ -66,8 +66,9 @@ class Descriptor:
             out["artifactType"] = self.artifact_type
         return out
 
-    def to_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+    def to_bytes(self, *, indent: int = 0) -> bytes:
+        """The canonical encoding (see :func:`dockyard.oci.canonical_json`)."""
+        return canonical_json(self.to_json(), indent=indent)
 
     @classmethod
     def from_json(cls, obj: Any, what: str = "descriptor") -> Descriptor:

@@ -9,7 +9,8 @@ digest. Documents received from elsewhere are never re-encoded: their received b
 what gets stored and re-published.
 
 Callers build ordered ``dict``s (struct order); maps (labels, annotations) are sorted by
-the value types before they get here.
+the value types before they get here. ``indent`` reproduces Go's ``json.MarshalIndent``
+(BuildKit writes manifests and indexes with a three-space indent, configs compact).
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ _GO_ESCAPES = str.maketrans(
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def canonical_json(value: Any) -> bytes:
-    """Encode ``value`` compactly, Go-style (see the module docstring)."""
+def canonical_json(value: Any, *, indent: int = 0) -> bytes:
+    """Encode ``value`` Go-style: compact, or like ``json.MarshalIndent(v, "", " " *
+    indent)`` (see the module docstring)."""
+    if indent:
+        encoder = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ": "), indent=indent, allow_nan=False
+        )
+    else:
+        encoder = _encoder
     # json only emits these characters inside strings, so escaping after encoding is safe.
-    return _encoder.encode(value).translate(_GO_ESCAPES).encode("utf-8")
+    return encoder.encode(value).translate(_GO_ESCAPES).encode("utf-8")
 
 
 def load_json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -50,9 +50,10 @@ class ImageManifest:
             out["annotations"] = dict(self.annotations)
         return out
 
-    def to_bytes(self) -> bytes:
-        """The canonical encoding (see :func:`dockyard.oci.canonical_json`)."""
-        return canonical_json(self.to_json())
+    def to_bytes(self, *, indent: int = 0) -> bytes:
+        """The canonical encoding (see :func:`dockyard.oci.canonical_json`); ``indent=3``
+        is what BuildKit writes for manifests and indexes."""
+        return canonical_json(self.to_json(), indent=indent)
 
     @classmethod
     def from_json(cls, obj: Any, media_type: str = "") -> ImageManifest:
@@ -104,8 +105,10 @@ class ImageIndex:
             out["annotations"] = dict(self.annotations)
         return out
 
-    def to_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+    def to_bytes(self, *, indent: int = 0) -> bytes:
+        """The canonical encoding (see :func:`dockyard.oci.canonical_json`); ``indent=3``
+        is what BuildKit writes for indexes."""
+        return canonical_json(self.to_json(), indent=indent)
 
     @classmethod
     def from_json(cls, obj: Any, media_type: str = "") -> ImageIndex:

@@ -70,3 +70,35 @@ def test_invalid_json_is_a_content_error() -> None:
         parse_manifest(b"{nope")
     with pytest.raises(ContentError, match="expected a JSON object"):
         parse_manifest(b"[]")
+
+
+def test_indented_like_go_marshal_indent() -> None:
+    manifest = parse_manifest(GO_MANIFEST)
+    # json.MarshalIndent(m, "", "   "): what BuildKit writes for manifests.
+    expected = (
+        "{\n"
+        '   "schemaVersion": 2,\n'
+        '   "mediaType": "application/vnd.oci.image.manifest.v1+json",\n'
+        '   "config": {\n'
+        '      "mediaType": "application/vnd.oci.image.config.v1+json",\n'
+        f'      "digest": "{CONFIG}",\n'
+        '      "size": 7\n'
+        "   },\n"
+        '   "layers": [\n'
+        "      {\n"
+        '         "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",\n'
+        f'         "digest": "{LAYER}",\n'
+        '         "size": 42,\n'
+        '         "annotations": {\n'
+        '            "a": "1",\n'
+        '            "z": "\\u003cb\\u003e \\u0026 é"\n'
+        "         }\n"
+        "      }\n"
+        "   ],\n"
+        '   "annotations": {\n'
+        '      "org.opencontainers.image.created": "2024-01-01T00:00:00Z"\n'
+        "   }\n"
+        "}"
+    ).encode()
+    assert manifest.to_bytes(indent=3) == expected
+    assert canonical_json({"a": [], "b": {}}, indent=2) == b'{\n  "a": [],\n  "b": {}\n}'

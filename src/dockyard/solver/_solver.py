@@ -56,6 +56,12 @@ class _ExecFlight:
         self.released = False
 
 
+def _succeeded(flight: _ExecFlight) -> bool:
+    """Done with handles still to hand out."""
+    task = flight.task
+    return task.done() and not task.cancelled() and task.exception() is None and not flight.released
+
+
 class _Execs:
     """Runs each cache key at most once at a time, whoever asks (any vertex, any job).
 
@@ -73,7 +79,9 @@ class _Execs:
     async def run(self, key: str, state: VertexState, info: KeyInfo) -> tuple[ResultRef, ...]:
         while True:
             flight = self._flights.get(key)
-            if flight is None or flight.released:
+            if flight is not None and flight.task.done() and not _succeeded(flight):
+                flight = None  # finished badly, its done callback has not run yet
+            if flight is None:
                 flight = _ExecFlight(asyncio.create_task(state.execute(info)), state)
                 self._flights[key] = flight
                 state.flight_task = flight.task
@@ -104,11 +112,7 @@ class _Execs:
                     if not flight.task.done():
                         flight.task.cancel()
                         self._forget(key, flight)
-                    elif (
-                        not flight.task.cancelled()
-                        and flight.task.exception() is None
-                        and not flight.released
-                    ):
+                    elif _succeeded(flight):
                         flight.released = True
                         await release_all(flight.task.result(), self._solver)
             if joined:

@@ -252,18 +252,22 @@ class VertexState:
         outputs = await wait_all(
             [(self.inputs[i].out_memo, self.inputs[i].compute_outputs) for i in content]
         )
+        # our own handles, taken at once: the inputs' handles belong to their states
+        refs = [
+            self._pick(outs, inputs[i].index, i).clone()
+            for i, outs in zip(content, outputs, strict=True)
+        ]
         digests: dict[int, str] = {}
-        for i, outs in zip(content, outputs, strict=True):
-            ref = self._pick(outs, inputs[i].index, i).clone()
-            compute = deps[i].compute_digest
-            assert compute is not None
-            try:
+        try:
+            for i, ref in zip(content, refs, strict=True):
+                compute = deps[i].compute_digest
+                assert compute is not None
                 digests[i] = await compute(ref.value, ctx)
-            except asyncio.CancelledError:
-                ctx._mark_cancelled()
-                raise
-            finally:
-                await release_all([ref], self.solver)
+        except asyncio.CancelledError:
+            ctx._mark_cancelled()
+            raise
+        finally:
+            await release_all(refs, self.solver)
         parts: list[tuple[str, str] | tuple[str, str, str | None, int]] = []
         for i, (key, dep, edge) in enumerate(zip(input_keys, deps, inputs, strict=True)):
             if i in digests:
@@ -373,15 +377,20 @@ class VertexState:
         vertex = self.vertex
         solver = self.solver
         ctx = VertexContext(vertex, self)
+        results: Sequence[Any] | None = None
         try:
             async with vertex.op.acquire(), solver.slot():
                 self.set_started()
                 solver.stats_execs += 1
-                return await vertex.op.exec(ctx, inputs)
-        except asyncio.CancelledError:
-            ctx._mark_cancelled()
-            if self.started is not None and self.completed is None:
-                self.set_error("cancelled")
+                results = await vertex.op.exec(ctx, inputs)
+            return results  # noqa: RET504 (the handler below needs `results`)
+        except BaseException as exc:
+            if results is not None:  # leaving the op's limit failed after exec returned
+                await release_all([ResultRef.adopt(r) for r in results], solver)
+            if isinstance(exc, asyncio.CancelledError):
+                ctx._mark_cancelled()
+                if self.started is not None and self.completed is None:
+                    self.set_error("cancelled")
             raise
 
     async def _record(self, info: KeyInfo, refs: tuple[ResultRef, ...]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from dockyard.core import (
     CancelledError,
     CollectingReporter,
+    Event,
     ExecError,
     InternalError,
     VertexLog,
@@ -41,8 +43,29 @@ def keys() -> InMemoryCacheKeyStorage:
     return InMemoryCacheKeyStorage()
 
 
+async def run_ready(rounds: int = 5) -> None:
+    """Let the tasks that are ready run: a few passes of the event loop, not a timed wait
+    (the loop runs ready tasks in FIFO order, so this is deterministic)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
 def make_solver(backend: FakeBackend, keys: InMemoryCacheKeyStorage, **kw: Any) -> Solver:
     return Solver(result_storage=backend, key_storage=keys, **kw)
+
+
+class SignallingReporter(CollectingReporter):
+    """Sets ``signal`` once a status matching ``predicate`` is emitted."""
+
+    def __init__(self, predicate: Callable[[VertexStatus], bool]) -> None:
+        super().__init__()
+        self.predicate = predicate
+        self.signal = asyncio.Event()
+
+    def emit(self, event: Event) -> None:
+        super().emit(event)
+        if isinstance(event, VertexStatus) and self.predicate(event):
+            self.signal.set()
 
 
 def statuses(reporter: CollectingReporter, vertex: Vertex) -> list[VertexStatus]:
@@ -178,7 +201,7 @@ async def test_concurrent_jobs_share_a_vertex(
         task_a = asyncio.create_task(job_a.solve(left.output()))
         await started.wait()
         task_b = asyncio.create_task(job_b.solve(right.output()))
-        await asyncio.sleep(0)
+        await run_ready()  # job b now waits for the running "shared"
         gate.set()
         ref_a, ref_b = await asyncio.gather(task_a, task_b)
         assert ref_a.value.value == "SL"  # type: ignore[attr-defined]
@@ -204,15 +227,17 @@ async def test_same_cache_key_under_another_digest_runs_once(
     # same op and inputs, different digest (think: same op, other metadata)
     two = Vertex(digest=one.digest + "-other", name="same-too", op=one.op)
     solver = make_solver(backend, keys)
-    async with solver.new_job() as job_a, solver.new_job() as job_b:
+    rep_b = SignallingReporter(lambda s: s.digest == two.digest and s.started is not None)
+    async with solver.new_job() as job_a, solver.new_job(reporter=rep_b) as job_b:
         task_a = asyncio.create_task(job_a.solve(one.output()))
         await started.wait()
         task_b = asyncio.create_task(job_b.solve(two.output()))
-        await asyncio.sleep(0)
+        await rep_b.signal.wait()  # "same-too" joined the running flight
         gate.set()
         ref_a, ref_b = await asyncio.gather(task_a, task_b)
         assert ref_a.value.value == ref_b.value.value == "X"  # type: ignore[attr-defined]
         assert ref_a.cache_key == ref_b.cache_key
+        assert not ref_b.cached  # shared from the flight, not loaded from the cache
     assert backend.exec_counts["same"] == 1
     backend.assert_no_leaks()
 
@@ -287,10 +312,7 @@ async def test_failure_cancels_sibling_work_only_that_job_needs(
             await job.solve(top.output())
         assert info.value.vertex == bad.ref()
         # fail fast: the sibling was cancelled before the job was even discarded
-        for _ in range(10):
-            if "slow" in backend.cancelled:
-                break
-            await asyncio.sleep(0)
+        await run_ready()
         assert backend.cancelled == ["slow"]
     backend.assert_no_leaks()
 
@@ -372,10 +394,7 @@ async def test_cancelling_the_caller_cancels_its_work(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(10):
-            if backend.cancelled:
-                break
-            await asyncio.sleep(0)
+        await run_ready()
         assert backend.cancelled == ["slow"]
     backend.assert_no_leaks()
 
@@ -396,7 +415,7 @@ async def test_discarding_one_job_keeps_shared_work_running(
     task_a = asyncio.create_task(job_a.solve(shared.output()))
     await started.wait()
     task_b = asyncio.create_task(job_b.solve(shared.output()))
-    await asyncio.sleep(0)
+    await run_ready()  # job b now waits for the running "shared" too
     await job_a.discard()
     with pytest.raises(CancelledError):
         await task_a
@@ -761,12 +780,12 @@ async def test_a_joined_flight_that_fails_marks_both_vertices(
     one = backend.vertex("one", value=1, hook=hold_then_fail)
     two = Vertex(digest=one.digest + "-2", name="two", op=one.op)
     solver = make_solver(backend, keys)
-    rep_b = CollectingReporter()
+    rep_b = SignallingReporter(lambda s: s.digest == two.digest and s.started is not None)
     async with solver.new_job() as job_a, solver.new_job(reporter=rep_b) as job_b:
         task_a = asyncio.create_task(job_a.solve(one.output()))
         await started.wait()
         task_b = asyncio.create_task(job_b.solve(two.output()))
-        await asyncio.sleep(0)
+        await rep_b.signal.wait()  # "two" joined the running flight
         gate.set()
         results = await asyncio.gather(task_a, task_b, return_exceptions=True)
     assert all(isinstance(r, ExecError) for r in results)

@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from dockyard import __version__
 from dockyard.core import (
-    AuthError,
     ContentError,
     Digest,
     DockyardError,
     NotFoundError,
     Platform,
-    RegistryError,
     host_platform,
 )
 from dockyard.oci import (
@@ -42,9 +40,11 @@ from dockyard.oci import (
 from ._blobs import BytesReader
 from ._challenge import repository_scope
 from ._config import Endpoint, RegistryConfig, normalize_host
-from ._http import AnonymousDeniedError, Body, HttpSession, error_detail, iter_raw
+from ._download import blob_get, download, verify_blob
+from ._http import AnonymousDeniedError, HttpSession, error_detail, iter_raw, status_error
 from ._reference import Reference
 from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
+from ._upload import BlobUpload
 from .types import BlobReader, BlobSink, CredentialsProvider
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ MANIFEST_LIMIT = 4 << 20
 CONFIG_LIMIT = 16 << 20
 _MAX_INDEX_DEPTH = 4
 _CACHE_BYTES = 32 << 20
-_BATCH = 1 << 20  # hash and write in 1 MiB steps (measured best of 64 KiB to 4 MiB)
 _CACHE_ITEM = 4 << 20
 _ACCEPT = ", ".join(MediaType.ACCEPT_MANIFESTS)
 _DEFAULT_USER_AGENT = f"dockyard/{__version__}"
@@ -210,20 +209,6 @@ class RegistryClient:
             _, (_, dropped) = self._documents.popitem(last=False)
             self._documents_size -= len(dropped)
 
-    async def _status_error(
-        self, response: httpx.Response, endpoint: Endpoint, what: str
-    ) -> DockyardError:
-        detail = await error_detail(response)
-        host = endpoint.host
-        status = response.status_code
-        if status in (401, 403):
-            return AuthError(f"{what}: access denied by registry {host}: {detail}")
-        if status == 404:
-            return NotFoundError(f"{what}: not found on registry {host}: {detail}")
-        if status >= 500 or status == 429:
-            return TransientRegistryError(f"{what}: registry {host} failed: {detail}")
-        return RegistryError(f"{what}: registry {host} answered {detail}")
-
     async def _read_limited(
         self, response: httpx.Response, limit: int, what: str, endpoint: Endpoint
     ) -> bytes:
@@ -306,7 +291,7 @@ class RegistryClient:
                 )
             raise NotFoundError(f"image not found: {ref.familiar()}")
         if response.status_code != 200:
-            raise await self._status_error(response, endpoint, f"manifest of {ref.familiar()}")
+            raise await status_error(response, endpoint.host, f"manifest of {ref.familiar()}")
         header_digest = response.headers.get("docker-content-digest", "")
         content_type = response.headers.get("content-type", "")
         data = await self._read_limited(
@@ -475,42 +460,15 @@ class RegistryClient:
                 )
 
             async def once() -> bytes:
-                response = await self._blob_get(endpoint, ref, descriptor, {})
+                response = await blob_get(self._session, endpoint, ref, descriptor, {})
                 return await self._read_limited(
                     response, limit, f"blob {descriptor.digest}", endpoint
                 )
 
             data = await self._small_retrying(once)
-        _verify(data, descriptor, ref)
+        verify_blob(data, descriptor, ref)
         self._remember(descriptor.digest, descriptor.media_type, data)
         return data
-
-    async def _blob_get(
-        self,
-        endpoint: Endpoint,
-        ref: Reference,
-        descriptor: Descriptor,
-        headers: Mapping[str, str],
-    ) -> httpx.Response:
-        response = await self._session.request(
-            endpoint,
-            "GET",
-            f"/v2/{ref.path}/blobs/{descriptor.digest}",
-            scopes=_pull_scope(ref),
-            headers={"Accept-Encoding": "identity", **headers},
-            stream=True,
-        )
-        if response.status_code == 404:
-            await response.aclose()
-            raise NotFoundError(
-                f"blob {descriptor.digest} of image {ref.familiar()} not found on registry "
-                f"{endpoint.host}"
-            )
-        if response.status_code not in (200, 206):
-            raise await self._status_error(
-                response, endpoint, f"blob {descriptor.digest} of {ref.familiar()}"
-            )
-        return response
 
     async def fetch_blob(
         self,
@@ -532,14 +490,16 @@ class RegistryClient:
         done = False
         try:
             if descriptor.data is not None:
-                _verify(descriptor.data, descriptor, ref)
+                verify_blob(descriptor.data, descriptor, ref)
                 await sink.write(descriptor.data)
                 done = True
                 await sink.commit(descriptor.digest, descriptor.size)
                 return
             await self._on_pull_endpoints(
                 ref,
-                lambda ep: self._fetch_at(ep, ref, descriptor, sink, on_progress),
+                lambda ep: download(
+                    self._session, self.retry, ep, ref, descriptor, sink, on_progress
+                ),
                 between=sink.reset,
             )
             done = True
@@ -547,71 +507,6 @@ class RegistryClient:
         finally:
             if not done:
                 await sink.abort()
-
-    async def _fetch_at(
-        self,
-        endpoint: Endpoint,
-        ref: Reference,
-        descriptor: Descriptor,
-        sink: BlobSink,
-        on_progress: Callable[[int], None] | None,
-    ) -> None:
-        import httpx
-
-        counters = self._session.counters
-        intake = _Intake(descriptor.digest, sink, on_progress)
-        failures = 0
-        what = f"blob {descriptor.digest} of {ref.familiar()}"
-        while True:
-            written = intake.received
-            headers = {"Range": f"bytes={written}-"} if written else {}
-            response = await self._blob_get(endpoint, ref, descriptor, headers)
-            problem = ""
-            try:
-                if written:
-                    start = _range_start(response)
-                    if start == written:
-                        counters.resumed_downloads += 1
-                    else:
-                        # The registry ignored the range (or answered another one).
-                        counters.restarted_downloads += 1
-                        await intake.reset()
-                        if start is not None:
-                            problem = "the registry answered a different range"
-                            raise _Restart
-                async for chunk in iter_raw(response):
-                    if intake.received + len(chunk) > descriptor.size:
-                        raise ContentError(
-                            f"{what} is larger than the {descriptor.size} bytes the manifest says"
-                        )
-                    counters.bytes_received += len(chunk)
-                    await intake.add(chunk)
-                if intake.received < descriptor.size:
-                    problem = f"the body ended after {intake.received} of {descriptor.size} bytes"
-            except httpx.TransportError as exc:
-                problem = (
-                    f"the connection broke after {intake.received} bytes "
-                    f"({exc or type(exc).__name__})"
-                )
-            except _Restart:
-                pass
-            finally:
-                await response.aclose()
-            if not problem:
-                break
-            failures += 1
-            if failures >= self.retry.attempts:
-                await intake.close()
-                raise TransientRegistryError(
-                    f"{what}: download from registry {endpoint.host} failed: {problem}"
-                )
-            counters.retries += 1
-            await asyncio.sleep(self.retry.delay(failures - 1))
-        actual = await intake.digest()
-        if actual != descriptor.digest:
-            raise ContentError(
-                f"{what} does not match its digest (the content from {endpoint.host} is {actual})"
-            )
 
     # -- push ---------------------------------------------------------------------------
 
@@ -636,8 +531,8 @@ class RegistryClient:
         if response.status_code == 404:
             return False
         if response.status_code != 200:
-            raise await self._status_error(
-                response, endpoint, f"checking blob {descriptor.digest} in {ref.name}"
+            raise await status_error(
+                response, endpoint.host, f"checking blob {descriptor.digest} in {ref.name}"
             )
         length = response.headers.get("content-length", "")
         return not length.isdigit() or int(length) == descriptor.size
@@ -692,18 +587,15 @@ class RegistryClient:
             if response.status_code == 202 and "location" in response.headers:
                 location = response.url.join(response.headers["location"])
                 break
+        upload = BlobUpload(self._session, endpoint, ref, descriptor, scopes, on_progress)
         for attempt in range(self.retry.attempts):
             try:
                 if location is None:
-                    location = await self._start_upload(endpoint, ref, scopes)
+                    location = await upload.start()
                 if chunk_size is None:
-                    await self._upload_whole(
-                        endpoint, ref, descriptor, reader, location, scopes, on_progress
-                    )
+                    await upload.whole(reader, location)
                 else:
-                    await self._upload_chunks(
-                        endpoint, ref, descriptor, reader, location, scopes, chunk_size, on_progress
-                    )
+                    await upload.chunks(reader, location, chunk_size)
                 return "uploaded"
             except TransientRegistryError:
                 if attempt == self.retry.attempts - 1:
@@ -713,151 +605,6 @@ class RegistryClient:
                 counters.retries += 1
                 await asyncio.sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _start_upload(
-        self, endpoint: Endpoint, ref: Reference, scopes: tuple[str, ...]
-    ) -> httpx.URL:
-        response = await self._session.request(
-            endpoint, "POST", f"/v2/{ref.path}/blobs/uploads/", scopes=scopes
-        )
-        if response.status_code != 202 or "location" not in response.headers:
-            raise await self._status_error(response, endpoint, f"starting an upload to {ref.name}")
-        await response.aclose()
-        return response.url.join(response.headers["location"])
-
-    def _counting(
-        self,
-        reader: BlobReader,
-        size: int,
-        what: str,
-        on_progress: Callable[[int], None] | None,
-    ) -> Body:
-        counters = self._session.counters
-
-        def body() -> AsyncIterator[bytes]:
-            async def gen() -> AsyncIterator[bytes]:
-                sent = 0
-                async for chunk in reader.read(0):
-                    sent += len(chunk)
-                    if sent > size:
-                        raise ContentError(f"{what}: the content is larger than {size} bytes")
-                    counters.bytes_sent += len(chunk)
-                    if on_progress is not None:
-                        on_progress(sent)
-                    yield chunk
-                if sent != size:
-                    raise ContentError(f"{what}: the content is {sent} bytes, not {size}")
-
-            return gen()
-
-        return body
-
-    async def _upload_whole(
-        self,
-        endpoint: Endpoint,
-        ref: Reference,
-        descriptor: Descriptor,
-        reader: BlobReader,
-        location: httpx.URL,
-        scopes: tuple[str, ...],
-        on_progress: Callable[[int], None] | None,
-    ) -> None:
-        what = f"uploading blob {descriptor.digest} to {ref.name}"
-        response = await self._session.request(
-            endpoint,
-            "PUT",
-            location.copy_merge_params({"digest": str(descriptor.digest)}),
-            scopes=scopes,
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Length": str(descriptor.size),
-            },
-            body=self._counting(reader, descriptor.size, what, on_progress),
-            attempts=1,
-        )
-        await self._finish_upload(response, endpoint, descriptor, what)
-
-    async def _upload_chunks(
-        self,
-        endpoint: Endpoint,
-        ref: Reference,
-        descriptor: Descriptor,
-        reader: BlobReader,
-        location: httpx.URL,
-        scopes: tuple[str, ...],
-        chunk_size: int,
-        on_progress: Callable[[int], None] | None,
-    ) -> None:
-        what = f"uploading blob {descriptor.digest} to {ref.name}"
-        counters = self._session.counters
-        offset = 0
-        buffer = bytearray()
-
-        async def send(chunk: bytes) -> None:
-            nonlocal offset, location
-            response = await self._session.request(
-                endpoint,
-                "PATCH",
-                location,
-                scopes=scopes,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
-                    "Content-Length": str(len(chunk)),
-                },
-                body=lambda: chunk,
-                attempts=1,
-            )
-            if response.status_code != 202:
-                raise await self._status_error(response, endpoint, what)
-            await response.aclose()
-            if "location" in response.headers:
-                location = response.url.join(response.headers["location"])
-            offset += len(chunk)
-            counters.bytes_sent += len(chunk)
-            if on_progress is not None:
-                on_progress(offset)
-
-        async for piece in reader.read(0):
-            buffer += piece
-            if offset + len(buffer) > descriptor.size:
-                raise ContentError(f"{what}: the content is larger than {descriptor.size} bytes")
-            while len(buffer) >= chunk_size:
-                chunk = bytes(buffer[:chunk_size])
-                del buffer[:chunk_size]
-                await send(chunk)
-        if buffer:
-            await send(bytes(buffer))
-        if offset != descriptor.size:
-            raise ContentError(f"{what}: the content is {offset} bytes, not {descriptor.size}")
-        response = await self._session.request(
-            endpoint,
-            "PUT",
-            location.copy_merge_params({"digest": str(descriptor.digest)}),
-            scopes=scopes,
-            headers={"Content-Length": "0"},
-            attempts=1,
-        )
-        await self._finish_upload(response, endpoint, descriptor, what)
-
-    async def _finish_upload(
-        self,
-        response: httpx.Response,
-        endpoint: Endpoint,
-        descriptor: Descriptor,
-        what: str,
-    ) -> None:
-        if response.status_code == 400:
-            detail = await error_detail(response)
-            if "DIGEST_INVALID" in detail or "SIZE_INVALID" in detail:
-                raise ContentError(f"{what}: registry {endpoint.host} rejected it: {detail}")
-            raise RegistryError(f"{what}: registry {endpoint.host} answered {detail}")
-        if response.status_code not in (201, 204):
-            raise await self._status_error(response, endpoint, what)
-        await response.aclose()
-        stored = response.headers.get("docker-content-digest", "")
-        if stored and stored != descriptor.digest:
-            raise ContentError(f"{what}: registry {endpoint.host} stored it as {stored}")
 
     async def push_manifest(
         self,
@@ -888,7 +635,7 @@ class RegistryClient:
             body=lambda: data,
         )
         if response.status_code not in (200, 201, 202):
-            raise await self._status_error(response, endpoint, what)
+            raise await status_error(response, endpoint.host, what)
         await response.aclose()
         self._session.counters.bytes_sent += len(data)
         stored = response.headers.get("docker-content-digest", "")
@@ -956,80 +703,6 @@ def _not_found_or_private(ref: Reference, endpoint: Endpoint) -> NotFoundError:
     )
 
 
-class _Intake:
-    """Takes a download's chunks: batches them, hashes each batch in a worker thread while
-    the next one arrives (hashlib releases the GIL), and hands batches to the sink in
-    order. Hashing in the event loop would halve the throughput on loopback."""
-
-    __slots__ = (
-        "_batch",
-        "_batched",
-        "_digest",
-        "_hasher",
-        "_hashing",
-        "_progress",
-        "_sink",
-        "received",
-    )
-
-    def __init__(
-        self, digest: Digest, sink: BlobSink, on_progress: Callable[[int], None] | None
-    ) -> None:
-        self._digest = digest
-        self._hasher = digest.hasher()
-        self._sink = sink
-        self._progress = on_progress
-        self._batch: list[bytes] = []
-        self._batched = 0
-        self._hashing: asyncio.Future[None] | None = None
-        self.received = 0
-
-    async def add(self, chunk: bytes) -> None:
-        self._batch.append(chunk)
-        self._batched += len(chunk)
-        self.received += len(chunk)
-        if self._batched >= _BATCH:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if not self._batch:
-            return
-        data = self._batch[0] if len(self._batch) == 1 else b"".join(self._batch)
-        self._batch = []
-        self._batched = 0
-        await self._wait_hashing()
-        self._hashing = asyncio.get_running_loop().run_in_executor(None, self._hasher.update, data)
-        await self._sink.write(data)
-        if self._progress is not None:
-            self._progress(self.received)
-
-    async def _wait_hashing(self) -> None:
-        if self._hashing is not None:
-            hashing, self._hashing = self._hashing, None
-            await hashing
-
-    async def reset(self) -> None:
-        await self.close()
-        self._hasher = self._digest.hasher()
-        self._batch = []
-        self._batched = 0
-        self.received = 0
-        await self._sink.reset()
-
-    async def close(self) -> None:
-        """Let a running hash finish (its thread cannot be stopped anyway)."""
-        await self._wait_hashing()
-
-    async def digest(self) -> Digest:
-        await self._flush()
-        await self._wait_hashing()
-        return Digest.from_hex(self._hasher.hexdigest(), self._digest.algorithm)
-
-
-class _Restart(Exception):
-    """Internal: start a download over from byte 0."""
-
-
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first failure in a task group (nested groups flattened); a user sees one
     clear error, not a tree."""
@@ -1043,31 +716,3 @@ def _broke_mid_body(exc: TransientRegistryError) -> bool:
     import httpx
 
     return isinstance(exc.__cause__, httpx.TransportError)
-
-
-def _range_start(response: httpx.Response) -> int | None:
-    """The first byte of a 206 answer, or ``None`` for a full (200) answer."""
-    if response.status_code != 206:
-        return None
-    value = response.headers.get("content-range", "")
-    unit, _, rest = value.partition(" ")
-    first = rest.split("-", 1)[0]
-    if unit != "bytes" or not first.isdigit():
-        return -1
-    return int(first)
-
-
-def _verify(data: bytes, descriptor: Descriptor, ref: Reference) -> None:
-    if len(data) != descriptor.size:
-        raise ContentError(
-            f"blob {descriptor.digest} of {ref.familiar()} is {len(data)} bytes, "
-            f"the manifest says {descriptor.size}"
-        )
-    hasher = descriptor.digest.hasher()
-    hasher.update(data)
-    actual = Digest.from_hex(hasher.hexdigest(), descriptor.digest.algorithm)
-    if actual != descriptor.digest:
-        raise ContentError(
-            f"blob {descriptor.digest} of {ref.familiar()} does not match its digest "
-            f"(the content is {actual})"
-        )

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from dockyard.core import AuthError, ConfigError, RegistryError
+from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError, RegistryError
 from dockyard.core.singleflight import SingleFlight
 
 from ._challenge import Challenge, merge_scopes, parse_challenges
@@ -31,7 +31,14 @@ from .types import Credentials, CredentialsProvider
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["AnonymousDeniedError", "Body", "HttpSession", "error_detail", "iter_raw"]
+__all__ = [
+    "AnonymousDeniedError",
+    "Body",
+    "HttpSession",
+    "error_detail",
+    "iter_raw",
+    "status_error",
+]
 
 #: A request body, made afresh for every attempt (streams cannot be replayed).
 Body: TypeAlias = Callable[[], "bytes | AsyncIterator[bytes]"]
@@ -159,6 +166,20 @@ async def error_detail(response: httpx.Response) -> str:
         text = raw.decode("utf-8", "replace").strip()[:200]
     status = f"{response.status_code} {response.reason_phrase}".strip()
     return f"{status} ({text})" if text else status
+
+
+async def status_error(response: httpx.Response, host: str, what: str) -> DockyardError:
+    """The error for an unexpected status: 401/403 → AuthError, 404 → NotFoundError,
+    5xx/429 → TransientRegistryError, else RegistryError (each with the registry's detail)."""
+    detail = await error_detail(response)
+    status = response.status_code
+    if status in (401, 403):
+        return AuthError(f"{what}: access denied by registry {host}: {detail}")
+    if status == 404:
+        return NotFoundError(f"{what}: not found on registry {host}: {detail}")
+    if status >= 500 or status == 429:
+        return TransientRegistryError(f"{what}: registry {host} failed: {detail}")
+    return RegistryError(f"{what}: registry {host} answered {detail}")
 
 
 class HttpSession:

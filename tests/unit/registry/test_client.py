@@ -613,3 +613,15 @@ async def test_embedded_data_needs_no_request() -> None:
         with pytest.raises(ContentError):
             await c.fetch_blob(f"{HOST}/app", bad, sink)
     assert sink.aborted
+
+
+async def test_small_documents_are_read_again_when_the_body_breaks() -> None:
+    fake = FakeRegistry(cut_blob_gets=2, cut_at=5)  # the config blob breaks twice
+    with_image(fake)
+    async with client(fake) as c:
+        resolved = await c.resolve(f"{HOST}/app", platform=Platform.parse("linux/amd64"))
+        assert c.statistics().retries == 2
+    assert resolved.config.config.env == ("A=1",)
+    config_gets = [r for r in fake.requests if "/blobs/" in r.url.path]
+    assert len(config_gets) == 3
+    assert all("range" not in r.headers for r in config_gets)  # small reads start over

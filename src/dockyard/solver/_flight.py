@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from dockyard.core import CancelledError
 
-__all__ = ["Memo", "wait_all"]
+__all__ = ["Factory", "Memo", "wait_all"]
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from dockyard.core import (
     Reporter,
 )
 
-from ._flight import Memo
+from ._flight import Factory, Memo
 from ._results import ResultRef
 from ._state import KeyInfo, VertexState, release_all
 from .types import CacheKeyStorage, Edge, JobValue, ResultStorage, Vertex
@@ -314,11 +314,15 @@ class Job:
         return ref
 
     async def _outputs(self, state: VertexState, fresh: list[VertexState]) -> tuple[ResultRef, ...]:
-        primed: list[tuple[Memo[KeyInfo], asyncio.Task[KeyInfo]]] = []
+        primed: list[tuple[Memo[Any], asyncio.Task[Any]]] = []
         if not fresh and not state.key_memo.done:
             fresh = _pending_keys(state)  # loaded earlier (load(), a failed solve)
         try:
-            await self._prime(fresh, primed)
+            if fresh:
+                await self._prime([(s.key_memo, s.compute_key) for s in fresh], primed)
+                await state.key_memo.get(state.compute_key)
+                needed = _needed_outputs(state)
+                await self._prime([(s.out_memo, s.compute_outputs) for s in needed], primed)
             return await state.out_memo.get(state.compute_outputs)
         finally:
             for memo, task in primed:
@@ -326,22 +330,22 @@ class Job:
 
     async def _prime(
         self,
-        fresh: list[VertexState],
-        primed: list[tuple[Memo[KeyInfo], asyncio.Task[KeyInfo]]],
+        items: list[tuple[Memo[Any], Factory[Any]]],
+        primed: list[tuple[Memo[Any], asyncio.Task[Any]]],
     ) -> None:
-        """Start the key computations of newly held vertices bottom-up.
+        """Start computations bottom-up (``items`` in topological order), in batches.
 
-        Every ancestor's key is needed for the target's key anyway. Started from the top,
-        each computation would wait for its inputs and all of them would be alive at once
-        (10,000 pending tasks make the garbage collector's full passes expensive);
-        started in topological order, in small batches, a cached vertex finds its inputs
-        done and finishes in its first step. This solve stays a waiter of what it
-        started until it ends, so that nothing it started outlives it unwanted.
+        First every pending key (each ancestor's key is needed for the target's), then
+        the outputs the keys show to be needed. Started from the top instead, each
+        computation would wait for its inputs and all of them would be alive at once
+        (10,000 pending tasks make the garbage collector's full passes dominate); started
+        bottom-up, a vertex usually finds its inputs done and finishes in its first step.
+        The solve stays a waiter of what it started until it ends, so that nothing it
+        started outlives it unwanted.
         """
-        for n, state in enumerate(fresh, 1):
-            memo = state.key_memo
+        for n, (memo, factory) in enumerate(items, 1):
             if not memo.done:
-                task = memo.start(state.compute_key)
+                task = memo.start(factory)
                 memo.enter(task)
                 primed.append((memo, task))
             if n % _PRIME_BATCH == 0:
@@ -459,4 +463,28 @@ def _pending_keys(target: VertexState) -> list[VertexState]:
         seen.add(state.digest)
         stack.append((state, True))
         stack.extend((dep, False) for dep in state.inputs if dep.digest not in seen)
+    return order
+
+
+def _needed_outputs(target: VertexState) -> list[VertexState]:
+    """The vertices whose outputs solving ``target`` needs, in topological order.
+
+    Called once every key is known: the target, and the inputs of every vertex that will
+    run (no record). A record that turns out pruned makes its inputs needed later; they
+    are then computed on demand.
+    """
+    order: list[VertexState] = []
+    seen: set[str] = set()
+    stack: list[tuple[VertexState, bool]] = [(target, False)]
+    while stack:
+        state, expanded = stack.pop()
+        if expanded:
+            order.append(state)
+            continue
+        if state.digest in seen or state.out_memo.done:
+            continue
+        seen.add(state.digest)
+        stack.append((state, True))
+        if state.key_memo.done and state.key_memo.value.record is None:
+            stack.extend((dep, False) for dep in state.inputs if dep.digest not in seen)
     return order

@@ -51,7 +51,9 @@ Scheduling and deduplication
     live jobs, and execution is additionally deduplicated by cache key (two different
     vertices with the same key run once). Independent vertices run concurrently;
     ``max_parallelism`` bounds concurrent ``Op.exec`` calls, and ``Op.acquire`` adds
-    per-op limits.
+    per-op limits. A solve starts work bottom-up, in topological order: first every
+    pending key, then the outputs those keys show to be needed (the target's, and the
+    inputs of every vertex that must run), so that a vertex usually finds its inputs done.
 
 Cancellation and failure (:mod:`._flight`)
     Each computation runs in its own task *while someone waits for it*: a job's

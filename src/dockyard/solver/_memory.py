@@ -26,6 +26,8 @@ class InMemoryCacheKeyStorage:
         return self._keys.get(key)
 
     async def save(self, keys: Sequence[str], record: CacheRecord) -> None:
+        if not keys:
+            return
         stored = self._records.setdefault(record.id, record)
         self._users.setdefault(record.id, 0)
         for key in keys:

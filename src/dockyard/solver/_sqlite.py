@@ -157,10 +157,13 @@ class SqliteCacheKeyStorage:
         )
 
     async def save(self, keys: Sequence[str], record: CacheRecord) -> None:
-        await asyncio.to_thread(self.save_sync, tuple(keys), record)
+        if keys:
+            await asyncio.to_thread(self.save_sync, tuple(keys), record)
 
     def save_sync(self, keys: Sequence[str], record: CacheRecord) -> None:
         """:meth:`save` without the coroutine, for use from threads."""
+        if not keys:
+            return  # a record no key points at would be an orphan
         try:
             with self._write_lock:
                 self._check_open()

@@ -188,8 +188,9 @@ class CacheKeyStorage(Protocol):
     Contract: :meth:`lookup` is a point read, called for every vertex of every build (the
     hot path of a no-op rebuild), so it must be fast and must not wait for writers.
     :meth:`save` atomically creates the record if its ``id`` is new and points every key
-    in ``keys`` at it (replacing what they pointed at); the solver calls it only after the
-    record's results are saved in the :class:`ResultStorage`. Storages never own results.
+    in ``keys`` at it (replacing what they pointed at; no keys: nothing happens); a record
+    no key points at any more may be deleted. The solver calls it only after the record's
+    results are saved in the :class:`ResultStorage`. Storages never own results.
     """
 
     async def lookup(self, key: str) -> CacheRecord | None: ...

@@ -47,6 +47,11 @@ async def test_lookup_save_and_link(storage: CacheKeyStorage) -> None:
     empty = record("none")
     await storage.save(["k4"], empty)
     assert await storage.lookup("k4") == empty  # a vertex with no outputs
+    await storage.save([], record("orphan", "r9"))  # no key: nothing is stored
+    if isinstance(storage, SqliteCacheKeyStorage):
+        assert storage.record_count() == 2
+    elif isinstance(storage, InMemoryCacheKeyStorage):
+        assert len(storage.records()) == 2
 
 
 async def test_repointing_a_key_drops_orphaned_records(storage: CacheKeyStorage) -> None:

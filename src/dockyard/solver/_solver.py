@@ -164,12 +164,12 @@ class Solver:
         self._jobs: set[Job] = set()
         self._ids = itertools.count(1)
         self._releases: set[asyncio.Task[None]] = set()
-        self.execs = _Execs(self)
-        self.stats_hits = 0
-        self.stats_misses = 0
-        self.stats_loads = 0
-        self.stats_execs = 0
-        self.stats_pruned = 0
+        self._execs = _Execs(self)
+        self._stats_hits = 0
+        self._stats_misses = 0
+        self._stats_loads = 0
+        self._stats_execs = 0
+        self._stats_pruned = 0
 
     def new_job(
         self,
@@ -189,20 +189,20 @@ class Solver:
         return SolverStatistics(
             active_jobs=len(self._jobs),
             active_vertices=len(self._states),
-            cache_hits=self.stats_hits,
-            cache_misses=self.stats_misses,
-            loads=self.stats_loads,
-            execs=self.stats_execs,
-            pruned=self.stats_pruned,
+            cache_hits=self._stats_hits,
+            cache_misses=self._stats_misses,
+            loads=self._stats_loads,
+            execs=self._stats_execs,
+            pruned=self._stats_pruned,
         )
 
-    def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[object]:
         """A global parallelism slot around one ``Op.exec``."""
         if self._semaphore is None:
             return contextlib.nullcontext()
         return self._semaphore
 
-    def spawn_release(self, refs: tuple[ResultRef, ...]) -> None:
+    def _spawn_release(self, refs: tuple[ResultRef, ...]) -> None:
         """Release handles in the background (from synchronous code); jobs wait for it."""
         if not refs:
             return
@@ -210,7 +210,7 @@ class Solver:
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
-    def report_release_failure(self, ref: ResultRef, exc: Exception) -> None:
+    def _report_release_failure(self, ref: ResultRef, exc: Exception) -> None:
         self.reporter.emit(
             BuildWarning(short=f"releasing result {ref.id} failed: {type(exc).__name__}: {exc}")
         )

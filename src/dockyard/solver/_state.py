@@ -62,7 +62,7 @@ async def release_all(refs: Sequence[ResultRef], solver: Solver) -> None:
         try:
             await ref.release()
         except Exception as exc:
-            solver.report_release_failure(ref, exc)
+            solver._report_release_failure(ref, exc)
 
 
 class VertexState:
@@ -214,12 +214,12 @@ class VertexState:
             if not ignore and not by_content_only:
                 record = await storage.lookup(key_def)
                 if record is not None:
-                    solver.stats_hits += 1
+                    solver._stats_hits += 1
                     self._set_cached()
                     return KeyInfo(record.canonical_key, key_def, None, record)
             if not content:
                 if not ignore:
-                    solver.stats_misses += 1
+                    solver._stats_misses += 1
                 return KeyInfo(key_def, key_def, None, None)
             key_content = await self._content_key(ctx, cache_map.digest, deps, input_keys, content)
             if not ignore:
@@ -227,10 +227,10 @@ class VertexState:
                 if record is not None:
                     # link the definition key to the record: next time no input is loaded
                     await storage.save([key_def], record)
-                    solver.stats_hits += 1
+                    solver._stats_hits += 1
                     self._set_cached()
                     return KeyInfo(record.canonical_key, key_def, key_content, record)
-                solver.stats_misses += 1
+                solver._stats_misses += 1
             return KeyInfo(key_content, key_def, key_content, None)
         except Exception as exc:
             err = _fail(vertex, exc)
@@ -294,8 +294,8 @@ class VertexState:
             refs = await self._load(record)
             if refs is not None:
                 return self._keep(refs)
-            solver.stats_pruned += 1
-        refs = await solver.execs.run(info.canonical, self, info)
+            solver._stats_pruned += 1
+        refs = await solver._execs.run(info.canonical, self, info)
         return self._keep(refs)
 
     def _keep(self, refs: tuple[ResultRef, ...]) -> tuple[ResultRef, ...]:
@@ -303,7 +303,7 @@ class VertexState:
         # handles (Job.discard → drop releases them), so no window exists in which a
         # drop could miss them.
         if self.dropped:
-            self.solver.spawn_release(refs)
+            self.solver._spawn_release(refs)
             raise CancelledError(f"{self.vertex.name or self.digest}: no job needs it any more")
         self.outputs = refs
         return refs
@@ -326,7 +326,7 @@ class VertexState:
                 if err is not exc:
                     raise err from exc
             raise
-        solver.stats_loads += len(refs)
+        solver._stats_loads += len(refs)
         return tuple(refs)
 
     async def execute(self, info: KeyInfo) -> tuple[ResultRef, ...]:
@@ -379,9 +379,9 @@ class VertexState:
         ctx = VertexContext(vertex, self)
         results: Sequence[Any] | None = None
         try:
-            async with vertex.op.acquire(), solver.slot():
+            async with vertex.op.acquire(), solver._slot():
                 self.set_started()
-                solver.stats_execs += 1
+                solver._stats_execs += 1
                 results = await vertex.op.exec(ctx, inputs)
             return results  # noqa: RET504 (the handler below needs `results`)
         except BaseException as exc:
@@ -421,5 +421,5 @@ class VertexState:
         outputs = self.outputs
         self.outputs = None
         if outputs is not None:
-            self.solver.spawn_release(outputs)
+            self.solver._spawn_release(outputs)
         return tasks

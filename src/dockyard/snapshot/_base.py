@@ -1,4 +1,22 @@
-"""What both snapshotters share: records, directories, removal, usage, walking."""
+"""What both snapshotters share: records, directories, removal, usage, walking, and the
+creation of merge and diff snapshots.
+
+Merge and diff snapshots are *composites*: committed snapshots without a parent whose
+content is a list of layers (bottom first), as BuildKit's MergeOp and DiffOp define it.
+
+- ``merge(key, parents)``: the layers of every parent in order — applying them one on
+  top of the other, later layers win, and deletions (whiteouts) recorded in a later
+  parent's layers delete from earlier parents too.
+- ``make_diff(key, lower, upper)``: when ``lower``'s layers are the bottom of ``upper``'s
+  (an ancestor), the layers in between; otherwise one *computed* layer: the tree
+  comparison of the two, with whiteouts for what ``upper`` lacks. Mounted alone a diff
+  shows what ``upper`` added or changed; merged on top of something, its deletions apply.
+
+The overlayfs snapshotter stacks layer directories without copying anything; the
+native one materializes the result (copying the first layer, applying the others as
+layer tars). :meth:`BaseSnapshotter.layers` lists the layer snapshots of any snapshot, so
+that an exporter writes one layer tar per layer and reuses those it already has.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +25,14 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.core import DockyardError
 
 from ._metadata import MetaStore, Record
+from .mount import mounted
 from .types import Info, Kind, LayerResult, Mount, Usage
 
 __all__ = ["BaseSnapshotter", "disk_usage"]
@@ -169,8 +188,104 @@ class BaseSnapshotter:
         """
         raise NotImplementedError
 
+    # -- composites: merge and diff --------------------------------------------------------
+    async def layers(self, key: str) -> list[str]:
+        """The keys of the layer snapshots that make up committed ``key``, bottom first.
+
+        For a plain chain: its snapshots from the base up. A merge or diff contributes the
+        layers it was made of; a computed diff is its own single layer. :meth:`diff` of
+        each of these keys gives that layer's tar.
+        """
+        rec = self._meta.get(key)
+        if rec.kind is not Kind.COMMITTED:
+            raise DockyardError(f"snapshot {key!r} is not committed (it is {rec.kind.value})")
+        return [self._meta.get_id(sid).key for sid in self._layer_ids(key)]
+
+    async def view_mounts(self, key: str) -> list[Mount]:
+        """Read-only mounts of committed ``key``, without creating a view snapshot.
+
+        Valid for as long as ``key`` exists; the caller keeps it from being removed.
+        """
+        raise NotImplementedError
+
+    async def merge(self, key: str, parents: Sequence[str]) -> None:
+        """Create committed snapshot ``key``: the layers of committed ``parents`` applied
+        in order (see the module docstring)."""
+        if not parents:
+            raise DockyardError(f"merge {key!r} needs at least one parent")
+        layers: list[int] = []
+        for parent in parents:
+            layers += self._layer_ids(parent)
+        await self._composite(key, _dedupe_bottom_first(layers), computed=None)
+
+    async def make_diff(self, key: str, lower: str | None, upper: str | None) -> None:
+        """Create committed snapshot ``key``: the changes from committed ``lower`` to
+        committed ``upper`` (``None``: the empty tree). See the module docstring."""
+        low = self._layer_ids(lower) if lower is not None else []
+        up = self._layer_ids(upper) if upper is not None else []
+        if up[: len(low)] == low:
+            await self._composite(key, up[len(low) :], computed=None)
+            return
+        await self._composite(key, [], computed=(lower, upper))
+
+    def _layer_ids(self, key: str) -> list[int]:
+        rec = self._meta.get(key)
+        if rec.kind is not Kind.COMMITTED:
+            raise DockyardError(f"snapshot {key!r} is not committed (it is {rec.kind.value})")
+        ids, _ = self._meta.layer_chain(rec.id)
+        return [sid for sid in reversed(ids) if sid > 0]
+
+    async def _composite(
+        self, key: str, layers: list[int], *, computed: tuple[str | None, str | None] | None
+    ) -> None:
+        rec = await self._create(key, Kind.ACTIVE, None)
+        try:
+            if computed is not None:
+                await self._fill_computed(rec, *computed)
+                layers = [rec.id]
+            elif layers:
+                await self._fill_composite(rec, layers)
+            usage = await asyncio.to_thread(disk_usage, str(self._dir(rec.id)))
+            if layers:
+                self._meta.commit_composite(key, layers, usage.size, usage.inodes)
+            else:  # nothing at all: a plain empty snapshot
+                self._meta.commit(key, key, usage.size, usage.inodes)
+        except BaseException:
+            await self.remove(key)
+            raise
+
+    async def _fill_composite(self, rec: Record, layers: list[int]) -> None:
+        """Make active snapshot ``rec`` show ``layers`` (bottom first) once committed."""
+
+    async def _fill_computed(self, rec: Record, lower: str | None, upper: str | None) -> None:
+        """Write the computed diff layer from ``lower`` to ``upper`` for ``rec``."""
+        raise NotImplementedError
+
     def _active(self, key: str) -> Record:
         rec = self._meta.get(key)
         if rec.kind is not Kind.ACTIVE:
             raise DockyardError(f"snapshot {key!r} is not active (it is {rec.kind.value})")
         return rec
+
+
+def _dedupe_bottom_first(layers: list[int]) -> list[int]:
+    """Keep each layer only at its topmost (last) place; see ``MetaStore.layer_chain``."""
+    seen: set[int] = set()
+    out: list[int] = []
+    for lid in reversed(layers):
+        if lid not in seen:
+            seen.add(lid)
+            out.append(lid)
+    out.reverse()
+    return out
+
+
+@contextlib.contextmanager
+def readable(mounts: Sequence[Mount]) -> Iterator[Path]:
+    """The tree of read-only ``mounts``: a single bind is read in place, anything else is
+    mounted on a temporary directory for the duration. Blocking: call from a thread."""
+    if len(mounts) == 1 and mounts[0].type == "bind":
+        yield Path(mounts[0].source)
+        return
+    with mounted(mounts) as root:
+        yield root

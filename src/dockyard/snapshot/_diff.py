@@ -10,6 +10,10 @@
 
 Entries are written in a depth-first walk with names sorted bytewise, with empty user and
 group names, so the same tree gives the same bytes. Blocking: call from a thread.
+
+:func:`write_tree_diff_dir` makes the same comparison but writes the changes as an
+overlay layer directory instead of a tar (a whiteout is a 0/0 character device): the
+computed layer of a diff snapshot.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import hashlib
 import os
 import stat
 import tarfile
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from dockyard.core import Digest
 
+from ._copy import copy_file_data, copy_metadata
 from .types import LayerResult
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "WHITEOUT_PREFIX",
     "HashingWriter",
     "write_tree_diff",
+    "write_tree_diff_dir",
     "write_upper_diff",
 ]
 
@@ -147,6 +153,72 @@ class _TarOut:
         return self.hw.result()
 
 
+class _Sink(Protocol):
+    def entry(self, rel: str, path: str, st: os.stat_result) -> None: ...
+
+    def marker(self, rel: str, mtime: float) -> None: ...
+
+
+class _DirOut:
+    """Writes entries into an overlay layer directory (whiteouts as 0/0 devices)."""
+
+    def __init__(self, dest: str) -> None:
+        self.dest = dest
+        self.inodes: dict[tuple[int, int], str] = {}
+        self.dirs: list[tuple[str, os.stat_result]] = []
+
+    def entry(self, rel: str, path: str, st: os.stat_result) -> None:
+        target = os.path.join(self.dest, rel)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(target, 0o700)
+            copy_metadata(path, target, st)
+            self.dirs.append((target, st))
+            return
+        if stat.S_ISREG(mode):
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = self.inodes.get(key)
+                if first is not None:
+                    os.link(first, target)
+                    return
+                self.inodes[key] = target
+            copy_file_data(path, target, mode)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(path), target)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            os.mknod(target, stat.S_IFMT(mode) | 0o600, st.st_rdev)
+        else:
+            return  # sockets are not part of a layer
+        copy_metadata(path, target, st)
+
+    def marker(self, rel: str, mtime: float) -> None:
+        head, _, base = rel.rpartition("/")
+        parent = os.path.join(self.dest, head) if head else self.dest
+        if base == OPAQUE:
+            os.setxattr(parent, "trusted.overlay.opaque", b"y", follow_symlinks=False)
+            return
+        os.mknod(os.path.join(parent, base[len(WHITEOUT_PREFIX) :]), stat.S_IFCHR | 0o600, 0)
+
+    def close(self) -> None:
+        for target, st in reversed(self.dirs):
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def write_tree_diff_dir(old: str | None, new: str | None, dest: str) -> None:
+    """Write the changes from tree ``old`` to tree ``new`` (``None``: empty) into the empty
+    directory ``dest`` as an overlay layer: changed and added entries copied (hard links
+    among them kept), removed ones as whiteout devices."""
+    out = _DirOut(dest)
+    if new is not None:
+        pending: list[tuple[str, str, os.stat_result]] = []
+        _walk_compare(out, old, new, "", pending)
+    elif old is not None:
+        for e in _sorted_entries(old):
+            out.marker(WHITEOUT_PREFIX + e.name, 0)
+    out.close()
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
@@ -218,7 +290,7 @@ def write_tree_diff(
 
 
 def _walk_compare(
-    tw: _TarOut,
+    tw: _Sink,
     old: str | None,
     new: str,
     rel: str,
@@ -262,7 +334,7 @@ def _walk_compare(
         tw.entry(child, ne.path, nst)
 
 
-def _flush(tw: _TarOut, pending: list[tuple[str, str, os.stat_result]]) -> None:
+def _flush(tw: _Sink, pending: list[tuple[str, str, os.stat_result]]) -> None:
     for rel, path, st in pending:
         tw.entry(rel, path, st)
     pending.clear()

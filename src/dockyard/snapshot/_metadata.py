@@ -3,6 +3,11 @@
 Each snapshot has an integer id that names its directory (``snapshots/<id>``); ids are
 never reused (AUTOINCREMENT), so a half-removed directory can never be mistaken for a
 new snapshot's. Calls are short and synchronous, serialized by one lock.
+
+*Composite* snapshots (merges and diffs) have no parent; instead ``snapshot_layers``
+lists the layer snapshots they are made of, bottom first. A layer listed there cannot be
+removed while the composite exists. A composite may list itself (a computed diff whose
+own directory holds its single layer).
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     inodes INTEGER NOT NULL DEFAULT -1
 );
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent_id);
+CREATE TABLE IF NOT EXISTS snapshot_layers (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    pos INTEGER NOT NULL,
+    layer_id INTEGER NOT NULL REFERENCES snapshots(id),
+    PRIMARY KEY (snapshot_id, pos)
+);
+CREATE INDEX IF NOT EXISTS snapshot_layers_layer ON snapshot_layers(layer_id);
 """
 
 
@@ -48,6 +60,7 @@ class Record:
     labels: dict[str, str]
     size: int
     inodes: int
+    composite: bool = False
 
     def info(self) -> Info:
         return Info(
@@ -60,7 +73,8 @@ class Record:
 
 
 _SELECT = (
-    "SELECT s.id, s.key, s.kind, s.parent_id, p.key, s.created, s.labels, s.size, s.inodes "
+    "SELECT s.id, s.key, s.kind, s.parent_id, p.key, s.created, s.labels, s.size, s.inodes, "
+    "EXISTS (SELECT 1 FROM snapshot_layers l WHERE l.snapshot_id = s.id) "
     "FROM snapshots s LEFT JOIN snapshots p ON s.parent_id = p.id"
 )
 
@@ -76,6 +90,7 @@ def _record(row: tuple[object, ...]) -> Record:
         labels=json.loads(str(row[6])),
         size=int(row[7]),  # type: ignore[call-overload]
         inodes=int(row[8]),  # type: ignore[call-overload]
+        composite=bool(row[9]),
     )
 
 
@@ -132,6 +147,39 @@ class MetaStore:
             ).fetchall()
         return [int(r[0]) for r in rows]
 
+    def layers(self, sid: int) -> list[int]:
+        """The layer ids of composite ``sid``, bottom first (empty for other snapshots)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT layer_id FROM snapshot_layers WHERE snapshot_id = ? ORDER BY pos", (sid,)
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def layer_chain(self, sid: int) -> tuple[list[int], bool]:
+        """The layers that make up ``sid``, top first, and whether a composite was
+        expanded to get them.
+
+        The parent chain of ``sid``, where the chain's base, if a composite, is replaced
+        by its layers and then ``-base``: the composite's *skeleton* (overlayfs needs it,
+        see :mod:`._overlay`; other users skip negative ids). A layer listed twice is kept
+        only at its topmost place: overlayfs refuses a directory twice, and dropping the
+        lower copy changes nothing (a path the layer holds is decided by its upper copy).
+        """
+        chain = self.chain(sid)
+        base = chain[-1]
+        layers = self.layers(base)
+        if not layers:
+            return chain, False
+        out = chain[:-1] + list(reversed(layers))
+        seen: set[int] = set()
+        deduped: list[int] = []
+        for lid in out:
+            if lid not in seen:
+                seen.add(lid)
+                deduped.append(lid)
+        deduped.append(-base)
+        return deduped, True
+
     def create(self, key: str, kind: Kind, parent: str | None) -> Record:
         """Insert a record; ``parent`` must exist and be committed."""
         with self._tx() as db:
@@ -174,6 +222,33 @@ class MetaStore:
                 (name, Kind.COMMITTED.value, size, inodes, row[0]),
             )
 
+    def commit_composite(self, key: str, layers: list[int], size: int, inodes: int) -> None:
+        """Commit active snapshot ``key`` (made without a parent) as a composite of
+        ``layers`` (bottom first; committed snapshots, or ``key``'s own id)."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id, kind, parent_id FROM snapshots WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"snapshot {key!r} does not exist")
+            sid = int(row[0])
+            if row[1] != Kind.ACTIVE.value or row[2] is not None:
+                raise DockyardError(f"snapshot {key!r} is not an active snapshot without parent")
+            for lid in layers:
+                if lid == sid:
+                    continue
+                kind = db.execute("SELECT kind FROM snapshots WHERE id = ?", (lid,)).fetchone()
+                if kind is None or kind[0] != Kind.COMMITTED.value:
+                    raise DockyardError(f"layer #{lid} of {key!r} is not a committed snapshot")
+            db.executemany(
+                "INSERT INTO snapshot_layers (snapshot_id, pos, layer_id) VALUES (?, ?, ?)",
+                [(sid, pos, lid) for pos, lid in enumerate(layers)],
+            )
+            db.execute(
+                "UPDATE snapshots SET kind = ?, size = ?, inodes = ? WHERE id = ?",
+                (Kind.COMMITTED.value, size, inodes, sid),
+            )
+
     def remove(self, key: str) -> Record:
         with self._tx() as db:
             row = db.execute(_SELECT + " WHERE s.key = ?", (key,)).fetchone()
@@ -183,6 +258,12 @@ class MetaStore:
             child = db.execute(
                 "SELECT key FROM snapshots WHERE parent_id = ? LIMIT 1", (rec.id,)
             ).fetchone()
+            if child is None:
+                child = db.execute(
+                    "SELECT s.key FROM snapshot_layers l JOIN snapshots s ON s.id = l.snapshot_id"
+                    " WHERE l.layer_id = ? AND l.snapshot_id != ? LIMIT 1",
+                    (rec.id, rec.id),
+                ).fetchone()
             if child is not None:
                 raise DockyardError(
                     f"snapshot {key!r} cannot be removed: {child[0]!r} is based on it"

@@ -1,0 +1,192 @@
+"""``ADD``'s archive extraction: formats, ownership, times, and hostile archives."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from dockyard.core import ContentError, PathEscapeError
+from dockyard.llbsolver._actions import CopyAction
+from dockyard.llbsolver._fsops import copy
+from dockyard.llbsolver._owner import Owner
+
+from .trees import make_tree, read_tree
+
+Entry = tuple[str, str, bytes | str]  # (name, kind: f d l h, data or link target)
+
+
+def _tar(entries: list[Entry], *, mtime: int = 1_600_000_000) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = mtime
+            info.uid, info.gid = 1234, 5678
+            if kind == "d":
+                info.type, info.mode = tarfile.DIRTYPE, 0o750
+                tar.addfile(info)
+            elif kind == "l":
+                info.type, info.linkname = tarfile.SYMTYPE, str(data)
+                tar.addfile(info)
+            elif kind == "h":
+                info.type, info.linkname = tarfile.LNKTYPE, str(data)
+                tar.addfile(info)
+            else:
+                raw = data.encode() if isinstance(data, str) else data
+                info.size, info.mode = len(raw), 0o640
+                tar.addfile(info, io.BytesIO(raw))
+    return out.getvalue()
+
+
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "plain": lambda b: b,
+    "gzip": gzip.compress,
+    "bzip2": bz2.compress,
+    "xz": lzma.compress,
+    "zstd": lambda b: zstandard.ZstdCompressor().compress(b),
+}
+
+SIMPLE: list[Entry] = [
+    ("app/", "d", ""),
+    ("app/main.py", "f", "print(1)\n"),
+    ("app/run", "l", "main.py"),
+]
+
+
+def _add(tmp_path: Path, archive: bytes, dest: str = "/dst/", owner: Owner | None = None) -> Path:
+    src = make_tree(tmp_path / "src", {})
+    (src / "a.tar.x").write_bytes(archive)
+    dest_root = make_tree(tmp_path / "dest", {})
+    copy(
+        src,
+        dest_root,
+        CopyAction(src="/a.tar.x", dest=dest, unpack=True, create_dest_path=True),
+        owner,
+    )
+    return dest_root
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+def test_formats_are_recognized_by_content(tmp_path: Path, compression: str) -> None:
+    dest = _add(tmp_path, COMPRESSORS[compression](_tar(SIMPLE)))
+    assert read_tree(dest) == {
+        "dst/": None,
+        "dst/app/": None,
+        "dst/app/main.py": "print(1)\n",
+        "dst/app/run": {"link": "main.py"},
+    }
+
+
+def test_metadata_comes_from_the_archive(tmp_path: Path) -> None:
+    dest = _add(tmp_path, _tar(SIMPLE, mtime=1_500_000_000))
+    st = os.lstat(dest / "dst/app/main.py")
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    assert st.st_mtime == 1_500_000_000
+    d = os.lstat(dest / "dst/app")
+    assert stat.S_IMODE(d.st_mode) == 0o750
+    assert d.st_mtime == 1_500_000_000  # set after its entries were written
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (1234, 5678)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_owner_override(tmp_path: Path) -> None:
+    dest = _add(tmp_path, _tar(SIMPLE), owner=Owner(uid=1, gid=2))
+    for rel in ("dst", "dst/app", "dst/app/main.py", "dst/app/run"):
+        st = os.lstat(dest / rel)
+        assert (st.st_uid, st.st_gid) == (1, 2), rel
+
+
+def test_not_an_archive_is_copied(tmp_path: Path) -> None:
+    for name, data in {
+        "fake.tar.gz": b"just text",
+        "empty": b"",
+        "badgz": b"\x1f\x8b\x08garbage",
+    }.items():
+        dest = _add(tmp_path / name, data)
+        assert (dest / "dst/a.tar.x").read_bytes() == data
+
+
+def test_archive_into_a_path_without_a_slash_is_a_directory(tmp_path: Path) -> None:
+    dest = _add(tmp_path, _tar(SIMPLE), dest="/opt")
+    assert (dest / "opt/app/main.py").is_file()
+
+
+def test_hard_links(tmp_path: Path) -> None:
+    dest = _add(tmp_path, _tar([("a", "f", "data"), ("b", "h", "a"), ("c", "h", "/a")]))
+    a, b, c = (os.lstat(dest / "dst" / n) for n in "abc")
+    assert a.st_ino == b.st_ino == c.st_ino
+
+
+def test_whiteouts_remove(tmp_path: Path) -> None:
+    dest = _add(
+        tmp_path,
+        _tar([("x", "f", "1"), ("y", "f", "2"), (".wh.x", "f", ""), (".wh..wh..opq", "f", "")]),
+    )
+    assert read_tree(dest) == {"dst/": None, "dst/y": "2"}
+
+
+def test_dot_dot_entries_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(PathEscapeError, match="outside"):
+        _add(tmp_path, _tar([("../evil", "f", "x")]))
+    assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "dest/evil").exists()
+
+
+def test_hard_link_out_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(PathEscapeError):
+        _add(tmp_path, _tar([("h", "h", "../../../etc/passwd")]))
+
+
+def test_absolute_entries_land_inside(tmp_path: Path) -> None:
+    dest = _add(tmp_path, _tar([("/etc/evil", "f", "x")]))
+    assert (dest / "dst/etc/evil").read_text() == "x"
+
+
+def test_symlink_then_write_through_it_stays_inside(tmp_path: Path) -> None:
+    outside = make_tree(tmp_path / "outside", {"victim": "v"})
+    archive = _tar(
+        [
+            ("abs", "l", str(outside)),
+            ("abs/victim", "f", "pwned"),
+            ("rel", "l", "../../../../../../.."),
+            ("rel/" + str(outside).lstrip("/") + "/victim", "f", "pwned"),
+        ]
+    )
+    dest = _add(tmp_path, archive)
+    assert (outside / "victim").read_text() == "v"
+    inner = dest / "dst" / str(outside).lstrip("/") / "victim"
+    assert inner.read_text() == "pwned"  # resolved inside the destination directory
+
+
+def test_corrupt_archive(tmp_path: Path) -> None:
+    archive = gzip.compress(_tar(SIMPLE))[:-40]
+    with pytest.raises(ContentError, match="corrupt or truncated"):
+        _add(tmp_path, archive)
+
+
+def test_archive_replaces_existing_entries(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", {})
+    (src / "a.tar").write_bytes(_tar([("x/", "d", ""), ("x/f", "f", "new"), ("y", "f", "file")]))
+    dest = make_tree(
+        tmp_path / "dest",
+        {"dst/": None, "dst/x/": None, "dst/x/keep": "k", "dst/y/": None, "dst/y/z": "z"},
+    )
+    copy(src, dest, CopyAction(src="/a.tar", dest="/dst", unpack=True), None)
+    assert read_tree(dest) == {
+        "dst/": None,
+        "dst/x/": None,
+        "dst/x/f": "new",
+        "dst/x/keep": "k",
+        "dst/y": "file",
+    }

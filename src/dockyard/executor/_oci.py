@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
 import shutil
 import stat
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from dockyard.core import DockyardError, ExecError, NotFoundError
 from dockyard.core.fspath import clean_rel, mkdir_all_in_root, open_dir_in_root, resolve_in_root
 from dockyard.snapshot import mount as snapmount
 from dockyard.snapshot.types import Mount
 
+from ._child import Child, in_thread, settle
 from ._etc import hosts_file, resolv_conf
 from ._runtime import Runtime, RuntimeKind, host_capabilities, nofile_limit
 from ._spec import SpecMount, build_spec, default_mounts
@@ -48,26 +49,7 @@ from .types import (
 
 __all__ = ["OciExecutor"]
 
-_T = TypeVar("_T")
 _KILL_GRACE = 2.0  # seconds of `kill` retries before the runtime process itself is killed
-_READ_CHUNK = 1 << 16
-
-
-async def _uncancellable(aw: Awaitable[_T]) -> _T:
-    """Await ``aw`` to the end even if we are cancelled meanwhile; then re-raise that."""
-    task = asyncio.ensure_future(aw)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 @dataclass(slots=True)
@@ -123,10 +105,10 @@ class OciExecutor:
         container_id = "dy-" + secrets.token_hex(8)
         sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
         try:
-            await _uncancellable(asyncio.to_thread(self._prepare, sandbox, root, mounts, process))
+            await in_thread(self._prepare, sandbox, root, mounts, process)
             return await self._execute(sandbox, process, output)
         finally:
-            await _uncancellable(self._teardown(sandbox))
+            await in_thread(self._teardown, sandbox)
 
     # -- prepare ------------------------------------------------------------------------
 
@@ -292,27 +274,21 @@ class OciExecutor:
     async def _execute(self, sb: _Sandbox, process: ProcessSpec, output: OutputSink | None) -> int:
         rt = self._runtime
         argv = rt.run_argv(sb.id, sb.bundle, pid_file=sb.pid_file, log=sb.log)
-        proc = await _uncancellable(
-            rt.spawn(argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        )
-        sink = output or _discard
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        pumps = [
-            asyncio.ensure_future(_pump(proc.stdout, 1, sink)),
-            asyncio.ensure_future(_pump(proc.stderr, 2, sink)),
-        ]
+        loop = asyncio.get_running_loop()
+        starting = loop.run_in_executor(None, functools.partial(rt.popen, argv, capture=True))
+        cancelled = await settle(starting)
+        popen = starting.result()
+        child = Child(popen, output or _discard)
         try:
-            returncode = await proc.wait()
-            await asyncio.gather(*pumps)
+            if cancelled:
+                raise asyncio.CancelledError
+            await asyncio.wait([child.done])  # a cancellation raises here
         except BaseException:
-            await _uncancellable(self._kill(sb, proc))
-            for p in pumps:
-                p.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
+            await self._kill(sb, child)
             raise
+        returncode = child.done.result()
         if returncode != 0:
-            message = await asyncio.to_thread(rt.runtime_error, sb.log)
+            message = await in_thread(rt.runtime_error, sb.log)
             if message:
                 raise ExecError(
                     f"{rt.name} could not run {list(process.args)!r}: {message}",
@@ -321,28 +297,32 @@ class OciExecutor:
                 )
         return 128 - returncode if returncode < 0 else returncode
 
-    async def _kill(self, sb: _Sandbox, proc: asyncio.subprocess.Process) -> None:
+    async def _kill(self, sb: _Sandbox, child: Child) -> None:
+        """Kill the container and wait for the runtime to exit; never cancelled itself."""
         rt = self._runtime
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _KILL_GRACE
-        while proc.returncode is None:
-            await rt.kill(sb.id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 0.05)
-            if proc.returncode is None and loop.time() > deadline:
-                # the runtime is stuck (or never created the container): kill it and the
-                # container's init, whose death ends every process of the pid namespace
+        while not child.exited:
+            killing = loop.run_in_executor(None, rt.kill, sb.id)
+            await settle(killing)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([child.done], timeout=0.05)
+            if not child.exited and loop.time() > deadline:
+                # the runtime is stuck (or never created the container): kill the
+                # container's init, whose death ends every process of the pid namespace,
+                # and the runtime itself
                 _kill_pid_file(sb.pid_file)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        _kill_pid_file(sb.pid_file)
+                child.kill()
+                await settle(child.done)
+        # the runtime is gone; anything still holding its pipes is not ours to wait for
+        child.close_pipes()
+        await settle(child.done)
 
     # -- teardown -----------------------------------------------------------------------
 
-    async def _teardown(self, sb: _Sandbox) -> None:
-        await self._runtime.delete(sb.id)
-        await asyncio.to_thread(self._teardown_files, sb)
+    def _teardown(self, sb: _Sandbox) -> None:
+        self._runtime.delete(sb.id)
+        self._teardown_files(sb)
 
     def _teardown_files(self, sb: _Sandbox) -> None:
         errors: list[str] = []
@@ -371,11 +351,6 @@ class OciExecutor:
 
 def _discard(stream: int, data: bytes) -> None:
     return None
-
-
-async def _pump(reader: asyncio.StreamReader, stream: int, sink: OutputSink) -> None:
-    while chunk := await reader.read(_READ_CHUNK):
-        sink(stream, chunk)
 
 
 def _kill_pid_file(pid_file: Path) -> None:

@@ -15,13 +15,13 @@ Host quirks handled here (see the package docstring for the why):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import json
 import os
 import resource
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,48 +199,43 @@ class Runtime:
             container_id,
         ]
 
-    async def spawn(
-        self, argv: Sequence[str], *, stdout: int | None, stderr: int | None
-    ) -> asyncio.subprocess.Process:
+    def popen(self, argv: Sequence[str], *, capture: bool) -> subprocess.Popen[bytes]:
+        """Start a runtime command (blocking: call it in a thread). With ``capture``,
+        stdout and stderr are pipes; otherwise stdout is discarded and stderr piped."""
         try:
-            return await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 preexec_fn=self._preexec,
                 start_new_session=True,
             )
         except OSError as exc:
             raise ExecError(f"cannot start {self.name} ({self.binary}): {exc.strerror}") from exc
 
-    async def _call(self, *args: str) -> tuple[int, str]:
-        proc = await self.spawn(
-            [*self._global(), *args],
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await proc.communicate()
-        return proc.returncode or 0, err.decode(errors="replace").strip()
+    def _call(self, *args: str) -> tuple[int, str]:
+        proc = self.popen([*self._global(), *args], capture=False)
+        _, err = proc.communicate()
+        return proc.returncode, err.decode(errors="replace").strip()
 
     def has_state(self, container_id: str) -> bool:
         return (self.state_dir / container_id).exists()
 
-    async def kill(self, container_id: str, signal: str = "KILL") -> bool:
+    def kill(self, container_id: str, signal: str = "KILL") -> bool:
         """Signal the container's init (its death ends the pid namespace). False if the
-        container is not there (not yet created, or gone)."""
-        rc, _ = await self._call("kill", container_id, signal)
+        container is not there (not yet created, or gone). Blocking."""
+        rc, _ = self._call("kill", container_id, signal)
         return rc == 0
 
-    async def delete(self, container_id: str) -> None:
-        """``delete --force``; the state directory is gone afterwards whatever happened."""
+    def delete(self, container_id: str) -> None:
+        """``delete --force`` (which kills a container still running); the state directory
+        is gone afterwards whatever happened. Blocking."""
         if self.has_state(container_id):
-            rc, _err = await self._call("delete", "--force", container_id)
+            rc, _ = self._call("delete", "--force", container_id)
             if rc != 0 and self.has_state(container_id):
                 # the runtime could not clean up after itself (e.g. it was killed midway)
-                await asyncio.to_thread(
-                    shutil.rmtree, self.state_dir / container_id, ignore_errors=True
-                )
+                shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
 
     def runtime_error(self, log: Path) -> str:
         """The runtime's own error messages from its JSON log ('' when there are none)."""

@@ -1,1 +1,61 @@
-"""llbsolver."""
+"""Layer 7: where LLB meets the solver.
+
+:func:`load` turns a :class:`dockyard.llb.Definition` into :class:`dockyard.solver.Vertex`
+objects whose ops run on a :class:`Worker`; :class:`LlbSolver` solves Definitions in
+solver jobs carrying a build's :class:`JobOptions` (session, secrets, SSH agents,
+entitlements). The op implementations:
+
+- **source** — delegated to the :class:`SourceResolver` registered for the identifier's
+  scheme (``docker-image``, ``local``, ``oci-layout`` ...);
+- **exec** — a process under the worker's executor on writable refs, with bind, cache,
+  tmpfs, secret and SSH mounts; an :class:`~dockyard.core.ExecError` names the command,
+  its exit status and the last lines of its output;
+- **file** — chains of copy, mkdir, mkfile, rm and symlink actions with BuildKit's
+  semantics (every path resolved inside its root), copy sources keyed by content;
+- **merge** and **diff** — composite refs from the cache manager.
+
+The refs come from a :class:`RefStore` (the cache manager). Seams and job values are in
+:mod:`dockyard.llbsolver.types`.
+"""
+
+from ._load import EntitlementError, load
+from ._solve import JobOptions, LlbSolver
+from .types import (
+    ENTITLEMENTS,
+    SECRETS,
+    SESSION_ID,
+    SSH_AGENTS,
+    ContentSelector,
+    Entitlement,
+    ImmutableRef,
+    MutableRef,
+    RefStore,
+    SecretStore,
+    SourceInstance,
+    SourceRequest,
+    SourceResolver,
+    SshAgentProvider,
+    Worker,
+)
+
+__all__ = [
+    "ENTITLEMENTS",
+    "SECRETS",
+    "SESSION_ID",
+    "SSH_AGENTS",
+    "ContentSelector",
+    "Entitlement",
+    "EntitlementError",
+    "ImmutableRef",
+    "JobOptions",
+    "LlbSolver",
+    "MutableRef",
+    "RefStore",
+    "SecretStore",
+    "SourceInstance",
+    "SourceRequest",
+    "SourceResolver",
+    "SshAgentProvider",
+    "Worker",
+    "load",
+]

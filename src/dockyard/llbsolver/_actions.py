@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from dockyard.core import InvalidDefinitionError, PatternError, PatternMatcher
+from dockyard.core import InvalidDefinitionError, PathEscapeError, PatternError, PatternMatcher
 
 from ._glob import contains_wildcards, segment_regex
 from ._mode import FileMode
 from ._owner import ChownSpec, UserRef
+from ._paths import clean_path
 
 if TYPE_CHECKING:
     from dockyard.api import ops as pb
@@ -138,6 +139,17 @@ def parse_chown(message: pb.ChownOpt, present: bool) -> ChownSpec | None:
     return ChownSpec(user=user, group=group)
 
 
+def _check_path(path: str, what: str) -> None:
+    """Reject a path that climbs above its root (``../x``): BuildKit clamps it at the
+    root silently, which hides a mistake (``COPY ../x`` reads nothing outside)."""
+    try:
+        clean_path(path, what=what)
+    except PathEscapeError as exc:
+        raise PathEscapeError(
+            f"{exc.message}: paths are relative to their filesystem's root"
+        ) from None
+
+
 def _check_patterns(patterns: tuple[str, ...], what: str) -> None:
     try:
         PatternMatcher(patterns)
@@ -190,6 +202,10 @@ def parse_action(action: pb.FileAction) -> FileActionValue:
             replace_existing=c.alwaysReplaceExistingDestPaths,
             required_paths=tuple(c.required_paths),
         )
+        _check_path(value.src, "copy source")
+        _check_path(value.dest, "copy destination")
+        for required in value.required_paths:
+            _check_path(required, "required path")
         _check_patterns(value.include_patterns, "include")
         _check_patterns(value.exclude_patterns, "exclude")
         _check_patterns(value.required_paths, "required path")
@@ -200,6 +216,7 @@ def parse_action(action: pb.FileAction) -> FileActionValue:
         m = action.mkdir
         if not m.path:
             raise InvalidDefinitionError("mkdir has an empty path")
+        _check_path(m.path, "mkdir path")
         return MkdirAction(
             path=m.path,
             mode=m.mode & 0o777,
@@ -211,6 +228,7 @@ def parse_action(action: pb.FileAction) -> FileActionValue:
         f = action.mkfile
         if not f.path:
             raise InvalidDefinitionError("mkfile has an empty path")
+        _check_path(f.path, "mkfile path")
         return MkfileAction(
             path=f.path,
             data=bytes(f.data),
@@ -222,6 +240,7 @@ def parse_action(action: pb.FileAction) -> FileActionValue:
         r = action.rm
         if not r.path:
             raise InvalidDefinitionError("rm has an empty path")
+        _check_path(r.path, "rm path")
         if r.allowWildcard:
             _check_wildcards(r.path)
         return RmAction(
@@ -233,6 +252,7 @@ def parse_action(action: pb.FileAction) -> FileActionValue:
             raise InvalidDefinitionError("symlink has an empty new path")
         if not s.oldpath:
             raise InvalidDefinitionError("symlink has an empty target")
+        _check_path(s.newpath, "symlink path")
         return SymlinkAction(
             oldpath=s.oldpath,
             newpath=s.newpath,

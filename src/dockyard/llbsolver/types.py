@@ -1,0 +1,311 @@
+"""The seams of ``dockyard.llbsolver``: what its ops need from the worker, and what a
+build gives a job.
+
+Refs (:class:`RefStore`, :class:`ImmutableRef`, :class:`MutableRef`)
+    The op implementations work on snapshot refs through :class:`RefStore`, a small
+    view of the cache manager: new writable refs on top of a result, merge and diff
+    refs, cache mounts and content checksums. Refs hand out mount *specs*; whoever needs
+    the files mounts them (the executor, or the file op through
+    :mod:`dockyard.snapshot.mount`). An :class:`ImmutableRef` is what ops return to the
+    solver (it is a :class:`dockyard.solver.Result`).
+
+Sources (:class:`SourceResolver`, :class:`SourceInstance`)
+    Source ops (``docker-image://``, ``local://``, ``git://``, ``https://``,
+    ``oci-layout://`` ...) are delegated to resolvers registered by scheme where the
+    engine is assembled (:class:`Worker`). A resolver turns a :class:`SourceRequest`
+    into an instance per vertex; the instance names its content (:meth:`SourceInstance.
+    cache_key`) and produces it (:meth:`SourceInstance.snapshot`).
+
+Job-scoped providers (:class:`SecretStore`, :class:`SshAgentProvider`)
+    Secrets and SSH agents belong to the client session of one build. They reach ops as
+    job values (:data:`SECRETS`, :data:`SSH_AGENTS`, :data:`SESSION_ID`); a vertex shared
+    by several jobs tries the providers of each job in turn.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from dockyard.core import Platform, UsageError, VertexRef, host_platform
+from dockyard.executor.types import Executor, NetworkMode
+from dockyard.llb import CacheSharing
+from dockyard.snapshot.types import Mount
+from dockyard.solver import JobValue
+
+if TYPE_CHECKING:
+    from dockyard.solver import VertexContext
+
+__all__ = [
+    "ENTITLEMENTS",
+    "SECRETS",
+    "SESSION_ID",
+    "SSH_AGENTS",
+    "ContentSelector",
+    "Entitlement",
+    "ImmutableRef",
+    "MutableRef",
+    "RefStore",
+    "SecretStore",
+    "SourceInstance",
+    "SourceRequest",
+    "SourceResolver",
+    "SshAgentProvider",
+    "Worker",
+]
+
+
+# -- refs ---------------------------------------------------------------------------
+
+
+@runtime_checkable
+class ImmutableRef(Protocol):
+    """A committed, read-only snapshot: the result of an op.
+
+    ``id`` is stable for the snapshot (the :class:`dockyard.solver.ResultStorage` id);
+    ``release()`` gives this handle up (once). :meth:`mounts` returns read-only mount
+    specs of the whole tree (an overlay of its chain, or a bind of one directory).
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    async def release(self) -> None: ...
+
+    async def mounts(self) -> Sequence[Mount]: ...
+
+
+@runtime_checkable
+class MutableRef(Protocol):
+    """A writable snapshot being built on top of a parent (or empty).
+
+    Exactly one of :meth:`commit` (turns it into an :class:`ImmutableRef`; the mutable
+    ref is gone afterwards) or :meth:`release` (discards it) must be called. Nothing may
+    still be mounted from :meth:`mounts` when either is called.
+    """
+
+    async def mounts(self) -> Sequence[Mount]: ...
+
+    async def commit(self) -> ImmutableRef: ...
+
+    async def release(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContentSelector:
+    """What part of a tree a content checksum covers (BuildKit's ``Selector``).
+
+    ``path`` inside the tree (symlinks in its parents resolved inside the tree; the last
+    component too with ``follow_links``); with ``wildcard`` the path's last components
+    may hold ``*``, ``?`` and ``[...]`` and every match counts (none: an empty digest).
+    ``include_patterns``/``exclude_patterns`` filter the files below ``path``
+    (``.dockerignore`` syntax, relative to ``path``).
+    """
+
+    path: str
+    follow_links: bool = False
+    wildcard: bool = False
+    include_patterns: tuple[str, ...] = ()
+    exclude_patterns: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "follow_links": self.follow_links,
+            "wildcard": self.wildcard,
+            "include": list(self.include_patterns),
+            "exclude": list(self.exclude_patterns),
+        }
+
+
+@runtime_checkable
+class RefStore(Protocol):
+    """What the ops need of the cache manager. Every method is safe to call concurrently.
+
+    - :meth:`new_mutable`: a writable ref on top of ``parent`` (``None``: empty). The
+      caller owns it (commit or release). The parent is borrowed.
+    - :meth:`merge`: the inputs layered in order (later ones win, their deletions
+      apply); :meth:`diff`: what turns ``lower`` into ``upper`` (``None`` is the empty
+      tree). Both return a new ref the caller owns; inputs are borrowed.
+    - :meth:`cache_mount`: a persistent directory for ``RUN --mount=type=cache``,
+      identified by ``id``; entering the context returns writable mount specs and, for
+      ``LOCKED`` sharing, waits until no other user holds it; a second user of a
+      ``PRIVATE`` cache gets a directory of its own. ``base``, when given, seeds a new
+      cache directory with that tree. Nothing of a cache mount ever becomes a result.
+    - :meth:`checksum`: ``sha256:`` digest of the selected files' content, mode, owner,
+      type and link targets (never times); raises :class:`dockyard.core.NotFoundError`
+      when ``selector.path`` does not exist (and is not a wildcard).
+    """
+
+    async def new_mutable(
+        self, parent: ImmutableRef | None, *, description: str = ""
+    ) -> MutableRef: ...
+
+    async def merge(
+        self, inputs: Sequence[ImmutableRef], *, description: str = ""
+    ) -> ImmutableRef: ...
+
+    async def diff(
+        self, lower: ImmutableRef | None, upper: ImmutableRef | None, *, description: str = ""
+    ) -> ImmutableRef: ...
+
+    def cache_mount(
+        self, id: str, *, sharing: CacheSharing, base: ImmutableRef | None = None
+    ) -> AbstractAsyncContextManager[Sequence[Mount]]: ...
+
+    async def checksum(self, ref: ImmutableRef, selector: ContentSelector) -> str: ...
+
+
+# -- sources ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceRequest:
+    """A source op as a resolver sees it.
+
+    ``identifier`` is the op's full identifier (``docker-image://docker.io/library/
+    busybox:latest``), ``scheme`` the part before ``://`` and ``path`` the part after it.
+    ``attrs`` are the op's attributes (``local.includepattern``, ``git.keepgitdir`` ...);
+    resolvers parse what they understand into their own values. ``platform`` is the op's
+    platform, if it has one; ``vertex`` names the op for errors.
+    """
+
+    identifier: str
+    scheme: str
+    path: str
+    attrs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    platform: Platform | None = None
+    vertex: VertexRef
+
+    @classmethod
+    def parse(
+        cls,
+        identifier: str,
+        *,
+        attrs: Mapping[str, str] | None = None,
+        platform: Platform | None = None,
+        vertex: VertexRef,
+    ) -> SourceRequest:
+        scheme, sep, path = identifier.partition("://")
+        if not sep or not scheme:
+            raise UsageError(
+                f"source identifier {identifier!r} has no scheme (like docker-image://)"
+            )
+        return cls(
+            identifier=identifier,
+            scheme=scheme,
+            path=path,
+            attrs=MappingProxyType(dict(attrs or {})),
+            platform=platform,
+            vertex=vertex,
+        )
+
+
+@runtime_checkable
+class SourceInstance(Protocol):
+    """One source op, resolved. Created once per vertex and called concurrently by
+    every job that needs it.
+
+    - :meth:`cache_key` names the content the source produces (an image's manifest
+      digest, a commit): the same key promises the same tree. It may do network work
+      (resolving a tag). A source that cannot know its content before fetching it (a
+      local directory) returns a key unique to this fetch, so that it always runs; its
+      dependants then read it by content checksum and still hit the cache.
+    - :meth:`snapshot` produces the tree as a new :class:`ImmutableRef` the caller
+      owns. It is called only on a cache miss, after :meth:`cache_key`.
+    """
+
+    async def cache_key(self, ctx: VertexContext) -> str: ...
+
+    async def snapshot(self, ctx: VertexContext) -> ImmutableRef: ...
+
+
+@runtime_checkable
+class SourceResolver(Protocol):
+    """Sources of one scheme (``local``, ``docker-image``, ``oci-layout`` ...),
+    registered by scheme in :attr:`Worker.sources`.
+
+    :meth:`resolve` checks and parses the request (raising
+    :class:`dockyard.core.UsageError` or :class:`dockyard.core.InvalidDefinitionError`
+    for a malformed one) and returns an instance; it should not do slow work (that
+    belongs in :meth:`SourceInstance.cache_key`). ``ctx`` carries the job values (e.g.
+    :data:`SESSION_ID`) and progress for the vertex.
+    """
+
+    async def resolve(self, request: SourceRequest, ctx: VertexContext) -> SourceInstance: ...
+
+
+# -- job-scoped providers -----------------------------------------------------------
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """Secrets of one build (from the client session or the command line).
+
+    :meth:`get` returns the secret's bytes, or ``None`` if this store does not have
+    ``id``. Secret values never reach a cache key, a log or a result.
+    """
+
+    async def get(self, id: str) -> bytes | None: ...
+
+
+@runtime_checkable
+class SshAgentProvider(Protocol):
+    """SSH agents of one build (forwarded from the client).
+
+    :meth:`forward` makes a unix socket that speaks to agent ``id`` for the duration of
+    the context, owned by ``uid``/``gid`` with permission bits ``mode``, and returns its
+    path; it raises :class:`dockyard.core.NotFoundError` if the build has no agent
+    ``id``.
+    """
+
+    def forward(
+        self, id: str, *, uid: int, gid: int, mode: int
+    ) -> AbstractAsyncContextManager[Path]: ...
+
+
+class Entitlement(enum.Enum):
+    """Privileges a build must be granted explicitly (``--allow``)."""
+
+    NETWORK_HOST = "network.host"
+    SECURITY_INSECURE = "security.insecure"
+
+    @classmethod
+    def parse(cls, value: str) -> Entitlement:
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(e.value for e in cls)
+            raise UsageError(f"unknown entitlement {value!r} (known: {known})") from None
+
+
+SESSION_ID: JobValue[str] = JobValue("llbsolver.session_id")
+"""The client session of a job (sources read local directories through it)."""
+
+SECRETS: JobValue[SecretStore] = JobValue("llbsolver.secrets")
+SSH_AGENTS: JobValue[SshAgentProvider] = JobValue("llbsolver.ssh_agents")
+ENTITLEMENTS: JobValue[frozenset[Entitlement]] = JobValue("llbsolver.entitlements")
+
+
+# -- the worker ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Worker:
+    """What the ops run on, assembled by the engine.
+
+    ``sources`` maps a scheme (``"docker-image"``, ``"local"`` ...) to its resolver.
+    ``default_network`` is the network of an exec whose LLB network mode is unset
+    (BuildKit's default without CNI is the host's). ``platform`` is what execs run as.
+    """
+
+    refs: RefStore
+    executor: Executor
+    sources: Mapping[str, SourceResolver] = field(default_factory=lambda: MappingProxyType({}))
+    default_network: NetworkMode = NetworkMode.HOST
+    platform: Platform = field(default_factory=host_platform)

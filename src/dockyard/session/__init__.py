@@ -1,1 +1,114 @@
-"""session."""
+"""Layer 3: the session — the long-running channel of one client, in which the client
+serves and the engine asks: directories (incremental file sync), secrets, SSH agents,
+registry credentials, and files exported back to the client.
+
+Client side: a :class:`Session` holds what the client serves (named directories,
+:class:`Secrets`, :class:`SshAgents`, a credentials source, export targets).
+Engine side: a :class:`SessionManager` keeps the attached sessions; each
+:class:`SessionHandle` hands out callers — ``filesync``, ``secrets``, ``ssh``,
+``credentials``, ``exports`` — that work the same whatever the transport:
+
+- in-process (embedded engine): ``manager.register(session)`` — direct calls, file
+  content copied in the kernel;
+- over gRPC (a daemon): the client dials and runs :func:`attach`; the daemon serves
+  :class:`SessionService`. Loading these imports grpc; nothing else here does.
+
+The seams are in :mod:`dockyard.session.types`.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from ._export import DirectoryTarget, ExportTarget, FileSink, FileTarget
+from ._local import LocalSyncSource
+from ._manager import Peer, SessionHandle, SessionManager
+from ._receive import Receiver, receive
+from ._secrets import Secrets, SecretSource
+from ._session import Session, new_session_id
+from ._ssh import SshAgents, SshSpec, StreamChannel, forwarding_socket
+from ._values import FileStat, SessionCredentials, SessionInfo, SyncRequest, SyncResult
+from ._walk import walk
+from .types import (
+    ByteChannel,
+    Chunk,
+    CredentialsCaller,
+    CredentialsLike,
+    CredentialsSource,
+    ExportCaller,
+    ExportStream,
+    FileSyncCaller,
+    LocalFile,
+    SecretStore,
+    SshAgentProvider,
+    SshForwarder,
+    SyncSource,
+)
+
+if TYPE_CHECKING:
+    from ._grpc_client import Attachment, attach
+    from ._grpc_common import CHANNEL_OPTIONS, SERVER_OPTIONS
+    from ._grpc_server import SessionService
+
+_LAZY = {
+    "Attachment": "._grpc_client",
+    "attach": "._grpc_client",
+    "CHANNEL_OPTIONS": "._grpc_common",
+    "SERVER_OPTIONS": "._grpc_common",
+    "SessionService": "._grpc_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "SERVER_OPTIONS",
+    "Attachment",
+    "ByteChannel",
+    "Chunk",
+    "CredentialsCaller",
+    "CredentialsLike",
+    "CredentialsSource",
+    "DirectoryTarget",
+    "ExportCaller",
+    "ExportStream",
+    "ExportTarget",
+    "FileSink",
+    "FileStat",
+    "FileSyncCaller",
+    "FileTarget",
+    "LocalFile",
+    "LocalSyncSource",
+    "Peer",
+    "Receiver",
+    "SecretSource",
+    "SecretStore",
+    "Secrets",
+    "Session",
+    "SessionCredentials",
+    "SessionHandle",
+    "SessionInfo",
+    "SessionManager",
+    "SessionService",
+    "SshAgentProvider",
+    "SshAgents",
+    "SshForwarder",
+    "SshSpec",
+    "StreamChannel",
+    "SyncRequest",
+    "SyncResult",
+    "SyncSource",
+    "attach",
+    "forwarding_socket",
+    "new_session_id",
+    "receive",
+    "walk",
+]

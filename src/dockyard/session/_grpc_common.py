@@ -1,0 +1,268 @@
+"""Parts of the gRPC transport both sides use: method names and options, frame streams,
+conversions, and the diff-copy protocol over frames (the sender, and a
+:class:`~dockyard.session.types.SyncSource` for the receiver).
+
+The schema is ``dockyard/api/proto/session.proto``. The service is registered with
+generic handlers (not the generated ``session_pb2_grpc`` module, which pins the grpcio
+version it was generated with).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from dockyard.api._gen import session_pb2 as pb
+from dockyard.core import DockyardError, SessionError, error_from_record
+
+from ._values import FileStat, SyncRequest
+from ._walk import ContentReader, walk
+from .types import Chunk, Content
+
+__all__ = [
+    "ATTACH",
+    "CHANNEL_OPTIONS",
+    "SERVER_OPTIONS",
+    "SERVICE",
+    "STREAM",
+    "VERSION",
+    "Frames",
+    "FramesChannel",
+    "FramesSyncSource",
+    "error_from_pb",
+    "error_to_pb",
+    "recv_expect",
+    "send_tree",
+    "stat_from_pb",
+    "stat_to_pb",
+]
+
+SERVICE = "dockyard.session.v1.Session"
+ATTACH = f"/{SERVICE}/Attach"
+STREAM = f"/{SERVICE}/Stream"
+VERSION = 1
+
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+"""Client channel options: keepalive pings notice a dead daemon or network within ~30s."""
+
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+"""Daemon server options: notice a vanished client (its builds are cancelled) within
+~30s even when its host disappears without closing the connection."""
+
+_STAT_BATCH_BYTES = 256 << 10
+_WANT_BATCH = 16384
+_BYTES_CHUNK = 256 << 10
+
+
+class Frames(Protocol):
+    """One ``Stream`` call as either side sees it. ``recv`` returns ``None`` once the
+    other side has closed the call; both raise :class:`~dockyard.core.SessionError`
+    when the call broke."""
+
+    async def send(self, frame: pb.Frame) -> None: ...
+
+    async def recv(self) -> pb.Frame | None: ...
+
+
+def error_to_pb(exc: BaseException) -> pb.Error:
+    if not isinstance(exc, DockyardError):
+        exc = SessionError(f"the session peer failed: {type(exc).__name__}: {exc}")
+    return pb.Error(record_json=json.dumps(exc.to_record()))
+
+
+def error_from_pb(error: pb.Error) -> DockyardError:
+    try:
+        record = json.loads(error.record_json)
+        if not isinstance(record, dict):
+            raise TypeError("not an object")
+        return error_from_record(record)
+    except (ValueError, TypeError, KeyError):
+        return SessionError("the session peer sent a malformed error")
+
+
+def stat_to_pb(entry: FileStat) -> pb.Stat:
+    return pb.Stat(
+        path=os.fsencode(entry.path),
+        mode=entry.mode,
+        uid=entry.uid,
+        gid=entry.gid,
+        size=entry.size,
+        mtime_ns=entry.mtime_ns,
+        linkname=os.fsencode(entry.linkname),
+        devmajor=entry.devmajor,
+        devminor=entry.devminor,
+    )
+
+
+def stat_from_pb(msg: pb.Stat) -> FileStat:
+    return FileStat(
+        path=os.fsdecode(msg.path),
+        mode=msg.mode,
+        uid=msg.uid,
+        gid=msg.gid,
+        size=msg.size,
+        mtime_ns=msg.mtime_ns,
+        linkname=os.fsdecode(msg.linkname),
+        devmajor=msg.devmajor,
+        devminor=msg.devminor,
+    )
+
+
+async def recv_expect(frames: Frames, kind: str, what: str) -> pb.Frame:
+    """The next frame, which must be of ``kind``; an error frame is raised as the error
+    it carries."""
+    frame = await frames.recv()
+    if frame is None:
+        raise SessionError(f"the session peer closed the stream while {what}")
+    got = frame.WhichOneof("kind")
+    if got == "error":
+        raise error_from_pb(frame.error)
+    if got != kind:
+        raise SessionError(f"unexpected {got!r} frame from the session peer while {what}")
+    return frame
+
+
+async def send_tree(
+    frames: Frames,
+    root: Path,
+    request: SyncRequest | None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, int, int]:
+    """The sending half of a diff-copy over ``frames``: the stat entries of ``root``
+    (selected by ``request``), then the content of the files the receiver wants.
+    Returns (entries, files sent, content bytes sent)."""
+    entries = await asyncio.to_thread(walk, root, request)
+    batch: list[pb.Stat] = []
+    size = 0
+    for entry in entries:
+        batch.append(stat_to_pb(entry))
+        size += len(entry.path) + len(entry.linkname) + 48
+        if size >= _STAT_BATCH_BYTES:
+            await frames.send(pb.Frame(stats=pb.StatBatch(entries=batch)))
+            batch, size = [], 0
+    await frames.send(pb.Frame(stats=pb.StatBatch(entries=batch, done=True)))
+
+    wanted: list[int] = []
+    while True:
+        frame = await recv_expect(frames, "want", "waiting for the receiver's requests")
+        wanted.extend(frame.want.ids)
+        if frame.want.done:
+            break
+    previous = -1
+    for i in wanted:
+        if i <= previous or i >= len(entries) or not entries[i].is_regular or entries[i].linkname:
+            raise SessionError(f"file sync: the receiver asked for an invalid entry {i}")
+        previous = i
+
+    files = sent = 0
+    reader = ContentReader(root, entries, wanted)
+    pending = asyncio.ensure_future(asyncio.to_thread(reader.next_batch))
+    try:
+        while True:
+            chunks = await pending
+            if not chunks:
+                break
+            pending = asyncio.ensure_future(asyncio.to_thread(reader.next_batch))
+            await frames.send(
+                pb.Frame(
+                    data=pb.DataBatch(
+                        chunks=[pb.Chunk(id=c.id, data=c.data, eof=c.eof) for c in chunks]
+                    )
+                )
+            )
+            files += sum(1 for c in chunks if c.eof)
+            sent += sum(len(c.data) for c in chunks)
+            if progress is not None:
+                progress(files, sent)
+    finally:
+        if not pending.done():
+            await asyncio.wait([pending])  # the reader thread must stop before closing
+        if not pending.cancelled():
+            pending.exception()
+        reader.close()
+    return len(entries), files, sent
+
+
+class FramesSyncSource:
+    """A :class:`~dockyard.session.types.SyncSource` whose sender is at the other end of
+    ``frames``."""
+
+    def __init__(self, frames: Frames) -> None:
+        self._frames = frames
+
+    async def stats(self) -> AsyncIterator[Sequence[FileStat]]:
+        while True:
+            frame = await recv_expect(self._frames, "stats", "receiving the file list")
+            yield [stat_from_pb(s) for s in frame.stats.entries]
+            if frame.stats.done:
+                return
+
+    async def fetch(self, ids: Sequence[int]) -> AsyncIterator[Sequence[Content]]:
+        for start in range(0, len(ids), _WANT_BATCH):
+            await self._frames.send(pb.Frame(want=pb.Want(ids=ids[start : start + _WANT_BATCH])))
+        await self._frames.send(pb.Frame(want=pb.Want(done=True)))
+        remaining = len(ids)
+        while remaining > 0:
+            frame = await recv_expect(self._frames, "data", "receiving file content")
+            chunks = [Chunk(c.id, c.data, c.eof) for c in frame.data.chunks]
+            remaining -= sum(1 for c in chunks if c.eof)
+            yield chunks
+
+
+class FramesChannel:
+    """A :class:`~dockyard.session.types.ByteChannel` over ``Bytes`` frames."""
+
+    def __init__(self, frames: Frames, on_close: Callable[[], object]) -> None:
+        self._frames = frames
+        self._on_close = on_close
+        self._eof = False
+        self._closed = False
+
+    async def read(self) -> bytes:
+        if self._eof:
+            return b""
+        while True:
+            frame = await self._frames.recv()
+            if frame is None:
+                self._eof = True
+                return b""
+            kind = frame.WhichOneof("kind")
+            if kind != "bytes":
+                self._eof = True
+                return b""
+            if frame.bytes.eof:
+                self._eof = True
+            if frame.bytes.data or self._eof:
+                return frame.bytes.data
+
+    async def write(self, data: bytes) -> None:
+        for start in range(0, len(data), _BYTES_CHUNK):
+            await self._frames.send(
+                pb.Frame(bytes=pb.Bytes(data=data[start : start + _BYTES_CHUNK]))
+            )
+
+    async def write_eof(self) -> None:
+        await self._frames.send(pb.Frame(bytes=pb.Bytes(eof=True)))
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            result = self._on_close()
+            if asyncio.iscoroutine(result):
+                await result

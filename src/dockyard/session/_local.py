@@ -1,0 +1,112 @@
+"""The in-process transport: the engine calls the client's :class:`Session` directly.
+
+File content is never read into Python here: the receiver copies each changed file from
+the client's directory with ``copy_file_range`` (in the kernel, a reflink where the file
+system can).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from dockyard.core import NotFoundError, Reporter
+
+from ._export import DirectoryTarget, FileSink, FileTarget
+from ._receive import receive
+from ._session import Session
+from ._values import FileStat, SessionCredentials, SessionInfo, SyncRequest, SyncResult
+from ._walk import walk
+from .types import ByteChannel, Content, CredentialsLike, ExportStream, LocalFile, SyncSource
+
+__all__ = ["LocalPeer", "LocalSyncSource", "to_session_credentials"]
+
+_LOCAL_BATCH = 256
+
+
+class LocalSyncSource:
+    """A :class:`~dockyard.session.types.SyncSource` over a directory on this host."""
+
+    def __init__(self, root: Path, request: SyncRequest | None = None) -> None:
+        self._root = root
+        self._request = request
+        self._entries: list[FileStat] = []
+
+    async def stats(self) -> AsyncIterator[Sequence[FileStat]]:
+        self._entries = await asyncio.to_thread(walk, self._root, self._request)
+        yield self._entries
+
+    async def fetch(self, ids: Sequence[int]) -> AsyncIterator[Sequence[Content]]:
+        entries = self._entries
+        for start in range(0, len(ids), _LOCAL_BATCH):
+            yield [
+                LocalFile(i, self._root, entries[i].path if 0 <= i < len(entries) else "")
+                for i in ids[start : start + _LOCAL_BATCH]
+            ]
+
+
+def to_session_credentials(creds: CredentialsLike | None) -> SessionCredentials | None:
+    if creds is None:
+        return None
+    return SessionCredentials(
+        username=creds.username,
+        password=creds.password,
+        identity_token=creds.identity_token,
+        registry_token=creds.registry_token,
+    )
+
+
+class LocalPeer:
+    """The engine's view of a :class:`Session` living in the same process."""
+
+    transport = "in-process"
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.info: SessionInfo = session.info()
+
+    async def get_secret(self, id: str) -> bytes:
+        return await self.session.get_secret(id)
+
+    async def get_credentials(self, host: str) -> SessionCredentials | None:
+        return to_session_credentials(await self.session.get_credentials(host))
+
+    @contextlib.asynccontextmanager
+    async def open_sync(self, request: SyncRequest) -> AsyncIterator[SyncSource]:
+        yield LocalSyncSource(self.session.directory(request.name), request)
+
+    async def connect_ssh(self, id: str) -> ByteChannel:
+        return await self.session.connect_ssh(id)
+
+    async def export_directory(
+        self, target: str, source: Path, reporter: Reporter | None, progress_digest: str
+    ) -> SyncResult:
+        dest = self.session.export_target(target)
+        if not isinstance(dest, DirectoryTarget):
+            raise NotFoundError(f"export target {target!r} of the client is not a directory")
+        return await receive(
+            LocalSyncSource(source),
+            dest.path,
+            name=target,
+            reporter=reporter,
+            progress_digest=progress_digest,
+            merge=True,
+        )
+
+    @contextlib.asynccontextmanager
+    async def export_stream(self, target: str) -> AsyncIterator[ExportStream]:
+        dest = self.session.export_target(target)
+        if not isinstance(dest, FileTarget):
+            raise NotFoundError(f"export target {target!r} of the client is not a file")
+        sink = FileSink(dest)
+        try:
+            yield sink
+            await sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+
+    async def aclose(self) -> None:
+        return None

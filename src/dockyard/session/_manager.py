@@ -1,0 +1,405 @@
+"""The engine's side: the :class:`SessionManager` keeps the attached sessions; a
+:class:`SessionHandle` hands out a caller per service, whatever the transport."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from dockyard.core import NotFoundError, Reporter, SessionError
+
+from ._local import LocalPeer
+from ._receive import receive
+from ._session import Session
+from ._ssh import forwarding_socket
+from ._values import SessionCredentials, SessionInfo, SyncRequest, SyncResult
+from .types import ByteChannel, ExportStream, SyncSource
+
+__all__ = ["Peer", "SessionHandle", "SessionManager"]
+
+_T = TypeVar("_T")
+
+
+class Peer(Protocol):
+    """A transport's view of one attached client (in-process or a gRPC stream).
+
+    Calls raise :class:`~dockyard.core.DockyardError` subclasses only; the handle adds
+    disconnect detection and timeouts around them.
+    """
+
+    transport: str
+    info: SessionInfo
+
+    async def get_secret(self, id: str) -> bytes: ...
+
+    async def get_credentials(self, host: str) -> SessionCredentials | None: ...
+
+    def open_sync(self, request: SyncRequest) -> AbstractAsyncContextManager[SyncSource]: ...
+
+    async def connect_ssh(self, id: str) -> ByteChannel: ...
+
+    async def export_directory(
+        self, target: str, source: Path, reporter: Reporter | None, progress_digest: str
+    ) -> SyncResult: ...
+
+    def export_stream(self, target: str) -> AbstractAsyncContextManager[ExportStream]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SessionHandle:
+    """One attached session as the engine sees it.
+
+    The callers (:attr:`filesync`, :attr:`secrets`, :attr:`ssh`, :attr:`credentials`,
+    :attr:`exports`) work the same in-process and over gRPC. When the client goes away
+    every call in flight fails with :class:`~dockyard.core.SessionError`, :attr:`closed`
+    becomes true and :meth:`wait_closed` returns; :meth:`cancel_on_close` cancels a
+    whole build that way.
+    """
+
+    def __init__(self, manager: SessionManager, peer: Peer) -> None:
+        self._manager = manager
+        self._peer = peer
+        self.info = peer.info
+        self._closed = asyncio.Event()
+        self._reason = ""
+        self._callbacks: set[Callable[[], None]] = set()
+        self.filesync = _FileSync(self)
+        self.secrets = _Secrets(self)
+        self.ssh = _Ssh(self)
+        self.credentials = _Credentials(self)
+        self.exports = _Exports(self)
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def shared_key(self) -> str:
+        return self.info.shared_key
+
+    @property
+    def transport(self) -> str:
+        """``in-process`` or ``grpc``."""
+        return self._peer.transport
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    @property
+    def close_reason(self) -> str:
+        return self._reason
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<SessionHandle {self.id} name={self.name!r} {self.transport} {state}>"
+
+    async def wait_closed(self) -> None:
+        """Return once the session has ended (the client went away or it was closed)."""
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """End the session from the engine's side (a remote client sees its attach end)."""
+        await self._peer.aclose()
+        self._mark_closed("closed by the engine")
+
+    def _mark_closed(self, reason: str) -> None:
+        if self._closed.is_set():
+            return
+        self._reason = reason
+        self._closed.set()
+        self._manager._forget(self)
+        for callback in list(self._callbacks):
+            callback()
+
+    def _gone(self, what: str) -> SessionError:
+        reason = f": {self._reason}" if self._reason else ""
+        return SessionError(f"session {self.id} ended{reason} (while {what})")
+
+    @contextlib.asynccontextmanager
+    async def cancel_on_close(self, what: str = "building") -> AsyncIterator[None]:
+        """Run the body; if the session ends meanwhile, cancel it and raise
+        :class:`~dockyard.core.SessionError` instead (a build whose client is gone)."""
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def on_close() -> None:
+            nonlocal fired
+            if not fired:
+                fired = True
+                task.cancel()
+
+        if self.closed:
+            raise self._gone(what)
+        self._callbacks.add(on_close)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired and task.uncancel() == 0:
+                raise self._gone(what) from None
+            raise
+        finally:
+            self._callbacks.discard(on_close)
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[_T]], limit: float | None) -> _T:
+        async with self.cancel_on_close(what):
+            if limit is None:
+                return await fn()
+            try:
+                async with asyncio.timeout(limit):
+                    return await fn()
+            except TimeoutError:
+                raise SessionError(
+                    f"session {self.id}: the client did not answer within {limit:g}s (while {what})"
+                ) from None
+
+
+class _FileSync:
+    """:class:`~dockyard.session.types.FileSyncCaller` of a handle."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    def has(self, name: str) -> bool:
+        return name in self._handle.info.directories
+
+    async def sync(
+        self,
+        request: SyncRequest,
+        dest: Path,
+        *,
+        reporter: Reporter | None = None,
+        progress_digest: str = "",
+    ) -> SyncResult:
+        handle = self._handle
+        if request.name not in handle.info.directories:
+            names = ", ".join(sorted(handle.info.directories)) or "none"
+            raise NotFoundError(
+                f"the client offers no directory {request.name!r} (it offers: {names})"
+            )
+
+        async def run() -> SyncResult:
+            async with handle._peer.open_sync(request) as source:
+                return await receive(
+                    source,
+                    dest,
+                    name=request.name,
+                    reporter=reporter,
+                    progress_digest=progress_digest,
+                )
+
+        return await handle._call(f"syncing {request.name!r}", run, None)
+
+
+class _Secrets:
+    """:class:`~dockyard.session.types.SecretStore` of a handle."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    def __repr__(self) -> str:
+        return f"<secrets of session {self._handle.id}>"
+
+    async def get(self, id: str) -> bytes:
+        handle = self._handle
+        if not handle.info.secrets:
+            raise NotFoundError(f"secret {id!r} not found (the client forwards no secrets)")
+        return await handle._call(
+            f"fetching secret {id!r}",
+            lambda: handle._peer.get_secret(id),
+            handle._manager.call_timeout,
+        )
+
+
+class _Credentials:
+    """:class:`~dockyard.session.types.CredentialsCaller` of a handle."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    async def get(self, host: str) -> SessionCredentials | None:
+        handle = self._handle
+        if not handle.info.credentials:
+            return None
+        return await handle._call(
+            f"asking for credentials of {host!r}",
+            lambda: handle._peer.get_credentials(host),
+            handle._manager.call_timeout,
+        )
+
+
+class _Ssh:
+    """:class:`~dockyard.session.types.SshForwarder` of a handle."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    def has(self, id: str) -> bool:
+        return id in self._handle.info.ssh_ids
+
+    @contextlib.asynccontextmanager
+    async def forward(
+        self, id: str, *, uid: int = 0, gid: int = 0, mode: int = 0o600
+    ) -> AsyncIterator[Path]:
+        handle = self._handle
+        if not self.has(id):
+            raise NotFoundError(f"no SSH agent {id!r} forwarded from the client (use --ssh {id})")
+        if handle.closed:
+            raise handle._gone(f"forwarding SSH agent {id!r}")
+
+        async def connect() -> ByteChannel:
+            return await handle._call(
+                f"connecting to SSH agent {id!r}",
+                lambda: handle._peer.connect_ssh(id),
+                handle._manager.call_timeout,
+            )
+
+        async with forwarding_socket(
+            connect, uid=uid, gid=gid, mode=mode, parent=handle._manager.runtime_dir
+        ) as path:
+            yield path
+
+
+class _Exports:
+    """:class:`~dockyard.session.types.ExportCaller` of a handle."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    def has(self, target: str) -> bool:
+        return target in self._handle.info.exports
+
+    def _check(self, target: str) -> None:
+        if not self.has(target):
+            names = ", ".join(sorted(self._handle.info.exports)) or "none"
+            raise NotFoundError(
+                f"the client offers no export target {target!r} (it offers: {names})"
+            )
+
+    async def send_directory(
+        self,
+        target: str,
+        source: Path,
+        *,
+        reporter: Reporter | None = None,
+        progress_digest: str = "",
+    ) -> SyncResult:
+        self._check(target)
+        handle = self._handle
+        return await handle._call(
+            f"exporting to {target!r}",
+            lambda: handle._peer.export_directory(target, source, reporter, progress_digest),
+            None,
+        )
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, target: str) -> AsyncIterator[ExportStream]:
+        self._check(target)
+        handle = self._handle
+        async with (
+            handle.cancel_on_close(f"exporting to {target!r}"),
+            handle._peer.export_stream(target) as stream,
+        ):
+            yield stream
+
+
+class SessionManager:
+    """The sessions attached to one engine, by id.
+
+    ``attach_timeout`` bounds how long :meth:`get` waits for a session that has not
+    attached yet (a daemon receives the solve request and the session concurrently);
+    ``call_timeout`` how long a client may take to answer a request (a secret,
+    credentials, opening a stream); ``runtime_dir`` is where forwarded SSH sockets are
+    made (the system's temp dir by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        attach_timeout: float = 10.0,
+        call_timeout: float = 60.0,
+        runtime_dir: Path | None = None,
+    ) -> None:
+        self.attach_timeout = attach_timeout
+        self.call_timeout = call_timeout
+        self.runtime_dir = runtime_dir
+        self._sessions: dict[str, SessionHandle] = {}
+        self._waiters: dict[str, list[asyncio.Future[SessionHandle]]] = {}
+
+    def register(self, session: Session) -> SessionHandle:
+        """Attach an in-process client's :class:`Session`; end it with
+        :meth:`SessionHandle.close`."""
+        return self.register_peer(LocalPeer(session))
+
+    @contextlib.asynccontextmanager
+    async def attach(self, session: Session) -> AsyncIterator[SessionHandle]:
+        """:meth:`register` for the duration of a ``with`` block."""
+        handle = self.register(session)
+        try:
+            yield handle
+        finally:
+            await handle.close()
+
+    def register_peer(self, peer: Peer) -> SessionHandle:
+        """Attach a session through a transport (used by the gRPC service)."""
+        if peer.info.id in self._sessions:
+            raise SessionError(f"session {peer.info.id!r} is already attached")
+        if not peer.info.id:
+            raise SessionError("a session needs an id")
+        handle = SessionHandle(self, peer)
+        self._sessions[handle.id] = handle
+        for waiter in self._waiters.pop(handle.id, []):
+            if not waiter.done():
+                waiter.set_result(handle)
+        return handle
+
+    def _forget(self, handle: SessionHandle) -> None:
+        if self._sessions.get(handle.id) is handle:
+            del self._sessions[handle.id]
+
+    def find(self, session_id: str) -> SessionHandle | None:
+        """The attached session ``session_id``, if any."""
+        return self._sessions.get(session_id)
+
+    def sessions(self) -> tuple[SessionHandle, ...]:
+        return tuple(self._sessions.values())
+
+    async def get(self, session_id: str, *, wait: float | None = None) -> SessionHandle:
+        """The session ``session_id``, waiting up to ``wait`` seconds (default
+        ``attach_timeout``) for it to attach; :class:`~dockyard.core.SessionError` if it
+        does not."""
+        found = self._sessions.get(session_id)
+        if found is not None:
+            return found
+        limit = self.attach_timeout if wait is None else wait
+        waiter: asyncio.Future[SessionHandle] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(session_id, [])
+        waiters.append(waiter)
+        try:
+            async with asyncio.timeout(limit):
+                return await waiter
+        except TimeoutError:
+            raise SessionError(
+                f"no session {session_id!r} attached (waited {limit:g}s): "
+                "the client is gone or never connected"
+            ) from None
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._waiters.get(session_id) is waiters:
+                del self._waiters[session_id]
+
+    async def aclose(self) -> None:
+        """Close every session."""
+        for handle in list(self._sessions.values()):
+            await handle.close()

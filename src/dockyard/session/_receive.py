@@ -1,0 +1,601 @@
+"""The receiving half of a file sync: bring a destination directory up to date with the
+entries a (possibly hostile) sender describes, asking only for the content that changed.
+
+Phases (each blocking, run in a thread by :func:`receive`):
+
+1. :meth:`Receiver.plan` validates the entries (clean relative paths, walk order, a
+   parent directory before its children, known file types, hard links to earlier
+   regular files), compares them with what ``dest`` holds (``lstat``: type, size, mtime,
+   permissions, owner, link target, device numbers), deletes what vanished, makes
+   directories, symlinks and special files, fixes the metadata of files whose content
+   is unchanged, and returns the ids of the files whose content it wants;
+2. :meth:`Receiver.write` stores content as it arrives: into a temporary file next to
+   its target, renamed into place when complete (with mode, owner and mtime set);
+3. :meth:`Receiver.finish` makes hard links and restores directory metadata, deepest
+   first.
+
+Everything is done relative to directory file descriptors opened one component at a
+time with ``O_NOFOLLOW``, so nothing the sender says can make the receiver write through
+a symlink or outside ``dest``: symlinks are created as links and never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from dockyard.core import (
+    DockyardError,
+    PathEscapeError,
+    Reporter,
+    SessionError,
+    open_in_root,
+)
+
+from ._progress import TransferProgress
+from ._values import FileStat, SyncResult
+from .types import Chunk, Content, LocalFile, SyncSource
+
+__all__ = ["Receiver", "receive"]
+
+_T = TypeVar("_T")
+
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_PREFIX = ".dockyard-sync."
+_KNOWN_TYPES = frozenset(
+    {stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK}
+)
+_MAX_ID = (1 << 32) - 1
+
+
+def _key(path: str) -> list[str]:
+    return path.split("/")
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _name(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+class _DirStack:
+    """Directory fds for one chain of nested directories below the root, each opened
+    relative to its parent with ``O_NOFOLLOW`` (a symlink on the way is an error)."""
+
+    def __init__(self, root_fd: int) -> None:
+        self._root = root_fd
+        self._chain: list[tuple[str, int]] = []
+
+    def fd(self, rel_dir: str) -> int:
+        if not rel_dir:
+            self.close()
+            return self._root
+        parts = rel_dir.split("/")
+        keep = 0
+        while keep < len(self._chain) and keep < len(parts) and self._chain[keep][0] == parts[keep]:
+            keep += 1
+        for _, fd in self._chain[keep:]:
+            os.close(fd)
+        del self._chain[keep:]
+        parent = self._chain[-1][1] if self._chain else self._root
+        for name in parts[keep:]:
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                    raise PathEscapeError(
+                        f"file sync: {rel_dir!r} is not a directory inside the destination"
+                    ) from exc
+                raise
+            self._chain.append((name, fd))
+            parent = fd
+        return parent
+
+    def close(self) -> None:
+        for _, fd in self._chain:
+            os.close(fd)
+        self._chain.clear()
+
+
+def _validate(entries: Sequence[FileStat], allow_devices: bool) -> dict[str, int]:
+    """Index of each path; raises on anything a well-behaved sender does not send."""
+    index: dict[str, int] = {}
+    dirs = {""}
+    previous: list[str] | None = None
+    for i, entry in enumerate(entries):
+        path = entry.path
+        parts = path.split("/")
+        if (
+            not path
+            or "\0" in path
+            or any(part in ("", ".", "..") for part in parts)
+            or len(path.encode("utf-8", "surrogateescape")) > 4096
+        ):
+            raise PathEscapeError(
+                f"file sync: {path!r} is not a clean relative path inside the destination"
+            )
+        if previous is not None and parts <= previous:
+            raise SessionError(f"file sync: entry {path!r} is out of order or repeated")
+        previous = parts
+        parent = _parent(path)
+        if parent not in dirs:
+            raise SessionError(f"file sync: {path!r} arrived before its parent directory")
+        fmt = stat.S_IFMT(entry.mode)
+        if fmt not in _KNOWN_TYPES or entry.mode > 0o177777 or entry.mode < 0:
+            raise SessionError(f"file sync: {path!r} has an unsupported mode {entry.mode:o}")
+        if not (0 <= entry.uid <= _MAX_ID and 0 <= entry.gid <= _MAX_ID and entry.size >= 0):
+            raise SessionError(f"file sync: {path!r} has invalid ownership or size")
+        if fmt == stat.S_IFDIR:
+            dirs.add(path)
+        elif fmt == stat.S_IFLNK:
+            if not entry.linkname or "\0" in entry.linkname:
+                raise SessionError(f"file sync: symlink {path!r} has an invalid target")
+        elif fmt == stat.S_IFREG and entry.linkname:
+            target = index.get(entry.linkname)
+            if target is None or not entries[target].is_regular or entries[target].linkname:
+                raise SessionError(
+                    f"file sync: hard link {path!r} names {entry.linkname!r}, "
+                    "which is not an earlier regular file"
+                )
+        elif fmt in (stat.S_IFCHR, stat.S_IFBLK) and not allow_devices:
+            raise SessionError(f"file sync: device node {path!r} is not accepted")
+        index[path] = i
+    return index
+
+
+def _scan(dest: str, fix_access: bool) -> tuple[dict[str, os.stat_result], list[str]]:
+    """``lstat`` of everything below ``dest`` (not following symlinks). With
+    ``fix_access`` (not root) directories we could not write into get ``u+rwx``; their
+    paths are returned so their modes can be restored."""
+    found: dict[str, os.stat_result] = {}
+    fixed: list[str] = []
+
+    def visit(full: str, prefix: str) -> None:
+        with os.scandir(full) as it:
+            items = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+        for name, st in items:
+            rel = prefix + name
+            if fix_access and stat.S_ISDIR(st.st_mode) and st.st_mode & 0o700 != 0o700:
+                os.chmod(os.path.join(full, name), stat.S_IMODE(st.st_mode) | 0o700)
+                fixed.append(rel)
+            found[rel] = st
+            if stat.S_ISDIR(st.st_mode):
+                visit(os.path.join(full, name), rel + "/")
+
+    visit(dest, "")
+    return found, fixed
+
+
+class Receiver:
+    """Applies one sync to ``dest`` (see the module docstring). Not thread-safe: call its
+    methods one after the other (each may run in a different thread)."""
+
+    def __init__(
+        self,
+        dest: Path,
+        *,
+        preserve_owner: bool | None = None,
+        allow_devices: bool = False,
+        merge: bool = False,
+    ) -> None:
+        self.dest = dest
+        self.merge = merge
+        self.preserve_owner = os.geteuid() == 0 if preserve_owner is None else preserve_owner
+        self.allow_devices = allow_devices
+        self.files = 0
+        self.bytes = 0
+        self._entries: Sequence[FileStat] = ()
+        self._wanted: list[int] = []
+        self._want_pos = 0
+        self._hardlinks: list[int] = []
+        self._changed: set[str] = set()
+        self._deleted: list[str] = []
+        self._dirty: set[str] = set()  # directories whose metadata must be (re)applied
+        self._root_fd = -1
+        self._dirs: _DirStack | None = None
+        self._temp: tuple[int, int, str] | None = None  # (id, fd, temp name)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _open(self) -> _DirStack:
+        if self._dirs is None:
+            os.makedirs(self.dest, exist_ok=True)
+            self._root_fd = os.open(self.dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._dirs = _DirStack(self._root_fd)
+        return self._dirs
+
+    def _fail(self, path: str, exc: OSError) -> DockyardError:
+        return DockyardError(
+            f"file sync into {str(self.dest)!r}: cannot update {path!r}: {exc.strerror}"
+        )
+
+    def _remove(self, path: str, st: os.stat_result) -> None:
+        dirs = self._open()
+        fd = dirs.fd(_parent(path))  # also drops a cached fd of ``path`` itself
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.rmdir(_name(path), dir_fd=fd)
+            except OSError as exc:
+                if exc.errno != errno.ENOTEMPTY:
+                    raise
+                shutil.rmtree(_name(path), dir_fd=fd)  # merging: what was inside goes too
+        else:
+            os.unlink(_name(path), dir_fd=fd)
+        self._dirty.add(_parent(path))
+
+    def _set_meta(self, fd_dir: int, name: str, entry: FileStat, *, owner: bool) -> None:
+        """Owner, permissions and mtime of ``name`` (never following a symlink)."""
+        if owner and self.preserve_owner:
+            os.chown(name, entry.uid, entry.gid, dir_fd=fd_dir, follow_symlinks=False)
+        if not entry.is_symlink:
+            os.chmod(name, stat.S_IMODE(entry.mode), dir_fd=fd_dir, follow_symlinks=False)
+        os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd_dir, follow_symlinks=False)
+
+    def _lstat(self, path: str, dirs: _DirStack) -> os.stat_result | None:
+        try:
+            return os.lstat(_name(path), dir_fd=dirs.fd(_parent(path)))
+        except FileNotFoundError:
+            return None
+
+    def _owner_differs(self, entry: FileStat, st: os.stat_result) -> bool:
+        return self.preserve_owner and (st.st_uid != entry.uid or st.st_gid != entry.gid)
+
+    def _temp_name(self, i: int) -> str:
+        return f"{_TEMP_PREFIX}{i}.{secrets.token_hex(6)}"
+
+    # -- phase 1 -------------------------------------------------------------------
+
+    def plan(self, entries: Sequence[FileStat]) -> list[int]:
+        """Validate, diff and apply everything but file content; return wanted ids."""
+        index = _validate(entries, self.allow_devices)
+        self._entries = entries
+        dirs = self._open()
+        existing: dict[str, os.stat_result] | None = None
+        if not self.merge:
+            existing, fixed = _scan(os.fspath(self.dest), not self.preserve_owner)
+            self._dirty.update(fixed)
+        links_to: dict[str, int] = {}
+        for entry in entries:
+            if entry.is_hardlink:
+                links_to[entry.linkname] = links_to.get(entry.linkname, 0) + 1
+
+        gone = [] if existing is None else [p for p in existing if p not in index]
+        for path in sorted(gone, key=_key, reverse=True):
+            assert existing is not None
+            try:
+                self._remove(path, existing[path])
+            except OSError as exc:
+                raise self._fail(path, exc) from exc
+            self._deleted.append(path)
+
+        for i, entry in enumerate(entries):
+            path = entry.path
+            try:
+                cur = existing.get(path) if existing is not None else self._lstat(path, dirs)
+                self._plan_one(i, entry, cur, dirs, links_to)
+            except OSError as exc:
+                raise self._fail(path, exc) from exc
+        return list(self._wanted)
+
+    def _plan_one(
+        self,
+        i: int,
+        entry: FileStat,
+        cur: os.stat_result | None,
+        dirs: _DirStack,
+        links_to: dict[str, int],
+    ) -> None:
+        path = entry.path
+        name = _name(path)
+        fmt = stat.S_IFMT(entry.mode)
+        if cur is not None and stat.S_IFMT(cur.st_mode) != fmt:
+            self._remove(path, cur)
+            cur = None
+        parent = _parent(path)
+        if fmt == stat.S_IFDIR:
+            if cur is None:
+                os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
+                self._created(path)
+                self._dirty.add(path)
+            elif (
+                stat.S_IMODE(cur.st_mode) != stat.S_IMODE(entry.mode)
+                or self._owner_differs(entry, cur)
+                or cur.st_mtime_ns != entry.mtime_ns
+            ):
+                self._changed.add(path)
+                self._dirty.add(path)
+            return
+        if fmt == stat.S_IFREG:
+            if entry.linkname:
+                self._hardlinks.append(i)
+                return
+            if cur is not None and cur.st_nlink > 1:
+                cur = os.lstat(name, dir_fd=dirs.fd(parent))  # links may have been removed
+            if (
+                cur is None
+                or cur.st_size != entry.size
+                or cur.st_mtime_ns != entry.mtime_ns
+                or cur.st_nlink != 1 + links_to.get(path, 0)
+            ):
+                self._wanted.append(i)
+            elif stat.S_IMODE(cur.st_mode) != stat.S_IMODE(entry.mode) or self._owner_differs(
+                entry, cur
+            ):
+                self._set_meta(dirs.fd(parent), name, entry, owner=True)
+                self._changed.add(path)
+            return
+        fd = dirs.fd(parent)
+        if fmt == stat.S_IFLNK:
+            if cur is not None and os.readlink(name, dir_fd=fd) == entry.linkname:
+                if self._owner_differs(entry, cur) or cur.st_mtime_ns != entry.mtime_ns:
+                    self._set_meta(fd, name, entry, owner=True)
+                    self._changed.add(path)
+                return
+            temp = self._temp_name(i)
+            os.symlink(entry.linkname, temp, dir_fd=fd)
+            self._set_meta(fd, temp, entry, owner=True)
+            os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            self._created(path)
+            return
+        # fifo, character or block device
+        device = os.makedev(entry.devmajor, entry.devminor)
+        if (
+            cur is not None
+            and stat.S_IMODE(cur.st_mode) == stat.S_IMODE(entry.mode)
+            and (fmt == stat.S_IFIFO or cur.st_rdev == device)
+        ):
+            if self._owner_differs(entry, cur) or cur.st_mtime_ns != entry.mtime_ns:
+                self._set_meta(fd, name, entry, owner=True)
+                self._changed.add(path)
+            return
+        if cur is not None:
+            os.unlink(name, dir_fd=fd)
+        os.mknod(name, fmt | 0o600, device, dir_fd=fd)
+        self._set_meta(fd, name, entry, owner=True)
+        self._created(path)
+
+    def _created(self, path: str) -> None:
+        self._changed.add(path)
+        self._dirty.add(_parent(path))
+
+    # -- phase 2 -------------------------------------------------------------------
+
+    def write(self, pieces: Sequence[Content]) -> int:
+        """Store content as it arrives; returns the number of content bytes stored."""
+        stored = 0
+        for piece in pieces:
+            if self._want_pos >= len(self._wanted) or piece.id != self._wanted[self._want_pos]:
+                raise SessionError(f"file sync: unexpected content for entry {piece.id}")
+            entry = self._entries[piece.id]
+            try:
+                if isinstance(piece, LocalFile):
+                    stored += self._copy_local(piece, entry)
+                else:
+                    stored += self._write_chunk(piece, entry)
+            except OSError as exc:
+                raise self._fail(entry.path, exc) from exc
+        return stored
+
+    def _start(self, i: int, entry: FileStat) -> int:
+        if self._temp is None:
+            fd_dir = self._open().fd(_parent(entry.path))
+            temp = self._temp_name(i)
+            fd = os.open(
+                temp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=fd_dir,
+            )
+            self._temp = (i, fd, temp)
+        return self._temp[1]
+
+    def _write_chunk(self, piece: Chunk, entry: FileStat) -> int:
+        fd = self._start(piece.id, entry)
+        view = memoryview(piece.data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        self.bytes += len(piece.data)
+        if piece.eof:
+            self._complete(entry)
+        return len(piece.data)
+
+    def _copy_local(self, piece: LocalFile, entry: FileStat) -> int:
+        fd = self._start(piece.id, entry)
+        try:
+            src = open_in_root(piece.root, piece.path, os.O_RDONLY, follow_final=False)
+        except DockyardError:
+            src = -1  # vanished since the walk: store it empty, the next sync repairs
+        copied = 0
+        if src >= 0:
+            try:
+                copied = _copy_fd(src, fd)
+            finally:
+                os.close(src)
+        self.bytes += copied
+        self._complete(entry)
+        return copied
+
+    def _complete(self, entry: FileStat) -> None:
+        assert self._temp is not None
+        _, fd, temp = self._temp
+        try:
+            if self.preserve_owner:
+                os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, stat.S_IMODE(entry.mode))
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        finally:
+            os.close(fd)
+        self._temp = None
+        fd_dir = self._open().fd(_parent(entry.path))
+        os.rename(temp, _name(entry.path), src_dir_fd=fd_dir, dst_dir_fd=fd_dir)
+        self._created(entry.path)
+        self.files += 1
+        self._want_pos += 1
+
+    # -- phase 3 -------------------------------------------------------------------
+
+    def finish(self) -> SyncResult:
+        """Hard links and directory metadata; the result of the whole sync."""
+        if self._temp is not None or self._want_pos != len(self._wanted):
+            raise SessionError("file sync: the sender stopped before all content arrived")
+        dirs = self._open()
+        for i in self._hardlinks:
+            entry = self._entries[i]
+            try:
+                self._link(entry, dirs)
+            except OSError as exc:
+                raise self._fail(entry.path, exc) from exc
+        by_path = {e.path: e for e in self._entries if e.is_dir}
+        for path in sorted(self._dirty, key=_key, reverse=True):
+            dir_entry = by_path.get(path)
+            if dir_entry is None:
+                continue  # the root, or a directory removed since
+            try:
+                self._set_meta(dirs.fd(_parent(path)), _name(path), dir_entry, owner=True)
+            except OSError as exc:
+                raise self._fail(path, exc) from exc
+        self.close()
+        return SyncResult(
+            entries=len(self._entries),
+            files_transferred=self.files,
+            bytes_transferred=self.bytes,
+            changed=tuple(sorted(self._changed, key=_key)),
+            deleted=tuple(sorted(self._deleted, key=_key)),
+        )
+
+    def _link(self, entry: FileStat, dirs: _DirStack) -> None:
+        target_fd = os.dup(dirs.fd(_parent(entry.linkname)))
+        try:
+            target = os.lstat(_name(entry.linkname), dir_fd=target_fd)
+            fd = dirs.fd(_parent(entry.path))
+            name = _name(entry.path)
+            try:
+                cur: os.stat_result | None = os.lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                cur = None
+            if cur is not None and (cur.st_ino, cur.st_dev) == (target.st_ino, target.st_dev):
+                return
+            temp = self._temp_name(0)
+            os.link(
+                _name(entry.linkname),
+                temp,
+                src_dir_fd=target_fd,
+                dst_dir_fd=fd,
+                follow_symlinks=False,
+            )
+            os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            self._created(entry.path)
+        finally:
+            os.close(target_fd)
+
+    def close(self) -> None:
+        """Release fds and remove a partly written file (after an error, too)."""
+        if self._temp is not None:
+            i, fd, temp = self._temp
+            self._temp = None
+            os.close(fd)
+            try:
+                os.unlink(temp, dir_fd=self._open().fd(_parent(self._entries[i].path)))
+            except OSError:
+                pass
+        if self._dirs is not None:
+            self._dirs.close()
+            self._dirs = None
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
+
+
+def _copy_fd(src: int, dst: int) -> int:
+    total = 0
+    try:
+        while True:
+            n = os.copy_file_range(src, dst, 1 << 30)
+            if n == 0:
+                return total
+            total += n
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    while True:
+        data = os.read(src, 1 << 20)
+        if not data:
+            return total
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view) :]
+        total += len(data)
+
+
+async def _in_thread(fn: Callable[..., _T], *args: object) -> _T:
+    """Run ``fn`` in a thread; if the caller is cancelled, wait for the thread to stop
+    before propagating (so that cleanup never races with it)."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: superseded by the cancellation
+        raise
+
+
+async def receive(
+    source: SyncSource,
+    dest: Path,
+    *,
+    name: str = "",
+    reporter: Reporter | None = None,
+    progress_digest: str = "",
+    preserve_owner: bool | None = None,
+    allow_devices: bool = False,
+    merge: bool = False,
+) -> SyncResult:
+    """Drive ``source`` to bring ``dest`` up to date (see :class:`Receiver`).
+
+    ``preserve_owner`` defaults to "when running as root" (owners are neither applied
+    nor compared otherwise). With ``merge`` nothing that the source does not mention is
+    deleted (an export into a directory of the user). Reports ``VertexProgress`` (bytes
+    and files) for ``progress_digest`` when one is given.
+    """
+    progress = TransferProgress(reporter, progress_digest, name or dest.name)
+    receiver = Receiver(
+        dest, preserve_owner=preserve_owner, allow_devices=allow_devices, merge=merge
+    )
+    try:
+        entries: list[FileStat] = []
+        stats = source.stats()
+        try:
+            async for batch in stats:
+                entries.extend(batch)
+        finally:
+            aclose = getattr(stats, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        wanted = await _in_thread(receiver.plan, entries)
+        progress.totals(len(wanted), sum(entries[i].size for i in wanted))
+        progress.emit(0, 0, force=True)
+        content = source.fetch(wanted)
+        try:
+            async for pieces in content:
+                await _in_thread(receiver.write, pieces)
+                progress.emit(receiver.files, receiver.bytes)
+        finally:
+            aclose = getattr(content, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        result = await _in_thread(receiver.finish)
+        progress.emit(result.files_transferred, result.bytes_transferred, done=True)
+        return result
+    finally:
+        receiver.close()

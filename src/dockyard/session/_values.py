@@ -1,0 +1,148 @@
+"""Frozen values the session's services exchange (transport-independent)."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+
+from dockyard.core import UsageError
+from dockyard.core.pathmatch import PatternError, PatternMatcher
+
+__all__ = [
+    "FileStat",
+    "SessionCredentials",
+    "SessionInfo",
+    "SyncRequest",
+    "SyncResult",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileStat:
+    """One entry of a directory tree as the file sync sends it.
+
+    ``path`` is relative to the synced directory, slash-separated, without ``.`` or ``..``
+    components (names that are not UTF-8 are kept with ``surrogateescape``). ``mode`` is
+    the full ``st_mode`` (type and permission bits). ``linkname`` is a symlink's target,
+    or — for a regular file — the ``path`` of an earlier entry it is a hard link to.
+    ``devmajor``/``devminor`` are set for character and block devices.
+    """
+
+    path: str
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    mtime_ns: int = 0
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    @property
+    def is_regular(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_hardlink(self) -> bool:
+        """A regular file that names an earlier entry as its hard-link target."""
+        return stat.S_ISREG(self.mode) and bool(self.linkname)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncRequest:
+    """Which directory the receiver asks the client for, and which part of it.
+
+    ``name`` is the client's name for the directory (``context``, ``dockerfile``, a named
+    build context). ``exclude_patterns`` use ``.dockerignore`` semantics (``!`` re-includes,
+    ``**`` spans directories); ``include_patterns``, when given, restrict the transfer to
+    matching paths (and the directories leading to them). ``follow_paths`` name symlinks
+    (wildcards allowed in the last component) whose targets are sent as well — the way the
+    Dockerfile is fetched when it is a symlink.
+    """
+
+    name: str
+    include_patterns: tuple[str, ...] = ()
+    exclude_patterns: tuple[str, ...] = ()
+    follow_paths: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise UsageError("a file sync request needs a directory name")
+        self.matchers()  # reject malformed patterns where the request is made
+
+    def matchers(self) -> tuple[PatternMatcher | None, PatternMatcher | None]:
+        """The compiled include and exclude matchers (``None`` when there are no patterns).
+
+        Raises :class:`~dockyard.core.UsageError` naming a malformed pattern."""
+        include = _compile("include", self.include_patterns) if self.include_patterns else None
+        exclude = _compile("exclude", self.exclude_patterns) if self.exclude_patterns else None
+        return include, exclude
+
+
+def _compile(kind: str, patterns: tuple[str, ...]) -> PatternMatcher:
+    try:
+        return PatternMatcher(patterns)
+    except PatternError as exc:
+        raise UsageError(f"invalid {kind} pattern: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncResult:
+    """What one sync changed in the destination.
+
+    ``files_transferred``/``bytes_transferred`` count the file contents that travelled
+    (a file whose mode or owner alone changed is updated in place and not counted).
+    ``changed`` lists, sorted, every path created or modified in any way (content,
+    metadata, type, link target); ``deleted`` the paths removed (a removed directory is
+    listed with everything that was inside it). A content checksum cache rehashes
+    ``changed`` and forgets ``deleted`` (and the parents of both).
+    """
+
+    entries: int
+    files_transferred: int
+    bytes_transferred: int
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+    @property
+    def unchanged(self) -> bool:
+        """Nothing in the destination was modified."""
+        return not self.changed and not self.deleted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionCredentials:
+    """Registry credentials the client answered with (the shape of
+    ``dockyard.registry.Credentials``; the engine converts). Secrets never appear in
+    ``repr``."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
+    registry_token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionInfo:
+    """What a session is and what its client offers (sent when it attaches).
+
+    ``shared_key`` identifies the client's machine/checkout so that caches of synced
+    directories can be reused across its builds (BuildKit's shared key).
+    """
+
+    id: str
+    name: str = ""
+    shared_key: str = ""
+    directories: frozenset[str] = frozenset()
+    ssh_ids: frozenset[str] = frozenset()
+    exports: frozenset[str] = frozenset()
+    secrets: bool = False
+    credentials: bool = False

@@ -1,0 +1,317 @@
+"""The sending half of a file sync: walk a directory into sorted stat entries, and read
+the content of the entries the receiver wants.
+
+The walk follows fsutil's rules (what ``docker build`` sends): exclude patterns with
+``.dockerignore`` semantics, include patterns restricting the tree, follow paths whose
+symlink targets are added to the includes; a directory that is excluded or not included
+itself is sent only when something inside it is; sockets are skipped; regular files
+with more than one link become hard links to the first path seen. Symlinks are sent as
+links and never followed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from dockyard.core import DockyardError, NotFoundError, open_in_root
+from dockyard.core.pathmatch import MatchState, Pattern, PatternError, PatternMatcher
+
+from ._values import FileStat, SyncRequest
+from .types import Chunk
+
+__all__ = ["CHUNK_SIZE", "ContentReader", "follow_links", "walk"]
+
+CHUNK_SIZE = 1 << 20
+"""Largest piece of file content in one message."""
+
+_MAX_FOLLOW = 255
+
+
+def _contains_wildcards(name: str) -> bool:
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch in "*?[":
+            return True
+        i += 1
+    return False
+
+
+def follow_links(root: Path, paths: tuple[str, ...]) -> list[str]:
+    """The paths to include so that the symlinks named by ``paths`` arrive with their
+    targets: each path with every symlink on the way resolved (inside ``root``: an
+    absolute target starts at ``root``), plus the symlinks themselves. ``[]`` when one
+    of them is the root (no restriction)."""
+    resolved: set[str] = set()
+
+    def lstat_link(rel: str) -> list[str] | None:
+        """Targets (root-relative) if ``rel`` is a symlink, else ``None``."""
+        base = rel.rsplit("/", 1)[-1]
+        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if _contains_wildcards(base):
+            try:
+                names = sorted(os.listdir(os.path.join(root, parent) if parent else root))
+            except OSError:
+                return None
+            try:
+                pattern = Pattern.compile(base)
+            except PatternError:
+                return None
+            out: list[str] = []
+            for name in names:
+                if pattern.matches(name):
+                    found = lstat_link(f"{parent}/{name}" if parent else name)
+                    if found:
+                        out.extend(found)
+            return out or None
+        full = os.path.join(root, rel)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            return None
+        if not stat.S_ISLNK(st.st_mode):
+            return None
+        target = os.readlink(full)
+        if target.startswith("/"):
+            return [target]
+        return ["/" + (f"{parent}/{target}" if parent else target)]
+
+    def append(path: str, depth: int) -> None:
+        if depth > _MAX_FOLLOW:
+            return
+        parts = [p for p in path.split("/") if p and p != "."]
+        done: list[str] = []
+        while True:
+            if not parts:
+                resolved.add("/".join(done) or ".")
+                return
+            part = parts.pop(0)
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            done.append(part)
+            current = "/".join(done)
+            targets = lstat_link(current)
+            if (not parts or targets is not None) and current in resolved:
+                return
+            if targets is not None:
+                resolved.add(current)
+                rest = "/".join(parts)
+                for target in targets:
+                    append(f"{target}/{rest}" if rest else target, depth + 1)
+                return
+
+    for path in paths:
+        append(path, 0)
+    if "." in resolved:
+        return []
+    out: list[str] = []
+    for item in sorted(resolved):
+        if out and item.startswith(out[-1] + "/"):
+            continue
+        out.append(item)
+    return out
+
+
+def _could_include_below(include: PatternMatcher, directory: str) -> bool:
+    return any(not p.exclusion and p.could_match_below(directory) for p in include.patterns)
+
+
+def _stat_entry(rel: str, full: str, st: os.stat_result) -> FileStat | None:
+    mode = st.st_mode
+    fmt = stat.S_IFMT(mode)
+    if fmt == stat.S_IFSOCK:
+        return None
+    linkname = ""
+    size = 0
+    major = minor = 0
+    if fmt == stat.S_IFLNK:
+        linkname = os.readlink(full)
+    elif fmt == stat.S_IFREG:
+        size = st.st_size
+    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return FileStat(
+        path=rel,
+        mode=mode,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        size=size,
+        mtime_ns=st.st_mtime_ns,
+        linkname=linkname,
+        devmajor=major,
+        devminor=minor,
+    )
+
+
+def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
+    """The entries of the tree at ``root`` that ``request`` selects, in walk order.
+
+    Raises :class:`~dockyard.core.NotFoundError` when ``root`` is not a directory.
+    Blocking: run it in a thread.
+    """
+    include, exclude = request.matchers() if request is not None else (None, None)
+    if request is not None and request.follow_paths:
+        followed = follow_links(root, request.follow_paths)
+        if followed:
+            include = PatternMatcher([*request.include_patterns, *followed])
+    try:
+        if not stat.S_ISDIR(os.stat(root).st_mode):
+            raise NotFoundError(f"{str(root)!r} is not a directory")
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"directory {str(root)!r} does not exist") from exc
+    except OSError as exc:
+        raise DockyardError(f"cannot read directory {str(root)!r}: {exc.strerror}") from exc
+
+    out: list[FileStat] = []
+    pending: list[FileStat | None] = []  # ancestors not sent yet (None: already sent)
+    links: dict[tuple[int, int], str] = {}
+
+    def emit(entry: FileStat) -> None:
+        for i, parent in enumerate(pending):
+            if parent is not None:
+                out.append(parent)
+                pending[i] = None
+        out.append(entry)
+
+    def visit(
+        dir_full: str,
+        prefix: str,
+        include_state: MatchState | None,
+        exclude_state: MatchState | None,
+    ) -> None:
+        try:
+            with os.scandir(dir_full) as it:
+                names = sorted(e.name for e in it)
+        except FileNotFoundError:
+            return  # vanished while walking
+        except OSError as exc:
+            raise DockyardError(
+                f"cannot read directory {os.path.join(dir_full)!r}: {exc.strerror}"
+            ) from exc
+        for name in names:
+            rel = prefix + name
+            full = os.path.join(dir_full, name)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise DockyardError(f"cannot stat {full!r}: {exc.strerror}") from exc
+            is_dir = stat.S_ISDIR(st.st_mode)
+            deferred = False
+            child_include: MatchState | None = None
+            child_exclude: MatchState | None = None
+            if include is not None:
+                matched, child_include = include.match_with_parent(rel, include_state)
+                if not matched:
+                    if not (is_dir and _could_include_below(include, rel)):
+                        continue
+                    deferred = True
+            if exclude is not None:
+                matched, child_exclude = exclude.match_with_parent(rel, exclude_state)
+                if matched:
+                    if not (is_dir and exclude.may_include_inside(rel)):
+                        continue
+                    deferred = True
+            try:
+                entry = _stat_entry(rel, full, st)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise DockyardError(f"cannot read {full!r}: {exc.strerror}") from exc
+            if entry is None:
+                continue
+            if not is_dir:
+                if entry.is_regular and st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    first = links.get(key)
+                    if first is None:
+                        links[key] = rel
+                    else:
+                        entry = FileStat(
+                            path=rel,
+                            mode=entry.mode,
+                            uid=entry.uid,
+                            gid=entry.gid,
+                            size=entry.size,
+                            mtime_ns=entry.mtime_ns,
+                            linkname=first,
+                        )
+                emit(entry)
+                continue
+            if deferred:
+                pending.append(entry)
+            else:
+                emit(entry)
+                pending.append(None)
+            visit(full, rel + "/", child_include, child_exclude)
+            pending.pop()
+
+    visit(os.fspath(root), "", None, None)
+    return out
+
+
+class ContentReader:
+    """Reads the content of the wanted entries, file after file, in bounded batches.
+
+    A file is read as it is when its turn comes: if it changed since it was stat'ed the
+    receiver gets the new content (the next sync notices the difference); if it vanished,
+    it arrives empty. Blocking: call :meth:`next_batch` in a thread.
+    """
+
+    def __init__(self, root: Path, entries: Sequence[FileStat], ids: Sequence[int]) -> None:
+        self._root = root
+        self._entries = entries
+        self._ids = ids
+        self._next = 0
+        self._fd = -1
+        self._current = -1
+
+    def next_batch(self, budget: int = CHUNK_SIZE) -> list[Chunk]:
+        """Chunks holding at most about ``budget`` bytes; ``[]`` when everything was read."""
+        out: list[Chunk] = []
+        while budget > 0:
+            if self._fd < 0:
+                if self._next >= len(self._ids):
+                    break
+                self._current = self._ids[self._next]
+                self._next += 1
+                self._fd = self._open(self._entries[self._current].path)
+                if self._fd < 0:
+                    out.append(Chunk(self._current, b"", True))
+                    budget -= 64
+                    continue
+            data = os.read(self._fd, min(budget, CHUNK_SIZE))
+            budget -= len(data) + 64
+            if data:
+                out.append(Chunk(self._current, data, False))
+                continue
+            os.close(self._fd)
+            self._fd = -1
+            budget -= 64
+            if out and out[-1].id == self._current:
+                out[-1] = Chunk(self._current, out[-1].data, True)
+            else:
+                out.append(Chunk(self._current, b"", True))
+        return out
+
+    def _open(self, path: str) -> int:
+        try:
+            return open_in_root(self._root, path, os.O_RDONLY, follow_final=False)
+        except NotFoundError:
+            return -1
+        except DockyardError as exc:
+            raise DockyardError(f"cannot read {path!r} for the file sync: {exc}") from exc
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -32,7 +32,8 @@ The runtime's state lives in a private ``--root`` under the executor's directory
 in ``/run/crun`` or ``/run/runc``.
 """
 
-from ._oci import OciExecutor
+from typing import TYPE_CHECKING, Any
+
 from .types import (
     DEFAULT_HOSTNAME,
     DEFAULT_PATH,
@@ -65,3 +66,16 @@ __all__ = [
     "SshMount",
     "TmpfsMount",
 ]
+
+if TYPE_CHECKING:
+    from ._oci import OciExecutor
+
+
+def __getattr__(name: str) -> Any:
+    # the runner (subprocess, ctypes, asyncio) loads only when an executor is made:
+    # importing the seam's values stays cheap
+    if name == "OciExecutor":
+        from ._oci import OciExecutor
+
+        return OciExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

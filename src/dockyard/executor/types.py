@@ -10,7 +10,6 @@ non-zero status into an ``ExecError`` are the caller's concerns.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +85,8 @@ class HostEntry:
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
             raise UsageError(f"invalid host name {self.name!r} for /etc/hosts")
+        import ipaddress  # only here: it is not needed to import the seam
+
         try:
             ipaddress.ip_address(self.ip)
         except ValueError:

@@ -25,14 +25,13 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.core import DockyardError
 
 from ._metadata import MetaStore, Record
-from .mount import mounted
 from .types import Info, Kind, LayerResult, Mount, Usage
 
 __all__ = ["BaseSnapshotter", "disk_usage"]
@@ -278,14 +277,3 @@ def _dedupe_bottom_first(layers: list[int]) -> list[int]:
             out.append(lid)
     out.reverse()
     return out
-
-
-@contextlib.contextmanager
-def readable(mounts: Sequence[Mount]) -> Iterator[Path]:
-    """The tree of read-only ``mounts``: a single bind is read in place, anything else is
-    mounted on a temporary directory for the duration. Blocking: call from a thread."""
-    if len(mounts) == 1 and mounts[0].type == "bind":
-        yield Path(mounts[0].source)
-        return
-    with mounted(mounts) as root:
-        yield root

@@ -35,11 +35,11 @@ from typing import BinaryIO
 from dockyard.core import DockyardError
 
 from ._apply import apply_tar
-from ._base import BaseSnapshotter, readable
+from ._base import BaseSnapshotter
 from ._copy import copy_tree
 from ._diff import write_tree_diff_dir, write_upper_diff
 from ._metadata import Record
-from .mount import MAX_OVERLAY_LOWERS, mounted
+from .mount import MAX_OVERLAY_LOWERS, mounted, readable
 from .types import Kind, LayerResult, Mount
 
 __all__ = ["OverlaySnapshotter"]

@@ -38,6 +38,8 @@ __all__ = [
     "mount_all",
     "mounted",
     "mountpoints_under",
+    "readable",
+    "readonly_mounts",
     "unmount",
 ]
 
@@ -549,3 +551,44 @@ def mounted(mounts: Sequence[Mount], *, parent: Path | None = None) -> Iterator[
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(target)
+
+
+def readonly_mounts(mounts: Sequence[Mount]) -> list[Mount]:
+    """Read-only versions of snapshot mounts: binds get ``ro``; a writable overlay
+    becomes a read-only one whose top lower layer is the upperdir (no workdir), which
+    may be mounted while the writable one is in use elsewhere."""
+    out: list[Mount] = []
+    for m in mounts:
+        if m.type == "overlay":
+            lowers: list[str] = []
+            rest: list[str] = []
+            upper = None
+            for opt in m.options:
+                if opt.startswith("lowerdir="):
+                    lowers = _split_lowers(opt[len("lowerdir=") :])
+                elif opt.startswith("upperdir="):
+                    upper = opt[len("upperdir=") :]
+                elif opt.startswith("workdir=") or opt in ("rw", "ro"):
+                    continue
+                else:
+                    rest.append(opt)
+            if upper is not None:
+                lowers.insert(0, upper)
+            lowerdir = "lowerdir=" + ":".join(_escape(d) for d in lowers)
+            out.append(Mount(type="overlay", source=m.source, options=(lowerdir, *rest, "ro")))
+        else:
+            opts = tuple(o for o in m.options if o not in ("rw", "ro"))
+            out.append(Mount(type=m.type, source=m.source, options=(*opts, "ro")))
+    return out
+
+
+@contextlib.contextmanager
+def readable(mounts: Sequence[Mount]) -> Iterator[Path]:
+    """The tree of read-only ``mounts`` for reading from this process: a single bind is
+    read in place (no mount at all), anything else is mounted on a temporary directory
+    for the duration. Blocking: call from a thread."""
+    if len(mounts) == 1 and mounts[0].type == "bind":
+        yield Path(mounts[0].source)
+        return
+    with mounted(mounts) as root:
+        yield root

@@ -1,0 +1,501 @@
+"""Content checksums of file trees, for cache keys (BuildKit's ``contenthash``).
+
+What a digest covers (format ``dockyard-checksum/1``):
+
+- every entry: its file type, permission bits (with setuid/setgid/sticky), uid, gid and,
+  unless ``xattrs=False``, its extended attributes (``trusted.overlay.*`` never);
+- a regular file: the sha256 of its content; a symlink: its target, as a link (never
+  followed inside a tree); a device: its major and minor numbers;
+- a directory: its own header and, in name order, the name and digest of each selected
+  child — so a directory's digest covers everything below it.
+
+Never the mtime, atime, ctime, inode number, link count or a directory's size, so
+re-creating or touching files with the same content and metadata keeps the digest.
+
+Selection: ``path`` is resolved inside the root (``..`` stops at the root, symlinks in
+it are resolved inside the root; the last component is followed only with
+``follow_links``, otherwise a symlink is hashed as a link). ``include_patterns`` and
+``exclude_patterns`` (``.dockerignore`` semantics, :mod:`dockyard.core.pathmatch`) are
+matched against paths relative to the selected directory: a selected entry counts with
+everything below it, an unselected directory only as the parent of selected entries.
+With ``wildcard``, ``path`` may hold Go ``filepath.Match`` wildcards (``*``, ``?``,
+``[...]``) in any component: the matches — found as the file op resolves them — are
+hashed with their paths (relative to the part of ``path`` before the first wildcard); no
+match gives :data:`NO_MATCH`.
+
+The stat cache (for mutable refs that are updated in place, like a local source's
+context) maps each file's path to the size, mtime, inode, ctime and mode it had when its
+content was hashed; a file whose stat is unchanged is not read again. The mtime only
+detects a change, it is never part of a digest. A file changed within
+:data:`RACY_NS` of being hashed is not remembered (its timestamp could not show a
+second change in the same clock tick).
+
+Blocking: call from a worker thread. File contents are read in 1 MiB chunks into one
+buffer; hashlib releases the GIL while hashing.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+
+from dockyard.core import Digest, DockyardError, NotFoundError, PatternError, PatternMatcher
+from dockyard.core.fspath import resolve_in_root
+from dockyard.core.pathmatch import MatchState
+
+from ._db import FileHash
+
+__all__ = [
+    "NO_MATCH",
+    "RACY_NS",
+    "ChecksumResult",
+    "Selector",
+    "StatCache",
+    "compute_checksum",
+    "contains_wildcards",
+]
+
+FORMAT = b"dockyard-checksum/1"
+CHUNK = 1 << 20
+RACY_NS = 50_000_000
+"""A file whose ctime is this close to the start of its walk is not stat-cached."""
+
+NO_MATCH = Digest("sha256:" + hashlib.sha256(FORMAT + b"\0no-match").hexdigest())
+"""The digest of a wildcard selection that matches nothing."""
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+_SKIP_XATTRS = ("trusted.overlay.",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selector:
+    """What to checksum in a tree; ``key()`` names it in the per-record cache."""
+
+    path: str
+    include_patterns: tuple[str, ...] = ()
+    exclude_patterns: tuple[str, ...] = ()
+    follow_links: bool = False
+    wildcard: bool = False
+    xattrs: bool = True
+
+    def key(self) -> str:
+        return json.dumps(
+            [
+                1,
+                self.path,
+                list(self.include_patterns),
+                list(self.exclude_patterns),
+                self.follow_links,
+                self.wildcard,
+                self.xattrs,
+            ],
+            separators=(",", ":"),
+        )
+
+
+@dataclass(slots=True)
+class StatCache:
+    """path (relative to the ref's root) → :class:`FileHash`, for one mutable record.
+
+    ``lock`` is held for a whole walk; ``changed`` and ``removed`` collect what the
+    walks changed since the last :meth:`take_changes`. ``racy_ns``: see :data:`RACY_NS`.
+    """
+
+    entries: dict[str, FileHash]
+    racy_ns: int = RACY_NS
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: dict[str, FileHash] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+
+    def take_changes(self) -> tuple[dict[str, FileHash], set[str]]:
+        changed, removed = self.changed, self.removed
+        self.changed, self.removed = {}, set()
+        return changed, removed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChecksumResult:
+    digest: Digest
+    files_hashed: int
+    bytes_hashed: int
+
+
+def contains_wildcards(name: str) -> bool:
+    """Whether ``name`` has an unescaped ``*``, ``?`` or ``[``."""
+    i = 0
+    while i < len(name):
+        if name[i] == "\\":
+            i += 2
+            continue
+        if name[i] in "*?[":
+            return True
+        i += 1
+    return False
+
+
+def _lp(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "big") + data
+
+
+def compute_checksum(
+    root: str, sel: Selector, stat_cache: StatCache | None = None
+) -> ChecksumResult:
+    """The digest of ``sel`` in the tree at ``root`` (see the module docstring)."""
+    walker = _Walker(root, sel, stat_cache)
+    if stat_cache is not None:
+        with stat_cache.lock:
+            digest = walker.run()
+    else:
+        digest = walker.run()
+    return ChecksumResult(digest=digest, files_hashed=walker.files, bytes_hashed=walker.bytes)
+
+
+class _Walker:
+    def __init__(self, root: str, sel: Selector, stat_cache: StatCache | None) -> None:
+        self.root = os.path.abspath(root)
+        self.sel = sel
+        self.cache = stat_cache
+        self.files = 0
+        self.bytes = 0
+        self.start_ns = time.time_ns()
+        self.buf = bytearray(CHUNK)
+        self.view = memoryview(self.buf)
+        self.seen: set[str] | None = None
+        try:
+            self.inc = PatternMatcher(sel.include_patterns) if sel.include_patterns else None
+            self.exc = PatternMatcher(sel.exclude_patterns) if sel.exclude_patterns else None
+        except PatternError as exc:
+            raise DockyardError(f"invalid checksum pattern: {exc}") from exc
+        self.filtered = self.inc is not None or self.exc is not None
+
+    # -- entry points ----------------------------------------------------------------------
+    def run(self) -> Digest:
+        path = posixpath.normpath("/" + self.sel.path.lstrip("/"))
+        if self.sel.wildcard:
+            base, pattern = _split_wildcards(path)
+            if pattern:
+                return self._wildcard(base, pattern)
+        if self.cache is not None and path == "/" and not self.filtered:
+            self.seen = set()
+        digest = self._selected(path, self.sel.follow_links)
+        if self.seen is not None and self.cache is not None:
+            gone = set(self.cache.entries) - self.seen
+            for p in gone:
+                del self.cache.entries[p]
+                self.cache.changed.pop(p, None)
+            self.cache.removed |= gone
+        return Digest("sha256:" + digest.hex())
+
+    def _host(self, path: str, follow: bool) -> str:
+        if path == "/":
+            return self.root
+        return str(resolve_in_root(self.root, path, follow_final=follow))
+
+    def _selected(self, path: str, follow: bool) -> bytes:
+        host = self._host(path, follow)
+        try:
+            st = os.lstat(host)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"{path!r} not found") from None
+        rel = os.path.relpath(host, self.root)
+        return self._entry(host, "" if rel == "." else rel, st, top=True)
+
+    def _wildcard(self, base: str, pattern: str) -> Digest:
+        start = self._host(base, self.sel.follow_links)
+        try:
+            st = os.lstat(start)
+        except (FileNotFoundError, NotADirectoryError):
+            return NO_MATCH
+        if not stat.S_ISDIR(st.st_mode):
+            return NO_MATCH
+        regexes = [_segment_regex(seg) for seg in pattern.split("/")]
+        matches: list[str] = []
+        _match(start, regexes, 0, matches)
+        if not matches:
+            return NO_MATCH
+        h = hashlib.sha256(FORMAT + b"\0W")
+        for host in matches:
+            rel_base = os.path.relpath(host, start)
+            rel_root = os.path.relpath(host, self.root)
+            path = "/" + rel_root
+            digest = self._selected(path, self.sel.follow_links)
+            h.update(_lp(os.fsencode(rel_base)) + digest)
+        return Digest("sha256:" + h.hexdigest())
+
+    # -- the walk --------------------------------------------------------------------------
+    def _entry(self, host: str, rel: str, st: os.stat_result, *, top: bool = False) -> bytes:
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            content = self._content(host, rel, st)
+            return hashlib.sha256(b"F" + self._header(host, st, b"") + content).digest()
+        if stat.S_ISDIR(mode):
+            digest = self._dir(host, rel, st, "", None, None, selected=True) if top else None
+            if digest is None:
+                digest = self._dir(host, rel, st, "", None, None, selected=True)
+            assert digest is not None
+            return digest
+        if stat.S_ISLNK(mode):
+            target = os.readlink(os.fsencode(host))
+            return hashlib.sha256(b"L" + self._header(host, st, target)).digest()
+        extra = b""
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            extra = b"%d,%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+        return hashlib.sha256(b"O" + self._header(host, st, extra)).digest()
+
+    def _dir(
+        self,
+        host: str,
+        rel: str,
+        st: os.stat_result,
+        sel_rel: str,
+        inc_state: MatchState | None,
+        exc_state: MatchState | None,
+        *,
+        selected: bool,
+    ) -> bytes | None:
+        """The digest of directory ``host``, or ``None`` if neither it nor anything below
+        it is selected. ``sel_rel`` is its path relative to the selection (for patterns)."""
+        try:
+            with os.scandir(host) as it:
+                entries = sorted(it, key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            raise DockyardError(f"cannot read directory {rel or '/'!r}: {exc.strerror}") from exc
+        h = hashlib.sha256(b"D" + self._header(host, st, b""))
+        count = 0
+        for e in entries:
+            child_host = os.path.join(host, e.name)
+            child_rel = f"{rel}/{e.name}" if rel else e.name
+            cst = e.stat(follow_symlinks=False)
+            is_dir = stat.S_ISDIR(cst.st_mode)
+            if not self.filtered:
+                if is_dir:
+                    d = self._dir(child_host, child_rel, cst, "", None, None, selected=True)
+                else:
+                    d = self._entry(child_host, child_rel, cst)
+            else:
+                child_sel = f"{sel_rel}/{e.name}" if sel_rel else e.name
+                d = self._filtered(child_host, child_rel, cst, child_sel, inc_state, exc_state)
+            if d is None:
+                continue
+            h.update(_lp(os.fsencode(e.name)) + d)
+            count += 1
+        if not selected and count == 0:
+            return None
+        return h.digest()
+
+    def _filtered(
+        self,
+        host: str,
+        rel: str,
+        st: os.stat_result,
+        sel_rel: str,
+        inc_state: MatchState | None,
+        exc_state: MatchState | None,
+    ) -> bytes | None:
+        included = True
+        inc_next: MatchState | None = None
+        if self.inc is not None:
+            included, inc_next = self.inc.match_with_parent(sel_rel, inc_state)
+        excluded = False
+        exc_next: MatchState | None = None
+        if self.exc is not None:
+            excluded, exc_next = self.exc.match_with_parent(sel_rel, exc_state)
+        selected = included and not excluded
+        if not stat.S_ISDIR(st.st_mode):
+            return self._entry(host, rel, st) if selected else None
+        descend = True
+        if (
+            not included
+            and self.inc is not None
+            and not any(not p.exclusion and p.could_match_below(sel_rel) for p in self.inc.patterns)
+        ):
+            descend = False
+        if excluded and self.exc is not None and not self.exc.may_include_inside(sel_rel):
+            descend = False
+        if not descend:
+            return None
+        return self._dir(host, rel, st, sel_rel, inc_next, exc_next, selected=selected)
+
+    def _header(self, host: str, st: os.stat_result, extra: bytes) -> bytes:
+        head = b"%o\0%d\0%d\0" % (
+            stat.S_IFMT(st.st_mode) | stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+        )
+        head += _lp(extra)
+        if self.sel.xattrs:
+            for name, value in _xattrs(host):
+                head += _lp(name) + _lp(value)
+        return head
+
+    def _content(self, host: str, rel: str, st: os.stat_result) -> bytes:
+        cache = self.cache
+        if self.seen is not None:
+            self.seen.add(rel)
+        if cache is not None:
+            known = cache.entries.get(rel)
+            if (
+                known is not None
+                and known.size == st.st_size
+                and known.mtime_ns == st.st_mtime_ns
+                and known.ino == st.st_ino
+                and known.ctime_ns == st.st_ctime_ns
+                and known.mode == st.st_mode
+            ):
+                return known.sha256
+        digest = self._hash_file(host, rel)
+        if cache is not None:
+            if st.st_ctime_ns + cache.racy_ns < self.start_ns:
+                entry = FileHash(
+                    st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_mode, digest
+                )
+                cache.entries[rel] = entry
+                cache.changed[rel] = entry
+                cache.removed.discard(rel)
+            elif rel in cache.entries:
+                del cache.entries[rel]
+                cache.changed.pop(rel, None)
+                cache.removed.add(rel)
+        return digest
+
+    def _hash_file(self, host: str, rel: str) -> bytes:
+        try:
+            fd = os.open(host, _O_FILE)
+        except OSError as exc:
+            if exc.errno == errno.EPERM and _O_FILE & getattr(os, "O_NOATIME", 0):
+                fd = os.open(host, _O_FILE & ~getattr(os, "O_NOATIME", 0))
+            else:
+                raise DockyardError(f"cannot read {rel!r}: {exc.strerror}") from exc
+        h = hashlib.sha256()
+        view = self.view
+        try:
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                while True:
+                    n = f.readinto(view)
+                    if not n:
+                        break
+                    h.update(view[:n])
+                    self.bytes += n
+        finally:
+            os.close(fd)
+        self.files += 1
+        return h.digest()
+
+
+def _xattrs(host: str) -> list[tuple[bytes, bytes]]:
+    try:
+        names = os.listxattr(host, follow_symlinks=False)
+    except OSError:
+        return []
+    out: list[tuple[bytes, bytes]] = []
+    for name in sorted(names):
+        if name.startswith(_SKIP_XATTRS):
+            continue
+        try:
+            value = os.getxattr(host, name, follow_symlinks=False)
+        except OSError:
+            continue
+        out.append((os.fsencode(name), value))
+    return out
+
+
+# -- wildcards: as the file op resolves them ------------------------------------------------
+def _split_wildcards(path: str) -> tuple[str, str]:
+    base: list[str] = []
+    rest: list[str] = []
+    for part in path.split("/"):
+        if not part:
+            continue
+        if rest or contains_wildcards(part):
+            rest.append(part)
+        else:
+            base.append(part)
+    return "/" + "/".join(base), "/".join(rest)
+
+
+def _segment_regex(pattern: str) -> re.Pattern[str]:
+    """Go's ``filepath.Match`` for one path segment."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i >= n:
+                raise DockyardError(f"bad pattern {pattern!r}: trailing backslash")
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif ch == "[":
+            i, body = _class(pattern, i)
+            out.append(body)
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _class(pattern: str, i: int) -> tuple[int, str]:
+    n = len(pattern)
+    negated = i < n and pattern[i] == "^"
+    if negated:
+        i += 1
+    items: list[str] = []
+    first = True
+    while True:
+        if i >= n:
+            raise DockyardError(f"bad pattern {pattern!r}: unclosed character class")
+        if pattern[i] == "]" and not first:
+            i += 1
+            break
+        first = False
+        low, i = _class_char(pattern, i)
+        high = low
+        if i < n and pattern[i] == "-":
+            high, i = _class_char(pattern, i + 1)
+        if low <= high:
+            items.append(f"{re.escape(low)}-{re.escape(high)}" if low != high else re.escape(low))
+    if not items:
+        return i, "[^/]" if negated else "(?!)"
+    return i, "[" + ("^/" if negated else "") + "".join(items) + "]"
+
+
+def _class_char(pattern: str, i: int) -> tuple[str, int]:
+    n = len(pattern)
+    if i >= n or pattern[i] in "-]":
+        raise DockyardError(f"bad pattern {pattern!r}: bad character class")
+    ch = pattern[i]
+    if ch == "\\":
+        i += 1
+        if i >= n:
+            raise DockyardError(f"bad pattern {pattern!r}: trailing backslash")
+        ch = pattern[i]
+    return ch, i + 1
+
+
+def _match(directory: str, regexes: list[re.Pattern[str]], depth: int, out: list[str]) -> None:
+    try:
+        names = sorted(os.listdir(directory))
+    except (NotADirectoryError, FileNotFoundError):
+        return
+    regex = regexes[depth]
+    last = depth == len(regexes) - 1
+    for name in names:
+        if regex.fullmatch(name) is None:
+            continue
+        full = os.path.join(directory, name)
+        if last:
+            out.append(full)
+        elif stat.S_ISDIR(os.lstat(full).st_mode):
+            _match(full, regexes, depth + 1, out)

@@ -1,0 +1,765 @@
+"""The cache manager: records over snapshots, handles, merge/diff, persistent mutable
+refs, checksums, du and prune, crash recovery. See the package docstring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from dockyard.core import DockyardError, InternalError, NotFoundError, UsageError
+from dockyard.core.singleflight import SingleFlight
+from dockyard.snapshot import BaseSnapshotter, Kind, SnapshotterKind, new_snapshotter
+from dockyard.snapshot.mount import mountpoints_under, readable, readonly_mounts, unmount
+
+from ._checksum import ChecksumResult, Selector, StatCache, compute_checksum
+from ._db import CacheDB, Parent, RecordRow
+from ._refs import ImmutableRef, MutableRef, finish
+from .types import (
+    CacheStatistics,
+    RecordType,
+    Sharing,
+    UsageFilter,
+    UsageRecord,
+)
+
+__all__ = ["CacheManager"]
+
+_KEPT_WITHOUT_ALL = frozenset({RecordType.INTERNAL, RecordType.FRONTEND})
+_CHECKSUM_MEMO = 50_000
+
+
+@dataclass(slots=True)
+class _Live:
+    """In-memory state of a record some handle holds."""
+
+    refs: int = 0  # immutable handles
+    users: int = 0  # mutable users (several only for a shared cache mount)
+
+
+@dataclass(slots=True)
+class _Named:
+    """Who uses the persistent refs of one name right now."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # serializes locked users
+    mutex: asyncio.Lock = field(default_factory=asyncio.Lock)  # picking or making a record
+    shared_id: str | None = None
+    in_use: set[str] = field(default_factory=set)
+
+
+class CacheManager:
+    """Refs over the snapshots of one state directory; see the package docstring.
+
+    Open with :meth:`open` (crash recovery happens there) and close with :meth:`close`
+    (or ``async with``). One manager per state directory: a second one, in this process
+    or another, is refused while the first is open. All methods are coroutines or cheap
+    synchronous calls meant for the event loop thread.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        snapshotter: BaseSnapshotter,
+        db: CacheDB,
+        lock_fd: int,
+        *,
+        own_snapshotter: bool,
+        sync_on_save: bool,
+    ) -> None:
+        self.state_dir = state_dir
+        self.snapshotter = snapshotter
+        self._db = db
+        self._lock_fd = lock_fd
+        self._own_snapshotter = own_snapshotter
+        self._sync_on_save = sync_on_save
+        self.mount_dir = state_dir / "mnt"
+        self._live: dict[str, _Live] = {}
+        self._named: dict[str, _Named] = {}
+        self._lock = asyncio.Lock()  # record removal (prune) against itself
+        self._stat_caches: dict[str, StatCache] = {}
+        self._checksums: dict[tuple[str, str], str] = {}
+        self._flights: SingleFlight[tuple[str, str], str] = SingleFlight()
+        self._files_hashed = 0
+        self._bytes_hashed = 0
+        self._checksum_hits = 0
+        self._checksum_misses = 0
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        state_dir: Path | str,
+        *,
+        snapshotter: BaseSnapshotter | SnapshotterKind = "auto",
+        sync_on_save: bool = True,
+    ) -> CacheManager:
+        """Open the cache of ``state_dir`` (made if missing) and recover from a crash.
+
+        ``snapshotter``: a kind for :func:`dockyard.snapshot.new_snapshotter` on
+        ``<state_dir>/snapshots`` (then the manager owns and closes it), or an open
+        snapshotter. Every snapshot in it belongs to the manager: snapshots without a
+        record are removed here. ``sync_on_save``: :meth:`save` flushes the file system
+        (``syncfs``) before it returns ids, once per record, so a record the solver
+        keeps never points at data a power cut could lose.
+        """
+        state = Path(state_dir)
+        (state / "locks").mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(
+            state / "locks" / "cache.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise DockyardError(
+                f"the cache in {state} is in use by another Dockyard process"
+            ) from None
+        own = not isinstance(snapshotter, BaseSnapshotter)
+        sn: BaseSnapshotter | None = None
+        db: CacheDB | None = None
+        try:
+            sn = (
+                new_snapshotter(state, snapshotter)
+                if not isinstance(snapshotter, BaseSnapshotter)
+                else snapshotter
+            )
+            db = CacheDB(state / "metadata.db")
+            manager = cls(state, sn, db, lock_fd, own_snapshotter=own, sync_on_save=sync_on_save)
+            await manager._recover()
+        except BaseException:
+            if db is not None:
+                db.close()
+            if own and sn is not None:
+                sn.close()
+            os.close(lock_fd)
+            raise
+        return manager
+
+    async def close(self) -> None:
+        """Close the database (and the snapshotter if the manager made it). Handles
+        still live are abandoned: their records stay, as after a restart."""
+        if self._closed:
+            return
+        self._closed = True
+        self._db.close()
+        if self._own_snapshotter:
+            self.snapshotter.close()
+        os.close(self._lock_fd)
+
+    async def __aenter__(self) -> CacheManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _recover(self) -> None:
+        """Undo what a crash left: mounts, uncommitted work areas, records without their
+        snapshot (and records built on them), snapshots without a record."""
+        self.mount_dir.mkdir(exist_ok=True)
+        for mp in reversed(mountpoints_under(self.mount_dir)):
+            await asyncio.to_thread(unmount, mp, detach=True)
+        for entry in os.scandir(self.mount_dir):
+            await asyncio.to_thread(shutil.rmtree, entry.path, True)
+        snapshots = {info.key: info async for info in self.snapshotter.walk()}
+        rows = self._db.all()
+        bad: set[str] = set()
+        for row in rows:
+            info = snapshots.get(row.id)
+            want = Kind.ACTIVE if row.mutable else Kind.COMMITTED
+            if (row.mutable and not row.persistent) or info is None or info.kind is not want:
+                bad.add(row.id)
+        grew = True
+        while grew:  # whatever is built on a bad record goes too
+            grew = False
+            for row in rows:
+                if row.id not in bad and any(p.id in bad for p in row.parents):
+                    bad.add(row.id)
+                    grew = True
+        if bad:
+            self._db.delete_many(bad)
+        kept = {row.id for row in rows} - bad
+        orphans = [key for key in snapshots if key not in kept]
+        while orphans:
+            left: list[str] = []
+            for key in orphans:
+                try:
+                    await self.snapshotter.remove(key)
+                except NotFoundError:
+                    continue
+                except DockyardError:
+                    left.append(key)  # another orphan is built on it: next round
+            if len(left) == len(orphans):
+                raise DockyardError(
+                    f"cannot remove snapshots left without a cache record: {', '.join(left)}"
+                )
+            orphans = left
+
+    # -- handles ---------------------------------------------------------------------------
+    def _acquire(self, row: RecordRow, *, touch: bool = True) -> ImmutableRef:
+        self._live.setdefault(row.id, _Live()).refs += 1
+        if touch:
+            self._db.touch(row.id)
+        return ImmutableRef(self, row)
+
+    def _release_immutable(self, rid: str) -> None:
+        live = self._live.get(rid)
+        if live is None or live.refs <= 0:
+            raise InternalError(f"cache record {rid} released more often than acquired")
+        live.refs -= 1
+        if live.refs == 0 and live.users == 0:
+            del self._live[rid]
+
+    def _in_use(self, rid: str) -> bool:
+        return rid in self._live
+
+    def _new_id(self) -> str:
+        return uuid.uuid4().hex
+
+    def _row(self, rid: str) -> RecordRow:
+        row = self._db.get(rid)
+        if row is None:
+            raise NotFoundError(f"cache record {rid} does not exist")
+        return row
+
+    async def get(self, record_id: str) -> ImmutableRef:
+        """A new handle on committed record ``record_id``; :class:`NotFoundError` if it
+        does not exist (pruned) or is not committed."""
+        ref = await self.load(record_id)
+        if ref is None:
+            raise NotFoundError(f"cache record {record_id} does not exist")
+        return ref
+
+    def records_with_label(self, key: str, value: str) -> list[str]:
+        """Ids of committed records labelled ``key=value``, most recently used first."""
+        rows = [r for r in self._db.with_label(key, value) if not r.mutable]
+        rows.sort(key=lambda r: r.last_used or r.created, reverse=True)
+        return [r.id for r in rows]
+
+    def _set_label(self, ref: ImmutableRef, key: str, value: str | None) -> None:
+        self._db.set_label(ref.id, key, value)
+        ref._row = self._row(ref.id)
+
+    # -- the solver's ResultStorage --------------------------------------------------------
+    async def save(self, results: Sequence[object]) -> Sequence[str]:
+        """Make committed refs loadable by id across builds and restarts (they already
+        are: this checks them and makes them durable, see ``sync_on_save``)."""
+        refs: list[ImmutableRef] = []
+        for result in results:
+            if not isinstance(result, ImmutableRef) or result._manager is not self:
+                raise InternalError(f"cannot save {result!r}: not a committed ref of this cache")
+            result._check()
+            refs.append(result)
+        unsynced = [r.id for r in refs if not r._row.synced]
+        if unsynced and self._sync_on_save:
+            await asyncio.to_thread(_syncfs, self.snapshotter.root)
+            self._db.set_synced(unsynced)
+            for r in refs:
+                r._row = self._row(r.id)
+        return [r.id for r in refs]
+
+    async def load(self, result_id: str) -> ImmutableRef | None:
+        """A new handle on committed record ``result_id``, or ``None`` if it is gone."""
+        row = self._db.get(result_id)
+        if row is None or row.mutable:
+            return None
+        return self._acquire(row)
+
+    # -- making refs -----------------------------------------------------------------------
+    async def new_mutable(
+        self,
+        parent: ImmutableRef | None = None,
+        *,
+        record_type: RecordType = RecordType.REGULAR,
+        description: str = "",
+    ) -> MutableRef:
+        """A new writable tree on top of ``parent`` (``None``: empty)."""
+        if parent is not None:
+            self._own(parent)
+        rid = self._new_id()
+        self._live[rid] = _Live(users=1)
+        try:
+            await self.snapshotter.prepare(rid, parent.id if parent is not None else None)
+            parents = [Parent(id=parent.id, role="parent")] if parent is not None else []
+            self._db.insert(
+                rid, mutable=True, record_type=record_type, description=description, parents=parents
+            )
+        except BaseException:
+            del self._live[rid]
+            await _quietly(self.snapshotter.remove(rid))
+            raise
+        return MutableRef(self, self._row(rid))
+
+    async def _commit(self, ref: MutableRef) -> ImmutableRef:
+        rid = ref.id
+        live = self._live[rid]
+        try:
+            await self.snapshotter.commit(rid, rid)
+            usage = await self.snapshotter.usage(rid)
+            self._db.commit(rid, usage.size)
+        except BaseException:
+            await self._drop_mutable(rid)
+            raise
+        live.users -= 1
+        self._stat_caches.pop(rid, None)
+        return self._acquire(self._row(rid), touch=False)
+
+    async def _release_mutable(self, ref: MutableRef) -> None:
+        if ref.persistent:
+            return  # the context manager that handed it out gives it back
+        await self._drop_mutable(ref.id)
+
+    async def _drop_mutable(self, rid: str) -> None:
+        live = self._live.get(rid)
+        if live is not None:
+            live.users -= 1
+            if live.users <= 0 and live.refs == 0:
+                del self._live[rid]
+        self._stat_caches.pop(rid, None)
+        row = self._db.get(rid)
+        if row is not None and row.mutable:
+            self._db.delete_many({rid})
+        with contextlib.suppress(NotFoundError):
+            await finish(lambda: self.snapshotter.remove(rid))
+
+    async def merge(self, refs: Sequence[ImmutableRef], *, description: str = "") -> ImmutableRef:
+        """The union of ``refs``' trees, later ones winning, deletions recorded in their
+        layers included (BuildKit's MergeOp); overlayfs stacks layers without copying."""
+        if not refs:
+            raise UsageError("a merge needs at least one input")
+        for ref in refs:
+            self._own(ref)
+        if len(refs) == 1:
+            return refs[0].clone()
+        return await self._composite(
+            lambda rid: self.snapshotter.merge(rid, [r.id for r in refs]),
+            [Parent(id=r.id, role="merge") for r in refs],
+            description,
+        )
+
+    async def diff(
+        self,
+        lower: ImmutableRef | None,
+        upper: ImmutableRef | None,
+        *,
+        description: str = "",
+    ) -> ImmutableRef | None:
+        """The changes from ``lower`` to ``upper`` (``None``: the empty tree), BuildKit's
+        DiffOp: mounted alone it shows what ``upper`` added or changed; merged on top of
+        something its deletions apply too. ``None`` only when both are ``None``."""
+        for ref in (lower, upper):
+            if ref is not None:
+                self._own(ref)
+        if lower is None:
+            return upper.clone() if upper is not None else None
+        parents = [Parent(id=lower.id, role="lower")]
+        if upper is not None:
+            parents.append(Parent(id=upper.id, role="upper"))
+        up = upper.id if upper is not None else None
+        return await self._composite(
+            lambda rid: self.snapshotter.make_diff(rid, lower.id, up), parents, description
+        )
+
+    async def _composite(
+        self,
+        make: Callable[[str], Awaitable[None]],
+        parents: list[Parent],
+        description: str,
+    ) -> ImmutableRef:
+        rid = self._new_id()
+        self._live[rid] = _Live()
+        try:
+            await make(rid)
+            usage = await self.snapshotter.usage(rid)
+            self._db.insert(
+                rid,
+                mutable=False,
+                record_type=RecordType.REGULAR,
+                description=description,
+                parents=parents,
+                size=usage.size,
+            )
+        except BaseException:
+            del self._live[rid]
+            await _quietly(self.snapshotter.remove(rid))
+            raise
+        del self._live[rid]
+        return self._acquire(self._row(rid), touch=False)
+
+    async def _layers(self, ref: ImmutableRef) -> list[ImmutableRef]:
+        keys = await self.snapshotter.layers(ref.id)
+        return [self._acquire(self._row(key), touch=False) for key in keys]
+
+    def _own(self, ref: ImmutableRef | MutableRef) -> None:
+        if ref._manager is not self:
+            raise InternalError(f"{ref!r} belongs to another cache manager")
+        ref._check()
+
+    # -- persistent mutable refs -----------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def cache_mount(
+        self,
+        cache_id: str,
+        *,
+        sharing: Sharing = Sharing.SHARED,
+        parent: ImmutableRef | None = None,
+        description: str = "",
+    ) -> AsyncIterator[MutableRef]:
+        """The persistent tree of cache mount ``cache_id`` (``RUN --mount=type=cache``),
+        made empty or from ``parent`` (``from=``) the first time, kept across builds and
+        restarts, never part of a result. ``sharing`` as in :class:`Sharing`. The same
+        id on a different ``parent`` is a different cache."""
+        if not cache_id:
+            raise UsageError("a cache mount needs an id")
+        name = "cachemount:" + cache_id + (f"@{parent.id}" if parent is not None else "")
+        async with self._persistent(
+            name,
+            sharing,
+            record_type=RecordType.EXEC_CACHEMOUNT,
+            description=description or f"cache mount {cache_id}",
+            parent=parent,
+        ) as ref:
+            yield ref
+
+    @contextlib.asynccontextmanager
+    async def named_mutable(
+        self,
+        name: str,
+        *,
+        record_type: RecordType = RecordType.SOURCE_LOCAL,
+        description: str = "",
+    ) -> AsyncIterator[MutableRef]:
+        """A persistent writable tree by ``name`` (a local source's synced context),
+        made empty the first time, kept across builds and restarts until pruned. One
+        user at a time: a second one waits. Checksums of it use the stat cache."""
+        if not name:
+            raise UsageError("a named ref needs a name")
+        async with self._persistent(
+            "named:" + name,
+            Sharing.LOCKED,
+            record_type=record_type,
+            description=description or name,
+            parent=None,
+        ) as ref:
+            yield ref
+
+    @contextlib.asynccontextmanager
+    async def _persistent(
+        self,
+        name: str,
+        sharing: Sharing,
+        *,
+        record_type: RecordType,
+        description: str,
+        parent: ImmutableRef | None,
+    ) -> AsyncIterator[MutableRef]:
+        if parent is not None:
+            self._own(parent)
+        state = self._named.setdefault(name, _Named())
+        if sharing is Sharing.LOCKED:
+            async with (
+                state.lock,
+                self._use_persistent(name, state, False, record_type, description, parent) as ref,
+            ):
+                yield ref
+        else:
+            async with self._use_persistent(
+                name, state, sharing is Sharing.SHARED, record_type, description, parent
+            ) as ref:
+                yield ref
+
+    @contextlib.asynccontextmanager
+    async def _use_persistent(
+        self,
+        name: str,
+        state: _Named,
+        shared: bool,
+        record_type: RecordType,
+        description: str,
+        parent: ImmutableRef | None,
+    ) -> AsyncIterator[MutableRef]:
+        async with state.mutex:
+            rid = await self._pick_persistent(name, state, shared, record_type, description, parent)
+            if shared:
+                state.shared_id = rid
+            state.in_use.add(rid)
+        ref = MutableRef(self, self._row(rid))
+        try:
+            yield ref
+        finally:
+            ref._released = True
+            live = self._live[rid]
+            live.users -= 1
+            if live.users == 0:
+                state.in_use.discard(rid)
+                if state.shared_id == rid:
+                    state.shared_id = None
+                if live.refs == 0:
+                    del self._live[rid]
+            if not state.in_use and not state.lock.locked() and not state.mutex.locked():
+                self._named.pop(name, None)
+
+    async def _pick_persistent(
+        self,
+        name: str,
+        state: _Named,
+        shared: bool,
+        record_type: RecordType,
+        description: str,
+        parent: ImmutableRef | None,
+    ) -> str:
+        """A record of ``name`` this user may use now (counted as used), made if none."""
+        if shared and state.shared_id is not None:
+            self._live[state.shared_id].users += 1
+            return state.shared_id
+        for row in self._db.named(name):
+            if row.id not in state.in_use:
+                self._live.setdefault(row.id, _Live()).users += 1
+                self._db.touch(row.id)
+                return row.id
+        rid = self._new_id()
+        self._live[rid] = _Live(users=1)
+        try:
+            await self.snapshotter.prepare(rid, parent.id if parent is not None else None)
+            self._db.insert(
+                rid,
+                mutable=True,
+                persistent=True,
+                name=name,
+                record_type=record_type,
+                description=description,
+                parents=[Parent(id=parent.id, role="parent")] if parent is not None else [],
+            )
+        except BaseException:
+            del self._live[rid]
+            await _quietly(self.snapshotter.remove(rid))
+            raise
+        return rid
+
+    # -- checksums -------------------------------------------------------------------------
+    async def checksum(
+        self,
+        ref: ImmutableRef | MutableRef,
+        path: str,
+        *,
+        include_patterns: Sequence[str] = (),
+        exclude_patterns: Sequence[str] = (),
+        follow_links: bool = False,
+        wildcard: bool = False,
+        xattrs: bool = True,
+    ) -> str:
+        """The content digest of ``path`` in ``ref`` (``sha256:...``); see
+        :mod:`dockyard.cache._checksum` for exactly what it covers.
+
+        For committed refs the result is cached per record and selector (they never
+        change). For mutable refs the stat cache skips reading files whose size, mtime,
+        inode, ctime and mode did not change since they were hashed. Raises
+        :class:`NotFoundError` if ``path`` does not exist (without ``wildcard``).
+        """
+        self._own(ref)
+        sel = Selector(
+            path=path,
+            include_patterns=tuple(include_patterns),
+            exclude_patterns=tuple(exclude_patterns),
+            follow_links=follow_links,
+            wildcard=wildcard,
+            xattrs=xattrs,
+        )
+        if isinstance(ref, MutableRef):
+            return await self._checksum_mutable(ref, sel)
+        key = (ref.id, sel.key())
+        known = self._checksums.get(key)
+        if known is None:
+            stored = self._db.checksum(*key)
+            if stored is not None:
+                known = str(stored)
+                self._remember(key, known)
+        if known is not None:
+            self._checksum_hits += 1
+            return known
+        return await self._flights.do(key, lambda: self._checksum_committed(ref, sel, key))
+
+    async def _checksum_committed(
+        self, ref: ImmutableRef, sel: Selector, key: tuple[str, str]
+    ) -> str:
+        self._checksum_misses += 1
+        mounts = await self.snapshotter.view_mounts(ref.id)
+
+        def run() -> ChecksumResult:
+            with readable(mounts) as root:
+                return compute_checksum(str(root), sel)
+
+        result = await asyncio.to_thread(run)
+        self._files_hashed += result.files_hashed
+        self._bytes_hashed += result.bytes_hashed
+        self._db.set_checksum(key[0], key[1], result.digest)
+        self._remember(key, result.digest)
+        return str(result.digest)
+
+    def _remember(self, key: tuple[str, str], digest: str) -> None:
+        if len(self._checksums) >= _CHECKSUM_MEMO:
+            self._checksums.clear()
+        self._checksums[key] = digest
+
+    async def _checksum_mutable(self, ref: MutableRef, sel: Selector) -> str:
+        self._checksum_misses += 1
+        cache = self._stat_caches.get(ref.id)
+        if cache is None:
+            cache = StatCache(entries=self._db.file_hashes(ref.id))
+            self._stat_caches[ref.id] = cache
+        mounts = readonly_mounts(await ref.mounts())
+
+        def run() -> ChecksumResult:
+            with readable(mounts) as root:
+                return compute_checksum(str(root), sel, cache)
+
+        result = await asyncio.to_thread(run)
+        self._files_hashed += result.files_hashed
+        self._bytes_hashed += result.bytes_hashed
+        changed, removed = cache.take_changes()
+        if changed or removed:
+            self._db.update_file_hashes(ref.id, changed, removed)
+        return str(result.digest)
+
+    # -- du and prune ----------------------------------------------------------------------
+    async def du(self, filters: UsageFilter | None = None) -> list[UsageRecord]:
+        """Usage of every record matching ``filters``, largest first."""
+        records = await self._usage()
+        if filters is not None:
+            records = [r for r in records if filters.matches(r)]
+        records.sort(key=lambda r: (-r.size, r.id))
+        return records
+
+    async def _usage(self) -> list[UsageRecord]:
+        rows = self._db.all()
+        children = self._db.children()
+        out: list[UsageRecord] = []
+        for row in rows:
+            size = row.size
+            if row.mutable:
+                with contextlib.suppress(NotFoundError):
+                    size = (await self.snapshotter.usage(row.id)).size
+            out.append(
+                UsageRecord(
+                    id=row.id,
+                    size=max(size, 0),
+                    record_type=row.record_type,
+                    mutable=row.mutable,
+                    in_use=self._in_use(row.id),
+                    shared=children.get(row.id, 0) > 0,
+                    created=row.created,
+                    last_used=row.last_used,
+                    usage_count=row.usage_count,
+                    description=row.description,
+                    parents=tuple(p.id for p in row.parents),
+                )
+            )
+        return out
+
+    async def prune(
+        self,
+        *,
+        all: bool = False,
+        keep_duration: float | None = None,
+        keep_storage: int | None = None,
+        filters: UsageFilter | None = None,
+    ) -> list[UsageRecord]:
+        """Remove unused records, least recently used first; return what was removed.
+
+        A record is removed only if no handle holds it and no other record is built on
+        it (removing a leaf may make its parent removable: prune repeats until nothing
+        more qualifies). Without ``all``, ``internal`` and ``frontend`` records are kept.
+        ``keep_duration`` (seconds): keep records used more recently than that.
+        ``keep_storage`` (bytes): stop once all records together use no more than that.
+        ``filters``: only records matching them.
+        """
+        removed: list[UsageRecord] = []
+        async with self._lock:
+            cutoff = time.time() - keep_duration if keep_duration is not None else None
+            while True:
+                records = await self._usage()
+                total = sum(r.size for r in records)
+                if keep_storage is not None and total <= keep_storage:
+                    break
+                candidates = [
+                    r
+                    for r in records
+                    if not r.in_use
+                    and not r.shared
+                    and (all or r.record_type not in _KEPT_WITHOUT_ALL)
+                    and (cutoff is None or (r.last_used or r.created) < cutoff)
+                    and (filters is None or filters.matches(r))
+                ]
+                if not candidates:
+                    break
+                candidates.sort(key=lambda r: (r.last_used or r.created, r.created))
+                progress = False
+                for record in candidates:
+                    if keep_storage is not None and total <= keep_storage:
+                        break
+                    if self._in_use(record.id) or self._db.has_children(record.id):
+                        continue
+                    self._db.delete_many({record.id})
+                    self._stat_caches.pop(record.id, None)
+                    await self._remove_snapshot(record.id)
+                    total -= record.size
+                    removed.append(record)
+                    progress = True
+                if not progress:
+                    break
+        return removed
+
+    async def _remove_snapshot(self, key: str) -> None:
+        await _quietly(finish(lambda: self.snapshotter.remove(key)))
+
+    def blob_digests(self) -> set[str]:
+        """Digests of every layer blob recorded: roots for the content store's GC."""
+        return {str(d) for d in self._db.blob_digests()}
+
+    def statistics(self) -> CacheStatistics:
+        return CacheStatistics(
+            records=self._db.count(),
+            in_use=len(self._live),
+            files_hashed=self._files_hashed,
+            bytes_hashed=self._bytes_hashed,
+            checksum_hits=self._checksum_hits,
+            checksum_misses=self._checksum_misses,
+        )
+
+
+async def _quietly(aw: Awaitable[object]) -> None:
+    """Await a cleanup; its failure must not hide the error being handled (the next
+    open's recovery removes whatever it left)."""
+    with contextlib.suppress(DockyardError, OSError):
+        await aw
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the file system holding ``path`` (``syncfs(2)``; ``sync(2)`` if missing)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        syncfs = getattr(_libc, "syncfs", None)
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)

@@ -1,0 +1,116 @@
+"""Crash recovery when a manager opens a state directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dockyard.cache import CacheManager
+from dockyard.core import ConfigError
+from dockyard.snapshot import Kind, new_snapshotter
+
+from .helpers import committed, contents, write
+
+
+async def test_uncommitted_work_is_removed_and_results_kept(state_dir: Path) -> None:
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    kept = await committed(manager, lambda r: (r / "kept").write_text("k"))
+    work = await manager.new_mutable(kept)
+    await write(work, lambda r: (r / "half").write_text("written"))
+    async with manager.cache_mount("persist") as cm:
+        await write(cm, lambda r: (r / "c").write_text("c"))
+    await manager.close()  # a crash: handles never released, work never committed
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        ids = {r.id for r in await manager.du()}
+        assert ids == {kept.id, cm.id}
+        assert {i.key async for i in manager.snapshotter.walk()} == ids
+        ref = await manager.get(kept.id)
+        assert await contents(ref) == {"kept": "k"}
+        await ref.release()
+        async with manager.cache_mount("persist") as again:
+            assert await contents(again) == {"c": "c"}
+    finally:
+        await manager.close()
+
+
+async def test_snapshots_without_records_are_removed(state_dir: Path) -> None:
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    ref = await committed(manager, lambda r: (r / "a").write_text("a"))
+    await manager.close()
+    # a crash between making snapshots and recording them
+    sn = new_snapshotter(state_dir, "native")
+    await sn.prepare("stray-1", ref.id)
+    await sn.prepare("stray-2")
+    await sn.commit("stray-2", "stray-2")
+    await sn.prepare("stray-3", "stray-2")
+    await sn.view("stray-view", ref.id)
+    sn.close()
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert [i.key async for i in manager.snapshotter.walk()] == [ref.id]
+        assert [r.id for r in await manager.du()] == [ref.id]
+    finally:
+        await manager.close()
+
+
+async def test_records_without_snapshots_are_removed(state_dir: Path) -> None:
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    base = await committed(manager, lambda r: (r / "a").write_text("a"))
+    child = await committed(manager, lambda r: (r / "b").write_text("b"), base)
+    other = await committed(manager, lambda r: (r / "c").write_text("c"))
+    await manager.close()
+    # a crash between removing snapshots and their records (or a damaged directory)
+    sn = new_snapshotter(state_dir, "native")
+    await sn.remove(child.id)
+    await sn.remove(base.id)
+    sn.close()
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert [r.id for r in await manager.du()] == [other.id]
+        assert await manager.load(child.id) is None
+    finally:
+        await manager.close()
+
+
+async def test_records_whose_snapshot_kind_disagrees_are_removed(state_dir: Path) -> None:
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    ref = await committed(manager, lambda r: (r / "a").write_text("a"))
+    child = await committed(manager, lambda r: (r / "b").write_text("b"), ref)
+    await manager.close()
+    # a record that says committed over a snapshot that is still active
+    sn = new_snapshotter(state_dir, "native")
+    await sn.remove(child.id)
+    await sn.prepare(child.id, ref.id)
+    assert (await sn.stat(child.id)).kind is Kind.ACTIVE
+    sn.close()
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert [r.id for r in await manager.du()] == [ref.id]
+        assert [i.key async for i in manager.snapshotter.walk()] == [ref.id]
+    finally:
+        await manager.close()
+
+
+async def test_unknown_schema_version_is_refused(state_dir: Path) -> None:
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    await manager.close()
+    db = sqlite3.connect(state_dir / "metadata.db")
+    db.execute("UPDATE cache_meta SET value = '99' WHERE name = 'version'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="schema version 99"):
+        await CacheManager.open(state_dir, snapshotter="native")
+    # the refusal released the directory lock
+    db = sqlite3.connect(state_dir / "metadata.db")
+    db.execute("UPDATE cache_meta SET value = '1' WHERE name = 'version'")
+    db.commit()
+    db.close()
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    await manager.close()

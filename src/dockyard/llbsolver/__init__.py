@@ -30,11 +30,9 @@ from .types import (
     ImmutableRef,
     MutableRef,
     RefStore,
-    SecretStore,
     SourceInstance,
     SourceRequest,
     SourceResolver,
-    SshAgentProvider,
     Worker,
 )
 
@@ -51,11 +49,9 @@ __all__ = [
     "LlbSolver",
     "MutableRef",
     "RefStore",
-    "SecretStore",
     "SourceInstance",
     "SourceRequest",
     "SourceResolver",
-    "SshAgentProvider",
     "Worker",
     "load",
 ]

@@ -472,10 +472,12 @@ def status_error(args: tuple[str, ...], status: int, tail: OutputTail) -> ExecEr
 
 
 async def _secret(ctx: VertexContext, id: str) -> bytes | None:
+    """The secret from the first job's store that has it (a vertex may be shared)."""
     for store in ctx.values(SECRETS):
-        data = await store.get(id)
-        if data is not None:
-            return data
+        try:
+            return await store.get(id)
+        except NotFoundError:
+            continue
     return None
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.core import InternalError, InvalidDefinitionError, PathEscapeError
+from dockyard.core import InternalError, InvalidDefinitionError, NotFoundError, PathEscapeError
 from dockyard.solver import CacheMap, Dep, Result, VertexContext
 
 from . import _fsops
@@ -154,8 +154,19 @@ class FileOp:
         info = self.info
 
         async def compute(result: Result, ctx: VertexContext) -> str:
+            ref = _immutable(result)
+            sums: list[str] = []
             async with info.errors():
-                sums = [await refs.checksum(_immutable(result), sel) for sel in selectors]
+                for sel in selectors:
+                    try:
+                        sums.append(await refs.checksum(ref, sel))
+                    except NotFoundError as exc:
+                        if sel in _ETC_SELECTORS:
+                            sums.append("missing")  # a lookup there will fail at exec
+                            continue
+                        raise NotFoundError(
+                            f"{sel.path!r} not found in the copy source", vertex=info.ref()
+                        ) from exc
             record = [[sel.to_json(), digest] for sel, digest in zip(selectors, sums, strict=True)]
             data = json.dumps(record, sort_keys=True, separators=(",", ":"))
             return "sha256:" + hashlib.sha256(data.encode()).hexdigest()

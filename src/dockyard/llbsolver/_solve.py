@@ -7,6 +7,7 @@ from typing import Any
 
 from dockyard.core import Reporter
 from dockyard.llb import Definition
+from dockyard.session.types import SecretStore, SshForwarder
 from dockyard.solver import Edge, Job, JobValue, ResultRef, Solver
 
 from ._load import load
@@ -16,8 +17,6 @@ from .types import (
     SESSION_ID,
     SSH_AGENTS,
     Entitlement,
-    SecretStore,
-    SshAgentProvider,
     Worker,
 )
 
@@ -27,11 +26,12 @@ __all__ = ["JobOptions", "LlbSolver"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobOptions:
     """What one build brings to its job: the client session, its secrets and SSH
-    agents, and the privileges it was granted."""
+    agents (the session handle's ``secrets`` and ``ssh`` callers), and the privileges
+    it was granted."""
 
     session_id: str | None = None
     secrets: SecretStore | None = None
-    ssh_agents: SshAgentProvider | None = None
+    ssh_agents: SshForwarder | None = None
     entitlements: frozenset[Entitlement] = frozenset()
 
     def values(self) -> dict[JobValue[Any], Any]:

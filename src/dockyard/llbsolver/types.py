@@ -16,10 +16,14 @@ Sources (:class:`SourceResolver`, :class:`SourceInstance`)
     into an instance per vertex; the instance names its content (:meth:`SourceInstance.
     cache_key`) and produces it (:meth:`SourceInstance.snapshot`).
 
-Job-scoped providers (:class:`SecretStore`, :class:`SshAgentProvider`)
-    Secrets and SSH agents belong to the client session of one build. They reach ops as
-    job values (:data:`SECRETS`, :data:`SSH_AGENTS`, :data:`SESSION_ID`); a vertex shared
-    by several jobs tries the providers of each job in turn.
+Job-scoped providers
+    Secrets and SSH agents belong to the client session of one build: the session's
+    engine-side :class:`dockyard.session.types.SecretStore` (``get(id) -> bytes``,
+    :class:`~dockyard.core.NotFoundError` when missing) and
+    :class:`dockyard.session.types.SshForwarder` (``forward(id, uid=, gid=, mode=)`` →
+    a socket path for the duration). They reach ops as job values (:data:`SECRETS`,
+    :data:`SSH_AGENTS`, :data:`SESSION_ID`); a vertex shared by several jobs tries the
+    providers of each job in turn.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ import enum
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dockyard.core import Platform, UsageError, VertexRef, host_platform
 from dockyard.executor.types import Executor, NetworkMode
 from dockyard.llb import CacheSharing
+from dockyard.session.types import SecretStore, SshForwarder
 from dockyard.snapshot.types import Mount
 from dockyard.solver import JobValue
 
@@ -51,11 +55,9 @@ __all__ = [
     "ImmutableRef",
     "MutableRef",
     "RefStore",
-    "SecretStore",
     "SourceInstance",
     "SourceRequest",
     "SourceResolver",
-    "SshAgentProvider",
     "Worker",
 ]
 
@@ -243,32 +245,6 @@ class SourceResolver(Protocol):
 # -- job-scoped providers -----------------------------------------------------------
 
 
-@runtime_checkable
-class SecretStore(Protocol):
-    """Secrets of one build (from the client session or the command line).
-
-    :meth:`get` returns the secret's bytes, or ``None`` if this store does not have
-    ``id``. Secret values never reach a cache key, a log or a result.
-    """
-
-    async def get(self, id: str) -> bytes | None: ...
-
-
-@runtime_checkable
-class SshAgentProvider(Protocol):
-    """SSH agents of one build (forwarded from the client).
-
-    :meth:`forward` makes a unix socket that speaks to agent ``id`` for the duration of
-    the context, owned by ``uid``/``gid`` with permission bits ``mode``, and returns its
-    path; it raises :class:`dockyard.core.NotFoundError` if the build has no agent
-    ``id``.
-    """
-
-    def forward(
-        self, id: str, *, uid: int, gid: int, mode: int
-    ) -> AbstractAsyncContextManager[Path]: ...
-
-
 class Entitlement(enum.Enum):
     """Privileges a build must be granted explicitly (``--allow``)."""
 
@@ -288,7 +264,7 @@ SESSION_ID: JobValue[str] = JobValue("llbsolver.session_id")
 """The client session of a job (sources read local directories through it)."""
 
 SECRETS: JobValue[SecretStore] = JobValue("llbsolver.secrets")
-SSH_AGENTS: JobValue[SshAgentProvider] = JobValue("llbsolver.ssh_agents")
+SSH_AGENTS: JobValue[SshForwarder] = JobValue("llbsolver.ssh_agents")
 ENTITLEMENTS: JobValue[frozenset[Entitlement]] = JobValue("llbsolver.entitlements")
 
 

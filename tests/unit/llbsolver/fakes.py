@@ -306,9 +306,11 @@ class Secrets:
         self.values = values
         self.asked: list[str] = []
 
-    async def get(self, id: str) -> bytes | None:
+    async def get(self, id: str) -> bytes:
         self.asked.append(id)
-        return self.values.get(id)
+        if id not in self.values:
+            raise NotFoundError(f"secret {id!r} not found")
+        return self.values[id]
 
 
 class SshAgents:
@@ -316,8 +318,13 @@ class SshAgents:
         self.sockets = sockets
         self.forwarded: list[tuple[str, int, int, int]] = []
 
+    def has(self, id: str) -> bool:
+        return id in self.sockets
+
     @contextlib.asynccontextmanager
-    async def forward(self, id: str, *, uid: int, gid: int, mode: int) -> AsyncIterator[Path]:
+    async def forward(
+        self, id: str, *, uid: int = 0, gid: int = 0, mode: int = 0o600
+    ) -> AsyncIterator[Path]:
         if id not in self.sockets:
             raise NotFoundError(f"no agent {id}")
         self.forwarded.append((id, uid, gid, mode))

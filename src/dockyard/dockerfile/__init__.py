@@ -9,13 +9,25 @@ Stages, each usable and tested on its own:
    values; each instruction's :meth:`~Instruction.expand` applies BuildKit's expansion
    rules through an :class:`Expander`;
 4. :func:`lint` — the build checks (``# check=`` directive honoured);
-5. :func:`load_dockerignore` — the ``.dockerignore`` that applies, as patterns.
-
-The conversion to LLB and image config builds on these (``dockyard.frontend``).
+5. :func:`load_dockerignore` — the ``.dockerignore`` that applies, as patterns;
+6. :func:`convert` — LLB (an :class:`~dockyard.llb.State`) and image config for a target,
+   given :class:`ConvertOptions` and an :class:`ImageMetaResolver` for base images
+   (pure: named build contexts arrive as :class:`NamedContext` values).
 Errors are :class:`dockyard.core.FrontendError` located at ``Dockerfile:LINE``.
 """
 
 from ._chmod import Chmod, ChmodError, parse_chmod
+from ._convert import convert
+from ._convert_context import ContextSpec, load_named_context, parse_context_spec
+from ._convert_options import (
+    ConvertOptions,
+    ConvertResult,
+    ImageMetaResolver,
+    NamedContext,
+    ResolvedImage,
+    StageResult,
+    UnresolvedImages,
+)
 from ._directives import CheckConfig, Directive, find_directive
 from ._dockerfile import (
     INSTRUCTIONS,
@@ -90,6 +102,9 @@ __all__ = [
     "Chmod",
     "ChmodError",
     "CmdInstruction",
+    "ContextSpec",
+    "ConvertOptions",
+    "ConvertResult",
     "CopyInstruction",
     "Directive",
     "Dockerfile",
@@ -102,6 +117,7 @@ __all__ = [
     "HealthcheckInstruction",
     "Heredoc",
     "IgnoreFile",
+    "ImageMetaResolver",
     "InlineSource",
     "Instruction",
     "KeyValue",
@@ -111,10 +127,12 @@ __all__ = [
     "MaintainerInstruction",
     "MountError",
     "MountType",
+    "NamedContext",
     "NetworkMode",
     "Node",
     "OnbuildInstruction",
     "ParseWarning",
+    "ResolvedImage",
     "Rule",
     "RunInstruction",
     "RunMount",
@@ -122,21 +140,26 @@ __all__ = [
     "ShellInstruction",
     "ShellLex",
     "Stage",
+    "StageResult",
     "StopsignalInstruction",
+    "UnresolvedImages",
     "UserInstruction",
     "VolumeInstruction",
     "WordExpander",
     "WorkdirInstruction",
     "chomp_heredoc",
+    "convert",
     "dockerignore_candidates",
     "expand_word",
     "expand_words",
     "find_directive",
     "lint",
     "load_dockerignore",
+    "load_named_context",
     "parse_ast",
     "parse_checksum",
     "parse_chmod",
+    "parse_context_spec",
     "parse_dockerfile",
     "parse_dockerignore",
     "parse_duration",

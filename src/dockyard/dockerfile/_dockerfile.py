@@ -44,7 +44,7 @@ from ._instructions import (
 from ._mounts import MountError, RunMount, parse_mount, parse_network, parse_security
 from ._parser import Ast, Heredoc, Node, parse_ast, parse_heredoc
 from ._text import go_trim_space, suggest
-from ._values import BadValue, parse_checksum, parse_duration, parse_signal
+from ._values import BadValue, parse_add_checksum, parse_duration, parse_signal
 
 __all__ = [
     "INSTRUCTIONS",
@@ -430,7 +430,7 @@ def _parse_add(req: _Request) -> Instruction:
     )
     if checksum and "$" not in checksum:
         try:
-            parse_checksum(checksum)
+            parse_add_checksum(checksum)
         except BadValue as exc:
             raise req.fail(f"ADD --checksum: {exc}") from None
         if len(sources) + len(contents) != 1:

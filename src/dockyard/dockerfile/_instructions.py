@@ -21,7 +21,7 @@ from ._chmod import Chmod, ChmodError, parse_chmod
 from ._mounts import MountError, NetworkMode, RunMount, SecurityMode, parse_mount
 from ._parser import Heredoc, Node
 from ._shell import ShellLex
-from ._values import BadValue, parse_checksum, parse_signal
+from ._values import BadValue, parse_add_checksum, parse_signal
 
 __all__ = [
     "AddInstruction",
@@ -356,7 +356,7 @@ class AddInstruction(_CopyBase):
 
 def _checked_checksum(add: AddInstruction, checksum: str) -> str:
     try:
-        parse_checksum(checksum)
+        parse_add_checksum(checksum)
     except BadValue as exc:
         raise add.error(f"ADD --checksum: {exc}") from None
     if len(add.sources) + len(add.contents) != 1:

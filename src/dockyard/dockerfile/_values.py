@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BadValue", "parse_checksum", "parse_duration", "parse_ports", "parse_signal"]
+__all__ = [
+    "BadValue",
+    "parse_add_checksum",
+    "parse_checksum",
+    "parse_duration",
+    "parse_ports",
+    "parse_signal",
+]
 
 
 class BadValue(ValueError):
@@ -156,6 +163,17 @@ def parse_ports(specs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
                 seen.add(key)
                 out.append(key)
     return tuple(out)
+
+
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
+
+
+def parse_add_checksum(text: str) -> str:
+    """``ADD --checksum``: a digest (http sources) or a full git commit hash, 40 or 64
+    hex digits (git sources); which one fits the source is checked by the converter."""
+    if _COMMIT_RE.match(text):
+        return text
+    return parse_checksum(text)
 
 
 _DIGEST_RE = re.compile(r"(sha256|sha384|sha512):([0-9a-f]+)\Z")

@@ -58,6 +58,7 @@ from ._exec import (
 )
 from ._file import Chown, CopyInput, FileAction, FileOp, copy, mkdir, mkfile, rm, symlink
 from ._merge import DiffOp, MergeOp, diff, merge
+from ._reference import normalize_image_ref
 from ._source import ATTR, LocalDiffer, ResolveMode, SourceOp, git, http, image, local, oci_layout
 from ._state import HostIP, State, Ulimit, scratch
 from ._vertex import Output, Vertex
@@ -109,6 +110,7 @@ __all__ = [
     "merge",
     "mkdir",
     "mkfile",
+    "normalize_image_ref",
     "oci_layout",
     "rm",
     "scratch",

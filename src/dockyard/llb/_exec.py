@@ -59,7 +59,8 @@ class BindMount:
 @dataclass(frozen=True, slots=True)
 class CacheMount:
     """A persistent cache directory at ``dest`` shared between builds by ``id``
-    (``RUN --mount=type=cache``); ``source`` seeds it when it is first created."""
+    (``RUN --mount=type=cache``); ``source`` seeds it when it is first created.
+    ``readonly`` mounts it read-only (``--mount=type=cache,ro``)."""
 
     dest: str
     id: str
@@ -67,6 +68,7 @@ class CacheMount:
     sharing: CacheSharing = CacheSharing.SHARED
     source: State | None = None
     selector: str = ""
+    readonly: bool = False
     content_cache: ContentCache = ContentCache.DEFAULT
 
 
@@ -205,6 +207,7 @@ class ExecOp(Vertex):
                         dest=spec.dest,
                         source=spec.source.output if spec.source is not None else None,
                         selector=spec.selector,
+                        readonly=spec.readonly,
                         cache_id=spec.id,
                         sharing=CacheSharing(spec.sharing),
                         content_cache=ContentCache(spec.content_cache),

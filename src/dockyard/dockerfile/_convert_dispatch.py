@@ -1,0 +1,407 @@
+"""Converting one stage: its instructions in order, each updating the stage's LLB state
+(filesystem, environment, working directory, user) and its image config.
+
+Expansion timing follows BuildKit: every instruction but ``ARG`` is expanded with the
+stage's environment at that point — the base image's ``ENV``, then ``ENV`` and ``ARG``
+instructions in order (a later one of the same name wins, so ``ENV`` after ``ARG`` wins,
+and an ``ARG`` after an inherited ``ENV`` wins). Global arguments are not visible in a
+stage unless it declares them with ``ARG``. The values of declared arguments are in the
+environment of ``RUN`` and recorded in its history line (``RUN |1 V=2 …``); they never
+enter the image config.
+
+``RUN`` lives in :mod:`._convert_run`, ``COPY``/``ADD`` in :mod:`._convert_copy`; this
+module handles the rest and the state they share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from dockyard import llb, oci
+from dockyard.core import DockyardError, FrontendError, Platform, UsageError
+
+from ._convert_image import (
+    DEFAULT_PATH,
+    add_history,
+    add_labels,
+    env_dict,
+    format_healthcheck,
+    healthcheck_config,
+    list_text,
+    quoted_list,
+    set_env,
+    update_config,
+)
+from ._convert_options import ConvertOptions
+from ._convert_stages import Command, StageNode
+from ._instructions import (
+    AddInstruction,
+    ArgInstruction,
+    CmdInstruction,
+    CopyInstruction,
+    EntrypointInstruction,
+    EnvInstruction,
+    Expander,
+    ExposeInstruction,
+    HealthcheckInstruction,
+    Instruction,
+    LabelInstruction,
+    MaintainerInstruction,
+    OnbuildInstruction,
+    RunInstruction,
+    ShellInstruction,
+    StopsignalInstruction,
+    UserInstruction,
+    VolumeInstruction,
+    WorkdirInstruction,
+)
+from ._mounts import MountError, NetworkMode
+from ._rules import NON_ENV_ARGS
+from ._shell import ShellLex
+from ._values import BadValue, parse_ports, parse_signal
+
+__all__ = ["ConvertContext", "StageDispatcher", "normalize_path"]
+
+_NETWORKS = {
+    NetworkMode.DEFAULT: llb.NetMode.SANDBOX,
+    NetworkMode.NONE: llb.NetMode.NONE,
+    NetworkMode.HOST: llb.NetMode.HOST,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ConvertContext:
+    """What every stage's conversion shares: the options, the Dockerfile's source map and
+    escape character, the global arguments, the build context, proxy settings, the epoch
+    and the set of build-context paths ``COPY``/``ADD``/bind mounts read (filled in while
+    converting)."""
+
+    options: ConvertOptions
+    source_map: llb.SourceMap
+    escape: str
+    global_args: Mapping[str, str]
+    build_args: Mapping[str, str]
+    build_context: llb.State
+    proxy: llb.ProxyEnv | None
+    epoch: int | None
+    target_platform: Platform
+    context_paths: set[str]
+
+    @property
+    def created(self) -> datetime | None:
+        """The epoch as a timestamp for files the build creates."""
+        if self.epoch is None:
+            return None
+        return datetime.fromtimestamp(self.epoch, UTC)
+
+
+def normalize_path(parent: str, path: str, *, keep_slash: bool = False) -> str:
+    """BuildKit's ``system.NormalizePath`` for Linux: an absolute ``path`` is kept as
+    written, a relative one is joined to ``parent`` (and cleaned); with ``keep_slash`` a
+    trailing ``/`` or ``/.`` survives."""
+    original = path
+    if not parent:
+        parent = "/"
+    if not parent.startswith("/"):
+        parent = _clean("/" + parent)
+    if not path:
+        path = parent
+    if not path.startswith("/"):
+        path = _clean(posixpath.join(parent, path))
+    if keep_slash:
+        if original.endswith("/") and not path.endswith("/"):
+            path += "/"
+        elif original.endswith("/."):
+            if path != "/":
+                path += "/"
+            path += "."
+    return path
+
+
+def _clean(path: str) -> str:
+    cleaned = posixpath.normpath(path)
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    return cleaned
+
+
+def uppercase_command(text: str) -> str:
+    head, sep, rest = text.partition(" ")
+    return head.upper() + sep + rest
+
+
+class StageDispatcher:
+    """Converts the instructions of one stage (a :class:`StageNode`) in order."""
+
+    __slots__ = (
+        "build_args",
+        "cmd_set",
+        "ctx",
+        "image",
+        "node",
+        "platform",
+        "state",
+        "workdir_set",
+    )
+
+    def __init__(self, node: StageNode, ctx: ConvertContext) -> None:
+        self.node = node
+        self.ctx = ctx
+        self.cmd_set = False
+        base = node.base
+        if base is not None:
+            assert base.state is not None
+            assert base.image is not None
+            self.state: llb.State = base.state
+            self.platform: Platform = base.platform or ctx.target_platform
+            # ONBUILD triggers of a base stage ran here already; they do not carry over.
+            self.image: oci.ImageConfig = update_config(base.image, on_build=())
+            node.base_image = base.base_image
+            self.build_args: list[tuple[str, str | None]] = list(base.build_args)
+            self.workdir_set = base.workdir_set
+        else:
+            assert node.state is not None
+            self.state = node.state
+            self.platform = node.platform or ctx.target_platform
+            self.image = node.image or oci.ImageConfig(
+                architecture=self.platform.architecture, os=self.platform.os
+            )
+            self.build_args = []
+            self.workdir_set = False
+        self._init_from_image()
+
+    def _init_from_image(self) -> None:
+        image = self.image
+        if "PATH" not in env_dict(image.config.env) and self.platform.os != "windows":
+            image = update_config(image, env=(*image.config.env, f"PATH={DEFAULT_PATH}"))
+        state = self.state
+        for key, value in env_dict(image.config.env).items():
+            if key:
+                state = state.with_env(key, value)
+        options = self.ctx.options
+        if options.hostname:
+            state = state.with_hostname(options.hostname)
+        if image.config.working_dir:
+            workdir = normalize_path(image.config.working_dir, image.config.working_dir)
+            image = update_config(image, working_dir=workdir)
+            state = state.with_cwd(workdir)
+        if image.config.user:
+            state = state.with_user(image.config.user)
+        self.state = state.with_network(_NETWORKS[options.network])
+        self.image = image
+
+    # -- helpers shared with RUN and COPY --------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.state.env
+
+    @property
+    def ignore_cache(self) -> bool:
+        return self.ctx.options.ignores_cache(self.node.name)
+
+    def location(self, instruction: Instruction) -> llb.SourceLocation:
+        return self.ctx.source_map.location(*instruction.location.ranges)
+
+    def constraints(
+        self,
+        instruction: Instruction,
+        name: str | None,
+        *,
+        description: Mapping[str, str] | None = None,
+        progress_group: llb.ProgressGroup | None = None,
+    ) -> llb.Constraints:
+        return llb.Constraints(
+            custom_name=name,
+            description=description or {},
+            ignore_cache=self.ignore_cache,
+            progress_group=progress_group,
+            locations=(self.location(instruction),),
+        )
+
+    def display(self, text: str, env: Mapping[str, str], *, raw: bool = False) -> str:
+        """``text`` (an instruction's source) with variables replaced, keyword upper-cased,
+        for progress names; unchanged if it does not expand."""
+        lex = ShellLex(self.ctx.escape, raw_quotes=raw, skip_unset_env=raw)
+        try:
+            text = lex.process(text, env).value
+        except FrontendError:
+            pass
+        return uppercase_command(text)
+
+    def commit(self, created_by: str, *, layer: bool = False) -> None:
+        self.image = add_history(self.image, created_by, layer=layer, epoch=self.ctx.epoch)
+
+    def with_shell(self, args: tuple[str, ...]) -> tuple[str, ...]:
+        """A shell-form command as the argument list the stage's shell runs it with."""
+        shell = self.image.config.shell
+        if not shell:
+            shell = ("cmd", "/S", "/C") if self.image.os == "windows" else ("/bin/sh", "-c")
+        return (*shell, " ".join(args))
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        for command in self.node.commands:
+            instruction = command.instruction
+            try:
+                self.dispatch(command)
+            except FrontendError as exc:
+                if not exc.locations:
+                    exc.locations = (instruction.location,)
+                raise
+            except DockyardError as exc:
+                raise FrontendError(exc.message, locations=(instruction.location,)) from exc
+        node = self.node
+        node.state = self.state
+        node.image = self.image
+        node.platform = self.platform
+        node.build_args = tuple(self.build_args)
+        node.workdir_set = self.workdir_set
+        node.dispatched = True
+
+    def dispatch(self, command: Command) -> None:
+        instruction = command.instruction
+        if isinstance(instruction, ArgInstruction):
+            self._arg(instruction)
+            return
+        try:
+            expanded = instruction.expand(Expander(self.env, escape=self.ctx.escape))
+        except MountError as exc:
+            raise instruction.error(f"RUN --mount: {exc}") from None
+        if isinstance(expanded, RunInstruction):
+            from ._convert_run import dispatch_run
+
+            dispatch_run(self, expanded, command)
+        elif isinstance(expanded, AddInstruction | CopyInstruction):
+            from ._convert_copy import dispatch_copy
+
+            dispatch_copy(self, expanded, command)
+        elif isinstance(expanded, WorkdirInstruction):
+            self._workdir(expanded, command.onbuild)
+        else:
+            self._config(expanded)
+
+    def _arg(self, instruction: ArgInstruction) -> None:
+        parts: list[str] = []
+        build_args = self.ctx.build_args
+        for definition in instruction.args:
+            key = definition.key
+            value = definition.value
+            if key in build_args:
+                value = build_args[key]
+            elif value is not None:
+                try:
+                    value = Expander(self.env, escape=self.ctx.escape).word(value)
+                except FrontendError as exc:
+                    raise instruction.error(exc.message) from None
+            elif key in self.ctx.global_args:
+                value = self.ctx.global_args[key]
+            if value is not None and key not in NON_ENV_ARGS:
+                self.state = self.state.with_env(key, value)
+            self.build_args.append((key, value))
+            parts.append(key if value is None else f"{key}={value}")
+        self.commit("ARG " + " ".join(parts))
+
+    def _workdir(self, instruction: WorkdirInstruction, onbuild: bool) -> None:
+        self.workdir_set = True
+        if not instruction.path:
+            raise instruction.error("WORKDIR cannot be empty")
+        workdir = normalize_path(self.image.config.working_dir, instruction.path)
+        self.image = update_config(self.image, working_dir=workdir)
+        self.state = self.state.with_cwd(workdir)
+        layer = workdir != "/"
+        if layer:
+            name = self.node.progress_name(
+                self.display(instruction.original, self.env), onbuild=onbuild
+            )
+            try:
+                action = llb.mkdir(
+                    workdir,
+                    0o755,
+                    parents=True,
+                    owner=self.image.config.user or None,
+                    created=self.ctx.created,
+                )
+            except UsageError as exc:
+                raise instruction.error(f"WORKDIR: {exc.message}") from None
+            self.state = self.state.file(
+                action,
+                constraints=llb.Constraints(
+                    custom_name=name, locations=(self.location(instruction),)
+                ),
+            )
+        self.commit("WORKDIR " + workdir, layer=layer)
+
+    def _config(self, instruction: Instruction) -> None:
+        """Instructions that change only the image config (and the state's env/user)."""
+        image = self.image
+        if isinstance(instruction, EnvInstruction):
+            for kv in instruction.env:
+                self.state = self.state.with_env(kv.key, kv.value)
+                image = set_env(image, kv.key, kv.value)
+            self.image = image
+            self.commit("ENV " + " ".join(str(kv) for kv in instruction.env))
+        elif isinstance(instruction, LabelInstruction):
+            self.image = add_labels(image, {kv.key: kv.value for kv in instruction.labels})
+            self.commit("LABEL " + " ".join(str(kv) for kv in instruction.labels))
+        elif isinstance(instruction, UserInstruction):
+            self.state = self.state.with_user(instruction.user)
+            self.image = update_config(image, user=instruction.user)
+            self.commit(f"USER {instruction.user}")
+        elif isinstance(instruction, ExposeInstruction):
+            try:
+                ports = parse_ports(instruction.ports)
+            except BadValue as exc:
+                raise instruction.error(f"EXPOSE: {exc}") from None
+            self.image = update_config(image, exposed_ports=(*image.config.exposed_ports, *ports))
+            self.commit(f"EXPOSE {list_text(ports)}")
+        elif isinstance(instruction, VolumeInstruction):
+            self.image = update_config(image, volumes=(*image.config.volumes, *instruction.volumes))
+            self.commit(f"VOLUME {list_text(instruction.volumes)}")
+        elif isinstance(instruction, StopsignalInstruction):
+            try:
+                parse_signal(instruction.signal)
+            except BadValue as exc:
+                raise instruction.error(f"STOPSIGNAL: {exc}") from None
+            self.image = update_config(image, stop_signal=instruction.signal)
+            self.commit(f"STOPSIGNAL {instruction.signal}")
+        elif isinstance(instruction, ShellInstruction):
+            self.image = update_config(image, shell=instruction.shell)
+            self.commit(f"SHELL {list_text(instruction.shell)}")
+        elif isinstance(instruction, CmdInstruction):
+            args = (
+                self.with_shell(instruction.command)
+                if instruction.shell_form
+                else instruction.command
+            )
+            self.image = update_config(image, cmd=args, args_escaped=True)
+            self.cmd_set = True
+            self.commit(f"CMD {quoted_list(args)}")
+        elif isinstance(instruction, EntrypointInstruction):
+            args = (
+                self.with_shell(instruction.command)
+                if instruction.shell_form
+                else instruction.command
+            )
+            image = update_config(image, entrypoint=args)
+            if not self.cmd_set:
+                image = update_config(image, cmd=())
+            self.image = image
+            self.commit(f"ENTRYPOINT {quoted_list(args)}")
+        elif isinstance(instruction, HealthcheckInstruction):
+            check = healthcheck_config(instruction)
+            self.image = update_config(image, healthcheck=check)
+            self.commit(f"HEALTHCHECK {format_healthcheck(check)}")
+        elif isinstance(instruction, MaintainerInstruction):
+            self.image = dataclasses.replace(image, author=instruction.maintainer)
+            self.commit(f"MAINTAINER {instruction.maintainer}")
+        elif isinstance(instruction, OnbuildInstruction):
+            self.image = update_config(
+                image, on_build=(*image.config.on_build, instruction.expression)
+            )
+        else:  # pragma: no cover - every instruction type is handled above
+            raise instruction.error(f"{instruction.keyword} cannot be converted")

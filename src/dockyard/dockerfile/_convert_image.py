@@ -1,0 +1,180 @@
+"""The image config side of conversion: what each instruction records in the config
+(``ENV``, ``LABEL``, ``EXPOSE``, ``VOLUME``, ``USER``, ``WORKDIR``, ``CMD``,
+``ENTRYPOINT``, ``SHELL``, ``STOPSIGNAL``, ``HEALTHCHECK``, ``ONBUILD``, ``MAINTAINER``)
+and the history entry it adds, worded like BuildKit's (``ENV A=1``, ``CMD ["sh"]``,
+``RUN |1 V=2 /bin/sh -c make # buildkit``) with ``empty_layer`` where no layer changes.
+
+Configs are immutable :class:`dockyard.oci.ImageConfig` values; every function returns a
+new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from dockyard import oci
+from dockyard.core import Platform
+
+from ._instructions import HealthcheckInstruction
+from ._text import go_quote_list
+
+__all__ = [
+    "DEFAULT_PATH",
+    "HISTORY_COMMENT",
+    "add_history",
+    "empty_image",
+    "env_dict",
+    "format_healthcheck",
+    "go_duration",
+    "set_env",
+    "update_config",
+]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+
+def empty_image(platform: Platform) -> oci.ImageConfig:
+    """The config of ``FROM scratch``: the platform, ``PATH`` and ``WorkingDir`` ``/``."""
+    return oci.ImageConfig(
+        architecture=platform.architecture,
+        os=platform.os,
+        variant=platform.variant,
+        os_version=platform.os_version,
+        os_features=platform.os_features,
+        config=oci.ContainerConfig(working_dir="/", env=(f"PATH={DEFAULT_PATH}",)),
+    )
+
+
+def update_config(image: oci.ImageConfig, **changes: object) -> oci.ImageConfig:
+    """``image`` with fields of its ``config`` replaced."""
+    return dataclasses.replace(image, config=dataclasses.replace(image.config, **changes))  # type: ignore[arg-type]
+
+
+def env_dict(entries: Iterable[str]) -> dict[str, str]:
+    """``KEY=value`` entries as a dict, in order (a later entry wins)."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        key, _, value = entry.partition("=")
+        out[key] = value
+    return out
+
+
+def set_env(image: oci.ImageConfig, key: str, value: str) -> oci.ImageConfig:
+    """Set ``key`` in the config's ``Env``: replaced where it is, else appended."""
+    entry = f"{key}={value}"
+    env = list(image.config.env)
+    for i, existing in enumerate(env):
+        if existing.partition("=")[0] == key:
+            env[i] = entry
+            break
+    else:
+        env.append(entry)
+    return update_config(image, env=tuple(env))
+
+
+def add_labels(image: oci.ImageConfig, labels: Mapping[str, str]) -> oci.ImageConfig:
+    merged = dict(image.config.labels)
+    merged.update(labels)
+    return update_config(image, labels=merged)
+
+
+def add_history(
+    image: oci.ImageConfig, created_by: str, *, layer: bool, epoch: int | None
+) -> oci.ImageConfig:
+    """Append a history entry (``# buildkit`` marks entries that made a layer)."""
+    entry = oci.History(
+        created=oci.format_timestamp(epoch * 1_000_000_000) if epoch is not None else None,
+        created_by=created_by + (" # buildkit" if layer else ""),
+        comment=HISTORY_COMMENT,
+        empty_layer=not layer,
+    )
+    return dataclasses.replace(image, history=(*image.history, entry))
+
+
+def list_text(items: Iterable[str]) -> str:
+    """Go's ``%v`` of a ``[]string``: ``[a b]``."""
+    return "[" + " ".join(items) + "]"
+
+
+def quoted_list(items: Iterable[str]) -> str:
+    """Go's ``%q`` of a ``[]string``: ``["a" "b"]``."""
+    return go_quote_list(list(items))
+
+
+def go_duration(nanoseconds: int) -> str:
+    """Go's ``time.Duration.String`` (``1m30s``, ``500ms``, ``0s``)."""
+    if nanoseconds == 0:
+        return "0s"
+    sign = "-" if nanoseconds < 0 else ""
+    value = abs(nanoseconds)
+    if value < 1_000:
+        return f"{sign}{value}ns"
+    if value < 1_000_000:
+        return sign + _fraction(value, 1_000) + "µs"
+    if value < 1_000_000_000:
+        return sign + _fraction(value, 1_000_000) + "ms"
+    seconds, rest = divmod(value, 1_000_000_000)
+    text = _fraction(seconds % 60 * 1_000_000_000 + rest, 1_000_000_000) + "s"
+    minutes = seconds // 60
+    if minutes:
+        text = f"{minutes % 60}m" + text
+        if minutes >= 60:
+            text = f"{minutes // 60}h" + text
+    return sign + text
+
+
+def _fraction(value: int, unit: int) -> str:
+    whole, rest = divmod(value, unit)
+    if not rest:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}." + f"{rest:0{digits}d}".rstrip("0")
+
+
+def healthcheck_config(instruction: HealthcheckInstruction) -> oci.Healthcheck:
+    return oci.Healthcheck(
+        test=instruction.test,
+        interval=instruction.interval,
+        timeout=instruction.timeout,
+        start_period=instruction.start_period,
+        start_interval=instruction.start_interval,
+        retries=instruction.retries,
+    )
+
+
+def format_healthcheck(check: oci.Healthcheck) -> str:
+    """Go's ``%+v`` of the healthcheck struct, as BuildKit writes it into history."""
+    return (
+        f"{{Test:{list_text(check.test)} Interval:{go_duration(check.interval)} "
+        f"Timeout:{go_duration(check.timeout)} StartPeriod:{go_duration(check.start_period)} "
+        f"StartInterval:{go_duration(check.start_interval)} Retries:{check.retries}}}"
+    )
+
+
+def set_platform(image: oci.ImageConfig, target: Platform) -> oci.ImageConfig:
+    """Stamp an explicitly requested target platform on the final image (BuildKit keeps
+    the base image's variant/OS version when os and architecture already match)."""
+    same = image.os == target.os and image.architecture == target.architecture
+    variant = target.variant if (target.variant or not same) else image.variant
+    os_version = target.os_version if (target.os_version or not same) else image.os_version
+    features = target.os_features if target.os_features else image.os_features
+    return dataclasses.replace(
+        image,
+        os=target.os,
+        architecture=target.architecture,
+        variant=variant,
+        os_version=os_version,
+        os_features=features,
+    )
+
+
+def normalize_platform(image: oci.ImageConfig) -> oci.ImageConfig:
+    """The platform fields normalized like containerd (``aarch64`` → ``arm64``)."""
+    if not image.os or not image.architecture:
+        return image
+    normal = Platform.of(image.os, image.architecture, image.variant)
+    return dataclasses.replace(
+        image, os=normal.os, architecture=normal.architecture, variant=normal.variant
+    )

@@ -14,10 +14,22 @@ entitlements). The op implementations:
   semantics (every path resolved inside its root), copy sources keyed by content;
 - **merge** and **diff** — composite refs from the cache manager.
 
-The refs come from a :class:`RefStore` (the cache manager). Seams and job values are in
-:mod:`dockyard.llbsolver.types`.
+The refs come from a :class:`RefStore`: :class:`CacheRefs` adapts the cache manager.
+Seams and job values are in :mod:`dockyard.llbsolver.types`. An engine assembles::
+
+    cache = await CacheManager.open(state_dir)
+    worker = Worker(
+        refs=CacheRefs(cache),
+        executor=OciExecutor(state_dir / "executor"),
+        sources={"docker-image": images, "local": contexts, "oci-layout": layouts},
+        mount_dir=cache.mount_dir,
+    )
+    solver = Solver(result_storage=cache, key_storage=SqliteCacheKeyStorage(...))
+    llbsolver = LlbSolver(worker, solver)
+    ref = await llbsolver.solve(definition, options=JobOptions(secrets=handle.secrets))
 """
 
+from ._cacherefs import CacheRefs
 from ._load import EntitlementError, load
 from ._solve import JobOptions, LlbSolver
 from .types import (
@@ -41,6 +53,7 @@ __all__ = [
     "SECRETS",
     "SESSION_ID",
     "SSH_AGENTS",
+    "CacheRefs",
     "ContentSelector",
     "Entitlement",
     "EntitlementError",

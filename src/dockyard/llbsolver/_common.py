@@ -93,12 +93,13 @@ async def run_blocking(fn: Callable[[threading.Event], T]) -> T:
 
 
 @contextlib.contextmanager
-def local_dir(mounts: Sequence[Mount]) -> Iterator[Path]:
+def local_dir(mounts: Sequence[Mount], *, parent: Path | None = None) -> Iterator[Path]:
     """A host directory showing ``mounts``: a single bind mount's source as it is (a
     plain snapshot directory needs no mount), anything else mounted on a temporary
-    directory and unmounted on exit. Blocks: call from a worker thread."""
+    directory (under ``parent``) and unmounted on exit. Blocks: call from a worker
+    thread."""
     if len(mounts) == 1 and mounts[0].type in ("bind", "rbind"):
         yield Path(mounts[0].source)
         return
-    with snapmount.mounted(mounts) as path:
+    with snapmount.mounted(mounts, parent=parent) as path:
         yield path

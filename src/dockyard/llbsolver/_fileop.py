@@ -99,11 +99,13 @@ class FileOp:
         info: OpInfo,
         refs: RefStore,
         steps: tuple[FileStep, ...],
+        mount_dir: Path | None = None,
         n_inputs: int,
         payload: bytes,
     ) -> None:
         self.info = info
         self.refs = refs
+        self.mount_dir = mount_dir
         self.steps = steps
         self.n_inputs = n_inputs
         self._digest = cache_digest("file", hashlib.sha256(payload).hexdigest(), None)
@@ -324,11 +326,13 @@ class _Run:
 
         def work(stop: threading.Event) -> None:
             with contextlib.ExitStack() as stack:
-                dest = stack.enter_context(local_dir(target_mounts))
+                dest = stack.enter_context(local_dir(target_mounts, parent=self.op.mount_dir))
                 roots: dict[int, Path | None] = {step.input: dest}
                 for i, mounts in owner_mounts.items():
                     roots[i] = (
-                        stack.enter_context(local_dir(mounts)) if mounts is not None else None
+                        stack.enter_context(local_dir(mounts, parent=self.op.mount_dir))
+                        if mounts is not None
+                        else None
                     )
                 owner = _resolve(action, roots)
                 if isinstance(action, CopyAction):
@@ -339,7 +343,9 @@ class _Run:
                             )
                         )
                     else:
-                        src = stack.enter_context(local_dir(source_mounts))
+                        src = stack.enter_context(
+                            local_dir(source_mounts, parent=self.op.mount_dir)
+                        )
                     _fsops.copy(src, dest, action, owner, cancelled=stop)
                 elif isinstance(action, MkdirAction):
                     _fsops.mkdir(dest, action, owner)

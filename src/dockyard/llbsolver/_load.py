@@ -159,6 +159,7 @@ def _op(node: OpNode, info: OpInfo, worker: Worker, entitlements: frozenset[Enti
             info=info,
             refs=worker.refs,
             steps=steps_from_pb(op.file),
+            mount_dir=worker.mount_dir,
             n_inputs=n_inputs,
             payload=op.file.SerializeToString(deterministic=True),
         )

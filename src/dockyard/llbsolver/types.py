@@ -32,6 +32,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -278,6 +279,8 @@ class Worker:
     ``sources`` maps a scheme (``"docker-image"``, ``"local"`` ...) to its resolver.
     ``default_network`` is the network of an exec whose LLB network mode is unset
     (BuildKit's default without CNI is the host's). ``platform`` is what execs run as.
+    ``mount_dir`` is where file ops mount refs they read or write (the system's
+    temporary directory when ``None``; the engine passes ``<state>/mnt``).
     """
 
     refs: RefStore
@@ -285,3 +288,4 @@ class Worker:
     sources: Mapping[str, SourceResolver] = field(default_factory=lambda: MappingProxyType({}))
     default_network: NetworkMode = NetworkMode.HOST
     platform: Platform = field(default_factory=host_platform)
+    mount_dir: Path | None = None

@@ -21,7 +21,7 @@ from dockyard.core.singleflight import SingleFlight
 from dockyard.snapshot import BaseSnapshotter, Kind, SnapshotterKind, new_snapshotter
 from dockyard.snapshot.mount import mountpoints_under, readable, readonly_mounts, unmount
 
-from ._checksum import ChecksumResult, Selector, StatCache, compute_checksum
+from ._checksum import RACY_NS, ChecksumResult, Selector, StatCache, compute_checksum
 from ._db import CacheDB, Parent, RecordRow
 from ._refs import ImmutableRef, MutableRef, finish
 from .types import (
@@ -92,6 +92,7 @@ class CacheManager:
         self._bytes_hashed = 0
         self._checksum_hits = 0
         self._checksum_misses = 0
+        self._racy_ns = RACY_NS  # tests lower it to make the stat cache deterministic
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -619,7 +620,7 @@ class CacheManager:
         self._checksum_misses += 1
         cache = self._stat_caches.get(ref.id)
         if cache is None:
-            cache = StatCache(entries=self._db.file_hashes(ref.id))
+            cache = StatCache(entries=self._db.file_hashes(ref.id), racy_ns=self._racy_ns)
             self._stat_caches[ref.id] = cache
         mounts = readonly_mounts(await ref.mounts())
 

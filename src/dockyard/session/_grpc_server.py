@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from dockyard.api._gen import session_pb2 as pb
-from dockyard.core import DockyardError, Reporter, SessionError
+from dockyard.core import Reporter, SessionError
 
 from ._grpc_common import (
     SERVICE,
@@ -85,18 +85,21 @@ class _RemotePeer:
         self._service = service
         self.info = info
         self._context = context
-        self._task = asyncio.current_task()
         self._lock = asyncio.Lock()
         self._replies: dict[str, asyncio.Future[pb.Reply]] = {}
         self._streams: dict[str, asyncio.Future[_ServerFrames]] = {}
         self._reason = ""
-        self.closing = False
+        self.stopped = asyncio.Event()
 
     @property
     def _timeout(self) -> float:
         return self._service.manager.call_timeout
 
     # -- Attach plumbing -------------------------------------------------------------
+
+    def writing(self) -> asyncio.Lock:
+        """Held while writing on ``Attach`` (one write at a time)."""
+        return self._lock
 
     async def _send(self, request: pb.Request) -> None:
         if self._reason:
@@ -252,10 +255,7 @@ class _RemotePeer:
             frames.finish()
 
     async def aclose(self) -> None:
-        self.closing = True
-        task = self._task
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
+        self.stopped.set()  # the Attach handler returns: the client sees its session end
 
 
 class SessionService:
@@ -319,23 +319,39 @@ class SessionService:
             credentials=hello.credentials,
         )
         peer = _RemotePeer(self, info, context)
-        try:
-            handle = self.manager.register_peer(peer)
-        except SessionError as exc:
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-            return
         reason = "the client detached"
-        try:
-            await context.write(pb.ServerMessage(welcome=pb.Welcome(version=VERSION)))
+        async with peer.writing():  # the welcome goes out before any request
+            try:
+                handle = self.manager.register_peer(peer)
+            except SessionError as exc:
+                await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+                return
+            try:
+                await context.write(pb.ServerMessage(welcome=pb.Welcome(version=VERSION)))
+            except BaseException:
+                self._end(peer, handle, "the client disconnected")
+                raise
+
+        async def pump() -> None:
             async for message in request_iterator:
                 if message.WhichOneof("kind") == "reply":
                     peer.on_reply(message.reply)
+
+        reading = asyncio.ensure_future(pump())
+        stopping = asyncio.ensure_future(peer.stopped.wait())
+        try:
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                reason = "closed by the daemon"
+            elif not reading.cancelled() and reading.exception() is not None:
+                reason = f"the session stream failed: {reading.exception()}"
         except asyncio.CancelledError:
-            reason = "closed by the daemon" if peer.closing else "the client disconnected"
+            reason = "the client disconnected"
             raise
-        except (grpc.RpcError, DockyardError, RuntimeError) as exc:
-            reason = f"the session stream failed: {exc}"
         finally:
+            reading.cancel()
+            stopping.cancel()
+            await asyncio.wait({reading, stopping})
             self._end(peer, handle, reason)
 
     def _end(self, peer: _RemotePeer, handle: SessionHandle, reason: str) -> None:

@@ -16,10 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from dockyard.core import DockyardError, InternalError, NotFoundError, UsageError
+from dockyard.core import Digest, DockyardError, InternalError, NotFoundError, UsageError
 from dockyard.core.singleflight import SingleFlight
-from dockyard.snapshot import BaseSnapshotter, Kind, SnapshotterKind, new_snapshotter
-from dockyard.snapshot.mount import mountpoints_under, readable, readonly_mounts, unmount
+from dockyard.snapshot import (
+    BaseSnapshotter,
+    Kind,
+    SnapshotterKind,
+    copy_tree,
+    new_snapshotter,
+)
+from dockyard.snapshot.mount import (
+    mounted,
+    mountpoints_under,
+    readable,
+    readonly_mounts,
+    unmount,
+)
+from dockyard.snapshot.types import Mount
 
 from ._checksum import RACY_NS, ChecksumResult, Selector, StatCache, compute_checksum
 from ._db import CacheDB, Parent, RecordRow
@@ -205,9 +218,7 @@ class CacheManager:
                 except DockyardError:
                     left.append(key)  # another orphan is built on it: next round
             if len(left) == len(orphans):
-                raise DockyardError(
-                    f"cannot remove snapshots left without a cache record: {', '.join(left)}"
-                )
+                break  # kept snapshots are built on them (cannot happen: records say so)
             orphans = left
 
     # -- handles ---------------------------------------------------------------------------
@@ -374,6 +385,27 @@ class CacheManager:
         return await self._composite(
             lambda rid: self.snapshotter.make_diff(rid, lower.id, up), parents, description
         )
+
+    async def snapshot(
+        self,
+        ref: MutableRef,
+        *,
+        record_type: RecordType = RecordType.REGULAR,
+        description: str = "",
+    ) -> ImmutableRef:
+        """A committed copy of ``ref``'s tree as it is now; ``ref`` stays usable (for a
+        persistent ref that is synced in place, like a local source's context: label
+        the copy with the content checksum and reuse it while the checksum holds)."""
+        self._own(ref)
+        source = readonly_mounts(await ref.mounts())
+        copy = await self.new_mutable(record_type=record_type, description=description)
+        try:
+            target = await copy.mounts()
+            await finish(lambda: asyncio.to_thread(_copy_between, source, target))
+        except BaseException:
+            await copy.release()
+            raise
+        return await copy.commit()
 
     async def _composite(
         self,
@@ -562,7 +594,7 @@ class CacheManager:
         follow_links: bool = False,
         wildcard: bool = False,
         xattrs: bool = True,
-    ) -> str:
+    ) -> Digest:
         """The content digest of ``path`` in ``ref`` (``sha256:...``); see
         :mod:`dockyard.cache._checksum` for exactly what it covers.
 
@@ -591,8 +623,8 @@ class CacheManager:
                 self._remember(key, known)
         if known is not None:
             self._checksum_hits += 1
-            return known
-        return await self._flights.do(key, lambda: self._checksum_committed(ref, sel, key))
+            return Digest(known)
+        return Digest(await self._flights.do(key, lambda: self._checksum_committed(ref, sel, key)))
 
     async def _checksum_committed(
         self, ref: ImmutableRef, sel: Selector, key: tuple[str, str]
@@ -616,7 +648,7 @@ class CacheManager:
             self._checksums.clear()
         self._checksums[key] = digest
 
-    async def _checksum_mutable(self, ref: MutableRef, sel: Selector) -> str:
+    async def _checksum_mutable(self, ref: MutableRef, sel: Selector) -> Digest:
         self._checksum_misses += 1
         cache = self._stat_caches.get(ref.id)
         if cache is None:
@@ -634,7 +666,7 @@ class CacheManager:
         changed, removed = cache.take_changes()
         if changed or removed:
             self._db.update_file_hashes(ref.id, changed, removed)
-        return str(result.digest)
+        return result.digest
 
     # -- du and prune ----------------------------------------------------------------------
     async def du(self, filters: UsageFilter | None = None) -> list[UsageRecord]:
@@ -747,6 +779,15 @@ async def _quietly(aw: Awaitable[object]) -> None:
     open's recovery removes whatever it left)."""
     with contextlib.suppress(DockyardError, OSError):
         await aw
+
+
+def _copy_between(source: Sequence[Mount], target: Sequence[Mount]) -> None:
+    with readable(source) as src:
+        if len(target) == 1 and target[0].type == "bind":
+            copy_tree(str(src), target[0].source)
+            return
+        with mounted(target) as dst:
+            copy_tree(str(src), str(dst))
 
 
 _libc: ctypes.CDLL | None = None

@@ -6,6 +6,7 @@ layer diff and apply.
 """
 
 from ._base import BaseSnapshotter, disk_usage
+from ._copy import copy_tree
 from ._native import NativeSnapshotter
 from ._overlay import OverlaySnapshotter
 from ._select import SnapshotterKind, new_snapshotter, overlay_supported
@@ -23,6 +24,7 @@ __all__ = [
     "Snapshotter",
     "SnapshotterKind",
     "Usage",
+    "copy_tree",
     "disk_usage",
     "new_snapshotter",
     "overlay_supported",

@@ -290,6 +290,7 @@ async def test_deep_merged_chains_are_flattened(tmp_path: Path, kind: str) -> No
         merged = await manager.merge([refs["x"][-1], refs["y"][-1]])
         expected = {f"{n}{i}": f"{n}{i}" for n in "xy" for i in range(5)}
         assert await names(merged) == expected
+        assert list((tmp_path / "state" / "snapshots").glob("*/flat-*"))
         # y's own chain still mounts as itself (its flattened copies are separate)
         assert await names(refs["y"][-1]) == {f"y{i}": f"y{i}" for i in range(5)}
         child = await make(manager, lambda r: (r / "x0").unlink(), merged)

@@ -221,3 +221,23 @@ async def test_in_use_cache_mounts_are_not_pruned(manager: CacheManager) -> None
     async with manager.cache_mount("busy") as fresh:
         assert fresh.id != ref.id
         assert await contents(fresh) == {}
+
+
+async def test_snapshot_of_a_named_ref(manager: CacheManager) -> None:
+    """The local-source pattern: sync in place, snapshot, reuse by content label."""
+    async with manager.named_mutable("ctx") as ctx:
+        await write(ctx, lambda r: (r / "app.py").write_text("v1"))
+        digest = await manager.checksum(ctx, "/")
+        snap = await manager.snapshot(ctx, record_type=RecordType.SOURCE_LOCAL)
+        snap.set_label("dockyard.local.content", digest)
+        await write(ctx, lambda r: (r / "app.py").write_text("v2"))
+        assert await contents(snap) == {"app.py": "v1"}
+        assert await contents(ctx) == {"app.py": "v2"}
+        assert snap.record_type is RecordType.SOURCE_LOCAL
+        assert await manager.checksum(snap, "/") == digest
+        assert manager.records_with_label("dockyard.local.content", digest) == [snap.id]
+        assert (
+            manager.records_with_label("dockyard.local.content", await manager.checksum(ctx, "/"))
+            == []
+        )
+    await snap.release()

@@ -112,14 +112,23 @@ def _parse_mount(m: pb.Mount) -> _Mount:
     kind = int(m.mountType)
     if kind not in (_BIND, _SECRET, _SSH, _CACHE, _TMPFS):
         raise InvalidDefinitionError(f"mount {m.dest}: unknown mount type {kind}")
-    base = {"dest": m.dest, "kind": kind, "input": int(m.input), "selector": m.selector}
     if kind == _BIND:
-        return _Mount(**base, output=int(m.output), readonly=m.readonly)  # type: ignore[arg-type]
+        return _Mount(
+            dest=m.dest,
+            kind=kind,
+            input=int(m.input),
+            selector=m.selector,
+            output=int(m.output),
+            readonly=m.readonly,
+        )
     if kind == _CACHE:
         if not m.cacheOpt.ID:
             raise InvalidDefinitionError(f"cache mount {m.dest} has no id")
         return _Mount(
-            **base,  # type: ignore[arg-type]
+            dest=m.dest,
+            kind=kind,
+            input=int(m.input),
+            selector=m.selector,
             readonly=m.readonly,
             cache_id=m.cacheOpt.ID,
             sharing=CacheSharing(int(m.cacheOpt.sharing)),
@@ -361,7 +370,13 @@ class ExecOp:
                         exec_mounts.append(
                             (
                                 m.dest,
-                                BindMount(dest=m.dest, source=tuple(specs), readonly=m.readonly),
+                                # a selector shows a subpath of the cache (as BuildKit)
+                                BindMount(
+                                    dest=m.dest,
+                                    source=tuple(specs),
+                                    selector=m.selector,
+                                    readonly=m.readonly,
+                                ),
                             )
                         )
                     elif m.kind == _TMPFS:

@@ -570,3 +570,37 @@ async def test_merge_and_diff(env: Env, bridge: LlbSolver) -> None:
     upper = a.mkfile("/new", 0o644, "N")
     assert await solve(bridge, llb.diff(a, upper)) == {"new": "N"}
     assert await solve(bridge, llb.diff(llb.scratch(), a)) == {"a": "A", "both": "from a"}
+
+
+async def test_exec_outputs_in_index_order(env: Env, bridge: LlbSolver) -> None:
+    async def behaviour(call: Call, sink: OutputSink) -> int:
+        (call.root / "in-root").write_text("r")
+        (call.mount_dirs["/a"] / "in-a").write_text("a")
+        (call.mount_dirs["/b"] / "in-b").write_text("b")
+        return 0
+
+    env.executor.behaviour = behaviour
+    run = llb.image("busybox").run(
+        "x", mounts=[llb.BindMount("/b", llb.scratch()), llb.BindMount("/a", llb.scratch())]
+    )
+    async with bridge.new_job() as job:
+        outs = {}
+        for dest in ("/", "/a", "/b"):
+            state = run.root if dest == "/" else run.get_mount(dest)
+            ref = await bridge.solve_in(job, state.marshal())
+            outs[dest] = tree(ref)
+    assert len(env.executor.calls) == 1
+    assert outs["/a"] == {"in-a": "a"}
+    assert outs["/b"] == {"in-b": "b"}
+    assert outs["/"]["in-root"] == "r"
+    assert "in-a" not in outs["/"]
+
+
+async def test_read_only_root_is_the_input_itself(env: Env, bridge: LlbSolver) -> None:
+    state = llb.image("busybox").run(
+        "x", readonly_rootfs=True, mounts=[llb.BindMount("/out", llb.scratch())]
+    )
+    await solve(bridge, state.get_mount("/out"))
+    call = env.executor.calls[0]
+    assert call.root.parent.name == "refs"  # the image's committed tree, no writable copy
+    assert env.refs.commits == 1  # only /out

@@ -33,7 +33,7 @@ from dockyard.core import (
 )
 
 from ._convert_image import empty_image
-from ._convert_options import ConvertOptions, ImageMetaResolver, NamedContext
+from ._convert_options import ConvertOptions, ImageMetaResolver, NamedContext, ResolvedImage
 from ._dockerfile import Dockerfile, Stage, parse_onbuild_trigger
 from ._instructions import (
     AddInstruction,
@@ -381,14 +381,15 @@ async def resolve(
     ``ONBUILD`` setup, and return the reachable nodes in order."""
     builder = graph.builder
     target_platform = options.target_platform or options.build_platform
+    resolver = _Once(resolver)
     while True:
         reachable = graph.reachable()
         pending = [n for n in reachable if n.base is None and not n.resolved and not _is_scratch(n)]
         for node in reachable:
             if node.base is None and not node.resolved and _is_scratch(node):
-                node.state = llb.scratch()
-                node.image = empty_image(target_platform)
                 node.platform = node.platform or target_platform
+                node.state = llb.scratch()
+                node.image = empty_image(node.platform)
                 node.resolved = True
                 node.dispatched = node.stage is None
         if pending:
@@ -407,6 +408,27 @@ async def resolve(
         if not new_deps:
             _check_cycles(graph.nodes)
             return reachable
+
+
+class _Once:
+    """Asks the resolver once per reference, platform and mode, however many stages
+    name the image."""
+
+    def __init__(self, inner: ImageMetaResolver) -> None:
+        self._inner = inner
+        self._calls: dict[tuple[str, str, str], asyncio.Future[ResolvedImage]] = {}
+
+    async def resolve(
+        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
+    ) -> ResolvedImage:
+        key = (ref, str(platform), resolve_mode.value)
+        call = self._calls.get(key)
+        if call is None:
+            call = asyncio.ensure_future(
+                self._inner.resolve(ref, platform=platform, resolve_mode=resolve_mode)
+            )
+            self._calls[key] = call
+        return await call
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -365,10 +365,11 @@ class SessionService:
             return
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a stream starts with open")
-        call = self._calls.pop(first.open.call_id, None)
+        call = self._calls.get(first.open.call_id)
         if call is None or call[0] != first.open.session_id or call[1].done():
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such session call")
             return
+        del self._calls[first.open.call_id]
         frames = _ServerFrames(request_iterator, context)
         call[1].set_result(frames)
         try:

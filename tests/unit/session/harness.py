@@ -3,10 +3,11 @@ loopback TCP. Shared by the unit and integration tests of the session."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -83,3 +84,13 @@ class Harness:
 def socket_dir() -> Path:
     """A short private directory for unix sockets (``sun_path`` is 108 bytes)."""
     return Path(tempfile.mkdtemp(prefix="dy-sock-"))
+
+
+async def eventually(condition: Callable[[], bool], *, limit: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (another task or process must make it true);
+    fails after ``limit`` seconds."""
+    for _ in range(int(limit / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition not met within {limit}s")

@@ -1,0 +1,96 @@
+"""Outputs written to the client's chosen destinations (``local`` and ``tar`` outputs
+when the engine runs elsewhere)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dockyard.core import NotFoundError, UsageError
+from dockyard.session import DirectoryTarget, FileTarget, Session
+
+from .harness import Harness, eventually
+from .trees import snapshot, write
+
+
+async def test_directory_export_merges_into_the_target(harness: Harness, tmp_path: Path) -> None:
+    result_tree, out = tmp_path / "result", tmp_path / "out"
+    write(result_tree, "bin/app", "binary", mode=0o755)
+    write(result_tree, "etc/conf", "x=1")
+    os.symlink("bin/app", result_tree / "app")
+    write(out, "unrelated.txt", "mine")
+    session = Session(exports={"out": DirectoryTarget(path=out)})
+    async with harness.open(session) as handle:
+        first = await handle.exports.send_directory("out", result_tree)
+        assert (first.entries, first.files_transferred) == (5, 2)
+        assert first.bytes_transferred == len("binary") + len("x=1")
+        again = await handle.exports.send_directory("out", result_tree)
+        assert again.files_transferred == 0
+    assert (out / "unrelated.txt").read_text() == "mine"
+    exported = snapshot(out)
+    del exported["unrelated.txt"]
+    assert exported == snapshot(result_tree)
+
+
+async def test_stream_export_to_a_file(harness: Harness, tmp_path: Path) -> None:
+    dest = tmp_path / "sub" / "image.tar"
+    payload = os.urandom(3 * 1024 * 1024 + 7)
+    async with harness.open(Session(exports={"tar": FileTarget(path=dest)})) as handle:
+        async with handle.exports.open_stream("tar") as stream:
+            for start in range(0, len(payload), 700_000):
+                await stream.write(payload[start : start + 700_000])
+            assert not dest.exists()  # only complete files appear
+        assert dest.read_bytes() == payload
+
+        # a failed export leaves nothing behind
+        async def failing_export() -> None:
+            async with handle.exports.open_stream("tar") as stream:
+                await stream.write(b"partial")
+                raise RuntimeError("exporter failed")
+
+        with pytest.raises(RuntimeError, match="exporter failed"):
+            await failing_export()
+        # the client removes its partial file when it learns the export failed
+        await eventually(lambda: sorted(p.name for p in dest.parent.iterdir()) == ["image.tar"])
+    assert dest.read_bytes() == payload
+
+
+async def test_stream_export_to_a_descriptor(harness: Harness) -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        session = Session(exports={"stdout": FileTarget(fd=write_fd)})
+        async with (
+            harness.open(session) as handle,
+            handle.exports.open_stream("stdout") as stream,
+        ):
+            await stream.write(b"hello ")
+            await stream.write(b"pipe")
+        assert os.read(read_fd, 100) == b"hello pipe"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+async def test_target_kinds_must_match(harness: Harness, tmp_path: Path) -> None:
+    session = Session(
+        exports={
+            "dir": DirectoryTarget(path=tmp_path / "d"),
+            "file": FileTarget(path=tmp_path / "f"),
+        }
+    )
+    async with harness.open(session) as handle:
+        with pytest.raises(NotFoundError, match=r"'dir' (of the client )?is not a file"):
+            async with handle.exports.open_stream("dir"):
+                pass
+        with pytest.raises(NotFoundError, match="not a directory"):
+            await handle.exports.send_directory("file", tmp_path)
+        assert handle.exports.has("dir")
+
+
+def test_file_target_needs_one_destination() -> None:
+    with pytest.raises(UsageError):
+        FileTarget()
+    with pytest.raises(UsageError):
+        FileTarget(path=Path("x"), fd=1)

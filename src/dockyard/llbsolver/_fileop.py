@@ -246,6 +246,7 @@ class _Run:
             await self.run(index)
         by_output = {step.output: i for i, step in enumerate(op.steps) if step.output >= 0}
         results: list[Result] = []
+        actions: list[int] = []
         for out in range(op.n_outputs):
             action = by_output.get(out)
             if action is None:
@@ -253,7 +254,8 @@ class _Run:
             ref = await self.readable(op.n_inputs + action)
             assert ref is not None
             results.append(ref)
-            self.returned.add(action)
+            actions.append(action)
+        self.returned.update(actions)  # only now: on failure cleanup releases them all
         return results
 
     async def cleanup(self) -> None:

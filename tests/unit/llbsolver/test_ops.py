@@ -604,3 +604,57 @@ async def test_read_only_root_is_the_input_itself(env: Env, bridge: LlbSolver) -
     call = env.executor.calls[0]
     assert call.root.parent.name == "refs"  # the image's committed tree, no writable copy
     assert env.refs.commits == 1  # only /out
+
+
+def _definition(ops: list[object], head: tuple[int, int]) -> llb.Definition:
+    """A Definition of ``pb.Op`` messages (inputs given as (op position, output))."""
+    import hashlib
+
+    from dockyard.api import ops as pb
+
+    raws: list[bytes] = []
+    digests: list[str] = []
+    for op in ops:
+        assert isinstance(op, pb.Op)
+        raw = op.SerializeToString(deterministic=True)
+        raws.append(raw)
+        digests.append("sha256:" + hashlib.sha256(raw).hexdigest())
+    terminal = pb.Op(inputs=[pb.Input(digest=digests[head[0]], index=head[1])])
+    message = pb.Definition()
+    getattr(message, "def").extend([*raws, terminal.SerializeToString(deterministic=True)])
+    return llb.Definition.from_pb(message)
+
+
+async def test_file_op_with_two_outputs(env: Env, bridge: LlbSolver) -> None:
+    from dockyard.api import ops as pb
+
+    op = pb.Op(
+        file=pb.FileOp(
+            actions=[
+                pb.FileAction(
+                    input=-1,
+                    secondaryInput=-1,
+                    output=0,
+                    mkfile=pb.FileActionMkFile(path="/a", mode=0o644, data=b"A", timestamp=-1),
+                ),
+                pb.FileAction(
+                    input=0,  # the result of action 0 (no op inputs)
+                    secondaryInput=-1,
+                    output=1,
+                    mkfile=pb.FileActionMkFile(path="/b", mode=0o644, data=b"B", timestamp=-1),
+                ),
+            ]
+        )
+    )
+    async with bridge.new_job() as job:
+        first = await bridge.solve_in(job, _definition([op], (0, 0)))
+        second = await bridge.solve_in(job, _definition([op], (0, 1)))
+        assert tree(first) == {"a": "A"}
+        assert tree(second) == {"a": "A", "b": "B"}
+    assert env.refs.commits == 2
+
+
+async def test_failing_action_releases_everything(env: Env, bridge: LlbSolver) -> None:
+    state = llb.scratch().file(llb.mkdir("/a").mkfile("/missing/f", 0o644, "x"))
+    with pytest.raises(NotFoundError, match="parent directory"):
+        await bridge.solve(state.marshal())

@@ -92,7 +92,7 @@ def main_context(
 class ContextSpec:
     """A parsed ``--build-context`` value: ``kind`` is ``local`` (a directory the client
     sends), ``image`` (``docker-image://REF``), ``oci-layout`` (``oci-layout://STORE@DIGEST``),
-    ``git`` or ``http``; ``value`` the rest."""
+    ``git`` or ``http``; ``value`` the rest (for ``oci-layout``: ``PATH[:TAG][@DIGEST]``)."""
 
     kind: str
     value: str
@@ -137,7 +137,8 @@ async def load_named_context(
     """Turn ``--build-context name=value`` into a :class:`NamedContext`.
 
     Images are resolved through ``resolver`` (their config gives the stage its ``ENV``,
-    ``WORKDIR``…); a directory becomes a ``local`` source named ``local_name`` (default
+    ``WORKDIR``…); an OCI layout is asked for as ``oci-layout://PATH@DIGEST`` (or
+    ``oci-layout://PATH:TAG``, which must resolve to a digest); a directory becomes a ``local`` source named ``local_name`` (default
     ``name``) that the client serves, with ``excludes`` from that directory's
     ``.dockerignore``.
     """
@@ -170,15 +171,21 @@ async def load_named_context(
         if found.config is not None:
             state = state.with_image_config(found.config)
         return NamedContext(state=state, config=config)
-    store, at, digest = spec.value.partition("@")
-    if not at or not digest:
+    store, _, digest = spec.value.partition("@")
+    tag = ""
+    head, colon, tail = store.rpartition(":")
+    if colon and "/" not in tail:
+        store, tag = head, tail
+    if not store:
+        raise UsageError(f"oci-layout build context {value!r} names no layout")
+    ref = f"oci-layout://{store}@{digest}" if digest else f"oci-layout://{store}:{tag or 'latest'}"
+    found = await resolver.resolve(ref, platform=platform, resolve_mode=resolve_mode)
+    digest = digest or found.digest or ""
+    if not digest:
         raise UsageError(
-            f"oci-layout build context {value!r} needs a digest (oci-layout://PATH@sha256:…)"
+            f"oci-layout build context {value!r}: {ref} did not resolve to a digest "
+            "(give oci-layout://PATH@sha256:…)"
         )
-    store = store.split(":", 1)[0] if "/" not in store.split(":", 1)[-1] else store
-    found = await resolver.resolve(
-        f"oci-layout://{store}@{digest}", platform=platform, resolve_mode=resolve_mode
-    )
     state = llb.oci_layout(
         f"{store}@{digest}",
         session_id=session_id,

@@ -20,16 +20,20 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from dockyard import llb
 from dockyard.core import UsageError
 
-from ._convert_dispatch import StageDispatcher, normalize_path
+from ._convert_paths import normalize_path
 from ._convert_stages import Command, StageNode
 from ._instructions import AddInstruction, CopyInstruction
 from ._text import parse_go_bool
 from ._values import BadValue, parse_checksum
+
+if TYPE_CHECKING:
+    from ._convert_dispatch import StageDispatcher
 
 __all__ = ["GitRef", "dispatch_copy", "parse_git_ref"]
 

@@ -16,13 +16,13 @@ module handles the rest and the state they share.
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from dockyard import llb, oci
 from dockyard.core import DockyardError, FrontendError, Platform, UsageError
 
+from ._convert_copy import dispatch_copy
 from ._convert_image import (
     DEFAULT_PATH,
     add_history,
@@ -36,6 +36,8 @@ from ._convert_image import (
     update_config,
 )
 from ._convert_options import ConvertOptions
+from ._convert_paths import normalize_path
+from ._convert_run import dispatch_run
 from ._convert_stages import Command, StageNode
 from ._instructions import (
     AddInstruction,
@@ -63,7 +65,7 @@ from ._rules import NON_ENV_ARGS
 from ._shell import ShellLex
 from ._values import BadValue, parse_ports, parse_signal
 
-__all__ = ["ConvertContext", "StageDispatcher", "normalize_path"]
+__all__ = ["ConvertContext", "StageDispatcher", "uppercase_command"]
 
 _NETWORKS = {
     NetworkMode.DEFAULT: llb.NetMode.SANDBOX,
@@ -96,36 +98,6 @@ class ConvertContext:
         if self.epoch is None:
             return None
         return datetime.fromtimestamp(self.epoch, UTC)
-
-
-def normalize_path(parent: str, path: str, *, keep_slash: bool = False) -> str:
-    """BuildKit's ``system.NormalizePath`` for Linux: an absolute ``path`` is kept as
-    written, a relative one is joined to ``parent`` (and cleaned); with ``keep_slash`` a
-    trailing ``/`` or ``/.`` survives."""
-    original = path
-    if not parent:
-        parent = "/"
-    if not parent.startswith("/"):
-        parent = _clean("/" + parent)
-    if not path:
-        path = parent
-    if not path.startswith("/"):
-        path = _clean(posixpath.join(parent, path))
-    if keep_slash:
-        if original.endswith("/") and not path.endswith("/"):
-            path += "/"
-        elif original.endswith("/."):
-            if path != "/":
-                path += "/"
-            path += "."
-    return path
-
-
-def _clean(path: str) -> str:
-    cleaned = posixpath.normpath(path)
-    if cleaned.startswith("//"):
-        cleaned = "/" + cleaned.lstrip("/")
-    return cleaned
 
 
 def uppercase_command(text: str) -> str:
@@ -273,12 +245,8 @@ class StageDispatcher:
         except MountError as exc:
             raise instruction.error(f"RUN --mount: {exc}") from None
         if isinstance(expanded, RunInstruction):
-            from ._convert_run import dispatch_run
-
             dispatch_run(self, expanded, command)
         elif isinstance(expanded, AddInstruction | CopyInstruction):
-            from ._convert_copy import dispatch_copy
-
             dispatch_copy(self, expanded, command)
         elif isinstance(expanded, WorkdirInstruction):
             self._workdir(expanded, command.onbuild)

@@ -16,14 +16,17 @@ mounts are optional unless ``required``. Relative targets are under the working 
 from __future__ import annotations
 
 import posixpath
+from typing import TYPE_CHECKING
 
 from dockyard import llb
 
-from ._convert_dispatch import StageDispatcher
 from ._convert_stages import DOCKERFILE_COMMAND, Command, StageNode
 from ._instructions import RunInstruction
 from ._mounts import CacheSharing, MountType, NetworkMode, RunMount, SecurityMode
 from ._parser import parse_heredoc
+
+if TYPE_CHECKING:
+    from ._convert_dispatch import StageDispatcher
 
 __all__ = ["dispatch_run", "run_history"]
 

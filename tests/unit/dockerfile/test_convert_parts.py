@@ -12,6 +12,7 @@ from dockyard.core import Platform, UsageError
 from dockyard.dockerfile import (
     ConvertOptions,
     NetworkMode,
+    UnresolvedImages,
     convert,
     load_named_context,
     parse_context_spec,
@@ -19,8 +20,8 @@ from dockyard.dockerfile import (
 )
 from dockyard.dockerfile._convert_context import follow_paths
 from dockyard.dockerfile._convert_copy import GitRef, GitRefError, parse_git_ref
-from dockyard.dockerfile._convert_dispatch import normalize_path
 from dockyard.dockerfile._convert_image import go_duration
+from dockyard.dockerfile._convert_paths import normalize_path
 from dockyard.dockerfile._convert_stages import familiar_name
 
 from .test_convert_golden import FakeResolver
@@ -139,9 +140,14 @@ async def test_load_named_contexts() -> None:
     assert git.state.output.vertex.identifier == "git://github.com/a/b.git"  # type: ignore[union-attr]
     scratch = await load_named_context("x", "docker-image://scratch", resolver=fake, platform=AMD64)
     assert scratch.state.is_scratch
-    with pytest.raises(UsageError, match="needs a digest"):
-        await load_named_context("l", "oci-layout://store:tag", resolver=fake, platform=AMD64)
+    with pytest.raises(UsageError, match="did not resolve to a digest"):
+        await load_named_context(
+            "l", "oci-layout://store:tag", resolver=UnresolvedImages(), platform=AMD64
+        )
     fake.images["oci-layout://store"] = fake.images["docker.io/library/busybox:latest"]
+    fake.images["oci-layout://store:v1"] = fake.images["docker.io/library/busybox:latest"]
+    tagged = await load_named_context("l", "oci-layout://store:v1", resolver=fake, platform=AMD64)
+    assert tagged.state.output.vertex.identifier.startswith("oci-layout://store@sha256:")  # type: ignore[union-attr]
     layout = await load_named_context(
         "l", "oci-layout://store@sha256:" + "b" * 64, resolver=fake, platform=AMD64
     )

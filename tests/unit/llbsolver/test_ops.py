@@ -658,3 +658,49 @@ async def test_failing_action_releases_everything(env: Env, bridge: LlbSolver) -
     state = llb.scratch().file(llb.mkdir("/a").mkfile("/missing/f", 0o644, "x"))
     with pytest.raises(NotFoundError, match="parent directory"):
         await bridge.solve(state.marshal())
+
+
+def test_source_requests() -> None:
+    from dockyard.core import UsageError, VertexRef
+    from dockyard.llbsolver import SourceRequest
+
+    where = VertexRef(digest="sha256:x", name="x")
+    request = SourceRequest.parse(
+        "docker-image://docker.io/library/busybox:latest", attrs={"a": "b"}, vertex=where
+    )
+    assert (request.scheme, request.path) == ("docker-image", "docker.io/library/busybox:latest")
+    assert dict(request.attrs) == {"a": "b"}
+    with pytest.raises(UsageError, match="no scheme"):
+        SourceRequest.parse("busybox", vertex=where)
+
+
+async def test_a_source_is_resolved_once_per_op(env: Env, bridge: LlbSolver) -> None:
+    state = llb.local("ctx", include_patterns=["*.py"])
+    await solve(bridge, state)
+    await solve(bridge, state)
+    assert len(env.source.requests) == 2  # once per load (each solve loads the Definition)
+    request = env.source.requests[0]
+    assert request.scheme == "local"
+    assert request.attrs["local.includepattern"] == '["*.py"]'
+    assert env.source.snapshots == ["ctx"]  # the second solve hit the cache
+
+
+def test_job_options_values() -> None:
+    from dockyard.llbsolver import ENTITLEMENTS, SECRETS, SESSION_ID
+
+    secrets = Secrets({})
+    values = JobOptions(
+        session_id="s1", secrets=secrets, entitlements=frozenset({Entitlement.NETWORK_HOST})
+    ).values()
+    assert values[SESSION_ID] == "s1"
+    assert values[SECRETS] is secrets
+    assert values[ENTITLEMENTS] == frozenset({Entitlement.NETWORK_HOST})
+    assert Entitlement.parse("security.insecure") is Entitlement.SECURITY_INSECURE
+
+
+def test_build_ops_are_rejected(env: Env) -> None:
+    from dockyard.api import ops as pb
+
+    op = pb.Op(build=pb.BuildOp(builder=-1))
+    with pytest.raises(InvalidDefinitionError, match="nested build ops"):
+        load(_definition([op], (0, 0)), env.worker)

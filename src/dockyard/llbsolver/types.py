@@ -211,8 +211,9 @@ class SourceRequest:
 
 @runtime_checkable
 class SourceInstance(Protocol):
-    """One source op, resolved. Created once per vertex and called concurrently by
-    every job that needs it.
+    """One source op, resolved: made by :meth:`SourceResolver.resolve` once per loaded
+    op (each load of a Definition resolves afresh); its methods may be called
+    concurrently by every job that shares the vertex.
 
     - :meth:`cache_key` names the content the source produces (an image's manifest
       digest, a commit): the same key promises the same tree. It may do network work
@@ -220,7 +221,10 @@ class SourceInstance(Protocol):
       local directory) returns a key unique to this fetch, so that it always runs; its
       dependants then read it by content checksum and still hit the cache.
     - :meth:`snapshot` produces the tree as a new :class:`ImmutableRef` the caller
-      owns. It is called only on a cache miss, after :meth:`cache_key`.
+      owns — a ref of the worker's cache manager (``dockyard.cache.ImmutableRef``), so
+      that the solver can keep it. It is called only on a cache miss, after
+      :meth:`cache_key`. Raise :class:`dockyard.core.DockyardError` subclasses (the op's
+      vertex and source locations are attached on the way out).
     """
 
     async def cache_key(self, ctx: VertexContext) -> str: ...

@@ -39,6 +39,7 @@ from ._actions import (
     SymlinkAction,
 )
 from ._common import OpInfo, cache_digest, local_dir, run_blocking
+from ._copy import copy
 from ._owner import Owner, resolve_owner
 from .types import ContentSelector, ImmutableRef, MutableRef, RefStore
 
@@ -348,7 +349,7 @@ class _Run:
                         src = stack.enter_context(
                             local_dir(source_mounts, parent=self.op.mount_dir)
                         )
-                    _fsops.copy(src, dest, action, owner, cancelled=stop)
+                    copy(src, dest, action, owner, cancelled=stop)
                 elif isinstance(action, MkdirAction):
                     _fsops.mkdir(dest, action, owner)
                 elif isinstance(action, MkfileAction):

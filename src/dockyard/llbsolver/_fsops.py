@@ -1,4 +1,5 @@
-"""File actions on plain directory trees: copy, mkdir, mkfile, rm, symlink.
+"""File actions on plain directory trees: mkdir, mkfile, rm, symlink (copy is in
+:mod:`._copy`), and the rules all of them follow.
 
 The semantics are BuildKit's (``solver/llbsolver/file/backend.go`` over fsutil's
 ``copy``); they are written against plain directories so that they are testable without
@@ -28,29 +29,29 @@ import os
 import shutil
 import stat
 import tempfile
-import threading
 from pathlib import Path
 
-from dockyard.core import (
-    CancelledError,
-    DockyardError,
-    MatchState,
-    NotFoundError,
-    PatternMatcher,
-)
+from dockyard.core import DockyardError, NotFoundError
 
-from ._actions import CopyAction, MkdirAction, MkfileAction, RmAction, SymlinkAction
+from ._actions import MkdirAction, MkfileAction, RmAction, SymlinkAction
 from ._glob import resolve_wildcards
 from ._owner import Owner
-from ._paths import base_name, clean_path, rel_to_root, root_path, split_dir
+from ._paths import clean_path, rel_to_root, root_path
 
-__all__ = ["copy", "mkdir", "mkdir_all", "mkfile", "remove_all", "rm", "symlink"]
+__all__ = [
+    "mkdir",
+    "mkdir_all",
+    "mkfile",
+    "os_error",
+    "remove_all",
+    "rm",
+    "set_times",
+    "show",
+    "symlink",
+]
 
-_COPY_CHUNK = 1 << 30
-_NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
 
-
-def _show(root: Path, path: Path) -> str:
+def show(root: Path, path: Path) -> str:
     try:
         rel = rel_to_root(root, path)
     except DockyardError:
@@ -58,14 +59,14 @@ def _show(root: Path, path: Path) -> str:
     return "/" if rel == "." else "/" + rel
 
 
-def _os_error(what: str, exc: OSError) -> DockyardError:
+def os_error(what: str, exc: OSError) -> DockyardError:
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOENT:
         return NotFoundError(f"{what}: {reason}")
     return DockyardError(f"{what}: {reason}")
 
 
-def _set_times(path: Path, ns: int) -> None:
+def set_times(path: Path, ns: int) -> None:
     os.utime(path, ns=(ns, ns), follow_symlinks=False)
 
 
@@ -109,17 +110,17 @@ def mkdir_all(
             try:
                 os.mkdir(current, 0o700)
             except OSError as exc:
-                raise _os_error(f"mkdir {_show(root, current)}", exc) from exc
+                raise os_error(f"mkdir {show(root, current)}", exc) from exc
             if owner is not None:
                 _chown(current, owner)
             os.chmod(current, mode)
             created.append(current)
             continue
         if not stat.S_ISDIR(st.st_mode):
-            raise DockyardError(f"mkdir {_show(root, current)}: not a directory")
+            raise DockyardError(f"mkdir {show(root, current)}: not a directory")
     if timestamp is not None:
         for path in reversed(created):
-            _set_times(path, timestamp)
+            set_times(path, timestamp)
     return created
 
 
@@ -142,12 +143,12 @@ def mkdir(root: Path, action: MkdirAction, owner: Owner | None) -> None:
             raise NotFoundError(
                 f"mkdir {path}: the parent directory does not exist (make parents to create it)"
             ) from exc
-        raise _os_error(f"mkdir {path}", exc) from exc
+        raise os_error(f"mkdir {path}", exc) from exc
     if owner is not None:
         _chown(target, owner)
     os.chmod(target, action.mode)
     if action.timestamp is not None:
-        _set_times(target, action.timestamp)
+        set_times(target, action.timestamp)
 
 
 def mkfile(root: Path, action: MkfileAction, owner: Owner | None) -> None:
@@ -162,7 +163,7 @@ def mkfile(root: Path, action: MkfileAction, owner: Owner | None) -> None:
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise NotFoundError(f"mkfile {path}: the parent directory does not exist") from exc
-        raise _os_error(f"mkfile {path}", exc) from exc
+        raise os_error(f"mkfile {path}", exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(action.data)
@@ -170,12 +171,12 @@ def mkfile(root: Path, action: MkfileAction, owner: Owner | None) -> None:
                 os.fchown(f.fileno(), owner.uid, owner.gid)
             os.fchmod(f.fileno(), action.mode)
         if action.timestamp is not None:
-            _set_times(Path(tmp), action.timestamp)
+            set_times(Path(tmp), action.timestamp)
         os.rename(tmp, target)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise _os_error(f"mkfile {path}", exc) from exc
+        raise os_error(f"mkfile {path}", exc) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -204,7 +205,7 @@ def _rm_path(root: Path, path: str, *, allow_not_found: bool) -> None:
     try:
         remove_all(target)
     except OSError as exc:
-        raise _os_error(f"rm {display}", exc) from exc
+        raise os_error(f"rm {display}", exc) from exc
 
 
 def symlink(root: Path, action: SymlinkAction, owner: Owner | None) -> None:
@@ -221,403 +222,8 @@ def symlink(root: Path, action: SymlinkAction, owner: Owner | None) -> None:
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise NotFoundError(f"symlink {path}: the parent directory does not exist") from exc
-        raise _os_error(f"symlink {path}", exc) from exc
+        raise os_error(f"symlink {path}", exc) from exc
     if owner is not None:
         _chown(target, owner)
     if action.timestamp is not None:
-        _set_times(target, action.timestamp)
-
-
-# -- copy ------------------------------------------------------------------------------
-
-
-def copy(
-    src_root: Path,
-    dest_root: Path,
-    action: CopyAction,
-    owner: Owner | None,
-    *,
-    cancelled: threading.Event | None = None,
-) -> None:
-    """Copy ``action.src`` of the tree at ``src_root`` into the tree at ``dest_root``.
-
-    Destination rules (BuildKit's): a ``dest`` ending in ``/`` is a directory (made if
-    missing); a file copied onto an existing directory lands inside it; a directory
-    copied onto an existing path lands inside it unless ``dir_contents_only``, which
-    copies its contents into ``dest`` (made if missing); a source ending in ``/.`` means
-    the directory's contents. With ``create_dest_path`` missing parents of ``dest`` are
-    made, otherwise the directory ``dest`` is in must exist.
-    """
-    src_path = clean_path(action.src, what="copy source")
-    dest_path = clean_path(action.dest, what="copy destination")
-    if not action.create_dest_path:
-        parent = root_path(dest_root, dest_path.rstrip("/") or "/", follow_links=True).parent
-        if not parent.is_relative_to(dest_root):
-            parent = dest_root
-        if not os.path.lexists(parent):
-            raise NotFoundError(
-                f"copy: the destination directory of {action.dest!r} does not exist"
-            )
-    for required in action.required_paths:
-        path = clean_path(required, what="required path")
-        if not os.path.lexists(root_path(src_root, path, follow_links=False)):
-            raise NotFoundError(f"copy: required path {required!r} not found")
-    if action.allow_wildcard:
-        matches = [
-            "/" + m
-            for m in resolve_wildcards(src_root, src_path, follow_links=action.follow_symlinks)
-        ]
-        if not matches:
-            if action.allow_empty_wildcard:
-                return
-            raise NotFoundError(
-                f"copy: no source files were specified: {action.src!r} matches nothing"
-            )
-    else:
-        matches = [src_path]
-    copier = _Copier(src_root, dest_root, action, owner, cancelled)
-    for src in matches:
-        if action.unpack:
-            from ._unpack import unpack
-
-            if unpack(
-                src_root,
-                src,
-                dest_root,
-                dest_path,
-                owner=owner,
-                timestamp=action.timestamp,
-                cancelled=cancelled,
-            ):
-                continue
-        copier.copy_source(src, dest_path)
-    copier.finish()
-
-
-class _ParentDir:
-    __slots__ = ("copied", "delayed", "dst", "src")
-
-    def __init__(self, src: Path, dst: Path, copied: bool) -> None:
-        self.src = src
-        self.dst = dst
-        self.copied = copied
-        self.delayed = False
-
-
-class _Copier:
-    """One copy action: fsutil's ``copier``, walking with ``lstat`` and never following
-    a link below the resolved source and destination paths."""
-
-    def __init__(
-        self,
-        src_root: Path,
-        dest_root: Path,
-        action: CopyAction,
-        owner: Owner | None,
-        cancelled: threading.Event | None,
-    ) -> None:
-        self.src_root = src_root
-        self.dest_root = dest_root
-        self.action = action
-        self.owner = owner
-        self.mode = action.mode
-        self.timestamp = action.timestamp
-        self.cancelled = cancelled
-        self.include = PatternMatcher(action.include_patterns) if action.include_patterns else None
-        self.exclude = PatternMatcher(action.exclude_patterns) if action.exclude_patterns else None
-        self.inodes: dict[tuple[int, int], Path] = {}
-        self.parents: list[_ParentDir] = []
-        self.made_dirs: list[Path] = []  # destination parents we made, to re-time at the end
-
-    # -- entry points
-
-    def copy_source(self, src: str, dest_path: str) -> None:
-        action = self.action
-        head, tail = split_dir(dest_path)
-        ensure = head if tail not in ("", ".") else dest_path
-        if ensure:
-            self._mkdir_all(root_path(self.dest_root, ensure, follow_links=True))
-        dst = root_path(self.dest_root, dest_path, follow_links=True)
-        src_followed = root_path(self.src_root, src, follow_links=action.follow_symlinks)
-        try:
-            src_st = os.lstat(src_followed)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                raise NotFoundError(f"copy: source {src!r} not found") from exc
-            raise _os_error(f"copy: {src}", exc) from exc
-        dst = self._prepare_target(src_st, src, dst)
-        self._copy(src_followed, "", dst, src_st, overwrite=False, inc=None, exc=None)
-
-    def finish(self) -> None:
-        if self.timestamp is not None:
-            for path in reversed(self.made_dirs):
-                _set_times(path, self.timestamp)
-
-    # -- helpers
-
-    def _mkdir_all(self, target: Path) -> None:
-        self.made_dirs.extend(
-            mkdir_all(
-                self.dest_root, target, mode=0o755, owner=self.owner, timestamp=self.timestamp
-            )
-        )
-
-    def _prepare_target(self, src_st: os.stat_result, src: str, dst: Path) -> Path:
-        try:
-            dest_st: os.stat_result | None = os.stat(dst)
-        except (FileNotFoundError, NotADirectoryError):
-            dest_st = None
-        except OSError as exc:
-            raise _os_error(f"copy: {_show(self.dest_root, dst)}", exc) from exc
-        src_is_dir = stat.S_ISDIR(src_st.st_mode)
-        dest_is_dir = dest_st is not None and stat.S_ISDIR(dest_st.st_mode)
-        if (not self.action.dir_contents_only and src_is_dir and dest_st is not None) or (
-            not src_is_dir and dest_is_dir
-        ):
-            name = base_name(src)
-            if name not in (".", "/"):
-                dst = dst / name  # dst is a resolved directory: the name is not followed
-        target = dst.parent
-        if self.action.dir_contents_only and src_is_dir and dest_st is None:
-            target = dst
-        if target.is_relative_to(self.dest_root):
-            self._mkdir_all(target)
-        return dst
-
-    def _check_cancelled(self) -> None:
-        if self.cancelled is not None and self.cancelled.is_set():
-            raise CancelledError("copy cancelled")
-
-    def _matches(
-        self, components: str, is_dir: bool, inc: MatchState | None, exc: MatchState | None
-    ) -> tuple[bool, bool, MatchState | None, MatchState | None]:
-        """``(include, descend, include state, exclude state)`` for a walked entry."""
-        include = True
-        descend = is_dir
-        inc_state = exc_state = None
-        if self.include is not None:
-            include, inc_state = self.include.match_with_parent(components, inc)
-            if not include and is_dir:
-                descend = any(
-                    p.could_match_below(components)
-                    for p in self.include.patterns
-                    if not p.exclusion
-                )
-        if self.exclude is not None:
-            excluded, exc_state = self.exclude.match_with_parent(components, exc)
-            if excluded:
-                include = False
-                if is_dir and not self.exclude.may_include_inside(components):
-                    descend = False
-        return include, descend, inc_state, exc_state
-
-    def _copy(
-        self,
-        src: Path,
-        components: str,
-        target: Path,
-        st: os.stat_result,
-        *,
-        overwrite: bool,
-        inc: MatchState | None,
-        exc: MatchState | None,
-    ) -> None:
-        self._check_cancelled()
-        is_dir = stat.S_ISDIR(st.st_mode)
-        include = True
-        if components:
-            include, descend, inc, exc = self._matches(components, is_dir, inc, exc)
-            if not include and not descend:
-                return
-        try:
-            self._copy_entry(src, components, target, st, overwrite, include, inc, exc)
-        except OSError as err:
-            raise _os_error(
-                f"copy {_show(self.src_root, src)} to {_show(self.dest_root, target)}", err
-            ) from err
-
-    def _copy_entry(
-        self,
-        src: Path,
-        components: str,
-        target: Path,
-        st: os.stat_result,
-        overwrite: bool,
-        include: bool,
-        inc: MatchState | None,
-        exc: MatchState | None,
-    ) -> None:
-        mode = st.st_mode
-        is_dir = stat.S_ISDIR(mode)
-        try:
-            target_st: os.stat_result | None = os.lstat(target)
-        except FileNotFoundError:
-            target_st = None
-        if include:
-            if (
-                self.action.replace_existing
-                and target_st is not None
-                and not (is_dir and stat.S_ISDIR(target_st.st_mode))
-            ):
-                remove_all(target)
-                target_st = None
-            self._create_parents(overwrite)
-        if not is_dir:
-            if not include:
-                return
-            if target_st is not None:
-                if stat.S_ISDIR(target_st.st_mode):
-                    raise DockyardError(
-                        f"copy: cannot replace directory {_show(self.dest_root, target)}"
-                        f" with {_show(self.src_root, src)}, which is not a directory"
-                    )
-                os.unlink(target)
-        copy_info = include
-        if is_dir:
-            created = self._copy_dir(src, components, target, st, overwrite, include, inc, exc)
-            if not overwrite:
-                copy_info = created
-        elif stat.S_ISREG(mode):
-            self._copy_file(src, target, st)
-        elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(src), target)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-            os.mknod(target, stat.S_IFMT(mode) | 0o600, st.st_rdev)
-        else:
-            raise DockyardError(f"copy: {_show(self.src_root, src)} has an unsupported file type")
-        if copy_info:
-            self._copy_info(src, target, st)
-
-    def _copy_dir(
-        self,
-        src: Path,
-        components: str,
-        dst: Path,
-        st: os.stat_result,
-        overwrite: bool,
-        include: bool,
-        inc: MatchState | None,
-        exc: MatchState | None,
-    ) -> bool:
-        created = False
-        if include:
-            created = self._dir_only(dst, st, overwrite)
-        parent = _ParentDir(src, dst, copied=include)
-        self.parents.append(parent)
-        try:
-            with os.scandir(src) as it:
-                names = sorted(entry.name for entry in it)
-            for name in names:
-                child = src / name
-                child_st = os.lstat(child)
-                self._copy(
-                    child,
-                    f"{components}/{name}" if components else name,
-                    dst / name,
-                    child_st,
-                    overwrite=True,
-                    inc=inc,
-                    exc=exc,
-                )
-        finally:
-            self.parents.pop()
-        if parent.delayed:
-            # made when something inside was included; its times were set before
-            # the entries inside it changed them
-            self._copy_info(src, dst, st)
-        return created
-
-    def _dir_only(self, dst: Path, st: os.stat_result, overwrite: bool) -> bool:
-        try:
-            existing = os.lstat(dst)
-        except FileNotFoundError:
-            os.mkdir(dst, 0o700)
-            return True
-        if not stat.S_ISDIR(existing.st_mode):
-            raise DockyardError(
-                f"copy: cannot copy a directory to non-directory {_show(self.dest_root, dst)}"
-            )
-        if overwrite:
-            os.chmod(dst, stat.S_IMODE(st.st_mode))
-        return False
-
-    def _create_parents(self, overwrite: bool) -> None:
-        for parent in self.parents:
-            if parent.copied:
-                continue
-            st = os.stat(parent.src)
-            if self._dir_only(parent.dst, st, overwrite):
-                self._copy_info(parent.src, parent.dst, st)
-                parent.delayed = True
-            parent.copied = True
-
-    def _copy_file(self, src: Path, target: Path, st: os.stat_result) -> None:
-        if st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            first = self.inodes.get(key)
-            if first is not None:
-                os.link(first, target)
-                return
-            self.inodes[key] = target
-        fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            fd_out = os.open(
-                target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
-            try:
-                _copy_data(fd_in, fd_out, st.st_size)
-            finally:
-                os.close(fd_out)
-        finally:
-            os.close(fd_in)
-
-    def _copy_info(self, src: Path, target: Path, st: os.stat_result) -> None:
-        owner = self.owner
-        uid, gid = (owner.uid, owner.gid) if owner is not None else (st.st_uid, st.st_gid)
-        os.chown(target, uid, gid, follow_symlinks=False)
-        is_link = stat.S_ISLNK(st.st_mode)
-        if not is_link:
-            bits = stat.S_IMODE(st.st_mode) if self.mode is None else self.mode.apply(st.st_mode)
-            os.chmod(target, bits)
-        if self.timestamp is not None:
-            os.utime(target, ns=(self.timestamp, self.timestamp), follow_symlinks=False)
-        else:
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        _copy_xattrs(src, target)
-
-
-def _copy_data(fd_in: int, fd_out: int, size: int) -> None:
-    copied = 0
-    try:
-        while copied < size:
-            n = os.copy_file_range(fd_in, fd_out, min(size - copied, _COPY_CHUNK))
-            if n == 0:
-                break
-            copied += n
-    except OSError as exc:
-        if copied or exc.errno not in _NO_COPY_RANGE:
-            raise
-    # the rest with plain reads, from where copy_file_range left the offsets (also when
-    # the kernel cannot copy ranges here, or the file grew meanwhile)
-    while True:
-        chunk = os.read(fd_in, 1 << 20)
-        if not chunk:
-            return
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd_out, view) :]
-
-
-def _copy_xattrs(src: Path, target: Path) -> None:
-    """Extended attributes, best effort (BuildKit logs and ignores failures too)."""
-    try:
-        names = os.listxattr(src, follow_symlinks=False)
-    except OSError:
-        return
-    for name in names:
-        try:
-            os.setxattr(
-                target, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False
-            )
-        except OSError:
-            continue
+        set_times(target, action.timestamp)

@@ -16,7 +16,7 @@ import pytest
 import dockyard.core as core
 from dockyard.core import CancelledError, DockyardError, NotFoundError
 from dockyard.llbsolver._actions import CopyAction
-from dockyard.llbsolver._fsops import copy
+from dockyard.llbsolver._copy import copy
 from dockyard.llbsolver._mode import FileMode
 from dockyard.llbsolver._owner import Owner
 

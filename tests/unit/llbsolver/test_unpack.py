@@ -17,7 +17,7 @@ import zstandard
 
 from dockyard.core import ContentError, PathEscapeError
 from dockyard.llbsolver._actions import CopyAction
-from dockyard.llbsolver._fsops import copy
+from dockyard.llbsolver._copy import copy
 from dockyard.llbsolver._owner import Owner
 
 from .trees import make_tree, read_tree

@@ -100,6 +100,13 @@ class ConvertContext:
         return datetime.fromtimestamp(self.epoch, UTC)
 
 
+def _unknown_image(platform: Platform) -> oci.ImageConfig:
+    """The config of a base whose config is not known (a build context without one)."""
+    return oci.ImageConfig(
+        architecture=platform.architecture, os=platform.os, variant=platform.variant
+    )
+
+
 def uppercase_command(text: str) -> str:
     head, sep, rest = text.partition(" ")
     return head.upper() + sep + rest
@@ -126,11 +133,12 @@ class StageDispatcher:
         base = node.base
         if base is not None:
             assert base.state is not None
-            assert base.image is not None
             self.state: llb.State = base.state
             self.platform: Platform = base.platform or ctx.target_platform
             # ONBUILD triggers of a base stage ran here already; they do not carry over.
-            self.image: oci.ImageConfig = update_config(base.image, on_build=())
+            self.image: oci.ImageConfig = update_config(
+                base.image or _unknown_image(self.platform), on_build=()
+            )
             node.base_image = base.base_image
             self.build_args: list[tuple[str, str | None]] = list(base.build_args)
             self.workdir_set = base.workdir_set
@@ -138,9 +146,7 @@ class StageDispatcher:
             assert node.state is not None
             self.state = node.state
             self.platform = node.platform or ctx.target_platform
-            self.image = node.image or oci.ImageConfig(
-                architecture=self.platform.architecture, os=self.platform.os
-            )
+            self.image = node.image or _unknown_image(self.platform)
             self.build_args = []
             self.workdir_set = False
         self._init_from_image()

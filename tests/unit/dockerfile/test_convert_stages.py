@@ -197,6 +197,20 @@ async def test_named_context_without_config_and_reserved_names() -> None:
     assert result.image_config.config.working_dir == "/"
 
 
+async def test_stage_built_on_a_replaced_stage_without_config() -> None:
+    context = NamedContext(state=llb.image("busybox"))
+    result, _ = await conv(
+        "FROM golang:1.22 AS deps\nFROM deps\nRUN true\n", named_contexts={"deps": context}
+    )
+    assert names(result) == [
+        "docker-image://docker.io/library/busybox:latest",
+        "[stage-1 1/1] RUN true",
+    ]
+    assert result.image_config.config.env == (
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+
+
 ERRORS = [
     (
         "FROM busybox\nCOPY --from=nope:x:y / /\n",

@@ -167,8 +167,10 @@ class FileOp:
                         if sel in _ETC_SELECTORS:
                             sums.append("missing")  # a lookup there will fail at exec
                             continue
+                        how = " (symlinks resolved inside it)" if sel.follow_links else ""
                         raise NotFoundError(
-                            f"{sel.path!r} not found in the copy source", vertex=info.ref()
+                            f"{sel.path!r} not found in the copy source{how}",
+                            vertex=info.ref(),
                         ) from exc
             record = [[sel.to_json(), digest] for sel, digest in zip(selectors, sums, strict=True)]
             data = json.dumps(record, sort_keys=True, separators=(",", ":"))

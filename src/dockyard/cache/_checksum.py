@@ -72,7 +72,8 @@ NO_MATCH = Digest("sha256:" + hashlib.sha256(FORMAT + b"\0no-match").hexdigest()
 """The digest of a wildcard selection that matches nothing."""
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _O_NOATIME
 _SKIP_XATTRS = ("trusted.overlay.",)
 
 
@@ -207,7 +208,7 @@ class _Walker:
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"{path!r} not found") from None
         rel = os.path.relpath(host, self.root)
-        return self._entry(host, "" if rel == "." else rel, st, top=True)
+        return self._entry(host, "" if rel == "." else rel, st)
 
     def _wildcard(self, base: str, pattern: str) -> Digest:
         start = self._host(base, self.sel.follow_links)
@@ -232,15 +233,12 @@ class _Walker:
         return Digest("sha256:" + h.hexdigest())
 
     # -- the walk --------------------------------------------------------------------------
-    def _entry(self, host: str, rel: str, st: os.stat_result, *, top: bool = False) -> bytes:
+    def _entry(self, host: str, rel: str, st: os.stat_result) -> bytes:
         mode = st.st_mode
         if stat.S_ISREG(mode):
-            content = self._content(host, rel, st)
-            return hashlib.sha256(b"F" + self._header(host, st, b"") + content).digest()
+            return self._file(host, rel, st)
         if stat.S_ISDIR(mode):
-            digest = self._dir(host, rel, st, "", None, None, selected=True) if top else None
-            if digest is None:
-                digest = self._dir(host, rel, st, "", None, None, selected=True)
+            digest = self._dir(host, rel, st, "", None, None, selected=True)
             assert digest is not None
             return digest
         if stat.S_ISLNK(mode):
@@ -337,54 +335,74 @@ class _Walker:
                 head += _lp(name) + _lp(value)
         return head
 
-    def _content(self, host: str, rel: str, st: os.stat_result) -> bytes:
+    def _file(self, host: str, rel: str, st: os.stat_result) -> bytes:
         cache = self.cache
+        if cache is None:
+            content = self._hash_file(host, rel, st.st_size)
+            return hashlib.sha256(b"F" + self._header(host, st, b"") + content).digest()
         if self.seen is not None:
             self.seen.add(rel)
-        if cache is not None:
-            known = cache.entries.get(rel)
-            if (
-                known is not None
-                and known.size == st.st_size
-                and known.mtime_ns == st.st_mtime_ns
-                and known.ino == st.st_ino
-                and known.ctime_ns == st.st_ctime_ns
-                and known.mode == st.st_mode
-            ):
-                return known.sha256
-        digest = self._hash_file(host, rel)
-        if cache is not None:
-            if st.st_ctime_ns + cache.racy_ns < self.start_ns:
-                entry = FileHash(
-                    st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_mode, digest
-                )
-                cache.entries[rel] = entry
-                cache.changed[rel] = entry
-                cache.removed.discard(rel)
-            elif rel in cache.entries:
-                del cache.entries[rel]
-                cache.changed.pop(rel, None)
-                cache.removed.add(rel)
-        return digest
+        known = cache.entries.get(rel)
+        if (
+            known is not None
+            and known.size == st.st_size
+            and known.mtime_ns == st.st_mtime_ns
+            and known.ino == st.st_ino
+            and known.ctime_ns == st.st_ctime_ns
+            and known.mode == st.st_mode
+        ):
+            if self.sel.xattrs and known.node:
+                return known.node
+            return hashlib.sha256(b"F" + self._header(host, st, b"") + known.sha256).digest()
+        content = self._hash_file(host, rel, st.st_size)
+        node = hashlib.sha256(b"F" + self._header(host, st, b"") + content).digest()
+        if st.st_ctime_ns + cache.racy_ns < self.start_ns:
+            entry = FileHash(
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+                st.st_ctime_ns,
+                st.st_mode,
+                content,
+                node if self.sel.xattrs else b"",
+            )
+            cache.entries[rel] = entry
+            cache.changed[rel] = entry
+            cache.removed.discard(rel)
+        elif rel in cache.entries:
+            del cache.entries[rel]
+            cache.changed.pop(rel, None)
+            cache.removed.add(rel)
+        return node
 
-    def _hash_file(self, host: str, rel: str) -> bytes:
+    def _hash_file(self, host: str, rel: str, size: int) -> bytes:
+        """sha256 of the file's content: one read for a small file, else 1 MiB reads
+        into one buffer (the GIL is released while reading and hashing)."""
         try:
             fd = os.open(host, _O_FILE)
         except OSError as exc:
-            if exc.errno == errno.EPERM and _O_FILE & getattr(os, "O_NOATIME", 0):
-                fd = os.open(host, _O_FILE & ~getattr(os, "O_NOATIME", 0))
+            if exc.errno == errno.EPERM and _O_FILE & _O_NOATIME:
+                fd = os.open(host, _O_FILE & ~_O_NOATIME)  # not the owner: no O_NOATIME
             else:
                 raise DockyardError(f"cannot read {rel!r}: {exc.strerror}") from exc
-        h = hashlib.sha256()
-        view = self.view
         try:
-            with open(fd, "rb", buffering=0, closefd=False) as f:
-                while True:
-                    n = f.readinto(view)
-                    if not n:
-                        break
-                    h.update(view[:n])
-                    self.bytes += n
+            if size < CHUNK:
+                data = os.read(fd, CHUNK)
+                if len(data) < CHUNK:  # the whole file (unless it grew meanwhile)
+                    self.bytes += len(data)
+                    self.files += 1
+                    return hashlib.sha256(data).digest()
+                h = hashlib.sha256(data)
+                self.bytes += len(data)
+            else:
+                h = hashlib.sha256()
+            view = self.view
+            while True:
+                n = os.readv(fd, (view,))
+                if not n:
+                    break
+                h.update(view[:n])
+                self.bytes += n
         finally:
             os.close(fd)
         self.files += 1

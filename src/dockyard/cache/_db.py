@@ -6,7 +6,8 @@
   children cannot be deleted (foreign key), which is what keeps prune leaf-first.
 - ``cache_blobs``: compressed layer blobs made from a record's layer, per variant.
 - ``cache_checksums``: content checksums of committed records, per selector.
-- ``cache_filehashes``: the stat cache of mutable records (path, stat fields, sha256).
+- ``cache_filehashes``: the stat cache of mutable records (path, stat fields, the sha256
+  of the content and the file's whole checksum node).
 
 Calls are short and synchronous, made from the event loop thread or a worker thread,
 serialized by one lock. ``synchronous=NORMAL``: a power cut may lose the last
@@ -84,6 +85,7 @@ CREATE TABLE IF NOT EXISTS cache_filehashes (
     ctime_ns INTEGER NOT NULL,
     mode INTEGER NOT NULL,
     sha256 BLOB NOT NULL,
+    node BLOB NOT NULL,
     PRIMARY KEY (record_id, path)
 ) WITHOUT ROWID;
 """
@@ -116,7 +118,10 @@ class RecordRow:
 
 @dataclass(frozen=True, slots=True)
 class FileHash:
-    """A stat-cache entry: the stat fields a file had when its content hashed to ``sha256``."""
+    """A stat-cache entry: the stat fields a file had when its content hashed to ``sha256``
+    and its checksum node (header with xattrs, and content) to ``node`` (empty: unknown).
+    Any change of owner, mode, xattrs or content changes the ctime, so equal stat fields
+    mean an equal node."""
 
     size: int
     mtime_ns: int
@@ -124,6 +129,7 @@ class FileHash:
     ctime_ns: int
     mode: int
     sha256: bytes
+    node: bytes = b""
 
 
 _COLUMNS = (
@@ -396,9 +402,9 @@ class CacheDB:
 
     def file_hashes(self, rid: str) -> dict[str, FileHash]:
         return {
-            str(path): FileHash(int(a), int(b), int(c), int(d), int(e), bytes(h))  # type: ignore[call-overload]
-            for path, a, b, c, d, e, h in self._query(
-                "SELECT path, size, mtime_ns, ino, ctime_ns, mode, sha256"
+            str(path): FileHash(int(a), int(b), int(c), int(d), int(e), bytes(h), bytes(n))  # type: ignore[call-overload]
+            for path, a, b, c, d, e, h, n in self._query(
+                "SELECT path, size, mtime_ns, ino, ctime_ns, mode, sha256, node"
                 " FROM cache_filehashes WHERE record_id = ?",
                 (rid,),
             )
@@ -414,10 +420,10 @@ class CacheDB:
             )
             db.executemany(
                 "INSERT OR REPLACE INTO cache_filehashes"
-                " (record_id, path, size, mtime_ns, ino, ctime_ns, mode, sha256)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " (record_id, path, size, mtime_ns, ino, ctime_ns, mode, sha256, node)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (rid, p, h.size, h.mtime_ns, h.ino, h.ctime_ns, h.mode, h.sha256)
+                    (rid, p, h.size, h.mtime_ns, h.ino, h.ctime_ns, h.mode, h.sha256, h.node)
                     for p, h in changed.items()
                 ],
             )

@@ -104,3 +104,27 @@ async def test_failing_run_names_the_dockerfile_line(engine: Engine, tmp_path: P
     assert message.startswith("Dockerfile:3: ")
     assert "exit code: 1" in message
     assert info.value.log_tail == ("about to fail",)
+
+
+async def test_run_mounts_user_and_workdir(engine: Engine, tmp_path: Path) -> None:
+    engine.locals.dirs["context"] = _context(tmp_path)
+    text = """\
+FROM busybox
+RUN --mount=type=cache,target=/cache,id=pkgs echo once >> /cache/log
+RUN --mount=type=cache,target=/cache,id=pkgs --mount=type=bind,source=src,target=/mnt/src \\
+    --mount=type=tmpfs,target=/scratch \\
+    cat /cache/log > /seen && cat /mnt/src/app.py >> /seen && touch /scratch/gone
+USER app
+WORKDIR /home/app/work
+RUN id -un > whoami && pwd >> whoami
+"""
+    ref, _ = await engine.solve(await _definition(text))
+    value = ref.value
+    assert isinstance(value, ImmutableRef)
+    async with value.mount() as root:
+        assert (root / "seen").read_text() == "once\nprint('app')\n"
+        assert (root / "home/app/work/whoami").read_text() == "app\n/home/app/work\n"
+        assert not (root / "scratch/gone").exists()
+        assert not (root / "cache/log").exists()
+        assert not (root / "mnt/src/app.py").exists()
+    await ref.release()

@@ -251,3 +251,16 @@ async def test_hostile_context_is_contained(engine: Engine, tmp_path: Path) -> N
     await ref.release()
     assert tree["etc/planted"] == {"link": "/etc/passwd"}  # inside the image's own /etc
     assert not _on_host("/etc/planted")
+
+
+async def test_exec_and_copy_on_top_of_a_merge(engine: Engine) -> None:
+    layer = llb.scratch().mkfile("/layer.txt", 0o644, "from a layer")
+    merged = llb.merge([busybox(), layer])
+    run = merged.run("cat /layer.txt > /seen && rm /layer.txt").root
+    state = run.file(llb.copy(merged, "/layer.txt", "/again.txt"))
+    ref, _ = await engine.solve(state.marshal())
+    tree = await engine.read(ref)
+    await ref.release()
+    assert tree["seen"] == b"from a layer"
+    assert "layer.txt" not in tree
+    assert tree["again.txt"] == b"from a layer"

@@ -67,6 +67,7 @@ class _Named:
     mutex: asyncio.Lock = field(default_factory=asyncio.Lock)  # picking or making a record
     shared_id: str | None = None
     in_use: set[str] = field(default_factory=set)
+    users: int = 0  # inside or waiting: the state is dropped when none is left
 
 
 class CacheManager:
@@ -503,23 +504,32 @@ class CacheManager:
         if parent is not None:
             self._own(parent)
         state = self._named.setdefault(name, _Named())
-        if sharing is Sharing.LOCKED:
-            async with (
-                state.lock,
-                self._use_persistent(name, state, False, record_type, description, parent) as ref,
-            ):
-                yield ref
-        else:
-            async with self._use_persistent(
-                name, state, sharing is Sharing.SHARED, record_type, description, parent
-            ) as ref:
-                yield ref
+        state.users += 1
+        try:
+            if sharing is Sharing.LOCKED:
+                async with (
+                    state.lock,
+                    self._use_persistent(
+                        state, name, False, record_type, description, parent
+                    ) as ref,
+                ):
+                    yield ref
+            else:
+                shared = sharing is Sharing.SHARED
+                async with self._use_persistent(
+                    state, name, shared, record_type, description, parent
+                ) as ref:
+                    yield ref
+        finally:
+            state.users -= 1
+            if state.users == 0 and self._named.get(name) is state:
+                del self._named[name]
 
     @contextlib.asynccontextmanager
     async def _use_persistent(
         self,
-        name: str,
         state: _Named,
+        name: str,
         shared: bool,
         record_type: RecordType,
         description: str,
@@ -543,8 +553,6 @@ class CacheManager:
                     state.shared_id = None
                 if live.refs == 0:
                     del self._live[rid]
-            if not state.in_use and not state.lock.locked() and not state.mutex.locked():
-                self._named.pop(name, None)
 
     async def _pick_persistent(
         self,

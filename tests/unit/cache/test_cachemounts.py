@@ -241,3 +241,32 @@ async def test_snapshot_of_a_named_ref(manager: CacheManager) -> None:
             == []
         )
     await snap.release()
+
+
+async def test_many_locked_users_never_overlap(manager: CacheManager) -> None:
+    inside = 0
+    most = 0
+    gates = [asyncio.Event() for _ in range(4)]
+
+    async def locked(i: int) -> None:
+        nonlocal inside, most
+        async with manager.cache_mount("l", sharing=Sharing.LOCKED):
+            inside += 1
+            most = max(most, inside)
+            await gates[i].wait()
+            inside -= 1
+
+    async def shared_passerby() -> None:
+        async with manager.cache_mount("l", sharing=Sharing.SHARED):
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.create_task(locked(i)) for i in range(4)]
+    await settle()
+    for gate in gates:
+        gate.set()
+        await shared_passerby()  # comes and goes while locked users wait
+        await settle()
+    await asyncio.gather(*tasks)
+    assert most == 1
+    assert manager._named == {}
+    assert manager._live == {}

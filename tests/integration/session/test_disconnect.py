@@ -40,12 +40,27 @@ async def test_killed_client_cancels_its_build(transport: str, tmp_path: Path) -
     await harness.start()
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), harness.target, "victim", stdout=asyncio.subprocess.PIPE
-    )
-    try:
+    errors = tmp_path / "client.err"
+    with errors.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            harness.target,
+            "victim",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+
+    async def line(expected: bytes) -> None:
         assert proc.stdout is not None
-        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"attached\n"
+        try:
+            got = await asyncio.wait_for(proc.stdout.readline(), 60)
+        except TimeoutError:
+            got = b"<nothing within 60s>"
+        assert got == expected, f"client said {got!r}; stderr: {errors.read_text()[-2000:]}"
+
+    try:
+        await line(b"attached\n")
         handle = await harness.manager.get("victim")
 
         async def build() -> bytes:
@@ -53,11 +68,11 @@ async def test_killed_client_cancels_its_build(transport: str, tmp_path: Path) -
                 return await handle.secrets.get("token")
 
         task = asyncio.create_task(build())
-        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"asked\n"
+        await line(b"asked\n")
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
         with pytest.raises(SessionError, match="ended"):
-            await asyncio.wait_for(task, 30)
+            await asyncio.wait_for(task, 60)
         assert handle.closed
         assert harness.manager.find("victim") is None
     finally:

@@ -207,7 +207,7 @@ def dispatch_copy(
         message.append(f"--chmod={instruction.chmod}")
 
     name = d.display(instruction.original, d.env)
-    title = d.node.progress_name(name, onbuild=command.onbuild)
+    title = d.node.progress.name(name, onbuild=command.onbuild)
     created = d.ctx.created
     common = {
         "owner": owner,
@@ -272,9 +272,8 @@ def dispatch_copy(
     assert action is not None  # the parser requires at least one source
 
     if instruction.link and not instruction.chmod:
-        d.node.cmd_index -= 1
-        title = d.node.progress_name(name, onbuild=command.onbuild)
-        group_id = f"dockerfile:{d.node.display_name}:{instruction.line}:{d.node.cmd_index}"
+        title = d.node.progress.again(name, onbuild=command.onbuild)
+        group_id = f"dockerfile:{d.node.display_name}:{instruction.line}:{d.node.progress.index}"
         layer = llb.scratch().file(
             action,
             constraints=d.constraints(
@@ -283,8 +282,7 @@ def dispatch_copy(
                 progress_group=llb.ProgressGroup(id=group_id, name=title, weak=True),
             ),
         )
-        d.node.cmd_index -= 1
-        link_name = d.node.progress_name("LINK " + name, onbuild=command.onbuild)
+        link_name = d.node.progress.again("LINK " + name, onbuild=command.onbuild)
         merged = llb.merge(
             [d.state, layer],
             constraints=d.constraints(

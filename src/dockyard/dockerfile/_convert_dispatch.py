@@ -289,7 +289,7 @@ class StageDispatcher:
         self.state = self.state.with_cwd(workdir)
         layer = workdir != "/"
         if layer:
-            name = self.node.progress_name(
+            name = self.node.progress.name(
                 self.display(instruction.original, self.env), onbuild=onbuild
             )
             try:

@@ -50,6 +50,7 @@ __all__ = [
     "DOCKERFILE_COMMAND",
     "SCRATCH",
     "Command",
+    "Progress",
     "StageGraph",
     "StageNode",
     "build_graph",
@@ -73,48 +74,72 @@ class Command:
     onbuild: bool = False
 
 
+@dataclass(slots=True)
+class Progress:
+    """Progress names of a stage's steps, numbered like BuildKit's: ``[build 2/5] RUN
+    make`` (``stage`` is empty when the Dockerfile has a single stage; a stage with no
+    counted steps names them plainly). ``total`` counts ``FROM`` an image, ``RUN``,
+    ``COPY``, ``ADD``, ``WORKDIR`` and inherited ``ONBUILD`` triggers."""
+
+    stage: str = ""
+    total: int = 0
+    index: int = 0
+
+    def name(self, text: str, *, onbuild: bool = False) -> str:
+        """The next step's name (advances the counter)."""
+        if self.total == 0:
+            return text
+        self.index += 1
+        prefix = f"{self.stage} " if self.stage else ""
+        width = len(str(self.total))
+        return (
+            f"[{prefix}{self.index:>{width}}/{self.total}] "
+            + ("ONBUILD " if onbuild else "")
+            + text
+        )
+
+    def again(self, text: str, *, onbuild: bool = False) -> str:
+        """The last step's number for another op of the same step (``COPY --link``)."""
+        self.index -= 1
+        return self.name(text, onbuild=onbuild)
+
+
 @dataclass(eq=False, slots=True, kw_only=True)
 class StageNode:
     """A stage of the Dockerfile, or an image / build context that ``COPY --from`` or
-    ``RUN --mount=from=`` names (``stage`` is then ``None``)."""
+    ``RUN --mount=from=`` names (``stage`` is then ``None``).
 
+    Built in three steps: the graph (what the Dockerfile says: base, references,
+    commands), resolution (:func:`resolve`: the state and config it starts from) and
+    conversion (the dispatcher stores the final state and config, and what child stages
+    inherit)."""
+
+    # The graph:
     stage: Stage | None
     base_name: str
     location: SourceLocation
     platform: Platform | None = None
     base: StageNode | None = None
     named: NamedContext | None = None
+    replaced: bool = False  # a named context stands for the whole stage
     commands: list[Command] = field(default_factory=list)
     deps: list[StageNode] = field(default_factory=list)
-    display_name: str = ""
-    cmd_total: int = 0
-    # Filled in when the base is resolved:
+    progress: Progress = field(default_factory=Progress)
+    onbuild_done: bool = False
+    # Resolution, then conversion:
     resolved: bool = False
     ref: str | None = None  # the image reference used, digest pinned when known
-    replaced: bool = False  # a named context stands for the whole stage
     state: llb.State | None = None
     image: oci.ImageConfig | None = None
     base_image: oci.ImageConfig | None = None
-    cmd_index: int = 0
-    onbuild_done: bool = False
-    # Filled in when the stage is converted (a child stage starts from these):
     dispatched: bool = False
     build_args: tuple[tuple[str, str | None], ...] = ()
     workdir_set: bool = False
 
-    def progress_name(self, text: str, *, onbuild: bool = False) -> str:
-        """``text`` as BuildKit names a step: ``[build 2/5] RUN make`` (the counter
-        advances with each call; stages without counted steps get ``text`` as is)."""
-        if self.cmd_total == 0:
-            return text
-        self.cmd_index += 1
-        prefix = f"{self.display_name} " if self.display_name else ""
-        width = len(str(self.cmd_total))
-        return (
-            f"[{prefix}{self.cmd_index:>{width}}/{self.cmd_total}] "
-            + ("ONBUILD " if onbuild else "")
-            + text
-        )
+    @property
+    def display_name(self) -> str:
+        """The stage's name in progress output (``stage-N`` when unnamed)."""
+        return self.progress.stage
 
     @property
     def index(self) -> int:
@@ -217,9 +242,9 @@ class _Builder:
                 if node.named is not None:
                     node.replaced = True
                     self.by_name[stage.name] = node
-                    node.display_name = stage.name
+                    node.progress.stage = stage.name
                     continue
-            node.display_name = stage.name or f"stage-{stage.index}"
+            node.progress.stage = stage.name or f"stage-{stage.index}"
             base = self.by_name.get(node.base_name)
             if base is not None:
                 node.base = base
@@ -233,7 +258,7 @@ class _Builder:
                     command, AddInstruction | CopyInstruction | RunInstruction | WorkdirInstruction
                 ):
                     total += 1
-            node.cmd_total = total
+            node.progress.total = total
 
     def _expand_base(self, stage: Stage) -> str:
         try:
@@ -353,7 +378,7 @@ def build_graph(
     builder.commands()
     _check_cycles(builder.nodes)
     if len(builder.nodes) == 1:
-        builder.nodes[0].display_name = ""
+        builder.nodes[0].progress.stage = ""
     return StageGraph(nodes=builder.nodes, stages=builder.stages, target=target, builder=builder)
 
 
@@ -467,7 +492,7 @@ def _init_onbuild(node: StageNode, builder: _Builder) -> bool:
         if _add_deps(node, command):
             added = True
     node.commands[:0] = commands
-    node.cmd_total += len(commands)
+    node.progress.total += len(commands)
     return added
 
 
@@ -553,7 +578,7 @@ async def _resolve_base_inner(
         platform=platform,
         resolve_mode=options.resolve_mode,
         constraints=llb.Constraints(
-            custom_name=node.progress_name(f"FROM {name}"),
+            custom_name=node.progress.name(f"FROM {name}"),
             description=description,
             locations=(source_map.location(*node.location.ranges),),
         ),

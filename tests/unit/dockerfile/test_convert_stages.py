@@ -284,3 +284,19 @@ async def test_errors_name_the_line(text: str, error: type[DockyardError], messa
     with pytest.raises(error) as info:
         await conv(text)
     assert str(info.value).startswith(message)
+
+
+async def test_conversion_reads_no_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything from outside comes through the options and the resolver."""
+    text = MULTI + "ADD https://example.com/x /x\nCOPY <<EOF /y\nhi\nEOF\n"
+    await conv(text)  # warm up lazy imports
+    resolver = FakeResolver()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"conversion opened a file: {args}")
+
+    monkeypatch.setattr("builtins.open", refuse)
+    monkeypatch.setattr("io.open", refuse)
+    monkeypatch.setattr("os.open", refuse)
+    result, _ = await conv(text, resolver)
+    assert result.stages[3].name == "final"

@@ -1,9 +1,57 @@
 """Layer 6: frontends turn build descriptions into LLB.
 
-- :func:`load_build_file` — the Python frontend: a build file whose ``build()`` returns an
+- :class:`Frontend` (seam in :mod:`dockyard.frontend.types`): ``parse_options(attrs)``
+  and ``async solve(ctx, options) -> FrontendResult`` (a Definition, the image config to
+  export, warnings), given a :class:`FrontendContext` the engine binds to one build;
+- :class:`Frontends` — the registry by name the engine fills;
+- :class:`DockerfileFrontend` (``dockerfile.v0``, :class:`DockerfileOptions`) — a
+  Dockerfile read from the client's session, converted by :mod:`dockyard.dockerfile`;
+- :class:`PythonFrontend` (``python``, :class:`PythonOptions`) over
+  :func:`load_build_file` — a Python build file whose ``build()`` returns an
   :class:`dockyard.llb.State` (see :mod:`dockyard.frontend._python`).
+
+The Dockerfile frontend (and with it the Dockerfile converter) loads on first use, so a
+build that never reads a Dockerfile does not pay for importing it.
 """
 
-from ._python import BuildContext, load_build_file
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BuildContext", "load_build_file"]
+from ._names import DOCKERFILE_FRONTEND, PYTHON_FRONTEND
+from ._progress import internal_step
+from ._pyfile import PythonFrontend, PythonOptions
+from ._python import BuildContext, load_build_file
+from ._registry import Frontends
+from .types import Frontend, FrontendContext, FrontendResult
+
+if TYPE_CHECKING:
+    from ._dockerfile import DockerfileFrontend, DockerfileOptions
+
+_LAZY = {"DockerfileFrontend": "._dockerfile", "DockerfileOptions": "._dockerfile"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "DOCKERFILE_FRONTEND",
+    "PYTHON_FRONTEND",
+    "BuildContext",
+    "DockerfileFrontend",
+    "DockerfileOptions",
+    "Frontend",
+    "FrontendContext",
+    "FrontendResult",
+    "Frontends",
+    "PythonFrontend",
+    "PythonOptions",
+    "internal_step",
+    "load_build_file",
+]

@@ -1,0 +1,303 @@
+"""The ``dockerfile.v0`` frontend: a Dockerfile from the client's session → LLB + image
+config, through :func:`dockyard.dockerfile.convert`.
+
+What it reads, as BuildKit's Dockerfile frontend does: the Dockerfile (``filename``) and
+``<filename>.dockerignore`` from the client directory ``dockerfile``, and
+``.dockerignore`` from the client directory ``context`` (the first ignore file found
+applies to the build context). Named contexts (``--build-context``) come as BuildKit's
+``context:NAME`` values: ``docker-image://REF``, ``oci-layout://PATH[:TAG|@DIGEST]``, a git
+or http(s) URL, or ``local:DIR`` — a directory the client serves as ``DIR`` (its own
+``.dockerignore`` applies to it).
+
+Build checks run on every build; their warnings go to the reporter. In ``check`` mode
+only the checks run: nothing is converted or built, the result has no definition.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from dockyard import llb
+from dockyard.core import (
+    BuildWarning,
+    FrontendError,
+    NotFoundError,
+    Platform,
+    UsageError,
+)
+from dockyard.dockerfile import (
+    DOCKERIGNORE,
+    CheckConfig,
+    ConvertOptions,
+    Dockerfile,
+    NamedContext,
+    NetworkMode,
+    convert,
+    lint,
+    load_named_context,
+    parse_dockerfile,
+    parse_dockerignore,
+)
+
+from ._names import DOCKERFILE_FRONTEND
+from ._progress import internal_step
+from .types import FrontendContext, FrontendResult
+
+__all__ = ["DockerfileFrontend", "DockerfileOptions"]
+
+_CHECK_ARG = "BUILDKIT_DOCKERFILE_CHECK"
+_LOCAL_PREFIX = "local:"
+
+
+def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DockerfileOptions:
+    """Options of one Dockerfile build (``docker build`` flags, parsed).
+
+    ``filename`` is the Dockerfile's path inside the client directory
+    ``dockerfile_dir``; ``context_dir`` names the client directory of the build context.
+    ``named_contexts`` map a name to a BuildKit ``context:NAME`` value (see the module
+    docstring). ``platform`` is the target platform (``None``: the build platform).
+    ``check``: run the build checks only. ``no_cache`` ignores the cache for every stage,
+    ``no_cache_stages`` for the named ones. ``pull``: always resolve base images from
+    their registry.
+    """
+
+    filename: str = "Dockerfile"
+    dockerfile_dir: str = "dockerfile"
+    context_dir: str = "context"
+    target: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    platform: Platform | None = None
+    named_contexts: Mapping[str, str] = field(default_factory=dict)
+    check: bool = False
+    no_cache: bool = False
+    no_cache_stages: frozenset[str] = frozenset()
+    pull: bool = False
+    network: NetworkMode = NetworkMode.DEFAULT
+    hostname: str | None = None
+    extra_hosts: tuple[llb.HostIP, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.filename or self.filename.endswith("/"):
+            raise UsageError(f"invalid Dockerfile name {self.filename!r}")
+        object.__setattr__(self, "build_args", _frozen(self.build_args))
+        object.__setattr__(self, "labels", _frozen(self.labels))
+        object.__setattr__(self, "named_contexts", _frozen(self.named_contexts))
+        object.__setattr__(self, "no_cache_stages", frozenset(self.no_cache_stages))
+        object.__setattr__(self, "extra_hosts", tuple(self.extra_hosts))
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, str]) -> DockerfileOptions:
+        """Parse BuildKit's frontend attributes: ``filename``, ``target``,
+        ``build-arg:NAME``, ``label:NAME``, ``context:NAME``, ``platform``, ``no-cache``
+        (empty: every stage; else a comma-separated list), ``image-resolve-mode``
+        (``pull``), ``force-network-mode``, ``hostname``, ``add-hosts``
+        (``host=ip,...``), ``dockerfilekey``/``contextkey`` (client directory names) and
+        ``requestid=frontend.lint`` (check mode). Unknown keys are ignored."""
+        build_args: dict[str, str] = {}
+        labels: dict[str, str] = {}
+        contexts: dict[str, str] = {}
+        for key, value in attrs.items():
+            if key.startswith("build-arg:"):
+                build_args[key.removeprefix("build-arg:")] = value
+            elif key.startswith("label:"):
+                labels[key.removeprefix("label:")] = value
+            elif key.startswith("context:"):
+                contexts[key.removeprefix("context:")] = value
+        platform: Platform | None = None
+        if attrs.get("platform"):
+            text = attrs["platform"]
+            if "," in text:
+                raise UsageError(f"platform {text!r}: one platform per build (got a list)")
+            try:
+                platform = Platform.parse(text)
+            except ValueError as exc:
+                raise UsageError(f"platform {text!r}: {exc}") from exc
+        no_cache = "no-cache" in attrs and not attrs["no-cache"].strip()
+        stages = frozenset(s.strip() for s in attrs.get("no-cache", "").split(",") if s.strip())
+        mode = attrs.get("image-resolve-mode", "default")
+        if mode not in ("default", "pull", "local"):
+            raise UsageError(f"image-resolve-mode {mode!r}: expected default, pull or local")
+        network = attrs.get("force-network-mode", "default") or "default"
+        try:
+            network_mode = NetworkMode(network)
+        except ValueError:
+            raise UsageError(
+                f"force-network-mode {network!r}: expected default, none or host"
+            ) from None
+        hosts: list[llb.HostIP] = []
+        for item in filter(None, (h.strip() for h in attrs.get("add-hosts", "").split(","))):
+            host, sep, ip = item.partition("=")
+            if not sep:
+                host, sep, ip = item.partition(":")
+            if not sep or not host or not ip:
+                raise UsageError(f"add-hosts entry {item!r}: expected host=ip")
+            hosts.append(llb.HostIP(host=host, ip=ip))
+        return cls(
+            filename=attrs.get("filename") or "Dockerfile",
+            dockerfile_dir=attrs.get("dockerfilekey") or "dockerfile",
+            context_dir=attrs.get("contextkey") or "context",
+            target=attrs.get("target") or None,
+            build_args=build_args,
+            labels=labels,
+            platform=platform,
+            named_contexts=contexts,
+            check=attrs.get("requestid") == "frontend.lint",
+            no_cache=no_cache,
+            no_cache_stages=stages,
+            pull=mode == "pull",
+            network=network_mode,
+            hostname=attrs.get("hostname") or None,
+            extra_hosts=tuple(hosts),
+        )
+
+
+class DockerfileFrontend:
+    """:class:`~dockyard.frontend.types.Frontend` for Dockerfiles (``dockerfile.v0``)."""
+
+    def parse_options(self, attrs: Mapping[str, str]) -> DockerfileOptions:
+        return DockerfileOptions.from_attrs(attrs)
+
+    async def solve(self, ctx: FrontendContext, options: object) -> FrontendResult:
+        if not isinstance(options, DockerfileOptions):
+            raise UsageError(
+                f"the {DOCKERFILE_FRONTEND} frontend takes DockerfileOptions, "
+                f"not {type(options).__name__}"
+            )
+        dockerfile, ignore = await _load(ctx, options)
+        if options.check:
+            return _check(ctx, dockerfile, options)
+        resolve_mode = llb.ResolveMode.PULL if options.pull else llb.ResolveMode.DEFAULT
+        target_platform = options.platform or ctx.build_platform
+        named: dict[str, NamedContext] = {}
+        for name, value in options.named_contexts.items():
+            named[name] = await _named_context(ctx, name, value, target_platform, resolve_mode)
+        convert_options = ConvertOptions(
+            target=options.target,
+            build_args=options.build_args,
+            labels=options.labels,
+            target_platform=options.platform,
+            build_platform=ctx.build_platform,
+            named_contexts=named,
+            context_name=options.context_dir,
+            session_id=ctx.session_id,
+            dockerignore=ignore,
+            network=options.network,
+            hostname=options.hostname,
+            extra_hosts=options.extra_hosts,
+            no_cache=options.no_cache,
+            no_cache_stages=options.no_cache_stages,
+            resolve_mode=resolve_mode,
+        )
+        result = await convert(dockerfile, convert_options, ctx.images)
+        _report(ctx, result.warnings)
+        return FrontendResult(
+            definition=result.definition(),
+            image_config=result.image_config,
+            warnings=result.warnings,
+        )
+
+
+async def _load(
+    ctx: FrontendContext, options: DockerfileOptions
+) -> tuple[Dockerfile, tuple[str, ...]]:
+    """The parsed Dockerfile and the ignore patterns of the build context."""
+    name = posixpath.basename(options.filename)
+    own_ignore = options.filename + DOCKERIGNORE
+    async with internal_step(ctx.reporter, f"[internal] load build definition from {name}"):
+        files = await ctx.read_client_files(options.dockerfile_dir, [options.filename, own_ignore])
+        data = files.get(options.filename)
+        if data is None:
+            raise NotFoundError(
+                f"failed to read dockerfile: {options.filename}: no such file in the "
+                f"client's {options.dockerfile_dir!r} directory"
+            )
+        dockerfile = parse_dockerfile(data, filename=name)
+    async with internal_step(ctx.reporter, "[internal] load .dockerignore"):
+        if own_ignore in files:
+            patterns = _ignore_patterns(files[own_ignore], posixpath.basename(own_ignore))
+        else:
+            found = await ctx.read_client_files(options.context_dir, [DOCKERIGNORE])
+            data = found.get(DOCKERIGNORE)
+            patterns = _ignore_patterns(data, DOCKERIGNORE) if data is not None else ()
+    return dockerfile, patterns
+
+
+def _ignore_patterns(data: bytes, filename: str) -> tuple[str, ...]:
+    ignore = parse_dockerignore(data, filename=filename)
+    ignore.matcher()  # a malformed pattern is an error at its line
+    return ignore.patterns
+
+
+def _check(
+    ctx: FrontendContext, dockerfile: Dockerfile, options: DockerfileOptions
+) -> FrontendResult:
+    config = dockerfile.check
+    override = options.build_args.get(_CHECK_ARG)
+    if override is not None:
+        try:
+            config = CheckConfig.parse(override)
+        except FrontendError as exc:
+            raise UsageError(f"--build-arg {_CHECK_ARG}: {exc.message}") from None
+    report = lint(dockerfile, build_args=options.build_args, target=options.target, config=config)
+    _report(ctx, report.warnings)
+    error = report.error()
+    if error is not None:
+        raise error
+    return FrontendResult(
+        definition=None,
+        warnings=report.warnings,
+        metadata=MappingProxyType({"check.warnings": str(len(report.warnings))}),
+    )
+
+
+def _report(ctx: FrontendContext, warnings: tuple[BuildWarning, ...]) -> None:
+    for warning in warnings:
+        ctx.reporter.emit(warning)
+
+
+async def _named_context(
+    ctx: FrontendContext,
+    name: str,
+    value: str,
+    platform: Platform,
+    resolve_mode: llb.ResolveMode,
+) -> NamedContext:
+    if value.startswith(_LOCAL_PREFIX):
+        directory = value.removeprefix(_LOCAL_PREFIX)
+        if not directory:
+            raise UsageError(f"build context {name!r}: {value!r} names no client directory")
+        found = await ctx.read_client_files(directory, [DOCKERIGNORE])
+        data = found.get(DOCKERIGNORE)
+        excludes = _ignore_patterns(data, DOCKERIGNORE) if data is not None else ()
+        return await load_named_context(
+            name,
+            directory,
+            resolver=ctx.images,
+            platform=platform,
+            resolve_mode=resolve_mode,
+            session_id=ctx.session_id,
+            local_name=directory,
+            excludes=excludes,
+        )
+    if "://" not in value and not value.startswith("git@"):
+        raise UsageError(
+            f"build context {name!r}: {value!r} is not docker-image://REF, "
+            "oci-layout://PATH, a git or http(s) URL, or local:DIR"
+        )
+    return await load_named_context(
+        name,
+        value,
+        resolver=ctx.images,
+        platform=platform,
+        resolve_mode=resolve_mode,
+        session_id=ctx.session_id,
+    )

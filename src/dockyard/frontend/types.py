@@ -1,0 +1,97 @@
+"""The seams of ``dockyard.frontend``: what a frontend is, what it may use while it
+works, and what it returns.
+
+A :class:`Frontend` turns a build description (a Dockerfile, a Python build file) into
+an LLB :class:`~dockyard.llb.Definition` plus the image config to export with it. The
+engine looks frontends up by name (``dockerfile.v0``, ``python``) and calls
+:meth:`Frontend.solve` once per build with a :class:`FrontendContext` bound to that
+build: the client's session (files it serves), base-image metadata and the build's
+reporter. Options are typed per frontend; :meth:`Frontend.parse_options` turns
+BuildKit-style ``key=value`` attributes (what a daemon receives on the wire) into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from dockyard.core import BuildWarning, Platform, Reporter
+
+if TYPE_CHECKING:
+    from dockyard import llb, oci
+    from dockyard.dockerfile import ImageMetaResolver
+
+__all__ = ["Frontend", "FrontendContext", "FrontendResult"]
+
+
+@runtime_checkable
+class FrontendContext(Protocol):
+    """What one build offers its frontend (implemented by the engine).
+
+    - :attr:`session_id`: the client session of the build (``None`` without one); local
+      sources the frontend makes should name it.
+    - :attr:`reporter`: progress of the build (warnings go here as
+      :class:`~dockyard.core.BuildWarning`).
+    - :attr:`build_platform`: the platform build steps run on (the worker's).
+    - :attr:`images`: base-image metadata (config, digest) by reference.
+    - :meth:`read_client_files`: the content of ``paths`` (relative, slash-separated, no
+      wildcards) in the directory the client serves as ``directory`` (``dockerfile``,
+      ``context``, a named context); a symlink among them is followed inside that
+      directory. Paths that do not exist are absent from the result (a directory among
+      them too). Raises :class:`~dockyard.core.SessionError` when the build has no
+      session and :class:`~dockyard.core.NotFoundError` when the client offers no such
+      directory.
+    """
+
+    @property
+    def session_id(self) -> str | None: ...
+
+    @property
+    def reporter(self) -> Reporter: ...
+
+    @property
+    def build_platform(self) -> Platform: ...
+
+    @property
+    def images(self) -> ImageMetaResolver: ...
+
+    async def read_client_files(
+        self, directory: str, paths: Sequence[str]
+    ) -> Mapping[str, bytes]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class FrontendResult:
+    """What a frontend produced.
+
+    ``definition`` is the graph to solve; ``None`` means there is nothing to build (a
+    ``--check`` run, which only reports). ``image_config`` is the config to export the
+    result with (``None``: the exporter makes a minimal one). ``warnings`` were already
+    sent to the reporter; they are kept here for the response summary.
+    """
+
+    definition: llb.Definition | None
+    image_config: oci.ImageConfig | None = None
+    warnings: tuple[BuildWarning, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@runtime_checkable
+class Frontend(Protocol):
+    """Turns one kind of build description into LLB.
+
+    :meth:`parse_options` checks BuildKit-style frontend attributes (``filename``,
+    ``target``, ``build-arg:NAME`` ...) and returns this frontend's own frozen options
+    value, raising :class:`~dockyard.core.UsageError` for a bad one; unknown keys are
+    ignored, as BuildKit's frontends do. :meth:`solve` accepts that value (or one built
+    directly) and raises :class:`~dockyard.core.UsageError` for a value of another type,
+    :class:`~dockyard.core.FrontendError` (located in the build description) for a
+    mistake in it. A frontend holds no per-build state: one instance serves concurrent
+    builds.
+    """
+
+    def parse_options(self, attrs: Mapping[str, str]) -> object: ...
+
+    async def solve(self, ctx: FrontendContext, options: object) -> FrontendResult: ...

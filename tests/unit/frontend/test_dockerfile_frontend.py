@@ -1,0 +1,251 @@
+"""The dockerfile.v0 frontend over a fake client session: what it reads, what it hands
+the converter, what it reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dockyard import llb
+from dockyard.core import (
+    BuildWarning,
+    FrontendError,
+    NotFoundError,
+    Platform,
+    UsageError,
+    VertexStatus,
+)
+from dockyard.dockerfile import NetworkMode
+from dockyard.frontend import DockerfileFrontend, DockerfileOptions, PythonOptions
+
+from .fakes import FakeContext, FakeImages
+
+DOCKERFILE = b"""\
+FROM busybox AS build
+RUN echo hi > /hi
+FROM scratch
+COPY --from=build /hi /hi
+COPY app/ /app/
+"""
+
+
+def sources(definition: llb.Definition) -> dict[str, dict[str, str]]:
+    return {
+        node.op.source.identifier: dict(node.op.source.attrs)
+        for node in definition
+        if node.kind == "source"
+    }
+
+
+def ctx_with(content: bytes = DOCKERFILE, **dirs: dict[str, bytes]) -> FakeContext:
+    directories = {"dockerfile": {"Dockerfile": content}, "context": {}}
+    directories.update(dirs)
+    return FakeContext(directories=directories)
+
+
+async def test_reads_the_dockerfile_and_converts_with_the_session() -> None:
+    ctx = ctx_with()
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    assert result.definition is not None
+    found = sources(result.definition)
+    assert "docker-image://docker.io/library/busybox:latest" in found
+    local = found["local://context"]
+    assert local["local.session"] == "sess-1"
+    assert json.loads(local["local.followpaths"]) == ["app"]
+    assert result.image_config is not None
+    assert ctx.reads[0] == ("dockerfile", ("Dockerfile", "Dockerfile.dockerignore"))
+    statuses = [e for e in ctx.reporter.events if isinstance(e, VertexStatus)]
+    names = {s.name for s in statuses if s.completed is not None and s.error is None}
+    assert names == {
+        "[internal] load build definition from Dockerfile",
+        "[internal] load .dockerignore",
+    }
+
+
+async def test_base_image_config_reaches_the_image() -> None:
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/bin", "FROM_BASE=1"], "WorkingDir": "/w"},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }
+    ).encode()
+    images = FakeImages(config)
+    ctx = ctx_with(b"FROM busybox\nENV X=1\n")
+    ctx.images = images
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    assert images.asked == ["docker.io/library/busybox:latest"]
+    assert result.image_config is not None
+    assert "FROM_BASE=1" in result.image_config.config.env
+    assert "X=1" in result.image_config.config.env
+    assert result.image_config.config.working_dir == "/w"
+
+
+async def test_dockerfile_specific_ignore_file_wins_over_the_contexts() -> None:
+    ctx = ctx_with(
+        b"FROM scratch\nCOPY . /\n",
+        dockerfile={
+            "Dockerfile": b"FROM scratch\nCOPY . /\n",
+            "Dockerfile.dockerignore": b"*.log\n!keep.log\n",
+        },
+        context={".dockerignore": b"secret\n"},
+    )
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    assert result.definition is not None
+    local = sources(result.definition)["local://context"]
+    assert json.loads(local["local.excludepatterns"]) == ["*.log", "!keep.log"]
+
+    ctx = ctx_with(b"FROM scratch\nCOPY . /\n", context={".dockerignore": b"# c\nsecret\n"})
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    assert result.definition is not None
+    local = sources(result.definition)["local://context"]
+    assert json.loads(local["local.excludepatterns"]) == ["secret"]
+    assert ("context", (".dockerignore",)) in ctx.reads
+
+
+async def test_other_filename_target_args_and_platform() -> None:
+    ctx = FakeContext(
+        directories={
+            "dockerfile": {
+                "app.Dockerfile": b"FROM busybox AS a\nARG V=1\nRUN echo $V\nFROM a AS b\n"
+            },
+            "context": {},
+        }
+    )
+    options = DockerfileOptions(
+        filename="app.Dockerfile",
+        target="a",
+        build_args={"V": "2"},
+        platform=Platform.parse("linux/arm64"),
+    )
+    result = await DockerfileFrontend().solve(ctx, options)
+    assert result.definition is not None
+    execs = [n for n in result.definition if n.kind == "exec"]
+    assert len(execs) == 1
+    assert list(execs[0].op.exec.meta.args)[-1] == "echo $V"
+    assert "V=2" in list(execs[0].op.exec.meta.env)
+    assert execs[0].op.platform.Architecture == "arm64"
+    names = {e.name for e in ctx.reporter.events if isinstance(e, VertexStatus)}
+    assert "[internal] load build definition from app.Dockerfile" in names
+
+
+async def test_missing_dockerfile_and_syntax_errors() -> None:
+    ctx = FakeContext(directories={"dockerfile": {}, "context": {}})
+    with pytest.raises(NotFoundError, match="failed to read dockerfile: Dockerfile"):
+        await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    failed = [e for e in ctx.reporter.events if isinstance(e, VertexStatus) and e.error]
+    assert failed
+    assert failed[0].name.startswith("[internal] load build definition")
+
+    ctx = ctx_with(b"FROM busybox\nRUN --bogus=1 true\n")
+    with pytest.raises(FrontendError) as info:
+        await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    assert str(info.value).startswith("Dockerfile:2")
+
+
+async def test_build_checks_are_reported_as_warnings() -> None:
+    ctx = ctx_with(b"FROM busybox as base\nMAINTAINER me\nCMD echo hi\n")
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    rules = {w.rule for w in result.warnings}
+    assert {"FromAsCasing", "MaintainerDeprecated", "JSONArgsRecommended"} <= rules
+    reported = [e for e in ctx.reporter.events if isinstance(e, BuildWarning)]
+    assert {w.rule for w in reported} == rules
+
+
+async def test_check_mode_lints_without_converting() -> None:
+    images = FakeImages(b"{}")
+    ctx = ctx_with(b"FROM busybox as base\nCMD echo hi\n")
+    ctx.images = images
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions(check=True))
+    assert result.definition is None
+    assert {w.rule for w in result.warnings} == {"FromAsCasing", "JSONArgsRecommended"}
+    assert images.asked == []
+    assert result.metadata["check.warnings"] == "2"
+
+    ctx = ctx_with(b"# check=error=true\nFROM busybox as base\n")
+    with pytest.raises(FrontendError, match="lint violation found for rules: FromAsCasing"):
+        await DockerfileFrontend().solve(ctx, DockerfileOptions(check=True))
+    # the warning was shown before the error
+    assert any(isinstance(e, BuildWarning) for e in ctx.reporter.events)
+
+    ctx = ctx_with(b"FROM busybox as base\n")
+    options = DockerfileOptions(check=True, build_args={"BUILDKIT_DOCKERFILE_CHECK": "skip=all"})
+    result = await DockerfileFrontend().solve(ctx, options)
+    assert result.warnings == ()
+
+
+async def test_named_contexts() -> None:
+    ctx = ctx_with(
+        b"FROM base\nCOPY --from=extra /x /x\n",
+        extra_dir={".dockerignore": b"*.tmp\n"},
+    )
+    options = DockerfileOptions(
+        named_contexts={"base": "docker-image://alpine:3.20", "extra": "local:extra_dir"}
+    )
+    result = await DockerfileFrontend().solve(ctx, options)
+    assert result.definition is not None
+    found = sources(result.definition)
+    assert "docker-image://docker.io/library/alpine:3.20" in found
+    extra = found["local://extra_dir"]
+    assert json.loads(extra["local.excludepatterns"]) == ["*.tmp"]
+    assert extra["local.session"] == "sess-1"
+
+    with pytest.raises(UsageError, match="is not docker-image://REF"):
+        await DockerfileFrontend().solve(ctx, DockerfileOptions(named_contexts={"x": "some/dir"}))
+
+
+async def test_wrong_options_type_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="takes DockerfileOptions, not PythonOptions"):
+        await DockerfileFrontend().solve(ctx_with(), PythonOptions(path="x.py"))  # type: ignore[arg-type]
+
+
+def test_options_from_buildkit_attrs() -> None:
+    options = DockerfileFrontend().parse_options(
+        {
+            "filename": "build/Dockerfile.prod",
+            "target": "final",
+            "build-arg:A": "1",
+            "label:org.x": "y",
+            "context:base": "docker-image://alpine",
+            "platform": "linux/arm/v7",
+            "no-cache": "a, b",
+            "image-resolve-mode": "pull",
+            "force-network-mode": "none",
+            "add-hosts": "db=10.0.0.2,cache:10.0.0.3",
+            "requestid": "frontend.lint",
+            "something-unknown": "ignored",
+        }
+    )
+    assert options == DockerfileOptions(
+        filename="build/Dockerfile.prod",
+        target="final",
+        build_args={"A": "1"},
+        labels={"org.x": "y"},
+        named_contexts={"base": "docker-image://alpine"},
+        platform=Platform.parse("linux/arm/v7"),
+        no_cache_stages=frozenset({"a", "b"}),
+        pull=True,
+        network=NetworkMode.NONE,
+        extra_hosts=(llb.HostIP(host="db", ip="10.0.0.2"), llb.HostIP(host="cache", ip="10.0.0.3")),
+        check=True,
+    )
+    assert DockerfileOptions.from_attrs({"no-cache": ""}).no_cache
+    assert not DockerfileOptions.from_attrs({}).no_cache
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"platform": "linux/amd64,linux/arm64"}, "one platform per build"),
+        ({"platform": "x/y/z/w"}, "platform"),
+        ({"image-resolve-mode": "sometimes"}, "image-resolve-mode"),
+        ({"force-network-mode": "bridge"}, "force-network-mode"),
+        ({"add-hosts": "nohost"}, "add-hosts"),
+        ({"filename": "dir/"}, "invalid Dockerfile name"),
+    ],
+)
+def test_bad_attrs(attrs: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        DockerfileOptions.from_attrs(attrs)

@@ -23,11 +23,17 @@ __all__ = [
     "DEFAULT_PATH",
     "HISTORY_COMMENT",
     "add_history",
+    "add_labels",
     "empty_image",
     "env_dict",
     "format_healthcheck",
     "go_duration",
+    "healthcheck_config",
+    "list_text",
+    "normalize_platform",
+    "quoted_list",
     "set_env",
+    "set_platform",
     "update_config",
 ]
 

@@ -203,6 +203,7 @@ class Receiver:
         self._root_fd = -1
         self._dirs: _DirStack | None = None
         self._temp: tuple[int, int, str] | None = None  # (id, fd, temp name)
+        self._existing: dict[str, os.stat_result] | None = None
 
     # -- helpers -------------------------------------------------------------------
 
@@ -254,6 +255,14 @@ class Receiver:
 
     # -- phase 1 -------------------------------------------------------------------
 
+    def scan(self) -> None:
+        """Look at what ``dest`` holds (may run while the entries are still arriving;
+        :meth:`plan` does it itself otherwise). Not used when merging."""
+        os.makedirs(self.dest, exist_ok=True)
+        existing, fixed = _scan(os.fspath(self.dest), not self.preserve_owner)
+        self._dirty.update(fixed)
+        self._existing = existing
+
     def plan(self, entries: Sequence[FileStat]) -> list[int]:
         """Validate, diff and apply everything but file content; return wanted ids."""
         index = _validate(entries, self.allow_devices)
@@ -261,8 +270,9 @@ class Receiver:
         dirs = self._open()
         existing: dict[str, os.stat_result] | None = None
         if not self.merge:
-            existing, fixed = _scan(os.fspath(self.dest), not self.preserve_owner)
-            self._dirty.update(fixed)
+            if self._existing is None:
+                self.scan()
+            existing = self._existing
         links_to: dict[str, int] = {}
         for entry in entries:
             if entry.is_hardlink:
@@ -572,6 +582,8 @@ async def receive(
     receiver = Receiver(
         dest, preserve_owner=preserve_owner, allow_devices=allow_devices, merge=merge
     )
+    # look at the destination while the sender walks its tree
+    scanning = None if merge else asyncio.ensure_future(asyncio.to_thread(receiver.scan))
     try:
         entries: list[FileStat] = []
         stats = source.stats()
@@ -582,6 +594,10 @@ async def receive(
             aclose = getattr(stats, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if scanning is not None:
+                await asyncio.wait([scanning])  # the thread must end before anything else
+        if scanning is not None:
+            scanning.result()
         wanted = await _in_thread(receiver.plan, entries)
         progress.totals(len(wanted), sum(entries[i].size for i in wanted))
         progress.emit(0, 0, force=True)

@@ -120,6 +120,10 @@ def follow_links(root: Path, paths: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
 def _could_include_below(include: PatternMatcher, directory: str) -> bool:
     return any(not p.exclusion and p.could_match_below(directory) for p in include.patterns)
 
@@ -172,13 +176,17 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
 
     out: list[FileStat] = []
     pending: list[FileStat | None] = []  # ancestors not sent yet (None: already sent)
+    unsent = 0  # how many of ``pending`` are not None
     links: dict[tuple[int, int], str] = {}
 
     def emit(entry: FileStat) -> None:
-        for i, parent in enumerate(pending):
-            if parent is not None:
-                out.append(parent)
-                pending[i] = None
+        nonlocal unsent
+        if unsent:
+            for i, parent in enumerate(pending):
+                if parent is not None:
+                    out.append(parent)
+                    pending[i] = None
+            unsent = 0
         out.append(entry)
 
     def visit(
@@ -187,25 +195,20 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
         include_state: MatchState | None,
         exclude_state: MatchState | None,
     ) -> None:
+        nonlocal unsent
         try:
             with os.scandir(dir_full) as it:
-                names = sorted(e.name for e in it)
+                items = sorted(it, key=_entry_name)
         except FileNotFoundError:
             return  # vanished while walking
         except OSError as exc:
-            raise DockyardError(
-                f"cannot read directory {os.path.join(dir_full)!r}: {exc.strerror}"
-            ) from exc
-        for name in names:
-            rel = prefix + name
-            full = os.path.join(dir_full, name)
+            raise DockyardError(f"cannot read directory {dir_full!r}: {exc.strerror}") from exc
+        for item in items:
+            rel = prefix + item.name
             try:
-                st = os.lstat(full)
-            except FileNotFoundError:
+                is_dir = item.is_dir(follow_symlinks=False)
+            except OSError:
                 continue
-            except OSError as exc:
-                raise DockyardError(f"cannot stat {full!r}: {exc.strerror}") from exc
-            is_dir = stat.S_ISDIR(st.st_mode)
             deferred = False
             child_include: MatchState | None = None
             child_exclude: MatchState | None = None
@@ -221,16 +224,18 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
                     if not (is_dir and exclude.may_include_inside(rel)):
                         continue
                     deferred = True
+            full = item.path
             try:
+                st = item.stat(follow_symlinks=False)
                 entry = _stat_entry(rel, full, st)
             except FileNotFoundError:
-                continue
+                continue  # vanished while walking
             except OSError as exc:
                 raise DockyardError(f"cannot read {full!r}: {exc.strerror}") from exc
             if entry is None:
                 continue
-            if not is_dir:
-                if entry.is_regular and st.st_nlink > 1:
+            if not stat.S_ISDIR(st.st_mode):
+                if st.st_nlink > 1 and entry.is_regular:
                     key = (st.st_dev, st.st_ino)
                     first = links.get(key)
                     if first is None:
@@ -249,11 +254,13 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
                 continue
             if deferred:
                 pending.append(entry)
+                unsent += 1
             else:
                 emit(entry)
                 pending.append(None)
             visit(full, rel + "/", child_include, child_exclude)
-            pending.pop()
+            if pending.pop() is not None:
+                unsent -= 1
 
     visit(os.fspath(root), "", None, None)
     return out

@@ -685,15 +685,20 @@ class CacheManager:
         records.sort(key=lambda r: (-r.size, r.id))
         return records
 
-    async def _usage(self) -> list[UsageRecord]:
+    async def _usage(self, mutable_sizes: dict[str, int] | None = None) -> list[UsageRecord]:
+        """Every record's usage; the sizes of mutable ones are measured (a tree walk) once
+        per ``mutable_sizes`` memo."""
         rows = self._db.all()
         children = self._db.children()
+        memo = mutable_sizes if mutable_sizes is not None else {}
         out: list[UsageRecord] = []
         for row in rows:
             size = row.size
             if row.mutable:
-                with contextlib.suppress(NotFoundError):
-                    size = (await self.snapshotter.usage(row.id)).size
+                if row.id not in memo:
+                    with contextlib.suppress(NotFoundError):
+                        memo[row.id] = (await self.snapshotter.usage(row.id)).size
+                size = memo.get(row.id, 0)
             out.append(
                 UsageRecord(
                     id=row.id,
@@ -731,8 +736,9 @@ class CacheManager:
         removed: list[UsageRecord] = []
         async with self._lock:
             cutoff = time.time() - keep_duration if keep_duration is not None else None
+            sizes: dict[str, int] = {}
             while True:
-                records = await self._usage()
+                records = await self._usage(sizes)
                 total = sum(r.size for r in records)
                 if keep_storage is not None and total <= keep_storage:
                     break

@@ -1,0 +1,343 @@
+"""The engine: the composition root that owns one state directory's services and
+serves builds on them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from dockyard.core import (
+    CancelledError,
+    NullReporter,
+    Reporter,
+    UsageError,
+)
+
+from ._config import EngineConfig
+from ._lock import StateLock
+from ._request import BuildRequest, SolveResponse
+
+if TYPE_CHECKING:
+    from dockyard.cache import CacheManager, UsageFilter, UsageRecord
+    from dockyard.content import ContentStore
+    from dockyard.dockerfile import ImageMetaResolver
+    from dockyard.frontend import FrontendResult, Frontends
+    from dockyard.llb import Definition
+    from dockyard.llbsolver import JobOptions, LlbSolver
+    from dockyard.session import SessionHandle, SessionManager
+    from dockyard.solver import Job, ResultRef, SqliteCacheKeyStorage
+
+__all__ = ["Engine", "PruneResult"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PruneResult:
+    """What :meth:`Engine.prune` removed: cache records and unreferenced blobs."""
+
+    records: tuple[UsageRecord, ...] = ()
+    blobs_removed: int = 0
+    blob_bytes_freed: int = 0
+
+    @property
+    def reclaimed(self) -> int:
+        """Bytes freed in total (records' own sizes plus blobs)."""
+        return sum(r.size for r in self.records) + self.blob_bytes_freed
+
+
+@dataclass(slots=True)
+class _Closers:
+    """Cleanups of what :meth:`Engine.open` made so far, undone in reverse order."""
+
+    steps: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def push(self, step: Callable[[], Awaitable[None]]) -> None:
+        self.steps.append(step)
+
+    def push_sync(self, step: Callable[[], object]) -> None:
+        async def run() -> None:
+            step()
+
+        self.steps.append(run)
+
+    async def run(self) -> None:
+        while self.steps:
+            step = self.steps.pop()
+            with contextlib.suppress(Exception):
+                await step()
+
+
+class Engine:
+    """A build engine on one state directory (see the package docstring).
+
+    Make it with :meth:`open` and close it with :meth:`close` (or ``async with``). While
+    it is open it holds ``<state>/locks/engine.lock``: a second engine on the same state
+    directory, in this process or another, is refused with an error naming the holder.
+    Builds (:meth:`solve`) may run concurrently; identical steps run once.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: EngineConfig,
+        lock: StateLock,
+        cache: CacheManager,
+        content: ContentStore,
+        keys: SqliteCacheKeyStorage,
+        llb: LlbSolver,
+        sessions: SessionManager,
+        frontends: Frontends,
+        images: ImageMetaResolver,
+        closers: _Closers,
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.content = content
+        self.sessions = sessions
+        self.frontends = frontends
+        self.llb = llb
+        self.images = images
+        self._lock = lock
+        self._keys = keys
+        self._closers = closers
+        self._builds: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.state_dir
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @classmethod
+    async def open(cls, config: EngineConfig | None = None) -> Engine:
+        """Lock the state directory, recover what a crash left, and assemble the engine."""
+        config = config or EngineConfig()
+        state = config.state_dir
+        closers = _Closers()
+        lock = StateLock.acquire(state)
+        closers.push_sync(lock.release)
+        try:
+            return await cls._assemble(config, lock, closers)
+        except BaseException:
+            await closers.run()
+            raise
+
+    @classmethod
+    async def _assemble(cls, config: EngineConfig, lock: StateLock, closers: _Closers) -> Engine:
+        # heavy parts load here, not when the package is imported
+        from dockyard.cache import CacheManager
+        from dockyard.content import ContentStore
+        from dockyard.executor import OciExecutor
+        from dockyard.llbsolver import CacheRefs, LlbSolver, Worker
+        from dockyard.session import SessionManager
+        from dockyard.solver import Solver, SqliteCacheKeyStorage
+
+        from ._plugins import frontends, image_resolver, sources
+
+        state = config.state_dir
+        scratch = state / "tmp"
+        await asyncio.to_thread(shutil.rmtree, scratch, True)  # a crash's leftovers
+        cache = await CacheManager.open(state, snapshotter=config.snapshotter)
+        closers.push(cache.close)
+        content = ContentStore(state / "content")
+        closers.push_sync(content.close)
+        keys = SqliteCacheKeyStorage(state / "metadata.db")
+        closers.push_sync(keys.close)
+        executor = OciExecutor(
+            state / "executor", runtime=config.runtime, binary=config.runtime_binary
+        )
+        sessions = SessionManager(runtime_dir=scratch / "ssh")
+        closers.push(sessions.aclose)
+        worker = Worker(
+            refs=CacheRefs(cache),
+            executor=executor,
+            sources=sources(config, cache=cache, content=content, sessions=sessions),
+            default_network=config.network,
+            platform=config.platform,
+            mount_dir=cache.mount_dir,
+        )
+        solver = Solver(
+            result_storage=cache, key_storage=keys, max_parallelism=config.max_parallelism
+        )
+        return cls(
+            config=config,
+            lock=lock,
+            cache=cache,
+            content=content,
+            keys=keys,
+            llb=LlbSolver(worker, solver),
+            sessions=sessions,
+            frontends=frontends(),
+            images=image_resolver(config, cache=cache, content=content, sessions=sessions),
+            closers=closers,
+        )
+
+    async def close(self) -> None:
+        """Cancel running builds, wait for them to clean up (no mount or container is
+        left behind), close every session and release the state directory."""
+        if self._closed:
+            return
+        self._closed = True
+        builds = list(self._builds)
+        for task in builds:
+            task.cancel()
+        if builds:
+            await asyncio.gather(*builds, return_exceptions=True)
+        await self._closers.run()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def _build(self) -> AsyncIterator[None]:
+        """Track the current task as a build, so that :meth:`close` can cancel it."""
+        if self._closed:
+            raise CancelledError("the engine is closed")
+        task = asyncio.current_task()
+        assert task is not None
+        self._builds.add(task)
+        try:
+            yield
+        finally:
+            self._builds.discard(task)
+
+    # -- builds --------------------------------------------------------------------------
+    async def solve(self, request: BuildRequest) -> SolveResponse:
+        """Run one build: the frontend (or the raw Definition) → the solver → the
+        exporters. Progress goes to ``request.reporter``. Errors are
+        :class:`~dockyard.core.DockyardError` naming the failing step (``err.vertex``)
+        and, for frontends that know it, the line of the build description."""
+        async with self._build():
+            self._check_entitlements(request)
+            reporter = request.reporter or NullReporter()
+            session = (
+                await self.sessions.get(request.session_id)
+                if request.session_id is not None
+                else None
+            )
+            guard = session.cancel_on_close() if session is not None else contextlib.nullcontext()
+            async with guard:
+                return await self._solve(request, session, reporter)
+
+    def _check_entitlements(self, request: BuildRequest) -> None:
+        denied = request.entitlements - self.config.entitlements
+        if denied:
+            names = ", ".join(sorted(e.value for e in denied))
+            raise UsageError(
+                f"granting entitlement {names} is not allowed by the engine's configuration "
+                "(allow it with --allow)"
+            )
+
+    def _job_options(self, request: BuildRequest, session: SessionHandle | None) -> JobOptions:
+        from dockyard.llbsolver import JobOptions
+
+        if session is None:
+            return JobOptions(entitlements=request.entitlements)
+        return JobOptions(
+            session_id=session.id,
+            secrets=session.secrets,
+            ssh_agents=session.ssh,
+            entitlements=request.entitlements,
+        )
+
+    async def _solve(
+        self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
+    ) -> SolveResponse:
+        result = await self._frontend(request, session, reporter)
+        if result is not None and result.definition is None:
+            return SolveResponse(warnings=result.warnings, built=False)
+        definition = request.definition if result is None else result.definition
+        assert definition is not None
+        options = self._job_options(request, session)
+        async with self.llb.new_job(options, reporter=reporter, name=request.name) as job:
+            ref = await self._solve_definition(job, definition, options)
+            metadata = await self._export(request, session, ref, result, reporter)
+        return SolveResponse(
+            exporter_response=metadata,
+            image_config=result.image_config if result is not None else None,
+            warnings=result.warnings if result is not None else (),
+        )
+
+    async def _frontend(
+        self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
+    ) -> FrontendResult | None:
+        if request.frontend is None:
+            return None
+        from ._frontend_ctx import BuildFrontendContext
+
+        frontend = self.frontends.get(request.frontend)
+        ctx = BuildFrontendContext(
+            session=session,
+            reporter=reporter,
+            build_platform=self.config.platform,
+            images=self.images,
+            scratch_dir=self.state_dir / "tmp",
+        )
+        return await frontend.solve(ctx, request.frontend_options)
+
+    async def _solve_definition(
+        self, job: Job, definition: Definition, options: JobOptions
+    ) -> ResultRef | None:
+        return await self.llb.solve_in(job, definition, options=options)
+
+    async def _export(
+        self,
+        request: BuildRequest,
+        session: SessionHandle | None,
+        ref: ResultRef | None,
+        result: FrontendResult | None,
+        reporter: Reporter,
+    ) -> dict[str, str]:
+        from ._exports import export_all
+
+        return await export_all(
+            self,
+            request.exports,
+            ref=ref,
+            image_config=result.image_config if result is not None else None,
+            session=session,
+            reporter=reporter,
+        )
+
+    # -- disk usage ----------------------------------------------------------------------
+    async def du(self, filters: UsageFilter | None = None) -> list[UsageRecord]:
+        """Cache records matching ``filters``, largest first."""
+        async with self._build():
+            return await self.cache.du(filters)
+
+    async def prune(
+        self,
+        *,
+        all: bool = False,
+        keep_duration: float | None = None,
+        keep_storage: int | None = None,
+        filters: UsageFilter | None = None,
+    ) -> PruneResult:
+        """Remove unused cache records (see :meth:`dockyard.cache.CacheManager.prune`),
+        then blobs nothing refers to any more (no record's layer, no stored image, no
+        lease)."""
+        async with self._build():
+            records = await self.cache.prune(
+                all=all, keep_duration=keep_duration, keep_storage=keep_storage, filters=filters
+            )
+            from ._plugins import blob_roots
+
+            gc = await self.content.gc(roots=blob_roots(self))
+            return PruneResult(
+                records=tuple(records),
+                blobs_removed=len(gc.removed),
+                blob_bytes_freed=gc.freed,
+            )

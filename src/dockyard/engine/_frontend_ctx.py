@@ -1,0 +1,114 @@
+"""The :class:`~dockyard.frontend.FrontendContext` of one build: its session, reporter,
+base-image metadata, and files read from the client's directories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dockyard.core import DockyardError, Platform, Reporter, SessionError, UsageError
+from dockyard.core.fspath import clean_rel, open_in_root
+from dockyard.session import SessionHandle, SyncRequest
+
+if TYPE_CHECKING:
+    from dockyard.dockerfile import ImageMetaResolver
+
+__all__ = ["BuildFrontendContext"]
+
+_MAX_FILE = 64 << 20  # a Dockerfile or ignore file larger than this is refused
+
+
+class BuildFrontendContext:
+    """Implements :class:`dockyard.frontend.FrontendContext` over a session handle.
+
+    Client files are synced (only the asked paths, symlinks among them followed) into a
+    scratch directory under ``scratch_dir`` and read from there inside that root, so a
+    hostile client cannot make the engine read a file of its own host.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: SessionHandle | None,
+        reporter: Reporter,
+        build_platform: Platform,
+        images: ImageMetaResolver,
+        scratch_dir: Path,
+    ) -> None:
+        self._session = session
+        self._reporter = reporter
+        self._platform = build_platform
+        self._images = images
+        self._scratch = scratch_dir
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session.id if self._session is not None else None
+
+    @property
+    def reporter(self) -> Reporter:
+        return self._reporter
+
+    @property
+    def build_platform(self) -> Platform:
+        return self._platform
+
+    @property
+    def images(self) -> ImageMetaResolver:
+        return self._images
+
+    async def read_client_files(self, directory: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        if self._session is None:
+            raise SessionError(
+                f"the build has no client session to read {directory!r} from "
+                "(attach a session that serves it)"
+            )
+        wanted: dict[str, str] = {}
+        for path in paths:
+            rel = clean_rel(path)
+            if rel == "." or any(c in rel for c in "*?[\\"):
+                raise UsageError(f"cannot read {path!r} from the client: not a file path")
+            wanted[path] = rel
+        if not wanted:
+            return {}
+        rels = tuple(sorted(set(wanted.values())))
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(prefix="client-files-", dir=self._scratch))
+        try:
+            await self._session.filesync.sync(
+                SyncRequest(name=directory, include_patterns=rels, follow_paths=rels), dest
+            )
+            found = await asyncio.to_thread(_read_files, dest, wanted)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+        return found
+
+
+def _read_files(root: Path, wanted: Mapping[str, str]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for path, rel in wanted.items():
+        data = _read_file(root, rel)
+        if data is not None:
+            out[path] = data
+    return out
+
+
+def _read_file(root: Path, rel: str) -> bytes | None:
+    try:
+        fd = open_in_root(root, rel, os.O_RDONLY | os.O_NONBLOCK)
+    except DockyardError:
+        return None  # missing, a symlink loop, or a link leading nowhere in the tree
+    with contextlib.closing(os.fdopen(fd, "rb")) as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_size > _MAX_FILE:
+            raise UsageError(f"{rel} is too large to read ({st.st_size} bytes)")
+        return f.read(_MAX_FILE + 1)

@@ -1,0 +1,62 @@
+"""What a build asks of the engine, and what it gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from dockyard.core import BuildWarning, Reporter, UsageError
+from dockyard.llbsolver.types import Entitlement
+
+if TYPE_CHECKING:
+    from dockyard import llb, oci
+
+__all__ = ["BuildRequest", "SolveResponse"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class BuildRequest:
+    """One build (BuildKit's ``SolveRequest``, parsed).
+
+    Exactly one of ``definition`` (a raw LLB graph) or ``frontend`` (a registered
+    frontend's name, with its typed ``frontend_options``) says what to build.
+    ``exports`` are the exporter requests (values of :mod:`dockyard.exporter`), done in
+    order after the build. ``session_id`` names the client session serving the build's
+    directories, secrets, SSH agents and export targets (attach it to the engine's
+    :attr:`~dockyard.engine.Engine.sessions` first). ``entitlements`` are the privileges
+    the build asks for (each must be allowed by the engine's config). ``reporter``
+    receives the build's progress. ``name`` labels the build in progress and errors.
+    """
+
+    definition: llb.Definition | None = None
+    frontend: str | None = None
+    frontend_options: object = None
+    exports: tuple[object, ...] = ()
+    session_id: str | None = None
+    entitlements: frozenset[Entitlement] = frozenset()
+    reporter: Reporter | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.definition is None) == (self.frontend is None):
+            raise UsageError("a build request needs either a Definition or a frontend name")
+        object.__setattr__(self, "exports", tuple(self.exports))
+        object.__setattr__(self, "entitlements", frozenset(self.entitlements))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class SolveResponse:
+    """What a finished build reports.
+
+    ``exporter_response`` merges the exporters' metadata (``containerimage.digest``,
+    ``image.name`` ...). ``image_config`` is the config the frontend produced (``None``
+    for a raw Definition). ``warnings`` are those the frontend reported. ``built`` is
+    false when the frontend had nothing to build (a ``--check`` run).
+    """
+
+    exporter_response: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    image_config: oci.ImageConfig | None = None
+    warnings: tuple[BuildWarning, ...] = ()
+    built: bool = True

@@ -27,6 +27,7 @@ import os
 import secrets
 import shutil
 import stat
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -576,9 +577,42 @@ async def receive(
     ``preserve_owner`` defaults to "when running as root" (owners are neither applied
     nor compared otherwise). With ``merge`` nothing that the source does not mention is
     deleted (an export into a directory of the user). Reports ``VertexProgress`` (bytes
-    and files) for ``progress_digest`` when one is given.
+    and files) for ``progress_digest`` when one is given. Syncs into the same ``dest``
+    run one after the other (within this process).
     """
-    progress = TransferProgress(reporter, progress_digest, name or dest.name)
+    async with _dest_lock(dest):
+        return await _receive(
+            source,
+            dest,
+            progress=TransferProgress(reporter, progress_digest, name or dest.name),
+            preserve_owner=preserve_owner,
+            allow_devices=allow_devices,
+            merge=merge,
+        )
+
+
+_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _dest_lock(dest: Path) -> asyncio.Lock:
+    """One sync at a time into a destination (within this process)."""
+    key = os.path.abspath(dest)
+    lock = _locks.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        _locks[key] = lock
+    return lock
+
+
+async def _receive(
+    source: SyncSource,
+    dest: Path,
+    *,
+    progress: TransferProgress,
+    preserve_owner: bool | None,
+    allow_devices: bool,
+    merge: bool,
+) -> SyncResult:
     receiver = Receiver(
         dest, preserve_owner=preserve_owner, allow_devices=allow_devices, merge=merge
     )

@@ -271,3 +271,16 @@ async def test_concurrent_syncs_of_one_session(harness: Harness, tmp_path: Path)
         )
     assert [r.files_transferred for r in results] == [5, 3, 5]
     assert snapshot(tmp_path / "d2") == snapshot(src / "app")
+
+
+async def test_syncs_into_one_destination_take_turns(harness: Harness, tmp_path: Path) -> None:
+    import asyncio
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_context(src)
+    for i in range(100):
+        write(src, f"many/{i}", str(i))
+    async with harness.open(Session(directories={"context": src})) as handle:
+        results = await asyncio.gather(*(sync(handle, dest) for _ in range(3)))
+    assert sorted(r.files_transferred for r in results) == [0, 0, 105]
+    assert snapshot(dest) == snapshot(src)

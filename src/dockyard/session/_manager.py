@@ -180,6 +180,7 @@ class _FileSync:
         *,
         reporter: Reporter | None = None,
         progress_digest: str = "",
+        compare: bool = True,
     ) -> SyncResult:
         handle = self._handle
         if request.name not in handle.info.directories:
@@ -196,6 +197,7 @@ class _FileSync:
                     name=request.name,
                     reporter=reporter,
                     progress_digest=progress_digest,
+                    compare=compare,
                 )
 
         return await handle._call(f"syncing {request.name!r}", run, None)

@@ -187,9 +187,11 @@ class Receiver:
         preserve_owner: bool | None = None,
         allow_devices: bool = False,
         merge: bool = False,
+        compare: bool = True,
     ) -> None:
         self.dest = dest
         self.merge = merge
+        self.compare = compare
         self.preserve_owner = os.geteuid() == 0 if preserve_owner is None else preserve_owner
         self.allow_devices = allow_devices
         self.files = 0
@@ -333,6 +335,7 @@ class Receiver:
                 cur = os.lstat(name, dir_fd=dirs.fd(parent))  # links may have been removed
             if (
                 cur is None
+                or not self.compare
                 or cur.st_size != entry.size
                 or cur.st_mtime_ns != entry.mtime_ns
                 or cur.st_nlink != 1 + links_to.get(path, 0)
@@ -571,14 +574,16 @@ async def receive(
     preserve_owner: bool | None = None,
     allow_devices: bool = False,
     merge: bool = False,
+    compare: bool = True,
 ) -> SyncResult:
     """Drive ``source`` to bring ``dest`` up to date (see :class:`Receiver`).
 
     ``preserve_owner`` defaults to "when running as root" (owners are neither applied
     nor compared otherwise). With ``merge`` nothing that the source does not mention is
     deleted (an export into a directory of the user). Reports ``VertexProgress`` (bytes
-    and files) for ``progress_digest`` when one is given. Syncs into the same ``dest``
-    run one after the other (within this process).
+    and files) for ``progress_digest`` when one is given. With ``compare=False`` every
+    regular file is fetched again. Syncs into the same ``dest`` run one after the other
+    (within this process).
     """
     async with _dest_lock(dest):
         return await _receive(
@@ -588,6 +593,7 @@ async def receive(
             preserve_owner=preserve_owner,
             allow_devices=allow_devices,
             merge=merge,
+            compare=compare,
         )
 
 
@@ -612,9 +618,14 @@ async def _receive(
     preserve_owner: bool | None,
     allow_devices: bool,
     merge: bool,
+    compare: bool,
 ) -> SyncResult:
     receiver = Receiver(
-        dest, preserve_owner=preserve_owner, allow_devices=allow_devices, merge=merge
+        dest,
+        preserve_owner=preserve_owner,
+        allow_devices=allow_devices,
+        merge=merge,
+        compare=compare,
     )
     # look at the destination while the sender walks its tree
     scanning = None if merge else asyncio.ensure_future(asyncio.to_thread(receiver.scan))

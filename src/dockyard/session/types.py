@@ -163,7 +163,9 @@ class FileSyncCaller(Protocol):
     ones raise :class:`~dockyard.core.PathEscapeError`, a malformed stream
     :class:`~dockyard.core.SessionError`; after an error ``dest`` is in some state between
     the old and the new tree and the next sync repairs it. Progress (bytes and files
-    transferred) is reported as ``VertexProgress`` of ``progress_digest``.
+    transferred) is reported as ``VertexProgress`` of ``progress_digest``. With
+    ``compare=False`` every file's content travels again (``local.differ=none``); only
+    unchanged metadata is kept.
     """
 
     async def sync(
@@ -173,6 +175,7 @@ class FileSyncCaller(Protocol):
         *,
         reporter: Reporter | None = None,
         progress_digest: str = "",
+        compare: bool = True,
     ) -> SyncResult: ...
 
 

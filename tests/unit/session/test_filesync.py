@@ -284,3 +284,18 @@ async def test_syncs_into_one_destination_take_turns(harness: Harness, tmp_path:
         results = await asyncio.gather(*(sync(handle, dest) for _ in range(3)))
     assert sorted(r.files_transferred for r in results) == [0, 0, 105]
     assert snapshot(dest) == snapshot(src)
+
+
+async def test_without_comparing_everything_travels(harness: Harness, tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_context(src)
+    async with harness.open(Session(directories={"context": src})) as handle:
+        await sync(handle, dest)
+        # same size and mtime, different content: only a full transfer notices
+        stat = (src / "app/util.py").stat()
+        write(src, "app/util.py", "X = 2\n")
+        os.utime(src / "app/util.py", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert (await sync(handle, dest)).files_transferred == 0
+        result = await handle.filesync.sync(SyncRequest(name="context"), dest, compare=False)
+        assert result.files_transferred == 5
+        assert (dest / "app/util.py").read_text() == "X = 2\n"

@@ -299,3 +299,15 @@ async def test_without_comparing_everything_travels(harness: Harness, tmp_path: 
         result = await handle.filesync.sync(SyncRequest(name="context"), dest, compare=False)
         assert result.files_transferred == 5
         assert (dest / "app/util.py").read_text() == "X = 2\n"
+
+
+async def test_names_that_are_not_utf8(harness: Harness, tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    write(src, os.fsdecode(b"caf\xe9 \n\x01"), "latin-1 name")
+    os.symlink(b"caf\xe9 \n\x01", os.fsencode(src) + b"/l\xff")
+    async with harness.open(Session(directories={"context": src})) as handle:
+        result = await sync(handle, dest)
+    assert result.files_transferred == 1
+    assert sorted(os.listdir(os.fsencode(dest))) == [b"caf\xe9 \n\x01", b"l\xff"]
+    assert os.readlink(os.fsencode(dest) + b"/l\xff") == b"caf\xe9 \n\x01"

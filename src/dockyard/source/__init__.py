@@ -1,1 +1,78 @@
-"""source."""
+"""Layer 5: source ops — the resolvers the LLB solver delegates to by scheme.
+
+The engine builds one of each and registers it in ``Worker.sources``::
+
+    unpacker = LayerUnpacker(cache, content)          # shared: images share layers
+    sources = {
+        "local": LocalSource(cache=cache, sessions=sessions, session_key=SESSION_ID),
+        "docker-image": ImageSource(
+            cache=cache, content=content, registry=registry_config,
+            sessions=sessions, session_key=SESSION_ID, images=image_store,
+            unpacker=unpacker,
+        ),
+        "oci-layout": OCILayoutSource(cache=cache, content=content, unpacker=unpacker),
+    }
+
+- :class:`LocalSource` — ``local://NAME``: the client's directory synced incrementally
+  through its session into a persistent work area, committed (and reused while the
+  content is the same);
+- :class:`ImageSource` — ``docker-image://REF`` with resolve modes ``default`` /
+  ``pull`` / ``local`` (local image store, registry); also the frontends' image config
+  resolver (:meth:`ImageSource.resolve_image_config`, :meth:`ImageSource.meta_resolver`);
+- :class:`OCILayoutSource` — ``oci-layout://STORE[:TAG][@DIGEST]``: an image from an OCI
+  layout directory or tarball;
+- :class:`LayerUnpacker` — layers applied into chains of committed snapshots keyed by
+  chain id, each layer unpacked once and shared between images.
+
+``scratch`` is no source op: LLB models it as "no input" (an empty Definition or an
+input index of -1), which the solver and the file ops handle.
+
+The resolvers satisfy ``dockyard.llbsolver.SourceResolver`` structurally (this layer
+sits below ``llbsolver``): see :mod:`dockyard.source.types`.
+"""
+
+from ._image import (
+    FrontendImageResolver,
+    ImageInstance,
+    ImageRequest,
+    ImageSource,
+    PinnedImage,
+)
+from ._layers import (
+    CHAIN_ID_LABEL,
+    BlobStream,
+    LayerSpec,
+    LayerUnpacker,
+    UnpackStatistics,
+    chain_ids,
+)
+from ._local import CONTENT_LABEL, LocalInstance, LocalSource, LocalSpec, LocalStatistics
+from ._ocilayout import LayoutImage, LayoutRef, OCILayoutInstance, OCILayoutSource
+from ._registry import SessionCredentials
+from .types import LocalImages, SourceOpRequest
+
+__all__ = [
+    "CHAIN_ID_LABEL",
+    "CONTENT_LABEL",
+    "BlobStream",
+    "FrontendImageResolver",
+    "ImageInstance",
+    "ImageRequest",
+    "ImageSource",
+    "LayerSpec",
+    "LayerUnpacker",
+    "LayoutImage",
+    "LayoutRef",
+    "LocalImages",
+    "LocalInstance",
+    "LocalSource",
+    "LocalSpec",
+    "LocalStatistics",
+    "OCILayoutInstance",
+    "OCILayoutSource",
+    "PinnedImage",
+    "SessionCredentials",
+    "SourceOpRequest",
+    "UnpackStatistics",
+    "chain_ids",
+]

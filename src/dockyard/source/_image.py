@@ -1,0 +1,448 @@
+"""``docker-image://REF``: images from the local image store or a registry.
+
+:meth:`ImageInstance.cache_key` resolves the reference to the image manifest for the
+requested platform (a few small documents; never a layer): with resolve mode
+``default`` from the local image store if it has the name, else from the registry;
+``local`` from the store only; ``pull`` from the registry always. The key is that
+manifest's digest, so every reference naming the same image shares its result.
+:meth:`ImageInstance.snapshot` then unpacks the layers not unpacked yet (see
+:mod:`dockyard.source._layers`): each blob comes from the content store if it is there,
+from the registry otherwise (up to three downloads at a time, overlapping with
+unpacking), with progress per layer.
+
+:meth:`ImageSource.resolve_image_config` is BuildKit's ``ResolveImageConfig`` for
+frontends: the canonical reference (with the digest it resolved to) and the config
+blob, without pulling layers.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from dockyard.cache import CacheManager, ImmutableRef
+from dockyard.content import ContentStore
+from dockyard.core import (
+    ContentError,
+    Digest,
+    InvalidDefinitionError,
+    NotFoundError,
+    Platform,
+    UsageError,
+    host_platform,
+)
+from dockyard.llb import ATTR, ResolveMode
+from dockyard.oci import (
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    parse_manifest,
+    select_platform,
+)
+from dockyard.registry import CredentialsProvider, Reference, RegistryConfig
+from dockyard.session import SessionManager
+from dockyard.solver import JobValue, VertexContext
+
+from ._layers import BlobStream, LayerProgress, LayerSpec, LayerUnpacker, layer_specs
+from ._registry import ClientPool, StoreSink
+from .types import LocalImages, SourceOpRequest
+
+if TYPE_CHECKING:
+    from dockyard.dockerfile import ResolvedImage as FrontendImage
+
+__all__ = ["FrontendImageResolver", "ImageInstance", "ImageRequest", "ImageSource", "PinnedImage"]
+
+_MAX_INDEX_DEPTH = 4
+_PROGRESS_INTERVAL = 0.1
+
+
+def parse_resolve_mode(
+    value: str | ResolveMode | None, what: str = "image.resolvemode"
+) -> ResolveMode:
+    if value is None or value == "":
+        return ResolveMode.DEFAULT
+    try:
+        return ResolveMode(value)
+    except ValueError:
+        known = ", ".join(m.value for m in ResolveMode)
+        raise UsageError(f"invalid {what} {value!r} (expected {known})") from None
+
+
+def parse_layer_limit(value: str | None, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise InvalidDefinitionError(f"invalid {what} {value!r}: expected a number of layers")
+    return limit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageRequest:
+    """A ``docker-image://`` source op, parsed: the normalized ``reference``, the
+    ``platform`` wanted, the ``resolve_mode`` and an optional ``layer_limit``."""
+
+    reference: Reference
+    platform: Platform
+    resolve_mode: ResolveMode = ResolveMode.DEFAULT
+    layer_limit: int | None = None
+
+    @classmethod
+    def parse(cls, request: SourceOpRequest, *, default_platform: Platform) -> ImageRequest:
+        try:
+            reference = Reference.parse(request.path)
+        except UsageError as exc:
+            raise InvalidDefinitionError(
+                f"invalid image reference in {request.identifier!r}: {exc.message}"
+            ) from exc
+        return cls(
+            reference=reference,
+            platform=request.platform or default_platform,
+            resolve_mode=parse_resolve_mode(request.attrs.get(ATTR.IMAGE_RESOLVE_MODE)),
+            layer_limit=parse_layer_limit(
+                request.attrs.get(ATTR.IMAGE_LAYER_LIMIT), ATTR.IMAGE_LAYER_LIMIT
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PinnedImage:
+    """An image reference resolved for one platform.
+
+    ``digest`` is what the reference points at (an index or a manifest; what a pinned
+    reference names), ``manifest_digest`` the platform's image manifest. ``from_store``:
+    found in the local image store (its layers may still need the registry in
+    ``default`` mode).
+    """
+
+    reference: Reference
+    digest: Digest
+    manifest_digest: Digest
+    manifest: ImageManifest
+    config: ImageConfig
+    config_bytes: bytes
+    from_store: bool
+
+    @property
+    def canonical(self) -> str:
+        """``domain/path:tag@digest``: the reference pinned to what it resolved to."""
+        return str(self.reference.with_digest(self.digest))
+
+
+class _Progress(LayerProgress):
+    """Per-layer progress of one vertex: download bytes and extraction."""
+
+    def __init__(self, ctx: VertexContext) -> None:
+        self._ctx = ctx
+        self._started: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+
+    def _emit(self, id: str, name: str, current: int, total: int, done: bool) -> None:
+        now = time.time()
+        if not done and now - self._last.get(id, 0.0) < _PROGRESS_INTERVAL:
+            return
+        self._last[id] = now
+        started = self._started.setdefault(id, now)
+        self._ctx.progress(
+            id,
+            name,
+            current,
+            total=total,
+            started=started,
+            completed=now if done else None,
+        )
+
+    def downloading(self, layer: LayerSpec, current: int, done: bool = False) -> None:
+        digest = str(layer.blob.digest)
+        self._emit(digest, digest, current, layer.blob.size, done)
+
+    def extracting(self, layer: LayerSpec) -> None:
+        digest = str(layer.blob.digest)
+        self._emit("extract " + digest, "extracting " + digest, 0, 0, False)
+
+    def extracted(self, layer: LayerSpec, done: bool, size: int) -> None:
+        digest = str(layer.blob.digest)
+        self._emit("extract " + digest, "extracting " + digest, size, layer.blob.size, done)
+
+
+class LayoutConfigs(Protocol):
+    """What the frontend resolver needs of an OCI layout source
+    (:meth:`dockyard.source.OCILayoutSource.resolve_config`)."""
+
+    async def resolve_config(self, ref: str, *, platform: Platform) -> tuple[Digest, bytes]: ...
+
+
+class ImageSource:
+    """The ``docker-image`` resolver (``Worker.sources["docker-image"]``).
+
+    ``cache`` and ``content`` are the worker's cache manager and content store (layer
+    snapshots, blobs). ``registry`` holds per-host settings (plain HTTP, TLS, mirrors).
+    Credentials: those of the job's client session when it forwards them (found in
+    ``sessions`` by the ids under ``session_key``, the engine's ``SESSION_ID``), else
+    ``credentials`` (default: the docker config of the engine's user). ``images`` is the
+    local image store (names → manifest descriptors), asked first in the ``default``
+    and ``local`` modes. ``platform`` is the platform of ops that name none.
+    ``unpacker`` may be shared with other image sources (``oci-layout``) of the same
+    cache so that they share layer snapshots. Close with :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: CacheManager,
+        content: ContentStore,
+        registry: RegistryConfig | None = None,
+        credentials: CredentialsProvider | None = None,
+        sessions: SessionManager | None = None,
+        session_key: JobValue[str] | None = None,
+        images: LocalImages | None = None,
+        platform: Platform | None = None,
+        unpacker: LayerUnpacker | None = None,
+    ) -> None:
+        self.cache = cache
+        self.content = content
+        self.images = images
+        self.platform = platform if platform is not None else host_platform()
+        self.unpacker = unpacker if unpacker is not None else LayerUnpacker(cache, content)
+        self._session_key = session_key
+        self._clients = ClientPool(config=registry, credentials=credentials, sessions=sessions)
+
+    async def aclose(self) -> None:
+        """Close the registry clients."""
+        await self._clients.aclose()
+
+    def session_ids(self, ctx: VertexContext) -> tuple[str, ...]:
+        if self._session_key is None:
+            return ()
+        return ctx.values(self._session_key)
+
+    # -- the SourceResolver ----------------------------------------------------------------
+    async def resolve(self, request: SourceOpRequest, ctx: VertexContext) -> ImageInstance:
+        return ImageInstance(self, ImageRequest.parse(request, default_platform=self.platform))
+
+    # -- resolving -------------------------------------------------------------------------
+    async def resolve_image(
+        self,
+        reference: Reference,
+        *,
+        platform: Platform | None = None,
+        mode: ResolveMode = ResolveMode.DEFAULT,
+        session_ids: Sequence[str] = (),
+    ) -> PinnedImage:
+        """``reference`` resolved for ``platform`` following ``mode`` (see the module
+        docstring); no layer is fetched. ``NotFoundError("image not found: REF")`` when
+        neither the store (as the mode allows) nor the registry has it."""
+        wanted = platform if platform is not None else self.platform
+        if mode is not ResolveMode.PULL:
+            found = await self._from_store(reference, wanted)
+            if found is not None:
+                return found
+            if mode is ResolveMode.LOCAL:
+                raise NotFoundError(f"image not found: {reference.familiar()} (in the local store)")
+        client = await self._clients.client(session_ids)
+        resolved = await client.resolve(reference, platform=wanted)
+        manifest = resolved.manifest.manifest
+        if not isinstance(manifest, ImageManifest):  # pragma: no cover - resolve ensures
+            raise ContentError(f"image {reference.familiar()}: no image manifest")
+        return PinnedImage(
+            reference=reference,
+            digest=resolved.digest,
+            manifest_digest=resolved.manifest.descriptor.digest,
+            manifest=manifest,
+            config=resolved.config,
+            config_bytes=resolved.config_bytes,
+            from_store=False,
+        )
+
+    async def _from_store(self, reference: Reference, platform: Platform) -> PinnedImage | None:
+        top: Descriptor | None = None
+        if self.images is not None:
+            top = await self.images.lookup(str(reference))
+        if top is None and reference.digest is not None and self.content.has(reference.digest):
+            top = Descriptor(media_type="", digest=reference.digest, size=0)
+        if top is None:
+            return None
+        name = reference.familiar()
+        desc = top
+        for _ in range(_MAX_INDEX_DEPTH):
+            if not self.content.has(desc.digest):
+                return None
+            data = await self.content.read(desc.digest)
+            document = parse_manifest(data, desc.media_type)
+            if isinstance(document, ImageIndex):
+                desc = select_platform(document, platform, name=name)
+                continue
+            config_desc = document.config
+            if not self.content.has(config_desc.digest):
+                return None
+            config_bytes = await self.content.read(config_desc.digest)
+            if len(config_bytes) != config_desc.size:
+                raise ContentError(f"image {name}: config {config_desc.digest} has the wrong size")
+            return PinnedImage(
+                reference=reference,
+                digest=top.digest,
+                manifest_digest=desc.digest,
+                manifest=document,
+                config=ImageConfig.parse(config_bytes),
+                config_bytes=config_bytes,
+                from_store=True,
+            )
+        raise ContentError(f"image {name}: indexes nested too deeply")
+
+    async def resolve_image_config(
+        self,
+        ref: str,
+        platform: Platform | None = None,
+        resolve_mode: ResolveMode | str = ResolveMode.DEFAULT,
+        *,
+        session_id: str | None = None,
+    ) -> tuple[str, bytes]:
+        """BuildKit's ``ResolveImageConfig``: ``(canonical reference with digest, config
+        bytes)`` for ``ref`` on ``platform``, without pulling layers."""
+        try:
+            reference = Reference.parse(ref)
+        except UsageError as exc:
+            raise UsageError(f"invalid image reference {ref!r}: {exc.message}") from exc
+        pinned = await self.resolve_image(
+            reference,
+            platform=platform,
+            mode=parse_resolve_mode(resolve_mode, "resolve mode"),
+            session_ids=(session_id,) if session_id else (),
+        )
+        return pinned.canonical, pinned.config_bytes
+
+    def meta_resolver(
+        self, *, session_id: str | None = None, layouts: LayoutConfigs | None = None
+    ) -> FrontendImageResolver:
+        """The Dockerfile converter's ``ImageMetaResolver`` over this source (and
+        ``layouts``, an :class:`~dockyard.source.OCILayoutSource`, for
+        ``oci-layout://`` named contexts), asking with ``session_id``'s credentials."""
+        return FrontendImageResolver(self, session_id=session_id, layouts=layouts)
+
+    # -- pulling ---------------------------------------------------------------------------
+    async def pull(
+        self,
+        image: PinnedImage,
+        *,
+        mode: ResolveMode = ResolveMode.DEFAULT,
+        layer_limit: int | None = None,
+        session_ids: Sequence[str] = (),
+        ctx: VertexContext | None = None,
+    ) -> ImmutableRef:
+        """The image's tree (its first ``layer_limit`` layers) as a new handle the caller
+        owns; see the module docstring."""
+        name = image.reference.familiar()
+        layers = layer_specs(
+            image.manifest.layers, image.config.diff_ids, name=name, limit=layer_limit
+        )
+        progress = _Progress(ctx) if ctx is not None else None
+        if not self.unpacker.missing(layers):
+            return await self.unpacker.unpack(layers, _never, name=name)
+        async with self.content.lease() as lease:
+
+            async def fetch(layer: LayerSpec) -> BlobStream:
+                digest = layer.blob.digest
+                opener = functools.partial(self.content.open, digest)
+                self.content.add_to_lease(lease, digest)  # before the check: GC races
+                if self.content.has(digest):
+                    return BlobStream(open=opener, verified=True)
+                if mode is ResolveMode.LOCAL:
+                    raise NotFoundError(
+                        f"image {name}: layer {digest} is not in the local store "
+                        "(resolve mode local never pulls)"
+                    )
+                client = await self._clients.client(session_ids)
+                sink = StoreSink(self.content, digest=digest, size=layer.blob.size, lease=lease)
+
+                def on_bytes(n: int) -> None:
+                    if progress is not None:
+                        progress.downloading(layer, n)
+
+                await client.fetch_blob(image.reference, layer.blob, sink, on_progress=on_bytes)
+                if progress is not None:
+                    progress.downloading(layer, layer.blob.size, done=True)
+                return BlobStream(open=opener, verified=True)
+
+            return await self.unpacker.unpack(
+                layers,
+                fetch,
+                name=name,
+                progress=progress,
+                cancelled=ctx.cancelled if ctx is not None else None,
+            )
+
+
+async def _never(layer: LayerSpec) -> BlobStream:
+    raise NotFoundError(f"layer {layer.blob.digest} is not unpacked")  # pragma: no cover
+
+
+class ImageInstance:
+    """One ``docker-image://`` op (a :class:`~dockyard.llbsolver.SourceInstance`)."""
+
+    def __init__(self, source: ImageSource, request: ImageRequest) -> None:
+        self.source = source
+        self.request = request
+        self.pinned: PinnedImage | None = None
+
+    async def _pinned(self, ctx: VertexContext) -> PinnedImage:
+        if self.pinned is None:
+            self.pinned = await self.source.resolve_image(
+                self.request.reference,
+                platform=self.request.platform,
+                mode=self.request.resolve_mode,
+                session_ids=self.source.session_ids(ctx),
+            )
+        return self.pinned
+
+    async def cache_key(self, ctx: VertexContext) -> str:
+        pinned = await self._pinned(ctx)
+        key = str(pinned.manifest_digest)
+        if self.request.layer_limit is not None:
+            key += f"+layers={self.request.layer_limit}"
+        return key
+
+    async def snapshot(self, ctx: VertexContext) -> ImmutableRef:
+        pinned = await self._pinned(ctx)
+        return await self.source.pull(
+            pinned,
+            mode=self.request.resolve_mode,
+            layer_limit=self.request.layer_limit,
+            session_ids=self.source.session_ids(ctx),
+            ctx=ctx,
+        )
+
+
+class FrontendImageResolver:
+    """The Dockerfile converter's ``ImageMetaResolver`` (``dockyard.dockerfile``) over an
+    :class:`ImageSource` and optionally an OCI layout source."""
+
+    def __init__(
+        self, images: ImageSource, *, session_id: str | None, layouts: LayoutConfigs | None
+    ) -> None:
+        self.images = images
+        self.session_id = session_id
+        self.layouts = layouts
+
+    async def resolve(
+        self, ref: str, *, platform: Platform, resolve_mode: ResolveMode
+    ) -> FrontendImage:
+        from dockyard.dockerfile import ResolvedImage as FrontendImage
+
+        if ref.startswith("oci-layout://"):
+            if self.layouts is None:
+                raise NotFoundError(f"image not found: {ref} (no OCI layout source)")
+            digest, config = await self.layouts.resolve_config(
+                ref.removeprefix("oci-layout://"), platform=platform
+            )
+            return FrontendImage(ref=ref, digest=str(digest), config=config)
+        canonical, config = await self.images.resolve_image_config(
+            ref, platform, resolve_mode, session_id=self.session_id
+        )
+        return FrontendImage(ref=ref, digest=canonical.rpartition("@")[2], config=config)

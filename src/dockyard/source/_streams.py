@@ -1,0 +1,206 @@
+"""Blocking streams for unpacking layers: a tee that hashes (and optionally stores) the
+compressed bytes while they are read, and decompressors for gzip, zstd and plain tars.
+
+Everything here runs in a worker thread. :class:`Tee` checks a cancellation flag on every
+read so that an unpack abandoned by its caller stops at the next chunk instead of
+running to the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import zlib
+from collections.abc import Callable
+from typing import BinaryIO, Protocol
+
+from dockyard.core import CancelledError, ContentError, Digest
+
+__all__ = ["CHUNK", "Compression", "Tee", "decompressed", "sniff_compression"]
+
+CHUNK = 1 << 20
+
+Compression = str
+"""``"gzip"``, ``"zstd"`` or ``"uncompressed"``."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class _Sink(Protocol):
+    def write_sync(self, data: bytes | bytearray | memoryview) -> int: ...
+
+
+class Tee:
+    """Reads ``src``, hashing (sha256) and counting every byte, and copying it to
+    ``sink`` (a content-store writer) when given. Any of the ``cancelled`` events being
+    set stops the next read with :class:`~dockyard.core.CancelledError`.
+
+    ``peek(n)`` looks at the first bytes without consuming them (for sniffing the
+    compression). :meth:`drain` reads to the end.
+    """
+
+    def __init__(
+        self,
+        src: BinaryIO,
+        *,
+        sink: _Sink | None = None,
+        cancelled: tuple[threading.Event, ...] = (),
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
+        self._src = src
+        self._sink = sink
+        self._cancelled = cancelled
+        self._on_read = on_read
+        self._hash = hashlib.sha256()
+        self._pending = b""
+        self.size = 0
+
+    def peek(self, n: int) -> bytes:
+        while len(self._pending) < n:
+            data = self._src.read(n - len(self._pending))
+            if not data:
+                break
+            self._pending += data
+        return self._pending[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if any(event.is_set() for event in self._cancelled):
+            raise CancelledError("layer unpack cancelled")
+        if self._pending:
+            if n < 0 or n >= len(self._pending):
+                data, self._pending = self._pending, b""
+            else:
+                data, self._pending = self._pending[:n], self._pending[n:]
+        else:
+            data = self._src.read(n if n >= 0 else CHUNK)
+        if data:
+            self._hash.update(data)
+            if self._sink is not None:
+                self._sink.write_sync(data)
+            self.size += len(data)
+            if self._on_read is not None:
+                self._on_read(self.size)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def digest(self) -> Digest:
+        return Digest("sha256:" + self._hash.hexdigest())
+
+
+def sniff_compression(head: bytes) -> Compression:
+    """The compression a blob's first bytes show (BuildKit detects it the same way; the
+    media type alone is not trusted: registries serve mislabelled layers)."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return "uncompressed"
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
+
+
+class _FullReads:
+    """``read(n)`` returns exactly ``n`` bytes unless the stream ends (what
+    :class:`tarfile.TarFile` needs from its file object)."""
+
+    def __init__(self, inner: _Readable) -> None:
+        self._inner = inner
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts = []
+            while chunk := self._inner.read(CHUNK):
+                parts.append(chunk)
+            return b"".join(parts)
+        first = self._inner.read(n)
+        if len(first) == n or not first:
+            return first
+        parts = [first]
+        got = len(first)
+        while got < n:
+            chunk = self._inner.read(n - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+class _Gunzip:
+    """Streaming gzip decompression (multi-member, like ``gzip -d``; zero padding after
+    the last member is allowed), zlib releasing the GIL while it works."""
+
+    def __init__(self, src: _Readable) -> None:
+        self._src = src
+        self._d = zlib.decompressobj(wbits=31)
+        self._input = b""
+        self._started = False
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        limit = n if n > 0 else CHUNK
+        while not self._done:
+            if not self._input:
+                self._input = self._src.read(CHUNK)
+                if not self._input:
+                    if self._started and not self._d.eof:
+                        raise ContentError("truncated gzip layer (the stream ended early)")
+                    self._done = True
+                    break
+            if self._d.eof:
+                if not self._input.strip(b"\0"):
+                    self._input = b""
+                    continue
+                self._d = zlib.decompressobj(wbits=31)
+            self._started = True
+            try:
+                out = self._d.decompress(self._input, limit)
+            except zlib.error as exc:
+                raise ContentError(f"corrupt gzip layer: {exc}") from exc
+            self._input = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
+            if out:
+                return out
+        return b""
+
+
+class _Unzstd:
+    def __init__(self, src: _Readable) -> None:
+        import zstandard
+
+        self._error = zstandard.ZstdError
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            src,  # type: ignore[arg-type]  # any object with read() works
+            read_size=CHUNK,
+            read_across_frames=True,
+        )
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return bytes(self._reader.read(n if n > 0 else CHUNK))
+        except self._error as exc:
+            raise ContentError(f"corrupt zstd layer: {exc}") from exc
+
+
+def decompressed(tee: Tee) -> BinaryIO:
+    """The uncompressed tar inside the blob ``tee`` reads (compression sniffed)."""
+    kind = sniff_compression(tee.peek(4))
+    inner: _Readable
+    if kind == "gzip":
+        inner = _Gunzip(tee)
+    elif kind == "zstd":
+        inner = _Unzstd(tee)
+    else:
+        inner = tee
+    return _FullReads(inner)  # type: ignore[return-value]

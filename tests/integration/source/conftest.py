@@ -1,0 +1,138 @@
+"""An engine for the source integration tests: the real cache manager (overlayfs), a
+content store, a session manager with in-process sessions, the three source resolvers
+registered in a :class:`Worker`, and the LLB solver with SQLite keys."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import tarfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dockyard.cache import CacheManager, ImmutableRef
+from dockyard.content import ContentStore
+from dockyard.core import CollectingReporter, VertexProgress
+from dockyard.executor import OciExecutor
+from dockyard.llb import Definition
+from dockyard.llbsolver import SESSION_ID, CacheRefs, JobOptions, LlbSolver, Worker
+from dockyard.registry import RegistryConfig
+from dockyard.session import Session, SessionManager
+from dockyard.solver import ResultRef, Solver, SqliteCacheKeyStorage
+from dockyard.source import ImageSource, LayerUnpacker, LocalSource, OCILayoutSource
+
+
+@dataclass
+class Engine:
+    state: Path
+    cache: CacheManager
+    content: ContentStore
+    keys: SqliteCacheKeyStorage
+    sessions: SessionManager
+    local: LocalSource
+    images: ImageSource
+    layouts: OCILayoutSource
+    unpacker: LayerUnpacker
+    llb: LlbSolver
+
+    async def solve(
+        self, definition: Definition, *, session: Session | None = None
+    ) -> tuple[ResultRef | None, CollectingReporter]:
+        reporter = CollectingReporter()
+        if session is None:
+            ref = await self.llb.solve(definition, reporter=reporter)
+            return ref, reporter
+        async with self.sessions.attach(session) as handle:
+            ref = await self.llb.solve(
+                definition, options=JobOptions(session_id=handle.id), reporter=reporter
+            )
+        return ref, reporter
+
+    async def tree(self, ref: ResultRef | ImmutableRef) -> dict[str, object]:
+        value = ref.value if isinstance(ref, ResultRef) else ref
+        assert isinstance(value, ImmutableRef)
+        async with value.mount() as root:
+            return read_tree(root)
+
+
+def read_tree(root: Path) -> dict[str, object]:
+    """Every entry below ``root``: file contents with their mode, link targets, ``dir``
+    with the mode for directories."""
+    out: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            rel = path.relative_to(root).as_posix()
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = (path.read_bytes(), stat.S_IMODE(st.st_mode))
+    return out
+
+
+def tar_of(root: Path) -> bytes:
+    """An uncompressed layer tar of the tree at ``root`` (owners, modes, links kept)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(p for p in root.rglob("*")):
+            tar.add(entry, arcname=entry.relative_to(root).as_posix(), recursive=False)
+    return buf.getvalue()
+
+
+def transferred(reporter: CollectingReporter) -> list[VertexProgress]:
+    return [e for e in reporter.events if isinstance(e, VertexProgress)]
+
+
+@contextlib.asynccontextmanager
+async def open_engine(
+    state: Path, *, registry: RegistryConfig | None = None
+) -> AsyncIterator[Engine]:
+    cache = await CacheManager.open(state)
+    content = ContentStore(state / "content")
+    keys = SqliteCacheKeyStorage(state / "metadata.db")
+    sessions = SessionManager(attach_timeout=2.0)
+    unpacker = LayerUnpacker(cache, content)
+    local = LocalSource(cache=cache, sessions=sessions, session_key=SESSION_ID)
+    images = ImageSource(
+        cache=cache,
+        content=content,
+        registry=registry,
+        sessions=sessions,
+        session_key=SESSION_ID,
+        unpacker=unpacker,
+    )
+    layouts = OCILayoutSource(cache=cache, content=content, unpacker=unpacker)
+    try:
+        worker = Worker(
+            refs=CacheRefs(cache),
+            executor=OciExecutor(state / "executor", runtime="crun"),
+            sources={"local": local, "docker-image": images, "oci-layout": layouts},
+            mount_dir=cache.mount_dir,
+        )
+        solver = Solver(result_storage=cache, key_storage=keys)
+        yield Engine(
+            state, cache, content, keys, sessions, local, images, layouts, unpacker,
+            LlbSolver(worker, solver),
+        )  # fmt: skip
+        stats = cache.statistics()
+        assert stats.in_use == 0, f"{stats.in_use} cache records still in use"
+    finally:
+        await images.aclose()
+        await sessions.aclose()
+        keys.close()
+        content.close()
+        await cache.close()
+
+
+@pytest.fixture
+async def engine(tmp_path: Path, mountinfo_unchanged: None) -> AsyncIterator[Engine]:
+    async with open_engine(tmp_path / "state") as running:
+        yield running

@@ -1,0 +1,224 @@
+"""``local://`` sources solved for real: in-process sessions, overlayfs refs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dockyard import llb
+from dockyard.cache import ImmutableRef
+from dockyard.core import NotFoundError, SessionError, VertexProgress
+from dockyard.session import Session
+from dockyard.source import CONTENT_LABEL
+
+from .conftest import Engine, read_tree
+
+
+def _context(root: Path) -> Path:
+    (root / "src" / "pkg").mkdir(parents=True)
+    (root / "src" / "main.py").write_text("print('hi')\n")
+    (root / "src" / "pkg" / "mod.py").write_text("X = 1\n")
+    (root / "README").write_text("readme\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "run.sh", 0o755)
+    return root
+
+
+def _session(ctx: Path, **dirs: Path) -> Session:
+    return Session(shared_key="test-machine", directories={"context": ctx, **dirs})
+
+
+async def test_sync_resync_incremental_and_noop_reuses_the_snapshot(
+    engine: Engine, tmp_path: Path
+) -> None:
+    ctx = _context(tmp_path / "ctx")
+    definition = llb.local("context").marshal()
+
+    ref, reporter = await engine.solve(definition, session=_session(ctx))
+    assert ref is not None
+    tree = await engine.tree(ref)
+    first_id = ref.id
+    await ref.release()
+    assert tree["src/main.py"] == (b"print('hi')\n", 0o644)
+    assert tree["run.sh"] == (b"#!/bin/sh\n", 0o755)
+    assert tree["src/pkg"] == ("dir", 0o755)
+    stats = engine.local.statistics()
+    assert (stats.syncs, stats.files_transferred, stats.copies) == (1, 4, 1)
+    assert any(isinstance(e, VertexProgress) for e in reporter.events)
+
+    # nothing changed: nothing travels, no checksum walk, the same snapshot comes back
+    ref, _ = await engine.solve(definition, session=_session(ctx))
+    assert ref is not None
+    assert ref.id == first_id
+    await ref.release()
+    stats = engine.local.statistics()
+    assert (stats.syncs, stats.files_transferred, stats.copies, stats.reused) == (2, 4, 1, 1)
+    assert stats.checksums == 1
+
+    # one file changes, one is added, one removed: only two contents travel
+    (ctx / "src" / "main.py").write_text("print('changed')\n")
+    (ctx / "new.txt").write_text("new\n")
+    (ctx / "README").unlink()
+    ref, _ = await engine.solve(definition, session=_session(ctx))
+    assert ref is not None
+    tree = await engine.tree(ref)
+    assert ref.id != first_id
+    await ref.release()
+    assert tree["src/main.py"] == (b"print('changed')\n", 0o644)
+    assert tree["new.txt"] == (b"new\n", 0o644)
+    assert "README" not in tree
+    stats = engine.local.statistics()
+    assert (stats.syncs, stats.files_transferred, stats.copies) == (3, 6, 2)
+
+    # back to the first content: the first snapshot is found by its content label
+    (ctx / "src" / "main.py").write_text("print('hi')\n")
+    (ctx / "new.txt").unlink()
+    (ctx / "README").write_text("readme\n")
+    ref, _ = await engine.solve(definition, session=_session(ctx))
+    assert ref is not None
+    assert ref.id == first_id
+    value = ref.value
+    assert isinstance(value, ImmutableRef)
+    assert CONTENT_LABEL in value.labels
+    await ref.release()
+    assert engine.local.statistics().copies == 2
+
+
+async def test_the_stat_cache_rehashes_only_changed_files(engine: Engine, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    for d in range(20):
+        (ctx / f"d{d}").mkdir(parents=True)
+        for f in range(50):
+            (ctx / f"d{d}" / f"f{f}").write_text(f"{d}/{f}\n")
+    definition = llb.local("context").marshal()
+    engine.cache._racy_ns = 0  # files written just now count as settled
+    ref, _ = await engine.solve(definition, session=_session(ctx))
+    assert ref is not None
+    await ref.release()
+    assert engine.cache.statistics().files_hashed == 1000
+    for changed in ("d3/f7", "d5/f1"):
+        (ctx / changed).write_text("changed\n")
+        before = engine.cache.statistics().files_hashed
+        ref, _ = await engine.solve(definition, session=_session(ctx))
+        assert ref is not None
+        assert (await engine.tree(ref))[changed] == (b"changed\n", 0o644)
+        await ref.release()
+        assert engine.cache.statistics().files_hashed - before == 1
+    assert engine.local.statistics().files_transferred == 1000 + 2
+
+
+async def test_include_exclude_patterns_and_follow_paths(engine: Engine, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "logs" / "deep").mkdir(parents=True)
+    (ctx / "src" / "tmp").mkdir(parents=True)
+    (ctx / "a.log").write_text("a")
+    (ctx / "keep.log").write_text("keep")
+    (ctx / "logs" / "deep" / "x.log").write_text("x")
+    (ctx / "src" / "tmp" / "junk").write_text("junk")
+    (ctx / "src" / "app.py").write_text("app")
+    (ctx / "Dockerfile.real").write_text("FROM scratch\n")
+    os.symlink("Dockerfile.real", ctx / "Dockerfile")
+
+    excluded = llb.local("context", exclude_patterns=["**/*.log", "!keep.log", "**/tmp"])
+    ref, _ = await engine.solve(excluded.marshal(), session=_session(ctx))
+    assert ref is not None
+    tree = await engine.tree(ref)
+    await ref.release()
+    assert sorted(tree) == [
+        "Dockerfile",
+        "Dockerfile.real",
+        "keep.log",
+        "logs",
+        "logs/deep",
+        "src",
+        "src/app.py",
+    ]
+
+    included = llb.local(
+        "context",
+        include_patterns=["Dockerfile"],
+        follow_paths=["Dockerfile"],
+        shared_key_hint="dockerfile",
+    )
+    ref, _ = await engine.solve(included.marshal(), session=_session(ctx))
+    assert ref is not None
+    tree = await engine.tree(ref)
+    await ref.release()
+    assert tree == {
+        "Dockerfile": ("link", "Dockerfile.real"),
+        "Dockerfile.real": (b"FROM scratch\n", 0o644),
+    }
+
+
+async def test_hostile_symlinks_stay_links(engine: Engine, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    os.symlink("/etc/passwd", ctx / "passwd")
+    os.symlink("../../../../../../etc", ctx / "up")
+    (ctx / "file").write_text("ok")
+    ref, _ = await engine.solve(llb.local("context").marshal(), session=_session(ctx))
+    assert ref is not None
+    tree = await engine.tree(ref)
+    await ref.release()
+    assert tree == {
+        "passwd": ("link", "/etc/passwd"),
+        "up": ("link", "../../../../../../etc"),
+        "file": (b"ok", 0o644),
+    }
+
+    # copying through the links from the context stays inside it
+    copied = llb.scratch().file(llb.copy(llb.local("context"), "/", "/out/"))
+    ref, _ = await engine.solve(copied.marshal(), session=_session(ctx))
+    assert ref is not None
+    tree = await engine.tree(ref)
+    await ref.release()
+    assert tree["out/passwd"] == ("link", "/etc/passwd")
+    assert tree["out/file"] == (b"ok", 0o644)
+
+
+async def test_scratch_end_to_end(engine: Engine, tmp_path: Path) -> None:
+    ref, _ = await engine.solve(llb.scratch().marshal())
+    assert ref is None  # an empty Definition is the empty tree
+    ctx = _context(tmp_path / "ctx")
+    state = llb.scratch().file(llb.copy(llb.local("context"), "/src/main.py", "/main.py"))
+    ref, _ = await engine.solve(state.marshal(), session=_session(ctx))
+    assert ref is not None
+    assert await engine.tree(ref) == {"main.py": (b"print('hi')\n", 0o644)}
+    await ref.release()
+    merged = llb.merge([llb.scratch(), llb.scratch().file(llb.mkfile("/x", 0o600, b"x"))])
+    ref, _ = await engine.solve(merged.marshal())
+    assert ref is not None
+    assert await engine.tree(ref) == {"x": (b"x", 0o600)}
+    await ref.release()
+
+
+async def test_errors_name_the_directory(engine: Engine, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx")
+    with pytest.raises(NotFoundError, match=r"'other'.*offers: context"):
+        await engine.solve(llb.local("other").marshal(), session=_session(ctx))
+    with pytest.raises(SessionError, match="no client session"):
+        await engine.solve(llb.local("context").marshal())
+
+
+async def test_unchanged_context_reuses_across_restarts(
+    tmp_path: Path, mountinfo_unchanged: None
+) -> None:
+    from .conftest import open_engine
+
+    ctx = _context(tmp_path / "ctx")
+    definition = llb.local("context").marshal()
+    async with open_engine(tmp_path / "state") as first:
+        ref, _ = await first.solve(definition, session=_session(ctx))
+        assert ref is not None
+        first_id = ref.id
+        await ref.release()
+    async with open_engine(tmp_path / "state") as second:
+        ref, _ = await second.solve(definition, session=_session(ctx))
+        assert ref is not None
+        assert ref.id == first_id
+        await ref.release()
+        stats = second.local.statistics()
+        assert (stats.files_transferred, stats.copies, stats.reused) == (0, 0, 1)
+    assert read_tree(ctx)  # the client's directory is untouched

@@ -19,6 +19,9 @@ __all__ = ["cli", "main", "run"]
 # name -> "module:attribute" of a click.Command; imported only when invoked.
 _COMMANDS: dict[str, str] = {
     "debug": "dockyard.cli.debug:debug",
+    "du": "dockyard.cli._du:du",
+    "prune": "dockyard.cli._du:prune",
+    "solve": "dockyard.cli._solve:solve",
 }
 
 

@@ -311,3 +311,39 @@ async def test_names_that_are_not_utf8(harness: Harness, tmp_path: Path) -> None
     assert result.files_transferred == 1
     assert sorted(os.listdir(os.fsencode(dest))) == [b"caf\xe9 \n\x01", b"l\xff"]
     assert os.readlink(os.fsencode(dest) + b"/l\xff") == b"caf\xe9 \n\x01"
+
+
+async def test_a_cancelled_sync_leaves_no_partial_files(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from dockyard.session import _receive
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    write(src, "big", os.urandom(8 << 20))
+    writing = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    original = _receive.Receiver.write
+
+    def slow_write(self: _receive.Receiver, pieces: object) -> int:
+        loop.call_soon_threadsafe(writing.set)
+        import time
+
+        time.sleep(0.05)
+        return original(self, pieces)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_receive.Receiver, "write", slow_write)
+    async with harness.open(Session(directories={"context": src})) as handle:
+        task = asyncio.create_task(sync(handle, dest))
+        await writing.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # nothing half-written: the file is either complete or absent
+        assert [p.name for p in dest.iterdir()] in ([], ["big"])
+        if (dest / "big").exists():
+            assert (dest / "big").read_bytes() == (src / "big").read_bytes()
+        monkeypatch.setattr(_receive.Receiver, "write", original)
+        await sync(handle, dest)  # the session is still usable
+        assert snapshot(dest) == snapshot(src)

@@ -94,6 +94,27 @@ class OciExecutor:
     def runtime(self) -> Runtime:
         return self._runtime
 
+    def reap_stale(self) -> int:
+        """Remove what an earlier process left behind when it died mid-run: containers
+        in the runtime's state (killed), mounts and bundles. Blocking.
+
+        Only call it while holding the state directory's lock, before any run: another
+        executor on the same directory would lose its sandboxes. Returns the number of
+        bundles removed.
+        """
+        if self._runtime.state_dir.is_dir():
+            for entry in self._runtime.state_dir.iterdir():
+                self._runtime.delete(entry.name)
+        removed = 0
+        for bundle in self._bundles.iterdir():
+            for mountpoint in reversed(snapmount.mountpoints_under(bundle)):
+                with contextlib.suppress(snapmount.MountError):
+                    snapmount.unmount(mountpoint, detach=True)
+            if not snapmount.mountpoints_under(bundle):
+                shutil.rmtree(bundle, ignore_errors=True)
+                removed += 1
+        return removed
+
     async def run(
         self,
         *,

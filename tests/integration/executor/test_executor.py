@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import stat
 import uuid
@@ -23,6 +24,7 @@ from dockyard.executor import (
     SshMount,
     TmpfsMount,
 )
+from dockyard.snapshot import mount as snapmount
 from dockyard.snapshot.types import Mount
 from tests.integration.conftest import Overlay
 
@@ -566,3 +568,51 @@ async def test_failure_leaves_nothing(
             ],
             process=ProcessSpec(args=("true",)),
         )
+
+
+async def test_reap_stale(executor: OciExecutor, tmp_path: Path) -> None:
+    # what a killed process would leave: a bundle with a mount in it, runtime state
+    state = tmp_path / "state"
+    bundle = state / "bundles" / "dy-stale"
+    (bundle / "secrets").mkdir(parents=True)
+    (bundle / "config.json").write_text("{}")
+    snapmount.mount_all([Mount(type="tmpfs", source="stale", options=())], bundle / "secrets")
+    (executor.runtime.state_dir / "dy-stale").mkdir()
+    assert await asyncio.to_thread(executor.reap_stale) == 1
+    assert not bundle.exists()
+    assert not (executor.runtime.state_dir / "dy-stale").exists()
+
+
+async def test_bare_root_gets_no_mount_points_in_its_layer(
+    executor: OciExecutor, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    # a root with nothing but a static busybox: the runtime must make /proc, /dev, /sys,
+    # /etc/hosts... to mount on; none of them may stay in the result
+    lower = tmp_path / "bare"
+    (lower / "bin").mkdir(parents=True)
+    await asyncio.to_thread(shutil.copy2, busybox_rootfs / "bin" / "busybox", lower / "bin")
+    root = _overlay(lower, tmp_path / "o")
+    out = Output()
+    rc = await executor.run(
+        root=root,
+        mounts=[TmpfsMount(dest="/a/b/c"), SecretMount(dest="/run/secrets/x", data=b"s")],
+        process=ProcessSpec(
+            args=("/bin/busybox", "sh", "-c", "/bin/busybox cat /etc/hosts /run/secrets/x"),
+            network=NetworkMode.NONE,
+        ),
+        output=out,
+    )
+    assert rc == 0, out.stderr
+    assert out.stdout.endswith(b"s")
+    assert sorted(os.listdir(tmp_path / "o" / "upper")) == []
+
+
+async def test_command_found_on_path(executor: OciExecutor, busybox_overlay: Overlay) -> None:
+    out = Output()
+    rc = await executor.run(
+        root=busybox_overlay.mounts,
+        process=ProcessSpec(args=("echo", "found"), env=("PATH=/usr/bin:/bin",)),
+        output=out,
+    )
+    assert rc == 0
+    assert out.text == "found\n"

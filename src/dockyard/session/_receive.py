@@ -54,6 +54,7 @@ _KNOWN_TYPES = frozenset(
     {stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK}
 )
 _MAX_ID = (1 << 32) - 1
+_COPY_PIECE = 64 << 20  # bytes copied between checks for cancellation
 
 
 def _key(path: str) -> list[str]:
@@ -207,6 +208,14 @@ class Receiver:
         self._dirs: _DirStack | None = None
         self._temp: tuple[int, int, str] | None = None  # (id, fd, temp name)
         self._existing: dict[str, os.stat_result] | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Ask a copy running in another thread to give up (the sync was cancelled)."""
+        self._stopping = True
+
+    def _stop(self) -> bool:
+        return self._stopping
 
     # -- helpers -------------------------------------------------------------------
 
@@ -432,7 +441,7 @@ class Receiver:
         copied = 0
         if src >= 0:
             try:
-                copied = _copy_fd(src, fd)
+                copied = _copy_fd(src, fd, self._stop)
             finally:
                 os.close(src)
         self.bytes += copied
@@ -530,11 +539,15 @@ class Receiver:
             self._root_fd = -1
 
 
-def _copy_fd(src: int, dst: int) -> int:
+def _copy_fd(src: int, dst: int, stop: Callable[[], bool]) -> int:
+    """Copy to the end of ``src`` (in the kernel when it can); ``stop`` is asked between
+    pieces so that a cancelled sync does not finish copying a huge file."""
     total = 0
     try:
         while True:
-            n = os.copy_file_range(src, dst, 1 << 30)
+            if stop():
+                raise SessionError("file sync cancelled")
+            n = os.copy_file_range(src, dst, _COPY_PIECE)
             if n == 0:
                 return total
             total += n
@@ -542,6 +555,8 @@ def _copy_fd(src: int, dst: int) -> int:
         if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
     while True:
+        if stop():
+            raise SessionError("file sync cancelled")
         data = os.read(src, 1 << 20)
         if not data:
             return total
@@ -551,13 +566,14 @@ def _copy_fd(src: int, dst: int) -> int:
         total += len(data)
 
 
-async def _in_thread(fn: Callable[..., _T], *args: object) -> _T:
-    """Run ``fn`` in a thread; if the caller is cancelled, wait for the thread to stop
-    before propagating (so that cleanup never races with it)."""
+async def _in_thread(receiver: Receiver, fn: Callable[..., _T], *args: object) -> _T:
+    """Run ``fn`` in a thread; if the caller is cancelled, ask the receiver to stop and
+    wait for the thread before propagating (so that cleanup never races with it)."""
     future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
+        receiver.stop()
         await asyncio.wait([future])
         if not future.cancelled():
             future.exception()  # retrieved: superseded by the cancellation
@@ -643,19 +659,19 @@ async def _receive(
                 await asyncio.wait([scanning])  # the thread must end before anything else
         if scanning is not None:
             scanning.result()
-        wanted = await _in_thread(receiver.plan, entries)
+        wanted = await _in_thread(receiver, receiver.plan, entries)
         progress.totals(len(wanted), sum(entries[i].size for i in wanted))
         progress.emit(0, 0, force=True)
         content = source.fetch(wanted)
         try:
             async for pieces in content:
-                await _in_thread(receiver.write, pieces)
+                await _in_thread(receiver, receiver.write, pieces)
                 progress.emit(receiver.files, receiver.bytes)
         finally:
             aclose = getattr(content, "aclose", None)
             if aclose is not None:
                 await aclose()
-        result = await _in_thread(receiver.finish)
+        result = await _in_thread(receiver, receiver.finish)
         progress.emit(result.files_transferred, result.bytes_transferred, done=True)
         return result
     finally:

@@ -165,8 +165,10 @@ class FileSyncCaller(Protocol):
     the old and the new tree and the next sync repairs it. Progress (bytes and files
     transferred) is reported as ``VertexProgress`` of ``progress_digest``. With
     ``compare=False`` every file's content travels again (``local.differ=none``); only
-    unchanged metadata is kept.
+    unchanged metadata is kept. ``has`` tells whether the client offers a directory.
     """
+
+    def has(self, name: str) -> bool: ...
 
     async def sync(
         self,

@@ -5,6 +5,7 @@ registered in a :class:`Worker`, and the LLB solver with SQLite keys."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import stat
@@ -16,11 +17,19 @@ from pathlib import Path
 import pytest
 
 from dockyard.cache import CacheManager, ImmutableRef
-from dockyard.content import ContentStore
-from dockyard.core import CollectingReporter, VertexProgress
+from dockyard.content import REF_NAME_ANNOTATION, ContentStore, write_oci_layout
+from dockyard.core import CollectingReporter, Digest, Platform, VertexProgress, host_platform
 from dockyard.executor import OciExecutor
 from dockyard.llb import Definition
 from dockyard.llbsolver import SESSION_ID, CacheRefs, JobOptions, LlbSolver, Worker
+from dockyard.oci import (
+    ContainerConfig,
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    MediaType,
+)
 from dockyard.registry import RegistryConfig
 from dockyard.session import Session, SessionManager
 from dockyard.solver import ResultRef, Solver, SqliteCacheKeyStorage
@@ -136,3 +145,97 @@ async def open_engine(
 async def engine(tmp_path: Path, mountinfo_unchanged: None) -> AsyncIterator[Engine]:
     async with open_engine(tmp_path / "state") as running:
         yield running
+
+
+# -- images made by the tests ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MadeImage:
+    """An image in memory: its blobs by digest, manifest and config."""
+
+    manifest: ImageManifest
+    manifest_bytes: bytes
+    config: ImageConfig
+    blobs: dict[Digest, bytes]
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.from_bytes(self.manifest_bytes)
+
+    def descriptor(self, **details: object) -> Descriptor:
+        return Descriptor.of(MediaType.OCI_MANIFEST, self.manifest_bytes, **details)
+
+
+def compress(tar: bytes, compression: str) -> bytes:
+    if compression == "gzip":
+        return gzip.compress(tar, compresslevel=1, mtime=0)
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=3).compress(tar)
+    return tar
+
+
+def make_image(layers: list[tuple[bytes, str]], *, platform: Platform | None = None) -> MadeImage:
+    """An OCI image of ``layers`` (uncompressed tar, compression) for ``platform``."""
+    plat = platform or host_platform()
+    blobs: dict[Digest, bytes] = {}
+    descs = []
+    for tar, compression in layers:
+        blob = compress(tar, compression)
+        blobs[Digest.from_bytes(blob)] = blob
+        descs.append(Descriptor.of(MediaType.layer(compression), blob))
+    config = ImageConfig(
+        architecture=plat.architecture,
+        os=plat.os,
+        variant=plat.variant,
+        config=ContainerConfig(env=("PATH=/bin",)),
+        diff_ids=tuple(Digest.from_bytes(tar) for tar, _ in layers),
+    )
+    config_bytes = config.to_bytes()
+    blobs[Digest.from_bytes(config_bytes)] = config_bytes
+    manifest = ImageManifest(
+        config=Descriptor.of(MediaType.OCI_CONFIG, config_bytes), layers=tuple(descs)
+    )
+    return MadeImage(
+        manifest=manifest, manifest_bytes=manifest.to_bytes(), config=config, blobs=blobs
+    )
+
+
+def layer_tar(files: dict[str, bytes | str | None]) -> bytes:
+    """A layer tar: ``path`` → content (``bytes``), a symlink (``"->target"``), a
+    directory (``None``); ``dir/.wh.name`` entries are whiteouts."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, value in files.items():
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if value is None:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            elif isinstance(value, str):
+                info.type = tarfile.SYMTYPE
+                info.linkname = value.removeprefix("->")
+                tar.addfile(info)
+            else:
+                info.size = len(value)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(value))
+    return buf.getvalue()
+
+
+async def write_layout(dest: Path, images: dict[str, MadeImage], *, tar: bool = False) -> Path:
+    """An OCI layout with ``images`` tagged by name (a directory, or a tarball)."""
+    store = ContentStore(dest.parent / f".{dest.name}-store")
+    try:
+        entries = []
+        for tag, image in images.items():
+            for blob in (*image.blobs.values(), image.manifest_bytes):
+                await store.write_blob(blob)
+            entries.append(image.descriptor(annotations={REF_NAME_ANNOTATION: tag}))
+        await write_oci_layout(store, ImageIndex(manifests=tuple(entries)), dest, tar=tar)
+    finally:
+        store.close()
+    return dest

@@ -25,13 +25,14 @@ from ._request import BuildRequest, SolveResponse
 
 if TYPE_CHECKING:
     from dockyard.cache import CacheManager, UsageFilter, UsageRecord
-    from dockyard.content import ContentStore
-    from dockyard.dockerfile import ImageMetaResolver
+    from dockyard.content import ContentStore, ImageStore
     from dockyard.frontend import FrontendResult, Frontends
     from dockyard.llb import Definition
     from dockyard.llbsolver import JobOptions, LlbSolver
     from dockyard.session import SessionHandle, SessionManager
     from dockyard.solver import Job, ResultRef, SqliteCacheKeyStorage
+
+    from ._plugins import Sources
 
 __all__ = ["Engine", "PruneResult"]
 
@@ -92,7 +93,8 @@ class Engine:
         llb: LlbSolver,
         sessions: SessionManager,
         frontends: Frontends,
-        images: ImageMetaResolver,
+        images: ImageStore,
+        sources: Sources,
         closers: _Closers,
     ) -> None:
         self.config = config
@@ -102,6 +104,7 @@ class Engine:
         self.frontends = frontends
         self.llb = llb
         self.images = images
+        self._sources = sources
         self._lock = lock
         self._keys = keys
         self._closers = closers
@@ -131,13 +134,13 @@ class Engine:
     async def _assemble(cls, config: EngineConfig, lock: StateLock, closers: _Closers) -> Engine:
         # heavy parts load here, not when the package is imported
         from dockyard.cache import CacheManager
-        from dockyard.content import ContentStore
+        from dockyard.content import ContentStore, ImageStore
         from dockyard.executor import OciExecutor
         from dockyard.llbsolver import CacheRefs, LlbSolver, Worker
         from dockyard.session import SessionManager
         from dockyard.solver import Solver, SqliteCacheKeyStorage
 
-        from ._plugins import frontends, image_resolver, sources
+        from ._plugins import frontends, sources
 
         state = config.state_dir
         scratch = state / "tmp"
@@ -146,6 +149,8 @@ class Engine:
         closers.push(cache.close)
         content = ContentStore(state / "content")
         closers.push_sync(content.close)
+        images = ImageStore.open(state, content)
+        closers.push_sync(images.close)
         keys = SqliteCacheKeyStorage(state / "metadata.db")
         closers.push_sync(keys.close)
         executor = OciExecutor(
@@ -153,10 +158,12 @@ class Engine:
         )
         sessions = SessionManager(runtime_dir=scratch / "ssh")
         closers.push(sessions.aclose)
+        plugins = sources(config, cache=cache, content=content, images=images, sessions=sessions)
+        closers.push(plugins.aclose)
         worker = Worker(
             refs=CacheRefs(cache),
             executor=executor,
-            sources=sources(config, cache=cache, content=content, sessions=sessions),
+            sources=plugins.resolvers,
             default_network=config.network,
             platform=config.platform,
             mount_dir=cache.mount_dir,
@@ -173,7 +180,8 @@ class Engine:
             llb=LlbSolver(worker, solver),
             sessions=sessions,
             frontends=frontends(),
-            images=image_resolver(config, cache=cache, content=content, sessions=sessions),
+            images=images,
+            sources=plugins,
             closers=closers,
         )
 
@@ -283,7 +291,7 @@ class Engine:
             session=session,
             reporter=reporter,
             build_platform=self.config.platform,
-            images=self.images,
+            images=self._sources.meta_resolver(session.id if session is not None else None),
             scratch_dir=self.state_dir / "tmp",
         )
         return await frontend.solve(ctx, request.frontend_options)
@@ -335,7 +343,7 @@ class Engine:
             )
             from ._plugins import blob_roots
 
-            gc = await self.content.gc(roots=blob_roots(self))
+            gc = await self.content.gc(roots=blob_roots(self.cache, self.images))
             return PruneResult(
                 records=tuple(records),
                 blobs_removed=len(gc.removed),

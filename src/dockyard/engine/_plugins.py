@@ -1,24 +1,26 @@
 """Plugins by key, wired in one place: sources by scheme, frontends by name, the image
-metadata resolver of the Dockerfile frontend, and the roots of blob garbage collection."""
+metadata resolver of the Dockerfile frontend, and the roots of blob garbage collection.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dockyard.cache import CacheManager
-    from dockyard.content import ContentStore
+    from dockyard.content import ContentStore, ImageStore
     from dockyard.core import Digest
     from dockyard.dockerfile import ImageMetaResolver
     from dockyard.frontend import Frontends
     from dockyard.llbsolver import SourceResolver
     from dockyard.session import SessionManager
+    from dockyard.source import ImageSource, OCILayoutSource
 
     from ._config import EngineConfig
-    from ._engine import Engine
 
-__all__ = ["blob_roots", "frontends", "image_resolver", "sources"]
+__all__ = ["Sources", "blob_roots", "frontends", "sources"]
 
 
 def frontends() -> Frontends:
@@ -37,33 +39,61 @@ def frontends() -> Frontends:
     return registry
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Sources:
+    """The source resolvers of one engine, by scheme, and the image sources behind the
+    Dockerfile frontend's base-image lookups."""
+
+    resolvers: Mapping[str, SourceResolver]
+    images: ImageSource
+    layouts: OCILayoutSource
+
+    def meta_resolver(self, session_id: str | None) -> ImageMetaResolver:
+        """Base-image metadata for one build (credentials of its session)."""
+        return self.images.meta_resolver(session_id=session_id, layouts=self.layouts)
+
+    async def aclose(self) -> None:
+        await self.images.aclose()
+
+
 def sources(
     config: EngineConfig,
     *,
     cache: CacheManager,
     content: ContentStore,
+    images: ImageStore,
     sessions: SessionManager,
-) -> Mapping[str, SourceResolver]:
-    """Source resolvers by scheme."""
-    return {}
+) -> Sources:
+    """``local``, ``docker-image`` and ``oci-layout``; the image sources share one layer
+    unpacker, so that they share layer snapshots."""
+    from dockyard.llbsolver import SESSION_ID
+    from dockyard.source import ImageSource, LayerUnpacker, LocalSource, OCILayoutSource
+
+    unpacker = LayerUnpacker(cache, content)
+    image_source = ImageSource(
+        cache=cache,
+        content=content,
+        registry=config.registry,
+        sessions=sessions,
+        session_key=SESSION_ID,
+        images=images,
+        platform=config.platform,
+        unpacker=unpacker,
+    )
+    layouts = OCILayoutSource(
+        cache=cache, content=content, platform=config.platform, unpacker=unpacker
+    )
+    resolvers: dict[str, SourceResolver] = {
+        "local": LocalSource(cache=cache, sessions=sessions, session_key=SESSION_ID),
+        "docker-image": image_source,
+        "oci-layout": layouts,
+    }
+    return Sources(resolvers=resolvers, images=image_source, layouts=layouts)
 
 
-def image_resolver(
-    config: EngineConfig,
-    *,
-    cache: CacheManager,
-    content: ContentStore,
-    sessions: SessionManager,
-) -> ImageMetaResolver:
-    """Base-image metadata for the Dockerfile frontend."""
-    from dockyard.dockerfile import UnresolvedImages
-
-    return UnresolvedImages()
-
-
-def blob_roots(engine: Engine) -> set[Digest]:
+def blob_roots(cache: CacheManager, images: ImageStore) -> set[Digest]:
     """Blobs garbage collection keeps besides leased ones: every cache record's layer
-    blobs."""
+    blobs and every stored image."""
     from dockyard.core import Digest
 
-    return {Digest.parse(d) for d in engine.cache.blob_digests()}
+    return {Digest.parse(d) for d in cache.blob_digests()} | images.roots()

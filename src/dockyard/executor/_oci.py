@@ -127,9 +127,16 @@ class OciExecutor:
         sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
         try:
             await in_thread(self._prepare, sandbox, root, mounts, process)
-            return await self._execute(sandbox, process, output)
-        finally:
-            await in_thread(self._teardown, sandbox)
+            status = await self._execute(sandbox, process, output)
+        except BaseException as exc:
+            try:
+                await in_thread(self._teardown, sandbox)
+            except DockyardError as cleanup:
+                # the first error is what the user needs; the cleanup failure rides along
+                exc.add_note(f"and then: {cleanup}")
+            raise
+        await in_thread(self._teardown, sandbox)
+        return status
 
     # -- prepare ------------------------------------------------------------------------
 

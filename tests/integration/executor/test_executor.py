@@ -616,3 +616,27 @@ async def test_command_found_on_path(executor: OciExecutor, busybox_overlay: Ove
     )
     assert rc == 0
     assert out.text == "found\n"
+
+
+@BOTH
+async def test_mount_destination_symlink_stays_inside_root(
+    executor: OciExecutor, busybox_overlay: Overlay, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), busybox_overlay.upper / "escape")
+    try:
+        rc, out = await run(
+            executor,
+            busybox_overlay.mounts,
+            "echo in > /escape/t/file; cat /escape/t/file",
+            mounts=[TmpfsMount(dest="/escape/t")],
+        )
+    except ExecError as exc:
+        # crun resolves the link inside the root, finds no such directory there and
+        # refuses; runc makes it inside the root. Either way the host is untouched.
+        assert "escape" in str(exc)
+    else:
+        assert rc == 0, out.stderr
+        assert out.text == "in\n"
+    assert list(outside.iterdir()) == []

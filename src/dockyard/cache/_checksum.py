@@ -61,6 +61,7 @@ __all__ = [
     "StatCache",
     "compute_checksum",
     "contains_wildcards",
+    "content_hash",
 ]
 
 FORMAT = b"dockyard-checksum/1"
@@ -376,37 +377,46 @@ class _Walker:
         return node
 
     def _hash_file(self, host: str, rel: str, size: int) -> bytes:
-        """sha256 of the file's content: one read for a small file, else 1 MiB reads
-        into one buffer (the GIL is released while reading and hashing)."""
-        try:
-            fd = os.open(host, _O_FILE)
-        except OSError as exc:
-            if exc.errno == errno.EPERM and _O_FILE & _O_NOATIME:
-                fd = os.open(host, _O_FILE & ~_O_NOATIME)  # not the owner: no O_NOATIME
-            else:
-                raise DockyardError(f"cannot read {rel!r}: {exc.strerror}") from exc
-        try:
-            if size < CHUNK:
-                data = os.read(fd, CHUNK)
-                if len(data) < CHUNK:  # the whole file (unless it grew meanwhile)
-                    self.bytes += len(data)
-                    self.files += 1
-                    return hashlib.sha256(data).digest()
-                h = hashlib.sha256(data)
-                self.bytes += len(data)
-            else:
-                h = hashlib.sha256()
-            view = self.view
-            while True:
-                n = os.readv(fd, (view,))
-                if not n:
-                    break
-                h.update(view[:n])
-                self.bytes += n
-        finally:
-            os.close(fd)
+        digest, n = _read_hash(host, rel, size, self.view)
         self.files += 1
-        return h.digest()
+        self.bytes += n
+        return digest
+
+
+def content_hash(path: str) -> bytes:
+    """sha256 of one file's content (not followed if it is a symlink)."""
+    return _read_hash(path, path, os.lstat(path).st_size, memoryview(bytearray(CHUNK)))[0]
+
+
+def _read_hash(host: str, rel: str, size: int, view: memoryview) -> tuple[bytes, int]:
+    """sha256 of a file's content and the bytes read: one read for a small file, else
+    1 MiB reads into ``view`` (the GIL is released while reading and hashing)."""
+    try:
+        fd = os.open(host, _O_FILE)
+    except OSError as exc:
+        if exc.errno == errno.EPERM and _O_FILE & _O_NOATIME:
+            fd = os.open(host, _O_FILE & ~_O_NOATIME)  # not the owner: no O_NOATIME
+        else:
+            raise DockyardError(f"cannot read {rel!r}: {exc.strerror}") from exc
+    total = 0
+    try:
+        if size < CHUNK:
+            data = os.read(fd, CHUNK)
+            if len(data) < CHUNK:  # the whole file (unless it grew meanwhile)
+                return hashlib.sha256(data).digest(), len(data)
+            h = hashlib.sha256(data)
+            total = len(data)
+        else:
+            h = hashlib.sha256()
+        while True:
+            n = os.readv(fd, (view,))
+            if not n:
+                break
+            h.update(view[:n])
+            total += n
+    finally:
+        os.close(fd)
+    return h.digest(), total
 
 
 def _xattrs(host: str) -> list[tuple[bytes, bytes]]:

@@ -22,7 +22,7 @@ from dockyard.snapshot import (
     BaseSnapshotter,
     Kind,
     SnapshotterKind,
-    copy_tree,
+    mirror_tree,
     new_snapshotter,
 )
 from dockyard.snapshot.mount import (
@@ -34,8 +34,15 @@ from dockyard.snapshot.mount import (
 )
 from dockyard.snapshot.types import Mount
 
-from ._checksum import RACY_NS, ChecksumResult, Selector, StatCache, compute_checksum
-from ._db import CacheDB, Parent, RecordRow
+from ._checksum import (
+    RACY_NS,
+    ChecksumResult,
+    Selector,
+    StatCache,
+    compute_checksum,
+    content_hash,
+)
+from ._db import CacheDB, FileHash, Parent, RecordRow
 from ._refs import ImmutableRef, MutableRef, finish
 from .types import (
     CacheStatistics,
@@ -49,6 +56,10 @@ __all__ = ["CacheManager"]
 
 _KEPT_WITHOUT_ALL = frozenset({RecordType.INTERNAL, RecordType.FRONTEND})
 _CHECKSUM_MEMO = 50_000
+_SEEDED_MAX = 8
+SNAPSHOT_OF_LABEL = "dockyard.snapshot-of"
+SNAPSHOT_CHAIN = 32
+"""Layers a chain of snapshots of one mutable ref may reach before the next is a full copy."""
 
 
 @dataclass(slots=True)
@@ -99,7 +110,10 @@ class CacheManager:
         self._live: dict[str, _Live] = {}
         self._named: dict[str, _Named] = {}
         self._lock = asyncio.Lock()  # record removal (prune) against itself
+        # stat caches (kept in SQLite): of mutable records, and of committed snapshots
+        # (a few in memory)
         self._stat_caches: dict[str, StatCache] = {}
+        self._seeded: dict[str, StatCache] = {}
         self._checksums: dict[tuple[str, str], str] = {}
         self._flights: SingleFlight[tuple[str, str], str] = SingleFlight()
         self._files_hashed = 0
@@ -394,19 +408,142 @@ class CacheManager:
         record_type: RecordType = RecordType.REGULAR,
         description: str = "",
     ) -> ImmutableRef:
-        """A committed copy of ``ref``'s tree as it is now; ``ref`` stays usable (for a
-        persistent ref that is synced in place, like a local source's context: label
-        the copy with the content checksum and reuse it while the checksum holds)."""
+        """A committed copy of ``ref``'s tree as it is now; ``ref`` stays usable.
+
+        Meant for a persistent ref synced in place (a local source's context). The copy
+        is made on top of the previous snapshot of ``ref`` (while that chain is shorter
+        than :data:`SNAPSHOT_CHAIN` layers), writing only what differs by rsync's quick
+        check (type, mode, owner, size, mtime, xattrs) or by content hash where both are
+        known, so with overlayfs a rebuild after one change copies one file. Hard links
+        are not kept. The new record's stat cache starts with what is known of the files
+        it got (``checksum(ref, "/")`` just before makes that everything), so checksums
+        of it read only files whose content was never hashed. Labelled
+        ``dockyard.snapshot-of=<ref id>``.
+        """
         self._own(ref)
         source = readonly_mounts(await ref.mounts())
-        copy = await self.new_mutable(record_type=record_type, description=description)
+        base = await self._snapshot_base(ref)
+        base_id = base.id if base is not None else None
+        base_cache = self._file_cache(base.id, committed=True) if base is not None else None
+        src_cache = self._file_cache(ref.id, committed=False)
+        seeds: dict[str, FileHash] = {}
+
+        def known(cache: StatCache | None, rel: str, st: os.stat_result) -> FileHash | None:
+            entry = cache.entries.get(rel) if cache is not None else None
+            return entry if entry is not None and _valid(entry, st) else None
+
+        def seed(rel: str, entry: FileHash, st: os.stat_result) -> None:
+            seeds[rel] = FileHash(
+                st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_mode,
+                entry.sha256, entry.node,
+            )  # fmt: skip
+
+        base_root: list[Path] = []
+
+        src_root: list[Path] = []
+
+        def same_file(rel: str, sst: os.stat_result, dstt: os.stat_result) -> bool:
+            """Whether the file passing the quick check has the same content: by the
+            hashes the stat caches know, else hashed now (and remembered)."""
+            mine = known(src_cache, rel, sst)
+            if mine is None:
+                mine = remember(src_cache, rel, src_root[0] / rel, sst)
+            base_path = base_root[0] / rel
+            try:
+                bst = os.lstat(base_path)  # the base's own file: this one is or copies it
+            except OSError:
+                return False
+            theirs = known(base_cache, rel, bst)
+            if theirs is None:
+                theirs = remember(base_cache, rel, base_path, bst)
+            if mine is None or theirs is None or mine.sha256 != theirs.sha256:
+                return False  # same size and mtime, other content: copy it
+            seed(rel, mine, dstt)
+            return True
+
+        def remember(
+            cache: StatCache | None, rel: str, path: Path, st: os.stat_result
+        ) -> FileHash | None:
+            if cache is None:
+                return None
+            entry = FileHash(
+                st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_mode,
+                content_hash(str(path)),
+            )  # fmt: skip
+            if st.st_ctime_ns + cache.racy_ns < time.time_ns():
+                cache.entries[rel] = entry
+                cache.changed[rel] = entry
+            return entry
+
+        def copied(rel: str, sst: os.stat_result, dst: str) -> None:
+            mine = known(src_cache, rel, sst)
+            if mine is not None:
+                seed(rel, mine, os.lstat(dst))
+
+        def run(target: list[Mount], base_mounts: list[Mount] | None) -> None:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(src_cache.lock)
+                if base_cache is not None:
+                    stack.enter_context(base_cache.lock)
+                if base_mounts is not None:
+                    base_root.append(stack.enter_context(readable(base_mounts)))
+                src_root.append(stack.enter_context(readable(source)))
+                _mirror_between(src_root[0], target, same_file, copied)
+
         try:
-            target = await copy.mounts()
-            await finish(lambda: asyncio.to_thread(_copy_between, source, target))
-        except BaseException:
-            await copy.release()
-            raise
-        return await copy.commit()
+            copy = await self.new_mutable(base, record_type=record_type, description=description)
+            try:
+                base_mounts = await base.mounts() if base is not None else None
+                target = await copy.mounts()
+                await finish(lambda: asyncio.to_thread(run, target, base_mounts))
+            except BaseException:
+                await copy.release()
+                raise
+        finally:
+            if base is not None:
+                await base.release()
+        result = await copy.commit()
+        for rid, cache in ((ref.id, src_cache), (base_id, base_cache)):
+            if cache is not None and rid is not None:
+                changed, removed = cache.take_changes()
+                if changed or removed:
+                    self._db.update_file_hashes(rid, changed, removed)
+        self._db.set_label(result.id, SNAPSHOT_OF_LABEL, ref.id)
+        self._db.update_file_hashes(result.id, seeds, ())
+        result._row = self._row(result.id)
+        self._remember_cache(result.id, StatCache(entries=seeds, racy_ns=0))
+        return result
+
+    async def _snapshot_base(self, ref: MutableRef) -> ImmutableRef | None:
+        """The latest snapshot of ``ref``, unless its chain is long enough already."""
+        rows = [r for r in self._db.with_label(SNAPSHOT_OF_LABEL, ref.id) if not r.mutable]
+        if not rows:
+            return None
+        latest = max(rows, key=lambda r: r.created)
+        if len(await self.snapshotter.layers(latest.id)) >= SNAPSHOT_CHAIN:
+            return None
+        return await self.load(latest.id)
+
+    def _file_cache(self, rid: str, *, committed: bool) -> StatCache:
+        """The stat cache of a record, loaded from SQLite on first use. Committed
+        records' files never change, so nothing is racy there."""
+        store = self._seeded if committed else self._stat_caches
+        cache = store.get(rid)
+        if cache is None:
+            racy = 0 if committed else self._racy_ns
+            cache = StatCache(entries=self._db.file_hashes(rid), racy_ns=racy)
+            if committed:
+                self._remember_cache(rid, cache)
+            else:
+                store[rid] = cache
+        return cache
+
+    def _remember_cache(self, rid: str, cache: StatCache) -> None:
+        """Keep a few committed records' stat caches in memory, most recent last."""
+        self._seeded.pop(rid, None)
+        self._seeded[rid] = cache
+        while len(self._seeded) > _SEEDED_MAX:
+            del self._seeded[next(iter(self._seeded))]
 
     async def _composite(
         self,
@@ -639,14 +776,23 @@ class CacheManager:
     ) -> str:
         self._checksum_misses += 1
         mounts = await self.snapshotter.view_mounts(ref.id)
+        seeded = (
+            self._file_cache(ref.id, committed=True)
+            if SNAPSHOT_OF_LABEL in ref._row.labels
+            else None
+        )
 
         def run() -> ChecksumResult:
             with readable(mounts) as root:
-                return compute_checksum(str(root), sel)
+                return compute_checksum(str(root), sel, seeded)
 
         result = await asyncio.to_thread(run)
         self._files_hashed += result.files_hashed
         self._bytes_hashed += result.bytes_hashed
+        if seeded is not None:
+            changed, removed = seeded.take_changes()
+            if changed or removed:
+                self._db.update_file_hashes(ref.id, changed, removed)
         self._db.set_checksum(key[0], key[1], result.digest)
         self._remember(key, result.digest)
         return str(result.digest)
@@ -658,10 +804,7 @@ class CacheManager:
 
     async def _checksum_mutable(self, ref: MutableRef, sel: Selector) -> Digest:
         self._checksum_misses += 1
-        cache = self._stat_caches.get(ref.id)
-        if cache is None:
-            cache = StatCache(entries=self._db.file_hashes(ref.id), racy_ns=self._racy_ns)
-            self._stat_caches[ref.id] = cache
+        cache = self._file_cache(ref.id, committed=False)
         mounts = readonly_mounts(await ref.mounts())
 
         def run() -> ChecksumResult:
@@ -762,6 +905,7 @@ class CacheManager:
                         continue
                     self._db.delete_many({record.id})
                     self._stat_caches.pop(record.id, None)
+                    self._seeded.pop(record.id, None)
                     await self._remove_snapshot(record.id)
                     total -= record.size
                     removed.append(record)
@@ -795,13 +939,27 @@ async def _quietly(aw: Awaitable[object]) -> None:
         await aw
 
 
-def _copy_between(source: Sequence[Mount], target: Sequence[Mount]) -> None:
-    with readable(source) as src:
-        if len(target) == 1 and target[0].type == "bind":
-            copy_tree(str(src), target[0].source)
-            return
-        with mounted(target) as dst:
-            copy_tree(str(src), str(dst))
+def _valid(entry: FileHash, st: os.stat_result) -> bool:
+    return (
+        entry.size == st.st_size
+        and entry.mtime_ns == st.st_mtime_ns
+        and entry.ino == st.st_ino
+        and entry.ctime_ns == st.st_ctime_ns
+        and entry.mode == st.st_mode
+    )
+
+
+def _mirror_between(
+    src: Path,
+    target: Sequence[Mount],
+    same_file: Callable[[str, os.stat_result, os.stat_result], bool],
+    copied: Callable[[str, os.stat_result, str], None],
+) -> None:
+    if len(target) == 1 and target[0].type == "bind":
+        mirror_tree(str(src), target[0].source, same_file=same_file, copied=copied)
+        return
+    with mounted(target) as dst:
+        mirror_tree(str(src), str(dst), same_file=same_file, copied=copied)
 
 
 _libc: ctypes.CDLL | None = None

@@ -6,7 +6,7 @@ layer diff and apply.
 """
 
 from ._base import BaseSnapshotter, disk_usage
-from ._copy import copy_tree
+from ._copy import copy_tree, mirror_tree
 from ._native import NativeSnapshotter
 from ._overlay import OverlaySnapshotter
 from ._select import SnapshotterKind, new_snapshotter, overlay_supported
@@ -26,6 +26,7 @@ __all__ = [
     "Usage",
     "copy_tree",
     "disk_usage",
+    "mirror_tree",
     "new_snapshotter",
     "overlay_supported",
 ]

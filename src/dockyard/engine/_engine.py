@@ -115,6 +115,10 @@ class Engine:
     def state_dir(self) -> Path:
         return self.config.state_dir
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # -- lifecycle -----------------------------------------------------------------------
     @classmethod
     async def open(cls, config: EngineConfig | None = None) -> Engine:

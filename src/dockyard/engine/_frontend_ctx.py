@@ -18,11 +18,29 @@ from dockyard.core.fspath import clean_rel, open_in_root
 from dockyard.session import SessionHandle, SyncRequest
 
 if TYPE_CHECKING:
-    from dockyard.dockerfile import ImageMetaResolver
+    from dockyard import llb
+    from dockyard.dockerfile import ImageMetaResolver, ResolvedImage
 
-__all__ = ["BuildFrontendContext"]
+__all__ = ["BuildFrontendContext", "ReportingImages"]
 
 _MAX_FILE = 64 << 20  # a Dockerfile or ignore file larger than this is refused
+
+
+class ReportingImages:
+    """Base-image lookups shown as steps (``[internal] load metadata for REF``), as
+    BuildKit shows them."""
+
+    def __init__(self, inner: ImageMetaResolver, reporter: Reporter) -> None:
+        self._inner = inner
+        self._reporter = reporter
+
+    async def resolve(
+        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
+    ) -> ResolvedImage:
+        from dockyard.frontend import internal_step
+
+        async with internal_step(self._reporter, f"[internal] load metadata for {ref}"):
+            return await self._inner.resolve(ref, platform=platform, resolve_mode=resolve_mode)
 
 
 class BuildFrontendContext:
@@ -45,7 +63,7 @@ class BuildFrontendContext:
         self._session = session
         self._reporter = reporter
         self._platform = build_platform
-        self._images = images
+        self._images = ReportingImages(images, reporter)
         self._scratch = scratch_dir
 
     @property

@@ -202,6 +202,7 @@ class DockerfileFrontend:
         return FrontendResult(
             definition=result.definition(),
             image_config=result.image_config,
+            epoch=result.epoch,
             warnings=result.warnings,
         )
 

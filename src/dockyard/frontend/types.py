@@ -68,12 +68,14 @@ class FrontendResult:
 
     ``definition`` is the graph to solve; ``None`` means there is nothing to build (a
     ``--check`` run, which only reports). ``image_config`` is the config to export the
-    result with (``None``: the exporter makes a minimal one). ``warnings`` were already
+    result with (``None``: the exporter makes a minimal one). ``epoch`` is the build's
+    ``SOURCE_DATE_EPOCH`` (seconds), for reproducible exports. ``warnings`` were already
     sent to the reporter; they are kept here for the response summary.
     """
 
     definition: llb.Definition | None
     image_config: oci.ImageConfig | None = None
+    epoch: int | None = None
     warnings: tuple[BuildWarning, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 

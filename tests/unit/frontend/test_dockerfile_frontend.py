@@ -249,3 +249,11 @@ def test_options_from_buildkit_attrs() -> None:
 def test_bad_attrs(attrs: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         DockerfileOptions.from_attrs(attrs)
+
+
+async def test_source_date_epoch_reaches_the_result() -> None:
+    options = DockerfileOptions(build_args={"SOURCE_DATE_EPOCH": "1700000000"})
+    result = await DockerfileFrontend().solve(ctx_with(b"FROM scratch\n"), options)
+    assert result.epoch == 1700000000
+    result = await DockerfileFrontend().solve(ctx_with(b"FROM scratch\n"), DockerfileOptions())
+    assert result.epoch is None

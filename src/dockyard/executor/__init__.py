@@ -12,9 +12,12 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
   ``/sys/fs/cgroup/unified`` has any controller (``cgroups in hybrid mode not supported,
   drop all controllers from cgroupv2``); its check comes before the cgroup manager is
   consulted, so ``--cgroup-manager=disabled`` alone does not help. When this layout is
-  detected, each crun command starts in a private mount namespace (a slave of the host's,
-  so the bundle's mounts still reach it) with ``/sys/fs/cgroup/unified`` unmounted;
-  crun then sees a v1 layout. The host's mounts are untouched (no ``fix_cgroup_hybrid``).
+  detected, each crun command runs as ``unshare --mount
+  --mount-proc=/sys/fs/cgroup/unified crun ...``: in a private copy of our mount
+  namespace (taken as crun starts, so the bundle's mounts are in it) a proc instance
+  covers the v2 mount, and crun takes the layout for plain v1. The host's mounts are
+  untouched (no ``fix_cgroup_hybrid``), and hosts with a pure v1 or v2 layout run crun
+  directly.
 - **No cgroups.** crun always runs with ``--cgroup-manager=disabled`` and the spec has no
   ``cgroupsPath`` and no cgroup mount: a build process gets no resource limits, and the
   pid namespace (its init's death kills every process in it) is what makes cancelling

@@ -641,3 +641,17 @@ async def test_mount_destination_symlink_stays_inside_root(
         assert rc == 0, out.stderr
         assert out.text == "in\n"
     assert list(outside.iterdir()) == []
+
+
+async def test_hybrid_cgroup_fallback_without_unshare(
+    monkeypatch: pytest.MonkeyPatch, busybox_overlay: Overlay, tmp_path: Path
+) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name: None if name == "unshare" else real_which(name)
+    )
+    executor = OciExecutor(tmp_path / "state")
+    assert executor.runtime._prefix == ()
+    rc, out = await run(executor, busybox_overlay.mounts, "echo fallback")
+    assert rc == 0
+    assert out.text == "fallback\n"

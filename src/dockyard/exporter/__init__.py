@@ -1,1 +1,102 @@
-"""exporter."""
+"""Layer 5: exporters, BuildKit's shape — options parsed at the edge into frozen values,
+``resolve(options, services)`` → an instance → ``await instance.export(request)`` →
+:class:`ExportResponse` (the ``--metadata-file`` keys buildx writes).
+
+- ``local`` (:class:`LocalExport`): the result's files into a directory (modes, symlinks,
+  hard links; owners when root);
+- ``tar`` (:class:`TarExport`): the files as one deterministic tar stream;
+- ``image``/``registry`` (:class:`ImageExport`): an image in the local image store under
+  each name, pushed with ``push=true``;
+- ``oci`` (:class:`OciExport`) and ``docker`` (:class:`DockerExport`): image archives that
+  ``skopeo``/``umoci`` and ``docker load`` read.
+
+Images are made from the result's layer chain (each record with changes is a layer;
+empty ones are left out and their history entries marked ``empty_layer``), with layer
+blobs compressed once per variant and remembered on the cache records (gzip on every
+core, zstd with worker threads). ``SOURCE_DATE_EPOCH`` caps the config's and history's
+times; with ``rewrite-timestamp=true`` also file times inside new layers.
+
+:func:`load_archive` and :func:`write_archive` serve ``dockyard image load``/``save``.
+"""
+
+from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
+from ._compress import ParallelGzip, compression_of, new_compressor, open_decompressed
+from ._exporters import (
+    DockerExporter,
+    ImageExporter,
+    LocalExporter,
+    OciExporter,
+    TarExporter,
+    resolve,
+)
+from ._image import CommittedImage, default_config, normalize_history, patch_config
+from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink
+from ._options import (
+    Annotation,
+    AnnotationKind,
+    ClientTarget,
+    Compression,
+    CompressionOptions,
+    Dest,
+    DockerExport,
+    ExportOptions,
+    ImageExport,
+    ImageOptions,
+    LocalExport,
+    LocalPath,
+    OciExport,
+    Stdout,
+    TarExport,
+    parse_exporter,
+    parse_output,
+)
+from ._tree import copy_into, write_tree_tar
+from .types import ExporterInstance, ExportRequest, ExportResponse, ExportServices
+
+__all__ = [
+    "EMPTY_TAR_DIGESTS",
+    "Annotation",
+    "AnnotationKind",
+    "ArchiveImage",
+    "ClientTarget",
+    "CommittedImage",
+    "Compression",
+    "CompressionOptions",
+    "Dest",
+    "DockerExport",
+    "DockerExporter",
+    "ExportOptions",
+    "ExportRequest",
+    "ExportResponse",
+    "ExportServices",
+    "ExportedLayer",
+    "ExporterInstance",
+    "ImageExport",
+    "ImageExporter",
+    "ImageOptions",
+    "IngestSink",
+    "LoadedImage",
+    "LocalExport",
+    "LocalExporter",
+    "LocalPath",
+    "OciExport",
+    "OciExporter",
+    "ParallelGzip",
+    "Stdout",
+    "TarExport",
+    "TarExporter",
+    "compression_of",
+    "copy_into",
+    "default_config",
+    "index_entry",
+    "load_archive",
+    "new_compressor",
+    "normalize_history",
+    "open_decompressed",
+    "parse_exporter",
+    "parse_output",
+    "patch_config",
+    "resolve",
+    "write_archive",
+    "write_tree_tar",
+]

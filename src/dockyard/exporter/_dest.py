@@ -1,0 +1,148 @@
+"""Where outputs go: a path on this host, this process's stdout, or a target the client
+offers through its session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from dockyard.core import DockyardError, Reporter, SessionError
+
+from ._options import ClientTarget, Dest, LocalPath, Stdout
+from ._tree import copy_into
+
+if TYPE_CHECKING:
+    from dockyard.session.types import ExportCaller, ExportStream
+
+__all__ = ["describe", "open_stream", "send_directory"]
+
+_CHUNK = 1 << 20
+
+
+def describe(dest: Dest) -> str:
+    if isinstance(dest, LocalPath):
+        return str(dest.path)
+    if isinstance(dest, Stdout):
+        return "stdout"
+    return f"the client's {dest.name!r}"
+
+
+class _FdWriter:
+    """A blocking writer to an fd this module does not own (stdout)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        n = len(view)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise DockyardError(f"cannot write the export to stdout: {exc.strerror}") from exc
+        return n
+
+    def flush(self) -> None:
+        return None
+
+
+class _Bridge:
+    """A blocking writer (for a worker thread) forwarding to an async export stream on
+    the event loop, in 1 MiB chunks."""
+
+    def __init__(self, stream: ExportStream, loop: asyncio.AbstractEventLoop) -> None:
+        self._stream = stream
+        self._loop = loop
+        self._buf = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._buf += data
+        if len(self._buf) >= _CHUNK:
+            self._send()
+        return len(data)
+
+    def _send(self) -> None:
+        if not self._buf:
+            return
+        chunk, self._buf = bytes(self._buf), bytearray()
+        asyncio.run_coroutine_threadsafe(self._stream.write(chunk), self._loop).result()
+
+    def flush(self) -> None:
+        self._send()
+
+
+@contextlib.asynccontextmanager
+async def open_stream(dest: Dest, client: ExportCaller | None) -> AsyncIterator[BinaryIO]:
+    """A blocking binary writer for ``dest`` (write it from a worker thread). A path is
+    written to a temporary name beside it and renamed when the block ends normally, and
+    removed when it fails; the client's target is committed or discarded alike."""
+    if isinstance(dest, Stdout):
+        yield _FdWriter(1)  # type: ignore[misc]
+        return
+    if isinstance(dest, ClientTarget):
+        if client is None:
+            raise SessionError(
+                f"the export goes to the client's target {dest.name!r}, but the build has "
+                "no session"
+            )
+        async with client.open_stream(dest.name) as stream:
+            bridge = _Bridge(stream, asyncio.get_running_loop())
+            yield bridge  # type: ignore[misc]
+            await asyncio.to_thread(bridge.flush)
+        return
+    path = dest.path
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "xb")  # noqa: ASYNC230, SIM115 - opening is quick; data goes in a thread
+    except OSError as exc:
+        raise DockyardError(f"cannot write the export to {str(path)!r}: {exc.strerror}") from exc
+    try:
+        with f:
+            yield f
+            await asyncio.to_thread(_finish, f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _finish(f: BinaryIO) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+async def send_directory(
+    dest: Dest,
+    root: Path | None,
+    client: ExportCaller | None,
+    *,
+    epoch: int | None = None,
+    reporter: Reporter | None = None,
+    progress_digest: str = "",
+) -> None:
+    """Put the tree ``root`` (``None``: empty) into the directory ``dest``."""
+    if isinstance(dest, LocalPath):
+        await asyncio.to_thread(
+            copy_into, str(root) if root is not None else None, str(dest.path), epoch=epoch
+        )
+        return
+    if isinstance(dest, ClientTarget):
+        if client is None:
+            raise SessionError(
+                f"the export goes to the client's directory {dest.name!r}, but the build has "
+                "no session"
+            )
+        if root is None:
+            return
+        await client.send_directory(
+            dest.name, root, reporter=reporter, progress_digest=progress_digest
+        )
+        return
+    raise DockyardError("a directory export cannot go to stdout")

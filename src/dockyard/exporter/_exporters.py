@@ -1,0 +1,387 @@
+"""The exporters: ``local``, ``tar``, ``image``, ``oci`` and ``docker``.
+
+Each is resolved from its options and the services (:func:`resolve`) into an instance
+whose :meth:`export` does the work; see :mod:`dockyard.exporter.types` for the seam.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dockyard.core import DockyardError, UsageError
+from dockyard.oci import Descriptor, ImageIndex, MediaType, format_timestamp
+from dockyard.registry import Reference
+
+from ._archive import ArchiveImage, index_entry, write_archive
+from ._dest import describe, open_stream, send_directory
+from ._image import CommittedImage, commit_image
+from ._options import (
+    AnnotationKind,
+    DockerExport,
+    ExportOptions,
+    ImageExport,
+    LocalExport,
+    LocalPath,
+    OciExport,
+    TarExport,
+)
+from ._progress import Progress
+from ._tree import write_tree_tar
+from .types import ExportRequest, ExportResponse, ExportServices
+
+if TYPE_CHECKING:
+    from dockyard.cache import ImmutableRef
+    from dockyard.registry import RegistryClient
+
+__all__ = [
+    "DockerExporter",
+    "ImageExporter",
+    "LocalExporter",
+    "OciExporter",
+    "TarExporter",
+    "resolve",
+]
+
+
+@contextlib.asynccontextmanager
+async def _mounted(ref: ImmutableRef | None) -> AsyncIterator[Path | None]:
+    if ref is None:
+        yield None
+        return
+    async with ref.mount() as root:
+        yield root
+
+
+@contextlib.asynccontextmanager
+async def _progress(request: ExportRequest, name: str) -> AsyncIterator[Progress]:
+    progress = Progress(request.reporter, name)
+    progress.start()
+    try:
+        yield progress
+    except BaseException as exc:
+        progress.finish(exc)
+        raise
+    progress.finish()
+
+
+class LocalExporter:
+    """``type=local``: copies the result's files into the destination directory."""
+
+    def __init__(self, options: LocalExport, services: ExportServices) -> None:
+        self._options = options
+        self._services = services
+
+    @property
+    def options(self) -> LocalExport:
+        return self._options
+
+    async def export(self, request: ExportRequest) -> ExportResponse:
+        epoch = _epoch(self._options.source_date_epoch, request)
+        async with (
+            _progress(request, f"copying files to {describe(self._options.dest)}") as progress,
+            _mounted(request.ref) as root,
+        ):
+            await send_directory(
+                self._options.dest,
+                root,
+                request.client,
+                epoch=epoch,
+                reporter=request.reporter,
+                progress_digest=progress.digest,
+            )
+        return ExportResponse()
+
+
+class TarExporter:
+    """``type=tar``: the result's files as one deterministic tar stream."""
+
+    def __init__(self, options: TarExport, services: ExportServices) -> None:
+        self._options = options
+        self._services = services
+
+    @property
+    def options(self) -> TarExport:
+        return self._options
+
+    async def export(self, request: ExportRequest) -> ExportResponse:
+        epoch = _epoch(self._options.source_date_epoch, request)
+        async with (
+            _progress(request, f"sending tarball to {describe(self._options.dest)}"),
+            _mounted(request.ref) as root,
+            open_stream(self._options.dest, request.client) as out,
+        ):
+            await asyncio.to_thread(
+                write_tree_tar, str(root) if root is not None else None, out, epoch=epoch
+            )
+        return ExportResponse()
+
+
+def _epoch(option: int | None, request: ExportRequest) -> int | None:
+    return option if option is not None else request.epoch
+
+
+def _created(epoch: int | None) -> str:
+    if epoch is not None:
+        return format_timestamp(epoch * 1_000_000_000)
+    return format_timestamp(int(time.time()) * 1_000_000_000)
+
+
+def _response(
+    image: CommittedImage,
+    names: tuple[Reference, ...],
+    epoch: int | None,
+    pushed: tuple[str, ...] = (),
+) -> ExportResponse:
+    annotations = dict(image.descriptor.annotations)
+    annotations["org.opencontainers.image.created"] = _created(epoch)
+    return ExportResponse(
+        descriptor=dataclasses.replace(image.descriptor, annotations=annotations),
+        config_digest=image.config_descriptor.digest,
+        names=tuple(str(n) for n in names),
+        pushed=pushed,
+    )
+
+
+def _store_target(image: CommittedImage) -> Descriptor:
+    """The descriptor an image store record points at (no response-only details)."""
+    return Descriptor(
+        media_type=image.descriptor.media_type,
+        digest=image.descriptor.digest,
+        size=image.descriptor.size,
+        annotations={k: v for k, v in image.descriptor.annotations.items() if k != "config.digest"},
+    )
+
+
+class ImageExporter:
+    """``type=image`` / ``type=registry``: an image in the local store under each name,
+    pushed when asked."""
+
+    def __init__(self, options: ImageExport, services: ExportServices) -> None:
+        if options.store and services.images is None and not options.push:
+            raise UsageError("this engine has no local image store: use push=true or store=false")
+        if options.image.annotations_for(AnnotationKind.INDEX) or options.image.annotations_for(
+            AnnotationKind.INDEX_DESCRIPTOR
+        ):
+            raise UsageError("index annotations are not supported for a single-platform image")
+        self._options = options
+        self._services = services
+
+    @property
+    def options(self) -> ImageExport:
+        return self._options
+
+    async def export(self, request: ExportRequest) -> ExportResponse:
+        opts = self._options
+        content = self._services.content
+        epoch = _epoch(opts.image.source_date_epoch, request)
+        async with _progress(request, "exporting to image") as progress, content.lease() as lease:
+            image = await commit_image(
+                request.ref,
+                request.image_config,
+                opts.image,
+                content,
+                oci=opts.image.use_oci(False),
+                epoch=epoch,
+                lease=lease,
+                platform=self._services.platform,
+                progress=progress,
+            )
+            step = progress.step("manifest", f"exporting manifest {image.descriptor.digest}")
+            step.done()
+            if opts.store and self._services.images is not None:
+                await self._store(image, progress)
+            pushed: tuple[str, ...] = ()
+            if opts.push:
+                pushed = await self._push(image, progress)
+        return _response(image, opts.image.names, epoch, pushed)
+
+    async def _store(self, image: CommittedImage, progress: Progress) -> None:
+        images = self._services.images
+        assert images is not None
+        opts = self._options
+        target = _store_target(image)
+        digest = image.descriptor.digest
+        names: list[str] = [str(n) for n in opts.image.names]
+        if opts.name_canonical:
+            names += [f"{n.name}@{digest}" for n in opts.image.names]
+        if opts.dangling_name_prefix and not (opts.dangling_empty_only and names):
+            try:
+                prefix = Reference.parse(opts.dangling_name_prefix, default_tag="")
+            except ValueError as exc:
+                raise UsageError(f"invalid dangling-name-prefix: {exc}") from exc
+            names.append(f"{prefix.name}@{digest}")
+        if not names:
+            await images.put(None, target)
+            return
+        for name in names:
+            step = progress.step(f"name-{name}", f"naming to {name}")
+            await images.put(name, target)
+            step.done()
+
+    async def _push(self, image: CommittedImage, progress: Progress) -> tuple[str, ...]:
+        from dockyard.registry import FileReader
+
+        content = self._services.content
+        opts = self._options
+        blobs = {
+            d.digest: FileReader(content.path(d.digest))
+            for d in (image.config_descriptor, *image.layers)
+        }
+        pushed: list[str] = []
+        async with self._client() as client:
+            for name in opts.image.names:
+                target = (
+                    Reference(domain=name.domain, path=name.path, tag="")
+                    if opts.push_by_digest
+                    else name
+                )
+                step = progress.step(f"push-{name}", f"pushing {name.familiar()}")
+                desc = await client.push_image(
+                    target,
+                    manifest=image.manifest_bytes,
+                    media_type=image.manifest.media_type,
+                    blobs=blobs,
+                )
+                step.done()
+                pushed.append(f"{name.name}@{desc.digest}")
+        return tuple(pushed)
+
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[RegistryClient]:
+        from dockyard.registry import RegistryClient, RegistryConfig
+
+        services = self._services
+        if services.registry is not None and not self._options.insecure:
+            yield services.registry
+            return
+        config = services.registry_config or (
+            services.registry.config if services.registry is not None else RegistryConfig()
+        )
+        if self._options.insecure:
+            hosts = dict(config.hosts)
+            for name in self._options.image.names:
+                current = config.host(name.domain)
+                hosts[name.domain] = dataclasses.replace(current, insecure=True)
+            config = RegistryConfig(hosts=hosts, loopback_insecure=config.loopback_insecure)
+        client = RegistryClient(config=config, credentials=services.credentials)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+class _ArchiveExporter:
+    """``oci`` and ``docker``: the image written as an archive to the destination."""
+
+    docker = False
+
+    def __init__(self, options: OciExport | DockerExport, services: ExportServices) -> None:
+        if options.image.annotations_for(AnnotationKind.INDEX_DESCRIPTOR):
+            raise UsageError("index-descriptor annotations have no place in an image archive")
+        self._options = options
+        self._services = services
+
+    async def export(self, request: ExportRequest) -> ExportResponse:
+        opts = self._options
+        content = self._services.content
+        epoch = _epoch(opts.image.source_date_epoch, request)
+        kind = "docker" if self.docker else "oci"
+        async with (
+            _progress(request, f"exporting to {kind} image format") as progress,
+            content.lease() as lease,
+        ):
+            image = await commit_image(
+                request.ref,
+                request.image_config,
+                opts.image,
+                content,
+                oci=opts.image.use_oci(not self.docker),
+                epoch=epoch,
+                lease=lease,
+                platform=self._services.platform,
+                progress=progress,
+            )
+            created = _created(epoch)
+            names = opts.image.names
+            entries = [index_entry(image.descriptor, n, created) for n in names] or [
+                index_entry(image.descriptor, None, created)
+            ]
+            index = ImageIndex(
+                manifests=tuple(entries),
+                media_type=MediaType.OCI_INDEX,
+                annotations=opts.image.annotations_for(AnnotationKind.INDEX),
+            )
+            archived = ArchiveImage(
+                descriptor=image.descriptor,
+                config=image.config_descriptor,
+                layers=image.layers,
+                names=names,
+            )
+            step = progress.step("archive", f"sending tarball to {describe(opts.dest)}")
+            mtime = epoch if epoch is not None else 0
+            if not opts.tar:
+                assert isinstance(opts.dest, LocalPath)
+                await write_archive(
+                    content, [archived], index, opts.dest.path, docker=self.docker, tar=False
+                )
+            else:
+                async with open_stream(opts.dest, request.client) as out:
+                    await write_archive(
+                        content, [archived], index, out, docker=self.docker, mtime=mtime
+                    )
+            step.done()
+        return _response(image, names, epoch)
+
+
+class OciExporter(_ArchiveExporter):
+    """``type=oci``: an OCI image layout tarball (or directory with ``tar=false``) that
+    ``skopeo copy oci-archive:`` and ``umoci`` read."""
+
+    docker = False
+
+    def __init__(self, options: OciExport, services: ExportServices) -> None:
+        super().__init__(options, services)
+        self._oci_options = options
+
+    @property
+    def options(self) -> OciExport:
+        return self._oci_options
+
+
+class DockerExporter(_ArchiveExporter):
+    """``type=docker``: a tarball ``docker load`` accepts."""
+
+    docker = True
+
+    def __init__(self, options: DockerExport, services: ExportServices) -> None:
+        super().__init__(options, services)
+        self._docker_options = options
+
+    @property
+    def options(self) -> DockerExport:
+        return self._docker_options
+
+
+Exporter = LocalExporter | TarExporter | ImageExporter | OciExporter | DockerExporter
+
+
+def resolve(options: ExportOptions, services: ExportServices) -> Exporter:
+    """The exporter instance for ``options`` bound to ``services``; raises
+    :class:`UsageError` for options the services cannot serve."""
+    if isinstance(options, LocalExport):
+        return LocalExporter(options, services)
+    if isinstance(options, TarExport):
+        return TarExporter(options, services)
+    if isinstance(options, ImageExport):
+        return ImageExporter(options, services)
+    if isinstance(options, OciExport):
+        return OciExporter(options, services)
+    if isinstance(options, DockerExport):
+        return DockerExporter(options, services)
+    raise DockyardError(f"unknown export options {options!r}")  # pragma: no cover

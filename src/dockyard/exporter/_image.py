@@ -1,0 +1,279 @@
+"""Image assembly: layers + the frontend's config → config and manifest blobs.
+
+Pure functions first (tested without a snapshotter), then :func:`commit_image`, which
+makes the layers, writes config and manifest into the content store and returns what
+an exporter needs next.
+
+History and layers are reconciled as BuildKit does: each history entry without
+``empty_layer`` stands for the next layer; missing entries are added for extra layers
+(``created_by`` the record's description); entries beyond the layers become empty.
+An empty layer (no tar entries) is left out of the image and its entry marked
+``empty_layer``. Entries without a time get the time of their layer's record, then of
+the nearest entry before them. ``SOURCE_DATE_EPOCH`` caps every history time and the
+config's ``created`` at the epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dockyard.cache import ImmutableRef
+from dockyard.content import ContentStore
+from dockyard.core import ContentError, Digest, Platform
+from dockyard.oci import (
+    ContainerConfig,
+    Descriptor,
+    History,
+    ImageConfig,
+    ImageManifest,
+    MediaType,
+    format_timestamp,
+)
+
+from ._layers import ExportedLayer, export_layers
+from ._options import AnnotationKind, ImageOptions
+from ._progress import Progress
+
+__all__ = [
+    "EXPORTER_HISTORY_COMMENT",
+    "CommittedImage",
+    "commit_image",
+    "default_config",
+    "normalize_history",
+    "parse_timestamp",
+    "patch_config",
+]
+
+EXPORTER_HISTORY_COMMENT = "buildkit.exporter.image.v0"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$"
+)
+
+
+def parse_timestamp(text: str) -> int:
+    """RFC 3339 (as Go writes it, nanoseconds allowed) → epoch nanoseconds;
+    :class:`ContentError` if malformed."""
+    match = _RFC3339.match(text)
+    if match is None:
+        raise ContentError(f"invalid timestamp {text!r} in image config")
+    year, month, day, hour, minute, second, frac, zone = match.groups()
+    offset = 0
+    if zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    when = _dt.datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=_dt.UTC
+    )
+    seconds = int(when.timestamp()) - offset
+    nanos = int((frac or "0").ljust(9, "0"))
+    return seconds * 1_000_000_000 + nanos
+
+
+def default_config(platform: Platform) -> ImageConfig:
+    """The config of a result exported without one (BuildKit's default): the platform,
+    ``PATH`` and working directory ``/``."""
+    return ImageConfig(
+        architecture=platform.architecture,
+        os=platform.os,
+        variant=platform.variant,
+        config=ContainerConfig(env=(f"PATH={DEFAULT_PATH}",), working_dir="/"),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerMeta:
+    """What history normalization needs to know of a layer."""
+
+    empty: bool
+    created: str
+    description: str
+
+
+def normalize_history(
+    history: Sequence[History], layers: Sequence[LayerMeta]
+) -> tuple[list[History], list[int]]:
+    """The history matched to ``layers`` (see the module docstring) and the indexes of
+    the layers that go into the image (the non-empty ones), in order."""
+    entries = list(history)
+    n = len(layers)
+    counted = sum(1 for h in entries if not h.empty_layer)
+    if counted > n:
+        seen = 0
+        for i, h in enumerate(entries):
+            if h.empty_layer:
+                continue
+            if seen >= n:
+                entries[i] = dataclasses.replace(h, empty_layer=True)
+            else:
+                seen += 1
+        counted = n
+    for layer in layers[counted:]:
+        entries.append(
+            History(
+                created=layer.created,
+                created_by=layer.description or "created by dockyard",
+                comment=EXPORTER_HISTORY_COMMENT,
+            )
+        )
+    kept: list[int] = []
+    j = 0
+    for i, h in enumerate(entries):
+        if h.empty_layer:
+            continue
+        layer = layers[j]
+        if h.created is None:
+            h = dataclasses.replace(h, created=layer.created)
+        if layer.empty:
+            h = dataclasses.replace(h, empty_layer=True)
+        else:
+            kept.append(j)
+        entries[i] = h
+        j += 1
+    # times for entries that still have none: the first entry after a gap gives the
+    # time of the gap, later gaps take the entry before them (BuildKit's rule)
+    created: str | None = None
+    gap = False
+    for h in entries:
+        if h.created is not None:
+            created = h.created
+            if gap:
+                break
+        else:
+            gap = True
+    gap = False
+    for i, h in enumerate(entries):
+        if h.created is not None:
+            if gap:
+                created = h.created
+        else:
+            gap = True
+            entries[i] = dataclasses.replace(h, created=created)
+    return entries, kept
+
+
+def patch_config(
+    config: ImageConfig,
+    diff_ids: Sequence[Digest],
+    history: Sequence[History],
+    epoch: int | None,
+) -> ImageConfig:
+    """``config`` with the exported ``diff_ids`` and ``history``; with ``epoch`` every
+    time after it is set to it; a missing ``created`` becomes the last history time."""
+    entries = list(history)
+    created = config.created
+    if epoch is not None:
+        epoch_ns = epoch * 1_000_000_000
+        stamp = format_timestamp(epoch_ns)
+        for i, h in enumerate(entries):
+            if h.created is None or parse_timestamp(h.created) > epoch_ns:
+                entries[i] = dataclasses.replace(h, created=stamp)
+        if created is not None and parse_timestamp(created) > epoch_ns:
+            created = stamp
+    if created is None:
+        for h in entries:
+            if h.created is not None:
+                created = h.created
+    return dataclasses.replace(
+        config,
+        diff_ids=tuple(diff_ids),
+        rootfs_type="layers",
+        history=tuple(entries),
+        created=created,
+    )
+
+
+def layer_descriptor(layer: ExportedLayer, oci: bool) -> Descriptor:
+    """The manifest entry of ``layer`` in the OCI or Docker media type family."""
+    kind = MediaType.layer_compression(layer.blob.media_type)
+    return Descriptor(
+        media_type=MediaType.layer(kind, oci=oci), digest=layer.blob.digest, size=layer.blob.size
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommittedImage:
+    """An image written to the content store: its manifest (bytes and descriptor, with
+    ``config.digest`` and platform, as BuildKit describes it), config and layers."""
+
+    manifest: ImageManifest
+    manifest_bytes: bytes
+    descriptor: Descriptor
+    config: ImageConfig
+    config_descriptor: Descriptor
+    layers: tuple[Descriptor, ...]
+
+    @property
+    def platform(self) -> Platform:
+        return self.config.platform
+
+
+async def commit_image(
+    ref: ImmutableRef | None,
+    config: ImageConfig | None,
+    options: ImageOptions,
+    content: ContentStore,
+    *,
+    oci: bool,
+    epoch: int | None,
+    lease: str,
+    platform: Platform,
+    progress: Progress | None = None,
+) -> CommittedImage:
+    """Make the layers of ``ref``, then config and manifest blobs, all held by
+    ``lease``."""
+    base = config if config is not None else default_config(platform)
+    clamp = epoch if options.rewrite_timestamp else None
+    step = progress.step("layers", "exporting layers") if progress is not None else None
+    layers = await export_layers(
+        ref,
+        content,
+        options.compression,
+        lease=lease,
+        clamp=clamp,
+        base_diff_ids=base.diff_ids,
+        progress=progress,
+    )
+    if step is not None:
+        step.done()
+    metas = [LayerMeta(empty=x.empty, created=x.created, description=x.description) for x in layers]
+    history, kept = normalize_history(base.history, metas)
+    chosen = [layers[i] for i in kept]
+    final = patch_config(base, [x.blob.diff_id for x in chosen], history, epoch)
+    config_bytes = final.to_bytes()
+    config_type = MediaType.OCI_CONFIG if oci else MediaType.DOCKER_CONFIG
+    config_desc = Descriptor.of(config_type, config_bytes)
+    image_platform = final.platform
+    manifest = ImageManifest(
+        config=config_desc,
+        layers=tuple(layer_descriptor(x, oci) for x in chosen),
+        media_type=MediaType.OCI_MANIFEST if oci else MediaType.DOCKER_MANIFEST,
+        annotations=options.annotations_for(AnnotationKind.MANIFEST, image_platform),
+    )
+    manifest_bytes = manifest.to_bytes(indent=3)
+    await content.write_blob(config_bytes, lease=lease)
+    await content.write_blob(manifest_bytes, lease=lease)
+    annotations = dict(options.annotations_for(AnnotationKind.MANIFEST_DESCRIPTOR, image_platform))
+    annotations["config.digest"] = str(config_desc.digest)
+    descriptor = Descriptor.of(
+        manifest.media_type,
+        manifest_bytes,
+        annotations=annotations,
+        platform=Platform(
+            os=image_platform.os,
+            architecture=image_platform.architecture,
+            variant=image_platform.variant,
+        ),
+    )
+    return CommittedImage(
+        manifest=manifest,
+        manifest_bytes=manifest_bytes,
+        descriptor=descriptor,
+        config=final,
+        config_descriptor=config_desc,
+        layers=manifest.layers,
+    )

@@ -1,0 +1,216 @@
+"""Compressed layer blobs from a result's layer chain, made once per layer and variant.
+
+``ref.layers()`` lists the records whose layers make up a tree, bottom first. For each,
+the blob of the wanted variant (compression, level, clamped time) is taken from what the
+record remembers (:meth:`dockyard.cache.ImmutableRef.blob`) when the content store still
+has it; otherwise the layer tar is written from the snapshot diff straight into a
+compressor and from there into the content store, and the record remembers the result.
+Without ``force`` an existing blob of another compression is reused (a pulled base
+image's gzip layers stay gzip), as BuildKit does.
+
+A layer whose tar holds no entry is *empty* and has no place in an image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from dockyard.cache import ImmutableRef, LayerBlob
+from dockyard.content import ContentStore, Writer
+from dockyard.core import Digest, DockyardError
+from dockyard.core.singleflight import SingleFlight
+from dockyard.oci import MediaType, format_timestamp
+
+from ._compress import new_compressor
+from ._options import Compression, CompressionOptions
+from ._progress import Progress
+
+__all__ = ["EMPTY_TAR_DIGESTS", "ExportedLayer", "IngestSink", "export_layers"]
+
+EMPTY_TAR_DIGESTS = frozenset(
+    {
+        Digest("sha256:" + hashlib.sha256(b"\0" * 1024).hexdigest()),
+        Digest("sha256:" + hashlib.sha256(b"\0" * 10240).hexdigest()),
+    }
+)
+"""diff_ids of tars without entries (Go's and Python's end-of-archive padding)."""
+
+_flights: SingleFlight[tuple[str, str, str], LayerBlob] = SingleFlight()
+_PARALLEL_LAYERS = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportedLayer:
+    """One layer of the chain: its blob (OCI media type family), the record's
+    description and creation time (RFC 3339), and whether it is empty."""
+
+    blob: LayerBlob
+    description: str
+    created: str
+
+    @property
+    def empty(self) -> bool:
+        return self.blob.diff_id in EMPTY_TAR_DIGESTS
+
+
+def _fallbacks(options: CompressionOptions, clamp: int | None) -> list[str]:
+    """Variants acceptable instead of the exact one (``force`` off)."""
+    out: list[str] = []
+    same = CompressionOptions(type=options.type)
+    out.append(same.variant(clamp))
+    for other in Compression:
+        if other is not options.type:
+            out.append(CompressionOptions(type=other).variant(clamp))
+    return out
+
+
+def _known_diff_id(layer: ImmutableRef, options: CompressionOptions) -> Digest | None:
+    """The layer's unclamped diff_id if some blob of it was ever recorded."""
+    for variant in {options.variant(), *_fallbacks(options, None)}:
+        blob = layer.blob(variant)
+        if blob is not None:
+            return blob.diff_id
+    return None
+
+
+async def _make_blob(
+    layer: ImmutableRef,
+    content: ContentStore,
+    options: CompressionOptions,
+    variant: str,
+    clamp: int | None,
+    lease: str,
+) -> LayerBlob:
+    writer = content.writer(f"layer-{layer.id}-{variant}-{uuid.uuid4().hex[:8]}")
+    async with writer:
+        compressor = new_compressor(options, IngestSink(writer))
+        try:
+            result = await layer.write_layer(compressor, clamp_mtime=clamp)  # type: ignore[arg-type]
+            await asyncio.to_thread(compressor.close)
+        except BaseException:
+            await writer.abort()
+            raise
+        info = await writer.commit(lease=lease)
+    blob = LayerBlob(
+        variant=variant,
+        diff_id=result.diff_id,
+        digest=info.digest,
+        media_type=MediaType.layer(options.type.value, oci=True),
+        size=info.size,
+    )
+    layer.set_blob(blob)
+    return blob
+
+
+class IngestSink:
+    """A content-store ingest as the compressor's output (written from its thread)."""
+
+    __slots__ = ("_w",)
+
+    def __init__(self, w: Writer) -> None:
+        self._w = w
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        return self._w.write_sync(data)
+
+
+async def _layer_blob(
+    layer: ImmutableRef,
+    content: ContentStore,
+    options: CompressionOptions,
+    clamp: int | None,
+    lease: str,
+) -> LayerBlob:
+    variant = options.variant(clamp)
+    candidates = [variant] if options.force else [variant, *_fallbacks(options, clamp)]
+    for name in candidates:
+        blob = layer.blob(name)
+        if blob is not None and content.has(blob.digest):
+            content.add_to_lease(lease, blob.digest)
+            return blob
+    key = (str(content.root), layer.id, variant)
+    blob = await _flights.do(
+        key, lambda: _make_blob(layer, content, options, variant, clamp, lease)
+    )
+    content.add_to_lease(lease, blob.digest)
+    return blob
+
+
+async def export_layers(
+    ref: ImmutableRef | None,
+    content: ContentStore,
+    options: CompressionOptions,
+    *,
+    lease: str,
+    clamp: int | None = None,
+    base_diff_ids: tuple[Digest, ...] = (),
+    progress: Progress | None = None,
+) -> list[ExportedLayer]:
+    """The blobs of every layer of ``ref``, bottom first (empty layers included: see
+    :attr:`ExportedLayer.empty`). ``clamp`` caps file times in the layers made
+    (``rewrite-timestamp``), except in the bottom layers that are ``base_diff_ids``
+    (the base image's, kept as they are). Blobs are held by ``lease``."""
+    if ref is None:
+        return []
+    layers = await ref.layers()
+    try:
+        clamps: list[int | None] = []
+        diverged = clamp is None
+        for i, layer in enumerate(layers):
+            if (
+                not diverged
+                and i < len(base_diff_ids)
+                and _known_diff_id(layer, options) == base_diff_ids[i]
+            ):
+                clamps.append(None)
+                continue
+            diverged = True
+            clamps.append(clamp)
+        limit = asyncio.Semaphore(_PARALLEL_LAYERS)
+        results: list[LayerBlob | None] = [None] * len(layers)
+
+        async def one(i: int) -> None:
+            async with limit:
+                step = (
+                    progress.step(f"layer-{i}", f"layer {i + 1}/{len(layers)}")
+                    if progress
+                    else None
+                )
+                try:
+                    results[i] = await _layer_blob(layers[i], content, options, clamps[i], lease)
+                finally:
+                    if step is not None:
+                        step.done()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(len(layers)):
+                    group.create_task(one(i))
+        except BaseExceptionGroup as failures:
+            raise _first(failures) from None
+        out: list[ExportedLayer] = []
+        for layer, blob in zip(layers, results, strict=True):
+            assert blob is not None
+            out.append(
+                ExportedLayer(
+                    blob=blob,
+                    description=layer.description,
+                    created=format_timestamp(round(layer.created * 1_000_000) * 1000),
+                )
+            )
+        return out
+    finally:
+        for layer in layers:
+            await layer.release()
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    if isinstance(first, OSError):
+        return DockyardError(f"exporting layers failed: {first}")
+    return first

@@ -1,0 +1,585 @@
+"""Exporter options: frozen values per exporter, parsed at the edge.
+
+:func:`parse_output` reads a ``--output`` spec as buildx does (CSV ``key=value`` fields;
+``-o DIR`` is ``type=local,dest=DIR``; ``-o -`` is ``type=tar,dest=-``);
+:func:`parse_exporter` reads a type plus BuildKit-style attributes (what a daemon
+receives on the wire), and each option value's ``to_attrs()`` gives them back. Bad input
+raises :class:`~dockyard.core.UsageError` naming the key.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeAlias
+
+from dockyard.core import Platform, UsageError
+from dockyard.registry import InvalidReferenceError, Reference
+
+__all__ = [
+    "Annotation",
+    "AnnotationKind",
+    "ClientTarget",
+    "Compression",
+    "CompressionOptions",
+    "Dest",
+    "DockerExport",
+    "ExportOptions",
+    "ImageExport",
+    "ImageOptions",
+    "LocalExport",
+    "LocalPath",
+    "OciExport",
+    "Stdout",
+    "TarExport",
+    "parse_exporter",
+    "parse_output",
+]
+
+
+# -- destinations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalPath:
+    """A path on the engine's host, written by the engine (embedded builds)."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stdout:
+    """The engine process's standard output (``dest=-`` of an embedded build)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientTarget:
+    """An export target the client offers through its session (by name): what a client
+    of a remote engine substitutes for a path before sending the options."""
+
+    name: str
+
+
+Dest: TypeAlias = LocalPath | Stdout | ClientTarget
+
+
+def _dest_attr(dest: Dest) -> str:
+    if isinstance(dest, LocalPath):
+        return str(dest.path)
+    if isinstance(dest, Stdout):
+        return "-"
+    return "session:" + dest.name
+
+
+def _parse_dest(value: str, kind: str) -> Dest:
+    if not value:
+        raise UsageError(f"output type {kind} needs dest=")
+    if value == "-":
+        return Stdout()
+    if value.startswith("session:") and len(value) > len("session:"):
+        return ClientTarget(name=value[len("session:") :])
+    return LocalPath(path=Path(value))
+
+
+# -- compression -------------------------------------------------------------------------
+
+
+class Compression(enum.Enum):
+    GZIP = "gzip"
+    ZSTD = "zstd"
+    UNCOMPRESSED = "uncompressed"
+
+
+_LEVELS = {Compression.GZIP: (0, 9), Compression.ZSTD: (1, 22)}
+DEFAULT_LEVELS = {Compression.GZIP: 6, Compression.ZSTD: 3}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompressionOptions:
+    """How new layer blobs are compressed.
+
+    ``level`` ``None`` is the type's default (gzip 6, zstd 3). ``force`` recompresses
+    layers that already have a blob in another compression (a pulled base image's gzip
+    layers for a zstd export); without it such blobs are reused as BuildKit does.
+    """
+
+    type: Compression = Compression.GZIP
+    level: int | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.level is not None:
+            bounds = _LEVELS.get(self.type)
+            if bounds is None:
+                raise UsageError("compression-level needs compression=gzip or zstd")
+            low, high = bounds
+            if not low <= self.level <= high:
+                raise UsageError(
+                    f"compression-level {self.level} is out of range for {self.type.value} "
+                    f"({low}-{high})"
+                )
+
+    @property
+    def effective_level(self) -> int:
+        if self.level is not None:
+            return self.level
+        return DEFAULT_LEVELS.get(self.type, 0)
+
+    def variant(self, epoch: int | None = None) -> str:
+        """The name of the blob variant this makes (see :class:`dockyard.cache.LayerBlob`):
+        ``gzip``, ``zstd-19``, ``gzip;epoch=1700000000``..."""
+        text = self.type.value
+        if self.level is not None and self.level != DEFAULT_LEVELS.get(self.type):
+            text += f"-{self.level}"
+        if epoch is not None:
+            text += f";epoch={epoch}"
+        return text
+
+
+# -- annotations -------------------------------------------------------------------------
+
+
+class AnnotationKind(enum.Enum):
+    """Where an annotation goes (BuildKit's ``annotation-<kind>.key=value``)."""
+
+    MANIFEST = "manifest"
+    MANIFEST_DESCRIPTOR = "manifest-descriptor"
+    INDEX = "index"
+    INDEX_DESCRIPTOR = "index-descriptor"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Annotation:
+    """One annotation; ``platform`` limits it to that platform's manifest."""
+
+    kind: AnnotationKind
+    key: str
+    value: str
+    platform: Platform | None = None
+
+    def attr(self) -> tuple[str, str]:
+        prefix = (
+            "annotation"
+            if self.kind is AnnotationKind.MANIFEST
+            else f"annotation-{self.kind.value}"
+        )
+        if self.platform is not None:
+            prefix += f"[{self.platform}]"
+        return f"{prefix}.{self.key}", self.value
+
+
+_ANNOTATION = re.compile(r"^annotation(?:-([a-z-]+))?(?:\[([^\]]*)\])?\.(.+)$")
+
+
+def _parse_annotation(key: str, value: str) -> Annotation:
+    match = _ANNOTATION.match(key)
+    if match is None:
+        raise UsageError(f"invalid annotation option {key!r} (expected annotation.KEY=VALUE)")
+    kind_text, platform_text, name = match.groups()
+    try:
+        kind = AnnotationKind(kind_text or "manifest")
+    except ValueError:
+        known = ", ".join(f"annotation-{k.value}" for k in AnnotationKind)
+        raise UsageError(
+            f"invalid annotation option {key!r} (prefixes: annotation, {known})"
+        ) from None
+    platform = None
+    if platform_text is not None:
+        try:
+            platform = Platform.parse(platform_text)
+        except ValueError as exc:
+            raise UsageError(f"invalid annotation option {key!r}: {exc}") from exc
+    return Annotation(kind=kind, key=name, value=value, platform=platform)
+
+
+# -- option values -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageOptions:
+    """What the image-making exporters (``image``, ``oci``, ``docker``) share.
+
+    ``names``: canonical references (``docker.io/library/app:latest``).
+    ``oci_mediatypes``: OCI media types for manifest, config and layers (``None``: the
+    exporter's default, Docker types for ``image``/``docker``, OCI for ``oci``; zstd
+    layers force OCI types). ``rewrite_timestamp``: clamp file times inside new layers
+    to the ``SOURCE_DATE_EPOCH``. ``source_date_epoch``: overrides the build's.
+    """
+
+    names: tuple[Reference, ...] = ()
+    compression: CompressionOptions = field(default_factory=CompressionOptions)
+    oci_mediatypes: bool | None = None
+    annotations: tuple[Annotation, ...] = ()
+    rewrite_timestamp: bool = False
+    source_date_epoch: int | None = None
+
+    def use_oci(self, default: bool) -> bool:
+        if self.compression.type is Compression.ZSTD:
+            return True
+        if any(
+            a.kind is not AnnotationKind.MANIFEST for a in self.annotations
+        ):  # BuildKit switches to OCI types for descriptor/index annotations
+            return True
+        return default if self.oci_mediatypes is None else self.oci_mediatypes
+
+    def annotations_for(
+        self, kind: AnnotationKind, platform: Platform | None = None
+    ) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for a in self.annotations:
+            if a.kind is not kind:
+                continue
+            if a.platform is not None and (
+                platform is None or not _same_platform(a.platform, platform)
+            ):
+                continue
+            out[a.key] = a.value
+        return out
+
+    def attrs(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.names:
+            out["name"] = ",".join(str(n) for n in self.names)
+        if self.compression != CompressionOptions():
+            out["compression"] = self.compression.type.value
+            if self.compression.level is not None:
+                out["compression-level"] = str(self.compression.level)
+            if self.compression.force:
+                out["force-compression"] = "true"
+        if self.oci_mediatypes is not None:
+            out["oci-mediatypes"] = _bool_text(self.oci_mediatypes)
+        for a in self.annotations:
+            k, v = a.attr()
+            out[k] = v
+        if self.rewrite_timestamp:
+            out["rewrite-timestamp"] = "true"
+        if self.source_date_epoch is not None:
+            out["source-date-epoch"] = str(self.source_date_epoch)
+        return out
+
+
+def _same_platform(a: Platform, b: Platform) -> bool:
+    return Platform.of(a.os, a.architecture, a.variant) == Platform.of(
+        b.os, b.architecture, b.variant
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalExport:
+    """``type=local``: the result's files into a directory (merged with what is there)."""
+
+    dest: Dest
+    source_date_epoch: int | None = None
+
+    type_name = "local"
+
+    def to_attrs(self) -> dict[str, str]:
+        out = {"dest": _dest_attr(self.dest)}
+        if self.source_date_epoch is not None:
+            out["source-date-epoch"] = str(self.source_date_epoch)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TarExport:
+    """``type=tar``: the result's files as one tar stream (to a file or stdout)."""
+
+    dest: Dest
+    source_date_epoch: int | None = None
+
+    type_name = "tar"
+
+    def to_attrs(self) -> dict[str, str]:
+        out = {"dest": _dest_attr(self.dest)}
+        if self.source_date_epoch is not None:
+            out["source-date-epoch"] = str(self.source_date_epoch)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageExport:
+    """``type=image`` (``type=registry`` is the same with ``push``): an image in the
+    local store under each name, pushed to its registry with ``push``.
+
+    ``push_by_digest``: push the manifest by digest only (no tag). ``insecure``: the
+    registries may use plain HTTP or unverified TLS. ``store``: keep the image in the
+    local store (dangling when it has no name). ``name_canonical``: also store
+    ``name@digest``. ``dangling_name_prefix``: store ``prefix@digest`` too (when
+    ``names`` is empty only, with ``dangling_empty_only``).
+    """
+
+    image: ImageOptions = field(default_factory=ImageOptions)
+    push: bool = False
+    push_by_digest: bool = False
+    insecure: bool = False
+    store: bool = True
+    name_canonical: bool = False
+    dangling_name_prefix: str = ""
+    dangling_empty_only: bool = False
+
+    type_name = "image"
+
+    def to_attrs(self) -> dict[str, str]:
+        out = self.image.attrs()
+        for key, value, default in (
+            ("push", self.push, False),
+            ("push-by-digest", self.push_by_digest, False),
+            ("registry.insecure", self.insecure, False),
+            ("store", self.store, True),
+            ("name-canonical", self.name_canonical, False),
+            ("danging-name-empty-only", self.dangling_empty_only, False),
+        ):
+            if value != default:
+                out[key] = _bool_text(value)
+        if self.dangling_name_prefix:
+            out["dangling-name-prefix"] = self.dangling_name_prefix
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OciExport:
+    """``type=oci``: an OCI image layout tarball (``tar=False``: a layout directory)."""
+
+    dest: Dest
+    image: ImageOptions = field(default_factory=ImageOptions)
+    tar: bool = True
+
+    type_name = "oci"
+
+    def to_attrs(self) -> dict[str, str]:
+        out = {"dest": _dest_attr(self.dest), **self.image.attrs()}
+        if not self.tar:
+            out["tar"] = "false"
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DockerExport:
+    """``type=docker``: a tarball ``docker load`` accepts (``manifest.json`` and
+    ``repositories`` beside an OCI layout); ``tar=False`` writes it as a directory."""
+
+    dest: Dest
+    image: ImageOptions = field(default_factory=ImageOptions)
+    tar: bool = True
+
+    type_name = "docker"
+
+    def to_attrs(self) -> dict[str, str]:
+        out = {"dest": _dest_attr(self.dest), **self.image.attrs()}
+        if not self.tar:
+            out["tar"] = "false"
+        return out
+
+
+ExportOptions: TypeAlias = LocalExport | TarExport | ImageExport | OciExport | DockerExport
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _parse_bool(key: str, value: str, *, empty: bool | None = True) -> bool:
+    """Go's ``strconv.ParseBool``; an empty value means ``empty`` (BuildKit's
+    ``parseBoolWithDefault``)."""
+    if value == "" and empty is not None:
+        return empty
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UsageError(f"invalid value {value!r} for {key} (expected true or false)")
+
+
+def _parse_int(key: str, value: str) -> int:
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise UsageError(f"invalid value {value!r} for {key} (expected an integer)") from None
+
+
+def _parse_epoch(value: str) -> int:
+    epoch = _parse_int("source-date-epoch", value)
+    if epoch < 0:
+        raise UsageError(f"invalid source-date-epoch {value!r} (seconds since 1970)")
+    return epoch
+
+
+def _parse_names(value: str) -> tuple[Reference, ...]:
+    out: list[Reference] = []
+    for text in value.split(","):
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            ref = Reference.parse(text)
+        except InvalidReferenceError as exc:
+            raise UsageError(f"invalid image name {text!r}: {exc}") from exc
+        if ref.digest is not None:
+            raise UsageError(f"invalid image name {text!r}: a name to export cannot have a digest")
+        if ref not in out:
+            out.append(ref)
+    return tuple(out)
+
+
+class _Attrs:
+    """Takes attributes one by one; whatever is left at the end is an error."""
+
+    def __init__(self, kind: str, attrs: Mapping[str, str]) -> None:
+        self.kind = kind
+        self.left = dict(attrs)
+
+    def pop(self, key: str) -> str | None:
+        return self.left.pop(key, None)
+
+    def finish(self) -> None:
+        if self.left:
+            names = ", ".join(sorted(self.left))
+            raise UsageError(f"unknown option(s) for output type {self.kind}: {names}")
+
+
+def _image_options(a: _Attrs) -> ImageOptions:
+    names = _parse_names(a.pop("name") or "")
+    compression_text = a.pop("compression")
+    level_text = a.pop("compression-level")
+    force_text = a.pop("force-compression")
+    try:
+        ctype = Compression(compression_text) if compression_text else Compression.GZIP
+    except ValueError:
+        raise UsageError(
+            f"unsupported compression {compression_text!r} (gzip, zstd or uncompressed)"
+        ) from None
+    compression = CompressionOptions(
+        type=ctype,
+        level=_parse_int("compression-level", level_text) if level_text else None,
+        force=_parse_bool("force-compression", force_text) if force_text is not None else False,
+    )
+    oci_text = a.pop("oci-mediatypes")
+    rewrite_text = a.pop("rewrite-timestamp")
+    epoch_text = a.pop("source-date-epoch")
+    annotations = []
+    for key in sorted(k for k in a.left if k.startswith("annotation")):
+        annotations.append(_parse_annotation(key, a.left.pop(key)))
+    for ignored in ("buildinfo", "buildinfo-attrs", "unpack", "attestation-inline"):
+        a.pop(ignored)  # accepted for compatibility; no effect here
+    return ImageOptions(
+        names=names,
+        compression=compression,
+        oci_mediatypes=_parse_bool("oci-mediatypes", oci_text) if oci_text is not None else None,
+        annotations=tuple(annotations),
+        rewrite_timestamp=_parse_bool("rewrite-timestamp", rewrite_text)
+        if rewrite_text is not None
+        else False,
+        source_date_epoch=_parse_epoch(epoch_text) if epoch_text else None,
+    )
+
+
+def _flag(a: _Attrs, key: str, default: bool) -> bool:
+    text = a.pop(key)
+    return default if text is None else _parse_bool(key, text)
+
+
+def parse_exporter(kind: str, attrs: Mapping[str, str]) -> ExportOptions:
+    """The options of exporter ``kind`` (``local``, ``tar``, ``image``, ``registry``,
+    ``oci``, ``docker``) from BuildKit-style attributes; :class:`UsageError` for an
+    unknown type, an unknown key or a bad value."""
+    kind = kind.strip().lower()
+    a = _Attrs(kind, attrs)
+    result: ExportOptions
+    if kind in ("local", "tar"):
+        dest = _parse_dest(a.pop("dest") or "", kind)
+        epoch_text = a.pop("source-date-epoch")
+        epoch = _parse_epoch(epoch_text) if epoch_text else None
+        a.pop("platform-split")
+        if kind == "local":
+            if isinstance(dest, Stdout):
+                raise UsageError("output type local cannot write to stdout (use type=tar,dest=-)")
+            result = LocalExport(dest=dest, source_date_epoch=epoch)
+        else:
+            result = TarExport(dest=dest, source_date_epoch=epoch)
+    elif kind in ("image", "registry"):
+        push_text = a.pop("push")
+        push = _parse_bool("push", push_text) if push_text is not None else kind == "registry"
+        result = ImageExport(
+            push=push,
+            push_by_digest=_flag(a, "push-by-digest", False),
+            insecure=_flag(a, "registry.insecure", False),
+            store=_flag(a, "store", True),
+            name_canonical=_flag(a, "name-canonical", False),
+            dangling_name_prefix=a.pop("dangling-name-prefix") or "",
+            dangling_empty_only=_flag(a, "danging-name-empty-only", False)
+            or _flag(a, "dangling-name-empty-only", False),
+            image=_image_options(a),
+        )
+        if (result.push or kind == "registry") and not result.image.names:
+            raise UsageError("pushing an image needs name=")
+    elif kind in ("oci", "docker"):
+        dest = _parse_dest(a.pop("dest") or "", kind)
+        tar = _flag(a, "tar", True)
+        if not tar and not isinstance(dest, LocalPath):
+            raise UsageError(f"output type {kind} with tar=false needs a directory as dest")
+        image = _image_options(a)
+        if kind == "oci":
+            result = OciExport(dest=dest, image=image, tar=tar)
+        else:
+            result = DockerExport(dest=dest, image=image, tar=tar)
+    else:
+        raise UsageError(
+            f"unknown output type {kind!r} (local, tar, image, registry, oci or docker)"
+        )
+    a.finish()
+    return result
+
+
+def _fields(spec: str) -> list[str]:
+    try:
+        rows = list(csv.reader([spec], skipinitialspace=False))
+    except csv.Error as exc:
+        raise UsageError(f"invalid output {spec!r}: {exc}") from exc
+    return [f for f in (rows[0] if rows else []) if f.strip()]
+
+
+def parse_output(spec: str) -> ExportOptions:
+    """One ``--output`` value: ``type=image,name=app,push=true`` (CSV; quote a field
+    holding commas: ``"name=a,b"``), ``DIR`` (``type=local,dest=DIR``) or ``-``
+    (``type=tar`` to stdout)."""
+    text = spec.strip()
+    if not text:
+        raise UsageError("empty --output value")
+    if "=" not in text:
+        if text == "-":
+            return TarExport(dest=Stdout())
+        return LocalExport(dest=LocalPath(path=Path(text)))
+    attrs: dict[str, str] = {}
+    kind = ""
+    for item in _fields(text):
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            raise UsageError(f"invalid output field {item!r} in {spec!r} (expected key=value)")
+        if key == "type":
+            kind = value.strip()
+            continue
+        if key in attrs and key == "name":
+            attrs[key] += "," + value
+            continue
+        if key in attrs:
+            raise UsageError(f"output field {key!r} given twice in {spec!r}")
+        attrs[key] = value
+    if not kind:
+        if "dest" in attrs:
+            kind = "local"
+        else:
+            raise UsageError(
+                f"output {spec!r} needs type= (local, tar, image, registry, oci, docker)"
+            )
+    return parse_exporter(kind, attrs)

@@ -1,0 +1,115 @@
+"""The exporter seam (BuildKit's shape): options → ``resolve(options, services)`` → an
+:class:`ExporterInstance` whose one method, :meth:`~ExporterInstance.export`, turns a
+result ref into an output and answers with an :class:`ExportResponse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dockyard.core import Digest, Platform, Reporter, host_platform
+from dockyard.oci import Descriptor
+
+if TYPE_CHECKING:
+    from dockyard.cache import ImmutableRef
+    from dockyard.content import ContentStore, ImageStore
+    from dockyard.oci import ImageConfig
+    from dockyard.registry import CredentialsProvider, RegistryClient, RegistryConfig
+    from dockyard.session.types import ExportCaller
+
+    from ._options import ExportOptions
+
+__all__ = ["ExportRequest", "ExportResponse", "ExportServices", "ExporterInstance"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportServices:
+    """What exporters use, bundled once by the engine.
+
+    ``content`` holds the blobs made; ``images`` is the local image store (the ``image``
+    exporter stores there; ``None``: it cannot store). Pushes use ``registry`` when
+    given, else a client made per push from ``registry_config`` and ``credentials``
+    (also when an export asks for ``registry.insecure``). ``platform`` is what images
+    are made for when the frontend gives no config.
+    """
+
+    content: ContentStore
+    images: ImageStore | None = None
+    registry: RegistryClient | None = None
+    registry_config: RegistryConfig | None = None
+    credentials: CredentialsProvider | None = None
+    platform: Platform = field(default_factory=host_platform)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportRequest:
+    """One export of one result.
+
+    ``ref``: the result (``None``: the empty tree, e.g. ``FROM scratch`` with nothing
+    added); the exporter neither keeps nor releases it. ``image_config``: what the
+    frontend made (history, container config, platform); ``None`` gives a minimal one.
+    ``epoch``: the build's ``SOURCE_DATE_EPOCH`` (an exporter's ``source-date-epoch``
+    option wins). ``client``: the session's export caller, for outputs addressed to a
+    :class:`~dockyard.exporter.ClientTarget`. ``reporter``: progress.
+    """
+
+    ref: ImmutableRef | None
+    image_config: ImageConfig | None = None
+    epoch: int | None = None
+    client: ExportCaller | None = None
+    reporter: Reporter | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportResponse:
+    """What an export made; :meth:`metadata` is the ``--metadata-file`` JSON object as
+    buildx writes it (empty for ``local``/``tar``).
+
+    ``descriptor``: the image manifest's descriptor (with ``config.digest`` among its
+    annotations, and its platform). ``names``: the canonical names given.
+    """
+
+    descriptor: Descriptor | None = None
+    config_digest: Digest | None = None
+    names: tuple[str, ...] = ()
+    pushed: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def image_digest(self) -> Digest | None:
+        return self.descriptor.digest if self.descriptor is not None else None
+
+    @property
+    def image_id(self) -> Digest | None:
+        """What ``--iidfile`` gets: the config digest when there is one (buildx), else
+        the manifest digest."""
+        return self.config_digest if self.config_digest is not None else self.image_digest
+
+    def metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.config_digest is not None:
+            out["containerimage.config.digest"] = str(self.config_digest)
+        if self.descriptor is not None:
+            out["containerimage.descriptor"] = self.descriptor.to_json()
+            out["containerimage.digest"] = str(self.descriptor.digest)
+        if self.names:
+            out["image.name"] = ",".join(self.names)
+        out.update(self.extra)
+        return out
+
+
+class ExporterInstance(Protocol):
+    """A resolved exporter: options checked, services bound.
+
+    :meth:`export` may run concurrently for different requests. Errors are
+    :class:`~dockyard.core.DockyardError` subclasses naming the destination; a file
+    destination is either complete or absent afterwards (written to a temporary name and
+    renamed), never half written.
+    """
+
+    @property
+    def options(self) -> ExportOptions: ...
+
+    async def export(self, request: ExportRequest) -> ExportResponse: ...

@@ -17,6 +17,7 @@ blob, without pulling layers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Sequence
@@ -264,7 +265,8 @@ class ImageSource:
     async def _from_store(self, reference: Reference, platform: Platform) -> PinnedImage | None:
         top: Descriptor | None = None
         if self.images is not None:
-            top = await self.images.lookup(str(reference))
+            with contextlib.suppress(NotFoundError):
+                top = (await self.images.get(str(reference))).target
         if top is None and reference.digest is not None and self.content.has(reference.digest):
             top = Descriptor(media_type="", digest=reference.digest, size=0)
         if top is None:

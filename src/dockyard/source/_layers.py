@@ -35,6 +35,7 @@ from dockyard.oci import Descriptor, MediaType
 from dockyard.snapshot import LayerResult
 
 from ._streams import Tee, decompressed, sniff_compression
+from ._tasks import complete
 
 __all__ = [
     "CHAIN_ID_LABEL",
@@ -276,21 +277,21 @@ class LayerUnpacker:
                     expected_digest=desc.digest,
                     expected_size=desc.size,
                 )
-            src = await asyncio.to_thread(blob.open)
+            source = _LazyFile(blob.open)
             try:
                 tee = Tee(
-                    src,
+                    source,
                     sink=writer,
                     cancelled=(stop, cancelled) if cancelled is not None else (stop,),
                     on_read=lambda n: progress.extracted(layer, False, n),
                 )
                 progress.extracting(layer)
-                result, compression = await _finish(
-                    lambda: self._apply_stream(mutable.id, tee), stop
+                result, compression = await complete(
+                    lambda: self._apply_stream(mutable.id, tee), stop.set
                 )
-                await asyncio.to_thread(tee.drain)
+                await complete(lambda: asyncio.to_thread(tee.drain), stop.set)
             finally:
-                await asyncio.to_thread(src.close)
+                source.close()  # no thread reads it any more
             if not blob.verified and (tee.digest != desc.digest or tee.size != desc.size):
                 raise ContentError(
                     f"layer {desc.digest} of image {name} does not match its descriptor "
@@ -302,8 +303,8 @@ class LayerUnpacker:
                     f"{result.diff_id}, the image config says {layer.diff_id}"
                 )
             if writer is not None:
-                await writer.commit(desc.digest, desc.size)
-                writer = None
+                committing, writer = writer, None
+                await complete(lambda: committing.commit(desc.digest, desc.size))
             ref = await mutable.commit()
         except BaseException:
             if writer is not None:
@@ -336,28 +337,27 @@ class LayerUnpacker:
         return result, compression
 
 
-async def _finish(start: Callable[[], Awaitable[T]], stop: threading.Event) -> T:
-    """Await ``start()`` to its end even if the caller is cancelled meanwhile (work in a
-    thread cannot be interrupted; ``stop`` asks it to end early), then re-raise the
-    cancellation: the caller must not remove a snapshot a thread is still writing."""
-    task = asyncio.ensure_future(start())
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-            stop.set()
-        except BaseException:
-            if cancelled:
-                raise asyncio.CancelledError from None
-            raise
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
+class _LazyFile:
+    """A blob opened on its first read (in the thread that reads it), so that an open
+    interrupted by a cancellation cannot leak a file; :meth:`close` once no thread reads
+    it any more."""
+
+    def __init__(self, opener: Callable[[], BinaryIO]) -> None:
+        self._opener = opener
+        self._file: BinaryIO | None = None
+        self._closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._file is None:
+            if self._closed:
+                raise ValueError("read of a closed blob")
+            self._file = self._opener()
+        return self._file.read(n)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._file is not None:
+            self._file.close()
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

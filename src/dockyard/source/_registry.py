@@ -19,6 +19,8 @@ from dockyard.registry import Credentials, CredentialsProvider, RegistryConfig
 from dockyard.session import SessionManager
 from dockyard.session.types import CredentialsCaller
 
+from ._tasks import complete
+
 if TYPE_CHECKING:
     from dockyard.registry import RegistryClient
 
@@ -133,7 +135,9 @@ class StoreSink:
         return self._writer
 
     async def write(self, data: bytes) -> None:
-        await self._current().write(data)
+        # a write runs in a thread: let it end before an abort closes the file
+        writer = self._current()
+        await complete(lambda: writer.write(data))
 
     async def reset(self) -> None:
         await self.abort()
@@ -141,9 +145,9 @@ class StoreSink:
     async def commit(self, digest: Digest, size: int) -> None:
         writer = self._current()
         self._writer = None
-        await writer.commit(digest, size, lease=self._lease)
+        await complete(lambda: writer.commit(digest, size, lease=self._lease))
 
     async def abort(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            await writer.abort()
+            await complete(writer.abort)

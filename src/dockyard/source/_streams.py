@@ -27,6 +27,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+class _Readable(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
+
+
 class _Sink(Protocol):
     def write_sync(self, data: bytes | bytearray | memoryview) -> int: ...
 
@@ -42,7 +46,7 @@ class Tee:
 
     def __init__(
         self,
-        src: BinaryIO,
+        src: _Readable,
         *,
         sink: _Sink | None = None,
         cancelled: tuple[threading.Event, ...] = (),
@@ -100,10 +104,6 @@ def sniff_compression(head: bytes) -> Compression:
     if head.startswith(_ZSTD_MAGIC):
         return "zstd"
     return "uncompressed"
-
-
-class _Readable(Protocol):
-    def read(self, n: int = -1) -> bytes: ...
 
 
 class _FullReads:

@@ -51,14 +51,19 @@ class SourceOpRequest(Protocol):
     def vertex(self) -> VertexRef: ...
 
 
+class _StoredImage(Protocol):
+    @property
+    def target(self) -> Descriptor: ...
+
+
 @runtime_checkable
 class LocalImages(Protocol):
-    """The local image store as image sources read it.
+    """The local image store as image sources read it (``dockyard.content.ImageStore``).
 
-    ``lookup(name)`` returns the descriptor of the manifest or index stored under the
-    normalized reference ``name`` (``docker.io/library/busybox:latest``), or ``None``
-    when there is none. Its blobs (the document itself, configs, layers — those that
-    were kept) are in the content store the image source was given.
+    ``get(name)`` returns the image stored under the canonical reference ``name``
+    (``docker.io/library/busybox:latest``); its ``target`` is the descriptor of a
+    manifest or an index whose blobs are in the content store the image source was
+    given. Raises :class:`~dockyard.core.NotFoundError` when there is none.
     """
 
-    async def lookup(self, name: str) -> Descriptor | None: ...
+    async def get(self, name: str) -> _StoredImage: ...

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.cache import CacheManager, ImmutableRef
-from dockyard.content import REF_NAME_ANNOTATION, ContentStore, write_oci_layout
+from dockyard.content import REF_NAME_ANNOTATION, ContentStore, ImageStore, write_oci_layout
 from dockyard.core import CollectingReporter, Digest, Platform, VertexProgress, host_platform
 from dockyard.executor import OciExecutor
 from dockyard.llb import Definition
@@ -41,6 +41,7 @@ class Engine:
     state: Path
     cache: CacheManager
     content: ContentStore
+    image_store: ImageStore
     keys: SqliteCacheKeyStorage
     sessions: SessionManager
     local: LocalSource
@@ -106,6 +107,7 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     cache = await CacheManager.open(state)
     content = ContentStore(state / "content")
+    image_store = ImageStore.open(state, content)
     keys = SqliteCacheKeyStorage(state / "metadata.db")
     sessions = SessionManager(attach_timeout=2.0)
     unpacker = LayerUnpacker(cache, content)
@@ -116,6 +118,7 @@ async def open_engine(
         registry=registry,
         sessions=sessions,
         session_key=SESSION_ID,
+        images=image_store,
         unpacker=unpacker,
     )
     layouts = OCILayoutSource(cache=cache, content=content, unpacker=unpacker)
@@ -128,7 +131,7 @@ async def open_engine(
         )
         solver = Solver(result_storage=cache, key_storage=keys)
         yield Engine(
-            state, cache, content, keys, sessions, local, images, layouts, unpacker,
+            state, cache, content, image_store, keys, sessions, local, images, layouts, unpacker,
             LlbSolver(worker, solver),
         )  # fmt: skip
         stats = cache.statistics()
@@ -137,6 +140,7 @@ async def open_engine(
         await images.aclose()
         await sessions.aclose()
         keys.close()
+        image_store.close()
         content.close()
         await cache.close()
 

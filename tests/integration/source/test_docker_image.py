@@ -1,0 +1,203 @@
+"""``docker-image://`` sources against a real ``docker-registry`` on loopback, and the
+local image store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard import llb
+from dockyard.core import ContentError, NotFoundError, Platform, host_platform
+from dockyard.dockerfile import ImageMetaResolver
+from dockyard.oci import ImageIndex
+from dockyard.registry import RegistryClient
+from dockyard.testing.registry import REGISTRY_BINARY, RegistryProcess, start_registry
+from tests.integration.conftest import need_tools, requirement_missing
+
+from .conftest import Engine, MadeImage, layer_tar, make_image, open_engine, read_tree, tar_of
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    need_tools("openssl")
+    if not Path(REGISTRY_BINARY).is_file():
+        requirement_missing(f"{REGISTRY_BINARY} not found (Debian package docker-registry)")
+    with start_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+@pytest.fixture
+async def engine(
+    registry: RegistryProcess, tmp_path: Path, mountinfo_unchanged: None
+) -> AsyncIterator[Engine]:
+    async with open_engine(tmp_path / "state", registry=registry.registry_config()) as running:
+        yield running
+
+
+async def push(registry: RegistryProcess, name: str, image: MadeImage) -> str:
+    ref = registry.ref(name)
+    async with RegistryClient(config=registry.registry_config()) as client:
+        await client.push_image(
+            ref, manifest=image.manifest_bytes, media_type=image.manifest.media_type,
+            blobs=image.blobs,
+        )  # fmt: skip
+    return ref
+
+
+def _blob_path(registry: RegistryProcess, digest: str) -> Path:
+    hexd = digest.removeprefix("sha256:")
+    return registry.root / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+
+@pytest.fixture(scope="module")
+def base_tar(busybox_rootfs: Path) -> bytes:
+    return tar_of(busybox_rootfs)
+
+
+async def test_resolve_without_pull_then_snapshot_and_share_layers(
+    engine: Engine, registry: RegistryProcess, base_tar: bytes, busybox_rootfs: Path
+) -> None:
+    first = make_image([(base_tar, "gzip"), (layer_tar({"app/one": b"one"}), "gzip")])
+    second = make_image([(base_tar, "gzip"), (layer_tar({"app/two": b"two"}), "zstd")])
+    ref1 = await push(registry, "share/first:v1", first)
+    ref2 = await push(registry, "share/second:v1", second)
+
+    # the image config resolver: digest and config, no layer fetched
+    canonical, config = await engine.images.resolve_image_config(ref1)
+    assert canonical == f"{ref1}@{first.digest}"
+    assert config == first.config.to_bytes()
+    assert not any(engine.content.has(d.digest) for d in first.manifest.layers)
+    resolver: ImageMetaResolver = engine.images.meta_resolver()
+    found = await resolver.resolve(
+        ref1, platform=host_platform(), resolve_mode=llb.ResolveMode.DEFAULT
+    )
+    assert (found.ref, found.digest, found.config) == (ref1, first.digest, config)
+    assert engine.unpacker.statistics().unpacked == 0
+
+    ref, reporter = await engine.solve(llb.image(ref1).marshal())
+    assert ref is not None
+    tree = await engine.tree(ref)
+    await ref.release()
+    expected = read_tree(busybox_rootfs)
+    expected["app"] = ("dir", 0o755)
+    expected["app/one"] = (b"one", 0o644)
+    assert tree == expected
+    assert engine.unpacker.statistics().unpacked == 2
+    progress = {e.id for e in reporter.events if hasattr(e, "id")}
+    assert str(first.manifest.layers[0].digest) in progress  # download progress per layer
+
+    ref, _ = await engine.solve(llb.image(ref2).marshal())
+    assert ref is not None
+    tree = await engine.tree(ref)
+    await ref.release()
+    assert tree["app/two"] == (b"two", 0o644)
+    assert "app/one" not in tree
+    stats = engine.unpacker.statistics()
+    assert stats.unpacked == 3  # the shared base was unpacked once
+    assert stats.reused == 1
+
+    # both again: cache hits, nothing unpacked or downloaded
+    both = llb.merge([llb.image(ref1), llb.image(ref2)])
+    ref, _ = await engine.solve(both.marshal())
+    assert ref is not None
+    await ref.release()
+    assert engine.unpacker.statistics().unpacked == 3
+
+
+async def test_concurrent_pulls_of_images_with_a_common_base(
+    engine: Engine, registry: RegistryProcess
+) -> None:
+    base = layer_tar({"base/file": b"base" * 1000})
+    images = [
+        make_image([(base, "gzip"), (layer_tar({f"top{i}": str(i).encode()}), "gzip")])
+        for i in range(3)
+    ]
+    refs = [await push(registry, f"concurrent/img{i}:v1", img) for i, img in enumerate(images)]
+    merged = llb.merge([llb.image(r) for r in refs])
+    ref, _ = await engine.solve(merged.marshal())
+    assert ref is not None
+    tree = await engine.tree(ref)
+    await ref.release()
+    assert {k for k in tree if k.startswith("top")} == {"top0", "top1", "top2"}
+    assert engine.unpacker.statistics().unpacked == 4
+
+
+async def test_tampered_blob_is_refused_and_leaves_nothing(
+    engine: Engine, registry: RegistryProcess
+) -> None:
+    image = make_image(
+        [(layer_tar({"ok": b"fine"}), "gzip"), (layer_tar({"evil": b"x" * 5000}), "gzip")]
+    )
+    ref = await push(registry, "tamper/image:v1", image)
+    bad = image.manifest.layers[1]
+    path = _blob_path(registry, bad.digest)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ContentError, match=str(bad.digest)):
+        await engine.solve(llb.image(ref).marshal())
+    assert await engine.cache.du() == []
+    assert not engine.content.has(bad.digest)
+    assert engine.content.ingests() == []
+
+
+async def test_resolve_modes_and_the_local_image_store(
+    engine: Engine, registry: RegistryProcess
+) -> None:
+    remote = make_image([(layer_tar({"where": b"registry"}), "gzip")])
+    ref = await push(registry, "modes/app:v1", remote)
+
+    # local: only the store, which does not have it yet
+    with pytest.raises(NotFoundError, match="image not found"):
+        await engine.solve(llb.image(ref, resolve_mode="local").marshal())
+
+    # the store gets a different image under the same name
+    stored = make_image([(layer_tar({"where": b"store"}), "uncompressed")])
+    for blob in (*stored.blobs.values(), stored.manifest_bytes):
+        await engine.content.write_blob(blob)
+    await engine.image_store.put(ref, stored.descriptor())
+
+    async def where(mode: str) -> bytes:
+        solved, _ = await engine.solve(llb.image(ref, resolve_mode=mode).marshal())
+        assert solved is not None
+        tree = await engine.tree(solved)
+        await solved.release()
+        value = tree["where"]
+        assert isinstance(value, tuple)
+        assert isinstance(value[0], bytes)
+        return value[0]
+
+    assert await where("local") == b"store"
+    assert await where("default") == b"store"
+    assert await where("pull") == b"registry"
+    canonical, _ = await engine.images.resolve_image_config(ref, resolve_mode="pull")
+    assert canonical.endswith(remote.digest)
+    canonical, _ = await engine.images.resolve_image_config(ref)
+    assert canonical.endswith(stored.digest)
+
+
+async def test_unknown_images_and_platforms(engine: Engine, registry: RegistryProcess) -> None:
+    missing = registry.ref("nothing/here:v1")
+    with pytest.raises(NotFoundError, match=re.escape(f"image not found: {missing}")):
+        await engine.solve(llb.image(missing).marshal())
+    with pytest.raises(NotFoundError, match="image not found"):
+        await engine.images.resolve_image_config(missing)
+    other = make_image([(layer_tar({"x": b"x"}), "gzip")], platform=Platform.parse("linux/riscv64"))
+    index = ImageIndex(manifests=(other.descriptor(platform=Platform.parse("linux/riscv64")),))
+    ref = registry.ref("platforms/only-riscv:v1")
+    async with RegistryClient(config=registry.registry_config()) as client:
+        await client.push_image(
+            ref,
+            manifest=index.to_bytes(),
+            media_type=index.media_type,
+            blobs=other.blobs,
+            children=((other.manifest_bytes, other.manifest.media_type),),
+        )
+    with pytest.raises(NotFoundError, match="no image for platform"):
+        await engine.solve(llb.image(ref, platform="linux/amd64").marshal())
+    solved, _ = await engine.solve(llb.image(ref, platform="linux/riscv64").marshal())
+    assert solved is not None
+    await solved.release()

@@ -15,10 +15,12 @@ from typing import Any, cast
 import pytest
 
 from dockyard.cache import ImmutableRef
-from dockyard.core import CollectingReporter, Digest, VertexStatus
+from dockyard.content import ContentStore, ImageStore
+from dockyard.core import CollectingReporter, Digest, VertexStatus, host_platform
 from dockyard.engine import Engine, EngineConfig
 from dockyard.llb import Definition
 from dockyard.llbsolver import JobOptions
+from dockyard.oci import ContainerConfig, Descriptor, ImageConfig, ImageManifest, MediaType
 from dockyard.session import Session
 from tests.integration.conftest import need_tools
 
@@ -39,6 +41,31 @@ def _example(name: str) -> Any:
 
 StoreImage = Callable[..., Awaitable[Digest]]
 store_busybox = cast(StoreImage, _example("busybox_image").store_image)
+
+
+async def store_image(state: Path, name: str, layers: list[bytes]) -> Digest:
+    """Store an image of uncompressed ``layers`` as ``name`` in ``state``'s image store."""
+    platform = host_platform()
+    config = ImageConfig(
+        architecture=platform.architecture,
+        os=platform.os,
+        variant=platform.variant,
+        config=ContainerConfig(env=("PATH=/bin",)),
+        diff_ids=tuple(Digest.from_bytes(layer) for layer in layers),
+    ).to_bytes()
+    manifest = ImageManifest(
+        config=Descriptor.of(MediaType.OCI_CONFIG, config),
+        layers=tuple(Descriptor.of(MediaType.layer("uncompressed"), layer) for layer in layers),
+    ).to_bytes()
+    content = ContentStore(state / "content")
+    try:
+        for blob in (*layers, config, manifest):
+            await content.write_blob(blob)
+        with ImageStore.open(state, content) as images:
+            await images.put(name, Descriptor.of(MediaType.OCI_MANIFEST, manifest))
+    finally:
+        content.close()
+    return Digest.from_bytes(manifest)
 
 
 @pytest.fixture

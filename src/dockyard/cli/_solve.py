@@ -20,6 +20,7 @@ from ._common import (
 if TYPE_CHECKING:
     from dockyard.core import Reporter
     from dockyard.engine import BuildRequest, EngineConfig, SolveResponse
+    from dockyard.exporter import ExportOptions
     from dockyard.session import Secrets, Session
 
 __all__ = ["solve"]
@@ -105,8 +106,8 @@ def solve(
         if not Path(path).is_dir():
             raise UsageError(f"--local {name}={path}: not a directory")
     request = _request(file, build_file, build_args, platform, allow)
-    exports, targets = _exports(outputs)
-    session = _session(directories, targets, secrets)
+    exports = _exports(outputs)
+    session = _session(directories, secrets)
     reporter: PlainProgress | None = PlainProgress() if progress == "plain" else None
     try:
         asyncio.run(_run(config, request, exports, session, reporter))
@@ -168,26 +169,17 @@ def _read(file: str | None) -> bytes:
         raise UsageError(f"{file}: {exc.strerror or exc}") from exc
 
 
-def _exports(outputs: tuple[str, ...]) -> tuple[tuple[object, ...], dict[str, object]]:
-    """The exporter requests and the session's export targets they write to."""
-    from dockyard.core import UsageError
+def _exports(outputs: tuple[str, ...]) -> tuple[ExportOptions, ...]:
+    """The exporter requests: the embedded engine writes to paths (and stdout) itself."""
+    from dockyard.exporter import parse_output
 
-    if outputs:
-        raise UsageError("--output: no exporters are available yet")
-    return (), {}
+    return tuple(parse_output(spec) for spec in outputs)
 
 
-def _session(
-    directories: dict[str, str], targets: dict[str, object], secrets: tuple[str, ...]
-) -> Session:
+def _session(directories: dict[str, str], secrets: tuple[str, ...]) -> Session:
     from dockyard.session import Session
 
-    return Session(
-        name="dockyard solve",
-        directories=directories,
-        secrets=_secrets(secrets),
-        exports=targets,  # type: ignore[arg-type]
-    )
+    return Session(name="dockyard solve", directories=directories, secrets=_secrets(secrets))
 
 
 def _secrets(items: tuple[str, ...]) -> Secrets | None:
@@ -201,7 +193,7 @@ def _secrets(items: tuple[str, ...]) -> Secrets | None:
 async def _run(
     config: EngineConfig,
     request: BuildRequest,
-    exports: tuple[object, ...],
+    exports: tuple[ExportOptions, ...],
     session: Session,
     reporter: Reporter | None,
 ) -> SolveResponse:

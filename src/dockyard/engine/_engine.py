@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     from dockyard.cache import CacheManager, UsageFilter, UsageRecord
     from dockyard.content import ContentStore, ImageStore
     from dockyard.frontend import FrontendResult, Frontends
-    from dockyard.llb import Definition
     from dockyard.llbsolver import JobOptions, LlbSolver
     from dockyard.session import SessionHandle, SessionManager
-    from dockyard.solver import Job, ResultRef, SqliteCacheKeyStorage
+    from dockyard.solver import SqliteCacheKeyStorage
 
     from ._plugins import Sources
 
@@ -268,6 +267,15 @@ class Engine:
     async def _solve(
         self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
     ) -> SolveResponse:
+        from ._exports import resolve_exports, run_exports
+
+        exporters = resolve_exports(
+            request.exports,
+            config=self.config,
+            content=self.content,
+            images=self.images,
+            session=session,
+        )
         result = await self._frontend(request, session, reporter)
         if result is not None and result.definition is None:
             return SolveResponse(warnings=result.warnings, built=False)
@@ -275,10 +283,21 @@ class Engine:
         assert definition is not None
         options = self._job_options(request, session)
         async with self.llb.new_job(options, reporter=reporter, name=request.name) as job:
-            ref = await self._solve_definition(job, definition, options)
-            metadata = await self._export(request, session, ref, result, reporter)
+            ref = await self.llb.solve_in(job, definition, options=options)
+            responses = await run_exports(
+                exporters,
+                ref=ref,
+                image_config=result.image_config if result is not None else None,
+                epoch=result.epoch if result is not None else None,
+                session=session,
+                reporter=reporter,
+            )
+        metadata: dict[str, Any] = {}
+        for response in responses:
+            metadata.update(response.metadata())
         return SolveResponse(
             exporter_response=metadata,
+            exports=tuple(responses),
             image_config=result.image_config if result is not None else None,
             warnings=result.warnings if result is not None else (),
         )
@@ -299,30 +318,6 @@ class Engine:
             scratch_dir=self.state_dir / "tmp",
         )
         return await frontend.solve(ctx, request.frontend_options)
-
-    async def _solve_definition(
-        self, job: Job, definition: Definition, options: JobOptions
-    ) -> ResultRef | None:
-        return await self.llb.solve_in(job, definition, options=options)
-
-    async def _export(
-        self,
-        request: BuildRequest,
-        session: SessionHandle | None,
-        ref: ResultRef | None,
-        result: FrontendResult | None,
-        reporter: Reporter,
-    ) -> dict[str, str]:
-        from ._exports import export_all
-
-        return await export_all(
-            self,
-            request.exports,
-            ref=ref,
-            image_config=result.image_config if result is not None else None,
-            session=session,
-            reporter=reporter,
-        )
 
     # -- disk usage ----------------------------------------------------------------------
     async def du(self, filters: UsageFilter | None = None) -> list[UsageRecord]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dockyard.core import BuildWarning, Reporter, UsageError
 from dockyard.llbsolver.types import Entitlement
 
 if TYPE_CHECKING:
     from dockyard import llb, oci
+    from dockyard.exporter import ExportOptions, ExportResponse
 
 __all__ = ["BuildRequest", "SolveResponse"]
 
@@ -33,7 +34,7 @@ class BuildRequest:
     definition: llb.Definition | None = None
     frontend: str | None = None
     frontend_options: object = None
-    exports: tuple[object, ...] = ()
+    exports: tuple[ExportOptions, ...] = ()
     session_id: str | None = None
     entitlements: frozenset[Entitlement] = frozenset()
     reporter: Reporter | None = None
@@ -51,12 +52,14 @@ class SolveResponse:
     """What a finished build reports.
 
     ``exporter_response`` merges the exporters' metadata (``containerimage.digest``,
-    ``image.name`` ...). ``image_config`` is the config the frontend produced (``None``
+    ``image.name`` ..., what buildx writes to ``--metadata-file``); ``exports`` has each
+    exporter's own response, in request order. ``image_config`` is the config the frontend produced (``None``
     for a raw Definition). ``warnings`` are those the frontend reported. ``built`` is
     false when the frontend had nothing to build (a ``--check`` run).
     """
 
-    exporter_response: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    exporter_response: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    exports: tuple[ExportResponse, ...] = ()
     image_config: oci.ImageConfig | None = None
     warnings: tuple[BuildWarning, ...] = ()
     built: bool = True

@@ -18,6 +18,7 @@ from dockyard.engine import (
     default_state_dir,
 )
 from dockyard.engine._lock import StateLock
+from dockyard.exporter import parse_output
 from dockyard.llbsolver import Entitlement
 
 
@@ -51,8 +52,9 @@ def test_request_needs_exactly_one_of_definition_and_frontend() -> None:
         BuildRequest()
     with pytest.raises(UsageError):
         BuildRequest(definition=definition, frontend="python")
-    request = BuildRequest(definition=definition, exports=[1, 2])  # type: ignore[arg-type]
-    assert request.exports == (1, 2)
+    local = parse_output("type=local,dest=out")
+    request = BuildRequest(definition=definition, exports=[local])  # type: ignore[arg-type]
+    assert request.exports == (local,)
 
 
 def test_state_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:

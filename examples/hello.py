@@ -1,7 +1,9 @@
 """A small example build: run a command in busybox, keep only the files it wrote.
 
+    python examples/busybox_image.py                       # the base image, once
+    dockyard solve examples/hello.py --output type=local,dest=out
+    dockyard solve examples/hello.py --build-arg GREETING=hi -o type=tar,dest=out.tar
     dockyard debug dump-llb --python examples/hello.py    # print the graph
-    dockyard debug dump-llb --python examples/hello.py --build-arg GREETING=hi
 
 The result is a filesystem with /hello.txt and /build-info.txt and nothing else.
 """

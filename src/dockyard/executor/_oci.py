@@ -1,10 +1,10 @@
 """The OCI executor: one bundle per process, run by crun or runc, torn down after.
 
-Life of a run (``bundles/<id>/`` under the executor's directory)::
+Life of a run (``bundles/<id>/`` under the executor's directory, a tmpfs)::
 
-    prepare (thread)   mount the root at rootfs/ (or use a plain directory as it is),
-                       resolve the user, make cwd, mount bind sources and the secrets
-                       tmpfs, write hosts, resolv.conf and config.json
+    prepare (thread)   mount a tmpfs at the bundle, mount the root at rootfs/ (or use
+                       a plain directory as it is), resolve the user, make cwd, mount
+                       bind sources, write secrets, hosts, resolv.conf and config.json
     execute            <runtime> run, stdout/stderr streamed to the sink as they come
     teardown (thread)  remove mount-point stubs the runtime made in the root, unmount
                        everything under the bundle, delete the bundle and any state
@@ -49,6 +49,11 @@ from .types import (
 
 __all__ = ["OciExecutor"]
 
+_BUNDLE_TMPFS = Mount(
+    type="tmpfs",
+    source="dockyard-bundle",
+    options=("nosuid", "nodev", "noexec", "mode=0700", "size=64m"),
+)
 _KILL_GRACE = 2.0  # seconds of `kill` retries before the runtime process itself is killed
 
 
@@ -148,6 +153,10 @@ class OciExecutor:
         process: ProcessSpec,
     ) -> None:
         sb.bundle.mkdir(mode=0o700)
+        # the whole bundle lives in memory: config.json (its env may carry secrets),
+        # secret files, hosts and the runtime's log never touch a disk
+        snapmount.mount_all([_BUNDLE_TMPFS], sb.bundle)
+        sb.mounted.append(sb.bundle)
         sb.log = sb.bundle / "runtime.log"
         sb.pid_file = sb.bundle / "pid"
         if not root:
@@ -272,19 +281,7 @@ class OciExecutor:
 
     def _write_secret(self, sb: _Sandbox, index: int, m: SecretMount) -> Path:
         secrets_dir = sb.bundle / "secrets"
-        if secrets_dir not in sb.mounted:
-            secrets_dir.mkdir(mode=0o700)
-            snapmount.mount_all(
-                [
-                    Mount(
-                        type="tmpfs",
-                        source="dockyard-secrets",
-                        options=("nosuid", "nodev", "noexec", "mode=0700", "size=16m"),
-                    )
-                ],
-                secrets_dir,
-            )
-            sb.mounted.append(secrets_dir)
+        secrets_dir.mkdir(mode=0o700, exist_ok=True)
         path = secrets_dir / f"secret{index}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -372,6 +369,7 @@ class OciExecutor:
             if leftover:
                 errors.append(f"still mounted: {', '.join(map(str, leftover))}")
             else:
+                # normally empty (its tmpfs is gone); files only if that mount failed
                 shutil.rmtree(sb.bundle, ignore_errors=True)
         if errors:
             raise DockyardError(f"cleaning up sandbox {sb.id}: {'; '.join(errors)}")

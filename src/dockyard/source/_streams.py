@@ -71,13 +71,12 @@ class Tee:
     def read(self, n: int = -1) -> bytes:
         if any(event.is_set() for event in self._cancelled):
             raise CancelledError("layer unpack cancelled")
-        if self._pending:
-            if n < 0 or n >= len(self._pending):
-                data, self._pending = self._pending, b""
-            else:
-                data, self._pending = self._pending[:n], self._pending[n:]
+        if n < 0:
+            data, self._pending = self._pending + self._src.read(), b""
+        elif self._pending:
+            data, self._pending = self._pending[:n], self._pending[n:]
         else:
-            data = self._src.read(n if n >= 0 else CHUNK)
+            data = self._src.read(n)
         if data:
             self._hash.update(data)
             if self._sink is not None:

@@ -1,0 +1,90 @@
+"""The blocking streams of layer unpacking: tee, sniffing, decompression."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import threading
+
+import pytest
+import zstandard
+
+from dockyard.core import CancelledError, ContentError
+from dockyard.source._streams import Tee, decompressed, sniff_compression
+
+DATA = os.urandom(300_000) + b"tail" * 100_000
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write_sync(self, data: bytes | bytearray | memoryview) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+
+class _Trickle(io.BytesIO):
+    """Returns at most 1000 bytes per read (like a pipe)."""
+
+    def read(self, n: int | None = -1) -> bytes:
+        return super().read(1000 if n is None or n < 0 else min(n, 1000))
+
+
+@pytest.mark.parametrize(
+    ("blob", "kind"),
+    [
+        (gzip.compress(DATA), "gzip"),
+        (gzip.compress(DATA[:1000]) + gzip.compress(DATA[1000:]), "gzip"),  # two members
+        (gzip.compress(DATA) + b"\0" * 600, "gzip"),  # zero padding
+        (zstandard.ZstdCompressor().compress(DATA), "zstd"),
+        (DATA, "uncompressed"),
+    ],
+    ids=["gzip", "gzip-members", "gzip-padding", "zstd", "plain"],
+)
+def test_decompressed_reads_exact_sizes(blob: bytes, kind: str) -> None:
+    sink = _Collect()
+    tee = Tee(_Trickle(blob), sink=sink)
+    assert sniff_compression(tee.peek(4)) == kind
+    stream = decompressed(tee)
+    out = []
+    while chunk := stream.read(4096):
+        assert len(chunk) == 4096 or not stream.read(1)
+        out.append(chunk)
+    tee.drain()
+    assert b"".join(out) == DATA
+    assert b"".join(sink.parts) == blob
+    assert tee.size == len(blob)
+    assert tee.digest == "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def test_truncated_and_corrupt_gzip_are_content_errors() -> None:
+    blob = gzip.compress(DATA)
+    with pytest.raises(ContentError, match="truncated"):
+        decompressed(Tee(io.BytesIO(blob[: len(blob) // 2]))).read()
+    bad = bytearray(blob)
+    bad[10:30] = b"\xff" * 20
+    with pytest.raises(ContentError, match="corrupt gzip"):
+        decompressed(Tee(io.BytesIO(bytes(bad)))).read()
+    with pytest.raises(ContentError, match="corrupt zstd"):
+        decompressed(Tee(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\xff" * 100))).read()
+
+
+def test_tee_stops_when_cancelled() -> None:
+    stop = threading.Event()
+    tee = Tee(io.BytesIO(DATA), cancelled=(stop,))
+    assert tee.read(10) == DATA[:10]
+    stop.set()
+    with pytest.raises(CancelledError):
+        tee.read(10)
+
+
+def test_peek_does_not_consume() -> None:
+    tee = Tee(io.BytesIO(b"abcdef"))
+    assert tee.peek(4) == b"abcd"
+    assert tee.peek(2) == b"ab"
+    assert tee.read(3) == b"abc"
+    assert tee.read() == b"def"
+    assert tee.size == 6

@@ -54,6 +54,10 @@ async def _mounted(ref: ImmutableRef | None) -> AsyncIterator[Path | None]:
     if ref is None:
         yield None
         return
+    mounts = await ref.mounts()
+    if len(mounts) == 1 and mounts[0].type == "bind":
+        yield Path(mounts[0].source)  # a plain directory (native snapshots): read in place
+        return
     async with ref.mount() as root:
         yield root
 

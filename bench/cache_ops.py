@@ -1,8 +1,10 @@
 """Costs of the cache manager's hot paths, on a real snapshotter in a temporary state dir.
 
 - checksum of a 20,000-file context (300 bytes each): cold (every file read), with the
-  stat cache and nothing changed, after one file changed; a committed ref's cached
-  checksum; the raw floor of one Python walk doing ``lstat`` + ``listxattr`` per file;
+  stat cache and nothing changed, after one file changed; ``snapshot`` of it (full, then
+  incremental after one change) and the first checksum of that snapshot (its stat cache
+  comes with it); a committed ref's cached checksum; the raw floor of one Python walk
+  doing ``lstat`` + ``listxattr`` per file;
 - ``new_mutable`` + ``commit`` + ``save`` of an empty ref, with and without the
   ``syncfs`` of ``sync_on_save``, and ``save`` after 50 MiB were written;
 - a merge of 10 refs (overlayfs stacks layers: no copy) and a child on top of it.
@@ -73,17 +75,33 @@ async def run(files: int, kind: str, runs: int) -> None:
             await manager.checksum(ctx, "/")
             one = time.perf_counter() - t
             rehashed = manager.statistics().files_hashed - before
+            t = time.perf_counter()
+            first_snap = await manager.snapshot(ctx)
+            snap_full = time.perf_counter() - t
+            async with ctx.mount() as root:
+                (root / "d011" / "f05600").write_bytes(b"z" * 301)
+            await manager.checksum(ctx, "/")
+            t = time.perf_counter()
             snap = await manager.snapshot(ctx)
+            snap_incr = time.perf_counter() - t
+            await first_snap.release()
+        before = manager.statistics().files_hashed
         t = time.perf_counter()
         await manager.checksum(snap, "/")
         committed_first = time.perf_counter() - t
+        seeded_reads = manager.statistics().files_hashed - before
         committed = await _timed(lambda: manager.checksum(snap, "/"), runs)
         await snap.release()
         print(f"floor: walk with lstat+listxattr     {_ms(floor)}")
         print(f"checksum, cold                       {_ms(cold)}")
         print(f"checksum, stat cache, no change      {_ms(cached)}")
         print(f"checksum, stat cache, 1 file changed {_ms(one)}  ({rehashed} file read)")
-        print(f"checksum of a committed ref, first   {_ms(committed_first)}")
+        print(f"snapshot of the context, full copy   {_ms(snap_full)}")
+        print(f"snapshot after 1 change, incremental {_ms(snap_incr)}")
+        print(
+            f"checksum of that snapshot, first     {_ms(committed_first)}"
+            f"  ({seeded_reads} files read)"
+        )
         print(f"checksum of a committed ref, cached  {_ms(committed)}")
 
         for sync in (False, True):

@@ -410,6 +410,14 @@ class CacheDB:
             )
         }
 
+    def move_file_hashes(self, from_rid: str, to_rid: str) -> None:
+        """Hand the stat cache of one record over to another (replacing its own)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM cache_filehashes WHERE record_id = ?", (to_rid,))
+            db.execute(
+                "UPDATE cache_filehashes SET record_id = ? WHERE record_id = ?", (to_rid, from_rid)
+            )
+
     def update_file_hashes(
         self, rid: str, changed: dict[str, FileHash], removed: Iterable[str]
     ) -> None:

@@ -438,17 +438,30 @@ class CacheManager:
                 entry.sha256, entry.node,
             )  # fmt: skip
 
-        base_root: list[Path] = []
+        base_root: list[str] = []
 
-        src_root: list[Path] = []
+        src_root: list[str] = []
 
-        def same_file(rel: str, sst: os.stat_result, dstt: os.stat_result) -> bool:
-            """Whether the file passing the quick check has the same content: by the
+        def decide(rel: str, sst: os.stat_result, dstt: os.stat_result) -> bool | None:
+            """Settle a file by the checksum nodes both stat caches know (content, mode,
+            owner, xattrs) and the mtime; on overlayfs an untouched file of the copy is
+            the base's own file, whose stat the base's cache knows."""
+            mine = known(src_cache, rel, sst)
+            theirs = known(base_cache, rel, dstt)
+            if mine is None or theirs is None or not mine.node or not theirs.node:
+                return None
+            if mine.node != theirs.node or sst.st_mtime_ns != dstt.st_mtime_ns:
+                return False
+            seed(rel, mine, dstt)
+            return True
+
+        def verify(rel: str, sst: os.stat_result, dstt: os.stat_result) -> bool:
+            """Whether a file passing the quick check has the same content: by the
             hashes the stat caches know, else hashed now (and remembered)."""
             mine = known(src_cache, rel, sst)
             if mine is None:
-                mine = remember(src_cache, rel, src_root[0] / rel, sst)
-            base_path = base_root[0] / rel
+                mine = remember(src_cache, rel, os.path.join(src_root[0], rel), sst)
+            base_path = os.path.join(base_root[0], rel)
             try:
                 bst = os.lstat(base_path)  # the base's own file: this one is or copies it
             except OSError:
@@ -462,13 +475,13 @@ class CacheManager:
             return True
 
         def remember(
-            cache: StatCache | None, rel: str, path: Path, st: os.stat_result
+            cache: StatCache | None, rel: str, path: str, st: os.stat_result
         ) -> FileHash | None:
             if cache is None:
                 return None
             entry = FileHash(
                 st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_mode,
-                content_hash(str(path)),
+                content_hash(path),
             )  # fmt: skip
             if st.st_ctime_ns + cache.racy_ns < time.time_ns():
                 cache.entries[rel] = entry
@@ -486,9 +499,9 @@ class CacheManager:
                 if base_cache is not None:
                     stack.enter_context(base_cache.lock)
                 if base_mounts is not None:
-                    base_root.append(stack.enter_context(readable(base_mounts)))
-                src_root.append(stack.enter_context(readable(source)))
-                _mirror_between(src_root[0], target, same_file, copied)
+                    base_root.append(str(stack.enter_context(readable(base_mounts))))
+                src_root.append(str(stack.enter_context(readable(source))))
+                _mirror_between(src_root[0], target, decide, verify, copied)
 
         try:
             copy = await self.new_mutable(base, record_type=record_type, description=description)
@@ -503,15 +516,26 @@ class CacheManager:
             if base is not None:
                 await base.release()
         result = await copy.commit()
-        for rid, cache in ((ref.id, src_cache), (base_id, base_cache)):
-            if cache is not None and rid is not None:
-                changed, removed = cache.take_changes()
-                if changed or removed:
-                    self._db.update_file_hashes(rid, changed, removed)
+        changed, removed = src_cache.take_changes()
+        if changed or removed:
+            self._db.update_file_hashes(ref.id, changed, removed)
+        entries: dict[str, FileHash] = {}
+        if base_cache is not None and base_id is not None:
+            # the new snapshot takes over its base's stat cache: untouched files (on
+            # overlayfs, the base's own) keep their entries; stale ones fail their stat
+            # check; the base rarely needs it again (it would hash what it is asked)
+            base_changed, base_removed = base_cache.take_changes()
+            if base_changed or base_removed:
+                self._db.update_file_hashes(base_id, base_changed, base_removed)
+            self._db.move_file_hashes(base_id, result.id)
+            self._seeded.pop(base_id, None)
+            entries = dict(base_cache.entries)
+        fresh = {rel: e for rel, e in seeds.items() if entries.get(rel) != e}
+        entries.update(fresh)
+        self._db.update_file_hashes(result.id, fresh, ())
         self._db.set_label(result.id, SNAPSHOT_OF_LABEL, ref.id)
-        self._db.update_file_hashes(result.id, seeds, ())
         result._row = self._row(result.id)
-        self._remember_cache(result.id, StatCache(entries=seeds, racy_ns=0))
+        self._remember_cache(result.id, StatCache(entries=entries, racy_ns=0))
         return result
 
     async def _snapshot_base(self, ref: MutableRef) -> ImmutableRef | None:
@@ -950,16 +974,17 @@ def _valid(entry: FileHash, st: os.stat_result) -> bool:
 
 
 def _mirror_between(
-    src: Path,
+    src: str,
     target: Sequence[Mount],
-    same_file: Callable[[str, os.stat_result, os.stat_result], bool],
+    decide: Callable[[str, os.stat_result, os.stat_result], bool | None],
+    verify: Callable[[str, os.stat_result, os.stat_result], bool],
     copied: Callable[[str, os.stat_result, str], None],
 ) -> None:
     if len(target) == 1 and target[0].type == "bind":
-        mirror_tree(str(src), target[0].source, same_file=same_file, copied=copied)
+        mirror_tree(src, target[0].source, decide=decide, verify=verify, copied=copied)
         return
     with mounted(target) as dst:
-        mirror_tree(str(src), str(dst), same_file=same_file, copied=copied)
+        mirror_tree(src, str(dst), decide=decide, verify=verify, copied=copied)
 
 
 _libc: ctypes.CDLL | None = None

@@ -179,20 +179,23 @@ def mirror_tree(
     src: str,
     dst: str,
     *,
-    same_file: Callable[[str, os.stat_result, os.stat_result], bool] | None = None,
+    decide: Callable[[str, os.stat_result, os.stat_result], bool | None] | None = None,
+    verify: Callable[[str, os.stat_result, os.stat_result], bool] | None = None,
     copied: Callable[[str, os.stat_result, str], None] | None = None,
 ) -> int:
     """Make existing directory ``dst`` hold what ``src`` holds; return how many entries
     were written or removed.
 
-    Entries equal by the quick check are left alone; for a regular file that passes it,
-    ``same_file(rel, src_stat, dst_stat)`` may still say no (the caller knows both
-    contents' hashes), and the file is copied. Without that, a file whose content changed
-    while its size and mtime did not is *not* copied — the caller vouches for its mtimes,
-    as rsync's users do. Hard links are not recreated. ``copied(rel, src_stat,
-    dst_path)`` is called for every regular file written.
+    Entries equal by the quick check are left alone. For a regular file present on both
+    sides, ``decide(rel, src_stat, dst_stat)`` may settle it first (``True``: the same,
+    ``False``: copy it, ``None``: don't know); a file that then passes the quick check is
+    still copied if ``verify(rel, src_stat, dst_stat)`` says no (the caller compares
+    content hashes). Without them, a file whose content changed while its size and mtime
+    did not is *not* copied: the caller vouches for its mtimes, as rsync's users do.
+    Hard links are not recreated. ``copied(rel, src_stat, dst_path)`` is called for every
+    regular file written.
     """
-    changes = _mirror_dir(src, dst, "", same_file, copied)
+    changes = _mirror_dir(src, dst, "", decide, verify, copied)
     sst, dstt = os.lstat(src), os.lstat(dst)
     if changes or not _same_meta(sst, dstt, src, dst):
         _sync_metadata(src, dst, sst)
@@ -215,7 +218,8 @@ def _mirror_dir(
     src: str,
     dst: str,
     rel: str,
-    same_file: Callable[[str, os.stat_result, os.stat_result], bool] | None,
+    decide: Callable[[str, os.stat_result, os.stat_result], bool | None] | None,
+    verify: Callable[[str, os.stat_result, os.stat_result], bool] | None,
     copied: Callable[[str, os.stat_result, str], None] | None,
 ) -> int:
     with os.scandir(src) as it:
@@ -231,7 +235,7 @@ def _mirror_dir(
         s = wanted[name].path
         d = os.path.join(dst, name)
         child = f"{rel}/{name}" if rel else name
-        sst = os.lstat(s)
+        sst = wanted[name].stat(follow_symlinks=False)
         old = present.get(name)
         dstt = old.stat(follow_symlinks=False) if old is not None else None
         if stat.S_ISDIR(sst.st_mode):
@@ -240,17 +244,13 @@ def _mirror_dir(
                 if dstt is not None:
                     _remove(d, dstt)
                 os.mkdir(d, 0o700)
-            inner = _mirror_dir(s, d, child, same_file, copied)
+            inner = _mirror_dir(s, d, child, decide, verify, copied)
             if fresh or inner or dstt is None or not _same_meta(sst, dstt, s, d):
                 _sync_metadata(s, d, sst)
                 changes += 1
             changes += inner
             continue
-        if (
-            dstt is not None
-            and _same_entry(sst, dstt, s, d)
-            and (same_file is None or not stat.S_ISREG(sst.st_mode) or same_file(child, sst, dstt))
-        ):
+        if dstt is not None and _keep(child, s, d, sst, dstt, decide, verify):
             continue
         if dstt is not None:
             _remove(d, dstt)
@@ -267,3 +267,22 @@ def _mirror_dir(
         if copied is not None and stat.S_ISREG(sst.st_mode):
             copied(child, sst, d)
     return changes
+
+
+def _keep(
+    rel: str,
+    s: str,
+    d: str,
+    sst: os.stat_result,
+    dstt: os.stat_result,
+    decide: Callable[[str, os.stat_result, os.stat_result], bool | None] | None,
+    verify: Callable[[str, os.stat_result, os.stat_result], bool] | None,
+) -> bool:
+    both_files = stat.S_ISREG(sst.st_mode) and stat.S_ISREG(dstt.st_mode)
+    if both_files and decide is not None:
+        known = decide(rel, sst, dstt)
+        if known is not None:
+            return known
+    if not _same_entry(sst, dstt, s, d):
+        return False
+    return not both_files or verify is None or verify(rel, sst, dstt)

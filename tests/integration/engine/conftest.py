@@ -8,7 +8,7 @@ import contextlib
 import importlib.util
 import os
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,7 +39,7 @@ def _example(name: str) -> Any:
     return module
 
 
-StoreImage = Callable[..., Awaitable[Digest]]
+StoreImage = Callable[..., Coroutine[Any, Any, Digest]]
 store_busybox = cast(StoreImage, _example("busybox_image").store_image)
 
 

@@ -32,6 +32,15 @@ Persistent mutable refs
     at once; a ``private`` user that finds it in use gets another tree (kept too);
     ``locked`` users take turns. ``named_mutable`` is always one user at a time.
 
+Snapshots of synced trees
+    ``snapshot(mutable)`` commits a copy of a mutable ref while it stays usable: the
+    local-source pattern is ``named_mutable(context)`` → sync changed files into it →
+    ``checksum(ctx, "/")`` (stat cache: only changed files are read) → reuse a snapshot
+    labelled with that digest, or ``snapshot(ctx)``. A snapshot is made on top of the
+    previous one of the same ref (chains capped at ``SNAPSHOT_CHAIN`` layers), writing
+    only what differs (rsync's quick check, confirmed by content hashes where known), and
+    it inherits the stat cache, so its checksums read only files never hashed before.
+
 Merge and diff
     ``merge(refs)`` is BuildKit's MergeOp: the layers of each input applied in order,
     later inputs win, and deletions recorded in a later input's layers delete from

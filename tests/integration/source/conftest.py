@@ -30,7 +30,7 @@ from dockyard.oci import (
     ImageManifest,
     MediaType,
 )
-from dockyard.registry import RegistryConfig
+from dockyard.registry import CredentialsProvider, RegistryConfig, StaticCredentials
 from dockyard.session import Session, SessionManager
 from dockyard.solver import ResultRef, Solver, SqliteCacheKeyStorage
 from dockyard.source import ImageSource, LayerUnpacker, LocalSource, OCILayoutSource
@@ -103,7 +103,10 @@ def transferred(reporter: CollectingReporter) -> list[VertexProgress]:
 
 @contextlib.asynccontextmanager
 async def open_engine(
-    state: Path, *, registry: RegistryConfig | None = None
+    state: Path,
+    *,
+    registry: RegistryConfig | None = None,
+    credentials: CredentialsProvider | None = None,
 ) -> AsyncIterator[Engine]:
     cache = await CacheManager.open(state)
     content = ContentStore(state / "content")
@@ -116,6 +119,7 @@ async def open_engine(
         cache=cache,
         content=content,
         registry=registry,
+        credentials=credentials if credentials is not None else StaticCredentials({}),
         sessions=sessions,
         session_key=SESSION_ID,
         images=image_store,

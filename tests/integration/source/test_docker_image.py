@@ -10,21 +10,26 @@ from pathlib import Path
 import pytest
 
 from dockyard import llb
-from dockyard.core import ContentError, NotFoundError, Platform, host_platform
+from dockyard.core import AuthError, ContentError, NotFoundError, Platform, host_platform
 from dockyard.dockerfile import ImageMetaResolver
 from dockyard.oci import ImageIndex
-from dockyard.registry import RegistryClient
+from dockyard.registry import RegistryClient, StaticCredentials
+from dockyard.session import Session
 from dockyard.testing.registry import REGISTRY_BINARY, RegistryProcess, start_registry
 from tests.integration.conftest import need_tools, requirement_missing
 
 from .conftest import Engine, MadeImage, layer_tar, make_image, open_engine, read_tree, tar_of
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    need_tools("openssl")
+def _need_registry() -> None:
+    need_tools("openssl", "htpasswd")
     if not Path(REGISTRY_BINARY).is_file():
         requirement_missing(f"{REGISTRY_BINARY} not found (Debian package docker-registry)")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    _need_registry()
     with start_registry(tmp_path_factory.mktemp("registry")) as running:
         yield running
 
@@ -201,3 +206,25 @@ async def test_unknown_images_and_platforms(engine: Engine, registry: RegistryPr
     solved, _ = await engine.solve(llb.image(ref, platform="linux/riscv64").marshal())
     assert solved is not None
     await solved.release()
+
+
+async def test_credentials_come_from_the_session(tmp_path: Path, mountinfo_unchanged: None) -> None:
+    _need_registry()
+    with start_registry(tmp_path / "auth-registry", auth="htpasswd", tls=True) as private:
+        image = make_image([(layer_tar({"secret": b"s"}), "gzip")])
+        ref = private.ref("private/app:v1")
+        creds = StaticCredentials({private.host: private.credentials()})
+        async with RegistryClient(config=private.registry_config(), credentials=creds) as client:
+            await client.push_image(
+                ref, manifest=image.manifest_bytes, media_type=image.manifest.media_type,
+                blobs=image.blobs,
+            )  # fmt: skip
+        async with open_engine(tmp_path / "state", registry=private.registry_config()) as engine:
+            with pytest.raises(AuthError, match=re.escape(private.host)):
+                await engine.solve(llb.image(ref).marshal())
+            solved, _ = await engine.solve(
+                llb.image(ref).marshal(), session=Session(credentials=creds)
+            )
+            assert solved is not None
+            assert (await engine.tree(solved))["secret"] == (b"s", 0o644)
+            await solved.release()

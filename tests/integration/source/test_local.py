@@ -222,3 +222,28 @@ async def test_unchanged_context_reuses_across_restarts(
         stats = second.local.statistics()
         assert (stats.files_transferred, stats.copies, stats.reused) == (0, 0, 1)
     assert read_tree(ctx)  # the client's directory is untouched
+
+
+async def test_dependants_of_a_changed_context_rehash_only_the_change(
+    engine: Engine, tmp_path: Path
+) -> None:
+    ctx = tmp_path / "ctx"
+    for d in range(10):
+        (ctx / f"d{d}").mkdir(parents=True)
+        for f in range(100):
+            (ctx / f"d{d}" / f"f{f}").write_text(f"{d}/{f}\n")
+    engine.cache._racy_ns = 0  # files written just now count as settled
+    copy = llb.scratch().file(llb.copy(llb.local("context"), "/d1", "/app/"))
+    ref, _ = await engine.solve(copy.marshal(), session=_session(ctx))
+    assert ref is not None
+    await ref.release()
+    (ctx / "d7" / "f3").write_text("changed\n")  # outside what the copy reads
+    before = engine.cache.statistics().files_hashed
+    ref, reporter = await engine.solve(copy.marshal(), session=_session(ctx))
+    assert ref is not None
+    await ref.release()
+    hashed = engine.cache.statistics().files_hashed - before
+    assert hashed <= 2, hashed
+    copies = [s for s in reporter.statuses() if "copy" in s.name]
+    assert copies
+    assert copies[-1].cached, [s.name for s in reporter.statuses()]

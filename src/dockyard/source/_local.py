@@ -187,12 +187,14 @@ class LocalSource:
         async with self.cache.named_mutable(
             key, record_type=RecordType.SOURCE_LOCAL, description=f"local source for {spec.name}"
         ) as work:
+            # forget the last checksum first: a sync that fails halfway changes the tree
+            known = self._digests.pop(work.id, None)
             async with _directory(work) as dest:
                 result = await handle.filesync.sync(
                     spec.sync, dest, reporter=ctx, progress_digest=ctx.digest
                 )
             self._count(result)
-            digest = self._digests.pop(work.id, None) if result.unchanged else None
+            digest = known if result.unchanged else None
             if digest is None:
                 self._checksums += 1
                 digest = await self.cache.checksum(work, "/")

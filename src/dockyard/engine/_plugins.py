@@ -24,18 +24,23 @@ __all__ = ["Sources", "blob_roots", "frontends", "sources"]
 
 
 def frontends() -> Frontends:
-    """``dockerfile.v0`` and ``python``."""
-    from dockyard.frontend import (
-        DOCKERFILE_FRONTEND,
-        PYTHON_FRONTEND,
-        DockerfileFrontend,
-        Frontends,
-        PythonFrontend,
-    )
+    """``dockerfile.v0`` and ``python`` (each loaded when a build first uses it)."""
+    from dockyard.frontend import DOCKERFILE_FRONTEND, PYTHON_FRONTEND, Frontend, Frontends
+    from dockyard.frontend import LazyFrontend as Lazy
+
+    def dockerfile() -> Frontend:
+        from dockyard.frontend import DockerfileFrontend
+
+        return DockerfileFrontend()
+
+    def python() -> Frontend:
+        from dockyard.frontend import PythonFrontend
+
+        return PythonFrontend()
 
     registry = Frontends()
-    registry.register(DOCKERFILE_FRONTEND, DockerfileFrontend())
-    registry.register(PYTHON_FRONTEND, PythonFrontend())
+    registry.register(DOCKERFILE_FRONTEND, Lazy(dockerfile))
+    registry.register(PYTHON_FRONTEND, Lazy(python))
     return registry
 
 

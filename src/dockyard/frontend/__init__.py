@@ -3,7 +3,8 @@
 - :class:`Frontend` (seam in :mod:`dockyard.frontend.types`): ``parse_options(attrs)``
   and ``async solve(ctx, options) -> FrontendResult`` (a Definition, the image config to
   export, warnings), given a :class:`FrontendContext` the engine binds to one build;
-- :class:`Frontends` — the registry by name the engine fills;
+- :class:`Frontends` — the registry by name the engine fills (:class:`LazyFrontend`
+  defers making a frontend until a build uses it);
 - :class:`DockerfileFrontend` (``dockerfile.v0``, :class:`DockerfileOptions`) — a
   Dockerfile read from the client's session, converted by :mod:`dockyard.dockerfile`;
 - :class:`PythonFrontend` (``python``, :class:`PythonOptions`) over
@@ -20,7 +21,7 @@ from ._names import DOCKERFILE_FRONTEND, PYTHON_FRONTEND
 from ._progress import internal_step
 from ._pyfile import PythonFrontend, PythonOptions
 from ._python import BuildContext, load_build_file
-from ._registry import Frontends
+from ._registry import Frontends, LazyFrontend
 from .types import Frontend, FrontendContext, FrontendResult
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ __all__ = [
     "FrontendContext",
     "FrontendResult",
     "Frontends",
+    "LazyFrontend",
     "PythonFrontend",
     "PythonOptions",
     "internal_step",

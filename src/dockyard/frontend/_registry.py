@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from dockyard.core import NotFoundError, UsageError
 
-from .types import Frontend
+from .types import Frontend, FrontendContext, FrontendResult
 
-__all__ = ["Frontends"]
+__all__ = ["Frontends", "LazyFrontend"]
+
+
+class LazyFrontend:
+    """A :class:`~dockyard.frontend.types.Frontend` made by ``factory`` on first use, so
+    that registering it costs nothing (the Dockerfile frontend imports the whole
+    converter)."""
+
+    __slots__ = ("_factory", "_frontend")
+
+    def __init__(self, factory: Callable[[], Frontend]) -> None:
+        self._factory = factory
+        self._frontend: Frontend | None = None
+
+    @property
+    def frontend(self) -> Frontend:
+        if self._frontend is None:
+            self._frontend = self._factory()
+        return self._frontend
+
+    def parse_options(self, attrs: Mapping[str, str]) -> object:
+        return self.frontend.parse_options(attrs)
+
+    async def solve(self, ctx: FrontendContext, options: object) -> FrontendResult:
+        return await self.frontend.solve(ctx, options)
 
 
 class Frontends:

@@ -11,7 +11,8 @@ import pytest
 
 from dockyard import llb
 from dockyard.core import AuthError, ContentError, NotFoundError, Platform, host_platform
-from dockyard.dockerfile import ImageMetaResolver
+from dockyard.dockerfile import ConvertOptions, ImageMetaResolver, convert, parse_dockerfile
+from dockyard.llbsolver import JobOptions
 from dockyard.oci import ImageIndex
 from dockyard.registry import RegistryClient, StaticCredentials
 from dockyard.session import Session
@@ -228,3 +229,33 @@ async def test_credentials_come_from_the_session(tmp_path: Path, mountinfo_uncha
             assert solved is not None
             assert (await engine.tree(solved))["secret"] == (b"s", 0o644)
             await solved.release()
+
+
+async def test_dockerfile_from_a_registry_image_with_the_build_context(
+    engine: Engine, registry: RegistryProcess, tmp_path: Path
+) -> None:
+    base = make_image([(layer_tar({"etc/os-release": b"test\n"}), "gzip")])
+    ref = await push(registry, "frontend/base:v1", base)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "app.txt").write_text("app\n")
+    (ctx / "secret.key").write_text("never\n")
+    dockerfile = parse_dockerfile(f"FROM {ref}\nENV MODE=test\nCOPY . /app/\n")
+    async with engine.sessions.attach(Session(directories={"context": ctx})) as handle:
+        result = await convert(
+            dockerfile,
+            ConvertOptions(session_id=handle.id, dockerignore=("*.key",)),
+            engine.images.meta_resolver(session_id=handle.id),
+        )
+        assert result.base_image_config == base.config
+        assert "PATH=/bin" in result.image_config.config.env
+        assert "MODE=test" in result.image_config.config.env
+        solved = await engine.llb.solve(
+            result.definition(), options=JobOptions(session_id=handle.id)
+        )
+    assert solved is not None
+    tree = await engine.tree(solved)
+    await solved.release()
+    assert tree["etc/os-release"] == (b"test\n", 0o644)
+    assert tree["app/app.txt"] == (b"app\n", 0o644)
+    assert "app/secret.key" not in tree

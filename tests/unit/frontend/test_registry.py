@@ -42,3 +42,25 @@ def test_names_are_registered_once_and_must_be_words() -> None:
 def test_builtin_frontends_satisfy_the_protocol() -> None:
     assert isinstance(PythonFrontend(), Frontend)
     assert isinstance(DockerfileFrontend(), Frontend)
+
+
+async def test_lazy_frontend_is_made_once_on_first_use() -> None:
+    from dockyard.frontend import LazyFrontend, PythonOptions
+
+    from .fakes import FakeContext
+
+    made: list[PythonFrontend] = []
+
+    def factory() -> PythonFrontend:
+        made.append(PythonFrontend())
+        return made[-1]
+
+    lazy = LazyFrontend(factory)
+    frontends = Frontends({"python": lazy})
+    assert made == []
+    options = frontends.get("python").parse_options({"filename": "b.py", "build-arg:A": "1"})
+    assert options == PythonOptions(path="b.py", build_args={"A": "1"})  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        await lazy.solve(FakeContext(), PythonOptions(path="/nonexistent/build.py"))  # type: ignore[arg-type]
+    assert len(made) == 1
+    assert lazy.frontend is made[0]

@@ -77,6 +77,7 @@ def _app(root: Path) -> None:
     (root / "gone.txt").unlink()
     for p in (root / "app" / "main.py", root / "app", root / "etc" / "os-release", root / "etc"):
         _touch(p, T0 + 100)
+    _touch(root, T0 + 100)  # the whiteout of gone.txt takes its directory's time
 
 
 def frontend_config() -> ImageConfig:

@@ -391,3 +391,21 @@ async def test_failed_file_export_leaves_nothing(state: State, tmp_path: Path) -
     with pytest.raises(Exception, match="after release"):
         await _export(state, f"type=tar,dest={dest}", chain[1])
     assert [n for n in os.listdir(tmp_path) if "x.tar" in n] == []
+
+
+async def test_rewrite_timestamp_makes_build_times_irrelevant(tmp_path: Path) -> None:
+    digests = []
+    for n, when in enumerate((T0 + 100, T0 + 99999)):
+        state = await open_state(tmp_path / str(n))
+
+        def build(root: Path, when: int = when) -> None:
+            (root / "out.bin").write_bytes(b"artifact")
+            os.utime(root / "out.bin", (when, when))
+            os.utime(root, (when, when))
+
+        ref = await state.layer(build, description="RUN build")
+        plain = await _export(state, "type=image,name=r", ref, epoch=T0)
+        clamped = await _export(state, "type=image,name=r,rewrite-timestamp=true", ref, epoch=T0)
+        digests.append((plain.image_digest, clamped.image_digest))
+    assert digests[0][0] != digests[1][0]
+    assert digests[0][1] == digests[1][1]

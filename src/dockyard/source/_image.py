@@ -395,12 +395,16 @@ class ImageInstance:
 
     async def _pinned(self, ctx: VertexContext) -> PinnedImage:
         if self.pinned is None:
+            what = f"resolve {self.request.reference}"
+            started = time.time()
+            ctx.progress(what, what, 0, started=started)
             self.pinned = await self.source.resolve_image(
                 self.request.reference,
                 platform=self.request.platform,
                 mode=self.request.resolve_mode,
                 session_ids=self.source.session_ids(ctx),
             )
+            ctx.progress(what, what, 0, started=started, completed=time.time())
         return self.pinned
 
     async def cache_key(self, ctx: VertexContext) -> str:

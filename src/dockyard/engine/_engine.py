@@ -159,7 +159,7 @@ class Engine:
         executor = OciExecutor(
             state / "executor", runtime=config.runtime, binary=config.runtime_binary
         )
-        sessions = SessionManager(runtime_dir=scratch / "ssh")
+        sessions = SessionManager()  # SSH sockets in the system temp dir: short paths
         closers.push(sessions.aclose)
         plugins = sources(config, cache=cache, content=content, images=images, sessions=sessions)
         closers.push(plugins.aclose)

@@ -406,3 +406,41 @@ async def test_du_and_prune_on_the_engine(state: Path, tmp_path: Path, keep: boo
             )
         )
         assert graph_statuses(reporter, llb.image("busybox").run("true").root.marshal())
+
+
+async def test_dockerfile_named_contexts_and_target(engine: Engine, tmp_path: Path) -> None:
+    ctx, extra = tmp_path / "ctx", tmp_path / "extra"
+    ctx.mkdir()
+    extra.mkdir()
+    (extra / "data.txt").write_text("from the named context\n")
+    (extra / "junk.tmp").write_text("ignored by extra's own .dockerignore")
+    (extra / ".dockerignore").write_text("*.tmp\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM base AS one\n"
+        "COPY --from=extra / /extra/\n"
+        "RUN ls /extra > /listing && cat /extra/data.txt >> /listing\n"
+        "FROM scratch AS two\n"
+        "COPY --from=one /listing /\n"
+        "FROM two AS never\n"
+        "RUN false\n"
+    )
+    out = tmp_path / "out"
+    reporter = CollectingReporter()
+    session = Session(directories={"context": ctx, "dockerfile": ctx, "extra-dir": extra})
+    options = DockerfileOptions(
+        target="two",
+        named_contexts={"base": "docker-image://busybox", "extra": "local:extra-dir"},
+    )
+    async with engine.sessions.attach(session):
+        await engine.solve(
+            BuildRequest(
+                frontend="dockerfile.v0",
+                frontend_options=options,
+                exports=(parse_output(f"type=local,dest={out}"),),
+                session_id=session.id,
+                reporter=reporter,
+            )
+        )
+    assert (out / "listing").read_text() == "data.txt\nfrom the named context\n"
+    names = {s.name for s in reporter.statuses()}
+    assert "[context extra] load from client" in names

@@ -1,0 +1,671 @@
+"""The daemon's configuration file (TOML), parsed at the edge into frozen values.
+
+The shape follows ``buildkitd.toml`` with our key names (kebab-case); every key is
+optional and unknown keys are refused (with a suggestion when a BuildKit spelling such as
+``reservedSpace`` was used)::
+
+    state-dir = "/var/lib/dockyard"                 # default: the engine's
+    allowed-entitlements = ["network.host"]         # what builds may --allow
+
+    [grpc]
+    address = ["unix:///run/dockyard/dockyardd.sock", "tcp://0.0.0.0:1234"]
+    group = "dockyard"                              # owner group of unix sockets (name or gid)
+    [grpc.tls]                                      # mutual TLS for tcp addresses
+    cert = "/etc/dockyard/tls/server.pem"
+    key = "/etc/dockyard/tls/server-key.pem"
+    ca = "/etc/dockyard/tls/ca.pem"                 # client certificates must chain to it
+
+    [worker]
+    runtime = "crun"                                # crun | runc
+    runtime-binary = "/usr/local/bin/crun"          # default: found on PATH
+    snapshotter = "auto"                            # auto | overlayfs | native
+    max-parallelism = 4                             # steps running at once (default: no limit)
+    gc = true                                       # garbage collection after builds and on a timer
+    gc-interval = "1h"
+    # reserved-space = "10%"                        # limits of the built-in GC rules,
+    # max-used-space = "60%"                        # when there is no [[worker.gcpolicy]]
+    # min-free-space = "20GB"
+
+    [[worker.gcpolicy]]                             # rules, in order (replace the built-in ones)
+    filters = ["type==source.local", "type==exec.cachemount"]
+    keep-duration = "48h"
+    max-used-space = "512MB"
+    [[worker.gcpolicy]]
+    all = true
+    reserved-space = "10GB"
+
+    [registry."docker.io"]                          # as buildkitd.toml's [registry."host"]
+    mirrors = ["mirror.example.com:5000"]
+    [registry."registry.local:5000"]
+    http = true
+
+Sizes are bytes (integers) or strings with a binary unit as docker takes them (``512MB``
+is 512 MiB; ``k``/``kb``/``kib`` … ``t``) or a percentage of the state directory's
+filesystem (``"10%"``). Durations are seconds (numbers) or Go durations (``"48h"``,
+``"1h30m"``; ``d`` for days too). Relative paths are relative to the file's directory.
+A tcp address needs ``[grpc.tls]`` unless it is a loopback address; a unix socket is
+created mode 0660, owned by root and ``group`` (root-only by default).
+
+Bad values raise :class:`~dockyard.core.ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import grp
+import ipaddress
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+
+from dockyard.cache import RecordType, UsageFilter
+from dockyard.core import ConfigError, DockyardError, UsageError
+from dockyard.llbsolver.types import Entitlement
+from dockyard.registry import RegistryConfig
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_GC_INTERVAL",
+    "DEFAULT_SOCKET",
+    "DaemonConfig",
+    "GcConfig",
+    "GcPolicy",
+    "Listener",
+    "RuntimeName",
+    "SnapshotterName",
+    "Space",
+    "TcpListener",
+    "TlsConfig",
+    "UnixListener",
+    "default_gc_policies",
+    "parse_address",
+    "parse_duration",
+    "parse_space",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/dockyard/dockyardd.toml")
+DEFAULT_SOCKET = Path("/run/dockyard/dockyardd.sock")
+DEFAULT_GC_INTERVAL = 3600.0
+
+RuntimeName = Literal["crun", "runc"]
+SnapshotterName = Literal["auto", "overlayfs", "native"]
+
+T = TypeVar("T")
+
+
+# -- values ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Space:
+    """An amount of disk space: ``bytes``, or ``percent`` of the filesystem that holds
+    the state directory (resolved with :meth:`resolve` when the disk is known)."""
+
+    bytes: int = 0
+    percent: float | None = None
+
+    def resolve(self, disk_total: int) -> int:
+        """Bytes, given the size of the state directory's filesystem."""
+        if self.percent is not None:
+            return int(disk_total * self.percent / 100)
+        return self.bytes
+
+    def __str__(self) -> str:
+        if self.percent is not None:
+            return f"{self.percent:g}%"
+        return str(self.bytes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GcPolicy:
+    """One garbage-collection rule (BuildKit's ``gcpolicy``), applied to the records
+    ``filter`` selects (all of them, internal and frontend records too, with ``all``):
+
+    - ``keep_duration`` (seconds): records used more recently are kept;
+    - ``reserved_space``: never prune below this much cache;
+    - ``max_used_space``: prune while the cache uses more than this;
+    - ``min_free_space``: prune while the disk has less free space than this (but not
+      below ``reserved_space``).
+
+    A rule with no space limit prunes every record older than ``keep_duration``.
+    """
+
+    all: bool = False
+    filter: UsageFilter = field(default_factory=UsageFilter)
+    keep_duration: float | None = None
+    reserved_space: Space | None = None
+    max_used_space: Space | None = None
+    min_free_space: Space | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GcConfig:
+    """Whether GC runs (after builds and every ``interval`` seconds) and its rules, in
+    order: a rule applies only if the ones before it did not free enough."""
+
+    enabled: bool = True
+    interval: float = DEFAULT_GC_INTERVAL
+    policies: tuple[GcPolicy, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsConfig:
+    """Mutual TLS for tcp listeners: the server's certificate and key, and the CA that
+    client certificates must chain to."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        """The PEM bytes of (cert, key, ca); :class:`ConfigError` naming the key and
+        file that cannot be read."""
+        out: list[bytes] = []
+        for key in ("cert", "key", "ca"):
+            path: Path = getattr(self, key)
+            try:
+                out.append(path.read_bytes())
+            except OSError as exc:
+                raise ConfigError(
+                    f"grpc.tls.{key}: cannot read {path}: {exc.strerror or exc}"
+                ) from exc
+        return out[0], out[1], out[2]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnixListener:
+    """A unix socket: created ``mode`` 0660, owned by root and ``group`` (a gid;
+    ``None``: root's group)."""
+
+    path: Path
+    group: int | None = None
+    mode: int = 0o660
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    @property
+    def bind_address(self) -> str:
+        """The address as grpc takes it (``unix:/run/...``)."""
+        return f"unix:{self.path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpListener:
+    """A TCP address; ``tls`` (mutual TLS) is required unless ``host`` is loopback."""
+
+    host: str
+    port: int
+    tls: TlsConfig | None = None
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.bind_address}"
+
+    @property
+    def bind_address(self) -> str:
+        """The address as grpc takes it (``host:port``, ``[::1]:port``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+Listener = UnixListener | TcpListener
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonConfig:
+    """Everything ``dockyardd`` is configured with (see the module docstring).
+
+    ``state_dir`` ``None`` means the engine's default. ``runtime``, ``runtime_binary``,
+    ``snapshotter``, ``max_parallelism``, ``registry`` and ``entitlements`` mean what
+    the engine's configuration fields of the same names mean (``entitlements``: those a
+    build may ask for). ``source`` is the file the values came from.
+    """
+
+    state_dir: Path | None = None
+    runtime: RuntimeName = "crun"
+    runtime_binary: str | None = None
+    snapshotter: SnapshotterName = "auto"
+    max_parallelism: int | None = None
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    entitlements: frozenset[Entitlement] = frozenset()
+    listeners: tuple[Listener, ...] = (UnixListener(path=DEFAULT_SOCKET),)
+    gc: GcConfig = field(default_factory=lambda: GcConfig(policies=default_gc_policies()))
+    source: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path | str) -> DaemonConfig:
+        """Read and parse a config file."""
+        path = Path(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: cannot read the config file: {exc.strerror or exc}"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: the config file is not UTF-8 text") from exc
+        return cls.from_toml(text, source=path)
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: Path | None = None) -> DaemonConfig:
+        """Parse the text of a config file (``source``: where it came from, for messages
+        and relative paths)."""
+        where = str(source) if source is not None else "<config>"
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
+        return cls.from_mapping(data, source=source)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: Path | None = None) -> DaemonConfig:
+        """Parse a config already decoded from TOML."""
+        return _Parser(source).config(data)
+
+    def with_overrides(
+        self,
+        *,
+        addresses: Sequence[str] = (),
+        state_dir: Path | str | None = None,
+    ) -> DaemonConfig:
+        """The command line's ``--addr`` (replacing the configured addresses) and
+        ``--state-dir``; :class:`~dockyard.core.UsageError` for a bad address."""
+        listeners = self.listeners
+        if addresses:
+            tls = next(
+                (ln.tls for ln in self.listeners if isinstance(ln, TcpListener) and ln.tls),
+                None,
+            )
+            group = next((ln.group for ln in self.listeners if isinstance(ln, UnixListener)), None)
+            listeners = tuple(_listener(a, tls=tls, group=group) for a in addresses)
+        return replace(
+            self,
+            listeners=listeners,
+            state_dir=Path(state_dir).absolute() if state_dir is not None else self.state_dir,
+        )
+
+
+def default_gc_policies(
+    *,
+    reserved_space: Space | None = None,
+    max_used_space: Space | None = None,
+    min_free_space: Space | None = None,
+) -> tuple[GcPolicy, ...]:
+    """The built-in rules (BuildKit's defaults): first the easily re-made records
+    (local contexts, cache mounts, git checkouts) unused for 2 days beyond 512 MB; then
+    anything unused for 60 days; then anything beyond the space limits; then internal
+    and frontend records too."""
+    reserved = reserved_space or Space(percent=10)
+    max_used = max_used_space or Space(percent=60)
+    min_free = min_free_space or Space(percent=20)
+    reproducible = UsageFilter(
+        types=frozenset(
+            {RecordType.SOURCE_LOCAL, RecordType.EXEC_CACHEMOUNT, RecordType.SOURCE_GIT}
+        )
+    )
+    limited = GcPolicy(reserved_space=reserved, max_used_space=max_used, min_free_space=min_free)
+    return (
+        GcPolicy(
+            filter=reproducible, keep_duration=48 * 3600.0, max_used_space=Space(bytes=512 << 20)
+        ),
+        replace(limited, keep_duration=60 * 86400.0),
+        limited,
+        replace(limited, all=True),
+    )
+
+
+# -- scalar parsers (also for command-line flags) --------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+
+def parse_space(value: object) -> Space:
+    """``512000000``, ``"512MB"`` (binary units, as docker), ``"10%"``; a
+    :class:`~dockyard.core.UsageError` otherwise."""
+    if isinstance(value, bool):
+        raise UsageError(f"invalid size {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise UsageError(f"invalid size {value}: must not be negative")
+        return Space(bytes=value)
+    if isinstance(value, str):
+        percent = _PERCENT.match(value)
+        if percent:
+            amount = float(percent.group(1))
+            if amount > 100:
+                raise UsageError(f"invalid size {value!r}: more than 100%")
+            return Space(percent=amount)
+        match = _SIZE.match(value)
+        if match:
+            number, unit, _ = match.groups()
+            return Space(bytes=int(float(number) * (1 << _SIZE_SHIFT[unit.lower()])))
+    raise UsageError(
+        f"invalid size {value!r} (expected bytes, a size such as '512MB', or a percentage)"
+    )
+
+
+def parse_duration(value: object) -> float:
+    """Seconds: a number of seconds, or a Go duration (``"48h"``, ``"1h30m"``, ``"90s"``,
+    plus ``d`` for days); a :class:`~dockyard.core.UsageError` otherwise."""
+    if isinstance(value, bool):
+        raise UsageError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        if value < 0 or not math.isfinite(value):
+            raise UsageError(f"invalid duration {value!r}: must be a positive number of seconds")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "0":
+            return 0.0
+        pos = 0
+        total = 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            pos = match.end()
+        if text and pos == len(text):
+            return total
+    raise UsageError(f"invalid duration {value!r} (expected seconds or e.g. '48h', '1h30m')")
+
+
+def parse_address(address: str) -> Listener:
+    """``unix:///path/to.sock`` or ``tcp://host:port`` (``[::1]:port`` for IPv6); a
+    :class:`~dockyard.core.UsageError` otherwise. TLS and the socket group are not
+    part of an address: see :meth:`DaemonConfig.with_overrides`."""
+    return _listener(address, tls=None, group=None, check_tls=False)
+
+
+def _listener(
+    address: str, *, tls: TlsConfig | None, group: int | None, check_tls: bool = True
+) -> Listener:
+    text = address.strip()
+    if text.startswith("unix://"):
+        path = text[len("unix://") :]
+        if not path.startswith("/"):
+            raise UsageError(f"invalid address {address!r}: a unix socket needs an absolute path")
+        return UnixListener(path=Path(path), group=group)
+    if text.startswith("tcp://"):
+        rest = text[len("tcp://") :].rstrip("/")
+        host, sep, port_text = rest.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            raise UsageError(f"invalid address {address!r}: write an IPv6 host as [::1]")
+        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise UsageError(f"invalid address {address!r} (expected tcp://HOST:PORT)")
+        listener = TcpListener(host=host, port=int(port_text), tls=tls)
+        if check_tls and tls is None and not listener.loopback:
+            raise UsageError(
+                f"address {address!r} is reachable from other hosts: it needs mutual TLS "
+                "([grpc.tls] cert, key and ca in the config file)"
+            )
+        return listener
+    raise UsageError(f"invalid address {address!r} (expected unix:///PATH or tcp://HOST:PORT)")
+
+
+# -- the file --------------------------------------------------------------------------
+
+_TOP = ("state-dir", "allowed-entitlements", "grpc", "worker", "registry")
+_GRPC = ("address", "group", "tls")
+_TLS = ("cert", "key", "ca")
+_SPACES = ("reserved-space", "max-used-space", "min-free-space")
+_WORKER = (
+    "runtime",
+    "runtime-binary",
+    "snapshotter",
+    "max-parallelism",
+    "gc",
+    "gc-interval",
+    *_SPACES,
+    "gcpolicy",
+)
+_POLICY = ("all", "filters", "keep-duration", *_SPACES)
+_RECORD_TYPE_ALIASES = {"source.git.checkout": "source.git"}
+
+
+def _squash(key: str) -> str:
+    return key.replace("-", "").replace("_", "").lower()
+
+
+class _Parser:
+    def __init__(self, source: Path | None) -> None:
+        self.source = source
+        self.where = str(source) if source is not None else "<config>"
+        self.base = source.parent if source is not None else Path.cwd()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {key}: {message}")
+
+    def table(self, value: object, key: str, known: Sequence[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(key, "must be a table")
+        for name in value:
+            if name in known:
+                continue
+            guess = [k for k in known if _squash(k) == _squash(name)]
+            guess = guess or difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            full = f"{key}.{name}" if key else name
+            raise self.error(full, f"unknown key{hint}")
+        return value
+
+    def typed(self, value: object, key: str, kind: type[T], what: str) -> T:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(key, f"must be {what}, not {_show(value)}")
+        return value
+
+    def strings(self, value: object, key: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"must be a list of strings, not {_show(value)}")
+        return tuple(value)
+
+    def path(self, value: object, key: str) -> Path:
+        text = self.typed(value, key, str, "a path")
+        if not text:
+            raise self.error(key, "must not be empty")
+        return (self.base / Path(text).expanduser()).absolute()
+
+    def convert(self, key: str, value: object, parse: Callable[[Any], T]) -> T:
+        try:
+            return parse(value)
+        except DockyardError as exc:
+            raise self.error(key, exc.message) from exc
+
+    # -- sections ------------------------------------------------------------------------
+
+    def config(self, data: Mapping[str, Any]) -> DaemonConfig:
+        data = self.table(data, "", _TOP)
+        worker = self.table(data.get("worker", {}), "worker", _WORKER)
+        grpc_table = self.table(data.get("grpc", {}), "grpc", _GRPC)
+        runtime = worker.get("runtime", "crun")
+        if runtime not in get_args(RuntimeName):
+            raise self.error(
+                "worker.runtime", f"unknown OCI runtime {runtime!r} (expected crun or runc)"
+            )
+        snapshotter = worker.get("snapshotter", "auto")
+        if snapshotter not in get_args(SnapshotterName):
+            raise self.error(
+                "worker.snapshotter",
+                f"unknown snapshotter {snapshotter!r} (expected auto, overlayfs or native)",
+            )
+        binary = worker.get("runtime-binary")
+        if binary is not None:
+            binary = self.typed(binary, "worker.runtime-binary", str, "a program name or path")
+            if not binary:
+                raise self.error("worker.runtime-binary", "must not be empty")
+        parallelism = worker.get("max-parallelism")
+        if parallelism is not None:
+            parallelism = self.typed(parallelism, "worker.max-parallelism", int, "an integer")
+            if parallelism < 1:
+                raise self.error("worker.max-parallelism", f"must be at least 1, not {parallelism}")
+        state_dir = data.get("state-dir")
+        return DaemonConfig(
+            state_dir=self.path(state_dir, "state-dir") if state_dir is not None else None,
+            runtime=runtime,
+            runtime_binary=binary,
+            snapshotter=snapshotter,
+            max_parallelism=parallelism,
+            registry=self.registry(data.get("registry", {})),
+            entitlements=self.entitlements(data.get("allowed-entitlements", [])),
+            listeners=self.listeners(grpc_table),
+            gc=self.gc(worker),
+            source=self.source,
+        )
+
+    def registry(self, value: object) -> RegistryConfig:
+        if not isinstance(value, Mapping):
+            raise self.error("registry", "must be a table of hosts")
+        try:
+            return RegistryConfig.from_mapping(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where}: {exc.message}") from exc
+
+    def entitlements(self, value: object) -> frozenset[Entitlement]:
+        key = "allowed-entitlements"
+        return frozenset(self.convert(key, v, Entitlement.parse) for v in self.strings(value, key))
+
+    def listeners(self, table: Mapping[str, Any]) -> tuple[Listener, ...]:
+        group: int | None = None
+        if "group" in table:
+            group = self.group(table["group"])
+        tls: TlsConfig | None = None
+        if "tls" in table:
+            tls_table = self.table(table["tls"], "grpc.tls", _TLS)
+            missing = [k for k in _TLS if k not in tls_table]
+            if missing:
+                raise self.error(
+                    "grpc.tls",
+                    f"mutual TLS needs cert, key and ca (missing {', '.join(missing)})",
+                )
+            tls = TlsConfig(
+                cert=self.path(tls_table["cert"], "grpc.tls.cert"),
+                key=self.path(tls_table["key"], "grpc.tls.key"),
+                ca=self.path(tls_table["ca"], "grpc.tls.ca"),
+            )
+        addresses = self.strings(table.get("address", [f"unix://{DEFAULT_SOCKET}"]), "grpc.address")
+        if not addresses:
+            raise self.error("grpc.address", "must list at least one address")
+        listeners = tuple(
+            self.convert("grpc.address", a, lambda a: _listener(a, tls=tls, group=group))
+            for a in addresses
+        )
+        seen: set[str] = set()
+        for listener in listeners:
+            if listener.url in seen:
+                raise self.error("grpc.address", f"{listener.url} is listed twice")
+            seen.add(listener.url)
+        return listeners
+
+    def group(self, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise self.error("grpc.group", f"invalid group id {value}")
+            return value
+        name = self.typed(value, "grpc.group", str, "a group name or id")
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            raise self.error("grpc.group", f"no group named {name!r} on this host") from None
+
+    def space(self, table: Mapping[str, Any], key: str, prefix: str) -> Space | None:
+        if key not in table:
+            return None
+        return self.convert(f"{prefix}.{key}", table[key], parse_space)
+
+    def gc(self, worker: Mapping[str, Any]) -> GcConfig:
+        enabled = self.typed(worker.get("gc", True), "worker.gc", bool, "true or false")
+        interval = DEFAULT_GC_INTERVAL
+        if "gc-interval" in worker:
+            interval = self.convert("worker.gc-interval", worker["gc-interval"], parse_duration)
+            if interval <= 0:
+                raise self.error("worker.gc-interval", "must be longer than 0")
+        if "gcpolicy" in worker:
+            for key in _SPACES:
+                if key in worker:
+                    raise self.error(
+                        f"worker.{key}",
+                        "sets the limits of the built-in GC rules, which [[worker.gcpolicy]] "
+                        "replaces: set it in each rule instead",
+                    )
+            rules = worker["gcpolicy"]
+            if not isinstance(rules, list):
+                raise self.error(
+                    "worker.gcpolicy", "must be a list of tables ([[worker.gcpolicy]])"
+                )
+            policies = tuple(self.policy(rule, i) for i, rule in enumerate(rules))
+        else:
+            policies = default_gc_policies(
+                reserved_space=self.space(worker, "reserved-space", "worker"),
+                max_used_space=self.space(worker, "max-used-space", "worker"),
+                min_free_space=self.space(worker, "min-free-space", "worker"),
+            )
+        return GcConfig(enabled=enabled, interval=interval, policies=policies)
+
+    def policy(self, value: object, index: int) -> GcPolicy:
+        key = f"worker.gcpolicy[{index}]"
+        rule = self.table(value, key, _POLICY)
+        keep: float | None = None
+        if "keep-duration" in rule:
+            keep = self.convert(f"{key}.keep-duration", rule["keep-duration"], parse_duration)
+        return GcPolicy(
+            all=self.typed(rule.get("all", False), f"{key}.all", bool, "true or false"),
+            filter=self.filters(rule.get("filters", []), f"{key}.filters"),
+            keep_duration=keep or None,
+            reserved_space=self.space(rule, "reserved-space", key),
+            max_used_space=self.space(rule, "max-used-space", key),
+            min_free_space=self.space(rule, "min-free-space", key),
+        )
+
+    def filters(self, value: object, key: str) -> UsageFilter:
+        items: list[str] = []
+        for text in self.strings(value, key):
+            for item in text.split(","):
+                name, sep, wanted = item.partition("=")
+                wanted = wanted.removeprefix("=")  # BuildKit's containerd syntax: type==x
+                if name.strip() == "type":
+                    wanted = _RECORD_TYPE_ALIASES.get(wanted.strip(), wanted.strip())
+                items.append(f"{name.strip()}{sep}{wanted}")
+        return self.convert(key, items, UsageFilter.parse)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)

@@ -20,7 +20,10 @@ __all__ = ["cli", "main", "run"]
 _COMMANDS: dict[str, str] = {
     "debug": "dockyard.cli.debug:debug",
     "du": "dockyard.cli._du:du",
+    "image": "dockyard.cli._images:image",
+    "images": "dockyard.cli._images:images",
     "prune": "dockyard.cli._du:prune",
+    "rmi": "dockyard.cli._images:rmi",
     "solve": "dockyard.cli._solve:solve",
 }
 

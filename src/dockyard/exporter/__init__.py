@@ -20,7 +20,14 @@ times; with ``rewrite-timestamp=true`` also file times inside new layers.
 """
 
 from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
-from ._compress import ParallelGzip, compression_of, new_compressor, open_decompressed
+from ._compress import (
+    LayerCompressor,
+    ParallelGzip,
+    compression_of,
+    new_compressor,
+    open_decompressed,
+)
+from ._dest import open_stream
 from ._exporters import (
     DockerExporter,
     ImageExporter,
@@ -29,7 +36,13 @@ from ._exporters import (
     TarExporter,
     resolve,
 )
-from ._image import CommittedImage, default_config, normalize_history, patch_config
+from ._image import (
+    CommittedImage,
+    default_config,
+    normalize_history,
+    parse_timestamp,
+    patch_config,
+)
 from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink
 from ._options import (
     Annotation,
@@ -75,6 +88,7 @@ __all__ = [
     "ImageExporter",
     "ImageOptions",
     "IngestSink",
+    "LayerCompressor",
     "LoadedImage",
     "LocalExport",
     "LocalExporter",
@@ -93,8 +107,10 @@ __all__ = [
     "new_compressor",
     "normalize_history",
     "open_decompressed",
+    "open_stream",
     "parse_exporter",
     "parse_output",
+    "parse_timestamp",
     "patch_config",
     "resolve",
     "write_archive",

@@ -51,9 +51,29 @@ def _xattrs(path: str) -> dict[str, bytes]:
 # -- tar ---------------------------------------------------------------------------------
 
 
+class _Counting:
+    """A write-only stream that knows its position (tarfile asks; pipes cannot tell)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._pos = 0
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
 class _TarWriter:
     def __init__(self, out: BinaryIO, epoch: int | None) -> None:
-        self.tar = tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)
+        self.out = _Counting(out)
+        self.tar = tarfile.TarFile(fileobj=self.out, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
         self.tar.copybufsize = _CHUNK  # type: ignore[attr-defined]
         self.epoch = epoch
         self.links: dict[tuple[int, int], str] = {}
@@ -116,6 +136,7 @@ def write_tree_tar(root: str | None, out: BinaryIO, *, epoch: int | None = None)
     if root is not None:
         w.walk(root, "")
     w.tar.close()
+    w.out.flush()
 
 
 # -- copy into a directory ---------------------------------------------------------------

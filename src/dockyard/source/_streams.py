@@ -23,6 +23,7 @@ CHUNK = 1 << 20
 Compression = str
 """``"gzip"``, ``"zstd"`` or ``"uncompressed"``."""
 
+_GZIP_INPUT = 256 << 10  # compressed bytes per zlib call: small pending tails to copy
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -105,31 +106,41 @@ def sniff_compression(head: bytes) -> Compression:
     return "uncompressed"
 
 
-class _FullReads:
+class _Buffered:
     """``read(n)`` returns exactly ``n`` bytes unless the stream ends (what
-    :class:`tarfile.TarFile` needs from its file object)."""
+    :class:`tarfile.TarFile` needs from its file object), served from 1 MiB pieces of
+    ``inner``: tarfile reads 512-byte headers, and asking a decompressor for 512 bytes at
+    a time would cost a call (and a copy of its pending input) per header."""
 
     def __init__(self, inner: _Readable) -> None:
         self._inner = inner
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
 
     def read(self, n: int = -1) -> bytes:
         if n < 0:
-            parts = []
-            while chunk := self._inner.read(CHUNK):
+            parts = [self._buf[self._pos :]]
+            self._buf, self._pos = b"", 0
+            while not self._eof:
+                chunk = self._inner.read(CHUNK)
+                if not chunk:
+                    self._eof = True
                 parts.append(chunk)
             return b"".join(parts)
-        first = self._inner.read(n)
-        if len(first) == n or not first:
-            return first
-        parts = [first]
-        got = len(first)
-        while got < n:
-            chunk = self._inner.read(n - got)
+        while len(self._buf) - self._pos < n and not self._eof:
+            chunk = self._inner.read(CHUNK)
             if not chunk:
+                self._eof = True
                 break
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+            self._buf = self._buf[self._pos :] + chunk if self._pos < len(self._buf) else chunk
+            self._pos = 0
+        if self._pos == 0 and n >= len(self._buf):
+            data, self._buf = self._buf, b""
+            return data
+        data = self._buf[self._pos : self._pos + n]
+        self._pos += len(data)
+        return data
 
     def readinto(self, buf: bytearray | memoryview) -> int:
         data = self.read(len(buf))
@@ -152,7 +163,7 @@ class _Gunzip:
         limit = n if n > 0 else CHUNK
         while not self._done:
             if not self._input:
-                self._input = self._src.read(CHUNK)
+                self._input = self._src.read(_GZIP_INPUT)
                 if not self._input:
                     if self._started and not self._d.eof:
                         raise ContentError("truncated gzip layer (the stream ended early)")
@@ -202,4 +213,4 @@ def decompressed(tee: Tee) -> BinaryIO:
         inner = _Unzstd(tee)
     else:
         inner = tee
-    return _FullReads(inner)  # type: ignore[return-value]
+    return _Buffered(inner)  # type: ignore[return-value]

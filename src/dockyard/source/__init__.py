@@ -11,6 +11,8 @@ The engine builds one of each and registers it in ``Worker.sources``::
             unpacker=unpacker,
         ),
         "oci-layout": OCILayoutSource(cache=cache, content=content, unpacker=unpacker),
+        "git": GitSource(cache=cache, secrets_key=SECRETS, ssh_key=SSH_AGENTS),
+        "https": http, "http": http,     # http = HttpSource(cache=cache, secrets_key=SECRETS)
     }
 
 - :class:`LocalSource` — ``local://NAME``: the client's directory synced incrementally
@@ -22,7 +24,13 @@ The engine builds one of each and registers it in ``Worker.sources``::
 - :class:`OCILayoutSource` — ``oci-layout://STORE[:TAG][@DIGEST]``: an image from an OCI
   layout directory or tarball;
 - :class:`LayerUnpacker` — layers applied into chains of committed snapshots keyed by
-  chain id, each layer unpacked once and shared between images.
+  chain id, each layer unpacked once and shared between images;
+- :class:`GitSource` — ``git://`` repositories at any ref with the real ``git`` (keyed by
+  commit, a bare-repository cache, submodules, credentials from the session);
+- :class:`HttpSource` — ``http(s)://`` files (pins, ETag/Last-Modified re-validation,
+  retries and limits);
+- remote build contexts (:func:`parse_remote_context`, :class:`GitContext`,
+  :class:`HttpContext`, :func:`read_context_stream`): the pieces of ``dockyard build URL``.
 
 ``scratch`` is no source op: LLB models it as "no input" (an empty Definition or an
 input index of -1), which the solver and the file ops handle.
@@ -31,6 +39,23 @@ The resolvers satisfy ``dockyard.llbsolver.SourceResolver`` structurally (this l
 sits below ``llbsolver``): see :mod:`dockyard.source.types`.
 """
 
+from ._git import (
+    GIT_SNAPSHOT_LABEL,
+    GitCredentials,
+    GitInstance,
+    GitSource,
+    GitStatistics,
+    ResolvedRef,
+)
+from ._git_url import GitRemote, GitSpec, redact_url
+from ._http import (
+    DownloadedFile,
+    HttpInstance,
+    HttpLimits,
+    HttpSource,
+    HttpSpec,
+    HttpStatistics,
+)
 from ._image import (
     FrontendImageResolver,
     ImageInstance,
@@ -49,13 +74,41 @@ from ._layers import (
 from ._local import CONTENT_LABEL, LocalInstance, LocalSource, LocalSpec, LocalStatistics
 from ._ocilayout import LayoutImage, LayoutRef, OCILayoutInstance, OCILayoutSource
 from ._registry import SessionCredentials
+from ._remote_context import (
+    ContextFormat,
+    FetchedContext,
+    GitContext,
+    HttpContext,
+    fetch_git_context,
+    fetch_http_context,
+    parse_remote_context,
+    read_context_stream,
+    sniff_context,
+)
 from .types import LocalImages, SourceOpRequest
 
 __all__ = [
     "CHAIN_ID_LABEL",
     "CONTENT_LABEL",
+    "GIT_SNAPSHOT_LABEL",
     "BlobStream",
+    "ContextFormat",
+    "DownloadedFile",
+    "FetchedContext",
     "FrontendImageResolver",
+    "GitContext",
+    "GitCredentials",
+    "GitInstance",
+    "GitRemote",
+    "GitSource",
+    "GitSpec",
+    "GitStatistics",
+    "HttpContext",
+    "HttpInstance",
+    "HttpLimits",
+    "HttpSource",
+    "HttpSpec",
+    "HttpStatistics",
     "ImageInstance",
     "ImageRequest",
     "ImageSource",
@@ -71,8 +124,15 @@ __all__ = [
     "OCILayoutInstance",
     "OCILayoutSource",
     "PinnedImage",
+    "ResolvedRef",
     "SessionCredentials",
     "SourceOpRequest",
     "UnpackStatistics",
     "chain_ids",
+    "fetch_git_context",
+    "fetch_http_context",
+    "parse_remote_context",
+    "read_context_stream",
+    "redact_url",
+    "sniff_context",
 ]

@@ -15,7 +15,7 @@ import pytest
 
 from dockyard import llb
 from dockyard.cli.main import main
-from dockyard.core import CollectingReporter, FrontendError, VertexStatus
+from dockyard.core import CollectingReporter, FrontendError, NotFoundError, VertexStatus
 from dockyard.engine import BuildRequest, Engine
 from dockyard.exporter import parse_output
 from dockyard.frontend import DockerfileOptions, PythonOptions
@@ -444,3 +444,28 @@ async def test_dockerfile_named_contexts_and_target(engine: Engine, tmp_path: Pa
     assert (out / "listing").read_text() == "data.txt\nfrom the named context\n"
     names = {s.name for s in reporter.statuses()}
     assert "[context extra] load from client" in names
+
+
+async def test_dockerfile_in_a_subdirectory_and_through_a_symlink(
+    engine: Engine, tmp_path: Path
+) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "build").mkdir(parents=True)
+    (ctx / "build" / "real.Dockerfile").write_text("FROM scratch\nCOPY a.txt /\n")
+    (ctx / "build" / "Dockerfile").symlink_to("real.Dockerfile")
+    (ctx / "build" / "Dockerfile.dockerignore").write_text("*.txt\n!a.txt\n")
+    (ctx / "a.txt").write_text("a")
+    out = tmp_path / "out"
+    await dockerfile_build(
+        engine,
+        ctx,
+        options=DockerfileOptions(filename="build/Dockerfile"),
+        outputs=(f"type=local,dest={out}",),
+    )
+    assert read_tree(out) == {"a.txt": b"a"}
+
+    with pytest.raises(NotFoundError, match="failed to read dockerfile: build/Nope"):
+        await dockerfile_build(engine, ctx, options=DockerfileOptions(filename="build/Nope"))
+    (ctx / "escape").symlink_to("/etc/hostname")
+    with pytest.raises(NotFoundError, match="failed to read dockerfile: escape"):
+        await dockerfile_build(engine, ctx, options=DockerfileOptions(filename="escape"))

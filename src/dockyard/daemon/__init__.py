@@ -13,6 +13,8 @@ engine's values and the control API's messages (``dockyard/api/proto/control.pro
   :func:`error_from_rpc`), usage records and GC rules ↔ their messages.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._config import (
     DEFAULT_CONFIG_PATH,
     DEFAULT_GC_INTERVAL,
@@ -33,10 +35,58 @@ from ._config import (
     parse_space,
 )
 
+if TYPE_CHECKING:
+    from ._convert import (
+        DETAILS_KEY,
+        ERROR_DETAIL_TYPE,
+        abort,
+        error_from_rpc,
+        error_from_status,
+        error_to_status,
+        events_to_status,
+        gc_policy_from_pb,
+        gc_policy_to_pb,
+        prune_request_to_pb,
+        status_to_events,
+        usage_record_from_pb,
+        usage_record_to_pb,
+    )
+
+_LAZY = frozenset(
+    {
+        "DETAILS_KEY",
+        "ERROR_DETAIL_TYPE",
+        "abort",
+        "error_from_rpc",
+        "error_from_status",
+        "error_to_status",
+        "events_to_status",
+        "gc_policy_from_pb",
+        "gc_policy_to_pb",
+        "prune_request_to_pb",
+        "status_to_events",
+        "usage_record_from_pb",
+        "usage_record_to_pb",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _convert
+
+    value = getattr(_convert, name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_GC_INTERVAL",
     "DEFAULT_SOCKET",
+    "DETAILS_KEY",
+    "ERROR_DETAIL_TYPE",
     "DaemonConfig",
     "GcConfig",
     "GcPolicy",
@@ -47,8 +97,19 @@ __all__ = [
     "TcpListener",
     "TlsConfig",
     "UnixListener",
+    "abort",
     "default_gc_policies",
+    "error_from_rpc",
+    "error_from_status",
+    "error_to_status",
+    "events_to_status",
+    "gc_policy_from_pb",
+    "gc_policy_to_pb",
     "parse_address",
     "parse_duration",
     "parse_space",
+    "prune_request_to_pb",
+    "status_to_events",
+    "usage_record_from_pb",
+    "usage_record_to_pb",
 ]

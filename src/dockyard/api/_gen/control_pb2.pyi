@@ -213,8 +213,18 @@ class ErrorDetail(_message.Message):
     RECORD_JSON_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     record_json: str
-    sources: _containers.RepeatedCompositeFieldContainer[_ops_pb2.SourceInfo]
-    def __init__(self, record_json: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_ops_pb2.SourceInfo, _Mapping]]] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[SourceExcerpt]
+    def __init__(self, record_json: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[SourceExcerpt, _Mapping]]] = ...) -> None: ...
+
+class SourceExcerpt(_message.Message):
+    __slots__ = ("filename", "first_line", "data")
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    first_line: int
+    data: bytes
+    def __init__(self, filename: _Optional[str] = ..., first_line: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class DiskUsageRequest(_message.Message):
     __slots__ = ("filter",)

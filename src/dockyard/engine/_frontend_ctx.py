@@ -4,7 +4,6 @@ base-image metadata, and files read from the client's directories."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import stat
@@ -123,10 +122,13 @@ def _read_file(root: Path, rel: str) -> bytes | None:
         fd = open_in_root(root, rel, os.O_RDONLY | os.O_NONBLOCK)
     except DockyardError:
         return None  # missing, a symlink loop, or a link leading nowhere in the tree
-    with contextlib.closing(os.fdopen(fd, "rb")) as f:
-        st = os.fstat(f.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
         if st.st_size > _MAX_FILE:
             raise UsageError(f"{rel} is too large to read ({st.st_size} bytes)")
-        return f.read(_MAX_FILE + 1)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(_MAX_FILE + 1)
+    finally:
+        os.close(fd)

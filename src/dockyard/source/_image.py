@@ -35,6 +35,7 @@ from dockyard.core import (
     UsageError,
     host_platform,
 )
+from dockyard.core.singleflight import SingleFlight
 from dockyard.llb import ATTR, ResolveMode
 from dockyard.oci import (
     Descriptor,
@@ -214,6 +215,7 @@ class ImageSource:
         self.unpacker = unpacker if unpacker is not None else LayerUnpacker(cache, content)
         self._session_key = session_key
         self._clients = ClientPool(config=registry, credentials=credentials, sessions=sessions)
+        self._downloads: SingleFlight[str, None] = SingleFlight()
 
     async def aclose(self) -> None:
         """Close the registry clients."""
@@ -361,13 +363,19 @@ class ImageSource:
                         "(resolve mode local never pulls)"
                     )
                 client = await self._clients.client(session_ids)
-                sink = StoreSink(self.content, digest=digest, size=layer.blob.size, lease=lease)
 
                 def on_bytes(n: int) -> None:
                     if progress is not None:
                         progress.downloading(layer, n)
 
-                await client.fetch_blob(image.reference, layer.blob, sink, on_progress=on_bytes)
+                async def download() -> None:
+                    if self.content.has(digest):
+                        return
+                    sink = StoreSink(self.content, digest=digest, size=layer.blob.size, lease=lease)
+                    await client.fetch_blob(image.reference, layer.blob, sink, on_progress=on_bytes)
+
+                # one download per blob, whichever images want it at the same time
+                await self._downloads.do(str(digest), download)
                 if progress is not None:
                     progress.downloading(layer, layer.blob.size, done=True)
                 return BlobStream(open=opener, verified=True)

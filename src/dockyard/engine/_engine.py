@@ -147,7 +147,13 @@ class Engine:
 
         state = config.state_dir
         scratch = state / "tmp"
-        await asyncio.to_thread(shutil.rmtree, scratch, True)  # a crash's leftovers
+        # a crash's leftovers: containers and their mounts first (they hold snapshots),
+        # then what the cache manager recovers itself
+        executor = OciExecutor(
+            state / "executor", runtime=config.runtime, binary=config.runtime_binary
+        )
+        await asyncio.to_thread(executor.reap_stale)
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
         cache = await CacheManager.open(state, snapshotter=config.snapshotter)
         closers.push(cache.close)
         content = ContentStore(state / "content")
@@ -156,9 +162,6 @@ class Engine:
         closers.push_sync(images.close)
         keys = SqliteCacheKeyStorage(state / "metadata.db")
         closers.push_sync(keys.close)
-        executor = OciExecutor(
-            state / "executor", runtime=config.runtime, binary=config.runtime_binary
-        )
         sessions = SessionManager()  # SSH sockets in the system temp dir: short paths
         closers.push(sessions.aclose)
         plugins = sources(config, cache=cache, content=content, images=images, sessions=sessions)

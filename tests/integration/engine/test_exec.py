@@ -185,3 +185,18 @@ async def test_second_engine_on_the_state_dir_is_refused(state: Path) -> None:
     async with open_engine(state):
         with pytest.raises(StateDirInUseError, match="in use by another Dockyard engine"):
             await Engine.open(EngineConfig(state_dir=state))
+
+
+async def test_opening_the_engine_cleans_up_after_a_dead_one(state: Path) -> None:
+    # what a process killed mid-run leaves: a bundle with its root still mounted
+    rootfs = state / "executor" / "bundles" / "dy-deadbeef00000000" / "rootfs"
+    rootfs.mkdir(parents=True)
+    mount = await asyncio.create_subprocess_exec("mount", "-t", "tmpfs", "tmpfs", str(rootfs))
+    assert await mount.wait() == 0
+    leftover = state / "tmp" / "client-files-x"
+    leftover.mkdir(parents=True)
+    async with open_engine(state) as engine:
+        assert not rootfs.parent.exists()
+        assert not leftover.exists()
+        assert await run_logs(engine, busybox().run("echo works").root) == "works\n"
+    # mountinfo_unchanged (through the state fixture) checks the tmpfs is gone

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ CHAIN_ID_LABEL = "dockyard.source.chainid"
 
 DIFF_ID_LABEL = "dockyard.source.diffid"
 _DOWNLOADS = 3  # concurrent blob fetches per image (BuildKit's default)
+_PROGRESS_INTERVAL = 0.1
 
 
 def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
@@ -107,8 +109,7 @@ class BlobStream:
 
 
 class LayerProgress:
-    """Progress of one image's layers; the unpacker calls it from the event loop and from
-    worker threads (``extracted``)."""
+    """Progress of one image's layers; the unpacker calls it on the event loop."""
 
     def extracting(self, layer: LayerSpec) -> None:
         return None
@@ -283,7 +284,7 @@ class LayerUnpacker:
                     source,
                     sink=writer,
                     cancelled=(stop, cancelled) if cancelled is not None else (stop,),
-                    on_read=lambda n: progress.extracted(layer, False, n),
+                    on_read=_from_thread(lambda n: progress.extracted(layer, False, n)),
                 )
                 progress.extracting(layer)
                 result, compression = await complete(
@@ -335,6 +336,21 @@ class LayerUnpacker:
         compression = await asyncio.to_thread(lambda: sniff_compression(tee.peek(4)))
         result = await self.cache.snapshotter.apply(key, decompressed(tee))
         return result, compression
+
+
+def _from_thread(report: Callable[[int], None]) -> Callable[[int], None]:
+    """A progress callback for a worker thread: reporters belong to the event loop, so
+    the call is handed to it (at most every 0.1 s)."""
+    loop = asyncio.get_running_loop()
+    last = [0.0]
+
+    def on_read(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= _PROGRESS_INTERVAL:
+            last[0] = now
+            loop.call_soon_threadsafe(report, n)
+
+    return on_read
 
 
 class _LazyFile:

@@ -73,6 +73,8 @@ WARNING_LEVEL = 1
 #: The most bytes of error detail put in the trailer: gRPC refuses trailers over 8 KiB
 #: by default, and the message and other metadata travel there too.
 MAX_DETAIL_BYTES = 6 << 10
+#: Roughly the most bytes of events put in one ``StatusResponse``.
+MAX_STATUS_BYTES = 1 << 20
 _EXCERPT_CONTEXT = 4  # lines each side of a location sent with an error
 
 # -- time --------------------------------------------------------------------------------
@@ -104,17 +106,23 @@ def events_to_status(events: Iterable[Event]) -> list[pb.StatusResponse]:
 
     A message lists vertexes, then statuses, then logs, then warnings; a new message
     starts whenever an event would otherwise be read before one that came earlier (a
-    step's completion after its last log line goes in the next message).
+    step's completion after its last log line goes in the next message), and before a
+    message grows past about :data:`MAX_STATUS_BYTES` (gRPC refuses messages over 4 MiB
+    by default).
     """
     out: list[pb.StatusResponse] = []
     message: pb.StatusResponse | None = None
     rank = -1
+    size = 0
     for event in events:
         event_rank = _RANK[type(event)]
-        if message is None or event_rank < rank:
+        event_size = len(event.data) + 100 if isinstance(event, VertexLog) else 300
+        if message is None or event_rank < rank or size + event_size > MAX_STATUS_BYTES:
             message = pb.StatusResponse()
             out.append(message)
+            size = 0
         rank = event_rank
+        size += event_size
         if isinstance(event, VertexStatus):
             message.vertexes.append(_vertex_to_pb(event))
         elif isinstance(event, VertexProgress):

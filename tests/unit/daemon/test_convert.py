@@ -88,6 +88,14 @@ def test_batches_keep_the_order_of_events() -> None:
     assert events_to_status([]) == []
 
 
+def test_large_batches_are_split_below_grpcs_message_limit() -> None:
+    chunk = VertexLog(digest="a", stream=1, data=b"x" * (64 << 10), timestamp=T)
+    messages = events_to_status([chunk] * 100)
+    assert len(messages) > 1
+    assert all(m.ByteSize() <= (1 << 20) + (64 << 10) for m in messages)
+    assert wire(messages) == [chunk] * 100
+
+
 def test_every_field_of_every_event_kind_round_trips() -> None:
     data = b"FROM x\nRUN y\n"
     events: list[Event] = [

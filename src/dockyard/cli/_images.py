@@ -622,38 +622,49 @@ async def _save(
         LocalPath,
         Stdout,
         index_entry,
+        oci_manifest,
         open_stream,
         write_archive,
     )
-    from dockyard.oci import ImageIndex
+    from dockyard.oci import Descriptor, ImageIndex, MediaType
     from dockyard.registry import InvalidReferenceError, Reference
 
     archived: list[ArchiveImage] = []
     entries = []
-    for text in names:
-        found = await find_images(store, text)
-        refs: list[Reference] = []
-        for img in found:
-            with contextlib.suppress(InvalidReferenceError):
-                r = Reference.parse(img.name, default_tag="")
-                if r.tag and not img.dangling:
-                    refs.append(r)
-        by_name = [r for r in refs if str(r) == found[0].name] if len(found) == 1 else []
-        chosen = by_name or ([] if len(found) > 1 else refs)
-        local = await store.resolve(found[0], platform)
-        desc = local.manifest_descriptor
-        item = ArchiveImage(
-            descriptor=desc,
-            config=local.manifest.config,
-            layers=local.manifest.layers,
-            names=tuple(chosen),
-        )
-        archived.append(item)
-        entries += [index_entry(desc, r, None) for r in chosen] or [index_entry(desc, None, None)]
-    index = ImageIndex(manifests=tuple(entries))
-    dest = LocalPath(path=Path(output)) if output else Stdout()
-    async with open_stream(dest, None) as out:
-        await write_archive(content, archived, index, out, docker=docker)
+    async with content.lease() as lease:
+        for text in names:
+            found = await find_images(store, text)
+            refs: list[Reference] = []
+            for img in found:
+                with contextlib.suppress(InvalidReferenceError):
+                    r = Reference.parse(img.name, default_tag="")
+                    if r.tag and not img.dangling:
+                        refs.append(r)
+            by_name = [r for r in refs if str(r) == found[0].name] if len(found) == 1 else []
+            chosen = by_name or ([] if len(found) > 1 else refs)
+            local = await store.resolve(found[0], platform)
+            desc = local.manifest_descriptor
+            manifest = local.manifest
+            if not docker and manifest.media_type != MediaType.OCI_MANIFEST:
+                manifest = oci_manifest(manifest)
+                data = manifest.to_bytes(indent=3)
+                await content.write_blob(data, lease=lease)
+                desc = Descriptor.of(MediaType.OCI_MANIFEST, data, platform=desc.platform)
+            archived.append(
+                ArchiveImage(
+                    descriptor=desc,
+                    config=manifest.config,
+                    layers=manifest.layers,
+                    names=tuple(chosen),
+                )
+            )
+            entries += [index_entry(desc, r, None) for r in chosen] or [
+                index_entry(desc, None, None)
+            ]
+        index = ImageIndex(manifests=tuple(entries))
+        dest = LocalPath(path=Path(output)) if output else Stdout()
+        async with open_stream(dest, None) as out:
+            await write_archive(content, archived, index, out, docker=docker)
 
 
 @image.command("inspect")

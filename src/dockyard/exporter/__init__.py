@@ -40,6 +40,7 @@ from ._image import (
     CommittedImage,
     default_config,
     normalize_history,
+    oci_manifest,
     parse_timestamp,
     patch_config,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "load_archive",
     "new_compressor",
     "normalize_history",
+    "oci_manifest",
     "open_decompressed",
     "open_stream",
     "parse_exporter",

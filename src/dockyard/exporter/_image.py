@@ -44,6 +44,7 @@ __all__ = [
     "commit_image",
     "default_config",
     "normalize_history",
+    "oci_manifest",
     "parse_timestamp",
     "patch_config",
 ]
@@ -192,6 +193,26 @@ def layer_descriptor(layer: ExportedLayer, oci: bool) -> Descriptor:
     kind = MediaType.layer_compression(layer.blob.media_type)
     return Descriptor(
         media_type=MediaType.layer(kind, oci=oci), digest=layer.blob.digest, size=layer.blob.size
+    )
+
+
+def oci_manifest(manifest: ImageManifest) -> ImageManifest:
+    """``manifest`` in OCI media types (a Docker one converted as ``skopeo``/``podman``
+    do for OCI archives: same config and layer blobs, new manifest bytes)."""
+    if manifest.media_type == MediaType.OCI_MANIFEST:
+        return manifest
+    layers = []
+    for layer in manifest.layers:
+        if layer.media_type == MediaType.DOCKER_FOREIGN_LAYER:
+            kind = MediaType.OCI_LAYER_NONDISTRIBUTABLE_GZIP
+        else:
+            kind = MediaType.layer(MediaType.layer_compression(layer.media_type), oci=True)
+        layers.append(dataclasses.replace(layer, media_type=kind))
+    return dataclasses.replace(
+        manifest,
+        media_type=MediaType.OCI_MANIFEST,
+        config=dataclasses.replace(manifest.config, media_type=MediaType.OCI_CONFIG),
+        layers=tuple(layers),
     )
 
 

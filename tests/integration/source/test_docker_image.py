@@ -11,12 +11,21 @@ from pathlib import Path
 import pytest
 
 from dockyard import llb
-from dockyard.core import AuthError, ContentError, NotFoundError, Platform, host_platform
+from dockyard.core import (
+    AuthError,
+    CollectingReporter,
+    ContentError,
+    NotFoundError,
+    Platform,
+    VertexProgress,
+    host_platform,
+)
 from dockyard.dockerfile import ConvertOptions, ImageMetaResolver, convert, parse_dockerfile
-from dockyard.llbsolver import JobOptions
+from dockyard.llbsolver import JobOptions, SourceRequest
 from dockyard.oci import ImageIndex
 from dockyard.registry import RegistryClient, StaticCredentials
 from dockyard.session import Session
+from dockyard.solver import Vertex, VertexContext
 from dockyard.testing.registry import REGISTRY_BINARY, RegistryProcess, start_registry
 from tests.integration.conftest import need_tools, requirement_missing
 
@@ -262,3 +271,26 @@ async def test_dockerfile_from_a_registry_image_with_the_build_context(
     assert tree["etc/os-release"] == (b"test\n", 0o644)
     assert tree["app/app.txt"] == (b"app\n", 0o644)
     assert "app/secret.key" not in tree
+
+
+async def test_cache_key_resolves_without_pulling(
+    engine: Engine, registry: RegistryProcess
+) -> None:
+    image = make_image([(layer_tar({"k": b"key"}), "gzip")])
+    ref = await push(registry, "keys/app:v1", image)
+    vertex = Vertex(digest="sha256:test", name="image", op=None)  # type: ignore[arg-type]
+    reporter = CollectingReporter()
+    ctx = VertexContext.detached(vertex, reporter=reporter)
+    request = SourceRequest.parse("docker-image://" + ref, vertex=vertex.ref())
+    instance = await engine.images.resolve(request, ctx)
+    assert await instance.cache_key(ctx) == str(image.digest)
+    assert not engine.content.has(image.manifest.layers[0].digest)
+    assert await engine.cache.du() == []
+    resolving = [e for e in reporter.events if isinstance(e, VertexProgress)]
+    assert resolving[0].name == f"resolve {ref}"
+    assert resolving[-1].completed is not None
+    snapshot = await instance.snapshot(ctx)
+    try:
+        assert (await engine.tree(snapshot))["k"] == (b"key", 0o644)
+    finally:
+        await snapshot.release()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dockyard.core import (
     CancelledError,
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from ._plugins import Sources
 
 __all__ = ["Engine", "PruneResult"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,18 +217,24 @@ class Engine:
     ) -> None:
         await self.close()
 
-    @contextlib.asynccontextmanager
-    async def _build(self) -> AsyncIterator[None]:
-        """Track the current task as a build, so that :meth:`close` can cancel it."""
+    async def _tracked(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` in a task of its own that :meth:`close` cancels (never the
+        caller's task). A build cut short by ``close`` raises
+        :class:`~dockyard.core.CancelledError`; cancelling the caller cancels ``work``
+        and waits for it to clean up."""
         if self._closed:
+            work.close()
             raise CancelledError("the engine is closed")
-        task = asyncio.current_task()
-        assert task is not None
+        task = asyncio.get_running_loop().create_task(work)
         self._builds.add(task)
+        task.add_done_callback(self._builds.discard)
         try:
-            yield
-        finally:
-            self._builds.discard(task)
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and current.cancelling() == 0:
+                raise CancelledError("the engine was closed while the build ran") from None
+            raise
 
     # -- builds --------------------------------------------------------------------------
     async def solve(self, request: BuildRequest) -> SolveResponse:
@@ -234,17 +242,17 @@ class Engine:
         exporters. Progress goes to ``request.reporter``. Errors are
         :class:`~dockyard.core.DockyardError` naming the failing step (``err.vertex``)
         and, for frontends that know it, the line of the build description."""
-        async with self._build():
-            self._check_entitlements(request)
-            reporter = request.reporter or NullReporter()
-            session = (
-                await self.sessions.get(request.session_id)
-                if request.session_id is not None
-                else None
-            )
-            guard = session.cancel_on_close() if session is not None else contextlib.nullcontext()
-            async with guard:
-                return await self._solve(request, session, reporter)
+        return await self._tracked(self._solve_request(request))
+
+    async def _solve_request(self, request: BuildRequest) -> SolveResponse:
+        self._check_entitlements(request)
+        reporter = request.reporter or NullReporter()
+        session = (
+            await self.sessions.get(request.session_id) if request.session_id is not None else None
+        )
+        guard = session.cancel_on_close() if session is not None else contextlib.nullcontext()
+        async with guard:
+            return await self._solve(request, session, reporter)
 
     def _check_entitlements(self, request: BuildRequest) -> None:
         denied = request.entitlements - self.config.entitlements
@@ -325,8 +333,7 @@ class Engine:
     # -- disk usage ----------------------------------------------------------------------
     async def du(self, filters: UsageFilter | None = None) -> list[UsageRecord]:
         """Cache records matching ``filters``, largest first."""
-        async with self._build():
-            return await self.cache.du(filters)
+        return await self._tracked(self.cache.du(filters))
 
     async def prune(
         self,
@@ -339,15 +346,21 @@ class Engine:
         """Remove unused cache records (see :meth:`dockyard.cache.CacheManager.prune`),
         then blobs nothing refers to any more (no record's layer, no stored image, no
         lease)."""
-        async with self._build():
-            records = await self.cache.prune(
-                all=all, keep_duration=keep_duration, keep_storage=keep_storage, filters=filters
-            )
-            from ._plugins import blob_roots
+        return await self._tracked(self._prune(all, keep_duration, keep_storage, filters))
 
-            gc = await self.content.gc(roots=blob_roots(self.cache, self.images))
-            return PruneResult(
-                records=tuple(records),
-                blobs_removed=len(gc.removed),
-                blob_bytes_freed=gc.freed,
-            )
+    async def _prune(
+        self,
+        all: bool,
+        keep_duration: float | None,
+        keep_storage: int | None,
+        filters: UsageFilter | None,
+    ) -> PruneResult:
+        from ._plugins import blob_roots
+
+        records = await self.cache.prune(
+            all=all, keep_duration=keep_duration, keep_storage=keep_storage, filters=filters
+        )
+        gc = await self.content.gc(roots=blob_roots(self.cache, self.images))
+        return PruneResult(
+            records=tuple(records), blobs_removed=len(gc.removed), blob_bytes_freed=gc.freed
+        )

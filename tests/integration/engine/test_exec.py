@@ -4,13 +4,12 @@ network, users), errors a user reads, cancellation and shutdown without leftover
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
 
 from dockyard import llb
-from dockyard.core import CollectingReporter, ExecError, VertexLog, VertexStatus
+from dockyard.core import CancelledError, CollectingReporter, ExecError, VertexLog, VertexStatus
 from dockyard.engine import BuildRequest, Engine, EngineConfig, StateDirInUseError
 from dockyard.session import Secrets, Session
 
@@ -176,9 +175,10 @@ async def test_closing_the_engine_cancels_builds(state: Path) -> None:
         )
         await asyncio.wait_for(started.wait(), 30)
         await engine.close()
-        with contextlib.suppress(asyncio.CancelledError):
+        with pytest.raises(CancelledError, match="the engine was closed while the build ran"):
             await task
-        assert task.done()
+        with pytest.raises(CancelledError, match="the engine is closed"):
+            await engine.solve(BuildRequest(definition=busybox().marshal()))
 
 
 async def test_second_engine_on_the_state_dir_is_refused(state: Path) -> None:

@@ -15,7 +15,16 @@ from dockyard.core import ContentError, Digest, NotFoundError, Platform
 from dockyard.oci import Descriptor, ImageIndex, ImageManifest, MediaType
 from dockyard.source import CHAIN_ID_LABEL, chain_ids
 
-from .conftest import Engine, MadeImage, layer_tar, make_image, read_tree, tar_of, write_layout
+from .conftest import (
+    Engine,
+    MadeImage,
+    layer_tar,
+    make_image,
+    open_engine,
+    read_tree,
+    tar_of,
+    write_layout,
+)
 
 APP_LAYER = {
     "app": None,
@@ -177,3 +186,26 @@ async def test_unknown_tag_and_store(engine: Engine, tmp_path: Path) -> None:
         await engine.solve(llb.oci_layout(f"{layout}:v2").marshal())
     with pytest.raises(NotFoundError, match="not known"):
         await engine.solve(llb.oci_layout("relative-store:v1").marshal())
+
+
+async def test_layer_snapshots_are_shared_across_restarts(
+    tmp_path: Path, mountinfo_unchanged: None
+) -> None:
+    base = layer_tar({"base": b"base" * 1000})
+    first = make_image([(base, "gzip"), (layer_tar({"one": b"1"}), "gzip")])
+    second = make_image([(base, "zstd"), (layer_tar({"two": b"2"}), "gzip")])
+    layout = await write_layout(tmp_path / "layout", {"first": first, "second": second})
+    async with open_engine(tmp_path / "state") as engine:
+        ref, _ = await engine.solve(llb.oci_layout(f"{layout}:first").marshal())
+        assert ref is not None
+        await ref.release()
+        assert engine.unpacker.statistics().unpacked == 2
+    async with open_engine(tmp_path / "state") as engine:
+        # the base has the same diff_id compressed differently: still one snapshot
+        ref, _ = await engine.solve(llb.oci_layout(f"{layout}:second").marshal())
+        assert ref is not None
+        tree = await engine.tree(ref)
+        await ref.release()
+        assert tree["base"] == (b"base" * 1000, 0o644)
+        assert tree["two"] == (b"2", 0o644)
+        assert engine.unpacker.statistics().unpacked == 1

@@ -8,11 +8,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from dockyard.core import BuildWarning, Reporter, UsageError
-from dockyard.llbsolver.types import Entitlement
 
 if TYPE_CHECKING:
     from dockyard import llb, oci
     from dockyard.exporter import ExportOptions, ExportResponse
+    from dockyard.llbsolver.types import Entitlement
 
 __all__ = ["BuildRequest", "SolveResponse"]
 

@@ -148,8 +148,17 @@ def test_running_step_shows_its_last_log_lines_without_control_characters() -> N
 def test_warnings_of_a_step_are_listed_under_it() -> None:
     renderer, _ = make()
     renderer.emit(VertexStatus(digest="a", name="RUN x", started=T0, completed=T0 + 1))
-    renderer.emit(BuildWarning(short="something odd", digest="a"))
+    renderer.emit(BuildWarning(short="something\nodd", digest="a"))
     assert draw(renderer, T0 + 1).splitlines()[2].startswith(" => WARN: something odd")
+    renderer.close()
+
+
+def test_multi_line_names_take_one_line() -> None:
+    renderer, _ = make()
+    renderer.emit(VertexStatus(digest="a", name="[2/2] RUN <<EOF\necho hi\nEOF", started=T0))
+    lines = draw(renderer, T0 + 1).splitlines()
+    assert lines[1].startswith(" => [2/2] RUN <<EOF echo hi EOF   ")
+    assert len(lines) == 2
     renderer.close()
 
 

@@ -16,6 +16,7 @@ __all__ = ["BufferedRenderer", "QuietRenderer", "Renderer"]
 #: Seconds between writes of buffered output (and checks of held-back output).
 FLUSH_INTERVAL = 0.1
 _FLUSH_BYTES = 64 << 10
+MAX_KEPT_ERRORS = 10
 
 
 @runtime_checkable
@@ -102,6 +103,8 @@ class BufferedRenderer:
         self._broken = False
         self._flush_interval = flush_interval
         self._ticker: _Ticker | None = None
+        self.errors: list[Exception] = []
+        """Exceptions swallowed while rendering (the first few): for tests and debugging."""
 
     # -- the Renderer protocol -----------------------------------------------------------
 
@@ -115,8 +118,8 @@ class BufferedRenderer:
                     self._flush_locked()
             if self._ticker is None and self._flush_interval is not None:
                 self._start_ticker()
-        except Exception:  # a renderer must never break the build it shows
-            return
+        except Exception as exc:  # a renderer must never break the build it shows
+            self._swallow(exc)
 
     def close(self) -> None:
         with self._lock:
@@ -125,8 +128,8 @@ class BufferedRenderer:
             self._closed = True
             try:
                 self._finish()
-            except Exception:
-                pass
+            except Exception as exc:
+                self._swallow(exc)
             self._flush_locked()
             ticker = self._ticker
         if ticker is not None:
@@ -179,8 +182,12 @@ class BufferedRenderer:
                     return
                 self._tick()
                 self._flush_locked()
-        except Exception:
-            return
+        except Exception as exc:
+            self._swallow(exc)
+
+    def _swallow(self, exc: Exception) -> None:
+        if len(self.errors) < MAX_KEPT_ERRORS:
+            self.errors.append(exc)
 
     def _flush_locked(self) -> None:
         if not self._buffer:

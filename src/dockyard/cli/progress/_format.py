@@ -93,7 +93,7 @@ def strip_control(line: str) -> str:
 def warning_line(warning: BuildWarning) -> str:
     """One line of the summary: ``UndefinedVar: Usage of undefined variable '$X' (line 3)``
     — the rule, the message and where (``Dockerfile:3`` when the message does not say)."""
-    text = warning.short
+    text = " ".join(warning.short.splitlines())
     if warning.rule and not text.startswith(warning.rule):
         text = f"{warning.rule}: {text}"
     if warning.locations:

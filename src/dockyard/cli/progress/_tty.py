@@ -32,6 +32,7 @@ from rich.text import Text
 
 from dockyard.core import BuildWarning, Event, VertexLog, VertexProgress, VertexStatus
 
+from ._base import MAX_KEPT_ERRORS
 from ._format import (
     error_log_block,
     format_progress_amount,
@@ -97,6 +98,9 @@ class TtyRenderer:
         self._opened = clock()
         self._closed = False
         self._final_at: float | None = None
+        self._last_frame = Text()
+        self.errors: list[Exception] = []
+        """Exceptions swallowed while rendering (the first few): for tests and debugging."""
         self._live = Live(
             console=self._console,
             auto_refresh=refresh_interval is not None,
@@ -125,8 +129,8 @@ class TtyRenderer:
                     self._trace.progress(event)
                 elif isinstance(event, BuildWarning):
                     self._trace.warning(event)
-        except Exception:  # a renderer must never break the build it shows
-            return
+        except Exception as exc:  # a renderer must never break the build it shows
+            self._swallow(exc)
 
     def close(self) -> None:
         with self._lock:
@@ -149,8 +153,12 @@ class TtyRenderer:
                 )
             for line in lines:
                 self._console.print(Text(line), soft_wrap=True)
-        except Exception:
-            return
+        except Exception as exc:
+            self._swallow(exc)
+
+    def _swallow(self, exc: Exception) -> None:
+        if len(self.errors) < MAX_KEPT_ERRORS:
+            self.errors.append(exc)
 
     def refresh(self) -> None:
         """Redraw now."""
@@ -175,8 +183,14 @@ class TtyRenderer:
     # -- drawing -------------------------------------------------------------------------
 
     def _renderable(self) -> Text:
+        """What rich's refresh thread draws; never raises (it would kill the thread)."""
         final = self._final_at
-        return self.frame(final if final is not None else self._clock(), final=final is not None)
+        try:
+            now = final if final is not None else self._clock()
+            self._last_frame = self.frame(now, final=final is not None)
+        except Exception as exc:
+            self._swallow(exc)
+        return self._last_frame
 
     def frame(self, now: float, *, final: bool = False) -> Text:
         """The view at local time ``now`` (what rich draws). ``final``: every step, no
@@ -206,7 +220,7 @@ class TtyRenderer:
         jobs: list[_Job] = []
         for state in self._trace.started:
             status = state.status
-            name = status.name.replace("\t", " ") or state.digest
+            name = " ".join(status.name.replace("\t", " ").splitlines()) or state.digest
             style = ""
             if status.error:
                 if is_cancelled(status.error):
@@ -246,7 +260,7 @@ class TtyRenderer:
             for warning in state.warnings:
                 jobs.append(
                     _Job(
-                        name="WARN: " + warning.short,
+                        name="WARN: " + " ".join(warning.short.splitlines()),
                         seconds=end - started,
                         done=True,
                         style=_STYLE_CANCEL,

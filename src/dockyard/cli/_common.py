@@ -1,5 +1,6 @@
 """Shared pieces of the engine commands (``solve``, ``du``, ``prune``; later ``build``):
-engine options, the embedded engine, plain progress, and errors as a user reads them.
+engine options, sizes and durations, and errors as a user reads them (progress itself is
+:mod:`dockyard.cli.progress`).
 
 Everything heavy is imported inside functions: importing this module costs click only.
 """
@@ -7,19 +8,16 @@ Everything heavy is imported inside functions: importing this module costs click
 from __future__ import annotations
 
 import functools
-import sys
-import time
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
-    from dockyard.core import DockyardError, Event
+    from dockyard.core import DockyardError
     from dockyard.engine import EngineConfig
 
 __all__ = [
-    "PlainProgress",
     "engine_config",
     "engine_options",
     "format_error",
@@ -146,150 +144,19 @@ def parse_duration(option: str, text: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-class PlainProgress:
-    """A :class:`~dockyard.core.Reporter` printing BuildKit's ``--progress=plain`` shape:
-    each step numbered when it starts (``#3 [2/3] RUN make``), its output lines
-    prefixed with the step number and the seconds since it started, ``#3 DONE 1.2s``,
-    ``#3 CACHED`` or ``#3 ERROR: ...``; warnings are summarized by :meth:`summary`."""
-
-    def __init__(self, out: IO[str] | None = None) -> None:
-        self._out = out
-        self._numbers: dict[str, int] = {}
-        self._names: dict[str, str] = {}
-        self._started: dict[str, float] = {}
-        self._finished: set[str] = set()
-        self._partial: dict[tuple[str, int], bytes] = {}
-        self._last: str | None = None
-        self.warnings: list[Any] = []
-
-    @property
-    def out(self) -> IO[str]:
-        return self._out if self._out is not None else sys.stderr
-
-    def _write(self, text: str) -> None:
-        try:
-            self.out.write(text)
-            self.out.flush()
-        except (OSError, ValueError):
-            pass  # a closed terminal must not fail the build
-
-    def _number(self, digest: str, name: str) -> tuple[int, bool]:
-        number = self._numbers.get(digest)
-        if number is not None:
-            return number, False
-        number = len(self._numbers) + 1
-        self._numbers[digest] = number
-        self._names[digest] = name
-        return number, True
-
-    def _header(self, digest: str, name: str) -> int:
-        number, new = self._number(digest, name)
-        if new or self._last != digest:
-            if self._last is not None:
-                self._write("\n")
-            if new:
-                self._write(f"#{number} {name}\n")
-            self._last = digest
-        return number
-
-    def emit(self, event: Event) -> None:
-        from dockyard.core import BuildWarning, VertexLog, VertexStatus
-
-        if isinstance(event, VertexStatus):
-            self._status(event)
-        elif isinstance(event, VertexLog):
-            self._log(event)
-        elif isinstance(event, BuildWarning):
-            self.warnings.append(event)
-
-    def _status(self, event: Any) -> None:
-        digest = event.digest
-        if digest in self._finished and not event.started:
-            return
-        if event.cached and event.started is None:
-            number = self._header(digest, event.name)
-            self._write(f"#{number} CACHED\n")
-            self._finished.add(digest)
-            return
-        if event.started is None:
-            return  # seen, not started: shown once it starts
-        if digest not in self._started or event.started != self._started[digest]:
-            self._started[digest] = event.started
-            self._finished.discard(digest)
-            self._header(digest, event.name)
-        if event.completed is not None and digest not in self._finished:
-            self._flush_partial(digest)
-            number = self._header(digest, event.name)
-            took = max(event.completed - event.started, 0.0)
-            if event.error:
-                message = "CANCELED" if event.error == "cancelled" else f"ERROR: {event.error}"
-                self._write(f"#{number} {message}\n")
-            elif event.cached:
-                self._write(f"#{number} CACHED\n")
-            else:
-                self._write(f"#{number} DONE {took:.1f}s\n")
-            self._finished.add(digest)
-
-    def _log(self, event: Any) -> None:
-        key = (event.digest, event.stream)
-        data = self._partial.pop(key, b"") + event.data
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        if rest:
-            self._partial[key] = rest
-        for line in lines:
-            self._line(event.digest, line, event.timestamp)
-
-    def _line(self, digest: str, line: bytes, timestamp: float) -> None:
-        number = self._header(digest, self._names.get(digest, digest))
-        since = max(timestamp - self._started.get(digest, timestamp), 0.0)
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        self._write(f"#{number} {since:.3f} {text}\n")
-
-    def _flush_partial(self, digest: str) -> None:
-        for stream in (1, 2):
-            rest = self._partial.pop((digest, stream), b"")
-            if rest:
-                self._line(digest, rest, time.time())
-
-    def summary(self) -> None:
-        """Print the warnings collected (if any), as BuildKit does at the end."""
-        if not self.warnings:
-            return
-        count = len(self.warnings)
-        self._write(f"\n{count} warning{'s' if count != 1 else ''} found:\n")
-        for warning in self.warnings:
-            where = ""
-            if warning.locations:
-                loc = warning.locations[0]
-                if loc.ranges:
-                    where = f" ({loc.filename}:{loc.ranges[0].start})"
-            rule = f"{warning.rule}: " if warning.rule else ""
-            self._write(f" - {rule}{warning.short}{where}\n")
-
-
-def format_error(exc: DockyardError) -> str:
-    """An error as a user reads it: the failing step and the last lines of its output,
-    the lines of the build description it comes from, then ``ERROR: message``."""
+def format_error(exc: DockyardError, *, step_log: bool = True) -> str:
+    """An error as a user reads it (buildx's form): the failing step and the last lines
+    of its output (unless ``step_log`` is false, when the progress renderer already
+    showed that log), the lines of the build description it comes from, then
+    ``ERROR: message``."""
+    from dockyard.cli.progress import error_log_block, source_snippet
     from dockyard.core import ExecError
 
     lines: list[str] = []
-    tail = exc.log_tail if isinstance(exc, ExecError) else ()
-    if exc.vertex is not None and (tail or isinstance(exc, ExecError)):
-        lines.append("------")
-        lines.append(f" > {exc.vertex.name}:")
-        lines.extend(f"   {line}" for line in tail)
-        lines.append("------")
-    for location in exc.locations[:1]:
-        source = location.lines()
-        if source and location.ranges:
-            first = location.ranges[0]
-            lines.append(f"{location}")
-            lines.append("--------------------")
-            for offset, text in enumerate(source):
-                number = first.start + offset
-                lines.append(f"{number:>4} | >>> {text}")
-            lines.append("--------------------")
+    if step_log and isinstance(exc, ExecError) and exc.vertex is not None:
+        lines += error_log_block(exc.vertex.name, exc.log_tail)
+    if exc.locations and exc.locations[0].data is not None:
+        lines += source_snippet(exc.locations[0])
     message = exc.message
     if exc.locations:
         message = f"{exc.locations[0]}: {message}"
@@ -299,9 +166,9 @@ def format_error(exc: DockyardError) -> str:
     return "\n".join(lines)
 
 
-def report_error(exc: DockyardError) -> int:
+def report_error(exc: DockyardError, *, step_log: bool = True) -> int:
     """Print ``exc`` with :func:`format_error` to stderr; its exit code."""
-    click.echo(format_error(exc), err=True)
+    click.echo(format_error(exc, step_log=step_log), err=True)
     return exc.exit_code
 
 

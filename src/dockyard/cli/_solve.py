@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import click
 
 from ._common import (
-    PlainProgress,
     engine_config,
     engine_options,
     handles_errors,
     key_values,
+    report_error,
 )
 
 if TYPE_CHECKING:
@@ -71,10 +71,10 @@ __all__ = ["solve"]
 )
 @click.option(
     "--progress",
-    type=click.Choice(["plain", "quiet"]),
-    default="plain",
+    type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]),
+    default="auto",
     show_default=True,
-    help="How to show progress (on stderr).",
+    help="How to show progress on stderr (auto: tty on a terminal, else plain).",
 )
 @engine_options
 @handles_errors
@@ -95,7 +95,8 @@ def solve(
     build file (*.py) whose build() returns a State."""
     import asyncio
 
-    from dockyard.core import UsageError
+    from dockyard.cli.progress import make_renderer
+    from dockyard.core import DockyardError, UsageError
 
     build_file = file is not None and file != "-" and file.endswith(".py")
     if not build_file and (build_args or platform):
@@ -108,12 +109,14 @@ def solve(
     request = _request(file, build_file, build_args, platform, allow)
     exports = _exports(outputs)
     session = _session(directories, secrets)
-    reporter: PlainProgress | None = PlainProgress() if progress == "plain" else None
+    renderer = make_renderer(progress, sys.stderr)
     try:
-        asyncio.run(_run(config, request, exports, session, reporter))
+        asyncio.run(_run(config, request, exports, session, renderer))
+    except DockyardError as exc:
+        renderer.close()  # the progress and the failed step's log come first
+        return report_error(exc, step_log=progress in ("quiet", "rawjson"))
     finally:
-        if reporter is not None:
-            reporter.summary()
+        renderer.close()
     return 0
 
 

@@ -259,9 +259,19 @@ def test_solve_errors_name_the_step_and_exit_1(
     assert main(["solve", "--state-dir", str(state), str(build)]) == 1
     err = capsys.readouterr().err
     assert " > doomed:" in err
-    assert "   about to fail" in err
+    assert "about to fail" in err.split(" > doomed:")[1]
     assert 'ERROR: process "/bin/sh -c echo about to fail; exit 9" did not complete' in err
     assert "exit code: 9" in err
+    # quiet: no progress, the error still shows the step's last lines
+    assert main(["solve", "--state-dir", str(state), "--progress", "quiet", str(build)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "------",
+        " > doomed:",
+        "about to fail",
+        "------",
+        'ERROR: process "/bin/sh -c echo about to fail; exit 9" did not complete '
+        "successfully: exit code: 9",
+    ]
     # a usage error exits 2
     assert main(["solve", "--state-dir", str(state), "--frobnicate", str(build)]) == 2
     assert main(["solve", "--state-dir", str(state), "-o", "type=nope", str(build)]) == 2

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
-from dockyard.cli._common import PlainProgress, format_error, parse_duration, parse_size
+from dockyard.cli._common import format_error, parse_duration, parse_size
 from dockyard.core import (
-    BuildWarning,
     ExecError,
     FrontendError,
     NotFoundError,
     SourceLocation,
     SourceRange,
     UsageError,
-    VertexLog,
     VertexRef,
-    VertexStatus,
 )
 
 
@@ -48,50 +43,6 @@ def test_bad_durations(text: str) -> None:
         parse_duration("--keep-duration", text)
 
 
-def test_plain_progress() -> None:
-    out = io.StringIO()
-    progress = PlainProgress(out)
-    progress.emit(VertexStatus(digest="a", name="seen only"))
-    progress.emit(VertexStatus(digest="b", name="[1/2] RUN make", started=10.0))
-    progress.emit(VertexLog(digest="b", stream=1, data=b"line one\npart", timestamp=10.5))
-    progress.emit(VertexStatus(digest="c", name="cached step", cached=True))
-    progress.emit(VertexLog(digest="b", stream=1, data=b"ial\n", timestamp=11.0))
-    progress.emit(VertexLog(digest="b", stream=2, data=b"no newline", timestamp=11.0))
-    progress.emit(VertexStatus(digest="b", name="[1/2] RUN make", started=10.0, completed=12.25))
-    progress.emit(
-        VertexStatus(digest="d", name="failing", started=13.0, completed=13.5, error="boom")
-    )
-    progress.emit(BuildWarning(short="a warning", rule="SomeRule"))
-    progress.emit(
-        BuildWarning(
-            short="located",
-            locations=(SourceLocation(filename="Dockerfile", ranges=(SourceRange(3, 3),)),),
-        )
-    )
-    progress.summary()
-    text = out.getvalue()
-    assert "seen only" not in text
-    assert text.splitlines() == [
-        "#1 [1/2] RUN make",
-        "#1 0.500 line one",
-        "",
-        "#2 cached step",
-        "#2 CACHED",
-        "",
-        "#1 1.000 partial",
-        text.splitlines()[7],  # the flushed stderr rest, timed when flushed
-        "#1 DONE 2.2s",
-        "",
-        "#3 failing",
-        "#3 ERROR: boom",
-        "",
-        "2 warnings found:",
-        " - SomeRule: a warning",
-        " - located (Dockerfile:3)",
-    ]
-    assert text.splitlines()[7].endswith(" no newline")
-
-
 def test_error_text_of_a_failed_exec_in_a_dockerfile() -> None:
     source = b"FROM busybox\nRUN make \\\n  all\n"
     err = ExecError(
@@ -107,17 +58,21 @@ def test_error_text_of_a_failed_exec_in_a_dockerfile() -> None:
     assert format_error(err).splitlines() == [
         "------",
         " > [2/2] RUN make all:",
-        "   compiling",
-        "   make: *** [all] Error 1",
+        "compiling",
+        "make: *** [all] Error 1",
         "------",
-        "Dockerfile:2-3",
+        "Dockerfile:2",
         "--------------------",
+        "   1 |     FROM busybox",
         "   2 | >>> RUN make \\",
         "   3 | >>>   all",
         "--------------------",
         'ERROR: Dockerfile:2-3: process "/bin/sh -c make all" did not complete successfully: '
         "exit code: 2",
     ]
+
+    # when the progress showed the step's log, the error does not repeat it
+    assert format_error(err, step_log=False).splitlines()[0] == "Dockerfile:2"
 
 
 def test_error_text_of_other_errors() -> None:

@@ -209,3 +209,17 @@ async def test_layer_snapshots_are_shared_across_restarts(
         assert tree["base"] == (b"base" * 1000, 0o644)
         assert tree["two"] == (b"2", 0o644)
         assert engine.unpacker.statistics().unpacked == 1
+
+
+async def test_layer_limit(engine: Engine, tmp_path: Path) -> None:
+    image = make_image([(layer_tar({"one": b"1"}), "gzip"), (layer_tar({"two": b"2"}), "gzip")])
+    layout = await write_layout(tmp_path / "layout", {"v1": image})
+    ref, _ = await engine.solve(llb.oci_layout(f"{layout}:v1", layer_limit=1).marshal())
+    assert ref is not None
+    assert await engine.tree(ref) == {"one": (b"1", 0o644)}
+    await ref.release()
+    ref, _ = await engine.solve(llb.oci_layout(f"{layout}:v1").marshal())
+    assert ref is not None
+    assert set(await engine.tree(ref)) == {"one", "two"}
+    await ref.release()
+    assert engine.unpacker.statistics().unpacked == 2

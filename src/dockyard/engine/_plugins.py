@@ -69,10 +69,16 @@ def sources(
     images: ImageStore,
     sessions: SessionManager,
 ) -> Sources:
-    """``local``, ``docker-image`` and ``oci-layout``; the image sources share one layer
-    unpacker, so that they share layer snapshots."""
-    from dockyard.llbsolver import SESSION_ID
-    from dockyard.source import ImageSource, LayerUnpacker, LocalSource, OCILayoutSource
+    """``local``, ``docker-image``, ``oci-layout``, ``git`` and ``http(s)``; the image
+    sources share one layer unpacker, so that they share layer snapshots."""
+    from dockyard.llbsolver import SECRETS, SESSION_ID, SSH_AGENTS
+    from dockyard.source import (
+        ImageSource,
+        LayerUnpacker,
+        LocalSource,
+        OCILayoutSource,
+        remote_sources,
+    )
 
     unpacker = LayerUnpacker(cache, content)
     image_source = ImageSource(
@@ -92,6 +98,7 @@ def sources(
         "local": LocalSource(cache=cache, sessions=sessions, session_key=SESSION_ID),
         "docker-image": image_source,
         "oci-layout": layouts,
+        **remote_sources(cache, secrets_key=SECRETS, ssh_key=SSH_AGENTS),  # git, http, https
     }
     return Sources(resolvers=resolvers, images=image_source, layouts=layouts)
 

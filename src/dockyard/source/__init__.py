@@ -11,8 +11,7 @@ The engine builds one of each and registers it in ``Worker.sources``::
             unpacker=unpacker,
         ),
         "oci-layout": OCILayoutSource(cache=cache, content=content, unpacker=unpacker),
-        "git": GitSource(cache=cache, secrets_key=SECRETS, ssh_key=SSH_AGENTS),
-        "https": http, "http": http,     # http = HttpSource(cache=cache, secrets_key=SECRETS)
+        **remote_sources(cache, secrets_key=SECRETS, ssh_key=SSH_AGENTS),  # git, http(s)
     }
 
 - :class:`LocalSource` — ``local://NAME``: the client's directory synced incrementally
@@ -83,6 +82,7 @@ from ._remote_context import (
     fetch_http_context,
     parse_remote_context,
     read_context_stream,
+    remote_sources,
     sniff_context,
 )
 from .types import LocalImages, SourceOpRequest
@@ -134,5 +134,6 @@ __all__ = [
     "parse_remote_context",
     "read_context_stream",
     "redact_url",
+    "remote_sources",
     "sniff_context",
 ]

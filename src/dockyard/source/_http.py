@@ -34,6 +34,7 @@ import json
 import os
 import posixpath
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -274,8 +275,9 @@ class HttpSource:
 
     ``cache`` holds the downloaded files. ``secrets_key`` is the engine's job value of
     the session's secret store (``dockyard.llbsolver.SECRETS``). ``limits`` bound each
-    download; ``transport`` replaces httpx's network transport (tests);
-    ``user_agent`` is sent with every request. Close with :meth:`aclose`.
+    download; ``user_agent`` is sent with every request. Each download uses a client
+    of its own (downloads are few; nothing is left open between builds, so there is
+    nothing to close), sharing one TLS context.
     """
 
     def __init__(
@@ -284,22 +286,15 @@ class HttpSource:
         cache: CacheManager,
         secrets_key: JobValue[SecretStore] | None = None,
         limits: HttpLimits | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = "dockyard",
     ) -> None:
         self.cache = cache
         self.limits = limits if limits is not None else HttpLimits()
         self._secrets_key = secrets_key
-        self._transport = transport
         self._user_agent = user_agent
-        self._client: httpx.AsyncClient | None = None
+        self._tls: ssl.SSLContext | None = None
         self._counters = _Counters()
         self._locks: dict[str, asyncio.Lock] = {}
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
 
     def statistics(self) -> HttpStatistics:
         c = self._counters
@@ -425,23 +420,23 @@ class HttpSource:
         return out
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            import httpx
+        import httpx
 
-            limits = self.limits
-            self._client = httpx.AsyncClient(
-                follow_redirects=True,
-                max_redirects=limits.max_redirects,
-                timeout=httpx.Timeout(
-                    connect=limits.connect_timeout,
-                    read=limits.read_timeout,
-                    write=limits.read_timeout,
-                    pool=limits.connect_timeout,
-                ),
-                transport=self._transport,
-                headers={"User-Agent": self._user_agent},
-            )
-        return self._client
+        if self._tls is None:
+            self._tls = ssl.create_default_context()  # the system's trust store
+        limits = self.limits
+        return httpx.AsyncClient(
+            follow_redirects=True,
+            max_redirects=limits.max_redirects,
+            timeout=httpx.Timeout(
+                connect=limits.connect_timeout,
+                read=limits.read_timeout,
+                write=limits.read_timeout,
+                pool=limits.connect_timeout,
+            ),
+            verify=self._tls,
+            headers={"User-Agent": self._user_agent},
+        )
 
     async def _auth(self, spec: HttpSpec, secrets: Sequence[SecretStore]) -> str | None:
         names: list[tuple[str, bool]]
@@ -518,7 +513,10 @@ class HttpSource:
 
         self._counters.requests += 1
         try:
-            async with self._http().stream("GET", spec.url, headers=dict(headers)) as response:
+            async with (
+                self._http() as client,
+                client.stream("GET", spec.url, headers=dict(headers)) as response,
+            ):
                 if response.status_code == 304:
                     return self._not_modified(spec, response, etags, dated)
                 _check_status(spec, response)

@@ -37,7 +37,8 @@ from urllib.parse import urlsplit
 from dockyard import llb
 from dockyard.cache import CacheManager, ImmutableRef, RecordType
 from dockyard.core import ContentError, DockyardError
-from dockyard.session.types import SecretStore
+from dockyard.session.types import SecretStore, SshForwarder
+from dockyard.solver import JobValue
 
 from ._git import GitCredentials, GitSource
 from ._git_url import GitSpec, redact_url
@@ -53,6 +54,7 @@ __all__ = [
     "fetch_http_context",
     "parse_remote_context",
     "read_context_stream",
+    "remote_sources",
     "sniff_context",
 ]
 
@@ -323,3 +325,19 @@ async def read_context_stream(
         await mutable.release()
         raise
     return FetchedContext(format=fmt, tree=ref)
+
+
+def remote_sources(
+    cache: CacheManager,
+    *,
+    secrets_key: JobValue[SecretStore] | None = None,
+    ssh_key: JobValue[SshForwarder] | None = None,
+) -> dict[str, GitSource | HttpSource]:
+    """The ``git``, ``http`` and ``https`` resolvers for ``Worker.sources`` (the engine
+    passes ``dockyard.llbsolver.SECRETS`` and ``SSH_AGENTS`` as the keys)."""
+    http = HttpSource(cache=cache, secrets_key=secrets_key)
+    return {
+        "git": GitSource(cache=cache, secrets_key=secrets_key, ssh_key=ssh_key),
+        "http": http,
+        "https": http,
+    }

@@ -92,7 +92,6 @@ async def open_engine(state: Path) -> AsyncIterator[Engine]:
         stats = cache.statistics()
         assert stats.in_use == 0, f"{stats.in_use} cache records still in use"
     finally:
-        await http.aclose()
         keys.close()
         await cache.close()
 

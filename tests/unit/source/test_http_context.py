@@ -252,27 +252,24 @@ async def test_http_contexts(cache: CacheManager, server: HttpTestServer) -> Non
     server.add("ctx.tar.xz", lzma.compress(context_tar()), etag='"1"')
     server.add("Dockerfile", DOCKERFILE)
     source = HttpSource(cache=cache)
-    try:
-        found = parse_remote_context(server.url("ctx.tar.xz"))
-        assert isinstance(found, HttpContext)
-        fetched = await fetch_http_context(source, found)
-        assert fetched.format is ContextFormat.XZ
-        assert fetched.tree is not None
-        assert await tree(fetched.tree) == EXPECTED
-        found = parse_remote_context(server.url("Dockerfile"))
-        assert isinstance(found, HttpContext)
-        fetched = await fetch_http_context(source, found)
-        assert (fetched.format, fetched.dockerfile, fetched.tree) == (
-            ContextFormat.TEXT,
-            DOCKERFILE,
-            None,
-        )
-        # the tarball again: revalidated, not downloaded
-        found = parse_remote_context(server.url("ctx.tar.xz"))
-        assert isinstance(found, HttpContext)
-        again = await fetch_http_context(source, found)
-        assert again.tree is not None
-        await again.tree.release()
-        assert [r.status for r in server.requests_for("ctx.tar.xz")] == [200, 304]
-    finally:
-        await source.aclose()
+    found = parse_remote_context(server.url("ctx.tar.xz"))
+    assert isinstance(found, HttpContext)
+    fetched = await fetch_http_context(source, found)
+    assert fetched.format is ContextFormat.XZ
+    assert fetched.tree is not None
+    assert await tree(fetched.tree) == EXPECTED
+    found = parse_remote_context(server.url("Dockerfile"))
+    assert isinstance(found, HttpContext)
+    fetched = await fetch_http_context(source, found)
+    assert (fetched.format, fetched.dockerfile, fetched.tree) == (
+        ContextFormat.TEXT,
+        DOCKERFILE,
+        None,
+    )
+    # the tarball again: revalidated, not downloaded
+    found = parse_remote_context(server.url("ctx.tar.xz"))
+    assert isinstance(found, HttpContext)
+    again = await fetch_http_context(source, found)
+    assert again.tree is not None
+    await again.tree.release()
+    assert [r.status for r in server.requests_for("ctx.tar.xz")] == [200, 304]

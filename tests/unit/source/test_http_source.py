@@ -52,12 +52,8 @@ def server() -> Iterator[HttpTestServer]:
 
 
 @pytest.fixture
-async def source(cache: CacheManager) -> AsyncIterator[HttpSource]:
-    made = HttpSource(cache=cache, limits=HttpLimits(retry_delay=0.01))
-    try:
-        yield made
-    finally:
-        await made.aclose()
+def source(cache: CacheManager) -> HttpSource:
+    return HttpSource(cache=cache, limits=HttpLimits(retry_delay=0.01))
 
 
 async def files(ref: ImmutableRef) -> dict[str, tuple[bytes, int, float, int, int]]:
@@ -307,18 +303,12 @@ async def test_status_errors(source: HttpSource, server: HttpTestServer) -> None
 async def test_size_and_time_limits(cache: CacheManager, server: HttpTestServer) -> None:
     server.add("big", BODY * 100)
     small = HttpSource(cache=cache, limits=HttpLimits(max_size=100))
-    try:
-        with pytest.raises(DockyardError, match="more than the limit of 100 bytes"):
-            await small.fetch(HttpSpec.create(server.url("big")))
-    finally:
-        await small.aclose()
+    with pytest.raises(DockyardError, match="more than the limit of 100 bytes"):
+        await small.fetch(HttpSpec.create(server.url("big")))
     server.add("slow", BODY * 4, chunk=len(BODY), delay=0.3)
     hasty = HttpSource(cache=cache, limits=HttpLimits(total_timeout=0.5))
-    try:
-        with pytest.raises(DockyardError, match=r"took longer than 0\.5s"):
-            await hasty.fetch(HttpSpec.create(server.url("slow")))
-    finally:
-        await hasty.aclose()
+    with pytest.raises(DockyardError, match=r"took longer than 0\.5s"):
+        await hasty.fetch(HttpSpec.create(server.url("slow")))
     assert await cache.du() == []
 
 
@@ -373,26 +363,23 @@ SECRETS: JobValue[Secrets] = JobValue("test.http.secrets")
 async def test_credentials_from_secrets(cache: CacheManager, server: HttpTestServer) -> None:
     server.add("private", BODY, require_auth="Bearer t0ken")
     source = HttpSource(cache=cache, secrets_key=SECRETS)  # type: ignore[arg-type]
-    try:
-        with pytest.raises(DockyardError, match="HTTP 401"):
-            await source.fetch(HttpSpec.create(server.url("private")))
-        token = Secrets({"HTTP_AUTH_TOKEN_127.0.0.1": b"t0ken"})
-        file, ref = await source.fetch(HttpSpec.create(server.url("private")), secrets=[token])
+    with pytest.raises(DockyardError, match="HTTP 401"):
+        await source.fetch(HttpSpec.create(server.url("private")))
+    token = Secrets({"HTTP_AUTH_TOKEN_127.0.0.1": b"t0ken"})
+    file, ref = await source.fetch(HttpSpec.create(server.url("private")), secrets=[token])
+    await ref.release()
+    header = Secrets({"MY_HEADER": b"Bearer t0ken"})
+    spec = HttpSpec.create(server.url("private"), auth_header_secret="MY_HEADER")
+    _, ref = await source.fetch(spec, secrets=[header])
+    await ref.release()
+    with pytest.raises(NotFoundError, match="secret 'MY_HEADER' for the Authorization header"):
+        await source.fetch(spec, secrets=[Secrets({})])
+    assert "t0ken" not in HttpSource.cache_key(spec, file)
+    for record in await cache.du():
+        ref = await cache.get(record.id)
+        assert all("t0ken" not in v for v in ref.labels.values())
+        assert "t0ken" not in record.description
         await ref.release()
-        header = Secrets({"MY_HEADER": b"Bearer t0ken"})
-        spec = HttpSpec.create(server.url("private"), auth_header_secret="MY_HEADER")
-        _, ref = await source.fetch(spec, secrets=[header])
-        await ref.release()
-        with pytest.raises(NotFoundError, match="secret 'MY_HEADER' for the Authorization header"):
-            await source.fetch(spec, secrets=[Secrets({})])
-        assert "t0ken" not in HttpSource.cache_key(spec, file)
-        for record in await cache.du():
-            ref = await cache.get(record.id)
-            assert all("t0ken" not in v for v in ref.labels.values())
-            assert "t0ken" not in record.description
-            await ref.release()
-    finally:
-        await source.aclose()
 
 
 async def test_credentials_in_the_url_are_masked_in_errors(
@@ -407,20 +394,17 @@ async def test_credentials_in_the_url_are_masked_in_errors(
 async def test_instance_reports_progress(cache: CacheManager, server: HttpTestServer) -> None:
     server.add("file.txt", BODY, etag='"e"')
     source = HttpSource(cache=cache, secrets_key=SECRETS)  # type: ignore[arg-type]
-    try:
-        reporter = CollectingReporter()
-        vertex = Vertex(digest="sha256:test", name="http", op=None)  # type: ignore[arg-type]
-        ctx = VertexContext.detached(vertex, reporter=reporter, values={SECRETS: Secrets({})})
-        request = request_of(llb.http(server.url("file.txt")))
-        instance = await source.resolve(request, ctx)
-        key = await instance.cache_key(ctx)
-        ref = await instance.snapshot(ctx)
-        assert (await files(ref))["file.txt"][0] == BODY
-        done = [e for e in reporter.events if isinstance(e, VertexProgress) and e.completed]
-        assert done[-1].current == len(BODY)
-        # a second op on the same URL: a 304 and the same key
-        again = await source.resolve(request, ctx)
-        assert await again.cache_key(ctx) == key
-        assert server.requests_for("file.txt")[-1].status == 304
-    finally:
-        await source.aclose()
+    reporter = CollectingReporter()
+    vertex = Vertex(digest="sha256:test", name="http", op=None)  # type: ignore[arg-type]
+    ctx = VertexContext.detached(vertex, reporter=reporter, values={SECRETS: Secrets({})})
+    request = request_of(llb.http(server.url("file.txt")))
+    instance = await source.resolve(request, ctx)
+    key = await instance.cache_key(ctx)
+    ref = await instance.snapshot(ctx)
+    assert (await files(ref))["file.txt"][0] == BODY
+    done = [e for e in reporter.events if isinstance(e, VertexProgress) and e.completed]
+    assert done[-1].current == len(BODY)
+    # a second op on the same URL: a 304 and the same key
+    again = await source.resolve(request, ctx)
+    assert await again.cache_key(ctx) == key
+    assert server.requests_for("file.txt")[-1].status == 304

@@ -342,9 +342,7 @@ class GitSource:
                     "init", "--bare", "--quiet", "--template=", str(root),
                     scrub=Scrubber(), what="initializing the git repository cache",
                 )  # fmt: skip
-            for leftover in ("shallow.lock", "index.lock", "FETCH_HEAD"):
-                with contextlib.suppress(FileNotFoundError):
-                    (root / leftover).unlink()
+            await asyncio.to_thread(_remove_stale_locks, root)
             yield root
 
     async def _git_remote(
@@ -689,6 +687,21 @@ def _known_hosts_file(stack: contextlib.ExitStack | contextlib.AsyncExitStack, t
     with os.fdopen(fd, "w") as f:
         f.write(text if text.endswith("\n") else text + "\n")
     return path
+
+
+def _remove_stale_locks(repo: Path) -> None:
+    """Lock files a killed git left behind (nobody else uses this repository now: the
+    cache hands it to one user at a time, and one engine owns the cache)."""
+    for name in ("shallow.lock", "index.lock", "packed-refs.lock", "config.lock", "HEAD.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            (repo / name).unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (repo / "FETCH_HEAD").unlink()
+    for dirpath, _, filenames in os.walk(repo / "refs"):
+        for name in filenames:
+            if name.endswith(".lock"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(dirpath, name).unlink()
 
 
 def _remove_git_links(work: Path) -> None:

@@ -394,3 +394,37 @@ async def test_known_hosts_file_lives_only_for_the_run(cache: CacheManager, tmp_
             await source.resolve_ref(spec, GitCredentials(ssh_agents=(agents,)))
     assert seen.read_text() == f"example.com ssh-ed25519 AAAAC3Nza\n{tmp_path / 'agent.sock'}\n"
     assert not known_hosts_files_left("AAAAC3Nza")
+
+
+async def test_the_repository_cache_is_pruned_like_any_unused_record(
+    cache: CacheManager, repo: TestRepo
+) -> None:
+    source = GitSource(cache=cache)
+    assert (await fetch(source, url(repo) + "#main"))["README"] == (b"one\n", 0o644)
+    git_records = UsageFilter(types=frozenset({RecordType.SOURCE_GIT}))
+    assert len(await cache.du(git_records)) == 2  # the repository and the checkout
+    await cache.prune(all=True)
+    assert await cache.du(git_records) == []
+    # a later build starts a new repository cache and checkout
+    repo.commit({"README": "after prune\n"}, "after prune")
+    assert (await fetch(source, url(repo) + "#main"))["README"] == (b"after prune\n", 0o644)
+    assert source.statistics().checkouts == 2
+
+
+def leave_locks(root: Path) -> None:
+    """What a git killed in the middle of a fetch leaves behind."""
+    (root / "shallow.lock").write_text("")
+    for ref in (root / "refs/dockyard").iterdir():
+        Path(str(ref) + ".lock").write_text("")
+
+
+async def test_lock_files_of_a_killed_git_are_cleaned_up(
+    cache: CacheManager, repo: TestRepo
+) -> None:
+    source = GitSource(cache=cache)
+    spec = GitSpec.create(url(repo), ref="main")
+    await read((await source.fetch(spec))[1])
+    async with source._repository(spec) as root:
+        leave_locks(root)
+    repo.commit({"README": "next\n"}, "next")
+    assert (await fetch(source, url(repo) + "#main"))["README"] == (b"next\n", 0o644)

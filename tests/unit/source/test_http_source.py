@@ -408,3 +408,16 @@ async def test_instance_reports_progress(cache: CacheManager, server: HttpTestSe
     again = await source.resolve(request, ctx)
     assert await again.cache_key(ctx) == key
     assert server.requests_for("file.txt")[-1].status == 304
+
+
+async def test_credentials_do_not_follow_a_redirect_to_another_origin(
+    source: HttpSource, server: HttpTestServer
+) -> None:
+    with HttpTestServer() as elsewhere:
+        elsewhere.add("file.txt", BODY)
+        server.add("r", status=302, location=elsewhere.url("file.txt"), require_auth="Bearer t0k")
+        token = Secrets({"HTTP_AUTH_TOKEN_127.0.0.1": b"t0k"})
+        _, ref = await source.fetch(HttpSpec.create(server.url("r")), secrets=[token])
+        await ref.release()
+        assert server.requests_for("r")[0].headers["authorization"] == "Bearer t0k"
+        assert "authorization" not in elsewhere.requests_for("file.txt")[0].headers

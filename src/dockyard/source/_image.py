@@ -347,8 +347,6 @@ class ImageSource:
             image.manifest.layers, image.config.diff_ids, name=name, limit=layer_limit
         )
         progress = _Progress(ctx) if ctx is not None else None
-        if not self.unpacker.missing(layers):
-            return await self.unpacker.unpack(layers, _never, name=name)
         async with self.content.lease() as lease:
 
             async def fetch(layer: LayerSpec) -> BlobStream:
@@ -387,10 +385,6 @@ class ImageSource:
                 progress=progress,
                 cancelled=ctx.cancelled if ctx is not None else None,
             )
-
-
-async def _never(layer: LayerSpec) -> BlobStream:
-    raise NotFoundError(f"layer {layer.blob.digest} is not unpacked")  # pragma: no cover
 
 
 class ImageInstance:

@@ -171,9 +171,15 @@ class OCILayoutSource:
         layers = layer_specs(
             image.manifest.layers, image.config.diff_ids, name=name, limit=layer_limit
         )
-        if not self.unpacker.missing(layers):
-            return await self.unpacker.unpack(layers, _unused, name=name)
-        layout = await asyncio.to_thread(OCILayout.open, image.path)
+        layout: OCILayout | None = None
+
+        def opened() -> OCILayout:
+            # opened when a layer needs it (none does when all are unpacked already)
+            nonlocal layout
+            if layout is None:
+                layout = OCILayout.open(image.path)
+            return layout
+
         try:
             async with self.content.lease() as lease:
 
@@ -184,9 +190,7 @@ class OCILayoutSource:
                         return BlobStream(
                             open=functools.partial(self.content.open, digest), verified=True
                         )
-                    return BlobStream(
-                        open=functools.partial(layout.open_blob, digest), verified=False
-                    )
+                    return BlobStream(open=lambda: opened().open_blob(digest), verified=False)
 
                 return await self.unpacker.unpack(
                     layers,
@@ -196,11 +200,8 @@ class OCILayoutSource:
                     cancelled=ctx.cancelled if ctx is not None else None,
                 )
         finally:
-            await asyncio.to_thread(layout.close)
-
-
-async def _unused(layer: LayerSpec) -> BlobStream:
-    raise NotFoundError(f"layer {layer.blob.digest} is not unpacked")  # pragma: no cover
+            if layout is not None:
+                await asyncio.to_thread(layout.close)
 
 
 class _Progress(LayerProgress):

@@ -128,7 +128,9 @@ class GitRemote:
         try:
             parts.port  # noqa: B018 - validates the port
         except ValueError:
-            raise InvalidDefinitionError(f"git URL {redact_url(text)!r} has an invalid port") from None
+            raise InvalidDefinitionError(
+                f"git URL {redact_url(text)!r} has an invalid port"
+            ) from None
         url = parts._replace(fragment="").geturl()
         return cls(url=url, scheme=scheme, host=host)
 

@@ -61,10 +61,13 @@ class Stores:
             raise
         return await ref.commit()
 
-    async def busybox_chain(self, rootfs: Path, *, when: int | None = None) -> list[ImmutableRef]:
-        """busybox → a step that writes, deletes, links and replaces a directory → a
-        step that changes nothing. ``when``: the times of what the step writes (``None``:
-        now, like a real build)."""
+    async def busybox_chain(
+        self, rootfs: Path, *, when: int | None = None, delete: bool = True
+    ) -> list[ImmutableRef]:
+        """busybox → a step that writes, links and (with ``delete``) deletes files and
+        replaces a directory → a step that changes nothing. ``when``: the times of what
+        the step writes (``None``: now, like a real build). Deletions leave whiteouts
+        whose times are when they were made (overlayfs), as in a real build."""
         base = await self.layer(
             lambda root: copy_tree(str(rootfs), str(root)), description="busybox"
         )
@@ -76,12 +79,11 @@ class Stores:
             os.link(root / "app" / "hello.txt", root / "app" / "hard")
             os.chmod(root / "app" / "hello.txt", 0o640)
             os.chown(root / "app" / "hello.txt", 1000, 1000)
-            (root / "etc" / "hostname").unlink()
-            for name in os.listdir(root / "var" / "tmp"):
-                os.remove(root / "var" / "tmp" / name)
-            os.rmdir(root / "home" / "app")
-            os.mkdir(root / "home" / "app")
-            (root / "home" / "app" / "new").write_text("fresh\n")
+            if delete:
+                (root / "etc" / "hostname").unlink()
+                os.rmdir(root / "home" / "app")
+                os.mkdir(root / "home" / "app")
+                (root / "home" / "app" / "new").write_text("fresh\n")
             if when is not None:
                 for p in (
                     root / "app" / "hello.txt",
@@ -93,7 +95,8 @@ class Stores:
                     root / "etc",
                     root,
                 ):
-                    os.utime(p, (when, when), follow_symlinks=False)
+                    if p.exists():
+                        os.utime(p, (when, when), follow_symlinks=False)
 
         step = await self.layer(app, base, description="RUN make app")
         nothing = await self.layer(lambda root: None, step, description="RUN true")

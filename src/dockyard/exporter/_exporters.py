@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard.core import DockyardError, UsageError
-from dockyard.oci import Descriptor, ImageIndex, MediaType, format_timestamp
+from dockyard.oci import (
+    Descriptor,
+    ImageIndex,
+    ImageManifest,
+    MediaType,
+    format_timestamp,
+    parse_manifest,
+)
 from dockyard.registry import Reference
 
 from ._archive import ArchiveImage, index_entry, write_archive
@@ -251,10 +258,41 @@ class ImageExporter:
                     manifest=image.manifest_bytes,
                     media_type=image.manifest.media_type,
                     blobs=blobs,
+                    mount_from=await self._mount_sources(image, name),
                 )
                 step.done()
                 pushed.append(f"{name.name}@{desc.digest}")
         return tuple(pushed)
+
+    async def _mount_sources(self, image: CommittedImage, name: Reference) -> list[Reference]:
+        """Repositories on ``name``'s registry that stored images say hold some of the
+        layers (for cross-repository mounts instead of uploads)."""
+        from dockyard.registry import InvalidReferenceError
+
+        images = self._services.images
+        if images is None:
+            return []
+        wanted = {layer.digest for layer in image.layers}
+        out: list[Reference] = []
+        for stored in await images.list():
+            if stored.dangling or not MediaType.is_manifest(stored.target.media_type):
+                continue
+            try:
+                ref = Reference.parse(stored.name, default_tag="")
+            except InvalidReferenceError:
+                continue
+            if ref.domain != name.domain or ref.path == name.path or ref in out:
+                continue
+            try:
+                data = await self._services.content.read(stored.target.digest)
+            except DockyardError:
+                continue
+            manifest = parse_manifest(data, stored.target.media_type)
+            if isinstance(manifest, ImageManifest) and wanted & {
+                layer.digest for layer in manifest.layers
+            }:
+                out.append(Reference(domain=ref.domain, path=ref.path, tag=""))
+        return out
 
     @contextlib.asynccontextmanager
     async def _client(self) -> AsyncIterator[RegistryClient]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -235,3 +236,24 @@ async def test_layers_round_trip_through_the_store(
             OCILayout.open(tmp_path / "missing.tar")
     finally:
         other.close()
+
+
+async def test_push_mounts_layers_from_other_repositories(
+    stores: Stores, busybox_rootfs: Path, registry: RegistryProcess
+) -> None:
+    chain = await stores.busybox_chain(busybox_rootfs)
+    kind = stores.cache.snapshotter.name
+    first = registry.ref(f"mount-src-{kind}:1")
+    second = registry.ref(f"mount-dst-{kind}:1")
+    async with RegistryClient(config=registry.registry_config()) as client:
+        services = dataclasses.replace(stores.services, registry=client)
+        await resolve(parse_output(f"type=image,name={first},push=true"), services).export(
+            ExportRequest(ref=chain[0])
+        )
+        before = client.statistics()
+        resp = await resolve(parse_output(f"type=image,name={second},push=true"), services).export(
+            ExportRequest(ref=chain[1])
+        )
+        after = client.statistics()
+        assert after.blobs_mounted - before.blobs_mounted == 1  # the busybox layer
+        assert (await client.resolve(second)).digest == resp.image_digest

@@ -488,6 +488,7 @@ async def _import(
             try:
                 diff_id = Digest(await asyncio.to_thread(from_dir if is_dir else from_stream))
             except BaseException:
+                compressor.abort()
                 await writer.abort()
                 raise
             info = await writer.commit(lease=lease)

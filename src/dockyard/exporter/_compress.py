@@ -82,6 +82,10 @@ class LayerCompressor(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None:
+        """Give up (after a failure elsewhere): drop queued work, write nothing more."""
+        ...
+
 
 def _deflate(block: bytes, zdict: bytes, level: int, final: bool) -> bytes:
     if zdict:
@@ -186,6 +190,9 @@ class _Zstd:
     def close(self) -> None:
         self._writer.close()  # type: ignore[no-untyped-call]
 
+    def abort(self) -> None:
+        return None  # the ingest it writes to is dropped by the caller
+
 
 class _Plain:
     def __init__(self, out: ByteSink) -> None:
@@ -199,6 +206,9 @@ class _Plain:
         return None
 
     def close(self) -> None:
+        return None
+
+    def abort(self) -> None:
         return None
 
 

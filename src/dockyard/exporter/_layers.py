@@ -91,6 +91,7 @@ async def _make_blob(
             result = await layer.write_layer(compressor, clamp_mtime=clamp)  # type: ignore[arg-type]
             await asyncio.to_thread(compressor.close)
         except BaseException:
+            compressor.abort()
             await writer.abort()
             raise
         info = await writer.commit(lease=lease)

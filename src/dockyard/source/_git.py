@@ -59,7 +59,7 @@ from dockyard.session.types import SecretStore, SshForwarder
 from dockyard.solver import JobValue, VertexContext
 
 from ._git_cli import GitAuth, GitResult, GitRunner
-from ._git_url import GitSpec, Scrubber, is_commit_sha
+from ._git_url import GitSpec, Scrubber, is_commit_sha, redact_url
 from .types import SourceOpRequest
 
 __all__ = [
@@ -554,11 +554,30 @@ class GitSource:
         )
         if not spec.skip_submodules and (dest / ".gitmodules").is_file():
             await self._submodules(git_dir, dest, spec, auth, scrub, creds, index=None, remote=True)
+            await self._redact_configs(git_dir)
         await self.runner.run(
             "reflog", "expire", "--all", "--expire=now", git_dir=git_dir, scrub=quiet
         )
-        with contextlib.suppress(FileNotFoundError):
-            (git_dir / "FETCH_HEAD").unlink()
+        await asyncio.to_thread(_remove_fetch_traces, git_dir)
+
+    async def _redact_configs(self, git_dir: Path) -> None:
+        """Mask credentials in the URLs submodules wrote into the kept ``.git`` (the
+        superproject's ``submodule.*.url`` and each module's ``remote.*.url``): they
+        would otherwise end up in the layer."""
+        configs = await asyncio.to_thread(_config_files, git_dir)
+        quiet = Scrubber()
+        for config in configs:
+            found = await self.runner.run(
+                "config", f"--file={config}", "--get-regexp", r"\.url$",
+                scrub=quiet, check=False,
+            )  # fmt: skip
+            for line in found.text.splitlines():
+                key, _, value = line.partition(" ")
+                shown = redact_url(value)
+                if key and shown != value:
+                    await self.runner.run(
+                        "config", f"--file={config}", "--replace-all", key, shown, scrub=quiet
+                    )
 
     async def _submodules(
         self,
@@ -702,6 +721,27 @@ def _remove_stale_locks(repo: Path) -> None:
             if name.endswith(".lock"):
                 with contextlib.suppress(FileNotFoundError):
                     Path(dirpath, name).unlink()
+
+
+def _config_files(git_dir: Path) -> list[Path]:
+    """``git_dir/config`` and the config of every module below ``git_dir/modules``."""
+    found = [git_dir / "config"]
+    for dirpath, _, filenames in os.walk(git_dir / "modules"):
+        if "config" in filenames and "HEAD" in filenames:
+            found.append(Path(dirpath, "config"))
+    return found
+
+
+def _remove_fetch_traces(git_dir: Path) -> None:
+    """``FETCH_HEAD`` files and module reflogs (they quote the URLs fetched from)."""
+    with contextlib.suppress(FileNotFoundError):
+        (git_dir / "FETCH_HEAD").unlink()
+    for dirpath, dirnames, filenames in os.walk(git_dir / "modules"):
+        if "FETCH_HEAD" in filenames:
+            Path(dirpath, "FETCH_HEAD").unlink()
+        if "logs" in dirnames and "HEAD" in filenames:
+            dirnames.remove("logs")
+            shutil.rmtree(Path(dirpath, "logs"))
 
 
 def _remove_git_links(work: Path) -> None:

@@ -454,3 +454,44 @@ ADD --checksum={commit} {http_url}#main /pinned
     with pytest.raises(ContentError) as info:
         await engine.solve(result.definition())
     assert str(info.value).startswith("Dockerfile:2: ")
+
+
+async def test_credentials_in_the_url_never_reach_the_tree(engine: Engine, tmp_path: Path) -> None:
+    lib = TestRepo(tmp_path / "private" / "lib")
+    lib.commit({"lib.txt": "lib\n"}, "lib")
+    top = TestRepo(tmp_path / "private" / "top")
+    top.commit({"top.txt": "top\n"}, "top")
+    top.add_submodule("../lib", "vendor/lib")
+    top.commit({}, "add lib")
+    password = "pa55w0rd-in-url"
+    wanted = "Basic " + base64.b64encode(f"builder:{password}".encode()).decode()
+    with GitHttpServer(tmp_path / "private", auth=wanted) as server:
+        url = server.url("top", userinfo=f"builder:{password}")
+        for keep in (False, True):
+            ref, reporter = await engine.solve(llb.git(url, "main", keep_git_dir=keep))
+            try:
+                value = ref.value
+                assert isinstance(value, ImmutableRef)
+                async with value.mount() as root:
+                    tree = read_tree(root)
+                    leaks = _files_containing(root, password.encode())
+                assert tree["vendor/lib/lib.txt"] == (b"lib\n", 0o644)
+                assert leaks == []
+                if keep:
+                    assert (".git", ("dir", 0o755)) in tree.items()
+            finally:
+                await ref.release()
+            logs = b"".join(e.data for e in reporter.events if isinstance(e, VertexLog))
+            assert password.encode() not in logs
+    for record in await engine.cache.du():
+        assert password not in record.description
+
+
+def _files_containing(root: Path, needle: bytes) -> list[str]:
+    found = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath, name)
+            if not path.is_symlink() and needle in path.read_bytes():
+                found.append(path.relative_to(root).as_posix())
+    return found

@@ -3,18 +3,20 @@ archives and the file exporters."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import io
 import json
 import os
 import tarfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dockyard.core import CollectingReporter, Digest, UsageError, VertexStatus
+from dockyard.core import CollectingReporter, Digest, SessionError, UsageError, VertexStatus
 from dockyard.exporter import (
     ExportRequest,
     ExportResponse,
@@ -409,3 +411,62 @@ async def test_rewrite_timestamp_makes_build_times_irrelevant(tmp_path: Path) ->
         digests.append((plain.image_digest, clamped.image_digest))
     assert digests[0][0] != digests[1][0]
     assert digests[0][1] == digests[1][1]
+
+
+async def test_tar_to_stdout(state: State, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    chain = await state.chain()
+    await _export(state, "type=tar,dest=-", chain[0])
+    out = capfdbinary.readouterr().out
+    with tarfile.open(fileobj=io.BytesIO(out)) as tf:
+        assert "etc/os-release" in tf.getnames()
+
+
+class _Client:
+    """An ExportCaller double: streams and directories the client would receive."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, bytes] = {}
+        self.directories: dict[str, list[str]] = {}
+
+    def has(self, target: str) -> bool:
+        return True
+
+    async def send_directory(
+        self, target: str, source: Path, *, reporter: Any = None, progress_digest: str = ""
+    ) -> Any:
+        self.directories[target] = sorted(
+            str(p.relative_to(source))
+            for p in source.rglob("*")  # noqa: ASYNC240
+        )
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, target: str) -> AsyncIterator[Any]:
+        chunks: list[bytes] = []
+
+        class Stream:
+            async def write(self, data: bytes) -> None:
+                chunks.append(data)
+
+        yield Stream()
+        self.streams[target] = b"".join(chunks)
+
+
+async def test_outputs_to_the_clients_targets(state: State) -> None:
+    chain = await state.chain()
+    client = _Client()
+    for spec in (
+        "type=tar,dest=session:t",
+        "type=local,dest=session:d",
+        "type=oci,dest=session:o,name=x",
+    ):
+        exporter = resolve(parse_output(spec), state.services)
+        await exporter.export(ExportRequest(ref=chain[-1], client=client))
+    with tarfile.open(fileobj=io.BytesIO(client.streams["t"])) as tf:
+        assert "app/main.py" in tf.getnames()
+    with tarfile.open(fileobj=io.BytesIO(client.streams["o"])) as tf:
+        assert "index.json" in tf.getnames()
+    assert "app/main.py" in client.directories["d"]
+    with pytest.raises(SessionError, match="no session"):
+        await resolve(parse_output("type=tar,dest=session:t"), state.services).export(
+            ExportRequest(ref=chain[0])
+        )

@@ -1,5 +1,17 @@
-"""Layer 8: the daemon — ``dockyardd``'s configuration, and the conversions between the
-engine's values and the control API's messages (``dockyard/api/proto/control.proto``).
+"""Layer 8: the daemon — ``dockyardd``: its configuration, its server, and the
+conversions between the engine's values and the control API's messages
+(``dockyard/api/proto/control.proto``).
+
+- :class:`Daemon` (``await Daemon.start(config)``): one engine served over grpc.aio on
+  unix sockets and TCP with mutual TLS — the control API (:class:`ControlService`:
+  Solve, Status, DiskUsage, Prune, ListWorkers, Info) and the session service on the
+  same address; garbage collection in the background (:class:`GarbageCollector`);
+  ``shutdown()`` cancels running builds and closes the engine. The seam it serves is
+  :class:`~dockyard.daemon.types.ServedEngine`.
+- :class:`Builds` / :class:`BuildProgress`: each build's progress, kept from its start
+  and fanned out to any number of ``Status`` streams.
+- :func:`keep_bytes`: how a GC rule's space limits fold into the bytes to keep
+  (BuildKit's rule).
 
 - :class:`DaemonConfig` (``DaemonConfig.load(path)``): the TOML config file parsed into
   frozen values — state dir, runtime, snapshotter, parallelism, GC rules
@@ -15,6 +27,7 @@ engine's values and the control API's messages (``dockyard/api/proto/control.pro
 
 from typing import TYPE_CHECKING, Any
 
+from ._builds import BuildProgress, Builds
 from ._config import (
     DEFAULT_CONFIG_PATH,
     DEFAULT_GC_INTERVAL,
@@ -34,6 +47,7 @@ from ._config import (
     parse_duration,
     parse_space,
 )
+from ._gc import DiskStat, GarbageCollector, GcResult, keep_bytes
 
 if TYPE_CHECKING:
     from ._convert import (
@@ -51,7 +65,10 @@ if TYPE_CHECKING:
         usage_record_from_pb,
         usage_record_to_pb,
     )
+    from ._server import Daemon
+    from ._service import ControlService, WorkerInfo
 
+_ELSEWHERE = {"Daemon": "._server", "ControlService": "._service", "WorkerInfo": "._service"}
 _LAZY = frozenset(
     {
         "DETAILS_KEY",
@@ -72,11 +89,16 @@ _LAZY = frozenset(
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _convert
+    import importlib
 
-    value = getattr(_convert, name)
+    if name in _ELSEWHERE:
+        value = getattr(importlib.import_module(_ELSEWHERE[name], __name__), name)
+    elif name in _LAZY:
+        from . import _convert
+
+        value = getattr(_convert, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
 
@@ -87,9 +109,16 @@ __all__ = [
     "DEFAULT_SOCKET",
     "DETAILS_KEY",
     "ERROR_DETAIL_TYPE",
+    "BuildProgress",
+    "Builds",
+    "ControlService",
+    "Daemon",
     "DaemonConfig",
+    "DiskStat",
+    "GarbageCollector",
     "GcConfig",
     "GcPolicy",
+    "GcResult",
     "Listener",
     "RuntimeName",
     "SnapshotterName",
@@ -97,6 +126,7 @@ __all__ = [
     "TcpListener",
     "TlsConfig",
     "UnixListener",
+    "WorkerInfo",
     "abort",
     "default_gc_policies",
     "error_from_rpc",
@@ -105,6 +135,7 @@ __all__ = [
     "events_to_status",
     "gc_policy_from_pb",
     "gc_policy_to_pb",
+    "keep_bytes",
     "parse_address",
     "parse_duration",
     "parse_space",

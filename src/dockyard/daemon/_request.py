@@ -1,0 +1,86 @@
+"""A ``SolveRequest`` off the wire, parsed at the edge into the engine's
+:class:`~dockyard.engine.BuildRequest` (and refused with a
+:class:`~dockyard.core.UsageError` naming what is wrong)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dockyard.core import Reporter, UsageError
+
+if TYPE_CHECKING:
+    from dockyard.api._gen import control_pb2 as pb
+    from dockyard.engine import BuildRequest
+    from dockyard.exporter import ExportOptions
+    from dockyard.frontend import Frontends
+
+__all__ = ["build_request", "exporter_response"]
+
+
+def _export(kind: str, attrs: Mapping[str, str]) -> ExportOptions:
+    from dockyard.exporter import LocalPath, Stdout, parse_exporter
+
+    options = parse_exporter(kind, attrs)
+    dest = getattr(options, "dest", None)
+    if isinstance(dest, LocalPath | Stdout):
+        where = "stdout" if isinstance(dest, Stdout) else f"{dest.path}"
+        raise UsageError(
+            f"output type={kind}: dest {where!r} is on the daemon's host; a daemon writes "
+            "files to its client only (dest=session:NAME, an export target the client's "
+            "session offers)"
+        )
+    return options
+
+
+def build_request(
+    message: pb.SolveRequest, *, frontends: Frontends, reporter: Reporter
+) -> BuildRequest:
+    """The build ``message`` asks for, its progress going to ``reporter``."""
+    from dockyard.engine import BuildRequest, EngineConfig
+    from dockyard.frontend import PYTHON_FRONTEND
+
+    if message.cache.imports or message.cache.exports:
+        raise UsageError("this daemon does not import or export remote cache yet")
+    if message.frontend_inputs:
+        raise UsageError("this daemon does not take frontend inputs yet")
+    definition = None
+    frontend = None
+    options: object = None
+    if message.frontend:
+        if message.definition:
+            raise UsageError("a build request names a frontend or carries a definition, not both")
+        if message.frontend == PYTHON_FRONTEND:
+            raise UsageError(
+                "the python frontend runs a build file inside the engine's process; a daemon "
+                "does not: marshal the build file's graph on the client and send the definition"
+            )
+        frontend = message.frontend
+        options = frontends.get(frontend).parse_options(dict(message.frontend_attrs))
+    elif message.definition:
+        from dockyard.llb import Definition
+
+        definition = Definition.load(message.definition)
+    else:
+        raise UsageError("an empty build request: no definition and no frontend")
+    exports = tuple(_export(e.type, dict(e.attrs)) for e in message.exporters)
+    return BuildRequest(
+        definition=definition,
+        frontend=frontend,
+        frontend_options=options,
+        exports=exports,
+        session_id=message.session or None,
+        entitlements=EngineConfig.parse_entitlements(message.entitlements),
+        reporter=reporter,
+        name=message.ref,
+    )
+
+
+def exporter_response(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """The exporters' metadata as the wire's string map: strings as they are, other
+    values (descriptors ...) as JSON."""
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        out[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return out

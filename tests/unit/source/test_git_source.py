@@ -428,3 +428,14 @@ async def test_lock_files_of_a_killed_git_are_cleaned_up(
         leave_locks(root)
     repo.commit({"README": "next\n"}, "next")
     assert (await fetch(source, url(repo) + "#main"))["README"] == (b"next\n", 0o644)
+
+
+async def test_a_branch_that_moves_between_key_and_fetch_still_gives_the_keyed_commit(
+    cache: CacheManager, repo: TestRepo
+) -> None:
+    source = GitSource(cache=cache)
+    spec = GitSpec.create(url(repo), ref="main")
+    resolved = await source.resolve_ref(spec)
+    repo.commit({"README": "moved meanwhile\n"}, "moved")
+    ref = await source.checkout(spec, resolved)
+    assert (await read(ref))["README"] == (b"one\n", 0o644)  # the commit the key named

@@ -19,32 +19,8 @@ times; with ``rewrite-timestamp=true`` also file times inside new layers.
 :func:`load_archive` and :func:`write_archive` serve ``dockyard image load``/``save``.
 """
 
-from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
-from ._compress import (
-    LayerCompressor,
-    ParallelGzip,
-    compression_of,
-    new_compressor,
-    open_decompressed,
-)
-from ._dest import open_stream
-from ._exporters import (
-    DockerExporter,
-    ImageExporter,
-    LocalExporter,
-    OciExporter,
-    TarExporter,
-    resolve,
-)
-from ._image import (
-    CommittedImage,
-    default_config,
-    normalize_history,
-    oci_manifest,
-    parse_timestamp,
-    patch_config,
-)
-from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink
+from typing import TYPE_CHECKING, Any
+
 from ._options import (
     Annotation,
     AnnotationKind,
@@ -64,8 +40,81 @@ from ._options import (
     parse_exporter,
     parse_output,
 )
-from ._tree import copy_into, write_tree_tar
 from .types import ExporterInstance, ExportRequest, ExportResponse, ExportServices
+
+if TYPE_CHECKING:
+    from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
+    from ._compress import (
+        LayerCompressor,
+        ParallelGzip,
+        compression_of,
+        new_compressor,
+        open_decompressed,
+    )
+    from ._dest import open_stream
+    from ._exporters import (
+        DockerExporter,
+        ImageExporter,
+        LocalExporter,
+        OciExporter,
+        TarExporter,
+        resolve,
+    )
+    from ._image import (
+        CommittedImage,
+        default_config,
+        normalize_history,
+        oci_manifest,
+        parse_timestamp,
+        patch_config,
+    )
+    from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink
+    from ._tree import copy_into, write_tree_tar
+
+# The machinery loads on first use: parsing ``--output`` costs no compressor, cache or
+# tar code (the CLI parses options before it opens an engine).
+_LAZY = {
+    "ArchiveImage": "._archive",
+    "LoadedImage": "._archive",
+    "index_entry": "._archive",
+    "load_archive": "._archive",
+    "write_archive": "._archive",
+    "LayerCompressor": "._compress",
+    "ParallelGzip": "._compress",
+    "compression_of": "._compress",
+    "new_compressor": "._compress",
+    "open_decompressed": "._compress",
+    "open_stream": "._dest",
+    "DockerExporter": "._exporters",
+    "ImageExporter": "._exporters",
+    "LocalExporter": "._exporters",
+    "OciExporter": "._exporters",
+    "TarExporter": "._exporters",
+    "resolve": "._exporters",
+    "CommittedImage": "._image",
+    "default_config": "._image",
+    "normalize_history": "._image",
+    "oci_manifest": "._image",
+    "parse_timestamp": "._image",
+    "patch_config": "._image",
+    "EMPTY_TAR_DIGESTS": "._layers",
+    "ExportedLayer": "._layers",
+    "IngestSink": "._layers",
+    "copy_into": "._tree",
+    "write_tree_tar": "._tree",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EMPTY_TAR_DIGESTS",

@@ -88,8 +88,22 @@ Storage
     :class:`CacheKeyStorage` maps keys to :class:`CacheRecord` (results by id + the
     canonical key): :class:`InMemoryCacheKeyStorage`, and :class:`SqliteCacheKeyStorage`
     (WAL, survives restarts, many readers and processes, versioned schema).
+
+Imported and exported caches (``--cache-from`` / ``--cache-to``)
+    A job may bring :class:`CacheSource` objects (``Solver.new_job(cache_sources=...)``):
+    read-only caches consulted after the key storage for the vertices it holds. A hit
+    there counts like any hit (no input is loaded); its results are materialized by the
+    source only when needed (``CacheSource.load``) and then saved and recorded locally
+    under the vertex's keys; a source that cannot load them makes it a miss. For exports,
+    :func:`cache_chain` walks the vertices behind a job's results and lists their keys,
+    links to their inputs' records (selector, output index) and records
+    (:class:`CacheChainRecord`), inputs first; formats and transports live above
+    (:mod:`dockyard.remotecache`). Keys travel as they are: an importer indexes the keys
+    it is given, so they are the keys this module computes (``_keys._VERSION`` is part
+    of each, so a cache written with other key rules simply never hits).
 """
 
+from ._chain import CacheChainLink, CacheChainRecord, cache_chain
 from ._context import VertexContext
 from ._memory import InMemoryCacheKeyStorage
 from ._results import ResultRef
@@ -99,6 +113,7 @@ from .types import (
     CacheKeyStorage,
     CacheMap,
     CacheRecord,
+    CacheSource,
     ContentDigestFn,
     Dep,
     Edge,
@@ -111,9 +126,12 @@ from .types import (
 )
 
 __all__ = [
+    "CacheChainLink",
+    "CacheChainRecord",
     "CacheKeyStorage",
     "CacheMap",
     "CacheRecord",
+    "CacheSource",
     "ContentDigestFn",
     "Dep",
     "Edge",
@@ -130,4 +148,5 @@ __all__ = [
     "Vertex",
     "VertexContext",
     "VertexOptions",
+    "cache_chain",
 ]

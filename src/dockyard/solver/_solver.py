@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -21,7 +21,7 @@ from dockyard.core import (
 from ._flight import Factory, Memo
 from ._results import ResultRef
 from ._state import KeyInfo, VertexState, release_all
-from .types import CacheKeyStorage, Edge, JobValue, ResultStorage, Vertex
+from .types import CacheKeyStorage, CacheSource, Edge, JobValue, ResultStorage, Vertex
 
 __all__ = ["Job", "Solver", "SolverStatistics"]
 
@@ -33,8 +33,9 @@ class SolverStatistics:
     """Counters since the solver was created (for tests, benchmarks and ``debug``).
 
     ``cache_hits``/``cache_misses`` count key computations that found / did not find a
-    record; ``loads`` results loaded from storage; ``execs`` calls of ``Op.exec``;
-    ``pruned`` records whose results were gone; ``active_vertices`` vertices held by jobs.
+    record; ``loads`` results loaded from storage (``imported`` of them from the jobs'
+    cache sources); ``execs`` calls of ``Op.exec``; ``pruned`` records whose results were
+    gone; ``active_vertices`` vertices held by jobs.
     """
 
     active_jobs: int
@@ -44,6 +45,7 @@ class SolverStatistics:
     loads: int
     execs: int
     pruned: int
+    imported: int = 0
 
 
 class _ExecFlight:
@@ -170,6 +172,7 @@ class Solver:
         self._stats_loads = 0
         self._stats_execs = 0
         self._stats_pruned = 0
+        self._stats_imported = 0
 
     def new_job(
         self,
@@ -177,10 +180,18 @@ class Solver:
         reporter: Reporter | None = None,
         values: Mapping[JobValue[Any], Any] | None = None,
         name: str = "",
+        cache_sources: Sequence[CacheSource] = (),
     ) -> Job:
-        """A new job (one build request). Use it as ``async with`` or call ``discard``."""
+        """A new job (one build request). Use it as ``async with`` or call ``discard``.
+
+        ``cache_sources`` are imported caches consulted after the solver's key storage
+        for every vertex this job holds (see :class:`CacheSource`)."""
         job = Job(
-            self, reporter or NullReporter(), dict(values or {}), name or f"job-{next(self._ids)}"
+            self,
+            reporter or NullReporter(),
+            dict(values or {}),
+            name or f"job-{next(self._ids)}",
+            tuple(cache_sources),
         )
         self._jobs.add(job)
         return job
@@ -194,6 +205,7 @@ class Solver:
             loads=self._stats_loads,
             execs=self._stats_execs,
             pruned=self._stats_pruned,
+            imported=self._stats_imported,
         )
 
     def _slot(self) -> contextlib.AbstractAsyncContextManager[object]:
@@ -244,12 +256,18 @@ class Job:
     """
 
     def __init__(
-        self, solver: Solver, reporter: Reporter, values: dict[JobValue[Any], Any], name: str
+        self,
+        solver: Solver,
+        reporter: Reporter,
+        values: dict[JobValue[Any], Any],
+        name: str,
+        cache_sources: tuple[CacheSource, ...] = (),
     ) -> None:
         self.solver = solver
         self.reporter = reporter
         self.values = values
         self.name = name
+        self.cache_sources = cache_sources
         self._held: dict[str, VertexState] = {}
         self._refs: list[ResultRef] = []
         self._solves: set[asyncio.Task[Any]] = set()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from dockyard.core import (
+    BuildWarning,
     CancelledError,
     DockyardError,
     Event,
@@ -20,7 +21,7 @@ from ._context import VertexContext
 from ._flight import Memo, wait_all
 from ._keys import content_key, def_key
 from ._results import ResultRef
-from .types import CacheRecord, Dep, JobValue, Vertex
+from .types import CacheRecord, CacheSource, Dep, JobValue, Result, Vertex
 
 if TYPE_CHECKING:
     from ._solver import Job, Solver
@@ -33,18 +34,37 @@ _PLAIN = Dep()
 class KeyInfo:
     """The outcome of a vertex's key computation.
 
-    ``canonical`` is the key dependants build on; ``record`` is the cache hit, if any.
+    ``canonical`` is the key dependants build on; ``record`` is the cache hit, if any,
+    and ``source`` the job's :class:`CacheSource` it came from (``None``: the solver's
+    own key storage). ``selectors`` are the deps' selectors, one per input (for cache
+    exports).
     """
 
-    __slots__ = ("canonical", "key_content", "key_def", "record")
+    __slots__ = ("canonical", "key_content", "key_def", "record", "selectors", "source")
 
     def __init__(
-        self, canonical: str, key_def: str, key_content: str | None, record: CacheRecord | None
+        self,
+        canonical: str,
+        key_def: str,
+        key_content: str | None,
+        record: CacheRecord | None,
+        *,
+        selectors: tuple[str | None, ...] = (),
+        source: CacheSource | None = None,
     ) -> None:
         self.canonical = canonical
         self.key_def = key_def
         self.key_content = key_content
         self.record = record
+        self.selectors = selectors
+        self.source = source
+
+    def keys(self) -> list[str]:
+        """Every key naming this vertex's record, canonical first."""
+        keys = dict.fromkeys((self.canonical, self.key_def))
+        if self.key_content is not None:
+            keys[self.key_content] = None
+        return list(keys)
 
 
 def _fail(vertex: Vertex, exc: Exception) -> DockyardError:
@@ -206,32 +226,48 @@ class VertexState:
                 ],
             )
             ignore = vertex.options.ignore_cache
-            storage = solver.key_storage
+            selectors = tuple(dep.selector for dep in deps)
             content = [i for i, dep in enumerate(deps) if dep.compute_digest is not None]
             # An ignore_cache input ran afresh: its output may differ from what its key
             # denoted before, so when we read it by content, the content decides.
             by_content_only = any(self.inputs[i].vertex.options.ignore_cache for i in content)
             if not ignore and not by_content_only:
-                record = await storage.lookup(key_def)
+                record, source = await self._lookup(key_def)
                 if record is not None:
                     solver._stats_hits += 1
                     self._set_cached()
-                    return KeyInfo(record.canonical_key, key_def, None, record)
+                    return KeyInfo(
+                        record.canonical_key,
+                        key_def,
+                        None,
+                        record,
+                        selectors=selectors,
+                        source=source,
+                    )
             if not content:
                 if not ignore:
                     solver._stats_misses += 1
-                return KeyInfo(key_def, key_def, None, None)
+                return KeyInfo(key_def, key_def, None, None, selectors=selectors)
             key_content = await self._content_key(ctx, cache_map.digest, deps, input_keys, content)
             if not ignore:
-                record = await storage.lookup(key_content)
+                record, source = await self._lookup(key_content)
                 if record is not None:
-                    # link the definition key to the record: next time no input is loaded
-                    await storage.save([key_def], record)
+                    if source is None:
+                        # link the definition key to the record: next time no input is
+                        # loaded (an imported record is linked when its result is loaded)
+                        await solver.key_storage.save([key_def], record)
                     solver._stats_hits += 1
                     self._set_cached()
-                    return KeyInfo(record.canonical_key, key_def, key_content, record)
+                    return KeyInfo(
+                        record.canonical_key,
+                        key_def,
+                        key_content,
+                        record,
+                        selectors=selectors,
+                        source=source,
+                    )
                 solver._stats_misses += 1
-            return KeyInfo(key_content, key_def, key_content, None)
+            return KeyInfo(key_content, key_def, key_content, None, selectors=selectors)
         except Exception as exc:
             err = _fail(vertex, exc)
             if err.vertex is not None and err.vertex.digest == self.digest:
@@ -239,6 +275,35 @@ class VertexState:
             if err is exc:
                 raise
             raise err from exc
+
+    async def _lookup(self, key: str) -> tuple[CacheRecord | None, CacheSource | None]:
+        """The record of ``key``: from the solver's key storage, else from the cache
+        sources of the jobs holding this vertex (oldest job first)."""
+        record = await self.solver.key_storage.lookup(key)
+        if record is not None:
+            return record, None
+        for source in self._sources():
+            try:
+                record = await source.lookup(key)
+            except Exception as exc:
+                self.emit(
+                    BuildWarning(
+                        short=f"imported cache lookup failed: {type(exc).__name__}: {exc}",
+                        digest=self.digest,
+                    )
+                )
+                continue
+            if record is not None:
+                return record, source
+        return None, None
+
+    def _sources(self) -> list[CacheSource]:
+        out: list[CacheSource] = []
+        for job in self.jobs:
+            for source in job.cache_sources:
+                if not any(source is known for known in out):
+                    out.append(source)
+        return out
 
     async def _content_key(
         self,
@@ -291,7 +356,10 @@ class VertexState:
         info = await self.key_memo.get(self.compute_key)
         record = info.record
         if record is not None:
-            refs = await self._load(record)
+            if info.source is not None:
+                refs = await self._import(info, record, info.source)
+            else:
+                refs = await self._load(record)
             if refs is not None:
                 return self._keep(refs)
             solver._stats_pruned += 1
@@ -328,6 +396,56 @@ class VertexState:
             raise
         solver._stats_loads += len(refs)
         return tuple(refs)
+
+    async def _import(
+        self, info: KeyInfo, record: CacheRecord, source: CacheSource
+    ) -> tuple[ResultRef, ...] | None:
+        """The results of a record found in a job's cache source, materialized by it, or
+        None if it could not; they are then saved and recorded like results of a run."""
+        solver = self.solver
+        ctx = VertexContext(self.vertex, self)
+        loaded: list[Result] = []
+        try:
+            for result_id in record.result_ids:
+                result = await source.load(result_id, ctx)
+                if result is None:
+                    await release_all([ResultRef.adopt(r) for r in loaded], solver)
+                    return None
+                loaded.append(result)
+        except BaseException as exc:
+            await release_all([ResultRef.adopt(r) for r in loaded], solver)
+            if isinstance(exc, asyncio.CancelledError):
+                ctx._mark_cancelled()
+                raise
+            if not isinstance(exc, Exception):
+                raise
+            self.emit(
+                BuildWarning(
+                    short=f"loading an imported cache result failed, running the step: "
+                    f"{type(exc).__name__}: {exc}",
+                    digest=self.digest,
+                )
+            )
+            return None
+        refs = tuple(
+            ResultRef.adopt(result, cache_key=record.canonical_key, cached=True)
+            for result in loaded
+        )
+        solver._stats_loads += len(refs)
+        solver._stats_imported += len(refs)
+        try:
+            await self._record(info, refs)
+        except Exception as exc:
+            self.emit(
+                BuildWarning(
+                    short=f"keeping an imported cache result failed: {type(exc).__name__}: {exc}",
+                    digest=self.digest,
+                )
+            )
+        except BaseException:
+            await release_all(refs, solver)
+            raise
+        return refs
 
     async def execute(self, info: KeyInfo) -> tuple[ResultRef, ...]:
         """Run the op (the body of an exec flight); returns handles the flight owns."""
@@ -395,19 +513,15 @@ class VertexState:
 
     async def _record(self, info: KeyInfo, refs: tuple[ResultRef, ...]) -> None:
         solver = self.solver
+        canonical = info.canonical
         ids = tuple(await solver.result_storage.save([ref.value for ref in refs]))
         if len(ids) != len(refs):
             raise InternalError(f"result storage returned {len(ids)} ids for {len(refs)} results")
         record_id = hashlib.sha256(
-            "\0".join((info.canonical, *ids)).encode(), usedforsecurity=False
+            "\0".join((canonical, *ids)).encode(), usedforsecurity=False
         ).hexdigest()
-        record = CacheRecord(
-            id=record_id, canonical_key=info.canonical, result_ids=ids, created=now()
-        )
-        keys = dict.fromkeys((info.key_def, info.canonical))
-        if info.key_content is not None:
-            keys[info.key_content] = None
-        await solver.key_storage.save(list(keys), record)
+        record = CacheRecord(id=record_id, canonical_key=canonical, result_ids=ids, created=now())
+        await solver.key_storage.save(info.keys(), record)
 
     # -- lifetime ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ __all__ = [
     "CacheKeyStorage",
     "CacheMap",
     "CacheRecord",
+    "CacheSource",
     "ContentDigestFn",
     "Dep",
     "Edge",
@@ -196,6 +197,28 @@ class CacheKeyStorage(Protocol):
     async def lookup(self, key: str) -> CacheRecord | None: ...
 
     async def save(self, keys: Sequence[str], record: CacheRecord) -> None: ...
+
+
+@runtime_checkable
+class CacheSource(Protocol):
+    """A read-only cache a job brings along (an imported remote cache), consulted after
+    the solver's own :class:`CacheKeyStorage` for the vertices that job holds.
+
+    - :meth:`lookup` is called on a local miss, once per key computation and key kind;
+      like :meth:`CacheKeyStorage.lookup` it must be cheap (an in-memory index). Its
+      records' ``result_ids`` mean something to this source only.
+    - :meth:`load` materializes one of those results (e.g. pulls and unpacks layers) and
+      returns a new handle the caller owns, or ``None`` when it cannot (missing or
+      corrupt data): the solver then runs the op as on a miss. It is called only when a
+      hit's result is actually needed, and must not raise for bad data (report a warning
+      through ``ctx`` instead): an imported cache never fails a build. The solver saves a
+      loaded result in its :class:`ResultStorage` and records it under the vertex's keys
+      in its key storage, so later builds find it without the source.
+    """
+
+    async def lookup(self, key: str) -> CacheRecord | None: ...
+
+    async def load(self, result_id: str, ctx: VertexContext) -> Result | None: ...
 
 
 @runtime_checkable

@@ -1,0 +1,201 @@
+"""Imported caches (``CacheSource``) and the export walk (``cache_chain``) on fake vertices:
+a graph solved on one solver is exported, then solved on an empty one from the export."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dockyard.core import BuildWarning, CollectingReporter
+from dockyard.solver import (
+    CacheChainRecord,
+    CacheRecord,
+    InMemoryCacheKeyStorage,
+    Result,
+    Solver,
+    Vertex,
+    VertexContext,
+    cache_chain,
+)
+from dockyard.testing.solver import FakeBackend
+
+
+class ExportedSource:
+    """A CacheSource made from another solver's chain: keys → records whose result ids
+    name values copied out of that solver's backend."""
+
+    def __init__(self, chain: Sequence[CacheChainRecord], backend: FakeBackend) -> None:
+        self.values: dict[str, Any] = {}
+        self.records: dict[str, CacheRecord] = {}
+        self.loaded: list[str] = []
+        self.broken: set[str] = set()
+        for entry in chain:
+            if entry.record is None:
+                continue
+            ids = []
+            for i, rid in enumerate(entry.record.result_ids):
+                if i in entry.outputs:
+                    self.values["x" + rid] = backend.saved[rid]
+                ids.append("x" + rid)
+            record = CacheRecord(
+                id="remote-" + entry.record.id,
+                canonical_key=entry.canonical_key,
+                result_ids=tuple(ids),
+                created=entry.record.created,
+            )
+            for key in entry.keys:
+                self.records[key] = record
+
+    async def lookup(self, key: str) -> CacheRecord | None:
+        return self.records.get(key)
+
+    async def load(self, result_id: str, ctx: VertexContext) -> Result | None:
+        self.loaded.append(result_id)
+        if result_id in self.broken:
+            ctx.warn(f"blob of {result_id} is corrupt")
+            return None
+        if result_id not in self.values:
+            return None
+        return self.target.new_result(self.values[result_id])
+
+    target: FakeBackend
+
+
+def graph(backend: FakeBackend, build: int) -> tuple[Vertex, Vertex, Vertex]:
+    """base → run; context (unique per build, like a local source) → copy (by content,
+    onto run) → final run."""
+    base = backend.vertex("base", value={"os": "busybox"})
+    run = backend.vertex("run", base, fn=lambda ins: {**ins[0], "run": "1"})
+    context = backend.vertex("context", value={"app": "v1"}, definition=f"context-{build}")
+    copy = backend.vertex(
+        "copy", run, context, content={1: None}, fn=lambda ins: {**ins[0], **ins[1]}
+    )
+    final = backend.vertex("final", copy, fn=lambda ins: {**ins[0], "final": "1"})
+    return run, copy, final
+
+
+async def export(all_results: bool) -> tuple[list[CacheChainRecord], FakeBackend, Any]:
+    backend = FakeBackend()
+    solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
+    _run, _copy, final = graph(backend, 1)
+    async with solver.new_job() as job:
+        ref = await job.solve(final.output())
+        value = ref.value.value  # type: ignore[attr-defined]
+        chain = await cache_chain(job, [final.output()], all_results=all_results)
+    backend.assert_no_leaks()
+    return chain, backend, value
+
+
+async def test_chain_lists_every_vertex_inputs_first_with_keys_and_links() -> None:
+    chain, _backend, _ = await export(all_results=True)
+    names = [entry.name for entry in chain]
+    assert set(names) == {"base", "run", "context", "copy", "final"}
+    position = {name: i for i, name in enumerate(names)}
+    for entry in chain:
+        for link in entry.inputs:
+            assert link.record < position[entry.name]
+    copy = chain[position["copy"]]
+    assert [chain[link.record].name for link in copy.inputs] == ["run", "context"]
+    assert len(copy.keys) == 2  # canonical (the content key), definition
+    final = chain[position["final"]]
+    assert len(final.keys) == 1  # canonical = definition key
+    assert all(entry.record is not None and entry.outputs == (0,) for entry in chain)
+
+
+async def test_min_mode_exports_only_the_final_results() -> None:
+    chain, _backend, _ = await export(all_results=False)
+    with_results = [entry.name for entry in chain if entry.record is not None]
+    assert with_results == ["final"]
+    assert len(chain) == 5  # every key is there, to link the final record
+
+
+async def rebuild(
+    source: ExportedSource, *, build: int = 2
+) -> tuple[FakeBackend, InMemoryCacheKeyStorage, Any, CollectingReporter]:
+    backend = FakeBackend()
+    source.target = backend
+    storage = InMemoryCacheKeyStorage()
+    solver = Solver(result_storage=backend, key_storage=storage)
+    reporter = CollectingReporter()
+    _run, _copy, final = graph(backend, build)
+    async with solver.new_job(cache_sources=[source], reporter=reporter) as job:
+        ref = await job.solve(final.output())
+        value = ref.value.value  # type: ignore[attr-defined]
+    backend.assert_no_leaks()
+    assert solver.statistics().imported == len(source.loaded) - len(source.broken)
+    return backend, storage, value, reporter
+
+
+async def test_an_empty_solver_builds_from_the_export_loading_the_final_result_only() -> None:
+    for all_results in (True, False):
+        chain, old, value = await export(all_results)
+        source = ExportedSource(chain, old)
+        backend, storage, rebuilt, _ = await rebuild(source)
+        assert rebuilt == value
+        # the context has a new key every build: it runs, the copy hits by content
+        assert dict(backend.exec_counts) == {"context": 1}
+        assert len(source.loaded) == 1  # the final result only
+        # the loaded result was recorded locally: the next build needs no source
+        final_keys = next(e for e in chain if e.name == "final").keys
+        for key in final_keys:
+            assert await storage.lookup(key) is not None
+        again = FakeBackend()
+        solver = Solver(result_storage=backend, key_storage=storage)
+        _r, _c, final = graph(again, 3)
+        async with solver.new_job() as job:
+            await job.solve(final.output())
+        assert dict(again.exec_counts) == {"context": 1}
+
+
+async def test_a_changed_input_reruns_only_what_depends_on_it() -> None:
+    chain, old, _ = await export(all_results=True)
+    source = ExportedSource(chain, old)
+    backend = FakeBackend()
+    source.target = backend
+    solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
+    base = backend.vertex("base", value={"os": "busybox"})
+    run = backend.vertex("run", base, fn=lambda ins: {**ins[0], "run": "1"})
+    context = backend.vertex("context", value={"app": "v2"}, definition="context-2")
+    copy = backend.vertex(
+        "copy", run, context, content={1: None}, fn=lambda ins: {**ins[0], **ins[1]}
+    )
+    final = backend.vertex("final", copy, fn=lambda ins: {**ins[0], "final": "1"})
+    async with solver.new_job(cache_sources=[source]) as job:
+        ref = await job.solve(final.output())
+        assert ref.value.value == {  # type: ignore[attr-defined]
+            "os": "busybox",
+            "run": "1",
+            "app": "v2",
+            "final": "1",
+        }
+    # run's result came from the import (the copy needed it); base never loaded
+    assert dict(backend.exec_counts) == {"context": 1, "copy": 1, "final": 1}
+    assert len(source.loaded) == 1
+    backend.assert_no_leaks()
+
+
+async def test_a_result_the_source_cannot_load_is_a_miss_with_a_warning() -> None:
+    chain, old, value = await export(all_results=True)
+    source = ExportedSource(chain, old)
+    final = next(e for e in chain if e.name == "final")
+    assert final.record is not None
+    source.broken.add("x" + final.record.result_ids[0])
+    backend, _storage, rebuilt, reporter = await rebuild(source)
+    assert rebuilt == value
+    assert dict(backend.exec_counts) == {"context": 1, "final": 1}
+    warnings = [e for e in reporter.events if isinstance(e, BuildWarning)]
+    assert any("corrupt" in w.short for w in warnings)
+
+
+async def test_sources_of_other_jobs_holding_a_vertex_are_consulted() -> None:
+    chain, old, value = await export(all_results=True)
+    source = ExportedSource(chain, old)
+    backend = FakeBackend()
+    source.target = backend
+    solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
+    _r, _c, final = graph(backend, 2)
+    async with solver.new_job() as plain, solver.new_job(cache_sources=[source]) as importing:
+        importing.load(final)
+        ref = await plain.solve(final.output())
+        assert ref.value.value == value  # type: ignore[attr-defined]
+    assert dict(backend.exec_counts) == {"context": 1}

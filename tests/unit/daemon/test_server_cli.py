@@ -1,0 +1,97 @@
+"""``dockyardd``'s command line (exit codes, config and overrides) and the unix socket
+helpers of the server (stale sockets replaced, live ones and other files refused)."""
+
+from __future__ import annotations
+
+import socket
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard.cli.daemon import load_config, main
+from dockyard.core import UsageError
+from dockyard.daemon import TcpListener, UnixListener
+from dockyard.daemon._server import _check_stale_socket, _secure_socket
+
+
+def test_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("dockyardd ")
+    assert main(["--no-such-flag"]) == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_bad_config_and_addresses_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[worker]\nruntime = 'lxc'\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "worker.runtime" in capsys.readouterr().err
+    (tmp_path / "empty.toml").write_text("")
+    assert main(["--config", str(tmp_path / "empty.toml"), "--addr", "tcp://0.0.0.0:1"]) == 2
+    assert "mutual TLS" in capsys.readouterr().err
+
+
+def test_command_line_overrides_the_config(tmp_path: Path) -> None:
+    config_file = tmp_path / "d.toml"
+    config_file.write_text('state-dir = "state"\n[grpc]\naddress = ["unix:///x/y.sock"]\n')
+    config = load_config(config_file, (), None)
+    assert config.state_dir == tmp_path / "state"
+    assert config.listeners == (UnixListener(path=Path("/x/y.sock")),)
+    config = load_config(
+        config_file, ("unix:///a.sock", "tcp://127.0.0.1:7000"), tmp_path / "other"
+    )
+    assert config.state_dir == tmp_path / "other"
+    assert config.listeners == (
+        UnixListener(path=Path("/a.sock")),
+        TcpListener(host="127.0.0.1", port=7000),
+    )
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path (unix socket paths are limited to 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="dy-sock-") as name:
+        yield Path(name)
+
+
+def test_stale_sockets_are_replaced_and_live_ones_refused(short_dir: Path) -> None:
+    path = short_dir / "d.sock"
+    _check_stale_socket(path)  # nothing there
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    listening.listen()
+    try:
+        with pytest.raises(UsageError, match="another daemon is listening"):
+            _check_stale_socket(path)
+    finally:
+        listening.close()
+    assert path.exists()  # a socket file nobody listens on any more
+    _check_stale_socket(path)
+    assert not path.exists()
+    path.write_text("not a socket")
+    with pytest.raises(UsageError, match="not a socket"):
+        _check_stale_socket(path)
+    assert path.read_text() == "not a socket"
+
+
+def test_sockets_get_their_group_and_mode(short_dir: Path) -> None:
+    path = short_dir / "d.sock"
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    try:
+        gid = path.stat().st_gid
+        _secure_socket(UnixListener(path=path, group=gid, mode=0o660))
+        st = path.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert st.st_gid == gid
+        _secure_socket(UnixListener(path=path, mode=0o600))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        listening.close()

@@ -128,7 +128,7 @@ def _tarball() -> bytes:
         info.size = 4
         info.mode = 0o644
         tar.addfile(info, io.BytesIO(b"lib\n"))
-    return gzip.compress(buf.getvalue())
+    return gzip.compress(buf.getvalue(), mtime=0)  # fixed header: equal bytes on every call
 
 
 async def test_dockerfile_add_urls(engine: Engine, server: HttpTestServer) -> None:

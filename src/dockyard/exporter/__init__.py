@@ -40,7 +40,14 @@ from ._options import (
     parse_exporter,
     parse_output,
 )
-from .types import ExporterInstance, ExportRequest, ExportResponse, ExportServices
+from .types import (
+    INLINE_CACHE_KEY,
+    ExporterInstance,
+    ExportRequest,
+    ExportResponse,
+    ExportServices,
+    InlineCache,
+)
 
 if TYPE_CHECKING:
     from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
@@ -68,7 +75,7 @@ if TYPE_CHECKING:
         parse_timestamp,
         patch_config,
     )
-    from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink
+    from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink, export_layers
     from ._tree import copy_into, write_tree_tar
 
 # The machinery loads on first use: parsing ``--output`` costs no compressor, cache or
@@ -118,6 +125,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EMPTY_TAR_DIGESTS",
+    "INLINE_CACHE_KEY",
     "Annotation",
     "AnnotationKind",
     "ArchiveImage",
@@ -138,6 +146,7 @@ __all__ = [
     "ImageExporter",
     "ImageOptions",
     "IngestSink",
+    "InlineCache",
     "LayerCompressor",
     "LoadedImage",
     "LocalExport",
@@ -152,6 +161,7 @@ __all__ = [
     "compression_of",
     "copy_into",
     "default_config",
+    "export_layers",
     "index_entry",
     "load_archive",
     "new_compressor",

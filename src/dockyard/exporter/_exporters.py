@@ -202,6 +202,7 @@ class ImageExporter:
                 lease=lease,
                 platform=self._services.platform,
                 progress=progress,
+                inline_cache=request.inline_cache,
             )
             step = progress.step("manifest", f"exporting manifest {image.descriptor.digest}")
             step.done()
@@ -348,6 +349,7 @@ class _ArchiveExporter:
                 lease=lease,
                 platform=self._services.platform,
                 progress=progress,
+                inline_cache=request.inline_cache,
             )
             created = _created(epoch)
             names = opts.image.names

@@ -15,6 +15,7 @@ config's ``created`` at the epoch.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as _dt
 import re
@@ -31,12 +32,14 @@ from dockyard.oci import (
     ImageConfig,
     ImageManifest,
     MediaType,
+    canonical_json,
     format_timestamp,
 )
 
 from ._layers import ExportedLayer, export_layers
 from ._options import AnnotationKind, ImageOptions
 from ._progress import Progress
+from .types import INLINE_CACHE_KEY, InlineCache
 
 __all__ = [
     "EXPORTER_HISTORY_COMMENT",
@@ -244,9 +247,10 @@ async def commit_image(
     lease: str,
     platform: Platform,
     progress: Progress | None = None,
+    inline_cache: InlineCache | None = None,
 ) -> CommittedImage:
     """Make the layers of ``ref``, then config and manifest blobs, all held by
-    ``lease``."""
+    ``lease``. ``inline_cache`` makes a cache config embedded in the image config."""
     base = config if config is not None else default_config(platform)
     clamp = epoch if options.rewrite_timestamp else None
     step = progress.step("layers", "exporting layers") if progress is not None else None
@@ -266,6 +270,12 @@ async def commit_image(
     chosen = [layers[i] for i in kept]
     final = patch_config(base, [x.blob.diff_id for x in chosen], history, epoch)
     config_bytes = final.to_bytes()
+    if inline_cache is not None:
+        cache = await inline_cache([x.blob for x in chosen])
+        if cache is not None:
+            obj = final.to_json()
+            obj[INLINE_CACHE_KEY] = base64.b64encode(cache).decode("ascii")
+            config_bytes = canonical_json(obj)
     config_type = MediaType.OCI_CONFIG if oci else MediaType.DOCKER_CONFIG
     config_desc = Descriptor.of(config_type, config_bytes)
     image_platform = final.platform

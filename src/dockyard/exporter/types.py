@@ -5,7 +5,7 @@ result ref into an output and answers with an :class:`ExportResponse`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,7 +13,7 @@ from dockyard.core import Digest, Platform, Reporter, host_platform
 from dockyard.oci import Descriptor
 
 if TYPE_CHECKING:
-    from dockyard.cache import ImmutableRef
+    from dockyard.cache import ImmutableRef, LayerBlob
     from dockyard.content import ContentStore, ImageStore
     from dockyard.oci import ImageConfig
     from dockyard.registry import CredentialsProvider, RegistryClient, RegistryConfig
@@ -21,7 +21,21 @@ if TYPE_CHECKING:
 
     from ._options import ExportOptions
 
-__all__ = ["ExportRequest", "ExportResponse", "ExportServices", "ExporterInstance"]
+__all__ = [
+    "INLINE_CACHE_KEY",
+    "ExportRequest",
+    "ExportResponse",
+    "ExportServices",
+    "ExporterInstance",
+    "InlineCache",
+]
+
+INLINE_CACHE_KEY = "moby.buildkit.cache.v0"
+"""The image config key holding an inline build cache (base64 of its cache config)."""
+
+InlineCache = Callable[["Sequence[LayerBlob]"], Awaitable[bytes | None]]
+"""Makes an inline cache config for an image from the image's layers (bottom first, the
+ones in the manifest): JSON bytes to embed, or ``None`` for none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +66,9 @@ class ExportRequest:
     frontend made (history, container config, platform); ``None`` gives a minimal one.
     ``epoch``: the build's ``SOURCE_DATE_EPOCH`` (an exporter's ``source-date-epoch``
     option wins). ``client``: the session's export caller, for outputs addressed to a
-    :class:`~dockyard.exporter.ClientTarget`. ``reporter``: progress.
+    :class:`~dockyard.exporter.ClientTarget`. ``reporter``: progress. ``inline_cache``:
+    image exporters embed what it makes under :data:`INLINE_CACHE_KEY` in the config
+    (``--cache-to type=inline``).
     """
 
     ref: ImmutableRef | None
@@ -60,6 +76,7 @@ class ExportRequest:
     epoch: int | None = None
     client: ExportCaller | None = None
     reporter: Reporter | None = None
+    inline_cache: InlineCache | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

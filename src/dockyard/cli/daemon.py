@@ -125,3 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """The ``dockyardd`` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

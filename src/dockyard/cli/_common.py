@@ -144,11 +144,11 @@ def parse_duration(option: str, text: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-def format_error(exc: DockyardError, *, step_log: bool = True) -> str:
+def format_error(exc: DockyardError, *, step_log: bool = True, prefix: str = "") -> str:
     """An error as a user reads it (buildx's form): the failing step and the last lines
     of its output (unless ``step_log`` is false, when the progress renderer already
     showed that log), the lines of the build description it comes from, then
-    ``ERROR: message``."""
+    ``ERROR: message`` (``ERROR: {prefix}message``: ``failed to solve: `` for a build)."""
     from dockyard.cli.progress import error_log_block, source_snippet
     from dockyard.core import ExecError
 
@@ -162,13 +162,13 @@ def format_error(exc: DockyardError, *, step_log: bool = True) -> str:
         message = f"{exc.locations[0]}: {message}"
     elif exc.vertex is not None and not isinstance(exc, ExecError):
         message = f"{exc.vertex.name}: {message}"
-    lines.append(f"ERROR: {message}")
+    lines.append(f"ERROR: {prefix}{message}")
     return "\n".join(lines)
 
 
-def report_error(exc: DockyardError, *, step_log: bool = True) -> int:
+def report_error(exc: DockyardError, *, step_log: bool = True, prefix: str = "") -> int:
     """Print ``exc`` with :func:`format_error` to stderr; its exit code."""
-    click.echo(format_error(exc, step_log=step_log), err=True)
+    click.echo(format_error(exc, step_log=step_log, prefix=prefix), err=True)
     return exc.exit_code
 
 

@@ -18,6 +18,7 @@ __all__ = ["cli", "main", "run"]
 
 # name -> "module:attribute" of a click.Command; imported only when invoked.
 _COMMANDS: dict[str, str] = {
+    "build": "dockyard.cli._build:build",
     "debug": "dockyard.cli.debug:debug",
     "du": "dockyard.cli._du:du",
     "image": "dockyard.cli._images:image",
@@ -46,8 +47,16 @@ class _LazyGroup(click.Group):
 @click.version_option(
     __version__, "--version", prog_name="dockyard", message="%(prog)s %(version)s"
 )
-def cli() -> None:
+@click.option(
+    "--addr",
+    metavar="unix://PATH|tcp://HOST:PORT",
+    help="The dockyardd daemon to build on [env DOCKYARD_HOST; default: the daemon on "
+    "/run/dockyard/dockyardd.sock if one listens there, else an engine in this process].",
+)
+@click.pass_context
+def cli(ctx: click.Context, addr: str | None) -> None:
     """Dockyard: build container images, fast."""
+    ctx.meta["dockyard.addr"] = addr
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,464 @@
+"""``dockyard build``: ``docker buildx build`` on Dockyard — a Dockerfile build, on the
+engine embedded in this process or on a ``dockyardd`` daemon (``--addr``,
+``$DOCKYARD_HOST``, or a daemon listening on the default socket).
+
+Exit codes: 0 built (or checked without warnings), 1 the build failed (or ``--check``
+found warnings), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from ._common import engine_config, engine_options, key_values, report_error
+
+if TYPE_CHECKING:
+    from dockyard.client import BuildOptions, BuildResult, Client
+    from dockyard.core import Reporter
+
+__all__ = ["build"]
+
+_NO_OUTPUT = (
+    "WARNING: No output specified: the build result will only remain in the build cache "
+    "(name it with -t, write it with -o, or use --push/--load)"
+)
+
+
+@click.command("build")
+@click.argument("context", metavar="PATH | URL | -")
+@click.option(
+    "-f",
+    "--file",
+    "dockerfile",
+    metavar="PATH",
+    help="The Dockerfile (default: PATH/Dockerfile; - for stdin).",
+)
+@click.option(
+    "-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="Name the image (repeatable)."
+)
+@click.option(
+    "--build-arg",
+    "build_args",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="Set a build argument; KEY alone takes the value from the environment (repeatable).",
+)
+@click.option("--target", metavar="STAGE", help="The stage to build.")
+@click.option(
+    "--platform", metavar="OS/ARCH", help="The target platform (this host's only, for now)."
+)
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="id=ID[,src=PATH|,env=VAR]",
+    help="A secret RUN --mount=type=secret may use (repeatable).",
+)
+@click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    metavar="default|ID[=SOCKET|KEY[,KEY]]",
+    help="Forward an SSH agent or keys to RUN --mount=type=ssh (repeatable).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="type=TYPE[,dest=PATH]...|DIR|-",
+    help="Where the result goes: type=image|oci|docker|local|tar, dest=, name=, push= (repeatable).",
+)
+@click.option("--push", is_flag=True, help="Push the image (shorthand for --output=type=registry).")
+@click.option("--load", is_flag=True, help="Load the image into docker (docker load).")
+@click.option(
+    "--cache-from",
+    "cache_from",
+    multiple=True,
+    metavar="type=local,src=DIR",
+    help="Import build cache.",
+)
+@click.option(
+    "--cache-to",
+    "cache_to",
+    multiple=True,
+    metavar="type=local,dest=DIR",
+    help="Export build cache.",
+)
+@click.option("--no-cache", is_flag=True, help="Do not use the cache for any step.")
+@click.option(
+    "--no-cache-filter",
+    "no_cache_filter",
+    multiple=True,
+    metavar="STAGE",
+    help="Do not use the cache for these stages (repeatable, or comma-separated).",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "tty", "plain", "rawjson", "quiet"]),
+    default="auto",
+    show_default=True,
+    help="How to show progress on stderr (auto: tty on a terminal, else plain).",
+)
+@click.option("--iidfile", metavar="FILE", help="Write the image ID to FILE.")
+@click.option(
+    "--metadata-file",
+    "metadata_file",
+    metavar="FILE",
+    help="Write the build's metadata (JSON) to FILE.",
+)
+@click.option(
+    "--build-context",
+    "build_contexts",
+    multiple=True,
+    metavar="NAME=DIR|URL|docker-image://REF",
+    help="An additional named context (repeatable).",
+)
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set an image label (repeatable)."
+)
+@click.option(
+    "--network",
+    type=click.Choice(["default", "none", "host"]),
+    default="default",
+    show_default=True,
+    help="The network of RUN steps.",
+)
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(["network.host", "security.insecure"]),
+    help="Grant an entitlement the build asks for (repeatable).",
+)
+@click.option("--pull", is_flag=True, help="Always look base images up in their registry.")
+@click.option("--check", is_flag=True, help="Run the build checks only; build nothing.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Show no progress; print the image ID on success."
+)
+@click.option(
+    "--addr",
+    metavar="unix://PATH|tcp://HOST:PORT",
+    help="The dockyardd daemon to build on (as dockyard --addr).",
+)
+@engine_options
+@click.pass_context
+def build(
+    ctx: click.Context,
+    context: str,
+    dockerfile: str | None,
+    tags: tuple[str, ...],
+    build_args: tuple[str, ...],
+    target: str | None,
+    platform: str | None,
+    secrets: tuple[str, ...],
+    ssh: tuple[str, ...],
+    outputs: tuple[str, ...],
+    push: bool,
+    load: bool,
+    cache_from: tuple[str, ...],
+    cache_to: tuple[str, ...],
+    no_cache: bool,
+    no_cache_filter: tuple[str, ...],
+    progress: str,
+    iidfile: str | None,
+    metadata_file: str | None,
+    build_contexts: tuple[str, ...],
+    labels: tuple[str, ...],
+    network: str,
+    allow: tuple[str, ...],
+    pull: bool,
+    check: bool,
+    quiet: bool,
+    addr: str | None,
+    state_dir: str | None,
+    runtime: str,
+    snapshotter: str,
+) -> int:
+    """Build an image from a Dockerfile and the context PATH (a directory, a git or
+    http(s) URL, or - for a tarball or a Dockerfile on stdin)."""
+    from dockyard.core import DockyardError, UsageError
+
+    quiet = quiet or progress == "quiet"  # buildx: quiet prints the image ID on success
+    try:
+        options = build_options(
+            context=context,
+            dockerfile=dockerfile,
+            tags=tags,
+            build_args=build_args,
+            target=target,
+            platform=platform,
+            secrets=secrets,
+            ssh=ssh,
+            outputs=outputs,
+            push=push,
+            load=load,
+            cache_from=cache_from,
+            cache_to=cache_to,
+            no_cache=no_cache,
+            no_cache_filter=no_cache_filter,
+            build_contexts=build_contexts,
+            labels=labels,
+            network=network,
+            allow=allow,
+            pull=pull,
+            check=check,
+        )
+        if quiet and _writes_stdout(options):
+            raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
+        client = make_client(
+            addr or ctx.meta.get("dockyard.addr"),
+            state_dir=state_dir,
+            runtime=runtime,
+            snapshotter=snapshotter,
+            allow=tuple(sorted(options.entitlements)),
+        )
+    except DockyardError as exc:
+        return report_error(exc)
+    return run_build(
+        client,
+        options,
+        progress="quiet" if quiet else progress,
+        quiet=quiet,
+        iidfile=iidfile,
+        metadata_file=metadata_file,
+    )
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+def build_options(
+    *,
+    context: str,
+    dockerfile: str | None = None,
+    tags: tuple[str, ...] = (),
+    build_args: tuple[str, ...] = (),
+    target: str | None = None,
+    platform: str | None = None,
+    secrets: tuple[str, ...] = (),
+    ssh: tuple[str, ...] = (),
+    outputs: tuple[str, ...] = (),
+    push: bool = False,
+    load: bool = False,
+    cache_from: tuple[str, ...] = (),
+    cache_to: tuple[str, ...] = (),
+    no_cache: bool = False,
+    no_cache_filter: tuple[str, ...] = (),
+    build_contexts: tuple[str, ...] = (),
+    labels: tuple[str, ...] = (),
+    network: str = "default",
+    allow: tuple[str, ...] = (),
+    pull: bool = False,
+    check: bool = False,
+) -> BuildOptions:
+    """The flags of ``dockyard build`` parsed into :class:`~dockyard.client.BuildOptions`
+    (a :class:`~dockyard.core.UsageError` naming the flag for a bad value)."""
+    import os
+
+    from dockyard.client import BuildOptions, CacheSpec
+    from dockyard.core import Platform, UsageError
+    from dockyard.exporter import parse_output
+    from dockyard.session import SecretSource, SshSpec
+
+    args: dict[str, str] = {}
+    for item in build_args:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--build-arg expects KEY=VALUE or KEY, got {item!r}")
+        if sep:
+            args[key] = value
+        elif key in os.environ:  # KEY alone: from the environment, if it is set there
+            args[key] = os.environ[key]
+    target_platform = None
+    if platform:
+        if "," in platform:
+            raise UsageError(
+                f"--platform {platform}: one platform per build (multi-platform builds are not supported yet)"
+            )
+        try:
+            target_platform = Platform.parse(platform)
+        except ValueError as exc:
+            raise UsageError(f"--platform: {exc}") from None
+    stages = tuple(s.strip() for item in no_cache_filter for s in item.split(",") if s.strip())
+    stdin = sys.stdin.buffer if "-" in (context, dockerfile) else None
+    if stdin is not None and sys.stdin.isatty():
+        raise UsageError(
+            "- reads the context or the Dockerfile from stdin, but stdin is a terminal"
+        )
+    return BuildOptions(
+        context=context,
+        dockerfile=dockerfile,
+        tags=tags,
+        build_args=args,
+        labels=key_values("--label", labels),
+        target=target or None,
+        platform=target_platform,
+        secrets=tuple(SecretSource.parse(s) for s in secrets),
+        ssh=tuple(SshSpec.parse(s) for s in ssh),
+        outputs=tuple(parse_output(o) for o in outputs),
+        push=push,
+        load=load,
+        cache_from=tuple(CacheSpec.parse(c, export=False) for c in cache_from),
+        cache_to=tuple(CacheSpec.parse(c, export=True) for c in cache_to),
+        no_cache=no_cache,
+        no_cache_filter=stages,
+        build_contexts=key_values("--build-context", build_contexts),
+        network=network,  # type: ignore[arg-type]  # click.Choice checked it
+        allow=frozenset(allow),
+        pull=pull,
+        check=check,
+        stdin=stdin,
+    )
+
+
+def _writes_stdout(options: BuildOptions) -> bool:
+    from dockyard.exporter import Stdout
+
+    return any(isinstance(getattr(o, "dest", None), Stdout) for o in options.outputs)
+
+
+def make_client(
+    addr: str | None,
+    *,
+    state_dir: str | None,
+    runtime: str = "crun",
+    snapshotter: str = "auto",
+    allow: tuple[str, ...] = (),
+) -> Client:
+    """The client the address rules choose (see :mod:`dockyard.client`); the embedded
+    engine grants what the build asks for (its user runs it)."""
+    from dockyard.client import Client, select_address
+
+    address = select_address(addr, state_dir_given=state_dir is not None)
+    if address is not None:
+        return Client.connect(address)
+    return Client.embedded(engine_config(state_dir, runtime, snapshotter, allow=allow))
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def run_build(
+    client: Client,
+    options: BuildOptions,
+    *,
+    progress: str,
+    quiet: bool = False,
+    iidfile: str | None = None,
+    metadata_file: str | None = None,
+) -> int:
+    """Build, show progress, write ``--iidfile``/``--metadata-file``, report; the exit
+    code."""
+    import asyncio
+
+    from dockyard.cli.progress import make_renderer
+    from dockyard.core import DockyardError, UsageError
+
+    renderer = make_renderer(progress, sys.stderr)
+    try:
+        result = asyncio.run(_run(client, options, renderer))
+    except DockyardError as exc:
+        renderer.close()  # the progress and the failed step's log come first
+        prefix = "" if isinstance(exc, UsageError) else "failed to solve: "
+        return report_error(exc, step_log=progress in ("quiet", "rawjson"), prefix=prefix)
+    finally:
+        renderer.close()
+    try:
+        _write_files(result, iidfile, metadata_file)
+    except DockyardError as exc:
+        return report_error(exc)
+    if options.check:
+        return _check_summary(result)
+    if quiet:
+        if result.image_id:
+            click.echo(result.image_id)
+        return 0
+    if progress != "rawjson":
+        for line in describe(result, client):
+            click.echo(line, err=True)
+    return 0
+
+
+async def _run(client: Client, options: BuildOptions, reporter: Reporter) -> BuildResult:
+    async with client:
+        return await client.build(options, reporter)
+
+
+def _write_files(result: BuildResult, iidfile: str | None, metadata_file: str | None) -> None:
+    from pathlib import Path
+
+    from dockyard.core import DockyardError
+
+    for path, text in ((iidfile, result.image_id), (metadata_file, result.metadata_json())):
+        if path is None or text is None:
+            continue
+        try:
+            Path(path).write_text(text)
+        except OSError as exc:
+            raise DockyardError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _check_summary(result: BuildResult) -> int:
+    count = len(result.warnings)
+    if not count:
+        click.echo("Check complete, no warnings found.", err=True)
+        return 0
+    noun = "warning has" if count == 1 else "warnings have"
+    click.echo(f"Check complete, {count} {noun} been found!", err=True)
+    return 1
+
+
+def describe(result: BuildResult, client: Client) -> list[str]:
+    """Where the result went, one line each (for the user, after the progress)."""
+    from dockyard.exporter import (
+        ClientTarget,
+        DockerExport,
+        ImageExport,
+        LocalExport,
+        LocalPath,
+        OciExport,
+        Stdout,
+        TarExport,
+    )
+
+    lines: list[str] = []
+    if not result.outputs:
+        return [_NO_OUTPUT]
+    image_id = result.image_id or ""
+    for output in result.outputs:
+        if isinstance(output, ImageExport):
+            where = (
+                "the daemon's image store" if client.mode == "daemon" else "the local image store"
+            )
+            names = ", ".join(str(n) for n in output.image.names) or "(no name)"
+            lines.append(f"Image {names} ({image_id}) stored in {where}")
+            if output.push:
+                lines.append(f"Pushed {names}")
+            continue
+        dest = output.dest
+        if isinstance(dest, ClientTarget):
+            if dest.name == "docker-load" and result.load_output:
+                lines.append(result.load_output)
+            continue
+        where = (
+            "stdout"
+            if isinstance(dest, Stdout)
+            else str(dest.path)
+            if isinstance(dest, LocalPath)
+            else ""
+        )
+        if isinstance(output, LocalExport):
+            lines.append(f"Files written to {where}")
+        elif isinstance(output, TarExport):
+            lines.append(f"Tarball of the files written to {where}")
+        elif isinstance(output, OciExport):
+            lines.append(
+                f"OCI image layout {'tarball ' if output.tar else ''}written to {where} ({image_id})"
+            )
+        elif isinstance(output, DockerExport):
+            lines.append(f"Docker image tarball written to {where} ({image_id})")
+    return lines

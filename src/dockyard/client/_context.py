@@ -1,0 +1,320 @@
+"""The build context and the Dockerfile of a build, as directories the session serves.
+
+- A local directory is served as it is; the Dockerfile's directory is served beside it
+  (``-f`` may point anywhere on this host).
+- ``-`` (stdin) is a tarball — gzip, bzip2, xz, zstd or plain, extracted into a scratch
+  directory with tarfile's ``data`` filter: no entry lands outside it, no link points
+  out of it — or a Dockerfile with an empty context (:func:`dockyard.source.sniff_context`
+  decides).
+- A git or http(s) URL (:func:`dockyard.source.parse_remote_context`) is fetched by the
+  engine itself — the repository through its git source (with its cache, the session's
+  SSH agents and secrets for credentials), the URL through its http source (an unchanged
+  ETag downloads nothing) — by solving the remote-context helpers' LLB states
+  (:meth:`~dockyard.source.GitContext.state`, :meth:`~dockyard.source.HttpContext.file_state`,
+  :meth:`~dockyard.source.HttpContext.unpacked_state`) and exporting the tree into a
+  scratch directory of the client, which then serves it like a local context. The same
+  path works embedded and against a daemon (which streams the tree back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
+
+from dockyard.core import ContentError, NotFoundError, PathEscapeError, UsageError
+
+if TYPE_CHECKING:
+    from dockyard import llb
+    from dockyard.source import ContextFormat
+
+    from ._options import BuildOptions
+
+__all__ = ["Fetch", "PreparedContext", "prepare_context"]
+
+#: Solve ``definition`` and put its result's files into the directory ``dest``
+#: (``name`` labels the step).
+Fetch = Callable[["llb.Definition", Path, str], Awaitable[None]]
+
+_SNIFF = 512
+_MAX_DOCKERFILE = 16 << 20
+_DEFAULT_DOCKERFILE = "Dockerfile"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedContext:
+    """The directories a build's session serves: ``context`` (the build context) and
+    ``dockerfile_dir`` holding the Dockerfile at ``filename`` (slash-separated,
+    relative). ``shared_key`` identifies the context across builds, so that the engine
+    syncs into the copy it kept from the last build (only changes travel)."""
+
+    context: Path
+    dockerfile_dir: Path
+    filename: str
+    shared_key: str
+    description: str
+
+
+def shared_key_of(path: Path) -> str:
+    """A stable key for a directory of this host (its host name and absolute path)."""
+    text = f"{socket.gethostname()}:{os.path.abspath(path)}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) -> PreparedContext:
+    """The directories of ``options``' context and Dockerfile; remote and stdin contexts
+    go into ``scratch`` (an empty directory the caller removes afterwards)."""
+    stdin = options.stdin if options.stdin is not None else sys.stdin.buffer
+    if options.context == "-":
+        return await _stdin_context(options, stdin, scratch)
+    from dockyard.source import parse_remote_context
+
+    remote = parse_remote_context(options.context)
+    if remote is None:
+        return await _local_context(options, stdin, scratch)
+    from dockyard.source import GitContext
+
+    if isinstance(remote, GitContext):
+        context = scratch / "context"
+        await fetch(remote.state().marshal(), context, f"git context {options.context}")
+        return await _in_context(options, stdin, scratch, context, options.context)
+    return await _http_context(options, stdin, scratch, remote.url, fetch)
+
+
+async def _local_context(options: BuildOptions, stdin: IO[bytes], scratch: Path) -> PreparedContext:
+    context, dockerfile = _local_paths(options)
+    key = shared_key_of(context)
+    if dockerfile is None:
+        return PreparedContext(
+            context=context,
+            dockerfile_dir=await _stdin_dockerfile(stdin, scratch),
+            filename=_DEFAULT_DOCKERFILE,
+            shared_key=key,
+            description=options.context,
+        )
+    return PreparedContext(
+        context=context,
+        dockerfile_dir=dockerfile.parent,
+        filename=dockerfile.name,
+        shared_key=key,
+        description=options.context,
+    )
+
+
+def _local_paths(options: BuildOptions) -> tuple[Path, Path | None]:
+    """The context directory and the Dockerfile (``None``: from stdin), absolute."""
+    context = Path(options.context)
+    if not context.is_dir():
+        what = "not a directory" if context.exists() else "not found"
+        raise UsageError(f'unable to prepare context: path "{options.context}" {what}')
+    if options.dockerfile == "-":
+        return context.absolute(), None
+    dockerfile = Path(options.dockerfile) if options.dockerfile else context / _DEFAULT_DOCKERFILE
+    if not dockerfile.is_file():
+        what = "is a directory" if dockerfile.is_dir() else "no such file or directory"
+        raise NotFoundError(f"failed to read dockerfile: open {dockerfile}: {what}")
+    return context.absolute(), dockerfile.absolute()
+
+
+async def _in_context(
+    options: BuildOptions, stdin: IO[bytes], scratch: Path, context: Path, description: str
+) -> PreparedContext:
+    """A context made in ``scratch`` (fetched, or from stdin): ``-f`` names a file
+    inside it (or ``-``)."""
+    key = hashlib.sha256(description.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    if options.dockerfile == "-":
+        return PreparedContext(
+            context=context,
+            dockerfile_dir=await _stdin_dockerfile(stdin, scratch),
+            filename=_DEFAULT_DOCKERFILE,
+            shared_key=key,
+            description=description,
+        )
+    filename = _inner_path(options.dockerfile or _DEFAULT_DOCKERFILE)
+    if not (context / filename).is_file():
+        raise NotFoundError(
+            f"failed to read dockerfile: {filename}: no such file in the context {description}"
+        )
+    return PreparedContext(
+        context=context,
+        dockerfile_dir=context,
+        filename=filename,
+        shared_key=key,
+        description=description,
+    )
+
+
+def _inner_path(text: str) -> str:
+    path = PurePosixPath(text)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise UsageError(f"-f {text}: with a remote or stdin context, name a file inside it")
+    return path.as_posix()
+
+
+async def _http_context(
+    options: BuildOptions, stdin: IO[bytes], scratch: Path, url: str, fetch: Fetch
+) -> PreparedContext:
+    from dockyard.source import HttpContext, sniff_context
+
+    remote = HttpContext(url=url)
+    download = scratch / "download"
+    await fetch(remote.file_state().marshal(), download, f"http context {remote.redacted}")
+    file = _only_file(download)
+    with file.open("rb") as f:
+        head = f.read(_SNIFF)
+    if sniff_context(head).is_archive:
+        context = scratch / "context"
+        await fetch(remote.unpacked_state().marshal(), context, f"unpack {remote.redacted}")
+        return await _in_context(options, stdin, scratch, context, remote.redacted)
+    if options.dockerfile is not None:
+        raise UsageError(f"{remote.redacted} is a Dockerfile, not a context: -f does not apply")
+    context = scratch / "context"
+    context.mkdir()
+    return PreparedContext(
+        context=context,
+        dockerfile_dir=download,
+        filename=file.name,
+        shared_key=hashlib.sha256(url.encode()).hexdigest()[:32],
+        description=remote.redacted,
+    )
+
+
+def _only_file(directory: Path) -> Path:
+    """The one file an http source's download is."""
+    files = [p for p in directory.iterdir() if p.is_file()]
+    if len(files) != 1:
+        raise ContentError(f"the download of the context is {len(files)} files, not one")
+    return files[0]
+
+
+async def _stdin_dockerfile(stdin: IO[bytes], scratch: Path) -> Path:
+    data = await asyncio.to_thread(stdin.read, _MAX_DOCKERFILE + 1)
+    if len(data) > _MAX_DOCKERFILE:
+        raise UsageError("the Dockerfile on stdin is larger than 16 MiB")
+    if not data.strip():
+        raise UsageError("the Dockerfile on stdin is empty")
+    where = scratch / "dockerfile"
+    where.mkdir()
+    (where / _DEFAULT_DOCKERFILE).write_bytes(data)
+    return where
+
+
+async def _stdin_context(options: BuildOptions, stdin: IO[bytes], scratch: Path) -> PreparedContext:
+    from dockyard.source import sniff_context
+
+    head = await asyncio.to_thread(_read_head, stdin)
+    fmt = sniff_context(head)
+    context = scratch / "context"
+    if not fmt.is_archive:
+        if options.dockerfile is not None:
+            raise UsageError("stdin holds a Dockerfile, not a context tarball: -f does not apply")
+        rest = await asyncio.to_thread(stdin.read, _MAX_DOCKERFILE + 1)
+        data = head + rest
+        if len(data) > _MAX_DOCKERFILE:
+            raise UsageError("the Dockerfile on stdin is larger than 16 MiB")
+        if not data.strip():
+            raise UsageError("nothing on stdin: pipe in a context tarball or a Dockerfile")
+        dockerfile_dir = scratch / "dockerfile"
+        dockerfile_dir.mkdir()
+        (dockerfile_dir / _DEFAULT_DOCKERFILE).write_bytes(data)
+        context.mkdir()
+        return PreparedContext(
+            context=context,
+            dockerfile_dir=dockerfile_dir,
+            filename=_DEFAULT_DOCKERFILE,
+            shared_key=shared_key_of(Path("-")),
+            description="-",
+        )
+    context.mkdir()
+    await asyncio.to_thread(extract_tarball, fmt, head, stdin, context)
+    return await _in_context(options, stdin, scratch, context, "-")
+
+
+def _read_head(stream: IO[bytes]) -> bytes:
+    head = b""
+    while len(head) < _SNIFF:
+        chunk = stream.read(_SNIFF - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+class _Chained(io.RawIOBase):
+    """``head``, then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def _decompressed(fmt: ContextFormat, raw: BinaryIO) -> IO[bytes]:
+    from dockyard.source import ContextFormat
+
+    if fmt is ContextFormat.GZIP:
+        import gzip
+
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    if fmt is ContextFormat.BZIP2:
+        import bz2
+
+        return cast(IO[bytes], bz2.BZ2File(raw, mode="rb"))
+    if fmt is ContextFormat.XZ:
+        import lzma
+
+        return cast(IO[bytes], lzma.LZMAFile(raw, mode="rb"))
+    if fmt is ContextFormat.ZSTD:
+        import zstandard
+
+        return cast(
+            IO[bytes], zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        )
+    return raw
+
+
+def extract_tarball(fmt: ContextFormat, head: bytes, stream: IO[bytes], dest: Path) -> None:
+    """Extract the tarball (``head`` then the rest of ``stream``, in format ``fmt``)
+    into ``dest``, contained: tarfile's ``data`` filter refuses absolute names, names
+    climbing out, links pointing out of ``dest`` and device files (a
+    :class:`~dockyard.core.PathEscapeError` or :class:`~dockyard.core.ContentError`)."""
+    import tarfile
+
+    raw = cast(BinaryIO, io.BufferedReader(_Chained(head, stream)))
+    what = "the context tarball on stdin"
+    try:
+        with tarfile.open(fileobj=_decompressed(fmt, raw), mode="r|") as tar:
+            tar.extractall(dest, filter="data")
+    except (
+        tarfile.AbsolutePathError,
+        tarfile.OutsideDestinationError,
+        tarfile.AbsoluteLinkError,
+        tarfile.LinkOutsideDestinationError,
+    ) as exc:
+        raise PathEscapeError(f"{what}: {exc}") from exc
+    except tarfile.FilterError as exc:
+        raise ContentError(f"{what}: {exc}") from exc
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ContentError(f"{what}: not a valid {fmt.value} tar archive ({exc})") from exc
+    except Exception as exc:  # zstandard.ZstdError and friends
+        raise ContentError(f"{what}: the archive is corrupt ({exc})") from exc

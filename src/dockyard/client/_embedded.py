@@ -1,0 +1,97 @@
+"""The embedded backend: an :class:`~dockyard.engine.Engine` in this process, opened on
+first use, with the client's session attached in-process (file content copied in the
+kernel, exports written straight to their paths). Nothing here loads grpc."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from dockyard.core import Reporter
+
+from ._backend import Outcome
+from ._result import ServerInfo
+
+if TYPE_CHECKING:
+    from dockyard.cache import UsageFilter, UsageRecord
+    from dockyard.engine import Engine, EngineConfig, PruneResult
+
+    from ._job import Job
+
+__all__ = ["EmbeddedBackend"]
+
+
+class EmbeddedBackend:
+    """Runs jobs on an engine of its own (see the module docstring)."""
+
+    mode = "embedded"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._engine: Engine | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def address(self) -> str | None:
+        return None
+
+    async def engine(self) -> Engine:
+        """The engine, opened (state directory locked) on first use."""
+        async with self._lock:
+            if self._engine is None:
+                from dockyard.engine import Engine
+
+                self._engine = await Engine.open(self.config)
+            return self._engine
+
+    async def run(self, job: Job, reporter: Reporter) -> Outcome:
+        from dockyard.engine import BuildRequest, EngineConfig
+
+        engine = await self.engine()
+        session = job.session()
+        request = BuildRequest(
+            definition=job.definition,
+            frontend=job.frontend,
+            frontend_options=job.frontend_options,
+            exports=job.exports,
+            session_id=session.id,
+            entitlements=EngineConfig.parse_entitlements(job.entitlements),
+            reporter=reporter,
+            name=job.name,
+        )
+        async with engine.sessions.attach(session):
+            response = await engine.solve(request)
+        return Outcome(
+            metadata=dict(response.exporter_response),
+            warnings=tuple(response.warnings),
+            built=response.built,
+        )
+
+    async def du(self, filters: UsageFilter | None) -> list[UsageRecord]:
+        return await (await self.engine()).du(filters)
+
+    async def prune(
+        self,
+        *,
+        all: bool,
+        keep_duration: float | None,
+        keep_storage: int | None,
+        filters: UsageFilter | None,
+    ) -> PruneResult:
+        engine = await self.engine()
+        return await engine.prune(
+            all=all, keep_duration=keep_duration, keep_storage=keep_storage, filters=filters
+        )
+
+    async def info(self) -> ServerInfo:
+        from dockyard import __version__
+
+        return ServerInfo(
+            mode="embedded", version=__version__, state_dir=str(self.config.state_dir)
+        )
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.close()

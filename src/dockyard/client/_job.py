@@ -1,0 +1,221 @@
+"""One unit of work a client hands to its backend (:class:`Job`): what to build, how to
+export it, and what the client's session serves while it runs. :func:`dockerfile_job`
+makes one from :class:`~dockyard.client.BuildOptions`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from dockyard.core import UsageError, host_platform
+
+if TYPE_CHECKING:
+    from dockyard import llb
+    from dockyard.exporter import ExportOptions, ImageOptions
+    from dockyard.registry import Reference
+    from dockyard.session import (
+        CredentialsSource,
+        ExportTarget,
+        SecretStore,
+        Session,
+        SshAgentProvider,
+    )
+
+    from ._context import PreparedContext
+    from ._options import BuildOptions
+
+__all__ = ["LOAD_TARGET", "Job", "dockerfile_job", "exports_of"]
+
+#: The session's export target of ``--load`` (a pipe into ``docker load``).
+LOAD_TARGET = "docker-load"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Job:
+    """A build as a backend runs it.
+
+    Exactly one of ``definition`` or ``frontend`` (with ``frontend_options``). ``exports``
+    name destinations on this host (paths, stdout) or targets in ``targets`` (already
+    offered by the session, like the ``docker load`` pipe); a remote backend turns the
+    paths into session targets. ``directories``, ``secrets``, ``ssh`` and
+    ``credentials`` are what the session serves. ``entitlements`` are asked for by name.
+    """
+
+    name: str
+    definition: llb.Definition | None = None
+    frontend: str | None = None
+    frontend_options: object = None
+    exports: tuple[ExportOptions, ...] = ()
+    directories: Mapping[str, Path] = field(default_factory=dict)
+    targets: Mapping[str, ExportTarget] = field(default_factory=dict)
+    secrets: SecretStore | None = None
+    ssh: SshAgentProvider | None = None
+    credentials: CredentialsSource | None = None
+    entitlements: frozenset[str] = frozenset()
+    shared_key: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.definition is None) == (self.frontend is None):
+            raise UsageError("a build needs either a Definition or a frontend")
+        object.__setattr__(self, "directories", MappingProxyType(dict(self.directories)))
+        object.__setattr__(self, "targets", MappingProxyType(dict(self.targets)))
+
+    def session(self, extra_targets: Mapping[str, ExportTarget] | None = None) -> Session:
+        """A new session serving this job (plus ``extra_targets``)."""
+        from dockyard.session import Session
+
+        return Session(
+            name=self.name,
+            shared_key=self.shared_key,
+            directories=self.directories,
+            secrets=self.secrets,
+            ssh=self.ssh,
+            credentials=self.credentials,
+            exports={**self.targets, **(extra_targets or {})},
+        )
+
+
+def _references(tags: tuple[str, ...]) -> tuple[Reference, ...]:
+    from dockyard.registry import InvalidReferenceError, Reference
+
+    out: list[Reference] = []
+    for tag in tags:
+        try:
+            ref = Reference.parse(tag)
+        except InvalidReferenceError as exc:
+            raise UsageError(f"invalid tag {tag!r}: {exc}") from None
+        if ref.digest is not None:
+            raise UsageError(f"invalid tag {tag!r}: a tag cannot have a digest")
+        if ref not in out:
+            out.append(ref)
+    return tuple(out)
+
+
+def _named(image: ImageOptions, names: tuple[Reference, ...]) -> ImageOptions:
+    if image.names or not names:
+        return image
+    return dataclasses.replace(image, names=names)
+
+
+def exports_of(options: BuildOptions, *, load: bool) -> tuple[ExportOptions, ...]:
+    """The exports of a build, as buildx makes them from ``-o``, ``-t``, ``--push`` and
+    ``--load``: the tags name every image output that has no ``name=`` of its own;
+    ``--push`` pushes the image output (adding one); ``--load`` adds a docker tarball
+    for ``docker load``; ``-t`` alone stores the image in the local store."""
+    from dockyard.exporter import ClientTarget, DockerExport, ImageExport, ImageOptions, OciExport
+
+    names = _references(options.tags)
+    outputs: list[ExportOptions] = []
+    for export in options.outputs:
+        if isinstance(export, ImageExport | OciExport | DockerExport):
+            export = dataclasses.replace(export, image=_named(export.image, names))
+        outputs.append(export)
+    if options.push:
+        if not names and not any(isinstance(e, ImageExport) and e.image.names for e in outputs):
+            raise UsageError("tag is needed when pushing to registry (-t NAME --push)")
+        pushed = False
+        for i, export in enumerate(outputs):
+            if isinstance(export, ImageExport):
+                outputs[i] = dataclasses.replace(export, push=True)
+                pushed = True
+        if not pushed:
+            outputs.append(ImageExport(push=True, image=_named(ImageOptions(), names)))
+    if load:
+        outputs.append(
+            DockerExport(dest=ClientTarget(name=LOAD_TARGET), image=_named(ImageOptions(), names))
+        )
+    if not outputs and names:
+        outputs.append(ImageExport(image=_named(ImageOptions(), names)))
+    for export in outputs:
+        if isinstance(export, ImageExport) and export.push and not export.image.names:
+            raise UsageError("pushing an image needs a name (-t NAME or name=)")
+    return tuple(outputs)
+
+
+def check_platform(options: BuildOptions) -> None:
+    """Only this host's platform can be built for now."""
+    if options.platform is None:
+        return
+    host = host_platform()
+    if not host.matches(options.platform):
+        raise UsageError(
+            f"--platform {options.platform}: building for another platform is not supported "
+            f"yet (this host builds {host})"
+        )
+
+
+def dockerfile_job(
+    options: BuildOptions,
+    context: PreparedContext,
+    *,
+    targets: Mapping[str, ExportTarget] | None = None,
+    secrets: SecretStore | None,
+    ssh: SshAgentProvider | None,
+    credentials: CredentialsSource | None,
+) -> Job:
+    """The ``dockerfile.v0`` job of a build whose context is prepared."""
+    from dockyard.frontend import DOCKERFILE_FRONTEND, DockerfileOptions
+
+    check_platform(options)
+    if options.cache_from or options.cache_to:
+        flags = " and ".join(
+            f
+            for f, v in (("--cache-from", options.cache_from), ("--cache-to", options.cache_to))
+            if v
+        )
+        raise UsageError(
+            f"{flags}: importing and exporting build cache is not supported by this engine yet"
+        )
+    directories: dict[str, Path] = {
+        "context": context.context,
+        "dockerfile": context.dockerfile_dir,
+    }
+    named: dict[str, str] = {}
+    for name, value in options.build_contexts.items():
+        if "://" in value or value.startswith("git@"):
+            named[name] = value
+            continue
+        path = Path(value)
+        if not path.is_dir():
+            raise UsageError(
+                f"--build-context {name}={value}: not a directory, docker-image://REF, "
+                "oci-layout://PATH or a git/http URL"
+            )
+        key = f"named:{name}"
+        directories[key] = path.absolute()
+        named[name] = f"local:{key}"
+    from dockyard.dockerfile import NetworkMode
+
+    frontend_options = DockerfileOptions(
+        filename=context.filename,
+        target=options.target,
+        build_args=options.build_args,
+        labels=options.labels,
+        platform=options.platform,
+        named_contexts=named,
+        check=options.check,
+        no_cache=options.no_cache,
+        no_cache_stages=frozenset(options.no_cache_filter),
+        pull=options.pull,
+        network=NetworkMode(options.network),
+    )
+    exports: tuple[ExportOptions, ...] = ()
+    if not options.check:
+        exports = exports_of(options, load=options.load)
+    return Job(
+        name=f"build {context.description}",
+        frontend=DOCKERFILE_FRONTEND,
+        frontend_options=frontend_options,
+        exports=exports,
+        directories=directories,
+        targets=targets or {},
+        secrets=secrets,
+        ssh=ssh,
+        credentials=credentials,
+        entitlements=options.entitlements,
+        shared_key=context.shared_key,
+    )

@@ -1,0 +1,157 @@
+"""What a client build asks for: :class:`BuildOptions` (``docker buildx build``'s flags
+as frozen values) and :class:`CacheSpec` (``--cache-from``/``--cache-to``)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, TYPE_CHECKING, Literal
+
+from dockyard.core import Platform, UsageError
+
+if TYPE_CHECKING:
+    from dockyard.exporter import ExportOptions
+    from dockyard.session import SecretSource, SshSpec
+
+__all__ = ["BuildOptions", "CacheSpec", "NetworkName"]
+
+NetworkName = Literal["default", "none", "host"]
+_NETWORKS = ("default", "none", "host")
+_ENTITLEMENTS = ("network.host", "security.insecure")
+
+
+def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheSpec:
+    """One ``--cache-from`` (``export=False``) or ``--cache-to`` (``export=True``)
+    value. Only ``type=local`` is understood: ``src=DIR`` to import from, ``dest=DIR``
+    to export to; other keys (``mode=max``, ``compression=zstd`` ...) are kept in
+    ``attrs`` for the engine."""
+
+    type: str
+    path: Path
+    export: bool
+    attrs: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attrs", _frozen(self.attrs))
+
+    @classmethod
+    def parse(cls, text: str, *, export: bool) -> CacheSpec:
+        """``type=local,src=DIR`` (``--cache-from``) or ``type=local,dest=DIR[,mode=max]``
+        (``--cache-to``), CSV as buildx reads them; a bare value is a registry reference
+        (not supported yet)."""
+        flag = "--cache-to" if export else "--cache-from"
+        try:
+            rows = list(csv.reader([text]))
+        except csv.Error as exc:
+            raise UsageError(f"{flag}: invalid value {text!r}: {exc}") from None
+        fields = [f.strip() for f in (rows[0] if rows else []) if f.strip()]
+        if not fields:
+            raise UsageError(f"{flag}: empty value")
+        attrs: dict[str, str] = {}
+        for item in fields:
+            key, sep, value = item.partition("=")
+            if not sep:
+                if len(fields) == 1:
+                    raise UsageError(
+                        f"{flag} {text}: registry caches are not supported yet "
+                        "(use type=local,src=DIR or type=local,dest=DIR)"
+                    )
+                raise UsageError(f"{flag}: invalid field {item!r} (expected key=value)")
+            attrs[key.strip().lower()] = value.strip()
+        kind = attrs.pop("type", "")
+        if not kind:
+            raise UsageError(f"{flag} {text}: type= is required (type=local)")
+        if kind != "local":
+            raise UsageError(
+                f"{flag} {text}: cache type {kind!r} is not supported yet (only type=local)"
+            )
+        key = "dest" if export else "src"
+        path = attrs.pop(key, "")
+        if not path:
+            raise UsageError(f"{flag} {text}: type=local needs {key}=DIR")
+        return cls(type=kind, path=Path(path), export=export, attrs=attrs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class BuildOptions:
+    """One ``dockyard build`` (``docker buildx build``), parsed.
+
+    ``context``: a directory, a git or http(s) URL, or ``-`` (a tarball or a
+    Dockerfile read from ``stdin``). ``dockerfile``: a path on this host (``-``: read
+    from ``stdin``); for a URL or tarball context, a path inside it; ``None`` is
+    ``Dockerfile`` in the context. ``tags`` name the image (with no ``outputs`` it goes
+    into the local image store; with ``push`` it is pushed). ``outputs`` are the
+    exporters (:func:`dockyard.exporter.parse_output` values); ``load`` adds a docker
+    tarball piped into ``docker load``. ``build_contexts`` map a name to a directory,
+    ``docker-image://REF``, ``oci-layout://PATH`` or a git/http URL. ``network``: the
+    network of ``RUN`` steps (``host`` also asks for the ``network.host``
+    entitlement). ``allow``: entitlements the build asks for. ``no_cache_filter``:
+    stages built without the cache. ``check``: run the build checks only.
+    """
+
+    context: str = "."
+    dockerfile: str | None = None
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    platform: Platform | None = None
+    secrets: tuple[SecretSource, ...] = ()
+    ssh: tuple[SshSpec, ...] = ()
+    outputs: tuple[ExportOptions, ...] = ()
+    push: bool = False
+    load: bool = False
+    cache_from: tuple[CacheSpec, ...] = ()
+    cache_to: tuple[CacheSpec, ...] = ()
+    no_cache: bool = False
+    no_cache_filter: tuple[str, ...] = ()
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    network: NetworkName = "default"
+    allow: frozenset[str] = frozenset()
+    pull: bool = False
+    check: bool = False
+    stdin: IO[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("build_args", "labels", "build_contexts"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        for name in ("tags", "secrets", "ssh", "outputs", "cache_from", "cache_to"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "no_cache_filter", tuple(self.no_cache_filter))
+        object.__setattr__(self, "allow", frozenset(self.allow))
+        if not self.context:
+            raise UsageError("a build needs a context (a directory, a URL or -)")
+        if self.network not in _NETWORKS:
+            raise UsageError(
+                f"invalid network mode {self.network!r} (expected default, none or host)"
+            )
+        unknown = sorted(self.allow - set(_ENTITLEMENTS))
+        if unknown:
+            raise UsageError(
+                f"unknown entitlement {unknown[0]!r} (expected {' or '.join(_ENTITLEMENTS)})"
+            )
+        if self.context == "-" and self.dockerfile == "-":
+            raise UsageError("the context and the Dockerfile cannot both be read from stdin")
+        for spec in self.cache_from:
+            if spec.export:
+                raise UsageError("cache_from holds --cache-from values (export=False)")
+        for spec in self.cache_to:
+            if not spec.export:
+                raise UsageError("cache_to holds --cache-to values (export=True)")
+        for name in self.build_contexts:
+            if not name or name in ("context", "dockerfile"):
+                raise UsageError(f"invalid build context name {name!r}")
+
+    @property
+    def entitlements(self) -> frozenset[str]:
+        """What the build asks for: ``allow``, plus ``network.host`` with
+        ``network="host"`` (as buildx)."""
+        return self.allow | ({"network.host"} if self.network == "host" else set())

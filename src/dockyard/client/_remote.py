@@ -1,0 +1,286 @@
+"""The daemon backend: builds on ``dockyardd`` over gRPC (``control.proto``).
+
+One build, in this order (the flow ``control.proto`` describes):
+
+1. the session is attached (``dockyard.session.attach``: ``Session.Attach`` on the
+   same address) and served in the background for the whole build — context and
+   Dockerfile directories (incremental sync), secrets, SSH agents, registry
+   credentials, and the export targets that outputs on this host became (``type=local``
+   and tarballs are streamed back into them);
+2. ``Control.Status(ref)`` is read in a task of its own, every event going to the
+   reporter (the daemon keeps a build's events from its start, so it does not matter
+   whether Status or Solve arrives first);
+3. ``Control.Solve`` (``ref``, the session id, the frontend's attributes or the
+   serialized Definition, the exporters) returns when the build and its exports are
+   done, or fails with the build's error in the call's status details;
+4. the status stream is drained (it ends when the build ends, at most a few seconds
+   later), then the session is detached.
+
+Cancelling :meth:`RemoteBackend.run` cancels the Solve call, which cancels the build on
+the daemon. Methods are called by their full names with the messages' own serializers
+(the generated ``*_grpc`` modules pin the grpcio version they were made with).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dockyard.core import DockyardError, Reporter, SessionError, UsageError
+
+from ._backend import Outcome
+from ._result import ServerInfo
+
+if TYPE_CHECKING:
+    from dockyard.cache import UsageFilter, UsageRecord
+    from dockyard.engine import PruneResult
+
+    from ._job import Job
+
+__all__ = ["ClientTls", "RemoteBackend"]
+
+_SERVICE = "/dockyard.control.v1.Control/"
+_STATUS_DRAIN = 10.0  # seconds the status stream may take to end after Solve returned
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientTls:
+    """Mutual TLS towards a tcp daemon: the CA its certificate chains to, and this
+    client's certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def credentials(self) -> Any:
+        import grpc
+
+        try:
+            ca, cert, key = (p.read_bytes() for p in (self.ca, self.cert, self.key))
+        except OSError as exc:
+            raise UsageError(f"cannot read a TLS file: {exc}") from exc
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+
+
+class RemoteBackend:
+    """Runs jobs on the daemon at ``address`` (see the module docstring)."""
+
+    mode = "daemon"
+
+    def __init__(self, address: str, *, tls: ClientTls | None = None) -> None:
+        from ._address import check_address
+
+        self._address = check_address(address)
+        self._tls = tls
+        self._channel: Any = None
+
+    @property
+    def address(self) -> str | None:
+        return self._address
+
+    def _open_channel(self) -> Any:
+        if self._channel is None:
+            import grpc
+
+            from dockyard.session import CHANNEL_OPTIONS
+
+            from ._address import grpc_target
+
+            target = grpc_target(self._address)
+            if self._tls is not None:
+                self._channel = grpc.aio.secure_channel(
+                    target, self._tls.credentials(), options=CHANNEL_OPTIONS
+                )
+            else:
+                self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return self._channel
+
+    def _unary(self, name: str, request_type: Any, response_type: Any) -> Any:
+        return self._open_channel().unary_unary(
+            _SERVICE + name,
+            request_serializer=request_type.SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+
+    def _stream(self, name: str, request_type: Any, response_type: Any) -> Any:
+        return self._open_channel().unary_stream(
+            _SERVICE + name,
+            request_serializer=request_type.SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+
+    async def _call(self, awaitable: Any) -> Any:
+        import grpc
+
+        from dockyard.daemon import error_from_rpc
+
+        try:
+            return await awaitable
+        except grpc.RpcError as exc:
+            raise self._named(error_from_rpc(exc)) from None
+
+    def _named(self, error: DockyardError) -> DockyardError:
+        if error.message.startswith("cannot reach the daemon"):
+            error.message = error.message.replace(
+                "cannot reach the daemon", f"cannot reach dockyardd at {self._address}", 1
+            )
+        return error
+
+    # -- builds ----------------------------------------------------------------------
+
+    def _request(self, job: Job, ref: str, session_id: str, exports: tuple[Any, ...]) -> Any:
+        from dockyard.api._gen import control_pb2 as pb
+
+        request = pb.SolveRequest(
+            ref=ref,
+            session=session_id,
+            entitlements=sorted(job.entitlements),
+            exporters=[pb.Exporter(type=e.type_name, attrs=e.to_attrs()) for e in exports],
+        )
+        if job.definition is not None:
+            request.definition = job.definition.to_bytes()
+            return request
+        assert job.frontend is not None
+        from dockyard.frontend import DOCKERFILE_FRONTEND, DockerfileOptions
+
+        if job.frontend != DOCKERFILE_FRONTEND or not isinstance(
+            job.frontend_options, DockerfileOptions
+        ):
+            raise UsageError(
+                f"a daemon builds Dockerfiles and Definitions; frontend {job.frontend!r} "
+                "runs in an embedded engine only"
+            )
+        from ._wire import dockerfile_attrs
+
+        request.frontend = job.frontend
+        request.frontend_attrs.update(dockerfile_attrs(job.frontend_options))
+        return request
+
+    async def run(self, job: Job, reporter: Reporter) -> Outcome:
+        from dockyard.api._gen import control_pb2 as pb
+        from dockyard.session import attach
+
+        from ._wire import decode_exporter_response, remote_exports
+
+        exports, targets = remote_exports(job.exports)
+        session = job.session(targets)
+        ref = secrets.token_hex(16)
+        request = self._request(job, ref, session.id, exports)
+        channel = self._open_channel()
+        try:
+            attachment = await attach(session, channel)
+        except SessionError as exc:
+            raise SessionError(
+                f"cannot start a session with dockyardd at {self._address}: {exc.message}"
+            ) from exc
+        async with attachment:
+            status = asyncio.create_task(self._status(ref, reporter))
+            try:
+                solve = self._unary("Solve", pb.SolveRequest, pb.SolveResponse)
+                response = await self._call(solve(request))
+            except BaseException:
+                status.cancel()
+                await asyncio.wait([status])
+                raise
+            try:
+                async with asyncio.timeout(_STATUS_DRAIN):
+                    await asyncio.shield(status)
+            except TimeoutError:
+                status.cancel()
+                await asyncio.wait([status])
+        metadata = decode_exporter_response(dict(response.exporter_response))
+        # warnings arrive with the progress events (the client's Watcher keeps them)
+        return Outcome(metadata=metadata)
+
+    async def _status(self, ref: str, reporter: Reporter) -> None:
+        import grpc
+
+        from dockyard.api._gen import control_pb2 as pb
+        from dockyard.daemon import status_to_events
+
+        call = self._stream("Status", pb.StatusRequest, pb.StatusResponse)(
+            pb.StatusRequest(ref=ref)
+        )
+        try:
+            async for message in call:
+                for event in status_to_events(message):
+                    reporter.emit(event)
+        except grpc.RpcError:
+            return  # the build's own error comes from Solve
+        finally:
+            call.cancel()
+
+    # -- disk usage ------------------------------------------------------------------
+
+    async def du(self, filters: UsageFilter | None) -> list[UsageRecord]:
+        from dockyard.api._gen import control_pb2 as pb
+        from dockyard.daemon import usage_record_from_pb
+
+        request = pb.DiskUsageRequest(filter=_filter_strings(filters))
+        disk_usage = self._unary("DiskUsage", pb.DiskUsageRequest, pb.DiskUsageResponse)
+        response = await self._call(disk_usage(request))
+        records = [usage_record_from_pb(r) for r in response.record]
+        return sorted(records, key=lambda r: r.size, reverse=True)
+
+    async def prune(
+        self,
+        *,
+        all: bool,
+        keep_duration: float | None,
+        keep_storage: int | None,
+        filters: UsageFilter | None,
+    ) -> PruneResult:
+        import grpc
+
+        from dockyard.api._gen import control_pb2 as pb
+        from dockyard.daemon import error_from_rpc, usage_record_from_pb
+        from dockyard.engine import PruneResult
+
+        request = pb.PruneRequest(
+            filter=_filter_strings(filters),
+            all=all,
+            keep_duration=round((keep_duration or 0) * 1e9),
+            reserved_space=keep_storage or 0,
+        )
+        call = self._stream("Prune", pb.PruneRequest, pb.UsageRecord)(request)
+        records: list[UsageRecord] = []
+        try:
+            async for message in call:
+                records.append(usage_record_from_pb(message))
+        except grpc.RpcError as exc:
+            raise self._named(error_from_rpc(exc)) from None
+        return PruneResult(records=tuple(records))
+
+    async def info(self) -> ServerInfo:
+        from dockyard.api._gen import control_pb2 as pb
+
+        info = self._unary("Info", pb.InfoRequest, pb.InfoResponse)
+        response = await self._call(info(pb.InfoRequest()))
+        return ServerInfo(mode="daemon", version=response.version.version, address=self._address)
+
+    async def aclose(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+def _filter_strings(filters: UsageFilter | None) -> list[str]:
+    """``key=value`` strings the daemon parses back with ``UsageFilter.parse``."""
+    if filters is None:
+        return []
+    items = [f"type={t.value}" for t in sorted(filters.types, key=lambda t: t.value)]
+    items += [f"id={prefix}" for prefix in filters.ids]
+    if filters.description:
+        items.append(f"description={filters.description}")
+    if filters.mutable is not None:
+        items.append(f"mutable={str(filters.mutable).lower()}")
+    if filters.in_use is not None:
+        items.append(f"inuse={str(filters.in_use).lower()}")
+    return items

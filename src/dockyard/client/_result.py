@@ -1,0 +1,124 @@
+"""What a client build returns (:class:`BuildResult`), what it learns about its engine
+(:class:`ServerInfo`), and the reporter that watches a build's events on the way to
+the caller's (:class:`Watcher`: transfers and warnings)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from dockyard.core import BuildWarning, Event, Reporter, VertexProgress
+
+if TYPE_CHECKING:
+    from dockyard.exporter import ExportOptions
+
+__all__ = ["BuildResult", "ServerInfo", "Transfer", "Watcher"]
+
+_TRANSFER = "transfer:"
+_FILES = ":files"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    """What one client directory sent to the engine during a build (summed over the
+    syncs of that directory): regular files whose content travelled, and their
+    bytes. Unchanged files are not counted."""
+
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildResult:
+    """A finished build.
+
+    ``metadata`` is what the exporters reported (``containerimage.digest``,
+    ``containerimage.config.digest``, ``image.name`` ...: what ``--metadata-file``
+    gets, as buildx writes it). ``image_id`` is what ``--iidfile`` and ``-q`` print
+    (the image config's digest, else the manifest's), ``None`` when no image was made.
+    ``outputs`` are the exports done, in order (destinations as the caller gave them).
+    ``transfers`` counts what each client directory sent, by its session name
+    (``context``, ``dockerfile``, named contexts). ``built`` is false for a
+    ``--check`` run, which builds nothing. ``load_output`` is what ``docker load``
+    said (``--load``).
+    """
+
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    outputs: tuple[ExportOptions, ...] = ()
+    warnings: tuple[BuildWarning, ...] = ()
+    transfers: Mapping[str, Transfer] = field(default_factory=lambda: MappingProxyType({}))
+    built: bool = True
+    load_output: str = ""
+
+    @property
+    def image_digest(self) -> str | None:
+        value = self.metadata.get("containerimage.digest")
+        return str(value) if value else None
+
+    @property
+    def image_id(self) -> str | None:
+        value = self.metadata.get("containerimage.config.digest")
+        return str(value) if value else self.image_digest
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        value = self.metadata.get("image.name")
+        return tuple(n for n in str(value).split(",") if n) if value else ()
+
+    def metadata_json(self) -> str:
+        """The ``--metadata-file`` document."""
+        return json.dumps(dict(self.metadata), indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerInfo:
+    """The engine a client talks to: ``mode`` ``embedded`` (in this process, on
+    ``state_dir``) or ``daemon`` (at ``address``), and its ``version``."""
+
+    mode: Literal["embedded", "daemon"]
+    version: str
+    address: str | None = None
+    state_dir: str | None = None
+
+
+class Watcher:
+    """A :class:`~dockyard.core.Reporter` that passes every event on to ``inner`` and
+    keeps what the result reports: the final transfer counts of each client directory
+    (``VertexProgress`` ids ``transfer:NAME`` and ``transfer:NAME:files``, the way the
+    session's receiver reports them) and the warnings."""
+
+    __slots__ = ("_bytes", "_files", "_inner", "warnings")
+
+    def __init__(self, inner: Reporter | None) -> None:
+        self._inner = inner
+        self._files: dict[tuple[str, str], int] = {}
+        self._bytes: dict[tuple[str, str], int] = {}
+        self.warnings: list[BuildWarning] = []
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, VertexProgress) and event.id.startswith(_TRANSFER):
+            name = event.id[len(_TRANSFER) :]
+            key = (event.digest, name.removesuffix(_FILES))
+            if name.endswith(_FILES):
+                self._files[key] = event.current
+            else:
+                self._bytes[key] = event.current
+        elif isinstance(event, BuildWarning):
+            self.warnings.append(event)
+        if self._inner is not None:
+            self._inner.emit(event)
+
+    def transfers(self) -> dict[str, Transfer]:
+        """Files and bytes per directory name, summed over the build's syncs."""
+        out: dict[str, Transfer] = {}
+        for key in sorted(self._files.keys() | self._bytes.keys()):
+            name = key[1]
+            before = out.get(name, Transfer())
+            out[name] = Transfer(
+                files=before.files + self._files.get(key, 0),
+                bytes=before.bytes + self._bytes.get(key, 0),
+            )
+        return out

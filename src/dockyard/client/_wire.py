@@ -1,0 +1,112 @@
+"""Conversions a remote build needs: a Dockerfile build's options as BuildKit's frontend
+attributes (what ``dockyard.frontend.DockerfileOptions.from_attrs`` reads back), and
+exports whose destinations are on this host turned into targets the session offers
+(``dest=session:NAME``: the daemon streams the files back)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dockyard.core import UsageError
+
+if TYPE_CHECKING:
+    from dockyard.exporter import ExportOptions
+    from dockyard.frontend import DockerfileOptions
+    from dockyard.session import ExportTarget
+
+__all__ = ["decode_exporter_response", "dockerfile_attrs", "remote_exports"]
+
+
+def dockerfile_attrs(options: DockerfileOptions) -> dict[str, str]:
+    """``options`` as ``dockerfile.v0`` frontend attributes (BuildKit's keys)."""
+    out: dict[str, str] = {"filename": options.filename}
+    if options.dockerfile_dir != "dockerfile":
+        out["dockerfilekey"] = options.dockerfile_dir
+    if options.context_dir != "context":
+        out["contextkey"] = options.context_dir
+    if options.target:
+        out["target"] = options.target
+    for key, value in options.build_args.items():
+        out[f"build-arg:{key}"] = value
+    for key, value in options.labels.items():
+        out[f"label:{key}"] = value
+    for key, value in options.named_contexts.items():
+        out[f"context:{key}"] = value
+    if options.platform is not None:
+        out["platform"] = str(options.platform)
+    if options.check:
+        out["requestid"] = "frontend.lint"
+    if options.no_cache:
+        out["no-cache"] = ""
+    elif options.no_cache_stages:
+        out["no-cache"] = ",".join(sorted(options.no_cache_stages))
+    if options.pull:
+        out["image-resolve-mode"] = "pull"
+    if options.network.value != "default":
+        out["force-network-mode"] = options.network.value
+    if options.hostname:
+        out["hostname"] = options.hostname
+    if options.extra_hosts:
+        out["add-hosts"] = ",".join(f"{h.host}={h.ip}" for h in options.extra_hosts)
+    return out
+
+
+def remote_exports(
+    exports: tuple[ExportOptions, ...],
+) -> tuple[tuple[ExportOptions, ...], dict[str, ExportTarget]]:
+    """The exports as a daemon takes them, and the session's export targets they name.
+
+    A directory (``type=local``) becomes a directory target the daemon syncs into; a
+    file or ``-`` (tarballs) a file target it streams into. Image exports stay as they
+    are (they go to the daemon's image store and registries). An OCI or docker layout
+    written as a directory (``tar=false``) cannot travel: a
+    :class:`~dockyard.core.UsageError`.
+    """
+    from dockyard.exporter import ClientTarget, ImageExport, LocalExport, LocalPath, Stdout
+    from dockyard.session import DirectoryTarget, FileTarget
+
+    out: list[ExportOptions] = []
+    targets: dict[str, ExportTarget] = {}
+    for index, export in enumerate(exports):
+        if isinstance(export, ImageExport):
+            out.append(export)
+            continue
+        dest = export.dest
+        if isinstance(dest, ClientTarget):
+            out.append(export)
+            continue
+        name = f"output-{index}"
+        if isinstance(export, LocalExport):
+            if not isinstance(dest, LocalPath):
+                raise UsageError("output type=local needs a directory as dest")
+            targets[name] = DirectoryTarget(path=Path(dest.path).absolute())
+        elif getattr(export, "tar", True) is False:
+            raise UsageError(
+                f"output type={export.type_name} with tar=false writes a directory on the "
+                "engine's host: a daemon cannot do that for its client (use a tarball)"
+            )
+        elif isinstance(dest, Stdout):
+            targets[name] = FileTarget(fd=1)
+        else:
+            targets[name] = FileTarget(path=Path(dest.path).absolute())
+        out.append(dataclasses.replace(export, dest=ClientTarget(name=name)))
+    return tuple(out), targets
+
+
+def decode_exporter_response(response: Mapping[str, str]) -> dict[str, Any]:
+    """The daemon's string map back into the exporters' metadata: values that were not
+    strings travel as JSON (objects and lists), and are decoded again."""
+    out: dict[str, Any] = {}
+    for key, value in response.items():
+        if value[:1] in ("{", "["):
+            try:
+                out[key] = json.loads(value)
+                continue
+            except ValueError:
+                pass
+        out[key] = value
+    return out

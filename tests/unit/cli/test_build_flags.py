@@ -1,0 +1,243 @@
+"""``dockyard build``'s flags parsed into BuildOptions (nothing is built: the run is
+replaced), and bad flags as usage errors (exit code 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.cli import _build
+from dockyard.cli.main import main
+from dockyard.client import BuildOptions, CacheSpec, Client
+from dockyard.core import Platform, host_platform
+from dockyard.exporter import LocalExport, LocalPath, OciExport, Stdout, TarExport
+from dockyard.session import SecretSource, SshSpec
+
+
+class Captured:
+    client: Client
+    options: BuildOptions
+    kwargs: dict[str, Any]
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
+    seen = Captured()
+
+    def fake_run(client: Client, options: BuildOptions, **kwargs: Any) -> int:
+        seen.client, seen.options, seen.kwargs = client, options, kwargs
+        return 0
+
+    monkeypatch.setattr(_build, "run_build", fake_run)
+    monkeypatch.delenv("DOCKYARD_HOST", raising=False)
+    return seen
+
+
+def build(tmp_path: Path, *args: str) -> int:
+    return main(["build", "--state-dir", str(tmp_path / "state"), *args])
+
+
+def test_defaults(captured: Captured, tmp_path: Path) -> None:
+    assert build(tmp_path, ".") == 0
+    options = captured.options
+    assert options.context == "."
+    assert options.dockerfile is None
+    assert options.tags == ()
+    assert options.outputs == ()
+    assert options.network == "default"
+    for flag in (options.push, options.load, options.no_cache, options.pull, options.check):
+        assert not flag
+    assert captured.client.mode == "embedded"  # a state directory: the embedded engine
+    assert captured.kwargs == {
+        "progress": "auto",
+        "quiet": False,
+        "iidfile": None,
+        "metadata_file": None,
+    }
+
+
+def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FROM_ENV", "env value")
+    monkeypatch.delenv("UNSET_ARG", raising=False)
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
+    (tmp_path / "named").mkdir()
+    platform = str(host_platform())
+    code = build(
+        tmp_path,
+        "-f", "other/Dockerfile",
+        "-t", "app", "--tag", "app:2",
+        "--build-arg", "A=1", "--build-arg", "FROM_ENV", "--build-arg", "UNSET_ARG",
+        "--build-arg", "EMPTY=",
+        "--target", "final",
+        "--platform", platform,
+        "--secret", "id=token,src=/run/token", "--secret", "id=pw,env=PASSWORD",
+        "--ssh", "default", "--ssh", "deploy=/keys/id_ed25519",
+        "-o", "type=local,dest=out", "--output", "type=tar,dest=-", "-o", "dir2",
+        "-o", "type=oci,dest=img.tar,name=x",
+        "--push", "--load",
+        "--cache-from", "type=local,src=/c", "--cache-to", "type=local,dest=/d,mode=max",
+        "--no-cache", "--no-cache-filter", "a,b", "--no-cache-filter", "c",
+        "--progress", "rawjson",
+        "--iidfile", "iid", "--metadata-file", "meta.json",
+        "--build-context", f"named={tmp_path / 'named'}",
+        "--build-context", "base=docker-image://busybox",
+        "--label", "k=v", "--label", "e=",
+        "--network", "host",
+        "--allow", "security.insecure",
+        "--pull", "--check",
+        "--runtime", "runc", "--snapshotter", "native",
+        "ctx",
+    )  # fmt: skip
+    assert code == 0
+    o = captured.options
+    assert o.context == "ctx"
+    assert o.dockerfile == "other/Dockerfile"
+    assert o.tags == ("app", "app:2")
+    assert dict(o.build_args) == {"A": "1", "FROM_ENV": "env value", "EMPTY": ""}
+    assert o.target == "final"
+    assert o.platform == Platform.parse(platform)
+    assert o.secrets == (
+        SecretSource(id="token", path=Path("/run/token")),
+        SecretSource(id="pw", env="PASSWORD"),
+    )
+    assert o.ssh == (SshSpec(id="default"), SshSpec(id="deploy", paths=(Path("/keys/id_ed25519"),)))
+    assert o.outputs[0] == LocalExport(dest=LocalPath(path=Path("out")))
+    assert o.outputs[1] == TarExport(dest=Stdout())
+    assert o.outputs[2] == LocalExport(dest=LocalPath(path=Path("dir2")))
+    assert isinstance(o.outputs[3], OciExport)
+    for flag in (o.push, o.load, o.no_cache, o.pull, o.check):
+        assert flag
+    assert o.cache_from == (CacheSpec(type="local", path=Path("/c"), export=False),)
+    assert o.cache_to == (
+        CacheSpec(type="local", path=Path("/d"), export=True, attrs={"mode": "max"}),
+    )
+    assert o.no_cache_filter == ("a", "b", "c")
+    assert dict(o.build_contexts) == {
+        "named": str(tmp_path / "named"),
+        "base": "docker-image://busybox",
+    }
+    assert dict(o.labels) == {"k": "v", "e": ""}
+    assert o.network == "host"
+    assert o.allow == {"security.insecure"}
+    assert o.entitlements == {"security.insecure", "network.host"}
+    assert captured.kwargs == {
+        "progress": "rawjson",
+        "quiet": False,
+        "iidfile": "iid",
+        "metadata_file": "meta.json",
+    }
+    # the embedded engine grants what the build asks for, and takes the engine flags
+    config = captured.client._backend.config  # type: ignore[attr-defined]
+    assert {e.value for e in config.entitlements} == {"network.host", "security.insecure"}
+    assert (config.runtime, config.snapshotter) == ("runc", "native")
+
+
+def test_quiet(captured: Captured, tmp_path: Path) -> None:
+    assert build(tmp_path, "-q", ".") == 0
+    assert captured.kwargs["progress"] == "quiet"
+    assert captured.kwargs["quiet"] is True
+    assert build(tmp_path, "--progress", "quiet", ".") == 0
+    assert captured.kwargs["quiet"] is True
+
+
+def test_addresses(captured: Captured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["--addr", "unix:///run/x.sock", "build", "."]) == 0
+    assert (captured.client.mode, captured.client.address) == ("daemon", "unix:///run/x.sock")
+    assert main(["build", "--addr", "tcp://127.0.0.1:7777", "."]) == 0
+    assert captured.client.address == "tcp://127.0.0.1:7777"
+    monkeypatch.setenv("DOCKYARD_HOST", "unix:///run/y.sock")
+    assert build(tmp_path, ".") == 0  # an address wins over a state directory
+    assert captured.client.address == "unix:///run/y.sock"
+    monkeypatch.setenv("DOCKYARD_HOST", "embedded")
+    assert build(tmp_path, ".") == 0
+    assert captured.client.mode == "embedded"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "Missing argument"),
+        (["--progress", "fancy", "."], "Invalid value for '--progress'"),
+        (["--network", "bridge", "."], "Invalid value for '--network'"),
+        (["--allow", "device", "."], "Invalid value for '--allow'"),
+        (["--no-such-flag", "."], "No such option"),
+        (["--secret", "src=/x", "."], "id is required"),
+        (["--secret", "id=a,src=/x,env=Y", "."], "src and env are exclusive"),
+        (["--ssh", "=x", "."], "invalid --ssh value"),
+        (["-o", "type=nope,dest=x", "."], "unknown output type 'nope'"),
+        (["-o", "type=local", "."], "output type local needs dest="),
+        (["-o", "type=image,push=true", "."], "pushing an image needs name="),
+        (["--cache-from", "type=registry,ref=x", "."], "not supported yet"),
+        (["--cache-to", "type=local", "."], "needs dest=DIR"),
+        (["--platform", "linux/amd64,linux/arm64", "."], "one platform per build"),
+        (["--platform", "a/b/c/d", "."], "--platform: invalid platform"),
+        (["--label", "novalue", "."], "--label expects KEY=VALUE"),
+        (["--build-context", "x", "."], "--build-context expects KEY=VALUE"),
+        (["--build-arg", "=x", "."], "--build-arg expects KEY=VALUE or KEY"),
+        (["-q", "-o", "-", "."], "-q prints the image ID on stdout"),
+        (["-f", "-", "-"], "cannot both be read from stdin"),
+        (["--addr", "http://x", "."], "--addr: invalid address"),
+    ],
+)
+def test_usage_errors_exit_2(
+    captured: Captured,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    assert build(tmp_path, *args) == 2
+    assert message in capsys.readouterr().err
+    assert not hasattr(captured, "options")  # nothing ran
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--platform", "linux/s390x"], "building for another platform is not supported yet"),
+        (
+            ["--cache-from", "type=local,src=/c"],
+            "--cache-from: importing and exporting build cache",
+        ),
+        (["--cache-to", "type=local,dest=/c"], "--cache-to: importing and exporting build cache"),
+        (["--push"], "tag is needed when pushing"),
+        (["-t", "Not A Tag"], "invalid tag 'Not A Tag'"),
+        (["--build-context", "x=/no/such/dir"], "--build-context x=/no/such/dir: not a directory"),
+    ],
+)
+def test_checks_before_any_work_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    if args == ["--platform", "linux/s390x"] and host_platform().architecture == "s390x":
+        args = ["--platform", "linux/amd64"]
+    assert build(tmp_path, *args, str(ctx)) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "failed to solve" not in err  # a usage error, not a failed build
+    assert not (tmp_path / "state").exists()  # no engine was opened
+
+
+def test_missing_context_and_dockerfile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert build(tmp_path, str(tmp_path / "nope")) == 2
+    assert (
+        f'unable to prepare context: path "{tmp_path / "nope"}" not found'
+        in capsys.readouterr().err
+    )
+    assert build(tmp_path, str(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert f"ERROR: failed to solve: failed to read dockerfile: open {tmp_path}/Dockerfile" in err
+    assert not (tmp_path / "state").exists()
+
+
+def test_load_without_a_docker_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert build(tmp_path, "--load", str(tmp_path)) == 2
+    assert "there is no docker CLI in PATH" in capsys.readouterr().err

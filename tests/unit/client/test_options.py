@@ -1,0 +1,239 @@
+"""Build options as values: cache specs, validation, the exports buildx makes from -o,
+-t, --push and --load, and what a daemon is sent (frontend attributes, exports turned
+into session targets, its string map decoded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dockyard.client import BuildOptions, CacheSpec
+from dockyard.client._job import LOAD_TARGET, Job, check_platform, exports_of
+from dockyard.client._result import Transfer, Watcher
+from dockyard.client._wire import decode_exporter_response, dockerfile_attrs, remote_exports
+from dockyard.core import (
+    BuildWarning,
+    CollectingReporter,
+    Event,
+    Platform,
+    UsageError,
+    VertexLog,
+    VertexProgress,
+)
+from dockyard.exporter import (
+    ClientTarget,
+    DockerExport,
+    ImageExport,
+    LocalExport,
+    LocalPath,
+    OciExport,
+    Stdout,
+    TarExport,
+    parse_exporter,
+    parse_output,
+)
+from dockyard.frontend import DockerfileOptions
+from dockyard.session import DirectoryTarget, FileTarget
+
+
+def test_cache_specs() -> None:
+    spec = CacheSpec.parse("type=local,src=/cache", export=False)
+    assert (spec.type, spec.path, spec.export, dict(spec.attrs)) == (
+        "local",
+        Path("/cache"),
+        False,
+        {},
+    )
+    spec = CacheSpec.parse("type=local,dest=out,mode=max", export=True)
+    assert (spec.path, dict(spec.attrs)) == (Path("out"), {"mode": "max"})
+    for text, export, message in [
+        ("user/app:cache", False, "registry caches are not supported yet"),
+        ("type=registry,ref=x", False, "cache type 'registry' is not supported yet"),
+        ("type=inline", True, "cache type 'inline' is not supported yet"),
+        ("type=local", False, "type=local needs src=DIR"),
+        ("type=local,src=x", True, "type=local needs dest=DIR"),
+        ("src=x", False, "type= is required"),
+        ("", True, "empty value"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            CacheSpec.parse(text, export=export)
+
+
+def test_build_options_are_checked() -> None:
+    with pytest.raises(UsageError, match="invalid network mode"):
+        BuildOptions(network="bridge")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="unknown entitlement 'device'"):
+        BuildOptions(allow=frozenset({"device"}))
+    with pytest.raises(UsageError, match="cannot both be read from stdin"):
+        BuildOptions(context="-", dockerfile="-")
+    with pytest.raises(UsageError, match="invalid build context name 'context'"):
+        BuildOptions(build_contexts={"context": "x"})
+    options = BuildOptions(network="host", allow=frozenset({"security.insecure"}))
+    assert options.entitlements == {"network.host", "security.insecure"}
+    assert BuildOptions().entitlements == frozenset()
+
+
+def _names(export: object) -> list[str]:
+    image = getattr(export, "image")  # noqa: B009
+    return [str(n) for n in image.names]
+
+
+def test_a_tag_alone_stores_the_image() -> None:
+    (export,) = exports_of(BuildOptions(tags=("app", "app:2")), load=False)
+    assert isinstance(export, ImageExport)
+    assert not export.push
+    assert _names(export) == ["docker.io/library/app:latest", "docker.io/library/app:2"]
+    assert exports_of(BuildOptions(), load=False) == ()
+
+
+def test_tags_name_image_outputs_without_names() -> None:
+    outputs = (
+        parse_output("type=oci,dest=a.tar"),
+        parse_output("type=docker,dest=b.tar,name=other"),
+        parse_output("type=local,dest=dir"),
+    )
+    exports = exports_of(BuildOptions(tags=("app",), outputs=outputs), load=False)
+    assert _names(exports[0]) == ["docker.io/library/app:latest"]
+    assert _names(exports[1]) == ["docker.io/library/other:latest"]
+    assert exports[2] == outputs[2]  # and no image store: -o was given
+
+
+def test_push_and_load() -> None:
+    (pushed,) = exports_of(BuildOptions(tags=("registry.local:5000/app",), push=True), load=False)
+    assert isinstance(pushed, ImageExport)
+    assert pushed.push
+    (pushed,) = exports_of(
+        BuildOptions(tags=("app",), push=True, outputs=(parse_output("type=image"),)), load=False
+    )
+    assert isinstance(pushed, ImageExport)
+    assert pushed.push
+    with pytest.raises(UsageError, match="tag is needed when pushing"):
+        exports_of(BuildOptions(push=True), load=False)
+    (loaded,) = exports_of(BuildOptions(tags=("app",)), load=True)
+    assert isinstance(loaded, DockerExport)
+    assert loaded.dest == ClientTarget(name=LOAD_TARGET)
+    assert _names(loaded) == ["docker.io/library/app:latest"]
+    with pytest.raises(UsageError, match="invalid tag 'Bad Tag'"):
+        exports_of(BuildOptions(tags=("Bad Tag",)), load=False)
+
+
+def test_only_the_host_platform() -> None:
+    from dockyard.core import host_platform
+
+    check_platform(BuildOptions(platform=host_platform()))
+    other = Platform.parse("linux/s390x")
+    with pytest.raises(UsageError, match="building for another platform is not supported yet"):
+        check_platform(BuildOptions(platform=other))
+
+
+def test_dockerfile_options_travel_as_buildkit_attrs() -> None:
+    from dockyard import llb
+    from dockyard.dockerfile import NetworkMode
+
+    full = DockerfileOptions(
+        filename="build/Dockerfile.prod",
+        dockerfile_dir="df",
+        context_dir="ctx",
+        target="final",
+        build_args={"A": "1", "B": ""},
+        labels={"org.example": "yes"},
+        platform=Platform.parse("linux/amd64"),
+        named_contexts={"base": "docker-image://busybox", "src": "local:named:src"},
+        no_cache_stages=frozenset({"a", "b"}),
+        pull=True,
+        network=NetworkMode.NONE,
+        hostname="box",
+        extra_hosts=(llb.HostIP(host="db", ip="10.0.0.2"),),
+    )
+    attrs = dockerfile_attrs(full)
+    assert attrs["build-arg:A"] == "1"
+    assert attrs["no-cache"] == "a,b"
+    assert attrs["context:src"] == "local:named:src"
+    assert DockerfileOptions.from_attrs(attrs) == full
+    for options in (
+        DockerfileOptions(),
+        DockerfileOptions(no_cache=True),
+        DockerfileOptions(check=True),
+    ):
+        assert DockerfileOptions.from_attrs(dockerfile_attrs(options)) == options
+
+
+def test_exports_to_this_host_become_session_targets(tmp_path: Path) -> None:
+    exports = (
+        parse_output(f"type=local,dest={tmp_path}/dir"),
+        parse_output("type=tar,dest=-"),
+        parse_output("type=oci,dest=rel/out.tar"),
+        parse_output("type=image,name=app"),
+        DockerExport(dest=ClientTarget(name="docker-load")),
+    )
+    sent, targets = remote_exports(exports)
+    assert [type(e) for e in sent] == [type(e) for e in exports]
+    assert isinstance(sent[0], LocalExport)
+    assert sent[0].dest == ClientTarget(name="output-0")
+    assert targets["output-0"] == DirectoryTarget(path=tmp_path / "dir")
+    assert targets["output-1"] == FileTarget(fd=1)
+    assert targets["output-2"] == FileTarget(path=Path("rel/out.tar").absolute())
+    assert sent[3] == exports[3]
+    assert sent[4] == exports[4]
+    assert set(targets) == {"output-0", "output-1", "output-2"}
+    # what the daemon parses back
+    for export in sent:
+        assert parse_exporter(export.type_name, export.to_attrs()) == export
+    with pytest.raises(UsageError, match="tar=false"):
+        remote_exports((OciExport(dest=LocalPath(path=tmp_path), tar=False),))
+    assert isinstance(parse_output("-"), TarExport)
+    assert parse_output("-").dest == Stdout()  # type: ignore[union-attr]
+
+
+def test_exporter_response_json_values_are_decoded() -> None:
+    descriptor = {"digest": "sha256:ab", "size": 3}
+    wire = {
+        "containerimage.digest": "sha256:ab",
+        "containerimage.descriptor": json.dumps(descriptor),
+        "odd": "{not json",
+    }
+    assert decode_exporter_response(wire) == {
+        "containerimage.digest": "sha256:ab",
+        "containerimage.descriptor": descriptor,
+        "odd": "{not json",
+    }
+
+
+def test_watcher_keeps_final_transfer_counts_and_warnings() -> None:
+    inner = CollectingReporter()
+    watcher = Watcher(inner)
+
+    def progress(digest: str, id: str, current: int) -> VertexProgress:
+        return VertexProgress(digest=digest, id=id, name=id, current=current, timestamp=1.0)
+
+    events: list[Event] = [
+        progress("a", "transfer:context", 10),
+        progress("a", "transfer:context:files", 1),
+        progress("a", "transfer:context", 300),
+        progress("a", "transfer:context:files", 3),
+        progress("b", "transfer:context", 5),
+        progress("b", "transfer:context:files", 1),
+        progress("c", "transfer:dockerfile", 40),
+        progress("c", "extract", 99),
+        VertexLog(digest="c", stream=1, data=b"x", timestamp=1.0),
+        BuildWarning(short="careful"),
+    ]
+    for event in events:
+        watcher.emit(event)
+    assert inner.events == events
+    assert watcher.transfers() == {
+        "context": Transfer(files=4, bytes=305),
+        "dockerfile": Transfer(files=0, bytes=40),
+    }
+    assert watcher.warnings == [BuildWarning(short="careful")]
+
+
+def test_a_job_is_a_definition_or_a_frontend() -> None:
+    with pytest.raises(UsageError):
+        Job(name="x")
+    job = Job(name="x", frontend="dockerfile.v0", directories={"context": Path("/c")})
+    session = job.session({"output-0": FileTarget(fd=1)})
+    assert session.directories == {"context": Path("/c")}
+    assert set(session.exports) == {"output-0"}

@@ -107,6 +107,7 @@ _LAZY = {
     "EMPTY_TAR_DIGESTS": "._layers",
     "ExportedLayer": "._layers",
     "IngestSink": "._layers",
+    "export_layers": "._layers",
     "copy_into": "._tree",
     "write_tree_tar": "._tree",
 }

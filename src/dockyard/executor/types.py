@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
@@ -115,7 +115,8 @@ class ProcessSpec:
     """
 
     args: tuple[str, ...]
-    env: tuple[str, ...] = ()
+    # Not in repr: secret env values (RUN --mount=type=secret,env=...) travel here.
+    env: tuple[str, ...] = field(default=(), repr=False)
     cwd: str = "/"
     user: str = ""
     hostname: str = DEFAULT_HOSTNAME
@@ -128,7 +129,8 @@ class ProcessSpec:
             raise UsageError("a process needs at least one argument")
         for entry in self.env:
             if "=" not in entry or entry.startswith("="):
-                raise UsageError(f"invalid environment entry {entry!r} (expected KEY=value)")
+                key = entry.partition("=")[0]
+                raise UsageError(f"invalid environment entry {key!r}... (expected KEY=value)")
         if not self.cwd.startswith("/"):
             raise UsageError(f"working directory {self.cwd!r} must be absolute")
         if not self.hostname or len(self.hostname) > 64 or any(c.isspace() for c in self.hostname):

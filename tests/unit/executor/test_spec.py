@@ -228,3 +228,11 @@ def test_runtime_error_reads_json_log(tmp_path: Path) -> None:
     rt = Runtime(kind=RuntimeKind.CRUN, binary="crun", state_dir=tmp_path)
     assert rt.runtime_error(log) == "executable file `x` not found in $PATH"
     assert rt.runtime_error(tmp_path / "missing") == ""
+
+
+def test_process_spec_repr_never_shows_env_values() -> None:
+    from dockyard.executor import ProcessSpec
+
+    spec = ProcessSpec(args=("true",), env=("TOKEN=hunter2-secret",))
+    assert "hunter2-secret" not in repr(spec)
+    assert "true" in repr(spec)

@@ -432,7 +432,9 @@ def describe(result: BuildResult, client: Client) -> list[str]:
     for output in result.outputs:
         if isinstance(output, ImageExport):
             where = (
-                "the daemon's image store" if client.mode == "daemon" else "the local image store"
+                f"the image store of dockyardd at {client.address}"
+                if client.state_dir is None
+                else f"the image store of {client.state_dir} (see: dockyard images)"
             )
             names = ", ".join(str(n) for n in output.image.names) or "(no name)"
             lines.append(f"Image {names} ({image_id}) stored in {where}")

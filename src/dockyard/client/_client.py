@@ -103,6 +103,12 @@ class Client:
         """The daemon's address (``None`` when embedded)."""
         return self._backend.address
 
+    @property
+    def state_dir(self) -> Path | None:
+        """The embedded engine's state directory (``None`` for a daemon)."""
+        config = getattr(self._backend, "config", None)
+        return None if config is None else Path(config.state_dir)
+
     async def close(self) -> None:
         """Close the embedded engine (releasing its state directory) or the channel."""
         await self._backend.aclose()

@@ -48,7 +48,7 @@ def test_the_example_into_the_image_store(
     image_id = iid.read_text()
     assert image_id.startswith("sha256:")
     assert (
-        f"Image docker.io/library/greeting:latest ({image_id}) stored in the local image store"
+        f"Image docker.io/library/greeting:latest ({image_id}) stored in the image store of {state}"
         in err
     )
     metadata = json.loads(meta.read_text())

@@ -13,8 +13,31 @@ Definition) → the LLB solver → the exporters, with progress to the request's
 ``du``/``prune`` report and reclaim disk space. ``await engine.close()`` cancels what
 still runs, waits until no mount or container is left, and releases the directory.
 
+Remote build cache (``--cache-from`` / ``--cache-to``): clients parse each value with
+:func:`parse_cache_import` / :func:`parse_cache_export` (re-exported from
+:mod:`dockyard.remotecache`; ``type=local,src=DIR``, ``type=registry,ref=REF`` or a bare
+``REF``; ``type=local,dest=DIR,mode=max``, ``type=registry,ref=REF``, ``type=inline``)
+and pass the frozen values as ``BuildRequest(cache_imports=..., cache_exports=...)``.
+Imports are read before the solve (an unreadable one is a warning, never a failure) and
+consulted after the local cache, their layers pulled only when a hit's result is needed;
+exports are written after the image exports (an export error fails the build unless
+``ignore-error=true``).
+
 The package is cheap to import: the services load in :meth:`Engine.open`.
 """
+
+from dockyard.remotecache import (
+    CacheExport,
+    CacheImport,
+    CacheMode,
+    InlineCacheExport,
+    LocalCacheExport,
+    LocalCacheImport,
+    RegistryCacheExport,
+    RegistryCacheImport,
+    parse_cache_export,
+    parse_cache_import,
+)
 
 from ._config import STATE_DIR_ENV, EngineConfig, RuntimeName, SnapshotterName, default_state_dir
 from ._engine import Engine, PruneResult
@@ -24,12 +47,22 @@ from ._request import BuildRequest, SolveResponse
 __all__ = [
     "STATE_DIR_ENV",
     "BuildRequest",
+    "CacheExport",
+    "CacheImport",
+    "CacheMode",
     "Engine",
     "EngineConfig",
+    "InlineCacheExport",
+    "LocalCacheExport",
+    "LocalCacheImport",
     "PruneResult",
+    "RegistryCacheExport",
+    "RegistryCacheImport",
     "RuntimeName",
     "SnapshotterName",
     "SolveResponse",
     "StateDirInUseError",
     "default_state_dir",
+    "parse_cache_export",
+    "parse_cache_import",
 ]

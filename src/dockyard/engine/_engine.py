@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -278,6 +279,7 @@ class Engine:
     async def _solve(
         self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
     ) -> SolveResponse:
+        from ._caches import CacheExports, imported_caches
         from ._exports import resolve_exports, run_exports
 
         exporters = resolve_exports(
@@ -292,17 +294,41 @@ class Engine:
             return SolveResponse(warnings=result.warnings, built=False)
         definition = request.definition if result is None else result.definition
         assert definition is not None
-        options = self._job_options(request, session)
-        async with self.llb.new_job(options, reporter=reporter, name=request.name) as job:
-            ref = await self.llb.solve_in(job, definition, options=options)
-            responses = await run_exports(
-                exporters,
-                ref=ref,
-                image_config=result.image_config if result is not None else None,
-                epoch=result.epoch if result is not None else None,
+        caches = CacheExports(
+            request.cache_exports,
+            config=self.config,
+            cache=self.cache,
+            content=self.content,
+            session=session,
+            reporter=reporter,
+        )
+        async with (
+            imported_caches(
+                request.cache_imports,
+                config=self.config,
+                content=self.content,
+                unpacker=self._sources.unpacker,
                 session=session,
                 reporter=reporter,
+            ) as sources,
+            self.content.lease() as lease,
+        ):
+            options = dataclasses.replace(
+                self._job_options(request, session), cache_sources=sources
             )
+            async with self.llb.new_job(options, reporter=reporter, name=request.name) as job:
+                edge = self.llb.load(definition, entitlements=options.entitlements)
+                ref = await job.solve(edge) if edge is not None else None
+                responses = await run_exports(
+                    exporters,
+                    ref=ref,
+                    image_config=result.image_config if result is not None else None,
+                    epoch=result.epoch if result is not None else None,
+                    session=session,
+                    reporter=reporter,
+                    inline_cache=caches.inline_cache(job, edge, request.exports, lease),
+                )
+                await caches.run(job, edge)
         metadata: dict[str, Any] = {}
         for response in responses:
             metadata.update(response.metadata())

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from dockyard import oci
     from dockyard.content import ContentStore, ImageStore
     from dockyard.core import Reporter
-    from dockyard.exporter import ExporterInstance, ExportOptions, ExportResponse
+    from dockyard.exporter import ExporterInstance, ExportOptions, ExportResponse, InlineCache
     from dockyard.session import SessionHandle
     from dockyard.solver import ResultRef
 
@@ -55,8 +55,10 @@ async def run_exports(
     epoch: int | None,
     session: SessionHandle | None,
     reporter: Reporter,
+    inline_cache: InlineCache | None = None,
 ) -> list[ExportResponse]:
-    """Export the result with each instance in turn."""
+    """Export the result with each instance in turn (image exporters embed
+    ``inline_cache``'s config)."""
     from dockyard.cache import ImmutableRef
     from dockyard.core import InternalError
     from dockyard.exporter import ExportRequest
@@ -74,6 +76,7 @@ async def run_exports(
             epoch=epoch,
             client=session.exports if session is not None else None,
             reporter=reporter,
+            inline_cache=inline_cache,
         )
         responses.append(await instance.export(request))
     return responses

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from dockyard.frontend import Frontends
     from dockyard.llbsolver import SourceResolver
     from dockyard.session import SessionManager
-    from dockyard.source import ImageSource, OCILayoutSource
+    from dockyard.source import ImageSource, LayerUnpacker, OCILayoutSource
 
     from ._config import EngineConfig
 
@@ -46,12 +46,14 @@ def frontends() -> Frontends:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class Sources:
-    """The source resolvers of one engine, by scheme, and the image sources behind the
-    Dockerfile frontend's base-image lookups."""
+    """The source resolvers of one engine, by scheme, the image sources behind the
+    Dockerfile frontend's base-image lookups, and the layer unpacker they share (cache
+    imports unpack through it too)."""
 
     resolvers: Mapping[str, SourceResolver]
     images: ImageSource
     layouts: OCILayoutSource
+    unpacker: LayerUnpacker
 
     def meta_resolver(self, session_id: str | None) -> ImageMetaResolver:
         """Base-image metadata for one build (credentials of its session)."""
@@ -100,7 +102,7 @@ def sources(
         "oci-layout": layouts,
         **remote_sources(cache, secrets_key=SECRETS, ssh_key=SSH_AGENTS),  # git, http, https
     }
-    return Sources(resolvers=resolvers, images=image_source, layouts=layouts)
+    return Sources(resolvers=resolvers, images=image_source, layouts=layouts, unpacker=unpacker)
 
 
 def blob_roots(cache: CacheManager, images: ImageStore) -> set[Digest]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from dockyard import llb, oci
     from dockyard.exporter import ExportOptions, ExportResponse
     from dockyard.llbsolver.types import Entitlement
+    from dockyard.remotecache import CacheExport, CacheImport
 
 __all__ = ["BuildRequest", "SolveResponse"]
 
@@ -24,7 +25,11 @@ class BuildRequest:
     Exactly one of ``definition`` (a raw LLB graph) or ``frontend`` (a registered
     frontend's name, with its typed ``frontend_options``) says what to build.
     ``exports`` are the exporter requests (values of :mod:`dockyard.exporter`), done in
-    order after the build. ``session_id`` names the client session serving the build's
+    order after the build. ``cache_imports`` (``--cache-from``, values of
+    :func:`~dockyard.engine.parse_cache_import`) are read before the build and consulted
+    after the local cache; ``cache_exports`` (``--cache-to``,
+    :func:`~dockyard.engine.parse_cache_export`) are written after the exports (an
+    inline one goes into the image exports). ``session_id`` names the client session serving the build's
     directories, secrets, SSH agents and export targets (attach it to the engine's
     :attr:`~dockyard.engine.Engine.sessions` first). ``entitlements`` are the privileges
     the build asks for (each must be allowed by the engine's config). ``reporter``
@@ -35,6 +40,8 @@ class BuildRequest:
     frontend: str | None = None
     frontend_options: object = None
     exports: tuple[ExportOptions, ...] = ()
+    cache_imports: tuple[CacheImport, ...] = ()
+    cache_exports: tuple[CacheExport, ...] = ()
     session_id: str | None = None
     entitlements: frozenset[Entitlement] = frozenset()
     reporter: Reporter | None = None
@@ -44,6 +51,8 @@ class BuildRequest:
         if (self.definition is None) == (self.frontend is None):
             raise UsageError("a build request needs either a Definition or a frontend name")
         object.__setattr__(self, "exports", tuple(self.exports))
+        object.__setattr__(self, "cache_imports", tuple(self.cache_imports))
+        object.__setattr__(self, "cache_exports", tuple(self.cache_exports))
         object.__setattr__(self, "entitlements", frozenset(self.entitlements))
 
 

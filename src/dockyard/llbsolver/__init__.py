@@ -34,6 +34,7 @@ from ._load import EntitlementError, load
 from ._solve import JobOptions, LlbSolver
 from .types import (
     ENTITLEMENTS,
+    RANDOM_KEY_PREFIX,
     SECRETS,
     SESSION_ID,
     SSH_AGENTS,
@@ -50,6 +51,7 @@ from .types import (
 
 __all__ = [
     "ENTITLEMENTS",
+    "RANDOM_KEY_PREFIX",
     "SECRETS",
     "SESSION_ID",
     "SSH_AGENTS",

@@ -8,7 +8,7 @@ from typing import Any
 from dockyard.core import Reporter
 from dockyard.llb import Definition
 from dockyard.session.types import SecretStore, SshForwarder
-from dockyard.solver import Edge, Job, JobValue, ResultRef, Solver
+from dockyard.solver import CacheSource, Edge, Job, JobValue, ResultRef, Solver
 
 from ._load import load
 from .types import (
@@ -26,13 +26,15 @@ __all__ = ["JobOptions", "LlbSolver"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobOptions:
     """What one build brings to its job: the client session, its secrets and SSH
-    agents (the session handle's ``secrets`` and ``ssh`` callers), and the privileges
-    it was granted."""
+    agents (the session handle's ``secrets`` and ``ssh`` callers), the privileges it
+    was granted, and the caches it imports (``--cache-from``, consulted after the local
+    cache)."""
 
     session_id: str | None = None
     secrets: SecretStore | None = None
     ssh_agents: SshForwarder | None = None
     entitlements: frozenset[Entitlement] = frozenset()
+    cache_sources: tuple[CacheSource, ...] = ()
 
     def values(self) -> dict[JobValue[Any], Any]:
         """The job values ops read (:data:`~dockyard.llbsolver.types.SECRETS` ...)."""
@@ -67,8 +69,12 @@ class LlbSolver:
         self, options: JobOptions | None = None, *, reporter: Reporter | None = None, name: str = ""
     ) -> Job:
         """A solver job carrying ``options`` as job values; ``async with`` it."""
+        options = options or JobOptions()
         return self.solver.new_job(
-            reporter=reporter, values=(options or JobOptions()).values(), name=name
+            reporter=reporter,
+            values=options.values(),
+            name=name,
+            cache_sources=options.cache_sources,
         )
 
     async def solve_in(

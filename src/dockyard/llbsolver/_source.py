@@ -10,7 +10,7 @@ from dockyard.core import NotFoundError
 from dockyard.solver import CacheMap, Result, VertexContext
 
 from ._common import OpInfo, cache_digest
-from .types import SourceInstance, SourceRequest, SourceResolver
+from .types import RANDOM_KEY_PREFIX, SourceInstance, SourceRequest, SourceResolver
 
 __all__ = ["SourceOp"]
 
@@ -58,7 +58,10 @@ class SourceOp:
         async with self.info.errors():
             instance = await self._resolved(ctx)
             key = await instance.cache_key(ctx)
-        return CacheMap(digest=cache_digest("source", [self.request.scheme, key]))
+        return CacheMap(
+            digest=cache_digest("source", [self.request.scheme, key]),
+            volatile=key.startswith(RANDOM_KEY_PREFIX),
+        )
 
     def acquire(self) -> contextlib.AbstractAsyncContextManager[object]:
         return contextlib.nullcontext()

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTITLEMENTS",
+    "RANDOM_KEY_PREFIX",
     "SECRETS",
     "SESSION_ID",
     "SSH_AGENTS",
@@ -218,8 +219,10 @@ class SourceInstance(Protocol):
     - :meth:`cache_key` names the content the source produces (an image's manifest
       digest, a commit): the same key promises the same tree. It may do network work
       (resolving a tag). A source that cannot know its content before fetching it (a
-      local directory) returns a key unique to this fetch, so that it always runs; its
-      dependants then read it by content checksum and still hit the cache.
+      local directory) returns a key unique to this fetch, starting with ``random:``
+      (:data:`RANDOM_KEY_PREFIX`, BuildKit's mark), so that it always runs and cache
+      exports leave it out; its dependants then read it by content checksum and still
+      hit the cache.
     - :meth:`snapshot` produces the tree as a new :class:`ImmutableRef` the caller
       owns — a ref of the worker's cache manager (``dockyard.cache.ImmutableRef``), so
       that the solver can keep it. It is called only on a cache miss, after
@@ -264,6 +267,9 @@ class Entitlement(enum.Enum):
             known = ", ".join(e.value for e in cls)
             raise UsageError(f"unknown entitlement {value!r} (known: {known})") from None
 
+
+RANDOM_KEY_PREFIX = "random:"
+"""Starts a source's cache key that is unique to one fetch (never hits again)."""
 
 SESSION_ID: JobValue[str] = JobValue("llbsolver.session_id")
 """The client session of a job (sources read local directories through it)."""

@@ -28,7 +28,9 @@ class CacheChainRecord:
     """One vertex of a job's graph as a cache export sees it.
 
     ``keys`` are every cache key naming the vertex's record, ``keys[0]`` the canonical
-    one its dependants build on. ``inputs`` link to the input vertices' chain records.
+    one its dependants build on (keys unique to this build left out). ``inputs`` link
+    to the input vertices' chain records (``None``: an input whose key is unique to
+    this build, left out of the chain).
     ``record`` holds the results (ids of the solver's :class:`ResultStorage`) when they
     are to be exported, and ``outputs`` which of them (empty: keys only).
     """
@@ -36,7 +38,7 @@ class CacheChainRecord:
     digest: str
     name: str
     keys: tuple[str, ...]
-    inputs: tuple[CacheChainLink, ...]
+    inputs: tuple[CacheChainLink | None, ...]
     record: CacheRecord | None
     outputs: tuple[int, ...]
 
@@ -56,7 +58,9 @@ async def cache_chain(
     comes from the solver's key storage (a result loaded from a cache source was recorded
     there when it was loaded); a vertex whose results are gone, or were never loaded
     from a cache source, is listed with its keys only. Vertices whose key was not
-    computed (a failed or cancelled solve) are left out, with everything built on them.
+    computed (a failed or cancelled solve) are left out, with everything built on them;
+    so are vertices whose canonical key is unique to this build (``CacheMap.volatile``:
+    a local source, whose dependants read it by content), and every such key.
     """
     wanted: dict[str, set[int]] = {}
     for edge in edges:
@@ -64,18 +68,26 @@ async def cache_chain(
     order = _topological(job, [edge.vertex.digest for edge in edges])
     storage = job.solver.key_storage
     index: dict[str, int] = {}
+    volatile: set[str] = set()
     out: list[CacheChainRecord] = []
     for state in order:
         memo = state.key_memo
-        if not memo.done or any(dep.digest not in index for dep in state.inputs):
+        if not memo.done or any(
+            dep.digest not in index and dep.digest not in volatile for dep in state.inputs
+        ):
             continue
         info = memo.value
+        if info.canonical_volatile:
+            volatile.add(state.digest)
+            continue
         links = tuple(
             CacheChainLink(
                 record=index[dep.digest],
                 selector=info.selectors[i] if i < len(info.selectors) else None,
                 output=edge.index,
             )
+            if dep.digest in index
+            else None
             for i, (dep, edge) in enumerate(zip(state.inputs, state.vertex.inputs, strict=True))
         )
         outputs: tuple[int, ...] = ()
@@ -96,7 +108,7 @@ async def cache_chain(
             CacheChainRecord(
                 digest=state.digest,
                 name=state.vertex.name,
-                keys=tuple(info.keys()),
+                keys=tuple(k for k in info.all_keys() if k not in info.volatile),
                 inputs=links,
                 record=record if outputs else None,
                 outputs=outputs,

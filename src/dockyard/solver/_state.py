@@ -40,7 +40,15 @@ class KeyInfo:
     exports).
     """
 
-    __slots__ = ("canonical", "key_content", "key_def", "record", "selectors", "source")
+    __slots__ = (
+        "canonical",
+        "key_content",
+        "key_def",
+        "record",
+        "selectors",
+        "source",
+        "volatile",
+    )
 
     def __init__(
         self,
@@ -51,6 +59,7 @@ class KeyInfo:
         *,
         selectors: tuple[str | None, ...] = (),
         source: CacheSource | None = None,
+        volatile: frozenset[str] = frozenset(),
     ) -> None:
         self.canonical = canonical
         self.key_def = key_def
@@ -58,13 +67,19 @@ class KeyInfo:
         self.record = record
         self.selectors = selectors
         self.source = source
+        self.volatile = volatile
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         """Every key naming this vertex's record, canonical first."""
         keys = dict.fromkeys((self.canonical, self.key_def))
         if self.key_content is not None:
             keys[self.key_content] = None
         return list(keys)
+
+    @property
+    def canonical_volatile(self) -> bool:
+        """The canonical key is unique to this build (see ``CacheMap.volatile``)."""
+        return self.canonical in self.volatile
 
 
 def _fail(vertex: Vertex, exc: Exception) -> DockyardError:
@@ -228,6 +243,13 @@ class VertexState:
             ignore = vertex.options.ignore_cache
             selectors = tuple(dep.selector for dep in deps)
             content = [i for i, dep in enumerate(deps) if dep.compute_digest is not None]
+            # keys unique to this build (made from a volatile digest), for cache exports
+            by_key = [
+                i for i in range(len(inputs)) if self.inputs[i].key_memo.value.canonical_volatile
+            ]
+            volatile_def = cache_map.volatile or bool(by_key)
+            volatile_content = cache_map.volatile or any(i not in content for i in by_key)
+            def_volatile = frozenset((key_def,)) if volatile_def else frozenset()
             # An ignore_cache input ran afresh: its output may differ from what its key
             # denoted before, so when we read it by content, the content decides.
             by_content_only = any(self.inputs[i].vertex.options.ignore_cache for i in content)
@@ -243,12 +265,18 @@ class VertexState:
                         record,
                         selectors=selectors,
                         source=source,
+                        volatile=def_volatile,
                     )
             if not content:
                 if not ignore:
                     solver._stats_misses += 1
-                return KeyInfo(key_def, key_def, None, None, selectors=selectors)
+                return KeyInfo(
+                    key_def, key_def, None, None, selectors=selectors, volatile=def_volatile
+                )
             key_content = await self._content_key(ctx, cache_map.digest, deps, input_keys, content)
+            volatile = def_volatile | (
+                frozenset((key_content,)) if volatile_content else frozenset()
+            )
             if not ignore:
                 record, source = await self._lookup(key_content)
                 if record is not None:
@@ -265,9 +293,12 @@ class VertexState:
                         record,
                         selectors=selectors,
                         source=source,
+                        volatile=volatile,
                     )
                 solver._stats_misses += 1
-            return KeyInfo(key_content, key_def, key_content, None, selectors=selectors)
+            return KeyInfo(
+                key_content, key_def, key_content, None, selectors=selectors, volatile=volatile
+            )
         except Exception as exc:
             err = _fail(vertex, exc)
             if err.vertex is not None and err.vertex.digest == self.digest:
@@ -521,7 +552,7 @@ class VertexState:
             "\0".join((canonical, *ids)).encode(), usedforsecurity=False
         ).hexdigest()
         record = CacheRecord(id=record_id, canonical_key=canonical, result_ids=ids, created=now())
-        await solver.key_storage.save(info.keys(), record)
+        await solver.key_storage.save(info.all_keys(), record)
 
     # -- lifetime ----------------------------------------------------------------------
 

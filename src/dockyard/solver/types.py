@@ -79,11 +79,15 @@ class CacheMap:
 
     ``digest`` identifies the op's definition (everything about it except its inputs).
     ``deps`` has one :class:`Dep` per input in order, or is empty to mean a plain
-    ``Dep()`` for every input.
+    ``Dep()`` for every input. ``volatile``: the digest is unique to this computation (a
+    source that cannot know its content before fetching it, BuildKit's ``random:``
+    keys); such keys, and keys made from them, never hit again, so cache exports leave
+    them out.
     """
 
     digest: str
     deps: tuple[Dep, ...] = ()
+    volatile: bool = False
 
 
 @runtime_checkable

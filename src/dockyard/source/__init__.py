@@ -72,7 +72,7 @@ from ._layers import (
 )
 from ._local import CONTENT_LABEL, LocalInstance, LocalSource, LocalSpec, LocalStatistics
 from ._ocilayout import LayoutImage, LayoutRef, OCILayoutInstance, OCILayoutSource
-from ._registry import SessionCredentials
+from ._registry import SessionCredentials, StoreSink
 from ._remote_context import (
     ContextFormat,
     FetchedContext,
@@ -127,6 +127,7 @@ __all__ = [
     "ResolvedRef",
     "SessionCredentials",
     "SourceOpRequest",
+    "StoreSink",
     "UnpackStatistics",
     "chain_ids",
     "fetch_git_context",

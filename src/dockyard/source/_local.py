@@ -242,10 +242,11 @@ class LocalInstance:
         self.spec = spec
 
     async def cache_key(self, ctx: VertexContext) -> str:
-        # unique per fetch: the source always runs; dependants key on content
+        # unique per fetch (``random:``, BuildKit's mark, so cache exports leave it
+        # out): the source always runs; dependants key on content
         sessions: Sequence[str] = self.source._session_ids(self.spec, ctx)
         first = sessions[0] if sessions else ""
-        return f"local:{first}:{self.spec.name}:{uuid.uuid4().hex}"
+        return f"random:local:{first}:{self.spec.name}:{uuid.uuid4().hex}"
 
     async def snapshot(self, ctx: VertexContext) -> ImmutableRef:
         return await self.source.fetch(self.spec, ctx)

@@ -88,8 +88,10 @@ class FakeOp:
         hook: Hook | None,
         fail: BaseException | None,
         limit: contextlib.AbstractAsyncContextManager[object] | None,
+        volatile: bool = False,
     ) -> None:
         self.backend = backend
+        self.volatile = volatile
         self.name = name
         self.definition = definition
         self.outputs = outputs
@@ -102,7 +104,7 @@ class FakeOp:
 
     async def cache_map(self, ctx: VertexContext) -> CacheMap:
         self.backend.cache_map_counts[self.name] += 1
-        return CacheMap(digest=self._digest, deps=self.deps)
+        return CacheMap(digest=self._digest, deps=self.deps, volatile=self.volatile)
 
     async def exec(self, ctx: VertexContext, inputs: Sequence[Result]) -> Sequence[Result]:
         backend = self.backend
@@ -212,6 +214,7 @@ class FakeBackend:
         fail: BaseException | None = None,
         limit: contextlib.AbstractAsyncContextManager[object] | None = None,
         progress_group: str | None = None,
+        volatile: bool = False,
     ) -> Vertex:
         """A fake vertex.
 
@@ -221,6 +224,7 @@ class FakeBackend:
         inputs. ``content`` maps input numbers to a selector whose content digest is a
         content-based key (``None``: the whole value; a key: that item of a mapping).
         ``hook`` is awaited at the start of each exec; ``fail`` is raised by exec.
+        ``volatile`` marks its cache-map digest as unique to the build (a local source).
         """
         edges = tuple(i if isinstance(i, Edge) else i.output(0) for i in inputs)
         if value is not None and fn is None:
@@ -248,6 +252,7 @@ class FakeBackend:
             hook=hook,
             fail=fail,
             limit=limit,
+            volatile=volatile,
         )
         digest = _sha(json.dumps([definition, [[e.vertex.digest, e.index] for e in edges]]))
         return Vertex(

@@ -66,7 +66,9 @@ def graph(backend: FakeBackend, build: int) -> tuple[Vertex, Vertex, Vertex]:
     onto run) → final run."""
     base = backend.vertex("base", value={"os": "busybox"})
     run = backend.vertex("run", base, fn=lambda ins: {**ins[0], "run": "1"})
-    context = backend.vertex("context", value={"app": "v1"}, definition=f"context-{build}")
+    context = backend.vertex(
+        "context", value={"app": "v1"}, definition=f"context-{build}", volatile=True
+    )
     copy = backend.vertex(
         "copy", run, context, content={1: None}, fn=lambda ins: {**ins[0], **ins[1]}
     )
@@ -89,14 +91,16 @@ async def export(all_results: bool) -> tuple[list[CacheChainRecord], FakeBackend
 async def test_chain_lists_every_vertex_inputs_first_with_keys_and_links() -> None:
     chain, _backend, _ = await export(all_results=True)
     names = [entry.name for entry in chain]
-    assert set(names) == {"base", "run", "context", "copy", "final"}
+    # the context's key is unique to the build: left out, and the copy's definition key
+    # (made from it) too; the copy's content key stays
+    assert set(names) == {"base", "run", "copy", "final"}
     position = {name: i for i, name in enumerate(names)}
     for entry in chain:
         for link in entry.inputs:
-            assert link.record < position[entry.name]
+            assert link is None or link.record < position[entry.name]
     copy = chain[position["copy"]]
-    assert [chain[link.record].name for link in copy.inputs] == ["run", "context"]
-    assert len(copy.keys) == 2  # canonical (the content key), definition
+    assert [chain[link.record].name if link else None for link in copy.inputs] == ["run", None]
+    assert len(copy.keys) == 1
     final = chain[position["final"]]
     assert len(final.keys) == 1  # canonical = definition key
     assert all(entry.record is not None and entry.outputs == (0,) for entry in chain)
@@ -106,7 +110,7 @@ async def test_min_mode_exports_only_the_final_results() -> None:
     chain, _backend, _ = await export(all_results=False)
     with_results = [entry.name for entry in chain if entry.record is not None]
     assert with_results == ["final"]
-    assert len(chain) == 5  # every key is there, to link the final record
+    assert len(chain) == 4  # every key is there, to link the final record
 
 
 async def rebuild(
@@ -155,7 +159,7 @@ async def test_a_changed_input_reruns_only_what_depends_on_it() -> None:
     solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
     base = backend.vertex("base", value={"os": "busybox"})
     run = backend.vertex("run", base, fn=lambda ins: {**ins[0], "run": "1"})
-    context = backend.vertex("context", value={"app": "v2"}, definition="context-2")
+    context = backend.vertex("context", value={"app": "v2"}, definition="context-2", volatile=True)
     copy = backend.vertex(
         "copy", run, context, content={1: None}, fn=lambda ins: {**ins[0], **ins[1]}
     )
@@ -199,3 +203,17 @@ async def test_sources_of_other_jobs_holding_a_vertex_are_consulted() -> None:
         ref = await plain.solve(final.output())
         assert ref.value.value == value  # type: ignore[attr-defined]
     assert dict(backend.exec_counts) == {"context": 1}
+
+
+async def test_keys_made_from_a_volatile_key_by_definition_are_left_out() -> None:
+    backend = FakeBackend()
+    solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
+    base = backend.vertex("base", value="b")
+    stamp = backend.vertex("stamp", value="s", volatile=True)
+    user = backend.vertex("user", base, stamp)  # reads the stamp by definition
+    final = backend.vertex("final", user, base)
+    async with solver.new_job() as job:
+        await job.solve(final.output())
+        chain = await cache_chain(job, [final.output()], all_results=True)
+    assert [entry.name for entry in chain] == ["base"]
+    backend.assert_no_leaks()

@@ -1,0 +1,127 @@
+"""Layer 6: build cache export and import (``--cache-to`` / ``--cache-from``) in
+BuildKit's formats, so that many engines share cache through an OCI registry.
+
+Values (parsed at the edge; the engine re-exports them for clients)
+    :func:`parse_cache_export` (``--cache-to``) → :class:`LocalCacheExport`
+    (``type=local,dest=DIR``), :class:`RegistryCacheExport` (``type=registry,ref=REF``),
+    :class:`InlineCacheExport` (``type=inline``); options ``mode=min|max`` (:class:`CacheMode`),
+    ``compression=gzip|zstd|uncompressed``, ``compression-level``,
+    ``force-compression``, ``ignore-error``, ``tag`` (local), ``registry.insecure``.
+    :func:`parse_cache_import` (``--cache-from``) → :class:`LocalCacheImport`
+    (``type=local,src=DIR[,tag=T|digest=D]``) or :class:`RegistryCacheImport`
+    (``type=registry,ref=REF`` or a bare ``REF``; a cache manifest, or an image with an
+    inline cache). A build request carries tuples of them (``BuildRequest.cache_exports``
+    / ``cache_imports``).
+
+Format (:mod:`._config`)
+    A cache is an OCI image manifest whose config has media type
+    ``application/vnd.buildkit.cacheconfig.v0`` (BuildKit's ``image-manifest=true``
+    form) and whose layers are the layer blobs; the config lists ``layers`` (blob +
+    parent index, annotations with media type, diffID, size, createdAt) and ``records``
+    (one per vertex output: its cache key as ``digest``, the other keys naming it, links
+    to its inputs' records with selectors, results as the top layer of a chain). The
+    local form is an OCI layout directory whose ``index.json`` names the manifest with
+    the tag (``latest``); the registry form is that manifest pushed to the ref; the
+    inline form is the config, base64, under ``moby.buildkit.cache.v0`` in an image's
+    config with the image's own layers (``mode=min``). Reading also accepts BuildKit's
+    older index form (an index listing the layers and the config).
+
+Export (:func:`export_cache`, :func:`collect_cache`)
+    After a build, :func:`dockyard.solver.cache_chain` lists the job's keys and records
+    (``mode=min``: results of the final step only; ``max``: of every step). Each result's
+    layer chain gets blobs through :func:`dockyard.exporter.export_layers` (a layer's
+    blob of that compression is reused: pulled base layers and earlier image exports are
+    never recompressed). A local export writes blobs first and ``index.json`` last (an
+    atomic rename), so a failed export leaves the previous cache as it was.
+
+Import (:func:`import_cache` → :class:`ImportedCache`)
+    Reads the manifest and config only; the :class:`ImportedCache` is a
+    :class:`dockyard.solver.CacheSource` the build's job consults after the local cache.
+    A hit costs nothing until the solver needs the result; then its layer chain is
+    fetched and unpacked by the shared :class:`dockyard.source.LayerUnpacker` (verified,
+    keyed by chain id, shared with images), and the solver records it locally. Nothing
+    here fails a build: an unreadable cache is a warning and no import, a missing or
+    corrupt blob a warning and the step runs.
+
+The heavy parts (export, import) load on first use; importing the package costs the
+values only.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from ._options import (
+    CacheExport,
+    CacheImport,
+    CacheMode,
+    InlineCacheExport,
+    LocalCacheExport,
+    LocalCacheImport,
+    RegistryCacheExport,
+    RegistryCacheImport,
+    parse_cache_export,
+    parse_cache_import,
+)
+
+if TYPE_CHECKING:
+    from ._config import (
+        CACHE_CONFIG_MEDIA_TYPE,
+        CacheConfig,
+        CacheConfigRecord,
+        CacheInput,
+        CacheLayer,
+        CacheResult,
+    )
+    from ._export import CollectedCache, collect_cache, export_cache
+    from ._import import ImportedCache, ImportStatistics, import_cache
+
+_LAZY = {
+    "CACHE_CONFIG_MEDIA_TYPE": "._config",
+    "CacheConfig": "._config",
+    "CacheConfigRecord": "._config",
+    "CacheInput": "._config",
+    "CacheLayer": "._config",
+    "CacheResult": "._config",
+    "CollectedCache": "._export",
+    "collect_cache": "._export",
+    "export_cache": "._export",
+    "ImportedCache": "._import",
+    "ImportStatistics": "._import",
+    "import_cache": "._import",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "CACHE_CONFIG_MEDIA_TYPE",
+    "CacheConfig",
+    "CacheConfigRecord",
+    "CacheExport",
+    "CacheImport",
+    "CacheInput",
+    "CacheLayer",
+    "CacheMode",
+    "CacheResult",
+    "CollectedCache",
+    "ImportStatistics",
+    "ImportedCache",
+    "InlineCacheExport",
+    "LocalCacheExport",
+    "LocalCacheImport",
+    "RegistryCacheExport",
+    "RegistryCacheImport",
+    "collect_cache",
+    "export_cache",
+    "import_cache",
+    "parse_cache_export",
+    "parse_cache_import",
+]

@@ -1,0 +1,343 @@
+"""Cache exports: a job's chain records → layer blobs + cache config → a cache manifest,
+written as a local OCI layout, pushed to a registry, or inlined in an image config.
+
+The layer blobs come from the exporter's layer→blob path
+(:func:`dockyard.exporter.export_layers`): a layer that already has a blob of the
+compression (a pulled base image's, an image export's) is reused, never recompressed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dockyard.cache import CacheManager, LayerBlob
+from dockyard.content import REF_NAME_ANNOTATION, ContentStore, write_oci_layout
+from dockyard.core import DockyardError, Reporter, UsageError
+from dockyard.exporter import CompressionOptions, export_layers
+from dockyard.oci import (
+    Descriptor,
+    ImageIndex,
+    ImageManifest,
+    MediaType,
+    format_timestamp,
+    parse_manifest,
+)
+from dockyard.registry import CredentialsProvider, RegistryConfig
+from dockyard.solver import CacheChainRecord
+
+from ._config import (
+    CACHE_CONFIG_MEDIA_TYPE,
+    CacheConfig,
+    CacheConfigRecord,
+    CacheInput,
+    CacheLayer,
+    CacheResult,
+)
+from ._options import LocalCacheExport, RegistryCacheExport
+from ._progress import Progress
+
+if TYPE_CHECKING:
+    from dockyard.registry import RegistryClient
+
+__all__ = [
+    "CREATED_ANNOTATION",
+    "UNCOMPRESSED_ANNOTATION",
+    "CollectedCache",
+    "collect_cache",
+    "export_cache",
+]
+
+UNCOMPRESSED_ANNOTATION = "containerd.io/uncompressed"
+CREATED_ANNOTATION = "buildkit/createdat"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectedCache:
+    """A cache config and the descriptors of its layer blobs (in the content store,
+    held by the lease they were collected under), one per config layer, in order."""
+
+    config: CacheConfig
+    layers: tuple[Descriptor, ...]
+
+    @property
+    def empty(self) -> bool:
+        """No record has a result: nothing worth importing."""
+        return not any(r.results for r in self.config.records)
+
+    def manifest(self) -> tuple[bytes, bytes]:
+        """The cache manifest (an OCI image manifest whose config is the cache config)
+        and the config, as bytes."""
+        config = self.config.to_bytes()
+        unique: dict[str, Descriptor] = {}
+        for desc in self.layers:  # a blob on two chains is listed once
+            unique.setdefault(str(desc.digest), desc)
+        manifest = ImageManifest(
+            config=Descriptor.of(CACHE_CONFIG_MEDIA_TYPE, config),
+            layers=tuple(unique.values()),
+            media_type=MediaType.OCI_MANIFEST,
+        )
+        return manifest.to_bytes(indent=3), config
+
+    def restricted(self, blobs: Sequence[LayerBlob]) -> CollectedCache:
+        """Only the records whose whole layer chains are among ``blobs`` (an image's
+        layers, for an inline cache), layers renumbered."""
+        present = {b.digest for b in blobs}
+        config = self.config
+        keep_layer: dict[int, int] = {}
+        layers: list[CacheLayer] = []
+        descriptors: list[Descriptor] = []
+
+        def keep(top: int) -> int | None:
+            chain = []
+            index = top
+            while index >= 0:
+                chain.append(index)
+                index = config.layers[index].parent
+            if any(config.layers[i].blob not in present for i in chain):
+                return None
+            for i in reversed(chain):
+                if i not in keep_layer:
+                    layer = config.layers[i]
+                    parent = keep_layer[layer.parent] if layer.parent >= 0 else -1
+                    keep_layer[i] = len(layers)
+                    layers.append(dataclasses.replace(layer, parent=parent))
+                    descriptors.append(self.layers[i])
+            return keep_layer[top]
+
+        records = []
+        for record in config.records:
+            results = []
+            for result in record.results:
+                top = keep(result.layer)
+                if top is not None:
+                    results.append(dataclasses.replace(result, layer=top))
+            records.append(dataclasses.replace(record, results=tuple(results)))
+        return CollectedCache(
+            config=CacheConfig(layers=tuple(layers), records=tuple(records)),
+            layers=tuple(descriptors),
+        )
+
+
+def _layer_media_type(media_type: str) -> str:
+    try:
+        return MediaType.layer(MediaType.layer_compression(media_type), oci=True)
+    except ValueError:
+        return media_type
+
+
+async def collect_cache(
+    chain: Sequence[CacheChainRecord],
+    *,
+    cache: CacheManager,
+    content: ContentStore,
+    compression: CompressionOptions,
+    lease: str,
+    skip_empty: bool = False,
+) -> CollectedCache:
+    """The cache config of ``chain`` (see :func:`dockyard.solver.cache_chain`) with the
+    blobs of every exported result's layer chain, made or reused in ``content`` under
+    ``lease``. ``skip_empty``: leave layers without entries out of the chains (an
+    image has none; the tree is the same without them). A result that is gone (pruned)
+    is left out; its keys stay."""
+    layers: list[CacheLayer] = []
+    descriptors: list[Descriptor] = []
+    by_chain: dict[tuple[str, int], int] = {}
+    results: dict[tuple[int, int], CacheResult] = {}
+    for n, entry in enumerate(chain):
+        record = entry.record
+        if record is None:
+            continue
+        created = format_timestamp(round(record.created * 1_000_000) * 1000)
+        for output in entry.outputs:
+            ref = await cache.load(record.result_ids[output])
+            if ref is None:
+                continue
+            try:
+                exported = await export_layers(ref, content, compression, lease=lease)
+            finally:
+                await ref.release()
+            top = -1
+            for layer in exported:
+                if skip_empty and layer.empty:
+                    continue
+                blob = layer.blob
+                key = (str(blob.digest), top)
+                index = by_chain.get(key)
+                if index is None:
+                    index = len(layers)
+                    media_type = _layer_media_type(blob.media_type)
+                    layers.append(
+                        CacheLayer(
+                            blob=blob.digest,
+                            parent=top,
+                            media_type=media_type,
+                            diff_id=blob.diff_id,
+                            size=blob.size,
+                            created_at=layer.created,
+                        )
+                    )
+                    descriptors.append(
+                        Descriptor(
+                            media_type=media_type,
+                            digest=blob.digest,
+                            size=blob.size,
+                            annotations={
+                                UNCOMPRESSED_ANNOTATION: str(blob.diff_id),
+                                CREATED_ANNOTATION: layer.created,
+                            },
+                        )
+                    )
+                    by_chain[key] = index
+                top = index
+            if top >= 0:
+                results[(n, output)] = CacheResult(layer=top, created_at=created)
+    # one record per vertex output that has a result or that a dependant links to,
+    # inputs before dependants (the chain's order)
+    needed: set[tuple[int, int]] = set(results)
+    for entry in chain:
+        needed.update((link.record, link.output) for link in entry.inputs if link is not None)
+    numbers: dict[tuple[int, int], int] = {}
+    records: list[CacheConfigRecord] = []
+    for n, entry in enumerate(chain):
+        outputs = sorted(o for (m, o) in needed if m == n)
+        for output in outputs:
+            numbers[(n, output)] = len(records)
+            result = results.get((n, output))
+            records.append(
+                CacheConfigRecord(
+                    digest=entry.canonical_key,
+                    output=output,
+                    keys=entry.keys[1:],
+                    inputs=tuple(
+                        (
+                            CacheInput(
+                                link=numbers[(link.record, link.output)],
+                                selector=link.selector or "",
+                            ),
+                        )
+                        if link is not None
+                        else ()  # an input unique to that build: nothing to link
+                        for link in entry.inputs
+                    ),
+                    results=(result,) if result is not None else (),
+                )
+            )
+    return CollectedCache(
+        config=CacheConfig(layers=tuple(layers), records=tuple(records)),
+        layers=tuple(descriptors),
+    )
+
+
+async def _write_blobs(collected: CollectedCache, content: ContentStore, lease: str) -> Descriptor:
+    manifest, config = collected.manifest()
+    await content.write_blob(config, lease=lease)
+    await content.write_blob(manifest, lease=lease)
+    return Descriptor.of(MediaType.OCI_MANIFEST, manifest)
+
+
+async def export_cache(
+    chain: Sequence[CacheChainRecord],
+    options: LocalCacheExport | RegistryCacheExport,
+    *,
+    cache: CacheManager,
+    content: ContentStore,
+    registry: RegistryConfig | None = None,
+    credentials: CredentialsProvider | None = None,
+    reporter: Reporter | None = None,
+) -> Descriptor | None:
+    """Export ``chain`` as ``options`` say; returns the cache manifest's descriptor
+    (``None``: nothing to export). Errors are :class:`~dockyard.core.DockyardError`
+    naming the destination (the engine turns them into warnings with
+    ``ignore-error=true``)."""
+    compression = options.compression or CompressionOptions()
+    where = (
+        f"cache to {options.dest}"
+        if isinstance(options, LocalCacheExport)
+        else f"cache to {options.ref.familiar()}"
+    )
+    progress = Progress(reporter, f"exporting {where}")
+    progress.start()
+    try:
+        async with content.lease() as lease:
+            step = progress.step("layers", "preparing build cache for export")
+            collected = await collect_cache(
+                chain, cache=cache, content=content, compression=compression, lease=lease
+            )
+            step.done()
+            if collected.empty:
+                progress.finish()
+                return None
+            desc = await _write_blobs(collected, content, lease)
+            if isinstance(options, LocalCacheExport):
+                step = progress.step("write", f"writing cache manifest {desc.digest}")
+                await _write_local(content, desc, options)
+            else:
+                step = progress.step("push", f"pushing cache manifest {desc.digest}")
+                await _push(content, desc, options, registry, credentials)
+            step.done()
+    except BaseException as exc:
+        progress.finish(exc)
+        if isinstance(exc, OSError):
+            raise DockyardError(f"exporting {where} failed: {exc}") from exc
+        raise
+    progress.finish()
+    return desc
+
+
+async def _write_local(content: ContentStore, desc: Descriptor, options: LocalCacheExport) -> None:
+    """Blobs first, ``index.json`` last (renamed into place): an export that fails
+    halfway leaves the previous cache in ``dest`` as it was."""
+    dest = options.dest
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"--cache-to {dest}: not a directory")
+    tagged = dataclasses.replace(desc, annotations={REF_NAME_ANNOTATION: options.tag})
+    index = ImageIndex(manifests=(tagged,), media_type=MediaType.OCI_INDEX)
+    await write_oci_layout(content, index, dest)
+
+
+async def _push(
+    content: ContentStore,
+    desc: Descriptor,
+    options: RegistryCacheExport,
+    registry: RegistryConfig | None,
+    credentials: CredentialsProvider | None,
+) -> None:
+    from dockyard.registry import FileReader
+
+    manifest = await content.read(desc.digest)
+    parsed = parse_manifest(manifest, MediaType.OCI_MANIFEST)
+    assert isinstance(parsed, ImageManifest)
+    blobs = {d.digest: FileReader(content.path(d.digest)) for d in (parsed.config, *parsed.layers)}
+    async with registry_client(
+        options.ref.domain, registry, credentials, options.insecure
+    ) as client:
+        await client.push_image(
+            options.ref, manifest=manifest, media_type=MediaType.OCI_MANIFEST, blobs=blobs
+        )
+
+
+@contextlib.asynccontextmanager
+async def registry_client(
+    domain: str,
+    registry: RegistryConfig | None,
+    credentials: CredentialsProvider | None,
+    insecure: bool,
+) -> AsyncIterator[RegistryClient]:
+    """A registry client for one export or import (``insecure``: plain HTTP or
+    unverified TLS allowed for ``domain``)."""
+    from dockyard.registry import RegistryClient
+
+    config = registry or RegistryConfig()
+    if insecure:
+        hosts = dict(config.hosts)
+        hosts[domain] = dataclasses.replace(config.host(domain), insecure=True)
+        config = RegistryConfig(hosts=hosts, loopback_insecure=config.loopback_insecure)
+    client = RegistryClient(config=config, credentials=credentials)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -1,0 +1,434 @@
+"""Cache imports: a cache manifest (local OCI layout, registry, or an image's inline
+cache) → an :class:`ImportedCache`, the :class:`dockyard.solver.CacheSource` a build's
+job consults after the local cache.
+
+Reading the manifest and config is all an import costs up front. Layers are fetched and
+unpacked only when the solver needs a result (``load``), through the shared
+:class:`dockyard.source.LayerUnpacker` (layers keyed by chain id, each unpacked once and
+shared with images; every blob verified against its digest, size and diff_id), so a
+no-op build pulls the layers of its final result only. Nothing here fails a build: a
+cache that cannot be read is a warning and no import; a blob that is missing or corrupt
+is a warning and the step runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from dockyard.cache import ImmutableRef
+from dockyard.content import ContentStore, OCILayout
+from dockyard.core import (
+    BuildWarning,
+    ContentError,
+    Digest,
+    DockyardError,
+    NotFoundError,
+    Platform,
+    Reporter,
+    host_platform,
+)
+from dockyard.exporter import INLINE_CACHE_KEY, parse_timestamp
+from dockyard.oci import (
+    Descriptor,
+    ImageIndex,
+    ImageManifest,
+    MediaType,
+    parse_manifest,
+    select_platform,
+)
+from dockyard.registry import CredentialsProvider, RegistryConfig
+from dockyard.solver import CacheRecord, VertexContext
+from dockyard.source import BlobStream, LayerSpec, LayerUnpacker, StoreSink, chain_ids
+
+from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer, CacheResult
+from ._export import UNCOMPRESSED_ANNOTATION, registry_client
+from ._options import CacheImport, LocalCacheImport, RegistryCacheImport
+from ._progress import Progress
+
+if TYPE_CHECKING:
+    from dockyard.registry import Reference, RegistryClient
+
+__all__ = ["ImportStatistics", "ImportedCache", "import_cache"]
+
+_CONFIG_LIMIT = 64 << 20
+
+
+class _Blobs(Protocol):
+    """Where an imported cache's blobs come from."""
+
+    async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _LayoutBlobs:
+    def __init__(self, layout: OCILayout, content: ContentStore) -> None:
+        self._layout = layout
+        self._content = content
+
+    async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream:
+        self._content.add_to_lease(lease, desc.digest)
+        if self._content.has(desc.digest):
+            return BlobStream(
+                open=functools.partial(self._content.open, desc.digest), verified=True
+            )
+        # read (and hashed, and copied into the content store) by the unpacker
+        return BlobStream(
+            open=functools.partial(self._layout.open_blob, desc.digest), verified=False
+        )
+
+    async def aclose(self) -> None:
+        self._layout.close()
+
+
+class _RegistryBlobs:
+    def __init__(self, client: RegistryClient, ref: Reference, content: ContentStore) -> None:
+        self._client = client
+        self._ref = ref
+        self._content = content
+        self._downloads: dict[str, asyncio.Future[None]] = {}
+
+    async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream:
+        content = self._content
+        content.add_to_lease(lease, desc.digest)
+        opener = functools.partial(content.open, desc.digest)
+        if not content.has(desc.digest):
+            key = str(desc.digest)
+            pending = self._downloads.get(key)
+            if pending is None:
+                task = asyncio.ensure_future(self._download(desc, lease, ctx))
+                self._downloads[key] = task
+                task.add_done_callback(lambda _t: self._downloads.pop(key, None))
+                pending = task
+            await asyncio.shield(pending)
+        return BlobStream(open=opener, verified=True)
+
+    async def _download(self, desc: Descriptor, lease: str, ctx: VertexContext) -> None:
+        def on_bytes(n: int) -> None:
+            ctx.progress(str(desc.digest), f"pulling {desc.digest}", n, total=desc.size)
+
+        sink = StoreSink(self._content, digest=desc.digest, size=desc.size, lease=lease)
+        await self._client.fetch_blob(self._ref, desc, sink, on_progress=on_bytes)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportStatistics:
+    """What an import did so far: ``records`` it can answer, ``results`` loaded
+    (materialized), ``failed`` loads that warned instead."""
+
+    records: int
+    results: int
+    failed: int
+
+
+class ImportedCache:
+    """A read-only cache for one build (a :class:`dockyard.solver.CacheSource`).
+
+    ``lookup`` answers from an in-memory index of the config's records that have a
+    loadable result (records with keys only, or with layers the manifest cannot serve,
+    answer nothing). ``load`` unpacks a result's layer chain. :meth:`aclose` when the
+    build is done.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: CacheConfig,
+        descriptors: Mapping[str, Descriptor],
+        blobs: _Blobs,
+        unpacker: LayerUnpacker,
+        content: ContentStore,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._descriptors = descriptors
+        self._blobs = blobs
+        self._unpacker = unpacker
+        self._content = content
+        self._records: dict[str, CacheRecord] = {}
+        self._results = 0
+        self._failed = 0
+        self._index()
+
+    def _layer_descriptor(self, layer: CacheLayer) -> Descriptor | None:
+        desc = self._descriptors.get(str(layer.blob))
+        if desc is not None:
+            return desc
+        if layer.size < 0 or not layer.media_type:
+            return None
+        return Descriptor(media_type=layer.media_type, digest=layer.blob, size=layer.size)
+
+    def _diff_id(self, layer: CacheLayer) -> Digest | None:
+        if layer.diff_id is not None:
+            return layer.diff_id
+        desc = self._descriptors.get(str(layer.blob))
+        text = desc.annotations.get(UNCOMPRESSED_ANNOTATION, "") if desc is not None else ""
+        try:
+            return Digest.parse(text) if text else None
+        except ValueError:
+            return None
+
+    def _loadable(self, top: int) -> bool:
+        return all(
+            self._layer_descriptor(layer) is not None and self._diff_id(layer) is not None
+            for layer in self.config.chain(top)
+        )
+
+    def _index(self) -> None:
+        groups: dict[str, dict[int, CacheResult]] = {}
+        aliases: dict[str, str] = {}
+        for record in self.config.records:
+            results = [r for r in record.results if self._loadable(r.layer)]
+            if not results:
+                continue
+            best = max(results, key=lambda r: _created(r.created_at))  # BuildKit: newest
+            groups.setdefault(record.digest, {})[record.output] = best
+            for key in (record.digest, *record.keys):
+                aliases.setdefault(key, record.digest)
+        records: dict[str, CacheRecord] = {}
+        for canonical, outputs in groups.items():
+            count = max(outputs) + 1
+            ids = tuple(str(outputs[i].layer) if i in outputs else "" for i in range(count))
+            created = max(_created(r.created_at) for r in outputs.values())
+            records[canonical] = CacheRecord(
+                id=f"import:{self.name}:{canonical}",
+                canonical_key=canonical,
+                result_ids=ids,
+                created=created,
+            )
+        self._records = {key: records[canonical] for key, canonical in aliases.items()}
+
+    def statistics(self) -> ImportStatistics:
+        return ImportStatistics(
+            records=len({r.id for r in self._records.values()}),
+            results=self._results,
+            failed=self._failed,
+        )
+
+    async def lookup(self, key: str) -> CacheRecord | None:
+        return self._records.get(key)
+
+    async def load(self, result_id: str, ctx: VertexContext) -> ImmutableRef | None:
+        if not result_id:
+            return None  # an output the export left out
+        try:
+            chain = self.config.chain(int(result_id))
+        except (ValueError, IndexError):
+            return None
+        diff_ids: list[Digest] = []
+        descs: list[Descriptor] = []
+        for layer in chain:
+            diff_id, desc = self._diff_id(layer), self._layer_descriptor(layer)
+            if diff_id is None or desc is None:
+                return None  # not indexed: lookup never returned this id
+            diff_ids.append(diff_id)
+            descs.append(desc)
+        specs = [
+            LayerSpec(blob=desc, diff_id=diff_id, chain_id=chain_id)
+            for desc, diff_id, chain_id in zip(descs, diff_ids, chain_ids(diff_ids), strict=True)
+        ]
+        try:
+            async with self._content.lease() as lease:
+
+                async def fetch(spec: LayerSpec) -> BlobStream:
+                    return await self._blobs.fetch(spec.blob, lease, ctx)
+
+                ref = await self._unpacker.unpack(
+                    specs, fetch, name=f"cache {self.name}", cancelled=ctx.cancelled
+                )
+        except (DockyardError, OSError) as exc:
+            self._failed += 1
+            ctx.warn(f"cache from {self.name} could not be used ({exc}); running the step instead")
+            return None
+        self._results += 1
+        return ref
+
+    async def aclose(self) -> None:
+        await self._blobs.aclose()
+
+
+def _created(text: str) -> float:
+    if not text:
+        return 0.0
+    try:
+        return parse_timestamp(text) / 1e9
+    except ContentError:
+        return 0.0
+
+
+async def import_cache(
+    options: CacheImport,
+    *,
+    content: ContentStore,
+    unpacker: LayerUnpacker,
+    registry: RegistryConfig | None = None,
+    credentials: CredentialsProvider | None = None,
+    platform: Platform | None = None,
+    reporter: Reporter | None = None,
+) -> ImportedCache | None:
+    """Read the cache ``options`` name; ``None`` (with a warning to ``reporter``) when
+    it cannot be read — a build never fails because of its ``--cache-from``. The caller
+    closes what it gets (:meth:`ImportedCache.aclose`)."""
+    where = _describe(options)
+    progress = Progress(reporter, f"importing cache manifest from {where}")
+    progress.start()
+    try:
+        if isinstance(options, LocalCacheImport):
+            cache = await _import_local(options, content, unpacker)
+        else:
+            cache = await _import_registry(
+                options, content, unpacker, registry, credentials, platform
+            )
+    except (DockyardError, OSError, ValueError) as exc:
+        progress.finish(exc)
+        if reporter is not None:
+            reporter.emit(
+                BuildWarning(
+                    short=f"importing cache from {where} failed: {exc}; building without it"
+                )
+            )
+        return None
+    except BaseException as exc:
+        progress.finish(exc)
+        raise
+    progress.finish()
+    return cache
+
+
+def _describe(options: CacheImport) -> str:
+    if isinstance(options, LocalCacheImport):
+        return str(options.src)
+    return options.ref.familiar()
+
+
+def _cache_parts(
+    manifest: ImageManifest | ImageIndex, what: str
+) -> tuple[Descriptor, dict[str, Descriptor]]:
+    """The config descriptor and the layer descriptors of a cache manifest (an image
+    manifest with a cache config, or BuildKit's older index form)."""
+    if isinstance(manifest, ImageManifest):
+        if manifest.config.media_type != CACHE_CONFIG_MEDIA_TYPE:
+            raise ContentError(f"{what} is not a build cache manifest")
+        return manifest.config, {str(d.digest): d for d in manifest.layers}
+    configs = [d for d in manifest.manifests if d.media_type == CACHE_CONFIG_MEDIA_TYPE]
+    if len(configs) != 1:
+        raise ContentError(f"{what} is not a build cache manifest")
+    layers = {str(d.digest): d for d in manifest.manifests if d is not configs[0]}
+    return configs[0], layers
+
+
+async def _import_local(
+    options: LocalCacheImport, content: ContentStore, unpacker: LayerUnpacker
+) -> ImportedCache:
+    src = options.src
+    if not src.is_dir():
+        raise NotFoundError(f"cache directory {src} does not exist")
+    layout = await asyncio.to_thread(OCILayout.open, src)
+    try:
+        desc = layout.resolve(str(options.digest) if options.digest is not None else options.tag)
+        data = await asyncio.to_thread(layout.read_blob, desc)
+        manifest = parse_manifest(data, desc.media_type)
+        config_desc, layers = _cache_parts(manifest, f"{desc.digest} in {src}")
+        if config_desc.size > _CONFIG_LIMIT:
+            raise ContentError(f"cache config {config_desc.digest} is too large")
+        config = CacheConfig.parse(await asyncio.to_thread(layout.read_blob, config_desc))
+        return ImportedCache(
+            name=str(src),
+            config=config,
+            descriptors=layers,
+            blobs=_LayoutBlobs(layout, content),
+            unpacker=unpacker,
+            content=content,
+        )
+    except BaseException:
+        layout.close()
+        raise
+
+
+async def _import_registry(
+    options: RegistryCacheImport,
+    content: ContentStore,
+    unpacker: LayerUnpacker,
+    registry: RegistryConfig | None,
+    credentials: CredentialsProvider | None,
+    platform: Platform | None,
+) -> ImportedCache:
+    ref = options.ref
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            registry_client(ref.domain, registry, credentials, options.insecure)
+        )
+        fetched = await client.get_manifest(ref)
+        manifest = fetched.manifest
+        what = ref.familiar()
+        if isinstance(manifest, ImageIndex) and not any(
+            d.media_type == CACHE_CONFIG_MEDIA_TYPE for d in manifest.manifests
+        ):
+            # an image index: the platform's image may carry an inline cache
+            entry = select_platform(manifest, platform or host_platform(), name=what)
+            manifest = (await client.get_manifest(ref, expected=entry)).manifest
+        if isinstance(manifest, ImageManifest) and manifest.config.media_type in (
+            MediaType.OCI_CONFIG,
+            MediaType.DOCKER_CONFIG,
+        ):
+            config, layers = await _inline(client, ref, manifest)
+        else:
+            config_desc, layers = _cache_parts(manifest, what)
+            data = await client.get_blob(ref, config_desc, limit=_CONFIG_LIMIT)
+            config = CacheConfig.parse(data)
+        cache = ImportedCache(
+            name=what,
+            config=config,
+            descriptors=layers,
+            blobs=_RegistryBlobs(client, ref, content),
+            unpacker=unpacker,
+            content=content,
+        )
+        stack.pop_all()  # the client now belongs to the imported cache
+        return cache
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _inline(
+    client: RegistryClient, ref: Reference, manifest: ImageManifest
+) -> tuple[CacheConfig, dict[str, Descriptor]]:
+    """The inline cache of an image: its config's ``moby.buildkit.cache.v0`` (base64 of a
+    cache config whose layers are the image's)."""
+    data = await client.get_blob(ref, manifest.config, limit=_CONFIG_LIMIT)
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise ContentError(f"the config of {ref.familiar()} is not valid JSON") from exc
+    encoded = obj.get(INLINE_CACHE_KEY) if isinstance(obj, dict) else None
+    if not isinstance(encoded, str):
+        raise NotFoundError(f"{ref.familiar()} is an image without an inline build cache")
+    try:
+        config = CacheConfig.parse(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise ContentError(f"the inline cache of {ref.familiar()} is not valid base64") from exc
+    diff_ids = obj.get("rootfs", {}).get("diff_ids", []) if isinstance(obj, dict) else []
+    layers: dict[str, Descriptor] = {}
+    for i, desc in enumerate(manifest.layers):
+        if UNCOMPRESSED_ANNOTATION not in desc.annotations and i < len(diff_ids):
+            annotations = dict(desc.annotations)
+            annotations[UNCOMPRESSED_ANNOTATION] = str(diff_ids[i])
+            desc = Descriptor(
+                media_type=desc.media_type,
+                digest=desc.digest,
+                size=desc.size,
+                annotations=annotations,
+            )
+        layers[str(desc.digest)] = desc
+    return config, layers

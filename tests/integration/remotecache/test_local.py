@@ -1,0 +1,163 @@
+"""``--cache-to type=local`` on one engine, ``--cache-from type=local`` on another with an
+empty state directory: every step is a cache hit and the image is the same."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from dockyard.engine import parse_cache_export, parse_cache_import
+from dockyard.remotecache import CACHE_CONFIG_MEDIA_TYPE, CacheConfig
+from dockyard.testing.registry import RegistryProcess
+
+from .conftest import build, write_context
+
+
+def _manifest(cache: Path) -> dict[str, object]:
+    index = json.loads((cache / "index.json").read_text())
+    (entry,) = index["manifests"]
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    digest = entry["digest"].removeprefix("sha256:")
+    manifest: dict[str, object] = json.loads((cache / "blobs" / "sha256" / digest).read_text())
+    return manifest
+
+
+def _config(cache: Path) -> CacheConfig:
+    manifest = _manifest(cache)
+    config = manifest["config"]
+    assert isinstance(config, dict)
+    assert config["mediaType"] == CACHE_CONFIG_MEDIA_TYPE
+    digest = str(config["digest"]).removeprefix("sha256:")
+    return CacheConfig.parse((cache / "blobs" / "sha256" / digest).read_bytes())
+
+
+async def test_max_cache_rebuilds_everything_on_an_empty_state_dir(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    context = write_context(tmp_path / "ctx", base)
+    cache = tmp_path / "cache"
+    first = await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(f"type=local,dest={cache},mode=max"),),
+    )
+    assert list(first.runs().values()) == [True, True]
+    config = _config(cache)
+    layered = [r for r in config.records if r.results]
+    assert len(layered) >= 5  # base, both copies, both runs: every step has its result
+    manifest = _manifest(cache)
+    layers = manifest["layers"]
+    assert isinstance(layers, list)
+    for layer in layers:
+        assert (cache / "blobs" / "sha256" / layer["digest"].removeprefix("sha256:")).is_file()
+
+    second = await build(
+        tmp_path / "b",
+        registry,
+        context,
+        cache_from=(parse_cache_import(f"type=local,src={cache}"),),
+    )
+    assert second.runs() == {name: False for name in first.runs()}, second.statuses()
+    assert second.image == first.image
+    assert not second.warnings()
+
+    # one changed file: only what reads it runs again
+    (context / "b.txt").write_text("b2")
+    third = await build(
+        tmp_path / "c",
+        registry,
+        context,
+        cache_from=(parse_cache_import(f"type=local,src={cache}"),),
+    )
+    assert [ran for _name, ran in sorted(third.runs().items())] == [False, True]
+    assert third.image != first.image
+
+
+async def test_min_cache_holds_the_final_result_only(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    context = write_context(tmp_path / "ctx", base)
+    cache = tmp_path / "cache"
+    first = await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(f"type=local,dest={cache}"),),
+    )
+    config = _config(cache)
+    assert len([r for r in config.records if r.results]) == 1
+    assert len(config.records) >= 5  # every key, linking to the final record
+    second = await build(
+        tmp_path / "b",
+        registry,
+        context,
+        cache_from=(parse_cache_import(f"type=local,src={cache}"),),
+    )
+    assert not any(second.runs().values()), second.statuses()
+    # only the final step was needed: the steps before it neither ran nor loaded
+    assert [s.cached for n, s in second.statuses().items() if " RUN " in n] == [False, True]
+    assert second.image == first.image
+
+
+async def test_exporting_again_keeps_a_valid_cache_and_the_same_config(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    context = write_context(tmp_path / "ctx", base)
+    cache = tmp_path / "cache"
+    spec = (parse_cache_export(f"type=local,dest={cache},mode=max"),)
+    await build(tmp_path / "a", registry, context, cache_to=spec)
+    before = _manifest(cache)
+    await build(tmp_path / "a", registry, context, cache_to=spec)  # a no-op rebuild
+    assert _manifest(cache) == before
+
+
+async def test_missing_or_corrupt_blobs_warn_and_build_normally(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    context = write_context(tmp_path / "ctx", base)
+    cache = tmp_path / "cache"
+    first = await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(f"type=local,dest={cache}"),),
+    )
+    config = _config(cache)
+    (record,) = [r for r in config.records if r.results]
+    top = config.layers[record.results[0].layer]
+    blob = cache / "blobs" / "sha256" / top.blob.hex
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cache, broken)
+    (broken / "blobs" / "sha256" / top.blob.hex).write_bytes(b"not the layer")
+    second = await build(
+        tmp_path / "b",
+        registry,
+        context,
+        cache_from=(parse_cache_import(f"type=local,src={broken}"),),
+    )
+    assert all(second.runs().values()), second.statuses()  # built normally
+    assert any("could not be used" in w for w in second.warnings()), second.warnings()
+
+    blob.unlink()
+    third = await build(
+        tmp_path / "c",
+        registry,
+        context,
+        cache_from=(parse_cache_import(f"type=local,src={cache}"),),
+    )
+    assert all(third.runs().values())
+    assert any("could not be used" in w for w in third.warnings()), third.warnings()
+
+    for bad in (tmp_path / "nowhere", context / "a.txt"):
+        fourth = await build(
+            tmp_path / f"d-{bad.name}",
+            registry,
+            context,
+            cache_from=(parse_cache_import(f"type=local,src={bad}"),),
+        )
+        assert all(fourth.runs().values())
+        assert any("importing cache" in w for w in fourth.warnings()), fourth.warnings()
+    assert first.image

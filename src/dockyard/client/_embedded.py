@@ -5,9 +5,9 @@ kernel, exports written straight to their paths). Nothing here loads grpc."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dockyard.core import Reporter
+from dockyard.core import Reporter, UsageError
 
 from ._backend import Outcome
 from ._result import ServerInfo
@@ -47,6 +47,7 @@ class EmbeddedBackend:
     async def run(self, job: Job, reporter: Reporter) -> Outcome:
         from dockyard.engine import BuildRequest, EngineConfig
 
+        caches = _caches(job)  # checked before the engine is opened
         engine = await self.engine()
         session = job.session()
         request = BuildRequest(
@@ -58,6 +59,7 @@ class EmbeddedBackend:
             entitlements=EngineConfig.parse_entitlements(job.entitlements),
             reporter=reporter,
             name=job.name,
+            **caches,
         )
         async with engine.sessions.attach(session):
             response = await engine.solve(request)
@@ -95,3 +97,34 @@ class EmbeddedBackend:
             engine, self._engine = self._engine, None
         if engine is not None:
             await engine.close()
+
+
+def _caches(job: Job) -> dict[str, Any]:
+    """The ``cache_imports``/``cache_exports`` of the engine's request, parsed by the
+    engine's own parsers; a :class:`~dockyard.core.UsageError` when the engine cannot
+    import or export caches (never ignored silently)."""
+    if not job.cache_from and not job.cache_to:
+        return {}
+    import dataclasses
+
+    import dockyard.engine
+    from dockyard.engine import BuildRequest
+
+    parse_import = getattr(dockyard.engine, "parse_cache_import", None)
+    parse_export = getattr(dockyard.engine, "parse_cache_export", None)
+    fields = {f.name for f in dataclasses.fields(BuildRequest)}
+    if (
+        parse_import is None
+        or parse_export is None
+        or not {"cache_imports", "cache_exports"} <= fields
+    ):
+        flags = " and ".join(
+            flag
+            for flag, given in (("--cache-from", job.cache_from), ("--cache-to", job.cache_to))
+            if given
+        )
+        raise UsageError(f"{flags}: this engine does not import or export build cache yet")
+    return {
+        "cache_imports": tuple(parse_import(spec.text) for spec in job.cache_from),
+        "cache_exports": tuple(parse_export(spec.text) for spec in job.cache_to),
+    }

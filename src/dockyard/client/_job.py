@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     )
 
     from ._context import PreparedContext
-    from ._options import BuildOptions
+    from ._options import BuildOptions, CacheSpec
 
 __all__ = ["LOAD_TARGET", "Job", "dockerfile_job", "exports_of"]
 
@@ -43,6 +43,7 @@ class Job:
     offered by the session, like the ``docker load`` pipe); a remote backend turns the
     paths into session targets. ``directories``, ``secrets``, ``ssh`` and
     ``credentials`` are what the session serves. ``entitlements`` are asked for by name.
+    ``cache_from``/``cache_to`` are the remote caches to import and export.
     """
 
     name: str
@@ -56,6 +57,8 @@ class Job:
     ssh: SshAgentProvider | None = None
     credentials: CredentialsSource | None = None
     entitlements: frozenset[str] = frozenset()
+    cache_from: tuple[CacheSpec, ...] = ()
+    cache_to: tuple[CacheSpec, ...] = ()
     shared_key: str = ""
 
     def __post_init__(self) -> None:
@@ -161,15 +164,6 @@ def dockerfile_job(
     from dockyard.frontend import DOCKERFILE_FRONTEND, DockerfileOptions
 
     check_platform(options)
-    if options.cache_from or options.cache_to:
-        flags = " and ".join(
-            f
-            for f, v in (("--cache-from", options.cache_from), ("--cache-to", options.cache_to))
-            if v
-        )
-        raise UsageError(
-            f"{flags}: importing and exporting build cache is not supported by this engine yet"
-        )
     directories: dict[str, Path] = {
         "context": context.context,
         "dockerfile": context.dockerfile_dir,
@@ -217,5 +211,7 @@ def dockerfile_job(
         ssh=ssh,
         credentials=credentials,
         entitlements=options.entitlements,
+        cache_from=options.cache_from,
+        cache_to=options.cache_to,
         shared_key=context.shared_key,
     )

@@ -30,23 +30,28 @@ def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CacheSpec:
     """One ``--cache-from`` (``export=False``) or ``--cache-to`` (``export=True``)
-    value. Only ``type=local`` is understood: ``src=DIR`` to import from, ``dest=DIR``
-    to export to; other keys (``mode=max``, ``compression=zstd`` ...) are kept in
-    ``attrs`` for the engine."""
+    value as buildx reads it: CSV ``key=value`` fields, ``type`` apart (a bare value of
+    ``--cache-from`` is ``type=registry,ref=VALUE``). ``text`` is the value as given:
+    the engine parses it into its own cache values (``type=local,src=DIR``,
+    ``type=local,dest=DIR,mode=max``, ``type=registry,ref=REF``, ``type=inline``); a
+    daemon is sent ``type`` and ``attrs``."""
 
+    text: str
     type: str
-    path: Path
     export: bool
     attrs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attrs", _frozen(self.attrs))
 
+    @property
+    def path(self) -> Path | None:
+        """The directory of a ``type=local`` cache (``src`` or ``dest``)."""
+        value = self.attrs.get("dest" if self.export else "src")
+        return Path(value) if self.type == "local" and value else None
+
     @classmethod
     def parse(cls, text: str, *, export: bool) -> CacheSpec:
-        """``type=local,src=DIR`` (``--cache-from``) or ``type=local,dest=DIR[,mode=max]``
-        (``--cache-to``), CSV as buildx reads them; a bare value is a registry reference
-        (not supported yet)."""
         flag = "--cache-to" if export else "--cache-from"
         try:
             rows = list(csv.reader([text]))
@@ -59,25 +64,21 @@ class CacheSpec:
         for item in fields:
             key, sep, value = item.partition("=")
             if not sep:
-                if len(fields) == 1:
-                    raise UsageError(
-                        f"{flag} {text}: registry caches are not supported yet "
-                        "(use type=local,src=DIR or type=local,dest=DIR)"
-                    )
-                raise UsageError(f"{flag}: invalid field {item!r} (expected key=value)")
-            attrs[key.strip().lower()] = value.strip()
-        kind = attrs.pop("type", "")
+                if len(fields) == 1 and not export:
+                    return cls(text=text, type="registry", export=export, attrs={"ref": item})
+                raise UsageError(f"{flag} {text}: invalid field {item!r} (expected key=value)")
+            key = key.strip().lower()
+            if key in attrs:
+                raise UsageError(f"{flag} {text}: {key} given twice")
+            attrs[key] = value.strip()
+        kind = attrs.pop("type", "").lower()
         if not kind:
-            raise UsageError(f"{flag} {text}: type= is required (type=local)")
-        if kind != "local":
-            raise UsageError(
-                f"{flag} {text}: cache type {kind!r} is not supported yet (only type=local)"
-            )
-        key = "dest" if export else "src"
-        path = attrs.pop(key, "")
-        if not path:
-            raise UsageError(f"{flag} {text}: type=local needs {key}=DIR")
-        return cls(type=kind, path=Path(path), export=export, attrs=attrs)
+            raise UsageError(f"{flag} {text}: type= is required (type=local, registry or inline)")
+        if kind == "local":
+            key = "dest" if export else "src"
+            if not attrs.get(key):
+                raise UsageError(f"{flag} {text}: type=local needs {key}=DIR")
+        return cls(text=text, type=kind, export=export, attrs=attrs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

@@ -142,6 +142,10 @@ class RemoteBackend:
             session=session_id,
             entitlements=sorted(job.entitlements),
             exporters=[pb.Exporter(type=e.type_name, attrs=e.to_attrs()) for e in exports],
+            cache=pb.CacheOptions(
+                imports=[pb.CacheOptionsEntry(type=c.type, attrs=c.attrs) for c in job.cache_from],
+                exports=[pb.CacheOptionsEntry(type=c.type, attrs=c.attrs) for c in job.cache_to],
+            ),
         )
         if job.definition is not None:
             request.definition = job.definition.to_bytes()

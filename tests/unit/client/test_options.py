@@ -44,21 +44,39 @@ def test_cache_specs() -> None:
         "local",
         Path("/cache"),
         False,
-        {},
+        {"src": "/cache"},
     )
     spec = CacheSpec.parse("type=local,dest=out,mode=max", export=True)
-    assert (spec.path, dict(spec.attrs)) == (Path("out"), {"mode": "max"})
+    assert (spec.path, dict(spec.attrs)) == (Path("out"), {"dest": "out", "mode": "max"})
+    assert spec.text == "type=local,dest=out,mode=max"
+    spec = CacheSpec.parse("user/app:cache", export=False)
+    assert (spec.type, dict(spec.attrs), spec.path) == ("registry", {"ref": "user/app:cache"}, None)
+    assert CacheSpec.parse("type=inline", export=True).type == "inline"
     for text, export, message in [
-        ("user/app:cache", False, "registry caches are not supported yet"),
-        ("type=registry,ref=x", False, "cache type 'registry' is not supported yet"),
-        ("type=inline", True, "cache type 'inline' is not supported yet"),
         ("type=local", False, "type=local needs src=DIR"),
         ("type=local,src=x", True, "type=local needs dest=DIR"),
         ("src=x", False, "type= is required"),
+        ("user/app:cache", True, "invalid field"),
+        ("type=local,src=a,src=b", False, "src given twice"),
         ("", True, "empty value"),
     ]:
         with pytest.raises(UsageError, match=message):
             CacheSpec.parse(text, export=export)
+
+
+async def test_caches_need_an_engine_that_imports_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dockyard.engine
+    from dockyard.client._embedded import _caches
+
+    job = Job(
+        name="x",
+        frontend="dockerfile.v0",
+        cache_from=(CacheSpec.parse("type=local,src=/c", export=False),),
+    )
+    assert _caches(Job(name="x", frontend="dockerfile.v0")) == {}
+    monkeypatch.delattr(dockyard.engine, "parse_cache_import", raising=False)
+    with pytest.raises(UsageError, match="--cache-from: this engine does not import or export"):
+        _caches(job)
 
 
 def test_build_options_are_checked() -> None:

@@ -118,9 +118,6 @@ class Builds:
         self._waiters: dict[str, list[asyncio.Future[BuildProgress]]] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
 
-    def __len__(self) -> int:
-        return sum(1 for b in self._builds.values() if not b.done)
-
     def running(self) -> list[str]:
         return sorted(ref for ref, b in self._builds.items() if not b.done)
 

@@ -109,7 +109,12 @@ def _check_stale_socket(path: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
             raise UsageError(f"cannot listen on unix://{path}: {exc.strerror or exc}") from exc
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as unlink_error:
+            raise DockyardError(
+                f"cannot remove the stale socket {path}: {unlink_error.strerror or unlink_error}"
+            ) from unlink_error
         return
     finally:
         probe.close()
@@ -185,7 +190,7 @@ class Daemon:
             addresses = []
             for listener in config.listeners:
                 if isinstance(listener, UnixListener):
-                    listener.path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+                    _socket_dir(listener.path.parent)
             old_umask = os.umask(0o177)
             try:
                 for listener in config.listeners:
@@ -258,6 +263,15 @@ class Daemon:
                     path.unlink()
             self._stopped.set()
             log.info("dockyardd stopped")
+
+
+def _socket_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o711)
+    except OSError as exc:
+        raise DockyardError(
+            f"cannot create the socket directory {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _bind(server: Any, listener: Listener) -> str:

@@ -79,12 +79,14 @@ async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) ->
     remote = parse_remote_context(options.context)
     if remote is None:
         return await _local_context(options, stdin, scratch)
-    from dockyard.source import GitContext
+    from dockyard.source import GitContext, redact_url
 
     if isinstance(remote, GitContext):
         context = scratch / "context"
-        await fetch(remote.state().marshal(), context, f"git context {options.context}")
-        return await _in_context(options, stdin, scratch, context, options.context)
+        shown = redact_url(options.context)
+        state = remote.state(name=f"[internal] load git source {shown}")
+        await fetch(state.marshal(), context, f"git context {shown}")
+        return await _in_context(options, stdin, scratch, context, shown)
     return await _http_context(options, stdin, scratch, remote.url, fetch)
 
 

@@ -62,7 +62,7 @@ def test_a_git_context_at_a_ref_and_subdir(
     git_repo: tuple[TestRepo, GitDaemon],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    repo, daemon = git_repo
+    _, daemon = git_repo
     out = tmp_path / "out"
     assert (
         build(state, "--progress", "plain", "-o", str(out), daemon.url("proj") + "#main:app") == 0

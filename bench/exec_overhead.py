@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.executor import OciExecutor, ProcessSpec
@@ -60,16 +61,37 @@ def _raw_bundle(runtime: Runtime, rootfs: Path, bundle: Path) -> None:
     (bundle / "config.json").write_text(json.dumps(spec))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--runs", type=int, default=30)
-    parser.add_argument("--runtime", default="crun", choices=["crun", "runc"])
-    args = parser.parse_args(argv)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecOverhead:
+    """Samples (seconds) of one interleaved measurement: the raw runtime running
+    ``/bin/true``, an overlay mount + unmount by system call, and Dockyard's exec."""
 
+    runtime: str
+    private_namespace: bool
+    raw: list[float]
+    overlay: list[float]
+    dockyard: list[float]
+
+    @property
+    def floor_ms(self) -> float:
+        """The floor: median raw run plus median overlay cycle, in milliseconds."""
+        return _median_ms(self.raw) + _median_ms(self.overlay)
+
+    @property
+    def dockyard_ms(self) -> float:
+        return _median_ms(self.dockyard)
+
+    @property
+    def ratio(self) -> float:
+        return self.dockyard_ms / self.floor_ms
+
+
+def measure(runs: int = 30, runtime_name: str = "crun") -> ExecOverhead:
+    """Measure the floor and Dockyard's exec, interleaved, ``runs`` times each (root)."""
     base = Path(tempfile.mkdtemp(prefix="dockyard-bench-exec-"))
     try:
         rootfs = make_busybox_rootfs(base / "rootfs")
-        runtime = Runtime.create(RuntimeKind.parse(args.runtime), base / "raw-state")
+        runtime = Runtime.create(RuntimeKind.parse(runtime_name), base / "raw-state")
         _raw_bundle(runtime, rootfs, base / "raw-bundle")
         raw_argv = [*runtime._global(), "run", "--no-new-keyring", "-b", str(base / "raw-bundle")]
 
@@ -79,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             proc = runtime.popen([*raw_argv, f"floor-{next(counter)}"], capture=True)
             _, err = proc.communicate()
             if proc.returncode != 0:
-                raise SystemExit(f"raw {args.runtime} run failed: {err.decode().strip()}")
+                raise SystemExit(f"raw {runtime_name} run failed: {err.decode().strip()}")
 
         upper, work, target = base / "upper", base / "work", base / "mnt"
         for d in (upper, work, target):
@@ -94,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             snapmount.mount_all([overlay], target)
             snapmount.unmount(target)
 
-        executor = OciExecutor(base / "state", runtime=args.runtime)
+        executor = OciExecutor(base / "state", runtime=runtime_name)
         process = ProcessSpec(args=("/bin/true",))
         loop = asyncio.new_event_loop()
 
@@ -109,28 +131,44 @@ def main(argv: list[str] | None = None) -> int:
         dy: list[float] = []
         for fn in (raw_run, overlay_cycle, dockyard_run):
             _time(fn, 0, warmup=3)
-        for _ in range(args.runs):
+        for _ in range(runs):
             raw += _time(raw_run, 1, warmup=0)
             ovl += _time(overlay_cycle, 1, warmup=0)
             dy += _time(dockyard_run, 1, warmup=0)
         loop.close()
-
-        floor = _median_ms(raw) + _median_ms(ovl)
-        ours = _median_ms(dy)
-        note = " (in a private mount namespace: hybrid cgroups)" if runtime.hide_cgroup2 else ""
-        print(f"runs: {args.runs} each, interleaved; runtime {args.runtime}{note}")
-        print(f"{'raw ' + args.runtime + ' run /bin/true':<36}{_median_ms(raw):8.2f} ms (median)")
-        print(f"{'overlay mount+umount (syscalls)':<36}{_median_ms(ovl):8.2f} ms (median)")
-        print(f"{'floor (sum)':<36}{floor:8.2f} ms")
-        print(f"{'dockyard exec /bin/true':<36}{ours:8.2f} ms (median)")
-        print(f"{'  min / max':<36}{min(dy) * 1000:8.2f} / {max(dy) * 1000:.2f} ms")
-        print(f"{'overhead over the floor':<36}{ours - floor:8.2f} ms")
-        print(f"{'ratio to floor (target <= 3.0)':<36}{ours / floor:8.2f}x")
-        return 0
+        return ExecOverhead(
+            runtime=runtime_name,
+            private_namespace=runtime.hide_cgroup2,
+            raw=raw,
+            overlay=ovl,
+            dockyard=dy,
+        )
     finally:
         for m in reversed(snapmount.mountpoints_under(base)):
             snapmount.unmount(m, detach=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=30)
+    parser.add_argument("--runtime", default="crun", choices=["crun", "runc"])
+    args = parser.parse_args(argv)
+
+    result = measure(args.runs, args.runtime)
+    raw, ovl, dy = result.raw, result.overlay, result.dockyard
+    floor = result.floor_ms
+    ours = result.dockyard_ms
+    note = " (in a private mount namespace: hybrid cgroups)" if result.private_namespace else ""
+    print(f"runs: {args.runs} each, interleaved; runtime {args.runtime}{note}")
+    print(f"{'raw ' + args.runtime + ' run /bin/true':<36}{_median_ms(raw):8.2f} ms (median)")
+    print(f"{'overlay mount+umount (syscalls)':<36}{_median_ms(ovl):8.2f} ms (median)")
+    print(f"{'floor (sum)':<36}{floor:8.2f} ms")
+    print(f"{'dockyard exec /bin/true':<36}{ours:8.2f} ms (median)")
+    print(f"{'  min / max':<36}{min(dy) * 1000:8.2f} / {max(dy) * 1000:.2f} ms")
+    print(f"{'overhead over the floor':<36}{ours - floor:8.2f} ms")
+    print(f"{'ratio to floor (target <= 3.0)':<36}{ours / floor:8.2f}x")
+    return 0
 
 
 if __name__ == "__main__":

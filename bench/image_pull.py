@@ -82,7 +82,7 @@ def make_layers(size_mib: int) -> list[bytes]:
     return [_tar(many), _tar(big), _tar(small)]
 
 
-async def _push(ref: str, config: RegistryConfig, layers: list[bytes]) -> list[bytes]:
+async def push_layers(ref: str, config: RegistryConfig, layers: list[bytes]) -> list[bytes]:
     blobs: dict[Digest, bytes] = {}
     descs = []
     compressed = []
@@ -157,7 +157,7 @@ def main() -> int:
             size = sum(len(t) for t in layers)
             ref = registry.ref("bench/image:latest")
             config = registry.registry_config()
-            compressed = asyncio.run(_push(ref, config, layers))
+            compressed = asyncio.run(push_layers(ref, config, layers))
             blob_files = []
             for i, blob in enumerate(compressed):
                 path = work / f"layer{i}.tar.gz"

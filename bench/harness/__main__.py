@@ -1,0 +1,330 @@
+"""``bench/run`` (= ``python -m bench.harness``): Dockyard against docker's BuildKit and
+buildah, scenario by scenario, builders interleaved run by run. See bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._builders import (
+    ALL_BUILDERS,
+    BUILDKIT,
+    DAEMON,
+    TOOLS_DIR,
+    Builder,
+    DockerBuildKit,
+    DockyardDaemon,
+    make_builders,
+    venv_bin,
+    wipe,
+)
+from ._contexts import BASE_IMAGE, check_base_image, make_contexts
+from ._floors import Floor, measure_floors, measure_startup
+from ._proc import BenchError, Log, output, run
+from ._profile import summarize
+from ._report import ScenarioResult, Series, format_floors, format_scenario
+from ._scenarios import NAMES, Scenario, make_scenarios
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _profile_run(
+    scenario: Scenario, builder: Builder, index: int, path: Path, log: Log
+) -> Path | None:
+    """One more run of ``builder`` with a profiler: pyinstrument around the embedded CLI,
+    py-spy on the daemon. Returns the text report."""
+    scenario.prepare(builder, index)
+    if isinstance(builder, DockyardDaemon):
+        raw = path.with_suffix(".collapsed")
+        builder.start_spy(raw)
+        try:
+            scenario.timed(builder, index)
+        finally:
+            builder.stop_spy()
+        scenario.finish(builder, index)
+        if not raw.exists():
+            return None
+        path.write_text(summarize(raw))
+        return path
+    builder.profile_to = path
+    try:
+        scenario.timed(builder, index)
+    finally:
+        builder.profile_to = None
+    scenario.finish(builder, index)
+    return path
+
+
+def run_scenario(
+    scenario: Scenario,
+    builders: Sequence[Builder],
+    *,
+    runs: int,
+    warmup: int,
+    log: Log,
+    profile_stem: Path | None,
+) -> ScenarioResult:
+    active = [b for b in builders if b.name in scenario.builders]
+    result = ScenarioResult(
+        name=scenario.name,
+        title=scenario.title,
+        target=scenario.target,
+        floor=scenario.floor,
+        notes=list(scenario.notes),
+    )
+    log.note(f"scenario {scenario.name}")
+    for b in active:
+        result.series[b.name] = Series()
+        try:
+            scenario.setup(b)
+        except BenchError as exc:
+            result.series[b.name].error = str(exc)
+    for i in range(warmup + runs):
+        k = i % len(active) if active else 0
+        order = [*active[k:], *active[:k]]  # rotate: no builder always goes first
+        cells = []
+        for b in order:
+            series = result.series[b.name]
+            if series.error is not None:
+                continue
+            try:
+                scenario.prepare(b, i)
+                elapsed = scenario.timed(b, i)
+                scenario.finish(b, i)
+            except BenchError as exc:
+                series.error = str(exc)
+                log.note(f"{scenario.name} {b.name} run {i} failed: {exc}")
+                cells.append(f"{b.name} FAILED")
+                continue
+            (series.warmup if i < warmup else series.samples).append(elapsed)
+            cells.append(f"{b.name} {elapsed:.3f}s")
+        tag = "warm-up" if i < warmup else f"run {i - warmup + 1}/{runs}"
+        _say(f"   {scenario.name} {tag}: " + ", ".join(cells))
+    if profile_stem is not None:
+        for b in active:
+            if not b.is_dockyard or result.series[b.name].error is not None:
+                continue
+            path = profile_stem.parent / f"{profile_stem.name}-{scenario.name}-{b.name}.txt"
+            try:
+                done = _profile_run(scenario, b, warmup + runs, path, log)
+            except BenchError as exc:
+                _say(f"   profile of {b.name} failed: {exc}")
+                continue
+            if done is not None:
+                _say(f"   profile of {b.name}: {done}")
+    return result
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "dockyard": output([venv_bin("dockyard"), "--version"]),
+        "docker": output(["/usr/bin/docker", "version", "--format", "{{.Server.Version}}"]),
+        "buildah": output(["buildah", "--version"]),
+        "crun": output(["crun", "--version"]).splitlines()[0]
+        if output(["crun", "--version"])
+        else "",
+        "runc": output(["runc", "--version"]).splitlines()[0]
+        if output(["runc", "--version"])
+        else "",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cpus": str(os.cpu_count()),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=5, help="counted runs (default 5)")
+    parser.add_argument("-w", "--warmup", type=int, default=1, help="warm-up runs (default 1)")
+    parser.add_argument(
+        "-s", "--scenarios", default=",".join(NAMES), help=f"comma list of: {', '.join(NAMES)}"
+    )
+    parser.add_argument(
+        "-b",
+        "--builders",
+        default=",".join(ALL_BUILDERS),
+        help=f"comma list of: {', '.join(ALL_BUILDERS)}",
+    )
+    parser.add_argument("--no-floors", action="store_true", help="skip the floors")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after each scenario's runs, one more Dockyard run under a profiler "
+        "(pyinstrument around the embedded CLI, py-spy on the daemon)",
+    )
+    parser.add_argument("--size-mib", type=int, default=100, help="export/pull size (100)")
+    parser.add_argument("--work", type=Path, help="work directory (default under /var/tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where JSON goes")
+    args = parser.parse_args(argv)
+
+    if os.geteuid() != 0:
+        _say("bench/run needs root (overlay mounts, OCI runtimes, dockerd, buildah)")
+        return 2
+    scenarios_wanted = _split(args.scenarios)
+    unknown = [s for s in scenarios_wanted if s not in NAMES]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    work: Path = args.work or Path(f"/var/tmp/dockyard-bench/run-{stamp}")
+    results_dir: Path = args.results
+    results_dir.mkdir(parents=True, exist_ok=True)
+    log = Log(results_dir / f"harness-{stamp}.log")
+    profile_stem = results_dir / f"harness-{stamp}-profile" if args.profile else None
+    _say(f"dockyard bench harness: work {work}, log {log.path}, load {_loadavg()}")
+
+    problem = check_base_image()
+    if problem is not None:
+        _say(f"cannot run: {problem}")
+        return 2
+    try:
+        builders = make_builders(_split(args.builders), work, log)
+    except BenchError as exc:
+        parser.error(str(exc))
+    skipped: dict[str, str] = {}
+    for b in list(builders):
+        why = b.available()
+        if why is not None:
+            skipped[b.name] = why
+            builders.remove(b)
+            _say(f"skipping {b.name}: {why}")
+    for b in builders:
+        if isinstance(b, DockerBuildKit):
+            b.bases = (BASE_IMAGE,)
+
+    from dockyard.testing.registry import start_registry
+
+    work.mkdir(parents=True, exist_ok=True)
+    registry = start_registry(work / "registry")
+    daemon = next((b for b in builders if isinstance(b, DockyardDaemon)), None)
+    meta: dict[str, object] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": _versions(),
+        "base_image": BASE_IMAGE,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "load_start": _loadavg(),
+        "skipped": skipped,
+        "registry": registry.host,
+        "tools": str(TOOLS_DIR),
+    }
+    results: list[ScenarioResult] = []
+    floors: list[Floor] = []
+    exec_overhead: dict[str, float] = {}
+    startup: Floor | None = None
+    rss: dict[str, float | None] = {}
+    try:
+        _say("generating contexts ...")
+        ctx = make_contexts(
+            work / "ctx", TOOLS_DIR, log, registry_host=registry.host, size_mib=args.size_mib
+        )
+        for b in builders:
+            if isinstance(b, DockerBuildKit):
+                b.bases = (BASE_IMAGE, f"{registry.host}/bench-pull:latest")
+            b.start()
+        if daemon is not None:
+            time.sleep(1)
+            rss["fresh"] = daemon.rss_mib()
+        startup = measure_startup()
+        _say(format_floors([startup], {}))
+        if not args.no_floors:
+            _say("measuring floors ...")
+            floors, exec_overhead = measure_floors(
+                payload=ctx.payload_tar,
+                pull_blobs=ctx.pull_blobs,
+                pull_size=ctx.pull_size,
+                scratch=work / "floors",
+            )
+            _say(format_floors(floors, exec_overhead))
+        floor_map = {f.name: f for f in floors}
+        for scenario in make_scenarios(scenarios_wanted, ctx, registry.host):
+            _say(f"-- {scenario.name}: {scenario.title}")
+            result = run_scenario(
+                scenario,
+                builders,
+                runs=args.runs,
+                warmup=args.warmup,
+                log=log,
+                profile_stem=profile_stem,
+            )
+            if daemon is not None and DAEMON in result.series:
+                time.sleep(1)
+                result.daemon_rss_mib = daemon.rss_mib()
+            results.append(result)
+            _say(format_scenario(result, floor_map))
+    finally:
+        meta["load_end"] = _loadavg()
+        if daemon is not None:
+            rss["end"] = daemon.rss_mib()
+        for b in builders:
+            try:
+                b.stop()
+                if not b.is_dockyard and b.tags:
+                    b.remove_images(sorted(b.tags))
+            except BenchError as exc:
+                _say(f"cleanup of {b.name}: {exc}")
+        if any(b.name == BUILDKIT for b in builders):
+            run(["/usr/bin/docker", "builder", "prune", "-af"], log, check=False)
+        registry.close()
+        floor_map = {f.name: f for f in floors}
+        report = {
+            "meta": meta,
+            "startup": startup.to_json() if startup else None,
+            "daemon_rss_mib": rss,
+            "floors": {f.name: f.to_json() for f in floors},
+            "exec_overhead": exec_overhead,
+            "scenarios": {r.name: r.to_json(floor_map) for r in results},
+        }
+        out = results_dir / f"harness-{stamp}.json"
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        if not args.keep:
+            wipe(work)
+        elif work.exists():
+            _say(f"kept {work}")
+    _say("")
+    _say(
+        f"== summary ({args.runs} counted runs after {args.warmup} warm-up; load {meta['load_start']} -> {meta['load_end']})"
+    )
+    if startup is not None:
+        _say(format_floors([startup], {}))
+    if rss:
+        fresh = rss.get("fresh")
+        after = [r.daemon_rss_mib for r in results if r.daemon_rss_mib is not None]
+        peak = max(after) if after else None
+        _say(
+            "   dockyardd idle RSS: fresh "
+            + (f"{fresh:.0f} MiB" if fresh else "?")
+            + (f", after builds up to {peak:.0f} MiB" if peak else "")
+            + " (target <= 150 MB)"
+        )
+    if floors:
+        _say(format_floors(floors, exec_overhead))
+    for r in results:
+        _say(format_scenario(r, floor_map))
+    _say(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -211,6 +211,7 @@ def build(
             raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
         client = make_client(
             addr or ctx.meta.get("dockyard.addr"),
+            tls=ctx.meta.get("dockyard.tls", (None, None, None)),
             state_dir=state_dir,
             runtime=runtime,
             snapshotter=snapshotter,
@@ -324,6 +325,7 @@ def _writes_stdout(options: BuildOptions) -> bool:
 def make_client(
     addr: str | None,
     *,
+    tls: tuple[str | None, str | None, str | None] = (None, None, None),
     state_dir: str | None,
     runtime: str = "crun",
     snapshotter: str = "auto",
@@ -331,11 +333,11 @@ def make_client(
 ) -> Client:
     """The client the address rules choose (see :mod:`dockyard.client`); the embedded
     engine grants what the build asks for (its user runs it)."""
-    from dockyard.client import Client, select_address
+    from dockyard.client import Client, ClientTls, select_address
 
     address = select_address(addr, state_dir_given=state_dir is not None)
     if address is not None:
-        return Client.connect(address)
+        return Client.connect(address, tls=ClientTls.from_files(*tls))
     return Client.embedded(engine_config(state_dir, runtime, snapshotter, allow=allow))
 
 

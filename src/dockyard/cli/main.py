@@ -53,10 +53,27 @@ class _LazyGroup(click.Group):
     help="The dockyardd daemon to build on [env DOCKYARD_HOST; default: the daemon on "
     "/run/dockyard/dockyardd.sock if one listens there, else an engine in this process].",
 )
+@click.option(
+    "--tlscacert",
+    metavar="FILE",
+    envvar="DOCKYARD_TLSCACERT",
+    help="CA of a tcp daemon's certificate.",
+)
+@click.option(
+    "--tlscert", metavar="FILE", envvar="DOCKYARD_TLSCERT", help="Client certificate (tcp)."
+)
+@click.option("--tlskey", metavar="FILE", envvar="DOCKYARD_TLSKEY", help="Client key (tcp).")
 @click.pass_context
-def cli(ctx: click.Context, addr: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    addr: str | None,
+    tlscacert: str | None,
+    tlscert: str | None,
+    tlskey: str | None,
+) -> None:
     """Dockyard: build container images, fast."""
     ctx.meta["dockyard.addr"] = addr
+    ctx.meta["dockyard.tls"] = (tlscacert, tlscert, tlskey)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

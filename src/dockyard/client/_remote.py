@@ -56,6 +56,15 @@ class ClientTls:
     cert: Path
     key: Path
 
+    @classmethod
+    def from_files(cls, ca: str | None, cert: str | None, key: str | None) -> ClientTls | None:
+        """All three files (``--tlscacert``, ``--tlscert``, ``--tlskey``), or none."""
+        if not (ca or cert or key):
+            return None
+        if not ca or not cert or not key:
+            raise UsageError("mutual TLS needs all of --tlscacert, --tlscert and --tlskey")
+        return cls(ca=Path(ca), cert=Path(cert), key=Path(key))
+
     def credentials(self) -> Any:
         import grpc
 
@@ -74,10 +83,16 @@ class RemoteBackend:
     mode = "daemon"
 
     def __init__(self, address: str, *, tls: ClientTls | None = None) -> None:
-        from ._address import check_address
+        from dockyard.daemon import TcpListener, parse_address
 
-        self._address = check_address(address)
-        self._tls = tls
+        listener = parse_address(address)
+        if isinstance(listener, TcpListener) and not listener.loopback and tls is None:
+            raise UsageError(
+                f"{listener.url} is reachable from other hosts: a daemon there wants mutual "
+                "TLS (give --tlscacert, --tlscert and --tlskey)"
+            )
+        self._address = listener.url
+        self._tls = tls if isinstance(listener, TcpListener) else None
         self._channel: Any = None
 
     @property

@@ -208,3 +208,38 @@ async def test_an_unreachable_daemon(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert f"dockyardd at unix://{sock}" in err
     assert "Traceback" not in err
+
+
+async def test_a_tcp_daemon_with_mutual_tls(
+    daemon: DaemonProcess, daemon_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dockyard.testing.gitserver import free_port
+    from tests.integration.daemon.test_daemon_lifecycle import _certificates
+
+    certs = tmp_path / "certs"
+    await asyncio.to_thread(_certificates, certs)
+    port = free_port()
+    await asyncio.to_thread(
+        daemon_config.write_text,
+        '[worker]\nruntime = "crun"\n'
+        f'[grpc]\naddress = ["tcp://127.0.0.1:{port}"]\n'
+        f'[grpc.tls]\ncert = "{certs}/server.pem"\nkey = "{certs}/server.key"\n'
+        f'ca = "{certs}/ca.pem"\n',
+    )
+    await daemon.start("--addr", f"tcp://127.0.0.1:{port}")
+    tls = [
+        "--tlscacert", str(certs / "ca.pem"),
+        "--tlscert", str(certs / "client.pem"),
+        "--tlskey", str(certs / "client.key"),
+    ]  # fmt: skip
+    out = tmp_path / "out"
+    code = await cli(
+        "--addr", f"tcp://127.0.0.1:{port}", *tls, "build", "-q", "-o", str(out), str(EXAMPLE)
+    )
+    assert code == 0, capsys.readouterr().err
+    assert (out / "usr/local/bin/greet").is_file()
+    # a certificate of another CA is refused
+    rogue = [*tls[:2], "--tlscert", str(certs / "rogue.pem"), "--tlskey", str(certs / "rogue.key")]
+    code = await cli("--addr", f"tcp://127.0.0.1:{port}", *rogue, "build", "-q", str(EXAMPLE))
+    assert code == 1
+    assert f"dockyardd at tcp://127.0.0.1:{port}" in capsys.readouterr().err

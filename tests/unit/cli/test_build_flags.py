@@ -235,3 +235,16 @@ def test_load_without_a_docker_cli(
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     assert build(tmp_path, "--load", str(tmp_path)) == 2
     assert "there is no docker CLI in PATH" in capsys.readouterr().err
+
+
+def test_tls_flags(captured: Captured, capsys: pytest.CaptureFixture[str]) -> None:
+    from dockyard.client import ClientTls
+
+    tls = ["--tlscacert", "ca.pem", "--tlscert", "c.pem", "--tlskey", "c.key"]
+    assert main(["--addr", "tcp://192.0.2.1:1234", *tls, "build", "."]) == 0
+    tls_used = getattr(captured.client._backend, "_tls", None)
+    assert tls_used == ClientTls(ca=Path("ca.pem"), cert=Path("c.pem"), key=Path("c.key"))
+    assert main(["--addr", "tcp://192.0.2.1:1234", "build", "."]) == 2
+    assert "wants mutual TLS" in capsys.readouterr().err
+    assert main(["--addr", "tcp://127.0.0.1:1234", "--tlscert", "c.pem", "build", "."]) == 2
+    assert "needs all of --tlscacert" in capsys.readouterr().err

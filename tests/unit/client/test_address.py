@@ -115,3 +115,19 @@ def test_clients_by_mode(tmp_path: Path, stale: Path) -> None:
     assert remote.mode == "daemon"
     assert remote.address == "unix:///nowhere.sock"
     assert not (tmp_path / "state").exists()  # nothing opened before the first call
+
+
+def test_tls_towards_tcp_daemons(tmp_path: Path) -> None:
+    from dockyard.client import ClientTls
+
+    assert ClientTls.from_files(None, None, "") is None
+    tls = ClientTls.from_files("ca.pem", "c.pem", "c.key")
+    assert tls == ClientTls(ca=Path("ca.pem"), cert=Path("c.pem"), key=Path("c.key"))
+    with pytest.raises(UsageError, match="needs all of --tlscacert, --tlscert and --tlskey"):
+        ClientTls.from_files("ca.pem", None, "c.key")
+    with pytest.raises(
+        UsageError, match="reachable from other hosts: a daemon there wants mutual TLS"
+    ):
+        Client.connect("tcp://192.0.2.1:1234")
+    assert Client.connect("tcp://192.0.2.1:1234", tls=tls).address == "tcp://192.0.2.1:1234"
+    assert Client.connect("tcp://localhost:1234").mode == "daemon"

@@ -323,6 +323,12 @@ class CacheDB:
                 raise NotFoundError(f"cache record {rid} does not exist")
             db.execute("DELETE FROM cache_filehashes WHERE record_id = ?", (rid,))
 
+    def set_created(self, rid: str, created: float) -> None:
+        with self._tx() as db:
+            cur = db.execute("UPDATE cache_records SET created = ? WHERE id = ?", (created, rid))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"cache record {rid} does not exist")
+
     def set_synced(self, rids: Iterable[str]) -> None:
         with self._tx() as db:
             db.executemany("UPDATE cache_records SET synced = 1 WHERE id = ?", [(r,) for r in rids])

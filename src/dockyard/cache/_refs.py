@@ -135,6 +135,14 @@ class ImmutableRef(_RefBase):
         self._check()
         self._manager._db.set_blob(self.id, blob)
 
+    def set_created(self, created: float) -> None:
+        """Date the record's content (epoch seconds) to when it was first made: a layer
+        imported from a build cache keeps the time it was built at, as BuildKit's
+        ``createdAt`` does, so that images made from it are the same."""
+        self._check()
+        self._manager._db.set_created(self.id, created)
+        self._row = self._manager._row(self.id)
+
     def set_label(self, key: str, value: str | None) -> None:
         """Set (or with ``None`` remove) a label on the record."""
         self._check()

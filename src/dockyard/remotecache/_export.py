@@ -320,15 +320,14 @@ async def _push(
         )
 
 
-@contextlib.asynccontextmanager
-async def registry_client(
+def new_registry_client(
     domain: str,
     registry: RegistryConfig | None,
     credentials: CredentialsProvider | None,
     insecure: bool,
-) -> AsyncIterator[RegistryClient]:
+) -> RegistryClient:
     """A registry client for one export or import (``insecure``: plain HTTP or
-    unverified TLS allowed for ``domain``)."""
+    unverified TLS allowed for ``domain``); the caller closes it."""
     from dockyard.registry import RegistryClient
 
     config = registry or RegistryConfig()
@@ -336,7 +335,18 @@ async def registry_client(
         hosts = dict(config.hosts)
         hosts[domain] = dataclasses.replace(config.host(domain), insecure=True)
         config = RegistryConfig(hosts=hosts, loopback_insecure=config.loopback_insecure)
-    client = RegistryClient(config=config, credentials=credentials)
+    return RegistryClient(config=config, credentials=credentials)
+
+
+@contextlib.asynccontextmanager
+async def registry_client(
+    domain: str,
+    registry: RegistryConfig | None,
+    credentials: CredentialsProvider | None,
+    insecure: bool,
+) -> AsyncIterator[RegistryClient]:
+    """:func:`new_registry_client` for the block."""
+    client = new_registry_client(domain, registry, credentials, insecure)
     try:
         yield client
     finally:

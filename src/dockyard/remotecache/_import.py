@@ -19,7 +19,7 @@ import binascii
 import contextlib
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,7 +49,7 @@ from dockyard.solver import CacheRecord, VertexContext
 from dockyard.source import BlobStream, LayerSpec, LayerUnpacker, StoreSink, chain_ids
 
 from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer, CacheResult
-from ._export import UNCOMPRESSED_ANNOTATION, registry_client
+from ._export import UNCOMPRESSED_ANNOTATION, new_registry_client
 from ._options import CacheImport, LocalCacheImport, RegistryCacheImport
 from ._progress import Progress
 
@@ -239,6 +239,7 @@ class ImportedCache:
             LayerSpec(blob=desc, diff_id=diff_id, chain_id=chain_id)
             for desc, diff_id, chain_id in zip(descs, diff_ids, chain_ids(diff_ids), strict=True)
         ]
+        fresh = len(self._unpacker.missing(specs))
         try:
             async with self._content.lease() as lease:
 
@@ -252,8 +253,24 @@ class ImportedCache:
             self._failed += 1
             ctx.warn(f"cache from {self.name} could not be used ({exc}); running the step instead")
             return None
+        if fresh:
+            with contextlib.suppress(DockyardError, OSError):
+                await self._date_layers(ref, chain[len(chain) - fresh :])
         self._results += 1
         return ref
+
+    async def _date_layers(self, ref: ImmutableRef, made: Sequence[CacheLayer]) -> None:
+        """Give the layer records this import made the times the cache says they were
+        built at (image history takes layer times: the same image comes out)."""
+        layers = await ref.layers()
+        try:
+            for record, layer in zip(reversed(layers), reversed(made), strict=False):
+                when = _created(layer.created_at)
+                if when > 0:
+                    record.set_created(when)
+        finally:
+            for record in layers:
+                await record.release()
 
     async def aclose(self) -> None:
         await self._blobs.aclose()
@@ -366,10 +383,8 @@ async def _import_registry(
     platform: Platform | None,
 ) -> ImportedCache:
     ref = options.ref
-    async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            registry_client(ref.domain, registry, credentials, options.insecure)
-        )
+    client = new_registry_client(ref.domain, registry, credentials, options.insecure)
+    try:
         fetched = await client.get_manifest(ref)
         manifest = fetched.manifest
         what = ref.familiar()
@@ -388,7 +403,7 @@ async def _import_registry(
             config_desc, layers = _cache_parts(manifest, what)
             data = await client.get_blob(ref, config_desc, limit=_CONFIG_LIMIT)
             config = CacheConfig.parse(data)
-        cache = ImportedCache(
+        return ImportedCache(  # the client is the imported cache's from here
             name=what,
             config=config,
             descriptors=layers,
@@ -396,9 +411,9 @@ async def _import_registry(
             unpacker=unpacker,
             content=content,
         )
-        stack.pop_all()  # the client now belongs to the imported cache
-        return cache
-    raise AssertionError("unreachable")  # pragma: no cover
+    except BaseException:
+        await client.aclose()
+        raise
 
 
 async def _inline(

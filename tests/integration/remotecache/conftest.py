@@ -129,9 +129,10 @@ async def build(
     cache_to: tuple[CacheExport, ...] = (),
     cache_from: tuple[CacheImport, ...] = (),
     outputs: tuple[str, ...] = (),
+    epoch: bool = True,
 ) -> Built:
     """One Dockerfile build on the engine of ``state`` (made if missing), exported as an
-    OCI archive (and ``outputs``)."""
+    OCI archive (and ``outputs``); ``epoch``: with ``SOURCE_DATE_EPOCH``."""
     reporter = CollectingReporter()
     archive = state.parent / f"{state.name}-image.tar"
     engine = await Engine.open(
@@ -144,7 +145,7 @@ async def build(
                 BuildRequest(
                     frontend="dockerfile.v0",
                     frontend_options=DockerfileOptions(
-                        build_args={"SOURCE_DATE_EPOCH": str(EPOCH)}
+                        build_args={"SOURCE_DATE_EPOCH": str(EPOCH)} if epoch else {}
                     ),
                     exports=(
                         parse_output(f"type=oci,dest={archive}"),

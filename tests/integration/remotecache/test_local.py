@@ -161,3 +161,28 @@ async def test_missing_or_corrupt_blobs_warn_and_build_normally(
         assert all(fourth.runs().values())
         assert any("importing cache" in w for w in fourth.warnings()), fourth.warnings()
     assert first.image
+
+
+async def test_imported_layers_keep_their_times_so_the_image_is_the_same(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    """Without SOURCE_DATE_EPOCH an image's history takes its layers' times: imported
+    layers keep the times they were built at (BuildKit's createdAt)."""
+    context = write_context(tmp_path / "ctx", base)
+    cache = tmp_path / "cache"
+    first = await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(f"type=local,dest={cache},mode=max"),),
+        epoch=False,
+    )
+    second = await build(
+        tmp_path / "b",
+        registry,
+        context,
+        cache_from=(parse_cache_import(f"type=local,src={cache}"),),
+        epoch=False,
+    )
+    assert not any(second.runs().values())
+    assert second.image == first.image

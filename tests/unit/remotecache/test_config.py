@@ -1,0 +1,192 @@
+"""The cache config: BuildKit's JSON shape, validation, the importer's index, the inline
+restriction to an image's layers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import pytest
+
+from dockyard.cache import LayerBlob
+from dockyard.core import ContentError, Digest
+from dockyard.oci import Descriptor, MediaType
+from dockyard.remotecache import (
+    CacheConfig,
+    CacheConfigRecord,
+    CacheInput,
+    CacheLayer,
+    CacheResult,
+    CollectedCache,
+    ImportedCache,
+)
+
+
+def d(n: int) -> Digest:
+    return Digest.parse("sha256:" + f"{n:02x}" * 32)
+
+
+def key(n: int) -> str:
+    return str(d(100 + n))
+
+
+T1 = "2023-11-14T22:13:20Z"
+T2 = "2023-11-14T22:13:21.5Z"
+
+
+def sample() -> CacheConfig:
+    """base layer 0 ← run layer 1; records: base (0), run (1, linking base), copy keys
+    only (2, two keys), final with two outputs (3, 4)."""
+    gzip = MediaType.OCI_LAYER_GZIP
+    return CacheConfig(
+        layers=(
+            CacheLayer(
+                blob=d(1), parent=-1, media_type=gzip, diff_id=d(11), size=10, created_at=T1
+            ),
+            CacheLayer(blob=d(2), parent=0, media_type=gzip, diff_id=d(12), size=20, created_at=T2),
+        ),
+        records=(
+            CacheConfigRecord(digest=key(0), results=(CacheResult(layer=0, created_at=T1),)),
+            CacheConfigRecord(
+                digest=key(1),
+                inputs=((CacheInput(link=0, selector="/src"),),),
+                results=(CacheResult(layer=1, created_at=T2),),
+            ),
+            CacheConfigRecord(digest=key(2), keys=(key(22),), inputs=((CacheInput(link=1),), ())),
+            CacheConfigRecord(
+                digest=key(3),
+                keys=(key(33),),
+                inputs=((CacheInput(link=2),),),
+                results=(CacheResult(layer=1, created_at=T2),),
+            ),
+            CacheConfigRecord(
+                digest=key(3),
+                output=2,
+                keys=(key(33),),
+                inputs=((CacheInput(link=2),),),
+                results=(CacheResult(layer=0, created_at=T1),),
+            ),
+        ),
+    )
+
+
+def test_json_has_buildkits_shape_and_round_trips() -> None:
+    config = sample()
+    data = config.to_bytes()
+    obj = json.loads(data)
+    assert list(obj) == ["layers", "records"]
+    assert obj["layers"][0] == {
+        "blob": str(d(1)),
+        "parent": -1,
+        "annotations": {
+            "mediaType": MediaType.OCI_LAYER_GZIP,
+            "diffID": str(d(11)),
+            "size": 10,
+            "createdAt": T1,
+        },
+    }
+    assert "parent" not in obj["layers"][1]  # Go omits 0
+    assert obj["records"][1] == {
+        "layers": [{"layer": 1, "createdAt": T2}],
+        "digest": key(1),
+        "inputs": [[{"selector": "/src", "link": 0}]],
+    }
+    assert obj["records"][4]["output"] == 2
+    assert CacheConfig.parse(data) == config
+    assert CacheConfig.parse(data).to_bytes() == data
+    assert config.chain(1) == [config.layers[0], config.layers[1]]
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ([], "not a JSON object"),
+        ({"layers": {}}, "layers is not a list"),
+        ({"layers": [{"blob": "nope"}]}, "layers\\[0\\].blob"),
+        ({"layers": [{"blob": str(d(1)), "parent": 3}]}, "parent 3"),
+        ({"layers": [{"blob": str(d(1)), "parent": 1}, {"blob": str(d(2))}]}, "own ancestor"),
+        ({"records": [{"digest": key(0), "layers": [{"layer": 0}]}]}, "names layer 0"),
+        ({"records": [{"digest": key(0), "inputs": [[{"link": 0}]]}]}, "links to record 0"),
+        ({"records": [{"digest": key(0), "keys": [1]}]}, "keys\\[0\\] is not a string"),
+        ({"records": [{"digest": key(0), "output": -1}]}, "output is negative"),
+        ({"records": [{"digest": "x"}]}, "records\\[0\\].digest"),
+    ],
+)
+def test_malformed_configs_are_content_errors(obj: Any, message: str) -> None:
+    with pytest.raises(ContentError, match=message):
+        CacheConfig.parse(json.dumps(obj).encode())
+
+
+def test_not_json() -> None:
+    with pytest.raises(ContentError, match="not valid JSON"):
+        CacheConfig.parse(b"{")
+
+
+def imported(
+    config: CacheConfig, descriptors: dict[str, Descriptor] | None = None
+) -> ImportedCache:
+    return ImportedCache(
+        name="test",
+        config=config,
+        descriptors=descriptors or {},
+        blobs=cast(Any, None),
+        unpacker=cast(Any, None),
+        content=cast(Any, None),
+    )
+
+
+async def test_the_importer_answers_records_with_results_under_every_key() -> None:
+    cache = imported(sample())
+    base = await cache.lookup(key(0))
+    assert base is not None
+    assert base.canonical_key == key(0)
+    assert base.result_ids == ("0",)
+    assert await cache.lookup(key(2)) is None  # keys only
+    assert await cache.lookup(key(22)) is None
+    final = await cache.lookup(key(33))
+    assert final is not None
+    assert final.canonical_key == key(3)
+    assert final.result_ids == ("1", "", "0")  # output 1 was not exported
+    assert final == await cache.lookup(key(3))
+    assert cache.statistics().records == 3
+    assert await cache.load("", cast(Any, None)) is None
+
+
+async def test_layers_without_a_size_or_diff_id_are_not_offered() -> None:
+    config = sample()
+    bare = CacheConfig(
+        layers=(CacheLayer(blob=d(1), parent=-1),),  # no annotations
+        records=config.records[:1],
+    )
+    assert await imported(bare).lookup(key(0)) is None
+    # the manifest's descriptor (with containerd's uncompressed annotation) fills in
+    desc = Descriptor(
+        media_type=MediaType.OCI_LAYER_GZIP,
+        digest=d(1),
+        size=10,
+        annotations={"containerd.io/uncompressed": str(d(11))},
+    )
+    assert await imported(bare, {str(d(1)): desc}).lookup(key(0)) is not None
+
+
+def test_inline_keeps_the_records_whose_chains_are_in_the_image() -> None:
+    config = sample()
+    collected = CollectedCache(
+        config=config,
+        layers=tuple(
+            Descriptor(media_type=layer.media_type, digest=layer.blob, size=layer.size)
+            for layer in config.layers
+        ),
+    )
+    blob = LayerBlob(
+        variant="gzip", diff_id=d(11), digest=d(1), media_type=MediaType.OCI_LAYER_GZIP, size=10
+    )
+    inline = collected.restricted([blob])
+    assert [layer.blob for layer in inline.config.layers] == [d(1)]
+    with_results = [r.digest for r in inline.config.records if r.results]
+    assert with_results == [key(0), key(3)]  # the chains of layer 0 only
+    assert len(inline.config.records) == len(config.records)  # keys stay
+    assert collected.restricted([]).empty
+    manifest, config_bytes = inline.manifest()
+    assert json.loads(manifest)["config"]["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"
+    assert CacheConfig.parse(config_bytes) == inline.config

@@ -17,7 +17,9 @@ Remote build cache (``--cache-from`` / ``--cache-to``): clients parse each value
 :func:`parse_cache_import` / :func:`parse_cache_export` (re-exported from
 :mod:`dockyard.remotecache`; ``type=local,src=DIR``, ``type=registry,ref=REF`` or a bare
 ``REF``; ``type=local,dest=DIR,mode=max``, ``type=registry,ref=REF``, ``type=inline``)
-and pass the frozen values as ``BuildRequest(cache_imports=..., cache_exports=...)``.
+and pass the frozen values as ``BuildRequest(cache_imports=..., cache_exports=...)``;
+a daemon receiving BuildKit's ``CacheOptionsEntry`` (type + attrs) uses
+:func:`cache_import_from_attrs` / :func:`cache_export_from_attrs`.
 Imports are read before the solve (an unreadable one is a warning, never a failure) and
 consulted after the local cache, their layers pulled only when a hit's result is needed;
 exports are written after the image exports (an export error fails the build unless
@@ -35,6 +37,8 @@ from dockyard.remotecache import (
     LocalCacheImport,
     RegistryCacheExport,
     RegistryCacheImport,
+    cache_export_from_attrs,
+    cache_import_from_attrs,
     parse_cache_export,
     parse_cache_import,
 )
@@ -62,6 +66,8 @@ __all__ = [
     "SnapshotterName",
     "SolveResponse",
     "StateDirInUseError",
+    "cache_export_from_attrs",
+    "cache_import_from_attrs",
     "default_state_dir",
     "parse_cache_export",
     "parse_cache_import",

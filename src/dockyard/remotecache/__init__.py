@@ -10,8 +10,10 @@ Values (parsed at the edge; the engine re-exports them for clients)
     :func:`parse_cache_import` (``--cache-from``) → :class:`LocalCacheImport`
     (``type=local,src=DIR[,tag=T|digest=D]``) or :class:`RegistryCacheImport`
     (``type=registry,ref=REF`` or a bare ``REF``; a cache manifest, or an image with an
-    inline cache). A build request carries tuples of them (``BuildRequest.cache_exports``
-    / ``cache_imports``).
+    inline cache). :func:`cache_export_from_attrs` / :func:`cache_import_from_attrs` do
+    the same from a type and attributes (BuildKit's ``CacheOptionsEntry``, what a daemon
+    receives). A build request carries tuples of them (``BuildRequest.cache_exports`` /
+    ``cache_imports``).
 
 Format (:mod:`._config`)
     A cache is an OCI image manifest whose config has media type
@@ -58,6 +60,8 @@ from ._options import (
     LocalCacheImport,
     RegistryCacheExport,
     RegistryCacheImport,
+    cache_export_from_attrs,
+    cache_import_from_attrs,
     parse_cache_export,
     parse_cache_import,
 )
@@ -119,6 +123,8 @@ __all__ = [
     "LocalCacheImport",
     "RegistryCacheExport",
     "RegistryCacheImport",
+    "cache_export_from_attrs",
+    "cache_import_from_attrs",
     "collect_cache",
     "export_cache",
     "import_cache",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ __all__ = [
     "LocalCacheImport",
     "RegistryCacheExport",
     "RegistryCacheImport",
+    "cache_export_from_attrs",
+    "cache_import_from_attrs",
     "parse_cache_export",
     "parse_cache_import",
 ]
@@ -192,9 +195,18 @@ def _common_export(flag: str, attrs: dict[str, str]) -> tuple[CacheMode, bool]:
 
 def parse_cache_export(text: str) -> CacheExport:
     """One ``--cache-to`` value; :class:`UsageError` for what it cannot mean."""
+    attrs = _fields("--cache-to", text)
+    kind = attrs.pop("type", "")
+    return cache_export_from_attrs(kind, attrs, text=text)
+
+
+def cache_export_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = "") -> CacheExport:
+    """A ``--cache-to`` from its type and attributes (BuildKit's ``CacheOptionsEntry``,
+    as a daemon receives it); :class:`UsageError` for what they cannot mean."""
     flag = "--cache-to"
-    attrs = _fields(flag, text)
-    kind = attrs.pop("type", "").lower()
+    attrs = {k.lower(): v for k, v in attrs.items()}
+    kind = kind.lower()
+    text = text or ",".join([f"type={kind}", *(f"{k}={v}" for k, v in attrs.items())])
     if kind == "local":
         dest = attrs.pop("dest", "")
         if not dest:
@@ -230,9 +242,18 @@ def parse_cache_export(text: str) -> CacheExport:
 
 def parse_cache_import(text: str) -> CacheImport:
     """One ``--cache-from`` value; :class:`UsageError` for what it cannot mean."""
+    attrs = _fields("--cache-from", text)
+    kind = attrs.pop("type", "")
+    return cache_import_from_attrs(kind, attrs, text=text)
+
+
+def cache_import_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = "") -> CacheImport:
+    """A ``--cache-from`` from its type and attributes (BuildKit's
+    ``CacheOptionsEntry``); :class:`UsageError` for what they cannot mean."""
     flag = "--cache-from"
-    attrs = _fields(flag, text)
-    kind = attrs.pop("type", "").lower()
+    attrs = {k.lower(): v for k, v in attrs.items()}
+    kind = kind.lower()
+    text = text or ",".join([f"type={kind}", *(f"{k}={v}" for k, v in attrs.items())])
     if kind == "local":
         src = attrs.pop("src", "")
         if not src:

@@ -107,3 +107,16 @@ def test_the_engine_reexports_the_values() -> None:
 
     for name in ("parse_cache_export", "parse_cache_import", "CacheExport", "CacheImport"):
         assert getattr(dockyard.engine, name) is getattr(dockyard.remotecache, name)
+
+
+def test_from_type_and_attributes_as_a_daemon_receives_them() -> None:
+    from dockyard.remotecache import cache_export_from_attrs, cache_import_from_attrs
+
+    assert cache_export_from_attrs("local", {"dest": "/c", "mode": "max"}) == LocalCacheExport(
+        dest=Path("/c"), mode=CacheMode.MAX
+    )
+    assert cache_import_from_attrs("registry", {"ref": "r.example/a:c"}) == RegistryCacheImport(
+        ref=Reference.parse("r.example/a:c")
+    )
+    with pytest.raises(UsageError, match="unknown option"):
+        cache_import_from_attrs("local", {"src": "/c", "x": "1"})

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dockyard.engine import BuildRequest
     from dockyard.exporter import ExportOptions
     from dockyard.frontend import Frontends
+    from dockyard.remotecache import CacheExport, CacheImport
 
 __all__ = ["build_request", "exporter_response"]
 
@@ -34,6 +35,22 @@ def _export(kind: str, attrs: Mapping[str, str]) -> ExportOptions:
     return options
 
 
+def _caches(message: pb.SolveRequest) -> tuple[tuple[CacheImport, ...], tuple[CacheExport, ...]]:
+    """``--cache-from``/``--cache-to`` entries; registry and inline caches only (a local
+    one would be a directory on the daemon's host)."""
+    from dockyard.engine import cache_export_from_attrs, cache_import_from_attrs
+
+    for entry in (*message.cache.imports, *message.cache.exports):
+        if entry.type.lower() == "local":
+            raise UsageError(
+                "cache type=local names a directory on the daemon's host; with a daemon use "
+                "type=registry (or type=inline)"
+            )
+    imports = tuple(cache_import_from_attrs(e.type, dict(e.attrs)) for e in message.cache.imports)
+    exports = tuple(cache_export_from_attrs(e.type, dict(e.attrs)) for e in message.cache.exports)
+    return imports, exports
+
+
 def build_request(
     message: pb.SolveRequest, *, frontends: Frontends, reporter: Reporter
 ) -> BuildRequest:
@@ -41,8 +58,7 @@ def build_request(
     from dockyard.engine import BuildRequest, EngineConfig
     from dockyard.frontend import PYTHON_FRONTEND
 
-    if message.cache.imports or message.cache.exports:
-        raise UsageError("this daemon does not import or export remote cache yet")
+    cache_imports, cache_exports = _caches(message)
     if message.frontend_inputs:
         raise UsageError("this daemon does not take frontend inputs yet")
     definition = None
@@ -70,6 +86,8 @@ def build_request(
         frontend=frontend,
         frontend_options=options,
         exports=exports,
+        cache_imports=cache_imports,
+        cache_exports=cache_exports,
         session_id=message.session or None,
         entitlements=EngineConfig.parse_entitlements(message.entitlements),
         reporter=reporter,

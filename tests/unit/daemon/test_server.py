@@ -494,7 +494,15 @@ async def test_shutting_down_refuses_builds_and_names_the_reason(served: Served)
                 frontend="dockerfile.v0",
                 cache=pb.CacheOptions(imports=[pb.CacheOptionsEntry(type="local")]),
             ),
-            "remote cache",
+            "cache type=local names a directory on the daemon's host",
+        ),
+        (
+            pb.SolveRequest(
+                ref="x",
+                frontend="dockerfile.v0",
+                cache=pb.CacheOptions(exports=[pb.CacheOptionsEntry(type="registry")]),
+            ),
+            "type=registry needs ref=",
         ),
         (
             pb.SolveRequest(ref="x", frontend="dockerfile.v0", entitlements=["root.everything"]),
@@ -527,6 +535,30 @@ async def test_exports_to_the_client_and_the_image_store_are_accepted(served: Se
     (request,) = served.engine.requests
     assert [type(e).__name__ for e in request.exports] == ["LocalExport", "ImageExport"]
     assert {e.value for e in request.entitlements} == {"network.host"}
+
+
+async def test_registry_and_inline_caches_are_accepted(served: Served) -> None:
+    await served.unary("Solve", pb.SolveResponse)(
+        pb.SolveRequest(
+            ref="c",
+            frontend="dockerfile.v0",
+            cache=pb.CacheOptions(
+                imports=[pb.CacheOptionsEntry(type="registry", attrs={"ref": "r.test/a:c"})],
+                exports=[
+                    pb.CacheOptionsEntry(
+                        type="registry", attrs={"ref": "r.test/a:c", "mode": "max"}
+                    ),
+                    pb.CacheOptionsEntry(type="inline"),
+                ],
+            ),
+        )
+    )
+    (request,) = served.engine.requests
+    assert [type(c).__name__ for c in request.cache_imports] == ["RegistryCacheImport"]
+    assert [type(c).__name__ for c in request.cache_exports] == [
+        "RegistryCacheExport",
+        "InlineCacheExport",
+    ]
 
 
 async def test_a_raw_definition_is_loaded(served: Served) -> None:

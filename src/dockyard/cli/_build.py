@@ -274,6 +274,9 @@ def build_options(
             args[key] = value
         elif key in os.environ:  # KEY alone: from the environment, if it is set there
             args[key] = os.environ[key]
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and "SOURCE_DATE_EPOCH" not in args:  # as buildx: reproducible builds
+        args["SOURCE_DATE_EPOCH"] = epoch
     target_platform = None
     if platform:
         if "," in platform:

@@ -39,7 +39,8 @@ def build(tmp_path: Path, *args: str) -> int:
     return main(["build", "--state-dir", str(tmp_path / "state"), *args])
 
 
-def test_defaults(captured: Captured, tmp_path: Path) -> None:
+def test_defaults(captured: Captured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     assert build(tmp_path, ".") == 0
     options = captured.options
     assert options.context == "."
@@ -60,6 +61,7 @@ def test_defaults(captured: Captured, tmp_path: Path) -> None:
 
 def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FROM_ENV", "env value")
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     monkeypatch.delenv("UNSET_ARG", raising=False)
     monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
     (tmp_path / "named").mkdir()
@@ -131,6 +133,16 @@ def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monk
     config = captured.client._backend.config  # type: ignore[attr-defined]
     assert {e.value for e in config.entitlements} == {"network.host", "security.insecure"}
     assert (config.runtime, config.snapshotter) == ("runc", "native")
+
+
+def test_source_date_epoch_from_the_environment(
+    captured: Captured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert build(tmp_path, ".") == 0
+    assert dict(captured.options.build_args) == {"SOURCE_DATE_EPOCH": "1700000000"}
+    assert build(tmp_path, "--build-arg", "SOURCE_DATE_EPOCH=5", ".") == 0
+    assert dict(captured.options.build_args) == {"SOURCE_DATE_EPOCH": "5"}
 
 
 def test_quiet(captured: Captured, tmp_path: Path) -> None:

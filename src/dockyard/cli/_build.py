@@ -442,9 +442,10 @@ def describe(result: BuildResult, client: Client) -> list[str]:
                 else f"the image store of {client.state_dir} (see: dockyard images)"
             )
             names = ", ".join(str(n) for n in output.image.names) or "(no name)"
-            lines.append(f"Image {names} ({image_id}) stored in {where}")
+            if output.store:
+                lines.append(f"Image {names} ({image_id}) stored in {where}")
             if output.push:
-                lines.append(f"Pushed {names}")
+                lines.append(f"Image {names} ({image_id}) pushed")
             continue
         dest = output.dest
         if isinstance(dest, ClientTarget):

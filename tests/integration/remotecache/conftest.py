@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dockyard.cache import RecordType, UsageFilter
 from dockyard.core import BuildWarning, CollectingReporter, VertexStatus
 from dockyard.engine import (
     BuildRequest,
@@ -96,6 +97,7 @@ class Built:
     response: SolveResponse
     reporter: CollectingReporter
     image: str  # the OCI archive's manifest digest
+    image_layers: int  # layer records (pulled or imported) in the state dir afterwards
 
     def statuses(self) -> dict[str, VertexStatus]:
         """The last status of each named step."""
@@ -159,9 +161,10 @@ async def build(
             )
         stats = engine.cache.statistics()
         assert stats.in_use == 0, f"{stats.in_use} cache records still in use"
+        layers = await engine.du(UsageFilter(types=frozenset({RecordType.SOURCE_IMAGE})))
     finally:
         await engine.close()
     digest = response.exports[0].image_digest
     assert digest is not None
     os.unlink(archive)
-    return Built(response=response, reporter=reporter, image=str(digest))
+    return Built(response=response, reporter=reporter, image=str(digest), image_layers=len(layers))

@@ -186,3 +186,38 @@ async def test_imported_layers_keep_their_times_so_the_image_is_the_same(
     )
     assert not any(second.runs().values())
     assert second.image == first.image
+
+
+MULTISTAGE = """\
+FROM {base} AS builder
+COPY a.txt /a.txt
+RUN cat /a.txt > /built && echo scratch > /big
+FROM {base}
+COPY --from=builder /built /built
+RUN cat /built > /final
+"""
+
+
+async def test_a_no_op_build_pulls_the_final_layers_only(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    context = write_context(tmp_path / "ctx", base)
+    (context / "Dockerfile").write_text(MULTISTAGE.format(base=base))
+    cache = tmp_path / "cache"
+    first = await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(f"type=local,dest={cache},mode=max"),),
+    )
+    assert first.image_layers == 1  # the base image, pulled
+    second = await build(
+        tmp_path / "b",
+        registry,
+        context,
+        cache_from=(parse_cache_import(f"type=local,src={cache}"),),
+    )
+    assert not any(second.runs().values())
+    assert second.image == first.image
+    # base + the final stage's COPY and RUN; the builder stage's layers stay in the cache
+    assert second.image_layers == 3

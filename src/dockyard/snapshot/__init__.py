@@ -5,12 +5,43 @@ layer diff and apply.
 ``unmount``, ``mounted``).
 """
 
-from ._base import BaseSnapshotter, disk_usage
-from ._copy import copy_tree, mirror_tree
-from ._native import NativeSnapshotter
-from ._overlay import OverlaySnapshotter
-from ._select import SnapshotterKind, new_snapshotter, overlay_supported
+from typing import TYPE_CHECKING, Any
+
 from .types import Info, Kind, LayerDiffer, LayerResult, Mount, Snapshotter, Usage
+
+if TYPE_CHECKING:
+    from ._base import BaseSnapshotter, disk_usage
+    from ._copy import copy_tree, mirror_tree
+    from ._native import NativeSnapshotter
+    from ._overlay import OverlaySnapshotter
+    from ._select import SnapshotterKind, new_snapshotter, overlay_supported
+
+# The backends load on first use: the seam's values (Mount, Kind ...) stay cheap for the
+# executor and the LLB solver, and a process that opens an overlayfs cache never loads
+# the native backend (nor tar code until a layer is diffed or applied).
+_LAZY = {
+    "BaseSnapshotter": "._base",
+    "disk_usage": "._base",
+    "copy_tree": "._copy",
+    "mirror_tree": "._copy",
+    "NativeSnapshotter": "._native",
+    "OverlaySnapshotter": "._overlay",
+    "SnapshotterKind": "._select",
+    "new_snapshotter": "._select",
+    "overlay_supported": "._select",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BaseSnapshotter",

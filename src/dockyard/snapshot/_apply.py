@@ -26,8 +26,7 @@ import hashlib
 import os
 import shutil
 import stat
-import tarfile
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, PathEscapeError
 from dockyard.core.fspath import MAX_SYMLINKS, clean_rel
@@ -35,6 +34,9 @@ from dockyard.core.fspath import MAX_SYMLINKS, clean_rel
 from ._copy import copy_file_data, copy_metadata
 from ._diff import OPAQUE, WHITEOUT_PREFIX
 from .types import LayerResult
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["HashingReader", "apply_tar"]
 
@@ -350,6 +352,8 @@ def _split(rel: str) -> tuple[str, str]:
 
 def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerResult:
     """Extract the uncompressed tar ``stream`` into ``root``; see the module docstring."""
+    import tarfile  # loaded when a layer is applied, not with the snapshotter
+
     reader = HashingReader(stream)
     tree = _Tree(os.path.abspath(root), list(lowers or []))
     dir_times: list[tuple[str, int]] = []

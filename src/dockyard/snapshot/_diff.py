@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tarfile
 from typing import BinaryIO, Protocol
 
 from dockyard.core import Digest
@@ -86,6 +85,8 @@ def _xattrs(path: str) -> dict[str, bytes]:
 
 class _TarOut:
     def __init__(self, out: BinaryIO, clamp: int | None) -> None:
+        import tarfile  # loaded when a layer tar is written, not with the snapshotter
+
         self.hw = HashingWriter(out)
         self.tar = tarfile.TarFile(fileobj=self.hw, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
         self.tar.copybufsize = CHUNK  # type: ignore[attr-defined]
@@ -98,6 +99,8 @@ class _TarOut:
 
     def entry(self, rel: str, path: str, st: os.stat_result) -> None:
         """Add ``path`` (lstat ``st``) under name ``rel``."""
+        import tarfile
+
         mode = st.st_mode
         ti = tarfile.TarInfo(rel)
         ti.mode = stat.S_IMODE(mode)
@@ -141,6 +144,8 @@ class _TarOut:
 
     def marker(self, rel: str, mtime: float) -> None:
         """An empty whiteout or opaque marker file."""
+        import tarfile
+
         ti = tarfile.TarInfo(rel)
         ti.mode = 0
         ti.uname = ti.gname = ""

@@ -6,14 +6,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dockyard.core import ConfigError
 
-from ._native import NativeSnapshotter
-from ._overlay import OverlaySnapshotter
 from .mount import MountError, mount_all, unmount
 from .types import Mount
+
+if TYPE_CHECKING:
+    from ._native import NativeSnapshotter
+    from ._overlay import OverlaySnapshotter
 
 __all__ = ["SnapshotterKind", "new_snapshotter", "overlay_supported"]
 
@@ -86,5 +88,9 @@ def new_snapshotter(
         tmp.write_text(chosen + "\n")
         os.replace(tmp, marker)
     if chosen == "overlayfs":
+        from ._overlay import OverlaySnapshotter
+
         return OverlaySnapshotter(root)
+    from ._native import NativeSnapshotter
+
     return NativeSnapshotter(root)

@@ -20,7 +20,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -460,6 +459,8 @@ def _overlay_relative(m: Mount, lowers: list[str], target: Path) -> None:
             f"mount overlay on {target}: the lower layer list ({len(lowers)} layers) does not "
             "fit in one page even as relative paths, and this kernel lacks fsconfig lowerdir+"
         )
+    import subprocess  # old kernels only
+
     proc = subprocess.run(
         ["mount", "-t", "overlay", m.source or "overlay", "-o", data, os.fspath(target)],
         cwd=common,

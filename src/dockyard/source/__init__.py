@@ -38,54 +38,123 @@ The resolvers satisfy ``dockyard.llbsolver.SourceResolver`` structurally (this l
 sits below ``llbsolver``): see :mod:`dockyard.source.types`.
 """
 
-from ._git import (
-    GIT_SNAPSHOT_LABEL,
-    GitCredentials,
-    GitInstance,
-    GitSource,
-    GitStatistics,
-    ResolvedRef,
-)
-from ._git_url import GitRemote, GitSpec, redact_url
-from ._http import (
-    DownloadedFile,
-    HttpInstance,
-    HttpLimits,
-    HttpSource,
-    HttpSpec,
-    HttpStatistics,
-)
-from ._image import (
-    FrontendImageResolver,
-    ImageInstance,
-    ImageRequest,
-    ImageSource,
-    PinnedImage,
-)
-from ._layers import (
-    CHAIN_ID_LABEL,
-    BlobStream,
-    LayerSpec,
-    LayerUnpacker,
-    UnpackStatistics,
-    chain_ids,
-)
-from ._local import CONTENT_LABEL, LocalInstance, LocalSource, LocalSpec, LocalStatistics
-from ._ocilayout import LayoutImage, LayoutRef, OCILayoutInstance, OCILayoutSource
-from ._registry import SessionCredentials, StoreSink
-from ._remote_context import (
-    ContextFormat,
-    FetchedContext,
-    GitContext,
-    HttpContext,
-    fetch_git_context,
-    fetch_http_context,
-    parse_remote_context,
-    read_context_stream,
-    remote_sources,
-    sniff_context,
-)
+from typing import TYPE_CHECKING, Any
+
 from .types import LocalImages, SourceOpRequest
+
+if TYPE_CHECKING:
+    from ._git import (
+        GIT_SNAPSHOT_LABEL,
+        GitCredentials,
+        GitInstance,
+        GitSource,
+        GitStatistics,
+        ResolvedRef,
+    )
+    from ._git_url import GitRemote, GitSpec, redact_url
+    from ._http import (
+        DownloadedFile,
+        HttpInstance,
+        HttpLimits,
+        HttpSource,
+        HttpSpec,
+        HttpStatistics,
+    )
+    from ._image import (
+        FrontendImageResolver,
+        ImageInstance,
+        ImageRequest,
+        ImageSource,
+        PinnedImage,
+    )
+    from ._layers import (
+        CHAIN_ID_LABEL,
+        BlobStream,
+        LayerSpec,
+        LayerUnpacker,
+        UnpackStatistics,
+        chain_ids,
+    )
+    from ._local import CONTENT_LABEL, LocalInstance, LocalSource, LocalSpec, LocalStatistics
+    from ._ocilayout import LayoutImage, LayoutRef, OCILayoutInstance, OCILayoutSource
+    from ._registry import SessionCredentials, StoreSink
+    from ._remote_context import (
+        ContextFormat,
+        FetchedContext,
+        GitContext,
+        HttpContext,
+        fetch_git_context,
+        fetch_http_context,
+        parse_remote_context,
+        read_context_stream,
+        remote_sources,
+        sniff_context,
+    )
+
+# Each resolver loads on first use: the engine registers git and http(s) resolvers that
+# load their modules only when a build uses them, and the client detects remote contexts
+# without loading the image or layer code.
+_LAZY = {
+    "GIT_SNAPSHOT_LABEL": "._git",
+    "GitCredentials": "._git",
+    "GitInstance": "._git",
+    "GitSource": "._git",
+    "GitStatistics": "._git",
+    "ResolvedRef": "._git",
+    "GitRemote": "._git_url",
+    "GitSpec": "._git_url",
+    "redact_url": "._git_url",
+    "DownloadedFile": "._http",
+    "HttpInstance": "._http",
+    "HttpLimits": "._http",
+    "HttpSource": "._http",
+    "HttpSpec": "._http",
+    "HttpStatistics": "._http",
+    "FrontendImageResolver": "._image",
+    "ImageInstance": "._image",
+    "ImageRequest": "._image",
+    "ImageSource": "._image",
+    "PinnedImage": "._image",
+    "CHAIN_ID_LABEL": "._layers",
+    "BlobStream": "._layers",
+    "LayerSpec": "._layers",
+    "LayerUnpacker": "._layers",
+    "UnpackStatistics": "._layers",
+    "chain_ids": "._layers",
+    "CONTENT_LABEL": "._local",
+    "LocalInstance": "._local",
+    "LocalSource": "._local",
+    "LocalSpec": "._local",
+    "LocalStatistics": "._local",
+    "LayoutImage": "._ocilayout",
+    "LayoutRef": "._ocilayout",
+    "OCILayoutInstance": "._ocilayout",
+    "OCILayoutSource": "._ocilayout",
+    "SessionCredentials": "._registry",
+    "StoreSink": "._registry",
+    "ContextFormat": "._remote_context",
+    "FetchedContext": "._remote_context",
+    "GitContext": "._remote_context",
+    "HttpContext": "._remote_context",
+    "fetch_git_context": "._remote_context",
+    "fetch_http_context": "._remote_context",
+    "parse_remote_context": "._remote_context",
+    "read_context_stream": "._remote_context",
+    "remote_sources": "._remote_context",
+    "sniff_context": "._remote_context",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHAIN_ID_LABEL",

@@ -28,25 +28,28 @@ from __future__ import annotations
 
 import enum
 import io
-import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, Generic, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 from dockyard import llb
 from dockyard.cache import CacheManager, ImmutableRef, RecordType
 from dockyard.core import ContentError, DockyardError
 from dockyard.session.types import SecretStore, SshForwarder
-from dockyard.solver import JobValue
+from dockyard.solver import JobValue, VertexContext
 
-from ._git import GitCredentials, GitSource
 from ._git_url import GitSpec, redact_url
-from ._http import HttpSource, HttpSpec, Progress
+from .types import SourceOpRequest
+
+if TYPE_CHECKING:
+    from ._git import GitCredentials, GitInstance, GitSource
+    from ._http import HttpInstance, HttpSource, HttpSpec, Progress
 
 __all__ = [
     "CONTEXT_FILENAME",
     "ContextFormat",
+    "DeferredResolver",
     "FetchedContext",
     "GitContext",
     "HttpContext",
@@ -92,6 +95,8 @@ def sniff_context(head: bytes) -> ContextFormat:
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         return ContextFormat.ZSTD
     if len(head) >= 512:
+        import tarfile
+
         try:
             tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
         except tarfile.HeaderError:
@@ -130,6 +135,8 @@ class HttpContext:
         return redact_url(self.url)
 
     def spec(self) -> HttpSpec:
+        from ._http import HttpSpec
+
         return HttpSpec.create(self.url, filename=CONTEXT_FILENAME)
 
     def file_state(self, *, name: str | None = None) -> llb.State:
@@ -302,6 +309,7 @@ async def read_context_stream(
     else is read as the Dockerfile (at most 16 MiB). Blocking reads happen in worker
     threads."""
     import asyncio
+    import tarfile
 
     head = await asyncio.to_thread(_read_head, stream)
     fmt = sniff_context(head)
@@ -327,17 +335,53 @@ async def read_context_stream(
     return FetchedContext(format=fmt, tree=ref)
 
 
+_I = TypeVar("_I", covariant=True)
+
+
+class _Resolver(Protocol[_I]):
+    """The resolve half of a source resolver."""
+
+    async def resolve(self, request: SourceOpRequest, ctx: VertexContext) -> _I: ...
+
+
+class DeferredResolver(Generic[_I]):
+    """A resolver made on its first :meth:`resolve` (its module loads then), so that
+    registering it costs a build that never uses it nothing."""
+
+    def __init__(self, make: Callable[[], _Resolver[_I]]) -> None:
+        self._make = make
+        self._made: _Resolver[_I] | None = None
+
+    @property
+    def resolver(self) -> _Resolver[_I]:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    async def resolve(self, request: SourceOpRequest, ctx: VertexContext) -> _I:
+        return await self.resolver.resolve(request, ctx)
+
+
 def remote_sources(
     cache: CacheManager,
     *,
     secrets_key: JobValue[SecretStore] | None = None,
     ssh_key: JobValue[SshForwarder] | None = None,
-) -> dict[str, GitSource | HttpSource]:
+) -> dict[str, DeferredResolver[GitInstance] | DeferredResolver[HttpInstance]]:
     """The ``git``, ``http`` and ``https`` resolvers for ``Worker.sources`` (the engine
-    passes ``dockyard.llbsolver.SECRETS`` and ``SSH_AGENTS`` as the keys)."""
-    http = HttpSource(cache=cache, secrets_key=secrets_key)
-    return {
-        "git": GitSource(cache=cache, secrets_key=secrets_key, ssh_key=ssh_key),
-        "http": http,
-        "https": http,
-    }
+    passes ``dockyard.llbsolver.SECRETS`` and ``SSH_AGENTS`` as the keys). Each is made
+    (and its module loaded) when a build first uses it."""
+
+    def git() -> GitSource:
+        from ._git import GitSource
+
+        return GitSource(cache=cache, secrets_key=secrets_key, ssh_key=ssh_key)
+
+    def http() -> HttpSource:
+        from ._http import HttpSource
+
+        return HttpSource(cache=cache, secrets_key=secrets_key)
+
+    repos: DeferredResolver[GitInstance] = DeferredResolver(git)
+    shared: DeferredResolver[HttpInstance] = DeferredResolver(http)
+    return {"git": repos, "http": shared, "https": shared}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from dockyard.core import Reporter, UsageError
+from dockyard.core import Reporter
 
 from ._backend import Outcome
 from ._result import ServerInfo
@@ -101,30 +101,12 @@ class EmbeddedBackend:
 
 def _caches(job: Job) -> dict[str, Any]:
     """The ``cache_imports``/``cache_exports`` of the engine's request, parsed by the
-    engine's own parsers; a :class:`~dockyard.core.UsageError` when the engine cannot
-    import or export caches (never ignored silently)."""
+    engine's own parsers (a :class:`~dockyard.core.UsageError` for a bad value)."""
     if not job.cache_from and not job.cache_to:
         return {}
-    import dataclasses
+    from dockyard.engine import parse_cache_export, parse_cache_import
 
-    import dockyard.engine
-    from dockyard.engine import BuildRequest
-
-    parse_import = getattr(dockyard.engine, "parse_cache_import", None)
-    parse_export = getattr(dockyard.engine, "parse_cache_export", None)
-    fields = {f.name for f in dataclasses.fields(BuildRequest)}
-    if (
-        parse_import is None
-        or parse_export is None
-        or not {"cache_imports", "cache_exports"} <= fields
-    ):
-        flags = " and ".join(
-            flag
-            for flag, given in (("--cache-from", job.cache_from), ("--cache-to", job.cache_to))
-            if given
-        )
-        raise UsageError(f"{flags}: this engine does not import or export build cache yet")
     return {
-        "cache_imports": tuple(parse_import(spec.text) for spec in job.cache_from),
-        "cache_exports": tuple(parse_export(spec.text) for spec in job.cache_to),
+        "cache_imports": tuple(parse_cache_import(spec.text) for spec in job.cache_from),
+        "cache_exports": tuple(parse_cache_export(spec.text) for spec in job.cache_to),
     }

@@ -64,19 +64,35 @@ def test_cache_specs() -> None:
             CacheSpec.parse(text, export=export)
 
 
-async def test_caches_need_an_engine_that_imports_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dockyard.engine
+def test_caches_become_the_engines_values() -> None:
     from dockyard.client._embedded import _caches
+    from dockyard.engine import LocalCacheExport, LocalCacheImport, RegistryCacheImport
 
+    assert _caches(Job(name="x", frontend="dockerfile.v0")) == {}
     job = Job(
         name="x",
         frontend="dockerfile.v0",
-        cache_from=(CacheSpec.parse("type=local,src=/c", export=False),),
+        cache_from=(
+            CacheSpec.parse("type=local,src=/c", export=False),
+            CacheSpec.parse("registry.local:5000/app:cache", export=False),
+        ),
+        cache_to=(CacheSpec.parse("type=local,dest=/d,mode=max", export=True),),
     )
-    assert _caches(Job(name="x", frontend="dockerfile.v0")) == {}
-    monkeypatch.delattr(dockyard.engine, "parse_cache_import", raising=False)
-    with pytest.raises(UsageError, match="--cache-from: this engine does not import or export"):
-        _caches(job)
+    caches = _caches(job)
+    first, second = caches["cache_imports"]
+    assert isinstance(first, LocalCacheImport)
+    assert first.src == Path("/c")
+    assert isinstance(second, RegistryCacheImport)
+    (export,) = caches["cache_exports"]
+    assert isinstance(export, LocalCacheExport)
+    assert export.dest == Path("/d")
+    bad = Job(
+        name="x",
+        frontend="dockerfile.v0",
+        cache_to=(CacheSpec.parse("type=local,dest=/d,mode=most", export=True),),
+    )
+    with pytest.raises(UsageError):
+        _caches(bad)
 
 
 def test_build_options_are_checked() -> None:

@@ -27,7 +27,7 @@ from dockyard.oci import (
     parse_manifest,
 )
 from dockyard.registry import CredentialsProvider, RegistryConfig
-from dockyard.solver import CacheChainRecord
+from dockyard.solver import CacheChainRecord, CacheSource
 
 from ._config import (
     CACHE_CONFIG_MEDIA_TYPE,
@@ -129,6 +129,57 @@ def _layer_media_type(media_type: str) -> str:
         return media_type
 
 
+async def _layers(
+    cache: CacheManager,
+    content: ContentStore,
+    compression: CompressionOptions,
+    result_id: str,
+    lease: str,
+    skip_empty: bool,
+) -> list[CacheLayer]:
+    """The chain of a result of this cache (blobs made or reused), bottom first; the
+    ``parent`` fields are left to the caller. Empty if the result is gone."""
+    ref = await cache.load(result_id)
+    if ref is None:
+        return []
+    try:
+        exported = await export_layers(ref, content, compression, lease=lease)
+    finally:
+        await ref.release()
+    return [
+        CacheLayer(
+            blob=layer.blob.digest,
+            media_type=_layer_media_type(layer.blob.media_type),
+            diff_id=layer.blob.diff_id,
+            size=layer.blob.size,
+            created_at=layer.created,
+        )
+        for layer in exported
+        if not (skip_empty and layer.empty)
+    ]
+
+
+async def _imported_layers(source: CacheSource, result_id: str, lease: str) -> list[CacheLayer]:
+    """The chain of a result an imported cache holds and the build never needed: its
+    blobs copied into the content store as they are, nothing unpacked (BuildKit
+    re-exports such results from the remote the same way). Empty if it cannot."""
+    from ._import import ImportedCache
+
+    if not isinstance(source, ImportedCache):
+        return []
+    stored = await source.stored_chain(result_id, lease)
+    return [
+        CacheLayer(
+            blob=layer.descriptor.digest,
+            media_type=_layer_media_type(layer.descriptor.media_type),
+            diff_id=layer.diff_id,
+            size=layer.descriptor.size,
+            created_at=layer.created,
+        )
+        for layer in stored or ()
+    ]
+
+
 async def collect_cache(
     chain: Sequence[CacheChainRecord],
     *,
@@ -142,7 +193,8 @@ async def collect_cache(
     blobs of every exported result's layer chain, made or reused in ``content`` under
     ``lease``. ``skip_empty``: leave layers without entries out of the chains (an
     image has none; the tree is the same without them). A result that is gone (pruned)
-    is left out; its keys stay."""
+    is left out; its keys stay. A result an imported cache holds but the build never
+    needed (``CacheChainRecord.source``) is exported with the blobs it has there."""
     layers: list[CacheLayer] = []
     descriptors: list[Descriptor] = []
     by_chain: dict[tuple[str, int], int] = {}
@@ -153,48 +205,34 @@ async def collect_cache(
             continue
         created = format_timestamp(round(record.created * 1_000_000) * 1000)
         for output in entry.outputs:
-            ref = await cache.load(record.result_ids[output])
-            if ref is None:
+            result_id = record.result_ids[output]
+            if entry.source is not None:
+                found = await _imported_layers(entry.source, result_id, lease)
+            else:
+                found = await _layers(cache, content, compression, result_id, lease, skip_empty)
+            if not found:
                 continue
-            try:
-                exported = await export_layers(ref, content, compression, lease=lease)
-            finally:
-                await ref.release()
             top = -1
-            for layer in exported:
-                if skip_empty and layer.empty:
-                    continue
-                blob = layer.blob
-                key = (str(blob.digest), top)
+            for layer in found:
+                key = (str(layer.blob), top)
                 index = by_chain.get(key)
                 if index is None:
                     index = len(layers)
-                    media_type = _layer_media_type(blob.media_type)
-                    layers.append(
-                        CacheLayer(
-                            blob=blob.digest,
-                            parent=top,
-                            media_type=media_type,
-                            diff_id=blob.diff_id,
-                            size=blob.size,
-                            created_at=layer.created,
-                        )
-                    )
+                    layers.append(dataclasses.replace(layer, parent=top))
                     descriptors.append(
                         Descriptor(
-                            media_type=media_type,
-                            digest=blob.digest,
-                            size=blob.size,
+                            media_type=layer.media_type,
+                            digest=layer.blob,
+                            size=layer.size,
                             annotations={
-                                UNCOMPRESSED_ANNOTATION: str(blob.diff_id),
-                                CREATED_ANNOTATION: layer.created,
+                                UNCOMPRESSED_ANNOTATION: str(layer.diff_id),
+                                CREATED_ANNOTATION: layer.created_at,
                             },
                         )
                     )
                     by_chain[key] = index
                 top = index
-            if top >= 0:
-                results[(n, output)] = CacheResult(layer=top, created_at=created)
+            results[(n, output)] = CacheResult(layer=top, created_at=created)
     # one record per vertex output that has a result or that a dependant links to,
     # inputs before dependants (the chain's order)
     needed: set[tuple[int, int]] = set(results)

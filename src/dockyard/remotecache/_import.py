@@ -56,7 +56,7 @@ from ._progress import Progress
 if TYPE_CHECKING:
     from dockyard.registry import Reference, RegistryClient
 
-__all__ = ["ImportStatistics", "ImportedCache", "import_cache"]
+__all__ = ["ImportStatistics", "ImportedCache", "StoredLayer", "import_cache"]
 
 _CONFIG_LIMIT = 64 << 20
 
@@ -65,6 +65,10 @@ class _Blobs(Protocol):
     """Where an imported cache's blobs come from."""
 
     async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream: ...
+
+    async def store(self, desc: Descriptor, lease: str) -> None:
+        """Copy the blob into the content store (verified), held by ``lease``."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -85,6 +89,23 @@ class _LayoutBlobs:
             open=functools.partial(self._layout.open_blob, desc.digest), verified=False
         )
 
+    async def store(self, desc: Descriptor, lease: str) -> None:
+        content = self._content
+        content.add_to_lease(lease, desc.digest)
+        if content.has(desc.digest):
+            return
+        src = await asyncio.to_thread(self._layout.open_blob, desc.digest)
+        try:
+            await content.ingest(
+                f"cache-{desc.digest}",
+                src,
+                expected_digest=desc.digest,
+                expected_size=desc.size,
+                lease=lease,
+            )
+        finally:
+            src.close()
+
     async def aclose(self) -> None:
         self._layout.close()
 
@@ -97,29 +118,46 @@ class _RegistryBlobs:
         self._downloads: dict[str, asyncio.Future[None]] = {}
 
     async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream:
+        await self._store(desc, lease, ctx)
+        return BlobStream(open=functools.partial(self._content.open, desc.digest), verified=True)
+
+    async def store(self, desc: Descriptor, lease: str) -> None:
+        await self._store(desc, lease, None)
+
+    async def _store(self, desc: Descriptor, lease: str, ctx: VertexContext | None) -> None:
         content = self._content
         content.add_to_lease(lease, desc.digest)
-        opener = functools.partial(content.open, desc.digest)
-        if not content.has(desc.digest):
-            key = str(desc.digest)
-            pending = self._downloads.get(key)
-            if pending is None:
-                task = asyncio.ensure_future(self._download(desc, lease, ctx))
-                self._downloads[key] = task
-                task.add_done_callback(lambda _t: self._downloads.pop(key, None))
-                pending = task
-            await asyncio.shield(pending)
-        return BlobStream(open=opener, verified=True)
+        if content.has(desc.digest):
+            return
+        key = str(desc.digest)
+        pending = self._downloads.get(key)
+        if pending is None:  # one download per blob, whoever wants it
+            task = asyncio.ensure_future(self._download(desc, lease, ctx))
+            self._downloads[key] = task
+            task.add_done_callback(lambda _t: self._downloads.pop(key, None))
+            pending = task
+        await asyncio.shield(pending)
+        content.add_to_lease(lease, desc.digest)
 
-    async def _download(self, desc: Descriptor, lease: str, ctx: VertexContext) -> None:
+    async def _download(self, desc: Descriptor, lease: str, ctx: VertexContext | None) -> None:
         def on_bytes(n: int) -> None:
-            ctx.progress(str(desc.digest), f"pulling {desc.digest}", n, total=desc.size)
+            if ctx is not None:
+                ctx.progress(str(desc.digest), f"pulling {desc.digest}", n, total=desc.size)
 
         sink = StoreSink(self._content, digest=desc.digest, size=desc.size, lease=lease)
         await self._client.fetch_blob(self._ref, desc, sink, on_progress=on_bytes)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredLayer:
+    """One layer of an imported result's chain whose blob is in the content store."""
+
+    descriptor: Descriptor
+    diff_id: Digest
+    created: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,6 +296,28 @@ class ImportedCache:
                 await self._date_layers(ref, chain[len(chain) - fresh :])
         self._results += 1
         return ref
+
+    async def stored_chain(self, result_id: str, lease: str) -> list[StoredLayer] | None:
+        """The layer chain of a result this cache holds, bottom first, its blobs copied
+        into the content store under ``lease`` without unpacking anything (a cache
+        export of a result the build never needed); ``None`` if it cannot."""
+        if not result_id:
+            return None
+        try:
+            chain = self.config.chain(int(result_id))
+        except (ValueError, IndexError):
+            return None
+        out: list[StoredLayer] = []
+        for layer in chain:
+            diff_id, desc = self._diff_id(layer), self._layer_descriptor(layer)
+            if diff_id is None or desc is None:
+                return None
+            try:
+                await self._blobs.store(desc, lease)
+            except (DockyardError, OSError):
+                return None
+            out.append(StoredLayer(descriptor=desc, diff_id=diff_id, created=layer.created_at))
+        return out
 
     async def _date_layers(self, ref: ImmutableRef, made: Sequence[CacheLayer]) -> None:
         """Give the layer records this import made the times the cache says they were

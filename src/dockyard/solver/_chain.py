@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ._solver import Job
 from ._state import VertexState
-from .types import CacheRecord, Edge
+from .types import CacheRecord, CacheSource, Edge
 
 __all__ = ["CacheChainLink", "CacheChainRecord", "cache_chain"]
 
@@ -30,7 +30,9 @@ class CacheChainRecord:
     ``keys`` are every cache key naming the vertex's record, ``keys[0]`` the canonical
     one its dependants build on (keys unique to this build left out). ``inputs`` link
     to the input vertices' chain records (``None``: an input whose key is unique to
-    this build, left out of the chain).
+    this build, left out of the chain). ``source`` is set when the record is one a job's
+    cache source found and the solver never needed its results: its result ids are that
+    source's (an exporter may copy them from there without materializing them).
     ``record`` holds the results (ids of the solver's :class:`ResultStorage`) when they
     are to be exported, and ``outputs`` which of them (empty: keys only).
     """
@@ -41,6 +43,7 @@ class CacheChainRecord:
     inputs: tuple[CacheChainLink | None, ...]
     record: CacheRecord | None
     outputs: tuple[int, ...]
+    source: CacheSource | None = None
 
     @property
     def canonical_key(self) -> str:
@@ -56,8 +59,9 @@ async def cache_chain(
     keys and links. Results: with ``all_results`` (BuildKit's ``mode=max``) every
     vertex's record; otherwise (``mode=min``) only the outputs ``edges`` name. A record
     comes from the solver's key storage (a result loaded from a cache source was recorded
-    there when it was loaded); a vertex whose results are gone, or were never loaded
-    from a cache source, is listed with its keys only. Vertices whose key was not
+    there when it was loaded), else it is the cache source's record the key computation
+    found (``CacheChainRecord.source``); a vertex whose results are gone is listed with
+    its keys only. Vertices whose key was not
     computed (a failed or cancelled solve) are left out, with everything built on them;
     so are vertices whose canonical key is unique to this build (``CacheMap.volatile``:
     a local source, whose dependants read it by content), and every such key.
@@ -92,10 +96,11 @@ async def cache_chain(
         )
         outputs: tuple[int, ...] = ()
         record: CacheRecord | None = None
+        source: CacheSource | None = None
         if all_results or state.digest in wanted:
             record = await storage.lookup(info.canonical)
-            if record is None and info.record is not None and info.source is None:
-                record = info.record
+            if record is None and info.record is not None:
+                record, source = info.record, info.source
             if record is not None:
                 if all_results:
                     outputs = tuple(range(len(record.result_ids)))
@@ -112,6 +117,7 @@ async def cache_chain(
                 inputs=links,
                 record=record if outputs else None,
                 outputs=outputs,
+                source=source if outputs else None,
             )
         )
     return out

@@ -7,6 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+from dockyard.core import UsageError
 from dockyard.engine import parse_cache_export, parse_cache_import
 from dockyard.remotecache import CACHE_CONFIG_MEDIA_TYPE, CacheConfig
 from dockyard.testing.registry import RegistryProcess
@@ -221,3 +224,25 @@ async def test_a_no_op_build_pulls_the_final_layers_only(
     assert second.image == first.image
     # base + the final stage's COPY and RUN; the builder stage's layers stay in the cache
     assert second.image_layers == 3
+
+
+async def test_an_export_error_fails_the_build_unless_ignore_error(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    context = write_context(tmp_path / "ctx", base)
+    a_file = context / "a.txt"
+    with pytest.raises(UsageError, match="not a directory"):
+        await build(
+            tmp_path / "a",
+            registry,
+            context,
+            cache_to=(parse_cache_export(f"type=local,dest={a_file}"),),
+        )
+    built = await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(f"type=local,dest={a_file},ignore-error=true"),),
+    )
+    assert any("exporting cache failed" in w for w in built.warnings()), built.warnings()
+    assert a_file.read_text() == "a1"

@@ -104,3 +104,35 @@ async def test_inline_cache_of_a_pushed_image(
     assert rebuilt.image_manifest.layers == resolved.image_manifest.layers
     del obj[INLINE_CACHE_KEY]
     assert json.loads(rebuilt.config_bytes) == obj
+
+
+async def _config(registry: RegistryProcess, ref: str) -> CacheConfig:
+    async with RegistryClient(config=registry.registry_config()) as client:
+        manifest = (await client.get_manifest(ref)).manifest
+        assert isinstance(manifest, ImageManifest)
+        return CacheConfig.parse(await client.get_blob(ref, manifest.config, limit=1 << 24))
+
+
+async def test_importing_and_exporting_one_ref_keeps_every_result(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    """CI's pattern: ``--cache-from X --cache-to X,mode=max`` on fresh machines. A no-op
+    build needs only the final result, yet what it exports again holds every step's."""
+    context = write_context(tmp_path / "ctx", base)
+    ref = registry.ref("cache/ci:main")
+    cache_to = (parse_cache_export(f"type=registry,ref={ref},mode=max"),)
+    cache_from = (parse_cache_import(ref),)
+    await build(tmp_path / "a", registry, context, cache_to=cache_to)
+    before = await _config(registry, ref)
+    second = await build(
+        tmp_path / "b", registry, context, cache_from=cache_from, cache_to=cache_to
+    )
+    assert not any(second.runs().values())
+    assert second.image_layers == 5  # the final chain only was unpacked
+    after = await _config(registry, ref)
+    assert len([r for r in after.records if r.results]) == len(
+        [r for r in before.records if r.results]
+    )
+    (context / "b.txt").write_text("b2")  # read by the second RUN only
+    third = await build(tmp_path / "c", registry, context, cache_from=cache_from)
+    assert [ran for _name, ran in sorted(third.runs().items())] == [False, True]

@@ -217,3 +217,25 @@ async def test_keys_made_from_a_volatile_key_by_definition_are_left_out() -> Non
         chain = await cache_chain(job, [final.output()], all_results=True)
     assert [entry.name for entry in chain] == ["base"]
     backend.assert_no_leaks()
+
+
+async def test_chain_of_an_imported_build_names_the_source_of_results_never_loaded() -> None:
+    chain, old, _ = await export(all_results=True)
+    source = ExportedSource(chain, old)
+    backend = FakeBackend()
+    source.target = backend
+    solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
+    _r, _c, final = graph(backend, 2)
+    async with solver.new_job(cache_sources=[source]) as job:
+        await job.solve(final.output())
+        again = await cache_chain(job, [final.output()], all_results=True)
+    by_name = {entry.name: entry for entry in again}
+    assert by_name["final"].source is None  # loaded, so recorded locally
+    assert by_name["final"].record is not None
+    assert not by_name["final"].record.result_ids[0].startswith("x")
+    for name in ("base", "run", "copy"):
+        entry = by_name[name]
+        assert entry.source is source
+        assert entry.record is not None
+        assert entry.record.result_ids[0].startswith("x")
+    backend.assert_no_leaks()

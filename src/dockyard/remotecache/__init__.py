@@ -33,8 +33,12 @@ Export (:func:`export_cache`, :func:`collect_cache`)
     (``mode=min``: results of the final step only; ``max``: of every step). Each result's
     layer chain gets blobs through :func:`dockyard.exporter.export_layers` (a layer's
     blob of that compression is reused: pulled base layers and earlier image exports are
-    never recompressed). A local export writes blobs first and ``index.json`` last (an
-    atomic rename), so a failed export leaves the previous cache as it was.
+    never recompressed). A result an imported cache holds but the build never needed is
+    exported with the blobs it has there (copied, not unpacked), so ``--cache-from X
+    --cache-to X,mode=max`` keeps every step's result. Keys unique to one build (a local
+    source's) are left out. A local export writes blobs first and ``index.json`` last (an
+    atomic rename), so a failed export leaves the previous cache as it was; an export
+    error fails the build unless ``ignore-error=true``.
 
 Import (:func:`import_cache` → :class:`ImportedCache`)
     Reads the manifest and config only; the :class:`ImportedCache` is a

@@ -11,9 +11,9 @@ filter; internal and frontend records only with ``all``; not used within
 that. A rule without any space limit removes every record it selects. A rule whose
 limit the cache is already under is skipped without touching it.
 
-After a build a pass runs ``delay`` seconds later, and no sooner than ``throttle``
-seconds after the previous pass (BuildKit: at most once a minute); another runs every
-``interval`` seconds. Passes and prunes never run at once (two would each see the disk
+A pass runs ``delay`` seconds after the collector starts and after each build, but no
+sooner than ``throttle`` seconds after the previous pass (BuildKit: at most once a
+minute); another runs every ``interval`` seconds. Passes and prunes never run at once (two would each see the disk
 too full and remove too much).
 """
 
@@ -214,12 +214,13 @@ class GarbageCollector:
             await self._passed.wait_for(lambda: self.stats.passes > after)
 
     async def run(self) -> None:
-        """Passes after builds and every ``interval`` seconds, until cancelled."""
+        """Passes at start, after builds and every ``interval`` seconds, until cancelled."""
         if not self.config.enabled or not self.config.policies:
             return
         loop = asyncio.get_running_loop()
         last = -math.inf
         next_timer = loop.time() + self.config.interval
+        self._requested.set()  # a pass soon after start: the disk may have filled meanwhile
         while True:
             timeout = max(next_timer - loop.time(), 0.0)
             with contextlib.suppress(TimeoutError):

@@ -651,12 +651,17 @@ async def test_list_workers_and_info() -> None:
 async def test_builds_ask_for_garbage_collection() -> None:
     policy = GcPolicy(max_used_space=Space(bytes=150))
     async with serve((policy,)) as served:
-        served.engine.records = [record("a", 100, last_used=T), record("b", 100, last_used=T + 1)]
         runner = asyncio.create_task(served.gc.run())
         try:
+            async with asyncio.timeout(10):
+                await served.gc.wait_pass(0)  # one at start
+            served.engine.records = [
+                record("a", 100, last_used=T),
+                record("b", 100, last_used=T + 1),
+            ]
             await served.solve("g1")
             async with asyncio.timeout(10):
-                await served.gc.wait_pass(0)
+                await served.gc.wait_pass(1)
         finally:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

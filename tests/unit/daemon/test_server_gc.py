@@ -165,15 +165,14 @@ async def test_a_disabled_collector_runs_no_pass(tmp_path: Path) -> None:
     assert gc.statistics().passes == 0
 
 
-async def test_requests_are_throttled(tmp_path: Path) -> None:
+async def test_a_pass_runs_at_start_and_requests_are_throttled(tmp_path: Path) -> None:
     engine = FakeEngine(state_dir=tmp_path)
     config = GcConfig(interval=3600, policies=(GcPolicy(max_used_space=Space(bytes=10)),))
     gc = GarbageCollector(engine, config, delay=0, throttle=3600, stat=_stat(5000))
     runner = asyncio.create_task(gc.run())
     try:
-        gc.request()
         async with asyncio.timeout(10):
-            await gc.wait_pass(0)
+            await gc.wait_pass(0)  # a pass at start, unasked
         gc.request()  # within the throttle: no second pass yet
         await asyncio.sleep(0.1)
         assert gc.statistics().passes == 1

@@ -18,9 +18,6 @@ converter when a build first needs it.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +74,9 @@ def load_config(
 
 async def serve(config: DaemonConfig) -> None:
     """Run the daemon until SIGTERM or SIGINT, then shut it down."""
+    import asyncio
+    import signal
+
     from dockyard.daemon import Daemon
 
     daemon = await Daemon.start(config)
@@ -98,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else None)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
+    import asyncio
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

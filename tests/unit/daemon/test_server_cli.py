@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +97,25 @@ def test_sockets_get_their_group_and_mode(short_dir: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         listening.close()
+
+
+def _loaded_after(code: str) -> set[str]:
+    script = f"import sys\n{code}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import dockyard.cli.daemon",
+        "from dockyard.cli.daemon import main\nassert main(['--version']) == 0",
+    ],
+)
+def test_dockyardd_starts_light(code: str) -> None:
+    """Idle memory is a feature: the engine and grpc load when the daemon opens them."""
+    modules = _loaded_after(code)
+    for heavy in ("grpc", "google.protobuf", "dockyard.engine", "dockyard.cache", "asyncio"):
+        assert heavy not in modules, f"{heavy} imported by {code!r}"

@@ -22,6 +22,7 @@ from ._builders import (
     DockyardDaemon,
     make_builders,
     venv_bin,
+    warm_bytecode,
     wipe,
 )
 from ._contexts import BASE_IMAGE, check_base_image, make_contexts
@@ -50,30 +51,30 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 def _profile_run(
-    scenario: Scenario, builder: Builder, index: int, path: Path, log: Log
-) -> Path | None:
-    """One more run of ``builder`` with a profiler: pyinstrument around the embedded CLI,
-    py-spy on the daemon. Returns the text report."""
+    scenario: Scenario, builder: Builder, index: int, stem: Path, log: Log
+) -> list[Path]:
+    """One more run of ``builder`` with profilers: pyinstrument around the ``dockyard``
+    CLI, and py-spy on the daemon too. Returns the text reports."""
     scenario.prepare(builder, index)
-    if isinstance(builder, DockyardDaemon):
-        raw = path.with_suffix(".collapsed")
-        builder.start_spy(raw)
-        try:
-            scenario.timed(builder, index)
-        finally:
-            builder.stop_spy()
-        scenario.finish(builder, index)
-        if not raw.exists():
-            return None
-        path.write_text(summarize(raw))
-        return path
-    builder.profile_to = path
+    client = stem.with_name(stem.name + "-client.txt")
+    out = [client]
+    builder.profile_to = client
+    daemon = builder if isinstance(builder, DockyardDaemon) else None
+    raw = stem.with_name(stem.name + "-daemon.collapsed")
+    if daemon is not None:
+        daemon.start_spy(raw)
     try:
         scenario.timed(builder, index)
     finally:
         builder.profile_to = None
+        if daemon is not None:
+            daemon.stop_spy()
     scenario.finish(builder, index)
-    return path
+    if daemon is not None and raw.exists():
+        text = raw.with_suffix(".txt")
+        text.write_text(summarize(raw))
+        out.append(text)
+    return out
 
 
 def run_scenario(
@@ -125,14 +126,13 @@ def run_scenario(
         for b in active:
             if not b.is_dockyard or result.series[b.name].error is not None:
                 continue
-            path = profile_stem.parent / f"{profile_stem.name}-{scenario.name}-{b.name}.txt"
+            stem = profile_stem.parent / f"{profile_stem.name}-{scenario.name}-{b.name}"
             try:
-                done = _profile_run(scenario, b, warmup + runs, path, log)
+                done = _profile_run(scenario, b, warmup + runs, stem, log)
             except BenchError as exc:
                 _say(f"   profile of {b.name} failed: {exc}")
                 continue
-            if done is not None:
-                _say(f"   profile of {b.name}: {done}")
+            _say(f"   profile of {b.name}: {', '.join(str(p) for p in done)}")
     return result
 
 
@@ -232,10 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[ScenarioResult] = []
     floors: list[Floor] = []
     exec_overhead: dict[str, float] = {}
-    startup: Floor | None = None
+    startup: list[Floor] = []
     rss: dict[str, float | None] = {}
     try:
-        _say("generating contexts ...")
+        _say("bytecode cache, contexts ...")
+        warm_bytecode(log)
         ctx = make_contexts(
             work / "ctx", TOOLS_DIR, log, registry_host=registry.host, size_mib=args.size_mib
         )
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(1)
             rss["fresh"] = daemon.rss_mib()
         startup = measure_startup()
-        _say(format_floors([startup], {}))
+        _say(format_floors(startup, {}, "start-up"))
         if not args.no_floors:
             _say("measuring floors ...")
             floors, exec_overhead = measure_floors(
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor_map = {f.name: f for f in floors}
         report = {
             "meta": meta,
-            "startup": startup.to_json() if startup else None,
+            "startup": {f.name.strip(): f.to_json() for f in startup},
             "daemon_rss_mib": rss,
             "floors": {f.name: f.to_json() for f in floors},
             "exec_overhead": exec_overhead,
@@ -306,8 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(
         f"== summary ({args.runs} counted runs after {args.warmup} warm-up; load {meta['load_start']} -> {meta['load_end']})"
     )
-    if startup is not None:
-        _say(format_floors([startup], {}))
+    if startup:
+        _say(format_floors(startup, {}, "start-up"))
     if rss:
         fresh = rss.get("fresh")
         after = [r.daemon_rss_mib for r in results if r.daemon_rss_mib is not None]

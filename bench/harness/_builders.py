@@ -30,6 +30,11 @@ from pathlib import Path
 
 from ._proc import BenchError, Log, output, run
 
+PYCACHE = Path("/var/tmp/dockyard-bench/pycache")
+# Dockyard runs as an installed package would: with its bytecode cached (the development
+# environment sets PYTHONDONTWRITEBYTECODE=1, which makes every process compile every
+# module it imports); the cache lives outside the source tree.
+DOCKYARD_ENV = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(PYCACHE)}
 DOCKER = "/usr/bin/docker"
 DOCKER_ENV = {"DOCKER_BUILDKIT": "1"}
 TOOLS_DIR = Path(__file__).resolve().parents[3] / "shared" / "tools"
@@ -130,7 +135,7 @@ class DockyardBuilder(Builder):
         exe = venv_bin("dockyard")
         if self.profile_to is not None:
             path, self.profile_to = self.profile_to, None
-            return [venv_bin("pyinstrument"), "-r", "text", "--show-all", "-o", str(path), exe]
+            return [venv_bin("pyinstrument"), "-r", "text", "-o", str(path), exe]
         return [exe]
 
     def build_argv(
@@ -192,9 +197,6 @@ class DockyardDaemon(DockyardBuilder):
     def _client(self) -> list[str]:
         return ["--addr", self.address]
 
-    def _command(self) -> list[str]:
-        return [venv_bin("dockyard")]
-
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
@@ -214,14 +216,19 @@ class DockyardDaemon(DockyardBuilder):
         self.log.note("$ " + " ".join(argv))
         with self.log.path.open("ab") as out:
             self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + 60
         probe = [venv_bin("dockyard"), "--addr", self.address, "du"]
         while True:
             if self.process.poll() is not None:
                 raise BenchError(f"dockyardd exited with {self.process.returncode} (see the log)")
-            if self.socket.exists() and output(probe) != "":
+            if self.socket.exists() and output(probe, env=self.env) != "":
                 return
             if time.monotonic() > deadline:
                 raise BenchError("dockyardd did not answer within 60 s")
@@ -378,16 +385,37 @@ class Buildah(Builder):
         ]
 
 
+def warm_bytecode(log: Log) -> None:
+    """Compile Dockyard, its dependencies and the standard library into :data:`PYCACHE`
+    (what an installation does once)."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    roots = sorted({paths["stdlib"], paths["purelib"], paths["platlib"]})
+    src = Path(__file__).resolve().parents[2] / "src"
+    run(
+        [sys.executable, "-m", "compileall", "-q", "-j0", str(src), *roots],
+        log,
+        env=DOCKYARD_ENV,
+        check=False,
+    )
+
+
 def make_builders(names: Sequence[str], work: Path, log: Log) -> list[Builder]:
     out: list[Builder] = []
     for name in names:
         if name == EMBEDDED:
-            out.append(DockyardEmbedded(name=name, log=log, state_dir=work / "state-embedded"))
+            out.append(
+                DockyardEmbedded(
+                    name=name, log=log, env=dict(DOCKYARD_ENV), state_dir=work / "state-embedded"
+                )
+            )
         elif name == DAEMON:
             out.append(
                 DockyardDaemon(
                     name=name,
                     log=log,
+                    env=dict(DOCKYARD_ENV),
                     state_dir=work / "state-daemon",
                     socket=work / "dockyardd.sock",
                 )

@@ -128,8 +128,10 @@ def format_scenario(result: ScenarioResult, floors: dict[str, Floor]) -> str:
     return "\n".join(lines)
 
 
-def format_floors(floors: list[Floor], exec_overhead: dict[str, float]) -> str:
-    lines = ["== floors (this machine, this run)"]
+def format_floors(
+    floors: list[Floor], exec_overhead: dict[str, float], title: str = "floors (this run)"
+) -> str:
+    lines = [f"== {title}"]
     for f in floors:
         rate = f"  {f.size / f.median / (1 << 20):7.0f} MiB/s" if f.size else ""
         lines.append(

@@ -14,6 +14,7 @@ the daemon's memory). A finished build stays findable for ``retain`` seconds so 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from dockyard.core import Event, NotFoundError, UsageError, VertexLog
@@ -49,6 +50,7 @@ class BuildProgress:
         self._log_bytes = 0
         self._max_log_bytes = max_log_bytes
         self._done = False
+        self._finished = asyncio.Event()
         self.dropped_logs = 0
 
     @property
@@ -80,6 +82,7 @@ class BuildProgress:
         if self._done:
             return
         self._done = True
+        self._finished.set()
         for subscriber in self._subscribers:
             subscriber.wake.set()
 
@@ -101,7 +104,9 @@ class BuildProgress:
                 batch, subscriber.pending = subscriber.pending, []
                 yield batch
                 if interval > 0 and not self._done:
-                    await asyncio.sleep(interval)
+                    with contextlib.suppress(TimeoutError):  # the end is sent at once
+                        async with asyncio.timeout(interval):
+                            await self._finished.wait()
         finally:
             self._subscribers.discard(subscriber)
 

@@ -231,3 +231,23 @@ async def test_builds_are_forgotten_after_their_retention() -> None:
     assert started.done
     with pytest.raises(UsageError, match="needs a ref"):
         builds.start("")
+
+
+async def test_a_batching_subscriber_ends_with_the_build() -> None:
+    progress = BuildProgress("b")
+    status = VertexStatus(digest="sha256:x", name="x", started=T)
+    batches: list[list[Event]] = []
+
+    async def watch() -> None:
+        async for batch in progress.subscribe(interval=3600):
+            batches.append(batch)
+
+    watching = asyncio.create_task(watch())
+    progress.emit(status)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    progress.emit(status)  # arrives while the subscriber waits out its interval
+    progress.finish()
+    async with asyncio.timeout(10):  # not an hour
+        await watching
+    assert [e for batch in batches for e in batch] == [status, status]

@@ -32,6 +32,16 @@ Persistent mutable refs
     at once; a ``private`` user that finds it in use gets another tree (kept too);
     ``locked`` users take turns. ``named_mutable`` is always one user at a time.
 
+File indexes (synced trees)
+    A committed record may keep a :class:`FileIndex`: each entry's metadata as the file
+    sync that wrote it sent it, and its checksum node. A local source makes
+    ``new_mutable(previous)``, writes a sync's changes into ``own_path(mutable)`` (with
+    overlayfs an upper directory: no mount, no copy), then ``index_tree(mutable, ...,
+    base=previous index)`` re-reads only what the sync wrote, and
+    ``commit_indexed(mutable, index)`` keeps it (as changes against the parent's index).
+    ``file_index(ref)`` gives it back — the next sync's base — and ``checksum(ref,
+    path)`` of a plain path is answered from it without reading the tree.
+
 Snapshots of synced trees
     ``snapshot(mutable)`` commits a copy of a mutable ref while it stays usable: the
     local-source pattern is ``named_mutable(context)`` → sync changed files into it →
@@ -70,6 +80,7 @@ du, prune and recovery
 """
 
 from ._checksum import NO_MATCH
+from ._index import EntryMeta, FileIndex
 from ._manager import CacheManager
 from ._refs import ImmutableRef, MutableRef
 from .types import (
@@ -85,6 +96,8 @@ __all__ = [
     "NO_MATCH",
     "CacheManager",
     "CacheStatistics",
+    "EntryMeta",
+    "FileIndex",
     "ImmutableRef",
     "LayerBlob",
     "MutableRef",

@@ -162,10 +162,22 @@ def compute_checksum(
 
 
 class _Walker:
-    def __init__(self, root: str, sel: Selector, stat_cache: StatCache | None) -> None:
+    def __init__(
+        self,
+        root: str,
+        sel: Selector,
+        stat_cache: StatCache | None,
+        *,
+        nodes: dict[str, bytes] | None = None,
+        heads: dict[str, bytes] | None = None,
+    ) -> None:
         self.root = os.path.abspath(root)
         self.sel = sel
         self.cache = stat_cache
+        # with an unfiltered walk: every entry's node and every directory's header, by
+        # path relative to the root ("" is the root); see dockyard.cache._index
+        self.nodes = nodes
+        self.heads = heads
         self.files = 0
         self.bytes = 0
         self.start_ns = time.time_ns()
@@ -268,7 +280,10 @@ class _Walker:
                 entries = sorted(it, key=lambda e: os.fsencode(e.name))
         except OSError as exc:
             raise DockyardError(f"cannot read directory {rel or '/'!r}: {exc.strerror}") from exc
-        h = hashlib.sha256(b"D" + self._header(host, st, b""))
+        head = self._header(host, st, b"")
+        if self.heads is not None:
+            self.heads[rel] = head
+        h = hashlib.sha256(b"D" + head)
         count = 0
         for e in entries:
             child_host = os.path.join(host, e.name)
@@ -285,11 +300,16 @@ class _Walker:
                 d = self._filtered(child_host, child_rel, cst, child_sel, inc_state, exc_state)
             if d is None:
                 continue
+            if self.nodes is not None:
+                self.nodes[child_rel] = d
             h.update(_lp(os.fsencode(e.name)) + d)
             count += 1
         if not selected and count == 0:
             return None
-        return h.digest()
+        digest = h.digest()
+        if self.nodes is not None:
+            self.nodes[rel] = digest
+        return digest
 
     def _filtered(
         self,

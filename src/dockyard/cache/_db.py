@@ -8,6 +8,8 @@
 - ``cache_checksums``: content checksums of committed records, per selector.
 - ``cache_filehashes``: the stat cache of mutable records (path, stat fields, the sha256
   of the content and the file's whole checksum node).
+- ``cache_indexes``: file indexes of committed records (``dockyard.cache._index``): a
+  blob each, full or the changes against ``base_id``'s index.
 
 Calls are short and synchronous, made from the event loop thread or a worker thread,
 serialized by one lock. ``synchronous=NORMAL``: a power cut may lose the last
@@ -88,6 +90,11 @@ CREATE TABLE IF NOT EXISTS cache_filehashes (
     node BLOB NOT NULL,
     PRIMARY KEY (record_id, path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cache_indexes (
+    record_id TEXT PRIMARY KEY REFERENCES cache_records(id) ON DELETE CASCADE,
+    base_id TEXT,
+    data BLOB NOT NULL
+);
 """
 
 
@@ -404,6 +411,26 @@ class CacheDB:
                 "INSERT OR REPLACE INTO cache_checksums (record_id, selector, digest)"
                 " VALUES (?, ?, ?)",
                 (rid, selector, str(digest)),
+            )
+
+    # -- file indexes ----------------------------------------------------------------------
+    def index_blob(self, rid: str) -> tuple[str | None, bytes] | None:
+        """``(base_id, data)`` of the file index kept for ``rid``, or ``None``."""
+        rows = self._query("SELECT base_id, data FROM cache_indexes WHERE record_id = ?", (rid,))
+        if not rows:
+            return None
+        base, data = rows[0]
+        assert isinstance(data, bytes)
+        return (None if base is None else str(base)), data
+
+    def has_index(self, rid: str) -> bool:
+        return bool(self._query("SELECT 1 FROM cache_indexes WHERE record_id = ?", (rid,)))
+
+    def set_index_blob(self, rid: str, base_id: str | None, data: bytes) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO cache_indexes (record_id, base_id, data) VALUES (?, ?, ?)",
+                (rid, base_id, data),
             )
 
     def file_hashes(self, rid: str) -> dict[str, FileHash]:

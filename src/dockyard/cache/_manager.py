@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +43,16 @@ from ._checksum import (
     content_hash,
 )
 from ._db import CacheDB, FileHash, Parent, RecordRow
+from ._index import (
+    MAX_DELTAS,
+    EntryMeta,
+    FileIndex,
+    IndexBuild,
+    decode_index,
+    encode_index,
+    index_tree,
+    update_index,
+)
 from ._refs import ImmutableRef, MutableRef, finish
 from .types import (
     CacheStatistics,
@@ -57,6 +67,7 @@ __all__ = ["CacheManager"]
 _KEPT_WITHOUT_ALL = frozenset({RecordType.INTERNAL, RecordType.FRONTEND})
 _CHECKSUM_MEMO = 50_000
 _SEEDED_MAX = 8
+_INDEXES_MAX = 4
 SNAPSHOT_OF_LABEL = "dockyard.snapshot-of"
 SNAPSHOT_CHAIN = 32
 """Layers a chain of snapshots of one mutable ref may reach before the next is a full copy."""
@@ -116,6 +127,8 @@ class CacheManager:
         self._seeded: dict[str, StatCache] = {}
         self._checksums: dict[tuple[str, str], str] = {}
         self._flights: SingleFlight[tuple[str, str], str] = SingleFlight()
+        self._indexes: dict[str, FileIndex] = {}  # a few loaded file indexes, latest last
+        self._unindexed: set[str] = set()  # committed records known to have none
         self._files_hashed = 0
         self._bytes_hashed = 0
         self._checksum_hits = 0
@@ -799,6 +812,12 @@ class CacheManager:
         self, ref: ImmutableRef, sel: Selector, key: tuple[str, str]
     ) -> str:
         self._checksum_misses += 1
+        index = await self._index_of(ref.id)
+        if index is not None and index.answers(sel):
+            digest = index.checksum(sel)
+            self._db.set_checksum(key[0], key[1], digest)
+            self._remember(key, digest)
+            return str(digest)
         mounts = await self.snapshotter.view_mounts(ref.id)
         seeded = (
             self._file_cache(ref.id, committed=True)
@@ -842,6 +861,116 @@ class CacheManager:
         if changed or removed:
             self._db.update_file_hashes(ref.id, changed, removed)
         return result.digest
+
+    # -- file indexes ----------------------------------------------------------------------
+    async def own_path(self, ref: MutableRef) -> tuple[Path, bool]:
+        """Where ``ref``'s changes are written without a mount, and whether that is a
+        *layer*: an overlayfs upper directory over its parent's tree (``True``), or the
+        whole tree (``False``: no parent, or the native snapshotter's full copy)."""
+        self._own(ref)
+        layer = self.snapshotter.layered and bool(ref._row.parents)
+        return await self.snapshotter.own_path(ref.id), layer
+
+    async def file_index(self, ref: ImmutableRef) -> FileIndex | None:
+        """The file index kept for committed ``ref`` (:meth:`commit_indexed`), if any:
+        every entry's metadata as the sync that wrote it sent it, and checksum nodes."""
+        self._own(ref)
+        return await self._index_of(ref.id)
+
+    async def index_tree(
+        self,
+        ref: MutableRef,
+        meta: dict[str, EntryMeta],
+        *,
+        base: FileIndex | None = None,
+        written: Collection[str] = (),
+        deleted: Sequence[str] = (),
+    ) -> FileIndex:
+        """The file index of ``ref``'s tree after a sync wrote into :meth:`own_path`.
+
+        Without ``base`` the whole tree is read (its own path must be the whole tree)
+        and ``meta`` is every entry's metadata. With ``base`` — the index of ``ref``'s
+        parent — ``meta`` has the metadata that differs from ``base``'s, and only the
+        ``written`` entries are read; ``deleted`` ones are dropped, and the directories
+        above all of them recomputed.
+        """
+        root, layer = await self.own_path(ref)
+        if base is None and layer:
+            raise UsageError("a file index of a layer needs its parent's index")
+
+        def run() -> IndexBuild:
+            if base is None:
+                return index_tree(str(root), meta)
+            return update_index(base, str(root), meta, written, deleted)
+
+        build = await asyncio.to_thread(run)
+        self._files_hashed += build.files_hashed
+        self._bytes_hashed += build.bytes_hashed
+        return build.index
+
+    async def commit_indexed(self, ref: MutableRef, index: FileIndex) -> ImmutableRef:
+        """Commit ``ref`` (see :meth:`MutableRef.commit`) and keep ``index`` for it (made
+        by :meth:`index_tree`): checksums of plain paths in the result are then answered
+        from it without reading the tree, and the next sync compares against it. Kept as
+        the changes against the parent's index for up to :data:`MAX_DELTAS` layers."""
+        self._own(ref)
+        parent = ref._row.parents[0].id if ref._row.parents else None
+        delta = 0 < index.depth <= MAX_DELTAS and parent is not None
+        if not delta and index.depth:
+            index = FileIndex(index.meta, index.nodes, index.heads)
+        result = await ref.commit()
+        try:
+            data = await asyncio.to_thread(encode_index, index, delta=delta)
+            self._db.set_index_blob(result.id, parent if delta else None, data)
+        except BaseException:
+            await result.release()
+            raise
+        self._unindexed.discard(result.id)
+        self._remember_index(result.id, index)
+        return result
+
+    async def _index_of(self, rid: str) -> FileIndex | None:
+        index = self._indexes.get(rid)
+        if index is not None:
+            self._remember_index(rid, index)
+            return index
+        if rid in self._unindexed:
+            return None
+        chain: list[bytes] = []
+        base: FileIndex | None = None
+        cur: str | None = rid
+        while cur is not None:
+            known = self._indexes.get(cur)
+            if known is not None:
+                base = known
+                break
+            row = self._db.index_blob(cur)
+            if row is None:
+                if cur == rid:
+                    self._unindexed.add(rid)
+                return None  # a delta whose base is gone: as good as none
+            cur, data = row
+            chain.append(data)
+
+        def decode() -> FileIndex:
+            index = base
+            for data in reversed(chain):
+                index = decode_index(data, index)
+            assert index is not None
+            return index
+
+        try:
+            index = await asyncio.to_thread(decode)
+        except DockyardError:
+            return None  # unreadable: the record is used as if it had none
+        self._remember_index(rid, index)
+        return index
+
+    def _remember_index(self, rid: str, index: FileIndex) -> None:
+        self._indexes.pop(rid, None)
+        self._indexes[rid] = index
+        while len(self._indexes) > _INDEXES_MAX:
+            del self._indexes[next(iter(self._indexes))]
 
     # -- du and prune ----------------------------------------------------------------------
     async def du(self, filters: UsageFilter | None = None) -> list[UsageRecord]:
@@ -930,6 +1059,7 @@ class CacheManager:
                     self._db.delete_many({record.id})
                     self._stat_caches.pop(record.id, None)
                     self._seeded.pop(record.id, None)
+                    self._indexes.pop(record.id, None)
                     await self._remove_snapshot(record.id)
                     total -= record.size
                     removed.append(record)

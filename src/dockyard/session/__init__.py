@@ -25,7 +25,16 @@ from ._receive import Receiver, receive
 from ._secrets import Secrets, SecretSource
 from ._session import Session, new_session_id
 from ._ssh import SshAgents, SshSpec, StreamChannel, forwarding_socket
-from ._values import FileStat, SessionCredentials, SessionInfo, SyncRequest, SyncResult
+from ._values import (
+    FileStat,
+    SessionCredentials,
+    SessionInfo,
+    StatKey,
+    SyncBase,
+    SyncRequest,
+    SyncResult,
+    stat_key,
+)
 from ._walk import walk
 from .types import (
     ByteChannel,
@@ -102,7 +111,9 @@ __all__ = [
     "SshAgents",
     "SshForwarder",
     "SshSpec",
+    "StatKey",
     "StreamChannel",
+    "SyncBase",
     "SyncRequest",
     "SyncResult",
     "SyncSource",
@@ -110,5 +121,6 @@ __all__ = [
     "forwarding_socket",
     "new_session_id",
     "receive",
+    "stat_key",
     "walk",
 ]

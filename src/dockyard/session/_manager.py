@@ -16,7 +16,7 @@ from ._local import LocalPeer
 from ._receive import receive
 from ._session import Session
 from ._ssh import forwarding_socket
-from ._values import SessionCredentials, SessionInfo, SyncRequest, SyncResult
+from ._values import SessionCredentials, SessionInfo, SyncBase, SyncRequest, SyncResult
 from .types import ByteChannel, ExportStream, SyncSource
 
 __all__ = ["Peer", "SessionHandle", "SessionManager"]
@@ -176,7 +176,7 @@ class _FileSync:
     async def sync(
         self,
         request: SyncRequest,
-        dest: Path,
+        dest: Path | SyncBase,
         *,
         reporter: Reporter | None = None,
         progress_digest: str = "",

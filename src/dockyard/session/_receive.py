@@ -17,18 +17,24 @@ Phases (each blocking, run in a thread by :func:`receive`):
 Everything is done relative to directory file descriptors opened one component at a
 time with ``O_NOFOLLOW``, so nothing the sender says can make the receiver write through
 a symlink or outside ``dest``: symlinks are created as links and never followed.
+
+A sync into a new layer (:class:`~dockyard.session.SyncBase`) compares the sender's
+entries with the base tree's stat keys instead of scanning a directory: when nothing
+differs nothing is written at all; otherwise only the changes land in the layer (see
+:meth:`Receiver.plan`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import secrets
 import shutil
 import stat
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,7 +47,7 @@ from dockyard.core import (
 )
 
 from ._progress import TransferProgress
-from ._values import FileStat, SyncResult
+from ._values import FileStat, StatKey, SyncBase, SyncResult
 from .types import Chunk, Content, LocalFile, SyncSource
 
 __all__ = ["Receiver", "receive"]
@@ -71,11 +77,15 @@ def _name(path: str) -> str:
 
 class _DirStack:
     """Directory fds for one chain of nested directories below the root, each opened
-    relative to its parent with ``O_NOFOLLOW`` (a symlink on the way is an error)."""
+    relative to its parent with ``O_NOFOLLOW`` (a symlink on the way is an error).
 
-    def __init__(self, root_fd: int) -> None:
+    With ``made`` (a layer), a missing directory on the way is created (``0700``, its
+    metadata is applied at the end) and ``made`` is told its path."""
+
+    def __init__(self, root_fd: int, made: Callable[[str], None] | None = None) -> None:
         self._root = root_fd
         self._chain: list[tuple[str, int]] = []
+        self._made = made
 
     def fd(self, rel_dir: str) -> int:
         if not rel_dir:
@@ -89,8 +99,14 @@ class _DirStack:
             os.close(fd)
         del self._chain[keep:]
         parent = self._chain[-1][1] if self._chain else self._root
-        for name in parts[keep:]:
+        for depth, name in enumerate(parts[keep:], keep + 1):
             try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                if self._made is None:
+                    raise
+                os.mkdir(name, 0o700, dir_fd=parent)
+                self._made("/".join(parts[:depth]))
                 fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
             except OSError as exc:
                 if exc.errno in (errno.ENOTDIR, errno.ELOOP):
@@ -154,6 +170,35 @@ def _validate(entries: Sequence[FileStat], allow_devices: bool) -> dict[str, int
     return index
 
 
+def _same(entry: FileStat, cur: StatKey, owners: bool) -> bool:
+    """Whether ``entry`` matches the base tree's stat key (owners only with ``owners``)."""
+    return (
+        cur[0] == entry.mode
+        and cur[4] == entry.mtime_ns
+        and cur[3] == entry.size
+        and cur[5] == entry.linkname
+        and cur[6] == entry.devmajor
+        and cur[7] == entry.devminor
+        and (not owners or (cur[1] == entry.uid and cur[2] == entry.gid))
+    )
+
+
+def _differs(
+    entries: Sequence[FileStat], base: Mapping[str, StatKey], owners: bool, compare: bool
+) -> bool:
+    """Whether a sync of ``entries`` would change the base tree (the paths are unique)."""
+    if len(entries) != len(base):
+        return True
+    get = base.get
+    for entry in entries:
+        cur = get(entry.path)
+        if cur is None or not _same(entry, cur, owners):
+            return True
+        if not compare and entry.is_regular and not entry.linkname:
+            return True
+    return False
+
+
 def _scan(dest: str, fix_access: bool) -> tuple[dict[str, os.stat_result], list[str]]:
     """``lstat`` of everything below ``dest`` (not following symlinks). With
     ``fix_access`` (not root) directories we could not write into get ``u+rwx``; their
@@ -189,10 +234,14 @@ class Receiver:
         allow_devices: bool = False,
         merge: bool = False,
         compare: bool = True,
+        layer_over: Mapping[str, StatKey] | None = None,
     ) -> None:
+        if layer_over is not None and merge:
+            raise ValueError("a layer sync cannot merge")
         self.dest = dest
         self.merge = merge
         self.compare = compare
+        self.layer_over = layer_over
         self.preserve_owner = os.geteuid() == 0 if preserve_owner is None else preserve_owner
         self.allow_devices = allow_devices
         self.files = 0
@@ -223,7 +272,8 @@ class Receiver:
         if self._dirs is None:
             os.makedirs(self.dest, exist_ok=True)
             self._root_fd = os.open(self.dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._dirs = _DirStack(self._root_fd)
+            made = self._dirty.add if self.layer_over is not None else None
+            self._dirs = _DirStack(self._root_fd, made)
         return self._dirs
 
     def _fail(self, path: str, exc: OSError) -> DockyardError:
@@ -275,10 +325,23 @@ class Receiver:
         self._dirty.update(fixed)
         self._existing = existing
 
-    def plan(self, entries: Sequence[FileStat]) -> list[int]:
-        """Validate, diff and apply everything but file content; return wanted ids."""
-        index = _validate(entries, self.allow_devices)
+    def plan(self, entries: Sequence[FileStat], index: dict[str, int] | None = None) -> list[int]:
+        """Validate, diff and apply everything but file content; return wanted ids.
+
+        ``index`` is the result of validating ``entries`` already (path → position).
+        In a layer (``layer_over``) the destination is an empty overlayfs upper directory
+        over a tree whose entries are known: deleted entries become whiteouts (one for a
+        whole deleted directory), new and changed ones are written with the directories
+        leading to them, and a changed hard-link group is written again as a whole (a
+        link cannot reach into a lower layer). A regular file whose mode or owner alone
+        changed travels again too (it cannot be changed in place there).
+        """
+        if index is None:
+            index = _validate(entries, self.allow_devices)
         self._entries = entries
+        if self.layer_over is not None:
+            self._plan_layer(entries, index, self.layer_over)
+            return list(self._wanted)
         dirs = self._open()
         existing: dict[str, os.stat_result] | None = None
         if not self.merge:
@@ -307,6 +370,86 @@ class Receiver:
             except OSError as exc:
                 raise self._fail(path, exc) from exc
         return list(self._wanted)
+
+    def _plan_layer(
+        self, entries: Sequence[FileStat], index: dict[str, int], base: Mapping[str, StatKey]
+    ) -> None:
+        dirs = self._open()
+        owners = self.preserve_owner
+        gone = sorted((p for p in base if p not in index), key=_key)
+        gone_set = set(gone)
+        for path in gone:
+            parent = _parent(path)
+            if parent in gone_set:
+                continue  # hidden with its directory
+            if parent and not (entries[index[parent]].is_dir and stat.S_ISDIR(base[parent][0])):
+                continue  # the directory became something else: that covers it
+            try:
+                os.mknod(_name(path), stat.S_IFCHR | 0o600, 0, dir_fd=dirs.fd(parent))
+            except OSError as exc:
+                raise self._fail(path, exc) from exc
+            self._dirty.add(parent)
+        self._deleted = gone
+
+        regroup: set[str] = set()  # hard-link targets whose group is written again
+        links: dict[str, list[int]] = {}
+        for i, entry in enumerate(entries):
+            path = entry.path
+            cur = base.get(path)
+            same = cur is not None and _same(entry, cur, owners)
+            fmt = stat.S_IFMT(entry.mode)
+            try:
+                if fmt == stat.S_IFDIR:
+                    if not same:
+                        with contextlib.suppress(FileExistsError):  # made for a whiteout
+                            os.mkdir(_name(path), 0o700, dir_fd=dirs.fd(_parent(path)))
+                        self._changed.add(path)
+                        self._dirty.add(path)
+                    continue
+                if fmt == stat.S_IFREG:
+                    if entry.linkname:
+                        links.setdefault(entry.linkname, []).append(i)
+                        if not same:
+                            regroup.add(entry.linkname)
+                    elif not same or not self.compare:
+                        self._wanted.append(i)
+                        regroup.add(path)
+                    continue
+                if same:
+                    continue
+                fd = dirs.fd(_parent(path))
+                if fmt == stat.S_IFLNK:
+                    temp = self._temp_name(i)
+                    os.symlink(entry.linkname, temp, dir_fd=fd)
+                    self._set_meta(fd, temp, entry, owner=True)
+                    os.rename(temp, _name(path), src_dir_fd=fd, dst_dir_fd=fd)
+                else:
+                    name = _name(path)
+                    device = os.makedev(entry.devmajor, entry.devminor)
+                    os.mknod(name, fmt | 0o600, device, dir_fd=fd)
+                    self._set_meta(fd, name, entry, owner=True)
+                self._created(path)
+            except OSError as exc:
+                raise self._fail(path, exc) from exc
+        # a group changes when a member does or the set of links to the target differs
+        before: dict[str, set[str]] = {}
+        for path, key in base.items():
+            if key[5] and stat.S_ISREG(key[0]):
+                before.setdefault(key[5], set()).add(path)
+        for target, paths in before.items():
+            if target in links and {entries[i].path for i in links[target]} != paths:
+                regroup.add(target)
+        wanted = set(self._wanted)
+        for target in regroup:
+            members = links.get(target)
+            if not members:
+                continue
+            first = index[target]
+            if first not in wanted:
+                wanted.add(first)
+                self._wanted.append(first)
+            self._hardlinks.extend(members)
+        self._wanted.sort()
 
     def _plan_one(
         self,
@@ -494,6 +637,7 @@ class Receiver:
             bytes_transferred=self.bytes,
             changed=tuple(sorted(self._changed, key=_key)),
             deleted=tuple(sorted(self._deleted, key=_key)),
+            tree=tuple(self._entries),
         )
 
     def _link(self, entry: FileStat, dirs: _DirStack) -> None:
@@ -582,7 +726,7 @@ async def _in_thread(receiver: Receiver, fn: Callable[..., _T], *args: object) -
 
 async def receive(
     source: SyncSource,
-    dest: Path,
+    dest: Path | SyncBase,
     *,
     name: str = "",
     reporter: Reporter | None = None,
@@ -599,13 +743,28 @@ async def receive(
     deleted (an export into a directory of the user). Reports ``VertexProgress`` (bytes
     and files) for ``progress_digest`` when one is given. With ``compare=False`` every
     regular file is fetched again. Syncs into the same ``dest`` run one after the other
-    (within this process).
+    (within this process). A :class:`SyncBase` destination is a new layer over a known
+    tree: nothing is written (and its ``open`` is never called) when nothing changed.
     """
+    progress = TransferProgress(
+        reporter, progress_digest, name or (dest.name if isinstance(dest, Path) else "")
+    )
+    if isinstance(dest, SyncBase):
+        if merge:
+            raise ValueError("a sync into a new layer cannot merge")
+        return await _receive_base(
+            source,
+            dest,
+            progress=progress,
+            preserve_owner=preserve_owner,
+            allow_devices=allow_devices,
+            compare=compare,
+        )
     async with _dest_lock(dest):
         return await _receive(
             source,
             dest,
-            progress=TransferProgress(reporter, progress_digest, name or dest.name),
+            progress=progress,
             preserve_owner=preserve_owner,
             allow_devices=allow_devices,
             merge=merge,
@@ -624,6 +783,47 @@ def _dest_lock(dest: Path) -> asyncio.Lock:
         lock = asyncio.Lock()
         _locks[key] = lock
     return lock
+
+
+async def _entries(source: SyncSource, scanning: asyncio.Future[None] | None) -> list[FileStat]:
+    entries: list[FileStat] = []
+    stats = source.stats()
+    try:
+        async for batch in stats:
+            entries.extend(batch)
+    finally:
+        aclose = getattr(stats, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        if scanning is not None:
+            await asyncio.wait([scanning])  # the thread must end before anything else
+    if scanning is not None:
+        scanning.result()
+    return entries
+
+
+async def _transfer(
+    source: SyncSource,
+    receiver: Receiver,
+    entries: list[FileStat],
+    progress: TransferProgress,
+    index: dict[str, int] | None = None,
+) -> SyncResult:
+    wanted = await _in_thread(receiver, receiver.plan, entries, index)
+    progress.totals(len(wanted), sum(entries[i].size for i in wanted))
+    progress.emit(0, 0, force=True)
+    content = source.fetch(wanted)
+    try:
+        async for pieces in content:
+            await _in_thread(receiver, receiver.write, pieces)
+            progress.emit(receiver.files, receiver.bytes)
+    finally:
+        aclose = getattr(content, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    result = await _in_thread(receiver, receiver.finish)
+    progress.emit(result.files_transferred, result.bytes_transferred, done=True)
+    return result
 
 
 async def _receive(
@@ -646,33 +846,55 @@ async def _receive(
     # look at the destination while the sender walks its tree
     scanning = None if merge else asyncio.ensure_future(asyncio.to_thread(receiver.scan))
     try:
-        entries: list[FileStat] = []
-        stats = source.stats()
-        try:
-            async for batch in stats:
-                entries.extend(batch)
-        finally:
-            aclose = getattr(stats, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if scanning is not None:
-                await asyncio.wait([scanning])  # the thread must end before anything else
-        if scanning is not None:
-            scanning.result()
-        wanted = await _in_thread(receiver, receiver.plan, entries)
-        progress.totals(len(wanted), sum(entries[i].size for i in wanted))
+        entries = await _entries(source, scanning)
+        return await _transfer(source, receiver, entries, progress)
+    finally:
+        receiver.close()
+
+
+async def _receive_base(
+    source: SyncSource,
+    base: SyncBase,
+    *,
+    progress: TransferProgress,
+    preserve_owner: bool | None,
+    allow_devices: bool,
+    compare: bool,
+) -> SyncResult:
+    entries = await _entries(source, None)
+    owners = os.geteuid() == 0 if preserve_owner is None else preserve_owner
+
+    def check() -> tuple[dict[str, int], bool]:
+        index = _validate(entries, allow_devices)
+        return index, _differs(entries, base.entries, owners, compare)
+
+    index, differs = await asyncio.to_thread(check)
+    if not differs:
+        progress.totals(0, 0)
         progress.emit(0, 0, force=True)
-        content = source.fetch(wanted)
+        content = source.fetch([])
         try:
-            async for pieces in content:
-                await _in_thread(receiver, receiver.write, pieces)
-                progress.emit(receiver.files, receiver.bytes)
+            async for _ in content:
+                raise SessionError("file sync: content arrived that was not asked for")
         finally:
             aclose = getattr(content, "aclose", None)
             if aclose is not None:
                 await aclose()
-        result = await _in_thread(receiver, receiver.finish)
-        progress.emit(result.files_transferred, result.bytes_transferred, done=True)
-        return result
+        progress.emit(0, 0, done=True)
+        return SyncResult(
+            entries=len(entries), files_transferred=0, bytes_transferred=0, tree=tuple(entries)
+        )
+    path, layer = await base.open()
+    receiver = Receiver(
+        path,
+        preserve_owner=owners,
+        allow_devices=allow_devices,
+        compare=compare,
+        layer_over=base.entries if layer else None,
+    )
+    try:
+        if not layer:
+            await _in_thread(receiver, receiver.scan)
+        return await _transfer(source, receiver, entries, progress, index)
     finally:
         receiver.close()

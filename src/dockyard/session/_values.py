@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dockyard.core import UsageError
 from dockyard.core.pathmatch import PatternError, PatternMatcher
@@ -12,8 +14,11 @@ __all__ = [
     "FileStat",
     "SessionCredentials",
     "SessionInfo",
+    "StatKey",
+    "SyncBase",
     "SyncRequest",
     "SyncResult",
+    "stat_key",
 ]
 
 
@@ -54,6 +59,25 @@ class FileStat:
     def is_hardlink(self) -> bool:
         """A regular file that names an earlier entry as its hard-link target."""
         return stat.S_ISREG(self.mode) and bool(self.linkname)
+
+
+StatKey = tuple[int, int, int, int, int, str, int, int]
+"""What a receiver compares of an entry: ``(mode, uid, gid, size, mtime_ns, linkname,
+devmajor, devminor)`` — see :func:`stat_key`."""
+
+
+def stat_key(entry: FileStat) -> StatKey:
+    """The fields of ``entry`` a sync compares (everything but the path)."""
+    return (
+        entry.mode,
+        entry.uid,
+        entry.gid,
+        entry.size,
+        entry.mtime_ns,
+        entry.linkname,
+        entry.devmajor,
+        entry.devminor,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,11 +135,35 @@ class SyncResult:
     bytes_transferred: int
     changed: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
+    tree: tuple[FileStat, ...] = field(default=(), repr=False, compare=False)
+    """Every entry the sender sent, in walk order (the tree the destination now shows)."""
 
     @property
     def unchanged(self) -> bool:
         """Nothing in the destination was modified."""
         return not self.changed and not self.deleted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncBase:
+    """A sync that starts from a tree known by its entries instead of from a directory
+    holding it: the destination of a sync into a new snapshot layer.
+
+    ``entries`` are the stat keys (:func:`stat_key`) of the tree as the sync that made it
+    sent them, by path. The receiver compares the sender's entries with them; when
+    nothing differs it writes nothing and never calls ``open``. Otherwise ``open()``
+    returns the directory to write into and whether it is a *layer*:
+
+    - a layer (``True``): an empty overlayfs upper directory over the base tree. Only
+      what changed is written there, with the directories leading to it (their metadata
+      from the sender); a deleted entry becomes a whiteout (a 0/0 character device) in
+      its directory; an entry whose type changed simply covers the old one;
+    - not a layer (``False``): a directory holding a copy of the base tree, brought up to
+      date in place like any destination.
+    """
+
+    entries: Mapping[str, StatKey]
+    open: Callable[[], Awaitable[tuple[Path, bool]]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,7 +25,7 @@ from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 from dockyard.core import Reporter
 
-from ._values import FileStat, SessionCredentials, SyncRequest, SyncResult
+from ._values import FileStat, SessionCredentials, SyncBase, SyncRequest, SyncResult
 
 __all__ = [
     "ByteChannel",
@@ -166,6 +166,8 @@ class FileSyncCaller(Protocol):
     transferred) is reported as ``VertexProgress`` of ``progress_digest``. With
     ``compare=False`` every file's content travels again (``local.differ=none``); only
     unchanged metadata is kept. ``has`` tells whether the client offers a directory.
+    ``dest`` may also be a :class:`~dockyard.session.SyncBase`: a new snapshot layer over
+    a tree known by its entries, opened only when something changed.
     """
 
     def has(self, name: str) -> bool: ...
@@ -173,7 +175,7 @@ class FileSyncCaller(Protocol):
     async def sync(
         self,
         request: SyncRequest,
-        dest: Path,
+        dest: Path | SyncBase,
         *,
         reporter: Reporter | None = None,
         progress_digest: str = "",

@@ -66,6 +66,10 @@ class BaseSnapshotter:
     """Records in ``<root>/metadata.db``, one directory ``<root>/<id>`` per snapshot."""
 
     name = "base"
+    layered = False
+    """Whether an active snapshot's own directory (:meth:`own_path`) holds only its
+    changes over its parent's tree (an overlayfs upper directory) rather than the whole
+    tree (a copy, for the native snapshotter)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -142,6 +146,13 @@ class BaseSnapshotter:
     def _own_dir(self, rec: Record) -> Path:
         """The directory holding what this snapshot alone owns."""
         return self._fs(rec.id)
+
+    async def own_path(self, key: str) -> Path:
+        """The directory of active snapshot ``key`` that holds what it alone owns, to be
+        written without a mount: its whole tree, or with :attr:`layered` and a parent,
+        an overlayfs upper directory (whiteouts as 0/0 character devices, directories
+        merged with the parent's unless marked opaque)."""
+        return self._own_dir(self._active(key))
 
     async def remove(self, key: str) -> None:
         rec = self._meta.remove(key)

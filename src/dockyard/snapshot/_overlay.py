@@ -51,6 +51,7 @@ class OverlaySnapshotter(BaseSnapshotter):
     """Snapshots as overlayfs layers; mounts are overlay (or bind for a single layer)."""
 
     name = "overlayfs"
+    layered = True
 
     def __init__(
         self,

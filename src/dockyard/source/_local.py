@@ -1,49 +1,74 @@
 """``local://NAME``: a directory the client serves through its session (the build
 context, a named context, the Dockerfile's directory).
 
-Each fetch syncs the client's directory incrementally into a persistent work area of the
-cache (``CacheManager.named_mutable``) kept per *shared key* — the op's
-``local.sharedkeyhint`` (else its name) and the client's shared key, as BuildKit does —
-so only what changed since the last build travels. Include and exclude patterns
-(``.dockerignore`` semantics, ``!`` and ``**``) and follow paths are applied by the
-client's walk; the receiver keeps everything inside the work area (symlinks stay links,
-no path escapes).
+Each fetch syncs the client's directory into a new snapshot *on top of the previous one*
+of the same *shared key* — the op's ``local.sharedkeyhint`` (else its name) and the
+client's shared key, as BuildKit does — so only what changed travels and is written:
 
-The result is a committed copy of the work area. Its content checksum (the cache's stat
-cache re-reads only files whose stat changed; nothing at all when the sync changed
-nothing) labels the copy, and a later fetch with the same content reuses that copy
-instead of copying again. The op's cache key is unique per fetch (the source always
-runs, like BuildKit's); its dependants read it by content checksum, so they still hit
-the cache when the files they use are unchanged.
+- the previous snapshot's file index (``CacheManager.file_index``: every entry's
+  metadata as that sync sent it, and its checksum nodes) is the sync's base. The
+  receiver compares the client's entries with it; when nothing differs nothing is
+  written and the previous snapshot is the result (no copy, no walk of the tree);
+- otherwise a new mutable ref is made on the previous snapshot and only the changes are
+  written into its own directory — with overlayfs an upper directory over the previous
+  tree (deletions become whiteouts; committing costs no copy), with the native
+  snapshotter a full copy of it — and the index is carried over, re-reading only the
+  entries the sync wrote. A tree with the same content as an existing snapshot (a
+  change undone) reuses that snapshot instead. The first fetch writes every file once.
+
+Include and exclude patterns (``.dockerignore`` semantics, ``!`` and ``**``) and follow
+paths are applied by the client's walk; the receiver keeps everything inside the
+snapshot (symlinks stay links, no path escapes). The op's cache key is unique per fetch
+(the source always runs, like BuildKit's); its dependants read it by content checksum —
+answered from the index, without reading files — so they still hit the cache when the
+files they use are unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.cache import CacheManager, ImmutableRef, MutableRef, RecordType
+from dockyard.cache import CacheManager, FileIndex, ImmutableRef, MutableRef, RecordType
 from dockyard.core import (
-    Digest,
     InvalidDefinitionError,
     NotFoundError,
     SessionError,
     UsageError,
 )
 from dockyard.llb import ATTR
-from dockyard.session import SessionHandle, SessionManager, SyncRequest, SyncResult
+from dockyard.session import (
+    SessionHandle,
+    SessionManager,
+    SyncBase,
+    SyncRequest,
+    SyncResult,
+    stat_key,
+)
 from dockyard.solver import JobValue, VertexContext
 
 from .types import SourceOpRequest
 
-__all__ = ["CONTENT_LABEL", "LocalInstance", "LocalSource", "LocalSpec", "LocalStatistics"]
+__all__ = [
+    "CONTENT_LABEL",
+    "KEY_LABEL",
+    "LocalInstance",
+    "LocalSource",
+    "LocalSpec",
+    "LocalStatistics",
+]
 
 CONTENT_LABEL = "dockyard.source.local.content"
-"""Label on a local source's committed copy: the content checksum of its tree."""
+"""Label on a local source's snapshot: the content checksum of its tree."""
+
+KEY_LABEL = "dockyard.source.local.key"
+"""Label on a local source's snapshot: the shared key whose next sync builds on it."""
 
 _INCLUDE_ATTRS = (ATTR.LOCAL_INCLUDE_PATTERNS, "local.includepatterns")
 
@@ -104,8 +129,9 @@ class LocalSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalStatistics:
     """Counters since the source was made: ``syncs`` done, file contents and bytes
-    transferred by them, committed copies made (``copies``) and reused (``reused``),
-    and ``checksums`` computed of the work areas (skipped when a sync changed nothing)."""
+    transferred by them, snapshots committed (``copies``) and existing ones returned
+    instead (``reused``: nothing changed, or a change undone), and file indexes
+    computed (``checksums``; none when a sync changed nothing)."""
 
     syncs: int
     files_transferred: int
@@ -134,7 +160,7 @@ class LocalSource:
         self.cache = cache
         self.sessions = sessions
         self._session_key = session_key
-        self._digests: dict[str, Digest] = {}  # work area id → checksum after its last sync
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._syncs = 0
         self._files = 0
         self._bytes = 0
@@ -181,57 +207,104 @@ class LocalSource:
         )
 
     async def fetch(self, spec: LocalSpec, ctx: VertexContext) -> ImmutableRef:
-        """Sync the directory and return its committed tree (see the module docstring)."""
+        """Sync the directory and return its snapshot (see the module docstring)."""
         handle = await self.session(spec, ctx)
         key = f"local:{spec.shared_key_hint or spec.name}:{handle.shared_key}"
-        async with self.cache.named_mutable(
-            key, record_type=RecordType.SOURCE_LOCAL, description=f"local source for {spec.name}"
-        ) as work:
-            # forget the last checksum first: a sync that fails halfway changes the tree
-            known = self._digests.pop(work.id, None)
-            async with _directory(work) as dest:
-                result = await handle.filesync.sync(
-                    spec.sync, dest, reporter=ctx, progress_digest=ctx.digest
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:  # the second of two syncs of one key builds on the first
+            previous, index = await self._previous(key)
+            made: list[MutableRef] = []
+
+            async def open_layer() -> tuple[Path, bool]:
+                mutable = await self.cache.new_mutable(
+                    previous,
+                    record_type=RecordType.SOURCE_LOCAL,
+                    description=f"local source for {spec.name}",
                 )
-            self._count(result)
-            digest = known if result.unchanged else None
-            if digest is None:
-                self._checksums += 1
-                digest = await self.cache.checksum(work, "/")
-            for rid in self.cache.records_with_label(CONTENT_LABEL, str(digest)):
-                with contextlib.suppress(NotFoundError):
-                    ref = await self.cache.get(rid)
-                    self._digests[work.id] = digest
-                    self._reused += 1
-                    return ref
-            ref = await self.cache.snapshot(
-                work, record_type=RecordType.SOURCE_LOCAL, description=f"local {spec.name}"
-            )
+                made.append(mutable)
+                return await self.cache.own_path(mutable)
+
+            base = SyncBase(entries=index.meta if index is not None else {}, open=open_layer)
             try:
-                ref.set_label(CONTENT_LABEL, str(digest))
-            except BaseException:
-                await ref.release()
-                raise
-            self._digests[work.id] = digest
-            self._copies += 1
-            return ref
+                result = await handle.filesync.sync(
+                    spec.sync, base, reporter=ctx, progress_digest=ctx.digest
+                )
+                self._count(result)
+                if not made and previous is not None:
+                    self._reused += 1
+                    ref, previous = previous, None
+                    return ref
+                if not made:
+                    await open_layer()  # an empty directory, the first time
+                return await self._commit(made[0], key, result, index)
+            finally:
+                for mutable in made:
+                    if not mutable.released:
+                        await mutable.release()
+                if previous is not None:
+                    await previous.release()
+
+    async def _previous(self, key: str) -> tuple[ImmutableRef | None, FileIndex | None]:
+        """The latest snapshot of ``key`` that has a file index (a new handle), if any."""
+        for rid in self.cache.records_with_label(KEY_LABEL, key):
+            try:
+                ref = await self.cache.get(rid)
+            except NotFoundError:
+                continue
+            index = await self.cache.file_index(ref)
+            if index is not None:
+                return ref, index
+            await ref.release()
+        return None, None
+
+    async def _commit(
+        self, mutable: MutableRef, key: str, result: SyncResult, base: FileIndex | None
+    ) -> ImmutableRef:
+        self._checksums += 1
+        if base is None:
+            meta = {e.path: stat_key(e) for e in result.tree}
+            index = await self.cache.index_tree(mutable, meta)
+        else:
+            written = set(result.changed)
+            known = base.meta
+            changes = {}
+            for entry in result.tree:
+                stats = stat_key(entry)
+                if entry.path in written or known.get(entry.path) != stats:
+                    changes[entry.path] = stats
+            index = await self.cache.index_tree(
+                mutable, changes, base=base, written=written, deleted=result.deleted
+            )
+        digest = str(index.digest)
+        for rid in self.cache.records_with_label(CONTENT_LABEL, digest):
+            with contextlib.suppress(NotFoundError):
+                ref = await self.cache.get(rid)
+                if await self.cache.file_index(ref) is None:
+                    await ref.release()
+                    continue
+                self._reused += 1
+                await self._label(ref, key=key)
+                return ref
+        ref = await self.cache.commit_indexed(mutable, index)
+        await self._label(ref, key=key, content=digest)
+        self._copies += 1
+        return ref
+
+    async def _label(self, ref: ImmutableRef, *, key: str, content: str | None = None) -> None:
+        try:
+            if content is not None:
+                ref.set_label(CONTENT_LABEL, content)
+            ref.set_label(KEY_LABEL, key)
+        except BaseException:
+            await ref.release()
+            raise
 
     def _count(self, result: SyncResult) -> None:
         self._syncs += 1
         self._files += result.files_transferred
         self._bytes += result.bytes_transferred
-
-
-@contextlib.asynccontextmanager
-async def _directory(work: MutableRef) -> AsyncIterator[Path]:
-    """The work area as a directory: its own path when it is a plain directory (no
-    mount needed), else mounted for the block."""
-    mounts = await work.mounts()
-    if len(mounts) == 1 and mounts[0].type == "bind" and not mounts[0].readonly:
-        yield Path(mounts[0].source)
-        return
-    async with work.mount() as root:
-        yield root
 
 
 class LocalInstance:

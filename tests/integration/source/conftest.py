@@ -32,6 +32,7 @@ from dockyard.oci import (
 )
 from dockyard.registry import CredentialsProvider, RegistryConfig, StaticCredentials
 from dockyard.session import Session, SessionManager
+from dockyard.snapshot import SnapshotterKind
 from dockyard.solver import ResultRef, Solver, SqliteCacheKeyStorage
 from dockyard.source import ImageSource, LayerUnpacker, LocalSource, OCILayoutSource
 
@@ -107,8 +108,9 @@ async def open_engine(
     *,
     registry: RegistryConfig | None = None,
     credentials: CredentialsProvider | None = None,
+    snapshotter: SnapshotterKind = "auto",
 ) -> AsyncIterator[Engine]:
-    cache = await CacheManager.open(state)
+    cache = await CacheManager.open(state, snapshotter=snapshotter)
     content = ContentStore(state / "content")
     image_store = ImageStore.open(state, content)
     keys = SqliteCacheKeyStorage(state / "metadata.db")

@@ -247,3 +247,98 @@ async def test_dependants_of_a_changed_context_rehash_only_the_change(
     copies = [s for s in reporter.statuses() if "copy" in s.name]
     assert copies
     assert copies[-1].cached, [s.name for s in reporter.statuses()]
+
+
+@pytest.mark.parametrize("snapshotter", ["overlayfs", "native"])
+async def test_many_changes_keep_tree_and_checksums_exact(
+    tmp_path: Path, mountinfo_unchanged: None, snapshotter: str
+) -> None:
+    """Builds after random changes of every kind: each snapshot shows the client's tree,
+    and checksums answered from its file index equal a walk of the mounted tree."""
+    import random
+    import shutil
+
+    from dockyard.cache._checksum import Selector, compute_checksum
+
+    from .conftest import open_engine
+
+    rng = random.Random(7)
+    ctx = _context(tmp_path / "ctx")
+    os.symlink("src", ctx / "src-link")
+    definition = llb.local("context").marshal()
+
+    def mutate() -> None:
+        files = sorted(p for p in ctx.rglob("*") if p.is_file() and not p.is_symlink())
+        dirs = sorted(p for p in ctx.rglob("*") if p.is_dir() and not p.is_symlink())
+        roll = rng.randrange(7)
+        if roll == 0 and files:
+            rng.choice(files).write_text(f"changed {rng.random()}\n")
+        elif roll == 1:
+            parent = rng.choice([ctx, *dirs])
+            (parent / f"n{rng.randrange(1000)}").write_text("new\n")
+        elif roll == 2 and files:
+            rng.choice(files).unlink()
+        elif roll == 3 and dirs:
+            shutil.rmtree(rng.choice(dirs))
+        elif roll == 4 and files:
+            victim = rng.choice(files)
+            victim.unlink()
+            victim.mkdir()
+            (victim / "inside").write_text("inside\n")
+        elif roll == 5 and dirs:
+            victim = rng.choice(dirs)
+            shutil.rmtree(victim)
+            victim.write_text("was a directory\n")
+        elif files:
+            os.chmod(rng.choice(files), rng.choice([0o600, 0o644, 0o755]))
+
+    async with open_engine(tmp_path / "state", snapshotter=snapshotter) as engine:  # type: ignore[arg-type]
+        assert engine.cache.snapshotter.name == snapshotter
+        for _ in range(12):
+            for _ in range(rng.randrange(1, 4)):
+                mutate()
+            ref, _ = await engine.solve(definition, session=_session(ctx))
+            assert ref is not None
+            value = ref.value
+            assert isinstance(value, ImmutableRef)
+            assert await engine.cache.file_index(value) is not None
+            async with value.mount() as root:
+                assert read_tree(root) == read_tree(ctx)
+                paths = ["/", *("/" + p for p in read_tree(ctx)), "/src-link/main.py"]
+                for path in paths:
+                    sel = Selector(path=path, follow_links=True)
+                    try:
+                        walked = str(compute_checksum(str(root), sel).digest)
+                    except NotFoundError:
+                        walked = "missing"
+                    try:
+                        indexed = str(await engine.cache.checksum(value, path, follow_links=True))
+                    except NotFoundError:
+                        indexed = "missing"
+                    assert indexed == walked, path
+            await ref.release()
+
+
+async def test_one_change_writes_a_small_layer(engine: Engine, tmp_path: Path) -> None:
+    """With overlayfs the snapshot after a one-file change owns that file and the
+    directories above it, not a copy of the context."""
+    ctx = tmp_path / "ctx"
+    for d in range(5):
+        (ctx / f"d{d}").mkdir(parents=True)
+        for f in range(200):
+            (ctx / f"d{d}" / f"f{f}").write_bytes(os.urandom(1024))
+    definition = llb.local("context").marshal()
+    ref, _ = await engine.solve(definition, session=_session(ctx))
+    assert ref is not None
+    first = ref.id
+    await ref.release()
+    (ctx / "d3" / "f7").write_text("changed\n")
+    ref, _ = await engine.solve(definition, session=_session(ctx))
+    assert ref is not None
+    second = ref.id
+    await ref.release()
+    assert engine.local.statistics().files_transferred == 1000 + 1
+    sizes = {r.id: r for r in await engine.cache.du()}
+    assert sizes[second].parents == (first,)
+    assert sizes[first].size > 1000 * 1024
+    assert sizes[second].size < 64 * 1024

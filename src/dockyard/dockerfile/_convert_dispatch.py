@@ -210,8 +210,10 @@ class StageDispatcher:
             pass
         return uppercase_command(text)
 
-    def commit(self, created_by: str, *, layer: bool = False) -> None:
-        self.image = add_history(self.image, created_by, layer=layer, epoch=self.ctx.epoch)
+    def commit(self, created_by: str, *, layer: bool = False, marker: bool | None = None) -> None:
+        self.image = add_history(
+            self.image, created_by, layer=layer, epoch=self.ctx.epoch, marker=marker
+        )
 
     def with_shell(self, args: tuple[str, ...]) -> tuple[str, ...]:
         """A shell-form command as the argument list the stage's shell runs it with."""
@@ -308,7 +310,7 @@ class StageDispatcher:
                     custom_name=name, locations=(self.location(instruction),)
                 ),
             )
-        self.commit("WORKDIR " + workdir, layer=layer)
+        self.commit("WORKDIR " + workdir, layer=layer, marker=False)
 
     def _config(self, instruction: Instruction) -> None:
         """Instructions that change only the image config (and the state's env/user)."""

@@ -87,12 +87,20 @@ def add_labels(image: oci.ImageConfig, labels: Mapping[str, str]) -> oci.ImageCo
 
 
 def add_history(
-    image: oci.ImageConfig, created_by: str, *, layer: bool, epoch: int | None
+    image: oci.ImageConfig,
+    created_by: str,
+    *,
+    layer: bool,
+    epoch: int | None,
+    marker: bool | None = None,
 ) -> oci.ImageConfig:
-    """Append a history entry (``# buildkit`` marks entries that made a layer)."""
+    """Append a history entry. ``# buildkit`` marks the entries of steps that ran on a
+    state (RUN, COPY, ADD: ``marker`` defaults to ``layer``); WORKDIR makes a layer
+    without the mark, as BuildKit commits it (``marker=False``)."""
+    marked = layer if marker is None else marker
     entry = oci.History(
         created=oci.format_timestamp(epoch * 1_000_000_000) if epoch is not None else None,
-        created_by=created_by + (" # buildkit" if layer else ""),
+        created_by=created_by + (" # buildkit" if marked else ""),
         comment=HISTORY_COMMENT,
         empty_layer=not layer,
     )

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import ssl
+import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -182,6 +183,23 @@ async def status_error(response: httpx.Response, host: str, what: str) -> Dockya
     return RegistryError(f"{what}: registry {host} answered {detail}")
 
 
+def _import_httpx() -> None:
+    """Import httpx without its command-line client: ``httpx/__init__`` imports
+    ``httpx._main`` when click, rich and pygments are installed (rich is ours), which
+    costs about as much as the rest of httpx. With that module blocked httpx binds its own
+    stub ``httpx.main``; nothing here uses it, and the block is lifted right after."""
+    if "httpx" in sys.modules:
+        return
+    blocked = "httpx._main" not in sys.modules
+    if blocked:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    try:
+        import httpx  # noqa: F401
+    finally:
+        if blocked and sys.modules.get("httpx._main") is None:
+            sys.modules.pop("httpx._main", None)
+
+
 class HttpSession:
     """Sends registry API requests for :class:`~dockyard.registry.RegistryClient`."""
 
@@ -195,6 +213,7 @@ class HttpSession:
         user_agent: str,
         timeout: float = 60.0,
     ) -> None:
+        _import_httpx()
         self.config = config
         self.retry = retry
         self.counters = _Counters()
@@ -253,8 +272,10 @@ class HttpSession:
 
     @staticmethod
     def _ssl_context(settings: HostConfig, verify: bool) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if not verify:
+        if verify:
+            ctx = ssl.create_default_context()
+        else:  # no need to load the system's CA certificates (tens of ms)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         for ca in settings.ca_files:

@@ -21,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "greeting"
 
 
+@pytest.fixture(autouse=True)
+def _no_daemon_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds here run on the embedded engine of their state directory."""
+    monkeypatch.delenv("DOCKYARD_HOST", raising=False)
+
+
 @pytest.fixture
 async def state(busybox_rootfs: Path, tmp_path: Path, mountinfo_unchanged: None) -> Path:
     """A state directory whose image store holds busybox."""

@@ -16,6 +16,11 @@ from dockyard.exporter import LocalExport, LocalPath, OciExport, Stdout, TarExpo
 from dockyard.session import SecretSource, SshSpec
 
 
+@pytest.fixture(autouse=True)
+def _no_daemon_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKYARD_HOST", raising=False)
+
+
 class Captured:
     client: Client
     options: BuildOptions

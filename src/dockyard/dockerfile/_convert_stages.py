@@ -32,7 +32,7 @@ from dockyard.core import (
     UsageError,
 )
 
-from ._convert_image import empty_image
+from ._convert_image import empty_image, update_config
 from ._convert_options import ConvertOptions, ImageMetaResolver, NamedContext, ResolvedImage
 from ._dockerfile import Dockerfile, Stage, parse_onbuild_trigger
 from ._instructions import (
@@ -475,8 +475,10 @@ def _init_onbuild(node: StageNode, builder: _Builder) -> bool:
     node.onbuild_done = True
     triggers: list[str] = []
     if node.base is None:
-        if node.image is not None:
+        if node.image is not None and node.image.config.on_build:
             triggers.extend(node.image.config.on_build)
+            # the triggers run in this stage: its image does not pass them on
+            node.image = update_config(node.image, on_build=())
     else:
         for command in node.base.commands:
             if isinstance(command.instruction, OnbuildInstruction) and not command.onbuild:

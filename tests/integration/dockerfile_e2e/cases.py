@@ -29,9 +29,10 @@ files) and the expected results of each build it lists:
     tag = "dye2e-parent"              # also store the image under this name
     source = "peer"                   # or "docs"
     note = "why the expected data look the way they do"
-    error = { line = 3, contains = ["message a user can act on"] }
+    error = { line = 3, contains = ["message a user can act on"], runs_nothing = true }
     [[build.override]]                # only with source = "peer"
     path = "/t"                       # a tree path, or "config:KEY.INDEX..." in the config
+                                      # (a list of paths: the same expect for each)
     expect = ""                       # the line (tree) or JSON value (config); "" = absent
     reason = "current BuildKit removes empty mount stubs (executor/stubs.go)"
 
@@ -72,6 +73,8 @@ PEER_BASE = "127.0.0.1:5000/busybox:latest"
 class ErrorSpec:
     line: int
     contains: tuple[str, ...]
+    runs_nothing: bool = False
+    """The error is found before any step runs (parse and conversion errors)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,13 +156,18 @@ def _build(case: str, raw: Mapping[str, Any]) -> BuildSpec:
         source=source,
         note=raw.get("note", ""),
         error=(
-            ErrorSpec(line=int(error["line"]), contains=tuple(error.get("contains", ())))
+            ErrorSpec(
+                line=int(error["line"]),
+                contains=tuple(error.get("contains", ())),
+                runs_nothing=bool(error.get("runs_nothing", False)),
+            )
             if error is not None
             else None
         ),
         overrides=tuple(
-            Override(path=o["path"], expect=o["expect"], reason=o["reason"])
+            Override(path=path, expect=o["expect"], reason=o["reason"])
             for o in raw.get("override", ())
+            for path in ([o["path"]] if isinstance(o["path"], str) else o["path"])
         ),
     )
 
@@ -318,11 +326,24 @@ PREPARERS = {
 }
 
 
+def _normalize_modes(root: Path) -> None:
+    """0755 directories, 0644 files (0755 when executable): what a git checkout under
+    umask 022 gives, whatever the umask of this one."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                continue
+            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+
+
 @contextlib.contextmanager
 def workspace(case: Case, root: Path) -> Iterator[Workspace]:
     """``case``'s context copied under ``root``, with what its ``prepare`` asks for."""
     ws = Workspace(case=case, root=root)
     shutil.copytree(case.path / "context", ws.context, symlinks=True)
+    _normalize_modes(ws.context)
     ws.values["tmp"] = str(root)
     with contextlib.ExitStack() as stack:
         for step in case.prepare:

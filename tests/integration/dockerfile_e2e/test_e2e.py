@@ -6,7 +6,8 @@ with an error fails at its line with a message and exports nothing. The cases ar
 
 ``DOCKYARD_UPDATE_GOLDEN=1`` rewrites the ``expected/`` files of ``source = "docs"``
 builds from Dockyard's results (review the diff against the documentation); the
-``peer/`` files only ever come from ``peer/regenerate.py``.
+``peer/`` files only ever come from ``peer/regenerate.py``. ``DOCKYARD_E2E_DUMP=DIR``
+writes every build's actual result under DIR.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from .runner import dockyard_build
 
 CASES = c.load_cases()
 UPDATE = os.environ.get("DOCKYARD_UPDATE_GOLDEN", "") not in ("", "0")
+STEP = re.compile(r"^#\d+ \[(?!internal\])[^\]]*\] (?!FROM )", re.M)
+"""A progress line of a build step (not the internal loading steps, not FROM)."""
+DUMP = os.environ.get("DOCKYARD_E2E_DUMP", "")
+"""A directory to write every build's actual result to (``<case>/<build>.tree/.json``),
+for comparing by hand."""
 
 
 def build_args(spec: c.BuildSpec, ws: c.Workspace, out: Path) -> list[str]:
@@ -77,6 +83,8 @@ def check_error(spec: c.BuildSpec, code: int, stderr: str, out: Path, state: Pat
     if not re.search(rf"Dockerfile[^\s:]*:{spec.error.line}\b", stderr):
         problems.append(f"no Dockerfile:{spec.error.line} in the error output")
     problems += [f"no {t!r} in the error output" for t in spec.error.contains if t not in stderr]
+    if spec.error.runs_nothing and STEP.search(stderr):
+        problems.append(f"a build step ran: {STEP.search(stderr)}")
     if "Traceback" in stderr:
         problems.append("a traceback in the error output")
     if out.exists():
@@ -106,6 +114,8 @@ def test_case(case: c.Case, e2e_state: Path, e2e_base: SavedImage, tmp_path: Pat
                 problems.append(f"{spec.id}: the build failed:\n{outcome.stderr}")
                 continue
             actual = c.result_of(read_saved_image(out), e2e_base, ws)
+            if DUMP:
+                c.write_result(Path(DUMP) / case.name, spec.name, actual)
             if UPDATE and spec.source == "docs":
                 c.write_result(c.DATA / case.name / "expected", spec.name, actual)
                 continue

@@ -173,6 +173,17 @@ async def test_onbuild_of_a_base_stage_runs_in_its_children_only() -> None:
     assert result.image_config.config.on_build == ("RUN echo trigger",)
 
 
+async def test_onbuild_triggers_of_a_base_image_run_and_are_not_passed_on() -> None:
+    # BuildKit clears the stage's OnBuild once its triggers are set up (resolveStages)
+    result, _ = await conv("FROM onbuild-base:1\nRUN echo child\n")
+    assert [name for name in names(result) if "ONBUILD" in name] == [
+        "[2/5] ONBUILD COPY --chown=1000:1000 . /app/",
+        "[3/5] ONBUILD RUN make -C /app",
+        "[4/5] ONBUILD RUN --mount=type=bind,from=golang:1.22,source=/usr/local/go,target=/go ls /go",
+    ]
+    assert result.image_config.config.on_build == ()
+
+
 async def test_named_contexts_by_image_name_variants() -> None:
     fake = FakeResolver()
     context = await load_named_context(

@@ -1,0 +1,4 @@
+FROM busybox
+WORKDIR /
+RUN echo x \
+  && exit 7

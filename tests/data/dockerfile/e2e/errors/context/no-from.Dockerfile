@@ -1,0 +1,3 @@
+# an instruction before FROM
+RUN echo hi
+FROM busybox

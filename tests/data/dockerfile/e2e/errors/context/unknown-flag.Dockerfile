@@ -1,0 +1,3 @@
+FROM busybox
+
+COPY --chwon=1 a.txt /

@@ -1,0 +1,2 @@
+FROM dye2e-onbuild-parent
+RUN pwd > /child-pwd.txt

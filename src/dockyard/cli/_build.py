@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._common import engine_config, engine_options, key_values, report_error
+from ._common import engine_client, engine_options, key_values, report_error
 
 if TYPE_CHECKING:
     from dockyard.client import BuildOptions, BuildResult, Client
@@ -209,12 +209,11 @@ def build(
         )
         if quiet and _writes_stdout(options):
             raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
-        client = make_client(
-            addr or ctx.meta.get("dockyard.addr"),
-            tls=ctx.meta.get("dockyard.tls", (None, None, None)),
-            state_dir=state_dir,
-            runtime=runtime,
-            snapshotter=snapshotter,
+        client = engine_client(
+            state_dir,
+            runtime,
+            snapshotter,
+            addr=addr,
             allow=tuple(sorted(options.entitlements)),
         )
     except DockyardError as exc:
@@ -323,25 +322,6 @@ def _writes_stdout(options: BuildOptions) -> bool:
     from dockyard.exporter import Stdout
 
     return any(isinstance(getattr(o, "dest", None), Stdout) for o in options.outputs)
-
-
-def make_client(
-    addr: str | None,
-    *,
-    tls: tuple[str | None, str | None, str | None] = (None, None, None),
-    state_dir: str | None,
-    runtime: str = "crun",
-    snapshotter: str = "auto",
-    allow: tuple[str, ...] = (),
-) -> Client:
-    """The client the address rules choose (see :mod:`dockyard.client`); the embedded
-    engine grants what the build asks for (its user runs it)."""
-    from dockyard.client import Client, ClientTls, select_address
-
-    address = select_address(addr, state_dir_given=state_dir is not None)
-    if address is not None:
-        return Client.connect(address, tls=ClientTls.from_files(*tls))
-    return Client.embedded(engine_config(state_dir, runtime, snapshotter, allow=allow))
 
 
 # -- running -------------------------------------------------------------------------------

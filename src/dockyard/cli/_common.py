@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from dockyard.client import Client
     from dockyard.core import DockyardError
     from dockyard.engine import EngineConfig
 
 __all__ = [
+    "engine_client",
     "engine_config",
     "engine_options",
     "format_error",
@@ -85,6 +87,31 @@ def engine_config(
         snapshotter=snapshotter,  # type: ignore[arg-type]
         entitlements=EngineConfig.parse_entitlements(allow),
     )
+
+
+def engine_client(
+    state_dir: str | None,
+    runtime: str = "crun",
+    snapshotter: str = "auto",
+    *,
+    addr: str | None = None,
+    allow: tuple[str, ...] = (),
+) -> Client:
+    """The client of an engine command: a daemon when ``addr`` (else ``dockyard
+    --addr``, else ``$DOCKYARD_HOST``) names one or, without ``--state-dir``, one
+    listens on the default socket; else the engine embedded on ``state_dir`` (granting
+    ``allow``: its user runs it). See :mod:`dockyard.client`."""
+    from dockyard.client import Client, ClientTls, select_address
+
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    address = select_address(
+        addr or meta.get("dockyard.addr"), state_dir_given=state_dir is not None
+    )
+    if address is not None:
+        tls = meta.get("dockyard.tls", (None, None, None))
+        return Client.connect(address, tls=ClientTls.from_files(*tls))
+    return Client.embedded(engine_config(state_dir, runtime, snapshotter, allow=allow))
 
 
 def key_values(option: str, items: tuple[str, ...]) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._common import engine_config, engine_options, handles_errors, parse_duration, parse_size
+from ._common import engine_client, engine_options, handles_errors, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
@@ -113,14 +113,12 @@ def du(
     """Show the disk usage of the build cache."""
     import asyncio
 
-    from dockyard.engine import Engine
-
-    config = engine_config(state_dir, runtime, snapshotter)
+    client = engine_client(state_dir, runtime, snapshotter)  # embedded, or a daemon
     selected = _filters(filters)
 
     async def run() -> list[UsageRecord]:
-        async with await Engine.open(config) as engine:
-            return await engine.du(selected)
+        async with client:
+            return await client.du(selected)
 
     records = asyncio.run(run())
     lines = _verbose(records) if verbose else _table(records)
@@ -168,16 +166,16 @@ def prune(
     """Remove build cache records no build is using."""
     import asyncio
 
-    from dockyard.engine import Engine, PruneResult
+    from dockyard.engine import PruneResult
 
-    config = engine_config(state_dir, runtime, snapshotter)
+    client = engine_client(state_dir, runtime, snapshotter)  # embedded, or a daemon
     duration = parse_duration("--keep-duration", keep_duration) if keep_duration else None
     storage = parse_size("--keep-storage", keep_storage) if keep_storage else None
     selected = _filters(filters)
 
     async def run() -> PruneResult:
-        async with await Engine.open(config) as engine:
-            return await engine.prune(
+        async with client:
+            return await client.prune(
                 all=all_, keep_duration=duration, keep_storage=storage, filters=selected
             )
 

@@ -243,3 +243,22 @@ async def test_a_tcp_daemon_with_mutual_tls(
     code = await cli("--addr", f"tcp://127.0.0.1:{port}", *rogue, "build", "-q", str(EXAMPLE))
     assert code == 1
     assert f"dockyardd at tcp://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+async def test_du_and_prune_commands_on_the_daemon(
+    running: DaemonProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN head -c 300000 /dev/zero > /big\n")
+    assert await cli("--addr", address(running), "build", "-q", str(ctx)) == 0
+    capsys.readouterr()
+    assert await cli("--addr", address(running), "du", "--verbose") == 0
+    assert "head -c 300000" in capsys.readouterr().out
+    code = await cli(
+        "--addr", address(running), "prune", "--all", "--filter", "description=head -c"
+    )
+    assert code == 0
+    assert "Total:" in capsys.readouterr().out
+    assert await cli("--addr", address(running), "du", "--verbose") == 0
+    assert "head -c 300000" not in capsys.readouterr().out

@@ -343,3 +343,19 @@ def test_load_pipes_a_docker_tarball_into_docker_load(
     with tarfile.open(received) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert manifest[0]["RepoTags"] == ["greeting:load"]
+
+
+def test_entitlements_are_asked_for_with_allow(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nRUN --security=insecure grep CapEff /proc/self/status > /caps\n"
+    )
+    out = tmp_path / "out"
+    assert build(state, "-q", "-o", str(out), str(ctx)) == 2
+    assert "needs the security.insecure entitlement" in capsys.readouterr().err
+    assert build(state, "-q", "--allow", "security.insecure", "-o", str(out), str(ctx)) == 0
+    effective = int((out / "caps").read_text().split()[1], 16)
+    assert effective & (1 << 21)  # CAP_SYS_ADMIN: a privileged step

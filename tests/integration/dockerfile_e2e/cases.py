@@ -16,7 +16,7 @@ files) and the expected results of each build it lists:
 ``case.toml``::
 
     description = "what the case covers"
-    prepare = ["archives", "http", "git", "ssh"]   # optional
+    prepare = ["archives", "http", "git", "ssh", "layout"]   # optional
     [[build]]
     name = "default"
     dockerfile = "Dockerfile"         # in context/
@@ -45,6 +45,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import lzma
@@ -283,6 +284,7 @@ def start_git(ws: Workspace, stack: contextlib.ExitStack) -> None:
     repo = TestRepo(root / "work")
     repo.commit({"README.md": "first\n", "src/main.sh": "echo v1\n"}, "first")
     repo.tag("v1")
+    ws.values["git_v1"] = repo.rev_parse("v1")
     repo.commit({"src/main.sh": "echo v2\n", "src/extra.txt": "extra\n"}, "second")
     repo.git("clone", "--quiet", "--bare", str(repo.path), str(root / "served" / "repo.git"))
     server = stack.enter_context(GitHttpServer(root / "served"))
@@ -318,11 +320,79 @@ def start_ssh_agent(ws: Workspace, stack: contextlib.ExitStack) -> None:
     ws.env["SSH_AUTH_SOCK"] = str(sock)
 
 
+def prepare_layout(ws: Workspace) -> None:
+    """An OCI layout directory (``{layout}``) holding one image tagged ``v1``: a layer
+    with ``/etc/layout-release``."""
+    root = ws.root / "layout"
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def blob(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}"
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("etc", None), ("etc/layout-release", b"from an OCI layout\n")):
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.mode, info.size = 0o644, len(data)
+                tar.addfile(info, io.BytesIO(data))
+    layer = buf.getvalue()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "WorkingDir": "/etc"},
+            "rootfs": {"type": "layers", "diff_ids": [blob(layer)]},
+            "history": [{"created_by": "dockerfile e2e layout"}],
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": blob(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": blob(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": blob(manifest),
+                "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": "v1"},
+            }
+        ],
+    }
+    (root / "index.json").write_text(json.dumps(index))
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    ws.values["layout"] = str(root)
+
+
 PREPARERS = {
     "archives": lambda ws, stack: prepare_archives(ws),
     "http": start_http,
     "git": start_git,
     "ssh": start_ssh_agent,
+    "layout": lambda ws, stack: prepare_layout(ws),
 }
 
 

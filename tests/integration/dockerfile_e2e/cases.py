@@ -57,7 +57,7 @@ import subprocess
 import tarfile
 import time
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -387,12 +387,14 @@ def prepare_layout(ws: Workspace) -> None:
     ws.values["layout"] = str(root)
 
 
-PREPARERS = {
-    "archives": lambda ws, stack: prepare_archives(ws),
+Preparer = Callable[[Workspace, contextlib.ExitStack], None]
+
+PREPARERS: dict[str, Preparer] = {
+    "archives": lambda ws, _stack: prepare_archives(ws),
     "http": start_http,
     "git": start_git,
     "ssh": start_ssh_agent,
-    "layout": lambda ws, stack: prepare_layout(ws),
+    "layout": lambda ws, _stack: prepare_layout(ws),
 }
 
 

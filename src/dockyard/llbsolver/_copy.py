@@ -125,6 +125,7 @@ class _Copier:
         self.cancelled = cancelled
         self.include = PatternMatcher(action.include_patterns) if action.include_patterns else None
         self.exclude = PatternMatcher(action.exclude_patterns) if action.exclude_patterns else None
+        self.filtered = self.include is not None or self.exclude is not None
         self.inodes: dict[tuple[int, int], Path] = {}
         self.parents: list[_ParentDir] = []
         self.made_dirs: list[Path] = []  # destination parents we made, to re-time at the end
@@ -146,7 +147,7 @@ class _Copier:
                 raise NotFoundError(f"copy: source {src!r} not found") from exc
             raise os_error(f"copy: {src}", exc) from exc
         dst = self._prepare_target(src_st, src, dst)
-        self._copy(src_followed, "", dst, src_st, overwrite=False, inc=None, exc=None)
+        self._copy(src_followed, "", dst, src_st, overwrite=False, inc=None, exc=None, fresh=False)
 
     def finish(self) -> None:
         if self.timestamp is not None:
@@ -221,16 +222,19 @@ class _Copier:
         overwrite: bool,
         inc: MatchState | None,
         exc: MatchState | None,
+        fresh: bool,
     ) -> None:
+        """``fresh``: ``target``'s directory was made by this copy just now (nothing
+        can be in the way)."""
         self._check_cancelled()
         is_dir = stat.S_ISDIR(st.st_mode)
         include = True
-        if components:
+        if components and self.filtered:
             include, descend, inc, exc = self._matches(components, is_dir, inc, exc)
             if not include and not descend:
                 return
         try:
-            self._copy_entry(src, components, target, st, overwrite, include, inc, exc)
+            self._copy_entry(src, components, target, st, overwrite, include, inc, exc, fresh)
         except OSError as err:
             raise os_error(
                 f"copy {show(self.src_root, src)} to {show(self.dest_root, target)}", err
@@ -246,13 +250,16 @@ class _Copier:
         include: bool,
         inc: MatchState | None,
         exc: MatchState | None,
+        fresh: bool,
     ) -> None:
         mode = st.st_mode
         is_dir = stat.S_ISDIR(mode)
-        try:
-            target_st: os.stat_result | None = os.lstat(target)
-        except FileNotFoundError:
-            target_st = None
+        target_st: os.stat_result | None = None
+        if not fresh:
+            try:
+                target_st = os.lstat(target)
+            except FileNotFoundError:
+                target_st = None
         if include:
             if (
                 self.action.replace_existing
@@ -278,7 +285,8 @@ class _Copier:
             if not overwrite:
                 copy_info = created
         elif stat.S_ISREG(mode):
-            self._copy_file(src, target, st)
+            if self._copy_file(src, target, st, copy_info):
+                return  # its metadata went with it
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src), target)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
@@ -306,18 +314,17 @@ class _Copier:
         self.parents.append(parent)
         try:
             with os.scandir(src) as it:
-                names = sorted(entry.name for entry in it)
-            for name in names:
-                child = src / name
-                child_st = os.lstat(child)
+                children = sorted((entry.name, entry) for entry in it)
+            for name, entry in children:
                 self._copy(
-                    child,
+                    src / name,
                     f"{components}/{name}" if components else name,
                     dst / name,
-                    child_st,
+                    entry.stat(follow_symlinks=False),
                     overwrite=True,
                     inc=inc,
                     exc=exc,
+                    fresh=created,
                 )
         finally:
             self.parents.pop()
@@ -351,13 +358,16 @@ class _Copier:
                 parent.delayed = True
             parent.copied = True
 
-    def _copy_file(self, src: Path, target: Path, st: os.stat_result) -> None:
+    def _copy_file(self, src: Path, target: Path, st: os.stat_result, info: bool) -> bool:
+        """Copy one regular file; with ``info`` its owner, mode, times and xattrs too,
+        set through the open descriptors (no path lookups). Returns whether the
+        metadata was set (a hard link to an earlier copy gets it by path)."""
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = self.inodes.get(key)
             if first is not None:
                 os.link(first, target)
-                return
+                return False
             self.inodes[key] = target
         fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
@@ -366,10 +376,34 @@ class _Copier:
             )
             try:
                 _copy_data(fd_in, fd_out, st.st_size)
+                if info:
+                    self._fd_info(fd_in, fd_out, st)
             finally:
                 os.close(fd_out)
         finally:
             os.close(fd_in)
+        return info
+
+    def _fd_info(self, fd_in: int, fd_out: int, st: os.stat_result) -> None:
+        """:meth:`_copy_info` for a regular file through its descriptors."""
+        owner = self.owner
+        uid, gid = (owner.uid, owner.gid) if owner is not None else (st.st_uid, st.st_gid)
+        os.fchown(fd_out, uid, gid)
+        bits = stat.S_IMODE(st.st_mode) if self.mode is None else self.mode.apply(st.st_mode)
+        os.fchmod(fd_out, bits)
+        if self.timestamp is not None:
+            os.utime(fd_out, ns=(self.timestamp, self.timestamp))
+        else:
+            os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        try:
+            names = os.listxattr(fd_in)
+        except OSError:
+            return
+        for name in names:
+            try:
+                os.setxattr(fd_out, name, os.getxattr(fd_in, name))
+            except OSError:
+                continue
 
     def _copy_info(self, src: Path, target: Path, st: os.stat_result) -> None:
         owner = self.owner
@@ -397,6 +431,8 @@ def _copy_data(fd_in: int, fd_out: int, size: int) -> None:
     except OSError as exc:
         if copied or exc.errno not in _NO_COPY_RANGE:
             raise
+    if copied == size:
+        return  # sources are committed snapshots: a file does not grow under us
     # the rest with plain reads, from where copy_file_range left the offsets (also when
     # the kernel cannot copy ranges here, or the file grew meanwhile)
     while True:

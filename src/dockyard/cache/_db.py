@@ -184,6 +184,25 @@ class CacheDB:
         with self._lock:
             self._db.close()
 
+    def meta(self, name: str) -> str | None:
+        rows = self._query("SELECT value FROM cache_meta WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, name: str, value: str | None) -> None:
+        with self._tx() as db:
+            if value is None:
+                db.execute("DELETE FROM cache_meta WHERE name = ?", (name,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO cache_meta (name, value) VALUES (?, ?)", (name, value)
+                )
+
+    def has_work_areas(self) -> bool:
+        """Whether an uncommitted record that is not persistent exists."""
+        return bool(
+            self._query("SELECT 1 FROM cache_records WHERE mutable = 1 AND persistent = 0 LIMIT 1")
+        )
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

@@ -9,6 +9,7 @@ import ctypes
 import fcntl
 import os
 import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -68,6 +69,7 @@ _KEPT_WITHOUT_ALL = frozenset({RecordType.INTERNAL, RecordType.FRONTEND})
 _CHECKSUM_MEMO = 50_000
 _SEEDED_MAX = 8
 _INDEXES_MAX = 4
+_CLEAN = "clean-close"  # cache_meta: the snapshotter's fingerprint when last closed cleanly
 SNAPSHOT_OF_LABEL = "dockyard.snapshot-of"
 SNAPSHOT_CHAIN = 32
 """Layers a chain of snapshots of one mutable ref may reach before the next is a full copy."""
@@ -177,7 +179,11 @@ class CacheManager:
             )
             db = CacheDB(state / "metadata.db")
             manager = cls(state, sn, db, lock_fd, own_snapshotter=own, sync_on_save=sync_on_save)
-            await manager._recover()
+            # a manager that closed cleanly left nothing to recover (unless the snapshots
+            # changed behind its back): the whole check costs a pass over every record
+            clean = own and db.meta(_CLEAN) == sn.fingerprint()
+            db.set_meta(_CLEAN, None)
+            await manager._recover(full=not clean)
         except BaseException:
             if db is not None:
                 db.close()
@@ -189,10 +195,14 @@ class CacheManager:
 
     async def close(self) -> None:
         """Close the database (and the snapshotter if the manager made it). Handles
-        still live are abandoned: their records stay, as after a restart."""
+        still live are abandoned: their records stay, as after a restart. Unless work
+        areas were abandoned, the next open skips the crash recovery."""
         if self._closed:
             return
         self._closed = True
+        with contextlib.suppress(DockyardError, OSError, sqlite3.Error):
+            if self._own_snapshotter and not self._db.has_work_areas():
+                self._db.set_meta(_CLEAN, self.snapshotter.fingerprint())
         self._db.close()
         if self._own_snapshotter:
             self.snapshotter.close()
@@ -209,14 +219,17 @@ class CacheManager:
     ) -> None:
         await self.close()
 
-    async def _recover(self) -> None:
+    async def _recover(self, *, full: bool = True) -> None:
         """Undo what a crash left: mounts, uncommitted work areas, records without their
-        snapshot (and records built on them), snapshots without a record."""
+        snapshot (and records built on them), snapshots without a record. Without
+        ``full`` (after a clean close) only the mount directory is checked."""
         self.mount_dir.mkdir(exist_ok=True)
         for mp in reversed(mountpoints_under(self.mount_dir)):
             await asyncio.to_thread(unmount, mp, detach=True)
         for entry in os.scandir(self.mount_dir):
             await asyncio.to_thread(shutil.rmtree, entry.path, True)
+        if not full:
+            return
         snapshots = {info.key: info async for info in self.snapshotter.walk()}
         rows = self._db.all()
         bad: set[str] = set()

@@ -170,6 +170,10 @@ class BaseSnapshotter:
             return Usage()
         return await asyncio.to_thread(disk_usage, str(self._own_dir(rec)))
 
+    def fingerprint(self) -> str:
+        """Changes whenever a snapshot is made, committed or removed (cheap: one query)."""
+        return self._meta.fingerprint()
+
     async def walk(self) -> AsyncIterator[Info]:
         for rec in self._meta.all():
             yield rec.info()

@@ -120,6 +120,17 @@ class MetaStore:
                 raise
             self._db.execute("COMMIT")
 
+    def fingerprint(self) -> str:
+        """A cheap summary of every record (count, ids and kinds): it changes with any
+        snapshot made, committed or removed."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(id), 0),"
+                " COALESCE(SUM(CASE kind WHEN 'committed' THEN id ELSE 0 END), 0)"
+                " FROM snapshots"
+            ).fetchone()
+        return ":".join(str(v) for v in row)
+
     def get(self, key: str) -> Record:
         with self._lock:
             row = self._db.execute(_SELECT + " WHERE s.key = ?", (key,)).fetchone()

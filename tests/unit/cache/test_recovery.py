@@ -114,3 +114,34 @@ async def test_unknown_schema_version_is_refused(state_dir: Path) -> None:
     db.close()
     manager = await CacheManager.open(state_dir, snapshotter="native")
     await manager.close()
+
+
+async def test_a_clean_close_skips_the_recovery_pass(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[bool] = []
+    recover = CacheManager._recover
+
+    async def spy(self: CacheManager, *, full: bool = True) -> None:
+        passes.append(full)
+        await recover(self, full=full)
+
+    monkeypatch.setattr(CacheManager, "_recover", spy)
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    ref = await committed(manager, lambda r: (r / "a").write_text("a"))
+    await ref.release()
+    await manager.close()
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    # while it is open a crash would leave no mark of a clean close
+    assert manager._db.meta("clean-close") is None
+    work = await manager.new_mutable(None)
+    await manager.close()  # abandoned work: the next open looks at everything
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert await manager.load(work.id) is None
+        assert [r.id for r in await manager.du()] == [ref.id]
+    finally:
+        await manager.close()
+    assert passes == [True, False, True]

@@ -138,10 +138,10 @@ class CacheExports:
     async def run(self, job: Job, edge: Edge | None) -> None:
         """Every local and registry export, in order; a failure fails the build unless
         the export says ``ignore-error=true`` (then it is a warning)."""
+        if edge is None or not self._exports:
+            return  # nothing to export: no need to load the exporters' compressors
         from dockyard.remotecache import CacheMode, InlineCacheExport, export_cache
 
-        if edge is None:
-            return
         for spec in self._exports:
             if isinstance(spec, InlineCacheExport):
                 continue

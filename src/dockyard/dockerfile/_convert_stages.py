@@ -420,9 +420,12 @@ async def resolve(
         if pending:
             try:
                 async with asyncio.TaskGroup() as group:
+                    names = _suggestible_names(graph)
                     for node in pending:
                         group.create_task(
-                            _resolve_base(node, options, resolver, target_platform, source_map)
+                            _resolve_base(
+                                node, options, resolver, target_platform, source_map, names
+                            )
                         )
             except BaseExceptionGroup as group_error:
                 raise _first_error(group_error) from None
@@ -504,13 +507,34 @@ async def _resolve_base(
     resolver: ImageMetaResolver,
     target_platform: Platform,
     source_map: llb.SourceMap,
+    names: tuple[str, ...] = (),
 ) -> None:
     try:
         await _resolve_base_inner(node, options, resolver, target_platform, source_map)
     except FrontendError:
         raise
     except DockyardError as exc:
-        raise type(exc)(f"{node.base_name}: {exc.message}", locations=(node.location,)) from exc
+        message = f"{node.base_name}: {exc.message}"
+        # a mistyped stage name is resolved as an image: say which stage was meant
+        match = suggest(node.base_name, names, case_sensitive=True)
+        if match is not None:
+            message += f" (did you mean {match}?)"
+        raise type(exc)(message, locations=(node.location,)) from exc
+
+
+_COMMON_IMAGES = ("alpine", "busybox", "centos", "debian", "golang", "ubuntu", "fedora")
+
+
+def _suggestible_names(graph: StageGraph) -> tuple[str, ...]:
+    """What a base or ``--from`` name that fails to resolve may have meant: the
+    Dockerfile's stage names and a few common images (as BuildKit suggests them)."""
+    stages = [node.name for node in graph.stages if node.name]
+    images = [
+        form
+        for name in _COMMON_IMAGES
+        for form in (name, f"docker.io/library/{name}", f"{name}:latest")
+    ]
+    return (*stages, *images)
 
 
 async def _resolve_base_inner(

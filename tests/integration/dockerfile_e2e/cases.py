@@ -16,7 +16,7 @@ files) and the expected results of each build it lists:
 ``case.toml``::
 
     description = "what the case covers"
-    prepare = ["archives", "http", "git", "ssh", "layout"]   # optional
+    prepare = ["archives", "http", "git", "ssh", "layout", "registry"]   # optional
     [[build]]
     name = "default"
     dockerfile = "Dockerfile"         # in context/
@@ -76,6 +76,8 @@ class ErrorSpec:
     contains: tuple[str, ...]
     runs_nothing: bool = False
     """The error is found before any step runs (parse and conversion errors)."""
+    exit_code: int = 1
+    """2 for an error in the command line (line is then 0: no Dockerfile line)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +163,7 @@ def _build(case: str, raw: Mapping[str, Any]) -> BuildSpec:
                 line=int(error["line"]),
                 contains=tuple(error.get("contains", ())),
                 runs_nothing=bool(error.get("runs_nothing", False)),
+                exit_code=int(error.get("exit_code", 1)),
             )
             if error is not None
             else None
@@ -387,6 +390,16 @@ def prepare_layout(ws: Workspace) -> None:
     ws.values["layout"] = str(root)
 
 
+def start_registry(ws: Workspace, stack: contextlib.ExitStack) -> None:
+    """An empty registry on a loopback port (``{registry}``: HOST:PORT), which answers
+    "manifest unknown" at once."""
+    from dockyard.testing.registry import start_registry as start
+
+    registry = start(ws.root / "registry")
+    stack.callback(registry.close)
+    ws.values["registry"] = registry.host
+
+
 Preparer = Callable[[Workspace, contextlib.ExitStack], None]
 
 PREPARERS: dict[str, Preparer] = {
@@ -395,6 +408,7 @@ PREPARERS: dict[str, Preparer] = {
     "git": start_git,
     "ssh": start_ssh_agent,
     "layout": lambda ws, _stack: prepare_layout(ws),
+    "registry": start_registry,
 }
 
 

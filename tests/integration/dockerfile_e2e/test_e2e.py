@@ -75,14 +75,17 @@ def spec_case(spec: c.BuildSpec) -> c.Case:
     return next(case for case in CASES if case.name == spec.case)
 
 
-def check_error(spec: c.BuildSpec, code: int, stderr: str, out: Path, state: Path) -> list[str]:
+def check_error(
+    spec: c.BuildSpec, ws: c.Workspace, code: int, stderr: str, out: Path, state: Path
+) -> list[str]:
     assert spec.error is not None
     problems = []
-    if code != 1:
-        problems.append(f"exit code {code}, expected 1")
-    if not re.search(rf"Dockerfile[^\s:]*:{spec.error.line}\b", stderr):
+    if code != spec.error.exit_code:
+        problems.append(f"exit code {code}, expected {spec.error.exit_code}")
+    if spec.error.line and not re.search(rf"Dockerfile[^\s:]*:{spec.error.line}\b", stderr):
         problems.append(f"no Dockerfile:{spec.error.line} in the error output")
-    problems += [f"no {t!r} in the error output" for t in spec.error.contains if t not in stderr]
+    wanted = [ws.fill(text) for text in spec.error.contains]
+    problems += [f"no {t!r} in the error output" for t in wanted if t not in stderr]
     if spec.error.runs_nothing and STEP.search(stderr):
         problems.append(f"a build step ran: {STEP.search(stderr)}")
     if "Traceback" in stderr:
@@ -108,7 +111,7 @@ def test_case(case: c.Case, e2e_state: Path, e2e_base: SavedImage, tmp_path: Pat
             out = tmp_path / f"{spec.name}.tar"
             outcome = dockyard_build(e2e_state, ws.context, build_args(spec, ws, out), env=ws.env)
             if spec.error is not None:
-                problems += check_error(spec, outcome.code, outcome.stderr, out, e2e_state)
+                problems += check_error(spec, ws, outcome.code, outcome.stderr, out, e2e_state)
                 continue
             if outcome.code != 0:
                 problems.append(f"{spec.id}: the build failed:\n{outcome.stderr}")

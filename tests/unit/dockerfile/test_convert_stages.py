@@ -110,6 +110,27 @@ async def test_from_names_only_earlier_stages() -> None:
     assert str(info.value).startswith("Dockerfile:2: later:")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "hint"),
+    [
+        ("FROM busybox AS build\nFROM busybox\nCOPY --from=buidl /x /x\n", 3, "build"),
+        ("FROM busybox AS build\nFROM biuld\n", 2, "build"),
+        ("FROM busybx\n", 1, "busybox"),
+    ],
+)
+async def test_a_mistyped_stage_or_image_name_suggests_one(text: str, line: int, hint: str) -> None:
+    with pytest.raises(NotFoundError) as info:
+        await conv(text)
+    assert str(info.value).startswith(f"Dockerfile:{line}: ")
+    assert str(info.value).endswith(f"image not found (did you mean {hint}?)")
+
+
+async def test_an_unknown_image_suggests_nothing_far_from_it() -> None:
+    with pytest.raises(NotFoundError) as info:
+        await conv("FROM busybox AS build\nFROM example.com/team/tool:2\n")
+    assert "did you mean" not in str(info.value)
+
+
 async def test_targetstage_argument() -> None:
     result, _ = await conv("FROM busybox AS one\nARG TARGETSTAGE\nRUN echo\n", target="one")
     exec_op = next(op.op.exec for op in result.definition() if op.kind == "exec")

@@ -1,4 +1,5 @@
+ARG REGISTRY
 FROM busybox
 RUN echo one
-FROM dye2e-no-such-image-or-stage
+FROM ${REGISTRY}/dye2e/no-such-image
 RUN echo two

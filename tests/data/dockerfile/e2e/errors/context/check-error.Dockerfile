@@ -1,0 +1,3 @@
+# check=error=true
+FROM busybox as base
+RUN echo never

@@ -1,0 +1,4 @@
+FROM busybox
+RUN echo fine
+RUN <<EOF
+echo unterminated

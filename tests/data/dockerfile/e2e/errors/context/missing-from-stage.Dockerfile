@@ -1,0 +1,4 @@
+FROM busybox AS build
+RUN echo one
+FROM busybox
+COPY --from=buidl /x /x

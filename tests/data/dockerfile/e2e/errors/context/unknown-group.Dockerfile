@@ -1,0 +1,3 @@
+FROM busybox
+COPY passwd group /etc/
+COPY --chown=app:nosuchgroup a.txt /

@@ -227,8 +227,10 @@ class GarbageCollector:
                 async with asyncio.timeout(timeout):
                     await self._requested.wait()
             if self._requested.is_set():
-                wait = max(self.delay, last + self.throttle - loop.time())
-                await asyncio.sleep(wait)
+                # A requested pass waits out the throttle, but never past the timer's
+                # own next pass (a short gc-interval must not wait for the throttle).
+                throttled = max(self.delay, last + self.throttle - loop.time())
+                await asyncio.sleep(min(throttled, max(next_timer - loop.time(), 0.0)))
                 self._requested.clear()  # builds that ended meanwhile: this pass
             await self.collect()
             last = loop.time()

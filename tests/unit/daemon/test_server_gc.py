@@ -182,6 +182,24 @@ async def test_a_pass_runs_at_start_and_requests_are_throttled(tmp_path: Path) -
             await runner
 
 
+async def test_a_throttled_request_does_not_hold_back_the_timer(tmp_path: Path) -> None:
+    # A build's request inside a long throttle must not stop the short timer's passes.
+    engine = FakeEngine(state_dir=tmp_path)
+    config = GcConfig(interval=0.05, policies=(GcPolicy(max_used_space=Space(bytes=10)),))
+    gc = GarbageCollector(engine, config, delay=0, throttle=3600, stat=_stat(5000))
+    runner = asyncio.create_task(gc.run())
+    try:
+        async with asyncio.timeout(10):
+            await gc.wait_pass(0)
+            gc.request()
+            await gc.wait_pass(2)  # the timer keeps passing within the throttle
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    assert gc.statistics().passes >= 3
+
+
 # -- build progress -------------------------------------------------------------------
 
 

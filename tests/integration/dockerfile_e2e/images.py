@@ -70,7 +70,8 @@ def line_path(line: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One path of a tree: ``kind`` is file, dir, symlink, char, block or fifo;
-    ``digest``/``size`` for files, ``target`` for symlinks."""
+    ``digest``/``size`` for files, ``target`` for symlinks, ``device`` (``MAJOR,MINOR``)
+    for device nodes."""
 
     kind: str
     mode: int
@@ -79,6 +80,7 @@ class Entry:
     size: int = 0
     digest: str = ""
     target: str = ""
+    device: str = ""
 
     def line(self, path: str) -> str:
         head = f"{quote_path(path)} {self.kind} {self.mode:04o} {self.uid}:{self.gid}"
@@ -86,6 +88,8 @@ class Entry:
             return f"{head} {self.size} {self.digest}"
         if self.kind == "symlink":
             return f"{head} -> {self.target}"
+        if self.device:
+            return f"{head} {self.device}"
         return head
 
 
@@ -192,6 +196,9 @@ def flatten(layers: Iterable[bytes]) -> dict[str, Entry]:
                         uid=info.uid,
                         gid=info.gid,
                         target=info.linkname if info.issym() else "",
+                        device=f"{info.devmajor},{info.devminor}"
+                        if info.isdev() and not info.isfifo()
+                        else "",
                     )
         for gone in (*removed, *(f"{d}/" for d in opaque)):
             prefix = gone if gone.endswith("/") else gone + "/"
@@ -203,11 +210,15 @@ def flatten(layers: Iterable[bytes]) -> dict[str, Entry]:
 
 def tree_lines(tree: Mapping[str, Entry], base: Mapping[str, Entry] | None = None) -> list[str]:
     """One line per path of ``tree`` (sorted), or, with ``base``, per path added or
-    changed relative to ``base`` and ``PATH removed`` for paths it no longer has."""
+    changed relative to ``base`` and ``PATH removed`` for paths it no longer has (the
+    topmost only: what a removed directory held is not listed)."""
     lines = []
     for path in sorted(set(tree) | set(base or {})):
         entry = tree.get(path)
         if entry is None:
+            parent = posixpath.dirname(path)
+            if parent != "/" and parent not in tree:
+                continue  # under a removed directory: that one is listed
             lines.append(f"{quote_path(path)} removed")
         elif base is None or base.get(path) != entry:
             lines.append(entry.line(path))

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dockyard.core import (
     CancelledError,
+    DockyardError,
     NullReporter,
     Reporter,
-    UsageError,
 )
 
 from ._config import EngineConfig
@@ -259,9 +259,11 @@ class Engine:
         denied = request.entitlements - self.config.entitlements
         if denied:
             names = ", ".join(sorted(e.value for e in denied))
-            raise UsageError(
+            # A refusal of the engine, not a mistake on the command line (which asked
+            # for it with --allow): a failed build, as BuildKit's daemon reports it.
+            raise DockyardError(
                 f"granting entitlement {names} is not allowed by the engine's configuration "
-                "(allow it with --allow)"
+                "(dockyardd: allowed-entitlements in its config file)"
             )
 
     def _job_options(self, request: BuildRequest, session: SessionHandle | None) -> JobOptions:

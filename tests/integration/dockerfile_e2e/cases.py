@@ -27,6 +27,7 @@ files) and the expected results of each build it lists:
     ssh = true                        # forward the harness's ssh agent as "default"
     build_contexts = { name = "dir:other" }  # dir:PATH (case dir) | image:REF | oci-layout:PATH
     tag = "dye2e-parent"              # also store the image under this name
+    times = true                      # compare "created" of the image and its history
     source = "peer"                   # or "docs"
     note = "why the expected data look the way they do"
     error = { line = 3, contains = ["message a user can act on"], runs_nothing = true }
@@ -103,6 +104,8 @@ class BuildSpec:
     note: str = ""
     error: ErrorSpec | None = None
     overrides: tuple[Override, ...] = ()
+    times: bool = False
+    """Compare the image's and history's ``created`` too (builds with a fixed epoch)."""
 
     @property
     def id(self) -> str:
@@ -132,6 +135,7 @@ _BUILD_KEYS = {
     "note",
     "error",
     "override",
+    "times",
 }
 
 
@@ -168,6 +172,7 @@ def _build(case: str, raw: Mapping[str, Any]) -> BuildSpec:
             if error is not None
             else None
         ),
+        times=bool(raw.get("times", False)),
         overrides=tuple(
             Override(path=path, expect=o["expect"], reason=o["reason"])
             for o in raw.get("override", ())
@@ -455,8 +460,8 @@ class Result:
         return json.dumps(self.config, indent=2, sort_keys=True) + "\n"
 
 
-def result_of(image: SavedImage, base: SavedImage, ws: Workspace) -> Result:
-    tree, config = describe(image, base)
+def result_of(image: SavedImage, base: SavedImage, ws: Workspace, *, times: bool = False) -> Result:
+    tree, config = describe(image, base, times=times)
     config = json.loads(ws.unfill(json.dumps(config)))
     return Result(tree=[ws.unfill(line) for line in tree], config=config)
 

@@ -229,10 +229,13 @@ def _drop_empty(value: Any) -> Any:
     return None if value in (None, {}, "") else value
 
 
-def config_subset(image: SavedImage, base: SavedImage | None) -> dict[str, Any]:
+def config_subset(
+    image: SavedImage, base: SavedImage | None, *, times: bool = False
+) -> dict[str, Any]:
     """The Dockerfile-set fields of ``image``'s config, its author, its history after
     ``base``'s (``created_by`` and ``empty_layer``) and the number of layers it adds;
-    ``base`` is the image it was built on (``None``: compared whole)."""
+    ``base`` is the image it was built on (``None``: compared whole). ``times`` adds the
+    image's and the history entries' ``created`` (for builds with a fixed epoch)."""
     config = image.config.get("config") or {}
     out: dict[str, Any] = {"base": "busybox" if base is not None else "none"}
     for name in CONFIG_FIELDS:
@@ -246,8 +249,11 @@ def config_subset(image: SavedImage, base: SavedImage | None) -> dict[str, Any]:
     skip_layers = len(base.diff_ids) if base is not None else 0
     out["history"] = [
         {"created_by": h.get("created_by", ""), "empty_layer": bool(h.get("empty_layer"))}
+        | ({"created": h.get("created")} if times else {})
         for h in image.history()[skip_history:]
     ]
+    if times:
+        out["created"] = image.config.get("created")
     out["layers"] = len(image.diff_ids) - skip_layers
     return out
 
@@ -258,10 +264,12 @@ def built_on(image: SavedImage, base: SavedImage) -> bool:
     return tuple(ids[: len(base.diff_ids)]) == base.diff_ids and bool(base.diff_ids)
 
 
-def describe(image: SavedImage, base: SavedImage) -> tuple[list[str], dict[str, Any]]:
+def describe(
+    image: SavedImage, base: SavedImage, *, times: bool = False
+) -> tuple[list[str], dict[str, Any]]:
     """The tree lines and config subset of ``image``, relative to ``base`` when it was
-    built on it."""
+    built on it (``times``: see :func:`config_subset`)."""
     on_base = built_on(image, base)
     tree = flatten(image.layers)
     base_tree = flatten(base.layers) if on_base else None
-    return tree_lines(tree, base_tree), config_subset(image, base if on_base else None)
+    return tree_lines(tree, base_tree), config_subset(image, base if on_base else None, times=times)

@@ -116,7 +116,7 @@ def test_case(case: c.Case, e2e_state: Path, e2e_base: SavedImage, tmp_path: Pat
             if outcome.code != 0:
                 problems.append(f"{spec.id}: the build failed:\n{outcome.stderr}")
                 continue
-            actual = c.result_of(read_saved_image(out), e2e_base, ws)
+            actual = c.result_of(read_saved_image(out), e2e_base, ws, times=spec.times)
             if DUMP:
                 c.write_result(Path(DUMP) / case.name, spec.name, actual)
             if UPDATE and spec.source == "docs":

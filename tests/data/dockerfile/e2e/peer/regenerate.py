@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
                         made.append(tag)
                         saved = Path(tmp, f"{case.name}-{spec.name}.tar")
                         docker("save", "-o", str(saved), tag)
-                        result = c.result_of(read_saved_image(saved), base, ws)
+                        result = c.result_of(read_saved_image(saved), base, ws, times=spec.times)
                         c.write_result(out, spec.name, result)
                         print(f"{spec.id}: recorded")
         finally:

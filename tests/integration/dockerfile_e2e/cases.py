@@ -515,9 +515,12 @@ def expected_result(spec: BuildSpec) -> Result:
     return apply_overrides(read_result(case_dir / "peer", spec.name), spec.overrides)
 
 
-FROM_BUSYBOX = re.compile(r"^(\s*FROM\s+(?:--platform=\S+\s+)?)busybox(?=\s|$)", re.I | re.M)
+FROM_BUSYBOX = re.compile(
+    r"^(\s*FROM\s+(?:--platform=\S+\s+)?|\s*ARG\s+\w+=)busybox(?=\s|$)", re.I | re.M
+)
 
 
 def peer_dockerfile(text: str) -> str:
-    """The Dockerfile as the peer builds it: ``FROM busybox`` names its registry's."""
+    """The Dockerfile as the peer builds it: ``FROM busybox`` (or an ``ARG`` defaulting
+    to ``busybox`` for a FROM) names its registry's."""
     return FROM_BUSYBOX.sub(lambda m: m.group(1) + PEER_BASE, text)

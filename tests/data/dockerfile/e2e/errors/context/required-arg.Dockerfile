@@ -1,0 +1,3 @@
+FROM busybox
+ARG VERSION
+ENV V="${VERSION:?set it with --build-arg VERSION=...}"

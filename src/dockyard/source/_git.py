@@ -22,6 +22,13 @@ Fetching (:meth:`GitInstance.snapshot`)
     unless skipped; without ``keep_git_dir`` no ``.git`` is left anywhere. Files are
     owned by the engine's user with modes 0644/0755, as BuildKit's.
 
+Transient failures
+    A remote command (``ls-remote``, ``fetch``) that fails the way a dropped connection
+    or an overloaded server does (connection reset or refused, early EOF, a hung-up
+    remote, HTTP 5xx) is run again, ``attempts`` times in all with a growing delay; the
+    error then says how many attempts were made. Refusals (authentication, a missing
+    repository, HTTP 4xx) fail at once.
+
 Credentials
     HTTP tokens and headers come from the job's session secrets (BuildKit's names:
     ``GIT_AUTH_TOKEN``/``GIT_AUTH_HEADER``, optionally suffixed ``.host``), SSH through
@@ -121,7 +128,9 @@ class GitSource:
     ``ssh_key`` are the engine's job values for the session's secret store and SSH
     forwarder (``dockyard.llbsolver.SECRETS`` and ``SSH_AGENTS``; this layer cannot
     import them). ``git`` and ``ssh`` are the programs to run (``ssh`` may be a command
-    line); ``timeout`` bounds each git command (``None``: no limit).
+    line); ``timeout`` bounds each git command (``None``: no limit). A remote command
+    that fails transiently is tried ``attempts`` times in all, ``retry_delay`` seconds
+    apart (doubling).
     """
 
     def __init__(
@@ -133,9 +142,13 @@ class GitSource:
         git: str = "git",
         ssh: str = "ssh",
         timeout: float | None = None,
+        attempts: int = 3,
+        retry_delay: float = 0.5,
     ) -> None:
         self.cache = cache
         self.runner = GitRunner(git=git, ssh=ssh, timeout=timeout)
+        self.attempts = max(attempts, 1)
+        self.retry_delay = retry_delay
         self._secrets_key = secrets_key
         self._ssh_key = ssh_key
         self._checkouts: SingleFlight[str, str] = SingleFlight()
@@ -355,18 +368,31 @@ class GitSource:
         git_dir: Path | None = None,
         check: bool = True,
     ) -> GitResult:
-        """A git command talking to ``spec``'s remote (named ``origin``)."""
-        result = await self.runner.run(
-            *args,
-            git_dir=git_dir,
-            remote=spec.remote,
-            auth=auth,
-            scrub=scrub,
-            log=creds.log,
-            check=False,
-        )
+        """A git command talking to ``spec``'s remote (named ``origin``), run again while
+        it fails transiently (see the module docstring)."""
+        attempt = 1
+        while True:
+            result = await self.runner.run(
+                *args,
+                git_dir=git_dir,
+                remote=spec.remote,
+                auth=auth,
+                scrub=scrub,
+                log=creds.log,
+                check=False,
+            )
+            if result.ok or attempt >= self.attempts or not _transient(result):
+                break
+            delay = self.retry_delay * 2 ** (attempt - 1)
+            if creds.log is not None:
+                creds.log(f"git {args[0]} failed ({result.tail()}); retrying\n".encode())
+            await asyncio.sleep(delay)
+            attempt += 1
         if check and not result.ok:
-            raise DockyardError(f"git {args[0]} of {spec.remote.redacted} failed: {result.tail()}")
+            tries = f" after {attempt} attempts" if attempt > 1 else ""
+            raise DockyardError(
+                f"git {args[0]} of {spec.remote.redacted} failed{tries}: {result.tail()}"
+            )
         return result
 
     async def _has_commit(self, repo: Path, sha: str) -> bool:
@@ -640,6 +666,40 @@ class GitInstance:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+_TRANSIENT = (
+    "connection reset",
+    "connection refused",
+    "connection timed out",
+    "could not connect",
+    "couldn't connect",
+    "early eof",
+    "unexpected disconnect",
+    "remote end hung up unexpectedly",
+    "read error",
+    "broken pipe",
+    "rpc failed",
+    "transfer closed",
+    "the requested url returned error: 5",
+)
+_REFUSED = (
+    "permission denied",
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "not found",
+    "does not appear to be a git repository",
+    "not exported",
+    "the requested url returned error: 4",
+)
+
+
+def _transient(result: GitResult) -> bool:
+    """Whether a failed remote command failed the way a dropped connection or a busy
+    server makes it fail (worth another attempt), rather than by a refusal."""
+    text = result.stderr.lower()
+    return not any(m in text for m in _REFUSED) and any(m in text for m in _TRANSIENT)
 
 
 def _check_checksum(spec: GitSpec, resolved: ResolvedRef) -> None:

@@ -28,7 +28,7 @@ from ._builders import (
 from ._contexts import BASE_IMAGE, check_base_image, make_contexts
 from ._floors import Floor, measure_floors, measure_startup
 from ._proc import BenchError, Log, output, run
-from ._profile import summarize
+from ._profile import summarize, summarize_pyinstrument
 from ._report import ScenarioResult, Series, format_floors, format_scenario
 from ._scenarios import NAMES, Scenario, make_scenarios
 
@@ -53,24 +53,45 @@ def _split(text: str) -> tuple[str, ...]:
 def _profile_run(
     scenario: Scenario, builder: Builder, index: int, stem: Path, log: Log
 ) -> list[Path]:
-    """One more run of ``builder`` with profilers: pyinstrument around the ``dockyard``
-    CLI, and py-spy on the daemon too. Returns the text reports."""
+    """More runs of ``builder`` with profilers: pyinstrument around the ``dockyard`` CLI
+    (the main thread's wall clock), then py-spy over every thread of the embedded CLI or
+    of the daemon. Returns the text reports."""
+    out = []
     scenario.prepare(builder, index)
-    client = stem.with_name(stem.name + "-client.txt")
-    out = [client]
-    builder.profile_to = client
-    daemon = builder if isinstance(builder, DockyardDaemon) else None
-    raw = stem.with_name(stem.name + "-daemon.collapsed")
-    if daemon is not None:
-        daemon.start_spy(raw)
+    session = stem.with_name(stem.name + "-client.pyisession")
+    builder.profile_to = session
     try:
         scenario.timed(builder, index)
     finally:
         builder.profile_to = None
-        if daemon is not None:
-            daemon.stop_spy()
     scenario.finish(builder, index)
-    if daemon is not None and raw.exists():
+    if session.exists():
+        text, tree = session.with_suffix(".txt"), session.with_suffix(".json")
+        for renderer, dest in (("text", text), ("json", tree)):
+            run(
+                [venv_bin("pyinstrument"), "--load", str(session), "-r", renderer, "-o", str(dest)],
+                log,
+            )
+        summary = session.with_name(session.stem + "-summary.txt")
+        summary.write_text(summarize_pyinstrument(tree))
+        out += [text, summary]
+    scenario.prepare(builder, index + 1)
+    if isinstance(builder, DockyardDaemon):
+        raw = stem.with_name(stem.name + "-daemon.collapsed")
+        builder.start_spy(raw)
+        try:
+            scenario.timed(builder, index + 1)
+        finally:
+            builder.stop_spy()
+    else:
+        raw = stem.with_name(stem.name + "-threads.collapsed")
+        builder.profile_to = raw
+        try:
+            scenario.timed(builder, index + 1)
+        finally:
+            builder.profile_to = None
+    scenario.finish(builder, index + 1)
+    if raw.exists():
         text = raw.with_suffix(".txt")
         text.write_text(summarize(raw))
         out.append(text)

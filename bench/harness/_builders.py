@@ -133,10 +133,24 @@ class DockyardBuilder(Builder):
 
     def _command(self) -> list[str]:
         exe = venv_bin("dockyard")
-        if self.profile_to is not None:
-            path, self.profile_to = self.profile_to, None
-            return [venv_bin("pyinstrument"), "-r", "text", "-o", str(path), exe]
-        return [exe]
+        if self.profile_to is None:
+            return [exe]
+        path, self.profile_to = self.profile_to, None
+        if path.suffix == ".collapsed":  # py-spy: every thread, raw collapsed stacks
+            return [
+                venv_bin("py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--output",
+                str(path),
+                "--",
+                exe,
+            ]
+        # pyinstrument: the main thread's wall clock (await points included)
+        return [venv_bin("pyinstrument"), "-r", "pyisession", "-o", str(path), exe]
 
     def build_argv(
         self,

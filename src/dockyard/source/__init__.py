@@ -14,9 +14,9 @@ The engine builds one of each and registers it in ``Worker.sources``::
         **remote_sources(cache, secrets_key=SECRETS, ssh_key=SSH_AGENTS),  # git, http(s)
     }
 
-- :class:`LocalSource` — ``local://NAME``: the client's directory synced incrementally
-  through its session into a persistent work area, committed (and reused while the
-  content is the same);
+- :class:`LocalSource` — ``local://NAME``: the client's directory synced through its
+  session into a new layer over its previous snapshot (only the changes are written;
+  an unchanged directory reuses the previous snapshot);
 - :class:`ImageSource` — ``docker-image://REF`` with resolve modes ``default`` /
   ``pull`` / ``local`` (local image store, registry); also the frontends' image config
   resolver (:meth:`ImageSource.resolve_image_config`, :meth:`ImageSource.meta_resolver`);

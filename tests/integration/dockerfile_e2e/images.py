@@ -232,7 +232,7 @@ def _drop_empty(value: Any) -> Any:
 def config_subset(
     image: SavedImage, base: SavedImage | None, *, times: bool = False
 ) -> dict[str, Any]:
-    """The Dockerfile-set fields of ``image``'s config, its author, its history after
+    """The Dockerfile-set fields of ``image``'s config, its platform and author, its history after
     ``base``'s (``created_by`` and ``empty_layer``) and the number of layers it adds;
     ``base`` is the image it was built on (``None``: compared whole). ``times`` adds the
     image's and the history entries' ``created`` (for builds with a fixed epoch)."""
@@ -240,6 +240,10 @@ def config_subset(
     out: dict[str, Any] = {"base": "busybox" if base is not None else "none"}
     for name in CONFIG_FIELDS:
         value = _drop_empty(config.get(name))
+        if value is not None:
+            out[name] = value
+    for name in ("architecture", "os", "variant"):
+        value = _drop_empty(image.config.get(name))
         if value is not None:
             out[name] = value
     author = _drop_empty(image.config.get("author"))

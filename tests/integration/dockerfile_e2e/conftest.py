@@ -19,7 +19,7 @@ from .runner import dockyard_build
 @pytest.fixture(scope="session")
 def e2e_state(busybox_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     need_root()
-    need_tools("crun", "git", "ssh-agent", "ssh-add", "ssh-keygen")
+    need_tools("crun", "git", "ssh-agent", "ssh-add", "ssh-keygen", "docker-registry")
     state = tmp_path_factory.mktemp("e2e") / "state"
     asyncio.run(store_busybox(state, busybox_rootfs))
     return state

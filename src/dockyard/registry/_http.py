@@ -261,8 +261,13 @@ class HttpSession:
                 headers={"User-Agent": self._user_agent},
             )
         else:
+            from ._network import closing_transport
+
+            context = self._ssl_context(settings, verify)
             client = httpx.AsyncClient(
-                verify=self._ssl_context(settings, verify),
+                # the transport of direct connections; ``verify`` serves proxy transports
+                transport=closing_transport(context),
+                verify=context,
                 follow_redirects=True,
                 timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 30.0)),
                 headers={"User-Agent": self._user_agent},

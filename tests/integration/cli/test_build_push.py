@@ -28,6 +28,15 @@ def test_push_with_credentials_from_docker_config(
         user, password = next(iter(registry.users.items()))
         ref = registry.ref("greeting:pushed")
         meta = tmp_path / "meta.json"
+        # no credentials: refused, naming the registry
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty-docker-config"))
+        assert (
+            main(["build", "--state-dir", str(state), "-q", "-t", ref, "--push", str(EXAMPLE)]) == 1
+        )
+        refused = capsys.readouterr().err
+        assert f"registry {registry.host} requires authentication" in refused, refused
+        assert "Traceback" not in refused
+
         docker_config = tmp_path / "docker-config"
         docker_config.mkdir()
         auth = base64.b64encode(f"{user}:{password}".encode()).decode()

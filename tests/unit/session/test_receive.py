@@ -247,3 +247,58 @@ async def test_unwritable_directories_when_not_root(tmp_path: Path) -> None:
         (src / "ro").chmod(0o755)
         if (dest / "ro").exists():
             (dest / "ro").chmod(0o755)
+
+
+async def test_a_sync_base_opens_only_for_a_difference(tmp_path: Path) -> None:
+    """``SyncBase``: the sender's entries are compared with the base's stat keys (owners
+    only when they are kept); the destination is opened only when something differs,
+    and a destination that is not a layer is synced like any directory."""
+    from dockyard.session import SyncBase, stat_key
+
+    entries = [f("d", DIR), f("d/a", size=3), f("l", LNK, linkname="d/a")]
+    base = {e.path: stat_key(e) for e in entries}
+    opened: list[Path] = []
+
+    async def open_copy() -> tuple[Path, bool]:
+        dest = tmp_path / f"copy{len(opened)}"
+        opened.append(dest)
+        return dest, False
+
+    def chowned(entry: FileStat) -> FileStat:
+        return FileStat(
+            path=entry.path,
+            mode=entry.mode,
+            uid=1234,
+            gid=5678,
+            size=entry.size,
+            mtime_ns=entry.mtime_ns,
+            linkname=entry.linkname,
+        )
+
+    same = await receive(
+        FakeSource([chowned(e) for e in entries]),
+        SyncBase(entries=base, open=open_copy),
+        preserve_owner=False,
+    )
+    assert same.unchanged
+    assert not opened
+    assert [e.path for e in same.tree] == ["d", "d/a", "l"]
+
+    changed = [*entries[:2], f("l", LNK, linkname="elsewhere")]
+    result = await receive(
+        FakeSource(changed, {1: b"abc"}),
+        SyncBase(entries=base, open=open_copy),
+        preserve_owner=False,
+    )
+    assert len(opened) == 1
+    assert (result.files_transferred, os.readlink(opened[0] / "l")) == (1, "elsewhere")
+    assert (opened[0] / "d" / "a").read_bytes() == b"abc"
+
+    # one entry fewer is a difference too
+    await receive(
+        FakeSource(entries[:2], {1: b"abc"}),
+        SyncBase(entries=base, open=open_copy),
+        preserve_owner=False,
+    )
+    assert len(opened) == 2
+    assert sorted(os.listdir(opened[1])) == ["d"]

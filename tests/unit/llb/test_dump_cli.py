@@ -13,7 +13,7 @@ import pytest
 
 from dockyard.cli.main import main
 
-from . import graphs, test_wire
+from . import bad_definitions, graphs, test_wire
 
 ROOT = Path(__file__).resolve().parents[3]
 HELLO = ROOT / "examples" / "hello.py"
@@ -126,3 +126,21 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith("ERROR:")
+
+
+@pytest.mark.parametrize("case", sorted(bad_definitions.CASES))
+def test_bad_definitions_through_the_console_script(tmp_path: Path, case: str) -> None:
+    # The real entry point in a subprocess, so that an uncaught exception would show as
+    # the interpreter's traceback on stderr.
+    data, message = bad_definitions.CASES[case]
+    path = tmp_path / "def.pb"
+    path.write_bytes(data)
+    dockyard = Path(sys.executable).parent / "dockyard"
+    result = subprocess.run(
+        [str(dockyard), "debug", "dump-llb", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("ERROR: "), result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

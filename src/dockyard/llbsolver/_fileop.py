@@ -103,8 +103,10 @@ class FileOp:
         mount_dir: Path | None = None,
         n_inputs: int,
         payload: bytes,
+        sources: tuple[str, ...] = (),
     ) -> None:
         self.info = info
+        self.sources = sources  # how errors name each input ("the build context")
         self.refs = refs
         self.mount_dir = mount_dir
         self.steps = steps
@@ -147,12 +149,15 @@ class FileOp:
             deps.append(
                 Dep(
                     selector="sha256:" + hashlib.sha256(encoded.encode()).hexdigest(),
-                    compute_digest=self._content_digest(unique),
+                    compute_digest=self._content_digest(unique, self._source_name(index)),
                 )
             )
         return tuple(deps)
 
-    def _content_digest(self, selectors: tuple[ContentSelector, ...]) -> Any:
+    def _source_name(self, index: int) -> str:
+        return self.sources[index] if index < len(self.sources) else "the copy source"
+
+    def _content_digest(self, selectors: tuple[ContentSelector, ...], where: str) -> Any:
         refs = self.refs
         info = self.info
 
@@ -169,7 +174,7 @@ class FileOp:
                             continue
                         how = " (symlinks resolved inside it)" if sel.follow_links else ""
                         raise NotFoundError(
-                            f"{sel.path!r} not found in the copy source{how}",
+                            f"{sel.path!r} not found in {where}{how}",
                             vertex=info.ref(),
                         ) from exc
             record = [[sel.to_json(), digest] for sel, digest in zip(selectors, sums, strict=True)]

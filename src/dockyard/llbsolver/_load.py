@@ -116,7 +116,7 @@ def _vertex(
         digest=str(node.digest), name=name, locations=node.locations, platform=_platform(node.op)
     )
     try:
-        op = _op(node, info, worker, entitlements)
+        op = _op(node, info, worker, entitlements, vertices)
     except DockyardError as exc:
         raise info.located(exc.with_vertex(info.ref())) from None
     md = node.metadata
@@ -129,7 +129,28 @@ def _vertex(
     return Vertex(digest=str(node.digest), name=name, inputs=inputs, op=op, options=options)
 
 
-def _op(node: OpNode, info: OpInfo, worker: Worker, entitlements: frozenset[Entitlement]) -> Op:
+def _copy_source(vertex: Vertex) -> str:
+    """How a file op's error names the input it copies from: a local directory the
+    client sends by its name (``the build context`` for ``local://context``, mentioning
+    its ignore patterns when it has some), anything else as ``the copy source``."""
+    op = vertex.op
+    if not isinstance(op, SourceOp) or op.request.scheme != "local":
+        return "the copy source"
+    name = op.request.path
+    where = "the build context" if name == "context" else f"the local source {name!r}"
+    excluded = op.request.attrs.get("local.excludepatterns", "")
+    if excluded and excluded != "[]":
+        where += " or excluded by .dockerignore"
+    return where
+
+
+def _op(
+    node: OpNode,
+    info: OpInfo,
+    worker: Worker,
+    entitlements: frozenset[Entitlement],
+    vertices: dict[str, Vertex],
+) -> Op:
     op = node.op
     kind = node.kind
     n_inputs = len(node.inputs)
@@ -162,6 +183,7 @@ def _op(node: OpNode, info: OpInfo, worker: Worker, entitlements: frozenset[Enti
             mount_dir=worker.mount_dir,
             n_inputs=n_inputs,
             payload=op.file.SerializeToString(deterministic=True),
+            sources=tuple(_copy_source(vertices[str(i.digest)]) for i in node.inputs),
         )
     if kind == "merge":
         return MergeOp(

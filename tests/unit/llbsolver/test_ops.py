@@ -73,6 +73,7 @@ def env(tmp_path: Path) -> Env:
         "ctx": lambda p: make_tree(
             p, {"app.py": "print(1)\n", "README": "docs", "sub/": None, "sub/x": "x"}
         ),
+        "context": lambda p: make_tree(p, {"app.py": "print(1)\n"}),
     }
     source = DirSource(refs, trees)
     worker = Worker(refs=refs, executor=executor, sources={"docker-image": source, "local": source})
@@ -285,6 +286,24 @@ async def test_copy_owner_by_name_from_the_target(env: Env, bridge: LlbSolver) -
     st = os.lstat(value.path / "app.py")
     assert (st.st_uid, st.st_gid) == (1000, 50)
     await ref.release()
+
+
+async def test_a_missing_copy_source_is_named_by_where_it_was_looked_for(
+    env: Env, bridge: LlbSolver
+) -> None:
+    state = llb.image("busybox").copy(llb.local("ctx"), "/nope.txt", "/x")
+    with pytest.raises(NotFoundError, match=r"'/nope.txt' not found in the local source 'ctx'"):
+        await bridge.solve(state.marshal())
+    context = llb.local("context", exclude_patterns=["*.txt"])
+    state = llb.image("busybox").copy(context, "/nope.txt", "/x")
+    with pytest.raises(
+        NotFoundError, match=r"not found in the build context or excluded by \.dockerignore"
+    ):
+        await bridge.solve(state.marshal())
+    image = llb.image("busybox")
+    state = llb.scratch().copy(image, "/nope.txt", "/x")
+    with pytest.raises(NotFoundError, match=r"'/nope.txt' not found in the copy source"):
+        await bridge.solve(state.marshal())
 
 
 async def test_copy_owner_unknown_name(env: Env, bridge: LlbSolver) -> None:

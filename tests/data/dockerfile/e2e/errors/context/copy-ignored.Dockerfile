@@ -1,0 +1,3 @@
+FROM busybox
+RUN echo fine
+COPY ignored.txt /

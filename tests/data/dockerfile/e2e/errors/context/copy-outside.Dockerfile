@@ -1,0 +1,2 @@
+FROM busybox
+COPY ../../etc/passwd /stolen

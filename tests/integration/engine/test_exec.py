@@ -4,6 +4,8 @@ network, users), errors a user reads, cancellation and shutdown without leftover
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -138,7 +140,7 @@ async def test_failing_command_names_command_status_and_last_lines(engine: Engin
     assert err.vertex is not None
 
 
-async def test_cancelling_a_build_leaves_no_mount(engine: Engine) -> None:
+async def test_cancelling_a_build_leaves_no_mount(engine: Engine, tmp_path: Path) -> None:
     started = asyncio.Event()
 
     class Watch(CollectingReporter):
@@ -147,15 +149,45 @@ async def test_cancelling_a_build_leaves_no_mount(engine: Engine) -> None:
             if isinstance(event, VertexLog) and b"running" in event.data:
                 started.set()
 
-    state = busybox().run("echo running; sleep 60").root
+    token = "dockyard-cancel-" + uuid.uuid4().hex
+    state = busybox().run(f"echo running; sleep 60; : {token}").root
+    before = _mountinfo(tmp_path)
     task = asyncio.create_task(
         engine.solve(BuildRequest(definition=state.marshal(), reporter=Watch()))
     )
     await asyncio.wait_for(started.wait(), 30)
+    assert _mountinfo(tmp_path) != before  # the step's rootfs is mounted while it runs
+    assert _processes_with(token)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # the mountinfo_unchanged fixture checks that the state dir has no mount left
+    # right after the cancel, with the engine still open: mountinfo as it was, no process
+    assert _mountinfo(tmp_path) == before
+    assert _processes_with(token) == []
+    # (the mountinfo_unchanged fixture checks the state dir again after the engine closed)
+
+
+def _mountinfo(under: Path) -> list[str]:
+    """The mounts below ``under`` (the test's own; other tests mount elsewhere at the
+    same time), without mount ids."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        lines = [" ".join(line.split(" ")[2:]) for line in f]
+    return sorted(line for line in lines if str(under) in line)
+
+
+def _processes_with(token: str) -> list[int]:
+    """Pids whose command line contains ``token``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 async def test_closing_the_engine_cancels_builds(state: Path) -> None:

@@ -86,8 +86,13 @@ def open_archive(path: Path) -> Iterator[IO[bytes] | None]:
     if fd < 0:
         yield None
         return
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        # a directory opens too, but is no archive (and no file object can read it)
+        os.close(fd)
+        yield None
+        return
     with os.fdopen(fd, "rb") as raw:
-        if not (stat.S_ISREG(os.fstat(raw.fileno()).st_mode) and _is_tar(raw)):
+        if not _is_tar(raw):
             yield None
             return
         raw.seek(0)

@@ -518,9 +518,12 @@ def expected_result(spec: BuildSpec) -> Result:
 FROM_BUSYBOX = re.compile(
     r"^(\s*FROM\s+(?:--platform=\S+\s+)?|\s*ARG\s+\w+=)busybox(?=\s|$)", re.I | re.M
 )
+FROM_FLAG_BUSYBOX = re.compile(r"(--(?:mount=\S*\b)?from=)busybox(?=[\s,]|$)")
 
 
 def peer_dockerfile(text: str) -> str:
     """The Dockerfile as the peer builds it: ``FROM busybox`` (or an ``ARG`` defaulting
-    to ``busybox`` for a FROM) names its registry's."""
-    return FROM_BUSYBOX.sub(lambda m: m.group(1) + PEER_BASE, text)
+    to ``busybox`` for a FROM, ``--from=busybox``, ``--mount=...,from=busybox``) names
+    its registry's."""
+    text = FROM_BUSYBOX.sub(lambda m: m.group(1) + PEER_BASE, text)
+    return FROM_FLAG_BUSYBOX.sub(lambda m: m.group(1) + PEER_BASE, text)

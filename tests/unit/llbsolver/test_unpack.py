@@ -117,6 +117,25 @@ def test_not_an_archive_is_copied(tmp_path: Path) -> None:
         assert (dest / "dst/a.tar.x").read_bytes() == data
 
 
+def test_a_directory_of_archives_is_copied_as_it_is(tmp_path: Path) -> None:
+    # ADD dir/ with unpack set: a directory is no archive, nor are the archives in it
+    archive = gzip.compress(_tar(SIMPLE))
+    src = make_tree(tmp_path / "src", {"dir/": None})
+    (src / "dir/a.tar.gz").write_bytes(archive)
+    dest_root = make_tree(tmp_path / "dest", {})
+    copy(
+        src,
+        dest_root,
+        CopyAction(
+            src="/dir", dest="/dst/", unpack=True, create_dest_path=True, dir_contents_only=True
+        ),
+        None,
+    )
+    assert os.listdir(dest_root) == ["dst"]
+    assert os.listdir(dest_root / "dst") == ["a.tar.gz"]
+    assert (dest_root / "dst/a.tar.gz").read_bytes() == archive
+
+
 def test_archive_into_a_path_without_a_slash_is_a_directory(tmp_path: Path) -> None:
     dest = _add(tmp_path, _tar(SIMPLE), dest="/opt")
     assert (dest / "opt/app/main.py").is_file()

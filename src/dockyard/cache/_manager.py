@@ -884,6 +884,13 @@ class CacheManager:
         layer = self.snapshotter.layered and bool(ref._row.parents)
         return await self.snapshotter.own_path(ref.id), layer
 
+    async def layer_path(self, ref: ImmutableRef) -> Path | None:
+        """The directory holding what committed ``ref`` alone owns (its layer with
+        overlayfs, its whole tree with the native snapshotter), read only; ``None`` for a
+        merge or diff."""
+        self._own(ref)
+        return await self.snapshotter.layer_path(ref.id)
+
     async def file_index(self, ref: ImmutableRef) -> FileIndex | None:
         """The file index kept for committed ``ref`` (:meth:`commit_indexed`), if any:
         every entry's metadata as the sync that wrote it sent it, and checksum nodes."""

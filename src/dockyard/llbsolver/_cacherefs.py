@@ -9,15 +9,22 @@ the ops get are the cache manager's own :class:`dockyard.cache.ImmutableRef` and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import posixpath
+import stat
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
-from dockyard.cache import CacheManager, Sharing
+from dockyard.cache import CacheManager, FileIndex, Sharing
 from dockyard.cache import ImmutableRef as CacheImmutableRef
-from dockyard.core import InternalError
+from dockyard.cache import MutableRef as CacheMutableRef
+from dockyard.core import InternalError, NotFoundError
 from dockyard.llb import CacheSharing
 from dockyard.snapshot.types import Mount
 
-from .types import ContentSelector, ImmutableRef, MutableRef
+from .types import ContentSelector, ImmutableRef, MutableRef, PreviousCopy
+
+_COPY_LABEL = "dockyard.copy.of"  # "<op digest>@<base record id>" of a copy's result
+_COPY_SOURCE_LABEL = "dockyard.copy.source"  # the record it copied from
 
 __all__ = ["CacheRefs"]
 
@@ -35,7 +42,10 @@ def _own(ref: ImmutableRef | None) -> CacheImmutableRef | None:
 
 
 class CacheRefs:
-    """:class:`~dockyard.llbsolver.types.RefStore` over a :class:`CacheManager`."""
+    """:class:`~dockyard.llbsolver.types.RefStore` over a :class:`CacheManager`, with its
+    :class:`~dockyard.llbsolver.types.CopyHistory`: a copy's result is labelled with the
+    copy (op digest and base) and its source, and a source with a file index (a local
+    source's snapshot) tells which entries are unchanged since."""
 
     def __init__(self, manager: CacheManager) -> None:
         self.manager = manager
@@ -81,3 +91,79 @@ class CacheRefs:
             follow_links=selector.follow_links,
             wildcard=selector.wildcard,
         )
+
+    @contextlib.asynccontextmanager
+    async def previous_copy(
+        self, key: str, base: ImmutableRef | None, source: ImmutableRef, src_path: str
+    ) -> AsyncIterator[PreviousCopy | None]:
+        manager = self.manager
+        src = _own(source)
+        assert src is not None
+        current = await manager.file_index(src)
+        held: list[CacheImmutableRef] = []
+        try:
+            found: PreviousCopy | None = None
+            labelled = manager.records_with_label(_COPY_LABEL, _copy_of(key, base))
+            for rid in labelled if current is not None else ():
+                assert current is not None
+                try:
+                    previous = await manager.get(rid)
+                    held.append(previous)
+                    before = await manager.get(previous.labels.get(_COPY_SOURCE_LABEL, ""))
+                    held.append(before)
+                except NotFoundError:
+                    continue
+                old = await manager.file_index(before)
+                layer = await manager.layer_path(previous)
+                if old is None or layer is None or not _same_root(old, current, src_path):
+                    continue
+                found = PreviousCopy(layer=layer, unchanged=_unchanged(old, current))
+                break
+            yield found
+        finally:
+            for ref in held:
+                await ref.release()
+
+    async def remember_copy(
+        self, key: str, *, base: ImmutableRef | None, source: ImmutableRef, result: ImmutableRef
+    ) -> None:
+        ref, src = _own(result), _own(source)
+        assert ref is not None
+        assert src is not None
+        if await self.manager.file_index(src) is None:
+            return  # nothing to compare a later source with
+        ref.set_label(_COPY_LABEL, _copy_of(key, base))
+        ref.set_label(_COPY_SOURCE_LABEL, src.id)
+
+    async def own_path(self, ref: MutableRef) -> tuple[Path, bool]:
+        if not isinstance(ref, CacheMutableRef):
+            raise InternalError(f"{ref!r} is not a ref of the cache manager")
+        return await self.manager.own_path(ref)
+
+
+def _copy_of(key: str, base: ImmutableRef | None) -> str:
+    return f"{key}@{base.id if base is not None else ''}"
+
+
+def _same_root(old: FileIndex, new: FileIndex, src_path: str) -> bool:
+    """Whether ``src_path`` names the same kind of entry in both trees, reached without
+    a symlink (so that the copy maps the same source paths to the same destinations)."""
+    rel = posixpath.normpath("/" + src_path.lstrip("/")).lstrip("/")
+    for index in (old, new):
+        if index.resolve(src_path, follow_final=True) != rel:
+            return False
+    if rel == "":
+        return True
+    return stat.S_IFMT(old.meta[rel][0]) == stat.S_IFMT(new.meta[rel][0])
+
+
+def _unchanged(old: FileIndex, new: FileIndex) -> Callable[[str], bool]:
+    def unchanged(rel: str) -> bool:
+        node = new.nodes.get(rel)
+        return (
+            node is not None
+            and node == old.nodes.get(rel)
+            and new.meta.get(rel) == old.meta.get(rel)
+        )
+
+    return unchanged

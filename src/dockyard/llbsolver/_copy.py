@@ -5,6 +5,7 @@ action has one, exact modes, hard links preserved within one copy."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -24,8 +25,9 @@ from ._fsops import mkdir_all, os_error, remove_all, set_times, show
 from ._glob import resolve_wildcards
 from ._owner import Owner
 from ._paths import base_name, clean_path, root_path, split_dir
+from .types import PreviousCopy
 
-__all__ = ["copy"]
+__all__ = ["copy", "link_deferred"]
 
 _COPY_CHUNK = 1 << 30
 _NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
@@ -38,8 +40,20 @@ def copy(
     owner: Owner | None,
     *,
     cancelled: threading.Event | None = None,
+    previous: PreviousCopy | None = None,
+    deferred: list[tuple[str, str]] | None = None,
 ) -> None:
     """Copy ``action.src`` of the tree at ``src_root`` into the tree at ``dest_root``.
+
+    With ``previous`` (what this same copy wrote on the same destination tree before,
+    see :class:`~dockyard.llbsolver.types.PreviousCopy`) a regular file whose source
+    entry is unchanged is hard-linked from that earlier result when the file there has
+    exactly the size, times, mode and owner this copy would give it: the result is the
+    same tree, without reading or writing the content again. When ``dest_root`` is a
+    mounted overlay (a link cannot cross into it) pass ``deferred``: such a file is then
+    left out and ``(earlier file, destination path relative to dest_root)`` appended
+    there, for :func:`link_deferred` to link into the layer once it is unmounted (its
+    directory is made part of the layer here).
 
     Destination rules (BuildKit's): a ``dest`` ending in ``/`` is a directory (made if
     missing); a file copied onto an existing directory lands inside it; a directory
@@ -75,7 +89,7 @@ def copy(
             )
     else:
         matches = [src_path]
-    copier = _Copier(src_root, dest_root, action, owner, cancelled)
+    copier = _Copier(src_root, dest_root, action, owner, cancelled, previous, deferred)
     for src in matches:
         if action.unpack:
             from ._unpack import unpack
@@ -115,9 +129,16 @@ class _Copier:
         action: CopyAction,
         owner: Owner | None,
         cancelled: threading.Event | None,
+        previous: PreviousCopy | None = None,
+        deferred: list[tuple[str, str]] | None = None,
     ) -> None:
         self.src_root = src_root
         self.dest_root = dest_root
+        self.previous = previous
+        self.deferred = deferred
+        self._in_layer: set[str] = set()  # directories of deferred files, copied up
+        self._src_prefix = len(os.path.join(str(src_root), ""))
+        self._dest_prefix = len(os.path.join(str(dest_root), ""))
         self.action = action
         self.owner = owner
         self.mode = action.mode
@@ -369,6 +390,8 @@ class _Copier:
                 os.link(first, target)
                 return False
             self.inodes[key] = target
+        if info and self.previous is not None and self._link_previous(src, target, st):
+            return True
         fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             fd_out = os.open(
@@ -383,6 +406,52 @@ class _Copier:
         finally:
             os.close(fd_in)
         return info
+
+    def _link_previous(self, src: Path, target: Path, st: os.stat_result) -> bool:
+        """Link ``target`` to the earlier result's file if that is what this copy would
+        write (see :func:`copy`); whether it did."""
+        previous = self.previous
+        assert previous is not None
+        src_path, dest_path = str(src), str(target)
+        if not (
+            src_path.startswith(str(self.src_root))
+            and dest_path.startswith(str(self.dest_root))
+            and previous.unchanged(src_path[self._src_prefix :])
+        ):
+            return False
+        earlier = os.path.join(previous.layer, dest_path[self._dest_prefix :])
+        try:
+            est = os.lstat(earlier)
+        except OSError:
+            return False
+        owner = self.owner
+        uid, gid = (owner.uid, owner.gid) if owner is not None else (st.st_uid, st.st_gid)
+        bits = stat.S_IMODE(st.st_mode) if self.mode is None else self.mode.apply(st.st_mode)
+        mtime = self.timestamp if self.timestamp is not None else st.st_mtime_ns
+        if not (
+            stat.S_ISREG(est.st_mode)
+            and est.st_size == st.st_size
+            and est.st_mtime_ns == mtime
+            and stat.S_IMODE(est.st_mode) == bits
+            and (est.st_uid, est.st_gid) == (uid, gid)
+        ):
+            return False
+        if self.deferred is None:
+            try:
+                os.link(earlier, target, follow_symlinks=False)
+            except OSError:
+                return False
+            return True
+        if st.st_nlink > 1:
+            return False  # later links of its group link to it through the mount
+        parent = os.path.dirname(dest_path)
+        if parent not in self._in_layer:
+            # any change of a directory copies it up into the layer: its own times will do
+            pst = os.lstat(parent)
+            os.utime(parent, ns=(pst.st_atime_ns, pst.st_mtime_ns), follow_symlinks=False)
+            self._in_layer.add(parent)
+        self.deferred.append((earlier, dest_path[self._dest_prefix :]))
+        return True
 
     def _fd_info(self, fd_in: int, fd_out: int, st: os.stat_result) -> None:
         """:meth:`_copy_info` for a regular file through its descriptors."""
@@ -457,3 +526,52 @@ def _copy_xattrs(src: Path, target: Path) -> None:
             )
         except OSError:
             continue
+
+
+def link_deferred(layer: Path, deferred: list[tuple[str, str]]) -> None:
+    """Link the files :func:`copy` deferred into ``layer`` (the unmounted upper directory
+    of its destination): a whiteout the copy left where the file goes is replaced, and
+    each directory keeps the times the copy gave it. A file that cannot be linked is
+    copied from the earlier result (same content, owner, mode, times and xattrs)."""
+    times: dict[str, tuple[int, int]] = {}
+    for earlier, rel in deferred:
+        target = os.path.join(layer, rel)
+        parent = os.path.dirname(target)
+        if parent not in times:
+            pst = os.lstat(parent)
+            times[parent] = (pst.st_atime_ns, pst.st_mtime_ns)
+        try:
+            cur = os.lstat(target)
+        except FileNotFoundError:
+            cur = None
+        if cur is not None:
+            if not (stat.S_ISCHR(cur.st_mode) and cur.st_rdev == 0):
+                raise DockyardError(f"copy: {rel!r} appeared in the layer while it was copied")
+            os.unlink(target)
+        try:
+            os.link(earlier, target, follow_symlinks=False)
+        except OSError:
+            _copy_whole(earlier, target)
+    for parent, (atime, mtime) in times.items():
+        os.utime(parent, ns=(atime, mtime), follow_symlinks=False)
+
+
+def _copy_whole(src: str, target: str) -> None:
+    st = os.lstat(src)
+    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd_out = os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            _copy_data(fd_in, fd_out, st.st_size)
+            os.fchown(fd_out, st.st_uid, st.st_gid)
+            os.fchmod(fd_out, stat.S_IMODE(st.st_mode))
+            os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
+            for name in os.listxattr(fd_in):
+                with contextlib.suppress(OSError):
+                    os.setxattr(fd_out, name, os.getxattr(fd_in, name))
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)

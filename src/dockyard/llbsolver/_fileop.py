@@ -39,9 +39,17 @@ from ._actions import (
     SymlinkAction,
 )
 from ._common import OpInfo, cache_digest, local_dir, run_blocking
-from ._copy import copy
+from ._copy import copy, link_deferred
+from ._glob import contains_wildcards
 from ._owner import Owner, resolve_owner
-from .types import ContentSelector, ImmutableRef, MutableRef, RefStore
+from .types import (
+    ContentSelector,
+    CopyHistory,
+    ImmutableRef,
+    MutableRef,
+    PreviousCopy,
+    RefStore,
+)
 
 if TYPE_CHECKING:
     from dockyard.api import ops as pb
@@ -194,12 +202,46 @@ class FileOp:
     async def exec(self, ctx: VertexContext, inputs: Sequence[Result]) -> Sequence[Result]:
         if len(inputs) != self.n_inputs:
             raise InternalError(f"file op got {len(inputs)} inputs, expected {self.n_inputs}")
-        run = _Run(self, [_immutable(r) for r in inputs], ctx)
+        refs = [_immutable(r) for r in inputs]
+        run = _Run(self, refs, ctx)
         async with self.info.errors():
             try:
-                return await run.outputs()
+                history = self._history(refs)
+                if history is None:
+                    return await run.outputs()
+                base, source, action = history
+                store = self.refs
+                assert isinstance(store, CopyHistory)
+                async with store.previous_copy(self._digest, base, source, action.src) as prev:
+                    run.previous = prev
+                    results = await run.outputs()
+                await store.remember_copy(
+                    self._digest, base=base, source=source, result=_immutable(results[0])
+                )
+                return results
             finally:
                 await run.cleanup()
+
+    def _history(
+        self, inputs: list[ImmutableRef]
+    ) -> tuple[ImmutableRef | None, ImmutableRef, CopyAction] | None:
+        """``(base, source, action)`` when this op is one plain copy whose earlier result
+        can be reused file by file (see :class:`CopyHistory`)."""
+        if not isinstance(self.refs, CopyHistory) or len(self.steps) != 1:
+            return None
+        step = self.steps[0]
+        action = step.action
+        if (
+            not isinstance(action, CopyAction)
+            or step.output != 0
+            or action.unpack
+            or (action.allow_wildcard and contains_wildcards(action.src))
+            or not 0 <= step.secondary < self.n_inputs
+            or step.input >= self.n_inputs
+        ):
+            return None
+        base = inputs[step.input] if step.input >= 0 else None
+        return base, inputs[step.secondary], action
 
 
 def _immutable(result: Result) -> ImmutableRef:
@@ -226,6 +268,7 @@ class _Run:
         self.mutables: dict[int, MutableRef] = {}
         self.committed: dict[int, ImmutableRef] = {}
         self.returned: set[int] = set()
+        self.previous: PreviousCopy | None = None  # of the op's one copy, if known
 
     def order(self) -> list[int]:
         """Actions in an order where each comes after those it reads (Definitions are
@@ -333,6 +376,15 @@ class _Run:
             i: (await ref.mounts() if ref is not None else None) for i, ref in owner_roots.items()
         }
         action = step.action
+        previous = self.previous if isinstance(action, CopyAction) else None
+        deferred: list[tuple[str, str]] | None = None
+        layer: Path | None = None
+        if previous is not None:
+            store = self.op.refs
+            assert isinstance(store, CopyHistory)
+            own, is_layer = await store.own_path(target)
+            if is_layer:  # the copy writes through a mount: links come after it
+                layer, deferred = own, []
 
         def work(stop: threading.Event) -> None:
             with contextlib.ExitStack() as stack:
@@ -356,7 +408,15 @@ class _Run:
                         src = stack.enter_context(
                             local_dir(source_mounts, parent=self.op.mount_dir)
                         )
-                    copy(src, dest, action, owner, cancelled=stop)
+                    copy(
+                        src,
+                        dest,
+                        action,
+                        owner,
+                        cancelled=stop,
+                        previous=previous,
+                        deferred=deferred,
+                    )
                 elif isinstance(action, MkdirAction):
                     _fsops.mkdir(dest, action, owner)
                 elif isinstance(action, MkfileAction):
@@ -369,6 +429,10 @@ class _Run:
                     raise InternalError(f"unknown file action {action!r}")
 
         await run_blocking(work)
+        if deferred:
+            assert layer is not None
+            links = deferred
+            await run_blocking(lambda stop: link_deferred(layer, links))
 
 
 def _reads(step: FileStep) -> list[int]:

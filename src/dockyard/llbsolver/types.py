@@ -29,7 +29,7 @@ Job-scoped providers
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,9 +53,11 @@ __all__ = [
     "SESSION_ID",
     "SSH_AGENTS",
     "ContentSelector",
+    "CopyHistory",
     "Entitlement",
     "ImmutableRef",
     "MutableRef",
+    "PreviousCopy",
     "RefStore",
     "SourceInstance",
     "SourceRequest",
@@ -163,6 +165,46 @@ class RefStore(Protocol):
     ) -> AbstractAsyncContextManager[Sequence[Mount]]: ...
 
     async def checksum(self, ref: ImmutableRef, selector: ContentSelector) -> str: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreviousCopy:
+    """What the same copy made on the same base the last time it ran, for a copy re-run
+    because its source changed: ``layer`` is that result's own directory (the files the
+    copy wrote, by their path in the destination), and ``unchanged(path)`` tells whether
+    the source's entry at ``path`` (relative to the source's root) has the same content,
+    metadata and times as the source of that run had. A file the copy would write again
+    identically is linked from ``layer`` instead of copied."""
+
+    layer: Path
+    unchanged: Callable[[str], bool]
+
+
+@runtime_checkable
+class CopyHistory(Protocol):
+    """What a :class:`RefStore` may offer so that a copy re-run after a change to its
+    source writes only what changed (optional: without it every file is copied).
+
+    - :meth:`previous_copy`: the last result of the copy ``key`` (the op's digest) made on
+      ``base`` from an earlier state of ``source``'s tree, when both states can be
+      compared and ``src_path`` resolves to the same entry without symlinks in both;
+      otherwise ``None``. The refs involved stay held while the context is open.
+    - :meth:`remember_copy`: ``result`` is what copy ``key`` made on ``base`` from
+      ``source``.
+    - :meth:`own_path`: where a mutable ref's own files are (its layer), and whether that
+      is an overlayfs upper directory (to be written only while nothing mounts it)
+      rather than its whole tree.
+    """
+
+    def previous_copy(
+        self, key: str, base: ImmutableRef | None, source: ImmutableRef, src_path: str
+    ) -> AbstractAsyncContextManager[PreviousCopy | None]: ...
+
+    async def remember_copy(
+        self, key: str, *, base: ImmutableRef | None, source: ImmutableRef, result: ImmutableRef
+    ) -> None: ...
+
+    async def own_path(self, ref: MutableRef) -> tuple[Path, bool]: ...
 
 
 # -- sources ------------------------------------------------------------------------

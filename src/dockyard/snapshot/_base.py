@@ -147,6 +147,14 @@ class BaseSnapshotter:
         """The directory holding what this snapshot alone owns."""
         return self._fs(rec.id)
 
+    async def layer_path(self, key: str) -> Path | None:
+        """The directory of committed snapshot ``key`` that holds what it alone owns
+        (see :meth:`own_path`), or ``None`` for a merge or diff. Read only."""
+        rec = self._meta.get(key)
+        if rec.kind is not Kind.COMMITTED or rec.composite:
+            return None
+        return self._own_dir(rec)
+
     async def own_path(self, key: str) -> Path:
         """The directory of active snapshot ``key`` that holds what it alone owns, to be
         written without a mount: its whole tree, or with :attr:`layered` and a parent,

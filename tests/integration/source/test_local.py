@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -342,3 +344,95 @@ async def test_one_change_writes_a_small_layer(engine: Engine, tmp_path: Path) -
     assert sizes[second].parents == (first,)
     assert sizes[first].size > 1000 * 1024
     assert sizes[second].size < 64 * 1024
+
+
+def _stats(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry below ``root`` with what a copy must keep: type, mode, owner, mtime
+    (files and links), content or link target."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                data: object = None
+                mtime: int | None = None
+            elif stat.S_ISLNK(st.st_mode):
+                data, mtime = os.readlink(path), st.st_mtime_ns
+            else:
+                data, mtime = path.read_bytes(), st.st_mtime_ns
+            out[path.relative_to(root).as_posix()] = (
+                stat.S_IFMT(st.st_mode),
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                mtime,
+                data,
+            )
+    return out
+
+
+@pytest.mark.parametrize("snapshotter", ["overlayfs", "native"])
+async def test_a_copy_rerun_after_a_change_links_what_did_not_change(
+    tmp_path: Path, mountinfo_unchanged: None, snapshotter: str
+) -> None:
+    """COPY of a context directory, re-run because one file changed: the result is the
+    same tree a full copy makes (contents, modes, owners, times), and the unchanged
+    files are hard links to the earlier result's, not copies."""
+    import random
+    import shutil
+
+    from .conftest import open_engine
+
+    rng = random.Random(3)
+    ctx = tmp_path / "ctx"
+    for d in range(4):
+        (ctx / "app" / f"d{d}").mkdir(parents=True)
+        for f in range(25):
+            path = ctx / "app" / f"d{d}" / f"f{f}"
+            path.write_bytes(os.urandom(64 + f))
+            os.chmod(path, rng.choice([0o644, 0o600, 0o755]))
+    os.symlink("d0/f1", ctx / "app" / "link")
+    os.chown(ctx / "app" / "d1" / "f2", 1234, 5678)
+    base = llb.scratch().file(llb.mkdir("/opt", 0o755))
+    copy = base.file(llb.copy(llb.local("context"), "/app", "/srv/", create_dest_path=True))
+    definition = copy.marshal()
+
+    async with open_engine(tmp_path / "state", snapshotter=snapshotter) as engine:  # type: ignore[arg-type]
+
+        async def build() -> dict[str, int]:
+            ref, _ = await engine.solve(definition, session=_session(ctx))
+            assert ref is not None
+            value = ref.value
+            assert isinstance(value, ImmutableRef)
+            async with value.mount() as root:
+                tree = _stats(root / "srv" / "app")
+                links = {
+                    p: os.lstat(root / "srv" / "app" / p).st_nlink
+                    for p, s in tree.items()
+                    if s[0] == stat.S_IFREG
+                }
+            await ref.release()
+            assert tree == _stats(ctx / "app")
+            return links
+
+        first = await build()
+        assert set(first.values()) == {1}
+
+        def retime() -> None:
+            # same content, new time (alone it would not re-run the copy: keys ignore times)
+            os.utime(ctx / "app" / "d0" / "f4", ns=(1, 2))
+            (ctx / "app" / "d0" / "f5").write_bytes(b"also changed")
+
+        changes: list[Callable[[], object]] = [
+            lambda: (ctx / "app" / "d2" / "f3").write_bytes(b"changed"),
+            retime,
+            lambda: os.chmod(ctx / "app" / "d3" / "f5", 0o700),
+            lambda: shutil.rmtree(ctx / "app" / "d1"),
+            lambda: (ctx / "app" / "d0" / "new").write_text("new"),
+        ]
+        copied_again = [{"d2/f3"}, {"d0/f4", "d0/f5"}, {"d3/f5"}, set(), {"d0/new"}]
+        for change, expected in zip(changes, copied_again, strict=True):
+            change()
+            links = await build()
+            assert {p for p, n in links.items() if n == 1} == expected

@@ -105,18 +105,64 @@ def images_listing(state: Path) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_case(case: c.Case, e2e_state: Path, e2e_base: SavedImage, tmp_path: Path) -> None:
+    problems = run_case(case, e2e_state, e2e_base, tmp_path)
+    assert not problems, "\n\n".join(problems)
+
+
+REBUILT = ("copy", "filesystem", "image-config", "language", "onbuild", "stages")
+
+
+@pytest.mark.parametrize("name", REBUILT)
+def test_a_rebuild_from_the_cache_gives_the_same_images(
+    name: str, e2e_state: Path, e2e_base: SavedImage, tmp_path: Path
+) -> None:
+    """Built once more on the same state directory (test_case built them first, or this
+    does): the steps come from the cache and the images are the same."""
+    case = next(case for case in CASES if case.name == name)
+    first = run_case(case, e2e_state, e2e_base, tmp_path / "first")
+    assert not first, "\n\n".join(first)
+    cached: list[str] = []
+    again = run_case(case, e2e_state, e2e_base, tmp_path / "again", log=cached)
+    assert not again, "\n\n".join(again)
+    ran = [name for stderr in cached for name in steps_that_ran(stderr)]
+    assert not ran, f"steps ran again instead of coming from the cache: {ran}"
+
+
+STEP_NAME = re.compile(r"^#(\d+) (\[(?!internal\])[^\]]*\] (?:RUN|COPY|ADD|WORKDIR) .*)$", re.M)
+STEP_DONE = re.compile(r"^#(\d+) DONE\b", re.M)
+
+
+def steps_that_ran(stderr: str) -> list[str]:
+    """The RUN/COPY/ADD/WORKDIR steps of plain progress output that ran (a step from
+    the cache reports CACHED, not DONE)."""
+    done = set(STEP_DONE.findall(stderr))
+    return [name for number, name in STEP_NAME.findall(stderr) if number in done]
+
+
+def run_case(
+    case: c.Case,
+    state: Path,
+    base: SavedImage,
+    tmp_path: Path,
+    *,
+    log: list[str] | None = None,
+) -> list[str]:
+    """Build every build of ``case`` and compare; the problems found (``log`` collects
+    the progress output of the builds)."""
     problems: list[str] = []
     with c.workspace(case, tmp_path / "ws") as ws:
         for spec in case.builds:
             out = tmp_path / f"{spec.name}.tar"
-            outcome = dockyard_build(e2e_state, ws.context, build_args(spec, ws, out), env=ws.env)
+            outcome = dockyard_build(state, ws.context, build_args(spec, ws, out), env=ws.env)
+            if log is not None:
+                log.append(outcome.stderr)
             if spec.error is not None:
-                problems += check_error(spec, ws, outcome.code, outcome.stderr, out, e2e_state)
+                problems += check_error(spec, ws, outcome.code, outcome.stderr, out, state)
                 continue
             if outcome.code != 0:
                 problems.append(f"{spec.id}: the build failed:\n{outcome.stderr}")
                 continue
-            actual = c.result_of(read_saved_image(out), e2e_base, ws, times=spec.times)
+            actual = c.result_of(read_saved_image(out), base, ws, times=spec.times)
             if DUMP:
                 c.write_result(Path(DUMP) / case.name, spec.name, actual)
             if UPDATE and spec.source == "docs":
@@ -132,4 +178,4 @@ def test_case(case: c.Case, e2e_state: Path, e2e_base: SavedImage, tmp_path: Pat
                     f"{spec.id}: image config differs\n"
                     + diff(expected.config_text(), actual.config_text())
                 )
-    assert not problems, "\n\n".join(problems)
+    return problems

@@ -10,6 +10,7 @@ import pytest
 
 from . import cases as c
 from .images import Entry, flatten, line_path, tree_lines
+from .test_e2e import steps_that_ran
 
 
 def layer(*entries: tuple[str, str, bytes | str]) -> bytes:
@@ -122,3 +123,13 @@ def test_every_case_loads_and_docs_builds_say_why() -> None:
                 assert (case.path / directory / f"{spec.name}.tree").is_file(), spec.id
             for override in spec.overrides:
                 assert override.reason, spec.id
+
+
+def test_steps_that_ran_are_told_from_cached_ones() -> None:
+    progress = (
+        "#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\n"
+        "#5 [2/4] RUN echo hi\n#5 0.104 hi\n#5 DONE 0.1s\n"
+        "#6 [3/4] COPY a /a\n#6 CACHED\n"
+        "#7 [stage-1 4/4] WORKDIR /w\n#7 DONE 0.0s\n"
+    )
+    assert steps_that_ran(progress) == ["[2/4] RUN echo hi", "[stage-1 4/4] WORKDIR /w"]

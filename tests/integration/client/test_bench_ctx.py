@@ -40,7 +40,6 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli.main import main
-from tests.integration.conftest import requirement_missing
 from tests.integration.daemon.conftest import DaemonProcess
 from tests.integration.engine.conftest import store_busybox
 
@@ -63,7 +62,9 @@ pytestmark = pytest.mark.slow
 
 def bench_ctx() -> Path:
     if not (BENCH_CTX / "gen-multistage.sh").is_file():
-        requirement_missing(f"{BENCH_CTX} (the peer tools' benchmark contexts) is missing")
+        # Data beside the repository, not something CI installs: a clone elsewhere has
+        # no ../shared, and that is no defect of the machine (unlike a missing crun).
+        pytest.skip(f"{BENCH_CTX} (the peer tools' benchmark contexts) is not beside this clone")
     return BENCH_CTX
 
 

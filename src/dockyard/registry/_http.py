@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import ssl
 import sys
 import time
@@ -91,6 +92,19 @@ def _is_cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
 
 
 _PERMANENT_TLS = ("ALERT", "CERTIFICATE", "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL")
+
+
+def _has_dns_error(exc: BaseException) -> bool:
+    """The registry's host name did not resolve: another try seconds later will not help,
+    and a mistyped image name must fail at once (as BuildKit does), not after backoff."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) and current.errno != socket.EAI_AGAIN:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _has_ssl_error(exc: BaseException) -> bool:
@@ -359,7 +373,7 @@ class HttpSession:
 
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
             return False
-        return not _has_ssl_error(exc)
+        return not _has_ssl_error(exc) and not _has_dns_error(exc)
 
     async def _backoff(self, attempt: int, retry_after: float | None = None) -> None:
         self.counters.retries += 1
@@ -381,6 +395,11 @@ class HttpSession:
             return RegistryError(
                 f"{action}: TLS connection to registry {endpoint.host} failed: {reason} (does "
                 "it need a client certificate, or is it plain HTTP?)"
+            )
+        if _has_dns_error(exc):
+            return RegistryError(
+                f"{action}: registry host {endpoint.host} does not resolve ({reason}); "
+                "check the image name"
             )
         return TransientRegistryError(f"{action}: cannot reach registry {endpoint.host}: {reason}")
 

@@ -625,3 +625,26 @@ async def test_small_documents_are_read_again_when_the_body_breaks() -> None:
     config_gets = [r for r in fake.requests if "/blobs/" in r.url.path]
     assert len(config_gets) == 3
     assert all("range" not in r.headers for r in config_gets)  # small reads start over
+
+
+async def test_a_host_that_does_not_resolve_fails_at_once() -> None:
+    # A mistyped image name must not wait out every retry (BuildKit fails fast too).
+    import socket
+
+    import httpx
+
+    requests: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except socket.gaierror as exc:
+            raise httpx.ConnectError(
+                "[Errno -2] Name or service not known", request=request
+            ) from exc
+
+    async with RegistryClient(transport=httpx.MockTransport(handle)) as c:
+        with pytest.raises(RegistryError, match=r"no-such-host\.test"):
+            await c.resolve("no-such-host.test/app", platform=Platform.parse("linux/amd64"))
+    assert len({str(r.url) for r in requests}) == len(requests)  # no URL tried twice

@@ -884,6 +884,40 @@ class CacheManager:
         layer = self.snapshotter.layered and bool(ref._row.parents)
         return await self.snapshotter.own_path(ref.id), layer
 
+    async def flatten(self, ref: ImmutableRef, *, description: str = "") -> ImmutableRef:
+        """A new committed record without a parent showing ``ref``'s tree, its files
+        hard-linked from ``ref``'s layers (nothing copied; see
+        ``BaseSnapshotter.flatten``), with ``ref``'s file index (stored whole): a base
+        for new layers when ``ref``'s chain got long. ``du`` counts the shared files in
+        both records."""
+        self._own(ref)
+        index = await self._index_of(ref.id)
+        rid = self._new_id()
+        self._live[rid] = _Live()
+        try:
+            await self.snapshotter.flatten(rid, ref.id)
+            usage = await self.snapshotter.usage(rid)
+            self._db.insert(
+                rid,
+                mutable=False,
+                record_type=ref.record_type,
+                description=description or ref.description,
+                size=usage.size,
+            )
+            if index is not None:
+                flat = FileIndex(index.meta, index.nodes, index.heads)
+                data = await asyncio.to_thread(encode_index, flat, delta=False)
+                self._db.set_index_blob(rid, None, data)
+                self._remember_index(rid, flat)
+        except BaseException:
+            del self._live[rid]
+            with contextlib.suppress(sqlite3.Error):
+                self._db.delete_many({rid})
+            await _quietly(self.snapshotter.remove(rid))
+            raise
+        del self._live[rid]
+        return self._acquire(self._row(rid), touch=False)
+
     async def layer_path(self, ref: ImmutableRef) -> Path | None:
         """The directory holding what committed ``ref`` alone owns (its layer with
         overlayfs, its whole tree with the native snapshotter), read only; ``None`` for a

@@ -147,6 +147,26 @@ class BaseSnapshotter:
         """The directory holding what this snapshot alone owns."""
         return self._fs(rec.id)
 
+    async def flatten(self, key: str, parent: str) -> None:
+        """Create committed snapshot ``key``, without a parent, showing the tree of
+        committed ``parent`` with its regular files hard-linked from ``parent``'s layers
+        (no file content is copied): a long chain becomes one layer. Files of committed
+        snapshots are never written in place, so sharing them is safe."""
+        from ._copy import link_merged
+
+        layers = await self._merged_dirs(parent)
+        rec = await self._create(key, Kind.ACTIVE, None)
+        try:
+            await asyncio.to_thread(link_merged, layers, str(self._fs(rec.id)))
+            await self.commit(key, key)
+        except BaseException:
+            await self.remove(key)
+            raise
+
+    async def _merged_dirs(self, key: str) -> list[str]:
+        """Directories, top first, whose overlay shows committed ``key``."""
+        return [str(self._fs(self._meta.get(key).id))]
+
     async def layer_path(self, key: str) -> Path | None:
         """The directory of committed snapshot ``key`` that holds what it alone owns
         (see :meth:`own_path`), or ``None`` for a merge or diff. Read only."""

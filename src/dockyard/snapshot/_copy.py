@@ -18,7 +18,7 @@ import shutil
 import stat
 from collections.abc import Callable
 
-__all__ = ["copy_metadata", "copy_tree", "copy_xattrs", "mirror_tree"]
+__all__ = ["copy_metadata", "copy_tree", "copy_xattrs", "link_merged", "mirror_tree"]
 
 CHUNK = 1 << 20
 _SKIP_XATTR_PREFIXES = ("trusted.overlay.",)
@@ -286,3 +286,72 @@ def _keep(
     if not _same_entry(sst, dstt, s, d):
         return False
     return not both_files or verify is None or verify(rel, sst, dstt)
+
+
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+def _whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def link_merged(layers: list[str], dest: str) -> None:
+    """Make the empty directory ``dest`` show what an overlay of ``layers`` (top first:
+    upper directories with whiteouts and opaque markers) shows, without copying file
+    content: regular files are hard links to the layer file that shows through,
+    directories, symlinks and special files are made with the metadata (owner, mode,
+    xattrs but ``trusted.overlay.*``, times) of the entry that shows through. Hard links
+    between files of the tree stay (they are links to the same inode). ``dest`` itself
+    takes the top layer's root metadata. Blocking: call from a thread."""
+    _link_dir(layers, list(range(len(layers))), "", dest)
+    top = layers[0]
+    copy_metadata(top, dest, os.lstat(top))
+
+
+def _link_dir(layers: list[str], shown: list[int], rel: str, dest: str) -> None:
+    """Fill ``dest`` with the merged directory ``rel`` of the layers ``shown`` (indices,
+    top first, in which ``rel`` is a directory that shows through)."""
+    found: dict[str, tuple[int, str, os.stat_result]] = {}
+    for i in shown:
+        path = os.path.join(layers[i], rel) if rel else layers[i]
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.name not in found:
+                    found[entry.name] = (i, entry.path, entry.stat(follow_symlinks=False))
+    for name, (i, path, st) in found.items():
+        if _whiteout(st):
+            continue
+        child = f"{rel}/{name}" if rel else name
+        target = os.path.join(dest, name)
+        if stat.S_ISDIR(st.st_mode):
+            below = [i]
+            if not _opaque(path):
+                for j in shown[shown.index(i) + 1 :]:
+                    lower = os.path.join(layers[j], child)
+                    try:
+                        lst = os.lstat(lower)
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
+                    if not stat.S_ISDIR(lst.st_mode):
+                        break  # a whiteout or another entry: nothing below shows
+                    below.append(j)
+                    if _opaque(lower):
+                        break
+            os.mkdir(target, 0o700)
+            _link_dir(layers, below, child, target)
+            copy_metadata(path, target, st)
+        elif stat.S_ISREG(st.st_mode):
+            os.link(path, target, follow_symlinks=False)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(path), target)
+            copy_metadata(path, target, st)
+        else:
+            os.mknod(target, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
+            copy_metadata(path, target, st)

@@ -102,6 +102,13 @@ class OverlaySnapshotter(BaseSnapshotter):
         chain, _ = self._meta.layer_chain(rec.id)
         return await self._readonly(chain)
 
+    async def _merged_dirs(self, key: str) -> list[str]:
+        rec = self._meta.get(key)
+        if rec.kind is not Kind.COMMITTED:
+            raise DockyardError(f"snapshot {key!r} is not committed (it is {rec.kind.value})")
+        chain, _ = self._meta.layer_chain(rec.id)
+        return await self.lower_dirs(chain)
+
     async def _readonly(self, chain: list[int]) -> list[Mount]:
         lowers = await self.lower_dirs(chain)
         if len(lowers) == 1:  # a plain base layer: no whiteouts in it

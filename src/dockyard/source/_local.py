@@ -15,6 +15,8 @@ client's shared key, as BuildKit does — so only what changed travels and is wr
   snapshotter a full copy of it — and the index is carried over, re-reading only the
   entries the sync wrote. A tree with the same content as an existing snapshot (a
   change undone) reuses that snapshot instead. The first fetch writes every file once.
+  When the chain reaches :data:`MAX_LAYERS` layers (overlayfs looks names up in every
+  layer) the next one starts on a flattened copy of the tree made of hard links.
 
 Include and exclude patterns (``.dockerignore`` semantics, ``!`` and ``**``) and follow
 paths are applied by the client's walk; the receiver keeps everything inside the
@@ -58,6 +60,7 @@ from .types import SourceOpRequest
 __all__ = [
     "CONTENT_LABEL",
     "KEY_LABEL",
+    "MAX_LAYERS",
     "LocalInstance",
     "LocalSource",
     "LocalSpec",
@@ -69,6 +72,10 @@ CONTENT_LABEL = "dockyard.source.local.content"
 
 KEY_LABEL = "dockyard.source.local.key"
 """Label on a local source's snapshot: the shared key whose next sync builds on it."""
+
+MAX_LAYERS = 32
+"""Layers a local source's chain may reach; the next change starts a new chain on a
+flattened copy of the tree made of hard links (``CacheManager.flatten``)."""
 
 _INCLUDE_ATTRS = (ATTR.LOCAL_INCLUDE_PATTERNS, "local.includepatterns")
 
@@ -218,11 +225,19 @@ class LocalSource:
             made: list[MutableRef] = []
 
             async def open_layer() -> tuple[Path, bool]:
-                mutable = await self.cache.new_mutable(
-                    previous,
-                    record_type=RecordType.SOURCE_LOCAL,
-                    description=f"local source for {spec.name}",
-                )
+                base = previous
+                flat: ImmutableRef | None = None
+                if base is not None and await self._deep(base):
+                    base = flat = await self.cache.flatten(base)
+                try:
+                    mutable = await self.cache.new_mutable(
+                        base,
+                        record_type=RecordType.SOURCE_LOCAL,
+                        description=f"local source for {spec.name}",
+                    )
+                finally:
+                    if flat is not None:
+                        await flat.release()
                 made.append(mutable)
                 return await self.cache.own_path(mutable)
 
@@ -245,6 +260,12 @@ class LocalSource:
                         await mutable.release()
                 if previous is not None:
                     await previous.release()
+
+    async def _deep(self, ref: ImmutableRef) -> bool:
+        """Whether a new layer on ``ref`` would make its chain longer than
+        :data:`MAX_LAYERS` (overlayfs looks a name up in every layer)."""
+        snapshotter = self.cache.snapshotter
+        return snapshotter.layered and len(await snapshotter.layers(ref.id)) >= MAX_LAYERS
 
     async def _previous(self, key: str) -> tuple[ImmutableRef | None, FileIndex | None]:
         """The latest snapshot of ``key`` that has a file index (a new handle), if any."""

@@ -309,3 +309,29 @@ async def test_apply_does_not_resurrect_deleted_lower_dirs(sn: BaseSnapshotter) 
         assert (root / "ashlink").stat().st_ino == (root / "bin" / "sh").stat().st_ino
         assert (root / "bin" / "ash2").is_dir()
         assert oct((root / "bin" / "sh").stat().st_mode & 0o7777) == oct(0o4755)
+
+
+async def test_flatten_links_the_tree_of_a_chain(sn: BaseSnapshotter) -> None:
+    """``flatten``: one layer showing a chain's tree (whiteouts, opaque directories and
+    type changes resolved), its regular files hard links to the chain's files."""
+
+    def third(root: Path) -> None:
+        (root / "third.txt").write_text("third")
+        os.chmod(root, 0o750)
+        for victim in sorted(root.rglob("*")):
+            if victim.is_file() and not victim.is_symlink() and "third" not in victim.name:
+                victim.unlink()  # a whiteout over a lower layer's file
+                break
+
+    await _commit_layer(sn, "L1", None, populate_base)
+    await _commit_layer(sn, "L2", "L1", change_layer)
+    await _commit_layer(sn, "L3", "L2", third)
+    await sn.flatten("F", "L3")
+    info = await sn.stat("F")
+    assert (info.kind, info.parent) == (Kind.COMMITTED, None)
+    with mounted(await sn.view_mounts("L3")) as chain, mounted(await sn.view_mounts("F")) as flat:
+        assert manifest(flat) == manifest(chain)
+        files = [p for p in flat.rglob("*") if p.is_file() and not p.is_symlink()]
+        assert files
+        assert all(os.lstat(p).st_nlink > 1 for p in files)
+    assert [k for k in await sn.layers("F")] == ["F"]

@@ -436,3 +436,36 @@ async def test_a_copy_rerun_after_a_change_links_what_did_not_change(
             change()
             links = await build()
             assert {p for p, n in links.items() if n == 1} == expected
+
+
+async def test_a_long_chain_starts_over_on_a_linked_copy(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After MAX_LAYERS changes the next snapshot is made on a flattened copy of the tree
+    (hard links, nothing transferred again): chains stay short, trees and checksums
+    exact."""
+    from dockyard.cache._checksum import Selector, compute_checksum
+    from dockyard.source import _local
+
+    monkeypatch.setattr(_local, "MAX_LAYERS", 3)
+    ctx = _context(tmp_path / "ctx")
+    definition = llb.local("context").marshal()
+    depths = []
+    for step in range(8):
+        (ctx / "src" / f"step{step}.txt").write_text(f"step {step}\n")
+        if step % 3 == 2:
+            (ctx / "README").write_text(f"readme {step}\n")
+        ref, _ = await engine.solve(definition, session=_session(ctx))
+        assert ref is not None
+        value = ref.value
+        assert isinstance(value, ImmutableRef)
+        depths.append(len(await engine.cache.snapshotter.layers(value.id)))
+        async with value.mount() as root:
+            assert read_tree(root) == read_tree(ctx)
+            walked = compute_checksum(str(root), Selector(path="/")).digest
+        assert await engine.cache.checksum(value, "/") == walked
+        await ref.release()
+    assert max(depths) <= 3
+    assert depths[:4] == [1, 2, 3, 2]  # the fourth change went onto a flat copy
+    # every file travelled once, plus one per change
+    assert engine.local.statistics().files_transferred == 4 + 8 + 2

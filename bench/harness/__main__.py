@@ -158,7 +158,11 @@ def run_scenario(
 
 
 def _versions() -> dict[str, str]:
+    repo = str(Path(__file__).resolve().parents[2])
+    changed = output(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"])
     return {
+        "git": output(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
+        + (f" + {len(changed.splitlines())} changed files" if changed else ""),
         "dockyard": output([venv_bin("dockyard"), "--version"]),
         "docker": output(["/usr/bin/docker", "version", "--format", "{{.Server.Version}}"]),
         "buildah": output(["buildah", "--version"]),

@@ -143,7 +143,7 @@ class DockyardBuilder(Builder):
                 "--format",
                 "raw",
                 "--rate",
-                "250",
+                "100",
                 "--output",
                 str(path),
                 "--",
@@ -288,7 +288,7 @@ class DockyardDaemon(DockyardBuilder):
             "--format",
             "raw",
             "--rate",
-            "250",
+            "100",
             "--output",
             str(path),
         ]

@@ -314,19 +314,23 @@ class _Tree:
             self._clear_top(parts, st)
         self._drop(parts)
 
-    def whiteout(self, parts: tuple[str, ...]) -> None:
+    def whiteout(self, parts: tuple[str, ...]) -> str | None:
+        """Hide ``parts``; the whiteout device made for it, if one was needed."""
         if parts in self.created:
-            return  # a whiteout only hides what lower layers hold
+            return None  # a whiteout only hides what lower layers hold
         st = _lstat(self.host(parts))
         if st is not None:
             self._clear_top(parts, st)
         if not self.overlay:
-            return
+            return None
         where, _ = self.lookup(parts)
         if isinstance(where, int):
             parent = self.ensure_dir(parts[:-1])
-            os.mknod(os.path.join(parent, parts[-1]), stat.S_IFCHR | 0o600, 0)
+            path = os.path.join(parent, parts[-1])
+            os.mknod(path, stat.S_IFCHR | 0o600, 0)
             self.invalidate()
+            return path
+        return None
 
     def opaque(self, parts: tuple[str, ...]) -> None:
         path = self.ensure_dir(parts)
@@ -395,7 +399,9 @@ def _apply_member(
             name = base[len(WHITEOUT_PREFIX) :]
             if name in ("", ".", ".."):
                 raise ContentError(f"invalid whiteout {member.name!r} in layer tar")
-            tree.whiteout((*parent, name))
+            made = tree.whiteout((*parent, name))
+            if made is not None:  # the marker's time: a diff of this layer gives it back
+                os.utime(made, (member.mtime, member.mtime), follow_symlinks=False)
         return
     parent, parent_path = tree.parent_dir(parent_rel)
     parts = (*parent, base)

@@ -408,7 +408,17 @@ def warm_bytecode(log: Log) -> None:
     roots = sorted({paths["stdlib"], paths["purelib"], paths["platlib"]})
     src = Path(__file__).resolve().parents[2] / "src"
     run(
-        [sys.executable, "-m", "compileall", "-q", "-j0", str(src), *roots],
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j0",
+            "-x",
+            r"/(tests?|idlelib|tkinter|lib2to3|ensurepip|turtledemo)/",
+            str(src),
+            *roots,
+        ],
         log,
         env=DOCKYARD_ENV,
         check=False,

@@ -294,7 +294,10 @@ class DockyardDaemon(DockyardBuilder):
         ]
         self.log.note("$ " + " ".join(argv))
         with self.log.path.open("ab") as out:
-            self.spy = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            try:
+                self.spy = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            except OSError as exc:
+                raise BenchError(f"cannot run py-spy ({exc}): pip install -e '.[bench]'") from exc
         time.sleep(0.5)  # attached
 
     def stop_spy(self) -> None:

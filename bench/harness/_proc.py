@@ -60,6 +60,8 @@ def spawn(
             env=_env(env),
             cwd=cwd,
         )
+    except OSError as exc:
+        raise BenchError(f"cannot run {argv[0]}: {exc}") from exc
     finally:
         out.close()
     return proc, offset

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dockyard.core import UsageError
+from dockyard.core.address import DEFAULT_ADDRESS, DEFAULT_SOCKET, parse_address
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -38,10 +39,6 @@ __all__ = [
 
 HOST_ENV = "DOCKYARD_HOST"
 EMBEDDED = "embedded"
-# The daemon's default socket (dockyard.daemon.DEFAULT_SOCKET; written here too so that
-# choosing where to build imports nothing of the daemon: test_address keeps them equal).
-DEFAULT_SOCKET = Path("/run/dockyard/dockyardd.sock")
-DEFAULT_ADDRESS = f"unix://{DEFAULT_SOCKET}"
 
 
 def check_address(address: str) -> str:
@@ -50,16 +47,12 @@ def check_address(address: str) -> str:
     text = address.strip()
     if text == EMBEDDED:
         return text
-    from dockyard.daemon import parse_address
-
     return parse_address(text).url
 
 
 def grpc_target(address: str) -> str:
     """The target string grpc dials for a checked address (``unix:/PATH``,
     ``HOST:PORT``)."""
-    from dockyard.daemon import parse_address
-
     return parse_address(address).bind_address
 
 

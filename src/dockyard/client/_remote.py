@@ -83,7 +83,7 @@ class RemoteBackend:
     mode = "daemon"
 
     def __init__(self, address: str, *, tls: ClientTls | None = None) -> None:
-        from dockyard.daemon import TcpListener, parse_address
+        from dockyard.core.address import TcpListener, parse_address
 
         listener = parse_address(address)
         if isinstance(listener, TcpListener) and not listener.loopback and tls is None:

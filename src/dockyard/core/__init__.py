@@ -4,6 +4,7 @@
 """
 
 from ._digest import Digest, sha256_digest
+from ._entitlements import Entitlement
 from ._errors import (
     AuthError,
     CancelledError,
@@ -56,6 +57,7 @@ __all__ = [
     "ContentError",
     "Digest",
     "DockyardError",
+    "Entitlement",
     "Event",
     "ExecError",
     "FrontendError",

@@ -27,29 +27,30 @@ conversions between the engine's values and the control API's messages
 
 from typing import TYPE_CHECKING, Any
 
-from ._builds import BuildProgress, Builds
-from ._config import (
-    DEFAULT_CONFIG_PATH,
-    DEFAULT_GC_INTERVAL,
-    DEFAULT_SOCKET,
-    DaemonConfig,
-    GcConfig,
-    GcPolicy,
-    Listener,
-    RuntimeName,
-    SnapshotterName,
-    Space,
-    TcpListener,
-    TlsConfig,
-    UnixListener,
-    default_gc_policies,
-    parse_address,
-    parse_duration,
-    parse_space,
-)
-from ._gc import DiskStat, GarbageCollector, GcResult, keep_bytes
-
 if TYPE_CHECKING:
+    from dockyard.core.address import (
+        DEFAULT_SOCKET,
+        Listener,
+        TcpListener,
+        TlsConfig,
+        UnixListener,
+        parse_address,
+    )
+
+    from ._builds import BuildProgress, Builds
+    from ._config import (
+        DEFAULT_CONFIG_PATH,
+        DEFAULT_GC_INTERVAL,
+        DaemonConfig,
+        GcConfig,
+        GcPolicy,
+        RuntimeName,
+        SnapshotterName,
+        Space,
+        default_gc_policies,
+        parse_duration,
+        parse_space,
+    )
     from ._convert import (
         DETAILS_KEY,
         ERROR_DETAIL_TYPE,
@@ -65,12 +66,37 @@ if TYPE_CHECKING:
         usage_record_from_pb,
         usage_record_to_pb,
     )
+    from ._gc import DiskStat, GarbageCollector, GcResult, keep_bytes
     from ._server import Daemon
     from ._service import ControlService, WorkerInfo
 
-_ELSEWHERE = {"Daemon": "._server", "ControlService": "._service", "WorkerInfo": "._service"}
-_LAZY = frozenset(
-    {
+# Every name loads on first use, with only the module that defines it: a client reading
+# build progress (status_to_events, error_from_rpc) loads the conversions and grpc, not
+# the daemon's configuration (the cache, the LLB solver) nor its server.
+_MODULES = {
+    "dockyard.core.address": (
+        "DEFAULT_SOCKET",
+        "Listener",
+        "TcpListener",
+        "TlsConfig",
+        "UnixListener",
+        "parse_address",
+    ),
+    "._builds": ("BuildProgress", "Builds"),
+    "._config": (
+        "DEFAULT_CONFIG_PATH",
+        "DEFAULT_GC_INTERVAL",
+        "DaemonConfig",
+        "GcConfig",
+        "GcPolicy",
+        "RuntimeName",
+        "SnapshotterName",
+        "Space",
+        "default_gc_policies",
+        "parse_duration",
+        "parse_space",
+    ),
+    "._convert": (
         "DETAILS_KEY",
         "ERROR_DETAIL_TYPE",
         "abort",
@@ -84,21 +110,21 @@ _LAZY = frozenset(
         "status_to_events",
         "usage_record_from_pb",
         "usage_record_to_pb",
-    }
-)
+    ),
+    "._gc": ("DiskStat", "GarbageCollector", "GcResult", "keep_bytes"),
+    "._server": ("Daemon",),
+    "._service": ("ControlService", "WorkerInfo"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    if name in _ELSEWHERE:
-        value = getattr(importlib.import_module(_ELSEWHERE[name], __name__), name)
-    elif name in _LAZY:
-        from . import _convert
-
-        value = getattr(_convert, name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import difflib
 import grp
-import ipaddress
 import math
 import re
 import tomllib
@@ -63,8 +62,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from dockyard.cache import RecordType, UsageFilter
-from dockyard.core import ConfigError, DockyardError, UsageError
-from dockyard.llbsolver.types import Entitlement
+from dockyard.core import ConfigError, DockyardError, Entitlement, UsageError
+from dockyard.core.address import (
+    DEFAULT_SOCKET,
+    Listener,
+    TcpListener,
+    TlsConfig,
+    UnixListener,
+    parse_address,
+)
 from dockyard.registry import RegistryConfig
 
 __all__ = [
@@ -88,7 +94,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/dockyard/dockyardd.toml")
-DEFAULT_SOCKET = Path("/run/dockyard/dockyardd.sock")
 DEFAULT_GC_INTERVAL = 3600.0
 
 RuntimeName = Literal["crun", "runc"]
@@ -150,80 +155,6 @@ class GcConfig:
     enabled: bool = True
     interval: float = DEFAULT_GC_INTERVAL
     policies: tuple[GcPolicy, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TlsConfig:
-    """Mutual TLS for tcp listeners: the server's certificate and key, and the CA that
-    client certificates must chain to."""
-
-    cert: Path
-    key: Path
-    ca: Path
-
-    def read(self) -> tuple[bytes, bytes, bytes]:
-        """The PEM bytes of (cert, key, ca); :class:`ConfigError` naming the key and
-        file that cannot be read."""
-        out: list[bytes] = []
-        for key in ("cert", "key", "ca"):
-            path: Path = getattr(self, key)
-            try:
-                out.append(path.read_bytes())
-            except OSError as exc:
-                raise ConfigError(
-                    f"grpc.tls.{key}: cannot read {path}: {exc.strerror or exc}"
-                ) from exc
-        return out[0], out[1], out[2]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnixListener:
-    """A unix socket: created ``mode`` 0660, owned by root and ``group`` (a gid;
-    ``None``: root's group)."""
-
-    path: Path
-    group: int | None = None
-    mode: int = 0o660
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.path}"
-
-    @property
-    def bind_address(self) -> str:
-        """The address as grpc takes it (``unix:/run/...``)."""
-        return f"unix:{self.path}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TcpListener:
-    """A TCP address; ``tls`` (mutual TLS) is required unless ``host`` is loopback."""
-
-    host: str
-    port: int
-    tls: TlsConfig | None = None
-
-    @property
-    def url(self) -> str:
-        return f"tcp://{self.bind_address}"
-
-    @property
-    def bind_address(self) -> str:
-        """The address as grpc takes it (``host:port``, ``[::1]:port``)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-
-Listener = UnixListener | TcpListener
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -397,39 +328,14 @@ def parse_duration(value: object) -> float:
     raise UsageError(f"invalid duration {value!r} (expected seconds or e.g. '48h', '1h30m')")
 
 
-def parse_address(address: str) -> Listener:
-    """``unix:///path/to.sock`` or ``tcp://host:port`` (``[::1]:port`` for IPv6); a
-    :class:`~dockyard.core.UsageError` otherwise. TLS and the socket group are not
-    part of an address: see :meth:`DaemonConfig.with_overrides`."""
-    return _listener(address, tls=None, group=None, check_tls=False)
-
-
-def _listener(
-    address: str, *, tls: TlsConfig | None, group: int | None, check_tls: bool = True
-) -> Listener:
-    text = address.strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://") :]
-        if not path.startswith("/"):
-            raise UsageError(f"invalid address {address!r}: a unix socket needs an absolute path")
-        return UnixListener(path=Path(path), group=group)
-    if text.startswith("tcp://"):
-        rest = text[len("tcp://") :].rstrip("/")
-        host, sep, port_text = rest.rpartition(":")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        elif ":" in host:
-            raise UsageError(f"invalid address {address!r}: write an IPv6 host as [::1]")
-        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise UsageError(f"invalid address {address!r} (expected tcp://HOST:PORT)")
-        listener = TcpListener(host=host, port=int(port_text), tls=tls)
-        if check_tls and tls is None and not listener.loopback:
-            raise UsageError(
-                f"address {address!r} is reachable from other hosts: it needs mutual TLS "
-                "([grpc.tls] cert, key and ca in the config file)"
-            )
-        return listener
-    raise UsageError(f"invalid address {address!r} (expected unix:///PATH or tcp://HOST:PORT)")
+def _listener(address: str, *, tls: TlsConfig | None, group: int | None) -> Listener:
+    listener = parse_address(address, tls=tls, group=group)
+    if isinstance(listener, TcpListener) and tls is None and not listener.loopback:
+        raise UsageError(
+            f"address {address!r} is reachable from other hosts: it needs mutual TLS "
+            "([grpc.tls] cert, key and ca in the config file)"
+        )
+    return listener
 
 
 # -- the file --------------------------------------------------------------------------

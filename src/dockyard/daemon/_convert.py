@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2, timestamp_pb2
 
 from dockyard.api._gen import control_pb2 as pb
 from dockyard.api._gen import ops_pb2
-from dockyard.cache import RecordType, UsageFilter, UsageRecord
 from dockyard.core import (
     AuthError,
     BuildWarning,
@@ -46,7 +45,10 @@ from dockyard.core import (
     error_from_record,
 )
 
-from ._config import GcPolicy, Space
+if TYPE_CHECKING:
+    from dockyard.cache import UsageFilter, UsageRecord
+
+    from ._config import GcPolicy, Space
 
 __all__ = [
     "DETAILS_KEY",
@@ -473,6 +475,8 @@ def usage_record_to_pb(record: UsageRecord) -> pb.UsageRecord:
 
 def usage_record_from_pb(message: pb.UsageRecord) -> UsageRecord:
     """:class:`~dockyard.core.UsageError` for an unknown record type."""
+    from dockyard.cache import RecordType, UsageRecord
+
     return UsageRecord(
         id=message.id,
         size=message.size,
@@ -520,6 +524,10 @@ def gc_policy_to_pb(policy: GcPolicy, disk_total: int) -> pb.GCPolicy:
 def gc_policy_from_pb(message: pb.GCPolicy | pb.PruneRequest) -> GcPolicy:
     """A GC rule, or the rule a ``PruneRequest`` asks to apply once (``dockyard prune``);
     :class:`~dockyard.core.UsageError` for bad filters."""
+    from dockyard.cache import UsageFilter
+
+    from ._config import GcPolicy, Space
+
     filters = message.filters if isinstance(message, pb.GCPolicy) else message.filter
 
     def space(value: int) -> Space | None:

@@ -7,14 +7,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
-from dockyard.core import Platform, UsageError, host_platform
+from dockyard.core import Entitlement, Platform, UsageError, host_platform
 from dockyard.executor.types import NetworkMode
 from dockyard.registry import RegistryConfig
-
-if TYPE_CHECKING:
-    from dockyard.llbsolver.types import Entitlement
 
 __all__ = [
     "STATE_DIR_ENV",
@@ -85,6 +82,4 @@ class EngineConfig:
     @staticmethod
     def parse_entitlements(values: Iterable[str]) -> frozenset[Entitlement]:
         """``network.host``, ``security.insecure`` (``--allow`` values)."""
-        from dockyard.llbsolver.types import Entitlement
-
         return frozenset(Entitlement.parse(v) for v in values)

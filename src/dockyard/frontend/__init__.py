@@ -11,23 +11,31 @@
   :func:`load_build_file` — a Python build file whose ``build()`` returns an
   :class:`dockyard.llb.State` (see :mod:`dockyard.frontend._python`).
 
-The Dockerfile frontend (and with it the Dockerfile converter) loads on first use, so a
-build that never reads a Dockerfile does not pay for importing it.
+The frontends load on first use: a build that never reads a Dockerfile does not import
+the Dockerfile converter, and :class:`DockerfileOptions` (what a client sends) loads
+neither the converter nor LLB.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from ._names import DOCKERFILE_FRONTEND, PYTHON_FRONTEND
 from ._progress import internal_step
-from ._pyfile import PythonFrontend, PythonOptions
-from ._python import BuildContext, load_build_file
 from ._registry import Frontends, LazyFrontend
 from .types import Frontend, FrontendContext, FrontendResult
 
 if TYPE_CHECKING:
     from ._dockerfile import DockerfileFrontend, DockerfileOptions
+    from ._pyfile import PythonFrontend, PythonOptions
+    from ._python import BuildContext, load_build_file
 
-_LAZY = {"DockerfileFrontend": "._dockerfile", "DockerfileOptions": "._dockerfile"}
+_LAZY = {
+    "DockerfileFrontend": "._dockerfile",
+    "DockerfileOptions": "._dockerfile",
+    "PythonFrontend": "._pyfile",
+    "PythonOptions": "._pyfile",
+    "BuildContext": "._python",
+    "load_build_file": "._python",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -19,8 +19,8 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from dockyard import llb
 from dockyard.core import (
     BuildWarning,
     FrontendError,
@@ -28,24 +28,18 @@ from dockyard.core import (
     Platform,
     UsageError,
 )
-from dockyard.dockerfile import (
-    DOCKERIGNORE,
-    CheckConfig,
-    ConvertOptions,
-    Dockerfile,
-    NamedContext,
-    NetworkMode,
-    convert,
-    lint,
-    load_named_context,
-    parse_dockerfile,
-    parse_dockerignore,
-)
+from dockyard.dockerfile import NetworkMode
 
 from ._names import DOCKERFILE_FRONTEND
 from ._progress import internal_step
 from .types import FrontendContext, FrontendResult
 
+if TYPE_CHECKING:
+    from dockyard import llb
+    from dockyard.dockerfile import Dockerfile, NamedContext
+
+# The parser and the converter (and LLB) load when a build runs, not with the options a
+# client makes (imports inside the functions below).
 __all__ = ["DockerfileFrontend", "DockerfileOptions"]
 
 _CHECK_ARG = "BUILDKIT_DOCKERFILE_CHECK"
@@ -135,6 +129,8 @@ class DockerfileOptions:
             ) from None
         hosts: list[llb.HostIP] = []
         for item in filter(None, (h.strip() for h in attrs.get("add-hosts", "").split(","))):
+            from dockyard import llb
+
             host, sep, ip = item.partition("=")
             if not sep:
                 host, sep, ip = item.partition(":")
@@ -172,6 +168,9 @@ class DockerfileFrontend:
                 f"the {DOCKERFILE_FRONTEND} frontend takes DockerfileOptions, "
                 f"not {type(options).__name__}"
             )
+        from dockyard import llb
+        from dockyard.dockerfile import ConvertOptions, convert
+
         dockerfile, ignore = await _load(ctx, options)
         if options.check:
             return _check(ctx, dockerfile, options)
@@ -211,6 +210,8 @@ async def _load(
     ctx: FrontendContext, options: DockerfileOptions
 ) -> tuple[Dockerfile, tuple[str, ...]]:
     """The parsed Dockerfile and the ignore patterns of the build context."""
+    from dockyard.dockerfile import DOCKERIGNORE, parse_dockerfile
+
     name = posixpath.basename(options.filename)
     own_ignore = options.filename + DOCKERIGNORE
     async with internal_step(ctx.reporter, f"[internal] load build definition from {name}"):
@@ -233,6 +234,8 @@ async def _load(
 
 
 def _ignore_patterns(data: bytes, filename: str) -> tuple[str, ...]:
+    from dockyard.dockerfile import parse_dockerignore
+
     ignore = parse_dockerignore(data, filename=filename)
     ignore.matcher()  # a malformed pattern is an error at its line
     return ignore.patterns
@@ -241,6 +244,8 @@ def _ignore_patterns(data: bytes, filename: str) -> tuple[str, ...]:
 def _check(
     ctx: FrontendContext, dockerfile: Dockerfile, options: DockerfileOptions
 ) -> FrontendResult:
+    from dockyard.dockerfile import CheckConfig, lint
+
     config = dockerfile.check
     override = options.build_args.get(_CHECK_ARG)
     if override is not None:
@@ -272,6 +277,8 @@ async def _named_context(
     platform: Platform,
     resolve_mode: llb.ResolveMode,
 ) -> NamedContext:
+    from dockyard.dockerfile import DOCKERIGNORE, load_named_context
+
     if value.startswith(_LOCAL_PREFIX):
         directory = value.removeprefix(_LOCAL_PREFIX)
         if not directory:

@@ -29,27 +29,68 @@ Seams and job values are in :mod:`dockyard.llbsolver.types`. An engine assembles
     ref = await llbsolver.solve(definition, options=JobOptions(secrets=handle.secrets))
 """
 
-from ._cacherefs import CacheRefs
-from ._load import EntitlementError, load
-from ._solve import JobOptions, LlbSolver
-from .types import (
-    ENTITLEMENTS,
-    RANDOM_KEY_PREFIX,
-    SECRETS,
-    SESSION_ID,
-    SSH_AGENTS,
-    ContentSelector,
-    CopyHistory,
-    Entitlement,
-    ImmutableRef,
-    MutableRef,
-    PreviousCopy,
-    RefStore,
-    SourceInstance,
-    SourceRequest,
-    SourceResolver,
-    Worker,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._cacherefs import CacheRefs
+    from ._load import EntitlementError, load
+    from ._solve import JobOptions, LlbSolver
+    from .types import (
+        ENTITLEMENTS,
+        RANDOM_KEY_PREFIX,
+        SECRETS,
+        SESSION_ID,
+        SSH_AGENTS,
+        ContentSelector,
+        CopyHistory,
+        Entitlement,
+        ImmutableRef,
+        MutableRef,
+        PreviousCopy,
+        RefStore,
+        SourceInstance,
+        SourceRequest,
+        SourceResolver,
+        Worker,
+    )
+
+# Names load with their modules on first use: the engine's configuration or a job's
+# values do not load the op implementations, the cache adapter or the solver.
+_LAZY = {
+    "CacheRefs": "._cacherefs",
+    "EntitlementError": "._load",
+    "load": "._load",
+    "JobOptions": "._solve",
+    "LlbSolver": "._solve",
+    "ENTITLEMENTS": ".types",
+    "RANDOM_KEY_PREFIX": ".types",
+    "SECRETS": ".types",
+    "SESSION_ID": ".types",
+    "SSH_AGENTS": ".types",
+    "ContentSelector": ".types",
+    "CopyHistory": ".types",
+    "Entitlement": ".types",
+    "ImmutableRef": ".types",
+    "MutableRef": ".types",
+    "PreviousCopy": ".types",
+    "RefStore": ".types",
+    "SourceInstance": ".types",
+    "SourceRequest": ".types",
+    "SourceResolver": ".types",
+    "Worker": ".types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ENTITLEMENTS",

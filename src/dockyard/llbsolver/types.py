@@ -28,7 +28,6 @@ Job-scoped providers
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from dockyard.core import Platform, UsageError, VertexRef, host_platform
+from dockyard.core import Entitlement, Platform, UsageError, VertexRef, host_platform
 from dockyard.executor.types import Executor, NetworkMode
 from dockyard.llb import CacheSharing
 from dockyard.session.types import SecretStore, SshForwarder
@@ -293,21 +292,6 @@ class SourceResolver(Protocol):
 
 
 # -- job-scoped providers -----------------------------------------------------------
-
-
-class Entitlement(enum.Enum):
-    """Privileges a build must be granted explicitly (``--allow``)."""
-
-    NETWORK_HOST = "network.host"
-    SECURITY_INSECURE = "security.insecure"
-
-    @classmethod
-    def parse(cls, value: str) -> Entitlement:
-        try:
-            return cls(value)
-        except ValueError:
-            known = ", ".join(e.value for e in cls)
-            raise UsageError(f"unknown entitlement {value!r} (known: {known})") from None
 
 
 RANDOM_KEY_PREFIX = "random:"

@@ -18,7 +18,6 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from dockyard.core import InvalidDefinitionError
-from dockyard.llb import ATTR
 
 __all__ = [
     "SKIP_SUBMODULES_ATTR",
@@ -254,6 +253,8 @@ class GitSpec:
         """A ``git://`` source op: the identifier's path ``host/path#ref:subdir`` with
         the remote taken from ``git.fullurl`` when set (``llb.git`` always sets it),
         and the other ``git.*`` attributes."""
+        from dockyard.llb import ATTR
+
         attrs = request.attrs
         base, _, fragment = request.path.partition("#")
         ref, _, subdir = fragment.partition(":")

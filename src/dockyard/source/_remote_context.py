@@ -33,18 +33,21 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, BinaryIO, Generic, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
-from dockyard import llb
-from dockyard.cache import CacheManager, ImmutableRef, RecordType
 from dockyard.core import ContentError, DockyardError
-from dockyard.session.types import SecretStore, SshForwarder
-from dockyard.solver import JobValue, VertexContext
 
 from ._git_url import GitSpec, redact_url
-from .types import SourceOpRequest
 
 if TYPE_CHECKING:
+    # LLB, the cache and the solver load when a context is fetched, not when a client
+    # parses a context argument.
+    from dockyard import llb
+    from dockyard.cache import CacheManager, ImmutableRef
+    from dockyard.session.types import SecretStore, SshForwarder
+    from dockyard.solver import JobValue, VertexContext
+
     from ._git import GitCredentials, GitInstance, GitSource
     from ._http import HttpInstance, HttpSource, HttpSpec, Progress
+    from .types import SourceOpRequest
 
 __all__ = [
     "CONTEXT_FILENAME",
@@ -113,6 +116,8 @@ class GitContext:
 
     def state(self, *, name: str | None = None) -> llb.State:
         """The context as an ``llb.git`` source."""
+        from dockyard import llb
+
         spec = self.spec
         return llb.git(
             spec.remote.url,
@@ -141,6 +146,8 @@ class HttpContext:
 
     def file_state(self, *, name: str | None = None) -> llb.State:
         """The download: one file named :data:`CONTEXT_FILENAME`."""
+        from dockyard import llb
+
         return llb.http(
             self.url,
             filename=CONTEXT_FILENAME,
@@ -149,6 +156,8 @@ class HttpContext:
 
     def unpacked_state(self, *, name: str | None = None) -> llb.State:
         """The downloaded archive extracted into an empty tree (``ADD``'s unpacking)."""
+        from dockyard import llb
+
         return llb.scratch().file(
             llb.copy(self.file_state(), "/" + CONTEXT_FILENAME, "/", attempt_unpack=True),
             name=name or f"unpack remote build context {self.redacted}",
@@ -310,6 +319,8 @@ async def read_context_stream(
     threads."""
     import asyncio
     import tarfile
+
+    from dockyard.cache import RecordType
 
     head = await asyncio.to_thread(_read_head, stream)
     fmt = sniff_context(head)

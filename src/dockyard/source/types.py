@@ -15,10 +15,12 @@ manifest descriptors; blobs in the content store).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dockyard.core import Platform, VertexRef
-from dockyard.oci import Descriptor
+
+if TYPE_CHECKING:
+    from dockyard.oci import Descriptor
 
 __all__ = ["LocalImages", "SourceOpRequest"]
 

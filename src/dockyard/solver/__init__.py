@@ -27,6 +27,14 @@ Cache keys (:mod:`._keys`)
     copy that reads only the unchanged part hits by content and everything downstream of
     it keeps its keys and hits as well.
 
+    Every record is also saved under one *link key* per input,
+    ``H(op digest, input number, input key, selector, output index)`` (BuildKit's cache
+    links, in a hash-keyed store): a key made from an input key can exist only if that
+    input's link key does. So as soon as one input's key is known, a missing link key
+    proves that the vertex cannot hit by definition (nor by content, for an input it
+    reads by definition only) — before its other inputs' keys are known (see
+    Scheduling). Link keys are exported with the other keys of a record.
+
 ``ignore_cache``
     Such a vertex is never looked up: whenever a job needs anything that depends on it,
     it runs (once per job; shared with concurrent jobs like any vertex), and its results
@@ -54,6 +62,18 @@ Scheduling and deduplication
     per-op limits. A solve starts work bottom-up, in topological order: first every
     pending key, then the outputs those keys show to be needed (the target's, and the
     inputs of every vertex that must run), so that a vertex usually finds its inputs done.
+
+    Work that is certain to be needed starts as soon as that is known, not when a vertex
+    gets to it: while a vertex waits for an input key that takes time (a copy source
+    that must run to be checksummed), each input key that arrives and missed is checked
+    for its link key. Without one the vertex cannot hit by definition, so the inputs it
+    reads by content start at once; if it cannot hit at all it will run, and when its
+    outputs are wanted (the target's always are) all its inputs start at once, which
+    repeats downwards. So independent stages run side by side even when the final
+    stage copies from one onto a copy from the other (BuildKit does the same with its
+    cache links). Inputs found in the cache are never started ahead: a definition-key
+    hit still loads and runs nothing upstream. Work started ahead belongs to the
+    computation that started it (cancelled with it; a failure there fails it at once).
 
 Cancellation and failure (:mod:`._flight`)
     Each computation runs in its own task *while someone waits for it*: a job's

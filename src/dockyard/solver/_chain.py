@@ -28,7 +28,7 @@ class CacheChainRecord:
     """One vertex of a job's graph as a cache export sees it.
 
     ``keys`` are every cache key naming the vertex's record, ``keys[0]`` the canonical
-    one its dependants build on (keys unique to this build left out). ``inputs`` link
+    one its dependants build on, link keys last (keys unique to this build left out). ``inputs`` link
     to the input vertices' chain records (``None``: an input whose key is unique to
     this build, left out of the chain). ``source`` is set when the record is one a job's
     cache source found and the solver never needed its results: its result ids are that
@@ -113,7 +113,7 @@ async def cache_chain(
             CacheChainRecord(
                 digest=state.digest,
                 name=state.vertex.name,
-                keys=tuple(k for k in info.all_keys() if k not in info.volatile),
+                keys=tuple(k for k in state.record_keys(info) if k not in info.volatile),
                 inputs=links,
                 record=record if outputs else None,
                 outputs=outputs,

@@ -4,6 +4,11 @@
 - content key:    ``H("content", op digest, [["content", digest] | ["key", input key,
   selector, output index], ...])`` — content digests for inputs with ``compute_digest``,
   the definition part otherwise.
+- link key:       ``H("link", op digest, input number, input key, selector, output
+  index)`` — one per input, saved with every record of a vertex beside its keys. A key
+  made from an input key exists only if that input's link key does, so a missing link
+  key proves, before the other inputs' keys are known, that the vertex cannot hit
+  (BuildKit answers the same question with its cache links).
 
 The leading tag separates the two kinds, and JSON keeps any string (selectors are
 arbitrary paths) from being confused with a separator. ``_VERSION`` is part of every key:
@@ -16,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-__all__ = ["content_key", "def_key"]
+__all__ = ["content_key", "def_key", "link_key"]
 
 _VERSION = "dockyard.solver/1"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -38,3 +43,11 @@ def content_key(
     """The content-based key: per input either ``("content", digest)`` or
     ``("key", input key, selector, output index)``."""
     return _hash([_VERSION, "content", op_digest, parts])
+
+
+def link_key(
+    op_digest: str, input_number: int, input_key: str, selector: str | None, index: int
+) -> str:
+    """The link key of one input: saved with every record of a vertex whose definition
+    or content key is made from ``input_key`` at ``input_number``."""
+    return _hash([_VERSION, "link", op_digest, input_number, input_key, selector, index])

@@ -338,6 +338,9 @@ class Job:
         try:
             if fresh:
                 await self._prime([(s.key_memo, s.compute_key) for s in fresh], primed)
+                # the target's outputs are needed whatever its key: started now, they
+                # start its inputs as soon as its key computation knows it will run
+                await self._prime([(state.out_memo, state.compute_outputs)], primed)
                 await state.key_memo.get(state.compute_key)
                 needed = _needed_outputs(state)
                 await self._prime([(s.out_memo, s.compute_outputs) for s in needed], primed)

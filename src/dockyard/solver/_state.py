@@ -18,10 +18,10 @@ from dockyard.core import (
 )
 
 from ._context import VertexContext
-from ._flight import Memo, wait_all
-from ._keys import content_key, def_key
+from ._flight import Memo, Watch, wait_all
+from ._keys import content_key, def_key, link_key
 from ._results import ResultRef
-from .types import CacheRecord, CacheSource, Dep, JobValue, Result, Vertex
+from .types import CacheMap, CacheRecord, CacheSource, Dep, JobValue, Result, Vertex
 
 if TYPE_CHECKING:
     from ._solver import Job, Solver
@@ -37,13 +37,15 @@ class KeyInfo:
     ``canonical`` is the key dependants build on; ``record`` is the cache hit, if any,
     and ``source`` the job's :class:`CacheSource` it came from (``None``: the solver's
     own key storage). ``selectors`` are the deps' selectors, one per input (for cache
-    exports).
+    exports). ``op_digest`` is the cache map's digest (for the link keys, see
+    :meth:`VertexState.record_keys`; empty when the vertex's keys are volatile).
     """
 
     __slots__ = (
         "canonical",
         "key_content",
         "key_def",
+        "op_digest",
         "record",
         "selectors",
         "source",
@@ -60,6 +62,7 @@ class KeyInfo:
         selectors: tuple[str | None, ...] = (),
         source: CacheSource | None = None,
         volatile: frozenset[str] = frozenset(),
+        op_digest: str = "",
     ) -> None:
         self.canonical = canonical
         self.key_def = key_def
@@ -68,9 +71,11 @@ class KeyInfo:
         self.selectors = selectors
         self.source = source
         self.volatile = volatile
+        self.op_digest = op_digest
 
     def all_keys(self) -> list[str]:
-        """Every key naming this vertex's record, canonical first."""
+        """Every key naming this vertex's record, canonical first (without the link
+        keys: see :meth:`VertexState.record_keys`)."""
         keys = dict.fromkeys((self.canonical, self.key_def))
         if self.key_content is not None:
             keys[self.key_content] = None
@@ -121,9 +126,11 @@ class VertexState:
         "key_memo",
         "out_memo",
         "outputs",
+        "prefetch",
         "solver",
         "started",
         "vertex",
+        "will_run",
     )
 
     def __init__(self, solver: Solver, vertex: Vertex, inputs: tuple[VertexState, ...]) -> None:
@@ -142,6 +149,11 @@ class VertexState:
         self.cached = False
         self.error: str | None = None
         self.flight_task: asyncio.Task[Any] | None = None
+        # set while the key computation knows that no record can match (the vertex runs
+        # when its outputs are needed); the outputs computation waiting for the key
+        # publishes its Watch in `prefetch` for the inputs to be started into
+        self.will_run = False
+        self.prefetch: Watch | None = None
 
     # -- the audience of VertexContext -------------------------------------------------
 
@@ -215,6 +227,7 @@ class VertexState:
     async def compute_key(self) -> KeyInfo:
         vertex = self.vertex
         solver = self.solver
+        ahead: _Ahead | None = None
         try:
             ctx = VertexContext(vertex, self)
             try:
@@ -228,8 +241,17 @@ class VertexState:
                 raise InternalError(
                     f"cache map has {len(deps)} deps for {len(inputs)} inputs", vertex=vertex.ref()
                 )
+            ignore = vertex.options.ignore_cache
+            content = [i for i, dep in enumerate(deps) if dep.compute_digest is not None]
+            # An ignore_cache input ran afresh: its output may differ from what its key
+            # denoted before, so when we read it by content, the content decides.
+            by_content_only = any(self.inputs[i].vertex.options.ignore_cache for i in content)
             if inputs:
-                await wait_all([state.key_source() for state in self.inputs])
+                if ignore or by_content_only or cache_map.volatile or not self._input_keys_done():
+                    # some input keys take time (or the lookups are known to miss): start
+                    # meanwhile what this computation (or the outputs') will surely need
+                    ahead = _Ahead(self, cache_map, deps, content, by_content_only)
+                    await ahead.wait_keys()
                 input_keys = [state.key_memo.value.canonical for state in self.inputs]
             else:
                 input_keys = []
@@ -240,9 +262,7 @@ class VertexState:
                     for key, dep, edge in zip(input_keys, deps, inputs, strict=True)
                 ],
             )
-            ignore = vertex.options.ignore_cache
             selectors = tuple(dep.selector for dep in deps)
-            content = [i for i, dep in enumerate(deps) if dep.compute_digest is not None]
             # keys unique to this build (made from a volatile digest), for cache exports
             by_key = [
                 i for i in range(len(inputs)) if self.inputs[i].key_memo.value.canonical_volatile
@@ -250,9 +270,8 @@ class VertexState:
             volatile_def = cache_map.volatile or bool(by_key)
             volatile_content = cache_map.volatile or any(i not in content for i in by_key)
             def_volatile = frozenset((key_def,)) if volatile_def else frozenset()
-            # An ignore_cache input ran afresh: its output may differ from what its key
-            # denoted before, so when we read it by content, the content decides.
-            by_content_only = any(self.inputs[i].vertex.options.ignore_cache for i in content)
+            # (no link keys when nothing made from this vertex's keys hits again)
+            op_digest = "" if cache_map.volatile else cache_map.digest
             if not ignore and not by_content_only:
                 record, source = await self._lookup(key_def)
                 if record is not None:
@@ -266,13 +285,22 @@ class VertexState:
                         selectors=selectors,
                         source=source,
                         volatile=def_volatile,
+                        op_digest=op_digest,
                     )
             if not content:
                 if not ignore:
                     solver._stats_misses += 1
                 return KeyInfo(
-                    key_def, key_def, None, None, selectors=selectors, volatile=def_volatile
+                    key_def,
+                    key_def,
+                    None,
+                    None,
+                    selectors=selectors,
+                    volatile=def_volatile,
+                    op_digest=op_digest,
                 )
+            if ahead is not None:
+                ahead.watch.check()  # work started ahead that failed: fail now, not rerun it
             key_content = await self._content_key(ctx, cache_map.digest, deps, input_keys, content)
             volatile = def_volatile | (
                 frozenset((key_content,)) if volatile_content else frozenset()
@@ -280,13 +308,7 @@ class VertexState:
             if not ignore:
                 record, source = await self._lookup(key_content)
                 if record is not None:
-                    if source is None:
-                        # link the definition key to the record: next time no input is
-                        # loaded (an imported record is linked when its result is loaded)
-                        await solver.key_storage.save([key_def], record)
-                    solver._stats_hits += 1
-                    self._set_cached()
-                    return KeyInfo(
+                    info = KeyInfo(
                         record.canonical_key,
                         key_def,
                         key_content,
@@ -294,10 +316,24 @@ class VertexState:
                         selectors=selectors,
                         source=source,
                         volatile=volatile,
+                        op_digest=op_digest,
                     )
+                    if source is None:
+                        # link the definition key to the record: next time no input is
+                        # loaded (an imported record is linked when its result is loaded)
+                        await solver.key_storage.save([key_def, *self.link_keys(info)], record)
+                    solver._stats_hits += 1
+                    self._set_cached()
+                    return info
                 solver._stats_misses += 1
             return KeyInfo(
-                key_content, key_def, key_content, None, selectors=selectors, volatile=volatile
+                key_content,
+                key_def,
+                key_content,
+                None,
+                selectors=selectors,
+                volatile=volatile,
+                op_digest=op_digest,
             )
         except Exception as exc:
             err = _fail(vertex, exc)
@@ -306,6 +342,47 @@ class VertexState:
             if err is exc:
                 raise
             raise err from exc
+        finally:
+            self.will_run = False
+            if ahead is not None:
+                ahead.watch.close()
+
+    def record_keys(self, info: KeyInfo) -> list[str]:
+        """Every key naming this vertex's record: ``info.all_keys()`` and the link keys."""
+        return info.all_keys() + self.link_keys(info)
+
+    def link_keys(self, info: KeyInfo) -> list[str]:
+        """The link key of each input (see :func:`._keys.link_key`), saved with every
+        record of the vertex so that a dependant can tell early that it cannot hit; none
+        for an input whose key is unique to the build (nothing made from it hits again).
+        Made when needed (records, exports), not kept: a no-op build makes none."""
+        digest = info.op_digest
+        if not digest:
+            return []
+        out = []
+        for i, (state, edge) in enumerate(zip(self.inputs, self.vertex.inputs, strict=True)):
+            key_info = state.key_memo.value
+            if not key_info.canonical_volatile:
+                selector = info.selectors[i] if i < len(info.selectors) else None
+                out.append(link_key(digest, i, key_info.canonical, selector, edge.index))
+        return out
+
+    def _input_keys_done(self) -> bool:
+        for state in self.inputs:
+            memo = state.out_memo if state.vertex.options.ignore_cache else state.key_memo
+            if not memo.done:
+                return False
+        return True
+
+    def _prefetch(self) -> None:
+        """This vertex will run: start its inputs' outputs for the outputs computation
+        waiting for its key, if one is (``prefetch``), as a waiter of that computation."""
+        watch = self.prefetch
+        if watch is None:
+            return
+        self.prefetch = None
+        for state in self.inputs:
+            watch.add(state.out_memo, state.compute_outputs)
 
     async def _lookup(self, key: str) -> tuple[CacheRecord | None, CacheSource | None]:
         """The record of ``key``: from the solver's key storage, else from the cache
@@ -384,18 +461,40 @@ class VertexState:
 
     async def compute_outputs(self) -> tuple[ResultRef, ...]:
         solver = self.solver
-        info = await self.key_memo.get(self.compute_key)
-        record = info.record
-        if record is not None:
-            if info.source is not None:
-                refs = await self._import(info, record, info.source)
-            else:
-                refs = await self._load(record)
-            if refs is not None:
-                return self._keep(refs)
-            solver._stats_pruned += 1
-        refs = await solver._execs.run(info.canonical, self, info)
-        return self._keep(refs)
+        if self.key_memo.done:
+            info = self.key_memo.value
+            watch = None
+        else:
+            # needed before the key is known: should the key computation find that no
+            # record can match, the inputs start at once (see compute_key)
+            watch = Watch()
+        try:
+            if watch is not None:
+                watch.add(self.key_memo, self.compute_key)
+                self.prefetch = watch
+                if self.will_run:
+                    self._prefetch()
+                while not self.key_memo.done:
+                    await watch.next()
+                info = self.key_memo.value
+            record = info.record
+            if record is not None:
+                if info.source is not None:
+                    refs = await self._import(info, record, info.source)
+                else:
+                    refs = await self._load(record)
+                if refs is not None:
+                    return self._keep(refs)
+                solver._stats_pruned += 1
+            if watch is not None:
+                watch.check()  # an input started ahead failed: fail now, not rerun it
+            refs = await solver._execs.run(info.canonical, self, info)
+            return self._keep(refs)
+        finally:
+            if watch is not None:
+                if self.prefetch is watch:
+                    self.prefetch = None
+                watch.close()
 
     def _keep(self, refs: tuple[ResultRef, ...]) -> tuple[ResultRef, ...]:
         # The last synchronous step of the outputs task: from here the state owns the
@@ -552,7 +651,7 @@ class VertexState:
             "\0".join((canonical, *ids)).encode(), usedforsecurity=False
         ).hexdigest()
         record = CacheRecord(id=record_id, canonical_key=canonical, result_ids=ids, created=now())
-        await solver.key_storage.save(info.all_keys(), record)
+        await solver.key_storage.save(self.record_keys(info), record)
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -568,3 +667,119 @@ class VertexState:
         if outputs is not None:
             self.solver._spawn_release(outputs)
         return tasks
+
+
+class _Ahead:
+    """What a key computation learns while it waits for its inputs' keys, and the work
+    it starts as soon as that work is certain to be needed.
+
+    A vertex cannot hit by its definition key when an input's key is unique to the build
+    (volatile) or no record of the vertex links to it (its link key is missing, see
+    :func:`._keys.link_key`); if that input is one it reads by definition only, it
+    cannot hit by its content key either. So, while another input's key is still being
+    computed (e.g. a copy source that must run first to be checksummed):
+
+    - no definition hit possible → the inputs read by content are started now (their
+      outputs are needed for the content key);
+    - no hit possible at all → the vertex will run when its outputs are needed: an
+      outputs computation waiting for its key starts every input now
+      (``VertexState.will_run`` / ``prefetch``).
+
+    Only inputs that missed are asked about (one link-key lookup each): an input found
+    in the cache usually means the vertex is too, and a hit must load nothing upstream.
+    Everything started is held by ``watch`` (left when the key computation ends).
+    """
+
+    __slots__ = ("content", "deps", "digest", "no_content", "no_def", "started", "state", "watch")
+
+    def __init__(
+        self,
+        state: VertexState,
+        cache_map: CacheMap,
+        deps: Sequence[Dep],
+        content: list[int],
+        by_content_only: bool,
+    ) -> None:
+        self.state = state
+        self.digest = cache_map.digest
+        self.deps = deps
+        self.content = content
+        never = state.vertex.options.ignore_cache or cache_map.volatile
+        self.no_def = never or by_content_only
+        self.no_content = never or not content
+        self.started = False
+        self.watch = Watch()
+
+    async def wait_keys(self) -> None:
+        """Wait for every input's key (failing fast like ``wait_all``), acting on each as
+        it arrives."""
+        state = self.state
+        watch = self.watch
+        positions: dict[str, list[int]] = {}
+        unique: list[VertexState] = []
+        for i, input_state in enumerate(state.inputs):
+            seen = positions.get(input_state.digest)
+            if seen is None:
+                positions[input_state.digest] = [i]
+                unique.append(input_state)
+            else:
+                seen.append(i)
+        waiting: dict[asyncio.Task[Any], list[int]] = {}
+        known: list[int] = []
+        for input_state in unique:
+            memo, factory = input_state.key_source()
+            task = watch.add(memo, factory)
+            if task is None:
+                known.extend(positions[input_state.digest])
+            else:
+                waiting[task] = positions[input_state.digest]
+        self._act()
+        if waiting and known:
+            await self._learn(known)
+        while waiting:
+            arrived: list[int] = []
+            for task in await watch.next():
+                arrived.extend(waiting.pop(task, ()))
+            if waiting and arrived:
+                await self._learn(arrived)
+
+    async def _learn(self, numbers: list[int]) -> None:
+        state = self.state
+        content = self.content
+        for i in numbers:
+            if self.no_def and self.no_content:
+                return
+            by_content = i in content
+            if self.no_def and (by_content or self.no_content):
+                continue  # nothing more to learn from this input
+            info = state.inputs[i].key_memo.value
+            if info.canonical_volatile:
+                proven = True
+            elif info.record is not None:
+                continue
+            else:
+                link = link_key(
+                    self.digest,
+                    i,
+                    info.canonical,
+                    self.deps[i].selector,
+                    state.vertex.inputs[i].index,
+                )
+                record, _source = await state._lookup(link)
+                proven = record is None
+            if proven:
+                self.no_def = True
+                if not by_content:
+                    self.no_content = True
+                self._act()
+
+    def _act(self) -> None:
+        state = self.state
+        if self.no_def and self.content and not self.started:
+            self.started = True
+            for i in self.content:
+                input_state = state.inputs[i]
+                self.watch.add(input_state.out_memo, input_state.compute_outputs)
+        if self.no_def and self.no_content and not state.will_run:
+            state.will_run = True
+            state._prefetch()

@@ -100,9 +100,10 @@ async def test_chain_lists_every_vertex_inputs_first_with_keys_and_links() -> No
             assert link is None or link.record < position[entry.name]
     copy = chain[position["copy"]]
     assert [chain[link.record].name if link else None for link in copy.inputs] == ["run", None]
-    assert len(copy.keys) == 1
+    # the content key, then the link key of "run" (none for the context: unique key)
+    assert len(copy.keys) == 2
     final = chain[position["final"]]
-    assert len(final.keys) == 1  # canonical = definition key
+    assert len(final.keys) == 2  # canonical = definition key; the link key of "copy"
     assert all(entry.record is not None and entry.outputs == (0,) for entry in chain)
 
 

@@ -74,14 +74,18 @@ def _reference_op(name: str) -> Callable[[list[Any]], Any]:
     return fn
 
 
+Shape = list[tuple[list[int], bool, frozenset[int]]]
+
+
 @st.composite
-def dags(draw: st.DrawFn) -> list[tuple[list[int], bool]]:
-    """Vertex n: (inputs among 0..n-1, ignore_cache)."""
+def dags(draw: st.DrawFn) -> Shape:
+    """Vertex n: (inputs among 0..n-1, ignore_cache, input numbers read by content)."""
     size = draw(st.integers(1, 25))
     shape = []
     for n in range(size):
         inputs = draw(st.lists(st.integers(0, n - 1), max_size=3)) if n else []
-        shape.append((inputs, draw(st.booleans()) and draw(st.booleans())))
+        by_content = draw(st.sets(st.integers(0, len(inputs) - 1))) if inputs else set()
+        shape.append((inputs, draw(st.booleans()) and draw(st.booleans()), frozenset(by_content)))
     return shape
 
 
@@ -93,20 +97,21 @@ def dags(draw: st.DrawFn) -> list[tuple[list[int], bool]]:
     parallelism=st.sampled_from([None, 1, 2]),
 )
 def test_random_graphs_compute_the_right_values_once(
-    shape: list[tuple[list[int], bool]],
+    shape: Shape,
     picks: list[int],
     pruned: set[int],
     parallelism: int | None,
 ) -> None:
     backend = FakeBackend()
     vertices: list[Vertex] = []
-    for n, (inputs, ignore) in enumerate(shape):
+    for n, (inputs, ignore, by_content) in enumerate(shape):
         vertices.append(
             backend.vertex(
                 f"v{n}",
                 *(vertices[i] for i in inputs),
                 fn=_reference_op(f"v{n}"),
                 ignore_cache=ignore,
+                content=dict.fromkeys(by_content),
             )
         )
     expected = reference_values(vertices)
@@ -166,7 +171,7 @@ def _yielding(times: int) -> Callable[[VertexContext], Awaitable[None]]:
     fail_at=st.none() | st.integers(0, 1000),
 )
 def test_discarding_a_job_at_any_point_leaks_nothing_and_spares_the_other(
-    shape: list[tuple[list[int], bool]],
+    shape: Shape,
     yields: list[int],
     picks_a: list[int],
     picks_b: list[int],
@@ -176,13 +181,14 @@ def test_discarding_a_job_at_any_point_leaks_nothing_and_spares_the_other(
     backend = FakeBackend()
     vertices: list[Vertex] = []
     failing = None if fail_at is None else fail_at % len(shape)
-    for n, (inputs, ignore) in enumerate(shape):
+    for n, (inputs, ignore, by_content) in enumerate(shape):
         vertices.append(
             backend.vertex(
                 f"v{n}",
                 *(vertices[i] for i in inputs),
                 fn=_reference_op(f"v{n}"),
                 ignore_cache=ignore,
+                content=dict.fromkeys(by_content),
                 hook=_yielding(yields[n]),
                 fail=ExecError(f"v{n} failed") if n == failing else None,
             )

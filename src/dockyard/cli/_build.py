@@ -18,6 +18,8 @@ from ._common import engine_client, engine_options, key_values, report_error
 if TYPE_CHECKING:
     from dockyard.client import BuildOptions, BuildResult, Client
     from dockyard.core import Reporter
+    from dockyard.exporter import ExportOptions
+    from dockyard.session import SecretSource, SshSpec
 
 __all__ = ["build"]
 
@@ -261,8 +263,6 @@ def build_options(
 
     from dockyard.client import BuildOptions, CacheSpec
     from dockyard.core import Platform, UsageError
-    from dockyard.exporter import parse_output
-    from dockyard.session import SecretSource, SshSpec
 
     args: dict[str, str] = {}
     for item in build_args:
@@ -300,9 +300,9 @@ def build_options(
         labels=key_values("--label", labels),
         target=target or None,
         platform=target_platform,
-        secrets=tuple(SecretSource.parse(s) for s in secrets),
-        ssh=tuple(SshSpec.parse(s) for s in ssh),
-        outputs=tuple(parse_output(o) for o in outputs),
+        secrets=_secrets(secrets),
+        ssh=_ssh(ssh),
+        outputs=_outputs(outputs),
         push=push,
         load=load,
         cache_from=tuple(CacheSpec.parse(c, export=False) for c in cache_from),
@@ -318,7 +318,36 @@ def build_options(
     )
 
 
+# The exporter's and the session's parsers load only for the flags that need them.
+
+
+def _secrets(values: tuple[str, ...]) -> tuple[SecretSource, ...]:
+    if not values:
+        return ()
+    from dockyard.session import SecretSource
+
+    return tuple(SecretSource.parse(s) for s in values)
+
+
+def _ssh(values: tuple[str, ...]) -> tuple[SshSpec, ...]:
+    if not values:
+        return ()
+    from dockyard.session import SshSpec
+
+    return tuple(SshSpec.parse(s) for s in values)
+
+
+def _outputs(values: tuple[str, ...]) -> tuple[ExportOptions, ...]:
+    if not values:
+        return ()
+    from dockyard.exporter import parse_output
+
+    return tuple(parse_output(o) for o in values)
+
+
 def _writes_stdout(options: BuildOptions) -> bool:
+    if not options.outputs:
+        return False
     from dockyard.exporter import Stdout
 
     return any(isinstance(getattr(o, "dest", None), Stdout) for o in options.outputs)

@@ -101,7 +101,7 @@ def engine_client(
     --addr``, else ``$DOCKYARD_HOST``) names one or, without ``--state-dir``, one
     listens on the default socket; else the engine embedded on ``state_dir`` (granting
     ``allow``: its user runs it). See :mod:`dockyard.client`."""
-    from dockyard.client import Client, ClientTls, select_address
+    from dockyard.client import Client, select_address
 
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta if ctx is not None else {}
@@ -109,6 +109,8 @@ def engine_client(
         addr or meta.get("dockyard.addr"), state_dir_given=state_dir is not None
     )
     if address is not None:
+        from dockyard.client import ClientTls
+
         tls = meta.get("dockyard.tls", (None, None, None))
         return Client.connect(address, tls=ClientTls.from_files(*tls))
     return Client.embedded(engine_config(state_dir, runtime, snapshotter, allow=allow))

@@ -25,6 +25,8 @@ the engine (its git and http sources) and exported to the client, which then ser
 them like a local directory; ``-`` reads a tarball or a Dockerfile from stdin.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._address import (
     DEFAULT_ADDRESS,
     DEFAULT_SOCKET,
@@ -36,8 +38,21 @@ from ._address import (
 )
 from ._client import Client
 from ._options import BuildOptions, CacheSpec, NetworkName
-from ._remote import ClientTls
 from ._result import BuildResult, ServerInfo, Transfer
+
+if TYPE_CHECKING:
+    from ._remote import ClientTls
+
+
+def __getattr__(name: str) -> Any:
+    # the daemon backend's module loads only for a daemon (or its TLS files)
+    if name == "ClientTls":
+        from ._remote import ClientTls
+
+        globals()[name] = ClientTls
+        return ClientTls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ADDRESS",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
     from dockyard.engine import EngineConfig, PruneResult
     from dockyard.exporter import ExportOptions
-    from dockyard.session import CredentialsSource, SecretStore, SshAgentProvider
+    from dockyard.session import CredentialsSource, SecretStore, SshAgentProvider, SshAgents
 
     from ._backend import Backend, Outcome
     from ._job import Job
@@ -135,14 +135,21 @@ class Client:
         output and the Dockerfile lines attached).
         """
         from dockyard.registry import DockerConfigCredentials
-        from dockyard.session import Secrets, SshAgents
 
         from ._context import prepare_context
         from ._job import LOAD_TARGET, dockerfile_job
 
         watcher = Watcher(reporter)
-        secrets = Secrets(options.secrets) if options.secrets else None
-        ssh = SshAgents(options.ssh) if options.ssh else None
+        secrets: SecretStore | None = None
+        ssh: SshAgents | None = None
+        if options.secrets:
+            from dockyard.session import Secrets
+
+            secrets = Secrets(options.secrets)
+        if options.ssh:
+            from dockyard.session import SshAgents
+
+            ssh = SshAgents(options.ssh)
         credentials = DockerConfigCredentials()
         async with contextlib.AsyncExitStack() as stack:
             if ssh is not None:

@@ -40,14 +40,6 @@ from ._options import (
     parse_exporter,
     parse_output,
 )
-from .types import (
-    INLINE_CACHE_KEY,
-    ExporterInstance,
-    ExportRequest,
-    ExportResponse,
-    ExportServices,
-    InlineCache,
-)
 
 if TYPE_CHECKING:
     from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
@@ -77,6 +69,14 @@ if TYPE_CHECKING:
     )
     from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink, export_layers
     from ._tree import copy_into, write_tree_tar
+    from .types import (
+        INLINE_CACHE_KEY,
+        ExporterInstance,
+        ExportRequest,
+        ExportResponse,
+        ExportServices,
+        InlineCache,
+    )
 
 # The machinery loads on first use: parsing ``--output`` costs no compressor, cache or
 # tar code (the CLI parses options before it opens an engine).
@@ -110,6 +110,12 @@ _LAZY = {
     "export_layers": "._layers",
     "copy_into": "._tree",
     "write_tree_tar": "._tree",
+    "INLINE_CACHE_KEY": ".types",
+    "ExporterInstance": ".types",
+    "ExportRequest": ".types",
+    "ExportResponse": ".types",
+    "ExportServices": ".types",
+    "InlineCache": ".types",
 }
 
 

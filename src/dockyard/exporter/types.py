@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dockyard.core import Digest, Platform, Reporter, host_platform
-from dockyard.oci import Descriptor
 
 if TYPE_CHECKING:
     from dockyard.cache import ImmutableRef, LayerBlob
     from dockyard.content import ContentStore, ImageStore
-    from dockyard.oci import ImageConfig
+    from dockyard.oci import Descriptor, ImageConfig
     from dockyard.registry import CredentialsProvider, RegistryClient, RegistryConfig
     from dockyard.session.types import ExportCaller
 

@@ -18,13 +18,6 @@ The seams are in :mod:`dockyard.session.types`.
 
 from typing import TYPE_CHECKING, Any
 
-from ._export import DirectoryTarget, ExportTarget, FileSink, FileTarget
-from ._local import LocalSyncSource
-from ._manager import Peer, SessionHandle, SessionManager
-from ._receive import Receiver, receive
-from ._secrets import Secrets, SecretSource
-from ._session import Session, new_session_id
-from ._ssh import SshAgents, SshSpec, StreamChannel, forwarding_socket
 from ._values import (
     FileStat,
     SessionCredentials,
@@ -35,7 +28,6 @@ from ._values import (
     SyncResult,
     stat_key,
 )
-from ._walk import walk
 from .types import (
     ByteChannel,
     Chunk,
@@ -53,16 +45,45 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ._export import DirectoryTarget, ExportTarget, FileSink, FileTarget
     from ._grpc_client import Attachment, attach
     from ._grpc_common import CHANNEL_OPTIONS, SERVER_OPTIONS
     from ._grpc_server import SessionService
+    from ._local import LocalSyncSource
+    from ._manager import Peer, SessionHandle, SessionManager
+    from ._receive import Receiver, receive
+    from ._secrets import Secrets, SecretSource
+    from ._session import Session, new_session_id
+    from ._ssh import SshAgents, SshSpec, StreamChannel, forwarding_socket
+    from ._walk import walk
 
+# Each part loads on first use: a client loads the sender's side (walk, sync source),
+# an engine the receiver's; secrets, SSH agents and grpc only when used.
 _LAZY = {
+    "DirectoryTarget": "._export",
+    "ExportTarget": "._export",
+    "FileSink": "._export",
+    "FileTarget": "._export",
     "Attachment": "._grpc_client",
     "attach": "._grpc_client",
     "CHANNEL_OPTIONS": "._grpc_common",
     "SERVER_OPTIONS": "._grpc_common",
     "SessionService": "._grpc_server",
+    "LocalSyncSource": "._local",
+    "Peer": "._manager",
+    "SessionHandle": "._manager",
+    "SessionManager": "._manager",
+    "Receiver": "._receive",
+    "receive": "._receive",
+    "Secrets": "._secrets",
+    "SecretSource": "._secrets",
+    "Session": "._session",
+    "new_session_id": "._session",
+    "SshAgents": "._ssh",
+    "SshSpec": "._ssh",
+    "StreamChannel": "._ssh",
+    "forwarding_socket": "._ssh",
+    "walk": "._walk",
 }
 
 

@@ -18,7 +18,7 @@ which writes the summary: the full log of each failed step, then the warnings
 Use :func:`make_renderer` to pick one from a ``--progress`` value.
 
 ``dockyard.cli.progress`` imports only the standard library and :mod:`dockyard.core`;
-rich is imported when a tty renderer is made.
+each renderer (the tty one with rich) is imported when it is made.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -33,20 +33,33 @@ from ._format import (
     warning_line,
     warnings_summary,
 )
-from ._plain import PlainRenderer, completion_text, progress_text
-from ._rawjson import RawJsonRenderer, event_json, format_time
 
 if TYPE_CHECKING:
+    from ._plain import PlainRenderer, completion_text, progress_text
+    from ._rawjson import RawJsonRenderer, event_json, format_time
     from ._tty import TtyRenderer
+
+# The renderers load on first use (make_renderer imports the one it makes).
+_LAZY = {
+    "PlainRenderer": "._plain",
+    "completion_text": "._plain",
+    "progress_text": "._plain",
+    "RawJsonRenderer": "._rawjson",
+    "event_json": "._rawjson",
+    "format_time": "._rawjson",
+    "TtyRenderer": "._tty",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TtyRenderer":
-        from ._tty import TtyRenderer
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        globals()[name] = TtyRenderer
-        return TtyRenderer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

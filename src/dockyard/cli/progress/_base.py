@@ -17,6 +17,8 @@ __all__ = ["BufferedRenderer", "QuietRenderer", "Renderer"]
 FLUSH_INTERVAL = 0.1
 _FLUSH_BYTES = 64 << 10
 MAX_KEPT_ERRORS = 10
+#: The hint after the warnings count of the summary (``N warnings found (HINT):``).
+DEFAULT_WARNINGS_HINT = "use --debug to expand"
 
 
 @runtime_checkable

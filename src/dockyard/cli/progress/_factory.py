@@ -8,9 +8,7 @@ from typing import Literal, TextIO, get_args
 
 from dockyard.core import UsageError
 
-from ._base import QuietRenderer, Renderer
-from ._plain import DEFAULT_WARNINGS_HINT, PlainRenderer
-from ._rawjson import RawJsonRenderer
+from ._base import DEFAULT_WARNINGS_HINT, QuietRenderer, Renderer
 
 __all__ = ["MODES", "ProgressMode", "make_renderer"]
 
@@ -40,8 +38,8 @@ def make_renderer(
     to ``plain`` when ``stream`` is not a terminal (or ``TERM=dumb``). ``is_tty``
     overrides the terminal check. ``warnings_hint`` and ``expand_warnings`` shape the
     warnings summary (see :class:`PlainRenderer`). An unknown mode is a
-    :class:`~dockyard.core.UsageError`. The tty renderer (and rich) is imported only
-    when chosen.
+    :class:`~dockyard.core.UsageError`. Each renderer is imported only when chosen
+    (the tty one with rich).
     """
     value = mode.strip().lower()
     if value not in MODES:
@@ -51,6 +49,8 @@ def make_renderer(
     if value == "quiet":
         return QuietRenderer()
     if value == "rawjson":
+        from ._rawjson import RawJsonRenderer
+
         return RawJsonRenderer(stream)
     if value in ("auto", "tty"):
         env = os.environ if environ is None else environ
@@ -59,4 +59,6 @@ def make_renderer(
             from ._tty import TtyRenderer
 
             return TtyRenderer(stream, warnings_hint=warnings_hint, expand_warnings=expand_warnings)
+    from ._plain import PlainRenderer
+
     return PlainRenderer(stream, warnings_hint=warnings_hint, expand_warnings=expand_warnings)

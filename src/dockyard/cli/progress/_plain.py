@@ -40,7 +40,7 @@ from typing import TextIO
 
 from dockyard.core import BuildWarning, Event, VertexLog, VertexProgress, VertexStatus
 
-from ._base import FLUSH_INTERVAL, BufferedRenderer
+from ._base import DEFAULT_WARNINGS_HINT, FLUSH_INTERVAL, BufferedRenderer
 from ._format import (
     error_log_block,
     format_progress_amount,
@@ -52,7 +52,6 @@ from ._trace import LogPiece, Trace, VertexState
 
 __all__ = ["DEFAULT_WARNINGS_HINT", "PlainRenderer", "completion_text", "progress_text"]
 
-DEFAULT_WARNINGS_HINT = "use --debug to expand"
 #: Seconds a running vertex's output may be held back before it is shown anyway.
 MAX_DELAY = 10.0
 _MIN_PROGRESS_DELTA = 0.05

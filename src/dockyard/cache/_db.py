@@ -11,27 +11,43 @@
 - ``cache_indexes``: file indexes of committed records (``dockyard.cache._index``): a
   blob each, full or the changes against ``base_id``'s index.
 
-Calls are short and synchronous, made from the event loop thread or a worker thread,
-serialized by one lock. ``synchronous=NORMAL``: a power cut may lose the last
-transactions (a record lost is a cache miss), never tear one.
+Reads are short and synchronous, on a connection of their own (WAL: a reader never
+waits for a writer and always sees whole transactions), from the event loop thread or a
+worker thread. Writes go to one writer thread with its own connection, which takes
+every write queued meanwhile into one transaction (each in a savepoint, so one that
+fails undoes only itself): the event loop never waits for a ``COMMIT``, for SQLite's
+write lock held by another connection to the file, or for a lock held by another
+thread. A write method returns a :class:`Pending`: ``await`` it on the event loop (the
+write is done, committed, when the await returns, and a cancelled caller still waits
+for it to end so that its clean-up sees what happened), :meth:`Pending.wait` for it in
+a thread, or drop it (a write whose loss is harmless, like the last-used time).
+``synchronous=NORMAL``: a power cut may lose the last transactions (a record lost is a
+cache miss), never tear one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from dockyard.core import ConfigError, Digest, NotFoundError
 
 from .types import LayerBlob, RecordType
 
-__all__ = ["SCHEMA_VERSION", "CacheDB", "FileHash", "Parent", "RecordRow"]
+__all__ = ["SCHEMA_VERSION", "CacheDB", "FileHash", "Parent", "Pending", "RecordRow"]
+
+T = TypeVar("T")
+
+_BATCH_MAX = 256  # writes per transaction at most
 
 SCHEMA_VERSION = 1
 
@@ -145,51 +161,214 @@ _COLUMNS = (
 )
 
 
+class Pending(Generic[T]):
+    """A write queued for the writer thread: ``await`` it (event loop), :meth:`wait` for
+    it (any other thread), or drop it. Its value or error is the write's."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: Future[T]) -> None:
+        self._future = future
+
+    def wait(self) -> T:
+        """Block until the write is committed (never on the event loop thread)."""
+        return self._future.result()
+
+    def __await__(self) -> Generator[object, None, T]:
+        return _settled(self._future).__await__()
+
+
+async def _settled(future: Future[T]) -> T:
+    """The write's outcome. A caller cancelled before its write started is cancelled at
+    once (the write is dropped); once started, a write cannot be taken back, so the
+    caller gets its outcome as if it had been a synchronous call and the cancellation is
+    delivered at its next suspension point."""
+    wrapped = asyncio.wrap_future(future)
+    cancelled = False
+    try:
+        while True:
+            try:
+                return await asyncio.shield(wrapped)
+            except asyncio.CancelledError:
+                if future.cancel():
+                    raise  # not started yet: it never will be
+                cancelled = True
+    finally:
+        task = asyncio.current_task()
+        if cancelled and task is not None:
+            task.uncancel()  # the request is kept, not counted twice (asyncio.timeout)
+            task.cancel()
+
+
+@dataclass(slots=True)
+class _Job:
+    run: Callable[[sqlite3.Connection], object]
+    future: Future[object]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class CacheDB:
+    """The cache tables; see the module docstring for how reads and writes run."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._read_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(_SCHEMA)
+            self._writer = _connect(path)
         except sqlite3.DatabaseError as exc:
-            self._db.close()
+            raise ConfigError(f"cannot open cache metadata {path}: {exc}") from exc
+        try:
+            self._writer.executescript(_SCHEMA)
+            self._check_version(path)
+            self._reader = _connect(path)
+        except sqlite3.DatabaseError as exc:
+            self._writer.close()
             raise ConfigError(f"cannot open cache metadata {path}: {exc}") from exc
         except BaseException:
-            self._db.close()
+            self._writer.close()
             raise
-        self._check_version(path)
+        self._thread = threading.Thread(
+            target=self._write_loop, name="dockyard-cachedb", daemon=True
+        )
+        self._thread.start()
 
     def _check_version(self, path: Path) -> None:
-        with self._tx() as db:
+        db = self._writer
+        db.execute("BEGIN IMMEDIATE")
+        try:
             row = db.execute("SELECT value FROM cache_meta WHERE name = 'version'").fetchone()
             if row is None:
                 db.execute(
                     "INSERT INTO cache_meta (name, value) VALUES ('version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                return
-        if int(row[0]) != SCHEMA_VERSION:
-            self._db.close()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        if row is not None and int(row[0]) != SCHEMA_VERSION:
             raise ConfigError(
                 f"{path} holds cache metadata of schema version {row[0]}; this Dockyard"
                 f" understands version {SCHEMA_VERSION}"
             )
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Write what is queued, then close. Blocks until then (call it from a thread,
+        or where blocking is fine)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join()
+        with self._read_lock:
+            self._reader.close()
+
+    # -- the writer thread -----------------------------------------------------------------
+    def _write(self, run: Callable[[sqlite3.Connection], T]) -> Pending[T]:
+        """Queue ``run(connection)`` for the writer thread, inside a transaction."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("the cache metadata is closed")
+        future: Future[T] = Future()
+        self._queue.put(_Job(run, future))  # type: ignore[arg-type]
+        return Pending(future)
+
+    def flush(self) -> Pending[None]:
+        """Settled once every write queued before it is committed (the writes not
+        waited for, like :meth:`touch`, included)."""
+        return self._write(lambda db: None)
+
+    def _statement(self, sql: str, args: Sequence[object]) -> Pending[None]:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute(sql, args)
+
+        return self._write(run)
+
+    def _statements(self, sql: str, rows: Sequence[Sequence[object]]) -> Pending[None]:
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(sql, rows)
+
+        return self._write(run)
+
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _BATCH_MAX:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._apply([job for job in batch if job.future.set_running_or_notify_cancel()])
+        self._writer.close()
+
+    def _apply(self, batch: list[_Job]) -> None:
+        """One transaction for ``batch``, each job in a savepoint of its own; their
+        futures are settled only after the ``COMMIT`` (or with its error)."""
+        if not batch:
+            return
+        db = self._writer
+        outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for job in batch:
+                    db.execute("SAVEPOINT job")
+                    try:
+                        value = job.run(db)
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO job")
+                        db.execute("RELEASE job")
+                        outcomes.append((job, None, exc))
+                    else:
+                        db.execute("RELEASE job")
+                        outcomes.append((job, value, None))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for job in batch:
+                job.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for job, value, error in outcomes:
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(value)
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
 
     def meta(self, name: str) -> str | None:
         rows = self._query("SELECT value FROM cache_meta WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None
 
-    def set_meta(self, name: str, value: str | None) -> None:
-        with self._tx() as db:
+    def set_meta(self, name: str, value: str | None) -> Pending[None]:
+        def run(db: sqlite3.Connection) -> None:
             if value is None:
                 db.execute("DELETE FROM cache_meta WHERE name = ?", (name,))
             else:
@@ -197,26 +376,13 @@ class CacheDB:
                     "INSERT OR REPLACE INTO cache_meta (name, value) VALUES (?, ?)", (name, value)
                 )
 
+        return self._write(run)
+
     def has_work_areas(self) -> bool:
         """Whether an uncommitted record that is not persistent exists."""
         return bool(
             self._query("SELECT 1 FROM cache_records WHERE mutable = 1 AND persistent = 0 LIMIT 1")
         )
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
 
     # -- records ---------------------------------------------------------------------------
     def insert(
@@ -231,9 +397,10 @@ class CacheDB:
         name: str | None = None,
         size: int = -1,
         used: bool = True,
-    ) -> None:
+    ) -> Pending[None]:
         now = time.time()
-        with self._tx() as db:
+
+        def run(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO cache_records (id, mutable, persistent, name, record_type,"
                 " description, created, last_used, usage_count, size)"
@@ -255,6 +422,8 @@ class CacheDB:
                 "INSERT INTO cache_parents (record_id, pos, role, parent_id) VALUES (?, ?, ?, ?)",
                 [(rid, pos, p.role, p.id) for pos, p in enumerate(parents)],
             )
+
+        return self._write(run)
 
     def get(self, rid: str) -> RecordRow | None:
         rows = self._query(f"SELECT {_COLUMNS} FROM cache_records WHERE id = ?", (rid,))
@@ -330,37 +499,43 @@ class CacheDB:
     def has_children(self, rid: str) -> bool:
         return bool(self._query("SELECT 1 FROM cache_parents WHERE parent_id = ? LIMIT 1", (rid,)))
 
-    def touch(self, rid: str) -> None:
-        """A handle was given out: update last-used time and usage count."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE cache_records SET last_used = ?, usage_count = usage_count + 1"
-                " WHERE id = ?",
-                (time.time(), rid),
-            )
+    def touch(self, rid: str) -> Pending[None]:
+        """A handle was given out: update last-used time and usage count (callers may
+        drop the result: a lost update only makes prune's order a little older)."""
+        when = time.time()
+        return self._statement(
+            "UPDATE cache_records SET last_used = ?, usage_count = usage_count + 1 WHERE id = ?",
+            (when, rid),
+        )
 
-    def commit(self, rid: str, size: int) -> None:
-        with self._tx() as db:
+    def commit(self, rid: str, size: int) -> Pending[None]:
+        when = time.time()
+
+        def run(db: sqlite3.Connection) -> None:
             cur = db.execute(
                 "UPDATE cache_records SET mutable = 0, size = ?, last_used = ? WHERE id = ?",
-                (size, time.time(), rid),
+                (size, when, rid),
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"cache record {rid} does not exist")
             db.execute("DELETE FROM cache_filehashes WHERE record_id = ?", (rid,))
 
-    def set_created(self, rid: str, created: float) -> None:
-        with self._tx() as db:
+        return self._write(run)
+
+    def set_created(self, rid: str, created: float) -> Pending[None]:
+        def run(db: sqlite3.Connection) -> None:
             cur = db.execute("UPDATE cache_records SET created = ? WHERE id = ?", (created, rid))
             if cur.rowcount == 0:
                 raise NotFoundError(f"cache record {rid} does not exist")
 
-    def set_synced(self, rids: Iterable[str]) -> None:
-        with self._tx() as db:
-            db.executemany("UPDATE cache_records SET synced = 1 WHERE id = ?", [(r,) for r in rids])
+        return self._write(run)
 
-    def set_label(self, rid: str, key: str, value: str | None) -> None:
-        with self._tx() as db:
+    def set_synced(self, rids: Iterable[str]) -> Pending[None]:
+        rows = [(r,) for r in rids]
+        return self._statements("UPDATE cache_records SET synced = 1 WHERE id = ?", rows)
+
+    def set_label(self, rid: str, key: str, value: str | None) -> Pending[None]:
+        def run(db: sqlite3.Connection) -> None:
             row = db.execute("SELECT labels FROM cache_records WHERE id = ?", (rid,)).fetchone()
             if row is None:
                 raise NotFoundError(f"cache record {rid} does not exist")
@@ -374,12 +549,17 @@ class CacheDB:
                 (json.dumps(labels, sort_keys=True), rid),
             )
 
-    def delete_many(self, rids: Iterable[str]) -> None:
+        return self._write(run)
+
+    def delete_many(self, rids: Iterable[str]) -> Pending[None]:
         """Delete records in one transaction; none may have children outside the set."""
         ids = [(rid,) for rid in rids]
-        with self._tx() as db:
+
+        def run(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM cache_parents WHERE record_id = ?", ids)
             db.executemany("DELETE FROM cache_records WHERE id = ?", ids)
+
+        return self._write(run)
 
     def count(self) -> int:
         value = self._query("SELECT COUNT(*) FROM cache_records")[0][0]
@@ -404,14 +584,13 @@ class CacheDB:
             size=int(size),  # type: ignore[call-overload]
         )
 
-    def set_blob(self, rid: str, blob: LayerBlob) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO cache_blobs"
-                " (record_id, variant, diff_id, digest, media_type, size)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (rid, blob.variant, blob.diff_id, blob.digest, blob.media_type, blob.size),
-            )
+    def set_blob(self, rid: str, blob: LayerBlob) -> Pending[None]:
+        return self._statement(
+            "INSERT OR REPLACE INTO cache_blobs"
+            " (record_id, variant, diff_id, digest, media_type, size)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (rid, blob.variant, blob.diff_id, blob.digest, blob.media_type, blob.size),
+        )
 
     def blob_digests(self) -> set[Digest]:
         return {Digest(str(r[0])) for r in self._query("SELECT DISTINCT digest FROM cache_blobs")}
@@ -424,13 +603,11 @@ class CacheDB:
         )
         return Digest(str(rows[0][0])) if rows else None
 
-    def set_checksum(self, rid: str, selector: str, digest: Digest) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO cache_checksums (record_id, selector, digest)"
-                " VALUES (?, ?, ?)",
-                (rid, selector, str(digest)),
-            )
+    def set_checksum(self, rid: str, selector: str, digest: Digest) -> Pending[None]:
+        return self._statement(
+            "INSERT OR REPLACE INTO cache_checksums (record_id, selector, digest) VALUES (?, ?, ?)",
+            (rid, selector, str(digest)),
+        )
 
     # -- file indexes ----------------------------------------------------------------------
     def index_blob(self, rid: str) -> tuple[str | None, bytes] | None:
@@ -445,12 +622,11 @@ class CacheDB:
     def has_index(self, rid: str) -> bool:
         return bool(self._query("SELECT 1 FROM cache_indexes WHERE record_id = ?", (rid,)))
 
-    def set_index_blob(self, rid: str, base_id: str | None, data: bytes) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO cache_indexes (record_id, base_id, data) VALUES (?, ?, ?)",
-                (rid, base_id, data),
-            )
+    def set_index_blob(self, rid: str, base_id: str | None, data: bytes) -> Pending[None]:
+        return self._statement(
+            "INSERT OR REPLACE INTO cache_indexes (record_id, base_id, data) VALUES (?, ?, ?)",
+            (rid, base_id, data),
+        )
 
     def file_hashes(self, rid: str) -> dict[str, FileHash]:
         return {
@@ -462,31 +638,36 @@ class CacheDB:
             )
         }
 
-    def move_file_hashes(self, from_rid: str, to_rid: str) -> None:
+    def move_file_hashes(self, from_rid: str, to_rid: str) -> Pending[None]:
         """Hand the stat cache of one record over to another (replacing its own)."""
-        with self._tx() as db:
+
+        def run(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM cache_filehashes WHERE record_id = ?", (to_rid,))
             db.execute(
                 "UPDATE cache_filehashes SET record_id = ? WHERE record_id = ?", (to_rid, from_rid)
             )
 
+        return self._write(run)
+
     def update_file_hashes(
         self, rid: str, changed: dict[str, FileHash], removed: Iterable[str]
-    ) -> None:
-        with self._tx() as db:
-            db.executemany(
-                "DELETE FROM cache_filehashes WHERE record_id = ? AND path = ?",
-                [(rid, p) for p in removed],
-            )
+    ) -> Pending[None]:
+        gone = [(rid, p) for p in removed]
+        rows = [
+            (rid, p, h.size, h.mtime_ns, h.ino, h.ctime_ns, h.mode, h.sha256, h.node)
+            for p, h in changed.items()
+        ]
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM cache_filehashes WHERE record_id = ? AND path = ?", gone)
             db.executemany(
                 "INSERT OR REPLACE INTO cache_filehashes"
                 " (record_id, path, size, mtime_ns, ino, ctime_ns, mode, sha256, node)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (rid, p, h.size, h.mtime_ns, h.ino, h.ctime_ns, h.mode, h.sha256, h.node)
-                    for p, h in changed.items()
-                ],
+                rows,
             )
+
+        return self._write(run)
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:

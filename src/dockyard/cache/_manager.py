@@ -100,7 +100,10 @@ class CacheManager:
     Open with :meth:`open` (crash recovery happens there) and close with :meth:`close`
     (or ``async with``). One manager per state directory: a second one, in this process
     or another, is refused while the first is open. All methods are coroutines or cheap
-    synchronous calls meant for the event loop thread.
+    synchronous calls meant for the event loop thread. Metadata writes go to a writer
+    thread (:mod:`dockyard.cache._db`) and are awaited, so the event loop never waits for
+    SQLite; only the synchronous setters (``ImmutableRef.set_label``, ``set_blob``,
+    ``set_created``) wait for their write where they are called.
     """
 
     def __init__(
@@ -182,7 +185,7 @@ class CacheManager:
             # a manager that closed cleanly left nothing to recover (unless the snapshots
             # changed behind its back): the whole check costs a pass over every record
             clean = own and db.meta(_CLEAN) == sn.fingerprint()
-            db.set_meta(_CLEAN, None)
+            await db.set_meta(_CLEAN, None)
             await manager._recover(full=not clean)
         except BaseException:
             if db is not None:
@@ -202,8 +205,9 @@ class CacheManager:
         self._closed = True
         with contextlib.suppress(DockyardError, OSError, sqlite3.Error):
             if self._own_snapshotter and not self._db.has_work_areas():
-                self._db.set_meta(_CLEAN, self.snapshotter.fingerprint())
-        self._db.close()
+                await self._db.set_meta(_CLEAN, self.snapshotter.fingerprint())
+        # queued writes are written before the lock on the state directory goes
+        await finish(lambda: asyncio.to_thread(self._db.close))
         if self._own_snapshotter:
             self.snapshotter.close()
         os.close(self._lock_fd)
@@ -246,7 +250,7 @@ class CacheManager:
                     bad.add(row.id)
                     grew = True
         if bad:
-            self._db.delete_many(bad)
+            await self._db.delete_many(bad)
         kept = {row.id for row in rows} - bad
         orphans = [key for key in snapshots if key not in kept]
         while orphans:
@@ -266,7 +270,7 @@ class CacheManager:
     def _acquire(self, row: RecordRow, *, touch: bool = True) -> ImmutableRef:
         self._live.setdefault(row.id, _Live()).refs += 1
         if touch:
-            self._db.touch(row.id)
+            self._db.touch(row.id)  # not waited for: see CacheDB.touch
         return ImmutableRef(self, row)
 
     def _release_immutable(self, rid: str) -> None:
@@ -304,7 +308,7 @@ class CacheManager:
         return [r.id for r in rows]
 
     def _set_label(self, ref: ImmutableRef, key: str, value: str | None) -> None:
-        self._db.set_label(ref.id, key, value)
+        self._db.set_label(ref.id, key, value).wait()
         ref._row = self._row(ref.id)
 
     # -- the solver's ResultStorage --------------------------------------------------------
@@ -320,7 +324,7 @@ class CacheManager:
         unsynced = [r.id for r in refs if not r._row.synced]
         if unsynced and self._sync_on_save:
             await asyncio.to_thread(_syncfs, self.snapshotter.root)
-            self._db.set_synced(unsynced)
+            await self._db.set_synced(unsynced)
             for r in refs:
                 r._row = self._row(r.id)
         return [r.id for r in refs]
@@ -348,7 +352,7 @@ class CacheManager:
         try:
             await self.snapshotter.prepare(rid, parent.id if parent is not None else None)
             parents = [Parent(id=parent.id, role="parent")] if parent is not None else []
-            self._db.insert(
+            await self._db.insert(
                 rid, mutable=True, record_type=record_type, description=description, parents=parents
             )
         except BaseException:
@@ -363,7 +367,7 @@ class CacheManager:
         try:
             await self.snapshotter.commit(rid, rid)
             usage = await self.snapshotter.usage(rid)
-            self._db.commit(rid, usage.size)
+            await self._db.commit(rid, usage.size)
         except BaseException:
             await self._drop_mutable(rid)
             raise
@@ -385,7 +389,7 @@ class CacheManager:
         self._stat_caches.pop(rid, None)
         row = self._db.get(rid)
         if row is not None and row.mutable:
-            self._db.delete_many({rid})
+            await self._db.delete_many({rid})
         with contextlib.suppress(NotFoundError):
             await finish(lambda: self.snapshotter.remove(rid))
 
@@ -544,7 +548,7 @@ class CacheManager:
         result = await copy.commit()
         changed, removed = src_cache.take_changes()
         if changed or removed:
-            self._db.update_file_hashes(ref.id, changed, removed)
+            await self._db.update_file_hashes(ref.id, changed, removed)
         entries: dict[str, FileHash] = {}
         if base_cache is not None and base_id is not None:
             # the new snapshot takes over its base's stat cache: untouched files (on
@@ -552,14 +556,14 @@ class CacheManager:
             # check; the base rarely needs it again (it would hash what it is asked)
             base_changed, base_removed = base_cache.take_changes()
             if base_changed or base_removed:
-                self._db.update_file_hashes(base_id, base_changed, base_removed)
-            self._db.move_file_hashes(base_id, result.id)
+                await self._db.update_file_hashes(base_id, base_changed, base_removed)
+            await self._db.move_file_hashes(base_id, result.id)
             self._seeded.pop(base_id, None)
             entries = dict(base_cache.entries)
         fresh = {rel: e for rel, e in seeds.items() if entries.get(rel) != e}
         entries.update(fresh)
-        self._db.update_file_hashes(result.id, fresh, ())
-        self._db.set_label(result.id, SNAPSHOT_OF_LABEL, ref.id)
+        await self._db.update_file_hashes(result.id, fresh, ())
+        await self._db.set_label(result.id, SNAPSHOT_OF_LABEL, ref.id)
         result._row = self._row(result.id)
         self._remember_cache(result.id, StatCache(entries=entries, racy_ns=0))
         return result
@@ -606,7 +610,7 @@ class CacheManager:
         try:
             await make(rid)
             usage = await self.snapshotter.usage(rid)
-            self._db.insert(
+            await self._db.insert(
                 rid,
                 mutable=False,
                 record_type=RecordType.REGULAR,
@@ -757,13 +761,13 @@ class CacheManager:
         for row in self._db.named(name):
             if row.id not in state.in_use:
                 self._live.setdefault(row.id, _Live()).users += 1
-                self._db.touch(row.id)
+                self._db.touch(row.id)  # not waited for
                 return row.id
         rid = self._new_id()
         self._live[rid] = _Live(users=1)
         try:
             await self.snapshotter.prepare(rid, parent.id if parent is not None else None)
-            self._db.insert(
+            await self._db.insert(
                 rid,
                 mutable=True,
                 persistent=True,
@@ -828,7 +832,7 @@ class CacheManager:
         index = await self._index_of(ref.id)
         if index is not None and index.answers(sel):
             digest = index.checksum(sel)
-            self._db.set_checksum(key[0], key[1], digest)
+            await self._db.set_checksum(key[0], key[1], digest)
             self._remember(key, digest)
             return str(digest)
         mounts = await self.snapshotter.view_mounts(ref.id)
@@ -848,8 +852,8 @@ class CacheManager:
         if seeded is not None:
             changed, removed = seeded.take_changes()
             if changed or removed:
-                self._db.update_file_hashes(ref.id, changed, removed)
-        self._db.set_checksum(key[0], key[1], result.digest)
+                await self._db.update_file_hashes(ref.id, changed, removed)
+        await self._db.set_checksum(key[0], key[1], result.digest)
         self._remember(key, result.digest)
         return str(result.digest)
 
@@ -872,7 +876,7 @@ class CacheManager:
         self._bytes_hashed += result.bytes_hashed
         changed, removed = cache.take_changes()
         if changed or removed:
-            self._db.update_file_hashes(ref.id, changed, removed)
+            await self._db.update_file_hashes(ref.id, changed, removed)
         return result.digest
 
     # -- file indexes ----------------------------------------------------------------------
@@ -897,7 +901,7 @@ class CacheManager:
         try:
             await self.snapshotter.flatten(rid, ref.id)
             usage = await self.snapshotter.usage(rid)
-            self._db.insert(
+            await self._db.insert(
                 rid,
                 mutable=False,
                 record_type=ref.record_type,
@@ -907,12 +911,12 @@ class CacheManager:
             if index is not None:
                 flat = FileIndex(index.meta, index.nodes, index.heads)
                 data = await asyncio.to_thread(encode_index, flat, delta=False)
-                self._db.set_index_blob(rid, None, data)
+                await self._db.set_index_blob(rid, None, data)
                 self._remember_index(rid, flat)
         except BaseException:
             del self._live[rid]
             with contextlib.suppress(sqlite3.Error):
-                self._db.delete_many({rid})
+                await self._db.delete_many({rid})
             await _quietly(self.snapshotter.remove(rid))
             raise
         del self._live[rid]
@@ -975,7 +979,7 @@ class CacheManager:
         result = await ref.commit()
         try:
             data = await asyncio.to_thread(encode_index, index, delta=delta)
-            self._db.set_index_blob(result.id, parent if delta else None, data)
+            await self._db.set_index_blob(result.id, parent if delta else None, data)
         except BaseException:
             await result.release()
             raise
@@ -1038,6 +1042,7 @@ class CacheManager:
     async def _usage(self, mutable_sizes: dict[str, int] | None = None) -> list[UsageRecord]:
         """Every record's usage; the sizes of mutable ones are measured (a tree walk) once
         per ``mutable_sizes`` memo."""
+        await self._db.flush()  # last-used times not waited for are in
         rows = self._db.all()
         children = self._db.children()
         memo = mutable_sizes if mutable_sizes is not None else {}
@@ -1110,7 +1115,7 @@ class CacheManager:
                         break
                     if self._in_use(record.id) or self._db.has_children(record.id):
                         continue
-                    self._db.delete_many({record.id})
+                    await self._db.delete_many({record.id})
                     self._stat_caches.pop(record.id, None)
                     self._seeded.pop(record.id, None)
                     self._indexes.pop(record.id, None)

@@ -131,20 +131,22 @@ class ImmutableRef(_RefBase):
         return self._manager._db.blob(self.id, variant)
 
     def set_blob(self, blob: LayerBlob) -> None:
-        """Remember the compressed blob made from this record's layer."""
+        """Remember the compressed blob made from this record's layer. Blocks until the
+        write is committed (a thread may call it: see :mod:`dockyard.cache._db`)."""
         self._check()
-        self._manager._db.set_blob(self.id, blob)
+        self._manager._db.set_blob(self.id, blob).wait()
 
     def set_created(self, created: float) -> None:
         """Date the record's content (epoch seconds) to when it was first made: a layer
         imported from a build cache keeps the time it was built at, as BuildKit's
         ``createdAt`` does, so that images made from it are the same."""
         self._check()
-        self._manager._db.set_created(self.id, created)
+        self._manager._db.set_created(self.id, created).wait()
         self._row = self._manager._row(self.id)
 
     def set_label(self, key: str, value: str | None) -> None:
-        """Set (or with ``None`` remove) a label on the record."""
+        """Set (or with ``None`` remove) a label on the record. Blocks until the write is
+        committed (a thread may call it)."""
         self._check()
         self._manager._set_label(self, key, value)
 

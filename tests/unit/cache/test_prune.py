@@ -30,8 +30,9 @@ async def layer(
 
 
 def set_last_used(manager: CacheManager, rid: str, when: float) -> None:
-    with manager._db._tx() as db:
-        db.execute("UPDATE cache_records SET last_used = ? WHERE id = ?", (when, rid))
+    manager._db._statement(
+        "UPDATE cache_records SET last_used = ? WHERE id = ?", (when, rid)
+    ).wait()
 
 
 async def test_du_reports_records(manager: CacheManager) -> None:

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dockyard.core import UsageError
-from dockyard.core.address import DEFAULT_ADDRESS, DEFAULT_SOCKET, parse_address
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -39,6 +38,10 @@ __all__ = [
 
 HOST_ENV = "DOCKYARD_HOST"
 EMBEDDED = "embedded"
+# The daemon's default socket (dockyard.core.address.DEFAULT_SOCKET; written here too so
+# that an embedded build loads no address values: test_address keeps them equal).
+DEFAULT_SOCKET = Path("/run/dockyard/dockyardd.sock")
+DEFAULT_ADDRESS = f"unix://{DEFAULT_SOCKET}"
 
 
 def check_address(address: str) -> str:
@@ -47,12 +50,16 @@ def check_address(address: str) -> str:
     text = address.strip()
     if text == EMBEDDED:
         return text
+    from dockyard.core.address import parse_address
+
     return parse_address(text).url
 
 
 def grpc_target(address: str) -> str:
     """The target string grpc dials for a checked address (``unix:/PATH``,
     ``HOST:PORT``)."""
+    from dockyard.core.address import parse_address
+
     return parse_address(address).bind_address
 
 

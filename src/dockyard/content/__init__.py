@@ -2,9 +2,29 @@
 layouts (directories and tarballs) read and written, and the local image store (names →
 manifest descriptors, :class:`ImageStore`)."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._images import DANGLING_PREFIX, Image, ImageStore, LocalImage, dangling_name
-from ._layout import LAYOUT_VERSION, REF_NAME_ANNOTATION, OCILayout, children, write_oci_layout
 from ._store import CHUNK, BlobInfo, ContentStore, GCResult, Writer
+
+if TYPE_CHECKING:
+    from ._layout import LAYOUT_VERSION, REF_NAME_ANNOTATION, OCILayout, children, write_oci_layout
+
+# OCI layouts (and tarfile) load when a build reads or writes one
+_LAYOUT = frozenset(
+    {"LAYOUT_VERSION", "REF_NAME_ANNOTATION", "OCILayout", "children", "write_oci_layout"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAYOUT:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _layout
+
+    value = getattr(_layout, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHUNK",

@@ -28,25 +28,57 @@ exports are written after the image exports (an export error fails the build unl
 The package is cheap to import: the services load in :meth:`Engine.open`.
 """
 
-from dockyard.remotecache import (
-    CacheExport,
-    CacheImport,
-    CacheMode,
-    InlineCacheExport,
-    LocalCacheExport,
-    LocalCacheImport,
-    RegistryCacheExport,
-    RegistryCacheImport,
-    cache_export_from_attrs,
-    cache_import_from_attrs,
-    parse_cache_export,
-    parse_cache_import,
-)
+from typing import TYPE_CHECKING, Any
 
 from ._config import STATE_DIR_ENV, EngineConfig, RuntimeName, SnapshotterName, default_state_dir
 from ._engine import Engine, PruneResult
 from ._lock import StateDirInUseError
 from ._request import BuildRequest, SolveResponse
+
+if TYPE_CHECKING:
+    from dockyard.remotecache import (
+        CacheExport,
+        CacheImport,
+        CacheMode,
+        InlineCacheExport,
+        LocalCacheExport,
+        LocalCacheImport,
+        RegistryCacheExport,
+        RegistryCacheImport,
+        cache_export_from_attrs,
+        cache_import_from_attrs,
+        parse_cache_export,
+        parse_cache_import,
+    )
+
+# the remote cache's values and parsers load when a build names a cache
+_REMOTECACHE = frozenset(
+    {
+        "CacheExport",
+        "CacheImport",
+        "CacheMode",
+        "InlineCacheExport",
+        "LocalCacheExport",
+        "LocalCacheImport",
+        "RegistryCacheExport",
+        "RegistryCacheImport",
+        "cache_export_from_attrs",
+        "cache_import_from_attrs",
+        "parse_cache_export",
+        "parse_cache_import",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _REMOTECACHE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import dockyard.remotecache
+
+    value = getattr(dockyard.remotecache, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "STATE_DIR_ENV",

@@ -107,9 +107,11 @@ class CacheExports:
         """What the image exporters embed for ``--cache-to type=inline`` (``None``: no
         inline export asked). Layers are made with the first image export's compression,
         so that the cache's blobs are the image's."""
+        if edge is None or not self._exports:
+            return None
         from dockyard.remotecache import InlineCacheExport
 
-        if edge is None or not any(isinstance(e, InlineCacheExport) for e in self._exports):
+        if not any(isinstance(e, InlineCacheExport) for e in self._exports):
             return None
         compression = _image_compression(image_exports)
         if compression is None:

@@ -141,18 +141,18 @@ class Engine:
         # heavy parts load here, not when the package is imported
         from dockyard.cache import CacheManager
         from dockyard.content import ContentStore, ImageStore
-        from dockyard.executor import OciExecutor
         from dockyard.llbsolver import CacheRefs, LlbSolver, Worker
         from dockyard.session import SessionManager
         from dockyard.solver import Solver, SqliteCacheKeyStorage
 
+        from ._executor import LazyExecutor
         from ._plugins import frontends, sources
 
         state = config.state_dir
         scratch = state / "tmp"
         # a crash's leftovers: containers and their mounts first (they hold snapshots),
         # then what the cache manager recovers itself
-        executor = OciExecutor(
+        executor = LazyExecutor(
             state / "executor", runtime=config.runtime, binary=config.runtime_binary
         )
         await asyncio.to_thread(executor.reap_stale)

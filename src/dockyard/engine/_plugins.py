@@ -4,23 +4,24 @@ metadata resolver of the Dockerfile frontend, and the roots of blob garbage coll
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dockyard.cache import CacheManager
     from dockyard.content import ContentStore, ImageStore
-    from dockyard.core import Digest
+    from dockyard.core import Digest, Platform
     from dockyard.dockerfile import ImageMetaResolver
     from dockyard.frontend import Frontends
-    from dockyard.llbsolver import SourceResolver
+    from dockyard.llbsolver import SourceInstance, SourceRequest, SourceResolver
     from dockyard.session import SessionManager
+    from dockyard.solver import VertexContext
     from dockyard.source import ImageSource, LayerUnpacker, OCILayoutSource
 
     from ._config import EngineConfig
 
-__all__ = ["Sources", "blob_roots", "frontends", "sources"]
+__all__ = ["LazyLayouts", "Sources", "blob_roots", "frontends", "sources"]
 
 
 def frontends() -> Frontends:
@@ -52,7 +53,7 @@ class Sources:
 
     resolvers: Mapping[str, SourceResolver]
     images: ImageSource
-    layouts: OCILayoutSource
+    layouts: LazyLayouts
     unpacker: LayerUnpacker
 
     def meta_resolver(self, session_id: str | None) -> ImageMetaResolver:
@@ -61,6 +62,27 @@ class Sources:
 
     async def aclose(self) -> None:
         await self.images.aclose()
+
+
+class LazyLayouts:
+    """The ``oci-layout`` source, made (its module loaded) when a build first uses an
+    OCI layout: as a source, or for a named context's image metadata."""
+
+    def __init__(self, make: Callable[[], OCILayoutSource]) -> None:
+        self._make = make
+        self._made: OCILayoutSource | None = None
+
+    @property
+    def source(self) -> OCILayoutSource:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    async def resolve(self, request: SourceRequest, ctx: VertexContext) -> SourceInstance:
+        return await self.source.resolve(request, ctx)
+
+    async def resolve_config(self, ref: str, *, platform: Platform) -> tuple[Digest, bytes]:
+        return await self.source.resolve_config(ref, platform=platform)
 
 
 def sources(
@@ -74,13 +96,7 @@ def sources(
     """``local``, ``docker-image``, ``oci-layout``, ``git`` and ``http(s)``; the image
     sources share one layer unpacker, so that they share layer snapshots."""
     from dockyard.llbsolver import SECRETS, SESSION_ID, SSH_AGENTS
-    from dockyard.source import (
-        ImageSource,
-        LayerUnpacker,
-        LocalSource,
-        OCILayoutSource,
-        remote_sources,
-    )
+    from dockyard.source import ImageSource, LayerUnpacker, LocalSource, remote_sources
 
     unpacker = LayerUnpacker(cache, content)
     image_source = ImageSource(
@@ -93,9 +109,15 @@ def sources(
         platform=config.platform,
         unpacker=unpacker,
     )
-    layouts = OCILayoutSource(
-        cache=cache, content=content, platform=config.platform, unpacker=unpacker
-    )
+
+    def layout_source() -> OCILayoutSource:
+        from dockyard.source import OCILayoutSource
+
+        return OCILayoutSource(
+            cache=cache, content=content, platform=config.platform, unpacker=unpacker
+        )
+
+    layouts = LazyLayouts(layout_source)
     resolvers: dict[str, SourceResolver] = {
         "local": LocalSource(cache=cache, sessions=sessions, session_key=SESSION_ID),
         "docker-image": image_source,

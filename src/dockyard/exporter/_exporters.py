@@ -25,8 +25,6 @@ from dockyard.oci import (
 )
 from dockyard.registry import Reference
 
-from ._archive import ArchiveImage, index_entry, write_archive
-from ._dest import describe, open_stream, send_directory
 from ._image import CommittedImage, commit_image
 from ._options import (
     AnnotationKind,
@@ -39,7 +37,6 @@ from ._options import (
     TarExport,
 )
 from ._progress import Progress
-from ._tree import write_tree_tar
 from .types import ExportRequest, ExportResponse, ExportServices
 
 if TYPE_CHECKING:
@@ -93,6 +90,8 @@ class LocalExporter:
         return self._options
 
     async def export(self, request: ExportRequest) -> ExportResponse:
+        from ._dest import describe, send_directory
+
         epoch = _epoch(self._options.source_date_epoch, request)
         async with (
             _progress(request, f"copying files to {describe(self._options.dest)}") as progress,
@@ -121,6 +120,9 @@ class TarExporter:
         return self._options
 
     async def export(self, request: ExportRequest) -> ExportResponse:
+        from ._dest import describe, open_stream
+        from ._tree import write_tree_tar
+
         epoch = _epoch(self._options.source_date_epoch, request)
         async with (
             _progress(request, f"sending tarball to {describe(self._options.dest)}"),
@@ -331,6 +333,10 @@ class _ArchiveExporter:
         self._services = services
 
     async def export(self, request: ExportRequest) -> ExportResponse:
+        # archives, destinations and tar code load for the exports that write them
+        from ._archive import ArchiveImage, index_entry, write_archive
+        from ._dest import describe, open_stream
+
         opts = self._options
         content = self._services.content
         epoch = _epoch(opts.image.source_date_epoch, request)

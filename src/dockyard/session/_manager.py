@@ -15,7 +15,6 @@ from dockyard.core import NotFoundError, Reporter, SessionError
 from ._local import LocalPeer
 from ._receive import receive
 from ._session import Session
-from ._ssh import forwarding_socket
 from ._values import SessionCredentials, SessionInfo, SyncBase, SyncRequest, SyncResult
 from .types import ByteChannel, ExportStream, SyncSource
 
@@ -258,6 +257,8 @@ class _Ssh:
             raise NotFoundError(f"no SSH agent {id!r} forwarded from the client (use --ssh {id})")
         if handle.closed:
             raise handle._gone(f"forwarding SSH agent {id!r}")
+
+        from ._ssh import forwarding_socket  # loaded when a build forwards an agent
 
         async def connect() -> ByteChannel:
             return await handle._call(

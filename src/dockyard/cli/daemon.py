@@ -77,9 +77,11 @@ async def serve(config: DaemonConfig) -> None:
     import asyncio
     import signal
 
+    from dockyard.cli import _gc
     from dockyard.daemon import Daemon
 
     daemon = await Daemon.start(config)
+    _gc.started()  # the serving loop collects with the default thresholds
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.shutdown_soon)
@@ -127,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``dockyardd`` console script."""
+    from dockyard.cli import _gc
+
+    _gc.startup()
     sys.exit(main())
 
 

@@ -108,4 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
+    from dockyard.cli import _gc
+
+    _gc.startup()
     sys.exit(main())

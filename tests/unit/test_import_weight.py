@@ -56,6 +56,38 @@ def loaded_after(code: str, *, cwd: Path | None = None) -> set[str]:
             "from dockyard.registry._http import _import_httpx\n_import_httpx()",
             ("rich", "pygments", "click", "httpx._main"),
         ),
+        (
+            "from dockyard.client._address import check_address, grpc_target\n"
+            "grpc_target(check_address('tcp://127.0.0.1:1234'))",
+            ("dockyard.daemon", "dockyard.cache", "grpc"),
+        ),
+        (
+            "from dockyard.daemon import error_from_rpc, status_to_events",
+            ("dockyard.daemon._config", "dockyard.daemon._server", "dockyard.cache", "tomllib"),
+        ),
+        (
+            "from dockyard.engine import EngineConfig\n"
+            "EngineConfig.parse_entitlements(['network.host'])",
+            ("dockyard.llbsolver", "dockyard.remotecache", "dockyard.cache"),
+        ),
+        (
+            "from dockyard.frontend import DockerfileOptions, DOCKERFILE_FRONTEND",
+            ("dockyard.dockerfile._parser", "dockyard.dockerfile._convert", "dockyard.llb"),
+        ),
+        (
+            "import sys\nfrom dockyard.cli.progress import make_renderer\n"
+            "make_renderer('quiet', sys.stderr)",
+            ("dockyard.cli.progress._plain", "dockyard.cli.progress._rawjson", "rich"),
+        ),
+        (
+            "from dockyard.exporter import ImageExport, ImageOptions\nImageExport(image=ImageOptions())",
+            ("dockyard.oci", "dockyard.exporter.types", "dockyard.cache"),
+        ),
+        (
+            "from dockyard.source import parse_remote_context\n"
+            "parse_remote_context('https://example.com/repo.git')",
+            ("dockyard.llb", "dockyard.cache", "dockyard.solver"),
+        ),
     ],
 )
 def test_seams_load_only_what_they_name(code: str, absent: tuple[str, ...]) -> None:
@@ -97,3 +129,102 @@ def test_a_cached_solve_loads_no_network_tar_or_tty_code(tmp_path: Path) -> None
         "dockyard.exporter._compress",
     ):
         assert name not in modules, f"{name} imported by a cached solve"
+
+
+def _build_context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\n")
+    (ctx / "a.txt").write_text("hi\n")
+    return ctx
+
+
+def test_a_cached_embedded_build_loads_only_what_it_uses(tmp_path: Path) -> None:
+    """``dockyard build -t`` on the embedded engine, everything cached: no daemon, grpc
+    or registry client, no runner (nothing runs), no OCI-layout, remote-cache, archive,
+    secret or SSH code, no progress renderer for ``--progress quiet``."""
+    ctx = _build_context(tmp_path)
+    argv = [
+        "build",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--snapshotter",
+        "native",
+        "-t",
+        "weight:latest",
+        "--progress",
+        "quiet",
+        str(ctx),
+    ]
+    code = f"from dockyard.cli.main import main\nassert main({argv!r}) == 0"
+    loaded_after(code)  # the first build
+    modules = loaded_after(code)
+    assert "dockyard.engine._engine" in modules  # it did build in this process
+    for name in (
+        "grpc",
+        "httpx",
+        "rich",
+        "tarfile",
+        "dockyard.daemon",
+        "dockyard.core.address",
+        "dockyard.client._remote",
+        "dockyard.remotecache",
+        "dockyard.executor._oci",
+        "dockyard.content._layout",
+        "dockyard.source._ocilayout",
+        "dockyard.source._git",
+        "dockyard.source._http",
+        "dockyard.session._secrets",
+        "dockyard.session._ssh",
+        "dockyard.exporter._archive",
+        "dockyard.exporter._dest",
+        "dockyard.frontend._python",
+        "dockyard.cli.progress._plain",
+        "dockyard.cli.progress._rawjson",
+    ):
+        assert name not in modules, f"{name} imported by a cached embedded build"
+
+
+def test_a_daemon_client_build_loads_no_engine(tmp_path: Path) -> None:
+    """``dockyard --addr unix://... build -t``: the client parses, prepares the context,
+    makes the request and dials (no daemon listens here, so it stops at the session)
+    without loading the engine, the cache, the solvers, LLB, the Dockerfile converter,
+    the daemon's configuration or server, OCI values or the registry's HTTP client."""
+    ctx = _build_context(tmp_path)
+    argv = [
+        "--addr",
+        f"unix://{tmp_path}/nobody.sock",
+        "build",
+        "-t",
+        "weight:latest",
+        "--progress",
+        "quiet",
+        str(ctx),
+    ]
+    code = f"from dockyard.cli.main import main\nassert main({argv!r}) == 1"
+    modules = loaded_after(code)
+    assert "dockyard.api._gen.control_pb2" in modules  # the request was made
+    assert "dockyard.session._grpc_client" in modules  # and the session dialled
+    for name in (
+        "httpx",
+        "tomllib",
+        "dockyard.engine",
+        "dockyard.cache",
+        "dockyard.solver",
+        "dockyard.llbsolver",
+        "dockyard.llb",
+        "dockyard.snapshot",
+        "dockyard.executor",
+        "dockyard.oci",
+        "dockyard.remotecache",
+        "dockyard.content",
+        "dockyard.dockerfile._parser",
+        "dockyard.dockerfile._convert",
+        "dockyard.daemon._config",
+        "dockyard.daemon._server",
+        "dockyard.session._ssh",
+        "dockyard.session._secrets",
+        "dockyard.session._manager",
+        "dockyard.cli.progress._plain",
+    ):
+        assert name not in modules, f"{name} imported by a daemon client's build"

@@ -27,10 +27,10 @@ Cache keys (:mod:`._keys`)
     copy that reads only the unchanged part hits by content and everything downstream of
     it keeps its keys and hits as well.
 
-    Every record is also saved under one *link key* per input,
-    ``H(op digest, input number, input key, selector, output index)`` (BuildKit's cache
-    links, in a hash-keyed store): a key made from an input key can exist only if that
-    input's link key does. So as soon as one input's key is known, a missing link key
+    Every record of a vertex with several inputs is also saved under one *link key* per
+    input, ``H(op digest, input number, input key, selector, output index)`` (BuildKit's
+    cache links, in a hash-keyed store): a key made from an input key can exist only if
+    that input's link key does. So as soon as one input's key is known, a missing link key
     proves that the vertex cannot hit by definition (nor by content, for an input it
     reads by definition only) — before its other inputs' keys are known (see
     Scheduling). Link keys are exported with the other keys of a record.

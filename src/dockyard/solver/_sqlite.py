@@ -37,8 +37,6 @@ CREATE TABLE IF NOT EXISTS solver_keys (
 CREATE INDEX IF NOT EXISTS solver_keys_by_record ON solver_keys(record_id);
 """
 
-_BATCH = 500  # keys per statement (SQLite allows 32,766 variables; older builds 999)
-
 _LOOKUP = (
     "SELECT r.id, r.canonical_key, r.result_ids, r.created"
     " FROM solver_keys AS k JOIN solver_records AS r ON r.id = k.record_id"
@@ -182,31 +180,21 @@ class SqliteCacheKeyStorage:
                             record.created,
                         ),
                     )
-                    # the records the keys pointed at, then the keys re-pointed, then
-                    # those of the old records no key points at any more deleted
-                    old: set[str] = set()
-                    for n in range(0, len(keys), _BATCH):
-                        batch = keys[n : n + _BATCH]
-                        old.update(
-                            row[0]
-                            for row in conn.execute(
-                                "SELECT record_id FROM solver_keys WHERE key IN"
-                                f" ({','.join('?' * len(batch))})",
-                                batch,
-                            )
-                        )
-                    old.discard(record.id)
-                    conn.executemany(
-                        "INSERT INTO solver_keys(key, record_id) VALUES (?, ?)"
-                        " ON CONFLICT(key) DO UPDATE SET record_id = excluded.record_id",
-                        [(key, record.id) for key in keys],
-                    )
-                    for old_id in sorted(old):
+                    for key in keys:
+                        old = conn.execute(
+                            "SELECT record_id FROM solver_keys WHERE key = ?", (key,)
+                        ).fetchone()
                         conn.execute(
-                            "DELETE FROM solver_records WHERE id = ? AND NOT EXISTS"
-                            " (SELECT 1 FROM solver_keys WHERE record_id = ?)",
-                            (old_id, old_id),
+                            "INSERT INTO solver_keys(key, record_id) VALUES (?, ?)"
+                            " ON CONFLICT(key) DO UPDATE SET record_id = excluded.record_id",
+                            (key, record.id),
                         )
+                        if old is not None and old[0] != record.id:
+                            conn.execute(
+                                "DELETE FROM solver_records WHERE id = ? AND NOT EXISTS"
+                                " (SELECT 1 FROM solver_keys WHERE record_id = ?)",
+                                (old[0], old[0]),
+                            )
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:

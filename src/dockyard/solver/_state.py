@@ -353,11 +353,13 @@ class VertexState:
 
     def link_keys(self, info: KeyInfo) -> list[str]:
         """The link key of each input (see :func:`._keys.link_key`), saved with every
-        record of the vertex so that a dependant can tell early that it cannot hit; none
-        for an input whose key is unique to the build (nothing made from it hits again).
-        Made when needed (records, exports), not kept: a no-op build makes none."""
+        record of the vertex so that it can tell early that it cannot hit (``_Ahead``):
+        none for an input whose key is unique to the build (nothing made from it hits
+        again), none at all for a vertex with fewer than two inputs (it never has one
+        input's key while waiting for another's). Made when needed (records, exports),
+        not kept: a no-op build makes none."""
         digest = info.op_digest
-        if not digest:
+        if not digest or len(self.inputs) < 2:
             return []
         out = []
         for i, (state, edge) in enumerate(zip(self.inputs, self.vertex.inputs, strict=True)):

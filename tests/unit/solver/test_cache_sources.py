@@ -103,7 +103,7 @@ async def test_chain_lists_every_vertex_inputs_first_with_keys_and_links() -> No
     # the content key, then the link key of "run" (none for the context: unique key)
     assert len(copy.keys) == 2
     final = chain[position["final"]]
-    assert len(final.keys) == 2  # canonical = definition key; the link key of "copy"
+    assert len(final.keys) == 1  # canonical = definition key (one input: no link key)
     assert all(entry.record is not None and entry.outputs == (0,) for entry in chain)
 
 

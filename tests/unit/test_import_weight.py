@@ -218,6 +218,7 @@ def test_a_daemon_client_build_loads_no_engine(tmp_path: Path) -> None:
         "dockyard.oci",
         "dockyard.remotecache",
         "dockyard.content",
+        "dockyard.source",
         "dockyard.dockerfile._parser",
         "dockyard.dockerfile._convert",
         "dockyard.daemon._config",

@@ -74,6 +74,8 @@ async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) ->
     stdin = options.stdin if options.stdin is not None else sys.stdin.buffer
     if options.context == "-":
         return await _stdin_context(options, stdin, scratch)
+    if _is_directory(options.context):  # a directory first, as buildx (no URL parsing)
+        return await _local_context(options, stdin, scratch)
     from dockyard.source import parse_remote_context
 
     remote = parse_remote_context(options.context)
@@ -88,6 +90,10 @@ async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) ->
         await fetch(state.marshal(), context, f"git context {shown}")
         return await _in_context(options, stdin, scratch, context, shown)
     return await _http_context(options, stdin, scratch, remote.url, fetch)
+
+
+def _is_directory(path: str) -> bool:
+    return os.path.isdir(path)
 
 
 async def _local_context(options: BuildOptions, stdin: IO[bytes], scratch: Path) -> PreparedContext:

@@ -3,7 +3,6 @@ as frozen values) and :class:`CacheSpec` (``--cache-from``/``--cache-to``)."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,8 @@ class CacheSpec:
 
     @classmethod
     def parse(cls, text: str, *, export: bool) -> CacheSpec:
+        import csv
+
         flag = "--cache-to" if export else "--cache-from"
         try:
             rows = list(csv.reader([text]))

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import shutil
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,11 +53,14 @@ class PruneResult:
         return sum(r.size for r in self.records) + self.blob_bytes_freed
 
 
-@dataclass(slots=True)
 class _Closers:
-    """Cleanups of what :meth:`Engine.open` made so far, undone in reverse order."""
+    """Cleanups of what :meth:`Engine.open` made so far, undone in reverse order (a
+    plain class: a mutable list holder gains nothing from a dataclass but its cost)."""
 
-    steps: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        self.steps: list[Callable[[], Awaitable[None]]] = []
 
     def push(self, step: Callable[[], Awaitable[None]]) -> None:
         self.steps.append(step)

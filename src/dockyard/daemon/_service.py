@@ -35,6 +35,7 @@ from ._convert import (
     usage_record_to_pb,
 )
 from ._gc import DiskStat, GarbageCollector, disk_stat
+from ._memory import release_memory
 from ._request import build_request, exporter_response
 from .types import ServedEngine
 
@@ -70,6 +71,8 @@ class ControlService:
     ``builds`` keeps each build's progress for ``Status``; ``status_interval`` is how
     long a ``Status`` stream waits after a message before the next one (batching a busy
     build's events). ``stat`` measures the state disk (percentages of GC rules).
+    ``release`` hands free memory back to the system; it runs in a thread each time the
+    last running build ends (see :mod:`dockyard.daemon._memory`).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class ControlService:
         builds: Builds | None = None,
         status_interval: float = 0.05,
         stat: Callable[[Any], DiskStat] = disk_stat,
+        release: Callable[[], object] = release_memory,
     ) -> None:
         self.engine = engine
         self.worker = worker
@@ -88,6 +92,8 @@ class ControlService:
         self.builds = builds if builds is not None else Builds()
         self.status_interval = status_interval
         self._stat = stat
+        self._release = release
+        self._releasing: asyncio.Future[object] | None = None
         self._closing = False
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -187,7 +193,13 @@ class ControlService:
             self.builds.finish(build)
             log.info("build %s: %s in %.2fs", message.ref, outcome, time.monotonic() - started)
             self.gc.request()
+            self._release_when_idle()
         return pb.SolveResponse(exporter_response=exporter_response(response.exporter_response))
+
+    def _release_when_idle(self) -> None:
+        if self.builds.running() or (self._releasing is not None and not self._releasing.done()):
+            return
+        self._releasing = asyncio.get_running_loop().run_in_executor(None, self._release)
 
     async def _status(self, message: pb.StatusRequest, context: Any) -> None:
         async def stream() -> None:

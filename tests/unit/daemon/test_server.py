@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,10 @@ def fake_stat(path: Path) -> DiskStat:
 
 @contextlib.asynccontextmanager
 async def serve(
-    policies: tuple[GcPolicy, ...] = (), *, builds: Builds | None = None
+    policies: tuple[GcPolicy, ...] = (),
+    *,
+    builds: Builds | None = None,
+    release: Callable[[], object] = lambda: None,
 ) -> AsyncIterator[Served]:
     workdir = Path(tempfile.mkdtemp(prefix="dy-daemon-"))
     engine = FakeEngine(state_dir=workdir)
@@ -292,6 +296,7 @@ async def serve(
         builds=builds if builds is not None else Builds(retain=30, wait=5),
         status_interval=0,
         stat=fake_stat,
+        release=release,
     )
     server = grpc.aio.server(options=SERVER_OPTIONS)
     service.add_to_server(server)
@@ -353,6 +358,29 @@ async def test_status_fans_out_to_early_late_and_several_subscribers(served: Ser
         assert await task == expected
     # a subscriber arriving after the build ended still gets everything
     assert await served.status("b1") == expected
+
+
+async def test_memory_is_released_when_the_last_running_build_ends() -> None:
+    released: list[int] = []
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def release() -> None:
+        released.append(threading.get_ident())
+        loop.call_soon_threadsafe(done.set)
+
+    async with serve(release=release) as served:
+        first = asyncio.ensure_future(served.solve("m1", wait="1"))
+        await served.engine.wait_for(lambda: "m1" in served.engine.waiting)
+        await served.solve("m2")  # m1 still runs: nothing released
+        await asyncio.sleep(0.05)
+        assert released == []
+        served.engine.gate.set()
+        await first
+        async with asyncio.timeout(5):
+            await done.wait()
+    assert len(released) == 1
+    assert released[0] != threading.get_ident()  # in a thread, not on the event loop
 
 
 async def test_status_of_a_build_that_never_starts_is_not_found() -> None:

@@ -19,6 +19,7 @@ from types import TracebackType
 
 from dockyard.core import Digest, DockyardError, InternalError, NotFoundError, UsageError
 from dockyard.core.singleflight import SingleFlight
+from dockyard.core.statedir import bump_generation
 from dockyard.snapshot import (
     BaseSnapshotter,
     Kind,
@@ -251,6 +252,7 @@ class CacheManager:
                     grew = True
         if bad:
             await self._db.delete_many(bad)
+            bump_generation(self.state_dir)
         kept = {row.id for row in rows} - bad
         orphans = [key for key in snapshots if key not in kept]
         while orphans:
@@ -1125,6 +1127,8 @@ class CacheManager:
                     progress = True
                 if not progress:
                     break
+        if removed:  # builds remembered before this rely on what went: see core.statedir
+            await asyncio.to_thread(bump_generation, self.state_dir)
         return removed
 
     async def _remove_snapshot(self, key: str) -> None:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._common import engine_client, engine_options, key_values, report_error
+from ._common import engine_client, engine_options, key_values, report_error, write_texts
 
 if TYPE_CHECKING:
+    from dockyard.cli._memo import Memo
     from dockyard.client import BuildOptions, BuildResult, Client
     from dockyard.core import Reporter
     from dockyard.exporter import ExportOptions
@@ -185,6 +186,19 @@ def build(
     from dockyard.core import DockyardError, UsageError
 
     quiet = quiet or progress == "quiet"  # buildx: quiet prints the image ID on success
+    from dockyard.cli import _memo
+
+    # a build that changed nothing last time, asked again on the same inputs: replayed
+    memo = _memo.prepare(ctx.params, addr=addr or ctx.meta.get("dockyard.addr"))
+    if memo is not None:
+        code = memo.replay(
+            progress="quiet" if quiet else progress,
+            quiet=quiet,
+            iidfile=iidfile,
+            metadata_file=metadata_file,
+        )
+        if code is not None:
+            return code
     try:
         options = build_options(
             context=context,
@@ -227,6 +241,7 @@ def build(
         quiet=quiet,
         iidfile=iidfile,
         metadata_file=metadata_file,
+        memo=memo,
     )
 
 
@@ -364,17 +379,20 @@ def run_build(
     quiet: bool = False,
     iidfile: str | None = None,
     metadata_file: str | None = None,
+    memo: Memo | None = None,
 ) -> int:
     """Build, show progress, write ``--iidfile``/``--metadata-file``, report; the exit
-    code."""
+    code. With a ``memo``, a build the engine finds replayable is remembered in it."""
     import asyncio
 
     from dockyard.cli.progress import make_renderer
-    from dockyard.core import DockyardError, UsageError
+    from dockyard.core import CollectingReporter, DockyardError, TeeReporter, UsageError
 
     renderer = make_renderer(progress, sys.stderr)
+    events = CollectingReporter()
+    reporter: Reporter = renderer if memo is None else TeeReporter(renderer, events)
     try:
-        result = asyncio.run(_run(client, options, renderer))
+        result = asyncio.run(_run(client, options, reporter))
     except DockyardError as exc:
         renderer.close()  # the progress and the failed step's log come first
         prefix = "" if isinstance(exc, UsageError) else "failed to solve: "
@@ -387,12 +405,15 @@ def run_build(
         return report_error(exc)
     if options.check:
         return _check_summary(result)
+    lines = describe(result, client) if not quiet or result.replayable else []
+    if memo is not None:
+        memo.save(result, events.events, lines)
     if quiet:
         if result.image_id:
             click.echo(result.image_id)
         return 0
     if progress != "rawjson":
-        for line in describe(result, client):
+        for line in lines:
             click.echo(line, err=True)
     return 0
 
@@ -403,17 +424,7 @@ async def _run(client: Client, options: BuildOptions, reporter: Reporter) -> Bui
 
 
 def _write_files(result: BuildResult, iidfile: str | None, metadata_file: str | None) -> None:
-    from pathlib import Path
-
-    from dockyard.core import DockyardError
-
-    for path, text in ((iidfile, result.image_id), (metadata_file, result.metadata_json())):
-        if path is None or text is None:
-            continue
-        try:
-            Path(path).write_text(text)
-        except OSError as exc:
-            raise DockyardError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    write_texts(((iidfile, result.image_id), (metadata_file, result.metadata_json())))
 
 
 def _check_summary(result: BuildResult) -> int:

@@ -8,7 +8,7 @@ Everything heavy is imported inside functions: importing this module costs click
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -27,6 +27,7 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "report_error",
+    "write_texts",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,6 +194,23 @@ def format_error(exc: DockyardError, *, step_log: bool = True, prefix: str = "")
         message = f"{exc.vertex.name}: {message}"
     lines.append(f"ERROR: {prefix}{message}")
     return "\n".join(lines)
+
+
+def write_texts(items: Iterable[tuple[str | None, str | None]]) -> None:
+    """Write each ``(path, text)`` (``--iidfile``, ``--metadata-file``), skipping those
+    with no path or no text; a :class:`~dockyard.core.DockyardError` naming the file
+    that cannot be written."""
+    from pathlib import Path
+
+    from dockyard.core import DockyardError
+
+    for path, text in items:
+        if path is None or text is None:
+            continue
+        try:
+            Path(path).write_text(text)
+        except OSError as exc:
+            raise DockyardError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def report_error(exc: DockyardError, *, step_log: bool = True, prefix: str = "") -> int:

@@ -13,6 +13,7 @@ from dockyard.core import BuildWarning, Reporter
 if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
     from dockyard.engine import PruneResult
+    from dockyard.registry import TagCheck
 
     from ._job import Job
     from ._result import ServerInfo
@@ -23,11 +24,14 @@ __all__ = ["Backend", "Outcome"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """What a backend reports of one job: the exporters' ``metadata`` (decoded), the
-    frontend's ``warnings``, and whether anything was ``built``."""
+    frontend's ``warnings``, whether anything was ``built``, and whether the engine
+    found the build ``replayable`` (``SolveResponse.replayable``; a daemon never says)."""
 
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[BuildWarning, ...] = ()
     built: bool = True
+    replayable: bool = False
+    replay_checks: tuple[TagCheck, ...] = ()
 
 
 class Backend(Protocol):

@@ -267,6 +267,8 @@ def _result(
         transfers=MappingProxyType(transfers),
         built=built,
         load_output=loaded,
+        replayable=outcome.replayable,
+        replay_checks=outcome.replay_checks,
     )
 
 

@@ -67,6 +67,8 @@ class EmbeddedBackend:
             metadata=dict(response.exporter_response),
             warnings=tuple(response.warnings),
             built=response.built,
+            replayable=response.replayable,
+            replay_checks=response.replay_checks,
         )
 
     async def du(self, filters: UsageFilter | None) -> list[UsageRecord]:

@@ -14,6 +14,7 @@ from dockyard.core import BuildWarning, Event, Reporter, VertexProgress
 
 if TYPE_CHECKING:
     from dockyard.exporter import ExportOptions
+    from dockyard.registry import TagCheck
 
 __all__ = ["BuildResult", "ServerInfo", "Transfer", "Watcher"]
 
@@ -43,7 +44,10 @@ class BuildResult:
     ``transfers`` counts what each client directory sent, by its session name
     (``context``, ``dockerfile``, named contexts). ``built`` is false for a
     ``--check`` run, which builds nothing. ``load_output`` is what ``docker load``
-    said (``--load``).
+    said (``--load``). ``replayable``: the embedded engine found that the build
+    changed nothing and read nothing but the client's directories and the local image
+    store or registry tags that ``replay_checks`` ask about again (see
+    ``dockyard.engine.SolveResponse``).
     """
 
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -52,6 +56,8 @@ class BuildResult:
     transfers: Mapping[str, Transfer] = field(default_factory=lambda: MappingProxyType({}))
     built: bool = True
     load_output: str = ""
+    replayable: bool = False
+    replay_checks: tuple[TagCheck, ...] = ()
 
     @property
     def image_digest(self) -> str | None:

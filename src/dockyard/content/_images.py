@@ -39,6 +39,7 @@ from pathlib import Path
 
 from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, Platform
 from dockyard.core import host_platform as _host_platform
+from dockyard.core.statedir import bump_generation
 from dockyard.oci import (
     Descriptor,
     ImageConfig,
@@ -127,6 +128,7 @@ class ImageStore:
 
     def __init__(self, db_path: Path, content: ContentStore) -> None:
         self.content = content
+        self._state_dir = db_path.parent  # its generation: see dockyard.core.statedir
         self._lock = threading.Lock()
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
@@ -259,6 +261,7 @@ class ImageStore:
         )
         if previous and str(previous[0][0]) != str(target.digest):
             self.content.remove_from_lease(self._lease(key), str(previous[0][0]))
+            bump_generation(self._state_dir)  # the name points elsewhere now
         if name is not None:
             dangling = dangling_name(target.digest)
             if self._query("SELECT 1 FROM image_names WHERE name = ?", (dangling,)):
@@ -320,6 +323,7 @@ class ImageStore:
     async def _drop(self, name: str) -> None:
         self._query("DELETE FROM image_names WHERE name = ?", (name,))
         self.content.delete_lease(self._lease(name))
+        bump_generation(self._state_dir)
 
     def roots(self) -> set[Digest]:
         """Target digests of every stored image: roots for :meth:`ContentStore.gc`."""

@@ -3,13 +3,13 @@ environment, a daemon's config file)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
 from dockyard.core import Entitlement, Platform, UsageError, host_platform
+from dockyard.core.statedir import STATE_DIR_ENV, default_state_dir
 from dockyard.executor.types import NetworkMode
 from dockyard.registry import RegistryConfig
 
@@ -21,25 +21,8 @@ __all__ = [
     "default_state_dir",
 ]
 
-STATE_DIR_ENV = "DOCKYARD_STATE_DIR"
 RuntimeName = Literal["crun", "runc"]
 SnapshotterName = Literal["auto", "overlayfs", "native"]
-
-
-def default_state_dir(environ: Mapping[str, str] | None = None, *, uid: int | None = None) -> Path:
-    """Where the engine keeps its state unless told otherwise: ``$DOCKYARD_STATE_DIR``;
-    else ``/var/lib/dockyard`` as root and ``$XDG_DATA_HOME/dockyard`` (default
-    ``~/.local/share/dockyard``) for other users."""
-    env = os.environ if environ is None else environ
-    explicit = env.get(STATE_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    if (os.geteuid() if uid is None else uid) == 0:
-        return Path("/var/lib/dockyard")
-    data_home = env.get("XDG_DATA_HOME") or str(
-        Path(env.get("HOME") or "~").expanduser() / ".local/share"
-    )
-    return Path(data_home) / "dockyard"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,9 +28,12 @@ if TYPE_CHECKING:
     from dockyard.cache import CacheManager, UsageFilter, UsageRecord
     from dockyard.content import ContentStore, ImageStore
     from dockyard.frontend import FrontendResult, Frontends
+    from dockyard.llb import Definition
     from dockyard.llbsolver import JobOptions, LlbSolver
+    from dockyard.registry import TagCheck
     from dockyard.session import SessionHandle, SessionManager
-    from dockyard.solver import SqliteCacheKeyStorage
+    from dockyard.solver import Job, SqliteCacheKeyStorage
+    from dockyard.source import FrontendImageResolver
 
     from ._plugins import Sources
 
@@ -294,7 +297,12 @@ class Engine:
             images=self.images,
             session=session,
         )
-        result = await self._frontend(request, session, reporter)
+        resolver = (
+            self._sources.meta_resolver(session.id if session is not None else None)
+            if request.frontend is not None
+            else None
+        )
+        result = await self._frontend(request, session, reporter, resolver)
         if result is not None and result.definition is None:
             return SolveResponse(warnings=result.warnings, built=False)
         definition = request.definition if result is None else result.definition
@@ -334,6 +342,7 @@ class Engine:
                     inline_cache=caches.inline_cache(job, edge, request.exports, lease),
                 )
                 await caches.run(job, edge)
+                replayable, checks = _replayable(request, resolver, definition, job, self.config)
         metadata: dict[str, Any] = {}
         for response in responses:
             metadata.update(response.metadata())
@@ -342,12 +351,18 @@ class Engine:
             exports=tuple(responses),
             image_config=result.image_config if result is not None else None,
             warnings=result.warnings if result is not None else (),
+            replayable=replayable,
+            replay_checks=checks,
         )
 
     async def _frontend(
-        self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
+        self,
+        request: BuildRequest,
+        session: SessionHandle | None,
+        reporter: Reporter,
+        resolver: FrontendImageResolver | None,
     ) -> FrontendResult | None:
-        if request.frontend is None:
+        if request.frontend is None or resolver is None:
             return None
         from ._frontend_ctx import BuildFrontendContext
 
@@ -356,7 +371,7 @@ class Engine:
             session=session,
             reporter=reporter,
             build_platform=self.config.platform,
-            images=self._sources.meta_resolver(session.id if session is not None else None),
+            images=resolver,
             scratch_dir=self.state_dir / "tmp",
         )
         return await frontend.solve(ctx, request.frontend_options)
@@ -392,6 +407,51 @@ class Engine:
             all=all, keep_duration=keep_duration, keep_storage=keep_storage, filters=filters
         )
         gc = await self.content.gc(roots=blob_roots(self.cache, self.images))
+        if gc.removed:  # builds remembered before this may need them: core.statedir
+            from dockyard.core.statedir import bump_generation
+
+            await asyncio.to_thread(bump_generation, self.state_dir)
         return PruneResult(
             records=tuple(records), blobs_removed=len(gc.removed), blob_bytes_freed=gc.freed
         )
+
+
+def _replayable(
+    request: BuildRequest,
+    resolver: FrontendImageResolver | None,
+    definition: Definition,
+    job: Job,
+    config: EngineConfig,
+) -> tuple[bool, tuple[TagCheck, ...]]:
+    """Whether a finished build is :attr:`SolveResponse.replayable` — a Dockerfile's,
+    its base images from the local image store or a registry (each tag resolved there
+    gets a :class:`~dockyard.registry.TagCheck`), its graph reading nothing but
+    ``local://`` sources and images pinned by digest, and nothing run but the local
+    sources (every other step came from the cache) — and its replay checks."""
+    from dockyard.frontend import DOCKERFILE_FRONTEND
+    from dockyard.llbsolver import source_scheme
+    from dockyard.registry import tag_check
+
+    if request.frontend != DOCKERFILE_FRONTEND or resolver is None or resolver.outside:
+        return False, ()
+    for node in definition:
+        if node.kind == "source":
+            identifier = node.op.source.identifier
+            if identifier.startswith("local://"):
+                continue
+            if identifier.startswith("docker-image://") and "@sha256:" in identifier:
+                continue
+            return False, ()
+        if node.kind == "build":
+            return False, ()
+    if not all(source_scheme(vertex) == "local" for vertex in job.executed):
+        return False, ()
+    checks: list[TagCheck] = []
+    for pinned in resolver.remote:
+        if pinned.reference.digest is not None:
+            continue  # pinned by the Dockerfile itself: nothing to ask
+        check = tag_check(config.registry, pinned.reference, str(pinned.digest))
+        if check is None:
+            return False, ()
+        checks.append(check)
+    return True, tuple(checks)

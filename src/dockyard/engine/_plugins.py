@@ -12,12 +12,16 @@ if TYPE_CHECKING:
     from dockyard.cache import CacheManager
     from dockyard.content import ContentStore, ImageStore
     from dockyard.core import Digest, Platform
-    from dockyard.dockerfile import ImageMetaResolver
     from dockyard.frontend import Frontends
     from dockyard.llbsolver import SourceInstance, SourceRequest, SourceResolver
     from dockyard.session import SessionManager
     from dockyard.solver import VertexContext
-    from dockyard.source import ImageSource, LayerUnpacker, OCILayoutSource
+    from dockyard.source import (
+        FrontendImageResolver,
+        ImageSource,
+        LayerUnpacker,
+        OCILayoutSource,
+    )
 
     from ._config import EngineConfig
 
@@ -56,7 +60,7 @@ class Sources:
     layouts: LazyLayouts
     unpacker: LayerUnpacker
 
-    def meta_resolver(self, session_id: str | None) -> ImageMetaResolver:
+    def meta_resolver(self, session_id: str | None) -> FrontendImageResolver:
         """Base-image metadata for one build (credentials of its session)."""
         return self.images.meta_resolver(session_id=session_id, layouts=self.layouts)
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from dockyard import llb, oci
     from dockyard.exporter import ExportOptions, ExportResponse
     from dockyard.llbsolver.types import Entitlement
+    from dockyard.registry import TagCheck
     from dockyard.remotecache import CacheExport, CacheImport
 
 __all__ = ["BuildRequest", "SolveResponse"]
@@ -64,7 +65,13 @@ class SolveResponse:
     ``image.name`` ..., what buildx writes to ``--metadata-file``); ``exports`` has each
     exporter's own response, in request order. ``image_config`` is the config the frontend produced (``None``
     for a raw Definition). ``warnings`` are those the frontend reported. ``built`` is
-    false when the frontend had nothing to build (a ``--check`` run).
+    false when the frontend had nothing to build (a ``--check`` run). ``replayable``:
+    the build was a Dockerfile's and changed nothing — every step came from the cache,
+    only ``local://`` sources ran (the context, read again) and every base image came
+    from the local image store or from a registry whose tag ``replay_checks`` can ask
+    about again — so that, while the state directory's generation
+    (:mod:`dockyard.core.statedir`), those tags and the client's inputs stay the same,
+    it would change nothing again (``dockyard build`` replays such builds).
     """
 
     exporter_response: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -72,3 +79,5 @@ class SolveResponse:
     image_config: oci.ImageConfig | None = None
     warnings: tuple[BuildWarning, ...] = ()
     built: bool = True
+    replayable: bool = False
+    replay_checks: tuple[TagCheck, ...] = ()

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._cacherefs import CacheRefs
     from ._load import EntitlementError, load
     from ._solve import JobOptions, LlbSolver
+    from ._source import source_scheme
     from .types import (
         ENTITLEMENTS,
         RANDOM_KEY_PREFIX,
@@ -62,6 +63,7 @@ _LAZY = {
     "load": "._load",
     "JobOptions": "._solve",
     "LlbSolver": "._solve",
+    "source_scheme": "._source",
     "ENTITLEMENTS": ".types",
     "RANDOM_KEY_PREFIX": ".types",
     "SECRETS": ".types",
@@ -114,4 +116,5 @@ __all__ = [
     "SourceResolver",
     "Worker",
     "load",
+    "source_scheme",
 ]

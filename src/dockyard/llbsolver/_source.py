@@ -7,12 +7,19 @@ import contextlib
 from collections.abc import Mapping, Sequence
 
 from dockyard.core import NotFoundError
-from dockyard.solver import CacheMap, Result, VertexContext
+from dockyard.solver import CacheMap, Result, Vertex, VertexContext
 
 from ._common import OpInfo, cache_digest
 from .types import RANDOM_KEY_PREFIX, SourceInstance, SourceRequest, SourceResolver
 
-__all__ = ["SourceOp"]
+__all__ = ["SourceOp", "source_scheme"]
+
+
+def source_scheme(vertex: Vertex) -> str | None:
+    """The scheme of a source op's vertex (``local``, ``docker-image`` ...); ``None`` for
+    a vertex of any other op."""
+    op = vertex.op
+    return op.request.scheme if isinstance(op, SourceOp) else None
 
 
 class SourceOp:

@@ -18,6 +18,7 @@ from ._challenge import Challenge, merge_scopes, parse_challenges, repository_sc
 from ._config import Endpoint, HostConfig, RegistryConfig, is_loopback, normalize_host
 from ._reference import DOCKER_HUB, InvalidReferenceError, Reference
 from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
+from ._tagcheck import TagCheck, tag_check, tag_unchanged
 from .types import BlobReader, BlobSink, Credentials, CredentialsProvider
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ __all__ = [
     "ResolvedImage",
     "RetryPolicy",
     "StaticCredentials",
+    "TagCheck",
     "TransientRegistryError",
     "docker_config_path",
     "is_loopback",
@@ -82,4 +84,6 @@ __all__ = [
     "normalize_host",
     "parse_challenges",
     "repository_scope",
+    "tag_check",
+    "tag_unchanged",
 ]

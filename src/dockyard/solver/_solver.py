@@ -270,6 +270,9 @@ class Job:
         self.cache_sources = cache_sources
         self._held: dict[str, VertexState] = {}
         self._refs: list[ResultRef] = []
+        #: the vertices whose op ran (not loaded from a cache) for a solve of this job
+        #: (or of another job holding the same vertex), in the order they started
+        self.executed: list[Vertex] = []
         self._solves: set[asyncio.Task[Any]] = set()
         self._closed = False
 

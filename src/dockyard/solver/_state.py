@@ -632,6 +632,8 @@ class VertexState:
             async with vertex.op.acquire(), solver._slot():
                 self.set_started()
                 solver._stats_execs += 1
+                for job in self.jobs:
+                    job.executed.append(vertex)
                 results = await vertex.op.exec(ctx, inputs)
             return results  # noqa: RET504 (the handler below needs `results`)
         except BaseException as exc:

@@ -310,17 +310,29 @@ class ImageSource:
     ) -> tuple[str, bytes]:
         """BuildKit's ``ResolveImageConfig``: ``(canonical reference with digest, config
         bytes)`` for ``ref`` on ``platform``, without pulling layers."""
+        pinned = await self.resolve_text(ref, platform, resolve_mode, session_id=session_id)
+        return pinned.canonical, pinned.config_bytes
+
+    async def resolve_text(
+        self,
+        ref: str,
+        platform: Platform | None = None,
+        resolve_mode: ResolveMode | str = ResolveMode.DEFAULT,
+        *,
+        session_id: str | None = None,
+    ) -> PinnedImage:
+        """:meth:`resolve_image` of a reference as text (a
+        :class:`~dockyard.core.UsageError` naming it when it does not parse)."""
         try:
             reference = Reference.parse(ref)
         except UsageError as exc:
             raise UsageError(f"invalid image reference {ref!r}: {exc.message}") from exc
-        pinned = await self.resolve_image(
+        return await self.resolve_image(
             reference,
             platform=platform,
             mode=parse_resolve_mode(resolve_mode, "resolve mode"),
             session_ids=(session_id,) if session_id else (),
         )
-        return pinned.canonical, pinned.config_bytes
 
     def meta_resolver(
         self, *, session_id: str | None = None, layouts: LayoutConfigs | None = None
@@ -429,7 +441,14 @@ class ImageInstance:
 
 class FrontendImageResolver:
     """The Dockerfile converter's ``ImageMetaResolver`` (``dockyard.dockerfile``) over an
-    :class:`ImageSource` and optionally an OCI layout source."""
+    :class:`ImageSource` and optionally an OCI layout source.
+
+    What a finished build read, for ``dockyard build``'s replay of a no-op
+    (``SolveResponse.replayable``): :attr:`remote` has the images it resolved in a
+    registry (a replay asks the registry again whether their tags moved); :attr:`outside`
+    the references it answered from elsewhere (an OCI layout: never replayed). Names
+    answered from the local image store are tracked by the state directory's generation
+    (:mod:`dockyard.core.statedir`)."""
 
     def __init__(
         self, images: ImageSource, *, session_id: str | None, layouts: LayoutConfigs | None
@@ -437,6 +456,8 @@ class FrontendImageResolver:
         self.images = images
         self.session_id = session_id
         self.layouts = layouts
+        self.remote: list[PinnedImage] = []
+        self.outside: list[str] = []
 
     async def resolve(
         self, ref: str, *, platform: Platform, resolve_mode: ResolveMode
@@ -449,8 +470,11 @@ class FrontendImageResolver:
             digest, config = await self.layouts.resolve_config(
                 ref.removeprefix("oci-layout://"), platform=platform
             )
+            self.outside.append(ref)
             return FrontendImage(ref=ref, digest=str(digest), config=config)
-        canonical, config = await self.images.resolve_image_config(
+        pinned = await self.images.resolve_text(
             ref, platform, resolve_mode, session_id=self.session_id
         )
-        return FrontendImage(ref=ref, digest=canonical.rpartition("@")[2], config=config)
+        if not pinned.from_store:
+            self.remote.append(pinned)
+        return FrontendImage(ref=ref, digest=str(pinned.digest), config=pinned.config_bytes)

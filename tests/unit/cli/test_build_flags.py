@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.cli import _build
+from dockyard.cli import _build, _memo
 from dockyard.cli.main import main
 from dockyard.client import BuildOptions, CacheSpec, Client
 from dockyard.core import Platform, host_platform
@@ -56,6 +56,9 @@ def test_defaults(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monkey
     for flag in (options.push, options.load, options.no_cache, options.pull, options.check):
         assert not flag
     assert captured.client.mode == "embedded"  # a state directory: the embedded engine
+    memo = captured.kwargs.pop("memo")  # a plain build on a local context may be replayed
+    assert isinstance(memo, _memo.Memo)
+    assert memo.state_dir == tmp_path / "state"
     assert captured.kwargs == {
         "progress": "auto",
         "quiet": False,
@@ -128,6 +131,7 @@ def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monk
     assert o.network == "host"
     assert o.allow == {"security.insecure"}
     assert o.entitlements == {"security.insecure", "network.host"}
+    assert captured.kwargs.pop("memo") is None  # outputs, secrets ...: never replayed
     assert captured.kwargs == {
         "progress": "rawjson",
         "quiet": False,

@@ -1,0 +1,358 @@
+"""``dockyard build``'s replay of a build that changed nothing.
+
+The rebuild that changes nothing is the one users time. On the embedded engine it
+costs little work but a whole engine's start (imports, SQLite, the solver's walk over
+every step) for an answer that is already known: every step cached, the same image
+stored under the same names. So ``dockyard build`` remembers such builds and, when
+the same command is run again on the same inputs, replays the remembered progress and
+result without starting an engine.
+
+What a memory is keyed by (:func:`prepare`) — everything the build could depend on
+apart from the engine's state:
+
+- the command line's values (the context and Dockerfile as absolute paths, tags,
+  build arguments — with the values of ``--build-arg KEY`` taken from the
+  environment — target, platform, labels, network, ``--allow``, ``SOURCE_DATE_EPOCH``),
+  the state directory, runtime and snapshotter;
+- the bytes of the Dockerfile and of both places its ignore file may be
+  (``<Dockerfile>.dockerignore``, ``<context>/.dockerignore``);
+- the metadata of every entry of the context that the ignore file leaves in it (path,
+  type, mode, owner, size, inode, mtime and ctime, a symlink's target): a file whose
+  content changed has a new ctime, which nothing can set back;
+- Dockyard's own version and code (the sizes and mtimes of its modules) and Python's.
+
+The engine's state is tracked by its *generation* (:mod:`dockyard.core.statedir`): read
+before the build starts, it must still be the same when the memory is used; pruning
+cache records or blobs and re-pointing or deleting an image name change it.
+
+Which builds are remembered: only those the engine reports *replayable* (a
+Dockerfile build in which every step came from the cache, nothing ran but the local
+sources that read the context, and every base image came from the local image store)
+— so a memory is only ever made by a build that was itself a no-op, and it replays
+that build's events (times shifted to now), its ``--iidfile``/``--metadata-file``
+contents and its closing lines. Not remembered (the engine always runs): a daemon, a
+context from a URL or stdin, named contexts, secrets, SSH, ``-o``/``--push``/
+``--load``, cache import or export, ``--no-cache``/``--no-cache-filter``, ``--pull``,
+``--check``, OCI-layout bases, and registries that have mirrors or want credentials.
+A base image resolved in a registry is asked about again before a replay — one ``HEAD``
+of its tag (:func:`dockyard.registry.tag_unchanged`), what BuildKit asks on every
+build — and the build runs if the tag moved or the registry cannot say.
+
+Memories live in ``<state>/memo/`` (at most :data:`KEEP`, the oldest dropped), readable
+by whoever owns the state directory, which already holds everything a build produces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import stat
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dockyard.client import BuildResult
+    from dockyard.core import Event
+    from dockyard.core.pathmatch import MatchState, PatternMatcher
+
+__all__ = ["KEEP", "Memo", "prepare"]
+
+FORMAT = 1
+MEMO_DIR = "memo"
+#: memories kept per state directory
+KEEP = 256
+# The daemon's default socket (dockyard.client.DEFAULT_SOCKET, kept equal by a test):
+# with one there, the address rules may pick the daemon, so no replay is tried.
+DEFAULT_SOCKET = "/run/dockyard/dockyardd.sock"
+# The flags that always need the engine (each a click parameter of `dockyard build`).
+_ENGINE_ONLY = (
+    "secrets",
+    "ssh",
+    "outputs",
+    "push",
+    "load",
+    "cache_from",
+    "cache_to",
+    "no_cache",
+    "no_cache_filter",
+    "build_contexts",
+    "pull",
+    "check",
+)
+_TIMES = ("started", "completed", "timestamp")
+
+
+class Memo:
+    """The memory of one ``dockyard build`` invocation: its key, where it is kept and
+    the state directory's generation when the build started."""
+
+    def __init__(self, state_dir: Path, key: str, generation: str) -> None:
+        self.state_dir = state_dir
+        self.key = key
+        self.generation = generation
+
+    @property
+    def path(self) -> Path:
+        return self.state_dir / MEMO_DIR / f"{self.key}.memo"
+
+    # -- using one -----------------------------------------------------------------------
+    def replay(
+        self,
+        *,
+        progress: str,
+        quiet: bool,
+        iidfile: str | None,
+        metadata_file: str | None,
+    ) -> int | None:
+        """Replay the remembered build: its progress through the renderer of
+        ``progress``, its files and closing lines; the exit code, or ``None`` when
+        there is nothing valid to replay (the build must run)."""
+        memory = self._load()
+        if memory is None:
+            return None
+        import click
+
+        from dockyard.core import DockyardError
+
+        from ._common import report_error, write_texts
+
+        if not quiet:
+            from dockyard.cli.progress import make_renderer
+
+            renderer = make_renderer(progress, sys.stderr)
+            try:
+                for event in _shifted(pickle.loads(memory["events"])):
+                    renderer.emit(event)
+            finally:
+                renderer.close()
+        try:
+            write_texts(((iidfile, memory["image_id"]), (metadata_file, memory["metadata_json"])))
+        except DockyardError as exc:
+            return report_error(exc)
+        if quiet:
+            if memory["image_id"]:
+                click.echo(memory["image_id"])
+        elif progress != "rawjson":
+            for line in memory["lines"]:
+                click.echo(line, err=True)
+        return 0
+
+    def _load(self) -> dict[str, Any] | None:
+        from dockyard.core.statedir import read_generation
+
+        try:
+            with open(self.path, "rb") as f:
+                memory = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+            return None
+        if not isinstance(memory, dict) or memory.get("format") != FORMAT:
+            return None
+        if memory.get("generation") != read_generation(self.state_dir):
+            return None
+        blobs = self.state_dir / "content" / "blobs" / "sha256"
+        for digest in memory.get("blobs", ()):
+            if not (blobs / str(digest).removeprefix("sha256:")).is_file():
+                return None
+        checks = memory.get("checks", ())
+        if checks:  # base images resolved in a registry: has a tag moved?
+            from dockyard.registry import tag_unchanged
+
+            if not all(tag_unchanged(check) for check in checks):
+                return None
+        return memory
+
+    # -- making one ----------------------------------------------------------------------
+    def save(self, result: BuildResult, events: Sequence[Event], lines: Sequence[str]) -> None:
+        """Remember a finished build the engine found replayable (best effort: a
+        memory that cannot be written is simply not there next time)."""
+        if not result.replayable or not result.built:
+            return
+        memory = {
+            "format": FORMAT,
+            "generation": self.generation,
+            "image_id": result.image_id,
+            "metadata_json": result.metadata_json(),
+            "lines": list(lines),
+            "blobs": [d for d in (result.image_digest,) if d],
+            "checks": list(result.replay_checks),
+            "events": pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL),
+        }
+        directory = self.path.parent
+        tmp = directory / f".{self.key}.{os.getpid()}.tmp"
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+            with open(tmp, "wb") as f:
+                pickle.dump(memory, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.path)
+            _trim(directory)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
+    """The memo of a ``dockyard build`` whose click parameters are ``params`` (``addr``:
+    the daemon address given to ``dockyard`` or ``build``), or ``None`` when such a
+    build is never replayed (see the module docstring). Reads the context's metadata
+    and the Dockerfile: call it before the build starts."""
+    if addr or any(params.get(name) for name in _ENGINE_ONLY):
+        return None
+    host = os.environ.get("DOCKYARD_HOST", "").strip()
+    if host and host != "embedded":
+        return None
+    state = params.get("state_dir")
+    if not state and not host and os.path.exists(DEFAULT_SOCKET):
+        return None  # a daemon may be there: the address rules decide, in the engine path
+    context = params["context"]
+    if context == "-" or params.get("dockerfile") == "-" or not os.path.isdir(context):
+        return None
+    from dockyard.core.statedir import default_state_dir, read_generation
+
+    state_dir = Path(os.path.abspath(state if state else default_state_dir()))
+    generation = read_generation(state_dir)  # before anything is read: see core.statedir
+    context_dir = os.path.realpath(context)
+    dockerfile = os.path.realpath(params.get("dockerfile") or os.path.join(context, "Dockerfile"))
+    digest = hashlib.sha256()
+    try:
+        _add(digest, "format", FORMAT, "python", sys.version, sys.executable)
+        _add(digest, "code", *_code_fingerprint())
+        _add(digest, "state", str(state_dir), params.get("runtime"), params.get("snapshotter"))
+        _add(digest, "paths", context_dir, dockerfile)
+        for name in ("tags", "target", "platform", "labels", "network", "allow"):
+            _add(digest, name, repr(params.get(name)))
+        for item in params.get("build_args") or ():
+            key, sep, _ = item.partition("=")
+            _add(digest, "arg", item, sep or os.environ.get(key))
+        _add(digest, "epoch", os.environ.get("SOURCE_DATE_EPOCH"))
+        ignore: bytes | None = None  # the ignore file that applies: the Dockerfile's first
+        for path in (
+            dockerfile,
+            dockerfile + ".dockerignore",
+            os.path.join(context_dir, ".dockerignore"),
+        ):
+            data = _read(path)
+            _add(digest, "file", path, None if data is None else hashlib.sha256(data).hexdigest())
+            if ignore is None and path != dockerfile:
+                ignore = data
+        _walk(digest, context_dir, _ignored(ignore))
+    except (OSError, ValueError):
+        return None  # unreadable, or a bad ignore pattern: the build reports it properly
+    return Memo(state_dir, digest.hexdigest(), generation)
+
+
+# -- the key ---------------------------------------------------------------------------
+
+
+def _add(digest: Any, *values: object) -> None:
+    digest.update(repr(values).encode("utf-8", "surrogateescape"))
+    digest.update(b"\n")
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _ignored(data: bytes | None) -> PatternMatcher | None:
+    """The matcher of the ignore file's patterns (``None`` without patterns); a
+    malformed pattern raises ``ValueError``."""
+    if data is None:
+        return None
+    from dockyard.core.pathmatch import PatternMatcher
+    from dockyard.dockerfile._dockerignore import read_dockerignore
+
+    patterns = read_dockerignore(data)
+    return PatternMatcher(patterns) if patterns else None
+
+
+def _walk(digest: Any, root: str, ignored: PatternMatcher | None) -> None:
+    """Every entry under ``root`` that the ignore patterns leave in the context (a
+    directory they exclude whole is not entered), not following symlinks, sorted,
+    with its metadata."""
+    update = digest.update
+    pending: list[tuple[str, MatchState | None]] = [("", None)]
+    while pending:
+        rel, parent_state = pending.pop()
+        with os.scandir(os.path.join(root, rel) if rel else root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            mode = st.st_mode
+            is_dir = stat.S_ISDIR(mode)
+            state = None
+            if ignored is not None:
+                excluded, state = ignored.match_with_parent(path, parent_state)
+                if excluded and not (is_dir and ignored.may_include_inside(path)):
+                    continue
+            link = os.readlink(entry.path) if stat.S_ISLNK(mode) else ""
+            # a directory's times change with any entry made or removed in it, ignored
+            # ones too; its entries are all here (or ignored), so its times add nothing
+            times = "" if is_dir else f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+            record = f"{path}\0{mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_ino}\0{times}\0{link}\n"
+            update(record.encode("utf-8", "surrogateescape"))
+            if is_dir:
+                pending.append((path, state))
+    st = os.lstat(root)
+    _add(digest, "root", st.st_mode, st.st_uid, st.st_gid, st.st_ino)
+
+
+def _code_fingerprint() -> tuple[str, ...]:
+    """Dockyard's version and the size and mtime of each of its modules."""
+    import dockyard
+
+    package = os.path.dirname(os.path.abspath(dockyard.__file__))
+    parts = [dockyard.__version__]
+    for directory, dirs, files in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".py", ".pyi", ".json")):
+                st = os.stat(os.path.join(directory, name))
+                parts.append(f"{directory[len(package) :]}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    return tuple(parts)
+
+
+# -- replaying ---------------------------------------------------------------------------
+
+
+def _shifted(events: Sequence[Event]) -> list[Event]:
+    """``events`` moved in time so that the first starts now."""
+    import dataclasses
+
+    times = [
+        value
+        for event in events
+        for name in _TIMES
+        if (value := getattr(event, name, None)) is not None
+    ]
+    if not times:
+        return list(events)
+    delta = time.time() - min(times)
+    out: list[Event] = []
+    for event in events:
+        changes = {
+            name: value + delta
+            for name in _TIMES
+            if (value := getattr(event, name, None)) is not None
+        }
+        out.append(dataclasses.replace(event, **changes) if changes else event)
+    return out
+
+
+def _trim(directory: Path) -> None:
+    """Keep the :data:`KEEP` most recently written memories."""
+    entries = [e for e in os.scandir(directory) if e.name.endswith(".memo")]
+    if len(entries) <= KEEP:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for entry in entries[: len(entries) - KEEP]:
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,143 @@
+"""Is a tag still where a build found it? One ``HEAD`` of its manifest, with the
+standard library only.
+
+``dockyard build`` replays a build that changed nothing (:mod:`dockyard.cli._memo`) only
+if every base image it resolved in a registry would resolve to the same digest again —
+the question BuildKit asks the registry on every build. Asked through the registry
+client, the question would cost more to import (httpx) than the whole replay, so
+:func:`tag_unchanged` asks it with ``http.client``: anonymously (a bearer token fetched
+without credentials when the registry challenges), over the schemes the registry's
+settings allow, in order. Any doubt — an error, a redirect, credentials needed, no
+digest header — is a "no": the build then runs and asks properly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode, urlsplit
+
+from ._config import RegistryConfig
+
+if TYPE_CHECKING:
+    from ._reference import Reference
+
+__all__ = ["TagCheck", "tag_check", "tag_unchanged"]
+
+_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagCheck:
+    """``reference``'s tag must still point at ``digest``: its manifest at ``urls`` (one
+    per scheme to try, in order; TLS certificates verified when ``verify``), the token
+    scope ``scope`` when the registry wants one."""
+
+    reference: str
+    urls: tuple[str, ...]
+    verify: bool
+    digest: str
+    scope: str
+
+
+def tag_check(config: RegistryConfig, reference: Reference, digest: str) -> TagCheck | None:
+    """The check of ``reference`` (a tag, not pinned by digest) resolved to ``digest``,
+    or ``None`` when no single request can answer it (the registry has mirrors)."""
+    endpoints = config.endpoints(reference.domain)
+    if len(endpoints) != 1 or not reference.tag or reference.digest is not None:
+        return None
+    endpoint = endpoints[0]
+    path = f"/v2/{reference.path}/manifests/{reference.tag}"
+    return TagCheck(
+        reference=str(reference),
+        urls=tuple(endpoint.url(scheme, path) for scheme in endpoint.schemes),
+        verify=endpoint.verify,
+        digest=digest,
+        scope=f"repository:{reference.path}:pull",
+    )
+
+
+def tag_unchanged(check: TagCheck, *, timeout: float = _TIMEOUT) -> bool:
+    """Whether the registry says ``check``'s tag still points at its digest (``False``
+    on any doubt; see the module docstring)."""
+    for url in check.urls:
+        try:
+            digest = _head_digest(url, check, timeout)
+        except (OSError, ValueError):
+            continue  # the next scheme, as the registry client falls back
+        return digest == check.digest
+    return False
+
+
+def _head_digest(url: str, check: TagCheck, timeout: float) -> str | None:
+    from dockyard.oci import MediaType
+
+    headers = {"Accept": ", ".join(MediaType.ACCEPT_MANIFESTS)}
+    status, reply, _ = _request("HEAD", url, headers, check.verify, timeout)
+    if status == 401:
+        token = _anonymous_token(reply.get("www-authenticate", ""), check, timeout)
+        if token is None:
+            return None
+        headers["Authorization"] = f"Bearer {token}"
+        status, reply, _ = _request("HEAD", url, headers, check.verify, timeout)
+    if status != 200:
+        return None
+    return reply.get("docker-content-digest")
+
+
+def _anonymous_token(header: str, check: TagCheck, timeout: float) -> str | None:
+    from ._challenge import parse_challenges
+
+    for challenge in parse_challenges([header]):
+        if challenge.scheme != "bearer" or not challenge.realm:
+            continue
+        query = {"scope": check.scope}
+        if challenge.service:
+            query["service"] = challenge.service
+        separator = "&" if "?" in challenge.realm else "?"
+        status, _, body = _request(
+            "GET", challenge.realm + separator + urlencode(query), {}, check.verify, timeout
+        )
+        if status != 200:
+            return None
+        document = json.loads(body)
+        if not isinstance(document, dict):
+            return None
+        token = document.get("token") or document.get("access_token")
+        return token if isinstance(token, str) and token else None
+    return None
+
+
+def _request(
+    method: str, url: str, headers: Mapping[str, str], verify: bool, timeout: float
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a connection of its own: the status, the response headers (names
+    lower-cased) and up to 1 MiB of body."""
+    import http.client
+
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        import ssl
+
+        context = ssl.create_default_context()
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        connection = http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context)
+    elif parts.scheme == "http":
+        connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+    else:
+        raise ValueError(f"unsupported scheme in {url}")
+    try:
+        connection.request(method, target, headers=dict(headers))
+        response = connection.getresponse()
+        body = response.read(1 << 20)
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    except http.client.HTTPException as exc:
+        raise ValueError(str(exc)) from exc
+    finally:
+        connection.close()

@@ -41,14 +41,13 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import stat
 import threading
 import time
 from dataclasses import dataclass, field
 
 from dockyard.core import Digest, DockyardError, NotFoundError, PatternError, PatternMatcher
-from dockyard.core.fspath import resolve_in_root
+from dockyard.core.fspath import match_wildcards, resolve_in_root, split_wildcards
 from dockyard.core.pathmatch import MatchState
 
 from ._db import FileHash
@@ -60,7 +59,6 @@ __all__ = [
     "Selector",
     "StatCache",
     "compute_checksum",
-    "contains_wildcards",
     "content_hash",
 ]
 
@@ -131,19 +129,6 @@ class ChecksumResult:
     bytes_hashed: int
 
 
-def contains_wildcards(name: str) -> bool:
-    """Whether ``name`` has an unescaped ``*``, ``?`` or ``[``."""
-    i = 0
-    while i < len(name):
-        if name[i] == "\\":
-            i += 2
-            continue
-        if name[i] in "*?[":
-            return True
-        i += 1
-    return False
-
-
 def _lp(data: bytes) -> bytes:
     return len(data).to_bytes(8, "big") + data
 
@@ -195,7 +180,7 @@ class _Walker:
     def run(self) -> Digest:
         path = posixpath.normpath("/" + self.sel.path.lstrip("/"))
         if self.sel.wildcard:
-            base, pattern = _split_wildcards(path)
+            base, pattern = split_wildcards(path)
             if pattern:
                 return self._wildcard(base, pattern)
         if self.cache is not None and path == "/" and not self.filtered:
@@ -226,14 +211,9 @@ class _Walker:
     def _wildcard(self, base: str, pattern: str) -> Digest:
         start = self._host(base, self.sel.follow_links)
         try:
-            st = os.lstat(start)
-        except (FileNotFoundError, NotADirectoryError):
-            return NO_MATCH
-        if not stat.S_ISDIR(st.st_mode):
-            return NO_MATCH
-        regexes = [_segment_regex(seg) for seg in pattern.split("/")]
-        matches: list[str] = []
-        _match(start, regexes, 0, matches)
+            matches = match_wildcards(start, pattern)
+        except PatternError as exc:
+            raise DockyardError(str(exc)) from exc
         if not matches:
             return NO_MATCH
         h = hashlib.sha256(FORMAT + b"\0W")
@@ -454,96 +434,3 @@ def _xattrs(host: str) -> list[tuple[bytes, bytes]]:
             continue
         out.append((os.fsencode(name), value))
     return out
-
-
-# -- wildcards: as the file op resolves them ------------------------------------------------
-def _split_wildcards(path: str) -> tuple[str, str]:
-    base: list[str] = []
-    rest: list[str] = []
-    for part in path.split("/"):
-        if not part:
-            continue
-        if rest or contains_wildcards(part):
-            rest.append(part)
-        else:
-            base.append(part)
-    return "/" + "/".join(base), "/".join(rest)
-
-
-def _segment_regex(pattern: str) -> re.Pattern[str]:
-    """Go's ``filepath.Match`` for one path segment."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        i += 1
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\":
-            if i >= n:
-                raise DockyardError(f"bad pattern {pattern!r}: trailing backslash")
-            out.append(re.escape(pattern[i]))
-            i += 1
-        elif ch == "[":
-            i, body = _class(pattern, i)
-            out.append(body)
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
-
-
-def _class(pattern: str, i: int) -> tuple[int, str]:
-    n = len(pattern)
-    negated = i < n and pattern[i] == "^"
-    if negated:
-        i += 1
-    items: list[str] = []
-    first = True
-    while True:
-        if i >= n:
-            raise DockyardError(f"bad pattern {pattern!r}: unclosed character class")
-        if pattern[i] == "]" and not first:
-            i += 1
-            break
-        first = False
-        low, i = _class_char(pattern, i)
-        high = low
-        if i < n and pattern[i] == "-":
-            high, i = _class_char(pattern, i + 1)
-        if low <= high:
-            items.append(f"{re.escape(low)}-{re.escape(high)}" if low != high else re.escape(low))
-    if not items:
-        return i, "[^/]" if negated else "(?!)"
-    return i, "[" + ("^/" if negated else "") + "".join(items) + "]"
-
-
-def _class_char(pattern: str, i: int) -> tuple[str, int]:
-    n = len(pattern)
-    if i >= n or pattern[i] in "-]":
-        raise DockyardError(f"bad pattern {pattern!r}: bad character class")
-    ch = pattern[i]
-    if ch == "\\":
-        i += 1
-        if i >= n:
-            raise DockyardError(f"bad pattern {pattern!r}: trailing backslash")
-        ch = pattern[i]
-    return ch, i + 1
-
-
-def _match(directory: str, regexes: list[re.Pattern[str]], depth: int, out: list[str]) -> None:
-    try:
-        names = sorted(os.listdir(directory))
-    except (NotADirectoryError, FileNotFoundError):
-        return
-    regex = regexes[depth]
-    last = depth == len(regexes) - 1
-    for name in names:
-        if regex.fullmatch(name) is None:
-            continue
-        full = os.path.join(directory, name)
-        if last:
-            out.append(full)
-        elif stat.S_ISDIR(os.lstat(full).st_mode):
-            _match(full, regexes, depth + 1, out)

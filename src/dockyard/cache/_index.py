@@ -33,9 +33,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from dockyard.core import ContentError, Digest, DockyardError, NotFoundError
-from dockyard.core.fspath import MAX_SYMLINKS
+from dockyard.core.fspath import MAX_SYMLINKS, contains_wildcards
 
-from ._checksum import Selector, _lp, _Walker, contains_wildcards
+from ._checksum import Selector, _lp, _Walker
 
 __all__ = [
     "MAX_DELTAS",

@@ -17,25 +17,38 @@ Two levels:
 :func:`clean_rel` and :func:`join_within` check paths lexically (no file-system access):
 for inputs that must not even *say* ``..`` above their root (a ``COPY ../x`` source, a tar
 member name), they raise :class:`PathEscapeError`.
+
+Wildcards as BuildKit's file ops resolve them (``ResolveWildcards``), shared by the file
+actions and the cache checksums: :func:`split_wildcards` cuts a path at its first component
+holding a wildcard (``*``, ``?``, ``[``, not escaped by ``\\``); the caller resolves the
+part before inside its root, and :func:`match_wildcards` matches the rest below it with
+Go's ``filepath.Match`` syntax, one component per path segment (``*`` never crosses ``/``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
+from functools import lru_cache
 from pathlib import Path
 
 from ._errors import DockyardError, NotFoundError, PathEscapeError
+from .pathmatch import PatternError
 
 __all__ = [
     "MAX_SYMLINKS",
     "clean_rel",
+    "contains_wildcards",
     "join_within",
+    "match_wildcards",
     "mkdir_all_in_root",
     "open_dir_in_root",
     "open_in_root",
     "resolve_in_root",
+    "split_wildcards",
+    "wildcard_regex",
 ]
 
 MAX_SYMLINKS = 255
@@ -299,3 +312,142 @@ def open_in_root(
         walker.close()
         if own_root:
             os.close(root_fd)
+
+
+# -- wildcards ------------------------------------------------------------------------------
+def contains_wildcards(name: str) -> bool:
+    """Whether ``name`` has an unescaped ``*``, ``?`` or ``[``."""
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch in "*?[":
+            return True
+        i += 1
+    return False
+
+
+def split_wildcards(path: str) -> tuple[str, str]:
+    """``(base, pattern)``: the components before the first wildcard one (as an absolute
+    path), and the rest (``""`` when there is no wildcard)."""
+    base: list[str] = []
+    rest: list[str] = []
+    for part in path.split("/"):
+        if not part:
+            continue
+        if rest or contains_wildcards(part):
+            rest.append(part)
+        else:
+            base.append(part)
+    return "/" + "/".join(base), "/".join(rest)
+
+
+@lru_cache(maxsize=256)
+def wildcard_regex(segment: str) -> re.Pattern[str]:
+    """Go's ``filepath.Match`` for one path segment, as a compiled regex.
+
+    Raises :class:`PatternError` (``bad pattern ...``) for a malformed pattern (an unclosed
+    ``[`` or a trailing ``\\``), as Go's ``ErrBadPattern``; callers translate it into the
+    error of their boundary.
+    """
+    out: list[str] = []
+    i, n = 0, len(segment)
+    while i < n:
+        ch = segment[i]
+        i += 1
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i >= n:
+                raise PatternError(f"bad pattern {segment!r}: trailing backslash")
+            out.append(re.escape(segment[i]))
+            i += 1
+        elif ch == "[":
+            i, body = _wildcard_class(segment, i)
+            out.append(body)
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _wildcard_class(pattern: str, i: int) -> tuple[int, str]:
+    n = len(pattern)
+    negated = i < n and pattern[i] == "^"
+    if negated:
+        i += 1
+    items: list[str] = []
+    first = True
+    while True:
+        if i >= n:
+            raise PatternError(f"bad pattern {pattern!r}: unclosed character class")
+        if pattern[i] == "]" and not first:
+            i += 1
+            break
+        first = False
+        low, i = _wildcard_class_char(pattern, i)
+        high = low
+        if i < n and pattern[i] == "-":
+            high, i = _wildcard_class_char(pattern, i + 1)
+        if low <= high:
+            items.append(f"{re.escape(low)}-{re.escape(high)}" if low != high else re.escape(low))
+    if not items:
+        return i, "[^/]" if negated else "(?!)"
+    return i, "[" + ("^/" if negated else "") + "".join(items) + "]"
+
+
+def _wildcard_class_char(pattern: str, i: int) -> tuple[str, int]:
+    n = len(pattern)
+    if i >= n or pattern[i] in "-]":
+        raise PatternError(f"bad pattern {pattern!r}: bad character class")
+    ch = pattern[i]
+    if ch == "\\":
+        i += 1
+        if i >= n:
+            raise PatternError(f"bad pattern {pattern!r}: trailing backslash")
+        ch = pattern[i]
+    return ch, i + 1
+
+
+def match_wildcards(directory: str | os.PathLike[str], pattern: str) -> list[str]:
+    """Host paths below ``directory`` whose path relative to it matches ``pattern`` (the
+    second half of :func:`split_wildcards`, one :func:`wildcard_regex` per segment).
+
+    Symlinks below ``directory`` are not followed, and a matching directory is not searched
+    further. Matches come in lexical order, as Go's ``filepath.Walk`` visits them.
+    ``directory`` itself is not followed either: when it is missing or not a directory
+    (a symlink included), nothing matches. Raises :class:`PatternError` for a malformed
+    pattern, before looking at the tree.
+    """
+    regexes = [wildcard_regex(seg) for seg in pattern.split("/")]
+    start = os.fspath(directory)
+    out: list[str] = []
+    try:
+        st = os.lstat(start)
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    if stat.S_ISDIR(st.st_mode):
+        _match_below(start, regexes, 0, out)
+    return out
+
+
+def _match_below(
+    directory: str, regexes: list[re.Pattern[str]], depth: int, out: list[str]
+) -> None:
+    try:
+        names = sorted(os.listdir(directory))
+    except (NotADirectoryError, FileNotFoundError):
+        return
+    regex = regexes[depth]
+    last = depth == len(regexes) - 1
+    for name in names:
+        if regex.fullmatch(name) is None:
+            continue
+        full = os.path.join(directory, name)
+        if last:
+            out.append(full)
+        elif stat.S_ISDIR(os.lstat(full).st_mode):
+            _match_below(full, regexes, depth + 1, out)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dockyard.core import DockyardError, NotFoundError, open_in_root
+from dockyard.core.fspath import contains_wildcards
 from dockyard.core.pathmatch import MatchState, Pattern, PatternError, PatternMatcher
 
 from ._values import FileStat, SyncRequest
@@ -30,19 +31,6 @@ CHUNK_SIZE = 1 << 20
 _MAX_FOLLOW = 255
 
 
-def _contains_wildcards(name: str) -> bool:
-    i = 0
-    while i < len(name):
-        ch = name[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch in "*?[":
-            return True
-        i += 1
-    return False
-
-
 def follow_links(root: Path, paths: tuple[str, ...]) -> list[str]:
     """The paths to include so that the symlinks named by ``paths`` arrive with their
     targets: each path with every symlink on the way resolved (inside ``root``: an
@@ -54,7 +42,7 @@ def follow_links(root: Path, paths: tuple[str, ...]) -> list[str]:
         """Targets (root-relative) if ``rel`` is a symlink, else ``None``."""
         base = rel.rsplit("/", 1)[-1]
         parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
-        if _contains_wildcards(base):
+        if contains_wildcards(base):
             try:
                 names = sorted(os.listdir(os.path.join(root, parent) if parent else root))
             except OSError:

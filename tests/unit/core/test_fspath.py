@@ -5,14 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.core import DockyardError, NotFoundError, PathEscapeError
+from dockyard.core import DockyardError, NotFoundError, PathEscapeError, PatternError
 from dockyard.core.fspath import (
     clean_rel,
+    contains_wildcards,
     join_within,
+    match_wildcards,
     mkdir_all_in_root,
     open_dir_in_root,
     open_in_root,
     resolve_in_root,
+    split_wildcards,
+    wildcard_regex,
 )
 
 
@@ -175,3 +179,31 @@ def test_open_in_root_with_root_fd(tree: Path) -> None:
 def test_open_in_root_missing_root(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         open_in_root(tmp_path / "none", "x")
+
+
+def test_wildcard_helpers() -> None:
+    assert all(contains_wildcards(name) for name in ("a*", "[ab]", "?"))
+    assert not any(contains_wildcards(name) for name in ("a\\*b", "plain"))
+    assert split_wildcards("/a/b/*.txt/c") == ("/a/b", "*.txt/c")
+    assert split_wildcards("a//b") == ("/a/b", "")
+    assert wildcard_regex("f[a-c]?.*").fullmatch("fb1.py")
+    assert not wildcard_regex("[^a]").fullmatch("a")
+    for bad in ("[a", "a\\", "[]"):
+        with pytest.raises(PatternError, match="bad pattern"):
+            wildcard_regex(bad)
+
+
+def test_match_wildcards(tmp_path: Path) -> None:
+    (tmp_path / "a" / "x").mkdir(parents=True)
+    (tmp_path / "b" / "x").mkdir(parents=True)
+    (tmp_path / "a" / "x" / "f").write_text("f")
+    (tmp_path / "b.txt").write_text("b")
+    os.symlink("a", tmp_path / "link")
+    found = match_wildcards(tmp_path, "*/x")
+    assert found == [str(tmp_path / "a" / "x"), str(tmp_path / "b" / "x")]  # no link/x
+    assert match_wildcards(tmp_path, "*.txt") == [str(tmp_path / "b.txt")]
+    assert match_wildcards(tmp_path / "missing", "*") == []
+    assert match_wildcards(tmp_path / "b.txt", "*") == []
+    assert match_wildcards(tmp_path / "link", "*") == []  # the start is not followed
+    with pytest.raises(PatternError):
+        match_wildcards(tmp_path / "missing", "[")

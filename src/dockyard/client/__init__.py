@@ -25,7 +25,9 @@ the engine (its git and http sources) and exported to the client, which then ser
 them like a local directory; ``-`` reads a tarball or a Dockerfile from stdin.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from ._address import (
     DEFAULT_ADDRESS,
@@ -44,14 +46,8 @@ if TYPE_CHECKING:
     from ._remote import ClientTls
 
 
-def __getattr__(name: str) -> Any:
-    # the daemon backend's module loads only for a daemon (or its TLS files)
-    if name == "ClientTls":
-        from ._remote import ClientTls
-
-        globals()[name] = ClientTls
-        return ClientTls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the daemon backend's module loads only for a daemon (or its TLS files)
+__getattr__ = lazy_getattr(__name__, {"ClientTls": "._remote"})
 
 
 __all__ = [

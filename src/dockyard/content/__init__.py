@@ -2,7 +2,9 @@
 layouts (directories and tarballs) read and written, and the local image store (names →
 manifest descriptors, :class:`ImageStore`)."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from ._images import DANGLING_PREFIX, Image, ImageStore, LocalImage, dangling_name
 from ._store import CHUNK, BlobInfo, ContentStore, GCResult, Writer
@@ -11,19 +13,12 @@ if TYPE_CHECKING:
     from ._layout import LAYOUT_VERSION, REF_NAME_ANNOTATION, OCILayout, children, write_oci_layout
 
 # OCI layouts (and tarfile) load when a build reads or writes one
-_LAYOUT = frozenset(
-    {"LAYOUT_VERSION", "REF_NAME_ANNOTATION", "OCILayout", "children", "write_oci_layout"}
+_LAZY = dict.fromkeys(
+    ("LAYOUT_VERSION", "REF_NAME_ANNOTATION", "OCILayout", "children", "write_oci_layout"),
+    "._layout",
 )
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAYOUT:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _layout
-
-    value = getattr(_layout, name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

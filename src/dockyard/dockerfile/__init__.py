@@ -16,7 +16,9 @@ Stages, each usable and tested on its own:
 Errors are :class:`dockyard.core.FrontendError` located at ``Dockerfile:LINE``.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from ._chmod import Chmod, ChmodError, parse_chmod
@@ -178,15 +180,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -28,7 +28,9 @@ exports are written after the image exports (an export error fails the build unl
 The package is cheap to import: the services load in :meth:`Engine.open`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from ._config import STATE_DIR_ENV, EngineConfig, RuntimeName, SnapshotterName, default_state_dir
 from ._engine import Engine, PruneResult
@@ -52,8 +54,8 @@ if TYPE_CHECKING:
     )
 
 # the remote cache's values and parsers load when a build names a cache
-_REMOTECACHE = frozenset(
-    {
+_LAZY = dict.fromkeys(
+    (
         "CacheExport",
         "CacheImport",
         "CacheMode",
@@ -66,18 +68,11 @@ _REMOTECACHE = frozenset(
         "cache_import_from_attrs",
         "parse_cache_export",
         "parse_cache_import",
-    }
+    ),
+    "dockyard.remotecache",
 )
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _REMOTECACHE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import dockyard.remotecache
-
-    value = getattr(dockyard.remotecache, name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

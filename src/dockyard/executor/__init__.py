@@ -35,7 +35,9 @@ The runtime's state lives in a private ``--root`` under the executor's directory
 in ``/run/crun`` or ``/run/runc``.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from .types import (
     DEFAULT_HOSTNAME,
@@ -74,11 +76,6 @@ if TYPE_CHECKING:
     from ._oci import OciExecutor
 
 
-def __getattr__(name: str) -> Any:
-    # the runner (subprocess, ctypes, asyncio) loads only when an executor is made:
-    # importing the seam's values stays cheap
-    if name == "OciExecutor":
-        from ._oci import OciExecutor
-
-        return OciExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the runner (subprocess, ctypes, asyncio) loads only when an executor is made:
+# importing the seam's values stays cheap
+__getattr__ = lazy_getattr(__name__, {"OciExecutor": "._oci"})

@@ -16,7 +16,9 @@ the Dockerfile converter, and :class:`DockerfileOptions` (what a client sends) l
 neither the converter nor LLB.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from ._names import DOCKERFILE_FRONTEND, PYTHON_FRONTEND
 from ._progress import internal_step
@@ -38,15 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -29,7 +29,9 @@ Seams and job values are in :mod:`dockyard.llbsolver.types`. An engine assembles
     ref = await llbsolver.solve(definition, options=JobOptions(secrets=handle.secrets))
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from ._cacherefs import CacheRefs
@@ -83,15 +85,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -12,7 +12,9 @@ for digest/size mismatches, :class:`~dockyard.core.RegistryError` for the rest
 references that do not parse.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from ._challenge import Challenge, merge_scopes, parse_challenges, repository_scope
 from ._config import Endpoint, HostConfig, RegistryConfig, is_loopback, normalize_host
@@ -41,15 +43,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

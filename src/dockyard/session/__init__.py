@@ -16,7 +16,9 @@ Engine side: a :class:`SessionManager` keeps the attached sessions; each
 The seams are in :mod:`dockyard.session.types`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from ._values import (
     FileStat,
@@ -87,15 +89,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

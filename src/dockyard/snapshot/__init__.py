@@ -5,7 +5,9 @@ layer diff and apply.
 ``unmount``, ``mounted``).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from .types import Info, Kind, LayerDiffer, LayerResult, Mount, Snapshotter, Usage
 
@@ -32,15 +34,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -21,7 +21,9 @@ Use :func:`make_renderer` to pick one from a ``--progress`` value.
 each renderer (the tty one with rich) is imported when it is made.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dockyard._lazy import lazy_getattr
 
 from ._base import BufferedRenderer, QuietRenderer, Renderer
 from ._factory import MODES, ProgressMode, make_renderer
@@ -51,15 +53,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         patch_config,
     )
     from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink, export_layers
+    from ._progress import Progress, Step
     from ._tree import copy_into, write_tree_tar
     from .types import (
         INLINE_CACHE_KEY,
@@ -110,6 +111,8 @@ _LAZY = {
     "ExportedLayer": "._layers",
     "IngestSink": "._layers",
     "export_layers": "._layers",
+    "Progress": "._progress",
+    "Step": "._progress",
     "copy_into": "._tree",
     "write_tree_tar": "._tree",
     "INLINE_CACHE_KEY": ".types",
@@ -156,7 +159,9 @@ __all__ = [
     "OciExport",
     "OciExporter",
     "ParallelGzip",
+    "Progress",
     "Stdout",
+    "Step",
     "TarExport",
     "TarExporter",
     "compression_of",

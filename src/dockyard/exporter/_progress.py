@@ -1,5 +1,6 @@
 """Progress of an export as a vertex of its own (``exporting to image``) with counted
-steps (``exporting layers``, ``pushing``...), the shape BuildKit's status stream has."""
+steps (``exporting layers``, ``pushing``...), the shape BuildKit's status stream has.
+The remote cache's exports and imports (``exporting cache to …``) use it too."""
 
 from __future__ import annotations
 
@@ -44,11 +45,14 @@ class Step:
 
 
 class Progress:
-    """The vertex of one export: :meth:`start` it, take :meth:`step` s, :meth:`finish`."""
+    """The vertex of one export: :meth:`start` it, take :meth:`step` s, :meth:`finish`.
 
-    def __init__(self, reporter: Reporter | None, name: str) -> None:
+    Its digest is ``<kind>:<random hex>`` (``export:`` for an exporter's, ``cache:`` for a
+    remote cache transfer's): unique, never a definition digest."""
+
+    def __init__(self, reporter: Reporter | None, name: str, *, kind: str = "export") -> None:
         self.reporter: Reporter = reporter if reporter is not None else NullReporter()
-        self.digest = "export:" + uuid.uuid4().hex
+        self.digest = f"{kind}:{uuid.uuid4().hex}"
         self.name = name
         self._started: float | None = None
 

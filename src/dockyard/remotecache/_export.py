@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dockyard.cache import CacheManager, LayerBlob
 from dockyard.content import REF_NAME_ANNOTATION, ContentStore, write_oci_layout
 from dockyard.core import DockyardError, Reporter, UsageError
-from dockyard.exporter import CompressionOptions, export_layers
+from dockyard.exporter import CompressionOptions, Progress, export_layers
 from dockyard.oci import (
     Descriptor,
     ImageIndex,
@@ -38,7 +38,6 @@ from ._config import (
     CacheResult,
 )
 from ._options import LocalCacheExport, RegistryCacheExport
-from ._progress import Progress
 
 if TYPE_CHECKING:
     from dockyard.registry import RegistryClient
@@ -297,7 +296,7 @@ async def export_cache(
         if isinstance(options, LocalCacheExport)
         else f"cache to {options.ref.familiar()}"
     )
-    progress = Progress(reporter, f"exporting {where}")
+    progress = Progress(reporter, f"exporting {where}", kind="cache")
     progress.start()
     try:
         async with content.lease() as lease:

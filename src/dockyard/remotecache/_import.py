@@ -35,7 +35,7 @@ from dockyard.core import (
     Reporter,
     host_platform,
 )
-from dockyard.exporter import INLINE_CACHE_KEY, parse_timestamp
+from dockyard.exporter import INLINE_CACHE_KEY, Progress, parse_timestamp
 from dockyard.oci import (
     Descriptor,
     ImageIndex,
@@ -51,7 +51,6 @@ from dockyard.source import BlobStream, LayerSpec, LayerUnpacker, StoreSink, cha
 from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer, CacheResult
 from ._export import UNCOMPRESSED_ANNOTATION, new_registry_client
 from ._options import CacheImport, LocalCacheImport, RegistryCacheImport
-from ._progress import Progress
 
 if TYPE_CHECKING:
     from dockyard.registry import Reference, RegistryClient
@@ -359,7 +358,7 @@ async def import_cache(
     it cannot be read — a build never fails because of its ``--cache-from``. The caller
     closes what it gets (:meth:`ImportedCache.aclose`)."""
     where = _describe(options)
-    progress = Progress(reporter, f"importing cache manifest from {where}")
+    progress = Progress(reporter, f"importing cache manifest from {where}", kind="cache")
     progress.start()
     try:
         if isinstance(options, LocalCacheImport):

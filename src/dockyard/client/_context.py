@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, BinaryIO, cast
+from typing import IO, TYPE_CHECKING
 
 from dockyard.core import ContentError, NotFoundError, PathEscapeError, UsageError
 
@@ -43,7 +42,6 @@ __all__ = ["Fetch", "PreparedContext", "prepare_context"]
 #: (``name`` labels the step).
 Fetch = Callable[["llb.Definition", Path, str], Awaitable[None]]
 
-_SNIFF = 512
 _MAX_DOCKERFILE = 16 << 20
 _DEFAULT_DOCKERFILE = "Dockerfile"
 
@@ -169,14 +167,14 @@ def _inner_path(text: str) -> str:
 async def _http_context(
     options: BuildOptions, stdin: IO[bytes], scratch: Path, url: str, fetch: Fetch
 ) -> PreparedContext:
-    from dockyard.source import HttpContext, sniff_context
+    from dockyard.source import HttpContext, read_context_head, sniff_context
 
     remote = HttpContext(url=url)
     download = scratch / "download"
     await fetch(remote.file_state().marshal(), download, f"http context {remote.redacted}")
     file = _only_file(download)
     with file.open("rb") as f:
-        head = f.read(_SNIFF)
+        head = read_context_head(f)
     if sniff_context(head).is_archive:
         context = scratch / "context"
         await fetch(remote.unpacked_state().marshal(), context, f"unpack {remote.redacted}")
@@ -215,9 +213,9 @@ async def _stdin_dockerfile(stdin: IO[bytes], scratch: Path) -> Path:
 
 
 async def _stdin_context(options: BuildOptions, stdin: IO[bytes], scratch: Path) -> PreparedContext:
-    from dockyard.source import sniff_context
+    from dockyard.source import read_context_head, sniff_context
 
-    head = await asyncio.to_thread(_read_head, stdin)
+    head = await asyncio.to_thread(read_context_head, stdin)
     fmt = sniff_context(head)
     context = scratch / "context"
     if not fmt.is_archive:
@@ -245,62 +243,6 @@ async def _stdin_context(options: BuildOptions, stdin: IO[bytes], scratch: Path)
     return await _in_context(options, stdin, scratch, context, "-")
 
 
-def _read_head(stream: IO[bytes]) -> bytes:
-    head = b""
-    while len(head) < _SNIFF:
-        chunk = stream.read(_SNIFF - len(head))
-        if not chunk:
-            break
-        head += chunk
-    return head
-
-
-class _Chained(io.RawIOBase):
-    """``head``, then the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self._head = head
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._stream.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-
-def _decompressed(fmt: ContextFormat, raw: BinaryIO) -> IO[bytes]:
-    from dockyard.source import ContextFormat
-
-    if fmt is ContextFormat.GZIP:
-        import gzip
-
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
-    if fmt is ContextFormat.BZIP2:
-        import bz2
-
-        return cast(IO[bytes], bz2.BZ2File(raw, mode="rb"))
-    if fmt is ContextFormat.XZ:
-        import lzma
-
-        return cast(IO[bytes], lzma.LZMAFile(raw, mode="rb"))
-    if fmt is ContextFormat.ZSTD:
-        import zstandard
-
-        return cast(
-            IO[bytes], zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        )
-    return raw
-
-
 def extract_tarball(fmt: ContextFormat, head: bytes, stream: IO[bytes], dest: Path) -> None:
     """Extract the tarball (``head`` then the rest of ``stream``, in format ``fmt``)
     into ``dest``, contained: tarfile's ``data`` filter refuses absolute names, names
@@ -308,10 +250,11 @@ def extract_tarball(fmt: ContextFormat, head: bytes, stream: IO[bytes], dest: Pa
     :class:`~dockyard.core.PathEscapeError` or :class:`~dockyard.core.ContentError`)."""
     import tarfile
 
-    raw = cast(BinaryIO, io.BufferedReader(_Chained(head, stream)))
+    from dockyard.source import context_stream
+
     what = "the context tarball on stdin"
     try:
-        with tarfile.open(fileobj=_decompressed(fmt, raw), mode="r|") as tar:
+        with tarfile.open(fileobj=context_stream(fmt, head, stream), mode="r|") as tar:
             tar.extractall(dest, filter="data")
     except (
         tarfile.AbsolutePathError,

@@ -56,9 +56,11 @@ __all__ = [
     "FetchedContext",
     "GitContext",
     "HttpContext",
+    "context_stream",
     "fetch_git_context",
     "fetch_http_context",
     "parse_remote_context",
+    "read_context_head",
     "read_context_stream",
     "remote_sources",
     "sniff_context",
@@ -249,7 +251,9 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _read_head(stream: IO[bytes]) -> bytes:
+def read_context_head(stream: IO[bytes]) -> bytes:
+    """The first bytes of ``stream`` that :func:`sniff_context` looks at (fewer only at
+    the end of the stream). Blocking."""
     head = b""
     while len(head) < _SNIFF:
         chunk = stream.read(_SNIFF - len(head))
@@ -257,6 +261,14 @@ def _read_head(stream: IO[bytes]) -> bytes:
             break
         head += chunk
     return head
+
+
+def context_stream(fmt: ContextFormat, head: bytes, stream: IO[bytes]) -> IO[bytes]:
+    """The archive whose first bytes ``head`` were read from ``stream`` (by
+    :func:`read_context_head`), decompressed as ``fmt`` says: a forward-only stream
+    (``tarfile``'s ``r|`` mode reads it; its reads may be short). Decompressors load
+    only when used; their errors surface on read."""
+    return _decompressed(fmt, cast(IO[bytes], io.BufferedReader(_Prefixed(head, stream))))
 
 
 def _decompressed(fmt: ContextFormat, raw: IO[bytes]) -> IO[bytes]:
@@ -322,15 +334,17 @@ async def read_context_stream(
 
     from dockyard.cache import RecordType
 
-    head = await asyncio.to_thread(_read_head, stream)
+    head = await asyncio.to_thread(read_context_head, stream)
     fmt = sniff_context(head)
-    whole = cast(IO[bytes], io.BufferedReader(_Prefixed(head, stream)))
     if not fmt.is_archive:
+        whole = io.BufferedReader(_Prefixed(head, stream))
         text = await asyncio.to_thread(whole.read, _MAX_DOCKERFILE + 1)
         if len(text) > _MAX_DOCKERFILE:
             raise DockyardError(f"{description}: a Dockerfile larger than 16 MiB")
         return FetchedContext(format=fmt, dockerfile=text)
-    tar = cast(BinaryIO, io.BufferedReader(_FullReads(_decompressed(fmt, whole), description)))
+    tar = cast(
+        BinaryIO, io.BufferedReader(_FullReads(context_stream(fmt, head, stream), description))
+    )
     mutable = await cache.new_mutable(None, record_type=RecordType.REGULAR, description=description)
     try:
         try:

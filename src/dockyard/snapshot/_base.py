@@ -20,6 +20,7 @@ that an exporter writes one layer tar per layer and reuses those it already has.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
@@ -62,8 +63,11 @@ def disk_usage(path: str) -> Usage:
     return Usage(size=size, inodes=len(seen))
 
 
-class BaseSnapshotter:
-    """Records in ``<root>/metadata.db``, one directory ``<root>/<id>`` per snapshot."""
+class BaseSnapshotter(abc.ABC):
+    """Records in ``<root>/metadata.db``, one directory ``<root>/<id>`` per snapshot.
+
+    A backend implements the abstract methods: how a snapshot is mounted, layer diff and
+    apply, read-only view mounts and computed diffs."""
 
     name = "base"
     layered = False
@@ -114,7 +118,7 @@ class BaseSnapshotter:
             raise
         return rec
 
-    async def _populate(self, rec: Record) -> None:
+    async def _populate(self, rec: Record) -> None:  # noqa: B027 - a hook, no-op by default
         """Fill a new snapshot's directory (native copies its parent here)."""
 
     # -- the Snapshotter protocol --------------------------------------------------------
@@ -135,8 +139,9 @@ class BaseSnapshotter:
             raise DockyardError(f"snapshot {key!r} is committed: make a view of it to read it")
         return await self._mounts(rec)
 
+    @abc.abstractmethod
     async def _mounts(self, rec: Record) -> list[Mount]:
-        raise NotImplementedError
+        """The mounts of active snapshot ``rec`` (read-write, or read-only for a view)."""
 
     async def commit(self, name: str, key: str) -> None:
         rec = self._meta.get(key)
@@ -211,6 +216,7 @@ class BaseSnapshotter:
         self._meta.set_labels(key, labels)
 
     # -- layers ----------------------------------------------------------------------------
+    @abc.abstractmethod
     async def diff(self, key: str, out: BinaryIO, *, clamp_mtime: int | None = None) -> LayerResult:
         """Write the changes of ``key`` against its parent to ``out`` as a layer tar.
 
@@ -218,8 +224,8 @@ class BaseSnapshotter:
         headers; ``clamp_mtime`` caps every timestamp (``SOURCE_DATE_EPOCH``). Returns the
         digest and size of the uncompressed tar written.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def apply(self, key: str, stream: BinaryIO) -> LayerResult:
         """Extract the uncompressed layer tar ``stream`` into active snapshot ``key``.
 
@@ -228,7 +234,6 @@ class BaseSnapshotter:
         (:class:`~dockyard.core.PathEscapeError` for names climbing out). Returns the
         digest and size of the uncompressed stream, read to its end.
         """
-        raise NotImplementedError
 
     # -- composites: merge and diff --------------------------------------------------------
     async def layers(self, key: str) -> list[str]:
@@ -243,12 +248,12 @@ class BaseSnapshotter:
             raise DockyardError(f"snapshot {key!r} is not committed (it is {rec.kind.value})")
         return [self._meta.get_id(sid).key for sid in self._layer_ids(key)]
 
+    @abc.abstractmethod
     async def view_mounts(self, key: str) -> list[Mount]:
         """Read-only mounts of committed ``key``, without creating a view snapshot.
 
         Valid for as long as ``key`` exists; the caller keeps it from being removed.
         """
-        raise NotImplementedError
 
     async def merge(self, key: str, parents: Sequence[str]) -> None:
         """Create committed snapshot ``key``: the layers of committed ``parents`` applied
@@ -296,12 +301,12 @@ class BaseSnapshotter:
             await self.remove(key)
             raise
 
-    async def _fill_composite(self, rec: Record, layers: list[int]) -> None:
+    async def _fill_composite(self, rec: Record, layers: list[int]) -> None:  # noqa: B027 - a hook
         """Make active snapshot ``rec`` show ``layers`` (bottom first) once committed."""
 
+    @abc.abstractmethod
     async def _fill_computed(self, rec: Record, lower: str | None, upper: str | None) -> None:
         """Write the computed diff layer from ``lower`` to ``upper`` for ``rec``."""
-        raise NotImplementedError
 
     def _active(self, key: str) -> Record:
         rec = self._meta.get(key)

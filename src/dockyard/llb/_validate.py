@@ -77,7 +77,15 @@ def validate(message: pb.Definition, ops: list[tuple[bytes, pb.Op]]) -> list[OpN
 
 
 def _count(n: int, noun: str) -> str:
+    """``"no inputs"``, ``"1 input"``, ``"2 inputs"``."""
+    if n == 0:
+        return f"no {noun}s"
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article (``"an exec"``, ``"a file"``)."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _error(
@@ -97,7 +105,7 @@ def _error(
 def _in_range(value: int, limit: int, what: str, *, allow_empty: bool = True) -> None:
     low = -1 if allow_empty else 0
     if not low <= value < limit:
-        raise _Problem(f"{what} is {value}, but only {_count(limit, 'input')} exist")
+        raise _Problem(f"{what} is {value}, but the op has {_count(limit, 'input')}")
 
 
 def _check_op(op: pb.Op, *, last: bool) -> int:
@@ -108,7 +116,7 @@ def _check_op(op: pb.Op, *, last: bool) -> int:
         if kind is not None or n_inputs != 1:
             raise _Problem(
                 "the last op must be the terminal op: no operation and exactly one input "
-                f"(it has {'a ' + kind + ' operation' if kind else 'no operation'} and "
+                f"(it has {_a(kind) + ' operation' if kind else 'no operation'} and "
                 f"{_count(n_inputs, 'input')})"
             )
         return 0
@@ -203,7 +211,7 @@ def _check_file(file_op: pb.FileOp, n_inputs: int) -> int:
 def _in_file_range(value: int, limit: int, n_inputs: int, what: str) -> None:
     if not -1 <= value < limit:
         raise _Problem(
-            f"{what} is {value}, but there are only {_count(n_inputs, 'input')} "
+            f"{what} is {value}, but the op has {_count(n_inputs, 'input')} "
             f"and {_count(limit - n_inputs, 'action')}"
         )
 

@@ -189,6 +189,13 @@ def test_terminal_with_two_inputs() -> None:
     invalid(SRC, term, match="exactly one input", digest_of=raw(term))
 
 
+def test_messages_count_and_name_in_plain_english() -> None:
+    ex = exec_on(SRC, pb.Mount(input=0, dest="/", output=0))
+    invalid(SRC, ex, match=r"it has an exec operation and 1 input\)", digest_of=raw(ex))
+    merge = pb.Op(merge=pb.MergeOp(inputs=[pb.MergeInput(input=0)]))
+    invalid(merge, terminal(raw(merge)), match="merge input 0 is 0, but the op has no inputs$")
+
+
 def test_op_without_operation_before_the_end() -> None:
     empty = pb.Op(platform=pb.Platform(OS="linux"))
     invalid(empty, SRC, terminal(SRC), match="has no operation", digest_of=raw(empty))
@@ -209,7 +216,7 @@ def test_duplicate_op() -> None:
 @pytest.mark.parametrize(
     ("mount", "message"),
     [
-        (pb.Mount(input=1, dest="/x", output=-1), "mount /x input is 1, but only 1 input exist"),
+        (pb.Mount(input=1, dest="/x", output=-1), "mount /x input is 1, but the op has 1 input$"),
         (pb.Mount(input=-2, dest="/x", output=-1), "mount /x input is -2"),
         (pb.Mount(input=0, dest="/x", output=0), r"outputs must be numbered 0..n-1.*\[0, 0\]"),
         (pb.Mount(input=0, dest="/x", output=5), r"outputs must be numbered 0..n-1.*\[0, 5\]"),
@@ -243,7 +250,7 @@ def mkdir(input: int, secondary: int = -1, output: int = -1) -> pb.FileAction:
     [
         (
             (mkdir(3, output=0),),
-            "file action 0 input is 3, but there are only 1 input and 1 action",
+            "file action 0 input is 3, but the op has 1 input and 1 action$",
         ),
         ((mkdir(0, secondary=-5, output=0),), "file action 0 secondary input is -5"),
         ((mkdir(0, output=1),), r"outputs must be numbered 0..n-1.*\[1\]"),

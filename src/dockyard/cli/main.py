@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import click
 
 from dockyard import __version__
 
-__all__ = ["cli", "main", "run"]
+__all__ = ["LazyGroup", "cli", "main", "run"]
 
 # name -> "module:attribute" of a click.Command; imported only when invoked.
 _COMMANDS: dict[str, str] = {
@@ -29,12 +30,20 @@ _COMMANDS: dict[str, str] = {
 }
 
 
-class _LazyGroup(click.Group):
+class LazyGroup(click.Group):
+    """A click group whose subcommands load when invoked: ``lazy_commands`` maps a name to
+    the ``module:attribute`` of a :class:`click.Command` (``@click.group(cls=LazyGroup,
+    lazy_commands={...})``)."""
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *_COMMANDS})
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
+        target = self.lazy_commands.get(cmd_name)
         if target is None:
             return super().get_command(ctx, cmd_name)
         module_name, _, attr = target.partition(":")
@@ -43,7 +52,11 @@ class _LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(
     __version__, "--version", prog_name="dockyard", message="%(prog)s %(version)s"
 )

@@ -140,6 +140,10 @@ class CacheRefs:
             raise InternalError(f"{ref!r} is not a ref of the cache manager")
         return await self.manager.own_path(ref)
 
+    async def layer_path(self, ref: ImmutableRef) -> Path | None:
+        own = _own(ref)
+        return await self.manager.layer_path(own) if own is not None else None
+
 
 def _copy_of(key: str, base: ImmutableRef | None) -> str:
     return f"{key}@{base.id if base is not None else ''}"

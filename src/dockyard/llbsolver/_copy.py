@@ -41,6 +41,7 @@ def copy(
     *,
     cancelled: threading.Event | None = None,
     previous: PreviousCopy | None = None,
+    source_layer: Path | None = None,
     deferred: list[tuple[str, str]] | None = None,
 ) -> None:
     """Copy ``action.src`` of the tree at ``src_root`` into the tree at ``dest_root``.
@@ -54,6 +55,14 @@ def copy(
     left out and ``(earlier file, destination path relative to dest_root)`` appended
     there, for :func:`link_deferred` to link into the layer once it is unmounted (its
     directory is made part of the layer here).
+
+    With ``source_layer`` (the directory of the source tree's top layer, read only:
+    see :meth:`~dockyard.llbsolver.types.CopyHistory.layer_path`) a regular file of the
+    source that lives in that layer — an overlay's top layer always wins, so it is the
+    file the copy reads — is hard-linked from there on the same condition: the copy
+    would give it exactly the metadata it has. A first build's ``COPY`` of the build
+    context then writes no file content. Committed layers are never written in place
+    (later changes go to new layers), so sharing their files is safe.
 
     Destination rules (BuildKit's): a ``dest`` ending in ``/`` is a directory (made if
     missing); a file copied onto an existing directory lands inside it; a directory
@@ -89,7 +98,9 @@ def copy(
             )
     else:
         matches = [src_path]
-    copier = _Copier(src_root, dest_root, action, owner, cancelled, previous, deferred)
+    copier = _Copier(
+        src_root, dest_root, action, owner, cancelled, previous, deferred, source_layer
+    )
     for src in matches:
         if action.unpack:
             from ._unpack import unpack
@@ -131,10 +142,12 @@ class _Copier:
         cancelled: threading.Event | None,
         previous: PreviousCopy | None = None,
         deferred: list[tuple[str, str]] | None = None,
+        source_layer: Path | None = None,
     ) -> None:
         self.src_root = src_root
         self.dest_root = dest_root
         self.previous = previous
+        self.source_layer = source_layer
         self.deferred = deferred
         self._in_layer: set[str] = set()  # directories of deferred files, copied up
         self._src_prefix = len(os.path.join(str(src_root), ""))
@@ -148,6 +161,8 @@ class _Copier:
         self.exclude = PatternMatcher(action.exclude_patterns) if action.exclude_patterns else None
         self.filtered = self.include is not None or self.exclude is not None
         self.inodes: dict[tuple[int, int], Path] = {}
+        # source inodes whose first file was deferred: the file it will be linked to
+        self._deferred_groups: dict[tuple[int, int], str] = {}
         self.parents: list[_ParentDir] = []
         self.made_dirs: list[Path] = []  # destination parents we made, to re-time at the end
 
@@ -387,10 +402,16 @@ class _Copier:
             key = (st.st_dev, st.st_ino)
             first = self.inodes.get(key)
             if first is not None:
+                earlier = self._deferred_groups.get(key)
+                if earlier is not None:  # the group's first file is linked after the unmount
+                    self._defer(earlier, target)
+                    return True
                 os.link(first, target)
                 return False
             self.inodes[key] = target
         if info and self.previous is not None and self._link_previous(src, target, st):
+            return True
+        if info and self.source_layer is not None and self._link_source(src, target, st):
             return True
         fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
@@ -420,6 +441,37 @@ class _Copier:
         ):
             return False
         earlier = os.path.join(previous.layer, dest_path[self._dest_prefix :])
+        return self._link_to(earlier, target, st)
+
+    def _link_source(self, src: Path, target: Path, st: os.stat_result) -> bool:
+        """Link ``target`` to the source's own file in its top layer if that is what this
+        copy would write (see :func:`copy`); whether it did."""
+        assert self.source_layer is not None
+        src_path = str(src)
+        if not src_path.startswith(str(self.src_root)) or not str(target).startswith(
+            str(self.dest_root)
+        ):
+            return False
+        real = os.path.join(self.source_layer, src_path[self._src_prefix :])
+        try:
+            rst = os.lstat(real)
+        except OSError:
+            return False  # in a lower layer (or gone): copied
+        if not (
+            stat.S_ISREG(rst.st_mode)
+            and not _overlay_marked(real)
+            and rst.st_mode == st.st_mode
+            and rst.st_size == st.st_size
+            and rst.st_mtime_ns == st.st_mtime_ns
+            and (rst.st_uid, rst.st_gid) == (st.st_uid, st.st_gid)
+        ):
+            return False
+        return self._link_to(real, target, st)
+
+    def _link_to(self, earlier: str, target: Path, st: os.stat_result) -> bool:
+        """Link ``target`` to the file ``earlier`` if it has exactly the size, times,
+        mode and owner this copy would give ``target`` (now, or deferred until the
+        destination is unmounted); whether it did."""
         try:
             est = os.lstat(earlier)
         except OSError:
@@ -442,8 +494,15 @@ class _Copier:
             except OSError:
                 return False
             return True
-        if st.st_nlink > 1:
-            return False  # later links of its group link to it through the mount
+        if st.st_nlink > 1:  # later links of its group (if any here) are deferred to it too
+            self._deferred_groups[(st.st_dev, st.st_ino)] = earlier
+        self._defer(earlier, target)
+        return True
+
+    def _defer(self, earlier: str, target: Path) -> None:
+        """Have :func:`link_deferred` link ``target`` to ``earlier`` after the unmount."""
+        assert self.deferred is not None
+        dest_path = str(target)
         parent = os.path.dirname(dest_path)
         if parent not in self._in_layer:
             # any change of a directory copies it up into the layer: its own times will do
@@ -451,7 +510,6 @@ class _Copier:
             os.utime(parent, ns=(pst.st_atime_ns, pst.st_mtime_ns), follow_symlinks=False)
             self._in_layer.add(parent)
         self.deferred.append((earlier, dest_path[self._dest_prefix :]))
-        return True
 
     def _fd_info(self, fd_in: int, fd_out: int, st: os.stat_result) -> None:
         """:meth:`_copy_info` for a regular file through its descriptors."""
@@ -526,6 +584,17 @@ def _copy_xattrs(src: Path, target: Path) -> None:
             )
         except OSError:
             continue
+
+
+def _overlay_marked(path: str) -> bool:
+    """Whether overlayfs keeps state on the file at ``path`` (``trusted.overlay.*``: an
+    origin recorded at copy-up, a metacopy): such a file belongs to its own stack and is
+    copied, never linked into another."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return True
+    return any(name.startswith("trusted.overlay.") for name in names)
 
 
 def link_deferred(layer: Path, deferred: list[tuple[str, str]]) -> None:

@@ -377,10 +377,13 @@ class _Run:
         }
         action = step.action
         previous = self.previous if isinstance(action, CopyAction) else None
+        store = self.op.refs
+        source_layer: Path | None = None
+        if isinstance(action, CopyAction) and source is not None and isinstance(store, CopyHistory):
+            source_layer = await store.layer_path(source)  # its files may be linked
         deferred: list[tuple[str, str]] | None = None
         layer: Path | None = None
-        if previous is not None:
-            store = self.op.refs
+        if previous is not None or source_layer is not None:
             assert isinstance(store, CopyHistory)
             own, is_layer = await store.own_path(target)
             if is_layer:  # the copy writes through a mount: links come after it
@@ -415,6 +418,7 @@ class _Run:
                         owner,
                         cancelled=stop,
                         previous=previous,
+                        source_layer=source_layer,
                         deferred=deferred,
                     )
                 elif isinstance(action, MkdirAction):

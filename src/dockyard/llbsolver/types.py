@@ -193,6 +193,9 @@ class CopyHistory(Protocol):
     - :meth:`own_path`: where a mutable ref's own files are (its layer), and whether that
       is an overlayfs upper directory (to be written only while nothing mounts it)
       rather than its whole tree.
+    - :meth:`layer_path`: the directory of what a committed ref alone owns (its top
+      layer, or its whole tree), read only, whose regular files a copy may hard-link
+      instead of copying (``None``: not one directory, as for a merge).
     """
 
     def previous_copy(
@@ -204,6 +207,8 @@ class CopyHistory(Protocol):
     ) -> None: ...
 
     async def own_path(self, ref: MutableRef) -> tuple[Path, bool]: ...
+
+    async def layer_path(self, ref: ImmutableRef) -> Path | None: ...
 
 
 # -- sources ------------------------------------------------------------------------

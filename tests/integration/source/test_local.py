@@ -378,7 +378,8 @@ async def test_a_copy_rerun_after_a_change_links_what_did_not_change(
 ) -> None:
     """COPY of a context directory, re-run because one file changed: the result is the
     same tree a full copy makes (contents, modes, owners, times), and the unchanged
-    files are hard links to the earlier result's, not copies."""
+    files are hard links to the earlier result's (the same inodes), not copies; the
+    files that changed are new (linked from the context's new layer, or copied)."""
     import random
     import shutil
 
@@ -407,17 +408,16 @@ async def test_a_copy_rerun_after_a_change_links_what_did_not_change(
             assert isinstance(value, ImmutableRef)
             async with value.mount() as root:
                 tree = _stats(root / "srv" / "app")
-                links = {
-                    p: os.lstat(root / "srv" / "app" / p).st_nlink
+                inodes = {
+                    p: os.lstat(root / "srv" / "app" / p).st_ino
                     for p, s in tree.items()
                     if s[0] == stat.S_IFREG
                 }
             await ref.release()
             assert tree == _stats(ctx / "app")
-            return links
+            return inodes
 
-        first = await build()
-        assert set(first.values()) == {1}
+        before = await build()
 
         def retime() -> None:
             # same content, new time (alone it would not re-run the copy: keys ignore times)
@@ -434,8 +434,51 @@ async def test_a_copy_rerun_after_a_change_links_what_did_not_change(
         copied_again = [{"d2/f3"}, {"d0/f4", "d0/f5"}, {"d3/f5"}, set(), {"d0/new"}]
         for change, expected in zip(changes, copied_again, strict=True):
             change()
-            links = await build()
-            assert {p for p, n in links.items() if n == 1} == expected
+            after = await build()
+            assert {p for p, ino in after.items() if before.get(p) != ino} == expected
+            before = after
+
+
+@pytest.mark.parametrize("snapshotter", ["overlayfs", "native"])
+async def test_a_copy_keeps_hard_link_groups_when_it_links_files(
+    tmp_path: Path, mountinfo_unchanged: None, snapshotter: str
+) -> None:
+    """Files of the context linked into a COPY's result (from the context's layer, then
+    from the earlier result) keep the hard-link groups the context has."""
+    from .conftest import open_engine
+
+    ctx = tmp_path / "ctx"
+    (ctx / "app").mkdir(parents=True)
+    (ctx / "app" / "a").write_text("group")
+    os.link(ctx / "app" / "a", ctx / "app" / "b")
+    (ctx / "app" / "c").write_text("alone")
+    base = llb.scratch().file(llb.mkdir("/srv", 0o755))  # a parent: the copy writes
+    copy = base.file(llb.copy(llb.local("context"), "/app", "/srv/"))  # through a mount
+    definition = copy.marshal()
+
+    async with open_engine(tmp_path / "state", snapshotter=snapshotter) as engine:  # type: ignore[arg-type]
+
+        async def build() -> dict[str, tuple[int, str]]:
+            ref, _ = await engine.solve(definition, session=_session(ctx))
+            assert ref is not None
+            value = ref.value
+            assert isinstance(value, ImmutableRef)
+            async with value.mount() as root:
+                out = {
+                    name: (os.lstat(root / "srv" / "app" / name).st_ino,
+                           (root / "srv" / "app" / name).read_text())
+                    for name in ("a", "b", "c")
+                }  # fmt: skip
+            await ref.release()
+            return out
+
+        for change in (None, "changed"):
+            if change is not None:
+                (ctx / "app" / "c").write_text(change)
+            tree = await build()
+            assert tree["a"][0] == tree["b"][0] != tree["c"][0]
+            assert (tree["a"][1], tree["b"][1]) == ("group", "group")
+            assert tree["c"][1] == (change or "alone")
 
 
 async def test_a_long_chain_starts_over_on_a_linked_copy(

@@ -216,3 +216,41 @@ def test_hostile_source_tree_never_reads_outside(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         copy(src, dest, CopyAction(src="/d/up/secret", dest="/s"), None)
     assert secret.read_text() == "host secret"
+
+
+def test_files_of_the_source_layer_are_linked_when_the_copy_would_not_change_them(
+    tmp_path: Path,
+) -> None:
+    src, dest = _roots(tmp_path, {"d/": None, "d/same": "x", "d/moded": "y"}, {})
+    layer = src  # the source's own directory: here its whole tree (as the native snapshotter)
+    copy(src, dest, CopyAction(src="/d", dest="/d"), None, source_layer=layer)
+    assert os.lstat(dest / "d/same").st_ino == os.lstat(src / "d/same").st_ino
+    assert read_tree(dest / "d") == read_tree(src / "d")
+
+    other = make_tree(tmp_path / "other", {})
+    copy(src, other, CopyAction(src="/d", dest="/d", mode=FileMode.parse("0600")), None,
+         source_layer=layer)  # fmt: skip
+    assert os.lstat(other / "d/same").st_ino != os.lstat(src / "d/same").st_ino  # a new mode
+    assert stat.S_IMODE(os.lstat(src / "d/same").st_mode) != 0o600  # the source is untouched
+
+    stamped = make_tree(tmp_path / "stamped", {})
+    copy(src, stamped, CopyAction(src="/d", dest="/d", timestamp=1_000_000_000), None,
+         source_layer=layer)  # fmt: skip
+    assert os.lstat(stamped / "d/same").st_ino != os.lstat(src / "d/same").st_ino  # new times
+
+
+def test_files_only_in_lower_layers_or_marked_by_overlayfs_are_copied(tmp_path: Path) -> None:
+    src, dest = _roots(tmp_path, {"low": "lower", "top": "upper", "marked": "m"}, {})
+    layer = make_tree(tmp_path / "layer", {"top": "upper", "marked": "m"})
+    for name in ("top", "marked"):  # the layer's files are the tree's (same metadata)
+        st = os.lstat(src / name)
+        os.utime(layer / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.chmod(layer / name, stat.S_IMODE(st.st_mode))
+    if ROOT:
+        os.setxattr(layer / "marked", "trusted.overlay.origin", b"\0")
+    copy(src, dest, CopyAction(src="/", dest="/"), None, source_layer=layer)
+    assert os.lstat(dest / "top").st_ino == os.lstat(layer / "top").st_ino
+    assert os.lstat(dest / "low").st_nlink == 1
+    if ROOT:
+        assert os.lstat(dest / "marked").st_ino != os.lstat(layer / "marked").st_ino
+    assert read_tree(dest) == read_tree(src)

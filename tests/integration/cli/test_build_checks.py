@@ -1,7 +1,8 @@
 """Build checks through ``dockyard build`` (issue 5, deliver 5): the lint rules run on
 every build and their warnings are printed at the end; ``# check=skip=…;error=true``
 turns the rules that are not skipped into a failure at the offending line before any
-step runs. (``--check`` alone: ``test_build.py::test_check_mode``.)"""
+step runs. (``--check`` alone: ``test_build.py::test_check_mode``.) Also: independent
+stages of a multi-stage Dockerfile run at the same time."""
 
 from __future__ import annotations
 
@@ -79,3 +80,30 @@ def test_check_directive_skip_and_error(
     err = capsys.readouterr().err
     assert (out / "built.txt").read_text() == "built\n"
     assert "warnings found" not in err
+
+
+def test_independent_stages_run_at_the_same_time(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 5, deliver 4: independent stages run in parallel. Each of two stages marks
+    its start in a shared cache mount and then waits (up to 20 s) for the other's mark;
+    built one after the other, the first would give up and fail the build."""
+    wait = (
+        "RUN --mount=type=cache,id=rendezvous,target=/sync,sharing=shared "
+        "touch /sync/{me} && i=0 && "
+        "while [ ! -e /sync/{other} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done && "
+        "test -e /sync/{other} && echo {me} > /{me}.txt\n"
+    )
+    ctx = context(
+        tmp_path,
+        "FROM busybox AS a\n"
+        + wait.format(me="a", other="b")
+        + "FROM busybox AS b\n"
+        + wait.format(me="b", other="a")
+        + "FROM scratch\nCOPY --from=a /a.txt /\nCOPY --from=b /b.txt /\n",
+    )
+    out = tmp_path / "out"
+    code = build(state, "-o", f"type=local,dest={out}", str(ctx))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]

@@ -30,7 +30,9 @@ Dockerfile build in which every step came from the cache, nothing ran but the lo
 sources that read the context, and every base image came from the local image store)
 — so a memory is only ever made by a build that was itself a no-op, and it replays
 that build's events (times shifted to now), its ``--iidfile``/``--metadata-file``
-contents and its closing lines. Not remembered (the engine always runs): a daemon, a
+contents (the image descriptor's ``org.opencontainers.image.created`` set to now
+without ``SOURCE_DATE_EPOCH``, as an export that ran now writes it) and its closing
+lines. Not remembered (the engine always runs): a daemon, a
 context from a URL or stdin, named contexts, secrets, SSH, ``-o``/``--push``/
 ``--load``, cache import or export, ``--no-cache``/``--no-cache-filter``, ``--pull``,
 ``--check``, OCI-layout bases, and registries that have mirrors or want credentials.
@@ -84,16 +86,21 @@ _ENGINE_ONLY = (
     "check",
 )
 _TIMES = ("started", "completed", "timestamp")
+_CREATED = "org.opencontainers.image.created"
 
 
 class Memo:
     """The memory of one ``dockyard build`` invocation: its key, where it is kept and
     the state directory's generation when the build started."""
 
-    def __init__(self, state_dir: Path, key: str, generation: str) -> None:
+    def __init__(
+        self, state_dir: Path, key: str, generation: str, *, stamp_created: bool = True
+    ) -> None:
         self.state_dir = state_dir
         self.key = key
         self.generation = generation
+        # without SOURCE_DATE_EPOCH an export stamps its response with the time it ran
+        self.stamp_created = stamp_created
 
     @property
     def path(self) -> Path:
@@ -129,8 +136,11 @@ class Memo:
                     renderer.emit(event)
             finally:
                 renderer.close()
+        metadata = memory["metadata_json"]
+        if metadata_file is not None and metadata and self.stamp_created:
+            metadata = _restamped(metadata)
         try:
-            write_texts(((iidfile, memory["image_id"]), (metadata_file, memory["metadata_json"])))
+            write_texts(((iidfile, memory["image_id"]), (metadata_file, metadata)))
         except DockyardError as exc:
             return report_error(exc)
         if quiet:
@@ -240,7 +250,10 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
         _walk(digest, context_dir, _ignored(ignore))
     except (OSError, ValueError):
         return None  # unreadable, or a bad ignore pattern: the build reports it properly
-    return Memo(state_dir, digest.hexdigest(), generation)
+    epoch = "SOURCE_DATE_EPOCH" in os.environ or any(
+        item.partition("=")[0] == "SOURCE_DATE_EPOCH" for item in params.get("build_args") or ()
+    )
+    return Memo(state_dir, digest.hexdigest(), generation, stamp_created=not epoch)
 
 
 # -- the key ---------------------------------------------------------------------------
@@ -343,6 +356,20 @@ def _shifted(events: Sequence[Event]) -> list[Event]:
         }
         out.append(dataclasses.replace(event, **changes) if changes else event)
     return out
+
+
+def _restamped(metadata_json: str) -> str:
+    """The ``--metadata-file`` document with the image descriptor's
+    ``org.opencontainers.image.created`` set to now, as an export that ran now writes
+    it (the image itself, and so its digest, does not change)."""
+    import json
+
+    document = json.loads(metadata_json)
+    descriptor = document.get("containerimage.descriptor")
+    annotations = descriptor.get("annotations") if isinstance(descriptor, dict) else None
+    if isinstance(annotations, dict) and _CREATED in annotations:
+        annotations[_CREATED] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def _trim(directory: Path) -> None:

@@ -3,6 +3,7 @@ which invocations may be replayed, what changes the key, when a memory is refuse
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pickle
@@ -286,6 +287,37 @@ def test_a_remembered_build_is_replayed(
     err = capsys.readouterr().err
     assert "#1 [1/2] FROM busybox\n#1 CACHED" in err
     assert err.rstrip().endswith("Image app stored")
+
+
+@pytest.mark.parametrize("epoch", [None, "86400"])
+def test_the_metadata_file_gets_the_time_of_the_replay(
+    context: Path,
+    state: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    epoch: str | None,
+) -> None:
+    if epoch is not None:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    old = "2001-01-01T00:00:00Z"
+    descriptor = {"digest": MANIFEST, "annotations": {"org.opencontainers.image.created": old}}
+    memo = _memo.prepare(params(context, state), addr=None)
+    assert memo is not None
+    memo.save(result(metadata={"containerimage.digest": MANIFEST,
+                               "containerimage.descriptor": descriptor}), EVENTS, [])  # fmt: skip
+    meta = tmp_path / "meta.json"
+    replayed = _memo.prepare(params(context, state), addr=None)
+    assert replayed is not None
+    assert replayed.replay(progress="quiet", quiet=True, iidfile=None, metadata_file=str(meta)) == 0
+    created = json.loads(meta.read_text())["containerimage.descriptor"]["annotations"][
+        "org.opencontainers.image.created"
+    ]
+    if epoch is None:
+        stamped = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        assert abs((now - stamped).total_seconds()) < 600  # now, not the old build's time
+    else:
+        assert created == old  # the build's own, fixed time
 
 
 def test_a_memory_is_refused_after_the_state_changed(context: Path, state: Path) -> None:

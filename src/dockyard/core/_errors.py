@@ -148,6 +148,13 @@ class DockyardError(Exception):
     def to_record(self) -> dict[str, Any]:
         """A JSON-able record of this error (class, message, context) for the wire."""
         record: dict[str, Any] = {"type": type(self).__name__, "message": self.message}
+        bases = [
+            c.__name__
+            for c in type(self).__mro__[1:]
+            if issubclass(c, DockyardError) and c is not DockyardError
+        ]
+        if bases:  # for a reader that does not know this class (not imported there)
+            record["bases"] = bases
         if self.vertex is not None:
             record["vertex"] = {"digest": self.vertex.digest, "name": self.vertex.name}
         if self.locations:
@@ -246,8 +253,12 @@ class ExecError(DockyardError):
 
 
 def error_from_record(record: dict[str, Any]) -> DockyardError:
-    """Rebuild an error from :meth:`DockyardError.to_record` output (unknown types → base)."""
-    cls = DockyardError._registry.get(str(record.get("type")), DockyardError)
+    """Rebuild an error from :meth:`DockyardError.to_record` output: its class, else (a
+    class this process has not imported, like the LLB solver's ``EntitlementError`` in a
+    daemon's client) the nearest of its bases it knows, else :class:`DockyardError`."""
+    registry = DockyardError._registry
+    names = [str(record.get("type")), *(str(b) for b in record.get("bases") or ())]
+    cls = next((registry[n] for n in names if n in registry), DockyardError)
     message = str(record.get("message", ""))
     vertex = None
     if isinstance(record.get("vertex"), dict):

@@ -73,6 +73,20 @@ def test_error_message_names_location_and_round_trips() -> None:
     assert back.vertex == err.vertex
 
 
+def test_an_error_class_the_reader_does_not_know_comes_back_as_its_nearest_base() -> None:
+    class PluginRefusal(UsageError):  # defined where the reader never imports
+        pass
+
+    record = PluginRefusal("needs an entitlement").to_record()
+    assert record["bases"] == ["UsageError"]
+    record["type"] = "NotImportedHere"  # as a client that never loaded the class sees it
+    back = error_from_record(record)
+    assert type(back) is UsageError
+    assert back.exit_code == 2  # a usage error, as the daemon meant it
+    assert str(back) == "needs an entitlement"
+    assert type(error_from_record({"type": "Unknown", "message": "m"})) is DockyardError
+
+
 def test_exec_error_round_trips_context() -> None:
     err = ExecError(
         "process exited with 3", args=("sh", "-c", "exit 3"), exit_status=3, log_tail=("boom",)

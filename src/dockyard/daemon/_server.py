@@ -46,6 +46,7 @@ from ._config import DaemonConfig, Listener, TcpListener, UnixListener
 from ._gc import GarbageCollector
 from ._memory import tune_allocator
 from ._service import ControlService, WorkerInfo
+from ._warm import warm
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -144,7 +145,10 @@ class Daemon:
         self.addresses = addresses
         self._server = server
         self._sockets = sockets
-        self._gc_task = asyncio.get_running_loop().create_task(gc.run(), name="dockyardd gc")
+        loop = asyncio.get_running_loop()
+        self._gc_task = loop.create_task(gc.run(), name="dockyardd gc")
+        # the first build should not pay for the imports every build needs
+        self._warming = loop.run_in_executor(None, warm)
         self._stopped = asyncio.Event()
         self._shutdown: asyncio.Task[None] | None = None
 

@@ -47,10 +47,16 @@ def _state_option(command: F) -> F:
 
 @contextlib.contextmanager
 def open_stores(state_dir: str | None) -> Iterator[tuple[ContentStore, ImageStore]]:
-    """The content store and image store of ``state_dir`` (default: the engine's)."""
+    """The content store and image store of ``state_dir`` (default: the engine's).
+
+    The image commands work on a state directory: with a daemon named (``dockyard
+    --addr``, ``$DOCKYARD_HOST``) and no ``--state-dir`` they refuse, rather than show or
+    change another store than the daemon's."""
     from dockyard.content import ContentStore, ImageStore
     from dockyard.engine import default_state_dir
 
+    if not state_dir:
+        _no_daemon_address()
     state = Path(state_dir) if state_dir else default_state_dir()
     content = ContentStore(state / "content")
     try:
@@ -61,6 +67,20 @@ def open_stores(state_dir: str | None) -> Iterator[tuple[ContentStore, ImageStor
             images.close()
     finally:
         content.close()
+
+
+def _no_daemon_address() -> None:
+    from dockyard.core import UsageError
+
+    ctx = click.get_current_context(silent=True)
+    address = (ctx.meta.get("dockyard.addr") if ctx is not None else None) or os.environ.get(
+        "DOCKYARD_HOST", ""
+    ).strip()
+    if address and address != "embedded":
+        raise UsageError(
+            f"the image commands read a state directory, not a daemon ({address}): "
+            "pass --state-dir with the daemon's state directory"
+        )
 
 
 def _run(coro: Awaitable[T]) -> T:

@@ -146,3 +146,18 @@ def test_bad_input_is_reported(cli: Cli, tmp_path: Path) -> None:
     assert "No such image" in cli("image", "save", "-o", str(tmp_path / "o.tar"), "ghost", code=1)
     assert cli("image", "import", str(junk), "-t", "UPPER", code=2)
     assert _rows(cli("images")) == []
+
+
+def test_the_image_commands_refuse_a_daemon_address_without_a_state_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKYARD_STATE_DIR", raising=False)
+    monkeypatch.delenv("DOCKYARD_HOST", raising=False)
+    assert main(["--addr", "unix:///run/elsewhere.sock", "images"]) == 2
+    assert "not a daemon (unix:///run/elsewhere.sock)" in capsys.readouterr().err
+    monkeypatch.setenv("DOCKYARD_HOST", "tcp://127.0.0.1:1")
+    assert main(["rmi", "busybox"]) == 2
+    assert "pass --state-dir" in capsys.readouterr().err
+    # with the daemon's state directory named, they work on it
+    assert main(["images", "--state-dir", str(tmp_path / "state")]) == 0
+    assert "REPOSITORY" in capsys.readouterr().out

@@ -3,9 +3,11 @@
 The rebuild that changes nothing is the one users time. On the embedded engine it
 costs little work but a whole engine's start (imports, SQLite, the solver's walk over
 every step) for an answer that is already known: every step cached, the same image
-stored under the same names. So ``dockyard build`` remembers such builds and, when
-the same command is run again on the same inputs, replays the remembered progress and
-result without starting an engine.
+stored under the same names; through a daemon, the client's start and a session that
+sends the context again. So ``dockyard build`` remembers such builds and, when the same
+command is run again on the same inputs, replays the remembered progress and result
+without starting an engine (or, for a daemon on a unix socket, after one ``Info`` call
+for its state token).
 
 What a memory is keyed by (:func:`prepare`) — everything the build could depend on
 apart from the engine's state:
@@ -13,7 +15,7 @@ apart from the engine's state:
 - the command line's values (the context and Dockerfile as absolute paths, tags,
   build arguments — with the values of ``--build-arg KEY`` taken from the
   environment — target, platform, labels, network, ``--allow``, ``SOURCE_DATE_EPOCH``),
-  the state directory, runtime and snapshotter;
+  the state directory, runtime and snapshotter, or the daemon's address;
 - the bytes of the Dockerfile and of both places its ignore file may be
   (``<Dockerfile>.dockerignore``, ``<context>/.dockerignore``);
 - the metadata of every entry of the context that the ignore file leaves in it (path,
@@ -23,7 +25,9 @@ apart from the engine's state:
 
 The engine's state is tracked by its *generation* (:mod:`dockyard.core.statedir`): read
 before the build starts, it must still be the same when the memory is used; pruning
-cache records or blobs and re-pointing or deleting an image name change it.
+cache records or blobs and re-pointing or deleting an image name change it. A daemon
+answers ``Info`` with a *state token* digesting its generation, version and
+configuration.
 
 Which builds are remembered: only those the engine reports *replayable* (a
 Dockerfile build in which every step came from the cache, nothing ran but the local
@@ -32,7 +36,7 @@ sources that read the context, and every base image came from the local image st
 that build's events (times shifted to now), its ``--iidfile``/``--metadata-file``
 contents (the image descriptor's ``org.opencontainers.image.created`` set to now
 without ``SOURCE_DATE_EPOCH``, as an export that ran now writes it) and its closing
-lines. Not remembered (the engine always runs): a daemon, a
+lines. Not remembered (the engine always runs): a daemon on tcp, a
 context from a URL or stdin, named contexts, secrets, SSH, ``-o``/``--push``/
 ``--load``, cache import or export, ``--no-cache``/``--no-cache-filter``, ``--pull``,
 ``--check``, OCI-layout bases, and registries that have mirrors or want credentials.
@@ -41,7 +45,9 @@ of its tag (:func:`dockyard.registry.tag_unchanged`), what BuildKit asks on ever
 build — and the build runs if the tag moved or the registry cannot say.
 
 Memories live in ``<state>/memo/`` (at most :data:`KEEP`, the oldest dropped), readable
-by whoever owns the state directory, which already holds everything a build produces.
+by whoever owns the state directory, which already holds everything a build produces;
+those of daemon builds in the user's ``$XDG_CACHE_HOME/dockyard/memo`` (default
+``~/.cache``).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ MEMO_DIR = "memo"
 #: memories kept per state directory
 KEEP = 256
 # The daemon's default socket (dockyard.client.DEFAULT_SOCKET, kept equal by a test):
-# with one there, the address rules may pick the daemon, so no replay is tried.
+# with a daemon listening there, the address rules pick it.
 DEFAULT_SOCKET = "/run/dockyard/dockyardd.sock"
 # The flags that always need the engine (each a click parameter of `dockyard build`).
 _ENGINE_ONLY = (
@@ -85,26 +91,50 @@ _ENGINE_ONLY = (
     "pull",
     "check",
 )
+#: seconds a daemon's state token may take (a local socket: it answers at once)
+INFO_TIMEOUT = 2.0
 _TIMES = ("started", "completed", "timestamp")
 _CREATED = "org.opencontainers.image.created"
 
 
 class Memo:
-    """The memory of one ``dockyard build`` invocation: its key, where it is kept and
-    the state directory's generation when the build started."""
+    """The memory of one ``dockyard build`` invocation: its key, where it is kept, and
+    the engine's generation when the build started — the embedded engine's state
+    directory (``state_dir``), or a daemon's state token (``daemon``: its address)."""
 
     def __init__(
-        self, state_dir: Path, key: str, generation: str, *, stamp_created: bool = True
+        self,
+        state_dir: Path | None,
+        key: str,
+        generation: str,
+        *,
+        stamp_created: bool = True,
+        daemon: str | None = None,
+        directory: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.daemon = daemon
         self.key = key
         self.generation = generation
         # without SOURCE_DATE_EPOCH an export stamps its response with the time it ran
         self.stamp_created = stamp_created
+        if directory is None:
+            assert state_dir is not None
+            directory = state_dir / MEMO_DIR
+        self.directory = directory
 
     @property
     def path(self) -> Path:
-        return self.state_dir / MEMO_DIR / f"{self.key}.memo"
+        return self.directory / f"{self.key}.memo"
+
+    def current_generation(self) -> str | None:
+        """The engine's generation now (``None``: a daemon that cannot say)."""
+        if self.daemon is not None:
+            return daemon_token(self.daemon)
+        from dockyard.core.statedir import read_generation
+
+        assert self.state_dir is not None
+        return read_generation(self.state_dir)
 
     # -- using one -----------------------------------------------------------------------
     def replay(
@@ -152,8 +182,6 @@ class Memo:
         return 0
 
     def _load(self) -> dict[str, Any] | None:
-        from dockyard.core.statedir import read_generation
-
         try:
             with open(self.path, "rb") as f:
                 memory = pickle.load(f)
@@ -161,12 +189,13 @@ class Memo:
             return None
         if not isinstance(memory, dict) or memory.get("format") != FORMAT:
             return None
-        if memory.get("generation") != read_generation(self.state_dir):
+        if memory.get("generation") != self.current_generation():
             return None
-        blobs = self.state_dir / "content" / "blobs" / "sha256"
-        for digest in memory.get("blobs", ()):
-            if not (blobs / str(digest).removeprefix("sha256:")).is_file():
-                return None
+        if self.state_dir is not None:  # a daemon's blobs are behind its state token
+            blobs = self.state_dir / "content" / "blobs" / "sha256"
+            for digest in memory.get("blobs", ()):
+                if not (blobs / str(digest).removeprefix("sha256:")).is_file():
+                    return None
         checks = memory.get("checks", ())
         if checks:  # base images resolved in a registry: has a tag moved?
             from dockyard.registry import tag_unchanged
@@ -191,10 +220,10 @@ class Memo:
             "checks": list(result.replay_checks),
             "events": pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL),
         }
-        directory = self.path.parent
+        directory = self.directory
         tmp = directory / f".{self.key}.{os.getpid()}.tmp"
         try:
-            directory.mkdir(mode=0o700, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 pickle.dump(memory, f, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, self.path)
@@ -208,28 +237,44 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
     the daemon address given to ``dockyard`` or ``build``), or ``None`` when such a
     build is never replayed (see the module docstring). Reads the context's metadata
     and the Dockerfile: call it before the build starts."""
-    if addr or any(params.get(name) for name in _ENGINE_ONLY):
+    if any(params.get(name) for name in _ENGINE_ONLY):
         return None
-    host = os.environ.get("DOCKYARD_HOST", "").strip()
-    if host and host != "embedded":
-        return None
-    state = params.get("state_dir")
-    if not state and not host and os.path.exists(DEFAULT_SOCKET):
-        return None  # a daemon may be there: the address rules decide, in the engine path
     context = params["context"]
     if context == "-" or params.get("dockerfile") == "-" or not os.path.isdir(context):
         return None
-    from dockyard.core.statedir import default_state_dir, read_generation
+    host = os.environ.get("DOCKYARD_HOST", "").strip()
+    state = params.get("state_dir")
+    # the address rules of dockyard.client, in order
+    address = addr or (host if host != "embedded" else "") or None
+    if address is None and not state and not host and os.path.exists(DEFAULT_SOCKET):
+        from dockyard.core.address import daemon_listening
 
-    state_dir = Path(os.path.abspath(state if state else default_state_dir()))
-    generation = read_generation(state_dir)  # before anything is read: see core.statedir
+        if daemon_listening(Path(DEFAULT_SOCKET)):
+            address = f"unix://{DEFAULT_SOCKET}"
+    state_dir: Path | None = None
+    directory: Path | None = None
+    where: tuple[object, ...]
+    if address is not None:
+        if not address.startswith("unix://"):
+            return None  # tcp daemons (and their TLS) are not asked: the build runs
+        token = daemon_token(address)  # before anything is read: see core.statedir
+        if token is None:
+            return None
+        generation, where = token, ("daemon", address)
+        directory = _client_memo_dir()
+    else:
+        from dockyard.core.statedir import default_state_dir, read_generation
+
+        state_dir = Path(os.path.abspath(state if state else default_state_dir()))
+        generation = read_generation(state_dir)  # before anything is read: core.statedir
+        where = ("state", str(state_dir), params.get("runtime"), params.get("snapshotter"))
     context_dir = os.path.realpath(context)
     dockerfile = os.path.realpath(params.get("dockerfile") or os.path.join(context, "Dockerfile"))
     digest = hashlib.sha256()
     try:
         _add(digest, "format", FORMAT, "python", sys.version, sys.executable)
         _add(digest, "code", *_code_fingerprint())
-        _add(digest, "state", str(state_dir), params.get("runtime"), params.get("snapshotter"))
+        _add(digest, "engine", *where)
         _add(digest, "paths", context_dir, dockerfile)
         for name in ("tags", "target", "platform", "labels", "network", "allow"):
             _add(digest, name, repr(params.get(name)))
@@ -253,7 +298,42 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
     epoch = "SOURCE_DATE_EPOCH" in os.environ or any(
         item.partition("=")[0] == "SOURCE_DATE_EPOCH" for item in params.get("build_args") or ()
     )
-    return Memo(state_dir, digest.hexdigest(), generation, stamp_created=not epoch)
+    return Memo(
+        state_dir,
+        digest.hexdigest(),
+        generation,
+        stamp_created=not epoch,
+        daemon=address,
+        directory=directory,
+    )
+
+
+def daemon_token(address: str) -> str | None:
+    """The state token of the daemon at ``address`` (``unix://PATH``): one ``Info`` call
+    (grpc's synchronous API: no event loop, no session); ``None`` when it does not
+    answer or does not say."""
+    import grpc
+
+    from dockyard.api._gen import control_pb2 as pb
+
+    service = pb.DESCRIPTOR.services_by_name["Control"].full_name
+    try:
+        with grpc.insecure_channel("unix:" + address.removeprefix("unix://")) as channel:
+            info = channel.unary_unary(
+                f"/{service}/Info",
+                request_serializer=pb.InfoRequest.SerializeToString,
+                response_deserializer=pb.InfoResponse.FromString,
+            )
+            response = info(pb.InfoRequest(), timeout=INFO_TIMEOUT)
+    except grpc.RpcError:
+        return None
+    return str(response.state_token) or None
+
+
+def _client_memo_dir() -> Path:
+    """Where this user keeps memories of builds on daemons."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "dockyard" / MEMO_DIR
 
 
 # -- the key ---------------------------------------------------------------------------

@@ -19,7 +19,6 @@ forces the embedded engine (``DOCKYARD_HOST=embedded``).
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -64,21 +63,11 @@ def grpc_target(address: str) -> str:
 
 
 def daemon_listening(path: Path = DEFAULT_SOCKET) -> bool:
-    """Whether something accepts connections on the unix socket ``path``."""
-    try:
-        if not path.is_socket():
-            return False
-    except OSError:
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(os.fspath(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
+    """Whether something accepts connections on the unix socket ``path``
+    (:func:`dockyard.core.address.daemon_listening`, loaded only when asked)."""
+    from dockyard.core.address import daemon_listening as listening
+
+    return listening(path)
 
 
 def select_address(

@@ -38,6 +38,7 @@ from ._result import ServerInfo
 if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
     from dockyard.engine import PruneResult
+    from dockyard.registry import TagCheck
 
     from ._job import Job
 
@@ -215,7 +216,11 @@ class RemoteBackend:
                 await asyncio.wait([status])
         metadata = decode_exporter_response(dict(response.exporter_response))
         # warnings arrive with the progress events (the client's Watcher keeps them)
-        return Outcome(metadata=metadata)
+        return Outcome(
+            metadata=metadata,
+            replayable=response.replayable,
+            replay_checks=_tag_checks(response.replay_checks),
+        )
 
     async def _status(self, ref: str, reporter: Reporter) -> None:
         import grpc
@@ -288,6 +293,23 @@ class RemoteBackend:
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+
+def _tag_checks(messages: Any) -> tuple[TagCheck, ...]:
+    if not messages:
+        return ()
+    from dockyard.registry import TagCheck
+
+    return tuple(
+        TagCheck(
+            reference=m.reference,
+            urls=tuple(m.urls),
+            verify=m.verify,
+            digest=m.digest,
+            scope=m.scope,
+        )
+        for m in messages
+    )
 
 
 def _filter_strings(filters: UsageFilter | None) -> list[str]:

@@ -9,6 +9,8 @@ whose configuration (:mod:`dockyard.daemon`) re-exports these values.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ __all__ = [
     "TcpListener",
     "TlsConfig",
     "UnixListener",
+    "daemon_listening",
     "parse_address",
 ]
 
@@ -128,3 +131,22 @@ def parse_address(
             raise UsageError(f"invalid address {address!r} (expected tcp://HOST:PORT)")
         return TcpListener(host=host, port=int(port_text), tls=tls)
     raise UsageError(f"invalid address {address!r} (expected unix:///PATH or tcp://HOST:PORT)")
+
+
+def daemon_listening(path: Path = DEFAULT_SOCKET) -> bool:
+    """Whether something accepts connections on the unix socket ``path`` (a plain
+    connect: no gRPC is loaded to find out)."""
+    try:
+        if not path.is_socket():
+            return False
+    except OSError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(os.fspath(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True

@@ -183,7 +183,9 @@ class Daemon:
         sockets: list[Path] = []
         try:
             gc = GarbageCollector(engine, config.gc, delay=gc_delay, throttle=gc_throttle)
-            service = ControlService(engine, worker=_worker_info(engine, config), gc=gc)
+            service = ControlService(
+                engine, worker=_worker_info(engine, config), gc=gc, identity=repr(engine_config)
+            )
             server = grpc.aio.server(
                 options=[
                     *SERVER_OPTIONS,

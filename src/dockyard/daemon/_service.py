@@ -12,6 +12,7 @@ gRPC status and the whole :class:`~dockyard.core.DockyardError` record in the tr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -85,9 +86,11 @@ class ControlService:
         status_interval: float = 0.05,
         stat: Callable[[Any], DiskStat] = disk_stat,
         release: Callable[[], object] = release_memory,
+        identity: str = "",
     ) -> None:
         self.engine = engine
         self.worker = worker
+        self.identity = identity  # the engine's configuration, for the state token
         self.gc = gc
         self.builds = builds if builds is not None else Builds()
         self.status_interval = status_interval
@@ -194,7 +197,20 @@ class ControlService:
             log.info("build %s: %s in %.2fs", message.ref, outcome, time.monotonic() - started)
             self.gc.request()
             self._release_when_idle()
-        return pb.SolveResponse(exporter_response=exporter_response(response.exporter_response))
+        return pb.SolveResponse(
+            exporter_response=exporter_response(response.exporter_response),
+            replayable=response.replayable,
+            replay_checks=[
+                pb.TagCheck(
+                    reference=check.reference,
+                    urls=list(check.urls),
+                    verify=check.verify,
+                    digest=check.digest,
+                    scope=check.scope,
+                )
+                for check in response.replay_checks
+            ],
+        )
 
     def _release_when_idle(self) -> None:
         if self.builds.running() or (self._releasing is not None and not self._releasing.done()):
@@ -278,4 +294,12 @@ class ControlService:
         return True
 
     async def _info(self, message: pb.InfoRequest, context: Any) -> pb.InfoResponse:
-        return pb.InfoResponse(version=_version())
+        return pb.InfoResponse(version=_version(), state_token=self._state_token())
+
+    def _state_token(self) -> str:
+        """The daemon's version and configuration and its state directory's generation,
+        digested: a client's remembered build holds while it is the same."""
+        from dockyard.core.statedir import read_generation
+
+        text = "\0".join((__version__, self.identity, read_generation(self.engine.state_dir)))
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()

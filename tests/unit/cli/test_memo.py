@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import pickle
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -216,22 +217,31 @@ def test_invocations_that_need_the_engine_have_no_memo(
     assert _memo.prepare(params(context, state, **changes), addr=None) is None
 
 
-def test_a_daemon_address_means_no_memo(
+def test_without_a_daemon_that_answers_there_is_no_memo(
     context: Path, state: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    assert _memo.prepare(params(context, state), addr="unix:///run/x.sock") is None
-    monkeypatch.setenv("DOCKYARD_HOST", "tcp://127.0.0.1:1234")
+    monkeypatch.setattr(_memo, "INFO_TIMEOUT", 0.2)
+    # a daemon named but not there: its state token cannot be read
+    assert _memo.prepare(params(context, state), addr="unix:///run/no-such.sock") is None
+    monkeypatch.setenv("DOCKYARD_HOST", "tcp://127.0.0.1:1234")  # tcp daemons: never
     assert _memo.prepare(params(context, state), addr=None) is None
     monkeypatch.setenv("DOCKYARD_HOST", "embedded")
     assert _memo.prepare(params(context, state), addr=None) is not None
-    # no state directory given and something at the default socket: the address
-    # rules may pick a daemon there
+    # no state directory given and something listening on the default socket that is
+    # not a daemon: the address rules pick it, and it cannot say
     monkeypatch.delenv("DOCKYARD_HOST")
     socket_path = tmp_path / "dockyardd.sock"
-    socket_path.touch()
-    monkeypatch.setattr(_memo, "DEFAULT_SOCKET", str(socket_path))
-    assert _memo.prepare(params(context, state, state_dir=None), addr=None) is None
-    assert _memo.prepare(params(context, state), addr=None) is not None
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(socket_path))
+    listener.listen(4)
+    try:
+        monkeypatch.setattr(_memo, "DEFAULT_SOCKET", str(socket_path))
+        assert _memo.prepare(params(context, state, state_dir=None), addr=None) is None
+        memo = _memo.prepare(params(context, state), addr=None)  # --state-dir: embedded
+        assert memo is not None
+        assert memo.daemon is None
+    finally:
+        listener.close()
 
 
 def test_the_default_socket_is_the_clients() -> None:

@@ -86,7 +86,7 @@ class CacheOptionsEntry(_message.Message):
     def __init__(self, type: _Optional[str] = ..., attrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("exporter_response",)
+    __slots__ = ("exporter_response", "replayable", "replay_checks")
     class ExporterResponseEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,8 +95,26 @@ class SolveResponse(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     EXPORTER_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    REPLAYABLE_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_CHECKS_FIELD_NUMBER: _ClassVar[int]
     exporter_response: _containers.ScalarMap[str, str]
-    def __init__(self, exporter_response: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    replayable: bool
+    replay_checks: _containers.RepeatedCompositeFieldContainer[TagCheck]
+    def __init__(self, exporter_response: _Optional[_Mapping[str, str]] = ..., replayable: _Optional[bool] = ..., replay_checks: _Optional[_Iterable[_Union[TagCheck, _Mapping]]] = ...) -> None: ...
+
+class TagCheck(_message.Message):
+    __slots__ = ("reference", "urls", "verify", "digest", "scope")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    URLS_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    urls: _containers.RepeatedScalarFieldContainer[str]
+    verify: bool
+    digest: str
+    scope: str
+    def __init__(self, reference: _Optional[str] = ..., urls: _Optional[_Iterable[str]] = ..., verify: _Optional[bool] = ..., digest: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("ref",)
@@ -344,7 +362,9 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("version",)
+    __slots__ = ("version", "state_token")
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     version: Version
-    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ...) -> None: ...
+    state_token: str
+    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., state_token: _Optional[str] = ...) -> None: ...

@@ -42,7 +42,6 @@ WARM_MODULES: tuple[str, ...] = (
     "anyio._core._sockets",
     "anyio._core._streams",
     "anyio._core._tasks",
-    
     "tarfile",
 )
 

@@ -128,9 +128,10 @@ class Memo:
         return self.directory / f"{self.key}.memo"
 
     def current_generation(self) -> str | None:
-        """The engine's generation now (``None``: a daemon that cannot say)."""
+        """The engine's generation now: a state directory's, read again; a daemon's state
+        token as :func:`prepare` just asked for it (one call per command is enough)."""
         if self.daemon is not None:
-            return daemon_token(self.daemon)
+            return self.generation
         from dockyard.core.statedir import read_generation
 
         assert self.state_dir is not None

@@ -294,3 +294,40 @@ async def test_cache_key_resolves_without_pulling(
         assert (await engine.tree(snapshot))["k"] == (b"key", 0o644)
     finally:
         await snapshot.release()
+
+
+async def test_a_resolved_tag_is_checked_again_with_one_head_not_the_client(
+    engine: Engine, registry: RegistryProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tag resolved in a registry is remembered: the next resolve asks the registry
+    (one HEAD) whether it moved, and answers from the content store without starting the
+    registry client; a moved tag, or a document gone from the store, goes the client's
+    way again."""
+    first = make_image([(layer_tar({"v": b"1"}), "gzip")])
+    ref = await push(registry, "remembered/app:v1", first)
+    canonical, config = await engine.images.resolve_image_config(ref)
+    assert canonical.endswith(first.digest)
+
+    async def no_client(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the registry client was started")
+
+    pool = engine.images._clients
+    with monkeypatch.context() as patch:
+        patch.setattr(pool, "client", no_client)
+        again, again_config = await engine.images.resolve_image_config(ref)
+    assert (again, again_config) == (canonical, config)
+
+    second = make_image([(layer_tar({"v": b"2"}), "gzip")])
+    await push(registry, "remembered/app:v1", second)  # the tag moves
+    with monkeypatch.context() as patch:
+        patch.setattr(pool, "client", no_client)
+        with pytest.raises(AssertionError, match="client was started"):
+            await engine.images.resolve_image_config(ref)
+    moved, _ = await engine.images.resolve_image_config(ref)
+    assert moved.endswith(second.digest)
+
+    await engine.content.delete(second.digest)  # the remembered document is gone
+    with monkeypatch.context() as patch:
+        patch.setattr(pool, "client", no_client)
+        with pytest.raises(AssertionError, match="client was started"):
+            await engine.images.resolve_image_config(ref)

@@ -310,9 +310,15 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
 
 
 def daemon_token(address: str) -> str | None:
-    """The state token of the daemon at ``address`` (``unix://PATH``): one ``Info`` call
-    (grpc's synchronous API: no event loop, no session); ``None`` when it does not
+    """The state token of the daemon at ``address`` (``unix://PATH``): computed from its
+    ``PATH.state`` file and its state directory's generation when this user can read
+    both and the daemon listens (as root, usually: nothing to import), else one ``Info``
+    call (grpc's synchronous API: no event loop, no session); ``None`` when it does not
     answer or does not say."""
+    path = address.removeprefix("unix://")
+    token = _token_from_files(path)
+    if token is not None:
+        return token
     import grpc
 
     from dockyard.api._gen import control_pb2 as pb
@@ -329,6 +335,25 @@ def daemon_token(address: str) -> str | None:
     except grpc.RpcError:
         return None
     return str(response.state_token) or None
+
+
+def _token_from_files(socket_path: str) -> str | None:
+    import json
+
+    from dockyard.core.address import daemon_listening
+    from dockyard.core.statedir import read_generation, state_token
+
+    try:
+        with open(socket_path + ".state", encoding="utf-8") as f:
+            info = json.load(f)
+        version, identity = str(info["version"]), str(info["identity"])
+        generation = read_generation(str(info["state_dir"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # the file is written before the socket answers: a live socket is its daemon's
+    if not daemon_listening(Path(socket_path)):
+        return None
+    return state_token(version, identity, generation)
 
 
 def _client_memo_dir() -> Path:

@@ -27,6 +27,7 @@ __all__ = [
     "bump_generation",
     "default_state_dir",
     "read_generation",
+    "state_token",
 ]
 
 STATE_DIR_ENV = "DOCKYARD_STATE_DIR"
@@ -68,3 +69,14 @@ def bump_generation(state_dir: Path | str) -> None:
     with open(tmp, "w", encoding="ascii") as f:
         f.write(token + "\n")
     os.replace(tmp, path)
+
+
+def state_token(version: str, identity: str, generation: str) -> str:
+    """A daemon's *state token*: its version, its configuration (``identity``) and its
+    state directory's generation, digested. A client's remembered build holds while the
+    token is the same; the daemon's ``Info`` answers it, and a client that can read the
+    daemon's ``<socket>.state`` file and state directory computes the same value."""
+    import hashlib
+
+    text = "\0".join((version, identity, generation))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()

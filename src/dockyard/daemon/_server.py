@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import secrets
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from dockyard import __version__
 from dockyard.core import DockyardError, UsageError
 
 from ._config import DaemonConfig, Listener, TcpListener, UnixListener
@@ -179,12 +181,13 @@ class Daemon:
             if isinstance(listener, UnixListener):
                 _check_stale_socket(listener.path)
         engine = await Engine.open(engine_config)
+        identity = repr(engine_config)
         server: Any = None
         sockets: list[Path] = []
         try:
             gc = GarbageCollector(engine, config.gc, delay=gc_delay, throttle=gc_throttle)
             service = ControlService(
-                engine, worker=_worker_info(engine, config), gc=gc, identity=repr(engine_config)
+                engine, worker=_worker_info(engine, config), gc=gc, identity=identity
             )
             server = grpc.aio.server(
                 options=[
@@ -200,6 +203,10 @@ class Daemon:
             for listener in config.listeners:
                 if isinstance(listener, UnixListener):
                     _socket_dir(listener.path.parent)
+                    # written before the socket answers: a client never pairs a live
+                    # socket with an earlier daemon's file
+                    _write_state_file(listener, identity, engine.state_dir)
+                    sockets.append(state_file(listener.path))
             old_umask = os.umask(0o177)
             try:
                 for listener in config.listeners:
@@ -304,6 +311,32 @@ def _bind(server: Any, listener: Listener) -> str:
         raise UsageError(f"cannot listen on {listener.url}")
     host = f"[{listener.host}]" if ":" in listener.host else listener.host
     return f"tcp://{host}:{port}"
+
+
+def state_file(socket_path: Path) -> Path:
+    """``<socket>.state``: what a client on this machine needs to compute the daemon's
+    state token without a call (:func:`dockyard.core.statedir.state_token`)."""
+    return socket_path.with_name(socket_path.name + ".state")
+
+
+def _write_state_file(listener: UnixListener, identity: str, state_dir: Path) -> None:
+    """The daemon's version, configuration and state directory, for its clients (as
+    readable as the socket is reachable; removed with it)."""
+    path = state_file(listener.path)
+    data = json.dumps({"version": __version__, "identity": identity, "state_dir": str(state_dir)})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+        if listener.group is not None:
+            os.chown(tmp, -1, listener.group)
+        os.chmod(tmp, listener.mode & 0o666)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise DockyardError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _secure_socket(listener: UnixListener) -> None:

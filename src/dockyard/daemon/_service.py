@@ -12,7 +12,6 @@ gRPC status and the whole :class:`~dockyard.core.DockyardError` record in the tr
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -297,9 +296,7 @@ class ControlService:
         return pb.InfoResponse(version=_version(), state_token=self._state_token())
 
     def _state_token(self) -> str:
-        """The daemon's version and configuration and its state directory's generation,
-        digested: a client's remembered build holds while it is the same."""
-        from dockyard.core.statedir import read_generation
+        """:func:`dockyard.core.statedir.state_token` of this daemon, now."""
+        from dockyard.core.statedir import read_generation, state_token
 
-        text = "\0".join((__version__, self.identity, read_generation(self.engine.state_dir)))
-        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+        return state_token(__version__, self.identity, read_generation(self.engine.state_dir))

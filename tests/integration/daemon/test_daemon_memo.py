@@ -58,3 +58,30 @@ async def test_a_no_op_build_on_a_daemon_is_replayed_by_the_client(
     assert await build(running, ctx, "-q") == 0
     assert builds_logged(running) == 4
     assert capsys.readouterr().out.strip().splitlines()[-1] != first_id
+
+
+async def test_the_state_token_from_the_daemons_files_is_the_one_it_answers(
+    daemon: DaemonProcess,
+) -> None:
+    from dockyard.cli import _memo
+
+    state_file = daemon.socket.with_name(daemon.socket.name + ".state")
+    await daemon.start()
+    modes = await asyncio.to_thread(lambda: (state_file.stat(), daemon.socket.stat()))
+    assert oct(modes[0].st_mode & 0o777) == oct(modes[1].st_mode & 0o777)
+    address = f"unix://{daemon.socket}"
+    from_files = await asyncio.to_thread(_memo._token_from_files, str(daemon.socket))
+    assert from_files is not None
+    moved = daemon.socket.with_name("elsewhere")
+    await asyncio.to_thread(state_file.rename, moved)  # no file: the token comes from Info
+    assert await asyncio.to_thread(_memo.daemon_token, address) == from_files
+    await asyncio.to_thread(moved.rename, state_file)
+
+    # a prune that removes something changes both
+    assert await build(daemon, EXAMPLE, "-q") == 0
+    assert await asyncio.to_thread(main, ["--addr", address, "prune", "--all"]) == 0
+    assert await asyncio.to_thread(_memo.daemon_token, address) != from_files
+
+    await daemon.stop()
+    assert not await asyncio.to_thread(state_file.exists)  # removed with the socket
+    assert await asyncio.to_thread(_memo.daemon_token, address) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -67,12 +68,29 @@ def spawn(
     return proc, offset
 
 
+def exited(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """``proc.wait(timeout)`` without its polling: with a timeout, Popen.wait sleeps in
+    steps of up to 50 ms, which quantized every measured time to ~50 ms. A pidfd
+    becomes readable the moment the process ends."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # an old kernel, or the process is already reaped
+        return proc.wait(timeout=timeout)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if not ready:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return proc.wait()
+
+
 def wait(
     proc: subprocess.Popen[bytes], offset: int, argv: Sequence[str], log: Log, timeout: float
 ) -> None:
     """Wait for a process of :func:`spawn`; a failure raises :class:`BenchError`."""
     try:
-        rc = proc.wait(timeout=timeout)
+        rc = exited(proc, timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -97,7 +115,7 @@ def run(
         wait(proc, offset, argv, log, timeout)
     else:
         try:
-            proc.wait(timeout=timeout)
+            exited(proc, timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -1,9 +1,8 @@
 """Layer 4: an OCI distribution (registry) client.
 
-Light parts load eagerly: image references (:class:`Reference`), registry settings
-(:class:`RegistryConfig`), credentials values and the seams in :mod:`.types`. The client
-itself (:class:`RegistryClient`, built on httpx) and the docker-config credentials
-provider load on first use, so that parsing a reference costs no HTTP stack.
+Every name loads with its module on first use: parsing a reference costs no HTTP stack,
+and ``dockyard build``'s replay of a no-op (which asks a registry whether a tag moved
+with :func:`tag_unchanged`, standard library only) loads nothing else of the package.
 
 Errors: :class:`~dockyard.core.NotFoundError` (``image not found: <ref>``),
 :class:`~dockyard.core.AuthError` naming the registry, :class:`~dockyard.core.ContentError`
@@ -16,19 +15,40 @@ from typing import TYPE_CHECKING
 
 from dockyard._lazy import lazy_getattr
 
-from ._challenge import Challenge, merge_scopes, parse_challenges, repository_scope
-from ._config import Endpoint, HostConfig, RegistryConfig, is_loopback, normalize_host
-from ._reference import DOCKER_HUB, InvalidReferenceError, Reference
-from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
-from ._tagcheck import TagCheck, tag_check, tag_unchanged
-from .types import BlobReader, BlobSink, Credentials, CredentialsProvider
-
 if TYPE_CHECKING:
     from ._blobs import BytesReader, BytesSink, FileReader, FileSink
+    from ._challenge import Challenge, merge_scopes, parse_challenges, repository_scope
     from ._client import FetchedManifest, PushOutcome, RegistryClient, ResolvedImage
+    from ._config import Endpoint, HostConfig, RegistryConfig, is_loopback, normalize_host
     from ._dockerconfig import DockerConfigCredentials, StaticCredentials, docker_config_path
+    from ._reference import DOCKER_HUB, InvalidReferenceError, Reference
+    from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
+    from ._tagcheck import TagCheck, tag_check, tag_unchanged
+    from .types import BlobReader, BlobSink, Credentials, CredentialsProvider
 
 _LAZY = {
+    "Challenge": "._challenge",
+    "merge_scopes": "._challenge",
+    "parse_challenges": "._challenge",
+    "repository_scope": "._challenge",
+    "Endpoint": "._config",
+    "HostConfig": "._config",
+    "RegistryConfig": "._config",
+    "is_loopback": "._config",
+    "normalize_host": "._config",
+    "DOCKER_HUB": "._reference",
+    "InvalidReferenceError": "._reference",
+    "Reference": "._reference",
+    "RegistryStatistics": "._retry",
+    "RetryPolicy": "._retry",
+    "TransientRegistryError": "._retry",
+    "TagCheck": "._tagcheck",
+    "tag_check": "._tagcheck",
+    "tag_unchanged": "._tagcheck",
+    "BlobReader": ".types",
+    "BlobSink": ".types",
+    "Credentials": ".types",
+    "CredentialsProvider": ".types",
     "BytesReader": "._blobs",
     "BytesSink": "._blobs",
     "FileReader": "._blobs",

@@ -150,3 +150,10 @@ def test_no_check_for_digests_or_registries_with_mirrors() -> None:
     assert hub.urls == ("https://registry-1.docker.io/v2/library/busybox/manifests/latest",)
     assert hub.verify
     assert hub.scope == "repository:library/busybox:pull"
+
+
+def test_the_accept_header_is_the_registry_clients() -> None:
+    from dockyard.oci import MediaType
+    from dockyard.registry._tagcheck import ACCEPT_MANIFESTS
+
+    assert tuple(MediaType.ACCEPT_MANIFESTS) == ACCEPT_MANIFESTS

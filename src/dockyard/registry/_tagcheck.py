@@ -52,14 +52,21 @@ class TagCheck:
 def tag_check(config: RegistryConfig, reference: Reference, digest: str) -> TagCheck | None:
     """The check of ``reference`` (a tag, not pinned by digest) resolved to ``digest``,
     or ``None`` when no single request can answer it (the registry has mirrors)."""
+    from ._config import is_loopback
+
     endpoints = config.endpoints(reference.domain)
     if len(endpoints) != 1 or not reference.tag or reference.digest is not None:
         return None
     endpoint = endpoints[0]
     path = f"/v2/{reference.path}/manifests/{reference.tag}"
+    schemes = endpoint.schemes
+    if "http" in schemes and is_loopback(endpoint.host):
+        # traffic that never leaves the machine: plain HTTP first (no TLS attempt that a
+        # plain registry refuses); the answer is the same over either
+        schemes = ("http", *(s for s in schemes if s != "http"))
     return TagCheck(
         reference=str(reference),
-        urls=tuple(endpoint.url(scheme, path) for scheme in endpoint.schemes),
+        urls=tuple(endpoint.url(scheme, path) for scheme in schemes),
         verify=endpoint.verify,
         digest=digest,
         scope=f"repository:{reference.path}:pull",

@@ -93,12 +93,13 @@ def registry() -> Iterator[Registry]:
 
 
 def check_of(registry: Registry, digest: str = DIGEST) -> TagCheck:
-    # an unlisted loopback host is insecure: HTTPS without verification, then HTTP
+    # an unlisted loopback host is insecure (HTTPS without verification, or HTTP): on
+    # loopback the check asks over HTTP first
     check = tag_check(RegistryConfig(), Reference.parse(f"{registry.host}/app:1"), digest)
     assert check is not None
     assert check.urls == (
-        f"https://{registry.host}/v2/app/manifests/1",
         f"http://{registry.host}/v2/app/manifests/1",
+        f"https://{registry.host}/v2/app/manifests/1",
     )
     assert not check.verify
     return check
@@ -106,7 +107,15 @@ def check_of(registry: Registry, digest: str = DIGEST) -> TagCheck:
 
 def test_an_unmoved_tag_is_unchanged_a_moved_or_missing_one_is_not(registry: Registry) -> None:
     registry.tags[("app", "1")] = DIGEST
-    assert tag_unchanged(check_of(registry))  # after the HTTPS attempt failed
+    assert tag_unchanged(check_of(registry))
+    https_first = TagCheck(
+        reference="app:1",
+        urls=tuple(reversed(check_of(registry).urls)),
+        verify=False,
+        digest=DIGEST,
+        scope="repository:app:pull",
+    )
+    assert tag_unchanged(https_first)  # the TLS attempt fails, HTTP answers
     assert not tag_unchanged(check_of(registry, OTHER))
     registry.tags[("app", "1")] = OTHER
     assert not tag_unchanged(check_of(registry))

@@ -166,3 +166,33 @@ def test_the_accept_header_is_the_registry_clients() -> None:
     from dockyard.registry._tagcheck import ACCEPT_MANIFESTS
 
     assert tuple(MediaType.ACCEPT_MANIFESTS) == ACCEPT_MANIFESTS
+
+
+def test_a_plain_http_answer_that_is_not_http_is_a_no() -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"SSH-2.0-not-a-registry\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    check = TagCheck(
+        reference=f"127.0.0.1:{port}/app:1",
+        urls=(f"http://127.0.0.1:{port}/v2/app/manifests/1",),
+        verify=False,
+        digest=DIGEST,
+        scope="repository:app:pull",
+    )
+    try:
+        assert not tag_unchanged(check, timeout=2.0)
+    finally:
+        thread.join(timeout=5)
+        listener.close()

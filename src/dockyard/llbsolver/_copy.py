@@ -609,14 +609,19 @@ def link_deferred(layer: Path, deferred: list[tuple[str, str]]) -> None:
         if parent not in times:
             pst = os.lstat(parent)
             times[parent] = (pst.st_atime_ns, pst.st_mtime_ns)
-        try:
+        try:  # the common case first: nothing there (one call, not a lookup and a link)
+            os.link(earlier, target, follow_symlinks=False)
+            continue
+        except FileExistsError:
             cur = os.lstat(target)
-        except FileNotFoundError:
-            cur = None
-        if cur is not None:
             if not (stat.S_ISCHR(cur.st_mode) and cur.st_rdev == 0):
-                raise DockyardError(f"copy: {rel!r} appeared in the layer while it was copied")
-            os.unlink(target)
+                raise DockyardError(
+                    f"copy: {rel!r} appeared in the layer while it was copied"
+                ) from None
+            os.unlink(target)  # the whiteout the copy left where the file goes
+        except OSError:
+            _copy_whole(earlier, target)
+            continue
         try:
             os.link(earlier, target, follow_symlinks=False)
         except OSError:

@@ -406,6 +406,8 @@ class Engine:
         records = await self.cache.prune(
             all=all, keep_duration=keep_duration, keep_storage=keep_storage, filters=filters
         )
+        if records:  # their cache keys would only find a result that is gone
+            await asyncio.to_thread(self._keys.forget_results, {r.id for r in records})
         gc = await self.content.gc(roots=blob_roots(self.cache, self.images))
         if gc.removed:  # builds remembered before this may need them: core.statedir
             from dockyard.core.statedir import bump_generation

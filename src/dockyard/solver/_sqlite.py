@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -202,6 +202,35 @@ class SqliteCacheKeyStorage:
                     raise
         except sqlite3.Error as exc:
             raise self._error("save", exc) from exc
+
+    def forget_results(self, result_ids: Collection[str]) -> int:
+        """Drop every record that names one of ``result_ids`` (results the result storage
+        removed, as a prune does) and the keys that point at them: their keys would only
+        find a result that is gone. Returns how many records went. Blocking."""
+        gone = set(result_ids)
+        if not gone:
+            return 0
+        try:
+            with self._write_lock:
+                self._check_open()
+                conn = self._writer
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    doomed = [
+                        (rid,)
+                        for rid, ids in conn.execute("SELECT id, result_ids FROM solver_records")
+                        if gone.intersection(json.loads(ids))
+                    ]
+                    conn.executemany("DELETE FROM solver_keys WHERE record_id = ?", doomed)
+                    conn.executemany("DELETE FROM solver_records WHERE id = ?", doomed)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise self._error("forget results", exc) from exc
+        return len(doomed)
 
     def __len__(self) -> int:
         """The number of keys."""

@@ -149,6 +149,7 @@ def test_removing_the_image_or_pruning_the_cache_builds_again(
     assert match is not None, err
     number = match.group(1)
     assert f"#{number} DONE" in err, err  # the step ran again
+    assert f"#{number} CACHED" not in err  # its keys went with the pruned results
 
 
 def test_engine_only_flags_are_never_replayed(

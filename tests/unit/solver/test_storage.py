@@ -199,3 +199,17 @@ def test_sqlite_is_shared_between_processes(tmp_path: Path) -> None:
         rec = storage.lookup_sync("k399")
         assert rec is not None
         assert rec.canonical_key == "c399"
+
+
+async def test_forgetting_removed_results_drops_their_records_and_keys(tmp_path: Path) -> None:
+    with SqliteCacheKeyStorage(tmp_path / "cache.db") as keys:
+        await keys.save(["k1", "k1-content"], record("a", "r1", "r2"))
+        await keys.save(["k2"], record("b", "r3"))
+        await keys.save(["k3"], record("empty"))
+        assert keys.forget_results({"r2", "unknown"}) == 1
+        assert await keys.lookup("k1") is None
+        assert await keys.lookup("k1-content") is None
+        assert await keys.lookup("k2") == record("b", "r3")
+        assert await keys.lookup("k3") == record("empty")
+        assert keys.record_count() == 2
+        assert keys.forget_results(()) == 0

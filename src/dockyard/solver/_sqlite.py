@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -160,48 +161,56 @@ class SqliteCacheKeyStorage:
         if keys:
             await asyncio.to_thread(self.save_sync, tuple(keys), record)
 
-    def save_sync(self, keys: Sequence[str], record: CacheRecord) -> None:
-        """:meth:`save` without the coroutine, for use from threads."""
-        if not keys:
-            return  # a record no key points at would be an orphan
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """The writer connection inside one ``BEGIN IMMEDIATE`` transaction: committed
+        when the block ends, rolled back if it raises; SQLite errors become the storage's
+        error naming ``what``."""
         try:
             with self._write_lock:
                 self._check_open()
                 conn = self._writer
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO solver_records(id, canonical_key, result_ids,"
-                        " created) VALUES (?, ?, ?, ?)",
-                        (
-                            record.id,
-                            record.canonical_key,
-                            json.dumps(list(record.result_ids)),
-                            record.created,
-                        ),
-                    )
-                    for key in keys:
-                        old = conn.execute(
-                            "SELECT record_id FROM solver_keys WHERE key = ?", (key,)
-                        ).fetchone()
-                        conn.execute(
-                            "INSERT INTO solver_keys(key, record_id) VALUES (?, ?)"
-                            " ON CONFLICT(key) DO UPDATE SET record_id = excluded.record_id",
-                            (key, record.id),
-                        )
-                        if old is not None and old[0] != record.id:
-                            conn.execute(
-                                "DELETE FROM solver_records WHERE id = ? AND NOT EXISTS"
-                                " (SELECT 1 FROM solver_keys WHERE record_id = ?)",
-                                (old[0], old[0]),
-                            )
+                    yield conn
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
         except sqlite3.Error as exc:
-            raise self._error("save", exc) from exc
+            raise self._error(what, exc) from exc
+
+    def save_sync(self, keys: Sequence[str], record: CacheRecord) -> None:
+        """:meth:`save` without the coroutine, for use from threads."""
+        if not keys:
+            return  # a record no key points at would be an orphan
+        with self._transaction("save") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO solver_records(id, canonical_key, result_ids,"
+                " created) VALUES (?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.canonical_key,
+                    json.dumps(list(record.result_ids)),
+                    record.created,
+                ),
+            )
+            for key in keys:
+                old = conn.execute(
+                    "SELECT record_id FROM solver_keys WHERE key = ?", (key,)
+                ).fetchone()
+                conn.execute(
+                    "INSERT INTO solver_keys(key, record_id) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET record_id = excluded.record_id",
+                    (key, record.id),
+                )
+                if old is not None and old[0] != record.id:
+                    conn.execute(
+                        "DELETE FROM solver_records WHERE id = ? AND NOT EXISTS"
+                        " (SELECT 1 FROM solver_keys WHERE record_id = ?)",
+                        (old[0], old[0]),
+                    )
 
     def forget_results(self, result_ids: Collection[str]) -> int:
         """Drop every record that names one of ``result_ids`` (results the result storage
@@ -210,26 +219,14 @@ class SqliteCacheKeyStorage:
         gone = set(result_ids)
         if not gone:
             return 0
-        try:
-            with self._write_lock:
-                self._check_open()
-                conn = self._writer
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    doomed = [
-                        (rid,)
-                        for rid, ids in conn.execute("SELECT id, result_ids FROM solver_records")
-                        if gone.intersection(json.loads(ids))
-                    ]
-                    conn.executemany("DELETE FROM solver_keys WHERE record_id = ?", doomed)
-                    conn.executemany("DELETE FROM solver_records WHERE id = ?", doomed)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise self._error("forget results", exc) from exc
+        with self._transaction("forget results") as conn:
+            doomed = [
+                (rid,)
+                for rid, ids in conn.execute("SELECT id, result_ids FROM solver_records")
+                if gone.intersection(json.loads(ids))
+            ]
+            conn.executemany("DELETE FROM solver_keys WHERE record_id = ?", doomed)
+            conn.executemany("DELETE FROM solver_records WHERE id = ?", doomed)
         return len(doomed)
 
     def __len__(self) -> int:

@@ -24,9 +24,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from .httpserver import QuietHTTPServer
 
 __all__ = [
     "GitDaemon",
@@ -349,7 +351,7 @@ class GitHttpServer:
 
     def __init__(self, root: Path, *, auth: str | None = None) -> None:
         self._state = _HttpState(root=root, auth=auth)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: QuietHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
 
@@ -363,7 +365,7 @@ class GitHttpServer:
         return f"http://{at}127.0.0.1:{self.port}/{name}"
 
     def start(self) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _GitHandler)
+        server = QuietHTTPServer(("127.0.0.1", 0), _GitHandler)
         server.daemon_threads = True
         server.state = self._state  # type: ignore[attr-defined]
         self._server = server

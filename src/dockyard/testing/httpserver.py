@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import email.utils
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["HttpTestServer", "LoggedRequest", "Resource", "http_date"]
+__all__ = ["HttpTestServer", "LoggedRequest", "QuietHTTPServer", "Resource", "http_date"]
 
 
 def http_date(timestamp: float) -> str:
@@ -187,13 +189,25 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a client goes away
+    mid-request (a reset or a broken pipe is the client's business, not a server error:
+    tests that assert a clean stderr would see it)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class HttpTestServer:
     """The server (see the module docstring); a context manager, or :meth:`start` and
     :meth:`stop`."""
 
     def __init__(self) -> None:
         self._state = _State()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: QuietHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
 
@@ -221,7 +235,7 @@ class HttpTestServer:
         return [r for r in self.requests if r.path == wanted]
 
     def start(self) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = QuietHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.state = self._state  # type: ignore[attr-defined]
         self._server = server

@@ -35,7 +35,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +50,8 @@ from dockyard.oci import (
     MediaType,
 )
 from dockyard.registry import Credentials, HostConfig, RegistryConfig
+
+from .httpserver import QuietHTTPServer
 
 __all__ = [
     "REGISTRY_BINARY",
@@ -236,7 +238,7 @@ class TokenServer:
         self.requests: list[TokenRequest] = []
         self._key = _RSAKey(directory)
         self.cert = self._key.cert_pem
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.realm = f"http://127.0.0.1:{self.port}/token"

@@ -128,8 +128,9 @@ class Memo:
         return self.directory / f"{self.key}.memo"
 
     def current_generation(self) -> str | None:
-        """The engine's generation now: a state directory's, read again; a daemon's state
-        token as :func:`prepare` just asked for it (one call per command is enough)."""
+        """The engine's generation now: a state directory's, read again (a prune may have
+        run since :func:`prepare`); a daemon's state token as :func:`prepare` just asked
+        for it (a second call would cost as much as the rest of the replay)."""
         if self.daemon is not None:
             return self.generation
         from dockyard.core.statedir import read_generation
@@ -217,7 +218,7 @@ class Memo:
             "image_id": result.image_id,
             "metadata_json": result.metadata_json(),
             "lines": list(lines),
-            "blobs": [d for d in (result.image_digest,) if d],
+            "blobs": [result.image_digest] if result.image_digest else [],
             "checks": list(result.replay_checks),
             "events": pickle.dumps(list(events), protocol=pickle.HIGHEST_PROTOCOL),
         }

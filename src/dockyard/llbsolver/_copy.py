@@ -466,16 +466,20 @@ class _Copier:
             and (rst.st_uid, rst.st_gid) == (st.st_uid, st.st_gid)
         ):
             return False
-        return self._link_to(real, target, st)
+        return self._link_to(real, target, st, rst)
 
-    def _link_to(self, earlier: str, target: Path, st: os.stat_result) -> bool:
-        """Link ``target`` to the file ``earlier`` if it has exactly the size, times,
-        mode and owner this copy would give ``target`` (now, or deferred until the
-        destination is unmounted); whether it did."""
-        try:
-            est = os.lstat(earlier)
-        except OSError:
-            return False
+    def _link_to(
+        self, earlier: str, target: Path, st: os.stat_result, est: os.stat_result | None = None
+    ) -> bool:
+        """Link ``target`` to the file ``earlier`` (whose stat ``est`` the caller may
+        have) if it has exactly the size, times, mode and owner this copy would give
+        ``target`` (now, or deferred until the destination is unmounted); whether it
+        did."""
+        if est is None:
+            try:
+                est = os.lstat(earlier)
+            except OSError:
+                return False
         owner = self.owner
         uid, gid = (owner.uid, owner.gid) if owner is not None else (st.st_uid, st.st_gid)
         bits = stat.S_IMODE(st.st_mode) if self.mode is None else self.mode.apply(st.st_mode)
@@ -610,8 +614,7 @@ def link_deferred(layer: Path, deferred: list[tuple[str, str]]) -> None:
             pst = os.lstat(parent)
             times[parent] = (pst.st_atime_ns, pst.st_mtime_ns)
         try:  # the common case first: nothing there (one call, not a lookup and a link)
-            os.link(earlier, target, follow_symlinks=False)
-            continue
+            _link_or_copy(earlier, target)
         except FileExistsError:
             cur = os.lstat(target)
             if not (stat.S_ISCHR(cur.st_mode) and cur.st_rdev == 0):
@@ -619,15 +622,20 @@ def link_deferred(layer: Path, deferred: list[tuple[str, str]]) -> None:
                     f"copy: {rel!r} appeared in the layer while it was copied"
                 ) from None
             os.unlink(target)  # the whiteout the copy left where the file goes
-        except OSError:
-            _copy_whole(earlier, target)
-            continue
-        try:
-            os.link(earlier, target, follow_symlinks=False)
-        except OSError:
-            _copy_whole(earlier, target)
+            _link_or_copy(earlier, target)
     for parent, (atime, mtime) in times.items():
         os.utime(parent, ns=(atime, mtime), follow_symlinks=False)
+
+
+def _link_or_copy(earlier: str, target: str) -> None:
+    """Link ``target`` to ``earlier``, or copy it whole where a link cannot be made
+    (``FileExistsError`` when something is at ``target``)."""
+    try:
+        os.link(earlier, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:
+        _copy_whole(earlier, target)
 
 
 def _copy_whole(src: str, target: str) -> None:

@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from dockyard.core import Event
     from dockyard.core.pathmatch import MatchState, PatternMatcher
 
-__all__ = ["KEEP", "Memo", "prepare"]
+__all__ = ["KEEP", "Memo", "code_fingerprint", "prepare", "verified_code"]
 
 FORMAT = 1
 MEMO_DIR = "memo"
@@ -275,7 +275,7 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
     digest = hashlib.sha256()
     try:
         _add(digest, "format", FORMAT, "python", sys.version, sys.executable)
-        _add(digest, "code", *_code_fingerprint())
+        _add(digest, "code", *(verified_code or code_fingerprint()))
         _add(digest, "engine", *where)
         _add(digest, "paths", context_dir, dockerfile)
         for name in ("tags", "target", "platform", "labels", "network", "allow"):
@@ -423,7 +423,12 @@ def _walk(digest: Any, root: str, ignored: PatternMatcher | None) -> None:
     _add(digest, "root", st.st_mode, st.st_uid, st.st_gid, st.st_ino)
 
 
-def _code_fingerprint() -> tuple[str, ...]:
+#: Set by a warm server (cli._warm) in the child it forks, right after it found the
+#: fingerprint unchanged: the child need not walk the package again.
+verified_code: tuple[str, ...] | None = None
+
+
+def code_fingerprint() -> tuple[str, ...]:
     """Dockyard's version and the size and mtime of each of its modules."""
     import dockyard
 

@@ -15,7 +15,7 @@ import click
 
 from dockyard import __version__
 
-__all__ = ["LazyGroup", "cli", "main", "run"]
+__all__ = ["LazyGroup", "cancel_on_sigterm", "cli", "exit_code", "main", "run"]
 
 # name -> "module:attribute" of a click.Command; imported only when invoked.
 _COMMANDS: dict[str, str] = {
@@ -119,9 +119,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+_terminated: list[int] = []
+
+
+def cancel_on_sigterm() -> None:
+    """Make SIGTERM cancel the command like Ctrl-C does (the build stops its steps and
+    cleans up) and the process exit with 143, not die on the spot leaving containers
+    running. Only for a process that is the command (the console script, a warm child)."""
+    import signal
+
+    def terminate(signum: int, frame: Any) -> None:
+        _terminated.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)  # asyncio's: cancels the running build
+        else:
+            raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
+
+
+def exit_code(code: int) -> int:
+    """``code``, or 143 when SIGTERM ended the command (:func:`cancel_on_sigterm`)."""
+    return 128 + _terminated[0] if _terminated else code
+
+
 def run() -> None:
     """Console-script entry point."""
     from dockyard.cli import _gc
 
     _gc.startup()
-    sys.exit(main())
+    cancel_on_sigterm()
+    sys.exit(exit_code(main()))

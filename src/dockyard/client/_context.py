@@ -97,10 +97,16 @@ def _is_directory(path: str) -> bool:
 async def _local_context(options: BuildOptions, stdin: IO[bytes], scratch: Path) -> PreparedContext:
     context, dockerfile = _local_paths(options)
     key = shared_key_of(context)
-    if dockerfile is None:
+    if dockerfile is None or not dockerfile.is_file():
+        # stdin, or a pipe or device such as bash's <(...): read it like docker's CLI does
+        if dockerfile is None:
+            where = await _stdin_dockerfile(stdin, scratch)
+        else:
+            with dockerfile.open("rb") as stream:
+                where = await _stdin_dockerfile(stream, scratch, name=str(dockerfile))
         return PreparedContext(
             context=context,
-            dockerfile_dir=await _stdin_dockerfile(stdin, scratch),
+            dockerfile_dir=where,
             filename=_DEFAULT_DOCKERFILE,
             shared_key=key,
             description=options.context,
@@ -123,7 +129,7 @@ def _local_paths(options: BuildOptions) -> tuple[Path, Path | None]:
     if options.dockerfile == "-":
         return context.absolute(), None
     dockerfile = Path(options.dockerfile) if options.dockerfile else context / _DEFAULT_DOCKERFILE
-    if not dockerfile.is_file():
+    if not dockerfile.exists() or dockerfile.is_dir():
         what = "is a directory" if dockerfile.is_dir() else "no such file or directory"
         raise NotFoundError(f"failed to read dockerfile: open {dockerfile}: {what}")
     return context.absolute(), dockerfile.absolute()
@@ -200,12 +206,12 @@ def _only_file(directory: Path) -> Path:
     return files[0]
 
 
-async def _stdin_dockerfile(stdin: IO[bytes], scratch: Path) -> Path:
+async def _stdin_dockerfile(stdin: IO[bytes], scratch: Path, *, name: str = "stdin") -> Path:
     data = await asyncio.to_thread(stdin.read, _MAX_DOCKERFILE + 1)
     if len(data) > _MAX_DOCKERFILE:
-        raise UsageError("the Dockerfile on stdin is larger than 16 MiB")
+        raise UsageError(f"the Dockerfile on {name} is larger than 16 MiB")
     if not data.strip():
-        raise UsageError("the Dockerfile on stdin is empty")
+        raise UsageError(f"the Dockerfile on {name} is empty")
     where = scratch / "dockerfile"
     where.mkdir()
     (where / _DEFAULT_DOCKERFILE).write_bytes(data)

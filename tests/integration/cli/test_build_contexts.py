@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -165,3 +166,38 @@ def test_named_contexts(state: Path, tmp_path: Path) -> None:
     assert code == 0
     assert (out / "based.txt").read_text() == "based\n"
     assert sorted(p.name for p in (out / "extra").iterdir()) == [".dockerignore", "e.txt"]
+
+
+def test_a_dockerfile_from_a_pipe(state: Path, tmp_path: Path) -> None:
+    """``-f <(...)`` (bash's /dev/fd/N): the Dockerfile is read from the pipe, as docker's
+    CLI does; an empty one is a usage error naming it."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello\n")
+    out = tmp_path / "out"
+    for dockerfile, expected in ((b"FROM busybox\nCOPY hello.txt /piped.txt\n", 0), (b"", 2)):
+        read_end, write_end = os.pipe()
+        os.write(write_end, dockerfile)
+        os.close(write_end)
+        try:
+            command = [str(Path(sys.executable).parent / "dockyard"), "build"]
+            result = subprocess.run(
+                [
+                    *command,
+                    "--state-dir",
+                    str(state),
+                    "-f",
+                    f"/dev/fd/{read_end}",
+                    "-o",
+                    f"type=local,dest={out}",
+                    str(ctx),
+                ],
+                capture_output=True,
+                check=False,
+                pass_fds=(read_end,),
+            )
+        finally:
+            os.close(read_end)
+        assert result.returncode == expected, result.stderr
+    assert (out / "piped.txt").read_text() == "hello\n"
+    assert f"the Dockerfile on /dev/fd/{read_end} is empty" in result.stderr.decode()

@@ -1,0 +1,786 @@
+"""Warm start: a pre-imported server forks one process per ``dockyard`` command.
+
+Most of a short ``dockyard`` command is the interpreter importing the engine: ~0.3 s of a
+one-file rebuild that does ~0.1 s of work. The first command of a user (per interpreter,
+install and ``sys.path``) starts a *warm server* in the background and runs as usual; it
+imports what commands need, then waits on a unix socket. Later commands connect, hand over
+their argv, environment, working directory, umask, resource limits and every open file
+descriptor (``SCM_RIGHTS``), and the server forks a child that becomes the command: its
+stdin/stdout/stderr and other descriptors are the client's, its environment and
+directory too, so the command behaves exactly as if it ran in the client's process —
+including the embedded engine, which runs in the child. The client relays signals to the
+child (Ctrl-C, SIGTERM, SIGHUP, window size changes, job control) and exits with the
+child's exit code; the child cancels its command (as Ctrl-C does) when the client goes
+away. Mercurial's ``chg`` and Gradle's daemon work this way.
+
+Safety:
+
+* The socket lives in a directory only the user can enter (``$XDG_RUNTIME_DIR/dockyard``,
+  else ``/tmp/dockyard-<uid>``), checked to be a real directory owned by the user with mode
+  0700; the server serves only clients with its own uid (``SO_PEERCRED``) that share its
+  namespaces (mount, pid, network, user, ipc, uts, cgroup) and root directory — anyone
+  else runs the command in its own process.
+* Forking needs a single-threaded server: if any thread is alive (``/proc/self/task``)
+  the server refuses and exits.
+* The server exits when Dockyard's code changes (size and mtime of its modules, checked
+  on every request), when its socket is removed or replaced, and after
+  ``DOCKYARD_WARM_IDLE`` seconds without a command (default 900).
+* ``DOCKYARD_WARM=0`` turns warm start off for a command (no server is used or started).
+
+The server remembers which modules its children imported (a file beside the socket) and
+imports them too, so the second command of a kind is fully warm. ``grpc`` is never
+imported by the server: its C core is not safe to fork once initialised.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Sequence
+
+__all__ = [
+    "ENV_IDLE",
+    "ENV_SWITCH",
+    "PRELOAD",
+    "enabled",
+    "entry",
+    "run",
+    "runtime_dir",
+    "serve",
+    "socket_path",
+]
+
+ENV_SWITCH = "DOCKYARD_WARM"
+ENV_IDLE = "DOCKYARD_WARM_IDLE"
+DEFAULT_IDLE = 900.0
+
+_MAGIC = b"DYW1"
+_HEADER = struct.Struct("!4sI")  # magic, payload length
+_REPLY = struct.Struct("!ci")  # kind (P: child pid, X: exit code), value
+_MAX_PAYLOAD = 16 << 20
+_MAX_FDS = 200
+_TICK = 5.0
+# the namespaces a client must share with the server
+_NAMESPACES = ("mnt", "pid", "net", "user", "ipc", "uts", "cgroup")
+# resource limits handed from the client to the child
+_RLIMITS = (
+    "RLIMIT_AS",
+    "RLIMIT_CORE",
+    "RLIMIT_CPU",
+    "RLIMIT_DATA",
+    "RLIMIT_FSIZE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_NOFILE",
+    "RLIMIT_NPROC",
+    "RLIMIT_STACK",
+)
+_FORWARDED = (
+    "SIGINT",
+    "SIGTERM",
+    "SIGHUP",
+    "SIGQUIT",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGWINCH",
+    "SIGCONT",
+)
+_NO_FORK_PREFIXES = ("grpc", "_cffi", "multiprocessing")
+
+#: What the server imports before it serves: the CLI and what an embedded Dockerfile
+#: build uses (a test keeps each importable). Modules its children import besides are
+#: learned (see the module docstring).
+PRELOAD: tuple[str, ...] = (
+    "dockyard.cli.main",
+    "dockyard.cli._build",
+    "dockyard.cli._common",
+    "dockyard.cli._memo",
+    "dockyard.cli.progress",
+    "dockyard.client",
+    "dockyard.client._embedded",
+    "dockyard.client._job",
+    "dockyard.engine",
+    "dockyard.daemon._warm",
+    "dockyard.dockerfile._convert_args",
+    "dockyard.dockerfile._convert_context",
+    "dockyard.dockerfile._convert_dispatch",
+    "dockyard.dockerfile._lint",
+    "dockyard.engine._caches",
+    "dockyard.engine._exports",
+    "dockyard.engine._frontend_ctx",
+    "dockyard.exporter._image",
+    "dockyard.llb._marshal",
+    "dockyard.llb._validate",
+    "dockyard.llbsolver",
+    "dockyard.cache",
+    "dockyard.snapshot",
+    "dockyard.session",
+    "dockyard.source",
+    "dockyard.frontend",
+    "asyncio",
+    "sqlite3",
+)
+
+
+# -- where ------------------------------------------------------------------------------
+
+
+def enabled(argv: Sequence[str]) -> bool:
+    """Whether a command with ``argv`` (without the program name) may run warm."""
+    switch = os.environ.get(ENV_SWITCH, "").strip().lower()
+    if switch in ("0", "off", "no", "false"):
+        return False
+    # nothing to gain for a bare `dockyard`, --help or --version
+    return bool(argv) and argv[0] not in ("-h", "--help", "--version")
+
+
+def runtime_dir() -> str:
+    """The directory of this user's warm servers."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or ""
+    if base and os.path.isabs(base):
+        return os.path.join(base, "dockyard")
+    return f"/tmp/dockyard-{os.getuid()}"
+
+
+def socket_path() -> str:
+    """The socket of the warm server for this interpreter, install and import path."""
+    import hashlib
+
+    import dockyard
+
+    key = "\0".join(
+        [
+            sys.executable,
+            sys.version,
+            os.path.dirname(os.path.abspath(dockyard.__file__)),
+            *sys.path,
+            *sys.warnoptions,
+        ]
+    )
+    name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return os.path.join(runtime_dir(), f"warm-{name}.sock")
+
+
+def _private_dir(path: str, *, create: bool) -> bool:
+    """Whether ``path`` is a directory owned by this user that nobody else can enter."""
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0
+
+
+# -- the client ---------------------------------------------------------------------------
+
+
+def run(argv: Sequence[str]) -> int | None:
+    """Run the command ``argv`` (without the program name) in a warm server's child and
+    return its exit code; ``None`` when it must run in this process (warm start is off,
+    no server is ready — one is started for the next command — or the server refused)."""
+    if not enabled(argv):
+        return None
+    path = socket_path()
+    if not _private_dir(os.path.dirname(path), create=True):
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            _start_server(path)
+            return None
+        except OSError:
+            return None
+        return _delegate(sock, argv)
+    finally:
+        sock.close()
+
+
+def _start_server(path: str) -> None:
+    """Start the warm server for ``path`` in the background unless one is starting."""
+    try:
+        with open(path + ".pid", "rb") as f:
+            pid = int(f.read().strip() or b"0")
+        if pid > 0:
+            os.kill(pid, 0)
+            return  # alive: still importing
+    except (OSError, ValueError):
+        pass
+    argv = [sys.executable, "-m", "dockyard.cli._warm", path]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs or exits
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 65536)
+            os.execv(sys.executable, argv)
+        finally:
+            os._exit(127)
+    os.waitpid(pid, 0)
+
+
+def _open_fds(exclude: int) -> list[int]:
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd == exclude:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+        fds.append(fd)
+    return sorted(fds)
+
+
+def _payload(argv: Sequence[str], fds: Sequence[int]) -> bytes:
+    import resource
+
+    umask = os.umask(0)
+    os.umask(umask)
+    limits = []
+    for name in _RLIMITS:
+        soft, hard = resource.getrlimit(getattr(resource, name))
+        limits.append(f"{name}={soft},{hard}".encode())
+    import signal
+
+    ignored = [
+        name.encode()
+        for name in (*_FORWARDED, "SIGTSTP")
+        if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN
+    ]
+    flags = [
+        f"{fd},{1 if os.get_inheritable(fd) else 0}".encode() for fd in fds
+    ]  # the order of SCM_RIGHTS, after the working directory
+    fields: list[bytes] = [
+        str(umask).encode(),
+        str(len(flags)).encode(),
+        *flags,
+        str(len(limits)).encode(),
+        *limits,
+        str(len(ignored)).encode(),
+        *ignored,
+        str(len(argv) + 1).encode(),
+        os.fsencode(sys.argv[0] if sys.argv else "dockyard"),
+        *(os.fsencode(a) for a in argv),
+        *(k + b"=" + v for k, v in os.environb.items()),
+    ]
+    return b"\0".join(fields)
+
+
+def _delegate(sock: socket.socket, argv: Sequence[str]) -> int | None:
+    if any("\0" in a for a in argv):
+        return None
+    fds = _open_fds(sock.fileno())
+    if len(fds) > _MAX_FDS:
+        return None
+    try:
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        payload = _payload(argv, fds)
+        socket.send_fds(sock, [_HEADER.pack(_MAGIC, len(payload))], [cwd, *fds])
+        sock.sendall(payload)
+    except OSError:
+        return None
+    finally:
+        os.close(cwd)
+    reply = _recv_reply(sock)
+    if reply is None or reply[0] != b"P":
+        return None  # refused (or gone) before forking: nothing ran
+    return _follow(sock, reply[1])
+
+
+def _recv_reply(sock: socket.socket) -> tuple[bytes, int] | None:
+    data = b""
+    while len(data) < _REPLY.size:
+        try:
+            chunk = sock.recv(_REPLY.size - len(data))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    kind, value = _REPLY.unpack(data)
+    return kind, value
+
+
+def _follow(sock: socket.socket, child: int) -> int:
+    """Relay signals to ``child`` until it reports its exit code."""
+    import signal
+
+    relayed: list[int] = []
+
+    def relay(signum: int, frame: object) -> None:
+        relayed.append(signum)
+        try:
+            os.kill(child, signum)
+        except OSError:
+            pass
+
+    def stop(signum: int, frame: object) -> None:
+        try:
+            os.kill(child, signal.SIGSTOP)
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    for name in _FORWARDED:
+        signum = getattr(signal, name)
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, relay)
+    if signal.getsignal(signal.SIGTSTP) != signal.SIG_IGN:
+        signal.signal(signal.SIGTSTP, stop)
+    reply = _recv_reply(sock)
+    if reply is not None and reply[0] == b"X":
+        return reply[1]
+    if relayed:
+        return 128 + relayed[-1]
+    sys.stderr.write("dockyard: the command's process ended without an exit status\n")
+    return 1
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+def serve(path: str) -> None:
+    """Serve warm starts on ``path`` until idle, stale or replaced (``python -m``)."""
+    import fcntl
+
+    directory = os.path.dirname(path)
+    if not _private_dir(directory, create=True):
+        return
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # another server for the same key
+    _write_file(path + ".pid", f"{os.getpid()}\n".encode())
+    code = _code_fingerprint()
+    learned = path + ".modules"
+    _preload(PRELOAD)
+    _preload(_learned(learned))
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    idle = _idle_seconds()
+    listener.settimeout(min(_TICK, idle))
+    ident = os.stat(path).st_ino
+    server = _Server(path=path, listener=listener, code=code, learned=learned)
+    try:
+        server.loop(ident, idle)
+    finally:
+        listener.close()
+        try:
+            if os.stat(path).st_ino == ident:
+                os.unlink(path)
+        except OSError:
+            pass
+        try:
+            os.unlink(path + ".pid")
+        except OSError:
+            pass
+
+
+def _idle_seconds() -> float:
+    try:
+        return max(0.5, float(os.environ.get(ENV_IDLE, DEFAULT_IDLE)))
+    except ValueError:
+        return DEFAULT_IDLE
+
+
+def _write_file(path: str, data: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _code_fingerprint() -> tuple[str, ...]:
+    from dockyard.cli import _memo
+
+    return _memo.code_fingerprint()
+
+
+def _preload(names: Sequence[str]) -> None:
+    import importlib
+
+    for name in names:
+        if name in sys.modules or name.startswith(_NO_FORK_PREFIXES):
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:  # a child imports it again and reports the error
+            continue
+
+
+def _learned(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split()
+    except OSError:
+        return []
+    return [n for n in dict.fromkeys(lines) if all(p.isidentifier() for p in n.split("."))]
+
+
+class _Server:
+    def __init__(self, *, path: str, listener: socket.socket, code: tuple[str, ...], learned: str):
+        self.path = path
+        self.listener = listener
+        self.code = code
+        self.learned = learned
+        self.children: set[int] = set()
+        self.namespaces = _namespaces("self")
+
+    def loop(self, ident: int, idle: float) -> None:
+        import time
+
+        last = time.monotonic()
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                conn = None
+            self._reap()
+            if conn is not None:
+                last = time.monotonic()
+                with conn:
+                    if not self._serve(conn):
+                        return
+                continue
+            try:
+                if os.stat(self.path).st_ino != ident:
+                    return  # replaced or removed
+            except OSError:
+                return
+            if _code_fingerprint() != self.code:
+                return
+            if not self.children and time.monotonic() - last >= idle:
+                return
+
+    def _reap(self) -> None:
+        learned = False
+        for pid in list(self.children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.children.discard(pid)
+                learned = True
+        if learned:
+            _preload(_learned(self.learned))
+
+    def _serve(self, conn: socket.socket) -> bool:
+        """Fork a child for the client on ``conn``; False when this server must stop."""
+        conn.settimeout(10.0)
+        fds: list[int] = []
+        try:
+            if not self._peer_ok(conn):
+                return True
+            payload, fds = _receive(conn)
+            if payload is None:
+                return True
+            if _code_fingerprint() != self.code or _threads() != 1:
+                return False  # the client runs the command itself; a new server starts
+            from dockyard.cli import _memo
+
+            _memo.verified_code = self.code
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the forked child
+                code = 1
+                try:
+                    self.listener.close()
+                    code = _child(conn, payload, fds, self.learned)
+                finally:
+                    os._exit(code)
+            self.children.add(pid)
+            return True
+        except OSError:
+            return True
+        finally:
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _peer_ok(self, conn: socket.socket) -> bool:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid() or pid <= 0:
+            return False
+        try:
+            same_root = os.stat(f"/proc/{pid}/root") == os.stat("/proc/self/root")
+        except OSError:
+            return False
+        return same_root and _namespaces(str(pid)) == self.namespaces
+
+
+def _namespaces(pid: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(os.stat(f"/proc/{pid}/ns/{ns}").st_ino for ns in _NAMESPACES)
+    except OSError:
+        return None
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+def _receive(conn: socket.socket) -> tuple[bytes | None, list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, _MAX_FDS + 1)
+    fds = list(fds)
+    while len(data) < _HEADER.size:
+        more = conn.recv(_HEADER.size - len(data))
+        if not more:
+            return None, fds
+        data += more
+    magic, size = _HEADER.unpack(data)
+    if magic != _MAGIC or size > _MAX_PAYLOAD or not fds:
+        return None, fds
+    chunks = []
+    while size:
+        chunk = conn.recv(min(size, 1 << 20))
+        if not chunk:
+            return None, fds
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks), fds
+
+
+# -- the child -----------------------------------------------------------------------------
+
+
+def _child(conn: socket.socket, payload: bytes, fds: list[int], learned: str) -> int:
+    """Become the client's command; its exit code (also sent to the client)."""
+    import signal
+    import threading
+
+    os.setsid()
+    for name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCHLD", "SIGCONT"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    conn.settimeout(None)
+    argv, conn = _become(payload, fds, conn)
+    before = set(sys.modules)
+    done = threading.Event()
+    _watch(conn, done)
+    _reply(conn, b"P", os.getpid())
+    code = _run_command(argv)
+    _learn(learned, set(sys.modules) - before)
+    done.set()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        _reply(conn, b"X", code)
+    except OSError:
+        pass
+    return code
+
+
+def _become(payload: bytes, fds: list[int], conn: socket.socket) -> tuple[list[str], socket.socket]:
+    """Take on the client's descriptors, directory, umask, limits and environment; the
+    command's argv and the connection (moved clear of the client's descriptor numbers)."""
+    import fcntl
+    import resource
+
+    it = iter(payload.split(b"\0"))
+    umask = int(next(it))
+    targets = []
+    for _ in range(int(next(it))):
+        fd_number, fd_flag = next(it).split(b",")
+        targets.append((int(fd_number), fd_flag == b"1"))
+    limits = [next(it).decode() for _ in range(int(next(it)))]
+    ignored = [next(it).decode() for _ in range(int(next(it)))]
+    argv = [os.fsdecode(next(it)) for _ in range(int(next(it)))]
+    environ = list(it)
+    cwd, received = fds[0], fds[1:]
+    if len(received) != len(targets):
+        raise OSError("the client sent a different number of descriptors than it listed")
+    # move the connection and the received descriptors above every target number
+    top = max([n for n, _ in targets] + received + [conn.fileno(), cwd, 2]) + 1
+    moved_conn = socket.socket(fileno=fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, top))
+    conn.close()
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for fd in received]
+    os.fchdir(cwd)
+    # nothing of the server's stays open: its lock, listener, /dev/null stdio
+    keep = set(moved) | {moved_conn.fileno()}
+    for fd in _open_fds(-1):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for (number, inheritable), fd in zip(targets, moved, strict=True):
+        os.dup2(fd, number, inheritable=inheritable)
+        os.close(fd)
+    os.umask(umask)
+    for entry in limits:
+        name, _, values = entry.partition("=")
+        soft, hard = (int(v) for v in values.split(","))
+        try:
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        except (OSError, ValueError):
+            pass
+    import signal
+
+    for name in ignored:  # what the client ignores (a background job's SIGINT), so do we
+        if name.startswith("SIG") and hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    os.environ.clear()
+    for item in environ:
+        key, sep, value = item.partition(b"=")
+        if sep and key:
+            os.environb[key] = value
+    sys.argv = argv
+    _reopen_stdio({n for n, _ in targets})
+    return argv[1:], moved_conn
+
+
+def _reopen_stdio(open_fds: set[int]) -> None:
+    import io
+
+    def stream(fd: int, mode: str, errors: str, line: bool) -> io.TextIOWrapper | None:
+        if fd not in open_fds:
+            return None
+        raw = io.FileIO(fd, mode, closefd=False)
+        buffered: io.BufferedReader | io.BufferedWriter = (
+            io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+        )
+        return io.TextIOWrapper(
+            buffered,
+            encoding="utf-8",
+            errors=errors,
+            line_buffering=line,
+            write_through=fd == 2,
+        )
+
+    tty = 1 in open_fds and os.isatty(1)
+    sys.stdin = stream(0, "r", "surrogateescape", False)
+    sys.stdout = stream(1, "w", "surrogateescape", tty)
+    sys.stderr = stream(2, "w", "backslashreplace", True)
+
+
+def _watch(conn: socket.socket, done: threading.Event) -> None:
+    """Interrupt this process (like Ctrl-C) when the client goes away."""
+    import signal
+
+    def watch() -> None:
+        try:
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    import threading
+
+    threading.Thread(target=watch, name="dockyard-warm-client", daemon=True).start()
+
+
+def _reply(conn: socket.socket, kind: bytes, value: int) -> None:
+    conn.sendall(_REPLY.pack(kind, value))
+
+
+def _run_command(argv: list[str]) -> int:
+    from dockyard.cli import _gc
+    from dockyard.cli.main import cancel_on_sigterm, exit_code, main
+
+    _gc.startup()
+    cancel_on_sigterm()
+    try:
+        return exit_code(main(argv))
+    except SystemExit as exc:
+        code = exc.code
+        return exit_code(code if isinstance(code, int) else (0 if code is None else 1))
+    except KeyboardInterrupt:
+        return exit_code(130)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+
+
+def _learn(path: str, names: set[str]) -> None:
+    """Note the modules a child imported for the server to import too."""
+    new = sorted(
+        n
+        for n in names
+        if n != "__main__"
+        and not n.startswith(_NO_FORK_PREFIXES)
+        and all(part.isidentifier() for part in n.split("."))
+    )
+    if not new:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, ("\n".join(new) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def entry() -> None:
+    """The ``dockyard`` console script: the command in a warm server's child when one is
+    ready, else in this process."""
+    code = run(sys.argv[1:])
+    if code is None:
+        from dockyard.cli.main import run as run_here
+
+        run_here()
+    sys.exit(code)
+
+
+def _main(args: Sequence[str]) -> None:
+    if len(args) != 1:
+        sys.exit("usage: python -m dockyard.cli._warm SOCKET")
+    serve(args[0])
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,241 @@
+"""Warm start (cli._warm): a later ``dockyard`` command runs in a child of a pre-imported
+server, and behaves exactly as in its own process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import stop_warm_servers
+
+DOCKYARD = str(Path(sys.executable).parent / "dockyard")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root")
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A runtime directory of this test's own (its warm server ends with the test)."""
+    path = tmp_path / "run"
+    path.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    monkeypatch.delenv("DOCKYARD_WARM", raising=False)
+    yield path / "dockyard"
+    stop_warm_servers(path / "dockyard")
+
+
+def _dockyard(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DOCKYARD, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        input=input,
+        pass_fds=pass_fds,
+    )
+
+
+def _wait_for_server(runtime: Path) -> Path:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        sockets = list(runtime.glob("warm-*.sock"))
+        if sockets:
+            return sockets[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no warm server started in {runtime}")
+
+
+def _children_ran(runtime: Path) -> str:
+    """The modules the server's children reported: empty until a child ran."""
+    learned = list(runtime.glob("warm-*.sock.modules"))
+    return learned[0].read_text() if learned else ""
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /\n")
+    return ctx
+
+
+def _warm_up(runtime: Path, state: Path, context: Path) -> None:
+    first = _dockyard("build", "-q", "--state-dir", str(state), str(context))
+    assert first.returncode == 0, first.stderr
+    _wait_for_server(runtime)
+
+
+def test_a_later_command_runs_in_the_servers_child(
+    runtime: Path, tmp_path: Path, context: Path
+) -> None:
+    state = tmp_path / "state"
+    _warm_up(runtime, state, context)
+    assert _children_ran(runtime) == ""
+    out = tmp_path / "out"
+    second = _dockyard(
+        "build", "-q", "--state-dir", str(state), "-o", f"type=local,dest={out}", ".", cwd=context
+    )
+    assert second.returncode == 0, second.stderr
+    assert (out / "hello.txt").read_text() == "hello\n"
+    assert "dockyard." in _children_ran(runtime)
+
+
+def test_exit_code_and_errors_are_the_commands(
+    runtime: Path, tmp_path: Path, context: Path
+) -> None:
+    state = tmp_path / "state"
+    _warm_up(runtime, state, context)
+    (context / "Dockerfile").write_text("FROM scratch\nBOGUS x\n")
+    warm = _dockyard("build", "--progress=plain", "--state-dir", str(state), str(context))
+    cold = _dockyard(
+        "build",
+        "--progress=plain",
+        "--state-dir",
+        str(state),
+        str(context),
+        env={"DOCKYARD_WARM": "0"},
+    )
+    assert "dockyard." in _children_ran(runtime)
+    assert warm.returncode == cold.returncode == 1
+    assert "unknown instruction: BOGUS" in warm.stderr
+    assert warm.stderr.splitlines()[-3:] == cold.stderr.splitlines()[-3:]
+    usage = _dockyard("build", "--no-such-flag", str(context))
+    assert usage.returncode == 2
+    assert "No such option" in usage.stderr
+
+
+def test_stdin_environment_directory_and_descriptors_are_the_clients(
+    runtime: Path, tmp_path: Path, context: Path
+) -> None:
+    state = tmp_path / "state"
+    _warm_up(runtime, state, context)
+    # the Dockerfile on stdin, a build arg from the environment, the context relative
+    # to the working directory, the image ID into a descriptor the client holds
+    read_end, write_end = os.pipe()
+    dockerfile = b"FROM scratch\nARG GREETING\nLABEL greeting=$GREETING\nCOPY hello.txt /\n"
+    try:
+        result = _dockyard(
+            "build",
+            "--state-dir",
+            str(state),
+            "-q",
+            "-t",
+            "warm/env",
+            "--build-arg",
+            "GREETING",
+            "--iidfile",
+            f"/dev/fd/{write_end}",
+            "-f",
+            "-",
+            ".",
+            cwd=context,
+            env={"GREETING": "from-the-client"},
+            input=dockerfile.decode(),
+            pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        written = os.read(read_end, 4096).decode()
+    finally:
+        os.close(read_end)
+    assert result.returncode == 0, result.stderr
+    assert "dockyard." in _children_ran(runtime)
+    assert written.startswith("sha256:")
+    assert result.stdout.strip() == written
+    inspect = _dockyard("image", "inspect", "--state-dir", str(state), "warm/env")
+    assert "from-the-client" in inspect.stdout
+
+
+def _sleeping_build(
+    runtime: Path, state: Path, tmp_path: Path, context: Path, marker: str
+) -> subprocess.Popen[bytes]:
+    _warm_up(runtime, state, context)
+    ctx = tmp_path / "sleep"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep 30 && echo {marker}\n")
+    build = subprocess.Popen(
+        [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), str(ctx)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+    return build
+
+
+def _running(marker: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["int", "term"]
+)
+def test_a_signal_to_the_client_cancels_the_command(
+    runtime: Path, state: Path, tmp_path: Path, context: Path, signum: int, code: int
+) -> None:
+    marker = f"warm-signal-{os.getpid()}-{signum}"
+    build = _sleeping_build(runtime, state, tmp_path, context, marker)
+    build.send_signal(signum)
+    out, _ = build.communicate(timeout=60)
+    assert build.returncode == code, out.decode()
+    assert b"Aborted." in out
+    assert "dockyard." in _children_ran(runtime)
+    assert _wait(lambda: not _running(marker), 20), "the RUN step outlived its build"
+
+
+def test_a_killed_client_cancels_the_command(
+    runtime: Path, state: Path, tmp_path: Path, context: Path
+) -> None:
+    marker = f"warm-kill-{os.getpid()}"
+    build = _sleeping_build(runtime, state, tmp_path, context, marker)
+    build.kill()
+    build.communicate(timeout=60)  # the child holds the output until it ends
+    assert _wait(lambda: not _running(marker), 20), "the RUN step outlived its client"
+    # the state directory is free again: a build on it runs
+    again = _dockyard("build", "-q", "--state-dir", str(state), str(context))
+    assert again.returncode == 0, again.stderr
+
+
+def test_warm_start_can_be_turned_off(runtime: Path, tmp_path: Path, context: Path) -> None:
+    state = tmp_path / "state"
+    for _ in range(2):
+        result = _dockyard(
+            "build", "-q", "--state-dir", str(state), str(context), env={"DOCKYARD_WARM": "0"}
+        )
+        assert result.returncode == 0, result.stderr
+    assert not runtime.exists() or not list(runtime.iterdir())
+
+
+def test_an_idle_server_ends(
+    runtime: Path, tmp_path: Path, context: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKYARD_WARM_IDLE", "1")
+    _warm_up(runtime, tmp_path / "state", context)
+    assert _wait(lambda: not list(runtime.glob("warm-*.sock")), 30), "the server stayed"
+    assert not list(runtime.glob("warm-*.sock.pid"))

@@ -1,0 +1,152 @@
+"""The warm-start server's checks (cli._warm); the whole path runs in
+tests/integration/cli/test_warm.py."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from dockyard.cli import _warm
+
+
+@pytest.mark.parametrize(
+    ("switch", "argv", "expected"),
+    [
+        ("", ["build", "."], True),
+        ("1", ["images"], True),
+        ("0", ["build", "."], False),
+        ("off", ["build", "."], False),
+        ("", ["--version"], False),
+        ("", ["--help"], False),
+        ("", [], False),
+    ],
+)
+def test_enabled(
+    monkeypatch: pytest.MonkeyPatch, switch: str, argv: list[str], expected: bool
+) -> None:
+    monkeypatch.setenv(_warm.ENV_SWITCH, switch)
+    assert _warm.enabled(argv) is expected
+
+
+def test_the_socket_lives_in_the_users_runtime_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    path = _warm.socket_path()
+    assert os.path.dirname(path) == str(tmp_path / "dockyard")
+    assert len(path) < 108  # sun_path
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/dir")
+    assert _warm.runtime_dir() == f"/tmp/dockyard-{os.getuid()}"
+
+
+def test_only_a_private_directory_is_used(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    assert _warm._private_dir(str(private), create=True)
+    assert private.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    assert not _warm._private_dir(str(shared), create=True)
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    assert not _warm._private_dir(str(link), create=False)
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 4321, 4321)
+        assert not _warm._private_dir(str(theirs), create=False)
+
+
+def test_a_client_in_a_shared_directory_runs_in_its_own_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    base = tmp_path / "run"
+    (base / "dockyard").mkdir(parents=True, mode=0o777)
+    (base / "dockyard").chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+    monkeypatch.delenv(_warm.ENV_SWITCH, raising=False)
+    assert _warm.run(["build", "."]) is None
+    assert list((base / "dockyard").iterdir()) == []  # no server was started
+
+
+def test_learned_module_names_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "modules"
+    path.write_text("dockyard.engine\nos.path\n../etc/passwd\nx;y\ndockyard.engine\n")
+    assert _warm._learned(str(path)) == ["dockyard.engine", "os.path"]
+    assert _warm._learned(str(tmp_path / "missing")) == []
+
+
+def test_learning_skips_what_cannot_be_forked(tmp_path: Path) -> None:
+    path = tmp_path / "modules"
+    _warm._learn(str(path), {"grpc", "grpc._cython.cygrpc", "__main__", "json", "a-b"})
+    assert path.read_text().split() == ["json"]
+
+
+@pytest.mark.parametrize("name", _warm.PRELOAD)
+def test_preloaded_modules_exist(name: str) -> None:
+    importlib.import_module(name)
+
+
+def _server(code: tuple[str, ...]) -> _warm._Server:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    return _warm._Server(path="/nonexistent", listener=listener, code=code, learned="/dev/null")
+
+
+def test_peers_are_checked() -> None:
+    server = _server(("code",))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, server.listener:
+        assert server._peer_ok(ours)  # this process: same user, namespaces and root
+        server.namespaces = (1, 2, 3)
+        assert not server._peer_ok(ours)
+
+
+def _send_request(sock: socket.socket) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+        payload = _warm._payload(["build", "."], [read_end])
+        socket.send_fds(sock, [_warm._HEADER.pack(_warm._MAGIC, len(payload))], [cwd, read_end])
+        sock.sendall(payload)
+        os.close(cwd)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_a_server_whose_code_changed_stops_without_forking() -> None:
+    server = _server(("old code",))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, server.listener:
+        _send_request(theirs)
+        assert server._serve(ours) is False  # the server stops; the client runs it
+        assert server.children == set()
+
+
+def test_a_request_is_read_whole() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        _send_request(theirs)
+        payload, fds = _warm._receive(ours)
+        try:
+            assert payload is not None
+            assert len(fds) == 2
+            fields = payload.split(b"\0")
+            assert b"build" in fields
+            assert any(f.startswith(b"PATH=") for f in fields)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def test_a_request_with_a_bad_header_is_dropped() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        theirs.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        payload, fds = _warm._receive(ours)
+        assert payload is None
+        assert fds == []

@@ -28,21 +28,24 @@ Safety:
 * ``DOCKYARD_WARM=0`` turns warm start off for a command (no server is used or started).
 
 The server remembers which modules its children imported (a file beside the socket) and
-imports them too, so the second command of a kind is fully warm. ``grpc`` is never
-imported by the server: its C core is not safe to fork once initialised.
+imports them too, so the second command of a kind is fully warm. Importing ``grpc`` is
+safe: its C core initialises (and starts threads) with the first channel, which only a
+child makes; the thread check above is the backstop.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import struct
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import _socket
+    import socket
     import threading
     from collections.abc import Sequence
+    from typing import Any
 
 __all__ = [
     "ENV_IDLE",
@@ -53,6 +56,7 @@ __all__ = [
     "run",
     "runtime_dir",
     "serve",
+    "server_key",
     "socket_path",
 ]
 
@@ -90,7 +94,7 @@ _FORWARDED = (
     "SIGWINCH",
     "SIGCONT",
 )
-_NO_FORK_PREFIXES = ("grpc", "_cffi", "multiprocessing")
+_NO_FORK_PREFIXES = ("multiprocessing",)
 
 #: What the server imports before it serves: the CLI and what an embedded Dockerfile
 #: build uses (a test keeps each importable). Modules its children import besides are
@@ -147,22 +151,27 @@ def runtime_dir() -> str:
     return f"/tmp/dockyard-{os.getuid()}"
 
 
-def socket_path() -> str:
-    """The socket of the warm server for this interpreter, install and import path."""
-    import hashlib
-
+def server_key() -> bytes:
+    """What a server must share with a client: interpreter, install and import path
+    (sent with every request and compared whole by the server)."""
     import dockyard
 
-    key = "\0".join(
-        [
-            sys.executable,
-            sys.version,
-            os.path.dirname(os.path.abspath(dockyard.__file__)),
-            *sys.path,
-            *sys.warnoptions,
-        ]
-    )
-    name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    parts = [
+        sys.executable,
+        sys.version,
+        os.path.dirname(os.path.abspath(dockyard.__file__)),
+        *sys.path,
+        *sys.warnoptions,
+    ]
+    return "\n".join(parts).encode("utf-8", "surrogateescape")
+
+
+def socket_path(key: bytes | None = None) -> str:
+    """The socket of the warm server for ``key`` (default: this process's)."""
+    import zlib  # a C module: hashlib would cost the client ~4 ms of imports
+
+    key = server_key() if key is None else key
+    name = f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}"
     return os.path.join(runtime_dir(), f"warm-{name}.sock")
 
 
@@ -193,10 +202,14 @@ def run(argv: Sequence[str]) -> int | None:
     no server is ready — one is started for the next command — or the server refused)."""
     if not enabled(argv):
         return None
-    path = socket_path()
+    key = server_key()
+    path = socket_path(key)
     if not _private_dir(os.path.dirname(path), create=True):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    # the C module: `socket` (with enum and selectors) costs the client ~10 ms of imports
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
             sock.connect(path)
@@ -205,7 +218,7 @@ def run(argv: Sequence[str]) -> int | None:
             return None
         except OSError:
             return None
-        return _delegate(sock, argv)
+        return _delegate(sock, argv, key)
     finally:
         sock.close()
 
@@ -220,7 +233,13 @@ def _start_server(path: str) -> None:
             return  # alive: still importing
     except (OSError, ValueError):
         pass
-    argv = [sys.executable, "-m", "dockyard.cli._warm", path]
+    # the client's exact import path (not -m's working directory) and warning options,
+    # so that the server's key is the client's
+    boot = (
+        f"import sys; sys.path[:] = {sys.path!r}; "
+        f"from dockyard.cli._warm import serve; serve({path!r})"
+    )
+    argv = [sys.executable, *(f"-W{w}" for w in sys.warnoptions), "-c", boot]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child execs or exits
         try:
@@ -231,6 +250,7 @@ def _start_server(path: str) -> None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.closerange(3, 65536)
+            os.chdir("/")  # keep no directory of the client's busy
             os.execv(sys.executable, argv)
         finally:
             os._exit(127)
@@ -251,7 +271,7 @@ def _open_fds(exclude: int) -> list[int]:
     return sorted(fds)
 
 
-def _payload(argv: Sequence[str], fds: Sequence[int]) -> bytes:
+def _payload(argv: Sequence[str], fds: Sequence[int], key: bytes) -> bytes:
     import resource
 
     umask = os.umask(0)
@@ -260,17 +280,17 @@ def _payload(argv: Sequence[str], fds: Sequence[int]) -> bytes:
     for name in _RLIMITS:
         soft, hard = resource.getrlimit(getattr(resource, name))
         limits.append(f"{name}={soft},{hard}".encode())
-    import signal
-
+    signals = _signals()
     ignored = [
         name.encode()
         for name in (*_FORWARDED, "SIGTSTP")
-        if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN
+        if signals.getsignal(getattr(signals, name)) == signals.SIG_IGN
     ]
     flags = [
         f"{fd},{1 if os.get_inheritable(fd) else 0}".encode() for fd in fds
     ]  # the order of SCM_RIGHTS, after the working directory
     fields: list[bytes] = [
+        key,
         str(umask).encode(),
         str(len(flags)).encode(),
         *flags,
@@ -286,7 +306,14 @@ def _payload(argv: Sequence[str], fds: Sequence[int]) -> bytes:
     return b"\0".join(fields)
 
 
-def _delegate(sock: socket.socket, argv: Sequence[str]) -> int | None:
+def _signals() -> Any:
+    """The C module of ``signal`` (whose Python half imports enum: ~4 ms)."""
+    import _signal  # type: ignore[import-not-found]
+
+    return _signal
+
+
+def _delegate(sock: _socket.socket, argv: Sequence[str], key: bytes) -> int | None:
     if any("\0" in a for a in argv):
         return None
     fds = _open_fds(sock.fileno())
@@ -297,8 +324,12 @@ def _delegate(sock: socket.socket, argv: Sequence[str]) -> int | None:
     except OSError:
         return None
     try:
-        payload = _payload(argv, fds)
-        socket.send_fds(sock, [_HEADER.pack(_MAGIC, len(payload))], [cwd, *fds])
+        import _socket
+
+        payload = _payload(argv, fds, key)
+        rights = struct.pack(f"{len(fds) + 1}i", cwd, *fds)
+        header = _HEADER.pack(_MAGIC, len(payload))
+        sock.sendmsg([header], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
         sock.sendall(payload)
     except OSError:
         return None
@@ -310,7 +341,7 @@ def _delegate(sock: socket.socket, argv: Sequence[str]) -> int | None:
     return _follow(sock, reply[1])
 
 
-def _recv_reply(sock: socket.socket) -> tuple[bytes, int] | None:
+def _recv_reply(sock: _socket.socket) -> tuple[bytes, int] | None:
     data = b""
     while len(data) < _REPLY.size:
         try:
@@ -324,9 +355,9 @@ def _recv_reply(sock: socket.socket) -> tuple[bytes, int] | None:
     return kind, value
 
 
-def _follow(sock: socket.socket, child: int) -> int:
+def _follow(sock: _socket.socket, child: int) -> int:
     """Relay signals to ``child`` until it reports its exit code."""
-    import signal
+    signal = _signals()
 
     relayed: list[int] = []
 
@@ -376,6 +407,9 @@ def serve(path: str) -> None:
         return  # another server for the same key
     _write_file(path + ".pid", f"{os.getpid()}\n".encode())
     code = _code_fingerprint()
+    key = server_key()
+    if socket_path(key) != path:
+        return  # started by hand for another interpreter or import path
     learned = path + ".modules"
     _preload(PRELOAD)
     _preload(_learned(learned))
@@ -387,6 +421,8 @@ def serve(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    import socket
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     listener.bind(path)
     os.chmod(path, 0o600)
@@ -394,7 +430,7 @@ def serve(path: str) -> None:
     idle = _idle_seconds()
     listener.settimeout(min(_TICK, idle))
     ident = os.stat(path).st_ino
-    server = _Server(path=path, listener=listener, code=code, learned=learned)
+    server = _Server(path=path, listener=listener, code=code, key=key, learned=learned)
     try:
         server.loop(ident, idle)
     finally:
@@ -455,8 +491,17 @@ def _learned(path: str) -> list[str]:
 
 
 class _Server:
-    def __init__(self, *, path: str, listener: socket.socket, code: tuple[str, ...], learned: str):
+    def __init__(
+        self,
+        *,
+        path: str,
+        listener: socket.socket,
+        code: tuple[str, ...],
+        key: bytes,
+        learned: str,
+    ) -> None:
         self.path = path
+        self.key = key
         self.listener = listener
         self.code = code
         self.learned = learned
@@ -510,8 +555,8 @@ class _Server:
             if not self._peer_ok(conn):
                 return True
             payload, fds = _receive(conn)
-            if payload is None:
-                return True
+            if payload is None or not payload.startswith(self.key + b"\0"):
+                return True  # not ours (another interpreter or import path)
             if _code_fingerprint() != self.code or _threads() != 1:
                 return False  # the client runs the command itself; a new server starts
             from dockyard.cli import _memo
@@ -537,6 +582,8 @@ class _Server:
                     pass
 
     def _peer_ok(self, conn: socket.socket) -> bool:
+        import socket
+
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, _gid = struct.unpack("3i", creds)
         if uid != os.getuid() or pid <= 0:
@@ -563,6 +610,8 @@ def _threads() -> int:
 
 
 def _receive(conn: socket.socket) -> tuple[bytes | None, list[int]]:
+    import socket
+
     data, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, _MAX_FDS + 1)
     fds = list(fds)
     while len(data) < _HEADER.size:
@@ -619,6 +668,7 @@ def _become(payload: bytes, fds: list[int], conn: socket.socket) -> tuple[list[s
     import resource
 
     it = iter(payload.split(b"\0"))
+    next(it)  # the key, checked by the server
     umask = int(next(it))
     targets = []
     for _ in range(int(next(it))):
@@ -633,6 +683,8 @@ def _become(payload: bytes, fds: list[int], conn: socket.socket) -> tuple[list[s
         raise OSError("the client sent a different number of descriptors than it listed")
     # move the connection and the received descriptors above every target number
     top = max([n for n, _ in targets] + received + [conn.fileno(), cwd, 2]) + 1
+    import socket
+
     moved_conn = socket.socket(fileno=fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, top))
     conn.close()
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for fd in received]
@@ -774,13 +826,3 @@ def entry() -> None:
 
         run_here()
     sys.exit(code)
-
-
-def _main(args: Sequence[str]) -> None:
-    if len(args) != 1:
-        sys.exit("usage: python -m dockyard.cli._warm SOCKET")
-    serve(args[0])
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

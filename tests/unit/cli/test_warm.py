@@ -82,8 +82,8 @@ def test_learned_module_names_are_checked(tmp_path: Path) -> None:
 
 def test_learning_skips_what_cannot_be_forked(tmp_path: Path) -> None:
     path = tmp_path / "modules"
-    _warm._learn(str(path), {"grpc", "grpc._cython.cygrpc", "__main__", "json", "a-b"})
-    assert path.read_text().split() == ["json"]
+    _warm._learn(str(path), {"multiprocessing.pool", "__main__", "json", "grpc", "a-b"})
+    assert path.read_text().split() == ["grpc", "json"]
 
 
 @pytest.mark.parametrize("name", _warm.PRELOAD)
@@ -93,7 +93,13 @@ def test_preloaded_modules_exist(name: str) -> None:
 
 def _server(code: tuple[str, ...]) -> _warm._Server:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    return _warm._Server(path="/nonexistent", listener=listener, code=code, learned="/dev/null")
+    return _warm._Server(
+        path="/nonexistent",
+        listener=listener,
+        code=code,
+        key=_warm.server_key(),
+        learned="/dev/null",
+    )
 
 
 def test_peers_are_checked() -> None:
@@ -109,13 +115,28 @@ def _send_request(sock: socket.socket) -> None:
     read_end, write_end = os.pipe()
     try:
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
-        payload = _warm._payload(["build", "."], [read_end])
+        payload = _warm._payload(["build", "."], [read_end], _warm.server_key())
         socket.send_fds(sock, [_warm._HEADER.pack(_warm._MAGIC, len(payload))], [cwd, read_end])
         sock.sendall(payload)
         os.close(cwd)
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_request_for_another_key_is_refused() -> None:
+    server = _server(("code",))
+    server.key = b"another interpreter"
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, server.listener:
+        _send_request(theirs)
+        assert server._serve(ours) is True  # the server goes on; this client runs it
+        assert server.children == set()
+
+
+def test_the_socket_is_named_by_the_key() -> None:
+    assert _warm.socket_path(b"a") != _warm.socket_path(b"b")
+    assert _warm.socket_path() == _warm.socket_path(_warm.server_key())
 
 
 def test_a_server_whose_code_changed_stops_without_forking() -> None:

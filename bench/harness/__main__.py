@@ -21,6 +21,7 @@ from ._builders import (
     DockerBuildKit,
     DockyardDaemon,
     make_builders,
+    stop_warm_servers,
     venv_bin,
     warm_bytecode,
     wipe,
@@ -198,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="after each scenario's runs, one more Dockyard run under a profiler "
         "(pyinstrument around the embedded CLI, py-spy on the daemon)",
     )
+    parser.add_argument(
+        "--no-warm",
+        action="store_true",
+        help="run every dockyard command in its own process (DOCKYARD_WARM=0): what a "
+        "first command costs, without the warm-start server",
+    )
     parser.add_argument("--size-mib", type=int, default=100, help="export/pull size (100)")
     parser.add_argument("--work", type=Path, help="work directory (default under /var/tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -224,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"cannot run: {problem}")
         return 2
     try:
-        builders = make_builders(_split(args.builders), work, log)
+        builders = make_builders(_split(args.builders), work, log, warm=not args.no_warm)
     except BenchError as exc:
         parser.error(str(exc))
     skipped: dict[str, str] = {}
@@ -253,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "skipped": skipped,
         "registry": registry.host,
         "tools": str(TOOLS_DIR),
+        "dockyard_warm_start": not args.no_warm,
     }
     results: list[ScenarioResult] = []
     floors: list[Floor] = []
@@ -312,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _say(f"cleanup of {b.name}: {exc}")
         if any(b.name == BUILDKIT for b in builders):
             run(["/usr/bin/docker", "builder", "prune", "-af"], log, check=False)
+        stop_warm_servers(work)
         registry.close()
         floor_map = {f.name: f for f in floors}
         report = {

@@ -136,8 +136,11 @@ class DockyardBuilder(Builder):
         if self.profile_to is None:
             return [exe]
         path, self.profile_to = self.profile_to, None
+        # a profiled command runs in its own process (a warm start's client does nothing)
+        alone = ["env", "DOCKYARD_WARM=0"]
         if path.suffix == ".collapsed":  # py-spy: every thread, raw collapsed stacks
             return [
+                *alone,
                 venv_bin("py-spy"),
                 "record",
                 "--format",
@@ -150,7 +153,7 @@ class DockyardBuilder(Builder):
                 exe,
             ]
         # pyinstrument: the main thread's wall clock (await points included)
-        return [venv_bin("pyinstrument"), "-r", "pyisession", "-o", str(path), exe]
+        return [*alone, venv_bin("pyinstrument"), "-r", "pyisession", "-o", str(path), exe]
 
     def build_argv(
         self,
@@ -428,13 +431,32 @@ def warm_bytecode(log: Log) -> None:
     )
 
 
-def make_builders(names: Sequence[str], work: Path, log: Log) -> list[Builder]:
+def _warm_env(work: Path, warm: bool) -> dict[str, str]:
+    """Dockyard's environment: its warm-start servers (cli._warm) are the harness's own,
+    in the work directory, or there are none."""
+    if not warm:
+        return {**DOCKYARD_ENV, "DOCKYARD_WARM": "0"}
+    runtime = work / "xdg-run"
+    runtime.mkdir(parents=True, mode=0o700, exist_ok=True)
+    return {**DOCKYARD_ENV, "XDG_RUNTIME_DIR": str(runtime), "DOCKYARD_WARM": "1"}
+
+
+def stop_warm_servers(work: Path) -> None:
+    """SIGTERM the warm-start servers Dockyard's commands started for the harness."""
+    for pidfile in (work / "xdg-run" / "dockyard").glob("*.sock.pid"):
+        try:
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+
+
+def make_builders(names: Sequence[str], work: Path, log: Log, *, warm: bool) -> list[Builder]:
     out: list[Builder] = []
     for name in names:
         if name == EMBEDDED:
             out.append(
                 DockyardEmbedded(
-                    name=name, log=log, env=dict(DOCKYARD_ENV), state_dir=work / "state-embedded"
+                    name=name, log=log, env=_warm_env(work, warm), state_dir=work / "state-embedded"
                 )
             )
         elif name == DAEMON:
@@ -442,7 +464,7 @@ def make_builders(names: Sequence[str], work: Path, log: Log) -> list[Builder]:
                 DockyardDaemon(
                     name=name,
                     log=log,
-                    env=dict(DOCKYARD_ENV),
+                    env=_warm_env(work, warm),
                     state_dir=work / "state-daemon",
                     socket=work / "dockyardd.sock",
                 )

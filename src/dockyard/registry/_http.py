@@ -107,6 +107,21 @@ def _has_dns_error(exc: BaseException) -> bool:
     return False
 
 
+def _has_refused(exc: BaseException) -> bool:
+    """Nothing listens at the registry's address (``ECONNREFUSED``). On first contact
+    (the ``/v2/`` ping) that fails at once, as BuildKit does: waiting out every retry
+    only delays the error. A registry that answered before and then refuses is
+    restarting: that is retried (a push resumes)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _has_ssl_error(exc: BaseException) -> bool:
     """A TLS failure that another try will not fix (a refused or untrusted certificate,
     a plain-HTTP server); end-of-stream errors on a dying connection are not."""
@@ -237,6 +252,8 @@ class HttpSession:
         self._timeout = timeout
         self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
         self._hosts: dict[Endpoint, _HostState] = {}
+        # endpoints that answered once: a refusal from one of them is a restart, retried
+        self._reached: set[Endpoint] = set()
         self._pings: SingleFlight[Endpoint, _HostState] = SingleFlight()
         self._creds: dict[str, Credentials | None] = {}
         self._creds_flights: SingleFlight[str, Credentials | None] = SingleFlight()
@@ -327,8 +344,10 @@ class HttpSession:
         body: Body | None = None,
         stream: bool = False,
         attempts: int | None = None,
+        retry_refused: bool = True,
     ) -> httpx.Response:
-        """Send with retries on transport errors and retryable statuses.
+        """Send with retries on transport errors and retryable statuses (a refused
+        connection only with ``retry_refused``).
 
         Returns the last response (possibly a 5xx when attempts ran out); raises
         ``httpx.TransportError`` when the last attempt failed to connect or read.
@@ -351,7 +370,7 @@ class HttpSession:
                     # on first read) can escape httpx's exception mapping.
                     raise httpx.ConnectError(str(exc), request=request) from exc
             except httpx.TransportError as exc:
-                if last or not self._retryable(exc):
+                if last or not self._retryable(exc) or (not retry_refused and _has_refused(exc)):
                     raise
                 await self._backoff(attempt)
                 continue
@@ -401,6 +420,8 @@ class HttpSession:
                 f"{action}: registry host {endpoint.host} does not resolve ({reason}); "
                 "check the image name"
             )
+        if _has_refused(exc):
+            reason = "connection refused (is a registry listening there?)"
         return TransientRegistryError(f"{action}: cannot reach registry {endpoint.host}: {reason}")
 
     # -- ping -------------------------------------------------------------------------
@@ -422,13 +443,22 @@ class HttpSession:
             fallback = i + 1 < len(endpoint.schemes)
             try:
                 response = await self.send(
-                    client, "GET", endpoint.url(scheme, "/v2/"), attempts=1 if fallback else None
+                    client,
+                    "GET",
+                    endpoint.url(scheme, "/v2/"),
+                    attempts=1 if fallback else None,
+                    retry_refused=endpoint in self._reached,
                 )
             except httpx.TransportError as exc:
                 first_error = first_error or exc
                 failures.append(f"{scheme}: {exc or type(exc).__name__}")
                 if fallback:
                     continue
+                if _has_refused(exc) and endpoint not in self._reached:
+                    raise RegistryError(
+                        f"GET {endpoint.host}/v2/: cannot reach registry {endpoint.host}: "
+                        "connection refused (is a registry listening there?)"
+                    ) from exc
                 if len(failures) > 1 and _is_tls_error(first_error):
                     raise RegistryError(
                         f"cannot reach registry {endpoint.host} ({'; '.join(failures)})"
@@ -447,6 +477,7 @@ class HttpSession:
                 else [],
             )
             self._hosts[endpoint] = state
+            self._reached.add(endpoint)
             return state
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -648,3 +648,23 @@ async def test_a_host_that_does_not_resolve_fails_at_once() -> None:
         with pytest.raises(RegistryError, match=r"no-such-host\.test"):
             await c.resolve("no-such-host.test/app", platform=Platform.parse("linux/amd64"))
     assert len({str(r.url) for r in requests}) == len(requests)  # no URL tried twice
+
+
+async def test_a_refused_connection_fails_at_once() -> None:
+    # nothing listens there: retrying for seconds only delays the error (BuildKit: at once)
+    import httpx
+
+    requests: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        try:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        except ConnectionRefusedError as exc:
+            raise httpx.ConnectError("All connection attempts failed", request=request) from exc
+
+    async with RegistryClient(transport=httpx.MockTransport(handle)) as c:
+        with pytest.raises(RegistryError, match=r"connection refused") as caught:
+            await c.resolve("127.0.0.1:5999/app", platform=Platform.parse("linux/amd64"))
+    assert not isinstance(caught.value, TransientRegistryError)
+    assert len({str(r.url) for r in requests}) == len(requests)  # no URL tried twice

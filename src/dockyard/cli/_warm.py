@@ -18,8 +18,10 @@ Safety:
 * The socket lives in a directory only the user can enter (``$XDG_RUNTIME_DIR/dockyard``,
   else ``/tmp/dockyard-<uid>``), checked to be a real directory owned by the user with mode
   0700; the server serves only clients with its own uid (``SO_PEERCRED``) that share its
-  namespaces (mount, pid, network, user, ipc, uts, cgroup) and root directory — anyone
-  else runs the command in its own process.
+  namespaces (mount, pid, network, user, ipc, uts, cgroup), root directory, ids and
+  groups, capabilities, no_new_privs and seccomp state, LSM label and cgroup — anyone else
+  (a sandboxed client must not borrow the server's rights) runs the command in its own
+  process. The child takes on the client's niceness; not its I/O priority.
 * Forking needs a single-threaded server: if any thread is alive (``/proc/self/task``)
   the server refuses and exits.
 * The server exits when Dockyard's code changes (size and mtime of its modules, checked
@@ -291,6 +293,7 @@ def _payload(argv: Sequence[str], fds: Sequence[int], key: bytes) -> bytes:
     ]  # the order of SCM_RIGHTS, after the working directory
     fields: list[bytes] = [
         key,
+        str(os.getpriority(os.PRIO_PROCESS, 0)).encode(),
         str(umask).encode(),
         str(len(flags)).encode(),
         *flags,
@@ -507,6 +510,7 @@ class _Server:
         self.learned = learned
         self.children: set[int] = set()
         self.namespaces = _namespaces("self")
+        self.identity = _identity("self")
 
     def loop(self, ident: int, idle: float) -> None:
         import time
@@ -592,7 +596,44 @@ class _Server:
             same_root = os.stat(f"/proc/{pid}/root") == os.stat("/proc/self/root")
         except OSError:
             return False
-        return same_root and _namespaces(str(pid)) == self.namespaces
+        return (
+            same_root
+            and _namespaces(str(pid)) == self.namespaces
+            and _identity(str(pid)) == self.identity
+        )
+
+
+# what a process may do, beyond its uid: a client with fewer rights (dropped
+# capabilities, no_new_privs, a seccomp filter, another LSM label or cgroup — a memory
+# limit) must not get the server's by asking it
+_STATUS_KEYS = (
+    "Uid",
+    "Gid",
+    "Groups",
+    "CapInh",
+    "CapPrm",
+    "CapEff",
+    "CapBnd",
+    "CapAmb",
+    "NoNewPrivs",
+    "Seccomp",
+)
+
+
+def _identity(pid: str) -> tuple[str, ...] | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+            status = dict(line.partition(":")[::2] for line in f.read().splitlines())
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+            cgroup = f.read()
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/{pid}/attr/current", encoding="utf-8", errors="replace") as f:
+            label = f.read()
+    except OSError:
+        label = ""
+    return (*(status.get(k, "").strip() for k in _STATUS_KEYS), cgroup, label)
 
 
 def _namespaces(pid: str) -> tuple[int, ...] | None:
@@ -669,6 +710,7 @@ def _become(payload: bytes, fds: list[int], conn: socket.socket) -> tuple[list[s
 
     it = iter(payload.split(b"\0"))
     next(it)  # the key, checked by the server
+    niceness = int(next(it))
     umask = int(next(it))
     targets = []
     for _ in range(int(next(it))):
@@ -701,6 +743,10 @@ def _become(payload: bytes, fds: list[int], conn: socket.socket) -> tuple[list[s
         os.dup2(fd, number, inheritable=inheritable)
         os.close(fd)
     os.umask(umask)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except OSError:
+        pass
     for entry in limits:
         name, _, values = entry.partition("=")
         soft, hard = (int(v) for v in values.split(","))

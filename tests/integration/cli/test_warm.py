@@ -4,6 +4,7 @@ server, and behaves exactly as in its own process."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,3 +240,27 @@ def test_an_idle_server_ends(
     _warm_up(runtime, tmp_path / "state", context)
     assert _wait(lambda: not list(runtime.glob("warm-*.sock")), 30), "the server stayed"
     assert not list(runtime.glob("warm-*.sock.pid"))
+
+
+def test_a_client_with_fewer_rights_runs_alone(
+    runtime: Path, tmp_path: Path, context: Path
+) -> None:
+    """A client under no_new_privs (a sandbox) must not borrow the server's rights: it
+    runs the command in its own process."""
+    state = tmp_path / "state"
+    _warm_up(runtime, state, context)
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "util-linux's setpriv is missing"
+    result = subprocess.run(
+        [setpriv, "--no-new-privs", DOCKYARD, "build", "-q", "--state-dir", str(state), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _children_ran(runtime) == ""  # refused: nothing ran in a child
+    plain = _dockyard("build", "-q", "--state-dir", str(state), ".", cwd=context)
+    assert plain.returncode == 0, plain.stderr
+    assert "dockyard." in _children_ran(runtime)

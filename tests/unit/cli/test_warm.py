@@ -171,3 +171,11 @@ def test_a_request_with_a_bad_header_is_dropped() -> None:
         payload, fds = _warm._receive(ours)
         assert payload is None
         assert fds == []
+
+
+def test_identity_covers_rights() -> None:
+    ours = _warm._identity("self")
+    assert ours is not None
+    assert ours == _warm._identity(str(os.getpid()))
+    assert len(ours) == len(_warm._STATUS_KEYS) + 2  # status fields, cgroup, LSM label
+    assert _warm._identity("0") is None  # no such process

@@ -453,6 +453,21 @@ class CacheDB:
             )
         )
 
+    def committed_with_label(self, key: str, value: str) -> list[str]:
+        """Ids of the committed records labelled ``key=value``, most recently used first
+        (ties: most recently created first). Only ids: no row is built, no label set
+        decoded in Python — a local context or a copy gains one such record per change."""
+        return [
+            str(r[0])
+            for r in self._query(
+                "SELECT id FROM cache_records WHERE mutable = 0"
+                " AND json_extract(labels, '$.' || json_quote(?)) = ?"
+                " ORDER BY CASE WHEN last_used IS NULL OR last_used = 0"
+                " THEN created ELSE last_used END DESC, created DESC, id",
+                (key, value),
+            )
+        ]
+
     def _rows(self, rows: list[tuple[object, ...]]) -> list[RecordRow]:
         parents: dict[str, list[Parent]] = {}
         if rows:

@@ -305,9 +305,7 @@ class CacheManager:
 
     def records_with_label(self, key: str, value: str) -> list[str]:
         """Ids of committed records labelled ``key=value``, most recently used first."""
-        rows = [r for r in self._db.with_label(key, value) if not r.mutable]
-        rows.sort(key=lambda r: r.last_used or r.created, reverse=True)
-        return [r.id for r in rows]
+        return self._db.committed_with_label(key, value)
 
     def _set_label(self, ref: ImmutableRef, key: str, value: str | None) -> None:
         self._db.set_label(ref.id, key, value).wait()

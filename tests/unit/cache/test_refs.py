@@ -159,6 +159,29 @@ async def test_labels(manager: CacheManager) -> None:
     await ref.release()
 
 
+async def test_records_with_label_most_recently_used_first(manager: CacheManager) -> None:
+    key, value = "dockyard.copy.of", "sha256:abc@base"
+    first = await committed(manager, lambda r: (r / "a").write_text("a"))
+    second = await committed(manager, lambda r: (r / "b").write_text("b"))
+    other = await committed(manager, lambda r: (r / "c").write_text("c"))
+    for ref in (first, second):
+        ref.set_label(key, value)
+    other.set_label(key, "sha256:abc")
+    other.set_label("unrelated", value)
+    # the later record was used last
+    assert manager.records_with_label(key, value) == [second.id, first.id]
+    again = await manager.get(first.id)  # using a record makes it the most recent
+    manager._db.flush().wait()
+    assert manager.records_with_label(key, value) == [first.id, second.id]
+    # a work area is never an answer, whatever its labels say
+    work = await manager.new_mutable(first)
+    manager._db.set_label(work.id, key, value).wait()
+    assert manager.records_with_label(key, value) == [first.id, second.id]
+    await work.release()
+    for ref in (first, second, other, again):
+        await ref.release()
+
+
 async def test_blobs(manager: CacheManager) -> None:
     ref = await committed(manager, lambda r: (r / "a").write_text("a"))
     assert ref.blob("gzip") is None

@@ -10,13 +10,22 @@ Phases (each blocking, run in a thread by :func:`receive`):
    directories, symlinks and special files, fixes the metadata of files whose content
    is unchanged, and returns the ids of the files whose content it wants;
 2. :meth:`Receiver.write` stores content as it arrives: into a temporary file next to
-   its target, renamed into place when complete (with mode, owner and mtime set);
+   its target, renamed into place when complete (with mode, owner and mtime set). In a
+   *private* destination (a new layer or snapshot, which nobody sees before the sync's
+   result is committed) a file that did not exist is written at its final name
+   directly: an error or a crash leaves a destination that is thrown away, never one
+   that is committed;
 3. :meth:`Receiver.finish` makes hard links and restores directory metadata, deepest
    first.
 
 Everything is done relative to directory file descriptors opened one component at a
 time with ``O_NOFOLLOW``, so nothing the sender says can make the receiver write through
 a symlink or outside ``dest``: symlinks are created as links and never followed.
+
+Content copied from this host (:class:`~dockyard.session.types.LocalFile`) is opened
+through directory fds cached along the walk order (``O_NOFOLLOW`` at every step; anything
+unexpected falls back to :func:`~dockyard.core.open_in_root`), and copied with
+``copy_file_range`` up to the size the walk saw.
 
 A sync into a new layer (:class:`~dockyard.session.SyncBase`) compares the sender's
 entries with the base tree's stat keys instead of scanning a directory: when nothing
@@ -27,12 +36,14 @@ differs nothing is written at all; otherwise only the changes land in the layer 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import os
 import secrets
 import shutil
 import stat
+import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -61,6 +72,10 @@ _KNOWN_TYPES = frozenset(
 )
 _MAX_ID = (1 << 32) - 1
 _COPY_PIECE = 64 << 20  # bytes copied between checks for cancellation
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITERS = max(1, min(4, os.cpu_count() or 1))
+"""Threads writing whole new files at once (see :meth:`Receiver.write`)."""
+_PART = 32  # neighbouring files a writer thread takes at a time
 
 
 def _key(path: str) -> list[str]:
@@ -105,8 +120,12 @@ class _DirStack:
             except FileNotFoundError:
                 if self._made is None:
                     raise
-                os.mkdir(name, 0o700, dir_fd=parent)
-                self._made("/".join(parts[:depth]))
+                try:
+                    os.mkdir(name, 0o700, dir_fd=parent)
+                except FileExistsError:
+                    pass  # another writer thread made it
+                else:
+                    self._made("/".join(parts[:depth]))
                 fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
             except OSError as exc:
                 if exc.errno in (errno.ENOTDIR, errno.ELOOP):
@@ -122,6 +141,114 @@ class _DirStack:
         for _, fd in self._chain:
             os.close(fd)
         self._chain.clear()
+
+
+class _Sources:
+    """Read fds of the files :class:`LocalFile` pieces name. The parent directories are
+    opened one component at a time with ``O_NOFOLLOW`` and kept for the next file (the
+    walk's order keeps siblings together); a symlink or anything else unexpected on the
+    way is left to :func:`open_in_root`, which resolves it inside the root."""
+
+    def __init__(self) -> None:
+        self._root: Path | None = None
+        self._root_fd = -1
+        self._dirs: _DirStack | None = None
+
+    def open(self, piece: LocalFile) -> int:
+        """A read fd of ``piece``'s file, or -1 when it vanished since the walk (it is
+        then stored empty; the next sync repairs it)."""
+        try:
+            if self._dirs is None or self._root != piece.root:
+                self.close()
+                self._root_fd = os.open(piece.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._root = piece.root
+                self._dirs = _DirStack(self._root_fd)
+            return os.open(
+                _name(piece.path),
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=self._dirs.fd(_parent(piece.path)),
+            )
+        except (OSError, DockyardError):
+            pass
+        try:
+            return open_in_root(piece.root, piece.path, os.O_RDONLY, follow_final=False)
+        except DockyardError:
+            return -1
+
+    def close(self) -> None:
+        if self._dirs is not None:
+            self._dirs.close()
+            self._dirs = None
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
+        self._root = None
+
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # a forked child has none of the parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _in_parts(
+    items: Sequence[Content],
+    fn: Callable[[Sequence[Content]], tuple[int, int]],
+    stop: Callable[[], bool],
+) -> tuple[int, int]:
+    """``fn`` over parts of ``items`` of :data:`_PART` neighbours, by the calling thread
+    and up to ``_WRITERS - 1`` threads of a shared pool that take the next part as they
+    get free (a busy pool leaves the work to the caller); returns the sums of ``fn``'s
+    results. After an error no part is started; the first error is raised once the
+    parts in progress have ended (``fn`` gives up early when ``stop`` says so)."""
+    global _pool
+    parts = [items[i : i + _PART] for i in range(0, len(items), _PART)]
+    helpers = min(_WRITERS, len(parts)) - 1
+    if helpers <= 0:
+        return fn(items)
+    lock = threading.Lock()
+    pending = iter(parts)
+    failed: list[BaseException] = []
+    totals = [0, 0]
+
+    def drain() -> None:
+        while True:
+            with lock:
+                part = None if failed or stop() else next(pending, None)
+            if part is None:
+                return
+            try:
+                files, size = fn(part)
+            except BaseException as exc:
+                with lock:
+                    failed.append(exc)
+                return
+            with lock:
+                totals[0] += files
+                totals[1] += size
+
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=_WRITERS - 1, thread_name_prefix="dockyard-sync"
+            )
+        pool = _pool
+    started = [pool.submit(drain) for _ in range(helpers)]
+    drain()
+    for future in started:
+        future.cancel()  # not started yet: nothing left for it
+    concurrent.futures.wait(started)
+    if failed:
+        raise failed[0]
+    if stop():
+        raise SessionError("file sync cancelled")
+    return totals[0], totals[1]
 
 
 def _validate(entries: Sequence[FileStat], allow_devices: bool) -> dict[str, int]:
@@ -235,13 +362,17 @@ class Receiver:
         merge: bool = False,
         compare: bool = True,
         layer_over: Mapping[str, StatKey] | None = None,
+        private: bool = False,
     ) -> None:
         if layer_over is not None and merge:
             raise ValueError("a layer sync cannot merge")
+        if private and merge:
+            raise ValueError("a merge into a directory is never private")
         self.dest = dest
         self.merge = merge
         self.compare = compare
         self.layer_over = layer_over
+        self.private = private
         self.preserve_owner = os.geteuid() == 0 if preserve_owner is None else preserve_owner
         self.allow_devices = allow_devices
         self.files = 0
@@ -255,7 +386,10 @@ class Receiver:
         self._dirty: set[str] = set()  # directories whose metadata must be (re)applied
         self._root_fd = -1
         self._dirs: _DirStack | None = None
-        self._temp: tuple[int, int, str] | None = None  # (id, fd, temp name)
+        # the file being written: (id, fd, temp name; "" when at its final name)
+        self._temp: tuple[int, int, str] | None = None
+        self._fresh: set[int] = set()  # wanted ids with nothing at their path (private)
+        self._sources = _Sources()  # for the files written in order
         self._existing: dict[str, os.stat_result] | None = None
         self._stopping = False
 
@@ -341,6 +475,8 @@ class Receiver:
         self._entries = entries
         if self.layer_over is not None:
             self._plan_layer(entries, index, self.layer_over)
+            if self.private:
+                self._fresh.update(self._wanted)  # the upper directory starts empty
             return list(self._wanted)
         dirs = self._open()
         existing: dict[str, os.stat_result] | None = None
@@ -493,6 +629,8 @@ class Receiver:
                 or cur.st_nlink != 1 + links_to.get(path, 0)
             ):
                 self._wanted.append(i)
+                if cur is None and self.private:
+                    self._fresh.add(i)
             elif stat.S_IMODE(cur.st_mode) != stat.S_IMODE(entry.mode) or self._owner_differs(
                 entry, cur
             ):
@@ -536,11 +674,15 @@ class Receiver:
     # -- phase 2 -------------------------------------------------------------------
 
     def write(self, pieces: Sequence[Content]) -> int:
-        """Store content as it arrives; returns the number of content bytes stored."""
+        """Store content as it arrives; returns the number of content bytes stored.
+
+        Whole files new to a private destination (a :class:`LocalFile`, or a file in
+        one chunk) are written by up to :data:`_WRITERS` threads at once, in parts of
+        neighbouring files: creating files is most of a first sync, and the kernel
+        creates them on both cores while the other threads wait for it."""
+        ordered, whole, pos = self._split(pieces)
         stored = 0
-        for piece in pieces:
-            if self._want_pos >= len(self._wanted) or piece.id != self._wanted[self._want_pos]:
-                raise SessionError(f"file sync: unexpected content for entry {piece.id}")
+        for piece in ordered:
             entry = self._entries[piece.id]
             try:
                 if isinstance(piece, LocalFile):
@@ -549,51 +691,93 @@ class Receiver:
                     stored += self._write_chunk(piece, entry)
             except OSError as exc:
                 raise self._fail(entry.path, exc) from exc
+        if whole:
+            self._open()
+            files, size = _in_parts(whole, self._write_whole, self._stop)
+            self.files += files
+            self.bytes += size
+            stored += size
+        self._want_pos = pos
         return stored
 
-    def _start(self, i: int, entry: FileStat) -> int:
-        if self._temp is None:
-            fd_dir = self._open().fd(_parent(entry.path))
-            temp = self._temp_name(i)
-            fd = os.open(
-                temp,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=fd_dir,
-            )
-            self._temp = (i, fd, temp)
-        return self._temp[1]
+    def _split(self, pieces: Sequence[Content]) -> tuple[list[Content], list[Content], int]:
+        """Check that ``pieces`` continue the wanted order; split them into those written
+        in order (a file in several pieces, or one replacing an existing file) and whole
+        files new to a private destination (any order). Also returns the wanted position
+        after them."""
+        pos = self._want_pos
+        wanted = self._wanted
+        fresh = self._fresh
+        open_id = self._temp[0] if self._temp is not None else -1
+        ordered: list[Content] = []
+        whole: list[Content] = []
+        for piece in pieces:
+            if pos >= len(wanted) or piece.id != wanted[pos]:
+                raise SessionError(f"file sync: unexpected content for entry {piece.id}")
+            complete = isinstance(piece, LocalFile) or piece.eof
+            if complete and piece.id != open_id and piece.id in fresh:
+                whole.append(piece)
+            else:
+                ordered.append(piece)
+                open_id = -1 if complete else piece.id
+            if complete:
+                pos += 1
+        return ordered, whole, pos
 
-    def _write_chunk(self, piece: Chunk, entry: FileStat) -> int:
-        fd = self._start(piece.id, entry)
-        view = memoryview(piece.data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        self.bytes += len(piece.data)
-        if piece.eof:
-            self._complete(entry)
-        return len(piece.data)
-
-    def _copy_local(self, piece: LocalFile, entry: FileStat) -> int:
-        fd = self._start(piece.id, entry)
+    def _write_whole(self, pieces: Sequence[Content]) -> tuple[int, int]:
+        """Write files that arrived whole at their final names (see :meth:`write`);
+        may run in several threads at once, each with its own directory fds. Returns
+        (files, bytes)."""
+        made = self._dirty.add if self.layer_over is not None else None
+        dirs = _DirStack(self._root_fd, made)
+        sources = _Sources()
+        files = stored = 0
+        fd = fd_dir = -1
+        name = ""
         try:
-            src = open_in_root(piece.root, piece.path, os.O_RDONLY, follow_final=False)
-        except DockyardError:
-            src = -1  # vanished since the walk: store it empty, the next sync repairs
-        copied = 0
-        if src >= 0:
+            for piece in pieces:
+                if self._stopping:
+                    raise SessionError("file sync cancelled")
+                entry = self._entries[piece.id]
+                try:
+                    fd_dir = dirs.fd(_parent(entry.path))
+                    name = _name(entry.path)
+                    fd = os.open(name, _CREATE_FLAGS, 0o600, dir_fd=fd_dir)
+                    stored += self._fill(fd, piece, entry, sources)
+                    self._finish_file(fd, entry)
+                    fd = -1
+                except OSError as exc:
+                    raise self._fail(entry.path, exc) from exc
+                self._created(entry.path)
+                files += 1
+        except BaseException:
+            if fd >= 0:  # a partly written file (the destination is thrown away anyway)
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd_dir)
+            raise
+        finally:
+            dirs.close()
+            sources.close()
+        return files, stored
+
+    def _fill(self, fd: int, piece: Content, entry: FileStat, sources: _Sources) -> int:
+        """Write the content ``piece`` carries (all of it) into ``fd``."""
+        if isinstance(piece, LocalFile):
+            src = sources.open(piece)
+            if src < 0:
+                return 0
             try:
-                copied = _copy_fd(src, fd, self._stop)
+                return _copy_fd(src, fd, self._stop, entry.size)
             finally:
                 os.close(src)
-        self.bytes += copied
-        self._complete(entry)
-        return copied
+        view = memoryview(piece.data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return len(piece.data)
 
-    def _complete(self, entry: FileStat) -> None:
-        assert self._temp is not None
-        _, fd, temp = self._temp
+    def _finish_file(self, fd: int, entry: FileStat) -> None:
+        """Owner, permissions and mtime of a written file; closes ``fd``."""
         try:
             if self.preserve_owner:
                 os.fchown(fd, entry.uid, entry.gid)
@@ -601,12 +785,41 @@ class Receiver:
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         finally:
             os.close(fd)
+
+    def _start(self, i: int, entry: FileStat) -> int:
+        if self._temp is None:
+            fd_dir = self._open().fd(_parent(entry.path))
+            # private and nothing there: no reader can see it half-written
+            temp = "" if i in self._fresh else self._temp_name(i)
+            fd = os.open(temp or _name(entry.path), _CREATE_FLAGS, 0o600, dir_fd=fd_dir)
+            self._temp = (i, fd, temp)
+        return self._temp[1]
+
+    def _write_chunk(self, piece: Chunk, entry: FileStat) -> int:
+        fd = self._start(piece.id, entry)
+        stored = self._fill(fd, piece, entry, self._sources)
+        self.bytes += stored
+        if piece.eof:
+            self._complete(entry)
+        return stored
+
+    def _copy_local(self, piece: LocalFile, entry: FileStat) -> int:
+        fd = self._start(piece.id, entry)
+        copied = self._fill(fd, piece, entry, self._sources)
+        self.bytes += copied
+        self._complete(entry)
+        return copied
+
+    def _complete(self, entry: FileStat) -> None:
+        assert self._temp is not None
+        _, fd, temp = self._temp
         self._temp = None
-        fd_dir = self._open().fd(_parent(entry.path))
-        os.rename(temp, _name(entry.path), src_dir_fd=fd_dir, dst_dir_fd=fd_dir)
+        self._finish_file(fd, entry)
+        if temp:
+            fd_dir = self._open().fd(_parent(entry.path))
+            os.rename(temp, _name(entry.path), src_dir_fd=fd_dir, dst_dir_fd=fd_dir)
         self._created(entry.path)
         self.files += 1
-        self._want_pos += 1
 
     # -- phase 3 -------------------------------------------------------------------
 
@@ -671,10 +884,12 @@ class Receiver:
             i, fd, temp = self._temp
             self._temp = None
             os.close(fd)
+            path = self._entries[i].path
             try:
-                os.unlink(temp, dir_fd=self._open().fd(_parent(self._entries[i].path)))
+                os.unlink(temp or _name(path), dir_fd=self._open().fd(_parent(path)))
             except OSError:
                 pass
+        self._sources.close()
         if self._dirs is not None:
             self._dirs.close()
             self._dirs = None
@@ -683,15 +898,20 @@ class Receiver:
             self._root_fd = -1
 
 
-def _copy_fd(src: int, dst: int, stop: Callable[[], bool]) -> int:
-    """Copy to the end of ``src`` (in the kernel when it can); ``stop`` is asked between
+def _copy_fd(src: int, dst: int, stop: Callable[[], bool], size: int = -1) -> int:
+    """Copy to the end of ``src`` (in the kernel when it can), or ``size`` bytes when
+    ``src`` has that many (the size the walk saw: a file that grew since is stored as
+    the entry describes it; the next sync sees the new size). ``stop`` is asked between
     pieces so that a cancelled sync does not finish copying a huge file."""
     total = 0
     try:
         while True:
             if stop():
                 raise SessionError("file sync cancelled")
-            n = os.copy_file_range(src, dst, _COPY_PIECE)
+            want = _COPY_PIECE if size < 0 else min(_COPY_PIECE, size - total)
+            if want <= 0:
+                return total
+            n = os.copy_file_range(src, dst, want)
             if n == 0:
                 return total
             total += n
@@ -701,7 +921,8 @@ def _copy_fd(src: int, dst: int, stop: Callable[[], bool]) -> int:
     while True:
         if stop():
             raise SessionError("file sync cancelled")
-        data = os.read(src, 1 << 20)
+        want = 1 << 20 if size < 0 else min(1 << 20, size - total)
+        data = os.read(src, want) if want > 0 else b""
         if not data:
             return total
         view = memoryview(data)
@@ -891,6 +1112,7 @@ async def _receive_base(
         allow_devices=allow_devices,
         compare=compare,
         layer_over=base.entries if layer else None,
+        private=True,
     )
     try:
         if not layer:

@@ -148,7 +148,7 @@ def enabled(argv: Sequence[str]) -> bool:
 def runtime_dir() -> str:
     """The directory of this user's warm servers."""
     base = os.environ.get("XDG_RUNTIME_DIR") or ""
-    if base and os.path.isabs(base):
+    if base and os.path.isabs(base) and os.path.isdir(base):
         return os.path.join(base, "dockyard")
     return f"/tmp/dockyard-{os.getuid()}"
 

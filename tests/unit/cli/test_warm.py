@@ -41,6 +41,8 @@ def test_the_socket_lives_in_the_users_runtime_directory(
     assert len(path) < 108  # sun_path
     monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/dir")
     assert _warm.runtime_dir() == f"/tmp/dockyard-{os.getuid()}"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))  # a stale variable
+    assert _warm.runtime_dir() == f"/tmp/dockyard-{os.getuid()}"
 
 
 def test_only_a_private_directory_is_used(tmp_path: Path) -> None:

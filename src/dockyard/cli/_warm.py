@@ -55,6 +55,7 @@ __all__ = [
     "PRELOAD",
     "enabled",
     "entry",
+    "preload",
     "run",
     "runtime_dir",
     "serve",
@@ -98,9 +99,9 @@ _FORWARDED = (
 )
 _NO_FORK_PREFIXES = ("multiprocessing",)
 
-#: What the server imports before it serves: the CLI and what an embedded Dockerfile
-#: build uses (a test keeps each importable). Modules its children import besides are
-#: learned (see the module docstring).
+#: What the server imports before it serves, besides the modules the daemon warms up
+#: (:func:`preload`): the CLI and the embedded engine (a test keeps each importable).
+#: Modules its children import besides are learned (see the module docstring).
 PRELOAD: tuple[str, ...] = (
     "dockyard.cli.main",
     "dockyard.cli._build",
@@ -111,17 +112,6 @@ PRELOAD: tuple[str, ...] = (
     "dockyard.client._embedded",
     "dockyard.client._job",
     "dockyard.engine",
-    "dockyard.daemon._warm",
-    "dockyard.dockerfile._convert_args",
-    "dockyard.dockerfile._convert_context",
-    "dockyard.dockerfile._convert_dispatch",
-    "dockyard.dockerfile._lint",
-    "dockyard.engine._caches",
-    "dockyard.engine._exports",
-    "dockyard.engine._frontend_ctx",
-    "dockyard.exporter._image",
-    "dockyard.llb._marshal",
-    "dockyard.llb._validate",
     "dockyard.llbsolver",
     "dockyard.cache",
     "dockyard.snapshot",
@@ -131,6 +121,13 @@ PRELOAD: tuple[str, ...] = (
     "asyncio",
     "sqlite3",
 )
+
+
+def preload() -> tuple[str, ...]:
+    """Everything the server imports before it serves."""
+    from dockyard.daemon._warm import WARM_MODULES
+
+    return (*PRELOAD, *WARM_MODULES)
 
 
 # -- where ------------------------------------------------------------------------------
@@ -414,7 +411,7 @@ def serve(path: str) -> None:
     if socket_path(key) != path:
         return  # started by hand for another interpreter or import path
     learned = path + ".modules"
-    _preload(PRELOAD)
+    _preload(preload())
     _preload(_learned(learned))
     import gc
 

@@ -88,7 +88,7 @@ def test_learning_skips_what_cannot_be_forked(tmp_path: Path) -> None:
     assert path.read_text().split() == ["grpc", "json"]
 
 
-@pytest.mark.parametrize("name", _warm.PRELOAD)
+@pytest.mark.parametrize("name", _warm.preload())
 def test_preloaded_modules_exist(name: str) -> None:
     importlib.import_module(name)
 

@@ -207,10 +207,12 @@ class CacheManager:
         with contextlib.suppress(DockyardError, OSError, sqlite3.Error):
             if self._own_snapshotter and not self._db.has_work_areas():
                 await self._db.set_meta(_CLEAN, self.snapshotter.fingerprint())
-        # queued writes are written before the lock on the state directory goes
-        await finish(lambda: asyncio.to_thread(self._db.close))
+        # queued writes are written before the lock on the state directory goes; the two
+        # databases close (and checkpoint their WAL: fsyncs) side by side
+        closing = [asyncio.to_thread(self._db.close)]
         if self._own_snapshotter:
-            self.snapshotter.close()
+            closing.append(asyncio.to_thread(self.snapshotter.close))
+        await finish(lambda: asyncio.gather(*closing))
         os.close(self._lock_fd)
 
     async def __aenter__(self) -> CacheManager:

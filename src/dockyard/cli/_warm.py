@@ -412,7 +412,8 @@ def serve(path: str) -> None:
         return  # started by hand for another interpreter or import path
     learned = path + ".modules"
     _preload(preload())
-    _preload(_learned(learned))
+    if not _preload_learned(learned):
+        return
     import gc
 
     gc.collect()
@@ -481,6 +482,19 @@ def _preload(names: Sequence[str]) -> None:
             continue
 
 
+def _preload_learned(path: str) -> bool:
+    """Import the modules children learned; False (and the list forgotten) when one of
+    them started a thread, which would make forking unsafe for every later server."""
+    _preload(_learned(path))
+    if _threads() == 1:
+        return True
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    return False
+
+
 def _learned(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -518,7 +532,10 @@ class _Server:
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 conn = None
-            self._reap()
+            if not self._reap():
+                if conn is not None:
+                    conn.close()  # its client runs the command itself
+                return
             if conn is not None:
                 last = time.monotonic()
                 with conn:
@@ -535,7 +552,9 @@ class _Server:
             if not self.children and time.monotonic() - last >= idle:
                 return
 
-    def _reap(self) -> None:
+    def _reap(self) -> bool:
+        """Collect ended children and import what they learned; False when that left
+        this server unable to fork."""
         learned = False
         for pid in list(self.children):
             try:
@@ -545,8 +564,7 @@ class _Server:
             if done:
                 self.children.discard(pid)
                 learned = True
-        if learned:
-            _preload(_learned(self.learned))
+        return _preload_learned(self.learned) if learned else True
 
     def _serve(self, conn: socket.socket) -> bool:
         """Fork a child for the client on ``conn``; False when this server must stop."""

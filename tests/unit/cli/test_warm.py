@@ -181,3 +181,33 @@ def test_identity_covers_rights() -> None:
     assert ours == _warm._identity(str(os.getpid()))
     assert len(ours) == len(_warm._STATUS_KEYS) + 2  # status fields, cgroup, LSM label
     assert _warm._identity("0") is None  # no such process
+
+
+def test_a_learned_module_that_starts_a_thread_is_forgotten(tmp_path: Path) -> None:
+    """Forking with a thread alive is unsafe: a module that starts one at import must
+    not poison every later server (checked in a fresh process: pytest has threads)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "threaded_mod.py").write_text(
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+    )
+    (tmp_path / "quiet_mod.py").write_text("VALUE = 1\n")
+    learned = tmp_path / "server.modules"
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from dockyard.cli import _warm\n"
+        f"print(_warm._preload_learned({str(learned)!r}))\n"
+    )
+    for names, expected, kept in (
+        ("quiet_mod\n", "True", True),
+        ("threaded_mod\n", "False", False),
+    ):
+        learned.write_text(names)
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == expected
+        assert learned.exists() is kept

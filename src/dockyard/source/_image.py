@@ -72,6 +72,8 @@ if TYPE_CHECKING:
 __all__ = ["FrontendImageResolver", "ImageInstance", "ImageRequest", "ImageSource", "PinnedImage"]
 
 _MAX_INDEX_DEPTH = 4
+# manifests and configs an ImageSource keeps in memory (a few KiB each)
+_DOCUMENTS_KEPT = 64
 _PROGRESS_INTERVAL = 0.1
 
 
@@ -230,6 +232,9 @@ class ImageSource:
         self._registry = registry if registry is not None else RegistryConfig()
         self._clients = ClientPool(config=registry, credentials=credentials, sessions=sessions)
         self._downloads: SingleFlight[str, None] = SingleFlight()
+        # manifests and configs read from the content store, by digest (immutable): the
+        # frontend and the solver resolve the same images one after the other
+        self._documents: dict[str, bytes] = {}
 
     async def aclose(self) -> None:
         """Close the registry clients."""
@@ -323,9 +328,10 @@ class ImageSource:
                     await self.content.write_blob(
                         fetched.data, expected_digest=fetched.descriptor.digest
                     )
-            await self.content.write_blob(
-                resolved.config_bytes, expected_digest=resolved.image_manifest.config.digest
-            )
+                    self._keep(fetched.descriptor.digest, fetched.data)
+            config_digest = resolved.image_manifest.config.digest
+            await self.content.write_blob(resolved.config_bytes, expected_digest=config_digest)
+            self._keep(config_digest, resolved.config_bytes)
             path = self._remembered_path(reference, platform)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -348,7 +354,7 @@ class ImageSource:
         for _ in range(_MAX_INDEX_DEPTH):
             if not self.content.has(desc.digest):
                 return None
-            data = await self.content.read(desc.digest)
+            data = await self._document(desc.digest)
             document = parse_manifest(data, desc.media_type)
             if isinstance(document, ImageIndex):
                 desc = select_platform(document, platform, name=name)
@@ -356,7 +362,7 @@ class ImageSource:
             config_desc = document.config
             if not self.content.has(config_desc.digest):
                 return None
-            config_bytes = await self.content.read(config_desc.digest)
+            config_bytes = await self._document(config_desc.digest)
             if len(config_bytes) != config_desc.size:
                 raise ContentError(f"image {name}: config {config_desc.digest} has the wrong size")
             return PinnedImage(
@@ -369,6 +375,21 @@ class ImageSource:
                 from_store=True,
             )
         raise ContentError(f"image {name}: indexes nested too deeply")
+
+    async def _document(self, digest: Digest) -> bytes:
+        """Blob ``digest`` of the content store (verified), kept for the next resolve; the
+        caller has checked that the store still has it."""
+        data = self._documents.get(str(digest))
+        if data is None:
+            data = await self.content.read(digest)
+            self._keep(digest, data)
+        return data
+
+    def _keep(self, digest: Digest, data: bytes) -> None:
+        """Keep ``data``, the verified blob ``digest``, for :meth:`_document`."""
+        if len(self._documents) >= _DOCUMENTS_KEPT:
+            del self._documents[next(iter(self._documents))]
+        self._documents[str(digest)] = data
 
     async def resolve_image_config(
         self,

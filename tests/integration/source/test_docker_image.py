@@ -331,3 +331,29 @@ async def test_a_resolved_tag_is_checked_again_with_one_head_not_the_client(
         patch.setattr(pool, "client", no_client)
         with pytest.raises(AssertionError, match="client was started"):
             await engine.images.resolve_image_config(ref)
+
+
+async def test_a_pinned_resolve_after_the_tag_reads_no_document_again(
+    engine: Engine, registry: RegistryProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The solver resolves ``name@digest`` right after the frontend resolved the tag: the
+    manifest and config just read are not read (nor hashed) again; a document gone from
+    the content store is not answered from memory."""
+    image = make_image([(layer_tar({"p": b"1"}), "gzip")])
+    ref = await push(registry, "pinned/app:v1", image)
+    canonical, config = await engine.images.resolve_image_config(ref)
+
+    async def no_read(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("a document was read from the content store again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.content, "read", no_read)
+        again, again_config = await engine.images.resolve_image_config(canonical)
+    assert (again, again_config) == (canonical, config)
+
+    await engine.content.delete(image.digest)
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.content, "read", no_read)
+        patch.setattr(engine.images._clients, "client", no_read)
+        with pytest.raises(AssertionError, match="again"):
+            await engine.images.resolve_image_config(canonical)

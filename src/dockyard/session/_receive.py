@@ -54,9 +54,10 @@ from dockyard.core import (
     PathEscapeError,
     Reporter,
     SessionError,
-    open_in_root,
 )
 
+from ._dirfds import DirStack as _DirStack
+from ._dirfds import SourceFiles
 from ._progress import TransferProgress
 from ._values import FileStat, StatKey, SyncBase, SyncResult
 from .types import Chunk, Content, LocalFile, SyncSource
@@ -65,7 +66,6 @@ __all__ = ["Receiver", "receive"]
 
 _T = TypeVar("_T")
 
-_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_PREFIX = ".dockyard-sync."
 _KNOWN_TYPES = frozenset(
     {stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK}
@@ -88,101 +88,6 @@ def _parent(path: str) -> str:
 
 def _name(path: str) -> str:
     return path.rpartition("/")[2]
-
-
-class _DirStack:
-    """Directory fds for one chain of nested directories below the root, each opened
-    relative to its parent with ``O_NOFOLLOW`` (a symlink on the way is an error).
-
-    With ``made`` (a layer), a missing directory on the way is created (``0700``, its
-    metadata is applied at the end) and ``made`` is told its path."""
-
-    def __init__(self, root_fd: int, made: Callable[[str], None] | None = None) -> None:
-        self._root = root_fd
-        self._chain: list[tuple[str, int]] = []
-        self._made = made
-
-    def fd(self, rel_dir: str) -> int:
-        if not rel_dir:
-            self.close()
-            return self._root
-        parts = rel_dir.split("/")
-        keep = 0
-        while keep < len(self._chain) and keep < len(parts) and self._chain[keep][0] == parts[keep]:
-            keep += 1
-        for _, fd in self._chain[keep:]:
-            os.close(fd)
-        del self._chain[keep:]
-        parent = self._chain[-1][1] if self._chain else self._root
-        for depth, name in enumerate(parts[keep:], keep + 1):
-            try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-            except FileNotFoundError:
-                if self._made is None:
-                    raise
-                try:
-                    os.mkdir(name, 0o700, dir_fd=parent)
-                except FileExistsError:
-                    pass  # another writer thread made it
-                else:
-                    self._made("/".join(parts[:depth]))
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
-            except OSError as exc:
-                if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-                    raise PathEscapeError(
-                        f"file sync: {rel_dir!r} is not a directory inside the destination"
-                    ) from exc
-                raise
-            self._chain.append((name, fd))
-            parent = fd
-        return parent
-
-    def close(self) -> None:
-        for _, fd in self._chain:
-            os.close(fd)
-        self._chain.clear()
-
-
-class _Sources:
-    """Read fds of the files :class:`LocalFile` pieces name. The parent directories are
-    opened one component at a time with ``O_NOFOLLOW`` and kept for the next file (the
-    walk's order keeps siblings together); a symlink or anything else unexpected on the
-    way is left to :func:`open_in_root`, which resolves it inside the root."""
-
-    def __init__(self) -> None:
-        self._root: Path | None = None
-        self._root_fd = -1
-        self._dirs: _DirStack | None = None
-
-    def open(self, piece: LocalFile) -> int:
-        """A read fd of ``piece``'s file, or -1 when it vanished since the walk (it is
-        then stored empty; the next sync repairs it)."""
-        try:
-            if self._dirs is None or self._root != piece.root:
-                self.close()
-                self._root_fd = os.open(piece.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                self._root = piece.root
-                self._dirs = _DirStack(self._root_fd)
-            return os.open(
-                _name(piece.path),
-                os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                dir_fd=self._dirs.fd(_parent(piece.path)),
-            )
-        except (OSError, DockyardError):
-            pass
-        try:
-            return open_in_root(piece.root, piece.path, os.O_RDONLY, follow_final=False)
-        except DockyardError:
-            return -1
-
-    def close(self) -> None:
-        if self._dirs is not None:
-            self._dirs.close()
-            self._dirs = None
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
-        self._root = None
 
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -389,7 +294,7 @@ class Receiver:
         # the file being written: (id, fd, temp name; "" when at its final name)
         self._temp: tuple[int, int, str] | None = None
         self._fresh: set[int] = set()  # wanted ids with nothing at their path (private)
-        self._sources = _Sources()  # for the files written in order
+        self._sources = SourceFiles()  # for the files written in order
         self._existing: dict[str, os.stat_result] | None = None
         self._stopping = False
 
@@ -730,7 +635,7 @@ class Receiver:
         (files, bytes)."""
         made = self._dirty.add if self.layer_over is not None else None
         dirs = _DirStack(self._root_fd, made)
-        sources = _Sources()
+        sources = SourceFiles()
         files = stored = 0
         fd = fd_dir = -1
         name = ""
@@ -761,12 +666,14 @@ class Receiver:
             sources.close()
         return files, stored
 
-    def _fill(self, fd: int, piece: Content, entry: FileStat, sources: _Sources) -> int:
+    def _fill(self, fd: int, piece: Content, entry: FileStat, sources: SourceFiles) -> int:
         """Write the content ``piece`` carries (all of it) into ``fd``."""
         if isinstance(piece, LocalFile):
-            src = sources.open(piece)
-            if src < 0:
-                return 0
+            try:
+                src = sources.open(piece.root, piece.path)
+            except DockyardError:
+                return 0  # vanished since the walk: stored empty, the next sync repairs
+
             try:
                 return _copy_fd(src, fd, self._stop, entry.size)
             finally:

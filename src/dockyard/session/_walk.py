@@ -16,10 +16,11 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from dockyard.core import DockyardError, NotFoundError, open_in_root
+from dockyard.core import DockyardError, NotFoundError
 from dockyard.core.fspath import contains_wildcards
 from dockyard.core.pathmatch import MatchState, Pattern, PatternError, PatternMatcher
 
+from ._dirfds import SourceFiles
 from ._values import FileStat, SyncRequest
 from .types import Chunk
 
@@ -257,9 +258,13 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
 class ContentReader:
     """Reads the content of the wanted entries, file after file, in bounded batches.
 
-    A file is read as it is when its turn comes: if it changed since it was stat'ed the
-    receiver gets the new content (the next sync notices the difference); if it vanished,
-    it arrives empty. Blocking: call :meth:`next_batch` in a thread.
+    A file is read when its turn comes, up to the size the walk saw (so a file that
+    grew since arrives as the entry describes it, and a file read whole needs no read
+    that finds its end): if it changed since it was stat'ed the receiver gets the new
+    content (the next sync notices the difference); if it vanished, it arrives empty.
+    Files are opened through directory fds kept from one file to the next
+    (:class:`~dockyard.session._dirfds.SourceFiles`). Blocking: call :meth:`next_batch`
+    in a thread.
     """
 
     def __init__(self, root: Path, entries: Sequence[FileStat], ids: Sequence[int]) -> None:
@@ -269,6 +274,8 @@ class ContentReader:
         self._next = 0
         self._fd = -1
         self._current = -1
+        self._left = 0  # bytes of the current file still to read
+        self._files = SourceFiles()
 
     def next_batch(self, budget: int = CHUNK_SIZE) -> list[Chunk]:
         """Chunks holding at most about ``budget`` bytes; ``[]`` when everything was read."""
@@ -279,20 +286,26 @@ class ContentReader:
                     break
                 self._current = self._ids[self._next]
                 self._next += 1
-                self._fd = self._open(self._entries[self._current].path)
+                entry = self._entries[self._current]
+                self._fd = self._open(entry.path)
                 if self._fd < 0:
                     out.append(Chunk(self._current, b"", True))
                     budget -= 64
                     continue
-            data = os.read(self._fd, min(budget, CHUNK_SIZE))
+                self._left = entry.size
+            want = min(budget, CHUNK_SIZE, self._left)
+            data = os.read(self._fd, want) if want > 0 else b""
             budget -= len(data) + 64
-            if data:
+            self._left -= len(data)
+            if data and self._left > 0:
                 out.append(Chunk(self._current, data, False))
                 continue
             os.close(self._fd)
             self._fd = -1
             budget -= 64
-            if out and out[-1].id == self._current:
+            if data:
+                out.append(Chunk(self._current, data, True))
+            elif out and out[-1].id == self._current:
                 out[-1] = Chunk(self._current, out[-1].data, True)
             else:
                 out.append(Chunk(self._current, b"", True))
@@ -300,7 +313,7 @@ class ContentReader:
 
     def _open(self, path: str) -> int:
         try:
-            return open_in_root(self._root, path, os.O_RDONLY, follow_final=False)
+            return self._files.open(self._root, path)
         except NotFoundError:
             return -1
         except DockyardError as exc:
@@ -310,3 +323,4 @@ class ContentReader:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._files.close()

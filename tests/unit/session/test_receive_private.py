@@ -204,3 +204,24 @@ async def test_a_directory_swapped_for_a_symlink_after_the_walk_reads_nothing_ou
     dest = tmp_path / "dest"
     await receive(_Changing(src, swap), _layer(dest))
     assert (dest / "a/secret.txt").read_bytes() != b"outside secret\n"
+
+
+def test_the_sender_reads_a_file_up_to_the_size_it_walked(tmp_path: Path) -> None:
+    from dockyard.session._walk import ContentReader, walk
+
+    root = tmp_path / "ctx"
+    write(root, "a/grows.txt", "first\n")
+    write(root, "a/same.bin", b"x" * 3000)
+    write(root, "b/empty", b"")
+    entries = walk(root)
+    with (root / "a/grows.txt").open("a") as f:
+        f.write("more\n")
+    ids = [i for i, e in enumerate(entries) if e.is_regular]
+    reader = ContentReader(root, entries, ids)
+    chunks = []
+    while batch := reader.next_batch(1000):  # a small budget: files span batches
+        chunks.extend(batch)
+    reader.close()
+    content = {entries[i].path: b"".join(c.data for c in chunks if c.id == i) for i in ids}
+    assert content == {"a/grows.txt": b"first\n", "a/same.bin": b"x" * 3000, "b/empty": b""}
+    assert [c.id for c in chunks if c.eof] == ids

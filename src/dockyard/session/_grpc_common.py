@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -109,15 +110,21 @@ def stat_to_pb(entry: FileStat) -> pb.Stat:
     )
 
 
+# os.fsdecode of bytes, without its type checks (a file list decodes two names per entry)
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def stat_from_pb(msg: pb.Stat) -> FileStat:
+    linkname = msg.linkname
     return FileStat(
-        path=os.fsdecode(msg.path),
+        path=msg.path.decode(_FS_ENCODING, _FS_ERRORS),
         mode=msg.mode,
         uid=msg.uid,
         gid=msg.gid,
         size=msg.size,
         mtime_ns=msg.mtime_ns,
-        linkname=os.fsdecode(msg.linkname),
+        linkname=linkname.decode(_FS_ENCODING, _FS_ERRORS) if linkname else "",
         devmajor=msg.devmajor,
         devminor=msg.devminor,
     )

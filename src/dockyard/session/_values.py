@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class FileStat:
     """One entry of a directory tree as the file sync sends it.
 
@@ -43,6 +43,31 @@ class FileStat:
     devmajor: int = 0
     devminor: int = 0
 
+    def __init__(
+        self,
+        *,
+        path: str,
+        mode: int,
+        uid: int = 0,
+        gid: int = 0,
+        size: int = 0,
+        mtime_ns: int = 0,
+        linkname: str = "",
+        devmajor: int = 0,
+        devminor: int = 0,
+    ) -> None:
+        # what dataclass writes for a frozen class (object.__setattr__ per field), with
+        # the slots' own setters: a walk or a received file list makes one per entry
+        _set_path(self, path)
+        _set_mode(self, mode)
+        _set_uid(self, uid)
+        _set_gid(self, gid)
+        _set_size(self, size)
+        _set_mtime_ns(self, mtime_ns)
+        _set_linkname(self, linkname)
+        _set_devmajor(self, devmajor)
+        _set_devminor(self, devminor)
+
     @property
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
@@ -60,6 +85,21 @@ class FileStat:
         """A regular file that names an earlier entry as its hard-link target."""
         return stat.S_ISREG(self.mode) and bool(self.linkname)
 
+
+def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
+    setter: Callable[[object, object], None] = vars(cls)[name].__set__
+    return setter
+
+
+_set_path = _slot_setter(FileStat, "path")
+_set_mode = _slot_setter(FileStat, "mode")
+_set_uid = _slot_setter(FileStat, "uid")
+_set_gid = _slot_setter(FileStat, "gid")
+_set_size = _slot_setter(FileStat, "size")
+_set_mtime_ns = _slot_setter(FileStat, "mtime_ns")
+_set_linkname = _slot_setter(FileStat, "linkname")
+_set_devmajor = _slot_setter(FileStat, "devmajor")
+_set_devminor = _slot_setter(FileStat, "devminor")
 
 StatKey = tuple[int, int, int, int, int, str, int, int]
 """What a receiver compares of an entry: ``(mode, uid, gid, size, mtime_ns, linkname,

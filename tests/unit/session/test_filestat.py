@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from dockyard.session._grpc_common import stat_from_pb, stat_to_pb
+from dockyard.session._values import FileStat, stat_key
+
+
+def test_filestat_is_a_frozen_value_with_defaults() -> None:
+    entry = FileStat(path="a/b", mode=0o100644, size=3)
+    assert (entry.uid, entry.gid, entry.mtime_ns, entry.linkname) == (0, 0, 0, "")
+    assert (entry.devmajor, entry.devminor) == (0, 0)
+    assert entry == FileStat(path="a/b", mode=0o100644, size=3)
+    assert hash(entry) == hash(FileStat(path="a/b", mode=0o100644, size=3))
+    assert entry != FileStat(path="a/b", mode=0o100644, size=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.size = 4  # type: ignore[misc]
+    assert dataclasses.replace(entry, size=4).size == 4
+    assert entry.is_regular
+    assert not entry.is_dir
+    assert not entry.is_hardlink
+    with pytest.raises(TypeError):
+        FileStat(path="a")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        FileStat("a", 0o100644)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        FileStat(
+            path="dir/f\udcff",  # a name that is not UTF-8 (surrogateescape)
+            mode=0o100600,
+            uid=1000,
+            gid=1001,
+            size=12,
+            mtime_ns=1_700_000_000_123_456_789,
+        ),
+        FileStat(path="l", mode=0o120777, linkname="../t\udcfe"),
+        FileStat(path="h", mode=0o100644, linkname="dir/f"),
+        FileStat(path="d", mode=0o20660, devmajor=1, devminor=3),
+    ],
+)
+def test_stat_survives_the_wire(entry: FileStat) -> None:
+    back = stat_from_pb(stat_to_pb(entry))
+    assert back == entry
+    assert stat_key(back) == stat_key(entry)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -96,23 +95,35 @@ def error_from_pb(error: pb.Error) -> DockyardError:
         return SessionError("the session peer sent a malformed error")
 
 
-def stat_to_pb(entry: FileStat) -> pb.Stat:
-    return pb.Stat(
-        path=os.fsencode(entry.path),
-        mode=entry.mode,
-        uid=entry.uid,
-        gid=entry.gid,
-        size=entry.size,
-        mtime_ns=entry.mtime_ns,
-        linkname=os.fsencode(entry.linkname),
-        devmajor=entry.devmajor,
-        devminor=entry.devminor,
-    )
-
-
-# os.fsdecode of bytes, without its type checks (a file list decodes two names per entry)
+# os.fsencode/os.fsdecode without their type checks (two names per entry of a file list)
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
+def stat_to_pb(entry: FileStat) -> pb.Stat:
+    message = pb.Stat()
+    _fill_stat(message, entry)
+    return message
+
+
+def _fill_stat(message: pb.Stat, entry: FileStat) -> None:
+    """``entry`` into an empty ``message``; fields left at their default (zero, empty)
+    are not set: proto3 sends the same bytes either way, and a walk's entries have few."""
+    message.path = entry.path.encode(_FS_ENCODING, _FS_ERRORS)
+    message.mode = entry.mode
+    message.mtime_ns = entry.mtime_ns
+    if entry.size:
+        message.size = entry.size
+    if entry.uid:
+        message.uid = entry.uid
+    if entry.gid:
+        message.gid = entry.gid
+    if entry.linkname:
+        message.linkname = entry.linkname.encode(_FS_ENCODING, _FS_ERRORS)
+    if entry.devmajor:
+        message.devmajor = entry.devmajor
+    if entry.devminor:
+        message.devminor = entry.devminor
 
 
 def stat_from_pb(msg: pb.Stat) -> FileStat:
@@ -155,15 +166,21 @@ async def send_tree(
     (selected by ``request``), then the content of the files the receiver wants.
     Returns (entries, files sent, content bytes sent)."""
     entries = await asyncio.to_thread(walk, root, request)
-    batch: list[pb.Stat] = []
+    # each stat is made in place in its frame (a message passed to a constructor is
+    # copied): a walk of 2,000 entries costs ~2 ms here instead of ~4-5
+    frame = pb.Frame()
+    add = frame.stats.entries.add
     size = 0
     for entry in entries:
-        batch.append(stat_to_pb(entry))
+        _fill_stat(add(), entry)
         size += len(entry.path) + len(entry.linkname) + 48
         if size >= _STAT_BATCH_BYTES:
-            await frames.send(pb.Frame(stats=pb.StatBatch(entries=batch)))
-            batch, size = [], 0
-    await frames.send(pb.Frame(stats=pb.StatBatch(entries=batch, done=True)))
+            await frames.send(frame)
+            frame = pb.Frame()
+            add = frame.stats.entries.add
+            size = 0
+    frame.stats.done = True
+    await frames.send(frame)
 
     wanted: list[int] = []
     while True:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
+from dockyard.api._gen import session_pb2 as pb
 from dockyard.session._grpc_common import stat_from_pb, stat_to_pb
 from dockyard.session._values import FileStat, stat_key
 
@@ -44,6 +46,19 @@ def test_filestat_is_a_frozen_value_with_defaults() -> None:
     ],
 )
 def test_stat_survives_the_wire(entry: FileStat) -> None:
-    back = stat_from_pb(stat_to_pb(entry))
+    message = stat_to_pb(entry)
+    every_field = pb.Stat(
+        path=os.fsencode(entry.path),
+        mode=entry.mode,
+        uid=entry.uid,
+        gid=entry.gid,
+        size=entry.size,
+        mtime_ns=entry.mtime_ns,
+        linkname=os.fsencode(entry.linkname),
+        devmajor=entry.devmajor,
+        devminor=entry.devminor,
+    )
+    assert message.SerializeToString() == every_field.SerializeToString()
+    back = stat_from_pb(message)
     assert back == entry
     assert stat_key(back) == stat_key(entry)

@@ -63,6 +63,41 @@ def disk_usage(path: str) -> Usage:
     return Usage(size=size, inodes=len(seen))
 
 
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def mark_top_directory(path: Path) -> bool:
+    """Mark ``path`` as the top of directory hierarchies (``chattr +T``; ext2/3/4, best
+    effort: ``False`` where the file system has no such flag). ext4 then places each new
+    directory made in it (a snapshot's) in a block group of its own choosing, spread by
+    the directory's name, instead of next to its parent. A state directory deleted just
+    before leaves thousands of freed inodes there, and ext4 without a journal checks each
+    freed inode's deletion time on every allocation in that group until a minute or more
+    has passed: 0.3-1 ms per new file (a first build's context, an image's files) instead
+    of ~0.02 ms. Snapshot ids that start at random (``MetaStore``) make the names, and so
+    the groups, differ from those of the state directory deleted before."""
+    import array
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 class BaseSnapshotter(abc.ABC):
     """Records in ``<root>/metadata.db``, one directory ``<root>/<id>`` per snapshot.
 
@@ -78,6 +113,7 @@ class BaseSnapshotter(abc.ABC):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        mark_top_directory(self.root)
         self._meta = MetaStore(self.root / "metadata.db")
         self._cleanup_orphans()
 

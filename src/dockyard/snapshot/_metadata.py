@@ -2,7 +2,11 @@
 
 Each snapshot has an integer id that names its directory (``snapshots/<id>``); ids are
 never reused (AUTOINCREMENT), so a half-removed directory can never be mistaken for a
-new snapshot's. Calls are short and synchronous, serialized by one lock.
+new snapshot's. A new store's ids start at a random number (:data:`FIRST_IDS`), so the
+directory names differ from one state directory to the next: with the root marked as a
+top of directory hierarchies (see ``BaseSnapshotter``), ext4 then places each snapshot's
+tree away from where the trees of a state directory deleted just before were. Calls are
+short and synchronous, serialized by one lock.
 
 *Composite* snapshots (merges and diffs) have no parent; instead ``snapshot_layers``
 lists the layer snapshots they are made of, bottom first. A layer listed there cannot be
@@ -13,6 +17,7 @@ own directory holds its single layer).
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -25,7 +30,10 @@ from dockyard.core import DockyardError, NotFoundError
 
 from .types import Info, Kind
 
-__all__ = ["MetaStore", "Record"]
+__all__ = ["FIRST_IDS", "MetaStore", "Record"]
+
+FIRST_IDS = range(10_000, 1_000_000)
+"""Where a new store's ids start (drawn at random; then one after the other)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -104,6 +112,16 @@ class MetaStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        with self._tx() as db:
+            fresh = db.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'snapshots')"
+                " AND NOT EXISTS (SELECT 1 FROM snapshots)"
+            ).fetchone()[0]
+            if fresh:
+                start = FIRST_IDS[secrets.randbelow(len(FIRST_IDS))]
+                db.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('snapshots', ?)", (start,)
+                )
 
     def close(self) -> None:
         with self._lock:

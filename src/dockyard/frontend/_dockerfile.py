@@ -210,26 +210,42 @@ async def _load(
     ctx: FrontendContext, options: DockerfileOptions
 ) -> tuple[Dockerfile, tuple[str, ...]]:
     """The parsed Dockerfile and the ignore patterns of the build context."""
+    import asyncio
+
     from dockyard.dockerfile import DOCKERIGNORE, parse_dockerfile
 
     name = posixpath.basename(options.filename)
     own_ignore = options.filename + DOCKERIGNORE
-    async with internal_step(ctx.reporter, f"[internal] load build definition from {name}"):
-        files = await ctx.read_client_files(options.dockerfile_dir, [options.filename, own_ignore])
-        data = files.get(options.filename)
-        if data is None:
-            raise NotFoundError(
-                f"failed to read dockerfile: {options.filename}: no such file in the "
-                f"client's {options.dockerfile_dir!r} directory"
+    # the context's ignore file is asked for beside the Dockerfile, not after it (one
+    # round trip to the client less); it is used unless the Dockerfile has its own
+    context_ignore = asyncio.ensure_future(
+        ctx.read_client_files(options.context_dir, [DOCKERIGNORE])
+    )
+    try:
+        async with internal_step(ctx.reporter, f"[internal] load build definition from {name}"):
+            files = await ctx.read_client_files(
+                options.dockerfile_dir, [options.filename, own_ignore]
             )
-        dockerfile = parse_dockerfile(data, filename=name)
-    async with internal_step(ctx.reporter, "[internal] load .dockerignore"):
-        if own_ignore in files:
-            patterns = _ignore_patterns(files[own_ignore], posixpath.basename(own_ignore))
-        else:
-            found = await ctx.read_client_files(options.context_dir, [DOCKERIGNORE])
-            data = found.get(DOCKERIGNORE)
-            patterns = _ignore_patterns(data, DOCKERIGNORE) if data is not None else ()
+            data = files.get(options.filename)
+            if data is None:
+                raise NotFoundError(
+                    f"failed to read dockerfile: {options.filename}: no such file in the "
+                    f"client's {options.dockerfile_dir!r} directory"
+                )
+            dockerfile = parse_dockerfile(data, filename=name)
+        async with internal_step(ctx.reporter, "[internal] load .dockerignore"):
+            if own_ignore in files:
+                patterns = _ignore_patterns(files[own_ignore], posixpath.basename(own_ignore))
+            else:
+                found = await context_ignore
+                data = found.get(DOCKERIGNORE)
+                patterns = _ignore_patterns(data, DOCKERIGNORE) if data is not None else ()
+    finally:
+        if not context_ignore.done():
+            context_ignore.cancel()
+            await asyncio.wait([context_ignore])
+        if not context_ignore.cancelled():
+            context_ignore.exception()  # an error of a read not needed is not reported
     return dockerfile, patterns
 
 

@@ -3,7 +3,10 @@ the converter, what it reports."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -129,6 +132,60 @@ async def test_other_filename_target_args_and_platform() -> None:
     assert execs[0].op.platform.Architecture == "arm64"
     names = {e.name for e in ctx.reporter.events if isinstance(e, VertexStatus)}
     assert "[internal] load build definition from app.Dockerfile" in names
+
+
+class _BothAtOnce(FakeContext):
+    """Answers no read until the Dockerfile and the context's ignore file are both asked
+    for (a frontend reading them one after the other times out)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.both = asyncio.Event()
+        self.started: set[str] = set()
+
+    async def read_client_files(self, directory: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        self.started.add(directory)
+        if self.started >= {"dockerfile", "context"}:
+            self.both.set()
+        await asyncio.wait_for(self.both.wait(), 5)
+        return await super().read_client_files(directory, paths)
+
+
+async def test_the_contexts_ignore_file_is_read_beside_the_dockerfile() -> None:
+    ctx = _BothAtOnce(
+        directories={
+            "dockerfile": {"Dockerfile": b"FROM scratch\nCOPY . /\n"},
+            "context": {".dockerignore": b"secret\n"},
+        }
+    )
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    assert result.definition is not None
+    local = sources(result.definition)["local://context"]
+    assert json.loads(local["local.excludepatterns"]) == ["secret"]
+
+
+async def test_a_read_of_the_contexts_ignore_file_not_needed_fails_nothing() -> None:
+    # the Dockerfile has its own ignore file; the context directory is not offered
+    ctx = FakeContext(
+        directories={
+            "dockerfile": {
+                "Dockerfile": b"FROM scratch\nCOPY . /\n",
+                "Dockerfile.dockerignore": b"*.log\n",
+            }
+        }
+    )
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    assert result.definition is not None
+    local = sources(result.definition)["local://context"]
+    assert json.loads(local["local.excludepatterns"]) == ["*.log"]
+    # without one, the context's read fails the build (after the Dockerfile was read)
+    ctx = FakeContext(directories={"dockerfile": {"Dockerfile": b"FROM scratch\n"}})
+    with pytest.raises(NotFoundError, match="no directory 'context'"):
+        await DockerfileFrontend().solve(ctx, DockerfileOptions())
+    # a missing Dockerfile is the error reported, whatever the other read does
+    ctx = FakeContext(directories={"dockerfile": {}})
+    with pytest.raises(NotFoundError, match="failed to read dockerfile"):
+        await DockerfileFrontend().solve(ctx, DockerfileOptions())
 
 
 async def test_missing_dockerfile_and_syntax_errors() -> None:

@@ -15,6 +15,7 @@ config's ``created`` at the epoch.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime as _dt
@@ -286,8 +287,16 @@ async def commit_image(
         annotations=options.annotations_for(AnnotationKind.MANIFEST, image_platform),
     )
     manifest_bytes = manifest.to_bytes(indent=3)
-    await content.write_blob(config_bytes, lease=lease)
-    await content.write_blob(manifest_bytes, lease=lease)
+    # side by side: each is made durable (fsyncs of the blob and its directory) on its
+    # own, and nothing refers to either before both are
+    written = await asyncio.gather(
+        content.write_blob(config_bytes, lease=lease),
+        content.write_blob(manifest_bytes, lease=lease),
+        return_exceptions=True,
+    )
+    for outcome in written:
+        if isinstance(outcome, BaseException):
+            raise outcome
     annotations = dict(options.annotations_for(AnnotationKind.MANIFEST_DESCRIPTOR, image_platform))
     annotations["config.digest"] = str(config_desc.digest)
     descriptor = Descriptor.of(

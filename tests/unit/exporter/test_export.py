@@ -470,3 +470,40 @@ async def test_outputs_to_the_clients_targets(state: State) -> None:
         await resolve(parse_output("type=tar,dest=session:t"), state.services).export(
             ExportRequest(ref=chain[0])
         )
+
+
+async def test_config_and_manifest_are_written_side_by_side(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither small blob waits for the other to be made durable; a failure of either is
+    the export's error."""
+    import asyncio
+
+    chain = await state.chain()
+    writing: set[bytes] = set()
+    both = asyncio.Event()
+    original = state.content.write_blob
+
+    async def write_blob(data: bytes, **kwargs: Any) -> Any:
+        if data.startswith(b"{"):  # the config and the manifest (JSON), not layers
+            writing.add(data)
+            if len(writing) >= 2:
+                both.set()
+            await asyncio.wait_for(both.wait(), 5)
+        return await original(data, **kwargs)
+
+    monkeypatch.setattr(state.content, "write_blob", write_blob)
+    resp = await _export(state, "type=image,name=app:2", chain[-1], config=frontend_config())
+    assert resp.image_digest is not None
+    assert state.content.has(resp.image_digest)
+    assert resp.config_digest is not None
+    assert state.content.has(resp.config_digest)
+
+    async def failing(data: bytes, **kwargs: Any) -> Any:
+        if b'"layers"' in data:
+            raise OSError("disk full")
+        return await original(data, **kwargs)
+
+    monkeypatch.setattr(state.content, "write_blob", failing)
+    with pytest.raises(OSError, match="disk full"):
+        await _export(state, "type=image,name=app:3", chain[-1], config=frontend_config())

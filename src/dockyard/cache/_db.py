@@ -111,7 +111,27 @@ CREATE TABLE IF NOT EXISTS cache_indexes (
     base_id TEXT,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cache_labels (
+    key TEXT NOT NULL,
+    value NOT NULL,
+    record_id TEXT NOT NULL REFERENCES cache_records(id) ON DELETE CASCADE,
+    PRIMARY KEY (key, value, record_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cache_labels_record ON cache_labels(record_id);
+CREATE TRIGGER IF NOT EXISTS cache_labels_insert AFTER INSERT ON cache_records BEGIN
+    INSERT OR IGNORE INTO cache_labels (key, value, record_id)
+        SELECT key, value, NEW.id FROM json_each(NEW.labels);
+END;
+CREATE TRIGGER IF NOT EXISTS cache_labels_update AFTER UPDATE OF labels ON cache_records BEGIN
+    DELETE FROM cache_labels WHERE record_id = NEW.id;
+    INSERT OR IGNORE INTO cache_labels (key, value, record_id)
+        SELECT key, value, NEW.id FROM json_each(NEW.labels);
+END;
 """
+# cache_labels mirrors every record's labels (kept by the triggers above, which live in
+# the database: whatever writes the records keeps it); a database made before it existed
+# gets it filled once, marked by this cache_meta name
+_LABELS_FILLED = "labels_table"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +254,7 @@ class CacheDB:
         try:
             self._writer.executescript(_SCHEMA)
             self._check_version(path)
+            self._fill_labels()
             self._reader = _connect(path)
         except sqlite3.DatabaseError as exc:
             self._writer.close()
@@ -265,6 +286,25 @@ class CacheDB:
                 f"{path} holds cache metadata of schema version {row[0]}; this Dockyard"
                 f" understands version {SCHEMA_VERSION}"
             )
+
+    def _fill_labels(self) -> None:
+        """Fill ``cache_labels`` from the records once (a database made before it)."""
+        db = self._writer
+        if db.execute("SELECT 1 FROM cache_meta WHERE name = ?", (_LABELS_FILLED,)).fetchone():
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT OR IGNORE INTO cache_labels (key, value, record_id)"
+                " SELECT j.key, j.value, r.id FROM cache_records AS r, json_each(r.labels) AS j"
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO cache_meta (name, value) VALUES (?, '1')", (_LABELS_FILLED,)
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         """Write what is queued, then close. Blocks until then (call it from a thread,
@@ -447,24 +487,26 @@ class CacheDB:
     def with_label(self, key: str, value: str) -> list[RecordRow]:
         return self._rows(
             self._query(
-                f"SELECT {_COLUMNS} FROM cache_records"
-                " WHERE json_extract(labels, '$.' || json_quote(?)) = ?",
+                f"SELECT {_COLUMNS} FROM cache_records WHERE id IN"
+                " (SELECT record_id FROM cache_labels WHERE key = ? AND value = ?)",
                 (key, value),
             )
         )
 
-    def committed_with_label(self, key: str, value: str) -> list[str]:
+    def committed_with_label(self, key: str, value: str, limit: int | None = None) -> list[str]:
         """Ids of the committed records labelled ``key=value``, most recently used first
-        (ties: most recently created first). Only ids: no row is built, no label set
-        decoded in Python — a local context or a copy gains one such record per change."""
+        (ties: most recently created first), found through ``cache_labels``: a local
+        context or a copy gains one such record per change, so a scan of every record's
+        labels grew with the cache (~2 ms per lookup at 1,300 records). At most ``limit``
+        (``None``: all)."""
         return [
             str(r[0])
             for r in self._query(
-                "SELECT id FROM cache_records WHERE mutable = 0"
-                " AND json_extract(labels, '$.' || json_quote(?)) = ?"
-                " ORDER BY CASE WHEN last_used IS NULL OR last_used = 0"
-                " THEN created ELSE last_used END DESC, created DESC, id",
-                (key, value),
+                "SELECT r.id FROM cache_labels AS l JOIN cache_records AS r ON r.id = l.record_id"
+                " WHERE l.key = ? AND l.value = ? AND r.mutable = 0"
+                " ORDER BY CASE WHEN r.last_used IS NULL OR r.last_used = 0"
+                " THEN r.created ELSE r.last_used END DESC, r.created DESC, r.id LIMIT ?",
+                (key, value, -1 if limit is None else limit),
             )
         ]
 

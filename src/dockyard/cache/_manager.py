@@ -305,9 +305,10 @@ class CacheManager:
             raise NotFoundError(f"cache record {record_id} does not exist")
         return ref
 
-    def records_with_label(self, key: str, value: str) -> list[str]:
-        """Ids of committed records labelled ``key=value``, most recently used first."""
-        return self._db.committed_with_label(key, value)
+    def records_with_label(self, key: str, value: str, *, limit: int | None = None) -> list[str]:
+        """Ids of committed records labelled ``key=value``, most recently used first; at
+        most ``limit`` (``None``: all of them)."""
+        return self._db.committed_with_label(key, value, limit)
 
     def _set_label(self, ref: ImmutableRef, key: str, value: str | None) -> None:
         self._db.set_label(ref.id, key, value).wait()

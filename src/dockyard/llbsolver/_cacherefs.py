@@ -25,6 +25,8 @@ from .types import ContentSelector, ImmutableRef, MutableRef, PreviousCopy
 
 _COPY_LABEL = "dockyard.copy.of"  # "<op digest>@<base record id>" of a copy's result
 _COPY_SOURCE_LABEL = "dockyard.copy.source"  # the record it copied from
+# earlier results of a copy tried for links (newest first; every re-run adds one)
+_PREVIOUS_COPIES = 8
 
 __all__ = ["CacheRefs"]
 
@@ -103,7 +105,9 @@ class CacheRefs:
         held: list[CacheImmutableRef] = []
         try:
             found: PreviousCopy | None = None
-            labelled = manager.records_with_label(_COPY_LABEL, _copy_of(key, base))
+            labelled = manager.records_with_label(
+                _COPY_LABEL, _copy_of(key, base), limit=_PREVIOUS_COPIES
+            )
             for rid in labelled if current is not None else ():
                 assert current is not None
                 try:

@@ -73,6 +73,9 @@ CONTENT_LABEL = "dockyard.source.local.content"
 KEY_LABEL = "dockyard.source.local.key"
 """Label on a local source's snapshot: the shared key whose next sync builds on it."""
 
+_PREVIOUS_TRIED = 8
+"""Snapshots of a key (newest first) a sync tries to build on."""
+
 MAX_LAYERS = 32
 """Layers a local source's chain may reach; the next change starts a new chain on a
 flattened copy of the tree made of hard links (``CacheManager.flatten``)."""
@@ -269,7 +272,9 @@ class LocalSource:
 
     async def _previous(self, key: str) -> tuple[ImmutableRef | None, FileIndex | None]:
         """The latest snapshot of ``key`` that has a file index (a new handle), if any."""
-        for rid in self.cache.records_with_label(KEY_LABEL, key):
+        # the latest few: each sync of the key adds one, and older ones are only tried
+        # when newer ones lost their index (then a full sync is as good)
+        for rid in self.cache.records_with_label(KEY_LABEL, key, limit=_PREVIOUS_TRIED):
             try:
                 ref = await self.cache.get(rid)
             except NotFoundError:

@@ -183,3 +183,48 @@ def test_wait_from_a_thread_and_close_writes_what_is_queued(tmp_path: Path) -> N
         assert again.meta("b") == "2"
     finally:
         again.close()
+
+
+def _committed(db: CacheDB, rid: str) -> None:
+    db.insert(rid, mutable=False, record_type=RecordType.REGULAR, description=rid).wait()
+
+
+def test_labels_are_found_through_their_table_as_they_change(db: CacheDB) -> None:
+    for rid in ("a", "b", "c"):
+        _committed(db, rid)
+    db.set_label("a", "dockyard.local.key", "ctx").wait()
+    db.set_label("b", "dockyard.local.key", "ctx").wait()
+    db.set_label("c", "dockyard.local.key", "other").wait()
+    assert sorted(db.committed_with_label("dockyard.local.key", "ctx")) == ["a", "b"]
+    assert [r.id for r in db.with_label("dockyard.local.key", "other")] == ["c"]
+    db.set_label("a", "dockyard.local.key", "moved").wait()  # a changed value
+    db.set_label("b", "dockyard.local.key", None).wait()  # a removed label
+    assert db.committed_with_label("dockyard.local.key", "ctx") == []
+    assert db.committed_with_label("dockyard.local.key", "moved") == ["a"]
+    db.delete_many(["a"]).wait()  # a deleted record
+    assert db.committed_with_label("dockyard.local.key", "moved") == []
+    rows = db._query("SELECT key, value, record_id FROM cache_labels")
+    assert rows == [("dockyard.local.key", "other", "c")]
+
+
+def test_a_database_made_before_the_label_table_gets_it_filled(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.db"
+    first = CacheDB(path)
+    _committed(first, "a")
+    _committed(first, "b")
+    first.set_label("a", "k.with.dots", "v").wait()
+    first.set_label("b", "k.with.dots", "v").wait()
+    first.close()
+    old = sqlite3.connect(path)  # as an earlier Dockyard left it
+    old.executescript(
+        "DROP TRIGGER cache_labels_insert; DROP TRIGGER cache_labels_update;"
+        " DROP TABLE cache_labels; DELETE FROM cache_meta WHERE name = 'labels_table';"
+    )
+    old.close()
+    again = CacheDB(path)
+    try:
+        assert sorted(again.committed_with_label("k.with.dots", "v")) == ["a", "b"]
+        again.set_label("a", "k.with.dots", None).wait()
+        assert again.committed_with_label("k.with.dots", "v") == ["b"]
+    finally:
+        again.close()

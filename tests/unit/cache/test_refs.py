@@ -173,6 +173,7 @@ async def test_records_with_label_most_recently_used_first(manager: CacheManager
     again = await manager.get(first.id)  # using a record makes it the most recent
     manager._db.flush().wait()
     assert manager.records_with_label(key, value) == [first.id, second.id]
+    assert manager.records_with_label(key, value, limit=1) == [first.id]
     # a work area is never an answer, whatever its labels say
     work = await manager.new_mutable(first)
     manager._db.set_label(work.id, key, value).wait()

@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -297,10 +297,11 @@ class CacheManager:
             raise NotFoundError(f"cache record {rid} does not exist")
         return row
 
-    async def get(self, record_id: str) -> ImmutableRef:
+    async def get(self, record_id: str, *, touch: bool = True) -> ImmutableRef:
         """A new handle on committed record ``record_id``; :class:`NotFoundError` if it
-        does not exist (pruned) or is not committed."""
-        ref = await self.load(record_id)
+        does not exist (pruned) or is not committed. ``touch=False``: the record is only
+        looked at (its last use, which orders :meth:`records_with_label`, stays)."""
+        ref = await self.load(record_id, touch=touch)
         if ref is None:
             raise NotFoundError(f"cache record {record_id} does not exist")
         return ref
@@ -332,12 +333,13 @@ class CacheManager:
                 r._row = self._row(r.id)
         return [r.id for r in refs]
 
-    async def load(self, result_id: str) -> ImmutableRef | None:
-        """A new handle on committed record ``result_id``, or ``None`` if it is gone."""
+    async def load(self, result_id: str, *, touch: bool = True) -> ImmutableRef | None:
+        """A new handle on committed record ``result_id``, or ``None`` if it is gone
+        (``touch``: as in :meth:`get`)."""
         row = self._db.get(result_id)
         if row is None or row.mutable:
             return None
-        return self._acquire(row)
+        return self._acquire(row, touch=touch)
 
     # -- making refs -----------------------------------------------------------------------
     async def new_mutable(
@@ -946,6 +948,7 @@ class CacheManager:
         base: FileIndex | None = None,
         written: Collection[str] = (),
         deleted: Sequence[str] = (),
+        known: Mapping[str, tuple[int, bytes]] | None = None,
     ) -> FileIndex:
         """The file index of ``ref``'s tree after a sync wrote into :meth:`own_path`.
 
@@ -953,7 +956,8 @@ class CacheManager:
         and ``meta`` is every entry's metadata. With ``base`` — the index of ``ref``'s
         parent — ``meta`` has the metadata that differs from ``base``'s, and only the
         ``written`` entries are read; ``deleted`` ones are dropped, and the directories
-        above all of them recomputed.
+        above all of them recomputed. ``known``: ``(size, content sha256)`` of files the
+        sync saw whole (``SyncResult.digests``), not read again.
         """
         root, layer = await self.own_path(ref)
         if base is None and layer:
@@ -961,8 +965,8 @@ class CacheManager:
 
         def run() -> IndexBuild:
             if base is None:
-                return index_tree(str(root), meta)
-            return update_index(base, str(root), meta, written, deleted)
+                return index_tree(str(root), meta, known)
+            return update_index(base, str(root), meta, written, deleted, known)
 
         build = await asyncio.to_thread(run)
         self._files_hashed += build.files_hashed

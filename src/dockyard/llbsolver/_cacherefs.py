@@ -113,7 +113,11 @@ class CacheRefs:
                 try:
                     previous = await manager.get(rid)
                     held.append(previous)
-                    before = await manager.get(previous.labels.get(_COPY_SOURCE_LABEL, ""))
+                    # only its index is read: not a use (a local source's next sync
+                    # builds on its most recently used snapshot)
+                    before = await manager.get(
+                        previous.labels.get(_COPY_SOURCE_LABEL, ""), touch=False
+                    )
                     held.append(before)
                 except NotFoundError:
                     continue

@@ -174,6 +174,10 @@ async def test_records_with_label_most_recently_used_first(manager: CacheManager
     manager._db.flush().wait()
     assert manager.records_with_label(key, value) == [first.id, second.id]
     assert manager.records_with_label(key, value, limit=1) == [first.id]
+    looked_at = await manager.get(second.id, touch=False)  # looking is not using
+    manager._db.flush().wait()
+    assert manager.records_with_label(key, value) == [first.id, second.id]
+    await looked_at.release()
     # a work area is never an answer, whatever its labels say
     work = await manager.new_mutable(first)
     manager._db.set_label(work.id, key, value).wait()

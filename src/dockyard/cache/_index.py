@@ -156,11 +156,17 @@ class IndexBuild:
     bytes_hashed: int
 
 
-def index_tree(root: str, meta: dict[str, EntryMeta]) -> IndexBuild:
-    """The index of the whole tree at ``root`` (every file read once)."""
+def index_tree(
+    root: str,
+    meta: dict[str, EntryMeta],
+    known: Mapping[str, tuple[int, bytes]] | None = None,
+) -> IndexBuild:
+    """The index of the whole tree at ``root`` (every file read once, but those in
+    ``known``: ``(size, content sha256)`` by path, from whoever wrote them, used while
+    the file has that size)."""
     nodes: dict[str, bytes] = {}
     heads: dict[str, bytes] = {}
-    walker = _Walker(root, Selector(path="/"), None, nodes=nodes, heads=heads)
+    walker = _Walker(root, Selector(path="/"), None, nodes=nodes, heads=heads, known=known)
     walker.run()
     return IndexBuild(
         index=FileIndex(meta, nodes, heads),
@@ -181,12 +187,14 @@ def update_index(
     changes: Mapping[str, EntryMeta],
     written: Collection[str],
     deleted: Iterable[str],
+    known: Mapping[str, tuple[int, bytes]] | None = None,
 ) -> IndexBuild:
     """The index of a tree made from ``base``'s by a sync that wrote the entries
     ``written`` into ``layer`` — an overlayfs upper directory over ``base``'s tree, or a
     full copy of it — and deleted ``deleted`` (listing everything below a deleted
     directory too). ``changes`` has the new metadata of every written entry and of any
-    other entry whose metadata differs from ``base``'s (those keep their nodes)."""
+    other entry whose metadata differs from ``base``'s (those keep their nodes).
+    ``known`` as for :func:`index_tree`."""
     meta = dict(base.meta)
     nodes = dict(base.nodes)
     heads = dict(base.heads)
@@ -199,7 +207,7 @@ def update_index(
         nodes.pop(path, None)
         heads.pop(path, None)
     meta.update(changes)
-    walker = _Walker(layer, Selector(path="/"), None)
+    walker = _Walker(layer, Selector(path="/"), None, known=known)
     dirs: set[str] = set()
     for path in written:
         if path not in changes:

@@ -39,6 +39,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -76,6 +77,8 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOE
 _WRITERS = max(1, min(4, os.cpu_count() or 1))
 """Threads writing whole new files at once (see :meth:`Receiver.write`)."""
 _PART = 32  # neighbouring files a writer thread takes at a time
+_HASH_READ = 64 << 10  # local files up to this size are read, hashed and written
+_EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
 def _key(path: str) -> list[str]:
@@ -294,6 +297,9 @@ class Receiver:
         # the file being written: (id, fd, temp name; "" when at its final name)
         self._temp: tuple[int, int, str] | None = None
         self._fresh: set[int] = set()  # wanted ids with nothing at their path (private)
+        self._digests: dict[str, tuple[int, bytes]] = {}  # (size, sha256) of written files
+        self._hasher = hashlib.sha256()  # of the file written in order, in pieces
+        self._hashed = 0
         self._sources = SourceFiles()  # for the files written in order
         self._existing: dict[str, os.stat_result] | None = None
         self._stopping = False
@@ -648,7 +654,12 @@ class Receiver:
                     fd_dir = dirs.fd(_parent(entry.path))
                     name = _name(entry.path)
                     fd = os.open(name, _CREATE_FLAGS, 0o600, dir_fd=fd_dir)
-                    stored += self._fill(fd, piece, entry, sources)
+                    n, digest = self._fill(fd, piece, entry, sources)
+                    if digest is None and isinstance(piece, Chunk):
+                        digest = hashlib.sha256(piece.data).digest()
+                    if digest is not None:
+                        self._digests[entry.path] = (n, digest)
+                    stored += n
                     self._finish_file(fd, entry)
                     fd = -1
                 except OSError as exc:
@@ -666,22 +677,28 @@ class Receiver:
             sources.close()
         return files, stored
 
-    def _fill(self, fd: int, piece: Content, entry: FileStat, sources: SourceFiles) -> int:
-        """Write the content ``piece`` carries (all of it) into ``fd``."""
+    def _fill(
+        self, fd: int, piece: Content, entry: FileStat, sources: SourceFiles
+    ) -> tuple[int, bytes | None]:
+        """Write the content ``piece`` carries (all of it) into ``fd``; returns the bytes
+        written and, for a whole local file it read (a small one), their sha256. A big
+        local file is copied in the kernel instead (and read again for its index)."""
         if isinstance(piece, LocalFile):
             try:
                 src = sources.open(piece.root, piece.path)
             except DockyardError:
-                return 0  # vanished since the walk: stored empty, the next sync repairs
-
+                # vanished since the walk: stored empty, the next sync repairs
+                return 0, _EMPTY_SHA256
             try:
-                return _copy_fd(src, fd, self._stop, entry.size)
+                if entry.size <= _HASH_READ:
+                    data = _read_upto(src, entry.size)
+                    _write_all(fd, data)
+                    return len(data), hashlib.sha256(data).digest()
+                return _copy_fd(src, fd, self._stop, entry.size), None
             finally:
                 os.close(src)
-        view = memoryview(piece.data)
-        while view:
-            view = view[os.write(fd, view) :]
-        return len(piece.data)
+        _write_all(fd, piece.data)
+        return len(piece.data), None
 
     def _finish_file(self, fd: int, entry: FileStat) -> None:
         """Owner, permissions and mtime of a written file; closes ``fd``."""
@@ -700,19 +717,26 @@ class Receiver:
             temp = "" if i in self._fresh else self._temp_name(i)
             fd = os.open(temp or _name(entry.path), _CREATE_FLAGS, 0o600, dir_fd=fd_dir)
             self._temp = (i, fd, temp)
+            self._hasher = hashlib.sha256()
+            self._hashed = 0
         return self._temp[1]
 
     def _write_chunk(self, piece: Chunk, entry: FileStat) -> int:
         fd = self._start(piece.id, entry)
-        stored = self._fill(fd, piece, entry, self._sources)
+        stored, _ = self._fill(fd, piece, entry, self._sources)
+        self._hasher.update(piece.data)
+        self._hashed += stored
         self.bytes += stored
         if piece.eof:
+            self._digests[entry.path] = (self._hashed, self._hasher.digest())
             self._complete(entry)
         return stored
 
     def _copy_local(self, piece: LocalFile, entry: FileStat) -> int:
         fd = self._start(piece.id, entry)
-        copied = self._fill(fd, piece, entry, self._sources)
+        copied, digest = self._fill(fd, piece, entry, self._sources)
+        if digest is not None:
+            self._digests[entry.path] = (copied, digest)
         self.bytes += copied
         self._complete(entry)
         return copied
@@ -758,6 +782,7 @@ class Receiver:
             changed=tuple(sorted(self._changed, key=_key)),
             deleted=tuple(sorted(self._deleted, key=_key)),
             tree=tuple(self._entries),
+            digests=self._digests,
         )
 
     def _link(self, entry: FileStat, dirs: _DirStack) -> None:
@@ -803,6 +828,28 @@ class Receiver:
         if self._root_fd >= 0:
             os.close(self._root_fd)
             self._root_fd = -1
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``fd`` (fewer at its end)."""
+    data = os.read(fd, size) if size > 0 else b""
+    if 0 < len(data) < size:
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = os.read(fd, size - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        data = b"".join(parts)
+    return data
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _copy_fd(src: int, dst: int, stop: Callable[[], bool], size: int = -1) -> int:

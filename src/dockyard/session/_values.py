@@ -177,6 +177,12 @@ class SyncResult:
     deleted: tuple[str, ...] = ()
     tree: tuple[FileStat, ...] = field(default=(), repr=False, compare=False)
     """Every entry the sender sent, in walk order (the tree the destination now shows)."""
+    digests: Mapping[str, tuple[int, bytes]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """``(size, sha256 of the content)`` of files this sync wrote, by path, where it saw
+    the bytes on the way (content that arrived in chunks; small local files): a file
+    index of the destination need not read them again."""
 
     @property
     def unchanged(self) -> bool:

@@ -291,7 +291,7 @@ class LocalSource:
         self._checksums += 1
         if base is None:
             meta = {e.path: stat_key(e) for e in result.tree}
-            index = await self.cache.index_tree(mutable, meta)
+            index = await self.cache.index_tree(mutable, meta, known=result.digests)
         else:
             written = set(result.changed)
             known = base.meta
@@ -301,7 +301,12 @@ class LocalSource:
                 if entry.path in written or known.get(entry.path) != stats:
                     changes[entry.path] = stats
             index = await self.cache.index_tree(
-                mutable, changes, base=base, written=written, deleted=result.deleted
+                mutable,
+                changes,
+                base=base,
+                written=written,
+                deleted=result.deleted,
+                known=result.digests,
             )
         digest = str(index.digest)
         for rid in self.cache.records_with_label(CONTENT_LABEL, digest):

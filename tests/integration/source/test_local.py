@@ -88,27 +88,36 @@ async def test_sync_resync_incremental_and_noop_reuses_the_snapshot(
     assert engine.local.statistics().copies == 2
 
 
-async def test_the_stat_cache_rehashes_only_changed_files(engine: Engine, tmp_path: Path) -> None:
+async def test_the_index_reads_back_only_changed_files_the_sync_did_not_see(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Small files are hashed on their way in (the index reads none of them back); big
+    ones are copied in the kernel and read back by the index, only when they changed."""
     ctx = tmp_path / "ctx"
     for d in range(20):
         (ctx / f"d{d}").mkdir(parents=True)
         for f in range(50):
             (ctx / f"d{d}" / f"f{f}").write_text(f"{d}/{f}\n")
+        (ctx / f"d{d}" / "big").write_bytes(bytes([d]) * (100 << 10))
     definition = llb.local("context").marshal()
     engine.cache._racy_ns = 0  # files written just now count as settled
     ref, _ = await engine.solve(definition, session=_session(ctx))
     assert ref is not None
     await ref.release()
-    assert engine.cache.statistics().files_hashed == 1000
-    for changed in ("d3/f7", "d5/f1"):
-        (ctx / changed).write_text("changed\n")
+    assert engine.cache.statistics().files_hashed == 20
+    for changed, content, read_back in (
+        ("d3/f7", b"changed\n", 0),
+        ("d5/big", b"x" * (200 << 10), 1),
+        ("d5/f1", b"changed\n", 0),
+    ):
+        (ctx / changed).write_bytes(content)
         before = engine.cache.statistics().files_hashed
         ref, _ = await engine.solve(definition, session=_session(ctx))
         assert ref is not None
-        assert (await engine.tree(ref))[changed] == (b"changed\n", 0o644)
+        assert (await engine.tree(ref))[changed] == (content, 0o644)
         await ref.release()
-        assert engine.cache.statistics().files_hashed - before == 1
-    assert engine.local.statistics().files_transferred == 1000 + 2
+        assert engine.cache.statistics().files_hashed - before == read_back
+    assert engine.local.statistics().files_transferred == 1020 + 3
 
 
 async def test_include_exclude_patterns_and_follow_paths(engine: Engine, tmp_path: Path) -> None:

@@ -141,7 +141,9 @@ async def test_a_failing_writer_fails_the_sync_and_leaves_no_partial_file(
     _tree(src)
     real = _receive.Receiver._fill
 
-    def fill(self: _receive.Receiver, fd: int, piece: Content, *args: object) -> int:
+    def fill(
+        self: _receive.Receiver, fd: int, piece: Content, *args: object
+    ) -> tuple[int, bytes | None]:
         if self._entries[piece.id].path == "d03/sub/f0093.txt":
             os.write(fd, b"half")
             raise OSError(errno.EIO, "I/O error")
@@ -225,3 +227,42 @@ def test_the_sender_reads_a_file_up_to_the_size_it_walked(tmp_path: Path) -> Non
     content = {entries[i].path: b"".join(c.data for c in chunks if c.id == i) for i in ids}
     assert content == {"a/grows.txt": b"first\n", "a/same.bin": b"x" * 3000, "b/empty": b""}
     assert [c.id for c in chunks if c.eof] == ids
+
+
+async def test_the_digests_of_what_a_sync_saw_match_what_it_stored(
+    harness: Harness, tmp_path: Path
+) -> None:
+    import hashlib
+
+    src = tmp_path / "src"
+    _tree(src, files=40)
+    write(src, "big.bin", os.urandom((1 << 20) + 5))  # several chunks over gRPC
+    async with harness.open(Session(directories={"context": src})) as handle:
+        result = await handle.filesync.sync(SyncRequest(name="context"), _layer(tmp_path / "l"))
+    assert result.digests
+    for path, (size, digest) in result.digests.items():
+        data = (tmp_path / "l" / path).read_bytes()
+        assert (size, digest) == (len(data), hashlib.sha256(data).digest())
+    small = {e.path for e in result.tree if e.is_regular and not e.linkname} - {"big.bin"}
+    assert small <= set(result.digests)  # local or chunked, every small file was seen
+
+
+def test_an_index_with_known_digests_is_the_index_read_from_disk(tmp_path: Path) -> None:
+    import hashlib
+
+    from dockyard.cache._index import index_tree
+
+    root = tmp_path / "t"
+    write(root, "a/one", "one\n")
+    write(root, "a/two", "two\n")
+    write(root, "b", b"x" * 5000)
+    meta = {p: (0, 0, 0, 0, 0, "", 0, 0) for p in ("", "a", "a/one", "a/two", "b")}
+    read = index_tree(str(root), meta)
+    known = {
+        "a/one": (4, hashlib.sha256(b"one\n").digest()),
+        "b": (5000, hashlib.sha256(b"x" * 5000).digest()),
+        "a/two": (99, b"\0" * 32),  # stale (another size): read instead
+    }
+    given = index_tree(str(root), meta, known)
+    assert given.index.nodes == read.index.nodes
+    assert (read.files_hashed, given.files_hashed) == (3, 1)

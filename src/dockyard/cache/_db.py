@@ -120,12 +120,12 @@ CREATE TABLE IF NOT EXISTS cache_labels (
 CREATE INDEX IF NOT EXISTS cache_labels_record ON cache_labels(record_id);
 CREATE TRIGGER IF NOT EXISTS cache_labels_insert AFTER INSERT ON cache_records BEGIN
     INSERT OR IGNORE INTO cache_labels (key, value, record_id)
-        SELECT key, value, NEW.id FROM json_each(NEW.labels);
+        SELECT key, value, NEW.id FROM json_each(NEW.labels) WHERE json_valid(NEW.labels);
 END;
 CREATE TRIGGER IF NOT EXISTS cache_labels_update AFTER UPDATE OF labels ON cache_records BEGIN
     DELETE FROM cache_labels WHERE record_id = NEW.id;
     INSERT OR IGNORE INTO cache_labels (key, value, record_id)
-        SELECT key, value, NEW.id FROM json_each(NEW.labels);
+        SELECT key, value, NEW.id FROM json_each(NEW.labels) WHERE json_valid(NEW.labels);
 END;
 """
 # cache_labels mirrors every record's labels (kept by the triggers above, which live in
@@ -297,6 +297,7 @@ class CacheDB:
             db.execute(
                 "INSERT OR IGNORE INTO cache_labels (key, value, record_id)"
                 " SELECT j.key, j.value, r.id FROM cache_records AS r, json_each(r.labels) AS j"
+                " WHERE json_valid(r.labels)"
             )
             db.execute(
                 "INSERT OR REPLACE INTO cache_meta (name, value) VALUES (?, '1')", (_LABELS_FILLED,)

@@ -228,3 +228,24 @@ def test_a_database_made_before_the_label_table_gets_it_filled(tmp_path: Path) -
         assert again.committed_with_label("k.with.dots", "v") == ["b"]
     finally:
         again.close()
+
+
+def test_a_record_with_unreadable_labels_does_not_stop_the_label_table(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.db"
+    first = CacheDB(path)
+    _committed(first, "a")
+    _committed(first, "b")
+    first.set_label("b", "k", "v").wait()
+    first.close()
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE cache_records SET labels = 'not json' WHERE id = 'a'")
+    raw.commit()
+    raw.executescript(
+        "DELETE FROM cache_labels; DELETE FROM cache_meta WHERE name = 'labels_table';"
+    )
+    raw.close()
+    again = CacheDB(path)  # fills the table again, past the unreadable record
+    try:
+        assert again.committed_with_label("k", "v") == ["b"]
+    finally:
+        again.close()

@@ -167,3 +167,31 @@ def test_corrupt_streams_are_content_errors() -> None:
     stream, _ = open_decompressed(io.BytesIO(bytes(packed)))
     with pytest.raises(ContentError, match="corrupt gzip"):
         stream.read()
+
+
+def test_a_forked_child_makes_its_own_pool() -> None:
+    """A warm start forks commands from a server: a pool made before the fork has no
+    threads in the child, whose first gzip export must still work."""
+    import os
+
+    from dockyard.exporter import _compress
+
+    parent_pool = _compress.compression_pool()
+    assert parent_pool.submit(lambda: 1).result() == 1  # its threads exist here
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        ok = b"0"
+        try:
+            pool = _compress.compression_pool()
+            if pool is not parent_pool and pool.submit(lambda: 2).result(timeout=10) == 2:
+                ok = b"1"
+        finally:
+            os.write(write_end, ok)
+            os._exit(0)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 1) == b"1"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)

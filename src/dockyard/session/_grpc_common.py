@@ -67,6 +67,7 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 _STAT_BATCH_BYTES = 256 << 10
 _WANT_BATCH = 16384
 _BYTES_CHUNK = 256 << 10
+_FIRST_DATA_BYTES = 64 << 10  # the first content frame: the receiver starts writing sooner
 
 
 class Frames(Protocol):
@@ -196,7 +197,7 @@ async def send_tree(
 
     files = sent = 0
     reader = ContentReader(root, entries, wanted)
-    pending = asyncio.ensure_future(asyncio.to_thread(reader.next_batch))
+    pending = asyncio.ensure_future(asyncio.to_thread(reader.next_batch, _FIRST_DATA_BYTES))
     try:
         while True:
             chunks = await pending

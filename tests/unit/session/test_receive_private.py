@@ -266,3 +266,29 @@ def test_an_index_with_known_digests_is_the_index_read_from_disk(tmp_path: Path)
     given = index_tree(str(root), meta, known)
     assert given.index.nodes == read.index.nodes
     assert (read.files_hashed, given.files_hashed) == (3, 1)
+
+
+async def test_the_first_content_frame_is_small(tmp_path: Path) -> None:
+    """The receiver starts writing after ~64 KiB, not after the first 1 MiB."""
+    from dockyard.api._gen import session_pb2 as pb
+    from dockyard.session._grpc_common import send_tree
+
+    root = tmp_path / "ctx"
+    for n in range(300):
+        write(root, f"f{n:03d}", b"x" * 1000)
+
+    class Frames:
+        def __init__(self) -> None:
+            self.sent: list[pb.Frame] = []
+
+        async def send(self, frame: pb.Frame) -> None:
+            self.sent.append(frame)
+
+        async def recv(self) -> pb.Frame | None:
+            return pb.Frame(want=pb.Want(ids=list(range(300)), done=True))
+
+    frames = Frames()
+    assert await send_tree(frames, root, None) == (300, 300, 300_000)
+    data = [f for f in frames.sent if f.WhichOneof("kind") == "data"]
+    sizes = [sum(len(c.data) for c in f.data.chunks) for f in data]
+    assert sizes[0] <= 64 << 10 < max(sizes)

@@ -250,10 +250,18 @@ def _start_server(path: str) -> None:
                 os.dup2(null, fd)
             os.closerange(3, 65536)
             os.chdir("/")  # keep no directory of the client's busy
-            os.execv(sys.executable, argv)
+            os.execve(sys.executable, argv, _server_environment())
         finally:
             os._exit(127)
     os.waitpid(pid, 0)
+
+
+def _server_environment() -> dict[str, str]:
+    """What the server keeps of the first client's environment: how Python runs and the
+    server's own settings. Every child gets its client's whole environment; the server
+    must not hold on to the first client's (its tokens, say) for its lifetime."""
+    keep = ("PATH", "HOME", "TMPDIR", "LANG", ENV_IDLE)
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith(("PYTHON", "LC_"))}
 
 
 def _open_fds(exclude: int) -> list[int]:

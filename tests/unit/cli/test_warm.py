@@ -211,3 +211,15 @@ def test_a_learned_module_that_starts_a_thread_is_forgotten(tmp_path: Path) -> N
         )
         assert out.stdout.strip() == expected
         assert learned.exists() is kept
+
+
+def test_the_server_keeps_little_of_the_first_clients_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GIT_AUTH_TOKEN", "s3cr3t")
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", "/var/tmp/pycache")
+    monkeypatch.setenv(_warm.ENV_IDLE, "60")
+    env = _warm._server_environment()
+    assert "GIT_AUTH_TOKEN" not in env
+    assert env["PYTHONPYCACHEPREFIX"] == "/var/tmp/pycache"
+    assert env[_warm.ENV_IDLE] == "60"

@@ -416,7 +416,7 @@ def serve(path: str) -> None:
     _write_file(path + ".pid", f"{os.getpid()}\n".encode())
     code = _code_fingerprint()
     key = server_key()
-    if socket_path(key) != path:
+    if os.path.basename(socket_path(key)) != os.path.basename(path):
         return  # started by hand for another interpreter or import path
     learned = path + ".modules"
     _preload(preload())

@@ -294,7 +294,15 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
             _add(digest, "file", path, None if data is None else hashlib.sha256(data).hexdigest())
             if ignore is None and path != dockerfile:
                 ignore = data
-        _walk(digest, context_dir, _ignored(ignore))
+        if directory is not None:
+            hot = _Hot(directory, digest)
+        else:
+            assert state_dir is not None
+            hot = _Hot(state_dir / MEMO_DIR, digest)
+        if hot.changed(context_dir):
+            return None  # a file edited lately changed again: no memory can match
+        _walk(digest, context_dir, _ignored(ignore), hot)
+        hot.save()
     except (OSError, ValueError):
         return None  # unreadable, or a bad ignore pattern: the build reports it properly
     epoch = "SOURCE_DATE_EPOCH" in os.environ or any(
@@ -391,11 +399,95 @@ def _ignored(data: bytes | None) -> PatternMatcher | None:
     return PatternMatcher(patterns) if patterns else None
 
 
-def _walk(digest: Any, root: str, ignored: PatternMatcher | None) -> None:
+class _Hot:
+    """The context's most recently changed files (newest ctime) as the last walk saw
+    them, kept beside the memories under the key of everything but the walk. A file
+    edited lately is the likeliest to change again (the edit-build loop): when one of
+    them changed, no memory can match, and :func:`prepare` says so after a few
+    ``lstat`` calls instead of walking the whole context (~12 ms for 2,000 entries)."""
+
+    SIZE = 16
+
+    def __init__(self, directory: Path, pre: Any) -> None:
+        self.path = directory / f"{pre.copy().hexdigest()}.hot"
+        self.loaded: list[tuple[str, str]] = []
+        self.newest: list[tuple[int, str, str]] = []  # (ctime, path, signature)
+        self._floor = -1
+
+    @staticmethod
+    def signature(st: os.stat_result) -> str:
+        return (
+            f"{st.st_mode}:{st.st_uid}:{st.st_gid}:{st.st_ino}:"
+            f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        )
+
+    def changed(self, root: str) -> bool:
+        """Whether one of the files noted last time is not as it was (the new state is
+        noted, so that the next build walks and can be remembered)."""
+        try:
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.read().split("\n")
+        except OSError:
+            return False
+        entries = [tuple(line.split("\0", 1)) for line in lines if "\0" in line]
+        self.loaded = [(p, sig) for p, sig in entries if _relative(p)]
+        changed = False
+        now: list[tuple[str, str]] = []
+        for path, sig in self.loaded:
+            try:
+                current = self.signature(os.lstat(os.path.join(root, path)))
+            except OSError:
+                current = "gone"
+            changed = changed or current != sig
+            now.append((path, current))
+        if changed:
+            self._write(now)
+        return changed
+
+    def seen(self, path: str, st: os.stat_result) -> None:
+        ctime = st.st_ctime_ns
+        if ctime <= self._floor:
+            return
+        import heapq
+
+        item = (ctime, path, self.signature(st))
+        if len(self.newest) < self.SIZE:
+            heapq.heappush(self.newest, item)
+        else:
+            heapq.heapreplace(self.newest, item)
+        if len(self.newest) == self.SIZE:
+            self._floor = self.newest[0][0]
+
+    def save(self) -> None:
+        """Note the newest files of this walk (written only when they differ)."""
+        noted = [(p, sig) for _, p, sig in sorted(self.newest, reverse=True)]
+        if noted != self.loaded:
+            self._write(noted)
+
+    def _write(self, entries: list[tuple[str, str]]) -> None:
+        data = "".join(f"{p}\0{sig}\n" for p, sig in entries)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp.write_text(data, encoding="utf-8", errors="surrogateescape")
+            os.replace(tmp, self.path)
+            if not self.loaded:  # a new list: keep their number bounded too
+                _trim(self.path.parent)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+def _relative(path: str) -> bool:
+    """A path inside the context (what a walk wrote; anything else is not looked at)."""
+    return bool(path) and not path.startswith("/") and ".." not in path.split("/")
+
+
+def _walk(digest: Any, root: str, ignored: PatternMatcher | None, hot: _Hot | None = None) -> None:
     """Every entry under ``root`` that the ignore patterns leave in the context (a
     directory they exclude whole is not entered), not following symlinks, sorted,
-    with its metadata."""
+    with its metadata; ``hot`` is told each file's."""
     update = digest.update
+    seen = hot.seen if hot is not None else None
     pending: list[tuple[str, MatchState | None]] = [("", None)]
     while pending:
         rel, parent_state = pending.pop()
@@ -417,6 +509,8 @@ def _walk(digest: Any, root: str, ignored: PatternMatcher | None) -> None:
             times = "" if is_dir else f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
             record = f"{path}\0{mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_ino}\0{times}\0{link}\n"
             update(record.encode("utf-8", "surrogateescape"))
+            if seen is not None and not is_dir:
+                seen(path, st)
             if is_dir:
                 pending.append((path, state))
     st = os.lstat(root)
@@ -485,13 +579,15 @@ def _restamped(metadata_json: str) -> str:
 
 
 def _trim(directory: Path) -> None:
-    """Keep the :data:`KEEP` most recently written memories."""
-    entries = [e for e in os.scandir(directory) if e.name.endswith(".memo")]
-    if len(entries) <= KEEP:
-        return
-    entries.sort(key=lambda e: e.stat().st_mtime_ns)
-    for entry in entries[: len(entries) - KEEP]:
-        try:
-            os.unlink(entry.path)
-        except FileNotFoundError:
-            pass
+    """Keep the :data:`KEEP` most recently written memories (and as many lists of
+    recently changed files)."""
+    for suffix in (".memo", ".hot"):
+        entries = [e for e in os.scandir(directory) if e.name.endswith(suffix)]
+        if len(entries) <= KEEP:
+            continue
+        entries.sort(key=lambda e: e.stat().st_mtime_ns)
+        for entry in entries[: len(entries) - KEEP]:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass

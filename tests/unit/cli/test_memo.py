@@ -85,6 +85,8 @@ def params(ctx: Path, state: Path, **changes: Any) -> dict[str, Any]:
 
 def key(ctx: Path, state: Path, **changes: Any) -> str:
     memo = _memo.prepare(params(ctx, state, **changes), addr=None)
+    if memo is None:  # a file changed lately changed again: said without a walk
+        memo = _memo.prepare(params(ctx, state, **changes), addr=None)
     assert memo is not None
     return memo.key
 
@@ -382,3 +384,47 @@ def test_only_the_newest_memories_are_kept(
     assert len(kept) == 3
     assert memo is not None
     assert memo.path.name in kept
+
+
+def test_a_lately_changed_file_that_changed_again_is_seen_without_a_walk(
+    context: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(40):  # older files, then the one the user keeps editing
+        (context / "src" / f"old{i}.txt").write_text("x")
+        os.utime(context / "src" / f"old{i}.txt", (1, 1))
+    stamp = context / "src" / "stamp.txt"
+    stamp.write_text("1")
+    first = key(context, state)  # walks, and notes the newest files
+    assert list((state / "memo").glob("*.hot"))
+    walks: list[str] = []
+    real_walk = _memo._walk
+
+    def counting_walk(*args: Any) -> None:
+        walks.append("walk")
+        real_walk(*args)
+
+    monkeypatch.setattr(_memo, "_walk", counting_walk)
+    stamp.write_text("2")
+    assert _memo.prepare(params(context, state), addr=None) is None  # no memory can match
+    assert walks == []
+    again = _memo.prepare(params(context, state), addr=None)  # nothing changed since
+    assert again is not None
+    assert walks == ["walk"]
+    assert again.key != first
+    # a change elsewhere is found by the walk, as before
+    (context / "src" / "old3.txt").write_text("y")
+    third = _memo.prepare(params(context, state), addr=None)
+    assert third is not None
+    assert third.key != again.key
+
+
+def test_noted_paths_outside_the_context_are_not_looked_at(
+    context: Path, state: Path, tmp_path: Path
+) -> None:
+    key(context, state)
+    (hot,) = (state / "memo").glob("*.hot")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    hot.write_text(f"../outside.txt\0sig\n{outside}\0sig\n")
+    # neither entry is checked (nothing "changed"): the build's inputs decide
+    assert _memo.prepare(params(context, state), addr=None) is not None

@@ -715,13 +715,13 @@ def _child(conn: socket.socket, payload: bytes, fds: list[int], learned: str) ->
     _watch(conn, done)
     _reply(conn, b"P", os.getpid())
     code = _run_command(argv)
-    _learn(learned, set(sys.modules) - before)
     done.set()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         _reply(conn, b"X", code)
     except OSError:
         pass
+    _learn(learned, set(sys.modules) - before)  # the client is not kept waiting for it
     return code
 
 

@@ -295,10 +295,10 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
             if ignore is None and path != dockerfile:
                 ignore = data
         if directory is not None:
-            hot = _Hot(directory, digest)
+            hot = _Hot(directory, digest, make_parents=True)
         else:
             assert state_dir is not None
-            hot = _Hot(state_dir / MEMO_DIR, digest)
+            hot = _Hot(state_dir / MEMO_DIR, digest, make_parents=False)
         if hot.changed(context_dir):
             return None  # a file edited lately changed again: no memory can match
         _walk(digest, context_dir, _ignored(ignore), hot)
@@ -408,8 +408,11 @@ class _Hot:
 
     SIZE = 16
 
-    def __init__(self, directory: Path, pre: Any) -> None:
+    def __init__(self, directory: Path, pre: Any, *, make_parents: bool) -> None:
         self.path = directory / f"{pre.copy().hexdigest()}.hot"
+        # a state directory is made by the engine (a build refused for its flags must
+        # leave none behind): the list is kept once it exists
+        self.make_parents = make_parents
         self.loaded: list[tuple[str, str]] = []
         self.newest: list[tuple[int, str, str]] = []  # (ctime, path, signature)
         self._floor = -1
@@ -468,7 +471,9 @@ class _Hot:
         data = "".join(f"{p}\0{sig}\n" for p, sig in entries)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.make_parents and not self.path.parent.parent.is_dir():
+                return
+            self.path.parent.mkdir(mode=0o700, parents=self.make_parents, exist_ok=True)
             tmp.write_text(data, encoding="utf-8", errors="surrogateescape")
             os.replace(tmp, self.path)
             if not self.loaded:  # a new list: keep their number bounded too

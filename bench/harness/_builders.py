@@ -266,6 +266,34 @@ class DockyardDaemon(DockyardBuilder):
         self.stop()
         wipe(self.state_dir)
         self.start()
+        time.sleep(1.2)  # its first GC pass starts a second after it serves
+        self.wait_idle()
+
+    def wait_idle(self, quiet: float = 0.3, limit: float = 10.0) -> None:
+        """Wait (untimed) until the new daemon has settled — its start-up imports in a
+        thread and its first GC pass done, no CPU used for ``quiet`` seconds — as the
+        dockerd a peer builds on has long settled: `cold` clears caches and images,
+        it does not time a daemon's start."""
+        if self.process is None:
+            return
+        stat_path = Path(f"/proc/{self.process.pid}/stat")
+
+        def cpu() -> int:
+            try:
+                fields = stat_path.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return -1
+            return int(fields[11]) + int(fields[12])  # utime + stime, in ticks
+
+        deadline = time.monotonic() + limit
+        last, since = cpu(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = cpu()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
 
     def rss_mib(self) -> float | None:
         """The daemon's resident set size (VmRSS), MiB."""

@@ -178,11 +178,16 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
             unsent = 0
         out.append(entry)
 
+    # without "!" patterns, everything below an included directory is included: its
+    # entries need no matching (most of a walk's time when COPY sources name directories)
+    include_whole = include is not None and not include.has_exclusions
+
     def visit(
         dir_full: str,
         prefix: str,
         include_state: MatchState | None,
         exclude_state: MatchState | None,
+        included: bool = False,
     ) -> None:
         nonlocal unsent
         try:
@@ -201,12 +206,15 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
             deferred = False
             child_include: MatchState | None = None
             child_exclude: MatchState | None = None
-            if include is not None:
+            child_included = included
+            if include is not None and not included:
                 matched, child_include = include.match_with_parent(rel, include_state)
                 if not matched:
                     if not (is_dir and _could_include_below(include, rel)):
                         continue
                     deferred = True
+                else:
+                    child_included = include_whole
             if exclude is not None:
                 matched, child_exclude = exclude.match_with_parent(rel, exclude_state)
                 if matched:
@@ -247,7 +255,7 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
             else:
                 emit(entry)
                 pending.append(None)
-            visit(full, rel + "/", child_include, child_exclude)
+            visit(full, rel + "/", child_include, child_exclude, child_included)
             if pending.pop() is not None:
                 unsent -= 1
 

@@ -154,3 +154,35 @@ def test_content_reader_batches(tmp_path: Path) -> None:
     (root / "small").unlink()
     reader = ContentReader(root, entries, [2])
     assert reader.next_batch() == [(2, b"", True)]
+
+
+@pytest.mark.parametrize(
+    "include",
+    [
+        ("src",),
+        ("src", "!src/b/skip.txt"),
+        ("src/b",),
+        ("src/*/*.txt",),
+        ("src", "!src/b"),
+        ("**/keep.txt", "src/a"),
+    ],
+)
+def test_everything_below_an_included_directory_is_walked_as_matching_says(
+    tmp_path: Path, include: tuple[str, ...]
+) -> None:
+    """The walk stops matching inside a directory an include pattern took whole (no "!"
+    patterns); what it sends must equal what the matcher says for every path."""
+    from dockyard.core.pathmatch import PatternMatcher
+
+    root = tmp_path / "ctx"
+    for rel in ("src/a/x.txt", "src/a/deep/y.txt", "src/b/skip.txt", "src/b/keep.txt", "top.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    got = paths(root, include_patterns=include)
+    matcher = PatternMatcher(list(include))
+    every = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    files = [p for p in got if (root / p).is_file()]
+    assert files == [p for p in every if matcher.matches(p)]
+    for path in got:  # each directory sent leads to something sent
+        if (root / path).is_dir():
+            assert any(f.startswith(path + "/") for f in files)

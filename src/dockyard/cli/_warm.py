@@ -540,15 +540,15 @@ class _Server:
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 conn = None
-            if not self._reap():
-                if conn is not None:
-                    conn.close()  # its client runs the command itself
-                return
             if conn is not None:
                 last = time.monotonic()
                 with conn:
                     if not self._serve(conn):
                         return
+            # after serving: what ended children learned is not on a client's clock
+            if not self._reap():
+                return
+            if conn is not None:
                 continue
             try:
                 if os.stat(self.path).st_ino != ident:

@@ -579,7 +579,7 @@ class CacheManager:
         if not rows:
             return None
         latest = max(rows, key=lambda r: r.created)
-        if len(await self.snapshotter.layers(latest.id)) >= SNAPSHOT_CHAIN:
+        if await self.snapshotter.layer_count(latest.id) >= SNAPSHOT_CHAIN:
             return None
         return await self.load(latest.id)
 

@@ -284,6 +284,11 @@ class BaseSnapshotter(abc.ABC):
             raise DockyardError(f"snapshot {key!r} is not committed (it is {rec.kind.value})")
         return [self._meta.get_id(sid).key for sid in self._layer_ids(key)]
 
+    async def layer_count(self, key: str) -> int:
+        """How many layer snapshots make up committed ``key`` (``len(layers(key))`` in one
+        query: a local source asks before every sync how deep its chain is)."""
+        return len(self._layer_ids(key))
+
     @abc.abstractmethod
     async def view_mounts(self, key: str) -> list[Mount]:
         """Read-only mounts of committed ``key``, without creating a view snapshot.

@@ -268,7 +268,7 @@ class LocalSource:
         """Whether a new layer on ``ref`` would make its chain longer than
         :data:`MAX_LAYERS` (overlayfs looks a name up in every layer)."""
         snapshotter = self.cache.snapshotter
-        return snapshotter.layered and len(await snapshotter.layers(ref.id)) >= MAX_LAYERS
+        return snapshotter.layered and await snapshotter.layer_count(ref.id) >= MAX_LAYERS
 
     async def _previous(self, key: str) -> tuple[ImmutableRef | None, FileIndex | None]:
         """The latest snapshot of ``key`` that has a file index (a new handle), if any."""

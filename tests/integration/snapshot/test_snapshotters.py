@@ -335,3 +335,6 @@ async def test_flatten_links_the_tree_of_a_chain(sn: BaseSnapshotter) -> None:
         assert files
         assert all(os.lstat(p).st_nlink > 1 for p in files)
     assert [k for k in await sn.layers("F")] == ["F"]
+    for key in ("L1", "L2", "L3", "F"):
+        assert await sn.layer_count(key) == len(await sn.layers(key))
+    assert await sn.layer_count("L3") == 3

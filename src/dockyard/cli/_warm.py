@@ -28,6 +28,9 @@ Safety:
   on every request), when its socket is removed or replaced, and after
   ``DOCKYARD_WARM_IDLE`` seconds without a command (default 900).
 * ``DOCKYARD_WARM=0`` turns warm start off for a command (no server is used or started).
+* The server keeps only Python's and its own variables of the first client's environment
+  (a child gets its client's whole environment). Modules that keep a thread pool reset it
+  in a forked child (``os.register_at_fork``: ``exporter._compress``, ``session._receive``).
 
 The server remembers which modules its children imported (a file beside the socket) and
 imports them too, so the second command of a kind is fully warm. Importing ``grpc`` is

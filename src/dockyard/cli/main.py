@@ -84,7 +84,13 @@ def cli(
     tlscert: str | None,
     tlskey: str | None,
 ) -> None:
-    """Dockyard: build container images, fast."""
+    """Dockyard: build container images, fast.
+
+    Commands start warm: the first one leaves a server that has imported the engine, and
+    later ones run in a process it forks for them (with their own environment, files and
+    signals). DOCKYARD_WARM=0 runs a command entirely in its own process;
+    DOCKYARD_WARM_IDLE=SECONDS is how long an unused server stays (900).
+    """
     ctx.meta["dockyard.addr"] = addr
     ctx.meta["dockyard.tls"] = (tlscacert, tlscert, tlskey)
 

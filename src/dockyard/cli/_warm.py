@@ -405,7 +405,8 @@ def _follow(sock: _socket.socket, child: int) -> int:
 
 
 def serve(path: str) -> None:
-    """Serve warm starts on ``path`` until idle, stale or replaced (``python -m``)."""
+    """Serve warm starts on ``path`` until idle, stale or replaced (what
+    :func:`_start_server` runs in the background)."""
     import fcntl
 
     directory = os.path.dirname(path)
@@ -512,7 +513,12 @@ def _learned(path: str) -> list[str]:
             lines = f.read().split()
     except OSError:
         return []
-    return [n for n in dict.fromkeys(lines) if all(p.isidentifier() for p in n.split("."))]
+    return [n for n in dict.fromkeys(lines) if _module_name(n)]
+
+
+def _module_name(name: str) -> bool:
+    """Whether ``name`` is a dotted module name (anything else in the list is ignored)."""
+    return all(part.isidentifier() for part in name.split("."))
 
 
 class _Server:
@@ -588,7 +594,7 @@ class _Server:
             if payload is None or not payload.startswith(self.key + b"\0"):
                 return True  # not ours (another interpreter or import path)
             if _code_fingerprint() != self.code or _threads() != 1:
-                return False  # the client runs the command itself; a new server starts
+                return False  # the client runs the command itself; the next starts a server
             from dockyard.cli import _memo
 
             _memo.verified_code = self.code
@@ -619,13 +625,18 @@ class _Server:
         if uid != os.getuid() or pid <= 0:
             return False
         try:
-            same_root = os.stat(f"/proc/{pid}/root") == os.stat("/proc/self/root")
+            theirs, ours = os.stat(f"/proc/{pid}/root"), os.stat("/proc/self/root")
         except OSError:
             return False
+        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+            return False
+        namespaces, identity = _namespaces(str(pid)), _identity(str(pid))
+        # what cannot be read is never the same
         return (
-            same_root
-            and _namespaces(str(pid)) == self.namespaces
-            and _identity(str(pid)) == self.identity
+            namespaces is not None
+            and namespaces == self.namespaces
+            and identity is not None
+            and identity == self.identity
         )
 
 
@@ -842,13 +853,10 @@ def _reply(conn: socket.socket, kind: bytes, value: int) -> None:
 
 
 def _run_command(argv: list[str]) -> int:
-    from dockyard.cli import _gc
-    from dockyard.cli.main import cancel_on_sigterm, exit_code, main
+    from dockyard.cli.main import exit_code, run_command
 
-    _gc.startup()
-    cancel_on_sigterm()
     try:
-        return exit_code(main(argv))
+        return run_command(argv)
     except SystemExit as exc:
         code = exc.code
         return exit_code(code if isinstance(code, int) else (0 if code is None else 1))
@@ -873,9 +881,7 @@ def _learn(path: str, names: set[str]) -> None:
     new = sorted(
         n
         for n in names
-        if n != "__main__"
-        and not n.startswith(_NO_FORK_PREFIXES)
-        and all(part.isidentifier() for part in n.split("."))
+        if n != "__main__" and not n.startswith(_NO_FORK_PREFIXES) and _module_name(n)
     )
     if not new:
         return

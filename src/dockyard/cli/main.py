@@ -15,7 +15,15 @@ import click
 
 from dockyard import __version__
 
-__all__ = ["LazyGroup", "cancel_on_sigterm", "cli", "exit_code", "main", "run"]
+__all__ = [
+    "LazyGroup",
+    "cancel_on_sigterm",
+    "cli",
+    "exit_code",
+    "main",
+    "run",
+    "run_command",
+]
 
 # name -> "module:attribute" of a click.Command; imported only when invoked.
 _COMMANDS: dict[str, str] = {
@@ -151,10 +159,16 @@ def exit_code(code: int) -> int:
     return 128 + _terminated[0] if _terminated else code
 
 
-def run() -> None:
-    """Console-script entry point."""
+def run_command(argv: Sequence[str] | None = None) -> int:
+    """Run ``argv`` as the whole process's command (the console script, a warm child):
+    the collector tuned for start-up, SIGTERM cancelling like Ctrl-C; the exit code."""
     from dockyard.cli import _gc
 
     _gc.startup()
     cancel_on_sigterm()
-    sys.exit(exit_code(main()))
+    return exit_code(main(argv))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(run_command())

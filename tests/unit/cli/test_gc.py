@@ -52,7 +52,7 @@ def test_the_console_script_runs_with_raised_thresholds() -> None:
     code = (
         "import gc, sys\n"
         "from dockyard.cli import main\n"
-        "main.main = lambda: print(gc.get_threshold()) or 0\n"
+        "main.main = lambda argv=None: print(gc.get_threshold()) or 0\n"
         "main.run()\n"
     )
     out = subprocess.run(

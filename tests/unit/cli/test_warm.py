@@ -113,6 +113,15 @@ def test_peers_are_checked() -> None:
         assert not server._peer_ok(ours)
 
 
+def test_what_cannot_be_read_never_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = _server(("code",))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, server.listener:
+        monkeypatch.setattr(_warm, "_identity", lambda pid: None)
+        server.identity = None
+        assert not server._peer_ok(ours)
+
+
 def _send_request(sock: socket.socket) -> None:
     read_end, write_end = os.pipe()
     try:

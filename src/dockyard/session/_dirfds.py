@@ -33,8 +33,23 @@ class DirStack:
 
     def __init__(self, root_fd: int, made: Callable[[str], None] | None = None) -> None:
         self._root = root_fd
+        self._owns_root = False
         self._chain: list[tuple[str, int]] = []
         self._made = made
+
+    @classmethod
+    def opened(
+        cls, root: str | Path, flags: int, made: Callable[[str], None] | None = None
+    ) -> DirStack:
+        """A stack over ``root``, opened with ``flags``; :meth:`release` closes it too."""
+        stack = cls(os.open(root, flags), made)
+        stack._owns_root = True
+        return stack
+
+    @property
+    def root(self) -> int:
+        """The fd of the root (for another thread's stack over the same root)."""
+        return self._root
 
     def fd(self, rel_dir: str) -> int:
         if not rel_dir:
@@ -76,6 +91,13 @@ class DirStack:
             os.close(fd)
         self._chain.clear()
 
+    def release(self) -> None:
+        """:meth:`close`, and the root's fd if this stack opened it."""
+        self.close()
+        if self._owns_root:
+            self._owns_root = False
+            os.close(self._root)
+
 
 class SourceFiles:
     """Read fds of files below a root (the sender's directory). The parent directories are
@@ -85,7 +107,6 @@ class SourceFiles:
 
     def __init__(self) -> None:
         self._root: Path | None = None
-        self._root_fd = -1
         self._dirs: DirStack | None = None
 
     def open(self, root: Path, path: str) -> int:
@@ -95,9 +116,8 @@ class SourceFiles:
         try:
             if self._dirs is None or self._root != root:
                 self.close()
-                self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._dirs = DirStack.opened(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 self._root = root
-                self._dirs = DirStack(self._root_fd)
             return os.open(
                 _name(path),
                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -109,9 +129,6 @@ class SourceFiles:
 
     def close(self) -> None:
         if self._dirs is not None:
-            self._dirs.close()
+            self._dirs.release()
             self._dirs = None
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
         self._root = None

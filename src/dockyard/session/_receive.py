@@ -292,7 +292,6 @@ class Receiver:
         self._changed: set[str] = set()
         self._deleted: list[str] = []
         self._dirty: set[str] = set()  # directories whose metadata must be (re)applied
-        self._root_fd = -1
         self._dirs: _DirStack | None = None
         # the file being written: (id, fd, temp name; "" when at its final name)
         self._temp: tuple[int, int, str] | None = None
@@ -316,9 +315,10 @@ class Receiver:
     def _open(self) -> _DirStack:
         if self._dirs is None:
             os.makedirs(self.dest, exist_ok=True)
-            self._root_fd = os.open(self.dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             made = self._dirty.add if self.layer_over is not None else None
-            self._dirs = _DirStack(self._root_fd, made)
+            self._dirs = _DirStack.opened(
+                self.dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, made
+            )
         return self._dirs
 
     def _fail(self, path: str, exc: OSError) -> DockyardError:
@@ -640,7 +640,7 @@ class Receiver:
         may run in several threads at once, each with its own directory fds. Returns
         (files, bytes)."""
         made = self._dirty.add if self.layer_over is not None else None
-        dirs = _DirStack(self._root_fd, made)
+        dirs = _DirStack(self._open().root, made)  # opened before the writers start
         sources = SourceFiles()
         files = stored = 0
         fd = fd_dir = -1
@@ -823,11 +823,8 @@ class Receiver:
                 pass
         self._sources.close()
         if self._dirs is not None:
-            self._dirs.close()
+            self._dirs.release()
             self._dirs = None
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
 
 
 def _read_upto(fd: int, size: int) -> bytes:

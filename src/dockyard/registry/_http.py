@@ -18,7 +18,7 @@ import ssl
 import sys
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -80,14 +80,20 @@ class _HostState:
     challenges: list[Challenge] = field(default_factory=list)
 
 
-def _is_cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is_cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    for current in _chain(exc):
         if isinstance(current, ssl.SSLCertVerificationError):
             return current
-        current = current.__cause__ or current.__context__
     return None
 
 
@@ -97,14 +103,10 @@ _PERMANENT_TLS = ("ALERT", "CERTIFICATE", "WRONG_VERSION_NUMBER", "UNSUPPORTED_P
 def _has_dns_error(exc: BaseException) -> bool:
     """The registry's host name did not resolve: another try seconds later will not help,
     and a mistyped image name must fail at once (as BuildKit does), not after backoff."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, socket.gaierror) and current.errno != socket.EAI_AGAIN:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        isinstance(current, socket.gaierror) and current.errno != socket.EAI_AGAIN
+        for current in _chain(exc)
+    )
 
 
 def _has_refused(exc: BaseException) -> bool:
@@ -112,41 +114,25 @@ def _has_refused(exc: BaseException) -> bool:
     (the ``/v2/`` ping) that fails at once, as BuildKit does: waiting out every retry
     only delays the error. A registry that answered before and then refuses is
     restarting: that is retried (a push resumes)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(current, ConnectionRefusedError) for current in _chain(exc))
 
 
 def _has_ssl_error(exc: BaseException) -> bool:
     """A TLS failure that another try will not fix (a refused or untrusted certificate,
     a plain-HTTP server); end-of-stream errors on a dying connection are not."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, ssl.SSLCertVerificationError):
             return True
         if isinstance(current, ssl.SSLError) and not isinstance(current, ssl.SSLEOFError):
             text = f"{current.reason or ''} {current}".upper()
             if any(marker in text for marker in _PERMANENT_TLS):
                 return True
-        current = current.__cause__ or current.__context__
     return False
 
 
 def _is_tls_error(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
-            return True
-        current = current.__cause__ or current.__context__
+    if any(isinstance(current, ssl.SSLError) for current in _chain(exc)):
+        return True
     return "ssl" in str(exc).lower() or "tls" in str(exc).lower()
 
 

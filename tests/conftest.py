@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,16 +23,9 @@ def _stop_warm_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     """``dockyard`` commands run by tests start warm servers (cli._warm) in the session's
     runtime directory; they end with the session."""
     yield
-    stop_warm_servers(_runtime_dir(tmp_path_factory) / "dockyard")
+    from dockyard.cli._warm import stop_servers
 
-
-def stop_warm_servers(directory: Path) -> None:
-    """SIGTERM every warm server whose pid file is in ``directory``."""
-    for pidfile in directory.glob("*.sock.pid"):
-        try:
-            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+    stop_servers(_runtime_dir(tmp_path_factory) / "dockyard")
 
 
 def _runtime_dir(factory: pytest.TempPathFactory) -> Path:

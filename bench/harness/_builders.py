@@ -471,11 +471,9 @@ def _warm_env(work: Path, warm: bool) -> dict[str, str]:
 
 def stop_warm_servers(work: Path) -> None:
     """SIGTERM the warm-start servers Dockyard's commands started for the harness."""
-    for pidfile in (work / "xdg-run" / "dockyard").glob("*.sock.pid"):
-        try:
-            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+    from dockyard.cli._warm import stop_servers
+
+    stop_servers(work / "xdg-run" / "dockyard")
 
 
 def make_builders(names: Sequence[str], work: Path, log: Log, *, warm: bool) -> list[Builder]:

@@ -64,6 +64,7 @@ __all__ = [
     "serve",
     "server_key",
     "socket_path",
+    "stop_servers",
 ]
 
 ENV_SWITCH = "DOCKYARD_WARM"
@@ -457,6 +458,23 @@ def serve(path: str) -> None:
             os.unlink(path + ".pid")
         except OSError:
             pass
+
+
+def stop_servers(directory: str | os.PathLike[str]) -> int:
+    """SIGTERM every warm server whose pid file is in ``directory`` (a runtime
+    directory's ``dockyard``, as tests and the bench harness keep their own); how many."""
+    import glob
+    import signal
+
+    stopped = 0
+    for pidfile in glob.glob(os.path.join(glob.escape(os.fspath(directory)), "*.sock.pid")):
+        try:
+            with open(pidfile, "rb") as f:
+                os.kill(int(f.read().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+        stopped += 1
+    return stopped
 
 
 def _idle_seconds() -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import stop_warm_servers
+from dockyard.cli._warm import stop_servers
 
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 
@@ -29,7 +29,7 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
     monkeypatch.delenv("DOCKYARD_WARM", raising=False)
     yield path / "dockyard"
-    stop_warm_servers(path / "dockyard")
+    stop_servers(path / "dockyard")
 
 
 def _dockyard(

@@ -232,3 +232,19 @@ def test_the_server_keeps_little_of_the_first_clients_environment(
     assert "GIT_AUTH_TOKEN" not in env
     assert env["PYTHONPYCACHEPREFIX"] == "/var/tmp/pycache"
     assert env[_warm.ENV_IDLE] == "60"
+
+
+def test_stop_servers_terminates_the_servers_named_by_pid_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "warm-0123456789abcdef.sock.pid").write_text(f"{server.pid}\n")
+        (tmp_path / "warm-fedcba9876543210.sock.pid").write_text("not a pid\n")
+        assert _warm.stop_servers(tmp_path) == 1
+        assert server.wait(timeout=10) == -15
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -140,10 +140,12 @@ class Attachment:
         finally:
             for task in list(self._tasks):
                 task.cancel()
-            if self._tasks:
-                await asyncio.wait(list(self._tasks))
-            self._call.cancel()
-            self._closed.set()
+            try:
+                if self._tasks:
+                    await asyncio.wait(list(self._tasks))
+            finally:  # even if cancelled again while waiting
+                self._call.cancel()
+                self._closed.set()
 
     async def _reply(self, reply: pb.Reply) -> None:
         async with self._write_lock:

@@ -351,8 +351,11 @@ class SessionService:
         finally:
             reading.cancel()
             stopping.cancel()
-            await asyncio.wait({reading, stopping})
+            # End the session before awaiting anything: grpc may cancel this handler
+            # more than once when the client vanishes, and a second CancelledError in
+            # the wait below must not leave the session (and its calls) open.
             self._end(peer, handle, reason)
+            await asyncio.wait({reading, stopping})
 
     def _end(self, peer: _RemotePeer, handle: SessionHandle, reason: str) -> None:
         peer.shutdown(reason)

@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -20,6 +21,7 @@ from dockyard.session import (
     SyncRequest,
     _grpc_client,
     _grpc_common,
+    _grpc_server,
     _receive,
 )
 from dockyard.session._grpc_common import ATTACH, STREAM
@@ -129,6 +131,50 @@ async def test_refused_attach_is_a_session_error(tcp: Harness) -> None:
                 await attach(Session(id="dup"), tcp.channel)
     finally:
         await tcp.stop()
+
+
+class _Context:
+    """A stand-in for grpc's servicer context on the daemon's side of ``Attach``."""
+
+    def __init__(self) -> None:
+        self.written: list[pb.ServerMessage] = []
+
+    async def write(self, message: pb.ServerMessage) -> None:
+        self.written.append(message)
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise AssertionError(f"aborted: {code} {details}")
+
+
+async def test_a_handler_cancelled_twice_still_ends_its_session() -> None:
+    # grpc may cancel an Attach handler more than once when its client vanishes; the
+    # second CancelledError lands while the handler is cleaning up, and the session
+    # (with every call in flight) must end all the same.
+    manager = SessionManager(call_timeout=60)
+    service = _grpc_server.SessionService(manager)
+    context = _Context()
+
+    async def messages() -> AsyncIterator[pb.ClientMessage]:
+        hello = pb.Hello(version=_grpc_common.VERSION, session_id="twice", secrets=True)
+        yield pb.ClientMessage(hello=hello)
+        await asyncio.Event().wait()  # the client says nothing more
+
+    handler = asyncio.create_task(service._attach(messages(), context))
+    await eventually(lambda: manager.find("twice") is not None)
+    handle = await manager.get("twice")
+    call = asyncio.create_task(handle.secrets.get("token"))
+    await eventually(lambda: len(context.written) == 2)  # the welcome, then the request
+    handler.cancel()
+    for _ in range(3):
+        await asyncio.sleep(0)  # into the handler's clean-up
+    handler.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handler
+    assert handle.closed
+    with pytest.raises(SessionError, match="ended"):
+        await asyncio.wait_for(call, 5)
+    assert manager.find("twice") is None
+    await manager.aclose()
 
 
 async def test_content_is_flow_controlled(

@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dockyard.api._gen import session_pb2 as pb
 from dockyard.core import DockyardError, SessionError, error_from_record
@@ -216,12 +216,20 @@ async def send_tree(
             if progress is not None:
                 progress(files, sent)
     finally:
-        if not pending.done():
-            await asyncio.wait([pending])  # the reader thread must stop before closing
-        if not pending.cancelled():
-            pending.exception()
-        reader.close()
+        # the reader thread must stop before its files are closed (also when this task
+        # is cancelled again while it waits)
+        if pending.done():
+            _close_after(pending, reader)
+        else:
+            pending.add_done_callback(lambda done: _close_after(done, reader))
+            await asyncio.wait([pending])
     return len(entries), files, sent
+
+
+def _close_after(done: asyncio.Future[Any], reader: ContentReader) -> None:
+    if not done.cancelled():
+        done.exception()  # the error that ended the send is the one reported
+    reader.close()
 
 
 class FramesSyncSource:

@@ -964,11 +964,13 @@ async def _entries(source: SyncSource, scanning: asyncio.Future[None] | None) ->
         async for batch in stats:
             entries.extend(batch)
     finally:
-        aclose = getattr(stats, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        if scanning is not None:
-            await asyncio.wait([scanning])  # the thread must end before anything else
+        try:
+            aclose = getattr(stats, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            if scanning is not None:
+                await asyncio.wait([scanning])  # the thread must end before anything else
     if scanning is not None:
         scanning.result()
     return entries

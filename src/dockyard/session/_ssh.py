@@ -286,7 +286,9 @@ async def forwarding_socket(
         server.close()
         for task in list(tasks):
             task.cancel()
-        if tasks:
-            await asyncio.wait(list(tasks))
-        await server.wait_closed()
-        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            if tasks:
+                await asyncio.wait(list(tasks))
+            await server.wait_closed()
+        finally:  # even when cancelled again meanwhile
+            shutil.rmtree(directory, ignore_errors=True)

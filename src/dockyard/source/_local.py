@@ -258,11 +258,13 @@ class LocalSource:
                     await open_layer()  # an empty directory, the first time
                 return await self._commit(made[0], key, result, index)
             finally:
-                for mutable in made:
-                    if not mutable.released:
-                        await mutable.release()
-                if previous is not None:
-                    await previous.release()
+                try:
+                    for mutable in made:
+                        if not mutable.released:
+                            await mutable.release()
+                finally:  # even when cancelled again meanwhile
+                    if previous is not None:
+                        await previous.release()
 
     async def _deep(self, ref: ImmutableRef) -> bool:
         """Whether a new layer on ``ref`` would make its chain longer than

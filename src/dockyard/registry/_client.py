@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -44,7 +44,7 @@ from ._download import blob_get, download, verify_blob
 from ._http import AnonymousDeniedError, HttpSession, error_detail, iter_raw, status_error
 from ._reference import Reference
 from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
-from ._upload import BlobUpload
+from ._upload import BlobUpload, stream_upload
 from .types import BlobReader, BlobSink, CredentialsProvider
 
 if TYPE_CHECKING:
@@ -605,6 +605,31 @@ class RegistryClient:
                 counters.retries += 1
                 await asyncio.sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def push_blob_stream(
+        self,
+        ref: Reference | str,
+        chunks: AsyncIterator[bytes],
+        descriptor: Awaitable[Descriptor],
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Descriptor:
+        """Upload a blob to the repository of ``ref`` while it is being made: its bytes
+        as they come from ``chunks`` (one streamed ``PATCH``), closed with the digest of
+        ``descriptor``, awaited after the last chunk. One attempt: a failure (a registry
+        that refuses streamed uploads included) deletes the upload session and raises;
+        the caller uploads the finished blob with :meth:`push_blob` instead. The registry
+        checks the digest; a mismatch raises :class:`~dockyard.core.ContentError`."""
+        ref = self._ref(ref)
+        return await stream_upload(
+            self._session,
+            self._push_endpoint(ref),
+            ref,
+            _push_scope(ref),
+            chunks,
+            descriptor,
+            on_progress,
+        )
 
     async def push_manifest(
         self,

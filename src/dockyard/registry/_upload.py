@@ -1,12 +1,19 @@
 """Uploading one blob: ``POST`` a session, then one ``PUT`` or ``PATCH`` chunks and a
-closing ``PUT``; the registry checks the digest."""
+closing ``PUT``; the registry checks the digest.
+
+:func:`stream_upload` sends a blob whose digest is not known yet (it is being made while
+it is sent): one streamed ``PATCH`` (chunked transfer encoding, no ``Content-Range``),
+then the closing ``PUT`` with ``?digest=`` once the digest is known. The distribution
+spec allows the digest only on that closing request, so nothing else needs it early."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from dockyard.core import ContentError, RegistryError
+from dockyard.core import ContentError, Digest, RegistryError
 from dockyard.oci import Descriptor
 
 from ._config import Endpoint
@@ -17,7 +24,7 @@ from .types import BlobReader
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["BlobUpload"]
+__all__ = ["BlobUpload", "stream_upload"]
 
 
 class BlobUpload:
@@ -140,6 +147,10 @@ class BlobUpload:
             await send(bytes(buffer))
         if offset != size:
             raise ContentError(f"{self.what}: the content is {offset} bytes, not {size}")
+        await self.close(location)
+
+    async def close(self, location: httpx.URL) -> None:
+        """The closing ``PUT`` with the digest, after everything was sent."""
         response = await self.session.request(
             self.endpoint,
             "PUT",
@@ -163,3 +174,93 @@ class BlobUpload:
         stored = response.headers.get("docker-content-digest", "")
         if stored and stored != self.descriptor.digest:
             raise ContentError(f"{self.what}: registry {host} stored it as {stored}")
+
+
+async def stream_upload(
+    session: HttpSession,
+    endpoint: Endpoint,
+    ref: Reference,
+    scopes: tuple[str, ...],
+    chunks: AsyncIterator[bytes],
+    descriptor: Awaitable[Descriptor],
+    on_progress: Callable[[int], None] | None = None,
+) -> Descriptor:
+    """Upload a blob while it is made: ``chunks`` are its bytes as they come, in one
+    streamed ``PATCH``; ``descriptor`` is awaited once they ended, and closes the upload
+    (the registry checks digest and size). One attempt, nothing retried (the bytes cannot
+    be sent again); on any failure the upload session is deleted (best effort) and the
+    error raised, so the registry is never left with a blob from a partial stream."""
+    upload = BlobUpload(
+        session,
+        endpoint,
+        ref,
+        Descriptor(media_type="application/octet-stream", digest=_PENDING, size=0),
+        scopes,
+        on_progress,
+    )
+    what = f"streaming a blob to {ref.name}"
+    location = await upload.start()
+    counters = session.counters
+    sent = 0
+    used = False
+
+    def body() -> AsyncIterator[bytes]:
+        nonlocal used
+        if used:  # an auth retry would send the stream twice: give up instead
+            return _refuse(what)
+        used = True
+
+        async def gen() -> AsyncIterator[bytes]:
+            nonlocal sent
+            async for chunk in chunks:
+                sent += len(chunk)
+                counters.bytes_sent += len(chunk)
+                if on_progress is not None:
+                    on_progress(sent)
+                yield chunk
+
+        return gen()
+
+    done = False
+    try:
+        response = await session.request(
+            endpoint,
+            "PATCH",
+            location,
+            scopes=scopes,
+            headers={"Content-Type": "application/octet-stream"},
+            body=body,
+            attempts=1,
+        )
+        if response.status_code != 202:
+            raise await status_error(response, endpoint.host, what)
+        await response.aclose()
+        if "location" in response.headers:
+            location = response.url.join(response.headers["location"])
+        final = await descriptor
+        if sent != final.size:
+            raise ContentError(f"{what}: {sent} bytes sent, the blob has {final.size}")
+        upload.descriptor = final
+        upload.what = f"uploading blob {final.digest} to {ref.name}"
+        await upload.close(location)
+        done = True
+        return final
+    except asyncio.CancelledError:
+        done = True  # cancelled: no time for a goodbye; the registry expires the session
+        raise
+    finally:
+        if not done:
+            with contextlib.suppress(Exception):
+                response = await session.request(
+                    endpoint, "DELETE", location, scopes=scopes, attempts=1
+                )
+                await response.aclose()
+
+
+_PENDING = Digest("sha256:" + "0" * 64)
+
+
+async def _refuse(what: str) -> AsyncIterator[bytes]:
+    if what:
+        raise ContentError(f"{what}: the registry asked for the stream twice")
+    yield b""  # pragma: no cover - makes this an async generator

@@ -177,7 +177,7 @@ class CacheManager:
         db: CacheDB | None = None
         try:
             sn = (
-                new_snapshotter(state, snapshotter)
+                new_snapshotter(state, snapshotter, remove_orphans=False)
                 if not isinstance(snapshotter, BaseSnapshotter)
                 else snapshotter
             )
@@ -186,6 +186,8 @@ class CacheManager:
             # a manager that closed cleanly left nothing to recover (unless the snapshots
             # changed behind its back): the whole check costs a pass over every record
             clean = own and db.meta(_CLEAN) == sn.fingerprint()
+            if own and not clean:
+                sn.remove_orphans()  # (a snapshotter made by the caller did it when made)
             await db.set_meta(_CLEAN, None)
             await manager._recover(full=not clean)
         except BaseException:
@@ -205,7 +207,11 @@ class CacheManager:
             return
         self._closed = True
         with contextlib.suppress(DockyardError, OSError, sqlite3.Error):
-            if self._own_snapshotter and not self._db.has_work_areas():
+            if (
+                self._own_snapshotter
+                and not self._db.has_work_areas()
+                and not self.snapshotter.left_over
+            ):
                 await self._db.set_meta(_CLEAN, self.snapshotter.fingerprint())
         # queued writes are written before the lock on the state directory goes; the two
         # databases close (and checkpoint their WAL: fsyncs) side by side

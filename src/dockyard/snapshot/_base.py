@@ -110,12 +110,16 @@ class BaseSnapshotter(abc.ABC):
     changes over its parent's tree (an overlayfs upper directory) rather than the whole
     tree (a copy, for the native snapshotter)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, remove_orphans: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         mark_top_directory(self.root)
         self._meta = MetaStore(self.root / "metadata.db")
-        self._cleanup_orphans()
+        self.left_over = False
+        """Whether a removal left a directory behind (the next open must look for
+        orphans even after a clean close)."""
+        if remove_orphans:
+            self.remove_orphans()
 
     def close(self) -> None:
         self._meta.close()
@@ -127,8 +131,10 @@ class BaseSnapshotter(abc.ABC):
     def _fs(self, sid: int) -> Path:
         return self.root / str(sid) / "fs"
 
-    def _cleanup_orphans(self) -> None:
-        """Remove directories left by a crash (made but never recorded, or half removed)."""
+    def remove_orphans(self) -> None:
+        """Remove directories left by a crash (made but never recorded, or half removed).
+        A pass over every snapshot directory: the constructor does it unless told that
+        the last user closed cleanly (``remove_orphans=False``; the cache manager knows)."""
         ids = self._meta.ids()
         for entry in os.scandir(self.root):
             if not entry.is_dir(follow_symlinks=False):
@@ -150,7 +156,7 @@ class BaseSnapshotter(abc.ABC):
             await self._populate(rec)
         except BaseException:
             self._meta.remove(key)
-            await asyncio.to_thread(shutil.rmtree, self._dir(rec.id), True)
+            await self._rmtree(self._dir(rec.id))
             raise
         return rec
 
@@ -229,7 +235,15 @@ class BaseSnapshotter(abc.ABC):
         gone = self.root / f"rm-{rec.id}"
         with contextlib.suppress(FileNotFoundError):
             os.rename(d, gone)
-        await asyncio.to_thread(shutil.rmtree, gone, True)
+        await self._rmtree(gone)
+
+    async def _rmtree(self, path: Path) -> None:
+        def remove() -> None:
+            shutil.rmtree(path, True)
+            if os.path.lexists(path):
+                self.left_over = True
+
+        await asyncio.to_thread(remove)
 
     async def usage(self, key: str) -> Usage:
         rec = self._meta.get(key)

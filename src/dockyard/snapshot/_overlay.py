@@ -59,10 +59,11 @@ class OverlaySnapshotter(BaseSnapshotter):
         *,
         max_lowers: int = MAX_OVERLAY_LOWERS,
         flatten_stride: int = 128,
+        remove_orphans: bool = True,
     ) -> None:
         if not 1 <= flatten_stride < max_lowers:
             raise ValueError("flatten_stride must be at least 1 and below max_lowers")
-        super().__init__(root)
+        super().__init__(root, remove_orphans=remove_orphans)
         self.max_lowers = max_lowers
         self.flatten_stride = flatten_stride
         self._flat_locks: dict[Path, asyncio.Lock] = {}

@@ -62,13 +62,14 @@ def overlay_supported(directory: Path) -> bool:
 
 
 def new_snapshotter(
-    state_dir: Path, kind: SnapshotterKind = "auto"
+    state_dir: Path, kind: SnapshotterKind = "auto", *, remove_orphans: bool = True
 ) -> OverlaySnapshotter | NativeSnapshotter:
     """The snapshotter for ``<state_dir>/snapshots``.
 
     ``auto`` keeps whichever kind the directory was made with, and for a new directory
     picks overlayfs when :func:`overlay_supported`, else native. Asking for a kind other
-    than the one the directory holds raises :class:`ConfigError`.
+    than the one the directory holds raises :class:`ConfigError`. ``remove_orphans``:
+    see :meth:`BaseSnapshotter.remove_orphans`.
     """
     if kind not in ("auto", "overlayfs", "native"):
         raise ConfigError(f"unknown snapshotter {kind!r}: expected auto, overlayfs or native")
@@ -90,7 +91,7 @@ def new_snapshotter(
     if chosen == "overlayfs":
         from ._overlay import OverlaySnapshotter
 
-        return OverlaySnapshotter(root)
+        return OverlaySnapshotter(root, remove_orphans=remove_orphans)
     from ._native import NativeSnapshotter
 
-    return NativeSnapshotter(root)
+    return NativeSnapshotter(root, remove_orphans=remove_orphans)

@@ -145,3 +145,50 @@ async def test_a_clean_close_skips_the_recovery_pass(
     finally:
         await manager.close()
     assert passes == [True, False, True]
+
+
+async def test_snapshot_directories_are_scanned_for_orphans_only_after_a_crash(
+    state_dir: Path,
+) -> None:
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    ref = await committed(manager, lambda r: (r / "a").write_text("a"))
+    await ref.release()
+    await manager.close()
+    snapshots = state_dir / "snapshots"
+    (snapshots / "rm-left-over").mkdir()  # what a crash mid-removal would leave
+
+    # after a clean close the open does not pass over every snapshot directory
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    assert (snapshots / "rm-left-over").is_dir()
+    work = await manager.new_mutable(None)
+    await manager.close()  # abandoned work: not a clean close
+    assert work.id
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert not (snapshots / "rm-left-over").exists()
+        assert [r.id for r in await manager.du()] == [ref.id]
+    finally:
+        await manager.close()
+
+
+async def test_a_removal_that_left_files_behind_is_not_a_clean_close(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dockyard.snapshot import _base
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    work = await manager.new_mutable(None)
+    monkeypatch.setattr(_base.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    await work.release()  # its directory stays (as if a file in it could not be removed)
+    monkeypatch.undo()
+    assert manager.snapshotter.left_over
+    await manager.close()
+    left = [p.name for p in (state_dir / "snapshots").iterdir() if p.name.startswith("rm-")]
+    assert left
+
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert not [p for p in (state_dir / "snapshots").iterdir() if p.name in left]
+    finally:
+        await manager.close()

@@ -37,6 +37,7 @@ from ._options import (
     TarExport,
 )
 from ._progress import Progress
+from ._upload import LayerPusher
 from .types import ExportRequest, ExportResponse, ExportServices
 
 if TYPE_CHECKING:
@@ -193,7 +194,16 @@ class ImageExporter:
         opts = self._options
         content = self._services.content
         epoch = _epoch(opts.image.source_date_epoch, request)
-        async with _progress(request, "exporting to image") as progress, content.lease() as lease:
+        async with contextlib.AsyncExitStack() as stack:
+            progress = await stack.enter_async_context(_progress(request, "exporting to image"))
+            lease = await stack.enter_async_context(content.lease())
+            client: RegistryClient | None = None
+            pusher: LayerPusher | None = None
+            if opts.push and opts.image.names:
+                # the new layers go to the (first) push target while they are compressed
+                client = await stack.enter_async_context(self._client())
+                pusher = LayerPusher(client, self._push_target(opts.image.names[0]))
+                stack.push_async_callback(pusher.aclose)
             image = await commit_image(
                 request.ref,
                 request.image_config,
@@ -205,15 +215,23 @@ class ImageExporter:
                 platform=self._services.platform,
                 progress=progress,
                 inline_cache=request.inline_cache,
+                pusher=pusher,
             )
             step = progress.step("manifest", f"exporting manifest {image.descriptor.digest}")
             step.done()
             if opts.store and self._services.images is not None:
                 await self._store(image, progress)
             pushed: tuple[str, ...] = ()
-            if opts.push:
-                pushed = await self._push(image, progress)
+            if client is not None:
+                if pusher is not None:
+                    await pusher.wait()
+                pushed = await self._push(image, progress, client)
         return _response(image, opts.image.names, epoch, pushed)
+
+    def _push_target(self, name: Reference) -> Reference:
+        if self._options.push_by_digest:
+            return Reference(domain=name.domain, path=name.path, tag="")
+        return name
 
     async def _store(self, image: CommittedImage, progress: Progress) -> None:
         images = self._services.images
@@ -238,7 +256,9 @@ class ImageExporter:
             await images.put(name, target)
             step.done()
 
-    async def _push(self, image: CommittedImage, progress: Progress) -> tuple[str, ...]:
+    async def _push(
+        self, image: CommittedImage, progress: Progress, client: RegistryClient
+    ) -> tuple[str, ...]:
         from dockyard.registry import FileReader
 
         content = self._services.content
@@ -248,23 +268,17 @@ class ImageExporter:
             for d in (image.config_descriptor, *image.layers)
         }
         pushed: list[str] = []
-        async with self._client() as client:
-            for name in opts.image.names:
-                target = (
-                    Reference(domain=name.domain, path=name.path, tag="")
-                    if opts.push_by_digest
-                    else name
-                )
-                step = progress.step(f"push-{name}", f"pushing {name.familiar()}")
-                desc = await client.push_image(
-                    target,
-                    manifest=image.manifest_bytes,
-                    media_type=image.manifest.media_type,
-                    blobs=blobs,
-                    mount_from=await self._mount_sources(image, name),
-                )
-                step.done()
-                pushed.append(f"{name.name}@{desc.digest}")
+        for name in opts.image.names:
+            step = progress.step(f"push-{name}", f"pushing {name.familiar()}")
+            desc = await client.push_image(
+                self._push_target(name),
+                manifest=image.manifest_bytes,
+                media_type=image.manifest.media_type,
+                blobs=blobs,
+                mount_from=await self._mount_sources(image, name),
+            )
+            step.done()
+            pushed.append(f"{name.name}@{desc.digest}")
         return tuple(pushed)
 
     async def _mount_sources(self, image: CommittedImage, name: Reference) -> list[Reference]:

@@ -40,6 +40,7 @@ from dockyard.oci import (
 from ._layers import ExportedLayer, export_layers
 from ._options import AnnotationKind, ImageOptions
 from ._progress import Progress
+from ._upload import LayerPusher
 from .types import INLINE_CACHE_KEY, InlineCache
 
 __all__ = [
@@ -249,9 +250,11 @@ async def commit_image(
     platform: Platform,
     progress: Progress | None = None,
     inline_cache: InlineCache | None = None,
+    pusher: LayerPusher | None = None,
 ) -> CommittedImage:
     """Make the layers of ``ref``, then config and manifest blobs, all held by
-    ``lease``. ``inline_cache`` makes a cache config embedded in the image config."""
+    ``lease``. ``inline_cache`` makes a cache config embedded in the image config;
+    ``pusher`` streams the layers made to a registry while they are made."""
     base = config if config is not None else default_config(platform)
     clamp = epoch if options.rewrite_timestamp else None
     step = progress.step("layers", "exporting layers") if progress is not None else None
@@ -263,6 +266,7 @@ async def commit_image(
         clamp=clamp,
         base_diff_ids=base.diff_ids,
         progress=progress,
+        pusher=pusher,
     )
     if step is not None:
         step.done()

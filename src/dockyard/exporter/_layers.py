@@ -27,6 +27,7 @@ from dockyard.oci import MediaType, format_timestamp
 from ._compress import new_compressor
 from ._options import Compression, CompressionOptions
 from ._progress import Progress
+from ._upload import LayerPusher, TeeSink
 
 __all__ = ["EMPTY_TAR_DIGESTS", "ExportedLayer", "IngestSink", "export_layers"]
 
@@ -83,23 +84,39 @@ async def _make_blob(
     variant: str,
     clamp: int | None,
     lease: str,
+    pusher: LayerPusher | None,
 ) -> LayerBlob:
+    media_type = MediaType.layer(options.type.value, oci=True)
     writer = content.writer(f"layer-{layer.id}-{variant}-{uuid.uuid4().hex[:8]}")
     async with writer:
-        compressor = new_compressor(options, IngestSink(writer))
+        stream = pusher.start() if pusher is not None else None
+        sink = IngestSink(writer) if stream is None else TeeSink(writer, stream)
+        compressor = new_compressor(options, sink)
+
+        def close() -> None:
+            compressor.close()
+            if stream is not None:
+                stream.close()
+
         try:
             result = await layer.write_layer(compressor, clamp_mtime=clamp)  # type: ignore[arg-type]
-            await asyncio.to_thread(compressor.close)
-        except BaseException:
+            await asyncio.to_thread(close)
+            if stream is not None:
+                # the upload closes (the registry verifies) while the blob is made durable
+                stream.finish(writer.digest, writer.offset, media_type)
+            info = await writer.commit(lease=lease)
+        except BaseException as exc:
+            # (a commit cancelled half-way, too: its ingest would stay behind otherwise)
             compressor.abort()
+            if stream is not None:
+                stream.fail(exc)
             await writer.abort()
             raise
-        info = await writer.commit(lease=lease)
     blob = LayerBlob(
         variant=variant,
         diff_id=result.diff_id,
         digest=info.digest,
-        media_type=MediaType.layer(options.type.value, oci=True),
+        media_type=media_type,
         size=info.size,
     )
     layer.set_blob(blob)
@@ -124,6 +141,7 @@ async def _layer_blob(
     options: CompressionOptions,
     clamp: int | None,
     lease: str,
+    pusher: LayerPusher | None,
 ) -> LayerBlob:
     variant = options.variant(clamp)
     candidates = [variant] if options.force else [variant, *_fallbacks(options, clamp)]
@@ -134,7 +152,7 @@ async def _layer_blob(
             return blob
     key = (str(content.root), layer.id, variant)
     blob = await _flights.do(
-        key, lambda: _make_blob(layer, content, options, variant, clamp, lease)
+        key, lambda: _make_blob(layer, content, options, variant, clamp, lease, pusher)
     )
     content.add_to_lease(lease, blob.digest)
     return blob
@@ -149,11 +167,14 @@ async def export_layers(
     clamp: int | None = None,
     base_diff_ids: tuple[Digest, ...] = (),
     progress: Progress | None = None,
+    pusher: LayerPusher | None = None,
 ) -> list[ExportedLayer]:
     """The blobs of every layer of ``ref``, bottom first (empty layers included: see
     :attr:`ExportedLayer.empty`). ``clamp`` caps file times in the layers made
     (``rewrite-timestamp``), except in the bottom layers that are ``base_diff_ids``
-    (the base image's, kept as they are). Blobs are held by ``lease``."""
+    (the base image's, kept as they are). Blobs are held by ``lease``. With a
+    ``pusher``, each layer compressed here is also streamed to its registry as it is
+    made (see :mod:`dockyard.exporter._upload`)."""
     if ref is None:
         return []
     layers = await ref.layers()
@@ -181,7 +202,9 @@ async def export_layers(
                     else None
                 )
                 try:
-                    results[i] = await _layer_blob(layers[i], content, options, clamps[i], lease)
+                    results[i] = await _layer_blob(
+                        layers[i], content, options, clamps[i], lease, pusher
+                    )
                 finally:
                     if step is not None:
                         step.done()

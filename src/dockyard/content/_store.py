@@ -98,6 +98,11 @@ class Writer:
             self.offset += len(chunk)
 
     @property
+    def path(self) -> Path:
+        """The ingest's data file: what was written so far (a reader may follow it)."""
+        return self._dir / "data"
+
+    @property
     def digest(self) -> Digest:
         """The digest of what was written so far."""
         return Digest("sha256:" + self._hash.hexdigest())

@@ -7,8 +7,11 @@ requested platform (a few small documents; never a layer): with resolve mode
 manifest's digest, so every reference naming the same image shares its result.
 :meth:`ImageInstance.snapshot` then unpacks the layers not unpacked yet (see
 :mod:`dockyard.source._layers`): each blob comes from the content store if it is there,
-from the registry otherwise (up to three downloads at a time, overlapping with
-unpacking), with progress per layer.
+from the registry otherwise (up to three downloads at a time, bottom layer first), with
+progress per layer. A layer is unpacked while it downloads: the download writes the blob
+into the content store and verifies it there, the unpack follows the bytes as they are
+written (:mod:`dockyard.source._follow`) and sees the end of the blob only after the
+download verified and committed it.
 
 :meth:`ImageSource.resolve_image_config` is BuildKit's ``ResolveImageConfig`` for
 frontends: the canonical reference (with the digest it resolved to) and the config
@@ -24,7 +27,7 @@ import functools
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -61,6 +64,7 @@ from dockyard.registry import (
 from dockyard.session import SessionManager
 from dockyard.solver import JobValue, VertexContext
 
+from ._follow import DownloadWindow, Follower
 from ._layers import BlobStream, LayerProgress, LayerSpec, LayerUnpacker, layer_specs
 from ._registry import ClientPool, StoreSink
 from .types import LocalImages, SourceOpRequest
@@ -75,6 +79,8 @@ _MAX_INDEX_DEPTH = 4
 # manifests and configs an ImageSource keeps in memory (a few KiB each)
 _DOCUMENTS_KEPT = 64
 _PROGRESS_INTERVAL = 0.1
+_DOWNLOADS = 3  # concurrent layer downloads per pull (BuildKit's default) ...
+_DOWNLOADS_AHEAD = 4 << 20  # ... the next starting when those have < 4 MiB left
 
 
 def parse_resolve_mode(
@@ -450,6 +456,8 @@ class ImageSource:
             image.manifest.layers, image.config.diff_ids, name=name, limit=layer_limit
         )
         progress = _Progress(ctx) if ctx is not None else None
+        downloads: list[asyncio.Task[None]] = []
+        window = DownloadWindow(_DOWNLOADS, _DOWNLOADS_AHEAD)  # bottom layer first
         async with self.content.lease() as lease:
 
             async def fetch(layer: LayerSpec) -> BlobStream:
@@ -464,30 +472,66 @@ class ImageSource:
                         "(resolve mode local never pulls)"
                     )
                 client = await self._clients.client(session_ids)
+                follower: Follower | None = None
+                if not self._downloads.in_flight(str(digest)):
+                    follower = Follower(self.content, digest)
+
+                received: list[Callable[[int], None]] = []
 
                 def on_bytes(n: int) -> None:
+                    for report in received:
+                        report(n)
                     if progress is not None:
                         progress.downloading(layer, n)
 
                 async def download() -> None:
                     if self.content.has(digest):
                         return
-                    sink = StoreSink(self.content, digest=digest, size=layer.blob.size, lease=lease)
+                    sink = StoreSink(
+                        self.content,
+                        digest=digest,
+                        size=layer.blob.size,
+                        lease=lease,
+                        follower=follower,
+                    )
                     await client.fetch_blob(image.reference, layer.blob, sink, on_progress=on_bytes)
 
-                # one download per blob, whichever images want it at the same time
-                await self._downloads.do(str(digest), download)
-                if progress is not None:
-                    progress.downloading(layer, layer.blob.size, done=True)
-                return BlobStream(open=opener, verified=True)
+                async def shared_download() -> None:
+                    # one download per blob, whichever images want it at the same time
+                    try:
+                        async with window.slot(layer.blob.size) as report:
+                            received.append(report)
+                            await self._downloads.do(str(digest), download)
+                    except BaseException as exc:
+                        if follower is not None:
+                            follower.failed(exc)
+                        raise
+                    if follower is not None:
+                        follower.finished()
+                    if progress is not None:
+                        progress.downloading(layer, layer.blob.size, done=True)
 
-            return await self.unpacker.unpack(
-                layers,
-                fetch,
-                name=name,
-                progress=progress,
-                cancelled=ctx.cancelled if ctx is not None else None,
-            )
+                if follower is None:  # another pull downloads it: unpack from the store
+                    await shared_download()
+                    return BlobStream(open=opener, verified=True)
+                # unpack while it downloads; the follower ends the blob once it is verified
+                downloads.append(asyncio.get_running_loop().create_task(shared_download()))
+                return BlobStream(open=follower.open, verified=True, interrupt=follower.interrupt)
+
+            try:
+                return await self.unpacker.unpack(
+                    layers,
+                    fetch,
+                    name=name,
+                    progress=progress,
+                    cancelled=ctx.cancelled if ctx is not None else None,
+                )
+            finally:
+                # all ended unless the unpack failed or found a layer unpacked meanwhile
+                for task in downloads:
+                    task.cancel()
+                if downloads:
+                    await asyncio.gather(*downloads, return_exceptions=True)
 
 
 class ImageInstance:

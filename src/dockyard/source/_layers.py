@@ -102,10 +102,15 @@ def layer_specs(
 class BlobStream:
     """How to read a layer's compressed blob: ``open`` (blocking, called in a worker
     thread) returns a readable binary file. ``verified``: the bytes were checked against
-    the digest already (the content store); otherwise they are hashed while read."""
+    the digest already (the content store); otherwise they are hashed while read.
+    A stream may also be verified by the end of the blob: a reader that follows a download
+    returns the end only after the download verified and stored it. ``interrupt`` (any thread)
+    wakes a read blocked waiting for bytes, which then raises
+    :class:`~dockyard.core.CancelledError`."""
 
     open: Callable[[], BinaryIO]
     verified: bool
+    interrupt: Callable[[], None] | None = None
 
 
 class LayerProgress:
@@ -271,6 +276,12 @@ class LayerUnpacker:
         )
         writer: Writer | None = None
         stop = threading.Event()
+
+        def on_cancel() -> None:
+            stop.set()
+            if blob.interrupt is not None:
+                blob.interrupt()
+
         try:
             if not blob.verified and not self.content.has(desc.digest):
                 writer = self.content.writer(
@@ -285,12 +296,21 @@ class LayerUnpacker:
                     sink=writer,
                     cancelled=(stop, cancelled) if cancelled is not None else (stop,),
                     on_read=_from_thread(lambda n: progress.extracted(layer, False, n)),
+                    hashed=not blob.verified,
                 )
                 progress.extracting(layer)
-                result, compression = await complete(
-                    lambda: self._apply_stream(mutable.id, tee), stop.set
-                )
-                await complete(lambda: asyncio.to_thread(tee.drain), stop.set)
+                try:
+                    result, compression = await complete(
+                        lambda: self._apply_stream(mutable.id, tee), on_cancel
+                    )
+                    await complete(lambda: asyncio.to_thread(tee.drain), on_cancel)
+                except ContentError as exc:
+                    if str(desc.digest) in exc.message:
+                        raise
+                    # e.g. a corrupt gzip stream, found before the digest check could run
+                    raise ContentError(
+                        f"layer {desc.digest} of image {name}: {exc.message}"
+                    ) from exc
             finally:
                 source.close()  # no thread reads it any more
             if not blob.verified and (tee.digest != desc.digest or tee.size != desc.size):

@@ -19,6 +19,7 @@ from dockyard.registry import Credentials, CredentialsProvider, RegistryConfig
 from dockyard.session import SessionManager
 from dockyard.session.types import CredentialsCaller
 
+from ._follow import Follower
 from ._tasks import complete
 
 if TYPE_CHECKING:
@@ -114,12 +115,20 @@ class ClientPool:
 class StoreSink:
     """:class:`~dockyard.registry.BlobSink` into the content store: the blob appears
     (verified, under ``lease``) only when committed; an abort leaves nothing. Each
-    download has an ingest of its own (no resuming another's partial data)."""
+    download has an ingest of its own (no resuming another's partial data). ``follower``
+    is told how far each write got (a layer unpack reading the blob as it arrives)."""
 
     def __init__(
-        self, store: ContentStore, *, digest: Digest, size: int, lease: str | None
+        self,
+        store: ContentStore,
+        *,
+        digest: Digest,
+        size: int,
+        lease: str | None,
+        follower: Follower | None = None,
     ) -> None:
         self._store = store
+        self._follower = follower
         self._digest = digest
         self._size = size
         self._lease = lease
@@ -138,6 +147,8 @@ class StoreSink:
         # a write runs in a thread: let it end before an abort closes the file
         writer = self._current()
         await complete(lambda: writer.write(data))
+        if self._follower is not None:
+            self._follower.grew(writer.path, writer.offset)
 
     async def reset(self) -> None:
         await self.abort()

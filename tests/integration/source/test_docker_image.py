@@ -162,6 +162,58 @@ async def test_tampered_blob_is_refused_and_leaves_nothing(
     assert engine.content.ingests() == []
 
 
+async def test_layers_unpacked_while_they_download_give_the_image_tree(
+    engine: Engine, registry: RegistryProcess
+) -> None:
+    """Several MiB per layer (many reads of a download still being written), a whiteout
+    and a file replaced across layers: the same tree as the layers say, every blob
+    committed to the content store and no ingest left."""
+    big = os.urandom(3 << 20) + bytes(3 << 20)
+    many = {f"lib/f{i}": os.urandom(i * 997) for i in range(200)}
+    layers = [
+        layer_tar({"lib": None, **many, "gone": b"soon"}),
+        layer_tar({"opt": None, "opt/big": big, ".wh.gone": b"", "lib/f1": b"new"}),
+        layer_tar({"etc": None, "etc/conf": b"c"}),
+    ]
+    image = make_image([(t, "gzip") for t in layers])
+    ref = await push(registry, "stream/image:v1", image)
+    result, _ = await engine.solve(llb.image(ref).marshal())
+    assert result is not None
+    tree = await engine.tree(result)
+    await result.release()
+    assert tree["opt/big"] == (big, 0o644)
+    assert tree["lib/f1"] == (b"new", 0o644)
+    assert tree["lib/f199"] == (many["lib/f199"], 0o644)
+    assert tree["etc/conf"] == (b"c", 0o644)
+    assert "gone" not in tree
+    assert all(engine.content.has(d.digest) for d in image.manifest.layers)
+    assert engine.content.ingests() == []
+
+
+async def test_a_large_blob_tampered_near_its_end_is_refused_after_a_partial_unpack(
+    engine: Engine, registry: RegistryProcess
+) -> None:
+    """The unpack follows the download, so most of the layer is applied before the
+    download finds the digest wrong: the snapshot and the blob must still go."""
+    image = make_image(
+        [
+            (layer_tar({"ok": b"fine"}), "gzip"),
+            (layer_tar({f"f{i}": os.urandom(64 << 10) for i in range(64)}), "gzip"),
+        ]
+    )
+    ref = await push(registry, "tamper/large:v1", image)
+    bad = image.manifest.layers[1]
+    path = _blob_path(registry, bad.digest)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # inside the last deflate block: the tar itself may still parse
+    path.write_bytes(bytes(data))
+    with pytest.raises(ContentError, match=str(bad.digest)):
+        await engine.solve(llb.image(ref).marshal())
+    assert await engine.cache.du() == []
+    assert not engine.content.has(bad.digest)
+    assert engine.content.ingests() == []
+
+
 async def test_resolve_modes_and_the_local_image_store(
     engine: Engine, registry: RegistryProcess
 ) -> None:

@@ -108,7 +108,12 @@ def test_import_a_compressed_tarball_from_stdin(
     assert (tmp_path / "bundle" / "rootfs" / "bin" / "busybox").is_file()
 
 
-def test_rmi_by_id_with_several_names_needs_force(cli: Cli, busybox_rootfs: Path) -> None:
+def test_rmi_by_id_with_several_names_needs_force(
+    cli: Cli, busybox_rootfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one image under two names: both imports must stamp the same creation time (two
+    # imports a second boundary apart are two images)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     image_id = cli("image", "import", str(busybox_rootfs), "-t", "one").strip()
     cli("image", "import", str(busybox_rootfs), "-t", "two")
     err = cli("rmi", image_id[7:19], code=1)

@@ -35,7 +35,7 @@ from dockyard.core import ContentError, Digest, DockyardError, NotFoundError
 from dockyard.oci import Descriptor, MediaType
 from dockyard.snapshot import LayerResult
 
-from ._streams import Tee, decompressed, sniff_compression
+from ._streams import Tee, decompressed_ahead, sniff_compression
 from ._tasks import complete
 
 __all__ = [
@@ -301,7 +301,7 @@ class LayerUnpacker:
                 progress.extracting(layer)
                 try:
                     result, compression = await complete(
-                        lambda: self._apply_stream(mutable.id, tee), on_cancel
+                        lambda: self._apply_stream(mutable.id, tee, blob.interrupt), on_cancel
                     )
                     await complete(lambda: asyncio.to_thread(tee.drain), on_cancel)
                 except ContentError as exc:
@@ -352,9 +352,17 @@ class LayerUnpacker:
         progress.extracted(layer, True, tee.size)
         return ref
 
-    async def _apply_stream(self, key: str, tee: Tee) -> tuple[LayerResult, str]:
+    async def _apply_stream(
+        self, key: str, tee: Tee, interrupt: Callable[[], None] | None
+    ) -> tuple[LayerResult, str]:
         compression = await asyncio.to_thread(lambda: sniff_compression(tee.peek(4)))
-        result = await self.cache.snapshotter.apply(key, decompressed(tee))
+        ahead = await asyncio.to_thread(decompressed_ahead, tee)
+        try:
+            result = await self.cache.snapshotter.apply(key, ahead.stream)
+        except BaseException:
+            await asyncio.to_thread(ahead.close, interrupt)
+            raise
+        await asyncio.to_thread(ahead.close)  # it ended with the stream: the tar is drained
         return result, compression
 
 

@@ -17,7 +17,15 @@ from zlib_ng import zlib_ng
 
 from dockyard.core import CancelledError, ContentError, Digest
 
-__all__ = ["CHUNK", "Compression", "Tee", "decompressed", "sniff_compression"]
+__all__ = [
+    "CHUNK",
+    "Compression",
+    "ReadAhead",
+    "Tee",
+    "decompressed",
+    "decompressed_ahead",
+    "sniff_compression",
+]
 
 CHUNK = 1 << 20
 
@@ -211,14 +219,98 @@ class _Unzstd:
             raise ContentError(f"corrupt zstd layer: {exc}") from exc
 
 
+class ReadAhead:
+    """Reads ``inner`` in a thread of its own, up to ``depth`` pieces of 1 MiB ahead of
+    the consumer: reading the blob (a download being followed) and decompressing it run
+    beside the consumer's tar parsing and file writes, on the other core (zlib-ng,
+    zstandard, hashlib and file reads release the GIL).
+
+    ``read`` returns the pieces in order (``b""`` at the end) and re-raises what the
+    thread raised. :meth:`close` (blocking) stops the thread and waits for it: call it
+    before the source ``inner`` reads from goes away.
+    """
+
+    _END = b""
+
+    def __init__(self, inner: _Readable, depth: int = 4) -> None:
+        import queue
+
+        self._inner = inner
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name="layer-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._inner.read(CHUNK)
+                if not self._put(chunk) or not chunk:
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._put(exc)
+
+    @property
+    def stream(self) -> BinaryIO:
+        """The consumer's side: ``read(n)`` returning exactly ``n`` bytes until the end."""
+        return _Buffered(self)  # type: ignore[return-value]
+
+    def read(self, n: int = -1) -> bytes:
+        """The next piece (any size; ``n`` is a hint, as :class:`_Buffered` asks)."""
+        if self._ended:
+            return b""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+        return item
+
+    def close(self, interrupt: Callable[[], None] | None = None) -> None:
+        """Stop the thread and wait for it; ``interrupt`` wakes a read of ``inner`` that
+        waits for bytes (a download being followed), if the thread is still running."""
+        import queue
+
+        self._stop.set()
+        if interrupt is not None and self._thread.is_alive():
+            interrupt()
+        while self._thread.is_alive():
+            try:  # unblock a put
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.05)
+        self._ended = True
+
+
 def decompressed(tee: Tee) -> BinaryIO:
     """The uncompressed tar inside the blob ``tee`` reads (compression sniffed)."""
+    return _Buffered(_decompressor(tee))  # type: ignore[return-value]
+
+
+def _decompressor(tee: Tee) -> _Readable:
     kind = sniff_compression(tee.peek(4))
-    inner: _Readable
     if kind == "gzip":
-        inner = _Gunzip(tee)
-    elif kind == "zstd":
-        inner = _Unzstd(tee)
-    else:
-        inner = tee
-    return _Buffered(inner)  # type: ignore[return-value]
+        return _Gunzip(tee)
+    if kind == "zstd":
+        return _Unzstd(tee)
+    return tee
+
+
+def decompressed_ahead(tee: Tee) -> ReadAhead:
+    """:func:`decompressed`, read and decompressed ahead in a thread of its own (blocking:
+    it sniffs the compression): :attr:`ReadAhead.stream` is the tar; close the
+    :class:`ReadAhead` when done."""
+    return ReadAhead(_decompressor(tee))

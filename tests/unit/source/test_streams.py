@@ -12,7 +12,7 @@ import pytest
 import zstandard
 
 from dockyard.core import CancelledError, ContentError
-from dockyard.source._streams import Tee, decompressed, sniff_compression
+from dockyard.source._streams import Tee, decompressed, decompressed_ahead, sniff_compression
 
 DATA = os.urandom(300_000) + b"tail" * 100_000
 
@@ -88,3 +88,29 @@ def test_peek_does_not_consume() -> None:
     assert tee.read(3) == b"abc"
     assert tee.read() == b"def"
     assert tee.size == 6
+
+
+def test_read_ahead_gives_the_same_bytes_and_stops_when_closed_early() -> None:
+    data = os.urandom(3 << 20) + bytes(5 << 20)
+    ahead = decompressed_ahead(Tee(io.BytesIO(gzip.compress(data, 1))))
+    stream = ahead.stream
+    out = [stream.read(512), stream.read(1 << 20)]
+    while chunk := stream.read(777_777):
+        out.append(chunk)
+    ahead.close()
+    assert b"".join(out) == data
+
+    early = decompressed_ahead(Tee(io.BytesIO(gzip.compress(data, 1))))
+    assert early.stream.read(10) == data[:10]
+    early.close()  # the thread is blocked on a full queue: close unblocks and joins it
+    assert early.stream.read(10) == b""
+
+
+def test_read_ahead_hands_the_thread_s_error_to_the_reader() -> None:
+    blob = bytearray(gzip.compress(os.urandom(100_000)))
+    blob[-6] ^= 0xFF  # the CRC at the end
+    ahead = decompressed_ahead(Tee(io.BytesIO(bytes(blob))))
+    stream = ahead.stream
+    with pytest.raises(ContentError, match="corrupt gzip"):
+        stream.read(1 << 30)
+    ahead.close()

@@ -425,15 +425,7 @@ def _apply_member(
             path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
         try:
-            data = tar.extractfile(member)
-            if data is not None:
-                while True:
-                    chunk = data.read(CHUNK)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
+            _write_data(tar, member, fd)
         finally:
             os.close(fd)
     elif member.issym():
@@ -446,6 +438,37 @@ def _apply_member(
     else:
         raise ContentError(f"unsupported entry type {member.type!r} for {member.name!r}")
     _set_meta(path, member)
+
+
+def _write_data(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
+    """Copy a regular member's data to ``fd``. Read straight from the stream when it
+    stands at the data (the usual case: members are read in order), which saves
+    tarfile's file object and a copy of every piece; else (sparse members) through
+    ``extractfile``."""
+    reader = tar.fileobj
+    if (
+        isinstance(reader, HashingReader)
+        and not member.issparse()
+        and reader.tell() == member.offset_data
+    ):
+        left = member.size
+        while left:
+            chunk = reader.read(min(CHUNK, left))
+            if not chunk:
+                raise ContentError(f"truncated layer tar: {member.name!r} ends early")
+            left -= len(chunk)
+            _write_all(fd, chunk)
+        return
+    data = tar.extractfile(member)
+    if data is not None:
+        while chunk := data.read(CHUNK):
+            _write_all(fd, chunk)
+
+
+def _write_all(fd: int, chunk: bytes) -> None:
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _link_source(tree: _Tree, member: tarfile.TarInfo) -> str:

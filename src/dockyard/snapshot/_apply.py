@@ -53,14 +53,15 @@ class HashingReader:
     tarfile's slow stream mode (``r|``) and its small buffers.
     """
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: BinaryIO, *, hashed: bool = True) -> None:
         self._src = src
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashed else None
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._src.read(n)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
         return data
 
@@ -89,6 +90,8 @@ class HashingReader:
             pass
 
     def result(self) -> LayerResult:
+        if self._hash is None:
+            raise ValueError("a HashingReader made with hashed=False has no digest")
         return LayerResult(diff_id=Digest("sha256:" + self._hash.hexdigest()), size=self.size)
 
 
@@ -358,7 +361,11 @@ def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerRes
     """Extract the uncompressed tar ``stream`` into ``root``; see the module docstring."""
     import tarfile  # loaded when a layer is applied, not with the snapshotter
 
-    reader = HashingReader(stream)
+    # a stream may hash itself (in the thread that produces it, beside this one):
+    # ``sha256_of_all()`` gives the digest and size of everything it returned, once at
+    # its end
+    own_hash = getattr(stream, "sha256_of_all", None)
+    reader = HashingReader(stream, hashed=own_hash is None)
     tree = _Tree(os.path.abspath(root), list(lowers or []))
     dir_times: list[tuple[str, int]] = []
     try:
@@ -372,7 +379,12 @@ def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerRes
     reader.drain()
     for path, mtime in reversed(dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
-    return reader.result()
+    if own_hash is None:
+        return reader.result()
+    digest, size = own_hash()
+    if size != reader.size:
+        raise ContentError(f"layer stream hashed {size} bytes but {reader.size} were read")
+    return LayerResult(diff_id=Digest(digest), size=size)
 
 
 def _apply_member(

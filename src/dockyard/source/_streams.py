@@ -163,6 +163,20 @@ class _Buffered:
         return len(data)
 
 
+class _HashedBuffered(_Buffered):
+    """:class:`_Buffered` over a :class:`ReadAhead`, passing on its hash of the whole
+    stream once everything was consumed."""
+
+    def __init__(self, inner: ReadAhead) -> None:
+        super().__init__(inner)
+        self._ahead = inner
+
+    def sha256_of_all(self) -> tuple[str, int]:
+        if not self._eof or self._pos < len(self._buf):
+            raise ValueError("the stream was not read to its end")
+        return self._ahead.sha256_of_all()
+
+
 class _Gunzip:
     """Streaming gzip decompression (multi-member, like ``gzip -d``; zero padding after
     the last member is allowed), by zlib-ng (inflate about twice as fast as zlib's),
@@ -236,6 +250,8 @@ class ReadAhead:
         import queue
 
         self._inner = inner
+        self._hash = hashlib.sha256()
+        self._size = 0
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._ended = False
@@ -257,6 +273,8 @@ class ReadAhead:
         try:
             while not self._stop.is_set():
                 chunk = self._inner.read(CHUNK)
+                self._hash.update(chunk)
+                self._size += len(chunk)
                 if not self._put(chunk) or not chunk:
                     return
         except BaseException as exc:  # handed to the consumer
@@ -264,8 +282,16 @@ class ReadAhead:
 
     @property
     def stream(self) -> BinaryIO:
-        """The consumer's side: ``read(n)`` returning exactly ``n`` bytes until the end."""
-        return _Buffered(self)  # type: ignore[return-value]
+        """The consumer's side: ``read(n)`` returning exactly ``n`` bytes until the end,
+        and ``sha256_of_all()`` (see :func:`dockyard.snapshot._apply.apply_tar`): the
+        thread hashes what it reads, so the consumer need not."""
+        return _HashedBuffered(self)  # type: ignore[return-value]
+
+    def sha256_of_all(self) -> tuple[str, int]:
+        """``("sha256:<hex>", size)`` of the whole stream, once it was read to its end."""
+        if not self._ended:
+            raise ValueError("the stream was not read to its end")
+        return "sha256:" + self._hash.hexdigest(), self._size
 
     def read(self, n: int = -1) -> bytes:
         """The next piece (any size; ``n`` is a hint, as :class:`_Buffered` asks)."""

@@ -48,3 +48,30 @@ def test_a_tar_ending_inside_a_file_is_refused(tmp_path: Path) -> None:
     raw = _tar({"big": os.urandom(100_000)})
     with pytest.raises(ContentError, match="truncated"):
         apply_tar(io.BytesIO(raw[:50_000]), str(tmp_path), None)
+
+
+class _SelfHashed(io.BytesIO):
+    """A stream that hashes itself (as the layer unpacker's read-ahead does)."""
+
+    def __init__(self, data: bytes, claim: tuple[str, int]) -> None:
+        super().__init__(data)
+        self.claim = claim
+        self.asked = 0
+
+    def sha256_of_all(self) -> tuple[str, int]:
+        self.asked += 1
+        return self.claim
+
+
+def test_a_stream_that_hashes_itself_gives_the_diff_id(tmp_path: Path) -> None:
+    raw = _tar({"f": b"data"})
+    stream = _SelfHashed(raw, (str(Digest.from_bytes(raw)), len(raw)))
+    (tmp_path / "a").mkdir()
+    result = apply_tar(stream, str(tmp_path / "a"), None)
+    assert stream.asked == 1
+    assert result.diff_id == Digest.from_bytes(raw)
+    assert result.size == len(raw)
+    wrong_size = _SelfHashed(raw, (str(Digest.from_bytes(raw)), len(raw) - 1))
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ContentError, match="hashed"):
+        apply_tar(wrong_size, str(tmp_path / "b"), None)

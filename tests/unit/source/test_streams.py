@@ -95,10 +95,15 @@ def test_read_ahead_gives_the_same_bytes_and_stops_when_closed_early() -> None:
     ahead = decompressed_ahead(Tee(io.BytesIO(gzip.compress(data, 1))))
     stream = ahead.stream
     out = [stream.read(512), stream.read(1 << 20)]
+    with pytest.raises(ValueError, match="not read to its end"):
+        stream.sha256_of_all()  # type: ignore[attr-defined]
     while chunk := stream.read(777_777):
         out.append(chunk)
     ahead.close()
     assert b"".join(out) == data
+    # the thread hashed what it read: apply_tar takes that as the diff_id
+    whole = ("sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+    assert stream.sha256_of_all() == whole  # type: ignore[attr-defined]
 
     early = decompressed_ahead(Tee(io.BytesIO(gzip.compress(data, 1))))
     assert early.stream.read(10) == data[:10]

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol, cast
 
-from zlib_ng import zlib_ng
-
 from dockyard.core import CancelledError, ContentError, Digest
 
 __all__ = [
@@ -34,7 +32,6 @@ Compression = str
 
 _GZIP_INPUT = 256 << 10  # compressed bytes per zlib call: small pending tails to copy
 _GZIP_MAGIC = b"\x1f\x8b"
-_INFLATE_ERROR = cast("type[Exception]", zlib_ng.error)  # typed as a module by its stub
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -183,6 +180,10 @@ class _Gunzip:
     which releases the GIL while it works."""
 
     def __init__(self, src: _Readable) -> None:
+        from zlib_ng import zlib_ng  # loaded when a gzip layer is unpacked
+
+        self._zlib = zlib_ng
+        self._error = cast("type[Exception]", zlib_ng.error)  # its stub types it oddly
         self._src = src
         self._d = zlib_ng.decompressobj(wbits=31)
         self._input = b""
@@ -203,11 +204,11 @@ class _Gunzip:
                 if not self._input.strip(b"\0"):
                     self._input = b""
                     continue
-                self._d = zlib_ng.decompressobj(wbits=31)
+                self._d = self._zlib.decompressobj(wbits=31)
             self._started = True
             try:
                 out = self._d.decompress(self._input, limit)
-            except _INFLATE_ERROR as exc:
+            except self._error as exc:
                 raise ContentError(f"corrupt gzip layer: {exc}") from exc
             self._input = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
             if out:

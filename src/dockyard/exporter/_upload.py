@@ -19,7 +19,6 @@ gave up (the compression then runs at full speed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
@@ -194,10 +193,9 @@ class LayerPusher:
         cancelled."""
         if not self._tasks:
             return
-        with contextlib.suppress(BaseException):
+        try:
             await asyncio.wait(self._tasks, timeout=grace)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        finally:  # also when this task is cancelled (which then propagates)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)

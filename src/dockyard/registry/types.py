@@ -59,6 +59,10 @@ class BlobSink(Protocol):
     :meth:`abort` (on any failure or cancellation). After :meth:`abort` no trace of the
     blob may remain; :meth:`commit` must be atomic (temp file + rename) and may verify
     again. Implementations need not be safe for concurrent use.
+
+    A sink may set ``verifies_digest = True`` when its :meth:`commit` itself refuses
+    content whose digest or size is not the one given (the content store's writer
+    hashes what it writes): the client then does not hash every byte a second time.
     """
 
     async def write(self, data: bytes) -> None: ...

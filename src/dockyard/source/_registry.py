@@ -9,12 +9,13 @@ the engine passes in) in the :class:`~dockyard.session.SessionManager`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dockyard.content import ContentStore, Writer
-from dockyard.core import Digest
+from dockyard.core import ContentError, Digest
 from dockyard.registry import Credentials, CredentialsProvider, RegistryConfig
 from dockyard.session import SessionManager
 from dockyard.session.types import CredentialsCaller
@@ -118,6 +119,8 @@ class StoreSink:
     download has an ingest of its own (no resuming another's partial data). ``follower``
     is told how far each write got (a layer unpack reading the blob as it arrives)."""
 
+    verifies_digest = True  # the store's writer hashes what it writes; commit checks it
+
     def __init__(
         self,
         store: ContentStore,
@@ -133,6 +136,7 @@ class StoreSink:
         self._size = size
         self._lease = lease
         self._writer: Writer | None = None
+        self._pending: asyncio.Future[None] | None = None
 
     def _current(self) -> Writer:
         if self._writer is None:
@@ -144,21 +148,40 @@ class StoreSink:
         return self._writer
 
     async def write(self, data: bytes) -> None:
-        # a write runs in a thread: let it end before an abort closes the file
+        # one write in flight, in a thread, while the caller receives the next bytes
         writer = self._current()
-        await complete(lambda: writer.write(data))
-        if self._follower is not None:
-            self._follower.grew(writer.path, writer.offset)
+        await self._settle()
+        follower = self._follower
+
+        def run() -> None:
+            writer.write_sync(data)
+            if follower is not None:
+                follower.grew(writer.path, writer.offset)
+
+        self._pending = asyncio.ensure_future(asyncio.to_thread(run))
+
+    async def _settle(self) -> None:
+        """Wait for the write in flight (its error is raised here); a thread cannot be
+        stopped, so it ends before anything closes its file, even when cancelled."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await complete(lambda: pending)
 
     async def reset(self) -> None:
         await self.abort()
 
     async def commit(self, digest: Digest, size: int) -> None:
+        await self._settle()
         writer = self._current()
         self._writer = None
-        await complete(lambda: writer.commit(digest, size, lease=self._lease))
+        try:
+            await complete(lambda: writer.commit(digest, size, lease=self._lease))
+        except ContentError as exc:  # the writer discarded the content
+            raise ContentError(f"downloaded blob {digest} is not what it should be: {exc}") from exc
 
     async def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the failed write is what is cleaned up
+            await self._settle()
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await complete(writer.abort)

@@ -180,3 +180,25 @@ async def test_a_download_cancelled_while_waiting_gives_up_its_turn() -> None:
     with pytest.raises(asyncio.CancelledError):
         await second
     assert started == [1, 3]
+
+
+async def test_the_store_sink_refuses_content_that_is_not_the_blob(store: ContentStore) -> None:
+    blob = os.urandom(100_000)
+    digest = Digest.from_bytes(blob)
+    sink = StoreSink(store, digest=digest, size=len(blob), lease=None)
+    assert sink.verifies_digest  # the registry client leaves the check to its commit
+    await sink.write(b"\1" * len(blob))
+    with pytest.raises(ContentError, match=str(digest)):
+        await sink.commit(digest, len(blob))
+    assert not store.has(digest)
+    assert store.ingests() == []
+
+
+async def test_a_failed_write_in_flight_surfaces_and_abort_cleans_up(store: ContentStore) -> None:
+    blob = os.urandom(1000)
+    sink = StoreSink(store, digest=Digest.from_bytes(blob), size=len(blob), lease=None)
+    await sink.write(blob + b"too long")  # runs in a thread: its error comes with the next call
+    with pytest.raises(ContentError, match="more than the expected"):
+        await sink.write(b"more")
+    await sink.abort()
+    assert store.ingests() == []

@@ -175,11 +175,11 @@ async def test_snapshot_directories_are_scanned_for_orphans_only_after_a_crash(
 async def test_a_removal_that_left_files_behind_is_not_a_clean_close(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dockyard.snapshot import _base
+    import shutil
 
     manager = await CacheManager.open(state_dir, snapshotter="native")
     work = await manager.new_mutable(None)
-    monkeypatch.setattr(_base.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    monkeypatch.setattr(shutil, "rmtree", lambda path, ignore_errors=False: None)
     await work.release()  # its directory stays (as if a file in it could not be removed)
     monkeypatch.undo()
     assert manager.snapshotter.left_over

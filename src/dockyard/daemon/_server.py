@@ -46,6 +46,7 @@ from dockyard.core import DockyardError, UsageError
 
 from ._config import DaemonConfig, Listener, TcpListener, UnixListener
 from ._gc import GarbageCollector
+from ._memory import tune_allocator
 from ._service import ControlService, WorkerInfo
 from ._warm import warm
 
@@ -164,6 +165,8 @@ class Daemon:
         """Open the engine and serve it on every configured listener."""
         from dockyard.engine import Engine, EngineConfig, default_state_dir
         from dockyard.session import SERVER_OPTIONS, SessionService
+
+        tune_allocator()
 
         engine_config = EngineConfig(
             state_dir=config.state_dir if config.state_dir is not None else default_state_dir(),

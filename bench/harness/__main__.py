@@ -155,6 +155,8 @@ def run_scenario(
                 _say(f"   profile of {b.name} failed: {exc}")
                 continue
             _say(f"   profile of {b.name}: {', '.join(str(p) for p in done)}")
+    for b in active:
+        result.series[b.name].sizes = scenario.observed(b)
     return result
 
 

@@ -18,6 +18,7 @@ class Series:
     warmup: list[float] = field(default_factory=list)
     samples: list[float] = field(default_factory=list)
     error: str | None = None
+    sizes: list[int] = field(default_factory=list)  # bytes the scenario noted per run
 
     @property
     def median(self) -> float | None:
@@ -31,6 +32,7 @@ class Series:
             "min": min(self.samples) if self.samples else None,
             "max": max(self.samples) if self.samples else None,
             "error": self.error,
+            "sizes": self.sizes,
         }
 
 
@@ -121,6 +123,12 @@ def format_scenario(result: ScenarioResult, floors: dict[str, Floor]) -> str:
             f"   {name:<19}{_s(s.median):>10}  {span:<21}{len(s.samples):>4}  "
             f"{cells[0]:<15}{cells[1]:<15}{floor_cell}"
         )
+        if s.sizes:
+            sizes = sorted(s.sizes)
+            lines.append(
+                f"   {'':<19}pushed its largest layer as "
+                f"{statistics.median(sizes) / 1e6:.1f} MB (median of {len(sizes)})"
+            )
         if s.error is not None:
             lines.append(f"   {'':<19}(then failed: {s.error.splitlines()[0][:140]})")
     if result.daemon_rss_mib is not None:

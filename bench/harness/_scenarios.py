@@ -43,6 +43,10 @@ class Scenario:
     def finish(self, builder: Builder, index: int) -> None:
         pass
 
+    def observed(self, builder: Builder) -> list[int]:
+        """Sizes in bytes this scenario noted for ``builder``, one per run (empty: none)."""
+        return []
+
 
 @dataclass(slots=True, kw_only=True)
 class Build(Scenario):
@@ -108,6 +112,7 @@ class Export(Scenario):
     compression: str
     _refs: dict[str, str] = field(default_factory=dict)
     _seeds: dict[str, str] = field(default_factory=dict)
+    _pushed: dict[str, list[int]] = field(default_factory=dict)
 
     def prepare(self, builder: Builder, index: int) -> None:
         seed = _unique(builder, index)
@@ -130,9 +135,44 @@ class Export(Scenario):
         return run(argv, builder.log, env=builder.env)
 
     def finish(self, builder: Builder, index: int) -> None:
+        size = _largest_layer(self._refs[builder.name])
+        if size is not None:
+            self._pushed.setdefault(builder.name, []).append(size)
         if not builder.is_dockyard:
             builder.remove_images([self._refs[builder.name]])
             builder.tags.discard(self._refs[builder.name])
+
+    def observed(self, builder: Builder) -> list[int]:
+        """The compressed size of the largest layer each run pushed: the builders do
+        not compress alike (same format, different encoders and levels), so a time is
+        read with the bytes it produced."""
+        return list(self._pushed.get(builder.name, ()))
+
+
+_MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+def _largest_layer(ref: str) -> int | None:
+    """The size of the largest layer of ``ref`` (``host:port/name:tag``) in the
+    harness's plain-HTTP registry, ``None`` when it cannot be read."""
+    import json
+    import urllib.request
+
+    host, _, rest = ref.partition("/")
+    name, _, tag = rest.rpartition(":")
+    request = urllib.request.Request(
+        f"http://{host}/v2/{name}/manifests/{tag}", headers={"Accept": ", ".join(_MANIFEST_TYPES)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            manifest = json.load(response)
+        sizes = [int(layer["size"]) for layer in manifest.get("layers", ())]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return max(sizes, default=None)
 
 
 NAMES = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from dockyard.core import ContentError, Digest, NotFoundError
@@ -11,6 +11,7 @@ from dockyard.oci import Descriptor
 
 from ._challenge import repository_scope
 from ._config import Endpoint
+from ._direct import DIRECT_MIN_SIZE, DirectResponse, DirectTransportError
 from ._http import HttpSession, iter_raw, status_error
 from ._reference import Reference
 from ._retry import RetryPolicy, TransientRegistryError
@@ -19,9 +20,13 @@ from .types import BlobSink
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Intake", "blob_get", "download", "range_start", "verify_blob"]
+__all__ = ["Intake", "blob_get", "blob_stream", "download", "range_start", "verify_blob"]
 
 _BATCH = 1 << 20  # hash and write in 1 MiB steps (measured best of 64 KiB to 4 MiB)
+
+#: Stream blob bodies over :mod:`._direct` where it applies (off: httpx for all; the
+#: in-process A/B of bench/README.md "Pull (fifth pass)" flips it).
+DIRECT = True
 
 
 async def blob_get(
@@ -53,6 +58,45 @@ async def blob_get(
     return response
 
 
+async def blob_stream(
+    session: HttpSession,
+    endpoint: Endpoint,
+    ref: Reference,
+    descriptor: Descriptor,
+    headers: Mapping[str, str],
+) -> httpx.Response | DirectResponse:
+    """:func:`blob_get` for a blob to stream: over the direct path (:mod:`._direct`, a
+    thread of its own reading large pieces) when it applies, else through httpx."""
+    response: httpx.Response | DirectResponse | None = None
+    if DIRECT and descriptor.size >= DIRECT_MIN_SIZE:
+        response = await session.get_direct(
+            endpoint,
+            f"/v2/{ref.path}/blobs/{descriptor.digest}",
+            scopes=(repository_scope(ref.path, ["pull"]),),
+            headers={"Accept-Encoding": "identity", **headers},
+        )
+    if response is None:
+        return await blob_get(session, endpoint, ref, descriptor, headers)
+    if response.status_code == 404:
+        await response.aclose()
+        raise NotFoundError(
+            f"blob {descriptor.digest} of image {ref.familiar()} not found on registry "
+            f"{endpoint.host}"
+        )
+    if response.status_code not in (200, 206):
+        assert not isinstance(response, DirectResponse)  # it streams 2xx answers only
+        raise await status_error(
+            response, endpoint.host, f"blob {descriptor.digest} of {ref.familiar()}"
+        )
+    return response
+
+
+def _body(response: httpx.Response | DirectResponse) -> AsyncIterator[bytes]:
+    if isinstance(response, DirectResponse):
+        return response.chunks()
+    return iter_raw(response)
+
+
 async def download(
     session: HttpSession,
     retry: RetryPolicy,
@@ -77,7 +121,7 @@ async def download(
     while True:
         written = intake.received
         headers = {"Range": f"bytes={written}-"} if written else {}
-        response = await blob_get(session, endpoint, ref, descriptor, headers)
+        response = await blob_stream(session, endpoint, ref, descriptor, headers)
         problem = ""
         try:
             if written:
@@ -91,7 +135,7 @@ async def download(
                     if start is not None:
                         problem = "the registry answered a different range"
                         raise Restart
-            async for chunk in iter_raw(response):
+            async for chunk in _body(response):
                 if intake.received + len(chunk) > descriptor.size:
                     raise ContentError(
                         f"{what} is larger than the {descriptor.size} bytes the manifest says"
@@ -100,7 +144,7 @@ async def download(
                 await intake.add(chunk)
             if intake.received < descriptor.size:
                 problem = f"the body ended after {intake.received} of {descriptor.size} bytes"
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, DirectTransportError) as exc:
             problem = (
                 f"the connection broke after {intake.received} bytes ({exc or type(exc).__name__})"
             )
@@ -211,7 +255,7 @@ class Restart(Exception):
     """Internal: start a download over from byte 0."""
 
 
-def range_start(response: httpx.Response) -> int | None:
+def range_start(response: httpx.Response | DirectResponse) -> int | None:
     """The first byte of a 206 answer, or ``None`` for a full (200) answer."""
     if response.status_code != 206:
         return None

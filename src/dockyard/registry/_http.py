@@ -18,9 +18,9 @@ import ssl
 import sys
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError, RegistryError
 from dockyard.core.singleflight import SingleFlight
@@ -32,6 +32,8 @@ from .types import Credentials, CredentialsProvider
 
 if TYPE_CHECKING:
     import httpx
+
+    from ._direct import DirectResponse
 
 __all__ = [
     "AnonymousDeniedError",
@@ -50,6 +52,21 @@ _now = time.monotonic  # token expiry clock (tests replace it)
 _MIN_TOKEN_LIFETIME = 60.0
 _TOKEN_MARGIN = 5.0
 _ERROR_BODY_LIMIT = 64 * 1024
+
+
+class _Answer(Protocol):
+    """What the authorization flow reads of an answer (httpx's or the direct path's)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> httpx.Headers: ...
+
+    async def aclose(self) -> None: ...
+
+
+_R = TypeVar("_R", bound=_Answer)
 
 
 class AnonymousDeniedError(AuthError):
@@ -167,7 +184,7 @@ async def iter_raw(response: httpx.Response) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: _Answer) -> float | None:
     value = response.headers.get("retry-after", "")
     try:
         return float(value) if value else None
@@ -258,6 +275,9 @@ class HttpSession:
         self._user_agent = user_agent
         self._timeout = timeout
         self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+        self._contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
+        # endpoints whose blob answers the direct path could not read (see _direct)
+        self._no_direct: set[Endpoint] = set()
         self._hosts: dict[Endpoint, _HostState] = {}
         # endpoints that answered once: a refusal from one of them is a restart, retried
         self._reached: set[Endpoint] = set()
@@ -302,6 +322,7 @@ class HttpSession:
             from ._network import closing_transport
 
             context = self._ssl_context(settings, verify)
+            self._contexts[key] = context
             client = httpx.AsyncClient(
                 # the transport of direct connections; ``verify`` serves proxy transports
                 transport=closing_transport(context),
@@ -517,50 +538,122 @@ class HttpSession:
         url = endpoint.url(state.scheme, target) if isinstance(target, str) else target
         if isinstance(target, str) and target.startswith(("http://", "https://")):
             url = target
-        host = normalize_host(endpoint.host)
         action = f"{method} {url}"
+
+        async def attempt(sent: Mapping[str, str]) -> httpx.Response:
+            return await self.send(
+                client,
+                method,
+                url,
+                headers=sent,
+                params=params,
+                body=body,
+                stream=stream,
+                attempts=attempts,
+            )
+
         try:
-            authorization = await self.authorization(host, state.challenges, scopes)
-            response = await self.send(
-                client,
-                method,
-                url,
-                headers=_with_auth(headers, authorization),
-                params=params,
-                body=body,
-                stream=stream,
-                attempts=attempts,
-            )
-            if response.status_code != 401:
-                return response
-            challenges = parse_challenges(response.headers.get_list("www-authenticate"))
-            await response.aclose()
-            if challenges:
-                state.challenges = challenges
-            wanted = merge_scopes(
-                scopes
-                + tuple(s for c in state.challenges if c.scheme == "bearer" for s in c.scopes)
-            )
-            retry_auth = await self.authorization(host, state.challenges, wanted, refresh=True)
-            if retry_auth is None or (retry_auth == authorization and not _is_bearer(retry_auth)):
-                raise await self._refused(host, state.challenges, authorization, wanted)
-            response = await self.send(
-                client,
-                method,
-                url,
-                headers=_with_auth(headers, retry_auth),
-                params=params,
-                body=body,
-                stream=stream,
-                attempts=attempts,
-            )
-            if response.status_code == 401:
-                await response.aclose()
-                raise await self._refused(host, state.challenges, retry_auth, wanted)
-            return response
+            return await self._authorized(endpoint, state, scopes, headers, attempt)
         except httpx.TransportError as exc:
             self.forget(endpoint)
             raise self.transport_error(endpoint, exc, action) from exc
+
+    async def get_direct(
+        self,
+        endpoint: Endpoint,
+        target: str,
+        *,
+        scopes: tuple[str, ...],
+        headers: Mapping[str, str],
+    ) -> httpx.Response | DirectResponse | None:
+        """:meth:`request` of a ``GET`` of the ``/v2/...`` path ``target`` over the direct
+        path of :mod:`._direct` (a blob body read in a thread of its own), with the same
+        retries, authorization and TLS settings. ``None`` when the direct path does not
+        apply (a test transport, a proxy for the URL, an endpoint whose answers it could
+        not read before): use :meth:`request`. A 2xx answer is a
+        :class:`~._direct.DirectResponse`; other answers are ``httpx.Response``."""
+        import httpx
+
+        from ._direct import DirectTransportError, DirectUnsupported, direct_get, proxied
+
+        if self._transport is not None or endpoint in self._no_direct:
+            return None
+        state = await self.ready(endpoint)
+        client = self._endpoint_client(endpoint)
+        context = self._contexts.get(
+            (
+                endpoint.verify,
+                endpoint.settings.ca_files,
+                endpoint.settings.client_cert,
+                endpoint.settings.client_key,
+            )
+        )
+        url = httpx.URL(endpoint.url(state.scheme, target))
+        if context is None or proxied(client, url):
+            return None
+        base = {"User-Agent": self._user_agent, "Accept": "*/*", **headers}
+        tries = self.retry.attempts
+
+        async def attempt(sent: Mapping[str, str]) -> httpx.Response | DirectResponse:
+            for n in range(tries):
+                last = n == tries - 1
+                self.counters.requests += 1
+                try:
+                    response = await direct_get(
+                        url, sent, client=client, context=context, io_timeout=self._timeout
+                    )
+                except DirectTransportError as exc:
+                    if last or not self._retryable(exc):
+                        raise
+                    await self._backoff(n)
+                    continue
+                if response.status_code in RETRY_STATUSES and not last:
+                    retry_after = _retry_after(response)
+                    await response.aclose()
+                    await self._backoff(n, retry_after)
+                    continue
+                return response
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        try:
+            return await self._authorized(endpoint, state, scopes, base, attempt)
+        except DirectUnsupported:
+            self._no_direct.add(endpoint)
+            return None
+        except DirectTransportError as exc:
+            self.forget(endpoint)
+            raise self.transport_error(endpoint, exc, f"GET {url}") from exc
+
+    async def _authorized(
+        self,
+        endpoint: Endpoint,
+        state: _HostState,
+        scopes: tuple[str, ...],
+        headers: Mapping[str, str] | None,
+        attempt: Callable[[Mapping[str, str]], Awaitable[_R]],
+    ) -> _R:
+        """``attempt(headers with authorization)``; on a 401 once more with fresh
+        authorization (the challenge it carried); a second 401 is an AuthError."""
+        host = normalize_host(endpoint.host)
+        authorization = await self.authorization(host, state.challenges, scopes)
+        response = await attempt(_with_auth(headers, authorization))
+        if response.status_code != 401:
+            return response
+        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+        await response.aclose()
+        if challenges:
+            state.challenges = challenges
+        wanted = merge_scopes(
+            scopes + tuple(s for c in state.challenges if c.scheme == "bearer" for s in c.scopes)
+        )
+        retry_auth = await self.authorization(host, state.challenges, wanted, refresh=True)
+        if retry_auth is None or (retry_auth == authorization and not _is_bearer(retry_auth)):
+            raise await self._refused(host, state.challenges, authorization, wanted)
+        response = await attempt(_with_auth(headers, retry_auth))
+        if response.status_code == 401:
+            await response.aclose()
+            raise await self._refused(host, state.challenges, retry_auth, wanted)
+        return response
 
     # -- authentication ---------------------------------------------------------------
 

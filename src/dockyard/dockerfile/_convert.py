@@ -124,6 +124,7 @@ async def convert(
         target=str(graph.target.index),
         config=checks,
         base_env=_base_env(graph),
+        ignore=options.dockerignore,
     )
     error = report.error()
     if error is not None:

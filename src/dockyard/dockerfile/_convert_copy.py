@@ -153,6 +153,17 @@ def _is_http(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
+def is_remote_source(source: str) -> bool:
+    """Whether an ``ADD`` source is a URL or a git reference (not a context path); a
+    malformed git URL counts as one (the conversion reports it)."""
+    if _is_http(source):
+        return True
+    try:
+        return parse_git_ref(source) is not None
+    except GitRefError:
+        return True
+
+
 def _has_wildcards(name: str) -> bool:
     i = 0
     while i < len(name):

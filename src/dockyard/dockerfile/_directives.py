@@ -113,8 +113,9 @@ def find_directive(text: str, key: str, *, any_format: bool = False) -> Directiv
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckConfig:
     """Build-check settings from ``# check=skip=<rules>|all;error=<bool>``
-    (``experimental=<rules>|all`` is accepted and has no effect: no experimental rule is
-    implemented)."""
+    (``experimental=<rules>|all`` is accepted and has no effect: no implemented rule is
+    experimental; ``CopyIgnoredFile``, experimental in BuildKit 0.15-0.26, runs by
+    default as it does since)."""
 
     skip: frozenset[str] = frozenset()
     skip_all: bool = False

@@ -9,6 +9,9 @@ casing do not match (line 1)``), with the rule's URL and the source location.
 rules are not reported, and with ``error=true`` :meth:`LintReport.error` gives the
 :class:`FrontendError` that must stop the build.
 
+``CopyIgnoredFile`` needs the build context's ignore patterns (``ignore``): a ``COPY`` or
+``ADD`` source from the main context that they exclude is reported.
+
 ``UndefinedVar`` needs the environment of base images, which only the converter knows.
 Either pass ``base_env`` (then :func:`lint` checks it for stages whose base is known),
 or let the converter report it while expanding: :meth:`Linter.undefined_vars` takes the
@@ -18,14 +21,16 @@ names an :class:`Expander` could not resolve.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dockyard.core import FrontendError, NotFoundError, Platform
+from dockyard.core.pathmatch import PatternError, PatternMatcher
 
 from ._directives import CheckConfig
 from ._dockerfile import Dockerfile, Stage
 from ._instructions import (
+    AddInstruction,
     ArgInstruction,
     CmdInstruction,
     CopyInstruction,
@@ -87,6 +92,7 @@ def lint(
     target: str | None = None,
     config: CheckConfig | None = None,
     base_env: Callable[[str], BaseImage | None] | None = None,
+    ignore: Iterable[str] = (),
 ) -> LintReport:
     """Run the build checks over ``dockerfile``.
 
@@ -95,10 +101,18 @@ def lint(
     default build pass the last stage's index). ``config`` defaults to the file's
     ``# check=`` directive. ``base_env`` maps an external base image reference (as
     written after expansion) to what is known about it, enabling ``UndefinedVar`` and
-    exact ``JSONArgsRecommended`` for stages built on it.
+    exact ``JSONArgsRecommended`` for stages built on it. ``ignore`` are the build
+    context's ``.dockerignore`` patterns (already validated), enabling ``CopyIgnoredFile``.
     """
     linter = Linter(config if config is not None else dockerfile.check)
-    _Checker(dockerfile, linter, dict(build_args or {}), target, base_env).run()
+    checker = _Checker(dockerfile, linter, dict(build_args or {}), target, base_env)
+    patterns = tuple(ignore)
+    if patterns:
+        try:
+            checker.ignore = PatternMatcher(patterns)
+        except PatternError:
+            pass  # the context's own load reports a bad pattern
+    checker.run()
     return linter.report()
 
 
@@ -136,6 +150,7 @@ class _Checker:
         self.build_args = build_args
         self.target = target
         self.base_env = base_env
+        self.ignore: PatternMatcher | None = None
         self.lex = ShellLex(dockerfile.escape)
         self.meta_keys = [d.key for arg in dockerfile.meta_args for d in arg.args]
         self.global_args = self._meta_args(build_args)
@@ -484,6 +499,8 @@ class _Checker:
                     "behavior related to OS signals",
                     command.location,
                 )
+        elif isinstance(expanded, CopyInstruction | AddInstruction):
+            self._ignored_sources(expanded, command)
         elif isinstance(expanded, ShellInstruction):
             state.shell = expanded.shell
         elif isinstance(expanded, WorkdirInstruction):
@@ -495,6 +512,32 @@ class _Checker:
                     command.location,
                 )
             state.workdir_set = True
+
+    def _ignored_sources(
+        self, expanded: CopyInstruction | AddInstruction, command: Instruction
+    ) -> None:
+        """``CopyIgnoredFile``: a source from the main context that the ignore patterns
+        exclude (it is not in the context, so nothing or less than written is copied).
+        The context itself (``.``) and a directory the patterns re-include something
+        inside of are not reported (BuildKit reports both)."""
+        matcher = self.ignore
+        if matcher is None or (isinstance(expanded, CopyInstruction) and expanded.from_stage):
+            return
+        from ._convert_copy import is_remote_source
+
+        verb = "Add" if isinstance(expanded, AddInstruction) else "Copy"
+        for src in expanded.sources:
+            if isinstance(expanded, AddInstruction) and is_remote_source(src):
+                continue
+            if not matcher.matches(src):
+                continue
+            if matcher.may_include_inside(src):
+                continue
+            self.linter.run(
+                "CopyIgnoredFile",
+                f'Attempting to {verb} file "{src}" that is excluded by .dockerignore',
+                command.location,
+            )
 
     def _dispatch_arg(self, command: ArgInstruction, state: _StageState) -> None:
         for definition in command.args:

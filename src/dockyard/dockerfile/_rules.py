@@ -125,6 +125,11 @@ RULES: dict[str, Rule] = {
             "expose-proto-casing",
             "Protocol in EXPOSE instruction should be lowercase",
         ),
+        _rule(
+            "CopyIgnoredFile",
+            "copy-ignored-file",
+            "Attempting to Copy file that is excluded by .dockerignore",
+        ),
     )
 }
 

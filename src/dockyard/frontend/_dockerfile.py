@@ -173,7 +173,7 @@ class DockerfileFrontend:
 
         dockerfile, ignore = await _load(ctx, options)
         if options.check:
-            return _check(ctx, dockerfile, options)
+            return _check(ctx, dockerfile, options, ignore)
         resolve_mode = llb.ResolveMode.PULL if options.pull else llb.ResolveMode.DEFAULT
         target_platform = options.platform or ctx.build_platform
         named: dict[str, NamedContext] = {}
@@ -258,7 +258,10 @@ def _ignore_patterns(data: bytes, filename: str) -> tuple[str, ...]:
 
 
 def _check(
-    ctx: FrontendContext, dockerfile: Dockerfile, options: DockerfileOptions
+    ctx: FrontendContext,
+    dockerfile: Dockerfile,
+    options: DockerfileOptions,
+    ignore: tuple[str, ...],
 ) -> FrontendResult:
     from dockyard.dockerfile import CheckConfig, lint
 
@@ -269,7 +272,13 @@ def _check(
             config = CheckConfig.parse(override)
         except FrontendError as exc:
             raise UsageError(f"--build-arg {_CHECK_ARG}: {exc.message}") from None
-    report = lint(dockerfile, build_args=options.build_args, target=options.target, config=config)
+    report = lint(
+        dockerfile,
+        build_args=options.build_args,
+        target=options.target,
+        config=config,
+        ignore=ignore,
+    )
     _report(ctx, report.warnings)
     error = report.error()
     if error is not None:

@@ -47,6 +47,7 @@ def run_case(case: Case) -> tuple[list[str], str]:
         build_args=build_args,
         target=case.sections.get("target") or None,
         base_env=images.get if images else None,
+        ignore=case.sections.get("dockerignore", "").splitlines(),
     )
     error = report.error()
     return [w.short for w in report.warnings], str(error) if error else "none"

@@ -233,6 +233,30 @@ async def test_check_mode_lints_without_converting() -> None:
     assert result.warnings == ()
 
 
+@pytest.mark.parametrize("check", [False, True])
+async def test_a_copy_of_an_ignored_file_is_reported_with_the_ignore_file_that_applies(
+    check: bool,
+) -> None:
+    content = b"FROM scratch\nCOPY app.log secret.txt /\n"
+    ctx = ctx_with(content, context={".dockerignore": b"*.log\n"})
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions(check=check))
+    assert [w.short for w in result.warnings] == [
+        'CopyIgnoredFile: Attempting to Copy file "app.log" that is excluded by .dockerignore'
+        " (line 2)"
+    ]
+    # the Dockerfile's own ignore file replaces the context's
+    ctx = ctx_with(
+        content,
+        dockerfile={"Dockerfile": content, "Dockerfile.dockerignore": b"secret.*\n"},
+        context={".dockerignore": b"*.log\n"},
+    )
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions(check=check))
+    assert [w.short for w in result.warnings] == [
+        'CopyIgnoredFile: Attempting to Copy file "secret.txt" that is excluded by '
+        ".dockerignore (line 2)"
+    ]
+
+
 async def test_named_contexts() -> None:
     ctx = ctx_with(
         b"FROM base\nCOPY --from=extra /x /x\n",

@@ -8,6 +8,7 @@ found warnings), 2 a usage error.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import click
 from ._common import engine_client, engine_options, key_values, report_error, write_texts
 
 if TYPE_CHECKING:
+    from dockyard.cli._hints import WalkHints
     from dockyard.cli._memo import Memo
     from dockyard.client import BuildOptions, BuildResult, Client
     from dockyard.core import Reporter
@@ -225,6 +227,11 @@ def build(
         )
         if quiet and _writes_stdout(options):
             raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
+        from dockyard.cli._hints import WalkHints
+
+        hints = WalkHints.load(context, dockerfile)
+        if hints is not None and hints.requests:
+            options = dataclasses.replace(options, prefetch=hints.requests)
         client = engine_client(
             state_dir,
             runtime,
@@ -242,6 +249,7 @@ def build(
         iidfile=iidfile,
         metadata_file=metadata_file,
         memo=memo,
+        hints=hints,
     )
 
 
@@ -380,9 +388,11 @@ def run_build(
     iidfile: str | None = None,
     metadata_file: str | None = None,
     memo: Memo | None = None,
+    hints: WalkHints | None = None,
 ) -> int:
     """Build, show progress, write ``--iidfile``/``--metadata-file``, report; the exit
-    code. With a ``memo``, a build the engine finds replayable is remembered in it."""
+    code. With a ``memo``, a build the engine finds replayable is remembered in it;
+    ``hints`` keep the sync requests of a build that ran for the next one."""
     import asyncio
 
     from dockyard.cli.progress import make_renderer
@@ -399,6 +409,8 @@ def run_build(
         return report_error(exc, step_log=progress in ("quiet", "rawjson"), prefix=prefix)
     finally:
         renderer.close()
+    if hints is not None:
+        hints.save(result.synced)
     try:
         _write_files(result, iidfile, metadata_file)
     except DockyardError as exc:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
     from dockyard.engine import PruneResult
     from dockyard.registry import TagCheck
+    from dockyard.session import SyncRequest
 
     from ._job import Job
     from ._result import ServerInfo
@@ -25,13 +26,15 @@ __all__ = ["Backend", "Outcome"]
 class Outcome:
     """What a backend reports of one job: the exporters' ``metadata`` (decoded), the
     frontend's ``warnings``, whether anything was ``built``, and whether the engine
-    found the build ``replayable`` (``SolveResponse.replayable``; a daemon never says)."""
+    found the build ``replayable`` (``SolveResponse.replayable``; a daemon never says),
+    and the file sync requests the job's session served (``synced``)."""
 
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[BuildWarning, ...] = ()
     built: bool = True
     replayable: bool = False
     replay_checks: tuple[TagCheck, ...] = ()
+    synced: tuple[SyncRequest, ...] = ()
 
 
 class Backend(Protocol):

@@ -269,6 +269,7 @@ def _result(
         load_output=loaded,
         replayable=outcome.replayable,
         replay_checks=outcome.replay_checks,
+        synced=outcome.synced,
     )
 
 

@@ -48,8 +48,8 @@ class EmbeddedBackend:
         from dockyard.engine import BuildRequest, EngineConfig
 
         caches = _caches(job)  # checked before the engine is opened
+        session = job.session()  # its prefetched walks run while the engine opens
         engine = await self.engine()
-        session = job.session()
         request = BuildRequest(
             definition=job.definition,
             frontend=job.frontend,
@@ -69,6 +69,7 @@ class EmbeddedBackend:
             built=response.built,
             replayable=response.replayable,
             replay_checks=response.replay_checks,
+            synced=tuple(session.synced),
         )
 
     async def du(self, filters: UsageFilter | None) -> list[UsageRecord]:

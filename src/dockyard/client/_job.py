@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         SecretStore,
         Session,
         SshAgentProvider,
+        SyncRequest,
     )
 
     from ._context import PreparedContext
@@ -44,6 +45,8 @@ class Job:
     paths into session targets. ``directories``, ``secrets``, ``ssh`` and
     ``credentials`` are what the session serves. ``entitlements`` are asked for by name.
     ``cache_from``/``cache_to`` are the remote caches to import and export.
+    ``prefetch``: sync requests the session starts walking when it is made
+    (:meth:`Session.prefetch <dockyard.session.Session.prefetch>`).
     """
 
     name: str
@@ -60,6 +63,7 @@ class Job:
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
     shared_key: str = ""
+    prefetch: tuple[SyncRequest, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.definition is None) == (self.frontend is None):
@@ -68,10 +72,11 @@ class Job:
         object.__setattr__(self, "targets", MappingProxyType(dict(self.targets)))
 
     def session(self, extra_targets: Mapping[str, ExportTarget] | None = None) -> Session:
-        """A new session serving this job (plus ``extra_targets``)."""
+        """A new session serving this job (plus ``extra_targets``); the walks of
+        ``prefetch`` start now."""
         from dockyard.session import Session
 
-        return Session(
+        session = Session(
             name=self.name,
             shared_key=self.shared_key,
             directories=self.directories,
@@ -80,6 +85,9 @@ class Job:
             credentials=self.credentials,
             exports={**self.targets, **(extra_targets or {})},
         )
+        for request in self.prefetch:
+            session.prefetch(request)
+        return session
 
 
 def _references(tags: tuple[str, ...]) -> tuple[Reference, ...]:
@@ -214,4 +222,5 @@ def dockerfile_job(
         cache_from=options.cache_from,
         cache_to=options.cache_to,
         shared_key=context.shared_key,
+        prefetch=options.prefetch,
     )

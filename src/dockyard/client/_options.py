@@ -13,7 +13,7 @@ from dockyard.core import Platform, UsageError
 
 if TYPE_CHECKING:
     from dockyard.exporter import ExportOptions
-    from dockyard.session import SecretSource, SshSpec
+    from dockyard.session import SecretSource, SshSpec, SyncRequest
 
 __all__ = ["BuildOptions", "CacheSpec", "NetworkName"]
 
@@ -97,6 +97,11 @@ class BuildOptions:
     network of ``RUN`` steps (``host`` also asks for the ``network.host``
     entitlement). ``allow``: entitlements the build asks for. ``no_cache_filter``:
     stages built without the cache. ``check``: run the build checks only.
+    ``prefetch``: file sync requests (by session directory name: ``context``,
+    ``dockerfile``, ``named:NAME``) the engine is likely to make — those of the last
+    build, :attr:`BuildResult.synced <dockyard.client.BuildResult.synced>` — walked as
+    soon as the build starts (:meth:`dockyard.session.Session.prefetch`); a guess
+    that does not match is walked for nothing, never used.
     """
 
     context: str = "."
@@ -121,11 +126,12 @@ class BuildOptions:
     pull: bool = False
     check: bool = False
     stdin: IO[bytes] | None = None
+    prefetch: tuple[SyncRequest, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("build_args", "labels", "build_contexts"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
-        for name in ("tags", "secrets", "ssh", "outputs", "cache_from", "cache_to"):
+        for name in ("tags", "secrets", "ssh", "outputs", "cache_from", "cache_to", "prefetch"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "no_cache_filter", tuple(self.no_cache_filter))
         object.__setattr__(self, "allow", frozenset(self.allow))

@@ -220,6 +220,7 @@ class RemoteBackend:
             metadata=metadata,
             replayable=response.replayable,
             replay_checks=_tag_checks(response.replay_checks),
+            synced=tuple(session.synced),
         )
 
     async def _status(self, ref: str, reporter: Reporter) -> None:

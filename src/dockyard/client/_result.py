@@ -15,6 +15,7 @@ from dockyard.core import BuildWarning, Event, Reporter, VertexProgress
 if TYPE_CHECKING:
     from dockyard.exporter import ExportOptions
     from dockyard.registry import TagCheck
+    from dockyard.session import SyncRequest
 
 __all__ = ["BuildResult", "ServerInfo", "Transfer", "Watcher"]
 
@@ -47,7 +48,10 @@ class BuildResult:
     said (``--load``). ``replayable``: the embedded engine found that the build
     changed nothing and read nothing but the client's directories and the local image
     store or registry tags that ``replay_checks`` ask about again (see
-    ``dockyard.engine.SolveResponse``).
+    ``dockyard.engine.SolveResponse``). ``synced``: the file sync requests the engine
+    made of the client's directories, in order (a good
+    :attr:`BuildOptions.prefetch <dockyard.client.BuildOptions.prefetch>` for the
+    next build of the same context).
     """
 
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -58,6 +62,7 @@ class BuildResult:
     load_output: str = ""
     replayable: bool = False
     replay_checks: tuple[TagCheck, ...] = ()
+    synced: tuple[SyncRequest, ...] = ()
 
     @property
     def image_digest(self) -> str | None:

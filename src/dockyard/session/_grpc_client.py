@@ -188,8 +188,9 @@ class Attachment:
                     exclude_patterns=tuple(sync.exclude_patterns),
                     follow_paths=tuple(sync.follow_paths),
                 )
+                entries = await self.session.walk(wanted)
                 frames = await self._open(call_id)
-                await send_tree(frames, root, wanted)
+                await send_tree(frames, root, wanted, entries=entries)
                 await frames.drain()
             elif kind == "export_directory":
                 target = self.session.export_target(request.export_directory.target)

@@ -162,11 +162,13 @@ async def send_tree(
     request: SyncRequest | None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    entries: list[FileStat] | None = None,
 ) -> tuple[int, int, int]:
     """The sending half of a diff-copy over ``frames``: the stat entries of ``root``
-    (selected by ``request``), then the content of the files the receiver wants.
-    Returns (entries, files sent, content bytes sent)."""
-    entries = await asyncio.to_thread(walk, root, request)
+    (selected by ``request``; ``entries`` when walked already), then the content of
+    the files the receiver wants. Returns (entries, files sent, content bytes sent)."""
+    if entries is None:
+        entries = await asyncio.to_thread(walk, root, request)
     # each stat is made in place in its frame (a message passed to a constructor is
     # copied): a walk of 2,000 entries costs ~2 ms here instead of ~4-5
     frame = pb.Frame()

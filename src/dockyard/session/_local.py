@@ -27,15 +27,22 @@ _LOCAL_BATCH = 256
 
 
 class LocalSyncSource:
-    """A :class:`~dockyard.session.types.SyncSource` over a directory on this host."""
+    """A :class:`~dockyard.session.types.SyncSource` over a directory on this host (the
+    ``session``'s directory of ``request``, walked by :meth:`Session.walk`, when given)."""
 
-    def __init__(self, root: Path, request: SyncRequest | None = None) -> None:
+    def __init__(
+        self, root: Path, request: SyncRequest | None = None, session: Session | None = None
+    ) -> None:
         self._root = root
         self._request = request
+        self._session = session
         self._entries: list[FileStat] = []
 
     async def stats(self) -> AsyncIterator[Sequence[FileStat]]:
-        self._entries = await asyncio.to_thread(walk, self._root, self._request)
+        if self._session is not None and self._request is not None:
+            self._entries = await self._session.walk(self._request)
+        else:
+            self._entries = await asyncio.to_thread(walk, self._root, self._request)
         yield self._entries
 
     async def fetch(self, ids: Sequence[int]) -> AsyncIterator[Sequence[Content]]:
@@ -75,7 +82,7 @@ class LocalPeer:
 
     @contextlib.asynccontextmanager
     async def open_sync(self, request: SyncRequest) -> AsyncIterator[SyncSource]:
-        yield LocalSyncSource(self.session.directory(request.name), request)
+        yield LocalSyncSource(self.session.directory(request.name), request, self.session)
 
     async def connect_ssh(self, id: str) -> ByteChannel:
         return await self.session.connect_ssh(id)

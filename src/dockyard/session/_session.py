@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import secrets as _random
+import threading
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -11,7 +14,7 @@ from types import MappingProxyType
 from dockyard.core import NotFoundError, UsageError
 
 from ._export import ExportTarget
-from ._values import SessionInfo
+from ._values import FileStat, SessionInfo, SyncRequest
 from .types import ByteChannel, CredentialsLike, CredentialsSource, SecretStore, SshAgentProvider
 
 __all__ = ["Session", "new_session_id"]
@@ -36,10 +39,12 @@ class Session:
 
     ``shared_key`` identifies the client's checkout across sessions (the engine keeps
     synced directories per name and shared key). Nothing here reads a directory, a
-    secret or a credential until the engine asks for it.
+    secret or a credential until the engine asks for it — except the walks asked for
+    with :meth:`prefetch`. :attr:`synced` lists the sync requests served, in order.
     """
 
     __slots__ = (
+        "_walks",
         "credentials",
         "directories",
         "exports",
@@ -48,6 +53,7 @@ class Session:
         "secrets",
         "shared_key",
         "ssh",
+        "synced",
     )
 
     def __init__(
@@ -76,6 +82,8 @@ class Session:
         self.ssh = ssh
         self.credentials = credentials
         self.exports: Mapping[str, ExportTarget] = MappingProxyType(dict(exports or {}))
+        self.synced: list[SyncRequest] = []
+        self._walks: dict[SyncRequest, concurrent.futures.Future[list[FileStat]]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -100,6 +108,50 @@ class Session:
             return self.directories[name]
         except KeyError:
             raise NotFoundError(_missing("directory", name, self.directories)) from None
+
+    def prefetch(self, request: SyncRequest) -> None:
+        """Start walking ``request``'s directory now, in a thread of its own (a guess of
+        what the engine will ask for, e.g. the request of the previous build): the
+        first :meth:`walk` of an equal request takes these entries instead of walking
+        again, so the walk runs while the engine does other work (opening its stores,
+        the frontend). The entries are those of the moment the walk ran, which is after
+        the build started — as a walk made when asked would be, only earlier. A request
+        the engine never makes was walked for nothing; an unknown directory is ignored
+        (the engine's request reports it)."""
+        root = self.directories.get(request.name)
+        if root is None or request in self._walks:
+            return
+        from ._walk import walk
+
+        future: concurrent.futures.Future[list[FileStat]] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(walk(root, request))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._walks[request] = future
+        threading.Thread(target=run, name="dockyard-prefetch", daemon=True).start()
+
+    async def walk(self, request: SyncRequest) -> list[FileStat]:
+        """The entries of ``request``'s directory that a sync sends (see
+        :func:`~dockyard.session.walk`): a walk :meth:`prefetch` started for an equal
+        request (once), else a new walk in a thread. Notes ``request`` in
+        :attr:`synced`."""
+        root = self.directory(request.name)
+        self.synced.append(request)
+        future = self._walks.pop(request, None)
+        if future is not None:
+            try:
+                return await asyncio.wrap_future(future)
+            except Exception:
+                pass  # walked again below: that walk's error is the one reported
+        from ._walk import walk
+
+        return await asyncio.to_thread(walk, root, request)
 
     def export_target(self, name: str) -> ExportTarget:
         try:

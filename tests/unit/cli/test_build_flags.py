@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.cli import _build, _memo
+from dockyard.cli import _build, _hints, _memo
 from dockyard.cli.main import main
 from dockyard.client import BuildOptions, CacheSpec, Client
 from dockyard.core import Platform, host_platform
@@ -59,6 +59,9 @@ def test_defaults(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monkey
     memo = captured.kwargs.pop("memo")  # a plain build on a local context may be replayed
     assert isinstance(memo, _memo.Memo)
     assert memo.state_dir == tmp_path / "state"
+    hints = captured.kwargs.pop("hints")  # a local context: its walks are remembered
+    assert isinstance(hints, _hints.WalkHints)
+    assert hints.requests == options.prefetch == ()  # nothing built before
     assert captured.kwargs == {
         "progress": "auto",
         "quiet": False,
@@ -132,6 +135,7 @@ def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monk
     assert o.allow == {"security.insecure"}
     assert o.entitlements == {"security.insecure", "network.host"}
     assert captured.kwargs.pop("memo") is None  # outputs, secrets ...: never replayed
+    assert captured.kwargs.pop("hints") is None  # "ctx" is no directory here
     assert captured.kwargs == {
         "progress": "rawjson",
         "quiet": False,

@@ -1,0 +1,106 @@
+"""``Session.prefetch``: a walk started early is taken by the first sync of an equal
+request only; any other request, or a second sync, walks when asked."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from dockyard.core import NotFoundError
+from dockyard.session import Session, SessionManager, SyncBase, SyncRequest, stat_key
+
+CONTEXT = SyncRequest(name="context", follow_paths=("app",))
+
+
+def make_tree(root: Path) -> None:
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "a.txt").write_text("a")
+    (root / "other.txt").write_text("o")
+
+
+async def prefetched(session: Session, request: SyncRequest) -> None:
+    """Start the walk and wait until it has run (its thread is not ours to join)."""
+    session.prefetch(request)
+    future = session._walks[request]
+    await asyncio.wrap_future(future)
+
+
+async def test_an_equal_request_takes_the_early_walk_once(tmp_path: Path) -> None:
+    make_tree(tmp_path / "ctx")
+    session = Session(directories={"context": tmp_path / "ctx"})
+    await prefetched(session, CONTEXT)
+    (tmp_path / "ctx" / "app" / "b.txt").write_text("b")  # after the early walk
+    first = await session.walk(SyncRequest(name="context", follow_paths=("app",)))
+    assert [e.path for e in first] == ["app", "app/a.txt"]  # as the early walk saw it
+    second = await session.walk(CONTEXT)  # used once: a new walk
+    assert [e.path for e in second] == ["app", "app/a.txt", "app/b.txt"]
+    assert session.synced == [CONTEXT, CONTEXT]
+
+
+async def test_another_request_walks_when_asked(tmp_path: Path) -> None:
+    make_tree(tmp_path / "ctx")
+    session = Session(directories={"context": tmp_path / "ctx"})
+    await prefetched(session, CONTEXT)
+    (tmp_path / "ctx" / "app" / "b.txt").write_text("b")
+    everything = await session.walk(SyncRequest(name="context"))
+    assert [e.path for e in everything] == ["app", "app/a.txt", "app/b.txt", "other.txt"]
+    excluded = await session.walk(
+        SyncRequest(name="context", follow_paths=("app",), exclude_patterns=("app/b.txt",))
+    )
+    assert [e.path for e in excluded] == ["app", "app/a.txt"]
+    assert CONTEXT in session._walks  # never asked for: never used
+
+
+async def test_unknown_directories_are_left_to_the_engine(tmp_path: Path) -> None:
+    session = Session(directories={"context": tmp_path / "missing"})
+    session.prefetch(SyncRequest(name="elsewhere"))  # not offered: ignored
+    assert session._walks == {}
+    await prefetched_failing(session)
+    with pytest.raises(NotFoundError):  # the walk when asked reports it
+        await session.walk(SyncRequest(name="context"))
+    with pytest.raises(NotFoundError):
+        await session.walk(SyncRequest(name="elsewhere"))
+
+
+async def prefetched_failing(session: Session) -> None:
+    request = SyncRequest(name="context")
+    session.prefetch(request)
+    with pytest.raises(NotFoundError):
+        await asyncio.wrap_future(session._walks[request])
+
+
+async def test_a_sync_into_a_layer_sees_a_change_made_before_the_build(tmp_path: Path) -> None:
+    """The in-process transport syncs through the session's walk: a file changed before
+    the early walk is sent (changed content is never missed by the next build)."""
+    root = tmp_path / "ctx"
+    make_tree(root)
+    manager = SessionManager()
+    first = Session(directories={"context": root})
+    async with manager.attach(first):
+        handle = await manager.get(first.id)
+        result = await handle.filesync.sync(CONTEXT, tmp_path / "first")
+    assert [e.path for e in result.tree] == ["app", "app/a.txt"]
+    base = {e.path: e for e in result.tree}
+
+    (root / "app" / "a.txt").write_text("changed!")  # before the next build starts
+    second = Session(directories={"context": root})
+    await prefetched(second, CONTEXT)
+    opened: list[Path] = []
+
+    async def open_layer() -> tuple[Path, bool]:
+        layer = tmp_path / "layer"
+        layer.mkdir()
+        opened.append(layer)
+        return layer, False
+
+    async with manager.attach(second):
+        handle = await manager.get(second.id)
+        result = await handle.filesync.sync(
+            CONTEXT, SyncBase(entries={p: stat_key(e) for p, e in base.items()}, open=open_layer)
+        )
+    assert second.synced == [CONTEXT]
+    assert opened, "the changed file was not written"
+    assert (opened[0] / "app" / "a.txt").read_text() == "changed!"
+    assert "app/a.txt" in result.changed

@@ -16,8 +16,10 @@ This module follows redirects like httpx does (``Authorization`` only to the sam
 origin or its HTTPS upgrade) and raises :class:`DirectUnsupported` where it does not
 apply; the caller then sends the request through httpx:
 
-- a proxy from the environment applies to the URL (or to a redirect's target): httpx's
-  client decides, with its own ``NO_PROXY`` rules;
+- httpx's client would send the URL (or a redirect's target) through a proxy: it
+  decides, with its own rules. (Today it never does: the client is made with a
+  transport of its own, which turns httpx's environment proxies off; should that
+  change, this path follows.)
 - a success answer without ``Content-Length`` or with a ``Transfer-Encoding`` (chunked);
 - an error answer whose body is not delimited by ``Content-Length`` or is over 64 KiB
   (httpx reads the registry's error detail from it);
@@ -181,6 +183,7 @@ class _Exchange:
                 await asyncio.shield(self._ended)
             except asyncio.CancelledError:
                 cancelled = True
+        self._thread.join()  # it is past its last step: returning from its function
         if cancelled:
             raise asyncio.CancelledError
 

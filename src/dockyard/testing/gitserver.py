@@ -5,6 +5,9 @@
   (``refs/pull/1/head``), submodules.
 - :class:`GitDaemon` — ``git daemon`` serving a directory of repositories over
   ``git://127.0.0.1:PORT/NAME`` (started and stopped by PID).
+- :class:`GitSshServer` — OpenSSH's ``sshd`` on ``127.0.0.1:PORT`` with a host key of
+  its own, letting ``root`` in with the public keys it is given: git's ssh transport
+  (``ssh://root@127.0.0.1:PORT/<absolute path>``), started and stopped by PID.
 - :class:`GitHttpServer` — git's smart HTTP: ``git http-backend`` run as a CGI program
   behind a small threaded HTTP server in the test process, optionally demanding an
   ``Authorization`` header, with a log of the requests it answered.
@@ -34,6 +37,7 @@ __all__ = [
     "GitDaemon",
     "GitHttpServer",
     "GitRequest",
+    "GitSshServer",
     "TestRepo",
     "free_port",
     "git_env",
@@ -219,6 +223,94 @@ class GitDaemon:
         )
 
     def __enter__(self) -> GitDaemon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class GitSshServer:
+    """``sshd`` (OpenSSH, ``/usr/sbin/sshd``) serving this host's repositories to
+    ``root`` over ssh on loopback, for the public keys in ``authorized_keys`` only
+    (no password, no PAM, its own configuration, host key and log under ``work``).
+
+    ``url(path)`` is ``ssh://root@127.0.0.1:PORT`` + the repository's absolute path;
+    ``known_hosts()`` is the ``known_hosts`` line pinning the server's host key;
+    ``accepted()`` counts the public-key logins it let in. sshd wants its privilege
+    separation directory (``/run/sshd``): it is made when missing.
+    """
+
+    def __init__(self, work: Path, authorized_keys: str, *, sshd: str = "/usr/sbin/sshd") -> None:
+        self.work = work
+        self.authorized_keys = authorized_keys
+        self.sshd = sshd
+        self.port = 0
+        self.log = work / "sshd.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, path: Path) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}{path}"
+
+    def known_hosts(self) -> str:
+        key = (self.work / "host_key.pub").read_text().split()
+        return f"[127.0.0.1]:{self.port} {key[0]} {key[1]}\n"
+
+    def accepted(self) -> int:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return sum(1 for line in text.splitlines() if "Accepted publickey for root" in line)
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        host_key = self.work / "host_key"
+        if not host_key.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(host_key)],
+                check=True,
+            )
+        keys = self.work / "authorized_keys"
+        keys.write_text(self.authorized_keys)
+        keys.chmod(0o600)
+        self.port = self.port or free_port()  # a restart keeps its port (and URLs)
+        config = self.work / "sshd_config"
+        config.write_text(
+            f"ListenAddress 127.0.0.1:{self.port}\n"
+            f"HostKey {host_key}\n"
+            f"AuthorizedKeysFile {keys}\n"
+            f"PidFile {self.work / 'sshd.pid'}\n"
+            "AuthenticationMethods publickey\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\n"
+            "AllowUsers root\n"
+            "UsePAM no\n"
+            "StrictModes no\n"
+            "PrintMotd no\n"
+            "LogLevel VERBOSE\n"
+        )
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [self.sshd, "-D", "-e", "-f", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        _wait_listening(self.port, self._proc, "sshd")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> GitSshServer:
         self.start()
         return self
 

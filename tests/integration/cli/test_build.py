@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli.main import main
+from tests.integration.conftest import need_tools
 
 from .conftest import EXAMPLE, all_bytes_under, ssh_add_context
 
@@ -230,6 +231,34 @@ def test_a_forwarded_ssh_agent(
         listing = (out / name).read_text()
         assert ssh_key[1] in listing
         assert "dockyard-build-test" in listing
+
+
+def test_add_of_a_git_repository_over_ssh(
+    state: Path,
+    tmp_path: Path,
+    ssh_agent: Path,
+    ssh_key: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dockyard.testing.gitserver import GitSshServer, TestRepo
+
+    tools = need_tools("sshd", "git")
+    repo = TestRepo(tmp_path / "repos" / "app")
+    repo.commit({"main.py": "print('over ssh')\n"}, "one")
+    public = ssh_key[0].with_name(ssh_key[0].name + ".pub").read_text()
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with GitSshServer(tmp_path / "sshd", public, sshd=tools["sshd"]) as sshd:
+        (ctx / "Dockerfile").write_text(f"FROM scratch\nADD {sshd.url(repo.path)}#main /src\n")
+        out = tmp_path / "out"
+        # no agent forwarded: a clear error naming the flag
+        assert build(state, "-q", "-o", str(out), str(ctx)) != 0
+        assert "pass --ssh default" in capsys.readouterr().err
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(ssh_agent))
+        assert build(state, "-q", "--ssh", "default", "-o", str(out), str(ctx)) == 0
+        assert (out / "src" / "main.py").read_text() == "print('over ssh')\n"
+        assert sshd.accepted() >= 1
 
 
 def test_build_args_targets_and_no_cache(

@@ -25,7 +25,7 @@ from dockyard.executor import OciExecutor
 from dockyard.llbsolver import SECRETS, SSH_AGENTS, CacheRefs, JobOptions, LlbSolver, Worker
 from dockyard.solver import ResultRef, Solver, SqliteCacheKeyStorage
 from dockyard.source import GitSource, HttpLimits, HttpSource
-from dockyard.testing.gitserver import GitDaemon, GitHttpServer, TestRepo
+from dockyard.testing.gitserver import GitDaemon, GitHttpServer, GitSshServer, TestRepo
 from tests.integration.conftest import need_tools
 
 
@@ -426,6 +426,77 @@ async def test_ssh_through_the_forwarded_agent(
     finally:
         keys.close()
         await cache.close()
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, ssh_agent: Path) -> Iterator[GitSshServer]:
+    """A real sshd letting in the key that ``ssh_agent`` holds."""
+    need_tools("sshd", "ssh")
+    listed = subprocess.run(
+        ["ssh-add", "-L"],
+        env={**os.environ, "SSH_AUTH_SOCK": str(ssh_agent)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    with GitSshServer(tmp_path / "sshd", listed, sshd=need_tools("sshd")["sshd"]) as server:
+        yield server
+
+
+@pytest.fixture
+def other_host_key(tmp_path: Path) -> str:
+    """The public half of a host key no server here has: ``type base64``."""
+    path = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    kind, key = path.with_name(path.name + ".pub").read_text().split()[:2]
+    return f"{kind} {key}"
+
+
+async def test_ssh_against_a_real_sshd(
+    engine: Engine, tmp_path: Path, ssh_agent: Path, sshd: GitSshServer, other_host_key: str
+) -> None:
+    repo = TestRepo(tmp_path / "ssh-repos" / "proj")
+    repo.commit({"README": "over ssh\n", "src/main.py": "print(1)\n"}, "one")
+    url = sshd.url(repo.path)
+    options = JobOptions(ssh_agents=Agents(ssh_agent))
+    pinned = llb.git(url, "main", known_ssh_hosts=sshd.known_hosts())
+    tree = await engine.tree(pinned, options=options)
+    assert tree["README"] == (b"over ssh\n", 0o644)
+    assert tree["src/main.py"] == (b"print(1)\n", 0o644)
+    logins = sshd.accepted()
+    assert logins >= 1  # the agent's key, through the real ssh and sshd
+
+    # a pinned host key that is not the server's: ssh refuses before any login
+    wrong = f"[127.0.0.1]:{sshd.port} {other_host_key}\n"
+    repo.commit({"README": "changed\n"}, "two")
+    with pytest.raises(Exception, match="Host key verification failed"):
+        await engine.tree(llb.git(url, "main", known_ssh_hosts=wrong), options=options)
+    assert sshd.accepted() == logins
+
+    # without a pin the host key is not checked (BuildKit's default), the new commit
+    # is fetched
+    tree = await engine.tree(llb.git(url, "main"), options=options)
+    assert tree["README"] == (b"changed\n", 0o644)
+    assert sshd.accepted() > logins
+
+    # an agent whose key the server does not know is refused by the server
+    with sshd_refusing(sshd), pytest.raises(Exception, match="Permission denied"):
+        await engine.tree(llb.git(url, "main", subdir="src"), options=options)
+
+
+@contextlib.contextmanager
+def sshd_refusing(server: GitSshServer) -> Iterator[None]:
+    """``server`` restarted with no authorized key, then as it was."""
+    keys = server.authorized_keys
+    server.stop()
+    server.authorized_keys = ""
+    server.start()
+    try:
+        yield
+    finally:
+        server.stop()
+        server.authorized_keys = keys
+        server.start()
 
 
 async def test_dockerfile_add_git(engine: Engine, served: Served, tmp_path: Path) -> None:

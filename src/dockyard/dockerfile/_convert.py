@@ -177,5 +177,11 @@ def _base_env(graph: StageGraph) -> Callable[[str], BaseImage | None]:
         for entry in config.env:
             key, _, value = entry.partition("=")
             env[key] = value
-        known[node.base_name] = BaseImage(env=env, shell=config.shell)
+        mismatch = None
+        image, expected = node.base_image, node.platform
+        if expected is not None and image.os and image.architecture:
+            actual = Platform.of(image.os, image.architecture, image.variant)
+            if actual != Platform.of(expected.os, expected.architecture, expected.variant):
+                mismatch = (str(actual), str(expected))
+        known[node.base_name] = BaseImage(env=env, shell=config.shell, platform_mismatch=mismatch)
     return known.get

@@ -83,6 +83,9 @@ class BaseImage:
 
     env: Mapping[str, str]
     shell: tuple[str, ...] = ()
+    #: ``(actual, expected)`` platforms when the image resolved for the stage is not
+    #: for the platform the stage builds for (``InvalidBaseImagePlatform``)
+    platform_mismatch: tuple[str, str] | None = None
 
 
 def lint(
@@ -393,6 +396,7 @@ class _Checker:
         for stage in self.df.stages:
             state = self._initial_state(stage, finished)
             if stage.index in reachable:
+                self._base_platform(stage)
                 self._run_stage(stage, state)
             else:
                 self._simulate_only(stage, state)
@@ -416,6 +420,21 @@ class _Checker:
                 state.env_known = True
                 state.shell = tuple(facts.shell)
         return state
+
+    def _base_platform(self, stage: Stage) -> None:
+        base = self._expand_base(stage)
+        if base is None or self.base_env is None:
+            return
+        facts = self.base_env(base)
+        if facts is None or facts.platform_mismatch is None:
+            return
+        actual, expected = facts.platform_mismatch
+        self.linter.run(
+            "InvalidBaseImagePlatform",
+            f'Base image {base} was pulled with platform "{actual}", expected "{expected}" '
+            "for current build",
+            stage.location,
+        )
 
     def _simulate_only(self, stage: Stage, state: _StageState) -> None:
         saved = self.linter
@@ -499,6 +518,17 @@ class _Checker:
                     "behavior related to OS signals",
                     command.location,
                 )
+        elif isinstance(expanded, ExposeInstruction):
+            for port in expanded.ports:
+                # [ip:]host-port:container-port, as docker run -p reads it
+                parts = port.split(":")
+                if len(parts) > 1 and any(parts[:-1]):
+                    self.linter.run(
+                        "ExposeInvalidFormat",
+                        "EXPOSE instruction should not define an IP address or host-port "
+                        f"mapping, found '{port}'",
+                        command.location,
+                    )
         elif isinstance(expanded, CopyInstruction | AddInstruction):
             self._ignored_sources(expanded, command)
         elif isinstance(expanded, ShellInstruction):

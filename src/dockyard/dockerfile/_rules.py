@@ -126,6 +126,17 @@ RULES: dict[str, Rule] = {
             "Protocol in EXPOSE instruction should be lowercase",
         ),
         _rule(
+            "ExposeInvalidFormat",
+            "expose-invalid-format",
+            "IP address and host-port mapping should not be used in EXPOSE instruction. "
+            "This will become an error in a future release",
+        ),
+        _rule(
+            "InvalidBaseImagePlatform",
+            "invalid-base-image-platform",
+            "Base image platform does not match expected target platform",
+        ),
+        _rule(
             "CopyIgnoredFile",
             "copy-ignored-file",
             "Attempting to Copy file that is excluded by .dockerignore",

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
-from dockyard.core import FrontendError, SourceLocation, SourceRange
+from dockyard import llb
+from dockyard.core import FrontendError, Platform, SourceLocation, SourceRange
 from dockyard.dockerfile import (
     RULES,
     BaseImage,
     CheckConfig,
+    ConvertOptions,
     Expander,
     Linter,
+    ResolvedImage,
+    convert,
     lint,
     parse_dockerfile,
 )
 
 from ._golden import Case, load_cases
+from .test_convert_golden import FakeResolver
 
 CASES = load_cases("checks.txt")
 
@@ -26,13 +34,17 @@ def _base_env(section: str) -> dict[str, BaseImage]:
         image, *items = line.split()
         env: dict[str, str] = {}
         shell: tuple[str, ...] = ()
+        mismatch: tuple[str, str] | None = None
         for item in items:
             if item.startswith("@shell="):
                 shell = tuple(item.removeprefix("@shell=").split(","))
+            elif item.startswith("@mismatch="):
+                actual, expected = item.removeprefix("@mismatch=").split(",")
+                mismatch = (actual, expected)
             else:
                 key, _, value = item.partition("=")
                 env[key] = value
-        images[image] = BaseImage(env=env, shell=shell)
+        images[image] = BaseImage(env=env, shell=shell, platform_mismatch=mismatch)
     return images
 
 
@@ -118,3 +130,35 @@ def test_check_config_rejects(text: str) -> None:
     location = SourceLocation(filename="Dockerfile", ranges=(SourceRange(1, 1),))
     with pytest.raises(FrontendError, match="failed to parse check options"):
         CheckConfig.parse(text, location=location)
+
+
+class _OtherPlatform(FakeResolver):
+    """Answers every request with the image built for linux/arm64 (a single-platform
+    image: the registry has nothing else)."""
+
+    async def resolve(
+        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
+    ) -> ResolvedImage:
+        found = await super().resolve(ref, platform=platform, resolve_mode=resolve_mode)
+        assert found.config is not None
+        config = json.loads(found.config)
+        config.update(architecture="arm64", os="linux")
+        config.pop("variant", None)
+        return dataclasses.replace(found, config=json.dumps(config).encode())
+
+
+@pytest.mark.parametrize(
+    ("platform", "warned"),
+    [(Platform.parse("linux/amd64"), True), (Platform.parse("linux/arm64/v8"), False)],
+)
+async def test_the_converter_reports_a_base_image_of_another_platform(
+    platform: Platform, warned: bool
+) -> None:
+    dockerfile = parse_dockerfile("FROM alpine:3.19\nRUN true\n")
+    options = ConvertOptions(target_platform=platform, build_platform=platform)
+    result = await convert(dockerfile, options, _OtherPlatform())
+    expected = [
+        'InvalidBaseImagePlatform: Base image alpine:3.19 was pulled with platform "linux/arm64",'
+        ' expected "linux/amd64" for current build (line 1)'
+    ]
+    assert [w.short for w in result.warnings] == (expected if warned else [])

@@ -140,19 +140,37 @@ class _Buffered:
                     self._eof = True
                 parts.append(chunk)
             return b"".join(parts)
-        while len(self._buf) - self._pos < n and not self._eof:
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
+        if have >= n:  # a header, or the rest of a piece
+            if pos == 0 and n == len(buf):
+                self._buf = b""
+                return buf
+            self._pos = pos + n
+            return buf[pos : pos + n]
+        # Spanning pieces: gather views and copy each byte once (the join); a read that
+        # is exactly one whole piece returns it as it is. (Concatenating the rest of the
+        # buffer with each new piece, then slicing, copied every byte 2-3 times, all
+        # under the GIL: a third of the applying thread's time in the pull bench.)
+        pieces: list[bytes | memoryview] = [memoryview(buf)[pos:]] if have else []
+        got = have
+        self._buf, self._pos = b"", 0
+        while got < n and not self._eof:
             chunk = self._inner.read(CHUNK)
             if not chunk:
                 self._eof = True
                 break
-            self._buf = self._buf[self._pos :] + chunk if self._pos < len(self._buf) else chunk
-            self._pos = 0
-        if self._pos == 0 and n >= len(self._buf):
-            data, self._buf = self._buf, b""
-            return data
-        data = self._buf[self._pos : self._pos + n]
-        self._pos += len(data)
-        return data
+            take = n - got
+            if len(chunk) <= take:
+                pieces.append(chunk)
+                got += len(chunk)
+            else:
+                pieces.append(memoryview(chunk)[:take])
+                got = n
+                self._buf, self._pos = chunk, take
+        if len(pieces) == 1 and isinstance(pieces[0], bytes):
+            return pieces[0]
+        return b"".join(pieces)
 
     def readinto(self, buf: bytearray | memoryview) -> int:
         data = self.read(len(buf))

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import threading
 
 import pytest
@@ -119,3 +120,57 @@ def test_read_ahead_hands_the_thread_s_error_to_the_reader() -> None:
     with pytest.raises(ContentError, match="corrupt gzip"):
         stream.read(1 << 30)
     ahead.close()
+
+
+class _Pieces:
+    """A readable that returns ``data`` in pieces of the given sizes (cycled)."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data = data
+        self.sizes = sizes
+        self.pos = 0
+        self.calls = 0
+        self.given: list[bytes] = []
+
+    def read(self, n: int = -1) -> bytes:
+        size = self.sizes[self.calls % len(self.sizes)]
+        self.calls += 1
+        piece = self.data[self.pos : self.pos + size]
+        self.pos += len(piece)
+        self.given.append(piece)
+        return piece
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_buffered_reads_exact_sizes_across_pieces(seed: int) -> None:
+    from dockyard.source._streams import _Buffered
+
+    rng = random.Random(seed)
+    data = rng.randbytes(rng.randrange(1, 300_000))
+    sizes = [rng.choice((1, 7, 512, 4096, 65536, 100_000)) for _ in range(5)]
+    stream = _Buffered(_Pieces(data, sizes))
+    out = []
+    pos = 0
+    while True:
+        n = rng.choice((0, 1, 100, 512, 513, 4096, 65536, 200_000))
+        chunk = stream.read(n)
+        assert isinstance(chunk, bytes)
+        assert chunk == data[pos : pos + n]  # exactly n bytes until the end
+        pos += len(chunk)
+        out.append(chunk)
+        if n and not chunk:
+            break
+    assert b"".join(out) == data
+    assert stream.read(10) == b""
+
+
+def test_buffered_hands_a_whole_aligned_piece_on_without_copying() -> None:
+    from dockyard.source._streams import _Buffered
+
+    piece = os.urandom(4096)
+    inner = _Pieces(piece + piece, [4096])
+    stream = _Buffered(inner)
+    first = stream.read(4096)
+    assert first is inner.given[0]
+    assert first == piece
+    assert stream.read(-1) == piece

@@ -112,17 +112,21 @@ def find_directive(text: str, key: str, *, any_format: bool = False) -> Directiv
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckConfig:
-    """Build-check settings from ``# check=skip=<rules>|all;error=<bool>``
-    (``experimental=<rules>|all`` is accepted and has no effect: no implemented rule is
-    experimental; ``CopyIgnoredFile``, experimental in BuildKit 0.15-0.26, runs by
-    default as it does since)."""
+    """Build-check settings from ``# check=skip=<rules>|all;error=<bool>;
+    experimental=<rules>|all``. An experimental rule runs only when ``experimental``
+    names it (or is ``all``), whatever ``skip`` says; naming a rule there also takes it
+    out of ``skip`` (as BuildKit does)."""
 
     skip: frozenset[str] = frozenset()
     skip_all: bool = False
     error: bool = False
+    experimental: frozenset[str] = frozenset()
+    experimental_all: bool = False
 
-    def enabled(self, rule: str) -> bool:
-        return not self.skip_all and rule not in self.skip
+    def enabled(self, rule: str, *, experimental: bool = False) -> bool:
+        if experimental:
+            return self.experimental_all or rule in self.experimental
+        return not self.skip_all and (rule not in self.skip or rule in self.experimental)
 
     @classmethod
     def parse(cls, value: str, *, location: SourceLocation | None = None) -> CheckConfig:
@@ -135,6 +139,8 @@ class CheckConfig:
         skip: frozenset[str] = frozenset()
         skip_all = False
         error = False
+        experimental: frozenset[str] = frozenset()
+        experimental_all = False
         for part in value.split(";"):
             key, sep, val = part.partition("=")
             if not sep:
@@ -151,8 +157,11 @@ class CheckConfig:
                 else:
                     skip = frozenset(rule.strip() for rule in val.split(","))
             elif key == "experimental":
-                # Enables experimental rules; none of the implemented rules is one.
-                continue
+                val = val.strip()
+                if val == "all":
+                    experimental_all = True
+                else:
+                    experimental = frozenset(rule.strip() for rule in val.split(","))
             elif key == "error":
                 parsed = parse_go_bool(val.strip())
                 if parsed is None:
@@ -168,7 +177,13 @@ class CheckConfig:
                     "(expected skip, error or experimental)",
                     locations=locations,
                 )
-        return cls(skip=skip, skip_all=skip_all, error=error)
+        return cls(
+            skip=skip,
+            skip_all=skip_all,
+            error=error,
+            experimental=experimental,
+            experimental_all=experimental_all,
+        )
 
     @classmethod
     def from_directive(cls, directive: Directive | None, filename: str) -> CheckConfig:

@@ -473,6 +473,7 @@ def _parse_from(req: _Request) -> Instruction:
         as_word=as_word,
         platform=platform,
         comment=comment,
+        prev_comment=req.node.comments[-1] if req.node.comments else "",
     )
 
 
@@ -703,7 +704,11 @@ def _parse_arg(req: _Request) -> Instruction:
             raise req.fail("ARG names can not be blank")
         defs.append(ArgDef(key=key, value=value if sep else None))
     return ArgInstruction(
-        name=req.name, location=req.location, original=req.original, args=tuple(defs)
+        name=req.name,
+        location=req.location,
+        original=req.original,
+        args=tuple(defs),
+        prev_comment=req.node.comments[-1] if req.node.comments else "",
     )
 
 

@@ -168,7 +168,9 @@ class Instruction:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FromInstruction(Instruction):
     """``FROM [--platform=P] base [AS name]``. ``stage_name`` is lower-cased;
-    ``stage_name_written`` and ``as_word`` keep the original spelling (for checks)."""
+    ``stage_name_written`` and ``as_word`` keep the original spelling (for checks).
+    ``comment`` is the stage's description (``# <name> <description>`` above it),
+    ``prev_comment`` the comment line right above the instruction (``""``: none)."""
 
     base: str
     stage_name: str | None = None
@@ -176,6 +178,7 @@ class FromInstruction(Instruction):
     as_word: str | None = None
     platform: str | None = None
     comment: str = ""
+    prev_comment: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -410,9 +413,11 @@ class WorkdirInstruction(Instruction):
 class ArgInstruction(Instruction):
     """``ARG name[=default] ...``. Not expanded by :meth:`expand`: defaults are
     expanded when the argument is defined, and only if no build argument overrides
-    them (the converter's job)."""
+    them (the converter's job). ``prev_comment`` is the comment line right above the
+    instruction (``""``: none)."""
 
     args: tuple[ArgDef, ...] = ()
+    prev_comment: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -228,6 +228,10 @@ class _Checker:
                         f"'{as_word}' and '{name}' keywords' casing do not match",
                         instruction.location,
                     )
+            if instruction.stage_name:
+                self._description("FROM", [instruction.stage_name], instruction)
+        elif isinstance(instruction, ArgInstruction):
+            self._description("ARG", [d.key for d in instruction.args], instruction)
         elif isinstance(instruction, MaintainerInstruction):
             self.linter.run(
                 "MaintainerDeprecated",
@@ -243,6 +247,21 @@ class _Checker:
                         f"Defined protocol '{port}' in EXPOSE instruction should be lowercase",
                         instruction.location,
                     )
+
+    def _description(
+        self, keyword: str, keys: list[str], instruction: FromInstruction | ArgInstruction
+    ) -> None:
+        """``InvalidDefinitionDescription``: the comment right above a named ``FROM`` or
+        an ``ARG`` is its description, so it must start with the name it describes."""
+        comment = instruction.prev_comment
+        if not comment or not keys or comment.split(" ")[0] in keys:
+            return
+        example = keys[0] if len(keys) == 1 else "<arg_key>"
+        self.linter.run(
+            "InvalidDefinitionDescription",
+            f"Comment for {keyword} should follow the format: `# {example} <description>`",
+            instruction.location,
+        )
 
     def _stage_names(self) -> None:
         seen: set[str] = set()

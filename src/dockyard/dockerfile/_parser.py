@@ -279,6 +279,8 @@ def parse_ast(data: bytes | str, *, filename: str = "Dockerfile") -> Ast:
         start = current
         token, is_end = state.trim_continuation(token)
         if is_end and token == "":
+            if not _is_comment(raw):
+                comments = []  # a blank line ends a description comment block
             continue
         buffer = [token]
         has_empty_continuation = False

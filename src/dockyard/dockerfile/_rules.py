@@ -19,13 +19,15 @@ class Rule:
     name: str
     description: str
     url: str
+    experimental: bool = False  # runs only when ``# check=experimental=`` names it
 
 
-def _rule(name: str, slug: str, description: str) -> Rule:
+def _rule(name: str, slug: str, description: str, *, experimental: bool = False) -> Rule:
     return Rule(
         name=name,
         description=description,
         url=f"https://docs.docker.com/go/dockerfile/rule/{slug}/",
+        experimental=experimental,
     )
 
 
@@ -137,6 +139,15 @@ RULES: dict[str, Rule] = {
             "Base image platform does not match expected target platform",
         ),
         _rule(
+            "InvalidDefinitionDescription",
+            "invalid-definition-description",
+            "Comment for build stage or argument should follow the format: "
+            "`# <arg/stage name> <description>`. If this is not intended to be a "
+            "description comment, add an empty line or comment between the instruction "
+            "and the comment.",
+            experimental=True,
+        ),
+        _rule(
             "CopyIgnoredFile",
             "copy-ignored-file",
             "Attempting to Copy file that is excluded by .dockerignore",
@@ -178,9 +189,9 @@ class Linter:
 
     def run(self, rule_name: str, message: str, location: SourceLocation | None) -> None:
         """Report ``message`` for ``rule_name`` unless the rule is skipped."""
-        if not self.config.enabled(rule_name):
-            return
         rule = RULES[rule_name]
+        if not self.config.enabled(rule_name, experimental=rule.experimental):
+            return
         self.called.append(rule_name)
         line = location.ranges[0].start if location is not None and location.ranges else 0
         short = f"{rule_name}: {message}" + (f" (line {line})" if line > 0 else "")

@@ -118,7 +118,14 @@ def test_converter_reports_undefined_vars_through_linter() -> None:
         ("skip=A, B ;error=true", CheckConfig(skip=frozenset({"A", "B"}), error=True)),
         ("error=false", CheckConfig()),
         (" error = 1 ", CheckConfig(error=True)),
-        ("experimental=all;skip=A;error=true", CheckConfig(skip=frozenset({"A"}), error=True)),
+        (
+            "experimental=all;skip=A;error=true",
+            CheckConfig(skip=frozenset({"A"}), error=True, experimental_all=True),
+        ),
+        (
+            "experimental=B, C",
+            CheckConfig(experimental=frozenset({"B", "C"})),
+        ),
     ],
 )
 def test_check_config_parse(text: str, config: CheckConfig) -> None:
@@ -162,3 +169,16 @@ async def test_the_converter_reports_a_base_image_of_another_platform(
         ' expected "linux/amd64" for current build (line 1)'
     ]
     assert [w.short for w in result.warnings] == (expected if warned else [])
+
+
+def test_experimental_rules_run_only_when_named() -> None:
+    text = "# a comment that is no description\nARG VERSION=1\nFROM scratch\n"
+    rule = "InvalidDefinitionDescription"
+    assert RULES[rule].experimental
+    assert lint(parse_dockerfile(text)).warnings == ()
+    for value in ("experimental=all", f"experimental={rule}", f"skip=all;experimental={rule}"):
+        report = lint(parse_dockerfile(text), config=CheckConfig.parse(value))
+        assert [w.rule for w in report.warnings] == [rule], value
+    # naming a rule as experimental takes it out of skip (BuildKit's reading)
+    config = CheckConfig.parse("skip=MaintainerDeprecated;experimental=MaintainerDeprecated")
+    assert config.enabled("MaintainerDeprecated")

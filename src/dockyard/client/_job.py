@@ -85,8 +85,7 @@ class Job:
             credentials=self.credentials,
             exports={**self.targets, **(extra_targets or {})},
         )
-        for request in self.prefetch:
-            session.prefetch(request)
+        session.prefetch(self.prefetch)
         return session
 
 

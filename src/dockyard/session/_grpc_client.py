@@ -188,10 +188,13 @@ class Attachment:
                     exclude_patterns=tuple(sync.exclude_patterns),
                     follow_paths=tuple(sync.follow_paths),
                 )
-                entries = await self.session.walk(wanted)
-                frames = await self._open(call_id)
-                await send_tree(frames, root, wanted, entries=entries)
-                await frames.drain()
+                try:
+                    entries = await self.session.walk(wanted)
+                    frames = await self._open(call_id)
+                    await send_tree(frames, root, wanted, entries=entries)
+                    await frames.drain()
+                finally:
+                    self.session.sync_ended()
             elif kind == "export_directory":
                 target = self.session.export_target(request.export_directory.target)
                 if not isinstance(target, DirectoryTarget):

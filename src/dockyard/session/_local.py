@@ -82,7 +82,10 @@ class LocalPeer:
 
     @contextlib.asynccontextmanager
     async def open_sync(self, request: SyncRequest) -> AsyncIterator[SyncSource]:
-        yield LocalSyncSource(self.session.directory(request.name), request, self.session)
+        try:
+            yield LocalSyncSource(self.session.directory(request.name), request, self.session)
+        finally:
+            self.session.sync_ended()
 
     async def connect_ssh(self, id: str) -> ByteChannel:
         return await self.session.connect_ssh(id)

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import secrets as _random
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import MappingProxyType
@@ -17,7 +17,24 @@ from ._export import ExportTarget
 from ._values import FileStat, SessionInfo, SyncRequest
 from .types import ByteChannel, CredentialsLike, CredentialsSource, SecretStore, SshAgentProvider
 
-__all__ = ["Session", "new_session_id"]
+__all__ = ["PREFETCH_WAIT", "Session", "new_session_id"]
+
+PREFETCH_WAIT = 1.0
+"""Seconds a prefetched walk waits for the syncs before it to end (see
+:meth:`Session.prefetch`)."""
+
+
+class _Counter(threading.Condition):
+    """A condition with the number of syncs that ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def wait_until(self, count: int, timeout: float) -> None:
+        """Wait (holding the lock) until :attr:`count` reaches ``count``, at most
+        ``timeout`` seconds."""
+        self.wait_for(lambda: self.count >= count, timeout=timeout)
 
 
 def new_session_id() -> str:
@@ -44,6 +61,7 @@ class Session:
     """
 
     __slots__ = (
+        "_ended",
         "_walks",
         "credentials",
         "directories",
@@ -84,6 +102,7 @@ class Session:
         self.exports: Mapping[str, ExportTarget] = MappingProxyType(dict(exports or {}))
         self.synced: list[SyncRequest] = []
         self._walks: dict[SyncRequest, concurrent.futures.Future[list[FileStat]]] = {}
+        self._ended = _Counter()
 
     def __repr__(self) -> str:
         return (
@@ -109,42 +128,57 @@ class Session:
         except KeyError:
             raise NotFoundError(_missing("directory", name, self.directories)) from None
 
-    def prefetch(self, request: SyncRequest) -> None:
-        """Start walking ``request``'s directory now, in a thread of its own (a guess of
-        what the engine will ask for, e.g. the request of the previous build): the
-        first :meth:`walk` of an equal request takes these entries instead of walking
-        again, so the walk runs while the engine does other work (opening its stores,
-        the frontend). The entries are those of the moment the walk ran, which is after
-        the build started — as a walk made when asked would be, only earlier. A request
-        the engine never makes was walked for nothing; an unknown directory is ignored
-        (the engine's request reports it)."""
-        root = self.directories.get(request.name)
-        if root is None or request in self._walks:
-            return
+    def prefetch(self, requests: Sequence[SyncRequest]) -> None:
+        """Walk the directories of ``requests`` ahead of the engine's asking (a guess of
+        what it will ask for, e.g. the requests of the previous build, in the order it
+        made them): the first :meth:`walk` of an equal request takes those entries
+        instead of walking again. The walks run one after the other in a thread of
+        their own, the ``i``-th once ``i`` syncs of this session have ended (or after
+        :data:`PREFETCH_WAIT` seconds): a walk holds the GIL often enough to slow down
+        serving the syncs before it several times over, and the engine asks for the
+        next directory only after those (a Dockerfile's context after the Dockerfile).
+        A walk asked for before it started is made when asked, as without a guess.
+
+        The entries are those of the moment the walk ran, which is after the build
+        started — as a walk made when asked would be, only earlier. A request the
+        engine never makes was walked for nothing; a directory the session does not
+        offer is left out (the engine's request reports it)."""
         from ._walk import walk
 
-        future: concurrent.futures.Future[list[FileStat]] = concurrent.futures.Future()
+        planned: list[tuple[Path, SyncRequest, concurrent.futures.Future[list[FileStat]]]] = []
+        for request in requests:
+            root = self.directories.get(request.name)
+            if root is None or request in self._walks:
+                continue
+            future: concurrent.futures.Future[list[FileStat]] = concurrent.futures.Future()
+            self._walks[request] = future
+            planned.append((root, request, future))
+        if not planned:
+            return
+        ended = self._ended
 
         def run() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(walk(root, request))
-            except BaseException as exc:
-                future.set_exception(exc)
+            for position, (root, request, future) in enumerate(planned):
+                with ended:
+                    ended.wait_until(position, PREFETCH_WAIT)
+                if not future.set_running_or_notify_cancel():
+                    continue  # asked for meanwhile: walked when asked
+                try:
+                    future.set_result(walk(root, request))
+                except BaseException as exc:
+                    future.set_exception(exc)
 
-        self._walks[request] = future
         threading.Thread(target=run, name="dockyard-prefetch", daemon=True).start()
 
     async def walk(self, request: SyncRequest) -> list[FileStat]:
         """The entries of ``request``'s directory that a sync sends (see
-        :func:`~dockyard.session.walk`): a walk :meth:`prefetch` started for an equal
+        :func:`~dockyard.session.walk`): a walk :meth:`prefetch` made for an equal
         request (once), else a new walk in a thread. Notes ``request`` in
-        :attr:`synced`."""
+        :attr:`synced`; the transport calls :meth:`sync_ended` when it has served it."""
         root = self.directory(request.name)
         self.synced.append(request)
         future = self._walks.pop(request, None)
-        if future is not None:
+        if future is not None and not future.cancel():
             try:
                 return await asyncio.wrap_future(future)
             except Exception:
@@ -152,6 +186,13 @@ class Session:
         from ._walk import walk
 
         return await asyncio.to_thread(walk, root, request)
+
+    def sync_ended(self) -> None:
+        """A sync of this session was served (or failed): lets the next prefetched walk
+        start (see :meth:`prefetch`)."""
+        with self._ended:
+            self._ended.count += 1
+            self._ended.notify_all()
 
     def export_target(self, name: str) -> ExportTarget:
         try:

@@ -5,6 +5,7 @@ builds is always in the second one."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,9 @@ async def test_a_change_between_prefetched_builds_is_built(
     prefetched: list[SyncRequest] = []
     original = Session.prefetch
 
-    def record(self: Session, request: SyncRequest) -> None:
-        prefetched.append(request)
-        original(self, request)
+    def record(self: Session, requests: Sequence[SyncRequest]) -> None:
+        prefetched.extend(requests)
+        original(self, requests)
 
     monkeypatch.setattr(Session, "prefetch", record)
 

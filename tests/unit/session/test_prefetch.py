@@ -22,7 +22,7 @@ def make_tree(root: Path) -> None:
 
 async def prefetched(session: Session, request: SyncRequest) -> None:
     """Start the walk and wait until it has run (its thread is not ours to join)."""
-    session.prefetch(request)
+    session.prefetch([request])
     future = session._walks[request]
     await asyncio.wrap_future(future)
 
@@ -53,9 +53,29 @@ async def test_another_request_walks_when_asked(tmp_path: Path) -> None:
     assert CONTEXT in session._walks  # never asked for: never used
 
 
+async def test_each_walk_waits_for_the_syncs_before_it(tmp_path: Path) -> None:
+    make_tree(tmp_path / "ctx")
+    session = Session(directories={"context": tmp_path / "ctx"})
+    small = SyncRequest(name="context", follow_paths=("other.txt",))
+    later = SyncRequest(name="context", follow_paths=("app",), exclude_patterns=("x",))
+    session.prefetch([small, CONTEXT, later])
+    first, second, third = (session._walks[r] for r in (small, CONTEXT, later))
+    await asyncio.wrap_future(first)  # the first walk starts at once
+    await asyncio.sleep(0.05)
+    assert not second.done()  # no sync ended yet
+    assert [e.path for e in await session.walk(small)] == ["other.txt"]
+    session.sync_ended()
+    await asyncio.wrap_future(second)  # one sync ended: the second walk ran
+    # asked for before its turn: walked when asked, the early walk never runs
+    (tmp_path / "ctx" / "app" / "b.txt").write_text("b")
+    assert [e.path for e in await session.walk(later)] == ["app", "app/a.txt", "app/b.txt"]
+    assert third.cancelled()
+    assert [e.path for e in await session.walk(CONTEXT)] == ["app", "app/a.txt"]
+
+
 async def test_unknown_directories_are_left_to_the_engine(tmp_path: Path) -> None:
     session = Session(directories={"context": tmp_path / "missing"})
-    session.prefetch(SyncRequest(name="elsewhere"))  # not offered: ignored
+    session.prefetch([SyncRequest(name="elsewhere")])  # not offered: ignored
     assert session._walks == {}
     await prefetched_failing(session)
     with pytest.raises(NotFoundError):  # the walk when asked reports it
@@ -66,7 +86,7 @@ async def test_unknown_directories_are_left_to_the_engine(tmp_path: Path) -> Non
 
 async def prefetched_failing(session: Session) -> None:
     request = SyncRequest(name="context")
-    session.prefetch(request)
+    session.prefetch([request])
     with pytest.raises(NotFoundError):
         await asyncio.wrap_future(session._walks[request])
 

@@ -53,7 +53,10 @@ _NO_OUTPUT = (
 )
 @click.option("--target", metavar="STAGE", help="The stage to build.")
 @click.option(
-    "--platform", metavar="OS/ARCH", help="The target platform (this host's only, for now)."
+    "--platform",
+    metavar="OS/ARCH",
+    help="The target platform (default: this host's). Stages for another platform can "
+    "copy files but not RUN (no emulation): cross-build with FROM --platform=$BUILDPLATFORM.",
 )
 @click.option(
     "--secret",

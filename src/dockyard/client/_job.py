@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from dockyard.core import UsageError, host_platform
+from dockyard.core import UsageError
 
 if TYPE_CHECKING:
     from dockyard import llb
@@ -146,18 +146,6 @@ def exports_of(options: BuildOptions, *, load: bool) -> tuple[ExportOptions, ...
     return tuple(outputs)
 
 
-def check_platform(options: BuildOptions) -> None:
-    """Only this host's platform can be built for now."""
-    if options.platform is None:
-        return
-    host = host_platform()
-    if not host.matches(options.platform):
-        raise UsageError(
-            f"--platform {options.platform}: building for another platform is not supported "
-            f"yet (this host builds {host})"
-        )
-
-
 def dockerfile_job(
     options: BuildOptions,
     context: PreparedContext,
@@ -170,7 +158,6 @@ def dockerfile_job(
     """The ``dockerfile.v0`` job of a build whose context is prepared."""
     from dockyard.frontend import DOCKERFILE_FRONTEND, DockerfileOptions
 
-    check_platform(options)
     directories: dict[str, Path] = {
         "context": context.context,
         "dockerfile": context.dockerfile_dir,

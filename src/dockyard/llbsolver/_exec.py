@@ -311,7 +311,9 @@ class ExecOp:
         if wanted is not None and (wanted.os, wanted.architecture) != (host.os, host.architecture):
             raise DockyardError(
                 f"cannot run a {wanted.os}/{wanted.architecture} process on this"
-                f" {host.os}/{host.architecture} worker (no emulation is configured)"
+                f" {host.os}/{host.architecture} worker (no emulation is configured; run the"
+                " commands in a stage FROM --platform=$BUILDPLATFORM and copy their output"
+                " into the target platform's stage)"
             )
 
     async def exec(self, ctx: VertexContext, inputs: Sequence[Result]) -> Sequence[Result]:

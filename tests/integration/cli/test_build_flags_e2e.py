@@ -1,6 +1,6 @@
 """``dockyard build`` flags end to end on the embedded engine (issue 6), the ones other
 tests only parse: ``--network none|host|default`` as RUN steps see it, ``--label`` in the
-image config, ``--platform`` of this host accepted, and ``--pull`` — an image of the
+image config, ``--platform`` of this host and of another (a cross build), and ``--pull`` — an image of the
 local store by default, the registry's with ``--pull``."""
 
 from __future__ import annotations
@@ -68,6 +68,37 @@ def test_labels_and_this_hosts_platform(
         host_platform().os,
         host_platform().architecture,
     )
+
+
+def test_a_cross_build_for_another_platform(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = host_platform()
+    other = "linux/arm64" if host.architecture != "arm64" else "linux/amd64"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM --platform=$BUILDPLATFORM busybox AS build\n"
+        "ARG TARGETPLATFORM BUILDPLATFORM\n"
+        'RUN echo "$TARGETPLATFORM on $BUILDPLATFORM" > /built.txt\n'
+        "FROM scratch\n"
+        "COPY --from=build /built.txt /\n"
+    )
+    out = tmp_path / "out"
+    assert build(state, "-q", "--platform", other, "-o", str(out), str(ctx)) == 0
+    assert (out / "built.txt").read_text() == f"{other} on {host.os}/{host.architecture}\n"
+    assert build(state, "-q", "--platform", other, "-t", "crossed", str(ctx)) == 0
+    capsys.readouterr()
+    assert main(["image", "inspect", "--state-dir", str(state), "crossed"]) == 0
+    (inspected,) = json.loads(capsys.readouterr().out)
+    assert f"{inspected['Config']['os']}/{inspected['Config']['architecture']}" == other
+
+    # a command of the target platform cannot run here: a clear error at its line
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    assert build(state, "-q", "--platform", other, str(ctx)) == 1
+    err = capsys.readouterr().err
+    assert f"Dockerfile:2: cannot run a {other} process on this" in err
+    assert "FROM --platform=$BUILDPLATFORM" in err
 
 
 def _layer(name: str, data: bytes) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.client import BuildOptions, CacheSpec
-from dockyard.client._job import LOAD_TARGET, Job, check_platform, exports_of
+from dockyard.client._job import LOAD_TARGET, Job, exports_of
 from dockyard.client._result import Transfer, Watcher
 from dockyard.client._wire import decode_exporter_response, dockerfile_attrs, remote_exports
 from dockyard.core import (
@@ -151,15 +151,6 @@ def test_push_and_load() -> None:
     assert _names(loaded) == ["docker.io/library/app:latest"]
     with pytest.raises(UsageError, match="invalid tag 'Bad Tag'"):
         exports_of(BuildOptions(tags=("Bad Tag",)), load=False)
-
-
-def test_only_the_host_platform() -> None:
-    from dockyard.core import host_platform
-
-    check_platform(BuildOptions(platform=host_platform()))
-    other = Platform.parse("linux/s390x")
-    with pytest.raises(UsageError, match="building for another platform is not supported yet"):
-        check_platform(BuildOptions(platform=other))
 
 
 def test_dockerfile_options_travel_as_buildkit_attrs() -> None:

@@ -220,7 +220,7 @@ def test_usage_errors_exit_2(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--platform", "linux/s390x"], "building for another platform is not supported yet"),
+        (["--platform", "linux/amd64,linux/arm64"], "one platform per build"),
         (["--push"], "tag is needed when pushing"),
         (["-t", "Not A Tag"], "invalid tag 'Not A Tag'"),
         (["--build-context", "x=/no/such/dir"], "--build-context x=/no/such/dir: not a directory"),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from dockyard.core import FrontendError
 
-from ._text import go_quote, is_go_space
+from ._text import GO_SPACE, go_quote, is_go_space
 
 __all__ = ["ExpansionResult", "ShellLex", "expand_word", "expand_words"]
 
@@ -80,6 +80,8 @@ class _Words:
 
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
+_BLANKS = re.compile("[" + re.escape(GO_SPACE) + "]")
+_NOTHING: frozenset[str] = frozenset()
 
 
 class ShellLex:
@@ -113,6 +115,19 @@ class ShellLex:
     def process(self, word: str, env: Mapping[str, str]) -> ExpansionResult:
         """Expand ``word`` with ``env``; raises :class:`FrontendError` on bad syntax
         (unterminated quotes, ``${}``, unsupported modifiers, ``${VAR:?msg}``)."""
+        if (
+            "$" not in word
+            and self.escape not in word
+            and (self.skip_process_quotes or ("'" not in word and '"' not in word))
+        ):
+            # nothing to expand, unquote or unescape (most words of a Dockerfile): the
+            # word itself, split at blanks as the character loop below would
+            return ExpansionResult(
+                value=word,
+                words=tuple(w for w in _BLANKS.split(word) if w),
+                matched=_NOTHING,
+                unmatched=_NOTHING,
+            )
         run = _Run(self, word, env)
         try:
             value, words = run.process_stop_on(_EOF, self.raw_escapes)

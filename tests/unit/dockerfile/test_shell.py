@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dockyard.core import FrontendError
 from dockyard.dockerfile import ShellLex, expand_word, expand_words
+from dockyard.dockerfile._shell import _Run
 
 TABLE = Path(__file__).parents[2] / "data" / "dockerfile" / "shell.txt"
 ENV = {"FILE": "archive.tar.gz", "PATHX": "/usr/local/bin:/usr/bin", "EMPTY": "", "STAR": "a*b"}
@@ -64,3 +67,25 @@ def test_helpers() -> None:
     assert expand_words("a $PATHX 'b c'", {"PATHX": "x  y"}) == ("a", "x", "y", "b c")
     with pytest.raises(ValueError, match="escape"):
         ShellLex("/")
+
+
+_ALPHABET = "ab/.-_=:*\t \xa0\u3000$'\"\\`{}"
+
+
+@given(word=st.text(alphabet=_ALPHABET, max_size=12), escape=st.sampled_from("\\`"))
+@settings(max_examples=400, deadline=None)
+def test_words_with_nothing_to_expand_take_the_short_way_to_the_same_result(
+    word: str, escape: str
+) -> None:
+    """``process`` returns a word without ``$``, quotes or escapes as it is (split at
+    blanks) without the character loop: the same result as the loop's."""
+    for lex in (ShellLex(escape), ShellLex(escape, skip_process_quotes=True)):
+        env = {"a": "x y"}
+        try:
+            got = lex.process(word, env)
+        except FrontendError:
+            continue
+        run = _Run(lex, word, env)
+        value, words = run.process_stop_on("", lex.raw_escapes)
+        assert (got.value, got.words) == (value, tuple(words))
+        assert (got.matched, got.unmatched) == (frozenset(run.matched), frozenset(run.unmatched))

@@ -71,8 +71,10 @@ class ControlService:
     ``builds`` keeps each build's progress for ``Status``; ``status_interval`` is how
     long a ``Status`` stream waits after a message before the next one (batching a busy
     build's events). ``stat`` measures the state disk (percentages of GC rules).
-    ``release`` hands free memory back to the system; it runs in a thread each time the
-    last running build ends (see :mod:`dockyard.daemon._memory`).
+    ``release`` hands free memory back to the system; it runs in a thread once no build
+    has run for ``release_delay`` seconds (see :mod:`dockyard.daemon._memory`): not
+    right as a build ends, where it held the allocator's lock while the build's response
+    and last progress were still being sent.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class ControlService:
         status_interval: float = 0.05,
         stat: Callable[[Any], DiskStat] = disk_stat,
         release: Callable[[], object] = release_memory,
+        release_delay: float = 0.25,
         identity: str = "",
     ) -> None:
         self.engine = engine
@@ -95,6 +98,8 @@ class ControlService:
         self.status_interval = status_interval
         self._stat = stat
         self._release = release
+        self._release_delay = release_delay
+        self._release_timer: asyncio.TimerHandle | None = None
         self._releasing: asyncio.Future[object] | None = None
         self._closing = False
 
@@ -143,6 +148,9 @@ class ControlService:
         """Refuse new builds (``UNAVAILABLE``); builds cut short by the engine closing
         fail with a message saying so."""
         self._closing = True
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
 
     @property
     def closing(self) -> bool:
@@ -212,8 +220,18 @@ class ControlService:
         )
 
     def _release_when_idle(self) -> None:
+        """A build ended: release memory ``release_delay`` seconds after the last one
+        (each end starts the wait again)."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = asyncio.get_running_loop().call_later(
+            self._release_delay, self._release_now
+        )
+
+    def _release_now(self) -> None:
+        self._release_timer = None
         if self.builds.running() or (self._releasing is not None and not self._releasing.done()):
-            return
+            return  # the running build's end asks again
         self._releasing = asyncio.get_running_loop().run_in_executor(None, self._release)
 
     async def _status(self, message: pb.StatusRequest, context: Any) -> None:

@@ -280,6 +280,7 @@ async def serve(
     *,
     builds: Builds | None = None,
     release: Callable[[], object] = lambda: None,
+    release_delay: float = 0.0,
 ) -> AsyncIterator[Served]:
     workdir = Path(tempfile.mkdtemp(prefix="dy-daemon-"))
     engine = FakeEngine(state_dir=workdir)
@@ -297,6 +298,7 @@ async def serve(
         status_interval=0,
         stat=fake_stat,
         release=release,
+        release_delay=release_delay,
     )
     server = grpc.aio.server(options=SERVER_OPTIONS)
     service.add_to_server(server)
@@ -381,6 +383,29 @@ async def test_memory_is_released_when_the_last_running_build_ends() -> None:
             await done.wait()
     assert len(released) == 1
     assert released[0] != threading.get_ident()  # in a thread, not on the event loop
+
+
+async def test_memory_is_released_a_while_after_the_last_build_not_as_it_ends() -> None:
+    released: list[float] = []
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def release() -> None:
+        released.append(loop.time())
+        loop.call_soon_threadsafe(done.set)
+
+    async with serve(release=release, release_delay=0.3) as served:
+        await served.solve("r1")
+        first_end = loop.time()
+        await asyncio.sleep(0.1)
+        assert released == []  # not while the build's tail may still be sent
+        await served.solve("r2")  # within the wait: it starts again
+        second_end = loop.time()
+        async with asyncio.timeout(5):
+            await done.wait()
+        await asyncio.sleep(0.4)
+    assert len(released) == 1
+    assert released[0] >= second_end + 0.25 > first_end + 0.25
 
 
 async def test_status_of_a_build_that_never_starts_is_not_found() -> None:

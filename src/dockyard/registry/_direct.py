@@ -38,6 +38,7 @@ blobs under :data:`DIRECT_MIN_SIZE` keep httpx's pooled connections).
 from __future__ import annotations
 
 import asyncio
+import queue
 import socket
 import ssl
 import struct
@@ -136,7 +137,11 @@ class _Exchange:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._stopped = False
-        self._room = threading.Semaphore(_DEPTH)
+        # tokens for chunks the thread may receive ahead of the event loop (a C-level
+        # queue: taking and giving back one costs no Condition)
+        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(_DEPTH):
+            self._room.put(None)
         self._queue: asyncio.Queue[_Head | bytes | _End | BaseException] = asyncio.Queue()
         self._ended: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name="blob-download", daemon=True)
@@ -154,7 +159,7 @@ class _Exchange:
         while True:
             item = await self._queue.get()
             if isinstance(item, bytes):
-                self._room.release()
+                self._room.put(None)
                 yield item
                 continue
             if isinstance(item, BaseException):
@@ -172,7 +177,7 @@ class _Exchange:
                     socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
                 except OSError:
                     pass  # not connected (yet), or already down
-        self._room.release()  # wake a thread waiting for room
+        self._room.put(None)  # wake a thread waiting for room
 
     async def aclose(self) -> None:
         """Stop the thread and wait for its end (even when cancelled meanwhile)."""
@@ -276,14 +281,14 @@ class _Exchange:
         left = head.length
         if rest:
             first = rest[:left]
-            self._room.acquire()
+            self._room.get()
             if self._stopped:
                 return
             self._post(first)
             left -= len(first)
         encrypted = self._context is not None
         while left > 0:
-            self._room.acquire()
+            self._room.get()
             if self._stopped:
                 return
             want = min(_CHUNK, left)

@@ -3,10 +3,13 @@ local image store."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,9 +26,10 @@ from dockyard.core import (
 from dockyard.dockerfile import ConvertOptions, ImageMetaResolver, convert, parse_dockerfile
 from dockyard.llbsolver import JobOptions, SourceRequest
 from dockyard.oci import ImageIndex
-from dockyard.registry import RegistryClient, StaticCredentials
+from dockyard.registry import RegistryClient, StaticCredentials, _direct
 from dockyard.session import Session
 from dockyard.solver import Vertex, VertexContext
+from dockyard.source import StoreSink
 from dockyard.testing.registry import REGISTRY_BINARY, RegistryProcess, start_registry
 from tests.integration.conftest import need_tools, requirement_missing
 
@@ -409,3 +413,66 @@ async def test_a_pinned_resolve_after_the_tag_reads_no_document_again(
         patch.setattr(engine.images._clients, "client", no_read)
         with pytest.raises(AssertionError, match="again"):
             await engine.images.resolve_image_config(canonical)
+
+
+def _blob_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "blob-download"]
+
+
+async def test_large_layers_come_over_the_direct_download_path(
+    engine: Engine, registry: RegistryProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blobs of 1 MiB and more are read by a thread of their own on a plain socket
+    (``registry/_direct.py``); smaller ones (the config, a tiny layer) through httpx."""
+    calls: list[str] = []
+    real = _direct.direct_get
+
+    async def counting(url: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(url))
+        return await real(url, *args, **kwargs)
+
+    monkeypatch.setattr(_direct, "direct_get", counting)
+    big = os.urandom(3 << 20)
+    image = make_image([(layer_tar({"big": big}), "gzip"), (layer_tar({"small": b"s"}), "gzip")])
+    ref = await push(registry, "direct/image:v1", image)
+    result, _ = await engine.solve(llb.image(ref).marshal())
+    assert result is not None
+    tree = await engine.tree(result)
+    await result.release()
+    assert tree["big"] == (big, 0o644)
+    assert tree["small"] == (b"s", 0o644)
+    assert calls == [
+        f"http://{registry.host}/v2/direct/image/blobs/{image.manifest.layers[0].digest}"
+    ]
+    assert _blob_threads() == []
+    assert engine.content.ingests() == []
+
+
+async def test_a_pull_cancelled_mid_download_stops_its_thread_and_keeps_no_ingest(
+    engine: Engine, registry: RegistryProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The content store's writes stall after the first MiB: the download thread fills
+    its read-ahead and waits for room; cancelling the pull must end it, close its
+    socket and drop the ingest."""
+    image = make_image([(layer_tar({"big": os.urandom(8 << 20)}), "gzip")])
+    ref = await push(registry, "direct/cancel:v1", image)
+    first_write = asyncio.Event()
+    never = asyncio.Event()
+    real_write = StoreSink.write
+
+    async def stalling(self: StoreSink, data: bytes) -> None:
+        if first_write.is_set():
+            await never.wait()
+        first_write.set()
+        await real_write(self, data)
+
+    monkeypatch.setattr(StoreSink, "write", stalling)
+    task = asyncio.create_task(engine.solve(llb.image(ref).marshal()))
+    await asyncio.wait_for(first_write.wait(), 30)
+    assert _blob_threads()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _blob_threads() == []
+    assert engine.content.ingests() == []
+    assert not engine.content.has(image.manifest.layers[0].digest)

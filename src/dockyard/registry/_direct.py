@@ -98,7 +98,7 @@ class _Head:
     reason: str
     headers: list[tuple[str, str]]
     length: int | None  # Content-Length of a body to stream; None: not streamable
-    body: bytes | None  # the whole (small) body of a non-2xx answer, when delimited
+    body: bytes | None  # the whole (small) body of another answer, when delimited
 
 
 class _End:
@@ -325,7 +325,7 @@ class _Exchange:
             buffer += data
         length = _content_length(headers)
         chunked = any(name == "transfer-encoding" for name, _ in headers)
-        if 200 <= status < 300:
+        if status in (200, 206):  # a blob (or the range asked for): streamed
             if chunked or length is None:
                 raise DirectUnsupported("the body has no Content-Length")
             return _Head(status, reason, headers, length, None), rest
@@ -404,7 +404,7 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
 
 
 class DirectResponse:
-    """A success (2xx) answer whose body :meth:`chunks` yields in pieces of up to 1 MiB
+    """A 200 or 206 answer whose body :meth:`chunks` yields in pieces of up to 1 MiB
     (exactly the ``Content-Length``; a shorter body raises
     :class:`DirectTransportError` after its last bytes). Always :meth:`aclose` it."""
 
@@ -463,8 +463,8 @@ async def direct_get(
 ) -> httpx.Response | DirectResponse:
     """``GET`` ``url`` with ``headers`` (also ``Host`` and ``Connection`` are set here),
     following redirects; ``io_timeout``: seconds a connect, send or receive may wait
-    (as httpx's timeout). A 2xx answer comes back as a :class:`DirectResponse` streaming
-    its body; any other as an ``httpx.Response`` with its (small) body read.
+    (as httpx's timeout). A 200 or 206 answer comes back as a :class:`DirectResponse`
+    streaming its body; any other as an ``httpx.Response`` with its (small) body read.
 
     Raises :class:`DirectUnsupported` when the request must go through httpx instead
     (nothing of the body was consumed) and :class:`DirectTransportError` when the

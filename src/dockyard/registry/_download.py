@@ -84,7 +84,7 @@ async def blob_stream(
             f"{endpoint.host}"
         )
     if response.status_code not in (200, 206):
-        assert not isinstance(response, DirectResponse)  # it streams 2xx answers only
+        assert not isinstance(response, DirectResponse)  # it streams 200 and 206 only
         raise await status_error(
             response, endpoint.host, f"blob {descriptor.digest} of {ref.familiar()}"
         )

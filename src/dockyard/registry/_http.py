@@ -570,7 +570,7 @@ class HttpSession:
         path of :mod:`._direct` (a blob body read in a thread of its own), with the same
         retries, authorization and TLS settings. ``None`` when the direct path does not
         apply (a test transport, a proxy for the URL, an endpoint whose answers it could
-        not read before): use :meth:`request`. A 2xx answer is a
+        not read before): use :meth:`request`. A 200 or 206 answer is a
         :class:`~._direct.DirectResponse`; other answers are ``httpx.Response``."""
         import httpx
 

@@ -208,6 +208,15 @@ async def test_a_refusal_names_the_registry_detail(server: BlobServer) -> None:
             await fetch(client, server, data)
 
 
+async def test_an_unexpected_success_status_is_an_error(server: BlobServer) -> None:
+    data = blob(2 * MIB)
+    server.add(data)
+    server.fail = [203]
+    async with client_for(server) as client:
+        with pytest.raises(RegistryError, match="answered 203"):
+            await fetch(client, server, data)
+
+
 async def test_a_wrong_digest_fails_naming_it_and_leaves_nothing(
     server: BlobServer, tmp_path: Path, direct_calls: list[str]
 ) -> None:

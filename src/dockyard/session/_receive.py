@@ -302,6 +302,8 @@ class Receiver:
         self._sources = SourceFiles()  # for the files written in order
         self._existing: dict[str, os.stat_result] | None = None
         self._stopping = False
+        self._index: dict[str, int] | None = None  # path -> position in the entries
+        self._different: list[int] | None = None  # layer syncs: entries unlike the base
 
     def stop(self) -> None:
         """Ask a copy running in another thread to give up (the sync was cancelled)."""
@@ -384,6 +386,7 @@ class Receiver:
         if index is None:
             index = _validate(entries, self.allow_devices)
         self._entries = entries
+        self._index = index
         if self.layer_over is not None:
             self._plan_layer(entries, index, self.layer_over)
             if self.private:
@@ -440,10 +443,19 @@ class Receiver:
 
         regroup: set[str] = set()  # hard-link targets whose group is written again
         links: dict[str, list[int]] = {}
+        different: list[int] = []  # unlike the base in any field (owners included)
+        self._different = different
         for i, entry in enumerate(entries):
             path = entry.path
             cur = base.get(path)
-            same = cur is not None and _same(entry, cur, owners)
+            if cur is None:
+                same = False
+                different.append(i)
+            elif _same(entry, cur, True):
+                same = True
+            else:
+                different.append(i)
+                same = not owners and _same(entry, cur, False)
             fmt = stat.S_IFMT(entry.mode)
             try:
                 if fmt == stat.S_IFDIR:
@@ -765,10 +777,14 @@ class Receiver:
                 self._link(entry, dirs)
             except OSError as exc:
                 raise self._fail(entry.path, exc) from exc
-        by_path = {e.path: e for e in self._entries if e.is_dir}
+        entries = self._entries
+        index = self._index
+        if index is None:
+            index = {e.path: i for i, e in enumerate(entries)}
         for path in sorted(self._dirty, key=_key, reverse=True):
-            dir_entry = by_path.get(path)
-            if dir_entry is None:
+            position = index.get(path)
+            dir_entry = entries[position] if position is not None else None
+            if dir_entry is None or not dir_entry.is_dir:
                 continue  # the root, or a directory removed since
             try:
                 self._set_meta(dirs.fd(_parent(path)), _name(path), dir_entry, owner=True)
@@ -783,6 +799,7 @@ class Receiver:
             deleted=tuple(sorted(self._deleted, key=_key)),
             tree=tuple(self._entries),
             digests=self._digests,
+            different=tuple(self._different) if self._different is not None else None,
         )
 
     def _link(self, entry: FileStat, dirs: _DirStack) -> None:

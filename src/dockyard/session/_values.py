@@ -183,6 +183,10 @@ class SyncResult:
     """``(size, sha256 of the content)`` of files this sync wrote, by path, where it saw
     the bytes on the way (content that arrived in chunks; small local files): a file
     index of the destination need not read them again."""
+    different: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
+    """Positions in :attr:`tree` of the entries whose stat key differs from the
+    :class:`SyncBase`'s (new ones included), in order, for a sync into a new layer over
+    known entries; ``None`` when not known (a sync into a directory)."""
 
     @property
     def unchanged(self) -> bool:

@@ -296,12 +296,22 @@ class LocalSource:
             index = await self.cache.index_tree(mutable, meta, known=result.digests)
         else:
             written = set(result.changed)
-            known = base.meta
             changes = {}
-            for entry in result.tree:
-                stats = stat_key(entry)
-                if entry.path in written or known.get(entry.path) != stats:
-                    changes[entry.path] = stats
+            if result.different is not None:
+                # the receiver compared every entry with the base already
+                tree = result.tree
+                for i in result.different:
+                    changes[tree[i].path] = stat_key(tree[i])
+                if not written.issubset(changes):  # rewritten though alike (hard links)
+                    for entry in tree:
+                        if entry.path in written:
+                            changes[entry.path] = stat_key(entry)
+            else:
+                known = base.meta
+                for entry in result.tree:
+                    stats = stat_key(entry)
+                    if entry.path in written or known.get(entry.path) != stats:
+                        changes[entry.path] = stats
             index = await self.cache.index_tree(
                 mutable,
                 changes,

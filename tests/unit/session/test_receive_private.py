@@ -292,3 +292,36 @@ async def test_the_first_content_frame_is_small(tmp_path: Path) -> None:
     data = [f for f in frames.sent if f.WhichOneof("kind") == "data"]
     sizes = [sum(len(c.data) for c in f.data.chunks) for f in data]
     assert sizes[0] <= 64 << 10 < max(sizes)
+
+
+async def test_a_layer_sync_names_the_entries_unlike_its_base(tmp_path: Path) -> None:
+    """``SyncResult.different``: the positions of the entries whose stat key differs
+    from the base's (new ones too) — what a file index of the layer must update."""
+    from dockyard.session import stat_key
+
+    src = tmp_path / "src"
+    _tree(src, files=6, dirs=2)
+    first = await receive(LocalSyncSource(src), tmp_path / "first")
+    assert first.different is None  # a directory, not a layer over known entries
+    base = {e.path: stat_key(e) for e in first.tree}
+
+    write(src, "d00/sub/f0000.txt", "changed\n", mode=0o640)
+    write(src, "new.txt", "new\n")
+    os.chmod(src / "d01/sub/f0001.txt", 0o600)  # metadata only
+    (src / "empty").unlink()
+    opened: list[Path] = []
+
+    async def open_layer() -> tuple[Path, bool]:
+        layer = tmp_path / "layer"
+        layer.mkdir()
+        opened.append(layer)
+        return layer, True
+
+    result = await receive(LocalSyncSource(src), SyncBase(entries=base, open=open_layer))
+    assert opened
+    assert result.different is not None
+    got = [result.tree[i].path for i in result.different]
+    expected = [e.path for e in result.tree if base.get(e.path) != stat_key(e)]
+    assert got == expected
+    assert {"d00/sub/f0000.txt", "new.txt", "d01/sub/f0001.txt"} <= set(got)
+    assert "run.sh" not in got

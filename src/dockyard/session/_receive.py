@@ -72,6 +72,7 @@ _KNOWN_TYPES = frozenset(
     {stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK}
 )
 _MAX_ID = (1 << 32) - 1
+_IFMT = 0o170000  # stat.S_IFMT's mask
 _COPY_PIECE = 64 << 20  # bytes copied between checks for cancellation
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITERS = max(1, min(4, os.cpu_count() or 1))
@@ -160,7 +161,9 @@ def _in_parts(
 
 
 def _validate(entries: Sequence[FileStat], allow_devices: bool) -> dict[str, int]:
-    """Index of each path; raises on anything a well-behaved sender does not send."""
+    """Index of each path; raises on anything a well-behaved sender does not send.
+    (Runs once per entry of every received list: written for speed — membership tests
+    on the split path, bit masks instead of ``stat`` calls.)"""
     index: dict[str, int] = {}
     dirs = {""}
     previous: list[str] | None = None
@@ -169,9 +172,12 @@ def _validate(entries: Sequence[FileStat], allow_devices: bool) -> dict[str, int
         parts = path.split("/")
         if (
             not path
+            or "" in parts
+            or "." in parts
+            or ".." in parts
             or "\0" in path
-            or any(part in ("", ".", "..") for part in parts)
-            or len(path.encode("utf-8", "surrogateescape")) > 4096
+            # a character is at most 4 bytes encoded: only long paths can be too long
+            or (len(path) > 1024 and len(path.encode("utf-8", "surrogateescape")) > 4096)
         ):
             raise PathEscapeError(
                 f"file sync: {path!r} is not a clean relative path inside the destination"
@@ -179,26 +185,30 @@ def _validate(entries: Sequence[FileStat], allow_devices: bool) -> dict[str, int
         if previous is not None and parts <= previous:
             raise SessionError(f"file sync: entry {path!r} is out of order or repeated")
         previous = parts
-        parent = _parent(path)
-        if parent not in dirs:
+        if path.rpartition("/")[0] not in dirs:
             raise SessionError(f"file sync: {path!r} arrived before its parent directory")
-        fmt = stat.S_IFMT(entry.mode)
-        if fmt not in _KNOWN_TYPES or entry.mode > 0o177777 or entry.mode < 0:
-            raise SessionError(f"file sync: {path!r} has an unsupported mode {entry.mode:o}")
-        if not (0 <= entry.uid <= _MAX_ID and 0 <= entry.gid <= _MAX_ID and entry.size >= 0):
+        mode = entry.mode
+        fmt = mode & _IFMT
+        if fmt not in _KNOWN_TYPES or mode > 0o177777 or mode < 0:
+            raise SessionError(f"file sync: {path!r} has an unsupported mode {mode:o}")
+        uid, gid = entry.uid, entry.gid
+        if (uid or gid or entry.size < 0) and not (
+            0 <= uid <= _MAX_ID and 0 <= gid <= _MAX_ID and entry.size >= 0
+        ):
             raise SessionError(f"file sync: {path!r} has invalid ownership or size")
         if fmt == stat.S_IFDIR:
             dirs.add(path)
+        elif fmt == stat.S_IFREG:
+            if entry.linkname:
+                target = index.get(entry.linkname)
+                if target is None or not entries[target].is_regular or entries[target].linkname:
+                    raise SessionError(
+                        f"file sync: hard link {path!r} names {entry.linkname!r}, "
+                        "which is not an earlier regular file"
+                    )
         elif fmt == stat.S_IFLNK:
             if not entry.linkname or "\0" in entry.linkname:
                 raise SessionError(f"file sync: symlink {path!r} has an invalid target")
-        elif fmt == stat.S_IFREG and entry.linkname:
-            target = index.get(entry.linkname)
-            if target is None or not entries[target].is_regular or entries[target].linkname:
-                raise SessionError(
-                    f"file sync: hard link {path!r} names {entry.linkname!r}, "
-                    "which is not an earlier regular file"
-                )
         elif fmt in (stat.S_IFCHR, stat.S_IFBLK) and not allow_devices:
             raise SessionError(f"file sync: device node {path!r} is not accepted")
         index[path] = i

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from dockyard.api._gen import session_pb2 as pb
-from dockyard.session._grpc_common import stat_from_pb, stat_to_pb
+from dockyard.session._grpc_common import stat_from_pb, stat_to_pb, stats_from_pb
 from dockyard.session._values import FileStat, stat_key
 
 
@@ -62,3 +62,19 @@ def test_stat_survives_the_wire(entry: FileStat) -> None:
     back = stat_from_pb(message)
     assert back == entry
     assert stat_key(back) == stat_key(entry)
+
+
+def test_a_file_list_decodes_as_each_entry_does() -> None:
+    entries = [
+        FileStat(path="d", mode=0o40755, mtime_ns=5),
+        FileStat(path="d/f", mode=0o100600, uid=7, gid=8, size=12, mtime_ns=6),
+        FileStat(path="d/h", mode=0o100600, size=12, linkname="d/f"),
+        FileStat(path="d/l", mode=0o120777, linkname="../x\udcff"),
+        FileStat(path="d/n\udcfe", mode=0o20600, devmajor=1, devminor=3),
+    ]
+    frame = pb.Frame()
+    for entry in entries:
+        frame.stats.entries.append(stat_to_pb(entry))
+    decoded = stats_from_pb(pb.Frame.FromString(frame.SerializeToString()).stats.entries)
+    assert decoded == [stat_from_pb(m) for m in frame.stats.entries] == entries
+    assert all(type(e) is FileStat for e in decoded)

@@ -70,7 +70,20 @@ def untouched(outside: Path) -> bool:
 
 @pytest.mark.parametrize(
     "path",
-    ["../escape", "/etc/passwd", "a/../../x", "./a", "a//b", "", "a/", ".", "..", "a\0b"],
+    [
+        "../escape",
+        "/etc/passwd",
+        "a/../../x",
+        "./a",
+        "a//b",
+        "",
+        "a/",
+        ".",
+        "..",
+        "a\0b",
+        "x" * 4097,  # longer than PATH_MAX
+        "\u20ac" * 1400,  # 1,400 characters, 4,200 bytes encoded
+    ],
 )
 async def test_unclean_paths_are_refused(tmp_path: Path, outside: Path, path: str) -> None:
     dest = tmp_path / "dest"
@@ -137,6 +150,9 @@ async def test_symlink_targets_are_stored_verbatim(tmp_path: Path, outside: Path
         ([f("s", stat.S_IFSOCK | 0o600)], "unsupported mode"),
         ([f("d", stat.S_IFCHR | 0o600, devmajor=1, devminor=3)], "device node"),
         ([f("n", uid=-1)], "invalid ownership"),
+        ([f("n", gid=1 << 32)], "invalid ownership"),
+        ([f("n", size=-1)], "invalid ownership or size"),
+        ([f("n", -stat.S_IFREG)], "unsupported mode"),
     ],
 )
 async def test_malformed_streams_are_refused(

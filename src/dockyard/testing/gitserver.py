@@ -168,6 +168,18 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes] | None, what: str) 
             time.sleep(0.02)
 
 
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """End a server this module started: SIGTERM, then SIGKILL after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class GitDaemon:
     """``git daemon`` exporting every repository under ``root``.
 
@@ -203,15 +215,7 @@ class GitDaemon:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _terminate(proc)
 
     def upload_packs(self, name: str) -> int:
         """How many upload-pack sessions were served for repository ``name``."""
@@ -300,15 +304,7 @@ class GitSshServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _terminate(proc)
 
     def __enter__(self) -> GitSshServer:
         self.start()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.core import DockyardError, Platform, Reporter, SessionError, UsageError
 from dockyard.core.fspath import clean_rel, open_in_root
-from dockyard.session import SessionHandle, SyncRequest
+from dockyard.session import SessionHandle, SyncBase, SyncRequest
 
 if TYPE_CHECKING:
     from dockyard import llb
@@ -98,14 +98,27 @@ class BuildFrontendContext:
         rels = tuple(sorted(set(wanted.values())))
         self._scratch.mkdir(parents=True, exist_ok=True)
         dest = Path(tempfile.mkdtemp(prefix="client-files-", dir=self._scratch))
+
+        async def fresh() -> tuple[Path, bool]:
+            return dest, True  # empty and ours alone: written as a layer over nothing
+
         try:
+            # a new layer over no entries: nothing to scan first, files written in place
             await self._session.filesync.sync(
-                SyncRequest(name=directory, include_patterns=rels, follow_paths=rels), dest
+                SyncRequest(name=directory, include_patterns=rels, follow_paths=rels),
+                SyncBase(entries={}, open=fresh),
             )
-            found = await asyncio.to_thread(_read_files, dest, wanted)
-        finally:
+        except BaseException:
             await asyncio.to_thread(shutil.rmtree, dest, True)
-        return found
+            raise
+        return await asyncio.to_thread(_read_and_remove, dest, wanted)
+
+
+def _read_and_remove(root: Path, wanted: Mapping[str, str]) -> dict[str, bytes]:
+    try:
+        return _read_files(root, wanted)
+    finally:
+        shutil.rmtree(root, True)
 
 
 def _read_files(root: Path, wanted: Mapping[str, str]) -> dict[str, bytes]:

@@ -110,6 +110,7 @@ PRELOAD: tuple[str, ...] = (
     "dockyard.cli.main",
     "dockyard.cli._build",
     "dockyard.cli._common",
+    "dockyard.cli._hints",
     "dockyard.cli._memo",
     "dockyard.cli.progress",
     "dockyard.client",

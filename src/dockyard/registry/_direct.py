@@ -192,10 +192,6 @@ class _Exchange:
         if cancelled:
             raise asyncio.CancelledError
 
-    @property
-    def alive(self) -> bool:
-        return not self._ended.done()
-
     # -- the thread's side -------------------------------------------------------------
     def _post(self, item: _Head | bytes | _End | BaseException) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
@@ -208,7 +204,10 @@ class _Exchange:
             if self._stopped:
                 error = DirectTransportError("the download was stopped")
                 error.__cause__ = exc
-            elif isinstance(exc, OSError):  # ssl.SSLError and timeouts included
+            elif isinstance(exc, BlockingIOError):  # the kernel's receive/send timeout
+                error = DirectTransportError(f"timed out after {self._timeout:g} s")
+                error.__cause__ = exc
+            elif isinstance(exc, OSError):  # ssl.SSLError and TimeoutError included
                 error = DirectTransportError(str(exc) or type(exc).__name__)
                 error.__cause__ = exc
             self._post(error)

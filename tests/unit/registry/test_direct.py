@@ -377,6 +377,18 @@ async def test_a_stalled_body_times_out_and_resumes(server: BlobServer) -> None:
         assert client.statistics().resumed_downloads == 1
 
 
+async def test_a_body_stalled_past_the_timeout_says_so(server: BlobServer) -> None:
+    data = blob(2 * MIB)
+    server.add(data)
+    server.hang = 2.0
+    server.stall_at = MIB
+    config = RegistryConfig(hosts={server.host: HostConfig(http=True)})
+    once = RetryPolicy(attempts=1)
+    async with RegistryClient(config=config, retry=once, timeout=0.3) as client:
+        with pytest.raises(RegistryError, match=r"broke after \d+ bytes \(timed out after 0.3 s\)"):
+            await fetch(client, server, data)
+
+
 async def test_a_chunked_answer_falls_back_to_httpx(
     server: BlobServer, direct_calls: list[str]
 ) -> None:

@@ -2,17 +2,19 @@
 
 One build, in this order (the flow ``control.proto`` describes):
 
-1. the session is attached (``dockyard.session.attach``: ``Session.Attach`` on the
-   same address) and served in the background for the whole build — context and
-   Dockerfile directories (incremental sync), secrets, SSH agents, registry
-   credentials, and the export targets that outputs on this host became (``type=local``
-   and tarballs are streamed back into them);
+1. ``Control.Solve`` is sent and, meanwhile, the session is attached
+   (``dockyard.session.attach``: ``Session.Attach`` on the same address; the daemon
+   waits for a session it has not seen yet) and served in the background for the
+   whole build — context and Dockerfile directories (incremental sync), secrets, SSH
+   agents, registry credentials, and the export targets that outputs on this host
+   became (``type=local`` and tarballs are streamed back into them);
 2. ``Control.Status(ref)`` is read in a task of its own, every event going to the
    reporter (the daemon keeps a build's events from its start, so it does not matter
    whether Status or Solve arrives first);
 3. ``Control.Solve`` (``ref``, the session id, the frontend's attributes or the
    serialized Definition, the exporters) returns when the build and its exports are
-   done, or fails with the build's error in the call's status details;
+   done, or fails with the build's error in the call's status details (a session
+   that cannot attach cancels it and is the error reported);
 4. the status stream is drained (it ends when the build ends, at most a few seconds
    later), then the session is detached.
 
@@ -193,20 +195,30 @@ class RemoteBackend:
         ref = secrets.token_hex(16)
         request = self._request(job, ref, session.id, exports)
         channel = self._open_channel()
+        # Solve goes out while the session attaches (the daemon waits for a session it
+        # has not seen yet): one round trip less before the build starts
+        solve = self._unary("Solve", pb.SolveRequest, pb.SolveResponse)
+        solving = asyncio.ensure_future(self._call(solve(request)))
         try:
             attachment = await attach(session, channel)
-        except SessionError as exc:
-            raise SessionError(
-                f"cannot start a session with dockyardd at {self._address}: {exc.message}"
-            ) from exc
+        except BaseException as exc:
+            solving.cancel()
+            await asyncio.wait([solving])
+            if not solving.cancelled():
+                solving.exception()  # the session's failure is the one reported
+            if isinstance(exc, SessionError):
+                raise SessionError(
+                    f"cannot start a session with dockyardd at {self._address}: {exc.message}"
+                ) from exc
+            raise
         async with attachment:
             status = asyncio.create_task(self._status(ref, reporter))
             try:
-                solve = self._unary("Solve", pb.SolveRequest, pb.SolveResponse)
-                response = await self._call(solve(request))
+                response = await solving
             except BaseException:
+                solving.cancel()
                 status.cancel()
-                await asyncio.wait([status])
+                await asyncio.wait([status, solving])
                 raise
             try:
                 async with asyncio.timeout(_STATUS_DRAIN):

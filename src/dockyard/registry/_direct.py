@@ -31,18 +31,23 @@ the socket down, which wakes a ``connect``, ``recv`` or TLS handshake blocked in
 thread, and waits for the thread to end; the thread closes the socket. No thread or
 socket outlives the response.
 
-Connections are not pooled: one per ``GET`` (a blob body is large next to a connect;
-blobs under :data:`DIRECT_MIN_SIZE` keep httpx's pooled connections).
+Connections are kept alive: one read to the end of its answer goes back to a
+:class:`DirectPool` (the session's) for the next ``GET`` to that origin (the next layer,
+the storage host of a redirect), so a pull does not pay a TCP and TLS handshake per
+layer; a reused connection the server closed meanwhile is replaced by a new one without
+counting as a failure. Blobs under :data:`DIRECT_MIN_SIZE` stay with httpx.
 """
 
 from __future__ import annotations
 
 import asyncio
 import queue
+import select
 import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIRECT_MIN_SIZE",
+    "DirectPool",
     "DirectResponse",
     "DirectTransportError",
     "DirectUnsupported",
@@ -68,6 +74,8 @@ _DEPTH = 4  # chunks the thread may receive ahead of the event loop
 _HEAD_LIMIT = 64 * 1024
 _ERROR_BODY_LIMIT = 64 * 1024
 _MAX_REDIRECTS = 20
+_POOL_PER_ORIGIN = 4  # idle connections kept per origin (3 downloads run at once)
+_POOL_IDLE = 30.0  # seconds an idle connection is trusted to be still open
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -99,10 +107,16 @@ class _Head:
     headers: list[tuple[str, str]]
     length: int | None  # Content-Length of a body to stream; None: not streamable
     body: bytes | None  # the whole (small) body of another answer, when delimited
+    reusable: bool  # HTTP/1.1 without "Connection: close" (and, for `body`, read whole)
 
 
 class _End:
     pass
+
+
+class _NoAnswer(DirectTransportError):
+    """The connection closed before any byte of an answer (a reused one may have been
+    closed by the server while idle)."""
 
 
 _END = _End()
@@ -113,8 +127,60 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
+class DirectPool:
+    """Idle keep-alive connections of the direct path, by origin and TLS context, for
+    the next ``GET`` to the same origin (a blob per layer, a redirect to storage): at
+    most :data:`_POOL_PER_ORIGIN` each, dropped after :data:`_POOL_IDLE` seconds.
+    Thread-safe (the download threads take and give back); :meth:`close` closes all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[object, ...], list[tuple[socket.socket, float]]] = {}
+        self._closed = False
+
+    def take(self, key: tuple[object, ...]) -> socket.socket | None:
+        """An idle connection to ``key``'s origin that still looks open, if any."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                sock, since = idle.pop()
+            if time.monotonic() - since < _POOL_IDLE and _looks_open(sock):
+                return sock
+            sock.close()
+
+    def give(self, key: tuple[object, ...], sock: socket.socket) -> None:
+        with self._lock:
+            if not self._closed:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < _POOL_PER_ORIGIN:
+                    idle.append((sock, time.monotonic()))
+                    return
+        sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for sock, _ in connections:
+                sock.close()
+
+
+def _looks_open(sock: socket.socket) -> bool:
+    """An idle HTTP connection has nothing to read: readable means the server closed it
+    (or sent something unasked); either way it is not reused."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
 class _Exchange:
-    """One request and its answer, on one connection, in a thread of its own."""
+    """One request and its answer, on one connection (taken from ``pool`` when it has
+    one, given back when the answer was read to its end), in a thread of its own."""
 
     def __init__(
         self,
@@ -126,8 +192,12 @@ class _Exchange:
         request: bytes,
         timeout: float,
         connect_timeout: float,
+        pool: DirectPool,
+        pool_key: tuple[object, ...],
     ) -> None:
         self._loop = loop
+        self._pool = pool
+        self._pool_key = pool_key
         self._addresses = addresses
         self._server_hostname = server_hostname
         self._context = context
@@ -251,6 +321,33 @@ class _Exchange:
         raise DirectTransportError("the host name resolved to no address")
 
     def _exchange(self) -> None:
+        pooled = self._pool.take(self._pool_key)
+        if pooled is not None:
+            with self._lock:
+                if self._stopped:
+                    pooled.close()
+                    raise DirectTransportError("the download was stopped")
+                self._sock = pooled
+            try:
+                pooled.sendall(self._request)
+                head, rest = self._read_head(pooled)
+            except (OSError, _NoAnswer):
+                # the server closed the idle connection as it was reused: a new one
+                with self._lock:
+                    self._sock = None
+                    stopped = self._stopped
+                pooled.close()
+                if stopped:
+                    raise DirectTransportError("the download was stopped") from None
+            else:
+                self._answer(pooled, head, rest)
+                return
+        sock = self._open()
+        sock.sendall(self._request)
+        head, rest = self._read_head(sock)
+        self._answer(sock, head, rest)
+
+    def _open(self) -> socket.socket:
         sock = self._connect()
         if self._context is not None:
             tls = self._context.wrap_socket(
@@ -270,14 +367,18 @@ class _Exchange:
             sock.settimeout(None)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self._timeout))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self._timeout))
-        sock.sendall(self._request)
-        head, rest = self._read_head(sock)
+        return sock
+
+    def _answer(self, sock: socket.socket, head: _Head, rest: bytes) -> None:
         if head.length is None:
+            if head.reusable and not rest:
+                self._give_back(sock)  # before the head: the caller closes on it
             self._post(head)
             return
         # a body to stream: the head goes first, then the body in chunks, then the end
         self._post(head)
         left = head.length
+        reusable = head.reusable and len(rest) <= left
         if rest:
             first = rest[:left]
             self._room.get()
@@ -299,7 +400,17 @@ class _Exchange:
                 raise DirectTransportError(
                     f"the connection closed {left} bytes before the end of the body"
                 )
+        if reusable:
+            self._give_back(sock)
         self._post(_END)
+
+    def _give_back(self, sock: socket.socket) -> None:
+        """The answer was read to its end: the connection serves the next request."""
+        with self._lock:
+            if self._stopped or self._sock is not sock:
+                return
+            self._sock = None
+        self._pool.give(self._pool_key, sock)
 
     def _read_head(self, sock: socket.socket) -> tuple[_Head, bytes]:
         buffer = b""
@@ -307,7 +418,7 @@ class _Exchange:
             end = buffer.find(b"\r\n\r\n")
             if end >= 0:
                 head_bytes, rest = buffer[:end], buffer[end + 4 :]
-                status, reason, headers = _parse_head(head_bytes)
+                version, status, reason, headers = _parse_head(head_bytes)
                 if 100 <= status < 200:  # an interim answer: the real one follows
                     buffer = rest
                     continue
@@ -316,18 +427,21 @@ class _Exchange:
                 raise DirectTransportError("the answer's head is larger than 64 KiB")
             data = sock.recv(65536)
             if not data:
+                if not buffer:
+                    raise _NoAnswer("the server closed the connection without an answer")
                 raise DirectTransportError(
-                    "the server closed the connection without an answer"
-                    if not buffer
-                    else "the connection closed in the middle of the answer's head"
+                    "the connection closed in the middle of the answer's head"
                 )
             buffer += data
         length = _content_length(headers)
         chunked = any(name == "transfer-encoding" for name, _ in headers)
+        keep = version == "HTTP/1.1" and not any(
+            name == "connection" and "close" in value.lower() for name, value in headers
+        )
         if status in (200, 206):  # a blob (or the range asked for): streamed
             if chunked or length is None:
                 raise DirectUnsupported("the body has no Content-Length")
-            return _Head(status, reason, headers, length, None), rest
+            return _Head(status, reason, headers, length, None, keep), rest
         body: bytes | None = None
         if not chunked and length is not None and length <= _ERROR_BODY_LIMIT:
             body = rest[:length]
@@ -337,7 +451,8 @@ class _Exchange:
                     body = None  # the detail is lost; the status still counts
                     break
                 body += data
-        return _Head(status, reason, headers, None, body), b""
+        reusable = keep and body is not None and len(rest) <= len(body)
+        return _Head(status, reason, headers, None, body, reusable), b""
 
 
 def _recv_plain(sock: socket.socket, want: int) -> bytes:
@@ -371,7 +486,7 @@ def _recv_tls(sock: socket.socket, want: int) -> bytes:
     return bytes(buffer)
 
 
-def _parse_head(data: bytes) -> tuple[int, str, list[tuple[str, str]]]:
+def _parse_head(data: bytes) -> tuple[str, int, str, list[tuple[str, str]]]:
     try:
         text = data.decode("latin-1")
     except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
@@ -391,7 +506,7 @@ def _parse_head(data: bytes) -> tuple[int, str, list[tuple[str, str]]]:
         if not sep or not name or name != name.strip():
             raise DirectUnsupported(f"malformed header line {line[:80]!r}")
         headers.append((name.lower(), value.strip()))
-    return int(code), reason.strip(), headers
+    return version, int(code), reason.strip(), headers
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
@@ -430,7 +545,7 @@ def _request_bytes(url: httpx.URL, headers: Mapping[str, str]) -> bytes:
         if any(c in name or c in value for c in "\r\n\0") or ":" in name:
             raise DirectUnsupported(f"header {name!r} cannot be sent as is")
         lines.append(f"{name}: {value}")
-    lines.append("Connection: close")
+    lines.append("Connection: keep-alive")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -459,6 +574,7 @@ async def direct_get(
     client: httpx.AsyncClient,
     context: ssl.SSLContext,
     io_timeout: float,
+    pool: DirectPool,
 ) -> httpx.Response | DirectResponse:
     """``GET`` ``url`` with ``headers`` (also ``Host`` and ``Connection`` are set here),
     following redirects; ``io_timeout``: seconds a connect, send or receive may wait
@@ -492,6 +608,8 @@ async def direct_get(
             request=request,
             timeout=io_timeout,
             connect_timeout=min(io_timeout, 30.0),
+            pool=pool,
+            pool_key=(url.scheme, host, _port(url), id(context)),
         )
         try:
             head = await exchange.head()

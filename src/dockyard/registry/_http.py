@@ -33,7 +33,7 @@ from .types import Credentials, CredentialsProvider
 if TYPE_CHECKING:
     import httpx
 
-    from ._direct import DirectResponse
+    from ._direct import DirectPool, DirectResponse
 
 __all__ = [
     "AnonymousDeniedError",
@@ -278,6 +278,7 @@ class HttpSession:
         self._contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
         # endpoints whose blob answers the direct path could not read (see _direct)
         self._no_direct: set[Endpoint] = set()
+        self._direct_pool: DirectPool | None = None
         self._hosts: dict[Endpoint, _HostState] = {}
         # endpoints that answered once: a refusal from one of them is a restart, retried
         self._reached: set[Endpoint] = set()
@@ -290,6 +291,8 @@ class HttpSession:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._direct_pool is not None:
+            self._direct_pool.close()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
@@ -574,10 +577,19 @@ class HttpSession:
         :class:`~._direct.DirectResponse`; other answers are ``httpx.Response``."""
         import httpx
 
-        from ._direct import DirectTransportError, DirectUnsupported, direct_get, proxied
+        from ._direct import (
+            DirectPool,
+            DirectTransportError,
+            DirectUnsupported,
+            direct_get,
+            proxied,
+        )
 
         if self._transport is not None or endpoint in self._no_direct:
             return None
+        if self._direct_pool is None:
+            self._direct_pool = DirectPool()
+        pool = self._direct_pool
         state = await self.ready(endpoint)
         client = self._endpoint_client(endpoint)
         context = self._contexts.get(
@@ -600,7 +612,12 @@ class HttpSession:
                 self.counters.requests += 1
                 try:
                     response = await direct_get(
-                        url, sent, client=client, context=context, io_timeout=self._timeout
+                        url,
+                        sent,
+                        client=client,
+                        context=context,
+                        io_timeout=self._timeout,
+                        pool=pool,
                     )
                 except DirectTransportError as exc:
                     if last or not self._retryable(exc):

@@ -40,14 +40,16 @@ class BlobServer:
     after ``cut_at`` body bytes), ``stall`` (send ``stall_at`` bytes, then wait until
     the client closes the connection: :attr:`disconnected` is set), ``hang`` (seconds to
     wait after ``stall_at`` bytes before sending on), ``fail`` (statuses to answer), ``chunked`` (send the body chunked),
-    ``redirect_to`` (a base URL: 307 there, same path), ``piece`` (bytes per write) and
-    ``pause`` (seconds between the first pieces).
+    ``redirect_to`` (a base URL: 307 there, same path), ``piece`` (bytes per write),
+    ``pause`` (seconds between the first pieces) and ``hangup`` (that many answers are
+    followed by closing the connection without saying so, like an idle timeout).
     """
 
     auth: str | None = None
     blobs: dict[str, bytes] = field(default_factory=dict)
     honor_range: bool = True
     cut: int = 0
+    hangup: int = 0
     cut_at: int = 1 << 20
     stall: int = 0
     stall_at: int = 1 << 20
@@ -275,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
         if cut:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+        elif owner._take("hangup"):
+            self.close_connection = True
 
 
 def socket_open_from(port: int) -> bool:

@@ -123,6 +123,58 @@ async def test_a_body_sent_in_small_uneven_pieces(
     assert len(direct_calls) == 1
 
 
+async def test_the_next_blob_reuses_the_connection(
+    server: BlobServer, direct_calls: list[str]
+) -> None:
+    one, two = blob(2 * MIB), blob(MIB + 1)
+    server.add(one)
+    server.add(two)
+    async with client_for(server) as client:
+        assert await fetch(client, server, one) == one
+        assert await fetch(client, server, two) == two
+        first, second = server.blob_gets()
+        assert first.client_port == second.client_port  # one connection, kept alive
+        assert first.headers["connection"] == "keep-alive"
+    # closing the client closes the idle connection
+    assert not socket_open_from(first.client_port)
+    assert len(direct_calls) == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    server: BlobServer,
+) -> None:
+    one, two = blob(2 * MIB), blob(MIB + 1)
+    server.add(one)
+    server.add(two)
+    server.hangup = 1
+    async with client_for(server) as client:
+        assert await fetch(client, server, one) == one
+        assert await fetch(client, server, two) == two
+        assert client.statistics().retries == 0
+    first, second = server.blob_gets()
+    assert first.client_port != second.client_port
+
+
+async def test_a_redirected_download_keeps_both_connections_for_the_next(
+    server: BlobServer,
+) -> None:
+    storage = BlobServer().start()
+    try:
+        one, two = blob(2 * MIB), blob(MIB + 1)
+        storage.add(one)
+        storage.add(two)
+        server.redirect_to = storage.base
+        async with client_for(server, storage) as client:
+            assert await fetch(client, server, one) == one
+            assert await fetch(client, server, two) == two
+        asked = server.blob_gets()
+        served = storage.blob_gets()
+        assert asked[0].client_port == asked[1].client_port
+        assert served[0].client_port == served[1].client_port
+    finally:
+        storage.stop()
+
+
 async def test_small_blobs_keep_the_pooled_httpx_connection(
     server: BlobServer, direct_calls: list[str]
 ) -> None:

@@ -42,7 +42,9 @@ class BlobServer:
     wait after ``stall_at`` bytes before sending on), ``fail`` (statuses to answer), ``chunked`` (send the body chunked),
     ``redirect_to`` (a base URL: 307 there, same path), ``piece`` (bytes per write),
     ``pause`` (seconds between the first pieces) and ``hangup`` (that many answers are
-    followed by closing the connection without saying so, like an idle timeout).
+    followed by closing the connection without saying so, like an idle timeout),
+    ``drop_reused`` (that many requests arriving on a connection that served one before
+    are dropped unanswered: a server closing an idle connection as it is reused).
     """
 
     auth: str | None = None
@@ -50,6 +52,7 @@ class BlobServer:
     honor_range: bool = True
     cut: int = 0
     hangup: int = 0
+    drop_reused: int = 0
     cut_at: int = 1 << 20
     stall: int = 0
     stall_at: int = 1 << 20
@@ -182,9 +185,12 @@ class _Handler(BaseHTTPRequestHandler):
             return sent == "Basic " + base64.b64encode(b"user:pass").decode()
         return sent.startswith("Bearer token-")
 
+    served = 0
+
     def do_GET(self) -> None:
         owner = self.server_owner
         path = self.path.split("?", 1)[0]
+        self.served += 1
         with owner._lock:
             owner.seen.append(
                 Seen(
@@ -193,6 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
                     int(self.client_address[1]),
                 )
             )
+        if self.served > 1 and BLOB.match(path) and owner._take("drop_reused"):
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if path == "/token":
             token = owner._issue()
             self._send(

@@ -155,6 +155,22 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(
     assert first.client_port != second.client_port
 
 
+async def test_a_reused_connection_closed_at_the_request_is_replaced(
+    server: BlobServer,
+) -> None:
+    one, two = blob(2 * MIB), blob(MIB + 1)
+    server.add(one)
+    server.add(two)
+    server.drop_reused = 1
+    async with client_for(server) as client:
+        assert await fetch(client, server, one) == one
+        assert await fetch(client, server, two) == two
+        assert client.statistics().retries == 0
+    gets = server.blob_gets()
+    assert len(gets) == 3  # the dropped one, then the same GET on a new connection
+    assert gets[0].client_port == gets[1].client_port != gets[2].client_port
+
+
 async def test_a_redirected_download_keeps_both_connections_for_the_next(
     server: BlobServer,
 ) -> None:

@@ -151,13 +151,28 @@ class DirectPool:
             sock.close()
 
     def give(self, key: tuple[object, ...], sock: socket.socket) -> None:
+        now = time.monotonic()
+        expired: list[socket.socket] = []
         with self._lock:
+            # connections idle too long go now (a long-running daemon would otherwise
+            # keep sockets its registries closed long ago)
+            for origin, idle in list(self._idle.items()):
+                expired += [s for s, since in idle if now - since >= _POOL_IDLE]
+                kept = [(s, since) for s, since in idle if now - since < _POOL_IDLE]
+                if kept:
+                    self._idle[origin] = kept
+                else:
+                    del self._idle[origin]
+            pooled = False
             if not self._closed:
                 idle = self._idle.setdefault(key, [])
                 if len(idle) < _POOL_PER_ORIGIN:
-                    idle.append((sock, time.monotonic()))
-                    return
-        sock.close()
+                    idle.append((sock, now))
+                    pooled = True
+        for old in expired:
+            old.close()
+        if not pooled:
+            sock.close()
 
     def close(self) -> None:
         with self._lock:

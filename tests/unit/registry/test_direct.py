@@ -8,6 +8,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -543,3 +544,31 @@ async def test_httpx_still_has_what_proxied_reads() -> None:
 async def test_header_values_with_line_breaks_are_not_sent_directly() -> None:
     with pytest.raises(_direct.DirectUnsupported):
         _direct._request_bytes(httpx.URL("http://h/v2/"), {"Authorization": "Bearer a\r\nX: y"})
+
+
+def test_the_pool_keeps_a_few_fresh_connections_per_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = _direct.DirectPool()
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    pairs = [socket.socketpair() for _ in range(6)]
+    try:
+        for ours, _ in pairs[:5]:
+            pool.give(("http", "a", 80, 1), ours)
+        assert pairs[4][0].fileno() == -1  # a fifth idle connection to one origin is closed
+        taken = pool.take(("http", "a", 80, 1))
+        assert taken is pairs[3][0]
+        pairs[2][1].close()  # the server side of an idle one went away: not reused
+        assert pool.take(("http", "a", 80, 1)) is pairs[1][0]
+        assert pairs[2][0].fileno() == -1
+        now[0] += 31  # the rest expired; giving another back drops them
+        pool.give(("http", "b", 80, 1), pairs[5][0])
+        assert pairs[0][0].fileno() == -1
+        assert pool.take(("http", "a", 80, 1)) is None
+        pool.close()
+        assert pairs[5][0].fileno() == -1
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()

@@ -232,7 +232,7 @@ def build(
             raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
         from dockyard.cli._hints import WalkHints
 
-        hints = WalkHints.load(context, dockerfile)
+        hints = WalkHints.load(context, dockerfile, target)
         if hints is not None and hints.requests:
             options = dataclasses.replace(options, prefetch=hints.requests)
         client = engine_client(

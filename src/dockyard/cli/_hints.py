@@ -8,7 +8,7 @@ The hints are a guess and nothing more: a walk is used only for a request equal 
 one it was made for, and it is made after the build started (as a walk made when asked
 would be). A missing, unreadable or malformed file means no prefetch. They live in the
 user's ``$XDG_CACHE_HOME/dockyard/walks/`` (default ``~/.cache``), one small file per
-context directory and Dockerfile, rewritten only when the requests change.
+context directory, Dockerfile and target, rewritten only when the requests change.
 """
 
 from __future__ import annotations
@@ -48,15 +48,20 @@ class WalkHints:
         self.requests = requests
 
     @classmethod
-    def load(cls, context: str, dockerfile: str | None) -> WalkHints | None:
-        """The hints of a build of the directory ``context`` (``None`` for a context
-        that is not a directory: a URL, ``-``)."""
+    def load(
+        cls, context: str, dockerfile: str | None, target: str | None = None
+    ) -> WalkHints | None:
+        """The hints of a build of the directory ``context`` with ``dockerfile`` and
+        ``target`` (the stages built decide the paths a build reads); ``None`` for a
+        context that is not a directory: a URL, ``-``."""
         if context == "-" or dockerfile == "-" or not os.path.isdir(context):
             return None
         context_dir = os.path.realpath(context)
         dockerfile_path = os.path.realpath(dockerfile or os.path.join(context_dir, "Dockerfile"))
         key = hashlib.sha256(
-            f"{_FORMAT}\0{context_dir}\0{dockerfile_path}".encode("utf-8", "surrogateescape")
+            f"{_FORMAT}\0{context_dir}\0{dockerfile_path}\0{target or ''}".encode(
+                "utf-8", "surrogateescape"
+            )
         ).hexdigest()
         path = _hints_dir() / f"{key[:32]}.json"
         return cls(path, _read(path))

@@ -33,6 +33,9 @@ def test_saved_requests_come_back_for_the_same_context_and_dockerfile(context: P
     assert again is not None
     assert again.requests == REQUESTS
     assert again.path == hints.path
+    staged = WalkHints.load(str(context), None, "build")
+    assert staged is not None
+    assert staged.requests == ()  # another target: its own
     other = WalkHints.load(str(context), str(context / "other.Dockerfile"))
     assert other is not None
     assert other.requests == ()

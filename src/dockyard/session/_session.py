@@ -31,10 +31,10 @@ class _Counter(threading.Condition):
         super().__init__()
         self.count = 0
 
-    def wait_until(self, count: int, timeout: float) -> None:
+    def wait_until(self, count: int, timeout: float) -> bool:
         """Wait (holding the lock) until :attr:`count` reaches ``count``, at most
-        ``timeout`` seconds."""
-        self.wait_for(lambda: self.count >= count, timeout=timeout)
+        ``timeout`` seconds; whether it did."""
+        return self.wait_for(lambda: self.count >= count, timeout=timeout)
 
 
 def new_session_id() -> str:
@@ -133,11 +133,13 @@ class Session:
         what it will ask for, e.g. the requests of the previous build, in the order it
         made them): the first :meth:`walk` of an equal request takes those entries
         instead of walking again. The walks run one after the other in a thread of
-        their own, the ``i``-th once ``i`` syncs of this session have ended (or after
-        :data:`PREFETCH_WAIT` seconds): a walk holds the GIL often enough to slow down
-        serving the syncs before it several times over, and the engine asks for the
-        next directory only after those (a Dockerfile's context after the Dockerfile).
-        A walk asked for before it started is made when asked, as without a guess.
+        their own, the ``i``-th once ``i`` syncs of this session have ended: a walk
+        holds the GIL often enough to slow down serving the syncs before it several
+        times over, and the engine asks for the next directory only after those (a
+        Dockerfile's context after the Dockerfile). When that takes longer than
+        :data:`PREFETCH_WAIT` seconds the build goes another way and the walks left are
+        dropped. A walk asked for before it started is made when asked, as without a
+        guess.
 
         The entries are those of the moment the walk ran, which is after the build
         started — as a walk made when asked would be, only earlier. A request the
@@ -160,7 +162,11 @@ class Session:
         def run() -> None:
             for position, (root, request, future) in enumerate(planned):
                 with ended:
-                    ended.wait_until(position, PREFETCH_WAIT)
+                    in_turn = ended.wait_until(position, PREFETCH_WAIT)
+                if not in_turn:  # the build goes another way (or is over): no more guesses
+                    for _, _, rest in planned[position:]:
+                        rest.cancel()
+                    return
                 if not future.set_running_or_notify_cancel():
                     continue  # asked for meanwhile: walked when asked
                 try:

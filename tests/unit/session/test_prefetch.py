@@ -124,3 +124,23 @@ async def test_a_sync_into_a_layer_sees_a_change_made_before_the_build(tmp_path:
     assert opened, "the changed file was not written"
     assert (opened[0] / "app" / "a.txt").read_text() == "changed!"
     assert "app/a.txt" in result.changed
+
+
+async def test_walks_left_are_dropped_when_the_syncs_before_them_do_not_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dockyard.session import _session
+
+    monkeypatch.setattr(_session, "PREFETCH_WAIT", 0.05)
+    make_tree(tmp_path / "ctx")
+    session = Session(directories={"context": tmp_path / "ctx"})
+    small = SyncRequest(name="context", follow_paths=("other.txt",))
+    later = SyncRequest(name="context", follow_paths=("app",), exclude_patterns=("x",))
+    session.prefetch([small, CONTEXT, later])
+    first, second, third = (session._walks[r] for r in (small, CONTEXT, later))
+    await asyncio.wrap_future(first)
+    async with asyncio.timeout(5):
+        await asyncio.wait([asyncio.wrap_future(second), asyncio.wrap_future(third)])
+    assert second.cancelled()
+    assert third.cancelled()  # no sync ended within the wait: never walked
+    assert [e.path for e in await session.walk(CONTEXT)] == ["app", "app/a.txt"]

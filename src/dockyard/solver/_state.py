@@ -592,15 +592,15 @@ class VertexState:
                     if refs is not None:
                         self._set_cached()
                         return refs
-            if self.inputs:
-                outputs = await wait_all([(s.out_memo, s.compute_outputs) for s in self.inputs])
-                inputs = [
-                    self._pick(outs, edge.index, i).clone()
-                    for i, (outs, edge) in enumerate(zip(outputs, vertex.inputs, strict=True))
-                ]
-            else:
-                inputs = []
+            inputs: list[ResultRef] = []
             try:
+                if self.inputs:
+                    outputs = await wait_all([(s.out_memo, s.compute_outputs) for s in self.inputs])
+                    # one by one: an input released meanwhile (its vertex dropped by a
+                    # discarded job) fails its clone, and the clones before it are
+                    # released below
+                    for i, (outs, edge) in enumerate(zip(outputs, vertex.inputs, strict=True)):
+                        inputs.append(self._pick(outs, edge.index, i).clone())
                 results = await self._run_op([ref.value for ref in inputs])
             finally:
                 await release_all(inputs, solver)

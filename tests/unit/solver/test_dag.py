@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dockyard.core import CancelledError, CollectingReporter, ExecError
@@ -169,6 +169,27 @@ def _yielding(times: int) -> Callable[[VertexContext], Awaitable[None]]:
     picks_b=st.lists(st.integers(0, 1000), min_size=1, max_size=3),
     discard_after=st.integers(0, 40),
     fail_at=st.none() | st.integers(0, 1000),
+)
+# found by the search (2026-11-28): the discard released an input of a vertex about to
+# run between its inputs' wait and their clones; the clone of that input failed and the
+# clone made before it leaked
+@example(
+    shape=[
+        ([], True, frozenset()),
+        ([0], False, frozenset()),
+        ([1], False, frozenset({0})),
+        *[([], False, frozenset())] * 11,
+        ([0, 2], False, frozenset()),
+        ([], False, frozenset()),
+        ([0, 14], False, frozenset()),
+        ([], False, frozenset()),
+        ([], False, frozenset()),
+    ],
+    yields=[2, 3, 1] + [0] * 22,
+    picks_a=[947],
+    picks_b=[0],
+    discard_after=27,
+    fail_at=None,
 )
 def test_discarding_a_job_at_any_point_leaks_nothing_and_spares_the_other(
     shape: Shape,

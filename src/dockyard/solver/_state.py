@@ -427,13 +427,14 @@ class VertexState:
         outputs = await wait_all(
             [(self.inputs[i].out_memo, self.inputs[i].compute_outputs) for i in content]
         )
-        # our own handles, taken at once: the inputs' handles belong to their states
-        refs = [
-            self._pick(outs, inputs[i].index, i).clone()
-            for i, outs in zip(content, outputs, strict=True)
-        ]
+        # our own handles, taken at once: the inputs' handles belong to their states (one
+        # by one: an input released meanwhile fails its clone, the ones before it are
+        # released below)
+        refs: list[ResultRef] = []
         digests: dict[int, str] = {}
         try:
+            for i, outs in zip(content, outputs, strict=True):
+                refs.append(self._pick(outs, inputs[i].index, i).clone())
             for i, ref in zip(content, refs, strict=True):
                 compute = deps[i].compute_digest
                 assert compute is not None

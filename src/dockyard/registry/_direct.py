@@ -91,13 +91,19 @@ class DirectTransportError(Exception):
 
 def proxied(client: httpx.AsyncClient, url: httpx.URL) -> bool:
     """Whether httpx's ``client`` would send a request for ``url`` through a proxy (or
-    any transport but its default one)."""
+    any transport but its default one, or its default one is a proxy router that sends
+    ``url`` through a proxy: ``_proxy.ProxyRouter``)."""
     # httpx has no public API for it; test_direct.py fails if these names move
     pick = getattr(client, "_transport_for_url", None)
     default = getattr(client, "_transport", None)
     if pick is None or default is None:
         return True
-    return pick(url) is not default
+    transport = pick(url)
+    if transport is not default:
+        return True
+    from ._proxy import ProxyRouter
+
+    return isinstance(transport, ProxyRouter) and transport.proxy_for(url) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,12 +323,18 @@ class HttpSession:
             )
         else:
             from ._network import closing_transport
+            from ._proxyenv import ProxyConfig
 
             context = self._ssl_context(settings, verify)
             self._contexts[key] = context
+            transport: httpx.AsyncBaseTransport = closing_transport(context)
+            proxies = ProxyConfig.from_environment()
+            if proxies:  # httpx reads no proxy for a client given its own transport
+                from ._proxy import ProxyRouter
+
+                transport = ProxyRouter(transport, proxies, context)
             client = httpx.AsyncClient(
-                # the transport of direct connections; ``verify`` serves proxy transports
-                transport=closing_transport(context),
+                transport=transport,
                 verify=context,
                 follow_redirects=True,
                 timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 30.0)),

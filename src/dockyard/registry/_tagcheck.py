@@ -7,8 +7,9 @@ the question BuildKit asks the registry on every build. Asked through the regist
 client, the question would cost more to import (httpx) than the whole replay, so
 :func:`tag_unchanged` asks it with ``http.client``: anonymously (a bearer token fetched
 without credentials when the registry challenges), over the schemes the registry's
-settings allow, in order. Any doubt — an error, a redirect, credentials needed, no
-digest header — is a "no": the build then runs and asks properly.
+settings allow, in order, through the environment's HTTP proxy when one applies
+(``_proxyenv``, as the registry client). Any doubt — an error, a redirect, credentials
+needed, no digest header — is a "no": the build then runs and asks properly.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def tag_unchanged(check: TagCheck, *, timeout: float = _TIMEOUT) -> bool:
 
 def _head_digest(url: str, check: TagCheck, timeout: float) -> str | None:
     headers = {"Accept": ", ".join(ACCEPT_MANIFESTS)}
-    if url.startswith("http://"):
+    if url.startswith("http://") and _proxy(url) is None:
         status, reply = _plain_head(url, headers, timeout)
     else:
         status, reply, _ = _request("HEAD", url, headers, check.verify, timeout)
@@ -160,15 +161,44 @@ def _plain_head(url: str, headers: Mapping[str, str], timeout: float) -> tuple[i
     return status, reply
 
 
+def _proxy(url: str) -> str | None:
+    """The environment's proxy for ``url`` (``None``: connect directly)."""
+    from ._proxyenv import ProxyConfig
+
+    config = ProxyConfig.from_environment()
+    if not config:
+        return None
+    parts = urlsplit(url)
+    return config.proxy_for(parts.scheme, parts.hostname or "", parts.port)
+
+
 def _request(
     method: str, url: str, headers: Mapping[str, str], verify: bool, timeout: float
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request on a connection of its own: the status, the response headers (names
-    lower-cased) and up to 1 MiB of body."""
+    """One request on a connection of its own (through the environment's proxy when one
+    applies: an absolute URL to it, or a ``CONNECT`` tunnel for https): the status, the
+    response headers (names lower-cased) and up to 1 MiB of body."""
     import http.client
 
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
+    headers = dict(headers)
+    proxy = _proxy(url)
+    via: tuple[str, int] | None = None
+    proxy_headers: dict[str, str] = {}
+    if proxy is not None:
+        hop = urlsplit(proxy)
+        if hop.scheme != "http" or not hop.hostname:
+            raise ValueError(f"proxy {hop.scheme}://{hop.hostname}: only http:// proxies here")
+        via = (hop.hostname, hop.port or 80)
+        if hop.username is not None:
+            import base64
+            from urllib.parse import unquote
+
+            pair = f"{unquote(hop.username)}:{unquote(hop.password or '')}"
+            proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(
+                pair.encode()
+            ).decode("ascii")
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         import ssl
@@ -179,13 +209,24 @@ def _request(
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context)
+        if via is not None:
+            connection = http.client.HTTPSConnection(
+                via[0], via[1], timeout=timeout, context=context
+            )
+            connection.set_tunnel(parts.hostname or "", parts.port or 443, proxy_headers)
+        else:
+            connection = http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context)
     elif parts.scheme == "http":
-        connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+        if via is not None:
+            connection = http.client.HTTPConnection(via[0], via[1], timeout=timeout)
+            target = url  # the absolute form, to a proxy
+            headers.update(proxy_headers)
+        else:
+            connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
     else:
         raise ValueError(f"unsupported scheme in {url}")
     try:
-        connection.request(method, target, headers=dict(headers))
+        connection.request(method, target, headers=headers)
         response = connection.getresponse()
         body = response.read(1 << 20)
         return response.status, {k.lower(): v for k, v in response.getheaders()}, body

@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,6 @@ def blob(size: int) -> bytes:
 
 def descriptor(data: bytes) -> Descriptor:
     return Descriptor.of(MediaType.OCI_LAYER_GZIP, data)
-
-
-@pytest.fixture
-def server() -> Iterator[BlobServer]:
-    running = BlobServer().start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -156,15 +156,6 @@ def proxy() -> Iterator[ForwardProxy]:
         running.stop()
 
 
-@pytest.fixture
-def server() -> Iterator[BlobServer]:
-    running = BlobServer().start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def proxied_client(server: BlobServer) -> RegistryClient:
     host = f"{NAME}:{server.port}"
     return RegistryClient(config=RegistryConfig(hosts={host: HostConfig(http=True)}), retry=FAST)

@@ -45,6 +45,17 @@ async def blob_get(
         headers={"Accept-Encoding": "identity", **headers},
         stream=True,
     )
+    await _refused(response, endpoint, ref, descriptor)
+    return response
+
+
+async def _refused(
+    response: httpx.Response | DirectResponse,
+    endpoint: Endpoint,
+    ref: Reference,
+    descriptor: Descriptor,
+) -> None:
+    """Raise for a blob ``GET`` answered neither 200 nor 206 (404: NotFoundError)."""
     if response.status_code == 404:
         await response.aclose()
         raise NotFoundError(
@@ -52,10 +63,10 @@ async def blob_get(
             f"{endpoint.host}"
         )
     if response.status_code not in (200, 206):
+        assert not isinstance(response, DirectResponse)  # it streams 200 and 206 only
         raise await status_error(
             response, endpoint.host, f"blob {descriptor.digest} of {ref.familiar()}"
         )
-    return response
 
 
 async def blob_stream(
@@ -77,17 +88,7 @@ async def blob_stream(
         )
     if response is None:
         return await blob_get(session, endpoint, ref, descriptor, headers)
-    if response.status_code == 404:
-        await response.aclose()
-        raise NotFoundError(
-            f"blob {descriptor.digest} of image {ref.familiar()} not found on registry "
-            f"{endpoint.host}"
-        )
-    if response.status_code not in (200, 206):
-        assert not isinstance(response, DirectResponse)  # it streams 200 and 206 only
-        raise await status_error(
-            response, endpoint.host, f"blob {descriptor.digest} of {ref.familiar()}"
-        )
+    await _refused(response, endpoint, ref, descriptor)
     return response
 
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from ._client import FetchedManifest, PushOutcome, RegistryClient, ResolvedImage
     from ._config import Endpoint, HostConfig, RegistryConfig, is_loopback, normalize_host
     from ._dockerconfig import DockerConfigCredentials, StaticCredentials, docker_config_path
+    from ._proxy import ProxyRouter
+    from ._proxyenv import ProxyConfig
     from ._reference import DOCKER_HUB, InvalidReferenceError, Reference
     from ._retry import RegistryStatistics, RetryPolicy, TransientRegistryError
     from ._tagcheck import TagCheck, tag_check, tag_unchanged
@@ -60,6 +62,8 @@ _LAZY = {
     "DockerConfigCredentials": "._dockerconfig",
     "StaticCredentials": "._dockerconfig",
     "docker_config_path": "._dockerconfig",
+    "ProxyRouter": "._proxy",
+    "ProxyConfig": "._proxyenv",
 }
 
 
@@ -82,6 +86,8 @@ __all__ = [
     "FileSink",
     "HostConfig",
     "InvalidReferenceError",
+    "ProxyConfig",
+    "ProxyRouter",
     "PushOutcome",
     "Reference",
     "RegistryClient",

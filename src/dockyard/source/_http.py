@@ -422,10 +422,22 @@ class HttpSource:
     def _http(self) -> httpx.AsyncClient:
         import httpx
 
+        from dockyard.registry import ProxyConfig
+
         if self._tls is None:
             self._tls = ssl.create_default_context()  # the system's trust store
         limits = self.limits
+        # the environment's proxies by the registry client's rule (Go's, as BuildKit's
+        # http source: loopback never proxied, NO_PROXY with CIDRs), not httpx's own
+        transport: httpx.AsyncBaseTransport | None = None
+        proxies = ProxyConfig.from_environment()
+        if proxies:
+            from dockyard.registry import ProxyRouter
+
+            transport = ProxyRouter(httpx.AsyncHTTPTransport(verify=self._tls), proxies, self._tls)
         return httpx.AsyncClient(
+            transport=transport,
+            trust_env=False,
             follow_redirects=True,
             max_redirects=limits.max_redirects,
             timeout=httpx.Timeout(

@@ -8,12 +8,16 @@ dropped (closed before any answer), a delay between chunks (a slow body). Every
 request is logged (:attr:`HttpTestServer.requests`) with its headers, the status sent
 and how many body bytes went out, so tests can assert "nothing was downloaded".
 
+:class:`ForwardProxy` is a forward HTTP proxy for made-up host names standing for
+``127.0.0.1`` (what an ``HTTP_PROXY`` test needs: only the proxy reaches them).
+
 Tests only; nothing in ``src`` may import this module.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import socket
 import sys
 import threading
@@ -24,7 +28,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["HttpTestServer", "LoggedRequest", "QuietHTTPServer", "Resource", "http_date"]
+__all__ = [
+    "ForwardProxy",
+    "HttpTestServer",
+    "LoggedRequest",
+    "QuietHTTPServer",
+    "Resource",
+    "http_date",
+]
 
 
 def http_date(timestamp: float) -> str:
@@ -257,6 +268,88 @@ class HttpTestServer:
     def __enter__(self) -> HttpTestServer:
         self.start()
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class ForwardProxy:
+    """A forward HTTP proxy on loopback for tests: answers absolute-form ``http://``
+    requests by forwarding them to ``127.0.0.1`` when their host is one of ``names`` (made
+    up names only the proxy can reach: nothing resolves them), 502 otherwise; ``heads``
+    answers ``HEAD`` requests of those paths itself (status and headers). ``seen`` lists
+    ``(method, absolute URL)`` of every request."""
+
+    names: tuple[str, ...] = ()
+    heads: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
+    seen: list[tuple[str, str]] = field(default_factory=list)  # (method, absolute URL)
+    port: int = 0
+    _server: QuietHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ForwardProxy:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                owner.seen.append((self.command, self.path))
+                target = urlsplit(self.path)
+                if target.scheme != "http" or target.hostname not in owner.names:
+                    self.send_error(502)
+                    return
+                if self.command == "HEAD" and target.path in owner.heads:
+                    status, headers = owner.heads[target.path]
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection("127.0.0.1", target.port or 80)
+                path = target.path + (f"?{target.query}" if target.query else "")
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+                upstream.request(self.command, path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        server = QuietHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self.port = int(server.server_address[1])
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> ForwardProxy:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -5,12 +5,7 @@ reaches (it stands for 127.0.0.1 there; nothing here resolves the name)."""
 
 from __future__ import annotations
 
-import http.client
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,7 +13,7 @@ import pytest
 from dockyard.registry import BytesSink, HostConfig, RegistryClient, RegistryConfig, _direct
 from dockyard.registry._proxyenv import ProxyConfig
 from dockyard.registry._tagcheck import TagCheck, tag_unchanged
-from dockyard.testing.httpserver import QuietHTTPServer
+from dockyard.testing.httpserver import ForwardProxy
 
 from .blobserver import BlobServer
 from .test_direct import FAST, blob, descriptor
@@ -74,86 +69,10 @@ def test_no_proxy_set_reads_nothing_more() -> None:
     assert config.proxy_for("https", "r.example.com", None) is None
 
 
-@dataclass
-class ForwardProxy:
-    """A forward HTTP proxy on loopback: answers absolute-form requests by forwarding
-    them, with ``registry.test`` standing for ``127.0.0.1``; ``heads`` answers ``HEAD``
-    requests of those paths itself (status and headers)."""
-
-    heads: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
-    seen: list[tuple[str, str]] = field(default_factory=list)  # (method, absolute URL)
-    port: int = 0
-    _server: QuietHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ForwardProxy:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def _forward(self) -> None:
-                owner.seen.append((self.command, self.path))
-                target = urlsplit(self.path)
-                if target.scheme != "http" or target.hostname != NAME:
-                    self.send_error(502)
-                    return
-                if self.command == "HEAD" and target.path in owner.heads:
-                    status, headers = owner.heads[target.path]
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                upstream = http.client.HTTPConnection("127.0.0.1", target.port or 80)
-                path = target.path + (f"?{target.query}" if target.query else "")
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
-                upstream.request(self.command, path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("transfer-encoding", "content-length", "connection"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                upstream.close()
-
-            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-        server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.port = int(server.server_address[1])
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-
 @pytest.fixture
 def proxy() -> Iterator[ForwardProxy]:
-    running = ForwardProxy().start()
-    try:
+    with ForwardProxy(names=(NAME,)) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def proxied_client(server: BlobServer) -> RegistryClient:

@@ -27,7 +27,7 @@ from dockyard.snapshot.mount import mountpoints_under
 from dockyard.solver import JobValue, Vertex, VertexContext
 from dockyard.source import DownloadedFile, HttpLimits, HttpSource, HttpSpec
 from dockyard.source._http import safe_filename
-from dockyard.testing.httpserver import HttpTestServer, http_date
+from dockyard.testing.httpserver import ForwardProxy, HttpTestServer, http_date
 
 BODY = b"hello, world\n"
 SHA = Digest.from_hex(hashlib.sha256(BODY).hexdigest())
@@ -421,3 +421,20 @@ async def test_credentials_do_not_follow_a_redirect_to_another_origin(
         await ref.release()
         assert server.requests_for("r")[0].headers["authorization"] == "Bearer t0k"
         assert "authorization" not in elsewhere.requests_for("file.txt")[0].headers
+
+
+async def test_the_environments_proxy_is_used_by_the_registry_clients_rule(
+    source: HttpSource, server: HttpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.add("dl/tool.sh", BODY)
+    with ForwardProxy(names=("files.test",)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        url = server.url("dl/tool.sh").replace("127.0.0.1", "files.test")
+        _, ref = await source.fetch(HttpSpec.create(url))
+        assert (await files(ref))["tool.sh"][0] == BODY
+        assert proxy.seen == [("GET", url)]
+        # a loopback address never goes through the proxy (httpx's own reading would)
+        server.add("direct", BODY)
+        _, ref = await source.fetch(HttpSpec.create(server.url("direct")))
+        assert (await files(ref))["direct"][0] == BODY
+        assert len(proxy.seen) == 1

@@ -34,11 +34,6 @@ _FORMAT = 1
 _MAX_FILES = 256  # hint files kept; the oldest go first
 
 
-def _hints_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "dockyard" / HINTS_DIR
-
-
 class WalkHints:
     """The hints of one build's context directory and Dockerfile (see the module
     docstring): :attr:`requests` as loaded, :meth:`save` the requests of this build."""
@@ -63,7 +58,9 @@ class WalkHints:
                 "utf-8", "surrogateescape"
             )
         ).hexdigest()
-        path = _hints_dir() / f"{key[:32]}.json"
+        from ._memo import user_cache_dir
+
+        path = user_cache_dir(HINTS_DIR) / f"{key[:32]}.json"
         return cls(path, _read(path))
 
     def save(self, requests: Sequence[SyncRequest]) -> None:
@@ -96,7 +93,9 @@ class WalkHints:
             tmp.write_text(data, encoding="utf-8")
             os.replace(tmp, self.path)
             if not self.requests and not fresh:
-                _trim(self.path.parent)
+                from ._memo import keep_newest
+
+                keep_newest(self.path.parent, (".json",), _MAX_FILES)
         except OSError:
             tmp.unlink(missing_ok=True)
         self.requests = tuple(unique)
@@ -129,14 +128,3 @@ def _read(path: Path) -> tuple[SyncRequest, ...]:
         return tuple(out)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
         return ()
-
-
-def _trim(directory: Path) -> None:
-    """Keep the newest :data:`_MAX_FILES` hint files."""
-    try:
-        files = [(p.stat().st_mtime_ns, p) for p in directory.glob("*.json")]
-    except OSError:
-        return
-    files.sort(reverse=True)
-    for _, old in files[_MAX_FILES:]:
-        old.unlink(missing_ok=True)

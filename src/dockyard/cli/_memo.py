@@ -365,10 +365,15 @@ def _token_from_files(socket_path: str) -> str | None:
     return state_token(version, identity, generation)
 
 
+def user_cache_dir(name: str) -> Path:
+    """``$XDG_CACHE_HOME/dockyard/<name>`` (default ``~/.cache``): this user's files."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "dockyard" / name
+
+
 def _client_memo_dir() -> Path:
     """Where this user keeps memories of builds on daemons."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "dockyard" / MEMO_DIR
+    return user_cache_dir(MEMO_DIR)
 
 
 # -- the key ---------------------------------------------------------------------------
@@ -598,12 +603,21 @@ def _restamped(metadata_json: str) -> str:
 def _trim(directory: Path) -> None:
     """Keep the :data:`KEEP` most recently written memories (and as many lists of
     recently changed files)."""
-    for suffix in (".memo", ".hot"):
-        entries = [e for e in os.scandir(directory) if e.name.endswith(suffix)]
-        if len(entries) <= KEEP:
-            continue
-        entries.sort(key=lambda e: e.stat().st_mtime_ns)
-        for entry in entries[: len(entries) - KEEP]:
+    keep_newest(directory, (".memo", ".hot"), KEEP)
+
+
+def keep_newest(directory: Path, suffixes: tuple[str, ...], keep: int) -> None:
+    """Remove all but the ``keep`` most recently written files of each suffix in
+    ``directory`` (best effort)."""
+    for suffix in suffixes:
+        try:
+            entries = [e for e in os.scandir(directory) if e.name.endswith(suffix)]
+            if len(entries) <= keep:
+                continue
+            entries.sort(key=lambda e: e.stat().st_mtime_ns)
+        except OSError:
+            return
+        for entry in entries[: len(entries) - keep]:
             try:
                 os.unlink(entry.path)
             except FileNotFoundError:

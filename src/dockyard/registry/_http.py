@@ -305,12 +305,7 @@ class HttpSession:
 
         if self._closed:
             raise RegistryError("the registry client is closed")
-        key: tuple[Any, ...] = (
-            verify,
-            settings.ca_files,
-            settings.client_cert,
-            settings.client_key,
-        )
+        key = _tls_key(settings, verify)
         found = self._clients.get(key)
         if found is not None:
             return found
@@ -598,14 +593,7 @@ class HttpSession:
         pool = self._direct_pool
         state = await self.ready(endpoint)
         client = self._endpoint_client(endpoint)
-        context = self._contexts.get(
-            (
-                endpoint.verify,
-                endpoint.settings.ca_files,
-                endpoint.settings.client_cert,
-                endpoint.settings.client_key,
-            )
-        )
+        context = self._contexts.get(_tls_key(endpoint.settings, endpoint.verify))
         url = httpx.URL(endpoint.url(state.scheme, target))
         if context is None or proxied(client, url):
             return None
@@ -867,3 +855,9 @@ def _with_auth(headers: Mapping[str, str] | None, authorization: str | None) -> 
     if authorization:
         out["Authorization"] = authorization
     return out
+
+
+def _tls_key(settings: HostConfig, verify: bool) -> tuple[Any, ...]:
+    """What tells the TLS settings of two hosts apart (one httpx client and SSL context
+    each)."""
+    return (verify, settings.ca_files, settings.client_cert, settings.client_key)

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .httpserver import QuietHTTPServer
+from .httpserver import QuietHTTPServer, Serving
 
 __all__ = [
     "GitDaemon",
@@ -439,8 +439,7 @@ class GitHttpServer:
 
     def __init__(self, root: Path, *, auth: str | None = None) -> None:
         self._state = _HttpState(root=root, auth=auth)
-        self._server: QuietHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: Serving | None = None
         self.port = 0
 
     @property
@@ -454,23 +453,14 @@ class GitHttpServer:
 
     def start(self) -> None:
         server = QuietHTTPServer(("127.0.0.1", 0), _GitHandler)
-        server.daemon_threads = True
         server.state = self._state  # type: ignore[attr-defined]
-        self._server = server
-        self.port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._serving = Serving(server)
+        self.port = self._serving.port
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
 
     def __enter__(self) -> GitHttpServer:
         self.start()

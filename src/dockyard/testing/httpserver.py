@@ -34,6 +34,7 @@ __all__ = [
     "LoggedRequest",
     "QuietHTTPServer",
     "Resource",
+    "Serving",
     "http_date",
 ]
 
@@ -212,14 +213,32 @@ class QuietHTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+class Serving:
+    """``server`` served by a daemon thread (one more per request) from now until
+    :meth:`stop`, which shuts it down, closes it and joins the thread."""
+
+    def __init__(self, server: QuietHTTPServer) -> None:
+        server.daemon_threads = True
+        self.server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
 class HttpTestServer:
     """The server (see the module docstring); a context manager, or :meth:`start` and
     :meth:`stop`."""
 
     def __init__(self) -> None:
         self._state = _State()
-        self._server: QuietHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: Serving | None = None
         self.port = 0
 
     def url(self, path: str, *, userinfo: str = "") -> str:
@@ -247,23 +266,14 @@ class HttpTestServer:
 
     def start(self) -> None:
         server = QuietHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
         server.state = self._state  # type: ignore[attr-defined]
-        self._server = server
-        self.port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._serving = Serving(server)
+        self.port = self._serving.port
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
 
     def __enter__(self) -> HttpTestServer:
         self.start()
@@ -285,7 +295,7 @@ class ForwardProxy:
     heads: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
     seen: list[tuple[str, str]] = field(default_factory=list)  # (method, absolute URL)
     port: int = 0
-    _server: QuietHTTPServer | None = None
+    _serving: Serving | None = None
 
     @property
     def url(self) -> str:
@@ -334,19 +344,14 @@ class ForwardProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
-        server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.port = int(server.server_address[1])
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._serving = Serving(QuietHTTPServer(("127.0.0.1", 0), Handler))
+        self.port = self._serving.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
 
     def __enter__(self) -> ForwardProxy:
         return self.start()

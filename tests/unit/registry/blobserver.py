@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from dockyard.core import Digest
-from dockyard.testing.httpserver import QuietHTTPServer
+from dockyard.testing.httpserver import QuietHTTPServer, Serving
 
 BLOB = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
 
@@ -68,8 +68,7 @@ class BlobServer:
     tokens_issued: int = 0
     disconnected: threading.Event = field(default_factory=threading.Event)
     port: int = 0
-    _server: QuietHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _serving: Serving | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- content --------------------------------------------------------------------
@@ -98,27 +97,18 @@ class BlobServer:
             server_owner = owner
 
         server = QuietHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
         if self.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
             server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self.port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._serving = Serving(server)
+        self.port = self._serving.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
 
     # -- knobs, taken under the lock ------------------------------------------------
     def _take(self, name: str) -> bool:

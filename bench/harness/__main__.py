@@ -51,6 +51,13 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _settle() -> None:
+    """Write back what earlier work left dirty (untimed), so that no builder's timed run
+    pays for the page cache another builder — or its own untimed preparation — filled:
+    a pull or an export leaves ~100 MB to write, a reset frees thousands of inodes."""
+    os.sync()
+
+
 def _profile_run(
     scenario: Scenario, builder: Builder, index: int, stem: Path, log: Log
 ) -> list[Path]:
@@ -59,6 +66,7 @@ def _profile_run(
     of the daemon. Returns the text reports."""
     out = []
     scenario.prepare(builder, index)
+    _settle()
     session = stem.with_name(stem.name + "-client.pyisession")
     builder.profile_to = session
     try:
@@ -77,6 +85,7 @@ def _profile_run(
         summary.write_text(summarize_pyinstrument(tree))
         out += [text, summary]
     scenario.prepare(builder, index + 1)
+    _settle()
     if isinstance(builder, DockyardDaemon):
         raw = stem.with_name(stem.name + "-daemon.collapsed")
         builder.start_spy(raw)
@@ -133,6 +142,7 @@ def run_scenario(
                 continue
             try:
                 scenario.prepare(b, i)
+                _settle()
                 elapsed = scenario.timed(b, i)
                 scenario.finish(b, i)
             except BenchError as exc:

@@ -318,7 +318,11 @@ class Engine:
         )
         result = await self._frontend(request, session, reporter, resolver)
         if result is not None and result.definition is None:
-            return SolveResponse(warnings=result.warnings, built=False)
+            # nothing to build (a check or a subrequest): the frontend's metadata
+            # (``result.json`` ...) is the response, as BuildKit's
+            return SolveResponse(
+                exporter_response=dict(result.metadata), warnings=result.warnings, built=False
+            )
         definition = request.definition if result is None else result.definition
         assert definition is not None
         caches = CacheExports(

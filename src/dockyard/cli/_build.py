@@ -2,15 +2,20 @@
 engine embedded in this process or on a ``dockyardd`` daemon (``--addr``,
 ``$DOCKYARD_HOST``, or a daemon listening on the default socket).
 
-Exit codes: 0 built (or checked without warnings), 1 the build failed (or ``--check``
-found warnings), 2 a usage error.
+``--call=outline|targets`` builds nothing: it prints what the Dockerfile frontend
+answers (buildx's build subrequests), as text tables or, with ``format=json``, BuildKit's
+JSON document, on stdout.
+
+Exit codes: 0 built (or checked without warnings, or a subrequest answered), 1 the build
+failed (or ``--check`` found warnings), 2 a usage error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -19,12 +24,12 @@ from ._common import engine_client, engine_options, key_values, report_error, wr
 if TYPE_CHECKING:
     from dockyard.cli._hints import WalkHints
     from dockyard.cli._memo import Memo
-    from dockyard.client import BuildOptions, BuildResult, Client
+    from dockyard.client import BuildOptions, BuildResult, Client, Subrequest
     from dockyard.core import Reporter
     from dockyard.exporter import ExportOptions
     from dockyard.session import SecretSource, SshSpec
 
-__all__ = ["build"]
+__all__ = ["CallSpec", "build"]
 
 _NO_OUTPUT = (
     "WARNING: No output specified: the build result will only remain in the build cache "
@@ -143,7 +148,15 @@ _NO_OUTPUT = (
     help="Grant an entitlement the build asks for (repeatable).",
 )
 @click.option("--pull", is_flag=True, help="Always look base images up in their registry.")
-@click.option("--check", is_flag=True, help="Run the build checks only; build nothing.")
+@click.option(
+    "--check", is_flag=True, help="Run the build checks only; build nothing (--call=check)."
+)
+@click.option(
+    "--call",
+    metavar="build|check|outline|targets[,format=text|json]",
+    help="What to do: build (default), check, or print the outline of the target or "
+    "the targets of the Dockerfile (format=json: as JSON) and build nothing.",
+)
 @click.option(
     "-q", "--quiet", is_flag=True, help="Show no progress; print the image ID on success."
 )
@@ -180,6 +193,7 @@ def build(
     allow: tuple[str, ...],
     pull: bool,
     check: bool,
+    call: str | None,
     quiet: bool,
     addr: str | None,
     state_dir: str | None,
@@ -191,10 +205,18 @@ def build(
     from dockyard.core import DockyardError, UsageError
 
     quiet = quiet or progress == "quiet"  # buildx: quiet prints the image ID on success
+    try:
+        spec = CallSpec.parse(call, check=check)
+    except DockyardError as exc:
+        return report_error(exc)
     from dockyard.cli import _memo
 
     # a build that changed nothing last time, asked again on the same inputs: replayed
-    memo = _memo.prepare(ctx.params, addr=addr or ctx.meta.get("dockyard.addr"))
+    memo = (
+        _memo.prepare(ctx.params, addr=addr or ctx.meta.get("dockyard.addr"))
+        if spec.name == "build"
+        else None
+    )
     if memo is not None:
         code = memo.replay(
             progress="quiet" if quiet else progress,
@@ -226,7 +248,8 @@ def build(
             network=network,
             allow=allow,
             pull=pull,
-            check=check,
+            check=spec.name == "check",
+            subrequest=spec.subrequest,
         )
         if quiet and _writes_stdout(options):
             raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
@@ -253,6 +276,7 @@ def build(
         metadata_file=metadata_file,
         memo=memo,
         hints=hints,
+        call_format=spec.format,
     )
 
 
@@ -282,6 +306,7 @@ def build_options(
     allow: tuple[str, ...] = (),
     pull: bool = False,
     check: bool = False,
+    subrequest: Subrequest | None = None,
 ) -> BuildOptions:
     """The flags of ``dockyard build`` parsed into :class:`~dockyard.client.BuildOptions`
     (a :class:`~dockyard.core.UsageError` naming the flag for a bad value)."""
@@ -340,8 +365,62 @@ def build_options(
         allow=frozenset(allow),
         pull=pull,
         check=check,
+        subrequest=subrequest,
         stdin=stdin,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSpec:
+    """``--call=NAME[,format=text|json]`` (buildx's build subrequests): ``build`` (the
+    default), ``check`` (``--check``), ``outline`` or ``targets``; ``format`` is how an
+    outline or the targets print."""
+
+    name: Literal["build", "check", "outline", "targets"] = "build"
+    format: Literal["text", "json"] = "text"
+
+    @property
+    def subrequest(self) -> Subrequest | None:
+        """The frontend request of ``outline`` and ``targets``."""
+        if self.name == "outline" or self.name == "targets":
+            return self.name
+        return None
+
+    @classmethod
+    def parse(cls, text: str | None, *, check: bool = False) -> CallSpec:
+        """``--call``'s value (``None``: not given) and ``--check``; a
+        :class:`~dockyard.core.UsageError` naming the flag for a bad one."""
+        from dockyard.core import UsageError
+
+        if text is None:
+            return cls(name="check") if check else cls()
+        name = ""
+        format = ""
+        for item in (f.strip() for f in text.split(",")):
+            key, sep, value = item.partition("=")
+            if not sep and not name:
+                name = item.lower()
+            elif sep and key.strip().lower() == "format" and not format:
+                format = value.strip().lower()
+            else:
+                raise UsageError(
+                    f"--call {text}: unexpected {item!r} (expected NAME[,format=text|json])"
+                )
+        if name not in ("build", "check", "outline", "targets"):
+            raise UsageError(
+                f"--call {text}: unknown function {name!r} "
+                "(expected build, check, outline or targets)"
+            )
+        if format not in ("", "text", "json"):
+            raise UsageError(f"--call {text}: unknown format {format!r} (expected text or json)")
+        if format == "json" and name in ("build", "check"):
+            raise UsageError(f"--call {text}: format=json is for outline and targets")
+        if check and name != "check":
+            raise UsageError(f"--check is --call=check: it cannot go with --call={name}")
+        return cls(
+            name=name,  # type: ignore[arg-type]  # checked above
+            format="json" if format == "json" else "text",
+        )
 
 
 # The exporter's and the session's parsers load only for the flags that need them.
@@ -392,10 +471,12 @@ def run_build(
     metadata_file: str | None = None,
     memo: Memo | None = None,
     hints: WalkHints | None = None,
+    call_format: Literal["text", "json"] = "text",
 ) -> int:
     """Build, show progress, write ``--iidfile``/``--metadata-file``, report; the exit
     code. With a ``memo``, a build the engine finds replayable is remembered in it;
-    ``hints`` keep the sync requests of a build that ran for the next one."""
+    ``hints`` keep the sync requests of a build that ran for the next one. A
+    subrequest's answer is printed on stdout in ``call_format``."""
     import asyncio
 
     from dockyard.cli.progress import make_renderer
@@ -420,6 +501,8 @@ def run_build(
         return report_error(exc)
     if options.check:
         return _check_summary(result)
+    if options.subrequest is not None:
+        return _print_answer(result, options.subrequest, call_format)
     lines = describe(result, client) if not quiet or result.replayable else []
     if memo is not None:
         memo.save(result, events.events, lines)
@@ -450,6 +533,21 @@ def _check_summary(result: BuildResult) -> int:
     noun = "warning has" if count == 1 else "warnings have"
     click.echo(f"Check complete, {count} {noun} been found!", err=True)
     return 1
+
+
+def _print_answer(
+    result: BuildResult, subrequest: Subrequest, call_format: Literal["text", "json"]
+) -> int:
+    from dockyard.core import FrontendError
+
+    output = result.call_output(call_format)
+    if output is None:
+        return report_error(FrontendError(f"the frontend did not answer the {subrequest} request"))
+    if call_format == "json":
+        click.echo(output)  # buildx: the document and a newline
+    else:
+        click.echo(output, nl=False)
+    return 0
 
 
 def describe(result: BuildResult, client: Client) -> list[str]:

@@ -39,7 +39,7 @@ from ._address import (
     select_address,
 )
 from ._client import Client
-from ._options import BuildOptions, CacheSpec, NetworkName
+from ._options import BuildOptions, CacheSpec, NetworkName, Subrequest
 from ._result import BuildResult, ServerInfo, Transfer
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ __all__ = [
     "ClientTls",
     "NetworkName",
     "ServerInfo",
+    "Subrequest",
     "Transfer",
     "check_address",
     "daemon_listening",

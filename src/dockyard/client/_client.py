@@ -174,7 +174,7 @@ class Client:
             context = await prepare_context(options, scratch, fetch)
             loader: _DockerLoad | None = None
             targets = {}
-            if options.load and not options.check:
+            if options.load and options.builds:
                 loader = await _DockerLoad.start()
                 stack.push_async_callback(loader.abort)
                 from dockyard.session import FileTarget
@@ -190,7 +190,7 @@ class Client:
             )
             outcome = await self._backend.run(job, watcher)
             loaded = await loader.finish() if loader is not None else ""
-        return _result(job, outcome, watcher, built=not options.check, loaded=loaded)
+        return _result(job, outcome, watcher, built=options.builds, loaded=loaded)
 
     async def solve(
         self,

@@ -186,13 +186,14 @@ def dockerfile_job(
         platform=options.platform,
         named_contexts=named,
         check=options.check,
+        subrequest=options.subrequest,
         no_cache=options.no_cache,
         no_cache_stages=frozenset(options.no_cache_filter),
         pull=options.pull,
         network=NetworkMode(options.network),
     )
     exports: tuple[ExportOptions, ...] = ()
-    if not options.check:
+    if options.builds:
         exports = exports_of(options, load=options.load)
     return Job(
         name=f"build {context.description}",

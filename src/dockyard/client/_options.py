@@ -15,9 +15,12 @@ if TYPE_CHECKING:
     from dockyard.exporter import ExportOptions
     from dockyard.session import SecretSource, SshSpec, SyncRequest
 
-__all__ = ["BuildOptions", "CacheSpec", "NetworkName"]
+__all__ = ["BuildOptions", "CacheSpec", "NetworkName", "Subrequest"]
 
 NetworkName = Literal["default", "none", "host"]
+#: What a build may ask its frontend instead of building (``--call=outline|targets``).
+Subrequest = Literal["outline", "targets"]
+_SUBREQUESTS = ("outline", "targets")
 _NETWORKS = ("default", "none", "host")
 _ENTITLEMENTS = ("network.host", "security.insecure")
 
@@ -97,6 +100,9 @@ class BuildOptions:
     network of ``RUN`` steps (``host`` also asks for the ``network.host``
     entitlement). ``allow``: entitlements the build asks for. ``no_cache_filter``:
     stages built without the cache. ``check``: run the build checks only.
+    ``subrequest``: build nothing, ask the frontend for the ``outline`` of the target
+    or its ``targets`` (the answer is in :meth:`BuildResult.call_output
+    <dockyard.client.BuildResult.call_output>`).
     ``prefetch``: file sync requests (by session directory name: ``context``,
     ``dockerfile``, ``named:NAME``) the engine is likely to make — those of the last
     build, :attr:`BuildResult.synced <dockyard.client.BuildResult.synced>` — walked as
@@ -125,6 +131,7 @@ class BuildOptions:
     allow: frozenset[str] = frozenset()
     pull: bool = False
     check: bool = False
+    subrequest: Subrequest | None = None
     stdin: IO[bytes] | None = None
     prefetch: tuple[SyncRequest, ...] = ()
 
@@ -146,6 +153,12 @@ class BuildOptions:
             raise UsageError(
                 f"unknown entitlement {unknown[0]!r} (expected {' or '.join(_ENTITLEMENTS)})"
             )
+        if self.subrequest is not None and self.subrequest not in _SUBREQUESTS:
+            raise UsageError(
+                f"unknown subrequest {self.subrequest!r} (expected outline or targets)"
+            )
+        if self.subrequest is not None and self.check:
+            raise UsageError("a build runs its checks or a subrequest, not both")
         if self.context == "-" and self.dockerfile == "-":
             raise UsageError("the context and the Dockerfile cannot both be read from stdin")
         for spec in self.cache_from:
@@ -157,6 +170,11 @@ class BuildOptions:
         for name in self.build_contexts:
             if not name or name in ("context", "dockerfile"):
                 raise UsageError(f"invalid build context name {name!r}")
+
+    @property
+    def builds(self) -> bool:
+        """Whether anything is built and exported (not a check, not a subrequest)."""
+        return not self.check and self.subrequest is None
 
     @property
     def entitlements(self) -> frozenset[str]:

@@ -79,6 +79,14 @@ class BuildResult:
         value = self.metadata.get("image.name")
         return tuple(n for n in str(value).split(",") if n) if value else ()
 
+    def call_output(self, format: Literal["text", "json"] = "text") -> str | None:
+        """A subrequest's answer (:attr:`BuildOptions.subrequest
+        <dockyard.client.BuildOptions.subrequest>`) as buildx prints it: the frontend's
+        ``result.txt``, or its ``result.json`` document (no final newline); ``None``
+        when the build answered none."""
+        value = self.metadata.get("result.json" if format == "json" else "result.txt")
+        return value if isinstance(value, str) else None
+
     def metadata_json(self) -> str:
         """The ``--metadata-file`` document."""
         return json.dumps(dict(self.metadata), indent=2, sort_keys=True) + "\n"

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["decode_exporter_response", "dockerfile_attrs", "remote_exports"]
 
+_RESULT_PREFIX = "result."
+
 
 def dockerfile_attrs(options: DockerfileOptions) -> dict[str, str]:
     """``options`` as ``dockerfile.v0`` frontend attributes (BuildKit's keys)."""
@@ -40,6 +42,8 @@ def dockerfile_attrs(options: DockerfileOptions) -> dict[str, str]:
         out["platform"] = str(options.platform)
     if options.check:
         out["requestid"] = "frontend.lint"
+    elif options.subrequest is not None:
+        out["requestid"] = f"frontend.{options.subrequest}"
     if options.no_cache:
         out["no-cache"] = ""
     elif options.no_cache_stages:
@@ -99,10 +103,12 @@ def remote_exports(
 
 def decode_exporter_response(response: Mapping[str, str]) -> dict[str, Any]:
     """The daemon's string map back into the exporters' metadata: values that were not
-    strings travel as JSON (objects and lists), and are decoded again."""
+    strings travel as JSON (objects and lists), and are decoded again — except a
+    subrequest's answer (``result.json`` ...), a document kept as the frontend wrote
+    it."""
     out: dict[str, Any] = {}
     for key, value in response.items():
-        if value[:1] in ("{", "["):
+        if value[:1] in ("{", "[") and not key.startswith(_RESULT_PREFIX):
             try:
                 out[key] = json.loads(value)
                 continue

@@ -12,7 +12,9 @@ Stages, each usable and tested on its own:
 5. :func:`load_dockerignore` — the ``.dockerignore`` that applies, as patterns;
 6. :func:`convert` — LLB (an :class:`~dockyard.llb.State`) and image config for a target,
    given :class:`ConvertOptions` and an :class:`ImageMetaResolver` for base images
-   (pure: named build contexts arrive as :class:`NamedContext` values).
+   (pure: named build contexts arrive as :class:`NamedContext` values);
+7. :func:`list_targets` / :func:`outline_target` — the ``frontend.targets`` and
+   ``frontend.outline`` subrequests (``--call=targets|outline``), from the parse alone.
 Errors are :class:`dockyard.core.FrontendError` located at ``Dockerfile:LINE``.
 """
 
@@ -89,6 +91,16 @@ if TYPE_CHECKING:
     from ._parser import Ast, Heredoc, Node, ParseWarning, chomp_heredoc, parse_ast, parse_heredoc
     from ._rules import PLATFORM_ARGS, RULES, Linter, LintReport, Rule
     from ._shell import ExpansionResult, ShellLex, expand_word, expand_words
+    from ._subrequests import (
+        SUBREQUEST_VERSION,
+        Outline,
+        OutlineArg,
+        OutlineMount,
+        Target,
+        TargetList,
+        list_targets,
+        outline_target,
+    )
     from ._values import BadValue, parse_checksum, parse_duration, parse_ports, parse_signal
 
 # Each name loads with the module that defines it, on first use: naming a value (the
@@ -172,6 +184,14 @@ _LAZY = {
     "ShellLex": "._shell",
     "expand_word": "._shell",
     "expand_words": "._shell",
+    "SUBREQUEST_VERSION": "._subrequests",
+    "Outline": "._subrequests",
+    "OutlineArg": "._subrequests",
+    "OutlineMount": "._subrequests",
+    "Target": "._subrequests",
+    "TargetList": "._subrequests",
+    "list_targets": "._subrequests",
+    "outline_target": "._subrequests",
     "BadValue": "._values",
     "parse_checksum": "._values",
     "parse_duration": "._values",
@@ -188,6 +208,7 @@ __all__ = [
     "INSTRUCTIONS",
     "PLATFORM_ARGS",
     "RULES",
+    "SUBREQUEST_VERSION",
     "AddInstruction",
     "ArgDef",
     "ArgInstruction",
@@ -228,6 +249,9 @@ __all__ = [
     "NetworkMode",
     "Node",
     "OnbuildInstruction",
+    "Outline",
+    "OutlineArg",
+    "OutlineMount",
     "ParseWarning",
     "ResolvedImage",
     "Rule",
@@ -239,6 +263,8 @@ __all__ = [
     "Stage",
     "StageResult",
     "StopsignalInstruction",
+    "Target",
+    "TargetList",
     "UnresolvedImages",
     "UserInstruction",
     "VolumeInstruction",
@@ -251,8 +277,10 @@ __all__ = [
     "expand_words",
     "find_directive",
     "lint",
+    "list_targets",
     "load_dockerignore",
     "load_named_context",
+    "outline_target",
     "parse_ast",
     "parse_checksum",
     "parse_chmod",

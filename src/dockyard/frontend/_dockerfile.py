@@ -11,6 +11,12 @@ or http(s) URL, or ``local:DIR`` — a directory the client serves as ``DIR`` (i
 
 Build checks run on every build; their warnings go to the reporter. In ``check`` mode
 only the checks run: nothing is converted or built, the result has no definition.
+
+A ``subrequest`` (BuildKit's ``requestid`` ``frontend.targets`` or ``frontend.outline``,
+what ``--call=targets|outline`` asks) answers from the parsed Dockerfile alone: no
+definition, and the answer in the result's metadata as BuildKit puts it —
+``result.json`` (the JSON document), ``result.txt`` (the text buildx prints) and
+``version``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from dockyard.core import (
     BuildWarning,
@@ -42,7 +48,15 @@ if TYPE_CHECKING:
 # client makes (imports inside the functions below).
 __all__ = ["DockerfileFrontend", "DockerfileOptions"]
 
+Subrequest = Literal["outline", "targets"]
+
 _CHECK_ARG = "BUILDKIT_DOCKERFILE_CHECK"
+_LINT_REQUEST = "frontend.lint"
+#: The subrequests this frontend answers, by their BuildKit ``requestid``.
+_SUBREQUESTS: dict[str, Subrequest] = {
+    "frontend.outline": "outline",
+    "frontend.targets": "targets",
+}
 _LOCAL_PREFIX = "local:"
 
 
@@ -58,7 +72,8 @@ class DockerfileOptions:
     ``dockerfile_dir``; ``context_dir`` names the client directory of the build context.
     ``named_contexts`` map a name to a BuildKit ``context:NAME`` value (see the module
     docstring). ``platform`` is the target platform (``None``: the build platform).
-    ``check``: run the build checks only. ``no_cache`` ignores the cache for every stage,
+    ``check``: run the build checks only. ``subrequest``: answer ``outline`` or
+    ``targets`` instead of building (see the module docstring). ``no_cache`` ignores the cache for every stage,
     ``no_cache_stages`` for the named ones. ``pull``: always resolve base images from
     their registry.
     """
@@ -72,6 +87,7 @@ class DockerfileOptions:
     platform: Platform | None = None
     named_contexts: Mapping[str, str] = field(default_factory=dict)
     check: bool = False
+    subrequest: Subrequest | None = None
     no_cache: bool = False
     no_cache_stages: frozenset[str] = frozenset()
     pull: bool = False
@@ -95,7 +111,9 @@ class DockerfileOptions:
         (empty: every stage; else a comma-separated list), ``image-resolve-mode``
         (``pull``), ``force-network-mode``, ``hostname``, ``add-hosts``
         (``host=ip,...``), ``dockerfilekey``/``contextkey`` (client directory names) and
-        ``requestid=frontend.lint`` (check mode). Unknown keys are ignored."""
+        ``requestid`` (``frontend.lint``: check mode; ``frontend.outline``,
+        ``frontend.targets``: a subrequest; another ``frontend.*`` request is a
+        :class:`~dockyard.core.UsageError`). Unknown keys are ignored."""
         build_args: dict[str, str] = {}
         labels: dict[str, str] = {}
         contexts: dict[str, str] = {}
@@ -117,6 +135,10 @@ class DockerfileOptions:
                 raise UsageError(f"platform {text!r}: {exc}") from exc
         no_cache = "no-cache" in attrs and not attrs["no-cache"].strip()
         stages = frozenset(s.strip() for s in attrs.get("no-cache", "").split(",") if s.strip())
+        request = attrs.get("requestid", "")
+        if request.startswith("frontend.") and request not in (_LINT_REQUEST, *_SUBREQUESTS):
+            known = ", ".join((_LINT_REQUEST, *_SUBREQUESTS))
+            raise UsageError(f"unsupported frontend request {request!r} (supported: {known})")
         mode = attrs.get("image-resolve-mode", "default")
         if mode not in ("default", "pull", "local"):
             raise UsageError(f"image-resolve-mode {mode!r}: expected default, pull or local")
@@ -146,7 +168,8 @@ class DockerfileOptions:
             labels=labels,
             platform=platform,
             named_contexts=contexts,
-            check=attrs.get("requestid") == "frontend.lint",
+            check=request == _LINT_REQUEST,
+            subrequest=_SUBREQUESTS.get(request),
             no_cache=no_cache,
             no_cache_stages=stages,
             pull=mode == "pull",
@@ -172,6 +195,8 @@ class DockerfileFrontend:
         from dockyard.dockerfile import ConvertOptions, convert
 
         dockerfile, ignore = await _load(ctx, options)
+        if options.subrequest is not None:
+            return _subrequest(ctx, dockerfile, options)
         if options.check:
             return _check(ctx, dockerfile, options, ignore)
         resolve_mode = llb.ResolveMode.PULL if options.pull else llb.ResolveMode.DEFAULT
@@ -287,6 +312,34 @@ def _check(
         definition=None,
         warnings=report.warnings,
         metadata=MappingProxyType({"check.warnings": str(len(report.warnings))}),
+    )
+
+
+def _subrequest(
+    ctx: FrontendContext, dockerfile: Dockerfile, options: DockerfileOptions
+) -> FrontendResult:
+    from dockyard.dockerfile import SUBREQUEST_VERSION, list_targets, outline_target
+
+    answer = (
+        list_targets(dockerfile)
+        if options.subrequest == "targets"
+        else outline_target(
+            dockerfile,
+            target=options.target,
+            build_args=options.build_args,
+            build_platform=ctx.build_platform,
+            target_platform=options.platform,
+        )
+    )
+    return FrontendResult(
+        definition=None,
+        metadata=MappingProxyType(
+            {
+                "result.json": answer.to_json(),
+                "result.txt": answer.to_text(),
+                "version": SUBREQUEST_VERSION,
+            }
+        ),
     )
 
 

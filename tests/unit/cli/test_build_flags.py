@@ -67,6 +67,7 @@ def test_defaults(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monkey
         "quiet": False,
         "iidfile": None,
         "metadata_file": None,
+        "call_format": "text",
     }
 
 
@@ -141,6 +142,7 @@ def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monk
         "quiet": False,
         "iidfile": "iid",
         "metadata_file": "meta.json",
+        "call_format": "text",
     }
     # the embedded engine grants what the build asks for, and takes the engine flags
     config = captured.client._backend.config  # type: ignore[attr-defined]

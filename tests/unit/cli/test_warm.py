@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,7 +145,7 @@ def test_a_request_for_another_key_is_refused() -> None:
     with ours, theirs, server.listener:
         _send_request(theirs)
         assert server._serve(ours) is True  # the server goes on; this client runs it
-        assert server.children == set()
+        assert not server.children
 
 
 def test_the_socket_is_named_by_the_key() -> None:
@@ -156,7 +159,7 @@ def test_a_server_whose_code_changed_stops_without_forking() -> None:
     with ours, theirs, server.listener:
         _send_request(theirs)
         assert server._serve(ours) is False  # the server stops; the client runs it
-        assert server.children == set()
+        assert not server.children
 
 
 def test_a_request_is_read_whole() -> None:
@@ -248,3 +251,199 @@ def test_stop_servers_terminates_the_servers_named_by_pid_files(tmp_path: Path) 
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+# -- spares: the server's side, with a stand-in process and channel ------------------------
+
+
+@pytest.fixture
+def stand_in() -> Iterator[int]:
+    """A child process of this test standing in for a spare (the server kills and
+    reaps its spares; a test only checks what reached the channel)."""
+    pid = os.posix_spawn("/bin/sleep", ["sleep", "60"], dict(os.environ))
+    yield pid
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _with_spare(server: _warm._Server, pid: int, *, modules: int | None = None) -> socket.socket:
+    """Give ``server`` a ready spare ``pid``; the spare's end of its channel."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    spare = _warm._Spare(
+        pid=pid, channel=ours, modules=len(sys.modules) if modules is None else modules
+    )
+    spare.ready = True
+    server.spare = spare
+    return theirs
+
+
+def _spare_of(server: _warm._Server) -> _warm._Spare | None:
+    return server.spare  # (read afresh: a call changed it)
+
+
+def _nothing_reached(channel: socket.socket) -> bool:
+    try:
+        channel.recv(1, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    return False  # data, or the end of the spare's channel
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return False
+
+
+def test_a_checked_client_is_handed_to_the_spare_whole(
+    monkeypatch: pytest.MonkeyPatch, stand_in: int
+) -> None:
+    monkeypatch.setattr(_warm, "_threads", lambda: 1)  # pytest's threads are not the server's
+    server = _server(_warm._code_fingerprint())
+    channel = _with_spare(server, stand_in)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, channel, server.listener:
+        _send_request(theirs)
+        assert server._serve(ours) is True
+        assert _spare_of(server) is None  # taken
+        assert stand_in in server.children  # reaped as a child from now on
+        payload, fds = _warm._receive(channel)
+        try:
+            assert payload is not None
+            assert payload.startswith(server.key + b"\0")
+            assert b"build" in payload.split(b"\0")
+            assert len(fds) == 3  # the client's connection, directory and pipe end
+            with socket.socket(fileno=os.dup(fds[0])) as conn:
+                conn.sendall(b"P")  # the spare answers the client itself
+                assert theirs.recv(1) == b"P"
+        finally:
+            for fd in fds:
+                os.close(fd)
+        server.close()
+
+
+def test_a_refused_peer_never_reaches_the_spare(stand_in: int) -> None:
+    server = _server(_warm._code_fingerprint())
+    server.namespaces = (1, 2, 3)  # the client is in other namespaces
+    channel = _with_spare(server, stand_in)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, channel, server.listener:
+        _send_request(theirs)
+        assert server._serve(ours) is True
+        assert _nothing_reached(channel)
+        assert server.spare is not None
+        assert server.spare.pid == stand_in
+        assert _alive(stand_in)
+        server.close()
+        assert not _alive(stand_in)  # a spare never outlives its server
+
+
+@pytest.mark.parametrize("why", ["another key", "code changed"])
+def test_a_request_the_server_refuses_never_reaches_the_spare(stand_in: int, why: str) -> None:
+    server = _server(_warm._code_fingerprint() if why == "another key" else ("old code",))
+    if why == "another key":
+        server.key = b"another interpreter"
+    channel = _with_spare(server, stand_in)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, channel, server.listener:
+        _send_request(theirs)
+        assert server._serve(ours) is (why == "another key")  # a code change stops it
+        assert _nothing_reached(channel)
+        assert not server.children
+        server.close()
+        assert not _alive(stand_in)
+
+
+def test_a_spare_forked_before_modules_were_learned_is_replaced(
+    monkeypatch: pytest.MonkeyPatch, stand_in: int
+) -> None:
+    monkeypatch.setattr(_warm, "_threads", lambda: 1)
+    monkeypatch.setattr(_warm._Server, "_spawn_spare", lambda self: True)
+    server = _server(_warm._code_fingerprint())
+    channel = _with_spare(server, stand_in, modules=len(sys.modules) - 1)
+    with channel, server.listener:
+        assert server._take_spare() is None  # the server forks a child instead
+        assert _spare_of(server) is None
+        assert not _alive(stand_in)  # killed and reaped
+        assert channel.recv(1) == b""  # nothing but the end of its channel
+
+
+def test_learning_modules_replaces_the_spare(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stand_in: int
+) -> None:
+    monkeypatch.setattr(_warm, "_threads", lambda: 1)
+    name = f"learned_mod_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    server = _server(_warm._code_fingerprint())
+    server.learned = str(tmp_path / "server.modules")
+    channel = _with_spare(server, stand_in)
+    ended = os.posix_spawn("/bin/true", ["true"], dict(os.environ))
+    server.children[ended] = -1
+    with channel, server.listener:
+        assert server._reap()  # nothing new learned: the spare stays
+        assert server.spare is not None
+        assert _alive(stand_in)
+        (tmp_path / "server.modules").write_text(f"{name}\n")
+        again = os.posix_spawn("/bin/true", ["true"], dict(os.environ))
+        server.children[again] = -1
+        while server.children:
+            assert server._reap()
+        assert name in sys.modules
+        assert _spare_of(server) is None
+        assert not _alive(stand_in)
+
+
+def test_a_spare_that_died_unready_is_dropped_and_counted(stand_in: int) -> None:
+    server = _server(_warm._code_fingerprint())
+    channel = _with_spare(server, stand_in)
+    assert server.spare is not None
+    server.spare.ready = False
+    with server.listener:
+        channel.close()  # what the kernel does when the spare dies
+        server._spare_reported(server.spare)
+        assert _spare_of(server) is None
+        assert server.spare_failures == 1
+        server.spare_failures = _warm._SPARE_FAILURES
+        assert server._spawn_spare() is True  # no more spares; forks go on
+        assert _spare_of(server) is None
+
+
+def test_a_spare_copies_its_resident_writable_pages(tmp_path: Path) -> None:
+    """_populate_written breaks copy-on-write up front: pages a forked process shares
+    with its parent become its own (checked in a fresh process: pytest has threads)."""
+    import subprocess
+
+    script = (
+        "import os, resource\n"
+        "from dockyard.cli import _warm\n"
+        "heap = [bytearray(4096) for _ in range(2000)]\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    _warm._populate_written()\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    for b in heap:\n"
+        "        b[0] = 1\n"
+        "    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    print(after - before)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    for b in heap:\n"
+        "        b[0] = 1\n"
+        "    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    print(after - before)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    prepared, plain = (int(n) for n in out.stdout.split())
+    assert plain >= 1500  # one copy-on-write fault per page written
+    assert prepared < 100

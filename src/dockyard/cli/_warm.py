@@ -32,6 +32,19 @@ Safety:
   (a child gets its client's whole environment). Modules that keep a thread pool reset it
   in a forked child (``os.register_at_fork``: ``exporter._compress``, ``session._receive``).
 
+**Spares.** A command does not wait for a fork either: while no command runs, the server
+forks a *spare* child, which copies every resident page of its writable mappings
+(``MADV_POPULATE_WRITE``; a command's copy-on-write faults, ~5,500 per one-file rebuild,
+otherwise cost it ~25 ms) and then waits on a socket pair. The server stays the only
+one that accepts and checks clients: only a client that passed every check above, with
+the server's key and unchanged code, is handed over (its connection, directory and
+descriptors by ``SCM_RIGHTS``, its request as sent) and the spare becomes the command as
+a forked child would; otherwise the server forks a child as before. A spare dies with
+its server (``PR_SET_PDEATHSIG``, and the server kills and reaps it when it stops), is
+replaced when the server imported learned modules after forking it, and costs one copy
+of the server's private memory (~45 MB). A spare that dies unready three times ends
+spares for the server's lifetime.
+
 The server remembers which modules its children imported (a file beside the socket) and
 imports them too, so the second command of a kind is fully warm. Importing ``grpc`` is
 safe: its C core initialises (and starts threads) with the first channel, which only a

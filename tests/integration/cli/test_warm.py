@@ -251,6 +251,7 @@ def test_a_client_with_fewer_rights_runs_alone(
     _warm_up(runtime, state, context)
     setpriv = shutil.which("setpriv")
     assert setpriv is not None, "util-linux's setpriv is missing"
+    spare = _ready_spare(runtime)
     result = subprocess.run(
         [setpriv, "--no-new-privs", DOCKYARD, "build", "-q", "--state-dir", str(state), "."],
         cwd=context,
@@ -261,6 +262,162 @@ def test_a_client_with_fewer_rights_runs_alone(
     )
     assert result.returncode == 0, result.stderr
     assert _children_ran(runtime) == ""  # refused: nothing ran in a child
+    assert _waiting_spare(_server_pid(runtime)) == spare  # nor reached the spare
     plain = _dockyard("build", "-q", "--state-dir", str(state), ".", cwd=context)
     assert plain.returncode == 0, plain.stderr
     assert "dockyard." in _children_ran(runtime)
+    assert _ready_spare(runtime, other_than=spare) != spare  # the spare took it
+
+
+# -- spares: a pre-forked child takes the next command ------------------------------------
+
+
+def _server_pid(runtime: Path) -> int:
+    pidfile = next(runtime.glob("warm-*.sock.pid"))
+    return int(pidfile.read_text())
+
+
+def _parent(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _children_of(pid: int) -> list[int]:
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _parent(int(p.name)) == pid
+    ]
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and _parent(pid) != 0
+
+
+def _waiting_spare(server: int) -> int | None:
+    """The server's spare once it is ready: blocked reading its channel."""
+    for child in _children_of(server):
+        try:
+            wchan = Path(f"/proc/{child}/wchan").read_text()
+        except OSError:
+            continue
+        if "unix_stream_read" in wchan:
+            return child
+    return None
+
+
+def _ready_spare(runtime: Path, *, other_than: int = 0) -> int:
+    server = _server_pid(runtime)
+    found: list[int] = []
+
+    def ready() -> bool:
+        spare = _waiting_spare(server)
+        if spare is None or spare == other_than:
+            return False
+        found.append(spare)
+        return True
+
+    assert _wait(ready, 30), "the server made no spare"
+    return found[-1]
+
+
+def _ancestors(pid: int) -> list[int]:
+    out = []
+    while pid > 1:
+        pid = _parent(pid)
+        out.append(pid)
+    return out
+
+
+def _pids_of(marker: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
+def test_a_command_runs_in_the_ready_spare_and_another_follows(
+    runtime: Path, state: Path, tmp_path: Path, context: Path
+) -> None:
+    _warm_up(runtime, state, context)
+    spare = _ready_spare(runtime)
+    marker = f"warm-spare-{os.getpid()}"
+    ctx = tmp_path / "sleep"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep 30 && echo {marker}\n")
+    build = subprocess.Popen(
+        [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), str(ctx)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+        assert any(spare in _ancestors(pid) for pid in _pids_of(marker))
+        # no new spare while a command runs (its fork and copies would slow the command)
+        assert _waiting_spare(_server_pid(runtime)) is None
+    finally:
+        build.send_signal(signal.SIGINT)
+        out, _ = build.communicate(timeout=60)
+    assert build.returncode == 130, out.decode()
+    assert "dockyard." in _children_ran(runtime)
+    assert _ready_spare(runtime, other_than=spare) != spare
+    assert not _alive(spare)
+
+
+def test_a_spare_dies_with_its_server(runtime: Path, state: Path, context: Path) -> None:
+    _warm_up(runtime, state, context)
+    spare = _ready_spare(runtime)
+    os.kill(_server_pid(runtime), signal.SIGKILL)  # no chance to clean up: the kernel's job
+    assert _wait(lambda: not _alive(spare), 20), "the spare outlived its server"
+
+
+def test_an_idle_server_ends_its_spare(
+    runtime: Path, state: Path, context: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKYARD_WARM_IDLE", "2")
+    _warm_up(runtime, state, context)
+    spare = _ready_spare(runtime)
+    assert _wait(lambda: not list(runtime.glob("warm-*.sock")), 30), "the server stayed"
+    assert _wait(lambda: not _alive(spare), 10), "the spare outlived its server"
+
+
+def test_a_spare_of_old_code_never_runs_a_command(
+    runtime: Path, state: Path, tmp_path: Path, context: Path
+) -> None:
+    """After Dockyard's code changed, the server stops (and its spare with it) and the
+    client runs the command itself; the spare made from the old code runs nothing."""
+    import dockyard
+
+    copy = tmp_path / "src"
+    shutil.copytree(
+        Path(dockyard.__file__).parent,
+        copy / "dockyard",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    env = {"PYTHONPATH": str(copy), "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache")}
+    first = _dockyard("build", "-q", "--state-dir", str(state), str(context), env=env)
+    assert first.returncode == 0, first.stderr
+    _wait_for_server(runtime)
+    server = _server_pid(runtime)
+    spare = _ready_spare(runtime)
+    (copy / "dockyard" / "cli" / "_changed.py").write_text("CHANGED = True\n")
+    out = tmp_path / "out"
+    second = _dockyard(
+        "build",
+        "-q",
+        "--state-dir",
+        str(state),
+        "-o",
+        f"type=local,dest={out}",
+        str(context),
+        env=env,
+    )
+    assert second.returncode == 0, second.stderr
+    assert (out / "hello.txt").read_text() == "hello\n"
+    assert _children_ran(runtime) == ""  # the client ran it: no child, no spare
+    assert _wait(lambda: not _alive(spare) and not _alive(server), 20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import shutil
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -175,8 +176,12 @@ class Engine:
         executor = LazyExecutor(
             state / "executor", runtime=config.runtime, binary=config.runtime_binary
         )
-        await asyncio.to_thread(executor.reap_stale)
-        await asyncio.to_thread(shutil.rmtree, scratch, True)
+        # (looked for on the loop: after a clean exit there is nothing, and a thread
+        # started only to find that costs more than looking)
+        if executor.stale():
+            await asyncio.to_thread(executor.reap_stale)
+        if _has_entries(scratch):
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
         cache = await CacheManager.open(state, snapshotter=config.snapshotter)
         closers.push(cache.close, parallel=True)
         content = ContentStore(state / "content")
@@ -434,6 +439,17 @@ class Engine:
         return PruneResult(
             records=tuple(records), blobs_removed=len(gc.removed), blob_bytes_freed=gc.freed
         )
+
+
+def _has_entries(path: Path) -> bool:
+    """Whether directory ``path`` holds anything (an empty or missing one: no)."""
+    try:
+        with os.scandir(path) as it:
+            return any(True for _ in it)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # not readable or not a directory: let the removal say so
 
 
 def _replayable(

@@ -35,13 +35,18 @@ class LazyExecutor:
             self._made = OciExecutor(self._root_dir, runtime=self._runtime, binary=self._binary)
         return self._made
 
-    def reap_stale(self) -> None:
-        """:meth:`OciExecutor.reap_stale` when an earlier process left something behind
-        (a bundle, or the runtime's state of a container). Blocking."""
-        if self._made is not None or any(
+    def stale(self) -> bool:
+        """Whether an earlier process may have left something behind (a bundle, or the
+        runtime's state of a container): :meth:`reap_stale` has work to do. Two
+        directory reads."""
+        return self._made is not None or any(
             _entries(d)
             for d in (self._root_dir / "bundles", self._root_dir / "runtime" / self._runtime)
-        ):
+        )
+
+    def reap_stale(self) -> None:
+        """:meth:`OciExecutor.reap_stale` when :meth:`stale`. Blocking."""
+        if self.stale():
             self.executor.reap_stale()
 
     async def run(

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 from dockyard._lazy import lazy_getattr
 
 from ._names import DOCKERFILE_FRONTEND, PYTHON_FRONTEND
+from ._platforms import format_platforms, parse_platforms
 from ._progress import internal_step
 from ._registry import Frontends, LazyFrontend
-from .types import Frontend, FrontendContext, FrontendResult
+from .types import Frontend, FrontendContext, FrontendResult, PlatformResult
 
 if TYPE_CHECKING:
     from ._dockerfile import DockerfileFrontend, DockerfileOptions
@@ -54,8 +55,11 @@ __all__ = [
     "FrontendResult",
     "Frontends",
     "LazyFrontend",
+    "PlatformResult",
     "PythonFrontend",
     "PythonOptions",
+    "format_platforms",
     "internal_step",
     "load_build_file",
+    "parse_platforms",
 ]

@@ -38,7 +38,7 @@ from dockyard.dockerfile import NetworkMode
 
 from ._names import DOCKERFILE_FRONTEND
 from ._progress import internal_step
-from .types import FrontendContext, FrontendResult
+from .types import FrontendContext, FrontendResult, PlatformResult
 
 if TYPE_CHECKING:
     from dockyard import llb
@@ -71,7 +71,10 @@ class DockerfileOptions:
     ``filename`` is the Dockerfile's path inside the client directory
     ``dockerfile_dir``; ``context_dir`` names the client directory of the build context.
     ``named_contexts`` map a name to a BuildKit ``context:NAME`` value (see the module
-    docstring). ``platform`` is the target platform (``None``: the build platform).
+    docstring). ``platform`` is the target platform (``None``: the build platform);
+    ``platforms`` the targets of a multi-platform build (two or more: each gets its own
+    conversion, ``platform`` is then ``None``; one is moved to ``platform``).
+    :attr:`target_platforms` is whichever is set.
     ``check``: run the build checks only. ``subrequest``: answer ``outline`` or
     ``targets`` instead of building (see the module docstring). ``no_cache`` ignores the cache for every stage,
     ``no_cache_stages`` for the named ones. ``pull``: always resolve base images from
@@ -85,6 +88,7 @@ class DockerfileOptions:
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()
     named_contexts: Mapping[str, str] = field(default_factory=dict)
     check: bool = False
     subrequest: Subrequest | None = None
@@ -103,11 +107,26 @@ class DockerfileOptions:
         object.__setattr__(self, "named_contexts", _frozen(self.named_contexts))
         object.__setattr__(self, "no_cache_stages", frozenset(self.no_cache_stages))
         object.__setattr__(self, "extra_hosts", tuple(self.extra_hosts))
+        platforms = tuple(dict.fromkeys(self.platforms))
+        if len(platforms) == 1 and self.platform in (None, platforms[0]):
+            object.__setattr__(self, "platform", platforms[0])
+            platforms = ()
+        elif platforms and self.platform is not None:
+            raise UsageError("give the target platform as platform or platforms, not both")
+        object.__setattr__(self, "platforms", platforms)
+
+    @property
+    def target_platforms(self) -> tuple[Platform, ...]:
+        """The target platforms asked for (empty: the build platform)."""
+        if self.platforms:
+            return self.platforms
+        return (self.platform,) if self.platform is not None else ()
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, str]) -> DockerfileOptions:
         """Parse BuildKit's frontend attributes: ``filename``, ``target``,
-        ``build-arg:NAME``, ``label:NAME``, ``context:NAME``, ``platform``, ``no-cache``
+        ``build-arg:NAME``, ``label:NAME``, ``context:NAME``, ``platform`` (one or a
+        comma-separated list), ``no-cache``
         (empty: every stage; else a comma-separated list), ``image-resolve-mode``
         (``pull``), ``force-network-mode``, ``hostname``, ``add-hosts``
         (``host=ip,...``), ``dockerfilekey``/``contextkey`` (client directory names) and
@@ -124,15 +143,14 @@ class DockerfileOptions:
                 labels[key.removeprefix("label:")] = value
             elif key.startswith("context:"):
                 contexts[key.removeprefix("context:")] = value
-        platform: Platform | None = None
+        platforms: tuple[Platform, ...] = ()
         if attrs.get("platform"):
-            text = attrs["platform"]
-            if "," in text:
-                raise UsageError(f"platform {text!r}: one platform per build (got a list)")
+            from ._platforms import parse_platforms
+
             try:
-                platform = Platform.parse(text)
+                platforms = parse_platforms(attrs["platform"])
             except ValueError as exc:
-                raise UsageError(f"platform {text!r}: {exc}") from exc
+                raise UsageError(f"platform {attrs['platform']!r}: {exc}") from exc
         no_cache = "no-cache" in attrs and not attrs["no-cache"].strip()
         stages = frozenset(s.strip() for s in attrs.get("no-cache", "").split(",") if s.strip())
         request = attrs.get("requestid", "")
@@ -166,7 +184,7 @@ class DockerfileOptions:
             target=attrs.get("target") or None,
             build_args=build_args,
             labels=labels,
-            platform=platform,
+            platforms=platforms,
             named_contexts=contexts,
             check=request == _LINT_REQUEST,
             subrequest=_SUBREQUESTS.get(request),
@@ -192,7 +210,6 @@ class DockerfileFrontend:
                 f"not {type(options).__name__}"
             )
         from dockyard import llb
-        from dockyard.dockerfile import ConvertOptions, convert
 
         dockerfile, ignore = await _load(ctx, options)
         if options.subrequest is not None:
@@ -200,35 +217,99 @@ class DockerfileFrontend:
         if options.check:
             return _check(ctx, dockerfile, options, ignore)
         resolve_mode = llb.ResolveMode.PULL if options.pull else llb.ResolveMode.DEFAULT
-        target_platform = options.platform or ctx.build_platform
-        named: dict[str, NamedContext] = {}
-        for name, value in options.named_contexts.items():
-            named[name] = await _named_context(ctx, name, value, target_platform, resolve_mode)
-        convert_options = ConvertOptions(
-            target=options.target,
-            build_args=options.build_args,
-            labels=options.labels,
-            target_platform=options.platform,
-            build_platform=ctx.build_platform,
-            named_contexts=named,
-            context_name=options.context_dir,
-            session_id=ctx.session_id,
-            dockerignore=ignore,
-            network=options.network,
-            hostname=options.hostname,
-            extra_hosts=options.extra_hosts,
-            no_cache=options.no_cache,
-            no_cache_stages=options.no_cache_stages,
-            resolve_mode=resolve_mode,
-        )
-        result = await convert(dockerfile, convert_options, ctx.images)
+        if options.platforms:
+            return await _multi_platform(ctx, dockerfile, options, ignore, resolve_mode)
+        return await _convert(ctx, dockerfile, options, ignore, resolve_mode, options.platform)
+
+
+async def _convert(
+    ctx: FrontendContext,
+    dockerfile: Dockerfile,
+    options: DockerfileOptions,
+    ignore: tuple[str, ...],
+    resolve_mode: llb.ResolveMode,
+    platform: Platform | None,
+    *,
+    report: bool = True,
+) -> FrontendResult:
+    """One conversion for target ``platform`` (``None``: the build platform)."""
+    from dockyard.dockerfile import ConvertOptions, convert
+
+    target_platform = platform or ctx.build_platform
+    named: dict[str, NamedContext] = {}
+    for name, value in options.named_contexts.items():
+        named[name] = await _named_context(ctx, name, value, target_platform, resolve_mode)
+    convert_options = ConvertOptions(
+        target=options.target,
+        build_args=options.build_args,
+        labels=options.labels,
+        target_platform=platform,
+        build_platform=ctx.build_platform,
+        named_contexts=named,
+        context_name=options.context_dir,
+        session_id=ctx.session_id,
+        dockerignore=ignore,
+        network=options.network,
+        hostname=options.hostname,
+        extra_hosts=options.extra_hosts,
+        no_cache=options.no_cache,
+        no_cache_stages=options.no_cache_stages,
+        resolve_mode=resolve_mode,
+    )
+    result = await convert(dockerfile, convert_options, ctx.images)
+    if report:
         _report(ctx, result.warnings)
-        return FrontendResult(
-            definition=result.definition(),
-            image_config=result.image_config,
-            epoch=result.epoch,
-            warnings=result.warnings,
+    return FrontendResult(
+        definition=result.definition(),
+        image_config=result.image_config,
+        epoch=result.epoch,
+        warnings=result.warnings,
+    )
+
+
+async def _multi_platform(
+    ctx: FrontendContext,
+    dockerfile: Dockerfile,
+    options: DockerfileOptions,
+    ignore: tuple[str, ...],
+    resolve_mode: llb.ResolveMode,
+) -> FrontendResult:
+    """A conversion per target platform (BuildKit's dockerfile frontend builds each
+    platform on its own; what the platforms share, such as stages ``FROM
+    --platform=$BUILDPLATFORM``, converts to identical ops the solver runs once).
+    Warnings said for several platforms are reported once."""
+    import asyncio
+
+    results = await asyncio.gather(
+        *(
+            _convert(ctx, dockerfile, options, ignore, resolve_mode, p, report=False)
+            for p in options.platforms
         )
+    )
+    warnings: list[BuildWarning] = []
+    for result in results:
+        for warning in result.warnings:
+            if warning not in warnings:
+                warnings.append(warning)
+    _report(ctx, tuple(warnings))
+    parts = []
+    for platform, result in zip(options.platforms, results, strict=True):
+        assert result.definition is not None
+        parts.append(
+            PlatformResult(
+                platform=platform,
+                definition=result.definition,
+                image_config=result.image_config,
+            )
+        )
+    first = results[0]
+    return FrontendResult(
+        definition=first.definition,
+        image_config=first.image_config,
+        epoch=first.epoch,
+        warnings=tuple(warnings),
+        platforms=tuple(parts),
+    )
 
 
 async def _load(
@@ -328,7 +409,7 @@ def _subrequest(
             target=options.target,
             build_args=options.build_args,
             build_platform=ctx.build_platform,
-            target_platform=options.platform,
+            target_platform=options.platform or next(iter(options.platforms), None),
         )
     )
     return FrontendResult(

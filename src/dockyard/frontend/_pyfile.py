@@ -46,10 +46,18 @@ class PythonOptions:
             raise UsageError("the python frontend needs a filename (the build file)")
         platform: Platform | None = None
         if attrs.get("platform"):
+            from ._platforms import parse_platforms
+
             try:
-                platform = Platform.parse(attrs["platform"])
+                platforms = parse_platforms(attrs["platform"])
             except ValueError as exc:
                 raise UsageError(f"platform {attrs['platform']!r}: {exc}") from exc
+            if len(platforms) > 1:
+                raise UsageError(
+                    f"platform {attrs['platform']!r}: the python frontend builds for one "
+                    "platform (multi-platform builds are a Dockerfile feature)"
+                )
+            platform = next(iter(platforms), None)
         args = {
             key.removeprefix("build-arg:"): value
             for key, value in attrs.items()

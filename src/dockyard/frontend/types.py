@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dockyard import llb, oci
     from dockyard.dockerfile import ImageMetaResolver
 
-__all__ = ["Frontend", "FrontendContext", "FrontendResult"]
+__all__ = ["Frontend", "FrontendContext", "FrontendResult", "PlatformResult"]
 
 
 @runtime_checkable
@@ -63,6 +63,16 @@ class FrontendContext(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class PlatformResult:
+    """One target platform's part of a multi-platform :class:`FrontendResult`: the
+    graph to solve for ``platform`` and the image config to export its result with."""
+
+    platform: Platform
+    definition: llb.Definition
+    image_config: oci.ImageConfig | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class FrontendResult:
     """What a frontend produced.
 
@@ -71,6 +81,12 @@ class FrontendResult:
     result with (``None``: the exporter makes a minimal one). ``epoch`` is the build's
     ``SOURCE_DATE_EPOCH`` (seconds), for reproducible exports. ``warnings`` were already
     sent to the reporter; they are kept here for the response summary.
+
+    ``platforms`` is empty for a single-platform result (``definition`` and
+    ``image_config`` are all of it). A multi-platform build (BuildKit's result with
+    ``refs.platforms`` metadata) has one :class:`PlatformResult` per target platform,
+    two or more, in the order asked; ``definition`` and ``image_config`` are then the
+    first platform's, for callers that only know one (:attr:`multi_platform` tells).
     """
 
     definition: llb.Definition | None
@@ -78,6 +94,12 @@ class FrontendResult:
     epoch: int | None = None
     warnings: tuple[BuildWarning, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    platforms: tuple[PlatformResult, ...] = ()
+
+    @property
+    def multi_platform(self) -> bool:
+        """Whether this result is built for several platforms (see ``platforms``)."""
+        return len(self.platforms) > 1
 
 
 @runtime_checkable

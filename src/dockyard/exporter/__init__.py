@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     )
     from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink, export_layers
     from ._progress import Progress, Step
-    from ._tree import copy_into, write_tree_tar
+    from ._tree import copy_into, write_tree_tar, write_trees_tar
     from .types import (
         INLINE_CACHE_KEY,
         ExporterInstance,
@@ -79,6 +79,8 @@ if TYPE_CHECKING:
         ExportResponse,
         ExportServices,
         InlineCache,
+        PlatformExport,
+        platform_dir,
     )
 
 # The machinery loads on first use: parsing ``--output`` costs no compressor, cache or
@@ -115,12 +117,15 @@ _LAZY = {
     "Step": "._progress",
     "copy_into": "._tree",
     "write_tree_tar": "._tree",
+    "write_trees_tar": "._tree",
     "INLINE_CACHE_KEY": ".types",
     "ExporterInstance": ".types",
     "ExportRequest": ".types",
     "ExportResponse": ".types",
     "ExportServices": ".types",
     "InlineCache": ".types",
+    "PlatformExport": ".types",
+    "platform_dir": ".types",
 }
 
 
@@ -159,6 +164,7 @@ __all__ = [
     "OciExport",
     "OciExporter",
     "ParallelGzip",
+    "PlatformExport",
     "Progress",
     "Stdout",
     "Step",
@@ -179,7 +185,9 @@ __all__ = [
     "parse_output",
     "parse_timestamp",
     "patch_config",
+    "platform_dir",
     "resolve",
     "write_archive",
     "write_tree_tar",
+    "write_trees_tar",
 ]

@@ -25,7 +25,7 @@ from dockyard.oci import (
 )
 from dockyard.registry import Reference
 
-from ._image import CommittedImage, commit_image
+from ._image import CommittedImage, CommittedIndex, commit_image, commit_index
 from ._options import (
     AnnotationKind,
     DockerExport,
@@ -38,7 +38,7 @@ from ._options import (
 )
 from ._progress import Progress
 from ._upload import LayerPusher
-from .types import ExportRequest, ExportResponse, ExportServices
+from .types import ExportRequest, ExportResponse, ExportServices, platform_dir
 
 if TYPE_CHECKING:
     from dockyard.cache import ImmutableRef
@@ -94,6 +94,9 @@ class LocalExporter:
         from ._dest import describe, send_directory
 
         epoch = _epoch(self._options.source_date_epoch, request)
+        if request.multi_platform:
+            await self._export_platforms(request, epoch)
+            return ExportResponse()
         async with (
             _progress(request, f"copying files to {describe(self._options.dest)}") as progress,
             _mounted(request.ref) as root,
@@ -107,6 +110,34 @@ class LocalExporter:
                 progress_digest=progress.digest,
             )
         return ExportResponse()
+
+    async def _export_platforms(self, request: ExportRequest, epoch: int | None) -> None:
+        """A sub-directory per platform (``platform-split``, the default), or every
+        platform's files merged into the destination (``platform-split=false``: later
+        platforms win), as BuildKit's local exporter does."""
+        from ._dest import describe, send_directory
+
+        dest = self._options.dest
+        split = self._options.platform_split is not False
+        if not isinstance(dest, LocalPath):
+            raise UsageError(
+                "a multi-platform build exports type=local only to a directory on the "
+                "engine's host (through a daemon, use type=tar or type=oci)"
+            )
+        for part in request.platforms:
+            target = LocalPath(path=dest.path / platform_dir(part.platform)) if split else dest
+            async with (
+                _progress(request, f"copying files {part.platform} to {describe(target)}") as p,
+                _mounted(part.ref) as root,
+            ):
+                await send_directory(
+                    target,
+                    root,
+                    request.client,
+                    epoch=epoch,
+                    reporter=request.reporter,
+                    progress_digest=p.digest,
+                )
 
 
 class TarExporter:
@@ -125,6 +156,9 @@ class TarExporter:
         from ._tree import write_tree_tar
 
         epoch = _epoch(self._options.source_date_epoch, request)
+        if request.multi_platform:
+            await self._export_platforms(request, epoch)
+            return ExportResponse()
         async with (
             _progress(request, f"sending tarball to {describe(self._options.dest)}"),
             _mounted(request.ref) as root,
@@ -134,6 +168,22 @@ class TarExporter:
                 write_tree_tar, str(root) if root is not None else None, out, epoch=epoch
             )
         return ExportResponse()
+
+    async def _export_platforms(self, request: ExportRequest, epoch: int | None) -> None:
+        """One tar with a top directory per platform (BuildKit's platform split)."""
+        from ._dest import describe, open_stream
+        from ._tree import write_trees_tar
+
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(
+                _progress(request, f"sending tarball to {describe(self._options.dest)}")
+            )
+            trees: list[tuple[str, str | None]] = []
+            for part in request.platforms:
+                root = await stack.enter_async_context(_mounted(part.ref))
+                trees.append((platform_dir(part.platform), str(root) if root else None))
+            out = await stack.enter_async_context(open_stream(self._options.dest, request.client))
+            await asyncio.to_thread(write_trees_tar, trees, out, epoch=epoch)
 
 
 def _epoch(option: int | None, request: ExportRequest) -> int | None:
@@ -157,6 +207,27 @@ def _response(
     return ExportResponse(
         descriptor=dataclasses.replace(image.descriptor, annotations=annotations),
         config_digest=image.config_descriptor.digest,
+        names=tuple(str(n) for n in names),
+        pushed=pushed,
+    )
+
+
+MULTI_PLATFORM_DOCKER = (
+    "the docker exporter cannot export a multi-platform image (docker load takes one "
+    "platform): build one --platform, or use type=oci or type=image"
+)
+
+
+def _index_response(
+    index: CommittedIndex,
+    names: tuple[Reference, ...],
+    epoch: int | None,
+    pushed: tuple[str, ...] = (),
+) -> ExportResponse:
+    annotations = dict(index.descriptor.annotations)
+    annotations["org.opencontainers.image.created"] = _created(epoch)
+    return ExportResponse(
+        descriptor=dataclasses.replace(index.descriptor, annotations=annotations),
         names=tuple(str(n) for n in names),
         pushed=pushed,
     )
@@ -191,6 +262,8 @@ class ImageExporter:
         return self._options
 
     async def export(self, request: ExportRequest) -> ExportResponse:
+        if request.multi_platform:
+            return await self._export_platforms(request)
         opts = self._options
         content = self._services.content
         epoch = _epoch(opts.image.source_date_epoch, request)
@@ -228,17 +301,76 @@ class ImageExporter:
                 pushed = await self._push(image, progress, client)
         return _response(image, opts.image.names, epoch, pushed)
 
+    async def _export_platforms(self, request: ExportRequest) -> ExportResponse:
+        """An index of a manifest per platform, stored under the names and pushed
+        (every manifest by digest, then the index under each name)."""
+        opts = self._options
+        content = self._services.content
+        epoch = _epoch(opts.image.source_date_epoch, request)
+        async with contextlib.AsyncExitStack() as stack:
+            progress = await stack.enter_async_context(_progress(request, "exporting to image"))
+            lease = await stack.enter_async_context(content.lease())
+            client: RegistryClient | None = None
+            pusher: LayerPusher | None = None
+            if opts.push and opts.image.names:
+                client = await stack.enter_async_context(self._client())
+                pusher = LayerPusher(client, self._push_target(opts.image.names[0]))
+                stack.push_async_callback(pusher.aclose)
+            index = await commit_index(
+                request, opts.image, content, lease=lease, progress=progress, pusher=pusher
+            )
+            if opts.store and self._services.images is not None:
+                await self._store_target(index.descriptor, progress)
+            pushed: tuple[str, ...] = ()
+            if client is not None:
+                if pusher is not None:
+                    await pusher.wait()
+                pushed = await self._push_index(index, progress, client)
+        return _index_response(index, opts.image.names, epoch, pushed)
+
+    async def _push_index(
+        self, index: CommittedIndex, progress: Progress, client: RegistryClient
+    ) -> tuple[str, ...]:
+        from dockyard.registry import FileReader
+
+        content = self._services.content
+        blobs = {
+            d.digest: FileReader(content.path(d.digest))
+            for image in index.images
+            for d in (image.config_descriptor, *image.layers)
+        }
+        children = [(image.manifest_bytes, image.manifest.media_type) for image in index.images]
+        pushed: list[str] = []
+        for name in self._options.image.names:
+            step = progress.step(f"push-{name}", f"pushing {name.familiar()}")
+            mounts: list[Reference] = []
+            for image in index.images:
+                mounts += [m for m in await self._mount_sources(image, name) if m not in mounts]
+            desc = await client.push_image(
+                self._push_target(name),
+                manifest=index.index_bytes,
+                media_type=index.index.media_type,
+                blobs=blobs,
+                children=children,
+                mount_from=mounts,
+            )
+            step.done()
+            pushed.append(f"{name.name}@{desc.digest}")
+        return tuple(pushed)
+
     def _push_target(self, name: Reference) -> Reference:
         if self._options.push_by_digest:
             return Reference(domain=name.domain, path=name.path, tag="")
         return name
 
     async def _store(self, image: CommittedImage, progress: Progress) -> None:
+        await self._store_target(_store_target(image), progress)
+
+    async def _store_target(self, target: Descriptor, progress: Progress) -> None:
         images = self._services.images
         assert images is not None
         opts = self._options
-        target = _store_target(image)
-        digest = image.descriptor.digest
+        digest = target.digest
         names: list[str] = [str(n) for n in opts.image.names]
         if opts.name_canonical:
             names += [f"{n.name}@{digest}" for n in opts.image.names]
@@ -355,6 +487,10 @@ class _ArchiveExporter:
         content = self._services.content
         epoch = _epoch(opts.image.source_date_epoch, request)
         kind = "docker" if self.docker else "oci"
+        if request.multi_platform:
+            if self.docker:
+                raise UsageError(MULTI_PLATFORM_DOCKER)
+            return await self._export_platforms(request, epoch)
         async with (
             _progress(request, f"exporting to {kind} image format") as progress,
             content.lease() as lease,
@@ -401,6 +537,41 @@ class _ArchiveExporter:
                     )
             step.done()
         return _response(image, names, epoch)
+
+    async def _export_platforms(self, request: ExportRequest, epoch: int | None) -> ExportResponse:
+        """An OCI layout whose ``index.json`` points at the image index (an entry per
+        name), as BuildKit's oci exporter writes a multi-platform image."""
+        from dockyard.content import write_oci_layout
+
+        from ._archive import index_entry
+        from ._dest import describe, open_stream
+
+        opts = self._options
+        content = self._services.content
+        async with (
+            _progress(request, "exporting to oci image format") as progress,
+            content.lease() as lease,
+        ):
+            committed = await commit_index(
+                request, opts.image, content, lease=lease, progress=progress
+            )
+            created = _created(epoch)
+            names = opts.image.names
+            entries = [index_entry(committed.descriptor, n, created) for n in names] or [
+                index_entry(committed.descriptor, None, created)
+            ]
+            layout = ImageIndex(manifests=tuple(entries), media_type=MediaType.OCI_INDEX)
+            step = progress.step("archive", f"sending tarball to {describe(opts.dest)}")
+            if not opts.tar:
+                assert isinstance(opts.dest, LocalPath)
+                await write_oci_layout(content, layout, opts.dest.path)
+            else:
+                async with open_stream(opts.dest, request.client) as out:
+                    await write_oci_layout(
+                        content, layout, out, tar=True, mtime=epoch if epoch is not None else 0
+                    )
+            step.done()
+        return _index_response(committed, names, epoch)
 
 
 class OciExporter(_ArchiveExporter):

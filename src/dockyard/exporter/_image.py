@@ -31,6 +31,7 @@ from dockyard.oci import (
     Descriptor,
     History,
     ImageConfig,
+    ImageIndex,
     ImageManifest,
     MediaType,
     canonical_json,
@@ -41,12 +42,14 @@ from ._layers import ExportedLayer, export_layers
 from ._options import AnnotationKind, ImageOptions
 from ._progress import Progress
 from ._upload import LayerPusher
-from .types import INLINE_CACHE_KEY, InlineCache
+from .types import INLINE_CACHE_KEY, ExportRequest, InlineCache
 
 __all__ = [
     "EXPORTER_HISTORY_COMMENT",
     "CommittedImage",
+    "CommittedIndex",
     "commit_image",
+    "commit_index",
     "default_config",
     "normalize_history",
     "oci_manifest",
@@ -320,4 +323,82 @@ async def commit_image(
         config=final,
         config_descriptor=config_desc,
         layers=manifest.layers,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommittedIndex:
+    """A multi-platform image written to the content store: the index (bytes and
+    descriptor) and its images, one per platform in the order built."""
+
+    index: ImageIndex
+    index_bytes: bytes
+    descriptor: Descriptor
+    images: tuple[CommittedImage, ...]
+
+
+async def commit_index(
+    request: ExportRequest,
+    options: ImageOptions,
+    content: ContentStore,
+    *,
+    lease: str,
+    progress: Progress | None = None,
+    pusher: LayerPusher | None = None,
+) -> CommittedIndex:
+    """Commit an image for each of ``request.platforms`` (each config says its
+    platform, each index entry carries it), then the index over them: an OCI image
+    index, or a Docker manifest list when ``oci-mediatypes=false`` (OCI media types are
+    the default for a multi-platform image, whatever the exporter). Index annotations
+    go on the index, index-descriptor ones on its descriptor."""
+    oci = options.use_oci(True)
+    epoch = options.source_date_epoch if options.source_date_epoch is not None else request.epoch
+    images: list[CommittedImage] = []
+    for part in request.platforms:
+        images.append(
+            await commit_image(
+                part.ref,
+                part.image_config,
+                options,
+                content,
+                oci=oci,
+                epoch=epoch,
+                lease=lease,
+                platform=part.platform,
+                progress=progress,
+                inline_cache=part.inline_cache,
+                pusher=pusher,
+            )
+        )
+        if progress is not None:
+            digest = images[-1].descriptor.digest
+            progress.step(f"manifest-{digest}", f"exporting manifest {digest}").done()
+    manifests = tuple(
+        Descriptor(
+            media_type=image.descriptor.media_type,
+            digest=image.descriptor.digest,
+            size=image.descriptor.size,
+            annotations={
+                k: v for k, v in image.descriptor.annotations.items() if k != "config.digest"
+            },
+            platform=image.descriptor.platform,
+        )
+        for image in images
+    )
+    index = ImageIndex(
+        manifests=manifests,
+        media_type=MediaType.OCI_INDEX if oci else MediaType.DOCKER_MANIFEST_LIST,
+        annotations=options.annotations_for(AnnotationKind.INDEX),
+    )
+    index_bytes = index.to_bytes(indent=3)
+    await content.write_blob(index_bytes, lease=lease)
+    descriptor = Descriptor.of(
+        index.media_type,
+        index_bytes,
+        annotations=options.annotations_for(AnnotationKind.INDEX_DESCRIPTOR),
+    )
+    if progress is not None:
+        progress.step("index", f"exporting manifest list {descriptor.digest}").done()
+    return CommittedIndex(
+        index=index, index_bytes=index_bytes, descriptor=descriptor, images=tuple(images)
     )

@@ -270,10 +270,15 @@ def _same_platform(a: Platform, b: Platform) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalExport:
-    """``type=local``: the result's files into a directory (merged with what is there)."""
+    """``type=local``: the result's files into a directory (merged with what is there).
+
+    ``platform_split``: a multi-platform build's files go to a sub-directory per
+    platform (``linux_amd64`` ...; ``None`` is BuildKit's default, true) or, with
+    ``False``, all into the directory itself."""
 
     dest: Dest
     source_date_epoch: int | None = None
+    platform_split: bool | None = None
 
     type_name = "local"
 
@@ -281,6 +286,8 @@ class LocalExport:
         out = {"dest": _dest_attr(self.dest)}
         if self.source_date_epoch is not None:
             out["source-date-epoch"] = str(self.source_date_epoch)
+        if self.platform_split is not None:
+            out["platform-split"] = _bool_text(self.platform_split)
         return out
 
 
@@ -499,11 +506,12 @@ def parse_exporter(kind: str, attrs: Mapping[str, str]) -> ExportOptions:
         dest = _parse_dest(a.pop("dest") or "", kind)
         epoch_text = a.pop("source-date-epoch")
         epoch = _parse_epoch(epoch_text) if epoch_text else None
-        a.pop("platform-split")
+        split_text = a.pop("platform-split")
+        split = _parse_bool("platform-split", split_text) if split_text is not None else None
         if kind == "local":
             if isinstance(dest, Stdout):
                 raise UsageError("output type local cannot write to stdout (use type=tar,dest=-)")
-            result = LocalExport(dest=dest, source_date_epoch=epoch)
+            result = LocalExport(dest=dest, source_date_epoch=epoch, platform_split=split)
         else:
             result = TarExport(dest=dest, source_date_epoch=epoch)
     elif kind in ("image", "registry"):

@@ -19,6 +19,7 @@ import errno
 import os
 import stat
 import tarfile
+from collections.abc import Sequence
 from typing import BinaryIO
 
 from dockyard.core import DockyardError
@@ -135,6 +136,27 @@ def write_tree_tar(root: str | None, out: BinaryIO, *, epoch: int | None = None)
     w = _TarWriter(out, epoch)
     if root is not None:
         w.walk(root, "")
+    w.tar.close()
+    w.out.flush()
+
+
+def write_trees_tar(
+    trees: Sequence[tuple[str, str | None]], out: BinaryIO, *, epoch: int | None = None
+) -> None:
+    """Write several trees to ``out`` as one tar, each under its own top directory:
+    ``trees`` are ``(name, root)`` pairs (``root`` ``None``: an empty directory). The
+    top directories are entries of their own (mode 0755, owned by root, time the
+    ``epoch`` or 0) so that an empty tree still shows."""
+    w = _TarWriter(out, epoch)
+    for name, root in trees:
+        ti = tarfile.TarInfo(name)
+        ti.type = tarfile.DIRTYPE
+        ti.mode = 0o755
+        ti.uname = ti.gname = ""
+        ti.mtime = epoch if epoch is not None else 0
+        w.tar.addfile(ti)
+        if root is not None:
+            w.walk(root, name)
     w.tar.close()
     w.out.flush()
 

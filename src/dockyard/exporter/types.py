@@ -27,6 +27,8 @@ __all__ = [
     "ExportServices",
     "ExporterInstance",
     "InlineCache",
+    "PlatformExport",
+    "platform_dir",
 ]
 
 INLINE_CACHE_KEY = "moby.buildkit.cache.v0"
@@ -56,6 +58,23 @@ class ExportServices:
     platform: Platform = field(default_factory=host_platform)
 
 
+def platform_dir(platform: Platform) -> str:
+    """The sub-directory of ``platform`` in a multi-platform ``local``/``tar`` export
+    (BuildKit's platform split): ``linux_amd64``, ``linux_arm_v7``."""
+    return str(platform).replace("/", "_")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlatformExport:
+    """One platform's result in a multi-platform export: the result (``None``: the
+    empty tree), the frontend's config for it and its inline cache maker."""
+
+    platform: Platform
+    ref: ImmutableRef | None
+    image_config: ImageConfig | None = None
+    inline_cache: InlineCache | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExportRequest:
     """One export of one result.
@@ -68,6 +87,12 @@ class ExportRequest:
     :class:`~dockyard.exporter.ClientTarget`. ``reporter``: progress. ``inline_cache``:
     image exporters embed what it makes under :data:`INLINE_CACHE_KEY` in the config
     (``--cache-to type=inline``).
+
+    ``platforms``: empty for a single-platform export; a multi-platform build's
+    results, two or more in the order asked (``ref``, ``image_config`` and
+    ``inline_cache`` are then unused). Image exporters make an index of a manifest per
+    platform, ``local`` and ``tar`` a sub-directory per platform
+    (:func:`platform_dir`), ``docker`` refuses.
     """
 
     ref: ImmutableRef | None
@@ -76,6 +101,11 @@ class ExportRequest:
     client: ExportCaller | None = None
     reporter: Reporter | None = None
     inline_cache: InlineCache | None = None
+    platforms: tuple[PlatformExport, ...] = ()
+
+    @property
+    def multi_platform(self) -> bool:
+        return len(self.platforms) > 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,7 +114,9 @@ class ExportResponse:
     buildx writes it (empty for ``local``/``tar``).
 
     ``descriptor``: the image manifest's descriptor (with ``config.digest`` among its
-    annotations, and its platform). ``names``: the canonical names given.
+    annotations, and its platform), or for a multi-platform image the index's (no
+    config digest then: the index digest is the image ID). ``names``: the canonical
+    names given.
     """
 
     descriptor: Descriptor | None = None

@@ -1,0 +1,180 @@
+"""Multi-platform exports: an index of per-platform manifests (image store, OCI
+layout), a sub-directory per platform (local, tar), the docker exporter refusing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.cache import ImmutableRef
+from dockyard.core import Digest, Platform, UsageError
+from dockyard.exporter import (
+    ExportRequest,
+    ExportResponse,
+    PlatformExport,
+    parse_output,
+    platform_dir,
+    resolve,
+)
+from dockyard.oci import ImageConfig, ImageIndex, ImageManifest, MediaType, parse_manifest
+
+from .conftest import T0, State, frontend_config
+
+AMD64 = Platform.parse("linux/amd64")
+ARM64 = Platform.parse("linux/arm64")
+ARMV7 = Platform.parse("linux/arm/v7")
+
+
+def _config(platform: Platform) -> ImageConfig:
+    return dataclasses.replace(
+        frontend_config(),
+        architecture=platform.architecture,
+        os=platform.os,
+        variant=platform.variant,
+    )
+
+
+async def _refs(state: State) -> dict[Platform, ImmutableRef]:
+    out = {}
+    for platform in (AMD64, ARM64):
+        name = platform_dir(platform)
+
+        def write(root: Path, name: str = name) -> None:
+            (root / "p").write_text(f"{name}\n")
+
+        out[platform] = await state.layer(write, description=f"RUN echo {name}")
+    return out
+
+
+async def _export(state: State, spec: str, refs: dict[Platform, ImmutableRef]) -> ExportResponse:
+    exporter = resolve(parse_output(spec), state.services)
+    parts = tuple(
+        PlatformExport(platform=p, ref=ref, image_config=_config(p)) for p, ref in refs.items()
+    )
+    return await exporter.export(ExportRequest(ref=None, epoch=T0, platforms=parts))
+
+
+async def _read(state: State, digest: Digest | str) -> Any:
+    return parse_manifest(await state.content.read(Digest.parse(str(digest))))
+
+
+def test_platform_dirs() -> None:
+    assert platform_dir(AMD64) == "linux_amd64"
+    assert platform_dir(ARMV7) == "linux_arm_v7"
+    assert platform_dir(Platform.parse("linux/arm64/v8")) == "linux_arm64"
+
+
+async def test_image_store_holds_an_index_of_per_platform_manifests(state: State) -> None:
+    refs = await _refs(state)
+    resp = await _export(state, "type=image,name=multi:1", refs)
+    assert resp.config_digest is None
+    assert resp.image_digest is not None
+    assert resp.image_id == resp.image_digest  # the index digest is the image ID
+    meta = resp.metadata()
+    assert meta["containerimage.digest"] == str(resp.image_digest)
+    assert meta["containerimage.descriptor"]["mediaType"] == MediaType.OCI_INDEX
+    assert "containerimage.config.digest" not in meta
+
+    index = await _read(state, resp.image_digest)
+    assert isinstance(index, ImageIndex)
+    assert index.media_type == MediaType.OCI_INDEX
+    assert [m.platform for m in index.manifests] == [AMD64, ARM64]
+    for entry in index.manifests:
+        assert entry.media_type == MediaType.OCI_MANIFEST
+        assert "config.digest" not in entry.annotations
+        manifest = await _read(state, entry.digest)
+        assert isinstance(manifest, ImageManifest)
+        config = ImageConfig.parse(await state.content.read(manifest.config.digest))
+        assert config.platform == entry.platform
+    stored = await state.images.get("docker.io/library/multi:1")
+    assert stored.target.digest == resp.image_digest
+    assert stored.target.media_type == MediaType.OCI_INDEX
+    assert stored.id == resp.image_digest
+    for platform in (AMD64, ARM64):
+        local = await state.images.resolve("docker.io/library/multi:1", platform=platform)
+        assert local.config.architecture == platform.architecture
+
+
+async def test_oci_mediatypes_false_makes_a_docker_manifest_list(state: State) -> None:
+    resp = await _export(state, "type=image,name=multi:2,oci-mediatypes=false", await _refs(state))
+    assert resp.image_digest is not None
+    index = await _read(state, resp.image_digest)
+    assert isinstance(index, ImageIndex)
+    assert index.media_type == MediaType.DOCKER_MANIFEST_LIST
+    assert {m.media_type for m in index.manifests} == {MediaType.DOCKER_MANIFEST}
+
+
+async def test_the_same_results_give_the_same_index(state: State) -> None:
+    refs = await _refs(state)
+    a = await _export(state, "type=image,name=a", refs)
+    b = await _export(state, "type=image,name=b", refs)
+    assert a.image_digest == b.image_digest
+
+
+async def test_oci_archive_index_json_points_at_the_index(state: State, tmp_path: Path) -> None:
+    dest = tmp_path / "out.tar"
+    resp = await _export(state, f"type=oci,dest={dest},name=multi:3", await _refs(state))
+    assert resp.image_digest is not None
+    with tarfile.open(dest) as tf:
+        names = set(tf.getnames())
+        top = json.loads(tf.extractfile("index.json").read())  # type: ignore[union-attr]
+        (entry,) = top["manifests"]
+        assert entry["mediaType"] == MediaType.OCI_INDEX
+        assert entry["digest"] == str(resp.image_digest)
+        assert entry["annotations"]["io.containerd.image.name"] == "docker.io/library/multi:3"
+        assert entry["annotations"]["org.opencontainers.image.ref.name"] == "3"
+        inner = json.loads(
+            tf.extractfile(f"blobs/sha256/{Digest.parse(entry['digest']).hex}").read()  # type: ignore[union-attr]
+        )
+    platforms = [m["platform"]["architecture"] for m in inner["manifests"]]
+    assert platforms == ["amd64", "arm64"]
+    for m in inner["manifests"]:
+        assert f"blobs/sha256/{Digest.parse(m['digest']).hex}" in names
+
+
+async def test_oci_layout_directory(state: State, tmp_path: Path) -> None:
+    dest = tmp_path / "layout"
+    resp = await _export(state, f"type=oci,dest={dest},tar=false", await _refs(state))
+    top = json.loads((dest / "index.json").read_text())
+    assert [m["digest"] for m in top["manifests"]] == [str(resp.image_digest)]
+
+
+async def test_docker_archive_refuses(state: State, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="multi-platform"):
+        await _export(state, f"type=docker,dest={tmp_path / 'd.tar'}", await _refs(state))
+    assert not (tmp_path / "d.tar").exists()
+
+
+async def test_local_splits_by_platform(state: State, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    await _export(state, f"type=local,dest={dest}", await _refs(state))
+    assert sorted(p.name for p in dest.iterdir()) == ["linux_amd64", "linux_arm64"]
+    assert (dest / "linux_amd64" / "p").read_text() == "linux_amd64\n"
+    assert (dest / "linux_arm64" / "p").read_text() == "linux_arm64\n"
+
+
+async def test_local_without_split_merges(state: State, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    await _export(state, f"type=local,dest={dest},platform-split=false", await _refs(state))
+    assert [p.name for p in dest.iterdir()] == ["p"]
+    assert (dest / "p").read_text() == "linux_arm64\n"  # the last platform wins
+
+
+async def test_tar_has_a_directory_per_platform(state: State, tmp_path: Path) -> None:
+    dest = tmp_path / "out.tar"
+    await _export(state, f"type=tar,dest={dest}", await _refs(state))
+    with tarfile.open(dest) as tf:
+        assert tf.getnames() == ["linux_amd64", "linux_amd64/p", "linux_arm64", "linux_arm64/p"]
+        assert tf.getmember("linux_amd64").isdir()
+        assert tf.extractfile("linux_arm64/p").read() == b"linux_arm64\n"  # type: ignore[union-attr]
+
+
+def test_platform_split_option_round_trips() -> None:
+    options = parse_output("type=local,dest=out,platform-split=false")
+    assert options.to_attrs()["platform-split"] == "false"
+    assert "platform-split" not in parse_output("type=local,dest=out").to_attrs()

@@ -929,7 +929,12 @@ def _spare(channel: socket.socket, server: int, learned: str) -> int:
     """Wait, prepared, for the server to hand over a client; then become its command."""
     if not _die_with(server):
         return 0
+    # the copying takes only a core nothing else wants (the next command, another
+    # builder), where the spare can get its priority back
+    idle = _may_renice() and _set_policy(os.SCHED_IDLE)
     _prepare()
+    if idle and not _set_policy(os.SCHED_OTHER):
+        return 0  # the command must not run at idle priority
     try:
         channel.sendall(b"R")
         payload, fds = _receive(channel)
@@ -961,6 +966,26 @@ def _die_with(server: int) -> bool:
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL if server else 0, 0, 0, 0) != 0:
         return False
     return not server or os.getppid() == server
+
+
+def _may_renice() -> bool:
+    """Whether this process may raise its priority again (``CAP_SYS_NICE``)."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 23))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _set_policy(policy: int) -> bool:
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError:
+        return False
+    return True
 
 
 def _prepare() -> None:

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from ._tree import copy_into, write_tree_tar, write_trees_tar
     from .types import (
         INLINE_CACHE_KEY,
+        MULTI_PLATFORM_DOCKER,
         ExporterInstance,
         ExportRequest,
         ExportResponse,
@@ -119,6 +120,7 @@ _LAZY = {
     "write_tree_tar": "._tree",
     "write_trees_tar": "._tree",
     "INLINE_CACHE_KEY": ".types",
+    "MULTI_PLATFORM_DOCKER": ".types",
     "ExporterInstance": ".types",
     "ExportRequest": ".types",
     "ExportResponse": ".types",
@@ -135,6 +137,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "EMPTY_TAR_DIGESTS",
     "INLINE_CACHE_KEY",
+    "MULTI_PLATFORM_DOCKER",
     "Annotation",
     "AnnotationKind",
     "ArchiveImage",

@@ -38,7 +38,13 @@ from ._options import (
 )
 from ._progress import Progress
 from ._upload import LayerPusher
-from .types import ExportRequest, ExportResponse, ExportServices, platform_dir
+from .types import (
+    MULTI_PLATFORM_DOCKER,
+    ExportRequest,
+    ExportResponse,
+    ExportServices,
+    platform_dir,
+)
 
 if TYPE_CHECKING:
     from dockyard.cache import ImmutableRef
@@ -210,12 +216,6 @@ def _response(
         names=tuple(str(n) for n in names),
         pushed=pushed,
     )
-
-
-MULTI_PLATFORM_DOCKER = (
-    "the docker exporter cannot export a multi-platform image (docker load takes one "
-    "platform): build one --platform, or use type=oci or type=image"
-)
 
 
 def _index_response(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INLINE_CACHE_KEY",
+    "MULTI_PLATFORM_DOCKER",
     "ExportRequest",
     "ExportResponse",
     "ExportServices",
@@ -33,6 +34,12 @@ __all__ = [
 
 INLINE_CACHE_KEY = "moby.buildkit.cache.v0"
 """The image config key holding an inline build cache (base64 of its cache config)."""
+
+MULTI_PLATFORM_DOCKER = (
+    "the docker exporter cannot export a multi-platform image (docker load takes one "
+    "platform): build one --platform, or use type=oci or type=image"
+)
+"""Why ``type=docker`` (and ``--load``) refuses a multi-platform build."""
 
 InlineCache = Callable[["Sequence[LayerBlob]"], Awaitable[bytes | None]]
 """Makes an inline cache config for an image from the image's layers (bottom first, the

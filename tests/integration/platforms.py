@@ -1,0 +1,65 @@
+"""Multi-platform test helpers: a stored image turned into an index over two platforms
+(the host's manifest beside a copy whose config says another architecture; the copy is
+never run — there is no emulation here)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from dockyard.content import ContentStore, ImageStore
+from dockyard.core import Digest, Platform, host_platform
+from dockyard.oci import (
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    MediaType,
+    parse_manifest,
+)
+
+AMD64 = Platform.parse("linux/amd64")
+ARM64 = Platform.parse("linux/arm64")
+MULTI = f"{AMD64},{ARM64}"
+
+
+def other_platform() -> Platform:
+    """The platform of the copy: arm64 beside an amd64 host (amd64 on an arm64 one)."""
+    return ARM64 if host_platform().architecture != "arm64" else AMD64
+
+
+async def make_multi_arch(state: Path, name: str, extra: Platform | None = None) -> Digest:
+    """Replace the single-manifest image ``name`` in ``state``'s image store with an OCI
+    index of its manifest (the host's platform) and a copy for ``extra`` (default
+    :func:`other_platform`): same layers, a config saying ``extra``. The index digest."""
+    extra = extra or other_platform()
+    content = ContentStore(state / "content")
+    try:
+        with ImageStore.open(state, content) as images:
+            stored = await images.get(name)
+            manifest_bytes = await content.read(stored.target.digest)
+            manifest = parse_manifest(manifest_bytes, stored.target.media_type)
+            assert isinstance(manifest, ImageManifest)
+            config = ImageConfig.parse(await content.read(manifest.config.digest))
+            host = config.platform
+            copy = dataclasses.replace(
+                config, architecture=extra.architecture, os=extra.os, variant=extra.variant
+            ).to_bytes()
+            copy_manifest = dataclasses.replace(
+                manifest, config=Descriptor.of(manifest.config.media_type, copy)
+            ).to_bytes()
+            for blob in (copy, copy_manifest):
+                await content.write_blob(blob)
+            index = ImageIndex(
+                manifests=(
+                    dataclasses.replace(
+                        Descriptor.of(stored.target.media_type, manifest_bytes), platform=host
+                    ),
+                    Descriptor.of(manifest.media_type, copy_manifest, platform=extra),
+                )
+            ).to_bytes()
+            await content.write_blob(index)
+            await images.put(name, Descriptor.of(MediaType.OCI_INDEX, index))
+            return Digest.from_bytes(index)
+    finally:
+        content.close()

@@ -328,6 +328,10 @@ class Engine:
             return SolveResponse(
                 exporter_response=dict(result.metadata), warnings=result.warnings, built=False
             )
+        if result is not None and result.multi_platform:
+            from ._platforms import solve_platforms
+
+            return await solve_platforms(self, request, session, reporter, result, exporters)
         definition = request.definition if result is None else result.definition
         assert definition is not None
         caches = CacheExports(

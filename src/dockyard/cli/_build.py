@@ -59,9 +59,13 @@ _NO_OUTPUT = (
 @click.option("--target", metavar="STAGE", help="The stage to build.")
 @click.option(
     "--platform",
-    metavar="OS/ARCH",
-    help="The target platform (default: this host's). Stages for another platform can "
-    "copy files but not RUN (no emulation): cross-build with FROM --platform=$BUILDPLATFORM.",
+    "platform",
+    multiple=True,
+    metavar="OS/ARCH[,OS/ARCH...]",
+    help="The target platform (default: this host's); several (comma-separated or "
+    "repeated) build an image index with a manifest per platform. Stages for another "
+    "platform can copy files but not RUN (no emulation): cross-build with "
+    "FROM --platform=$BUILDPLATFORM.",
 )
 @click.option(
     "--secret",
@@ -174,7 +178,7 @@ def build(
     tags: tuple[str, ...],
     build_args: tuple[str, ...],
     target: str | None,
-    platform: str | None,
+    platform: tuple[str, ...],
     secrets: tuple[str, ...],
     ssh: tuple[str, ...],
     outputs: tuple[str, ...],
@@ -290,7 +294,7 @@ def build_options(
     tags: tuple[str, ...] = (),
     build_args: tuple[str, ...] = (),
     target: str | None = None,
-    platform: str | None = None,
+    platform: str | tuple[str, ...] | None = None,
     secrets: tuple[str, ...] = (),
     ssh: tuple[str, ...] = (),
     outputs: tuple[str, ...] = (),
@@ -313,7 +317,7 @@ def build_options(
     import os
 
     from dockyard.client import BuildOptions, CacheSpec
-    from dockyard.core import Platform, UsageError
+    from dockyard.core import UsageError
 
     args: dict[str, str] = {}
     for item in build_args:
@@ -327,16 +331,12 @@ def build_options(
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and "SOURCE_DATE_EPOCH" not in args:  # as buildx: reproducible builds
         args["SOURCE_DATE_EPOCH"] = epoch
-    target_platform = None
-    if platform:
-        if "," in platform:
-            raise UsageError(
-                f"--platform {platform}: one platform per build (multi-platform builds are not supported yet)"
-            )
-        try:
-            target_platform = Platform.parse(platform)
-        except ValueError as exc:
-            raise UsageError(f"--platform: {exc}") from None
+    from dockyard.frontend import parse_platforms
+
+    try:
+        platforms = parse_platforms(platform or ())
+    except ValueError as exc:
+        raise UsageError(f"--platform: {exc}") from None
     stages = tuple(s.strip() for item in no_cache_filter for s in item.split(",") if s.strip())
     stdin = sys.stdin.buffer if "-" in (context, dockerfile) else None
     if stdin is not None and sys.stdin.isatty():
@@ -350,7 +350,7 @@ def build_options(
         build_args=args,
         labels=key_values("--label", labels),
         target=target or None,
-        platform=target_platform,
+        platforms=platforms,
         secrets=_secrets(secrets),
         ssh=_ssh(ssh),
         outputs=_outputs(outputs),

@@ -184,6 +184,7 @@ def dockerfile_job(
         build_args=options.build_args,
         labels=options.labels,
         platform=options.platform,
+        platforms=options.platforms,
         named_contexts=named,
         check=options.check,
         subrequest=options.subrequest,

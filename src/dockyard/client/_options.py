@@ -98,7 +98,11 @@ class BuildOptions:
     tarball piped into ``docker load``. ``build_contexts`` map a name to a directory,
     ``docker-image://REF``, ``oci-layout://PATH`` or a git/http URL. ``network``: the
     network of ``RUN`` steps (``host`` also asks for the ``network.host``
-    entitlement). ``allow``: entitlements the build asks for. ``no_cache_filter``:
+    entitlement). ``platform``: the target platform (``None``: the engine's);
+    ``platforms``: the targets of a multi-platform build (two or more; one given here
+    is moved to ``platform``), built side by side into an image index (or a
+    sub-directory per platform for ``local``/``tar`` outputs). ``allow``: entitlements
+    the build asks for. ``no_cache_filter``:
     stages built without the cache. ``check``: run the build checks only.
     ``subrequest``: build nothing, ask the frontend for the ``outline`` of the target
     or its ``targets`` (the answer is in :meth:`BuildResult.call_output
@@ -117,6 +121,7 @@ class BuildOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()
     secrets: tuple[SecretSource, ...] = ()
     ssh: tuple[SshSpec, ...] = ()
     outputs: tuple[ExportOptions, ...] = ()
@@ -142,6 +147,17 @@ class BuildOptions:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "no_cache_filter", tuple(self.no_cache_filter))
         object.__setattr__(self, "allow", frozenset(self.allow))
+        platforms = tuple(dict.fromkeys(self.platforms))
+        if len(platforms) == 1 and self.platform in (None, platforms[0]):
+            object.__setattr__(self, "platform", platforms[0])
+            platforms = ()
+        elif platforms and self.platform is not None:
+            raise UsageError("give the target platform as platform or platforms, not both")
+        object.__setattr__(self, "platforms", platforms)
+        if platforms and (self.load or any(o.type_name == "docker" for o in self.outputs)):
+            from dockyard.exporter import MULTI_PLATFORM_DOCKER
+
+            raise UsageError(MULTI_PLATFORM_DOCKER + (" (--load makes one)" if self.load else ""))
         if not self.context:
             raise UsageError("a build needs a context (a directory, a URL or -)")
         if self.network not in _NETWORKS:

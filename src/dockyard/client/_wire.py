@@ -38,8 +38,10 @@ def dockerfile_attrs(options: DockerfileOptions) -> dict[str, str]:
         out[f"label:{key}"] = value
     for key, value in options.named_contexts.items():
         out[f"context:{key}"] = value
-    if options.platform is not None:
-        out["platform"] = str(options.platform)
+    if options.target_platforms:  # one, or BuildKit's comma-separated list
+        from dockyard.frontend import format_platforms
+
+        out["platform"] = format_platforms(options.target_platforms)
     if options.check:
         out["requestid"] = "frontend.lint"
     elif options.subrequest is not None:

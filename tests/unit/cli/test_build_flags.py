@@ -197,7 +197,7 @@ def test_addresses(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monke
         (["-o", "type=image,push=true", "."], "pushing an image needs name="),
         (["--cache-from", "type=local", "."], "needs src=DIR"),
         (["--cache-to", "type=local", "."], "needs dest=DIR"),
-        (["--platform", "linux/amd64,linux/arm64", "."], "one platform per build"),
+        (["--platform", "linux/amd64,x/y/z/w", "."], "--platform: invalid platform 'x/y/z/w'"),
         (["--platform", "a/b/c/d", "."], "--platform: invalid platform"),
         (["--label", "novalue", "."], "--label expects KEY=VALUE"),
         (["--build-context", "x", "."], "--build-context expects KEY=VALUE"),
@@ -222,7 +222,10 @@ def test_usage_errors_exit_2(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--platform", "linux/amd64,linux/arm64"], "one platform per build"),
+        (
+            ["--platform", "linux/amd64,linux/arm64", "-o", "type=docker,dest=x.tar"],
+            "the docker exporter cannot export a multi-platform image",
+        ),
         (["--push"], "tag is needed when pushing"),
         (["-t", "Not A Tag"], "invalid tag 'Not A Tag'"),
         (["--build-context", "x=/no/such/dir"], "--build-context x=/no/such/dir: not a directory"),

@@ -262,3 +262,29 @@ def test_a_job_is_a_definition_or_a_frontend() -> None:
     session = job.session({"output-0": FileTarget(fd=1)})
     assert session.directories == {"context": Path("/c")}
     assert set(session.exports) == {"output-0"}
+
+
+def test_platforms_travel_as_buildkits_comma_list() -> None:
+    from dockyard.core import Platform
+
+    amd64, arm64 = Platform.parse("linux/amd64"), Platform.parse("linux/arm64")
+    options = DockerfileOptions(platforms=(amd64, arm64))
+    attrs = dockerfile_attrs(options)
+    assert attrs["platform"] == "linux/amd64,linux/arm64"
+    assert DockerfileOptions.from_attrs(attrs) == options
+    assert dockerfile_attrs(DockerfileOptions(platform=arm64))["platform"] == "linux/arm64"
+
+
+def test_build_options_platforms() -> None:
+    from dockyard.core import Platform
+    from dockyard.exporter import parse_output
+
+    amd64, arm64 = Platform.parse("linux/amd64"), Platform.parse("linux/arm64")
+    assert BuildOptions(platforms=(arm64,)).platform == arm64
+    assert BuildOptions(platforms=(amd64, arm64, amd64)).platforms == (amd64, arm64)
+    with pytest.raises(UsageError, match="not both"):
+        BuildOptions(platform=amd64, platforms=(amd64, arm64))
+    with pytest.raises(UsageError, match="docker exporter"):
+        BuildOptions(platforms=(amd64, arm64), load=True)
+    with pytest.raises(UsageError, match="docker exporter"):
+        BuildOptions(platforms=(amd64, arm64), outputs=(parse_output("type=docker,dest=x"),))

@@ -608,7 +608,7 @@ class _Server:
             poller = select.poll()
             poller.register(self.listener, select.POLLIN)
             spare = self.spare
-            if spare is not None and not spare.ready:
+            if spare is not None:  # it reports ready, or dies (end of file)
                 poller.register(spare.channel, select.POLLIN)
             for pidfd in self.children.values():
                 if pidfd >= 0:
@@ -705,11 +705,12 @@ class _Server:
             data = spare.channel.recv(1)
         except OSError:
             data = b""
-        if data == b"R":
+        if data == b"R" and not spare.ready:
             spare.ready = True
-        else:
+            return
+        if not spare.ready:
             self.spare_failures += 1
-            self._drop_spare()
+        self._drop_spare()
 
     def _drop_spare(self) -> None:
         spare, self.spare = self.spare, None
@@ -899,11 +900,15 @@ def _threads() -> int:
         return 0
 
 
-def _receive(conn: socket.socket) -> tuple[bytes | None, list[int]]:
+def _receive(conn: socket.socket, extra: int = 0) -> tuple[bytes | None, list[int]]:
+    """A request: its payload (None when cut short or malformed) and descriptors: the
+    client's directory and open descriptors (after ``extra`` more, the spare's)."""
     import socket
 
-    data, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, _MAX_FDS + 1)
+    data, fds, flags, _addr = socket.recv_fds(conn, _HEADER.size, _MAX_FDS + 1 + extra)
     fds = list(fds)
+    if flags & socket.MSG_CTRUNC:
+        return None, fds  # more descriptors than a client may send
     while len(data) < _HEADER.size:
         more = conn.recv(_HEADER.size - len(data))
         if not more:
@@ -937,7 +942,7 @@ def _spare(channel: socket.socket, server: int, learned: str) -> int:
         return 0  # the command must not run at idle priority
     try:
         channel.sendall(b"R")
-        payload, fds = _receive(channel)
+        payload, fds = _receive(channel, extra=1)  # the client's connection first
     except OSError:
         return 0
     if payload is None or len(fds) < 2:

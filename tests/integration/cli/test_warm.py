@@ -345,6 +345,8 @@ def test_a_command_runs_in_the_ready_spare_and_another_follows(
 ) -> None:
     _warm_up(runtime, state, context)
     spare = _ready_spare(runtime)
+    # it copied its pages at idle priority; it waits, and runs commands, at normal priority
+    assert os.sched_getscheduler(spare) == os.SCHED_OTHER
     marker = f"warm-spare-{os.getpid()}"
     ctx = tmp_path / "sleep"
     ctx.mkdir()
@@ -358,6 +360,7 @@ def test_a_command_runs_in_the_ready_spare_and_another_follows(
     try:
         assert _wait(lambda: _running(marker), 60), "the RUN step never started"
         assert any(spare in _ancestors(pid) for pid in _pids_of(marker))
+        assert os.sched_getscheduler(spare) == os.SCHED_OTHER
         # no new spare while a command runs (its fork and copies would slow the command)
         assert _waiting_spare(_server_pid(runtime)) is None
     finally:

@@ -125,17 +125,18 @@ def test_what_cannot_be_read_never_matches(monkeypatch: pytest.MonkeyPatch) -> N
         assert not server._peer_ok(ours)
 
 
-def _send_request(sock: socket.socket) -> None:
+def _send_request(sock: socket.socket, *, descriptors: int = 1) -> None:
     read_end, write_end = os.pipe()
+    sent = [read_end] + [os.dup(read_end) for _ in range(descriptors - 1)]
     try:
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
-        payload = _warm._payload(["build", "."], [read_end], _warm.server_key())
-        socket.send_fds(sock, [_warm._HEADER.pack(_warm._MAGIC, len(payload))], [cwd, read_end])
+        payload = _warm._payload(["build", "."], sent, _warm.server_key())
+        socket.send_fds(sock, [_warm._HEADER.pack(_warm._MAGIC, len(payload))], [cwd, *sent])
         sock.sendall(payload)
         os.close(cwd)
     finally:
-        os.close(read_end)
-        os.close(write_end)
+        for fd in (*sent, write_end):
+            os.close(fd)
 
 
 def test_a_request_for_another_key_is_refused() -> None:
@@ -299,24 +300,26 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.parametrize("descriptors", [1, _warm._MAX_FDS])
 def test_a_checked_client_is_handed_to_the_spare_whole(
-    monkeypatch: pytest.MonkeyPatch, stand_in: int
+    monkeypatch: pytest.MonkeyPatch, stand_in: int, descriptors: int
 ) -> None:
     monkeypatch.setattr(_warm, "_threads", lambda: 1)  # pytest's threads are not the server's
     server = _server(_warm._code_fingerprint())
     channel = _with_spare(server, stand_in)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with ours, theirs, channel, server.listener:
-        _send_request(theirs)
+        _send_request(theirs, descriptors=descriptors)
         assert server._serve(ours) is True
         assert _spare_of(server) is None  # taken
         assert stand_in in server.children  # reaped as a child from now on
-        payload, fds = _warm._receive(channel)
+        payload, fds = _warm._receive(channel, extra=1)
         try:
             assert payload is not None
             assert payload.startswith(server.key + b"\0")
             assert b"build" in payload.split(b"\0")
-            assert len(fds) == 3  # the client's connection, directory and pipe end
+            # the client's connection, directory and descriptors
+            assert len(fds) == 2 + descriptors
             with socket.socket(fileno=os.dup(fds[0])) as conn:
                 conn.sendall(b"P")  # the spare answers the client itself
                 assert theirs.recv(1) == b"P"
@@ -447,3 +450,25 @@ def test_a_spare_copies_its_resident_writable_pages(tmp_path: Path) -> None:
     prepared, plain = (int(n) for n in out.stdout.split())
     assert plain >= 1500  # one copy-on-write fault per page written
     assert prepared < 100
+
+
+def test_more_descriptors_than_a_client_may_send_are_refused() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        _send_request(theirs, descriptors=_warm._MAX_FDS + 1)
+        payload, fds = _warm._receive(ours)
+        for fd in fds:
+            os.close(fd)
+        assert payload is None
+
+
+def test_a_ready_spare_that_died_is_dropped(stand_in: int) -> None:
+    server = _server(_warm._code_fingerprint())
+    channel = _with_spare(server, stand_in)
+    with server.listener:
+        channel.close()  # the spare died after it was ready
+        assert server.spare is not None
+        server._spare_reported(server.spare)
+        assert _spare_of(server) is None
+        assert not _alive(stand_in)  # reaped
+        assert server.spare_failures == 0  # a replacement is made

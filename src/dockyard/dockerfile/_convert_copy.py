@@ -218,7 +218,7 @@ def dispatch_copy(
         message.append(f"--chmod={instruction.chmod}")
 
     name = d.display(instruction.original, d.env)
-    title = d.node.progress.name(name, onbuild=command.onbuild)
+    title = d.node.progress.name(name, onbuild=command.onbuild, env=d.env)
     created = d.ctx.created
     common = {
         "owner": owner,
@@ -283,7 +283,7 @@ def dispatch_copy(
     assert action is not None  # the parser requires at least one source
 
     if instruction.link and not instruction.chmod:
-        title = d.node.progress.again(name, onbuild=command.onbuild)
+        title = d.node.progress.again(name, onbuild=command.onbuild, env=d.env)
         group_id = f"dockerfile:{d.node.display_name}:{instruction.line}:{d.node.progress.index}"
         layer = llb.scratch().file(
             action,
@@ -293,7 +293,7 @@ def dispatch_copy(
                 progress_group=llb.ProgressGroup(id=group_id, name=title, weak=True),
             ),
         )
-        link_name = d.node.progress.again("LINK " + name, onbuild=command.onbuild)
+        link_name = d.node.progress.again("LINK " + name, onbuild=command.onbuild, env=d.env)
         merged = llb.merge(
             [d.state, layer],
             constraints=d.constraints(

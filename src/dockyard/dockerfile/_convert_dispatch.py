@@ -149,6 +149,8 @@ class StageDispatcher:
             self.image = node.image or _unknown_image(self.platform)
             self.build_args = []
             self.workdir_set = False
+        if ctx.options.multi_platform:
+            node.progress.platform = self.platform
         self._init_from_image()
 
     def _init_from_image(self) -> None:
@@ -292,7 +294,7 @@ class StageDispatcher:
         layer = workdir != "/"
         if layer:
             name = self.node.progress.name(
-                self.display(instruction.original, self.env), onbuild=onbuild
+                self.display(instruction.original, self.env), onbuild=onbuild, env=self.env
             )
             try:
                 action = llb.mkdir(

@@ -110,7 +110,10 @@ class ConvertOptions:
     of ``RUN`` (``--network``), ``hostname`` and ``extra_hosts`` its ``/etc/hosts`` settings.
     ``no_cache`` disables the cache for every stage, ``no_cache_stages`` for the named ones.
     ``resolve_mode`` is how base images resolve (``--pull``: ``pull``).
-    ``cache_id_namespace`` prefixes cache mount ids.
+    ``cache_id_namespace`` prefixes cache mount ids. ``multi_platform``: this conversion
+    is one of a multi-platform build (BuildKit's ``MultiPlatformRequested``): step names
+    start with the stage's platform (``[linux/arm64 build 2/3] RUN make``); without it
+    they are unchanged.
     """
 
     target: str | None = None
@@ -129,6 +132,7 @@ class ConvertOptions:
     no_cache_stages: frozenset[str] = frozenset()
     resolve_mode: llb.ResolveMode = llb.ResolveMode.DEFAULT
     cache_id_namespace: str = ""
+    multi_platform: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "build_args", _frozen(self.build_args))

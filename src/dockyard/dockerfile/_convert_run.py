@@ -84,7 +84,9 @@ def dispatch_run(d: StageDispatcher, instruction: RunInstruction, command: Comma
     masked = dict(env)
     for variable in secret_env:
         masked[variable.name] = "****"
-    title = d.node.progress.name(d.display(name, masked, raw=True), onbuild=command.onbuild)
+    title = d.node.progress.name(
+        d.display(name, masked, raw=True), onbuild=command.onbuild, env=env
+    )
     network = None
     if instruction.network is NetworkMode.NONE:
         network = llb.NetMode.NONE

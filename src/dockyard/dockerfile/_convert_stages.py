@@ -79,18 +79,32 @@ class Progress:
     """Progress names of a stage's steps, numbered like BuildKit's: ``[build 2/5] RUN
     make`` (``stage`` is empty when the Dockerfile has a single stage; a stage with no
     counted steps names them plainly). ``total`` counts ``FROM`` an image, ``RUN``,
-    ``COPY``, ``ADD``, ``WORKDIR`` and inherited ``ONBUILD`` triggers."""
+    ``COPY``, ``ADD``, ``WORKDIR`` and inherited ``ONBUILD`` triggers.
+
+    ``platform`` is set in a multi-platform build only: the stage's platform then leads
+    the name (``[linux/arm64 build 2/5]``), followed, for a stage of another platform
+    whose ``TARGET*`` variables say where its output goes (a cross-compiling stage
+    ``FROM --platform=$BUILDPLATFORM``), by ``->arm64`` (``->os/arch`` across operating
+    systems), as BuildKit's Dockerfile frontend names them."""
 
     stage: str = ""
     total: int = 0
     index: int = 0
+    platform: Platform | None = None
 
-    def name(self, text: str, *, onbuild: bool = False) -> str:
-        """The next step's name (advances the counter)."""
+    def name(
+        self, text: str, *, onbuild: bool = False, env: Mapping[str, str] | None = None
+    ) -> str:
+        """The next step's name (advances the counter); ``env`` is the step's
+        environment (for the cross-compilation target of a multi-platform build)."""
         if self.total == 0:
             return text
         self.index += 1
-        prefix = f"{self.stage} " if self.stage else ""
+        prefix = ""
+        if self.platform is not None:
+            prefix = f"{self.platform}{_cross_target(self.platform, env or {})} "
+        if self.stage:
+            prefix += f"{self.stage} "
         width = len(str(self.total))
         return (
             f"[{prefix}{self.index:>{width}}/{self.total}] "
@@ -98,10 +112,37 @@ class Progress:
             + text
         )
 
-    def again(self, text: str, *, onbuild: bool = False) -> str:
+    def again(
+        self, text: str, *, onbuild: bool = False, env: Mapping[str, str] | None = None
+    ) -> str:
         """The last step's number for another op of the same step (``COPY --link``)."""
         self.index -= 1
-        return self.name(text, onbuild=onbuild)
+        return self.name(text, onbuild=onbuild, env=env)
+
+
+def _cross_target(base: Platform, env: Mapping[str, str]) -> str:
+    """``->ARCH`` (``->OS/ARCH``) when the ``TARGET*`` variables of ``env`` name a
+    platform other than ``base`` (BuildKit's secondary platform in a step name)."""
+    os, arch, variant = "", "", ""
+    text = env.get("TARGETPLATFORM")
+    if text:
+        try:
+            parsed = Platform.parse(text)
+        except ValueError:
+            return ""
+        os, arch, variant = parsed.os, parsed.architecture, parsed.variant
+    else:
+        os = env.get("TARGETOS", "")
+        arch = env.get("TARGETARCH", "")
+        variant = env.get("TARGETVARIANT", "")
+        if not (os or arch or variant):
+            return ""
+    target = Platform.of(os or base.os, arch or base.architecture, variant)
+    if target.os != base.os:
+        return f"->{target}"
+    if target.architecture != base.architecture:
+        return "->" + target.architecture + (f"/{target.variant}" if target.variant else "")
+    return ""
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
@@ -564,6 +605,8 @@ async def _resolve_base_inner(
             locations=(node.location,),
         ) from None
     node.platform = platform
+    if options.multi_platform:
+        node.progress.platform = platform
     if named is not None:
         image = named.config if named.config is not None else empty_image(platform)
         node.base_image = image

@@ -26,8 +26,8 @@ _MAX_FILE = 64 << 20  # a Dockerfile or ignore file larger than this is refused
 
 
 class ReportingImages:
-    """Base-image lookups shown as steps (``[internal] load metadata for REF``), as
-    BuildKit shows them."""
+    """Base-image lookups shown as steps (``[internal] load metadata for REF``; in a
+    multi-platform build ``[linux/arm64 internal] …``), as BuildKit shows them."""
 
     def __init__(self, inner: ImageMetaResolver, reporter: Reporter) -> None:
         self._inner = inner
@@ -36,9 +36,9 @@ class ReportingImages:
     async def resolve(
         self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
     ) -> ResolvedImage:
-        from dockyard.frontend import internal_step
+        from dockyard.frontend import internal_step, metadata_step_name
 
-        async with internal_step(self._reporter, f"[internal] load metadata for {ref}"):
+        async with internal_step(self._reporter, metadata_step_name(ref, platform)):
             return await self._inner.resolve(ref, platform=platform, resolve_mode=resolve_mode)
 
 

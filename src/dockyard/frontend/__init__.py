@@ -22,7 +22,7 @@ from dockyard._lazy import lazy_getattr
 
 from ._names import DOCKERFILE_FRONTEND, PYTHON_FRONTEND
 from ._platforms import format_platforms, parse_platforms
-from ._progress import internal_step
+from ._progress import internal_step, metadata_step_name, platform_step_names
 from ._registry import Frontends, LazyFrontend
 from .types import Frontend, FrontendContext, FrontendResult, PlatformResult
 
@@ -61,5 +61,7 @@ __all__ = [
     "format_platforms",
     "internal_step",
     "load_build_file",
+    "metadata_step_name",
     "parse_platforms",
+    "platform_step_names",
 ]

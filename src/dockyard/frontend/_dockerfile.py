@@ -41,8 +41,10 @@ from ._progress import internal_step
 from .types import FrontendContext, FrontendResult, PlatformResult
 
 if TYPE_CHECKING:
+    import asyncio
+
     from dockyard import llb
-    from dockyard.dockerfile import Dockerfile, NamedContext
+    from dockyard.dockerfile import Dockerfile, ImageMetaResolver, NamedContext, ResolvedImage
 
 # The parser and the converter (and LLB) load when a build runs, not with the options a
 # client makes (imports inside the functions below).
@@ -231,8 +233,10 @@ async def _convert(
     platform: Platform | None,
     *,
     report: bool = True,
+    images: ImageMetaResolver | None = None,
 ) -> FrontendResult:
-    """One conversion for target ``platform`` (``None``: the build platform)."""
+    """One conversion for target ``platform`` (``None``: the build platform); with
+    ``images`` (a resolver the platforms share), one of a multi-platform build."""
     from dockyard.dockerfile import ConvertOptions, convert
 
     target_platform = platform or ctx.build_platform
@@ -255,8 +259,9 @@ async def _convert(
         no_cache=options.no_cache,
         no_cache_stages=options.no_cache_stages,
         resolve_mode=resolve_mode,
+        multi_platform=images is not None,
     )
-    result = await convert(dockerfile, convert_options, ctx.images)
+    result = await convert(dockerfile, convert_options, images or ctx.images)
     if report:
         _report(ctx, result.warnings)
     return FrontendResult(
@@ -277,15 +282,23 @@ async def _multi_platform(
     """A conversion per target platform (BuildKit's dockerfile frontend builds each
     platform on its own; what the platforms share, such as stages ``FROM
     --platform=$BUILDPLATFORM``, converts to identical ops the solver runs once).
-    Warnings said for several platforms are reported once."""
+    Warnings said for several platforms are reported once. Step names carry their
+    stage's platform, and a base image the platforms share (one ``FROM
+    --platform=$BUILDPLATFORM``) is looked up, and shown, once."""
     import asyncio
 
-    results = await asyncio.gather(
-        *(
-            _convert(ctx, dockerfile, options, ignore, resolve_mode, p, report=False)
-            for p in options.platforms
+    from ._progress import platform_step_names
+
+    images = _SharedImages(ctx.images)
+    with platform_step_names():
+        results = await asyncio.gather(
+            *(
+                _convert(
+                    ctx, dockerfile, options, ignore, resolve_mode, p, report=False, images=images
+                )
+                for p in options.platforms
+            )
         )
-    )
     warnings: list[BuildWarning] = []
     for result in results:
         for warning in result.warnings:
@@ -310,6 +323,29 @@ async def _multi_platform(
         warnings=tuple(warnings),
         platforms=tuple(parts),
     )
+
+
+class _SharedImages:
+    """Base-image lookups of a multi-platform build's conversions: each reference,
+    platform and mode asked once, whichever conversion asks first."""
+
+    def __init__(self, inner: ImageMetaResolver) -> None:
+        self._inner = inner
+        self._calls: dict[tuple[str, str, str], asyncio.Future[ResolvedImage]] = {}
+
+    async def resolve(
+        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
+    ) -> ResolvedImage:
+        import asyncio
+
+        key = (ref, str(platform), resolve_mode.value)
+        call = self._calls.get(key)
+        if call is None:
+            call = asyncio.ensure_future(
+                self._inner.resolve(ref, platform=platform, resolve_mode=resolve_mode)
+            )
+            self._calls[key] = call
+        return await call
 
 
 async def _load(

@@ -4,12 +4,37 @@ Dockerfile``), shown like a vertex of the build."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
-from dockyard.core import Reporter, VertexStatus, now, sha256_digest
+from dockyard.core import Platform, Reporter, VertexStatus, now, sha256_digest
 
-__all__ = ["internal_step"]
+__all__ = ["internal_step", "metadata_step_name", "platform_step_names"]
+
+_PLATFORM_NAMES: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "dockyard_frontend_platform_names", default=False
+)
+
+
+@contextlib.contextmanager
+def platform_step_names() -> Iterator[None]:
+    """Inside (this task and the tasks it starts): a multi-platform build, whose base
+    image lookups :func:`metadata_step_name` names with their platform."""
+    token = _PLATFORM_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _PLATFORM_NAMES.reset(token)
+
+
+def metadata_step_name(ref: str, platform: Platform) -> str:
+    """The step of looking up base image ``ref`` for ``platform``: ``[internal] load
+    metadata for REF``, or in a multi-platform build (:func:`platform_step_names`)
+    ``[linux/arm64 internal] load metadata for REF``, as BuildKit's Dockerfile frontend
+    names it."""
+    prefix = f"{platform} internal" if _PLATFORM_NAMES.get() else "internal"
+    return f"[{prefix}] load metadata for {ref}"
 
 
 @contextlib.asynccontextmanager

@@ -7,12 +7,15 @@ import dataclasses
 
 import pytest
 
+from dockyard import llb
 from dockyard.core import BuildWarning, Platform, UsageError
+from dockyard.dockerfile import ResolvedImage
 from dockyard.frontend import (
     DockerfileFrontend,
     DockerfileOptions,
     PythonOptions,
     format_platforms,
+    metadata_step_name,
     parse_platforms,
 )
 
@@ -142,3 +145,103 @@ async def test_single_platform_results_are_unchanged() -> None:
     assert not result.multi_platform
     assert result.image_config is not None
     assert result.image_config.platform == ARM64
+
+
+def _names(definition: llb.Definition) -> list[str]:
+    return [n.name for n in definition if not n.is_terminal]
+
+
+async def test_step_names_carry_the_stage_platform() -> None:
+    ctx = _ctx(CROSS)
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions(platforms=(AMD64, ARM64)))
+    names = {part.platform: _names(part.definition) for part in result.platforms}
+    from_busybox = "FROM docker.io/library/busybox:latest"
+    # a stage FROM --platform=$BUILDPLATFORM shows the build platform, and the target
+    # its TARGET* arguments name when it is another one (BuildKit's "->arm64")
+    assert names[AMD64] == [
+        f"[linux/amd64 tools 1/2] {from_busybox}",
+        "[linux/amd64 tools 2/2] RUN echo tools > /tools",
+        "[linux/amd64 build 2/3] COPY --from=tools /tools /tools",
+        "[linux/amd64 build 3/3] RUN echo linux/amd64 linux amd64  linux/amd64 > /p",
+        "[linux/amd64 stage-2 1/1] COPY --from=build /p /p",
+    ]
+    assert names[ARM64] == [
+        f"[linux/amd64 tools 1/2] {from_busybox}",
+        "[linux/amd64 tools 2/2] RUN echo tools > /tools",
+        "[linux/amd64->arm64 build 2/3] COPY --from=tools /tools /tools",
+        "[linux/amd64->arm64 build 3/3] RUN echo linux/arm64 linux arm64  linux/amd64 > /p",
+        "[linux/arm64 stage-2 1/1] COPY --from=build /p /p",
+    ]
+
+
+async def test_a_single_stage_names_only_its_platform() -> None:
+    ctx = _ctx(b"FROM busybox\nWORKDIR /w\nRUN true\n")
+    arm = Platform.parse("linux/arm/v7")
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions(platforms=(AMD64, arm)))
+    assert _names(result.platforms[1].definition) == [
+        "[linux/arm/v7 1/3] FROM docker.io/library/busybox:latest",
+        "[linux/arm/v7 2/3] WORKDIR /w",
+        "[linux/arm/v7 3/3] RUN true",
+    ]
+
+
+async def test_single_platform_step_names_have_no_platform() -> None:
+    for options in (DockerfileOptions(platform=ARM64), DockerfileOptions()):
+        result = await DockerfileFrontend().solve(_ctx(CROSS), options)
+        assert result.definition is not None
+        names = _names(result.definition)
+        assert names[0] == "[tools 1/2] FROM docker.io/library/busybox:latest"
+        assert names[-1] == "[stage-2 1/1] COPY --from=build /p /p"
+
+
+@dataclasses.dataclass
+class _NamingImages:
+    """Records the progress name a lookup would be shown under."""
+
+    asked: list[str] = dataclasses.field(default_factory=list)
+
+    async def resolve(
+        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
+    ) -> ResolvedImage:
+        self.asked.append(metadata_step_name(ref, platform))
+        return ResolvedImage(ref=ref)
+
+
+async def test_base_images_are_looked_up_once_named_with_their_platform() -> None:
+    images = _NamingImages()
+    ctx = _ctx(CROSS + b"FROM alpine AS extra\n")
+    ctx.images = images
+    options = DockerfileOptions(platforms=(AMD64, ARM64), target="2")
+    await DockerfileFrontend().solve(ctx, options)
+    # busybox for the build platform: once for both targets (shared)
+    assert images.asked == [
+        "[linux/amd64 internal] load metadata for docker.io/library/busybox:latest"
+    ]
+    images.asked.clear()
+    ctx = _ctx(b"FROM alpine\n")
+    ctx.images = images
+    await DockerfileFrontend().solve(ctx, DockerfileOptions(platforms=(AMD64, ARM64)))
+    assert sorted(images.asked) == [
+        "[linux/amd64 internal] load metadata for docker.io/library/alpine:latest",
+        "[linux/arm64 internal] load metadata for docker.io/library/alpine:latest",
+    ]
+    images.asked.clear()
+    ctx = _ctx(b"FROM alpine\n")
+    ctx.images = images
+    await DockerfileFrontend().solve(ctx, DockerfileOptions(platform=ARM64))
+    assert images.asked == ["[internal] load metadata for docker.io/library/alpine:latest"]
+
+
+def test_cross_compilation_targets_in_step_names() -> None:
+    from dockyard.dockerfile._convert_stages import Progress
+
+    def name(env: dict[str, str]) -> str:
+        return Progress(stage="b", total=1, platform=AMD64).name("RUN x", env=env)
+
+    assert name({}) == "[linux/amd64 b 1/1] RUN x"
+    assert name({"TARGETARCH": "amd64"}) == "[linux/amd64 b 1/1] RUN x"
+    assert name({"TARGETARCH": "arm", "TARGETVARIANT": "v6"}) == "[linux/amd64->arm/v6 b 1/1] RUN x"
+    assert name({"TARGETPLATFORM": "windows/amd64"}) == "[linux/amd64->windows/amd64 b 1/1] RUN x"
+    assert name({"TARGETPLATFORM": "linux/arm64/v8"}) == "[linux/amd64->arm64 b 1/1] RUN x"
+    assert name({"TARGETPLATFORM": "not a/platform/x/y"}) == "[linux/amd64 b 1/1] RUN x"
+    assert Progress(total=1).name("RUN x", env={"TARGETARCH": "arm64"}) == "[1/1] RUN x"

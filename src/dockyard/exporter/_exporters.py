@@ -31,6 +31,7 @@ from ._options import (
     DockerExport,
     ExportOptions,
     ImageExport,
+    ImageOptions,
     LocalExport,
     LocalPath,
     OciExport,
@@ -233,6 +234,18 @@ def _index_response(
     )
 
 
+def _single_platform_annotations(options: ImageOptions) -> None:
+    """Refuse index annotations for a single-platform image (it has no index), as
+    BuildKit's image writer does."""
+    if options.annotations_for(AnnotationKind.INDEX) or options.annotations_for(
+        AnnotationKind.INDEX_DESCRIPTOR
+    ):
+        raise UsageError(
+            "index annotations not supported for single platform export "
+            "(annotation-index and annotation-index-descriptor need a multi-platform build)"
+        )
+
+
 def _store_target(image: CommittedImage) -> Descriptor:
     """The descriptor an image store record points at (no response-only details)."""
     return Descriptor(
@@ -250,10 +263,6 @@ class ImageExporter:
     def __init__(self, options: ImageExport, services: ExportServices) -> None:
         if options.store and services.images is None and not options.push:
             raise UsageError("this engine has no local image store: use push=true or store=false")
-        if options.image.annotations_for(AnnotationKind.INDEX) or options.image.annotations_for(
-            AnnotationKind.INDEX_DESCRIPTOR
-        ):
-            raise UsageError("index annotations are not supported for a single-platform image")
         self._options = options
         self._services = services
 
@@ -264,6 +273,7 @@ class ImageExporter:
     async def export(self, request: ExportRequest) -> ExportResponse:
         if request.multi_platform:
             return await self._export_platforms(request)
+        _single_platform_annotations(self._options.image)
         opts = self._options
         content = self._services.content
         epoch = _epoch(opts.image.source_date_epoch, request)
@@ -473,8 +483,6 @@ class _ArchiveExporter:
     docker = False
 
     def __init__(self, options: OciExport | DockerExport, services: ExportServices) -> None:
-        if options.image.annotations_for(AnnotationKind.INDEX_DESCRIPTOR):
-            raise UsageError("index-descriptor annotations have no place in an image archive")
         self._options = options
         self._services = services
 
@@ -491,6 +499,7 @@ class _ArchiveExporter:
             if self.docker:
                 raise UsageError(MULTI_PLATFORM_DOCKER)
             return await self._export_platforms(request, epoch)
+        _single_platform_annotations(opts.image)
         async with (
             _progress(request, f"exporting to {kind} image format") as progress,
             content.lease() as lease,
@@ -512,11 +521,7 @@ class _ArchiveExporter:
             entries = [index_entry(image.descriptor, n, created) for n in names] or [
                 index_entry(image.descriptor, None, created)
             ]
-            index = ImageIndex(
-                manifests=tuple(entries),
-                media_type=MediaType.OCI_INDEX,
-                annotations=opts.image.annotations_for(AnnotationKind.INDEX),
-            )
+            index = ImageIndex(manifests=tuple(entries), media_type=MediaType.OCI_INDEX)
             archived = ArchiveImage(
                 descriptor=image.descriptor,
                 config=image.config_descriptor,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from dockyard.cache import ImmutableRef
 from dockyard.content import ContentStore
-from dockyard.core import ContentError, Digest, Platform
+from dockyard.core import ContentError, Digest, Platform, UsageError
 from dockyard.oci import (
     ContainerConfig,
     Descriptor,
@@ -326,6 +326,10 @@ async def commit_image(
     )
 
 
+def _platform_key(platform: Platform) -> tuple[str, str, str]:
+    return (platform.os, platform.architecture, platform.variant)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommittedIndex:
     """A multi-platform image written to the content store: the index (bytes and
@@ -350,7 +354,18 @@ async def commit_index(
     platform, each index entry carries it), then the index over them: an OCI image
     index, or a Docker manifest list when ``oci-mediatypes=false`` (OCI media types are
     the default for a multi-platform image, whatever the exporter). Index annotations
-    go on the index, index-descriptor ones on its descriptor."""
+    go on the index, index-descriptor ones on its descriptor; manifest and
+    manifest-descriptor ones qualified by a platform (``annotation[linux/arm64].k``) go
+    to that platform's only, and one naming a platform not built is refused."""
+    for annotation in options.annotations:
+        if annotation.platform is not None and not any(
+            _platform_key(annotation.platform) == _platform_key(part.platform)
+            for part in request.platforms
+        ):
+            raise UsageError(
+                f"invalid annotation: no platform {annotation.platform} found in source "
+                f"(the build's platforms: {', '.join(str(p.platform) for p in request.platforms)})"
+            )
     oci = options.use_oci(True)
     epoch = options.source_date_epoch if options.source_date_epoch is not None else request.epoch
     images: list[CommittedImage] = []

@@ -249,8 +249,9 @@ async def test_annotations(state: State) -> None:
     assert resp.descriptor.annotations["d"] == "1"
     stored = await state.images.get("docker.io/library/ann:latest")
     assert stored.target.annotations == {"d": "1"}
+    exporter = resolve(parse_output("type=image,annotation-index.k=v"), state.services)
     with pytest.raises(UsageError, match="index annotations"):
-        resolve(parse_output("type=image,annotation-index.k=v"), state.services)
+        await exporter.export(ExportRequest(ref=chain[0], epoch=None))
 
 
 async def test_names_canonical_dangling_and_no_store(state: State) -> None:

@@ -178,3 +178,64 @@ def test_platform_split_option_round_trips() -> None:
     options = parse_output("type=local,dest=out,platform-split=false")
     assert options.to_attrs()["platform-split"] == "false"
     assert "platform-split" not in parse_output("type=local,dest=out").to_attrs()
+
+
+async def test_index_and_platform_annotations(state: State) -> None:
+    resp = await _export(
+        state,
+        "type=image,name=multi:4,oci-mediatypes=false,"
+        "annotation-index.org.opencontainers.image.title=idx,"
+        "annotation-index-descriptor.d=1,"
+        "annotation.all=1,"
+        "annotation[linux/arm64].only-arm=1,"
+        "annotation-manifest[linux/amd64].only-amd=1,"
+        "annotation-manifest-descriptor[linux/arm64].desc-arm=1",
+        await _refs(state),
+    )
+    assert resp.image_digest is not None
+    assert resp.descriptor is not None
+    assert resp.descriptor.annotations["d"] == "1"
+    stored = await state.images.get("docker.io/library/multi:4")
+    assert stored.target.annotations == {"d": "1"}
+    index = await _read(state, resp.image_digest)
+    assert isinstance(index, ImageIndex)
+    # index annotations switch to OCI types, as BuildKit's exporter does
+    assert index.media_type == MediaType.OCI_INDEX
+    assert dict(index.annotations) == {"org.opencontainers.image.title": "idx"}
+    entries = {m.platform: m for m in index.manifests}
+    assert dict(entries[ARM64].annotations) == {"desc-arm": "1"}
+    assert dict(entries[AMD64].annotations) == {}
+    manifests = {p: await _read(state, e.digest) for p, e in entries.items()}
+    assert dict(manifests[AMD64].annotations) == {"all": "1", "only-amd": "1"}
+    assert dict(manifests[ARM64].annotations) == {"all": "1", "only-arm": "1"}
+
+
+async def test_oci_archive_carries_index_annotations(state: State, tmp_path: Path) -> None:
+    dest = tmp_path / "layout"
+    resp = await _export(
+        state,
+        f"type=oci,dest={dest},tar=false,annotation-index.i=1,annotation-index-descriptor.d=2",
+        await _refs(state),
+    )
+    top = json.loads((dest / "index.json").read_text())
+    (entry,) = top["manifests"]
+    assert entry["digest"] == str(resp.image_digest)
+    assert entry["annotations"]["d"] == "2"
+    inner = json.loads((dest / "blobs" / "sha256" / Digest.parse(entry["digest"]).hex).read_text())
+    assert inner["annotations"] == {"i": "1"}
+
+
+async def test_an_annotation_for_a_platform_not_built_is_refused(state: State) -> None:
+    with pytest.raises(UsageError, match="no platform linux/s390x found"):
+        await _export(state, "type=image,name=m:5,annotation[linux/s390x].k=v", await _refs(state))
+
+
+@pytest.mark.parametrize("kind", ["type=image,name=one", "type=oci,dest=-", "type=docker,dest=-"])
+@pytest.mark.parametrize("annotation", ["annotation-index.k=v", "annotation-index-descriptor.k=v"])
+async def test_single_platform_exports_refuse_index_annotations(
+    state: State, kind: str, annotation: str
+) -> None:
+    (ref, *_) = (await _refs(state)).values()
+    exporter = resolve(parse_output(f"{kind},{annotation}"), state.services)
+    with pytest.raises(UsageError, match="index annotations not supported for single platform"):
+        await exporter.export(ExportRequest(ref=ref, epoch=T0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,11 +127,14 @@ async def send_directory(
     epoch: int | None = None,
     reporter: Reporter | None = None,
     progress_digest: str = "",
+    prefix: str = "",
 ) -> None:
-    """Put the tree ``root`` (``None``: empty) into the directory ``dest``."""
+    """Put the tree ``root`` (``None``: empty) into the directory ``dest``, or into its
+    sub-directory ``prefix`` (one plain name: a platform's, ``linux_amd64``)."""
     if isinstance(dest, LocalPath):
+        path = dest.path / prefix if prefix else dest.path
         await asyncio.to_thread(
-            copy_into, str(root) if root is not None else None, str(dest.path), epoch=epoch
+            copy_into, str(root) if root is not None else None, str(path), epoch=epoch
         )
         return
     if isinstance(dest, ClientTarget):
@@ -140,9 +144,20 @@ async def send_directory(
                 "no session"
             )
         if root is None:
+            if not prefix:
+                return
+            # an empty result still gets its platform's (empty) directory
+            with tempfile.TemporaryDirectory(prefix="dockyard-empty-") as empty:
+                await client.send_directory(
+                    dest.name,
+                    Path(empty),
+                    reporter=reporter,
+                    progress_digest=progress_digest,
+                    prefix=prefix,
+                )
             return
         await client.send_directory(
-            dest.name, root, reporter=reporter, progress_digest=progress_digest
+            dest.name, root, reporter=reporter, progress_digest=progress_digest, prefix=prefix
         )
         return
     raise DockyardError("a directory export cannot go to stdout")

@@ -28,6 +28,7 @@ from dockyard.registry import Reference
 from ._image import CommittedImage, CommittedIndex, commit_image, commit_index
 from ._options import (
     AnnotationKind,
+    ClientTarget,
     DockerExport,
     ExportOptions,
     ImageExport,
@@ -121,27 +122,54 @@ class LocalExporter:
     async def _export_platforms(self, request: ExportRequest, epoch: int | None) -> None:
         """A sub-directory per platform (``platform-split``, the default), or every
         platform's files merged into the destination (``platform-split=false``: later
-        platforms win), as BuildKit's local exporter does."""
+        platforms win), as BuildKit's local exporter does. To a client's directory (a
+        daemon's build) each platform's tree travels under its sub-directory's name, so
+        a client that knows nothing of platforms stores it alike."""
         from ._dest import describe, send_directory
 
         dest = self._options.dest
         split = self._options.platform_split is not False
-        if not isinstance(dest, LocalPath):
-            raise UsageError(
-                "a multi-platform build exports type=local only to a directory on the "
-                "engine's host (through a daemon, use type=tar or type=oci)"
-            )
+        if not split and isinstance(dest, ClientTarget):
+            await self._send_merged(request, dest, epoch)
+            return
         for part in request.platforms:
-            target = LocalPath(path=dest.path / platform_dir(part.platform)) if split else dest
+            prefix = platform_dir(part.platform) if split else ""
+            where = describe(dest) + (f" ({prefix}/)" if prefix else "")
             async with (
-                _progress(request, f"copying files {part.platform} to {describe(target)}") as p,
+                _progress(request, f"copying files {part.platform} to {where}") as p,
                 _mounted(part.ref) as root,
             ):
                 await send_directory(
-                    target,
+                    dest,
                     root,
                     request.client,
                     epoch=epoch,
+                    reporter=request.reporter,
+                    progress_digest=p.digest,
+                    prefix=prefix,
+                )
+
+    async def _send_merged(
+        self, request: ExportRequest, dest: ClientTarget, epoch: int | None
+    ) -> None:
+        """``platform-split=false`` to a client: the platforms' trees merged here first
+        (later platforms win, whatever the file times say), then sent as one."""
+        import tempfile
+
+        from ._dest import describe, send_directory
+        from ._tree import copy_into
+
+        with tempfile.TemporaryDirectory(prefix="dockyard-merge-") as scratch:
+            for part in request.platforms:
+                async with _mounted(part.ref) as root:
+                    await asyncio.to_thread(
+                        copy_into, str(root) if root else None, scratch, epoch=epoch
+                    )
+            async with _progress(request, f"copying files to {describe(dest)}") as p:
+                await send_directory(
+                    dest,
+                    Path(scratch),
+                    request.client,
                     reporter=request.reporter,
                     progress_digest=p.digest,
                 )

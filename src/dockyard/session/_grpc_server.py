@@ -220,7 +220,12 @@ class _RemotePeer:
         return FramesChannel(frames, frames.finish)
 
     async def export_directory(
-        self, target: str, source: Path, reporter: Reporter | None, progress_digest: str
+        self,
+        target: str,
+        source: Path,
+        reporter: Reporter | None,
+        progress_digest: str,
+        prefix: str = "",
     ) -> SyncResult:
         frames = await self._open_stream(
             pb.Request(export_directory=pb.ExportDirectoryRequest(target=target)),
@@ -228,7 +233,9 @@ class _RemotePeer:
         )
         progress = TransferProgress(reporter, progress_digest, target)
         try:
-            entries, files, nbytes = await send_tree(frames, source, None, progress=progress.emit)
+            entries, files, nbytes = await send_tree(
+                frames, source, None, progress=progress.emit, prefix=prefix
+            )
             await recv_expect(frames, "finish", f"waiting for the client to store {target!r}")
             progress.emit(files, nbytes, done=True)
             return SyncResult(entries=entries, files_transferred=files, bytes_transferred=nbytes)

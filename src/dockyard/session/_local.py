@@ -18,7 +18,7 @@ from ._export import DirectoryTarget, FileSink, FileTarget
 from ._receive import receive
 from ._session import Session
 from ._values import FileStat, SessionCredentials, SessionInfo, SyncRequest, SyncResult
-from ._walk import walk
+from ._walk import under_prefix, walk
 from .types import ByteChannel, Content, CredentialsLike, ExportStream, LocalFile, SyncSource
 
 __all__ = ["LocalPeer", "LocalSyncSource", "to_session_credentials"]
@@ -31,25 +31,35 @@ class LocalSyncSource:
     ``session``'s directory of ``request``, walked by :meth:`Session.walk`, when given)."""
 
     def __init__(
-        self, root: Path, request: SyncRequest | None = None, session: Session | None = None
+        self,
+        root: Path,
+        request: SyncRequest | None = None,
+        session: Session | None = None,
+        *,
+        prefix: str = "",
     ) -> None:
         self._root = root
         self._request = request
         self._session = session
-        self._entries: list[FileStat] = []
+        self._prefix = prefix
+        self._paths: list[str] = []  # what each entry is read from, relative to root
 
     async def stats(self) -> AsyncIterator[Sequence[FileStat]]:
         if self._session is not None and self._request is not None:
-            self._entries = await self._session.walk(self._request)
+            entries = await self._session.walk(self._request)
         else:
-            self._entries = await asyncio.to_thread(walk, self._root, self._request)
-        yield self._entries
+            entries = await asyncio.to_thread(walk, self._root, self._request)
+        self._paths = [e.path for e in entries]
+        if self._prefix:
+            entries = await asyncio.to_thread(under_prefix, self._root, entries, self._prefix)
+            self._paths.insert(0, "")
+        yield entries
 
     async def fetch(self, ids: Sequence[int]) -> AsyncIterator[Sequence[Content]]:
-        entries = self._entries
+        paths = self._paths
         for start in range(0, len(ids), _LOCAL_BATCH):
             yield [
-                LocalFile(i, self._root, entries[i].path if 0 <= i < len(entries) else "")
+                LocalFile(i, self._root, paths[i] if 0 <= i < len(paths) else "")
                 for i in ids[start : start + _LOCAL_BATCH]
             ]
 
@@ -91,13 +101,18 @@ class LocalPeer:
         return await self.session.connect_ssh(id)
 
     async def export_directory(
-        self, target: str, source: Path, reporter: Reporter | None, progress_digest: str
+        self,
+        target: str,
+        source: Path,
+        reporter: Reporter | None,
+        progress_digest: str,
+        prefix: str = "",
     ) -> SyncResult:
         dest = self.session.export_target(target)
         if not isinstance(dest, DirectoryTarget):
             raise NotFoundError(f"export target {target!r} of the client is not a directory")
         return await receive(
-            LocalSyncSource(source),
+            LocalSyncSource(source, prefix=prefix),
             dest.path,
             name=target,
             reporter=reporter,

@@ -16,6 +16,7 @@ from ._local import LocalPeer
 from ._receive import receive
 from ._session import Session
 from ._values import SessionCredentials, SessionInfo, SyncBase, SyncRequest, SyncResult
+from ._walk import check_prefix
 from .types import ByteChannel, ExportStream, SyncSource
 
 __all__ = ["Peer", "SessionHandle", "SessionManager"]
@@ -42,7 +43,12 @@ class Peer(Protocol):
     async def connect_ssh(self, id: str) -> ByteChannel: ...
 
     async def export_directory(
-        self, target: str, source: Path, reporter: Reporter | None, progress_digest: str
+        self,
+        target: str,
+        source: Path,
+        reporter: Reporter | None,
+        progress_digest: str,
+        prefix: str = "",
     ) -> SyncResult: ...
 
     def export_stream(self, target: str) -> AbstractAsyncContextManager[ExportStream]: ...
@@ -296,12 +302,18 @@ class _Exports:
         *,
         reporter: Reporter | None = None,
         progress_digest: str = "",
+        prefix: str = "",
     ) -> SyncResult:
         self._check(target)
+        if prefix:
+            check_prefix(prefix)
         handle = self._handle
+        where = f"{target!r}" + (f" ({prefix}/)" if prefix else "")
         return await handle._call(
-            f"exporting to {target!r}",
-            lambda: handle._peer.export_directory(target, source, reporter, progress_digest),
+            f"exporting to {where}",
+            lambda: handle._peer.export_directory(
+                target, source, reporter, progress_digest, prefix
+            ),
             None,
         )
 

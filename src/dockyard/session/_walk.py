@@ -24,7 +24,7 @@ from ._dirfds import SourceFiles
 from ._values import FileStat, SyncRequest
 from .types import Chunk
 
-__all__ = ["CHUNK_SIZE", "ContentReader", "follow_links", "walk"]
+__all__ = ["CHUNK_SIZE", "ContentReader", "check_prefix", "follow_links", "under_prefix", "walk"]
 
 CHUNK_SIZE = 1 << 20
 """Largest piece of file content in one message."""
@@ -260,6 +260,50 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
                 unsent -= 1
 
     visit(os.fspath(root), "", None, None)
+    return out
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` if it is one plain name a tree may be sent under (``linux_amd64``);
+    a :class:`~dockyard.core.DockyardError` otherwise."""
+    if not prefix or "/" in prefix or "\0" in prefix or prefix in (".", ".."):
+        raise DockyardError(f"invalid export sub-directory {prefix!r} (one plain name)")
+    return prefix
+
+
+def under_prefix(root: Path, entries: Sequence[FileStat], prefix: str) -> list[FileStat]:
+    """``entries`` (a walk of ``root``) as the entries of a tree holding them under the
+    directory ``prefix`` (:func:`check_prefix`): that directory first (with ``root``'s
+    mode and times), then every entry with its path (and a hard link's target) below
+    it. Entry ``i`` of the walk is entry ``i + 1`` of the result."""
+    check_prefix(prefix)
+    try:
+        st = os.stat(root)
+        top = FileStat(
+            path=prefix,
+            mode=stat.S_IFDIR | stat.S_IMODE(st.st_mode),
+            uid=st.st_uid,
+            gid=st.st_gid,
+            mtime_ns=st.st_mtime_ns,
+        )
+    except OSError:
+        top = FileStat(path=prefix, mode=stat.S_IFDIR | 0o755)
+    out = [top]
+    for e in entries:
+        hard_link = e.linkname and stat.S_ISREG(e.mode)
+        out.append(
+            FileStat(
+                path=f"{prefix}/{e.path}",
+                mode=e.mode,
+                uid=e.uid,
+                gid=e.gid,
+                size=e.size,
+                mtime_ns=e.mtime_ns,
+                linkname=f"{prefix}/{e.linkname}" if hard_link else e.linkname,
+                devmajor=e.devmajor,
+                devminor=e.devminor,
+            )
+        )
     return out
 
 

@@ -217,7 +217,9 @@ class ExportCaller(Protocol):
 
     ``send_directory`` syncs the tree ``source`` (on the engine's host) into the
     client's directory target ``target`` (incrementally, contained in the client's
-    destination). ``open_stream`` hands out a stream into the client's file target
+    destination); with ``prefix`` (one plain name, such as ``linux_amd64``) the tree
+    goes into that sub-directory of the target (BuildKit's platform split: the entries
+    travel under it, so any client takes them). ``open_stream`` hands out a stream into the client's file target
     ``target``: leaving the context normally commits it (the client renames its temp
     file into place), leaving with an exception discards it. Both raise
     :class:`~dockyard.core.NotFoundError` for a target the client did not offer.
@@ -232,6 +234,7 @@ class ExportCaller(Protocol):
         *,
         reporter: Reporter | None = None,
         progress_digest: str = "",
+        prefix: str = "",
     ) -> SyncResult: ...
 
     def open_stream(self, target: str) -> AbstractAsyncContextManager[ExportStream]: ...

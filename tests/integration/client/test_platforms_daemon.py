@@ -1,7 +1,7 @@
 """Multi-platform builds on a real ``dockyardd``: the platform list travels as BuildKit's
 ``platform`` frontend attribute; the daemon stores an index, streams an OCI tarball and
-a per-platform tar back, pushes every manifest then the index, and refuses a local
-directory output with a clear error (it would need per-platform client targets)."""
+a per-platform tar back, syncs a directory per platform (or all merged) into a local
+output, pushes every manifest then the index."""
 
 from __future__ import annotations
 
@@ -62,12 +62,27 @@ async def test_daemon_builds_every_platform(
         top = json.loads(tf.extractfile("index.json").read())  # type: ignore[union-attr]
     assert top["manifests"][0]["mediaType"] == MediaType.OCI_INDEX
 
-    # a type=local directory cannot be split on the client yet: refused, clearly
+    # type=local: a directory per platform on the client, or (platform-split=false)
+    # every platform's files merged, the last platform's winning
+    out, merged = tmp_path / "out", tmp_path / "merged"
+    (out / "linux_amd64").mkdir(parents=True)
+    (out / "linux_amd64" / "stale").write_text("kept")
     code = await cli(
-        running, "--platform", MULTI, "-o", f"type=local,dest={tmp_path / 'out'}", str(ctx)
-    )
-    assert code != 0
-    assert "multi-platform build exports type=local only" in capsys.readouterr().err
+        running, "--platform", MULTI, "-o", f"type=local,dest={out}",
+        "-o", f"type=local,dest={merged},platform-split=false", str(ctx),
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["linux_amd64", "linux_arm64"]
+    assert (out / "linux_amd64" / "p").read_text() == "linux/amd64\n"
+    assert (out / "linux_arm64" / "p").read_text() == "linux/arm64\n"
+    assert (out / "linux_amd64" / "stale").read_text() == "kept"  # merged, as BuildKit's
+    assert [p.name for p in merged.iterdir()] == ["p"]
+    assert (merged / "p").read_text() == "linux/arm64\n"
+    # the steps carry their platform; the shared build-platform stage shows once
+    assert "[linux/amd64 stage-1 1/1] COPY --from=build /p /p" in err
+    assert "[linux/arm64 stage-1 1/1] COPY --from=build /p /p" in err
+    assert "[linux/amd64->arm64 build 2/2] RUN echo linux/arm64 > /p" in err
     assert await running.stop() == 0
     content = ContentStore(running.state / "content")
     try:

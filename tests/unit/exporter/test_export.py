@@ -433,10 +433,18 @@ class _Client:
         return True
 
     async def send_directory(
-        self, target: str, source: Path, *, reporter: Any = None, progress_digest: str = ""
+        self,
+        target: str,
+        source: Path,
+        *,
+        reporter: Any = None,
+        progress_digest: str = "",
+        prefix: str = "",
     ) -> Any:
-        self.directories[target] = sorted(
-            str(p.relative_to(source))
+        under = f"{prefix}/" if prefix else ""
+        self.directories.setdefault(target, [])
+        self.directories[target] += sorted(
+            under + str(p.relative_to(source))
             for p in source.rglob("*")  # noqa: ASYNC240
         )
 

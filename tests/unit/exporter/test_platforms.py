@@ -239,3 +239,21 @@ async def test_single_platform_exports_refuse_index_annotations(
     exporter = resolve(parse_output(f"{kind},{annotation}"), state.services)
     with pytest.raises(UsageError, match="index annotations not supported for single platform"):
         await exporter.export(ExportRequest(ref=ref, epoch=T0))
+
+
+@pytest.mark.parametrize(
+    ("split", "expected"),
+    [
+        ("", ["linux_amd64/p", "linux_arm64/p"]),
+        (",platform-split=false", ["p"]),  # merged here, sent once
+    ],
+)
+async def test_local_to_a_clients_directory(state: State, split: str, expected: list[str]) -> None:
+    from .test_export import _Client
+
+    client = _Client()
+    exporter = resolve(parse_output(f"type=local,dest=session:d{split}"), state.services)
+    refs = await _refs(state)
+    parts = tuple(PlatformExport(platform=p, ref=ref) for p, ref in refs.items())
+    await exporter.export(ExportRequest(ref=None, client=client, platforms=parts))
+    assert client.directories["d"] == expected

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.core import NotFoundError, UsageError
+from dockyard.core import DockyardError, NotFoundError, UsageError
 from dockyard.session import DirectoryTarget, FileTarget, Session
 
 from .harness import Harness, eventually
@@ -94,3 +94,30 @@ def test_file_target_needs_one_destination() -> None:
         FileTarget()
     with pytest.raises(UsageError):
         FileTarget(path=Path("x"), fd=1)
+
+
+async def test_directory_export_into_sub_directories(harness: Harness, tmp_path: Path) -> None:
+    """BuildKit's platform split: each tree goes under its own name in one target."""
+    amd, arm, out = tmp_path / "amd", tmp_path / "arm", tmp_path / "out"
+    write(amd, "bin/app", "amd", mode=0o755)
+    os.link(amd / "bin" / "app", amd / "app-link")
+    os.symlink("bin/app", amd / "app")
+    write(arm, "bin/app", "arm-binary", mode=0o755)
+    write(out, "unrelated.txt", "mine")
+    session = Session(exports={"out": DirectoryTarget(path=out)})
+    async with harness.open(session) as handle:
+        first = await handle.exports.send_directory("out", amd, prefix="linux_amd64")
+        assert first.files_transferred == 1  # the hard link is made, not sent
+        await handle.exports.send_directory("out", arm, prefix="linux_arm64")
+        again = await handle.exports.send_directory("out", amd, prefix="linux_amd64")
+        assert again.files_transferred == 0
+        for bad in ("a/b", "..", "."):
+            with pytest.raises(DockyardError, match="invalid export sub-directory"):
+                await handle.exports.send_directory("out", amd, prefix=bad)
+    assert sorted(p.name for p in out.iterdir()) == ["linux_amd64", "linux_arm64", "unrelated.txt"]
+    assert snapshot(out / "linux_amd64") == snapshot(amd)
+    assert snapshot(out / "linux_arm64") == snapshot(arm)
+    assert (out / "linux_amd64" / "app-link").stat().st_ino == (
+        out / "linux_amd64" / "bin" / "app"
+    ).stat().st_ino
+    assert os.readlink(out / "linux_amd64" / "app") == "bin/app"

@@ -34,8 +34,9 @@ Safety:
 
 **Spares.** A command does not wait for a fork either: while no command runs, the server
 forks a *spare* child, which copies every resident page of its writable mappings
-(``MADV_POPULATE_WRITE``; a command's copy-on-write faults, ~5,500 per one-file rebuild,
-otherwise cost it ~25 ms) and then waits on a socket pair. The server stays the only
+(``MADV_POPULATE_WRITE``, at idle CPU priority where it may raise it again; a
+command's copy-on-write faults, ~5,000 per one-file rebuild, otherwise cost it ~25 ms)
+and then waits on a socket pair; a client that comes first stops the copying. The server stays the only
 one that accepts and checks clients: only a client that passed every check above, with
 the server's key and unchanged code, is handed over (its connection, directory and
 descriptors by ``SCM_RIGHTS``, its request as sent) and the spare becomes the command as
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     import _socket
     import socket
     import threading
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 __all__ = [
@@ -118,6 +119,7 @@ _NO_FORK_PREFIXES = ("multiprocessing",)
 _SPARE_FAILURES = 3  # spares that died unready before the server stops making them
 _PR_SET_PDEATHSIG = 1
 _MADV_POPULATE_WRITE = 23
+_POPULATE_CHUNK = 1 << 20  # a spare looks for a client after copying each
 
 #: What the server imports before it serves, besides the modules the daemon warms up
 #: (:func:`preload`): the CLI and the embedded engine (a test keeps each importable).
@@ -729,9 +731,10 @@ class _Server:
         spare.channel.close()
 
     def _take_spare(self) -> _Spare | None:
-        """The spare, when it is ready and has every module the server imported."""
+        """The spare, when it has every module the server imported (one still copying
+        its pages stops and takes the client: faster than a fork)."""
         spare = self.spare
-        if spare is None or not spare.ready:
+        if spare is None:
             return None
         if spare.modules != len(sys.modules):  # forked before modules were learned
             self._drop_spare()
@@ -937,11 +940,12 @@ def _spare(channel: socket.socket, server: int, learned: str) -> int:
     # the copying takes only a core nothing else wants (the next command, another
     # builder), where the spare can get its priority back
     idle = _may_renice() and _set_policy(os.SCHED_IDLE)
-    _prepare()
+    prepared = _prepare(channel)
     if idle and not _set_policy(os.SCHED_OTHER):
         return 0  # the command must not run at idle priority
     try:
-        channel.sendall(b"R")
+        if prepared:
+            channel.sendall(b"R")
         payload, fds = _receive(channel, extra=1)  # the client's connection first
     except OSError:
         return 0
@@ -993,15 +997,21 @@ def _set_policy(policy: int) -> bool:
     return True
 
 
-def _prepare() -> None:
-    """Take private copies of the pages a command would write, off the client's clock
-    (a ``gc.collect()`` here saved ~10 % of the faults; this saves ~80 %)."""
-    _populate_written()
+def _prepare(channel: socket.socket) -> bool:
+    """Take private copies of the pages a command would write, off the client's clock (a
+    ``gc.collect()`` here saved ~10 % of the faults; this saves ~80 %); False when a
+    client arrived first (a spare half ready beats a fork on the client's clock)."""
+    import select
+
+    poller = select.poll()
+    poller.register(channel, select.POLLIN)
+    return _populate_written(lambda: bool(poller.poll(0)))
 
 
-def _populate_written() -> None:
+def _populate_written(stop: Callable[[], bool] = lambda: False) -> bool:
     """Copy every resident page of this process's private writable mappings now
-    (``MADV_POPULATE_WRITE``), so that a command does not fault on them one by one."""
+    (``MADV_POPULATE_WRITE``), so that a command does not fault on them one by one;
+    False when ``stop()`` (asked before each MiB) cut that short."""
     import ctypes
 
     libc = _libc()
@@ -1013,7 +1023,8 @@ def _populate_written() -> None:
             lines = f.read().splitlines()
         pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return
+        return True
+    runs: list[tuple[int, int]] = []
     try:
         for line in lines:
             fields = line.split()
@@ -1022,28 +1033,37 @@ def _populate_written() -> None:
             if len(fields) > 5 and fields[5].startswith(b"[v"):  # [vvar], [vdso]...
                 continue
             start, end = (int(x, 16) for x in fields[0].split(b"-"))
-            _populate_resident(pagemap, madvise, start, end, page)
+            runs.extend(_resident(pagemap, start, end, page))
     finally:
         os.close(pagemap)
+    chunk = _POPULATE_CHUNK
+    for address, size in runs:
+        for offset in range(0, size, chunk):
+            if stop():
+                return False
+            madvise(address + offset, min(chunk, size - offset), _MADV_POPULATE_WRITE)
+    return True
 
 
-def _populate_resident(pagemap: int, madvise: Any, start: int, end: int, page: int) -> None:
-    """Populate for writing the runs of pages in [start, end) that are resident."""
+def _resident(pagemap: int, start: int, end: int, page: int) -> list[tuple[int, int]]:
+    """The runs (address, size) of resident pages in [start, end)."""
     count = (end - start) // page
     try:
         data = os.pread(pagemap, count * 8, start // page * 8)
     except OSError:
-        return
+        return []
     entries = memoryview(data).cast("Q")
     present = 1 << 63
+    runs = []
     run = -1
     for i in range(len(entries) + 1):
         if i < len(entries) and entries[i] & present:
             if run < 0:
                 run = i
         elif run >= 0:
-            madvise(start + run * page, (i - run) * page, _MADV_POPULATE_WRITE)
+            runs.append((start + run * page, (i - run) * page))
             run = -1
+    return runs
 
 
 # -- the child -----------------------------------------------------------------------------

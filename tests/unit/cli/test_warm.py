@@ -428,7 +428,17 @@ def test_a_spare_copies_its_resident_writable_pages(tmp_path: Path) -> None:
         "heap = [bytearray(4096) for _ in range(2000)]\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    _warm._populate_written()\n"
+        "    assert _warm._populate_written() is True\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    for b in heap:\n"
+        "        b[0] = 1\n"
+        "    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    print(after - before)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    assert _warm._populate_written(lambda: True) is False\n"
         "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "    for b in heap:\n"
         "        b[0] = 1\n"
@@ -447,9 +457,10 @@ def test_a_spare_copies_its_resident_writable_pages(tmp_path: Path) -> None:
         "os.waitpid(pid, 0)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    prepared, plain = (int(n) for n in out.stdout.split())
+    prepared, stopped, plain = (int(n) for n in out.stdout.split())
     assert plain >= 1500  # one copy-on-write fault per page written
     assert prepared < 100
+    assert stopped >= 1500  # a client came first: nothing was copied
 
 
 def test_more_descriptors_than_a_client_may_send_are_refused() -> None:

@@ -757,6 +757,11 @@ class _Server:
             self.spare = spare
             self._drop_spare()
             return False
+        if not spare.ready:  # still copying, perhaps at idle priority: not on this clock
+            try:
+                os.sched_setscheduler(spare.pid, os.SCHED_OTHER, os.sched_param(0))
+            except OSError:
+                pass
         spare.channel.close()
         self._add_child(spare.pid)
         return True
@@ -1012,6 +1017,8 @@ def _populate_written(stop: Callable[[], bool] = lambda: False) -> bool:
     """Copy every resident page of this process's private writable mappings now
     (``MADV_POPULATE_WRITE``), so that a command does not fault on them one by one;
     False when ``stop()`` (asked before each MiB) cut that short."""
+    if stop():  # (asked first: the server may have raised our priority before we lowered it)
+        return False
     import ctypes
 
     libc = _libc()

@@ -483,3 +483,26 @@ def test_a_ready_spare_that_died_is_dropped(stand_in: int) -> None:
         assert _spare_of(server) is None
         assert not _alive(stand_in)  # reaped
         assert server.spare_failures == 0  # a replacement is made
+
+
+@pytest.mark.skipif(not _warm._may_renice(), reason="raising a priority needs CAP_SYS_NICE")
+def test_a_spare_still_copying_takes_the_client_at_normal_priority(
+    monkeypatch: pytest.MonkeyPatch, stand_in: int
+) -> None:
+    monkeypatch.setattr(_warm, "_threads", lambda: 1)
+    server = _server(_warm._code_fingerprint())
+    channel = _with_spare(server, stand_in)
+    assert server.spare is not None
+    server.spare.ready = False  # copying its pages, at idle priority
+    os.sched_setscheduler(stand_in, os.SCHED_IDLE, os.sched_param(0))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs, channel, server.listener:
+        _send_request(theirs)
+        assert server._serve(ours) is True
+        assert stand_in in server.children  # taken although not ready
+        assert os.sched_getscheduler(stand_in) == os.SCHED_OTHER
+        payload, fds = _warm._receive(channel, extra=1)
+        for fd in fds:
+            os.close(fd)
+        assert payload is not None
+        server.close()

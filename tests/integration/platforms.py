@@ -23,6 +23,17 @@ ARM64 = Platform.parse("linux/arm64")
 MULTI = f"{AMD64},{ARM64}"
 
 
+def build_step_prefix(target: Platform) -> str:
+    """How a multi-platform build names the platform of a step in a stage ``FROM
+    --platform=$BUILDPLATFORM`` whose ``TARGET*`` arguments say ``target``:
+    ``linux/amd64``, or ``linux/amd64->arm64`` for another target (BuildKit's names)."""
+    build = host_platform()
+    if target.architecture == build.architecture and target.os == build.os:
+        return str(build)
+    suffix = target.architecture + (f"/{target.variant}" if target.variant else "")
+    return f"{build}->{suffix}" if target.os == build.os else f"{build}->{target}"
+
+
 def other_platform() -> Platform:
     """The platform of the copy: arm64 beside an amd64 host (amd64 on an arm64 one)."""
     return ARM64 if host_platform().architecture != "arm64" else AMD64

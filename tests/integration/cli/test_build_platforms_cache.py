@@ -13,7 +13,7 @@ from dockyard.cli.main import main
 from dockyard.testing.registry import REGISTRY_BINARY, start_registry
 from tests.integration.conftest import requirement_missing
 from tests.integration.engine.conftest import store_busybox
-from tests.integration.platforms import MULTI
+from tests.integration.platforms import AMD64, ARM64, MULTI, build_step_prefix
 
 # the random bytes make a step that ran again visible in its output
 CROSS = """\
@@ -24,8 +24,8 @@ FROM scratch
 COPY --from=build /p /p
 """
 STEPS = (
-    "[linux/amd64 build 2/2] RUN echo linux/amd64 > /p",
-    "[linux/amd64->arm64 build 2/2] RUN echo linux/arm64 > /p",
+    f"[{build_step_prefix(AMD64)} build 2/2] RUN echo linux/amd64 > /p",
+    f"[{build_step_prefix(ARM64)} build 2/2] RUN echo linux/arm64 > /p",
     "[linux/amd64 stage-1 1/1] COPY --from=build /p /p",
     "[linux/arm64 stage-1 1/1] COPY --from=build /p /p",
 )

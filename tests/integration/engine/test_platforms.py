@@ -11,11 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.core import DockyardError, Platform, UsageError
+from dockyard.core import DockyardError, Platform, UsageError, host_platform
 from dockyard.engine import Engine
 from dockyard.frontend import DockerfileOptions
 from dockyard.oci import ImageConfig, ImageIndex, ImageManifest, MediaType, parse_manifest
-from tests.integration.platforms import AMD64, ARM64, make_multi_arch, other_platform
+from tests.integration.platforms import (
+    AMD64,
+    ARM64,
+    build_step_prefix,
+    make_multi_arch,
+    other_platform,
+)
 
 from .conftest import BUSYBOX
 from .test_builds import dockerfile_build
@@ -67,11 +73,17 @@ async def test_image_store_gets_an_index_and_shared_work_runs_once(
         if "shared-tools-step" in s.name and s.started is not None and not s.cached
     }
     assert len(runs) == 1
+    # step names carry their stage's platform (the build platform's for the shared
+    # stage, with the target of a cross-compiling one), as BuildKit's
     names = {s.name for s in reporter.statuses()}
     assert {
-        "[build 3/3] RUN echo linux/amd64 > /p",
-        "[build 3/3] RUN echo linux/arm64 > /p",
+        f"[{build_step_prefix(AMD64)} build 3/3] RUN echo linux/amd64 > /p",
+        f"[{build_step_prefix(ARM64)} build 3/3] RUN echo linux/arm64 > /p",
+        f"[{host_platform()} tools 2/2] RUN echo shared-tools-step > /tools",
+        "[linux/amd64 stage-2 1/1] COPY --from=build /p /p",
+        "[linux/arm64 stage-2 1/1] COPY --from=build /p /p",
     } <= names
+    assert not any(n.startswith("[build ") for n in names)
 
 
 async def test_local_tar_and_oci_outputs(engine: Engine, tmp_path: Path) -> None:

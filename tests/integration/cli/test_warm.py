@@ -372,6 +372,37 @@ def test_a_command_runs_in_the_ready_spare_and_another_follows(
     assert not _alive(spare)
 
 
+def test_a_command_in_a_spare_outlives_its_server(
+    runtime: Path, state: Path, tmp_path: Path, context: Path
+) -> None:
+    """A spare dies with its server, but not once it became a command (as a forked
+    child does, it ends with its client)."""
+    _warm_up(runtime, state, context)
+    spare = _ready_spare(runtime)
+    marker = f"warm-outlive-{os.getpid()}"
+    ctx = tmp_path / "sleep"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep 30 && echo {marker}\n")
+    build = subprocess.Popen(
+        [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), str(ctx)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+        assert any(spare in _ancestors(pid) for pid in _pids_of(marker))
+        os.kill(_server_pid(runtime), signal.SIGKILL)
+        time.sleep(1)
+        assert _alive(spare)
+        assert _running(marker)
+    finally:
+        build.send_signal(signal.SIGINT)
+        out, _ = build.communicate(timeout=60)
+    assert build.returncode == 130, out.decode()
+    assert _wait(lambda: not _running(marker), 20), "the RUN step outlived its build"
+
+
 def test_a_spare_dies_with_its_server(runtime: Path, state: Path, context: Path) -> None:
     _warm_up(runtime, state, context)
     spare = _ready_spare(runtime)

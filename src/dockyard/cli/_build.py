@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dockyard.cli._memo import Memo
     from dockyard.client import BuildOptions, BuildResult, Client, Subrequest
     from dockyard.core import Reporter
-    from dockyard.exporter import ExportOptions
+    from dockyard.exporter import Annotation, ExportOptions
     from dockyard.session import SecretSource, SshSpec
 
 __all__ = ["CallSpec", "build"]
@@ -138,6 +138,14 @@ _NO_OUTPUT = (
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set an image label (repeatable)."
 )
 @click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="[TYPE[,TYPE][PLATFORM]:]KEY=VALUE",
+    help="Annotate the image: manifests by default; TYPE manifest, manifest-descriptor,"
+    " index or index-descriptor, [PLATFORM] only that platform's (repeatable).",
+)
+@click.option(
     "--network",
     type=click.Choice(["default", "none", "host"]),
     default="default",
@@ -193,6 +201,7 @@ def build(
     metadata_file: str | None,
     build_contexts: tuple[str, ...],
     labels: tuple[str, ...],
+    annotations: tuple[str, ...],
     network: str,
     allow: tuple[str, ...],
     pull: bool,
@@ -249,6 +258,7 @@ def build(
             no_cache_filter=no_cache_filter,
             build_contexts=build_contexts,
             labels=labels,
+            annotations=annotations,
             network=network,
             allow=allow,
             pull=pull,
@@ -306,6 +316,7 @@ def build_options(
     no_cache_filter: tuple[str, ...] = (),
     build_contexts: tuple[str, ...] = (),
     labels: tuple[str, ...] = (),
+    annotations: tuple[str, ...] = (),
     network: str = "default",
     allow: tuple[str, ...] = (),
     pull: bool = False,
@@ -349,6 +360,7 @@ def build_options(
         tags=tags,
         build_args=args,
         labels=key_values("--label", labels),
+        annotations=_annotations(annotations),
         target=target or None,
         platforms=platforms,
         secrets=_secrets(secrets),
@@ -424,6 +436,14 @@ class CallSpec:
 
 
 # The exporter's and the session's parsers load only for the flags that need them.
+
+
+def _annotations(values: tuple[str, ...]) -> tuple[Annotation, ...]:
+    if not values:
+        return ()
+    from dockyard.exporter import parse_annotation
+
+    return tuple(a for v in values for a in parse_annotation(v))
 
 
 def _secrets(values: tuple[str, ...]) -> tuple[SecretSource, ...]:

@@ -278,7 +278,7 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
         _add(digest, "code", *(verified_code or code_fingerprint()))
         _add(digest, "engine", *where)
         _add(digest, "paths", context_dir, dockerfile)
-        for name in ("tags", "target", "platform", "labels", "network", "allow"):
+        for name in ("tags", "target", "platform", "labels", "annotations", "network", "allow"):
             _add(digest, name, repr(params.get(name)))
         for item in params.get("build_args") or ():
             key, sep, _ = item.partition("=")

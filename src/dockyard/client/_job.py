@@ -15,7 +15,7 @@ from dockyard.core import UsageError
 
 if TYPE_CHECKING:
     from dockyard import llb
-    from dockyard.exporter import ExportOptions, ImageOptions
+    from dockyard.exporter import Annotation, ExportOptions, ImageOptions
     from dockyard.registry import Reference
     from dockyard.session import (
         CredentialsSource,
@@ -143,7 +143,23 @@ def exports_of(options: BuildOptions, *, load: bool) -> tuple[ExportOptions, ...
     for export in outputs:
         if isinstance(export, ImageExport) and export.push and not export.image.names:
             raise UsageError("pushing an image needs a name (-t NAME or name=)")
+    if options.annotations:
+        outputs = [_annotated(e, options.annotations) for e in outputs]
     return tuple(outputs)
+
+
+def _annotated(export: ExportOptions, annotations: tuple[Annotation, ...]) -> ExportOptions:
+    """``export`` with the build's ``--annotation`` values after its own (an image
+    output; the others carry no manifests)."""
+    from dockyard.exporter import DockerExport, ImageExport, OciExport
+
+    if not isinstance(export, ImageExport | OciExport | DockerExport):
+        return export
+    own = export.image.annotations
+    extra = tuple(a for a in annotations if a not in own)
+    return dataclasses.replace(
+        export, image=dataclasses.replace(export.image, annotations=own + extra)
+    )
 
 
 def dockerfile_job(

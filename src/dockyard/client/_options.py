@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Literal
 from dockyard.core import Platform, UsageError
 
 if TYPE_CHECKING:
-    from dockyard.exporter import ExportOptions
+    from dockyard.exporter import Annotation, ExportOptions
     from dockyard.session import SecretSource, SshSpec, SyncRequest
 
 __all__ = ["BuildOptions", "CacheSpec", "NetworkName", "Subrequest"]
@@ -103,7 +103,10 @@ class BuildOptions:
     is moved to ``platform``), built side by side into an image index (or a
     sub-directory per platform for ``local``/``tar`` outputs). ``allow``: entitlements
     the build asks for. ``no_cache_filter``:
-    stages built without the cache. ``check``: run the build checks only.
+    stages built without the cache. ``annotations`` (``--annotation``,
+    :func:`dockyard.exporter.parse_annotation` values) go to every image output (image,
+    registry, oci, docker), beside those of its own ``annotation.*`` attributes.
+    ``check``: run the build checks only.
     ``subrequest``: build nothing, ask the frontend for the ``outline`` of the target
     or its ``targets`` (the answer is in :meth:`BuildResult.call_output
     <dockyard.client.BuildResult.call_output>`).
@@ -119,6 +122,7 @@ class BuildOptions:
     tags: tuple[str, ...] = ()
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: tuple[Annotation, ...] = ()
     target: str | None = None
     platform: Platform | None = None
     platforms: tuple[Platform, ...] = ()
@@ -143,7 +147,16 @@ class BuildOptions:
     def __post_init__(self) -> None:
         for name in ("build_args", "labels", "build_contexts"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
-        for name in ("tags", "secrets", "ssh", "outputs", "cache_from", "cache_to", "prefetch"):
+        for name in (
+            "tags",
+            "annotations",
+            "secrets",
+            "ssh",
+            "outputs",
+            "cache_from",
+            "cache_to",
+            "prefetch",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "no_cache_filter", tuple(self.no_cache_filter))
         object.__setattr__(self, "allow", frozenset(self.allow))

@@ -39,6 +39,7 @@ from ._options import (
     OciExport,
     Stdout,
     TarExport,
+    parse_annotation,
     parse_exporter,
     parse_output,
 )
@@ -184,6 +185,7 @@ __all__ = [
     "oci_manifest",
     "open_decompressed",
     "open_stream",
+    "parse_annotation",
     "parse_exporter",
     "parse_output",
     "parse_timestamp",

@@ -36,6 +36,7 @@ __all__ = [
     "OciExport",
     "Stdout",
     "TarExport",
+    "parse_annotation",
     "parse_exporter",
     "parse_output",
 ]
@@ -194,6 +195,65 @@ def _parse_annotation(key: str, value: str) -> Annotation:
         except ValueError as exc:
             raise UsageError(f"invalid annotation option {key!r}: {exc}") from exc
     return Annotation(kind=kind, key=name, value=value, platform=platform)
+
+
+_FLAG_TYPE = re.compile(r"^([a-z-]+)(?:\[([^\]]*)\])?$")
+
+
+def parse_annotation(text: str) -> tuple[Annotation, ...]:
+    """One ``--annotation`` value, as buildx reads it: ``KEY=VALUE`` (on the image
+    manifests) or ``TYPES:KEY=VALUE`` where ``TYPES`` is a comma list of ``manifest``,
+    ``manifest-descriptor``, ``index`` and ``index-descriptor``, each optionally
+    limited to one platform (``manifest[linux/amd64]:KEY=VALUE``). One annotation per
+    type; a :class:`~dockyard.core.UsageError` naming the flag for a bad value."""
+    head, sep, value = text.partition("=")
+    if not sep or not head.strip():
+        raise UsageError(f"--annotation {text!r}: expected [TYPE:]KEY=VALUE")
+    types, colon, key = head.partition(":")
+    if not colon:
+        types, key = "manifest", types
+    key = key.strip()
+    if not key:
+        raise UsageError(f"--annotation {text!r}: the key is empty")
+    out: list[Annotation] = []
+    for item in _type_items(types):
+        match = _FLAG_TYPE.match(item)
+        if match is None:
+            raise UsageError(f"--annotation {text!r}: invalid type {item!r}")
+        kind_text, platform_text = match.groups()
+        try:
+            kind = AnnotationKind(kind_text)
+        except ValueError:
+            known = ", ".join(k.value for k in AnnotationKind)
+            raise UsageError(
+                f"--annotation {text!r}: unknown type {kind_text!r} (expected {known})"
+            ) from None
+        platform = None
+        if platform_text is not None:
+            try:
+                platform = Platform.parse(platform_text)
+            except ValueError as exc:
+                raise UsageError(f"--annotation {text!r}: {exc}") from None
+        annotation = Annotation(kind=kind, key=key, value=value, platform=platform)
+        if annotation not in out:
+            out.append(annotation)
+    return tuple(out)
+
+
+def _type_items(types: str) -> list[str]:
+    """``TYPES`` split at the commas outside brackets (a platform holds none, but a
+    wrong one should be named whole)."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(types):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            items.append(types[start:i].strip())
+            start = i + 1
+    items.append(types[start:].strip())
+    return items
 
 
 # -- option values -----------------------------------------------------------------------

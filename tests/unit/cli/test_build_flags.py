@@ -98,6 +98,7 @@ def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monk
         "--build-context", f"named={tmp_path / 'named'}",
         "--build-context", "base=docker-image://busybox",
         "--label", "k=v", "--label", "e=",
+        "--annotation", "a=1", "--annotation", "index,manifest[linux/arm64]:b=2",
         "--network", "host",
         "--allow", "security.insecure",
         "--pull", "--check",
@@ -132,6 +133,11 @@ def test_every_flag(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monk
         "base": "docker-image://busybox",
     }
     assert dict(o.labels) == {"k": "v", "e": ""}
+    assert [a.attr() for a in o.annotations] == [
+        ("annotation.a", "1"),
+        ("annotation-index.b", "2"),
+        ("annotation[linux/arm64].b", "2"),
+    ]
     assert o.network == "host"
     assert o.allow == {"security.insecure"}
     assert o.entitlements == {"security.insecure", "network.host"}
@@ -200,6 +206,7 @@ def test_addresses(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monke
         (["--platform", "linux/amd64,x/y/z/w", "."], "--platform: invalid platform 'x/y/z/w'"),
         (["--platform", "a/b/c/d", "."], "--platform: invalid platform"),
         (["--label", "novalue", "."], "--label expects KEY=VALUE"),
+        (["--annotation", "layer:k=v", "."], "--annotation 'layer:k=v': unknown type 'layer'"),
         (["--build-context", "x", "."], "--build-context expects KEY=VALUE"),
         (["--build-arg", "=x", "."], "--build-arg expects KEY=VALUE or KEY"),
         (["-q", "-o", "-", "."], "-q prints the image ID on stdout"),

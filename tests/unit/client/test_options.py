@@ -153,6 +153,32 @@ def test_push_and_load() -> None:
         exports_of(BuildOptions(tags=("Bad Tag",)), load=False)
 
 
+def test_annotations_go_to_every_image_output() -> None:
+    from dockyard.exporter import parse_annotation
+
+    flags = (*parse_annotation("k=flag"), *parse_annotation("index:i=1"))
+    outputs = (
+        parse_output("type=oci,dest=a.tar,annotation.own=1"),
+        parse_output("type=local,dest=dir"),
+        parse_output("type=image,name=app"),
+    )
+    oci, local, image = exports_of(BuildOptions(outputs=outputs, annotations=flags), load=False)
+    assert isinstance(oci, OciExport) and isinstance(image, ImageExport)
+    assert [a.key for a in oci.image.annotations] == ["own", "k", "i"]  # its own first
+    assert image.image.annotations == flags
+    assert local == outputs[1]  # no manifests: nothing to annotate
+    (stored,) = exports_of(BuildOptions(tags=("app",), annotations=flags), load=False)
+    assert isinstance(stored, ImageExport)
+    assert stored.image.annotations == flags
+    assert stored.to_attrs()["annotation.k"] == "flag"  # what a daemon is sent
+    assert stored.to_attrs()["annotation-index.i"] == "1"
+    (pushed, loaded) = exports_of(
+        BuildOptions(tags=("r.test/app",), push=True, annotations=flags[:1]), load=True
+    )
+    assert isinstance(pushed, ImageExport) and isinstance(loaded, DockerExport)
+    assert pushed.image.annotations == loaded.image.annotations == flags[:1]
+
+
 def test_dockerfile_options_travel_as_buildkit_attrs() -> None:
     from dockyard import llb
     from dockyard.dockerfile import NetworkMode

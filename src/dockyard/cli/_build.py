@@ -63,8 +63,8 @@ _NO_OUTPUT = (
     multiple=True,
     metavar="OS/ARCH[,OS/ARCH...]",
     help="The target platform (default: this host's); several (comma-separated or "
-    "repeated) build an image index with a manifest per platform. Stages for another "
-    "platform can copy files but not RUN (no emulation): cross-build with "
+    "repeated) build an image index with a manifest per platform. RUN steps of another "
+    "platform need QEMU emulation (see dockyard debug binfmt), or cross-build with "
     "FROM --platform=$BUILDPLATFORM.",
 )
 @click.option(

@@ -10,6 +10,7 @@ from dockyard.cli.main import LazyGroup
 __all__ = ["debug"]
 
 _SUBCOMMANDS: dict[str, str] = {
+    "binfmt": "dockyard.cli._binfmt:binfmt",
     "dump-llb": "dockyard.cli._dump_llb:dump_llb",
     "dump-ast": "dockyard.cli._dump_ast:dump_ast",
 }
@@ -17,4 +18,4 @@ _SUBCOMMANDS: dict[str, str] = {
 
 @click.group(cls=LazyGroup, lazy_commands=_SUBCOMMANDS)
 def debug() -> None:
-    """Inspect build graphs and Dockerfiles."""
+    """Inspect build graphs, Dockerfiles and the platforms this host runs."""

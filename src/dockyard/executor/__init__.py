@@ -31,6 +31,11 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
 - **Network.** With network ``none`` both runtimes bring ``lo`` up in the new namespace
   themselves; nothing else is in it.
 
+Processes of another architecture run under QEMU user-mode emulators the host registered
+in binfmt_misc with the ``F`` flag; :func:`host_platforms` says which platforms this host
+runs (see :mod:`dockyard.executor._binfmt`), :func:`install_handlers` registers Debian's
+``qemu-user-static`` (``dockyard debug binfmt --install``).
+
 The runtime's state lives in a private ``--root`` under the executor's directory, never
 in ``/run/crun`` or ``/run/runc``.
 """
@@ -56,26 +61,73 @@ from .types import (
 )
 
 __all__ = [
+    "BINFMT_D",
+    "BINFMT_MISC",
     "DEFAULT_HOSTNAME",
     "DEFAULT_PATH",
+    "ELF_ARCHITECTURES",
     "BindMount",
+    "BinfmtHandler",
+    "ElfArchitecture",
     "ExecMount",
     "Executor",
     "HostEntry",
+    "HostPlatforms",
+    "InstallResult",
     "NetworkMode",
     "OciExecutor",
     "OutputSink",
+    "PlatformSupport",
     "ProcessSpec",
     "SecretMount",
     "SecurityMode",
     "SshMount",
     "TmpfsMount",
+    "binfmt_misc_dir",
+    "detect_host_platforms",
+    "host_platforms",
+    "install_handlers",
+    "parse_handler",
+    "parse_register_line",
 ]
 
 if TYPE_CHECKING:
+    from ._binfmt import (
+        BINFMT_D,
+        BINFMT_MISC,
+        ELF_ARCHITECTURES,
+        BinfmtHandler,
+        ElfArchitecture,
+        HostPlatforms,
+        InstallResult,
+        PlatformSupport,
+        binfmt_misc_dir,
+        detect_host_platforms,
+        host_platforms,
+        install_handlers,
+        parse_handler,
+        parse_register_line,
+    )
     from ._oci import OciExecutor
 
 
+_BINFMT = (
+    "BINFMT_D",
+    "BINFMT_MISC",
+    "ELF_ARCHITECTURES",
+    "BinfmtHandler",
+    "ElfArchitecture",
+    "HostPlatforms",
+    "InstallResult",
+    "PlatformSupport",
+    "binfmt_misc_dir",
+    "detect_host_platforms",
+    "host_platforms",
+    "install_handlers",
+    "parse_handler",
+    "parse_register_line",
+)
+
 # the runner (subprocess, ctypes, asyncio) loads only when an executor is made:
 # importing the seam's values stays cheap
-__getattr__ = lazy_getattr(__name__, {"OciExecutor": "._oci"})
+__getattr__ = lazy_getattr(__name__, {"OciExecutor": "._oci", **dict.fromkeys(_BINFMT, "._binfmt")})

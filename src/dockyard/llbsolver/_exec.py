@@ -21,6 +21,7 @@ of its output.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import Sequence
@@ -305,16 +306,24 @@ class ExecOp:
 
     # -- exec -------------------------------------------------------------------------
 
-    def _check_platform(self) -> None:
+    async def _check_platform(self) -> None:
         wanted = self.info.platform
         host: Platform = self.worker.platform
-        if wanted is not None and (wanted.os, wanted.architecture) != (host.os, host.architecture):
-            raise DockyardError(
-                f"cannot run a {wanted.os}/{wanted.architecture} process on this"
-                f" {host.os}/{host.architecture} worker (no emulation is configured; run the"
-                " commands in a stage FROM --platform=$BUILDPLATFORM and copy their output"
-                " into the target platform's stage)"
-            )
+        if wanted is None or (wanted.os, wanted.architecture) == (host.os, host.architecture):
+            return
+        # another platform: it runs when a binfmt_misc emulator (QEMU with the F flag)
+        # takes its binaries; looked up only here, cached per process
+        from dockyard.executor import host_platforms
+
+        found = await asyncio.to_thread(host_platforms, wanted=wanted)
+        if found.find(wanted) is not None:
+            return
+        raise DockyardError(
+            f"cannot run a {wanted} process on this {host.os}/{host.architecture} worker:"
+            f" {found.why_not(wanted)}. {found.how_to_emulate(wanted)}. Or run the commands"
+            " in a stage FROM --platform=$BUILDPLATFORM and copy their output into the"
+            " target platform's stage"
+        )
 
     async def exec(self, ctx: VertexContext, inputs: Sequence[Result]) -> Sequence[Result]:
         if len(inputs) != self.n_inputs:
@@ -325,7 +334,7 @@ class ExecOp:
                 raise InternalError(f"exec input {r!r} is not a snapshot ref")
             refs.append(r)
         async with self.info.errors():
-            self._check_platform()
+            await self._check_platform()
             if self.has_ulimits:
                 ctx.warn("ulimits of RUN are not supported by this worker and were ignored")
             return await self._run(ctx, refs)

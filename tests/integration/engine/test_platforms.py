@@ -1,7 +1,7 @@
 """Multi-platform Dockerfile builds on the real engine: a graph per platform solved in
 one job (shared build-platform work runs once), exported as an index, per-platform
-directories or an OCI layout; RUN for a foreign platform and a base image without the
-platform fail clearly."""
+directories or an OCI layout; RUN for a foreign platform the host cannot emulate and a
+base image without the platform fail clearly."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ async def test_docker_output_is_refused_before_building(engine: Engine, tmp_path
 
 
 async def test_a_base_with_both_platforms_and_a_run_on_the_foreign_one(
-    engine: Engine, state: Path, tmp_path: Path
+    engine: Engine, state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await engine.close()
     await make_multi_arch(state, BUSYBOX)
@@ -134,12 +134,15 @@ async def test_a_base_with_both_platforms_and_a_run_on_the_foreign_one(
         for platform in (AMD64, ARM64):
             local = await reopened.images.resolve("example.test/base:1", platform=platform)
             assert local.config.architecture == platform.architecture
-        # a RUN in the stage of the platform this host cannot run fails with the hint
+        # a RUN in the stage of a platform this host cannot run fails with the hint (no
+        # binfmt_misc emulation: detection looks at an empty directory)
+        monkeypatch.setenv("DOCKYARD_BINFMT_MISC", str(tmp_path / "no-binfmt-misc"))
         (tmp_path / "bad").mkdir()
         bad = _context(tmp_path / "bad", "FROM busybox\nRUN true\n")
         with pytest.raises(DockyardError, match="FROM --platform=\\$BUILDPLATFORM") as info:
             await dockerfile_build(reopened, bad, options=BOTH)
         assert f"Dockerfile:2: cannot run a {other_platform()} process" in str(info.value)
+        assert "dockyard debug binfmt --install" in str(info.value)
         assert stored is not None
         # a platform the base image does not have: an error naming it
         missing = DockerfileOptions(platforms=(AMD64, Platform.parse("linux/riscv64")))

@@ -572,11 +572,31 @@ async def test_exec_failure_leaves_nothing(env: Env, bridge: LlbSolver) -> None:
     env.refs.assert_no_leaks()
 
 
-async def test_platform_mismatch(env: Env, bridge: LlbSolver) -> None:
-    other = "linux/s390x" if env.worker.platform.architecture != "s390x" else "linux/amd64"
+_FAKE_BINFMT_MISC = Path(__file__).resolve().parents[2] / "data" / "executor" / "binfmt" / "proc"
+
+
+async def test_platform_mismatch(
+    env: Env, bridge: LlbSolver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no binfmt_misc here: nothing is emulated, the error says how to get emulation
+    monkeypatch.setenv("DOCKYARD_BINFMT_MISC", str(tmp_path / "no-binfmt-misc"))
+    other = "linux/s390x" if env.worker.platform.architecture != "s390x" else "linux/arm64"
     state = llb.image("busybox").with_platform(other).run("x").root
-    with pytest.raises(Exception, match="cannot run a linux/"):
+    with pytest.raises(Exception, match="cannot run a linux/") as info:
         await bridge.solve(state.marshal())
+    assert "binfmt_misc is not mounted" in str(info.value)
+    assert "apt-get install qemu-user-static && dockyard debug binfmt --install" in str(info.value)
+
+
+async def test_platform_emulated_by_a_binfmt_handler_runs(
+    env: Env, bridge: LlbSolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fake binfmt_misc has qemu-s390x and qemu-aarch64 with the F flag
+    monkeypatch.setenv("DOCKYARD_BINFMT_MISC", str(_FAKE_BINFMT_MISC))
+    other = "linux/s390x" if env.worker.platform.architecture != "s390x" else "linux/arm64"
+    state = llb.image("busybox").with_platform(other).run("x").root
+    await solve(bridge, state)
+    assert env.executor.calls[-1].process.args[-1] == "x"
 
 
 # -- merge and diff ---------------------------------------------------------------

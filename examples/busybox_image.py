@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from dockyard.content import REF_NAME_ANNOTATION, ContentStore, ImageStore, write_oci_layout
-from dockyard.core import Digest, host_platform
+from dockyard.core import Digest, Platform, host_platform
 from dockyard.oci import (
     ContainerConfig,
     Descriptor,
@@ -56,10 +56,13 @@ def layer_tar(root: Path) -> bytes:
     return buf.getvalue()
 
 
-def image_blobs(rootfs: Path) -> tuple[bytes, dict[Digest, bytes]]:
-    """The manifest and every blob (config, layer) of the image of ``rootfs``."""
+def image_blobs(
+    rootfs: Path, *, platform: Platform | None = None
+) -> tuple[bytes, dict[Digest, bytes]]:
+    """The manifest and every blob (config, layer) of the image of ``rootfs``, whose
+    config says ``platform`` (default: this host's)."""
     layer = layer_tar(rootfs)
-    platform = host_platform()
+    platform = platform or host_platform()
     config = ImageConfig(
         architecture=platform.architecture,
         os=platform.os,

@@ -15,6 +15,12 @@ nobody 65534 65534 —
 
 Every file gets the same mtime (``epoch``), so two trees made from the same busybox are
 identical in content, modes and times.
+
+For another architecture (multi-platform tests under QEMU emulation) the busybox is
+Debian's ``busybox-static`` of that architecture, which ``scripts/setup`` fetches with
+``apt-get download busybox-static:arm64`` and unpacks into :data:`FOREIGN_BUSYBOX_DIR`
+(``<dir>/<arch>/busybox``; see :func:`busybox_for`). The package cannot be installed
+beside the host's (both own ``/bin/busybox``).
 """
 
 from __future__ import annotations
@@ -24,12 +30,34 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from dockyard.core import NotFoundError
+from dockyard.core import NotFoundError, Platform, host_platform
 
-__all__ = ["BUSYBOX", "GROUP", "PASSWD", "make_busybox_rootfs"]
+__all__ = [
+    "BUSYBOX",
+    "FOREIGN_BUSYBOX_DIR",
+    "GROUP",
+    "PASSWD",
+    "busybox_for",
+    "make_busybox_rootfs",
+]
 
 BUSYBOX = Path("/bin/busybox")
 """Debian's ``busybox-static`` binary (``apt-get install busybox-static``)."""
+
+FOREIGN_BUSYBOX_DIR = Path(
+    os.environ.get("DOCKYARD_FOREIGN_BUSYBOX_DIR") or "/usr/local/lib/dockyard/busybox-static"
+)
+"""Where ``scripts/setup`` unpacks ``busybox-static`` of other architectures
+(``<dir>/arm64/busybox``); ``$DOCKYARD_FOREIGN_BUSYBOX_DIR`` overrides it."""
+
+
+def busybox_for(platform: Platform) -> Path:
+    """The static busybox binary for ``platform``: the host's :data:`BUSYBOX` for its own
+    architecture, ``FOREIGN_BUSYBOX_DIR/<arch>/busybox`` for another (it may be missing)."""
+    if platform.architecture == host_platform().architecture:
+        return BUSYBOX
+    return FOREIGN_BUSYBOX_DIR / platform.architecture / "busybox"
+
 
 PASSWD = """\
 root:x:0:0:root:/root:/bin/sh
@@ -70,7 +98,10 @@ def make_busybox_rootfs(dest: Path, *, busybox: Path = BUSYBOX, epoch: int = 170
     """Fill ``dest`` (made if missing; must be empty) with a busybox system; returns it.
 
     Raises :class:`NotFoundError` when ``busybox`` is missing (install
-    ``busybox-static``; the test suite needs it and must not skip without it).
+    ``busybox-static``; the test suite needs it and must not skip without it). The
+    applets are those ``busybox --list-full`` names; a busybox of another architecture
+    runs through binfmt_misc emulation, or, when the host has none, the host's busybox
+    (the same Debian release) lists them.
     """
     if not busybox.is_file():
         raise NotFoundError(f"{busybox} not found: install Debian's busybox-static package")
@@ -81,9 +112,15 @@ def make_busybox_rootfs(dest: Path, *, busybox: Path = BUSYBOX, epoch: int = 170
         (dest / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(busybox, dest / "bin/busybox")
     os.chmod(dest / "bin/busybox", 0o755)
-    applets = subprocess.run(
-        [str(busybox), "--list-full"], check=True, capture_output=True, text=True
-    ).stdout.split()
+    try:
+        listing = subprocess.run(
+            [str(busybox), "--list-full"], check=True, capture_output=True, text=True
+        )
+    except OSError:  # ENOEXEC: another architecture and no emulator registered
+        listing = subprocess.run(
+            [str(BUSYBOX), "--list-full"], check=True, capture_output=True, text=True
+        )
+    applets = listing.stdout.split()
     for applet in applets:
         if applet == "bin/busybox":
             continue

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.core import Platform
 from dockyard.snapshot.types import Mount
-from dockyard.testing.rootfs import BUSYBOX, make_busybox_rootfs
+from dockyard.testing.rootfs import BUSYBOX, busybox_for, make_busybox_rootfs
 
 
 def _in_ci() -> bool:
@@ -66,6 +67,36 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not BUSYBOX.is_file():
         requirement_missing(f"{BUSYBOX} not found (Debian package busybox-static)")
     return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+def need_emulation(platform: Platform) -> None:
+    """Fails (CI) or skips unless this host runs ``platform`` (natively or under a QEMU
+    handler registered in binfmt_misc with the F flag, as scripts/setup does)."""
+    from dockyard.executor import host_platforms
+
+    found = host_platforms(wanted=platform)
+    if found.find(platform) is None:
+        requirement_missing(
+            f"this host cannot run {platform}: {found.why_not(platform)}"
+            " (scripts/setup installs qemu-user-static and registers its handlers)"
+        )
+
+
+@pytest.fixture(scope="session")
+def foreign_busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox root filesystem of the other architecture (arm64 beside an amd64 host:
+    Debian's busybox-static:arm64 that scripts/setup unpacks), made once per session."""
+    from tests.integration.platforms import other_platform
+
+    platform = other_platform()
+    binary = busybox_for(platform)
+    if not binary.is_file():
+        requirement_missing(
+            f"{binary} not found (scripts/setup fetches busybox-static:{platform.architecture})"
+        )
+    return make_busybox_rootfs(
+        tmp_path_factory.mktemp("busybox-foreign") / "rootfs", busybox=binary
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Multi-platform test helpers: a stored image turned into an index over two platforms
-(the host's manifest beside a copy whose config says another architecture; the copy is
-never run — there is no emulation here)."""
+(the host's manifest beside a copy whose config says another architecture), and a real
+multi-architecture busybox (the host's busybox-static beside the other architecture's,
+whose RUN steps run under QEMU emulation)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from dockyard.oci import (
 AMD64 = Platform.parse("linux/amd64")
 ARM64 = Platform.parse("linux/arm64")
 MULTI = f"{AMD64},{ARM64}"
+BUSYBOX = "docker.io/library/busybox:latest"
 
 
 def build_step_prefix(target: Platform) -> str:
@@ -37,6 +39,37 @@ def build_step_prefix(target: Platform) -> str:
 def other_platform() -> Platform:
     """The platform of the copy: arm64 beside an amd64 host (amd64 on an arm64 one)."""
     return ARM64 if host_platform().architecture != "arm64" else AMD64
+
+
+async def store_busybox_index(
+    state: Path, rootfs: dict[Platform, Path], *, name: str = BUSYBOX
+) -> Digest:
+    """Store an OCI index of one busybox image per platform of ``rootfs`` (each made by
+    ``examples/busybox_image.py`` from that platform's root filesystem) as ``name`` in
+    ``state``'s image store; the index digest."""
+    from tests.integration.engine.conftest import _example
+
+    image_blobs = _example("busybox_image").image_blobs
+    content = ContentStore(state / "content")
+    try:
+        entries = []
+        for platform, root in rootfs.items():
+            manifest, blobs = image_blobs(root, platform=platform)
+            for blob in (*blobs.values(), manifest):
+                if not content.has(Digest.from_bytes(blob)):
+                    await content.write_blob(blob)
+            entries.append(Descriptor.of(MediaType.OCI_MANIFEST, manifest, platform=platform))
+        index = ImageIndex(manifests=tuple(entries)).to_bytes()
+        await content.write_blob(index)
+        with ImageStore.open(state, content) as images:
+            await images.put(name, Descriptor.of(MediaType.OCI_INDEX, index))
+        return Digest.from_bytes(index)
+    finally:
+        content.close()
+
+
+UNAME = {"amd64": "x86_64", "arm64": "aarch64", "386": "i686"}
+"""What ``uname -m`` says in a process of each architecture."""
 
 
 async def make_multi_arch(state: Path, name: str, extra: Platform | None = None) -> Digest:

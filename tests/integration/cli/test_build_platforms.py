@@ -14,10 +14,11 @@ import pytest
 
 from dockyard.cli.main import main
 from dockyard.content import ContentStore, ImageStore
+from dockyard.core import host_platform
 from dockyard.oci import ImageConfig, ImageIndex, ImageManifest, MediaType, parse_manifest
 from dockyard.testing.registry import REGISTRY_BINARY, start_registry
-from tests.integration.conftest import requirement_missing
-from tests.integration.platforms import MULTI
+from tests.integration.conftest import need_emulation, requirement_missing
+from tests.integration.platforms import MULTI, UNAME, other_platform, store_busybox_index
 
 CROSS = """\
 FROM --platform=$BUILDPLATFORM busybox AS build
@@ -131,3 +132,32 @@ def test_push_sends_every_manifest_then_the_index(
             assert config["architecture"] == entry["platform"]["architecture"]
     finally:
         registry.stop()
+
+
+def test_a_foreign_platform_runs_under_emulation(
+    busybox_rootfs: Path,
+    foreign_busybox_rootfs: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mountinfo_unchanged: None,
+) -> None:
+    """``dockyard build --platform linux/arm64`` (beside an amd64 host) runs the stage's RUN
+    under the QEMU handler scripts/setup registered; ``dockyard debug binfmt`` lists it."""
+    other = other_platform()
+    need_emulation(other)
+    state = tmp_path / "state"
+    asyncio.run(
+        store_busybox_index(state, {host_platform(): busybox_rootfs, other: foreign_busybox_rootfs})
+    )
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN uname -m > /uname\n")
+    out = tmp_path / "out"
+    code = _build(state, "--platform", str(other), "-o", f"type=local,dest={out}", str(ctx))
+    assert code == 0, capsys.readouterr().err
+    assert (out / "uname").read_text() == UNAME[other.architecture] + "\n"
+    capsys.readouterr()
+    assert main(["debug", "binfmt"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    row = next(r for r in rows if r[0] == str(other))
+    assert row[1] == "emulated"

@@ -14,6 +14,10 @@ proxy environment (``HTTP_PROXY`` and friends do not change what a command build
 plus the platform. Inputs mounted read-only (other than the root) are content
 dependencies on the selected paths.
 
+An exec of another platform than the worker's runs when the host emulates it (a QEMU
+handler in binfmt_misc with the F flag, see :mod:`dockyard.executor._binfmt`; looked up
+only then); otherwise it fails before running, saying why and how to set emulation up.
+
 On a status outside ``validExitCodes`` (``0`` when empty) the op raises
 :class:`dockyard.core.ExecError` naming the command and the status, with the last lines
 of its output.

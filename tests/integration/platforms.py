@@ -22,6 +22,16 @@ from dockyard.oci import (
 AMD64 = Platform.parse("linux/amd64")
 ARM64 = Platform.parse("linux/arm64")
 MULTI = f"{AMD64},{ARM64}"
+
+#: A cross-compiling Dockerfile: its RUN step runs on the build platform and writes the
+#: target platform into ``/p``, which a ``scratch`` stage of each platform copies.
+CROSS = """\
+FROM --platform=$BUILDPLATFORM busybox AS build
+ARG TARGETPLATFORM
+RUN echo $TARGETPLATFORM > /p
+FROM scratch
+COPY --from=build /p /p
+"""
 BUSYBOX = "docker.io/library/busybox:latest"
 
 

@@ -188,13 +188,19 @@ def _parse_annotation(key: str, value: str) -> Annotation:
         raise UsageError(
             f"invalid annotation option {key!r} (prefixes: annotation, {known})"
         ) from None
-    platform = None
-    if platform_text is not None:
-        try:
-            platform = Platform.parse(platform_text)
-        except ValueError as exc:
-            raise UsageError(f"invalid annotation option {key!r}: {exc}") from exc
+    platform = _qualifier(platform_text, f"invalid annotation option {key!r}")
     return Annotation(kind=kind, key=name, value=value, platform=platform)
+
+
+def _qualifier(text: str | None, where: str) -> Platform | None:
+    """The platform of an annotation's ``[PLATFORM]`` (``None``: none given); a bad one
+    is a :class:`~dockyard.core.UsageError` starting with ``where``."""
+    if text is None:
+        return None
+    try:
+        return Platform.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 _FLAG_TYPE = re.compile(r"^([a-z-]+)(?:\[([^\]]*)\])?$")
@@ -228,12 +234,7 @@ def parse_annotation(text: str) -> tuple[Annotation, ...]:
             raise UsageError(
                 f"--annotation {text!r}: unknown type {kind_text!r} (expected {known})"
             ) from None
-        platform = None
-        if platform_text is not None:
-            try:
-                platform = Platform.parse(platform_text)
-            except ValueError as exc:
-                raise UsageError(f"--annotation {text!r}: {exc}") from None
+        platform = _qualifier(platform_text, f"--annotation {text!r}")
         annotation = Annotation(kind=kind, key=key, value=value, platform=platform)
         if annotation not in out:
             out.append(annotation)

@@ -12,15 +12,7 @@ from typing import Any
 import pytest
 
 from dockyard.cli.main import main
-from tests.integration.platforms import MULTI
-
-CROSS = """\
-FROM --platform=$BUILDPLATFORM busybox AS build
-ARG TARGETPLATFORM
-RUN echo $TARGETPLATFORM > /p
-FROM scratch
-COPY --from=build /p /p
-"""
+from tests.integration.platforms import CROSS, MULTI
 
 
 def _build(state: Path, tmp_path: Path, *args: str) -> int:

@@ -18,15 +18,7 @@ from dockyard.core import host_platform
 from dockyard.oci import ImageConfig, ImageIndex, ImageManifest, MediaType, parse_manifest
 from dockyard.testing.registry import REGISTRY_BINARY, start_registry
 from tests.integration.conftest import need_emulation, requirement_missing
-from tests.integration.platforms import MULTI, UNAME, other_platform, store_busybox_index
-
-CROSS = """\
-FROM --platform=$BUILDPLATFORM busybox AS build
-ARG TARGETPLATFORM
-RUN echo $TARGETPLATFORM > /p
-FROM scratch
-COPY --from=build /p /p
-"""
+from tests.integration.platforms import CROSS, MULTI, UNAME, other_platform, store_busybox_index
 
 
 def _context(tmp_path: Path) -> Path:

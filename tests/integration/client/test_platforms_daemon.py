@@ -19,15 +19,7 @@ from dockyard.oci import ImageIndex, MediaType, parse_manifest
 from dockyard.testing.registry import REGISTRY_BINARY, start_registry
 from tests.integration.conftest import requirement_missing
 from tests.integration.daemon.conftest import DaemonProcess
-from tests.integration.platforms import ARM64, MULTI, build_step_prefix
-
-CROSS = """\
-FROM --platform=$BUILDPLATFORM busybox AS build
-ARG TARGETPLATFORM
-RUN echo $TARGETPLATFORM > /p
-FROM scratch
-COPY --from=build /p /p
-"""
+from tests.integration.platforms import ARM64, CROSS, MULTI, build_step_prefix
 
 
 def _context(tmp_path: Path) -> Path:

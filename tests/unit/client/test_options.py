@@ -163,7 +163,8 @@ def test_annotations_go_to_every_image_output() -> None:
         parse_output("type=image,name=app"),
     )
     oci, local, image = exports_of(BuildOptions(outputs=outputs, annotations=flags), load=False)
-    assert isinstance(oci, OciExport) and isinstance(image, ImageExport)
+    assert isinstance(oci, OciExport)
+    assert isinstance(image, ImageExport)
     assert [a.key for a in oci.image.annotations] == ["own", "k", "i"]  # its own first
     assert image.image.annotations == flags
     assert local == outputs[1]  # no manifests: nothing to annotate
@@ -175,7 +176,8 @@ def test_annotations_go_to_every_image_output() -> None:
     (pushed, loaded) = exports_of(
         BuildOptions(tags=("r.test/app",), push=True, annotations=flags[:1]), load=True
     )
-    assert isinstance(pushed, ImageExport) and isinstance(loaded, DockerExport)
+    assert isinstance(pushed, ImageExport)
+    assert isinstance(loaded, DockerExport)
     assert pushed.image.annotations == loaded.image.annotations == flags[:1]
 
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from dockyard import __version__
-from dockyard.core import DockyardError, UsageError
+from dockyard.core import DockyardError, Platform, UsageError
 
 from ._config import DaemonConfig, Listener, TcpListener, UnixListener
 from ._gc import GarbageCollector
@@ -94,7 +94,17 @@ def _worker_info(engine: Engine, config: DaemonConfig) -> WorkerInfo:
         labels=labels,
         platforms=(engine.config.platform,),
         gc_policies=config.gc.policies,
+        runnable=runnable_platforms,
     )
+
+
+def runnable_platforms() -> tuple[Platform, ...]:
+    """The platforms this host runs, natively or emulated by a binfmt_misc handler with
+    the ``F`` flag (:func:`dockyard.executor.host_platforms`, cached per process: a
+    handler registered later shows once a build has asked for its platform)."""
+    from dockyard.executor import host_platforms
+
+    return tuple(s.platform for s in host_platforms().supported)
 
 
 def _check_stale_socket(path: Path) -> None:

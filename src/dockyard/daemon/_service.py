@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -52,12 +52,14 @@ T = TypeVar("T")
 class WorkerInfo:
     """What ``ListWorkers`` reports of the engine's one worker: a stable id, BuildKit's
     labels (executor, snapshotter, hostname ...), the platforms it builds for and its GC
-    rules."""
+    rules. ``runnable`` (asked on each ``ListWorkers``, in a thread) adds the platforms
+    the host runs besides, natively or emulated (binfmt_misc), as BuildKit lists them."""
 
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     platforms: tuple[Platform, ...] = ()
     gc_policies: tuple[GcPolicy, ...] = ()
+    runnable: Callable[[], Sequence[Platform]] | None = None
 
 
 def _version() -> pb.Version:
@@ -278,6 +280,11 @@ class ControlService:
             if not self._worker_matches(message.filter):
                 return pb.ListWorkersResponse()
             disk = await asyncio.to_thread(self._stat, self.engine.state_dir)
+            platforms = list(self.worker.platforms)
+            if self.worker.runnable is not None:
+                for p in await asyncio.to_thread(self.worker.runnable):
+                    if p not in platforms:
+                        platforms.append(p)
             record = pb.WorkerRecord(
                 id=self.worker.id,
                 labels=dict(self.worker.labels),
@@ -289,7 +296,7 @@ class ControlService:
                         OSVersion=p.os_version,
                         OSFeatures=list(p.os_features),
                     )
-                    for p in self.worker.platforms
+                    for p in platforms
                 ],
                 gc_policy=[gc_policy_to_pb(p, disk.total) for p in self.worker.gc_policies],
                 version=_version(),

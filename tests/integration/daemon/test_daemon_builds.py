@@ -60,6 +60,15 @@ async def test_a_dockerfile_builds_through_the_daemon(
         assert not any(r.in_use for r in records)
         workers = await client.workers()
         assert workers.record[0].labels["org.mobyproject.buildkit.worker.snapshotter"]
+        # the host's platform first, then what it runs besides (emulated ones included)
+        from dockyard.executor import host_platforms
+
+        listed = [(p.OS, p.Architecture, p.Variant) for p in workers.record[0].platforms]
+        host = host_platforms()
+        assert listed[0][:2] == (host.native.os, host.native.architecture)
+        for support in host.supported:
+            platform = support.platform
+            assert (platform.os, platform.architecture, platform.variant) in listed
 
 
 async def test_errors_and_their_lines_cross_the_wire(

@@ -10,7 +10,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from dockyard.core import (
     Event,
     ExecError,
     NotFoundError,
+    Platform,
     SessionError,
     SourceLocation,
     SourceRange,
@@ -281,6 +282,7 @@ async def serve(
     builds: Builds | None = None,
     release: Callable[[], object] = lambda: None,
     release_delay: float = 0.0,
+    runnable: Callable[[], Sequence[Platform]] | None = None,
 ) -> AsyncIterator[Served]:
     workdir = Path(tempfile.mkdtemp(prefix="dy-daemon-"))
     engine = FakeEngine(state_dir=workdir)
@@ -292,6 +294,7 @@ async def serve(
             labels={"org.mobyproject.buildkit.worker.executor": "oci"},
             platforms=(),
             gc_policies=policies,
+            runnable=runnable,
         ),
         gc=gc,
         builds=builds if builds is not None else Builds(retain=30, wait=5),
@@ -699,6 +702,28 @@ async def test_list_workers_and_info() -> None:
         from dockyard import __version__
 
         assert info.version.version == __version__
+
+
+async def test_workers_list_the_platforms_the_host_runs() -> None:
+    host, arm64 = Platform.parse("linux/amd64"), Platform.parse("linux/arm64")
+    async with serve(runnable=lambda: (host, arm64, host)) as served:
+        workers = await served.unary("ListWorkers", pb.ListWorkersResponse)(pb.ListWorkersRequest())
+    (worker,) = workers.record
+    assert [(p.OS, p.Architecture) for p in worker.platforms] == [
+        ("linux", "amd64"),
+        ("linux", "arm64"),
+    ]
+
+
+def test_runnable_platforms_include_emulated_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockyard.daemon._server import runnable_platforms
+    from dockyard.executor import host_platforms
+
+    proc = Path(__file__).parents[2] / "data" / "executor" / "binfmt" / "proc"
+    monkeypatch.setenv("DOCKYARD_BINFMT_MISC", str(proc))
+    platforms = runnable_platforms()
+    assert platforms[0] == host_platforms(proc).native
+    assert Platform.parse("linux/arm64") in platforms  # qemu-aarch64, with the F flag
 
 
 async def test_builds_ask_for_garbage_collection() -> None:

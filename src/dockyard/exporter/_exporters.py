@@ -308,13 +308,7 @@ class ImageExporter:
         async with contextlib.AsyncExitStack() as stack:
             progress = await stack.enter_async_context(_progress(request, "exporting to image"))
             lease = await stack.enter_async_context(content.lease())
-            client: RegistryClient | None = None
-            pusher: LayerPusher | None = None
-            if opts.push and opts.image.names:
-                # the new layers go to the (first) push target while they are compressed
-                client = await stack.enter_async_context(self._client())
-                pusher = LayerPusher(client, self._push_target(opts.image.names[0]))
-                stack.push_async_callback(pusher.aclose)
+            client, pusher = await self._open_push(stack)
             image = await commit_image(
                 request.ref,
                 request.image_config,
@@ -348,12 +342,7 @@ class ImageExporter:
         async with contextlib.AsyncExitStack() as stack:
             progress = await stack.enter_async_context(_progress(request, "exporting to image"))
             lease = await stack.enter_async_context(content.lease())
-            client: RegistryClient | None = None
-            pusher: LayerPusher | None = None
-            if opts.push and opts.image.names:
-                client = await stack.enter_async_context(self._client())
-                pusher = LayerPusher(client, self._push_target(opts.image.names[0]))
-                stack.push_async_callback(pusher.aclose)
+            client, pusher = await self._open_push(stack)
             index = await commit_index(
                 request, opts.image, content, lease=lease, progress=progress, pusher=pusher
             )
@@ -395,6 +384,20 @@ class ImageExporter:
             step.done()
             pushed.append(f"{name.name}@{desc.digest}")
         return tuple(pushed)
+
+    async def _open_push(
+        self, stack: contextlib.AsyncExitStack
+    ) -> tuple[RegistryClient | None, LayerPusher | None]:
+        """With ``push=true``: the registry client (kept open by ``stack``) and a pusher
+        that sends the new layers to the (first) push target while they are compressed;
+        ``(None, None)`` otherwise."""
+        opts = self._options
+        if not (opts.push and opts.image.names):
+            return None, None
+        client = await stack.enter_async_context(self._client())
+        pusher = LayerPusher(client, self._push_target(opts.image.names[0]))
+        stack.push_async_callback(pusher.aclose)
+        return client, pusher
 
     def _push_target(self, name: Reference) -> Reference:
         if self._options.push_by_digest:

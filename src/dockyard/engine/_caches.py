@@ -92,12 +92,14 @@ class CacheExports:
         self._reporter = reporter
         self._chains: dict[bool, list[CacheChainRecord]] = {}
 
-    async def _chain(self, job: Job, edge: Edge, all_results: bool) -> list[CacheChainRecord]:
+    async def _chain(
+        self, job: Job, edges: Sequence[Edge], all_results: bool
+    ) -> list[CacheChainRecord]:
         chain = self._chains.get(all_results)
         if chain is None:
             from dockyard.solver import cache_chain
 
-            chain = await cache_chain(job, [edge], all_results=all_results)
+            chain = await cache_chain(job, list(edges), all_results=all_results)
             self._chains[all_results] = chain
         return chain
 
@@ -123,7 +125,7 @@ class CacheExports:
         async def make(blobs: Sequence[LayerBlob]) -> bytes | None:
             from dockyard.remotecache import collect_cache
 
-            chain = await self._chain(job, edge, False)
+            chain = await self._chain(job, [edge], False)
             collected = await collect_cache(
                 chain,
                 cache=self._cache,
@@ -137,10 +139,12 @@ class CacheExports:
 
         return make
 
-    async def run(self, job: Job, edge: Edge | None) -> None:
-        """Every local and registry export, in order; a failure fails the build unless
-        the export says ``ignore-error=true`` (then it is a warning)."""
-        if edge is None or not self._exports:
+    async def run(self, job: Job, edges: Sequence[Edge | None]) -> None:
+        """Every local and registry export, in order, recording the chains of the
+        results of ``edges`` (one, or one per platform); a failure fails the build
+        unless the export says ``ignore-error=true`` (then it is a warning)."""
+        wanted = [e for e in edges if e is not None]
+        if not wanted or not self._exports:
             return  # nothing to export: no need to load the exporters' compressors
         from dockyard.remotecache import CacheMode, InlineCacheExport, export_cache
 
@@ -148,7 +152,7 @@ class CacheExports:
             if isinstance(spec, InlineCacheExport):
                 continue
             try:
-                chain = await self._chain(job, edge, spec.mode is CacheMode.MAX)
+                chain = await self._chain(job, wanted, spec.mode is CacheMode.MAX)
                 await export_cache(
                     chain,
                     spec,

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from dockyard.solver import Job, SqliteCacheKeyStorage
     from dockyard.source import FrontendImageResolver
 
+    from ._caches import CacheExports
     from ._plugins import Sources
 
 __all__ = ["Engine", "PruneResult"]
@@ -303,10 +304,49 @@ class Engine:
             entitlements=request.entitlements,
         )
 
+    @contextlib.asynccontextmanager
+    async def _build_job(
+        self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
+    ) -> AsyncIterator[tuple[Job, str]]:
+        """The build's solver job, its ``--cache-from`` caches imported as cache
+        sources, and a content lease held until it ends (``(job, lease)``)."""
+        from ._caches import imported_caches
+
+        async with (
+            imported_caches(
+                request.cache_imports,
+                config=self.config,
+                content=self.content,
+                unpacker=self._sources.unpacker,
+                session=session,
+                reporter=reporter,
+            ) as sources,
+            self.content.lease() as lease,
+        ):
+            options = dataclasses.replace(
+                self._job_options(request, session), cache_sources=sources
+            )
+            async with self.llb.new_job(options, reporter=reporter, name=request.name) as job:
+                yield job, lease
+
+    def _cache_exports(
+        self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
+    ) -> CacheExports:
+        """The build's ``--cache-to`` (see :class:`CacheExports`)."""
+        from ._caches import CacheExports
+
+        return CacheExports(
+            request.cache_exports,
+            config=self.config,
+            cache=self.cache,
+            content=self.content,
+            session=session,
+            reporter=reporter,
+        )
+
     async def _solve(
         self, request: BuildRequest, session: SessionHandle | None, reporter: Reporter
     ) -> SolveResponse:
-        from ._caches import CacheExports, imported_caches
         from ._exports import resolve_exports, run_exports
 
         exporters = resolve_exports(
@@ -334,42 +374,21 @@ class Engine:
             return await solve_platforms(self, request, session, reporter, result, exporters)
         definition = request.definition if result is None else result.definition
         assert definition is not None
-        caches = CacheExports(
-            request.cache_exports,
-            config=self.config,
-            cache=self.cache,
-            content=self.content,
-            session=session,
-            reporter=reporter,
-        )
-        async with (
-            imported_caches(
-                request.cache_imports,
-                config=self.config,
-                content=self.content,
-                unpacker=self._sources.unpacker,
+        caches = self._cache_exports(request, session, reporter)
+        async with self._build_job(request, session, reporter) as (job, lease):
+            edge = self.llb.load(definition, entitlements=request.entitlements)
+            ref = await job.solve(edge) if edge is not None else None
+            responses = await run_exports(
+                exporters,
+                ref=ref,
+                image_config=result.image_config if result is not None else None,
+                epoch=result.epoch if result is not None else None,
                 session=session,
                 reporter=reporter,
-            ) as sources,
-            self.content.lease() as lease,
-        ):
-            options = dataclasses.replace(
-                self._job_options(request, session), cache_sources=sources
+                inline_cache=caches.inline_cache(job, edge, request.exports, lease),
             )
-            async with self.llb.new_job(options, reporter=reporter, name=request.name) as job:
-                edge = self.llb.load(definition, entitlements=options.entitlements)
-                ref = await job.solve(edge) if edge is not None else None
-                responses = await run_exports(
-                    exporters,
-                    ref=ref,
-                    image_config=result.image_config if result is not None else None,
-                    epoch=result.epoch if result is not None else None,
-                    session=session,
-                    reporter=reporter,
-                    inline_cache=caches.inline_cache(job, edge, request.exports, lease),
-                )
-                await caches.run(job, edge)
-                replayable, checks = _replayable(request, resolver, definition, job, self.config)
+            await caches.run(job, [edge])
+            replayable, checks = _replayable(request, resolver, definition, job, self.config)
         metadata: dict[str, Any] = {}
         for response in responses:
             metadata.update(response.metadata())

@@ -12,11 +12,10 @@ chains of every platform; inline caches are made per platform image.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dockyard.core import BuildWarning, DockyardError, InternalError, Reporter, UsageError
+from dockyard.core import InternalError, Reporter, UsageError
 
 from ._request import BuildRequest, SolveResponse
 
@@ -53,50 +52,32 @@ async def solve_platforms(
     """Build every platform of ``result`` (:attr:`FrontendResult.platforms`) in one job
     and export them together. Never replayable (the CLI's no-op memo is for
     single-platform builds)."""
-    from ._caches import CacheExports, imported_caches
-
     check_exports(exporters)
-    async with (
-        imported_caches(
-            request.cache_imports,
-            config=engine.config,
-            content=engine.content,
-            unpacker=engine._sources.unpacker,
-            session=session,
-            reporter=reporter,
-        ) as sources,
-        engine.content.lease() as lease,
-    ):
-        options = dataclasses.replace(engine._job_options(request, session), cache_sources=sources)
-        async with engine.llb.new_job(options, reporter=reporter, name=request.name) as job:
-            edges = [
-                engine.llb.load(part.definition, entitlements=options.entitlements)
-                for part in result.platforms
-            ]
-            refs = await _solve_all(job, edges)
-            parts: list[PlatformExport] = []
-            from dockyard.exporter import PlatformExport
+    async with engine._build_job(request, session, reporter) as (job, lease):
+        edges = [
+            engine.llb.load(part.definition, entitlements=request.entitlements)
+            for part in result.platforms
+        ]
+        refs = await _solve_all(job, edges)
+        parts: list[PlatformExport] = []
+        from dockyard.exporter import PlatformExport
 
-            for part, edge, ref in zip(result.platforms, edges, refs, strict=True):
-                # a cache-exports object per platform: each inline cache is its image's
-                inline = CacheExports(
-                    request.cache_exports,
-                    config=engine.config,
-                    cache=engine.cache,
-                    content=engine.content,
-                    session=session,
-                    reporter=reporter,
-                ).inline_cache(job, edge, request.exports, lease)
-                parts.append(
-                    PlatformExport(
-                        platform=part.platform,
-                        ref=_immutable(ref),
-                        image_config=part.image_config,
-                        inline_cache=inline,
-                    )
+        for part, edge, ref in zip(result.platforms, edges, refs, strict=True):
+            # a cache-exports object per platform: each inline cache is its image's
+            inline = engine._cache_exports(request, session, reporter).inline_cache(
+                job, edge, request.exports, lease
+            )
+            parts.append(
+                PlatformExport(
+                    platform=part.platform,
+                    ref=_immutable(ref),
+                    image_config=part.image_config,
+                    inline_cache=inline,
                 )
-            responses = await _export(exporters, parts, result.epoch, session, reporter)
-            await _export_caches(engine, request, session, reporter, job, edges)
+            )
+        responses = await _export(exporters, parts, result.epoch, session, reporter)
+        # --cache-to (local, registry) with the chains of every platform's result
+        await engine._cache_exports(request, session, reporter).run(job, edges)
     metadata: dict[str, Any] = {}
     for response in responses:
         metadata.update(response.metadata())
@@ -154,40 +135,3 @@ async def _export(
         )
         responses.append(await exporter.export(request))
     return responses
-
-
-async def _export_caches(
-    engine: Engine,
-    request: BuildRequest,
-    session: SessionHandle | None,
-    reporter: Reporter,
-    job: Job,
-    edges: Sequence[Edge | None],
-) -> None:
-    """``--cache-to`` (local, registry) with the chains of every platform's result."""
-    wanted = [e for e in edges if e is not None]
-    if not request.cache_exports or not wanted:
-        return
-    from dockyard.remotecache import CacheMode, InlineCacheExport, export_cache
-    from dockyard.solver import cache_chain
-
-    from ._caches import _credentials
-
-    for spec in request.cache_exports:
-        if isinstance(spec, InlineCacheExport):
-            continue
-        try:
-            chain = await cache_chain(job, wanted, all_results=spec.mode is CacheMode.MAX)
-            await export_cache(
-                chain,
-                spec,
-                cache=engine.cache,
-                content=engine.content,
-                registry=engine.config.registry,
-                credentials=_credentials(session),
-                reporter=reporter,
-            )
-        except DockyardError as exc:
-            if not spec.ignore_error:
-                raise
-            reporter.emit(BuildWarning(short=f"exporting cache failed: {exc}"))

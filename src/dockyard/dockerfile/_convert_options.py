@@ -12,18 +12,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dockyard import llb, oci
 from dockyard.core import BuildWarning, Platform, host_platform
 
 from ._mounts import NetworkMode
 
+if TYPE_CHECKING:
+    import asyncio
+
 __all__ = [
     "ConvertOptions",
     "ConvertResult",
     "ImageMetaResolver",
     "NamedContext",
+    "OnceImageResolver",
     "ResolvedImage",
     "StageResult",
     "UnresolvedImages",
@@ -66,6 +70,30 @@ class ImageMetaResolver(Protocol):
     async def resolve(
         self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
     ) -> ResolvedImage: ...
+
+
+class OnceImageResolver:
+    """An :class:`ImageMetaResolver` that asks ``inner`` once per reference, platform
+    and mode, however many stages (or conversions, one per platform) name the image:
+    whoever asks first looks it up, the others wait for that answer."""
+
+    def __init__(self, inner: ImageMetaResolver) -> None:
+        self._inner = inner
+        self._calls: dict[tuple[str, str, str], asyncio.Future[ResolvedImage]] = {}
+
+    async def resolve(
+        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
+    ) -> ResolvedImage:
+        import asyncio
+
+        key = (ref, str(platform), resolve_mode.value)
+        call = self._calls.get(key)
+        if call is None:
+            call = asyncio.ensure_future(
+                self._inner.resolve(ref, platform=platform, resolve_mode=resolve_mode)
+            )
+            self._calls[key] = call
+        return await call
 
 
 class UnresolvedImages:

@@ -33,7 +33,12 @@ from dockyard.core import (
 )
 
 from ._convert_image import empty_image, update_config
-from ._convert_options import ConvertOptions, ImageMetaResolver, NamedContext, ResolvedImage
+from ._convert_options import (
+    ConvertOptions,
+    ImageMetaResolver,
+    NamedContext,
+    OnceImageResolver,
+)
 from ._dockerfile import Dockerfile, Stage, parse_onbuild_trigger
 from ._instructions import (
     AddInstruction,
@@ -447,7 +452,7 @@ async def resolve(
     ``ONBUILD`` setup, and return the reachable nodes in order."""
     builder = graph.builder
     target_platform = options.target_platform or options.build_platform
-    resolver = _Once(resolver)
+    resolver = OnceImageResolver(resolver)
     while True:
         reachable = graph.reachable()
         pending = [n for n in reachable if n.base is None and not n.resolved and not _is_scratch(n)]
@@ -477,27 +482,6 @@ async def resolve(
         if not new_deps:
             _check_cycles(graph.nodes)
             return reachable
-
-
-class _Once:
-    """Asks the resolver once per reference, platform and mode, however many stages
-    name the image."""
-
-    def __init__(self, inner: ImageMetaResolver) -> None:
-        self._inner = inner
-        self._calls: dict[tuple[str, str, str], asyncio.Future[ResolvedImage]] = {}
-
-    async def resolve(
-        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
-    ) -> ResolvedImage:
-        key = (ref, str(platform), resolve_mode.value)
-        call = self._calls.get(key)
-        if call is None:
-            call = asyncio.ensure_future(
-                self._inner.resolve(ref, platform=platform, resolve_mode=resolve_mode)
-            )
-            self._calls[key] = call
-        return await call
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -41,10 +41,8 @@ from ._progress import internal_step
 from .types import FrontendContext, FrontendResult, PlatformResult
 
 if TYPE_CHECKING:
-    import asyncio
-
     from dockyard import llb
-    from dockyard.dockerfile import Dockerfile, ImageMetaResolver, NamedContext, ResolvedImage
+    from dockyard.dockerfile import Dockerfile, ImageMetaResolver, NamedContext
 
 # The parser and the converter (and LLB) load when a build runs, not with the options a
 # client makes (imports inside the functions below).
@@ -287,9 +285,12 @@ async def _multi_platform(
     --platform=$BUILDPLATFORM``) is looked up, and shown, once."""
     import asyncio
 
+    from dockyard.dockerfile import OnceImageResolver
+
     from ._progress import platform_step_names
 
-    images = _SharedImages(ctx.images)
+    # base-image lookups shared by the conversions: each asked once, whichever asks first
+    images = OnceImageResolver(ctx.images)
     with platform_step_names():
         results = await asyncio.gather(
             *(
@@ -323,29 +324,6 @@ async def _multi_platform(
         warnings=tuple(warnings),
         platforms=tuple(parts),
     )
-
-
-class _SharedImages:
-    """Base-image lookups of a multi-platform build's conversions: each reference,
-    platform and mode asked once, whichever conversion asks first."""
-
-    def __init__(self, inner: ImageMetaResolver) -> None:
-        self._inner = inner
-        self._calls: dict[tuple[str, str, str], asyncio.Future[ResolvedImage]] = {}
-
-    async def resolve(
-        self, ref: str, *, platform: Platform, resolve_mode: llb.ResolveMode
-    ) -> ResolvedImage:
-        import asyncio
-
-        key = (ref, str(platform), resolve_mode.value)
-        call = self._calls.get(key)
-        if call is None:
-            call = asyncio.ensure_future(
-                self._inner.resolve(ref, platform=platform, resolve_mode=resolve_mode)
-            )
-            self._calls[key] = call
-        return await call
 
 
 async def _load(

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Literal
 
-from dockyard.core import Platform, UsageError
+from dockyard.core import Platform, UsageError, normalize_platforms
 
 if TYPE_CHECKING:
     from dockyard.exporter import Annotation, ExportOptions
@@ -160,12 +160,8 @@ class BuildOptions:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "no_cache_filter", tuple(self.no_cache_filter))
         object.__setattr__(self, "allow", frozenset(self.allow))
-        platforms = tuple(dict.fromkeys(self.platforms))
-        if len(platforms) == 1 and self.platform in (None, platforms[0]):
-            object.__setattr__(self, "platform", platforms[0])
-            platforms = ()
-        elif platforms and self.platform is not None:
-            raise UsageError("give the target platform as platform or platforms, not both")
+        platform, platforms = normalize_platforms(self.platform, self.platforms)
+        object.__setattr__(self, "platform", platform)
         object.__setattr__(self, "platforms", platforms)
         if platforms and (self.load or any(o.type_name == "docker" for o in self.outputs)):
             from dockyard.exporter import MULTI_PLATFORM_DOCKER

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         VertexRef,
         error_from_record,
     )
-    from ._platform import Platform, host_platform
+    from ._platform import Platform, host_platform, normalize_platforms
     from ._progress import (
         BuildWarning,
         CollectingReporter,
@@ -77,6 +77,7 @@ _LAZY = {
     "error_from_record": "._errors",
     "Platform": "._platform",
     "host_platform": "._platform",
+    "normalize_platforms": "._platform",
     "BuildWarning": "._progress",
     "CollectingReporter": "._progress",
     "Event": "._progress",
@@ -138,6 +139,7 @@ __all__ = [
     "host_platform",
     "join_within",
     "mkdir_all_in_root",
+    "normalize_platforms",
     "now",
     "open_dir_in_root",
     "open_in_root",

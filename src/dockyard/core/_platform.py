@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import platform as _stdlib_platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Platform", "host_platform"]
+__all__ = ["Platform", "host_platform", "normalize_platforms"]
 
 _ARCH_ALIASES = {
     "x86_64": ("amd64", ""),
@@ -93,3 +94,20 @@ def host_platform() -> Platform:
     """The platform this process runs on."""
     system = (os.uname().sysname if hasattr(os, "uname") else _stdlib_platform.system()).lower()
     return Platform.of(system, _stdlib_platform.machine() or "amd64")
+
+
+def normalize_platforms(
+    platform: Platform | None, platforms: Iterable[Platform]
+) -> tuple[Platform | None, tuple[Platform, ...]]:
+    """A build's ``platform`` and ``platforms`` options as they are kept: the list
+    without repeats (first place kept); a list of one that ``platform`` does not
+    contradict becomes ``platform`` (a single-platform build). Both given otherwise:
+    :class:`UsageError`."""
+    from ._errors import UsageError
+
+    unique = tuple(dict.fromkeys(platforms))
+    if len(unique) == 1 and platform in (None, unique[0]):
+        return unique[0], ()
+    if unique and platform is not None:
+        raise UsageError("give the target platform as platform or platforms, not both")
+    return platform, unique

@@ -33,6 +33,7 @@ from dockyard.core import (
     NotFoundError,
     Platform,
     UsageError,
+    normalize_platforms,
 )
 from dockyard.dockerfile import NetworkMode
 
@@ -107,12 +108,8 @@ class DockerfileOptions:
         object.__setattr__(self, "named_contexts", _frozen(self.named_contexts))
         object.__setattr__(self, "no_cache_stages", frozenset(self.no_cache_stages))
         object.__setattr__(self, "extra_hosts", tuple(self.extra_hosts))
-        platforms = tuple(dict.fromkeys(self.platforms))
-        if len(platforms) == 1 and self.platform in (None, platforms[0]):
-            object.__setattr__(self, "platform", platforms[0])
-            platforms = ()
-        elif platforms and self.platform is not None:
-            raise UsageError("give the target platform as platform or platforms, not both")
+        platform, platforms = normalize_platforms(self.platform, self.platforms)
+        object.__setattr__(self, "platform", platform)
         object.__setattr__(self, "platforms", platforms)
 
     @property

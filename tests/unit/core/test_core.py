@@ -17,6 +17,7 @@ from dockyard.core import (
     VertexLog,
     VertexRef,
     error_from_record,
+    normalize_platforms,
 )
 from dockyard.core.singleflight import SingleFlight
 
@@ -60,6 +61,18 @@ def test_platform_matching_ignores_missing_variant() -> None:
     assert Platform.parse("linux/arm/v7").matches(Platform.of("linux", "arm", "v7"))
     assert not Platform.parse("linux/arm/v7").matches(Platform.parse("linux/arm/v6"))
     assert not Platform.parse("linux/amd64").matches(Platform.parse("linux/arm64"))
+
+
+def test_normalize_platforms_dedupes_and_folds_a_single_one_into_platform() -> None:
+    amd64, arm64 = Platform.parse("linux/amd64"), Platform.parse("linux/arm64")
+    assert normalize_platforms(None, [amd64, arm64, amd64]) == (None, (amd64, arm64))
+    assert normalize_platforms(None, [arm64, arm64]) == (arm64, ())
+    assert normalize_platforms(arm64, [arm64]) == (arm64, ())
+    assert normalize_platforms(amd64, []) == (amd64, ())
+    with pytest.raises(UsageError, match="platform or platforms, not both"):
+        normalize_platforms(amd64, [arm64])
+    with pytest.raises(UsageError, match="platform or platforms, not both"):
+        normalize_platforms(amd64, [amd64, arm64])
 
 
 def test_error_message_names_location_and_round_trips() -> None:

@@ -78,6 +78,22 @@ async def store_busybox_index(
         content.close()
 
 
+async def index_architectures(content: ContentStore, index: Digest) -> list[str]:
+    """The architecture of each manifest of the stored index ``index``, in order; each
+    manifest's config says the architecture of its entry's platform (asserted)."""
+    parsed = parse_manifest(await content.read(index))
+    assert isinstance(parsed, ImageIndex)
+    archs = []
+    for entry in parsed.manifests:
+        manifest = parse_manifest(await content.read(entry.digest))
+        assert isinstance(manifest, ImageManifest)
+        config = ImageConfig.parse(await content.read(manifest.config.digest))
+        assert entry.platform is not None
+        assert config.architecture == entry.platform.architecture
+        archs.append(config.architecture)
+    return archs
+
+
 UNAME = {"amd64": "x86_64", "arm64": "aarch64", "386": "i686"}
 """What ``uname -m`` says in a process of each architecture."""
 

@@ -15,10 +15,17 @@ import pytest
 from dockyard.cli.main import main
 from dockyard.content import ContentStore, ImageStore
 from dockyard.core import host_platform
-from dockyard.oci import ImageConfig, ImageIndex, ImageManifest, MediaType, parse_manifest
+from dockyard.oci import MediaType
 from dockyard.testing.registry import REGISTRY_BINARY, start_registry
 from tests.integration.conftest import need_emulation, requirement_missing
-from tests.integration.platforms import CROSS, MULTI, UNAME, other_platform, store_busybox_index
+from tests.integration.platforms import (
+    CROSS,
+    MULTI,
+    UNAME,
+    index_architectures,
+    other_platform,
+    store_busybox_index,
+)
 
 
 def _context(tmp_path: Path) -> Path:
@@ -37,16 +44,7 @@ async def _architectures(state: Path, name: str) -> tuple[str, list[str]]:
     try:
         with ImageStore.open(state, content) as images:
             stored = await images.get(name)
-            index = parse_manifest(await content.read(stored.target.digest))
-            assert isinstance(index, ImageIndex)
-            archs = []
-            for entry in index.manifests:
-                manifest = parse_manifest(await content.read(entry.digest))
-                assert isinstance(manifest, ImageManifest)
-                config = ImageConfig.parse(await content.read(manifest.config.digest))
-                assert entry.platform is not None
-                assert config.architecture == entry.platform.architecture
-                archs.append(config.architecture)
+            archs = await index_architectures(content, stored.target.digest)
             return stored.target.media_type, archs
     finally:
         content.close()

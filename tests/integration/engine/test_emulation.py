@@ -14,9 +14,14 @@ import pytest
 from dockyard.core import DockyardError, Platform, host_platform
 from dockyard.engine import Engine
 from dockyard.frontend import DockerfileOptions
-from dockyard.oci import ImageConfig, ImageIndex, ImageManifest, MediaType, parse_manifest
+from dockyard.oci import MediaType
 from tests.integration.conftest import need_emulation, need_tools
-from tests.integration.platforms import UNAME, other_platform, store_busybox_index
+from tests.integration.platforms import (
+    UNAME,
+    index_architectures,
+    other_platform,
+    store_busybox_index,
+)
 
 from .conftest import open_engine
 from .test_builds import dockerfile_build
@@ -83,17 +88,7 @@ async def test_a_multi_platform_build_runs_each_platforms_steps(
         assert (directory / "listed").read_text() == "/bin/busybox\n"
     stored = await multi_engine.images.get("example.test/both:1")
     assert stored.target.media_type == MediaType.OCI_INDEX
-    content = multi_engine.content
-    index = parse_manifest(await content.read(stored.target.digest))
-    assert isinstance(index, ImageIndex)
-    archs = []
-    for entry in index.manifests:
-        manifest = parse_manifest(await content.read(entry.digest))
-        assert isinstance(manifest, ImageManifest)
-        config = ImageConfig.parse(await content.read(manifest.config.digest))
-        assert entry.platform is not None
-        assert config.architecture == entry.platform.architecture
-        archs.append(config.architecture)
+    archs = await index_architectures(multi_engine.content, stored.target.digest)
     assert archs == [host.architecture, other.architecture]
 
 

@@ -163,19 +163,25 @@ def test_stdin_environment_directory_and_descriptors_are_the_clients(
     assert "from-the-client" in inspect.stdout
 
 
-def _sleeping_build(
-    runtime: Path, state: Path, tmp_path: Path, context: Path, marker: str
-) -> subprocess.Popen[bytes]:
-    _warm_up(runtime, state, context)
+def _start_sleeping_build(state: Path, tmp_path: Path, marker: str) -> subprocess.Popen[bytes]:
+    """``dockyard build`` (in its own session) of a RUN step that sleeps 30 s, then
+    echoes ``marker`` (its command line names ``marker`` while it sleeps)."""
     ctx = tmp_path / "sleep"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep 30 && echo {marker}\n")
-    build = subprocess.Popen(
+    return subprocess.Popen(
         [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), str(ctx)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def _sleeping_build(
+    runtime: Path, state: Path, tmp_path: Path, context: Path, marker: str
+) -> subprocess.Popen[bytes]:
+    _warm_up(runtime, state, context)
+    build = _start_sleeping_build(state, tmp_path, marker)
     assert _wait(lambda: _running(marker), 60), "the RUN step never started"
     return build
 
@@ -348,15 +354,7 @@ def test_a_command_runs_in_the_ready_spare_and_another_follows(
     # it copied its pages at idle priority; it waits, and runs commands, at normal priority
     assert os.sched_getscheduler(spare) == os.SCHED_OTHER
     marker = f"warm-spare-{os.getpid()}"
-    ctx = tmp_path / "sleep"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep 30 && echo {marker}\n")
-    build = subprocess.Popen(
-        [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), str(ctx)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    build = _start_sleeping_build(state, tmp_path, marker)
     try:
         assert _wait(lambda: _running(marker), 60), "the RUN step never started"
         assert any(spare in _ancestors(pid) for pid in _pids_of(marker))
@@ -380,15 +378,7 @@ def test_a_command_in_a_spare_outlives_its_server(
     _warm_up(runtime, state, context)
     spare = _ready_spare(runtime)
     marker = f"warm-outlive-{os.getpid()}"
-    ctx = tmp_path / "sleep"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep 30 && echo {marker}\n")
-    build = subprocess.Popen(
-        [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), str(ctx)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    build = _start_sleeping_build(state, tmp_path, marker)
     try:
         assert _wait(lambda: _running(marker), 60), "the RUN step never started"
         assert any(spare in _ancestors(pid) for pid in _pids_of(marker))

@@ -13,30 +13,15 @@ import pytest
 from dockyard.cli import _build
 from dockyard.cli._build import CallSpec
 from dockyard.cli.main import main
-from dockyard.client import BuildOptions, BuildResult, Client
+from dockyard.client import BuildOptions, BuildResult
 from dockyard.core import UsageError
+
+from .test_build_flags import Captured, captured  # noqa: F401 - fixture
 
 
 @pytest.fixture(autouse=True)
 def _no_daemon_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DOCKYARD_HOST", raising=False)
-
-
-class Captured:
-    options: BuildOptions
-    kwargs: dict[str, Any]
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
-    seen = Captured()
-
-    def fake_run(client: Client, options: BuildOptions, **kwargs: Any) -> int:
-        seen.options, seen.kwargs = options, kwargs
-        return 0
-
-    monkeypatch.setattr(_build, "run_build", fake_run)
-    return seen
 
 
 def build(tmp_path: Path, *args: str) -> int:
@@ -100,7 +85,7 @@ def test_bad_call_values(value: str, check: bool, message: str) -> None:
     ],
 )
 def test_call_reaches_the_build(
-    captured: Captured,
+    captured: Captured,  # noqa: F811 - the fixture
     tmp_path: Path,
     flags: list[str],
     check: bool,
@@ -177,6 +162,6 @@ def test_no_answer_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     options = BuildOptions(context=".", subrequest="outline")
     code = _build.run_build(client, options, progress="quiet")  # type: ignore[arg-type]
     assert code == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "did not answer the outline request" in captured.err
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert "did not answer the outline request" in printed.err

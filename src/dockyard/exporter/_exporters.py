@@ -232,31 +232,20 @@ def _created(epoch: int | None) -> str:
 
 
 def _response(
-    image: CommittedImage,
+    image: CommittedImage | CommittedIndex,
     names: tuple[Reference, ...],
     epoch: int | None,
     pushed: tuple[str, ...] = (),
 ) -> ExportResponse:
+    """The response of an image or index export: its descriptor with the creation time
+    (an image's also names its config)."""
     annotations = dict(image.descriptor.annotations)
     annotations["org.opencontainers.image.created"] = _created(epoch)
     return ExportResponse(
         descriptor=dataclasses.replace(image.descriptor, annotations=annotations),
-        config_digest=image.config_descriptor.digest,
-        names=tuple(str(n) for n in names),
-        pushed=pushed,
-    )
-
-
-def _index_response(
-    index: CommittedIndex,
-    names: tuple[Reference, ...],
-    epoch: int | None,
-    pushed: tuple[str, ...] = (),
-) -> ExportResponse:
-    annotations = dict(index.descriptor.annotations)
-    annotations["org.opencontainers.image.created"] = _created(epoch)
-    return ExportResponse(
-        descriptor=dataclasses.replace(index.descriptor, annotations=annotations),
+        config_digest=(
+            image.config_descriptor.digest if isinstance(image, CommittedImage) else None
+        ),
         names=tuple(str(n) for n in names),
         pushed=pushed,
     )
@@ -353,7 +342,7 @@ class ImageExporter:
                 if pusher is not None:
                     await pusher.wait()
                 pushed = await self._push_index(index, progress, client)
-        return _index_response(index, opts.image.names, epoch, pushed)
+        return _response(index, opts.image.names, epoch, pushed)
 
     async def _push_index(
         self, index: CommittedIndex, progress: Progress, client: RegistryClient
@@ -607,7 +596,7 @@ class _ArchiveExporter:
                         content, layout, out, tar=True, mtime=epoch if epoch is not None else 0
                     )
             step.done()
-        return _index_response(committed, names, epoch)
+        return _response(committed, names, epoch)
 
 
 class OciExporter(_ArchiveExporter):

@@ -380,7 +380,9 @@ def _walk_compare(
         if ne is None:
             assert oe is not None
             _flush(tw, pending)
-            tw.marker(_join(rel, WHITEOUT_PREFIX + name), os.lstat(new).st_mtime)
+            # the time of what it deletes: the parent's would be the time this tree was
+            # made (or re-applied), so the same layer would not diff to the same bytes
+            tw.marker(_join(rel, WHITEOUT_PREFIX + name), oe.stat(follow_symlinks=False).st_mtime)
             continue
         nst = ne.stat(follow_symlinks=False)
         ost = oe.stat(follow_symlinks=False) if oe is not None else None

@@ -141,6 +141,30 @@ async def test_diff_apply_round_trip(sn: BaseSnapshotter, tmp_path: Path, target
         other.close()
 
 
+async def test_a_re_applied_layer_diffs_the_same_a_second_later(tmp_path: Path) -> None:
+    """The native differ's whiteouts carry the deleted entry's time, not their parent's:
+    the parent's is when the tree was made (or re-applied), a second later here."""
+    import asyncio
+
+    sn = NativeSnapshotter(tmp_path / "made")
+    other = NativeSnapshotter(tmp_path / "again")
+    try:
+        t1, t2 = await _layer_tars(sn)
+        await asyncio.sleep(1.1)  # the re-applied tree's directories: another second
+        await other.prepare("a1")
+        await other.apply("a1", io.BytesIO(t1))
+        await other.commit("A1", "a1")
+        await other.prepare("a2", "A1")
+        await other.apply("a2", io.BytesIO(t2))
+        await other.commit("A2", "a2")
+        again = io.BytesIO()
+        await other.diff("A2", again)
+        assert again.getvalue() == t2
+    finally:
+        other.close()
+        sn.close()
+
+
 async def test_clamped_mtimes(sn: BaseSnapshotter) -> None:
     await _commit_layer(sn, "L1", None, populate_base)
     plain, clamped = io.BytesIO(), io.BytesIO()

@@ -5,7 +5,9 @@ Life of a run (``bundles/<id>/`` under the executor's directory, a tmpfs)::
     prepare (thread)   mount a tmpfs at the bundle, mount the root at rootfs/ (or use
                        a plain directory as it is), resolve the user, make cwd, mount
                        bind sources, write secrets, hosts, resolv.conf and config.json
-    execute            <runtime> run, stdout/stderr streamed to the sink as they come
+    execute            <runtime> run, stdout/stderr streamed to the sink as they come;
+                       the container is announced to this process's watchdog first,
+                       which kills it should this process die (even by SIGKILL)
     teardown (thread)  remove mount-point stubs the runtime made in the root, unmount
                        everything under the bundle, delete the bundle and any state
 
@@ -23,6 +25,7 @@ import os
 import secrets
 import shutil
 import stat
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,7 @@ from ._etc import hosts_file, resolv_conf
 from ._runtime import Runtime, RuntimeKind, host_capabilities, nofile_limit
 from ._spec import SpecMount, build_spec, default_mounts
 from ._users import read_in_root, resolve_user
+from ._watchdog import watchdog
 from .types import (
     BindMount,
     ExecMount,
@@ -300,17 +304,20 @@ class OciExecutor:
         rt = self._runtime
         argv = rt.run_argv(sb.id, sb.bundle, pid_file=sb.pid_file, log=sb.log)
         loop = asyncio.get_running_loop()
-        starting = loop.run_in_executor(None, functools.partial(rt.popen, argv, capture=True))
+        starting = loop.run_in_executor(None, functools.partial(_start, rt, sb.id, argv))
         cancelled = await settle(starting)
         popen = starting.result()
         child = Child(popen, output or _discard)
         try:
-            if cancelled:
-                raise asyncio.CancelledError
-            await asyncio.wait([child.done])  # a cancellation raises here
-        except BaseException:
-            await self._kill(sb, child)
-            raise
+            try:
+                if cancelled:
+                    raise asyncio.CancelledError
+                await asyncio.wait([child.done])  # a cancellation raises here
+            except BaseException:
+                await self._kill(sb, child)
+                raise
+        finally:
+            watchdog().unwatch(sb.id)  # the runtime exited
         returncode = child.done.result()
         if returncode != 0:
             message = await in_thread(rt.runtime_error, sb.log)
@@ -377,6 +384,18 @@ class OciExecutor:
 
 def _discard(stream: int, data: bytes) -> None:
     return None
+
+
+def _start(rt: Runtime, container_id: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start the runtime for ``container_id``, watched: should this process die before
+    it exited, however it dies, the watchdog kills the container. Blocking."""
+    guard = watchdog()
+    guard.watch(container_id)  # before the start: no moment unwatched
+    try:
+        return rt.popen(argv, capture=True)
+    except BaseException:
+        guard.unwatch(container_id)
+        raise
 
 
 def _kill_pid_file(pid_file: Path) -> None:

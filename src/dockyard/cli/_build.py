@@ -4,10 +4,13 @@ engine embedded in this process or on a ``dockyardd`` daemon (``--addr``,
 
 ``--call=outline|targets`` builds nothing: it prints what the Dockerfile frontend
 answers (buildx's build subrequests), as text tables or, with ``format=json``, BuildKit's
-JSON document, on stdout.
+JSON document, on stdout. ``--check`` (``--call=check``) runs the build checks alone:
+their warnings and a count on stderr, or with ``--call=check,format=json`` BuildKit's
+lint document on stdout (a Dockerfile that does not parse, or ``# check=error=true``
+with warnings, is its ``buildError``, printed on stderr as well).
 
 Exit codes: 0 built (or checked without warnings, or a subrequest answered), 1 the build
-failed (or ``--check`` found warnings), 2 a usage error.
+failed (or ``--check`` found warnings, in either format), 2 a usage error.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from dockyard.cli._hints import WalkHints
     from dockyard.cli._memo import Memo
     from dockyard.client import BuildOptions, BuildResult, Client, Subrequest
-    from dockyard.core import Reporter
+    from dockyard.core import Event, Reporter
     from dockyard.exporter import Annotation, ExportOptions
     from dockyard.session import SecretSource, SshSpec
 
@@ -167,7 +170,8 @@ _NO_OUTPUT = (
     "--call",
     metavar="build|check|outline|targets[,format=text|json]",
     help="What to do: build (default), check, or print the outline of the target or "
-    "the targets of the Dockerfile (format=json: as JSON) and build nothing.",
+    "the targets of the Dockerfile, and build nothing (format=json: the answer as JSON; "
+    "check's exits 1 with warnings, as in text).",
 )
 @click.option(
     "-q", "--quiet", is_flag=True, help="Show no progress; print the image ID on success."
@@ -385,8 +389,8 @@ def build_options(
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallSpec:
     """``--call=NAME[,format=text|json]`` (buildx's build subrequests): ``build`` (the
-    default), ``check`` (``--check``), ``outline`` or ``targets``; ``format`` is how an
-    outline or the targets print."""
+    default), ``check`` (``--check``), ``outline`` or ``targets``; ``format`` is how the
+    checks' answer, an outline or the targets print."""
 
     name: Literal["build", "check", "outline", "targets"] = "build"
     format: Literal["text", "json"] = "text"
@@ -425,8 +429,8 @@ class CallSpec:
             )
         if format not in ("", "text", "json"):
             raise UsageError(f"--call {text}: unknown format {format!r} (expected text or json)")
-        if format == "json" and name in ("build", "check"):
-            raise UsageError(f"--call {text}: format=json is for outline and targets")
+        if format == "json" and name == "build":
+            raise UsageError(f"--call {text}: format=json is for check, outline and targets")
         if check and name != "check":
             raise UsageError(f"--check is --call=check: it cannot go with --call={name}")
         return cls(
@@ -505,6 +509,8 @@ def run_build(
     renderer = make_renderer(progress, sys.stderr)
     events = CollectingReporter()
     reporter: Reporter = renderer if memo is None else TeeReporter(renderer, events)
+    if options.check and call_format == "json":
+        reporter = _NoWarnings(reporter)  # as buildx: the warnings are in the document
     try:
         result = asyncio.run(_run(client, options, reporter))
     except DockyardError as exc:
@@ -515,12 +521,18 @@ def run_build(
         renderer.close()
     if hints is not None:
         hints.save(result.synced)
+    if options.check:
+        return _check_answer(
+            result,
+            call_format,
+            iidfile=iidfile,
+            metadata_file=metadata_file,
+            step_log=progress in ("quiet", "rawjson"),
+        )
     try:
         _write_files(result, iidfile, metadata_file)
     except DockyardError as exc:
         return report_error(exc)
-    if options.check:
-        return _check_summary(result)
     if options.subrequest is not None:
         return _print_answer(result, options.subrequest, call_format)
     lines = describe(result, client) if not quiet or result.replayable else []
@@ -543,6 +555,70 @@ async def _run(client: Client, options: BuildOptions, reporter: Reporter) -> Bui
 
 def _write_files(result: BuildResult, iidfile: str | None, metadata_file: str | None) -> None:
     write_texts(((iidfile, result.image_id), (metadata_file, result.metadata_json())))
+
+
+class _NoWarnings:
+    """Passes every event but the build-check warnings on to ``inner``."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+
+    def emit(self, event: Event) -> None:
+        from dockyard.core import BuildWarning
+
+        if not isinstance(event, BuildWarning):
+            self.inner.emit(event)
+
+
+def _check_answer(
+    result: BuildResult,
+    call_format: Literal["text", "json"],
+    *,
+    iidfile: str | None,
+    metadata_file: str | None,
+    step_log: bool,
+) -> int:
+    """The end of a check run, as buildx ends ``--call=check``: in text, the checks'
+    failure as the build's error, or the count of warnings; in JSON, the lint document
+    on stdout, then the failure on stderr. Exit 1 with warnings or a failure. The
+    ``--iidfile`` and ``--metadata-file`` are written unless the checks failed."""
+    from dockyard.core import DockyardError, FrontendError
+
+    document = result.metadata.get("result.json")
+    failure: FrontendError | None = None
+    status = 0
+    if isinstance(document, str):
+        from dockyard.dockerfile import LintResults
+
+        try:
+            answer = LintResults.from_json(document)
+        except FrontendError as exc:
+            return report_error(exc)
+        failure = answer.error()
+        status = _status_code(result.metadata.get("result.statuscode"), answer.status_code)
+    elif call_format == "json":  # an engine that answers no document
+        return report_error(FrontendError("the frontend did not answer the check request"))
+    if failure is None:
+        try:
+            _write_files(result, iidfile, metadata_file)
+        except DockyardError as exc:
+            return report_error(exc)
+    if call_format == "json":
+        click.echo(document)  # buildx: the document and a newline
+        return report_error(failure) if failure is not None else status
+    if failure is not None:  # as a build that stopped at it
+        return report_error(failure, step_log=step_log, prefix="failed to solve: ")
+    return _check_summary(result)
+
+
+def _status_code(value: object, default: int) -> int:
+    """BuildKit's ``result.statuscode`` (a number as text), else ``default``."""
+    try:
+        return int(str(value)) if value is not None else default
+    except ValueError:
+        return default
 
 
 def _check_summary(result: BuildResult) -> int:

@@ -106,7 +106,10 @@ class BuildOptions:
     stages built without the cache. ``annotations`` (``--annotation``,
     :func:`dockyard.exporter.parse_annotation` values) go to every image output (image,
     registry, oci, docker), beside those of its own ``annotation.*`` attributes.
-    ``check``: run the build checks only.
+    ``check``: run the build checks only (their answer, BuildKit's lint document, is
+    ``call_output("json")``; a Dockerfile that does not parse or ``# check=error=true``
+    with warnings is its ``buildError`` there, not an error of the build:
+    :meth:`dockyard.dockerfile.LintResults.error` gives it back).
     ``subrequest``: build nothing, ask the frontend for the ``outline`` of the target
     or its ``targets`` (the answer is in :meth:`BuildResult.call_output
     <dockyard.client.BuildResult.call_output>`).

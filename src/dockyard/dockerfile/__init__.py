@@ -8,7 +8,8 @@ Stages, each usable and tested on its own:
 3. :func:`parse_dockerfile` — typed, validated instructions grouped into :class:`Stage`
    values; each instruction's :meth:`~Instruction.expand` applies BuildKit's expansion
    rules through an :class:`Expander`;
-4. :func:`lint` — the build checks (``# check=`` directive honoured);
+4. :func:`lint` — the build checks (``# check=`` directive honoured), and
+   :class:`LintResults`, their answer to ``--call=check`` as BuildKit's document;
 5. :func:`load_dockerignore` — the ``.dockerignore`` that applies, as patterns;
 6. :func:`convert` — LLB (an :class:`~dockyard.llb.State`) and image config for a target,
    given :class:`ConvertOptions` and an :class:`ImageMetaResolver` for base images
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
         WorkdirInstruction,
     )
     from ._lint import BaseImage, lint
+    from ._lint_results import LINT_VERSION, LintFailure, LintResults, LintWarning
     from ._mounts import (
         CacheSharing,
         MountError,
@@ -163,6 +165,10 @@ _LAZY = {
     "WorkdirInstruction": "._instructions",
     "BaseImage": "._lint",
     "lint": "._lint",
+    "LINT_VERSION": "._lint_results",
+    "LintFailure": "._lint_results",
+    "LintResults": "._lint_results",
+    "LintWarning": "._lint_results",
     "CacheSharing": "._mounts",
     "MountError": "._mounts",
     "MountType": "._mounts",
@@ -208,6 +214,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "DOCKERIGNORE",
     "INSTRUCTIONS",
+    "LINT_VERSION",
     "PLATFORM_ARGS",
     "RULES",
     "SUBREQUEST_VERSION",
@@ -242,7 +249,10 @@ __all__ = [
     "Instruction",
     "KeyValue",
     "LabelInstruction",
+    "LintFailure",
     "LintReport",
+    "LintResults",
+    "LintWarning",
     "Linter",
     "MaintainerInstruction",
     "MountError",

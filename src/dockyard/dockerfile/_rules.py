@@ -11,7 +11,15 @@ from dockyard.core import BuildWarning, FrontendError, SourceLocation
 from ._directives import CheckConfig
 from ._text import suggest
 
-__all__ = ["NON_ENV_ARGS", "PLATFORM_ARGS", "RULES", "LintReport", "Linter", "Rule"]
+__all__ = [
+    "NON_ENV_ARGS",
+    "PLATFORM_ARGS",
+    "RULES",
+    "LintReport",
+    "Linter",
+    "Rule",
+    "warning_message",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,7 +201,7 @@ class Linter:
         if not self.config.enabled(rule_name, experimental=rule.experimental):
             return
         self.called.append(rule_name)
-        line = location.ranges[0].start if location is not None and location.ranges else 0
+        line = _line(location)
         short = f"{rule_name}: {message}" + (f" (line {line})" if line > 0 else "")
         self.warnings.append(
             BuildWarning(
@@ -232,6 +240,19 @@ class Linter:
 
     def report(self) -> LintReport:
         return LintReport(warnings=tuple(self.warnings), config=self.config)
+
+
+def warning_message(warning: BuildWarning) -> str:
+    """The message :meth:`Linter.run` reported ``warning`` with (BuildKit's ``detail``
+    of a lint warning): its ``short`` form without the rule name before it and the
+    ``(line N)`` after it."""
+    text = warning.short.removeprefix(f"{warning.rule}: ") if warning.rule else warning.short
+    line = _line(warning.locations[0] if warning.locations else None)
+    return text.removesuffix(f" (line {line})") if line > 0 else text
+
+
+def _line(location: SourceLocation | None) -> int:
+    return location.ranges[0].start if location is not None and location.ranges else 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

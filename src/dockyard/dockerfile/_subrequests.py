@@ -21,7 +21,6 @@ name is listed once (the target's side first), ordered by line. Values are the
 from __future__ import annotations
 
 import base64
-import json
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from dockyard.core import FrontendError, Platform, SourceLocation, UsageError
 
 from ._convert_args import platform_args
 from ._dockerfile import Dockerfile, Stage
+from ._gojson import dumps, location_json, put
 from ._instructions import (
     ArgInstruction,
     CopyInstruction,
@@ -77,12 +77,12 @@ class Target:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        _put(out, "name", self.name)
-        _put(out, "default", self.default)
-        _put(out, "description", self.description)
-        _put(out, "base", self.base)
-        _put(out, "platform", self.platform)
-        _put(out, "location", _location(self.location))
+        put(out, "name", self.name)
+        put(out, "default", self.default)
+        put(out, "description", self.description)
+        put(out, "base", self.base)
+        put(out, "platform", self.platform)
+        put(out, "location", location_json(self.location))
         return out
 
 
@@ -95,7 +95,7 @@ class TargetList:
 
     def to_json(self) -> str:
         """BuildKit's ``targets.List`` document."""
-        return _dumps(
+        return dumps(
             {
                 "targets": [t.as_json() for t in self.targets],
                 "sources": [base64.b64encode(self.source).decode("ascii")],
@@ -127,9 +127,9 @@ class OutlineArg:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
-        _put(out, "description", self.description)
-        _put(out, "value", self.value)
-        _put(out, "location", _location(self.location))
+        put(out, "description", self.description)
+        put(out, "value", self.value)
+        put(out, "location", location_json(self.location))
         return out
 
 
@@ -143,8 +143,8 @@ class OutlineMount:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
-        _put(out, "required", self.required)
-        _put(out, "location", _location(self.location))
+        put(out, "required", self.required)
+        put(out, "location", location_json(self.location))
         return out
 
 
@@ -162,13 +162,13 @@ class Outline:
     def to_json(self) -> str:
         """BuildKit's ``outline.Outline`` document."""
         out: dict[str, Any] = {}
-        _put(out, "name", self.name)
-        _put(out, "description", self.description)
-        _put(out, "args", [a.as_json() for a in self.args])
-        _put(out, "secrets", [s.as_json() for s in self.secrets])
-        _put(out, "ssh", [s.as_json() for s in self.ssh])
-        _put(out, "sources", [base64.b64encode(self.source).decode("ascii")])
-        return _dumps(out)
+        put(out, "name", self.name)
+        put(out, "description", self.description)
+        put(out, "args", [a.as_json() for a in self.args])
+        put(out, "secrets", [s.as_json() for s in self.secrets])
+        put(out, "ssh", [s.as_json() for s in self.ssh])
+        put(out, "sources", [base64.b64encode(self.source).decode("ascii")])
+        return dumps(out)
 
     def to_text(self) -> str:
         """buildx's tables: the target, its build arguments, secrets and SSH ids, each
@@ -467,39 +467,6 @@ def _line(location: SourceLocation | None) -> int:
 
 
 # -- rendering -----------------------------------------------------------------------------
-
-
-def _put(out: dict[str, Any], key: str, value: Any) -> None:
-    """Go's ``omitempty``: false, empty strings and lists and ``None`` are left out."""
-    if value:
-        out[key] = value
-
-
-def _location(location: SourceLocation | None) -> dict[str, Any] | None:
-    """BuildKit's ``pb.Location``: 1-based line ranges (characters are not tracked)."""
-    if location is None or not location.ranges:
-        return None
-    return {
-        "ranges": [{"start": {"line": r.start}, "end": {"line": r.end}} for r in location.ranges]
-    }
-
-
-_GO_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-
-
-def _dumps(value: Any) -> str:
-    """JSON as Go's ``json.MarshalIndent(v, "", "  ")`` writes it (HTML characters
-    escaped, other non-ASCII characters kept)."""
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    for char, escape in _GO_ESCAPES.items():
-        text = text.replace(char, escape)  # only ever inside strings
-    return text
 
 
 def _table(rows: Sequence[tuple[str, ...]], *, padding: int) -> str:

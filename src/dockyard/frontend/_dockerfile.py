@@ -10,7 +10,11 @@ or http(s) URL, or ``local:DIR`` — a directory the client serves as ``DIR`` (i
 ``.dockerignore`` applies to it).
 
 Build checks run on every build; their warnings go to the reporter. In ``check`` mode
-only the checks run: nothing is converted or built, the result has no definition.
+(BuildKit's ``requestid`` ``frontend.lint``, what ``--check`` asks) only the checks run:
+nothing is converted or built, the result has no definition, and its metadata holds
+BuildKit's lint document (``result.json``: the warnings, the Dockerfile, and as
+``buildError`` a Dockerfile that does not parse or ``# check=error=true`` with warnings,
+which fail the checks rather than the request), ``result.statuscode`` and ``version``.
 
 A ``subrequest`` (BuildKit's ``requestid`` ``frontend.targets`` or ``frontend.outline``,
 what ``--call=targets|outline`` asks) answers from the parsed Dockerfile alone: no
@@ -43,7 +47,7 @@ from .types import FrontendContext, FrontendResult, PlatformResult
 
 if TYPE_CHECKING:
     from dockyard import llb
-    from dockyard.dockerfile import Dockerfile, ImageMetaResolver, NamedContext
+    from dockyard.dockerfile import Dockerfile, ImageMetaResolver, LintResults, NamedContext
 
 # The parser and the converter (and LLB) load when a build runs, not with the options a
 # client makes (imports inside the functions below).
@@ -208,11 +212,11 @@ class DockerfileFrontend:
             )
         from dockyard import llb
 
+        if options.check:
+            return await _check(ctx, options)
         dockerfile, ignore = await _load(ctx, options)
         if options.subrequest is not None:
             return _subrequest(ctx, dockerfile, options)
-        if options.check:
-            return _check(ctx, dockerfile, options, ignore)
         resolve_mode = llb.ResolveMode.PULL if options.pull else llb.ResolveMode.DEFAULT
         if options.platforms:
             return await _multi_platform(ctx, dockerfile, options, ignore, resolve_mode)
@@ -323,14 +327,25 @@ async def _multi_platform(
     )
 
 
+@dataclass(slots=True)
+class _Loading:
+    """How far :func:`_load` got: the Dockerfile's bytes once read, the parsed file once
+    parsed (an error in between is the Dockerfile's own)."""
+
+    data: bytes | None = None
+    dockerfile: Dockerfile | None = None
+
+
 async def _load(
-    ctx: FrontendContext, options: DockerfileOptions
+    ctx: FrontendContext, options: DockerfileOptions, loading: _Loading | None = None
 ) -> tuple[Dockerfile, tuple[str, ...]]:
-    """The parsed Dockerfile and the ignore patterns of the build context."""
+    """The parsed Dockerfile and the ignore patterns of the build context; ``loading``
+    follows the way."""
     import asyncio
 
     from dockyard.dockerfile import DOCKERIGNORE, parse_dockerfile
 
+    loading = loading if loading is not None else _Loading()
     name = posixpath.basename(options.filename)
     own_ignore = options.filename + DOCKERIGNORE
     # the context's ignore file is asked for beside the Dockerfile, not after it (one
@@ -349,7 +364,8 @@ async def _load(
                     f"failed to read dockerfile: {options.filename}: no such file in the "
                     f"client's {options.dockerfile_dir!r} directory"
                 )
-            dockerfile = parse_dockerfile(data, filename=name)
+            loading.data = data
+            dockerfile = loading.dockerfile = parse_dockerfile(data, filename=name)
         async with internal_step(ctx.reporter, "[internal] load .dockerignore"):
             if own_ignore in files:
                 patterns = _ignore_patterns(files[own_ignore], posixpath.basename(own_ignore))
@@ -374,14 +390,25 @@ def _ignore_patterns(data: bytes, filename: str) -> tuple[str, ...]:
     return ignore.patterns
 
 
-def _check(
-    ctx: FrontendContext,
-    dockerfile: Dockerfile,
-    options: DockerfileOptions,
-    ignore: tuple[str, ...],
-) -> FrontendResult:
-    from dockyard.dockerfile import CheckConfig, lint
+async def _check(ctx: FrontendContext, options: DockerfileOptions) -> FrontendResult:
+    """The build checks alone, answered as BuildKit's ``frontend.lint`` request: the
+    warnings go to the reporter, and the result's metadata holds the
+    :class:`~dockyard.dockerfile.LintResults` document (``result.json``),
+    ``result.statuscode`` (1: warnings or a failure), ``version`` and
+    ``check.warnings`` (their number). A Dockerfile that does not parse and
+    ``# check=error=true`` with warnings fail the checks, not the request: the failure
+    is the document's ``buildError``."""
+    from dockyard.dockerfile import CheckConfig, LintResults, lint
 
+    loading = _Loading()
+    try:
+        dockerfile, ignore = await _load(ctx, options, loading)
+    except FrontendError as exc:
+        if loading.data is None or loading.dockerfile is not None:
+            raise  # not the Dockerfile's own mistake (a bad ignore file)
+        name = posixpath.basename(options.filename)
+        failed = LintResults.from_warnings((), filename=name, source=loading.data, failure=exc)
+        return _lint_answer(failed, ())
     config = dockerfile.check
     override = options.build_args.get(_CHECK_ARG)
     if override is not None:
@@ -397,13 +424,29 @@ def _check(
         ignore=ignore,
     )
     _report(ctx, report.warnings)
-    error = report.error()
-    if error is not None:
-        raise error
+    results = LintResults.from_warnings(
+        report.warnings,
+        filename=dockerfile.ast.filename,
+        source=dockerfile.ast.source,
+        failure=report.error(),
+    )
+    return _lint_answer(results, report.warnings)
+
+
+def _lint_answer(results: LintResults, warnings: tuple[BuildWarning, ...]) -> FrontendResult:
+    from dockyard.dockerfile import LINT_VERSION
+
     return FrontendResult(
         definition=None,
-        warnings=report.warnings,
-        metadata=MappingProxyType({"check.warnings": str(len(report.warnings))}),
+        warnings=warnings,
+        metadata=MappingProxyType(
+            {
+                "check.warnings": str(len(warnings)),
+                "result.json": results.to_json(),
+                "result.statuscode": str(results.status_code),
+                "version": LINT_VERSION,
+            }
+        ),
     )
 
 

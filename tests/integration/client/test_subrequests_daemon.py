@@ -1,6 +1,7 @@
-"""Build subrequests (``--call=outline|targets``) on a real ``dockyardd``: the frontend's
-answer travels back in the Solve response (``result.json`` / ``result.txt``, kept as
-written), through ``dockyard --addr`` and the Python client alike; nothing is built."""
+"""Build subrequests (``--call=outline|targets|check``) on a real ``dockyardd``: the
+frontend's answer travels back in the Solve response (``result.json`` / ``result.txt``,
+kept as written), through ``dockyard --addr`` and the Python client alike; nothing is
+built."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from dockyard.cli.main import main
 from dockyard.client import BuildOptions, Client
 from dockyard.core import Platform, UsageError
-from dockyard.dockerfile import list_targets, outline_target, parse_dockerfile
+from dockyard.dockerfile import LintResults, lint, list_targets, outline_target, parse_dockerfile
 from tests.integration.daemon.conftest import DaemonProcess
 
 DOCKERFILE = """\
@@ -103,3 +104,61 @@ async def test_the_client_gets_the_frontends_documents(
     )
     assert outline.call_output("json") == expected.to_json()
     assert outline.metadata["version"] == "1.0.0"
+
+
+CHECKED = """\
+# check=skip=JSONArgsRecommended
+FROM busybox as base
+RUN exit 3
+MAINTAINER someone
+"""
+
+
+async def test_check_as_json_through_the_cli(
+    running: DaemonProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(CHECKED)
+    code = await cli("--addr", address(running), "build", "--call=check,format=json", str(ctx))
+    captured = capsys.readouterr()
+    assert code == 1, captured.err  # warnings: exit 1, as buildx
+    # byte for byte the frontend's document, and a newline
+    dockerfile = parse_dockerfile(CHECKED)
+    expected = LintResults.from_warnings(
+        lint(dockerfile).warnings, filename="Dockerfile", source=CHECKED.encode()
+    )
+    assert captured.out == expected.to_json() + "\n"
+    assert [w["ruleName"] for w in json.loads(captured.out)["warnings"]] == [
+        "FromAsCasing",
+        "MaintainerDeprecated",
+    ]
+    assert "exit 3" not in captured.err  # no step ran
+    assert "Check complete" not in captured.err
+
+    # a failed check: the document, then the error; the text form as a failed build
+    (ctx / "Dockerfile").write_text("# check=error=true\nFROM busybox\nCMD run\n")
+    code = await cli("--addr", address(running), "build", "--call=check,format=json", str(ctx))
+    captured = capsys.readouterr()
+    assert code == 1
+    failure = json.loads(captured.out)["buildError"]
+    assert failure == {
+        "message": "lint violation found for rules: JSONArgsRecommended",
+        "location": {"ranges": [{"start": {"line": 3}, "end": {"line": 3}}]},
+    }
+    assert captured.err.endswith(
+        "ERROR: Dockerfile:3: lint violation found for rules: JSONArgsRecommended\n"
+    )
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --bogus=1 true\n")
+    code = await cli("--addr", address(running), "build", "--check", str(ctx))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert ">>> RUN --bogus=1 true" in captured.err  # the Dockerfile travelled along
+    assert "ERROR: failed to solve: Dockerfile:2: unknown flag --bogus for RUN" in captured.err
+
+    (ctx / "Dockerfile").write_text('FROM busybox\nCMD ["true"]\n')
+    code = await cli("--addr", address(running), "build", "--call=check,format=json", str(ctx))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["warnings"] is None

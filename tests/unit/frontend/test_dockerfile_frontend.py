@@ -4,6 +4,7 @@ the converter, what it reports."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -220,17 +221,62 @@ async def test_check_mode_lints_without_converting() -> None:
     assert {w.rule for w in result.warnings} == {"FromAsCasing", "JSONArgsRecommended"}
     assert images.asked == []
     assert result.metadata["check.warnings"] == "2"
+    # BuildKit's frontend.lint answer: the document, its status and version
+    document = json.loads(result.metadata["result.json"])
+    assert [w["ruleName"] for w in document["warnings"]] == ["FromAsCasing", "JSONArgsRecommended"]
+    assert "buildError" not in document
+    assert result.metadata["result.statuscode"] == "1"
+    assert result.metadata["version"] == "1.0.0"
 
+    # error=true fails the checks, not the request: the failure is in the document
     ctx = ctx_with(b"# check=error=true\nFROM busybox as base\n")
-    with pytest.raises(FrontendError, match="lint violation found for rules: FromAsCasing"):
-        await DockerfileFrontend().solve(ctx, DockerfileOptions(check=True))
-    # the warning was shown before the error
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions(check=True))
+    document = json.loads(result.metadata["result.json"])
+    assert document["buildError"] == {
+        "message": "lint violation found for rules: FromAsCasing",
+        "location": {"ranges": [{"start": {"line": 2}, "end": {"line": 2}}]},
+    }
+    assert [w.rule for w in result.warnings] == ["FromAsCasing"]
+    # the warning was shown
     assert any(isinstance(e, BuildWarning) for e in ctx.reporter.events)
 
     ctx = ctx_with(b"FROM busybox as base\n")
     options = DockerfileOptions(check=True, build_args={"BUILDKIT_DOCKERFILE_CHECK": "skip=all"})
     result = await DockerfileFrontend().solve(ctx, options)
     assert result.warnings == ()
+
+
+async def test_check_mode_answers_a_dockerfile_that_does_not_parse() -> None:
+    content = b"FROM busybox\nRUN --bogus=1 true\n"
+    ctx = ctx_with(content)
+    result = await DockerfileFrontend().solve(ctx, DockerfileOptions(check=True))
+    assert result.definition is None
+    assert result.warnings == ()
+    assert result.metadata["result.statuscode"] == "1"
+    document = json.loads(result.metadata["result.json"])
+    assert document["warnings"] is None
+    assert document["buildError"]["message"].startswith("unknown flag --bogus for RUN")
+    assert document["buildError"]["location"] == {
+        "ranges": [{"start": {"line": 2}, "end": {"line": 2}}]
+    }
+    (source,) = document["sources"]
+    assert source == {
+        "filename": "Dockerfile",
+        "data": base64.b64encode(content).decode(),
+        "language": "Dockerfile",
+    }
+    # the load step still failed in the progress, as for a build
+    failed = [e for e in ctx.reporter.events if isinstance(e, VertexStatus) and e.error]
+    assert [e.name for e in failed] == ["[internal] load build definition from Dockerfile"]
+
+
+async def test_check_mode_still_fails_for_what_is_not_the_dockerfiles_mistake() -> None:
+    missing = FakeContext(directories={"dockerfile": {}, "context": {}})
+    with pytest.raises(NotFoundError, match="failed to read dockerfile"):
+        await DockerfileFrontend().solve(missing, DockerfileOptions(check=True))
+    bad_ignore = ctx_with(b"FROM busybox\n", context={".dockerignore": b"[\n"})
+    with pytest.raises(FrontendError, match=r"^\.dockerignore:1"):
+        await DockerfileFrontend().solve(bad_ignore, DockerfileOptions(check=True))
 
 
 @pytest.mark.parametrize("check", [False, True])

@@ -139,8 +139,9 @@ class Endpoint:
 class RegistryConfig:
     """Settings for all registries, keyed by normalized host (``docker.io``,
     ``127.0.0.1:5000``). Unlisted loopback hosts are treated as insecure (HTTPS without
-    verification, then plain HTTP), like docker does; other unlisted hosts need HTTPS
-    with a trusted certificate."""
+    verification or plain HTTP, like docker does; the first ping tries plain HTTP first
+    there, see ``_http._ping_order``); other unlisted hosts need HTTPS with a trusted
+    certificate."""
 
     hosts: Mapping[str, HostConfig] = field(
         default_factory=lambda: MappingProxyType({}), hash=False

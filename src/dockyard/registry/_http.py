@@ -91,6 +91,20 @@ class _Counters:
         return RegistryStatistics(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
+def _ping_order(endpoint: Endpoint) -> tuple[str, ...]:
+    """The schemes to ping ``endpoint`` over: its own order, except that a loopback
+    registry that may speak either is asked over plain HTTP first — traffic that never
+    leaves the machine, and no TLS attempt that a plain registry (the usual local one)
+    refuses. The ping carries no credentials, and requests then use the scheme that
+    answered, so no credential goes over plain HTTP to a registry that speaks TLS."""
+    from ._config import is_loopback
+
+    schemes = endpoint.schemes
+    if len(schemes) > 1 and "http" in schemes and is_loopback(endpoint.host):
+        return ("http", *(s for s in schemes if s != "http"))
+    return schemes
+
+
 @dataclass(slots=True)
 class _HostState:
     scheme: str = ""
@@ -471,8 +485,9 @@ class HttpSession:
         client = self._endpoint_client(endpoint)
         failures: list[str] = []
         first_error: Exception | None = None
-        for i, scheme in enumerate(endpoint.schemes):
-            fallback = i + 1 < len(endpoint.schemes)
+        schemes = _ping_order(endpoint)
+        for i, scheme in enumerate(schemes):
+            fallback = i + 1 < len(schemes)
             try:
                 response = await self.send(
                     client,
@@ -497,6 +512,11 @@ class HttpSession:
                     ) from exc
                 raise self.transport_error(endpoint, exc, f"GET {endpoint.host}/v2/") from exc
             await response.aclose()
+            if scheme == "http" and fallback and response.status_code == 400:
+                # a TLS server answering plain HTTP ("Client sent an HTTP request to an
+                # HTTPS server"): the next scheme is the registry's
+                failures.append(f"http: {response.status_code} {response.reason_phrase}")
+                continue
             if response.status_code >= 500:
                 raise TransientRegistryError(
                     f"registry {endpoint.host} is unavailable: "

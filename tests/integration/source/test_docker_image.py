@@ -382,6 +382,7 @@ async def test_a_resolved_tag_is_checked_again_with_one_head_not_the_client(
     moved, _ = await engine.images.resolve_image_config(ref)
     assert moved.endswith(second.digest)
 
+    await engine.images.flush()  # its documents are written while the resolve returns
     await engine.content.delete(second.digest)  # the remembered document is gone
     with monkeypatch.context() as patch:
         patch.setattr(pool, "client", no_client)

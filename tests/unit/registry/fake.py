@@ -39,7 +39,8 @@ class FakeRegistry:
     ``auth``: ``None``, ``"basic"`` or ``"bearer"`` (tokens from ``REALM``; anonymous
     tokens may pull when ``anonymous_pull``). Failure knobs: ``cut_blob_gets`` (the next
     N blob GETs break after ``cut_at`` bytes), ``fail_next`` (statuses for the next
-    requests), ``honor_range``, ``down_schemes`` (schemes that refuse connections).
+    requests), ``honor_range``, ``down_schemes`` (schemes that refuse connections), ``tls_only`` (plain
+    HTTP requests get the 400 a TLS server answers them with).
     """
 
     auth: str | None = None
@@ -56,6 +57,7 @@ class FakeRegistry:
     fail_uploads: list[int] = field(default_factory=list)
     honor_range: bool = True
     down_schemes: set[str] = field(default_factory=set)
+    tls_only: bool = False
     down_hosts: set[str] = field(default_factory=set)
     missing_hosts: set[str] = field(default_factory=set)
     lie_about_digest: bool = False
@@ -137,6 +139,8 @@ class FakeRegistry:
         self.requests.append(request)
         if request.url.scheme in self.down_schemes or request.url.host in self.down_hosts:
             raise httpx.ConnectError("connection refused", request=request)
+        if self.tls_only and request.url.scheme == "http":
+            return httpx.Response(400, text="Client sent an HTTP request to an HTTPS server.\n")
         if self.fail_next:
             return httpx.Response(self.fail_next.pop(0))
         path = request.url.path

@@ -265,14 +265,44 @@ async def test_persistent_server_errors_fail_clearly() -> None:
 # -- endpoints -------------------------------------------------------------------------
 
 
-async def test_loopback_falls_back_to_plain_http() -> None:
+async def test_a_loopback_registry_is_asked_over_plain_http_first() -> None:
+    """Traffic that never leaves the machine: no TLS attempt that the usual plain local
+    registry refuses; every request then goes over the scheme that answered."""
     fake = FakeRegistry(down_schemes={"https"})
     with_image(fake)
     async with client(fake) as c:
         await c.get_manifest("127.0.0.1:5000/app")
+    assert {r.url.scheme for r in fake.requests} == {"http"}
+
+
+async def test_a_loopback_tls_registry_is_used_over_https() -> None:
+    """A TLS registry on loopback answers the plain ping with 400: the client goes on
+    over HTTPS, and nothing after the (credential-free) ping goes over plain HTTP."""
+    fake = FakeRegistry(tls_only=True, auth="basic")
+    with_image(fake)
+    async with client(
+        fake,
+        credentials=StaticCredentials(
+            {"127.0.0.1:5000": Credentials(username="user", password="pass")}
+        ),
+    ) as c:
+        await c.get_manifest("127.0.0.1:5000/app")
     schemes = [r.url.scheme for r in fake.requests]
-    assert schemes[0] == "https"
-    assert set(schemes[1:]) == {"http"}
+    assert schemes[0] == "http"
+    assert fake.requests[0].url.path == "/v2/"
+    assert "authorization" not in fake.requests[0].headers
+    assert set(schemes[1:]) == {"https"}
+    assert len(schemes) > 1
+
+
+async def test_a_loopback_registry_refusing_plain_http_is_used_over_https() -> None:
+    fake = FakeRegistry(down_schemes={"http"})
+    with_image(fake)
+    async with client(fake) as c:
+        await c.get_manifest("127.0.0.1:5000/app")
+    schemes = [r.url.scheme for r in fake.requests]
+    assert schemes[0] == "http"
+    assert set(schemes[1:]) == {"https"}
 
 
 async def test_non_loopback_never_uses_plain_http() -> None:

@@ -163,12 +163,14 @@ def test_stdin_environment_directory_and_descriptors_are_the_clients(
     assert "from-the-client" in inspect.stdout
 
 
-def _start_sleeping_build(state: Path, tmp_path: Path, marker: str) -> subprocess.Popen[bytes]:
-    """``dockyard build`` (in its own session) of a RUN step that sleeps 30 s, then
-    echoes ``marker`` (its command line names ``marker`` while it sleeps)."""
+def _start_sleeping_build(
+    state: Path, tmp_path: Path, marker: str, seconds: int = 30
+) -> subprocess.Popen[bytes]:
+    """``dockyard build`` (in its own session) of a RUN step that sleeps ``seconds``,
+    then echoes ``marker`` (its command line names ``marker`` while it sleeps)."""
     ctx = tmp_path / "sleep"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep 30 && echo {marker}\n")
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN sleep {seconds} && echo {marker}\n")
     return subprocess.Popen(
         [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), str(ctx)],
         stdout=subprocess.PIPE,
@@ -391,6 +393,32 @@ def test_a_command_in_a_spare_outlives_its_server(
         out, _ = build.communicate(timeout=60)
     assert build.returncode == 130, out.decode()
     assert _wait(lambda: not _running(marker), 20), "the RUN step outlived its build"
+
+
+def test_sigkill_of_the_command_kills_its_run_step(
+    runtime: Path, state: Path, tmp_path: Path, context: Path
+) -> None:
+    """The server's child that runs the build (and its engine) dies by SIGKILL: the RUN
+    step's container goes with it; the next command reaps what it left on disk."""
+    _warm_up(runtime, state, context)
+    marker = f"warm-sigkill-{os.getpid()}"
+    build = _start_sleeping_build(state, tmp_path, marker, seconds=100_000)
+    try:
+        assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+        (step,) = _pids_of(marker)
+        command = _parent(_parent(step))  # the step's runtime's parent: the engine's process
+        assert _server_pid(runtime) in _ancestors(command)
+        os.kill(command, signal.SIGKILL)
+        out, _ = build.communicate(timeout=60)
+    finally:
+        if build.poll() is None:
+            build.send_signal(signal.SIGINT)
+            build.communicate(timeout=60)
+    assert build.returncode == 1, out.decode()
+    gone = _wait(lambda: not _running(marker), 20)
+    after = _dockyard("build", "-q", "--state-dir", str(state), str(context))
+    assert gone, "the RUN step outlived the process that ran its build"
+    assert after.returncode == 0, after.stderr
 
 
 def test_a_spare_dies_with_its_server(runtime: Path, state: Path, context: Path) -> None:

@@ -23,6 +23,12 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
   pid namespace (its init's death kills every process in it) is what makes cancelling
   complete. runc has no "disabled" manager; it makes and removes a cgroup per container
   under its defaults, which works on this layout.
+- **A container dies with its process.** ``crun run`` and ``runc run`` leave their
+  container running when they, or their parent, are killed by SIGKILL. Each process that
+  runs containers has a watchdog process (:mod:`dockyard.executor._watchdog`), told of
+  every container before its runtime starts; when the process dies, however it dies, the
+  watchdog kills the inits of its running containers (and with them their pid
+  namespaces). The bundles and mounts left are reaped at the next start.
 - **rlimits.** Raising a hard limit needs ``CAP_SYS_RESOURCE``, which the VM lacks
   (``setrlimit RLIMIT_NOFILE: Operation not permitted``). The spec sets only
   ``RLIMIT_NOFILE``, to docker's 1048576 capped at our current hard limit.

@@ -108,6 +108,7 @@ class Watchdog:
                 stdin=theirs.fileno(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                cwd="/",  # holds no directory (or its file system) of ours
                 start_new_session=True,  # a signal to our process group is not for it
             )
         except OSError:

@@ -45,9 +45,11 @@ class ReportingImages:
 class BuildFrontendContext:
     """Implements :class:`dockyard.frontend.FrontendContext` over a session handle.
 
-    Client files are synced (only the asked paths, symlinks among them followed) into a
-    scratch directory under ``scratch_dir`` and read from there inside that root, so a
-    hostile client cannot make the engine read a file of its own host.
+    A remote client's files are synced (only the asked paths, symlinks among them
+    followed) into a scratch directory under ``scratch_dir`` and read from there inside
+    that root, so a hostile client cannot make the engine read a file of its own host.
+    An in-process client's are read in its directory, inside that root (it is this
+    process: nothing to guard against but an escape from the directory it named).
     """
 
     def __init__(
@@ -95,6 +97,11 @@ class BuildFrontendContext:
             wanted[path] = rel
         if not wanted:
             return {}
+        local = self._session.filesync.local_directory(directory)
+        if local is not None:
+            # an in-process client: read in its directory (symlinks resolved inside it,
+            # as the sync's follow paths are), no scratch copy made and removed
+            return await asyncio.to_thread(_read_files, local, wanted)
         rels = tuple(sorted(set(wanted.values())))
         self._scratch.mkdir(parents=True, exist_ok=True)
         dest = Path(tempfile.mkdtemp(prefix="client-files-", dir=self._scratch))

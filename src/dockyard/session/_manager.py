@@ -178,6 +178,17 @@ class _FileSync:
     def has(self, name: str) -> bool:
         return name in self._handle.info.directories
 
+    def local_directory(self, name: str) -> Path | None:
+        """Where directory ``name`` of an in-process session is (the client is this
+        process: what it offers may be read where it is, inside that root), or ``None``
+        for a remote peer, whose files must be synced."""
+        peer = self._handle._peer
+        if not isinstance(peer, LocalPeer) or self._handle.closed:
+            return None
+        if name not in self._handle.info.directories:
+            return None  # sync() says which directories it offers
+        return peer.session.directory(name)
+
     async def sync(
         self,
         request: SyncRequest,

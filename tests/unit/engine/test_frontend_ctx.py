@@ -20,6 +20,7 @@ from dockyard.dockerfile import ResolvedImage, UnresolvedImages
 from dockyard.engine._frontend_ctx import BuildFrontendContext
 from dockyard.frontend import FrontendContext
 from dockyard.session import Session, SessionHandle, SessionManager
+from dockyard.session._manager import _FileSync
 
 
 def make_ctx(handle: SessionHandle | None, tmp_path: Path) -> BuildFrontendContext:
@@ -32,7 +33,15 @@ def make_ctx(handle: SessionHandle | None, tmp_path: Path) -> BuildFrontendConte
     )
 
 
-async def test_reads_the_asked_files_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("way", ["in place", "synced"])
+async def test_reads_the_asked_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """An in-process client's files are read where they are (no scratch copy); a remote
+    client's (here: the sync forced) are synced into scratch and removed. Either way
+    symlinks resolve inside the client's directory."""
+    if way == "synced":
+        monkeypatch.setattr(_FileSync, "local_directory", lambda self, name: None)
     client = tmp_path / "client"
     (client / "sub").mkdir(parents=True)
     (client / "Dockerfile").write_text("FROM scratch\n")
@@ -50,13 +59,15 @@ async def test_reads_the_asked_files_only(tmp_path: Path) -> None:
             "dockerfile", ["Dockerfile", "sub/f", "link", "missing", "out", "adir"]
         )
         assert files == {"Dockerfile": b"FROM scratch\n", "sub/f": b"in sub", "link": b"in sub"}
+        assert (tmp_path / "scratch").exists() == (way == "synced")
         assert await ctx.read_client_files("dockerfile", []) == {}
         with pytest.raises(NotFoundError, match="nodir"):
             await ctx.read_client_files("nodir", ["x"])
         for bad in ("*.txt", "a[b]", "."):
             with pytest.raises(UsageError, match="not a file path"):
                 await ctx.read_client_files("dockerfile", [bad])
-    # nothing is left in the scratch directory
+    # nothing is left in the scratch directory (the directory the client does not offer
+    # is asked for with a sync, which says so)
     assert list((tmp_path / "scratch").iterdir()) == []
 
 

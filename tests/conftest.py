@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,3 +40,55 @@ def _cache_home(factory: pytest.TempPathFactory) -> Path:
     path = factory.getbasetemp() / "xdg-cache"
     path.mkdir(exist_ok=True)
     return path
+
+
+class _NeverRetrieved(logging.Handler):
+    """asyncio's reports of a task or future that failed and was freed with nobody having
+    retrieved its exception (the loop's default exception handler logs them to the
+    ``asyncio`` logger when the object is freed). Each is a bug: a task that was neither
+    awaited nor cancelled and waited for."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "exception was never retrieved" in record.getMessage():
+            self.reports.append(self.format(record))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _never_retrieved() -> Iterator[_NeverRetrieved]:
+    """Collects the reports for the whole session. A task in a reference cycle is freed
+    only by a garbage collection, which may come in a later test or, left to pytest, after
+    its summary where nothing fails (how ``job-1 was cancelled`` once showed up): the
+    session collects once more before it ends, so every report fails the run."""
+    handler = _NeverRetrieved()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(handler)
+    try:
+        yield handler
+        gc.collect()
+        if handler.reports:
+            pytest.fail(_never_retrieved_message(handler.reports, "after the last test"))
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _no_exception_never_retrieved(_never_retrieved: _NeverRetrieved) -> Iterator[None]:
+    """Fails the test during which asyncio reported an exception nobody retrieved."""
+    seen = len(_never_retrieved.reports)
+    yield
+    if len(_never_retrieved.reports) > seen:
+        new = _never_retrieved.reports[seen:]
+        del _never_retrieved.reports[seen:]  # reported once, here
+        pytest.fail(_never_retrieved_message(new, "while this test ran"))
+
+
+def _never_retrieved_message(reports: list[str], when: str) -> str:
+    return (
+        f"asyncio reported {len(reports)} exception(s) never retrieved {when} (a task "
+        "freed by a garbage collection may be an earlier test's: the report names its "
+        "coroutine; PYTHONASYNCIODEBUG=1 shows where it was created):\n" + "\n".join(reports)
+    )

@@ -315,11 +315,10 @@ class Job:
             try:
                 outputs = await task
             except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling() == 0:
-                    # the solve was cancelled by Job.cancel/discard, not its caller
-                    raise CancelledError(f"{self.name} was cancelled") from None
-                raise
+                if _cancelled_by_caller():
+                    raise
+                # the solve was cancelled by Job.cancel/discard, not its caller
+                raise CancelledError(f"{self.name} was cancelled") from None
             finally:
                 self._solves.discard(task)
         if not 0 <= edge.index < len(outputs):
@@ -467,6 +466,20 @@ class Job:
                 if state.flight_task is not None and state.flight_task.cancelling()
             ]
         )
+
+
+def _cancelled_by_caller() -> bool:
+    """Whether the running task itself was asked to cancel (by whoever awaits it), as
+    opposed to the work it awaited being cancelled by ``Job.cancel``/``discard``.
+
+    A function rather than a local in :meth:`Job.solve`: a frame that raises while
+    holding its own task in a local makes task -> exception -> traceback -> frame ->
+    task a reference cycle, and a solve task nobody awaited then reports "Task exception
+    was never retrieved" only at some later garbage collection (in another test, or
+    after pytest's summary) instead of when it is dropped.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _pending_keys(target: VertexState) -> list[VertexState]:

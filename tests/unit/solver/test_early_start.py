@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.core import CollectingReporter, ExecError
+from dockyard.core import CancelledError, CollectingReporter, ExecError
 from dockyard.solver import (
     InMemoryCacheKeyStorage,
     Solver,
@@ -234,5 +234,7 @@ async def test_discarding_the_job_cancels_work_started_ahead() -> None:
     await job.discard()
     assert sorted(backend.cancelled) == ["run-left", "run-right"]
     assert task.done()
+    with pytest.raises(CancelledError, match="was cancelled"):
+        task.result()  # retrieved: an unawaited failed task is reported as a bug
     backend.assert_no_leaks()
     assert solver.statistics().active_vertices == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -443,6 +444,44 @@ async def test_job_cancel_fails_pending_solves(
         job.cancel()
         with pytest.raises(CancelledError, match="cancelled"):
             await task
+    backend.assert_no_leaks()
+
+
+async def test_an_unawaited_solve_cut_by_discard_is_reported_when_dropped(
+    backend: FakeBackend, keys: InMemoryCacheKeyStorage
+) -> None:
+    """A solve task nobody awaits, failed by ``discard``, reaches the loop's exception
+    handler as soon as its last reference goes — not at a later garbage collection
+    (which in a test run landed in another test, or printed "Task exception was never
+    retrieved" after pytest's summary): its exception must not keep the task alive."""
+    started = asyncio.Event()
+
+    async def forever(ctx: VertexContext) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    slow = backend.vertex("slow", value=1, hook=forever)
+    job = make_solver(backend, keys).new_job(name="dropped")
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        task = asyncio.create_task(job.solve(slow.output()))
+        await started.wait()
+        await job.discard()
+        assert task.done()
+        del task  # never awaited: a bug in the caller, which must show at once
+        assert [c["message"] for c in reported] == ["Task exception was never retrieved"]
+        exc = reported[0]["exception"]
+        assert isinstance(exc, CancelledError)
+        assert str(exc) == "dropped was cancelled"
+    finally:
+        loop.set_exception_handler(None)
+        if collecting:
+            gc.enable()
+        gc.collect()  # a regression's task cycle goes now, not while pytest reports
     backend.assert_no_leaks()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -82,7 +83,8 @@ class _Bridge:
 async def open_stream(dest: Dest, client: ExportCaller | None) -> AsyncIterator[BinaryIO]:
     """A blocking binary writer for ``dest`` (write it from a worker thread). A path is
     written to a temporary name beside it and renamed when the block ends normally, and
-    removed when it fails; the client's target is committed or discarded alike."""
+    removed when it fails (a device or a FIFO, such as ``/dev/null``, is written where it
+    is); the client's target is committed or discarded alike."""
     if isinstance(dest, Stdout):
         yield _FdWriter(1)  # type: ignore[misc]
         return
@@ -98,6 +100,25 @@ async def open_stream(dest: Dest, client: ExportCaller | None) -> AsyncIterator[
             await asyncio.to_thread(bridge.flush)
         return
     path = dest.path
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    except OSError as exc:
+        raise DockyardError(f"cannot write the export to {str(path)!r}: {exc.strerror}") from exc
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        # a device or a FIFO (/dev/null, a named pipe): written where it is, never
+        # replaced by a file
+        try:
+            special = open(path, "wb")  # noqa: ASYNC230, SIM115 - as the temp file below
+        except OSError as exc:
+            raise DockyardError(
+                f"cannot write the export to {str(path)!r}: {exc.strerror}"
+            ) from exc
+        with special:
+            yield special
+            await asyncio.to_thread(special.flush)
+        return
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -27,7 +28,8 @@ class DirectoryTarget:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FileTarget:
     """A byte stream written to ``path`` (atomically: a temp file renamed into place when
-    complete) or to the open file descriptor ``fd`` (``1`` for stdout, a pipe into
+    complete; a ``path`` that is a device or a FIFO, such as ``/dev/null``, is written
+    where it is) or to the open file descriptor ``fd`` (``1`` for stdout, a pipe into
     ``docker load``); exactly one of them."""
 
     path: Path | None = None
@@ -49,6 +51,7 @@ class FileSink:
         self._target = target
         self._fd = -1
         self._temp: Path | None = None
+        self._special = False  # the path is a device or a FIFO, opened where it is
         self.bytes = 0
 
     def _open(self) -> int:
@@ -59,6 +62,19 @@ class FileSink:
             return self._fd
         assert self._target.path is not None
         path = self._target.path
+        try:
+            if not stat.S_ISREG(mode := os.stat(path).st_mode) and not stat.S_ISDIR(mode):
+                # a device or a FIFO (/dev/null, a named pipe): written in place, never
+                # replaced by a file
+                self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                self._special = True
+                return self._fd
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise DockyardError(
+                f"cannot write the export to {str(path)!r}: {exc.strerror}"
+            ) from exc
         temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             if path.parent != Path(""):
@@ -87,6 +103,16 @@ class FileSink:
 
     def _commit(self) -> None:
         fd = self._open()
+        if self._special:
+            self._special = False
+            self._fd = -1
+            try:
+                os.close(fd)
+            except OSError as exc:
+                raise DockyardError(
+                    f"cannot write the export to {str(self._target.path)!r}: {exc.strerror}"
+                ) from exc
+            return
         if self._temp is None:
             return  # an fd we do not own: the caller closes it
         assert self._target.path is not None
@@ -105,6 +131,10 @@ class FileSink:
         await asyncio.to_thread(self._commit)
 
     def abort(self) -> None:
+        if self._special:  # nothing to remove: the device or FIFO stays
+            self._special = False
+            os.close(self._fd)
+            self._fd = -1
         if self._temp is not None:
             if self._fd >= 0:
                 os.close(self._fd)

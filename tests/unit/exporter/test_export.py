@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import os
+import stat
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -412,6 +413,31 @@ async def test_rewrite_timestamp_makes_build_times_irrelevant(tmp_path: Path) ->
         digests.append((plain.image_digest, clamped.image_digest))
     assert digests[0][0] != digests[1][0]
     assert digests[0][1] == digests[1][1]
+
+
+async def test_a_fifo_or_device_destination_is_written_in_place(
+    state: State, tmp_path: Path
+) -> None:
+    """``dest=/dev/null`` or a named pipe is written where it is, never replaced by a
+    file (a temp file renamed over /dev/null once replaced the machine's /dev/null)."""
+    chain = await state.chain()
+    (tmp_path / "out").mkdir()
+    fifo = tmp_path / "out" / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the writer's open does not wait
+    try:
+        # a one-file tarball fits the pipe's buffer: nothing has to read meanwhile
+        await _export(state, f"type=tar,dest={fifo}", chain[0])
+        try:
+            data = os.read(reader, 1 << 16)
+        except BlockingIOError:
+            data = b""
+    finally:
+        os.close(reader)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        assert "etc/os-release" in tf.getnames()
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert os.listdir(tmp_path / "out") == ["pipe"]
 
 
 async def test_tar_to_stdout(state: State, capfdbinary: pytest.CaptureFixture[bytes]) -> None:

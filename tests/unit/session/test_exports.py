@@ -4,6 +4,7 @@ when the engine runs elsewhere)."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,32 @@ async def test_stream_export_to_a_file(harness: Harness, tmp_path: Path) -> None
         # the client removes its partial file when it learns the export failed
         await eventually(lambda: sorted(p.name for p in dest.parent.iterdir()) == ["image.tar"])
     assert dest.read_bytes() == payload
+
+
+async def test_stream_export_to_a_fifo_or_device_path_writes_it_in_place(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """``dest=/dev/null`` or a named pipe: written where it is, never replaced by a
+    file (a temp file renamed over /dev/null once replaced the machine's /dev/null)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the writer's open does not wait
+    try:
+        async with (
+            harness.open(Session(exports={"tar": FileTarget(path=fifo)})) as handle,
+            handle.exports.open_stream("tar") as stream,
+        ):
+            await stream.write(b"through ")
+            await stream.write(b"the pipe")
+        try:
+            received = os.read(reader, 1000)
+        except BlockingIOError:
+            received = b""
+    finally:
+        os.close(reader)
+    assert received == b"through the pipe"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["pipe"]  # no temp file left
 
 
 async def test_stream_export_to_a_descriptor(harness: Harness) -> None:

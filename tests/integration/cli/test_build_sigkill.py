@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from dockyard.testing.processes import processes_with, wait_for
 
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 
@@ -21,17 +21,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root")
 
 
 def _running(marker: str) -> bool:
-    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False)
-    return found.returncode == 0
-
-
-def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds  # only guards against a hang
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+    return bool(processes_with(marker))
 
 
 def _context(path: Path, dockerfile: str) -> Path:
@@ -53,12 +43,12 @@ def test_sigkill_of_the_build_kills_its_run_step(state: Path, tmp_path: Path) ->
             start_new_session=True,
         )
     try:
-        started = _wait(lambda: _running(marker), 60)
+        started = wait_for(lambda: _running(marker), 60)
     finally:
         build.send_signal(signal.SIGKILL)
         build.wait()
     assert started, (tmp_path / "build.log").read_text()
-    gone = _wait(lambda: not _running(marker), 20)
+    gone = wait_for(lambda: not _running(marker), 20)
     # the next command's engine reaps the bundle and its mounts (and the container, on
     # failure: the fixture checks mounts)
     after = subprocess.run(

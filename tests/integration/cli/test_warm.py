@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dockyard.cli._warm import stop_servers
+from dockyard.testing.processes import processes_with, wait_for
 
 DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 
@@ -184,22 +185,12 @@ def _sleeping_build(
 ) -> subprocess.Popen[bytes]:
     _warm_up(runtime, state, context)
     build = _start_sleeping_build(state, tmp_path, marker)
-    assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+    assert wait_for(lambda: _running(marker), 60), "the RUN step never started"
     return build
 
 
 def _running(marker: str) -> bool:
-    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, check=False)
-    return found.returncode == 0
-
-
-def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+    return bool(processes_with(marker))
 
 
 @pytest.mark.parametrize(
@@ -215,7 +206,7 @@ def test_a_signal_to_the_client_cancels_the_command(
     assert build.returncode == code, out.decode()
     assert b"Aborted." in out
     assert "dockyard." in _children_ran(runtime)
-    assert _wait(lambda: not _running(marker), 20), "the RUN step outlived its build"
+    assert wait_for(lambda: not _running(marker), 20), "the RUN step outlived its build"
 
 
 def test_a_killed_client_cancels_the_command(
@@ -225,7 +216,7 @@ def test_a_killed_client_cancels_the_command(
     build = _sleeping_build(runtime, state, tmp_path, context, marker)
     build.kill()
     build.communicate(timeout=60)  # the child holds the output until it ends
-    assert _wait(lambda: not _running(marker), 20), "the RUN step outlived its client"
+    assert wait_for(lambda: not _running(marker), 20), "the RUN step outlived its client"
     # the state directory is free again: a build on it runs
     again = _dockyard("build", "-q", "--state-dir", str(state), str(context))
     assert again.returncode == 0, again.stderr
@@ -246,7 +237,7 @@ def test_an_idle_server_ends(
 ) -> None:
     monkeypatch.setenv("DOCKYARD_WARM_IDLE", "1")
     _warm_up(runtime, tmp_path / "state", context)
-    assert _wait(lambda: not list(runtime.glob("warm-*.sock")), 30), "the server stayed"
+    assert wait_for(lambda: not list(runtime.glob("warm-*.sock")), 30), "the server stayed"
     assert not list(runtime.glob("warm-*.sock.pid"))
 
 
@@ -331,7 +322,7 @@ def _ready_spare(runtime: Path, *, other_than: int = 0) -> int:
         found.append(spare)
         return True
 
-    assert _wait(ready, 30), "the server made no spare"
+    assert wait_for(ready, 30), "the server made no spare"
     return found[-1]
 
 
@@ -358,7 +349,7 @@ def test_a_command_runs_in_the_ready_spare_and_another_follows(
     marker = f"warm-spare-{os.getpid()}"
     build = _start_sleeping_build(state, tmp_path, marker)
     try:
-        assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+        assert wait_for(lambda: _running(marker), 60), "the RUN step never started"
         assert any(spare in _ancestors(pid) for pid in _pids_of(marker))
         assert os.sched_getscheduler(spare) == os.SCHED_OTHER
         # no new spare while a command runs (its fork and copies would slow the command)
@@ -382,7 +373,7 @@ def test_a_command_in_a_spare_outlives_its_server(
     marker = f"warm-outlive-{os.getpid()}"
     build = _start_sleeping_build(state, tmp_path, marker)
     try:
-        assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+        assert wait_for(lambda: _running(marker), 60), "the RUN step never started"
         assert any(spare in _ancestors(pid) for pid in _pids_of(marker))
         os.kill(_server_pid(runtime), signal.SIGKILL)
         time.sleep(1)
@@ -392,7 +383,7 @@ def test_a_command_in_a_spare_outlives_its_server(
         build.send_signal(signal.SIGINT)
         out, _ = build.communicate(timeout=60)
     assert build.returncode == 130, out.decode()
-    assert _wait(lambda: not _running(marker), 20), "the RUN step outlived its build"
+    assert wait_for(lambda: not _running(marker), 20), "the RUN step outlived its build"
 
 
 def test_sigkill_of_the_command_kills_its_run_step(
@@ -404,7 +395,7 @@ def test_sigkill_of_the_command_kills_its_run_step(
     marker = f"warm-sigkill-{os.getpid()}"
     build = _start_sleeping_build(state, tmp_path, marker, seconds=100_000)
     try:
-        assert _wait(lambda: _running(marker), 60), "the RUN step never started"
+        assert wait_for(lambda: _running(marker), 60), "the RUN step never started"
         (step,) = _pids_of(marker)
         command = _parent(_parent(step))  # the step's runtime's parent: the engine's process
         assert _server_pid(runtime) in _ancestors(command)
@@ -415,7 +406,7 @@ def test_sigkill_of_the_command_kills_its_run_step(
             build.send_signal(signal.SIGINT)
             build.communicate(timeout=60)
     assert build.returncode == 1, out.decode()
-    gone = _wait(lambda: not _running(marker), 20)
+    gone = wait_for(lambda: not _running(marker), 20)
     after = _dockyard("build", "-q", "--state-dir", str(state), str(context))
     assert gone, "the RUN step outlived the process that ran its build"
     assert after.returncode == 0, after.stderr
@@ -425,7 +416,7 @@ def test_a_spare_dies_with_its_server(runtime: Path, state: Path, context: Path)
     _warm_up(runtime, state, context)
     spare = _ready_spare(runtime)
     os.kill(_server_pid(runtime), signal.SIGKILL)  # no chance to clean up: the kernel's job
-    assert _wait(lambda: not _alive(spare), 20), "the spare outlived its server"
+    assert wait_for(lambda: not _alive(spare), 20), "the spare outlived its server"
 
 
 def test_an_idle_server_ends_its_spare(
@@ -434,8 +425,8 @@ def test_an_idle_server_ends_its_spare(
     monkeypatch.setenv("DOCKYARD_WARM_IDLE", "2")
     _warm_up(runtime, state, context)
     spare = _ready_spare(runtime)
-    assert _wait(lambda: not list(runtime.glob("warm-*.sock")), 30), "the server stayed"
-    assert _wait(lambda: not _alive(spare), 10), "the spare outlived its server"
+    assert wait_for(lambda: not list(runtime.glob("warm-*.sock")), 30), "the server stayed"
+    assert wait_for(lambda: not _alive(spare), 10), "the spare outlived its server"
 
 
 def test_a_spare_of_old_code_never_runs_a_command(
@@ -472,4 +463,4 @@ def test_a_spare_of_old_code_never_runs_a_command(
     assert second.returncode == 0, second.stderr
     assert (out / "hello.txt").read_text() == "hello\n"
     assert _children_ran(runtime) == ""  # the client ran it: no child, no spare
-    assert _wait(lambda: not _alive(spare) and not _alive(server), 20)
+    assert wait_for(lambda: not _alive(spare) and not _alive(server), 20)

@@ -4,7 +4,6 @@ network, users), errors a user reads, cancellation and shutdown without leftover
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from dockyard import llb
 from dockyard.core import CancelledError, CollectingReporter, ExecError, VertexLog, VertexStatus
 from dockyard.engine import BuildRequest, Engine, EngineConfig, StateDirInUseError
 from dockyard.session import Secrets, Session
+from dockyard.testing.processes import processes_with
 
 from .conftest import open_engine, solve_tree
 
@@ -157,13 +157,13 @@ async def test_cancelling_a_build_leaves_no_mount(engine: Engine, tmp_path: Path
     )
     await asyncio.wait_for(started.wait(), 30)
     assert _mountinfo(tmp_path) != before  # the step's rootfs is mounted while it runs
-    assert _processes_with(token)
+    assert processes_with(token)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     # right after the cancel, with the engine still open: mountinfo as it was, no process
     assert _mountinfo(tmp_path) == before
-    assert _processes_with(token) == []
+    assert processes_with(token) == []
     # (the mountinfo_unchanged fixture checks the state dir again after the engine closed)
 
 
@@ -173,21 +173,6 @@ def _mountinfo(under: Path) -> list[str]:
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         lines = [" ".join(line.split(" ")[2:]) for line in f]
     return sorted(line for line in lines if str(under) in line)
-
-
-def _processes_with(token: str) -> list[int]:
-    """Pids whose command line contains ``token``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if token.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 async def test_closing_the_engine_cancels_builds(state: Path) -> None:

@@ -26,6 +26,7 @@ from dockyard.executor import (
 )
 from dockyard.snapshot import mount as snapmount
 from dockyard.snapshot.types import Mount
+from dockyard.testing.processes import processes_with
 from tests.integration.conftest import Overlay
 
 BOTH = pytest.mark.parametrize("runtime", ["crun", "runc"], indirect=True)
@@ -502,19 +503,6 @@ async def test_concurrent_runs(executor: OciExecutor, busybox_rootfs: Path, tmp_
     assert [(rc, out.text) for rc, out in results] == [(i, f"{i}\n") for i in range(4)]
 
 
-def _processes_with(token: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path("/proc", entry, "cmdline").read_bytes()
-            except OSError:
-                continue
-            if token.encode() in cmdline:
-                found.append(int(entry))
-    return found
-
-
 @BOTH
 async def test_cancel_kills_and_cleans_up(
     executor: OciExecutor, busybox_overlay: Overlay, tmp_path: Path
@@ -532,11 +520,11 @@ async def test_cancel_kills_and_cleans_up(
         )
     )
     await asyncio.wait_for(out.seen(b"started").wait(), TIMEOUT)
-    assert len(_processes_with(token)) >= 2  # (a fork may not have exec'd yet)
+    assert len(processes_with(token)) >= 2  # (a fork may not have exec'd yet)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, TIMEOUT)
-    assert _processes_with(token) == []
+    assert processes_with(token) == []
     # the fixture checks mounts, bundles and the runtime's state dir
 
 
@@ -553,7 +541,7 @@ async def test_cancel_while_starting(executor: OciExecutor, busybox_overlay: Ove
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, TIMEOUT)
-        assert _processes_with(token) == []
+        assert processes_with(token) == []
 
 
 async def test_failure_leaves_nothing(

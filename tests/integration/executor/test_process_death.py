@@ -5,18 +5,16 @@ left on disk (the bundle and its mounts) is reaped at the next start."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dockyard.executor import OciExecutor
+from dockyard.testing.processes import processes_with, wait_for
 from tests.integration.conftest import Overlay
 
 BOTH = pytest.mark.parametrize("runtime", ["crun", "runc"], indirect=True)
@@ -43,28 +41,6 @@ asyncio.run(main())
 """
 
 
-def _processes_with(token: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path("/proc", entry, "cmdline").read_bytes()
-            except OSError:
-                continue
-            if token.encode() in cmdline:
-                found.append(int(entry))
-    return found
-
-
-def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds  # only guards against a hang
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 @BOTH
 def test_sigkill_of_the_running_process_kills_its_container(
     runtime: str, busybox_overlay: Overlay, tmp_path: Path, mountinfo_unchanged: None
@@ -80,11 +56,11 @@ def test_sigkill_of_the_running_process_kills_its_container(
         start_new_session=True,
     )
     try:
-        assert _wait(lambda: bool(_processes_with(container)), 60), "the container never started"
+        assert wait_for(lambda: bool(processes_with(container)), 60), "the container never started"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    gone = _wait(lambda: not _processes_with(container), 20)
+    gone = wait_for(lambda: not processes_with(container), 20)
     # what it left on disk goes at the next start (as would a container, on failure)
     executor = OciExecutor(state, runtime=runtime)
     reaped = executor.reap_stale()

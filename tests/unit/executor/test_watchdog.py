@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.executor._reaper import parse_lines, reap, runtime_of
+from dockyard.testing.processes import wait_for
 
 # the process whose death is watched: announces the ids it is given ("-ID": announced,
 # started, then withdrawn) from a thread that ends at once, starts a fake runtime for
@@ -86,12 +87,7 @@ def _kill_tree(runtime: int) -> None:
 
 
 def _wait(predicate: Callable[[], bool], seconds: float = 20) -> bool:
-    deadline = time.monotonic() + seconds  # only guards against a hang
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    return wait_for(predicate, seconds, every=0.02)
 
 
 def _containers(runtime: int) -> list[int]:

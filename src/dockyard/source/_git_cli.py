@@ -195,8 +195,10 @@ class GitRunner:
         scrub: Scrubber,
         log: Callable[[bytes], None] | None,
     ) -> GitResult:
+        loop = asyncio.get_running_loop()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, run = await loop.subprocess_exec(
+                lambda: _Run(loop, scrub, log),
                 self.git,
                 *argv,
                 env=dict(env),
@@ -209,44 +211,102 @@ class GitRunner:
             )
         except FileNotFoundError as exc:
             raise DockyardError(f"the git program {self.git!r} was not found") from exc
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        stderr_lines: list[str] = []
-
-        async def read_stderr(stream: asyncio.StreamReader) -> None:
-            while True:
-                line = await stream.readline()
-                if not line:
-                    return
-                text = scrub(line.decode("utf-8", "replace").rstrip("\r\n"))
-                # progress lines end in \r; keep the last state of each
-                text = text.rsplit("\r", 1)[-1]
-                stderr_lines.append(text)
-                if log is not None:
-                    log((text + "\n").encode())
-
         try:
-            async with asyncio.timeout(self.timeout):
-                stdout_task = asyncio.ensure_future(proc.stdout.read())
-                try:
-                    await read_stderr(proc.stderr)
-                    stdout = await stdout_task
-                finally:
-                    stdout_task.cancel()
-                returncode = await proc.wait()
-        except TimeoutError:
-            await _kill(proc)
-            command = next((a for a in argv if not a.startswith("-")), "")
-            raise DockyardError(f"git {command} timed out after {self.timeout:g}s") from None
-        except BaseException:
-            await _kill(proc)
-            raise
-        return GitResult(returncode, stdout, "\n".join(stderr_lines))
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.shield(run.finished)
+            except TimeoutError:
+                await _kill(transport, run)
+                command = next((a for a in argv if not a.startswith("-")), "")
+                raise DockyardError(f"git {command} timed out after {self.timeout:g}s") from None
+            except BaseException:
+                await _kill(transport, run)
+                raise
+        finally:
+            transport.close()  # its pipes (a killed git may have left them to a helper)
+        if run.error is not None:
+            raise run.error
+        returncode = transport.get_returncode()
+        assert returncode is not None
+        return GitResult(returncode, bytes(run.stdout), "\n".join(run.stderr_lines))
 
 
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
+class _Run(asyncio.SubprocessProtocol):
+    """One git process: its stdout collected, its stderr scrubbed line by line (each to
+    ``log`` as it arrives); :attr:`exited` resolves when the process exited,
+    :attr:`finished` when it also closed both pipes."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        scrub: Scrubber,
+        log: Callable[[bytes], None] | None,
+    ) -> None:
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.stdout = bytearray()
+        self.stderr_lines: list[str] = []
+        self.error: Exception | None = None  # raised by ``log``
+        self._partial = bytearray()  # stderr's unfinished line
+        self._scrub = scrub
+        self._log = log
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self.stdout += data
+            return
+        self._partial += data
+        *lines, rest = self._partial.split(b"\n")
+        self._partial = bytearray(rest)
+        for line in lines:
+            self._line(bytes(line))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 2 and self._partial:
+            line, self._partial = bytes(self._partial), bytearray()
+            self._line(line)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # (the process exited and both pipes are closed)
+        self.process_exited()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def _line(self, line: bytes) -> None:
+        text = self._scrub(line.decode("utf-8", "replace").rstrip("\r"))
+        # progress lines end in \r; keep the last state of each
+        text = text.rsplit("\r", 1)[-1]
+        self.stderr_lines.append(text)
+        if self._log is not None and self.error is None:
+            try:
+                self._log((text + "\n").encode())
+            except Exception as exc:  # raised once git is done, not into the event loop
+                self.error = exc
+
+
+async def _kill(transport: asyncio.SubprocessTransport, run: _Run) -> None:
+    """Kill the process group of ``transport``'s git and wait until git exited, also
+    through further cancellations, which are raised afterwards.
+
+    A cancelled run is often cancelled again while it waits here: the solver cancels a
+    failed build's computations without waiting for them, and ``asyncio.run`` cancels
+    what is left before it closes the loop. A git given up on then had its exit reported
+    to a closed loop: its transport, ``Popen`` and pipes were never closed and warned
+    when a garbage collection freed them, wherever that happened to be. (Its exit only:
+    a helper that left the group may keep a pipe open; the caller closes the pipes.)
+    """
+    if transport.get_returncode() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await asyncio.shield(proc.wait())
+            os.killpg(transport.get_pid(), signal.SIGKILL)
+    cancelled = False
+    while not run.exited.done():
+        try:
+            await asyncio.shield(run.exited)
+        except asyncio.CancelledError:
+            cancelled = True  # killed already: it exits at once; wait for that first
+    if cancelled:
+        raise asyncio.CancelledError

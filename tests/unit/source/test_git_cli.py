@@ -4,8 +4,12 @@ time limits and cancellation that take the whole process group down."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import signal
 import stat
+import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -158,6 +162,51 @@ async def test_cancellation_kills_the_process_group(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await _gone(int(pidfile.read_text()))
+
+
+def test_a_run_cancelled_twice_leaves_no_git_to_a_closed_loop(tmp_path: Path) -> None:
+    # A cancelled build step is often cancelled again while git dies: the solver cancels a
+    # failed build's work without waiting, then asyncio.run cancels what is left and closes
+    # the loop. The runner used to give up waiting there: git's exit went to a closed loop,
+    # its transport, Popen and stderr pipe were never closed, and "subprocess N is still
+    # running" failed whichever later test's garbage collection freed them. A holder in a
+    # session of its own keeps git's stderr open past the SIGKILL of git's group (as a
+    # late exit would), so the old runner always gave up here.
+    pidfile, holder_file = tmp_path / "git.pid", tmp_path / "holder.pid"
+    git = _fake_git(
+        tmp_path,
+        f"setsid sh -c 'echo $$ > {holder_file}.tmp; mv {holder_file}.tmp {holder_file}; "
+        "exec sleep 60' >/dev/null &\n"
+        f"echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}\nexec sleep 60\n",
+    )
+
+    holders: list[int] = []
+
+    async def build() -> None:
+        task = asyncio.ensure_future(GitRunner(git=git).run("fetch", scrub=Scrubber()))
+        for _ in range(1000):
+            if _started(pidfile) and _started(holder_file):
+                break
+            await asyncio.sleep(0.01)
+        holders.append(int(holder_file.read_text()))
+        task.cancel()
+        await asyncio.sleep(0)  # the run kills git; asyncio.run cancels it once more
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            asyncio.run(build())
+            pid = int(pidfile.read_text())
+            assert not Path(f"/proc/{pid}").exists(), "git not reaped when the loop closed"
+            for thread in threading.enumerate():  # asyncio's waitpid threads hold git's
+                if thread.name.startswith("asyncio-waitpid"):  # transport until they end
+                    thread.join(10)
+            gc.collect()
+    finally:
+        for holder in holders:
+            os.kill(holder, signal.SIGKILL)
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaked
 
 
 def _started(pidfile: Path) -> bool:

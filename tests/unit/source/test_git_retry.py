@@ -67,7 +67,13 @@ class DroppingProxy:
             back.join()
 
     def close(self) -> None:
+        # shutdown first: close() alone leaves a thread blocked in accept() holding the
+        # socket listening, and a later proxy given the same port then had its
+        # connections taken by this one (forwarded to a git daemon long gone)
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._thread.join()
 
 
 @pytest.fixture

@@ -259,10 +259,14 @@ async def forwarding_socket(
     directory = Path(tempfile.mkdtemp(prefix="dockyard-ssh-", dir=parent))
     path = directory / "agent.sock"
     tasks: set[asyncio.Task[None]] = set()
+    closing = asyncio.Event()  # set as the socket closes
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if closing.is_set():  # accepted as the socket closed
+            writer.close()
+            return
         tasks.add(task)
         try:
             try:
@@ -273,6 +277,13 @@ async def forwarding_socket(
             await relay(reader, writer, channel)
         except (DockyardError, OSError, ExceptionGroup):
             writer.close()  # the connection fails; the build step sees the agent hang up
+        except asyncio.CancelledError:
+            if not closing.is_set():
+                raise
+            # ended by the socket closing: the handler returns, as a handler ending
+            # cancelled makes Python 3.11's stream server log the CancelledError
+            # ("Exception in callback StreamReaderProtocol.connection_made...")
+            writer.close()
         finally:
             tasks.discard(task)
 
@@ -283,6 +294,7 @@ async def forwarding_socket(
             os.chown(path, uid, gid)
         yield path
     finally:
+        closing.set()
         server.close()
         for task in list(tasks):
             task.cancel()

@@ -13,6 +13,7 @@ import pytest
 
 from dockyard.core import UsageError
 from dockyard.session import Session, SshAgents, SshSpec
+from dockyard.session._ssh import forwarding_socket
 
 from .harness import Harness, socket_dir
 
@@ -89,3 +90,53 @@ async def test_an_unreachable_agent_hangs_up(harness: Harness, echo_agent: Path)
             reader, writer = await asyncio.open_unix_connection(str(path))
             assert await asyncio.wait_for(reader.read(), 10) == b""
             writer.close()
+
+
+class _SilentAgent:
+    """A forwarded agent connection that never answers (until closed)."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def read(self) -> bytes:
+        await self.closed.wait()
+        return b""
+
+    async def write(self, data: bytes) -> None:
+        return None
+
+    async def write_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+async def test_closing_the_socket_ends_its_connections_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Connections still relayed when the forwarded socket closes are ended by it; their
+    # handlers must not end cancelled: Python 3.11's stream server then logs "Exception
+    # in callback StreamReaderProtocol.connection_made.<locals>.callback ... CancelledError"
+    agents: list[_SilentAgent] = []
+    connected = asyncio.Event()
+
+    async def connect() -> _SilentAgent:
+        agents.append(_SilentAgent())
+        connected.set()
+        return agents[-1]
+
+    writers = []
+    parent = socket_dir()
+    async with forwarding_socket(connect, parent=parent) as path:
+        for _ in range(3):
+            connected.clear()
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writers.append((reader, writer))
+            await connected.wait()
+    for reader, writer in writers:
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # hung up
+        writer.close()
+    parent.rmdir()  # (the socket's own directory is gone)
+    assert all(agent.closed.is_set() for agent in agents)
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text

@@ -14,6 +14,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING
 
 from dockyard.core import DockyardError, Reporter, UsageError
+from dockyard.core.procs import stop_process
 
 from ._result import BuildResult, Transfer, Watcher
 
@@ -323,7 +324,4 @@ class _DockerLoad:
 
     async def abort(self) -> None:
         self._close()
-        if self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
-            await self._process.wait()
+        await stop_process(self._process)

@@ -1,6 +1,7 @@
 """Layer 0: digests, the error tree, progress events, platforms. Standard library only.
 
-``dockyard.core.singleflight`` (asyncio) is imported on its own where needed.
+``dockyard.core.singleflight`` and ``dockyard.core.procs`` (asyncio) are imported on their
+own where needed.
 """
 
 from typing import TYPE_CHECKING

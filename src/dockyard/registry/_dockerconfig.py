@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.core import AuthError, ConfigError
+from dockyard.core.procs import stop_process
 
 from ._config import DOCKER_HUB_CREDENTIALS_KEY, normalize_host
 from ._reference import DOCKER_HUB
@@ -156,12 +157,14 @@ class DockerConfigCredentials:
                 proc.communicate(_server_url(host).encode()), _HELPER_TIMEOUT
             )
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await stop_process(proc)
             raise AuthError(
                 f"credential helper {program} did not answer for {host} "
                 f"within {_HELPER_TIMEOUT:.0f}s"
             ) from None
+        except BaseException:  # cancelled: the helper is not left running
+            await stop_process(proc)
+            raise
         if proc.returncode != 0:
             message = (out + err).decode(errors="replace").strip()
             if _NOT_FOUND in message.lower():

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.core import DockyardError, NotFoundError, SessionError, UsageError
+from dockyard.core.procs import stop_process
 
 from .types import ByteChannel
 
@@ -176,7 +178,11 @@ class SshAgents:
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
             )
-            _, err = await adder.communicate()
+            try:
+                _, err = await adder.communicate()
+            except BaseException:  # cancelled: ssh-add is not left running
+                await stop_process(adder)
+                raise
             if adder.returncode != 0:
                 message = err.decode("utf-8", "replace").strip().splitlines()
                 raise SessionError(
@@ -189,9 +195,7 @@ class SshAgents:
         """Stop the ssh-agents started for key files."""
         agents, self._agents = self._agents, {}
         for proc, sock in agents.values():
-            if proc.returncode is None:
-                proc.terminate()
-                await proc.wait()
+            await stop_process(proc, signal.SIGTERM)
             shutil.rmtree(sock.parent, ignore_errors=True)
 
 

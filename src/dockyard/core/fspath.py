@@ -46,6 +46,7 @@ __all__ = [
     "mkdir_all_in_root",
     "open_dir_in_root",
     "open_in_root",
+    "open_special_output",
     "resolve_in_root",
     "split_wildcards",
     "wildcard_regex",
@@ -451,3 +452,17 @@ def _match_below(
             out.append(full)
         elif stat.S_ISDIR(os.lstat(full).st_mode):
             _match_below(full, regexes, depth + 1, out)
+
+
+def open_special_output(path: str | os.PathLike[str]) -> int | None:
+    """An output ``path`` that is a device or a FIFO (``/dev/null``, a named pipe) opened
+    for writing where it is — such a file is written in place, never replaced by a
+    renamed temporary file — or ``None`` when ``path`` is missing, a regular file or a
+    directory. Raises ``OSError`` when it cannot be looked at or opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return os.open(path, os.O_WRONLY | os.O_CLOEXEC)

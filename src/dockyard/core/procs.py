@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal as _signal
+from typing import Any
 
-__all__ = ["stop_process"]
+__all__ = ["stop_process", "wait_through_cancel"]
 
 
 async def stop_process(proc: asyncio.subprocess.Process, sig: int = _signal.SIGKILL) -> None:
@@ -23,13 +24,17 @@ async def stop_process(proc: asyncio.subprocess.Process, sig: int = _signal.SIGK
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
+    await wait_through_cancel(asyncio.ensure_future(proc.wait()))
+
+
+async def wait_through_cancel(future: asyncio.Future[Any]) -> None:
+    """Wait until ``future`` is done, also through cancellations of the caller, which
+    are raised once it is (``future`` itself is never cancelled here)."""
     cancelled = False
-    while True:
+    while not future.done():
         try:
-            await asyncio.shield(proc.wait())
+            await asyncio.shield(future)
         except asyncio.CancelledError:
             cancelled = True
-            continue
-        break
     if cancelled:
         raise asyncio.CancelledError

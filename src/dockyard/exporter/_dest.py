@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import stat
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.core import DockyardError, Reporter, SessionError
+from dockyard.core.fspath import open_special_output
 
 from ._options import ClientTarget, Dest, LocalPath, Stdout
 from ._tree import copy_into
@@ -101,21 +101,11 @@ async def open_stream(dest: Dest, client: ExportCaller | None) -> AsyncIterator[
         return
     path = dest.path
     try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        mode = stat.S_IFREG
+        special_fd = open_special_output(path)
     except OSError as exc:
         raise DockyardError(f"cannot write the export to {str(path)!r}: {exc.strerror}") from exc
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        # a device or a FIFO (/dev/null, a named pipe): written where it is, never
-        # replaced by a file
-        try:
-            special = open(path, "wb")  # noqa: ASYNC230, SIM115 - as the temp file below
-        except OSError as exc:
-            raise DockyardError(
-                f"cannot write the export to {str(path)!r}: {exc.strerror}"
-            ) from exc
-        with special:
+    if special_fd is not None:  # a device or a FIFO: written where it is
+        with open(special_fd, "wb") as special:  # noqa: ASYNC230 - an open fd
             yield special
             await asyncio.to_thread(special.flush)
         return

@@ -26,7 +26,7 @@ from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError, 
 from dockyard.core.singleflight import SingleFlight
 
 from ._challenge import Challenge, merge_scopes, parse_challenges
-from ._config import Endpoint, HostConfig, RegistryConfig, normalize_host
+from ._config import Endpoint, HostConfig, RegistryConfig, is_loopback, normalize_host
 from ._retry import RETRY_STATUSES, RegistryStatistics, RetryPolicy, TransientRegistryError
 from .types import Credentials, CredentialsProvider
 
@@ -97,8 +97,6 @@ def _ping_order(endpoint: Endpoint) -> tuple[str, ...]:
     leaves the machine, and no TLS attempt that a plain registry (the usual local one)
     refuses. The ping carries no credentials, and requests then use the scheme that
     answered, so no credential goes over plain HTTP to a registry that speaks TLS."""
-    from ._config import is_loopback
-
     schemes = endpoint.schemes
     if len(schemes) > 1 and "http" in schemes and is_loopback(endpoint.host):
         return ("http", *(s for s in schemes if s != "http"))

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
 from dockyard.core import DockyardError, UsageError
+from dockyard.core.fspath import open_special_output
 
 __all__ = ["DirectoryTarget", "ExportTarget", "FileSink", "FileTarget"]
 
@@ -63,18 +63,14 @@ class FileSink:
         assert self._target.path is not None
         path = self._target.path
         try:
-            if not stat.S_ISREG(mode := os.stat(path).st_mode) and not stat.S_ISDIR(mode):
-                # a device or a FIFO (/dev/null, a named pipe): written in place, never
-                # replaced by a file
-                self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                self._special = True
-                return self._fd
-        except FileNotFoundError:
-            pass
+            special = open_special_output(path)
         except OSError as exc:
             raise DockyardError(
                 f"cannot write the export to {str(path)!r}: {exc.strerror}"
             ) from exc
+        if special is not None:  # a device or a FIFO: written in place
+            self._fd, self._special = special, True
+            return special
         temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             if path.parent != Path(""):

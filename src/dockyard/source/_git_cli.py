@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.core import DockyardError
+from dockyard.core.procs import wait_through_cancel
 
 from ._git_url import GitRemote, Scrubber
 
@@ -302,11 +303,4 @@ async def _kill(transport: asyncio.SubprocessTransport, run: _Run) -> None:
     if transport.get_returncode() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(transport.get_pid(), signal.SIGKILL)
-    cancelled = False
-    while not run.exited.done():
-        try:
-            await asyncio.shield(run.exited)
-        except asyncio.CancelledError:
-            cancelled = True  # killed already: it exits at once; wait for that first
-    if cancelled:
-        raise asyncio.CancelledError
+    await wait_through_cancel(run.exited)  # killed already: it exits at once

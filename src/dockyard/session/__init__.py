@@ -3,10 +3,11 @@ serves and the engine asks: directories (incremental file sync), secrets, SSH ag
 registry credentials, and files exported back to the client.
 
 Client side: a :class:`Session` holds what the client serves (named directories,
-:class:`Secrets`, :class:`SshAgents`, a credentials source, export targets).
+:class:`Secrets`, :class:`SshAgents`, a credentials source, export targets, and OCI
+layout directories as content stores: :class:`LayoutStore`).
 Engine side: a :class:`SessionManager` keeps the attached sessions; each
 :class:`SessionHandle` hands out callers — ``filesync``, ``secrets``, ``ssh``,
-``credentials``, ``exports`` — that work the same whatever the transport:
+``credentials``, ``exports``, ``content`` — that work the same whatever the transport:
 
 - in-process (embedded engine): ``manager.register(session)`` — direct calls, file
   content copied in the kernel;
@@ -33,6 +34,7 @@ from ._values import (
 from .types import (
     ByteChannel,
     Chunk,
+    ContentCaller,
     CredentialsCaller,
     CredentialsLike,
     CredentialsSource,
@@ -47,6 +49,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ._content import BlobWriter, LayoutEntry, LayoutStore, blob_digest
     from ._export import DirectoryTarget, ExportTarget, FileSink, FileTarget
     from ._grpc_client import Attachment, attach
     from ._grpc_common import CHANNEL_OPTIONS, SERVER_OPTIONS
@@ -62,6 +65,10 @@ if TYPE_CHECKING:
 # Each part loads on first use: a client loads the sender's side (walk, sync source),
 # an engine the receiver's; secrets, SSH agents and grpc only when used.
 _LAZY = {
+    "BlobWriter": "._content",
+    "LayoutEntry": "._content",
+    "LayoutStore": "._content",
+    "blob_digest": "._content",
     "DirectoryTarget": "._export",
     "ExportTarget": "._export",
     "FileSink": "._export",
@@ -96,8 +103,10 @@ __all__ = [
     "CHANNEL_OPTIONS",
     "SERVER_OPTIONS",
     "Attachment",
+    "BlobWriter",
     "ByteChannel",
     "Chunk",
+    "ContentCaller",
     "CredentialsCaller",
     "CredentialsLike",
     "CredentialsSource",
@@ -109,6 +118,8 @@ __all__ = [
     "FileStat",
     "FileSyncCaller",
     "FileTarget",
+    "LayoutEntry",
+    "LayoutStore",
     "LocalFile",
     "LocalSyncSource",
     "Peer",
@@ -133,6 +144,7 @@ __all__ = [
     "SyncResult",
     "SyncSource",
     "attach",
+    "blob_digest",
     "forwarding_socket",
     "new_session_id",
     "receive",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import grpc
 
@@ -27,6 +27,9 @@ from ._receive import receive
 from ._session import Session
 from ._values import SyncRequest
 from .types import ByteChannel
+
+if TYPE_CHECKING:
+    from ._content import BlobWriter
 
 __all__ = ["Attachment", "attach"]
 
@@ -226,6 +229,32 @@ class Attachment:
                     await _relay(frames, channel)
                 finally:
                     await channel.aclose()
+            elif kind == "content_info":
+                store = self.session.content_store(request.content_info.store)
+                size = await asyncio.to_thread(store.blob_size, request.content_info.digest)
+                found = pb.ContentInfoReply(found=size is not None, size=size or 0)
+                await self._reply(pb.Reply(call_id=call_id, content_info=found))
+            elif kind == "content_read":
+                read = request.content_read
+                blob = await asyncio.to_thread(
+                    self.session.content_store(read.store).open_blob, read.digest
+                )
+                try:
+                    frames = await self._open(call_id)
+                    await _send_blob(frames, blob, read.size)
+                finally:
+                    blob.close()
+            elif kind == "content_write":
+                write = request.content_write
+                store = self.session.content_store(write.store, write=True)
+                writer = store.blob_writer(write.digest, write.size)
+                frames = await self._open(call_id)
+                await _receive_blob(frames, writer)
+            elif kind == "content_commit":
+                commit = request.content_commit
+                store = self.session.content_store(commit.store, write=True)
+                await asyncio.to_thread(store.commit, commit.media_type, commit.digest, commit.size)
+                await self._reply(pb.Reply(call_id=call_id, content_commit=pb.ContentCommitReply()))
             else:
                 raise UsageError(f"unknown session request {kind!r}")
         except Exception as exc:  # DockyardError, OSError, or a bug: the daemon must know
@@ -265,6 +294,48 @@ async def _receive_stream(frames: _ClientFrames, sink: FileSink) -> None:
         sink.abort()
         raise
     await frames.send(pb.Frame(finish=pb.Finish(files=1, bytes=sink.bytes)))
+    await frames.drain()
+
+
+_BLOB_CHUNK = 256 << 10
+
+
+async def _send_blob(frames: _ClientFrames, blob: BinaryIO, size: int) -> None:
+    """A blob of a content store to the daemon (which checks it): at most ``size`` bytes
+    and one more (so that a blob longer than announced is noticed), then ``eof``."""
+    left = size + 1
+    while left > 0:
+        data = await asyncio.to_thread(blob.read, min(_BLOB_CHUNK, left))
+        if not data:
+            break
+        left -= len(data)
+        await frames.send(pb.Frame(bytes=pb.Bytes(data=data)))
+    await frames.send(pb.Frame(bytes=pb.Bytes(eof=True)))
+    await frames.drain()
+
+
+async def _receive_blob(frames: _ClientFrames, writer: BlobWriter) -> None:
+    """A blob from the daemon into a content store: published only when complete and
+    correct (see :class:`~dockyard.session._content.BlobWriter`)."""
+    try:
+        while True:
+            frame = await frames.recv()
+            if frame is None:
+                raise SessionError("the daemon ended a blob before its end")
+            kind = frame.WhichOneof("kind")
+            if kind == "error":
+                raise error_from_pb(frame.error)
+            if kind != "bytes":
+                raise SessionError(f"unexpected {kind!r} frame in a blob")
+            if frame.bytes.data:
+                await asyncio.to_thread(writer.write, frame.bytes.data)
+            if frame.bytes.eof:
+                break
+        await asyncio.to_thread(writer.commit)
+    except BaseException:
+        writer.abort()
+        raise
+    await frames.send(pb.Frame(finish=pb.Finish(files=1, bytes=writer.written)))
     await frames.drain()
 
 
@@ -322,6 +393,10 @@ async def attach(session: Session, channel: Any, *, wait: float = 10.0) -> Attac
         exports=sorted(info.exports),
         secrets=info.secrets,
         credentials=info.credentials,
+        content_stores=[
+            pb.ContentStore(id=id, writable=id in info.writable_stores)
+            for id in sorted(info.content_stores)
+        ],
     )
     try:
         async with asyncio.timeout(wait):

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from dockyard.api._gen import session_pb2 as pb
-from dockyard.core import Reporter, SessionError
+from dockyard.core import Digest, Reporter, SessionError
 
 from ._grpc_common import (
     SERVICE,
@@ -27,7 +27,7 @@ from ._grpc_common import (
     recv_expect,
     send_tree,
 )
-from ._manager import SessionHandle, SessionManager
+from ._manager import ByteReader, SessionHandle, SessionManager
 from ._progress import TransferProgress
 from ._values import SessionCredentials, SessionInfo, SyncRequest, SyncResult
 from .types import ByteChannel, ExportStream, SyncSource
@@ -261,8 +261,78 @@ class _RemotePeer:
         finally:
             frames.finish()
 
+    async def content_info(self, store: str, digest: Digest) -> int | None:
+        reply = await self._unary(
+            pb.Request(content_info=pb.ContentInfoRequest(store=store, digest=digest))
+        )
+        if reply.WhichOneof("kind") != "content_info":
+            raise SessionError("the client answered a content info request wrongly")
+        return reply.content_info.size if reply.content_info.found else None
+
+    @contextlib.asynccontextmanager
+    async def content_read(
+        self, store: str, digest: Digest, size: int
+    ) -> AsyncIterator[ByteReader]:
+        frames = await self._open_stream(
+            pb.Request(content_read=pb.ContentReadRequest(store=store, digest=digest, size=size)),
+            f"reading {digest} from content store {store!r}",
+        )
+        try:
+            yield _ContentFrames(frames)
+        except BaseException as exc:
+            await frames.fail(exc)
+            raise
+        finally:
+            frames.finish()
+
+    @contextlib.asynccontextmanager
+    async def content_write(
+        self, store: str, digest: Digest, size: int
+    ) -> AsyncIterator[ExportStream]:
+        frames = await self._open_stream(
+            pb.Request(content_write=pb.ContentWriteRequest(store=store, digest=digest, size=size)),
+            f"writing {digest} into content store {store!r}",
+        )
+        try:
+            yield FramesChannel(frames, frames.finish)
+            await frames.send(pb.Frame(bytes=pb.Bytes(eof=True)))
+            await recv_expect(frames, "finish", f"waiting for the client to store {digest}")
+        except BaseException as exc:
+            await frames.fail(exc)
+            raise
+        finally:
+            frames.finish()
+
+    async def content_commit(self, store: str, media_type: str, digest: Digest, size: int) -> None:
+        reply = await self._unary(
+            pb.Request(
+                content_commit=pb.ContentCommitRequest(
+                    store=store, media_type=media_type, digest=digest, size=size
+                )
+            )
+        )
+        if reply.WhichOneof("kind") != "content_commit":
+            raise SessionError("the client answered a content commit request wrongly")
+
     async def aclose(self) -> None:
         self.stopped.set()  # the Attach handler returns: the client sees its session end
+
+
+class _ContentFrames:
+    """A blob the client sends in ``Bytes`` frames (its error frame raised)."""
+
+    def __init__(self, frames: _ServerFrames) -> None:
+        self._frames = frames
+        self._eof = False
+
+    async def read(self) -> bytes:
+        while not self._eof:
+            frame = await recv_expect(self._frames, "bytes", "receiving a blob")
+            if frame.bytes.eof:
+                self._eof = True
+            if frame.bytes.data or self._eof:
+                return frame.bytes.data
+        return b""
 
 
 class SessionService:
@@ -324,6 +394,8 @@ class SessionService:
             exports=frozenset(hello.exports),
             secrets=hello.secrets,
             credentials=hello.credentials,
+            content_stores=frozenset(c.id for c in hello.content_stores),
+            writable_stores=frozenset(c.id for c in hello.content_stores if c.writable),
         )
         peer = _RemotePeer(self, info, context)
         reason = "the client detached"

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
-from dockyard.core import NotFoundError, Reporter
+from dockyard.core import Digest, NotFoundError, Reporter
 
 from ._export import DirectoryTarget, FileSink, FileTarget
 from ._receive import receive
@@ -20,6 +21,10 @@ from ._session import Session
 from ._values import FileStat, SessionCredentials, SessionInfo, SyncRequest, SyncResult
 from ._walk import under_prefix, walk
 from .types import ByteChannel, Content, CredentialsLike, ExportStream, LocalFile, SyncSource
+
+if TYPE_CHECKING:
+    from ._content import BlobWriter
+    from ._manager import ByteReader
 
 __all__ = ["LocalPeer", "LocalSyncSource", "to_session_credentials"]
 
@@ -133,5 +138,59 @@ class LocalPeer:
             sink.abort()
             raise
 
+    async def content_info(self, store: str, digest: Digest) -> int | None:
+        layout = self.session.content_store(store)
+        return await asyncio.to_thread(layout.blob_size, digest)
+
+    @contextlib.asynccontextmanager
+    async def content_read(
+        self, store: str, digest: Digest, size: int
+    ) -> AsyncIterator[ByteReader]:
+        layout = self.session.content_store(store)
+        f = await asyncio.to_thread(layout.open_blob, digest)
+        try:
+            yield _FileReader(f)
+        finally:
+            f.close()
+
+    @contextlib.asynccontextmanager
+    async def content_write(
+        self, store: str, digest: Digest, size: int
+    ) -> AsyncIterator[ExportStream]:
+        writer = self.session.content_store(store, write=True).blob_writer(digest, size)
+        try:
+            yield _BlobSink(writer)
+            await asyncio.to_thread(writer.commit)
+        except BaseException:
+            writer.abort()
+            raise
+
+    async def content_commit(self, store: str, media_type: str, digest: Digest, size: int) -> None:
+        layout = self.session.content_store(store, write=True)
+        await asyncio.to_thread(layout.commit, media_type, digest, size)
+
     async def aclose(self) -> None:
         return None
+
+
+_READ_CHUNK = 1 << 20
+
+
+class _FileReader:
+    """A blob file of the client read in a thread, a chunk at a time."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    async def read(self) -> bytes:
+        return await asyncio.to_thread(self._f.read, _READ_CHUNK)
+
+
+class _BlobSink:
+    """Bytes into a :class:`~dockyard.session._content.BlobWriter`, in a thread."""
+
+    def __init__(self, writer: BlobWriter) -> None:
+        self._writer = writer
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self._writer.write, data)

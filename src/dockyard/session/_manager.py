@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from dockyard.core import NotFoundError, Reporter, SessionError
+from dockyard.core import ContentError, Digest, NotFoundError, Reporter, SessionError
 
 from ._local import LocalPeer
 from ._receive import receive
@@ -53,14 +54,34 @@ class Peer(Protocol):
 
     def export_stream(self, target: str) -> AbstractAsyncContextManager[ExportStream]: ...
 
+    async def content_info(self, store: str, digest: Digest) -> int | None: ...
+
+    def content_read(
+        self, store: str, digest: Digest, size: int
+    ) -> AbstractAsyncContextManager[ByteReader]: ...
+
+    def content_write(
+        self, store: str, digest: Digest, size: int
+    ) -> AbstractAsyncContextManager[ExportStream]: ...
+
+    async def content_commit(
+        self, store: str, media_type: str, digest: Digest, size: int
+    ) -> None: ...
+
     async def aclose(self) -> None: ...
+
+
+class ByteReader(Protocol):
+    """Bytes from the client, in order; ``b""`` after the last."""
+
+    async def read(self) -> bytes: ...
 
 
 class SessionHandle:
     """One attached session as the engine sees it.
 
     The callers (:attr:`filesync`, :attr:`secrets`, :attr:`ssh`, :attr:`credentials`,
-    :attr:`exports`) work the same in-process and over gRPC. When the client goes away
+    :attr:`exports`, :attr:`content`) work the same in-process and over gRPC. When the client goes away
     every call in flight fails with :class:`~dockyard.core.SessionError`, :attr:`closed`
     becomes true and :meth:`wait_closed` returns; :meth:`cancel_on_close` cancels a
     whole build that way.
@@ -78,6 +99,7 @@ class SessionHandle:
         self.ssh = _Ssh(self)
         self.credentials = _Credentials(self)
         self.exports = _Exports(self)
+        self.content = _Content(self)
 
     @property
     def id(self) -> str:
@@ -337,6 +359,123 @@ class _Exports:
             handle._peer.export_stream(target) as stream,
         ):
             yield stream
+
+
+_PUSH_CHUNK = 1 << 20
+
+
+class _Content:
+    """:class:`~dockyard.session.types.ContentCaller` of a handle."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    def has(self, store: str) -> bool:
+        return store in self._handle.info.content_stores
+
+    def writable(self, store: str) -> bool:
+        return store in self._handle.info.writable_stores
+
+    def _check(self, store: str, digest: Digest, *, write: bool = False) -> Digest:
+        info = self._handle.info
+        if not self.has(store):
+            names = ", ".join(sorted(info.content_stores)) or "none"
+            raise NotFoundError(
+                f"the client offers no content store {store!r} (it offers: {names})"
+            )
+        if write and not self.writable(store):
+            raise NotFoundError(f"the client offers content store {store!r} read-only")
+        from ._content import blob_digest
+
+        return blob_digest(digest)
+
+    async def info(self, store: str, digest: Digest) -> int | None:
+        d = self._check(store, digest)
+        handle = self._handle
+        size = await handle._call(
+            f"looking up {d} in content store {store!r}",
+            lambda: handle._peer.content_info(store, d),
+            handle._manager.call_timeout,
+        )
+        if size is not None and size < 0:
+            raise ContentError(f"the client reported a negative size for {d}")
+        return size
+
+    async def fetch(
+        self,
+        store: str,
+        digest: Digest,
+        size: int,
+        sink: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        d = self._check(store, digest)
+        if size < 0:
+            raise ContentError(f"invalid size {size} of blob {d}")
+        handle = self._handle
+
+        async def run() -> None:
+            hasher = hashlib.sha256()
+            received = 0
+            async with handle._peer.content_read(store, d, size) as reader:
+                while True:
+                    data = await reader.read()
+                    if not data:
+                        break
+                    received += len(data)
+                    if received > size:
+                        raise ContentError(
+                            f"blob {d} from content store {store!r}: more than its {size} bytes"
+                        )
+                    hasher.update(data)
+                    await sink(data)
+            if received != size:
+                raise ContentError(
+                    f"blob {d} from content store {store!r}: {received} bytes, not {size}"
+                )
+            if hasher.hexdigest() != d.hex:
+                raise ContentError(
+                    f"blob {d} from content store {store!r} does not match its digest"
+                )
+
+        await handle._call(f"reading {d} from content store {store!r}", run, None)
+
+    async def read(self, store: str, digest: Digest, size: int, *, limit: int) -> bytes:
+        if size > limit:
+            raise ContentError(
+                f"blob {digest} of content store {store!r} is too large ({size} bytes)"
+            )
+        parts: list[bytes] = []
+
+        async def keep(data: bytes) -> None:
+            parts.append(data)
+
+        await self.fetch(store, digest, size, keep)
+        return b"".join(parts)
+
+    async def push(self, store: str, digest: Digest, size: int, source: Path) -> bool:
+        d = self._check(store, digest, write=True)
+        found = await self.info(store, d)
+        if found == size:
+            return False
+        handle = self._handle
+
+        async def run() -> None:
+            with await asyncio.to_thread(source.open, "rb") as f:
+                async with handle._peer.content_write(store, d, size) as stream:
+                    while chunk := await asyncio.to_thread(f.read, _PUSH_CHUNK):
+                        await stream.write(chunk)
+
+        await handle._call(f"writing {d} into content store {store!r}", run, None)
+        return True
+
+    async def commit(self, store: str, media_type: str, digest: Digest, size: int) -> None:
+        d = self._check(store, digest, write=True)
+        handle = self._handle
+        await handle._call(
+            f"committing {d} in content store {store!r}",
+            lambda: handle._peer.content_commit(store, media_type, d, size),
+            handle._manager.call_timeout,
+        )
 
 
 class SessionManager:

@@ -10,12 +10,16 @@ from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from dockyard.core import NotFoundError, UsageError
 
 from ._export import ExportTarget
 from ._values import FileStat, SessionInfo, SyncRequest
 from .types import ByteChannel, CredentialsLike, CredentialsSource, SecretStore, SshAgentProvider
+
+if TYPE_CHECKING:
+    from ._content import LayoutStore
 
 __all__ = ["PREFETCH_WAIT", "Session", "new_session_id"]
 
@@ -50,7 +54,8 @@ def _check_name(kind: str, name: str) -> None:
 class Session:
     """What one client serves for its builds: named directories (the build context, the
     Dockerfile's directory, named contexts), secrets, SSH agents, registry credentials
-    and export targets. Attach it to an engine with
+    and export targets, and OCI layout directories as content stores (by id: the engine
+    never learns their paths). Attach it to an engine with
     :meth:`SessionManager.attach <dockyard.session.SessionManager.attach>` (in-process)
     or :func:`dockyard.session.attach` (over gRPC).
 
@@ -63,6 +68,7 @@ class Session:
     __slots__ = (
         "_ended",
         "_walks",
+        "content_stores",
         "credentials",
         "directories",
         "exports",
@@ -85,6 +91,7 @@ class Session:
         ssh: SshAgentProvider | None = None,
         credentials: CredentialsSource | None = None,
         exports: Mapping[str, ExportTarget] | None = None,
+        content_stores: Mapping[str, LayoutStore] | None = None,
     ) -> None:
         self.id = id or new_session_id()
         self.name = name
@@ -100,6 +107,14 @@ class Session:
         self.ssh = ssh
         self.credentials = credentials
         self.exports: Mapping[str, ExportTarget] = MappingProxyType(dict(exports or {}))
+        if content_stores:
+            from ._content import check_store_id
+
+            for key in content_stores:
+                check_store_id(key)
+        self.content_stores: Mapping[str, LayoutStore] = MappingProxyType(
+            dict(content_stores or {})
+        )
         self.synced: list[SyncRequest] = []
         self._walks: dict[SyncRequest, concurrent.futures.Future[list[FileStat]]] = {}
         self._ended = _Counter()
@@ -107,7 +122,8 @@ class Session:
     def __repr__(self) -> str:
         return (
             f"Session(id={self.id!r}, name={self.name!r}, "
-            f"directories={sorted(self.directories)!r}, exports={sorted(self.exports)!r})"
+            f"directories={sorted(self.directories)!r}, exports={sorted(self.exports)!r}, "
+            f"content_stores={sorted(self.content_stores)!r})"
         )
 
     def info(self) -> SessionInfo:
@@ -120,6 +136,8 @@ class Session:
             exports=frozenset(self.exports),
             secrets=self.secrets is not None,
             credentials=self.credentials is not None,
+            content_stores=frozenset(self.content_stores),
+            writable_stores=frozenset(k for k, v in self.content_stores.items() if v.writable),
         )
 
     def directory(self, name: str) -> Path:
@@ -205,6 +223,16 @@ class Session:
             return self.exports[name]
         except KeyError:
             raise NotFoundError(_missing("export target", name, self.exports)) from None
+
+    def content_store(self, id: str, *, write: bool = False) -> LayoutStore:
+        """The content store ``id`` (``write``: one offered writable), else
+        :class:`~dockyard.core.NotFoundError` naming it."""
+        store = self.content_stores.get(id)
+        if store is None:
+            raise NotFoundError(_missing("content store", id, self.content_stores))
+        if write and not store.writable:
+            raise NotFoundError(f"the client offers content store {id!r} read-only")
+        return store
 
     async def get_secret(self, id: str) -> bytes:
         if self.secrets is None:

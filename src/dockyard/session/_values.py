@@ -234,6 +234,8 @@ class SessionInfo:
 
     ``shared_key`` identifies the client's machine/checkout so that caches of synced
     directories can be reused across its builds (BuildKit's shared key).
+    ``content_stores`` are the ids of the OCI layouts it offers as content stores;
+    ``writable_stores`` those of them the engine may write into.
     """
 
     id: str
@@ -244,3 +246,5 @@ class SessionInfo:
     exports: frozenset[str] = frozenset()
     secrets: bool = False
     credentials: bool = False
+    content_stores: frozenset[str] = frozenset()
+    writable_stores: frozenset[str] = frozenset()

@@ -10,7 +10,7 @@ Client side (implemented by the client, served in-process or over gRPC):
 
 Engine side (what a :class:`~dockyard.session.SessionHandle` hands out, whatever the
 transport): :class:`FileSyncCaller`, :class:`SecretStore`, :class:`SshForwarder`,
-:class:`CredentialsCaller`, :class:`ExportCaller`.
+:class:`CredentialsCaller`, :class:`ExportCaller`, :class:`ContentCaller`.
 
 Between the two halves of a file sync: :class:`SyncSource`, the sending half as the
 receiver drives it (stat entries first, then the content of the entries it asks for).
@@ -18,12 +18,12 @@ receiver drives it (stat entries first, then the content of the entries it asks 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
 
-from dockyard.core import Reporter
+from dockyard.core import Digest, Reporter
 
 from ._values import FileStat, SessionCredentials, SyncBase, SyncRequest, SyncResult
 
@@ -31,6 +31,7 @@ __all__ = [
     "ByteChannel",
     "Chunk",
     "Content",
+    "ContentCaller",
     "CredentialsCaller",
     "CredentialsLike",
     "CredentialsSource",
@@ -238,3 +239,41 @@ class ExportCaller(Protocol):
     ) -> SyncResult: ...
 
     def open_stream(self, target: str) -> AbstractAsyncContextManager[ExportStream]: ...
+
+
+class ContentCaller(Protocol):
+    """Engine side: the content stores the client offers — OCI layout directories of
+    the client's host, known to the engine by store id only (``--cache-from/--cache-to
+    type=local``, ``oci-layout://`` contexts through a daemon).
+
+    Blobs are named by ``sha256:`` digest. Whatever comes from the client is checked
+    here: :meth:`fetch` and :meth:`read` hand on bytes as they arrive but raise
+    :class:`~dockyard.core.ContentError` unless exactly ``size`` bytes of digest
+    ``digest`` arrived (more is refused at once), so a caller trusts nothing before
+    they return. :meth:`push` sends a blob of the engine's host; the client checks it
+    and publishes it only when complete. :meth:`commit` asks the client to name a
+    manifest in the store's ``index.json`` (with the tag the client chose); the client
+    refuses unless every blob below it is there. A store the client does not offer (or
+    offers read-only, for :meth:`push` and :meth:`commit`) raises
+    :class:`~dockyard.core.NotFoundError` naming it.
+    """
+
+    def has(self, store: str) -> bool: ...
+
+    def writable(self, store: str) -> bool: ...
+
+    async def info(self, store: str, digest: Digest) -> int | None: ...
+
+    async def fetch(
+        self,
+        store: str,
+        digest: Digest,
+        size: int,
+        sink: Callable[[bytes], Awaitable[None]],
+    ) -> None: ...
+
+    async def read(self, store: str, digest: Digest, size: int, *, limit: int) -> bytes: ...
+
+    async def push(self, store: str, digest: Digest, size: int, source: Path) -> bool: ...
+
+    async def commit(self, store: str, media_type: str, digest: Digest, size: int) -> None: ...

@@ -23,7 +23,7 @@ class ServerMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., request: _Optional[_Union[Request, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("version", "session_id", "name", "shared_key", "directories", "ssh_ids", "exports", "secrets", "credentials")
+    __slots__ = ("version", "session_id", "name", "shared_key", "directories", "ssh_ids", "exports", "secrets", "credentials", "content_stores")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Hello(_message.Message):
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_STORES_FIELD_NUMBER: _ClassVar[int]
     version: int
     session_id: str
     name: str
@@ -42,7 +43,16 @@ class Hello(_message.Message):
     exports: _containers.RepeatedScalarFieldContainer[str]
     secrets: bool
     credentials: bool
-    def __init__(self, version: _Optional[int] = ..., session_id: _Optional[str] = ..., name: _Optional[str] = ..., shared_key: _Optional[str] = ..., directories: _Optional[_Iterable[str]] = ..., ssh_ids: _Optional[_Iterable[str]] = ..., exports: _Optional[_Iterable[str]] = ..., secrets: _Optional[bool] = ..., credentials: _Optional[bool] = ...) -> None: ...
+    content_stores: _containers.RepeatedCompositeFieldContainer[ContentStore]
+    def __init__(self, version: _Optional[int] = ..., session_id: _Optional[str] = ..., name: _Optional[str] = ..., shared_key: _Optional[str] = ..., directories: _Optional[_Iterable[str]] = ..., ssh_ids: _Optional[_Iterable[str]] = ..., exports: _Optional[_Iterable[str]] = ..., secrets: _Optional[bool] = ..., credentials: _Optional[bool] = ..., content_stores: _Optional[_Iterable[_Union[ContentStore, _Mapping]]] = ...) -> None: ...
+
+class ContentStore(_message.Message):
+    __slots__ = ("id", "writable")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    writable: bool
+    def __init__(self, id: _Optional[str] = ..., writable: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("version",)
@@ -51,7 +61,7 @@ class Welcome(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("call_id", "secret", "credentials", "sync", "export_directory", "export_stream", "ssh")
+    __slots__ = ("call_id", "secret", "credentials", "sync", "export_directory", "export_stream", "ssh", "content_info", "content_read", "content_write", "content_commit")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +69,10 @@ class Request(_message.Message):
     EXPORT_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     EXPORT_STREAM_FIELD_NUMBER: _ClassVar[int]
     SSH_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_INFO_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_READ_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_WRITE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_COMMIT_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     secret: SecretRequest
     credentials: CredentialsRequest
@@ -66,19 +80,27 @@ class Request(_message.Message):
     export_directory: ExportDirectoryRequest
     export_stream: ExportStreamRequest
     ssh: SshRequest
-    def __init__(self, call_id: _Optional[str] = ..., secret: _Optional[_Union[SecretRequest, _Mapping]] = ..., credentials: _Optional[_Union[CredentialsRequest, _Mapping]] = ..., sync: _Optional[_Union[SyncRequest, _Mapping]] = ..., export_directory: _Optional[_Union[ExportDirectoryRequest, _Mapping]] = ..., export_stream: _Optional[_Union[ExportStreamRequest, _Mapping]] = ..., ssh: _Optional[_Union[SshRequest, _Mapping]] = ...) -> None: ...
+    content_info: ContentInfoRequest
+    content_read: ContentReadRequest
+    content_write: ContentWriteRequest
+    content_commit: ContentCommitRequest
+    def __init__(self, call_id: _Optional[str] = ..., secret: _Optional[_Union[SecretRequest, _Mapping]] = ..., credentials: _Optional[_Union[CredentialsRequest, _Mapping]] = ..., sync: _Optional[_Union[SyncRequest, _Mapping]] = ..., export_directory: _Optional[_Union[ExportDirectoryRequest, _Mapping]] = ..., export_stream: _Optional[_Union[ExportStreamRequest, _Mapping]] = ..., ssh: _Optional[_Union[SshRequest, _Mapping]] = ..., content_info: _Optional[_Union[ContentInfoRequest, _Mapping]] = ..., content_read: _Optional[_Union[ContentReadRequest, _Mapping]] = ..., content_write: _Optional[_Union[ContentWriteRequest, _Mapping]] = ..., content_commit: _Optional[_Union[ContentCommitRequest, _Mapping]] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("call_id", "error", "secret", "credentials")
+    __slots__ = ("call_id", "error", "secret", "credentials", "content_info", "content_commit")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_INFO_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_COMMIT_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     error: Error
     secret: SecretReply
     credentials: CredentialsReply
-    def __init__(self, call_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., secret: _Optional[_Union[SecretReply, _Mapping]] = ..., credentials: _Optional[_Union[CredentialsReply, _Mapping]] = ...) -> None: ...
+    content_info: ContentInfoReply
+    content_commit: ContentCommitReply
+    def __init__(self, call_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., secret: _Optional[_Union[SecretReply, _Mapping]] = ..., credentials: _Optional[_Union[CredentialsReply, _Mapping]] = ..., content_info: _Optional[_Union[ContentInfoReply, _Mapping]] = ..., content_commit: _Optional[_Union[ContentCommitReply, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("record_json",)
@@ -147,6 +169,58 @@ class SshRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ContentInfoRequest(_message.Message):
+    __slots__ = ("store", "digest")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    digest: str
+    def __init__(self, store: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class ContentInfoReply(_message.Message):
+    __slots__ = ("found", "size")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    size: int
+    def __init__(self, found: _Optional[bool] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ContentReadRequest(_message.Message):
+    __slots__ = ("store", "digest", "size")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    digest: str
+    size: int
+    def __init__(self, store: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ContentWriteRequest(_message.Message):
+    __slots__ = ("store", "digest", "size")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    digest: str
+    size: int
+    def __init__(self, store: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ContentCommitRequest(_message.Message):
+    __slots__ = ("store", "media_type", "digest", "size")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    media_type: str
+    digest: str
+    size: int
+    def __init__(self, store: _Optional[str] = ..., media_type: _Optional[str] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ContentCommitReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("open", "stats", "want", "data", "credit", "bytes", "finish", "error")

@@ -10,6 +10,10 @@
 - ``oci`` (:class:`OciExport`) and ``docker`` (:class:`DockerExport`): image archives that
   ``skopeo``/``umoci`` and ``docker load`` read.
 
+A request's :class:`Attestation` values (SLSA provenance, asked for with
+:class:`ProvenanceOptions`) are stored as BuildKit stores them: an attestation manifest
+per platform in the image's index, a ``provenance.json`` beside ``local``/``tar`` files.
+
 Images are made from the result's layer chain (each record with changes is a layer;
 empty ones are left out and their history entries marked ``empty_layer``), with layer
 blobs compressed once per variant and remembered on the cache records (gzip on every
@@ -46,6 +50,16 @@ from ._options import (
 
 if TYPE_CHECKING:
     from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
+    from ._attest import (
+        PROVENANCE_ATTR,
+        SLSA_PROVENANCE_V02,
+        Attestation,
+        ProvenanceMode,
+        ProvenanceOptions,
+        image_purl,
+        parse_attest_flag,
+        parse_provenance_flag,
+    )
     from ._compress import (
         LayerCompressor,
         ParallelGzip,
@@ -88,6 +102,14 @@ if TYPE_CHECKING:
 # The machinery loads on first use: parsing ``--output`` costs no compressor, cache or
 # tar code (the CLI parses options before it opens an engine).
 _LAZY = {
+    "PROVENANCE_ATTR": "._attest",
+    "SLSA_PROVENANCE_V02": "._attest",
+    "Attestation": "._attest",
+    "ProvenanceMode": "._attest",
+    "ProvenanceOptions": "._attest",
+    "image_purl": "._attest",
+    "parse_attest_flag": "._attest",
+    "parse_provenance_flag": "._attest",
     "ArchiveImage": "._archive",
     "LoadedImage": "._archive",
     "index_entry": "._archive",
@@ -139,9 +161,12 @@ __all__ = [
     "EMPTY_TAR_DIGESTS",
     "INLINE_CACHE_KEY",
     "MULTI_PLATFORM_DOCKER",
+    "PROVENANCE_ATTR",
+    "SLSA_PROVENANCE_V02",
     "Annotation",
     "AnnotationKind",
     "ArchiveImage",
+    "Attestation",
     "ClientTarget",
     "CommittedImage",
     "Compression",
@@ -170,6 +195,8 @@ __all__ = [
     "ParallelGzip",
     "PlatformExport",
     "Progress",
+    "ProvenanceMode",
+    "ProvenanceOptions",
     "Stdout",
     "Step",
     "TarExport",
@@ -178,6 +205,7 @@ __all__ = [
     "copy_into",
     "default_config",
     "export_layers",
+    "image_purl",
     "index_entry",
     "load_archive",
     "new_compressor",
@@ -186,8 +214,10 @@ __all__ = [
     "open_decompressed",
     "open_stream",
     "parse_annotation",
+    "parse_attest_flag",
     "parse_exporter",
     "parse_output",
+    "parse_provenance_flag",
     "parse_timestamp",
     "patch_config",
     "platform_dir",

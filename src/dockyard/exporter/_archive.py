@@ -155,11 +155,13 @@ def _write_tar(
     out.flush()
 
 
-def _blobs_of(images: Sequence[ArchiveImage]) -> list[Descriptor]:
+def _blobs_of(images: Sequence[ArchiveImage], extra: Sequence[Descriptor] = ()) -> list[Descriptor]:
     seen: dict[str, Descriptor] = {}
     for image in images:
         for d in (image.descriptor, image.config, *image.layers):
             seen.setdefault(str(d.digest), d)
+    for d in extra:
+        seen.setdefault(str(d.digest), d)
     return [seen[k] for k in sorted(seen)]
 
 
@@ -172,11 +174,13 @@ async def write_archive(
     docker: bool,
     tar: bool = True,
     mtime: int = 0,
+    extra_blobs: Sequence[Descriptor] = (),
 ) -> None:
-    """Write ``index`` and the blobs of ``images`` as an OCI archive (``docker`` adds
-    ``manifest.json`` and ``repositories``): a tarball to the blocking writer ``out``,
-    or (``tar=False``) a layout directory at path ``out``."""
-    blobs = _blobs_of(images)
+    """Write ``index`` and the blobs of ``images`` (and ``extra_blobs``: an image
+    index and attestation manifests ``index`` points at) as an OCI archive (``docker``
+    adds ``manifest.json`` and ``repositories``): a tarball to the blocking writer
+    ``out``, or (``tar=False``) a layout directory at path ``out``."""
+    blobs = _blobs_of(images, extra_blobs)
     for d in blobs:
         if not content.has(d.digest):
             raise NotFoundError(f"blob {d.digest} ({d.media_type}) is not in the content store")

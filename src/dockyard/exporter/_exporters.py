@@ -25,7 +25,13 @@ from dockyard.oci import (
 )
 from dockyard.registry import Reference
 
-from ._image import CommittedImage, CommittedIndex, commit_image, commit_index
+from ._image import (
+    CommittedImage,
+    CommittedIndex,
+    commit_image,
+    commit_index,
+    single_platform_request,
+)
 from ._options import (
     AnnotationKind,
     ClientTarget,
@@ -51,6 +57,9 @@ from .types import (
 if TYPE_CHECKING:
     from dockyard.cache import ImmutableRef
     from dockyard.registry import RegistryClient
+    from dockyard.session.types import ExportCaller
+
+    from ._attest import Attestation
 
 __all__ = [
     "DockerExporter",
@@ -117,6 +126,8 @@ class LocalExporter:
                 reporter=request.reporter,
                 progress_digest=progress.digest,
             )
+            files = await _statement_files(request.attestations, root)
+            await _send_files(self._options.dest, files, request.client, epoch)
         return ExportResponse()
 
     async def _export_platforms(self, request: ExportRequest, epoch: int | None) -> None:
@@ -148,6 +159,13 @@ class LocalExporter:
                     progress_digest=p.digest,
                     prefix=prefix,
                 )
+                files = await _statement_files(
+                    part.attestations,
+                    root,
+                    prefix=prefix,
+                    suffix="" if split else platform_dir(part.platform),
+                )
+                await _send_files(dest, files, request.client, epoch)
 
     async def _send_merged(
         self, request: ExportRequest, dest: ClientTarget, epoch: int | None
@@ -160,11 +178,16 @@ class LocalExporter:
         from ._tree import copy_into
 
         with tempfile.TemporaryDirectory(prefix="dockyard-merge-") as scratch:
+            files: list[tuple[str, bytes]] = []
             for part in request.platforms:
                 async with _mounted(part.ref) as root:
                     await asyncio.to_thread(
                         copy_into, str(root) if root else None, scratch, epoch=epoch
                     )
+                    files += await _statement_files(
+                        part.attestations, root, suffix=platform_dir(part.platform)
+                    )
+            await asyncio.to_thread(_write_files, Path(scratch), files, epoch)
             async with _progress(request, f"copying files to {describe(dest)}") as p:
                 await send_directory(
                     dest,
@@ -197,11 +220,16 @@ class TarExporter:
         async with (
             _progress(request, f"sending tarball to {describe(self._options.dest)}"),
             _mounted(request.ref) as root,
-            open_stream(self._options.dest, request.client) as out,
         ):
-            await asyncio.to_thread(
-                write_tree_tar, str(root) if root is not None else None, out, epoch=epoch
-            )
+            files = await _statement_files(request.attestations, root)
+            async with open_stream(self._options.dest, request.client) as out:
+                await asyncio.to_thread(
+                    write_tree_tar,
+                    str(root) if root is not None else None,
+                    out,
+                    epoch=epoch,
+                    extra=files,
+                )
         return ExportResponse()
 
     async def _export_platforms(self, request: ExportRequest, epoch: int | None) -> None:
@@ -214,11 +242,83 @@ class TarExporter:
                 _progress(request, f"sending tarball to {describe(self._options.dest)}")
             )
             trees: list[tuple[str, str | None]] = []
+            files: list[tuple[str, bytes]] = []
             for part in request.platforms:
                 root = await stack.enter_async_context(_mounted(part.ref))
-                trees.append((platform_dir(part.platform), str(root) if root else None))
+                prefix = platform_dir(part.platform)
+                trees.append((prefix, str(root) if root else None))
+                files += await _statement_files(part.attestations, root, prefix=prefix)
             out = await stack.enter_async_context(open_stream(self._options.dest, request.client))
-            await asyncio.to_thread(write_trees_tar, trees, out, epoch=epoch)
+            await asyncio.to_thread(write_trees_tar, trees, out, epoch=epoch, extra=files)
+
+
+async def _statement_files(
+    attestations: tuple[Attestation, ...],
+    root: Path | None,
+    *,
+    prefix: str = "",
+    suffix: str = "",
+) -> list[tuple[str, bytes]]:
+    """The statement files of a ``local``/``tar`` export (BuildKit's): one per
+    attestation, named by its path (``provenance.json``; ``provenance.SUFFIX.json``
+    when platforms share one directory) under ``prefix``, its subjects the regular
+    files of ``root``."""
+    if not attestations:
+        return []
+    import posixpath
+
+    from dockyard.oci import canonical_json
+
+    from ._attest import file_subjects, statement
+
+    subjects = await asyncio.to_thread(file_subjects, str(root) if root is not None else None)
+    out: list[tuple[str, bytes]] = []
+    for attestation in attestations:
+        name = posixpath.basename(attestation.path)
+        if suffix:
+            base, ext = posixpath.splitext(name)
+            name = f"{base}.{suffix}{ext}"
+        data = canonical_json(statement(attestation, subjects), indent=2)
+        out.append((f"{prefix}/{name}" if prefix else name, data))
+    return out
+
+
+def _write_files(root: Path, files: list[tuple[str, bytes]], epoch: int | None) -> None:
+    """Write ``files`` (relative names) under directory ``root``: mode 0600, the
+    ``epoch`` as their time when given."""
+    import os
+
+    for rel, data in files:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o600)
+        if epoch is not None:
+            os.utime(tmp, (epoch, epoch))
+        os.replace(tmp, path)
+
+
+async def _send_files(
+    dest: object, files: list[tuple[str, bytes]], client: ExportCaller | None, epoch: int | None
+) -> None:
+    """Put statement ``files`` into the export's directory (a path here, or the
+    client's directory: merged into it, nothing else touched)."""
+    if not files:
+        return
+    if isinstance(dest, LocalPath):
+        await asyncio.to_thread(_write_files, dest.path, files, epoch)
+        return
+    import tempfile
+
+    from ._dest import send_directory
+
+    assert isinstance(dest, ClientTarget)
+    with tempfile.TemporaryDirectory(prefix="dockyard-attest-") as scratch:
+        await asyncio.to_thread(_write_files, Path(scratch), files, epoch)
+        await send_directory(dest, Path(scratch), client)
 
 
 def _epoch(option: int | None, request: ExportRequest) -> int | None:
@@ -238,14 +338,17 @@ def _response(
     pushed: tuple[str, ...] = (),
 ) -> ExportResponse:
     """The response of an image or index export: its descriptor with the creation time
-    (an image's also names its config)."""
+    (an image's also names its config, and so does the index of one attested image)."""
     annotations = dict(image.descriptor.annotations)
     annotations["org.opencontainers.image.created"] = _created(epoch)
+    config_digest = None
+    if isinstance(image, CommittedImage):
+        config_digest = image.config_descriptor.digest
+    elif len(image.images) == 1:
+        config_digest = image.images[0].config_descriptor.digest
     return ExportResponse(
         descriptor=dataclasses.replace(image.descriptor, annotations=annotations),
-        config_digest=(
-            image.config_descriptor.digest if isinstance(image, CommittedImage) else None
-        ),
+        config_digest=config_digest,
         names=tuple(str(n) for n in names),
         pushed=pushed,
     )
@@ -289,6 +392,9 @@ class ImageExporter:
 
     async def export(self, request: ExportRequest) -> ExportResponse:
         if request.multi_platform:
+            return await self._export_platforms(request)
+        if request.attestations:
+            request = single_platform_request(request, self._services.platform)
             return await self._export_platforms(request)
         _single_platform_annotations(self._options.image)
         opts = self._options
@@ -355,7 +461,13 @@ class ImageExporter:
             for image in index.images
             for d in (image.config_descriptor, *image.layers)
         }
+        blobs.update(
+            (d.digest, FileReader(content.path(d.digest)))
+            for attestation in index.attestations
+            for d in (attestation.config, *attestation.layers)
+        )
         children = [(image.manifest_bytes, image.manifest.media_type) for image in index.images]
+        children += [(a.manifest_bytes, a.manifest.media_type) for a in index.attestations]
         pushed: list[str] = []
         for name in self._options.image.names:
             step = progress.step(f"push-{name}", f"pushing {name.familiar()}")
@@ -519,6 +631,9 @@ class _ArchiveExporter:
             if self.docker:
                 raise UsageError(MULTI_PLATFORM_DOCKER)
             return await self._export_platforms(request, epoch)
+        if request.attestations:
+            request = single_platform_request(request, self._services.platform)
+            return await self._export_platforms(request, epoch)
         _single_platform_annotations(opts.image)
         async with (
             _progress(request, f"exporting to {kind} image format") as progress,
@@ -565,7 +680,8 @@ class _ArchiveExporter:
 
     async def _export_platforms(self, request: ExportRequest, epoch: int | None) -> ExportResponse:
         """An OCI layout whose ``index.json`` points at the image index (an entry per
-        name), as BuildKit's oci exporter writes a multi-platform image."""
+        name), as BuildKit's oci exporter writes a multi-platform image. A ``docker``
+        archive (one attested image) adds ``manifest.json`` for its image."""
         from dockyard.content import write_oci_layout
 
         from ._archive import index_entry
@@ -573,6 +689,8 @@ class _ArchiveExporter:
 
         opts = self._options
         content = self._services.content
+        if self.docker:
+            return await self._export_docker_index(request, epoch)
         async with (
             _progress(request, "exporting to oci image format") as progress,
             content.lease() as lease,
@@ -594,6 +712,66 @@ class _ArchiveExporter:
                 async with open_stream(opts.dest, request.client) as out:
                     await write_oci_layout(
                         content, layout, out, tar=True, mtime=epoch if epoch is not None else 0
+                    )
+            step.done()
+        return _response(committed, names, epoch)
+
+    async def _export_docker_index(
+        self, request: ExportRequest, epoch: int | None
+    ) -> ExportResponse:
+        """``type=docker`` of an attested image: the index (image and attestation
+        manifests) in the OCI layout, ``manifest.json`` naming the image for ``docker
+        load``."""
+        from ._archive import ArchiveImage, index_entry, write_archive
+        from ._dest import describe, open_stream
+
+        opts = self._options
+        content = self._services.content
+        async with (
+            _progress(request, "exporting to docker image format") as progress,
+            content.lease() as lease,
+        ):
+            committed = await commit_index(
+                request, opts.image, content, lease=lease, progress=progress
+            )
+            created = _created(epoch)
+            names = opts.image.names
+            entries = [index_entry(committed.descriptor, n, created) for n in names] or [
+                index_entry(committed.descriptor, None, created)
+            ]
+            layout = ImageIndex(manifests=tuple(entries), media_type=MediaType.OCI_INDEX)
+            image = committed.images[0]
+            archived = ArchiveImage(
+                descriptor=image.descriptor,
+                config=image.config_descriptor,
+                layers=image.layers,
+                names=names,
+            )
+            extra = [committed.descriptor]
+            for attestation in committed.attestations:
+                extra += [attestation.descriptor, attestation.config, *attestation.layers]
+            step = progress.step("archive", f"sending tarball to {describe(opts.dest)}")
+            if not opts.tar:
+                assert isinstance(opts.dest, LocalPath)
+                await write_archive(
+                    content,
+                    [archived],
+                    layout,
+                    opts.dest.path,
+                    docker=True,
+                    tar=False,
+                    extra_blobs=extra,
+                )
+            else:
+                async with open_stream(opts.dest, request.client) as out:
+                    await write_archive(
+                        content,
+                        [archived],
+                        layout,
+                        out,
+                        docker=True,
+                        mtime=epoch if epoch is not None else 0,
+                        extra_blobs=extra,
                     )
             step.done()
         return _response(committed, names, epoch)

@@ -38,11 +38,12 @@ from dockyard.oci import (
     format_timestamp,
 )
 
+from ._attest import AttestationManifest, make_attestation_manifest
 from ._layers import ExportedLayer, export_layers
 from ._options import AnnotationKind, ImageOptions
 from ._progress import Progress
 from ._upload import LayerPusher
-from .types import INLINE_CACHE_KEY, ExportRequest, InlineCache
+from .types import INLINE_CACHE_KEY, ExportRequest, InlineCache, PlatformExport
 
 __all__ = [
     "EXPORTER_HISTORY_COMMENT",
@@ -55,6 +56,7 @@ __all__ = [
     "oci_manifest",
     "parse_timestamp",
     "patch_config",
+    "single_platform_request",
 ]
 
 EXPORTER_HISTORY_COMMENT = "buildkit.exporter.image.v0"
@@ -339,6 +341,26 @@ class CommittedIndex:
     index_bytes: bytes
     descriptor: Descriptor
     images: tuple[CommittedImage, ...]
+    attestations: tuple[AttestationManifest, ...] = ()
+
+
+def single_platform_request(request: ExportRequest, platform: Platform) -> ExportRequest:
+    """A single-platform request with attestations as the one-platform request
+    :func:`commit_index` takes (an attested image is an index, as BuildKit makes it);
+    ``platform`` is the image's when the frontend gave no config."""
+    config = request.image_config
+    return dataclasses.replace(
+        request,
+        platforms=(
+            PlatformExport(
+                platform=config.platform if config is not None else platform,
+                ref=request.ref,
+                image_config=config,
+                inline_cache=request.inline_cache,
+                attestations=request.attestations,
+            ),
+        ),
+    )
 
 
 async def commit_index(
@@ -366,7 +388,7 @@ async def commit_index(
                 f"invalid annotation: no platform {annotation.platform} found in source "
                 f"(the build's platforms: {', '.join(str(p.platform) for p in request.platforms)})"
             )
-    oci = options.use_oci(True)
+    oci = True if request.attested else options.use_oci(True)
     epoch = options.source_date_epoch if options.source_date_epoch is not None else request.epoch
     images: list[CommittedImage] = []
     for part in request.platforms:
@@ -400,8 +422,21 @@ async def commit_index(
         )
         for image in images
     )
+    attestations: list[AttestationManifest] = []
+    for part, entry in zip(request.platforms, manifests, strict=True):
+        if part.attestations:
+            attestations.append(
+                await make_attestation_manifest(
+                    part.attestations,
+                    target=entry,
+                    names=options.names,
+                    content=content,
+                    lease=lease,
+                    oci=oci,
+                )
+            )
     index = ImageIndex(
-        manifests=manifests,
+        manifests=manifests + tuple(a.descriptor for a in attestations),
         media_type=MediaType.OCI_INDEX if oci else MediaType.DOCKER_MANIFEST_LIST,
         annotations=options.annotations_for(AnnotationKind.INDEX),
     )
@@ -415,5 +450,9 @@ async def commit_index(
     if progress is not None:
         progress.step("index", f"exporting manifest list {descriptor.digest}").done()
     return CommittedIndex(
-        index=index, index_bytes=index_bytes, descriptor=descriptor, images=tuple(images)
+        index=index,
+        index_bytes=index_bytes,
+        descriptor=descriptor,
+        images=tuple(images),
+        attestations=tuple(attestations),
     )

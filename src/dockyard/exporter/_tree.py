@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -121,6 +123,16 @@ class _TarWriter:
             return
         self.tar.addfile(ti)
 
+    def add_files(self, files: Sequence[tuple[str, bytes]], mtime: int) -> None:
+        """Regular files made here (attestation statements): mode 0600, root's."""
+        for rel, data in files:
+            ti = tarfile.TarInfo(rel)
+            ti.mode = 0o600
+            ti.uname = ti.gname = ""
+            ti.mtime = mtime
+            ti.size = len(data)
+            self.tar.addfile(ti, io.BytesIO(data))
+
     def walk(self, path: str, rel: str) -> None:
         for e in _entries(path):
             child = f"{rel}/{e.name}" if rel else e.name
@@ -130,18 +142,30 @@ class _TarWriter:
                 self.walk(e.path, child)
 
 
-def write_tree_tar(root: str | None, out: BinaryIO, *, epoch: int | None = None) -> None:
+def write_tree_tar(
+    root: str | None,
+    out: BinaryIO,
+    *,
+    epoch: int | None = None,
+    extra: Sequence[tuple[str, bytes]] = (),
+) -> None:
     """Write the tree under ``root`` (``None``: empty) to ``out`` as a tar (entries are
-    relative names without ``./``; the root itself is not an entry)."""
+    relative names without ``./``; the root itself is not an entry); ``extra`` files
+    (relative name, content) follow it, timed ``epoch`` or now."""
     w = _TarWriter(out, epoch)
     if root is not None:
         w.walk(root, "")
+    w.add_files(extra, epoch if epoch is not None else int(time.time()))
     w.tar.close()
     w.out.flush()
 
 
 def write_trees_tar(
-    trees: Sequence[tuple[str, str | None]], out: BinaryIO, *, epoch: int | None = None
+    trees: Sequence[tuple[str, str | None]],
+    out: BinaryIO,
+    *,
+    epoch: int | None = None,
+    extra: Sequence[tuple[str, bytes]] = (),
 ) -> None:
     """Write several trees to ``out`` as one tar, each under its own top directory:
     ``trees`` are ``(name, root)`` pairs (``root`` ``None``: an empty directory). The
@@ -157,6 +181,7 @@ def write_trees_tar(
         w.tar.addfile(ti)
         if root is not None:
             w.walk(root, name)
+    w.add_files(extra, epoch if epoch is not None else int(time.time()))
     w.tar.close()
     w.out.flush()
 

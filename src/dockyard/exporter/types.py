@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from dockyard.registry import CredentialsProvider, RegistryClient, RegistryConfig
     from dockyard.session.types import ExportCaller
 
+    from ._attest import Attestation
     from ._options import ExportOptions
 
 __all__ = [
@@ -74,12 +75,14 @@ def platform_dir(platform: Platform) -> str:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlatformExport:
     """One platform's result in a multi-platform export: the result (``None``: the
-    empty tree), the frontend's config for it and its inline cache maker."""
+    empty tree), the frontend's config for it, its inline cache maker and its
+    attestations (:mod:`dockyard.exporter._attest`)."""
 
     platform: Platform
     ref: ImmutableRef | None
     image_config: ImageConfig | None = None
     inline_cache: InlineCache | None = None
+    attestations: tuple[Attestation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +103,11 @@ class ExportRequest:
     ``inline_cache`` are then unused). Image exporters make an index of a manifest per
     platform, ``local`` and ``tar`` a sub-directory per platform
     (:func:`platform_dir`), ``docker`` refuses.
+
+    ``attestations`` (each platform's in ``platforms``): in-toto predicates the
+    exporter states about what it exported — image exporters then make an index with an
+    attestation manifest per platform (even for one platform), ``local`` and ``tar``
+    add a file per attestation (``provenance.json``).
     """
 
     ref: ImmutableRef | None
@@ -109,10 +117,16 @@ class ExportRequest:
     reporter: Reporter | None = None
     inline_cache: InlineCache | None = None
     platforms: tuple[PlatformExport, ...] = ()
+    attestations: tuple[Attestation, ...] = ()
 
     @property
     def multi_platform(self) -> bool:
         return len(self.platforms) > 1
+
+    @property
+    def attested(self) -> bool:
+        """Whether any attestation is asked for (of the result or of a platform's)."""
+        return bool(self.attestations) or any(p.attestations for p in self.platforms)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

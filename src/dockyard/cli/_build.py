@@ -25,6 +25,7 @@ import click
 from ._common import engine_client, engine_options, key_values, report_error, write_texts
 
 if TYPE_CHECKING:
+    from dockyard import llb
     from dockyard.cli._hints import WalkHints
     from dockyard.cli._memo import Memo
     from dockyard.client import BuildOptions, BuildResult, Client, Subrequest
@@ -156,6 +157,36 @@ _NO_OUTPUT = (
     help="The network of RUN steps.",
 )
 @click.option(
+    "--add-host",
+    "add_hosts",
+    multiple=True,
+    metavar="NAME:IP",
+    help="Add NAME to /etc/hosts of RUN steps (repeatable; NAME=IP too, IPv6 as is or in"
+    " brackets; IP host-gateway is 127.0.0.1: RUN steps share the host's network).",
+)
+@click.option(
+    "--ulimit",
+    "ulimits",
+    multiple=True,
+    metavar="NAME=SOFT[:HARD]",
+    help="A resource limit of RUN steps, e.g. nofile=1024:2048 (repeatable; names as"
+    " docker's: core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc,"
+    " rss, rtprio, rttime, sigpending, stack; -1: unlimited).",
+)
+@click.option(
+    "--shm-size",
+    "shm_size",
+    metavar="SIZE",
+    help="The size of /dev/shm in RUN steps: bytes, or a number with b, k, m, g"
+    " (e.g. 128m; default 64m).",
+)
+@click.option(
+    "--cgroup-parent",
+    "cgroup_parent",
+    metavar="PATH",
+    help="The parent cgroup of RUN steps (needs --runtime runc: crun runs without cgroups here).",
+)
+@click.option(
     "--allow",
     "allow",
     multiple=True,
@@ -207,6 +238,10 @@ def build(
     labels: tuple[str, ...],
     annotations: tuple[str, ...],
     network: str,
+    add_hosts: tuple[str, ...],
+    ulimits: tuple[str, ...],
+    shm_size: str | None,
+    cgroup_parent: str | None,
     allow: tuple[str, ...],
     pull: bool,
     check: bool,
@@ -264,6 +299,10 @@ def build(
             labels=labels,
             annotations=annotations,
             network=network,
+            add_hosts=add_hosts,
+            ulimits=ulimits,
+            shm_size=shm_size,
+            cgroup_parent=cgroup_parent,
             allow=allow,
             pull=pull,
             check=spec.name == "check",
@@ -322,6 +361,10 @@ def build_options(
     labels: tuple[str, ...] = (),
     annotations: tuple[str, ...] = (),
     network: str = "default",
+    add_hosts: tuple[str, ...] = (),
+    ulimits: tuple[str, ...] = (),
+    shm_size: str | None = None,
+    cgroup_parent: str | None = None,
     allow: tuple[str, ...] = (),
     pull: bool = False,
     check: bool = False,
@@ -378,6 +421,10 @@ def build_options(
         no_cache_filter=stages,
         build_contexts=key_values("--build-context", build_contexts),
         network=network,  # type: ignore[arg-type]  # click.Choice checked it
+        extra_hosts=_extra_hosts(add_hosts),
+        ulimits=_ulimits(ulimits),
+        shm_size=_shm_size(shm_size),
+        cgroup_parent=_cgroup_parent(cgroup_parent),
         allow=frozenset(allow),
         pull=pull,
         check=check,
@@ -464,6 +511,72 @@ def _ssh(values: tuple[str, ...]) -> tuple[SshSpec, ...]:
     from dockyard.session import SshSpec
 
     return tuple(SshSpec.parse(s) for s in values)
+
+
+def _extra_hosts(values: tuple[str, ...]) -> tuple[llb.HostIP, ...]:
+    if not values:
+        return ()
+    from dockyard import llb
+    from dockyard.core import UsageError
+
+    out: list[llb.HostIP] = []
+    for value in values:
+        try:
+            out.append(llb.HostIP.parse(value))
+        except UsageError as exc:
+            raise UsageError(f"--add-host {value}: {exc.message}") from None
+    return tuple(out)
+
+
+def _ulimits(values: tuple[str, ...]) -> tuple[llb.Ulimit, ...]:
+    """Docker's ``--ulimit`` values; a later one for the same name replaces the first."""
+    if not values:
+        return ()
+    from dockyard import llb
+    from dockyard.core import UsageError
+
+    out: dict[str, llb.Ulimit] = {}
+    for value in values:
+        try:
+            limit = llb.Ulimit.parse(value)
+        except UsageError as exc:
+            raise UsageError(f"--ulimit {value}: {exc.message}") from None
+        out[limit.name] = limit
+    return tuple(out.values())
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def _shm_size(value: str | None) -> int:
+    """Docker's ``--shm-size`` (``RAMInBytes``): ``134217728``, ``128m``, ``1.5g``,
+    ``512kb`` (binary units)."""
+    if value is None:
+        return 0
+    import re
+
+    from dockyard.core import UsageError
+
+    match = re.fullmatch(r"(\d+(?:\.\d+)?) ?([kmgtp])?i?b?", value.strip(), re.IGNORECASE)
+    if match is None:
+        raise UsageError(
+            f"--shm-size {value}: invalid size (a number of bytes, or with a unit: 128m, 1g)"
+        )
+    size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+    if size <= 0:
+        raise UsageError(f"--shm-size {value}: the size must be above 0")
+    return size
+
+
+def _cgroup_parent(value: str | None) -> str:
+    if value is None:
+        return ""
+    from dockyard.core import UsageError
+
+    path = value.strip()
+    if not path or any(c.isspace() for c in path) or ".." in path.split("/"):
+        raise UsageError(f"--cgroup-parent {value!r}: expected a cgroup path, e.g. /builds")
+    return path
 
 
 def _outputs(values: tuple[str, ...]) -> tuple[ExportOptions, ...]:

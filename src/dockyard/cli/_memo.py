@@ -14,7 +14,8 @@ apart from the engine's state:
 
 - the command line's values (the context and Dockerfile as absolute paths, tags,
   build arguments — with the values of ``--build-arg KEY`` taken from the
-  environment — target, platform, labels, network, ``--allow``, ``SOURCE_DATE_EPOCH``),
+  environment — target, platform, labels, network, ``--add-host``, ``--ulimit``,
+  ``--shm-size``, ``--cgroup-parent``, ``--allow``, ``SOURCE_DATE_EPOCH``),
   the state directory, runtime and snapshotter, or the daemon's address;
 - the bytes of the Dockerfile and of both places its ignore file may be
   (``<Dockerfile>.dockerignore``, ``<context>/.dockerignore``);
@@ -278,7 +279,19 @@ def prepare(params: Mapping[str, Any], *, addr: str | None) -> Memo | None:
         _add(digest, "code", *(verified_code or code_fingerprint()))
         _add(digest, "engine", *where)
         _add(digest, "paths", context_dir, dockerfile)
-        for name in ("tags", "target", "platform", "labels", "annotations", "network", "allow"):
+        for name in (
+            "tags",
+            "target",
+            "platform",
+            "labels",
+            "annotations",
+            "network",
+            "add_hosts",
+            "ulimits",
+            "shm_size",
+            "cgroup_parent",
+            "allow",
+        ):
             _add(digest, name, repr(params.get(name)))
         for item in params.get("build_args") or ():
             key, sep, _ = item.partition("=")

@@ -208,6 +208,10 @@ def dockerfile_job(
         no_cache_stages=frozenset(options.no_cache_filter),
         pull=options.pull,
         network=NetworkMode(options.network),
+        extra_hosts=options.extra_hosts,
+        ulimits=options.ulimits,
+        shm_size=options.shm_size,
+        cgroup_parent=options.cgroup_parent,
     )
     exports: tuple[ExportOptions, ...] = ()
     if options.builds:

@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Literal
 from dockyard.core import Platform, UsageError, normalize_platforms
 
 if TYPE_CHECKING:
+    from dockyard import llb
     from dockyard.exporter import Annotation, ExportOptions
     from dockyard.session import SecretSource, SshSpec, SyncRequest
 
@@ -98,7 +99,11 @@ class BuildOptions:
     tarball piped into ``docker load``. ``build_contexts`` map a name to a directory,
     ``docker-image://REF``, ``oci-layout://PATH`` or a git/http URL. ``network``: the
     network of ``RUN`` steps (``host`` also asks for the ``network.host``
-    entitlement). ``platform``: the target platform (``None``: the engine's);
+    entitlement). ``extra_hosts`` (``--add-host``), ``ulimits`` (``--ulimit``),
+    ``shm_size`` (bytes, ``--shm-size``; 0: the default 64 MiB ``/dev/shm``) and
+    ``cgroup_parent`` (``--cgroup-parent``) apply to every ``RUN`` step (they travel as
+    BuildKit's ``add-hosts``, ``ulimit``, ``shm-size`` and ``cgroup-parent`` frontend
+    attributes). ``platform``: the target platform (``None``: the engine's);
     ``platforms``: the targets of a multi-platform build (two or more; one given here
     is moved to ``platform``), built side by side into an image index (or a
     sub-directory per platform for ``local``/``tar`` outputs). ``allow``: entitlements
@@ -140,6 +145,10 @@ class BuildOptions:
     no_cache_filter: tuple[str, ...] = ()
     build_contexts: Mapping[str, str] = field(default_factory=dict)
     network: NetworkName = "default"
+    extra_hosts: tuple[llb.HostIP, ...] = ()
+    ulimits: tuple[llb.Ulimit, ...] = ()
+    shm_size: int = 0
+    cgroup_parent: str = ""
     allow: frozenset[str] = frozenset()
     pull: bool = False
     check: bool = False
@@ -159,6 +168,8 @@ class BuildOptions:
             "cache_from",
             "cache_to",
             "prefetch",
+            "extra_hosts",
+            "ulimits",
         ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "no_cache_filter", tuple(self.no_cache_filter))
@@ -176,6 +187,8 @@ class BuildOptions:
             raise UsageError(
                 f"invalid network mode {self.network!r} (expected default, none or host)"
             )
+        if self.shm_size < 0:
+            raise UsageError(f"shm_size must not be negative, got {self.shm_size}")
         unknown = sorted(self.allow - set(_ENTITLEMENTS))
         if unknown:
             raise UsageError(

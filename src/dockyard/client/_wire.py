@@ -58,6 +58,12 @@ def dockerfile_attrs(options: DockerfileOptions) -> dict[str, str]:
         out["hostname"] = options.hostname
     if options.extra_hosts:
         out["add-hosts"] = ",".join(f"{h.host}={h.ip}" for h in options.extra_hosts)
+    if options.ulimits:
+        out["ulimit"] = ",".join(str(u) for u in options.ulimits)
+    if options.shm_size:
+        out["shm-size"] = str(options.shm_size)
+    if options.cgroup_parent:
+        out["cgroup-parent"] = options.cgroup_parent
     return out
 
 

@@ -135,7 +135,10 @@ class ConvertOptions:
     ``named_contexts`` map names to :class:`NamedContext`; ``context_name`` and
     ``session_id`` identify the local build context source (BuildKit's ``context``
     local), ``dockerignore`` are its exclude patterns. ``network`` is the default network
-    of ``RUN`` (``--network``), ``hostname`` and ``extra_hosts`` its ``/etc/hosts`` settings.
+    of ``RUN`` (``--network``), ``hostname`` and ``extra_hosts`` its ``/etc/hosts`` settings;
+    ``ulimits`` (``--ulimit``), ``shm_size`` (bytes, ``--shm-size``: a tmpfs of that size
+    at ``/dev/shm``, unless the ``RUN`` mounts something there itself; 0: none) and
+    ``cgroup_parent`` (``--cgroup-parent``) go on every ``RUN``, as BuildKit's.
     ``no_cache`` disables the cache for every stage, ``no_cache_stages`` for the named ones.
     ``resolve_mode`` is how base images resolve (``--pull``: ``pull``).
     ``cache_id_namespace`` prefixes cache mount ids. ``multi_platform``: this conversion
@@ -156,6 +159,9 @@ class ConvertOptions:
     network: NetworkMode = NetworkMode.DEFAULT
     hostname: str | None = None
     extra_hosts: tuple[llb.HostIP, ...] = ()
+    ulimits: tuple[llb.Ulimit, ...] = ()
+    shm_size: int = 0
+    cgroup_parent: str = ""
     no_cache: bool = False
     no_cache_stages: frozenset[str] = frozenset()
     resolve_mode: llb.ResolveMode = llb.ResolveMode.DEFAULT
@@ -168,6 +174,7 @@ class ConvertOptions:
         object.__setattr__(self, "named_contexts", MappingProxyType(dict(self.named_contexts)))
         object.__setattr__(self, "dockerignore", tuple(self.dockerignore))
         object.__setattr__(self, "extra_hosts", tuple(self.extra_hosts))
+        object.__setattr__(self, "ulimits", tuple(self.ulimits))
         object.__setattr__(
             self, "no_cache_stages", frozenset(s.lower() for s in self.no_cache_stages)
         )

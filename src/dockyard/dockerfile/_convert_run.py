@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["dispatch_run", "run_history"]
 
 _PIPES = "/dev/pipes/"
+_SHM = "/dev/shm"
 _SHARING = {
     None: llb.CacheSharing.SHARED,
     CacheSharing.SHARED: llb.CacheSharing.SHARED,
@@ -98,11 +99,19 @@ def dispatch_run(d: StageDispatcher, instruction: RunInstruction, command: Comma
     elif instruction.security is SecurityMode.SANDBOX:
         security = llb.SecurityMode.SANDBOX
     base = d.state
-    for host in d.ctx.options.extra_hosts:
+    options = d.ctx.options
+    for host in options.extra_hosts:
         base = base.with_extra_host(host.host, host.ip)
+    for limit in options.ulimits:
+        base = base.with_ulimit(limit.name, limit.soft, limit.hard)
+    if options.cgroup_parent:
+        base = base.with_cgroup_parent(options.cgroup_parent)
+    # --shm-size: BuildKit's tmpfs at /dev/shm; a RUN --mount there keeps its own
+    shm_size = 0 if any(m.dest == _SHM for m in mounts) else options.shm_size
     executed = base.run(
         list(args),
         mounts=mounts,
+        shm_size=shm_size,
         secret_env=secret_env,
         network=network,
         security=security,

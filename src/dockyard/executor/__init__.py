@@ -23,6 +23,15 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
   pid namespace (its init's death kills every process in it) is what makes cancelling
   complete. runc has no "disabled" manager; it makes and removes a cgroup per container
   under its defaults, which works on this layout.
+- **Cgroup parent** (``--cgroup-parent``). With runc the spec's ``cgroupsPath`` is
+  ``/PARENT/dockyard/<id>`` (BuildKit's ``/PARENT/buildkit/<id>``), made and removed by
+  runc in every hierarchy (the parent stays, as docker leaves it). crun cannot honour it
+  here: on the hybrid layout it only starts with the v2 hierarchy hidden, and a crun
+  that manages cgroups (``--cgroup-manager=cgroupfs``) then still makes the container's
+  cgroup in the hidden v2 mount point and fails (``creating cgroup directory
+  /sys/fs/cgroup/unified/...: No such file or directory``), after making the v1 ones. So
+  with crun a cgroup parent is an :class:`~dockyard.core.ExecError` saying to use runc,
+  never silently dropped.
 - **A container dies with its process.** ``crun run`` and ``runc run`` leave their
   container running when they, or their parent, are killed by SIGKILL. Each process that
   runs containers has a watchdog process (:mod:`dockyard.executor._watchdog`), told of
@@ -30,8 +39,10 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
   watchdog kills the inits of its running containers (and with them their pid
   namespaces). The bundles and mounts left are reaped at the next start.
 - **rlimits.** Raising a hard limit needs ``CAP_SYS_RESOURCE``, which the VM lacks
-  (``setrlimit RLIMIT_NOFILE: Operation not permitted``). The spec sets only
-  ``RLIMIT_NOFILE``, to docker's 1048576 capped at our current hard limit.
+  (``setrlimit RLIMIT_NOFILE: Operation not permitted``). By default the spec sets only
+  ``RLIMIT_NOFILE``, to docker's 1048576 capped at our current hard limit; a process's
+  own limits (``--ulimit``) are set as given, and one whose hard limit is above ours
+  without ``CAP_SYS_RESOURCE`` is refused before the runtime starts, naming the limit.
 - **Capabilities.** ``security=insecure`` grants every capability in our bounding set
   (``CAP_SYS_RESOURCE`` is not in it here), never one the runtime could not hand out.
 - **Network.** With network ``none`` both runtimes bring ``lo`` up in the new namespace
@@ -60,6 +71,7 @@ from .types import (
     NetworkMode,
     OutputSink,
     ProcessSpec,
+    Rlimit,
     SecretMount,
     SecurityMode,
     SshMount,
@@ -85,6 +97,7 @@ __all__ = [
     "OutputSink",
     "PlatformSupport",
     "ProcessSpec",
+    "Rlimit",
     "SecretMount",
     "SecurityMode",
     "SshMount",

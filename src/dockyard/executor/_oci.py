@@ -37,7 +37,7 @@ from dockyard.snapshot.types import Mount
 
 from ._child import Child, in_thread, settle
 from ._etc import hosts_file, resolv_conf
-from ._runtime import Runtime, RuntimeKind, host_capabilities, nofile_limit
+from ._runtime import Runtime, RuntimeKind, check_rlimits, host_capabilities, nofile_limit
 from ._spec import SpecMount, build_spec, default_mounts
 from ._users import read_in_root, resolve_user
 from ._watchdog import watchdog
@@ -156,6 +156,7 @@ class OciExecutor:
         mounts: Sequence[ExecMount],
         process: ProcessSpec,
     ) -> None:
+        self._check_process(process)
         sb.bundle.mkdir(mode=0o700)
         # the whole bundle lives in memory: config.json (its env may carry secrets),
         # secret files, hosts and the runtime's log never touch a disk
@@ -211,8 +212,29 @@ class OciExecutor:
             host_capabilities=self._caps,
             nofile=self._nofile,
         )
+        if process.cgroup_parent:
+            # BuildKit's /PARENT/buildkit/<id>: runc makes it in every hierarchy
+            parent = process.cgroup_parent.strip("/")
+            spec["linux"]["cgroupsPath"] = f"/{parent}/dockyard/{sb.id}".replace("//", "/")
         with open(sb.bundle / "config.json", "w", encoding="utf-8") as f:
             json.dump(spec, f)
+
+    def _check_process(self, process: ProcessSpec) -> None:
+        """What the runtime could not do, refused before anything is made."""
+        if process.cgroup_parent and self._runtime.kind is RuntimeKind.CRUN:
+            raise ExecError(
+                f"cgroup parent {process.cgroup_parent!r}: the crun executor runs without"
+                " cgroups (--cgroup-manager=disabled; on a hybrid cgroup v1/v2 host crun"
+                " only starts with the v2 hierarchy hidden, and cannot make cgroups then);"
+                " use the runc runtime (--runtime runc) to place RUN steps in a cgroup"
+            )
+        if process.cgroup_parent and ":" in process.cgroup_parent:
+            raise ExecError(
+                f"cgroup parent {process.cgroup_parent!r}: a systemd slice (SLICE:PREFIX:)"
+                " needs runc's systemd cgroup driver; Dockyard runs runc with cgroupfs"
+                " (give a cgroup path, e.g. /builds)"
+            )
+        check_rlimits(process.rlimits)
 
     def _mount_root(self, sb: _Sandbox, root: Sequence[Mount]) -> tuple[Path, bool]:
         if len(root) == 1 and root[0].type == "bind":

@@ -32,10 +32,12 @@ from pathlib import Path
 from dockyard.core import ConfigError, ExecError
 
 from ._spec import ALL_CAPABILITIES
+from .types import RLIM_INFINITY, Rlimit
 
 __all__ = [
     "Runtime",
     "RuntimeKind",
+    "check_rlimits",
     "host_capabilities",
     "hybrid_cgroup_controllers",
     "nofile_limit",
@@ -98,6 +100,41 @@ def host_capabilities() -> tuple[str, ...]:
     except (OSError, ValueError):
         pass
     return ALL_CAPABILITIES
+
+
+_CAP_SYS_RESOURCE = 24
+
+
+def check_rlimits(rlimits: Sequence[Rlimit]) -> None:
+    """Refuse limits the runtime could not set: a hard limit above this process's own
+    needs ``CAP_SYS_RESOURCE`` (an :class:`~dockyard.core.ExecError` naming the limit,
+    rather than the runtime's ``setrlimit: Operation not permitted``)."""
+    if not rlimits or _has_effective_cap(_CAP_SYS_RESOURCE):
+        return
+    for limit in rlimits:
+        which = getattr(resource, limit.type, None)
+        if which is None:
+            continue
+        _soft, hard = resource.getrlimit(which)
+        current = RLIM_INFINITY if hard == resource.RLIM_INFINITY else hard
+        if limit.spec_value(limit.hard) > current:
+            shown = "unlimited" if limit.hard == -1 else str(limit.hard)
+            raise ExecError(
+                f"ulimit {limit.name}: the hard limit {shown} is above this host's"
+                f" {current if current != RLIM_INFINITY else 'unlimited'}; raising it needs"
+                " CAP_SYS_RESOURCE, which this process does not have"
+            )
+
+
+def _has_effective_cap(number: int) -> bool:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> number & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def nofile_limit() -> int:

@@ -7,10 +7,13 @@ standard device nodes), ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue`` and a read-o
 ``/sys``. ``insecure`` gives every capability the host allows, no masked paths and a
 writable ``/sys``.
 
-No ``cgroupsPath`` and no cgroup mount: crun runs with ``--cgroup-manager=disabled`` and
-runc picks its default; see the package docstring. The only rlimit set is
-``RLIMIT_NOFILE``, never above the current hard limit (raising it needs
-``CAP_SYS_RESOURCE``, which some hosts withhold).
+No cgroup mount, and no ``cgroupsPath`` unless the caller adds one (a cgroup parent, runc
+only): crun runs with ``--cgroup-manager=disabled`` and runc picks its default; see the
+package docstring. The rlimits are the process's (``--ulimit``) and, unless it sets
+``nofile``, a default ``RLIMIT_NOFILE`` never above the current hard limit (raising it
+needs ``CAP_SYS_RESOURCE``, which some hosts withhold). A mount the caller gives at a
+default mount's destination replaces it (``/dev/shm`` of ``--shm-size``), as BuildKit's
+``dedupMounts``.
 """
 
 from __future__ import annotations
@@ -200,7 +203,8 @@ def build_spec(
 ) -> dict[str, Any]:
     """The OCI runtime spec (as JSON-able data) for one process.
 
-    ``mounts`` come after the default ones (so a user mount at ``/dev/shm`` wins).
+    ``mounts`` come after the default ones and replace those at the same destination
+    (so a user mount at ``/dev/shm`` wins).
     ``host_capabilities`` bounds what ``insecure`` grants: a runtime cannot give a
     capability its own bounding set lacks. ``nofile`` is the ``RLIMIT_NOFILE`` to set
     (``None``: inherit the runtime's).
@@ -239,8 +243,14 @@ def build_spec(
         },
         "noNewPrivileges": not insecure,
     }
-    if nofile is not None:
-        proc["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}]
+    rlimits = [
+        {"type": r.type, "hard": r.spec_value(r.hard), "soft": r.spec_value(r.soft)}
+        for r in process.rlimits
+    ]
+    if nofile is not None and not any(r.name == "nofile" for r in process.rlimits):
+        rlimits.insert(0, {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile})
+    if rlimits:
+        proc["rlimits"] = rlimits
 
     linux: dict[str, Any] = {
         "namespaces": namespaces,
@@ -250,7 +260,9 @@ def build_spec(
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
 
-    all_mounts = default_mounts(process.security) + list(mounts)
+    given = {m.dest for m in mounts}
+    all_mounts = [m for m in default_mounts(process.security) if m.dest not in given]
+    all_mounts += mounts
     return {
         "ociVersion": "1.0.2",
         "process": proc,

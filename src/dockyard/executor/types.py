@@ -28,6 +28,7 @@ __all__ = [
     "NetworkMode",
     "OutputSink",
     "ProcessSpec",
+    "Rlimit",
     "SecretMount",
     "SecurityMode",
     "SshMount",
@@ -102,6 +103,62 @@ class HostEntry:
         raise UsageError(f"invalid extra host {value!r} (expected name:ip)")
 
 
+RLIMIT_NAMES = frozenset(
+    (
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    )
+)
+"""The resource limits a process may be given, by docker's ``--ulimit`` names."""
+
+RLIM_INFINITY = (1 << 64) - 1
+"""``-1`` (unlimited) as the OCI spec's unsigned limit."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rlimit:
+    """A resource limit (``--ulimit``): ``name`` as docker's (``nofile``, ``nproc``,
+    ``core``, ...; one of :data:`RLIMIT_NAMES`), ``soft`` at most ``hard``, ``-1``
+    for unlimited. Raising a hard limit above the runtime's own needs
+    ``CAP_SYS_RESOURCE``."""
+
+    name: str
+    soft: int
+    hard: int
+
+    def __post_init__(self) -> None:
+        if self.name not in RLIMIT_NAMES:
+            raise UsageError(f"unknown resource limit {self.name!r}")
+        if min(self.soft, self.hard) < -1:
+            raise UsageError(f"resource limit {self.name}: invalid value (-1: unlimited)")
+        if self.spec_value(self.soft) > self.spec_value(self.hard):
+            raise UsageError(
+                f"resource limit {self.name}: soft {self.soft} is above hard {self.hard}"
+            )
+
+    @property
+    def type(self) -> str:
+        """The OCI spec's (and ``setrlimit``'s) name: ``RLIMIT_NOFILE``."""
+        return "RLIMIT_" + self.name.upper()
+
+    @staticmethod
+    def spec_value(value: int) -> int:
+        return RLIM_INFINITY if value == -1 else value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessSpec:
     """The process to run.
@@ -112,6 +169,11 @@ class ProcessSpec:
     ``name:group``, ``uid:gid`` (or a mix), resolved from the root filesystem's
     ``/etc/passwd`` and ``/etc/group``; empty means root. Supplementary groups are the
     groups that list the user by name, unless a group is given explicitly.
+
+    ``rlimits`` are set in the process (a ``nofile`` one replaces the sandbox's
+    default); ``cgroup_parent`` is the cgroup under which the sandbox gets one of its
+    own (``/PARENT/dockyard/<id>``; only runc places processes in cgroups: with crun
+    it is an :class:`~dockyard.core.ExecError`, see the package docstring).
     """
 
     args: tuple[str, ...]
@@ -123,8 +185,15 @@ class ProcessSpec:
     extra_hosts: tuple[HostEntry, ...] = ()
     network: NetworkMode = NetworkMode.HOST
     security: SecurityMode = SecurityMode.SANDBOX
+    rlimits: tuple[Rlimit, ...] = ()
+    cgroup_parent: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rlimits", tuple(self.rlimits))
+        if self.cgroup_parent and (
+            any(c.isspace() for c in self.cgroup_parent) or ".." in self.cgroup_parent.split("/")
+        ):
+            raise UsageError(f"invalid cgroup parent {self.cgroup_parent!r}")
         if not self.args:
             raise UsageError("a process needs at least one argument")
         for entry in self.env:

@@ -25,6 +25,7 @@ definition, and the answer in the result's metadata as BuildKit puts it —
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,9 @@ class DockerfileOptions:
     ``check``: run the build checks only. ``subrequest``: answer ``outline`` or
     ``targets`` instead of building (see the module docstring). ``no_cache`` ignores the cache for every stage,
     ``no_cache_stages`` for the named ones. ``pull``: always resolve base images from
-    their registry.
+    their registry. ``network``, ``hostname``, ``extra_hosts`` (``--add-host``),
+    ``ulimits`` (``--ulimit``), ``shm_size`` (bytes, ``--shm-size``) and
+    ``cgroup_parent`` (``--cgroup-parent``) apply to every ``RUN``.
     """
 
     filename: str = "Dockerfile"
@@ -103,15 +106,26 @@ class DockerfileOptions:
     network: NetworkMode = NetworkMode.DEFAULT
     hostname: str | None = None
     extra_hosts: tuple[llb.HostIP, ...] = ()
+    ulimits: tuple[llb.Ulimit, ...] = ()
+    shm_size: int = 0
+    cgroup_parent: str = ""
 
     def __post_init__(self) -> None:
         if not self.filename or self.filename.endswith("/"):
             raise UsageError(f"invalid Dockerfile name {self.filename!r}")
+        if self.shm_size < 0:
+            raise UsageError(f"shm-size {self.shm_size}: must not be negative")
+        object.__setattr__(self, "ulimits", tuple(self.ulimits))
         object.__setattr__(self, "build_args", _frozen(self.build_args))
         object.__setattr__(self, "labels", _frozen(self.labels))
         object.__setattr__(self, "named_contexts", _frozen(self.named_contexts))
         object.__setattr__(self, "no_cache_stages", frozenset(self.no_cache_stages))
-        object.__setattr__(self, "extra_hosts", tuple(self.extra_hosts))
+        # lower-cased as BuildKit's add-hosts attribute is: the same LLB embedded or not
+        object.__setattr__(
+            self,
+            "extra_hosts",
+            tuple(dataclasses.replace(h, host=h.host.lower()) for h in self.extra_hosts),
+        )
         platform, platforms = normalize_platforms(self.platform, self.platforms)
         object.__setattr__(self, "platform", platform)
         object.__setattr__(self, "platforms", platforms)
@@ -130,7 +144,8 @@ class DockerfileOptions:
         comma-separated list), ``no-cache``
         (empty: every stage; else a comma-separated list), ``image-resolve-mode``
         (``pull``), ``force-network-mode``, ``hostname``, ``add-hosts``
-        (``host=ip,...``), ``dockerfilekey``/``contextkey`` (client directory names) and
+        (``host=ip,...``, CSV), ``ulimit`` (``name=soft:hard,...``, CSV), ``shm-size``
+        (bytes), ``cgroup-parent``, ``dockerfilekey``/``contextkey`` (client directory names) and
         ``requestid`` (``frontend.lint``: check mode; ``frontend.outline``,
         ``frontend.targets``: a subrequest; another ``frontend.*`` request is a
         :class:`~dockyard.core.UsageError`). Unknown keys are ignored."""
@@ -168,16 +183,11 @@ class DockerfileOptions:
             raise UsageError(
                 f"force-network-mode {network!r}: expected default, none or host"
             ) from None
-        hosts: list[llb.HostIP] = []
-        for item in filter(None, (h.strip() for h in attrs.get("add-hosts", "").split(","))):
-            from dockyard import llb
-
-            host, sep, ip = item.partition("=")
-            if not sep:
-                host, sep, ip = item.partition(":")
-            if not sep or not host or not ip:
-                raise UsageError(f"add-hosts entry {item!r}: expected host=ip")
-            hosts.append(llb.HostIP(host=host, ip=ip))
+        shm = attrs.get("shm-size", "").strip()
+        try:
+            shm_size = int(shm) if shm else 0
+        except ValueError:
+            raise UsageError(f"shm-size {shm!r}: expected a number of bytes") from None
         return cls(
             filename=attrs.get("filename") or "Dockerfile",
             dockerfile_dir=attrs.get("dockerfilekey") or "dockerfile",
@@ -194,8 +204,57 @@ class DockerfileOptions:
             pull=mode == "pull",
             network=network_mode,
             hostname=attrs.get("hostname") or None,
-            extra_hosts=tuple(hosts),
+            extra_hosts=_extra_hosts(attrs.get("add-hosts", "")),
+            ulimits=_ulimits(attrs.get("ulimit", "")),
+            shm_size=shm_size,
+            cgroup_parent=attrs.get("cgroup-parent", ""),
         )
+
+
+def _csv_fields(key: str, value: str) -> list[str]:
+    import csv
+
+    try:
+        rows = list(csv.reader([value], strict=True))
+    except csv.Error as exc:
+        raise UsageError(f"{key} {value!r}: {exc}") from None
+    return [f.strip() for f in (rows[0] if rows else []) if f.strip()]
+
+
+def _extra_hosts(value: str) -> tuple[llb.HostIP, ...]:
+    """BuildKit's ``add-hosts``: CSV ``host=ip`` fields, lower-cased (``host:ip`` is
+    taken too); the IP must be an address (``host-gateway`` is the client's to resolve)."""
+    if not value.strip():
+        return ()
+    from dockyard import llb
+
+    hosts: list[llb.HostIP] = []
+    for item in _csv_fields("add-hosts", value):
+        host, sep, ip = item.lower().partition("=")
+        if not sep:
+            host, sep, ip = item.lower().partition(":")
+        if not sep or not host or not ip:
+            raise UsageError(f"add-hosts entry {item!r}: expected host=ip")
+        try:
+            hosts.append(llb.HostIP(host=host, ip=ip))
+        except UsageError as exc:
+            raise UsageError(f"add-hosts entry {item!r}: {exc.message}") from None
+    return tuple(hosts)
+
+
+def _ulimits(value: str) -> tuple[llb.Ulimit, ...]:
+    """BuildKit's ``ulimit``: CSV fields, each ``name=soft[:hard]`` (go-units')."""
+    if not value.strip():
+        return ()
+    from dockyard import llb
+
+    out: list[llb.Ulimit] = []
+    for item in _csv_fields("ulimit", value):
+        try:
+            out.append(llb.Ulimit.parse(item))
+        except UsageError as exc:
+            raise UsageError(f"ulimit entry {item!r}: {exc.message}") from None
+    return tuple(out)
 
 
 class DockerfileFrontend:
@@ -255,6 +314,9 @@ async def _convert(
         network=options.network,
         hostname=options.hostname,
         extra_hosts=options.extra_hosts,
+        ulimits=options.ulimits,
+        shm_size=options.shm_size,
+        cgroup_parent=options.cgroup_parent,
         no_cache=options.no_cache,
         no_cache_stages=options.no_cache_stages,
         resolve_mode=resolve_mode,

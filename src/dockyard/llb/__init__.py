@@ -60,12 +60,15 @@ from ._file import Chown, CopyInput, FileAction, FileOp, copy, mkdir, mkfile, rm
 from ._merge import DiffOp, MergeOp, diff, merge
 from ._reference import normalize_image_ref
 from ._source import ATTR, LocalDiffer, ResolveMode, SourceOp, git, http, image, local, oci_layout
-from ._state import HostIP, State, Ulimit, scratch
+from ._state import HOST_GATEWAY, HOST_GATEWAY_IP, ULIMIT_NAMES, HostIP, State, Ulimit, scratch
 from ._vertex import Output, Vertex
 
 __all__ = [
     "ATTR",
     "CUSTOM_NAME",
+    "HOST_GATEWAY",
+    "HOST_GATEWAY_IP",
+    "ULIMIT_NAMES",
     "BindMount",
     "CacheMount",
     "CacheSharing",

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 ROOT = "/"
+SHM_PATH = "/dev/shm"  # where --shm-size puts its tmpfs
 _SSH_SOCKET = "/run/buildkit/ssh_agent.{}"
 
 

@@ -27,24 +27,136 @@ if TYPE_CHECKING:
     from ._exec import ExecState, MountSpec, ProxyEnv, SecretEnv
     from ._file import CopyInput, FileAction, Owner
 
-__all__ = ["HostIP", "State", "Ulimit", "scratch"]
+__all__ = [
+    "HOST_GATEWAY",
+    "HOST_GATEWAY_IP",
+    "ULIMIT_NAMES",
+    "HostIP",
+    "State",
+    "Ulimit",
+    "scratch",
+]
+
+
+HOST_GATEWAY = "host-gateway"
+"""The special IP of ``--add-host NAME:host-gateway``: see :meth:`HostIP.parse`."""
+
+HOST_GATEWAY_IP = "127.0.0.1"
+"""What ``host-gateway`` stands for. Dockyard's ``RUN`` steps share the host's network
+(there is no bridge), so the host is reached on its loopback address."""
+
+ULIMIT_NAMES = frozenset(
+    (
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    )
+)
+"""The names ``--ulimit`` takes (docker's, go-units'): ``RLIMIT_<NAME>`` in the OCI spec."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostIP:
-    """An ``/etc/hosts`` entry added to execs (``--add-host``)."""
+    """An ``/etc/hosts`` entry added to execs (``--add-host``): ``ip`` (v4 or v6, kept
+    in its canonical form, as BuildKit's ``net.IP`` prints it) for ``host``. A
+    :class:`~dockyard.core.UsageError` for a host with blanks or commas (it could not
+    travel in the ``add-hosts`` attribute) or an invalid IP."""
 
     host: str
     ip: str
 
+    def __post_init__(self) -> None:
+        if not self.host or any(c.isspace() or c == "," for c in self.host):
+            raise UsageError(f"invalid host name {self.host!r} for /etc/hosts")
+        object.__setattr__(self, "ip", _canonical_ip(self.ip, self.host))
+
+    @classmethod
+    def parse(cls, text: str) -> HostIP:
+        """``--add-host``'s value as docker reads it: ``NAME:IP`` or ``NAME=IP``; an
+        IPv6 address as it is (``db:::1``, split at the first ``:``) or in brackets
+        (``db:[::1]``). ``host-gateway`` as the IP is :data:`HOST_GATEWAY_IP` (docker
+        gives the bridge's gateway there; Dockyard's steps run on the host's network)."""
+        host, sep, ip = text.partition("=")
+        if not sep:
+            host, sep, ip = text.partition(":")
+        if not sep or not host or not ip:
+            raise UsageError(f"invalid extra host {text!r} (expected NAME:IP)")
+        if ip == HOST_GATEWAY:
+            ip = HOST_GATEWAY_IP
+        elif len(ip) > 2 and ip[0] == "[" and ip[-1] == "]":
+            ip = ip[1:-1]
+        return cls(host=host, ip=ip)
+
+
+def _canonical_ip(ip: str, host: str) -> str:
+    import ipaddress  # only here: most graphs have no extra hosts
+
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise UsageError(f"invalid IP address {ip!r} for host {host!r}") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)  # as Go prints it
+    return str(address)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ulimit:
-    """A resource limit for execs (``--ulimit nofile=1024:2048``)."""
+    """A resource limit for execs (``--ulimit nofile=1024:2048``): ``name`` one of
+    :data:`ULIMIT_NAMES`, ``soft`` at most ``hard``, ``-1`` for unlimited. A
+    :class:`~dockyard.core.UsageError` otherwise."""
 
     name: str
     soft: int
     hard: int
+
+    def __post_init__(self) -> None:
+        if self.name not in ULIMIT_NAMES:
+            raise UsageError(
+                f"unknown ulimit {self.name!r} (expected one of {', '.join(sorted(ULIMIT_NAMES))})"
+            )
+        for value in (self.soft, self.hard):
+            if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+                raise UsageError(f"ulimit {self.name}: invalid limit {value!r} (-1: unlimited)")
+        if _unlimited(self.soft) > _unlimited(self.hard):
+            raise UsageError(
+                f"ulimit {self.name}: the soft limit must be at most the hard limit:"
+                f" {self.soft} > {self.hard}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Ulimit:
+        """``NAME=SOFT[:HARD]`` (docker's ``--ulimit``; ``HARD`` defaults to ``SOFT``)."""
+        name, sep, values = text.partition("=")
+        if not sep:
+            raise UsageError(f"invalid ulimit {text!r} (expected NAME=SOFT[:HARD])")
+        parts = values.split(":")
+        if len(parts) > 2:
+            raise UsageError(f"invalid ulimit {text!r}: at most two limits, SOFT[:HARD]")
+        try:
+            soft, hard = int(parts[0]), int(parts[-1])
+        except ValueError:
+            raise UsageError(f"invalid ulimit {text!r}: limits are integers") from None
+        return cls(name=name.strip(), soft=soft, hard=hard)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.soft}:{self.hard}"
+
+
+def _unlimited(value: int) -> int:
+    return 1 << 64 if value == -1 else value
 
 
 class _Values(NamedTuple):
@@ -263,6 +375,7 @@ class State:
         extra_hosts: Mapping[str, str] | None = None,
         ulimits: Iterable[Ulimit] = (),
         cgroup_parent: str | None = None,
+        shm_size: int = 0,
         valid_exit_codes: Iterable[int] | None = None,
         proxy_env: ProxyEnv | None = None,
         readonly_rootfs: bool = False,
@@ -278,7 +391,9 @@ class State:
         ``cwd``, ``user``, ``hostname``, ``network``, ``security``, ``extra_hosts``,
         ``ulimits`` and ``cgroup_parent`` override this state's settings for this exec
         only. ``mounts`` add :class:`BindMount`, :class:`CacheMount`,
-        :class:`TmpfsMount`, :class:`SecretMount` and :class:`SSHMount`;
+        :class:`TmpfsMount`, :class:`SecretMount` and :class:`SSHMount`; ``shm_size``
+        (bytes, ``--shm-size``) mounts a tmpfs of that size at ``/dev/shm``, as
+        BuildKit's Dockerfile frontend does (0: the sandbox's default ``/dev/shm``);
         ``valid_exit_codes`` lists statuses that count as success (default: 0 only).
         """
         from ._exec import ExecOptions, new_exec
@@ -303,12 +418,19 @@ class State:
         if cgroup_parent is not None:
             base = base.with_cgroup_parent(cgroup_parent)
         args = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        mount_specs = tuple(mounts)
+        if shm_size:
+            if shm_size < 0:
+                raise UsageError(f"run: shm_size must not be negative, got {shm_size}")
+            from ._exec import SHM_PATH, TmpfsMount
+
+            mount_specs += (TmpfsMount(SHM_PATH, size=shm_size),)
         return new_exec(
             self,
             base,
             ExecOptions(
                 args=tuple(args),
-                mounts=tuple(mounts),
+                mounts=mount_specs,
                 secret_env=tuple(secret_env),
                 valid_exit_codes=None if valid_exit_codes is None else tuple(valid_exit_codes),
                 proxy_env=proxy_env,

@@ -11,7 +11,8 @@ in a key or in a log), and SSH mounts forward the job's SSH agent.
 Cache map (BuildKit's): the digest covers the exec definition without the mount
 selectors (they key the inputs instead), without the IPs of extra hosts and without the
 proxy environment (``HTTP_PROXY`` and friends do not change what a command builds),
-plus the platform. Inputs mounted read-only (other than the root) are content
+plus the platform. Extra host names, ulimits, the cgroup parent and a ``/dev/shm``
+tmpfs's size (``--shm-size``) stay in it, as in BuildKit's. Inputs mounted read-only (other than the root) are content
 dependencies on the selected paths.
 
 An exec of another platform than the worker's runs when the host emulates it (a QEMU
@@ -47,6 +48,7 @@ from dockyard.executor.types import (
     HostEntry,
     NetworkMode,
     ProcessSpec,
+    Rlimit,
     SecretMount,
     SecurityMode,
     SshMount,
@@ -228,7 +230,13 @@ class ExecOp:
             if (value := getattr(meta.proxy_env, field))
             for name in (upper, field)
         )
-        self.has_ulimits = bool(meta.ulimit)
+        try:
+            self.rlimits = tuple(
+                Rlimit(name=u.Name, soft=int(u.Soft), hard=int(u.Hard)) for u in meta.ulimit
+            )
+        except DockyardError as exc:
+            raise InvalidDefinitionError(f"ulimit: {exc.message}") from exc
+        self.cgroup_parent = meta.cgroupParent
         self.net = int(exec_op.network)
         self.security = int(exec_op.security)
         if self.net not in (0, 1, 2):
@@ -339,8 +347,6 @@ class ExecOp:
             refs.append(r)
         async with self.info.errors():
             await self._check_platform()
-            if self.has_ulimits:
-                ctx.warn("ulimits of RUN are not supported by this worker and were ignored")
             return await self._run(ctx, refs)
 
     async def _run(self, ctx: VertexContext, inputs: list[ImmutableRef]) -> list[Result]:
@@ -476,6 +482,8 @@ class ExecOp:
                 extra_hosts=self.extra_hosts,
                 network=network,
                 security=security,
+                rlimits=self.rlimits,
+                cgroup_parent=self.cgroup_parent,
                 **({"hostname": self.hostname} if self.hostname else {}),
             )
         except DockyardError as exc:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from dockyard.cli._memo import Memo
     from dockyard.client import BuildOptions, BuildResult, Client, Subrequest
     from dockyard.core import Event, Reporter
-    from dockyard.exporter import Annotation, ExportOptions
+    from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions
     from dockyard.session import SecretSource, SshSpec
 
 __all__ = ["CallSpec", "build"]
@@ -193,6 +193,19 @@ _NO_OUTPUT = (
     type=click.Choice(["network.host", "security.insecure"]),
     help="Grant an entitlement the build asks for (repeatable).",
 )
+@click.option(
+    "--provenance",
+    metavar="true|false|mode=min|max[,builder-id=ID]",
+    help="Attach an SLSA provenance attestation (as --attest type=provenance): true is"
+    " mode=min. Off by default (buildx attaches mode=min unless told not to).",
+)
+@click.option(
+    "--attest",
+    "attests",
+    multiple=True,
+    metavar="type=provenance[,mode=min|max]",
+    help="Attach an attestation to the outputs (type=provenance only; mode=min by default).",
+)
 @click.option("--pull", is_flag=True, help="Always look base images up in their registry.")
 @click.option(
     "--check", is_flag=True, help="Run the build checks only; build nothing (--call=check)."
@@ -243,6 +256,8 @@ def build(
     shm_size: str | None,
     cgroup_parent: str | None,
     allow: tuple[str, ...],
+    provenance: str | None,
+    attests: tuple[str, ...],
     pull: bool,
     check: bool,
     call: str | None,
@@ -305,6 +320,8 @@ def build(
             cgroup_parent=cgroup_parent,
             allow=allow,
             pull=pull,
+            provenance=provenance,
+            attests=attests,
             check=spec.name == "check",
             subrequest=spec.subrequest,
         )
@@ -369,6 +386,8 @@ def build_options(
     pull: bool = False,
     check: bool = False,
     subrequest: Subrequest | None = None,
+    provenance: str | None = None,
+    attests: tuple[str, ...] = (),
 ) -> BuildOptions:
     """The flags of ``dockyard build`` parsed into :class:`~dockyard.client.BuildOptions`
     (a :class:`~dockyard.core.UsageError` naming the flag for a bad value)."""
@@ -430,6 +449,7 @@ def build_options(
         check=check,
         subrequest=subrequest,
         stdin=stdin,
+        provenance=_provenance(provenance, attests),
     )
 
 
@@ -487,6 +507,21 @@ class CallSpec:
 
 
 # The exporter's and the session's parsers load only for the flags that need them.
+
+
+def _provenance(flag: str | None, attests: tuple[str, ...]) -> ProvenanceOptions | None:
+    """``--attest type=provenance,...`` then ``--provenance`` (the later wins, as a
+    repeated buildx flag); ``None``: no provenance (Dockyard's default)."""
+    if flag is None and not attests:
+        return None
+    from dockyard.exporter import parse_attest_flag, parse_provenance_flag
+
+    out: ProvenanceOptions | None = None
+    for value in attests:
+        out = parse_attest_flag(value)
+    if flag is not None:
+        out = parse_provenance_flag(flag)
+    return out
 
 
 def _annotations(values: tuple[str, ...]) -> tuple[Annotation, ...]:

@@ -60,6 +60,7 @@ class EmbeddedBackend:
             reporter=reporter,
             name=job.name,
             **caches,
+            **_provenance(job),
         )
         async with engine.sessions.attach(session):
             response = await engine.solve(request)
@@ -100,6 +101,21 @@ class EmbeddedBackend:
             engine, self._engine = self._engine, None
         if engine is not None:
             await engine.close()
+
+
+def _provenance(job: Job) -> dict[str, Any]:
+    """The request's ``provenance`` and the frontend attributes it records (BuildKit's
+    keys, as a daemon receives them); nothing when none is asked for."""
+    if job.provenance is None:
+        return {}
+    attrs: dict[str, str] = {}
+    from dockyard.frontend import DockerfileOptions
+
+    if isinstance(job.frontend_options, DockerfileOptions):
+        from ._wire import dockerfile_attrs
+
+        attrs = dockerfile_attrs(job.frontend_options)
+    return {"provenance": job.provenance, "frontend_attrs": attrs}
 
 
 def _caches(job: Job) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dockyard.core import UsageError
 
 if TYPE_CHECKING:
     from dockyard import llb
-    from dockyard.exporter import Annotation, ExportOptions, ImageOptions
+    from dockyard.exporter import Annotation, ExportOptions, ImageOptions, ProvenanceOptions
     from dockyard.registry import Reference
     from dockyard.session import (
         CredentialsSource,
@@ -47,6 +47,7 @@ class Job:
     ``cache_from``/``cache_to`` are the remote caches to import and export.
     ``prefetch``: sync requests the session starts walking when it is made
     (:meth:`Session.prefetch <dockyard.session.Session.prefetch>`).
+    ``provenance``: the SLSA provenance attestation asked for (``None``: none).
     """
 
     name: str
@@ -64,6 +65,7 @@ class Job:
     cache_to: tuple[CacheSpec, ...] = ()
     shared_key: str = ""
     prefetch: tuple[SyncRequest, ...] = ()
+    provenance: ProvenanceOptions | None = None
 
     def __post_init__(self) -> None:
         if (self.definition is None) == (self.frontend is None):
@@ -231,4 +233,5 @@ def dockerfile_job(
         cache_to=options.cache_to,
         shared_key=context.shared_key,
         prefetch=options.prefetch,
+        provenance=options.provenance if options.builds else None,
     )

@@ -13,7 +13,7 @@ from dockyard.core import Platform, UsageError, normalize_platforms
 
 if TYPE_CHECKING:
     from dockyard import llb
-    from dockyard.exporter import Annotation, ExportOptions
+    from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions
     from dockyard.session import SecretSource, SshSpec, SyncRequest
 
 __all__ = ["BuildOptions", "CacheSpec", "NetworkName", "Subrequest"]
@@ -123,6 +123,9 @@ class BuildOptions:
     build, :attr:`BuildResult.synced <dockyard.client.BuildResult.synced>` — walked as
     soon as the build starts (:meth:`dockyard.session.Session.prefetch`); a guess
     that does not match is walked for nothing, never used.
+    ``provenance``: attach an SLSA provenance attestation to the outputs
+    (``--provenance``/``--attest type=provenance``; ``None``, the default, attaches
+    none — buildx's default is ``mode=min``).
     """
 
     context: str = "."
@@ -155,6 +158,7 @@ class BuildOptions:
     subrequest: Subrequest | None = None
     stdin: IO[bytes] | None = None
     prefetch: tuple[SyncRequest, ...] = ()
+    provenance: ProvenanceOptions | None = None
 
     def __post_init__(self) -> None:
         for name in ("build_args", "labels", "build_contexts"):

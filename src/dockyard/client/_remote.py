@@ -165,6 +165,10 @@ class RemoteBackend:
                 exports=[pb.CacheOptionsEntry(type=c.type, attrs=c.attrs) for c in job.cache_to],
             ),
         )
+        if job.provenance is not None:  # BuildKit's attest:provenance attribute
+            from dockyard.exporter import PROVENANCE_ATTR
+
+            request.frontend_attrs[PROVENANCE_ATTR] = job.provenance.to_attr()
         if job.definition is not None:
             request.definition = job.definition.to_bytes()
             return request

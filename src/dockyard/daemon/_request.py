@@ -13,7 +13,7 @@ from dockyard.core import Reporter, UsageError
 if TYPE_CHECKING:
     from dockyard.api._gen import control_pb2 as pb
     from dockyard.engine import BuildRequest
-    from dockyard.exporter import ExportOptions
+    from dockyard.exporter import ExportOptions, ProvenanceOptions
     from dockyard.frontend import Frontends
     from dockyard.remotecache import CacheExport, CacheImport
 
@@ -81,6 +81,7 @@ def build_request(
     else:
         raise UsageError("an empty build request: no definition and no frontend")
     exports = tuple(_export(e.type, dict(e.attrs)) for e in message.exporters)
+    provenance, attrs = _attestations(message)
     return BuildRequest(
         definition=definition,
         frontend=frontend,
@@ -92,7 +93,29 @@ def build_request(
         entitlements=EngineConfig.parse_entitlements(message.entitlements),
         reporter=reporter,
         name=message.ref,
+        provenance=provenance,
+        frontend_attrs=attrs,
     )
+
+
+def _attestations(message: pb.SolveRequest) -> tuple[ProvenanceOptions | None, dict[str, str]]:
+    """The provenance asked for in the frontend attributes (BuildKit's
+    ``attest:provenance``; any other ``attest:`` kind is refused) and, when asked,
+    the attributes it records."""
+    attrs = dict(message.frontend_attrs)
+    kinds = sorted(k for k in attrs if k.startswith("attest:"))
+    if not kinds:
+        return None, {}
+    from dockyard.exporter import PROVENANCE_ATTR, ProvenanceOptions
+
+    for key in kinds:
+        if key != PROVENANCE_ATTR:
+            raise UsageError(
+                f"unsupported attestation {key.removeprefix('attest:')!r} (this daemon "
+                "makes provenance only)"
+            )
+    provenance = ProvenanceOptions.from_attr(attrs[PROVENANCE_ATTR])
+    return provenance, attrs if provenance is not None else {}
 
 
 def exporter_response(metadata: Mapping[str, Any]) -> dict[str, str]:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from ._request import BuildRequest, SolveResponse
 if TYPE_CHECKING:
     from dockyard.cache import CacheManager, UsageFilter, UsageRecord
     from dockyard.content import ContentStore, ImageStore
+    from dockyard.exporter import Attestation
     from dockyard.frontend import FrontendResult, Frontends
     from dockyard.llb import Definition
     from dockyard.llbsolver import JobOptions, LlbSolver
@@ -349,6 +351,8 @@ class Engine:
     ) -> SolveResponse:
         from ._exports import resolve_exports, run_exports
 
+        started_ns = time.time_ns()  # provenance's buildStartedOn
+
         exporters = resolve_exports(
             request.exports,
             config=self.config,
@@ -371,13 +375,29 @@ class Engine:
         if result is not None and result.multi_platform:
             from ._platforms import solve_platforms
 
-            return await solve_platforms(self, request, session, reporter, result, exporters)
+            return await solve_platforms(
+                self, request, session, reporter, result, exporters, started_ns=started_ns
+            )
         definition = request.definition if result is None else result.definition
         assert definition is not None
         caches = self._cache_exports(request, session, reporter)
         async with self._build_job(request, session, reporter) as (job, lease):
             edge = self.llb.load(definition, entitlements=request.entitlements)
             ref = await job.solve(edge) if edge is not None else None
+            attestations: tuple[Attestation, ...] = ()
+            if request.provenance is not None:
+                from dockyard.llbsolver import invocation_id
+
+                from ._provenance import provenance_attestations
+
+                attestations = provenance_attestations(
+                    request,
+                    definition,
+                    edge,
+                    builder_platform=self.config.platform,
+                    started_ns=started_ns,
+                    invocation=invocation_id(),
+                )
             responses = await run_exports(
                 exporters,
                 ref=ref,
@@ -386,6 +406,7 @@ class Engine:
                 session=session,
                 reporter=reporter,
                 inline_cache=caches.inline_cache(job, edge, request.exports, lease),
+                attestations=attestations,
             )
             await caches.run(job, [edge])
             replayable, checks = _replayable(request, resolver, definition, job, self.config)
@@ -492,6 +513,8 @@ def _replayable(
     from dockyard.registry import tag_check
 
     if request.frontend != DOCKERFILE_FRONTEND or resolver is None or resolver.outside:
+        return False, ()
+    if request.provenance is not None:  # each build's provenance is its own
         return False, ()
     for node in definition:
         if node.kind == "source":

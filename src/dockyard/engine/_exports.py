@@ -10,7 +10,13 @@ if TYPE_CHECKING:
     from dockyard import oci
     from dockyard.content import ContentStore, ImageStore
     from dockyard.core import Reporter
-    from dockyard.exporter import ExporterInstance, ExportOptions, ExportResponse, InlineCache
+    from dockyard.exporter import (
+        Attestation,
+        ExporterInstance,
+        ExportOptions,
+        ExportResponse,
+        InlineCache,
+    )
     from dockyard.session import SessionHandle
     from dockyard.solver import ResultRef
 
@@ -56,9 +62,10 @@ async def run_exports(
     session: SessionHandle | None,
     reporter: Reporter,
     inline_cache: InlineCache | None = None,
+    attestations: tuple[Attestation, ...] = (),
 ) -> list[ExportResponse]:
     """Export the result with each instance in turn (image exporters embed
-    ``inline_cache``'s config)."""
+    ``inline_cache``'s config, and every exporter stores ``attestations``)."""
     from dockyard.cache import ImmutableRef
     from dockyard.core import InternalError
     from dockyard.exporter import ExportRequest
@@ -77,6 +84,7 @@ async def run_exports(
             client=session.exports if session is not None else None,
             reporter=reporter,
             inline_cache=inline_cache,
+            attestations=attestations,
         )
         responses.append(await instance.export(request))
     return responses

@@ -48,6 +48,8 @@ async def solve_platforms(
     reporter: Reporter,
     result: FrontendResult,
     exporters: Sequence[ExporterInstance],
+    *,
+    started_ns: int,
 ) -> SolveResponse:
     """Build every platform of ``result`` (:attr:`FrontendResult.platforms`) in one job
     and export them together. Never replayable (the CLI's no-op memo is for
@@ -61,6 +63,11 @@ async def solve_platforms(
         refs = await _solve_all(job, edges)
         parts: list[PlatformExport] = []
         from dockyard.exporter import PlatformExport
+        from dockyard.llbsolver import invocation_id
+
+        from ._provenance import provenance_attestations
+
+        invocation = invocation_id()  # shared by the platforms, as BuildKit's
 
         for part, edge, ref in zip(result.platforms, edges, refs, strict=True):
             # a cache-exports object per platform: each inline cache is its image's
@@ -73,6 +80,14 @@ async def solve_platforms(
                     ref=_immutable(ref),
                     image_config=part.image_config,
                     inline_cache=inline,
+                    attestations=provenance_attestations(
+                        request,
+                        part.definition,
+                        edge,
+                        builder_platform=engine.config.platform,
+                        started_ns=started_ns,
+                        invocation=invocation,
+                    ),
                 )
             )
         responses = await _export(exporters, parts, result.epoch, session, reporter)

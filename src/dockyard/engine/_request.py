@@ -11,7 +11,7 @@ from dockyard.core import BuildWarning, Reporter, UsageError
 
 if TYPE_CHECKING:
     from dockyard import llb, oci
-    from dockyard.exporter import ExportOptions, ExportResponse
+    from dockyard.exporter import ExportOptions, ExportResponse, ProvenanceOptions
     from dockyard.llbsolver.types import Entitlement
     from dockyard.registry import TagCheck
     from dockyard.remotecache import CacheExport, CacheImport
@@ -35,6 +35,11 @@ class BuildRequest:
     :attr:`~dockyard.engine.Engine.sessions` first). ``entitlements`` are the privileges
     the build asks for (each must be allowed by the engine's config). ``reporter``
     receives the build's progress. ``name`` labels the build in progress and errors.
+
+    ``provenance`` asks for an SLSA provenance attestation of the result (BuildKit's
+    ``attest:provenance``; ``None``: none, Dockyard's default); ``frontend_attrs`` are
+    the frontend's attributes as BuildKit's keys give them (``filename``,
+    ``build-arg:NAME`` ...), which the provenance records.
     """
 
     definition: llb.Definition | None = None
@@ -47,10 +52,13 @@ class BuildRequest:
     entitlements: frozenset[Entitlement] = frozenset()
     reporter: Reporter | None = None
     name: str = ""
+    provenance: ProvenanceOptions | None = None
+    frontend_attrs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if (self.definition is None) == (self.frontend is None):
             raise UsageError("a build request needs either a Definition or a frontend name")
+        object.__setattr__(self, "frontend_attrs", MappingProxyType(dict(self.frontend_attrs)))
         object.__setattr__(self, "exports", tuple(self.exports))
         object.__setattr__(self, "cache_imports", tuple(self.cache_imports))
         object.__setattr__(self, "cache_exports", tuple(self.cache_exports))

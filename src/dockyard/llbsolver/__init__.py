@@ -36,6 +36,14 @@ from dockyard._lazy import lazy_getattr
 if TYPE_CHECKING:
     from ._cacherefs import CacheRefs
     from ._load import EntitlementError, load
+    from ._provenance import (
+        BUILDKIT_BUILD_TYPE,
+        ProvenanceCapture,
+        capture_provenance,
+        invocation_id,
+        provenance_predicate,
+        secret_looking,
+    )
     from ._solve import JobOptions, LlbSolver
     from ._source import source_scheme
     from .types import (
@@ -63,6 +71,12 @@ _LAZY = {
     "CacheRefs": "._cacherefs",
     "EntitlementError": "._load",
     "load": "._load",
+    "BUILDKIT_BUILD_TYPE": "._provenance",
+    "ProvenanceCapture": "._provenance",
+    "capture_provenance": "._provenance",
+    "invocation_id": "._provenance",
+    "provenance_predicate": "._provenance",
+    "secret_looking": "._provenance",
     "JobOptions": "._solve",
     "LlbSolver": "._solve",
     "source_scheme": "._source",
@@ -89,6 +103,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [
+    "BUILDKIT_BUILD_TYPE",
     "ENTITLEMENTS",
     "RANDOM_KEY_PREFIX",
     "SECRETS",
@@ -104,11 +119,16 @@ __all__ = [
     "LlbSolver",
     "MutableRef",
     "PreviousCopy",
+    "ProvenanceCapture",
     "RefStore",
     "SourceInstance",
     "SourceRequest",
     "SourceResolver",
     "Worker",
+    "capture_provenance",
+    "invocation_id",
     "load",
+    "provenance_predicate",
+    "secret_looking",
     "source_scheme",
 ]

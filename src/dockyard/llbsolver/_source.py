@@ -55,6 +55,12 @@ class SourceOp:
             )
         return cls(info=info, request=request, resolver=resolver)
 
+    @property
+    def instance(self) -> SourceInstance | None:
+        """The resolved source (``None`` before the first key computation): what it
+        pinned (an image's digest, a commit) is read from it for provenance."""
+        return self._instance
+
     async def _resolved(self, ctx: VertexContext) -> SourceInstance:
         async with self._lock:
             if self._instance is None:

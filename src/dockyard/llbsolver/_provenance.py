@@ -1,0 +1,353 @@
+"""SLSA provenance (v0.2, BuildKit's predicate) of a solved build.
+
+:func:`capture_provenance` reads what a finished solve used: the sources its graph resolved (each
+base image by reference and the digest it resolved to, git repositories with the
+commit, http(s) files with their checksum, local directories by name), the secrets and
+SSH agents its steps mounted and whether any step had network access.
+:func:`provenance_predicate` makes the predicate from that, the frontend and its
+attributes (as BuildKit receives them) and the build's times, in BuildKit's field
+order and with its rules:
+
+- ``invocation.configSource``: ``entryPoint`` the Dockerfile's name (``filename``),
+  ``uri`` a remote context (``context`` attribute); ``vcs:*`` attributes go to
+  ``metadata.https://mobyproject.org/buildkit@v1#metadata.vcs``;
+- ``invocation.parameters.args``: the attributes without host-specific ones
+  (``platform``, ``image-resolve-mode``, ``cgroup-parent``, ``cache-imports``) or
+  ``attest:*``. ``mode=min`` leaves out every ``build-arg:`` and ``label:`` (then
+  ``completeness.parameters`` is false), secrets and SSH ids; ``mode=max`` keeps them
+  and adds ``buildConfig`` (the LLB steps). Dockyard goes further than BuildKit in
+  ``max`` mode: a build argument whose name looks like a secret (``*_TOKEN``,
+  ``PASSWORD``..., the rule of the ``SecretsUsedInArgOrEnv`` check) is left out, and
+  its value is blanked wherever it appears in the steps;
+- ``materials``: images as package URLs (``pkg:docker/alpine@3.17?platform=...``) with
+  the digest resolved, git and http URLs (credentials removed) with commit/checksum;
+  ``completeness.materials`` is false when a local directory was read;
+  ``...#hermetic`` is true only with complete materials and no network access.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as _secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dockyard.core import Platform
+
+from ._source import SourceOp
+
+if TYPE_CHECKING:
+    from dockyard.exporter import ProvenanceOptions
+    from dockyard.llb import Definition
+    from dockyard.solver import Edge, Vertex
+
+__all__ = [
+    "BUILDKIT_BUILD_TYPE",
+    "ProvenanceCapture",
+    "capture_provenance",
+    "invocation_id",
+    "provenance_predicate",
+    "secret_looking",
+]
+
+BUILDKIT_BUILD_TYPE = "https://mobyproject.org/buildkit@v1"
+_METADATA_KEY = "https://mobyproject.org/buildkit@v1#metadata"
+_HERMETIC_KEY = "https://mobyproject.org/buildkit@v1#hermetic"
+_HOST_SPECIFIC = frozenset({"cgroup-parent", "image-resolve-mode", "platform", "cache-imports"})
+_SECRET_NAME = re.compile(
+    r"(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)",
+    re.IGNORECASE,
+)
+_PUBLIC_NAME = re.compile(r"(?:_|^)(?:public)(?:_|$)", re.IGNORECASE)
+_REDACTED = "****"
+
+
+def secret_looking(name: str) -> bool:
+    """Whether a build argument's name looks like it holds a secret."""
+    return bool(_SECRET_NAME.search(name)) and not _PUBLIC_NAME.search(name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenanceCapture:
+    """What one platform's solve used (see the module docstring). ``materials`` are
+    ``(uri, {algorithm: hex})`` in BuildKit's order (images, git, http; each sorted);
+    ``secrets``/``ssh`` are ``(id, optional)``."""
+
+    materials: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    locals: tuple[str, ...] = ()
+    secrets: tuple[tuple[str, bool], ...] = ()
+    ssh: tuple[tuple[str, bool], ...] = ()
+    network: bool = False
+    steps: tuple[dict[str, Any], ...] = ()
+    digest_mapping: tuple[tuple[str, str], ...] = ()
+
+
+def _vertices(edges: Sequence[Edge | None]) -> list[Vertex]:
+    seen: dict[str, Vertex] = {}
+    stack = [e.vertex for e in edges if e is not None]
+    while stack:
+        vertex = stack.pop()
+        if vertex.digest in seen:
+            continue
+        seen[vertex.digest] = vertex
+        stack.extend(i.vertex for i in vertex.inputs)
+    return list(seen.values())
+
+
+def _source_material(
+    op: SourceOp, default_platform: Platform
+) -> tuple[str, str, tuple[tuple[str, str], ...]] | None:
+    """``(kind, uri, digest set)`` of a resolved image, git or http source."""
+    from dockyard.exporter import image_purl
+    from dockyard.source import GitInstance, HttpInstance, ImageInstance
+
+    instance = op.instance
+    if isinstance(instance, ImageInstance) and instance.pinned is not None:
+        digest = instance.pinned.digest
+        platform = op.request.platform or instance.request.platform or default_platform
+        uri = image_purl(instance.request.reference, platform)
+        return "image", uri, ((digest.algorithm, digest.hex),)
+    if isinstance(instance, GitInstance) and instance.resolved is not None:
+        uri = instance.spec.remote.redacted
+        if instance.spec.ref:
+            uri += "#" + instance.spec.ref
+        return "git", uri, (("sha1", instance.resolved.commit),)
+    if isinstance(instance, HttpInstance) and instance.file is not None:
+        digest = instance.file.digest
+        return "http", instance.spec.redacted, ((digest.algorithm, digest.hex),)
+    return None
+
+
+def capture_provenance(
+    definition: Definition,
+    edges: Sequence[Edge | None],
+    *,
+    platform: Platform,
+    steps: bool = False,
+    read_locals: Sequence[str] = (),
+) -> ProvenanceCapture:
+    """What the solve of ``edges`` (loaded from ``definition``) used; ``platform`` is
+    an image source's when its op names none. ``steps``: also the LLB steps
+    (``mode=max``'s ``buildConfig``). ``read_locals``: the client directories the
+    frontend read itself (the Dockerfile's, the context's ``.dockerignore``)."""
+    kinds: dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]] = {
+        "image": set(),
+        "git": set(),
+        "http": set(),
+    }
+    local_names: set[str] = set(read_locals)
+    for vertex in _vertices(edges):
+        op = vertex.op
+        if not isinstance(op, SourceOp):
+            continue
+        if op.request.scheme == "local":
+            local_names.add(op.request.path)
+            continue
+        found = _source_material(op, platform)
+        if found is not None:
+            kind, uri, digest = found
+            kinds[kind].add((uri, digest))
+    secrets: set[tuple[str, bool]] = set()
+    ssh: set[tuple[str, bool]] = set()
+    network = False
+    for node in definition:
+        if node.kind != "exec":
+            continue
+        exec_op = node.op.exec
+        if exec_op.network != 2:  # NONE
+            network = True
+        for mount in exec_op.mounts:
+            if mount.mountType == 1:  # SECRET
+                secrets.add((mount.secretOpt.ID, mount.secretOpt.optional))
+            elif mount.mountType == 2:  # SSH
+                ssh.add((mount.SSHOpt.ID, mount.SSHOpt.optional))
+    materials = tuple(m for kind in ("image", "git", "http") for m in sorted(kinds[kind]))
+    llb_steps: tuple[dict[str, Any], ...] = ()
+    mapping: tuple[tuple[str, str], ...] = ()
+    if steps:
+        llb_steps, mapping = _llb_steps(definition)
+    return ProvenanceCapture(
+        materials=materials,
+        locals=tuple(sorted(local_names)),
+        secrets=tuple(sorted(secrets)),
+        ssh=tuple(sorted(ssh)),
+        network=network,
+        steps=llb_steps,
+        digest_mapping=mapping,
+    )
+
+
+def _llb_steps(
+    definition: Definition,
+) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[str, str], ...]]:
+    """``buildConfig.llbDefinition``: each op (inputs first, the result last) as
+    ``stepN`` with its op as protobuf JSON and its inputs as ``stepN:index``."""
+    from google.protobuf.json_format import MessageToDict
+
+    nodes = [n for n in definition.walk() if not n.is_terminal]
+    ids = {str(n.digest): f"step{i}" for i, n in enumerate(nodes)}
+    out: list[dict[str, Any]] = []
+    for node in nodes:
+        kind = node.kind
+        op: dict[str, Any] = {"Op": {kind: MessageToDict(getattr(node.op, kind))}}
+        if node.op.HasField("platform"):
+            op["platform"] = MessageToDict(node.op.platform)
+        if node.op.HasField("constraints"):
+            op["constraints"] = MessageToDict(node.op.constraints)
+        step: dict[str, Any] = {"id": ids[str(node.digest)], "op": op}
+        inputs = [f"{ids[str(i.digest)]}:{i.index}" for i in node.inputs if str(i.digest) in ids]
+        if inputs:
+            step["inputs"] = inputs
+        out.append(step)
+    return tuple(out), tuple(sorted(ids.items()))
+
+
+def invocation_id() -> str:
+    """A build invocation id as BuildKit makes them: 25 base-36 characters."""
+    value = _secrets.randbits(128)
+    chars = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    for _ in range(25):
+        value, rem = divmod(value, 36)
+        out += chars[rem]
+    return out
+
+
+def _format_time(epoch_ns: int) -> str:
+    from dockyard.oci import format_timestamp
+
+    return format_timestamp(epoch_ns)
+
+
+def _redact_url(text: str) -> str:
+    from dockyard.source import redact_url
+
+    return redact_url(text) if "://" in text else text
+
+
+def _scrub(value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
+    """``value`` with every secret-looking build argument's value blanked."""
+    if isinstance(value, str):
+        for name, secret in secrets:
+            if value == f"{name}={secret}":
+                return f"{name}={_REDACTED}"
+            if len(secret) >= 4 and secret in value:
+                value = value.replace(secret, _REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, secrets) for v in value]
+    return value
+
+
+def provenance_predicate(
+    captured: ProvenanceCapture,
+    *,
+    options: ProvenanceOptions,
+    frontend: str,
+    attrs: Mapping[str, str],
+    builder_platform: Platform,
+    started_ns: int,
+    finished_ns: int,
+    invocation: str,
+) -> dict[str, Any]:
+    """The SLSA v0.2 predicate (a JSON object in BuildKit's field order, maps sorted)
+    of one platform's build; see the module docstring for what each mode records."""
+    args = {
+        k: v for k, v in attrs.items() if k not in _HOST_SPECIFIC and not k.startswith("attest:")
+    }
+    config_source: dict[str, Any] = {}
+    context_key = args.get("contextkey") or "context"
+    context = args.pop(context_key, "")
+    if context:
+        uri = _redact_url(context)
+        config_source["uri"] = uri
+        for material, digest in captured.materials:
+            if material == uri:
+                config_source["digest"] = dict(digest)
+    filename = args.pop("filename", "")
+    if filename:
+        config_source["entryPoint"] = filename
+    vcs = {k.removeprefix("vcs:"): v for k, v in args.items() if k.startswith("vcs:") and v}
+    for key in [k for k in args if k.startswith("vcs:")]:
+        del args[key]
+    for key, value in list(args.items()):
+        if key.startswith("context:"):
+            args[key] = _redact_url(value)
+    complete_parameters = bool(frontend)
+    hidden: list[tuple[str, str]] = []
+    for key in list(args):
+        if not key.startswith("build-arg:"):
+            continue
+        name = key.removeprefix("build-arg:")
+        if secret_looking(name):
+            hidden.append((name, args[key]))
+    if options.mode == "min":
+        for key in [k for k in args if k.startswith(("build-arg:", "label:"))]:
+            del args[key]
+            complete_parameters = False
+    else:
+        for name, _value in hidden:
+            del args[f"build-arg:{name}"]
+            complete_parameters = False
+    args = _scrub(args, [(n, v) for n, v in hidden if v])
+    parameters: dict[str, Any] = {}
+    if frontend:
+        parameters["frontend"] = frontend
+    if args:
+        parameters["args"] = dict(sorted(args.items()))
+    if options.mode == "max":
+        if captured.secrets:
+            parameters["secrets"] = [_id_entry(i, o) for i, o in captured.secrets]
+        if captured.ssh:
+            parameters["ssh"] = [_id_entry(i, o) for i, o in captured.ssh]
+    if captured.locals:
+        parameters["locals"] = [{"name": name} for name in captured.locals]
+    incomplete = bool(captured.locals)
+    predicate: dict[str, Any] = {
+        "builder": {"id": options.builder_id},
+        "buildType": BUILDKIT_BUILD_TYPE,
+    }
+    if captured.materials:
+        predicate["materials"] = [
+            {"uri": uri, "digest": dict(digest)} for uri, digest in captured.materials
+        ]
+    predicate["invocation"] = {
+        "configSource": config_source,
+        "parameters": parameters,
+        "environment": {"platform": str(builder_platform)},
+    }
+    if options.mode == "max" and captured.steps:
+        predicate["buildConfig"] = _scrub(
+            {
+                "llbDefinition": list(captured.steps),
+                "digestMapping": dict(captured.digest_mapping),
+            },
+            [(n, v) for n, v in hidden if v],
+        )
+    completeness: dict[str, Any] = {
+        "parameters": complete_parameters,
+        "environment": True,
+        "materials": not incomplete,
+    }
+    if not incomplete and not captured.network:
+        completeness[_HERMETIC_KEY] = True
+    metadata: dict[str, Any] = {
+        "buildInvocationID": invocation,
+        "buildStartedOn": _format_time(started_ns),
+        "buildFinishedOn": _format_time(finished_ns),
+        "reproducible": options.reproducible,
+        "completeness": completeness,
+        _METADATA_KEY: {"vcs": dict(sorted(vcs.items()))} if vcs else {},
+    }
+    predicate["metadata"] = metadata
+    return predicate
+
+
+def _id_entry(ident: str, optional: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": ident}
+    if optional:
+        out["optional"] = True
+    return out

@@ -213,9 +213,11 @@ async def test_local_export_writes_provenance_json(state: State, tmp_path: Path)
 async def test_tar_export_of_platforms_has_one_statement_each(state: State, tmp_path: Path) -> None:
     parts = []
     for platform in (AMD64, ARM64):
-        ref = await state.layer(
-            lambda root, p=platform: (root / "p").write_text(str(p)), description="RUN p"
-        )
+
+        def write(root: Path, p: Platform = platform) -> None:
+            (root / "p").write_text(str(p))
+
+        ref = await state.layer(write, description="RUN p")
         parts.append(PlatformExport(platform=platform, ref=ref, attestations=(ATTESTATION,)))
     dest = tmp_path / "out.tar"
     exporter = resolve(parse_output(f"type=tar,dest={dest}"), state.services)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from dockyard.session import (
         CredentialsSource,
         ExportTarget,
+        LayoutStore,
         SecretStore,
         Session,
         SshAgentProvider,
@@ -73,9 +74,14 @@ class Job:
         object.__setattr__(self, "directories", MappingProxyType(dict(self.directories)))
         object.__setattr__(self, "targets", MappingProxyType(dict(self.targets)))
 
-    def session(self, extra_targets: Mapping[str, ExportTarget] | None = None) -> Session:
-        """A new session serving this job (plus ``extra_targets``); the walks of
-        ``prefetch`` start now."""
+    def session(
+        self,
+        extra_targets: Mapping[str, ExportTarget] | None = None,
+        *,
+        content_stores: Mapping[str, LayoutStore] | None = None,
+    ) -> Session:
+        """A new session serving this job (plus ``extra_targets`` and the OCI layouts
+        ``content_stores``); the walks of ``prefetch`` start now."""
         from dockyard.session import Session
 
         session = Session(
@@ -86,6 +92,7 @@ class Job:
             ssh=self.ssh,
             credentials=self.credentials,
             exports={**self.targets, **(extra_targets or {})},
+            content_stores=content_stores,
         )
         session.prefetch(self.prefetch)
         return session
@@ -182,6 +189,11 @@ def dockerfile_job(
     }
     named: dict[str, str] = {}
     for name, value in options.build_contexts.items():
+        if value.startswith("oci-layout://"):
+            from ._stores import absolute_layout
+
+            named[name] = absolute_layout(value)  # a relative PATH is this directory's
+            continue
         if "://" in value or value.startswith("git@"):
             named[name] = value
             continue

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
     from dockyard.engine import PruneResult
     from dockyard.registry import TagCheck
+    from dockyard.session import LayoutStore
 
     from ._job import Job
 
@@ -195,7 +197,13 @@ class RemoteBackend:
         from ._wire import decode_exporter_response, remote_exports
 
         exports, targets = remote_exports(job.exports)
-        session = job.session(targets)
+        stores: Mapping[str, LayoutStore] = {}
+        if _uses_layouts(job):
+            from ._stores import client_stores
+
+            offered = await client_stores(job, reporter)
+            job, stores = offered.job, offered.stores
+        session = job.session(targets, content_stores=stores)
         ref = secrets.token_hex(16)
         request = self._request(job, ref, session.id, exports)
         channel = self._open_channel()
@@ -310,6 +318,15 @@ class RemoteBackend:
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+
+def _uses_layouts(job: Job) -> bool:
+    """Whether the job names OCI layouts of this host (local caches, ``oci-layout://``
+    contexts), which its session offers the daemon as content stores."""
+    if any(spec.type == "local" for spec in (*job.cache_from, *job.cache_to)):
+        return True
+    named = getattr(job.frontend_options, "named_contexts", None) or {}
+    return any(value.startswith("oci-layout://") for value in named.values())
 
 
 def _tag_checks(messages: Any) -> tuple[TagCheck, ...]:

@@ -36,15 +36,18 @@ def _export(kind: str, attrs: Mapping[str, str]) -> ExportOptions:
 
 
 def _caches(message: pb.SolveRequest) -> tuple[tuple[CacheImport, ...], tuple[CacheExport, ...]]:
-    """``--cache-from``/``--cache-to`` entries; registry and inline caches only (a local
-    one would be a directory on the daemon's host)."""
+    """``--cache-from``/``--cache-to`` entries: registry and inline caches, and local
+    ones the client offers as content stores of its session (``type=local,store=ID``,
+    what ``dockyard --addr`` sends); a local one naming a directory (``src``/``dest``)
+    would name one of the daemon's host and is refused."""
     from dockyard.engine import cache_export_from_attrs, cache_import_from_attrs
 
     for entry in (*message.cache.imports, *message.cache.exports):
-        if entry.type.lower() == "local":
+        if entry.type.lower() == "local" and "store" not in {k.lower() for k in entry.attrs}:
             raise UsageError(
-                "cache type=local names a directory on the daemon's host; with a daemon use "
-                "type=registry (or type=inline)"
+                "cache type=local names a directory on the daemon's host; a client offers "
+                "its directory as a content store of its session instead (type=local,"
+                "store=ID, as dockyard --addr does), or use type=registry (or type=inline)"
             )
     imports = tuple(cache_import_from_attrs(e.type, dict(e.attrs)) for e in message.cache.imports)
     exports = tuple(cache_export_from_attrs(e.type, dict(e.attrs)) for e in message.cache.exports)

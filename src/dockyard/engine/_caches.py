@@ -60,6 +60,7 @@ async def imported_caches(
                 credentials=_credentials(session),
                 platform=config.platform,
                 reporter=reporter,
+                client=session.content if session is not None else None,
             )
             if cache is not None:
                 caches.append(cache)
@@ -161,6 +162,7 @@ class CacheExports:
                     registry=self._config.registry,
                     credentials=_credentials(self._session),
                     reporter=self._reporter,
+                    client=self._session.content if self._session is not None else None,
                 )
             except DockyardError as exc:
                 if not spec.ignore_error:

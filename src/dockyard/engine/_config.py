@@ -37,7 +37,10 @@ class EngineConfig:
     ``entitlements``: the privileges builds may ask for (``--allow``); a build asking
     for another is refused. ``network``: the network of build steps that do not ask for
     one (``host``: the host's, as BuildKit without CNI; ``none``: loopback only).
-    ``platform``: what build steps run as (this host's).
+    ``platform``: what build steps run as (this host's). ``host_paths``: builds may name
+    files of this host by path (``oci-layout:///PATH``) — true for the embedded engine,
+    whose client is this process; a daemon sets it false (a remote client offers its
+    layouts through its session instead).
     """
 
     state_dir: Path = field(default_factory=default_state_dir)
@@ -49,6 +52,7 @@ class EngineConfig:
     entitlements: frozenset[Entitlement] = frozenset()
     network: NetworkMode = NetworkMode.HOST
     platform: Platform = field(default_factory=host_platform)
+    host_paths: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())

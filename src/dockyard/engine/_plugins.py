@@ -85,8 +85,10 @@ class LazyLayouts:
     async def resolve(self, request: SourceRequest, ctx: VertexContext) -> SourceInstance:
         return await self.source.resolve(request, ctx)
 
-    async def resolve_config(self, ref: str, *, platform: Platform) -> tuple[Digest, bytes]:
-        return await self.source.resolve_config(ref, platform=platform)
+    async def resolve_config(
+        self, ref: str, *, platform: Platform, session_id: str | None = None
+    ) -> tuple[Digest, bytes]:
+        return await self.source.resolve_config(ref, platform=platform, session_id=session_id)
 
 
 def sources(
@@ -118,7 +120,13 @@ def sources(
         from dockyard.source import OCILayoutSource
 
         return OCILayoutSource(
-            cache=cache, content=content, platform=config.platform, unpacker=unpacker
+            cache=cache,
+            content=content,
+            platform=config.platform,
+            unpacker=unpacker,
+            sessions=sessions,
+            session_key=SESSION_ID,
+            allow_paths=config.host_paths,
         )
 
     layouts = LazyLayouts(layout_source)

@@ -13,7 +13,9 @@ Values (parsed at the edge; the engine re-exports them for clients)
     inline cache). :func:`cache_export_from_attrs` / :func:`cache_import_from_attrs` do
     the same from a type and attributes (BuildKit's ``CacheOptionsEntry``, what a daemon
     receives). A build request carries tuples of them (``BuildRequest.cache_exports`` /
-    ``cache_imports``).
+    ``cache_imports``). Through a daemon, ``type=local`` travels as ``store=ID`` (with
+    ``digest=D`` for an import): :class:`ClientCacheExport` / :class:`ClientCacheImport`,
+    an OCI layout the client offers as a content store of its session.
 
 Format (:mod:`._config`)
     A cache is an OCI image manifest whose config has media type
@@ -38,7 +40,10 @@ Export (:func:`export_cache`, :func:`collect_cache`)
     --cache-to X,mode=max`` keeps every step's result. Keys unique to one build (a local
     source's) are left out. A local export writes blobs first and ``index.json`` last (an
     atomic rename), so a failed export leaves the previous cache as it was; an export
-    error fails the build unless ``ignore-error=true``.
+    error fails the build unless ``ignore-error=true``. A client's store gets the same
+    layout through the session: each blob it lacks is sent (the client checks and
+    publishes it), the manifest last, then the client names it in ``index.json``
+    (keeping the index's other entries).
 
 Import (:func:`import_cache` → :class:`ImportedCache`)
     Reads the manifest and config only; the :class:`ImportedCache` is a
@@ -61,6 +66,8 @@ from ._options import (
     CacheExport,
     CacheImport,
     CacheMode,
+    ClientCacheExport,
+    ClientCacheImport,
     InlineCacheExport,
     LocalCacheExport,
     LocalCacheImport,
@@ -113,6 +120,8 @@ __all__ = [
     "CacheLayer",
     "CacheMode",
     "CacheResult",
+    "ClientCacheExport",
+    "ClientCacheImport",
     "CollectedCache",
     "ImportStatistics",
     "ImportedCache",

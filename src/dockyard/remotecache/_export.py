@@ -8,6 +8,7 @@ compression (a pulled base image's, an image export's) is reused, never recompre
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.cache import CacheManager, LayerBlob
 from dockyard.content import REF_NAME_ANNOTATION, ContentStore, write_oci_layout
-from dockyard.core import DockyardError, Reporter, UsageError
+from dockyard.core import DockyardError, NotFoundError, Reporter, UsageError
 from dockyard.exporter import CompressionOptions, Progress, export_layers
 from dockyard.oci import (
     Descriptor,
@@ -37,10 +38,11 @@ from ._config import (
     CacheLayer,
     CacheResult,
 )
-from ._options import LocalCacheExport, RegistryCacheExport
+from ._options import ClientCacheExport, LocalCacheExport, RegistryCacheExport
 
 if TYPE_CHECKING:
     from dockyard.registry import RegistryClient
+    from dockyard.session import ContentCaller
 
 __all__ = [
     "CREATED_ANNOTATION",
@@ -278,24 +280,27 @@ async def _write_blobs(collected: CollectedCache, content: ContentStore, lease: 
 
 async def export_cache(
     chain: Sequence[CacheChainRecord],
-    options: LocalCacheExport | RegistryCacheExport,
+    options: LocalCacheExport | ClientCacheExport | RegistryCacheExport,
     *,
     cache: CacheManager,
     content: ContentStore,
     registry: RegistryConfig | None = None,
     credentials: CredentialsProvider | None = None,
     reporter: Reporter | None = None,
+    client: ContentCaller | None = None,
 ) -> Descriptor | None:
     """Export ``chain`` as ``options`` say; returns the cache manifest's descriptor
-    (``None``: nothing to export). Errors are :class:`~dockyard.core.DockyardError`
-    naming the destination (the engine turns them into warnings with
-    ``ignore-error=true``)."""
+    (``None``: nothing to export). A :class:`ClientCacheExport` goes to the content
+    store of the build's session (``client``). Errors are
+    :class:`~dockyard.core.DockyardError` naming the destination (the engine turns them
+    into warnings with ``ignore-error=true``)."""
     compression = options.compression or CompressionOptions()
-    where = (
-        f"cache to {options.dest}"
-        if isinstance(options, LocalCacheExport)
-        else f"cache to {options.ref.familiar()}"
-    )
+    if isinstance(options, LocalCacheExport):
+        where = f"cache to {options.dest}"
+    elif isinstance(options, ClientCacheExport):
+        where = f"cache to the client's content store {options.store!r}"
+    else:
+        where = f"cache to {options.ref.familiar()}"
     progress = Progress(reporter, f"exporting {where}", kind="cache")
     progress.start()
     try:
@@ -312,6 +317,9 @@ async def export_cache(
             if isinstance(options, LocalCacheExport):
                 step = progress.step("write", f"writing cache manifest {desc.digest}")
                 await _write_local(content, desc, options)
+            elif isinstance(options, ClientCacheExport):
+                step = progress.step("write", f"sending cache manifest {desc.digest} to the client")
+                await _write_client(content, desc, options, client)
             else:
                 step = progress.step("push", f"pushing cache manifest {desc.digest}")
                 await _push(content, desc, options, registry, credentials)
@@ -334,6 +342,43 @@ async def _write_local(content: ContentStore, desc: Descriptor, options: LocalCa
     tagged = dataclasses.replace(desc, annotations={REF_NAME_ANNOTATION: options.tag})
     index = ImageIndex(manifests=(tagged,), media_type=MediaType.OCI_INDEX)
     await write_oci_layout(content, index, dest)
+
+
+_CLIENT_WRITES = 4  # blobs sent to the client at once
+
+
+async def _write_client(
+    content: ContentStore,
+    desc: Descriptor,
+    options: ClientCacheExport,
+    client: ContentCaller | None,
+) -> None:
+    """The layout of :func:`_write_local` in the client's content store: the blobs it
+    lacks (each checked and published by the client), the manifest after them, then
+    the client names the manifest in its ``index.json``."""
+    store = options.store
+    if client is None:
+        raise NotFoundError(
+            f"--cache-to type=local: the build has no client session offering content store "
+            f"{store!r}"
+        )
+    manifest = await content.read(desc.digest)
+    parsed = parse_manifest(manifest, MediaType.OCI_MANIFEST)
+    assert isinstance(parsed, ImageManifest)
+    limit = asyncio.Semaphore(_CLIENT_WRITES)
+
+    async def send(blob: Descriptor) -> None:
+        async with limit:
+            await client.push(store, blob.digest, blob.size, content.path(blob.digest))
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for blob in {str(d.digest): d for d in (parsed.config, *parsed.layers)}.values():
+                group.create_task(send(blob))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    await client.push(store, desc.digest, desc.size, content.path(desc.digest))
+    await client.commit(store, desc.media_type, desc.digest, desc.size)
 
 
 async def _push(

@@ -46,18 +46,28 @@ from dockyard.oci import (
 )
 from dockyard.registry import CredentialsProvider, RegistryConfig
 from dockyard.solver import CacheRecord, VertexContext
-from dockyard.source import BlobStream, LayerSpec, LayerUnpacker, StoreSink, chain_ids
+from dockyard.source import (
+    BlobStream,
+    ClientStore,
+    LayerSpec,
+    LayerUnpacker,
+    StoreSink,
+    chain_ids,
+    fetch_client_blob,
+)
 
 from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer, CacheResult
 from ._export import UNCOMPRESSED_ANNOTATION, new_registry_client
-from ._options import CacheImport, LocalCacheImport, RegistryCacheImport
+from ._options import CacheImport, ClientCacheImport, LocalCacheImport, RegistryCacheImport
 
 if TYPE_CHECKING:
     from dockyard.registry import Reference, RegistryClient
+    from dockyard.session import ContentCaller
 
 __all__ = ["ImportStatistics", "ImportedCache", "StoredLayer", "import_cache"]
 
 _CONFIG_LIMIT = 64 << 20
+_MANIFEST_LIMIT = 16 << 20
 
 
 class _Blobs(Protocol):
@@ -107,6 +117,28 @@ class _LayoutBlobs:
 
     async def aclose(self) -> None:
         self._layout.close()
+
+
+class _ClientBlobs:
+    """Blobs of a client's content store, copied into the content store (verified)
+    before anything reads them."""
+
+    def __init__(self, where: ClientStore, content: ContentStore) -> None:
+        self._where = where
+        self._content = content
+
+    async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream:
+        def on_bytes(n: int) -> None:
+            ctx.progress(str(desc.digest), f"transferring {desc.digest}", n, total=desc.size)
+
+        await fetch_client_blob(self._where, desc, self._content, lease=lease, progress=on_bytes)
+        return BlobStream(open=functools.partial(self._content.open, desc.digest), verified=True)
+
+    async def store(self, desc: Descriptor, lease: str) -> None:
+        await fetch_client_blob(self._where, desc, self._content, lease=lease)
+
+    async def aclose(self) -> None:
+        return None
 
 
 class _RegistryBlobs:
@@ -353,16 +385,20 @@ async def import_cache(
     credentials: CredentialsProvider | None = None,
     platform: Platform | None = None,
     reporter: Reporter | None = None,
+    client: ContentCaller | None = None,
 ) -> ImportedCache | None:
     """Read the cache ``options`` name; ``None`` (with a warning to ``reporter``) when
-    it cannot be read — a build never fails because of its ``--cache-from``. The caller
-    closes what it gets (:meth:`ImportedCache.aclose`)."""
+    it cannot be read — a build never fails because of its ``--cache-from``. A
+    :class:`ClientCacheImport` is read from the content store of the build's session
+    (``client``). The caller closes what it gets (:meth:`ImportedCache.aclose`)."""
     where = _describe(options)
     progress = Progress(reporter, f"importing cache manifest from {where}", kind="cache")
     progress.start()
     try:
         if isinstance(options, LocalCacheImport):
             cache = await _import_local(options, content, unpacker)
+        elif isinstance(options, ClientCacheImport):
+            cache = await _import_client(options, content, unpacker, client)
         else:
             cache = await _import_registry(
                 options, content, unpacker, registry, credentials, platform
@@ -386,6 +422,8 @@ async def import_cache(
 def _describe(options: CacheImport) -> str:
     if isinstance(options, LocalCacheImport):
         return str(options.src)
+    if isinstance(options, ClientCacheImport):
+        return f"the client's content store {options.store!r}"
     return options.ref.familiar()
 
 
@@ -431,6 +469,36 @@ async def _import_local(
     except BaseException:
         layout.close()
         raise
+
+
+async def _import_client(
+    options: ClientCacheImport,
+    content: ContentStore,
+    unpacker: LayerUnpacker,
+    client: ContentCaller | None,
+) -> ImportedCache:
+    where = _describe(options)
+    if client is None:
+        raise NotFoundError(f"the build has no client session to read {where} from")
+    size = await client.info(options.store, options.digest)
+    if size is None:
+        raise NotFoundError(f"cache manifest {options.digest} not found in {where}")
+    data = await client.read(options.store, options.digest, size, limit=_MANIFEST_LIMIT)
+    manifest = parse_manifest(data)
+    config_desc, layers = _cache_parts(manifest, f"{options.digest} in {where}")
+    if config_desc.size > _CONFIG_LIMIT:
+        raise ContentError(f"cache config {config_desc.digest} is too large")
+    config = CacheConfig.parse(
+        await client.read(options.store, config_desc.digest, config_desc.size, limit=_CONFIG_LIMIT)
+    )
+    return ImportedCache(
+        name=where,
+        config=config,
+        descriptors=layers,
+        blobs=_ClientBlobs(ClientStore(store=options.store, content=client), content),
+        unpacker=unpacker,
+        content=content,
+    )
 
 
 async def _import_registry(

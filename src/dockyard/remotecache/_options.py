@@ -25,6 +25,8 @@ __all__ = [
     "CacheExport",
     "CacheImport",
     "CacheMode",
+    "ClientCacheExport",
+    "ClientCacheImport",
     "InlineCacheExport",
     "LocalCacheExport",
     "LocalCacheImport",
@@ -74,6 +76,20 @@ class RegistryCacheExport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCacheExport:
+    """``type=local`` written through the build's session: the blobs go into the
+    content store ``store`` the client offers (an OCI layout directory of the client's
+    host), and the client names the cache manifest in its ``index.json`` with the tag it
+    chose — what a daemon receives as ``type=local,store=ID`` from ``dockyard --addr``
+    (``dest`` stays on the client)."""
+
+    store: str
+    mode: CacheMode = CacheMode.MIN
+    compression: CompressionOptions | None = None
+    ignore_error: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InlineCacheExport:
     """``type=inline``: the cache config embedded in the exported image's config
     (``moby.buildkit.cache.v0``), its layers being the image's own (``mode=min``)."""
@@ -90,6 +106,16 @@ class LocalCacheImport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCacheImport:
+    """``type=local`` read through the build's session: the cache manifest ``digest``
+    in the content store ``store`` the client offers (the client resolved the tag in
+    its own ``index.json``) — ``type=local,store=ID,digest=D`` on the wire."""
+
+    store: str
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RegistryCacheImport:
     """``type=registry,ref=REF`` (or a bare ``REF``): a cache manifest pushed by a
     registry export, or an image whose config carries an inline cache."""
@@ -98,8 +124,8 @@ class RegistryCacheImport:
     insecure: bool = False
 
 
-CacheExport = LocalCacheExport | RegistryCacheExport | InlineCacheExport
-CacheImport = LocalCacheImport | RegistryCacheImport
+CacheExport = LocalCacheExport | ClientCacheExport | RegistryCacheExport | InlineCacheExport
+CacheImport = LocalCacheImport | ClientCacheImport | RegistryCacheImport
 
 
 def _fields(flag: str, text: str) -> dict[str, str]:
@@ -197,7 +223,14 @@ def parse_cache_export(text: str) -> CacheExport:
     """One ``--cache-to`` value; :class:`UsageError` for what it cannot mean."""
     attrs = _fields("--cache-to", text)
     kind = attrs.pop("type", "")
+    _no_store("--cache-to", text, attrs)
     return cache_export_from_attrs(kind, attrs, text=text)
+
+
+def _no_store(flag: str, text: str, attrs: Mapping[str, str]) -> None:
+    # ``store`` names a client's content store: what a client sends, not a user's option
+    if "store" in attrs:
+        raise UsageError(f"{flag} {text}: unknown option store (type=local takes a directory)")
 
 
 def cache_export_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = "") -> CacheExport:
@@ -209,6 +242,16 @@ def cache_export_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = 
     text = text or ",".join([f"type={kind}", *(f"{k}={v}" for k, v in attrs.items())])
     if kind == "local":
         dest = attrs.pop("dest", "")
+        store = attrs.pop("store", "")
+        if store:
+            if dest:
+                raise UsageError(f"{flag} {text}: type=local takes dest=DIR or store=ID, not both")
+            mode, ignore = _common_export(flag, attrs)
+            compression = _compression(flag, attrs)
+            _reject_unknown(flag, kind, attrs)
+            return ClientCacheExport(
+                store=store, mode=mode, compression=compression, ignore_error=ignore
+            )
         if not dest:
             raise UsageError(f"{flag} {text}: type=local needs dest=DIR")
         mode, ignore = _common_export(flag, attrs)
@@ -244,6 +287,7 @@ def parse_cache_import(text: str) -> CacheImport:
     """One ``--cache-from`` value; :class:`UsageError` for what it cannot mean."""
     attrs = _fields("--cache-from", text)
     kind = attrs.pop("type", "")
+    _no_store("--cache-from", text, attrs)
     return cache_import_from_attrs(kind, attrs, text=text)
 
 
@@ -256,7 +300,10 @@ def cache_import_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = 
     text = text or ",".join([f"type={kind}", *(f"{k}={v}" for k, v in attrs.items())])
     if kind == "local":
         src = attrs.pop("src", "")
-        if not src:
+        store = attrs.pop("store", "")
+        if store and src:
+            raise UsageError(f"{flag} {text}: type=local takes src=DIR or store=ID, not both")
+        if not src and not store:
             raise UsageError(f"{flag} {text}: type=local needs src=DIR")
         tag = attrs.pop("tag", DEFAULT_TAG) or DEFAULT_TAG
         digest_text = attrs.pop("digest", "")
@@ -267,6 +314,10 @@ def cache_import_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = 
             except ValueError as exc:
                 raise UsageError(f"{flag}: invalid digest {digest_text!r}: {exc}") from None
         _reject_unknown(flag, kind, attrs)
+        if store:
+            if digest is None:
+                raise UsageError(f"{flag} {text}: type=local,store=ID needs digest=DIGEST")
+            return ClientCacheImport(store=store, digest=digest)
         return LocalCacheImport(src=Path(src), tag=tag, digest=digest)
     if kind == "registry":
         ref = _reference(flag, attrs.pop("ref", ""))

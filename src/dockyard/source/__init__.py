@@ -21,7 +21,8 @@ The engine builds one of each and registers it in ``Worker.sources``::
   ``pull`` / ``local`` (local image store, registry); also the frontends' image config
   resolver (:meth:`ImageSource.resolve_image_config`, :meth:`ImageSource.meta_resolver`);
 - :class:`OCILayoutSource` — ``oci-layout://STORE[:TAG][@DIGEST]``: an image from an OCI
-  layout directory or tarball;
+  layout directory or tarball, or from a layout the client offers as a content store
+  through its session (:class:`ClientStore`, :func:`fetch_client_blob`);
 - :class:`LayerUnpacker` — layers applied into chains of committed snapshots keyed by
   chain id, each layer unpacked once and shared between images;
 - :class:`GitSource` — ``git://`` repositories at any ref with the real ``git`` (keyed by
@@ -78,7 +79,15 @@ if TYPE_CHECKING:
         chain_ids,
     )
     from ._local import CONTENT_LABEL, LocalInstance, LocalSource, LocalSpec, LocalStatistics
-    from ._ocilayout import LayoutImage, LayoutRef, OCILayoutInstance, OCILayoutSource
+    from ._ocilayout import (
+        ClientStore,
+        LayoutImage,
+        LayoutLocation,
+        LayoutRef,
+        OCILayoutInstance,
+        OCILayoutSource,
+        fetch_client_blob,
+    )
     from ._registry import SessionCredentials, StoreSink
     from ._remote_context import (
         ContextFormat,
@@ -130,8 +139,11 @@ _LAZY = {
     "LocalSource": "._local",
     "LocalSpec": "._local",
     "LocalStatistics": "._local",
+    "ClientStore": "._ocilayout",
     "LayoutImage": "._ocilayout",
+    "LayoutLocation": "._ocilayout",
     "LayoutRef": "._ocilayout",
+    "fetch_client_blob": "._ocilayout",
     "OCILayoutInstance": "._ocilayout",
     "OCILayoutSource": "._ocilayout",
     "SessionCredentials": "._registry",
@@ -159,6 +171,7 @@ __all__ = [
     "CONTENT_LABEL",
     "GIT_SNAPSHOT_LABEL",
     "BlobStream",
+    "ClientStore",
     "ContextFormat",
     "DownloadedFile",
     "FetchedContext",
@@ -182,6 +195,7 @@ __all__ = [
     "LayerSpec",
     "LayerUnpacker",
     "LayoutImage",
+    "LayoutLocation",
     "LayoutRef",
     "LocalImages",
     "LocalInstance",
@@ -198,6 +212,7 @@ __all__ = [
     "UnpackStatistics",
     "chain_ids",
     "context_stream",
+    "fetch_client_blob",
     "fetch_git_context",
     "fetch_http_context",
     "parse_remote_context",

@@ -199,7 +199,9 @@ class LayoutConfigs(Protocol):
     """What the frontend resolver needs of an OCI layout source
     (:meth:`dockyard.source.OCILayoutSource.resolve_config`)."""
 
-    async def resolve_config(self, ref: str, *, platform: Platform) -> tuple[Digest, bytes]: ...
+    async def resolve_config(
+        self, ref: str, *, platform: Platform, session_id: str | None = None
+    ) -> tuple[Digest, bytes]: ...
 
 
 class ImageSource:
@@ -623,7 +625,7 @@ class FrontendImageResolver:
             if self.layouts is None:
                 raise NotFoundError(f"image not found: {ref} (no OCI layout source)")
             digest, config = await self.layouts.resolve_config(
-                ref.removeprefix("oci-layout://"), platform=platform
+                ref.removeprefix("oci-layout://"), platform=platform, session_id=self.session_id
             )
             self.outside.append(ref)
             return FrontendImage(ref=ref, digest=str(digest), config=config)

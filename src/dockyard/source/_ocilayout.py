@@ -238,11 +238,13 @@ class OCILayoutSource:
         raise NotFoundError(_unknown(store, self.allow_paths, ()))
 
     async def locate(self, store: str, session_ids: Sequence[str] = ()) -> LayoutLocation:
-        """Where layout ``store`` is: a configured store, a content store one of the
-        sessions ``session_ids`` offers, or (when allowed) an absolute path."""
+        """Where layout ``store`` is: a configured store, (when allowed) an absolute
+        path, or a content store one of the sessions ``session_ids`` offers."""
         found = self.stores.get(store)
         if found is not None:
             return found
+        if self.allow_paths and store.startswith("/"):
+            return Path(store)  # (a store id never starts with "/")
         offered: list[str] = []
         if self.sessions is not None:
             for sid in session_ids:
@@ -250,8 +252,6 @@ class OCILayoutSource:
                 if handle.content.has(store):
                     return ClientStore(store=store, content=handle.content)
                 offered.extend(handle.info.content_stores)
-        if self.allow_paths and store.startswith("/"):
-            return Path(store)
         raise NotFoundError(_unknown(store, self.allow_paths, offered if session_ids else None))
 
     async def find(

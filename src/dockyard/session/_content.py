@@ -134,9 +134,10 @@ class LayoutStore:
             raise DockyardError(f"cannot open the OCI layout {self.path}: {exc.strerror}") from exc
 
     def _open_file(self, root: int, name: str, what: str) -> int | None:
-        """An fd of the regular file ``name`` inside the layout, ``None`` if missing."""
+        """An fd of the regular file ``name`` inside the layout, ``None`` if missing (a
+        FIFO there does not block the open: it is refused as not a regular file)."""
         try:
-            fd = open_in_root(root, name)
+            fd = open_in_root(root, name, os.O_RDONLY | os.O_NONBLOCK)
         except NotFoundError:
             return None
         except DockyardError as exc:

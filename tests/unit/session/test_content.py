@@ -161,6 +161,18 @@ def test_symlinks_in_the_layout_do_not_lead_out_of_it(tmp_path: Path) -> None:
     assert sorted(p.name for p in (outside / "blobs/sha256").iterdir()) == [digest_of(secret).hex]
 
 
+def test_a_blob_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    layout = tmp_path / "layout"
+    (layout / "blobs/sha256").mkdir(parents=True)
+    fifo = digest_of(b"fifo")
+    os.mkfifo(layout / "blobs/sha256" / fifo.hex)  # opening it must not hang
+    (layout / "blobs/sha256" / digest_of(b"dir").hex).mkdir()
+    store = LayoutStore(path=layout)
+    for digest in (fifo, digest_of(b"dir")):
+        with pytest.raises(ContentError, match="not a regular file"):
+            store.open_blob(digest)
+
+
 def test_commit_names_the_manifest_and_keeps_the_other_entries(tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     digest, size, _ = image(layout)

@@ -287,11 +287,13 @@ async def write_oci_layout(
     *,
     tar: bool = False,
     mtime: int = 0,
+    write_index: bool = True,
 ) -> None:
     """Write ``index`` and every blob below it from ``store`` as an OCI layout.
 
     ``tar=False``: ``dest`` is a directory (created; existing blobs are kept, index.json
-    is replaced). ``tar=True``: a tarball to path ``dest`` (written to a temporary name
+    is replaced — or, with ``write_index=False``, left to the caller, who names what it
+    wrote in it). ``tar=True``: a tarball to path ``dest`` (written to a temporary name
     and renamed) or to the writable binary file ``dest``; entries in a fixed order with
     ``mtime`` as their time, so equal content gives equal bytes.
     """
@@ -303,7 +305,9 @@ async def write_oci_layout(
     if not tar:
         if not isinstance(dest, Path):
             raise DockyardError("an OCI layout directory needs a path")
-        await asyncio.to_thread(_write_dir, store, blobs, index_bytes, dest)
+        await asyncio.to_thread(
+            _write_dir, store, blobs, index_bytes if write_index else None, dest
+        )
         return
     if isinstance(dest, Path):
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -334,7 +338,7 @@ def _atomic_write(path: Path, data: bytes | None, src: BinaryIO | None = None) -
 
 
 def _write_dir(
-    store: ContentStore, blobs: list[Descriptor], index_bytes: bytes, dest: Path
+    store: ContentStore, blobs: list[Descriptor], index_bytes: bytes | None, dest: Path
 ) -> None:
     blob_dir = dest / "blobs" / "sha256"
     blob_dir.mkdir(parents=True, exist_ok=True)
@@ -344,8 +348,9 @@ def _write_dir(
             continue
         with store.open(d.digest) as src:
             _atomic_write(target, None, src)
-    _atomic_write(dest / "oci-layout", _layout_bytes())
-    _atomic_write(dest / "index.json", index_bytes)
+    if index_bytes is not None:
+        _atomic_write(dest / "oci-layout", _layout_bytes())
+        _atomic_write(dest / "index.json", index_bytes)
 
 
 def _tar_entry(name: str, size: int, mtime: int, *, directory: bool = False) -> tarfile.TarInfo:

@@ -335,13 +335,19 @@ async def export_cache(
 
 async def _write_local(content: ContentStore, desc: Descriptor, options: LocalCacheExport) -> None:
     """Blobs first, ``index.json`` last (renamed into place): an export that fails
-    halfway leaves the previous cache in ``dest`` as it was."""
+    halfway leaves the previous cache in ``dest`` as it was. As BuildKit's client does,
+    the manifest replaces the entry of its tag in ``index.json`` and the others stay
+    (the same commit as a daemon's export into a client's layout)."""
+    from dockyard.session import LayoutStore
+
     dest = options.dest
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--cache-to {dest}: not a directory")
     tagged = dataclasses.replace(desc, annotations={REF_NAME_ANNOTATION: options.tag})
     index = ImageIndex(manifests=(tagged,), media_type=MediaType.OCI_INDEX)
-    await write_oci_layout(content, index, dest)
+    await write_oci_layout(content, index, dest, write_index=False)
+    layout = LayoutStore(path=dest, writable=True, tag=options.tag)
+    await asyncio.to_thread(layout.commit, desc.media_type, desc.digest, desc.size)
 
 
 _CLIENT_WRITES = 4  # blobs sent to the client at once

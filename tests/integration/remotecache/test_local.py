@@ -116,6 +116,35 @@ async def test_exporting_again_keeps_a_valid_cache_and_the_same_config(
     assert _manifest(cache) == before
 
 
+async def test_an_export_replaces_its_tag_and_keeps_the_other_index_entries(
+    tmp_path: Path, registry: RegistryProcess, base: str
+) -> None:
+    """As BuildKit's client updates index.json: the entry of the exported tag is
+    replaced, entries of other tags (another cache, an image) stay."""
+    context = write_context(tmp_path / "ctx", base)
+    cache = tmp_path / "cache"
+    await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(f"type=local,dest={cache},mode=max,tag=other"),),
+    )
+    other = json.loads((cache / "index.json").read_text())["manifests"]
+    assert [e["annotations"]["org.opencontainers.image.ref.name"] for e in other] == ["other"]
+    spec = (parse_cache_export(f"type=local,dest={cache},mode=min"),)
+    await build(tmp_path / "a", registry, context, cache_to=spec)
+    await build(tmp_path / "a", registry, context, cache_to=spec)  # same tag again
+    entries = json.loads((cache / "index.json").read_text())["manifests"]
+    names = [e["annotations"]["org.opencontainers.image.ref.name"] for e in entries]
+    assert names == ["other", "latest"]
+    assert entries[0] == other[0]
+    assert json.loads((cache / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    latest = cache / "blobs" / "sha256" / entries[1]["digest"].removeprefix("sha256:")
+    config = json.loads(latest.read_text())["config"]
+    assert config["mediaType"] == CACHE_CONFIG_MEDIA_TYPE
+    assert (cache / "blobs" / "sha256" / config["digest"].removeprefix("sha256:")).is_file()
+
+
 async def test_missing_or_corrupt_blobs_warn_and_build_normally(
     tmp_path: Path, registry: RegistryProcess, base: str
 ) -> None:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import shlex
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from dockyard.registry import (
     StaticCredentials,
     docker_config_path,
 )
+from dockyard.testing.processes import processes_with
 
 # A credential helper speaking docker's protocol: the server URL on stdin, JSON out.
 HELPER = """#!/bin/sh
@@ -165,3 +170,41 @@ async def test_static_credentials() -> None:
     assert isinstance(provider, CredentialsProvider)
     assert await provider.get("docker.io") == Credentials(username="x")
     assert await provider.get("other") is None
+
+
+# A helper that never answers and started a process holding its stdout and stderr.
+SILENT_HELPER = """#!/bin/sh
+{holder} &
+exec sleep 600
+"""
+
+
+async def test_a_helper_that_does_not_answer_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its time is up: it is killed and the lookup fails, though a process it started
+    still holds its pipes (the stop used to wait for the end of those too: the time
+    limit never came)."""
+    token = f"dockyard-helper-holder-{os.getpid()}-{id(tmp_path)}"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "docker-credential-silent"
+    holder = shlex.join([sys.executable, "-c", "import time; time.sleep(600)", token])
+    script.write_text(SILENT_HELPER.format(holder=holder))
+    script.chmod(0o755)
+    path = write_config(tmp_path, {"credsStore": "silent"})
+    provider = DockerConfigCredentials(path, env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    monkeypatch.setattr("dockyard.registry._dockerconfig._HELPER_TIMEOUT", 0.5)
+    lookup = asyncio.ensure_future(provider.get("slow.example"))
+    try:
+        done, _ = await asyncio.wait([lookup], timeout=20)  # only against the hang
+        if not done:
+            for pid in processes_with(token):
+                os.kill(pid, signal.SIGKILL)
+        with pytest.raises(AuthError, match=r"did not answer for slow\.example"):
+            await lookup
+        assert done
+        assert processes_with(str(script)) == []
+    finally:
+        for pid in processes_with(token):
+            os.kill(pid, signal.SIGKILL)

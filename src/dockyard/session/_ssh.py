@@ -118,6 +118,7 @@ class SshAgents:
                 raise UsageError(f"--ssh {spec.id}: give one agent socket or one or more key files")
         self._agents: dict[str, tuple[asyncio.subprocess.Process, Path]] = {}
         self._lock = asyncio.Lock()
+        self._closed = False
 
     def ids(self) -> frozenset[str]:
         return frozenset(self._sockets) | frozenset(self._keys)
@@ -144,6 +145,7 @@ class SshAgents:
             running = self._agents.get(id)
             if running is not None:
                 return running[1]
+            self._check_open(id)
             agent = shutil.which("ssh-agent")
             add = shutil.which("ssh-add")
             if agent is None or add is None:
@@ -152,15 +154,25 @@ class SshAgents:
                 )
             directory = Path(tempfile.mkdtemp(prefix="dockyard-agent-"))
             sock = directory / "agent.sock"
-            proc = await asyncio.create_subprocess_exec(
-                agent,
-                "-D",
-                "-a",
-                os.fspath(sock),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    agent,
+                    "-D",
+                    "-a",
+                    os.fspath(sock),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+            if self._closed:  # closed while it started: aclose() did not see it
+                try:
+                    await stop_process(proc, signal.SIGTERM)
+                finally:
+                    shutil.rmtree(directory, ignore_errors=True)
+                self._check_open(id)
             self._agents[id] = (proc, sock)
             for _ in range(200):
                 if sock.exists() or proc.returncode is not None:
@@ -191,12 +203,26 @@ class SshAgents:
                 )
             return sock
 
+    def _check_open(self, id: str) -> None:
+        if self._closed:
+            raise SessionError(f"--ssh {id}: the SSH agents are closed")
+
     async def aclose(self) -> None:
-        """Stop the ssh-agents started for key files."""
+        """Stop the ssh-agents started for key files, every one of them even when
+        cancelled meanwhile (the cancellation is raised once they are stopped); later
+        connections to key files are refused."""
+        self._closed = True
         agents, self._agents = self._agents, {}
+        cancelled = False
         for proc, sock in agents.values():
-            await stop_process(proc, signal.SIGTERM)
-            shutil.rmtree(sock.parent, ignore_errors=True)
+            try:
+                await stop_process(proc, signal.SIGTERM)
+            except asyncio.CancelledError:
+                cancelled = True
+            finally:
+                shutil.rmtree(sock.parent, ignore_errors=True)
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 def _path_kind(id: str, path: Path) -> str:

@@ -211,7 +211,11 @@ class GitDaemon:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )  # fmt: skip
-        _wait_listening(self.port, self._proc, "git daemon")
+        try:
+            _wait_listening(self.port, self._proc, "git daemon")
+        except BaseException:  # a server that does not listen is stopped
+            self.stop()
+            raise
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -300,7 +304,11 @@ class GitSshServer:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        _wait_listening(self.port, self._proc, "sshd")
+        try:
+            _wait_listening(self.port, self._proc, "sshd")
+        except BaseException:  # a server that does not listen is stopped
+            self.stop()
+            raise
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

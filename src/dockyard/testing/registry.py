@@ -411,7 +411,11 @@ class RegistryProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # a registry that does not answer is not left running
+            self.kill()
+            raise
 
     def _wait_ready(self) -> None:
         assert self.process is not None

@@ -592,6 +592,16 @@ class CacheDB:
         rows = [(r,) for r in rids]
         return self._statements("UPDATE cache_records SET synced = 1 WHERE id = ?", rows)
 
+    def unsynced(self) -> list[str]:
+        """Ids of committed records not (yet) known to be on disk."""
+        rows = self._query("SELECT id FROM cache_records WHERE mutable = 0 AND synced = 0")
+        return [str(r[0]) for r in rows]
+
+    def set_all_synced(self) -> Pending[None]:
+        """Mark every committed record as on disk (a database from before records were
+        synced in the background: its records were synced before they were kept)."""
+        return self._statement("UPDATE cache_records SET synced = 1 WHERE mutable = 0", ())
+
     def set_label(self, rid: str, key: str, value: str | None) -> Pending[None]:
         def run(db: sqlite3.Connection) -> None:
             row = db.execute("SELECT labels FROM cache_records WHERE id = ?", (rid,)).fetchone()

@@ -71,6 +71,8 @@ _CHECKSUM_MEMO = 50_000
 _SEEDED_MAX = 8
 _INDEXES_MAX = 4
 _CLEAN = "clean-close"  # cache_meta: the snapshotter's fingerprint when last closed cleanly
+_BOOT = "boot-id"  # cache_meta: the boot (kernel boot_id) its unsynced records were made in
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
 SNAPSHOT_OF_LABEL = "dockyard.snapshot-of"
 SNAPSHOT_CHAIN = 32
 """Layers a chain of snapshots of one mutable ref may reach before the next is a full copy."""
@@ -141,6 +143,10 @@ class CacheManager:
         self._checksum_misses = 0
         self._racy_ns = RACY_NS  # tests lower it to make the stat cache deterministic
         self._closed = False
+        # committed records not yet known to be on disk, and the background sync
+        self._unsynced: set[str] = set()
+        self._sync_task: asyncio.Task[None] | None = None
+        self._sync_error: OSError | DockyardError | sqlite3.Error | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -157,8 +163,7 @@ class CacheManager:
         ``<state_dir>/snapshots`` (then the manager owns and closes it), or an open
         snapshotter. Every snapshot in it belongs to the manager: snapshots without a
         record are removed here. ``sync_on_save``: :meth:`save` flushes the file system
-        (``syncfs``) before it returns ids, once per record, so a record the solver
-        keeps never points at data a power cut could lose.
+        (``syncfs``) before it returns ids (see :meth:`save`).
         """
         state = Path(state_dir)
         (state / "locks").mkdir(parents=True, exist_ok=True)
@@ -189,7 +194,10 @@ class CacheManager:
             if own and not clean:
                 sn.remove_orphans()  # (a snapshotter made by the caller did it when made)
             await db.set_meta(_CLEAN, None)
-            await manager._recover(full=not clean)
+            lost = await manager._lost_in_reboot()
+            await manager._recover(full=not clean or bool(lost), lost=lost)
+            await db.set_meta(_BOOT, _boot_id())
+            manager._unsynced.update(db.unsynced())
         except BaseException:
             if db is not None:
                 db.close()
@@ -206,9 +214,15 @@ class CacheManager:
         if self._closed:
             return
         self._closed = True
+        synced = True
+        try:
+            await self.flush()
+        except (DockyardError, OSError, sqlite3.Error):
+            synced = False  # left unsynced: dropped if the machine restarts before a sync
         with contextlib.suppress(DockyardError, OSError, sqlite3.Error):
             if (
-                self._own_snapshotter
+                synced
+                and self._own_snapshotter
                 and not self._db.has_work_areas()
                 and not self.snapshotter.left_over
             ):
@@ -232,10 +246,25 @@ class CacheManager:
     ) -> None:
         await self.close()
 
-    async def _recover(self, *, full: bool = True) -> None:
+    async def _lost_in_reboot(self) -> set[str]:
+        """Committed records that may have lost data: those not known to be on disk when
+        the machine restarted since they were made (a power cut loses what the kernel
+        had not written; a crash of the process alone loses nothing written). A database
+        from before records were synced in the background had synced what it kept."""
+        made_in = self._db.meta(_BOOT)
+        if made_in is None:
+            await self._db.set_all_synced()
+            return set()
+        now = _boot_id()
+        if now and made_in == now:
+            return set()
+        return set(self._db.unsynced())
+
+    async def _recover(self, *, full: bool = True, lost: set[str] | None = None) -> None:
         """Undo what a crash left: mounts, uncommitted work areas, records without their
-        snapshot (and records built on them), snapshots without a record. Without
-        ``full`` (after a clean close) only the mount directory is checked."""
+        snapshot or that may have lost data in a restart of the machine (``lost``; and
+        records built on them), snapshots without a record. Without ``full`` (after a
+        clean close) only the mount directory is checked."""
         self.mount_dir.mkdir(exist_ok=True)
         for mp in reversed(mountpoints_under(self.mount_dir)):
             await asyncio.to_thread(unmount, mp, detach=True)
@@ -245,7 +274,7 @@ class CacheManager:
             return
         snapshots = {info.key: info async for info in self.snapshotter.walk()}
         rows = self._db.all()
-        bad: set[str] = set()
+        bad: set[str] = set(lost or ())
         for row in rows:
             info = snapshots.get(row.id)
             want = Kind.ACTIVE if row.mutable else Kind.COMMITTED
@@ -324,20 +353,69 @@ class CacheManager:
     # -- the solver's ResultStorage --------------------------------------------------------
     async def save(self, results: Sequence[object]) -> Sequence[str]:
         """Make committed refs loadable by id across builds and restarts (they already
-        are: this checks them and makes them durable, see ``sync_on_save``)."""
+        are: this checks them and makes them durable, see ``sync_on_save``).
+
+        One flush of the file system (``syncfs``) covers every record committed before
+        it began, and marks them all synced (the layers below an image's top one too);
+        saves that come while a flush runs share the next one. A committed record the
+        machine restarted on before it was synced (the kernel's boot id tells) is
+        dropped at the next open, with everything built on it: a kept record never
+        points at data a power cut lost, whether or not it was saved."""
         refs: list[ImmutableRef] = []
         for result in results:
             if not isinstance(result, ImmutableRef) or result._manager is not self:
                 raise InternalError(f"cannot save {result!r}: not a committed ref of this cache")
             result._check()
             refs.append(result)
-        unsynced = [r.id for r in refs if not r._row.synced]
-        if unsynced and self._sync_on_save:
-            await asyncio.to_thread(_syncfs, self.snapshotter.root)
-            await self._db.set_synced(unsynced)
-            for r in refs:
-                r._row = self._row(r.id)
+        await self._wait_synced([r.id for r in refs])
         return [r.id for r in refs]
+
+    def _raise_sync_error(self) -> None:
+        error, self._sync_error = self._sync_error, None
+        if error is not None:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise DockyardError(f"flushing the build cache to disk failed: {reason}") from error
+
+    def _start_sync(self) -> asyncio.Task[None]:
+        task = self._sync_task
+        if task is None or task.done():
+            task = self._sync_task = asyncio.get_running_loop().create_task(
+                self._sync_loop(), name="dockyard-cache-sync"
+            )
+        return task
+
+    async def _sync_loop(self) -> None:
+        """Flush until every record committed so far is synced (records committed during
+        a flush wait for the next one). Runs in its own task: a cancelled save stops
+        waiting, not the flush other saves share."""
+        while self._unsynced and self._sync_error is None:
+            batch = set(self._unsynced)
+            try:
+                await asyncio.to_thread(_syncfs, self.snapshotter.root)
+                await self._db.set_synced(sorted(batch))
+            except (OSError, DockyardError, sqlite3.Error) as exc:
+                self._sync_error = exc
+                return
+            self._unsynced -= batch
+
+    async def flush(self) -> None:
+        """Wait until every record committed so far is durable (see :meth:`save`)."""
+        await self._wait_synced(None)
+
+    async def _wait_synced(self, ids: Collection[str] | None) -> None:
+        """Wait until records ``ids`` (``None``: all) are synced; raises a failed flush
+        (once: the next call tries again)."""
+        if not self._sync_on_save:
+            return
+
+        def waiting() -> bool:
+            if ids is None:
+                return bool(self._unsynced)
+            return any(rid in self._unsynced for rid in ids)
+
+        while waiting() and self._sync_error is None:
+            await asyncio.shield(self._start_sync())
+        self._raise_sync_error()
 
     async def load(self, result_id: str, *, touch: bool = True) -> ImmutableRef | None:
         """A new handle on committed record ``result_id``, or ``None`` if it is gone
@@ -382,6 +460,7 @@ class CacheManager:
         except BaseException:
             await self._drop_mutable(rid)
             raise
+        self._unsynced.add(rid)
         live.users -= 1
         self._stat_caches.pop(rid, None)
         return self._acquire(self._row(rid), touch=False)
@@ -1192,6 +1271,15 @@ def _mirror_between(
 
 
 _libc: ctypes.CDLL | None = None
+
+
+def _boot_id() -> str:
+    """This boot of the machine (empty when unknown: every open is then a new boot)."""
+    try:
+        with open(_BOOT_ID) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _syncfs(path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.cache import CacheManager
+from dockyard.cache import CacheManager, _manager
 from dockyard.core import ConfigError
 from dockyard.snapshot import Kind, new_snapshotter
 
@@ -122,9 +122,9 @@ async def test_a_clean_close_skips_the_recovery_pass(
     passes: list[bool] = []
     recover = CacheManager._recover
 
-    async def spy(self: CacheManager, *, full: bool = True) -> None:
+    async def spy(self: CacheManager, *, full: bool = True, lost: set[str] | None = None) -> None:
         passes.append(full)
-        await recover(self, full=full)
+        await recover(self, full=full, lost=lost)
 
     monkeypatch.setattr(CacheManager, "_recover", spy)
     manager = await CacheManager.open(state_dir, snapshotter="native")
@@ -190,5 +190,88 @@ async def test_a_removal_that_left_files_behind_is_not_a_clean_close(
     manager = await CacheManager.open(state_dir, snapshotter="native")
     try:
         assert not [p for p in (state_dir / "snapshots").iterdir() if p.name in left]
+    finally:
+        await manager.close()
+
+
+async def _unsynced_state(state_dir: Path) -> tuple[str, str, str, str]:
+    """A state directory as a power cut would find it: ``synced`` made durable, then
+    ``lost`` (built on it), ``above`` (built on ``lost``) and ``alone`` committed and
+    kept but not flushed yet when the process ended."""
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    synced = await committed(manager, lambda r: (r / "a").write_text("a"))
+    await manager.save([synced])
+    await manager.flush()
+    manager._sync_on_save = False  # the process ends before the next flush
+    lost = await committed(manager, lambda r: (r / "b").write_text("b"), synced)
+    above = await committed(manager, lambda r: (r / "c").write_text("c"), lost)
+    alone = await committed(manager, lambda r: (r / "d").write_text("d"))
+    await manager.save([above, alone])
+    await manager.close()
+    return synced.id, lost.id, above.id, alone.id
+
+
+async def test_records_unsynced_when_the_machine_restarted_are_dropped(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart of the machine (another kernel boot id) may have lost what was not
+    flushed: those records go, with what is built on them; flushed ones stay."""
+    synced, lost, above, alone = await _unsynced_state(state_dir)
+    monkeypatch.setattr(_manager, "_boot_id", lambda: "another-boot")
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert [r.id for r in await manager.du()] == [synced]
+        assert [i.key async for i in manager.snapshotter.walk()] == [synced]
+        for rid in (lost, above, alone):
+            assert await manager.load(rid) is None
+    finally:
+        await manager.close()
+
+
+async def test_records_unsynced_when_only_the_process_ended_are_kept_and_synced(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same boot: the kernel still has (or wrote) everything the process wrote, so
+    nothing is dropped; the next manager flushes the records and marks them."""
+    ids = await _unsynced_state(state_dir)
+    calls: list[Path] = []
+    real = _manager._syncfs
+
+    def counting(path: Path) -> None:
+        calls.append(path)
+        real(path)
+
+    monkeypatch.setattr(_manager, "_syncfs", counting)
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert {r.id for r in await manager.du()} == set(ids)
+        await manager.flush()
+        assert len(calls) == 1
+        assert all(manager._row(rid).synced for rid in ids)
+    finally:
+        await manager.close()
+    monkeypatch.setattr(_manager, "_boot_id", lambda: "another-boot")
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert {r.id for r in await manager.du()} == set(ids)  # all flushed before
+    finally:
+        await manager.close()
+
+
+async def test_a_database_from_before_background_syncs_keeps_its_records(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records of a database without a boot id were synced before they were kept (the
+    old rule): after a restart they stay."""
+    ids = await _unsynced_state(state_dir)
+    db = sqlite3.connect(state_dir / "metadata.db")
+    with db:
+        db.execute("DELETE FROM cache_meta WHERE name = 'boot-id'")
+    db.close()
+    monkeypatch.setattr(_manager, "_boot_id", lambda: "another-boot")
+    manager = await CacheManager.open(state_dir, snapshotter="native")
+    try:
+        assert {r.id for r in await manager.du()} == set(ids)
+        assert all(manager._row(rid).synced for rid in ids)
     finally:
         await manager.close()

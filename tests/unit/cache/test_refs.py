@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import io
 import os
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
-from dockyard.cache import CacheManager, ImmutableRef, LayerBlob, RecordType
+from dockyard.cache import CacheManager, ImmutableRef, LayerBlob, RecordType, _manager
 from dockyard.core import Digest, DockyardError, InternalError, NotFoundError
 from dockyard.solver import Result, ResultStorage
 
@@ -235,15 +238,63 @@ async def test_mutable_refs_keep_their_parent(manager: CacheManager) -> None:
     assert len(await manager.prune()) == 1
 
 
-async def test_sync_on_save_marks_records(manager: CacheManager) -> None:
+async def test_save_flushes_once_for_every_record_committed_before(
+    manager: CacheManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One flush covers every record committed before it began (the parent too, which
+    was never saved); saves that come while it runs share the next flush."""
+    flushing = threading.Event()
+    release = threading.Event()
+    calls: list[Path] = []
+
+    def slow_syncfs(path: Path) -> None:
+        calls.append(path)
+        flushing.set()
+        assert release.wait(10)
+
+    monkeypatch.setattr(_manager, "_syncfs", slow_syncfs)
+    base = await committed(manager, lambda r: (r / "a").write_text("a"))
+    ref = await committed(manager, lambda r: (r / "b").write_text("b"), base)
+
+    def synced(rid: str) -> bool:
+        return manager._row(rid).synced
+
+    assert not synced(ref.id)
+    saving = asyncio.ensure_future(manager.save([ref]))
+    assert await asyncio.to_thread(flushing.wait, 5)
+    late = [await committed(manager, lambda r: (r / "c").write_text("c")) for _ in range(2)]
+    others = [asyncio.ensure_future(manager.save([r])) for r in late]
+    await asyncio.sleep(0.05)
+    assert not saving.done()
+    assert not any(o.done() for o in others)
+    release.set()
+    assert await asyncio.wait_for(saving, 5) == [ref.id]
+    assert synced(ref.id)
+    assert synced(base.id)
+    await asyncio.wait_for(asyncio.gather(*others), 5)
+    assert all(synced(r.id) for r in late)
+    assert len(calls) == 2  # the late saves shared one flush
+    await manager.save([ref])  # already synced: no flush
+    await manager.flush()
+    assert len(calls) == 2
+    for r in (ref, base, *late):
+        await r.release()
+
+
+async def test_a_failed_flush_fails_the_save(
+    manager: CacheManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(_manager, "_syncfs", broken)
     ref = await committed(manager, lambda r: (r / "a").write_text("a"))
-
-    def synced() -> bool:
-        return ref._row.synced
-
-    assert not synced()
-    await manager.save([ref])
-    assert synced()
+    with pytest.raises(DockyardError, match="flushing the build cache to disk failed"):
+        await manager.save([ref])
+    assert not manager._row(ref.id).synced
+    monkeypatch.undo()
+    assert await manager.save([ref]) == [ref.id]  # the next save tries again
+    assert manager._row(ref.id).synced
     await ref.release()
 
 

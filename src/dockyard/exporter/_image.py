@@ -256,13 +256,20 @@ async def commit_image(
     progress: Progress | None = None,
     inline_cache: InlineCache | None = None,
     pusher: LayerPusher | None = None,
+    layers_step: bool = True,
 ) -> CommittedImage:
     """Make the layers of ``ref``, then config and manifest blobs, all held by
     ``lease``. ``inline_cache`` makes a cache config embedded in the image config;
-    ``pusher`` streams the layers made to a registry while they are made."""
+    ``pusher`` streams the layers made to a registry while they are made;
+    ``layers_step=False``: the caller reports "exporting layers" (one step for the
+    images of several platforms)."""
     base = config if config is not None else default_config(platform)
     clamp = epoch if options.rewrite_timestamp else None
-    step = progress.step("layers", "exporting layers") if progress is not None else None
+    step = (
+        progress.step("layers", "exporting layers")
+        if progress is not None and layers_step
+        else None
+    )
     layers = await export_layers(
         ref,
         content,
@@ -390,10 +397,12 @@ async def commit_index(
             )
     oci = True if request.attested else options.use_oci(True)
     epoch = options.source_date_epoch if options.source_date_epoch is not None else request.epoch
-    images: list[CommittedImage] = []
-    for part in request.platforms:
-        images.append(
-            await commit_image(
+    # the platforms' images side by side (as BuildKit's exporter does): their layers
+    # compress on every core; a layer two platforms share is made once (_layers)
+    step = progress.step("layers", "exporting layers") if progress is not None else None
+    outcomes = await asyncio.gather(
+        *(
+            commit_image(
                 part.ref,
                 part.image_config,
                 options,
@@ -405,10 +414,21 @@ async def commit_index(
                 progress=progress,
                 inline_cache=part.inline_cache,
                 pusher=pusher,
+                layers_step=False,
             )
-        )
-        if progress is not None:
-            digest = images[-1].descriptor.digest
+            for part in request.platforms
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    images = [o for o in outcomes if not isinstance(o, BaseException)]
+    if step is not None:
+        step.done()
+    if progress is not None:
+        for image in images:
+            digest = image.descriptor.digest
             progress.step(f"manifest-{digest}", f"exporting manifest {digest}").done()
     manifests = tuple(
         Descriptor(

@@ -3,6 +3,7 @@ layout), a sub-directory per platform (local, tar), the docker exporter refusing
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import tarfile
@@ -12,11 +13,12 @@ from typing import Any
 import pytest
 
 from dockyard.cache import ImmutableRef
-from dockyard.core import Digest, Platform, UsageError
+from dockyard.core import CollectingReporter, Digest, Platform, UsageError, VertexProgress
 from dockyard.exporter import (
     ExportRequest,
     ExportResponse,
     PlatformExport,
+    _image,
     parse_output,
     platform_dir,
     resolve,
@@ -98,6 +100,45 @@ async def test_image_store_holds_an_index_of_per_platform_manifests(state: State
     for platform in (AMD64, ARM64):
         local = await state.images.resolve("docker.io/library/multi:1", platform=platform)
         assert local.config.architecture == platform.architecture
+
+
+async def test_the_platforms_images_are_made_side_by_side(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each platform's layers are made at the same time as the others' (as BuildKit's
+    exporter does), not one platform after another; the index keeps the build's
+    platform order and one "exporting layers" step covers them."""
+    started: list[str] = []
+    both = asyncio.Event()
+    real = _image.export_layers  # type: ignore[attr-defined]
+
+    async def export_layers(ref: ImmutableRef | None, *args: Any, **kwargs: Any) -> Any:
+        assert ref is not None
+        started.append(ref.id)
+        if len(started) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 5)  # the other platform's started too
+        return await real(ref, *args, **kwargs)
+
+    monkeypatch.setattr(_image, "export_layers", export_layers)
+    reporter = CollectingReporter()
+    refs = await _refs(state)
+    exporter = resolve(parse_output("type=image,name=multi:side"), state.services)
+    parts = tuple(
+        PlatformExport(platform=p, ref=ref, image_config=_config(p)) for p, ref in refs.items()
+    )
+    resp = await exporter.export(
+        ExportRequest(ref=None, epoch=T0, platforms=parts, reporter=reporter)
+    )
+    assert sorted(started) == sorted(r.id for r in refs.values())
+    assert resp.image_digest is not None
+    index = await _read(state, resp.image_digest)
+    assert [m.platform for m in index.manifests] == [AMD64, ARM64]
+    steps = [
+        e for e in reporter.events if isinstance(e, VertexProgress) and e.id.startswith("layers")
+    ]
+    assert {(e.id, e.name) for e in steps} == {("layers", "exporting layers")}
+    assert [e.completed is not None for e in steps] == [False, True]
 
 
 async def test_oci_mediatypes_false_makes_a_docker_manifest_list(state: State) -> None:

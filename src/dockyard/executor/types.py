@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, TypeAlias
 
 from dockyard.core import UsageError
+from dockyard.core.ulimits import ULIMIT_NAMES
 from dockyard.snapshot.types import Mount
 
 __all__ = [
@@ -103,25 +104,7 @@ class HostEntry:
         raise UsageError(f"invalid extra host {value!r} (expected name:ip)")
 
 
-RLIMIT_NAMES = frozenset(
-    (
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-    )
-)
+RLIMIT_NAMES = ULIMIT_NAMES
 """The resource limits a process may be given, by docker's ``--ulimit`` names."""
 
 RLIM_INFINITY = (1 << 64) - 1

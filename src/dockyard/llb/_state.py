@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dockyard.core import Platform, UsageError
+from dockyard.core.ulimits import ULIMIT_NAMES
 
 from . import _paths
 from ._constraints import Constraints, NetMode, SecurityMode, options
@@ -44,27 +45,6 @@ HOST_GATEWAY = "host-gateway"
 HOST_GATEWAY_IP = "127.0.0.1"
 """What ``host-gateway`` stands for. Dockyard's ``RUN`` steps share the host's network
 (there is no bridge), so the host is reached on its loopback address."""
-
-ULIMIT_NAMES = frozenset(
-    (
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-    )
-)
-"""The names ``--ulimit`` takes (docker's, go-units'): ``RLIMIT_<NAME>`` in the OCI spec."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -133,6 +133,9 @@ class _Tree:
         # caches of what this extraction made or checked; dropped on any removal
         self._resolved: dict[str, tuple[str, ...]] = {}
         self._topdirs: set[tuple[str, ...]] = {()}
+        # a directory of the top layer was removed: a path made before may now lead
+        # through what replaced it (a symlink), so recorded paths must be re-checked
+        self.dirs_removed = False
 
     def host(self, parts: tuple[str, ...], layer: int = 0) -> str:
         return os.path.join(self.layers[layer], *parts)
@@ -275,6 +278,7 @@ class _Tree:
     def _clear_top(self, parts: tuple[str, ...], st: os.stat_result) -> None:
         if stat.S_ISDIR(st.st_mode):
             self.invalidate()
+            self.dirs_removed = True
         _remove(self.host(parts))
 
     def _merged_lower_dir(self, parts: tuple[str, ...]) -> int | None:
@@ -340,6 +344,7 @@ class _Tree:
         for name in os.listdir(path):
             if (*parts, name) not in self.created:
                 _remove(os.path.join(path, name))
+                self.dirs_removed = True
         if self.overlay:
             os.setxattr(path, _OPAQUE_XATTR, b"y")
         self.invalidate()
@@ -367,7 +372,9 @@ def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerRes
     own_hash = getattr(stream, "sha256_of_all", None)
     reader = HashingReader(stream, hashed=own_hash is None)
     tree = _Tree(os.path.abspath(root), list(lowers or []))
-    dir_times: list[tuple[str, int]] = []
+    # directory -> mtime, set once the entries below it are written; a directory met
+    # again keeps its first place (before its children) and takes the later time
+    dir_times: dict[str, int] = {}
     try:
         with tarfile.TarFile(fileobj=reader, mode="r") as tar:  # type: ignore[arg-type]
             for member in tar:
@@ -377,8 +384,7 @@ def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerRes
     except EOFError as exc:
         raise ContentError(f"truncated layer tar: {exc}") from exc
     reader.drain()
-    for path, mtime in reversed(dir_times):
-        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    _set_dir_times(tree, dir_times)
     if own_hash is None:
         return reader.result()
     digest, size = own_hash()
@@ -391,7 +397,7 @@ def _apply_member(
     tar: tarfile.TarFile,
     member: tarfile.TarInfo,
     tree: _Tree,
-    dir_times: list[tuple[str, int]],
+    dir_times: dict[str, int],
 ) -> None:
     try:
         rel = clean_rel(member.name)
@@ -400,7 +406,7 @@ def _apply_member(
     if rel == ".":
         if member.isdir():
             _set_meta(tree.root, member)
-            dir_times.append((tree.root, int(member.mtime)))
+            dir_times[tree.root] = int(member.mtime)
         return
     parent_rel, base = _split(rel)
     if base.startswith(WHITEOUT_PREFIX):
@@ -421,7 +427,7 @@ def _apply_member(
     if member.isdir():
         tree.make_dir(parts)
         _set_meta(path, member)
-        dir_times.append((path, int(member.mtime)))
+        dir_times[path] = int(member.mtime)
         tree.created.add(parts)
         return
     if member.islnk():
@@ -450,6 +456,32 @@ def _apply_member(
     else:
         raise ContentError(f"unsupported entry type {member.type!r} for {member.name!r}")
     _set_meta(path, member)
+
+
+def _set_dir_times(tree: _Tree, dir_times: dict[str, int]) -> None:
+    """Give the tar's directories their times, children before parents.
+
+    A directory the tar later replaced (by a symlink, say) is skipped: its recorded path
+    would now lead through that symlink, out of the root.
+    """
+    for path, mtime in reversed(dir_times.items()):
+        if tree.dirs_removed and not _still_a_directory(tree.root, path):
+            continue
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+
+def _still_a_directory(root: str, path: str) -> bool:
+    """Whether every component of ``path`` below ``root`` is a directory, not a link."""
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return True
+    at = root
+    for part in rel.split("/"):
+        at = os.path.join(at, part)
+        st = _lstat(at)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return False
+    return True
 
 
 def _write_data(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:

@@ -182,6 +182,43 @@ def test_whiteouts_cannot_delete_outside(sandbox: tuple[Path, Path], tmp_path: P
     assert (root / "keep").exists()
 
 
+def _dir_at(name: str, mtime: int) -> tuple[tarfile.TarInfo, None]:
+    ti, data = _dir(name)
+    ti.mtime = mtime
+    return ti, data
+
+
+def test_directory_times_are_not_set_through_a_later_symlink(
+    sandbox: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A directory's time is set after the whole tar: by then the tar may have replaced a
+    parent of it by a symlink out of the root; the time must not land out there."""
+    root, outside = sandbox
+    os.utime(outside / "victim", (5, 5))
+    _apply(
+        _tar(_dir("d"), _dir_at("d/victim", 99), _link("d", str(outside))),
+        root,
+    )
+    assert os.lstat(outside / "victim").st_mtime == 5
+    assert os.path.islink(root / "d")
+    _outside_untouched(outside, tmp_path)
+
+
+def test_a_directory_replaced_by_a_file_and_back_takes_the_last_time(tmp_path: Path) -> None:
+    _apply(
+        _tar(
+            _dir_at("d", 10),
+            _dir_at("d/sub", 20),
+            _file("d"),
+            _dir_at("d", 30),
+            _file("d/f"),
+        ),
+        tmp_path,
+    )
+    assert os.lstat(tmp_path / "d").st_mtime == 30
+    assert sorted(os.listdir(tmp_path / "d")) == ["f"]
+
+
 def test_forged_overlay_xattrs_are_ignored(tmp_path: Path) -> None:
     ti, data = _dir("d")
     ti.pax_headers = {"SCHILY.xattr.trusted.overlay.opaque": "y"}

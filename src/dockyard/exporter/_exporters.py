@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -325,6 +325,18 @@ def _epoch(option: int | None, request: ExportRequest) -> int | None:
     return option if option is not None else request.epoch
 
 
+def _layout_index(target: Descriptor, names: Sequence[Reference], epoch: int | None) -> ImageIndex:
+    """The ``index.json`` of an OCI layout holding ``target`` (an image or an index): one
+    entry per image name (``org.opencontainers.image.ref.name``), or one without a name."""
+    from ._archive import index_entry
+
+    created = _created(epoch)
+    entries = [index_entry(target, n, created) for n in names] or [
+        index_entry(target, None, created)
+    ]
+    return ImageIndex(manifests=tuple(entries), media_type=MediaType.OCI_INDEX)
+
+
 def _created(epoch: int | None) -> str:
     if epoch is not None:
         return format_timestamp(epoch * 1_000_000_000)
@@ -620,7 +632,7 @@ class _ArchiveExporter:
 
     async def export(self, request: ExportRequest) -> ExportResponse:
         # archives, destinations and tar code load for the exports that write them
-        from ._archive import ArchiveImage, index_entry, write_archive
+        from ._archive import ArchiveImage, write_archive
         from ._dest import describe, open_stream
 
         opts = self._options
@@ -651,12 +663,8 @@ class _ArchiveExporter:
                 progress=progress,
                 inline_cache=request.inline_cache,
             )
-            created = _created(epoch)
             names = opts.image.names
-            entries = [index_entry(image.descriptor, n, created) for n in names] or [
-                index_entry(image.descriptor, None, created)
-            ]
-            index = ImageIndex(manifests=tuple(entries), media_type=MediaType.OCI_INDEX)
+            index = _layout_index(image.descriptor, names, epoch)
             archived = ArchiveImage(
                 descriptor=image.descriptor,
                 config=image.config_descriptor,
@@ -684,7 +692,6 @@ class _ArchiveExporter:
         archive (one attested image) adds ``manifest.json`` for its image."""
         from dockyard.content import write_oci_layout
 
-        from ._archive import index_entry
         from ._dest import describe, open_stream
 
         opts = self._options
@@ -698,12 +705,8 @@ class _ArchiveExporter:
             committed = await commit_index(
                 request, opts.image, content, lease=lease, progress=progress
             )
-            created = _created(epoch)
             names = opts.image.names
-            entries = [index_entry(committed.descriptor, n, created) for n in names] or [
-                index_entry(committed.descriptor, None, created)
-            ]
-            layout = ImageIndex(manifests=tuple(entries), media_type=MediaType.OCI_INDEX)
+            layout = _layout_index(committed.descriptor, names, epoch)
             step = progress.step("archive", f"sending tarball to {describe(opts.dest)}")
             if not opts.tar:
                 assert isinstance(opts.dest, LocalPath)
@@ -722,7 +725,7 @@ class _ArchiveExporter:
         """``type=docker`` of an attested image: the index (image and attestation
         manifests) in the OCI layout, ``manifest.json`` naming the image for ``docker
         load``."""
-        from ._archive import ArchiveImage, index_entry, write_archive
+        from ._archive import ArchiveImage, write_archive
         from ._dest import describe, open_stream
 
         opts = self._options
@@ -734,12 +737,8 @@ class _ArchiveExporter:
             committed = await commit_index(
                 request, opts.image, content, lease=lease, progress=progress
             )
-            created = _created(epoch)
             names = opts.image.names
-            entries = [index_entry(committed.descriptor, n, created) for n in names] or [
-                index_entry(committed.descriptor, None, created)
-            ]
-            layout = ImageIndex(manifests=tuple(entries), media_type=MediaType.OCI_INDEX)
+            layout = _layout_index(committed.descriptor, names, epoch)
             image = committed.images[0]
             archived = ArchiveImage(
                 descriptor=image.descriptor,

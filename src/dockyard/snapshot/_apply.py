@@ -43,6 +43,8 @@ __all__ = ["HashingReader", "apply_tar"]
 CHUNK = 1 << 20
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _XATTR_PAX = "SCHILY.xattr."
+# failures of the host, not of the entry being extracted: reported as they are
+_HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM})
 
 
 class HashingReader:
@@ -378,7 +380,19 @@ def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerRes
     try:
         with tarfile.TarFile(fileobj=reader, mode="r") as tar:  # type: ignore[arg-type]
             for member in tar:
-                _apply_member(tar, member, tree, dir_times)
+                try:
+                    _apply_member(tar, member, tree, dir_times)
+                except (ValueError, OverflowError) as exc:  # a NUL in a name, a huge uid
+                    raise ContentError(f"invalid layer tar entry {member.name!r}: {exc}") from exc
+                except OSError as exc:
+                    if exc.errno in _HOST_ERRNOS:
+                        raise
+                    # the entry cannot be made as it says (a name too long, an xattr
+                    # refused, a hard link to itself): name it, not a host path
+                    raise ContentError(
+                        f"layer tar entry {member.name!r} cannot be extracted: "
+                        f"{exc.strerror or exc}"
+                    ) from exc
     except tarfile.TarError as exc:
         raise ContentError(f"invalid layer tar: {exc}") from exc
     except EOFError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -240,6 +241,34 @@ def test_garbage_is_a_content_error(tmp_path: Path) -> None:
     data = _tar(_file("a", b"x" * 10000))
     with pytest.raises(ContentError):
         _apply(data[:2000], tmp_path)
+
+
+def _with_pax(
+    member: tuple[tarfile.TarInfo, bytes | None], **pax: str
+) -> tuple[tarfile.TarInfo, bytes | None]:
+    member[0].pax_headers = pax
+    return member
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (_with_pax(_file("f"), path="a\x00b"), "entry 'a\\x00b': embedded null byte"),
+        (_file("n" * 300), "cannot be extracted: File name too long"),
+        (_with_pax(_file("f"), uid="99999999999"), "invalid layer tar entry 'f'"),
+        (_with_pax(_file("f"), mtime="1e30"), "invalid layer tar entry 'f'"),
+        (_with_pax(_file("f"), **{"SCHILY.xattr.": "y"}), "'f' cannot be extracted"),
+        (_link("self", "self", hard=True), "'self'"),
+    ],
+)
+def test_an_entry_that_cannot_be_made_is_a_content_error_naming_it(
+    tmp_path: Path, member: tuple[tarfile.TarInfo, bytes | None], message: str
+) -> None:
+    members = [member]
+    if member[0].name == "self":
+        members.insert(0, _file("self"))
+    with pytest.raises(ContentError, match=re.escape(message)):
+        _apply(_tar(*members), tmp_path)
 
 
 def _conformance(

@@ -292,18 +292,21 @@ class _DockerLoad:
             )
         read, write = os.pipe()
         try:
-            process = await asyncio.create_subprocess_exec(
-                docker,
-                "load",
-                stdin=read,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        except OSError as exc:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    docker,
+                    "load",
+                    stdin=read,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+            finally:
+                os.close(read)
+        except BaseException as exc:  # not started, or cancelled as it started
             os.close(write)
-            raise DockyardError(f"cannot run {docker} load: {exc.strerror or exc}") from exc
-        finally:
-            os.close(read)
+            if isinstance(exc, OSError):
+                raise DockyardError(f"cannot run {docker} load: {exc.strerror or exc}") from exc
+            raise
         return cls(process, write)
 
     def _close(self) -> None:

@@ -128,6 +128,19 @@ def unpack(
     return True
 
 
+def _plain_directory(root: Path, path: Path) -> bool:
+    """Whether ``path`` is a directory reached from ``root`` through directories only."""
+    at = root
+    for part in path.relative_to(root).parts:
+        at = at / part
+        try:
+            if not stat.S_ISDIR(os.lstat(at).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 class _Extractor:
     def __init__(
         self, root: Path, owner: Owner | None, cancelled: threading.Event | None, name: str
@@ -136,7 +149,12 @@ class _Extractor:
         self.owner = owner
         self.cancelled = cancelled
         self.name = name
-        self.dirs: list[tuple[Path, tarfile.TarInfo]] = []
+        # directory -> its entry, timed once the archive is written; a directory met
+        # again keeps its first place (before its children) and takes the later entry
+        self.dirs: dict[Path, tarfile.TarInfo] = {}
+        # something was removed: a directory recorded before may now lie below a
+        # symlink the archive put in place of a parent
+        self.removed = False
 
     def run(self, stream: IO[bytes]) -> None:
         try:
@@ -151,7 +169,9 @@ class _Extractor:
             ) from exc
         except OSError as exc:
             raise DockyardError(f"extracting {self.name}: {exc.strerror or exc}") from exc
-        for path, member in reversed(self.dirs):
+        for path, member in reversed(self.dirs.items()):
+            if self.removed and not _plain_directory(self.root, path):
+                continue
             self._times(path, member)
 
     def _rel(self, name: str) -> str:
@@ -167,7 +187,7 @@ class _Extractor:
         if rel == ".":
             if member.isdir():
                 self._meta(self.root, member)
-                self.dirs.append((self.root, member))
+                self.dirs[self.root] = member
             return
         parent_rel, _, base = rel.rpartition("/")
         parent = resolve_in_root(self.root, parent_rel or ".")
@@ -179,6 +199,7 @@ class _Extractor:
             )
             if victim != self.root:
                 remove_all(victim)
+                self.removed = True
             return
         mkdir_all(self.root, parent, mode=0o755, owner=self.owner)
         target = parent / base
@@ -188,10 +209,11 @@ class _Extractor:
             existing = None
         if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
             remove_all(target)
+            self.removed = True
         if member.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
                 os.mkdir(target, 0o700)
-            self.dirs.append((target, member))
+            self.dirs[target] = member
         elif member.isreg():
             data = archive.extractfile(member)
             assert data is not None

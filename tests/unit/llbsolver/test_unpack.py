@@ -209,3 +209,23 @@ def test_archive_replaces_existing_entries(tmp_path: Path) -> None:
         "dst/x/keep": "k",
         "dst/y": "file",
     }
+
+
+def test_directory_times_are_not_set_through_a_later_symlink(tmp_path: Path) -> None:
+    """Directory times are set after the whole archive: by then a parent of a directory
+    may have been replaced by a symlink out of the destination."""
+    outside = make_tree(tmp_path / "outside", {"victim": "v"})
+    os.utime(outside / "victim", (5, 5))
+    archive = _tar([("d/", "d", ""), ("d/victim/", "d", ""), ("d", "l", str(outside))])
+    dest = _add(tmp_path, archive)
+    assert os.lstat(outside / "victim").st_mtime == 5
+    assert (dest / "dst" / "d").is_symlink()
+
+
+def test_a_directory_replaced_by_a_file_and_back(tmp_path: Path) -> None:
+    archive = _tar(
+        [("d/", "d", ""), ("d/sub/", "d", ""), ("d", "f", "x"), ("d/", "d", ""), ("d/f", "f", "y")]
+    )
+    dest = _add(tmp_path, archive)
+    assert sorted(os.listdir(dest / "dst" / "d")) == ["f"]
+    assert os.lstat(dest / "dst" / "d").st_mtime == 1_600_000_000

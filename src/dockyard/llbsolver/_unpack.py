@@ -162,7 +162,16 @@ class _Extractor:
                 for member in archive:
                     if self.cancelled is not None and self.cancelled.is_set():
                         raise CancelledError("archive extraction cancelled")
-                    self._member(archive, member)
+                    try:
+                        self._member(archive, member)
+                    except (ValueError, OverflowError) as exc:  # a NUL in a name, a huge uid
+                        raise ContentError(
+                            f"extracting {self.name}: invalid entry {member.name!r}: {exc}"
+                        ) from exc
+                    except OSError as exc:
+                        raise DockyardError(
+                            f"extracting {self.name}: entry {member.name!r}: {exc.strerror or exc}"
+                        ) from exc
         except (tarfile.TarError, EOFError) as exc:
             raise ContentError(
                 f"extracting {self.name}: corrupt or truncated archive: {exc}"
@@ -263,4 +272,9 @@ class _Extractor:
 
     def _times(self, path: Path, member: tarfile.TarInfo) -> None:
         ns = int(member.mtime * 1_000_000_000)
-        os.utime(path, ns=(ns, ns), follow_symlinks=False)
+        try:
+            os.utime(path, ns=(ns, ns), follow_symlinks=False)
+        except OverflowError as exc:
+            raise ContentError(
+                f"extracting {self.name}: invalid entry {member.name!r}: {exc}"
+            ) from exc

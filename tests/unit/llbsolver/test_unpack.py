@@ -7,6 +7,7 @@ import gzip
 import io
 import lzma
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from dockyard.core import ContentError, PathEscapeError
+from dockyard.core import ContentError, DockyardError, PathEscapeError
 from dockyard.llbsolver._actions import CopyAction
 from dockyard.llbsolver._copy import copy
 from dockyard.llbsolver._owner import Owner
@@ -229,3 +230,37 @@ def test_a_directory_replaced_by_a_file_and_back(tmp_path: Path) -> None:
     dest = _add(tmp_path, archive)
     assert sorted(os.listdir(dest / "dst" / "d")) == ["f"]
     assert os.lstat(dest / "dst" / "d").st_mtime == 1_600_000_000
+
+
+def _pax_entry(name: str, kind: bytes, **pax: str) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.pax_headers = pax
+        tar.addfile(info)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("archive", "message"),
+    [
+        (
+            _pax_entry("f", tarfile.REGTYPE, path="a\x00b"),
+            "invalid entry 'a\\x00b': embedded null byte",
+        ),
+        (_pax_entry("f", tarfile.REGTYPE, mtime="1e30"), "invalid entry 'f'"),
+        (_pax_entry("d", tarfile.DIRTYPE, mtime="1e30"), "invalid entry 'd'"),
+        (_pax_entry("f", tarfile.REGTYPE, uid="99999999999"), "invalid entry 'f'"),
+    ],
+)
+def test_an_entry_that_cannot_be_made_is_a_content_error_naming_it(
+    tmp_path: Path, archive: bytes, message: str
+) -> None:
+    with pytest.raises(ContentError, match=re.escape(f"extracting /a.tar.x: {message}")):
+        _add(tmp_path, archive)
+
+
+def test_a_hard_link_to_nothing_names_the_entry(tmp_path: Path) -> None:
+    with pytest.raises(DockyardError, match="entry 'h': No such file"):
+        _add(tmp_path, _tar([("h", "h", "nope")]))

@@ -591,7 +591,14 @@ class HttpSource:
         try:
             async with mutable.mount() as root:
                 path = Path(root, name)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                except (OSError, ValueError) as exc:  # a NUL, a name too long
+                    reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                    raise DockyardError(
+                        f"downloading {spec.redacted}: cannot create a file named {name!r}: "
+                        f"{reason}"
+                    ) from exc
                 with os.fdopen(fd, "wb") as out:
                     received = await _copy_body(
                         response, out, hasher, limits.max_size, spec, progress, declared

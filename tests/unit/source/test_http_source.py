@@ -17,6 +17,7 @@ from dockyard.core import (
     ContentError,
     Digest,
     DockyardError,
+    InternalError,
     InvalidDefinitionError,
     NotFoundError,
     VertexProgress,
@@ -438,3 +439,19 @@ async def test_the_environments_proxy_is_used_by_the_registry_clients_rule(
         _, ref = await source.fetch(HttpSpec.create(server.url("direct")))
         assert (await files(ref))["direct"][0] == BODY
         assert len(proxy.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("disposition", "message"),
+    [
+        ("attachment; filename*=UTF-8''a%00b", r"named 'a\\x00b': embedded null byte"),
+        (f'attachment; filename="{"n" * 300}"', "named 'n+': File name too long"),
+    ],
+)
+async def test_a_server_named_file_that_cannot_be_made_is_a_clear_error(
+    source: HttpSource, server: HttpTestServer, disposition: str, message: str
+) -> None:
+    server.add("dl", BODY, headers={"Content-Disposition": disposition})
+    with pytest.raises(DockyardError, match="cannot create a file " + message) as info:
+        await source.fetch(HttpSpec.create(server.url("dl")))
+    assert not isinstance(info.value, InternalError)

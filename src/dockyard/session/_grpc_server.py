@@ -246,20 +246,28 @@ class _RemotePeer:
             frames.finish()
 
     @contextlib.asynccontextmanager
-    async def export_stream(self, target: str) -> AsyncIterator[ExportStream]:
-        frames = await self._open_stream(
-            pb.Request(export_stream=pb.ExportStreamRequest(target=target)),
-            f"exporting to {target!r}",
-        )
+    async def _sending(
+        self, request: pb.Request, what: str, stored: str
+    ) -> AsyncIterator[ExportStream]:
+        """A stream of bytes to the client (``request`` opens it); ends with EOF and the
+        client's ``finish`` once it stored them (``stored``: what the wait is for)."""
+        frames = await self._open_stream(request, what)
         try:
             yield FramesChannel(frames, frames.finish)
             await frames.send(pb.Frame(bytes=pb.Bytes(eof=True)))
-            await recv_expect(frames, "finish", f"waiting for the client to store {target!r}")
+            await recv_expect(frames, "finish", f"waiting for the client to store {stored}")
         except BaseException as exc:
             await frames.fail(exc)
             raise
         finally:
             frames.finish()
+
+    def export_stream(self, target: str) -> contextlib.AbstractAsyncContextManager[ExportStream]:
+        return self._sending(
+            pb.Request(export_stream=pb.ExportStreamRequest(target=target)),
+            f"exporting to {target!r}",
+            repr(target),
+        )
 
     async def content_info(self, store: str, digest: Digest) -> int | None:
         reply = await self._unary(
@@ -285,23 +293,14 @@ class _RemotePeer:
         finally:
             frames.finish()
 
-    @contextlib.asynccontextmanager
-    async def content_write(
+    def content_write(
         self, store: str, digest: Digest, size: int
-    ) -> AsyncIterator[ExportStream]:
-        frames = await self._open_stream(
+    ) -> contextlib.AbstractAsyncContextManager[ExportStream]:
+        return self._sending(
             pb.Request(content_write=pb.ContentWriteRequest(store=store, digest=digest, size=size)),
             f"writing {digest} into content store {store!r}",
+            str(digest),
         )
-        try:
-            yield FramesChannel(frames, frames.finish)
-            await frames.send(pb.Frame(bytes=pb.Bytes(eof=True)))
-            await recv_expect(frames, "finish", f"waiting for the client to store {digest}")
-        except BaseException as exc:
-            await frames.fail(exc)
-            raise
-        finally:
-            frames.finish()
 
     async def content_commit(self, store: str, media_type: str, digest: Digest, size: int) -> None:
         reply = await self._unary(

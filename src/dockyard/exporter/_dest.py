@@ -8,7 +8,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -105,29 +105,104 @@ async def open_stream(dest: Dest, client: ExportCaller | None) -> AsyncIterator[
     except OSError as exc:
         raise DockyardError(f"cannot write the export to {str(path)!r}: {exc.strerror}") from exc
     if special_fd is not None:  # a device or a FIFO: written where it is
-        with open(special_fd, "wb") as special:  # noqa: ASYNC230 - an open fd
-            yield special
-            await asyncio.to_thread(special.flush)
+        special = _Checked(open(special_fd, "wb"))  # noqa: ASYNC230, SIM115 - an open fd
+        with _write_errors(path):
+            try:
+                yield special  # type: ignore[misc]
+                await asyncio.to_thread(special.flush)
+            except BaseException:
+                special.close(quietly=True)
+                raise
+            special.close()
         return
+    if path.is_dir():  # refused before the export is made, not at its rename
+        raise DockyardError(
+            f"cannot write the export to {str(path)!r}: it is a directory "
+            "(name a file, or use type=local to write a directory)"
+        )
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(tmp, "xb")  # noqa: ASYNC230, SIM115 - opening is quick; data goes in a thread
+        f = _Checked(open(tmp, "xb"))  # noqa: ASYNC230, SIM115 - opening is quick; data goes in a thread
     except OSError as exc:
         raise DockyardError(f"cannot write the export to {str(path)!r}: {exc.strerror}") from exc
     try:
-        with f:
-            yield f
-            await asyncio.to_thread(_finish, f)
-        os.replace(tmp, path)
+        with _write_errors(path):
+            try:
+                yield f  # type: ignore[misc]
+                await asyncio.to_thread(f.finish)
+            except BaseException:
+                f.close(quietly=True)
+                raise
+            f.close()
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise _WriteError(exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _finish(f: BinaryIO) -> None:
-    f.flush()
-    os.fsync(f.fileno())
+@contextlib.contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    """An error writing, flushing or publishing the export file ``path`` (a full disk,
+    a full device such as /dev/full) as a :class:`DockyardError` naming it, not an
+    ``OSError`` traceback."""
+    try:
+        yield
+    except _WriteError as exc:
+        reason = exc.cause.strerror or str(exc.cause)
+        raise DockyardError(f"cannot write the export to {str(path)!r}: {reason}") from exc.cause
+
+
+class _WriteError(Exception):
+    """An ``OSError`` of the output file itself (not of reading what is exported into
+    it), carried from the writer's thread to :func:`_write_errors`."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _Checked:
+    """The output file's writer: its ``OSError`` becomes a :class:`_WriteError`."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._failed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self._failed = True
+            raise _WriteError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self._failed = True
+            raise _WriteError(exc) from exc
+
+    def finish(self) -> None:
+        """Flush and fsync (a regular file, before it is renamed into place)."""
+        self.flush()
+        try:
+            os.fsync(self._f.fileno())
+        except OSError as exc:
+            self._failed = True
+            raise _WriteError(exc) from exc
+
+    def close(self, *, quietly: bool = False) -> None:
+        """Close the file; ``quietly`` (another error is on its way) or after a failed
+        write, a failing flush of what is left in the buffer raises nothing."""
+        try:
+            self._f.close()
+        except OSError as exc:
+            if not (quietly or self._failed):
+                raise _WriteError(exc) from exc
 
 
 async def send_directory(

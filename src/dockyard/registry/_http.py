@@ -762,6 +762,21 @@ class HttpSession:
         if realm_url.scheme not in ("http", "https"):
             raise AuthError(f"registry {host} named an invalid token realm {realm!r}")
         settings = self.config.host(realm_url.netloc.decode("ascii"))
+        secret = creds is not None and bool(
+            creds.identity_token or creds.username or creds.password
+        )
+        if (
+            secret
+            and realm_url.scheme == "http"
+            and not self._cleartext_realm_allowed(host, realm_url)
+        ):
+            # the registry chose where the credentials go: over plain HTTP anyone on the
+            # way (or a registry naming another host) would read them
+            raise AuthError(
+                f"registry {host} named the token realm {realm} over plain HTTP: its "
+                f"credentials are not sent unencrypted (configure {realm_url.host} as an "
+                "http or insecure registry host to allow it)"
+            )
         client = self.client(settings, verify=not settings.insecure)
         self.counters.tokens_fetched += 1
         response: httpx.Response | None = None
@@ -828,6 +843,18 @@ class HttpSession:
         expires = doc.get("expires_in")
         lifetime = float(expires) if isinstance(expires, int | float) else _MIN_TOKEN_LIFETIME
         return token, max(lifetime, _MIN_TOKEN_LIFETIME)
+
+    def _cleartext_realm_allowed(self, host: str, realm_url: httpx.URL) -> bool:
+        """Whether credentials of ``host`` may go to the plain-HTTP token realm
+        ``realm_url``: its host is configured (or, on loopback, defaults to) http or
+        insecure, or it is on the same machine as ``host``, itself reached that way."""
+        realm = self.config.host(realm_url.netloc.decode("ascii"))
+        if realm.http or realm.insecure:
+            return True
+        registry = self.config.host(host)
+        registry_name = urllib.parse.urlsplit(f"//{host}").hostname or ""
+        same_machine = realm_url.host.lower() == registry_name.lower()
+        return same_machine and (registry.http or registry.insecure)
 
     async def _refused(
         self,

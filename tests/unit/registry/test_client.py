@@ -698,3 +698,46 @@ async def test_a_refused_connection_fails_at_once() -> None:
             await c.resolve("127.0.0.1:5999/app", platform=Platform.parse("linux/amd64"))
     assert not isinstance(caught.value, TransientRegistryError)
     assert len({str(r.url) for r in requests}) == len(requests)  # no URL tried twice
+
+
+async def test_credentials_never_go_to_a_plain_http_token_realm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An HTTPS registry naming a token realm over plain HTTP (on another host, say)
+    would have its user's password sent readable to anyone on the way."""
+    from . import fake as fake_module
+
+    monkeypatch.setattr(fake_module, "REALM", "http://auth.test/token")
+    fake = FakeRegistry(auth="bearer", anonymous_pull=False)
+    with_image(fake)
+    creds = StaticCredentials({HOST: Credentials(username="user", password="pass")})
+    async with client(fake, credentials=creds) as c:
+        with pytest.raises(AuthError, match=r"token realm http://auth\.test/token over plain HTTP"):
+            await c.get_manifest(f"{HOST}/app")
+    assert fake.token_requests == []
+    refresh = StaticCredentials({HOST: Credentials(identity_token="good-refresh")})
+    async with client(fake, credentials=refresh) as c:
+        with pytest.raises(AuthError, match="not sent unencrypted"):
+            await c.get_manifest(f"{HOST}/app")
+    assert fake.token_requests == []
+
+
+async def test_a_plain_http_token_realm_that_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from . import fake as fake_module
+
+    monkeypatch.setattr(fake_module, "REALM", "http://auth.test/token")
+    fake = FakeRegistry(auth="bearer", anonymous_pull=True)
+    with_image(fake)
+    async with client(fake) as c:  # anonymous: nothing secret to send
+        await c.get_manifest(f"{HOST}/app")
+    creds = StaticCredentials({HOST: Credentials(username="user", password="pass")})
+    config = RegistryConfig(hosts={"auth.test": HostConfig(insecure=True)})
+    async with client(fake, credentials=creds, config=config) as c:  # configured so
+        await c.get_manifest(f"{HOST}/app")
+    assert fake.token_requests[-1].headers["authorization"].startswith("Basic ")
+    # a plain-HTTP registry whose token server is on the same machine
+    monkeypatch.setattr(fake_module, "REALM", f"http://{HOST}:5001/token")
+    config = RegistryConfig(hosts={HOST: HostConfig(http=True)})
+    async with client(fake, credentials=creds, config=config) as c:
+        await c.get_manifest(f"{HOST}/app")
+    assert str(fake.token_requests[-1].url).startswith(f"http://{HOST}:5001/token")

@@ -58,15 +58,37 @@ def open_stores(state_dir: str | None) -> Iterator[tuple[ContentStore, ImageStor
     if not state_dir:
         _no_daemon_address()
     state = Path(state_dir) if state_dir else default_state_dir()
-    content = ContentStore(state / "content")
+    with _state_errors(state):
+        content = ContentStore(state / "content")
     try:
-        images = ImageStore.open(state, content)
+        with _state_errors(state):
+            images = ImageStore.open(state, content)
         try:
             yield content, images
         finally:
             images.close()
     finally:
         content.close()
+
+
+@contextlib.contextmanager
+def _state_errors(state: Path) -> Iterator[None]:
+    """Opening the stores of ``state``: a directory that cannot be made or written (a
+    read-only file system, no permission) is a :class:`~dockyard.core.DockyardError`
+    naming it, as the engine's commands say it, not an OSError/sqlite3 traceback."""
+    import sqlite3
+
+    from dockyard.core import DockyardError
+
+    try:
+        yield
+    except OSError as exc:
+        raise DockyardError(f"cannot use state directory {state}: {exc.strerror or exc}") from exc
+    except sqlite3.Error as exc:
+        why = str(exc)
+        if state.is_dir() and not os.access(state, os.W_OK):
+            why = "it is not writable"
+        raise DockyardError(f"cannot use state directory {state}: {why}") from exc
 
 
 def _no_daemon_address() -> None:

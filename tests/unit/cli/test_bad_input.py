@@ -1,0 +1,48 @@
+"""Bad input found by the error audit (docs/errors-audit.md) that needs no root: each is
+a clear error naming the argument, exit code 1 or 2, never a traceback (``main`` lets no
+foreign exception out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dockyard.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKYARD_HOST", raising=False)
+    monkeypatch.setenv("DOCKYARD_WARM", "0")
+
+
+@pytest.mark.parametrize(
+    "command", [["images"], ["rmi", "busybox"], ["image", "inspect", "busybox"]]
+)
+def test_image_commands_on_a_state_dir_they_cannot_make(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A state directory that cannot be made (read-only file system, a file in the
+    way) was an OSError traceback out of the content store."""
+    (tmp_path / "file").write_text("")
+    state = tmp_path / "file" / "state"
+    assert main([*command, "--state-dir", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"ERROR: cannot use state directory {state}: Not a directory\n"
+
+
+@pytest.mark.parametrize(
+    "command", [["images"], ["rmi", "busybox"], ["image", "inspect", "busybox"]]
+)
+def test_image_commands_on_a_state_dir_whose_database_cannot_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """An image store that SQLite cannot open (here a directory in its place; a
+    read-only state directory alike) was a sqlite3.OperationalError traceback."""
+    state = tmp_path / "state"
+    (state / "metadata.db").mkdir(parents=True)
+    assert main([*command, "--state-dir", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ERROR: cannot use state directory {state}: ")
+    assert "Traceback" not in err

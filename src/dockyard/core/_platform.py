@@ -30,6 +30,58 @@ _ARCH_ALIASES = {
     "loong64": ("loong64", ""),
 }
 
+# The words containerd's platforms.Parse takes alone (GOOS and GOARCH values).
+_KNOWN_OS = frozenset(
+    [
+        "aix",
+        "android",
+        "darwin",
+        "dragonfly",
+        "freebsd",
+        "hurd",
+        "illumos",
+        "ios",
+        "js",
+        "linux",
+        "nacl",
+        "netbsd",
+        "openbsd",
+        "plan9",
+        "solaris",
+        "wasip1",
+        "windows",
+        "zos",
+    ]
+)
+_KNOWN_ARCH = frozenset(
+    [
+        "386",
+        "amd64",
+        "amd64p32",
+        "arm",
+        "armbe",
+        "arm64",
+        "arm64be",
+        "ppc64",
+        "ppc64le",
+        "loong64",
+        "mips",
+        "mipsle",
+        "mips64",
+        "mips64le",
+        "mips64p32",
+        "mips64p32le",
+        "ppc",
+        "riscv",
+        "riscv64",
+        "s390",
+        "s390x",
+        "sparc",
+        "sparc64",
+        "wasm",
+    ]
+)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Platform:
@@ -62,7 +114,8 @@ class Platform:
     def parse(cls, text: str) -> Platform:
         """Parse ``linux/arm64``, ``linux/arm/v7`` or a bare ``linux``/``arm64``.
 
-        Raises ``ValueError`` for an empty or malformed specifier.
+        Raises ``ValueError`` for an empty or malformed specifier, or a bare word that is
+        no operating system or architecture containerd knows (``foo``).
         """
         spec = text.strip()
         if not spec:
@@ -72,10 +125,13 @@ class Platform:
             raise ValueError(f"invalid platform {text!r}: expected os/arch[/variant]")
         if len(parts) == 1:
             value = parts[0].lower()
-            if value in ("linux", "windows", "darwin", "freebsd"):
+            if value in _KNOWN_OS:
                 host = host_platform()
                 return cls.of(value, host.architecture, host.variant)
-            return cls.of("linux", value)
+            if value in _KNOWN_ARCH or value in _ARCH_ALIASES:
+                return cls.of("linux", value)
+            # containerd's rule: one word is an OS or an architecture it knows
+            raise ValueError(f"invalid platform {text!r}: unknown operating system or architecture")
         return cls.of(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
     def __str__(self) -> str:

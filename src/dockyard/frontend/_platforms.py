@@ -25,7 +25,10 @@ def parse_platforms(values: str | Iterable[str]) -> tuple[Platform, ...]:
             try:
                 platform = Platform.parse(item)
             except ValueError as exc:
-                raise ValueError(f"invalid platform {item!r}: {exc}") from None
+                named = repr(item) in str(exc)  # Platform.parse's own message names it
+                raise ValueError(
+                    str(exc) if named else f"invalid platform {item!r}: {exc}"
+                ) from None
             if platform not in out:
                 out.append(platform)
     return tuple(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli.main import main
+from dockyard.core import Platform
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +47,24 @@ def test_image_commands_on_a_state_dir_whose_database_cannot_open(
     err = capsys.readouterr().err
     assert err.startswith(f"ERROR: cannot use state directory {state}: ")
     assert "Traceback" not in err
+
+
+def test_an_unknown_platform_word_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--platform foo`` was taken as linux/foo and the build ran (containerd: one word
+    is an OS or an architecture it knows); the message names it once."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    assert (
+        main(["build", "--state-dir", str(tmp_path / "s"), "--platform", "foo", str(tmp_path)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err == (
+        "ERROR: --platform: invalid platform 'foo': unknown operating system or architecture\n"
+    )
+    assert not (tmp_path / "s").exists()  # refused before an engine was opened
+    with pytest.raises(ValueError, match="unknown operating system or architecture"):
+        Platform.parse("foo")
+    assert Platform.parse("plan9").os == "plan9"
+    assert str(Platform.parse("riscv64")) == "linux/riscv64"
+    assert str(Platform.parse("aarch64")) == "linux/arm64"

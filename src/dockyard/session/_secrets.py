@@ -79,7 +79,8 @@ class SecretSource:
 
 class Secrets:
     """A :class:`~dockyard.session.types.SecretStore` over :class:`SecretSource` values
-    (and literal ``values``, for API callers and tests). Reads happen in :meth:`get`."""
+    (and literal ``values``, for API callers and tests). Reads happen in :meth:`get`;
+    a source file that does not exist is a :class:`~dockyard.core.UsageError` here."""
 
     __slots__ = ("_sources", "_values")
 
@@ -93,6 +94,8 @@ class Secrets:
         for source in sources:
             if source.id in self._sources:
                 raise UsageError(f"secret {source.id!r} is given twice")
+            if source.path is not None:
+                _check_file(source.id, source.path)
             self._sources[source.id] = source
         self._values = dict(values or {})
         for key in self._values:
@@ -121,6 +124,18 @@ class Secrets:
             return os.fsencode(env)
         assert source.path is not None
         return await asyncio.to_thread(_read_file, id, source.path)
+
+
+def _check_file(id: str, path: Path) -> None:
+    """A secret's file must exist when the build starts (buildx stats each ``src``, so a
+    typo is a usage error, not a build that runs without it); it is read only when
+    asked, and may change meanwhile."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        raise UsageError(
+            f"--secret id={id}: cannot use {str(path)!r}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _read_file(id: str, path: Path) -> bytes:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli.main import main
-from dockyard.core import Platform
+from dockyard.core import Platform, UsageError
+from dockyard.session import Secrets, SecretSource
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +69,30 @@ def test_an_unknown_platform_word_is_refused(
     assert Platform.parse("plan9").os == "plan9"
     assert str(Platform.parse("riscv64")) == "linux/riscv64"
     assert str(Platform.parse("aarch64")) == "linux/arm64"
+
+
+def test_a_missing_secret_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--secret id=s,src=MISSING`` built on without the secret (buildx stats it: a
+    usage error before anything runs)."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\n")
+    missing = tmp_path / "no-such-secret"
+    code = main(
+        [
+            "build",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--secret",
+            f"id=s,src={missing}",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == f"ERROR: --secret id=s: cannot use '{missing}': No such file or directory\n"
+    assert not (tmp_path / "s").exists()  # refused before an engine was opened
+    with pytest.raises(UsageError, match="--secret id=s: cannot use"):
+        Secrets([SecretSource(id="s", path=missing)])
+    missing.write_text("x")
+    assert Secrets([SecretSource(id="s", path=missing)]).ids() == {"s"}

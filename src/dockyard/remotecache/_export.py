@@ -324,10 +324,15 @@ async def export_cache(
                 step = progress.step("push", f"pushing cache manifest {desc.digest}")
                 await _push(content, desc, options, registry, credentials)
             step.done()
+    except OSError as exc:  # the reason, not Python's "[Errno N] ...: 'path'"
+        reason = exc.strerror or str(exc)
+        if exc.filename is not None and str(exc.filename) not in where:
+            reason += f": {exc.filename}"
+        error = DockyardError(f"exporting {where} failed: {reason}")
+        progress.finish(error)
+        raise error from exc
     except BaseException as exc:
         progress.finish(exc)
-        if isinstance(exc, OSError):
-            raise DockyardError(f"exporting {where} failed: {exc}") from exc
         raise
     progress.finish()
     return desc

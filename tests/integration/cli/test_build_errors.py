@@ -52,3 +52,15 @@ def test_a_tar_output_naming_a_directory_is_refused(
         assert f"cannot write the export to '{out}': it is a directory" in err
         assert sorted(os.listdir(tmp_path)) == ["ctx", "out", "state"]
         assert os.listdir(out) == []
+
+
+def test_a_cache_export_that_cannot_be_written_says_why(
+    state: Path, ctx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reason is the system's, not Python's ``[Errno 20] Not a directory: '...'``."""
+    (tmp_path / "file").write_text("")
+    dest = tmp_path / "file" / "cache"
+    assert build(state, "--cache-to", f"type=local,dest={dest}", str(ctx)) == 1
+    err = capsys.readouterr().err
+    assert f"ERROR: failed to solve: exporting cache to {dest} failed: Not a directory" in err
+    assert "[Errno" not in err

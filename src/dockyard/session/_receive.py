@@ -959,6 +959,11 @@ async def receive(
             allow_devices=allow_devices,
             compare=compare,
         )
+    try:  # a file in its place: named here, not a FileExistsError out of the sync
+        os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        what = "export to" if merge else "sync into"
+        raise DockyardError(f"cannot {what} directory {str(dest)!r}: {exc.strerror}") from exc
     async with _dest_lock(dest):
         return await _receive(
             source,

@@ -3,9 +3,10 @@
 - A local directory is served as it is; the Dockerfile's directory is served beside it
   (``-f`` may point anywhere on this host).
 - ``-`` (stdin) is a tarball — gzip, bzip2, xz, zstd or plain, extracted into a scratch
-  directory with tarfile's ``data`` filter: no entry lands outside it, no link points
-  out of it — or a Dockerfile with an empty context (:func:`dockyard.source.sniff_context`
-  decides).
+  directory: no entry lands outside it and no host file is hard-linked into it, while
+  symbolic links are kept whatever they point at, as docker takes a context tarball
+  (:func:`extract_tarball`) — or a Dockerfile with an empty context
+  (:func:`dockyard.source.sniff_context` decides).
 - A git or http(s) URL (:func:`dockyard.source.parse_remote_context`) is fetched by the
   engine itself — the repository through its git source (with its cache, the session's
   SSH agents and secrets for credentials), the URL through its http source (an unchanged
@@ -31,6 +32,8 @@ from typing import IO, TYPE_CHECKING
 from dockyard.core import ContentError, NotFoundError, PathEscapeError, UsageError
 
 if TYPE_CHECKING:
+    import tarfile
+
     from dockyard import llb
     from dockyard.source import ContextFormat
 
@@ -251,9 +254,13 @@ async def _stdin_context(options: BuildOptions, stdin: IO[bytes], scratch: Path)
 
 def extract_tarball(fmt: ContextFormat, head: bytes, stream: IO[bytes], dest: Path) -> None:
     """Extract the tarball (``head`` then the rest of ``stream``, in format ``fmt``)
-    into ``dest``, contained: tarfile's ``data`` filter refuses absolute names, names
-    climbing out, links pointing out of ``dest`` and device files (a
-    :class:`~dockyard.core.PathEscapeError` or :class:`~dockyard.core.ContentError`)."""
+    into ``dest``, contained as docker and BuildKit take a context tarball: a symbolic
+    link is kept whatever it points at (it is data: what a build reads through it is
+    resolved inside the context later), but no entry is written outside ``dest`` —
+    names climbing out, or through a link the archive made, are refused, as are hard
+    links to a file outside ``dest`` and device files (a
+    :class:`~dockyard.core.PathEscapeError` or :class:`~dockyard.core.ContentError`).
+    Leading slashes are stripped; modes are kept."""
     import tarfile
 
     from dockyard.source import context_stream
@@ -261,7 +268,7 @@ def extract_tarball(fmt: ContextFormat, head: bytes, stream: IO[bytes], dest: Pa
     what = "the context tarball on stdin"
     try:
         with tarfile.open(fileobj=context_stream(fmt, head, stream), mode="r|") as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, filter=_context_member)
     except (
         tarfile.AbsolutePathError,
         tarfile.OutsideDestinationError,
@@ -275,3 +282,20 @@ def extract_tarball(fmt: ContextFormat, head: bytes, stream: IO[bytes], dest: Pa
         raise ContentError(f"{what}: not a valid {fmt.value} tar archive ({exc})") from exc
     except Exception as exc:  # zstandard.ZstdError and friends
         raise ContentError(f"{what}: the archive is corrupt ({exc})") from exc
+
+
+def _context_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's ``tar`` filter (names stripped of leading slashes; none landing
+    outside ``dest``, also through links already extracted) with the entry's own mode
+    kept, hard links only to files inside ``dest``, and no device files or FIFOs."""
+    import tarfile
+
+    checked = tarfile.tar_filter(member, dest)
+    if member.ischr() or member.isblk() or member.isfifo():
+        raise tarfile.SpecialFileError(member)
+    if member.islnk():
+        root = os.path.realpath(dest)
+        target = os.path.realpath(os.path.join(root, member.linkname))
+        if os.path.commonpath((root, target)) != root:
+            raise tarfile.LinkOutsideDestinationError(member, target)
+    return checked.replace(mode=member.mode, deep=False)

@@ -150,21 +150,85 @@ async def test_stdin_tarball_contexts(tmp_path: Path, compression: str) -> None:
         )
 
 
+def _hostile(*entries: tuple[str, str, str | bytes]) -> bytes:
+    """A tarball of (kind, name, data-or-link-target) entries in order: ``file``,
+    ``symlink``, ``hardlink``, ``fifo``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = 13
+        tar.addfile(info, io.BytesIO(b"FROM busybox\n"))
+        for kind, name, value in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                assert isinstance(value, bytes)
+                info.size = len(value)
+                tar.addfile(info, io.BytesIO(value))
+                continue
+            info.type = {
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+                "fifo": tarfile.FIFOTYPE,
+            }[kind]
+            info.linkname = str(value)
+            tar.addfile(info)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
-    ("files", "links", "error"),
+    ("entries", "error"),
     [
-        ({"../escape": b"x"}, {}, PathEscapeError),
-        ({}, {"out": "/etc"}, PathEscapeError),
-        ({}, {"up": "../../.."}, PathEscapeError),
+        ((("file", "../escape", b"x"),), PathEscapeError),
+        (
+            (("symlink", "out", str(Path("..", "..", ".."))), ("file", "out/escape", b"x")),
+            PathEscapeError,
+        ),
+        ((("symlink", "abs", "/"), ("file", "abs/tmp/escape", b"x")), PathEscapeError),
+        ((("hardlink", "h", "../../../etc/hostname"),), PathEscapeError),
+        ((("hardlink", "h", "/etc/hostname"),), PathEscapeError),
+        ((("symlink", "etc", "/etc"), ("hardlink", "h", "etc/hostname")), PathEscapeError),
+        ((("fifo", "pipe", ""),), ContentError),
     ],
 )
 async def test_hostile_tarballs_are_contained(
-    tmp_path: Path, files: dict[str, bytes], links: dict[str, str], error: type[Exception]
+    tmp_path: Path, entries: tuple[tuple[str, str, str | bytes], ...], error: type[Exception]
 ) -> None:
-    data = tarball({"Dockerfile": b"FROM busybox\n", **files}, links=links)
+    """Nothing is written outside the context (through a name, or a link the archive
+    made), no host file is hard-linked into it, no device or FIFO is made."""
+    data = _hostile(*entries)
     with pytest.raises(error):
-        await prepare(BuildOptions(context="-", stdin=io.BytesIO(data)), tmp_path / "s")
+        await prepare(BuildOptions(context="-", stdin=io.BytesIO(data)), tmp_path / "s" / "t")
     assert not (tmp_path / "escape").exists()
+    assert not (tmp_path / "s" / "escape").exists()
+
+
+async def test_links_out_of_the_context_are_kept_as_links(tmp_path: Path) -> None:
+    """As docker and BuildKit take a context tarball: a symbolic link is data whatever it
+    points at (a virtualenv's ``python -> /usr/bin/python3``), and modes are kept."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, target in (("venv/bin/python", "/usr/bin/python3"), ("up", "../../..")):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = 13
+        info.mode = 0o4775
+        tar.addfile(info, io.BytesIO(b"FROM busybox\n"))
+        info = tarfile.TarInfo("inside")
+        info.type = tarfile.LNKTYPE
+        info.linkname = "Dockerfile"
+        info.mode = 0o4775  # a hard link's entry carries the file's mode again
+        tar.addfile(info)
+    prepared = await prepare(
+        BuildOptions(context="-", stdin=io.BytesIO(buf.getvalue())), tmp_path / "s"
+    )
+    context = prepared.context
+    assert os.readlink(context / "venv" / "bin" / "python") == "/usr/bin/python3"
+    assert os.readlink(context / "up") == "../../.."
+    assert (context / "Dockerfile").stat().st_mode & 0o7777 == 0o4775
+    assert (context / "inside").stat().st_ino == (context / "Dockerfile").stat().st_ino
 
 
 async def test_absolute_names_land_inside(tmp_path: Path) -> None:

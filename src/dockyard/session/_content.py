@@ -152,11 +152,7 @@ class LayoutStore:
         d = blob_digest(digest)
         if not self.path.exists():
             return None  # a writable store is made by its first blob
-        root = self._root()
-        try:
-            fd = self._open_file(root, f"{_BLOBS}/{d.hex}", f"blob {d}")
-        finally:
-            os.close(root)
+        fd = self._blob_fd(d)
         if fd is None:
             return None
         try:
@@ -168,14 +164,18 @@ class LayoutStore:
         """Blob ``digest`` to read (unverified: the reader checks it);
         :class:`~dockyard.core.NotFoundError` if missing."""
         d = blob_digest(digest)
-        root = self._root()
-        try:
-            fd = self._open_file(root, f"{_BLOBS}/{d.hex}", f"blob {d}")
-        finally:
-            os.close(root)
+        fd = self._blob_fd(d)
         if fd is None:
             raise NotFoundError(f"blob {d} not found in the OCI layout {self.path}")
         return os.fdopen(fd, "rb")
+
+    def _blob_fd(self, d: Digest) -> int | None:
+        """An fd of blob ``d`` opened inside the layout, ``None`` if missing."""
+        root = self._root()
+        try:
+            return self._open_file(root, f"{_BLOBS}/{d.hex}", f"blob {d}")
+        finally:
+            os.close(root)
 
     def _read_small(self, root: int, name: str, limit: int) -> bytes | None:
         fd = self._open_file(root, name, name)

@@ -9,24 +9,14 @@ import pytest
 
 from dockyard.core import UsageError
 from dockyard.executor import ProcessSpec, Rlimit
-from dockyard.executor._spec import ALL_CAPABILITIES, SpecMount, build_spec
-from dockyard.executor._users import ResolvedUser
+from dockyard.executor._spec import SpecMount
 
-ROOT = ResolvedUser(uid=0, gid=0, home="/root", name="root")
+from .test_spec import spec as _spec
 
 
 def spec(process: ProcessSpec, **kw: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "process": process,
-        "user": ROOT,
-        "root_path": "/bundle/rootfs",
-        "root_readonly": False,
-        "mounts": [],
-        "host_capabilities": ALL_CAPABILITIES,
-        "nofile": 4096,
-    }
-    args.update(kw)
-    return build_spec(**args)
+    """test_spec's spec with the engine's default nofile of 4096."""
+    return _spec(process, **{"nofile": 4096, **kw})
 
 
 def test_rlimits_are_set_as_given_and_replace_the_default_nofile() -> None:

@@ -476,13 +476,54 @@ def stop_warm_servers(work: Path) -> None:
     stop_servers(work / "xdg-run" / "dockyard")
 
 
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def _own_area(work: Path, name: str) -> Path:
+    """A directory of its own for one Dockyard builder's state, in another part of the
+    file system than the other's.
+
+    ext4 without a journal (this VM's) makes every file created in a block group scan
+    past the inodes deleted there in the last minute (``recently_deleted`` under
+    ``ext4_create``). Side by side in one directory, the embedded and the daemon
+    builder's state directories share their block groups, so each cold run paid for the
+    *other* builder's reset too (by hand: 2,000 creates 0.04 s after nothing was
+    deleted, 0.36 s after deleting 4,600 of their own, 0.75 s after the neighbour
+    deleted 4,600), while the peers' data lives apart (``/var/lib/docker``,
+    ``/var/lib/containers``). The work directory is marked as a top of a directory
+    hierarchy (``chattr +T``), so that ext4's Orlov allocator spreads its children over
+    the file system; each builder's resets then stay in its own groups, as a peer's do.
+    Elsewhere (no such flag) this is a plain sub-directory."""
+    import fcntl
+    import struct
+
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            (flags,) = struct.unpack("i", fcntl.ioctl(fd, _FS_IOC_GETFLAGS, struct.pack("i", 0)))
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    area = work / name
+    area.mkdir(exist_ok=True)
+    return area / "state"
+
+
 def make_builders(names: Sequence[str], work: Path, log: Log, *, warm: bool) -> list[Builder]:
     out: list[Builder] = []
     for name in names:
         if name == EMBEDDED:
             out.append(
                 DockyardEmbedded(
-                    name=name, log=log, env=_warm_env(work, warm), state_dir=work / "state-embedded"
+                    name=name,
+                    log=log,
+                    env=_warm_env(work, warm),
+                    state_dir=_own_area(work, "embedded"),
                 )
             )
         elif name == DAEMON:
@@ -491,7 +532,7 @@ def make_builders(names: Sequence[str], work: Path, log: Log, *, warm: bool) -> 
                     name=name,
                     log=log,
                     env=_warm_env(work, warm),
-                    state_dir=work / "state-daemon",
+                    state_dir=_own_area(work, "daemon"),
                     socket=work / "dockyardd.sock",
                 )
             )

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
@@ -33,12 +34,86 @@ if TYPE_CHECKING:
     from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions
     from dockyard.session import SecretSource, SshSpec
 
-__all__ = ["CallSpec", "build"]
+__all__ = ["CallSpec", "RunFlags", "build", "run_flag_options", "run_flags"]
 
 _NO_OUTPUT = (
     "WARNING: No output specified: the build result will only remain in the build cache "
     "(name it with -t, write it with -o, or use --push/--load)"
 )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The RUN runtime flags of ``dockyard build``, shared with ``dockyard debug dump-llb``
+#: (parsed by :func:`run_flags`).
+_RUN_FLAG_OPTIONS = (
+    click.option(
+        "--add-host",
+        "add_hosts",
+        multiple=True,
+        metavar="NAME:IP",
+        help="Add NAME to /etc/hosts of RUN steps (repeatable; NAME=IP too, IPv6 as is or in"
+        " brackets; IP host-gateway is 127.0.0.1: RUN steps share the host's network).",
+    ),
+    click.option(
+        "--ulimit",
+        "ulimits",
+        multiple=True,
+        metavar="NAME=SOFT[:HARD]",
+        help="A resource limit of RUN steps, e.g. nofile=1024:2048 (repeatable; names as"
+        " docker's: core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc,"
+        " rss, rtprio, rttime, sigpending, stack; -1: unlimited).",
+    ),
+    click.option(
+        "--shm-size",
+        "shm_size",
+        metavar="SIZE",
+        help="The size of /dev/shm in RUN steps: bytes, or a number with b, k, m, g"
+        " (e.g. 128m; default 64m).",
+    ),
+    click.option(
+        "--cgroup-parent",
+        "cgroup_parent",
+        metavar="PATH",
+        help="The parent cgroup of RUN steps (needs --runtime runc: crun runs without cgroups here).",
+    ),
+)
+
+
+def run_flag_options(command: _F) -> _F:
+    """Add the RUN runtime flags (``--add-host``, ``--ulimit``, ``--shm-size``,
+    ``--cgroup-parent``) to a click command, as parameters ``add_hosts``, ``ulimits``,
+    ``shm_size`` and ``cgroup_parent`` (parse them with :func:`run_flags`)."""
+    for option in reversed(_RUN_FLAG_OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFlags:
+    """The RUN runtime flags, parsed."""
+
+    extra_hosts: tuple[llb.HostIP, ...] = ()
+    ulimits: tuple[llb.Ulimit, ...] = ()
+    shm_size: int = 0
+    cgroup_parent: str = ""
+
+
+def run_flags(
+    *,
+    add_hosts: tuple[str, ...] = (),
+    ulimits: tuple[str, ...] = (),
+    shm_size: str | None = None,
+    cgroup_parent: str | None = None,
+) -> RunFlags:
+    """The values of :func:`run_flag_options`' flags parsed (a
+    :class:`~dockyard.core.UsageError` naming the flag for a bad value)."""
+    return RunFlags(
+        extra_hosts=_extra_hosts(add_hosts),
+        ulimits=_ulimits(ulimits),
+        shm_size=_shm_size(shm_size),
+        cgroup_parent=_cgroup_parent(cgroup_parent),
+    )
 
 
 @click.command("build")
@@ -156,36 +231,7 @@ _NO_OUTPUT = (
     show_default=True,
     help="The network of RUN steps.",
 )
-@click.option(
-    "--add-host",
-    "add_hosts",
-    multiple=True,
-    metavar="NAME:IP",
-    help="Add NAME to /etc/hosts of RUN steps (repeatable; NAME=IP too, IPv6 as is or in"
-    " brackets; IP host-gateway is 127.0.0.1: RUN steps share the host's network).",
-)
-@click.option(
-    "--ulimit",
-    "ulimits",
-    multiple=True,
-    metavar="NAME=SOFT[:HARD]",
-    help="A resource limit of RUN steps, e.g. nofile=1024:2048 (repeatable; names as"
-    " docker's: core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc,"
-    " rss, rtprio, rttime, sigpending, stack; -1: unlimited).",
-)
-@click.option(
-    "--shm-size",
-    "shm_size",
-    metavar="SIZE",
-    help="The size of /dev/shm in RUN steps: bytes, or a number with b, k, m, g"
-    " (e.g. 128m; default 64m).",
-)
-@click.option(
-    "--cgroup-parent",
-    "cgroup_parent",
-    metavar="PATH",
-    help="The parent cgroup of RUN steps (needs --runtime runc: crun runs without cgroups here).",
-)
+@run_flag_options
 @click.option(
     "--allow",
     "allow",
@@ -415,6 +461,9 @@ def build_options(
     except ValueError as exc:
         raise UsageError(f"--platform: {exc}") from None
     stages = tuple(s.strip() for item in no_cache_filter for s in item.split(",") if s.strip())
+    run = run_flags(
+        add_hosts=add_hosts, ulimits=ulimits, shm_size=shm_size, cgroup_parent=cgroup_parent
+    )
     stdin = sys.stdin.buffer if "-" in (context, dockerfile) else None
     if stdin is not None and sys.stdin.isatty():
         raise UsageError(
@@ -440,10 +489,10 @@ def build_options(
         no_cache_filter=stages,
         build_contexts=key_values("--build-context", build_contexts),
         network=network,  # type: ignore[arg-type]  # click.Choice checked it
-        extra_hosts=_extra_hosts(add_hosts),
-        ulimits=_ulimits(ulimits),
-        shm_size=_shm_size(shm_size),
-        cgroup_parent=_cgroup_parent(cgroup_parent),
+        extra_hosts=run.extra_hosts,
+        ulimits=run.ulimits,
+        shm_size=run.shm_size,
+        cgroup_parent=run.cgroup_parent,
         allow=frozenset(allow),
         pull=pull,
         check=check,

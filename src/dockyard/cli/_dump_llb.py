@@ -13,9 +13,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ._build import run_flag_options
+
 if TYPE_CHECKING:
     from dockyard.core import Platform
     from dockyard.llb import Definition
+
+    from ._build import RunFlags
 
 __all__ = ["dump_llb"]
 
@@ -63,6 +67,7 @@ __all__ = ["dump_llb"]
     metavar="OS/ARCH[/VARIANT]",
     help="Target platform (with --python or --dockerfile; default: this host's).",
 )
+@run_flag_options
 def dump_llb(
     file: str | None,
     build_file: str | None,
@@ -71,10 +76,16 @@ def dump_llb(
     context_dir: str | None,
     build_args: tuple[str, ...],
     platform: str | None,
+    add_hosts: tuple[str, ...],
+    ulimits: tuple[str, ...],
+    shm_size: str | None,
+    cgroup_parent: str | None,
 ) -> None:
     """Print each op of an LLB Definition (read from FILE, or stdin with - or no FILE) as
     one JSON object per line: Digest, Op (protobuf JSON) and OpMetadata, in Definition
-    order, like `buildctl debug dump-llb`. Build checks of a Dockerfile go to stderr."""
+    order, like `buildctl debug dump-llb`. Build checks of a Dockerfile go to stderr.
+    --add-host, --ulimit, --shm-size and --cgroup-parent go on the Dockerfile's RUN
+    steps, as with `dockyard build`."""
     from dockyard.core import UsageError
 
     sources = [name for name, given in (("FILE", file), ("--python", build_file)) if given]
@@ -87,6 +98,23 @@ def dump_llb(
         )
     if dockerfile is None and (target or context_dir):
         raise UsageError("--target and --context apply to --dockerfile only")
+    run_given = [
+        flag
+        for flag, given in (
+            ("--add-host", add_hosts),
+            ("--ulimit", ulimits),
+            ("--shm-size", shm_size is not None),
+            ("--cgroup-parent", cgroup_parent is not None),
+        )
+        if given
+    ]
+    if dockerfile is None and run_given:
+        raise UsageError(f"{', '.join(run_given)}: RUN flags apply to --dockerfile only")
+    from ._build import run_flags
+
+    run = run_flags(
+        add_hosts=add_hosts, ulimits=ulimits, shm_size=shm_size, cgroup_parent=cgroup_parent
+    )
     if build_file is not None or dockerfile is not None:
         args = _build_args(build_args)
         target_platform = _platform(platform)
@@ -97,7 +125,7 @@ def dump_llb(
             definition = state.marshal(platform=target_platform)
         else:
             assert dockerfile is not None
-            definition = _convert(dockerfile, target, context_dir, args, target_platform)
+            definition = _convert(dockerfile, target, context_dir, args, target_platform, run)
     else:
         if build_args or platform:
             raise UsageError(
@@ -137,6 +165,7 @@ def _convert(
     context_dir: str | None,
     build_args: dict[str, str],
     platform: Platform | None,
+    run: RunFlags,
 ) -> Definition:
     import asyncio
 
@@ -164,6 +193,10 @@ def _convert(
         build_args=build_args,
         target_platform=platform,
         dockerignore=ignore.patterns,
+        extra_hosts=run.extra_hosts,
+        ulimits=run.ulimits,
+        shm_size=run.shm_size,
+        cgroup_parent=run.cgroup_parent,
     )
     result = asyncio.run(convert(parsed, options, UnresolvedImages()))
     for warning in result.warnings:

@@ -14,12 +14,18 @@
   (:meth:`~dockyard.source.GitContext.state`, :meth:`~dockyard.source.HttpContext.file_state`,
   :meth:`~dockyard.source.HttpContext.unpacked_state`) and exporting the tree into a
   scratch directory of the client, which then serves it like a local context. The same
-  path works embedded and against a daemon (which streams the tree back).
+  path works embedded and against a daemon (which streams the tree back). What it was
+  fetched from travels with the build as frontend attributes
+  (:attr:`PreparedContext.source_attrs`): the URL, and for a build asking for
+  provenance the commit (read from the ``HEAD`` of a checkout fetched with its
+  ``.git``, then removed) or the download's sha256, for the provenance's
+  ``configSource``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import socket
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
     import tarfile
 
     from dockyard import llb
-    from dockyard.source import ContextFormat
+    from dockyard.source import ContextFormat, GitContext
 
     from ._options import BuildOptions
 
@@ -54,13 +60,18 @@ class PreparedContext:
     """The directories a build's session serves: ``context`` (the build context) and
     ``dockerfile_dir`` holding the Dockerfile at ``filename`` (slash-separated,
     relative). ``shared_key`` identifies the context across builds, so that the engine
-    syncs into the copy it kept from the last build (only changes travel)."""
+    syncs into the copy it kept from the last build (only changes travel).
+    ``source_attrs``: for a remote context, the frontend attributes saying where it came
+    from — BuildKit's ``context`` (the URL, credentials masked) and, when provenance is
+    asked for, ``context-digest`` (the commit, or the download's sha256) — which the
+    provenance's ``configSource`` records."""
 
     context: Path
     dockerfile_dir: Path
     filename: str
     shared_key: str
     description: str
+    source_attrs: tuple[tuple[str, str], ...] = ()
 
 
 def shared_key_of(path: Path) -> str:
@@ -87,10 +98,83 @@ async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) ->
     if isinstance(remote, GitContext):
         context = scratch / "context"
         shown = redact_url(options.context)
-        state = remote.state(name=f"[internal] load git source {shown}")
-        await fetch(state.marshal(), context, f"git context {shown}")
-        return await _in_context(options, stdin, scratch, context, shown)
+        attrs = [("context", shown)]
+        if _wants_digest(options):
+            context, commit = await _git_checkout(remote, scratch, shown, fetch)
+            if commit is not None:
+                attrs.append((_digest_attr(), f"sha1:{commit}"))
+        else:
+            state = remote.state(name=f"[internal] load git source {shown}")
+            await fetch(state.marshal(), context, f"git context {shown}")
+        prepared = await _in_context(options, stdin, scratch, context, shown)
+        return dataclasses.replace(prepared, source_attrs=tuple(attrs))
     return await _http_context(options, stdin, scratch, remote.url, fetch)
+
+
+def _wants_digest(options: BuildOptions) -> bool:
+    """Whether the build records its context's digest (it asks for provenance)."""
+    return options.provenance is not None and options.builds
+
+
+def _digest_attr() -> str:
+    from dockyard.llbsolver import CONTEXT_DIGEST_ATTR
+
+    return CONTEXT_DIGEST_ATTR
+
+
+async def _git_checkout(
+    remote: GitContext, scratch: Path, shown: str, fetch: Fetch
+) -> tuple[Path, str | None]:
+    """The context of ``remote`` and the commit it was checked out at, from one fetch:
+    the whole tree with its ``.git`` (one commit deep), whose ``HEAD`` names the commit
+    — a second resolution of the ref could name another. The ``.git`` entries are then
+    removed (unless the URL asked to keep ``.git``) and ``subdir`` becomes the root."""
+    from dockyard.source import GitContext
+
+    spec = dataclasses.replace(remote.spec, keep_git_dir=True, subdir="")
+    checkout = scratch / "checkout"
+    state = GitContext(spec=spec).state(name=f"[internal] load git source {shown}")
+    await fetch(state.marshal(), checkout, f"git context {shown}")
+    commit = await asyncio.to_thread(_head_commit, checkout)
+    if not (remote.spec.keep_git_dir and not remote.spec.subdir):
+        await asyncio.to_thread(_remove_git_entries, checkout)
+    if not remote.spec.subdir:
+        return checkout, commit
+    from dockyard.core import resolve_in_root
+
+    root = resolve_in_root(checkout, remote.spec.subdir)
+    if not root.is_dir():
+        raise NotFoundError(f"subdirectory {remote.spec.subdir!r} not found in {shown}")
+    return root, commit
+
+
+def _head_commit(checkout: Path) -> str | None:
+    """The commit a detached ``HEAD`` of ``checkout/.git`` names (``None``: another)."""
+    try:
+        head = (checkout / ".git" / "HEAD").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(head) == 40 and all(c in "0123456789abcdef" for c in head):
+        return head
+    return None
+
+
+def _remove_git_entries(root: Path) -> None:
+    """Remove every ``.git`` (directory, file or link) below ``root``, links not followed:
+    what a checkout without ``.git`` leaves out (submodules' ``.git`` files too)."""
+    import shutil
+
+    for current, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            if name != ".git":
+                continue
+            path = Path(current, name)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        if ".git" in dirs:
+            dirs.remove(".git")
 
 
 def _is_directory(path: str) -> bool:
@@ -184,10 +268,15 @@ async def _http_context(
     file = _only_file(download)
     with file.open("rb") as f:
         head = read_context_head(f)
+    attrs = [("context", remote.redacted)]
+    if _wants_digest(options):
+        checksum = await asyncio.to_thread(_sha256_file, file)
+        attrs.append((_digest_attr(), f"sha256:{checksum}"))
     if sniff_context(head).is_archive:
         context = scratch / "context"
         await fetch(remote.unpacked_state().marshal(), context, f"unpack {remote.redacted}")
-        return await _in_context(options, stdin, scratch, context, remote.redacted)
+        prepared = await _in_context(options, stdin, scratch, context, remote.redacted)
+        return dataclasses.replace(prepared, source_attrs=tuple(attrs))
     if options.dockerfile is not None:
         raise UsageError(f"{remote.redacted} is a Dockerfile, not a context: -f does not apply")
     context = scratch / "context"
@@ -198,7 +287,16 @@ async def _http_context(
         filename=file.name,
         shared_key=hashlib.sha256(url.encode()).hexdigest()[:32],
         description=remote.redacted,
+        source_attrs=tuple(attrs),
     )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _only_file(directory: Path) -> Path:

@@ -115,6 +115,7 @@ def _provenance(job: Job) -> dict[str, Any]:
         from ._wire import dockerfile_attrs
 
         attrs = dockerfile_attrs(job.frontend_options)
+    attrs.update(job.frontend_attrs)
     return {"provenance": job.provenance, "frontend_attrs": attrs}
 
 

@@ -49,6 +49,9 @@ class Job:
     ``prefetch``: sync requests the session starts walking when it is made
     (:meth:`Session.prefetch <dockyard.session.Session.prefetch>`).
     ``provenance``: the SLSA provenance attestation asked for (``None``: none).
+    ``frontend_attrs``: attributes sent beside the frontend options' (a remote
+    context's URL and digest, :attr:`PreparedContext.source_attrs`), which the frontend
+    ignores and the provenance records.
     """
 
     name: str
@@ -67,11 +70,13 @@ class Job:
     shared_key: str = ""
     prefetch: tuple[SyncRequest, ...] = ()
     provenance: ProvenanceOptions | None = None
+    frontend_attrs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.definition is None) == (self.frontend is None):
             raise UsageError("a build needs either a Definition or a frontend")
         object.__setattr__(self, "directories", MappingProxyType(dict(self.directories)))
+        object.__setattr__(self, "frontend_attrs", MappingProxyType(dict(self.frontend_attrs)))
         object.__setattr__(self, "targets", MappingProxyType(dict(self.targets)))
 
     def session(
@@ -246,4 +251,5 @@ def dockerfile_job(
         shared_key=context.shared_key,
         prefetch=options.prefetch,
         provenance=options.provenance if options.builds else None,
+        frontend_attrs=dict(context.source_attrs),
     )

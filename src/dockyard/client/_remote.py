@@ -188,6 +188,7 @@ class RemoteBackend:
 
         request.frontend = job.frontend
         request.frontend_attrs.update(dockerfile_attrs(job.frontend_options))
+        request.frontend_attrs.update(job.frontend_attrs)
         return request
 
     async def run(self, job: Job, reporter: Reporter) -> Outcome:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._load import EntitlementError, load
     from ._provenance import (
         BUILDKIT_BUILD_TYPE,
+        CONTEXT_DIGEST_ATTR,
         ProvenanceCapture,
         capture_provenance,
         invocation_id,
@@ -72,6 +73,7 @@ _LAZY = {
     "EntitlementError": "._load",
     "load": "._load",
     "BUILDKIT_BUILD_TYPE": "._provenance",
+    "CONTEXT_DIGEST_ATTR": "._provenance",
     "ProvenanceCapture": "._provenance",
     "capture_provenance": "._provenance",
     "invocation_id": "._provenance",
@@ -104,6 +106,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "BUILDKIT_BUILD_TYPE",
+    "CONTEXT_DIGEST_ATTR",
     "ENTITLEMENTS",
     "RANDOM_KEY_PREFIX",
     "SECRETS",

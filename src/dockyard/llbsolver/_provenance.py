@@ -9,7 +9,10 @@ attributes (as BuildKit receives them) and the build's times, in BuildKit's fiel
 order and with its rules:
 
 - ``invocation.configSource``: ``entryPoint`` the Dockerfile's name (``filename``),
-  ``uri`` a remote context (``context`` attribute); ``vcs:*`` attributes go to
+  ``uri`` a remote context (``context`` attribute, credentials masked) and ``digest``
+  its commit or checksum — from the material of that URL, or, for a context the
+  client fetched and serves as a directory, from the ``context-digest`` attribute
+  (:data:`CONTEXT_DIGEST_ATTR`; the context is then a material too); ``vcs:*`` attributes go to
   ``metadata.https://mobyproject.org/buildkit@v1#metadata.vcs``;
 - ``invocation.parameters.args``: the attributes without host-specific ones
   (``platform``, ``image-resolve-mode``, ``cgroup-parent``, ``cache-imports``) or
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILDKIT_BUILD_TYPE",
+    "CONTEXT_DIGEST_ATTR",
     "ProvenanceCapture",
     "capture_provenance",
     "invocation_id",
@@ -61,6 +65,13 @@ _SECRET_NAME = re.compile(
 )
 _PUBLIC_NAME = re.compile(r"(?:_|^)(?:public)(?:_|$)", re.IGNORECASE)
 _REDACTED = "****"
+_HEX = re.compile(r"[0-9a-f]+")
+
+#: The frontend attribute with the digest of a remote context (the ``context``
+#: attribute's URL) that the client fetched and serves as a directory: ``sha1:COMMIT``
+#: for git, ``sha256:HEX`` of the downloaded file for http. It fills
+#: ``configSource.digest`` (and a material) as a URL the frontend fetched itself does.
+CONTEXT_DIGEST_ATTR = "context-digest"
 
 
 def secret_looking(name: str) -> bool:
@@ -261,12 +272,19 @@ def provenance_predicate(
     config_source: dict[str, Any] = {}
     context_key = args.get("contextkey") or "context"
     context = args.pop(context_key, "")
+    context_digest = _digest_set(args.pop(CONTEXT_DIGEST_ATTR, ""))
+    materials = captured.materials
     if context:
         uri = _redact_url(context)
         config_source["uri"] = uri
-        for material, digest in captured.materials:
-            if material == uri:
-                config_source["digest"] = dict(digest)
+        found = [digest for material, digest in materials if material == uri]
+        if found:
+            config_source["digest"] = dict(found[0])
+        elif context_digest is not None:
+            # the client fetched the context and served it as a directory: what it
+            # fetched is a material, as when the frontend reads the URL itself
+            config_source["digest"] = dict(context_digest)
+            materials = _with_material(materials, uri, context_digest)
     filename = args.pop("filename", "")
     if filename:
         config_source["entryPoint"] = filename
@@ -310,10 +328,8 @@ def provenance_predicate(
         "builder": {"id": options.builder_id},
         "buildType": BUILDKIT_BUILD_TYPE,
     }
-    if captured.materials:
-        predicate["materials"] = [
-            {"uri": uri, "digest": dict(digest)} for uri, digest in captured.materials
-        ]
+    if materials:
+        predicate["materials"] = [{"uri": uri, "digest": dict(digest)} for uri, digest in materials]
     predicate["invocation"] = {
         "configSource": config_source,
         "parameters": parameters,
@@ -344,6 +360,36 @@ def provenance_predicate(
     }
     predicate["metadata"] = metadata
     return predicate
+
+
+_DIGEST_LENGTHS = {"sha1": 40, "sha256": 64, "sha512": 128}
+
+
+def _digest_set(text: str) -> tuple[tuple[str, str], ...] | None:
+    """``ALGORITHM:HEX`` (:data:`CONTEXT_DIGEST_ATTR`) as a digest set; ``None`` for
+    anything else."""
+    algorithm, _, value = text.partition(":")
+    length = _DIGEST_LENGTHS.get(algorithm)
+    if length is None or len(value) != length or not _HEX.fullmatch(value):
+        return None
+    return ((algorithm, value),)
+
+
+def _with_material(
+    materials: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+    uri: str,
+    digest: tuple[tuple[str, str], ...],
+) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """``materials`` with the context's, in BuildKit's order (images, git, http; each
+    sorted): a ``sha1`` digest is a git commit, any other an http download's."""
+
+    def kind(entry: tuple[str, tuple[tuple[str, str], ...]]) -> int:
+        uri, digest = entry
+        if uri.startswith("pkg:"):
+            return 0
+        return 1 if digest and digest[0][0] == "sha1" else 2
+
+    return tuple(sorted((*materials, (uri, digest)), key=lambda m: (kind(m), m)))
 
 
 def _id_entry(ident: str, optional: bool) -> dict[str, Any]:

@@ -12,7 +12,12 @@ import pytest
 
 from dockyard.core import Platform
 from dockyard.exporter import ProvenanceOptions
-from dockyard.llbsolver import ProvenanceCapture, provenance_predicate, secret_looking
+from dockyard.llbsolver import (
+    CONTEXT_DIGEST_ATTR,
+    ProvenanceCapture,
+    provenance_predicate,
+    secret_looking,
+)
 from dockyard.oci import canonical_json
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "provenance"
@@ -118,3 +123,69 @@ def test_max_mode_without_secret_looking_args_is_complete() -> None:
 )  # fmt: skip
 def test_secret_looking(name: str, secret: bool) -> None:
     assert secret_looking(name) is secret
+
+
+# -- a remote context the client fetched and serves as a directory ------------------------
+
+REMOTE_CAPTURE = ProvenanceCapture(
+    materials=(
+        ("pkg:docker/alpine@3.19?platform=linux%2Famd64", (("sha256", "a" * 64),)),
+        ("https://example.com/other.tar.gz", (("sha256", "d" * 64),)),
+    ),
+    locals=("context", "dockerfile"),
+)
+
+
+def _remote_predicate(context: str, digest: str) -> dict[str, Any]:
+    return provenance_predicate(
+        REMOTE_CAPTURE,
+        options=ProvenanceOptions(mode="min"),
+        frontend="dockerfile.v0",
+        attrs={
+            "filename": "Dockerfile",
+            "context": context,
+            CONTEXT_DIGEST_ATTR: digest,
+            "attest:provenance": "mode=min",
+        },
+        builder_platform=Platform.parse("linux/amd64"),
+        started_ns=1_700_000_000_123_000_000,
+        finished_ns=1_700_000_042_000_000_000,
+        invocation="rpv7a389uzil5lqmrgwhijwjz",
+    )
+
+
+def test_golden_remote_git_context() -> None:
+    """``configSource`` names the URL (credentials masked) and the commit; the context
+    is a git material, as when BuildKit's frontend fetches the URL itself."""
+    predicate = _remote_predicate("https://user:pw@example.com/app.git#v1", "sha1:" + "b" * 40)
+    got = canonical_json(predicate, indent=2).decode() + "\n"
+    assert got == (DATA / "predicate-remote-context.json").read_text()
+    assert "pw@" not in got
+    assert CONTEXT_DIGEST_ATTR not in got
+
+
+def test_remote_http_context() -> None:
+    predicate = _remote_predicate("https://example.com/ctx.tar.gz", "sha256:" + "e" * 64)
+    assert predicate["invocation"]["configSource"] == {
+        "uri": "https://example.com/ctx.tar.gz",
+        "digest": {"sha256": "e" * 64},
+        "entryPoint": "Dockerfile",
+    }
+    assert [m["uri"] for m in predicate["materials"]] == [
+        "pkg:docker/alpine@3.19?platform=linux%2Famd64",
+        "https://example.com/ctx.tar.gz",
+        "https://example.com/other.tar.gz",
+    ]
+    assert "args" not in predicate["invocation"]["parameters"]
+
+
+@pytest.mark.parametrize(
+    "digest", ["", "sha1:" + "b" * 39, "md5:" + "b" * 32, "sha256:" + "G" * 64, "sha1" + "b" * 40]
+)
+def test_a_bad_context_digest_is_not_recorded(digest: str) -> None:
+    predicate = _remote_predicate("https://example.com/app.git", digest)
+    assert predicate["invocation"]["configSource"] == {
+        "uri": "https://example.com/app.git",
+        "entryPoint": "Dockerfile",
+    }
+    assert len(predicate["materials"]) == 2

@@ -13,6 +13,11 @@ Life of a run (``bundles/<id>/`` under the executor's directory, a tmpfs)::
 
 Teardown runs after success, failure and cancellation alike; cancellation first kills
 the container (``kill KILL``, then ``delete --force``) and waits for the runtime to exit.
+Should ``kill`` fail, hang (each call is limited to what is left of the grace time) or
+not end the container within the grace time, the container's init is killed directly
+and the runtime with it; a ``kill`` that failed is logged (logger ``dockyard.executor``)
+and noted on the exception that ends the run. A ``delete`` that fails or hangs is an
+error of the teardown (its mounts and bundle are still removed).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -59,6 +65,8 @@ _BUNDLE_TMPFS = Mount(
     options=("nosuid", "nodev", "noexec", "mode=0700", "size=64m"),
 )
 _KILL_GRACE = 2.0  # seconds of `kill` retries before the runtime process itself is killed
+_KILL_MIN_TIME = 0.2  # the least time a `kill` call is given
+_log = logging.getLogger("dockyard.executor")
 
 
 @dataclass(slots=True)
@@ -113,7 +121,11 @@ class OciExecutor:
         """
         if self._runtime.state_dir.is_dir():
             for entry in self._runtime.state_dir.iterdir():
-                self._runtime.delete(entry.name)
+                try:
+                    self._runtime.delete(entry.name)
+                except DockyardError as exc:
+                    # its state is gone all the same: the next start does not try again
+                    _log.warning("removing stale container %s: %s", entry.name, exc)
         removed = 0
         for bundle in self._bundles.iterdir():
             for mountpoint in reversed(snapmount.mountpoints_under(bundle)):
@@ -335,8 +347,10 @@ class OciExecutor:
                 if cancelled:
                     raise asyncio.CancelledError
                 await asyncio.wait([child.done])  # a cancellation raises here
-            except BaseException:
-                await self._kill(sb, child)
+            except BaseException as exc:
+                problem = await self._kill(sb, child)
+                if problem:
+                    exc.add_note(problem)
                 raise
         finally:
             watchdog().unwatch(sb.id)  # the runtime exited
@@ -351,35 +365,51 @@ class OciExecutor:
                 )
         return 128 - returncode if returncode < 0 else returncode
 
-    async def _kill(self, sb: _Sandbox, child: Child) -> None:
-        """Kill the container and wait for the runtime to exit; never cancelled itself."""
+    async def _kill(self, sb: _Sandbox, child: Child) -> str:
+        """Kill the container and wait for the runtime to exit; never cancelled itself,
+        never raising. Returns what went wrong on the way ('' when nothing did), which
+        is logged too."""
         rt = self._runtime
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _KILL_GRACE
+        failure: BaseException | None = None
+        forced = False
         while not child.exited:
-            killing = loop.run_in_executor(None, rt.kill, sb.id)
-            await settle(killing)
+            if not forced:
+                limit = max(deadline - loop.time(), _KILL_MIN_TIME)
+                # (a failure is reported when the last attempt failed)
+                failure = await _runtime_kill(rt, sb.id, limit)
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([child.done], timeout=0.05)
-            if not child.exited and loop.time() > deadline:
+            if not child.exited and not forced and loop.time() > deadline:
                 # the runtime is stuck (or never created the container): kill the
                 # container's init, whose death ends every process of the pid namespace,
                 # and the runtime itself
                 _kill_pid_file(sb.pid_file)
                 child.kill()
-                await settle(child.done)
+                forced = True
         # the runtime is gone; anything still holding its pipes is not ours to wait for
         child.close_pipes()
         await settle(child.done)
+        if failure is None:
+            return ""
+        problem = f"killing container {sb.id}: {failure}"
+        if forced:
+            problem += f"; its init process and {rt.name} were killed directly instead"
+        _log.warning("%s", problem)
+        return problem
 
     # -- teardown -----------------------------------------------------------------------
 
     def _teardown(self, sb: _Sandbox) -> None:
-        self._runtime.delete(sb.id)
-        self._teardown_files(sb)
-
-    def _teardown_files(self, sb: _Sandbox) -> None:
         errors: list[str] = []
+        try:
+            self._runtime.delete(sb.id)
+        except DockyardError as exc:  # (its state is gone all the same)
+            errors.append(str(exc))
+        self._teardown_files(sb, errors)
+
+    def _teardown_files(self, sb: _Sandbox, errors: list[str]) -> None:
         if sb.rootfs is not None and sb.stubs.paths:
             try:
                 _remove_stubs(sb.rootfs, sb.stubs)
@@ -418,6 +448,22 @@ def _start(rt: Runtime, container_id: str, argv: list[str]) -> subprocess.Popen[
     except BaseException:
         guard.unwatch(container_id)
         raise
+
+
+async def _runtime_kill(rt: Runtime, container_id: str, limit: float) -> BaseException | None:
+    """``rt.kill`` in a thread, waited for to the end; what it raised (retrieved, never
+    left for the garbage collector to report), ``None`` when it did not."""
+    loop = asyncio.get_running_loop()
+    try:
+        killing = loop.run_in_executor(
+            None, functools.partial(rt.kill, container_id, timeout=limit)
+        )
+    except Exception as exc:  # e.g. no thread could be started
+        return exc
+    await settle(killing)
+    if killing.cancelled():  # (its executor was shut down)
+        return None
+    return killing.exception()
 
 
 def _kill_pid_file(pid_file: Path) -> None:

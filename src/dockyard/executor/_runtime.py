@@ -14,6 +14,13 @@ Host quirks handled here (see the package docstring for the why):
   real ``fork`` of this process).
 - **rlimits.** Raising a hard limit needs ``CAP_SYS_RESOURCE``; :func:`nofile_limit`
   never asks for more than the current hard limit.
+
+``kill`` and ``delete`` have a time limit (:data:`KILL_TIMEOUT`, :data:`DELETE_TIMEOUT`):
+a runtime stuck on a frozen cgroup or a stale lock must not stall the cancellation of a
+build. After it the runtime command is killed with everything it started (its process
+group) and reaped, and an :class:`~dockyard.core.ExecError` names the container and the
+command. (BuildKit's runc executor gives ``runc kill`` 7 s, then gives up on it and kills
+``runc run``; the executor here escalates the same way, see ``OciExecutor._kill``.)
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +44,8 @@ from ._spec import ALL_CAPABILITIES
 from .types import RLIM_INFINITY, Rlimit
 
 __all__ = [
+    "DELETE_TIMEOUT",
+    "KILL_TIMEOUT",
     "Runtime",
     "RuntimeKind",
     "check_rlimits",
@@ -45,6 +56,12 @@ __all__ = [
 
 _NOFILE_MAX = 1 << 20
 CGROUP2_HYBRID_MOUNT = "/sys/fs/cgroup/unified"
+
+KILL_TIMEOUT = 2.0
+"""Seconds a ``kill`` may take (a healthy one takes milliseconds) before it is killed."""
+DELETE_TIMEOUT = 5.0
+"""Seconds a ``delete --force`` may take before it is killed."""
+_REAP_TIMEOUT = 1.0  # for a killed runtime command to exit and close its pipe
 
 
 class RuntimeKind(enum.Enum):
@@ -188,12 +205,16 @@ class _HideCgroup2:
 
 @dataclass(slots=True, kw_only=True)
 class Runtime:
-    """One OCI runtime binary with a private state directory (``--root``)."""
+    """One OCI runtime binary with a private state directory (``--root``).
+
+    ``kill_timeout`` and ``delete_timeout`` limit those commands (seconds)."""
 
     kind: RuntimeKind
     binary: str
     state_dir: Path
     hide_cgroup2: bool = False
+    kill_timeout: float = KILL_TIMEOUT
+    delete_timeout: float = DELETE_TIMEOUT
     _prefix: tuple[str, ...] = field(default=(), repr=False)
     _preexec: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -267,28 +288,58 @@ class Runtime:
         except OSError as exc:
             raise ExecError(f"cannot start {self.name} ({self.binary}): {exc.strerror}") from exc
 
-    def _call(self, *args: str) -> tuple[int, str]:
+    def _call(self, *args: str, timeout: float) -> tuple[int, str]:
+        """Run ``<runtime> <global options> ARGS`` to its end: (exit status, stderr).
+        Past ``timeout`` seconds the command is killed with everything it started and
+        an :class:`~dockyard.core.ExecError` names it. Blocking."""
+        _reap_abandoned()
         proc = self.popen([*self._global(), *args], capture=False)
-        _, err = proc.communicate()
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise ExecError(
+                f"{self.name} {' '.join(args)} did not finish within {timeout:g} s and was"
+                f" killed (the runtime may be stuck, e.g. on a frozen cgroup or a stale lock"
+                f" in {self.state_dir})"
+            ) from None
         return proc.returncode, err.decode(errors="replace").strip()
 
     def has_state(self, container_id: str) -> bool:
         return (self.state_dir / container_id).exists()
 
-    def kill(self, container_id: str, signal: str = "KILL") -> bool:
+    def kill(
+        self, container_id: str, signal: str = "KILL", *, timeout: float | None = None
+    ) -> bool:
         """Signal the container's init (its death ends the pid namespace). False if the
-        container is not there (not yet created, or gone). Blocking."""
-        rc, _ = self._call("kill", container_id, signal)
+        container is not there (not yet created, or gone). An
+        :class:`~dockyard.core.ExecError` when the runtime cannot be started or did not
+        finish within ``timeout`` seconds (:attr:`kill_timeout` by default; it is killed
+        then). Blocking."""
+        limit = self.kill_timeout if timeout is None else timeout
+        rc, _ = self._call("kill", container_id, signal, timeout=limit)
         return rc == 0
 
     def delete(self, container_id: str) -> None:
         """``delete --force`` (which kills a container still running); the state directory
-        is gone afterwards whatever happened. Blocking."""
+        is gone afterwards whatever happened. An :class:`~dockyard.core.ExecError`
+        (after the state directory was removed) when the runtime cannot be started or
+        did not finish within :attr:`delete_timeout` seconds (it is killed then).
+        Blocking."""
+        if not self.has_state(container_id):
+            return
+        try:
+            rc, _ = self._call("delete", "--force", container_id, timeout=self.delete_timeout)
+        except ExecError:
+            self._remove_state(container_id)
+            raise
+        if rc != 0:
+            # the runtime could not clean up after itself (e.g. it was killed midway)
+            self._remove_state(container_id)
+
+    def _remove_state(self, container_id: str) -> None:
         if self.has_state(container_id):
-            rc, _ = self._call("delete", "--force", container_id)
-            if rc != 0 and self.has_state(container_id):
-                # the runtime could not clean up after itself (e.g. it was killed midway)
-                shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
+            shutil.rmtree(self.state_dir / container_id, ignore_errors=True)
 
     def runtime_error(self, log: Path) -> str:
         """The runtime's own error messages from its JSON log ('' when there are none)."""
@@ -303,3 +354,39 @@ class Runtime:
                     messages.append(str(entry.get("msg", "")).strip())
             return "; ".join(m for m in messages if m)
         return ""
+
+
+# killed runtime commands that had not exited yet (a process in uninterruptible sleep
+# dies when it leaves it): reaped by a later call
+_ABANDONED: list[subprocess.Popen[bytes]] = []
+_ABANDONED_LOCK = threading.Lock()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a runtime command that overran its time, with everything it started (it
+    leads a process group of its own), and reap it."""
+    if proc.returncode is None:
+        # not reaped yet, so neither its pid nor its group id can have been reused
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.communicate(timeout=_REAP_TIMEOUT)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    # something that left its process group still holds the pipe, or the command cannot
+    # die yet: stop reading, and reap it later if it does not exit now
+    if proc.stderr is not None:
+        proc.stderr.close()
+    try:
+        proc.wait(timeout=_REAP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with _ABANDONED_LOCK:
+            _ABANDONED.append(proc)
+
+
+def _reap_abandoned() -> None:
+    if not _ABANDONED:
+        return
+    with _ABANDONED_LOCK:
+        _ABANDONED[:] = [p for p in _ABANDONED if p.poll() is None]

@@ -41,6 +41,7 @@ __all__ = [
     "MAX_SYMLINKS",
     "clean_rel",
     "contains_wildcards",
+    "directories_down_to",
     "join_within",
     "match_wildcards",
     "mkdir_all_in_root",
@@ -452,6 +453,25 @@ def _match_below(
             out.append(full)
         elif stat.S_ISDIR(os.lstat(full).st_mode):
             _match_below(full, regexes, depth + 1, out)
+
+
+def directories_down_to(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (``root`` or below it) is a directory reached from ``root``
+    through directories only — no component a symlink or anything else. An extractor
+    that recorded a directory and later replaced one of its parents (with a symlink,
+    say) asks this before touching the recorded path again."""
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return True
+    at = os.fspath(root)
+    for part in rel.split(os.sep):
+        at = os.path.join(at, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(at).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def open_special_output(path: str | os.PathLike[str]) -> int | None:

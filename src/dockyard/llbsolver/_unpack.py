@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from dockyard.core import CancelledError, ContentError, DockyardError, PathEscapeError
-from dockyard.core.fspath import clean_rel, resolve_in_root
+from dockyard.core.fspath import clean_rel, directories_down_to, resolve_in_root
 
 from ._fsops import mkdir_all, remove_all
 from ._owner import Owner
@@ -128,19 +128,6 @@ def unpack(
     return True
 
 
-def _plain_directory(root: Path, path: Path) -> bool:
-    """Whether ``path`` is a directory reached from ``root`` through directories only."""
-    at = root
-    for part in path.relative_to(root).parts:
-        at = at / part
-        try:
-            if not stat.S_ISDIR(os.lstat(at).st_mode):
-                return False
-        except OSError:
-            return False
-    return True
-
-
 class _Extractor:
     def __init__(
         self, root: Path, owner: Owner | None, cancelled: threading.Event | None, name: str
@@ -179,7 +166,7 @@ class _Extractor:
         except OSError as exc:
             raise DockyardError(f"extracting {self.name}: {exc.strerror or exc}") from exc
         for path, member in reversed(self.dirs.items()):
-            if self.removed and not _plain_directory(self.root, path):
+            if self.removed and not directories_down_to(self.root, path):
                 continue
             self._times(path, member)
 

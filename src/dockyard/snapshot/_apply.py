@@ -29,7 +29,7 @@ import stat
 from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, PathEscapeError
-from dockyard.core.fspath import MAX_SYMLINKS, clean_rel
+from dockyard.core.fspath import MAX_SYMLINKS, clean_rel, directories_down_to
 
 from ._copy import copy_file_data, copy_metadata
 from ._diff import OPAQUE, WHITEOUT_PREFIX
@@ -479,23 +479,9 @@ def _set_dir_times(tree: _Tree, dir_times: dict[str, int]) -> None:
     would now lead through that symlink, out of the root.
     """
     for path, mtime in reversed(dir_times.items()):
-        if tree.dirs_removed and not _still_a_directory(tree.root, path):
+        if tree.dirs_removed and not directories_down_to(tree.root, path):
             continue
         os.utime(path, (mtime, mtime), follow_symlinks=False)
-
-
-def _still_a_directory(root: str, path: str) -> bool:
-    """Whether every component of ``path`` below ``root`` is a directory, not a link."""
-    rel = os.path.relpath(path, root)
-    if rel == ".":
-        return True
-    at = root
-    for part in rel.split("/"):
-        at = os.path.join(at, part)
-        st = _lstat(at)
-        if st is None or not stat.S_ISDIR(st.st_mode):
-            return False
-    return True
 
 
 def _write_data(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:

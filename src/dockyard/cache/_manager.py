@@ -194,10 +194,14 @@ class CacheManager:
             if own and not clean:
                 sn.remove_orphans()  # (a snapshotter made by the caller did it when made)
             await db.set_meta(_CLEAN, None)
-            lost = await manager._lost_in_reboot()
+            boot = _boot_id()
+            made_in = db.meta(_BOOT)
+            lost = await manager._lost_in_reboot(made_in, boot)
             await manager._recover(full=not clean or bool(lost), lost=lost)
-            await db.set_meta(_BOOT, _boot_id())
-            manager._unsynced.update(db.unsynced())
+            if made_in != boot:
+                await db.set_meta(_BOOT, boot)
+            if not clean:  # a clean close left every record synced
+                manager._unsynced.update(db.unsynced())
         except BaseException:
             if db is not None:
                 db.close()
@@ -214,11 +218,12 @@ class CacheManager:
         if self._closed:
             return
         self._closed = True
-        synced = True
         try:
             await self.flush()
         except (DockyardError, OSError, sqlite3.Error):
-            synced = False  # left unsynced: dropped if the machine restarts before a sync
+            pass  # left unsynced: dropped if the machine restarts before a sync
+        # a clean close promises every record synced: the next open does not look
+        synced = not self._unsynced
         with contextlib.suppress(DockyardError, OSError, sqlite3.Error):
             if (
                 synced
@@ -246,17 +251,16 @@ class CacheManager:
     ) -> None:
         await self.close()
 
-    async def _lost_in_reboot(self) -> set[str]:
+    async def _lost_in_reboot(self, made_in: str | None, boot: str) -> set[str]:
         """Committed records that may have lost data: those not known to be on disk when
-        the machine restarted since they were made (a power cut loses what the kernel
-        had not written; a crash of the process alone loses nothing written). A database
-        from before records were synced in the background had synced what it kept."""
-        made_in = self._db.meta(_BOOT)
+        the machine restarted (``boot`` is not the boot ``made_in`` they were made in: a
+        power cut loses what the kernel had not written; a crash of the process alone
+        loses nothing written). A database from before boot ids were kept synced what it
+        kept before keeping it, so its records are marked synced instead."""
         if made_in is None:
             await self._db.set_all_synced()
             return set()
-        now = _boot_id()
-        if now and made_in == now:
+        if boot and made_in == boot:
             return set()
         return set(self._db.unsynced())
 

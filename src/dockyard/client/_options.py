@@ -55,27 +55,15 @@ class CacheSpec:
 
     @classmethod
     def parse(cls, text: str, *, export: bool) -> CacheSpec:
-        import csv
+        from dockyard.core.csvfields import csv_fields, key_values
 
         flag = "--cache-to" if export else "--cache-from"
-        try:
-            rows = list(csv.reader([text]))
-        except csv.Error as exc:
-            raise UsageError(f"{flag}: invalid value {text!r}: {exc}") from None
-        fields = [f.strip() for f in (rows[0] if rows else []) if f.strip()]
+        fields = csv_fields(text, flag)
         if not fields:
             raise UsageError(f"{flag}: empty value")
-        attrs: dict[str, str] = {}
-        for item in fields:
-            key, sep, value = item.partition("=")
-            if not sep:
-                if len(fields) == 1 and not export:
-                    return cls(text=text, type="registry", export=export, attrs={"ref": item})
-                raise UsageError(f"{flag} {text}: invalid field {item!r} (expected key=value)")
-            key = key.strip().lower()
-            if key in attrs:
-                raise UsageError(f"{flag} {text}: {key} given twice")
-            attrs[key] = value.strip()
+        if len(fields) == 1 and "=" not in fields[0] and not export:
+            return cls(text=text, type="registry", export=export, attrs={"ref": fields[0]})
+        attrs = key_values(fields, f"{flag} {text}")
         kind = attrs.pop("type", "").lower()
         if not kind:
             raise UsageError(f"{flag} {text}: type= is required (type=local, registry or inline)")

@@ -9,7 +9,6 @@ raises :class:`~dockyard.core.UsageError` naming the key.
 
 from __future__ import annotations
 
-import csv
 import enum
 import re
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from dockyard.core import Platform, UsageError
+from dockyard.core.csvfields import csv_fields, key_values
 from dockyard.registry import InvalidReferenceError, Reference
 
 __all__ = [
@@ -609,14 +609,6 @@ def parse_exporter(kind: str, attrs: Mapping[str, str]) -> ExportOptions:
     return result
 
 
-def _fields(spec: str) -> list[str]:
-    try:
-        rows = list(csv.reader([spec], skipinitialspace=False))
-    except csv.Error as exc:
-        raise UsageError(f"invalid output {spec!r}: {exc}") from exc
-    return [f for f in (rows[0] if rows else []) if f.strip()]
-
-
 def parse_output(spec: str) -> ExportOptions:
     """One ``--output`` value: ``type=image,name=app,push=true`` (CSV; quote a field
     holding commas: ``"name=a,b"``), ``DIR`` (``type=local,dest=DIR``) or ``-``
@@ -628,22 +620,8 @@ def parse_output(spec: str) -> ExportOptions:
         if text == "-":
             return TarExport(dest=Stdout())
         return LocalExport(dest=LocalPath(path=Path(text)))
-    attrs: dict[str, str] = {}
-    kind = ""
-    for item in _fields(text):
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep:
-            raise UsageError(f"invalid output field {item!r} in {spec!r} (expected key=value)")
-        if key == "type":
-            kind = value.strip()
-            continue
-        if key in attrs and key == "name":
-            attrs[key] += "," + value
-            continue
-        if key in attrs:
-            raise UsageError(f"output field {key!r} given twice in {spec!r}")
-        attrs[key] = value
+    attrs = key_values(csv_fields(text, "--output"), f"--output {spec}", joined=("name",))
+    kind = attrs.pop("type", "")
     if not kind:
         if "dest" in attrs:
             kind = "local"

@@ -8,7 +8,6 @@ checked with the exporter's rules only when given.
 
 from __future__ import annotations
 
-import csv
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard.core import Digest, UsageError
+from dockyard.core.csvfields import csv_fields, key_values
 from dockyard.registry import Reference
 
 if TYPE_CHECKING:
@@ -129,25 +129,12 @@ CacheImport = LocalCacheImport | ClientCacheImport | RegistryCacheImport
 
 
 def _fields(flag: str, text: str) -> dict[str, str]:
-    try:
-        rows = list(csv.reader([text]))
-    except csv.Error as exc:
-        raise UsageError(f"{flag}: invalid value {text!r}: {exc}") from None
-    fields = [f.strip() for f in (rows[0] if rows else []) if f.strip()]
+    fields = csv_fields(text, flag)
     if not fields:
         raise UsageError(f"{flag}: empty value")
-    attrs: dict[str, str] = {}
-    for item in fields:
-        key, sep, value = item.partition("=")
-        if not sep:
-            if len(fields) == 1 and flag == "--cache-from":
-                return {"type": "registry", "ref": item}
-            raise UsageError(f"{flag} {text}: invalid field {item!r} (expected key=value)")
-        key = key.strip().lower()
-        if key in attrs:
-            raise UsageError(f"{flag} {text}: {key} given twice")
-        attrs[key] = value.strip()
-    return attrs
+    if len(fields) == 1 and "=" not in fields[0] and flag == "--cache-from":
+        return {"type": "registry", "ref": fields[0]}  # a bare reference
+    return key_values(fields, f"{flag} {text}")
 
 
 def _bool(flag: str, key: str, value: str) -> bool:

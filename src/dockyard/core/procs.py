@@ -24,13 +24,22 @@ from typing import Any
 __all__ = ["stop_process", "wait_through_cancel"]
 
 
-async def stop_process(proc: asyncio.subprocess.Process, sig: int = _signal.SIGKILL) -> None:
+async def stop_process(
+    proc: asyncio.subprocess.Process, sig: int = _signal.SIGKILL, *, group: bool = False
+) -> None:
     """Send ``sig`` to ``proc`` unless it has exited, wait for its exit, close its pipes
     (what it wrote and nobody read is dropped) and wait until its exit is reported (it
     is reaped), even when the caller is cancelled meanwhile (the cancellation is raised
     once it is). With a signal the process may ignore, the wait is as long as it takes
-    it to exit."""
-    if proc.returncode is None:
+    it to exit.
+
+    ``group``: ``proc`` leads a process group of its own (``start_new_session=True``) and
+    the signal goes to the whole group, so what it started stops too (also when
+    ``proc`` itself has exited already)."""
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+    elif proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
     cancelled = False

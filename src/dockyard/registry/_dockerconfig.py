@@ -149,6 +149,7 @@ class DockerConfigCredentials:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self._env,
+                start_new_session=True,  # a stop reaches what the helper started
             )
         except OSError as exc:
             raise ConfigError(f"cannot run credential helper {program}: {exc}") from exc
@@ -157,13 +158,13 @@ class DockerConfigCredentials:
                 proc.communicate(_server_url(host).encode()), _HELPER_TIMEOUT
             )
         except TimeoutError:
-            await stop_process(proc)
+            await stop_process(proc, group=True)
             raise AuthError(
                 f"credential helper {program} did not answer for {host} "
                 f"within {_HELPER_TIMEOUT:.0f}s"
             ) from None
         except BaseException:  # cancelled: the helper is not left running
-            await stop_process(proc)
+            await stop_process(proc, group=True)
             raise
         if proc.returncode != 0:
             message = (out + err).decode(errors="replace").strip()

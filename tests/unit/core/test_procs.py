@@ -154,3 +154,24 @@ def test_a_twice_cancelled_stop_leaves_no_transport_open() -> None:
     assert hung == []
     assert procs[0].returncode == -signal.SIGKILL
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_a_group_stop_reaches_what_the_process_started(tmp_path: object) -> None:
+    """The leader exited already; a process it left behind in its group is stopped too."""
+    token = f"dockyard-procs-group-{os.getpid()}-{id(tmp_path)}"
+    child = shlex.join([sys.executable, "-c", "import time; time.sleep(600)", token])
+    proc = await asyncio.create_subprocess_exec(
+        "sh", "-c", f"{child} >/dev/null 2>&1 & exit 0", start_new_session=True
+    )
+    try:
+        await proc.wait()
+        assert processes_with(token)
+        await stop_process(proc, group=True)
+        for _ in range(100):  # the signal is sent; its delivery is not awaited
+            if not processes_with(token):
+                break
+            await asyncio.sleep(0.05)
+        assert processes_with(token) == []
+    finally:
+        for pid in processes_with(token):
+            os.kill(pid, signal.SIGKILL)

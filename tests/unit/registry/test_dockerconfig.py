@@ -184,7 +184,7 @@ async def test_a_helper_that_does_not_answer_times_out(
 ) -> None:
     """Its time is up: it is killed and the lookup fails, though a process it started
     still holds its pipes (the stop used to wait for the end of those too: the time
-    limit never came)."""
+    limit never came). What it started is stopped with it (its process group)."""
     token = f"dockyard-helper-holder-{os.getpid()}-{id(tmp_path)}"
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -205,6 +205,11 @@ async def test_a_helper_that_does_not_answer_times_out(
             await lookup
         assert done
         assert processes_with(str(script)) == []
+        for _ in range(100):  # the group's SIGKILL is sent; its delivery is not awaited
+            if not processes_with(token):
+                break
+            await asyncio.sleep(0.05)
+        assert processes_with(token) == []
     finally:
         for pid in processes_with(token):
             os.kill(pid, signal.SIGKILL)

@@ -39,11 +39,14 @@ def _group() -> grp.struct_group:
 
 
 def _connect_as_nobody(socket: Path, *extra_groups: int) -> subprocess.CompletedProcess[str]:
+    # setpriv changes the user, not subprocess's user=/group=: those make Python fork
+    # instead of vfork, and a fork runs gRPC's at-fork handlers (this pytest process has
+    # gRPC loaded), whose "epoll_wait error" once replaced the child's own error
+    groups = ",".join(str(g) for g in extra_groups)
+    ids = [f"--reuid={NOBODY}", f"--regid={NOBODY}"]
+    ids.append(f"--groups={groups}" if groups else "--clear-groups")
     return subprocess.run(
-        [SYSTEM_PYTHON, "-I", "-c", CONNECT, str(socket)],
-        user=NOBODY,
-        group=NOBODY,
-        extra_groups=list(extra_groups),
+        ["setpriv", *ids, SYSTEM_PYTHON, "-I", "-c", CONNECT, str(socket)],
         capture_output=True,
         text=True,
         check=False,

@@ -1,5 +1,6 @@
 """The local image store on the command line: ``dockyard images``, ``dockyard rmi`` and
-``dockyard image import|load|save|ls|rm|inspect``.
+``dockyard image import|load|save|ls|rm|inspect|tag|history`` (``image push|pull``, the
+registry's side, load lazily from :mod:`dockyard.cli._image_registry`).
 
 These open the state directory's content store and image store directly (no engine, no
 state-dir lock): they work beside a running build, as ``docker images`` does. Blobs an
@@ -21,11 +22,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 import click
 
 from ._common import STATE_DIR_HELP, handles_errors
+from .main import LazyGroup
 
 if TYPE_CHECKING:
-    from dockyard.content import ContentStore, Image, ImageStore
+    from dockyard.content import ContentStore, Image, ImageStore, LocalImage
     from dockyard.core import Platform
     from dockyard.exporter import ArchiveImage, CompressionOptions, LayerCompressor
+    from dockyard.oci import History
     from dockyard.registry import Reference
 
 __all__ = ["image", "images", "rmi"]
@@ -295,14 +298,33 @@ async def find_images(store: ImageStore, text: str) -> list[Image]:
     from dockyard.core import NotFoundError
     from dockyard.registry import InvalidReferenceError, Reference
 
+    ref: Reference | None = None
     with contextlib.suppress(InvalidReferenceError):
         ref = Reference.parse(text)
         with contextlib.suppress(NotFoundError):
             return await store.lookup(str(ref))
+    if ref is not None and ref.digest is not None:
+        # REPO@DIGEST: an image of that repository whose target is the digest (docker's
+        # repo digests), whatever its tag
+        same_repo = [
+            i for i in await store.by_digest(ref.digest) if _repository(i.name) == ref.name
+        ]
+        if same_repo:
+            return same_repo
     try:
         return await store.lookup(text)
     except NotFoundError:
         raise NotFoundError(f"No such image: {text}") from None
+
+
+def _repository(name: str) -> str | None:
+    """``domain/path`` of a stored name (``None`` for a dangling or odd one)."""
+    from dockyard.registry import InvalidReferenceError, Reference
+
+    try:
+        return Reference.parse(name, default_tag="").name
+    except InvalidReferenceError:
+        return None
 
 
 async def _rmi(store: ImageStore, names: tuple[str, ...], force: bool) -> int:
@@ -352,7 +374,14 @@ def rmi(state_dir: str | None, force: bool, names: tuple[str, ...]) -> int:
 # -- image group -------------------------------------------------------------------------
 
 
-@click.group("image")
+@click.group(
+    "image",
+    cls=LazyGroup,
+    lazy_commands={
+        "pull": "dockyard.cli._image_registry:image_pull",
+        "push": "dockyard.cli._image_registry:image_push",
+    },
+)
 def image() -> None:
     """Manage images in the local store."""
 
@@ -742,3 +771,167 @@ async def _inspect(
             }
         )
     return out
+
+
+# -- tag ---------------------------------------------------------------------------------
+
+
+def parse_tag_name(text: str) -> Reference:
+    """A name to give an image (``REPOSITORY[:TAG]``, normalized like docker); a
+    :class:`~dockyard.core.UsageError` for one that does not parse or has a digest."""
+    from dockyard.core import UsageError
+    from dockyard.registry import Reference
+
+    ref = Reference.parse(text)
+    if ref.digest is not None:
+        raise UsageError(f"refusing to create a tag with a digest reference: {text!r}")
+    return ref
+
+
+async def find_image(store: ImageStore, text: str) -> Image:
+    """The one image ``text`` names (:func:`find_images`); a
+    :class:`~dockyard.core.UsageError` when it names several different images."""
+    from dockyard.core import UsageError
+
+    found = await find_images(store, text)
+    targets = {i.target.digest for i in found}
+    if len(targets) > 1:
+        raise UsageError(f"{text!r} is ambiguous: it matches {len(targets)} images")
+    return found[0]
+
+
+@image.command("tag")
+@_state_option
+@click.argument("source", metavar="SOURCE_IMAGE[:TAG]")
+@click.argument("target", metavar="TARGET_IMAGE[:TAG]")
+@handles_errors
+def image_tag(state_dir: str | None, source: str, target: str) -> int:
+    """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE (a name, an ID or digest
+    prefix, or REPOSITORY@DIGEST); an existing TARGET_IMAGE moves to it."""
+    ref = parse_tag_name(target)
+    with open_stores(state_dir) as (_content, store):
+        _run(_tag(store, source, ref))
+    return 0
+
+
+async def _tag(store: ImageStore, source: str, ref: Reference) -> None:
+    found = await find_image(store, source)
+    await store.put(str(ref), found.target)
+
+
+# -- history -----------------------------------------------------------------------------
+
+_CREATED_BY_WIDTH = 45  # docker's truncation of CREATED BY
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _rfc3339(seconds: float) -> str:
+    from datetime import datetime
+
+    text = datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+def history_rows(local: LocalImage) -> list[tuple[History, int]]:
+    """The image's history, newest first, each entry with the size of its layer (the
+    layer descriptor's, in order; 0 for ``empty_layer`` entries). Layers the history
+    does not account for get an entry of their own, as docker shows them."""
+    from dockyard.oci import History
+
+    layers = list(local.manifest.layers)
+    rows: list[tuple[History, int]] = []
+    next_layer = 0
+    for entry in local.config.history:
+        size = 0
+        if not entry.empty_layer:
+            if next_layer < len(layers):
+                size = layers[next_layer].size
+            next_layer += 1
+        rows.append((entry, size))
+    rows += [(History(), layer.size) for layer in layers[next_layer:]]
+    rows.reverse()
+    return rows
+
+
+@image.command("history")
+@_state_option
+@click.option(
+    "-H",
+    "--human",
+    type=click.BOOL,
+    default=True,
+    show_default=True,
+    metavar="BOOL",
+    help="Print sizes and dates in human readable format.",
+)
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option("--platform", default=None, help="The platform of a multi-platform image.")
+@click.argument("name", metavar="IMAGE")
+@handles_errors
+def image_history(
+    state_dir: str | None,
+    human: bool,
+    no_trunc: bool,
+    quiet: bool,
+    fmt: str,
+    platform: str | None,
+    name: str,
+) -> int:
+    """Show the history of an image (newest first): the step that made each layer."""
+    plat = _parse_platform(platform)
+    with open_stores(state_dir) as (_content, store):
+        local = _run(_history_image(store, name, plat))
+    image_id = local.manifest.config.digest
+    rows: list[dict[str, str]] = []
+    now = time.time()
+    for number, (entry, size) in enumerate(history_rows(local)):
+        ident = "<missing>"
+        if number == 0:
+            ident = str(image_id) if no_trunc else image_id.short()
+        created_at = created_since = "N/A"
+        if entry.created:
+            from dockyard.core import DockyardError
+            from dockyard.exporter import parse_timestamp
+
+            with contextlib.suppress(DockyardError):
+                when = parse_timestamp(entry.created) / 1e9
+                created_at = _rfc3339(when)
+                created_since = human_ago(now - when) if human else created_at
+        created_by = entry.created_by.replace("\t", " ")
+        rows.append(
+            {
+                "Comment": entry.comment,
+                "CreatedAt": created_at,
+                "CreatedBy": created_by if no_trunc else _ellipsis(created_by, _CREATED_BY_WIDTH),
+                "CreatedSince": created_since,
+                "ID": ident,
+                "Size": human_size(size) if human else str(size),
+            }
+        )
+    if quiet:
+        for row in rows:
+            click.echo(row["ID"])
+        return 0
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True, ensure_ascii=False))
+        return 0
+    with _table() as table:
+        table.append(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"))
+        for row in rows:
+            table.append(
+                (row["ID"], row["CreatedSince"], row["CreatedBy"], row["Size"], row["Comment"])
+            )
+    return 0
+
+
+async def _history_image(store: ImageStore, name: str, platform: Platform | None) -> LocalImage:
+    found = await find_image(store, name)
+    return await store.resolve(found, platform)

@@ -150,9 +150,9 @@ async def pull_image(
         await walk(top.descriptor, top.data, top.manifest, 0)
         target = top.descriptor
         if not all_platforms and ref.digest is None and isinstance(top.manifest, ImageIndex):
-            # a tag names this platform's image: the manifest chosen from the index
+            # a tag names this platform's image: the manifest chosen from the index (the
+            # index is written too, unnamed: FROM REPO@INDEX-DIGEST finds it until a GC)
             target = images[0][0]
-            documents = []
         documents = [(desc, data) for desc, data, _ in images] + documents
         downloaded = False
         for _desc, _data, manifest in images:

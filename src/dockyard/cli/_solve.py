@@ -1,5 +1,15 @@
 """``dockyard solve``: build an LLB Definition (a file or stdin) or a Python build file
-on the embedded engine, and export the result."""
+and export the result — on the engine embedded in this process, or on a ``dockyardd``
+daemon (``--addr``, ``dockyard --addr``, ``$DOCKYARD_HOST``, or a daemon listening on
+the default socket without ``--state-dir``: the rules ``dockyard build`` follows), the
+way ``buildctl build`` sends a Definition to buildkitd.
+
+Through a daemon, ``--local`` directories and secrets are served over the build's
+session and ``-o type=local|tar`` outputs are written on this host. A Python build file
+never runs in the daemon: it runs here and its Definition is sent
+(:meth:`dockyard.client.Client.solve`). Exit codes: 0 built, 1 the build failed, 2 a
+usage error — the same on both.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +28,12 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
+    from dockyard import llb
+    from dockyard.client import Client
     from dockyard.core import Reporter
     from dockyard.engine import BuildRequest, EngineConfig, SolveResponse
     from dockyard.exporter import ExportOptions
+    from dockyard.frontend import PythonOptions
     from dockyard.session import Secrets, Session
 
 __all__ = ["solve"]
@@ -76,6 +89,11 @@ __all__ = ["solve"]
     show_default=True,
     help="How to show progress on stderr (auto: tty on a terminal, else plain).",
 )
+@click.option(
+    "--addr",
+    metavar="unix://PATH|tcp://HOST:PORT",
+    help="The dockyardd daemon to build on (as dockyard --addr).",
+)
 @engine_options
 @handles_errors
 def solve(
@@ -87,6 +105,7 @@ def solve(
     secrets: tuple[str, ...],
     allow: tuple[str, ...],
     progress: str,
+    addr: str | None,
     state_dir: str | None,
     runtime: str,
     snapshotter: str,
@@ -101,6 +120,20 @@ def solve(
     build_file = file is not None and file != "-" and file.endswith(".py")
     if not build_file and (build_args or platform):
         raise UsageError("--build-arg and --platform apply to a Python build file (*.py) only")
+    address = _daemon_address(addr, state_dir)
+    if address is not None:
+        return _solve_on_daemon(
+            address,
+            file=file,
+            build_file=build_file,
+            outputs=outputs,
+            locals_=locals_,
+            build_args=build_args,
+            platform=platform,
+            secrets=secrets,
+            allow=allow,
+            progress=progress,
+        )
     config = engine_config(state_dir, runtime, snapshotter, allow=allow)
     directories = key_values("--local", locals_)
     for name, path in directories.items():
@@ -120,6 +153,123 @@ def solve(
     return 0
 
 
+def _daemon_address(addr: str | None, state_dir: str | None) -> str | None:
+    """The daemon to solve on (``dockyard build``'s rules: ``--addr``, else ``dockyard
+    --addr``, else ``$DOCKYARD_HOST``, else without ``--state-dir`` a daemon listening
+    on the default socket), or ``None`` for the embedded engine."""
+    from dockyard.client import select_address
+
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return select_address(addr or meta.get("dockyard.addr"), state_dir_given=state_dir is not None)
+
+
+def _solve_on_daemon(
+    address: str,
+    *,
+    file: str | None,
+    build_file: bool,
+    outputs: tuple[str, ...],
+    locals_: tuple[str, ...],
+    build_args: tuple[str, ...],
+    platform: str | None,
+    secrets: tuple[str, ...],
+    allow: tuple[str, ...],
+    progress: str,
+) -> int:
+    """``dockyard solve`` through the daemon at ``address`` (a build file evaluated in
+    this process); its exit code, errors reported as the embedded path reports them."""
+    import asyncio
+
+    from dockyard.cli.progress import make_renderer
+    from dockyard.client import Client, ClientTls
+    from dockyard.core import DockyardError, UsageError
+
+    directories = key_values("--local", locals_)
+    for name, path in directories.items():
+        if not Path(path).is_dir():
+            raise UsageError(f"--local {name}={path}: not a directory")
+    target: llb.Definition | PythonOptions
+    if build_file:
+        assert file is not None
+        target = _build_file(file, build_args, platform)
+    else:
+        from dockyard.llb import Definition
+
+        target = Definition.load(_read(file))
+    exports = _exports(outputs)
+    store = _secrets(secrets)
+    ctx = click.get_current_context(silent=True)
+    tls = ctx.meta.get("dockyard.tls", (None, None, None)) if ctx is not None else (None,) * 3
+    client = Client.connect(address, tls=ClientTls.from_files(*tls))
+    renderer = make_renderer(progress, sys.stderr)
+    try:
+        asyncio.run(
+            _run_on_daemon(
+                client,
+                target,
+                directories=directories,
+                secrets=store,
+                exports=exports,
+                entitlements=frozenset(allow),
+                reporter=renderer,
+                name=_name(file, build_file),
+            )
+        )
+    except DockyardError as exc:
+        renderer.close()  # the progress and the failed step's log come first
+        return report_error(exc, step_log=progress in ("quiet", "rawjson"))
+    finally:
+        renderer.close()
+    return 0
+
+
+async def _run_on_daemon(
+    client: Client,
+    target: llb.Definition | PythonOptions,
+    *,
+    directories: dict[str, str],
+    secrets: Secrets | None,
+    exports: tuple[ExportOptions, ...],
+    entitlements: frozenset[str],
+    reporter: Reporter,
+    name: str,
+) -> None:
+    from dockyard.registry import DockerConfigCredentials
+
+    async with client:
+        await client.solve(
+            target,
+            directories=directories,
+            secrets=secrets,
+            credentials=DockerConfigCredentials(),
+            exports=exports,
+            entitlements=entitlements,
+            reporter=reporter,
+            name=name,
+        )
+
+
+def _name(file: str | None, build_file: bool) -> str:
+    if build_file:
+        assert file is not None
+        return Path(file).name
+    return file if file and file != "-" else "stdin"
+
+
+def _build_file(file: str, build_args: tuple[str, ...], platform: str | None) -> PythonOptions:
+    from dockyard.core import Platform, UsageError
+    from dockyard.frontend import PythonOptions
+
+    try:
+        target = Platform.parse(platform) if platform else None
+    except ValueError as exc:
+        raise UsageError(f"--platform: {exc}") from exc
+    return PythonOptions(
+        path=Path(file), build_args=key_values("--build-arg", build_args), platform=target
+    )
+
+
 def _request(
     file: str | None,
     build_file: bool,
@@ -127,33 +277,26 @@ def _request(
     platform: str | None,
     allow: tuple[str, ...],
 ) -> BuildRequest:
-    from dockyard.core import Platform, UsageError
     from dockyard.engine import BuildRequest, EngineConfig
 
     entitlements = EngineConfig.parse_entitlements(allow)
     if build_file:
-        from dockyard.frontend import PYTHON_FRONTEND, PythonOptions
+        from dockyard.frontend import PYTHON_FRONTEND
 
         assert file is not None
-        try:
-            target = Platform.parse(platform) if platform else None
-        except ValueError as exc:
-            raise UsageError(f"--platform: {exc}") from exc
-        options = PythonOptions(
-            path=Path(file), build_args=key_values("--build-arg", build_args), platform=target
-        )
+        options = _build_file(file, build_args, platform)
         return BuildRequest(
             frontend=PYTHON_FRONTEND,
             frontend_options=options,
             entitlements=entitlements,
-            name=Path(file).name,
+            name=_name(file, build_file),
         )
     from dockyard.llb import Definition
 
     return BuildRequest(
         definition=Definition.load(_read(file)),
         entitlements=entitlements,
-        name=file if file and file != "-" else "stdin",
+        name=_name(file, build_file),
     )
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
     from dockyard.engine import EngineConfig, PruneResult
     from dockyard.exporter import ExportOptions
+    from dockyard.frontend import PythonOptions
     from dockyard.session import CredentialsSource, SecretStore, SshAgentProvider, SshAgents
 
     from ._backend import Backend, Outcome
@@ -195,7 +196,7 @@ class Client:
 
     async def solve(
         self,
-        definition: llb.Definition,
+        definition: llb.Definition | PythonOptions,
         *,
         directories: Mapping[str, str | PathLike[str]] | None = None,
         secrets: SecretStore | None = None,
@@ -206,14 +207,28 @@ class Client:
         reporter: Reporter | None = None,
         name: str = "solve",
     ) -> BuildResult:
-        """Build an LLB ``definition`` and export it. ``directories`` are served as
-        the local sources of those names (``llb.local(NAME)``); exports to paths of
-        this host work embedded and against a daemon alike."""
+        """Build an LLB ``definition`` — or the Python build file that
+        :class:`~dockyard.frontend.PythonOptions` names — and export it.
+        ``directories`` are served as the local sources of those names
+        (``llb.local(NAME)``); exports to paths of this host work embedded and against
+        a daemon alike.
+
+        A build file runs in this process either way: in the embedded engine's python
+        frontend, or — for a daemon, which never runs a client's Python — here before
+        its Definition is sent (the daemon's worker platform is the default target
+        platform, as the embedded engine's own is)."""
+        from dockyard.frontend import PYTHON_FRONTEND, PythonOptions
+
         from ._job import Job
 
+        graph, build_file = (
+            (None, definition) if isinstance(definition, PythonOptions) else (definition, None)
+        )
         job = Job(
             name=name,
-            definition=definition,
+            definition=graph,
+            frontend=PYTHON_FRONTEND if build_file is not None else None,
+            frontend_options=build_file,
             exports=tuple(exports),
             directories=_absolute(directories or {}),
             secrets=secrets,

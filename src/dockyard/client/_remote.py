@@ -18,6 +18,9 @@ One build, in this order (the flow ``control.proto`` describes):
 4. the status stream is drained (it ends when the build ends, at most a few seconds
    later), then the session is detached.
 
+A job of the ``python`` frontend (a Python build file) is evaluated first, in this
+process (:mod:`._buildfile`): the daemon receives its Definition, never the file.
+
 Cancelling :meth:`RemoteBackend.run` cancels the Solve call, which cancels the build on
 the daemon. Methods are called by their full names with the messages' own serializers
 (the generated ``*_grpc`` modules pin the grpcio version they were made with).
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.core import DockyardError, Reporter, SessionError, UsageError
+from dockyard.core import DockyardError, Platform, Reporter, SessionError, UsageError
 
 from ._backend import Outcome
 from ._result import ServerInfo
@@ -50,6 +53,8 @@ __all__ = ["ClientTls", "RemoteBackend"]
 
 _SERVICE = "/dockyard.control.v1.Control/"
 _STATUS_DRAIN = 10.0  # seconds the status stream may take to end after Solve returned
+# pb.Definition{source: Source{}}: a Definition of no ops, in bytes that are not empty
+_EMPTY_DEFINITION = b"\x1a\x00"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +104,7 @@ class RemoteBackend:
         self._address = listener.url
         self._tls = tls if isinstance(listener, TcpListener) else None
         self._channel: Any = None
+        self._build_platform: Platform | None = None
 
     @property
     def address(self) -> str | None:
@@ -172,7 +178,10 @@ class RemoteBackend:
 
             request.frontend_attrs[PROVENANCE_ATTR] = job.provenance.to_attr()
         if job.definition is not None:
-            request.definition = job.definition.to_bytes()
+            # an empty Definition (nothing to build: the exports get an empty result, as
+            # embedded) travels as one with an empty source map: zero bytes on the wire
+            # would be a request with no Definition at all, which the daemon refuses
+            request.definition = job.definition.to_bytes() or _EMPTY_DEFINITION
             return request
         assert job.frontend is not None
         from dockyard.frontend import DOCKERFILE_FRONTEND, DockerfileOptions
@@ -193,10 +202,16 @@ class RemoteBackend:
 
     async def run(self, job: Job, reporter: Reporter) -> Outcome:
         from dockyard.api._gen import control_pb2 as pb
+        from dockyard.frontend import PYTHON_FRONTEND
         from dockyard.session import attach
 
         from ._wire import decode_exporter_response, remote_exports
 
+        if job.frontend == PYTHON_FRONTEND:
+            # the build file runs here, never in the daemon: its Definition travels
+            from ._buildfile import evaluate_on_client
+
+            job = await evaluate_on_client(job, reporter, self.build_platform)
         exports, targets = remote_exports(job.exports)
         stores: Mapping[str, LayoutStore] = {}
         if _uses_layouts(job):
@@ -228,17 +243,17 @@ class RemoteBackend:
             status = asyncio.create_task(self._status(ref, reporter))
             try:
                 response = await solving
+            except Exception:
+                # the build failed: its last progress (the failed step, its log) may
+                # still be on its way, as after a success
+                await _drain(status)
+                raise
             except BaseException:
                 solving.cancel()
                 status.cancel()
                 await asyncio.wait([status, solving])
                 raise
-            try:
-                async with asyncio.timeout(_STATUS_DRAIN):
-                    await asyncio.shield(status)
-            except TimeoutError:
-                status.cancel()
-                await asyncio.wait([status])
+            await _drain(status)
         metadata = decode_exporter_response(dict(response.exporter_response))
         # warnings arrive with the progress events (the client's Watcher keeps them)
         return Outcome(
@@ -247,6 +262,29 @@ class RemoteBackend:
             replay_checks=_tag_checks(response.replay_checks),
             synced=tuple(session.synced),
         )
+
+    async def build_platform(self) -> Platform:
+        """The platform the daemon's worker builds on (the first its ``ListWorkers``
+        names: its engine's own), asked once."""
+        if self._build_platform is None:
+            from dockyard.api._gen import control_pb2 as pb
+
+            workers = self._unary("ListWorkers", pb.ListWorkersRequest, pb.ListWorkersResponse)
+            response = await self._call(workers(pb.ListWorkersRequest()))
+            found = [p for record in response.record for p in record.platforms]
+            if not found:
+                raise DockyardError(
+                    f"dockyardd at {self._address} names no worker platform to build for"
+                )
+            first = found[0]
+            self._build_platform = Platform(
+                os=first.OS,
+                architecture=first.Architecture,
+                variant=first.Variant,
+                os_version=first.OSVersion,
+                os_features=tuple(first.OSFeatures),
+            )
+        return self._build_platform
 
     async def _status(self, ref: str, reporter: Reporter) -> None:
         import grpc
@@ -319,6 +357,20 @@ class RemoteBackend:
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+
+async def _drain(status: asyncio.Task[None]) -> None:
+    """Wait for the status stream to end (the daemon ends it when the build ends), at
+    most ``_STATUS_DRAIN`` seconds; then stop reading it."""
+    try:
+        async with asyncio.timeout(_STATUS_DRAIN):
+            await asyncio.shield(status)
+    except TimeoutError:
+        status.cancel()
+        await asyncio.wait([status])
+    except BaseException:  # cancelled while waiting: the stream is not read any longer
+        status.cancel()
+        raise
 
 
 def _uses_layouts(job: Job) -> bool:

@@ -230,9 +230,8 @@ async def send_directory(
                 "no session"
             )
         if root is None:
-            if not prefix:
-                return
-            # an empty result still gets its platform's (empty) directory
+            # an empty result still gets its (empty) directory, or its platform's, as
+            # the embedded engine makes it
             with tempfile.TemporaryDirectory(prefix="dockyard-empty-") as empty:
                 await client.send_directory(
                     dest.name,

@@ -174,6 +174,7 @@ async def pull_image(
             if content.has(layer.digest):
                 echo(f"{layer.digest.short()}: Already exists")
                 return
+            echo(f"{layer.digest.short()}: Pulling fs layer")
             async with limit:
                 sink = StoreSink(content, digest=layer.digest, size=layer.size, lease=lease)
                 await client.fetch_blob(ref, layer, sink)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._common import handles_errors
-from ._images import _parse_platform, _run, _state_option, open_stores
+from ._images import _parse_platform, _run, _state_option, open_stores, put_name
 
 if TYPE_CHECKING:
     from dockyard.content import ContentStore, Image, ImageStore
@@ -193,7 +193,7 @@ async def pull_image(
         previous = None
         with contextlib.suppress(NotFoundError):
             previous = (await store.get(stored_name)).target.digest
-        await store.put(stored_name, _plain(target))
+        await put_name(store, stored_name, _plain(target))
     return PullResult(
         name=stored_name,
         target=_plain(target),
@@ -293,8 +293,6 @@ async def _pull(
     all_platforms: bool,
     echo: Echo,
 ) -> PullResult:
-    if not ref.tag and ref.digest is None:  # pragma: no cover - parse gives latest
-        raise AssertionError(ref)
     if ref.digest is None and ":" not in text.rpartition("/")[2]:
         echo(f"Using default tag: {ref.tag}")
     echo(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
@@ -310,11 +308,8 @@ async def _pull(
                 echo=echo,
             )
     echo(f"Digest: {result.digest}")
-    status = (
-        "Image is up to date"
-        if result.unchanged and not result.downloaded
-        else ("Downloaded newer image")
-    )
+    fresh = result.unchanged and not result.downloaded
+    status = "Image is up to date" if fresh else "Downloaded newer image"
     echo(f"Status: {status} for {ref.familiar()}")
     echo(result.name)
     return result

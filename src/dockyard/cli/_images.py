@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dockyard.content import ContentStore, Image, ImageStore, LocalImage
     from dockyard.core import Platform
     from dockyard.exporter import ArchiveImage, CompressionOptions, LayerCompressor
-    from dockyard.oci import History
+    from dockyard.oci import Descriptor, History
     from dockyard.registry import Reference
 
 __all__ = ["image", "images", "rmi"]
@@ -816,7 +816,27 @@ def image_tag(state_dir: str | None, source: str, target: str) -> int:
 
 async def _tag(store: ImageStore, source: str, ref: Reference) -> None:
     found = await find_image(store, source)
-    await store.put(str(ref), found.target)
+    await put_name(store, str(ref), found.target)
+
+
+async def put_name(store: ImageStore, name: str, target: Descriptor) -> bool:
+    """Store ``name`` → ``target``; whether the name is new. A new name gives the state
+    directory a new generation (:mod:`dockyard.core.statedir`): a build remembered
+    while the name was missing may have found its ``FROM`` in a registry, and would now
+    find this image in the store (:meth:`ImageStore.put` itself marks re-pointed names
+    only)."""
+    from dockyard.core import NotFoundError
+    from dockyard.core.statedir import bump_generation
+
+    try:
+        await store.get(name)
+        new = False
+    except NotFoundError:
+        new = True
+    await store.put(name, target)
+    if new:
+        bump_generation(store.content.root.parent)
+    return new
 
 
 # -- history -----------------------------------------------------------------------------

@@ -238,3 +238,20 @@ def test_history_of_layers_without_entries_and_of_an_index(
 
     err = run(state, capsys, "history", "nothing", code=1)
     assert err == "ERROR: No such image: nothing\n"
+
+
+def test_a_new_name_gives_the_state_dir_a_new_generation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A build remembered while ``app:2`` was missing may have found it in a registry; a
+    tag that adds the name must make the remembered build doubtful (the no-op replay)."""
+    from dockyard.core.statedir import read_generation
+
+    state = tmp_path / "state"
+    store(state, "docker.io/library/app:1", build_image([{"a": "1"}]))
+    before = read_generation(state)
+    run(state, capsys, "tag", "app:1", "app:2")
+    after = read_generation(state)
+    assert after != before
+    run(state, capsys, "tag", "app:1", "app:2")  # nothing changed
+    assert read_generation(state) == after

@@ -66,7 +66,7 @@ __all__ = ["solve"]
 @click.option(
     "--platform",
     metavar="OS/ARCH[/VARIANT]",
-    help="Target platform of a Python build file (default: this host's).",
+    help="Target platform of a Python build file (default: the engine's; a daemon's own).",
 )
 @click.option(
     "--secret",
@@ -111,7 +111,12 @@ def solve(
     snapshotter: str,
 ) -> int:
     """Build FILE: a binary LLB Definition (or stdin with - or no FILE), or a Python
-    build file (*.py) whose build() returns a State."""
+    build file (*.py) whose build() returns a State.
+
+    On a dockyardd daemon (--addr, $DOCKYARD_HOST, or one on the default socket
+    without --state-dir) a build file runs in this process and only its Definition
+    is sent; --local directories and secrets are served from here and outputs are
+    written here."""
     import asyncio
 
     from dockyard.cli.progress import make_renderer

@@ -1,10 +1,13 @@
 """The ``python`` frontend: a Python build file whose ``build()`` returns a State (see
 :mod:`dockyard.frontend._python` for the file's contract and trust model).
 
-The build file runs in the engine's process, read from the engine's file system: this
-frontend serves the embedded engine (``dockyard solve build.py``), where client and
-engine share a host. ``local`` sources the file makes without a session id read from
-the build's client session.
+The build file runs in the process of the frontend's caller, read from its file system:
+the embedded engine's (``dockyard solve build.py``), where client and engine share a
+process, or — for a build on a daemon — the client's, which runs this frontend itself
+over a client-side context and sends the daemon only the Definition
+(:mod:`dockyard.client`; a daemon refuses this frontend: it never runs a client's
+Python). ``local`` sources the file makes without a session id read from the build's
+client session.
 """
 
 from __future__ import annotations

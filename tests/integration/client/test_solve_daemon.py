@@ -240,3 +240,30 @@ def test_the_embedded_solve_loads_no_grpc(tmp_path: Path) -> None:
     assert "dockyard.engine" in modules  # it did build embedded
     assert "grpc" not in modules
     assert out.is_dir()
+
+
+async def test_allow_grants_what_the_daemon_allows(
+    daemon: DaemonProcess,
+    daemon_config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = 'allowed-entitlements = ["network.host"]\n[worker]\nruntime = "crun"\n'
+    await asyncio.to_thread(daemon_config.write_text, config)
+    await daemon.start()
+    build = tmp_path / "build.py"
+    build.write_text(
+        "from dockyard import llb\n\n"
+        "def build():\n"
+        "    made = llb.image('busybox').run(\n"
+        "        'mkdir /out && ls /sys/class/net > /out/net', network=llb.NetMode.HOST\n"
+        "    )\n"
+        "    return llb.scratch().file(llb.copy(made.root, '/out/net', '/net'))\n"
+    )
+    out = tmp_path / "out"
+    args = ("--progress", "quiet", "-o", f"type=local,dest={out}", str(build))
+    assert await solve(daemon, "--allow", "network.host", *args) == 0, capsys.readouterr().err
+    assert set((out / "net").read_text().split()) == set(os.listdir("/sys/class/net"))
+    # not asked for: refused, as embedded
+    assert await solve(daemon, *args) == 2
+    assert "needs the network.host entitlement" in capsys.readouterr().err

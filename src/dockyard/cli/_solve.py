@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 
 __all__ = ["solve"]
 
+# dockyard.client.HOST_ENV and DEFAULT_SOCKET (written here too so that the embedded path
+# need not load the client to learn that no daemon is named; a test keeps them equal)
+_HOST_ENV = "DOCKYARD_HOST"
+_DEFAULT_SOCKET = "/run/dockyard/dockyardd.sock"
+
 
 @click.command("solve")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
@@ -162,11 +167,20 @@ def _daemon_address(addr: str | None, state_dir: str | None) -> str | None:
     """The daemon to solve on (``dockyard build``'s rules: ``--addr``, else ``dockyard
     --addr``, else ``$DOCKYARD_HOST``, else without ``--state-dir`` a daemon listening
     on the default socket), or ``None`` for the embedded engine."""
-    from dockyard.client import select_address
+    import os
 
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta if ctx is not None else {}
-    return select_address(addr or meta.get("dockyard.addr"), state_dir_given=state_dir is not None)
+    address = addr or meta.get("dockyard.addr")
+    if (
+        not address
+        and not os.environ.get(_HOST_ENV, "").strip()
+        and (state_dir is not None or not os.path.exists(_DEFAULT_SOCKET))
+    ):
+        return None  # nothing can name a daemon: the embedded path loads no client
+    from dockyard.client import select_address
+
+    return select_address(address, state_dir_given=state_dir is not None)
 
 
 def _solve_on_daemon(

@@ -215,7 +215,7 @@ async def test_an_empty_definition_exports_an_empty_result(
     assert list(out.iterdir()) == []
 
 
-def test_the_embedded_solve_loads_no_grpc(tmp_path: Path) -> None:
+def test_the_embedded_solve_loads_no_grpc_and_no_client(tmp_path: Path) -> None:
     out = tmp_path / "out"
     script = (
         "import sys\n"
@@ -239,6 +239,7 @@ def test_the_embedded_solve_loads_no_grpc(tmp_path: Path) -> None:
     )
     assert "dockyard.engine" in modules  # it did build embedded
     assert "grpc" not in modules
+    assert "dockyard.client" not in modules  # nothing named a daemon: no client loaded
     assert out.is_dir()
 
 

@@ -129,3 +129,25 @@ def test_embedded_asks_no_daemon(
     assert _solve._daemon_address(None, str(tmp_path)) is None
     assert _solve._daemon_address("unix:///x.sock", str(tmp_path)) == "unix:///x.sock"
     assert os.environ.get("DOCKYARD_HOST") is None
+
+
+def test_the_embedded_paths_names_are_the_clients() -> None:
+    from dockyard.cli import _solve
+    from dockyard.client import DEFAULT_SOCKET, HOST_ENV
+
+    assert _solve._HOST_ENV == HOST_ENV
+    assert Path(_solve._DEFAULT_SOCKET) == DEFAULT_SOCKET
+
+
+def test_the_embedded_path_loads_no_client(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from dockyard.cli import _solve\n"
+        f"assert _solve._daemon_address(None, {str(tmp_path)!r}) is None\n"
+        "assert 'dockyard.client' not in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_HOST"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env)

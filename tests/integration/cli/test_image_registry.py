@@ -125,6 +125,18 @@ def test_push_then_pull_into_a_fresh_store_then_build_from_it_offline(
     ]
     assert rows[2:] == [{**r, "ID": "<missing>"} for r in base_rows]
 
+    # the built image pushed: only its own layer travels
+    registry.start()
+    built = registry.ref("out:1")
+    cli(fresh, "image", "tag", "out", built)
+    sent = cli(fresh, "image", "push", built).splitlines()
+    assert len([line for line in sent if line.endswith(": Pushed")]) == 1, out
+    base_layers = [line for line in lines if line.endswith(": Pushed")]
+    assert len(
+        [line for line in sent if line.endswith((": Layer already exists", ": Mounted from bb"))]
+    ) == len(base_layers), sent
+    assert registry_digest(registry, "out", "1") == sent[-1].split()[2]
+
     archive = tmp_path / "bb.tar"
     cli(fresh, "image", "save", name, "-o", str(archive))
     with tarfile.open(archive) as tf:

@@ -130,7 +130,7 @@ def test_push_then_pull_into_a_fresh_store_then_build_from_it_offline(
     built = registry.ref("out:1")
     cli(fresh, "image", "tag", "out", built)
     sent = cli(fresh, "image", "push", built).splitlines()
-    assert len([line for line in sent if line.endswith(": Pushed")]) == 1, out
+    assert len([line for line in sent if line.endswith(": Pushed")]) == 1, sent
     base_layers = [line for line in lines if line.endswith(": Pushed")]
     assert len(
         [line for line in sent if line.endswith((": Layer already exists", ": Mounted from bb"))]

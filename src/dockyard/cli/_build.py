@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from dockyard.cli._memo import Memo
     from dockyard.client import BuildOptions, BuildResult, Client, Subrequest
     from dockyard.core import Event, Reporter
-    from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions
+    from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions, SbomOptions
     from dockyard.session import SecretSource, SshSpec
 
 __all__ = ["CallSpec", "RunFlags", "build", "run_flag_options", "run_flags"]
@@ -246,11 +246,19 @@ def run_flags(
     " mode=min. Off by default (buildx attaches mode=min unless told not to).",
 )
 @click.option(
+    "--sbom",
+    metavar="true|false|generator=IMAGE",
+    help="Attach SPDX SBOM attestations (as --attest type=sbom): true scans with the"
+    " built-in scanner (generator=builtin), generator=IMAGE runs a BuildKit SBOM generator"
+    " image. Off by default.",
+)
+@click.option(
     "--attest",
     "attests",
     multiple=True,
-    metavar="type=provenance[,mode=min|max]",
-    help="Attach an attestation to the outputs (type=provenance only; mode=min by default).",
+    metavar="type=provenance[,mode=min|max]|type=sbom[,generator=IMAGE]",
+    help="Attach an attestation to the outputs (type=provenance: mode=min by default;"
+    " type=sbom: the built-in scanner by default). Repeatable.",
 )
 @click.option("--pull", is_flag=True, help="Always look base images up in their registry.")
 @click.option(
@@ -303,6 +311,7 @@ def build(
     cgroup_parent: str | None,
     allow: tuple[str, ...],
     provenance: str | None,
+    sbom: str | None,
     attests: tuple[str, ...],
     pull: bool,
     check: bool,
@@ -367,6 +376,7 @@ def build(
             allow=allow,
             pull=pull,
             provenance=provenance,
+            sbom=sbom,
             attests=attests,
             check=spec.name == "check",
             subrequest=spec.subrequest,
@@ -434,6 +444,7 @@ def build_options(
     subrequest: Subrequest | None = None,
     provenance: str | None = None,
     attests: tuple[str, ...] = (),
+    sbom: str | None = None,
 ) -> BuildOptions:
     """The flags of ``dockyard build`` parsed into :class:`~dockyard.client.BuildOptions`
     (a :class:`~dockyard.core.UsageError` naming the flag for a bad value)."""
@@ -499,6 +510,7 @@ def build_options(
         subrequest=subrequest,
         stdin=stdin,
         provenance=_provenance(provenance, attests),
+        sbom=_sbom(sbom, attests),
     )
 
 
@@ -563,13 +575,30 @@ def _provenance(flag: str | None, attests: tuple[str, ...]) -> ProvenanceOptions
     repeated buildx flag); ``None``: no provenance (Dockyard's default)."""
     if flag is None and not attests:
         return None
-    from dockyard.exporter import parse_attest_flag, parse_provenance_flag
+    from dockyard.exporter import attest_type, parse_attest_flag, parse_provenance_flag
 
     out: ProvenanceOptions | None = None
     for value in attests:
-        out = parse_attest_flag(value)
+        if attest_type(value) == "provenance":
+            out = parse_attest_flag(value)
     if flag is not None:
         out = parse_provenance_flag(flag)
+    return out
+
+
+def _sbom(flag: str | None, attests: tuple[str, ...]) -> SbomOptions | None:
+    """``--attest type=sbom,...`` then ``--sbom`` (the later wins); ``None``: no SBOM
+    (the default, as buildx's)."""
+    if flag is None and not attests:
+        return None
+    from dockyard.exporter import attest_type, parse_sbom_attest, parse_sbom_flag
+
+    out: SbomOptions | None = None
+    for value in attests:
+        if attest_type(value) == "sbom":
+            out = parse_sbom_attest(value)
+    if flag is not None:
+        out = parse_sbom_flag(flag)
     return out
 
 

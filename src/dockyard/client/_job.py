@@ -231,6 +231,7 @@ def dockerfile_job(
         ulimits=options.ulimits,
         shm_size=options.shm_size,
         cgroup_parent=options.cgroup_parent,
+        sbom=options.sbom if options.builds else None,
     )
     exports: tuple[ExportOptions, ...] = ()
     if options.builds:

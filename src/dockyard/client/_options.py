@@ -13,7 +13,7 @@ from dockyard.core import Platform, UsageError, normalize_platforms
 
 if TYPE_CHECKING:
     from dockyard import llb
-    from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions
+    from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions, SbomOptions
     from dockyard.session import SecretSource, SshSpec, SyncRequest
 
 __all__ = ["BuildOptions", "CacheSpec", "NetworkName", "Subrequest"]
@@ -114,6 +114,9 @@ class BuildOptions:
     ``provenance``: attach an SLSA provenance attestation to the outputs
     (``--provenance``/``--attest type=provenance``; ``None``, the default, attaches
     none — buildx's default is ``mode=min``).
+    ``sbom``: attach SPDX SBOM attestations (``--sbom``/``--attest type=sbom``; the
+    built-in scanner unless a generator image is named; ``None``, the default, attaches
+    none). Dockerfile builds only.
     """
 
     context: str = "."
@@ -147,6 +150,7 @@ class BuildOptions:
     stdin: IO[bytes] | None = None
     prefetch: tuple[SyncRequest, ...] = ()
     provenance: ProvenanceOptions | None = None
+    sbom: SbomOptions | None = None
 
     def __post_init__(self) -> None:
         for name in ("build_args", "labels", "build_contexts"):

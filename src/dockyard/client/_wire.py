@@ -64,6 +64,10 @@ def dockerfile_attrs(options: DockerfileOptions) -> dict[str, str]:
         out["shm-size"] = str(options.shm_size)
     if options.cgroup_parent:
         out["cgroup-parent"] = options.cgroup_parent
+    if options.sbom is not None:  # BuildKit's attest:sbom
+        from dockyard.exporter import SBOM_ATTR
+
+        out[SBOM_ATTR] = options.sbom.to_attr()
     return out
 
 

@@ -103,20 +103,23 @@ def build_request(
 
 def _attestations(message: pb.SolveRequest) -> tuple[ProvenanceOptions | None, dict[str, str]]:
     """The provenance asked for in the frontend attributes (BuildKit's
-    ``attest:provenance``; any other ``attest:`` kind is refused) and, when asked,
-    the attributes it records."""
+    ``attest:provenance``) and, when asked, the attributes it records. An SBOM
+    (``attest:sbom``) is the frontend's to make (its options parse it); any other
+    ``attest:`` kind is refused."""
     attrs = dict(message.frontend_attrs)
     kinds = sorted(k for k in attrs if k.startswith("attest:"))
     if not kinds:
         return None, {}
-    from dockyard.exporter import PROVENANCE_ATTR, ProvenanceOptions
+    from dockyard.exporter import PROVENANCE_ATTR, SBOM_ATTR, ProvenanceOptions
 
     for key in kinds:
-        if key != PROVENANCE_ATTR:
+        if key not in (PROVENANCE_ATTR, SBOM_ATTR):
             raise UsageError(
                 f"unsupported attestation {key.removeprefix('attest:')!r} (this daemon "
-                "makes provenance only)"
+                "makes provenance and sbom)"
             )
+    if PROVENANCE_ATTR not in attrs:
+        return None, {}
     provenance = ProvenanceOptions.from_attr(attrs[PROVENANCE_ATTR])
     return provenance, attrs if provenance is not None else {}
 

@@ -45,6 +45,7 @@ from ._convert_options import (
     StageResult,
     UnresolvedImages,
 )
+from ._convert_sbom import sbom_targets
 from ._convert_stages import StageGraph, StageNode, build_graph, resolve
 from ._dockerfile import Dockerfile
 from ._lint import BaseImage, lint
@@ -151,6 +152,9 @@ async def convert(
         platform=target_platform,
         epoch=epoch,
         source_map=source_map,
+        sbom_targets=sbom_targets(
+            target, reachable, global_args=args, build_context=ctx.build_context
+        ),
     )
 
 

@@ -204,7 +204,9 @@ class ConvertResult:
     without one). ``warnings`` are the build checks (and other warnings) to show at the
     end; ``stages`` the converted stages by index; ``platform`` the platform ops default
     to; ``epoch`` ``SOURCE_DATE_EPOCH`` (seconds) if set. ``source_map`` is the Dockerfile
-    the ops' locations point into.
+    the ops' locations point into. ``sbom_targets`` are what an SBOM scans besides the
+    result (``context``, stage names; ``BUILDKIT_SBOM_SCAN_CONTEXT`` /
+    ``BUILDKIT_SBOM_SCAN_STAGE``), in name order.
     """
 
     state: llb.State
@@ -215,6 +217,7 @@ class ConvertResult:
     platform: Platform
     epoch: int | None
     source_map: llb.SourceMap
+    sbom_targets: Mapping[str, llb.State] = field(default_factory=lambda: MappingProxyType({}))
 
     def definition(self) -> llb.Definition:
         """The target serialized, ops without a platform of their own on :attr:`platform`."""

@@ -385,12 +385,25 @@ class Engine:
             edge = self.llb.load(definition, entitlements=request.entitlements)
             ref = await job.solve(edge) if edge is not None else None
             attestations: tuple[Attestation, ...] = ()
+            if result is not None and result.sbom is not None:
+                from ._sbom import config_platform, sbom_attestations
+
+                attestations = await sbom_attestations(
+                    result.sbom,
+                    ref,
+                    job=job,
+                    llb=self.llb,
+                    entitlements=request.entitlements,
+                    platform=config_platform(result.image_config, self.config.platform),
+                    epoch=result.epoch,
+                    reporter=reporter,
+                )
             if request.provenance is not None:
                 from dockyard.llbsolver import invocation_id
 
                 from ._provenance import provenance_attestations
 
-                attestations = provenance_attestations(
+                attestations += provenance_attestations(
                     request,
                     definition,
                     edge,
@@ -410,6 +423,8 @@ class Engine:
             )
             await caches.run(job, [edge])
             replayable, checks = _replayable(request, resolver, definition, job, self.config)
+            if attestations:  # each build's attestations are its own
+                replayable, checks = False, ()
         metadata: dict[str, Any] = {}
         for response in responses:
             metadata.update(response.metadata())

@@ -66,6 +66,7 @@ async def solve_platforms(
         from dockyard.llbsolver import invocation_id
 
         from ._provenance import provenance_attestations
+        from ._sbom import sbom_attestations
 
         invocation = invocation_id()  # shared by the platforms, as BuildKit's
 
@@ -74,13 +75,24 @@ async def solve_platforms(
             inline = engine._cache_exports(request, session, reporter).inline_cache(
                 job, edge, request.exports, lease
             )
+            sboms = await sbom_attestations(
+                part.sbom,
+                ref,
+                job=job,
+                llb=engine.llb,
+                entitlements=request.entitlements,
+                platform=part.platform,
+                epoch=result.epoch,
+                reporter=reporter,
+            )
             parts.append(
                 PlatformExport(
                     platform=part.platform,
                     ref=_immutable(ref),
                     image_config=part.image_config,
                     inline_cache=inline,
-                    attestations=provenance_attestations(
+                    attestations=sboms
+                    + provenance_attestations(
                         request,
                         part.definition,
                         edge,

@@ -11,8 +11,11 @@
   ``skopeo``/``umoci`` and ``docker load`` read.
 
 A request's :class:`Attestation` values (SLSA provenance, asked for with
-:class:`ProvenanceOptions`) are stored as BuildKit stores them: an attestation manifest
-per platform in the image's index, a ``provenance.json`` beside ``local``/``tar`` files.
+:class:`ProvenanceOptions`; SPDX SBOMs, asked for with :class:`SbomOptions`) are stored
+as BuildKit stores them: an attestation manifest per platform in the image's index, a
+``provenance.json`` / ``sbom.spdx.json`` beside ``local``/``tar`` files. The built-in SBOM
+scanner (:func:`scan_rootfs`) reads the package databases of a root filesystem;
+:func:`read_sbom_statements` takes the statements an SBOM generator image wrote.
 
 Images are made from the result's layer chain (each record with changes is a layer;
 empty ones are left out and their history entries marked ``empty_layer``), with layer
@@ -52,13 +55,20 @@ if TYPE_CHECKING:
     from ._archive import ArchiveImage, LoadedImage, index_entry, load_archive, write_archive
     from ._attest import (
         PROVENANCE_ATTR,
+        SBOM_ATTR,
+        SBOM_BUILTIN,
         SLSA_PROVENANCE_V02,
+        SPDX_DOCUMENT,
         Attestation,
         ProvenanceMode,
         ProvenanceOptions,
+        SbomOptions,
+        attest_type,
         image_purl,
         parse_attest_flag,
         parse_provenance_flag,
+        parse_sbom_attest,
+        parse_sbom_flag,
     )
     from ._compress import (
         LayerCompressor,
@@ -86,6 +96,7 @@ if TYPE_CHECKING:
     )
     from ._layers import EMPTY_TAR_DIGESTS, ExportedLayer, IngestSink, export_layers
     from ._progress import Progress, Step
+    from ._sbom import SbomTarget, read_sbom_statements, sbom_attestation, scan_rootfs
     from ._tree import copy_into, write_tree_tar, write_trees_tar
     from .types import (
         INLINE_CACHE_KEY,
@@ -103,6 +114,17 @@ if TYPE_CHECKING:
 # tar code (the CLI parses options before it opens an engine).
 _LAZY = {
     "PROVENANCE_ATTR": "._attest",
+    "SBOM_ATTR": "._attest",
+    "SBOM_BUILTIN": "._attest",
+    "SPDX_DOCUMENT": "._attest",
+    "SbomOptions": "._attest",
+    "attest_type": "._attest",
+    "parse_sbom_attest": "._attest",
+    "parse_sbom_flag": "._attest",
+    "SbomTarget": "._sbom",
+    "read_sbom_statements": "._sbom",
+    "scan_rootfs": "._sbom",
+    "sbom_attestation": "._sbom",
     "SLSA_PROVENANCE_V02": "._attest",
     "Attestation": "._attest",
     "ProvenanceMode": "._attest",
@@ -162,7 +184,10 @@ __all__ = [
     "INLINE_CACHE_KEY",
     "MULTI_PLATFORM_DOCKER",
     "PROVENANCE_ATTR",
+    "SBOM_ATTR",
+    "SBOM_BUILTIN",
     "SLSA_PROVENANCE_V02",
+    "SPDX_DOCUMENT",
     "Annotation",
     "AnnotationKind",
     "ArchiveImage",
@@ -197,10 +222,13 @@ __all__ = [
     "Progress",
     "ProvenanceMode",
     "ProvenanceOptions",
+    "SbomOptions",
+    "SbomTarget",
     "Stdout",
     "Step",
     "TarExport",
     "TarExporter",
+    "attest_type",
     "compression_of",
     "copy_into",
     "default_config",
@@ -218,10 +246,15 @@ __all__ = [
     "parse_exporter",
     "parse_output",
     "parse_provenance_flag",
+    "parse_sbom_attest",
+    "parse_sbom_flag",
     "parse_timestamp",
     "patch_config",
     "platform_dir",
+    "read_sbom_statements",
     "resolve",
+    "sbom_attestation",
+    "scan_rootfs",
     "write_archive",
     "write_tree_tar",
     "write_trees_tar",

@@ -13,12 +13,17 @@ as BuildKit does:
   ``vnd.docker.reference.digest`` naming the image manifest it attests. The subjects
   are the image's names as package URLs (``pkg:docker/...@tag?platform=...``) with the
   manifest's digest, ``_`` for an image without names;
-- ``local`` and ``tar``: the statement as a file (``provenance.json``) beside the files
-  (in each platform's directory), its subjects every regular file exported with its
-  sha256.
+- ``local`` and ``tar``: the statement as a file (``provenance.json``,
+  ``sbom.spdx.json`` ...) beside the files (in each platform's directory), its subjects
+  every regular file exported with its sha256.
 
-:class:`ProvenanceOptions` is the request (BuildKit's ``attest:provenance`` frontend
-attribute, parsed): ``mode`` ``min`` or ``max``, ``builder-id``, ``reproducible``.
+An attestation may bring subjects of its own (an SBOM generator's statement that names
+them): those are kept as they are, as BuildKit keeps a bundle's raw subjects.
+
+:class:`ProvenanceOptions` is the provenance request (BuildKit's ``attest:provenance``
+frontend attribute, parsed): ``mode`` ``min`` or ``max``, ``builder-id``,
+``reproducible``. :class:`SbomOptions` is the SBOM request (``attest:sbom``): the
+``generator`` image (empty: Dockyard's built-in scanner) and the parameters passed to it.
 """
 
 from __future__ import annotations
@@ -46,17 +51,24 @@ __all__ = [
     "PROVENANCE_ATTR",
     "REFERENCE_DIGEST_ANNOTATION",
     "REFERENCE_TYPE_ANNOTATION",
+    "SBOM_ATTR",
+    "SBOM_BUILTIN",
     "SLSA_PROVENANCE_V02",
+    "SPDX_DOCUMENT",
     "Attestation",
     "AttestationManifest",
     "ProvenanceMode",
     "ProvenanceOptions",
+    "SbomOptions",
+    "attest_type",
     "file_subjects",
     "image_purl",
     "image_subjects",
     "make_attestation_manifest",
     "parse_attest_flag",
     "parse_provenance_flag",
+    "parse_sbom_attest",
+    "parse_sbom_flag",
     "statement",
 ]
 
@@ -69,6 +81,13 @@ REFERENCE_DIGEST_ANNOTATION = "vnd.docker.reference.digest"
 ATTESTATION_MANIFEST = "attestation-manifest"
 PROVENANCE_ATTR = "attest:provenance"
 """The frontend attribute a provenance request travels in (BuildKit's key)."""
+SBOM_ATTR = "attest:sbom"
+"""The frontend attribute an SBOM request travels in (BuildKit's key)."""
+SPDX_DOCUMENT = "https://spdx.dev/Document"
+"""The predicate type of an SPDX SBOM statement (in-toto's)."""
+SBOM_BUILTIN = "builtin"
+"""``generator=builtin``: Dockyard's own scanner (the default, as no registry serves
+BuildKit's ``docker/buildkit-syft-scanner`` here)."""
 
 ProvenanceMode = Literal["min", "max"]
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
@@ -177,39 +196,150 @@ def parse_provenance_flag(value: str) -> ProvenanceOptions | None:
     return ProvenanceOptions.from_fields(_csv_fields(text, "--provenance"), "--provenance")
 
 
+def attest_type(value: str) -> str:
+    """The ``type`` of an ``--attest`` value (``provenance`` or ``sbom``; another or none
+    is a :class:`~dockyard.core.UsageError`)."""
+    kind = _csv_fields(value, "--attest").get("type", "")
+    if not kind:
+        raise UsageError(f"--attest {value}: type= is required (type=provenance or type=sbom)")
+    if kind not in ("provenance", "sbom"):
+        raise UsageError(
+            f"--attest {value}: unsupported attestation type {kind!r} (Dockyard makes "
+            "type=provenance and type=sbom)"
+        )
+    return kind
+
+
 def parse_attest_flag(value: str) -> ProvenanceOptions | None:
-    """``--attest type=provenance[,mode=min|max,...]``; other types are refused
-    (Dockyard makes no SBOMs)."""
+    """``--attest type=provenance[,mode=min|max,...]`` (another type is refused: see
+    :func:`attest_type` and :func:`parse_sbom_attest`)."""
     fields = _csv_fields(value, "--attest")
     kind = fields.pop("type", "")
     if not kind:
         raise UsageError(f"--attest {value}: type= is required (type=provenance)")
     if kind != "provenance":
-        raise UsageError(
-            f"--attest {value}: unsupported attestation type {kind!r} (Dockyard makes "
-            "type=provenance only)"
-        )
+        raise UsageError(f"--attest {value}: not a provenance attestation (type={kind})")
     return ProvenanceOptions.from_fields(fields, "--attest")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SbomOptions:
+    """An SBOM attestation request: ``generator`` is the scanner image run by BuildKit's
+    SBOM generator protocol (empty, or :data:`SBOM_BUILTIN`: Dockyard's built-in
+    scanner of package databases); ``params`` are extra ``key=value`` fields (keys lower
+    case), given to a generator image as ``BUILDKIT_SCAN_<KEY>`` environment variables."""
+
+    generator: str = ""
+    params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        generator = self.generator.strip()
+        if generator == SBOM_BUILTIN:
+            generator = ""
+        object.__setattr__(self, "generator", generator)
+        object.__setattr__(self, "params", MappingProxyType(dict(sorted(self.params.items()))))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SbomOptions):
+            return NotImplemented
+        return self.generator == other.generator and dict(self.params) == dict(other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.generator, tuple(self.params.items())))
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the built-in scanner makes the SBOM (no generator image)."""
+        return not self.generator
+
+    def to_attr(self) -> str:
+        """The ``attest:sbom`` value (``generator=IMAGE,...``; empty for the built-in
+        scanner without parameters)."""
+        import csv
+        import io
+
+        fields = [f"generator={self.generator}"] if self.generator else []
+        fields += [f"{k}={v}" for k, v in self.params.items()]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(fields)
+        return out.getvalue()
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str], what: str) -> SbomOptions | None:
+        """From the ``key=value`` fields of a request (``type`` already taken out);
+        ``None`` for ``disabled=true``. Keys other than ``generator`` and ``disabled``
+        are the generator's parameters."""
+        generator = ""
+        params: dict[str, str] = {}
+        for key, value in fields.items():
+            if key == "disabled":
+                if _bool(value, f"{what} disabled"):
+                    return None
+            elif key == "generator":
+                if not value:
+                    raise UsageError(f"{what}: generator= names no image")
+                generator = value
+            else:
+                if not key.replace("-", "_").replace(".", "_").isidentifier():
+                    raise UsageError(f"{what}: invalid SBOM parameter name {key!r}")
+                params[key] = value
+        return cls(generator=generator, params=params)
+
+    @classmethod
+    def from_attr(cls, text: str) -> SbomOptions | None:
+        """Parse an ``attest:sbom`` value as a daemon receives it (empty: the default
+        generator)."""
+        text = text.strip()
+        if text in _TRUE:
+            return cls()
+        if text in _FALSE:
+            return None
+        return cls.from_fields(_csv_fields(text, SBOM_ATTR), SBOM_ATTR)
+
+
+def parse_sbom_flag(value: str) -> SbomOptions | None:
+    """``--sbom`` as buildx reads it: a boolean (``true``: the default generator) or
+    ``key=value`` fields (``generator=IMAGE``, ``disabled=true``); ``None``: no SBOM."""
+    text = value.strip()
+    if text in _TRUE:
+        return SbomOptions()
+    if text in _FALSE:
+        return None
+    return SbomOptions.from_fields(_csv_fields(text, "--sbom"), "--sbom")
+
+
+def parse_sbom_attest(value: str) -> SbomOptions | None:
+    """``--attest type=sbom[,generator=IMAGE][,disabled=true]``."""
+    fields = _csv_fields(value, "--attest")
+    kind = fields.pop("type", "")
+    if kind != "sbom":
+        raise UsageError(f"--attest {value}: not an SBOM attestation (type={kind or '?'})")
+    return SbomOptions.from_fields(fields, "--attest")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Attestation:
-    """One in-toto attestation without its subjects: ``predicate_type`` and the
-    ``predicate`` (a JSON object in Go field order, maps sorted); ``path`` is the file
-    name it gets in a ``local``/``tar`` export."""
+    """One in-toto attestation: ``predicate_type`` and the ``predicate`` (a JSON object
+    in Go field order, maps sorted); ``path`` is the file name it gets in a
+    ``local``/``tar`` export. ``subjects`` ``None`` (the usual): the exporter makes them
+    (what it exported); otherwise they are the statement's own (an SBOM generator's raw
+    subjects), kept as they are."""
 
     predicate_type: str
     predicate: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     path: str = "provenance.json"
+    subjects: tuple[Mapping[str, Any], ...] | None = None
 
 
 def statement(attestation: Attestation, subjects: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The in-toto statement of ``attestation`` about ``subjects`` (``{"name": ...,
-    "digest": {"sha256": ...}}`` objects), in in-toto-golang's field order."""
+    "digest": {"sha256": ...}}`` objects; the attestation's own subjects instead when
+    it has them), in in-toto-golang's field order."""
+    own = attestation.subjects
     return {
         "_type": INTOTO_STATEMENT,
         "predicateType": attestation.predicate_type,
-        "subject": [dict(s) for s in subjects],
+        "subject": [dict(s) for s in (own if own is not None else subjects)],
         "predicate": attestation.predicate,
     }
 

@@ -24,7 +24,7 @@ from ._names import DOCKERFILE_FRONTEND, PYTHON_FRONTEND
 from ._platforms import format_platforms, parse_platforms
 from ._progress import internal_step, metadata_step_name, platform_step_names
 from ._registry import Frontends, LazyFrontend
-from .types import Frontend, FrontendContext, FrontendResult, PlatformResult
+from .types import Frontend, FrontendContext, FrontendResult, PlatformResult, SbomScan
 
 if TYPE_CHECKING:
     from ._dockerfile import DockerfileFrontend, DockerfileOptions
@@ -58,6 +58,7 @@ __all__ = [
     "PlatformResult",
     "PythonFrontend",
     "PythonOptions",
+    "SbomScan",
     "format_platforms",
     "internal_step",
     "load_build_file",

@@ -49,6 +49,7 @@ from .types import FrontendContext, FrontendResult, PlatformResult
 if TYPE_CHECKING:
     from dockyard import llb
     from dockyard.dockerfile import Dockerfile, ImageMetaResolver, LintResults, NamedContext
+    from dockyard.exporter import SbomOptions
 
 # The parser and the converter (and LLB) load when a build runs, not with the options a
 # client makes (imports inside the functions below).
@@ -86,7 +87,8 @@ class DockerfileOptions:
     ``no_cache_stages`` for the named ones. ``pull``: always resolve base images from
     their registry. ``network``, ``hostname``, ``extra_hosts`` (``--add-host``),
     ``ulimits`` (``--ulimit``), ``shm_size`` (bytes, ``--shm-size``) and
-    ``cgroup_parent`` (``--cgroup-parent``) apply to every ``RUN``.
+    ``cgroup_parent`` (``--cgroup-parent``) apply to every ``RUN``. ``sbom``: make SBOM
+    attestations of the result (BuildKit's ``attest:sbom``; see :mod:`._sbom`).
     """
 
     filename: str = "Dockerfile"
@@ -109,6 +111,7 @@ class DockerfileOptions:
     ulimits: tuple[llb.Ulimit, ...] = ()
     shm_size: int = 0
     cgroup_parent: str = ""
+    sbom: SbomOptions | None = None
 
     def __post_init__(self) -> None:
         if not self.filename or self.filename.endswith("/"):
@@ -145,7 +148,8 @@ class DockerfileOptions:
         (empty: every stage; else a comma-separated list), ``image-resolve-mode``
         (``pull``), ``force-network-mode``, ``hostname``, ``add-hosts``
         (``host=ip,...``, CSV), ``ulimit`` (``name=soft:hard,...``, CSV), ``shm-size``
-        (bytes), ``cgroup-parent``, ``dockerfilekey``/``contextkey`` (client directory names) and
+        (bytes), ``cgroup-parent``, ``attest:sbom`` (an SBOM request),
+        ``dockerfilekey``/``contextkey`` (client directory names) and
         ``requestid`` (``frontend.lint``: check mode; ``frontend.outline``,
         ``frontend.targets``: a subrequest; another ``frontend.*`` request is a
         :class:`~dockyard.core.UsageError`). Unknown keys are ignored."""
@@ -208,7 +212,15 @@ class DockerfileOptions:
             ulimits=_ulimits(attrs.get("ulimit", "")),
             shm_size=shm_size,
             cgroup_parent=attrs.get("cgroup-parent", ""),
+            sbom=_sbom(attrs),
         )
+
+
+def _sbom(attrs: Mapping[str, str]) -> SbomOptions | None:
+    from dockyard.exporter import SBOM_ATTR, SbomOptions
+
+    value = attrs.get(SBOM_ATTR)
+    return None if value is None else SbomOptions.from_attr(value)
 
 
 def _csv_fields(key: str, value: str) -> list[str]:
@@ -325,11 +337,19 @@ async def _convert(
     result = await convert(dockerfile, convert_options, images or ctx.images)
     if report:
         _report(ctx, result.warnings)
+    sbom = None
+    if options.sbom is not None:
+        from ._sbom import sbom_scan
+
+        sbom = await sbom_scan(
+            ctx, options.sbom, result, images=images or ctx.images, resolve_mode=resolve_mode
+        )
     return FrontendResult(
         definition=result.definition(),
         image_config=result.image_config,
         epoch=result.epoch,
         warnings=result.warnings,
+        sbom=sbom,
     )
 
 
@@ -377,6 +397,7 @@ async def _multi_platform(
                 platform=platform,
                 definition=result.definition,
                 image_config=result.image_config,
+                sbom=result.sbom,
             )
         )
     first = results[0]

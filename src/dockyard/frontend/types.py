@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dockyard import llb, oci
     from dockyard.dockerfile import ImageMetaResolver
 
-__all__ = ["Frontend", "FrontendContext", "FrontendResult", "PlatformResult"]
+__all__ = ["Frontend", "FrontendContext", "FrontendResult", "PlatformResult", "SbomScan"]
 
 
 @runtime_checkable
@@ -63,13 +63,32 @@ class FrontendContext(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class SbomScan:
+    """How to make the SBOM attestations of one result (a build that asks for them).
+
+    With a generator image (``generator`` its name), ``output`` is the graph of the
+    directory the generator writes its in-toto statements into (BuildKit's SBOM
+    generator protocol, the scanned filesystems mounted read-only): the engine solves it
+    beside the result and attaches every statement. Without one (``generator`` empty),
+    the engine runs the built-in scanner over the result (scan ``sbom``) and over each
+    of ``targets``: the extra filesystems by scan name (``sbom-context``,
+    ``sbom-STAGE``), each a graph the engine solves."""
+
+    generator: str = ""
+    output: llb.Definition | None = None
+    targets: Mapping[str, llb.Definition] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class PlatformResult:
     """One target platform's part of a multi-platform :class:`FrontendResult`: the
-    graph to solve for ``platform`` and the image config to export its result with."""
+    graph to solve for ``platform``, the image config to export its result with and,
+    when SBOMs are asked for, how to make them (``sbom``)."""
 
     platform: Platform
     definition: llb.Definition
     image_config: oci.ImageConfig | None = None
+    sbom: SbomScan | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -87,6 +106,9 @@ class FrontendResult:
     ``refs.platforms`` metadata) has one :class:`PlatformResult` per target platform,
     two or more, in the order asked; ``definition`` and ``image_config`` are then the
     first platform's, for callers that only know one (:attr:`multi_platform` tells).
+
+    ``sbom`` (a frontend that makes SBOMs, asked for them): how to make the result's
+    SBOM attestations (a multi-platform result has one per platform, in ``platforms``).
     """
 
     definition: llb.Definition | None
@@ -95,6 +117,7 @@ class FrontendResult:
     warnings: tuple[BuildWarning, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     platforms: tuple[PlatformResult, ...] = ()
+    sbom: SbomScan | None = None
 
     @property
     def multi_platform(self) -> bool:

@@ -1,0 +1,756 @@
+"""SBOM attestations: Dockyard's built-in scanner, and the statements of a generator image.
+
+BuildKit makes SBOMs by running a *generator image* (BuildKit's SBOM generator protocol:
+the scanned root filesystems mounted read-only at ``$BUILDKIT_SCAN_SOURCE`` and under
+``$BUILDKIT_SCAN_SOURCE_EXTRAS``, in-toto statements written to
+``$BUILDKIT_SCAN_DESTINATION/<scan>.spdx.json``). Its default generator,
+``docker/buildkit-syft-scanner``, lives in a registry this host cannot reach, so Dockyard's
+default is built in:
+
+- :func:`scan_rootfs` reads the package databases of a root filesystem — dpkg
+  (``var/lib/dpkg/status`` and ``status.d/``), apk (``lib/apk/db/installed``), Python
+  distributions (``*.dist-info/METADATA``, ``*.egg-info`` under ``site-packages`` /
+  ``dist-packages``) and npm packages (``node_modules/[@scope/]NAME/package.json``) —
+  and returns an SPDX 2.3 document: a root package for the scanned filesystem (the
+  document DESCRIBES it, it CONTAINS every package found), each package with its
+  version, package URL, declared license when there is one, ``filesAnalyzed: false``.
+  Every path is resolved inside the root (:func:`dockyard.core.fspath.open_in_root`;
+  the walk never follows a symlink), only regular files are read, each up to a size
+  limit; a malformed database entry is skipped, never an error. The scanner sees only
+  the final root filesystem (no secret mount is part of it).
+- :func:`read_sbom_statements` takes what a generator image wrote (BuildKit's
+  ``unbundle``): every file of its output directory one in-toto statement, the core scan
+  (``sbom.*``) first; raw subjects a statement names are kept.
+
+A scan is named as BuildKit names its targets: ``sbom`` (the result), ``sbom-context``
+(the build context), ``sbom-STAGE`` (an intermediate stage); its statement file is
+``NAME.spdx.json``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import stat
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from dockyard.core import ContentError, DockyardError
+from dockyard.core.fspath import open_in_root
+
+from ._attest import SPDX_DOCUMENT, Attestation
+
+__all__ = [
+    "SCAN_SOURCE_CORE",
+    "SCAN_SOURCE_EXTRAS",
+    "SbomTarget",
+    "read_sbom_statements",
+    "sbom_attestation",
+    "scan_rootfs",
+]
+
+SCAN_SOURCE_CORE = "/run/src/core"
+"""Where a generator image finds the result (``$BUILDKIT_SCAN_SOURCE`` is
+``/run/src/core/sbom``), as BuildKit mounts it."""
+SCAN_SOURCE_EXTRAS = "/run/src/extras"
+"""Where a generator image finds the extra targets (``sbom-context``, ``sbom-STAGE``)."""
+
+_MAX_DATABASE = 64 << 20  # a dpkg status or apk installed file
+_MAX_METADATA = 4 << 20  # one METADATA, PKG-INFO, package.json, copyright file
+_MAX_STATEMENT = 80 << 20  # one generator statement (BuildKit's limit)
+_MAX_DEPTH = 64
+_MAX_ENTRIES = 4_000_000
+_NOASSERTION = "NOASSERTION"
+_TOOL = "dockyard-builtin-scanner"
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO never blocks a scan
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SbomTarget:
+    """A root filesystem to scan: its scan ``name`` (``sbom``, ``sbom-context``,
+    ``sbom-STAGE``) and where it is mounted (``None``: an empty filesystem)."""
+
+    name: str
+    root: str | None
+
+
+@dataclass(slots=True, kw_only=True)
+class _Package:
+    kind: str  # deb, apk, python, npm
+    name: str
+    version: str
+    purl: str
+    source: str  # the database it was read from, relative to the root
+    license: str = ""
+    supplier: str = ""
+    homepage: str = ""
+    description: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# -- reading inside the root ------------------------------------------------------------------
+def _read(root_fd: int, rel: str, limit: int) -> bytes | None:
+    """The content of regular file ``rel`` (resolved inside the root), ``None`` when
+    it is missing, not a regular file, unreadable or larger than ``limit``."""
+    try:
+        fd = open_in_root(root_fd, rel, _READ_FLAGS)
+    except (DockyardError, OSError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def _list_dir(root_fd: int, rel: str) -> list[str]:
+    """The names in directory ``rel`` (resolved inside the root), sorted; none when it
+    is missing or no directory."""
+    try:
+        fd = open_in_root(root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (DockyardError, OSError):
+        return []
+    try:
+        return sorted(os.listdir(fd))
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+
+
+class _Walk:
+    """Every directory below the root, without following a symlink, depth first in
+    name order: ``(relative path, names of sub-directories, names of other entries)``."""
+
+    def __init__(self, root_fd: int) -> None:
+        self._root_fd = root_fd
+        self._entries = 0
+
+    def __iter__(self) -> Iterator[tuple[str, list[str], list[str]]]:
+        fd = os.dup(self._root_fd)
+        yield from self._dir(fd, "", 0)
+
+    def _dir(self, fd: int, rel: str, depth: int) -> Iterator[tuple[str, list[str], list[str]]]:
+        dirs: list[str] = []
+        others: list[str] = []
+        try:
+            with os.scandir(fd) as it:
+                for entry in it:
+                    self._entries += 1
+                    if self._entries > _MAX_ENTRIES:
+                        break
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    (dirs if is_dir else others).append(entry.name)
+        except OSError:
+            os.close(fd)
+            return
+        dirs.sort()
+        others.sort()
+        try:
+            yield rel, dirs, others
+            if depth >= _MAX_DEPTH:
+                return
+            for name in dirs:
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue
+                yield from self._dir(child, f"{rel}/{name}" if rel else name, depth + 1)
+        finally:
+            os.close(fd)
+
+
+# -- distribution ------------------------------------------------------------------------------
+def _os_release(root_fd: int) -> dict[str, str]:
+    text = _text(_read(root_fd, "etc/os-release", _MAX_METADATA))
+    if text is None:
+        text = _text(_read(root_fd, "usr/lib/os-release", _MAX_METADATA)) or ""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or not key or key.startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+# what Go's url.PathEscape (packageurl-go's version escaping) leaves as it is
+_VERSION_SAFE = "-._~!$&'()*+=:@"
+
+
+def _purl(kind: str, namespace: str, name: str, version: str, qualifiers: Mapping[str, str]) -> str:
+    """A package URL (purl spec: namespace segments and name percent-encoded, sorted
+    qualifiers, empty ones left out)."""
+    out = f"pkg:{kind}/"
+    if namespace:
+        out += "/".join(quote(p, safe="") for p in namespace.split("/") if p) + "/"
+    out += quote(name, safe="")
+    if version:
+        out += "@" + quote(version, safe=_VERSION_SAFE)
+    pairs = sorted((k, v) for k, v in qualifiers.items() if v)
+    if pairs:
+        out += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in pairs)
+    return out
+
+
+def _distro_qualifier(release: Mapping[str, str]) -> str:
+    ident = release.get("ID", "")
+    version = release.get("VERSION_ID", "")
+    return f"{ident}-{version}" if ident and version else ident
+
+
+# -- dpkg --------------------------------------------------------------------------------------
+def _control_paragraphs(text: str) -> Iterator[dict[str, str]]:
+    """Debian control paragraphs (``Key: value``, continuation lines indented); a line
+    that is neither is skipped."""
+    current: dict[str, str] = {}
+    last = ""
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                yield current
+            current, last = {}, ""
+            continue
+        if line[0] in " \t":
+            if last:
+                current[last] += "\n" + line.strip()
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep or not key or any(c.isspace() for c in key):
+            last = ""
+            continue
+        last = key
+        current[key] = value.strip()
+    if current:
+        yield current
+
+
+def _dpkg_license(root_fd: int, package: str) -> str:
+    """The licenses a machine-readable ``usr/share/doc/PKG/copyright`` names (DEP-5's
+    ``License:`` fields), joined with ``AND``; empty when there is none."""
+    if not package or "/" in package or package in (".", ".."):
+        return ""
+    text = _text(_read(root_fd, f"usr/share/doc/{package}/copyright", _MAX_METADATA))
+    if not text:
+        return ""
+    found: list[str] = []
+    for line in text.splitlines():
+        if line.lower().startswith("license:"):
+            value = line.split(":", 1)[1].strip()
+            if value and value not in found:
+                found.append(value)
+    return " AND ".join(found) if len(found) < 20 else ""
+
+
+def _dpkg(root_fd: int, release: Mapping[str, str]) -> list[_Package]:
+    sources = ["var/lib/dpkg/status"]
+    for name in _list_dir(root_fd, "var/lib/dpkg/status.d"):
+        if name.startswith(".") or name.endswith(".md5sums"):
+            continue
+        sources.append(f"var/lib/dpkg/status.d/{name}")
+    out: list[_Package] = []
+    namespace = release.get("ID", "") or "debian"
+    distro = _distro_qualifier(release)
+    for source in sources:
+        text = _text(_read(root_fd, source, _MAX_DATABASE))
+        if not text:
+            continue
+        for fields in _control_paragraphs(text):
+            name = fields.get("Package", "").strip()
+            version = fields.get("Version", "").strip()
+            if not name or not version or any(c.isspace() for c in name + version):
+                continue
+            status = fields.get("Status", "").split()
+            if status and status[-1] != "installed":
+                continue
+            arch = fields.get("Architecture", "").strip()
+            upstream = fields.get("Source", "").split(" ")[0].strip()
+            qualifiers = {"arch": arch, "distro": distro}
+            if upstream and upstream != name:
+                qualifiers["upstream"] = upstream
+            out.append(
+                _Package(
+                    kind="deb",
+                    name=name,
+                    version=version,
+                    purl=_purl("deb", namespace, name, version, qualifiers),
+                    source=source,
+                    license=_dpkg_license(root_fd, name),
+                    supplier=fields.get("Maintainer", "").strip(),
+                    homepage=fields.get("Homepage", "").strip(),
+                    description=fields.get("Description", "").split("\n")[0].strip(),
+                )
+            )
+    return out
+
+
+# -- apk ---------------------------------------------------------------------------------------
+def _apk(root_fd: int, release: Mapping[str, str]) -> list[_Package]:
+    source = "lib/apk/db/installed"
+    text = _text(_read(root_fd, source, _MAX_DATABASE))
+    if not text:
+        return []
+    namespace = release.get("ID", "") or "alpine"
+    distro = _distro_qualifier(release)
+    out: list[_Package] = []
+    entries: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                entries.append(current)
+            current = {}
+            continue
+        key, sep, value = line.partition(":")
+        if sep and len(key) == 1 and key not in current:
+            current[key] = value.strip()
+    if current:
+        entries.append(current)
+    for fields in entries:
+        name, version = fields.get("P", ""), fields.get("V", "")
+        if not name or not version or any(c.isspace() for c in name + version):
+            continue
+        qualifiers = {"arch": fields.get("A", ""), "distro": distro}
+        origin = fields.get("o", "")
+        if origin and origin != name:
+            qualifiers["upstream"] = origin
+        out.append(
+            _Package(
+                kind="apk",
+                name=name,
+                version=version,
+                purl=_purl("apk", namespace, name, version, qualifiers),
+                source=source,
+                license=fields.get("L", ""),
+                supplier=fields.get("m", ""),
+                homepage=fields.get("U", ""),
+                description=fields.get("T", ""),
+            )
+        )
+    return out
+
+
+# -- Python ------------------------------------------------------------------------------------
+_PEP503 = re.compile(r"[-_.]+")
+
+
+def _metadata_headers(text: str) -> dict[str, str]:
+    """The headers of a core-metadata file (RFC 822 style, up to the first blank line);
+    the first value of a header counts, continuation lines are dropped."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        if line[0] in " \t":
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key and key not in out:
+            out[key] = value.strip()
+    return out
+
+
+def _python_license(headers: Mapping[str, str]) -> str:
+    expression = headers.get("license-expression", "")
+    if expression:
+        return expression
+    value = headers.get("license", "")
+    if value and "\n" not in value and len(value) <= 200 and value.upper() != "UNKNOWN":
+        return value
+    return ""
+
+
+def _python(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[_Package]:
+    out: list[_Package] = []
+    for rel, dirs, others in walk:
+        if rel.rsplit("/", 1)[-1] not in ("site-packages", "dist-packages"):
+            continue
+        candidates = [f"{rel}/{d}/METADATA" for d in dirs if d.endswith(".dist-info")]
+        candidates += [f"{rel}/{d}/PKG-INFO" for d in dirs if d.endswith(".egg-info")]
+        candidates += [f"{rel}/{f}" for f in others if f.endswith(".egg-info")]
+        for source in candidates:
+            text = _text(_read(root_fd, source, _MAX_METADATA))
+            if not text:
+                continue
+            headers = _metadata_headers(text)
+            name, version = headers.get("name", ""), headers.get("version", "")
+            if not name or not version or any(c.isspace() for c in name + version):
+                continue
+            normalized = _PEP503.sub("-", name).lower()
+            out.append(
+                _Package(
+                    kind="python",
+                    name=name,
+                    version=version,
+                    purl=_purl("pypi", "", normalized, version, {}),
+                    source=source,
+                    license=_python_license(headers),
+                    supplier=headers.get("author", ""),
+                    homepage=headers.get("home-page", ""),
+                    description=headers.get("summary", ""),
+                )
+            )
+    return out
+
+
+# -- npm ---------------------------------------------------------------------------------------
+def _npm_license(manifest: Mapping[str, Any]) -> str:
+    value = manifest.get("license")
+    if isinstance(value, dict):
+        value = value.get("type")
+    if isinstance(value, str):
+        return value
+    legacy = manifest.get("licenses")
+    if isinstance(legacy, list):
+        names: list[str] = []
+        for item in legacy:
+            kind = item.get("type") if isinstance(item, dict) else item
+            if isinstance(kind, str) and kind:
+                names.append(kind)
+        if names:
+            return " OR ".join(names)
+    return ""
+
+
+def _npm(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[_Package]:
+    out: list[_Package] = []
+    for rel, dirs, _ in walk:
+        if rel.rsplit("/", 1)[-1] != "node_modules":
+            continue
+        packages: list[str] = []
+        for entry in dirs:
+            if entry.startswith("."):
+                continue
+            if entry.startswith("@"):
+                packages += [
+                    f"{entry}/{sub}"
+                    for sub in _list_dir(root_fd, f"{rel}/{entry}")
+                    if not sub.startswith(".")
+                ]
+            else:
+                packages.append(entry)
+        for package in packages:
+            source = f"{rel}/{package}/package.json"
+            data = _read(root_fd, source, _MAX_METADATA)
+            if data is None:
+                continue
+            try:
+                manifest = json.loads(data)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                continue
+            if not isinstance(manifest, dict):
+                continue
+            name, version = manifest.get("name"), manifest.get("version")
+            if not isinstance(name, str) or not isinstance(version, str) or not name:
+                continue
+            if not version or any(c.isspace() for c in name + version):
+                continue
+            scope, _, short = name.rpartition("/")
+            homepage = manifest.get("homepage")
+            description = manifest.get("description")
+            author = manifest.get("author")
+            if isinstance(author, dict):
+                author = author.get("name")
+            out.append(
+                _Package(
+                    kind="npm",
+                    name=name,
+                    version=version,
+                    purl=_purl("npm", scope, short, version, {}),
+                    source=source,
+                    license=_npm_license(manifest),
+                    supplier=author if isinstance(author, str) else "",
+                    homepage=homepage if isinstance(homepage, str) else "",
+                    description=description if isinstance(description, str) else "",
+                )
+            )
+    return out
+
+
+# -- SPDX --------------------------------------------------------------------------------------
+_LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+\-:]*")
+_OPERATORS = frozenset({"AND", "OR", "WITH"})
+
+
+def _valid_expression(text: str) -> bool:
+    """Whether ``text`` is a well-formed SPDX license expression (identifiers joined by
+    ``AND``/``OR``/``WITH``, parentheses balanced); identifiers are not checked against
+    the license list."""
+    tokens = text.replace("(", " ( ").replace(")", " ) ").split()
+    depth = 0
+    operand = True  # an operand is expected next
+    for token in tokens:
+        if token == "(":
+            if not operand:
+                return False
+            depth += 1
+        elif token == ")":
+            if operand or depth == 0:
+                return False
+            depth -= 1
+        elif token.upper() in _OPERATORS:
+            if operand:
+                return False
+            operand = True
+        else:
+            if not operand or not _LICENSE_ID.fullmatch(token):
+                return False
+            operand = False
+    return bool(tokens) and depth == 0 and not operand
+
+
+def _spdx_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.\-]+", "-", text).strip("-") or "x"
+
+
+def _license_fields(text: str, extracted: dict[str, str]) -> str:
+    """The ``licenseDeclared`` of a declared license: the expression itself when it is
+    one, else a ``LicenseRef-...`` whose text goes to ``extracted``."""
+    text = " ".join(text.split())
+    if not text or text.upper() in ("UNKNOWN", "NONE", _NOASSERTION):
+        return _NOASSERTION
+    if _valid_expression(text):
+        return re.sub(r"\b(and|or|with)\b", lambda m: m.group(1).upper(), text)
+    ref = "LicenseRef-" + _spdx_id(text)[:120]
+    extracted.setdefault(ref, text)
+    return ref
+
+
+def _package_json(package: _Package, extracted: dict[str, str]) -> dict[str, Any]:
+    key = f"{package.kind}\0{package.name}\0{package.version}\0{package.source}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    out: dict[str, Any] = {
+        "name": package.name,
+        "SPDXID": f"SPDXRef-Package-{package.kind}-{_spdx_id(package.name)}-{digest}",
+        "versionInfo": package.version,
+    }
+    if package.supplier:
+        kind = "Organization" if package.kind == "apk" and "<" not in package.supplier else "Person"
+        out["supplier"] = f"{kind}: {' '.join(package.supplier.split())}"
+    else:
+        out["supplier"] = _NOASSERTION
+    out["downloadLocation"] = _NOASSERTION
+    out["filesAnalyzed"] = False
+    if package.homepage and "\n" not in package.homepage:
+        out["homepage"] = package.homepage
+    out["sourceInfo"] = (
+        f"acquired package info from {_SOURCE_NAMES[package.kind]}: /{package.source}"
+    )
+    out["licenseConcluded"] = _NOASSERTION
+    out["licenseDeclared"] = _license_fields(package.license, extracted)
+    out["copyrightText"] = _NOASSERTION
+    if package.description:
+        out["description"] = package.description
+    out["externalRefs"] = [
+        {
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": package.purl,
+        }
+    ]
+    out["primaryPackagePurpose"] = "LIBRARY"
+    return out
+
+
+_SOURCE_NAMES = {
+    "deb": "DPKG DB",
+    "apk": "APK DB",
+    "python": "installed python package manifest file",
+    "npm": "installed node module manifest file",
+}
+
+
+def _packages(root_fd: int) -> list[_Package]:
+    release = _os_release(root_fd)
+    found = _dpkg(root_fd, release) + _apk(root_fd, release)
+    walk = list(_Walk(root_fd))
+    found += _python(root_fd, walk) + _npm(root_fd, walk)
+    found.sort(key=lambda p: (p.name, p.version, p.kind, p.source))
+    return found
+
+
+def scan_rootfs(root: str | os.PathLike[str] | None, *, name: str, created: str) -> dict[str, Any]:
+    """The SPDX 2.3 document of the packages installed in the root filesystem ``root``
+    (``None``: an empty one), as a generator would write it for the scan ``name``
+    (``sbom``, ``sbom-context`` ...); ``created`` is its ``creationInfo.created``
+    (``YYYY-MM-DDThh:mm:ssZ``). Blocking: run it in a thread. Raises
+    :class:`~dockyard.core.DockyardError` only when ``root`` itself cannot be opened."""
+    from dockyard import __version__
+
+    packages: list[_Package] = []
+    if root is not None:
+        try:
+            root_fd = os.open(os.fspath(root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DockyardError(
+                f"cannot scan {os.fspath(root)!r} for an SBOM: {exc.strerror}"
+            ) from exc
+        try:
+            packages = _packages(root_fd)
+        finally:
+            os.close(root_fd)
+    location = f"{SCAN_SOURCE_CORE}/{name}" if name == "sbom" else f"{SCAN_SOURCE_EXTRAS}/{name}"
+    extracted: dict[str, str] = {}
+    root_id = f"SPDXRef-DocumentRoot-Directory-{_spdx_id(name)}"
+    described: list[dict[str, Any]] = [
+        {
+            "name": location,
+            "SPDXID": root_id,
+            "supplier": _NOASSERTION,
+            "downloadLocation": _NOASSERTION,
+            "filesAnalyzed": False,
+            "licenseConcluded": _NOASSERTION,
+            "licenseDeclared": _NOASSERTION,
+            "copyrightText": _NOASSERTION,
+            "primaryPackagePurpose": "FILE",
+        }
+    ]
+    entries = [_package_json(p, extracted) for p in packages]
+    relationships: list[dict[str, str]] = [
+        {
+            "spdxElementId": "SPDXRef-DOCUMENT",
+            "relatedSpdxElement": root_id,
+            "relationshipType": "DESCRIBES",
+        }
+    ]
+    relationships += [
+        {
+            "spdxElementId": root_id,
+            "relatedSpdxElement": entry["SPDXID"],
+            "relationshipType": "CONTAINS",
+        }
+        for entry in entries
+    ]
+    identity = json.dumps([name, [e["externalRefs"][0]["referenceLocator"] for e in entries]])
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"https://dockyard.invalid/sbom/{identity}")
+    document: dict[str, Any] = {
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": location,
+        "documentNamespace": f"https://dockyard.invalid/spdx/{_spdx_id(name)}-{namespace}",
+        "creationInfo": {
+            "created": created,
+            "creators": ["Organization: Dockyard", f"Tool: {_TOOL}-{__version__}"],
+        },
+        "packages": described + entries,
+        "relationships": relationships,
+    }
+    if extracted:
+        document["hasExtractedLicensingInfos"] = [
+            {"licenseId": ref, "extractedText": text} for ref, text in sorted(extracted.items())
+        ]
+    return document
+
+
+def sbom_attestation(document: Mapping[str, Any], name: str) -> Attestation:
+    """The attestation of the SPDX ``document`` of scan ``name`` (file
+    ``NAME.spdx.json`` in a ``local``/``tar`` export)."""
+    return Attestation(predicate_type=SPDX_DOCUMENT, predicate=document, path=f"{name}.spdx.json")
+
+
+# -- a generator's output ----------------------------------------------------------------------
+def read_sbom_statements(
+    root: str | os.PathLike[str] | None, *, generator: str
+) -> list[Attestation]:
+    """The attestations an SBOM ``generator`` image wrote into its output directory
+    ``root`` (``None``: it wrote nothing): each file one in-toto statement (a single
+    JSON object with a ``predicateType`` and an object ``predicate``), named by its
+    file; the core scan (``sbom.*``) first, the others in name order, as BuildKit
+    orders them. A statement's own subjects are kept. Blocking: run it in a thread.
+    Raises :class:`~dockyard.core.ContentError` naming the file and the generator for
+    one that is not such a statement, or that is a provenance attestation."""
+    if root is None:
+        return []
+    names = _list_dir_path(root)
+    names.sort(key=lambda n: (n.split(".", 1)[0] != "sbom", n))
+    out: list[Attestation] = []
+    for name in names:
+        what = f"SBOM generator {generator}: {name}"
+        try:
+            fd = open_in_root(root, name, _READ_FLAGS)
+        except (DockyardError, OSError) as exc:
+            raise ContentError(f"{what}: cannot open it: {exc}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ContentError(f"{what}: not a regular file")
+            if st.st_size > _MAX_STATEMENT:
+                raise ContentError(f"{what}: larger than {_MAX_STATEMENT} bytes")
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read(_MAX_STATEMENT + 1)
+        finally:
+            os.close(fd)
+        out.append(_statement_attestation(data, name, what))
+    return out
+
+
+def _list_dir_path(root: str | os.PathLike[str]) -> list[str]:
+    try:
+        return os.listdir(root)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return []
+        raise ContentError(f"cannot read the SBOM generator's output: {exc.strerror}") from exc
+
+
+def _statement_attestation(data: bytes, name: str, what: str) -> Attestation:
+    if len(data) > _MAX_STATEMENT:
+        raise ContentError(f"{what}: larger than {_MAX_STATEMENT} bytes")
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ContentError(f"{what}: cannot decode in-toto statement: {exc}") from None
+    if not isinstance(value, dict):
+        raise ContentError(f"{what}: an in-toto statement is a JSON object")
+    predicate_type = value.get("predicateType")
+    if not isinstance(predicate_type, str) or not predicate_type:
+        raise ContentError(f"{what}: the statement has no predicateType")
+    if predicate_type.startswith("https://slsa.dev/provenance/"):
+        raise ContentError(f"{what}: an SBOM generator may not write provenance attestations")
+    predicate = value.get("predicate")
+    if not isinstance(predicate, dict):
+        raise ContentError(f"{what}: the statement's predicate is not a JSON object")
+    subjects = value.get("subject")
+    own: tuple[Mapping[str, Any], ...] | None = None
+    if subjects:
+        if not isinstance(subjects, list) or not all(
+            isinstance(s, dict)
+            and isinstance(s.get("name", ""), str)
+            and isinstance(s.get("digest", {}), dict)
+            for s in subjects
+        ):
+            raise ContentError(f"{what}: the statement's subjects are malformed")
+        own = tuple(
+            {"name": s.get("name") or "_", "digest": dict(s.get("digest") or {})} for s in subjects
+        )
+    return Attestation(predicate_type=predicate_type, predicate=predicate, path=name, subjects=own)

@@ -820,13 +820,9 @@ async def _tag(store: ImageStore, source: str, ref: Reference) -> None:
 
 
 async def put_name(store: ImageStore, name: str, target: Descriptor) -> bool:
-    """Store ``name`` → ``target``; whether the name is new. A new name gives the state
-    directory a new generation (:mod:`dockyard.core.statedir`): a build remembered
-    while the name was missing may have found its ``FROM`` in a registry, and would now
-    find this image in the store (:meth:`ImageStore.put` itself marks re-pointed names
-    only)."""
+    """Store ``name`` → ``target``; whether the name is new (:meth:`ImageStore.put` gives
+    the state directory a new generation for a new or re-pointed name)."""
     from dockyard.core import NotFoundError
-    from dockyard.core.statedir import bump_generation
 
     try:
         await store.get(name)
@@ -834,8 +830,6 @@ async def put_name(store: ImageStore, name: str, target: Descriptor) -> bool:
     except NotFoundError:
         new = True
     await store.put(name, target)
-    if new:
-        bump_generation(store.content.root.parent)
     return new
 
 

@@ -229,7 +229,9 @@ class ImageStore:
         """Store ``target`` (a manifest or index already in the content store) under
         ``name`` (canonical; ``None``: dangling), replacing what the name pointed at.
 
-        A named image replaces the dangling record of the same target. Raises
+        A named image replaces the dangling record of the same target. A new name or a
+        re-pointed one gives the state directory a new generation
+        (:mod:`dockyard.core.statedir`). Raises
         :class:`NotFoundError` when the target (or a manifest's config) is not in the
         content store, :class:`ContentError` when it is not a manifest or index.
         """
@@ -262,6 +264,10 @@ class ImageStore:
         if previous and str(previous[0][0]) != str(target.digest):
             self.content.remove_from_lease(self._lease(key), str(previous[0][0]))
             bump_generation(self._state_dir)  # the name points elsewhere now
+        elif not previous and name is not None:
+            # a new name: a build remembered while it was missing may have taken its
+            # FROM from a registry, and would now find this image in the store
+            bump_generation(self._state_dir)
         if name is not None:
             dangling = dangling_name(target.digest)
             if self._query("SELECT 1 FROM image_names WHERE name = ?", (dangling,)):

@@ -1,12 +1,13 @@
 """The engine's state directory as a place: where it is by default, and its
 *generation* — a token that changes whenever something a finished build relied on is
-taken away.
+taken away or would now be found differently.
 
 A build's result stays valid while its cache records, its blobs and the image names it
-read or wrote stay as they were. Everything that removes or re-points one of them —
-pruning cache records (``CacheManager.prune``, crash recovery), collecting blobs
-(``Engine.prune``), re-pointing or deleting an image name (``ImageStore.put``/``delete``)
-— calls :func:`bump_generation` *after* the change is durable. Whoever wants to trust a
+read or wrote stay as they were, and no name it looked for in vain appeared. Everything
+that removes, re-points or adds one of them — pruning cache records
+(``CacheManager.prune``, crash recovery), collecting blobs (``Engine.prune``), a new,
+re-pointed or deleted image name (``ImageStore.put``/``delete``: a ``FROM`` a build took
+from a registry is found in the store once the name is there) — calls :func:`bump_generation` *after* the change is durable. Whoever wants to trust a
 remembered build later (``dockyard build``'s no-op replay, :mod:`dockyard.cli._memo`)
 reads the generation *before* the build starts and trusts the memory only while the
 generation is still that value: a change that raced with the build is always seen.

@@ -231,3 +231,26 @@ async def test_invalid_names_are_refused(images: ImageStore, content: ContentSto
         await images.put("", desc)
     with pytest.raises(Exception, match="invalid image name"):
         await images.put(DANGLING_PREFIX + "x", desc)
+
+
+async def test_a_new_or_moved_name_changes_the_generation(
+    tmp_path: Path, images: ImageStore, content: ContentStore
+) -> None:
+    """A remembered build that looked for a name in vain (its FROM came from a registry)
+    must not be trusted once the name exists; storing the same target again changes
+    nothing, and neither does a dangling image."""
+    from dockyard.core.statedir import read_generation
+
+    state = tmp_path / "state"
+    first, _ = await _manifest(content)
+    second, _ = await _manifest(content, b"other")
+    start = read_generation(state)
+    await images.put(None, first)
+    assert read_generation(state) == start
+    await images.put(NAME, first)
+    named = read_generation(state)
+    assert named != start
+    await images.put(NAME, first)
+    assert read_generation(state) == named
+    await images.put(NAME, second)
+    assert read_generation(state) != named

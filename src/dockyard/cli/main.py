@@ -31,10 +31,14 @@ _COMMANDS: dict[str, str] = {
     "debug": "dockyard.cli.debug:debug",
     "du": "dockyard.cli._du:du",
     "image": "dockyard.cli._images:image",
+    "history": "dockyard.cli._images:image_history",
     "images": "dockyard.cli._images:images",
     "prune": "dockyard.cli._du:prune",
+    "pull": "dockyard.cli._image_registry:image_pull",
+    "push": "dockyard.cli._image_registry:image_push",
     "rmi": "dockyard.cli._images:rmi",
     "solve": "dockyard.cli._solve:solve",
+    "tag": "dockyard.cli._images:image_tag",
 }
 
 

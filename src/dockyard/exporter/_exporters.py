@@ -260,9 +260,9 @@ async def _statement_files(
     suffix: str = "",
 ) -> list[tuple[str, bytes]]:
     """The statement files of a ``local``/``tar`` export (BuildKit's): one per
-    attestation, named by its path (``provenance.json``; ``provenance.SUFFIX.json``
-    when platforms share one directory) under ``prefix``, its subjects the regular
-    files of ``root``."""
+    attestation, named by its path (``provenance.json``; ``provenance.SUFFIX.json``,
+    ``sbom.SUFFIX.spdx.json`` when platforms share one directory) under ``prefix``,
+    its subjects the regular files of ``root`` (or the attestation's own)."""
     if not attestations:
         return []
     import posixpath
@@ -275,9 +275,9 @@ async def _statement_files(
     out: list[tuple[str, bytes]] = []
     for attestation in attestations:
         name = posixpath.basename(attestation.path)
-        if suffix:
-            base, ext = posixpath.splitext(name)
-            name = f"{base}.{suffix}{ext}"
+        if suffix:  # BuildKit's: after the name's first part (sbom.SUFFIX.spdx.json)
+            base, dot, rest = name.partition(".")
+            name = f"{base}.{suffix}{dot}{rest}"
         data = canonical_json(statement(attestation, subjects), indent=2)
         out.append((f"{prefix}/{name}" if prefix else name, data))
     return out

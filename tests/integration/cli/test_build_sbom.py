@@ -163,10 +163,11 @@ def test_builtin_sbom_beside_provenance(
     state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ctx = _context(tmp_path)
-    oci, out = tmp_path / "oci.tar", tmp_path / "out"
+    oci, out, tar = tmp_path / "oci.tar", tmp_path / "out", tmp_path / "files.tar"
     code = main(
         _build(state, ctx, "--sbom=true", "--provenance=true", "-t", "sbomtest:v1",
-               "-o", f"type=oci,dest={oci}", "-o", f"type=local,dest={out}")
+               "-o", f"type=oci,dest={oci}", "-o", f"type=local,dest={out}",
+               "-o", f"type=tar,dest={tar}")
     )  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -188,6 +189,8 @@ def test_builtin_sbom_beside_provenance(
     assert {"built.txt", "var/lib/dpkg/status"} <= {s["name"] for s in local["subject"]}
     _check_core(local["predicate"])
     assert (out / "provenance.json").exists()
+    with tarfile.open(tar) as tf:
+        _check_core(_member(tf, "sbom.spdx.json")["predicate"])
     for _, data in all_bytes_under(out):
         assert SECRET_VALUE.encode() not in data
     assert SECRET_VALUE not in captured.err
@@ -375,7 +378,9 @@ async def test_daemon_sbom_every_platform(
     oci, out = tmp_path / "oci.tar", tmp_path / "out"
     argv = ["--addr", f"unix://{running.socket}", "build", "--progress", "plain",
             "--platform", MULTI, "--sbom=true", "-o", f"type=oci,dest={oci}",
-            "-o", f"type=local,dest={out}", str(ctx)]  # fmt: skip
+            "-o", f"type=local,dest={out}",
+            "-o", f"type=local,dest={tmp_path / 'merged'},platform-split=false",
+            str(ctx)]  # fmt: skip
     code = await asyncio.to_thread(main, argv)
     err = capsys.readouterr().err
     assert code == 0, err
@@ -389,3 +394,6 @@ async def test_daemon_sbom_every_platform(
     for arch in ("amd64", "arm64"):
         statement = json.loads((out / f"linux_{arch}" / "sbom.spdx.json").read_text())
         assert f"pkg:deb/debian/hello@1.0?arch={arch}" in _purls(statement["predicate"])
+        # platforms in one directory: BuildKit's sbom.PLATFORM.spdx.json
+        merged = tmp_path / "merged" / f"sbom.linux_{arch}.spdx.json"
+        assert f"arch={arch}" in merged.read_text()

@@ -150,6 +150,7 @@ class _Copier:
         self.source_layer = source_layer
         self.deferred = deferred
         self._in_layer: set[str] = set()  # directories of deferred files, copied up
+        self._pending: set[str] = set()  # destination paths (relative) of deferred files
         self._src_prefix = len(os.path.join(str(src_root), ""))
         self._dest_prefix = len(os.path.join(str(dest_root), ""))
         self.action = action
@@ -296,6 +297,10 @@ class _Copier:
                 target_st = os.lstat(target)
             except FileNotFoundError:
                 target_st = None
+            if target_st is None and include and self._pending:
+                # an earlier source of this copy went there as a deferred link (not on
+                # disk yet): this one replaces it, as BuildKit's later source does
+                self._drop_pending(str(target)[self._dest_prefix :])
         if include:
             if (
                 self.action.replace_existing
@@ -513,7 +518,19 @@ class _Copier:
             pst = os.lstat(parent)
             os.utime(parent, ns=(pst.st_atime_ns, pst.st_mtime_ns), follow_symlinks=False)
             self._in_layer.add(parent)
-        self.deferred.append((earlier, dest_path[self._dest_prefix :]))
+        rel = dest_path[self._dest_prefix :]
+        self._drop_pending(rel)
+        self.deferred.append((earlier, rel))
+        self._pending.add(rel)
+
+    def _drop_pending(self, rel: str) -> None:
+        """Forget the deferred link to ``rel``: a later source of this copy (several
+        files onto one name) writes there instead."""
+        assert self.deferred is not None
+        if rel not in self._pending:
+            return
+        self._pending.discard(rel)
+        self.deferred[:] = [d for d in self.deferred if d[1] != rel]
 
     def _fd_info(self, fd_in: int, fd_out: int, st: os.stat_result) -> None:
         """:meth:`_copy_info` for a regular file through its descriptors."""

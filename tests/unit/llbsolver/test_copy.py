@@ -254,3 +254,26 @@ def test_files_only_in_lower_layers_or_marked_by_overlayfs_are_copied(tmp_path: 
     if ROOT:
         assert os.lstat(dest / "marked").st_ino != os.lstat(layer / "marked").st_ino
     assert read_tree(dest) == read_tree(src)
+
+
+@pytest.mark.parametrize("linked", [("x.txt", "y.txt"), ("x.txt",), ("y.txt",)])
+def test_later_sources_onto_one_name_win_over_deferred_links(
+    tmp_path: Path, linked: tuple[str, ...]
+) -> None:
+    # COPY *.txt /glob with two matches: each is copied to /glob in turn and the last
+    # one stays (BuildKit v0.8 in dockerd 20.10: /glob holds y.txt's content). A match
+    # whose file is linked after the unmount must not collide with a later one.
+    from dockyard.llbsolver._copy import link_deferred
+
+    src, dest = _roots(tmp_path, {"x.txt": "x", "y.txt": "y"}, {})
+    layer = make_tree(tmp_path / "layer", {name: name[0] for name in linked})
+    for name in linked:
+        st = os.lstat(src / name)
+        os.utime(layer / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.chmod(layer / name, stat.S_IMODE(st.st_mode))
+    deferred: list[tuple[str, str]] = []
+    action = CopyAction(src="/*.txt", dest="/glob", allow_wildcard=True, create_dest_path=True)
+    copy(src, dest, action, None, source_layer=layer, deferred=deferred)
+    link_deferred(dest, deferred)
+    assert (dest / "glob").read_text() == "y"
+    assert sorted(p.name for p in dest.iterdir()) == ["glob"]

@@ -3,7 +3,8 @@
 ``--output``, ``--cache-to``/``--cache-from``, ``--provenance`` and ``--attest`` take a
 CSV record: a field holding a comma is quoted (``"name=a,b"``), and empty fields are
 ignored. :func:`csv_fields` splits a value into its fields; :func:`key_values` reads them
-as ``key=value`` pairs (keys case-insensitive). Every mistake is a
+as ``key=value`` pairs (keys case-insensitive); :func:`csv_record` writes fields back
+as one value (what a client sends a daemon). Every mistake is a
 :class:`~dockyard.core.UsageError` naming the flag.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Collection, Iterable
 
 from ._errors import UsageError
 
-__all__ = ["csv_fields", "key_values"]
+__all__ = ["csv_fields", "csv_record", "key_values"]
 
 
 def csv_fields(text: str, what: str) -> list[str]:
@@ -46,3 +47,14 @@ def key_values(fields: Iterable[str], what: str, *, joined: Collection[str] = ()
             value = f"{out[key]},{value}"
         out[key] = value
     return out
+
+
+def csv_record(fields: Iterable[str]) -> str:
+    """``fields`` as one CSV record (quoted where a field holds a comma or a quote), the
+    inverse of :func:`csv_fields`."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from dockyard.core import Digest, Platform, UsageError
+from dockyard.core.csvfields import csv_fields, csv_record, key_values
 
 if TYPE_CHECKING:
     from dockyard.content import ContentStore
@@ -115,17 +116,12 @@ class ProvenanceOptions:
 
     def to_attr(self) -> str:
         """The ``attest:provenance`` value (``mode=min,builder-id=...``)."""
-        import csv
-        import io
-
         fields = [f"mode={self.mode}"]
         if self.builder_id:
             fields.append(f"builder-id={self.builder_id}")
         if self.reproducible:
             fields.append("reproducible=true")
-        out = io.StringIO()
-        csv.writer(out, lineterminator="").writerow(fields)
-        return out.getvalue()
+        return csv_record(fields)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str], what: str) -> ProvenanceOptions | None:
@@ -163,25 +159,7 @@ class ProvenanceOptions:
 
 
 def _csv_fields(text: str, what: str) -> dict[str, str]:
-    import csv
-
-    try:
-        rows = list(csv.reader([text]))
-    except csv.Error as exc:
-        raise UsageError(f"{what}: invalid value {text!r}: {exc}") from None
-    out: dict[str, str] = {}
-    for item in rows[0] if rows else []:
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"{what}: invalid field {item!r} (expected key=value)")
-        key = key.strip().lower()
-        if key in out:
-            raise UsageError(f"{what}: {key} given twice")
-        out[key] = value.strip()
-    return out
+    return key_values(csv_fields(text, what), what)
 
 
 def parse_provenance_flag(value: str) -> ProvenanceOptions | None:
@@ -255,14 +233,9 @@ class SbomOptions:
     def to_attr(self) -> str:
         """The ``attest:sbom`` value (``generator=IMAGE,...``; empty for the built-in
         scanner without parameters)."""
-        import csv
-        import io
-
         fields = [f"generator={self.generator}"] if self.generator else []
         fields += [f"{k}={v}" for k, v in self.params.items()]
-        out = io.StringIO()
-        csv.writer(out, lineterminator="").writerow(fields)
-        return out.getvalue()
+        return csv_record(fields)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str], what: str) -> SbomOptions | None:

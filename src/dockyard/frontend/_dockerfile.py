@@ -40,6 +40,7 @@ from dockyard.core import (
     UsageError,
     normalize_platforms,
 )
+from dockyard.core.csvfields import csv_fields
 from dockyard.dockerfile import NetworkMode
 
 from ._names import DOCKERFILE_FRONTEND
@@ -223,16 +224,6 @@ def _sbom(attrs: Mapping[str, str]) -> SbomOptions | None:
     return None if value is None else SbomOptions.from_attr(value)
 
 
-def _csv_fields(key: str, value: str) -> list[str]:
-    import csv
-
-    try:
-        rows = list(csv.reader([value], strict=True))
-    except csv.Error as exc:
-        raise UsageError(f"{key} {value!r}: {exc}") from None
-    return [f.strip() for f in (rows[0] if rows else []) if f.strip()]
-
-
 def _extra_hosts(value: str) -> tuple[llb.HostIP, ...]:
     """BuildKit's ``add-hosts``: CSV ``host=ip`` fields, lower-cased (``host:ip`` is
     taken too); the IP must be an address (``host-gateway`` is the client's to resolve)."""
@@ -241,7 +232,7 @@ def _extra_hosts(value: str) -> tuple[llb.HostIP, ...]:
     from dockyard import llb
 
     hosts: list[llb.HostIP] = []
-    for item in _csv_fields("add-hosts", value):
+    for item in csv_fields(value, "add-hosts"):
         host, sep, ip = item.lower().partition("=")
         if not sep:
             host, sep, ip = item.lower().partition(":")
@@ -261,7 +252,7 @@ def _ulimits(value: str) -> tuple[llb.Ulimit, ...]:
     from dockyard import llb
 
     out: list[llb.Ulimit] = []
-    for item in _csv_fields("ulimit", value):
+    for item in csv_fields(value, "ulimit"):
         try:
             out.append(llb.Ulimit.parse(item))
         except UsageError as exc:

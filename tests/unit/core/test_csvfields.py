@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dockyard.core import UsageError
-from dockyard.core.csvfields import csv_fields, key_values
+from dockyard.core.csvfields import csv_fields, csv_record, key_values
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,10 @@ def test_a_repeated_key_is_an_error_unless_joined() -> None:
 def test_a_field_without_a_value_is_an_error() -> None:
     with pytest.raises(UsageError, match=r"invalid field 'push' \(expected key=value\)"):
         key_values(["type=image", "push"], "--output")
+
+
+def test_a_record_reads_back_as_its_fields() -> None:
+    fields = ["mode=max", "builder-id=https://ci.example/a,b", 'note=say "hi"']
+    text = csv_record(fields)
+    assert text.startswith("mode=max,")
+    assert csv_fields(text, "attest:provenance") == fields

@@ -43,6 +43,7 @@ def copy(
     previous: PreviousCopy | None = None,
     source_layer: Path | None = None,
     deferred: list[tuple[str, str]] | None = None,
+    claims: dict[tuple[int, int], object] | None = None,
 ) -> None:
     """Copy ``action.src`` of the tree at ``src_root`` into the tree at ``dest_root``.
 
@@ -63,6 +64,14 @@ def copy(
     would give it exactly the metadata it has. A first build's ``COPY`` of the build
     context then writes no file content. Committed layers are never written in place
     (later changes go to new layers), so sharing their files is safe.
+
+    Hard links are kept within one source (a directory's hard-linked files stay linked),
+    never made between sources: each source (each wildcard match, each copy action) is
+    copied on its own, as BuildKit copies them, so two sources that are links of one
+    file (``COPY a hard-link-of-a /d/``, a followed symlink) become two files. ``claims``
+    records which source each earlier file linked into the destination stands for (pass
+    one dict to every copy into the same layer): a file already linked for another source
+    is copied instead.
 
     Destination rules (BuildKit's): a ``dest`` ending in ``/`` is a directory (made if
     missing); a file copied onto an existing directory lands inside it; a directory
@@ -99,7 +108,7 @@ def copy(
     else:
         matches = [src_path]
     copier = _Copier(
-        src_root, dest_root, action, owner, cancelled, previous, deferred, source_layer
+        src_root, dest_root, action, owner, cancelled, previous, deferred, source_layer, claims
     )
     for src in matches:
         if action.unpack:
@@ -143,6 +152,7 @@ class _Copier:
         previous: PreviousCopy | None = None,
         deferred: list[tuple[str, str]] | None = None,
         source_layer: Path | None = None,
+        claims: dict[tuple[int, int], object] | None = None,
     ) -> None:
         self.src_root = src_root
         self.dest_root = dest_root
@@ -162,6 +172,9 @@ class _Copier:
         self.exclude = PatternMatcher(action.exclude_patterns) if action.exclude_patterns else None
         self.filtered = self.include is not None or self.exclude is not None
         self.inodes: dict[tuple[int, int], Path] = {}
+        # earlier files linked into the destination -> the source (match) they stand for
+        self.claims: dict[tuple[int, int], object] = {} if claims is None else claims
+        self._source: object = object()
         # source inodes whose first file was deferred: the file it will be linked to
         self._deferred_groups: dict[tuple[int, int], str] = {}
         self.parents: list[_ParentDir] = []
@@ -170,6 +183,10 @@ class _Copier:
     # -- entry points
 
     def copy_source(self, src: str, dest_path: str) -> None:
+        # hard links are kept within one source only (BuildKit copies each on its own)
+        self.inodes = {}
+        self._deferred_groups = {}
+        self._source = object()
         action = self.action
         head, tail = split_dir(dest_path)
         ensure = head if tail not in ("", ".") else dest_path
@@ -497,12 +514,17 @@ class _Copier:
             and (est.st_uid, est.st_gid) == (uid, gid)
         ):
             return False
+        key = (est.st_dev, est.st_ino)
+        if self.claims.get(key, self._source) is not self._source:
+            return False  # linked for another source: this one must be a file of its own
         if self.deferred is None:
             try:
                 os.link(earlier, target, follow_symlinks=False)
             except OSError:
                 return False
+            self.claims[key] = self._source
             return True
+        self.claims[key] = self._source
         if st.st_nlink > 1:  # later links of its group (if any here) are deferred to it too
             self._deferred_groups[(st.st_dev, st.st_ino)] = earlier
         self._defer(earlier, target)

@@ -269,6 +269,8 @@ class _Run:
         self.committed: dict[int, ImmutableRef] = {}
         self.returned: set[int] = set()
         self.previous: PreviousCopy | None = None  # of the op's one copy, if known
+        # earlier files the op's copies linked into their destinations (see copy())
+        self.link_claims: dict[tuple[int, int], object] = {}
 
     def order(self) -> list[int]:
         """Actions in an order where each comes after those it reads (Definitions are
@@ -420,6 +422,7 @@ class _Run:
                         previous=previous,
                         source_layer=source_layer,
                         deferred=deferred,
+                        claims=self.link_claims,
                     )
                 elif isinstance(action, MkdirAction):
                     _fsops.mkdir(dest, action, owner)

@@ -277,3 +277,27 @@ def test_later_sources_onto_one_name_win_over_deferred_links(
     link_deferred(dest, deferred)
     assert (dest / "glob").read_text() == "y"
     assert sorted(p.name for p in dest.iterdir()) == ["glob"]
+
+
+def test_hard_links_are_not_made_between_sources(tmp_path: Path) -> None:
+    # BuildKit copies each source (wildcard match, copy action) on its own: files that
+    # are links of one inode in the source become separate files when they are separate
+    # sources (v0.8 in dockerd 20.10: COPY --from=s /o/* /d/ with a, its hard link ha
+    # and la -> a gives three regular files), while a directory source keeps its links
+    src, dest = _roots(tmp_path, {"o/": None, "o/a": "1", "o/la": {"link": "a"}}, {})
+    os.link(src / "o/a", src / "o/ha")
+    copy(src, dest, CopyAction(src="/o/*", dest="/w/", allow_wildcard=True), None)
+    inodes = {os.lstat(dest / "w" / name).st_ino for name in ("a", "ha", "la")}
+    assert len(inodes) == 3
+    assert (dest / "w/la").read_text() == "1"
+    copy(src, dest, CopyAction(src="/o", dest="/whole"), None)
+    assert os.lstat(dest / "whole/a").st_ino == os.lstat(dest / "whole/ha").st_ino
+
+    # linked from the source's own layer, across two copies into one layer
+    layered = make_tree(tmp_path / "layered", {})
+    claims: dict[tuple[int, int], object] = {}
+    for name in ("a", "ha"):
+        copy(src, layered, CopyAction(src=f"/o/{name}", dest="/m/"), None,
+             source_layer=src, claims=claims)  # fmt: skip
+    assert os.lstat(layered / "m/a").st_ino != os.lstat(layered / "m/ha").st_ino
+    assert os.lstat(layered / "m/a").st_ino == os.lstat(src / "o/a").st_ino  # one still linked

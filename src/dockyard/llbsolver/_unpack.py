@@ -9,8 +9,10 @@ Extraction is contained in the destination directory: entry names and hard-link 
 that climb out with ``..`` are rejected, leading ``/`` are dropped, and symlinks the
 archive made (or found) are resolved inside the destination, so no entry can write
 outside it. OCI whiteouts (``.wh.name``) remove ``name`` as containerd's apply does.
-Owners come from the archive unless the copy has an owner; modes and modification
-times from the archive.
+Owners come from the archive unless the copy has an owner (parents the archive does not
+list are made 0755 and stay root's, as BuildKit makes them); modes and modification
+times from the archive. A hard-link entry gives the inode it shares its own owner,
+xattrs, mode and times, as docker's archive code and BuildKit do.
 """
 
 from __future__ import annotations
@@ -197,7 +199,9 @@ class _Extractor:
                 remove_all(victim)
                 self.removed = True
             return
-        mkdir_all(self.root, parent, mode=0o755, owner=self.owner)
+        # parents the archive does not list belong to root, also with --chown (BuildKit
+        # and docker's archive code chown them to the root pair, not to the copy's owner)
+        mkdir_all(self.root, parent, mode=0o755)
         target = parent / base
         try:
             existing: os.stat_result | None = os.lstat(target)
@@ -230,7 +234,13 @@ class _Extractor:
                     f"extracting {self.name}: hard link {member.name!r} to a directory"
                 )
             os.link(source, target, follow_symlinks=False)
-            return  # the linked inode keeps its own metadata
+            # docker's archive code (BuildKit's ADD) gives the shared inode the link
+            # entry's owner, xattrs, mode and times (the last two not to a symlink)
+            linked_symlink = stat.S_ISLNK(st.st_mode)
+            self._meta(target, member, symlink=linked_symlink)
+            if not linked_symlink:
+                self._times(target, member)
+            return
         elif member.ischr() or member.isblk() or member.isfifo():
             kind = (
                 stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
@@ -242,10 +252,10 @@ class _Extractor:
         if not member.isdir():
             self._times(target, member)
 
-    def _meta(self, path: Path, member: tarfile.TarInfo) -> None:
+    def _meta(self, path: Path, member: tarfile.TarInfo, *, symlink: bool = False) -> None:
         uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (member.uid, member.gid)
         os.chown(path, uid, gid, follow_symlinks=False)
-        if not member.issym():
+        if not (member.issym() or symlink):
             os.chmod(path, member.mode & 0o7777)
         for key, value in member.pax_headers.items():
             if key.startswith("SCHILY.xattr."):

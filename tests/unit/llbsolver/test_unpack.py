@@ -148,6 +148,44 @@ def test_hard_links(tmp_path: Path) -> None:
     assert a.st_ino == b.st_ino == c.st_ino
 
 
+def test_a_hard_link_entry_gives_the_shared_inode_its_metadata(tmp_path: Path) -> None:
+    # docker's archive code (BuildKit's ADD, v0.8 in dockerd 20.10 and current) chowns,
+    # chmods and re-times the inode a hard-link entry shares: the entry's header wins
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("f")
+        info.size, info.mode, info.mtime, info.uid, info.gid = 4, 0o640, 1_500_000_000, 1, 2
+        tar.addfile(info, io.BytesIO(b"data"))
+        link = tarfile.TarInfo("h")
+        link.type, link.linkname = tarfile.LNKTYPE, "f"
+        link.mode, link.mtime, link.uid, link.gid = 0o604, 1_400_000_000, 3, 4
+        tar.addfile(link)
+    dest = _add(tmp_path, out.getvalue())
+    st = os.lstat(dest / "dst/f")
+    assert st.st_ino == os.lstat(dest / "dst/h").st_ino
+    assert stat.S_IMODE(st.st_mode) == 0o604
+    assert st.st_mtime == 1_400_000_000
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (3, 4)
+
+
+def test_parents_the_archive_does_not_list_are_not_chowned(tmp_path: Path) -> None:
+    # ADD --chown=1:2 of an archive whose entry deep/y has no entry for deep: BuildKit
+    # (v0.8 in dockerd 20.10, and current BuildKit's applyRootArchive) gives deep the
+    # root pair while the entries and the destination directory get the owner
+    dest = _add(
+        tmp_path, _tar([("deep/y", "f", "y"), ("top/", "d", "")]), owner=Owner(uid=1, gid=2)
+    )
+    implied, entry, listed = (os.lstat(dest / p) for p in ("dst/deep", "dst/deep/y", "dst/top"))
+    assert (entry.st_uid, entry.st_gid) == (1, 2)
+    assert (listed.st_uid, listed.st_gid) == (1, 2)
+    assert stat.S_IMODE(implied.st_mode) == 0o755
+    if os.geteuid() == 0:
+        assert (implied.st_uid, implied.st_gid) == (0, 0)
+        dst = os.lstat(dest / "dst")
+        assert (dst.st_uid, dst.st_gid) == (1, 2)
+
+
 def test_whiteouts_remove(tmp_path: Path) -> None:
     dest = _add(
         tmp_path,

@@ -47,6 +47,20 @@ class CacheSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "attrs", _frozen(self.attrs))
 
+    def __repr__(self) -> str:  # a type=s3 value may hold secrets
+        from dockyard.remotecache import redact_attrs
+
+        return (
+            f"CacheSpec(text={self.redacted()!r}, type={self.type!r}, export={self.export!r}, "
+            f"attrs={redact_attrs(self.attrs)!r})"
+        )
+
+    def redacted(self) -> str:
+        """``text`` with its secrets (``secret_access_key``, ``session_token``) hidden."""
+        from dockyard.remotecache import redact, secret_values
+
+        return redact(self.text, secrets=secret_values(self.attrs))
+
     @property
     def path(self) -> Path | None:
         """The directory of a ``type=local`` cache (``src`` or ``dest``)."""
@@ -55,6 +69,18 @@ class CacheSpec:
 
     @classmethod
     def parse(cls, text: str, *, export: bool) -> CacheSpec:
+        from dockyard.remotecache import redact
+
+        try:
+            return cls._parse(text, export=export)
+        except UsageError as exc:  # never echo a type=s3 secret
+            message = redact(exc.message, source=text)
+            if message == exc.message:
+                raise
+            raise UsageError(message) from None
+
+    @classmethod
+    def _parse(cls, text: str, *, export: bool) -> CacheSpec:
         from dockyard.core.csvfields import csv_fields, key_values
 
         flag = "--cache-to" if export else "--cache-from"

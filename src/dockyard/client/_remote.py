@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from dockyard.session import LayoutStore
 
     from ._job import Job
+    from ._options import CacheSpec
 
 __all__ = ["ClientTls", "RemoteBackend"]
 
@@ -169,8 +170,12 @@ class RemoteBackend:
             entitlements=sorted(job.entitlements),
             exporters=[pb.Exporter(type=e.type_name, attrs=e.to_attrs()) for e in exports],
             cache=pb.CacheOptions(
-                imports=[pb.CacheOptionsEntry(type=c.type, attrs=c.attrs) for c in job.cache_from],
-                exports=[pb.CacheOptionsEntry(type=c.type, attrs=c.attrs) for c in job.cache_to],
+                imports=[
+                    pb.CacheOptionsEntry(type=c.type, attrs=_cache_attrs(c)) for c in job.cache_from
+                ],
+                exports=[
+                    pb.CacheOptionsEntry(type=c.type, attrs=_cache_attrs(c)) for c in job.cache_to
+                ],
             ),
         )
         if job.provenance is not None:  # BuildKit's attest:provenance attribute
@@ -371,6 +376,17 @@ async def _drain(status: asyncio.Task[None]) -> None:
     except BaseException:  # cancelled while waiting: the stream is not read any longer
         status.cancel()
         raise
+
+
+def _cache_attrs(spec: CacheSpec) -> Mapping[str, str]:
+    """A cache's attributes for the daemon: a ``type=s3`` one gets this process's AWS
+    credentials (environment, shared credentials file) unless it names its own, as
+    buildx sends them — the daemon reaches the bucket."""
+    if spec.type != "s3":
+        return spec.attrs
+    from dockyard.remotecache import with_environment_credentials
+
+    return with_environment_credentials(spec.attrs)
 
 
 def _uses_layouts(job: Job) -> bool:

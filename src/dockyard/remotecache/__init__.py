@@ -6,11 +6,17 @@ Values (parsed at the edge; the engine re-exports them for clients)
     (``type=local,dest=DIR``), :class:`RegistryCacheExport` (``type=registry,ref=REF``),
     :class:`InlineCacheExport` (``type=inline``); options ``mode=min|max`` (:class:`CacheMode`),
     ``compression=gzip|zstd|uncompressed``, ``compression-level``,
-    ``force-compression``, ``ignore-error``, ``tag`` (local), ``registry.insecure``.
+    ``force-compression``, ``ignore-error``, ``tag`` (local), ``registry.insecure``;
+    :class:`S3CacheExport` (``type=s3,bucket=B,region=R``: an :class:`S3Location` —
+    ``name`` (``;``-separated), ``prefix``, ``blobs_prefix``, ``manifests_prefix``,
+    ``endpoint_url``, ``use_path_style``, ``access_key_id``/``secret_access_key``/
+    ``session_token`` (:class:`AwsCredentials`; else the environment's) — with
+    ``upload_parallelism`` and ``touch_refresh``).
     :func:`parse_cache_import` (``--cache-from``) → :class:`LocalCacheImport`
     (``type=local,src=DIR[,tag=T|digest=D]``) or :class:`RegistryCacheImport`
     (``type=registry,ref=REF`` or a bare ``REF``; a cache manifest, or an image with an
-    inline cache). :func:`cache_export_from_attrs` / :func:`cache_import_from_attrs` do
+    inline cache) or :class:`S3CacheImport` (``type=s3``, as for the export).
+    :func:`cache_export_from_attrs` / :func:`cache_import_from_attrs` do
     the same from a type and attributes (BuildKit's ``CacheOptionsEntry``, what a daemon
     receives). A build request carries tuples of them (``BuildRequest.cache_exports`` /
     ``cache_imports``). Through a daemon, ``type=local`` travels as ``store=ID`` (with
@@ -45,6 +51,14 @@ Export (:func:`export_cache`, :func:`collect_cache`)
     publishes it), the manifest last, then the client names it in ``index.json``
     (keeping the index's other entries).
 
+S3 (:mod:`._s3cache`, :mod:`._s3`, :mod:`._sigv4`)
+    BuildKit's s3 layout: blobs at ``PREFIX + BLOBS_PREFIX + DIGEST``
+    (``blobs/sha256:<hex>``), the cache config JSON itself (no OCI manifest) at
+    ``PREFIX + MANIFESTS_PREFIX + NAME``; a blob already there is skipped (HEAD) and
+    copied onto itself when older than ``touch_refresh``. :class:`S3Client` is a small
+    httpx client signing with SigV4 (single PUT or multipart upload, retries as the
+    AWS SDK's standard mode). Secrets never reach a message, a ``repr`` or a cache key.
+
 Import (:func:`import_cache` → :class:`ImportedCache`)
     Reads the manifest and config only; the :class:`ImportedCache` is a
     :class:`dockyard.solver.CacheSource` the build's job consults after the local cache.
@@ -73,11 +87,18 @@ from ._options import (
     LocalCacheImport,
     RegistryCacheExport,
     RegistryCacheImport,
+    S3CacheExport,
+    S3CacheImport,
+    S3Location,
     cache_export_from_attrs,
     cache_import_from_attrs,
     parse_cache_export,
     parse_cache_import,
+    redact,
+    redact_attrs,
+    secret_values,
 )
+from ._sigv4 import AwsCredentials
 
 if TYPE_CHECKING:
     from ._config import (
@@ -90,6 +111,7 @@ if TYPE_CHECKING:
     )
     from ._export import CollectedCache, collect_cache, export_cache
     from ._import import ImportedCache, ImportStatistics, import_cache
+    from ._s3 import S3Client, credentials_from_environment, with_environment_credentials
 
 _LAZY = {
     "CACHE_CONFIG_MEDIA_TYPE": "._config",
@@ -104,6 +126,9 @@ _LAZY = {
     "ImportedCache": "._import",
     "ImportStatistics": "._import",
     "import_cache": "._import",
+    "S3Client": "._s3",
+    "credentials_from_environment": "._s3",
+    "with_environment_credentials": "._s3",
 }
 
 
@@ -112,6 +137,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "CACHE_CONFIG_MEDIA_TYPE",
+    "AwsCredentials",
     "CacheConfig",
     "CacheConfigRecord",
     "CacheExport",
@@ -130,11 +156,20 @@ __all__ = [
     "LocalCacheImport",
     "RegistryCacheExport",
     "RegistryCacheImport",
+    "S3CacheExport",
+    "S3CacheImport",
+    "S3Client",
+    "S3Location",
     "cache_export_from_attrs",
     "cache_import_from_attrs",
     "collect_cache",
+    "credentials_from_environment",
     "export_cache",
     "import_cache",
     "parse_cache_export",
     "parse_cache_import",
+    "redact",
+    "redact_attrs",
+    "secret_values",
+    "with_environment_credentials",
 ]

@@ -38,7 +38,7 @@ from ._config import (
     CacheLayer,
     CacheResult,
 )
-from ._options import ClientCacheExport, LocalCacheExport, RegistryCacheExport
+from ._options import ClientCacheExport, LocalCacheExport, RegistryCacheExport, S3CacheExport
 
 if TYPE_CHECKING:
     from dockyard.registry import RegistryClient
@@ -280,7 +280,7 @@ async def _write_blobs(collected: CollectedCache, content: ContentStore, lease: 
 
 async def export_cache(
     chain: Sequence[CacheChainRecord],
-    options: LocalCacheExport | ClientCacheExport | RegistryCacheExport,
+    options: LocalCacheExport | ClientCacheExport | RegistryCacheExport | S3CacheExport,
     *,
     cache: CacheManager,
     content: ContentStore,
@@ -290,8 +290,9 @@ async def export_cache(
     client: ContentCaller | None = None,
 ) -> Descriptor | None:
     """Export ``chain`` as ``options`` say; returns the cache manifest's descriptor
-    (``None``: nothing to export). A :class:`ClientCacheExport` goes to the content
-    store of the build's session (``client``). Errors are
+    (``None``: nothing to export; for an :class:`S3CacheExport`, the cache config's).
+    A :class:`ClientCacheExport` goes to the content store of the build's session
+    (``client``). Errors are
     :class:`~dockyard.core.DockyardError` naming the destination (the engine turns them
     into warnings with ``ignore-error=true``)."""
     compression = options.compression or CompressionOptions()
@@ -299,6 +300,8 @@ async def export_cache(
         where = f"cache to {options.dest}"
     elif isinstance(options, ClientCacheExport):
         where = f"cache to the client's content store {options.store!r}"
+    elif isinstance(options, S3CacheExport):
+        where = f"cache to {options.location.describe()}"
     else:
         where = f"cache to {options.ref.familiar()}"
     progress = Progress(reporter, f"exporting {where}", kind="cache")
@@ -313,6 +316,12 @@ async def export_cache(
             if collected.empty:
                 progress.finish()
                 return None
+            if isinstance(options, S3CacheExport):
+                from ._s3cache import export_s3
+
+                desc = await export_s3(collected, options, content=content, progress=progress)
+                progress.finish()
+                return desc
             desc = await _write_blobs(collected, content, lease)
             if isinstance(options, LocalCacheExport):
                 step = progress.step("write", f"writing cache manifest {desc.digest}")

@@ -58,7 +58,13 @@ from dockyard.source import (
 
 from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer, CacheResult
 from ._export import UNCOMPRESSED_ANNOTATION, new_registry_client
-from ._options import CacheImport, ClientCacheImport, LocalCacheImport, RegistryCacheImport
+from ._options import (
+    CacheImport,
+    ClientCacheImport,
+    LocalCacheImport,
+    RegistryCacheImport,
+    S3CacheImport,
+)
 
 if TYPE_CHECKING:
     from dockyard.registry import Reference, RegistryClient
@@ -399,6 +405,10 @@ async def import_cache(
             cache = await _import_local(options, content, unpacker)
         elif isinstance(options, ClientCacheImport):
             cache = await _import_client(options, content, unpacker, client)
+        elif isinstance(options, S3CacheImport):
+            from ._s3cache import import_s3
+
+            cache = await import_s3(options, content, unpacker)
         else:
             cache = await _import_registry(
                 options, content, unpacker, registry, credentials, platform
@@ -424,6 +434,8 @@ def _describe(options: CacheImport) -> str:
         return str(options.src)
     if isinstance(options, ClientCacheImport):
         return f"the client's content store {options.store!r}"
+    if isinstance(options, S3CacheImport):
+        return options.location.describe()
     return options.ref.familiar()
 
 

@@ -1,15 +1,21 @@
 """``--cache-to`` / ``--cache-from`` values, parsed at the edge into frozen values.
 
 buildx's CSV syntax: ``type=local,dest=DIR,mode=max``, ``type=registry,ref=REF``,
-``type=inline``; for ``--cache-from`` also a bare ``REF`` (``type=registry,ref=REF``).
+``type=inline``, ``type=s3,bucket=B,region=R[,name=N1;N2]``; for ``--cache-from`` also a
+bare ``REF`` (``type=registry,ref=REF``). The secrets of ``type=s3``
+(``secret_access_key``, ``session_token``) never appear in an error message or a
+value's ``repr``.
 Light on purpose (the engine package re-exports these): compression options are
 checked with the exporter's rules only when given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +23,8 @@ from typing import TYPE_CHECKING
 from dockyard.core import Digest, UsageError
 from dockyard.core.csvfields import csv_fields, key_values
 from dockyard.registry import Reference
+
+from ._sigv4 import AwsCredentials
 
 if TYPE_CHECKING:
     from dockyard.exporter import CompressionOptions
@@ -32,10 +40,16 @@ __all__ = [
     "LocalCacheImport",
     "RegistryCacheExport",
     "RegistryCacheImport",
+    "S3CacheExport",
+    "S3CacheImport",
+    "S3Location",
     "cache_export_from_attrs",
     "cache_import_from_attrs",
     "parse_cache_export",
     "parse_cache_import",
+    "redact",
+    "redact_attrs",
+    "secret_values",
 ]
 
 DEFAULT_TAG = "latest"
@@ -124,8 +138,127 @@ class RegistryCacheImport:
     insecure: bool = False
 
 
-CacheExport = LocalCacheExport | ClientCacheExport | RegistryCacheExport | InlineCacheExport
-CacheImport = LocalCacheImport | ClientCacheImport | RegistryCacheImport
+DEFAULT_S3_NAME = "buildkit"
+DEFAULT_TOUCH_REFRESH = 24 * 3600.0
+DEFAULT_UPLOAD_PARALLELISM = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class S3Location:
+    """Where a ``type=s3`` cache lives, BuildKit's layout: each layer blob at
+    ``PREFIX + BLOBS_PREFIX + DIGEST`` (``blobs/sha256:<hex>``), the cache config JSON at
+    ``PREFIX + MANIFESTS_PREFIX + NAME`` for each of ``names`` (an import reads the first).
+    ``endpoint_url`` (an S3-compatible service; ``use_path_style``: ``ENDPOINT/BUCKET/KEY``
+    rather than ``BUCKET.ENDPOINT/KEY``); ``credentials`` from the attributes, ``None``:
+    the environment's when the cache is used (``AWS_ACCESS_KEY_ID``...). Its ``repr``
+    hides the secrets."""
+
+    bucket: str
+    region: str
+    names: tuple[str, ...] = (DEFAULT_S3_NAME,)
+    prefix: str = ""
+    blobs_prefix: str = "blobs/"
+    manifests_prefix: str = "manifests/"
+    endpoint_url: str = ""
+    use_path_style: bool = False
+    credentials: AwsCredentials | None = None
+    retry_max_attempts: int = 3
+    disable_accept_encoding: bool = False
+
+    def blob_key(self, digest: str) -> str:
+        """The object key of a blob."""
+        return f"{self.prefix}{self.blobs_prefix}{digest}"
+
+    def manifest_key(self, name: str) -> str:
+        """The object key of the cache config named ``name``."""
+        return f"{self.prefix}{self.manifests_prefix}{name}"
+
+    def describe(self) -> str:
+        """``s3://BUCKET/KEY`` of the (first) cache config, for messages."""
+        return f"s3://{self.bucket}/{self.manifest_key(self.names[0])}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class S3CacheExport:
+    """``type=s3``: the layer blobs and the cache config written to an S3 bucket as
+    BuildKit's s3 cache does. A blob already there is not uploaded again (a HEAD); one
+    last written more than ``touch_refresh`` seconds ago (24 h) is copied onto itself
+    so that an expiry rule keeps it. ``upload_parallelism`` blobs at once (4)."""
+
+    location: S3Location
+    mode: CacheMode = CacheMode.MIN
+    compression: CompressionOptions | None = None
+    ignore_error: bool = False
+    upload_parallelism: int = DEFAULT_UPLOAD_PARALLELISM
+    touch_refresh: float = DEFAULT_TOUCH_REFRESH
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class S3CacheImport:
+    """``type=s3``: the cache config ``names[0]`` of the bucket, its blobs fetched
+    when a step needs them."""
+
+    location: S3Location
+
+
+CacheExport = (
+    LocalCacheExport | ClientCacheExport | RegistryCacheExport | InlineCacheExport | S3CacheExport
+)
+CacheImport = LocalCacheImport | ClientCacheImport | RegistryCacheImport | S3CacheImport
+
+_SECRET_ATTRS = ("secret_access_key", "session_token")
+# a value runs to the next ``key=`` field (a comma inside a secret is still the secret)
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)\b(secret_access_key|session_token)\s*=\s*([^,]*(?:,[^,=]*(?=,|$))*)"
+)
+
+
+_SECRET_FIELD = re.compile(r"(?i)\b(secret_access_key|session_token)\s*=\s*[^,:\s'\"]*")
+
+
+def _secrets_of_text(text: str) -> list[str]:
+    out = []
+    for match in _SECRET_IN_TEXT.finditer(text):
+        value = match.group(2).strip()
+        out += [value, value.strip('"')]
+    return out
+
+
+def secret_values(attrs: Mapping[str, str]) -> list[str]:
+    """The values of the secret attributes of ``attrs`` (``secret_access_key``,
+    ``session_token``)."""
+    return [v for k, v in attrs.items() if k.lower() in _SECRET_ATTRS and v]
+
+
+def redact_attrs(attrs: Mapping[str, str]) -> dict[str, str]:
+    """``attrs`` with the values of its secret attributes replaced by ``***``."""
+    return {k: "***" if k.lower() in _SECRET_ATTRS else v for k, v in attrs.items()}
+
+
+def redact(text: str, *, source: str = "", secrets: Sequence[str] = ()) -> str:
+    """``text`` with the values of ``secret_access_key=``/``session_token=`` fields
+    replaced by ``***``, and every other occurrence of them, of those of ``source``
+    (the flag value a message quotes) and of ``secrets``."""
+    values = {v for v in (*secrets, *_secrets_of_text(source), *_secrets_of_text(text)) if v}
+    out = text
+    for value in sorted(values, key=len, reverse=True):
+        out = out.replace(value, "***")
+        for piece in value.split(","):  # a field of its own when the CSV split it
+            if piece:
+                out = out.replace(repr(piece), "'***'")
+    return _SECRET_FIELD.sub(lambda m: f"{m.group(1)}=***", out)
+
+
+@contextlib.contextmanager
+def _scrubbed(text: str, attrs: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Errors raised in the block, with the secrets of ``text``/``attrs`` redacted."""
+    try:
+        yield
+    except UsageError as exc:
+        message = redact(exc.message, source=text, secrets=secret_values(attrs or {}))
+        if message == exc.message:
+            raise
+        raise UsageError(message) from None
 
 
 def _fields(flag: str, text: str) -> dict[str, str]:
@@ -208,10 +341,11 @@ def _common_export(flag: str, attrs: dict[str, str]) -> tuple[CacheMode, bool]:
 
 def parse_cache_export(text: str) -> CacheExport:
     """One ``--cache-to`` value; :class:`UsageError` for what it cannot mean."""
-    attrs = _fields("--cache-to", text)
-    kind = attrs.pop("type", "")
-    _no_store("--cache-to", text, attrs)
-    return cache_export_from_attrs(kind, attrs, text=text)
+    with _scrubbed(text):
+        attrs = _fields("--cache-to", text)
+        kind = attrs.pop("type", "")
+        _no_store("--cache-to", text, attrs)
+        return cache_export_from_attrs(kind, attrs, text=text)
 
 
 def _no_store(flag: str, text: str, attrs: Mapping[str, str]) -> None:
@@ -220,13 +354,41 @@ def _no_store(flag: str, text: str, attrs: Mapping[str, str]) -> None:
         raise UsageError(f"{flag} {text}: unknown option store (type=local takes a directory)")
 
 
-def cache_export_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = "") -> CacheExport:
+def cache_export_from_attrs(
+    kind: str,
+    attrs: Mapping[str, str],
+    *,
+    text: str = "",
+    env: Mapping[str, str] | None = None,
+) -> CacheExport:
     """A ``--cache-to`` from its type and attributes (BuildKit's ``CacheOptionsEntry``,
-    as a daemon receives it); :class:`UsageError` for what they cannot mean."""
+    as a daemon receives it); :class:`UsageError` for what they cannot mean. ``env``
+    (the process environment) gives ``type=s3`` its ``AWS_BUCKET``/``AWS_REGION``
+    defaults, as BuildKit reads them where the cache is written."""
+    with _scrubbed(text, attrs):
+        return _export_from_attrs(kind, attrs, text, env)
+
+
+def _export_from_attrs(
+    kind: str, attrs: Mapping[str, str], text: str, env: Mapping[str, str] | None
+) -> CacheExport:
     flag = "--cache-to"
     attrs = {k.lower(): v for k, v in attrs.items()}
     kind = kind.lower()
-    text = text or ",".join([f"type={kind}", *(f"{k}={v}" for k, v in attrs.items())])
+    text = redact(text or _text(kind, attrs))
+    if kind == "s3":
+        location, extra = _s3_location(flag, attrs, env)
+        mode, ignore = _common_export(flag, attrs)
+        compression = _compression(flag, attrs)
+        _reject_unknown(flag, kind, attrs)
+        return S3CacheExport(
+            location=location,
+            mode=mode,
+            compression=compression,
+            ignore_error=ignore,
+            upload_parallelism=extra.upload_parallelism,
+            touch_refresh=extra.touch_refresh,
+        )
     if kind == "local":
         dest = attrs.pop("dest", "")
         store = attrs.pop("store", "")
@@ -264,27 +426,52 @@ def cache_export_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = 
         _reject_unknown(flag, kind, attrs)
         return InlineCacheExport()
     if not kind:
-        raise UsageError(f"{flag} {text}: type= is required (local, registry or inline)")
+        raise UsageError(f"{flag} {text}: type= is required (local, registry, inline or s3)")
     raise UsageError(
-        f"{flag} {text}: unknown cache type {kind!r} (expected local, registry or inline)"
+        f"{flag} {text}: unknown cache type {kind!r} (expected local, registry, inline or s3)"
     )
 
 
 def parse_cache_import(text: str) -> CacheImport:
     """One ``--cache-from`` value; :class:`UsageError` for what it cannot mean."""
-    attrs = _fields("--cache-from", text)
-    kind = attrs.pop("type", "")
-    _no_store("--cache-from", text, attrs)
-    return cache_import_from_attrs(kind, attrs, text=text)
+    with _scrubbed(text):
+        attrs = _fields("--cache-from", text)
+        kind = attrs.pop("type", "")
+        _no_store("--cache-from", text, attrs)
+        return cache_import_from_attrs(kind, attrs, text=text)
 
 
-def cache_import_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = "") -> CacheImport:
+def cache_import_from_attrs(
+    kind: str,
+    attrs: Mapping[str, str],
+    *,
+    text: str = "",
+    env: Mapping[str, str] | None = None,
+) -> CacheImport:
     """A ``--cache-from`` from its type and attributes (BuildKit's
-    ``CacheOptionsEntry``); :class:`UsageError` for what they cannot mean."""
+    ``CacheOptionsEntry``); :class:`UsageError` for what they cannot mean. ``env`` as
+    for :func:`cache_export_from_attrs`."""
+    with _scrubbed(text, attrs):
+        return _import_from_attrs(kind, attrs, text, env)
+
+
+def _import_from_attrs(
+    kind: str, attrs: Mapping[str, str], text: str, env: Mapping[str, str] | None
+) -> CacheImport:
     flag = "--cache-from"
     attrs = {k.lower(): v for k, v in attrs.items()}
     kind = kind.lower()
-    text = text or ",".join([f"type={kind}", *(f"{k}={v}" for k, v in attrs.items())])
+    text = redact(text or _text(kind, attrs))
+    if kind == "s3":
+        location, _extra = _s3_location(flag, attrs, env)
+        # what an export takes is accepted and unused (the same value serves both flags)
+        for key in ("mode", "ignore-error", "compression", "compression-level"):
+            attrs.pop(key, None)
+        attrs.pop("force-compression", None)
+        attrs.pop("oci-mediatypes", None)
+        attrs.pop("image-manifest", None)
+        _reject_unknown(flag, kind, attrs)
+        return S3CacheImport(location=location)
     if kind == "local":
         src = attrs.pop("src", "")
         store = attrs.pop("store", "")
@@ -312,5 +499,135 @@ def cache_import_from_attrs(kind: str, attrs: Mapping[str, str], *, text: str = 
         _reject_unknown(flag, kind, attrs)
         return RegistryCacheImport(ref=ref, insecure=insecure)
     if not kind:
-        raise UsageError(f"{flag} {text}: type= is required (local or registry)")
-    raise UsageError(f"{flag} {text}: unknown cache type {kind!r} (expected local or registry)")
+        raise UsageError(f"{flag} {text}: type= is required (local, registry or s3)")
+    raise UsageError(f"{flag} {text}: unknown cache type {kind!r} (expected local, registry or s3)")
+
+
+def _text(kind: str, attrs: Mapping[str, str]) -> str:
+    return ",".join([f"type={kind}", *(f"{k}={v}" for k, v in attrs.items())])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _S3Extra:
+    upload_parallelism: int
+    touch_refresh: float
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go duration (``24h``, ``1h30m``, ``90s``, ``500ms``; ``0``);
+    ``ValueError`` otherwise."""
+    value = text.strip()
+    sign = 1.0
+    if value[:1] in ("+", "-"):
+        sign = -1.0 if value[0] == "-" else 1.0
+        value = value[1:]
+    if value == "0":
+        return 0.0
+    if not value:
+        raise ValueError(f"invalid duration {text!r}")
+    total = 0.0
+    pos = 0
+    while pos < len(value):
+        match = _DURATION_PART.match(value, pos)
+        if match is None:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+def _positive(flag: str, key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise UsageError(f"{flag}: {key}={value!r} must be a positive integer")
+    return number
+
+
+def _s3_location(
+    flag: str, attrs: dict[str, str], env: Mapping[str, str] | None
+) -> tuple[S3Location, _S3Extra]:
+    """The ``type=s3`` attributes BuildKit's s3 cache reads (popped from ``attrs``)."""
+    env = os.environ if env is None else env
+    bucket = attrs.pop("bucket", None)
+    if bucket is None:
+        bucket = env.get("AWS_BUCKET")
+    if not bucket:
+        raise UsageError(f"{flag}: type=s3 needs bucket=NAME (or $AWS_BUCKET)")
+    region = attrs.pop("region", None)
+    if region is None:
+        region = env.get("AWS_REGION")
+    if not region:
+        raise UsageError(f"{flag}: type=s3 needs region=REGION (or $AWS_REGION)")
+    names: tuple[str, ...] = (DEFAULT_S3_NAME,)
+    if "name" in attrs:
+        names = tuple(n.strip() for n in attrs.pop("name").split(";"))
+        if not all(names):
+            raise UsageError(f"{flag}: name= holds an empty name (names are separated by ;)")
+    prefix = attrs.pop("prefix", "")
+    blobs_prefix = attrs.pop("blobs_prefix", "blobs/")
+    manifests_prefix = attrs.pop("manifests_prefix", "manifests/")
+    endpoint = attrs.pop("endpoint_url", "")
+    path_style = _bool(flag, "use_path_style", attrs.pop("use_path_style", "false"))
+    key = attrs.pop("access_key_id", "")
+    secret = attrs.pop("secret_access_key", "")
+    token = attrs.pop("session_token", "")
+    credentials: AwsCredentials | None = None
+    if key and secret:
+        credentials = AwsCredentials(
+            access_key_id=key, secret_access_key=secret, session_token=token
+        )
+    elif key:
+        raise UsageError(f"{flag}: type=s3 has access_key_id without secret_access_key")
+    elif secret:
+        raise UsageError(f"{flag}: type=s3 has secret_access_key without access_key_id")
+    parallelism = DEFAULT_UPLOAD_PARALLELISM
+    if "upload_parallelism" in attrs:
+        parallelism = _positive(flag, "upload_parallelism", attrs.pop("upload_parallelism"))
+    refresh = DEFAULT_TOUCH_REFRESH
+    if "touch_refresh" in attrs:
+        value = attrs.pop("touch_refresh")
+        try:
+            refresh = parse_duration(value)
+        except ValueError:
+            raise UsageError(
+                f"{flag}: touch_refresh={value!r} is not a duration (such as 24h, 30m or 90s)"
+            ) from None
+    attempts = 3
+    if "retry_max_attempts" in attrs:
+        attempts = _positive(flag, "retry_max_attempts", attrs.pop("retry_max_attempts"))
+    mode = attrs.pop("retry_mode", "standard")
+    if mode not in ("standard", "adaptive"):
+        raise UsageError(f"{flag}: retry_mode={mode!r} (expected standard or adaptive)")
+    no_encoding = _bool(
+        flag, "disable_accept_encoding", attrs.pop("disable_accept_encoding", "false")
+    )
+    location = S3Location(
+        bucket=bucket,
+        region=region,
+        names=names,
+        prefix=prefix,
+        blobs_prefix=blobs_prefix,
+        manifests_prefix=manifests_prefix,
+        endpoint_url=endpoint,
+        use_path_style=path_style,
+        credentials=credentials,
+        retry_max_attempts=attempts,
+        disable_accept_encoding=no_encoding,
+    )
+    return location, _S3Extra(upload_parallelism=parallelism, touch_refresh=refresh)

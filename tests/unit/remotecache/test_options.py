@@ -66,7 +66,7 @@ def test_imports() -> None:
         ("", "empty value"),
         ("dest=/c", "type= is required"),
         ("type=local", "needs dest=DIR"),
-        ("type=s3,bucket=b", "unknown cache type 's3'"),
+        ("type=gha,url=http://c", "unknown cache type 'gha'"),
         ("type=local,dest=/c,mode=most", "mode='most'"),
         ("type=local,dest=/c,colour=blue", "unknown option(s) for type=local: colour"),
         ("type=local,dest=/c,dest=/d", "dest given twice"),

@@ -1,0 +1,636 @@
+"""A small S3 client over httpx: what BuildKit's s3 cache asks of the AWS SDK.
+
+``HeadObject``, ``GetObject`` (streamed), ``PutObject`` (a single PUT up to
+:data:`MULTIPART_THRESHOLD`, a multipart upload — ``CreateMultipartUpload``,
+``UploadPart``, ``CompleteMultipartUpload``, ``AbortMultipartUpload`` on failure — beyond
+it, parts of :data:`PART_SIZE` as the SDK's transfer manager makes them) and
+``CopyObject`` of an object onto itself with new metadata (BuildKit's *touch*; over
+5 GiB by ``UploadPartCopy`` ranges). Every request is signed with SigV4
+(:mod:`._sigv4`) and carries its payload hash. Addresses: virtual-host style
+(``https://BUCKET.s3.REGION.amazonaws.com/KEY``) by default, path style
+(``ENDPOINT/BUCKET/KEY``) with ``use_path_style`` and an ``endpoint_url``, as the SDK
+does.
+
+Retries as the SDK's *standard* mode: up to ``max_attempts`` tries (3) of a request
+that failed with a connection error, a 5xx, a 429 or a throttling code, waiting a random
+time up to 1, 2, 4… seconds (at most 20) between them.
+
+Credentials (:func:`credentials_from_environment`): ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` (the SDK's ``AWS_ACCESS_KEY`` /
+``AWS_SECRET_KEY`` spellings too), else the ``[AWS_PROFILE]`` (``default``) section of
+the shared credentials file (``AWS_SHARED_CREDENTIALS_FILE`` or
+``~/.aws/credentials``). Errors name the bucket, key and S3's error code and message;
+never a secret, a signature or a request header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import contextlib
+import datetime
+import email.utils
+import hashlib
+import os
+import random
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError
+
+from ._sigv4 import EMPTY_SHA256, AwsCredentials, canonical_query, sign, uri_encode
+
+if TYPE_CHECKING:
+    import httpx
+
+    from dockyard.registry import BlobSink
+
+__all__ = [
+    "COPY_LIMIT",
+    "MULTIPART_THRESHOLD",
+    "PART_SIZE",
+    "ObjectInfo",
+    "S3Client",
+    "credentials_from_environment",
+    "with_environment_credentials",
+]
+
+#: a blob up to this size is one PUT; a larger one a multipart upload (the SDK's
+#: transfer manager's threshold)
+MULTIPART_THRESHOLD = 16 << 20
+#: the parts of a multipart upload (the transfer manager's default)
+PART_SIZE = 8 << 20
+#: the largest object a CopyObject copies (S3's limit); beyond it, UploadPartCopy ranges
+COPY_LIMIT = 5 << 30
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_RETRY_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
+)
+_MAX_BACKOFF = 20.0
+_CHUNK = 1 << 20
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectInfo:
+    """What a HEAD says of an object: its size and when it was last written (epoch
+    seconds; 0 if the server did not say)."""
+
+    size: int
+    last_modified: float
+
+
+def _env_value(env: Mapping[str, str], *names: str) -> str:
+    for name in names:
+        value = env.get(name, "")
+        if value:
+            return value
+    return ""
+
+
+def credentials_from_environment(
+    env: Mapping[str, str] | None = None, home: Path | None = None
+) -> AwsCredentials | None:
+    """The credentials the AWS SDK's default chain would find in ``env`` (the process
+    environment) or the shared credentials file; ``None`` if neither has any."""
+    env = os.environ if env is None else env
+    key = _env_value(env, "AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY")
+    secret = _env_value(env, "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY")
+    if key and secret:
+        return AwsCredentials(
+            access_key_id=key,
+            secret_access_key=secret,
+            session_token=env.get("AWS_SESSION_TOKEN", ""),
+        )
+    path_text = env.get("AWS_SHARED_CREDENTIALS_FILE", "")
+    if path_text:
+        path = Path(path_text).expanduser()
+    else:
+        base = home if home is not None else Path(env.get("HOME") or Path.home())
+        path = base / ".aws" / "credentials"
+    profile = env.get("AWS_PROFILE") or "default"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as f:
+            parser.read_file(f)
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return None
+    if not parser.has_section(profile):
+        return None
+    section = parser[profile]
+    key = section.get("aws_access_key_id", "").strip()
+    secret = section.get("aws_secret_access_key", "").strip()
+    if not key or not secret:
+        return None
+    return AwsCredentials(
+        access_key_id=key,
+        secret_access_key=secret,
+        session_token=section.get("aws_session_token", "").strip(),
+    )
+
+
+def with_environment_credentials(
+    attrs: Mapping[str, str], env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The attributes of a ``type=s3`` cache a client sends to a daemon, with the
+    credentials of this process's environment added as buildx adds them: unless both
+    ``access_key_id`` and ``secret_access_key`` are given, the missing ones (and
+    ``session_token``, if not given) come from :func:`credentials_from_environment`."""
+    out = dict(attrs)
+    keys = {k.lower() for k in out}
+    if "access_key_id" in keys and "secret_access_key" in keys:
+        return out
+    found = credentials_from_environment(env)
+    if found is None:
+        return out
+    if "access_key_id" not in keys and found.access_key_id:
+        out["access_key_id"] = found.access_key_id
+    if "secret_access_key" not in keys and found.secret_access_key:
+        out["secret_access_key"] = found.secret_access_key
+    if "session_token" not in keys and found.session_token:
+        out["session_token"] = found.session_token
+    return out
+
+
+def _last_modified(text: str | None) -> float:
+    if not text:
+        return 0.0
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _error_code(body: bytes) -> tuple[str, str]:
+    """S3's ``<Error><Code>`` and ``<Message>`` (empty when the body is not one)."""
+    if not body.lstrip().startswith(b"<"):
+        return "", ""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "", ""
+    if root.tag.removeprefix(_NS) != "Error":
+        return "", ""
+    code = root.findtext("Code") or root.findtext(f"{_NS}Code") or ""
+    message = root.findtext("Message") or root.findtext(f"{_NS}Message") or ""
+    return code.strip(), message.strip()
+
+
+def _find(root: ET.Element, name: str) -> str:
+    return (root.findtext(name) or root.findtext(f"{_NS}{name}") or "").strip()
+
+
+class _Retry(Exception):
+    """A failure worth another try; ``error`` is what is raised after the last one."""
+
+    def __init__(self, error: DockyardError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+Body = Callable[[], AsyncIterator[bytes]] | bytes
+
+
+class S3Client:
+    """One bucket of one S3 service (see the module docstring). Close it with
+    :meth:`aclose` (or use it as an async context manager)."""
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        region: str,
+        credentials: AwsCredentials,
+        endpoint_url: str = "",
+        use_path_style: bool = False,
+        max_attempts: int = 3,
+        accept_encoding: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff: float = 1.0,
+        timeout: float = 300.0,
+    ) -> None:
+        import httpx
+
+        if not bucket:
+            raise ConfigError("s3: no bucket")
+        self.bucket = bucket
+        self.region = region
+        self._credentials = credentials
+        self._path_style = use_path_style
+        self._max_attempts = max(1, max_attempts)
+        self._accept_encoding = accept_encoding
+        self._backoff = backoff
+        if endpoint_url:
+            if "://" not in endpoint_url:
+                endpoint_url = f"https://{endpoint_url}"
+            try:
+                endpoint = httpx.URL(endpoint_url)
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise ConfigError(f"s3: invalid endpoint_url {endpoint_url!r}: {exc}") from None
+            if endpoint.scheme not in ("http", "https") or not endpoint.host:
+                raise ConfigError(f"s3: invalid endpoint_url {endpoint_url!r}")
+        else:
+            endpoint = httpx.URL(f"https://s3.{region}.amazonaws.com")
+            if "." in bucket:  # a dotted bucket breaks the TLS name of its host
+                self._path_style = True
+        self._endpoint = endpoint
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> S3Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- addresses ----------------------------------------------------------------------
+
+    def address(self, key: str) -> tuple[str, str, str]:
+        """``(url, host, canonical path)`` of ``key`` (``""``: the bucket)."""
+        endpoint = self._endpoint
+        base_path = endpoint.raw_path.decode().rstrip("/")
+        encoded_key = uri_encode(key, slash=False)
+        if self._path_style:
+            host = endpoint.netloc.decode()
+            path = f"{base_path}/{uri_encode(self.bucket)}/{encoded_key}"
+        else:
+            host = f"{self.bucket}.{endpoint.netloc.decode()}"
+            path = f"{base_path}/{encoded_key}"
+        return f"{endpoint.scheme}://{host}{path}", host, path
+
+    def describe(self, key: str) -> str:
+        """``s3://BUCKET/KEY`` for messages."""
+        return f"s3://{self.bucket}/{key}"
+
+    # -- requests -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        key: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Body = b"",
+        payload_hash: str | None = None,
+        size: int | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """One signed request, retried as the module docstring says; the response (a
+        2xx, 304 or 404 — any other status is an error) streams in the block."""
+        import httpx
+
+        what = f"{method} {self.describe(key)}"
+        attempt = 0
+        while True:
+            attempt += 1
+            url, host, path = self.address(key)
+            if isinstance(body, bytes):
+                digest = payload_hash or hashlib.sha256(body).hexdigest()
+                content: bytes | AsyncIterator[bytes] = body
+                length = len(body)
+            else:
+                digest = payload_hash or "UNSIGNED-PAYLOAD"
+                content = body()
+                length = size if size is not None else -1
+            signed_headers: dict[str, str] = {"host": host}
+            for name, value in (headers or {}).items():
+                signed_headers[name.lower()] = value
+            signature = sign(
+                method,
+                path,
+                params,
+                signed_headers,
+                payload_hash=digest,
+                credentials=self._credentials,
+                region=self.region,
+                service="s3",
+                when=datetime.datetime.now(datetime.UTC),
+            )
+            sent = {**signed_headers, **signature.headers}
+            sent["accept-encoding"] = "identity"
+            if method in ("PUT", "POST") and length >= 0:
+                sent["content-length"] = str(length)
+            if params:  # encoded as signed (httpx would encode its own way)
+                url += "?" + canonical_query(params)
+            request = self._http.build_request(
+                method,
+                url,
+                headers=sent,
+                content=content if method in ("PUT", "POST") else None,
+            )
+            if not self._accept_encoding:
+                del request.headers["accept-encoding"]
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                error = DockyardError(f"s3 {what}: cannot reach {host}: {_reason(exc)}")
+                if attempt >= self._max_attempts:
+                    raise error from None
+                await self._sleep(attempt)
+                continue
+            try:
+                if response.status_code >= 300 and response.status_code not in (304, 404):
+                    raw = await response.aread()
+                    failure = self._failure(what, response.status_code, raw)
+                    if isinstance(failure, _Retry):
+                        if attempt >= self._max_attempts:
+                            raise failure.error
+                        await response.aclose()
+                        await self._sleep(attempt)
+                        continue
+                    raise failure
+                yield response
+                return
+            finally:
+                await response.aclose()
+
+    def _failure(self, what: str, status: int, body: bytes) -> DockyardError | _Retry:
+        code, message = _error_code(body)
+        detail = f"{status} {code}: {message}" if code else f"HTTP {status}"
+        detail = detail.rstrip(": ")
+        if status in (401, 403) or code in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "ExpiredToken",
+            "InvalidToken",
+        ):
+            return AuthError(f"s3 {what}: access denied ({detail}); check the credentials")
+        if code == "NoSuchBucket":
+            return NotFoundError(f"s3 {what}: bucket {self.bucket!r} does not exist")
+        error = DockyardError(f"s3 {what}: {detail}")
+        if status in _RETRY_STATUS or code in _RETRY_CODES:
+            return _Retry(error)
+        return error
+
+    async def _sleep(self, attempt: int) -> None:
+        await asyncio.sleep(
+            random.uniform(0, min(_MAX_BACKOFF, self._backoff * 2 ** (attempt - 1)))
+        )
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        """HeadObject; ``None`` when there is no such object."""
+        async with self._send("HEAD", key, payload_hash=EMPTY_SHA256) as response:
+            if response.status_code == 404:
+                return None
+            length = response.headers.get("content-length", "0")
+            return ObjectInfo(
+                size=int(length) if length.isdigit() else 0,
+                last_modified=_last_modified(response.headers.get("last-modified")),
+            )
+
+    async def get_bytes(self, key: str, *, limit: int) -> bytes | None:
+        """GetObject of a small object (at most ``limit`` bytes); ``None`` when missing."""
+        async with self._send("GET", key, payload_hash=EMPTY_SHA256) as response:
+            if response.status_code == 404:
+                _raise_no_bucket(self, key, await response.aread())
+                return None
+            out = bytearray()
+            async for chunk in response.aiter_raw():
+                out += chunk
+                if len(out) > limit:
+                    raise DockyardError(f"s3 GET {self.describe(key)}: larger than {limit} bytes")
+            return bytes(out)
+
+    async def download(
+        self,
+        key: str,
+        sink: BlobSink,
+        *,
+        digest: str,
+        size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """GetObject into ``sink`` (committed with ``digest``/``size``, which its commit
+        verifies; aborted on any failure). A transfer cut short is tried again from the
+        start, ``max_attempts`` times in all."""
+        import httpx
+
+        from dockyard.core import Digest
+
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                received = 0
+                try:
+                    async with self._send("GET", key, payload_hash=EMPTY_SHA256) as response:
+                        if response.status_code == 404:
+                            _raise_no_bucket(self, key, await response.aread())
+                            raise NotFoundError(f"s3: {self.describe(key)} does not exist")
+                        async for chunk in response.aiter_raw(_CHUNK):
+                            received += len(chunk)
+                            if received > size:
+                                raise DockyardError(
+                                    f"s3 GET {self.describe(key)}: more than {size} bytes"
+                                )
+                            await sink.write(chunk)
+                            if on_progress is not None:
+                                on_progress(received)
+                    break
+                except httpx.TransportError as exc:
+                    if attempt >= self._max_attempts:
+                        raise DockyardError(
+                            f"s3 GET {self.describe(key)}: transfer failed: {_reason(exc)}"
+                        ) from None
+                    await sink.reset()
+                    await self._sleep(attempt)
+            await sink.commit(Digest.parse(digest), size)
+        except BaseException:
+            await sink.abort()
+            raise
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        """PutObject of ``data``."""
+        async with self._send("PUT", key, body=data):
+            pass
+
+    async def put_file(
+        self,
+        path: Path,
+        key: str,
+        *,
+        size: int,
+        sha256: str | None = None,
+        part_size: int = PART_SIZE,
+        threshold: int = MULTIPART_THRESHOLD,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Upload the file ``path`` (``size`` bytes; ``sha256``: its hash, when known,
+        signs the single PUT) as ``key``: one PUT up to ``threshold``, else a multipart
+        upload of ``part_size`` parts."""
+        if size <= threshold:
+            payload = sha256 or await asyncio.to_thread(_file_sha256, path)
+
+            def body() -> AsyncIterator[bytes]:
+                return _read_file(path, 0, size, on_progress)
+
+            async with self._send("PUT", key, body=body, payload_hash=payload, size=size):
+                pass
+            return
+        await self._multipart(path, key, size=size, part_size=part_size, on_progress=on_progress)
+
+    async def _multipart(
+        self,
+        path: Path,
+        key: str,
+        *,
+        size: int,
+        part_size: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        upload_id = await self._create_multipart(key)
+        try:
+            etags: list[str] = []
+            offset = 0
+            number = 0
+            while offset < size:
+                number += 1
+                length = min(part_size, size - offset)
+                data = await asyncio.to_thread(_pread, path, offset, length)
+                params = [("partNumber", str(number)), ("uploadId", upload_id)]
+                async with self._send("PUT", key, params=params, body=data) as response:
+                    etags.append(response.headers.get("etag", ""))
+                offset += length
+                if on_progress is not None:
+                    on_progress(offset)
+            await self._complete(key, upload_id, etags)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._abort(key, upload_id))
+            raise
+
+    async def _create_multipart(self, key: str) -> str:
+        async with self._send("POST", key, params=[("uploads", "")]) as response:
+            body = await response.aread()
+        try:
+            upload_id = _find(ET.fromstring(body), "UploadId")
+        except ET.ParseError:
+            upload_id = ""
+        if not upload_id:
+            raise DockyardError(f"s3 POST {self.describe(key)}: no upload id in the answer")
+        return upload_id
+
+    async def _complete(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+        parts = "".join(
+            f"<Part><ETag>{_xml_text(etag)}</ETag><PartNumber>{n}</PartNumber></Part>"
+            for n, etag in enumerate(etags, 1)
+        )
+        xml = (
+            f'<CompleteMultipartUpload xmlns="{_NS[1:-1]}">{parts}</CompleteMultipartUpload>'
+        ).encode()
+        async with self._send("POST", key, params=[("uploadId", upload_id)], body=xml) as response:
+            self._check_body(f"POST {self.describe(key)}", await response.aread())
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        async with self._send("DELETE", key, params=[("uploadId", upload_id)]):
+            pass
+
+    def _check_body(self, what: str, body: bytes) -> None:
+        """A 200 whose body is an ``<Error>`` (CopyObject, CompleteMultipartUpload)."""
+        code, message = _error_code(body)
+        if code:
+            raise DockyardError(f"s3 {what}: {code}: {message}")
+
+    async def touch(self, key: str, size: int) -> None:
+        """Copy ``key`` onto itself with new metadata (``x-amz-meta-updated-at``), so
+        that its last-modified time is now — what BuildKit does to keep a blob an
+        expiry rule would otherwise remove. Over :data:`COPY_LIMIT`, by a multipart copy."""
+        source = f"/{uri_encode(self.bucket)}/{uri_encode(key, slash=False)}"
+        stamp = datetime.datetime.now(datetime.UTC).isoformat()
+        if size < COPY_LIMIT:
+            headers = {
+                "x-amz-copy-source": source,
+                "x-amz-metadata-directive": "REPLACE",
+                "x-amz-meta-updated-at": stamp,
+            }
+            async with self._send("PUT", key, headers=headers) as response:
+                self._check_body(f"PUT {self.describe(key)} (copy)", await response.aread())
+            return
+        upload_id = await self._create_multipart(key)
+        try:
+            etags: list[str] = []
+            for number, start in enumerate(range(0, size, COPY_LIMIT), 1):
+                end = min(start + COPY_LIMIT, size) - 1
+                headers = {
+                    "x-amz-copy-source": source,
+                    "x-amz-copy-source-range": f"bytes={start}-{end}",
+                }
+                params = [("partNumber", str(number)), ("uploadId", upload_id)]
+                async with self._send("PUT", key, params=params, headers=headers) as response:
+                    body = await response.aread()
+                self._check_body(f"PUT {self.describe(key)} (copy part)", body)
+                try:
+                    etags.append(_find(ET.fromstring(body), "ETag"))
+                except ET.ParseError:
+                    etags.append("")
+            await self._complete(key, upload_id, etags)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._abort(key, upload_id))
+            raise
+
+
+def _raise_no_bucket(client: S3Client, key: str, body: bytes) -> None:
+    code, _ = _error_code(body)
+    if code == "NoSuchBucket":
+        raise NotFoundError(
+            f"s3 GET {client.describe(key)}: bucket {client.bucket!r} does not exist"
+        )
+
+
+def _xml_text(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _pread(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        out = bytearray()
+        while len(out) < length:
+            chunk = os.pread(fd, min(_CHUNK, length - len(out)), offset + len(out))
+            if not chunk:
+                raise DockyardError(f"{path}: shorter than {offset + length} bytes")
+            out += chunk
+        return bytes(out)
+    finally:
+        os.close(fd)
+
+
+async def _read_file(
+    path: Path, offset: int, length: int, on_progress: Callable[[int], None] | None
+) -> AsyncIterator[bytes]:
+    done = 0
+    while done < length:
+        chunk = await asyncio.to_thread(_pread, path, offset + done, min(_CHUNK, length - done))
+        done += len(chunk)
+        yield chunk
+        if on_progress is not None:
+            on_progress(done)

@@ -407,9 +407,11 @@ class Engine:
                     request,
                     definition,
                     edge,
+                    job=job,
                     builder_platform=self.config.platform,
                     started_ns=started_ns,
                     invocation=invocation_id(),
+                    epoch=result.epoch if result is not None else None,
                 )
             responses = await run_exports(
                 exporters,

@@ -96,9 +96,11 @@ async def solve_platforms(
                         request,
                         part.definition,
                         edge,
+                        job=job,
                         builder_platform=engine.config.platform,
                         started_ns=started_ns,
                         invocation=invocation,
+                        epoch=result.epoch,
                     ),
                 )
             )

@@ -22,7 +22,8 @@ them): those are kept as they are, as BuildKit keeps a bundle's raw subjects.
 
 :class:`ProvenanceOptions` is the provenance request (BuildKit's ``attest:provenance``
 frontend attribute, parsed): ``mode`` ``min`` or ``max``, ``builder-id``,
-``reproducible``. :class:`SbomOptions` is the SBOM request (``attest:sbom``): the
+``reproducible`` and ``version`` (the SLSA predicate: ``v0.2``, BuildKit's default, or
+``v1``). :class:`SbomOptions` is the SBOM request (``attest:sbom``): the
 ``generator`` image (empty: Dockyard's built-in scanner) and the parameters passed to it.
 """
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,11 +56,14 @@ __all__ = [
     "SBOM_ATTR",
     "SBOM_BUILTIN",
     "SLSA_PROVENANCE_V02",
+    "SLSA_PROVENANCE_V1",
     "SPDX_DOCUMENT",
     "Attestation",
     "AttestationManifest",
+    "LatePredicate",
     "ProvenanceMode",
     "ProvenanceOptions",
+    "ProvenanceVersion",
     "SbomOptions",
     "attest_type",
     "file_subjects",
@@ -70,10 +74,12 @@ __all__ = [
     "parse_provenance_flag",
     "parse_sbom_attest",
     "parse_sbom_flag",
+    "resolve_attestations",
     "statement",
 ]
 
 SLSA_PROVENANCE_V02 = "https://slsa.dev/provenance/v0.2"
+SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 INTOTO_STATEMENT = "https://in-toto.io/Statement/v0.1"
 INTOTO_MEDIA_TYPE = "application/vnd.in-toto+json"
 PREDICATE_TYPE_ANNOTATION = "in-toto.io/predicate-type"
@@ -91,6 +97,8 @@ SBOM_BUILTIN = "builtin"
 BuildKit's ``docker/buildkit-syft-scanner`` here)."""
 
 ProvenanceMode = Literal["min", "max"]
+ProvenanceVersion = Literal["v0.2", "v1"]
+_VERSIONS: dict[str, ProvenanceVersion] = {"v0.2": "v0.2", "0.2": "v0.2", "v1": "v1"}
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
@@ -108,19 +116,28 @@ class ProvenanceOptions:
     """A provenance attestation request: ``mode`` (``min``: no build arguments, labels,
     secrets or SSH ids; ``max``: those too — but never a secret's value or a build
     argument whose name looks like a secret — and the build's LLB), ``builder_id``
-    (the predicate's ``builder.id``) and ``reproducible`` (``metadata.reproducible``)."""
+    (the predicate's ``builder.id``), ``reproducible`` (``metadata.reproducible``) and
+    ``version``: the SLSA predicate made, ``v0.2`` (BuildKit's default) or ``v1``."""
 
     mode: ProvenanceMode = "min"
     builder_id: str = ""
     reproducible: bool = False
+    version: ProvenanceVersion = "v0.2"
+
+    @property
+    def predicate_type(self) -> str:
+        """The in-toto predicate type of the statement :attr:`version` makes."""
+        return SLSA_PROVENANCE_V1 if self.version == "v1" else SLSA_PROVENANCE_V02
 
     def to_attr(self) -> str:
-        """The ``attest:provenance`` value (``mode=min,builder-id=...``)."""
+        """The ``attest:provenance`` value (``mode=min,builder-id=...,version=v1``)."""
         fields = [f"mode={self.mode}"]
         if self.builder_id:
             fields.append(f"builder-id={self.builder_id}")
         if self.reproducible:
             fields.append("reproducible=true")
+        if self.version != "v0.2":
+            fields.append(f"version={self.version}")
         return csv_record(fields)
 
     @classmethod
@@ -130,6 +147,7 @@ class ProvenanceOptions:
         mode: ProvenanceMode = "min"
         builder_id = ""
         reproducible = False
+        version: ProvenanceVersion = "v0.2"
         for key, value in fields.items():
             if key == "disabled":
                 if _bool(value, f"{what} disabled"):
@@ -144,12 +162,18 @@ class ProvenanceOptions:
                 builder_id = value
             elif key == "reproducible":
                 reproducible = _bool(value, f"{what} reproducible")
-            elif key in ("inline-only", "version"):
-                if key == "version" and value not in ("v0.2", "0.2"):
-                    raise UsageError(f"{what}: only SLSA provenance v0.2 is supported")
+            elif key == "version":
+                found = _VERSIONS.get(value)
+                if found is None:
+                    raise UsageError(
+                        f"{what}: invalid provenance version {value!r} (expected v0.2 or v1)"
+                    )
+                version = found
+            elif key == "inline-only":
+                pass
             else:
                 raise UsageError(f"{what}: unknown provenance option {key!r}")
-        return cls(mode=mode, builder_id=builder_id, reproducible=reproducible)
+        return cls(mode=mode, builder_id=builder_id, reproducible=reproducible, version=version)
 
     @classmethod
     def from_attr(cls, text: str) -> ProvenanceOptions | None:
@@ -296,12 +320,34 @@ class Attestation:
     in Go field order, maps sorted); ``path`` is the file name it gets in a
     ``local``/``tar`` export. ``subjects`` ``None`` (the usual): the exporter makes them
     (what it exported); otherwise they are the statement's own (an SBOM generator's raw
-    subjects), kept as they are."""
+    subjects), kept as they are. ``late``, when set, makes the predicate the exporter
+    writes, called as it writes the statement — after an image's layers are made
+    (BuildKit's ``ContentFunc``: max-mode provenance lists the layers of its steps);
+    ``predicate`` is then what is known before the export."""
 
     predicate_type: str
     predicate: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     path: str = "provenance.json"
     subjects: tuple[Mapping[str, Any], ...] | None = None
+    late: LatePredicate | None = field(default=None, compare=False, repr=False)
+
+
+LatePredicate = Callable[[], Awaitable[Mapping[str, Any]]]
+"""Makes an attestation's predicate when its statement is written (see
+:attr:`Attestation.late`)."""
+
+
+async def resolve_attestations(attestations: Sequence[Attestation]) -> tuple[Attestation, ...]:
+    """``attestations`` with each :attr:`~Attestation.late` predicate made now."""
+    import dataclasses
+
+    out: list[Attestation] = []
+    for attestation in attestations:
+        if attestation.late is not None:
+            predicate = await attestation.late()
+            attestation = dataclasses.replace(attestation, predicate=predicate, late=None)
+        out.append(attestation)
+    return tuple(out)
 
 
 def statement(attestation: Attestation, subjects: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -437,7 +483,7 @@ async def make_attestation_manifest(
 
     layers: list[Descriptor] = []
     subjects = image_subjects(names, target.digest, target.platform)
-    for attestation in attestations:
+    for attestation in await resolve_attestations(attestations):
         data = canonical_json(statement(attestation, subjects))
         await content.write_blob(data, lease=lease)
         layers.append(

@@ -269,11 +269,11 @@ async def _statement_files(
 
     from dockyard.oci import canonical_json
 
-    from ._attest import file_subjects, statement
+    from ._attest import file_subjects, resolve_attestations, statement
 
     subjects = await asyncio.to_thread(file_subjects, str(root) if root is not None else None)
     out: list[tuple[str, bytes]] = []
-    for attestation in attestations:
+    for attestation in await resolve_attestations(attestations):
         name = posixpath.basename(attestation.path)
         if suffix:  # BuildKit's: after the name's first part (sbom.SUFFIX.spdx.json)
             base, dot, rest = name.partition(".")

@@ -38,12 +38,15 @@ if TYPE_CHECKING:
     from ._load import EntitlementError, load
     from ._provenance import (
         BUILDKIT_BUILD_TYPE,
+        BUILDKIT_BUILD_TYPE_V1,
         CONTEXT_DIGEST_ATTR,
         ProvenanceCapture,
         capture_provenance,
         invocation_id,
         provenance_predicate,
         secret_looking,
+        slsa1_predicate,
+        step_layers,
     )
     from ._solve import JobOptions, LlbSolver
     from ._source import source_scheme
@@ -73,12 +76,15 @@ _LAZY = {
     "EntitlementError": "._load",
     "load": "._load",
     "BUILDKIT_BUILD_TYPE": "._provenance",
+    "BUILDKIT_BUILD_TYPE_V1": "._provenance",
     "CONTEXT_DIGEST_ATTR": "._provenance",
     "ProvenanceCapture": "._provenance",
     "capture_provenance": "._provenance",
     "invocation_id": "._provenance",
     "provenance_predicate": "._provenance",
     "secret_looking": "._provenance",
+    "slsa1_predicate": "._provenance",
+    "step_layers": "._provenance",
     "JobOptions": "._solve",
     "LlbSolver": "._solve",
     "source_scheme": "._source",
@@ -106,6 +112,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "BUILDKIT_BUILD_TYPE",
+    "BUILDKIT_BUILD_TYPE_V1",
     "CONTEXT_DIGEST_ATTR",
     "ENTITLEMENTS",
     "RANDOM_KEY_PREFIX",
@@ -133,5 +140,7 @@ __all__ = [
     "load",
     "provenance_predicate",
     "secret_looking",
+    "slsa1_predicate",
     "source_scheme",
+    "step_layers",
 ]

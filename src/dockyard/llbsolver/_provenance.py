@@ -1,39 +1,49 @@
-"""SLSA provenance (v0.2, BuildKit's predicate) of a solved build.
+"""SLSA provenance (BuildKit's predicates, v0.2 and v1) of a solved build.
 
 :func:`capture_provenance` reads what a finished solve used: the sources its graph resolved (each
 base image by reference and the digest it resolved to, git repositories with the
 commit, http(s) files with their checksum, local directories by name), the secrets and
-SSH agents its steps mounted and whether any step had network access.
-:func:`provenance_predicate` makes the predicate from that, the frontend and its
+SSH agents its steps mounted and whether any step had network access; with ``steps``
+(``mode=max``) also the LLB steps and the build description's source map.
+:func:`provenance_predicate` makes the SLSA v0.2 predicate from that, the frontend and its
 attributes (as BuildKit receives them) and the build's times, in BuildKit's field
-order and with its rules:
+order and with its rules; :func:`slsa1_predicate` turns it into the SLSA v1 predicate as
+BuildKit converts it (``version=v1``):
 
 - ``invocation.configSource``: ``entryPoint`` the Dockerfile's name (``filename``),
   ``uri`` a remote context (``context`` attribute, credentials masked) and ``digest``
   its commit or checksum — from the material of that URL, or, for a context the
   client fetched and serves as a directory, from the ``context-digest`` attribute
-  (:data:`CONTEXT_DIGEST_ATTR`; the context is then a material too); ``vcs:*`` attributes go to
+  (:data:`CONTEXT_DIGEST_ATTR`; the context is then a material too, and the directories
+  the client served it from are no ``locals``, as BuildKit lists none for a remote
+  context); ``vcs:*`` attributes (``vcs:source`` credentials masked) go to
   ``metadata.https://mobyproject.org/buildkit@v1#metadata.vcs``;
 - ``invocation.parameters.args``: the attributes without host-specific ones
   (``platform``, ``image-resolve-mode``, ``cgroup-parent``, ``cache-imports``) or
   ``attest:*``. ``mode=min`` leaves out every ``build-arg:`` and ``label:`` (then
   ``completeness.parameters`` is false), secrets and SSH ids; ``mode=max`` keeps them
-  and adds ``buildConfig`` (the LLB steps). Dockyard goes further than BuildKit in
+  and adds ``buildConfig`` (the LLB steps, the terminal one last, as BuildKit lists
+  them) and the ``#metadata`` ``source`` (the Dockerfile, base64, and each step's
+  line ranges in it) and ``layers`` (each step output's layer descriptors where its
+  blobs are known). Dockyard goes further than BuildKit in
   ``max`` mode: a build argument whose name looks like a secret (``*_TOKEN``,
   ``PASSWORD``..., the rule of the ``SecretsUsedInArgOrEnv`` check) is left out, and
-  its value is blanked wherever it appears in the steps;
+  its value is blanked wherever it appears in the steps and the source;
 - ``materials``: images as package URLs (``pkg:docker/alpine@3.17?platform=...``) with
   the digest resolved, git and http URLs (credentials removed) with commit/checksum;
   ``completeness.materials`` is false when a local directory was read;
-  ``...#hermetic`` is true only with complete materials and no network access.
+  ``metadata.https://mobyproject.org/buildkit@v1#hermetic`` is true only with complete
+  materials and no step with network access (BuildKit's rule: a ``RUN`` without
+  ``--network=none`` has it).
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets as _secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dockyard.core import Platform
@@ -41,24 +51,33 @@ from dockyard.core import Platform
 from ._source import SourceOp
 
 if TYPE_CHECKING:
+    from dockyard.cache import ImmutableRef
     from dockyard.exporter import ProvenanceOptions
     from dockyard.llb import Definition
-    from dockyard.solver import Edge, Vertex
+    from dockyard.solver import Edge, Job, Vertex
 
 __all__ = [
     "BUILDKIT_BUILD_TYPE",
+    "BUILDKIT_BUILD_TYPE_V1",
     "CONTEXT_DIGEST_ATTR",
     "ProvenanceCapture",
     "capture_provenance",
     "invocation_id",
     "provenance_predicate",
     "secret_looking",
+    "slsa1_predicate",
+    "step_layers",
 ]
 
 BUILDKIT_BUILD_TYPE = "https://mobyproject.org/buildkit@v1"
+BUILDKIT_BUILD_TYPE_V1 = (
+    "https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md"
+)
+"""``buildDefinition.buildType`` of BuildKit's SLSA v1 predicate."""
 _METADATA_KEY = "https://mobyproject.org/buildkit@v1#metadata"
 _HERMETIC_KEY = "https://mobyproject.org/buildkit@v1#hermetic"
 _HOST_SPECIFIC = frozenset({"cgroup-parent", "image-resolve-mode", "platform", "cache-imports"})
+_SESSION_ATTRS = frozenset({"local.session", "local.unique"})
 _SECRET_NAME = re.compile(
     r"(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)",
     re.IGNORECASE,
@@ -73,6 +92,10 @@ _HEX = re.compile(r"[0-9a-f]+")
 #: ``configSource.digest`` (and a material) as a URL the frontend fetched itself does.
 CONTEXT_DIGEST_ATTR = "context-digest"
 
+LayerChains = Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
+"""``#metadata.layers``: ``stepN:OUTPUT`` → layer chains, each a list of OCI
+descriptors (``mediaType``, ``digest``, ``size``), bottom layer first."""
+
 
 def secret_looking(name: str) -> bool:
     """Whether a build argument's name looks like it holds a secret."""
@@ -83,7 +106,9 @@ def secret_looking(name: str) -> bool:
 class ProvenanceCapture:
     """What one platform's solve used (see the module docstring). ``materials`` are
     ``(uri, {algorithm: hex})`` in BuildKit's order (images, git, http; each sorted);
-    ``secrets``/``ssh`` are ``(id, optional)``."""
+    ``secrets``/``ssh`` are ``(id, optional)``; ``steps``/``digest_mapping`` the LLB
+    steps (``mode=max``) and ``source`` the ``#metadata.source`` object (the build
+    description files and each step's locations in them; ``None``: none given)."""
 
     materials: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     locals: tuple[str, ...] = ()
@@ -92,6 +117,7 @@ class ProvenanceCapture:
     network: bool = False
     steps: tuple[dict[str, Any], ...] = ()
     digest_mapping: tuple[tuple[str, str], ...] = ()
+    source: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def _vertices(edges: Sequence[Edge | None]) -> list[Vertex]:
@@ -137,11 +163,15 @@ def capture_provenance(
     platform: Platform,
     steps: bool = False,
     read_locals: Sequence[str] = (),
+    served_locals: Sequence[str] = (),
 ) -> ProvenanceCapture:
     """What the solve of ``edges`` (loaded from ``definition``) used; ``platform`` is
-    an image source's when its op names none. ``steps``: also the LLB steps
-    (``mode=max``'s ``buildConfig``). ``read_locals``: the client directories the
-    frontend read itself (the Dockerfile's, the context's ``.dockerignore``)."""
+    an image source's when its op names none. ``steps``: also the LLB steps and the
+    source map (``mode=max``'s ``buildConfig`` and ``#metadata.source``).
+    ``read_locals``: the client directories the frontend read itself (the Dockerfile's,
+    the context's ``.dockerignore``). ``served_locals``: directories that only serve a
+    remote context the client fetched (recorded by its URL and digest instead): never
+    listed."""
     kinds: dict[str, set[tuple[str, tuple[tuple[str, str], ...]]]] = {
         "image": set(),
         "git": set(),
@@ -159,6 +189,7 @@ def capture_provenance(
         if found is not None:
             kind, uri, digest = found
             kinds[kind].add((uri, digest))
+    local_names.difference_update(served_locals)
     secrets: set[tuple[str, bool]] = set()
     ssh: set[tuple[str, bool]] = set()
     network = False
@@ -173,11 +204,15 @@ def capture_provenance(
                 secrets.add((mount.secretOpt.ID, mount.secretOpt.optional))
             elif mount.mountType == 2:  # SSH
                 ssh.add((mount.SSHOpt.ID, mount.SSHOpt.optional))
+        for env in exec_op.secretenv:
+            secrets.add((env.ID, env.optional))
     materials = tuple(m for kind in ("image", "git", "http") for m in sorted(kinds[kind]))
     llb_steps: tuple[dict[str, Any], ...] = ()
     mapping: tuple[tuple[str, str], ...] = ()
+    source: dict[str, Any] | None = None
     if steps:
         llb_steps, mapping = _llb_steps(definition)
+        source = _source_map(definition, dict(mapping))
     return ProvenanceCapture(
         materials=materials,
         locals=tuple(sorted(local_names)),
@@ -186,22 +221,33 @@ def capture_provenance(
         network=network,
         steps=llb_steps,
         digest_mapping=mapping,
+        source=source,
     )
 
 
 def _llb_steps(
     definition: Definition,
 ) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[str, str], ...]]:
-    """``buildConfig.llbDefinition``: each op (inputs first, the result last) as
-    ``stepN`` with its op as protobuf JSON and its inputs as ``stepN:index``."""
+    """``buildConfig.llbDefinition``: each op (inputs first, the terminal op last, as
+    BuildKit walks them) as ``stepN`` with its op as protobuf JSON (without the
+    session-specific attributes of local sources) and its inputs as ``stepN:index``."""
     from google.protobuf.json_format import MessageToDict
 
-    nodes = [n for n in definition.walk() if not n.is_terminal]
+    nodes = definition.walk()
     ids = {str(n.digest): f"step{i}" for i, n in enumerate(nodes)}
     out: list[dict[str, Any]] = []
     for node in nodes:
         kind = node.kind
-        op: dict[str, Any] = {"Op": {kind: MessageToDict(getattr(node.op, kind))}}
+        op: dict[str, Any] = {}
+        if kind:
+            body = MessageToDict(getattr(node.op, kind))
+            if kind == "source" and isinstance(body.get("attrs"), dict):
+                attrs = {k: v for k, v in body["attrs"].items() if k not in _SESSION_ATTRS}
+                if attrs:
+                    body["attrs"] = attrs
+                else:
+                    del body["attrs"]
+            op["Op"] = {kind: body}
         if node.op.HasField("platform"):
             op["platform"] = MessageToDict(node.op.platform)
         if node.op.HasField("constraints"):
@@ -212,6 +258,83 @@ def _llb_steps(
             step["inputs"] = inputs
         out.append(step)
     return tuple(out), tuple(sorted(ids.items()))
+
+
+def _source_map(definition: Definition, ids: Mapping[str, str]) -> dict[str, Any] | None:
+    """``#metadata.source``: the build description files the Definition's source map
+    holds (``infos``: filename, language, content as base64) and, by step id, the
+    locations of each step in them — BuildKit's, present when the frontend gave a
+    source map."""
+    from google.protobuf.json_format import MessageToDict
+
+    message = definition.to_pb()
+    if not message.HasField("Source") or not message.Source.infos:
+        return None
+    locations: dict[str, Any] = {}
+    for digest, where in sorted(message.Source.locations.items()):
+        step = ids.get(digest)
+        if step is not None:
+            locations[step] = MessageToDict(where)
+    infos: list[dict[str, Any]] = []
+    for info in message.Source.infos:
+        entry: dict[str, Any] = {}
+        if info.filename:
+            entry["filename"] = info.filename
+        if info.language:
+            entry["language"] = info.language
+        if info.data:
+            entry["data"] = bytes(info.data)  # base64 once secrets are blanked
+        infos.append(entry)
+    out: dict[str, Any] = {}
+    if locations:
+        out["locations"] = dict(sorted(locations.items()))  # as Go sorts map keys
+    out["infos"] = infos
+    return out
+
+
+async def step_layers(
+    job: Job, edge: Edge | None, digest_mapping: Sequence[tuple[str, str]], variants: Sequence[str]
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """``#metadata.layers`` of a solve: for each step output the job still holds
+    whose every layer has a compressed blob recorded in one of ``variants`` (an image
+    export's, or an image source's as pulled), ``stepN:OUTPUT`` → one chain of layer
+    descriptors, bottom first. Steps without results (a later step's cache hit spared
+    them) or without known blobs are left out, as BuildKit leaves them."""
+    from dockyard.cache import ImmutableRef as CacheRef
+
+    ids = dict(digest_mapping)
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    if edge is None:
+        return out
+    for vertex in _vertices([edge]):
+        step = ids.get(vertex.digest)
+        if step is None:
+            continue
+        outputs = job.load(vertex).outputs or ()
+        for index, ref in enumerate(outputs):
+            if ref.released or not isinstance(ref.value, CacheRef):
+                continue
+            chain = await _layer_chain(ref.value, variants)
+            if chain:
+                out[f"{step}:{index}"] = [chain]
+    return dict(sorted(out.items()))
+
+
+async def _layer_chain(ref: ImmutableRef, variants: Sequence[str]) -> list[dict[str, Any]]:
+    layers = await ref.layers()
+    try:
+        chain: list[dict[str, Any]] = []
+        for layer in layers:
+            blob = next((b for v in variants if (b := layer.blob(v)) is not None), None)
+            if blob is None:
+                return []
+            chain.append(
+                {"mediaType": blob.media_type, "digest": str(blob.digest), "size": blob.size}
+            )
+        return chain
+    finally:
+        for layer in layers:
+            await layer.release()
 
 
 def invocation_id() -> str:
@@ -238,7 +361,13 @@ def _redact_url(text: str) -> str:
 
 
 def _scrub(value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
-    """``value`` with every secret-looking build argument's value blanked."""
+    """``value`` with every secret-looking build argument's value blanked (bytes are
+    written as base64, as Go writes them)."""
+    if isinstance(value, bytes):
+        for _name, secret in secrets:
+            if len(secret) >= 4:
+                value = value.replace(secret.encode(), _REDACTED.encode())
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, str):
         for name, secret in secrets:
             if value == f"{name}={secret}":
@@ -263,9 +392,11 @@ def provenance_predicate(
     started_ns: int,
     finished_ns: int,
     invocation: str,
+    layers: LayerChains | None = None,
 ) -> dict[str, Any]:
     """The SLSA v0.2 predicate (a JSON object in BuildKit's field order, maps sorted)
-    of one platform's build; see the module docstring for what each mode records."""
+    of one platform's build; see the module docstring for what each mode records.
+    ``layers`` (``mode=max``): the steps' layer chains (:func:`step_layers`)."""
     args = {
         k: v for k, v in attrs.items() if k not in _HOST_SPECIFIC and not k.startswith("attest:")
     }
@@ -288,7 +419,11 @@ def provenance_predicate(
     filename = args.pop("filename", "")
     if filename:
         config_source["entryPoint"] = filename
-    vcs = {k.removeprefix("vcs:"): v for k, v in args.items() if k.startswith("vcs:") and v}
+    vcs = {
+        k.removeprefix("vcs:"): _redact_url(v) if k == "vcs:source" else v
+        for k, v in args.items()
+        if k.startswith("vcs:") and v
+    }
     for key in [k for k in args if k.startswith("vcs:")]:
         del args[key]
     for key, value in list(args.items()):
@@ -310,7 +445,8 @@ def provenance_predicate(
         for name, _value in hidden:
             del args[f"build-arg:{name}"]
             complete_parameters = False
-    args = _scrub(args, [(n, v) for n, v in hidden if v])
+    blank = [(n, v) for n, v in hidden if v]
+    args = _scrub(args, blank)
     parameters: dict[str, Any] = {}
     if frontend:
         parameters["frontend"] = frontend
@@ -335,31 +471,100 @@ def provenance_predicate(
         "parameters": parameters,
         "environment": {"platform": str(builder_platform)},
     }
-    if options.mode == "max" and captured.steps:
-        predicate["buildConfig"] = _scrub(
-            {
-                "llbDefinition": list(captured.steps),
-                "digestMapping": dict(captured.digest_mapping),
-            },
-            [(n, v) for n, v in hidden if v],
-        )
-    completeness: dict[str, Any] = {
-        "parameters": complete_parameters,
-        "environment": True,
-        "materials": not incomplete,
-    }
-    if not incomplete and not captured.network:
-        completeness[_HERMETIC_KEY] = True
+    buildkit: dict[str, Any] = {}
+    if vcs:
+        buildkit["vcs"] = dict(sorted(vcs.items()))
+    if options.mode == "max":
+        if captured.steps:
+            predicate["buildConfig"] = _scrub(
+                {
+                    "llbDefinition": list(captured.steps),
+                    "digestMapping": dict(captured.digest_mapping),
+                },
+                blank,
+            )
+        if captured.source is not None:
+            buildkit["source"] = _scrub(captured.source, blank)
+        if layers:
+            buildkit["layers"] = {k: [list(c) for c in v] for k, v in sorted(layers.items())}
     metadata: dict[str, Any] = {
         "buildInvocationID": invocation,
         "buildStartedOn": _format_time(started_ns),
         "buildFinishedOn": _format_time(finished_ns),
+        "completeness": {
+            "parameters": complete_parameters,
+            "environment": True,
+            "materials": not incomplete,
+        },
         "reproducible": options.reproducible,
-        "completeness": completeness,
-        _METADATA_KEY: {"vcs": dict(sorted(vcs.items()))} if vcs else {},
+        _METADATA_KEY: buildkit,
     }
+    if not incomplete and not captured.network:
+        metadata[_HERMETIC_KEY] = True
     predicate["metadata"] = metadata
     return predicate
+
+
+def _sorted_keys(value: Any) -> Any:
+    """``value`` with the keys of every object sorted (how Go writes a map)."""
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
+def slsa1_predicate(predicate: Mapping[str, Any]) -> dict[str, Any]:
+    """The SLSA v1 predicate (``https://slsa.dev/provenance/v1``) of a v0.2 one from
+    :func:`provenance_predicate`, as BuildKit converts it: ``buildDefinition``
+    (``buildType`` BuildKit's v1 definitions page, ``resolvedDependencies`` the
+    materials, ``externalParameters`` the ``configSource`` — ``entryPoint`` as
+    ``path`` — and the ``request`` parameters, ``internalParameters`` the
+    ``buildConfig`` and the ``builderPlatform``) and ``runDetails`` (``builder.id``;
+    ``metadata``: ``invocationId``, ``startedOn``, ``finishedOn`` and BuildKit's
+    ``buildkit_metadata``, ``buildkit_hermetic``, ``buildkit_completeness``
+    (``request``, ``resolvedDependencies``), ``buildkit_reproducible``)."""
+    invocation = predicate["invocation"]
+    old_source = invocation["configSource"]
+    config_source: dict[str, Any] = {}
+    if "uri" in old_source:
+        config_source["uri"] = old_source["uri"]
+    if "digest" in old_source:
+        config_source["digest"] = old_source["digest"]
+    if "entryPoint" in old_source:
+        config_source["path"] = old_source["entryPoint"]
+    internal: dict[str, Any] = {"builderPlatform": invocation["environment"]["platform"]}
+    if "buildConfig" in predicate:
+        internal["buildConfig"] = predicate["buildConfig"]
+    definition: dict[str, Any] = {"buildType": BUILDKIT_BUILD_TYPE_V1}
+    if predicate.get("materials"):
+        definition["resolvedDependencies"] = [dict(m) for m in predicate["materials"]]
+    definition["externalParameters"] = {
+        "configSource": config_source,
+        "request": invocation["parameters"],
+    }
+    # BuildKit writes internalParameters through a map: keys sorted at every level
+    definition["internalParameters"] = _sorted_keys(internal)
+    old = predicate["metadata"]
+    completeness = old["completeness"]
+    metadata: dict[str, Any] = {
+        "invocationId": old["buildInvocationID"],
+        "startedOn": old["buildStartedOn"],
+        "finishedOn": old["buildFinishedOn"],
+        "buildkit_metadata": old.get(_METADATA_KEY, {}),
+    }
+    if old.get(_HERMETIC_KEY):
+        metadata["buildkit_hermetic"] = True
+    metadata["buildkit_completeness"] = {
+        "request": completeness["parameters"],
+        "resolvedDependencies": completeness["materials"],
+    }
+    if old.get("reproducible"):
+        metadata["buildkit_reproducible"] = True
+    return {
+        "buildDefinition": definition,
+        "runDetails": {"builder": {"id": predicate["builder"]["id"]}, "metadata": metadata},
+    }
 
 
 _DIGEST_LENGTHS = {"sha1": 40, "sha256": 64, "sha512": 128}

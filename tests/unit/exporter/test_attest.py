@@ -46,6 +46,8 @@ ARM64 = Platform.parse("linux/arm64")
         ("mode=min,builder-id=https://ci/1", ProvenanceOptions(builder_id="https://ci/1")),
         ("mode=max,disabled=true", None),
         ("reproducible=true", ProvenanceOptions(reproducible=True)),
+        ("mode=max,version=v1", ProvenanceOptions(mode="max", version="v1")),
+        ("version=v0.2", ProvenanceOptions()),
     ],
 )
 def test_provenance_flag(flag: str, expected: ProvenanceOptions | None) -> None:
@@ -55,7 +57,15 @@ def test_provenance_flag(flag: str, expected: ProvenanceOptions | None) -> None:
 def test_attest_flag() -> None:
     assert parse_attest_flag("type=provenance") == ProvenanceOptions()
     assert parse_attest_flag("type=provenance,mode=max") == ProvenanceOptions(mode="max")
-    for bad in ("type=sbom", "mode=max", "type=provenance,mode=all", "type=provenance,x=1"):
+    assert parse_attest_flag("type=provenance,version=v1") == ProvenanceOptions(version="v1")
+    for bad in (
+        "type=sbom",
+        "mode=max",
+        "type=provenance,mode=all",
+        "type=provenance,x=1",
+        "type=provenance,version=v2",
+        "type=provenance,version=1.0",
+    ):
         with pytest.raises(UsageError):
             parse_attest_flag(bad)
 
@@ -64,6 +74,30 @@ def test_attr_round_trip() -> None:
     options = ProvenanceOptions(mode="max", builder_id="https://ci/run,1", reproducible=True)
     assert ProvenanceOptions.from_attr(options.to_attr()) == options
     assert ProvenanceOptions.from_attr("") == ProvenanceOptions()
+    v1 = ProvenanceOptions(mode="max", version="v1")
+    assert v1.to_attr() == "mode=max,version=v1"
+    assert ProvenanceOptions.from_attr(v1.to_attr()) == v1
+    assert v1.predicate_type == "https://slsa.dev/provenance/v1"
+    assert ProvenanceOptions().predicate_type == SLSA
+
+
+async def test_late_predicate_is_made_as_the_statement_is_written(
+    state: State, tmp_path: Path
+) -> None:
+    calls: list[int] = []
+
+    async def late() -> dict[str, str]:
+        calls.append(1)
+        return {"buildType": "late"}
+
+    ref = await state.layer(lambda root: (root / "a.txt").write_text("ay"), description="RUN w")
+    dest = tmp_path / "out"
+    exporter = resolve(parse_output(f"type=local,dest={dest}"), state.services)
+    early = Attestation(predicate_type=SLSA, predicate={"buildType": "early"}, late=late)
+    await exporter.export(ExportRequest(ref=ref, epoch=T0, attestations=(early,)))
+    assert calls == [1]
+    statement = json.loads((dest / "provenance.json").read_text())
+    assert statement["predicate"] == {"buildType": "late"}
 
 
 @pytest.mark.parametrize(

@@ -87,12 +87,12 @@ async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) ->
     if options.context == "-":
         return await _stdin_context(options, stdin, scratch)
     if _is_directory(options.context):  # a directory first, as buildx (no URL parsing)
-        return await _local_context(options, stdin, scratch)
+        return await _with_vcs(options, await _local_context(options, stdin, scratch))
     from dockyard.source import parse_remote_context
 
     remote = parse_remote_context(options.context)
     if remote is None:
-        return await _local_context(options, stdin, scratch)
+        return await _with_vcs(options, await _local_context(options, stdin, scratch))
     from dockyard.source import GitContext, redact_url
 
     if isinstance(remote, GitContext):
@@ -109,6 +109,22 @@ async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) ->
         prepared = await _in_context(options, stdin, scratch, context, shown)
         return dataclasses.replace(prepared, source_attrs=tuple(attrs))
     return await _http_context(options, stdin, scratch, remote.url, fetch)
+
+
+async def _with_vcs(options: BuildOptions, prepared: PreparedContext) -> PreparedContext:
+    """``prepared`` with buildx's ``vcs:*`` attributes when the build asks for
+    provenance (the only reader here) and the context is in a git work tree."""
+    if not _wants_digest(options):
+        return prepared
+    from ._vcs import git_attributes
+
+    attrs = await git_attributes(
+        prepared.context,
+        {"context": prepared.context, "dockerfile": prepared.dockerfile_dir},
+    )
+    if not attrs:
+        return prepared
+    return dataclasses.replace(prepared, source_attrs=prepared.source_attrs + attrs)
 
 
 def _wants_digest(options: BuildOptions) -> bool:

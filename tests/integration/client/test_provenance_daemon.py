@@ -70,3 +70,30 @@ async def test_daemon_attests_every_platform(
         statement = json.loads((out / platform / "provenance.json").read_text())
         assert statement["subject"][0]["name"] == "p"
     assert "hunter2-hunter2" not in err
+
+
+async def test_daemon_makes_slsa_v1(
+    running: DaemonProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``version=v1`` travels in ``attest:provenance`` to the daemon, which writes the
+    SLSA v1 predicate (max mode: the build config and the Dockerfile's source map)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    dockerfile = "FROM scratch\nCOPY Dockerfile /\n"
+    (ctx / "Dockerfile").write_text(dockerfile)
+    out = tmp_path / "out"
+    code = await cli(
+        running, "--provenance", "mode=max,version=v1", "-o", f"type=local,dest={out}", str(ctx)
+    )
+    assert code == 0, capsys.readouterr().err
+    statement = json.loads((out / "provenance.json").read_text())
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    predicate = statement["predicate"]
+    internal = predicate["buildDefinition"]["internalParameters"]
+    assert internal["buildConfig"]["llbDefinition"][-1]["op"] == {}
+    source = predicate["runDetails"]["metadata"]["buildkit_metadata"]["source"]
+    assert source["infos"][0]["filename"] == "Dockerfile"
+    assert predicate["buildDefinition"]["externalParameters"]["request"]["locals"] == [
+        {"name": "context"},
+        {"name": "dockerfile"},
+    ]

@@ -15,12 +15,17 @@ default is built in:
   document DESCRIBES it, it CONTAINS every package found), each package with its
   version, package URL, declared license when there is one, ``filesAnalyzed: false``.
   Every path is resolved inside the root (:func:`dockyard.core.fspath.open_in_root`;
-  the walk never follows a symlink), only regular files are read, each up to a size
-  limit; a malformed database entry is skipped, never an error. The scanner sees only
+  the walk never follows a symlink); a file is looked at through an ``O_PATH`` handle
+  and opened only when it is a regular file (a device or FIFO an image holds is never
+  opened on the host), each up to a size limit; a malformed database entry is skipped,
+  never an error. A scan is bounded — bytes read, entries walked, packages found —
+  and past a bound it fails with a :class:`~dockyard.core.ContentError` rather than
+  write an SBOM that misses packages; text fields are clipped. The scanner sees only
   the final root filesystem (no secret mount is part of it).
 - :func:`read_sbom_statements` takes what a generator image wrote (BuildKit's
   ``unbundle``): every file of its output directory one in-toto statement, the core scan
-  (``sbom.*``) first; raw subjects a statement names are kept.
+  (``sbom.*``) first; raw subjects a statement names are kept (as BuildKit keeps them).
+  Only regular files are opened; their number and total size are bounded.
 
 A scan is named as BuildKit names its targets: ``sbom`` (the result), ``sbom-context``
 (the build context), ``sbom-STAGE`` (an intermediate stage); its statement file is
@@ -63,12 +68,20 @@ SCAN_SOURCE_EXTRAS = "/run/src/extras"
 
 _MAX_DATABASE = 64 << 20  # a dpkg status or apk installed file
 _MAX_METADATA = 4 << 20  # one METADATA, PKG-INFO, package.json, copyright file
+_MAX_READ = 1 << 30  # bytes one scan reads, every file together
+_MAX_FIELD = 64 << 10  # one database field, continuation lines included
+_MAX_TEXT = 4096  # a description, supplier, homepage or license in the document
+_MAX_NAME = 256  # a longer package name or version is no package
+_MAX_PACKAGES = 100_000
 _MAX_STATEMENT = 80 << 20  # one generator statement (BuildKit's limit)
+_MAX_STATEMENTS = 1000  # files a generator may write
+_MAX_STATEMENTS_TOTAL = 256 << 20
 _MAX_DEPTH = 64
 _MAX_ENTRIES = 4_000_000
+_PACKAGE_DIRS = frozenset({"site-packages", "dist-packages", "node_modules"})
 _NOASSERTION = "NOASSERTION"
 _TOOL = "dockyard-builtin-scanner"
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO never blocks a scan
+_O_PATH = getattr(os, "O_PATH", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -96,16 +109,32 @@ class _Package:
 
 
 # -- reading inside the root ------------------------------------------------------------------
+def _open_regular(handle: int) -> int | None:
+    """A readable fd of the file ``handle`` (an ``O_PATH`` fd) names, when it is a
+    regular file; ``None`` otherwise. A device or FIFO is never opened: opening one
+    runs its driver on this host (or blocks), whatever image put it there."""
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        return None
+    return os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_CLOEXEC)
+
+
 def _read(root_fd: int, rel: str, limit: int) -> bytes | None:
     """The content of regular file ``rel`` (resolved inside the root), ``None`` when
     it is missing, not a regular file, unreadable or larger than ``limit``."""
     try:
-        fd = open_in_root(root_fd, rel, _READ_FLAGS)
+        handle = open_in_root(root_fd, rel, _O_PATH | os.O_CLOEXEC)
     except (DockyardError, OSError):
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        fd = _open_regular(handle)
+    except OSError:
+        return None
+    finally:
+        os.close(handle)
+    if fd is None:
+        return None
+    try:
+        if os.fstat(fd).st_size > limit:
             return None
         chunks: list[bytes] = []
         size = 0
@@ -125,6 +154,18 @@ def _text(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", errors="replace")
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` one at a time (no list of millions of strings for a
+    database of tiny lines); ``\r\n`` ends a line too."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            end = size
+        yield text[start:end].removesuffix("\r")
+        start = end + 1
+
+
 def _list_dir(root_fd: int, rel: str) -> list[str]:
     """The names in directory ``rel`` (resolved inside the root), sorted; none when it
     is missing or no directory."""
@@ -133,11 +174,52 @@ def _list_dir(root_fd: int, rel: str) -> list[str]:
     except (DockyardError, OSError):
         return []
     try:
-        return sorted(os.listdir(fd))
+        names: list[str] = []
+        with os.scandir(fd) as it:
+            for entry in it:
+                names.append(entry.name)
+                if len(names) > _MAX_ENTRIES:
+                    raise ContentError(f"{rel!r} holds more than {_MAX_ENTRIES} entries")
+        return sorted(names)
     except OSError:
         return []
     finally:
         os.close(fd)
+
+
+class _Scan:
+    """What one scan found so far, within its bounds: packages (each kind, name,
+    version and database once) and the bytes read."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.packages: list[_Package] = []
+        self._seen: set[tuple[str, str, str, str]] = set()
+        self._bytes = 0
+
+    def read(self, rel: str, limit: int) -> bytes | None:
+        data = _read(self.root_fd, rel, limit)
+        if data is not None:
+            self._bytes += len(data)
+            if self._bytes > _MAX_READ:
+                raise ContentError(
+                    f"its package databases are more than {_MAX_READ} bytes (at {rel!r})"
+                )
+        return data
+
+    def text(self, rel: str, limit: int) -> str | None:
+        return _text(self.read(rel, limit))
+
+    def add(self, package: _Package) -> None:
+        if len(package.name) > _MAX_NAME or len(package.version) > _MAX_NAME:
+            return
+        key = (package.kind, package.name, package.version, package.source)
+        if key in self._seen:
+            return
+        if len(self.packages) >= _MAX_PACKAGES:
+            raise ContentError(f"it holds more than {_MAX_PACKAGES} packages")
+        self._seen.add(key)
+        self.packages.append(package)
 
 
 class _Walk:
@@ -160,7 +242,7 @@ class _Walk:
                 for entry in it:
                     self._entries += 1
                     if self._entries > _MAX_ENTRIES:
-                        break
+                        raise ContentError(f"it holds more than {_MAX_ENTRIES} entries")
                     try:
                         is_dir = entry.is_dir(follow_symlinks=False)
                     except OSError:
@@ -169,6 +251,9 @@ class _Walk:
         except OSError:
             os.close(fd)
             return
+        except BaseException:
+            os.close(fd)
+            raise
         dirs.sort()
         others.sort()
         try:
@@ -186,19 +271,19 @@ class _Walk:
 
 
 # -- distribution ------------------------------------------------------------------------------
-def _os_release(root_fd: int) -> dict[str, str]:
-    text = _text(_read(root_fd, "etc/os-release", _MAX_METADATA))
+def _os_release(scan: _Scan) -> dict[str, str]:
+    text = scan.text("etc/os-release", _MAX_METADATA)
     if text is None:
-        text = _text(_read(root_fd, "usr/lib/os-release", _MAX_METADATA)) or ""
+        text = scan.text("usr/lib/os-release", _MAX_METADATA) or ""
     out: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         key, sep, value = line.strip().partition("=")
         if not sep or not key or key.startswith("#"):
             continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
-        out[key] = value
+        out[key] = value[:_MAX_NAME]
     return out
 
 
@@ -230,18 +315,21 @@ def _distro_qualifier(release: Mapping[str, str]) -> str:
 # -- dpkg --------------------------------------------------------------------------------------
 def _control_paragraphs(text: str) -> Iterator[dict[str, str]]:
     """Debian control paragraphs (``Key: value``, continuation lines indented); a line
-    that is neither is skipped."""
-    current: dict[str, str] = {}
+    that is neither is skipped. A field keeps at most ``_MAX_FIELD`` characters."""
+    current: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
     last = ""
-    for line in text.splitlines():
+    for line in _lines(text):
         if not line.strip():
             if current:
-                yield current
-            current, last = {}, ""
+                yield _paragraph(current)
+            current, sizes, last = {}, {}, ""
             continue
         if line[0] in " \t":
-            if last:
-                current[last] += "\n" + line.strip()
+            if last and sizes[last] < _MAX_FIELD:
+                piece = line.strip()
+                current[last].append(piece)
+                sizes[last] += len(piece) + 1
             continue
         key, sep, value = line.partition(":")
         key = key.strip()
@@ -249,39 +337,45 @@ def _control_paragraphs(text: str) -> Iterator[dict[str, str]]:
             last = ""
             continue
         last = key
-        current[key] = value.strip()
+        current[key] = [value.strip()]
+        sizes[key] = len(current[key][0])
     if current:
-        yield current
+        yield _paragraph(current)
 
 
-def _dpkg_license(root_fd: int, package: str) -> str:
+def _paragraph(fields: Mapping[str, list[str]]) -> dict[str, str]:
+    return {key: "\n".join(lines)[:_MAX_FIELD] for key, lines in fields.items()}
+
+
+def _dpkg_license(scan: _Scan, package: str) -> str:
     """The licenses a machine-readable ``usr/share/doc/PKG/copyright`` names (DEP-5's
     ``License:`` fields), joined with ``AND``; empty when there is none."""
     if not package or "/" in package or package in (".", ".."):
         return ""
-    text = _text(_read(root_fd, f"usr/share/doc/{package}/copyright", _MAX_METADATA))
+    text = scan.text(f"usr/share/doc/{package}/copyright", _MAX_METADATA)
     if not text:
         return ""
     found: list[str] = []
-    for line in text.splitlines():
-        if line.lower().startswith("license:"):
+    for line in _lines(text):
+        if line[:8].lower() == "license:":
             value = line.split(":", 1)[1].strip()
             if value and value not in found:
                 found.append(value)
-    return " AND ".join(found) if len(found) < 20 else ""
+                if len(found) >= 20:
+                    return ""
+    return " AND ".join(found)
 
 
-def _dpkg(root_fd: int, release: Mapping[str, str]) -> list[_Package]:
+def _dpkg(scan: _Scan, release: Mapping[str, str]) -> None:
     sources = ["var/lib/dpkg/status"]
-    for name in _list_dir(root_fd, "var/lib/dpkg/status.d"):
+    for name in _list_dir(scan.root_fd, "var/lib/dpkg/status.d"):
         if name.startswith(".") or name.endswith(".md5sums"):
             continue
         sources.append(f"var/lib/dpkg/status.d/{name}")
-    out: list[_Package] = []
     namespace = release.get("ID", "") or "debian"
     distro = _distro_qualifier(release)
     for source in sources:
-        text = _text(_read(root_fd, source, _MAX_DATABASE))
+        text = scan.text(source, _MAX_DATABASE)
         if not text:
             continue
         for fields in _control_paragraphs(text):
@@ -297,45 +391,47 @@ def _dpkg(root_fd: int, release: Mapping[str, str]) -> list[_Package]:
             qualifiers = {"arch": arch, "distro": distro}
             if upstream and upstream != name:
                 qualifiers["upstream"] = upstream
-            out.append(
+            scan.add(
                 _Package(
                     kind="deb",
                     name=name,
                     version=version,
                     purl=_purl("deb", namespace, name, version, qualifiers),
                     source=source,
-                    license=_dpkg_license(root_fd, name),
+                    license=_dpkg_license(scan, name),
                     supplier=fields.get("Maintainer", "").strip(),
                     homepage=fields.get("Homepage", "").strip(),
                     description=fields.get("Description", "").split("\n")[0].strip(),
                 )
             )
-    return out
 
 
 # -- apk ---------------------------------------------------------------------------------------
-def _apk(root_fd: int, release: Mapping[str, str]) -> list[_Package]:
-    source = "lib/apk/db/installed"
-    text = _text(_read(root_fd, source, _MAX_DATABASE))
-    if not text:
-        return []
-    namespace = release.get("ID", "") or "alpine"
-    distro = _distro_qualifier(release)
-    out: list[_Package] = []
-    entries: list[dict[str, str]] = []
+def _apk_entries(text: str) -> Iterator[dict[str, str]]:
+    """The entries of an apk database (``K:value`` lines, a blank line between
+    entries); the first value of a key counts."""
     current: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         if not line.strip():
             if current:
-                entries.append(current)
+                yield current
             current = {}
             continue
         key, sep, value = line.partition(":")
         if sep and len(key) == 1 and key not in current:
-            current[key] = value.strip()
+            current[key] = value.strip()[:_MAX_FIELD]
     if current:
-        entries.append(current)
-    for fields in entries:
+        yield current
+
+
+def _apk(scan: _Scan, release: Mapping[str, str]) -> None:
+    source = "lib/apk/db/installed"
+    text = scan.text(source, _MAX_DATABASE)
+    if not text:
+        return
+    namespace = release.get("ID", "") or "alpine"
+    distro = _distro_qualifier(release)
+    for fields in _apk_entries(text):
         name, version = fields.get("P", ""), fields.get("V", "")
         if not name or not version or any(c.isspace() for c in name + version):
             continue
@@ -343,7 +439,7 @@ def _apk(root_fd: int, release: Mapping[str, str]) -> list[_Package]:
         origin = fields.get("o", "")
         if origin and origin != name:
             qualifiers["upstream"] = origin
-        out.append(
+        scan.add(
             _Package(
                 kind="apk",
                 name=name,
@@ -356,7 +452,6 @@ def _apk(root_fd: int, release: Mapping[str, str]) -> list[_Package]:
                 description=fields.get("T", ""),
             )
         )
-    return out
 
 
 # -- Python ------------------------------------------------------------------------------------
@@ -367,7 +462,7 @@ def _metadata_headers(text: str) -> dict[str, str]:
     """The headers of a core-metadata file (RFC 822 style, up to the first blank line);
     the first value of a header counts, continuation lines are dropped."""
     out: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         if not line.strip():
             break
         if line[0] in " \t":
@@ -389,8 +484,7 @@ def _python_license(headers: Mapping[str, str]) -> str:
     return ""
 
 
-def _python(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[_Package]:
-    out: list[_Package] = []
+def _python(scan: _Scan, walk: list[tuple[str, list[str], list[str]]]) -> None:
     for rel, dirs, others in walk:
         if rel.rsplit("/", 1)[-1] not in ("site-packages", "dist-packages"):
             continue
@@ -398,7 +492,7 @@ def _python(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[
         candidates += [f"{rel}/{d}/PKG-INFO" for d in dirs if d.endswith(".egg-info")]
         candidates += [f"{rel}/{f}" for f in others if f.endswith(".egg-info")]
         for source in candidates:
-            text = _text(_read(root_fd, source, _MAX_METADATA))
+            text = scan.text(source, _MAX_METADATA)
             if not text:
                 continue
             headers = _metadata_headers(text)
@@ -406,7 +500,7 @@ def _python(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[
             if not name or not version or any(c.isspace() for c in name + version):
                 continue
             normalized = _PEP503.sub("-", name).lower()
-            out.append(
+            scan.add(
                 _Package(
                     kind="python",
                     name=name,
@@ -419,7 +513,6 @@ def _python(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[
                     description=headers.get("summary", ""),
                 )
             )
-    return out
 
 
 # -- npm ---------------------------------------------------------------------------------------
@@ -441,8 +534,7 @@ def _npm_license(manifest: Mapping[str, Any]) -> str:
     return ""
 
 
-def _npm(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[_Package]:
-    out: list[_Package] = []
+def _npm(scan: _Scan, walk: list[tuple[str, list[str], list[str]]]) -> None:
     for rel, dirs, _ in walk:
         if rel.rsplit("/", 1)[-1] != "node_modules":
             continue
@@ -453,14 +545,14 @@ def _npm(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[_Pa
             if entry.startswith("@"):
                 packages += [
                     f"{entry}/{sub}"
-                    for sub in _list_dir(root_fd, f"{rel}/{entry}")
+                    for sub in _list_dir(scan.root_fd, f"{rel}/{entry}")
                     if not sub.startswith(".")
                 ]
             else:
                 packages.append(entry)
         for package in packages:
             source = f"{rel}/{package}/package.json"
-            data = _read(root_fd, source, _MAX_METADATA)
+            data = scan.read(source, _MAX_METADATA)
             if data is None:
                 continue
             try:
@@ -480,7 +572,7 @@ def _npm(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[_Pa
             author = manifest.get("author")
             if isinstance(author, dict):
                 author = author.get("name")
-            out.append(
+            scan.add(
                 _Package(
                     kind="npm",
                     name=name,
@@ -493,18 +585,22 @@ def _npm(root_fd: int, walk: list[tuple[str, list[str], list[str]]]) -> list[_Pa
                     description=description if isinstance(description, str) else "",
                 )
             )
-    return out
 
 
 # -- SPDX --------------------------------------------------------------------------------------
-_LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+\-:]*")
+_LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+\-]*", re.ASCII)
 _OPERATORS = frozenset({"AND", "OR", "WITH"})
+
+
+def _operator(token: str) -> bool:
+    return token.isascii() and token.upper() in _OPERATORS
 
 
 def _valid_expression(text: str) -> bool:
     """Whether ``text`` is a well-formed SPDX license expression (identifiers joined by
-    ``AND``/``OR``/``WITH``, parentheses balanced); identifiers are not checked against
-    the license list."""
+    ``AND``/``OR``/``WITH`` in any ASCII case, parentheses balanced); identifiers are
+    ASCII, not checked against the license list, and name no ``LicenseRef-`` or
+    ``DocumentRef-`` (the document would not define them)."""
     tokens = text.replace("(", " ( ").replace(")", " ) ").split()
     depth = 0
     operand = True  # an operand is expected next
@@ -517,32 +613,54 @@ def _valid_expression(text: str) -> bool:
             if operand or depth == 0:
                 return False
             depth -= 1
-        elif token.upper() in _OPERATORS:
+        elif _operator(token):
             if operand:
                 return False
             operand = True
         else:
             if not operand or not _LICENSE_ID.fullmatch(token):
                 return False
+            if token.lower().startswith(("licenseref-", "documentref-")):
+                return False
             operand = False
     return bool(tokens) and depth == 0 and not operand
 
 
 def _spdx_id(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.\-]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9.\-]+", "-", text, flags=re.ASCII).strip("-") or "x"
+
+
+def _upper_operators(text: str) -> str:
+    """A valid expression with its operators in upper case (a word of an identifier —
+    ``GPL-2.0-or-later`` — stays as it is)."""
+    words = []
+    for word in text.split(" "):
+        core = word.strip("()")
+        if _operator(core):
+            start = word.index(core)
+            word = word[:start] + core.upper() + word[start + len(core) :]
+        words.append(word)
+    return " ".join(words)
 
 
 def _license_fields(text: str, extracted: dict[str, str]) -> str:
     """The ``licenseDeclared`` of a declared license: the expression itself when it is
-    one, else a ``LicenseRef-...`` whose text goes to ``extracted``."""
+    one, else a ``LicenseRef-...`` whose text goes to ``extracted`` (two texts that
+    make the same identifier get different ones)."""
     text = " ".join(text.split())
     if not text or text.upper() in ("UNKNOWN", "NONE", _NOASSERTION):
         return _NOASSERTION
     if _valid_expression(text):
-        return re.sub(r"\b(and|or|with)\b", lambda m: m.group(1).upper(), text)
+        return _upper_operators(text)
     ref = "LicenseRef-" + _spdx_id(text)[:120]
+    if extracted.get(ref, text) != text:
+        ref += "-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     extracted.setdefault(ref, text)
     return ref
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "\u2026"
 
 
 def _package_json(package: _Package, extracted: dict[str, str]) -> dict[str, Any]:
@@ -553,23 +671,24 @@ def _package_json(package: _Package, extracted: dict[str, str]) -> dict[str, Any
         "SPDXID": f"SPDXRef-Package-{package.kind}-{_spdx_id(package.name)}-{digest}",
         "versionInfo": package.version,
     }
-    if package.supplier:
-        kind = "Organization" if package.kind == "apk" and "<" not in package.supplier else "Person"
-        out["supplier"] = f"{kind}: {' '.join(package.supplier.split())}"
+    supplier = _clip(" ".join(package.supplier.split()))
+    if supplier:
+        kind = "Organization" if package.kind == "apk" and "<" not in supplier else "Person"
+        out["supplier"] = f"{kind}: {supplier}"
     else:
         out["supplier"] = _NOASSERTION
     out["downloadLocation"] = _NOASSERTION
     out["filesAnalyzed"] = False
-    if package.homepage and "\n" not in package.homepage:
+    if package.homepage and "\n" not in package.homepage and len(package.homepage) <= _MAX_TEXT:
         out["homepage"] = package.homepage
     out["sourceInfo"] = (
         f"acquired package info from {_SOURCE_NAMES[package.kind]}: /{package.source}"
     )
     out["licenseConcluded"] = _NOASSERTION
-    out["licenseDeclared"] = _license_fields(package.license, extracted)
+    out["licenseDeclared"] = _license_fields(_clip(package.license), extracted)
     out["copyrightText"] = _NOASSERTION
     if package.description:
-        out["description"] = package.description
+        out["description"] = _clip(package.description)
     out["externalRefs"] = [
         {
             "referenceCategory": "PACKAGE-MANAGER",
@@ -590,10 +709,16 @@ _SOURCE_NAMES = {
 
 
 def _packages(root_fd: int) -> list[_Package]:
-    release = _os_release(root_fd)
-    found = _dpkg(root_fd, release) + _apk(root_fd, release)
-    walk = list(_Walk(root_fd))
-    found += _python(root_fd, walk) + _npm(root_fd, walk)
+    scan = _Scan(root_fd)
+    release = _os_release(scan)
+    _dpkg(scan, release)
+    _apk(scan, release)
+    # only the directories packages are found in are kept (a walk of millions of
+    # entries is not held in memory)
+    walk = [w for w in _Walk(root_fd) if w[0].rsplit("/", 1)[-1] in _PACKAGE_DIRS]
+    _python(scan, walk)
+    _npm(scan, walk)
+    found = scan.packages
     found.sort(key=lambda p: (p.name, p.version, p.kind, p.source))
     return found
 
@@ -603,7 +728,9 @@ def scan_rootfs(root: str | os.PathLike[str] | None, *, name: str, created: str)
     (``None``: an empty one), as a generator would write it for the scan ``name``
     (``sbom``, ``sbom-context`` ...); ``created`` is its ``creationInfo.created``
     (``YYYY-MM-DDThh:mm:ssZ``). Blocking: run it in a thread. Raises
-    :class:`~dockyard.core.DockyardError` only when ``root`` itself cannot be opened."""
+    :class:`~dockyard.core.DockyardError` when ``root`` itself cannot be opened, a
+    :class:`~dockyard.core.ContentError` when it is past one of the scanner's bounds
+    (bytes read, entries walked, packages found)."""
     from dockyard import __version__
 
     packages: list[_Package] = []
@@ -616,6 +743,11 @@ def scan_rootfs(root: str | os.PathLike[str] | None, *, name: str, created: str)
             ) from exc
         try:
             packages = _packages(root_fd)
+        except ContentError as exc:
+            raise ContentError(
+                f"SBOM scan {name} (built-in scanner): {exc.message}; a generator image "
+                "(--sbom generator=IMAGE) has no such bound"
+            ) from None
         finally:
             os.close(root_fd)
     location = f"{SCAN_SOURCE_CORE}/{name}" if name == "sbom" else f"{SCAN_SOURCE_EXTRAS}/{name}"
@@ -692,24 +824,38 @@ def read_sbom_statements(
     if root is None:
         return []
     names = _list_dir_path(root)
+    if len(names) > _MAX_STATEMENTS:
+        raise ContentError(f"SBOM generator {generator} wrote more than {_MAX_STATEMENTS} files")
     names.sort(key=lambda n: (n.split(".", 1)[0] != "sbom", n))
     out: list[Attestation] = []
+    total = 0
     for name in names:
-        what = f"SBOM generator {generator}: {name}"
+        what = f"SBOM generator {generator}: {name if name.isprintable() else repr(name)}"
         try:
-            fd = open_in_root(root, name, _READ_FLAGS)
+            handle = open_in_root(root, name, _O_PATH | os.O_CLOEXEC)
         except (DockyardError, OSError) as exc:
             raise ContentError(f"{what}: cannot open it: {exc}") from exc
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ContentError(f"{what}: not a regular file")
-            if st.st_size > _MAX_STATEMENT:
+            fd = _open_regular(handle)
+        except OSError as exc:
+            raise ContentError(f"{what}: cannot open it: {exc.strerror}") from exc
+        finally:
+            os.close(handle)
+        if fd is None:
+            raise ContentError(f"{what}: not a regular file")
+        try:
+            if os.fstat(fd).st_size > _MAX_STATEMENT:
                 raise ContentError(f"{what}: larger than {_MAX_STATEMENT} bytes")
             with os.fdopen(os.dup(fd), "rb") as f:
                 data = f.read(_MAX_STATEMENT + 1)
         finally:
             os.close(fd)
+        total += len(data)
+        if total > _MAX_STATEMENTS_TOTAL:
+            raise ContentError(
+                f"SBOM generator {generator}: its statements are more than "
+                f"{_MAX_STATEMENTS_TOTAL} bytes together"
+            )
         out.append(_statement_attestation(data, name, what))
     return out
 
@@ -743,14 +889,20 @@ def _statement_attestation(data: bytes, name: str, what: str) -> Attestation:
     subjects = value.get("subject")
     own: tuple[Mapping[str, Any], ...] | None = None
     if subjects:
-        if not isinstance(subjects, list) or not all(
-            isinstance(s, dict)
-            and isinstance(s.get("name", ""), str)
-            and isinstance(s.get("digest", {}), dict)
-            for s in subjects
-        ):
+        if not isinstance(subjects, list) or not all(_subject(s) for s in subjects):
             raise ContentError(f"{what}: the statement's subjects are malformed")
         own = tuple(
             {"name": s.get("name") or "_", "digest": dict(s.get("digest") or {})} for s in subjects
         )
     return Attestation(predicate_type=predicate_type, predicate=predicate, path=name, subjects=own)
+
+
+def _subject(value: object) -> bool:
+    """Whether ``value`` is an in-toto subject: a name and a digest set (algorithm to
+    hex digest, both strings)."""
+    if not isinstance(value, dict) or not isinstance(value.get("name", ""), str):
+        return False
+    digest = value.get("digest", {})
+    return isinstance(digest, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in digest.items()
+    )

@@ -241,9 +241,10 @@ def run_flags(
 )
 @click.option(
     "--provenance",
-    metavar="true|false|mode=min|max[,builder-id=ID]",
+    metavar="true|false|mode=min|max[,version=v0.2|v1][,builder-id=ID]",
     help="Attach an SLSA provenance attestation (as --attest type=provenance): true is"
-    " mode=min. Off by default (buildx attaches mode=min unless told not to).",
+    " mode=min; version=v1 makes SLSA v1 (v0.2 by default, as BuildKit). Off by default"
+    " (buildx attaches mode=min unless told not to).",
 )
 @click.option(
     "--sbom",
@@ -256,7 +257,7 @@ def run_flags(
     "--attest",
     "attests",
     multiple=True,
-    metavar="type=provenance[,mode=min|max]|type=sbom[,generator=IMAGE]",
+    metavar="type=provenance[,mode=min|max][,version=v1]|type=sbom[,generator=IMAGE]",
     help="Attach an attestation to the outputs (type=provenance: mode=min by default;"
     " type=sbom: the built-in scanner by default). Repeatable.",
 )

@@ -126,8 +126,13 @@ async def pull_image(
         # (descriptor, bytes) of every manifest and index kept, children before parents
         documents: list[tuple[Descriptor, bytes]] = []
         images: list[tuple[Descriptor, bytes, ImageManifest]] = []
+        # each digest once: an index may list one child many times, level after level
+        seen: set[str] = set()
 
         async def walk(desc: Descriptor, data: bytes, manifest: Manifest, depth: int) -> None:
+            if str(desc.digest) in seen:
+                return
+            seen.add(str(desc.digest))
             if isinstance(manifest, ImageIndex):
                 if depth >= _MAX_DEPTH:
                     from dockyard.core import ContentError
@@ -141,6 +146,8 @@ async def pull_image(
                     )
                 )
                 for entry in entries:
+                    if str(entry.digest) in seen:
+                        continue
                     child = await client.get_manifest(ref, expected=entry)
                     await walk(child.descriptor, child.data, child.manifest, depth + 1)
                 documents.append((desc, data))
@@ -338,8 +345,12 @@ async def push_image(
         content.add_to_lease(lease, image.target.digest)
         documents: list[tuple[Descriptor, bytes]] = []
         manifests: list[ImageManifest] = []
+        seen: set[str] = set()  # each document once (an index may repeat its entries)
 
         async def walk(desc: Descriptor, depth: int) -> None:
+            if str(desc.digest) in seen:
+                return
+            seen.add(str(desc.digest))
             try:
                 data = await content.read(desc.digest)
             except NotFoundError:
@@ -433,11 +444,18 @@ async def _mount_sources(
     return out
 
 
-async def _layers_of(content: ContentStore, target: Descriptor, depth: int = 0) -> set[str]:
-    """The layer digests of the manifests below ``target`` that the content store has."""
+async def _layers_of(
+    content: ContentStore, target: Descriptor, depth: int = 0, seen: set[str] | None = None
+) -> set[str]:
+    """The layer digests of the manifests below ``target`` that the content store has
+    (each document read once: an index may repeat its entries)."""
     from dockyard.core import DockyardError
     from dockyard.oci import ImageIndex, parse_manifest
 
+    seen = set() if seen is None else seen
+    if str(target.digest) in seen:
+        return set()
+    seen.add(str(target.digest))
     try:
         manifest = parse_manifest(await content.read(target.digest), target.media_type)
     except DockyardError:
@@ -447,7 +465,7 @@ async def _layers_of(content: ContentStore, target: Descriptor, depth: int = 0) 
     found: set[str] = set()
     if depth < _MAX_DEPTH:
         for entry in manifest.manifests:
-            found |= await _layers_of(content, entry, depth + 1)
+            found |= await _layers_of(content, entry, depth + 1, seen)
     return found
 
 

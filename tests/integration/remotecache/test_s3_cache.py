@@ -357,3 +357,55 @@ async def test_through_the_daemon(
     ).read_text()
     assert SECRET not in err
     assert SECRET not in running.log_text()
+
+
+def go_form(config: bytes) -> bytes:
+    """The cache config as BuildKit's exporter marshals it (Go's field order, ``parent``
+    written unless 0, none of Dockyard's extra record fields ``keys``/``output``)."""
+    doc = json.loads(config)
+    layers = []
+    for layer in doc["layers"]:
+        out: dict[str, object] = {"blob": layer["blob"]}
+        if layer.get("parent", 0) != 0:
+            out["parent"] = layer["parent"]
+        notes = layer["annotations"]
+        out["annotations"] = {
+            k: notes[k] for k in ("mediaType", "diffID", "size", "createdAt") if k in notes
+        }
+        layers.append(out)
+    records = []
+    for record in doc["records"]:
+        out = {}
+        if "layers" in record:
+            out["layers"] = [{"createdAt": r.get("createdAt"), "layer": r["layer"]}
+                             for r in record["layers"]]  # fmt: skip
+        out["digest"] = record["digest"]
+        if "inputs" in record:
+            out["inputs"] = record["inputs"]
+        records.append(out)
+    return json.dumps({"layers": layers, "records": records}, separators=(",", ":")).encode()
+
+
+async def test_a_cache_in_buildkits_own_serialization_is_read(
+    tmp_path: Path, registry: RegistryProcess, base: str, s3: S3Server
+) -> None:
+    bucket = await s3.bucket("cache-goform")
+    context = write_context(tmp_path / "ctx", base)
+    await build(
+        tmp_path / "a",
+        registry,
+        context,
+        cache_to=(parse_cache_export(s3.attrs(bucket, ",mode=max")),),
+    )
+    async with s3.client(bucket) as client:
+        written = await client.get_bytes("manifests/buildkit", limit=1 << 24)
+        assert written is not None
+        await client.put_bytes("manifests/go", go_form(written))
+    again = await build(
+        tmp_path / "b",
+        registry,
+        context,
+        cache_from=(parse_cache_import(s3.attrs(bucket, ",name=go")),),
+    )
+    assert not again.warnings()
+    assert list(again.runs().values()) == [False, False], again.statuses()

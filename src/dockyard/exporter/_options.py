@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from dockyard.core import Platform, UsageError
-from dockyard.core.csvfields import csv_fields, key_values
+from dockyard.core.csvfields import csv_fields, key_values, redact
 from dockyard.registry import InvalidReferenceError, Reference
 
 __all__ = [
@@ -612,7 +612,17 @@ def parse_exporter(kind: str, attrs: Mapping[str, str]) -> ExportOptions:
 def parse_output(spec: str) -> ExportOptions:
     """One ``--output`` value: ``type=image,name=app,push=true`` (CSV; quote a field
     holding commas: ``"name=a,b"``), ``DIR`` (``type=local,dest=DIR``) or ``-``
-    (``type=tar`` to stdout)."""
+    (``type=tar`` to stdout). Its errors show no secret the value holds."""
+    try:
+        return _parse_output(spec)
+    except UsageError as exc:
+        message = redact(exc.message, spec)
+        if message == exc.message:
+            raise
+        raise UsageError(message) from None
+
+
+def _parse_output(spec: str) -> ExportOptions:
     text = spec.strip()
     if not text:
         raise UsageError("empty --output value")

@@ -284,9 +284,11 @@ class S3Client:
         body: Body = b"",
         payload_hash: str | None = None,
         size: int | None = None,
+        missing_ok: bool = False,
     ) -> AsyncIterator[httpx.Response]:
         """One signed request, retried as the module docstring says; the response (a
-        2xx, 304 or 404 — any other status is an error) streams in the block."""
+        2xx, or a 404 with ``missing_ok`` — any other status is an error) streams in the
+        block."""
         import httpx
 
         what = f"{method} {self.describe(key)}"
@@ -339,7 +341,8 @@ class S3Client:
                 await self._sleep(attempt)
                 continue
             try:
-                if response.status_code >= 300 and response.status_code not in (304, 404):
+                status = response.status_code
+                if status >= 300 and not (status == 404 and missing_ok):
                     raw = await response.aread()
                     failure = self._failure(what, response.status_code, raw)
                     if isinstance(failure, _Retry):
@@ -382,7 +385,7 @@ class S3Client:
 
     async def head(self, key: str) -> ObjectInfo | None:
         """HeadObject; ``None`` when there is no such object."""
-        async with self._send("HEAD", key, payload_hash=EMPTY_SHA256) as response:
+        async with self._send("HEAD", key, payload_hash=EMPTY_SHA256, missing_ok=True) as response:
             if response.status_code == 404:
                 return None
             length = response.headers.get("content-length", "0")
@@ -393,7 +396,7 @@ class S3Client:
 
     async def get_bytes(self, key: str, *, limit: int) -> bytes | None:
         """GetObject of a small object (at most ``limit`` bytes); ``None`` when missing."""
-        async with self._send("GET", key, payload_hash=EMPTY_SHA256) as response:
+        async with self._send("GET", key, payload_hash=EMPTY_SHA256, missing_ok=True) as response:
             if response.status_code == 404:
                 _raise_no_bucket(self, key, await response.aread())
                 return None
@@ -426,7 +429,9 @@ class S3Client:
                 attempt += 1
                 received = 0
                 try:
-                    async with self._send("GET", key, payload_hash=EMPTY_SHA256) as response:
+                    async with self._send(
+                        "GET", key, payload_hash=EMPTY_SHA256, missing_ok=True
+                    ) as response:
                         if response.status_code == 404:
                             _raise_no_bucket(self, key, await response.aread())
                             raise NotFoundError(f"s3: {self.describe(key)} does not exist")

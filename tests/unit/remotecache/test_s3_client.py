@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard.core import AuthError, Digest, DockyardError
+from dockyard.core import AuthError, Digest, DockyardError, NotFoundError
 from dockyard.remotecache import AwsCredentials, S3Client
 
 SECRET = "very-secret-key-0123456789"
@@ -124,6 +124,17 @@ async def test_missing_objects() -> None:
     async with client(missing) as s3:
         assert await s3.head("k") is None
         assert await s3.get_bytes("k", limit=10) is None
+        with pytest.raises(DockyardError, match="NoSuchKey"):
+            await s3.put_bytes("k", b"x")  # a write never "succeeds" with a 404
+
+    def no_bucket(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, content=b"<Error><Code>NoSuchBucket</Code></Error>")
+
+    async with client(no_bucket) as s3:
+        with pytest.raises(NotFoundError, match="bucket 'bkt' does not exist"):
+            await s3.put_bytes("k", b"x")
+        with pytest.raises(NotFoundError, match="bucket 'bkt' does not exist"):
+            await s3.get_bytes("k", limit=10)
 
 
 async def test_multipart_upload_and_abort(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,8 @@ _CONFIG_LIMIT = 64 << 20
 
 def s3_client(location: S3Location) -> S3Client:
     """A client for the bucket of ``location``: its credentials, or the environment's
-    (:class:`~dockyard.core.AuthError` when there are none)."""
+    (:class:`~dockyard.core.AuthError` when there are none); its endpoint, or
+    ``$AWS_ENDPOINT_URL_S3``/``$AWS_ENDPOINT_URL`` as the SDK reads them."""
     from ._s3 import S3Client, credentials_from_environment
 
     credentials = location.credentials or credentials_from_environment()
@@ -50,11 +52,17 @@ def s3_client(location: S3Location) -> S3Client:
             f"s3 cache {location.describe()}: no AWS credentials (give access_key_id and "
             "secret_access_key, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         )
+    # without endpoint_url, the AWS SDK's service endpoint variables
+    endpoint = (
+        location.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3", "")
+        or os.environ.get("AWS_ENDPOINT_URL", "")
+    )
     return S3Client(
         bucket=location.bucket,
         region=location.region,
         credentials=credentials,
-        endpoint_url=location.endpoint_url,
+        endpoint_url=endpoint,
         use_path_style=location.use_path_style,
         max_attempts=location.retry_max_attempts,
         accept_encoding=not location.disable_accept_encoding,

@@ -271,3 +271,21 @@ async def test_download_into_a_sink() -> None:
         with pytest.raises(DockyardError, match="more than"):
             await s3.download("blobs/x", sink, digest=digest, size=10)
         assert sink.state == "aborted"
+
+
+async def test_the_cache_client_takes_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockyard.remotecache import S3Location
+    from dockyard.remotecache._s3cache import s3_client
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY", "AWS_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    location = S3Location(bucket="b", region="r", use_path_style=True)
+    with pytest.raises(AuthError, match="no AWS credentials") as caught:
+        s3_client(location)
+    assert "s3://b/manifests/buildkit" in str(caught.value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    async with s3_client(location) as s3:
+        assert s3.address("k")[0] == "http://127.0.0.1:9/b/k"

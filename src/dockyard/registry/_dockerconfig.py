@@ -29,6 +29,7 @@ from .types import Credentials
 __all__ = ["DockerConfigCredentials", "StaticCredentials", "docker_config_path"]
 
 _HELPER_TIMEOUT = 60.0
+_SHOWN = 1000  # characters of a failed helper's output in its error
 _NOT_FOUND = "credentials not found"
 
 
@@ -170,8 +171,9 @@ class DockerConfigCredentials:
             message = (out + err).decode(errors="replace").strip()
             if _NOT_FOUND in message.lower():
                 return None
+            shown = _failure_output(out, err)
             raise AuthError(
-                f"credential helper {program} failed for {host}: {message or proc.returncode}"
+                f"credential helper {program} failed for {host}: {shown or proc.returncode}"
             )
         try:
             answer = json.loads(out)
@@ -188,6 +190,15 @@ class DockerConfigCredentials:
         if username == "<token>":
             return Credentials(identity_token=secret)
         return Credentials(username=username, password=secret)
+
+
+def _failure_output(out: bytes, err: bytes) -> str:
+    """What a failed credential helper printed, for its error: never an answer holding
+    a ``Secret`` (a helper may print one and still fail), at most ``_SHOWN`` characters."""
+    if b"secret" in out.lower():
+        out = b"(its answer is not shown: it holds a secret)\n" if out.strip() else b""
+    text = (out + err).decode(errors="replace").strip()
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 def _credentials_from_entry(entry: Mapping[str, Any], where: str) -> Credentials | None:

@@ -1,11 +1,13 @@
-"""OCI runtime ``config.json`` generation: a pure function of its inputs.
+"""OCI runtime ``config.json`` generation: a pure function of its inputs (and of the
+host's seccomp profile, fixed for the life of the process).
 
 The sandbox is docker's default one: own mount, pid, ipc and uts namespaces (and network,
 unless the host's is shared); docker's default capability set with ``no_new_privileges``;
-docker's masked and read-only paths; ``/proc``, a tmpfs ``/dev`` (the runtime adds the
-standard device nodes), ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue`` and a read-only
-``/sys``. ``insecure`` gives every capability the host allows, no masked paths and a
-writable ``/sys``.
+a seccomp filter with docker's semantics (:mod:`dockyard.executor._seccomp`); docker's
+masked and read-only paths; ``/proc``, a tmpfs ``/dev`` (the runtime adds the standard
+device nodes), ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue`` and a read-only ``/sys``.
+``insecure`` gives every capability the host allows, no seccomp filter, no masked paths
+and a writable ``/sys``.
 
 No cgroup mount, and no ``cgroupsPath`` unless the caller adds one (a cgroup parent, runc
 only): crun runs with ``--cgroup-manager=disabled`` and runc picks its default; see the
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._seccomp import host_seccomp
 from ._users import ResolvedUser
 from .types import DEFAULT_PATH, NetworkMode, ProcessSpec, SecurityMode
 
@@ -257,6 +260,9 @@ def build_spec(
         "resources": {"devices": [{"allow": insecure, "access": "rwm"}]},
     }
     if not insecure:
+        seccomp = host_seccomp(caps)
+        if seccomp is not None:
+            linux["seccomp"] = seccomp
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
 

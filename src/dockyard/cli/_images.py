@@ -838,6 +838,15 @@ async def put_name(store: ImageStore, name: str, target: Descriptor) -> bool:
 _CREATED_BY_WIDTH = 45  # docker's truncation of CREATED BY
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and format characters (terminal escapes, ``\\r``, bidi
+    overrides) shown as escapes: a table row of an untrusted image's config never
+    drives the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _ellipsis(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -941,7 +950,13 @@ def image_history(
         table.append(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"))
         for row in rows:
             table.append(
-                (row["ID"], row["CreatedSince"], row["CreatedBy"], row["Size"], row["Comment"])
+                (
+                    row["ID"],
+                    row["CreatedSince"],
+                    _printable(row["CreatedBy"]),
+                    row["Size"],
+                    _printable(row["Comment"]),
+                )
             )
     return 0
 

@@ -223,6 +223,7 @@ class OciExecutor:
             mounts=spec_mounts,
             host_capabilities=self._caps,
             nofile=self._nofile,
+            precompiled_seccomp=self._runtime.kind is RuntimeKind.CRUN,
         )
         if process.cgroup_parent:
             # BuildKit's /PARENT/buildkit/<id>: runc makes it in every hierarchy

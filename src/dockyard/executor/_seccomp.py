@@ -61,13 +61,17 @@ allows.
 
 from __future__ import annotations
 
+import base64
 import errno
 import functools
+import logging
 import os
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+_log = logging.getLogger("dockyard.executor")
 
 __all__ = [
     "ALWAYS_ALLOWED",
@@ -79,10 +83,12 @@ __all__ = [
     "PERSONALITIES",
     "PTRACE_SYSCALLS",
     "ArgRule",
+    "Libseccomp",
     "SeccompProfile",
     "SyscallRule",
     "host_seccomp",
-    "libseccomp_knows",
+    "host_seccomp_bpf",
+    "libseccomp",
     "seccomp_profile",
 ]
 
@@ -388,24 +394,116 @@ def seccomp_profile(
     return SeccompProfile(architectures=ARCHITECTURES[machine], rules=tuple(rules))
 
 
-def libseccomp_knows() -> Callable[[str], bool] | None:
-    """A test of whether this host's libseccomp (the one crun and runc use) resolves a
-    system call name; ``None`` when the library cannot be loaded."""
-    import ctypes
+class Libseccomp:
+    """The host's libseccomp (``libseccomp.so.2``, the library crun and runc compile
+    profiles with), through ctypes: name lookups and compiling a profile to the BPF
+    program the kernel loads. :func:`libseccomp` gives the process's one instance."""
 
+    _ACT_ALLOW = 0x7FFF0000
+    _ACT_ERRNO = 0x00050000
+    _OPS: ClassVar[dict[str, int]] = {
+        "NE": 1, "LT": 2, "LE": 3, "EQ": 4, "GE": 5, "GT": 6, "MASKED_EQ": 7
+    }  # fmt: skip
+    _NR_SCMP_ERROR = -1  # other architectures' calls resolve to pseudo numbers <= -10000
+
+    def __init__(self) -> None:
+        import ctypes
+
+        class ArgCmp(ctypes.Structure):
+            _fields_ = [
+                ("arg", ctypes.c_uint),
+                ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64),
+            ]
+
+        lib = ctypes.CDLL("libseccomp.so.2")  # OSError when missing
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+        lib.seccomp_init.argtypes = [ctypes.c_uint32]
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        lib.seccomp_release.restype = None
+        lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        lib.seccomp_arch_add.restype = ctypes.c_int
+        lib.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.POINTER(ArgCmp),
+        ]
+        lib.seccomp_rule_add_array.restype = ctypes.c_int
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.seccomp_export_bpf.restype = ctypes.c_int
+        self._lib = lib
+        self._arg_cmp = ArgCmp
+
+    def knows(self, name: str) -> bool:
+        """Whether the library resolves ``name`` (of any architecture it knows)."""
+        return int(self._lib.seccomp_syscall_resolve_name(name.encode())) != self._NR_SCMP_ERROR
+
+    def _action(self, action: str, errno_ret: int | None) -> int:
+        if action == "SCMP_ACT_ALLOW":
+            return self._ACT_ALLOW
+        if action == "SCMP_ACT_ERRNO":
+            return self._ACT_ERRNO | ((errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF)
+        raise ValueError(f"seccomp action {action} is not one Dockyard uses")
+
+    def compile(self, profile: SeccompProfile) -> bytes:
+        """The BPF program of ``profile``, made as crun makes it from the same JSON (rules
+        whose action is the default skipped, unknown names left out); ``OSError`` when
+        the library refuses it."""
+        lib = self._lib
+        default = self._ACT_ERRNO | profile.default_errno
+        ctx = lib.seccomp_init(default)
+        if not ctx:
+            raise OSError(errno.EINVAL, "seccomp_init failed")
+        try:
+            for arch in profile.architectures:
+                token = lib.seccomp_arch_resolve_name(
+                    arch.removeprefix("SCMP_ARCH_").lower().encode()
+                )
+                rc = lib.seccomp_arch_add(ctx, token) if token else -errno.EINVAL
+                if rc < 0 and rc != -errno.EEXIST:
+                    raise OSError(-rc, f"seccomp_arch_add {arch}")
+            for rule in profile.rules:
+                action = self._action(rule.action, rule.errno_ret)
+                if action == default:
+                    continue
+                cmps = (self._arg_cmp * max(len(rule.args), 1))()
+                for i, a in enumerate(rule.args):
+                    op = self._OPS[a.op.removeprefix("SCMP_CMP_")]
+                    cmps[i] = self._arg_cmp(a.index, op, a.value, a.value_two)
+                for name in rule.names:
+                    nr = lib.seccomp_syscall_resolve_name(name.encode())
+                    if nr == self._NR_SCMP_ERROR:
+                        continue
+                    rc = lib.seccomp_rule_add_array(ctx, action, nr, len(rule.args), cmps)
+                    if rc < 0:
+                        raise OSError(-rc, f"seccomp_rule_add {name}")
+            fd = os.memfd_create("dockyard-seccomp", os.MFD_CLOEXEC)
+            try:
+                rc = lib.seccomp_export_bpf(ctx, fd)
+                if rc < 0:
+                    raise OSError(-rc, "seccomp_export_bpf")
+                size = os.fstat(fd).st_size
+                return os.pread(fd, size, 0)
+            finally:
+                os.close(fd)
+        finally:
+            lib.seccomp_release(ctx)
+
+
+@functools.cache
+def libseccomp() -> Libseccomp | None:
+    """The host's libseccomp, loaded once; ``None`` when it cannot be loaded."""
     try:
-        lib = ctypes.CDLL("libseccomp.so.2")
-        resolve = lib.seccomp_syscall_resolve_name
+        return Libseccomp()
     except (OSError, AttributeError):
         return None
-    resolve.argtypes = [ctypes.c_char_p]
-    resolve.restype = ctypes.c_int
-    error = -1  # __NR_SCMP_ERROR; other arches' calls resolve to pseudo numbers <= -10000
-
-    def knows(name: str) -> bool:
-        return int(resolve(name.encode())) != error
-
-    return knows
 
 
 def _kernel_version(release: str) -> tuple[int, int]:
@@ -417,11 +515,12 @@ def _kernel_version(release: str) -> tuple[int, int]:
 @functools.cache
 def _host_profile(capabilities: frozenset[str]) -> SeccompProfile | None:
     uts = os.uname()
+    lib = libseccomp()
     return seccomp_profile(
         capabilities,
         machine=uts.machine,
         kernel=_kernel_version(uts.release),
-        known=libseccomp_knows(),
+        known=None if lib is None else lib.knows,
     )
 
 
@@ -431,3 +530,21 @@ def host_seccomp(capabilities: Collection[str]) -> dict[str, Any] | None:
     profile is built once per capability set and process."""
     profile = _host_profile(frozenset(capabilities))
     return None if profile is None else profile.to_json()
+
+
+@functools.cache
+def host_seccomp_bpf(capabilities: frozenset[str]) -> str | None:
+    """:func:`host_seccomp` compiled by the host's libseccomp, base64 (crun's
+    ``run.oci.seccomp_bpf_data`` annotation), once per capability set and process;
+    ``None`` when there is no profile or the library is missing or refuses it (crun then
+    compiles the JSON itself)."""
+    profile = _host_profile(capabilities)
+    lib = libseccomp()
+    if profile is None or lib is None:
+        return None
+    try:
+        program = lib.compile(profile)
+    except OSError as exc:
+        _log.warning("seccomp profile not precompiled (crun compiles it per run): %s", exc)
+        return None
+    return base64.b64encode(program).decode("ascii")

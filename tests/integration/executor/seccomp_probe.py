@@ -1,14 +1,17 @@
-"""Load an OCI ``linux.seccomp`` object into this process and report what system calls
-answer under it (run as a script: the profile as JSON on stdin, a JSON report on stdout).
+"""Load a seccomp filter into this process and report what system calls answer under it
+(run as a script: JSON on stdin, a JSON report on stdout).
 
-The profile is compiled with the host's libseccomp the way crun compiles it (rules equal
-to the default action skipped, names the library does not know left out), so the report
-is the kernel's answer to the profile itself, independent of a runtime. Probes that could
+The input is ``{"profile": <OCI linux.seccomp>}``, compiled here with the host's
+libseccomp the way crun and runc compile it (rules equal to the default action skipped,
+names the library does not know left out), or ``{"bpf": <base64>}``, a compiled program
+loaded as it is (crun's ``run.oci.seccomp_bpf_data``), or ``{}`` for no filter. The report
+holds the program (base64) and its length, and the kernel's answers: probes that could
 succeed make a child or nothing at all, and each reports ``0`` or the errno it got.
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import errno
 import json
@@ -21,6 +24,7 @@ _ACT_ALLOW = 0x7FFF0000
 _OPS = {"NE": 1, "LT": 2, "LE": 3, "EQ": 4, "GE": 5, "GT": 6, "MASKED_EQ": 7}
 _NR_SCMP_ERROR = -1
 _PR_SET_NO_NEW_PRIVS = 38
+_NR_SECCOMP = 317  # x86_64
 
 # x86_64 system call numbers (the probe runs on amd64 hosts only)
 _NR = {
@@ -63,8 +67,8 @@ def _action(name: str, errno_ret: int) -> int:
     raise SystemExit(f"unexpected action {name}")
 
 
-def compile_and_load(profile: dict[str, Any]) -> int:
-    """Compile ``profile`` like crun does, load it; the program's length in instructions."""
+def compile_profile(profile: dict[str, Any]) -> bytes:
+    """The BPF program of ``profile``, compiled as crun compiles it."""
     lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
@@ -80,7 +84,6 @@ def compile_and_load(profile: dict[str, Any]) -> int:
         ctypes.POINTER(_ArgCmp),
     ]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
 
     default = _action(profile["defaultAction"], profile.get("defaultErrnoRet", errno.EPERM))
     ctx = lib.seccomp_init(default)
@@ -108,14 +111,27 @@ def compile_and_load(profile: dict[str, Any]) -> int:
     with tempfile.TemporaryFile() as f:
         if lib.seccomp_export_bpf(ctx, f.fileno()) < 0:
             raise SystemExit("seccomp_export_bpf failed")
-        length = os.fstat(f.fileno()).st_size // 8
+        f.seek(0)
+        return f.read()
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load(program: bytes) -> None:
+    """Load a BPF program as a runtime does (no_new_privs first)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise SystemExit("prctl(PR_SET_NO_NEW_PRIVS) failed")
-    rc = lib.seccomp_load(ctx)
-    if rc < 0:
-        raise SystemExit(f"seccomp_load: {rc}")
-    return length
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc.syscall.restype = ctypes.c_long
+    rc = libc.syscall(
+        ctypes.c_long(_NR_SECCOMP), ctypes.c_long(1), ctypes.c_long(0), ctypes.byref(prog)
+    )
+    if rc != 0:
+        raise SystemExit(f"seccomp(SECCOMP_SET_MODE_FILTER): errno {ctypes.get_errno()}")
 
 
 def _call(name: str, *args: int) -> int:
@@ -159,9 +175,19 @@ def probes() -> dict[str, int]:
 
 
 def main() -> int:
-    profile = json.load(sys.stdin)
-    length = compile_and_load(profile) if profile else 0
-    json.dump({"instructions": length, "errno": probes()}, sys.stdout)
+    given = json.load(sys.stdin)
+    if "profile" in given:
+        program = compile_profile(given["profile"])
+    else:
+        program = base64.b64decode(given.get("bpf", ""))
+    if program:
+        load(program)
+    report = {
+        "bpf": base64.b64encode(program).decode(),
+        "instructions": len(program) // 8,
+        "errno": probes(),
+    }
+    json.dump(report, sys.stdout)
     return 0
 
 

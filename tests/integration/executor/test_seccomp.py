@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.executor import OciExecutor, SecurityMode
-from dockyard.executor._seccomp import host_seccomp
+from dockyard.executor._seccomp import host_seccomp, host_seccomp_bpf
 from dockyard.executor._spec import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from dockyard.snapshot.types import Mount
 from tests.integration.conftest import Overlay, need_emulation
@@ -113,12 +113,12 @@ async def test_an_emulated_process_runs_under_the_hosts_filter(
     assert out.text.splitlines() == [UNAME[other.architecture], "Seccomp:\t2", "unshare=1", "ok"]
 
 
-def _probe(profile: dict[str, object] | None) -> dict[str, object]:
+def _probe(given: dict[str, object]) -> dict[str, object]:
     if os.uname().machine != "x86_64":
         pytest.skip("the probe uses x86_64 system call numbers")
     proc = subprocess.run(
         [sys.executable, str(PROBE)],
-        input=json.dumps(profile or {}).encode(),
+        input=json.dumps(given).encode(),
         capture_output=True,
         check=False,
         timeout=60,
@@ -128,11 +128,17 @@ def _probe(profile: dict[str, object] | None) -> dict[str, object]:
     return report
 
 
-def test_the_kernel_answers_as_the_profile_says() -> None:
-    """The profile compiled by the host's libseccomp and loaded: refusals are EPERM,
-    clone3 is ENOSYS (libc falls back to clone), plain clone and the plain personalities
-    pass, and the program fits the kernel's limit."""
-    report = _probe(host_seccomp(DEFAULT_CAPABILITIES))
+@pytest.mark.parametrize("form", ["profile", "bpf"])
+def test_the_kernel_answers_as_the_profile_says(form: str) -> None:
+    """The profile compiled from its JSON by the host's libseccomp (runc's way) or
+    Dockyard's precompiled program (crun's annotation), loaded: refusals are EPERM, clone3
+    is ENOSYS (libc falls back to clone), plain clone and the plain personalities pass,
+    and the program fits the kernel's limit."""
+    caps = frozenset(DEFAULT_CAPABILITIES)
+    given: dict[str, object] = (
+        {"profile": host_seccomp(caps)} if form == "profile" else {"bpf": host_seccomp_bpf(caps)}
+    )
+    report = _probe(given)
     length = report["instructions"]
     assert isinstance(length, int)
     assert 0 < length < BPF_MAXINSNS
@@ -165,7 +171,7 @@ def test_cap_sys_admin_opens_what_it_gates() -> None:
     """With every capability (as root here) the gated calls reach the kernel: they
     succeed or fail on their arguments (EFAULT, EBADF, EINVAL), never by the filter;
     the keyring stays closed."""
-    report = _probe(host_seccomp(ALL_CAPABILITIES))
+    report = _probe({"profile": host_seccomp(ALL_CAPABILITIES)})
     answers = report["errno"]
     assert isinstance(answers, dict)
     for name in ("clone_newuser", "clone_newnet", "unshare_newuser", "unshare_newns"):
@@ -175,3 +181,11 @@ def test_cap_sys_admin_opens_what_it_gates() -> None:
     assert answers["setns"] == errno.EBADF
     assert answers["keyctl"] == errno.EPERM
     assert answers["io_uring_setup"] == errno.ENOSYS
+
+
+def test_the_precompiled_program_is_the_profiles() -> None:
+    """What crun loads from the annotation is, byte for byte, what libseccomp makes of
+    the spec's ``linux.seccomp`` (what runc loads), so the two runtimes apply one filter."""
+    caps = frozenset(DEFAULT_CAPABILITIES)
+    report = _probe({"profile": host_seccomp(caps)})
+    assert report["bpf"] == host_seccomp_bpf(caps)

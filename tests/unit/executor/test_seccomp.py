@@ -3,6 +3,7 @@ spec carries it (the kernel's and the runtimes' answers are integration tests)."
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 from pathlib import Path
@@ -24,7 +25,8 @@ from dockyard.executor._seccomp import (
     SyscallRule,
     _kernel_version,
     host_seccomp,
-    libseccomp_knows,
+    host_seccomp_bpf,
+    libseccomp,
     seccomp_profile,
 )
 from dockyard.executor._spec import ALL_CAPABILITIES, DEFAULT_CAPABILITIES, build_spec
@@ -245,11 +247,24 @@ def test_every_known_system_call_is_decided() -> None:
 
 
 def test_the_host_libseccomp_is_asked() -> None:
-    knows = libseccomp_knows()
-    assert knows is not None, "libseccomp.so.2 (crun's and runc's) could not be loaded"
-    assert knows("openat")
-    assert knows("stime")  # i386's, known to the library on any host
-    assert not knows("no_such_call")
+    lib = libseccomp()
+    assert lib is not None, "libseccomp.so.2 (crun's and runc's) could not be loaded"
+    assert lib.knows("openat")
+    assert lib.knows("stime")  # i386's, known to the library on any host
+    assert not lib.knows("no_such_call")
+
+
+def test_the_profile_compiles_to_one_program_per_capability_set() -> None:
+    caps = frozenset(DEFAULT_CAPABILITIES)
+    bpf = host_seccomp_bpf(caps)
+    assert bpf is not None
+    program = base64.b64decode(bpf)
+    assert program
+    assert len(program) % 8 == 0
+    assert host_seccomp_bpf(caps) is bpf  # cached
+    admin = host_seccomp_bpf(caps | {"CAP_SYS_ADMIN"})
+    assert admin is not None
+    assert admin != bpf
 
 
 def test_kernel_versions() -> None:
@@ -268,7 +283,7 @@ def test_host_profile_is_cached_and_handed_out_as_copies() -> None:
     assert second["syscalls"]
 
 
-def _spec(security: SecurityMode) -> dict[str, object]:
+def _spec(security: SecurityMode, *, precompiled: bool = False) -> dict[str, object]:
     return build_spec(
         process=ProcessSpec(args=("true",), security=security),
         user=ResolvedUser(uid=0, gid=0, additional_gids=(), home="/root"),
@@ -277,6 +292,7 @@ def _spec(security: SecurityMode) -> dict[str, object]:
         mounts=[],
         host_capabilities=ALL_CAPABILITIES,
         nofile=None,
+        precompiled_seccomp=precompiled,
     )
 
 
@@ -287,3 +303,11 @@ def test_the_spec_carries_the_filter_unless_insecure() -> None:
     insecure = _spec(SecurityMode.INSECURE)["linux"]
     assert isinstance(insecure, dict)
     assert "seccomp" not in insecure
+
+
+def test_crun_gets_the_program_precompiled() -> None:
+    bpf = host_seccomp_bpf(frozenset(DEFAULT_CAPABILITIES))
+    spec = _spec(SecurityMode.SANDBOX, precompiled=True)
+    assert spec["annotations"] == {"run.oci.seccomp_bpf_data": bpf}
+    assert "annotations" not in _spec(SecurityMode.SANDBOX)
+    assert "annotations" not in _spec(SecurityMode.INSECURE, precompiled=True)

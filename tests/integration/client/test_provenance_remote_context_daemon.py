@@ -42,3 +42,7 @@ async def test_daemon_records_the_git_context(
         "entryPoint": "Dockerfile",
     }
     assert {"uri": url, "digest": {"sha1": commit}} in predicate["materials"]
+    # the checkout the client served is no local source, as BuildKit lists none
+    assert "locals" not in predicate["invocation"]["parameters"]
+    assert predicate["metadata"]["completeness"]["materials"] is True
+    assert predicate["metadata"]["https://mobyproject.org/buildkit@v1#hermetic"] is True

@@ -41,7 +41,7 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -76,6 +76,7 @@ _MAX_PACKAGES = 100_000
 _MAX_STATEMENT = 80 << 20  # one generator statement (BuildKit's limit)
 _MAX_STATEMENTS = 1000  # files a generator may write
 _MAX_STATEMENTS_TOTAL = 256 << 20
+_MAX_NESTING = 100  # arrays and objects in a statement (it is encoded again, recursively)
 _MAX_DEPTH = 64
 _MAX_ENTRIES = 4_000_000
 _PACKAGE_DIRS = frozenset({"site-packages", "dist-packages", "node_modules"})
@@ -878,6 +879,8 @@ def _statement_attestation(data: bytes, name: str, what: str) -> Attestation:
         raise ContentError(f"{what}: cannot decode in-toto statement: {exc}") from None
     if not isinstance(value, dict):
         raise ContentError(f"{what}: an in-toto statement is a JSON object")
+    if _nesting(value) > _MAX_NESTING:
+        raise ContentError(f"{what}: the statement is nested more than {_MAX_NESTING} deep")
     predicate_type = value.get("predicateType")
     if not isinstance(predicate_type, str) or not predicate_type:
         raise ContentError(f"{what}: the statement has no predicateType")
@@ -906,3 +909,21 @@ def _subject(value: object) -> bool:
     return isinstance(digest, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in digest.items()
     )
+
+
+def _nesting(value: object) -> int:
+    """How deep arrays and objects nest in the JSON ``value`` (without recursion)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= _MAX_NESTING:
+            stack.extend((child, depth + 1) for child in children)
+    return deepest

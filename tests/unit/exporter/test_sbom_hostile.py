@@ -242,3 +242,14 @@ def test_generator_subjects_are_digest_sets(tmp_path: Path, subject: object) -> 
     )
     with pytest.raises(ContentError, match="subjects are malformed"):
         read_sbom_statements(tmp_path, generator="g")
+
+
+def test_generator_statement_nesting_is_bounded(tmp_path: Path) -> None:
+    """A statement nested ~900 deep parses, but re-encoding it (deeper in the exporter's
+    stack) would end in a RecursionError, not an error naming the generator."""
+    depth = 900
+    (tmp_path / "sbom.spdx.json").write_text(
+        '{"predicateType": "x", "predicate": {"a": ' + "[" * depth + "]" * depth + "}}"
+    )
+    with pytest.raises(ContentError, match="nested more than"):
+        read_sbom_statements(tmp_path, generator="g")

@@ -51,12 +51,15 @@ host as a host call and meets the same rules). A call from an architecture the f
 not list would kill the thread, so the compat ones are always listed. On a host
 architecture outside the table there is no filter (its argument layout is unknown).
 
-Cost: crun compiles the profile with libseccomp when a container starts (and caches the
-compiled program in its state directory by the profile's checksum), and the kernel runs
-it on system calls (allowed-always calls hit its per-call cache after the first). The
-names a host's libseccomp does not know are left out here (:func:`host_seccomp`), so
-crun never logs "unknown seccomp syscall" and the program stays as small as the host
-allows.
+Cost: libseccomp takes ~20 ms to compile these ~450 rules for three architectures, and
+crun 1.8 and runc compile ``linux.seccomp`` on every start. For crun, Dockyard compiles
+the profile once per process and capability set with the host's libseccomp
+(:class:`Libseccomp`, through ctypes, exactly as crun would from the JSON) and passes the
+program as crun's ``run.oci.seccomp_bpf_data`` annotation, which crun loads instead;
+runc has no such input and pays the compile per start. The kernel runs the program on
+system calls (calls allowed whatever their arguments hit its per-call cache after the
+first). Names the host's libseccomp does not know are left out (:func:`host_seccomp`), so
+crun never warns of an "unknown seccomp syscall".
 """
 
 from __future__ import annotations

@@ -285,20 +285,36 @@ async def _statement_files(
 
 def _write_files(root: Path, files: list[tuple[str, bytes]], epoch: int | None) -> None:
     """Write ``files`` (relative names) under directory ``root``: mode 0600, the
-    ``epoch`` as their time when given."""
+    ``epoch`` as their time when given. The directory holds the exported tree, which an
+    image controls: a parent that is a symbolic link is refused, the file is written
+    under a fresh name (never through a link planted there) and renamed over ``rel``."""
     import os
+    import stat
+    import tempfile
 
     for rel, data in files:
         path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o600)
-        if epoch is not None:
-            os.utime(tmp, (epoch, epoch))
-        os.replace(tmp, path)
+        parent = root
+        for part in Path(rel).parent.parts:
+            parent = parent / part
+            try:
+                st = os.lstat(parent)
+            except FileNotFoundError:
+                os.mkdir(parent, 0o755)
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise DockyardError(f"cannot write {rel} into {root}: {parent} is not a directory")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            if epoch is not None:
+                os.utime(tmp, (epoch, epoch))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 async def _send_files(

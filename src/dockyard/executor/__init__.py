@@ -47,8 +47,8 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
   (``CAP_SYS_RESOURCE`` is not in it here), never one the runtime could not hand out.
 - **seccomp.** Sandboxed processes run under Dockyard's filter with the semantics of
   docker's default profile (:mod:`dockyard.executor._seccomp`); crun gets it compiled
-  once per process (``run.oci.seccomp_bpf_data``), runc compiles ``linux.seccomp``
-  itself. ``security=insecure`` has none.
+  once per process (the ``run.oci.seccomp_bpf_data`` annotation), runc gets
+  ``linux.seccomp`` and compiles it itself. ``security=insecure`` has none.
 - **Network.** With network ``none`` both runtimes bring ``lo`` up in the new namespace
   themselves; nothing else is in it.
 

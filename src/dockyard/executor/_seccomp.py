@@ -55,7 +55,7 @@ Cost: libseccomp takes ~20 ms to compile these ~450 rules for three architecture
 crun 1.8 and runc compile ``linux.seccomp`` on every start. For crun, Dockyard compiles
 the profile once per process and capability set with the host's libseccomp
 (:class:`Libseccomp`, through ctypes, exactly as crun would from the JSON) and passes the
-program as crun's ``run.oci.seccomp_bpf_data`` annotation, which crun loads instead;
+program as crun's ``run.oci.seccomp_bpf_data`` annotation in place of ``linux.seccomp``;
 runc has no such input and pays the compile per start. The kernel runs the program on
 system calls (calls allowed whatever their arguments hit its per-call cache after the
 first). Names the host's libseccomp does not know are left out (:func:`host_seccomp`), so

@@ -211,9 +211,10 @@ def build_spec(
     (so a user mount at ``/dev/shm`` wins).
     ``host_capabilities`` bounds what ``insecure`` grants: a runtime cannot give a
     capability its own bounding set lacks. ``nofile`` is the ``RLIMIT_NOFILE`` to set
-    (``None``: inherit the runtime's). ``precompiled_seccomp`` (crun) adds the seccomp
-    filter compiled once per process as the ``run.oci.seccomp_bpf_data`` annotation,
-    which crun loads instead of compiling ``linux.seccomp`` on every start.
+    (``None``: inherit the runtime's). ``precompiled_seccomp`` (crun) gives the seccomp
+    filter compiled once per process, as the ``run.oci.seccomp_bpf_data`` annotation,
+    in place of ``linux.seccomp``, which crun would compile on every start (when the
+    host's libseccomp cannot compile it, ``linux.seccomp`` is given after all).
     """
     insecure = process.security is SecurityMode.INSECURE
     if insecure:
@@ -264,12 +265,14 @@ def build_spec(
     }
     annotations: dict[str, str] = {}
     if not insecure:
-        seccomp = host_seccomp(caps)
-        if seccomp is not None:
-            linux["seccomp"] = seccomp
-            bpf = host_seccomp_bpf(frozenset(caps)) if precompiled_seccomp else None
-            if bpf is not None:
-                annotations["run.oci.seccomp_bpf_data"] = bpf
+        bpf = host_seccomp_bpf(frozenset(caps)) if precompiled_seccomp else None
+        if bpf is not None:
+            # crun loads it and ignores linux.seccomp, which it would still parse
+            annotations["run.oci.seccomp_bpf_data"] = bpf
+        else:
+            seccomp = host_seccomp(caps)
+            if seccomp is not None:
+                linux["seccomp"] = seccomp
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
 

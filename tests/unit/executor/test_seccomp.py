@@ -309,5 +309,8 @@ def test_crun_gets_the_program_precompiled() -> None:
     bpf = host_seccomp_bpf(frozenset(DEFAULT_CAPABILITIES))
     spec = _spec(SecurityMode.SANDBOX, precompiled=True)
     assert spec["annotations"] == {"run.oci.seccomp_bpf_data": bpf}
+    linux = spec["linux"]
+    assert isinstance(linux, dict)
+    assert "seccomp" not in linux  # the program replaces it
     assert "annotations" not in _spec(SecurityMode.SANDBOX)
     assert "annotations" not in _spec(SecurityMode.INSECURE, precompiled=True)

@@ -446,6 +446,7 @@ def serve(path: str) -> None:
     _preload(preload())
     if not _preload_learned(learned):
         return
+    _prepare_executor()
     import ctypes  # a spare's prctl and madvise (see _spare), imported before the freeze
     import gc
     import select
@@ -533,6 +534,17 @@ def _preload(names: Sequence[str]) -> None:
             importlib.import_module(name)
         except Exception:  # a child imports it again and reports the error
             continue
+
+
+def _prepare_executor() -> None:
+    """The seccomp filter of a ``RUN``, compiled once here (with libseccomp: no thread)
+    instead of in every command that runs one: the children inherit it."""
+    try:
+        from dockyard.executor import prepare_seccomp
+
+        prepare_seccomp()
+    except Exception:  # the first RUN of a command computes it and reports what fails
+        return
 
 
 def _preload_learned(path: str) -> bool:

@@ -3,8 +3,9 @@
 Every part of the engine loads when a build first uses it, which keeps ``dockyard
 --version`` and an embedded build light. A daemon is long-running: its first build should
 not pay for what it will import anyway (the Dockerfile converter, the registry client
-and httpx, the image exporter: ~0.1–0.2 s on this VM). :func:`warm` imports them in a
-thread right after the daemon starts serving; a build that arrives meanwhile simply
+and httpx, the image exporter: ~0.1–0.2 s on this VM) or compute anyway (the seccomp
+filter of a ``RUN``, ~15 ms). :func:`warm` does both in a thread right after the daemon
+starts serving; a build that arrives meanwhile simply
 waits on the same imports (Python's per-module import locks).
 """
 
@@ -72,4 +73,15 @@ def warm(modules: tuple[str, ...] = WARM_MODULES) -> int:
             log.debug("warming up: cannot import %s: %s", name, exc)
             continue
         loaded += 1
+    _prepare_executor()
     return loaded
+
+
+def _prepare_executor() -> None:
+    """What the first ``RUN`` would compute: its seccomp filter."""
+    try:
+        from dockyard.executor import prepare_seccomp
+
+        prepare_seccomp()
+    except Exception as exc:  # the first RUN computes it and reports what fails
+        log.debug("warming up: seccomp filter not prepared: %s", exc)

@@ -112,6 +112,7 @@ __all__ = [
     "install_handlers",
     "parse_handler",
     "parse_register_line",
+    "prepare_seccomp",
 ]
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ if TYPE_CHECKING:
         parse_register_line,
     )
     from ._oci import OciExecutor
+    from ._spec import prepare_seccomp
 
 
 _BINFMT = (
@@ -153,4 +155,7 @@ _BINFMT = (
 
 # the runner (subprocess, ctypes, asyncio) loads only when an executor is made:
 # importing the seam's values stays cheap
-__getattr__ = lazy_getattr(__name__, {"OciExecutor": "._oci", **dict.fromkeys(_BINFMT, "._binfmt")})
+__getattr__ = lazy_getattr(
+    __name__,
+    {"OciExecutor": "._oci", "prepare_seccomp": "._spec", **dict.fromkeys(_BINFMT, "._binfmt")},
+)

@@ -314,3 +314,16 @@ def test_crun_gets_the_program_precompiled() -> None:
     assert "seccomp" not in linux  # the program replaces it
     assert "annotations" not in _spec(SecurityMode.SANDBOX)
     assert "annotations" not in _spec(SecurityMode.INSECURE, precompiled=True)
+
+
+def test_prepare_compiles_an_ordinary_steps_filter_ahead() -> None:
+    """A daemon or the warm server prepares it; the first RUN's spec then finds it."""
+    from dockyard.executor import prepare_seccomp
+    from dockyard.executor._seccomp import host_seccomp_bpf
+    from dockyard.executor._spec import DEFAULT_CAPABILITIES
+
+    host_seccomp_bpf.cache_clear()
+    prepare_seccomp()
+    assert host_seccomp_bpf.cache_info().currsize == 1
+    host_seccomp_bpf(frozenset(DEFAULT_CAPABILITIES))
+    assert host_seccomp_bpf.cache_info().hits == 1

@@ -139,6 +139,31 @@ def test_zstd_output_is_stable() -> None:
     assert outs[0] == outs[1]
 
 
+def test_zstd_finds_repeats_8_mib_apart_whatever_the_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A layer's files repeat far apart: with libzstd's 2 MiB window for a stream of
+    unknown size the second copy of a 3 MiB block compressed again; with the 8 MiB
+    window (and long-distance matching) it is a reference, as Go's encoder makes it.
+    The output is the same for one worker or several."""
+    import dockyard.exporter._compress as compress
+
+    block = _data(3 << 20, seed=11)
+    data = block + _data(2 << 20, seed=12) + block
+    outs = []
+    for workers in (1, 4):
+        monkeypatch.setattr(compress, "_workers", lambda n=workers: n)
+        sink = Sink()
+        c = new_compressor(CompressionOptions(type=Compression.ZSTD), sink)
+        c.write(data)
+        c.close()
+        outs.append(bytes(sink.buf))
+    assert outs[0] == outs[1]
+    assert zstandard.get_frame_parameters(outs[0]).window_size == 8 << 20
+    assert len(outs[0]) < len(zstandard.ZstdCompressor(level=3).compress(data)) * 0.8
+    assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(outs[0])).read() == data
+
+
 @pytest.mark.parametrize("kind", ["gzip", "zstd", "bzip2", "xz", "uncompressed"])
 def test_open_decompressed(kind: str) -> None:
     import bz2

@@ -19,7 +19,7 @@ import binascii
 import contextlib
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,6 +56,7 @@ from dockyard.source import (
     fetch_client_blob,
 )
 
+from ._blobs import DownloadedBlobs
 from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer, CacheResult
 from ._export import UNCOMPRESSED_ANNOTATION, new_registry_client
 from ._options import (
@@ -147,41 +148,15 @@ class _ClientBlobs:
         return None
 
 
-class _RegistryBlobs:
+class _RegistryBlobs(DownloadedBlobs):
     def __init__(self, client: RegistryClient, ref: Reference, content: ContentStore) -> None:
+        super().__init__(content)
         self._client = client
         self._ref = ref
-        self._content = content
-        self._downloads: dict[str, asyncio.Future[None]] = {}
 
-    async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream:
-        await self._store(desc, lease, ctx)
-        return BlobStream(open=functools.partial(self._content.open, desc.digest), verified=True)
-
-    async def store(self, desc: Descriptor, lease: str) -> None:
-        await self._store(desc, lease, None)
-
-    async def _store(self, desc: Descriptor, lease: str, ctx: VertexContext | None) -> None:
-        content = self._content
-        content.add_to_lease(lease, desc.digest)
-        if content.has(desc.digest):
-            return
-        key = str(desc.digest)
-        pending = self._downloads.get(key)
-        if pending is None:  # one download per blob, whoever wants it
-            task = asyncio.ensure_future(self._download(desc, lease, ctx))
-            self._downloads[key] = task
-            task.add_done_callback(lambda _t: self._downloads.pop(key, None))
-            pending = task
-        await asyncio.shield(pending)
-        content.add_to_lease(lease, desc.digest)
-
-    async def _download(self, desc: Descriptor, lease: str, ctx: VertexContext | None) -> None:
-        def on_bytes(n: int) -> None:
-            if ctx is not None:
-                ctx.progress(str(desc.digest), f"pulling {desc.digest}", n, total=desc.size)
-
-        sink = StoreSink(self._content, digest=desc.digest, size=desc.size, lease=lease)
+    async def _download_into(
+        self, desc: Descriptor, sink: StoreSink, on_bytes: Callable[[int], None]
+    ) -> None:
         await self._client.fetch_blob(self._ref, desc, sink, on_progress=on_bytes)
 
     async def aclose(self) -> None:

@@ -14,17 +14,17 @@ the content store) when a step needs them.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dockyard.content import ContentStore
 from dockyard.core import AuthError, ContentError, NotFoundError
 from dockyard.oci import Descriptor
-from dockyard.solver import VertexContext
-from dockyard.source import BlobStream, LayerUnpacker, StoreSink
+from dockyard.source import LayerUnpacker, StoreSink
 
+from ._blobs import DownloadedBlobs
 from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig
 from ._options import S3CacheExport, S3CacheImport, S3Location
 
@@ -132,44 +132,18 @@ async def _blob(
     step.done()
 
 
-class S3Blobs:
+class S3Blobs(DownloadedBlobs):
     """The blobs of an imported ``type=s3`` cache, downloaded (verified) into the
     content store, one download per blob whoever asks."""
 
     def __init__(self, client: S3Client, location: S3Location, content: ContentStore) -> None:
+        super().__init__(content)
         self._client = client
         self._location = location
-        self._content = content
-        self._downloads: dict[str, asyncio.Future[None]] = {}
 
-    async def fetch(self, desc: Descriptor, lease: str, ctx: VertexContext) -> BlobStream:
-        await self._store(desc, lease, ctx)
-        return BlobStream(open=functools.partial(self._content.open, desc.digest), verified=True)
-
-    async def store(self, desc: Descriptor, lease: str) -> None:
-        await self._store(desc, lease, None)
-
-    async def _store(self, desc: Descriptor, lease: str, ctx: VertexContext | None) -> None:
-        content = self._content
-        content.add_to_lease(lease, desc.digest)
-        if content.has(desc.digest):
-            return
-        key = str(desc.digest)
-        pending = self._downloads.get(key)
-        if pending is None:
-            task = asyncio.ensure_future(self._download(desc, lease, ctx))
-            self._downloads[key] = task
-            task.add_done_callback(lambda _t: self._downloads.pop(key, None))
-            pending = task
-        await asyncio.shield(pending)
-        content.add_to_lease(lease, desc.digest)
-
-    async def _download(self, desc: Descriptor, lease: str, ctx: VertexContext | None) -> None:
-        def on_bytes(n: int) -> None:
-            if ctx is not None:
-                ctx.progress(str(desc.digest), f"pulling {desc.digest}", n, total=desc.size)
-
-        sink = StoreSink(self._content, digest=desc.digest, size=desc.size, lease=lease)
+    async def _download_into(
+        self, desc: Descriptor, sink: StoreSink, on_bytes: Callable[[int], None]
+    ) -> None:
         await self._client.download(
             self._location.blob_key(str(desc.digest)),
             sink,

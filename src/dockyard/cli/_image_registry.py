@@ -193,7 +193,9 @@ async def pull_image(
                 for layer in layers.values():
                     group.create_task(fetch(layer))
         except BaseExceptionGroup as failures:
-            raise _first(failures) from None
+            from dockyard.core import first_error
+
+            raise first_error(failures) from None
         for desc, data in documents:
             await content.write_blob(data, expected_digest=desc.digest, lease=lease)
         stored_name = str(ref)
@@ -247,13 +249,6 @@ def _check_platform(ref: Reference, config_bytes: bytes, wanted: Platform) -> No
             f"image with reference {ref.familiar()} was found but does not match the "
             f"specified platform: wanted {wanted}, actual: {actual}"
         )
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
 
 
 @click.command("pull")
@@ -413,7 +408,9 @@ async def push_image(
                 for desc in blobs.values():
                     group.create_task(one(desc))
         except BaseExceptionGroup as failures:
-            raise _first(failures) from None
+            from dockyard.core import first_error
+
+            raise first_error(failures) from None
         for desc, data in documents[:-1]:
             await client.push_manifest(ref, data, desc.media_type, by_digest=True)
         top, data = documents[-1]

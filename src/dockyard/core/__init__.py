@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         UsageError,
         VertexRef,
         error_from_record,
+        first_error,
     )
     from ._platform import Platform, host_platform, normalize_platforms
     from ._progress import (
@@ -76,6 +77,7 @@ _LAZY = {
     "UsageError": "._errors",
     "VertexRef": "._errors",
     "error_from_record": "._errors",
+    "first_error": "._errors",
     "Platform": "._platform",
     "host_platform": "._platform",
     "normalize_platforms": "._platform",
@@ -137,6 +139,7 @@ __all__ = [
     "VertexStatus",
     "clean_rel",
     "error_from_record",
+    "first_error",
     "host_platform",
     "join_within",
     "mkdir_all_in_root",

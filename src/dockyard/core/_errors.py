@@ -52,6 +52,7 @@ __all__ = [
     "UsageError",
     "VertexRef",
     "error_from_record",
+    "first_error",
 ]
 
 
@@ -283,3 +284,27 @@ def error_from_record(record: dict[str, Any]) -> DockyardError:
             vertex=vertex,
         )
     return cls(message, locations=locations, vertex=vertex)
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error to report out of a task group (nested groups flattened; a user
+    sees one clear error, not a tree): the first Dockyard error, else the first other
+    ``Exception`` (not the cancellations the failure caused in sibling tasks), else the
+    first of them all."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, DockyardError):
+            return exc
+    for exc in leaves:
+        if isinstance(exc, Exception):
+            return exc
+    return leaves[0] if leaves else group

@@ -30,6 +30,7 @@ from dockyard.core import (
     Platform,
     SourceLocation,
     UsageError,
+    first_error,
 )
 
 from ._convert_image import empty_image, update_config
@@ -474,7 +475,7 @@ async def resolve(
                             )
                         )
             except BaseExceptionGroup as group_error:
-                raise _first_error(group_error) from None
+                raise first_error(group_error) from None
         new_deps = False
         for node in reachable:
             if _init_onbuild(node, builder):
@@ -482,14 +483,6 @@ async def resolve(
         if not new_deps:
             _check_cycles(graph.nodes)
             return reachable
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        return exc
-    return group  # pragma: no cover
 
 
 def _is_scratch(node: StageNode) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from dockyard.cache import ImmutableRef, LayerBlob
 from dockyard.content import ContentStore, Writer
-from dockyard.core import Digest, DockyardError
+from dockyard.core import Digest, DockyardError, first_error
 from dockyard.core.singleflight import SingleFlight
 from dockyard.oci import MediaType, format_timestamp
 
@@ -232,9 +232,7 @@ async def export_layers(
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
+    first = first_error(group)
     if isinstance(first, OSError):
         return DockyardError(f"exporting layers failed: {first}")
     return first

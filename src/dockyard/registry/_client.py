@@ -23,6 +23,7 @@ from dockyard.core import (
     DockyardError,
     NotFoundError,
     Platform,
+    first_error,
     host_platform,
 )
 from dockyard.oci import (
@@ -713,7 +714,7 @@ class RegistryClient:
                 for desc in needed.values():
                     group.create_task(one(desc))
         except BaseExceptionGroup as failures:
-            raise _first_error(failures) from None
+            raise first_error(failures) from None
         for data, kind in children:
             await self.push_manifest(ref, data, kind, by_digest=True)
         return await self.push_manifest(ref, manifest, media_type)
@@ -726,15 +727,6 @@ def _not_found_or_private(ref: Reference, endpoint: Endpoint) -> NotFoundError:
         f"image not found: {ref.familiar()} (registry {endpoint.host} denied anonymous "
         "access: the repository does not exist or requires authentication)"
     )
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first failure in a task group (nested groups flattened); a user sees one
-    clear error, not a tree."""
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
 
 
 def _broke_mid_body(exc: TransientRegistryError) -> bool:

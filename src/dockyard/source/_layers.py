@@ -31,7 +31,7 @@ from typing import BinaryIO, TypeVar
 
 from dockyard.cache import CacheManager, ImmutableRef, LayerBlob, RecordType, UsageFilter
 from dockyard.content import ContentStore, Writer
-from dockyard.core import ContentError, Digest, DockyardError, NotFoundError
+from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, first_error
 from dockyard.oci import Descriptor, MediaType
 from dockyard.snapshot import LayerResult
 
@@ -242,7 +242,7 @@ class LayerUnpacker:
                             await parent.release()
                         parent = ref
             except BaseExceptionGroup as group:
-                raise _first_error(group) from None
+                raise first_error(group) from None
         except BaseException:
             if parent is not None:
                 await parent.release()
@@ -402,24 +402,3 @@ class _LazyFile:
         self._closed = True
         if self._file is not None:
             self._file.close()
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report out of a task group: a Dockyard error if there is one."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for exc in leaves:
-        if isinstance(exc, DockyardError):
-            return exc
-    for exc in leaves:
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return leaves[0] if leaves else group

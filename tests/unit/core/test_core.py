@@ -189,3 +189,19 @@ async def test_singleflight_propagates_errors_to_every_waiter() -> None:
 
     results = await asyncio.gather(sf.do("k", work), sf.do("k", work), return_exceptions=True)
     assert all(isinstance(r, ValueError) for r in results)
+
+
+def test_the_error_reported_out_of_a_task_group() -> None:
+    import asyncio
+
+    from dockyard.core import NotFoundError, first_error
+
+    cancelled = asyncio.CancelledError()
+    other = ValueError("boom")
+    ours = NotFoundError("blob sha256:x not found")
+    nested = BaseExceptionGroup("g", [cancelled, BaseExceptionGroup("inner", [other, ours])])
+    assert first_error(nested) is ours  # a Dockyard error, however deep
+    assert (
+        first_error(BaseExceptionGroup("g", [cancelled, other])) is other
+    )  # not a sibling's cancellation
+    assert first_error(BaseExceptionGroup("g", [cancelled])) is cancelled

@@ -52,13 +52,21 @@ def strip_credentials(url: str) -> str:
 
 
 async def _git(git: str, cwd: Path, *args: str) -> str | None:
-    """The first line of ``git ARGS``' output in ``cwd`` (``None``: it failed)."""
-    env = dict(os.environ, LC_ALL="C", GIT_TERMINAL_PROMPT="0")
+    """The first line of ``git ARGS``' output in ``cwd`` (``None``: it failed).
+
+    The work tree may be anyone's clone: its config must not run programs here. A
+    file-system monitor (``core.fsmonitor``, run by ``git status``) is switched off, and
+    the index is only read (``GIT_OPTIONAL_LOCKS=0``)."""
+    from dockyard.core.procs import stop_process
+
+    env = dict(os.environ, LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
     try:
         process = await asyncio.create_subprocess_exec(
             git,
             "-c",
             "log.showSignature=false",
+            "-c",
+            "core.fsmonitor=false",
             *args,
             cwd=cwd,
             env=env,
@@ -71,9 +79,11 @@ async def _git(git: str, cwd: Path, *args: str) -> str | None:
     try:
         out, _ = await asyncio.wait_for(process.communicate(), _GIT_TIMEOUT)
     except TimeoutError:
-        process.kill()
-        await process.wait()
+        await stop_process(process)
         return None
+    except BaseException:  # cancelled: git is not left running
+        await stop_process(process)
+        raise
     if process.returncode != 0:
         return None
     lines = out.decode("utf-8", "replace").splitlines()

@@ -73,3 +73,17 @@ async def test_nothing_outside_a_work_tree_or_when_off(repo: TestRepo, tmp_path:
     assert await git_attributes(plain, {"context": plain}, env={}) == ()
     assert await git_attributes(repo.path, {}, env={"BUILDX_GIT_INFO": "false"}) == ()
     assert await git_attributes(tmp_path / "missing", {}, env={}) == ()
+
+
+async def test_the_work_trees_config_runs_no_program(repo: TestRepo, tmp_path: Path) -> None:
+    """A clone's .git/config may name a file-system monitor that ``git status`` runs (the
+    dirty check): it stays off."""
+    marker = tmp_path / "ran"
+    hook = tmp_path / "monitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    repo.git("config", "core.fsmonitor", str(hook))
+    repo.write({"README": "changed\n"})
+    attrs = dict(await git_attributes(repo.path, {}, env={"BUILDX_GIT_CHECK_DIRTY": "true"}))
+    assert attrs["vcs:revision"].endswith("-dirty")
+    assert not marker.exists()

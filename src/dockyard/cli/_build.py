@@ -29,12 +29,22 @@ if TYPE_CHECKING:
     from dockyard import llb
     from dockyard.cli._hints import WalkHints
     from dockyard.cli._memo import Memo
+    from dockyard.cli.progress import Renderer
     from dockyard.client import BuildOptions, BuildResult, Client, Subrequest
     from dockyard.core import Event, Reporter
     from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions, SbomOptions
+    from dockyard.llbsolver import DebugShell
     from dockyard.session import SecretSource, SshSpec
 
-__all__ = ["CallSpec", "RunFlags", "build", "run_flag_options", "run_flags"]
+__all__ = [
+    "DEFAULT_SHELL",
+    "CallSpec",
+    "InvokeSpec",
+    "RunFlags",
+    "build",
+    "run_flag_options",
+    "run_flags",
+]
 
 _NO_OUTPUT = (
     "WARNING: No output specified: the build result will only remain in the build cache "
@@ -276,6 +286,21 @@ def run_flags(
     "-q", "--quiet", is_flag=True, help="Show no progress; print the image ID on success."
 )
 @click.option(
+    "--invoke",
+    metavar="CMD|on-error",
+    help="Debug the build: run CMD (split as a shell would; e.g. /bin/sh) interactively"
+    " in the failed RUN step's container (its mounts, environment, directory and user;"
+    " the build then fails as it would have) or, after a successful build, in the result"
+    " (changes discarded). on-error: /bin/sh, only when a step fails. Embedded engine only.",
+)
+@click.option(
+    "--on",
+    "invoke_on",
+    type=click.Choice(["always", "error"]),
+    help="When to run the --invoke command (buildx debug's --on): always (the default"
+    " with --invoke) or only when a step fails (error; /bin/sh without --invoke).",
+)
+@click.option(
     "--addr",
     metavar="unix://PATH|tcp://HOST:PORT",
     help="The dockyardd daemon to build on (as dockyard --addr).",
@@ -318,6 +343,8 @@ def build(
     check: bool,
     call: str | None,
     quiet: bool,
+    invoke: str | None,
+    invoke_on: str | None,
     addr: str | None,
     state_dir: str | None,
     runtime: str,
@@ -330,14 +357,16 @@ def build(
     quiet = quiet or progress == "quiet"  # buildx: quiet prints the image ID on success
     try:
         spec = CallSpec.parse(call, check=check)
+        invoke_spec = InvokeSpec.parse(invoke, invoke_on)
     except DockyardError as exc:
         return report_error(exc)
     from dockyard.cli import _memo
 
     # a build that changed nothing last time, asked again on the same inputs: replayed
+    # (never with --invoke: the shell needs the build to run)
     memo = (
         _memo.prepare(ctx.params, addr=addr or ctx.meta.get("dockyard.addr"))
-        if spec.name == "build"
+        if spec.name == "build" and invoke_spec is None
         else None
     )
     if memo is not None:
@@ -349,6 +378,7 @@ def build(
         )
         if code is not None:
             return code
+    console = _ShellConsole() if invoke_spec is not None and spec.name == "build" else None
     try:
         options = build_options(
             context=context,
@@ -381,6 +411,11 @@ def build(
             attests=attests,
             check=spec.name == "check",
             subrequest=spec.subrequest,
+            debug_shell=(
+                invoke_spec.shell(console.announce)
+                if invoke_spec is not None and console is not None
+                else None
+            ),
         )
         if quiet and _writes_stdout(options):
             raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
@@ -396,11 +431,14 @@ def build(
             addr=addr,
             allow=tuple(sorted(options.entitlements)),
         )
+        if options.debug_shell is not None and client.mode != "embedded":
+            raise UsageError("--invoke needs the embedded engine (no --addr)")
     except DockyardError as exc:
         return report_error(exc)
     return run_build(
         client,
         options,
+        **({"console": console} if console is not None else {}),
         progress="quiet" if quiet else progress,
         quiet=quiet,
         iidfile=iidfile,
@@ -446,6 +484,7 @@ def build_options(
     provenance: str | None = None,
     attests: tuple[str, ...] = (),
     sbom: str | None = None,
+    debug_shell: DebugShell | None = None,
 ) -> BuildOptions:
     """The flags of ``dockyard build`` parsed into :class:`~dockyard.client.BuildOptions`
     (a :class:`~dockyard.core.UsageError` naming the flag for a bad value)."""
@@ -512,7 +551,80 @@ def build_options(
         stdin=stdin,
         provenance=_provenance(provenance, attests),
         sbom=_sbom(sbom, attests),
+        debug_shell=debug_shell,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvokeSpec:
+    """``--invoke CMD`` and ``--on always|error`` (buildx's ``debug --invoke CMD --on``,
+    and its older ``build --invoke on-error``): the command (``args``) and whether it
+    runs after a successful build (``on_success``) as well as in a failed step."""
+
+    args: tuple[str, ...]
+    on_success: bool = True
+
+    @classmethod
+    def parse(cls, invoke: str | None, on: str | None) -> InvokeSpec | None:
+        """``None`` when neither flag is given; a :class:`~dockyard.core.UsageError`
+        naming the flag for a bad value."""
+        from dockyard.core import UsageError
+
+        if invoke is None and on is None:
+            return None
+        if on not in (None, "always", "error"):
+            raise UsageError(f"--on {on}: expected always or error")
+        if invoke is not None and invoke.strip() == "on-error":
+            if on == "always":
+                raise UsageError("--invoke on-error runs only on an error: not with --on=always")
+            return cls(args=(DEFAULT_SHELL,), on_success=False)
+        if invoke is None:
+            return cls(args=(DEFAULT_SHELL,), on_success=on == "always")
+        import shlex
+
+        try:
+            args = tuple(shlex.split(invoke))
+        except ValueError as exc:
+            raise UsageError(f"--invoke {invoke!r}: {exc}") from None
+        if not args:
+            raise UsageError("--invoke needs a command (e.g. /bin/sh)")
+        return cls(args=args, on_success=on != "error")
+
+    def shell(self, announce: Callable[[str], None]) -> DebugShell:
+        """The build's :class:`~dockyard.llbsolver.DebugShell` on this process's stdin,
+        stdout and stderr (a terminal when stdin is one)."""
+        from dockyard.executor.types import Stdio
+        from dockyard.llbsolver import DebugShell
+
+        return DebugShell(
+            args=self.args,
+            stdio=Stdio(),
+            on_error=True,
+            on_success=self.on_success,
+            announce=announce,
+        )
+
+
+DEFAULT_SHELL = "/bin/sh"
+"""What ``--invoke on-error`` and ``--on`` alone run."""
+
+
+class _ShellConsole:
+    """Between the progress display and an ``--invoke`` shell: before the shell runs,
+    the display stops (closing it is final: events after are dropped) and the line
+    saying what runs is printed. :attr:`used`: a shell was announced (the failed
+    step's log is printed with the error then: the display did not show it)."""
+
+    def __init__(self) -> None:
+        self.renderer: Renderer | None = None
+        self.used = False
+
+    def announce(self, line: str) -> None:
+        self.used = True
+        if self.renderer is not None:
+            self.renderer.close()
+        click.echo(f"#  {line}", err=True)
+        sys.stderr.flush()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -723,6 +835,7 @@ def run_build(
     memo: Memo | None = None,
     hints: WalkHints | None = None,
     call_format: Literal["text", "json"] = "text",
+    console: _ShellConsole | None = None,
 ) -> int:
     """Build, show progress, write ``--iidfile``/``--metadata-file``, report; the exit
     code. With a ``memo``, a build the engine finds replayable is remembered in it;
@@ -734,6 +847,8 @@ def run_build(
     from dockyard.core import CollectingReporter, DockyardError, TeeReporter, UsageError
 
     renderer = make_renderer(progress, sys.stderr)
+    if console is not None:
+        console.renderer = renderer
     events = CollectingReporter()
     reporter: Reporter = renderer if memo is None else TeeReporter(renderer, events)
     if options.check and call_format == "json":
@@ -743,7 +858,8 @@ def run_build(
     except DockyardError as exc:
         renderer.close()  # the progress and the failed step's log come first
         prefix = "" if isinstance(exc, UsageError) else "failed to solve: "
-        return report_error(exc, step_log=progress in ("quiet", "rawjson"), prefix=prefix)
+        step_log = progress in ("quiet", "rawjson") or (console is not None and console.used)
+        return report_error(exc, step_log=step_log, prefix=prefix)
     finally:
         renderer.close()
     if hints is not None:

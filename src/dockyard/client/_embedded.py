@@ -59,6 +59,7 @@ class EmbeddedBackend:
             entitlements=EngineConfig.parse_entitlements(job.entitlements),
             reporter=reporter,
             name=job.name,
+            debug_shell=job.debug_shell,
             **caches,
             **_provenance(job),
         )

@@ -16,6 +16,7 @@ from dockyard.core import UsageError
 if TYPE_CHECKING:
     from dockyard import llb
     from dockyard.exporter import Annotation, ExportOptions, ImageOptions, ProvenanceOptions
+    from dockyard.llbsolver import DebugShell
     from dockyard.registry import Reference
     from dockyard.session import (
         CredentialsSource,
@@ -71,6 +72,7 @@ class Job:
     prefetch: tuple[SyncRequest, ...] = ()
     provenance: ProvenanceOptions | None = None
     frontend_attrs: Mapping[str, str] = field(default_factory=dict)
+    debug_shell: DebugShell | None = None
 
     def __post_init__(self) -> None:
         if (self.definition is None) == (self.frontend is None):
@@ -253,4 +255,5 @@ def dockerfile_job(
         prefetch=options.prefetch,
         provenance=options.provenance if options.builds else None,
         frontend_attrs=dict(context.source_attrs),
+        debug_shell=options.debug_shell if options.builds else None,
     )

@@ -14,6 +14,7 @@ from dockyard.core import Platform, UsageError, normalize_platforms
 if TYPE_CHECKING:
     from dockyard import llb
     from dockyard.exporter import Annotation, ExportOptions, ProvenanceOptions, SbomOptions
+    from dockyard.llbsolver import DebugShell
     from dockyard.session import SecretSource, SshSpec, SyncRequest
 
 __all__ = ["BuildOptions", "CacheSpec", "NetworkName", "Subrequest"]
@@ -143,6 +144,10 @@ class BuildOptions:
     ``sbom``: attach SPDX SBOM attestations (``--sbom``/``--attest type=sbom``; the
     built-in scanner unless a generator image is named; ``None``, the default, attaches
     none). Dockerfile builds only.
+    ``debug_shell``: ``--invoke`` (:class:`dockyard.llbsolver.DebugShell`), a shell
+    on the user's terminal in a failed ``RUN`` step or in the result; embedded engines
+    only (a daemon refuses it with a :class:`~dockyard.core.UsageError`), and neither the
+    context nor the Dockerfile may come from ``stdin`` then.
     """
 
     context: str = "."
@@ -177,6 +182,7 @@ class BuildOptions:
     prefetch: tuple[SyncRequest, ...] = ()
     provenance: ProvenanceOptions | None = None
     sbom: SbomOptions | None = None
+    debug_shell: DebugShell | None = None
 
     def __post_init__(self) -> None:
         for name in ("build_args", "labels", "build_contexts"):
@@ -224,6 +230,14 @@ class BuildOptions:
             raise UsageError("a build runs its checks or a subrequest, not both")
         if self.context == "-" and self.dockerfile == "-":
             raise UsageError("the context and the Dockerfile cannot both be read from stdin")
+        if self.debug_shell is not None and self.debug_shell.stdio.stdin == 0:
+            if "-" in (self.context, self.dockerfile):
+                raise UsageError(
+                    "--invoke: the shell reads stdin, so the context and the Dockerfile"
+                    " cannot come from it"
+                )
+            if self.platforms:
+                raise UsageError("--invoke: a multi-platform build has no one result to enter")
         for spec in self.cache_from:
             if spec.export:
                 raise UsageError("cache_from holds --cache-from values (export=False)")

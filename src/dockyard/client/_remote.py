@@ -212,6 +212,8 @@ class RemoteBackend:
 
         from ._wire import decode_exporter_response, remote_exports
 
+        if job.debug_shell is not None:
+            raise UsageError("--invoke needs the embedded engine (no --addr)")
         if job.frontend == PYTHON_FRONTEND:
             # the build file runs here, never in the daemon: its Definition travels
             from ._buildfile import evaluate_on_client

@@ -298,12 +298,13 @@ class Engine:
         from dockyard.llbsolver import JobOptions
 
         if session is None:
-            return JobOptions(entitlements=request.entitlements)
+            return JobOptions(entitlements=request.entitlements, debug_shell=request.debug_shell)
         return JobOptions(
             session_id=session.id,
             secrets=session.secrets,
             ssh_agents=session.ssh,
             entitlements=request.entitlements,
+            debug_shell=request.debug_shell,
         )
 
     @contextlib.asynccontextmanager
@@ -425,6 +426,16 @@ class Engine:
             )
             await caches.run(job, [edge])
             replayable, checks = _replayable(request, resolver, definition, job, self.config)
+            if request.debug_shell is not None and request.debug_shell.on_success:
+                from ._invoke import shell_on_result
+
+                await shell_on_result(
+                    request.debug_shell,
+                    self.llb.worker,
+                    ref,
+                    result.image_config if result is not None else None,
+                )
+                replayable, checks = False, ()
             if attestations:  # each build's attestations are its own
                 replayable, checks = False, ()
         metadata: dict[str, Any] = {}

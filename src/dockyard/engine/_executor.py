@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dockyard.executor import ExecMount, OciExecutor, OutputSink, ProcessSpec
+    from dockyard.executor.types import Stdio
     from dockyard.snapshot.types import Mount
 
 __all__ = ["LazyExecutor"]
@@ -58,6 +59,19 @@ class LazyExecutor:
         output: OutputSink | None = None,
     ) -> int:
         return await self.executor.run(root=root, mounts=mounts, process=process, output=output)
+
+    async def run_interactive(
+        self,
+        *,
+        root: Sequence[Mount],
+        mounts: Sequence[ExecMount] = (),
+        process: ProcessSpec,
+        stdio: Stdio,
+    ) -> int:
+        """:class:`~dockyard.executor.types.InteractiveExecutor` (``--invoke``)."""
+        return await self.executor.run_interactive(
+            root=root, mounts=mounts, process=process, stdio=stdio
+        )
 
 
 def _entries(path: Path) -> bool:

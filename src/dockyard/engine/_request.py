@@ -12,7 +12,7 @@ from dockyard.core import BuildWarning, Reporter, UsageError
 if TYPE_CHECKING:
     from dockyard import llb, oci
     from dockyard.exporter import ExportOptions, ExportResponse, ProvenanceOptions
-    from dockyard.llbsolver.types import Entitlement
+    from dockyard.llbsolver.types import DebugShell, Entitlement
     from dockyard.registry import TagCheck
     from dockyard.remotecache import CacheExport, CacheImport
 
@@ -40,6 +40,11 @@ class BuildRequest:
     ``attest:provenance``; ``None``: none, Dockyard's default); ``frontend_attrs`` are
     the frontend's attributes as BuildKit's keys give them (``filename``,
     ``build-arg:NAME`` ...), which the provenance records.
+
+    ``debug_shell`` (``dockyard build --invoke``, embedded engines only: it runs on this
+    process's terminal): a failed ``RUN`` step runs it on its own mounts before the
+    build fails; after a successful single-platform build it runs on the result (a
+    writable layer on top, discarded after).
     """
 
     definition: llb.Definition | None = None
@@ -54,6 +59,7 @@ class BuildRequest:
     name: str = ""
     provenance: ProvenanceOptions | None = None
     frontend_attrs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    debug_shell: DebugShell | None = None
 
     def __post_init__(self) -> None:
         if (self.definition is None) == (self.frontend is None):

@@ -35,6 +35,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard.core import DockyardError, ExecError, NotFoundError
 from dockyard.core.fspath import clean_rel, mkdir_all_in_root, open_dir_in_root, resolve_in_root
@@ -54,8 +55,12 @@ from .types import (
     ProcessSpec,
     SecretMount,
     SshMount,
+    Stdio,
     TmpfsMount,
 )
+
+if TYPE_CHECKING:
+    from . import _console
 
 __all__ = ["OciExecutor"]
 
@@ -147,13 +152,39 @@ class OciExecutor:
         container_id = "dy-" + secrets.token_hex(8)
         sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
         try:
-            await in_thread(self._prepare, sandbox, root, mounts, process)
+            await in_thread(self._prepare, sandbox, root, mounts, process, False)
             status = await self._execute(sandbox, process, output)
         except BaseException as exc:
             try:
                 await in_thread(self._teardown, sandbox)
             except DockyardError as cleanup:
                 # the first error is what the user needs; the cleanup failure rides along
+                exc.add_note(f"and then: {cleanup}")
+            raise
+        await in_thread(self._teardown, sandbox)
+        return status
+
+    async def run_interactive(
+        self,
+        *,
+        root: Sequence[Mount],
+        mounts: Sequence[ExecMount] = (),
+        process: ProcessSpec,
+        stdio: Stdio,
+    ) -> int:
+        """:class:`~dockyard.executor.types.InteractiveExecutor`: ``process`` on the
+        user's streams (a pty through the console socket when ``stdio`` asks for a
+        terminal), in a sandbox made and torn down as :meth:`run`'s."""
+        terminal = stdio.uses_terminal()
+        container_id = "dy-" + secrets.token_hex(8)
+        sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
+        try:
+            await in_thread(self._prepare, sandbox, root, mounts, process, terminal)
+            status = await self._execute_interactive(sandbox, process, stdio, terminal)
+        except BaseException as exc:
+            try:
+                await in_thread(self._teardown, sandbox)
+            except DockyardError as cleanup:
                 exc.add_note(f"and then: {cleanup}")
             raise
         await in_thread(self._teardown, sandbox)
@@ -167,6 +198,7 @@ class OciExecutor:
         root: Sequence[Mount],
         mounts: Sequence[ExecMount],
         process: ProcessSpec,
+        terminal: bool,
     ) -> None:
         self._check_process(process)
         sb.bundle.mkdir(mode=0o700)
@@ -224,6 +256,7 @@ class OciExecutor:
             host_capabilities=self._caps,
             nofile=self._nofile,
             precompiled_seccomp=self._runtime.kind is RuntimeKind.CRUN,
+            terminal=terminal,
         )
         if process.cgroup_parent:
             # BuildKit's /PARENT/buildkit/<id>: runc makes it in every hierarchy
@@ -366,6 +399,61 @@ class OciExecutor:
                 )
         return 128 - returncode if returncode < 0 else returncode
 
+    async def _execute_interactive(
+        self, sb: _Sandbox, process: ProcessSpec, stdio: Stdio, terminal: bool
+    ) -> int:
+        from ._console import ConsoleSocket  # only for an interactive process
+
+        rt = self._runtime
+        console = ConsoleSocket() if terminal else None
+        try:
+            argv = rt.run_argv(
+                sb.id,
+                sb.bundle,
+                pid_file=sb.pid_file,
+                log=sb.log,
+                console_socket=console.path if console is not None else None,
+            )
+            # with a terminal the process's streams are the pty's; the runtime's own
+            # are the user's either way (its messages go to its log)
+            streams = (stdio.stdin, stdio.stdout, stdio.stderr)
+            if terminal:
+                streams = (subprocess.DEVNULL, stdio.stdout, stdio.stderr)
+            loop = asyncio.get_running_loop()
+            starting = loop.run_in_executor(
+                None, functools.partial(_start, rt, sb.id, argv, streams)
+            )
+            cancelled = await settle(starting)
+            popen = starting.result()
+            child = Child(popen, _discard)
+            try:
+                try:
+                    if cancelled:
+                        raise asyncio.CancelledError
+                    if console is not None:
+                        await _attach(console, child, stdio)
+                    await asyncio.wait([child.done])
+                except BaseException as exc:
+                    problem = await self._kill(sb, child)
+                    if problem:
+                        exc.add_note(problem)
+                    raise
+            finally:
+                watchdog().unwatch(sb.id)
+        finally:
+            if console is not None:
+                console.close()
+        returncode = child.done.result()
+        if returncode != 0:
+            message = await in_thread(rt.runtime_error, sb.log)
+            if message:
+                raise ExecError(
+                    f"{rt.name} could not run {list(process.args)!r}: {message}",
+                    args=process.args,
+                    exit_status=returncode,
+                )
+        return 128 - returncode if returncode < 0 else returncode
+
     async def _kill(self, sb: _Sandbox, child: Child) -> str:
         """Kill the container and wait for the runtime to exit; never cancelled itself,
         never raising. Returns what went wrong on the way ('' when nothing did), which
@@ -439,13 +527,36 @@ def _discard(stream: int, data: bytes) -> None:
     return None
 
 
-def _start(rt: Runtime, container_id: str, argv: list[str]) -> subprocess.Popen[bytes]:
+async def _attach(console: _console.ConsoleSocket, child: Child, stdio: Stdio) -> None:
+    """Receive the container's pty and bridge it to the user's terminal (in raw mode)
+    until the runtime exits; the terminal is restored before this returns or raises."""
+    from ._console import PtyBridge, raw_terminal
+
+    master = await console.receive(child.done)
+    if master is None:
+        return  # the runtime ended first (its error is in its log)
+    bridge = PtyBridge(master, stdin=stdio.stdin, stdout=stdio.stdout)
+    try:
+        with raw_terminal(stdio.stdin):
+            bridge.start()
+            await asyncio.wait([child.done])
+            bridge.drain()
+    finally:
+        bridge.close()
+
+
+def _start(
+    rt: Runtime,
+    container_id: str,
+    argv: list[str],
+    stdio: tuple[int, int, int] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start the runtime for ``container_id``, watched: should this process die before
     it exited, however it dies, the watchdog kills the container. Blocking."""
     guard = watchdog()
     guard.watch(container_id)  # before the start: no moment unwatched
     try:
-        return rt.popen(argv, capture=True)
+        return rt.popen(argv, capture=True, stdio=stdio)
     except BaseException:
         guard.unwatch(container_id)
         raise

@@ -261,7 +261,18 @@ class Runtime:
             argv += ["--log", str(log), "--log-format", "json"]
         return argv
 
-    def run_argv(self, container_id: str, bundle: Path, *, pid_file: Path, log: Path) -> list[str]:
+    def run_argv(
+        self,
+        container_id: str,
+        bundle: Path,
+        *,
+        pid_file: Path,
+        log: Path,
+        console_socket: Path | None = None,
+    ) -> list[str]:
+        """``run`` of the bundle; with ``console_socket`` (a spec with
+        ``process.terminal``) the runtime sends the pty's master end there."""
+        console = ["--console-socket", str(console_socket)] if console_socket else []
         return [
             *self._global(log),
             "run",
@@ -270,18 +281,32 @@ class Runtime:
             "--pid-file",
             str(pid_file),
             "--no-new-keyring",
+            *console,
             container_id,
         ]
 
-    def popen(self, argv: Sequence[str], *, capture: bool) -> subprocess.Popen[bytes]:
+    def popen(
+        self,
+        argv: Sequence[str],
+        *,
+        capture: bool,
+        stdio: tuple[int, int, int] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start a runtime command (blocking: call it in a thread). With ``capture``,
-        stdout and stderr are pipes; otherwise stdout is discarded and stderr piped."""
+        stdout and stderr are pipes; otherwise stdout is discarded and stderr piped.
+        ``stdio``: the runtime's (and so the process's) stdin, stdout and stderr as
+        they are (an interactive process)."""
+        stdin, stdout, stderr = stdio or (
+            subprocess.DEVNULL,
+            subprocess.PIPE if capture else subprocess.DEVNULL,
+            subprocess.PIPE,
+        )
         try:
             return subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
                 preexec_fn=self._preexec,
                 start_new_session=True,
             )

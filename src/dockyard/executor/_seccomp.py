@@ -38,9 +38,13 @@ Structure and why:
   ``personality`` takes only the plain Linux personalities (``PER_LINUX``,
   ``PER_LINUX32``, ``UNAME26``, their combination) and the query ``0xffffffff``.
 - **ptrace.** Before Linux 4.8 a tracer could rewrite a system call after the filter
-  passed it, so there ``ptrace`` (and ``process_vm_*``, ``kcmp``, ``pidfd_getfd``,
-  ``process_madvise``) need ``CAP_SYS_PTRACE``; from 4.8 they are allowed and the kernel's
-  own ptrace access checks apply (same user, same pid namespace), as with docker.
+  passed it, so there ``ptrace`` and ``process_vm_*`` need ``CAP_SYS_PTRACE``; from 4.8
+  they are allowed and the kernel's own ptrace access checks apply (same user, same pid
+  namespace), as with docker. ``kcmp``, ``pidfd_getfd`` and ``process_madvise`` need
+  ``CAP_SYS_PTRACE`` on any kernel, as in docker's profile.
+- **socket.** Address families docker's profile refuses (``AF_ALG``, ``AF_VSOCK``, old
+  protocol families, any family newer than ``AF_MCTP``) are EPERM; the i386
+  ``socketcall`` multiplexer is allowed as docker allows it (its arguments sit in memory).
 
 Architectures: the filter applies to the system calls the host kernel sees, so it lists
 the host's architecture and the compat ones it can run natively (amd64: x86_64, i386 and
@@ -85,6 +89,8 @@ __all__ = [
     "OMITTED",
     "PERSONALITIES",
     "PTRACE_SYSCALLS",
+    "SOCKET_FAMILIES_REFUSED",
+    "SOCKET_FAMILY_MAX",
     "ArgRule",
     "Libseccomp",
     "SeccompProfile",
@@ -176,7 +182,7 @@ ALWAYS_ALLOWED: frozenset[str] = _words(
     """
     # sockets
     """
-    socket socketpair socketcall bind connect listen accept accept4 getsockname
+    socketpair socketcall bind connect listen accept accept4 getsockname
     getpeername getsockopt setsockopt shutdown send sendto sendmsg sendmmsg recv
     recvfrom recvmsg recvmmsg recvmmsg_time64
     """
@@ -214,17 +220,36 @@ CAPABILITY_SYSCALLS: dict[str, frozenset[str]] = {
     "CAP_SYSLOG": frozenset({"syslog"}),
     "CAP_DAC_READ_SEARCH": frozenset({"open_by_handle_at"}),
     "CAP_SYS_CHROOT": frozenset({"chroot"}),
-    "CAP_SYS_PTRACE": frozenset({"userfaultfd"}),
+    "CAP_SYS_PTRACE": frozenset({"userfaultfd", "kcmp", "pidfd_getfd", "process_madvise"}),
 }
 """System calls allowed only while the process holds the capability (any one of those
 naming it); without it they are refused with EPERM. ``clone`` with namespace flags and
 ``clone3`` follow ``CAP_SYS_ADMIN`` too."""
 
-PTRACE_SYSCALLS: frozenset[str] = frozenset(
-    {"ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd"} | {"process_madvise"}
-)
+PTRACE_SYSCALLS: frozenset[str] = frozenset({"ptrace", "process_vm_readv", "process_vm_writev"})
 """Allowed from Linux 4.8 on (the kernel's ptrace access checks apply); before it only
-with ``CAP_SYS_PTRACE``."""
+with ``CAP_SYS_PTRACE``. (``kcmp``, ``pidfd_getfd`` and ``process_madvise`` need
+``CAP_SYS_PTRACE`` on any kernel, as in docker's profile.)"""
+
+SOCKET_FAMILIES_REFUSED: dict[int, str] = {
+    12: "AF_DECnet",
+    19: "AF_ECONET",
+    20: "AF_ATMSVC",
+    23: "AF_IRDA",
+    25: "AF_WANPIPE",
+    34: "AF_ISDN",
+    37: "AF_CAIF",
+    38: "AF_ALG",
+    40: "AF_VSOCK",
+}
+"""``socket`` address families refused (EPERM) whatever the capabilities, as docker's
+profile refuses them: old or rarely used protocol families whose kernel code has been a
+source of exploits, the kernel crypto API (``AF_ALG``) and the host/VM channel
+(``AF_VSOCK``). Families above :data:`SOCKET_FAMILY_MAX` are refused too (new means
+denied)."""
+
+SOCKET_FAMILY_MAX = 45
+"""The highest ``socket`` family allowed (``AF_MCTP``)."""
 
 DENIED: frozenset[str] = frozenset(
     # the kernel keyring is not namespaced; x86 real mode (vm86)
@@ -393,8 +418,33 @@ def seccomp_profile(
             for flag in CLONE_NAMESPACE_FLAGS.values()
         ]
     rules += [_allow(["personality"], ArgRule(index=0, value=p)) for p in PERSONALITIES]
+    rules += _socket_rules()
     rules.append(_refuse((n for n in refused if keep(n)), errno.EPERM))
     return SeccompProfile(architectures=ARCHITECTURES[machine], rules=tuple(rules))
+
+
+def _socket_rules() -> list[SyscallRule]:
+    """``socket`` allowed for the families below :data:`SOCKET_FAMILY_MAX` but
+    :data:`SOCKET_FAMILIES_REFUSED`, refused (EPERM) for the rest. (``socketcall``, the
+    i386 multiplexer, carries its arguments in memory a filter cannot read: allowed, as
+    docker allows it.)"""
+    first = min(SOCKET_FAMILIES_REFUSED)
+    rules = [_allow(["socket"], ArgRule(index=0, value=first, op="SCMP_CMP_LT"))]
+    for family in range(first + 1, SOCKET_FAMILY_MAX + 1):
+        if family not in SOCKET_FAMILIES_REFUSED:
+            rules.append(_allow(["socket"], ArgRule(index=0, value=family)))
+    rules += [
+        _refuse(["socket"], errno.EPERM, ArgRule(index=0, value=family))
+        for family in sorted(SOCKET_FAMILIES_REFUSED)
+    ]
+    rules.append(
+        _refuse(
+            ["socket"],
+            errno.EPERM,
+            ArgRule(index=0, value=SOCKET_FAMILY_MAX + 1, op="SCMP_CMP_GE"),
+        )
+    )
+    return rules
 
 
 class Libseccomp:

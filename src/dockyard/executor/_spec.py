@@ -212,6 +212,7 @@ def build_spec(
     host_capabilities: Sequence[str],
     nofile: int | None,
     precompiled_seccomp: bool = False,
+    terminal: bool = False,
 ) -> dict[str, Any]:
     """The OCI runtime spec (as JSON-able data) for one process.
 
@@ -223,6 +224,8 @@ def build_spec(
     filter compiled once per process, as the ``run.oci.seccomp_bpf_data`` annotation,
     in place of ``linux.seccomp``, which crun would compile on every start (when the
     host's libseccomp cannot compile it, ``linux.seccomp`` is given after all).
+    ``terminal``: the process gets a pseudo-terminal (``process.terminal``; the runtime
+    needs a console socket then).
     """
     insecure = process.security is SecurityMode.INSECURE
     if insecure:
@@ -239,7 +242,7 @@ def build_spec(
         namespaces.append({"type": "network"})
 
     proc: dict[str, Any] = {
-        "terminal": False,
+        "terminal": terminal,
         "user": {
             "uid": user.uid,
             "gid": user.gid,

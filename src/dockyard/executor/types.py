@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from dockyard.core import UsageError
 from dockyard.core.ulimits import ULIMIT_NAMES
@@ -26,6 +26,7 @@ __all__ = [
     "ExecMount",
     "Executor",
     "HostEntry",
+    "InteractiveExecutor",
     "NetworkMode",
     "OutputSink",
     "ProcessSpec",
@@ -33,6 +34,7 @@ __all__ = [
     "SecretMount",
     "SecurityMode",
     "SshMount",
+    "Stdio",
     "TmpfsMount",
 ]
 
@@ -296,4 +298,50 @@ class Executor(Protocol):
         mounts: Sequence[ExecMount] = (),
         process: ProcessSpec,
         output: OutputSink | None = None,
+    ) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stdio:
+    """The streams of an interactive process: file descriptors of this process (the
+    user's terminal or pipes), used as they are and never closed.
+
+    ``terminal``: give the process a pseudo-terminal (``None``: when ``stdin`` is a
+    terminal). With one, the user's terminal is put in raw mode while the process runs
+    (and restored however it ends), the pty's output goes to ``stdout`` and window size
+    changes follow; without one the process reads ``stdin`` and writes ``stdout`` and
+    ``stderr`` directly.
+    """
+
+    stdin: int = 0
+    stdout: int = 1
+    stderr: int = 2
+    terminal: bool | None = None
+
+    def uses_terminal(self) -> bool:
+        if self.terminal is not None:
+            return self.terminal
+        import os
+
+        return os.isatty(self.stdin)
+
+
+@runtime_checkable
+class InteractiveExecutor(Protocol):
+    """An :class:`Executor` that also runs a process attached to the user's streams
+    (``dockyard build --invoke``).
+
+    As :meth:`Executor.run` (a fresh sandbox on ``root`` and ``mounts``, torn down on
+    return, error and cancellation alike), but the process's input and output are
+    ``stdio``'s; returns its exit status. Whatever it does to the user's terminal
+    (raw mode) is undone before it returns or raises.
+    """
+
+    async def run_interactive(
+        self,
+        *,
+        root: Sequence[Mount],
+        mounts: Sequence[ExecMount] = (),
+        process: ProcessSpec,
+        stdio: Stdio,
     ) -> int: ...

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ._solve import JobOptions, LlbSolver
     from ._source import source_scheme
     from .types import (
+        DEBUG_SHELL,
         ENTITLEMENTS,
         RANDOM_KEY_PREFIX,
         SECRETS,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         SSH_AGENTS,
         ContentSelector,
         CopyHistory,
+        DebugShell,
         Entitlement,
         ImmutableRef,
         MutableRef,
@@ -88,6 +90,8 @@ _LAZY = {
     "JobOptions": "._solve",
     "LlbSolver": "._solve",
     "source_scheme": "._source",
+    "DEBUG_SHELL": ".types",
+    "DebugShell": ".types",
     "ENTITLEMENTS": ".types",
     "RANDOM_KEY_PREFIX": ".types",
     "SECRETS": ".types",
@@ -114,6 +118,7 @@ __all__ = [
     "BUILDKIT_BUILD_TYPE",
     "BUILDKIT_BUILD_TYPE_V1",
     "CONTEXT_DIGEST_ATTR",
+    "DEBUG_SHELL",
     "ENTITLEMENTS",
     "RANDOM_KEY_PREFIX",
     "SECRETS",
@@ -122,6 +127,7 @@ __all__ = [
     "CacheRefs",
     "ContentSelector",
     "CopyHistory",
+    "DebugShell",
     "Entitlement",
     "EntitlementError",
     "ImmutableRef",

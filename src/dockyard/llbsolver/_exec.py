@@ -60,6 +60,7 @@ from dockyard.solver import CacheMap, Dep, Result, VertexContext
 
 from ._common import OpInfo, cache_digest
 from .types import (
+    DEBUG_SHELL,
     SECRETS,
     SSH_AGENTS,
     ContentSelector,
@@ -428,9 +429,18 @@ class ExecOp:
                             exec_mounts.append((m.dest, SshMount(dest=m.dest, socket=socket)))
                 exec_mounts.sort(key=lambda item: item[0])
                 tail = OutputTail()
-                status = await self._execute(ctx, root, [m for _, m in exec_mounts], env, tail)
-            if status not in self.valid_exit_codes:
-                raise status_error(self.args, status, tail)
+                process = self._process(env)
+                mounts = [m for _, m in exec_mounts]
+                try:
+                    status = await self._execute(ctx, root, mounts, process, tail)
+                except ExecError as exc:  # the runtime could not start the command
+                    await self._debug_shell(ctx, root, mounts, process, exc)
+                    raise
+                if status not in self.valid_exit_codes:
+                    error = status_error(self.args, status, tail)
+                    # (the mounts are all still there: the shell gets the same ones)
+                    await self._debug_shell(ctx, root, mounts, process, error)
+                    raise error
             for position, mutable in sorted(writable.items()):
                 m = self.mounts[position]
                 if m.output >= 0:
@@ -461,14 +471,25 @@ class ExecOp:
         writable[position] = mutable
         return await mutable.mounts()
 
-    async def _execute(
+    async def _debug_shell(
         self,
         ctx: VertexContext,
         root: Sequence[Mount],
         mounts: list[ExecMount],
-        env: list[str],
-        tail: OutputTail,
-    ) -> int:
+        process: ProcessSpec,
+        error: ExecError,
+    ) -> None:
+        """``--invoke``: the build's debug shell on this failed step's mounts (looked
+        up only on a failure)."""
+        for shell in ctx.values(DEBUG_SHELL):
+            if shell.on_error:
+                title = f"{self.info.name or 'RUN'} failed ({error.message})"
+                await shell.run(
+                    self.worker.executor, root=root, mounts=mounts, process=process, title=title
+                )
+            return
+
+    def _process(self, env: list[str]) -> ProcessSpec:
         network = {0: self.worker.default_network, 1: NetworkMode.HOST, 2: NetworkMode.NONE}[
             self.net
         ]
@@ -488,7 +509,16 @@ class ExecOp:
             )
         except DockyardError as exc:
             raise InvalidDefinitionError(exc.message) from exc
+        return process
 
+    async def _execute(
+        self,
+        ctx: VertexContext,
+        root: Sequence[Mount],
+        mounts: list[ExecMount],
+        process: ProcessSpec,
+        tail: OutputTail,
+    ) -> int:
         def sink(stream: int, data: bytes) -> None:
             tail.feed(data)
             ctx.log(data, stream=stream)

@@ -12,10 +12,12 @@ from dockyard.solver import CacheSource, Edge, Job, JobValue, ResultRef, Solver
 
 from ._load import load
 from .types import (
+    DEBUG_SHELL,
     ENTITLEMENTS,
     SECRETS,
     SESSION_ID,
     SSH_AGENTS,
+    DebugShell,
     Entitlement,
     Worker,
 )
@@ -27,14 +29,15 @@ __all__ = ["JobOptions", "LlbSolver"]
 class JobOptions:
     """What one build brings to its job: the client session, its secrets and SSH
     agents (the session handle's ``secrets`` and ``ssh`` callers), the privileges it
-    was granted, and the caches it imports (``--cache-from``, consulted after the local
-    cache)."""
+    was granted, the caches it imports (``--cache-from``, consulted after the local
+    cache), and the ``--invoke`` shell failed execs run (``debug_shell``)."""
 
     session_id: str | None = None
     secrets: SecretStore | None = None
     ssh_agents: SshForwarder | None = None
     entitlements: frozenset[Entitlement] = frozenset()
     cache_sources: tuple[CacheSource, ...] = ()
+    debug_shell: DebugShell | None = None
 
     def values(self) -> dict[JobValue[Any], Any]:
         """The job values ops read (:data:`~dockyard.llbsolver.types.SECRETS` ...)."""
@@ -45,6 +48,8 @@ class JobOptions:
             values[SECRETS] = self.secrets
         if self.ssh_agents is not None:
             values[SSH_AGENTS] = self.ssh_agents
+        if self.debug_shell is not None:
+            values[DEBUG_SHELL] = self.debug_shell
         return values
 
 

@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dockyard.core import Entitlement, Platform, UsageError, VertexRef, host_platform
-from dockyard.executor.types import Executor, NetworkMode
+from dockyard.executor.types import ExecMount, Executor, NetworkMode, ProcessSpec, Stdio
 from dockyard.llb import CacheSharing
 from dockyard.session.types import SecretStore, SshForwarder
 from dockyard.snapshot.types import Mount
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from dockyard.solver import VertexContext
 
 __all__ = [
+    "DEBUG_SHELL",
     "ENTITLEMENTS",
     "RANDOM_KEY_PREFIX",
     "SECRETS",
@@ -53,6 +54,7 @@ __all__ = [
     "SSH_AGENTS",
     "ContentSelector",
     "CopyHistory",
+    "DebugShell",
     "Entitlement",
     "ImmutableRef",
     "MutableRef",
@@ -308,6 +310,77 @@ SESSION_ID: JobValue[str] = JobValue("llbsolver.session_id")
 SECRETS: JobValue[SecretStore] = JobValue("llbsolver.secrets")
 SSH_AGENTS: JobValue[SshForwarder] = JobValue("llbsolver.ssh_agents")
 ENTITLEMENTS: JobValue[frozenset[Entitlement]] = JobValue("llbsolver.entitlements")
+
+
+class DebugShell:
+    """``dockyard build --invoke``: a command run interactively on the user's streams
+    (``stdio``), in a new sandbox on the very mounts of an exec that failed
+    (``on_error``: its root as the failed command left it, its cache, bind, secret and
+    SSH mounts, tmpfs mounts empty again; its environment, working directory and user)
+    — or on a build's result (``on_success``, run by the engine).
+
+    At most one shell runs per build (the first failure gets it). ``announce`` is
+    called with a line saying what is about to run just before it does (the CLI stops
+    its progress display and prints it); a shell that cannot run (no such command, an
+    executor without interactive processes) is announced too, and never replaces the
+    failure being debugged. The normal path costs nothing: the exec op looks for this
+    job value only when its process failed.
+    """
+
+    def __init__(
+        self,
+        *,
+        args: Sequence[str],
+        stdio: Stdio,
+        on_error: bool = True,
+        on_success: bool = True,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        if not args:
+            raise UsageError("--invoke needs a command")
+        self.args = tuple(args)
+        self.stdio = stdio
+        self.on_error = on_error
+        self.on_success = on_success
+        self._announce = announce or (lambda line: None)
+        self.ran = False
+        """Whether a shell was started (the CLI shows the step's log itself then)."""
+
+    async def run(
+        self,
+        executor: Executor,
+        *,
+        root: Sequence[Mount],
+        mounts: Sequence[ExecMount],
+        process: ProcessSpec,
+        title: str,
+    ) -> int | None:
+        """Run :attr:`args` as ``process`` would have run (its user, environment,
+        directory, network and security) on ``root`` and ``mounts``; its exit status,
+        or ``None`` when no shell ran (one ran already, or it could not start)."""
+        from dataclasses import replace
+
+        from dockyard.core import DockyardError
+        from dockyard.executor.types import InteractiveExecutor
+
+        if self.ran:
+            return None
+        self.ran = True
+        if not isinstance(executor, InteractiveExecutor):
+            self._announce(f"--invoke: the executor cannot run an interactive process ({title})")
+            return None
+        self._announce(f"{title}: running {' '.join(self.args)} (exit it to continue)")
+        try:
+            return await executor.run_interactive(
+                root=root, mounts=mounts, process=replace(process, args=self.args), stdio=self.stdio
+            )
+        except DockyardError as exc:
+            self._announce(f"--invoke: {exc}")
+            return None
+
+
+DEBUG_SHELL: JobValue[DebugShell] = JobValue("llbsolver.debug_shell")
+"""A build's ``--invoke`` shell (:class:`DebugShell`); failed execs run it."""
 
 
 # -- the worker ---------------------------------------------------------------------

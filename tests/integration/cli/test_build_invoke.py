@@ -1,0 +1,266 @@
+"""``dockyard build --invoke``: a shell in a failed ``RUN`` step's container, or in the
+result, driven through a real pseudo-terminal (as root, crun, the embedded engine in the
+command's own process)."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DOCKYARD = str(Path(sys.executable).parent / "dockyard")
+_ENV = {**os.environ, "DOCKYARD_WARM": "0", "NO_COLOR": "1"}
+_TIMEOUT = 120.0
+
+
+@dataclass
+class Session:
+    """A command on a pty: what it wrote and its exit code."""
+
+    output: str
+    code: int
+
+
+class PtyCommand:
+    def __init__(self, argv: list[str]) -> None:
+        self.master, self.slave = os.openpty()
+        self.saved = termios.tcgetattr(self.slave)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=self.slave,
+            stdout=self.slave,
+            stderr=self.slave,
+            env=_ENV,
+            start_new_session=True,
+        )
+        self.data = b""
+
+    def read_until(self, marker: bytes, after: int = 0) -> bool:
+        deadline = time.monotonic() + _TIMEOUT
+        while marker not in self.data[after:]:
+            if time.monotonic() > deadline or not self._read(0.5):
+                return marker in self.data[after:]
+        return True
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if ready:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self.data += chunk
+        elif self.proc.poll() is not None:
+            return False
+        return True
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self) -> Session:
+        try:
+            code = self.proc.wait(timeout=_TIMEOUT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        while self._read(0.2):
+            pass
+        os.close(self.slave)
+        os.close(self.master)
+        return Session(output=self.data.decode(errors="replace"), code=code)
+
+
+def _build_argv(state: Path, ctx: Path, *extra: str) -> list[str]:
+    return [DOCKYARD, "build", "--progress=plain", "--state-dir", str(state), *extra, str(ctx)]
+
+
+def _context(path: Path, dockerfile: str) -> Path:
+    path.mkdir()
+    (path / "Dockerfile").write_text(dockerfile)
+    return path
+
+
+def _shell(state: Path, ctx: Path, commands: str, *extra: str) -> Session:
+    cmd = PtyCommand(_build_argv(state, ctx, *extra))
+    assert cmd.read_until(b"exit it to continue"), cmd.data.decode(errors="replace")
+    start = len(cmd.data)
+    assert cmd.read_until(b"# ", after=start), cmd.data.decode(errors="replace")
+    cmd.send(commands)
+    return cmd.finish()
+
+
+def _in_shell(output: str) -> str:
+    """What the shell session printed: after the announcement, before the error block
+    (the progress above it quotes the Dockerfile's commands)."""
+    after = output.split("exit it to continue", 1)[1]
+    return after.split("\n------", 1)[0]
+
+
+def _no_containers(state: Path) -> None:
+    runtime_root = state / "executor" / "runtime" / "crun"
+    listing = subprocess.run(
+        ["crun", "--root", str(runtime_root), "list", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listing.stdout.strip() == "", listing.stdout
+    bundles = state / "executor" / "bundles"
+    assert not bundles.is_dir() or list(bundles.iterdir()) == []
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    assert str(state) not in mountinfo
+
+
+def test_a_failed_run_step_opens_a_shell_on_its_state(state: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cr3t-value\n")
+    ctx = _context(
+        tmp_path / "ctx",
+        "FROM busybox\n"
+        "ENV GREETING=hello-from-env\n"
+        "WORKDIR /work\n"
+        "RUN --mount=type=cache,target=/cache --mount=type=secret,id=tok \\\n"
+        "    echo partial > /failed-step-file && echo cached > /cache/c-file"
+        " && echo step-$((40+2)) && exit 7\n",
+    )
+    session = _shell(
+        state,
+        ctx,
+        "grep -i seccomp /proc/self/status; cat /failed-step-file; echo GREETING=$GREETING;"
+        " pwd; cat /cache/c-file; cat /run/secrets/tok; exit 3\n",
+        "--invoke",
+        "/bin/sh",
+        "--secret",
+        f"id=tok,src={secret}",
+    )
+    assert session.code == 1, session.output  # the build's failure, not the shell's 3
+    out = _in_shell(session.output)
+    assert "Seccomp:\t2" in out  # the step's sandbox, seccomp filter included
+    assert "partial" in out  # what the failed command wrote
+    assert "GREETING=hello-from-env" in out
+    assert "/work\r\n" in out
+    assert "cached" in out  # its cache mount
+    assert "s3cr3t-value" in out  # its secret, as configured
+    error = session.output.split("exit it to continue", 1)[1]
+    assert "did not complete successfully: exit code: 7" in error
+    assert "step-42" in error  # the step's log comes with the error
+    _no_containers(state)
+
+
+def test_a_successful_build_opens_a_shell_on_the_result(state: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN echo built > /result-file\n")
+    first = _shell(
+        state, ctx, "cat /result-file; touch /shell-change; exit 5\n", "--invoke", "/bin/sh"
+    )
+    assert first.code == 0, first.output
+    assert "built" in _in_shell(first.output)
+    second = _shell(
+        state, ctx, "ls /shell-change || echo discarded-$((1+1)); exit 0\n", "--invoke", "/bin/sh"
+    )
+    assert second.code == 0, second.output
+    # the first shell's changes were discarded
+    assert "discarded-2" in _in_shell(second.output)
+    _no_containers(state)
+
+
+def test_on_error_only_does_not_open_a_shell_after_success(state: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN true\n")
+    done = subprocess.run(
+        _build_argv(state, ctx, "--invoke", "on-error"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_ENV,
+        timeout=_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exit it to continue" not in done.stderr
+
+
+def test_without_a_terminal_the_shell_reads_a_pipe(state: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN echo built > /result-file\n")
+    done = subprocess.run(
+        _build_argv(state, ctx, "--invoke", "/bin/sh"),
+        input="ls /; cat /result-file; exit 0\n",
+        capture_output=True,
+        text=True,
+        env=_ENV,
+        timeout=_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "result-file" in done.stdout
+    assert "built" in done.stdout
+    _no_containers(state)
+
+
+def test_a_failed_step_with_a_pipe(state: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN echo partial > /f && false\n")
+    done = subprocess.run(
+        _build_argv(state, ctx, "--on=error"),
+        input="cat /f; exit 0\n",
+        capture_output=True,
+        text=True,
+        env=_ENV,
+        timeout=_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "partial" in done.stdout
+    assert "exit code: 1" in done.stderr
+    _no_containers(state)
+
+
+def test_a_build_killed_during_the_shell_leaves_nothing(state: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN echo x > /f && exit 2\n")
+    cmd = PtyCommand(_build_argv(state, ctx, "--invoke", "/bin/sh"))
+    assert cmd.read_until(b"exit it to continue"), cmd.data.decode(errors="replace")
+    assert cmd.read_until(b"# ", after=len(cmd.data) - 1)
+    cmd.proc.send_signal(signal.SIGTERM)
+    session = cmd_finish_keeping_tty(cmd)
+    assert session.code != 0
+    _no_containers(state)
+
+
+def cmd_finish_keeping_tty(cmd: PtyCommand) -> Session:
+    """Finish ``cmd``, checking first that its terminal got its settings back."""
+    code = cmd.proc.wait(timeout=_TIMEOUT)
+    assert termios.tcgetattr(cmd.slave) == cmd.saved  # raw mode undone
+    while cmd._read(0.2):
+        pass
+    os.close(cmd.slave)
+    os.close(cmd.master)
+    return Session(output=cmd.data.decode(errors="replace"), code=code)
+
+
+def test_a_daemon_is_refused(tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", "FROM busybox\n")
+    done = subprocess.run(
+        [
+            DOCKYARD,
+            "build",
+            "--addr",
+            f"unix://{tmp_path}/none.sock",
+            "--invoke",
+            "/bin/sh",
+            str(ctx),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_ENV,
+        timeout=_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--invoke needs the embedded engine (no --addr)" in done.stderr

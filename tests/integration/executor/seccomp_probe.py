@@ -15,6 +15,7 @@ import base64
 import ctypes
 import errno
 import json
+import mmap
 import os
 import sys
 import tempfile
@@ -42,7 +43,20 @@ _NR = {
     "mount": 165,
     "io_uring_setup": 425,
     "getpid": 39,
+    "socket": 41,
+    "kcmp": 312,
 }
+
+# i386 numbers, called through ``int 0x80`` (the compat entry a 32-bit binary uses)
+_NR_I386 = {"getpid": 20, "keyctl": 288, "unshare": 310, "socket": 359}
+_X32_SYSCALL_BIT = 0x40000000
+_AF_INET, _AF_ALG, _AF_VSOCK = 2, 38, 40
+_SOCK_STREAM, _SOCK_SEQPACKET = 1, 5
+# machine code (x86_64), called through ctypes as f(nr, a1, a2, a3):
+# push rbx; mov eax, edi; mov ebx, esi; xchg ecx, edx; int 0x80; pop rbx; ret
+_I386_CALL = bytes([0x53, 0x89, 0xF8, 0x89, 0xF3, 0x87, 0xD1, 0xCD, 0x80, 0x5B, 0xC3])
+# mov eax, edi; or eax, 0x40000000; mov rdi, rsi; mov rsi, rdx; mov rdx, rcx; syscall; ret
+_X32_CALL = bytes.fromhex("89f8 0d00000040 4889f7 4889d6 4889ca 0f05 c3")
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNS = 0x00020000
@@ -146,10 +160,49 @@ def _call(name: str, *args: int) -> int:
         if rc == 0:
             os._exit(0)
         os.waitpid(rc, 0)
+    if name == "socket":
+        os.close(rc)
     return 0
 
 
+class _Compat:
+    """Calls through the i386 (``int 0x80``) and x32 entries of an amd64 kernel: a 32-bit
+    binary's calls must meet the filter as a 64-bit one's do."""
+
+    def __init__(self) -> None:
+        self._page = mmap.mmap(
+            -1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
+        )
+        self._page.write(_I386_CALL.ljust(32, b"\x90") + _X32_CALL)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
+        args = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        self._i386 = ctypes.CFUNCTYPE(ctypes.c_int, *args)(base)
+        self._x32 = ctypes.CFUNCTYPE(ctypes.c_long, *args)(base + 32)
+
+    def i386(self, name: str, *args: int) -> int:
+        rc = int(self._i386(_NR_I386[name], *(*args, 0, 0, 0)[:3]))
+        return _answer(name, rc)
+
+    def x32(self, name: str, *args: int) -> int:
+        rc = int(self._x32(_NR[name], *(*args, 0, 0, 0)[:3]))
+        return _answer(name, rc)
+
+
+def _answer(name: str, rc: int) -> int:
+    """A raw call's result as the probes report it (the errno, 0 on success)."""
+    if -4096 < rc < 0:
+        return -rc
+    if name == "socket":
+        os.close(rc)
+    return 0
+
+
+def _socket(family: int, kind: int) -> int:
+    return _call("socket", family, kind, 0)
+
+
 def probes() -> dict[str, int]:
+    compat = _Compat()
     return {
         "getpid": _call("getpid"),
         "clone_plain": _call("clone", _SIGCHLD, 0, 0, 0, 0),
@@ -171,6 +224,15 @@ def probes() -> dict[str, int]:
         "personality_linux32": _call("personality", 0x8),
         "personality_no_randomize": _call("personality", 0x0040000),
         "personality_linux": _call("personality", 0x0),
+        "socket_inet": _socket(_AF_INET, _SOCK_STREAM),
+        "socket_alg": _socket(_AF_ALG, _SOCK_SEQPACKET),
+        "socket_vsock": _socket(_AF_VSOCK, _SOCK_STREAM),
+        "kcmp": _call("kcmp", os.getpid(), os.getpid(), 0, 0, 0),
+        "i386_getpid": compat.i386("getpid"),
+        "i386_unshare_newuser": compat.i386("unshare", _CLONE_NEWUSER),
+        "i386_keyctl": compat.i386("keyctl", 0, -3, 0),
+        "i386_socket_alg": compat.i386("socket", _AF_ALG, _SOCK_SEQPACKET, 0),
+        "x32_unshare_newuser": compat.x32("unshare", _CLONE_NEWUSER),
     }
 
 

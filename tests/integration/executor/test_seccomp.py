@@ -164,6 +164,16 @@ def test_the_kernel_answers_as_the_profile_says(form: str) -> None:
         "personality_linux32": 0,
         "personality_no_randomize": enosys,
         "personality_linux": 0,
+        "socket_inet": 0,
+        "socket_alg": eperm,
+        "socket_vsock": eperm,
+        "kcmp": eperm,
+        # a 32-bit (int 0x80) or x32 caller meets the same rules
+        "i386_getpid": 0,
+        "i386_unshare_newuser": eperm,
+        "i386_keyctl": eperm,
+        "i386_socket_alg": eperm,
+        "x32_unshare_newuser": eperm,
     }
 
 

@@ -176,6 +176,15 @@ class OciExecutor:
         user's streams (a pty through the console socket when ``stdio`` asks for a
         terminal), in a sandbox made and torn down as :meth:`run`'s."""
         terminal = stdio.uses_terminal()
+        if terminal and self._runtime.kind is not RuntimeKind.CRUN:
+            # runc takes a console socket only when it detaches (it would not be our
+            # child to wait for); in the foreground it proxies its own stdio, which is
+            # not the user's terminal here
+            raise ExecError(
+                f"an interactive terminal needs the crun runtime ({self._runtime.name} runs"
+                " one only detached); use --runtime crun, or give the command's input on"
+                " a pipe (no terminal)"
+            )
         container_id = "dy-" + secrets.token_hex(8)
         sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
         try:

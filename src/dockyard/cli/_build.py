@@ -9,8 +9,14 @@ their warnings and a count on stderr, or with ``--call=check,format=json`` Build
 lint document on stdout (a Dockerfile that does not parse, or ``# check=error=true``
 with warnings, is its ``buildError``, printed on stderr as well).
 
+``--invoke CMD`` (``--on always|error``, ``--invoke on-error``): a debug shell on this
+terminal (:class:`InvokeSpec`, :class:`dockyard.llbsolver.DebugShell`) in the container of
+the ``RUN`` step that failed — the build fails afterwards as it would have — or on the
+result after a successful build; the embedded engine only.
+
 Exit codes: 0 built (or checked without warnings, or a subrequest answered), 1 the build
-failed (or ``--check`` found warnings, in either format), 2 a usage error.
+failed (or ``--check`` found warnings, in either format), 2 a usage error. A debug
+shell's own exit status changes none of them.
 """
 
 from __future__ import annotations

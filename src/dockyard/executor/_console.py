@@ -26,6 +26,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ConsoleSocket", "PtyBridge", "copy_window_size", "raw_terminal"]
 
@@ -50,9 +51,11 @@ class ConsoleSocket:
 
     async def receive(self, gone: asyncio.Future[int]) -> int | None:
         """The pty master the runtime sends (a file descriptor now ours to close), or
-        ``None`` when ``gone`` (the runtime's exit) comes first."""
+        ``None`` when ``gone`` (the runtime's exit) comes first or the runtime connected
+        and sent none (crun does when the process cannot start: its error is in its
+        log)."""
         loop = asyncio.get_running_loop()
-        got: asyncio.Future[int] = loop.create_future()
+        got: asyncio.Future[int | None] = loop.create_future()
         fd = self._sock.fileno()
 
         def readable() -> None:
@@ -64,19 +67,18 @@ class ConsoleSocket:
             with conn:
                 conn.setblocking(True)
                 try:
-                    master = receive_fd(conn)
-                except OSError as exc:
-                    if not got.done():
-                        got.set_exception(exc)
-                    return
-            if got.done():  # (never: the reader is removed first)
-                os.close(master)  # pragma: no cover
-            else:
+                    master: int | None = receive_fd(conn)
+                except OSError:
+                    master = None
+            if not got.done():  # (always: the reader is removed first)
                 got.set_result(master)
+            elif master is not None:  # pragma: no cover
+                os.close(master)
 
         loop.add_reader(fd, readable)
         try:
-            await asyncio.wait([got, gone], return_when=asyncio.FIRST_COMPLETED)
+            futures: list[asyncio.Future[Any]] = [got, gone]
+            await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
         finally:
             loop.remove_reader(fd)
             if not got.done():

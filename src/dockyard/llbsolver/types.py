@@ -374,7 +374,8 @@ class DebugShell:
             return await executor.run_interactive(
                 root=root, mounts=mounts, process=replace(process, args=self.args), stdio=self.stdio
             )
-        except DockyardError as exc:
+        except (DockyardError, OSError) as exc:
+            # the failure being debugged stays the build's error
             self._announce(f"--invoke: {exc}")
             return None
 

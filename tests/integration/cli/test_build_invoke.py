@@ -234,6 +234,9 @@ def test_a_build_killed_during_the_shell_leaves_nothing(state: Path, tmp_path: P
 
 def cmd_finish_keeping_tty(cmd: PtyCommand) -> Session:
     """Finish ``cmd``, checking first that its terminal got its settings back."""
+    deadline = time.monotonic() + _TIMEOUT
+    while cmd.proc.poll() is None and time.monotonic() < deadline:
+        cmd._read(0.2)  # (a full pty would block the command)
     code = cmd.proc.wait(timeout=_TIMEOUT)
     assert termios.tcgetattr(cmd.slave) == cmd.saved  # raw mode undone
     while cmd._read(0.2):
@@ -241,6 +244,16 @@ def cmd_finish_keeping_tty(cmd: PtyCommand) -> Session:
     os.close(cmd.slave)
     os.close(cmd.master)
     return Session(output=cmd.data.decode(errors="replace"), code=code)
+
+
+def test_a_shell_that_cannot_start_keeps_the_steps_error(state: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN exit 5\n")
+    cmd = PtyCommand(_build_argv(state, ctx, "--invoke", "/no/such/shell"))
+    session = cmd_finish_keeping_tty(cmd)
+    assert session.code == 1, session.output
+    assert "--invoke: crun could not run ['/no/such/shell']" in session.output
+    assert "did not complete successfully: exit code: 5" in session.output
+    _no_containers(state)
 
 
 def test_a_daemon_is_refused(tmp_path: Path) -> None:

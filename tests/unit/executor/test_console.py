@@ -102,6 +102,25 @@ async def test_the_runtime_exiting_first_ends_the_wait() -> None:
         console.close()
 
 
+def _connect_and_send_nothing(path: Path) -> None:
+    """What crun does when the process cannot start."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(path))
+        conn.sendall(b"console")
+
+
+async def test_a_runtime_that_sends_no_terminal_gives_none() -> None:
+    console = ConsoleSocket()
+    try:
+        gone: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        sender = threading.Thread(target=_connect_and_send_nothing, args=(console.path,))
+        sender.start()
+        assert await console.receive(gone) is None
+        sender.join()
+    finally:
+        console.close()
+
+
 def test_a_connection_without_a_descriptor_is_an_error() -> None:
     left, right = socket.socketpair()
     with left, right:

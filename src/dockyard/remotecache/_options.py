@@ -549,6 +549,26 @@ def parse_duration(text: str) -> float:
     return sign * total
 
 
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _endpoint_has_userinfo(endpoint: str) -> bool:
+    """Whether an ``endpoint_url`` names a user (``https://user:password@host``): never
+    used (requests are signed) and a credential that would travel in reprs and logs."""
+    netloc = endpoint.partition("://")[2] if "://" in endpoint else endpoint
+    return "@" in netloc.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+
+
+def _check_key_part(flag: str, key: str, value: str) -> None:
+    """A prefix or name whose ``.``/``..`` path segments an HTTP client would fold away
+    (the request would reach another object than the one named and signed)."""
+    if any(part in (".", "..") for part in value.split("/")):
+        raise UsageError(f"{flag}: {key}={value!r} holds a '.' or '..' path segment")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise UsageError(f"{flag}: {key}= holds a control character")
+
+
 def _positive(flag: str, key: str, value: str) -> int:
     try:
         number = int(value)
@@ -574,6 +594,12 @@ def _s3_location(
         region = env.get("AWS_REGION")
     if not region:
         raise UsageError(f"{flag}: type=s3 needs region=REGION (or $AWS_REGION)")
+    if not _BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"{flag}: bucket={bucket!r} is not a bucket name (letters, digits, '.', '-', '_')"
+        )
+    if not _REGION.fullmatch(region):
+        raise UsageError(f"{flag}: region={region!r} is not a region name")
     names: tuple[str, ...] = (DEFAULT_S3_NAME,)
     if "name" in attrs:
         names = tuple(n.strip() for n in attrs.pop("name").split(";"))
@@ -582,7 +608,19 @@ def _s3_location(
     prefix = attrs.pop("prefix", "")
     blobs_prefix = attrs.pop("blobs_prefix", "blobs/")
     manifests_prefix = attrs.pop("manifests_prefix", "manifests/")
+    for key, value in (
+        ("prefix", prefix),
+        ("blobs_prefix", blobs_prefix),
+        ("manifests_prefix", manifests_prefix),
+        *(("name", n) for n in names),
+    ):
+        _check_key_part(flag, key, value)
     endpoint = attrs.pop("endpoint_url", "")
+    if _endpoint_has_userinfo(endpoint):
+        raise UsageError(
+            f"{flag}: endpoint_url holds a user name or password (S3 requests are signed "
+            "with access_key_id/secret_access_key; give the endpoint without user@)"
+        )
     path_style = _bool(flag, "use_path_style", attrs.pop("use_path_style", "false"))
     key = attrs.pop("access_key_id", "")
     secret = attrs.pop("secret_access_key", "")

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError
 
+from ._options import _endpoint_has_userinfo
 from ._sigv4 import EMPTY_SHA256, AwsCredentials, canonical_query, sign, uri_encode
 
 if TYPE_CHECKING:
@@ -228,9 +229,12 @@ class S3Client:
                 endpoint_url = f"https://{endpoint_url}"
             try:
                 endpoint = httpx.URL(endpoint_url)
-            except (httpx.InvalidURL, ValueError) as exc:
-                raise ConfigError(f"s3: invalid endpoint_url {endpoint_url!r}: {exc}") from None
-            if endpoint.scheme not in ("http", "https") or not endpoint.host:
+            except (httpx.InvalidURL, ValueError):
+                endpoint = None
+            if _endpoint_has_userinfo(endpoint_url) or (endpoint is not None and endpoint.userinfo):
+                # never used (requests are signed), and a password to keep out of messages
+                raise ConfigError("s3: endpoint_url holds a user name or password")
+            if endpoint is None or endpoint.scheme not in ("http", "https") or not endpoint.host:
                 raise ConfigError(f"s3: invalid endpoint_url {endpoint_url!r}")
         else:
             endpoint = httpx.URL(f"https://s3.{region}.amazonaws.com")

@@ -113,10 +113,12 @@ async def _blob(
 ) -> None:
     key = location.blob_key(str(desc.digest))
     info = await client.head(key)
-    if info is not None:
+    if info is not None and info.size == desc.size:
         if time.time() - info.last_modified > touch_refresh:
             await client.touch(key, info.size)
         return
+    # missing, or an object of another size under the blob's name (a cut-short upload, a
+    # foreign object): written again, or every import would fail to verify it
     step = progress.step(f"layer-{desc.digest}", f"writing layer {desc.digest}")
 
     def on_bytes(n: int) -> None:

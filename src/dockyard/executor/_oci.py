@@ -189,7 +189,7 @@ class OciExecutor:
         sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
         try:
             await in_thread(self._prepare, sandbox, root, mounts, process, terminal)
-            status = await self._execute_interactive(sandbox, process, stdio, terminal)
+            status = await self._execute(sandbox, process, None, stdio=stdio, terminal=terminal)
         except BaseException as exc:
             try:
                 await in_thread(self._teardown, sandbox)
@@ -377,44 +377,24 @@ class OciExecutor:
 
     # -- execute ------------------------------------------------------------------------
 
-    async def _execute(self, sb: _Sandbox, process: ProcessSpec, output: OutputSink | None) -> int:
-        rt = self._runtime
-        argv = rt.run_argv(sb.id, sb.bundle, pid_file=sb.pid_file, log=sb.log)
-        loop = asyncio.get_running_loop()
-        starting = loop.run_in_executor(None, functools.partial(_start, rt, sb.id, argv))
-        cancelled = await settle(starting)
-        popen = starting.result()
-        child = Child(popen, output or _discard)
-        try:
-            try:
-                if cancelled:
-                    raise asyncio.CancelledError
-                await asyncio.wait([child.done])  # a cancellation raises here
-            except BaseException as exc:
-                problem = await self._kill(sb, child)
-                if problem:
-                    exc.add_note(problem)
-                raise
-        finally:
-            watchdog().unwatch(sb.id)  # the runtime exited
-        returncode = child.done.result()
-        if returncode != 0:
-            message = await in_thread(rt.runtime_error, sb.log)
-            if message:
-                raise ExecError(
-                    f"{rt.name} could not run {list(process.args)!r}: {message}",
-                    args=process.args,
-                    exit_status=returncode,
-                )
-        return 128 - returncode if returncode < 0 else returncode
-
-    async def _execute_interactive(
-        self, sb: _Sandbox, process: ProcessSpec, stdio: Stdio, terminal: bool
+    async def _execute(
+        self,
+        sb: _Sandbox,
+        process: ProcessSpec,
+        output: OutputSink | None,
+        *,
+        stdio: Stdio | None = None,
+        terminal: bool = False,
     ) -> int:
-        from ._console import ConsoleSocket  # only for an interactive process
-
+        """Run the container to its end: its output to ``output`` (a build step), or
+        its streams the ``stdio`` given (an interactive process; with ``terminal`` a pty
+        the runtime hands over its console socket, bridged to them)."""
         rt = self._runtime
-        console = ConsoleSocket() if terminal else None
+        console = None
+        if terminal:
+            from ._console import ConsoleSocket  # only for an interactive process
+
+            console = ConsoleSocket()
         try:
             argv = rt.run_argv(
                 sb.id,
@@ -423,32 +403,34 @@ class OciExecutor:
                 log=sb.log,
                 console_socket=console.path if console is not None else None,
             )
-            # with a terminal the process's streams are the pty's; the runtime's own
-            # are the user's either way (its messages go to its log)
-            streams = (stdio.stdin, stdio.stdout, stdio.stderr)
-            if terminal:
-                streams = (subprocess.DEVNULL, stdio.stdout, stdio.stderr)
+            # an interactive process's runtime has the user's streams (its messages go
+            # to its log); with a terminal the process's own are the pty's
+            streams = None
+            if stdio is not None:
+                stdin = subprocess.DEVNULL if terminal else stdio.stdin
+                streams = (stdin, stdio.stdout, stdio.stderr)
             loop = asyncio.get_running_loop()
             starting = loop.run_in_executor(
                 None, functools.partial(_start, rt, sb.id, argv, streams)
             )
             cancelled = await settle(starting)
             popen = starting.result()
-            child = Child(popen, _discard)
+            child = Child(popen, output or _discard)
             try:
                 try:
                     if cancelled:
                         raise asyncio.CancelledError
                     if console is not None:
+                        assert stdio is not None
                         await _attach(console, child, stdio)
-                    await asyncio.wait([child.done])
+                    await asyncio.wait([child.done])  # a cancellation raises here
                 except BaseException as exc:
                     problem = await self._kill(sb, child)
                     if problem:
                         exc.add_note(problem)
                     raise
             finally:
-                watchdog().unwatch(sb.id)
+                watchdog().unwatch(sb.id)  # the runtime exited
         finally:
             if console is not None:
                 console.close()

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,22 +52,27 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-async def _git(git: str, cwd: Path, *args: str) -> str | None:
+async def _git(
+    git: str, cwd: Path, *args: str, config: Sequence[str] = (), raw: bool = False
+) -> str | None:
     """The first line of ``git ARGS``' output in ``cwd`` (``None``: it failed).
 
-    The work tree may be anyone's clone: its config must not run programs here. A
-    file-system monitor (``core.fsmonitor``, run by ``git status``) is switched off, and
-    the index is only read (``GIT_OPTIONAL_LOCKS=0``)."""
+    The work tree may be anyone's clone (or a directory someone else made): its config
+    must not run programs here. A file-system monitor (``core.fsmonitor``, run by ``git
+    status``) is switched off, the index is only read (``GIT_OPTIONAL_LOCKS=0``), no
+    prompt is shown. ``config`` adds ``-c`` settings (the dirty check switches the
+    repository's content filters off, :func:`_dirty`); ``raw``: the whole output, not
+    its first line. The commands run here read local state only: none fetches
+    (``core.sshCommand``, ``credential.helper``, ``protocol.*`` are never used), runs a
+    hook, a pager (output is a pipe) or a diff (``show --quiet``)."""
     from dockyard.core.procs import stop_process
 
     env = dict(os.environ, LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+    settings = ["log.showSignature=false", "core.fsmonitor=false", *config]
     try:
         process = await asyncio.create_subprocess_exec(
             git,
-            "-c",
-            "log.showSignature=false",
-            "-c",
-            "core.fsmonitor=false",
+            *(part for setting in settings for part in ("-c", setting)),
             *args,
             cwd=cwd,
             env=env,
@@ -86,8 +92,45 @@ async def _git(git: str, cwd: Path, *args: str) -> str | None:
         raise
     if process.returncode != 0:
         return None
+    if raw:
+        return out.decode("utf-8", "replace")
     lines = out.decode("utf-8", "replace").splitlines()
     return lines[0].replace("'", "") if lines else ""
+
+
+_FILTER_COMMAND = re.compile(r"filter\.(.+)\.(clean|smudge|process)", re.DOTALL)
+
+
+async def _dirty(git: str, cwd: Path) -> bool:
+    """Whether the work tree has changes (``git status --porcelain --ignored``), asked
+    without running the repository's programs: ``git status`` passes a file whose stat
+    data changed through its content filter (``filter.NAME.clean``/``process``, chosen by
+    ``.gitattributes``) — a command any config the work tree holds may name. Every filter
+    the config defines is emptied for the call (``-c filter.NAME.clean=``: no filter);
+    submodules are compared by commit only (``--ignore-submodules=dirty``: their work
+    trees, with configs of their own, would be checked by a git run inside them). A
+    filter name ``-c`` cannot carry (holding ``=``) or a failure counts as dirty."""
+    listed = await _git(
+        git, cwd, "config", "-z", "--name-only", "--get-regexp", r"^filter\.", raw=True
+    )
+    overrides: list[str] = []
+    for name in (listed or "").split("\0"):
+        match = _FILTER_COMMAND.fullmatch(name)
+        if match is None:
+            continue
+        if "=" in match.group(1):
+            return True
+        overrides += [f"filter.{match.group(1)}.{kind}=" for kind in ("clean", "process")]
+    status = await _git(
+        git,
+        cwd,
+        "status",
+        "--porcelain",
+        "--ignored",
+        "--ignore-submodules=dirty",
+        config=sorted(set(overrides)),
+    )
+    return status is None or bool(status.strip())
 
 
 async def _remote_url(git: str, cwd: Path) -> str:
@@ -126,10 +169,8 @@ async def git_attributes(
     out: list[tuple[str, str]] = []
     commit = await _git(git, context, "show", "--format=%H", "HEAD", "--quiet", "--")
     if commit:
-        if _flag(env, "BUILDX_GIT_CHECK_DIRTY", False):
-            status = await _git(git, context, "status", "--porcelain", "--ignored")
-            if status is None or status.strip():
-                commit += "-dirty"
+        if _flag(env, "BUILDX_GIT_CHECK_DIRTY", False) and await _dirty(git, context):
+            commit += "-dirty"
         out.append(("vcs:revision", commit))
     remote = await _remote_url(git, context)
     if remote:

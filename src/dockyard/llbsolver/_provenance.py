@@ -28,7 +28,10 @@ BuildKit converts it (``version=v1``):
   blobs are known). Dockyard goes further than BuildKit in
   ``max`` mode: a build argument whose name looks like a secret (``*_TOKEN``,
   ``PASSWORD``..., the rule of the ``SecretsUsedInArgOrEnv`` check) is left out, and
-  its value is blanked wherever it appears in the steps and the source;
+  its value is blanked wherever it appears in the steps and the source; and the
+  credentials of any URL (``user:password@``: a proxy build argument, an ``ADD`` URL in a
+  step's source identifier or in the Dockerfile's copy) are masked in the arguments,
+  the steps and the source, as they are in the materials;
 - ``materials``: images as package URLs (``pkg:docker/alpine@3.17?platform=...``) with
   the digest resolved, git and http URLs (credentials removed) with commit/checksum;
   ``completeness.materials`` is false when a local directory was read;
@@ -361,12 +364,17 @@ def _redact_url(text: str) -> str:
 
 
 def _scrub(value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
-    """``value`` with every secret-looking build argument's value blanked (bytes are
-    written as base64, as Go writes them)."""
+    """``value`` with every secret-looking build argument's value blanked and the
+    credentials of every URL masked (``https://user:password@``: a build argument such as
+    ``HTTP_PROXY``, an ``ADD`` URL in a step's source identifier or in the Dockerfile's
+    copy); bytes are written as base64, as Go writes them."""
     if isinstance(value, bytes):
         for _name, secret in secrets:
             if len(secret) >= 4:
                 value = value.replace(secret.encode(), _REDACTED.encode())
+        if b"@" in value:
+            text = value.decode("utf-8", "surrogateescape")
+            value = _redact_url(text).encode("utf-8", "surrogateescape")
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, str):
         for name, secret in secrets:
@@ -374,7 +382,7 @@ def _scrub(value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
                 return f"{name}={_REDACTED}"
             if len(secret) >= 4 and secret in value:
                 value = value.replace(secret, _REDACTED)
-        return value
+        return _redact_url(value) if "@" in value else value
     if isinstance(value, dict):
         return {k: _scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):

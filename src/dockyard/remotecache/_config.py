@@ -45,6 +45,9 @@ __all__ = [
 
 CACHE_CONFIG_MEDIA_TYPE = "application/vnd.buildkit.cacheconfig.v0"
 _MAX_CONFIG = 64 << 20
+_MAX_CHAIN = 4096
+"""The deepest layer chain a cache config may hold (an image of more layers cannot be
+mounted; a hostile config's chain of ~500 000 layers made every result's walk long)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +173,8 @@ class CacheConfig:
             obj = json.loads(data)
         except ValueError as exc:
             raise ContentError(f"cache config is not valid JSON: {exc}") from exc
+        except RecursionError:  # [[[[... nested past the parser's stack
+            raise ContentError("cache config is nested too deeply") from None
         if not isinstance(obj, dict):
             raise ContentError("cache config is not a JSON object")
         layers = tuple(_layer(item, i) for i, item in enumerate(_list(obj.get("layers"), "layers")))
@@ -186,17 +191,25 @@ class CacheConfig:
             if not -1 <= layer.parent < n:
                 raise ContentError(f"cache config: layer {i} has parent {layer.parent} of {n}")
         depth: dict[int, int] = {}
-        for i in range(n):  # every parent chain ends (no cycle)
-            seen: list[int] = []
+        for i in range(n):  # every parent chain ends (no cycle) within _MAX_CHAIN layers
+            seen: dict[int, None] = {}  # in walk order; a set's lookups (a list's were O(n))
             j = i
             while j >= 0 and j not in depth:
                 if j in seen:
                     raise ContentError(f"cache config: layer {i} is its own ancestor")
-                seen.append(j)
+                seen[j] = None
+                if len(seen) > _MAX_CHAIN:
+                    raise ContentError(
+                        f"cache config: layer {i}'s chain is deeper than {_MAX_CHAIN} layers"
+                    )
                 j = self.layers[j].parent
             base = depth.get(j, 0) if j >= 0 else 0
             for k, index in enumerate(reversed(seen), 1):
                 depth[index] = base + k
+                if base + k > _MAX_CHAIN:
+                    raise ContentError(
+                        f"cache config: layer {i}'s chain is deeper than {_MAX_CHAIN} layers"
+                    )
         m = len(self.records)
         for i, record in enumerate(self.records):
             for result in record.results:

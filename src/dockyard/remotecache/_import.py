@@ -230,17 +230,32 @@ class ImportedCache:
         except ValueError:
             return None
 
-    def _loadable(self, top: int) -> bool:
-        return all(
-            self._layer_descriptor(layer) is not None and self._diff_id(layer) is not None
-            for layer in self.config.chain(top)
-        )
+    def _loadable(self, top: int, known: dict[int, bool]) -> bool:
+        """Whether every layer of the chain ending at ``top`` has a descriptor and a
+        diffID; ``known`` remembers each layer's answer (records share chains: walking
+        each result's whole chain again was records x depth)."""
+        walk: list[int] = []
+        index = top
+        while index >= 0 and index not in known:
+            walk.append(index)
+            index = self.config.layers[index].parent
+        answer = known.get(index, True)
+        for i in reversed(walk):
+            layer = self.config.layers[i]
+            answer = (
+                answer
+                and self._layer_descriptor(layer) is not None
+                and self._diff_id(layer) is not None
+            )
+            known[i] = answer
+        return known[top] if top >= 0 else True
 
     def _index(self) -> None:
         groups: dict[str, dict[int, CacheResult]] = {}
         aliases: dict[str, str] = {}
+        known: dict[int, bool] = {}
         for record in self.config.records:
-            results = [r for r in record.results if self._loadable(r.layer)]
+            results = [r for r in record.results if self._loadable(r.layer, known)]
             if not results:
                 continue
             best = max(results, key=lambda r: _created(r.created_at))  # BuildKit: newest

@@ -72,6 +72,7 @@ _RETRY_CODES = frozenset(
 )
 _MAX_BACKOFF = 20.0
 _CHUNK = 1 << 20
+_SMALL_BODY = 1 << 20
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -177,7 +178,19 @@ def _error_code(body: bytes) -> tuple[str, str]:
         return "", ""
     code = root.findtext("Code") or root.findtext(f"{_NS}Code") or ""
     message = root.findtext("Message") or root.findtext(f"{_NS}Message") or ""
-    return code.strip(), message.strip()
+    return _printable(code.strip(), 100), _printable(message.strip(), 500)
+
+
+def _printable(text: str, limit: int) -> str:
+    """A server's text for a message: control and format characters (terminal escapes,
+    bidi overrides) escaped, at most ``limit`` characters."""
+    import unicodedata
+
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return "".join(
+        c if c.isprintable() and unicodedata.category(c) != "Cf" else repr(c)[1:-1] for c in text
+    )
 
 
 def _find(root: ET.Element, name: str) -> str:
@@ -347,7 +360,7 @@ class S3Client:
             try:
                 status = response.status_code
                 if status >= 300 and not (status == 404 and missing_ok):
-                    raw = await response.aread()
+                    raw = await _read_small(response)
                     failure = self._failure(what, response.status_code, raw)
                     if isinstance(failure, _Retry):
                         if attempt >= self._max_attempts:
@@ -402,7 +415,7 @@ class S3Client:
         """GetObject of a small object (at most ``limit`` bytes); ``None`` when missing."""
         async with self._send("GET", key, payload_hash=EMPTY_SHA256, missing_ok=True) as response:
             if response.status_code == 404:
-                _raise_no_bucket(self, key, await response.aread())
+                _raise_no_bucket(self, key, await _read_small(response))
                 return None
             out = bytearray()
             async for chunk in response.aiter_raw():
@@ -437,7 +450,7 @@ class S3Client:
                         "GET", key, payload_hash=EMPTY_SHA256, missing_ok=True
                     ) as response:
                         if response.status_code == 404:
-                            _raise_no_bucket(self, key, await response.aread())
+                            _raise_no_bucket(self, key, await _read_small(response))
                             raise NotFoundError(f"s3: {self.describe(key)} does not exist")
                         async for chunk in response.aiter_raw(_CHUNK):
                             received += len(chunk)
@@ -523,7 +536,7 @@ class S3Client:
 
     async def _create_multipart(self, key: str) -> str:
         async with self._send("POST", key, params=[("uploads", "")]) as response:
-            body = await response.aread()
+            body = await _read_small(response)
         try:
             upload_id = _find(ET.fromstring(body), "UploadId")
         except ET.ParseError:
@@ -541,7 +554,7 @@ class S3Client:
             f'<CompleteMultipartUpload xmlns="{_NS[1:-1]}">{parts}</CompleteMultipartUpload>'
         ).encode()
         async with self._send("POST", key, params=[("uploadId", upload_id)], body=xml) as response:
-            self._check_body(f"POST {self.describe(key)}", await response.aread())
+            self._check_body(f"POST {self.describe(key)}", await _read_small(response))
 
     async def _abort(self, key: str, upload_id: str) -> None:
         async with self._send("DELETE", key, params=[("uploadId", upload_id)]):
@@ -566,7 +579,7 @@ class S3Client:
                 "x-amz-meta-updated-at": stamp,
             }
             async with self._send("PUT", key, headers=headers) as response:
-                self._check_body(f"PUT {self.describe(key)} (copy)", await response.aread())
+                self._check_body(f"PUT {self.describe(key)} (copy)", await _read_small(response))
             return
         upload_id = await self._create_multipart(key)
         try:
@@ -579,7 +592,7 @@ class S3Client:
                 }
                 params = [("partNumber", str(number)), ("uploadId", upload_id)]
                 async with self._send("PUT", key, params=params, headers=headers) as response:
-                    body = await response.aread()
+                    body = await _read_small(response)
                 self._check_body(f"PUT {self.describe(key)} (copy part)", body)
                 try:
                     etags.append(_find(ET.fromstring(body), "ETag"))
@@ -590,6 +603,24 @@ class S3Client:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._abort(key, upload_id))
             raise
+
+
+async def _read_small(response: httpx.Response) -> bytes:
+    """An error or an XML answer's body, at most :data:`_SMALL_BODY` bytes (a broken or
+    hostile endpoint's endless body is cut, not held in memory; what S3 sends is ~1 KiB)."""
+    import httpx
+
+    try:
+        return response.content[:_SMALL_BODY]  # already read (a transport's own body)
+    except httpx.ResponseNotRead:
+        pass
+    out = bytearray()
+    async for chunk in response.aiter_raw():
+        out += chunk
+        if len(out) >= _SMALL_BODY:
+            del out[_SMALL_BODY:]
+            break
+    return bytes(out)
 
 
 def _raise_no_bucket(client: S3Client, key: str, body: bytes) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +254,49 @@ async def test_an_object_of_another_size_under_a_blobs_name_is_written_again(
         stored_size["value"] = len(data)  # the right size, written recently: nothing to do
         await _blob(s3, location, 1e12, desc, store, _Progress())  # type: ignore[arg-type]
         assert log == ["HEAD"]
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A body that never ends; counts what was taken of it."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self.chunk = chunk
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.sent < 1 << 30:  # 1 GiB, were it read to the end
+            self.sent += len(self.chunk)
+            yield self.chunk
+
+
+async def test_an_endless_error_body_is_cut() -> None:
+    bodies: list[_Endless] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        body = _Endless(b"<Error><Code>" + b"x" * 65536)
+        bodies.append(body)
+        return httpx.Response(400, stream=body)
+
+    async with client(server) as s3:
+        for call in (s3.head("k"), s3.get_bytes("k", limit=10), s3.put_bytes("k", b"")):
+            with pytest.raises(DockyardError, match="HTTP 400"):
+                await call
+    assert bodies
+    assert all(b.sent <= 2 << 20 for b in bodies)
+
+
+async def test_a_servers_message_cannot_drive_the_terminal() -> None:
+    # XML 1.0 refuses C0 controls, not C1 ones (CSI, U+009B) nor bidi overrides
+    def server(request: httpx.Request) -> httpx.Response:
+        message = "denied \x9b2J \u202egnp.exe " + "y" * 5000
+        body = f"<Error><Code>Bad\x9b0m</Code><Message>{message}</Message></Error>"
+        return httpx.Response(400, content=body.encode())
+
+    async with client(server) as s3:
+        with pytest.raises(DockyardError) as caught:
+            await s3.put_bytes("k", b"")
+    text = str(caught.value)
+    assert "\x9b" not in text
+    assert "\u202e" not in text
+    assert "denied \\x9b2J \\u202egnp.exe" in text
+    assert len(text) < 1000

@@ -98,3 +98,14 @@ async def test_a_submodules_own_config_is_not_run(repo: TestRepo, tmp_path: Path
     attrs = dict(await git_attributes(repo.path, {}, env=DIRTY))
     assert not marker.exists()
     assert attrs["vcs:revision"] == repo.rev_parse("HEAD")
+
+
+async def test_a_submodule_at_another_commit_is_still_dirty(repo: TestRepo, tmp_path: Path) -> None:
+    sub = TestRepo(tmp_path / "sub")
+    sub.commit({"s.txt": "s\n"}, "sub")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub.path), "sub")
+    repo.git("commit", "-q", "-m", "add sub")
+    inner = TestRepo(repo.path / "sub")
+    inner.commit({"s.txt": "moved\n"}, "moved")  # the superproject records the old commit
+    attrs = dict(await git_attributes(repo.path, {}, env=DIRTY))
+    assert attrs["vcs:revision"] == repo.rev_parse("HEAD") + "-dirty"

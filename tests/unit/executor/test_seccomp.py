@@ -338,13 +338,14 @@ def test_the_spec_carries_the_filter_unless_insecure() -> None:
     assert "seccomp" not in insecure
 
 
-def test_crun_gets_the_program_precompiled() -> None:
+def test_crun_gets_the_program_precompiled_and_the_rules_too() -> None:
     bpf = host_seccomp_bpf(frozenset(DEFAULT_CAPABILITIES))
     spec = _spec(SecurityMode.SANDBOX, precompiled=True)
     assert spec["annotations"] == {"run.oci.seccomp_bpf_data": bpf}
     linux = spec["linux"]
     assert isinstance(linux, dict)
-    assert "seccomp" not in linux  # the program replaces it
+    # kept beside it: a crun older than the annotation would otherwise run unfiltered
+    assert linux["seccomp"] == host_seccomp(DEFAULT_CAPABILITIES)
     assert "annotations" not in _spec(SecurityMode.SANDBOX)
     assert "annotations" not in _spec(SecurityMode.INSECURE, precompiled=True)
 

@@ -264,7 +264,7 @@ class OciExecutor:
             mounts=spec_mounts,
             host_capabilities=self._caps,
             nofile=self._nofile,
-            precompiled_seccomp=self._runtime.kind is RuntimeKind.CRUN,
+            precompiled_seccomp=self._runtime.precompiled_seccomp,
             terminal=terminal,
         )
         if process.cgroup_parent:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import json
 import os
 import resource
@@ -46,11 +47,13 @@ from .types import RLIM_INFINITY, Rlimit
 __all__ = [
     "DELETE_TIMEOUT",
     "KILL_TIMEOUT",
+    "SECCOMP_BPF_ANNOTATION",
     "Runtime",
     "RuntimeKind",
     "check_rlimits",
     "host_capabilities",
     "hybrid_cgroup_controllers",
+    "knows_annotation",
     "nofile_limit",
 ]
 
@@ -203,6 +206,29 @@ class _HideCgroup2:
         self._umount2(self._target, self.MNT_DETACH)
 
 
+#: the annotation through which crun takes a precompiled seccomp program (it then
+#: ignores ``linux.seccomp``); crun versions from before early 2021 do not know it
+SECCOMP_BPF_ANNOTATION = "run.oci.seccomp_bpf_data"
+
+
+@functools.cache
+def knows_annotation(binary: str, annotation: str) -> bool:
+    """Whether the runtime ``binary`` names ``annotation`` in its code (read once per
+    process and binary, ~1 ms): crun looks its annotations up by these strings, so one it
+    lacks is one it ignores."""
+    needle = annotation.encode()
+    try:
+        with open(binary, "rb") as f:
+            tail = b""
+            while chunk := f.read(1 << 20):
+                if needle in tail + chunk:
+                    return True
+                tail = chunk[-len(needle) :]
+    except OSError:
+        return False
+    return False
+
+
 @dataclass(slots=True, kw_only=True)
 class Runtime:
     """One OCI runtime binary with a private state directory (``--root``).
@@ -217,6 +243,14 @@ class Runtime:
     delete_timeout: float = DELETE_TIMEOUT
     _prefix: tuple[str, ...] = field(default=(), repr=False)
     _preexec: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def precompiled_seccomp(self) -> bool:
+        """Whether this runtime takes a seccomp program compiled ahead (a crun that knows
+        :data:`SECCOMP_BPF_ANNOTATION`): the spec then carries the program alone."""
+        return self.kind is RuntimeKind.CRUN and knows_annotation(
+            self.binary, SECCOMP_BPF_ANNOTATION
+        )
 
     @classmethod
     def create(cls, kind: RuntimeKind, state_dir: Path, *, binary: str | None = None) -> Runtime:

@@ -220,10 +220,12 @@ def build_spec(
     (so a user mount at ``/dev/shm`` wins).
     ``host_capabilities`` bounds what ``insecure`` grants: a runtime cannot give a
     capability its own bounding set lacks. ``nofile`` is the ``RLIMIT_NOFILE`` to set
-    (``None``: inherit the runtime's). ``precompiled_seccomp`` (crun) also gives the seccomp
-    filter compiled once per process, as the ``run.oci.seccomp_bpf_data`` annotation,
-    which a crun that knows it loads instead of compiling ``linux.seccomp`` on every
-    start (``linux.seccomp`` stays, for a crun that does not).
+    (``None``: inherit the runtime's). ``precompiled_seccomp`` (a crun that knows the
+    ``run.oci.seccomp_bpf_data`` annotation: :attr:`Runtime.precompiled_seccomp`) gives
+    the seccomp filter compiled once per process, as that annotation, in place of
+    ``linux.seccomp``, which crun would compile on every start (when the host's
+    libseccomp cannot compile it, ``linux.seccomp`` is given after all). Never pass it
+    for a runtime that does not know the annotation: it would run the step unfiltered.
     ``terminal``: the process gets a pseudo-terminal (``process.terminal``; the runtime
     needs a console socket then).
     """
@@ -278,13 +280,12 @@ def build_spec(
     if not insecure:
         bpf = host_seccomp_bpf(frozenset(caps)) if precompiled_seccomp else None
         if bpf is not None:
-            # a crun since early 2021 loads it and ignores linux.seccomp
+            # the runtime loads it and ignores linux.seccomp (which it would still parse)
             annotations["run.oci.seccomp_bpf_data"] = bpf
-        seccomp = host_seccomp(caps)
-        if seccomp is not None:
-            # always given: an older crun ignores the annotation and would otherwise run
-            # the step unfiltered, saying nothing (parsing it costs a new crun ~0.5 ms)
-            linux["seccomp"] = seccomp
+        else:
+            seccomp = host_seccomp(caps)
+            if seccomp is not None:
+                linux["seccomp"] = seccomp
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
 

@@ -338,14 +338,13 @@ def test_the_spec_carries_the_filter_unless_insecure() -> None:
     assert "seccomp" not in insecure
 
 
-def test_crun_gets_the_program_precompiled_and_the_rules_too() -> None:
+def test_crun_gets_the_program_precompiled() -> None:
     bpf = host_seccomp_bpf(frozenset(DEFAULT_CAPABILITIES))
     spec = _spec(SecurityMode.SANDBOX, precompiled=True)
     assert spec["annotations"] == {"run.oci.seccomp_bpf_data": bpf}
     linux = spec["linux"]
     assert isinstance(linux, dict)
-    # kept beside it: a crun older than the annotation would otherwise run unfiltered
-    assert linux["seccomp"] == host_seccomp(DEFAULT_CAPABILITIES)
+    assert "seccomp" not in linux  # the program replaces it
     assert "annotations" not in _spec(SecurityMode.SANDBOX)
     assert "annotations" not in _spec(SecurityMode.INSECURE, precompiled=True)
 
@@ -361,3 +360,32 @@ def test_prepare_compiles_an_ordinary_steps_filter_ahead() -> None:
     assert host_seccomp_bpf.cache_info().currsize == 1
     host_seccomp_bpf(frozenset(DEFAULT_CAPABILITIES))
     assert host_seccomp_bpf.cache_info().hits == 1
+
+
+def test_only_a_crun_that_knows_the_annotation_gets_the_program_alone(tmp_path: Path) -> None:
+    """A crun from before the annotation ignores it: given the program alone it would run
+    the step unfiltered, saying nothing. Whether the binary knows it is read from it."""
+    from dockyard.executor._runtime import (
+        SECCOMP_BPF_ANNOTATION,
+        Runtime,
+        RuntimeKind,
+        knows_annotation,
+    )
+
+    new = tmp_path / "crun-new"
+    new.write_bytes(b"\x7fELF" + b"x" * (1 << 20) + SECCOMP_BPF_ANNOTATION.encode() + b"\0")
+    old = tmp_path / "crun-old"
+    old.write_bytes(b"\x7fELF" + b"run.oci.seccomp_fail_unknown_syscall\0")
+    split = tmp_path / "crun-split"  # the string across the reader's 1 MiB pieces
+    split.write_bytes(b"x" * ((1 << 20) - 5) + SECCOMP_BPF_ANNOTATION.encode())
+    assert knows_annotation(str(new), SECCOMP_BPF_ANNOTATION)
+    assert knows_annotation(str(split), SECCOMP_BPF_ANNOTATION)
+    assert not knows_annotation(str(old), SECCOMP_BPF_ANNOTATION)
+    assert not knows_annotation(str(tmp_path / "missing"), SECCOMP_BPF_ANNOTATION)
+
+    def runtime(kind: RuntimeKind, binary: Path) -> Runtime:
+        return Runtime(kind=kind, binary=str(binary), state_dir=tmp_path)
+
+    assert runtime(RuntimeKind.CRUN, new).precompiled_seccomp
+    assert not runtime(RuntimeKind.CRUN, old).precompiled_seccomp
+    assert not runtime(RuntimeKind.RUNC, new).precompiled_seccomp

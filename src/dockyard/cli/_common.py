@@ -163,15 +163,16 @@ def parse_size(option: str, text: str) -> int:
 
 def parse_duration(option: str, text: str) -> float:
     """Go-style durations (``24h``, ``1h30m``, ``90s``, ``500ms``) → seconds."""
-    import re
-
     from dockyard.core import UsageError
+    from dockyard.core.durations import parse_go_duration
 
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
+    try:
+        seconds = parse_go_duration(text.strip()) / 1e9
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
         raise UsageError(f"{option}: invalid duration {text!r} (like 24h, 1h30m or 90s)")
-    return sum(float(n) * units[u] for n, u in parts)
+    return seconds
 
 
 def format_error(exc: DockyardError, *, step_log: bool = True, prefix: str = "") -> str:

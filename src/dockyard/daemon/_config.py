@@ -265,17 +265,6 @@ def default_gc_policies(
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-}
 
 
 def parse_space(value: object) -> Space:
@@ -313,18 +302,15 @@ def parse_duration(value: object) -> float:
             raise UsageError(f"invalid duration {value!r}: must be a positive number of seconds")
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
-        if text == "0":
-            return 0.0
-        pos = 0
-        total = 0.0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-            pos = match.end()
-        if text and pos == len(text):
-            return total
+        from dockyard.core.durations import parse_go_duration
+
+        try:
+            seconds = parse_go_duration(value.strip(), days=True) / 1e9
+        except ValueError:
+            pass
+        else:
+            if seconds >= 0:
+                return seconds
     raise UsageError(f"invalid duration {value!r} (expected seconds or e.g. '48h', '1h30m')")
 
 

@@ -19,53 +19,14 @@ class BadValue(ValueError):
     """A malformed value; the message says what was expected."""
 
 
-_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,  # U+00B5
-    "μs": 1_000,  # U+03BC
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
-
-
 def parse_duration(text: str) -> int:
     """Go's ``time.ParseDuration`` (``1m30s``, ``500ms``, ``1.5h``) in nanoseconds."""
-    original = text
-    if not text:
-        raise BadValue(f'time: invalid duration "{original}"')
-    sign = 1
-    if text[0] in "+-":
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    if text == "0":
-        return 0
-    if not text:
-        raise BadValue(f'time: invalid duration "{original}"')
-    total = 0
-    pos = 0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        assert match is not None
-        whole, frac, unit = match.groups()
-        if not whole and not frac:
-            raise BadValue(f'time: invalid duration "{original}"')
-        if not unit:
-            raise BadValue(f'time: missing unit in duration "{original}"')
-        scale = _UNITS.get(unit)
-        if scale is None:
-            raise BadValue(f'time: unknown unit "{unit}" in duration "{original}"')
-        value = int(whole or "0") * scale
-        if frac:
-            value += int(frac) * scale // 10 ** len(frac)
-        total += value
-        pos = match.end()
-    if total > (1 << 63) - 1:
-        raise BadValue(f'time: invalid duration "{original}"')
-    return sign * total
+    from dockyard.core.durations import parse_go_duration
+
+    try:
+        return parse_go_duration(text)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
 
 
 _SIGNALS = {

@@ -513,40 +513,12 @@ class _S3Extra:
     touch_refresh: float
 
 
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,
-    "\u03bcs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
-
-
 def parse_duration(text: str) -> float:
     """Seconds of a Go duration (``24h``, ``1h30m``, ``90s``, ``500ms``; ``0``);
     ``ValueError`` otherwise."""
-    value = text.strip()
-    sign = 1.0
-    if value[:1] in ("+", "-"):
-        sign = -1.0 if value[0] == "-" else 1.0
-        value = value[1:]
-    if value == "0":
-        return 0.0
-    if not value:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(value):
-        match = _DURATION_PART.match(value, pos)
-        if match is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return sign * total
+    from dockyard.core.durations import parse_go_duration
+
+    return parse_go_duration(text.strip()) / 1e9
 
 
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")

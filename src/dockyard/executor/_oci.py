@@ -149,20 +149,7 @@ class OciExecutor:
         process: ProcessSpec,
         output: OutputSink | None = None,
     ) -> int:
-        container_id = "dy-" + secrets.token_hex(8)
-        sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
-        try:
-            await in_thread(self._prepare, sandbox, root, mounts, process, False)
-            status = await self._execute(sandbox, process, output)
-        except BaseException as exc:
-            try:
-                await in_thread(self._teardown, sandbox)
-            except DockyardError as cleanup:
-                # the first error is what the user needs; the cleanup failure rides along
-                exc.add_note(f"and then: {cleanup}")
-            raise
-        await in_thread(self._teardown, sandbox)
-        return status
+        return await self._in_sandbox(root, mounts, process, output=output)
 
     async def run_interactive(
         self,
@@ -185,15 +172,30 @@ class OciExecutor:
                 " one only detached); use --runtime crun, or give the command's input on"
                 " a pipe (no terminal)"
             )
+        return await self._in_sandbox(root, mounts, process, stdio=stdio, terminal=terminal)
+
+    async def _in_sandbox(
+        self,
+        root: Sequence[Mount],
+        mounts: Sequence[ExecMount],
+        process: ProcessSpec,
+        *,
+        output: OutputSink | None = None,
+        stdio: Stdio | None = None,
+        terminal: bool = False,
+    ) -> int:
+        """Make a sandbox, run ``process`` in it to its end (see :meth:`_execute`) and
+        tear it down, whatever happened."""
         container_id = "dy-" + secrets.token_hex(8)
         sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
         try:
             await in_thread(self._prepare, sandbox, root, mounts, process, terminal)
-            status = await self._execute(sandbox, process, None, stdio=stdio, terminal=terminal)
+            status = await self._execute(sandbox, process, output, stdio=stdio, terminal=terminal)
         except BaseException as exc:
             try:
                 await in_thread(self._teardown, sandbox)
             except DockyardError as cleanup:
+                # the first error is what the user needs; the cleanup failure rides along
                 exc.add_note(f"and then: {cleanup}")
             raise
         await in_thread(self._teardown, sandbox)

@@ -368,32 +368,22 @@ async def push_image(
             documents.append((desc, data))
 
         await walk(image.target, 0)
-        blobs: dict[str, Descriptor] = {}
-        layer_digests: set[str] = set()
-        for manifest in manifests:
-            blobs.setdefault(str(manifest.config.digest), manifest.config)
-            for layer in manifest.layers:
-                if not _foreign(layer):
-                    blobs.setdefault(str(layer.digest), layer)
-                    layer_digests.add(str(layer.digest))
+        layer_digests = {
+            str(layer.digest)
+            for manifest in manifests
+            for layer in manifest.layers
+            if not _foreign(layer)
+        }
+        given = {
+            desc.digest: FileReader(content.path(desc.digest))
+            for manifest in manifests
+            for desc in (manifest.config, *manifest.layers)
+            if content.has(desc.digest)
+        }
         mounts = await _mount_sources(content, store, ref, layer_digests)
-        limit = asyncio.Semaphore(_UPLOADS)
 
-        async def one(desc: Descriptor) -> None:
-            layer = str(desc.digest) in layer_digests
-            async with limit:
-                if not content.has(desc.digest):
-                    if await client.blob_exists(ref, desc):
-                        if layer:
-                            echo(f"{desc.digest.short()}: Layer already exists")
-                        return
-                    raise NotFoundError(
-                        f"image {name}: blob {desc.digest} is missing from the local content store"
-                    )
-                outcome = await client.push_blob(
-                    ref, desc, FileReader(content.path(desc.digest)), mount_from=mounts
-                )
-            if not layer:
+        def report(desc: Descriptor, outcome: str) -> None:
+            if str(desc.digest) not in layer_digests:
                 return
             if outcome == "exists":
                 echo(f"{desc.digest.short()}: Layer already exists")
@@ -403,18 +393,17 @@ async def push_image(
             else:
                 echo(f"{desc.digest.short()}: Pushed")
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for desc in blobs.values():
-                    group.create_task(one(desc))
-        except BaseExceptionGroup as failures:
-            from dockyard.core import first_error
-
-            raise first_error(failures) from None
-        for desc, data in documents[:-1]:
-            await client.push_manifest(ref, data, desc.media_type, by_digest=True)
         top, data = documents[-1]
-        return await client.push_manifest(ref, data, top.media_type)
+        return await client.push_image(
+            ref,
+            manifest=data,
+            media_type=top.media_type,
+            blobs=given,
+            children=[(d, desc.media_type) for desc, d in documents[:-1]],
+            mount_from=mounts,
+            concurrency=_UPLOADS,
+            on_blob=report,
+        )
 
 
 async def _mount_sources(

@@ -681,10 +681,13 @@ class RegistryClient:
         mount_from: Iterable[Reference] = (),
         chunk_size: int | None = None,
         concurrency: int = 3,
+        on_blob: Callable[[Descriptor, PushOutcome], None] | None = None,
     ) -> Descriptor:
         """Push an image: the blobs every manifest needs (skipping those present,
         mounting where possible), the ``children`` manifests of an index by digest, then
-        ``manifest`` under the tag of ``ref``. Returns the descriptor of ``manifest``."""
+        ``manifest`` under the tag of ``ref``. Returns the descriptor of ``manifest``.
+        ``on_blob`` hears what became of each blob (a blob not given that the repository
+        has is ``"exists"``)."""
         ref = self._ref(ref)
         mounts = tuple(mount_from)
         needed: dict[Digest, Descriptor] = {}
@@ -701,13 +704,18 @@ class RegistryClient:
             async with limit:
                 content = blobs.get(desc.digest)
                 if content is None:
-                    if await self.blob_exists(ref, desc):
-                        return
-                    raise NotFoundError(
-                        f"pushing {ref.familiar()}: blob {desc.digest} is neither given nor in "
-                        "the repository"
+                    if not await self.blob_exists(ref, desc):
+                        raise NotFoundError(
+                            f"pushing {ref.familiar()}: blob {desc.digest} is neither given "
+                            "nor in the repository"
+                        )
+                    outcome: PushOutcome = "exists"
+                else:
+                    outcome = await self.push_blob(
+                        ref, desc, content, chunk_size=chunk_size, mount_from=mounts
                     )
-                await self.push_blob(ref, desc, content, chunk_size=chunk_size, mount_from=mounts)
+            if on_blob is not None:
+                on_blob(desc, outcome)
 
         try:
             async with asyncio.TaskGroup() as group:

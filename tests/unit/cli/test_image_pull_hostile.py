@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,19 @@ class _Pushed:
     ) -> Descriptor:
         self.manifests[str(Digest.from_bytes(data))] += 1
         return Descriptor(media_type=media_type, digest=Digest.from_bytes(data), size=len(data))
+
+    async def push_image(
+        self,
+        ref: Reference,
+        *,
+        manifest: bytes,
+        media_type: str,
+        children: Sequence[tuple[bytes, str]] = (),
+        **kw: Any,
+    ) -> Descriptor:
+        for data, kind in children:
+            await self.push_manifest(ref, data, kind, by_digest=True)
+        return await self.push_manifest(ref, manifest, media_type)
 
 
 async def test_push_and_mount_sources_visit_each_document_once(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -138,7 +137,7 @@ class Client:
         """
         from dockyard.registry import DockerConfigCredentials
 
-        from ._context import prepare_context
+        from ._context import Scratch, prepare_context
         from ._job import LOAD_TARGET, dockerfile_job
 
         watcher = Watcher(reporter)
@@ -156,7 +155,8 @@ class Client:
         async with contextlib.AsyncExitStack() as stack:
             if ssh is not None:
                 stack.push_async_callback(ssh.aclose)
-            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dockyard-")))
+            scratch = Scratch()
+            stack.callback(scratch.close)
 
             async def fetch(definition: llb.Definition, dest: Path, name: str) -> None:
                 from dockyard.exporter import LocalExport, LocalPath

@@ -30,6 +30,7 @@ import hashlib
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
     from ._options import BuildOptions
 
-__all__ = ["Fetch", "PreparedContext", "prepare_context"]
+__all__ = ["Fetch", "PreparedContext", "Scratch", "prepare_context"]
 
 #: Solve ``definition`` and put its result's files into the directory ``dest``
 #: (``name`` labels the step).
@@ -80,9 +81,34 @@ def shared_key_of(path: Path) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) -> PreparedContext:
+class Scratch:
+    """A scratch directory of the client's, made on first use: a build from a local
+    directory (the usual one) needs none, so it leaves nothing behind even when it is
+    killed. :meth:`close` removes whatever was made."""
+
+    __slots__ = ("_dir",)
+
+    def __init__(self) -> None:
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def __call__(self) -> Path:
+        """The directory (empty when first made)."""
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="dockyard-")
+        return Path(self._dir.name)
+
+    def close(self) -> None:
+        made, self._dir = self._dir, None
+        if made is not None:
+            made.cleanup()
+
+
+async def prepare_context(
+    options: BuildOptions, scratch: Callable[[], Path], fetch: Fetch
+) -> PreparedContext:
     """The directories of ``options``' context and Dockerfile; remote and stdin contexts
-    go into ``scratch`` (an empty directory the caller removes afterwards)."""
+    go into the directory ``scratch()`` gives (an empty directory the caller removes
+    afterwards; a local context never asks for it)."""
     stdin = options.stdin if options.stdin is not None else sys.stdin.buffer
     if options.context == "-":
         return await _stdin_context(options, stdin, scratch)
@@ -96,7 +122,7 @@ async def prepare_context(options: BuildOptions, scratch: Path, fetch: Fetch) ->
     from dockyard.source import GitContext, redact_url
 
     if isinstance(remote, GitContext):
-        context = scratch / "context"
+        context = scratch() / "context"
         shown = redact_url(options.context)
         attrs = [("context", shown)]
         if _wants_digest(options):
@@ -139,7 +165,7 @@ def _digest_attr() -> str:
 
 
 async def _git_checkout(
-    remote: GitContext, scratch: Path, shown: str, fetch: Fetch
+    remote: GitContext, scratch: Callable[[], Path], shown: str, fetch: Fetch
 ) -> tuple[Path, str | None]:
     """The context of ``remote`` and the commit it was checked out at, from one fetch:
     the whole tree with its ``.git`` (one commit deep), whose ``HEAD`` names the commit
@@ -148,7 +174,7 @@ async def _git_checkout(
     from dockyard.source import GitContext
 
     spec = dataclasses.replace(remote.spec, keep_git_dir=True, subdir="")
-    checkout = scratch / "checkout"
+    checkout = scratch() / "checkout"
     state = GitContext(spec=spec).state(name=f"[internal] load git source {shown}")
     await fetch(state.marshal(), checkout, f"git context {shown}")
     commit = await asyncio.to_thread(_head_commit, checkout)
@@ -197,7 +223,9 @@ def _is_directory(path: str) -> bool:
     return os.path.isdir(path)
 
 
-async def _local_context(options: BuildOptions, stdin: IO[bytes], scratch: Path) -> PreparedContext:
+async def _local_context(
+    options: BuildOptions, stdin: IO[bytes], scratch: Callable[[], Path]
+) -> PreparedContext:
     context, dockerfile = _local_paths(options)
     key = shared_key_of(context)
     if dockerfile is None or not dockerfile.is_file():
@@ -239,7 +267,11 @@ def _local_paths(options: BuildOptions) -> tuple[Path, Path | None]:
 
 
 async def _in_context(
-    options: BuildOptions, stdin: IO[bytes], scratch: Path, context: Path, description: str
+    options: BuildOptions,
+    stdin: IO[bytes],
+    scratch: Callable[[], Path],
+    context: Path,
+    description: str,
 ) -> PreparedContext:
     """A context made in ``scratch`` (fetched, or from stdin): ``-f`` names a file
     inside it (or ``-``)."""
@@ -274,12 +306,12 @@ def _inner_path(text: str) -> str:
 
 
 async def _http_context(
-    options: BuildOptions, stdin: IO[bytes], scratch: Path, url: str, fetch: Fetch
+    options: BuildOptions, stdin: IO[bytes], scratch: Callable[[], Path], url: str, fetch: Fetch
 ) -> PreparedContext:
     from dockyard.source import HttpContext, read_context_head, sniff_context
 
     remote = HttpContext(url=url)
-    download = scratch / "download"
+    download = scratch() / "download"
     await fetch(remote.file_state().marshal(), download, f"http context {remote.redacted}")
     file = _only_file(download)
     with file.open("rb") as f:
@@ -289,13 +321,13 @@ async def _http_context(
         checksum = await asyncio.to_thread(_sha256_file, file)
         attrs.append((_digest_attr(), f"sha256:{checksum}"))
     if sniff_context(head).is_archive:
-        context = scratch / "context"
+        context = scratch() / "context"
         await fetch(remote.unpacked_state().marshal(), context, f"unpack {remote.redacted}")
         prepared = await _in_context(options, stdin, scratch, context, remote.redacted)
         return dataclasses.replace(prepared, source_attrs=tuple(attrs))
     if options.dockerfile is not None:
         raise UsageError(f"{remote.redacted} is a Dockerfile, not a context: -f does not apply")
-    context = scratch / "context"
+    context = scratch() / "context"
     context.mkdir()
     return PreparedContext(
         context=context,
@@ -323,24 +355,28 @@ def _only_file(directory: Path) -> Path:
     return files[0]
 
 
-async def _stdin_dockerfile(stdin: IO[bytes], scratch: Path, *, name: str = "stdin") -> Path:
+async def _stdin_dockerfile(
+    stdin: IO[bytes], scratch: Callable[[], Path], *, name: str = "stdin"
+) -> Path:
     data = await asyncio.to_thread(stdin.read, _MAX_DOCKERFILE + 1)
     if len(data) > _MAX_DOCKERFILE:
         raise UsageError(f"the Dockerfile on {name} is larger than 16 MiB")
     if not data.strip():
         raise UsageError(f"the Dockerfile on {name} is empty")
-    where = scratch / "dockerfile"
+    where = scratch() / "dockerfile"
     where.mkdir()
     (where / _DEFAULT_DOCKERFILE).write_bytes(data)
     return where
 
 
-async def _stdin_context(options: BuildOptions, stdin: IO[bytes], scratch: Path) -> PreparedContext:
+async def _stdin_context(
+    options: BuildOptions, stdin: IO[bytes], scratch: Callable[[], Path]
+) -> PreparedContext:
     from dockyard.source import read_context_head, sniff_context
 
     head = await asyncio.to_thread(read_context_head, stdin)
     fmt = sniff_context(head)
-    context = scratch / "context"
+    context = scratch() / "context"
     if not fmt.is_archive:
         if options.dockerfile is not None:
             raise UsageError("stdin holds a Dockerfile, not a context tarball: -f does not apply")
@@ -350,7 +386,7 @@ async def _stdin_context(options: BuildOptions, stdin: IO[bytes], scratch: Path)
             raise UsageError("the Dockerfile on stdin is larger than 16 MiB")
         if not data.strip():
             raise UsageError("nothing on stdin: pipe in a context tarball or a Dockerfile")
-        dockerfile_dir = scratch / "dockerfile"
+        dockerfile_dir = scratch() / "dockerfile"
         dockerfile_dir.mkdir()
         (dockerfile_dir / _DEFAULT_DOCKERFILE).write_bytes(data)
         context.mkdir()

@@ -15,7 +15,7 @@ import zstandard
 
 from dockyard import llb
 from dockyard.client import BuildOptions
-from dockyard.client._context import PreparedContext, prepare_context
+from dockyard.client._context import PreparedContext, Scratch, prepare_context
 from dockyard.core import ContentError, NotFoundError, PathEscapeError, UsageError
 
 
@@ -60,8 +60,44 @@ def tarball(files: dict[str, bytes], *, links: dict[str, str] | None = None) -> 
 
 
 async def prepare(options: BuildOptions, scratch: Path, fetch: object = never) -> PreparedContext:
-    os.makedirs(scratch, exist_ok=True)
-    return await prepare_context(options, scratch, fetch)  # type: ignore[arg-type]
+    def make() -> Path:
+        os.makedirs(scratch, exist_ok=True)
+        return scratch
+
+    return await prepare_context(options, make, fetch)  # type: ignore[arg-type]
+
+
+async def test_a_local_context_makes_no_scratch_directory(tmp_path: Path) -> None:
+    # a build killed before its end leaves nothing in /tmp: the usual context needs no
+    # scratch directory, so none is made
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    scratch = Scratch()
+    made: list[Path] = []
+
+    def watched() -> Path:
+        made.append(scratch())
+        return made[-1]
+
+    prepared = await prepare_context(BuildOptions(context=str(ctx)), watched, never)
+    assert prepared.context == ctx
+    assert made == []
+    scratch.close()  # nothing to remove
+
+
+async def test_a_stdin_context_goes_into_the_scratch_directory_close_removes(
+    tmp_path: Path,
+) -> None:
+    scratch = Scratch()
+    stdin = io.BytesIO(tarball({"Dockerfile": b"FROM scratch\n", "a.txt": b"a"}))
+    prepared = await prepare_context(BuildOptions(context="-", stdin=stdin), scratch, never)
+    where = scratch()
+    assert where.name.startswith("dockyard-")
+    assert prepared.context.is_relative_to(where)
+    assert (prepared.context / "a.txt").read_bytes() == b"a"
+    scratch.close()
+    assert not where.exists()
 
 
 async def test_a_local_directory(tmp_path: Path) -> None:

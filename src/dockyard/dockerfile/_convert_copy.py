@@ -21,7 +21,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from dockyard import llb
 from dockyard.core import UsageError
@@ -176,9 +176,25 @@ def _has_wildcards(name: str) -> bool:
     return False
 
 
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _url_filename(url: str) -> str:
-    base = posixpath.basename(urlsplit(url).path)
-    return base if base and base not in (".", "/") else "__unnamed__"
+    """The name BuildKit gives a download: the last element of the URL's decoded path
+    (Go's ``path.Base`` of ``url.Parse(src).Path``: trailing slashes dropped, ``%XX``
+    decoded), ``__unnamed__`` for a URL with no such element or one Go cannot parse."""
+    if _CONTROL_RE.search(url):
+        return "__unnamed__"
+    try:
+        raw = urlsplit(url).path
+    except ValueError:
+        return "__unnamed__"
+    if _BAD_ESCAPE_RE.search(raw):
+        return "__unnamed__"
+    path = unquote(raw).rstrip("/")
+    base = path.rsplit("/", 1)[-1]
+    return base if base and base != "." else "__unnamed__"
 
 
 def dispatch_copy(

@@ -19,7 +19,7 @@ from dockyard.dockerfile import (
     parse_dockerfile,
 )
 from dockyard.dockerfile._convert_context import follow_paths
-from dockyard.dockerfile._convert_copy import GitRef, GitRefError, parse_git_ref
+from dockyard.dockerfile._convert_copy import GitRef, GitRefError, _url_filename, parse_git_ref
 from dockyard.dockerfile._convert_image import go_duration
 from dockyard.dockerfile._convert_paths import normalize_path
 from dockyard.dockerfile._convert_stages import familiar_name
@@ -73,6 +73,29 @@ AMD64 = Platform.parse("linux/amd64")
 )
 def test_parse_git_ref(text: str, expected: GitRef | None) -> None:
     assert parse_git_ref(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://example.com/releases/tool-1.0.tar.gz", "tool-1.0.tar.gz"),
+        ("https://example.com/file.txt?x=1#frag", "file.txt"),
+        # Go's path.Base drops trailing slashes (docker 20.10's BuildKit names it "dir")
+        ("http://127.0.0.1:8000/dir/", "dir"),
+        ("http://127.0.0.1:8000/dir//", "dir"),
+        # url.Parse decodes the path: BuildKit writes "my file.txt" and "a%b.txt"
+        ("http://127.0.0.1:8000/my%20file.txt", "my file.txt"),
+        ("http://127.0.0.1:8000/a%25b.txt", "a%b.txt"),
+        ("http://127.0.0.1:8000/a%2Fb", "b"),
+        ("https://example.com/", "__unnamed__"),
+        ("https://example.com", "__unnamed__"),
+        ("https://example.com/a/.", "__unnamed__"),
+        ("https://example.com/bad%zzescape", "__unnamed__"),
+        ("https://example.com/ctl\x7f", "__unnamed__"),
+    ],
+)
+def test_url_filename_is_gos_path_base_of_the_decoded_path(url: str, name: str) -> None:
+    assert _url_filename(url) == name
 
 
 @pytest.mark.parametrize(

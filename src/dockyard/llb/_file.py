@@ -54,11 +54,14 @@ class Chown:
 
     @classmethod
     def parse(cls, spec: str) -> Chown:
-        """``user[:group]`` as in ``COPY --chown``: numbers are ids, ``root`` is 0."""
+        """``user[:group]`` as in ``COPY --chown``: numbers are ids, ``root`` is 0. An
+        empty part is id 0, as BuildKit's ``llb.WithUser`` marshals an empty name:
+        ``:staff`` is ``0:staff`` and ``app:`` is ``app:0`` (not app's primary group)."""
         user, sep, group = spec.partition(":")
-        if not user:
-            raise UsageError(f"invalid owner {spec!r}")
-        return cls(_id_or_name(user), _id_or_name(group) if sep and group else None)
+        return cls(
+            _id_or_name(user) if user else 0,
+            (_id_or_name(group) if group else 0) if sep else None,
+        )
 
     def to_pb(self, message: pb.ChownOpt, base: int) -> None:
         _user_pb(message.user, self.user, base)

@@ -269,7 +269,7 @@ ERRORS = [
         FrontendError,
         "Dockerfile:2: ssh does not support source",
     ),
-    ("FROM busybox\nCOPY --chown=:grp a /\n", FrontendError, "Dockerfile:2: COPY --chown"),
+    ("FROM busybox\nCOPY --chown=4294967296 a /\n", FrontendError, "Dockerfile:2: COPY --chown"),
     (
         "FROM busybox\nADD --checksum=sha256:" + "a" * 64 + " a b /\n",
         FrontendError,

@@ -330,8 +330,12 @@ def test_chown_parse() -> None:
     assert llb.Chown.parse("root") == llb.Chown(0)
     assert llb.Chown.parse("1000:1001") == llb.Chown(1000, 1001)
     assert llb.Chown.parse("app:staff") == llb.Chown("app", "staff")
+    # an empty part is id 0 (BuildKit's WithUser marshals an empty name as ID 0)
+    assert llb.Chown.parse(":staff") == llb.Chown(0, "staff")
+    assert llb.Chown.parse(":5") == llb.Chown(0, 5)
+    assert llb.Chown.parse("app:") == llb.Chown("app", 0)
     with pytest.raises(UsageError):
-        llb.Chown.parse(":x")
+        llb.Chown.parse("4294967296")
 
 
 def test_actions_can_read_earlier_actions_results() -> None:

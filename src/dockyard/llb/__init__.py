@@ -14,7 +14,8 @@ Build a graph from states; each method returns a new state::
 
 Sources: :func:`image`, :func:`local`, :func:`git`, :func:`http`, :func:`oci_layout`,
 :func:`scratch`. Ops: :meth:`State.run` (exec, with :class:`BindMount`,
-:class:`CacheMount`, :class:`TmpfsMount`, :class:`SecretMount`, :class:`SSHMount`),
+:class:`CacheMount`, :class:`TmpfsMount`, :class:`SecretMount`, :class:`SSHMount`, and
+CDI devices: :class:`CDIDevice`),
 :meth:`State.file` with action chains from :func:`mkdir`, :func:`mkfile`, :func:`rm`,
 :func:`symlink`, :func:`copy`, and :func:`merge`, :func:`diff`. Per-op options (platform,
 custom name, cache control, progress group, source locations) are :class:`Constraints`.
@@ -47,6 +48,7 @@ from ._definition import Definition, OpInput, OpNode
 from ._exec import (
     BindMount,
     CacheMount,
+    CDIDevice,
     ExecOp,
     ExecState,
     MountSpec,
@@ -70,6 +72,7 @@ __all__ = [
     "HOST_GATEWAY_IP",
     "ULIMIT_NAMES",
     "BindMount",
+    "CDIDevice",
     "CacheMount",
     "CacheSharing",
     "Chown",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BindMount",
+    "CDIDevice",
     "CacheMount",
     "ExecOp",
     "ExecState",
@@ -125,6 +126,25 @@ class SecretEnv:
     optional: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class CDIDevice:
+    """A CDI device the process gets (``RUN --device``, BuildKit 0.20+): ``name`` is
+    ``vendor/class=name``, ``vendor/class`` (the kind's first device), ``vendor/class=*``
+    (all of them) or a class annotation's value (see :mod:`dockyard.core.cdinames`).
+    Unless ``optional``, the exec fails on a worker that has no such device. Using a
+    device needs the ``device`` entitlement unless the worker allows it automatically.
+    """
+
+    name: str
+    _: KW_ONLY
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        from dockyard.core.cdinames import parse_selector
+
+        parse_selector(self.name)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProxyEnv:
     """Proxy settings passed to the process without entering the cache key."""
@@ -143,6 +163,7 @@ class ExecOptions(NamedTuple):
     valid_exit_codes: tuple[int, ...] | None = None
     proxy_env: ProxyEnv | None = None
     readonly_rootfs: bool = False
+    devices: tuple[CDIDevice, ...] = ()
 
 
 class _Mount(NamedTuple):
@@ -342,6 +363,8 @@ class ExecOp(Vertex):
             caps.add("exec.secretenv")
         if self._ssh:
             caps.add("exec.mount.ssh")
+        if options.devices:
+            caps.add("exec.meta.cdi")
 
         op, merged = ctx.op_base(constraints.with_caps(*caps), with_platform=True)
         exec_op = op.exec
@@ -370,6 +393,8 @@ class ExecOp(Vertex):
             exec_op.secretenv.add(
                 ID=env_secret.id, name=env_secret.name, optional=env_secret.optional
             )
+        for device in options.devices:
+            exec_op.cdiDevices.add(name=device.name, optional=device.optional)
         for secret in self._secrets:
             mount = exec_op.mounts.add(input=-1, dest=secret.dest, mountType=pb.MountType.SECRET)
             mount.secretOpt.ID = secret.id

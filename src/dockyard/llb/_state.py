@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ._definition import Definition
-    from ._exec import ExecState, MountSpec, ProxyEnv, SecretEnv
+    from ._exec import CDIDevice, ExecState, MountSpec, ProxyEnv, SecretEnv
     from ._file import CopyInput, FileAction, Owner
 
 __all__ = [
@@ -359,6 +359,7 @@ class State:
         valid_exit_codes: Iterable[int] | None = None,
         proxy_env: ProxyEnv | None = None,
         readonly_rootfs: bool = False,
+        devices: Iterable[CDIDevice] = (),
         name: str | None = None,
         constraints: Constraints | None = None,
     ) -> ExecState:
@@ -375,6 +376,7 @@ class State:
         (bytes, ``--shm-size``) mounts a tmpfs of that size at ``/dev/shm``, as
         BuildKit's Dockerfile frontend does (0: the sandbox's default ``/dev/shm``);
         ``valid_exit_codes`` lists statuses that count as success (default: 0 only).
+        ``devices`` are the CDI devices the process gets (:class:`CDIDevice`, in order).
         """
         from ._exec import ExecOptions, new_exec
 
@@ -415,6 +417,7 @@ class State:
                 valid_exit_codes=None if valid_exit_codes is None else tuple(valid_exit_codes),
                 proxy_env=proxy_env,
                 readonly_rootfs=readonly_rootfs,
+                devices=tuple(devices),
             ),
             options(constraints, name),
         )

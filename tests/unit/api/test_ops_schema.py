@@ -45,7 +45,15 @@ FIELDS: dict[str, dict[str, int]] = {
     "Range": {"start": 1, "end": 2},
     "Position": {"line": 1, "character": 2},
     "SourceOp": {"identifier": 1, "attrs": 2},
-    "ExecOp": {"meta": 1, "mounts": 2, "network": 3, "security": 4, "secretenv": 5},
+    "ExecOp": {
+        "meta": 1,
+        "mounts": 2,
+        "network": 3,
+        "security": 4,
+        "secretenv": 5,
+        "cdiDevices": 6,
+    },
+    "CDIDevice": {"name": 1, "optional": 2},
     "Meta": {
         "args": 1,
         "env": 2,

@@ -12,7 +12,8 @@ with warnings, is its ``buildError``, printed on stderr as well).
 ``--invoke CMD`` (``--on always|error``, ``--invoke on-error``): a debug shell on this
 terminal (:class:`InvokeSpec`, :class:`dockyard.llbsolver.DebugShell`) in the container of
 the ``RUN`` step that failed — the build fails afterwards as it would have — or on the
-result after a successful build; the embedded engine only.
+result after a successful build; through a daemon the container is the daemon's and the
+terminal travels over the build's session.
 
 Exit codes: 0 built (or checked without warnings, or a subrequest answered), 1 the build
 failed (or ``--check`` found warnings, in either format), 2 a usage error. A debug
@@ -297,7 +298,8 @@ def run_flags(
     help="Debug the build: run CMD (split as a shell would; e.g. /bin/sh) interactively"
     " in the failed RUN step's container (its mounts, environment, directory and user;"
     " the build then fails as it would have) or, after a successful build, in the result"
-    " (changes discarded). on-error: /bin/sh, only when a step fails. Embedded engine only.",
+    " (changes discarded). on-error: /bin/sh, only when a step fails. With --addr the"
+    " shell runs on the daemon's host, on this terminal.",
 )
 @click.option(
     "--on",
@@ -437,8 +439,6 @@ def build(
             addr=addr,
             allow=tuple(sorted(options.entitlements)),
         )
-        if options.debug_shell is not None and client.mode != "embedded":
-            raise UsageError("--invoke needs the embedded engine (no --addr)")
     except DockyardError as exc:
         return report_error(exc)
     return run_build(

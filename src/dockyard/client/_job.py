@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         Session,
         SshAgentProvider,
         SyncRequest,
+        UserTerminal,
     )
 
     from ._context import PreparedContext
@@ -86,9 +87,11 @@ class Job:
         extra_targets: Mapping[str, ExportTarget] | None = None,
         *,
         content_stores: Mapping[str, LayoutStore] | None = None,
+        shell: UserTerminal | None = None,
     ) -> Session:
-        """A new session serving this job (plus ``extra_targets`` and the OCI layouts
-        ``content_stores``); the walks of ``prefetch`` start now."""
+        """A new session serving this job (plus ``extra_targets``, the OCI layouts
+        ``content_stores`` and the terminal of a daemon's debug shell ``shell``); the
+        walks of ``prefetch`` start now."""
         from dockyard.session import Session
 
         session = Session(
@@ -100,6 +103,7 @@ class Job:
             credentials=self.credentials,
             exports={**self.targets, **(extra_targets or {})},
             content_stores=content_stores,
+            shell=shell,
         )
         session.prefetch(self.prefetch)
         return session

@@ -145,9 +145,9 @@ class BuildOptions:
     built-in scanner unless a generator image is named; ``None``, the default, attaches
     none). Dockerfile builds only.
     ``debug_shell``: ``--invoke`` (:class:`dockyard.llbsolver.DebugShell`), a shell
-    on the user's terminal in a failed ``RUN`` step or in the result; embedded engines
-    only (a daemon refuses it with a :class:`~dockyard.core.UsageError`), and neither the
-    context nor the Dockerfile may come from ``stdin`` then.
+    on the user's terminal in a failed ``RUN`` step or in the result (through a daemon
+    the shell runs in the daemon's sandbox, its streams relayed by the build's
+    session); neither the context nor the Dockerfile may come from ``stdin`` then.
     """
 
     context: str = "."

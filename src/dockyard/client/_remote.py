@@ -6,8 +6,10 @@ One build, in this order (the flow ``control.proto`` describes):
    (``dockyard.session.attach``: ``Session.Attach`` on the same address; the daemon
    waits for a session it has not seen yet) and served in the background for the
    whole build — context and Dockerfile directories (incremental sync), secrets, SSH
-   agents, registry credentials, and the export targets that outputs on this host
-   became (``type=local`` and tarballs are streamed back into them);
+   agents, registry credentials, the export targets that outputs on this host
+   became (``type=local`` and tarballs are streamed back into them), and with
+   ``--invoke`` this process's terminal for the debug shell (which runs in the
+   daemon's sandbox; ``session.proto``'s ``ShellRequest``);
 2. ``Control.Status(ref)`` is read in a task of its own, every event going to the
    reporter (the daemon keeps a build's events from its start, so it does not matter
    whether Status or Solve arrives first);
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
     from dockyard.engine import PruneResult
     from dockyard.registry import TagCheck
-    from dockyard.session import LayoutStore
+    from dockyard.session import LayoutStore, UserTerminal
 
     from ._job import Job
     from ._options import CacheSpec
@@ -178,6 +180,11 @@ class RemoteBackend:
                 ],
             ),
         )
+        if job.debug_shell is not None:  # its streams: the session's UserTerminal
+            shell = job.debug_shell
+            request.debug_shell.CopyFrom(
+                pb.DebugShell(args=shell.args, on_error=shell.on_error, on_success=shell.on_success)
+            )
         if job.provenance is not None:  # BuildKit's attest:provenance attribute
             from dockyard.exporter import PROVENANCE_ATTR
 
@@ -212,8 +219,6 @@ class RemoteBackend:
 
         from ._wire import decode_exporter_response, remote_exports
 
-        if job.debug_shell is not None:
-            raise UsageError("--invoke needs the embedded engine (no --addr)")
         if job.frontend == PYTHON_FRONTEND:
             # the build file runs here, never in the daemon: its Definition travels
             from ._buildfile import evaluate_on_client
@@ -226,7 +231,7 @@ class RemoteBackend:
 
             offered = await client_stores(job, reporter)
             job, stores = offered.job, offered.stores
-        session = job.session(targets, content_stores=stores)
+        session = job.session(targets, content_stores=stores, shell=_user_terminal(job))
         ref = secrets.token_hex(16)
         request = self._request(job, ref, session.id, exports)
         channel = self._open_channel()
@@ -378,6 +383,25 @@ async def _drain(status: asyncio.Task[None]) -> None:
     except BaseException:  # cancelled while waiting: the stream is not read any longer
         status.cancel()
         raise
+
+
+def _user_terminal(job: Job) -> UserTerminal | None:
+    """The terminal a daemon's debug shell of ``job`` runs on: this process's streams
+    (those of its :class:`~dockyard.llbsolver.DebugShell`), lines announced as the
+    embedded engine announces them."""
+    shell = job.debug_shell
+    if shell is None:
+        return None
+    from dockyard.session import UserTerminal
+
+    stdio = shell.stdio
+    return UserTerminal(
+        stdin=stdio.stdin,
+        stdout=stdio.stdout,
+        stderr=stdio.stderr,
+        terminal=stdio.terminal,
+        announce=shell.announce,
+    )
 
 
 def _cache_attrs(spec: CacheSpec) -> Mapping[str, str]:

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from dockyard.engine import BuildRequest
     from dockyard.exporter import ExportOptions, ProvenanceOptions
     from dockyard.frontend import Frontends
+    from dockyard.llbsolver import DebugShell
     from dockyard.remotecache import CacheExport, CacheImport
+    from dockyard.session import SessionManager
 
 __all__ = ["build_request", "exporter_response"]
 
@@ -55,9 +57,14 @@ def _caches(message: pb.SolveRequest) -> tuple[tuple[CacheImport, ...], tuple[Ca
 
 
 def build_request(
-    message: pb.SolveRequest, *, frontends: Frontends, reporter: Reporter
+    message: pb.SolveRequest,
+    *,
+    frontends: Frontends,
+    reporter: Reporter,
+    sessions: SessionManager | None = None,
 ) -> BuildRequest:
-    """The build ``message`` asks for, its progress going to ``reporter``."""
+    """The build ``message`` asks for, its progress going to ``reporter``; a debug shell
+    it asks for runs on the terminal its session (in ``sessions``) offers."""
     from dockyard.engine import BuildRequest, EngineConfig
     from dockyard.frontend import PYTHON_FRONTEND
 
@@ -98,6 +105,30 @@ def build_request(
         name=message.ref,
         provenance=provenance,
         frontend_attrs=attrs,
+        debug_shell=_debug_shell(message, sessions) if message.HasField("debug_shell") else None,
+    )
+
+
+def _debug_shell(message: pb.SolveRequest, sessions: SessionManager | None) -> DebugShell:
+    """``--invoke``: a shell in this daemon's sandbox whose streams are the terminal of
+    the build's own session — never another client's."""
+    spec = message.debug_shell
+    if not spec.args:
+        raise UsageError("a debug shell (--invoke) needs a command")
+    if not message.session or sessions is None:
+        raise UsageError(
+            "a debug shell (--invoke) runs on the terminal of the build's session: "
+            "the request names no session"
+        )
+    from dockyard.llbsolver import DebugShell
+
+    from ._shell import SessionConsole
+
+    return DebugShell(
+        args=tuple(spec.args),
+        console=SessionConsole(sessions, message.session),
+        on_error=spec.on_error,
+        on_success=spec.on_success,
     )
 
 

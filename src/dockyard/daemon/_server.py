@@ -198,7 +198,11 @@ class Daemon:
         try:
             gc = GarbageCollector(engine, config.gc, delay=gc_delay, throttle=gc_throttle)
             service = ControlService(
-                engine, worker=_worker_info(engine, config), gc=gc, identity=identity
+                engine,
+                worker=_worker_info(engine, config),
+                gc=gc,
+                identity=identity,
+                sessions=engine.sessions,
             )
             server = grpc.aio.server(
                 options=[

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -38,6 +38,9 @@ from ._gc import DiskStat, GarbageCollector, disk_stat
 from ._memory import release_memory
 from ._request import build_request, exporter_response
 from .types import ServedEngine
+
+if TYPE_CHECKING:
+    from dockyard.session import SessionManager
 
 __all__ = ["SERVICE", "ControlService", "WorkerInfo"]
 
@@ -70,6 +73,8 @@ class ControlService:
     """Serves the control API from ``engine`` (see the module docstring).
 
     ``gc`` applies clients' prunes (and is asked for a pass after each build);
+    ``sessions`` are the engine's (a build's debug shell runs on its session's terminal;
+    without them a build asking for one is refused);
     ``builds`` keeps each build's progress for ``Status``; ``status_interval`` is how
     long a ``Status`` stream waits after a message before the next one (batching a busy
     build's events). ``stat`` measures the state disk (percentages of GC rules).
@@ -91,8 +96,10 @@ class ControlService:
         release: Callable[[], object] = release_memory,
         release_delay: float = 0.25,
         identity: str = "",
+        sessions: SessionManager | None = None,
     ) -> None:
         self.engine = engine
+        self.sessions = sessions
         self.worker = worker
         self.identity = identity  # the engine's configuration, for the state token
         self.gc = gc
@@ -185,7 +192,9 @@ class ControlService:
         started = time.monotonic()
         outcome = "failed"
         try:
-            request = build_request(message, frontends=self.engine.frontends, reporter=build)
+            request = build_request(
+                message, frontends=self.engine.frontends, reporter=build, sessions=self.sessions
+            )
             log.info(
                 "build %s: started (%s, session %s)",
                 message.ref,

@@ -41,10 +41,11 @@ class BuildRequest:
     the frontend's attributes as BuildKit's keys give them (``filename``,
     ``build-arg:NAME`` ...), which the provenance records.
 
-    ``debug_shell`` (``dockyard build --invoke``, embedded engines only: it runs on this
-    process's terminal): a failed ``RUN`` step runs it on its own mounts before the
-    build fails; after a successful single-platform build it runs on the result (a
-    writable layer on top, discarded after).
+    ``debug_shell`` (``dockyard build --invoke``; its console is this process's
+    terminal, or a daemon's client's relayed by the build's session): a failed ``RUN``
+    step runs it on its own mounts before the build fails; after a successful
+    single-platform build it runs on the result (a writable layer on top, discarded
+    after).
     """
 
     definition: llb.Definition | None = None

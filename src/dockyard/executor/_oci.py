@@ -528,12 +528,12 @@ async def _attach(console: _console.ConsoleSocket, child: Child, stdio: Stdio) -
     master = await console.receive(child.done)
     if master is None:
         return  # the runtime ended first (its error is in its log)
-    bridge = PtyBridge(master, stdin=stdio.stdin, stdout=stdio.stdout)
+    bridge = PtyBridge(master, stdin=stdio.stdin, stdout=stdio.stdout, window=stdio.window)
     try:
         with raw_terminal(stdio.stdin):
             bridge.start()
             await asyncio.wait([child.done])
-            bridge.drain()
+            await bridge.drain()
     finally:
         bridge.close()
 

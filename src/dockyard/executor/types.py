@@ -36,6 +36,7 @@ __all__ = [
     "SshMount",
     "Stdio",
     "TmpfsMount",
+    "WindowFeed",
 ]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -301,6 +302,20 @@ class Executor(Protocol):
     ) -> int: ...
 
 
+class WindowFeed(Protocol):
+    """The window size of a terminal that is not one of this process's descriptors (a
+    client's, whose changes arrive over a daemon's session).
+
+    ``size`` is the current size (rows, columns), ``None`` while unknown. ``watch``
+    registers ``changed``, called on the event loop after each change, and returns the
+    function that unregisters it.
+    """
+
+    def size(self) -> tuple[int, int] | None: ...
+
+    def watch(self, changed: Callable[[], None]) -> Callable[[], None]: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stdio:
     """The streams of an interactive process: file descriptors of this process (the
@@ -310,13 +325,19 @@ class Stdio:
     terminal). With one, the user's terminal is put in raw mode while the process runs
     (and restored however it ends), the pty's output goes to ``stdout`` and window size
     changes follow; without one the process reads ``stdin`` and writes ``stdout`` and
-    ``stderr`` directly.
+    ``stderr`` directly. A ``stdout`` that cannot take more holds the pty's output back
+    (nothing blocks the event loop when it is non-blocking).
+
+    ``window``: where the pty's window size comes from when the user's terminal is
+    elsewhere (``stdin`` and ``stdout`` are then pipes to it); ``None``: the terminal at
+    ``stdin`` (or ``stdout``), followed on ``SIGWINCH``.
     """
 
     stdin: int = 0
     stdout: int = 1
     stderr: int = 2
     terminal: bool | None = None
+    window: WindowFeed | None = None
 
     def uses_terminal(self) -> bool:
         if self.terminal is not None:

@@ -57,9 +57,12 @@ __all__ = [
     "DebugShell",
     "Entitlement",
     "ImmutableRef",
+    "LocalConsole",
     "MutableRef",
     "PreviousCopy",
     "RefStore",
+    "ShellConsole",
+    "ShellStreams",
     "SourceInstance",
     "SourceRequest",
     "SourceResolver",
@@ -312,26 +315,85 @@ SSH_AGENTS: JobValue[SshForwarder] = JobValue("llbsolver.ssh_agents")
 ENTITLEMENTS: JobValue[frozenset[Entitlement]] = JobValue("llbsolver.entitlements")
 
 
+class ShellStreams(Protocol):
+    """The streams a debug shell's process gets while a :class:`ShellConsole` is
+    attached, and where the shell says how it went."""
+
+    @property
+    def stdio(self) -> Stdio: ...
+
+    def finish(self, status: int | None, notice: str = "") -> None:
+        """The process's exit status (``None``: it did not run) and a line for the
+        user (why it did not run), shown once the terminal is the user's again."""
+        ...
+
+
+class ShellConsole(Protocol):
+    """Where a debug shell's streams are: this process's (an engine embedded in the
+    CLI: :class:`LocalConsole`) or a client's terminal on another host (a daemon relays
+    it over the build's session: ``dockyard.daemon``).
+
+    ``attach`` shows the user ``line`` (what is about to run) and yields the
+    :class:`ShellStreams` for the block; leaving it gives the terminal back. A console
+    whose user went away (a client that disconnected) ends the block's process by
+    cancelling it and raises :class:`~dockyard.core.DockyardError` instead; one that
+    cannot be attached raises it at once.
+    """
+
+    def attach(self, line: str) -> AbstractAsyncContextManager[ShellStreams]: ...
+
+
+class LocalConsole:
+    """:class:`ShellConsole` of this process's streams ``stdio``: lines go to
+    ``announce`` (the CLI stops its progress display and prints them)."""
+
+    def __init__(self, stdio: Stdio, announce: Callable[[str], None]) -> None:
+        self.stdio = stdio
+        self.announce = announce
+
+    def attach(self, line: str) -> AbstractAsyncContextManager[ShellStreams]:
+        return _LocalAttach(self, line)
+
+    def finish(self, status: int | None, notice: str = "") -> None:
+        if notice:
+            self.announce(notice)
+
+
+class _LocalAttach:
+    def __init__(self, console: LocalConsole, line: str) -> None:
+        self._console = console
+        self._line = line
+
+    async def __aenter__(self) -> LocalConsole:
+        self._console.announce(self._line)
+        return self._console
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
 class DebugShell:
     """``dockyard build --invoke``: a command run interactively on the user's streams
-    (``stdio``), in a new sandbox on the very mounts of an exec that failed
-    (``on_error``: its root as the failed command left it, its cache, bind, secret and
-    SSH mounts, tmpfs mounts empty again; its environment, working directory and user)
-    — or on a build's result (``on_success``, run by the engine).
+    (``stdio``, or a ``console`` elsewhere: a client's terminal relayed by a daemon), in
+    a new sandbox on the very mounts of an exec that failed (``on_error``: its root as
+    the failed command left it, its cache, bind, secret and SSH mounts, tmpfs mounts
+    empty again; its environment, working directory and user) — or on a build's result
+    (``on_success``, run by the engine).
 
     At most one shell runs per build (the first failure gets it). ``announce`` is
     called with a line saying what is about to run just before it does (the CLI stops
     its progress display and prints it); a shell that cannot run (no such command, an
-    executor without interactive processes) is announced too, and never replaces the
-    failure being debugged. The normal path costs nothing: the exec op looks for this
-    job value only when its process failed.
+    executor without interactive processes, a console that cannot be attached) is
+    announced too, and never replaces the failure being debugged. The normal path
+    costs nothing: the exec op looks for this job value only when its process failed.
     """
 
     def __init__(
         self,
         *,
         args: Sequence[str],
-        stdio: Stdio,
+        stdio: Stdio | None = None,
+        console: ShellConsole | None = None,
         on_error: bool = True,
         on_success: bool = True,
         announce: Callable[[str], None] | None = None,
@@ -339,10 +401,15 @@ class DebugShell:
         if not args:
             raise UsageError("--invoke needs a command")
         self.args = tuple(args)
-        self.stdio = stdio
+        self.stdio = stdio if stdio is not None else Stdio()
         self.on_error = on_error
         self.on_success = on_success
-        self._announce = announce or (lambda line: None)
+        self.announce: Callable[[str], None] = announce or _no_announcement
+        """Where lines for the user go (a remote client shows a daemon's shell's lines
+        through it)."""
+        self.console: ShellConsole = (
+            console if console is not None else LocalConsole(self.stdio, self.announce)
+        )
         self.ran = False
         """Whether a shell was started (the CLI shows the step's log itself then)."""
 
@@ -367,17 +434,36 @@ class DebugShell:
             return None
         self.ran = True
         if not isinstance(executor, InteractiveExecutor):
-            self._announce(f"--invoke: the executor cannot run an interactive process ({title})")
+            async with self.console.attach(
+                f"--invoke: the executor cannot run an interactive process ({title})"
+            ) as streams:
+                streams.finish(None)
             return None
-        self._announce(f"{title}: running {' '.join(self.args)} (exit it to continue)")
         try:
-            return await executor.run_interactive(
-                root=root, mounts=mounts, process=replace(process, args=self.args), stdio=self.stdio
-            )
-        except (DockyardError, OSError) as exc:
-            # the failure being debugged stays the build's error
-            self._announce(f"--invoke: {exc}")
+            async with self.console.attach(
+                f"{title}: running {' '.join(self.args)} (exit it to continue)"
+            ) as streams:
+                try:
+                    status = await executor.run_interactive(
+                        root=root,
+                        mounts=mounts,
+                        process=replace(process, args=self.args),
+                        stdio=streams.stdio,
+                    )
+                except (DockyardError, OSError) as exc:
+                    # the failure being debugged stays the build's error
+                    streams.finish(None, f"--invoke: {exc}")
+                    return None
+                streams.finish(status)
+                return status
+        except DockyardError:
+            # the console went away (its client disconnected: the build ends anyway) or
+            # could not be attached; the failure being debugged stays the build's error
             return None
+
+
+def _no_announcement(line: str) -> None:
+    return None
 
 
 DEBUG_SHELL: JobValue[DebugShell] = JobValue("llbsolver.debug_shell")

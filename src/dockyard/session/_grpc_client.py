@@ -255,6 +255,16 @@ class Attachment:
                 store = self.session.content_store(commit.store, write=True)
                 await asyncio.to_thread(store.commit, commit.media_type, commit.digest, commit.size)
                 await self._reply(pb.Reply(call_id=call_id, content_commit=pb.ContentCommitReply()))
+            elif kind == "shell":
+                terminal = self.session.shell
+                if terminal is None:
+                    raise NotFoundError("this client offers no terminal for a debug shell")
+                terminal.announce(request.shell.line)
+                frames = await self._open(call_id)
+                from ._shell import serve_shell  # only with --invoke
+
+                await serve_shell(frames, terminal)
+                await frames.drain()
             else:
                 raise UsageError(f"unknown session request {kind!r}")
         except Exception as exc:  # DockyardError, OSError, or a bug: the daemon must know
@@ -397,6 +407,7 @@ async def attach(session: Session, channel: Any, *, wait: float = 10.0) -> Attac
             pb.ContentStore(id=id, writable=id in info.writable_stores)
             for id in sorted(info.content_stores)
         ],
+        shell=info.shell,
     )
     try:
         async with asyncio.timeout(wait):

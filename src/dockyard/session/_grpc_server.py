@@ -30,7 +30,7 @@ from ._grpc_common import (
 from ._manager import ByteReader, SessionHandle, SessionManager
 from ._progress import TransferProgress
 from ._values import SessionCredentials, SessionInfo, SyncRequest, SyncResult
-from .types import ByteChannel, ExportStream, SyncSource
+from .types import ByteChannel, ExportStream, ShellChannel, SyncSource
 
 __all__ = ["SessionService"]
 
@@ -313,6 +313,34 @@ class _RemotePeer:
         if reply.WhichOneof("kind") != "content_commit":
             raise SessionError("the client answered a content commit request wrongly")
 
+    @contextlib.asynccontextmanager
+    async def open_shell(self, line: str) -> AsyncIterator[ShellChannel]:
+        from ._shell import FramesShell  # only for a debug shell
+
+        frames = await self._open_stream(
+            pb.Request(shell=pb.ShellRequest(line=line)), "a debug shell"
+        )
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    first = await frames.recv()
+            except TimeoutError:
+                raise SessionError(
+                    f"session {self.info.id}: the client did not attach its terminal within "
+                    f"{self._timeout:g}s"
+                ) from None
+            kind = first.WhichOneof("kind") if first is not None else None
+            if first is not None and kind == "error":
+                raise error_from_pb(first.error)
+            if first is None or kind != "shell_start":
+                raise SessionError("the client did not attach its terminal to the debug shell")
+            yield FramesShell(frames, first.shell_start)
+        except BaseException as exc:
+            await frames.fail(exc)
+            raise
+        finally:
+            frames.finish()
+
     async def aclose(self) -> None:
         self.stopped.set()  # the Attach handler returns: the client sees its session end
 
@@ -395,6 +423,7 @@ class SessionService:
             credentials=hello.credentials,
             content_stores=frozenset(c.id for c in hello.content_stores),
             writable_stores=frozenset(c.id for c in hello.content_stores if c.writable),
+            shell=hello.shell,
         )
         peer = _RemotePeer(self, info, context)
         reason = "the client detached"

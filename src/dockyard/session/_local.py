@@ -20,7 +20,15 @@ from ._receive import receive
 from ._session import Session
 from ._values import FileStat, SessionCredentials, SessionInfo, SyncRequest, SyncResult
 from ._walk import under_prefix, walk
-from .types import ByteChannel, Content, CredentialsLike, ExportStream, LocalFile, SyncSource
+from .types import (
+    ByteChannel,
+    Content,
+    CredentialsLike,
+    ExportStream,
+    LocalFile,
+    ShellChannel,
+    SyncSource,
+)
 
 if TYPE_CHECKING:
     from ._content import BlobWriter
@@ -168,6 +176,14 @@ class LocalPeer:
     async def content_commit(self, store: str, media_type: str, digest: Digest, size: int) -> None:
         layout = self.session.content_store(store, write=True)
         await asyncio.to_thread(layout.commit, media_type, digest, size)
+
+    def open_shell(self, line: str) -> contextlib.AbstractAsyncContextManager[ShellChannel]:
+        # an engine in the client's process gives a debug shell the client's streams
+        # themselves (dockyard.llbsolver.DebugShell with a Stdio): nothing to relay
+        raise NotFoundError(
+            "an in-process session relays no terminal (the engine runs a debug shell on "
+            "this process's own streams)"
+        )
 
     async def aclose(self) -> None:
         return None

@@ -18,7 +18,7 @@ from ._receive import receive
 from ._session import Session
 from ._values import SessionCredentials, SessionInfo, SyncBase, SyncRequest, SyncResult
 from ._walk import check_prefix
-from .types import ByteChannel, ExportStream, SyncSource
+from .types import ByteChannel, ExportStream, ShellChannel, SyncSource
 
 __all__ = ["Peer", "SessionHandle", "SessionManager"]
 
@@ -68,6 +68,8 @@ class Peer(Protocol):
         self, store: str, media_type: str, digest: Digest, size: int
     ) -> None: ...
 
+    def open_shell(self, line: str) -> AbstractAsyncContextManager[ShellChannel]: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -81,7 +83,8 @@ class SessionHandle:
     """One attached session as the engine sees it.
 
     The callers (:attr:`filesync`, :attr:`secrets`, :attr:`ssh`, :attr:`credentials`,
-    :attr:`exports`, :attr:`content`) work the same in-process and over gRPC. When the client goes away
+    :attr:`exports`, :attr:`content`) work the same in-process and over gRPC;
+    :attr:`shell` (a debug shell on the client's terminal) over gRPC only. When the client goes away
     every call in flight fails with :class:`~dockyard.core.SessionError`, :attr:`closed`
     becomes true and :meth:`wait_closed` returns; :meth:`cancel_on_close` cancels a
     whole build that way.
@@ -100,6 +103,7 @@ class SessionHandle:
         self.credentials = _Credentials(self)
         self.exports = _Exports(self)
         self.content = _Content(self)
+        self.shell = _Shell(self)
 
     @property
     def id(self) -> str:
@@ -476,6 +480,27 @@ class _Content:
             lambda: handle._peer.content_commit(store, media_type, d, size),
             handle._manager.call_timeout,
         )
+
+
+class _Shell:
+    """:class:`~dockyard.session.types.ShellCaller` of a handle."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    def has(self) -> bool:
+        return self._handle.info.shell
+
+    @contextlib.asynccontextmanager
+    async def open(self, line: str) -> AsyncIterator[ShellChannel]:
+        handle = self._handle
+        if not self.has():
+            raise NotFoundError("the client offers no terminal for a debug shell")
+        async with (
+            handle.cancel_on_close("running a debug shell"),
+            handle._peer.open_shell(line) as channel,
+        ):
+            yield channel
 
 
 class SessionManager:

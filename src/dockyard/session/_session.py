@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from dockyard.core import NotFoundError, UsageError
 
 from ._export import ExportTarget
-from ._values import FileStat, SessionInfo, SyncRequest
+from ._values import FileStat, SessionInfo, SyncRequest, UserTerminal
 from .types import ByteChannel, CredentialsLike, CredentialsSource, SecretStore, SshAgentProvider
 
 if TYPE_CHECKING:
@@ -54,10 +54,12 @@ def _check_name(kind: str, name: str) -> None:
 class Session:
     """What one client serves for its builds: named directories (the build context, the
     Dockerfile's directory, named contexts), secrets, SSH agents, registry credentials
-    and export targets, and OCI layout directories as content stores (by id: the engine
-    never learns their paths). Attach it to an engine with
-    :meth:`SessionManager.attach <dockyard.session.SessionManager.attach>` (in-process)
-    or :func:`dockyard.session.attach` (over gRPC).
+    and export targets, OCI layout directories as content stores (by id: the engine
+    never learns their paths), and the user's terminal for a debug shell (``shell``;
+    over gRPC only: an in-process engine gives a shell this process's streams itself).
+    Attach it to an engine with :meth:`SessionManager.attach
+    <dockyard.session.SessionManager.attach>` (in-process) or
+    :func:`dockyard.session.attach` (over gRPC).
 
     ``shared_key`` identifies the client's checkout across sessions (the engine keeps
     synced directories per name and shared key). Nothing here reads a directory, a
@@ -76,6 +78,7 @@ class Session:
         "name",
         "secrets",
         "shared_key",
+        "shell",
         "ssh",
         "synced",
     )
@@ -92,6 +95,7 @@ class Session:
         credentials: CredentialsSource | None = None,
         exports: Mapping[str, ExportTarget] | None = None,
         content_stores: Mapping[str, LayoutStore] | None = None,
+        shell: UserTerminal | None = None,
     ) -> None:
         self.id = id or new_session_id()
         self.name = name
@@ -115,6 +119,7 @@ class Session:
         self.content_stores: Mapping[str, LayoutStore] = MappingProxyType(
             dict(content_stores or {})
         )
+        self.shell = shell
         self.synced: list[SyncRequest] = []
         self._walks: dict[SyncRequest, concurrent.futures.Future[list[FileStat]]] = {}
         self._ended = _Counter()
@@ -138,6 +143,7 @@ class Session:
             credentials=self.credentials is not None,
             content_stores=frozenset(self.content_stores),
             writable_stores=frozenset(k for k, v in self.content_stores.items() if v.writable),
+            shell=self.shell is not None,
         )
 
     def directory(self, name: str) -> Path:

@@ -18,6 +18,8 @@ __all__ = [
     "SyncBase",
     "SyncRequest",
     "SyncResult",
+    "UserTerminal",
+    "WindowSize",
     "stat_key",
 ]
 
@@ -235,7 +237,8 @@ class SessionInfo:
     ``shared_key`` identifies the client's machine/checkout so that caches of synced
     directories can be reused across its builds (BuildKit's shared key).
     ``content_stores`` are the ids of the OCI layouts it offers as content stores;
-    ``writable_stores`` those of them the engine may write into.
+    ``writable_stores`` those of them the engine may write into. ``shell``: its
+    terminal may run a debug shell (a :class:`UserTerminal`).
     """
 
     id: str
@@ -248,3 +251,44 @@ class SessionInfo:
     credentials: bool = False
     content_stores: frozenset[str] = frozenset()
     writable_stores: frozenset[str] = frozenset()
+    shell: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowSize:
+    """A terminal's window size in character cells."""
+
+    rows: int
+    cols: int
+
+
+def _ignore(line: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserTerminal:
+    """Client side: the user's end of a debug shell that runs on the engine's host
+    (``dockyard build --invoke`` through a daemon) — file descriptors of the client's
+    process, used as they are and never closed.
+
+    ``terminal``: the process gets a pseudo-terminal (``None``: when ``stdin`` is a
+    terminal); then ``stdin``'s terminal is in raw mode while the shell runs (restored
+    however it ends) and its window size travels, changes included (``SIGWINCH``).
+    Without one, ``stdin`` is read to its end and sent on; the process's output goes to
+    ``stdout`` and ``stderr`` as it wrote it. ``announce`` shows the user a line (what
+    is about to run; why it did not) while the terminal is in its normal mode.
+    """
+
+    stdin: int = 0
+    stdout: int = 1
+    stderr: int = 2
+    terminal: bool | None = None
+    announce: Callable[[str], None] = _ignore
+
+    def uses_terminal(self) -> bool:
+        if self.terminal is not None:
+            return self.terminal
+        import os
+
+        return os.isatty(self.stdin)

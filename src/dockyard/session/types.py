@@ -10,7 +10,8 @@ Client side (implemented by the client, served in-process or over gRPC):
 
 Engine side (what a :class:`~dockyard.session.SessionHandle` hands out, whatever the
 transport): :class:`FileSyncCaller`, :class:`SecretStore`, :class:`SshForwarder`,
-:class:`CredentialsCaller`, :class:`ExportCaller`, :class:`ContentCaller`.
+:class:`CredentialsCaller`, :class:`ExportCaller`, :class:`ContentCaller`,
+:class:`ShellCaller` (a debug shell on the client's terminal: gRPC only).
 
 Between the two halves of a file sync: :class:`SyncSource`, the sending half as the
 receiver drives it (stat entries first, then the content of the entries it asks for).
@@ -25,7 +26,7 @@ from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 from dockyard.core import Digest, Reporter
 
-from ._values import FileStat, SessionCredentials, SyncBase, SyncRequest, SyncResult
+from ._values import FileStat, SessionCredentials, SyncBase, SyncRequest, SyncResult, WindowSize
 
 __all__ = [
     "ByteChannel",
@@ -40,6 +41,8 @@ __all__ = [
     "FileSyncCaller",
     "LocalFile",
     "SecretStore",
+    "ShellCaller",
+    "ShellChannel",
     "SshAgentProvider",
     "SshForwarder",
     "SyncSource",
@@ -277,3 +280,50 @@ class ContentCaller(Protocol):
     async def push(self, store: str, digest: Digest, size: int, source: Path) -> bool: ...
 
     async def commit(self, store: str, media_type: str, digest: Digest, size: int) -> None: ...
+
+
+class ShellChannel(Protocol):
+    """Engine side: one debug shell's connection to the client's terminal (see
+    :class:`ShellCaller`).
+
+    ``tty``: the user's input is a terminal (give the process a pseudo-terminal);
+    ``size``: its window size, when known. :meth:`receive` returns what the user sends
+    next: input bytes; ``b""`` once the input ended (window sizes may follow); a
+    :class:`~dockyard.session.WindowSize` after the window changed; ``None`` once the
+    client closed the shell's stream (the process must end). :meth:`output` sends what
+    the process wrote on ``fd`` (1: stdout, 2: stderr; a pty's output is all 1).
+    :meth:`end` is the last thing sent: the process's exit status (``None``: it did not
+    run) and a line the client shows once its terminal is restored. Calls on a broken
+    stream raise :class:`~dockyard.core.SessionError`.
+    """
+
+    @property
+    def tty(self) -> bool: ...
+
+    @property
+    def size(self) -> WindowSize | None: ...
+
+    async def receive(self) -> bytes | WindowSize | None: ...
+
+    async def output(self, fd: int, data: bytes) -> None: ...
+
+    async def end(self, status: int | None, notice: str = "") -> None: ...
+
+
+class ShellCaller(Protocol):
+    """Engine side: the client's terminal for a debug shell (``--invoke`` through a
+    daemon; the process runs on the engine's host, its streams are the client's).
+
+    ``has``: the client offers one. ``open`` has the client show ``line`` (what is
+    about to run) and yields the :class:`ShellChannel` once the client attached its
+    terminal; leaving the context ends the shell's stream (the client restores its
+    terminal). Only the session that asked for the build is asked: no other client can
+    attach to its shell. Raises :class:`~dockyard.core.NotFoundError` when the client
+    offers no terminal (and over the in-process transport, where the engine gives a
+    shell its own streams instead), :class:`~dockyard.core.SessionError` when the
+    client does not answer or is gone.
+    """
+
+    def has(self) -> bool: ...
+
+    def open(self, line: str) -> AbstractAsyncContextManager[ShellChannel]: ...

@@ -140,10 +140,11 @@ def test_refused(
     assert not hasattr(captured, "options")
 
 
-def test_a_daemon_is_refused(
-    captured: Captured, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_daemon_build_gets_the_shell(captured: Captured, tmp_path: Path) -> None:
     code = main(["build", "--addr", f"unix://{tmp_path}/d.sock", "--invoke", "/bin/sh", "."])
-    assert code == 2
-    assert "--invoke needs the embedded engine (no --addr)" in capsys.readouterr().err
-    assert not hasattr(captured, "options")
+    assert code == 0
+    assert captured.client.mode == "daemon"
+    shell = captured.options.debug_shell
+    assert shell is not None
+    assert shell.args == ("/bin/sh",)
+    assert captured.kwargs["console"] is not None  # its announcements stop the display

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SolveRequest(_message.Message):
-    __slots__ = ("ref", "definition", "session", "frontend", "frontend_attrs", "cache", "entitlements", "frontend_inputs", "exporters")
+    __slots__ = ("ref", "definition", "session", "frontend", "frontend_attrs", "cache", "entitlements", "frontend_inputs", "exporters", "debug_shell")
     class FrontendAttrsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class SolveRequest(_message.Message):
     ENTITLEMENTS_FIELD_NUMBER: _ClassVar[int]
     FRONTEND_INPUTS_FIELD_NUMBER: _ClassVar[int]
     EXPORTERS_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_SHELL_FIELD_NUMBER: _ClassVar[int]
     ref: str
     definition: bytes
     session: str
@@ -45,7 +46,18 @@ class SolveRequest(_message.Message):
     entitlements: _containers.RepeatedScalarFieldContainer[str]
     frontend_inputs: _containers.ScalarMap[str, bytes]
     exporters: _containers.RepeatedCompositeFieldContainer[Exporter]
-    def __init__(self, ref: _Optional[str] = ..., definition: _Optional[bytes] = ..., session: _Optional[str] = ..., frontend: _Optional[str] = ..., frontend_attrs: _Optional[_Mapping[str, str]] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ..., entitlements: _Optional[_Iterable[str]] = ..., frontend_inputs: _Optional[_Mapping[str, bytes]] = ..., exporters: _Optional[_Iterable[_Union[Exporter, _Mapping]]] = ...) -> None: ...
+    debug_shell: DebugShell
+    def __init__(self, ref: _Optional[str] = ..., definition: _Optional[bytes] = ..., session: _Optional[str] = ..., frontend: _Optional[str] = ..., frontend_attrs: _Optional[_Mapping[str, str]] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ..., entitlements: _Optional[_Iterable[str]] = ..., frontend_inputs: _Optional[_Mapping[str, bytes]] = ..., exporters: _Optional[_Iterable[_Union[Exporter, _Mapping]]] = ..., debug_shell: _Optional[_Union[DebugShell, _Mapping]] = ...) -> None: ...
+
+class DebugShell(_message.Message):
+    __slots__ = ("args", "on_error", "on_success")
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ON_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ON_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    args: _containers.RepeatedScalarFieldContainer[str]
+    on_error: bool
+    on_success: bool
+    def __init__(self, args: _Optional[_Iterable[str]] = ..., on_error: _Optional[bool] = ..., on_success: _Optional[bool] = ...) -> None: ...
 
 class Exporter(_message.Message):
     __slots__ = ("type", "attrs")

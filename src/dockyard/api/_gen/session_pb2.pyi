@@ -23,7 +23,7 @@ class ServerMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., request: _Optional[_Union[Request, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("version", "session_id", "name", "shared_key", "directories", "ssh_ids", "exports", "secrets", "credentials", "content_stores")
+    __slots__ = ("version", "session_id", "name", "shared_key", "directories", "ssh_ids", "exports", "secrets", "credentials", "content_stores", "shell")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Hello(_message.Message):
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     CONTENT_STORES_FIELD_NUMBER: _ClassVar[int]
+    SHELL_FIELD_NUMBER: _ClassVar[int]
     version: int
     session_id: str
     name: str
@@ -44,7 +45,8 @@ class Hello(_message.Message):
     secrets: bool
     credentials: bool
     content_stores: _containers.RepeatedCompositeFieldContainer[ContentStore]
-    def __init__(self, version: _Optional[int] = ..., session_id: _Optional[str] = ..., name: _Optional[str] = ..., shared_key: _Optional[str] = ..., directories: _Optional[_Iterable[str]] = ..., ssh_ids: _Optional[_Iterable[str]] = ..., exports: _Optional[_Iterable[str]] = ..., secrets: _Optional[bool] = ..., credentials: _Optional[bool] = ..., content_stores: _Optional[_Iterable[_Union[ContentStore, _Mapping]]] = ...) -> None: ...
+    shell: bool
+    def __init__(self, version: _Optional[int] = ..., session_id: _Optional[str] = ..., name: _Optional[str] = ..., shared_key: _Optional[str] = ..., directories: _Optional[_Iterable[str]] = ..., ssh_ids: _Optional[_Iterable[str]] = ..., exports: _Optional[_Iterable[str]] = ..., secrets: _Optional[bool] = ..., credentials: _Optional[bool] = ..., content_stores: _Optional[_Iterable[_Union[ContentStore, _Mapping]]] = ..., shell: _Optional[bool] = ...) -> None: ...
 
 class ContentStore(_message.Message):
     __slots__ = ("id", "writable")
@@ -61,7 +63,7 @@ class Welcome(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("call_id", "secret", "credentials", "sync", "export_directory", "export_stream", "ssh", "content_info", "content_read", "content_write", "content_commit")
+    __slots__ = ("call_id", "secret", "credentials", "sync", "export_directory", "export_stream", "ssh", "content_info", "content_read", "content_write", "content_commit", "shell")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
     CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +75,7 @@ class Request(_message.Message):
     CONTENT_READ_FIELD_NUMBER: _ClassVar[int]
     CONTENT_WRITE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    SHELL_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     secret: SecretRequest
     credentials: CredentialsRequest
@@ -84,7 +87,8 @@ class Request(_message.Message):
     content_read: ContentReadRequest
     content_write: ContentWriteRequest
     content_commit: ContentCommitRequest
-    def __init__(self, call_id: _Optional[str] = ..., secret: _Optional[_Union[SecretRequest, _Mapping]] = ..., credentials: _Optional[_Union[CredentialsRequest, _Mapping]] = ..., sync: _Optional[_Union[SyncRequest, _Mapping]] = ..., export_directory: _Optional[_Union[ExportDirectoryRequest, _Mapping]] = ..., export_stream: _Optional[_Union[ExportStreamRequest, _Mapping]] = ..., ssh: _Optional[_Union[SshRequest, _Mapping]] = ..., content_info: _Optional[_Union[ContentInfoRequest, _Mapping]] = ..., content_read: _Optional[_Union[ContentReadRequest, _Mapping]] = ..., content_write: _Optional[_Union[ContentWriteRequest, _Mapping]] = ..., content_commit: _Optional[_Union[ContentCommitRequest, _Mapping]] = ...) -> None: ...
+    shell: ShellRequest
+    def __init__(self, call_id: _Optional[str] = ..., secret: _Optional[_Union[SecretRequest, _Mapping]] = ..., credentials: _Optional[_Union[CredentialsRequest, _Mapping]] = ..., sync: _Optional[_Union[SyncRequest, _Mapping]] = ..., export_directory: _Optional[_Union[ExportDirectoryRequest, _Mapping]] = ..., export_stream: _Optional[_Union[ExportStreamRequest, _Mapping]] = ..., ssh: _Optional[_Union[SshRequest, _Mapping]] = ..., content_info: _Optional[_Union[ContentInfoRequest, _Mapping]] = ..., content_read: _Optional[_Union[ContentReadRequest, _Mapping]] = ..., content_write: _Optional[_Union[ContentWriteRequest, _Mapping]] = ..., content_commit: _Optional[_Union[ContentCommitRequest, _Mapping]] = ..., shell: _Optional[_Union[ShellRequest, _Mapping]] = ...) -> None: ...
 
 class Reply(_message.Message):
     __slots__ = ("call_id", "error", "secret", "credentials", "content_info", "content_commit")
@@ -222,8 +226,14 @@ class ContentCommitReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ShellRequest(_message.Message):
+    __slots__ = ("line",)
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    line: str
+    def __init__(self, line: _Optional[str] = ...) -> None: ...
+
 class Frame(_message.Message):
-    __slots__ = ("open", "stats", "want", "data", "credit", "bytes", "finish", "error")
+    __slots__ = ("open", "stats", "want", "data", "credit", "bytes", "finish", "error", "shell_start", "resize", "output", "shell_end")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     WANT_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +242,10 @@ class Frame(_message.Message):
     BYTES_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SHELL_START_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    SHELL_END_FIELD_NUMBER: _ClassVar[int]
     open: Open
     stats: StatBatch
     want: Want
@@ -240,7 +254,11 @@ class Frame(_message.Message):
     bytes: Bytes
     finish: Finish
     error: Error
-    def __init__(self, open: _Optional[_Union[Open, _Mapping]] = ..., stats: _Optional[_Union[StatBatch, _Mapping]] = ..., want: _Optional[_Union[Want, _Mapping]] = ..., data: _Optional[_Union[DataBatch, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., bytes: _Optional[_Union[Bytes, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    shell_start: ShellStart
+    resize: WindowSize
+    output: Output
+    shell_end: ShellEnd
+    def __init__(self, open: _Optional[_Union[Open, _Mapping]] = ..., stats: _Optional[_Union[StatBatch, _Mapping]] = ..., want: _Optional[_Union[Want, _Mapping]] = ..., data: _Optional[_Union[DataBatch, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., bytes: _Optional[_Union[Bytes, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., shell_start: _Optional[_Union[ShellStart, _Mapping]] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., shell_end: _Optional[_Union[ShellEnd, _Mapping]] = ...) -> None: ...
 
 class Open(_message.Message):
     __slots__ = ("session_id", "call_id")
@@ -325,3 +343,37 @@ class Finish(_message.Message):
     files: int
     bytes: int
     def __init__(self, files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class ShellStart(_message.Message):
+    __slots__ = ("tty", "size")
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    tty: bool
+    size: WindowSize
+    def __init__(self, tty: _Optional[bool] = ..., size: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+
+class WindowSize(_message.Message):
+    __slots__ = ("rows", "cols")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    cols: int
+    def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
+
+class Output(_message.Message):
+    __slots__ = ("fd", "data")
+    FD_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    fd: int
+    data: bytes
+    def __init__(self, fd: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ShellEnd(_message.Message):
+    __slots__ = ("ran", "status", "notice")
+    RAN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    ran: bool
+    status: int
+    notice: str
+    def __init__(self, ran: _Optional[bool] = ..., status: _Optional[int] = ..., notice: _Optional[str] = ...) -> None: ...

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS cache_blobs (
     digest TEXT NOT NULL,
     media_type TEXT NOT NULL,
     size INTEGER NOT NULL,
+    annotations TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (record_id, variant)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cache_checksums (
@@ -254,6 +255,7 @@ class CacheDB:
         try:
             self._writer.executescript(_SCHEMA)
             self._check_version(path)
+            self._add_blob_annotations()
             self._fill_labels()
             self._reader = _connect(path)
         except sqlite3.DatabaseError as exc:
@@ -286,6 +288,22 @@ class CacheDB:
                 f"{path} holds cache metadata of schema version {row[0]}; this Dockyard"
                 f" understands version {SCHEMA_VERSION}"
             )
+
+    def _add_blob_annotations(self) -> None:
+        """Give ``cache_blobs`` its ``annotations`` column (a database made before it)."""
+        db = self._writer
+        if _has_column(db, "cache_blobs", "annotations"):
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if not _has_column(db, "cache_blobs", "annotations"):  # another process's?
+                db.execute(
+                    "ALTER TABLE cache_blobs ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}'"
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _fill_labels(self) -> None:
         """Fill ``cache_labels`` from the records once (a database made before it)."""
@@ -637,27 +655,36 @@ class CacheDB:
     # -- layer blobs -----------------------------------------------------------------------
     def blob(self, rid: str, variant: str) -> LayerBlob | None:
         rows = self._query(
-            "SELECT diff_id, digest, media_type, size FROM cache_blobs"
+            "SELECT diff_id, digest, media_type, size, annotations FROM cache_blobs"
             " WHERE record_id = ? AND variant = ?",
             (rid, variant),
         )
         if not rows:
             return None
-        diff_id, digest, media_type, size = rows[0]
+        diff_id, digest, media_type, size, annotations = rows[0]
         return LayerBlob(
             variant=variant,
             diff_id=Digest(str(diff_id)),
             digest=Digest(str(digest)),
             media_type=str(media_type),
             size=int(size),  # type: ignore[call-overload]
+            annotations=_annotations(annotations),
         )
 
     def set_blob(self, rid: str, blob: LayerBlob) -> Pending[None]:
         return self._statement(
             "INSERT OR REPLACE INTO cache_blobs"
-            " (record_id, variant, diff_id, digest, media_type, size)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (rid, blob.variant, blob.diff_id, blob.digest, blob.media_type, blob.size),
+            " (record_id, variant, diff_id, digest, media_type, size, annotations)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                rid,
+                blob.variant,
+                blob.diff_id,
+                blob.digest,
+                blob.media_type,
+                blob.size,
+                json.dumps(dict(blob.annotations), sort_keys=True),
+            ),
         )
 
     def blob_digests(self) -> set[Digest]:
@@ -741,3 +768,18 @@ class CacheDB:
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
+def _annotations(text: object) -> tuple[tuple[str, str], ...]:
+    """A blob's stored annotations (JSON object text); anything else reads as none."""
+    try:
+        value = json.loads(str(text))
+    except ValueError:
+        return ()
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))

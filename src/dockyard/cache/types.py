@@ -158,6 +158,8 @@ class LayerBlob:
     level, a clamped timestamp (``gzip``, ``zstd-3``, ``gzip;epoch=1700000000``...).
     ``diff_id`` is the digest of the uncompressed tar, ``digest`` and ``size`` those of
     the blob in the content store, ``media_type`` its OCI or Docker media type.
+    ``annotations`` go on the blob's descriptor in an OCI manifest (an eStargz blob's
+    TOC digest and uncompressed size), sorted by key.
     """
 
     variant: str
@@ -165,6 +167,7 @@ class LayerBlob:
     digest: Digest
     media_type: str
     size: int
+    annotations: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""Layer compression: gzip on every core, zstd with worker threads, or none.
+"""Layer compression: gzip on every core, zstd with worker threads, eStargz (see
+:mod:`dockyard.exporter._estargz`), or none.
 
 All writers here are blocking write-only files (fed from a worker thread, typically the
 layer differ's) that pass the compressed bytes on to ``out.write``.
@@ -247,6 +248,10 @@ def new_compressor(options: CompressionOptions, out: ByteSink) -> LayerCompresso
         return ParallelGzip(out, options.effective_level)
     if options.type is Compression.ZSTD:
         return _Zstd(out, options.effective_level)
+    if options.type is Compression.ESTARGZ:
+        from ._estargz import EStargzWriter  # it builds on this module
+
+        return EStargzWriter(out, options.effective_level)
     return _Plain(out)
 
 

@@ -199,10 +199,15 @@ def patch_config(
 
 
 def layer_descriptor(layer: ExportedLayer, oci: bool) -> Descriptor:
-    """The manifest entry of ``layer`` in the OCI or Docker media type family."""
+    """The manifest entry of ``layer`` in the OCI or Docker media type family (the
+    blob's annotations, an eStargz layer's, only in OCI's: BuildKit drops them from
+    Docker manifests)."""
     kind = MediaType.layer_compression(layer.blob.media_type)
     return Descriptor(
-        media_type=MediaType.layer(kind, oci=oci), digest=layer.blob.digest, size=layer.blob.size
+        media_type=MediaType.layer(kind, oci=oci),
+        digest=layer.blob.digest,
+        size=layer.blob.size,
+        annotations=dict(layer.blob.annotations) if oci else {},
     )
 
 

@@ -25,6 +25,7 @@ from dockyard.core.singleflight import SingleFlight
 from dockyard.oci import MediaType, format_timestamp
 
 from ._compress import new_compressor
+from ._estargz import EStargzWriter, empty_layer_diff_id
 from ._options import Compression, CompressionOptions
 from ._progress import Progress
 from ._upload import LayerPusher, TeeSink
@@ -35,9 +36,12 @@ EMPTY_TAR_DIGESTS = frozenset(
     {
         Digest("sha256:" + hashlib.sha256(b"\0" * 1024).hexdigest()),
         Digest("sha256:" + hashlib.sha256(b"\0" * 10240).hexdigest()),
+        empty_layer_diff_id(b"\0" * 1024),
+        empty_layer_diff_id(b"\0" * 10240),
     }
 )
-"""diff_ids of tars without entries (Go's and Python's end-of-archive padding)."""
+"""diff_ids of tars without entries (Go's and Python's end-of-archive padding), plain
+and as eStargz streams (the tar, then the TOC's tar)."""
 
 _flights: SingleFlight[tuple[str, str, str], LayerBlob] = SingleFlight()
 _PARALLEL_LAYERS = 3
@@ -68,13 +72,14 @@ def _fallbacks(options: CompressionOptions, clamp: int | None) -> list[str]:
     return out
 
 
-def _known_diff_id(layer: ImmutableRef, options: CompressionOptions) -> Digest | None:
-    """The layer's unclamped diff_id if some blob of it was ever recorded."""
-    for variant in {options.variant(), *_fallbacks(options, None)}:
+def _has_diff_id(layer: ImmutableRef, options: CompressionOptions, diff_id: Digest) -> bool:
+    """Whether some unclamped blob recorded for the layer has ``diff_id`` (an eStargz
+    blob's differs from the plain tar's: its stream has the TOC after the tar)."""
+    for variant in (options.variant(), *_fallbacks(options, None)):
         blob = layer.blob(variant)
-        if blob is not None:
-            return blob.diff_id
-    return None
+        if blob is not None and blob.diff_id == diff_id:
+            return True
+    return False
 
 
 async def _make_blob(
@@ -86,7 +91,7 @@ async def _make_blob(
     lease: str,
     pusher: LayerPusher | None,
 ) -> LayerBlob:
-    media_type = MediaType.layer(options.type.value, oci=True)
+    media_type = MediaType.layer(options.type.media_compression, oci=True)
     writer = content.writer(f"layer-{layer.id}-{variant}-{uuid.uuid4().hex[:8]}")
     async with writer:
         stream = pusher.start() if pusher is not None else None
@@ -112,12 +117,20 @@ async def _make_blob(
                 stream.fail(exc)
             await writer.abort()
             raise
+    diff_id = result.diff_id
+    annotations: tuple[tuple[str, str], ...] = ()
+    if isinstance(compressor, EStargzWriter):
+        # the blob uncompresses to the tar and the TOC's tar after it: that is the
+        # diff_id a puller computes (BuildKit's too), and the TOC is annotated
+        diff_id = compressor.info.diff_id
+        annotations = compressor.info.annotations()
     blob = LayerBlob(
         variant=variant,
-        diff_id=result.diff_id,
+        diff_id=diff_id,
         digest=info.digest,
         media_type=media_type,
         size=info.size,
+        annotations=annotations,
     )
     layer.set_blob(blob)
     return blob
@@ -185,7 +198,7 @@ async def export_layers(
             if (
                 not diverged
                 and i < len(base_diff_ids)
-                and _known_diff_id(layer, options) == base_diff_ids[i]
+                and _has_diff_id(layer, options, base_diff_ids[i])
             ):
                 clamps.append(None)
                 continue

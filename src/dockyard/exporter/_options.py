@@ -93,19 +93,34 @@ class Compression(enum.Enum):
     GZIP = "gzip"
     ZSTD = "zstd"
     UNCOMPRESSED = "uncompressed"
+    #: gzip laid out as eStargz (seekable: a member per file chunk, a TOC, a footer);
+    #: its media type is gzip's
+    ESTARGZ = "estargz"
+
+    @property
+    def media_compression(self) -> str:
+        """The compression its media type names (``gzip`` for eStargz)."""
+        return "gzip" if self is Compression.ESTARGZ else self.value
+
+    @property
+    def oci_only(self) -> bool:
+        """Whether its layers need OCI media types (eStargz: its descriptor annotations,
+        which Docker's media types drop; zstd: Docker's have no zstd type)."""
+        return self in (Compression.ZSTD, Compression.ESTARGZ)
 
 
-_LEVELS = {Compression.GZIP: (0, 9), Compression.ZSTD: (1, 22)}
-DEFAULT_LEVELS = {Compression.GZIP: 6, Compression.ZSTD: 3}
+_LEVELS = {Compression.GZIP: (0, 9), Compression.ZSTD: (1, 22), Compression.ESTARGZ: (0, 9)}
+DEFAULT_LEVELS = {Compression.GZIP: 6, Compression.ZSTD: 3, Compression.ESTARGZ: 6}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompressionOptions:
     """How new layer blobs are compressed.
 
-    ``level`` ``None`` is the type's default (gzip 6, zstd 3). ``force`` recompresses
-    layers that already have a blob in another compression (a pulled base image's gzip
-    layers for a zstd export); without it such blobs are reused as BuildKit does.
+    ``level`` ``None`` is the type's default (gzip and estargz 6, zstd 3). ``force``
+    recompresses layers that already have a blob in another compression (a pulled base
+    image's gzip layers for a zstd or estargz export); without it such blobs are reused
+    as BuildKit does.
     """
 
     type: Compression = Compression.GZIP
@@ -116,7 +131,7 @@ class CompressionOptions:
         if self.level is not None:
             bounds = _LEVELS.get(self.type)
             if bounds is None:
-                raise UsageError("compression-level needs compression=gzip or zstd")
+                raise UsageError("compression-level needs compression=gzip, estargz or zstd")
             low, high = bounds
             if not low <= self.level <= high:
                 raise UsageError(
@@ -267,8 +282,10 @@ class ImageOptions:
     ``names``: canonical references (``docker.io/library/app:latest``).
     ``oci_mediatypes``: OCI media types for manifest, config and layers (``None``: the
     exporter's default, Docker types for ``image``/``docker``, OCI for ``oci``; zstd
-    layers force OCI types). ``rewrite_timestamp``: clamp file times inside new layers
-    to the ``SOURCE_DATE_EPOCH``. ``source_date_epoch``: overrides the build's.
+    and estargz layers force OCI types, and estargz with an explicit
+    ``oci-mediatypes=false`` is refused as BuildKit does). ``rewrite_timestamp``: clamp
+    file times inside new layers to the ``SOURCE_DATE_EPOCH``. ``source_date_epoch``:
+    overrides the build's.
     """
 
     names: tuple[Reference, ...] = ()
@@ -278,8 +295,15 @@ class ImageOptions:
     rewrite_timestamp: bool = False
     source_date_epoch: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.compression.type is Compression.ESTARGZ and self.oci_mediatypes is False:
+            raise UsageError(
+                'exporter option "compression=estargz" conflicts with "oci-mediatypes=false"'
+                " (eStargz needs its layer annotations, which Docker media types cannot carry)"
+            )
+
     def use_oci(self, default: bool) -> bool:
-        if self.compression.type is Compression.ZSTD:
+        if self.compression.type.oci_only:
             return True
         if any(
             a.kind is not AnnotationKind.MANIFEST for a in self.annotations
@@ -524,7 +548,7 @@ def _image_options(a: _Attrs) -> ImageOptions:
         ctype = Compression(compression_text) if compression_text else Compression.GZIP
     except ValueError:
         raise UsageError(
-            f"unsupported compression {compression_text!r} (gzip, zstd or uncompressed)"
+            f"unsupported compression {compression_text!r} (gzip, estargz, zstd or uncompressed)"
         ) from None
     compression = CompressionOptions(
         type=ctype,

@@ -305,7 +305,7 @@ def _compression(flag: str, attrs: dict[str, str]) -> CompressionOptions | None:
         ctype = Compression(kind or "gzip")
     except ValueError:
         raise UsageError(
-            f"{flag}: unknown compression {kind!r} (expected gzip, zstd or uncompressed)"
+            f"{flag}: unknown compression {kind!r} (expected gzip, estargz, zstd or uncompressed)"
         ) from None
     number: int | None = None
     if level is not None:

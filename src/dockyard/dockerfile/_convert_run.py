@@ -116,6 +116,7 @@ def dispatch_run(d: StageDispatcher, instruction: RunInstruction, command: Comma
         network=network,
         security=security,
         proxy_env=d.ctx.proxy,
+        devices=[llb.CDIDevice(dev.name, optional=not dev.required) for dev in instruction.devices],
         constraints=d.constraints(
             instruction, title, description={DOCKERFILE_COMMAND: instruction.original}
         ),

@@ -41,7 +41,14 @@ from ._instructions import (
     VolumeInstruction,
     WorkdirInstruction,
 )
-from ._mounts import MountError, RunMount, parse_mount, parse_network, parse_security
+from ._mounts import (
+    MountError,
+    RunMount,
+    parse_device,
+    parse_mount,
+    parse_network,
+    parse_security,
+)
 from ._parser import Ast, Heredoc, Node, parse_ast, parse_heredoc
 from ._text import go_trim_space, suggest
 from ._values import BadValue, parse_add_checksum, parse_duration, parse_signal
@@ -519,7 +526,12 @@ def _command(req: _Request) -> tuple[str, ...]:
     return (" ".join(args),)
 
 
-_RUN_FLAGS = {"mount": FlagKind.STRINGS, "network": FlagKind.STRING, "security": FlagKind.STRING}
+_RUN_FLAGS = {
+    "mount": FlagKind.STRINGS,
+    "network": FlagKind.STRING,
+    "security": FlagKind.STRING,
+    "device": FlagKind.STRINGS,
+}
 
 
 def _parse_run(req: _Request) -> Instruction:
@@ -537,6 +549,7 @@ def _parse_run(req: _Request) -> Instruction:
         security = flags.string("security")
         network_mode = parse_network(network) if network is not None else None
         security_mode = parse_security(security) if security is not None else None
+        devices = tuple(parse_device(spec) for spec in flags.strings("device"))
     except MountError as exc:
         raise req.fail(f"RUN: {exc}") from None
     return RunInstruction(
@@ -550,6 +563,7 @@ def _parse_run(req: _Request) -> Instruction:
         mounts=tuple(mounts) if mounts is not None else None,
         network=network_mode,
         security=security_mode,
+        devices=devices,
         flags_used=flags.used,
     )
 

@@ -18,7 +18,7 @@ from typing import Protocol, Self
 from dockyard.core import FrontendError, SourceLocation
 
 from ._chmod import Chmod, ChmodError, parse_chmod
-from ._mounts import MountError, NetworkMode, RunMount, SecurityMode, parse_mount
+from ._mounts import MountError, NetworkMode, RunDevice, RunMount, SecurityMode, parse_mount
 from ._parser import Heredoc, Node
 from ._shell import ShellLex
 from ._values import BadValue, parse_add_checksum, parse_signal
@@ -188,7 +188,8 @@ class RunInstruction(Instruction):
 
     ``mount_specs`` are the ``--mount`` values as written; ``mounts`` their parsed form,
     ``None`` until :meth:`expand` when the specs use variables (mount values are the only
-    words of ``RUN`` that are expanded).
+    words of ``RUN`` that are expanded). ``devices`` are the ``--device`` values (CDI
+    devices, BuildKit 0.20+).
     """
 
     command: tuple[str, ...] = ()
@@ -198,6 +199,7 @@ class RunInstruction(Instruction):
     mounts: tuple[RunMount, ...] | None = ()
     network: NetworkMode | None = None
     security: SecurityMode | None = None
+    devices: tuple[RunDevice, ...] = ()
     flags_used: tuple[str, ...] = ()
 
     def expand(self, expander: WordExpander) -> Self:

@@ -1,4 +1,4 @@
-"""``RUN --mount=...``, ``--network=...`` and ``--security=...`` values.
+"""``RUN --mount=...``, ``--network=...``, ``--security=...`` and ``--device=...`` values.
 
 A mount is a CSV list of ``key=value`` fields (BuildKit's syntax): ``type`` is one of
 ``bind`` (default), ``cache``, ``tmpfs``, ``secret``, ``ssh``; the other keys are
@@ -23,8 +23,10 @@ __all__ = [
     "MountError",
     "MountType",
     "NetworkMode",
+    "RunDevice",
     "RunMount",
     "SecurityMode",
+    "parse_device",
     "parse_mount",
     "parse_network",
     "parse_security",
@@ -297,3 +299,55 @@ def parse_security(value: str) -> SecurityMode:
         return SecurityMode(value)
     except ValueError:
         raise MountError(f"unsupported security mode {value!r} (use sandbox or insecure)") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunDevice:
+    """One ``--device`` of a ``RUN``: a CDI device ``name`` (see
+    :mod:`dockyard.core.cdinames`); a ``required`` one must exist on the worker, any
+    other is skipped when it does not."""
+
+    name: str
+    required: bool = False
+
+
+def parse_device(spec: str) -> RunDevice:
+    """``--device=NAME[,required[=BOOL]]`` (BuildKit's fields: the name first, or
+    ``name=NAME``; ``required`` alone means true)."""
+    name = ""
+    required = False
+    for field in _fields(spec):
+        key, sep, value = field.partition("=")
+        key = key.lower()
+        if not sep:
+            if key == "required":
+                required = True
+            elif not name:
+                name = field
+            else:
+                raise MountError(f"invalid field '{field}' must be a key=value pair")
+        elif key == "name":
+            if name:
+                raise MountError(f"device name already set to {name}")
+            name = value
+        elif key == "required":
+            parsed = parse_go_bool(value)
+            if parsed is None:
+                raise MountError(f"invalid value for required: {value} (use true or false)")
+            required = parsed
+        elif not name:
+            name = field  # a qualified name: vendor.com/class=device
+        else:
+            hint = suggest(key, ["name", "required"], case_sensitive=True)
+            extra = f" (did you mean {hint}?)" if hint else ""
+            raise MountError(f"unexpected key '{key}' in '{field}'{extra}")
+    if not name:
+        raise MountError(f"--device={spec}: a device name is required")
+    from dockyard.core import DockyardError
+    from dockyard.core.cdinames import parse_selector
+
+    try:
+        parse_selector(name)
+    except DockyardError as exc:
+        raise MountError(exc.message) from None
+    return RunDevice(name=name, required=required)

@@ -54,6 +54,9 @@ class Job:
     ``frontend_attrs``: attributes sent beside the frontend options' (a remote
     context's URL and digest, :attr:`PreparedContext.source_attrs`), which the frontend
     ignores and the provenance records.
+    ``owners``: whether the directories' files keep their owners in the sync; a
+    Dockerfile build sends them as 0:0, as docker build and buildx do (buildctl and an
+    LLB solve keep them).
     """
 
     name: str
@@ -74,6 +77,7 @@ class Job:
     provenance: ProvenanceOptions | None = None
     frontend_attrs: Mapping[str, str] = field(default_factory=dict)
     debug_shell: DebugShell | None = None
+    owners: bool = True
 
     def __post_init__(self) -> None:
         if (self.definition is None) == (self.frontend is None):
@@ -104,6 +108,7 @@ class Job:
             exports={**self.targets, **(extra_targets or {})},
             content_stores=content_stores,
             shell=shell,
+            owners=self.owners,
         )
         session.prefetch(self.prefetch)
         return session
@@ -260,4 +265,5 @@ def dockerfile_job(
         provenance=options.provenance if options.builds else None,
         frontend_attrs=dict(context.source_attrs),
         debug_shell=options.debug_shell if options.builds else None,
+        owners=False,
     )

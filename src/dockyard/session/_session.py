@@ -61,6 +61,10 @@ class Session:
     <dockyard.session.SessionManager.attach>` (in-process) or
     :func:`dockyard.session.attach` (over gRPC).
 
+    ``owners=False`` sends every file of the directories as owned by 0:0, as docker build
+    and buildx send a local build context (so ``COPY`` without ``--chown`` gives root's
+    files whoever owns them on the client); by default owners travel (buildctl's way).
+
     ``shared_key`` identifies the client's checkout across sessions (the engine keeps
     synced directories per name and shared key). Nothing here reads a directory, a
     secret or a credential until the engine asks for it — except the walks asked for
@@ -76,6 +80,7 @@ class Session:
         "exports",
         "id",
         "name",
+        "owners",
         "secrets",
         "shared_key",
         "shell",
@@ -96,8 +101,10 @@ class Session:
         exports: Mapping[str, ExportTarget] | None = None,
         content_stores: Mapping[str, LayoutStore] | None = None,
         shell: UserTerminal | None = None,
+        owners: bool = True,
     ) -> None:
         self.id = id or new_session_id()
+        self.owners = owners
         self.name = name
         self.shared_key = shared_key
         dirs: dict[str, Path] = {}
@@ -194,7 +201,7 @@ class Session:
                 if not future.set_running_or_notify_cancel():
                     continue  # asked for meanwhile: walked when asked
                 try:
-                    future.set_result(walk(root, request))
+                    future.set_result(walk(root, request, owners=self.owners))
                 except BaseException as exc:
                     future.set_exception(exc)
 
@@ -215,7 +222,7 @@ class Session:
                 pass  # walked again below: that walk's error is the one reported
         from ._walk import walk
 
-        return await asyncio.to_thread(walk, root, request)
+        return await asyncio.to_thread(walk, root, request, owners=self.owners)
 
     def sync_ended(self) -> None:
         """A sync of this session was served (or failed): lets the next prefetched walk

@@ -117,7 +117,7 @@ def _could_include_below(include: PatternMatcher, directory: str) -> bool:
     return any(not p.exclusion and p.could_match_below(directory) for p in include.patterns)
 
 
-def _stat_entry(rel: str, full: str, st: os.stat_result) -> FileStat | None:
+def _stat_entry(rel: str, full: str, st: os.stat_result, owners: bool) -> FileStat | None:
     mode = st.st_mode
     fmt = stat.S_IFMT(mode)
     if fmt == stat.S_IFSOCK:
@@ -134,8 +134,8 @@ def _stat_entry(rel: str, full: str, st: os.stat_result) -> FileStat | None:
     return FileStat(
         path=rel,
         mode=mode,
-        uid=st.st_uid,
-        gid=st.st_gid,
+        uid=st.st_uid if owners else 0,
+        gid=st.st_gid if owners else 0,
         size=size,
         mtime_ns=st.st_mtime_ns,
         linkname=linkname,
@@ -144,8 +144,10 @@ def _stat_entry(rel: str, full: str, st: os.stat_result) -> FileStat | None:
     )
 
 
-def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
-    """The entries of the tree at ``root`` that ``request`` selects, in walk order.
+def walk(root: Path, request: SyncRequest | None = None, *, owners: bool = True) -> list[FileStat]:
+    """The entries of the tree at ``root`` that ``request`` selects, in walk order;
+    ``owners=False`` gives every entry owner 0:0 (what docker build and buildx send of a
+    local context).
 
     Raises :class:`~dockyard.core.NotFoundError` when ``root`` is not a directory.
     Blocking: run it in a thread.
@@ -224,7 +226,7 @@ def walk(root: Path, request: SyncRequest | None = None) -> list[FileStat]:
             full = item.path
             try:
                 st = item.stat(follow_symlinks=False)
-                entry = _stat_entry(rel, full, st)
+                entry = _stat_entry(rel, full, st, owners)
             except FileNotFoundError:
                 continue  # vanished while walking
             except OSError as exc:

@@ -130,3 +130,20 @@ async def test_the_frontend_answers_in_its_metadata() -> None:
             ctx,  # type: ignore[arg-type]
             frontend.parse_options({"requestid": "frontend.outline", "target": "nope"}),
         )
+
+
+def test_a_dockerfile_build_sends_its_directories_as_roots(tmp_path: Path) -> None:
+    """docker build and buildx send the context as owned by 0:0, so COPY without
+    --chown gives root's files (found by differential testing against docker 20.10)."""
+    context = PreparedContext(
+        context=tmp_path,
+        dockerfile_dir=tmp_path,
+        filename="Dockerfile",
+        shared_key="k",
+        description=".",
+    )
+    job = dockerfile_job(
+        BuildOptions(context=str(tmp_path)), context, secrets=None, ssh=None, credentials=None
+    )
+    assert job.owners is False
+    assert job.session().owners is False

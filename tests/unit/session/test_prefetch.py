@@ -4,6 +4,7 @@ request only; any other request, or a second sync, walks when asked."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,17 @@ async def test_walks_left_are_dropped_when_the_syncs_before_them_do_not_come(
     assert second.cancelled()
     assert third.cancelled()  # no sync ended within the wait: never walked
     assert [e.path for e in await session.walk(CONTEXT)] == ["app", "app/a.txt"]
+
+
+async def test_a_session_can_send_every_file_as_roots(tmp_path: Path) -> None:
+    make_tree(tmp_path / "ctx")
+    if os.geteuid() == 0:
+        os.chown(tmp_path / "ctx" / "app" / "a.txt", 1234, 5678)
+    kept = await Session(directories={"context": tmp_path / "ctx"}).walk(CONTEXT)
+    assert {(e.uid, e.gid) for e in kept} != {(0, 0)}
+    session = Session(directories={"context": tmp_path / "ctx"}, owners=False)
+    await prefetched(session, CONTEXT)
+    early = await session.walk(CONTEXT)
+    late = await session.walk(SyncRequest(name="context"))
+    assert [e.path for e in early] == ["app", "app/a.txt"]
+    assert {(e.uid, e.gid) for e in early + late} == {(0, 0)}

@@ -186,3 +186,22 @@ def test_everything_below_an_included_directory_is_walked_as_matching_says(
     for path in got:  # each directory sent leads to something sent
         if (root / path).is_dir():
             assert any(f.startswith(path + "/") for f in files)
+
+
+def test_owners_travel_unless_asked_to_send_root(tmp_path: Path) -> None:
+    """``docker build`` and buildx send a local context as owned by 0:0 (their
+    ``resetUIDAndGID``); the walk does the same with ``owners=False``."""
+    root = tmp_path / "ctx"
+    write(root, "d/f", "x")
+    os.symlink("f", root / "d/l")
+    if os.geteuid() == 0:
+        for rel in ("d", "d/f"):
+            os.chown(root / rel, 1234, 5678)
+        os.lchown(root / "d/l", 42, 43)
+    owned = {e.path: (e.uid, e.gid) for e in walk(root)}
+    assert owned == {
+        rel: (os.lstat(root / rel).st_uid, os.lstat(root / rel).st_gid)
+        for rel in ("d", "d/f", "d/l")
+    }
+    assert any(ids != (0, 0) for ids in owned.values())
+    assert {(e.uid, e.gid) for e in walk(root, owners=False)} == {(0, 0)}

@@ -1,82 +1,17 @@
 """``dockyard build --invoke``: a shell in a failed ``RUN`` step's container, or in the
 result, driven through a real pseudo-terminal (as root, crun, the embedded engine in the
-command's own process)."""
+command's own process). Through a daemon: ``tests/integration/daemon/test_daemon_invoke.py``."""
 
 from __future__ import annotations
 
-import os
-import select
 import signal
 import subprocess
-import sys
-import termios
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-DOCKYARD = str(Path(sys.executable).parent / "dockyard")
-_ENV = {**os.environ, "DOCKYARD_WARM": "0", "NO_COLOR": "1"}
-_TIMEOUT = 120.0
-
-
-@dataclass
-class Session:
-    """A command on a pty: what it wrote and its exit code."""
-
-    output: str
-    code: int
-
-
-class PtyCommand:
-    def __init__(self, argv: list[str]) -> None:
-        self.master, self.slave = os.openpty()
-        self.saved = termios.tcgetattr(self.slave)
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=self.slave,
-            stdout=self.slave,
-            stderr=self.slave,
-            env=_ENV,
-            start_new_session=True,
-        )
-        self.data = b""
-
-    def read_until(self, marker: bytes, after: int = 0) -> bool:
-        deadline = time.monotonic() + _TIMEOUT
-        while marker not in self.data[after:]:
-            if time.monotonic() > deadline or not self._read(0.5):
-                return marker in self.data[after:]
-        return True
-
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if ready:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return False
-            if not chunk:
-                return False
-            self.data += chunk
-        elif self.proc.poll() is not None:
-            return False
-        return True
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def finish(self) -> Session:
-        try:
-            code = self.proc.wait(timeout=_TIMEOUT)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        while self._read(0.2):
-            pass
-        os.close(self.slave)
-        os.close(self.master)
-        return Session(output=self.data.decode(errors="replace"), code=code)
+from .ptycmd import DOCKYARD, PtyCommand, Session
+from .ptycmd import ENV as _ENV
+from .ptycmd import TIMEOUT as _TIMEOUT
+from .ptycmd import in_shell as _in_shell
 
 
 def _build_argv(state: Path, ctx: Path, *extra: str) -> list[str]:
@@ -96,13 +31,6 @@ def _shell(state: Path, ctx: Path, commands: str, *extra: str) -> Session:
     assert cmd.read_until(b"# ", after=start), cmd.data.decode(errors="replace")
     cmd.send(commands)
     return cmd.finish()
-
-
-def _in_shell(output: str) -> str:
-    """What the shell session printed: after the announcement, before the error block
-    (the progress above it quotes the Dockerfile's commands)."""
-    after = output.split("exit it to continue", 1)[1]
-    return after.split("\n------", 1)[0]
 
 
 def _no_containers(state: Path) -> None:
@@ -227,53 +155,16 @@ def test_a_build_killed_during_the_shell_leaves_nothing(state: Path, tmp_path: P
     assert cmd.read_until(b"exit it to continue"), cmd.data.decode(errors="replace")
     assert cmd.read_until(b"# ", after=len(cmd.data) - 1)
     cmd.proc.send_signal(signal.SIGTERM)
-    session = cmd_finish_keeping_tty(cmd)
+    session = cmd.finish_keeping_tty()
     assert session.code != 0
     _no_containers(state)
-
-
-def cmd_finish_keeping_tty(cmd: PtyCommand) -> Session:
-    """Finish ``cmd``, checking first that its terminal got its settings back."""
-    deadline = time.monotonic() + _TIMEOUT
-    while cmd.proc.poll() is None and time.monotonic() < deadline:
-        cmd._read(0.2)  # (a full pty would block the command)
-    code = cmd.proc.wait(timeout=_TIMEOUT)
-    assert termios.tcgetattr(cmd.slave) == cmd.saved  # raw mode undone
-    while cmd._read(0.2):
-        pass
-    os.close(cmd.slave)
-    os.close(cmd.master)
-    return Session(output=cmd.data.decode(errors="replace"), code=code)
 
 
 def test_a_shell_that_cannot_start_keeps_the_steps_error(state: Path, tmp_path: Path) -> None:
     ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN exit 5\n")
     cmd = PtyCommand(_build_argv(state, ctx, "--invoke", "/no/such/shell"))
-    session = cmd_finish_keeping_tty(cmd)
+    session = cmd.finish_keeping_tty()
     assert session.code == 1, session.output
     assert "--invoke: crun could not run ['/no/such/shell']" in session.output
     assert "did not complete successfully: exit code: 5" in session.output
     _no_containers(state)
-
-
-def test_a_daemon_is_refused(tmp_path: Path) -> None:
-    ctx = _context(tmp_path / "ctx", "FROM busybox\n")
-    done = subprocess.run(
-        [
-            DOCKYARD,
-            "build",
-            "--addr",
-            f"unix://{tmp_path}/none.sock",
-            "--invoke",
-            "/bin/sh",
-            str(ctx),
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_ENV,
-        timeout=_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "--invoke needs the embedded engine (no --addr)" in done.stderr

@@ -256,6 +256,10 @@ class OciExecutor:
             )
         )
         dests = [m.dest for m in default_mounts(process.security)] + [m.dest for m in spec_mounts]
+        if process.cdi_edits:
+            from .cdi import destinations
+
+            dests += destinations(process.cdi_edits)
         sb.stubs = _missing_paths(rootfs, dests)
 
         spec = build_spec(
@@ -269,6 +273,10 @@ class OciExecutor:
             precompiled_seccomp=self._runtime.precompiled_seccomp,
             terminal=terminal,
         )
+        if process.cdi_edits:
+            from .cdi import apply_edits  # only for a process that asks for devices
+
+            apply_edits(spec, process.cdi_edits)
         if process.cgroup_parent:
             # BuildKit's /PARENT/buildkit/<id>: runc makes it in every hierarchy
             parent = process.cgroup_parent.strip("/")

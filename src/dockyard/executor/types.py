@@ -19,6 +19,8 @@ from dockyard.core import UsageError
 from dockyard.core.ulimits import ULIMIT_NAMES
 from dockyard.snapshot.types import Mount
 
+from .cdi.types import ContainerEdits
+
 __all__ = [
     "DEFAULT_HOSTNAME",
     "DEFAULT_PATH",
@@ -160,6 +162,11 @@ class ProcessSpec:
     default); ``cgroup_parent`` is the cgroup under which the sandbox gets one of its
     own (``/PARENT/dockyard/<id>``; only runc places processes in cgroups: with crun
     it is an :class:`~dockyard.core.ExecError`, see the package docstring).
+
+    ``cdi_edits`` are the CDI edits of the devices the process gets, in the order they
+    are made (a spec's own edits before its first device's): what the worker's
+    :class:`~dockyard.executor.cdi.DeviceRegistry` resolved the exec's requests to, from
+    the host's spec files only (see :mod:`dockyard.executor.cdi`).
     """
 
     args: tuple[str, ...]
@@ -173,9 +180,11 @@ class ProcessSpec:
     security: SecurityMode = SecurityMode.SANDBOX
     rlimits: tuple[Rlimit, ...] = ()
     cgroup_parent: str = ""
+    cdi_edits: tuple[ContainerEdits, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rlimits", tuple(self.rlimits))
+        object.__setattr__(self, "cdi_edits", tuple(self.cdi_edits))
         if self.cgroup_parent and (
             any(c.isspace() for c in self.cgroup_parent) or ".." in self.cgroup_parent.split("/")
         ):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,12 @@ __all__ = [
 
 UNCOMPRESSED_ANNOTATION = "containerd.io/uncompressed"
 CREATED_ANNOTATION = "buildkit/createdat"
+# a blob's own annotations that its cache manifest entry keeps (BuildKit's
+# filterAnnotationsForSave keeps eStargz's)
+_KEPT_ANNOTATIONS = (
+    "containerd.io/snapshot/stargz/toc.digest",
+    "io.containers.estargz.uncompressed-size",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,9 +143,10 @@ async def _layers(
     result_id: str,
     lease: str,
     skip_empty: bool,
-) -> list[CacheLayer]:
-    """The chain of a result of this cache (blobs made or reused), bottom first; the
-    ``parent`` fields are left to the caller. Empty if the result is gone."""
+) -> list[tuple[CacheLayer, dict[str, str]]]:
+    """The chain of a result of this cache (blobs made or reused), bottom first, each
+    with its blob's annotations; the ``parent`` fields are left to the caller. Empty if
+    the result is gone."""
     ref = await cache.load(result_id)
     if ref is None:
         return []
@@ -148,19 +155,28 @@ async def _layers(
     finally:
         await ref.release()
     return [
-        CacheLayer(
-            blob=layer.blob.digest,
-            media_type=_layer_media_type(layer.blob.media_type),
-            diff_id=layer.blob.diff_id,
-            size=layer.blob.size,
-            created_at=layer.created,
+        (
+            CacheLayer(
+                blob=layer.blob.digest,
+                media_type=_layer_media_type(layer.blob.media_type),
+                diff_id=layer.blob.diff_id,
+                size=layer.blob.size,
+                created_at=layer.created,
+            ),
+            _kept(dict(layer.blob.annotations)),
         )
         for layer in exported
         if not (skip_empty and layer.empty)
     ]
 
 
-async def _imported_layers(source: CacheSource, result_id: str, lease: str) -> list[CacheLayer]:
+def _kept(annotations: Mapping[str, str]) -> dict[str, str]:
+    return {k: annotations[k] for k in _KEPT_ANNOTATIONS if k in annotations}
+
+
+async def _imported_layers(
+    source: CacheSource, result_id: str, lease: str
+) -> list[tuple[CacheLayer, dict[str, str]]]:
     """The chain of a result an imported cache holds and the build never needed: its
     blobs copied into the content store as they are, nothing unpacked (BuildKit
     re-exports such results from the remote the same way). Empty if it cannot."""
@@ -170,12 +186,15 @@ async def _imported_layers(source: CacheSource, result_id: str, lease: str) -> l
         return []
     stored = await source.stored_chain(result_id, lease)
     return [
-        CacheLayer(
-            blob=layer.descriptor.digest,
-            media_type=_layer_media_type(layer.descriptor.media_type),
-            diff_id=layer.diff_id,
-            size=layer.descriptor.size,
-            created_at=layer.created,
+        (
+            CacheLayer(
+                blob=layer.descriptor.digest,
+                media_type=_layer_media_type(layer.descriptor.media_type),
+                diff_id=layer.diff_id,
+                size=layer.descriptor.size,
+                created_at=layer.created,
+            ),
+            _kept(layer.descriptor.annotations),
         )
         for layer in stored or ()
     ]
@@ -214,7 +233,7 @@ async def collect_cache(
             if not found:
                 continue
             top = -1
-            for layer in found:
+            for layer, kept in found:
                 key = (str(layer.blob), top)
                 index = by_chain.get(key)
                 if index is None:
@@ -228,6 +247,7 @@ async def collect_cache(
                             annotations={
                                 UNCOMPRESSED_ANNOTATION: str(layer.diff_id),
                                 CREATED_ANNOTATION: layer.created_at,
+                                **kept,
                             },
                         )
                     )

@@ -31,6 +31,11 @@ class Scenario:
     floor: str | None = None  # the floor this scenario's time is read against
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def resets(self) -> bool:
+        """Whether :meth:`prepare` clears the builder's cache and images (a cold run)."""
+        return False
+
     def setup(self, builder: Builder) -> None:
         pass
 
@@ -60,6 +65,10 @@ class Build(Scenario):
     cold: bool = False
     change: str | None = None
     seed: bool = False
+
+    @property
+    def resets(self) -> bool:
+        return self.cold
 
     def _tag(self, builder: Builder) -> str:
         return f"bench-{self.name}:{builder.name}"

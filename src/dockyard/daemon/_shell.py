@@ -246,6 +246,8 @@ class _Relay:
                 transport.close()
             _close_all(child_ends)
             _close_all(own_ends)
+            if transports:
+                await asyncio.sleep(0)  # the transports close their pipes on the next turn
 
     async def _pump_input(
         self,

@@ -215,3 +215,130 @@ def test_raw_mode_of_no_terminal_is_nothing(tmp_path: Path) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_a_full_stdout_holds_the_pty_back_without_blocking_the_loop() -> None:
+    """A non-blocking stdout that takes nothing more (a daemon's pipe to a slow client)
+    pauses the copy; the loop runs on; everything arrives in order once read."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.set_blocking(out_w, False)
+    os.set_blocking(out_r, False)
+    data = bytes(range(256)) * 4096  # 1 MiB: many times a pipe's and a pty's buffers
+    bridge = PtyBridge(os.dup(master), stdin=in_r, stdout=out_w)
+    writer = threading.Thread(target=lambda: _write_all_blocking(slave, data))
+    try:
+        bridge.start()
+        writer.start()
+        ticks = 0
+        got = b""
+        while len(got) < len(data):
+            await asyncio.sleep(0.001)  # the loop is never blocked by the bridge
+            ticks += 1
+            if ticks % 20 == 0:  # a slow reader
+                got += _drain_nonblocking(out_r)
+            assert ticks < 200_000
+        writer.join()
+        assert got == data
+    finally:
+        bridge.close()
+        for fd in (master, slave, in_r, in_w, out_r, out_w):
+            os.close(fd)
+
+
+def _write_all_blocking(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view[:65536]) :]
+
+
+def _drain_nonblocking(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+class Feed:
+    """A window size from elsewhere (a client's, over a daemon's session)."""
+
+    def __init__(self, size: tuple[int, int] | None) -> None:
+        self.current = size
+        self.watchers: list[Any] = []
+
+    def size(self) -> tuple[int, int] | None:
+        return self.current
+
+    def watch(self, changed: Any) -> Any:
+        self.watchers.append(changed)
+        return lambda: self.watchers.remove(changed)
+
+    def update(self, size: tuple[int, int]) -> None:
+        self.current = size
+        for changed in list(self.watchers):
+            changed()
+
+
+async def test_a_window_feed_sizes_the_pty_instead_of_sigwinch() -> None:
+    box_master, box_slave = os.openpty()
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    feed = Feed((24, 80))
+    handler = signal.getsignal(signal.SIGWINCH)
+    bridge = PtyBridge(os.dup(box_master), stdin=in_r, stdout=out_w, window=feed)
+    try:
+        bridge.start()
+        assert _size(box_slave) == (24, 80)
+        assert signal.getsignal(signal.SIGWINCH) == handler  # no handler of its own
+        feed.update((52, 170))
+        assert _size(box_slave) == (52, 170)
+        bridge.close()
+        assert feed.watchers == []
+    finally:
+        bridge.close()
+        for fd in (box_master, box_slave, in_r, in_w, out_r, out_w):
+            os.close(fd)
+
+
+async def test_drain_waits_for_a_full_stdout() -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.set_blocking(out_w, False)
+    os.set_blocking(out_r, False)
+    os.set_blocking(slave, False)
+    data = b"z" * 3000  # what the shell wrote just before it exited
+    bridge = PtyBridge(os.dup(master), stdin=in_r, stdout=out_w)
+    try:
+        bridge.start()
+        filler = b"f" * 65536  # the stdout pipe is full
+        while True:
+            try:
+                os.write(out_w, filler)
+            except BlockingIOError:
+                break
+        os.write(slave, data)
+        await asyncio.sleep(0.05)
+        os.close(slave)  # the process exits
+        slave = -1
+        draining = asyncio.ensure_future(bridge.drain())
+        got = b""
+        while not draining.done() or got.count(b"z") < len(data):
+            await asyncio.sleep(0.01)
+            got += _drain_nonblocking(out_r)
+            assert len(got) < 100 << 20
+        await draining
+        assert got.replace(b"f", b"") == data
+    finally:
+        bridge.close()
+        for fd in (master, slave, in_r, in_w, out_r, out_w):
+            if fd >= 0:
+                os.close(fd)

@@ -4,6 +4,7 @@ with the process's error (fakes: directories for refs, Python for processes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dockyard import llb
-from dockyard.core import DockyardError, ExecError
+from dockyard.core import DockyardError, ExecError, SessionError
 from dockyard.executor.types import BindMount, ExecMount, ProcessSpec, Stdio
 from dockyard.llbsolver import DebugShell, JobOptions, LlbSolver, Worker
 from dockyard.snapshot.types import Mount
@@ -196,3 +197,54 @@ async def test_one_shell_per_build_and_executors_without_one() -> None:
 def test_a_shell_needs_a_command() -> None:
     with pytest.raises(DockyardError, match="needs a command"):
         DebugShell(args=(), stdio=Stdio())
+
+
+class RecordingConsole:
+    """A console elsewhere (as a daemon's client's terminal): what it was asked to
+    show, the streams it hands out, how the shell said it went."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.broken = broken
+        self.lines: list[str] = []
+        self.finished: list[tuple[int | None, str]] = []
+        self.stdio = Stdio(stdin=11, stdout=12, stderr=13, terminal=False)
+
+    @contextlib.asynccontextmanager
+    async def attach(self, line: str) -> AsyncIterator[RecordingConsole]:
+        if self.broken:
+            raise SessionError("session s ended: the client disconnected")
+        self.lines.append(line)
+        yield self
+
+    def finish(self, status: int | None, notice: str = "") -> None:
+        self.finished.append((status, notice))
+
+
+async def test_a_console_elsewhere_gets_the_streams_and_the_outcome(
+    refs: DirRefs, leak_check: None
+) -> None:
+    executor = InteractiveFake(status=7)
+    console = RecordingConsole()
+    shell = DebugShell(args=("/bin/sh",), console=console)
+    with pytest.raises(ExecError, match="exit code: 7"):
+        await _bridge(refs, executor).solve(
+            _failing_step().marshal(), options=JobOptions(debug_shell=shell)
+        )
+    (seen,) = executor.shells
+    assert seen.stdio == console.stdio  # the console's streams, not this process's
+    assert len(console.lines) == 1
+    assert "running /bin/sh (exit it to continue)" in console.lines[0]
+    assert console.finished == [(3, "")]  # the shell's status goes to the console
+
+
+async def test_a_console_that_cannot_attach_keeps_the_steps_error(
+    refs: DirRefs, leak_check: None
+) -> None:
+    executor = InteractiveFake(status=6)
+    shell = DebugShell(args=("/bin/sh",), console=RecordingConsole(broken=True))
+    with pytest.raises(ExecError, match="exit code: 6"):
+        await _bridge(refs, executor).solve(
+            _failing_step().marshal(), options=JobOptions(debug_shell=shell)
+        )
+    assert executor.shells == []
+    assert shell.ran

@@ -1,7 +1,10 @@
 """Layer export throughput: a ~100 MB layer written from its snapshot, compressed and
 stored in the content store (what the image exporter does for a new layer) beside the
 floors measured in the same run on the same layer tar: ``pigz`` at the same gzip level
-and ``zstd -T0`` at the same zstd level, each compressing the finished tar file.
+and ``zstd -T0`` at the same zstd level, each compressing the finished tar file. The
+same layer as eStargz (``compression=estargz``: a gzip member per file chunk, a TOC)
+is measured beside Dockyard's plain gzip; its slowdown and size are printed, not
+judged.
 
 Dockyard's figure includes more than the floor's: producing the tar from the snapshot,
 hashing it (diff_id) and the compressed stream (digest), and committing the blob
@@ -67,6 +70,9 @@ async def _make_ref(cache: CacheManager, size: int) -> tuple[ImmutableRef, int]:
     return await ref.commit(), copied
 
 
+_sizes: dict[Compression, int] = {}
+
+
 async def _export(ref: ImmutableRef, content: ContentStore, options: CompressionOptions) -> float:
     """The exporter's new-layer path: diff → compressor → content store, committed."""
     start = time.perf_counter()
@@ -77,6 +83,7 @@ async def _export(ref: ImmutableRef, content: ContentStore, options: Compression
         await asyncio.to_thread(compressor.close)
         info = await writer.commit()
     took = time.perf_counter() - start
+    _sizes[options.type] = info.size
     await content.delete(info.digest)
     return took
 
@@ -121,10 +128,13 @@ async def _main(size_mib: int, runs: int, gzip_level: int, zstd_level: int) -> i
         )
         gzip = CompressionOptions(type=Compression.GZIP, level=gzip_level)
         zstd = CompressionOptions(type=Compression.ZSTD, level=zstd_level)
-        times: dict[str, list[float]] = {k: [] for k in ("gzip", "pigz", "zstd", "zstd-cli")}
+        estargz = CompressionOptions(type=Compression.ESTARGZ, level=gzip_level)
+        kinds = ("gzip", "pigz", "zstd", "zstd-cli", "estargz")
+        times: dict[str, list[float]] = {k: [] for k in kinds}
         out = work / "out"
         for _ in range(runs):
             times["gzip"].append(await _export(ref, content, gzip))
+            times["estargz"].append(await _export(ref, content, estargz))
             times["pigz"].append(
                 await asyncio.to_thread(_tool, ["pigz", f"-{gzip_level}", "-c"], tar, out)
             )
@@ -142,6 +152,7 @@ async def _main(size_mib: int, runs: int, gzip_level: int, zstd_level: int) -> i
     print(f"gzip level {gzip_level}:")
     print(_line("dockyard (diff+gzip+hash+store)", times["gzip"], size))
     print(_line(f"floor: pigz -{gzip_level} of the tar file", times["pigz"], size))
+    print(_line("dockyard estargz (diff+estargz+...)", times["estargz"], size))
     print(f"zstd level {zstd_level}:")
     print(_line("dockyard (diff+zstd+hash+store)", times["zstd"], size))
     print(_line(f"floor: zstd -{zstd_level} -T0 of the tar", times["zstd-cli"], size))
@@ -149,6 +160,9 @@ async def _main(size_mib: int, runs: int, gzip_level: int, zstd_level: int) -> i
     zstd_ratio = statistics.median(times["zstd-cli"]) / statistics.median(times["zstd"])
     print(f"ratio gzip: {gzip_ratio:.2f}x pigz (target >= 1.0)")
     print(f"ratio zstd: {zstd_ratio:.2f}x zstd -T0")
+    esgz = statistics.median(times["estargz"]) / statistics.median(times["gzip"])
+    grown = _sizes[Compression.ESTARGZ] / _sizes[Compression.GZIP]
+    print(f"estargz: {esgz:.2f}x the time of gzip, blob {grown:.3f}x its size")
     return 0 if gzip_ratio >= 1.0 else 1
 
 

@@ -559,9 +559,22 @@ class EStargzWriter:
 
     def _toc_json(self) -> bytes:
         entries = [e.to_json(self._offsets) for e in self._entries]
-        text = json.dumps(
-            {"version": 1, "entries": entries or None}, indent="\t", ensure_ascii=False
-        )
+        if not entries:
+            text = '{\n\t"version": 1,\n\t"entries": null\n}'
+        else:
+            # json.dumps(..., indent="\t") in Python's own encoder costs ~9 µs an entry;
+            # an entry's fields through the C encoder with the indentation as the item
+            # separator give the same text (an entry with xattrs nests: the slow way)
+            flat = json.JSONEncoder(ensure_ascii=False, separators=(",\n\t\t\t", ": "))
+            texts = []
+            for entry in entries:
+                if "xattrs" in entry:
+                    nested = json.dumps(entry, indent="\t", ensure_ascii=False)
+                    texts.append(nested.replace("\n", "\n\t\t"))
+                else:
+                    one = flat.encode(entry)
+                    texts.append("{\n\t\t\t" + one[1:-1] + "\n\t\t}")
+            text = '{\n\t"version": 1,\n\t"entries": [\n\t\t' + ",\n\t\t".join(texts) + "\n\t]\n}"
         # Go's encoder also escapes these (they only occur inside strings here)
         for char, escaped in (
             ("&", "\\u0026"),

@@ -201,6 +201,11 @@ def test_toc_text_is_laid_out_as_go_marshals_it(tar: bytes) -> None:
     # Go's encoder escapes <, > and & (and U+2028) inside strings
     assert "\\u003c\\u0026\\u003e \\u2028.txt" in text
     assert "<" not in text
+    # the whole text is what an indenting encoder writes (xattrs nested one level more)
+    again = json.dumps(json.loads(text), indent="\t", ensure_ascii=False)
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        again = again.replace(char, escaped)
+    assert text == again.replace("\u2028", "\\u2028")
     keys = list(parsed.entries[1])
     order = ["name", "type", "size", "modtime", "linkName", "mode", "uid", "gid", "userName"]
     order += ["groupName", "offset", "innerOffset", "devMajor", "devMinor", "xattrs", "digest"]

@@ -253,8 +253,9 @@ def run_flags(
     "--allow",
     "allow",
     multiple=True,
-    type=click.Choice(["network.host", "security.insecure"]),
-    help="Grant an entitlement the build asks for (repeatable).",
+    metavar="network.host|security.insecure|device[=NAME[,alias=ALIAS]]",
+    help="Grant an entitlement the build asks for (repeatable); device: the CDI devices"
+    " RUN --device asks for (all of them, or those NAME selects).",
 )
 @click.option(
     "--provenance",

@@ -84,8 +84,9 @@ _DEFAULT_SOCKET = "/run/dockyard/dockyardd.sock"
     "--allow",
     "allow",
     multiple=True,
-    type=click.Choice(["network.host", "security.insecure"]),
-    help="Grant an entitlement the build asks for (repeatable).",
+    metavar="network.host|security.insecure|device[=NAME[,alias=ALIAS]]",
+    help="Grant an entitlement the build asks for (repeatable); device: the CDI devices"
+    " RUN --device asks for (all of them, or those NAME selects).",
 )
 @click.option(
     "--progress",

@@ -24,7 +24,7 @@ NetworkName = Literal["default", "none", "host"]
 Subrequest = Literal["outline", "targets"]
 _SUBREQUESTS = ("outline", "targets")
 _NETWORKS = ("default", "none", "host")
-_ENTITLEMENTS = ("network.host", "security.insecure")
+_ENTITLEMENTS = ("network.host", "security.insecure", "device")
 
 
 def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -122,7 +122,8 @@ class BuildOptions:
     ``platforms``: the targets of a multi-platform build (two or more; one given here
     is moved to ``platform``), built side by side into an image index (or a
     sub-directory per platform for ``local``/``tar`` outputs). ``allow``: entitlements
-    the build asks for. ``no_cache_filter``:
+    the build asks for (``network.host``, ``security.insecure``, ``device`` or
+    ``device=NAME[,alias=ALIAS]`` for CDI devices). ``no_cache_filter``:
     stages built without the cache. ``annotations`` (``--annotation``,
     :func:`dockyard.exporter.parse_annotation` values) go to every image output (image,
     registry, oci, docker), beside those of its own ``annotation.*`` attributes.
@@ -217,10 +218,17 @@ class BuildOptions:
             )
         if self.shm_size < 0:
             raise UsageError(f"shm_size must not be negative, got {self.shm_size}")
-        unknown = sorted(self.allow - set(_ENTITLEMENTS))
-        if unknown:
+        for value in sorted(self.allow):
+            if value in _ENTITLEMENTS:
+                continue
+            if value.startswith("device="):  # device=NAME[,alias=ALIAS] (a CDI device)
+                from dockyard.core import parse_grant
+
+                parse_grant(value)
+                continue
             raise UsageError(
-                f"unknown entitlement {unknown[0]!r} (expected {' or '.join(_ENTITLEMENTS)})"
+                f"unknown entitlement {value!r} (expected {', '.join(_ENTITLEMENTS)}"
+                " or device=NAME)"
             )
         if self.subrequest is not None and self.subrequest not in _SUBREQUESTS:
             raise UsageError(

@@ -10,7 +10,7 @@ from dockyard._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from ._digest import Digest, sha256_digest
-    from ._entitlements import Entitlement
+    from ._entitlements import DeviceGrant, Entitlement, Grant, parse_grant
     from ._errors import (
         AuthError,
         CancelledError,
@@ -58,7 +58,10 @@ if TYPE_CHECKING:
 _LAZY = {
     "Digest": "._digest",
     "sha256_digest": "._digest",
+    "DeviceGrant": "._entitlements",
     "Entitlement": "._entitlements",
+    "Grant": "._entitlements",
+    "parse_grant": "._entitlements",
     "AuthError": "._errors",
     "CancelledError": "._errors",
     "ConfigError": "._errors",
@@ -111,12 +114,14 @@ __all__ = [
     "CollectingReporter",
     "ConfigError",
     "ContentError",
+    "DeviceGrant",
     "Digest",
     "DockyardError",
     "Entitlement",
     "Event",
     "ExecError",
     "FrontendError",
+    "Grant",
     "InternalError",
     "InvalidDefinitionError",
     "MatchState",
@@ -147,6 +152,7 @@ __all__ = [
     "now",
     "open_dir_in_root",
     "open_in_root",
+    "parse_grant",
     "resolve_in_root",
     "sha256_digest",
 ]

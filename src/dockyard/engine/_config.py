@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from dockyard.core import Entitlement, Platform, UsageError, host_platform
+from dockyard.core import Grant, Platform, UsageError, host_platform, parse_grant
 from dockyard.core.statedir import STATE_DIR_ENV, default_state_dir
+from dockyard.executor.cdi.types import CdiConfig
 from dockyard.executor.types import NetworkMode
 from dockyard.registry import RegistryConfig
 
@@ -35,12 +36,14 @@ class EngineConfig:
     the copying ``native`` one. ``max_parallelism``: how many ops may run at once
     (``None``: no limit). ``registry``: mirrors, insecure and loopback hosts, CA files.
     ``entitlements``: the privileges builds may ask for (``--allow``); a build asking
-    for another is refused. ``network``: the network of build steps that do not ask for
+    for another is refused (by name: allowing ``device`` allows ``device=NAME`` too). ``network``: the network of build steps that do not ask for
     one (``host``: the host's, as BuildKit without CNI; ``none``: loopback only).
     ``platform``: what build steps run as (this host's). ``host_paths``: builds may name
     files of this host by path (``oci-layout:///PATH``) — true for the embedded engine,
     whose client is this process; a daemon sets it false (a remote client offers its
-    layouts through its session instead).
+    layouts through its session instead). ``cdi``: where CDI device specs are found
+    (default: BuildKit's directories, or ``$DOCKYARD_CDI_SPEC_DIRS``; CDI off with
+    ``$DOCKYARD_CDI_DISABLED=1``).
     """
 
     state_dir: Path = field(default_factory=default_state_dir)
@@ -49,10 +52,11 @@ class EngineConfig:
     snapshotter: SnapshotterName = "auto"
     max_parallelism: int | None = None
     registry: RegistryConfig = field(default_factory=RegistryConfig)
-    entitlements: frozenset[Entitlement] = frozenset()
+    entitlements: frozenset[Grant] = frozenset()
     network: NetworkMode = NetworkMode.HOST
     platform: Platform = field(default_factory=host_platform)
     host_paths: bool = True
+    cdi: CdiConfig = field(default_factory=CdiConfig.from_env)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
@@ -67,6 +71,7 @@ class EngineConfig:
         object.__setattr__(self, "entitlements", frozenset(self.entitlements))
 
     @staticmethod
-    def parse_entitlements(values: Iterable[str]) -> frozenset[Entitlement]:
-        """``network.host``, ``security.insecure`` (``--allow`` values)."""
-        return frozenset(Entitlement.parse(v) for v in values)
+    def parse_entitlements(values: Iterable[str]) -> frozenset[Grant]:
+        """``network.host``, ``security.insecure``, ``device`` or
+        ``device=NAME[,alias=ALIAS]`` (``--allow`` values)."""
+        return frozenset(parse_grant(v) for v in values)

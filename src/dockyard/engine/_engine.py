@@ -165,6 +165,7 @@ class Engine:
         # heavy parts load here, not when the package is imported
         from dockyard.cache import CacheManager
         from dockyard.content import ContentStore, ImageStore
+        from dockyard.executor.cdi import DeviceRegistry
         from dockyard.llbsolver import CacheRefs, LlbSolver, Worker
         from dockyard.session import SessionManager
         from dockyard.solver import Solver, SqliteCacheKeyStorage
@@ -204,6 +205,7 @@ class Engine:
             default_network=config.network,
             platform=config.platform,
             mount_dir=cache.mount_dir,
+            devices=DeviceRegistry.from_config(config.cdi),  # (reads nothing yet)
         )
         solver = Solver(
             result_storage=cache, key_storage=keys, max_parallelism=config.max_parallelism
@@ -284,7 +286,8 @@ class Engine:
             return await self._solve(request, session, reporter)
 
     def _check_entitlements(self, request: BuildRequest) -> None:
-        denied = request.entitlements - self.config.entitlements
+        allowed = {grant.entitlement for grant in self.config.entitlements}
+        denied = {grant.entitlement for grant in request.entitlements} - allowed
         if denied:
             names = ", ".join(sorted(e.value for e in denied))
             # A refusal of the engine, not a mistake on the command line (which asked

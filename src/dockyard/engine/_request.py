@@ -11,8 +11,9 @@ from dockyard.core import BuildWarning, Reporter, UsageError
 
 if TYPE_CHECKING:
     from dockyard import llb, oci
+    from dockyard.core import Grant
     from dockyard.exporter import ExportOptions, ExportResponse, ProvenanceOptions
-    from dockyard.llbsolver.types import DebugShell, Entitlement
+    from dockyard.llbsolver.types import DebugShell
     from dockyard.registry import TagCheck
     from dockyard.remotecache import CacheExport, CacheImport
 
@@ -55,7 +56,7 @@ class BuildRequest:
     cache_imports: tuple[CacheImport, ...] = ()
     cache_exports: tuple[CacheExport, ...] = ()
     session_id: str | None = None
-    entitlements: frozenset[Entitlement] = frozenset()
+    entitlements: frozenset[Grant] = frozenset()
     reporter: Reporter | None = None
     name: str = ""
     provenance: ProvenanceOptions | None = None

@@ -23,11 +23,10 @@ from dockyard.core import InternalError
 
 if TYPE_CHECKING:
     from dockyard import oci
-    from dockyard.core import Platform, Reporter
+    from dockyard.core import Grant, Platform, Reporter
     from dockyard.exporter import Attestation
     from dockyard.frontend import SbomScan
     from dockyard.llbsolver import LlbSolver
-    from dockyard.llbsolver.types import Entitlement
     from dockyard.solver import Edge, Job, ResultRef
 
 __all__ = ["config_platform", "sbom_attestations"]
@@ -49,7 +48,7 @@ async def sbom_attestations(
     *,
     job: Job,
     llb: LlbSolver,
-    entitlements: frozenset[Entitlement],
+    entitlements: frozenset[Grant],
     platform: Platform,
     epoch: int | None,
     reporter: Reporter,
@@ -87,7 +86,7 @@ async def _builtin(
     *,
     job: Job,
     llb: LlbSolver,
-    entitlements: frozenset[Entitlement],
+    entitlements: frozenset[Grant],
     platform: Platform,
     epoch: int | None,
     reporter: Reporter,

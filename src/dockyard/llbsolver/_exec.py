@@ -19,6 +19,11 @@ An exec of another platform than the worker's runs when the host emulates it (a 
 handler in binfmt_misc with the F flag, see :mod:`dockyard.executor._binfmt`; looked up
 only then); otherwise it fails before running, saying why and how to set emulation up.
 
+CDI devices (``cdiDevices``): their names are checked when the op is loaded (the
+``device`` entitlement is the loader's, :mod:`dockyard.llbsolver._devices`); when the
+process runs, the worker's registry resolves them to edits of the sandbox, which only the
+names, never the edits, key.
+
 On a status outside ``validExitCodes`` (``0`` when empty) the op raises
 :class:`dockyard.core.ExecError` naming the command and the status, with the last lines
 of its output.
@@ -42,6 +47,8 @@ from dockyard.core import (
     NotFoundError,
     Platform,
 )
+from dockyard.core.cdinames import parse_selector
+from dockyard.executor.cdi.types import ContainerEdits, DeviceRequest
 from dockyard.executor.types import (
     BindMount,
     ExecMount,
@@ -59,6 +66,7 @@ from dockyard.snapshot.types import Mount
 from dockyard.solver import CacheMap, Dep, Result, VertexContext
 
 from ._common import OpInfo, cache_digest
+from ._devices import device_edits
 from .types import (
     DEBUG_SHELL,
     SECRETS,
@@ -250,6 +258,14 @@ class ExecOp:
         for s in self.secret_env:
             if not s.id or not s.name:
                 raise InvalidDefinitionError("a secret environment variable needs an id and a name")
+        self.devices = tuple(
+            DeviceRequest(name=d.name, optional=d.optional) for d in exec_op.cdiDevices
+        )
+        for device in self.devices:
+            try:
+                parse_selector(device.name)
+            except DockyardError as exc:
+                raise InvalidDefinitionError(exc.message) from exc
         self.mounts = tuple(_parse_mount(m) for m in exec_op.mounts)
         roots = [m for m in self.mounts if m.dest == "/"]
         if len(roots) != 1 or roots[0].kind != _BIND:
@@ -361,6 +377,7 @@ class ExecOp:
                     f"secret {s.id!r} not found (for environment variable {s.name})"
                 )
             env.append(f"{s.name}={value.decode('utf-8', 'surrogateescape')}")
+        cdi_edits = await device_edits(self.devices, self.worker.devices, ctx, self.info)
         writable: dict[int, MutableRef] = {}  # mount position -> writable ref
         outputs: dict[int, ImmutableRef] = {}
         try:
@@ -429,7 +446,7 @@ class ExecOp:
                             exec_mounts.append((m.dest, SshMount(dest=m.dest, socket=socket)))
                 exec_mounts.sort(key=lambda item: item[0])
                 tail = OutputTail()
-                process = self._process(env)
+                process = self._process(env, cdi_edits)
                 mounts = [m for _, m in exec_mounts]
                 try:
                     status = await self._execute(ctx, root, mounts, process, tail)
@@ -489,7 +506,7 @@ class ExecOp:
                 )
             return
 
-    def _process(self, env: list[str]) -> ProcessSpec:
+    def _process(self, env: list[str], cdi_edits: tuple[ContainerEdits, ...] = ()) -> ProcessSpec:
         network = {0: self.worker.default_network, 1: NetworkMode.HOST, 2: NetworkMode.NONE}[
             self.net
         ]
@@ -505,6 +522,7 @@ class ExecOp:
                 security=security,
                 rlimits=self.rlimits,
                 cgroup_parent=self.cgroup_parent,
+                cdi_edits=cdi_edits,
                 **({"hostname": self.hostname} if self.hostname else {}),
             )
         except DockyardError as exc:

@@ -22,11 +22,12 @@ from dockyard.llb import Definition, OpNode
 from dockyard.solver import Edge, Vertex, VertexOptions
 
 from ._common import OpInfo
+from ._devices import authorize_devices
 from ._exec import ExecOp
 from ._fileop import FileOp, steps_from_pb
 from ._merge import DiffOp, MergeOp
 from ._source import SourceOp
-from .types import Entitlement, SourceRequest, Worker
+from .types import Grant, SourceRequest, Worker
 
 if TYPE_CHECKING:
     from dockyard.api import ops as pb
@@ -79,12 +80,14 @@ def load(
     definition: Definition,
     worker: Worker,
     *,
-    entitlements: frozenset[Entitlement] = frozenset(),
+    entitlements: frozenset[Grant] = frozenset(),
 ) -> Edge | None:
     """The result edge of ``definition`` with every op made a vertex; ``None`` for an
     empty Definition (the empty filesystem). Raises :class:`InvalidDefinitionError` for
     an op Dockyard cannot run and :class:`EntitlementError` for a privilege not
-    granted, both naming the op."""
+    granted, both naming the op. An exec asking for CDI devices without the build
+    being granted every device reads the worker's CDI specs (blocking; see
+    :mod:`dockyard.llbsolver._devices`)."""
     head = definition.head
     if head is None:
         return None
@@ -109,7 +112,7 @@ def _vertex(
     node: OpNode,
     vertices: dict[str, Vertex],
     worker: Worker,
-    entitlements: frozenset[Entitlement],
+    entitlements: frozenset[Grant],
 ) -> Vertex:
     name = _name(node, vertices)
     info = OpInfo(
@@ -148,7 +151,7 @@ def _op(
     node: OpNode,
     info: OpInfo,
     worker: Worker,
-    entitlements: frozenset[Entitlement],
+    entitlements: frozenset[Grant],
     vertices: dict[str, Vertex],
 ) -> Op:
     op = node.op
@@ -174,6 +177,17 @@ def _op(
                 f"{info.name!r} needs the {names} entitlement, which this build was not"
                 f" granted (allow it with --allow {names.split(', ')[0]})"
             )
+        if exec_op.devices:
+            exec_op.devices, forbidden = authorize_devices(
+                exec_op.devices, entitlements, worker.devices
+            )
+            if forbidden:
+                listed = ", ".join(forbidden)
+                raise EntitlementError(
+                    f"{info.name!r} asks for device{'s' if len(forbidden) > 1 else ''}"
+                    f" {listed}, which this build was not granted (allow it with --allow"
+                    f" device={forbidden[0]}, or every device with --allow device)"
+                )
         return exec_op
     if kind == "file":
         return FileOp(

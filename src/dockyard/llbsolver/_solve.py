@@ -18,7 +18,7 @@ from .types import (
     SESSION_ID,
     SSH_AGENTS,
     DebugShell,
-    Entitlement,
+    Grant,
     Worker,
 )
 
@@ -35,7 +35,7 @@ class JobOptions:
     session_id: str | None = None
     secrets: SecretStore | None = None
     ssh_agents: SshForwarder | None = None
-    entitlements: frozenset[Entitlement] = frozenset()
+    entitlements: frozenset[Grant] = frozenset()
     cache_sources: tuple[CacheSource, ...] = ()
     debug_shell: DebugShell | None = None
 
@@ -65,7 +65,7 @@ class LlbSolver:
         self.solver = solver
 
     def load(
-        self, definition: Definition, *, entitlements: frozenset[Entitlement] = frozenset()
+        self, definition: Definition, *, entitlements: frozenset[Grant] = frozenset()
     ) -> Edge | None:
         """The vertices of ``definition`` (see :func:`dockyard.llbsolver.load`)."""
         return load(definition, self.worker, entitlements=entitlements)

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from dockyard.core import Entitlement, Platform, UsageError, VertexRef, host_platform
+from dockyard.core import Entitlement, Grant, Platform, UsageError, VertexRef, host_platform
 from dockyard.executor.types import ExecMount, Executor, NetworkMode, ProcessSpec, Stdio
 from dockyard.llb import CacheSharing
 from dockyard.session.types import SecretStore, SshForwarder
@@ -43,6 +43,7 @@ from dockyard.snapshot.types import Mount
 from dockyard.solver import JobValue
 
 if TYPE_CHECKING:
+    from dockyard.executor.cdi import DeviceRegistry
     from dockyard.solver import VertexContext
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "CopyHistory",
     "DebugShell",
     "Entitlement",
+    "Grant",
     "ImmutableRef",
     "LocalConsole",
     "MutableRef",
@@ -312,7 +314,7 @@ SESSION_ID: JobValue[str] = JobValue("llbsolver.session_id")
 
 SECRETS: JobValue[SecretStore] = JobValue("llbsolver.secrets")
 SSH_AGENTS: JobValue[SshForwarder] = JobValue("llbsolver.ssh_agents")
-ENTITLEMENTS: JobValue[frozenset[Entitlement]] = JobValue("llbsolver.entitlements")
+ENTITLEMENTS: JobValue[frozenset[Grant]] = JobValue("llbsolver.entitlements")
 
 
 class ShellStreams(Protocol):
@@ -481,7 +483,9 @@ class Worker:
     ``default_network`` is the network of an exec whose LLB network mode is unset
     (BuildKit's default without CNI is the host's). ``platform`` is what execs run as.
     ``mount_dir`` is where file ops mount refs they read or write (the system's
-    temporary directory when ``None``; the engine passes ``<state>/mnt``).
+    temporary directory when ``None``; the engine passes ``<state>/mnt``). ``devices``
+    are the host's CDI devices execs may ask for (``None``: CDI is disabled, and an exec
+    that requires a device fails).
     """
 
     refs: RefStore
@@ -490,3 +494,4 @@ class Worker:
     default_network: NetworkMode = NetworkMode.HOST
     platform: Platform = field(default_factory=host_platform)
     mount_dir: Path | None = None
+    devices: DeviceRegistry | None = None

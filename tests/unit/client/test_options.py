@@ -98,8 +98,11 @@ def test_caches_become_the_engines_values() -> None:
 def test_build_options_are_checked() -> None:
     with pytest.raises(UsageError, match="invalid network mode"):
         BuildOptions(network="bridge")  # type: ignore[arg-type]
-    with pytest.raises(UsageError, match="unknown entitlement 'device'"):
-        BuildOptions(allow=frozenset({"device"}))
+    with pytest.raises(UsageError, match="unknown entitlement 'root'"):
+        BuildOptions(allow=frozenset({"root"}))
+    with pytest.raises(UsageError, match="invalid device 'a/b/c'"):
+        BuildOptions(allow=frozenset({"device=a/b/c"}))
+    assert BuildOptions(allow=frozenset({"device", "device=v.com/c=x,alias=mine"})).allow
     with pytest.raises(UsageError, match="cannot both be read from stdin"):
         BuildOptions(context="-", dockerfile="-")
     with pytest.raises(UsageError, match="invalid build context name 'context'"):

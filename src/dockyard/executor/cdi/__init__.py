@@ -26,6 +26,7 @@ from .types import (
     CDI_SPEC_DIRS_ENV,
     DEFAULT_SPEC_DIRS,
     HOOK_NAMES,
+    SPEC_SUFFIXES,
     CdiConfig,
     CdiMount,
     ContainerEdits,
@@ -40,7 +41,7 @@ from .types import (
 if TYPE_CHECKING:
     from ._apply import apply_edits, destinations
     from ._registry import DeviceRegistry, Resolution
-    from ._spec import SPEC_SUFFIXES, VERSIONS, CdiDevice, CdiSpec, parse_spec, read_spec
+    from ._spec import VERSIONS, CdiDevice, CdiSpec, parse_spec, read_spec
 
 __all__ = [
     "ANNOTATION_AUTO_ALLOW",
@@ -77,7 +78,6 @@ __getattr__ = lazy_getattr(
         "destinations": "._apply",
         "DeviceRegistry": "._registry",
         "Resolution": "._registry",
-        "SPEC_SUFFIXES": "._spec",
         "VERSIONS": "._spec",
         "CdiDevice": "._spec",
         "CdiSpec": "._spec",

@@ -21,19 +21,23 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard.core import ConfigError, NotFoundError
 from dockyard.core.cdinames import DeviceSelector, parse_selector
 
-from ._spec import SPEC_SUFFIXES, CdiDevice, CdiSpec, read_spec
 from .types import (
     ANNOTATION_AUTO_ALLOW,
     ANNOTATION_CLASS,
+    SPEC_SUFFIXES,
     CdiConfig,
     ContainerEdits,
     DeviceInfo,
     DeviceRequest,
 )
+
+if TYPE_CHECKING:
+    from ._spec import CdiDevice, CdiSpec
 
 __all__ = ["DeviceRegistry", "Resolution"]
 
@@ -126,6 +130,8 @@ class DeviceRegistry:
         return tuple(out)
 
     def _read(self, signature: _Signature) -> _Index:
+        from ._spec import read_spec  # (the parser loads only once there is a file)
+
         problems: list[str] = []
         chosen: dict[str, _Entry] = {}
         conflicts: dict[str, list[Path]] = {}

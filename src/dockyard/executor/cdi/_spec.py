@@ -32,6 +32,7 @@ from dockyard.core.cdinames import check_device_name, check_kind
 
 from .types import (
     HOOK_NAMES,
+    SPEC_SUFFIXES,
     CdiMount,
     ContainerEdits,
     DeviceNode,
@@ -42,7 +43,6 @@ from .types import (
 
 __all__ = ["SPEC_SUFFIXES", "VERSIONS", "CdiDevice", "CdiSpec", "parse_spec", "read_spec"]
 
-SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 VERSIONS = ("0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.1.0")
 """The CDI spec versions a file may declare (0.1.0 and 0.2.0 are older than any
 implementation reads)."""

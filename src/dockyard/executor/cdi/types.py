@@ -22,6 +22,7 @@ __all__ = [
     "CDI_SPEC_DIRS_ENV",
     "DEFAULT_SPEC_DIRS",
     "HOOK_NAMES",
+    "SPEC_SUFFIXES",
     "CdiConfig",
     "CdiMount",
     "ContainerEdits",
@@ -57,6 +58,10 @@ HOOK_NAMES = (
     "poststop",
 )
 """The OCI hooks a spec may add (``prestart`` is deprecated by OCI but still valid)."""
+
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+"""The spec files of a directory: ``.json`` and ``.yaml`` as the reference reads them,
+and ``.yml`` as BuildKit's documentation writes them."""
 
 CDI_SPEC_DIRS_ENV = "DOCKYARD_CDI_SPEC_DIRS"
 CDI_DISABLED_ENV = "DOCKYARD_CDI_DISABLED"

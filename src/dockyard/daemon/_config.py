@@ -34,6 +34,11 @@ optional and unknown keys are refused (with a suggestion when a BuildKit spellin
     all = true
     reserved-space = "10GB"
 
+    [cdi]                                           # CDI devices (RUN --device), as buildkitd.toml's
+    disabled = false
+    spec-dirs = ["/etc/cdi", "/var/run/cdi", "/etc/buildkit/cdi"]   # the default
+    auto-allowed = ["vendor.com/gpu"]               # usable without the device entitlement
+
     [registry."docker.io"]                          # as buildkitd.toml's [registry."host"]
     mirrors = ["mirror.example.com:5000"]
     [registry."registry.local:5000"]
@@ -71,6 +76,7 @@ from dockyard.core.address import (
     UnixListener,
     parse_address,
 )
+from dockyard.executor.cdi.types import CdiConfig
 from dockyard.registry import RegistryConfig
 
 __all__ = [
@@ -162,9 +168,10 @@ class DaemonConfig:
     """Everything ``dockyardd`` is configured with (see the module docstring).
 
     ``state_dir`` ``None`` means the engine's default. ``runtime``, ``runtime_binary``,
-    ``snapshotter``, ``max_parallelism``, ``registry`` and ``entitlements`` mean what
-    the engine's configuration fields of the same names mean (``entitlements``: those a
-    build may ask for). ``source`` is the file the values came from.
+    ``snapshotter``, ``max_parallelism``, ``registry``, ``entitlements`` and ``cdi``
+    mean what the engine's configuration fields of the same names mean
+    (``entitlements``: those a build may ask for). ``source`` is the file the values
+    came from.
     """
 
     state_dir: Path | None = None
@@ -176,6 +183,7 @@ class DaemonConfig:
     entitlements: frozenset[Entitlement] = frozenset()
     listeners: tuple[Listener, ...] = (UnixListener(path=DEFAULT_SOCKET),)
     gc: GcConfig = field(default_factory=lambda: GcConfig(policies=default_gc_policies()))
+    cdi: CdiConfig = field(default_factory=CdiConfig)
     source: Path | None = None
 
     @classmethod
@@ -326,7 +334,8 @@ def _listener(address: str, *, tls: TlsConfig | None, group: int | None) -> List
 
 # -- the file --------------------------------------------------------------------------
 
-_TOP = ("state-dir", "allowed-entitlements", "grpc", "worker", "registry")
+_TOP = ("state-dir", "allowed-entitlements", "grpc", "worker", "registry", "cdi")
+_CDI = ("disabled", "spec-dirs", "auto-allowed")
 _GRPC = ("address", "group", "tls")
 _TLS = ("cert", "key", "ca")
 _SPACES = ("reserved-space", "max-used-space", "min-free-space")
@@ -432,6 +441,7 @@ class _Parser:
             entitlements=self.entitlements(data.get("allowed-entitlements", [])),
             listeners=self.listeners(grpc_table),
             gc=self.gc(worker),
+            cdi=self.cdi(data.get("cdi", {})),
             source=self.source,
         )
 
@@ -442,6 +452,22 @@ class _Parser:
             return RegistryConfig.from_mapping(value)
         except ConfigError as exc:
             raise ConfigError(f"{self.where}: {exc.message}") from exc
+
+    def cdi(self, value: object) -> CdiConfig:
+        table = self.table(value, "cdi", _CDI)
+        disabled = self.typed(table.get("disabled", False), "cdi.disabled", bool, "true or false")
+        dirs = CdiConfig().spec_dirs
+        if "spec-dirs" in table:
+            dirs = tuple(
+                self.path(d, "cdi.spec-dirs")
+                for d in self.strings(table["spec-dirs"], "cdi.spec-dirs")
+            )
+        allowed = self.strings(table.get("auto-allowed", []), "cdi.auto-allowed")
+        from dockyard.core.cdinames import parse_selector
+
+        for name in allowed:
+            self.convert("cdi.auto-allowed", name, parse_selector)
+        return CdiConfig(disabled=disabled, spec_dirs=dirs, auto_allowed=allowed)
 
     def entitlements(self, value: object) -> frozenset[Entitlement]:
         key = "allowed-entitlements"

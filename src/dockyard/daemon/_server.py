@@ -186,6 +186,7 @@ class Daemon:
             max_parallelism=config.max_parallelism,
             registry=config.registry,
             entitlements=config.entitlements,
+            cdi=config.cdi,
             host_paths=False,  # a client's paths are of its host: it offers them in its session
         )
         for listener in config.listeners:

@@ -293,6 +293,8 @@ class EStargzWriter:
         self._chunk_left = 0
         self._file_hash: hashlib._Hash | None = None
         self._chunk_hash = hashlib.sha256()
+        self._last_mtime: float = 0
+        self._last_modtime = ""
         self._last_uname: dict[int, str] = {}
         self._last_gname: dict[int, str] = {}
         self._entries: list[_Entry] = []
@@ -444,14 +446,13 @@ class EStargzWriter:
             prefix = _cstr(block[345:500])
             if prefix:
                 name = _text(prefix) + "/" + name
-        link = _text(_cstr(block[157:257]))
+        link = _text(_cstr(block[157:257])) if kind in (b"1", b"2") else ""
         uname = gname = ""
-        major = minor = 0
         if ustar or gnu:
-            uname = _text(_cstr(block[265:297]))
-            gname = _text(_cstr(block[297:329]))
-            major = _number(block[329:337])
-            minor = _number(block[337:345])
+            raw_uname = _cstr(block[265:297])
+            raw_gname = _cstr(block[297:329])
+            uname = _text(raw_uname) if raw_uname else ""
+            gname = _text(raw_gname) if raw_gname else ""
         uid = _number(block[108:116])
         gid = _number(block[116:124])
         mtime: float = _number(block[136:148])
@@ -497,13 +498,15 @@ class EStargzWriter:
         entry.gid = gid
         entry.uname = _name_if_changed(self._last_uname, uid, uname)
         entry.gname = _name_if_changed(self._last_gname, gid, gname)
-        entry.modtime = _modtime(mtime)
+        if mtime != self._last_mtime:  # most entries of a layer share a time
+            self._last_mtime, self._last_modtime = mtime, _modtime(mtime)
+        entry.modtime = self._last_modtime
         entry.xattrs = xattrs
         if toc_type in ("hardlink", "symlink"):
             entry.link_name = link
-        elif toc_type in ("char", "block"):
-            entry.dev_major = major
-            entry.dev_minor = minor
+        elif toc_type in ("char", "block") and (ustar or gnu):
+            entry.dev_major = _number(block[329:337])
+            entry.dev_minor = _number(block[337:345])
         if toc_type != "reg":
             self._entries.append(entry)
             self._state = _HEADER  # every other type is a header alone
@@ -683,7 +686,7 @@ def _number(field: bytes) -> int:
         if field[0] & 0x40:  # negative (two's complement)
             value -= 1 << (8 * len(field) - 1)
         return value
-    text = field.replace(b"\0", b" ").strip()
+    text = field.strip(b" \0")  # as Go's parseOctal trims
     if not text:
         return 0
     try:

@@ -89,12 +89,14 @@ def _worker_info(engine: Engine, config: DaemonConfig) -> WorkerInfo:
         _WORKER_LABEL + "oci.process-mode": "sandbox",
         _WORKER_LABEL + "runtime": config.runtime,
     }
+    registry = engine.llb.worker.devices
     return WorkerInfo(
         id=_worker_id(engine.state_dir),
         labels=labels,
         platforms=(engine.config.platform,),
         gc_policies=config.gc.policies,
         runnable=runnable_platforms,
+        devices=registry.devices if registry is not None else None,
     )
 
 

@@ -40,6 +40,7 @@ from ._request import build_request, exporter_response
 from .types import ServedEngine
 
 if TYPE_CHECKING:
+    from dockyard.executor.cdi import DeviceInfo
     from dockyard.session import SessionManager
 
 __all__ = ["SERVICE", "ControlService", "WorkerInfo"]
@@ -56,13 +57,15 @@ class WorkerInfo:
     """What ``ListWorkers`` reports of the engine's one worker: a stable id, BuildKit's
     labels (executor, snapshotter, hostname ...), the platforms it builds for and its GC
     rules. ``runnable`` (asked on each ``ListWorkers``, in a thread) adds the platforms
-    the host runs besides, natively or emulated (binfmt_misc), as BuildKit lists them."""
+    the host runs besides, natively or emulated (binfmt_misc), as BuildKit lists them;
+    ``devices`` (likewise) lists the CDI devices builds may ask for."""
 
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     platforms: tuple[Platform, ...] = ()
     gc_policies: tuple[GcPolicy, ...] = ()
     runnable: Callable[[], Sequence[Platform]] | None = None
+    devices: Callable[[], Sequence[DeviceInfo]] | None = None
 
 
 def _version() -> pb.Version:
@@ -310,6 +313,13 @@ class ControlService:
                 gc_policy=[gc_policy_to_pb(p, disk.total) for p in self.worker.gc_policies],
                 version=_version(),
             )
+            if self.worker.devices is not None:
+                for device in await asyncio.to_thread(self.worker.devices):
+                    record.cdi_devices.add(
+                        name=device.name,
+                        auto_allow=device.auto_allow,
+                        annotations=dict(device.annotations),
+                    )
             return pb.ListWorkersResponse(record=[record])
 
         return await self._guard(context, "listing workers", workers)

@@ -106,6 +106,13 @@ BUILDKIT: dict[str, dict[str, tuple[int, str]]] = {
         "platforms": (3, "len"),
         "gc_policy": (4, "len"),
         "version": (5, "len"),
+        "cdi_devices": (6, "len"),
+    },
+    "CDIDevice": {
+        "name": (1, "len"),
+        "auto_allow": (2, "varint"),
+        "annotations": (3, "len"),
+        "on_demand": (4, "varint"),
     },
     "GCPolicy": {
         "all": (1, "varint"),

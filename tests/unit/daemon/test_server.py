@@ -49,6 +49,7 @@ from dockyard.daemon import (
     usage_record_from_pb,
 )
 from dockyard.engine import BuildRequest, PruneResult, SolveResponse
+from dockyard.executor.cdi import DeviceInfo
 from dockyard.frontend import FrontendContext, FrontendResult, Frontends
 from dockyard.session import (
     CHANNEL_OPTIONS,
@@ -283,6 +284,7 @@ async def serve(
     release: Callable[[], object] = lambda: None,
     release_delay: float = 0.0,
     runnable: Callable[[], Sequence[Platform]] | None = None,
+    devices: Callable[[], Sequence[DeviceInfo]] | None = None,
 ) -> AsyncIterator[Served]:
     workdir = Path(tempfile.mkdtemp(prefix="dy-daemon-"))
     engine = FakeEngine(state_dir=workdir)
@@ -295,6 +297,7 @@ async def serve(
             platforms=(),
             gc_policies=policies,
             runnable=runnable,
+            devices=devices,
         ),
         gc=gc,
         builds=builds if builds is not None else Builds(retain=30, wait=5),
@@ -590,7 +593,7 @@ async def test_exports_to_the_client_and_the_image_store_are_accepted(served: Se
     )
     (request,) = served.engine.requests
     assert [type(e).__name__ for e in request.exports] == ["LocalExport", "ImageExport"]
-    assert {e.value for e in request.entitlements} == {"network.host"}
+    assert {str(e) for e in request.entitlements} == {"network.host"}
 
 
 async def test_registry_and_inline_caches_are_accepted(served: Served) -> None:
@@ -698,6 +701,7 @@ async def test_list_workers_and_info() -> None:
             pb.ListWorkersRequest(filter=["id==w2"])
         )
         assert not other.record
+        assert not worker.cdi_devices
         info = await served.unary("Info", pb.InfoResponse)(pb.InfoRequest())
         from dockyard import __version__
 
@@ -746,3 +750,22 @@ async def test_builds_ask_for_garbage_collection() -> None:
                 await runner
         assert [r.id for r in served.engine.records] == ["b"]
         assert served.gc.statistics().records_removed == 1
+
+
+async def test_list_workers_names_the_cdi_devices() -> None:
+    def devices() -> list[DeviceInfo]:
+        return [
+            DeviceInfo(name="vendor1.com/device=foo", auto_allow=True),
+            DeviceInfo(
+                name="vendor1.com/device=bar",
+                annotations={"org.mobyproject.buildkit.device.class": "class1"},
+            ),
+        ]
+
+    async with serve(devices=devices) as served:
+        workers = await served.unary("ListWorkers", pb.ListWorkersResponse)(pb.ListWorkersRequest())
+        (worker,) = workers.record
+        assert [(d.name, d.auto_allow, dict(d.annotations)) for d in worker.cdi_devices] == [
+            ("vendor1.com/device=foo", True, {}),
+            ("vendor1.com/device=bar", False, {"org.mobyproject.buildkit.device.class": "class1"}),
+        ]

@@ -323,7 +323,7 @@ class ListWorkersResponse(_message.Message):
     def __init__(self, record: _Optional[_Iterable[_Union[WorkerRecord, _Mapping]]] = ...) -> None: ...
 
 class WorkerRecord(_message.Message):
-    __slots__ = ("id", "labels", "platforms", "gc_policy", "version")
+    __slots__ = ("id", "labels", "platforms", "gc_policy", "version", "cdi_devices")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -336,12 +336,33 @@ class WorkerRecord(_message.Message):
     PLATFORMS_FIELD_NUMBER: _ClassVar[int]
     GC_POLICY_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CDI_DEVICES_FIELD_NUMBER: _ClassVar[int]
     id: str
     labels: _containers.ScalarMap[str, str]
     platforms: _containers.RepeatedCompositeFieldContainer[_ops_pb2.Platform]
     gc_policy: _containers.RepeatedCompositeFieldContainer[GCPolicy]
     version: Version
-    def __init__(self, id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., platforms: _Optional[_Iterable[_Union[_ops_pb2.Platform, _Mapping]]] = ..., gc_policy: _Optional[_Iterable[_Union[GCPolicy, _Mapping]]] = ..., version: _Optional[_Union[Version, _Mapping]] = ...) -> None: ...
+    cdi_devices: _containers.RepeatedCompositeFieldContainer[CDIDevice]
+    def __init__(self, id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., platforms: _Optional[_Iterable[_Union[_ops_pb2.Platform, _Mapping]]] = ..., gc_policy: _Optional[_Iterable[_Union[GCPolicy, _Mapping]]] = ..., version: _Optional[_Union[Version, _Mapping]] = ..., cdi_devices: _Optional[_Iterable[_Union[CDIDevice, _Mapping]]] = ...) -> None: ...
+
+class CDIDevice(_message.Message):
+    __slots__ = ("name", "auto_allow", "annotations", "on_demand")
+    class AnnotationsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AUTO_ALLOW_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    ON_DEMAND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    auto_allow: bool
+    annotations: _containers.ScalarMap[str, str]
+    on_demand: bool
+    def __init__(self, name: _Optional[str] = ..., auto_allow: _Optional[bool] = ..., annotations: _Optional[_Mapping[str, str]] = ..., on_demand: _Optional[bool] = ...) -> None: ...
 
 class GCPolicy(_message.Message):
     __slots__ = ("all", "keep_duration", "reserved_space", "filters", "max_used_space", "min_free_space")

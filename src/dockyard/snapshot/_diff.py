@@ -2,11 +2,16 @@
 
 - :func:`write_upper_diff` reads an overlay upperdir directly: every entry there is a
   change; a 0/0 character device is a whiteout (``.wh.<name>``) and a directory marked
-  ``trusted.overlay.opaque=y`` gets an opaque marker (``.wh..wh..opq``).
+  ``trusted.overlay.opaque=y`` gets an opaque marker (``.wh..wh..opq``). Given the
+  layers below (``lowers``), a directory overlayfs merely copied up — one the layers
+  below have with the same type, mode, owner and xattrs — is written only as the
+  parent of a change, as BuildKit's overlay differ skips it: a step that made and
+  removed a mount point, or a file in ``/tmp``, leaves an empty layer.
 - :func:`write_tree_diff` compares two full trees (the native snapshotter): entries
   whose type, mode, owner, size, mtime (ns), link target, device or xattrs differ are
-  written, entries gone from the new tree become whiteouts, and the parent directories
-  of every change are included so the layer extracts with the right metadata.
+  written (a directory's mtime alone is no change, as in BuildKit's differs), entries
+  gone from the new tree become whiteouts, and the parent directories of every change
+  are included so the layer extracts with the right metadata.
 
 Entries are written in a depth-first walk with names sorted bytewise, with empty user and
 group names, so the same tree gives the same bytes. Blocking: call from a thread.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Sequence
 from typing import BinaryIO, Protocol
 
 from dockyard.core import Digest
@@ -301,11 +307,19 @@ def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: os.fsencode(e.name))
 
 
-def write_upper_diff(upper: str | None, out: BinaryIO, clamp_mtime: int | None) -> LayerResult:
-    """Write overlay upperdir ``upper`` (``None``: no changes) to ``out`` as a layer tar."""
+def write_upper_diff(
+    upper: str | None,
+    out: BinaryIO,
+    clamp_mtime: int | None,
+    lowers: Sequence[str] | None = None,
+) -> LayerResult:
+    """Write overlay upperdir ``upper`` (``None``: no changes) to ``out`` as a layer tar;
+    ``lowers`` (the layer directories below it, top first) let directories that are
+    unchanged but for their times be left out unless something below them changed."""
     tw = _TarOut(out, clamp_mtime)
     if upper is not None:
-        _walk_upper(tw, upper, "")
+        pending: list[tuple[str, str, os.stat_result]] = []
+        _walk_upper(tw, upper, "", list(lowers) if lowers is not None else None, pending)
     return tw.close()
 
 
@@ -320,21 +334,86 @@ def _is_opaque(path: str) -> bool:
         return False
 
 
-def _walk_upper(tw: _TarOut, path: str, rel: str) -> None:
+def _walk_upper(
+    tw: _TarOut,
+    path: str,
+    rel: str,
+    lowers: list[str] | None,
+    pending: list[tuple[str, str, os.stat_result]],
+) -> None:
+    """Write upperdir ``path`` (at ``rel``); ``lowers`` are the layers below (``None``:
+    no comparison, as under an opaque directory); ``pending`` holds unwritten parents."""
     for e in _sorted_entries(path):
         st = e.stat(follow_symlinks=False)
         name = _join(rel, e.name)
         if _is_whiteout(st):
+            _flush(tw, pending)
             tw.marker(_join(rel, WHITEOUT_PREFIX + e.name), st.st_mtime)
             continue
+        if not stat.S_ISDIR(st.st_mode):
+            _flush(tw, pending)
+            tw.entry(name, e.path, st)
+            continue
+        if _is_opaque(e.path):
+            _flush(tw, pending)
+            tw.entry(name, e.path, st)
+            tw.marker(_join(name, OPAQUE), st.st_mtime)
+            _walk_upper(tw, e.path, name, None, pending)
+            continue
+        below = _lower_entry(lowers, name) if lowers is not None else None
+        if below is not None and _same_dir(below[1], st, below[0], e.path):
+            pending.append((name, e.path, st))
+            _walk_upper(tw, e.path, name, lowers, pending)
+            if pending and pending[-1][0] == name:
+                pending.pop()  # nothing below it changed: copied up only
+            continue
+        _flush(tw, pending)
         tw.entry(name, e.path, st)
-        if stat.S_ISDIR(st.st_mode):
-            if _is_opaque(e.path):
-                tw.marker(_join(name, OPAQUE), st.st_mtime)
-            _walk_upper(tw, e.path, name)
+        _walk_upper(tw, e.path, name, lowers, pending)
+
+
+def _lower_entry(lowers: list[str], rel: str) -> tuple[str, os.stat_result] | None:
+    """The path and lstat of ``rel`` as the overlay of ``lowers`` (top first) shows it:
+    whiteouts, opaque directories and non-directories on the way hide what is below.
+    Looked up one name at a time through real directories (never through a link)."""
+    parts = rel.split("/")
+    for layer in lowers:
+        path = layer
+        sealed = False  # an opaque directory on the way hides the deeper layers
+        for i, part in enumerate(parts):
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                if sealed:
+                    return None
+                break  # not in this layer: a deeper one may have it
+            if _is_whiteout(st):
+                return None
+            if i == len(parts) - 1:
+                return path, st
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            if _is_opaque(path):
+                sealed = True
+    return None
+
+
+def _same_dir(a: os.stat_result, b: os.stat_result, pa: str, pb: str) -> bool:
+    """Whether directory ``b`` is directory ``a`` but for its times (BuildKit's
+    differs compare mode, owner and capabilities, never a directory's mtime)."""
+    return (
+        stat.S_ISDIR(a.st_mode)
+        and a.st_mode == b.st_mode
+        and a.st_uid == b.st_uid
+        and a.st_gid == b.st_gid
+        and _xattrs(pa) == _xattrs(pb)
+    )
 
 
 def _same(a: os.stat_result, b: os.stat_result, pa: str, pb: str) -> bool:
+    if stat.S_ISDIR(a.st_mode):
+        return _same_dir(a, b, pa, pb)
     if (
         a.st_mode != b.st_mode
         or a.st_uid != b.st_uid

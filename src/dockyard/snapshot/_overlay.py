@@ -216,7 +216,10 @@ class OverlaySnapshotter(BaseSnapshotter):
                 )
         if rec.kind is Kind.VIEW:
             return await asyncio.to_thread(write_upper_diff, None, out, clamp_mtime)
-        return await asyncio.to_thread(write_upper_diff, str(self._fs(rec.id)), out, clamp_mtime)
+        lowers = await self._parent_lowers(rec)
+        return await asyncio.to_thread(
+            write_upper_diff, str(self._fs(rec.id)), out, clamp_mtime, lowers
+        )
 
     async def apply(self, key: str, stream: BinaryIO) -> LayerResult:
         rec = self._active(key)

@@ -362,3 +362,45 @@ async def test_flatten_links_the_tree_of_a_chain(sn: BaseSnapshotter) -> None:
     for key in ("L1", "L2", "L3", "F"):
         assert await sn.layer_count(key) == len(await sn.layers(key))
     assert await sn.layer_count("L3") == 3
+
+
+async def test_directories_changed_only_in_their_times_are_no_change(sn: BaseSnapshotter) -> None:
+    """A mount point made and removed (what a RUN --mount leaves), a file made and
+    deleted in /tmp, a chown to the same owner: the directories differ from the layer
+    below only in their times, and BuildKit's differs (overlay and walking) leave them
+    out, so the layer is empty. A change below such a directory still brings it along
+    as a parent, and a changed mode is a change (found by differential testing against
+    docker 20.10's BuildKit)."""
+    import tarfile
+
+    def base(root: Path) -> None:
+        for d in ("run", "tmp", "var/a/b", "etc"):
+            (root / d).mkdir(parents=True)
+        (root / "tmp").chmod(0o1777)
+        (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+        for d in ("run", "tmp", "var/a/b", "var/a", "var", "etc"):
+            os.utime(root / d, (1_000_000, 1_000_000))
+
+    def touch_only(root: Path) -> None:
+        (root / "run" / "secrets").mkdir()
+        (root / "run" / "secrets").rmdir()
+        (root / "tmp" / "x").write_text("x")
+        (root / "tmp" / "x").unlink()
+        os.chown(root / "etc", 0, 0)
+
+    def one_change(root: Path) -> None:
+        (root / "var" / "a" / "b" / "g").write_text("g")
+        (root / "var" / "a" / "b" / "g").unlink()
+        (root / "var" / "a" / "new").write_text("new")
+        (root / "etc").chmod(0o700)
+
+    await _commit_layer(sn, "B", None, base)
+    await _commit_layer(sn, "T", "B", touch_only)
+    await _commit_layer(sn, "C", "T", one_change)
+    empty, changed = io.BytesIO(), io.BytesIO()
+    await sn.diff("T", empty)
+    await sn.diff("C", changed)
+    with tarfile.open(fileobj=io.BytesIO(empty.getvalue())) as tar:
+        assert tar.getnames() == []
+    with tarfile.open(fileobj=io.BytesIO(changed.getvalue())) as tar:
+        assert sorted(tar.getnames()) == ["etc", "var", "var/a", "var/a/new"]

@@ -43,6 +43,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import BinaryIO, cast
 
 from zlib_ng import zlib_ng
 
@@ -60,6 +61,7 @@ __all__ = [
     "EStargzWriter",
     "empty_layer_diff_id",
     "estargz_footer",
+    "existing_estargz",
     "parse_estargz_footer",
 ]
 
@@ -73,6 +75,7 @@ UNCOMPRESSED_SIZE_ANNOTATION = "io.containers.estargz.uncompressed-size"
 _TAR_BLOCK = 512
 _WINDOW = 32 * 1024
 _MAX_IN_FLIGHT = 8
+_ZLIB_ERROR = cast("type[Exception]", zlib_ng.error)  # its stub types it oddly
 _EMPTY_SHA256 = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 # parser states
@@ -136,6 +139,68 @@ class EStargzInfo:
             (TOC_DIGEST_ANNOTATION, str(self.toc_digest)),
             (UNCOMPRESSED_SIZE_ANNOTATION, str(self.uncompressed_size)),
         )
+
+
+def existing_estargz(blob: BinaryIO, *, max_toc: int = 64 << 20) -> tuple[Digest, int] | None:
+    """The TOC digest and uncompressed size of ``blob`` if it already is eStargz (BuildKit's
+    ``Is``: a footer naming a gzip member whose tar holds ``stargz.index.json`` and
+    nothing after it), else ``None``. Reads the whole blob to count its uncompressed
+    size (a pulled layer's descriptor annotations are not kept). Blocking."""
+    size = blob.seek(0, 2)
+    if size < FOOTER_SIZE:
+        return None
+    blob.seek(size - FOOTER_SIZE)
+    try:
+        toc_offset = parse_estargz_footer(blob.read(FOOTER_SIZE))
+    except ContentError:
+        return None
+    if not 0 <= toc_offset < size - FOOTER_SIZE or size - FOOTER_SIZE - toc_offset > max_toc:
+        return None
+    blob.seek(toc_offset)
+    d = zlib_ng.decompressobj(wbits=31)
+    try:
+        tar = d.decompress(blob.read(size - FOOTER_SIZE - toc_offset), max_toc)
+    except _ZLIB_ERROR:
+        return None
+    if not d.eof or d.unused_data or len(tar) < 3 * _TAR_BLOCK:
+        return None
+    header = tar[:_TAR_BLOCK]
+    try:
+        _check_sum(header)
+        length = _number(header[124:136])
+    except ContentError:
+        return None
+    if _cstr(header[:100]) != TOC_NAME.encode() or header[156:157] not in (b"0", b"\0"):
+        return None
+    end = _TAR_BLOCK + length + (-length) % _TAR_BLOCK
+    if (
+        length < 0
+        or len(tar) < end + _TAR_BLOCK
+        or tar[end : end + _TAR_BLOCK].count(0) != _TAR_BLOCK
+    ):
+        return None  # the TOC must be the member's only entry
+    toc_digest = Digest(
+        "sha256:" + hashlib.sha256(tar[_TAR_BLOCK : _TAR_BLOCK + length]).hexdigest()
+    )
+    blob.seek(0)
+    total = 0
+    d = zlib_ng.decompressobj(wbits=31)
+    pending = b""
+    try:
+        while True:
+            if not pending:
+                pending = blob.read(1 << 20)
+                if not pending:
+                    break
+            if d.eof:
+                d = zlib_ng.decompressobj(wbits=31)
+            total += len(d.decompress(pending, 4 << 20))
+            pending = d.unused_data if d.eof else d.unconsumed_tail
+    except _ZLIB_ERROR:
+        return None
+    if not d.eof:
+        return None
+    return toc_digest, total
 
 
 def empty_layer_diff_id(tar: bytes) -> Digest:

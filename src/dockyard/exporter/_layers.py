@@ -14,6 +14,7 @@ A layer whose tar holds no entry is *empty* and has no place in an image.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from dockyard.core.singleflight import SingleFlight
 from dockyard.oci import MediaType, format_timestamp
 
 from ._compress import new_compressor
-from ._estargz import EStargzWriter, empty_layer_diff_id
+from ._estargz import EStargzInfo, EStargzWriter, empty_layer_diff_id, existing_estargz
 from ._options import Compression, CompressionOptions
 from ._progress import Progress
 from ._upload import LayerPusher, TeeSink
@@ -136,6 +137,35 @@ async def _make_blob(
     return blob
 
 
+async def _already_estargz(
+    layer: ImmutableRef, content: ContentStore, variant: str
+) -> LayerBlob | None:
+    """A gzip blob of the layer that already is eStargz (a pulled eStargz image's layer,
+    recorded as ``gzip``), kept under ``force`` as BuildKit keeps it (its ``Is`` check)
+    and recorded as ``variant`` with the annotations it needs."""
+    blob = layer.blob(Compression.GZIP.value)  # what a pull records a gzip layer as
+    if (
+        blob is None
+        or not content.has(blob.digest)
+        or MediaType.layer_compression(blob.media_type) != "gzip"
+    ):
+        return None
+    digest = blob.digest
+
+    def check() -> tuple[Digest, int] | None:
+        with content.open(digest) as f:
+            return existing_estargz(f)
+
+    found = await asyncio.to_thread(check)
+    if found is None:
+        return None
+    toc_digest, size = found
+    info = EStargzInfo(diff_id=blob.diff_id, uncompressed_size=size, toc_digest=toc_digest)
+    kept = dataclasses.replace(blob, variant=variant, annotations=info.annotations())
+    await asyncio.to_thread(layer.set_blob, kept)
+    return kept
+
+
 class IngestSink:
     """A content-store ingest as the compressor's output (written from its thread)."""
 
@@ -163,6 +193,11 @@ async def _layer_blob(
         if blob is not None and content.has(blob.digest):
             content.add_to_lease(lease, blob.digest)
             return blob
+    if options.force and options.type is Compression.ESTARGZ and clamp is None:
+        found = await _already_estargz(layer, content, variant)
+        if found is not None:
+            content.add_to_lease(lease, found.digest)
+            return found
     key = (str(content.root), layer.id, variant)
     blob = await _flights.do(
         key, lambda: _make_blob(layer, content, options, variant, clamp, lease, pusher)

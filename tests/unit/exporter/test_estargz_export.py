@@ -26,6 +26,7 @@ from dockyard.exporter import (
     parse_output,
     resolve,
 )
+from dockyard.exporter._estargz import EStargzWriter
 from dockyard.oci import ImageConfig, ImageManifest, MediaType, parse_manifest
 from dockyard.remotecache import parse_cache_export
 
@@ -195,3 +196,43 @@ def test_blob_annotations_are_stored_and_an_old_database_gains_the_column(
         assert db2.blob("r", "estargz") == blob
     finally:
         db2.close()
+
+
+async def test_force_keeps_a_pulled_blob_that_already_is_estargz(state: State) -> None:
+    """BuildKit's ``Is`` check: under force-compression=true a layer whose blob already
+    is eStargz (pulled, so recorded as plain ``gzip``) is kept, not recompressed."""
+    chain = await state.chain()
+    layer = chain[0]
+    tar = io.BytesIO()
+    await layer.write_layer(tar)
+    out = io.BytesIO()
+    writer = EStargzWriter(out, 1)  # not the bytes an export would make (level 6)
+    writer.write(tar.getvalue())
+    writer.close()
+    blob = out.getvalue()
+    lease = state.content.create_lease()
+    digest = (await state.content.write_blob(blob, lease=lease)).digest
+    layer.set_blob(  # what a pull of an eStargz image records
+        LayerBlob(
+            variant="gzip",
+            diff_id=writer.info.diff_id,
+            digest=digest,
+            media_type=MediaType.OCI_LAYER_GZIP,
+            size=len(blob),
+        )
+    )
+    resp = await _export(
+        state, "type=image,name=k,compression=estargz,force-compression=true", chain[0]
+    )
+    manifest, config = await _image(state, resp)
+    assert [d.digest for d in manifest.layers] == [digest]
+    assert dict(manifest.layers[0].annotations) == dict(writer.info.annotations())
+    assert config.diff_ids == (writer.info.diff_id,)
+    # a plain gzip blob is converted
+    plain = await _export(
+        state, "type=image,name=p,compression=estargz,force-compression=true", chain[1]
+    )
+    p_manifest, _ = await _image(state, plain)
+    assert p_manifest.layers[0].digest == digest
+    assert chain[1].blob("gzip") is None  # nothing plain was made for it
+    assert TOC_DIGEST in p_manifest.layers[1].annotations

@@ -88,6 +88,12 @@ def loaded_after(code: str, *, cwd: Path | None = None) -> set[str]:
             "parse_remote_context('https://example.com/repo.git')",
             ("dockyard.llb", "dockyard.cache", "dockyard.solver"),
         ),
+        (  # an exec request without devices, and a registry nothing asked yet
+            "from dockyard.executor.types import ProcessSpec\n"
+            "from dockyard.executor.cdi import CdiConfig, DeviceRegistry\n"
+            "ProcessSpec(args=('true',))\nDeviceRegistry.from_config(CdiConfig())",
+            ("dockyard.executor.cdi._spec", "dockyard.executor.cdi._apply", "yaml"),
+        ),
     ],
 )
 def test_seams_load_only_what_they_name(code: str, absent: tuple[str, ...]) -> None:

@@ -371,3 +371,26 @@ def test_spec_dirs_are_read_only_on_use(tmp_path: Path) -> None:
     registry = DeviceRegistry([spec_dir])
     shutil.rmtree(spec_dir)
     assert registry.devices() == ()
+
+
+def test_yaml_loads_only_for_yaml_specs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "a.json").write_text((DATA / "good" / "oldest.json").read_text())
+    code = (
+        "import sys\nfrom pathlib import Path\n"
+        "from dockyard.executor.cdi import DeviceRegistry\n"
+        f"registry = DeviceRegistry([Path({str(tmp_path)!r})])\n"
+        "assert [d.name for d in registry.devices()] == ['vendor.com/dev=a-1']\n"
+        "print('yaml' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+    (tmp_path / "b.yaml").write_text((DATA / "good" / "classes.yaml").read_text())
+    code = code.replace(
+        "== ['vendor.com/dev=a-1']",
+        "[:1] == ['vendor.com/dev=a-1'] and len(registry.devices()) == 5",
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "True"

@@ -164,10 +164,21 @@ async def test_estargz_build_push_pull_and_run(
     again = tmp_path / "again"
     again.mkdir()
     (again / "Dockerfile").write_text(AGAIN.format(image=pushed))
+    forced = tmp_path / "again-esgz.tar"
     engine, response = await _build(
-        tmp_path / "state2", registry, again, [f"type=oci,dest={tmp_path / 'again.tar'}"]
+        tmp_path / "state2",
+        registry,
+        again,
+        [
+            f"type=oci,dest={tmp_path / 'again.tar'}",
+            f"type=oci,dest={forced},compression=estargz,force-compression=true",
+        ],
     )
     await engine.close()
+    # under force, the pulled layers that already are eStargz are kept (BuildKit's Is)
+    forced_manifest, forced_blobs = _oci_blobs(forced)
+    assert forced_manifest["layers"][:3] == manifest["layers"]
+    check_chunks(parse(forced_blobs[forced_manifest["layers"][3]["digest"]]))
     again_manifest, again_blobs = _oci_blobs(tmp_path / "again.tar")
     # a plain gzip export reuses the pulled eStargz blobs as they are (they are gzip)
     assert [x["digest"] for x in again_manifest["layers"][:3]] == [

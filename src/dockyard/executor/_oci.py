@@ -322,7 +322,8 @@ class OciExecutor:
         if isinstance(m, BindMount):
             return self._bind(sb, index, m)
         if isinstance(m, TmpfsMount):
-            opts = ("nosuid", "nodev", "mode=1777") + ((f"size={m.size}",) if m.size else ())
+            # BuildKit's tmpfs mount options: nosuid (and the size), no nodev
+            opts = ("nosuid", "mode=1777") + ((f"size={m.size}",) if m.size else ())
             return SpecMount(dest=m.dest, type="tmpfs", source="tmpfs", options=opts)
         if isinstance(m, SecretMount):
             path = self._write_secret(sb, index, m)

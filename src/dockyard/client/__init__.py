@@ -40,7 +40,7 @@ from ._address import (
 )
 from ._client import Client
 from ._options import BuildOptions, CacheSpec, NetworkName, Subrequest
-from ._result import BuildResult, ServerInfo, Transfer
+from ._result import BuildResult, ServerInfo, Transfer, WorkerDevice, WorkerRecord
 
 if TYPE_CHECKING:
     from ._remote import ClientTls
@@ -64,6 +64,8 @@ __all__ = [
     "ServerInfo",
     "Subrequest",
     "Transfer",
+    "WorkerDevice",
+    "WorkerRecord",
     "check_address",
     "daemon_listening",
     "select_address",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from dockyard.session import SyncRequest
 
     from ._job import Job
-    from ._result import ServerInfo
+    from ._result import ServerInfo, WorkerRecord
 
 __all__ = ["Backend", "Outcome"]
 
@@ -65,5 +65,7 @@ class Backend(Protocol):
     ) -> PruneResult: ...
 
     async def info(self) -> ServerInfo: ...
+
+    async def workers(self) -> list[WorkerRecord]: ...
 
     async def aclose(self) -> None: ...

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._job import Job
     from ._options import BuildOptions
     from ._remote import ClientTls
-    from ._result import ServerInfo
+    from ._result import ServerInfo, WorkerRecord
 
 __all__ = ["Client"]
 
@@ -264,6 +264,12 @@ class Client:
     async def info(self) -> ServerInfo:
         """Which engine this is and its version."""
         return await self._backend.info()
+
+    async def workers(self) -> list[WorkerRecord]:
+        """The engine's workers: platforms, labels and CDI devices (a daemon's
+        ``ListWorkers``; the embedded engine's from its configuration, without opening
+        it)."""
+        return await self._backend.workers()
 
 
 def _absolute(directories: Mapping[str, str | PathLike[str]]) -> dict[str, Path]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dockyard.engine import Engine, EngineConfig, PruneResult
 
     from ._job import Job
+    from ._result import WorkerRecord
 
 __all__ = ["EmbeddedBackend"]
 
@@ -96,6 +97,40 @@ class EmbeddedBackend:
         return ServerInfo(
             mode="embedded", version=__version__, state_dir=str(self.config.state_dir)
         )
+
+    async def workers(self) -> list[WorkerRecord]:
+        """The worker this engine would have (its state directory is not locked): the
+        configured platform, then what the host runs, and the CDI devices of its
+        spec directories."""
+        from dockyard.executor.cdi import DeviceRegistry
+
+        from ._result import WorkerDevice, WorkerRecord
+
+        def read() -> WorkerRecord:
+            from dockyard.executor import host_platforms
+
+            platforms = [self.config.platform]
+            for support in host_platforms().supported:
+                if support.platform not in platforms:
+                    platforms.append(support.platform)
+            registry = DeviceRegistry.from_config(self.config.cdi)
+            devices = registry.devices() if registry is not None else ()
+            return WorkerRecord(
+                id="embedded",
+                platforms=tuple(platforms),
+                labels={
+                    "org.mobyproject.buildkit.worker.executor": "oci",
+                    "org.mobyproject.buildkit.worker.runtime": self.config.runtime,
+                    "org.mobyproject.buildkit.worker.network": self.config.network.value,
+                },
+                devices=tuple(
+                    WorkerDevice(name=d.name, auto_allow=d.auto_allow, annotations=d.annotations)
+                    for d in devices
+                ),
+                cdi_problems=registry.problems() if registry is not None else (),
+            )
+
+        return [await asyncio.to_thread(read)]
 
     async def aclose(self) -> None:
         async with self._lock:

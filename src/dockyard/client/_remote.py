@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.core import DockyardError, Platform, Reporter, SessionError, UsageError
 
 from ._backend import Outcome
-from ._result import ServerInfo
+from ._result import ServerInfo, WorkerDevice, WorkerRecord
 
 if TYPE_CHECKING:
     from dockyard.cache import UsageFilter, UsageRecord
@@ -363,6 +363,35 @@ class RemoteBackend:
         info = self._unary("Info", pb.InfoRequest, pb.InfoResponse)
         response = await self._call(info(pb.InfoRequest()))
         return ServerInfo(mode="daemon", version=response.version.version, address=self._address)
+
+    async def workers(self) -> list[WorkerRecord]:
+        from dockyard.api._gen import control_pb2 as pb
+
+        workers = self._unary("ListWorkers", pb.ListWorkersRequest, pb.ListWorkersResponse)
+        response = await self._call(workers(pb.ListWorkersRequest()))
+        return [
+            WorkerRecord(
+                id=record.id,
+                platforms=tuple(
+                    Platform(
+                        os=p.OS,
+                        architecture=p.Architecture,
+                        variant=p.Variant,
+                        os_version=p.OSVersion,
+                        os_features=tuple(p.OSFeatures),
+                    )
+                    for p in record.platforms
+                ),
+                labels=dict(record.labels),
+                devices=tuple(
+                    WorkerDevice(
+                        name=d.name, auto_allow=d.auto_allow, annotations=dict(d.annotations)
+                    )
+                    for d in record.cdi_devices
+                ),
+            )
+            for record in response.record
+        ]
 
     async def aclose(self) -> None:
         channel, self._channel = self._channel, None

@@ -1,5 +1,5 @@
 """What a client build returns (:class:`BuildResult`), what it learns about its engine
-(:class:`ServerInfo`), and the reporter that watches a build's events on the way to
+(:class:`ServerInfo`, :class:`WorkerRecord`), and the reporter that watches a build's events on the way to
 the caller's (:class:`Watcher`: transfers and warnings)."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from dockyard.core import BuildWarning, Event, Reporter, VertexProgress
+from dockyard.core import BuildWarning, Event, Platform, Reporter, VertexProgress
 
 if TYPE_CHECKING:
     from dockyard.exporter import ExportOptions
     from dockyard.registry import TagCheck
     from dockyard.session import SyncRequest
 
-__all__ = ["BuildResult", "ServerInfo", "Transfer", "Watcher"]
+__all__ = ["BuildResult", "ServerInfo", "Transfer", "Watcher", "WorkerDevice", "WorkerRecord"]
 
 _TRANSFER = "transfer:"
 _FILES = ":files"
@@ -101,6 +101,29 @@ class ServerInfo:
     version: str
     address: str | None = None
     state_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerDevice:
+    """A CDI device builds may ask for (``RUN --device``): its qualified name, whether
+    they may use it without the ``device`` entitlement, and its annotations."""
+
+    name: str
+    auto_allow: bool = False
+    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerRecord:
+    """A worker of the engine (what ``buildctl debug workers -v`` shows): its ``id``,
+    the platforms it builds for, BuildKit's labels, its CDI ``devices`` and, for the
+    embedded engine, the CDI spec files it skipped and why (``cdi_problems``)."""
+
+    id: str
+    platforms: tuple[Platform, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    devices: tuple[WorkerDevice, ...] = ()
+    cdi_problems: tuple[str, ...] = ()
 
 
 class Watcher:

@@ -142,7 +142,7 @@ class DeviceRegistry:
                     spec = read_spec(path)
                 except ConfigError as exc:
                     problems.append(exc.message)
-                    _log.warning("skipping CDI spec: %s", exc.message)
+                    _log.info("skipping CDI spec: %s", exc.message)
                     continue
                 for device in spec.devices:
                     qualified = spec.qualified(device)
@@ -156,7 +156,7 @@ class DeviceRegistry:
             del chosen[qualified]
             message = f"CDI device {qualified} is defined by {' and '.join(map(str, paths))}"
             problems.append(message + " (it is not used until one of them drops it)")
-            _log.warning("%s", message)
+            _log.info("%s", message)
         return _Index(devices=dict(sorted(chosen.items())), problems=tuple(problems))
 
     # -- queries -------------------------------------------------------------------------

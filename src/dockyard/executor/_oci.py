@@ -621,10 +621,17 @@ def _missing_paths(rootfs: Path, dests: Sequence[str]) -> _Stubs:
     return out
 
 
+def _is_node(mode: int) -> bool:
+    """A device node or fifo: what the runtime makes for a CDI device node outside the
+    sandbox's ``/dev`` tmpfs."""
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+
+
 def _remove_stubs(rootfs: Path, stubs: _Stubs) -> None:
-    """Remove mount-point stubs the runtime made: empty files and directories only,
-    deepest first, each opened through directory fds inside the root. The directories
-    they were made in get their times back, so that they do not look changed."""
+    """Remove mount-point stubs the runtime made: empty files, device nodes and
+    directories only, deepest first, each opened through directory fds inside the root.
+    The directories they were made in get their times back, so that they do not look
+    changed."""
     for rel in sorted(stubs.paths, key=lambda p: p.count("/"), reverse=True):
         parent, _, name = rel.rpartition("/")
         try:
@@ -639,7 +646,7 @@ def _remove_stubs(rootfs: Path, stubs: _Stubs) -> None:
             if stat.S_ISDIR(st.st_mode):
                 with contextlib.suppress(OSError):  # not empty: the process put files there
                     os.rmdir(name, dir_fd=dfd)
-            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            elif (stat.S_ISREG(st.st_mode) and st.st_size == 0) or _is_node(st.st_mode):
                 os.unlink(name, dir_fd=dfd)
         finally:
             os.close(dfd)

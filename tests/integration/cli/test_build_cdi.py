@@ -175,3 +175,32 @@ def test_cdi_disabled(
     assert code != 0
     assert "CDI is disabled on this worker" in capsys.readouterr().err
     assert os.environ["DOCKYARD_CDI_SPEC_DIRS"] == str(cdi)
+
+
+def test_a_device_node_outside_dev_is_not_left_in_the_image(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_dir = tmp_path / "cdi-outside"
+    spec_dir.mkdir()
+    spec = {
+        "cdiVersion": "0.6.0",
+        "kind": KIND,
+        "devices": [
+            {
+                "name": "outside",
+                "containerEdits": {
+                    "deviceNodes": [{"path": "/opt/node/null", "hostPath": "/dev/null"}]
+                },
+            }
+        ],
+    }
+    (spec_dir / "outside.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("DOCKYARD_CDI_SPEC_DIRS", str(spec_dir))
+    dockerfile = f"FROM busybox\nRUN --device={KIND}=outside sh -c 'ls -l /opt/node/null > /seen'\n"
+    out = tmp_path / "out"
+    code = build(
+        state, "-q", "--allow", "device", "-o", str(out), str(context(tmp_path, dockerfile))
+    )
+    assert code == 0
+    assert (out / "seen").read_text().startswith("c")
+    assert not (out / "opt").exists()

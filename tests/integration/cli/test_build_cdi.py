@@ -204,3 +204,57 @@ def test_a_device_node_outside_dev_is_not_left_in_the_image(
     assert code == 0
     assert (out / "seen").read_text().startswith("c")
     assert not (out / "opt").exists()
+
+
+def test_runc_enforces_the_device_cgroup_rule(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """runc puts the step in a cgroup whose device rules deny every node but runc's
+    defaults and what the spec allows: ``/dev/loop-control`` (c 10:237, not a default)
+    opens only through the device's allow rule (crun runs without cgroups)."""
+    from tests.integration.conftest import need_tools
+
+    need_tools("runc")
+    if not Path("/dev/loop-control").exists():
+        pytest.fail("/dev/loop-control is missing on this host")
+    spec_dir = tmp_path / "cdi-loop"
+    spec_dir.mkdir()
+    spec = {
+        "cdiVersion": "0.6.0",
+        "kind": KIND,
+        "devices": [
+            {
+                "name": "loop",
+                "containerEdits": {
+                    "deviceNodes": [{"path": "/dev/cdi-loop", "hostPath": "/dev/loop-control"}]
+                },
+            },
+            {
+                "name": "loop-read-only",
+                "containerEdits": {
+                    "deviceNodes": [
+                        {
+                            "path": "/dev/cdi-loop",
+                            "hostPath": "/dev/loop-control",
+                            "permissions": "w",
+                        }
+                    ]
+                },
+            },
+        ],
+    }
+    (spec_dir / "loop.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("DOCKYARD_CDI_SPEC_DIRS", str(spec_dir))
+    probe = "sh -c '(exec 3</dev/cdi-loop) 2>/dev/null && echo opened > /r || echo denied > /r'"
+    results = {}
+    for name in ("loop", "loop-read-only"):
+        out = tmp_path / f"out-{name}"
+        dockerfile = f"FROM busybox\nRUN --device={KIND}={name} {probe}\n"
+        ctx = context(tmp_path, dockerfile)
+        code = build(
+            state, "-q", "--runtime", "runc", "--allow", "device", "-o", str(out), str(ctx)
+        )
+        assert code == 0
+        results[name] = (out / "r").read_text().strip()
+    # allowed "rwm" by default; a rule allowing only writes refuses the read
+    assert results == {"loop": "opened", "loop-read-only": "denied"}

@@ -20,7 +20,8 @@ scanner (:func:`scan_rootfs`) reads the package databases of a root filesystem;
 Images are made from the result's layer chain (each record with changes is a layer;
 empty ones are left out and their history entries marked ``empty_layer``), with layer
 blobs compressed once per variant and remembered on the cache records (gzip on every
-core, zstd with worker threads). ``SOURCE_DATE_EPOCH`` caps the config's and history's
+core, zstd with worker threads, eStargz — :class:`EStargzWriter`, BuildKit's lossless
+layout with its TOC and footer — on the gzip pool). ``SOURCE_DATE_EPOCH`` caps the config's and history's
 times; with ``rewrite-timestamp=true`` also file times inside new layers.
 
 :func:`load_archive` and :func:`write_archive` serve ``dockyard image load``/``save``.
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
         open_decompressed,
     )
     from ._dest import open_stream
+    from ._estargz import EStargzInfo, EStargzWriter
     from ._exporters import (
         DockerExporter,
         ImageExporter,
@@ -149,6 +151,8 @@ _LAZY = {
     "new_compressor": "._compress",
     "open_decompressed": "._compress",
     "open_stream": "._dest",
+    "EStargzInfo": "._estargz",
+    "EStargzWriter": "._estargz",
     "DockerExporter": "._exporters",
     "ImageExporter": "._exporters",
     "LocalExporter": "._exporters",
@@ -206,6 +210,8 @@ __all__ = [
     "Dest",
     "DockerExport",
     "DockerExporter",
+    "EStargzInfo",
+    "EStargzWriter",
     "ExportOptions",
     "ExportRequest",
     "ExportResponse",

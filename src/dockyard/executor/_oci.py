@@ -5,11 +5,14 @@ Life of a run (``bundles/<id>/`` under the executor's directory, a tmpfs)::
     prepare (thread)   mount a tmpfs at the bundle, mount the root at rootfs/ (or use
                        a plain directory as it is), resolve the user, make cwd, mount
                        bind sources, write secrets, hosts, resolv.conf and config.json
-    execute            <runtime> run, stdout/stderr streamed to the sink as they come;
-                       the container is announced to this process's watchdog first,
-                       which kills it should this process die (even by SIGKILL)
-    teardown (thread)  remove mount-point stubs the runtime made in the root, unmount
-                       everything under the bundle, delete the bundle and any state
+                       and make the container's device cgroup (crun; see _devices)
+    execute            <runtime> run (started inside that cgroup), stdout/stderr
+                       streamed to the sink as they come; the container is announced
+                       to this process's watchdog first, which kills it should this
+                       process die (even by SIGKILL)
+    teardown (thread)  delete the runtime's state, remove the device cgroup and the
+                       mount-point stubs the runtime made in the root, unmount
+                       everything under the bundle, delete the bundle
 
 Teardown runs after success, failure and cancellation alike; cancellation first kills
 the container (``kill KILL``, then ``delete --force``) and waits for the runtime to exit.
@@ -33,7 +36,7 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +46,7 @@ from dockyard.snapshot import mount as snapmount
 from dockyard.snapshot.types import Mount
 
 from ._child import Child, in_thread, settle
+from ._devices import DeviceCgroups, DeviceMode, join_argv, rules_from_spec
 from ._etc import hosts_file, resolv_conf
 from ._runtime import Runtime, RuntimeKind, check_rlimits, host_capabilities, nofile_limit
 from ._spec import SpecMount, build_spec, default_mounts
@@ -54,6 +58,7 @@ from .types import (
     OutputSink,
     ProcessSpec,
     SecretMount,
+    SecurityMode,
     SshMount,
     Stdio,
     TmpfsMount,
@@ -93,6 +98,7 @@ class _Sandbox:
     stubs: _Stubs = field(default_factory=lambda: _Stubs())
     log: Path = Path()
     pid_file: Path = Path()
+    cgroup: Path | None = None  # the device cgroup the runtime starts in
 
 
 class OciExecutor:
@@ -111,10 +117,19 @@ class OciExecutor:
         self._runtime = Runtime.create(kind, root_dir / "runtime" / kind.value, binary=binary)
         self._caps = host_capabilities()
         self._nofile = nofile_limit()
+        # runc enforces the spec's device rules in its own cgroup; crun runs without
+        # cgroups, so the executor puts it in one (found on the first run: no I/O here)
+        self._devices = DeviceCgroups(root_dir, runtime_managed=kind is RuntimeKind.RUNC)
+        self._sh = shutil.which("sh") or "/bin/sh"
 
     @property
     def runtime(self) -> Runtime:
         return self._runtime
+
+    @property
+    def devices(self) -> DeviceCgroups:
+        """How the device rules of the executor's containers are enforced."""
+        return self._devices
 
     def reap_stale(self) -> int:
         """Remove what an earlier process left behind when it died mid-run: containers
@@ -131,6 +146,7 @@ class OciExecutor:
                 except DockyardError as exc:
                     # its state is gone all the same: the next start does not try again
                     _log.warning("removing stale container %s: %s", entry.name, exc)
+        self._devices.reap()  # (their containers are gone now)
         removed = 0
         for bundle in self._bundles.iterdir():
             for mountpoint in reversed(snapmount.mountpoints_under(bundle)):
@@ -212,6 +228,7 @@ class OciExecutor:
         terminal: bool,
     ) -> None:
         self._check_process(process)
+        nodev = self._no_device_cgroup(process)
         sb.bundle.mkdir(mode=0o700)
         # the whole bundle lives in memory: config.json (its env may carry secrets),
         # secret files, hosts and the runtime's log never touch a disk
@@ -221,7 +238,7 @@ class OciExecutor:
         sb.pid_file = sb.bundle / "pid"
         if not root:
             raise DockyardError("no root filesystem given to run a process on")
-        rootfs, root_ro = self._mount_root(sb, root)
+        rootfs, root_ro = self._mount_root(sb, root, nodev=nodev)
         sb.rootfs = rootfs
 
         passwd = read_in_root(rootfs, "/etc/passwd")
@@ -237,7 +254,10 @@ class OciExecutor:
 
         spec_mounts: list[SpecMount] = []
         for i, m in enumerate(mounts):
-            spec_mounts.append(self._spec_mount(sb, i, m))
+            spec_mount = self._spec_mount(sb, i, m)
+            if nodev and "nodev" not in spec_mount.options:
+                spec_mount = replace(spec_mount, options=(*spec_mount.options, "nodev"))
+            spec_mounts.append(spec_mount)
 
         (sb.bundle / "hosts").write_bytes(hosts_file(process.hostname, process.extra_hosts))
         (sb.bundle / "resolv.conf").write_bytes(resolv_conf(process.network))
@@ -268,7 +288,9 @@ class OciExecutor:
             root_path=str(rootfs),
             root_readonly=root_ro,
             mounts=spec_mounts,
-            host_capabilities=self._caps,
+            host_capabilities=(
+                tuple(c for c in self._caps if c != "CAP_MKNOD") if nodev else self._caps
+            ),
             nofile=self._nofile,
             precompiled_seccomp=self._runtime.precompiled_seccomp,
             terminal=terminal,
@@ -283,6 +305,8 @@ class OciExecutor:
             spec["linux"]["cgroupsPath"] = f"/{parent}/dockyard/{sb.id}".replace("//", "/")
         with open(sb.bundle / "config.json", "w", encoding="utf-8") as f:
             json.dump(spec, f)
+        # last: the rules include those of the CDI devices
+        sb.cgroup = self._devices.create(sb.id, rules_from_spec(spec))
 
     def _check_process(self, process: ProcessSpec) -> None:
         """What the runtime could not do, refused before anything is made."""
@@ -301,13 +325,41 @@ class OciExecutor:
             )
         check_rlimits(process.rlimits)
 
-    def _mount_root(self, sb: _Sandbox, root: Sequence[Mount]) -> tuple[Path, bool]:
+    def _no_device_cgroup(self, process: ProcessSpec) -> bool:
+        """Whether the sandboxed ``process`` must do without a device cgroup (the host
+        has none): it then gets nodev mounts and no ``CAP_MKNOD``. Refused under crun,
+        which clears ``nodev`` on the root it binds (device nodes of the image would
+        stay openable). Blocking (finds the host's mechanism once)."""
+        if process.security is not SecurityMode.SANDBOX:
+            return False
+        if self._devices.mode() is not DeviceMode.NODEV:
+            return False
+        if self._runtime.kind is RuntimeKind.CRUN:
+            raise ExecError(
+                "this host has no usable device cgroup (no cgroup v1 devices controller,"
+                " no writable cgroup v2 hierarchy with BPF), and crun cannot keep a build"
+                " step from opening device nodes without one; mount the devices"
+                " controller or a writable cgroup2, use the runc runtime (--runtime runc:"
+                " steps then run with nodev mounts and without CAP_MKNOD), or run the"
+                " step with security=insecure"
+            )
+        return True
+
+    def _mount_root(
+        self, sb: _Sandbox, root: Sequence[Mount], *, nodev: bool = False
+    ) -> tuple[Path, bool]:
         if len(root) == 1 and root[0].type == "bind":
             # a plain directory (native snapshotter): the runtime binds it itself
             path = Path(root[0].source)
             if not path.is_dir():
                 raise NotFoundError(f"root filesystem {path} is not a directory")
-            return path, root[0].readonly
+            if not nodev:
+                return path, root[0].readonly
+            # nodev is a flag of a mount: bind it here with the flag
+            opts = ("rbind", "nodev") + (("ro",) if root[0].readonly else ())
+            root = [Mount(type="bind", source=str(path), options=opts)]
+        elif nodev:
+            root = [replace(m, options=(*m.options, "nodev")) for m in root]
         target = sb.bundle / "rootfs"
         target.mkdir()
         snapmount.mount_all(root, target)
@@ -414,6 +466,9 @@ class OciExecutor:
                 log=sb.log,
                 console_socket=console.path if console is not None else None,
             )
+            if sb.cgroup is not None:
+                # the runtime starts inside the device cgroup; its container inherits it
+                argv = join_argv(self._sh, sb.cgroup, sb.log, argv)
             # an interactive process's runtime has the user's streams (its messages go
             # to its log); with a terminal the process's own are the pty's
             streams = None
@@ -498,6 +553,8 @@ class OciExecutor:
             self._runtime.delete(sb.id)
         except DockyardError as exc:  # (its state is gone all the same)
             errors.append(str(exc))
+        if sb.cgroup is not None:
+            self._devices.remove(sb.cgroup)  # the container is gone
         self._teardown_files(sb, errors)
 
     def _teardown_files(self, sb: _Sandbox, errors: list[str]) -> None:

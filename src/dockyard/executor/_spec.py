@@ -11,7 +11,9 @@ and a writable ``/sys``.
 
 No cgroup mount, and no ``cgroupsPath`` unless the caller adds one (a cgroup parent, runc
 only): crun runs with ``--cgroup-manager=disabled`` and runc picks its default; see the
-package docstring. The rlimits are the process's (``--ulimit``) and, unless it sets
+package docstring. ``linux.resources.devices`` is BuildKit's device policy (deny all,
+then runc's default rules; everything when insecure), which runc enforces itself and
+the executor enforces for crun (:mod:`dockyard.executor._devices`). The rlimits are the process's (``--ulimit``) and, unless it sets
 ``nofile``, a default ``RLIMIT_NOFILE`` never above the current hard limit (raising it
 needs ``CAP_SYS_RESOURCE``, which some hosts withhold). A mount the caller gives at a
 default mount's destination replaces it (``/dev/shm`` of ``--shm-size``), as BuildKit's
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._devices import sandbox_rules
 from ._seccomp import host_seccomp, host_seccomp_bpf
 from ._users import ResolvedUser
 from .types import DEFAULT_PATH, NetworkMode, ProcessSpec, SecurityMode
@@ -274,7 +277,10 @@ def build_spec(
 
     linux: dict[str, Any] = {
         "namespaces": namespaces,
-        "resources": {"devices": [{"allow": insecure, "access": "rwm"}]},
+        # BuildKit's: runc's defaults after a deny-all, or every device when insecure
+        "resources": {
+            "devices": [{"allow": True, "access": "rwm"}] if insecure else sandbox_rules()
+        },
     }
     annotations: dict[str, str] = {}
     if not insecure:

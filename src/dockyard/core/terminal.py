@@ -1,4 +1,5 @@
-"""The user's terminal: raw mode for an interactive process, and window sizes. Imported
+"""The user's terminal: raw mode for an interactive process, window sizes, and waiting
+until a non-blocking descriptor (a pty, a relayed pipe) takes more. Imported
 on its own (like ``dockyard.core.procs``) by the two places a debug shell meets a
 terminal: the executor (a shell on this process's terminal) and the session's client
 side (a shell on a daemon's host, on the client's terminal)."""
@@ -10,8 +11,12 @@ import fcntl
 import struct
 import termios
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-__all__ = ["copy_window_size", "raw_terminal", "set_window_size", "window_size"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["copy_window_size", "raw_terminal", "set_window_size", "wait_writable", "window_size"]
 
 _WINSIZE = struct.Struct("HHHH")  # struct winsize: rows, columns, x and y pixels
 
@@ -62,3 +67,19 @@ def raw_terminal(fd: int) -> Iterator[None]:
     finally:
         with contextlib.suppress(termios.error):
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+async def wait_writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Return once the non-blocking ``fd`` can take more (a write raised
+    ``BlockingIOError``)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def writable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, writable)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)

@@ -30,7 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.core.terminal import copy_window_size, raw_terminal, set_window_size
+from dockyard.core.terminal import (
+    copy_window_size,
+    raw_terminal,
+    set_window_size,
+    wait_writable,
+)
 
 if TYPE_CHECKING:
     from .types import WindowFeed
@@ -287,7 +292,7 @@ class _Copy:
             try:
                 view = view[os.write(self._dst, view) :]
             except BlockingIOError:
-                await _writable(self._loop, self._dst)
+                await wait_writable(self._loop, self._dst)
             except OSError:
                 return
 
@@ -301,18 +306,3 @@ class _Copy:
             self._writing = False
             with contextlib.suppress(Exception):
                 self._loop.remove_writer(self._dst)
-
-
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    """Return once ``fd`` can take more."""
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def writable() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_writer(fd, writable)
-    try:
-        await ready
-    finally:
-        loop.remove_writer(fd)

@@ -271,16 +271,8 @@ async def _write_all(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> N
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
-            ready: asyncio.Future[None] = loop.create_future()
+            from dockyard.core.terminal import wait_writable
 
-            def writable(ready: asyncio.Future[None] = ready) -> None:
-                if not ready.done():
-                    ready.set_result(None)
-
-            loop.add_writer(fd, writable)
-            try:
-                await ready
-            finally:
-                loop.remove_writer(fd)
+            await wait_writable(loop, fd)
         except OSError:
             return

@@ -35,6 +35,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,9 +47,17 @@ from dockyard.snapshot import mount as snapmount
 from dockyard.snapshot.types import Mount
 
 from ._child import Child, in_thread, settle
-from ._devices import DeviceCgroups, DeviceMode, join_argv, rules_from_spec
+from ._devices import (
+    SPARE_SCRIPT_NAME,
+    DeviceCgroups,
+    DeviceMode,
+    join_argv,
+    rules_from_spec,
+    spare_script,
+)
 from ._etc import hosts_file, resolv_conf
 from ._runtime import Runtime, RuntimeKind, check_rlimits, host_capabilities, nofile_limit
+from ._spares import SANDBOX_RULES, Spare, Spares
 from ._spec import SpecMount, build_spec, default_mounts
 from ._users import read_in_root, resolve_user
 from ._watchdog import watchdog
@@ -99,6 +108,7 @@ class _Sandbox:
     log: Path = Path()
     pid_file: Path = Path()
     cgroup: Path | None = None  # the device cgroup the runtime starts in
+    spare: Spare | None = None  # a process already in that cgroup, to start the runtime
 
 
 class OciExecutor:
@@ -121,6 +131,10 @@ class OciExecutor:
         # cgroups, so the executor puts it in one (found on the first run: no I/O here)
         self._devices = DeviceCgroups(root_dir, runtime_managed=kind is RuntimeKind.RUNC)
         self._sh = shutil.which("sh") or "/bin/sh"
+        # entering a cgroup costs an RCU grace period (5-12 ms): a spare enters the
+        # next container's cgroup while the current one runs (see _spares)
+        self._spares = Spares(self._runtime, self._devices, self._sh)
+        weakref.finalize(self, self._spares.release)
 
     @property
     def runtime(self) -> Runtime:
@@ -130,6 +144,12 @@ class OciExecutor:
     def devices(self) -> DeviceCgroups:
         """How the device rules of the executor's containers are enforced."""
         return self._devices
+
+    def close(self) -> None:
+        """End the spare process waiting for the next container, and wait for it to
+        remove its cgroup. Optional: an unused spare also goes when the executor is
+        collected or this process exits. Blocking."""
+        self._spares.close()
 
     def reap_stale(self) -> int:
         """Remove what an earlier process left behind when it died mid-run: containers
@@ -202,8 +222,13 @@ class OciExecutor:
     ) -> int:
         """Make a sandbox, run ``process`` in it to its end (see :meth:`_execute`) and
         tear it down, whatever happened."""
-        container_id = "dy-" + secrets.token_hex(8)
-        sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id)
+        spare = None
+        if stdio is None and process.security is SecurityMode.SANDBOX and not process.cdi_edits:
+            spare = self._spares.take()  # (its cgroup has these rules)
+        container_id = spare.id if spare is not None else "dy-" + secrets.token_hex(8)
+        sandbox = _Sandbox(id=container_id, bundle=self._bundles / container_id, spare=spare)
+        if spare is not None:
+            sandbox.cgroup = spare.cgroup
         try:
             await in_thread(self._prepare, sandbox, root, mounts, process, terminal)
             status = await self._execute(sandbox, process, output, stdio=stdio, terminal=terminal)
@@ -306,7 +331,16 @@ class OciExecutor:
         with open(sb.bundle / "config.json", "w", encoding="utf-8") as f:
             json.dump(spec, f)
         # last: the rules include those of the CDI devices
-        sb.cgroup = self._devices.create(sb.id, rules_from_spec(spec))
+        rules = rules_from_spec(spec)
+        if sb.spare is not None:
+            if rules == SANDBOX_RULES and "\n" not in str(sb.bundle):
+                script = spare_script(self._run_argv(sb, None))
+                (sb.bundle / SPARE_SCRIPT_NAME).write_text(script)
+                return
+            spare, sb.spare = sb.spare, None  # (not expected: its rules are these)
+            self._spares.discard(spare)
+            sb.cgroup = None
+        sb.cgroup = self._devices.create(sb.id, rules)
 
     def _check_process(self, process: ProcessSpec) -> None:
         """What the runtime could not do, refused before anything is made."""
@@ -459,13 +493,7 @@ class OciExecutor:
 
             console = ConsoleSocket()
         try:
-            argv = rt.run_argv(
-                sb.id,
-                sb.bundle,
-                pid_file=sb.pid_file,
-                log=sb.log,
-                console_socket=console.path if console is not None else None,
-            )
+            argv = self._run_argv(sb, console.path if console is not None else None)
             if sb.cgroup is not None:
                 # the runtime starts inside the device cgroup; its container inherits it
                 argv = join_argv(self._sh, sb.cgroup, sb.log, argv)
@@ -477,10 +505,12 @@ class OciExecutor:
                 streams = (stdin, stdio.stdout, stdio.stderr)
             loop = asyncio.get_running_loop()
             starting = loop.run_in_executor(
-                None, functools.partial(_start, rt, sb.id, argv, streams)
+                None, functools.partial(_start, rt, sb.id, argv, streams, sb)
             )
             cancelled = await settle(starting)
             popen = starting.result()
+            if stdio is None:
+                self._spares.make_soon(loop)  # it enters its cgroup while this one runs
             child = Child(popen, output or _discard)
             try:
                 try:
@@ -545,9 +575,18 @@ class OciExecutor:
         _log.warning("%s", problem)
         return problem
 
+    def _run_argv(self, sb: _Sandbox, console_socket: Path | None) -> list[str]:
+        return self._runtime.run_argv(
+            sb.id, sb.bundle, pid_file=sb.pid_file, log=sb.log, console_socket=console_socket
+        )
+
     # -- teardown -----------------------------------------------------------------------
 
     def _teardown(self, sb: _Sandbox) -> None:
+        if sb.spare is not None and not sb.spare.started:
+            # taken, but the runtime was never started through it
+            spare, sb.spare = sb.spare, None
+            self._spares.discard(spare)
         errors: list[str] = []
         try:
             self._runtime.delete(sb.id)
@@ -609,12 +648,21 @@ def _start(
     container_id: str,
     argv: list[str],
     stdio: tuple[int, int, int] | None = None,
+    sb: _Sandbox | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the runtime for ``container_id``, watched: should this process die before
-    it exited, however it dies, the watchdog kills the container. Blocking."""
+    """Start the runtime for ``container_id`` (through the sandbox's spare when it has
+    one: ``argv`` then only serves if the spare is gone), watched: should this process
+    die before it exited, however it dies, the watchdog kills the container.
+    Blocking."""
     guard = watchdog()
     guard.watch(container_id)  # before the start: no moment unwatched
     try:
+        if sb is not None and sb.spare is not None:
+            if sb.spare.start(sb.bundle):
+                return sb.spare.popen
+            # it is gone: start the runtime as usual (its cgroup is still there)
+            _log.debug("the spare of %s is gone; starting %s directly", container_id, rt.name)
+            sb.spare = None
         return rt.popen(argv, capture=True, stdio=stdio)
     except BaseException:
         guard.unwatch(container_id)

@@ -14,7 +14,10 @@ it, and reading an unbound loop device reads nothing (no side effect).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ import pytest
 from dockyard.core import ExecError
 from dockyard.executor import BindMount, OciExecutor, SecurityMode
 from dockyard.executor._devices import DeviceCgroups, DeviceMode, HostLayout
+from dockyard.executor._spares import Spares
 from dockyard.executor.cdi.types import ContainerEdits, DeviceNode
 from dockyard.snapshot.types import Mount
 from tests.integration.conftest import Overlay, need_tools, requirement_missing
@@ -68,8 +72,13 @@ def _executor(variant: str, state: Path) -> OciExecutor:
     if variant == "crun-bpf":
         if HostLayout.current().unified is None:
             requirement_missing("no cgroup v2 hierarchy mounted (for the BPF device program)")
-        executor._devices = DeviceCgroups(state, mode=DeviceMode.CGROUP_V2)
+        _force(executor, DeviceCgroups(state, mode=DeviceMode.CGROUP_V2))
     return executor
+
+
+def _force(executor: OciExecutor, devices: DeviceCgroups) -> None:
+    executor._devices = devices
+    executor._spares = Spares(executor.runtime, devices, executor._sh)
 
 
 @pytest.fixture(params=VARIANTS)
@@ -87,6 +96,7 @@ def executor(
     }[request.param]
     assert executor.devices.mode() in expected
     yield executor
+    executor.close()  # (the spare for a next container)
     assert _leftovers(state, executor.devices) == []
 
 
@@ -272,7 +282,7 @@ async def test_leftover_cgroups_are_reaped(tmp_path: Path, mountinfo_unchanged: 
 def _without_cgroup(runtime: str, state: Path) -> OciExecutor:
     need_tools(runtime)
     executor = OciExecutor(state, runtime=runtime)
-    executor._devices = DeviceCgroups(state, mode=DeviceMode.NODEV)
+    _force(executor, DeviceCgroups(state, mode=DeviceMode.NODEV))
     return executor
 
 
@@ -324,3 +334,80 @@ async def test_without_a_device_cgroup_crun_refuses_sandboxed_steps(
     assert rc == 0, out.stderr
     assert out.stdout == b"disk\n"
     assert _leftovers(tmp_path / "state", executor.devices) == []
+
+
+async def _spare_ready(executor: OciExecutor) -> str:
+    """The container id of the executor's spare, once it is ready."""
+    for _ in range(1000):
+        spare = executor._spares._spare
+        if spare is not None:
+            return spare.id
+        await asyncio.sleep(0.005)
+    raise AssertionError("no spare was made")
+
+
+async def test_later_steps_start_through_a_spare_in_their_cgroup(
+    executor: OciExecutor, busybox_overlay: Overlay
+) -> None:
+    script = "grep -E ':devices:|^0::' /proc/self/cgroup; rm -f /d; mknod /d b 7 0 && head -c1 /d"
+    rc, first = await run(executor, busybox_overlay.mounts, script)
+    assert rc == 1
+    assert DENIED in first.stderr.decode()
+    if executor.devices.mode() is DeviceMode.RUNTIME:
+        assert executor._spares._spare is None  # runc needs none
+        return
+    controller = "devices" if executor.devices.mode() is DeviceMode.CGROUP_V1 else ""
+    seen = set()
+    for _ in range(3):
+        spare_id = await _spare_ready(executor)
+        rc, out = await run(executor, busybox_overlay.mounts, script)
+        assert rc == 1
+        assert DENIED in out.stderr.decode()  # the spare's cgroup has the sandbox's rules
+        (line,) = [e for e in out.text.splitlines() if e.split(":")[1] == controller]
+        # the container ran in the spare's cgroup, made for it ahead of time
+        assert line.endswith(f"/dockyard/{executor.devices.key}-{spare_id}"), out.text
+        seen.add(spare_id)
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize("variant", ["crun", "crun-bpf"])
+async def test_a_spare_that_died_is_not_used(
+    variant: str, busybox_overlay: Overlay, tmp_path: Path, mountinfo_unchanged: None
+) -> None:
+    executor = _executor(variant, tmp_path / "state")
+    await run(executor, busybox_overlay.mounts, "true")
+    await _spare_ready(executor)
+    spare = executor._spares._spare
+    assert spare is not None
+    os.killpg(spare.popen.pid, signal.SIGKILL)
+    spare.popen.wait()
+    rc, out = await run(executor, busybox_overlay.mounts, "rm -f /d; mknod /d b 7 0 && head -c1 /d")
+    assert rc == 1
+    assert DENIED in out.stderr.decode()
+    assert not spare.cgroup.exists()  # removed in its place
+    executor.close()
+    assert _leftovers(tmp_path / "state", executor.devices) == []
+
+
+def _gone(cgroup: Path, pid: int) -> bool:
+    return not cgroup.exists() and not Path(f"/proc/{pid}").exists()
+
+
+async def test_an_unused_spare_goes_with_its_executor(
+    busybox_overlay: Overlay, tmp_path: Path, mountinfo_unchanged: None
+) -> None:
+    executor = _executor("crun", tmp_path / "state")
+    await run(executor, busybox_overlay.mounts, "true")
+    await _spare_ready(executor)
+    spare = executor._spares._spare
+    assert spare is not None
+    pid, cgroup = spare.popen.pid, spare.cgroup
+    assert cgroup.is_dir()
+    del executor, spare
+    gc.collect()
+    # told to go when collected: it leaves its cgroup and removes it
+    for _ in range(1000):
+        if _gone(cgroup, pid):
+            break
+        await asyncio.sleep(0.005)
+    assert not cgroup.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ from dockyard.executor._devices import (
     ALLOW_ALL,
     DEFAULT_RULES,
     DENY_ALL,
+    SPARE_SCRIPT_NAME,
     DeviceCgroups,
     DeviceMode,
     DeviceRule,
@@ -27,8 +29,11 @@ from dockyard.executor._devices import (
     join_argv,
     rules_from_spec,
     sandbox_rules,
+    spare_argv,
+    spare_script,
     v1_writes,
 )
+from dockyard.executor._spares import Spare
 from dockyard.executor._spec import build_spec
 from dockyard.executor._users import ResolvedUser
 from dockyard.executor.cdi import apply_edits
@@ -388,3 +393,63 @@ def test_join_argv_failure_is_a_runtime_error_in_the_log(tmp_path: Path) -> None
         "level": "error",
         "msg": f"cannot enter the device cgroup {tmp_path / 'missing'}",
     }
+
+
+# -- spares ----------------------------------------------------------------------------------
+
+
+def _spare(cgroup: Path) -> subprocess.Popen[bytes]:
+    pipe = subprocess.PIPE
+    return subprocess.Popen(spare_argv("/bin/sh", cgroup), stdin=pipe, stdout=pipe, stderr=pipe)
+
+
+def test_a_spare_enters_its_cgroup_then_runs_the_bundles_script(tmp_path: Path) -> None:
+    cgroup = tmp_path / "cg"
+    cgroup.mkdir()
+    (cgroup / "cgroup.procs").write_text("")
+    bundle = tmp_path / "bundle dir"
+    bundle.mkdir()
+    argv = ["/bin/sh", "-c", 'echo $$; echo "$1"; cat', "-", 'it\'s "quoted" $HOME']
+    (bundle / SPARE_SCRIPT_NAME).write_text(spare_script(argv))
+    proc = _spare(cgroup)
+    out, err = proc.communicate(os.fsencode(bundle) + b"\nnot for the command\n")
+    assert proc.returncode == 0, err
+    pid, arg = out.decode().splitlines()  # (its stdin is /dev/null: cat reads nothing)
+    assert int(pid) == proc.pid  # the same process: born where the spare was
+    assert (cgroup / "cgroup.procs").read_text().strip() == pid
+    assert arg == 'it\'s "quoted" $HOME'
+    assert not (bundle / "runtime.log").exists()
+
+
+def test_a_spare_at_end_of_file_runs_nothing(tmp_path: Path) -> None:
+    cgroup = tmp_path / "cg"
+    cgroup.mkdir()
+    (cgroup / "cgroup.procs").write_text("")
+    (tmp_path / "cgroup.procs").write_text("")
+    proc = _spare(cgroup)
+    out, err = proc.communicate(b"")
+    assert (proc.returncode, out, err) == (0, b"", b"")
+    # it left for the parent (a plain directory here cannot be removed: not empty)
+    assert (tmp_path / "cgroup.procs").read_text().strip() == str(proc.pid)
+
+
+def test_a_spare_that_could_not_enter_reports_in_the_runtimes_log(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / SPARE_SCRIPT_NAME).write_text(spare_script(["/bin/echo", "ran"]))
+    proc = _spare(tmp_path / "missing")
+    out, err = proc.communicate(os.fsencode(bundle) + b"\n")
+    assert (proc.returncode, out, err) == (1, b"", b"")
+    assert json.loads((bundle / "runtime.log").read_text()) == {
+        "level": "error",
+        "msg": f"cannot enter the device cgroup {tmp_path / 'missing'}",
+    }
+
+
+def test_starting_a_spare_that_is_gone(tmp_path: Path) -> None:
+    proc = subprocess.Popen(["/bin/true"], stdin=subprocess.PIPE)
+    proc.wait()
+    spare = Spare(id="dy-1", cgroup=tmp_path, popen=proc, owner=os.getpid())
+    # a pipe whose reader is gone: the write (or its flush) fails
+    assert spare.start(tmp_path) is False
+    assert spare.started  # (it cannot be started again)

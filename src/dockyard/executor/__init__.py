@@ -18,11 +18,23 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
   covers the v2 mount, and crun takes the layout for plain v1. The host's mounts are
   untouched (no ``fix_cgroup_hybrid``), and hosts with a pure v1 or v2 layout run crun
   directly.
-- **No cgroups.** crun always runs with ``--cgroup-manager=disabled`` and the spec has no
-  ``cgroupsPath`` and no cgroup mount: a build process gets no resource limits, and the
-  pid namespace (its init's death kills every process in it) is what makes cancelling
-  complete. runc has no "disabled" manager; it makes and removes a cgroup per container
-  under its defaults, which works on this layout.
+- **No resource cgroups; a device cgroup.** crun always runs with
+  ``--cgroup-manager=disabled`` and the spec has no ``cgroupsPath`` and no cgroup mount:
+  a build process gets no resource limits, and the pid namespace (its init's death kills
+  every process in it) is what makes cancelling complete. Its device rules (BuildKit's:
+  deny all, then runc's defaults — any node may be made, only ``/dev/null``, ``zero``,
+  ``full``, ``random``, ``urandom``, ``tty``, ``ptmx``, the ptys and ``/dev/net/tun``
+  opened — plus the CDI devices granted; everything when insecure) are enforced by the
+  executor: crun is started inside a per-container cgroup ``dockyard/<key>-<id>`` under
+  this process's own, of the v1 ``devices`` controller (hybrid and v1 hosts) or of the
+  unified hierarchy with a BPF device program (pure v2 hosts), through a ``sh`` that
+  enters it and then execs crun; a spare ``sh`` enters the next container's cgroup
+  while a step runs, so that no step waits for the kernel's grace period of a cgroup
+  move (:mod:`dockyard.executor._devices`, :mod:`dockyard.executor._spares`). A host
+  with neither refuses sandboxed crun steps (crun clears ``nodev`` on the root); runc
+  steps then get ``nodev`` mounts and no ``CAP_MKNOD``. runc has no "disabled" manager;
+  it makes and removes a cgroup per container under its defaults, which works on this
+  layout, and enforces the same rules there itself.
 - **Cgroup parent** (``--cgroup-parent``). With runc the spec's ``cgroupsPath`` is
   ``/PARENT/dockyard/<id>`` (BuildKit's ``/PARENT/buildkit/<id>``), made and removed by
   runc in every hierarchy (the parent stays, as docker leaves it). crun cannot honour it

@@ -24,9 +24,11 @@ it, with the kernel's device cgroup, per container:
   ``RLIMIT_MEMLOCK`` to infinity before loading it and fails without
   ``CAP_SYS_RESOURCE``, and on a hybrid host crun cannot manage cgroups at all;
 - the runtime is started *inside* that cgroup: the command is wrapped in ``sh -c`` that
-  writes its own pid to ``cgroup.procs`` and then ``exec``\\ s the runtime, whose
+  writes its own pid to ``cgroup.procs`` and then execs the runtime, whose
   container init inherits the cgroup (:func:`join_argv`; no ``preexec_fn``, this
-  process never enters it). The cgroup is removed after the container is gone, and
+  process never enters it) — or a spare ``sh`` that entered it ahead of time does
+  (:func:`spare_argv`, :mod:`dockyard.executor._spares`: entering a cgroup waits for an
+  RCU grace period, 5-12 ms). The cgroup is removed after the container is gone, and
   leftovers of a process that died are removed when the executor reaps its state.
 
 ``<key>`` is derived from the executor's state directory, so that reaping touches only
@@ -696,7 +698,7 @@ _JOIN_SCRIPT = (
 
 def join_argv(sh: str, cgroup: Path, log: Path, argv: Iterable[str]) -> list[str]:
     """``argv`` started inside ``cgroup``: ``sh`` writes its own pid to the cgroup's
-    ``cgroup.procs`` and ``exec``\\ s the command (same pid, so the runtime and its
+    ``cgroup.procs`` and execs the command (same pid, so the runtime and its
     container init are in the cgroup from their first instruction). Should the write
     fail, the command does not run and the reason is appended to ``log`` as a runtime
     error in the runtimes' JSON log format."""
@@ -726,7 +728,7 @@ SPARE_SCRIPT_NAME = "run.sh"
 def spare_argv(sh: str, cgroup: Path) -> list[str]:
     """A spare for ``cgroup``: ``sh`` enters it at once, then reads a bundle directory
     (one line) on its standard input and sources ``<bundle>/run.sh``
-    (:func:`spare_script`), which ``exec``\\ s the runtime. Should entering have
+    (:func:`spare_script`), which execs the runtime. Should entering have
     failed, nothing runs and the reason goes to ``<bundle>/runtime.log`` as a runtime
     error. At end of file instead it leaves the cgroup, removes it and exits."""
     return [sh, "-c", _SPARE_SCRIPT, str(cgroup)]

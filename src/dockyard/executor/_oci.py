@@ -347,8 +347,9 @@ class OciExecutor:
         if process.cgroup_parent and self._runtime.kind is RuntimeKind.CRUN:
             raise ExecError(
                 f"cgroup parent {process.cgroup_parent!r}: the crun executor runs without"
-                " cgroups (--cgroup-manager=disabled; on a hybrid cgroup v1/v2 host crun"
-                " only starts with the v2 hierarchy hidden, and cannot make cgroups then);"
+                " a cgroup manager (--cgroup-manager=disabled; on a hybrid cgroup v1/v2"
+                " host crun only starts with the v2 hierarchy hidden, and cannot make"
+                " cgroups then);"
                 " use the runc runtime (--runtime runc) to place RUN steps in a cgroup"
             )
         if process.cgroup_parent and ":" in process.cgroup_parent:

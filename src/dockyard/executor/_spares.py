@@ -8,7 +8,7 @@ is a ``sh`` that makes that wait while the step before runs: made in a thread as
 as a runtime has started, it enters a fresh cgroup with the sandbox's device rules and
 blocks reading its standard input; the next sandboxed step (no CDI device, not
 interactive) takes it, writes its bundle's path, and the spare sources the bundle's
-``run.sh``, which ``exec``\\ s the runtime — born in the cgroup, no wait.
+``run.sh``, which execs the runtime — born in the cgroup, no wait.
 
 At most one spare per executor. A spare belongs to the process that made it (a forked
 child makes its own). One that is not used ends at end of file on its standard input

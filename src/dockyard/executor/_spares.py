@@ -123,7 +123,10 @@ class Spares:
         self._sh = sh
         self._spare: Spare | None = None
         self._coming = False
+        self._closed = False  # released or closed: no more spares
         self._lock = threading.Lock()
+        self._idle = threading.Event()  # no spare being made
+        self._idle.set()
         _ALL.add(self)
 
     def take(self) -> Spare | None:
@@ -146,14 +149,16 @@ class Spares:
             return
         with self._lock:
             ready = self._spare is not None and self._spare.owner == os.getpid()
-            if self._coming or ready:
+            if self._coming or ready or self._closed:
                 return
             self._coming = True
+            self._idle.clear()
         try:
             loop.run_in_executor(None, self._make).add_done_callback(_log_failure)
         except RuntimeError:  # (the loop's executor is shut down)
             with self._lock:
                 self._coming = False
+                self._idle.set()
 
     def _make(self) -> None:
         try:
@@ -171,14 +176,15 @@ class Spares:
                 raise
             spare = Spare(id=container_id, cgroup=cgroup, popen=popen, owner=os.getpid())
             with self._lock:
-                kept = self._spare is None
+                kept = self._spare is None and not self._closed
                 if kept:
                     self._spare = spare
-            if not kept:  # (another one arrived first)
+            if not kept:  # (closed meanwhile, or another one arrived first)
                 self.discard(spare)
         finally:
             with self._lock:
                 self._coming = False
+                self._idle.set()
 
     def discard(self, spare: Spare) -> None:
         """End an unused spare and wait for it (it removes its cgroup; should it not
@@ -189,18 +195,23 @@ class Spares:
         self._devices.remove(spare.cgroup)
 
     def release(self) -> None:
-        """Tell the ready spare (if any) to go, without waiting. Non-blocking."""
+        """Tell the ready spare (if any) to go, without waiting, and make no more (one
+        being made goes as soon as it is). Non-blocking."""
         with self._lock:
             spare, self._spare = self._spare, None
+            self._closed = True
         if spare is not None and spare.owner == os.getpid():
             _let_go(spare)
 
     def close(self) -> None:
-        """End the ready spare (if any) and wait for it. Blocking."""
+        """End the ready spare (if any, or the one being made) and wait for it; make no
+        more. Blocking."""
         with self._lock:
             spare, self._spare = self._spare, None
+            self._closed = True
         if spare is not None and spare.owner == os.getpid():
             self.discard(spare)
+        self._idle.wait(_EXIT_TIMEOUT)
 
 
 def _log_failure(fut: asyncio.Future[None]) -> None:

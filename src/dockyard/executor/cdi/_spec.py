@@ -48,6 +48,7 @@ VERSIONS = ("0.3.0", "0.4.0", "0.5.0", "0.6.0", "0.7.0", "0.8.0", "1.0.0", "1.1.
 implementation reads)."""
 
 _MAX_SPEC_BYTES = 16 << 20
+_MAX_EXPANDED = 2 * _MAX_SPEC_BYTES  # a YAML document's values, aliases expanded
 _ANNOTATION_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _MAX_ANNOTATIONS_BYTES = 256 << 10
@@ -116,9 +117,62 @@ def _load_yaml(text: str, path: Path) -> Any:
     except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
         raise ConfigError(f"{path}: reading a YAML CDI spec needs PyYAML") from None
     try:
-        return yaml.safe_load(text)
+        document = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"{path}: CDI spec is not valid YAML: {exc}") from None
+    _check_expansion(document, path)
+    return document
+
+
+def _check_expansion(document: object, path: Path) -> None:
+    """Refuse a YAML document whose aliases (``&a`` ... ``*a``) make it stand for far
+    more than its text: each use of an alias is the whole aliased value again wherever
+    it ends up (environment entries, hook arguments and mount options go into each
+    step's ``config.json``), so 16 MiB of text could stand for terabytes. The size the
+    document stands for is summed over its distinct values (each alias counted as often
+    as it is used, never walked again), so this takes time in proportion to the text;
+    a value that contains itself is refused too."""
+    sizes: dict[int, int] = {}  # a list's or mapping's expanded size, by id
+    active: set[int] = set()  # the lists and mappings being summed (ancestors)
+    stack: list[tuple[object, bool]] = [(document, False)]
+    while stack:
+        item, summed = stack.pop()
+        children = _children(item)
+        if children is None:
+            continue
+        key = id(item)
+        if summed:
+            active.discard(key)
+            sizes[key] = 1 + sum(sizes.get(id(c), _leaf_size(c)) for c in children)
+            continue
+        if key in sizes:
+            continue
+        active.add(key)
+        stack.append((item, True))
+        for child in children:
+            if id(child) in active:
+                raise ConfigError(f"{path}: CDI spec has a YAML value that contains itself")
+            if id(child) not in sizes and _children(child) is not None:
+                stack.append((child, False))
+    expanded = sizes.get(id(document), _leaf_size(document))
+    if expanded > _MAX_EXPANDED:
+        raise ConfigError(
+            f"{path}: CDI spec expands to more than {_MAX_EXPANDED >> 20} MiB"
+            " (YAML aliases used too often)"
+        )
+
+
+def _children(item: object) -> list[object] | None:
+    """A list's items or a mapping's keys and values; ``None`` for anything else."""
+    if isinstance(item, list):
+        return item
+    if isinstance(item, Mapping):
+        return [*item.keys(), *item.values()]
+    return None
+
+
+def _leaf_size(item: object) -> int:
+    return 1 + len(item) if isinstance(item, str) else 1
 
 
 def _version_key(version: str) -> tuple[int, ...]:

@@ -51,6 +51,7 @@ def apply_edits(spec: dict[str, Any], edits: Sequence[ContainerEdits]) -> None:
     user = process.setdefault("user", {})
     linux = spec.setdefault("linux", {})
     mounts_added = False
+    env: dict[str, str] = {}  # key -> entry, in the order last set
     for e in edits:
         if e.net_devices:
             raise ExecError(
@@ -58,7 +59,9 @@ def apply_edits(spec: dict[str, Any], edits: Sequence[ContainerEdits]) -> None:
                 " move network interfaces into a build step)"
             )
         for entry in e.env:
-            _set_env(process, entry)
+            key = entry.partition("=")[0]
+            env.pop(key, None)
+            env[key] = entry
         for node in e.device_nodes:
             _add_device(linux, user, node, e.origin)
         for mount in e.mounts:
@@ -105,6 +108,8 @@ def apply_edits(spec: dict[str, Any], edits: Sequence[ContainerEdits]) -> None:
             if rdt.enable_monitoring:
                 value["enableMonitoring"] = True
             linux["intelRdt"] = value
+    if env:
+        _set_env(process, env)
     if mounts_added:
         # a stable sort by depth: a mount never hides one made inside it
         spec["mounts"].sort(key=lambda m: _depth(m["destination"]))
@@ -114,11 +119,12 @@ def _depth(path: str) -> int:
     return len([p for p in path.split("/") if p])
 
 
-def _set_env(process: dict[str, Any], entry: str) -> None:
-    key = entry.partition("=")[0]
-    env = [e for e in process.get("env", []) if e.partition("=")[0] != key]
-    env.append(entry)
-    process["env"] = env
+def _set_env(process: dict[str, Any], entries: dict[str, str]) -> None:
+    """The process's environment with ``entries`` (by key) set: each replaces the
+    entries of its key and comes after the rest, as setting them one by one would do —
+    in one pass (a spec may list many thousands)."""
+    kept = [e for e in process.get("env", []) if e.partition("=")[0] not in entries]
+    process["env"] = [*kept, *entries.values()]
 
 
 def _add_device(linux: dict[str, Any], user: dict[str, Any], node: DeviceNode, origin: str) -> None:

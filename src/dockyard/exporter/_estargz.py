@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import struct
 import time
 from collections import deque
@@ -551,6 +552,14 @@ class EStargzWriter:
                 xattrs[key[len("SCHILY.xattr.") :]] = value
         if kind == b"\0":
             kind = b"5" if name.endswith("/") else b"0"
+        if posixpath.normpath("/" + name).lstrip("/") == TOC_NAME:
+            # a lazy puller hides a root stargz.index.json (it takes it for the TOC):
+            # the image would differ between a lazy and a full pull; BuildKit's
+            # lossless writer refuses it the same way
+            raise ContentError(
+                f"the layer holds /{TOC_NAME}, the name of eStargz's table of contents:"
+                " it cannot be exported as estargz (decompress it, or use gzip)"
+            )
         toc_type = _TYPES.get(kind)
         if toc_type is None:
             shown = kind.decode("latin-1") if kind else "(none)"

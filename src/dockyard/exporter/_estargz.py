@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import posixpath
 import struct
 import time
@@ -809,9 +810,12 @@ def _pax_int(key: str, value: bytes) -> int:
 
 def _pax_time(value: bytes) -> float:
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        raise ContentError(f"invalid layer tar: PAX mtime {value!r} is not a time") from None
+        seconds = math.nan
+    if not math.isfinite(seconds):  # (float() takes inf and nan; Go's tar does not)
+        raise ContentError(f"invalid layer tar: PAX mtime {value!r} is not a time")
+    return seconds
 
 
 def _modtime(mtime: float) -> str:

@@ -60,6 +60,12 @@ def test_the_tocs_name_deeper_in_the_tree_is_an_ordinary_file() -> None:
     assert existing_estargz(io.BytesIO(blob)) is not None
 
 
+@pytest.mark.parametrize("mtime", ["inf", "-inf", "nan", "1e400"])
+def test_a_pax_time_that_is_no_time_is_a_content_error(mtime: str) -> None:
+    with pytest.raises(ContentError, match="mtime"):
+        _write_all(_tar(["f"], pax={"mtime": mtime}))
+
+
 def test_a_footer_may_name_any_offset() -> None:
     blob = _estargz(_tar(["a", "b"]))
     assert existing_estargz(io.BytesIO(blob)) is not None

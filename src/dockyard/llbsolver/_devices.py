@@ -9,6 +9,11 @@ device; otherwise each device a request selects must be granted by a
 A request that selects nothing is not an entitlement matter: when the exec runs, a
 required one fails and an optional one is skipped with a warning.
 
+The check is made when the Definition is loaded (so that a build fails before anything
+runs) and again when the exec runs, on the very specs the devices are then resolved
+from: a device that appeared in between (a spec generated at boot, a hot-plugged
+device's) is not given to a build that was never granted it.
+
 Only the names in the Definition are part of an exec's cache key; what the host's specs
 make of them never is.
 """
@@ -18,23 +23,39 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dockyard.core import DeviceGrant, Entitlement, Grant, NotFoundError
 
 if TYPE_CHECKING:
-    from dockyard.executor.cdi import ContainerEdits, DeviceRegistry, DeviceRequest
+    from dockyard.executor.cdi import (
+        ContainerEdits,
+        DeviceInfo,
+        DeviceRegistry,
+        DeviceRequest,
+        Resolution,
+    )
     from dockyard.solver import VertexContext
 
     from ._common import OpInfo
 
-__all__ = ["authorize_devices", "device_edits"]
+__all__ = ["DeviceLookup", "authorize_devices", "check_devices", "device_edits"]
+
+
+class DeviceLookup(Protocol):
+    """What the check reads of a worker's devices (a
+    :class:`~dockyard.executor.cdi.DeviceRegistry`, or one
+    :class:`~dockyard.executor.cdi.DeviceView` of it)."""
+
+    def select(self, name: str) -> tuple[str, ...]: ...
+
+    def device(self, name: str) -> DeviceInfo | None: ...
 
 
 def authorize_devices(
     requests: Sequence[DeviceRequest],
     grants: frozenset[Grant],
-    registry: DeviceRegistry | None,
+    registry: DeviceLookup | None,
 ) -> tuple[tuple[DeviceRequest, ...], tuple[str, ...]]:
     """The requests to use (aliases replaced by their devices) and the devices they
     select that the grants do not allow (empty: allowed). Blocking: the registry may
@@ -69,14 +90,39 @@ def authorize_devices(
     return tuple(used), tuple(forbidden)
 
 
+def check_devices(
+    requests: Sequence[DeviceRequest],
+    grants: frozenset[Grant],
+    registry: DeviceLookup | None,
+    op_name: str,
+) -> tuple[DeviceRequest, ...]:
+    """The requests to use (see :func:`authorize_devices`); an
+    :class:`~dockyard.llbsolver.EntitlementError` naming the op ``op_name`` and the
+    devices it was not granted."""
+    used, forbidden = authorize_devices(requests, grants, registry)
+    if forbidden:
+        from ._load import EntitlementError
+
+        listed = ", ".join(forbidden)
+        raise EntitlementError(
+            f"{op_name!r} asks for device{'s' if len(forbidden) > 1 else ''}"
+            f" {listed}, which this build was not granted (allow it with --allow"
+            f" device={forbidden[0]}, or every device with --allow device)"
+        )
+    return used
+
+
 async def device_edits(
     requests: Sequence[DeviceRequest],
+    grants: frozenset[Grant],
     registry: DeviceRegistry | None,
     ctx: VertexContext,
     info: OpInfo,
 ) -> tuple[ContainerEdits, ...]:
-    """The CDI edits of ``requests`` from the worker's registry (read in a thread); an
-    optional request that selects nothing is a warning of the build, a required one a
+    """The CDI edits of ``requests`` from the worker's registry (read in a thread),
+    checked against ``grants`` on the same specs they are resolved from (an
+    :class:`~dockyard.llbsolver.EntitlementError` for a device not granted); an optional
+    request that selects nothing is a warning of the build, a required one a
     :class:`~dockyard.core.NotFoundError`."""
     if not requests:
         return ()
@@ -94,7 +140,12 @@ async def device_edits(
                 locations=info.locations,
             )
         return ()
-    resolution = await asyncio.to_thread(registry.resolve, requests)
+
+    def resolve() -> Resolution:
+        view = registry.view()
+        return view.resolve(check_devices(requests, grants, view, info.name))
+
+    resolution = await asyncio.to_thread(resolve)
     for request in resolution.missing:
         ctx.warn(f"optional device {request.name!r} is not registered", locations=info.locations)
     return resolution.edits

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.core import (
     DockyardError,
     ExecError,
+    Grant,
     InternalError,
     InvalidDefinitionError,
     NotFoundError,
@@ -266,6 +267,9 @@ class ExecOp:
                 parse_selector(device.name)
             except DockyardError as exc:
                 raise InvalidDefinitionError(exc.message) from exc
+        self.device_grants: frozenset[Grant] = frozenset()
+        """The build's grants the devices are checked against when the exec runs (the
+        loader's)."""
         self.mounts = tuple(_parse_mount(m) for m in exec_op.mounts)
         roots = [m for m in self.mounts if m.dest == "/"]
         if len(roots) != 1 or roots[0].kind != _BIND:
@@ -377,7 +381,9 @@ class ExecOp:
                     f"secret {s.id!r} not found (for environment variable {s.name})"
                 )
             env.append(f"{s.name}={value.decode('utf-8', 'surrogateescape')}")
-        cdi_edits = await device_edits(self.devices, self.worker.devices, ctx, self.info)
+        cdi_edits = await device_edits(
+            self.devices, self.device_grants, self.worker.devices, ctx, self.info
+        )
         writable: dict[int, MutableRef] = {}  # mount position -> writable ref
         outputs: dict[int, ImmutableRef] = {}
         try:

@@ -22,7 +22,7 @@ from dockyard.llb import Definition, OpNode
 from dockyard.solver import Edge, Vertex, VertexOptions
 
 from ._common import OpInfo
-from ._devices import authorize_devices
+from ._devices import check_devices
 from ._exec import ExecOp
 from ._fileop import FileOp, steps_from_pb
 from ._merge import DiffOp, MergeOp
@@ -178,16 +178,10 @@ def _op(
                 f" granted (allow it with --allow {names.split(', ')[0]})"
             )
         if exec_op.devices:
-            exec_op.devices, forbidden = authorize_devices(
-                exec_op.devices, entitlements, worker.devices
-            )
-            if forbidden:
-                listed = ", ".join(forbidden)
-                raise EntitlementError(
-                    f"{info.name!r} asks for device{'s' if len(forbidden) > 1 else ''}"
-                    f" {listed}, which this build was not granted (allow it with --allow"
-                    f" device={forbidden[0]}, or every device with --allow device)"
-                )
+            # checked now (nothing runs for a build that may not), and again on the
+            # specs the devices are resolved from when the exec runs
+            check_devices(exec_op.devices, entitlements, worker.devices, info.name)
+            exec_op.device_grants = entitlements
         return exec_op
     if kind == "file":
         return FileOp(

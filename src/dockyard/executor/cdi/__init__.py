@@ -40,7 +40,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from ._apply import apply_edits, destinations
-    from ._registry import DeviceRegistry, Resolution
+    from ._registry import DeviceRegistry, DeviceView, Resolution
     from ._spec import VERSIONS, CdiDevice, CdiSpec, parse_spec, read_spec
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "DeviceNode",
     "DeviceRegistry",
     "DeviceRequest",
+    "DeviceView",
     "Hook",
     "IntelRdt",
     "NetDevice",
@@ -77,6 +78,7 @@ __getattr__ = lazy_getattr(
         "apply_edits": "._apply",
         "destinations": "._apply",
         "DeviceRegistry": "._registry",
+        "DeviceView": "._registry",
         "Resolution": "._registry",
         "VERSIONS": "._spec",
         "CdiDevice": "._spec",

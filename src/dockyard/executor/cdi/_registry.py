@@ -39,7 +39,7 @@ from .types import (
 if TYPE_CHECKING:
     from ._spec import CdiDevice, CdiSpec
 
-__all__ = ["DeviceRegistry", "Resolution"]
+__all__ = ["DeviceRegistry", "DeviceView", "Resolution"]
 
 _log = logging.getLogger("dockyard.executor.cdi")
 _TRUE = ("1", "t", "T", "true", "TRUE", "True")  # Go's strconv.ParseBool
@@ -161,9 +161,15 @@ class DeviceRegistry:
 
     # -- queries -------------------------------------------------------------------------
 
+    def view(self) -> DeviceView:
+        """The devices as the spec directories have them now, for lookups that must
+        agree with each other (a check of what a build may use and the resolution of
+        what it asked for): a spec changed meanwhile is not seen by the view."""
+        return DeviceView(self, self._current())
+
     def devices(self) -> tuple[DeviceInfo, ...]:
         """Every usable device, by name."""
-        return tuple(self._info(name, entry) for name, entry in self._current().devices.items())
+        return self.view().devices()
 
     def problems(self) -> tuple[str, ...]:
         """Why spec files (or devices) were skipped, one message each."""
@@ -171,17 +177,18 @@ class DeviceRegistry:
 
     def device(self, name: str) -> DeviceInfo | None:
         """The device of qualified name ``name``, if known."""
-        entry = self._current().devices.get(name)
-        return None if entry is None else self._info(name, entry)
+        return self.view().device(name)
 
-    def _info(self, name: str, entry: _Entry) -> DeviceInfo:
-        annotations = entry.annotations
-        return DeviceInfo(
-            name=name,
-            auto_allow=self._auto_allow(name, annotations),
-            annotations=annotations,
-            spec_file=entry.spec.path,
-        )
+    def select(self, name: str) -> tuple[str, ...]:
+        """The qualified names a requested ``name`` selects (none: ``()``); a
+        :class:`~dockyard.core.UsageError` for a name outside the grammar."""
+        return self.view().select(name)
+
+    def resolve(self, requests: Sequence[DeviceRequest]) -> Resolution:
+        """The edits for ``requests`` (see :class:`Resolution`); a
+        :class:`~dockyard.core.NotFoundError` naming the first required request that
+        selects no device (and the spec files that were skipped, if any)."""
+        return self.view().resolve(requests)
 
     def _auto_allow(self, name: str, annotations: Mapping[str, str]) -> bool:
         kind = name.partition("=")[0]
@@ -189,23 +196,44 @@ class DeviceRegistry:
             return True
         return annotations.get(ANNOTATION_AUTO_ALLOW, "") in _TRUE
 
+
+class DeviceView:
+    """The devices of a :class:`DeviceRegistry` as they were when :meth:`DeviceRegistry.view`
+    was called: ``devices``, ``device``, ``select`` and ``resolve`` as the registry's,
+    all answered from those same spec files. Never blocks."""
+
+    def __init__(self, registry: DeviceRegistry, index: _Index) -> None:
+        self._registry = registry
+        self._index = index
+
+    def devices(self) -> tuple[DeviceInfo, ...]:
+        return tuple(self._info(name, entry) for name, entry in self._index.devices.items())
+
+    def device(self, name: str) -> DeviceInfo | None:
+        entry = self._index.devices.get(name)
+        return None if entry is None else self._info(name, entry)
+
+    def _info(self, name: str, entry: _Entry) -> DeviceInfo:
+        annotations = entry.annotations
+        return DeviceInfo(
+            name=name,
+            auto_allow=self._registry._auto_allow(name, annotations),
+            annotations=annotations,
+            spec_file=entry.spec.path,
+        )
+
     def select(self, name: str) -> tuple[str, ...]:
-        """The qualified names a requested ``name`` selects (none: ``()``); a
-        :class:`~dockyard.core.UsageError` for a name outside the grammar."""
-        return _select(parse_selector(name), self._current().devices)
+        return _select(parse_selector(name), self._index.devices)
 
     def resolve(self, requests: Sequence[DeviceRequest]) -> Resolution:
-        """The edits for ``requests`` (see :class:`Resolution`); a
-        :class:`~dockyard.core.NotFoundError` naming the first required request that
-        selects no device (and the spec files that were skipped, if any)."""
-        index = self._current()
+        index = self._index
         used: list[str] = []
         missing: list[DeviceRequest] = []
         for request in requests:
             found = _select(parse_selector(request.name), index.devices)
             if not found:
                 if not request.optional:
-                    raise NotFoundError(_not_registered(request.name, self, index))
+                    raise NotFoundError(_not_registered(request.name, self._registry, index))
                 missing.append(request)
             used.extend(d for d in found if d not in used)
         edits: list[ContainerEdits] = []

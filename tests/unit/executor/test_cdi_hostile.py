@@ -1,7 +1,7 @@
 """CDI spec files are host configuration, but a malformed or hostile one must not make
 the daemon hang or fill its memory: YAML aliases that expand a small file into a huge
 document are refused, and a spec with very many environment entries is applied in one
-pass (security audit 2, rows 46-47)."""
+pass (security audit 2, rows 47-48)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""eStargz against hostile input (security audit 2, rows 52-54): a layer holding the TOC's
+"""eStargz against hostile input (security audit 2, rows 53-55): a layer holding the TOC's
 own name is refused (a lazy puller would hide that file); the check of a pulled blob
 (``existing_estargz``) only ever answers ``None`` for a damaged or lying blob, whatever
 its footer claims, and bounds what it inflates of the TOC member."""

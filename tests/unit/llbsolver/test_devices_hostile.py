@@ -1,7 +1,7 @@
 """The ``device`` entitlement holds when the step runs, not only when its Definition was
 loaded: a device that appears in the host's specs between the two (a spec generated at
 boot, a hot-plugged device's) is not given to a build that was never granted it
-(security audit 2, row 48)."""
+(security audit 2, row 49)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ import secrets
 import signal
 import subprocess
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,11 +107,22 @@ def _wait(popen: subprocess.Popen[bytes]) -> None:
         popen.wait()
 
 
+_AT_EXIT_WAIT = 1.0  # seconds, for all spares together
+
+
 @atexit.register
 def _at_exit() -> None:
-    # told to go, the spares clean up after themselves: exiting does not wait for them
+    # told to go, a spare leaves its cgroup (a grace period, ~10 ms) and removes it;
+    # waited for briefly so that no running child is left to Popen's finalizer
     for spares in list(_ALL):
         spares.release()
+    with _GOING_LOCK:
+        going = [p for p in _GOING if p.poll() is None]
+        _GOING.clear()
+    deadline = time.monotonic() + _AT_EXIT_WAIT
+    for popen in going:
+        with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+            popen.wait(timeout=max(deadline - time.monotonic(), 0.001))
 
 
 class Spares:

@@ -206,15 +206,17 @@ def test_a_device_node_outside_dev_is_not_left_in_the_image(
     assert not (out / "opt").exists()
 
 
-def test_runc_enforces_the_device_cgroup_rule(
-    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("runtime", ["crun", "runc"])
+def test_the_device_cgroup_allows_a_cdi_device_with_its_access(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str
 ) -> None:
-    """runc puts the step in a cgroup whose device rules deny every node but runc's
-    defaults and what the spec allows: ``/dev/loop-control`` (c 10:237, not a default)
-    opens only through the device's allow rule (crun runs without cgroups)."""
+    """Both runtimes put the step in a device cgroup that denies every node but the
+    defaults and what the spec allows (runc's own; crun's made by the executor):
+    ``/dev/loop-control`` (c 10:237, not a default) opens only through the device's
+    allow rule, with the access the rule gives."""
     from tests.integration.conftest import need_tools
 
-    need_tools("runc")
+    need_tools(runtime)
     if not Path("/dev/loop-control").exists():
         pytest.fail("/dev/loop-control is missing on this host")
     spec_dir = tmp_path / "cdi-loop"
@@ -252,7 +254,7 @@ def test_runc_enforces_the_device_cgroup_rule(
         dockerfile = f"FROM busybox\nRUN --device={KIND}={name} {probe}\n"
         ctx = context(tmp_path, dockerfile)
         code = build(
-            state, "-q", "--runtime", "runc", "--allow", "device", "-o", str(out), str(ctx)
+            state, "-q", "--runtime", runtime, "--allow", "device", "-o", str(out), str(ctx)
         )
         assert code == 0
         results[name] = (out / "r").read_text().strip()

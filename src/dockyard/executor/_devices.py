@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.core import ExecError
+from dockyard.snapshot.mount import MountInfo, parse_mountinfo
 
 __all__ = [
     "ALLOW_ALL",
@@ -397,39 +398,6 @@ class DeviceMode(enum.Enum):
     NODEV = "no device cgroup: nodev mounts and no CAP_MKNOD"
 
 
-@dataclass(frozen=True, slots=True)
-class _MountEntry:
-    root: str
-    point: str
-    fstype: str
-    super_options: tuple[str, ...]
-
-
-def _unescape(field: str) -> str:
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
-
-
-def _mounts(mountinfo: str) -> list[_MountEntry]:
-    out: list[_MountEntry] = []
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields = left.split(" ")
-        rest = right.split(" ")
-        if not sep or len(fields) < 5 or len(rest) < 3:
-            continue
-        out.append(
-            _MountEntry(
-                root=_unescape(fields[3]),
-                point=_unescape(fields[4]),
-                fstype=rest[0],
-                super_options=tuple(rest[2].split(",")),
-            )
-        )
-    return out
-
-
 def _own_cgroups(proc_cgroup: str) -> dict[str, str]:
     """Controller (``""`` for the unified hierarchy) -> this process's cgroup path."""
     out: dict[str, str] = {}
@@ -442,7 +410,7 @@ def _own_cgroups(proc_cgroup: str) -> dict[str, str]:
     return out
 
 
-def _inside(mount: _MountEntry, path: str) -> Path:
+def _inside(mount: MountInfo, path: str) -> Path:
     """Where the cgroup ``path`` (as /proc/self/cgroup names it) is under ``mount``."""
     root = mount.root.rstrip("/")
     rel = path
@@ -468,7 +436,7 @@ class HostLayout:
         devices_v1: Path | None = None
         unified: Path | None = None
         pure_v2 = False
-        for mount in _mounts(mountinfo):
+        for mount in parse_mountinfo(mountinfo):
             if mount.fstype == "cgroup" and "devices" in mount.super_options:
                 if "devices" in own:
                     devices_v1 = _inside(mount, own["devices"])

@@ -33,10 +33,12 @@ from .types import Mount
 __all__ = [
     "MAX_OVERLAY_LOWERS",
     "MountError",
+    "MountInfo",
     "is_mountpoint",
     "mount_all",
     "mounted",
     "mountpoints_under",
+    "parse_mountinfo",
     "readable",
     "readonly_mounts",
     "unmount",
@@ -491,6 +493,38 @@ def _unescape_mountinfo(field: str) -> str:
             out.append(field[i])
             i += 1
     return "".join(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MountInfo:
+    """One line of ``/proc/self/mountinfo``: the mounted file system's ``root``, the
+    mount ``point`` (both unescaped), its ``fstype`` and its super block's options."""
+
+    root: str
+    point: str
+    fstype: str
+    super_options: tuple[str, ...]
+
+
+def parse_mountinfo(text: str) -> list[MountInfo]:
+    """The entries of ``text`` (a ``/proc/<pid>/mountinfo``), in mount order; malformed
+    lines are skipped."""
+    out: list[MountInfo] = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split(" ")
+        rest = right.split(" ")
+        if not sep or len(fields) < 5 or len(rest) < 3:
+            continue
+        out.append(
+            MountInfo(
+                root=_unescape_mountinfo(fields[3]),
+                point=_unescape_mountinfo(fields[4]),
+                fstype=rest[0],
+                super_options=tuple(rest[2].split(",")),
+            )
+        )
+    return out
 
 
 def mountpoints_under(root: Path) -> list[Path]:

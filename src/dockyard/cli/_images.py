@@ -26,7 +26,7 @@ from .main import LazyGroup
 
 if TYPE_CHECKING:
     from dockyard.content import ContentStore, Image, ImageStore, LocalImage
-    from dockyard.core import Platform
+    from dockyard.core import Digest, Platform
     from dockyard.exporter import ArchiveImage, CompressionOptions, LayerCompressor
     from dockyard.oci import Descriptor, History
     from dockyard.registry import Reference
@@ -327,6 +327,16 @@ def _repository(name: str) -> str | None:
         return None
 
 
+async def _has_id(store: ImageStore, image_id: Digest) -> bool:
+    """Whether a name in ``store`` still holds the image ``image_id`` (its config)."""
+    from dockyard.core import NotFoundError
+
+    try:
+        return any(i.id == image_id for i in await store.lookup(str(image_id)))
+    except NotFoundError:
+        return False
+
+
 async def _rmi(store: ImageStore, names: tuple[str, ...], force: bool) -> int:
     from dockyard.core import DockyardError, UsageError
     from dockyard.registry import InvalidReferenceError, Reference
@@ -351,8 +361,9 @@ async def _rmi(store: ImageStore, names: tuple[str, ...], force: bool) -> int:
                 await store.delete(image.name)
                 if not image.dangling:
                     click.echo(f"Untagged: {_familiar(image.name)}")
-            target = found[0].target.digest
-            if not await store.by_digest(target):
+            # docker's "Deleted" is the image ID: another name may keep it under a
+            # manifest of its own (an OCI archive loaded beside a Docker-typed build)
+            if not await _has_id(store, found[0].id):
                 click.echo(f"Deleted: {found[0].id}")
         except DockyardError as exc:
             click.echo(f"Error response: {exc}", err=True)

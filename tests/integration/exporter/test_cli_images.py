@@ -166,3 +166,19 @@ def test_the_image_commands_refuse_a_daemon_address_without_a_state_dir(
     # with the daemon's state directory named, they work on it
     assert main(["images", "--state-dir", str(tmp_path / "state")]) == 0
     assert "REPOSITORY" in capsys.readouterr().out
+
+
+def test_rmi_says_deleted_only_when_no_name_keeps_the_image_id(
+    cli: Cli, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    # bb:1 loaded from an OCI archive has a manifest of its own (OCI media types) while
+    # bb:2 keeps the Docker-typed one: two targets, one image ID, as docker counts images
+    image_id = cli("image", "import", str(busybox_rootfs), "-t", "bb:1").strip()
+    cli("image", "tag", "bb:1", "bb:2")
+    archive = tmp_path / "oci.tar"
+    cli("image", "save", "--format", "oci", "-o", str(archive), "bb:1")
+    cli("image", "load", "-i", str(archive))
+    digests = {r[2] for r in _rows(cli("images", "--digests"))}
+    assert len(digests) == 2
+    assert cli("rmi", "bb:1").splitlines() == ["Untagged: bb:1"]
+    assert cli("rmi", "bb:2").splitlines() == ["Untagged: bb:2", f"Deleted: {image_id}"]

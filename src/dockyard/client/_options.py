@@ -35,7 +35,7 @@ def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
 class CacheSpec:
     """One ``--cache-from`` (``export=False``) or ``--cache-to`` (``export=True``)
     value as buildx reads it: CSV ``key=value`` fields, ``type`` apart (a bare value of
-    ``--cache-from`` is ``type=registry,ref=VALUE``). ``text`` is the value as given:
+    either flag is ``type=registry,ref=VALUE``). ``text`` is the value as given:
     the engine parses it into its own cache values (``type=local,src=DIR``,
     ``type=local,dest=DIR,mode=max``, ``type=registry,ref=REF``, ``type=inline``); a
     daemon is sent ``type`` and ``attrs``."""
@@ -88,7 +88,7 @@ class CacheSpec:
         fields = csv_fields(text, flag)
         if not fields:
             raise UsageError(f"{flag}: empty value")
-        if len(fields) == 1 and "=" not in fields[0] and not export:
+        if len(fields) == 1 and "=" not in fields[0]:  # a bare reference, either flag
             return cls(text=text, type="registry", export=export, attrs={"ref": fields[0]})
         attrs = key_values(fields, f"{flag} {text}")
         kind = attrs.pop("type", "").lower()

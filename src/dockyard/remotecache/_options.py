@@ -265,8 +265,9 @@ def _fields(flag: str, text: str) -> dict[str, str]:
     fields = csv_fields(text, flag)
     if not fields:
         raise UsageError(f"{flag}: empty value")
-    if len(fields) == 1 and "=" not in fields[0] and flag == "--cache-from":
-        return {"type": "registry", "ref": fields[0]}  # a bare reference
+    if len(fields) == 1 and "=" not in fields[0]:
+        # a bare reference, for both flags as buildx reads them (--cache-to app:cache)
+        return {"type": "registry", "ref": fields[0]}
     return key_values(fields, f"{flag} {text}")
 
 

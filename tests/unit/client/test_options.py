@@ -51,12 +51,19 @@ def test_cache_specs() -> None:
     assert spec.text == "type=local,dest=out,mode=max"
     spec = CacheSpec.parse("user/app:cache", export=False)
     assert (spec.type, dict(spec.attrs), spec.path) == ("registry", {"ref": "user/app:cache"}, None)
+    # buildx reads a bare --cache-to alike (its help: --cache-to user/app:cache)
+    spec = CacheSpec.parse("user/app:cache", export=True)
+    assert (spec.type, dict(spec.attrs), spec.export) == (
+        "registry",
+        {"ref": "user/app:cache"},
+        True,
+    )
     assert CacheSpec.parse("type=inline", export=True).type == "inline"
     for text, export, message in [
         ("type=local", False, "type=local needs src=DIR"),
         ("type=local,src=x", True, "type=local needs dest=DIR"),
         ("src=x", False, "type= is required"),
-        ("user/app:cache", True, "invalid field"),
+        ("a,b", True, "invalid field"),
         ("type=local,src=a,src=b", False, "src given twice"),
         ("", True, "empty value"),
     ]:

@@ -50,6 +50,13 @@ def test_registry_and_inline_exports() -> None:
     assert parse_cache_export("type=inline") == InlineCacheExport()
 
 
+def test_a_bare_reference_exports_to_a_registry() -> None:
+    # buildx reads both flags alike: --cache-to user/app:cache is type=registry (mode=min)
+    expected = RegistryCacheExport(ref=Reference.parse("r.example/app:cache"))
+    assert parse_cache_export("r.example/app:cache") == expected
+    assert parse_cache_export("type=registry,ref=r.example/app:cache") == expected
+
+
 def test_imports() -> None:
     assert parse_cache_import("type=local,src=/c") == LocalCacheImport(src=Path("/c"))
     assert parse_cache_import(f"type=local,src=/c,digest={DIGEST}") == LocalCacheImport(
@@ -78,7 +85,6 @@ def test_imports() -> None:
         ("type=registry", "needs ref="),
         ("type=registry,ref=Not A Ref", "invalid reference"),
         ("type=inline,mode=max", "mode=min only"),
-        ("app:cache", "expected key=value"),  # a bare value is a --cache-from thing
     ],
 )
 def test_bad_exports(text: str, message: str) -> None:

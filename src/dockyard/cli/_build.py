@@ -92,7 +92,10 @@ _RUN_FLAG_OPTIONS = (
         "--cgroup-parent",
         "cgroup_parent",
         metavar="PATH",
-        help="The parent cgroup of RUN steps (needs --runtime runc: crun runs without cgroups here).",
+        help=(
+            "The parent cgroup of RUN steps (needs --runtime runc: crun runs without a "
+            "cgroup manager here)."
+        ),
     ),
 )
 
@@ -183,7 +186,10 @@ def run_flags(
     "outputs",
     multiple=True,
     metavar="type=TYPE[,dest=PATH]...|DIR|-",
-    help="Where the result goes: type=image|oci|docker|local|tar, dest=, name=, push= (repeatable).",
+    help=(
+        "Where the result goes: type=image|registry|oci|docker|local|tar, dest=, name=, "
+        "push= (repeatable)."
+    ),
 )
 @click.option("--push", is_flag=True, help="Push the image (shorthand for --output=type=registry).")
 @click.option("--load", is_flag=True, help="Load the image into docker (docker load).")
@@ -191,15 +197,15 @@ def run_flags(
     "--cache-from",
     "cache_from",
     multiple=True,
-    metavar="type=local,src=DIR",
-    help="Import build cache.",
+    metavar="type=local,src=DIR|type=registry,ref=REF|REF|type=s3,...",
+    help="Import build cache (repeatable).",
 )
 @click.option(
     "--cache-to",
     "cache_to",
     multiple=True,
-    metavar="type=local,dest=DIR",
-    help="Export build cache.",
+    metavar="type=local,dest=DIR|type=registry,ref=REF|REF|type=inline|type=s3,...",
+    help="Export build cache (mode=max: every step's; repeatable).",
 )
 @click.option("--no-cache", is_flag=True, help="Do not use the cache for any step.")
 @click.option(

@@ -270,7 +270,7 @@ def _check_platform(ref: Reference, config_bytes: bytes, wanted: Platform) -> No
 def image_pull(
     state_dir: str | None, platform: str | None, all_platforms: bool, quiet: bool, name: str
 ) -> int:
-    """Pull an image from a registry into the local store (``docker pull``)."""
+    """Pull an image from a registry into the local store (as docker pull)."""
     from dockyard.core import UsageError
     from dockyard.registry import Reference
 
@@ -462,7 +462,7 @@ async def _layers_of(
 @click.argument("name", metavar="NAME[:TAG]")
 @handles_errors
 def image_push(state_dir: str | None, all_tags: bool, quiet: bool, name: str) -> int:
-    """Push an image of the local store to its registry (``docker push``): every blob
+    """Push an image of the local store to its registry (as docker push): every blob
     the registry lacks, then the manifest (or index) under the tag; prints the digest."""
     from dockyard.core import UsageError
     from dockyard.registry import Reference

@@ -450,7 +450,7 @@ def image_import(
     name: str | None,
 ) -> int:
     """Make a one-layer image from a root filesystem tarball (compressed or not), a
-    directory, or - (a tarball on stdin), like ``docker import``; prints its ID."""
+    directory, or - (a tarball on stdin), like docker import; prints its ID."""
     from dockyard.core import UsageError, host_platform
     from dockyard.exporter import Compression, CompressionOptions
 
@@ -636,8 +636,8 @@ class _HashingWriter:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
 @handles_errors
 def image_load(state_dir: str | None, source: str, quiet: bool) -> int:
-    """Load images from a Docker or OCI archive (``docker save``, ``dockyard image save``,
-    ``-o type=docker|oci``), compressed or not."""
+    """Load images from a Docker or OCI archive (docker save, dockyard image save,
+    dockyard build -o type=docker|oci), compressed or not."""
     from dockyard.core import UsageError
     from dockyard.exporter import load_archive
 

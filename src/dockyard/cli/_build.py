@@ -369,6 +369,7 @@ def build(
     http(s) URL, or - for a tarball or a Dockerfile on stdin)."""
     from dockyard.core import DockyardError, UsageError
 
+    quiet_flag = "-q" if quiet else "--progress quiet"  # what the user said, for errors
     quiet = quiet or progress == "quiet"  # buildx: quiet prints the image ID on success
     try:
         spec = CallSpec.parse(call, check=check)
@@ -433,7 +434,10 @@ def build(
             ),
         )
         if quiet and _writes_stdout(options):
-            raise UsageError("-q prints the image ID on stdout: it cannot go with an output to -")
+            raise UsageError(
+                f"{quiet_flag} prints the image ID on stdout: it cannot go with an output to -"
+                " (leave it out, or write the output to a file)"
+            )
         from dockyard.cli._hints import WalkHints
 
         hints = WalkHints.load(context, dockerfile, target)

@@ -211,6 +211,7 @@ def test_addresses(captured: Captured, tmp_path: Path, monkeypatch: pytest.Monke
         (["--build-context", "x", "."], "--build-context expects KEY=VALUE"),
         (["--build-arg", "=x", "."], "--build-arg expects KEY=VALUE or KEY"),
         (["-q", "-o", "-", "."], "-q prints the image ID on stdout"),
+        (["--progress", "quiet", "-o", "-", "."], "--progress quiet prints the image ID"),
         (["-f", "-", "-"], "cannot both be read from stdin"),
         (["--addr", "http://x", "."], "--addr: invalid address"),
     ],

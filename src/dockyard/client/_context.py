@@ -256,6 +256,14 @@ def _local_paths(options: BuildOptions) -> tuple[Path, Path | None]:
     context = Path(options.context)
     if not context.is_dir():
         what = "not a directory" if context.exists() else "not found"
+        if not context.exists() and "://" in options.context:
+            # buildx says only "not found"; name the URLs that are contexts
+            scheme = options.context.split("://", 1)[0]
+            what += (
+                f" ({scheme}:// URLs are not build contexts: a git repository is"
+                " git://..., ssh://..., git@HOST:PATH or https://.../REPO.git, other"
+                " http(s):// URLs are downloaded)"
+            )
         raise UsageError(f'unable to prepare context: path "{options.context}" {what}')
     if options.dockerfile == "-":
         return context.absolute(), None

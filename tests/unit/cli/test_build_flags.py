@@ -261,6 +261,11 @@ def test_missing_context_and_dockerfile(tmp_path: Path, capsys: pytest.CaptureFi
         f'unable to prepare context: path "{tmp_path / "nope"}" not found'
         in capsys.readouterr().err
     )
+    # a URL that is no remote context says which are (buildx: only "not found")
+    assert build(tmp_path, f"file://{tmp_path}/repo") == 2
+    err = capsys.readouterr().err
+    assert "file:// URLs are not build contexts: a git repository is git://" in err
+    assert "Traceback" not in err
     assert build(tmp_path, str(tmp_path)) == 1
     err = capsys.readouterr().err
     assert f"ERROR: failed to solve: failed to read dockerfile: open {tmp_path}/Dockerfile" in err

@@ -349,7 +349,9 @@ class HostPlatforms:
         """The commands that make ``platform`` run here (for an error message)."""
         arch = _architecture(platform)
         if arch is None or platform.os != "linux":
-            return f"Dockyard knows no QEMU emulator for {platform}"
+            # said once by why_not(); here, what can run (a typo in --platform is likely)
+            known = ", ".join(str(a.platforms[0]) for a in ELF_ARCHITECTURES)
+            return f"The platforms Dockyard knows are {known}"
         return (
             "Emulate it with QEMU (as root, once per boot): apt-get install qemu-user-static"
             f" && dockyard debug binfmt --install {arch.name} (registers"

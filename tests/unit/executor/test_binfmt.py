@@ -104,6 +104,11 @@ def test_detection_over_a_fake_binfmt_misc() -> None:
     )
     assert "no binfmt_misc handler" in found.why_not(Platform.parse("linux/mips64le"))
     assert "no emulator is known" in found.why_not(Platform.parse("linux/sparc64"))
+    # a typo (linux/amd6) is told what exists, not the same sentence twice
+    hint = found.how_to_emulate(Platform.parse("linux/amd6"))
+    assert "emulator" not in hint
+    assert "linux/arm64" in hint
+    assert "linux/riscv64" in hint
     hint = found.how_to_emulate(Platform.parse("linux/arm64"))
     assert "apt-get install qemu-user-static" in hint
     assert "dockyard debug binfmt --install arm64" in hint

@@ -10,6 +10,7 @@ greeting examples/greeting``) would never run there.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -64,3 +65,46 @@ def test_scripts_setup_ends_with_the_example_image_built(
         line.split()[:3] == ["greeting", "latest", found.group(1)[7:19]]
         for line in listing.splitlines()
     ), listing
+
+
+def test_the_readmes_runc_example_runs_the_image(state: Path, tmp_path: Path) -> None:
+    """The README's second block, line by line: the OCI tarball of the example, unpacked
+    by umoci at the tag the README names and run by runc (its console turned off: no
+    terminal here). An unnamed OCI output has no tag for umoci, as with BuildKit."""
+    need_tools("umoci", "runc")
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("or with runc from an OCI layout:\n\n```sh\n", 1)[1].split("```", 1)[0]
+    build, unpack_layout, unpack_and_run = block.strip().splitlines()
+    assert build.startswith("dockyard build ")
+    assert build.endswith(" examples/greeting")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_HOST"}
+    env.update(DOCKYARD_STATE_DIR=str(state), DOCKYARD_WARM="0")
+    dockyard = str(ROOT / ".venv" / "bin" / "dockyard")
+
+    def sh(line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-ec", line.replace("dockyard ", f"{dockyard} ", 1)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    for line in (build, unpack_layout):
+        done = sh(line)
+        assert done.returncode == 0, f"{line}: {done.stdout}{done.stderr}"
+    unpack, run = unpack_and_run.split(" && ")
+    done = sh(unpack)
+    assert done.returncode == 0, f"{unpack}: {done.stdout}{done.stderr}"
+    config_path = tmp_path / "greeting-bundle" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["process"]["terminal"] = False
+    config_path.write_text(json.dumps(config))
+    assert run.split()[:4] == ["runc", "run", "-b", "greeting-bundle"]
+    done = sh(f"runc run -b greeting-bundle readme-{os.getpid()}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "hello from dockyard"

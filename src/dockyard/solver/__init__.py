@@ -38,15 +38,20 @@ Cache keys (:mod:`._keys`)
 ``ignore_cache``
     Such a vertex is never looked up: whenever a job needs anything that depends on it,
     it runs (once per job; shared with concurrent jobs like any vertex), and its results
-    are recorded under its usual keys. Its canonical key is computed as usual and
-    published to dependants only after it ran (as in BuildKit), so its dependants' keys
-    do not change because of it. What they see: a dependant that reads it by content
-    (``compute_digest``) skips its definition lookup and is decided by the content key —
-    it reruns if the part it reads changed, hits otherwise; a dependant that reads it by
-    definition only hits its old record, as a BuildKit dependant would. (Making every key
-    downstream volatile instead would rerun the whole rest of the graph on every build;
-    to rebuild a region, mark each of its vertices ``ignore_cache``, as ``--no-cache``
-    does.)
+    are recorded under its usual keys. Its canonical key, though, is a *run key* unique
+    to that run (``H("run", usual key, nonce)``), published to dependants only after it
+    ran: what it made now may differ from what its usual key denoted before. What its
+    dependants see: one that reads it by content (``compute_digest``) skips its
+    definition lookup and is decided by the content key — it reruns if the part it reads
+    changed, hits otherwise; one that reads it by definition misses (its key is made from
+    the run key) and runs, and so does everything made from that, up to a vertex that
+    reads by content and finds the same content. This is BuildKit's behaviour (an
+    ignore-cache edge publishes no keys, so a dependant can only match it through a
+    content-based key); hitting the old records instead mixed stale results with the
+    fresh ones (``--no-cache-filter a`` reran stage ``a`` but kept ``FROM a`` +
+    ``RUN`` of the old ``a``). A later build without ``ignore_cache`` finds the record
+    by the usual key, with the run key as its canonical key, and so the dependants'
+    records made from it.
 
 Pruned results
     A record whose results cannot be loaded any more (``ResultStorage.load`` → None)

@@ -4,6 +4,9 @@
 - content key:    ``H("content", op digest, [["content", digest] | ["key", input key,
   selector, output index], ...])`` — content digests for inputs with ``compute_digest``,
   the definition part otherwise.
+- run key:        ``H("run", key, nonce)`` — the canonical key of a result an
+  ``ignore_cache`` vertex made afresh: unique to that run, so that nothing made from
+  the vertex's old result under its usual key is reused for what it made now.
 - link key:       ``H("link", op digest, input number, input key, selector, output
   index)`` — one per input, saved with every record of a vertex beside its keys. A key
   made from an input key exists only if that input's link key does, so a missing link
@@ -21,7 +24,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-__all__ = ["content_key", "def_key", "link_key"]
+__all__ = ["content_key", "def_key", "link_key", "run_key"]
 
 _VERSION = "dockyard.solver/1"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -43,6 +46,12 @@ def content_key(
     """The content-based key: per input either ``("content", digest)`` or
     ``("key", input key, selector, output index)``."""
     return _hash([_VERSION, "content", op_digest, parts])
+
+
+def run_key(key: str, nonce: str) -> str:
+    """The canonical key of one run of an ``ignore_cache`` vertex whose usual key is
+    ``key`` (``nonce``: unique to the run)."""
+    return _hash([_VERSION, "run", key, nonce])
 
 
 def link_key(

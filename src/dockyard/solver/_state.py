@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from dockyard.core import (
 
 from ._context import VertexContext
 from ._flight import Memo, Watch, wait_all
-from ._keys import content_key, def_key, link_key
+from ._keys import content_key, def_key, link_key, run_key
 from ._results import ResultRef
 from .types import CacheMap, CacheRecord, CacheSource, Dep, JobValue, Result, Vertex
 
@@ -214,9 +215,10 @@ class VertexState:
 
         An ``ignore_cache`` vertex publishes its key only once it has run (as BuildKit's
         dependants only see such a vertex's keys on its result), so it always runs when a
-        job needs anything downstream of it; dependants then build the same keys as
-        without ``ignore_cache`` (but skip the definition lookup when they read it by
-        content, see ``compute_key``).
+        job needs anything downstream of it; its canonical key is then a run key unique
+        to that run (see the package docstring), so dependants reading it by definition
+        run again, and those reading it by content skip their definition lookup (see
+        ``compute_key``).
         """
         if self.vertex.options.ignore_cache:
             return self.out_memo, self.compute_outputs
@@ -291,7 +293,7 @@ class VertexState:
                 if not ignore:
                     solver._stats_misses += 1
                 return KeyInfo(
-                    key_def,
+                    run_key(key_def, secrets.token_hex(16)) if ignore else key_def,
                     key_def,
                     None,
                     None,
@@ -327,7 +329,7 @@ class VertexState:
                     return info
                 solver._stats_misses += 1
             return KeyInfo(
-                key_content,
+                run_key(key_content, secrets.token_hex(16)) if ignore else key_content,
                 key_def,
                 key_content,
                 None,

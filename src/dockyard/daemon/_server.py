@@ -310,8 +310,7 @@ def _socket_dir(path: Path) -> None:
 
 def _bind(server: Any, listener: Listener) -> str:
     if isinstance(listener, UnixListener):
-        port = server.add_insecure_port(listener.bind_address)
-        if port == 0:
+        if _add_port(server.add_insecure_port, listener.bind_address) == 0:
             raise UsageError(f"cannot listen on {listener.url}")
         return listener.url
     assert isinstance(listener, TcpListener)
@@ -320,15 +319,37 @@ def _bind(server: Any, listener: Listener) -> str:
         credentials = grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=ca, require_client_auth=True
         )
-        port = server.add_secure_port(listener.bind_address, credentials)
+        port = _add_port(server.add_secure_port, listener.bind_address, credentials)
     elif listener.loopback:
-        port = server.add_insecure_port(listener.bind_address)
+        port = _add_port(server.add_insecure_port, listener.bind_address)
     else:  # the config refuses these; a guard for hand-made configs
         raise UsageError(f"{listener.url} is reachable from other hosts: it needs mutual TLS")
     if port == 0:
-        raise UsageError(f"cannot listen on {listener.url}")
+        raise UsageError(f"cannot listen on {listener.url}{_why_not_bound(listener)}")
     host = f"[{listener.host}]" if ":" in listener.host else listener.host
     return f"tcp://{host}:{port}"
+
+
+def _add_port(add: Any, *args: Any) -> int:
+    """grpc's ``add_*_port``: the port bound, 0 when it could not bind (grpcio returned 0
+    once; newer ones raise a bare RuntimeError, which reached the user as a traceback)."""
+    try:
+        return int(add(*args))
+    except RuntimeError:
+        return 0
+
+
+def _why_not_bound(listener: TcpListener) -> str:
+    """Why ``listener``'s address cannot be bound (grpc does not say): ``: <strerror>``
+    from a probe of the same address, or nothing."""
+    try:
+        infos = socket.getaddrinfo(listener.host, listener.port, type=socket.SOCK_STREAM)
+        family, kind, proto, _name, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        return f": {exc.strerror or exc}"
+    return ""
 
 
 def state_file(socket_path: Path) -> Path:

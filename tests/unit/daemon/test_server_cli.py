@@ -40,6 +40,21 @@ def test_bad_config_and_addresses_exit_2(
     assert "mutual TLS" in capsys.readouterr().err
 
 
+def test_a_tcp_port_in_use_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # grpcio raised a bare RuntimeError here: dockyardd printed a traceback
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["--addr", f"tcp://127.0.0.1:{port}", "--state-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"dockyardd: cannot listen on tcp://127.0.0.1:{port}: Address already in use" in err
+    assert "Traceback" not in err
+
+
 def test_command_line_overrides_the_config(tmp_path: Path) -> None:
     config_file = tmp_path / "d.toml"
     config_file.write_text('state-dir = "state"\n[grpc]\naddress = ["unix:///x/y.sock"]\n')

@@ -246,6 +246,14 @@ class BuildOptions:
                 )
             if self.platforms:
                 raise UsageError("--invoke: a multi-platform build has no one result to enter")
+        if self.debug_shell is not None and self.debug_shell.stdio.stdout == 1:
+            from dockyard.exporter import Stdout
+
+            if any(isinstance(getattr(o, "dest", None), Stdout) for o in self.outputs):
+                raise UsageError(
+                    "--invoke: the shell writes to stdout, so an output cannot go to -"
+                    " (its bytes and the shell's would mix)"
+                )
         for spec in self.cache_from:
             if spec.export:
                 raise UsageError("cache_from holds --cache-from values (export=False)")

@@ -120,6 +120,8 @@ def test_a_check_gets_no_shell(captured: Captured, tmp_path: Path) -> None:
     [
         (["--invoke", "/bin/sh", "-"], "cannot come from it"),
         (["--invoke", "/bin/sh", "-f", "-", "."], "cannot come from it"),
+        (["--invoke", "/bin/sh", "-o", "-", "."], "an output cannot go to -"),
+        (["--on", "error", "-o", "type=tar,dest=-", "."], "an output cannot go to -"),
         (["--on", "never", "."], "Invalid value for '--on'"),
         (["--invoke", "on-error", "--on", "always", "."], "only on an error"),
         (

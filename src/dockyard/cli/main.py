@@ -54,6 +54,32 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click suggests only among the commands it has loaded: a typo of a lazy one
+        # ("buld") got no "Did you mean 'build'?"
+        name = args[0] if args else ""
+        if (
+            name
+            and not name.startswith("-")
+            and not ctx.resilient_parsing
+            and name not in self.lazy_commands
+            and super().get_command(ctx, name) is None
+        ):
+            from difflib import get_close_matches
+
+            close = [repr(c) for c in get_close_matches(name, self.list_commands(ctx))]
+            hint = (
+                f" Did you mean {close[0]}?"
+                if len(close) == 1
+                else f" (Did you mean one of: {', '.join(close)}?)"
+                if close
+                else ""
+            )
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = self.lazy_commands.get(cmd_name)
         if target is None:

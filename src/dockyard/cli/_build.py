@@ -374,6 +374,7 @@ def build(
     try:
         spec = CallSpec.parse(call, check=check)
         invoke_spec = InvokeSpec.parse(invoke, invoke_on)
+        _remove_iidfile(iidfile)
     except DockyardError as exc:
         return report_error(exc)
     from dockyard.cli import _memo
@@ -914,7 +915,23 @@ async def _run(client: Client, options: BuildOptions, reporter: Reporter) -> Bui
 
 
 def _write_files(result: BuildResult, iidfile: str | None, metadata_file: str | None) -> None:
-    write_texts(((iidfile, result.image_id), (metadata_file, result.metadata_json())))
+    # buildx writes the file even without an image (empty: a local or tar output)
+    write_texts(((iidfile, result.image_id or ""), (metadata_file, result.metadata_json())))
+
+
+def _remove_iidfile(iidfile: str | None) -> None:
+    """Remove an earlier ``--iidfile`` before building, as buildx does: a build that
+    fails (or makes no image) must not leave the last build's image ID there."""
+    if not iidfile:
+        return
+    from pathlib import Path
+
+    from dockyard.core import UsageError
+
+    try:
+        Path(iidfile).unlink(missing_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--iidfile {iidfile}: cannot remove it: {exc.strerror or exc}") from exc
 
 
 class _NoWarnings:

@@ -173,7 +173,7 @@ class Memo:
         if metadata_file is not None and metadata and self.stamp_created:
             metadata = _restamped(metadata)
         try:
-            write_texts(((iidfile, memory["image_id"]), (metadata_file, metadata)))
+            write_texts(((iidfile, memory["image_id"] or ""), (metadata_file, metadata)))
         except DockyardError as exc:
             return report_error(exc)
         if quiet:

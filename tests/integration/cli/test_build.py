@@ -76,6 +76,24 @@ def test_the_example_into_the_image_store(
     assert (out / "bin/busybox").is_file()
 
 
+def test_an_iidfile_never_holds_an_earlier_builds_id(state: Path, tmp_path: Path) -> None:
+    """As buildx: the file is removed before the build and written after it, empty when
+    the build made no image (it kept the last image build's ID)."""
+    iid = tmp_path / "iid"
+    assert build(state, "-q", "-t", "app:iid", "--iidfile", str(iid), str(EXAMPLE)) == 0
+    assert iid.read_text().startswith("sha256:")
+    out = f"type=tar,dest={tmp_path / 'files.tar'}"
+    assert build(state, "-q", "-o", out, "--iidfile", str(iid), str(EXAMPLE)) == 0
+    assert iid.read_text() == ""
+    assert build(state, "-q", "-t", "app:iid", "--iidfile", str(iid), str(EXAMPLE)) == 0
+    assert iid.read_text().startswith("sha256:")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    assert build(state, "-q", "-t", "app:iid", "--iidfile", str(iid), str(ctx)) == 1
+    assert not iid.exists()
+
+
 def test_quiet_prints_the_image_id(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert build(state, "-q", "-t", "greeting:q", str(EXAMPLE)) == 0
     captured = capsys.readouterr()

@@ -233,8 +233,26 @@ def _path_kind(id: str, path: Path) -> str:
     if stat.S_ISSOCK(st.st_mode):
         return "socket"
     if stat.S_ISREG(st.st_mode):
+        _check_private_key(id, path)
         return "key"
     raise UsageError(f"--ssh {id}: {str(path)!r} is neither a socket nor a key file")
+
+
+def _check_private_key(id: str, path: Path) -> None:
+    """Refuse a file that holds no private key before the build, as buildx does (else
+    the agent started for it fails only when a step connects, inside the build)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 20)
+    except OSError as exc:
+        raise UsageError(f"--ssh {id}: cannot use {str(path)!r}: {exc.strerror}") from exc
+    if b"PRIVATE KEY-----" in head:  # OpenSSH's and the PEM formats
+        return
+    public = head.startswith((b"ssh-", b"ecdsa-", b"sk-")) or path.suffix == ".pub"
+    raise UsageError(
+        f"--ssh {id}: {str(path)!r} is not a private key file"
+        + (" (it is a public key: name the file without .pub)" if public else "")
+    )
 
 
 async def relay(

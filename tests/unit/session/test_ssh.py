@@ -55,6 +55,16 @@ def test_agent_sources_are_checked(tmp_path: Path) -> None:
         SshAgents([SshSpec(id="x", paths=(tmp_path / "missing",))])
     with pytest.raises(UsageError, match="neither a socket nor a key file"):
         SshAgents([SshSpec(id="x", paths=(tmp_path,))])
+    # a file with no private key is refused before the build, as buildx refuses it
+    (tmp_path / "notes.txt").write_text("garbage\n")
+    with pytest.raises(UsageError, match=r"'.*notes\.txt' is not a private key file$"):
+        SshAgents([SshSpec(id="x", paths=(tmp_path / "notes.txt",))])
+    (tmp_path / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nz me@host\n")
+    with pytest.raises(UsageError, match="it is a public key"):
+        SshAgents([SshSpec(id="x", paths=(tmp_path / "id_ed25519.pub",))])
+    key = tmp_path / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert SshAgents([SshSpec(id="x", paths=(key,))]).ids() == {"x"}
 
 
 async def test_forwarded_socket_relays_connections(harness: Harness, echo_agent: Path) -> None:

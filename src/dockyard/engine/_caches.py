@@ -136,7 +136,10 @@ class CacheExports:
                 skip_empty=True,
             )
             inline = collected.restricted(blobs)
-            return None if inline.empty else inline.config.to_bytes()
+            if inline.empty:
+                return None
+            # BuildKit's inline form: the records over the image's own layers
+            return inline.config.inline_bytes([b.digest for b in blobs])
 
         return make
 

@@ -32,8 +32,10 @@ Format (:mod:`._config`)
     to its inputs' records with selectors, results as the top layer of a chain). The
     local form is an OCI layout directory whose ``index.json`` names the manifest with
     the tag (``latest``); the registry form is that manifest pushed to the ref; the
-    inline form is the config, base64, under ``moby.buildkit.cache.v0`` in an image's
-    config with the image's own layers (``mode=min``). Reading also accepts BuildKit's
+    inline form is BuildKit's, base64, under ``moby.buildkit.cache.v0`` in an image's
+    config: the records alone, their results naming positions in the image's own
+    layers (``mode=min``; a whole config object, what Dockyard wrote before, still
+    reads). Reading also accepts BuildKit's
     older index form (an index listing the layers and the config).
 
 Export (:func:`export_cache`, :func:`collect_cache`)

@@ -20,6 +20,12 @@ canonical one, which dependants' keys are made from); ``keys`` lists the other k
 naming the same result (the definition key when the content key is canonical) and
 ``output`` the output index. Go's decoder ignores both extra fields.
 
+The inline form (``moby.buildkit.cache.v0`` in an image config, base64) is BuildKit's:
+the ``records`` list alone, each result's ``layer`` being the position of its chain's
+top layer among the image's layers, which form the chain (:meth:`CacheConfig.inline_bytes`,
+:meth:`CacheConfig.parse_inline`; BuildKit's importer decodes it into a list of records
+and refuses anything else).
+
 :meth:`CacheConfig.parse` validates everything an importer relies on (indexes in range,
 parent chains without cycles, digests) and raises :class:`~dockyard.core.ContentError`.
 """
@@ -153,6 +159,60 @@ class CacheConfig:
         """Compact canonical JSON: equal configs give equal bytes (and digests)."""
         return canonical_json(self.to_json())
 
+    def inline_bytes(self, image_layers: Sequence[Digest]) -> bytes | None:
+        """The inline form for an image whose layers are ``image_layers`` (bottom
+        first): the records, each result naming the position of its chain's top layer in
+        the image; a result whose chain is not the image's bottom layers is left out.
+        ``None`` when no result is left (nothing worth importing)."""
+        records = []
+        kept = False
+        for record in self.records:
+            results = []
+            for result in record.results:
+                chain = [layer.blob for layer in self.chain(result.layer)]
+                if chain and list(image_layers[: len(chain)]) == chain:
+                    results.append(CacheResult(layer=len(chain) - 1, created_at=result.created_at))
+            kept = kept or bool(results)
+            records.append(
+                CacheConfigRecord(
+                    digest=record.digest,
+                    output=record.output,
+                    keys=record.keys,
+                    inputs=record.inputs,
+                    results=tuple(results),
+                )
+            )
+        if not kept:
+            return None
+        return canonical_json([record.to_json() for record in records])
+
+    @classmethod
+    def parse_inline(cls, data: bytes, image_layers: Sequence[CacheLayer]) -> CacheConfig:
+        """Read an inline cache: BuildKit's list of records over ``image_layers`` (the
+        image's layers as a chain, bottom first), or a whole config object (what
+        Dockyard wrote before it wrote BuildKit's form); :class:`ContentError` when
+        malformed."""
+        obj = _load(data)
+        if isinstance(obj, dict):
+            return cls._from_object(obj)
+        if not isinstance(obj, list):
+            raise ContentError("inline cache is neither a list of records nor a cache config")
+        layers = tuple(
+            CacheLayer(
+                blob=layer.blob,
+                parent=i - 1,
+                media_type=layer.media_type,
+                diff_id=layer.diff_id,
+                size=layer.size,
+                created_at=layer.created_at,
+            )
+            for i, layer in enumerate(image_layers)
+        )
+        records = tuple(_record(item, i) for i, item in enumerate(obj))
+        config = cls(layers=layers, records=records)
+        config._validate()
+        return config
+
     def chain(self, top: int) -> list[CacheLayer]:
         """The layers of the chain whose top layer is ``top``, bottom first."""
         out: list[CacheLayer] = []
@@ -167,16 +227,13 @@ class CacheConfig:
     @classmethod
     def parse(cls, data: bytes) -> CacheConfig:
         """Read and validate a cache config; :class:`ContentError` when malformed."""
-        if len(data) > _MAX_CONFIG:
-            raise ContentError(f"cache config is too large ({len(data)} bytes)")
-        try:
-            obj = json.loads(data)
-        except ValueError as exc:
-            raise ContentError(f"cache config is not valid JSON: {exc}") from exc
-        except RecursionError:  # [[[[... nested past the parser's stack
-            raise ContentError("cache config is nested too deeply") from None
+        obj = _load(data)
         if not isinstance(obj, dict):
             raise ContentError("cache config is not a JSON object")
+        return cls._from_object(obj)
+
+    @classmethod
+    def _from_object(cls, obj: dict[str, Any]) -> CacheConfig:
         layers = tuple(_layer(item, i) for i, item in enumerate(_list(obj.get("layers"), "layers")))
         records = tuple(
             _record(item, i) for i, item in enumerate(_list(obj.get("records"), "records"))
@@ -223,6 +280,17 @@ class CacheConfig:
                         raise ContentError(
                             f"cache config: record {i} links to record {link.link} of {m}"
                         )
+
+
+def _load(data: bytes) -> Any:
+    if len(data) > _MAX_CONFIG:
+        raise ContentError(f"cache config is too large ({len(data)} bytes)")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ContentError(f"cache config is not valid JSON: {exc}") from exc
+    except RecursionError:  # [[[[... nested past the parser's stack
+        raise ContentError("cache config is nested too deeply") from None
 
 
 def _list(value: Any, what: str) -> Sequence[Any]:

@@ -548,8 +548,8 @@ async def _import_registry(
 async def _inline(
     client: RegistryClient, ref: Reference, manifest: ImageManifest
 ) -> tuple[CacheConfig, dict[str, Descriptor]]:
-    """The inline cache of an image: its config's ``moby.buildkit.cache.v0`` (base64 of a
-    cache config whose layers are the image's)."""
+    """The inline cache of an image: its config's ``moby.buildkit.cache.v0`` (base64 of
+    BuildKit's list of records over the image's layers, or of a whole cache config)."""
     data = await client.get_blob(ref, manifest.config, limit=_CONFIG_LIMIT)
     try:
         obj = json.loads(data)
@@ -559,10 +559,25 @@ async def _inline(
     if not isinstance(encoded, str):
         raise NotFoundError(f"{ref.familiar()} is an image without an inline build cache")
     try:
-        config = CacheConfig.parse(base64.b64decode(encoded, validate=True))
+        decoded = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ContentError(f"the inline cache of {ref.familiar()} is not valid base64") from exc
-    diff_ids = obj.get("rootfs", {}).get("diff_ids", []) if isinstance(obj, dict) else []
+    rootfs = obj.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        diff_ids = []
+    chain = []
+    for i, desc in enumerate(manifest.layers):
+        diff_id = None
+        if i < len(diff_ids) and isinstance(diff_ids[i], str):
+            with contextlib.suppress(ValueError):
+                diff_id = Digest.parse(diff_ids[i])
+        chain.append(
+            CacheLayer(
+                blob=desc.digest, media_type=desc.media_type, diff_id=diff_id, size=desc.size
+            )
+        )
+    config = CacheConfig.parse_inline(decoded, chain)
     layers: dict[str, Descriptor] = {}
     for i, desc in enumerate(manifest.layers):
         if UNCOMPRESSED_ANNOTATION not in desc.annotations and i < len(diff_ids):

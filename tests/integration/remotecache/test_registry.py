@@ -11,7 +11,7 @@ from dockyard.engine import parse_cache_export, parse_cache_import
 from dockyard.exporter import INLINE_CACHE_KEY
 from dockyard.oci import ImageManifest, MediaType
 from dockyard.registry import RegistryClient
-from dockyard.remotecache import CACHE_CONFIG_MEDIA_TYPE, CacheConfig
+from dockyard.remotecache import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer
 from dockyard.testing.registry import RegistryProcess
 
 from .conftest import build, write_context
@@ -83,9 +83,11 @@ async def test_inline_cache_of_a_pushed_image(
     async with RegistryClient(config=registry.registry_config()) as client:
         resolved = await client.resolve(image)
         obj = json.loads(resolved.config_bytes)
-    config = CacheConfig.parse(base64.b64decode(obj[INLINE_CACHE_KEY]))
-    layers = {str(d.digest) for d in resolved.image_manifest.layers}
-    assert {str(layer.blob) for layer in config.layers} <= layers
+    # BuildKit's inline form: a list of records over the image's own layers
+    inline = base64.b64decode(obj[INLINE_CACHE_KEY])
+    assert isinstance(json.loads(inline), list)
+    image_layers = [CacheLayer(blob=d.digest) for d in resolved.image_manifest.layers]
+    config = CacheConfig.parse_inline(inline, image_layers)
     assert [r for r in config.records if r.results]
 
     again = registry.ref("app/inline:2")

@@ -190,3 +190,90 @@ def test_inline_keeps_the_records_whose_chains_are_in_the_image() -> None:
     manifest, config_bytes = inline.manifest()
     assert json.loads(manifest)["config"]["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"
     assert CacheConfig.parse(config_bytes) == inline.config
+
+
+# What docker 20.10's BuildKit (v0.8) wrote under moby.buildkit.cache.v0 for a
+# three-layer image (FROM busybox, RUN, WORKDIR + RUN; `--build-arg
+# BUILDKIT_INLINE_CACHE=1`), decoded: a list of records, each result naming its chain's
+# top layer by its position in the image.
+BUILDKIT_INLINE = (
+    '[{"layers":[{"layer":1,"createdAt":"2026-11-28T18:52:53.05696028Z"}],'
+    '"digest":"sha256:2534e7566c5b5c334330089ca30005bb402f2eaab3396886dc5a603c32aa4d3a",'
+    '"inputs":[[{"link":1}]]},'
+    '{"digest":"sha256:31f0aeba92785546ffe10682eab1763baffda84bc11227bf34c704ae640d0fd7"},'
+    '{"layers":[{"layer":2,"createdAt":"2026-11-28T18:52:53.179073441Z"}],'
+    '"digest":"sha256:ada60fffece0732f2e5c9e6c7bbac2c414179b4fddf41a5aa9e76dae64579eff",'
+    '"inputs":[[{"link":0}]]}]'
+)
+
+
+def image_chain(n: int) -> list[CacheLayer]:
+    return [
+        CacheLayer(blob=d(i + 1), media_type=MediaType.OCI_LAYER_GZIP, diff_id=d(i + 11), size=10)
+        for i in range(n)
+    ]
+
+
+def test_inline_form_is_buildkits_list_of_records_over_the_images_layers() -> None:
+    """BuildKit's importer decodes the inline cache into a list of records (v0.8 failed
+    on Dockyard's whole config object: 'json: cannot unmarshal object into Go value of
+    type []cacheimport.CacheRecord'; found by differential testing against docker
+    20.10's BuildKit)."""
+    config = sample()
+    data = config.inline_bytes([d(1), d(2), d(3)])
+    assert data is not None
+    obj = json.loads(data)
+    assert isinstance(obj, list)
+    assert obj[1] == {
+        "layers": [{"layer": 1, "createdAt": T2}],
+        "digest": key(1),
+        "inputs": [[{"selector": "/src", "link": 0}]],
+    }
+    assert [r.get("layers") for r in obj] == [
+        [{"layer": 0, "createdAt": T1}],
+        [{"layer": 1, "createdAt": T2}],
+        None,
+        [{"layer": 1, "createdAt": T2}],
+        [{"layer": 0, "createdAt": T1}],
+    ]
+    back = CacheConfig.parse_inline(data, image_chain(3))
+    assert [r.results for r in back.records] == [r.results for r in config.records]
+    assert [layer.blob for layer in back.chain(1)] == [d(1), d(2)]
+    # a chain that is not the image's bottom layers is left out; none left: no cache
+    assert config.inline_bytes([d(2), d(1)]) is None
+    only_base = config.inline_bytes([d(1), d(9)])
+    assert only_base is not None
+    assert [r.get("layers") for r in json.loads(only_base)][:2] == [
+        [{"layer": 0, "createdAt": T1}],
+        None,
+    ]
+
+
+def test_buildkits_inline_cache_parses_over_the_images_layers() -> None:
+    config = CacheConfig.parse_inline(BUILDKIT_INLINE.encode(), image_chain(3))
+    assert [layer.parent for layer in config.layers] == [-1, 0, 1]
+    assert [layer.diff_id for layer in config.layers] == [d(11), d(12), d(13)]
+    assert [[r.layer for r in rec.results] for rec in config.records] == [[1], [], [2]]
+    assert [[[i.link for i in g] for g in rec.inputs] for rec in config.records] == [
+        [[1]],
+        [],
+        [[0]],
+    ]
+    assert [layer.blob for layer in config.chain(2)] == [d(1), d(2), d(3)]
+    # Dockyard's earlier inline form (a whole config object) still reads
+    assert CacheConfig.parse_inline(sample().to_bytes(), image_chain(3)) == sample()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ('"records"', "neither a list of records nor a cache config"),
+        ('[{"digest": "sha256:' + "a" * 64 + '", "layers": [{"layer": 3}]}]', "names layer 3"),
+        ('[{"digest": "sha256:' + "a" * 64 + '", "inputs": [[{"link": 0}]]}]', "links to"),
+        ("[1]", r"records\[0\] is not an object"),
+        ("[", "not valid JSON"),
+    ],
+)
+def test_a_malformed_inline_cache_is_a_content_error(data: str, message: str) -> None:
+    with pytest.raises(ContentError, match=message):
+        CacheConfig.parse_inline(data.encode(), image_chain(3))

@@ -1,6 +1,6 @@
 """Make the busybox base image the examples build from — no registry, no download.
 
-    python examples/busybox_image.py [--state-dir DIR] [--name REF] [--layout PATH]
+    .venv/bin/python examples/busybox_image.py [--state-dir DIR] [--name REF] [--layout PATH]
 
 The image is Debian's static busybox (``apt-get install busybox-static``) with a symlink
 per applet and a small ``/etc/passwd`` (see :mod:`dockyard.testing.rootfs`), one

@@ -1,6 +1,6 @@
 """A small example build: run a command in busybox, keep only the files it wrote.
 
-    python examples/busybox_image.py                       # the base image, once
+    .venv/bin/python examples/busybox_image.py             # the base image, once (scripts/setup did it)
     dockyard solve examples/hello.py --output type=local,dest=out
     dockyard solve examples/hello.py --build-arg GREETING=hi -o type=tar,dest=out.tar
     dockyard debug dump-llb --python examples/hello.py    # print the graph

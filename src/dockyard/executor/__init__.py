@@ -56,7 +56,10 @@ Host configuration that works on a fresh Debian 12 VM with hybrid cgroups and no
   own limits (``--ulimit``) are set as given, and one whose hard limit is above ours
   without ``CAP_SYS_RESOURCE`` is refused before the runtime starts, naming the limit.
 - **Capabilities.** ``security=insecure`` grants every capability in our bounding set
-  (``CAP_SYS_RESOURCE`` is not in it here), never one the runtime could not hand out.
+  (``CAP_SYS_RESOURCE`` is not in it here), never one the runtime could not hand out,
+  and, as BuildKit's insecure spec, device nodes for ``/dev/kmsg``, ``cuse``, ``fuse``,
+  ``kvm``, ``net/tun``, ``loop-control`` and the loop devices
+  (:mod:`dockyard.executor._privileged`).
 - **seccomp.** Sandboxed processes run under Dockyard's filter with the semantics of
   docker's default profile (:mod:`dockyard.executor._seccomp`); crun gets it compiled
   once per process (the ``run.oci.seccomp_bpf_data`` annotation), runc gets

@@ -320,6 +320,10 @@ class OciExecutor:
             precompiled_seccomp=self._runtime.precompiled_seccomp,
             terminal=terminal,
         )
+        if process.security is SecurityMode.INSECURE:
+            from ._privileged import privileged_devices  # BuildKit's insecure /dev nodes
+
+            spec["linux"]["devices"] = privileged_devices()
         if process.cdi_edits:
             from .cdi import apply_edits  # only for a process that asks for devices
 

@@ -7,7 +7,8 @@ a seccomp filter with docker's semantics (:mod:`dockyard.executor._seccomp`); do
 masked and read-only paths; ``/proc``, a tmpfs ``/dev`` (the runtime adds the standard
 device nodes), ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue`` and a read-only ``/sys``.
 ``insecure`` gives every capability the host allows, no seccomp filter, no masked paths
-and a writable ``/sys``.
+and a writable ``/sys`` (the executor adds BuildKit's privileged device nodes:
+:mod:`dockyard.executor._privileged`).
 
 No cgroup mount, and no ``cgroupsPath`` unless the caller adds one (a cgroup parent, runc
 only): crun runs with ``--cgroup-manager=disabled`` and runc picks its default; see the

@@ -207,6 +207,38 @@ async def test_insecure_opens_every_device(executor: OciExecutor, busybox_overla
     assert out.stdout == b"disk\nfuse\n"
 
 
+async def test_insecure_steps_get_buildkits_privileged_device_nodes(
+    executor: OciExecutor, busybox_overlay: Overlay
+) -> None:
+    """As BuildKit's insecure spec: kmsg, cuse, fuse, kvm, net/tun, loop-control and
+    the loop devices up to seven past the first free one exist, 0666 and root's; a
+    sandboxed step has none of them."""
+    from dockyard.executor._privileged import PRIVILEGED_NODES, first_free_loop
+
+    script = "for d in /dev/kmsg /dev/cuse /dev/fuse /dev/kvm /dev/net/tun /dev/loop-control"
+    script += " /dev/loop*; do [ -e $d ] && stat -c '%n %F %t:%T %a %u:%g' $d; done; true"
+    rc, out = await run(executor, busybox_overlay.mounts, script, security=SecurityMode.INSECURE)
+    assert rc == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    for path, major, minor in PRIVILEGED_NODES:
+        assert f"{path} character special file {major:x}:{minor:x} 666 0:0" in lines
+    loops = [line for line in lines if line.startswith("/dev/loop") and "block" in line]
+    free = first_free_loop()
+    assert len(loops) == (free or 0) + 8
+    assert "/dev/loop0 block special file 7:0 666 0:0" in loops
+    # the loop control device answers (it exists on this host kind)
+    rc, out = await run(
+        executor,
+        busybox_overlay.mounts,
+        "exec 3<>/dev/loop-control && echo opened",
+        security=SecurityMode.INSECURE,
+    )
+    assert (rc, out.stdout) == (0, b"opened\n"), out.stderr
+    rc, out = await run(executor, busybox_overlay.mounts, script)
+    assert rc == 0, out.stderr
+    assert out.stdout == b""
+
+
 async def test_a_granted_cdi_device_opens_and_others_do_not(
     executor: OciExecutor, busybox_overlay: Overlay
 ) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from dockyard.core import FrontendError
 
+from ._glob import GlobPattern, GlobSyntaxError
 from ._text import GO_SPACE, go_quote, is_go_space
 
 __all__ = ["ExpansionResult", "ShellLex", "expand_word", "expand_words"]
@@ -363,10 +364,7 @@ class _Run:
             value, found = self.get_env(name)
             if self.lex.skip_unset_env and not found:
                 return "${" + name + "/" + pattern + "/" + replacement + "}"
-            regex = _pattern_to_regex(pattern, greedy=True, anchored=False)
-            if replace_all:
-                return regex.sub(lambda _m: replacement, value)
-            return regex.sub(lambda _m: replacement, value, count=1)
+            return _pattern(pattern).replace(value, replacement, replace_all=replace_all)
 
         raise _ShellError(f"unsupported modifier ({modifier}) in substitution")
 
@@ -389,66 +387,22 @@ class _Run:
         return "".join(name)
 
 
-_REGEX_SPECIAL = frozenset("[]{}.+()|^$")
-
-
-def _pattern_to_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[str]:
-    """A shell wildcard pattern (``*``, ``?``, ``\\`` escapes; no brackets) as a regex."""
-    out = ["^"] if anchored else []
-    star = ".*" if greedy else ".*?"
-    i = 0
-    n = len(pattern)
-    while i < n:
-        ch = pattern[i]
-        i += 1
-        if ch == "*":
-            out.append(star)
-            continue
-        if ch == "?":
-            out.append(".")
-            continue
-        if ch == "\\":
-            following = pattern[i] if i < n else _EOF
-            if following in ("}", "/"):
-                continue
-            i += 1
-            if following not in ("*", "?", "\\"):
-                shown = following or "\ufffd"
-                raise _ShellError(
-                    f"invalid pattern ({pattern}) in substitution: invalid escape '\\{shown}'"
-                )
-            out.append("\\" + following)
-            continue
-        if ch in _REGEX_SPECIAL:
-            out.append("\\" + ch)
-            continue
-        out.append(re.escape(ch) if not ch.isalnum() else ch)
-    return re.compile("".join(out))
+def _pattern(pattern: str, *, reverse: bool = False) -> GlobPattern:
+    try:
+        if reverse:
+            return GlobPattern.parse_reversed(pattern)
+        return GlobPattern.parse(pattern)
+    except GlobSyntaxError as exc:
+        raise _ShellError(str(exc)) from None
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    match = _pattern_to_regex(pattern, greedy=greedy, anchored=True).match(value)
-    if match is not None:
-        return value[match.end() :]
-    return value
-
-
-def _reverse_pattern(pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    n = len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\" and i != n - 1:
-            out.append("\\" + pattern[i + 1])
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(reversed(out))
+    end = _pattern(pattern).prefix_end(value, longest=greedy)
+    return value if end is None else value[end:]
 
 
 def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
-    # A regex cannot find the shortest rightmost match, so search the reversed text
-    # with the reversed pattern from the left instead.
-    return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
+    # the shortest or longest suffix is the prefix of the reversed text that the
+    # reversed pattern matches
+    end = _pattern(pattern, reverse=True).prefix_end(value[::-1], longest=greedy)
+    return value if end is None else value[: len(value) - end]

@@ -27,6 +27,7 @@ from ._text import GO_SPACE, go_quote, is_go_space
 __all__ = ["ExpansionResult", "ShellLex", "expand_word", "expand_words"]
 
 _EOF = ""
+_MAX_NESTING = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,7 +156,17 @@ def expand_words(word: str, env: Mapping[str, str], *, escape: str = "\\") -> tu
 class _Run:
     """The state of one expansion: a cursor over the input and the names looked up."""
 
-    __slots__ = ("env", "escape", "lex", "matched", "pos", "raw_escapes", "text", "unmatched")
+    __slots__ = (
+        "depth",
+        "env",
+        "escape",
+        "lex",
+        "matched",
+        "pos",
+        "raw_escapes",
+        "text",
+        "unmatched",
+    )
 
     def __init__(self, lex: ShellLex, text: str, env: Mapping[str, str]) -> None:
         self.lex = lex
@@ -166,6 +177,7 @@ class _Run:
         self.raw_escapes = lex.raw_escapes
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        self.depth = 0
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else _EOF
@@ -290,6 +302,17 @@ class _Run:
             return value
 
         self.next()  # the '{'
+        if self.depth >= _MAX_NESTING:
+            # each level is a few Python frames: a word of '${a:-' 10 000 times was a
+            # RecursionError (BuildKit's Go stack grows; no Dockerfile nests this deep)
+            raise _ShellError(f"syntax error: substitutions nested more than {_MAX_NESTING} deep")
+        self.depth += 1
+        try:
+            return self._process_braces()
+        finally:
+            self.depth -= 1
+
+    def _process_braces(self) -> str:
         peek = self.peek()
         if peek == _EOF:
             raise _ShellError("syntax error: missing '}'")

@@ -89,3 +89,21 @@ def test_words_with_nothing_to_expand_take_the_short_way_to_the_same_result(
         value, words = run.process_stop_on("", lex.raw_escapes)
         assert (got.value, got.words) == (value, tuple(words))
         assert (got.matched, got.unmatched) == (frozenset(run.matched), frozenset(run.unmatched))
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "${a:-" * 10_000 + "x" + "}" * 10_000,
+        '"${a:-' * 10_000 + "x",
+        "${a:+${b#${c%" * 3_000,
+    ],
+)
+def test_deep_nesting_is_an_error_not_a_recursion_error(word: str) -> None:
+    with pytest.raises(FrontendError, match="nested more than 100 deep"):
+        ShellLex().process(word, {"a": "1", "b": ""})
+
+
+def test_nesting_up_to_the_limit_expands() -> None:
+    word = "${a:-" * 100 + "x" + "}" * 100
+    assert ShellLex().process(word, {}).value == "x"

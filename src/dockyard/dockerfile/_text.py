@@ -73,16 +73,36 @@ def go_quote_list(items: tuple[str, ...] | list[str]) -> str:
     return "[" + " ".join(go_quote(item) for item in items) + "]"
 
 
-def _levenshtein(a: str, b: str) -> int:
+def _distance_below(a: str, b: str, limit: int) -> int:
+    """The edit distance of ``a`` and ``b`` if it is below ``limit``, else ``limit``.
+    Only the cells within ``limit - 1`` of the diagonal can lie on such a path, so the
+    cost is O(len × limit), not O(len(a) × len(b)): a mistyped word may be a whole
+    100 KB line (a full table took 4.7 s for one unknown instruction of 100 KB)."""
     if len(a) < len(b):
         a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+    if len(a) - len(b) >= limit:
+        return limit
+    if a == b:
+        return 0
+    band = limit - 1
+    previous = {j: j for j in range(min(len(b), band) + 1)}
+    for i in range(1, len(a) + 1):
+        ca = a[i - 1]
+        current: dict[int, int] = {}
+        for j in range(max(0, i - band), min(len(b), i + band) + 1):
+            if j == 0:
+                current[0] = i
+                continue
+            current[j] = min(
+                previous.get(j, limit) + 1,
+                current.get(j - 1, limit) + 1,
+                previous.get(j - 1, limit) + (ca != b[j - 1]),
+                limit,
+            )
+        if min(current.values()) >= limit:
+            return limit
         previous = current
-    return previous[-1]
+    return previous.get(len(b), limit)
 
 
 def _match_case(value: str, original: str) -> str:
@@ -105,7 +125,7 @@ def suggest(
         candidate = option if case_sensitive else option.lower()
         if candidate == needle:
             return None
-        distance = _levenshtein(needle, candidate)
+        distance = _distance_below(needle, candidate, best_distance)
         if distance < best_distance:
             best = candidate if case_sensitive else _match_case(candidate, value)
             best_distance = distance

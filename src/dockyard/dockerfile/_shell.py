@@ -28,6 +28,7 @@ __all__ = ["ExpansionResult", "ShellLex", "expand_word", "expand_words"]
 
 _EOF = ""
 _MAX_NESTING = 100
+_MAX_EXPANDED = 1 << 20  # characters substitutions may produce for one word
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +174,7 @@ class _Run:
         "depth",
         "env",
         "escape",
+        "expanded",
         "lex",
         "matched",
         "pos",
@@ -191,6 +193,7 @@ class _Run:
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
         self.depth = 0
+        self.expanded = 0
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else _EOF
@@ -304,6 +307,16 @@ class _Run:
             result.append(ch)
 
     def process_dollar(self) -> str:
+        value = self._process_dollar()
+        self.expanded += len(value)
+        if self.expanded > _MAX_EXPANDED:
+            # `ENV A=$A$A` forty times asks for 10 TiB (BuildKit runs out of memory);
+            # no usable value is this long (Linux refuses an environment string over
+            # 128 KiB at exec)
+            raise _ShellError(f"substitutions produce more than {_MAX_EXPANDED} characters")
+        return value
+
+    def _process_dollar(self) -> str:
         self.next()  # the '$'
         if self.peek() != "{":
             name = self.process_name()

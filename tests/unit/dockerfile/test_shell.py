@@ -107,3 +107,21 @@ def test_deep_nesting_is_an_error_not_a_recursion_error(word: str) -> None:
 def test_nesting_up_to_the_limit_expands() -> None:
     word = "${a:-" * 100 + "x" + "}" * 100
     assert ShellLex().process(word, {}).value == "x"
+
+
+def test_expansion_output_is_bounded() -> None:
+    big = "x" * 600_000
+    assert len(ShellLex().process("$A", {"A": big}).value) == 600_000
+    with pytest.raises(FrontendError, match="substitutions produce more than 1048576 characters"):
+        ShellLex().process("$A$A", {"A": big})
+    with pytest.raises(FrontendError, match="more than 1048576"):
+        ShellLex().process("$B" * 600_000, {"B": "yy"})
+
+
+async def test_doubling_a_variable_fails_with_its_line() -> None:
+    from .test_convert_stages import conv
+
+    # each line doubles A: forty of them asked for 10 TiB
+    text = "FROM busybox\nENV A=xxxxxxxxxx\n" + "ENV A=$A$A\n" * 40 + "RUN echo $A\n"
+    with pytest.raises(FrontendError, match=r"^Dockerfile:19: failed to process \"\$A\$A\""):
+        await conv(text)

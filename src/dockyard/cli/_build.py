@@ -921,15 +921,21 @@ def _write_files(result: BuildResult, iidfile: str | None, metadata_file: str | 
 
 def _remove_iidfile(iidfile: str | None) -> None:
     """Remove an earlier ``--iidfile`` before building, as buildx does: a build that
-    fails (or makes no image) must not leave the last build's image ID there."""
+    fails (or makes no image) must not leave the last build's image ID there. Only a
+    regular file: ``/dev/stdout``, ``/dev/fd/N`` (``--iidfile >(...)``), a pipe or a
+    symlink is the user's and stays (buildx would remove ``/dev/stdout`` itself)."""
     if not iidfile:
         return
-    from pathlib import Path
+    import os
+    import stat
 
     from dockyard.core import UsageError
 
     try:
-        Path(iidfile).unlink(missing_ok=True)
+        if stat.S_ISREG(os.lstat(iidfile).st_mode):
+            os.unlink(iidfile)
+    except FileNotFoundError:
+        pass
     except OSError as exc:
         raise UsageError(f"--iidfile {iidfile}: cannot remove it: {exc.strerror or exc}") from exc
 

@@ -3,6 +3,7 @@ replaced), and bad flags as usage errors (exit code 2)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,28 @@ def test_tls_flags(captured: Captured, capsys: pytest.CaptureFixture[str]) -> No
     assert "wants mutual TLS" in capsys.readouterr().err
     assert main(["--addr", "tcp://127.0.0.1:1234", "--tlscert", "c.pem", "build", "."]) == 2
     assert "needs all of --tlscacert" in capsys.readouterr().err
+
+
+def test_a_stale_iidfile_is_removed_but_not_a_device_or_link(
+    captured: Captured, tmp_path: Path
+) -> None:
+    # buildx removes it before the build; here only a regular file goes: /dev/stdout or
+    # /dev/fd/N (--iidfile >(cat)) is the user's to keep (buildx, as root, unlinks it)
+    stale = tmp_path / "iid"
+    stale.write_text("sha256:stale")
+    assert build(tmp_path, "--iidfile", str(stale), ".") == 0
+    assert not stale.exists()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "target")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for kept in (link, fifo):
+        assert build(tmp_path, "--iidfile", str(kept), ".") == 0
+        assert os.path.lexists(kept)
+    read_end, write_end = os.pipe()
+    try:
+        assert build(tmp_path, "--iidfile", f"/dev/fd/{write_end}", ".") == 0
+        os.fstat(write_end)  # still open: nothing was removed
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -6,12 +6,11 @@ exports whose destinations are on this host turned into targets the session offe
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.core import UsageError
+from dockyard.core import UsageError, jsontext
 
 if TYPE_CHECKING:
     from dockyard.exporter import ExportOptions
@@ -122,7 +121,7 @@ def decode_exporter_response(response: Mapping[str, str]) -> dict[str, Any]:
     for key, value in response.items():
         if value[:1] in ("{", "[") and not key.startswith(_RESULT_PREFIX):
             try:
-                out[key] = json.loads(value)
+                out[key] = jsontext.loads(value)
                 continue
             except ValueError:
                 pass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import tarfile
 import uuid
@@ -19,7 +18,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, PathEscapeError
+from dockyard.core import (
+    ContentError,
+    Digest,
+    DockyardError,
+    NotFoundError,
+    PathEscapeError,
+    jsontext,
+)
 from dockyard.core.fspath import clean_rel, open_in_root
 from dockyard.oci import Descriptor, ImageIndex, MediaType, canonical_json, parse_manifest
 
@@ -82,7 +88,7 @@ class OCILayout:
 
     def _load_index(self, data: bytes) -> None:
         try:
-            obj = json.loads(data)
+            obj = jsontext.loads(data)
         except ValueError as exc:
             raise ContentError(f"{self.source}: index.json is not valid JSON") from exc
         self.index = ImageIndex.from_json(obj, MediaType.OCI_INDEX)
@@ -248,7 +254,7 @@ def _read_dir_file(root: Path, name: str, limit: int) -> bytes:
 
 def _check_layout_file(data: bytes, source: Path) -> None:
     try:
-        version = json.loads(data).get("imageLayoutVersion")
+        version = jsontext.loads(data).get("imageLayoutVersion")
     except (ValueError, AttributeError) as exc:
         raise ContentError(f"{source}: oci-layout is not valid JSON") from exc
     if version != LAYOUT_VERSION:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import sqlite3
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.core import ContentError, Digest, DockyardError, NotFoundError
+from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, jsontext
 
 __all__ = ["CHUNK", "BlobInfo", "ContentStore", "GCResult", "Writer"]
 
@@ -514,7 +513,7 @@ class ContentStore:
                 return []
             data = head + f.read()
         try:
-            obj = json.loads(data)
+            obj = jsontext.loads(data)
         except ValueError:
             return []
         out: list[Digest] = []

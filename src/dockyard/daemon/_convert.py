@@ -43,6 +43,7 @@ from dockyard.core import (
     VertexProgress,
     VertexStatus,
     error_from_record,
+    jsontext,
 )
 
 if TYPE_CHECKING:
@@ -427,7 +428,7 @@ def error_from_status(
     detail = _detail_from_metadata(trailing_metadata)
     if detail is not None:
         try:
-            record = json.loads(detail.record_json)
+            record = jsontext.loads(detail.record_json)
             if isinstance(record, dict):
                 error = error_from_record(record)
                 _attach_sources(error, detail.sources)

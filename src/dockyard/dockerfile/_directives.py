@@ -8,11 +8,10 @@ when looking for it (the rules of BuildKit's ``DetectSyntax``/``ParseDirective``
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-from dockyard.core import FrontendError, SourceLocation, SourceRange
+from dockyard.core import FrontendError, SourceLocation, SourceRange, jsontext
 
 from ._text import GO_SPACE, parse_go_bool
 
@@ -102,7 +101,7 @@ def find_directive(text: str, key: str, *, any_format: bool = False) -> Directiv
         if directive.name == key:
             return directive
     try:
-        obj = json.loads(text)
+        obj = jsontext.loads(text)
     except ValueError:
         return None
     if isinstance(obj, dict) and isinstance(obj.get(key), str):

@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.core import BuildWarning, DockyardError, FrontendError, SourceLocation, SourceRange
+from dockyard.core import (
+    BuildWarning,
+    DockyardError,
+    FrontendError,
+    SourceLocation,
+    SourceRange,
+    jsontext,
+)
 
 from ._gojson import dumps, location_json, put
 from ._rules import warning_message
@@ -159,7 +165,7 @@ class LintResults:
         """Read a ``lint.LintResults`` document (as :meth:`to_json` or BuildKit writes
         it); a :class:`~dockyard.core.FrontendError` for one that is not."""
         try:
-            document = json.loads(text)
+            document = jsontext.loads(text)
             return _Reader(document).results()
         except (ValueError, TypeError, KeyError, IndexError, binascii.Error) as exc:
             raise FrontendError(f"the check result is not a lint document: {exc}") from None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -36,7 +35,7 @@ from dockyard.content import (
     OCILayout,
     write_oci_layout,
 )
-from dockyard.core import ContentError, Digest, NotFoundError, PathEscapeError, clean_rel
+from dockyard.core import ContentError, Digest, NotFoundError, PathEscapeError, clean_rel, jsontext
 from dockyard.oci import (
     Descriptor,
     ImageConfig,
@@ -285,7 +284,7 @@ class _Members:
         if len(data) > _MAX_JSON:
             raise ContentError(f"{self.source}: {name} is too large")
         try:
-            return json.loads(data)
+            return jsontext.loads(data)
         except ValueError as exc:
             raise ContentError(f"{self.source}: {name} is not valid JSON") from exc
 

@@ -9,12 +9,11 @@ computed eagerly (there are no asynchronous states), so reading them is free.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dockyard.core import Platform, UsageError
+from dockyard.core import Platform, UsageError, jsontext
 from dockyard.core.ulimits import ULIMIT_NAMES
 
 from . import _paths
@@ -318,7 +317,7 @@ class State:
         """Apply an OCI image config: its ``Env``, ``WorkingDir`` and platform (like
         BuildKit's ``WithImageConfig``; ``User`` and the rest are left to the caller)."""
         try:
-            doc = json.loads(config) if isinstance(config, bytes | str) else dict(config)
+            doc = jsontext.loads(config) if isinstance(config, bytes | str) else dict(config)
             cfg = doc.get("config") or {}
             env_list = cfg.get("Env") or []
             workdir = cfg.get("WorkingDir") or ""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dockyard.core import ContentError
+from dockyard.core import ContentError, jsontext
 
 __all__ = ["canonical_json", "load_json_object"]
 
@@ -44,7 +44,7 @@ def canonical_json(value: Any, *, indent: int = 0) -> bytes:
 def load_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Parse ``data`` as a JSON object or raise :class:`ContentError` naming ``what``."""
     try:
-        value = json.loads(data)
+        value = jsontext.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ContentError(f"invalid {what}: not valid JSON ({exc})") from exc
     if not isinstance(value, dict):

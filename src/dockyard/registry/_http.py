@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import socket
 import ssl
 import sys
@@ -22,7 +21,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
-from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError, RegistryError
+from dockyard.core import (
+    AuthError,
+    ConfigError,
+    DockyardError,
+    NotFoundError,
+    RegistryError,
+    jsontext,
+)
 from dockyard.core.singleflight import SingleFlight
 
 from ._challenge import Challenge, merge_scopes, parse_challenges
@@ -218,7 +224,7 @@ async def error_detail(response: httpx.Response) -> str:
         await response.aclose()
     text = ""
     try:
-        doc = json.loads(raw)
+        doc = jsontext.loads(raw)
         errors = doc.get("errors") if isinstance(doc, dict) else None
         if isinstance(errors, list):
             parts = []
@@ -834,7 +840,7 @@ class HttpSession:
             raise AuthError(f"cannot get a token for registry {host} from {realm}: {detail}")
         try:
             await response.aread()
-            doc = json.loads(response.content)
+            doc = jsontext.loads(response.content)
         except ValueError as exc:
             raise AuthError(f"token server {realm} of registry {host} sent invalid JSON") from exc
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None

@@ -118,7 +118,10 @@ def _anonymous_token(header: str, check: TagCheck, timeout: float) -> str | None
         )
         if status != 200:
             return None
-        document = json.loads(body)
+        try:
+            document = json.loads(body)
+        except RecursionError:  # nested past the decoder's stack: not a token answer
+            return None
         if not isinstance(document, dict):
             return None
         token = document.get("token") or document.get("access_token")

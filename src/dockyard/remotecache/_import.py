@@ -18,7 +18,6 @@ import base64
 import binascii
 import contextlib
 import functools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +33,7 @@ from dockyard.core import (
     Platform,
     Reporter,
     host_platform,
+    jsontext,
 )
 from dockyard.exporter import INLINE_CACHE_KEY, Progress, parse_timestamp
 from dockyard.oci import (
@@ -552,7 +552,7 @@ async def _inline(
     BuildKit's list of records over the image's layers, or of a whole cache config)."""
     data = await client.get_blob(ref, manifest.config, limit=_CONFIG_LIMIT)
     try:
-        obj = json.loads(data)
+        obj = jsontext.loads(data)
     except ValueError as exc:
         raise ContentError(f"the config of {ref.familiar()} is not valid JSON") from exc
     encoded = obj.get(INLINE_CACHE_KEY) if isinstance(obj, dict) else None

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, UsageError
+from dockyard.core import ContentError, Digest, DockyardError, NotFoundError, UsageError, jsontext
 from dockyard.core.fspath import open_dir_in_root, open_in_root
 
 __all__ = [
@@ -192,7 +192,7 @@ class LayoutStore:
         if data is None:
             return None
         try:
-            index = json.loads(data)
+            index = jsontext.loads(data)
         except ValueError:
             raise ContentError(
                 f"index.json of the OCI layout {self.path} is not valid JSON"
@@ -300,7 +300,7 @@ class LayoutStore:
         if depth >= _MAX_DEPTH:
             raise ContentError(f"manifest {digest}: indexes nested too deeply")
         try:
-            document = json.loads(data)
+            document = jsontext.loads(data)
         except ValueError:
             raise ContentError(f"manifest {digest} is not valid JSON") from None
         if not isinstance(document, dict):

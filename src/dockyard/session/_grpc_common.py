@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dockyard.api._gen import session_pb2 as pb
-from dockyard.core import DockyardError, SessionError, error_from_record
+from dockyard.core import DockyardError, SessionError, error_from_record, jsontext
 
 from ._values import (
     FileStat,
@@ -101,7 +101,7 @@ def error_to_pb(exc: BaseException) -> pb.Error:
 
 def error_from_pb(error: pb.Error) -> DockyardError:
     try:
-        record = json.loads(error.record_json)
+        record = jsontext.loads(error.record_json)
         if not isinstance(record, dict):
             raise TypeError("not an object")
         return error_from_record(record)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from dockyard.core import (
     NotFoundError,
     SessionError,
     UsageError,
+    jsontext,
 )
 from dockyard.llb import ATTR
 from dockyard.session import (
@@ -87,7 +87,7 @@ def _json_list(key: str, value: str | None) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     try:
-        items = json.loads(value)
+        items = jsontext.loads(value)
     except ValueError as exc:
         raise InvalidDefinitionError(f"{key}: not a JSON list of strings: {value!r}") from exc
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):

@@ -122,7 +122,8 @@ def _parse_bool(value: str, key: str) -> bool:
     return parsed
 
 
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?\Z")
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?\Z", re.ASCII)
+_MAX_SIZE = (1 << 63) - 1  # Go's int64
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -134,7 +135,10 @@ def parse_ram_size(value: str) -> int:
     number = float(match.group(1)) if match.group(1).count(".") <= 1 else None
     if number is None:
         raise MountError(f"invalid size: {value!r}")
-    return int(number * _SIZE_UNITS[(match.group(2) or "").lower()])
+    size = number * _SIZE_UNITS[(match.group(2) or "").lower()]
+    if not size <= _MAX_SIZE:  # also infinity: 400 digits were an OverflowError
+        raise MountError(f"invalid size: {value!r} (too large)")
+    return int(size)
 
 
 def _fields(spec: str) -> list[str]:

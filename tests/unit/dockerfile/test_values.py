@@ -137,7 +137,19 @@ def test_ram_size(text: str, size: int) -> None:
     assert parse_ram_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["", "lots", "1x", "-1m", "1.2.3m"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "lots",
+        "1x",
+        "-1m",
+        "1.2.3m",
+        "9" * 400,  # float infinity: was an OverflowError traceback
+        "10000000p",  # past Go's int64
+        "\u0661\u0660\u0662\u0664",  # Arabic-Indic digits: Go's ParseFloat takes ASCII only
+    ],
+)
 def test_ram_size_rejects(text: str) -> None:
     with pytest.raises(MountError, match="invalid size"):
         parse_ram_size(text)

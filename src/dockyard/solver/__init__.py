@@ -37,7 +37,9 @@ Cache keys (:mod:`._keys`)
 
 ``ignore_cache``
     Such a vertex is never looked up: whenever a job needs anything that depends on it,
-    it runs (once per job; shared with concurrent jobs like any vertex), and its results
+    it runs (once per job; shared with concurrent jobs, but it never takes another
+    job's active plain vertex of the same digest, nor does a dependant over it take one
+    made from another input state: ``_solver._shared_state``), and its results
     are recorded under its usual keys. Its canonical key, though, is a *run key* unique
     to that run (``H("run", usual key, nonce)``), published to dependants only after it
     ran: what it made now may differ from what its usual key denoted before. What its

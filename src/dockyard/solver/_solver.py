@@ -162,7 +162,9 @@ class Solver:
         self.reporter: Reporter = reporter or NullReporter()
         self.max_parallelism = max_parallelism
         self._semaphore = asyncio.Semaphore(max_parallelism) if max_parallelism else None
-        self._states: dict[str, VertexState] = {}
+        # the active states by vertex digest (more than one when a job's ignore_cache
+        # vertex or its dependants could not take another job's: see _shared_state)
+        self._states: dict[str, list[VertexState]] = {}
         self._jobs: set[Job] = set()
         self._ids = itertools.count(1)
         self._releases: set[asyncio.Task[None]] = set()
@@ -199,7 +201,7 @@ class Solver:
     def statistics(self) -> SolverStatistics:
         return SolverStatistics(
             active_jobs=len(self._jobs),
-            active_vertices=len(self._states),
+            active_vertices=sum(map(len, self._states.values())),
             cache_hits=self._stats_hits,
             cache_misses=self._stats_misses,
             loads=self._stats_loads,
@@ -409,16 +411,17 @@ class Job:
                         stack.append((edge.vertex, False))
                 continue
             visiting.discard(digest)
-            state = states.get(digest)
+            try:
+                inputs = tuple(held[edge.vertex.digest] for edge in v.inputs)
+            except KeyError:
+                raise InternalError(
+                    f"{v.name or digest} depends on itself", vertex=v.ref()
+                ) from None
+            variants = states.setdefault(digest, [])
+            state = _shared_state(variants, v, inputs)
             if state is None:
-                try:
-                    inputs = tuple(held[edge.vertex.digest] for edge in v.inputs)
-                except KeyError:
-                    raise InternalError(
-                        f"{v.name or digest} depends on itself", vertex=v.ref()
-                    ) from None
                 state = VertexState(solver, v, inputs)
-                states[digest] = state
+                variants.append(state)
             state.jobs.append(self)
             held[digest] = state
             fresh.append(state)
@@ -450,7 +453,10 @@ class Job:
         for state in self._held.values():
             state.jobs.remove(self)
             if not state.jobs:
-                del solver._states[state.digest]
+                variants = solver._states[state.digest]
+                variants.remove(state)
+                if not variants:
+                    del solver._states[state.digest]
                 dropped.append(state)
         self._held.clear()
         solver._jobs.discard(self)
@@ -525,3 +531,26 @@ def _needed_outputs(target: VertexState) -> list[VertexState]:
         if state.key_memo.done and state.key_memo.value.record is None:
             stack.extend((dep, False) for dep in state.inputs if dep.digest not in seen)
     return order
+
+
+def _shared_state(
+    variants: list[VertexState], vertex: Vertex, inputs: tuple[VertexState, ...]
+) -> VertexState | None:
+    """The active state of ``vertex``'s digest a job loading it over ``inputs`` takes
+    (None: it makes its own).
+
+    As BuildKit's job list, an ``ignore_cache`` vertex does not take an active plain
+    one (that may have hit the cache: a ``--no-cache`` build beside another build of
+    the same steps got its old results), while a plain vertex takes an active
+    ``ignore_cache`` one (what it made is fresh). Unlike BuildKit's, a state is taken
+    only over the same input states: a plain dependant of a vertex made afresh in this
+    job does not take another job's state made from the old result.
+    """
+    for state in variants:
+        if (
+            len(state.inputs) == len(inputs)
+            and all(a is b for a, b in zip(state.inputs, inputs, strict=True))
+            and (state.vertex.options.ignore_cache or not vertex.options.ignore_cache)
+        ):
+            return state
+    return None

@@ -107,7 +107,8 @@ async def release_all(refs: Sequence[ResultRef], solver: Solver) -> None:
 
 
 class VertexState:
-    """The solver's state for one vertex digest, shared by every job that holds it.
+    """The solver's state for one vertex digest, shared by every job that holds it
+    (a digest may have more than one: see ``_solver._shared_state``).
 
     Lives in ``Solver._states`` while at least one job holds it; when the last job lets
     go it is *dropped*: running computations are cancelled and its results released.

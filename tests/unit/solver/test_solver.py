@@ -858,3 +858,48 @@ async def test_a_joined_flight_that_fails_marks_both_vertices(
     assert all(isinstance(r, ExecError) for r in results)
     assert backend.exec_counts["one"] == 1
     assert statuses(rep_b, two)[-1].error == "nope"
+
+
+async def test_an_ignore_cache_job_does_not_share_a_plain_jobs_vertex(
+    backend: FakeBackend, keys: InMemoryCacheKeyStorage
+) -> None:
+    """A build with ``--no-cache`` (or ``--no-cache-filter``) while another build of the
+    same steps is active (a daemon's clients) runs them: it took the other job's vertex,
+    which had hit the cache or run before, and got that old result. As in BuildKit's
+    job list, an ignore_cache vertex does not take an active plain one, while a plain
+    one takes an active ignore_cache one; a dependant takes another job's vertex only
+    over the same inputs (a plain ``top`` over a ``base`` made afresh runs too)."""
+    runs = 0
+
+    def counter(ins: list[Any]) -> int:
+        nonlocal runs
+        runs += 1
+        return runs
+
+    def graph(ignore_base: bool, ignore_top: bool) -> Vertex:
+        base = backend.vertex("base", fn=counter, ignore_cache=ignore_base)
+        return backend.vertex("top", base, fn=lambda ins: ins[0] * 10, ignore_cache=ignore_top)
+
+    def value(ref: Any) -> int:
+        return int(ref.value.value)
+
+    solver = make_solver(backend, keys)
+    plain = solver.new_job()
+    assert value(await plain.solve(graph(False, False).output())) == 10
+    async with solver.new_job() as filtered:
+        # --no-cache-filter of base's stage: top reads a fresh base, so it runs
+        assert value(await filtered.solve(graph(True, False).output())) == 20
+    async with solver.new_job() as fresh:
+        ref = await fresh.solve(graph(True, True).output())
+        assert not ref.cached
+        assert value(ref) == 30
+        async with solver.new_job() as again:
+            assert value(await again.solve(graph(False, False).output())) == 10
+        await plain.discard()
+        async with solver.new_job() as later:
+            # only the fresh run's vertices are active: a plain job takes them
+            assert value(await later.solve(graph(False, False).output())) == 30
+    assert backend.exec_counts == {"base": 3, "top": 3}
+    assert not solver._states
+    assert solver.statistics().active_vertices == 0
+    backend.assert_no_leaks()

@@ -32,7 +32,7 @@ from ._convert_image import (
     healthcheck_config,
     list_text,
     quoted_list,
-    set_env,
+    set_envs,
     update_config,
 )
 from ._convert_options import ConvertOptions
@@ -157,10 +157,9 @@ class StageDispatcher:
         image = self.image
         if "PATH" not in env_dict(image.config.env) and self.platform.os != "windows":
             image = update_config(image, env=(*image.config.env, f"PATH={DEFAULT_PATH}"))
-        state = self.state
-        for key, value in env_dict(image.config.env).items():
-            if key:
-                state = state.with_env(key, value)
+        state = self.state.with_envs(
+            {key: value for key, value in env_dict(image.config.env).items() if key}
+        )
         options = self.ctx.options
         if options.hostname:
             state = state.with_hostname(options.hostname)
@@ -318,10 +317,13 @@ class StageDispatcher:
         """Instructions that change only the image config (and the state's env/user)."""
         image = self.image
         if isinstance(instruction, EnvInstruction):
-            for kv in instruction.env:
-                self.state = self.state.with_env(kv.key, kv.value)
-                image = set_env(image, kv.key, kv.value)
-            self.image = image
+            pairs = [(kv.key, kv.value) for kv in instruction.env]
+            ordered: dict[str, str] = {}
+            for key, value in pairs:
+                ordered.pop(key, None)  # a name set twice moves to the end, as one by one
+                ordered[key] = value
+            self.state = self.state.with_envs(ordered)
+            self.image = set_envs(image, pairs)
             self.commit("ENV " + " ".join(str(kv) for kv in instruction.env))
         elif isinstance(instruction, LabelInstruction):
             self.image = add_labels(image, {kv.key: kv.value for kv in instruction.labels})

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from itertools import repeat
+from operator import itemgetter
 
 from dockyard import oci
 from dockyard.core import Platform
@@ -33,6 +35,7 @@ __all__ = [
     "normalize_platform",
     "quoted_list",
     "set_env",
+    "set_envs",
     "set_platform",
     "update_config",
 ]
@@ -69,14 +72,24 @@ def env_dict(entries: Iterable[str]) -> dict[str, str]:
 
 def set_env(image: oci.ImageConfig, key: str, value: str) -> oci.ImageConfig:
     """Set ``key`` in the config's ``Env``: replaced where it is, else appended."""
-    entry = f"{key}={value}"
+    return set_envs(image, ((key, value),))
+
+
+def set_envs(image: oci.ImageConfig, pairs: Iterable[tuple[str, str]]) -> oci.ImageConfig:
+    """``set_env`` for each pair in turn, in one pass over the ``Env`` (one ENV of
+    thousands of pairs, each copying the whole list, was quadratic)."""
     env = list(image.config.env)
-    for i, existing in enumerate(env):
-        if existing.partition("=")[0] == key:
-            env[i] = entry
-            break
-    else:
-        env.append(entry)
+    # the first entry of each name (names computed without a Python-level loop)
+    names = list(map(itemgetter(0), map(str.partition, env, repeat("="))))
+    positions = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+    for key, value in pairs:
+        entry = f"{key}={value}"
+        index = positions.get(key)
+        if index is None:
+            positions[key] = len(env)
+            env.append(entry)
+        else:
+            env[index] = entry
     return update_config(image, env=tuple(env))
 
 

@@ -258,17 +258,28 @@ class State:
 
     def with_env(self, key: str, value: str) -> State:
         """Set ``key`` (replacing an earlier value; the variable moves to the end)."""
-        if not key or "=" in key:
-            raise UsageError(f"invalid environment variable name {key!r}")
-        env = (*(kv for kv in self._values.env if kv[0] != key), (key, value))
-        return self._with(env=env)
+        return self.with_envs({key: value})
 
     def with_envs(self, env: Mapping[str, str]) -> State:
-        """Set several variables, in ``env``'s order."""
-        state = self
-        for key, value in env.items():
-            state = state.with_env(key, value)
-        return state
+        """Set several variables, in ``env``'s order (as ``with_env`` one after the
+        other). One pass over the current variables: a base image's config of 50 000
+        variables set one at a time was quadratic."""
+        for key in env:
+            if not key or "=" in key:
+                raise UsageError(f"invalid environment variable name {key!r}")
+        current = self._values.env
+        if len(env) == 1:
+            # the common case (one ENV or ARG) at C speed: a dict of the variables
+            # (their names are unique: every setter removes the old entry)
+            ((key, value),) = env.items()
+            names = dict(current)
+            if key not in names:
+                return self._with(env=(*current, (key, value)))
+            if len(names) == len(current):
+                index = list(names).index(key)
+                return self._with(env=(*current[:index], *current[index + 1 :], (key, value)))
+        kept = tuple(kv for kv in current if kv[0] not in env)
+        return self._with(env=(*kept, *env.items()))
 
     def with_cwd(self, path: str) -> State:
         """Set the working directory; a relative ``path`` is joined to the current one."""

@@ -75,3 +75,27 @@ async def test_splitting_a_long_value_into_words_is_linear() -> None:
     started = time.perf_counter()
     await conv(text)
     assert time.perf_counter() - started < 3.0
+
+
+async def test_one_env_of_many_pairs_is_linear() -> None:
+    # each pair copied the whole environment twice: 6000 pairs took 10 s
+    text = "FROM busybox\nENV " + " ".join(f"A{i}={i}" for i in range(20_000)) + " A5=x\n"
+    started = time.perf_counter()
+    result, _ = await conv(text)
+    assert time.perf_counter() - started < 3.0
+    env = result.image_config.config.env
+    assert env[-1] == "A19999=19999"
+    assert "A5=x" in env
+    assert len(env) == 20_001  # and PATH
+
+
+async def test_a_base_image_of_many_variables_is_linear() -> None:
+    from .test_convert_golden import FakeResolver
+
+    # a registry's config: its variables were set on the state one at a time
+    config = {"config": {"Env": [f"V{i}={i}" for i in range(30_000)]}}
+    resolver = FakeResolver({"docker.io/library/huge:1": {"config": config}})
+    started = time.perf_counter()
+    result, _ = await conv("FROM huge:1\nRUN true\n", resolver)
+    assert time.perf_counter() - started < 3.0
+    assert len(result.image_config.config.env) == 30_001

@@ -51,6 +51,9 @@ __all__ = [
 
 CACHE_CONFIG_MEDIA_TYPE = "application/vnd.buildkit.cacheconfig.v0"
 _MAX_CONFIG = 64 << 20
+_MAX_OUTPUT_SLOTS = 1 << 20
+"""The sum over a config's records of their output index + 1 (an imported record's
+results are a list as long as its output index)."""
 _MAX_CHAIN = 4096
 """The deepest layer chain a cache config may hold (an image of more layers cannot be
 mounted; a hostile config's chain of ~500 000 layers made every result's walk long)."""
@@ -268,6 +271,16 @@ class CacheConfig:
                         f"cache config: layer {i}'s chain is deeper than {_MAX_CHAIN} layers"
                     )
         m = len(self.records)
+        # an importer makes each record's result list as long as its output index: a
+        # hostile "output": 100000000000 asked for a list of 10^11 entries
+        slots = 0
+        for i, record in enumerate(self.records):
+            slots += record.output + 1
+            if slots > _MAX_OUTPUT_SLOTS:
+                raise ContentError(
+                    f"cache config: record {i}'s output {record.output} is past any op's"
+                    f" ({_MAX_OUTPUT_SLOTS} outputs over all records at most)"
+                )
         for i, record in enumerate(self.records):
             for result in record.results:
                 if not 0 <= result.layer < n:

@@ -129,3 +129,40 @@ def test_a_layer_without_a_descriptor_spoils_the_chains_above_it_only() -> None:
         content=None,  # type: ignore[arg-type]
     )
     assert cache.statistics().records == 2  # layers 0 and 3; not 1 nor 2 above it
+
+
+def test_an_output_index_past_any_op_is_refused() -> None:
+    """A record's ``output`` became the length of the imported record's result list:
+    ``"output": 100000000000`` in an image's inline cache (or a registry or S3 cache)
+    made the daemon build a list of 10^11 entries. An op has at most as many outputs
+    as an LLB definition can name (BuildKit's outputs are small indexes too)."""
+    diff = "sha256:" + "b" * 64
+    layer = {
+        "blob": BLOB,
+        "parent": -1,
+        "annotations": {
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "size": 1,
+            "diffID": diff,
+        },
+    }
+
+    def config(output: int) -> bytes:
+        record = {"digest": "sha256:" + "c" * 64, "output": output, "layers": [{"layer": 0}]}
+        return json.dumps({"layers": [layer], "records": [record]}).encode()
+
+    assert CacheConfig.parse(config(3)).records[0].output == 3
+    with pytest.raises(ContentError, match="output"):
+        CacheConfig.parse(config(100_000_000_000))
+    inline = json.dumps(
+        [{"digest": "sha256:" + "c" * 64, "output": 10**11, "layers": [{"layer": 0}]}]
+    )
+    with pytest.raises(ContentError, match="output"):
+        CacheConfig.parse_inline(inline.encode(), [CacheLayer(blob=Digest.parse(BLOB))])
+    # many records of moderate outputs add up the same way
+    many = [
+        {"digest": f"sha256:{i:064x}", "output": 60_000, "layers": [{"layer": 0}]}
+        for i in range(20)
+    ]
+    with pytest.raises(ContentError, match="output"):
+        CacheConfig.parse_inline(json.dumps(many).encode(), [CacheLayer(blob=Digest.parse(BLOB))])

@@ -90,12 +90,16 @@ def parse_signal(text: str) -> int:
 
 
 _PORT_RE = re.compile(
-    r"(?:(?:\[?([0-9a-fA-F:.]*)\]?):)?(?:(\d*(?:-\d*)?):)?(\d+(?:-\d+)?)(?:/(\w+))?\Z"
+    r"(?:(?:\[?([0-9a-fA-F:.]*)\]?):)?(?:(\d*(?:-\d*)?):)?(\d+(?:-\d+)?)(?:/(\w+))?\Z",
+    re.ASCII,  # Go's strconv: '٨٠' is not port 80
 )
 
 
 def _port_range(text: str, spec: str) -> tuple[int, int]:
     start_text, _, end_text = text.partition("-")
+    if len(start_text) > 5 or len(end_text) > 5:
+        # int() refuses 4300 digits with a ValueError of its own (a traceback)
+        raise BadValue(f"invalid port range: {text[:20]}... in {spec[:40]!r}...")
     start = int(start_text)
     end = int(end_text) if end_text else start
     if start > 65535 or end > 65535 or end < start:
@@ -107,7 +111,7 @@ def parse_ports(specs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``EXPOSE`` words as image-config keys (``80/tcp``, ``53/udp``), in order, without
     duplicates; ranges (``8000-8002``) expand to one key per port."""
     out: list[str] = []
-    seen: set[str] = set()
+    seen: dict[str, bytearray] = {}
     for spec in specs:
         match = _PORT_RE.match(spec)
         if match is None:
@@ -118,11 +122,17 @@ def parse_ports(specs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         if proto not in ("tcp", "udp", "sctp"):
             raise BadValue(f"invalid proto: {match.group(4)} in {spec!r} (use tcp, udp or sctp)")
         start, end = _port_range(match.group(3), spec)
-        for port in range(start, end + 1):
-            key = f"{port}/{proto}"
-            if key not in seen:
-                seen.add(key)
-                out.append(key)
+        # the ports of the range not listed yet, found by bytes.find: a thousand ranges
+        # of 60 000 ports (12 KB of Dockerfile) were 60 million dict lookups (13 s)
+        listed = seen.setdefault(proto, bytearray(65536))
+        first = listed.find(0, start, end + 1)
+        while first != -1:
+            stop = listed.find(1, first, end + 1)
+            if stop == -1:
+                stop = end + 1
+            out.extend(f"{port}/{proto}" for port in range(first, stop))
+            listed[first:stop] = b"\x01" * (stop - first)
+            first = listed.find(0, stop, end + 1)
     return tuple(out)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from dockyard.dockerfile import (
@@ -79,9 +81,22 @@ def test_parse_ports() -> None:
         "8001/tcp",
         "8002/tcp",
     )
-    for bad in ["http", "80/ftp", "99999", "10-5"]:
+    for bad in ["http", "80/ftp", "99999", "10-5", "9" * 5000, "1-" + "9" * 5000, "\u0668\u0660"]:
         with pytest.raises(BadValue):
             parse_ports([bad])
+
+
+def test_parse_ports_overlapping_ranges() -> None:
+    assert parse_ports(["5-7", "1-3/udp", "2-9", "4", "3/udp"]) == (
+        *(f"{p}/tcp" for p in range(5, 8)),
+        *(f"{p}/udp" for p in range(1, 4)),
+        *(f"{p}/tcp" for p in (2, 3, 4, 8, 9)),
+    )
+    started = time.perf_counter()
+    # 60 million ports listed, 65 536 of them distinct: 13 s before
+    ports = parse_ports([f"{i}-{i + 60_000}" for i in range(1000)])
+    assert time.perf_counter() - started < 1.0
+    assert len(ports) == 61_000
 
 
 def test_parse_checksum() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dockyard.core import Digest, Platform, UsageError, host_platform
+from dockyard.core import Digest, InvalidDefinitionError, Platform, UsageError, host_platform
 
 from ._constraints import Constraints, SourceLocation, SourceMap
 from ._vertex import MarshalContext, MarshaledOp, Vertex
@@ -22,9 +22,15 @@ if TYPE_CHECKING:
     from ._definition import Definition
     from ._state import State
 
-__all__ = ["marshal"]
+__all__ = ["MAX_DEFINITION_BYTES", "marshal"]
 
 _TERMINAL_CAPS = ("constraints", "platform")
+
+MAX_DEFINITION_BYTES = 64 << 20
+"""The most bytes of ops a definition may hold: the daemon's message limit, so nothing
+serializes a definition no client could send. A frontend's graph can be much larger
+than its input (a Dockerfile's 1 MiB ENV variable is in the op of every RUN after it:
+1.4 KB of Dockerfile made a gigabyte of ops), so the total is checked op by op."""
 
 
 def marshal(
@@ -57,12 +63,20 @@ def marshal(
     metadata: dict[str, pb.OpMetadata] = {}
     locations = _LocationCollector()
 
+    total = 0
     for vertex in _post_order(output.vertex):
         result = ctx.marshal(vertex)
         _merge_metadata(metadata, result)
         locations.add(result.digest, result.locations)
         if result.digest not in seen:
             seen.add(result.digest)
+            total += len(result.data)
+            if total > MAX_DEFINITION_BYTES:
+                raise InvalidDefinitionError(
+                    f"the build definition is larger than {MAX_DEFINITION_BYTES >> 20} MiB"
+                    f" (op {len(ops) + 1}, {type(vertex).__name__} {result.digest}, holds"
+                    f" {len(result.data)} bytes)"
+                )
             ops.append((result.data, result.op))
 
     terminal = pb.Op()

@@ -49,6 +49,7 @@ from ._convert_sbom import sbom_targets
 from ._convert_stages import StageGraph, StageNode, build_graph, resolve
 from ._dockerfile import Dockerfile
 from ._lint import BaseImage, lint
+from ._shell import expansion_budget
 
 __all__ = ["convert"]
 
@@ -68,6 +69,15 @@ async def convert(
     under ``# check=error=true``, and passes on errors of the resolver located at the
     ``FROM`` that needed the image.
     """
+    with expansion_budget():
+        return await _convert(dockerfile, options, resolver)
+
+
+async def _convert(
+    dockerfile: Dockerfile,
+    options: ConvertOptions | None,
+    resolver: ImageMetaResolver | None,
+) -> ConvertResult:
     options = options or ConvertOptions()
     resolver = resolver or UnresolvedImages()
     build_args = dict(options.build_args)

@@ -49,7 +49,7 @@ from ._instructions import (
 )
 from ._mounts import MountError, parse_mount
 from ._rules import NON_ENV_ARGS, PLATFORM_ARGS, Linter, LintReport
-from ._shell import ShellLex
+from ._shell import ShellLex, expansion_budget
 from ._text import suggest
 
 __all__ = ["BaseImage", "lint"]
@@ -115,7 +115,8 @@ def lint(
             checker.ignore = PatternMatcher(patterns)
         except PatternError:
             pass  # the context's own load reports a bad pattern
-    checker.run()
+    with expansion_budget():
+        checker.run()
     return linter.report()
 
 

@@ -15,8 +15,10 @@ converter reports the latter as ``UndefinedVar`` build checks.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from dockyard.core import FrontendError
@@ -24,11 +26,48 @@ from dockyard.core import FrontendError
 from ._glob import GlobPattern, GlobSyntaxError
 from ._text import GO_SPACE, go_quote, is_go_space
 
-__all__ = ["ExpansionResult", "ShellLex", "expand_word", "expand_words"]
+__all__ = [
+    "MAX_EXPANDED_TOTAL",
+    "ExpansionResult",
+    "ShellLex",
+    "expand_word",
+    "expand_words",
+    "expansion_budget",
+]
 
 _EOF = ""
 _MAX_NESTING = 100
 _MAX_EXPANDED = 1 << 20  # characters substitutions may produce for one word
+MAX_EXPANDED_TOTAL = 32 << 20
+"""Characters substitutions may produce in one conversion (its lint pass included): a
+1 MiB value, within the word cap, copied by every line after it (``ENV Bn=$A.``) cost
+a megabyte and 0.16 s a line, without bound."""
+
+
+class _Budget:
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("dockyard.dockerfile.expansion", default=None)
+
+
+@contextlib.contextmanager
+def expansion_budget(*, limit: int | None = None) -> Iterator[None]:
+    """Bound what substitutions produce in the enclosed conversion (or lint) to
+    ``limit`` characters in all (:data:`MAX_EXPANDED_TOTAL`); within an enclosing
+    budget, that one counts."""
+    if _BUDGET.get() is not None:
+        yield
+        return
+    token = _BUDGET.set(_Budget(MAX_EXPANDED_TOTAL if limit is None else limit))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,6 +353,13 @@ class _Run:
             # no usable value is this long (Linux refuses an environment string over
             # 128 KiB at exec)
             raise _ShellError(f"substitutions produce more than {_MAX_EXPANDED} characters")
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.left -= len(value)
+            if budget.left < 0:
+                raise _ShellError(
+                    f"substitutions produce more than {budget.limit} characters in all"
+                )
         return value
 
     def _process_dollar(self) -> str:

@@ -1,0 +1,68 @@
+"""What substitutions produce over a whole Dockerfile is bounded, not only per word
+(4a8fb07): a 1 MiB variable (within the word cap) copied by every line after it made
+each line cost a megabyte of memory and 0.16 s of the daemon's frontend — 100 lines
+of 14 bytes took 16 s and 1.1 GB, and ten thousand lines would take hours."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dockyard.core import FrontendError
+from dockyard.dockerfile import _shell, lint, parse_dockerfile
+from dockyard.dockerfile._shell import expand_word, expansion_budget
+
+from .test_convert_stages import conv
+
+_MEBIBYTE_A = ["ENV A=aaaaaaaaaaaaaaaa"] + ["ENV A=$A$A"] * 16  # A is 1 MiB
+
+
+def _dockerfile(copies: int) -> str:
+    lines = ["FROM scratch", *_MEBIBYTE_A, *(f"ENV B{i}=$A." for i in range(copies))]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def small_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_shell, "MAX_EXPANDED_TOTAL", 6 << 20)
+
+
+def test_the_total_is_well_above_the_word_cap() -> None:
+    assert _shell.MAX_EXPANDED_TOTAL == 32 << 20
+
+
+@pytest.mark.usefixtures("small_total")
+async def test_copies_of_a_large_value_stop_at_the_total() -> None:
+    started = time.perf_counter()
+    with pytest.raises(FrontendError, match=r"^Dockerfile:\d+: .*more than .* characters in all"):
+        await conv(_dockerfile(40))
+    assert time.perf_counter() - started < 3
+
+
+@pytest.mark.usefixtures("small_total")
+async def test_a_few_large_values_still_convert() -> None:
+    result, _ = await conv(_dockerfile(2))
+    value = result.image_config.config.env_value("B1")
+    assert value is not None
+    assert len(value) == (1 << 20) + 1
+
+
+@pytest.mark.usefixtures("small_total")
+def test_lint_alone_is_bounded_too() -> None:
+    # lint skips what it cannot expand; once the budget is spent that is at once
+    started = time.perf_counter()
+    lint(parse_dockerfile(_dockerfile(40)))
+    assert time.perf_counter() - started < 3
+
+
+def test_the_budget_is_per_conversion() -> None:
+    env = {"A": "a" * 1000}
+    with expansion_budget(limit=2500):
+        expand_word("$A$A", env)
+        with pytest.raises(FrontendError, match="in all"):
+            expand_word("$A", env)
+    # outside any conversion (and in the next one) nothing is left over
+    assert expand_word("$A$A$A", env) == "a" * 3000
+    with expansion_budget(limit=2500):
+        expand_word("$A$A", env)

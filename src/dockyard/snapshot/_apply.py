@@ -395,6 +395,12 @@ def apply_tar(stream: BinaryIO, root: str, lowers: list[str] | None) -> LayerRes
                     ) from exc
     except tarfile.TarError as exc:
         raise ContentError(f"invalid layer tar: {exc}") from exc
+    except OSError as exc:
+        if exc.errno != errno.ESPIPE:
+            raise
+        # tarfile seeks back for GNU sparse entries (their map is read from the data);
+        # the stream is read once, forward: a layer with one was an OSError traceback
+        raise ContentError(f"unsupported layer tar: {exc.strerror} (a GNU sparse entry?)") from exc
     except EOFError as exc:
         raise ContentError(f"truncated layer tar: {exc}") from exc
     reader.drain()

@@ -284,3 +284,14 @@ def test_snapshotters_implement_the_seams() -> None:
             assert callable(getattr(cls, name))
         assert callable(cls.diff)
         assert callable(cls.apply)
+
+
+def test_a_gnu_sparse_entry_is_a_content_error(tmp_path: Path) -> None:
+    # tarfile seeks back to read a PAX sparse map; the layer stream is read forward once
+    # (found by fuzzing: an OSError traceback)
+    info = tarfile.TarInfo("a")
+    info.type = tarfile.GNUTYPE_SPARSE
+    info.pax_headers = {"GNU.sparse.map": "0,1", "GNU.sparse.size": "10", "GNU.sparse.major": "1"}
+    (tmp_path / "root").mkdir()
+    with pytest.raises(ContentError, match="unsupported layer tar"):
+        apply_tar(io.BytesIO(_tar((info, None))), str(tmp_path / "root"), None)

@@ -268,10 +268,11 @@ class _Extractor:
                     )
 
     def _times(self, path: Path, member: tarfile.TarInfo) -> None:
-        ns = int(member.mtime * 1_000_000_000)
         try:
+            # a PAX mtime of 1e400 or nan is a float tarfile passes on
+            ns = int(member.mtime * 1_000_000_000)
             os.utime(path, ns=(ns, ns), follow_symlinks=False)
-        except OverflowError as exc:
+        except (OverflowError, ValueError) as exc:
             raise ContentError(
                 f"extracting {self.name}: invalid entry {member.name!r}: {exc}"
             ) from exc

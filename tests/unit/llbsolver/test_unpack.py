@@ -302,3 +302,17 @@ def test_an_entry_that_cannot_be_made_is_a_content_error_naming_it(
 def test_a_hard_link_to_nothing_names_the_entry(tmp_path: Path) -> None:
     with pytest.raises(DockyardError, match="entry 'h': No such file"):
         _add(tmp_path, _tar([("h", "h", "nope")]))
+
+
+@pytest.mark.parametrize("mtime", ["1e400", "nan"])
+def test_a_directory_time_that_is_no_number_is_a_content_error(tmp_path: Path, mtime: str) -> None:
+    # tarfile passes a PAX mtime on as a float (found by fuzzing: an OverflowError or
+    # ValueError traceback)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("d")
+        info.type = tarfile.DIRTYPE
+        info.pax_headers = {"mtime": mtime}
+        tar.addfile(info)
+    with pytest.raises(ContentError, match="invalid entry 'd'"):
+        _add(tmp_path, out.getvalue())

@@ -149,8 +149,7 @@ class _Extractor:
         try:
             with tarfile.open(fileobj=stream, mode="r|") as archive:
                 for member in archive:
-                    if self.cancelled is not None and self.cancelled.is_set():
-                        raise CancelledError("archive extraction cancelled")
+                    self._check_cancelled()
                     try:
                         self._member(archive, member)
                     except (ValueError, OverflowError) as exc:  # a NUL in a name, a huge uid
@@ -171,6 +170,10 @@ class _Extractor:
             if self.removed and not directories_down_to(self.root, path):
                 continue
             self._times(path, member)
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise CancelledError("archive extraction cancelled")
 
     def _rel(self, name: str) -> str:
         try:
@@ -222,6 +225,9 @@ class _Extractor:
             )
             with os.fdopen(fd, "wb") as out:
                 while chunk := data.read(1 << 20):
+                    # one member of a compression bomb may inflate to many GB: a cancel
+                    # takes effect within it, not only between members
+                    self._check_cancelled()
                     out.write(chunk)
         elif member.issym():
             os.symlink(member.linkname, target)

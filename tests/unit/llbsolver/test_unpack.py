@@ -316,3 +316,37 @@ def test_a_directory_time_that_is_no_number_is_a_content_error(tmp_path: Path, m
         tar.addfile(info)
     with pytest.raises(ContentError, match="invalid entry 'd'"):
         _add(tmp_path, out.getvalue())
+
+
+def test_a_cancel_stops_inside_one_inflating_member(tmp_path: Path) -> None:
+    import threading
+
+    from dockyard.core import CancelledError
+    from dockyard.llbsolver._unpack import unpack
+
+    class CancelAfter(threading.Event):
+        """Set once asked ``n`` times (the extraction checks between members and, now,
+        between chunks of one member)."""
+
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.left = n
+
+        def is_set(self) -> bool:
+            self.left -= 1
+            return self.left < 0
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("zeros")
+        info.size = 64 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    # 64 MiB of zeros in 2 KB: a small bomb
+    src = make_tree(tmp_path / "src", {})
+    (src / "bomb.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(out.getvalue()))
+    dest = make_tree(tmp_path / "dest", {})
+    with pytest.raises(CancelledError):
+        unpack(
+            src, "/bomb.tar.zst", dest, "/out", owner=None, timestamp=None, cancelled=CancelAfter(3)
+        )
+    assert (dest / "out" / "zeros").stat().st_size < 8 << 20

@@ -123,6 +123,9 @@ class _SecretEnv:
     optional: bool
 
 
+_SHARINGS = frozenset(int(mode) for mode in CacheSharing)
+
+
 def _parse_mount(m: pb.Mount) -> _Mount:
     if not m.dest.startswith("/"):
         raise InvalidDefinitionError(f"mount destination {m.dest!r} is not an absolute path")
@@ -141,6 +144,9 @@ def _parse_mount(m: pb.Mount) -> _Mount:
     if kind == _CACHE:
         if not m.cacheOpt.ID:
             raise InvalidDefinitionError(f"cache mount {m.dest} has no id")
+        sharing = int(m.cacheOpt.sharing)
+        if sharing not in _SHARINGS:  # a client's value: was a ValueError traceback
+            raise InvalidDefinitionError(f"cache mount {m.dest}: unknown sharing mode {sharing}")
         return _Mount(
             dest=m.dest,
             kind=kind,
@@ -148,7 +154,7 @@ def _parse_mount(m: pb.Mount) -> _Mount:
             selector=m.selector,
             readonly=m.readonly,
             cache_id=m.cacheOpt.ID,
-            sharing=CacheSharing(int(m.cacheOpt.sharing)),
+            sharing=CacheSharing(sharing),
         )
     if kind == _TMPFS:
         if m.TmpfsOpt.size < 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import shlex
@@ -10,11 +11,12 @@ import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 
 from dockyard.core.procs import stop_process
-from dockyard.testing.processes import processes_with
+from dockyard.testing.processes import processes_with, wait_for
 
 
 async def _start(script: str) -> asyncio.subprocess.Process:
@@ -156,22 +158,42 @@ def test_a_twice_cancelled_stop_leaves_no_transport_open() -> None:
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
-async def test_a_group_stop_reaches_what_the_process_started(tmp_path: object) -> None:
+def _ended(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie (left to whoever adopted it to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+async def test_a_group_stop_reaches_what_the_process_started(tmp_path: Path) -> None:
     """The leader exited already; a process it left behind in its group is stopped too."""
     token = f"dockyard-procs-group-{os.getpid()}-{id(tmp_path)}"
-    child = shlex.join([sys.executable, "-c", "import time; time.sleep(600)", token])
+    started = tmp_path / "started"
+    # the child names itself once it runs (its command line is empty while it execs: a
+    # look for it right after the leader's exit found none, in 2-6 % of runs)
+    announce = (
+        "import os, sys, time\n"
+        "with open(sys.argv[1] + '.tmp', 'w') as f:\n"
+        "    f.write(str(os.getpid()))\n"
+        "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+        "time.sleep(600)\n"
+    )
+    child = shlex.join([sys.executable, "-c", announce, str(started), token])
     proc = await asyncio.create_subprocess_exec(
         "sh", "-c", f"{child} >/dev/null 2>&1 & exit 0", start_new_session=True
     )
     try:
         await proc.wait()
-        assert processes_with(token)
+        assert wait_for(started.exists, 30), "the leader's child never ran"
+        pid = int(started.read_text())
+        assert os.getpgid(pid) == proc.pid  # in the group of the leader, which is gone
         await stop_process(proc, group=True)
-        for _ in range(100):  # the signal is sent; its delivery is not awaited
-            if not processes_with(token):
-                break
-            await asyncio.sleep(0.05)
+        # the signal is sent; its delivery is not awaited
+        assert wait_for(lambda: _ended(pid), 30), "the leader's child outlived the stop"
         assert processes_with(token) == []
     finally:
-        for pid in processes_with(token):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # what a failed stop left
+            os.killpg(proc.pid, signal.SIGKILL)

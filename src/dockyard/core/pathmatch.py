@@ -103,8 +103,9 @@ def _class_char(pattern: str, pos: int, original: str) -> tuple[str, int]:
     return ch, pos
 
 
-def _segment_regex(text: str, original: str) -> str:
-    """Regex for a pattern without ``**`` handling (one path segment or a plain run)."""
+def _segment_regex(text: str, original: str) -> list[str]:
+    """Regex pieces for a pattern without ``**`` handling (one path segment or a plain
+    run): one piece per character, ``*`` or ``?`` of the pattern."""
     out: list[str] = []
     pos = 0
     n = len(text)
@@ -112,9 +113,9 @@ def _segment_regex(text: str, original: str) -> str:
         ch = text[pos]
         pos += 1
         if ch == "*":
-            out.append("[^/]*")
+            out.append(_STAR)
         elif ch == "?":
-            out.append("[^/]")
+            out.append(_ANY)
         elif ch == "\\":
             if pos < n:
                 out.append(re.escape(text[pos]))
@@ -126,7 +127,99 @@ def _segment_regex(text: str, original: str) -> str:
             out.append(cls)
         else:
             out.append(re.escape(ch))
-    return "".join(out)
+    return out
+
+
+_STAR = "[^/]*"
+_ANY = "[^/]"
+_DIRS = "(?:.*/)?"
+_ALL = ".*"
+# regexes with this many unbounded pieces are matched by _Automaton: Python's re
+# backtracks, so "**/" twenty times or "*a" eight times against a long path took hours
+# (moby's Go regexp is linear); fewer keep re, which is faster for the common patterns
+_AUTOMATON_FROM = 3
+
+
+class _Automaton:
+    """A pattern's regex pieces run as a bit-parallel NFA (one bit per position):
+    ``fullmatch`` in O(len(path) × pieces / 64), whatever the pattern."""
+
+    __slots__ = (
+        "_accept",
+        "_adv_ns",
+        "_chars",
+        "_classes",
+        "_eps1",
+        "_eps3",
+        "_loop_all",
+        "_loop_ns",
+        "_start",
+    )
+
+    def __init__(self, pieces: list[str]) -> None:
+        self._chars: dict[str, tuple[int, int]] = {}
+        self._classes: list[tuple[int, re.Pattern[str]]] = []
+        self._eps1 = self._eps3 = self._loop_all = self._loop_ns = self._adv_ns = 0
+        state = 0
+        for piece in pieces:
+            bit = 1 << state
+            if piece == _STAR:
+                self._loop_ns |= bit
+                self._eps1 |= bit
+                state += 1
+            elif piece == _ALL:
+                self._loop_all |= bit
+                self._eps1 |= bit
+                state += 1
+            elif piece == _DIRS:
+                # entry (nothing read: skip the whole piece, or start), loop, then '/'
+                self._eps1 |= bit | (bit << 1)
+                self._eps3 |= bit
+                self._loop_all |= bit << 1
+                self._classes.append((bit << 2, re.compile("/")))
+                state += 3
+            elif piece == _ANY:
+                self._adv_ns |= bit
+                state += 1
+            else:
+                self._classes.append((bit, re.compile(piece)))
+                state += 1
+        self._accept = 1 << state
+        self._start = self._closure(1)
+
+    def _closure(self, states: int) -> int:
+        while True:
+            grown = states | ((states & self._eps1) << 1) | ((states & self._eps3) << 3)
+            if grown == states:
+                return states
+            states = grown
+
+    def _masks(self, ch: str) -> tuple[int, int]:
+        masks = self._chars.get(ch)
+        if masks is None:
+            advance = 0 if ch == "/" else self._adv_ns
+            for bit, regex in self._classes:
+                if regex.fullmatch(ch):
+                    advance |= bit
+            loop = self._loop_all | (0 if ch == "/" else self._loop_ns)
+            masks = self._chars[ch] = (advance, loop)
+        return masks
+
+    def fullmatch(self, text: str) -> bool:
+        states = self._start
+        for ch in text:
+            advance, loop = self._masks(ch)
+            states = self._closure(((states & advance) << 1) | (states & loop))
+            if not states:
+                return False
+        return bool(states & self._accept)
+
+
+def _matcher(pieces: list[str]) -> re.Pattern[str] | _Automaton:
+    unbounded = sum(1 for piece in pieces if piece in (_STAR, _DIRS, _ALL))
+    if unbounded >= _AUTOMATON_FROM:
+        return _Automaton(pieces)
+    return re.compile("".join(pieces))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -136,8 +229,8 @@ class Pattern:
     text: str
     exclusion: bool = False
     _kind: _Kind = field(default=_Kind.EXACT, repr=False)
-    _regex: re.Pattern[str] | None = field(default=None, repr=False)
-    _segments: tuple[re.Pattern[str] | None, ...] = field(default=(), repr=False)
+    _regex: re.Pattern[str] | _Automaton | None = field(default=None, repr=False)
+    _segments: tuple[re.Pattern[str] | _Automaton | None, ...] = field(default=(), repr=False)
 
     @classmethod
     def compile(cls, text: str, *, exclusion: bool = False) -> Pattern:
@@ -158,18 +251,18 @@ class Pattern:
                         if kind is _Kind.EXACT:
                             kind = _Kind.PREFIX
                         else:
-                            regex.append(".*")
+                            regex.append(_ALL)
                             kind = _Kind.REGEX
                     else:
-                        regex.append("(?:.*/)?")
+                        regex.append(_DIRS)
                         kind = _Kind.REGEX
                     if index == 0:
                         kind = _Kind.SUFFIX
                 else:
-                    regex.append("[^/]*")
+                    regex.append(_STAR)
                     kind = _Kind.REGEX
             elif ch == "?":
-                regex.append("[^/]")
+                regex.append(_ANY)
                 kind = _Kind.REGEX
             elif ch == "\\":
                 if pos < n:
@@ -185,10 +278,9 @@ class Pattern:
             else:
                 regex.append(re.escape(ch))
             index += 1
-        compiled = re.compile("".join(regex)) if kind is _Kind.REGEX else None
+        compiled = _matcher(regex) if kind is _Kind.REGEX else None
         segments = tuple(
-            None if "**" in seg else re.compile(_segment_regex(seg, text))
-            for seg in text.split("/")
+            None if "**" in seg else _matcher(_segment_regex(seg, text)) for seg in text.split("/")
         )
         return cls(text=text, exclusion=exclusion, _kind=kind, _regex=compiled, _segments=segments)
 
@@ -205,7 +297,7 @@ class Pattern:
                 return True
             return suffix.startswith("/") and path == suffix[1:]
         assert self._regex is not None
-        return self._regex.fullmatch(path) is not None
+        return bool(self._regex.fullmatch(path))
 
     def could_match_below(self, directory: str) -> bool:
         """Whether this pattern might match ``directory`` itself or something inside it
@@ -218,7 +310,7 @@ class Pattern:
             regex = segments[index]
             if regex is None:
                 return True  # "**" can match anything from here on
-            if regex.fullmatch(part) is None:
+            if not regex.fullmatch(part):
                 return False
         return True
 

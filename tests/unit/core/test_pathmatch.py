@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dockyard.core import MatchState, PatternError, PatternMatcher
 from dockyard.core.pathmatch import clean_path
@@ -161,3 +165,56 @@ def test_reversed_range_matches_nothing() -> None:
     assert not PatternMatcher(["a[z-a]"]).matches("ab")
     assert PatternMatcher(["a[^z-a]"]).matches("ab")
     assert PatternMatcher(["a[z-ab]"]).matches("ab")
+
+
+# -- backtracking (found by fuzzing, third review) -------------------------------------
+
+_PIECES = ["[^/]*", "[^/]", "(?:.*/)?", ".*", "a", "b", "/", "\\.", "[ab]", "[^a]", "(?!)"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=7), st.text("ab/.", max_size=10))
+def test_the_automaton_matches_as_the_regex(pieces: list[str], path: str) -> None:
+    from dockyard.core.pathmatch import _Automaton
+
+    expected = re.fullmatch("".join(pieces), path) is not None
+    assert _Automaton(pieces).fullmatch(path) is expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab*?/[]^-\\!.", max_size=8), min_size=1, max_size=3),
+    st.text("ab/.", max_size=10),
+)
+def test_matchers_agree_whichever_engine(patterns: list[str], path: str) -> None:
+    from dockyard.core import pathmatch
+
+    try:
+        with_re = PatternMatcher(patterns)
+    except PatternError:
+        return
+    saved = pathmatch._AUTOMATON_FROM
+    pathmatch._AUTOMATON_FROM = 0
+    try:
+        with_automaton = PatternMatcher(patterns)
+    finally:
+        pathmatch._AUTOMATON_FROM = saved
+    assert with_re.matches(path) == with_automaton.matches(path)
+    assert with_re.may_include_inside(path) == with_automaton.may_include_inside(path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ("**/" * 30 + "a", "x/" * 200 + "b"),  # hours with re
+        ("*a*a*a*a*a*a*a*a*b", "a" * 250),
+        ("a/**/b/**/c/**/d/**/e", "a/" + "b/c/d/" * 200 + "x"),
+        ("!" + "*a" * 8 + "*b/x", "a" * 250),  # a segment regex (may_include_inside)
+    ],
+)
+def test_patterns_do_not_backtrack(pattern: str, path: str) -> None:
+    started = time.perf_counter()
+    matcher = PatternMatcher(["*", pattern])
+    assert not PatternMatcher([pattern.lstrip("!")]).matches(path)
+    matcher.may_include_inside(path)
+    assert time.perf_counter() - started < 1.0

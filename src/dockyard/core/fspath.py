@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ._errors import DockyardError, NotFoundError, PathEscapeError
-from .pathmatch import PatternError
+from .pathmatch import PatternError, SegmentMatcher, segment_matcher
 
 __all__ = [
     "MAX_SYMLINKS",
@@ -347,8 +347,10 @@ def split_wildcards(path: str) -> tuple[str, str]:
 
 
 @lru_cache(maxsize=256)
-def wildcard_regex(segment: str) -> re.Pattern[str]:
-    """Go's ``filepath.Match`` for one path segment, as a compiled regex.
+def wildcard_regex(segment: str) -> SegmentMatcher:
+    """Go's ``filepath.Match`` for one path segment, as a compiled regex (or, for three
+    ``*`` or more, an automaton with the same ``fullmatch``: Python's re backtracks, and
+    ``COPY *a*a*a*a*a*a*b`` against a 250-character name did not finish).
 
     Raises :class:`PatternError` (``bad pattern ...``) for a malformed pattern (an unclosed
     ``[`` or a trailing ``\\``), as Go's ``ErrBadPattern``; callers translate it into the
@@ -373,7 +375,7 @@ def wildcard_regex(segment: str) -> re.Pattern[str]:
             out.append(body)
         else:
             out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+    return segment_matcher(out)
 
 
 def _wildcard_class(pattern: str, i: int) -> tuple[int, str]:
@@ -436,9 +438,7 @@ def match_wildcards(directory: str | os.PathLike[str], pattern: str) -> list[str
     return out
 
 
-def _match_below(
-    directory: str, regexes: list[re.Pattern[str]], depth: int, out: list[str]
-) -> None:
+def _match_below(directory: str, regexes: list[SegmentMatcher], depth: int, out: list[str]) -> None:
     try:
         names = sorted(os.listdir(directory))
     except (NotADirectoryError, FileNotFoundError):
@@ -446,7 +446,7 @@ def _match_below(
     regex = regexes[depth]
     last = depth == len(regexes) - 1
     for name in names:
-        if regex.fullmatch(name) is None:
+        if not regex.fullmatch(name):
             continue
         full = os.path.join(directory, name)
         if last:

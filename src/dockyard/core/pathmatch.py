@@ -215,6 +215,16 @@ class _Automaton:
         return bool(states & self._accept)
 
 
+SegmentMatcher = re.Pattern[str] | _Automaton
+"""A compiled pattern: both kinds have ``fullmatch(text)``, true-ish on a match."""
+
+
+def segment_matcher(pieces: list[str]) -> SegmentMatcher:
+    """The matcher of a regex made of ``pieces`` (one per pattern character, ``*`` or
+    ``**``): re, or the automaton for three unbounded pieces or more."""
+    return _matcher(pieces)
+
+
 def _matcher(pieces: list[str]) -> re.Pattern[str] | _Automaton:
     unbounded = sum(1 for piece in pieces if piece in (_STAR, _DIRS, _ALL))
     if unbounded >= _AUTOMATON_FROM:

@@ -12,7 +12,6 @@ order, as Go's ``filepath.Walk`` visits them.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from dockyard.core import InvalidDefinitionError, PatternError
@@ -22,13 +21,14 @@ from dockyard.core.fspath import (
     split_wildcards,
     wildcard_regex,
 )
+from dockyard.core.pathmatch import SegmentMatcher
 
 from ._paths import rel_to_root, root_path
 
 __all__ = ["contains_wildcards", "resolve_wildcards", "segment_regex", "split_wildcards"]
 
 
-def segment_regex(pattern: str) -> re.Pattern[str]:
+def segment_regex(pattern: str) -> SegmentMatcher:
     """Go's ``filepath.Match`` for one path segment, as a compiled regex
     (:func:`dockyard.core.fspath.wildcard_regex`).
 

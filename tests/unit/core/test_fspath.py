@@ -207,3 +207,16 @@ def test_match_wildcards(tmp_path: Path) -> None:
     assert match_wildcards(tmp_path / "link", "*") == []  # the start is not followed
     with pytest.raises(PatternError):
         match_wildcards(tmp_path / "missing", "[")
+
+
+def test_wildcards_do_not_backtrack(tmp_path: Path) -> None:
+    # COPY *a*a*a*a*a*a*b against a 250-character name did not finish with re
+    import time
+
+    (tmp_path / ("a" * 250)).write_text("x")
+    (tmp_path / ("a" * 249 + "b")).write_text("y")
+    started = time.perf_counter()
+    assert match_wildcards(tmp_path, "*a" * 6 + "*b") == [str(tmp_path / ("a" * 249 + "b"))]
+    assert not wildcard_regex("*a" * 8 + "*b").fullmatch("a" * 250)
+    assert wildcard_regex("*[a-c]*[^x]*?").fullmatch("abc")
+    assert time.perf_counter() - started < 1.0

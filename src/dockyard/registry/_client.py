@@ -26,6 +26,7 @@ from dockyard.core import (
     first_error,
     host_platform,
 )
+from dockyard.core.headers import header_int
 from dockyard.oci import (
     Descriptor,
     ImageConfig,
@@ -215,8 +216,8 @@ class RegistryClient:
     ) -> bytes:
         import httpx
 
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        declared = header_int(response.headers.get("content-length"))
+        if declared is not None and declared > limit:
             await response.aclose()
             raise ContentError(f"{what} is {declared} bytes, more than the {limit} allowed")
         parts: list[bytes] = []
@@ -375,14 +376,16 @@ class RegistryClient:
         if (
             response.status_code == 200
             and _is_digest(digest)
-            and length.isdigit()
+            and header_int(length) is not None
             and (MediaType.is_manifest(media_type) or MediaType.is_index(media_type))
         ):
             if ref.digest is not None and digest != ref.digest:
                 raise ContentError(
                     f"registry {endpoint.host} reports digest {digest} for {ref.familiar()}"
                 )
-            return Descriptor(media_type=media_type, digest=Digest.parse(digest), size=int(length))
+            size = header_int(length)
+            assert size is not None
+            return Descriptor(media_type=media_type, digest=Digest.parse(digest), size=size)
         fetched = await self._small_retrying(lambda: self._get_manifest_at(endpoint, ref, None))
         return fetched.descriptor
 
@@ -536,7 +539,8 @@ class RegistryClient:
                 response, endpoint.host, f"checking blob {descriptor.digest} in {ref.name}"
             )
         length = response.headers.get("content-length", "")
-        return not length.isdigit() or int(length) == descriptor.size
+        size = header_int(length)
+        return size is None or size == descriptor.size
 
     async def push_blob(
         self,

@@ -52,6 +52,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dockyard.core.headers import header_int
+
 if TYPE_CHECKING:
     import httpx
 
@@ -515,7 +517,7 @@ def _parse_head(data: bytes) -> tuple[str, int, str, list[tuple[str, str]]]:
     lines = text.split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if not version.startswith("HTTP/1.") or len(code) != 3 or header_int(code) is None:
         raise DirectUnsupported(f"unexpected status line {lines[0][:80]!r}")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -535,7 +537,7 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
     if len(values) != 1:
         return None
     value = values.pop()
-    return int(value) if value.isdigit() else None
+    return header_int(value)
 
 
 class DirectResponse:

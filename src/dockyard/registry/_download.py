@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from dockyard.core import ContentError, Digest, NotFoundError
+from dockyard.core.headers import header_int
 from dockyard.oci import Descriptor
 
 from ._challenge import repository_scope
@@ -263,9 +264,10 @@ def range_start(response: httpx.Response | DirectResponse) -> int | None:
     value = response.headers.get("content-range", "")
     unit, _, rest = value.partition(" ")
     first = rest.split("-", 1)[0]
-    if unit != "bytes" or not first.isdigit():
+    start = header_int(first)
+    if unit != "bytes" or start is None:
         return -1
-    return int(first)
+    return start
 
 
 def verify_blob(data: bytes, descriptor: Descriptor, ref: Reference) -> None:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError
+from dockyard.core.headers import header_int
 
 from ._options import _endpoint_has_userinfo
 from ._sigv4 import EMPTY_SHA256, AwsCredentials, canonical_query, sign, uri_encode
@@ -407,7 +408,7 @@ class S3Client:
                 return None
             length = response.headers.get("content-length", "0")
             return ObjectInfo(
-                size=int(length) if length.isdigit() else 0,
+                size=header_int(length) or 0,
                 last_modified=_last_modified(response.headers.get("last-modified")),
             )
 

@@ -454,16 +454,7 @@ def serve(path: str) -> None:
     del ctypes, select
     gc.collect()
     gc.freeze()
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    import socket
-
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    listener.bind(path)
-    os.chmod(path, 0o600)
-    listener.listen(64)
+    listener = _listen(path)
     idle = _idle_seconds()
     listener.settimeout(min(_TICK, idle))
     ident = os.stat(path).st_ino
@@ -482,6 +473,34 @@ def serve(path: str) -> None:
             os.unlink(path + ".pid")
         except OSError:
             pass
+
+
+def _listen(path: str) -> socket.socket:
+    """A socket listening at ``path``, which appears there only once it accepts clients
+    (bound there first, a client that came between the bind and the listen was refused
+    and ran its command cold); it replaces what ``path`` held (a dead server's socket)."""
+    import socket
+
+    # a name no longer than the socket's own (a unix socket's path has 107 bytes at most)
+    new = os.path.join(os.path.dirname(path), f".warm-{os.getpid()}.new")
+    try:
+        os.unlink(new)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        listener.bind(new)
+        os.chmod(new, 0o600)
+        listener.listen(64)
+        os.replace(new, path)
+    except BaseException:
+        listener.close()
+        try:
+            os.unlink(new)
+        except OSError:
+            pass
+        raise
+    return listener
 
 
 def stop_servers(directory: str | os.PathLike[str]) -> int:

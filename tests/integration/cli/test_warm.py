@@ -22,12 +22,37 @@ DOCKYARD = str(Path(sys.executable).parent / "dockyard")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root")
 
 
+@pytest.fixture(scope="module")
+def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of Dockyard's package, compiled, that this module's commands and servers
+    run from. A server stops when its code changes, and the command then runs in its
+    client: the tree the suite runs from may be edited meanwhile (by its developer, by
+    git), which failed these tests for no fault of warm start (any edit under
+    src/dockyard while a test ran)."""
+    import compileall
+
+    import dockyard
+
+    root = tmp_path_factory.mktemp("code")
+    shutil.copytree(
+        Path(dockyard.__file__).parent,
+        root / "dockyard",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    assert compileall.compile_dir(root / "dockyard", quiet=1)  # as installed: no compiling
+    return root
+
+
 @pytest.fixture
-def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A runtime directory of this test's own (its warm server ends with the test)."""
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: Path) -> Iterator[Path]:
+    """A runtime directory of this test's own (its warm server ends with the test); the
+    commands run from :func:`code`."""
     path = tmp_path / "run"
     path.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
+    )
     monkeypatch.delenv("DOCKYARD_WARM", raising=False)
     yield path / "dockyard"
     stop_servers(path / "dockyard")

@@ -96,6 +96,44 @@ def test_preloaded_modules_exist(name: str) -> None:
     importlib.import_module(name)
 
 
+def test_the_socket_takes_its_name_only_once_it_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client never finds the server's socket refusing it (bound at its name before
+    the listen, a client in between got ECONNREFUSED and ran its command cold)."""
+    path = tmp_path / "warm-0123456789abcdef.sock"
+    seen: list[str] = []
+
+    class Watched(socket.socket):
+        def listen(self, backlog: int = 0, /) -> None:  # what a client finds just before
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                try:
+                    client.connect(str(path))
+                except OSError as exc:
+                    seen.append(type(exc).__name__)
+            super().listen(backlog)
+
+    monkeypatch.setattr(socket, "socket", Watched)
+    listener = _warm._listen(str(path))
+    monkeypatch.undo()
+    with listener, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        assert seen == ["FileNotFoundError"]  # no socket yet: the client starts a server
+        client.connect(str(path))
+        listener.accept()[0].close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_dead_servers_socket_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "warm-0123456789abcdef.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))
+    with _warm._listen(str(path)) as listener, socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(path))
+        listener.accept()[0].close()
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def _server(code: tuple[str, ...]) -> _warm._Server:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     return _warm._Server(

@@ -201,7 +201,8 @@ class _Automaton:
             for bit, regex in self._classes:
                 if regex.fullmatch(ch):
                     advance |= bit
-            loop = self._loop_all | (0 if ch == "/" else self._loop_ns)
+            # '**' is '.*' (no newline, as re and Go's regexp), '*' is '[^/]*'
+            loop = (0 if ch == "\n" else self._loop_all) | (0 if ch == "/" else self._loop_ns)
             masks = self._chars[ch] = (advance, loop)
         return masks
 

@@ -35,7 +35,7 @@ def test_registry_documents(data: bytes) -> None:
 
 def test_a_dockerfile_of_brackets_is_a_dockerfile_error() -> None:
     # the syntax directive is also looked for in a JSON object at the top
-    with pytest.raises(FrontendError, match="^Dockerfile:1: "):
+    with pytest.raises(FrontendError, match=r"^Dockerfile:1: "):
         parse_dockerfile(DEEP_LIST.decode())
 
 

@@ -95,7 +95,7 @@ if TYPE_CHECKING:
     )
     from ._parser import Ast, Heredoc, Node, ParseWarning, chomp_heredoc, parse_ast, parse_heredoc
     from ._rules import PLATFORM_ARGS, RULES, Linter, LintReport, Rule
-    from ._shell import ExpansionResult, ShellLex, expand_word, expand_words
+    from ._shell import ExpansionResult, ShellLex, expand_word, expand_words, expansion_budget
     from ._subrequests import (
         SUBREQUEST_VERSION,
         Outline,
@@ -196,6 +196,7 @@ _LAZY = {
     "ShellLex": "._shell",
     "expand_word": "._shell",
     "expand_words": "._shell",
+    "expansion_budget": "._shell",
     "SUBREQUEST_VERSION": "._subrequests",
     "Outline": "._subrequests",
     "OutlineArg": "._subrequests",
@@ -293,6 +294,7 @@ __all__ = [
     "dockerignore_candidates",
     "expand_word",
     "expand_words",
+    "expansion_budget",
     "find_directive",
     "lint",
     "list_targets",

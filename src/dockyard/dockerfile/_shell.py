@@ -59,7 +59,8 @@ _BUDGET: ContextVar[_Budget | None] = ContextVar("dockyard.dockerfile.expansion"
 def expansion_budget(*, limit: int | None = None) -> Iterator[None]:
     """Bound what substitutions produce in the enclosed conversion (or lint) to
     ``limit`` characters in all (:data:`MAX_EXPANDED_TOTAL`); within an enclosing
-    budget, that one counts."""
+    budget, that one counts (tasks started inside share it: the conversions of a
+    multi-platform request)."""
     if _BUDGET.get() is not None:
         yield
         return

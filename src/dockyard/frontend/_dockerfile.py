@@ -359,13 +359,15 @@ async def _multi_platform(
     --platform=$BUILDPLATFORM``) is looked up, and shown, once."""
     import asyncio
 
-    from dockyard.dockerfile import OnceImageResolver
+    from dockyard.dockerfile import OnceImageResolver, expansion_budget
 
     from ._progress import platform_step_names
 
     # base-image lookups shared by the conversions: each asked once, whichever asks first
     images = OnceImageResolver(ctx.images)
-    with platform_step_names():
+    # one substitution total for the request (the conversions' tasks share the budget:
+    # a total per platform multiplied it by the number of platforms a client names)
+    with platform_step_names(), expansion_budget():
         results = await asyncio.gather(
             *(
                 _convert(

@@ -173,7 +173,7 @@ _PIECES = ["[^/]*", "[^/]", "(?:.*/)?", ".*", "a", "b", "/", "\\.", "[ab]", "[^a
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(_PIECES), max_size=7), st.text("ab/.", max_size=10))
+@given(st.lists(st.sampled_from(_PIECES), max_size=7), st.text("ab/.\n", max_size=10))
 def test_the_automaton_matches_as_the_regex(pieces: list[str], path: str) -> None:
     from dockyard.core.pathmatch import _Automaton
 
@@ -184,7 +184,7 @@ def test_the_automaton_matches_as_the_regex(pieces: list[str], path: str) -> Non
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.text(alphabet="ab*?/[]^-\\!.", max_size=8), min_size=1, max_size=3),
-    st.text("ab/.", max_size=10),
+    st.text("ab/.\n", max_size=10),
 )
 def test_matchers_agree_whichever_engine(patterns: list[str], path: str) -> None:
     from dockyard.core import pathmatch

@@ -186,9 +186,11 @@ class ImportedCache:
     """A read-only cache for one build (a :class:`dockyard.solver.CacheSource`).
 
     ``lookup`` answers from an in-memory index of the config's records that have a
-    loadable result (records with keys only, or with layers the manifest cannot serve,
-    answer nothing). ``load`` unpacks a result's layer chain. :meth:`aclose` when the
-    build is done.
+    loadable result. A record without one (keys only, as mode=min exports every record
+    but the final ones, or layers the manifest cannot serve) answers only for its other
+    keys, with result ids that do not load: it tells which canonical key they stand for
+    (a run key, for a step that ran afresh), and the step runs if it is needed.
+    ``load`` unpacks a result's layer chain. :meth:`aclose` when the build is done.
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class ImportedCache:
         self._unpacker = unpacker
         self._content = content
         self._records: dict[str, CacheRecord] = {}
+        self._with_results = 0
         self._results = 0
         self._failed = 0
         self._index()
@@ -254,15 +257,39 @@ class ImportedCache:
         groups: dict[str, dict[int, CacheResult]] = {}
         aliases: dict[str, str] = {}
         known: dict[int, bool] = {}
+        keys_only: dict[str, int] = {}
         for record in self.config.records:
             results = [r for r in record.results if self._loadable(r.layer, known)]
             if not results:
+                # no result to load (mode=min leaves them out), but its keys still say
+                # which canonical key a key stands for: a step that ran afresh has a
+                # run key as its canonical key (solver), and the records made from it
+                # are found only through that key
+                if record.keys:
+                    count = keys_only.get(record.digest, 0)
+                    keys_only[record.digest] = max(count, record.output + 1)
                 continue
             best = max(results, key=lambda r: _created(r.created_at))  # BuildKit: newest
             groups.setdefault(record.digest, {})[record.output] = best
             for key in (record.digest, *record.keys):
                 aliases.setdefault(key, record.digest)
         records: dict[str, CacheRecord] = {}
+        self._with_results = len(groups)
+        for record in self.config.records:
+            if record.digest in keys_only and record.digest not in groups:
+                # its other keys only: asked for by its canonical key, a record without
+                # results tells nothing
+                for key in record.keys:
+                    aliases.setdefault(key, record.digest)
+        for canonical, count in keys_only.items():
+            if canonical not in groups:
+                # a hit whose results all fail to load: the step runs, under this key
+                records[canonical] = CacheRecord(
+                    id=f"import:{self.name}:{canonical}",
+                    canonical_key=canonical,
+                    result_ids=("",) * count,
+                    created=0.0,
+                )
         for canonical, outputs in groups.items():
             count = max(outputs) + 1
             ids = tuple(str(outputs[i].layer) if i in outputs else "" for i in range(count))
@@ -277,7 +304,7 @@ class ImportedCache:
 
     def statistics(self) -> ImportStatistics:
         return ImportStatistics(
-            records=len({r.id for r in self._records.values()}),
+            records=self._with_results,
             results=self._results,
             failed=self._failed,
         )

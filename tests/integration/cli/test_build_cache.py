@@ -44,3 +44,33 @@ def test_a_local_cache_exported_and_imported(
         tmp_path / "first/random.txt"
     ).read_text()  # the step did not run again
     assert "CACHED" in err
+
+
+def test_a_min_cache_of_a_filtered_build_serves_a_build_without_the_filter(
+    state: Path, other: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--no-cache-filter`` gives the rebuilt stage's steps run keys (6aae130); a
+    mode=min export keeps their keys without results, and the importer skipped such
+    records: a build without the filter from that cache ran every step again."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox AS base\nRUN head -c 16 /dev/urandom | od -x > /base.txt\n"
+        "FROM base\nRUN head -c 16 /dev/urandom | od -x > /random.txt\n"
+    )
+    cache = tmp_path / "cache"
+
+    def build(state_dir: Path, out: str, *args: str) -> int:
+        return main(
+            ["build", "--state-dir", str(state_dir), "--progress", "plain",
+             "-o", str(tmp_path / out), *args, str(ctx)]
+        )  # fmt: skip
+
+    assert (
+        build(state, "first", "--no-cache-filter", "base", "--cache-to", f"type=local,dest={cache}")
+        == 0
+    )
+    capsys.readouterr()
+    assert build(other, "second", "--cache-from", f"type=local,src={cache}") == 0
+    for name in ("base.txt", "random.txt"):  # neither step ran again
+        assert (tmp_path / "second" / name).read_text() == (tmp_path / "first" / name).read_text()

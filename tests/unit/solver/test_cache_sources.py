@@ -240,3 +240,58 @@ async def test_chain_of_an_imported_build_names_the_source_of_results_never_load
         assert entry.record is not None
         assert entry.record.result_ids[0].startswith("x")
     backend.assert_no_leaks()
+
+
+class KeysOnlySource(ExportedSource):
+    """As ``remotecache.ImportedCache`` reads a mode=min export: a record whose results
+    were left out still answers for its other keys, with results that do not load."""
+
+    def __init__(self, chain: Sequence[CacheChainRecord], backend: FakeBackend) -> None:
+        super().__init__(chain, backend)
+        for entry in chain:
+            if entry.record is None and len(entry.keys) > 1:
+                record = CacheRecord(
+                    id="keys-only-" + entry.canonical_key,
+                    canonical_key=entry.canonical_key,
+                    result_ids=("",),
+                    created=0.0,
+                )
+                for key in entry.keys[1:]:
+                    self.records.setdefault(key, record)
+
+
+async def test_an_export_of_a_filtered_build_serves_a_later_build_without_the_filter() -> None:
+    """The export of a build whose base ran afresh (``--no-cache-filter``: its canonical
+    key is a run key, 6aae130) holds the run key, the usual keys and what was made from
+    the run key: an empty solver building without the filter finds them (the base by
+    its usual key, the rest by keys made from the run key), in both modes. In mode=min
+    the base's record has no result, only keys: an importer that skipped such records
+    lost the way from the usual key to the run key, and the whole build ran again."""
+
+    def filtered(backend: FakeBackend, ignore: bool) -> Vertex:
+        base = backend.vertex("base", value={"os": "busybox"}, ignore_cache=ignore)
+        run = backend.vertex("run", base, fn=lambda ins: {**ins[0], "run": "1"})
+        return backend.vertex("final", run, fn=lambda ins: {**ins[0], "final": "1"})
+
+    for all_results in (True, False):
+        backend = FakeBackend()
+        solver = Solver(result_storage=backend, key_storage=InMemoryCacheKeyStorage())
+        final = filtered(backend, ignore=True)
+        async with solver.new_job() as job:
+            value = (await job.solve(final.output())).value.value  # type: ignore[attr-defined]
+            chain = await cache_chain(job, [final.output()], all_results=all_results)
+        assert [entry.name for entry in chain] == ["base", "run", "final"]
+        assert len(chain[0].keys) == 2  # the run key (canonical) and the definition key
+        source = KeysOnlySource(chain, backend)
+        again = FakeBackend()
+        source.target = again
+        solver = Solver(result_storage=again, key_storage=InMemoryCacheKeyStorage())
+        async with solver.new_job(cache_sources=[source]) as job:
+            ref = await job.solve(filtered(again, ignore=False).output())
+            assert ref.value.value == value  # type: ignore[attr-defined]
+            assert dict(again.exec_counts) == {}
+            # the base itself, when it is needed, runs (its result was left out)
+            base = await job.solve(filtered(again, ignore=False).inputs[0].vertex.inputs[0])
+            assert base.value.value == {"os": "busybox"}  # type: ignore[attr-defined]
+        assert dict(again.exec_counts) == ({} if all_results else {"base": 1})
+        again.assert_no_leaks()

@@ -80,9 +80,8 @@ def ssh_agent(ssh_key: tuple[Path, str]) -> Iterator[Path]:
     sock = directory / "agent.sock"
     proc = subprocess.Popen([tools["ssh-agent"], "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(500):
-            if sock.exists():
-                break
+        deadline = time.monotonic() + 60  # only against a hang
+        while not sock.exists() and time.monotonic() < deadline:
             assert proc.poll() is None, "ssh-agent exited"
             time.sleep(0.01)
         subprocess.run(

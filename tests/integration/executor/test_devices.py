@@ -32,7 +32,7 @@ from dockyard.executor.cdi.types import ContainerEdits, DeviceNode
 from dockyard.snapshot.types import Mount
 from tests.integration.conftest import Overlay, need_tools, requirement_missing
 
-from .test_executor import run
+from .test_executor import TIMEOUT, run
 
 DENIED = "Operation not permitted"
 LOOP = (7, 0)  # a block device the host can open (an unbound loop device reads nothing)
@@ -369,8 +369,11 @@ async def test_without_a_device_cgroup_crun_refuses_sandboxed_steps(
 
 
 async def _spare_ready(executor: OciExecutor) -> str:
-    """The container id of the executor's spare, once it is ready."""
-    for _ in range(1000):
+    """The container id of the executor's spare, once it is ready (the deadline only
+    guards against a hang: a spare is a process started in the background)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while loop.time() < deadline:
         spare = executor._spares._spare
         if spare is not None:
             return spare.id
@@ -438,7 +441,9 @@ async def test_an_unused_spare_goes_with_its_executor(
     del executor, spare
     gc.collect()
     # told to go when collected: it leaves its cgroup and removes it
-    for _ in range(1000):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while loop.time() < deadline:
         if _gone(cgroup, pid):
             break
         await asyncio.sleep(0.005)

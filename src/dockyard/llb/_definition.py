@@ -370,12 +370,18 @@ class Definition:
         return f"<Definition {len(self._nodes)} ops head={head.digest.short() if head else None}>"
 
 
-def source_location(info: pb.SourceInfo, ranges: list[pb.Range]) -> SourceLocation:
+def source_location(
+    info: pb.SourceInfo, ranges: list[pb.Range], data: bytes | None
+) -> SourceLocation:
+    """A location in ``info``'s file, whose text ``data`` (``info.data or None``) the
+    caller reads once for all its locations: each read of a protobuf bytes field is a
+    new copy, and a location per op each holding its own copy of a 360 KB Dockerfile
+    took 3 GB."""
     return SourceLocation(
         filename=info.filename,
         ranges=tuple(
             SourceRange(r.start.line, r.end.line, r.start.character, r.end.character)
             for r in ranges
         ),
-        data=info.data or None,
+        data=data,
     )

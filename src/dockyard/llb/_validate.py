@@ -269,6 +269,8 @@ def _attach_locations(
     if not message.HasField("Source"):
         return
     infos = message.Source.infos
+    # each file's text once, shared by all its locations
+    texts: dict[int, bytes | None] = {}
     position = {n.digest: i for i, n in enumerate(nodes)}
     for digest, locations in message.Source.locations.items():
         node = by_digest.get(Digest(digest))
@@ -283,5 +285,8 @@ def _attach_locations(
                     f"a source location refers to source file {location.sourceIndex}, "
                     f"but the Definition has {_count(len(infos), 'source file')}",
                 )
-            found.append(source_location(infos[location.sourceIndex], list(location.ranges)))
+            index = location.sourceIndex
+            if index not in texts:
+                texts[index] = infos[index].data or None
+            found.append(source_location(infos[index], list(location.ranges), texts[index]))
         node.locations = tuple(found)

@@ -99,3 +99,12 @@ async def test_a_base_image_of_many_variables_is_linear() -> None:
     result, _ = await conv("FROM huge:1\nRUN true\n", resolver)
     assert time.perf_counter() - started < 3.0
     assert len(result.image_config.config.env) == 30_001
+
+
+async def test_every_location_shares_the_dockerfiles_text() -> None:
+    # each location read the source's bytes field again, a new copy each time: a
+    # Dockerfile of 8000 stages (360 KB) took 2.9 GB and 8.7 s to load as a Definition
+    text = "# " + "x" * 100_000 + "\nFROM busybox\n" + "RUN echo $((1))\n" * 50
+    result, _ = await conv(text)
+    texts = {id(location.data) for node in result.definition() for location in node.locations}
+    assert len(texts) == 1

@@ -3,6 +3,7 @@ as frozen values) and :class:`CacheSpec` (``--cache-from``/``--cache-to``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,14 +247,15 @@ class BuildOptions:
                 )
             if self.platforms:
                 raise UsageError("--invoke: a multi-platform build has no one result to enter")
-        if self.debug_shell is not None and self.debug_shell.stdio.stdout == 1:
-            from dockyard.exporter import Stdout
-
-            if any(isinstance(getattr(o, "dest", None), Stdout) for o in self.outputs):
-                raise UsageError(
-                    "--invoke: the shell writes to stdout, so an output cannot go to -"
-                    " (its bytes and the shell's would mix)"
-                )
+        if (
+            self.debug_shell is not None
+            and self.debug_shell.stdio.stdout == 1
+            and any(_is_stdout(getattr(o, "dest", None)) for o in self.outputs)
+        ):
+            raise UsageError(
+                "--invoke: the shell writes to stdout, so an output cannot go to -"
+                " or to the file stdout is (its bytes and the shell's would mix)"
+            )
         for spec in self.cache_from:
             if spec.export:
                 raise UsageError("cache_from holds --cache-from values (export=False)")
@@ -274,3 +276,20 @@ class BuildOptions:
         """What the build asks for: ``allow``, plus ``network.host`` with
         ``network="host"`` (as buildx)."""
         return self.allow | ({"network.host"} if self.network == "host" else set())
+
+
+def _is_stdout(dest: object) -> bool:
+    """Whether an output's ``dest`` is this process's stdout: ``-``, or a path naming the
+    file, pipe or terminal stdout is (``/dev/stdout``, ``/proc/self/fd/1``, the file
+    stdout was redirected to)."""
+    from dockyard.exporter import LocalPath, Stdout
+
+    if isinstance(dest, Stdout):
+        return True
+    if not isinstance(dest, LocalPath):
+        return False
+    try:
+        named, ours = os.stat(dest.path), os.fstat(1)
+    except (OSError, ValueError):
+        return False
+    return (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino)

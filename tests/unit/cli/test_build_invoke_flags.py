@@ -122,6 +122,9 @@ def test_a_check_gets_no_shell(captured: Captured, tmp_path: Path) -> None:
         (["--invoke", "/bin/sh", "-f", "-", "."], "cannot come from it"),
         (["--invoke", "/bin/sh", "-o", "-", "."], "an output cannot go to -"),
         (["--on", "error", "-o", "type=tar,dest=-", "."], "an output cannot go to -"),
+        # stdout named by a path (fd 1 is pytest's capture file here)
+        (["--on", "error", "-o", "type=tar,dest=/dev/stdout", "."], "the file stdout is"),
+        (["--invoke", "/bin/sh", "-o", "type=oci,dest=/proc/self/fd/1", "."], "stdout is"),
         (["--on", "never", "."], "Invalid value for '--on'"),
         (["--invoke", "on-error", "--on", "always", "."], "only on an error"),
         (
@@ -150,3 +153,10 @@ def test_a_daemon_build_gets_the_shell(captured: Captured, tmp_path: Path) -> No
     assert shell is not None
     assert shell.args == ("/bin/sh",)
     assert captured.kwargs["console"] is not None  # its announcements stop the display
+
+
+def test_an_output_to_another_file_is_no_stdout(captured: Captured, tmp_path: Path) -> None:
+    dest = tmp_path / "out.tar"
+    dest.write_bytes(b"")
+    assert build(tmp_path, "--on", "error", "-o", f"type=tar,dest={dest}", ".") == 0
+    assert captured.options.debug_shell is not None

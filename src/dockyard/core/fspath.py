@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ._errors import DockyardError, NotFoundError, PathEscapeError
-from .pathmatch import PatternError, SegmentMatcher, segment_matcher
+from .pathmatch import ANY_PIECE, STAR_PIECE, PatternError, SegmentMatcher, segment_matcher
 
 __all__ = [
     "MAX_SYMLINKS",
@@ -362,9 +362,9 @@ def wildcard_regex(segment: str) -> SegmentMatcher:
         ch = segment[i]
         i += 1
         if ch == "*":
-            out.append("[^/]*")
+            out.append(STAR_PIECE)
         elif ch == "?":
-            out.append("[^/]")
+            out.append(ANY_PIECE)
         elif ch == "\\":
             if i >= n:
                 raise PatternError(f"bad pattern {segment!r}: trailing backslash")

@@ -23,7 +23,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["MatchState", "Pattern", "PatternError", "PatternMatcher", "clean_path"]
+__all__ = [
+    "ANY_PIECE",
+    "STAR_PIECE",
+    "MatchState",
+    "Pattern",
+    "PatternError",
+    "PatternMatcher",
+    "SegmentMatcher",
+    "clean_path",
+    "segment_matcher",
+]
 
 
 class PatternError(ValueError):
@@ -130,8 +140,10 @@ def _segment_regex(text: str, original: str) -> list[str]:
     return out
 
 
-_STAR = "[^/]*"
-_ANY = "[^/]"
+STAR_PIECE = _STAR = "[^/]*"
+"""The piece of a ``*`` within a path segment (the automaton recognizes it by value)."""
+ANY_PIECE = _ANY = "[^/]"
+"""The piece of a ``?`` within a path segment."""
 _DIRS = "(?:.*/)?"
 _ALL = ".*"
 # regexes with this many unbounded pieces are matched by _Automaton: Python's re
@@ -222,11 +234,8 @@ SegmentMatcher = re.Pattern[str] | _Automaton
 
 def segment_matcher(pieces: list[str]) -> SegmentMatcher:
     """The matcher of a regex made of ``pieces`` (one per pattern character, ``*`` or
-    ``**``): re, or the automaton for three unbounded pieces or more."""
-    return _matcher(pieces)
-
-
-def _matcher(pieces: list[str]) -> re.Pattern[str] | _Automaton:
+    ``**``; ``*`` and ``?`` as :data:`STAR_PIECE` and :data:`ANY_PIECE`): re, or the
+    automaton for three unbounded pieces or more."""
     unbounded = sum(1 for piece in pieces if piece in (_STAR, _DIRS, _ALL))
     if unbounded >= _AUTOMATON_FROM:
         return _Automaton(pieces)
@@ -240,8 +249,8 @@ class Pattern:
     text: str
     exclusion: bool = False
     _kind: _Kind = field(default=_Kind.EXACT, repr=False)
-    _regex: re.Pattern[str] | _Automaton | None = field(default=None, repr=False)
-    _segments: tuple[re.Pattern[str] | _Automaton | None, ...] = field(default=(), repr=False)
+    _regex: SegmentMatcher | None = field(default=None, repr=False)
+    _segments: tuple[SegmentMatcher | None, ...] = field(default=(), repr=False)
 
     @classmethod
     def compile(cls, text: str, *, exclusion: bool = False) -> Pattern:
@@ -289,9 +298,10 @@ class Pattern:
             else:
                 regex.append(re.escape(ch))
             index += 1
-        compiled = _matcher(regex) if kind is _Kind.REGEX else None
+        compiled = segment_matcher(regex) if kind is _Kind.REGEX else None
         segments = tuple(
-            None if "**" in seg else _matcher(_segment_regex(seg, text)) for seg in text.split("/")
+            None if "**" in seg else segment_matcher(_segment_regex(seg, text))
+            for seg in text.split("/")
         )
         return cls(text=text, exclusion=exclusion, _kind=kind, _regex=compiled, _segments=segments)
 

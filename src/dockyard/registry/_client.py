@@ -373,18 +373,17 @@ class RegistryClient:
         digest = response.headers.get("docker-content-digest", "")
         length = response.headers.get("content-length", "")
         media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+        size = header_int(length)
         if (
             response.status_code == 200
             and _is_digest(digest)
-            and header_int(length) is not None
+            and size is not None
             and (MediaType.is_manifest(media_type) or MediaType.is_index(media_type))
         ):
             if ref.digest is not None and digest != ref.digest:
                 raise ContentError(
                     f"registry {endpoint.host} reports digest {digest} for {ref.familiar()}"
                 )
-            size = header_int(length)
-            assert size is not None
             return Descriptor(media_type=media_type, digest=Digest.parse(digest), size=size)
         fetched = await self._small_retrying(lambda: self._get_manifest_at(endpoint, ref, None))
         return fetched.descriptor

@@ -32,12 +32,11 @@ parent chains without cycles, digests) and raises :class:`~dockyard.core.Content
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.core import ContentError, Digest
+from dockyard.core import ContentError, Digest, jsontext
 from dockyard.oci import canonical_json
 
 __all__ = [
@@ -299,11 +298,9 @@ def _load(data: bytes) -> Any:
     if len(data) > _MAX_CONFIG:
         raise ContentError(f"cache config is too large ({len(data)} bytes)")
     try:
-        return json.loads(data)
+        return jsontext.loads(data)  # (nested past the parser's stack: a ValueError)
     except ValueError as exc:
         raise ContentError(f"cache config is not valid JSON: {exc}") from exc
-    except RecursionError:  # [[[[... nested past the parser's stack
-        raise ContentError("cache config is nested too deeply") from None
 
 
 def _list(value: Any, what: str) -> Sequence[Any]:

@@ -247,12 +247,56 @@ def _check_private_key(id: str, path: Path) -> None:
     except OSError as exc:
         raise UsageError(f"--ssh {id}: cannot use {str(path)!r}: {exc.strerror}") from exc
     if b"PRIVATE KEY-----" in head:  # OpenSSH's and the PEM formats
+        if _needs_passphrase(head):
+            raise UsageError(
+                f"--ssh {id}: {str(path)!r} is protected by a passphrase, which --ssh cannot "
+                f"ask for (add the key to an ssh-agent with ssh-add and give --ssh {id} or "
+                f"--ssh {id}=SOCKET)"
+            )
         return
     public = head.startswith((b"ssh-", b"ecdsa-", b"sk-")) or path.suffix == ".pub"
     raise UsageError(
         f"--ssh {id}: {str(path)!r} is not a private key file"
         + (" (it is a public key: name the file without .pub)" if public else "")
     )
+
+
+def _needs_passphrase(text: bytes) -> bool:
+    """Whether the first private key in ``text`` is encrypted: buildx parses the key
+    file when it reads ``--ssh`` and refuses one with a passphrase ("this private key is
+    passphrase protected"); ssh-add would ask for it in the middle of the build (on the
+    terminal, over the progress display) or fail there."""
+    start = text.find(b"-----BEGIN ")
+    if start < 0:
+        return False
+    line_end = text.find(b"\n", start)
+    begin = text[start : len(text) if line_end < 0 else line_end].strip()
+    if begin == b"-----BEGIN ENCRYPTED PRIVATE KEY-----":  # PKCS#8 with a passphrase
+        return True
+    end = text.find(b"-----END ", start + len(begin))
+    body = text[start + len(begin) : len(text) if end < 0 else end]
+    if begin == b"-----BEGIN OPENSSH PRIVATE KEY-----":
+        return _openssh_cipher(body) not in (None, b"none")
+    # OpenSSL's PEM forms ("RSA", "EC", "DSA PRIVATE KEY") open with a Proc-Type header
+    first = body.lstrip().split(b"\n", 1)[0]
+    return first.startswith(b"Proc-Type:") and b"ENCRYPTED" in first
+
+
+def _openssh_cipher(body: bytes) -> bytes | None:
+    """The cipher name of an OpenSSH private key (``none`` without a passphrase), or
+    ``None`` when the text is not one."""
+    import binascii
+
+    try:
+        blob = binascii.a2b_base64(b"".join(body.split()))
+    except binascii.Error:
+        return None
+    magic = b"openssh-key-v1\0"
+    if not blob.startswith(magic) or len(blob) < len(magic) + 4:
+        return None
+    size = int.from_bytes(blob[len(magic) : len(magic) + 4], "big")
+    name = blob[len(magic) + 4 : len(magic) + 4 + size]
+    return name if len(name) == size else None
 
 
 async def relay(

@@ -23,6 +23,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import bitnfa
+from .bitnfa import BitNFA
+
 __all__ = [
     "ANY_PIECE",
     "STAR_PIECE",
@@ -146,89 +149,37 @@ ANY_PIECE = _ANY = "[^/]"
 """The piece of a ``?`` within a path segment."""
 _DIRS = "(?:.*/)?"
 _ALL = ".*"
-# regexes with this many unbounded pieces are matched by _Automaton: Python's re
+# regexes with this many unbounded pieces are matched by a BitNFA: Python's re
 # backtracks, so "**/" twenty times or "*a" eight times against a long path took hours
 # (moby's Go regexp is linear); fewer keep re, which is faster for the common patterns
 _AUTOMATON_FROM = 3
 
 
-class _Automaton:
-    """A pattern's regex pieces run as a bit-parallel NFA (one bit per position):
-    ``fullmatch`` in O(len(path) × pieces / 64), whatever the pattern."""
-
-    __slots__ = (
-        "_accept",
-        "_adv_ns",
-        "_chars",
-        "_classes",
-        "_eps1",
-        "_eps3",
-        "_loop_all",
-        "_loop_ns",
-        "_start",
-    )
-
-    def __init__(self, pieces: list[str]) -> None:
-        self._chars: dict[str, tuple[int, int]] = {}
-        self._classes: list[tuple[int, re.Pattern[str]]] = []
-        self._eps1 = self._eps3 = self._loop_all = self._loop_ns = self._adv_ns = 0
-        state = 0
-        for piece in pieces:
-            bit = 1 << state
-            if piece == _STAR:
-                self._loop_ns |= bit
-                self._eps1 |= bit
-                state += 1
-            elif piece == _ALL:
-                self._loop_all |= bit
-                self._eps1 |= bit
-                state += 1
-            elif piece == _DIRS:
-                # entry (nothing read: skip the whole piece, or start), loop, then '/'
-                self._eps1 |= bit | (bit << 1)
-                self._eps3 |= bit
-                self._loop_all |= bit << 1
-                self._classes.append((bit << 2, re.compile("/")))
-                state += 3
-            elif piece == _ANY:
-                self._adv_ns |= bit
-                state += 1
-            else:
-                self._classes.append((bit, re.compile(piece)))
-                state += 1
-        self._accept = 1 << state
-        self._start = self._closure(1)
-
-    def _closure(self, states: int) -> int:
-        while True:
-            grown = states | ((states & self._eps1) << 1) | ((states & self._eps3) << 3)
-            if grown == states:
-                return states
-            states = grown
-
-    def _masks(self, ch: str) -> tuple[int, int]:
-        masks = self._chars.get(ch)
-        if masks is None:
-            advance = 0 if ch == "/" else self._adv_ns
-            for bit, regex in self._classes:
-                if regex.fullmatch(ch):
-                    advance |= bit
-            # '**' is '.*' (no newline, as re and Go's regexp), '*' is '[^/]*'
-            loop = (0 if ch == "\n" else self._loop_all) | (0 if ch == "/" else self._loop_ns)
-            masks = self._chars[ch] = (advance, loop)
-        return masks
-
-    def fullmatch(self, text: str) -> bool:
-        states = self._start
-        for ch in text:
-            advance, loop = self._masks(ch)
-            states = self._closure(((states & advance) << 1) | (states & loop))
-            if not states:
-                return False
-        return bool(states & self._accept)
+def _automaton(pieces: list[str]) -> BitNFA:
+    """A pattern's regex pieces as a bit-parallel automaton: ``fullmatch`` in
+    O(len(path) × pieces / 64), whatever the pattern."""
+    out: list[bitnfa.Piece] = []
+    for piece in pieces:
+        if piece == _STAR:
+            out.append(bitnfa.loop(_NOT_SLASH))
+        elif piece == _ALL:
+            # '**' is '.*' (no newline, as re and Go's regexp)
+            out.append(bitnfa.loop(_NOT_NEWLINE))
+        elif piece == _DIRS:
+            out += (bitnfa.optional(2), bitnfa.loop(_NOT_NEWLINE), bitnfa.step(_SLASH))
+        elif piece == _ANY:
+            out.append(bitnfa.step(_NOT_SLASH))
+        else:
+            out.append(bitnfa.step(bitnfa.char_class(piece)))
+    return BitNFA(out)
 
 
-SegmentMatcher = re.Pattern[str] | _Automaton
+_NOT_SLASH = bitnfa.all_but("/")
+_NOT_NEWLINE = bitnfa.all_but("\n")
+_SLASH = bitnfa.literal("/")
+
+
+SegmentMatcher = re.Pattern[str] | BitNFA
 """A compiled pattern: both kinds have ``fullmatch(text)``, true-ish on a match."""
 
 
@@ -238,7 +189,7 @@ def segment_matcher(pieces: list[str]) -> SegmentMatcher:
     automaton for three unbounded pieces or more."""
     unbounded = sum(1 for piece in pieces if piece in (_STAR, _DIRS, _ALL))
     if unbounded >= _AUTOMATON_FROM:
-        return _Automaton(pieces)
+        return _automaton(pieces)
     return re.compile("".join(pieces))
 
 

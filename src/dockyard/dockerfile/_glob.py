@@ -4,9 +4,8 @@ in time linear in the value.
 BuildKit turns a pattern into a Go regular expression (``*`` → ``.*`` or ``.*?``, ``?`` →
 ``.``) and Go's regexp engine is linear. Python's ``re`` backtracks: ``${V#*a*a*a*a*a*b}``
 on 80 ``a`` took seconds per character added (minutes at 80), in the daemon's frontend
-too. Here the pattern is a small automaton (each position of the pattern one bit of an
-integer) run over the value once per question, which gives the same answers as the Go
-expression:
+too. Here the pattern is a :mod:`dockyard.core.bitnfa` automaton run over the value once
+per question, which gives the same answers as the Go expression:
 
 - an anchored search with lazy stars finds the shortest match, with greedy stars the
   longest (stars only absorb text, so the backtracking order's first match is the
@@ -20,11 +19,16 @@ The cost is O(len(value) × len(pattern) / 64) per search.
 
 from __future__ import annotations
 
+from dockyard.core import bitnfa
+
 __all__ = ["GlobPattern", "GlobSyntaxError"]
 
 _STAR = 0
 _ANY = 1
 _LITERAL = 2
+
+# '*' and '?' read anything but a newline (Go's '.' without the 's' flag)
+_NOT_NEWLINE = bitnfa.all_but("\n")
 
 
 class GlobSyntaxError(ValueError):
@@ -34,7 +38,7 @@ class GlobSyntaxError(ValueError):
 class GlobPattern:
     """A compiled wildcard pattern: ``*``, ``?`` and ``\\`` escapes (no brackets)."""
 
-    __slots__ = ("_accept", "_any", "_literals", "_star", "_start", "_tokens")
+    __slots__ = ("_nfa", "_tokens")
 
     def __init__(self, tokens: list[tuple[int, str]]) -> None:
         collapsed: list[tuple[int, str]] = []
@@ -43,19 +47,15 @@ class GlobPattern:
                 continue  # '**' is '*'
             collapsed.append(token)
         self._tokens = tuple(collapsed)
-        self._star = 0
-        self._any = 0
-        self._literals: dict[str, int] = {}
-        for index, (kind, ch) in enumerate(collapsed):
-            bit = 1 << index
+        pieces: list[bitnfa.Piece] = []
+        for kind, ch in collapsed:
             if kind == _STAR:
-                self._star |= bit
+                pieces.append(bitnfa.loop(_NOT_NEWLINE))
             elif kind == _ANY:
-                self._any |= bit
+                pieces.append(bitnfa.step(_NOT_NEWLINE))
             else:
-                self._literals[ch] = self._literals.get(ch, 0) | bit
-        self._accept = 1 << len(collapsed)
-        self._start = self._closure(1)
+                pieces.append(bitnfa.step(bitnfa.literal(ch)))
+        self._nfa = bitnfa.BitNFA(pieces)
 
     @classmethod
     def parse(cls, pattern: str) -> GlobPattern:
@@ -91,35 +91,22 @@ class GlobPattern:
         """The pattern matching the reversed texts ``pattern`` matches (for suffixes)."""
         return cls(list(reversed(cls.parse(pattern)._tokens)))
 
-    def _closure(self, states: int) -> int:
-        # a star may match nothing: its state also stands at the next position ('**'
-        # was collapsed, so one step reaches past every star)
-        return states | ((states & self._star) << 1)
-
-    def _step(self, states: int, ch: str) -> int:
-        if ch == "\n":
-            moved = (states & self._literals.get(ch, 0)) << 1
-        else:
-            moved = ((states & (self._any | self._literals.get(ch, 0))) << 1) | (
-                states & self._star
-            )
-        return self._closure(moved)
-
     def prefix_end(self, text: str, *, longest: bool) -> int | None:
         """The end of the shortest (or longest) prefix of ``text`` the pattern matches,
         ``None`` if none does."""
         return self._match_end(text, 0, longest=longest)
 
     def _match_end(self, text: str, start: int, *, longest: bool) -> int | None:
-        states = self._start
-        found = start if states & self._accept else None
+        nfa = self._nfa
+        states = nfa.start
+        found = start if states & nfa.accept else None
         if found is not None and not longest:
             return found
         for index in range(start, len(text)):
-            states = self._step(states, text[index])
+            states = nfa.step(states, text[index])
             if not states:
                 break
-            if states & self._accept:
+            if states & nfa.accept:
                 found = index + 1
                 if not longest:
                     break
@@ -128,13 +115,13 @@ class GlobPattern:
     def _match_starts(self, text: str) -> list[bool]:
         # where a match begins: the reversed automaton run from the end of the text,
         # with a new thread at every position (a match may end anywhere)
-        backward = GlobPattern(list(reversed(self._tokens)))
+        backward = GlobPattern(list(reversed(self._tokens)))._nfa
         starts = [False] * (len(text) + 1)
-        states = backward._start
-        starts[len(text)] = bool(states & backward._accept)
+        states = backward.start
+        starts[len(text)] = bool(states & backward.accept)
         for index in range(len(text) - 1, -1, -1):
-            states = backward._step(states, text[index]) | backward._start
-            starts[index] = bool(states & backward._accept)
+            states = backward.step(states, text[index]) | backward.start
+            starts[index] = bool(states & backward.accept)
         return starts
 
     def replace(self, text: str, replacement: str, *, replace_all: bool) -> str:

@@ -175,10 +175,10 @@ _PIECES = ["[^/]*", "[^/]", "(?:.*/)?", ".*", "a", "b", "/", "\\.", "[ab]", "[^a
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(_PIECES), max_size=7), st.text("ab/.\n", max_size=10))
 def test_the_automaton_matches_as_the_regex(pieces: list[str], path: str) -> None:
-    from dockyard.core.pathmatch import _Automaton
+    from dockyard.core.pathmatch import _automaton
 
     expected = re.fullmatch("".join(pieces), path) is not None
-    assert _Automaton(pieces).fullmatch(path) is expected
+    assert _automaton(pieces).fullmatch(path) is expected
 
 
 @settings(max_examples=300, deadline=None)

@@ -197,14 +197,16 @@ def run_flags(
     "--cache-from",
     "cache_from",
     multiple=True,
-    metavar="type=local,src=DIR|type=registry,ref=REF|REF|type=s3,...",
+    metavar="type=local,src=DIR|type=registry,ref=REF|REF|type=s3,...|type=azblob,...",
     help="Import build cache (repeatable).",
 )
 @click.option(
     "--cache-to",
     "cache_to",
     multiple=True,
-    metavar="type=local,dest=DIR|type=registry,ref=REF|REF|type=inline|type=s3,...",
+    metavar=(
+        "type=local,dest=DIR|type=registry,ref=REF|REF|type=inline|type=s3,...|type=azblob,..."
+    ),
     help="Export build cache (mode=max: every step's; repeatable).",
 )
 @click.option("--no-cache", is_flag=True, help="Do not use the cache for any step.")

@@ -47,11 +47,11 @@ async def imported_caches(
     if not imports:
         yield ()
         return
-    from dockyard.remotecache import import_cache
+    from dockyard.remotecache import each_cache_import, import_cache
 
     caches: list[ImportedCache] = []
     try:
-        for spec in imports:
+        for spec in each_cache_import(imports):
             cache = await import_cache(
                 spec,
                 content=content,

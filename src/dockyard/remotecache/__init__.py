@@ -16,6 +16,12 @@ Values (parsed at the edge; the engine re-exports them for clients)
     (``type=local,src=DIR[,tag=T|digest=D]``) or :class:`RegistryCacheImport`
     (``type=registry,ref=REF`` or a bare ``REF``; a cache manifest, or an image with an
     inline cache) or :class:`S3CacheImport` (``type=s3``, as for the export).
+    :class:`AzblobCacheExport` / :class:`AzblobCacheImport` (``type=azblob``: an
+    :class:`AzblobLocation` — ``account_url``, ``account_name`` (else the URL's first
+    host label), ``container``, ``name`` (``;``-separated; an import reads each:
+    :func:`each_cache_import`), ``prefix``, ``blobs_prefix``, ``manifests_prefix``,
+    ``secret_access_key`` (required), with BuildKit's ``BUILDKIT_AZURE_STORAGE_*``
+    environment defaults).
     :func:`cache_export_from_attrs` / :func:`cache_import_from_attrs` do
     the same from a type and attributes (BuildKit's ``CacheOptionsEntry``, what a daemon
     receives). A build request carries tuples of them (``BuildRequest.cache_exports`` /
@@ -61,6 +67,14 @@ S3 (:mod:`._s3cache`, :mod:`._s3`, :mod:`._sigv4`)
     httpx client signing with SigV4 (single PUT or multipart upload, retries as the
     AWS SDK's standard mode). Secrets never reach a message, a ``repr`` or a cache key.
 
+Azure Blob Storage (:mod:`._azblobcache`, :mod:`._azblob`, :mod:`._sharedkey`)
+    BuildKit's azblob layout in a container: blobs at ``PREFIX/BLOBS_PREFIX/DIGEST``,
+    the cache config JSON at ``PREFIX/MANIFESTS_PREFIX/NAME`` (paths joined as Go's
+    ``filepath.Join``). Both object stores share the export and import over a blob
+    store (:mod:`._objectcache`) and the httpx pieces (:mod:`._httpio`).
+    :class:`AzureBlobClient` signs with the account's Shared Key (single Put Blob, or
+    Put Block + Put Block List for large layers; retries of 408/429/5xx).
+
 Import (:func:`import_cache` → :class:`ImportedCache`)
     Reads the manifest and config only; the :class:`ImportedCache` is a
     :class:`dockyard.solver.CacheSource` the build's job consults after the local cache.
@@ -79,6 +93,9 @@ from typing import TYPE_CHECKING
 from dockyard._lazy import lazy_getattr
 
 from ._options import (
+    AzblobCacheExport,
+    AzblobCacheImport,
+    AzblobLocation,
     CacheExport,
     CacheImport,
     CacheMode,
@@ -94,15 +111,18 @@ from ._options import (
     S3Location,
     cache_export_from_attrs,
     cache_import_from_attrs,
+    each_cache_import,
     parse_cache_export,
     parse_cache_import,
     redact,
     redact_attrs,
     secret_values,
 )
+from ._sharedkey import AzureSharedKey
 from ._sigv4 import AwsCredentials
 
 if TYPE_CHECKING:
+    from ._azblob import AzureBlobClient
     from ._config import (
         CACHE_CONFIG_MEDIA_TYPE,
         CacheConfig,
@@ -128,6 +148,7 @@ _LAZY = {
     "ImportedCache": "._import",
     "ImportStatistics": "._import",
     "import_cache": "._import",
+    "AzureBlobClient": "._azblob",
     "S3Client": "._s3",
     "credentials_from_environment": "._s3",
     "with_environment_credentials": "._s3",
@@ -140,6 +161,11 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "CACHE_CONFIG_MEDIA_TYPE",
     "AwsCredentials",
+    "AzblobCacheExport",
+    "AzblobCacheImport",
+    "AzblobLocation",
+    "AzureBlobClient",
+    "AzureSharedKey",
     "CacheConfig",
     "CacheConfigRecord",
     "CacheExport",
@@ -166,6 +192,7 @@ __all__ = [
     "cache_import_from_attrs",
     "collect_cache",
     "credentials_from_environment",
+    "each_cache_import",
     "export_cache",
     "import_cache",
     "parse_cache_export",

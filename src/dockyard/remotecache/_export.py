@@ -38,7 +38,13 @@ from ._config import (
     CacheLayer,
     CacheResult,
 )
-from ._options import ClientCacheExport, LocalCacheExport, RegistryCacheExport, S3CacheExport
+from ._options import (
+    AzblobCacheExport,
+    ClientCacheExport,
+    LocalCacheExport,
+    RegistryCacheExport,
+    S3CacheExport,
+)
 
 if TYPE_CHECKING:
     from dockyard.registry import RegistryClient
@@ -300,7 +306,11 @@ async def _write_blobs(collected: CollectedCache, content: ContentStore, lease: 
 
 async def export_cache(
     chain: Sequence[CacheChainRecord],
-    options: LocalCacheExport | ClientCacheExport | RegistryCacheExport | S3CacheExport,
+    options: LocalCacheExport
+    | ClientCacheExport
+    | RegistryCacheExport
+    | S3CacheExport
+    | AzblobCacheExport,
     *,
     cache: CacheManager,
     content: ContentStore,
@@ -310,7 +320,8 @@ async def export_cache(
     client: ContentCaller | None = None,
 ) -> Descriptor | None:
     """Export ``chain`` as ``options`` say; returns the cache manifest's descriptor
-    (``None``: nothing to export; for an :class:`S3CacheExport`, the cache config's).
+    (``None``: nothing to export; for an :class:`S3CacheExport` or
+    :class:`AzblobCacheExport`, the cache config's).
     A :class:`ClientCacheExport` goes to the content store of the build's session
     (``client``). Errors are
     :class:`~dockyard.core.DockyardError` naming the destination (the engine turns them
@@ -320,7 +331,7 @@ async def export_cache(
         where = f"cache to {options.dest}"
     elif isinstance(options, ClientCacheExport):
         where = f"cache to the client's content store {options.store!r}"
-    elif isinstance(options, S3CacheExport):
+    elif isinstance(options, S3CacheExport | AzblobCacheExport):
         where = f"cache to {options.location.describe()}"
     else:
         where = f"cache to {options.ref.familiar()}"
@@ -340,6 +351,12 @@ async def export_cache(
                 from ._s3cache import export_s3
 
                 desc = await export_s3(collected, options, content=content, progress=progress)
+                progress.finish()
+                return desc
+            if isinstance(options, AzblobCacheExport):
+                from ._azblobcache import export_azblob
+
+                desc = await export_azblob(collected, options, content=content, progress=progress)
                 progress.finish()
                 return desc
             desc = await _write_blobs(collected, content, lease)

@@ -60,6 +60,7 @@ from ._blobs import DownloadedBlobs
 from ._config import CACHE_CONFIG_MEDIA_TYPE, CacheConfig, CacheLayer, CacheResult
 from ._export import UNCOMPRESSED_ANNOTATION, new_registry_client
 from ._options import (
+    AzblobCacheImport,
     CacheImport,
     ClientCacheImport,
     LocalCacheImport,
@@ -426,6 +427,10 @@ async def import_cache(
             from ._s3cache import import_s3
 
             cache = await import_s3(options, content, unpacker)
+        elif isinstance(options, AzblobCacheImport):
+            from ._azblobcache import import_azblob
+
+            cache = await import_azblob(options, content, unpacker)
         else:
             cache = await _import_registry(
                 options, content, unpacker, registry, credentials, platform
@@ -451,7 +456,7 @@ def _describe(options: CacheImport) -> str:
         return str(options.src)
     if isinstance(options, ClientCacheImport):
         return f"the client's content store {options.store!r}"
-    if isinstance(options, S3CacheImport):
+    if isinstance(options, S3CacheImport | AzblobCacheImport):
         return options.location.describe()
     return options.ref.familiar()
 

@@ -12,11 +12,12 @@ checked with the exporter's rules only when given.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from dockyard.exporter import CompressionOptions
 
 __all__ = [
+    "AzblobCacheExport",
+    "AzblobCacheImport",
+    "AzblobLocation",
     "CacheExport",
     "CacheImport",
     "CacheMode",
@@ -45,6 +49,7 @@ __all__ = [
     "S3Location",
     "cache_export_from_attrs",
     "cache_import_from_attrs",
+    "each_cache_import",
     "parse_cache_export",
     "parse_cache_import",
     "redact",
@@ -173,9 +178,9 @@ class S3Location:
         """The object key of the cache config named ``name``."""
         return f"{self.prefix}{self.manifests_prefix}{name}"
 
-    def describe(self) -> str:
-        """``s3://BUCKET/KEY`` of the (first) cache config, for messages."""
-        return f"s3://{self.bucket}/{self.manifest_key(self.names[0])}"
+    def describe(self, name: str | None = None) -> str:
+        """``s3://BUCKET/KEY`` of the cache config ``name`` (the first one), for messages."""
+        return f"s3://{self.bucket}/{self.manifest_key(name or self.names[0])}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,10 +206,96 @@ class S3CacheImport:
     location: S3Location
 
 
+DEFAULT_AZBLOB_CONTAINER = "buildkit-cache"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AzblobLocation:
+    """Where a ``type=azblob`` cache lives, BuildKit's layout: in the container
+    ``container`` of the storage account at ``account_url``, each layer blob at
+    ``PREFIX/BLOBS_PREFIX/DIGEST`` (``blobs/sha256:<hex>``) and the cache config JSON at
+    ``PREFIX/MANIFESTS_PREFIX/NAME`` for each of ``names`` (joined as paths, as Go's
+    ``filepath.Join`` does: empty parts and doubled slashes dropped). ``account`` names
+    the account the Shared Key signs for; ``key`` is its access key (``repr`` hides it)."""
+
+    account_url: str
+    account: str
+    key: str = field(repr=False)
+    container: str = DEFAULT_AZBLOB_CONTAINER
+    names: tuple[str, ...] = (DEFAULT_S3_NAME,)
+    prefix: str = ""
+    blobs_prefix: str = "blobs"
+    manifests_prefix: str = "manifests"
+
+    def blob_key(self, digest: str) -> str:
+        """The blob name of a layer blob."""
+        return _path_join(self.prefix, self.blobs_prefix, digest)
+
+    def manifest_key(self, name: str) -> str:
+        """The blob name of the cache config named ``name``."""
+        return _path_join(self.prefix, self.manifests_prefix, name)
+
+    def describe(self, name: str | None = None) -> str:
+        """``ACCOUNT_URL/CONTAINER/BLOB`` of the cache config ``name`` (the first one),
+        for messages."""
+        base = self.account_url.split("?", 1)[0].rstrip("/")
+        return f"{base}/{self.container}/{self.manifest_key(name or self.names[0])}"
+
+
+def _path_join(*parts: str) -> str:
+    """The non-empty ``parts`` joined with ``/``, runs of ``/`` made one, no trailing
+    ``/`` (Go's ``filepath.Join``; ``.``/``..`` segments are refused at parse time)."""
+    return "/".join(piece for part in parts for piece in part.split("/") if piece)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AzblobCacheExport:
+    """``type=azblob``: the layer blobs and the cache config written to an Azure Blob
+    Storage container as BuildKit's azblob cache does (the container is created when
+    missing; a blob already there is not uploaded again)."""
+
+    location: AzblobLocation
+    mode: CacheMode = CacheMode.MIN
+    compression: CompressionOptions | None = None
+    ignore_error: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AzblobCacheImport:
+    """``type=azblob``: the cache configs of ``location.names``, each read as a cache of
+    its own (BuildKit combines them; :func:`each_cache_import` splits them), their blobs
+    fetched when a step needs them."""
+
+    location: AzblobLocation
+
+
 CacheExport = (
-    LocalCacheExport | ClientCacheExport | RegistryCacheExport | InlineCacheExport | S3CacheExport
+    LocalCacheExport
+    | ClientCacheExport
+    | RegistryCacheExport
+    | InlineCacheExport
+    | S3CacheExport
+    | AzblobCacheExport
 )
-CacheImport = LocalCacheImport | ClientCacheImport | RegistryCacheImport | S3CacheImport
+CacheImport = (
+    LocalCacheImport | ClientCacheImport | RegistryCacheImport | S3CacheImport | AzblobCacheImport
+)
+
+
+def each_cache_import(imports: Sequence[CacheImport]) -> tuple[CacheImport, ...]:
+    """``imports`` with a ``type=azblob`` one of several names made one import per name
+    (BuildKit's azblob importer reads every name; the others read one)."""
+    out: list[CacheImport] = []
+    for spec in imports:
+        if isinstance(spec, AzblobCacheImport) and len(spec.location.names) > 1:
+            out += [
+                AzblobCacheImport(location=dataclasses.replace(spec.location, names=(name,)))
+                for name in spec.location.names
+            ]
+        else:
+            out.append(spec)
+    return tuple(out)
+
 
 _SECRET_ATTRS = ("secret_access_key", "session_token")
 # a value runs to the next ``key=`` field (a comma inside a secret is still the secret)
@@ -390,6 +481,14 @@ def _export_from_attrs(
             upload_parallelism=extra.upload_parallelism,
             touch_refresh=extra.touch_refresh,
         )
+    if kind == "azblob":
+        azure = _azblob_location(flag, attrs, env)
+        mode, ignore = _common_export(flag, attrs)
+        compression = _compression(flag, attrs)
+        _reject_unknown(flag, kind, attrs)
+        return AzblobCacheExport(
+            location=azure, mode=mode, compression=compression, ignore_error=ignore
+        )
     if kind == "local":
         dest = attrs.pop("dest", "")
         store = attrs.pop("store", "")
@@ -427,9 +526,12 @@ def _export_from_attrs(
         _reject_unknown(flag, kind, attrs)
         return InlineCacheExport()
     if not kind:
-        raise UsageError(f"{flag} {text}: type= is required (local, registry, inline or s3)")
+        raise UsageError(
+            f"{flag} {text}: type= is required (local, registry, inline, s3 or azblob)"
+        )
     raise UsageError(
-        f"{flag} {text}: unknown cache type {kind!r} (expected local, registry, inline or s3)"
+        f"{flag} {text}: unknown cache type {kind!r} "
+        "(expected local, registry, inline, s3 or azblob)"
     )
 
 
@@ -463,16 +565,16 @@ def _import_from_attrs(
     attrs = {k.lower(): v for k, v in attrs.items()}
     kind = kind.lower()
     text = redact(text or _text(kind, attrs))
-    if kind == "s3":
-        location, _extra = _s3_location(flag, attrs, env)
+    if kind in ("s3", "azblob"):
+        if kind == "s3":
+            result: CacheImport = S3CacheImport(location=_s3_location(flag, attrs, env)[0])
+        else:
+            result = AzblobCacheImport(location=_azblob_location(flag, attrs, env))
         # what an export takes is accepted and unused (the same value serves both flags)
-        for key in ("mode", "ignore-error", "compression", "compression-level"):
+        for key in _EXPORT_ONLY:
             attrs.pop(key, None)
-        attrs.pop("force-compression", None)
-        attrs.pop("oci-mediatypes", None)
-        attrs.pop("image-manifest", None)
         _reject_unknown(flag, kind, attrs)
-        return S3CacheImport(location=location)
+        return result
     if kind == "local":
         src = attrs.pop("src", "")
         store = attrs.pop("store", "")
@@ -500,8 +602,21 @@ def _import_from_attrs(
         _reject_unknown(flag, kind, attrs)
         return RegistryCacheImport(ref=ref, insecure=insecure)
     if not kind:
-        raise UsageError(f"{flag} {text}: type= is required (local, registry or s3)")
-    raise UsageError(f"{flag} {text}: unknown cache type {kind!r} (expected local, registry or s3)")
+        raise UsageError(f"{flag} {text}: type= is required (local, registry, s3 or azblob)")
+    raise UsageError(
+        f"{flag} {text}: unknown cache type {kind!r} (expected local, registry, s3 or azblob)"
+    )
+
+
+_EXPORT_ONLY = (
+    "mode",
+    "ignore-error",
+    "compression",
+    "compression-level",
+    "force-compression",
+    "oci-mediatypes",
+    "image-manifest",
+)
 
 
 def _text(kind: str, attrs: Mapping[str, str]) -> str:
@@ -642,3 +757,91 @@ def _s3_location(
         disable_accept_encoding=no_encoding,
     )
     return location, _S3Extra(upload_parallelism=parallelism, touch_refresh=refresh)
+
+
+# Azure's rules: 3-63 lower-case letters, digits and single hyphens, not at either end
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _setting(attrs: dict[str, str], key: str, env: Mapping[str, str], variable: str) -> str | None:
+    """An attribute (popped; given, even empty, it wins), else an environment variable, as
+    BuildKit's azblob cache reads them."""
+    if key in attrs:
+        return attrs.pop(key)
+    return env.get(variable)
+
+
+def _azblob_location(
+    flag: str, attrs: dict[str, str], env: Mapping[str, str] | None
+) -> AzblobLocation:
+    """The ``type=azblob`` attributes BuildKit's azblob cache reads (popped from
+    ``attrs``), with its ``BUILDKIT_AZURE_STORAGE_*`` environment defaults."""
+    env = os.environ if env is None else env
+    url = _setting(attrs, "account_url", env, "BUILDKIT_AZURE_STORAGE_ACCOUNT_URL")
+    if not url:
+        raise UsageError(
+            f"{flag}: type=azblob needs account_url=URL (or $BUILDKIT_AZURE_STORAGE_ACCOUNT_URL)"
+        )
+    if _endpoint_has_userinfo(url):
+        raise UsageError(
+            f"{flag}: account_url holds a user name or password (requests are signed with "
+            "the account key; give the URL without user@)"
+        )
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if scheme.lower() not in ("http", "https") or not host:
+        raise UsageError(f"{flag}: account_url={url!r} is not an http(s) URL")
+    if "?" in url or "#" in url:
+        raise UsageError(
+            f"{flag}: account_url holds a query or fragment (a SAS token is not supported; "
+            "give secret_access_key)"
+        )
+    account = _setting(attrs, "account_name", env, "BUILDKIT_AZURE_STORAGE_ACCOUNT_NAME")
+    if account is None:
+        account = host.split(".", 1)[0]
+    if not account:
+        raise UsageError(f"{flag}: type=azblob has no account name (give account_name=NAME)")
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", account):
+        raise UsageError(f"{flag}: account_name={account!r} is not a storage account name")
+    container = _setting(attrs, "container", env, "BUILDKIT_AZURE_STORAGE_CONTAINER")
+    if container is None:
+        container = DEFAULT_AZBLOB_CONTAINER
+    if not _CONTAINER.fullmatch(container):
+        raise UsageError(
+            f"{flag}: container={container!r} is not a container name (3-63 lower-case "
+            "letters, digits and single hyphens)"
+        )
+    prefix = _setting(attrs, "prefix", env, "BUILDKIT_AZURE_STORAGE_PREFIX") or ""
+    names: tuple[str, ...] = (DEFAULT_S3_NAME,)
+    if "name" in attrs:
+        names = tuple(n.strip() for n in attrs.pop("name").split(";"))
+        if not all(names):
+            raise UsageError(f"{flag}: name= holds an empty name (names are separated by ;)")
+    blobs_prefix = attrs.pop("blobs_prefix", "blobs")
+    manifests_prefix = attrs.pop("manifests_prefix", "manifests")
+    for key, value in (
+        ("prefix", prefix),
+        ("blobs_prefix", blobs_prefix),
+        ("manifests_prefix", manifests_prefix),
+        *(("name", n) for n in names),
+    ):
+        _check_key_part(flag, key, value)
+        if key != "name" and value.startswith("/"):
+            raise UsageError(f"{flag}: {key}={value!r} starts with '/'")
+    secret = attrs.pop("secret_access_key", "")
+    if not secret:
+        raise UsageError(
+            f"{flag}: type=azblob needs secret_access_key=KEY (the storage account's access "
+            "key; BuildKit's fallback without one, Microsoft Entra ID credentials, is not "
+            "supported)"
+        )
+    return AzblobLocation(
+        account_url=url,
+        account=account,
+        key=secret,
+        container=container,
+        names=names,
+        prefix=prefix,
+        blobs_prefix=blobs_prefix,
+        manifests_prefix=manifests_prefix,
+    )

@@ -29,10 +29,10 @@ import asyncio
 import configparser
 import contextlib
 import datetime
-import email.utils
 import hashlib
 import os
 import random
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +42,17 @@ from typing import TYPE_CHECKING
 from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError
 from dockyard.core.headers import header_int
 
+from ._httpio import (
+    CHUNK,
+    file_sha256,
+    last_modified,
+    pread,
+    printable,
+    read_file,
+    read_small,
+    reason,
+    xml_text,
+)
 from ._options import _endpoint_has_userinfo
 from ._sigv4 import EMPTY_SHA256, AwsCredentials, canonical_query, sign, uri_encode
 
@@ -72,8 +83,6 @@ _RETRY_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
 )
 _MAX_BACKOFF = 20.0
-_CHUNK = 1 << 20
-_SMALL_BODY = 1 << 20
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -158,15 +167,6 @@ def with_environment_credentials(
     return out
 
 
-def _last_modified(text: str | None) -> float:
-    if not text:
-        return 0.0
-    try:
-        return email.utils.parsedate_to_datetime(text).timestamp()
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def _error_code(body: bytes) -> tuple[str, str]:
     """S3's ``<Error><Code>`` and ``<Message>`` (empty when the body is not one)."""
     if not body.lstrip().startswith(b"<"):
@@ -179,19 +179,7 @@ def _error_code(body: bytes) -> tuple[str, str]:
         return "", ""
     code = root.findtext("Code") or root.findtext(f"{_NS}Code") or ""
     message = root.findtext("Message") or root.findtext(f"{_NS}Message") or ""
-    return _printable(code.strip(), 100), _printable(message.strip(), 500)
-
-
-def _printable(text: str, limit: int) -> str:
-    """A server's text for a message: control and format characters (terminal escapes,
-    bidi overrides) escaped, at most ``limit`` characters."""
-    import unicodedata
-
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return "".join(
-        c if c.isprintable() and unicodedata.category(c) != "Cf" else repr(c)[1:-1] for c in text
-    )
+    return printable(code.strip(), 100), printable(message.strip(), 500)
 
 
 def _find(root: ET.Element, name: str) -> str:
@@ -226,6 +214,7 @@ class S3Client:
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: float = 1.0,
         timeout: float = 300.0,
+        touch_refresh: float | None = None,
     ) -> None:
         import httpx
 
@@ -238,6 +227,7 @@ class S3Client:
         self._max_attempts = max(1, max_attempts)
         self._accept_encoding = accept_encoding
         self._backoff = backoff
+        self._touch_refresh = touch_refresh
         if endpoint_url:
             if "://" not in endpoint_url:
                 endpoint_url = f"https://{endpoint_url}"
@@ -353,7 +343,7 @@ class S3Client:
             try:
                 response = await self._http.send(request, stream=True)
             except httpx.TransportError as exc:
-                error = DockyardError(f"s3 {what}: cannot reach {host}: {_reason(exc)}")
+                error = DockyardError(f"s3 {what}: cannot reach {host}: {reason(exc)}")
                 if attempt >= self._max_attempts:
                     raise error from None
                 await self._sleep(attempt)
@@ -361,7 +351,7 @@ class S3Client:
             try:
                 status = response.status_code
                 if status >= 300 and not (status == 404 and missing_ok):
-                    raw = await _read_small(response)
+                    raw = await read_small(response)
                     failure = self._failure(what, response.status_code, raw)
                     if isinstance(failure, _Retry):
                         if attempt >= self._max_attempts:
@@ -409,14 +399,25 @@ class S3Client:
             length = response.headers.get("content-length", "0")
             return ObjectInfo(
                 size=header_int(length) or 0,
-                last_modified=_last_modified(response.headers.get("last-modified")),
+                last_modified=last_modified(response.headers.get("last-modified")),
             )
+
+    async def has_blob(self, key: str, size: int) -> bool:
+        """Whether ``key`` holds ``size`` bytes; one that does and was last written more
+        than ``touch_refresh`` seconds ago (when given) is touched (:meth:`touch`)."""
+        info = await self.head(key)
+        if info is None or info.size != size:
+            return False
+        refresh = self._touch_refresh
+        if refresh is not None and time.time() - info.last_modified > refresh:
+            await self.touch(key, info.size)
+        return True
 
     async def get_bytes(self, key: str, *, limit: int) -> bytes | None:
         """GetObject of a small object (at most ``limit`` bytes); ``None`` when missing."""
         async with self._send("GET", key, payload_hash=EMPTY_SHA256, missing_ok=True) as response:
             if response.status_code == 404:
-                _raise_no_bucket(self, key, await _read_small(response))
+                _raise_no_bucket(self, key, await read_small(response))
                 return None
             out = bytearray()
             async for chunk in response.aiter_raw():
@@ -451,9 +452,9 @@ class S3Client:
                         "GET", key, payload_hash=EMPTY_SHA256, missing_ok=True
                     ) as response:
                         if response.status_code == 404:
-                            _raise_no_bucket(self, key, await _read_small(response))
+                            _raise_no_bucket(self, key, await read_small(response))
                             raise NotFoundError(f"s3: {self.describe(key)} does not exist")
-                        async for chunk in response.aiter_raw(_CHUNK):
+                        async for chunk in response.aiter_raw(CHUNK):
                             received += len(chunk)
                             if received > size:
                                 raise DockyardError(
@@ -466,7 +467,7 @@ class S3Client:
                 except httpx.TransportError as exc:
                     if attempt >= self._max_attempts:
                         raise DockyardError(
-                            f"s3 GET {self.describe(key)}: transfer failed: {_reason(exc)}"
+                            f"s3 GET {self.describe(key)}: transfer failed: {reason(exc)}"
                         ) from None
                     await sink.reset()
                     await self._sleep(attempt)
@@ -495,10 +496,10 @@ class S3Client:
         signs the single PUT) as ``key``: one PUT up to ``threshold``, else a multipart
         upload of ``part_size`` parts."""
         if size <= threshold:
-            payload = sha256 or await asyncio.to_thread(_file_sha256, path)
+            payload = sha256 or await asyncio.to_thread(file_sha256, path)
 
             def body() -> AsyncIterator[bytes]:
-                return _read_file(path, 0, size, on_progress)
+                return read_file(path, 0, size, on_progress)
 
             async with self._send("PUT", key, body=body, payload_hash=payload, size=size):
                 pass
@@ -522,7 +523,7 @@ class S3Client:
             while offset < size:
                 number += 1
                 length = min(part_size, size - offset)
-                data = await asyncio.to_thread(_pread, path, offset, length)
+                data = await asyncio.to_thread(pread, path, offset, length)
                 params = [("partNumber", str(number)), ("uploadId", upload_id)]
                 async with self._send("PUT", key, params=params, body=data) as response:
                     etags.append(response.headers.get("etag", ""))
@@ -537,7 +538,7 @@ class S3Client:
 
     async def _create_multipart(self, key: str) -> str:
         async with self._send("POST", key, params=[("uploads", "")]) as response:
-            body = await _read_small(response)
+            body = await read_small(response)
         try:
             upload_id = _find(ET.fromstring(body), "UploadId")
         except ET.ParseError:
@@ -548,14 +549,14 @@ class S3Client:
 
     async def _complete(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
         parts = "".join(
-            f"<Part><ETag>{_xml_text(etag)}</ETag><PartNumber>{n}</PartNumber></Part>"
+            f"<Part><ETag>{xml_text(etag)}</ETag><PartNumber>{n}</PartNumber></Part>"
             for n, etag in enumerate(etags, 1)
         )
         xml = (
             f'<CompleteMultipartUpload xmlns="{_NS[1:-1]}">{parts}</CompleteMultipartUpload>'
         ).encode()
         async with self._send("POST", key, params=[("uploadId", upload_id)], body=xml) as response:
-            self._check_body(f"POST {self.describe(key)}", await _read_small(response))
+            self._check_body(f"POST {self.describe(key)}", await read_small(response))
 
     async def _abort(self, key: str, upload_id: str) -> None:
         async with self._send("DELETE", key, params=[("uploadId", upload_id)]):
@@ -580,7 +581,7 @@ class S3Client:
                 "x-amz-meta-updated-at": stamp,
             }
             async with self._send("PUT", key, headers=headers) as response:
-                self._check_body(f"PUT {self.describe(key)} (copy)", await _read_small(response))
+                self._check_body(f"PUT {self.describe(key)} (copy)", await read_small(response))
             return
         upload_id = await self._create_multipart(key)
         try:
@@ -593,7 +594,7 @@ class S3Client:
                 }
                 params = [("partNumber", str(number)), ("uploadId", upload_id)]
                 async with self._send("PUT", key, params=params, headers=headers) as response:
-                    body = await _read_small(response)
+                    body = await read_small(response)
                 self._check_body(f"PUT {self.describe(key)} (copy part)", body)
                 try:
                     etags.append(_find(ET.fromstring(body), "ETag"))
@@ -606,72 +607,9 @@ class S3Client:
             raise
 
 
-async def _read_small(response: httpx.Response) -> bytes:
-    """An error or an XML answer's body, at most :data:`_SMALL_BODY` bytes (a broken or
-    hostile endpoint's endless body is cut, not held in memory; what S3 sends is ~1 KiB)."""
-    import httpx
-
-    try:
-        return response.content[:_SMALL_BODY]  # already read (a transport's own body)
-    except httpx.ResponseNotRead:
-        pass
-    out = bytearray()
-    async for chunk in response.aiter_raw():
-        out += chunk
-        if len(out) >= _SMALL_BODY:
-            del out[_SMALL_BODY:]
-            break
-    return bytes(out)
-
-
 def _raise_no_bucket(client: S3Client, key: str, body: bytes) -> None:
     code, _ = _error_code(body)
     if code == "NoSuchBucket":
         raise NotFoundError(
             f"s3 GET {client.describe(key)}: bucket {client.bucket!r} does not exist"
         )
-
-
-def _xml_text(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _pread(path: Path, offset: int, length: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        out = bytearray()
-        while len(out) < length:
-            chunk = os.pread(fd, min(_CHUNK, length - len(out)), offset + len(out))
-            if not chunk:
-                raise DockyardError(f"{path}: shorter than {offset + length} bytes")
-            out += chunk
-        return bytes(out)
-    finally:
-        os.close(fd)
-
-
-async def _read_file(
-    path: Path, offset: int, length: int, on_progress: Callable[[int], None] | None
-) -> AsyncIterator[bytes]:
-    done = 0
-    while done < length:
-        chunk = await asyncio.to_thread(_pread, path, offset + done, min(_CHUNK, length - done))
-        done += len(chunk)
-        yield chunk
-        if on_progress is not None:
-            on_progress(done)

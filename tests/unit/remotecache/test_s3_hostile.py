@@ -18,7 +18,7 @@ from dockyard.content import ContentStore
 from dockyard.core import ConfigError, ContentError, Digest, DockyardError, UsageError
 from dockyard.oci import Descriptor
 from dockyard.remotecache import AwsCredentials, S3Client, parse_cache_export, parse_cache_import
-from dockyard.remotecache._s3cache import _blob
+from dockyard.remotecache._objectcache import _blob
 from dockyard.source import StoreSink
 from tests.unit.remotecache.test_s3_client import _Stream
 
@@ -247,12 +247,13 @@ async def test_an_object_of_another_size_under_a_blobs_name_is_written_again(
         return httpx.Response(200)
 
     location = S3Location(bucket="bkt", region="eu-central-1")
-    async with client(server) as s3:
-        await _blob(s3, location, 24 * 3600.0, desc, store, _Progress())  # type: ignore[arg-type]
+    async with client(server, touch_refresh=24 * 3600.0) as s3:
+        await _blob(s3, location, desc, store, _Progress())  # type: ignore[arg-type]
         assert log == ["HEAD", "PUT"]
-        log.clear()
-        stored_size["value"] = len(data)  # the right size, written recently: nothing to do
-        await _blob(s3, location, 1e12, desc, store, _Progress())  # type: ignore[arg-type]
+    log.clear()
+    stored_size["value"] = len(data)  # the right size, written recently: nothing to do
+    async with client(server, touch_refresh=1e12) as s3:
+        await _blob(s3, location, desc, store, _Progress())  # type: ignore[arg-type]
         assert log == ["HEAD"]
 
 

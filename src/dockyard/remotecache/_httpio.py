@@ -1,0 +1,120 @@
+"""Pieces the object-store clients (:mod:`._s3`, :mod:`._azblob`) share over httpx:
+small bodies read with a bound, server text made safe for messages, files read in
+chunks off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dockyard.core import DockyardError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "CHUNK",
+    "SMALL_BODY",
+    "file_sha256",
+    "last_modified",
+    "pread",
+    "printable",
+    "read_file",
+    "read_small",
+    "reason",
+    "xml_text",
+]
+
+CHUNK = 1 << 20
+"""What a file read or a download takes at once."""
+SMALL_BODY = 1 << 20
+"""The most of an error or XML answer's body that is read."""
+
+
+def last_modified(text: str | None) -> float:
+    if not text:
+        return 0.0
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def printable(text: str, limit: int) -> str:
+    """A server's text for a message: control and format characters (terminal escapes,
+    bidi overrides) escaped, at most ``limit`` characters."""
+    import unicodedata
+
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return "".join(
+        c if c.isprintable() and unicodedata.category(c) != "Cf" else repr(c)[1:-1] for c in text
+    )
+
+
+async def read_small(response: httpx.Response) -> bytes:
+    """An error or an XML answer's body, at most :data:`SMALL_BODY` bytes (a broken or
+    hostile endpoint's endless body is cut, not held in memory; what S3 sends is ~1 KiB)."""
+    import httpx
+
+    try:
+        return response.content[:SMALL_BODY]  # already read (a transport's own body)
+    except httpx.ResponseNotRead:
+        pass
+    out = bytearray()
+    async for chunk in response.aiter_raw():
+        out += chunk
+        if len(out) >= SMALL_BODY:
+            del out[SMALL_BODY:]
+            break
+    return bytes(out)
+
+
+def xml_text(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pread(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        out = bytearray()
+        while len(out) < length:
+            chunk = os.pread(fd, min(CHUNK, length - len(out)), offset + len(out))
+            if not chunk:
+                raise DockyardError(f"{path}: shorter than {offset + length} bytes")
+            out += chunk
+        return bytes(out)
+    finally:
+        os.close(fd)
+
+
+async def read_file(
+    path: Path, offset: int, length: int, on_progress: Callable[[int], None] | None
+) -> AsyncIterator[bytes]:
+    done = 0
+    while done < length:
+        chunk = await asyncio.to_thread(pread, path, offset + done, min(CHUNK, length - done))
+        done += len(chunk)
+        yield chunk
+        if on_progress is not None:
+            on_progress(done)

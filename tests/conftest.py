@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The AWS SDK's chain (the s3 cache's credentials) ends at the EC2 instance metadata
+# service, 169.254.169.254: never asked by a test (tests that cover it give a loopback
+# endpoint). Set for the whole session, daemons and CLIs the tests start included.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(autouse=True)

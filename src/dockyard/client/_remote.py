@@ -163,9 +163,21 @@ class RemoteBackend:
 
     # -- builds ----------------------------------------------------------------------
 
-    def _request(self, job: Job, ref: str, session_id: str, exports: tuple[Any, ...]) -> Any:
+    def _request(
+        self,
+        job: Job,
+        ref: str,
+        session_id: str,
+        exports: tuple[Any, ...],
+        caches: tuple[list[Mapping[str, str]], list[Mapping[str, str]]] | None = None,
+    ) -> Any:
+        """The SolveRequest of ``job``; ``caches``: the attributes its cache imports and
+        exports travel with (:func:`_cache_attrs`), their own by default."""
         from dockyard.api._gen import control_pb2 as pb
 
+        if caches is None:
+            caches = [c.attrs for c in job.cache_from], [c.attrs for c in job.cache_to]
+        from_attrs, to_attrs = caches
         request = pb.SolveRequest(
             ref=ref,
             session=session_id,
@@ -173,10 +185,12 @@ class RemoteBackend:
             exporters=[pb.Exporter(type=e.type_name, attrs=e.to_attrs()) for e in exports],
             cache=pb.CacheOptions(
                 imports=[
-                    pb.CacheOptionsEntry(type=c.type, attrs=_cache_attrs(c)) for c in job.cache_from
+                    pb.CacheOptionsEntry(type=c.type, attrs=attrs)
+                    for c, attrs in zip(job.cache_from, from_attrs, strict=True)
                 ],
                 exports=[
-                    pb.CacheOptionsEntry(type=c.type, attrs=_cache_attrs(c)) for c in job.cache_to
+                    pb.CacheOptionsEntry(type=c.type, attrs=attrs)
+                    for c, attrs in zip(job.cache_to, to_attrs, strict=True)
                 ],
             ),
         )
@@ -233,7 +247,7 @@ class RemoteBackend:
             job, stores = offered.job, offered.stores
         session = job.session(targets, content_stores=stores, shell=_user_terminal(job))
         ref = secrets.token_hex(16)
-        request = self._request(job, ref, session.id, exports)
+        request = self._request(job, ref, session.id, exports, await _cache_attrs(job))
         channel = self._open_channel()
         # Solve goes out while the session attaches (the daemon waits for a session it
         # has not seen yet): one round trip less before the build starts
@@ -433,15 +447,32 @@ def _user_terminal(job: Job) -> UserTerminal | None:
     )
 
 
-def _cache_attrs(spec: CacheSpec) -> Mapping[str, str]:
-    """A cache's attributes for the daemon: a ``type=s3`` one gets this process's AWS
-    credentials (environment, shared credentials file) unless it names its own, as
-    buildx sends them — the daemon reaches the bucket."""
-    if spec.type != "s3":
-        return spec.attrs
-    from dockyard.remotecache import with_environment_credentials
+async def _cache_attrs(job: Job) -> tuple[list[Mapping[str, str]], list[Mapping[str, str]]]:
+    """The attributes of the job's cache imports and exports for the daemon: a
+    ``type=s3`` one gets the AWS credentials the default chain finds here (environment,
+    profiles, assumed roles, web identity, container, instance metadata; resolved once)
+    unless it names its own, as buildx sends them — the daemon reaches the bucket, its
+    host may have none."""
+    specs = (*job.cache_from, *job.cache_to)
+    needy = [s for s in specs if s.type == "s3" and _lacks_keys(s.attrs)]
+    if not needy:
+        return [s.attrs for s in job.cache_from], [s.attrs for s in job.cache_to]
+    import os
 
-    return with_environment_credentials(spec.attrs)
+    from dockyard.remotecache import add_credentials, client_credentials
+
+    region = needy[0].attrs.get("region", "") or os.environ.get("AWS_REGION", "")
+    found = await client_credentials(region)
+
+    def attrs(spec: CacheSpec) -> Mapping[str, str]:
+        return add_credentials(spec.attrs, found) if spec.type == "s3" else spec.attrs
+
+    return [attrs(s) for s in job.cache_from], [attrs(s) for s in job.cache_to]
+
+
+def _lacks_keys(attrs: Mapping[str, str]) -> bool:
+    keys = {k.lower() for k in attrs}
+    return not ("access_key_id" in keys and "secret_access_key" in keys)
 
 
 def _uses_layouts(job: Job) -> bool:

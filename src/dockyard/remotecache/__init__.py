@@ -122,6 +122,13 @@ from ._sharedkey import AzureSharedKey
 from ._sigv4 import AwsCredentials
 
 if TYPE_CHECKING:
+    from ._awscreds import (
+        CachedCredentials,
+        add_credentials,
+        client_credentials,
+        default_credentials,
+        with_client_credentials,
+    )
     from ._azblob import AzureBlobClient
     from ._config import (
         CACHE_CONFIG_MEDIA_TYPE,
@@ -133,7 +140,7 @@ if TYPE_CHECKING:
     )
     from ._export import CollectedCache, collect_cache, export_cache
     from ._import import ImportedCache, ImportStatistics, import_cache
-    from ._s3 import S3Client, credentials_from_environment, with_environment_credentials
+    from ._s3 import S3Client
 
 _LAZY = {
     "CACHE_CONFIG_MEDIA_TYPE": "._config",
@@ -150,8 +157,11 @@ _LAZY = {
     "import_cache": "._import",
     "AzureBlobClient": "._azblob",
     "S3Client": "._s3",
-    "credentials_from_environment": "._s3",
-    "with_environment_credentials": "._s3",
+    "CachedCredentials": "._awscreds",
+    "add_credentials": "._awscreds",
+    "client_credentials": "._awscreds",
+    "default_credentials": "._awscreds",
+    "with_client_credentials": "._awscreds",
 }
 
 
@@ -174,6 +184,7 @@ __all__ = [
     "CacheLayer",
     "CacheMode",
     "CacheResult",
+    "CachedCredentials",
     "ClientCacheExport",
     "ClientCacheImport",
     "CollectedCache",
@@ -188,10 +199,12 @@ __all__ = [
     "S3CacheImport",
     "S3Client",
     "S3Location",
+    "add_credentials",
     "cache_export_from_attrs",
     "cache_import_from_attrs",
+    "client_credentials",
     "collect_cache",
-    "credentials_from_environment",
+    "default_credentials",
     "each_cache_import",
     "export_cache",
     "import_cache",
@@ -200,5 +213,5 @@ __all__ = [
     "redact",
     "redact_attrs",
     "secret_values",
-    "with_environment_credentials",
+    "with_client_credentials",
 ]

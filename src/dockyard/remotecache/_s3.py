@@ -15,22 +15,18 @@ Retries as the SDK's *standard* mode: up to ``max_attempts`` tries (3) of a requ
 that failed with a connection error, a 5xx, a 429 or a throttling code, waiting a random
 time up to 1, 2, 4… seconds (at most 20) between them.
 
-Credentials (:func:`credentials_from_environment`): ``AWS_ACCESS_KEY_ID`` /
-``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` (the SDK's ``AWS_ACCESS_KEY`` /
-``AWS_SECRET_KEY`` spellings too), else the ``[AWS_PROFILE]`` (``default``) section of
-the shared credentials file (``AWS_SHARED_CREDENTIALS_FILE`` or
-``~/.aws/credentials``). Errors name the bucket, key and S3's error code and message;
-never a secret, a signature or a request header.
+Credentials: fixed ones, or a :class:`~._awscreds.CachedCredentials` asked before each
+request (temporary credentials are replaced before they expire: a long build never signs
+with expired ones). Errors name the bucket, key and S3's error code and message; never a
+secret, a signature or a request header.
 """
 
 from __future__ import annotations
 
 import asyncio
-import configparser
 import contextlib
 import datetime
 import hashlib
-import os
 import random
 import time
 import xml.etree.ElementTree as ET
@@ -61,14 +57,14 @@ if TYPE_CHECKING:
 
     from dockyard.registry import BlobSink
 
+    from ._awscreds import CachedCredentials
+
 __all__ = [
     "COPY_LIMIT",
     "MULTIPART_THRESHOLD",
     "PART_SIZE",
     "ObjectInfo",
     "S3Client",
-    "credentials_from_environment",
-    "with_environment_credentials",
 ]
 
 #: a blob up to this size is one PUT; a larger one a multipart upload (the SDK's
@@ -93,78 +89,6 @@ class ObjectInfo:
 
     size: int
     last_modified: float
-
-
-def _env_value(env: Mapping[str, str], *names: str) -> str:
-    for name in names:
-        value = env.get(name, "")
-        if value:
-            return value
-    return ""
-
-
-def credentials_from_environment(
-    env: Mapping[str, str] | None = None, home: Path | None = None
-) -> AwsCredentials | None:
-    """The credentials the AWS SDK's default chain would find in ``env`` (the process
-    environment) or the shared credentials file; ``None`` if neither has any."""
-    env = os.environ if env is None else env
-    key = _env_value(env, "AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY")
-    secret = _env_value(env, "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY")
-    if key and secret:
-        return AwsCredentials(
-            access_key_id=key,
-            secret_access_key=secret,
-            session_token=env.get("AWS_SESSION_TOKEN", ""),
-        )
-    path_text = env.get("AWS_SHARED_CREDENTIALS_FILE", "")
-    if path_text:
-        path = Path(path_text).expanduser()
-    else:
-        base = home if home is not None else Path(env.get("HOME") or Path.home())
-        path = base / ".aws" / "credentials"
-    profile = env.get("AWS_PROFILE") or "default"
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with path.open(encoding="utf-8") as f:
-            parser.read_file(f)
-    except (OSError, configparser.Error, UnicodeDecodeError):
-        return None
-    if not parser.has_section(profile):
-        return None
-    section = parser[profile]
-    key = section.get("aws_access_key_id", "").strip()
-    secret = section.get("aws_secret_access_key", "").strip()
-    if not key or not secret:
-        return None
-    return AwsCredentials(
-        access_key_id=key,
-        secret_access_key=secret,
-        session_token=section.get("aws_session_token", "").strip(),
-    )
-
-
-def with_environment_credentials(
-    attrs: Mapping[str, str], env: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The attributes of a ``type=s3`` cache a client sends to a daemon, with the
-    credentials of this process's environment added as buildx adds them: unless both
-    ``access_key_id`` and ``secret_access_key`` are given, the missing ones (and
-    ``session_token``, if not given) come from :func:`credentials_from_environment`."""
-    out = dict(attrs)
-    keys = {k.lower() for k in out}
-    if "access_key_id" in keys and "secret_access_key" in keys:
-        return out
-    found = credentials_from_environment(env)
-    if found is None:
-        return out
-    if "access_key_id" not in keys and found.access_key_id:
-        out["access_key_id"] = found.access_key_id
-    if "secret_access_key" not in keys and found.secret_access_key:
-        out["secret_access_key"] = found.secret_access_key
-    if "session_token" not in keys and found.session_token:
-        out["session_token"] = found.session_token
-    return out
 
 
 def _error_code(body: bytes) -> tuple[str, str]:
@@ -206,7 +130,7 @@ class S3Client:
         *,
         bucket: str,
         region: str,
-        credentials: AwsCredentials,
+        credentials: AwsCredentials | CachedCredentials,
         endpoint_url: str = "",
         use_path_style: bool = False,
         max_attempts: int = 3,
@@ -303,6 +227,7 @@ class S3Client:
         attempt = 0
         while True:
             attempt += 1
+            credentials = await self._current_credentials(what)
             url, host, path = self.address(key)
             if isinstance(body, bytes):
                 digest = payload_hash or hashlib.sha256(body).hexdigest()
@@ -321,7 +246,7 @@ class S3Client:
                 params,
                 signed_headers,
                 payload_hash=digest,
-                credentials=self._credentials,
+                credentials=credentials,
                 region=self.region,
                 service="s3",
                 when=datetime.datetime.now(datetime.UTC),
@@ -364,6 +289,17 @@ class S3Client:
                 return
             finally:
                 await response.aclose()
+
+    async def _current_credentials(self, what: str) -> AwsCredentials:
+        """The credentials to sign the next request with (fetched again before they
+        expire); a failure to get them names the request."""
+        if isinstance(self._credentials, AwsCredentials):
+            return self._credentials
+        try:
+            return await self._credentials.get()
+        except DockyardError as exc:
+            exc.message = f"s3 {what}: {exc.message}"
+            raise
 
     def _failure(self, what: str, status: int, body: bytes) -> DockyardError | _Retry:
         code, message = _error_code(body)

@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING
 
 from dockyard.content import ContentStore
-from dockyard.core import AuthError
+from dockyard.core import ConfigError
 from dockyard.oci import Descriptor
 from dockyard.source import LayerUnpacker
 
@@ -32,17 +32,25 @@ __all__ = ["export_s3", "import_s3", "s3_client"]
 
 
 def s3_client(location: S3Location, *, touch_refresh: float | None = None) -> S3Client:
-    """A client for the bucket of ``location``: its credentials, or the environment's
-    (:class:`~dockyard.core.AuthError` when there are none); its endpoint, or
-    ``$AWS_ENDPOINT_URL_S3``/``$AWS_ENDPOINT_URL`` as the SDK reads them."""
-    from ._s3 import S3Client, credentials_from_environment
+    """A client for the bucket of ``location``: its credentials, or those the AWS SDK's
+    default chain finds (:mod:`._awscreds`: environment, profiles, web identity,
+    container, instance metadata; STS in the cache's region, as BuildKit configures the
+    SDK), fetched at the first request and again before they expire; its endpoint, or
+    ``$AWS_ENDPOINT_URL_S3``/``$AWS_ENDPOINT_URL`` as the SDK reads them. A bad AWS
+    profile is a :class:`~dockyard.core.ConfigError` naming the cache."""
+    from ._awscreds import CachedCredentials, default_credentials
+    from ._s3 import S3Client
+    from ._sigv4 import AwsCredentials
 
-    credentials = location.credentials or credentials_from_environment()
-    if credentials is None:
-        raise AuthError(
-            f"s3 cache {location.describe()}: no AWS credentials (give access_key_id and "
-            "secret_access_key, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-        )
+    credentials: AwsCredentials | CachedCredentials
+    if location.credentials is not None:
+        credentials = location.credentials
+    else:
+        try:
+            credentials = CachedCredentials(default_credentials(region=location.region))
+        except ConfigError as exc:
+            exc.message = f"s3 cache {location.describe()}: {exc.message}"
+            raise
     # without endpoint_url, the AWS SDK's service endpoint variables
     endpoint = (
         location.endpoint_url

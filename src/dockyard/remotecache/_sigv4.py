@@ -39,12 +39,14 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AwsCredentials:
-    """An access key and its secret (and a session token for temporary credentials).
-    ``repr`` shows the access key id only."""
+    """An access key and its secret (and a session token for temporary credentials,
+    ``expires_at`` their expiry in epoch seconds). ``repr`` shows the access key id and
+    the expiry only."""
 
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str = field(default="", repr=False)
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

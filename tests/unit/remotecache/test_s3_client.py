@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard.core import AuthError, Digest, DockyardError, NotFoundError
+from dockyard.core import AuthError, ConfigError, Digest, DockyardError, NotFoundError
 from dockyard.remotecache import AwsCredentials, S3Client
 
 SECRET = "very-secret-key-0123456789"
@@ -280,12 +280,19 @@ async def test_the_cache_client_takes_the_environment(monkeypatch: pytest.Monkey
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY", "AWS_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
     location = S3Location(bucket="b", region="r", use_path_style=True)
-    with pytest.raises(AuthError, match="no AWS credentials") as caught:
+    async with s3_client(location) as s3:  # the chain is asked at the first request
+        with pytest.raises(AuthError, match="no AWS credentials") as caught:
+            await s3.head("k")
+    assert "s3 HEAD s3://b/k" in str(caught.value)
+    monkeypatch.setenv("AWS_PROFILE", "missing")
+    with pytest.raises(ConfigError, match="no such profile") as refused:
         s3_client(location)
-    assert "s3://b/manifests/buildkit" in str(caught.value)
+    assert "s3://b/manifests/buildkit" in str(refused.value)
+    monkeypatch.delenv("AWS_PROFILE")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
     async with s3_client(location) as s3:
         assert s3.address("k")[0] == "http://127.0.0.1:9/b/k"

@@ -17,11 +17,10 @@ from dockyard.remotecache import (
     S3Location,
     cache_export_from_attrs,
     cache_import_from_attrs,
-    credentials_from_environment,
     parse_cache_export,
     parse_cache_import,
     redact,
-    with_environment_credentials,
+    with_client_credentials,
 )
 from dockyard.remotecache._options import parse_duration
 
@@ -183,56 +182,28 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
-def test_credentials_from_the_environment(tmp_path: Path) -> None:
-    env = {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": TOKEN}
-    assert credentials_from_environment(env, home=tmp_path) == AwsCredentials(
-        access_key_id="AK", secret_access_key=SECRET, session_token=TOKEN
-    )
-    # the SDK's other spellings
-    assert credentials_from_environment(
-        {"AWS_ACCESS_KEY": "AK", "AWS_SECRET_KEY": SECRET}, home=tmp_path
-    ) == AwsCredentials(access_key_id="AK", secret_access_key=SECRET)
-    assert credentials_from_environment({}, home=tmp_path) is None
-    shared = tmp_path / ".aws" / "credentials"
-    shared.parent.mkdir()
-    shared.write_text(
-        "[default]\naws_access_key_id = DEF\naws_secret_access_key = defsecret\n"
-        "[ci]\naws_access_key_id=CI\naws_secret_access_key=cisecret\naws_session_token=citok\n"
-    )
-    assert credentials_from_environment({}, home=tmp_path) == AwsCredentials(
-        access_key_id="DEF", secret_access_key="defsecret"
-    )
-    assert credentials_from_environment({"AWS_PROFILE": "ci"}, home=tmp_path) == (
-        AwsCredentials(access_key_id="CI", secret_access_key="cisecret", session_token="citok")
-    )
-    assert credentials_from_environment({"AWS_PROFILE": "none"}, home=tmp_path) is None
-    other = tmp_path / "creds"
-    other.write_text("[default]\naws_access_key_id=O\naws_secret_access_key=osecret\n")
-    assert credentials_from_environment(
-        {"AWS_SHARED_CREDENTIALS_FILE": str(other)}, home=tmp_path
-    ) == AwsCredentials(access_key_id="O", secret_access_key="osecret")
-
-
-def test_a_client_adds_its_credentials_as_buildx_does(tmp_path: Path) -> None:
+async def test_a_client_adds_its_credentials_as_buildx_does(tmp_path: Path) -> None:
     env = {
         "AWS_ACCESS_KEY_ID": "ENVAK",
         "AWS_SECRET_ACCESS_KEY": "envsecret",
         "AWS_SESSION_TOKEN": "envtok",
         "HOME": str(tmp_path),
+        "AWS_EC2_METADATA_DISABLED": "true",
     }
     attrs = {"bucket": "b", "region": "r"}
-    assert with_environment_credentials(attrs, env) == {
+    assert await with_client_credentials(attrs, env) == {
         **attrs,
         "access_key_id": "ENVAK",
         "secret_access_key": "envsecret",
         "session_token": "envtok",
     }
     own = {**attrs, "access_key_id": "MINE", "secret_access_key": "mine"}
-    assert with_environment_credentials(own, env) == own  # both given: nothing added
+    assert await with_client_credentials(own, env) == own  # both given: nothing added
     half = {**attrs, "access_key_id": "MINE"}
-    assert with_environment_credentials(half, env) == {
+    assert await with_client_credentials(half, env) == {
         **half,
         "secret_access_key": "envsecret",
         "session_token": "envtok",
     }
-    assert with_environment_credentials(attrs, {"HOME": str(tmp_path)}) == attrs
+    nothing = {"HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
+    assert await with_client_credentials(attrs, nothing) == attrs

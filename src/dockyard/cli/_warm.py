@@ -87,7 +87,7 @@ DEFAULT_IDLE = 900.0
 
 _MAGIC = b"DYW1"
 _HEADER = struct.Struct("!4sI")  # magic, payload length
-_REPLY = struct.Struct("!ci")  # kind (P: child pid, X: exit code), value
+_REPLY = struct.Struct("!ci")  # kind (P: child pid, X: exit code, negative: a signal), value
 _MAX_PAYLOAD = 16 << 20
 _MAX_FDS = 200
 _TICK = 5.0
@@ -1130,6 +1130,10 @@ def _child(conn: socket.socket, payload: bytes, fds: list[int], learned: str) ->
     except OSError:
         pass
     _learn(learned, set(sys.modules) - before)  # the client is not kept waiting for it
+    if code < 0:  # the command ends by a signal (stdout's reader went away): so do we
+        from dockyard.cli.main import end_process
+
+        end_process(code)
     return code
 
 
@@ -1297,4 +1301,8 @@ def entry() -> None:
         from dockyard.cli.main import run as run_here
 
         run_here()
+    elif code < 0:  # the child ended by this signal (SIGPIPE): the client ends so too
+        from dockyard.cli.main import end_process
+
+        end_process(code)
     sys.exit(code)

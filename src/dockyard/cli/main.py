@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -19,6 +19,7 @@ __all__ = [
     "LazyGroup",
     "cancel_on_sigterm",
     "cli",
+    "end_process",
     "exit_code",
     "main",
     "run",
@@ -90,8 +91,51 @@ class LazyGroup(click.Group):
         return command
 
 
+class _StdioClosed(Exception):
+    """Whoever read the command's stdout or stderr went away (see :mod:`._stdio`)."""
+
+
+def _broken_stdio(exc: BaseException) -> bool:
+    """Whether ``exc`` (or, for a group from a task group, each of its leaves) is a
+    broken pipe of stdout or stderr."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_broken_stdio(inner) for inner in exc.exceptions)
+    if not isinstance(exc, BrokenPipeError):
+        return False
+    from dockyard.cli import _stdio
+
+    return _stdio.reader_gone()
+
+
+class _RootGroup(LazyGroup):
+    # click turns a broken pipe into exit 1 (and swallows later flushes); a Go CLI dies
+    # of SIGPIPE instead (see ._stdio). Parsing prints --help and --version.
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError as exc:
+            if _broken_stdio(exc):
+                raise _StdioClosed from exc
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (BrokenPipeError, BaseExceptionGroup) as exc:
+            if _broken_stdio(exc):
+                raise _StdioClosed from exc
+            raise
+
+
 @click.group(
-    cls=LazyGroup,
+    cls=_RootGroup,
     lazy_commands=_COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -136,8 +180,29 @@ def cli(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (without the program name) and return the exit code.
 
-    Exit codes: 0 success, 1 the build (or operation) failed, 2 usage error.
+    Exit codes: 0 success, 1 the build (or operation) failed, 2 usage error, 130
+    interrupted; ``-SIGPIPE`` (as :class:`subprocess.Popen`'s ``returncode``) when the
+    reader of stdout or stderr went away (:mod:`._stdio`): :func:`end_process` ends the
+    process by that signal, as a Go CLI ends.
     """
+    import signal
+
+    from dockyard.cli import _stdio
+
+    try:
+        code = _main(argv)
+    except BrokenPipeError:  # writing the error itself failed
+        if not _stdio.reader_gone():
+            raise
+        return -signal.SIGPIPE
+    # a progress renderer found stderr's reader gone and cancelled the command
+    return -signal.SIGPIPE if _stdio.interrupted() else code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    import signal
+
+    from dockyard.cli import _stdio
     from dockyard.core import DockyardError
 
     try:
@@ -146,10 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="dockyard",
             standalone_mode=False,
         )
+    except _StdioClosed:
+        return -signal.SIGPIPE
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        if not _stdio.interrupted():
+            click.echo("Aborted.", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
@@ -158,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"ERROR: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        if not _stdio.interrupted():
+            click.echo("Interrupted.", err=True)
         return 130
     return result if isinstance(result, int) else 0
 
@@ -196,9 +265,36 @@ def run_command(argv: Sequence[str] | None = None) -> int:
 
     _gc.startup()
     cancel_on_sigterm()
-    return exit_code(main(argv))
+    code = exit_code(main(argv))
+    try:  # what is still buffered; else the interpreter's exit reports the broken pipe
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except BrokenPipeError:
+        from dockyard.cli import _stdio
+
+        if not _stdio.reader_gone():
+            raise
+        import signal
+
+        return -signal.SIGPIPE
+    return code
+
+
+def end_process(code: int) -> NoReturn:
+    """Exit with ``code``; a negative one is a signal (:func:`main`) the process ends by,
+    quietly: nothing more is written or flushed."""
+    if code >= 0:
+        sys.exit(code)
+    import os
+    import signal
+
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {-code})
+    os._exit(128 - code)  # not reached: the signal ends the process
 
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(run_command())
+    end_process(run_command())

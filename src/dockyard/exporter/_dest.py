@@ -34,6 +34,11 @@ def describe(dest: Dest) -> str:
     return f"the client's {dest.name!r}"
 
 
+class _StdoutClosed(BrokenPipeError):
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class _FdWriter:
     """A blocking writer to an fd this module does not own (stdout)."""
 
@@ -46,6 +51,9 @@ class _FdWriter:
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
+        except BrokenPipeError as exc:
+            # the reader went away: the CLI ends the command as a Go CLI ends (by SIGPIPE)
+            raise _StdoutClosed(exc.errno, "stdout was closed by its reader") from exc
         except OSError as exc:
             raise DockyardError(f"cannot write the export to stdout: {exc.strerror}") from exc
         return n

@@ -206,5 +206,19 @@ class BufferedRenderer:
                 encoding = getattr(self._stream, "encoding", None) or "utf-8"
                 self._stream.write(data.encode(encoding, "replace").decode(encoding))
             self._stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
             self._broken = True  # a closed pipe or file: drop the rest quietly
+            if isinstance(exc, BrokenPipeError):
+                _interrupt_if_stdio(self._stream)
+
+
+def _interrupt_if_stdio(stream: TextIO) -> None:
+    """The stream's pipe broke: if it is stderr (or stdout) and its reader is gone, the
+    command is interrupted, as a Go CLI dies of SIGPIPE (:mod:`dockyard.cli._stdio`)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    from dockyard.cli import _stdio
+
+    _stdio.interrupt(fd)

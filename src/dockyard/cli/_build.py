@@ -884,6 +884,8 @@ def run_build(
         renderer.close()
     if hints is not None:
         hints.save(result.synced)
+    if quiet:  # buildx prints the image ID on every success: an empty line without one
+        click.echo(result.image_id or "")  # (and before a --call or --check answer)
     if options.check:
         return _check_answer(
             result,
@@ -902,8 +904,6 @@ def run_build(
     if memo is not None:
         memo.save(result, events.events, lines)
     if quiet:
-        if result.image_id:
-            click.echo(result.image_id)
         return 0
     if progress != "rawjson":
         for line in lines:

@@ -176,9 +176,8 @@ class Memo:
             write_texts(((iidfile, memory["image_id"] or ""), (metadata_file, metadata)))
         except DockyardError as exc:
             return report_error(exc)
-        if quiet:
-            if memory["image_id"]:
-                click.echo(memory["image_id"])
+        if quiet:  # as buildx: an empty line without an image
+            click.echo(memory["image_id"] or "")
         elif progress != "rawjson":
             for line in memory["lines"]:
                 click.echo(line, err=True)

@@ -314,6 +314,11 @@ def _bind(server: Any, listener: Listener) -> str:
             raise UsageError(f"cannot listen on {listener.url}")
         return listener.url
     assert isinstance(listener, TcpListener)
+    # grpc's C core logs its own line before failing ("add_port.cc: Failed to add
+    # port ..."): an address that cannot be bound is refused before grpc tries it
+    why = _why_not_bound(listener)
+    if why:
+        raise UsageError(f"cannot listen on {listener.url}{why}")
     if listener.tls is not None:
         cert, key, ca = listener.tls.read()
         credentials = grpc.ssl_server_credentials(
@@ -341,11 +346,15 @@ def _add_port(add: Any, *args: Any) -> int:
 
 def _why_not_bound(listener: TcpListener) -> str:
     """Why ``listener``'s address cannot be bound (grpc does not say): ``: <strerror>``
-    from a probe of the same address, or nothing."""
+    from a probe of the same address, or nothing. The probe binds as grpc does, with
+    ``SO_REUSEADDR`` (a port whose last connections linger in TIME_WAIT is free) and
+    without ``SO_REUSEPORT`` (``grpc.so_reuseport`` is off: a port another daemon
+    listens on is taken)."""
     try:
         infos = socket.getaddrinfo(listener.host, listener.port, type=socket.SOCK_STREAM)
         family, kind, proto, _name, address = infos[0]
         with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(address)
     except OSError as exc:
         return f": {exc.strerror or exc}"

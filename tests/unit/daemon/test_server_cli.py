@@ -55,6 +55,51 @@ def test_a_tcp_port_in_use_is_a_clear_error(
     assert "Traceback" not in err
 
 
+def test_a_tcp_port_in_use_is_our_line_only(tmp_path: Path) -> None:
+    # grpc's C core logged "add_port.cc:...] Failed to add port to server: ..." on the
+    # daemon's stderr before dockyardd's own message: the address is probed first now
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dockyard.cli.daemon",
+                "--addr",
+                f"tcp://127.0.0.1:{port}",
+                "--state-dir",
+                str(tmp_path / "s"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"dockyardd: cannot listen on tcp://127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+def test_a_port_in_time_wait_is_free(tmp_path: Path) -> None:
+    # the probe binds as grpc does (SO_REUSEADDR): a port whose connection lingers in
+    # TIME_WAIT is not refused
+    from dockyard.daemon._server import _why_not_bound
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server's side closes first: its end goes to TIME_WAIT
+        client.close()
+    assert _why_not_bound(TcpListener(host="127.0.0.1", port=port)) == ""
+
+
 def test_command_line_overrides_the_config(tmp_path: Path) -> None:
     config_file = tmp_path / "d.toml"
     config_file.write_text('state-dir = "state"\n[grpc]\naddress = ["unix:///x/y.sock"]\n')

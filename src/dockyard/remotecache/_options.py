@@ -771,6 +771,24 @@ def _setting(attrs: dict[str, str], key: str, env: Mapping[str, str], variable: 
     return env.get(variable)
 
 
+def _account_of_url(host: str, rest: str) -> str:
+    """The account an ``account_url`` names: its host's first label
+    (``ACCOUNT.blob.core.windows.net``), or for an IP address or ``localhost`` (an
+    emulator's ``http://127.0.0.1:10000/ACCOUNT``) its path's first segment, as the Azure
+    SDKs read such URLs (BuildKit takes the first label, ``127``, there)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        ip_style = True
+    except ValueError:
+        ip_style = host.lower() == "localhost"
+    if ip_style:
+        path = rest.partition("/")[2]
+        return path.split("/", 1)[0]
+    return host.split(".", 1)[0]
+
+
 def _azblob_location(
     flag: str, attrs: dict[str, str], env: Mapping[str, str] | None
 ) -> AzblobLocation:
@@ -798,7 +816,7 @@ def _azblob_location(
         )
     account = _setting(attrs, "account_name", env, "BUILDKIT_AZURE_STORAGE_ACCOUNT_NAME")
     if account is None:
-        account = host.split(".", 1)[0]
+        account = _account_of_url(host, rest)
     if not account:
         raise UsageError(f"{flag}: type=azblob has no account name (give account_name=NAME)")
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", account):
@@ -831,9 +849,9 @@ def _azblob_location(
     secret = attrs.pop("secret_access_key", "")
     if not secret:
         raise UsageError(
-            f"{flag}: type=azblob needs secret_access_key=KEY (the storage account's access "
-            "key; BuildKit's fallback without one, Microsoft Entra ID credentials, is not "
-            "supported)"
+            f"{flag}: type=azblob needs the storage account's access key in "
+            "secret_access_key (BuildKit's fallback without one, Microsoft Entra ID "
+            "credentials, is not supported)"
         )
     return AzblobLocation(
         account_url=url,

@@ -23,22 +23,24 @@ import asyncio
 import base64
 import contextlib
 import email.utils
-import random
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dockyard.core import AuthError, ConfigError, Digest, DockyardError, NotFoundError
+from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError
 from dockyard.core.headers import header_int
 
 from ._httpio import (
-    CHUNK,
+    Retry,
+    backoff,
+    download_verified,
     last_modified,
     pread,
     printable,
     read_file,
+    read_limited,
     read_small,
     reason,
     xml_text,
@@ -69,7 +71,6 @@ _AUTH_CODES = frozenset(
         "NoAuthenticationInformation",
     }
 )
-_MAX_BACKOFF = 20.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,14 +95,6 @@ def _error_code(body: bytes) -> tuple[str, str]:
     code = (root.findtext("Code") or "").strip()
     message = (root.findtext("Message") or "").strip().splitlines()
     return printable(code, 100), printable(message[0] if message else "", 500)
-
-
-class _Retry(Exception):
-    """A failure worth another try; ``error`` is what is raised after the last one."""
-
-    def __init__(self, error: DockyardError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 Body = Callable[[], AsyncIterator[bytes]] | bytes
@@ -236,7 +229,7 @@ class AzureBlobClient:
                     failure = self._failure(
                         what, status, raw, response.headers.get("x-ms-error-code", "")
                     )
-                    if isinstance(failure, _Retry):
+                    if isinstance(failure, Retry):
                         if attempt >= self._max_attempts:
                             raise failure.error
                         await response.aclose()
@@ -250,7 +243,7 @@ class AzureBlobClient:
 
     def _failure(
         self, what: str, status: int, body: bytes, header_code: str
-    ) -> DockyardError | _Retry:
+    ) -> DockyardError | Retry:
         code, message = _error_code(body)
         code = code or printable(header_code.strip(), 100)
         if status in (401, 403) or code in _AUTH_CODES:
@@ -262,13 +255,11 @@ class AzureBlobClient:
         detail = f"{status} {code}: {message}" if code else f"HTTP {status}"
         error = DockyardError(f"azblob {what}: {detail.rstrip(': ')}")
         if status in _RETRY_STATUS:
-            return _Retry(error)
+            return Retry(error)
         return error
 
     async def _sleep(self, attempt: int) -> None:
-        await asyncio.sleep(
-            random.uniform(0, min(_MAX_BACKOFF, self._backoff * 2 ** (attempt - 1)))
-        )
+        await backoff(attempt, self._backoff)
 
     # -- the container ------------------------------------------------------------------
 
@@ -341,14 +332,7 @@ class AzureBlobClient:
         async with self._send("GET", key, ok_missing=True) as response:
             if response.status_code == 404:
                 return None
-            out = bytearray()
-            async for chunk in response.aiter_raw():
-                out += chunk
-                if len(out) > limit:
-                    raise DockyardError(
-                        f"azblob GET {self.describe(key)}: larger than {limit} bytes"
-                    )
-            return bytes(out)
+            return await read_limited(response, limit, f"azblob GET {self.describe(key)}")
 
     async def download(
         self,
@@ -362,38 +346,21 @@ class AzureBlobClient:
         """Get Blob into ``sink`` (committed with ``digest``/``size``, which its commit
         verifies; aborted on any failure). A transfer cut short is tried again from the
         start, ``max_attempts`` times in all."""
-        import httpx
 
-        try:
-            attempt = 0
-            while True:
-                attempt += 1
-                received = 0
-                try:
-                    async with self._send("GET", key, ok_missing=True) as response:
-                        if response.status_code == 404:
-                            raise NotFoundError(f"azblob: {self.describe(key)} does not exist")
-                        async for chunk in response.aiter_raw(CHUNK):
-                            received += len(chunk)
-                            if received > size:
-                                raise DockyardError(
-                                    f"azblob GET {self.describe(key)}: more than {size} bytes"
-                                )
-                            await sink.write(chunk)
-                            if on_progress is not None:
-                                on_progress(received)
-                    break
-                except httpx.TransportError as exc:
-                    if attempt >= self._max_attempts:
-                        raise DockyardError(
-                            f"azblob GET {self.describe(key)}: transfer failed: {reason(exc)}"
-                        ) from None
-                    await sink.reset()
-                    await self._sleep(attempt)
-            await sink.commit(Digest.parse(digest), size)
-        except BaseException:
-            await sink.abort()
-            raise
+        async def missing(response: httpx.Response) -> None:
+            raise NotFoundError(f"azblob: {self.describe(key)} does not exist")
+
+        await download_verified(
+            lambda: self._send("GET", key, ok_missing=True),
+            sink,
+            digest=digest,
+            size=size,
+            what=f"azblob GET {self.describe(key)}",
+            missing=missing,
+            max_attempts=self._max_attempts,
+            backoff_base=self._backoff,
+            on_progress=on_progress,
+        )
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         """Put Blob of ``data`` (a block blob; replaces what was there)."""

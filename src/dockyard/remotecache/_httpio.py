@@ -1,14 +1,16 @@
 """Pieces the object-store clients (:mod:`._s3`, :mod:`._azblob`) share over httpx:
-small bodies read with a bound, server text made safe for messages, files read in
+retries with jittered backoff, bodies read with a bound, downloads verified into a sink
+and tried again when cut short, server text made safe for messages, files read in
 chunks off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,14 +19,21 @@ from dockyard.core import DockyardError
 if TYPE_CHECKING:
     import httpx
 
+    from dockyard.registry import BlobSink
+
 __all__ = [
     "CHUNK",
+    "MAX_BACKOFF",
     "SMALL_BODY",
+    "Retry",
+    "backoff",
+    "download_verified",
     "file_sha256",
     "last_modified",
     "pread",
     "printable",
     "read_file",
+    "read_limited",
     "read_small",
     "reason",
     "xml_text",
@@ -118,3 +127,82 @@ async def read_file(
         yield chunk
         if on_progress is not None:
             on_progress(done)
+
+
+class Retry(Exception):
+    """A failure worth another try; ``error`` is what is raised after the last one."""
+
+    def __init__(self, error: DockyardError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+MAX_BACKOFF = 20.0
+"""The longest wait between two tries."""
+
+
+async def backoff(attempt: int, base: float) -> None:
+    """Wait before try ``attempt + 1``: a random time up to ``base`` × 2^(attempt-1)
+    seconds, at most :data:`MAX_BACKOFF` (the AWS and Azure SDKs' jittered backoff)."""
+    import random
+
+    await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF, base * 2 ** (attempt - 1))))
+
+
+async def read_limited(response: httpx.Response, limit: int, what: str) -> bytes:
+    """A whole body of at most ``limit`` bytes (more: a :class:`DockyardError` naming
+    ``what``)."""
+    out = bytearray()
+    async for chunk in response.aiter_raw():
+        out += chunk
+        if len(out) > limit:
+            raise DockyardError(f"{what}: larger than {limit} bytes")
+    return bytes(out)
+
+
+async def download_verified(
+    fetch: Callable[[], contextlib.AbstractAsyncContextManager[httpx.Response]],
+    sink: BlobSink,
+    *,
+    digest: str,
+    size: int,
+    what: str,
+    missing: Callable[[httpx.Response], Awaitable[None]],
+    max_attempts: int,
+    backoff_base: float,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
+    """The body of ``fetch()``'s response into ``sink``, committed with ``digest``/``size``
+    (which its commit verifies; aborted on any failure). A 404 is ``missing`` (which
+    raises); a transfer cut short is tried again from the start, ``max_attempts`` times
+    in all. ``what`` (``s3 GET s3://B/K``) names the request in errors."""
+    import httpx
+
+    from dockyard.core import Digest
+
+    try:
+        attempt = 0
+        while True:
+            attempt += 1
+            received = 0
+            try:
+                async with fetch() as response:
+                    if response.status_code == 404:
+                        await missing(response)
+                    async for chunk in response.aiter_raw(CHUNK):
+                        received += len(chunk)
+                        if received > size:
+                            raise DockyardError(f"{what}: more than {size} bytes")
+                        await sink.write(chunk)
+                        if on_progress is not None:
+                            on_progress(received)
+                break
+            except httpx.TransportError as exc:
+                if attempt >= max_attempts:
+                    raise DockyardError(f"{what}: transfer failed: {reason(exc)}") from None
+                await sink.reset()
+                await backoff(attempt, backoff_base)
+        await sink.commit(Digest.parse(digest), size)
+    except BaseException:
+        await sink.abort()
+        raise

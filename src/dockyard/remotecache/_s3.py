@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
-import random
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -39,12 +38,15 @@ from dockyard.core import AuthError, ConfigError, DockyardError, NotFoundError
 from dockyard.core.headers import header_int
 
 from ._httpio import (
-    CHUNK,
+    Retry,
+    backoff,
+    download_verified,
     file_sha256,
     last_modified,
     pread,
     printable,
     read_file,
+    read_limited,
     read_small,
     reason,
     xml_text,
@@ -78,7 +80,6 @@ _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRY_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
 )
-_MAX_BACKOFF = 20.0
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -108,14 +109,6 @@ def _error_code(body: bytes) -> tuple[str, str]:
 
 def _find(root: ET.Element, name: str) -> str:
     return (root.findtext(name) or root.findtext(f"{_NS}{name}") or "").strip()
-
-
-class _Retry(Exception):
-    """A failure worth another try; ``error`` is what is raised after the last one."""
-
-    def __init__(self, error: DockyardError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 Body = Callable[[], AsyncIterator[bytes]] | bytes
@@ -278,7 +271,7 @@ class S3Client:
                 if status >= 300 and not (status == 404 and missing_ok):
                     raw = await read_small(response)
                     failure = self._failure(what, response.status_code, raw)
-                    if isinstance(failure, _Retry):
+                    if isinstance(failure, Retry):
                         if attempt >= self._max_attempts:
                             raise failure.error
                         await response.aclose()
@@ -301,7 +294,7 @@ class S3Client:
             exc.message = f"s3 {what}: {exc.message}"
             raise
 
-    def _failure(self, what: str, status: int, body: bytes) -> DockyardError | _Retry:
+    def _failure(self, what: str, status: int, body: bytes) -> DockyardError | Retry:
         code, message = _error_code(body)
         detail = f"{status} {code}: {message}" if code else f"HTTP {status}"
         detail = detail.rstrip(": ")
@@ -317,13 +310,11 @@ class S3Client:
             return NotFoundError(f"s3 {what}: bucket {self.bucket!r} does not exist")
         error = DockyardError(f"s3 {what}: {detail}")
         if status in _RETRY_STATUS or code in _RETRY_CODES:
-            return _Retry(error)
+            return Retry(error)
         return error
 
     async def _sleep(self, attempt: int) -> None:
-        await asyncio.sleep(
-            random.uniform(0, min(_MAX_BACKOFF, self._backoff * 2 ** (attempt - 1)))
-        )
+        await backoff(attempt, self._backoff)
 
     # -- operations ---------------------------------------------------------------------
 
@@ -355,12 +346,7 @@ class S3Client:
             if response.status_code == 404:
                 _raise_no_bucket(self, key, await read_small(response))
                 return None
-            out = bytearray()
-            async for chunk in response.aiter_raw():
-                out += chunk
-                if len(out) > limit:
-                    raise DockyardError(f"s3 GET {self.describe(key)}: larger than {limit} bytes")
-            return bytes(out)
+            return await read_limited(response, limit, f"s3 GET {self.describe(key)}")
 
     async def download(
         self,
@@ -374,43 +360,22 @@ class S3Client:
         """GetObject into ``sink`` (committed with ``digest``/``size``, which its commit
         verifies; aborted on any failure). A transfer cut short is tried again from the
         start, ``max_attempts`` times in all."""
-        import httpx
 
-        from dockyard.core import Digest
+        async def missing(response: httpx.Response) -> None:
+            _raise_no_bucket(self, key, await read_small(response))
+            raise NotFoundError(f"s3: {self.describe(key)} does not exist")
 
-        try:
-            attempt = 0
-            while True:
-                attempt += 1
-                received = 0
-                try:
-                    async with self._send(
-                        "GET", key, payload_hash=EMPTY_SHA256, missing_ok=True
-                    ) as response:
-                        if response.status_code == 404:
-                            _raise_no_bucket(self, key, await read_small(response))
-                            raise NotFoundError(f"s3: {self.describe(key)} does not exist")
-                        async for chunk in response.aiter_raw(CHUNK):
-                            received += len(chunk)
-                            if received > size:
-                                raise DockyardError(
-                                    f"s3 GET {self.describe(key)}: more than {size} bytes"
-                                )
-                            await sink.write(chunk)
-                            if on_progress is not None:
-                                on_progress(received)
-                    break
-                except httpx.TransportError as exc:
-                    if attempt >= self._max_attempts:
-                        raise DockyardError(
-                            f"s3 GET {self.describe(key)}: transfer failed: {reason(exc)}"
-                        ) from None
-                    await sink.reset()
-                    await self._sleep(attempt)
-            await sink.commit(Digest.parse(digest), size)
-        except BaseException:
-            await sink.abort()
-            raise
+        await download_verified(
+            lambda: self._send("GET", key, payload_hash=EMPTY_SHA256, missing_ok=True),
+            sink,
+            digest=digest,
+            size=size,
+            what=f"s3 GET {self.describe(key)}",
+            missing=missing,
+            max_attempts=self._max_attempts,
+            backoff_base=self._backoff,
+            on_progress=on_progress,
+        )
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         """PutObject of ``data``."""

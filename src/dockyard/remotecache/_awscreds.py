@@ -134,14 +134,19 @@ def _from_json(document: Mapping[str, object], what: str, *, token_key: str) -> 
     )
 
 
-def _http_client(transport: httpx.AsyncBaseTransport | None, timeout: float) -> httpx.AsyncClient:
+def _http_client(
+    transport: httpx.AsyncBaseTransport | None, timeout: float, *, proxies: bool = False
+) -> httpx.AsyncClient:
+    """A client for one retrieval. ``proxies``: the environment's proxy settings apply
+    (STS, as for S3); the instance and container endpoints, link-local or loopback, are
+    always reached directly (as the SDKs do)."""
     import httpx
 
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
         follow_redirects=False,
-        trust_env=False,  # credentials endpoints are never reached through a proxy
+        trust_env=proxies,
     )
 
 
@@ -292,7 +297,7 @@ class Sts:
                 content_sha256=False,
             )
             headers = {**headers, **signed.headers}
-        async with _http_client(self.transport, self.timeout) as http:
+        async with _http_client(self.transport, self.timeout, proxies=True) as http:
             for attempt in (1, 2, 3):
                 try:
                     async with http.stream("POST", url, headers=headers, content=body) as answer:

@@ -34,7 +34,6 @@ from dockyard.core.headers import header_int
 
 from ._httpio import (
     Retry,
-    backoff,
     download_verified,
     last_modified,
     pread,
@@ -42,7 +41,7 @@ from ._httpio import (
     read_file,
     read_limited,
     read_small,
-    reason,
+    send_retrying,
     xml_text,
 )
 from ._sharedkey import AzureSharedKey, shared_key_authorization
@@ -185,13 +184,10 @@ class AzureBlobClient:
         """One signed request, retried as the module docstring says; the response (a
         2xx, or a 404 with ``ok_missing`` — any other status is an error) streams in
         the block."""
-        import httpx
-
         what = f"{method} {self.describe(blob)}"
-        attempt = 0
-        while True:
-            attempt += 1
-            url, path = self.address(blob)
+        url, path = self.address(blob)
+
+        async def make() -> httpx.Request:
             if isinstance(body, bytes):
                 content: bytes | AsyncIterator[bytes] = body
                 length = len(body)
@@ -207,39 +203,27 @@ class AzureBlobClient:
                 self._credential, method, path, params, sent
             )
             sent["accept-encoding"] = "identity"
-            if params:
-                url += "?" + "&".join(f"{uri_encode(k)}={uri_encode(v)}" for k, v in params)
-            request = self._http.build_request(
-                method, url, headers=sent, content=content if method in ("PUT", "POST") else None
+            query = "&".join(f"{uri_encode(k)}={uri_encode(v)}" for k, v in params)
+            return self._http.build_request(
+                method,
+                f"{url}?{query}" if query else url,
+                headers=sent,
+                content=content if method in ("PUT", "POST") else None,
             )
-            try:
-                response = await self._http.send(request, stream=True)
-            except httpx.TransportError as exc:
-                error = DockyardError(
-                    f"azblob {what}: cannot reach {self._base.host}: {reason(exc)}"
-                )
-                if attempt >= self._max_attempts:
-                    raise error from None
-                await self._sleep(attempt)
-                continue
-            try:
-                status = response.status_code
-                if status >= 300 and not (status == 404 and ok_missing):
-                    raw = await read_small(response)
-                    failure = self._failure(
-                        what, status, raw, response.headers.get("x-ms-error-code", "")
-                    )
-                    if isinstance(failure, Retry):
-                        if attempt >= self._max_attempts:
-                            raise failure.error
-                        await response.aclose()
-                        await self._sleep(attempt)
-                        continue
-                    raise failure
-                yield response
-                return
-            finally:
-                await response.aclose()
+
+        host = self._base.host
+        async with send_retrying(
+            self._http,
+            make,
+            unreachable=lambda why: DockyardError(f"azblob {what}: cannot reach {host}: {why}"),
+            failure=lambda response, raw: self._failure(
+                what, response.status_code, raw, response.headers.get("x-ms-error-code", "")
+            ),
+            ok_missing=ok_missing,
+            max_attempts=self._max_attempts,
+            backoff_base=self._backoff,
+        ) as response:
+            yield response
 
     def _failure(
         self, what: str, status: int, body: bytes, header_code: str
@@ -257,9 +241,6 @@ class AzureBlobClient:
         if status in _RETRY_STATUS:
             return Retry(error)
         return error
-
-    async def _sleep(self, attempt: int) -> None:
-        await backoff(attempt, self._backoff)
 
     # -- the container ------------------------------------------------------------------
 

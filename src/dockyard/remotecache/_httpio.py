@@ -36,6 +36,7 @@ __all__ = [
     "read_limited",
     "read_small",
     "reason",
+    "send_retrying",
     "xml_text",
 ]
 
@@ -206,3 +207,49 @@ async def download_verified(
     except BaseException:
         await sink.abort()
         raise
+
+
+@contextlib.asynccontextmanager
+async def send_retrying(
+    http: httpx.AsyncClient,
+    make: Callable[[], Awaitable[httpx.Request]],
+    *,
+    unreachable: Callable[[str], DockyardError],
+    failure: Callable[[httpx.Response, bytes], DockyardError | Retry],
+    ok_missing: bool,
+    max_attempts: int,
+    backoff_base: float,
+) -> AsyncIterator[httpx.Response]:
+    """One request (``make()`` builds it afresh, signed, for each try), its response
+    streaming in the block: a 2xx, or a 404 with ``ok_missing``. A connection error is
+    tried again (then ``unreachable(reason)`` is raised), an error status becomes
+    ``failure(response, its body)``: raised, or tried again when it is a :class:`Retry`;
+    ``max_attempts`` tries in all, with :func:`backoff` between them."""
+    import httpx
+
+    attempt = 0
+    while True:
+        attempt += 1
+        request = await make()
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            if attempt >= max_attempts:
+                raise unreachable(reason(exc)) from None
+            await backoff(attempt, backoff_base)
+            continue
+        try:
+            status = response.status_code
+            if status >= 300 and not (status == 404 and ok_missing):
+                failed = failure(response, await read_small(response))
+                if isinstance(failed, Retry):
+                    if attempt >= max_attempts:
+                        raise failed.error
+                    await response.aclose()
+                    await backoff(attempt, backoff_base)
+                    continue
+                raise failed
+            yield response
+            return
+        finally:
+            await response.aclose()

@@ -39,7 +39,6 @@ from dockyard.core.headers import header_int
 
 from ._httpio import (
     Retry,
-    backoff,
     download_verified,
     file_sha256,
     last_modified,
@@ -48,7 +47,7 @@ from ._httpio import (
     read_file,
     read_limited,
     read_small,
-    reason,
+    send_retrying,
     xml_text,
 )
 from ._options import _endpoint_has_userinfo
@@ -214,14 +213,11 @@ class S3Client:
         """One signed request, retried as the module docstring says; the response (a
         2xx, or a 404 with ``missing_ok`` — any other status is an error) streams in the
         block."""
-        import httpx
-
         what = f"{method} {self.describe(key)}"
-        attempt = 0
-        while True:
-            attempt += 1
+        url, host, path = self.address(key)
+
+        async def make() -> httpx.Request:
             credentials = await self._current_credentials(what)
-            url, host, path = self.address(key)
             if isinstance(body, bytes):
                 digest = payload_hash or hashlib.sha256(body).hexdigest()
                 content: bytes | AsyncIterator[bytes] = body
@@ -248,40 +244,28 @@ class S3Client:
             sent["accept-encoding"] = "identity"
             if method in ("PUT", "POST") and length >= 0:
                 sent["content-length"] = str(length)
-            if params:  # encoded as signed (httpx would encode its own way)
-                url += "?" + canonical_query(params)
+            # the query encoded as signed (httpx would encode its own way)
+            target = f"{url}?{canonical_query(params)}" if params else url
             request = self._http.build_request(
                 method,
-                url,
+                target,
                 headers=sent,
                 content=content if method in ("PUT", "POST") else None,
             )
             if not self._accept_encoding:
                 del request.headers["accept-encoding"]
-            try:
-                response = await self._http.send(request, stream=True)
-            except httpx.TransportError as exc:
-                error = DockyardError(f"s3 {what}: cannot reach {host}: {reason(exc)}")
-                if attempt >= self._max_attempts:
-                    raise error from None
-                await self._sleep(attempt)
-                continue
-            try:
-                status = response.status_code
-                if status >= 300 and not (status == 404 and missing_ok):
-                    raw = await read_small(response)
-                    failure = self._failure(what, response.status_code, raw)
-                    if isinstance(failure, Retry):
-                        if attempt >= self._max_attempts:
-                            raise failure.error
-                        await response.aclose()
-                        await self._sleep(attempt)
-                        continue
-                    raise failure
-                yield response
-                return
-            finally:
-                await response.aclose()
+            return request
+
+        async with send_retrying(
+            self._http,
+            make,
+            unreachable=lambda why: DockyardError(f"s3 {what}: cannot reach {host}: {why}"),
+            failure=lambda response, raw: self._failure(what, response.status_code, raw),
+            ok_missing=missing_ok,
+            max_attempts=self._max_attempts,
+            backoff_base=self._backoff,
+        ) as response:
+            yield response
 
     async def _current_credentials(self, what: str) -> AwsCredentials:
         """The credentials to sign the next request with (fetched again before they
@@ -312,9 +296,6 @@ class S3Client:
         if status in _RETRY_STATUS or code in _RETRY_CODES:
             return Retry(error)
         return error
-
-    async def _sleep(self, attempt: int) -> None:
-        await backoff(attempt, self._backoff)
 
     # -- operations ---------------------------------------------------------------------
 

@@ -118,7 +118,6 @@ from ._options import (
     redact_attrs,
     secret_values,
 )
-from ._sharedkey import AzureSharedKey
 from ._sigv4 import AwsCredentials
 
 if TYPE_CHECKING:
@@ -141,6 +140,7 @@ if TYPE_CHECKING:
     from ._export import CollectedCache, collect_cache, export_cache
     from ._import import ImportedCache, ImportStatistics, import_cache
     from ._s3 import S3Client
+    from ._sharedkey import AzureSharedKey
 
 _LAZY = {
     "CACHE_CONFIG_MEDIA_TYPE": "._config",
@@ -156,6 +156,7 @@ _LAZY = {
     "ImportStatistics": "._import",
     "import_cache": "._import",
     "AzureBlobClient": "._azblob",
+    "AzureSharedKey": "._sharedkey",
     "S3Client": "._s3",
     "CachedCredentials": "._awscreds",
     "add_credentials": "._awscreds",

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -374,12 +375,14 @@ class AzureBlobClient:
                 pass
             return
         ids: list[str] = []
+        upload = secrets.token_hex(8)
         offset = 0
         while offset < size:
             length = min(block_size, size - offset)
             data = await asyncio.to_thread(pread, path, offset, length)
-            # ids of one length (Azure wants that), unique to this upload's block count
-            block_id = base64.b64encode(f"dockyard-{len(ids):08d}".encode()).decode()
+            # ids of one length (Azure wants that) and this upload's own: a concurrent
+            # upload of the same blob stages blocks of its own ids
+            block_id = base64.b64encode(f"{upload}-{len(ids):08d}".encode()).decode()
             params = [("comp", "block"), ("blockid", block_id)]
             async with self._send("PUT", key, params=params, body=data):
                 pass

@@ -268,3 +268,27 @@ async def test_through_the_daemon(
     ).read_text()
     assert azurite.key not in err
     assert azurite.key not in running.log_text()
+
+
+async def test_large_blobs_go_in_blocks_that_azurite_accepts(
+    tmp_path: Path, azurite: Azurite
+) -> None:
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit: three blocks of 512 KiB
+    path = tmp_path / "layer"
+    path.write_bytes(data)
+    async with azurite.client("cache-blocks") as client:
+        await client.ensure_container()
+        await client.put_file(
+            path, "blobs/sha256:big", size=len(data), block_size=512 << 10, single_put_limit=1
+        )
+        assert await client.get_bytes("blobs/sha256:big", limit=len(data)) == data
+        assert await client.has_blob("blobs/sha256:big", len(data))
+        assert [(b.name, b.size) for b in await client.list_blobs("blobs/")] == [
+            ("blobs/sha256:big", len(data))
+        ]
+        # written again (another upload of the same name): the new blocks replace the old
+        path.write_bytes(data[::-1])
+        await client.put_file(
+            path, "blobs/sha256:big", size=len(data), block_size=400 << 10, single_put_limit=1
+        )
+        assert await client.get_bytes("blobs/sha256:big", limit=len(data)) == data[::-1]

@@ -30,6 +30,7 @@ appear in a message, a ``repr`` or a log; a server's error text is quoted escape
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -211,6 +212,7 @@ class ProcessCredentials:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its children end with it (a timeout kills all)
             )
         except OSError as exc:
             raise AuthError(f"{what}: cannot run it: {exc.strerror}") from None
@@ -218,13 +220,10 @@ class ProcessCredentials:
             async with asyncio.timeout(self.timeout):
                 out, err = await process.communicate()
         except TimeoutError:
-            process.kill()
-            await process.wait()
+            await _kill_group(process)
             raise AuthError(f"{what}: no answer within {self.timeout:g} s") from None
         except BaseException:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await _kill_group(process)
             raise
         if process.returncode != 0:
             tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
@@ -241,6 +240,19 @@ class ProcessCredentials:
         if document.get("Version") != 1:
             raise AuthError(f"{what}: the output's Version is not 1")
         return _from_json(document, what, token_key="SessionToken")
+
+
+async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """End a credential process and whatever it started (its own process group)."""
+    import signal
+
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 # -- STS ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -343,9 +344,23 @@ async def test_credential_process(tmp_path: Path) -> None:
     with pytest.raises(AuthError, match="status 3: token expired, log in") as caught:
         await ProcessCredentials(command=str(failing), profile="p").retrieve()
     assert SECRET not in str(caught.value)  # its standard output is never quoted
-    slow = script(tmp_path, "slow", "sleep 30\n")
+    pid_file = tmp_path / "child.pid"
+    slow = script(tmp_path, "slow", f"sleep 30 &\necho $! > {pid_file}\nwait\n")
+    started = time.monotonic()
     with pytest.raises(AuthError, match="no answer within"):
-        await ProcessCredentials(command=str(slow), profile="p", timeout=0.3).retrieve()
+        await ProcessCredentials(command=str(slow), profile="p", timeout=0.5).retrieve()
+    assert time.monotonic() - started < 10  # not held until its child ends
+    child = int(pid_file.read_text())
+    # ended with it (killed, then reaped by init: gone or a zombie for an instant)
+    assert _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in "ZX"
 
 
 # -- container credentials ----------------------------------------------------------------

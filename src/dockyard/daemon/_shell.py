@@ -180,6 +180,7 @@ class _Relay:
         transports: list[asyncio.BaseTransport] = []
         outputs: list[asyncio.Task[None]] = []
         pump: asyncio.Task[None] | None = None
+        announcing: list[asyncio.Task[None]] = []
         try:
             in_r, in_w = os.pipe()
             child_ends.append(in_r)
@@ -197,12 +198,18 @@ class _Relay:
                 child_ends.append(err_w)
                 own_ends.append(err_r)
                 readers.append((2, err_r))
+
+            def started() -> None:  # the client reads its input from now on
+                if not announcing:
+                    announcing.append(loop.create_task(self._announce_start(lose)))
+
             self._stdio = Stdio(
                 stdin=in_r,
                 stdout=out_w,
                 stderr=err_w,
                 terminal=tty,
                 window=self._window if tty else None,
+                started=started,
             )
             writer_transport, writer = await loop.connect_write_pipe(
                 _PipeWriter, _owned(own_ends, in_w, "wb")
@@ -228,6 +235,8 @@ class _Relay:
             finally:
                 loss.armed = False
             pump.cancel()
+            if announcing:  # `started` goes before the end
+                await asyncio.wait(announcing)
             # the process ended: once its ends are closed, its output ends too
             _close_all(child_ends)
             with contextlib.suppress(TimeoutError):
@@ -237,7 +246,7 @@ class _Relay:
             await self._channel.end(self._status, self._notice)
         finally:
             loss.armed = False
-            waited = [*outputs, *([pump] if pump is not None else [])]
+            waited = [*outputs, *([pump] if pump is not None else []), *announcing]
             for task in waited:
                 task.cancel()
             if waited:
@@ -272,6 +281,12 @@ class _Relay:
                 elif not transport.is_closing() and not writer.broken:
                     transport.write(event)
                     await writer.drain()
+        except DockyardError as exc:
+            lose(f"the client's terminal failed: {exc}")
+
+    async def _announce_start(self, lose: Callable[[str], None]) -> None:
+        try:
+            await self._channel.started()
         except DockyardError as exc:
             lose(f"the client's terminal failed: {exc}")
 

@@ -524,6 +524,8 @@ class OciExecutor:
                     if console is not None:
                         assert stdio is not None
                         await _attach(console, child, stdio)
+                    elif stdio is not None and stdio.started is not None:
+                        stdio.started()  # the process reads its stdin pipe itself
                     await asyncio.wait([child.done])  # a cancellation raises here
                 except BaseException as exc:
                     problem = await self._kill(sb, child)
@@ -642,6 +644,8 @@ async def _attach(console: _console.ConsoleSocket, child: Child, stdio: Stdio) -
     try:
         with raw_terminal(stdio.stdin):
             bridge.start()
+            if stdio.started is not None:
+                stdio.started()
             await asyncio.wait([child.done])
             await bridge.drain()
     finally:

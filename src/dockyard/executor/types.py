@@ -340,6 +340,10 @@ class Stdio:
     ``window``: where the pty's window size comes from when the user's terminal is
     elsewhere (``stdin`` and ``stdout`` are then pipes to it); ``None``: the terminal at
     ``stdin`` (or ``stdout``), followed on ``SIGWINCH``.
+
+    ``started``: called (on the event loop, once) when the process runs with its streams
+    attached — the runtime started it, and with a terminal its pty is bridged — so that
+    a user's terminal elsewhere starts sending input only then (a daemon's client).
     """
 
     stdin: int = 0
@@ -347,6 +351,7 @@ class Stdio:
     stderr: int = 2
     terminal: bool | None = None
     window: WindowFeed | None = None
+    started: Callable[[], None] | None = None
 
     def uses_terminal(self) -> bool:
         if self.terminal is not None:

@@ -263,7 +263,7 @@ class Attachment:
                 frames = await self._open(call_id)
                 from ._shell import serve_shell  # only with --invoke
 
-                await serve_shell(frames, terminal)
+                await serve_shell(frames, terminal, await_start=request.shell.announces_start)
                 await frames.drain()
             else:
                 raise UsageError(f"unknown session request {kind!r}")

@@ -318,7 +318,7 @@ class _RemotePeer:
         from ._shell import FramesShell  # only for a debug shell
 
         frames = await self._open_stream(
-            pb.Request(shell=pb.ShellRequest(line=line)), "a debug shell"
+            pb.Request(shell=pb.ShellRequest(line=line, announces_start=True)), "a debug shell"
         )
         try:
             try:

@@ -2,9 +2,11 @@
 client's terminal (:func:`serve_shell`) and the engine's view of it
 (:class:`FramesShell`), both over the frames of one ``Stream`` call.
 
-The client's end reads its stdin as it comes (a terminal in raw mode: every key, Ctrl-C
-included, goes to the process) and sends it on in ``Bytes`` frames (``eof`` when it
-ends), sends its window size at the start and after each ``SIGWINCH``, and writes the
+The client's end reads its stdin as it comes once the process runs (the daemon's
+``started`` frame, when its request announces one: keys typed before wait in the
+terminal, and a process that never ran reads nothing; a terminal goes into raw mode then
+too, so Ctrl-C cancels the build until the shell runs and is the shell's key after) and
+sends it on in ``Bytes`` frames (``eof`` when it ends), sends its window size at the start and after each ``SIGWINCH``, and writes the
 ``Output`` frames to its stdout and stderr until ``ShellEnd``. Nothing blocks its event
 loop: descriptors are polled (a regular file, which cannot be, is read in a thread) and
 a full non-blocking stdout is waited for.
@@ -65,6 +67,12 @@ class FramesShell:
         self.size = _window(start.size)
         self._input_ended = False
         self._eof_due = False
+        self._announce_start = start.await_start  # an older client knows no `started`
+
+    async def started(self) -> None:
+        if self._announce_start:
+            self._announce_start = False
+            await self._frames.send(pb.Frame(started=pb.ShellStarted()))
 
     async def receive(self) -> bytes | WindowSize | None:
         if self._eof_due:
@@ -125,18 +133,26 @@ class _Sender:
             await self._frames.send(frame)
 
 
-async def serve_shell(frames: Frames, terminal: UserTerminal) -> int | None:
+async def serve_shell(
+    frames: Frames, terminal: UserTerminal, *, await_start: bool = False
+) -> int | None:
     """Attach ``terminal`` to the debug shell whose ``Stream`` call ``frames`` is (the
     ``open`` frame sent) until the engine sends ``ShellEnd``; its exit status (``None``:
-    it did not run). The terminal is restored however this ends; the end's notice is
-    announced after. Raises :class:`~dockyard.core.SessionError` when the engine ends
-    the call before, and the engine's error when it sends one."""
+    it did not run). With ``await_start`` (the request announces ``started``) stdin is
+    read, and a terminal put in raw mode, only once the engine says the process runs.
+    The terminal is restored however this ends; the end's notice is announced after.
+    Raises :class:`~dockyard.core.SessionError` when the engine ends the call before,
+    and the engine's error when it sends one."""
     from dockyard.core.terminal import raw_terminal, window_size
 
     tty = terminal.uses_terminal()
     size = (window_size(terminal.stdin) or window_size(terminal.stdout)) if tty else None
     sender = _Sender(frames)
-    await sender.send(pb.Frame(shell_start=pb.ShellStart(tty=tty, size=_window_to_pb(size))))
+    await sender.send(
+        pb.Frame(
+            shell_start=pb.ShellStart(tty=tty, size=_window_to_pb(size), await_start=await_start)
+        )
+    )
     loop = asyncio.get_running_loop()
     end: pb.ShellEnd | None = None
     tasks: set[asyncio.Task[None]] = set()
@@ -146,11 +162,23 @@ async def serve_shell(frames: Frames, terminal: UserTerminal) -> int | None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    with raw_terminal(terminal.stdin) if tty else contextlib.nullcontext():
-        spawn(_send_input(sender, terminal.stdin))
-        watching = tty and _watch_window(
-            loop, lambda: spawn(_send_size(sender, terminal.stdin, terminal.stdout))
-        )
+    with contextlib.ExitStack() as attached:
+        watching = False
+
+        def attach() -> None:
+            nonlocal watching
+            if tty:
+                attached.enter_context(raw_terminal(terminal.stdin))
+            spawn(_send_input(sender, terminal.stdin))
+            watching = tty and _watch_window(
+                loop, lambda: spawn(_send_size(sender, terminal.stdin, terminal.stdout))
+            )
+            now = window_size(terminal.stdin) or window_size(terminal.stdout)
+            if watching and now != size:  # it changed while the process was starting
+                spawn(_send_size(sender, terminal.stdin, terminal.stdout))
+
+        if not await_start:
+            attach()
         try:
             while end is None:
                 frame = await frames.recv()
@@ -160,6 +188,9 @@ async def serve_shell(frames: Frames, terminal: UserTerminal) -> int | None:
                 if kind == "output":
                     fd = terminal.stderr if frame.output.fd == 2 else terminal.stdout
                     await _write_all(loop, fd, frame.output.data)
+                elif kind == "started" and await_start:
+                    await_start = False
+                    attach()
                 elif kind == "shell_end":
                     end = frame.shell_end
                 elif kind == "error":

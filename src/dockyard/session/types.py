@@ -292,9 +292,11 @@ class ShellChannel(Protocol):
     :class:`~dockyard.session.WindowSize` after the window changed; ``None`` once the
     client closed the shell's stream (the process must end). :meth:`output` sends what
     the process wrote on ``fd`` (1: stdout, 2: stderr; a pty's output is all 1).
-    :meth:`end` is the last thing sent: the process's exit status (``None``: it did not
-    run) and a line the client shows once its terminal is restored. Calls on a broken
-    stream raise :class:`~dockyard.core.SessionError`.
+    :meth:`started` says the process runs: the client reads its input only from then on
+    (keys typed before reach the process, in order; none is read for a process that
+    never ran). :meth:`end` is the last thing sent: the process's exit status (``None``:
+    it did not run) and a line the client shows once its terminal is restored. Calls on
+    a broken stream raise :class:`~dockyard.core.SessionError`.
     """
 
     @property
@@ -304,6 +306,8 @@ class ShellChannel(Protocol):
     def size(self) -> WindowSize | None: ...
 
     async def receive(self) -> bytes | WindowSize | None: ...
+
+    async def started(self) -> None: ...
 
     async def output(self, fd: int, data: bytes) -> None: ...
 

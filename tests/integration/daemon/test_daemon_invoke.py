@@ -17,6 +17,7 @@ import termios
 from pathlib import Path
 
 from tests.integration.cli.ptycmd import DOCKYARD, ENV, TIMEOUT, PtyCommand, Session, in_shell
+from tests.integration.conftest import need_tools
 
 from .conftest import DaemonProcess, eventually, mounts_under, processes_with
 
@@ -257,3 +258,65 @@ async def test_sigterm_during_a_terminal_shell_restores_the_terminal(
 
 def termios_raw(cmd: PtyCommand) -> bool:
     return not termios.tcgetattr(cmd.slave)[3] & termios.ECHO
+
+
+async def test_keys_typed_before_the_shell_runs_wait_for_it(
+    running: DaemonProcess, tmp_path: Path
+) -> None:
+    # the client used to read its terminal (in raw mode) from the moment the daemon
+    # asked for it, before the sandbox was even made: keys typed meanwhile went to a pty
+    # no shell read yet. Now they wait in the terminal until the process runs, and reach
+    # the shell once, in order
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN sleep 2; exit 7\n")
+    argv = _argv(running, ctx, "--invoke", "/bin/sh")
+
+    def drive() -> Session:
+        cmd = PtyCommand(argv)
+        assert cmd.read_until(b"RUN sleep 2"), cmd.data.decode(errors="replace")
+        cmd.send("echo typed-$((6*7))-first\n")  # while the step runs
+        assert cmd.read_until(b"exit it to continue"), cmd.data.decode(errors="replace")
+        cmd.send("echo typed-$((6*8))-second\n")  # while the shell's sandbox is made
+        assert cmd.read_until(b"typed-48-second"), cmd.data.decode(errors="replace")
+        cmd.send("exit 3\n")
+        return cmd.finish_keeping_tty()
+
+    session = await asyncio.to_thread(drive)
+    assert session.code == 1, session.output
+    out = in_shell(session.output)
+    assert out.count("typed-42-first") == 1  # ran once
+    assert out.count("typed-48-second") == 1
+    assert out.index("typed-42-first") < out.index("typed-48-second")  # in order
+    await _nothing_left(running)
+
+
+async def test_a_shell_that_never_runs_reads_no_key(
+    daemon: DaemonProcess, daemon_config: Path, tmp_path: Path
+) -> None:
+    # runc runs no terminal shell: the process never starts, so the client must neither
+    # read what the user typed (it is the next program's) nor put the terminal in raw mode
+    need_tools("runc")
+    await asyncio.to_thread(daemon_config.write_text, '[worker]\nruntime = "runc"\n')
+    await daemon.start()
+    ctx = _context(tmp_path / "ctx", "FROM busybox\nRUN exit 5\n")
+    argv = _argv(daemon, ctx, "--invoke", "/bin/sh")
+
+    def drive() -> tuple[Session, int]:
+        cmd = PtyCommand(argv)
+        cmd.send("typed-ahead\n")
+        cmd.proc.wait(timeout=TIMEOUT)
+        pending = _pending(cmd.slave)
+        return cmd.finish_keeping_tty(), pending
+
+    session, pending = await asyncio.to_thread(drive)
+    assert session.code == 1, session.output
+    assert "did not complete successfully: exit code: 5" in session.output
+    assert "needs the crun runtime" in session.output
+    assert pending == len(b"typed-ahead\n"), session.output  # left for the next program
+    await _nothing_left(daemon)
+
+
+def _pending(fd: int) -> int:
+    import fcntl
+    import struct
+
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])

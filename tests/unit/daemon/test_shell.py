@@ -34,6 +34,7 @@ class FakeChannel:
         self.outputs: dict[int, bytes] = {1: b"", 2: b""}
         self.ended: tuple[int | None, str] | None = None
         self.output_delay = 0.0
+        self.events: list[str] = []  # started and end, in order
 
     def send(self, event: bytes | WindowSize | None) -> None:
         self._incoming.put_nowait(event)
@@ -46,8 +47,12 @@ class FakeChannel:
             await asyncio.sleep(self.output_delay)
         self.outputs[fd] += data
 
+    async def started(self) -> None:
+        self.events.append("started")
+
     async def end(self, status: int | None, notice: str = "") -> None:
         self.ended = (status, notice)
+        self.events.append("end")
 
 
 def _open_pipes() -> set[tuple[int, int]]:
@@ -221,3 +226,26 @@ def test_a_shell_without_a_command_or_session_is_refused(
             reporter=NullReporter(),
             sessions=SessionManager(),
         )
+
+
+async def test_the_client_hears_once_that_the_process_runs_and_before_its_end() -> None:
+    # the client reads its input only after `started`: keys typed while the step's
+    # sandbox was made wait in its terminal instead of going to a pty no shell reads yet
+    channel = FakeChannel()
+    relay = _Relay(channel)
+    async with relay.running():
+        assert relay.stdio.started is not None
+        relay.stdio.started()
+        relay.stdio.started()  # once only
+        channel.send(b"")
+        await asyncio.to_thread(_cat, relay.stdio, b"")
+        relay.finish(0)
+    assert channel.events == ["started", "end"]
+
+
+async def test_a_process_that_never_ran_is_never_started() -> None:
+    channel = FakeChannel()
+    relay = _Relay(channel)
+    async with relay.running():
+        relay.finish(None, "--invoke: no such shell")
+    assert channel.events == ["end"]

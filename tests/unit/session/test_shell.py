@@ -83,6 +83,10 @@ async def test_pipes_travel_both_ways(harness: Harness, pipes: Pipes) -> None:
             assert pipes.lines == ["RUN failed: running sh (exit it to continue)"]
             assert not channel.tty
             assert channel.size is None
+            # nothing is read before the process runs: typed keys wait in the pipe
+            await asyncio.sleep(0.3)
+            assert _pending(pipes.in_r) == len(b"typed\n")
+            await channel.started()
             assert await channel.receive() == b"typed\n"
             os.write(pipes.in_w, b"more")
             os.close(pipes.in_w)
@@ -95,6 +99,11 @@ async def test_pipes_travel_both_ways(harness: Harness, pipes: Pipes) -> None:
         assert pipes.lines[1] == "it is over"  # shown after the shell, by the client
         assert _read(pipes.out_r) == b"to stdout"
         assert _read(pipes.err_r) == b"to stderr"
+
+
+def _pending(fd: int) -> int:
+    """The bytes waiting to be read from a pipe or terminal ``fd``."""
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
 
 
 def _size(fd: int, rows: int, cols: int) -> None:
@@ -114,7 +123,12 @@ async def test_a_terminal_is_raw_and_its_size_travels(tcp_or_unix: Harness) -> N
         ):
             assert channel.tty  # stdin is a terminal
             assert channel.size == WindowSize(rows=20, cols=70)
-            assert not termios.tcgetattr(slave)[3] & termios.ECHO  # raw mode meanwhile
+            # until the process runs the terminal is the user's (Ctrl-C cancels the
+            # build) and nothing is read from it
+            await asyncio.sleep(0.2)
+            assert termios.tcgetattr(slave) == saved
+            await channel.started()
+            await eventually(lambda: not termios.tcgetattr(slave)[3] & termios.ECHO)  # raw
             os.write(master, b"\x03ls\n")  # Ctrl-C is a key like any other
             assert await channel.receive() == b"\x03ls\n"
             _size(slave, 45, 132)
@@ -182,6 +196,7 @@ async def test_a_shell_stream_must_name_its_own_session(
         async def shell() -> bytes | WindowSize | None:
             async with handle.shell.open("running sh") as channel:
                 os.write(pipes.in_w, b"mine")
+                await channel.started()
                 got = await channel.receive()
                 await channel.end(0)
                 return got
@@ -248,3 +263,43 @@ async def test_output_is_sent_in_bounded_frames_and_the_end_last() -> None:
     assert {f.output.fd for f in frames.sent[:-1]} == {2}
     end = frames.sent[-1].shell_end
     assert (end.ran, end.notice) == (False, "why")
+
+
+async def test_started_is_sent_once_and_only_to_a_client_that_awaits_it() -> None:
+    frames = FakeFrames()
+    shell = FramesShell(frames, pb.ShellStart(await_start=True))
+    await shell.started()
+    await shell.started()
+    assert [f.WhichOneof("kind") for f in frames.sent] == ["started"]
+    older = FakeFrames()  # a client that knows no `started` frame
+    await FramesShell(older, pb.ShellStart()).started()
+    assert older.sent == []
+
+
+class _OlderDaemon:
+    """The frames of a daemon that announces no `started`: it ends the shell once the
+    client's input arrived."""
+
+    def __init__(self) -> None:
+        self.sent: list[pb.Frame] = []
+        self._input = asyncio.Event()
+
+    async def send(self, frame: pb.Frame) -> None:
+        self.sent.append(frame)
+        if frame.WhichOneof("kind") == "bytes":
+            self._input.set()
+
+    async def recv(self) -> pb.Frame | None:
+        await asyncio.wait_for(self._input.wait(), 10)
+        return pb.Frame(shell_end=pb.ShellEnd(ran=True, status=0))
+
+
+async def test_an_older_daemon_gets_the_input_at_once(pipes: Pipes) -> None:
+    from dockyard.session._shell import serve_shell
+
+    os.write(pipes.in_w, b"typed")
+    frames = _OlderDaemon()
+    assert await serve_shell(frames, pipes.terminal(terminal=False)) == 0
+    start = frames.sent[0].shell_start
+    assert not start.await_start
+    assert frames.sent[1].bytes.data == b"typed"

@@ -227,13 +227,15 @@ class ContentCommitReply(_message.Message):
     def __init__(self) -> None: ...
 
 class ShellRequest(_message.Message):
-    __slots__ = ("line",)
+    __slots__ = ("line", "announces_start")
     LINE_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCES_START_FIELD_NUMBER: _ClassVar[int]
     line: str
-    def __init__(self, line: _Optional[str] = ...) -> None: ...
+    announces_start: bool
+    def __init__(self, line: _Optional[str] = ..., announces_start: _Optional[bool] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("open", "stats", "want", "data", "credit", "bytes", "finish", "error", "shell_start", "resize", "output", "shell_end")
+    __slots__ = ("open", "stats", "want", "data", "credit", "bytes", "finish", "error", "shell_start", "resize", "output", "shell_end", "started")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     WANT_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +248,7 @@ class Frame(_message.Message):
     RESIZE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     SHELL_END_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
     open: Open
     stats: StatBatch
     want: Want
@@ -258,7 +261,8 @@ class Frame(_message.Message):
     resize: WindowSize
     output: Output
     shell_end: ShellEnd
-    def __init__(self, open: _Optional[_Union[Open, _Mapping]] = ..., stats: _Optional[_Union[StatBatch, _Mapping]] = ..., want: _Optional[_Union[Want, _Mapping]] = ..., data: _Optional[_Union[DataBatch, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., bytes: _Optional[_Union[Bytes, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., shell_start: _Optional[_Union[ShellStart, _Mapping]] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., shell_end: _Optional[_Union[ShellEnd, _Mapping]] = ...) -> None: ...
+    started: ShellStarted
+    def __init__(self, open: _Optional[_Union[Open, _Mapping]] = ..., stats: _Optional[_Union[StatBatch, _Mapping]] = ..., want: _Optional[_Union[Want, _Mapping]] = ..., data: _Optional[_Union[DataBatch, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., bytes: _Optional[_Union[Bytes, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., shell_start: _Optional[_Union[ShellStart, _Mapping]] = ..., resize: _Optional[_Union[WindowSize, _Mapping]] = ..., output: _Optional[_Union[Output, _Mapping]] = ..., shell_end: _Optional[_Union[ShellEnd, _Mapping]] = ..., started: _Optional[_Union[ShellStarted, _Mapping]] = ...) -> None: ...
 
 class Open(_message.Message):
     __slots__ = ("session_id", "call_id")
@@ -345,12 +349,18 @@ class Finish(_message.Message):
     def __init__(self, files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class ShellStart(_message.Message):
-    __slots__ = ("tty", "size")
+    __slots__ = ("tty", "size", "await_start")
     TTY_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    AWAIT_START_FIELD_NUMBER: _ClassVar[int]
     tty: bool
     size: WindowSize
-    def __init__(self, tty: _Optional[bool] = ..., size: _Optional[_Union[WindowSize, _Mapping]] = ...) -> None: ...
+    await_start: bool
+    def __init__(self, tty: _Optional[bool] = ..., size: _Optional[_Union[WindowSize, _Mapping]] = ..., await_start: _Optional[bool] = ...) -> None: ...
+
+class ShellStarted(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class WindowSize(_message.Message):
     __slots__ = ("rows", "cols")

@@ -261,6 +261,9 @@ class RemoteBackend:
             if not solving.cancelled():
                 solving.exception()  # the session's failure is the one reported
             if isinstance(exc, SessionError):
+                unreachable = _unreachable(exc)
+                if unreachable is not None:  # no daemon there: said as every call says it
+                    raise self._named(unreachable) from exc
                 raise SessionError(
                     f"cannot start a session with dockyardd at {self._address}: {exc.message}"
                 ) from exc
@@ -514,3 +517,20 @@ def _filter_strings(filters: UsageFilter | None) -> list[str]:
     if filters.in_use is not None:
         items.append(f"inuse={str(filters.in_use).lower()}")
     return items
+
+
+def _unreachable(exc: SessionError) -> DockyardError | None:
+    """The daemon's address could not be reached (the session's call failed
+    ``UNAVAILABLE``): the error a unary call would have raised, else ``None``."""
+    import grpc
+
+    cause = exc.__cause__
+    if (
+        isinstance(cause, grpc.RpcError)
+        and callable(getattr(cause, "code", None))
+        and cause.code() == grpc.StatusCode.UNAVAILABLE
+    ):
+        from dockyard.daemon import error_from_rpc
+
+        return error_from_rpc(cause)
+    return None

@@ -436,13 +436,39 @@ def error_from_status(
         except (ValueError, TypeError, KeyError, AttributeError):
             pass
     if code == grpc.StatusCode.UNAVAILABLE:
-        return DockyardError(f"cannot reach the daemon: {message}")
+        return DockyardError(f"cannot reach the daemon: {unreachable_reason(message)}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return DockyardError(f"the daemon does not support this request: {message}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DockyardError(f"the daemon did not answer in time: {message}")
     cls = _FALLBACK.get(code, DockyardError)
     return cls(message or f"the daemon failed the request ({code.name})")
+
+
+# what grpc says when a channel cannot connect -> what the user is told (the rest of its
+# text names grpc's internals: "failed to connect to all addresses; last error: ...")
+_UNREACHABLE = (
+    ("no such file or directory", "no socket there (is dockyardd running? see dockyardd --help)"),
+    ("connection refused", "connection refused (is dockyardd running and listening there?)"),
+    (
+        "permission denied",
+        "permission denied: only root and the socket's group may use it (the daemon's "
+        "config names the group: [grpc] group, see dockyardd --help)",
+    ),
+    ("socket closed", "it closed the connection (did dockyardd stop?)"),
+    ("connection reset", "it closed the connection (did dockyardd stop?)"),
+)
+
+
+def unreachable_reason(details: str) -> str:
+    """Why a channel could not reach the daemon, from grpc's ``UNAVAILABLE`` details: a
+    missing socket, a refused connection, a socket the user may not open or a daemon
+    that went away said plainly; anything else (a TLS handshake, a name that does not resolve) as grpc says it."""
+    lowered = details.lower()
+    for needle, reason in _UNREACHABLE:
+        if needle in lowered:
+            return reason
+    return details
 
 
 def error_from_rpc(exc: grpc.RpcError) -> DockyardError:

@@ -151,3 +151,22 @@ def test_the_embedded_path_loads_no_client(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_HOST"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env)
+
+
+def test_a_build_on_a_missing_daemon_says_so_plainly(
+    nowhere: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the session's attach failed first and its grpc status reached the user:
+    # "cannot start a session with dockyardd at ...: cannot attach the session:
+    # UNAVAILABLE: failed to connect to all addresses; last error: FAILED_PRECONDITION..."
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    for argv in (["build", "-q", str(ctx)], ["du"], ["prune"]):
+        assert main(["--addr", nowhere, *argv]) == 1
+        err = capsys.readouterr().err
+        assert f"cannot reach dockyardd at {nowhere}: no socket there (is dockyardd running?" in (
+            err
+        ), err
+        assert "FAILED_PRECONDITION" not in err
+        assert "UNAVAILABLE" not in err

@@ -246,7 +246,9 @@ def test_without_details_the_code_chooses_the_error() -> None:
     assert isinstance(error_from_status(grpc.StatusCode.NOT_FOUND, "gone"), NotFoundError)
     assert isinstance(error_from_status(grpc.StatusCode.CANCELLED, "stop"), CancelledError)
     unavailable = error_from_status(grpc.StatusCode.UNAVAILABLE, "connection refused")
-    assert str(unavailable) == "cannot reach the daemon: connection refused"
+    assert str(unavailable) == (
+        "cannot reach the daemon: connection refused (is dockyardd running and listening there?)"
+    )
     assert type(error_from_status(grpc.StatusCode.UNKNOWN, "")) is DockyardError
     garbage: list[tuple[str, str | bytes]] = [(DETAILS_KEY, b"\xff\xff\xff"), ("other", "x")]
     assert isinstance(error_from_status(grpc.StatusCode.NOT_FOUND, "m", garbage), NotFoundError)
@@ -390,3 +392,38 @@ def test_error_detail_is_json_of_the_record() -> None:
     assert json.loads(detail.record_json) == error.to_record()
     assert detail.sources[0].first_line == 5
     assert detail.sources[0].data.decode().splitlines()[0] == "RUN step 5"
+
+
+@pytest.mark.parametrize(
+    ("details", "reason"),
+    [
+        (
+            "failed to connect to all addresses; last error: FAILED_PRECONDITION: "
+            "unix:/run/x.sock: connect failed: addr: unix:/run/x.sock error: No such file or "
+            "directory",
+            "no socket there (is dockyardd running? see dockyardd --help)",
+        ),
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+            "Failed to connect to remote host: Connection refused",
+            "connection refused (is dockyardd running and listening there?)",
+        ),
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: unix:/run/x.sock: "
+            "Permission denied",
+            "permission denied: only root and the socket's group may use it (the daemon's "
+            "config names the group: [grpc] group, see dockyardd --help)",
+        ),
+        ("Stream removed (Socket closed)", "it closed the connection (did dockyardd stop?)"),
+        (
+            "Ssl handshake failed: CERTIFICATE_VERIFY_FAILED",
+            "Ssl handshake failed: CERTIFICATE_VERIFY_FAILED",
+        ),  # said as grpc says it
+    ],
+    ids=["no-socket", "refused", "permission", "closed", "tls"],
+)
+def test_an_unreachable_daemon_is_said_plainly(details: str, reason: str) -> None:
+    # grpc's own words ("failed to connect to all addresses; last error: FAILED_PRECONDITION
+    # ...") reached the user as they were
+    error = error_from_status(grpc.StatusCode.UNAVAILABLE, details)
+    assert str(error) == f"cannot reach the daemon: {reason}"

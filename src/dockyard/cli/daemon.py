@@ -29,6 +29,37 @@ if TYPE_CHECKING:
 __all__ = ["main", "run"]
 
 
+_EPILOG = """\
+clients: dockyard --addr ADDRESS build ... (or DOCKYARD_HOST=ADDRESS); a unix socket is
+made mode 0660 for root and the config's group, a tcp address other than a loopback one
+needs mutual TLS (clients: --tlscacert, --tlscert, --tlskey).
+
+config file (TOML; every key optional, as buildkitd.toml with kebab-case keys):
+  state-dir = "/var/lib/dockyard"
+  allowed-entitlements = ["network.host"]     # what builds may --allow
+  [grpc]
+  address = ["unix:///run/dockyard/dockyardd.sock", "tcp://0.0.0.0:1234"]
+  group = "dockyard"                          # may use the unix sockets (name or gid)
+  [grpc.tls]                                  # for tcp addresses
+  cert = "server.pem"
+  key = "server-key.pem"
+  ca = "ca.pem"                               # client certificates must chain to it
+  [worker]
+  runtime = "crun"                            # crun | runc
+  max-parallelism = 4
+  gc = true
+  [[worker.gcpolicy]]
+  keep-duration = "48h"
+  max-used-space = "10GB"
+  [registry."registry.local:5000"]
+  http = true
+(all keys: the docstring of dockyard.daemon.DaemonConfig)
+
+exit codes: 0 after SIGTERM/SIGINT (running builds cancelled), 1 when the daemon cannot
+start, 2 for a bad command line, config file or address.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     from dockyard import __version__
 
@@ -36,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="dockyardd",
         description="The Dockyard build daemon: serves builds, their progress, disk usage "
         "and prune to many clients over gRPC.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--config",

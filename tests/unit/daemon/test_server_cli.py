@@ -179,3 +179,18 @@ def test_dockyardd_starts_light(code: str) -> None:
     modules = _loaded_after(code)
     for heavy in ("grpc", "google.protobuf", "dockyard.engine", "dockyard.cache", "asyncio"):
         assert heavy not in modules, f"{heavy} imported by {code!r}"
+
+
+def test_the_helps_config_example_is_a_valid_config(tmp_path: Path) -> None:
+    # a new user finds the config file's format in dockyardd --help (the README names
+    # only --config FILE): the example shown must load
+    from dockyard.cli.daemon import _EPILOG
+
+    example = _EPILOG.split("config file", 1)[1].split("\n", 1)[1].split("\n(all keys", 1)[0]
+    text = "\n".join(line[2:] for line in example.splitlines())
+    for name in ("server.pem", "server-key.pem", "ca.pem"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "d.toml").write_text(text.replace('group = "dockyard"', "group = 0"))
+    config = load_config(tmp_path / "d.toml", (), None)
+    assert config.state_dir == Path("/var/lib/dockyard")
+    assert len(config.listeners) == 2

@@ -657,6 +657,29 @@ def _check_key_part(flag: str, key: str, value: str) -> None:
         raise UsageError(f"{flag}: {key}= holds a control character")
 
 
+def _object_keys(
+    flag: str, attrs: dict[str, str], prefix: str, *, blobs: str, manifests: str
+) -> tuple[tuple[str, ...], str, str]:
+    """``name`` (``;``-separated; ``buildkit``), ``blobs_prefix`` and ``manifests_prefix``
+    of an object-store cache (popped from ``attrs``; ``blobs``/``manifests`` their
+    defaults), each checked with ``prefix`` by :func:`_check_key_part`."""
+    names: tuple[str, ...] = (DEFAULT_S3_NAME,)
+    if "name" in attrs:
+        names = tuple(n.strip() for n in attrs.pop("name").split(";"))
+        if not all(names):
+            raise UsageError(f"{flag}: name= holds an empty name (names are separated by ;)")
+    blobs_prefix = attrs.pop("blobs_prefix", blobs)
+    manifests_prefix = attrs.pop("manifests_prefix", manifests)
+    for key, value in (
+        ("prefix", prefix),
+        ("blobs_prefix", blobs_prefix),
+        ("manifests_prefix", manifests_prefix),
+        *(("name", n) for n in names),
+    ):
+        _check_key_part(flag, key, value)
+    return names, blobs_prefix, manifests_prefix
+
+
 def _positive(flag: str, key: str, value: str) -> int:
     try:
         number = int(value)
@@ -688,21 +711,10 @@ def _s3_location(
         )
     if not _REGION.fullmatch(region):
         raise UsageError(f"{flag}: region={region!r} is not a region name")
-    names: tuple[str, ...] = (DEFAULT_S3_NAME,)
-    if "name" in attrs:
-        names = tuple(n.strip() for n in attrs.pop("name").split(";"))
-        if not all(names):
-            raise UsageError(f"{flag}: name= holds an empty name (names are separated by ;)")
     prefix = attrs.pop("prefix", "")
-    blobs_prefix = attrs.pop("blobs_prefix", "blobs/")
-    manifests_prefix = attrs.pop("manifests_prefix", "manifests/")
-    for key, value in (
-        ("prefix", prefix),
-        ("blobs_prefix", blobs_prefix),
-        ("manifests_prefix", manifests_prefix),
-        *(("name", n) for n in names),
-    ):
-        _check_key_part(flag, key, value)
+    names, blobs_prefix, manifests_prefix = _object_keys(
+        flag, attrs, prefix, blobs="blobs/", manifests="manifests/"
+    )
     endpoint = attrs.pop("endpoint_url", "")
     if _endpoint_has_userinfo(endpoint):
         raise UsageError(
@@ -830,21 +842,15 @@ def _azblob_location(
             "letters, digits and single hyphens)"
         )
     prefix = _setting(attrs, "prefix", env, "BUILDKIT_AZURE_STORAGE_PREFIX") or ""
-    names: tuple[str, ...] = (DEFAULT_S3_NAME,)
-    if "name" in attrs:
-        names = tuple(n.strip() for n in attrs.pop("name").split(";"))
-        if not all(names):
-            raise UsageError(f"{flag}: name= holds an empty name (names are separated by ;)")
-    blobs_prefix = attrs.pop("blobs_prefix", "blobs")
-    manifests_prefix = attrs.pop("manifests_prefix", "manifests")
+    names, blobs_prefix, manifests_prefix = _object_keys(
+        flag, attrs, prefix, blobs="blobs", manifests="manifests"
+    )
     for key, value in (
         ("prefix", prefix),
         ("blobs_prefix", blobs_prefix),
         ("manifests_prefix", manifests_prefix),
-        *(("name", n) for n in names),
     ):
-        _check_key_part(flag, key, value)
-        if key != "name" and value.startswith("/"):
+        if value.startswith("/"):  # the first part of a blob name joined as Go joins
             raise UsageError(f"{flag}: {key}={value!r} starts with '/'")
     secret = attrs.pop("secret_access_key", "")
     if not secret:

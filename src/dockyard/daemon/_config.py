@@ -205,10 +205,19 @@ class DaemonConfig:
         """Parse the text of a config file (``source``: where it came from, for messages
         and relative paths)."""
         where = str(source) if source is not None else "<config>"
+        long_key = _LONG_DOTTED_KEY.search(text)
+        if long_key is not None:
+            # tomllib keeps every prefix of a dotted key: 10 000 parts (20 KB) took 400 MB
+            line = text.count("\n", 0, long_key.start()) + 1
+            raise ConfigError(
+                f"{where}: line {line}: a dotted key of more than {_MAX_KEY_PARTS} parts"
+            )
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+        except ValueError as exc:  # TOMLDecodeError, or an integer past Python's 4300 digits
             raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
+        except RecursionError:  # arrays or inline tables nested past the parser's stack
+            raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
         return cls.from_mapping(data, source=source)
 
     @classmethod
@@ -283,6 +292,8 @@ def parse_space(value: object) -> Space:
     if isinstance(value, int):
         if value < 0:
             raise UsageError(f"invalid size {value}: must not be negative")
+        if value > _MAX_BYTES:
+            raise UsageError(f"invalid size {_short(value)}: more than 2^63-1 bytes")
         return Space(bytes=value)
     if isinstance(value, str):
         percent = _PERCENT.match(value)
@@ -294,7 +305,10 @@ def parse_space(value: object) -> Space:
         match = _SIZE.match(value)
         if match:
             number, unit, _ = match.groups()
-            return Space(bytes=int(float(number) * (1 << _SIZE_SHIFT[unit.lower()])))
+            amount = float(number) * (1 << _SIZE_SHIFT[unit.lower()])
+            if amount > _MAX_BYTES:  # (infinity too: 400 digits)
+                raise UsageError(f"invalid size {_short(value)!r}: more than 2^63-1 bytes")
+            return Space(bytes=int(amount))
     raise UsageError(
         f"invalid size {value!r} (expected bytes, a size such as '512MB', or a percentage)"
     )
@@ -306,8 +320,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UsageError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
-        if value < 0 or not math.isfinite(value):
+        if value < 0 or (isinstance(value, float) and not math.isfinite(value)):
             raise UsageError(f"invalid duration {value!r}: must be a positive number of seconds")
+        if value > _MAX_SECONDS:  # compared as numbers: a 400-digit int is no float
+            raise UsageError(f"invalid duration {_short(value)}: longer than 292 years")
         return float(value)
     if isinstance(value, str):
         from dockyard.core.durations import parse_go_duration
@@ -353,6 +369,20 @@ _POLICY = ("all", "filters", "keep-duration", *_SPACES)
 _RECORD_TYPE_ALIASES = {"source.git.checkout": "source.git"}
 
 
+# a key part (bare, "basic" or 'literal') and its dot, repeated: no config of ours has
+# more than four parts; tomllib's cost is quadratic in them
+_MAX_KEY_PARTS = 64
+_LONG_DOTTED_KEY = re.compile(
+    r"""(?<![A-Za-z0-9_-])"""  # a part starts where a run of key characters does, and
+    # possessive loops never give back (a search stays linear in the text)
+    r"""(?:(?:[A-Za-z0-9_-]++|"(?:[^"\\\n]|\\.)*+"|'[^'\n]*+')[ \t]*+\.[ \t]*+)"""
+    + f"{{{_MAX_KEY_PARTS}}}"
+)
+# Go's durations are int64 nanoseconds (~292 years); sizes are int64 bytes
+_MAX_SECONDS = (2**63 - 1) / 1e9
+_MAX_BYTES = 2**63 - 1
+
+
 def _squash(key: str) -> str:
     return key.replace("-", "").replace("_", "").lower()
 
@@ -395,7 +425,14 @@ class _Parser:
         text = self.typed(value, key, str, "a path")
         if not text:
             raise self.error(key, "must not be empty")
+        self.no_nul(text, key)
         return (self.base / Path(text).expanduser()).absolute()
+
+    def no_nul(self, text: str, key: str) -> None:
+        """Paths and program names go to the OS, which takes no NUL character (Python
+        raises ``ValueError`` when one is passed)."""
+        if "\x00" in text:
+            raise self.error(key, f"must not contain a NUL character: {text!r}")
 
     def convert(self, key: str, value: object, parse: Callable[[Any], T]) -> T:
         try:
@@ -425,6 +462,7 @@ class _Parser:
             binary = self.typed(binary, "worker.runtime-binary", str, "a program name or path")
             if not binary:
                 raise self.error("worker.runtime-binary", "must not be empty")
+            self.no_nul(binary, "worker.runtime-binary")
         parallelism = worker.get("max-parallelism")
         if parallelism is not None:
             parallelism = self.typed(parallelism, "worker.max-parallelism", int, "an integer")
@@ -494,6 +532,8 @@ class _Parser:
         addresses = self.strings(table.get("address", [f"unix://{DEFAULT_SOCKET}"]), "grpc.address")
         if not addresses:
             raise self.error("grpc.address", "must list at least one address")
+        for address in addresses:
+            self.no_nul(address, "grpc.address")
         listeners = tuple(
             self.convert("grpc.address", a, lambda a: _listener(a, tls=tls, group=group))
             for a in addresses
@@ -507,10 +547,11 @@ class _Parser:
 
     def group(self, value: object) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
-            if value < 0:
-                raise self.error("grpc.group", f"invalid group id {value}")
+            if not 0 <= value < 2**32 - 1:  # 2^32-1 is chown's "unchanged"
+                raise self.error("grpc.group", f"invalid group id {_short(value)}")
             return value
         name = self.typed(value, "grpc.group", str, "a group name or id")
+        self.no_nul(name, "grpc.group")
         try:
             return grp.getgrnam(name).gr_gid
         except KeyError:
@@ -575,6 +616,15 @@ class _Parser:
                     wanted = _RECORD_TYPE_ALIASES.get(wanted.strip(), wanted.strip())
                 items.append(f"{name.strip()}{sep}{wanted}")
         return self.convert(key, items, UsageFilter.parse)
+
+
+def _short(value: object) -> str:
+    """A number or string for a message: long ones cut (and Python's 4300-digit limit
+    on printing ints never reached)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"{'-' if value < 0 else ''}a number of {value.bit_length()} bits"
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _show(value: object) -> str:

@@ -685,10 +685,10 @@ class _Chain:
         elif full:
             url = full
             parsed = urllib.parse.urlsplit(full)
+            if "@" in parsed.netloc:  # checked first: the message would quote a password
+                raise ConfigError("AWS_CONTAINER_CREDENTIALS_FULL_URI holds a user or password")
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigError(f"AWS_CONTAINER_CREDENTIALS_FULL_URI={full!r} is not a URL")
-            if parsed.username or parsed.password:
-                raise ConfigError("AWS_CONTAINER_CREDENTIALS_FULL_URI holds a user or password")
             if parsed.scheme == "http" and not _loopback_or_container(parsed.hostname):
                 raise ConfigError(
                     f"AWS_CONTAINER_CREDENTIALS_FULL_URI: plain http only to a loopback or the "
@@ -717,10 +717,10 @@ class _Chain:
         if not endpoint:
             endpoint = _IMDS_V6 if mode.strip().lower() == "ipv6" else _IMDS_V4
         parsed = urllib.parse.urlsplit(endpoint)
+        if "@" in parsed.netloc:  # checked first: the message would quote a password
+            raise ConfigError("AWS_EC2_METADATA_SERVICE_ENDPOINT holds a user or password")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigError(f"AWS_EC2_METADATA_SERVICE_ENDPOINT={endpoint!r} is not a URL")
-        if parsed.username or parsed.password:
-            raise ConfigError("AWS_EC2_METADATA_SERVICE_ENDPOINT holds a user or password")
         v1_off = env.get("AWS_EC2_METADATA_V1_DISABLED", "") or profile.get(
             "ec2_metadata_v1_disabled", ""
         )

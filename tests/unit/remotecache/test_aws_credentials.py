@@ -415,6 +415,9 @@ async def test_container_credentials(tmp_path: Path) -> None:
     for refused in ("http://10.0.0.5/creds", "http://example.com/creds", "ftp://127.0.0.1/"):
         with pytest.raises(ConfigError, match="FULL_URI"):
             default_credentials(env | {"AWS_CONTAINER_CREDENTIALS_FULL_URI": refused})
+    with pytest.raises(ConfigError, match="user or password") as caught:
+        default_credentials(env | {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "ftp://u:pw-9@h/"})
+    assert "pw-9" not in str(caught.value)
     for allowed in ("https://creds.example.com/x", "http://169.254.170.23/v1", "http://[::1]:8/"):
         assert isinstance(
             default_credentials(env | {"AWS_CONTAINER_CREDENTIALS_FULL_URI": allowed}),

@@ -758,6 +758,21 @@ class _Chain:
             raise ConfigError(
                 f"AWS profile {seen[-1]!r}: its source_profile {name!r} has no credentials"
             )
+        kinds = [
+            k
+            for k in (
+                "source_profile",
+                "credential_source",
+                "credential_process",
+                "web_identity_token_file",
+            )
+            if values.get(k)
+        ]
+        if len(kinds) > 1 and not (seen and static is not None):
+            raise ConfigError(
+                f"AWS profile {name!r}: only one kind of credentials per profile "
+                f"({', '.join(kinds)} are all set)"
+            )
         base: CredentialsProvider | None
         if seen and static is not None:
             # a source profile with keys: they are its credentials (its own source_profile

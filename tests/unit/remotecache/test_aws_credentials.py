@@ -192,6 +192,8 @@ def test_source_profile_chains(tmp_path: Path) -> None:
         "[profile useless]\nrole_arn = arn:aws:iam::1:role/u\nsource_profile = empty\n"
         "[profile mfa]\nrole_arn = arn:aws:iam::1:role/m\nsource_profile = base\n"
         "mfa_serial = arn:aws:iam::1:mfa/me\n"
+        "[profile two]\nrole_arn = arn:aws:iam::1:role/t\nsource_profile = base\n"
+        "credential_process = /bin/true\n"
     )
     env = files(tmp_path, config=config)
     top = default_credentials(env | {"AWS_PROFILE": "top"}, region="us-west-2")
@@ -222,6 +224,8 @@ def test_source_profile_chains(tmp_path: Path) -> None:
         default_credentials(env | {"AWS_PROFILE": "useless"})
     with pytest.raises(ConfigError, match="MFA"):
         default_credentials(env | {"AWS_PROFILE": "mfa"})
+    with pytest.raises(ConfigError, match="only one kind"):  # as the SDK refuses it
+        default_credentials(env | {"AWS_PROFILE": "two"})
 
 
 async def test_assume_role_signs_with_the_source_and_reads_the_answer(tmp_path: Path) -> None:

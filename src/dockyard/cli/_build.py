@@ -877,6 +877,13 @@ def run_build(
         result = asyncio.run(_run(client, options, reporter))
     except DockyardError as exc:
         renderer.close()  # the progress and the failed step's log come first
+        if _writes_stdout(options):
+            from dockyard.cli import _stdio
+
+            if _stdio.reader_gone((1,)):  # the tarball's reader went away (| head -c)
+                import signal
+
+                return -signal.SIGPIPE  # as a Go CLI ends: by SIGPIPE, nothing more said
         prefix = "" if isinstance(exc, UsageError) else "failed to solve: "
         step_log = progress in ("quiet", "rawjson") or (console is not None and console.used)
         return report_error(exc, step_log=step_log, prefix=prefix)

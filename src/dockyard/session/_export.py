@@ -90,6 +90,9 @@ class FileSink:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:
+            if self._target.fd == 1 and isinstance(exc, BrokenPipeError):
+                # (the CLI then ends as a Go CLI does when its stdout's reader is gone)
+                raise DockyardError("stdout was closed by its reader") from exc
             where = str(self._target.path) if self._target.path else f"fd {self._target.fd}"
             raise DockyardError(f"cannot write the export to {where!r}: {exc.strerror}") from exc
         self.bytes += len(data)

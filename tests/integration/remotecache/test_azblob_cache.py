@@ -292,3 +292,26 @@ async def test_large_blobs_go_in_blocks_that_azurite_accepts(
             path, "blobs/sha256:big", size=len(data), block_size=400 << 10, single_put_limit=1
         )
         assert await client.get_bytes("blobs/sha256:big", limit=len(data)) == data[::-1]
+
+
+async def test_a_cache_in_buildkits_own_serialization_is_read(
+    tmp_path: Path, registry: RegistryProcess, base: str, azurite: Azurite
+) -> None:
+    from .test_s3_cache import go_form
+
+    container = "cache-goform"
+    context = write_context(tmp_path / "ctx", base)
+    spec = azurite.attrs(container, ",mode=max")
+    await build(tmp_path / "a", registry, context, cache_to=(parse_cache_export(spec),))
+    async with azurite.client(container) as client:
+        written = await client.get_bytes("manifests/buildkit", limit=1 << 24)
+        assert written is not None
+        await client.put_bytes("manifests/go", go_form(written))
+    again = await build(
+        tmp_path / "b",
+        registry,
+        context,
+        cache_from=(parse_cache_import(azurite.attrs(container, ",name=go")),),
+    )
+    assert not again.warnings()
+    assert list(again.runs().values()) == [False, False], again.statuses()

@@ -79,15 +79,43 @@ class ClientTls:
         return cls(ca=Path(ca), cert=Path(cert), key=Path(key))
 
     def credentials(self) -> Any:
+        """grpc's channel credentials; a :class:`~dockyard.core.UsageError` naming the
+        flag whose file cannot be read or is no PEM certificate or key, or when the key
+        is not the certificate's (grpc's C core would log its own lines and then fail
+        every call with "Failed to create security handshaker")."""
         import grpc
 
-        try:
-            ca, cert, key = (p.read_bytes() for p in (self.ca, self.cert, self.key))
-        except OSError as exc:
-            raise UsageError(f"cannot read a TLS file: {exc}") from exc
+        files = {"--tlscacert": self.ca, "--tlscert": self.cert, "--tlskey": self.key}
+        data: dict[str, bytes] = {}
+        for flag, path in files.items():
+            try:
+                data[flag] = path.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from exc
+        self._check(data["--tlscacert"])
         return grpc.ssl_channel_credentials(
-            root_certificates=ca, private_key=key, certificate_chain=cert
+            root_certificates=data["--tlscacert"],
+            private_key=data["--tlskey"],
+            certificate_chain=data["--tlscert"],
         )
+
+    def _check(self, ca: bytes) -> None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            context.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise UsageError(f"--tlscacert {self.ca}: no PEM certificate in it") from exc
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except ssl.SSLError as exc:
+            why = (
+                "the key is not the certificate's"
+                if "KEY_VALUES_MISMATCH" in str(exc)
+                else "not a PEM certificate and its private key"
+            )
+            raise UsageError(f"--tlscert {self.cert} and --tlskey {self.key}: {why}") from exc
 
 
 class RemoteBackend:
@@ -159,6 +187,12 @@ class RemoteBackend:
             error.message = error.message.replace(
                 "cannot reach the daemon", f"cannot reach dockyardd at {self._address}", 1
             )
+            if (
+                self._tls is None
+                and self._address.startswith("tcp://")
+                and "closed the connection" in error.message
+            ):  # what a TLS port does to a plain connection
+                error.message += "; a daemon with TLS wants --tlscacert, --tlscert and --tlskey"
         return error
 
     # -- builds ----------------------------------------------------------------------

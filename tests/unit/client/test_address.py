@@ -131,3 +131,64 @@ def test_tls_towards_tcp_daemons(tmp_path: Path) -> None:
         Client.connect("tcp://192.0.2.1:1234")
     assert Client.connect("tcp://192.0.2.1:1234", tls=tls).address == "tcp://192.0.2.1:1234"
     assert Client.connect("tcp://localhost:1234").mode == "daemon"
+
+
+def _openssl_pair(path: Path, name: str) -> tuple[Path, Path]:
+    import subprocess
+
+    cert, key = path / f"{name}.pem", path / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_files_are_checked_before_grpc_sees_them(tmp_path: Path) -> None:
+    # a key of another certificate made grpc's C core log "Invalid private key" lines
+    # and every call fail with "Failed to create security handshaker"
+    from dockyard.client import ClientTls
+
+    ca, _ = _openssl_pair(tmp_path, "ca")
+    cert, key = _openssl_pair(tmp_path, "client")
+    _, other_key = _openssl_pair(tmp_path, "other")
+    assert ClientTls(ca=ca, cert=cert, key=key).credentials() is not None
+    with pytest.raises(UsageError, match=r"--tlskey .*other.key: the key is not the certificate's"):
+        ClientTls(ca=ca, cert=cert, key=other_key).credentials()
+    with pytest.raises(UsageError, match="not a PEM certificate and its private key"):
+        ClientTls(ca=ca, cert=key, key=key).credentials()
+    with pytest.raises(UsageError, match=r"--tlscacert .*client.key: no PEM certificate in it"):
+        ClientTls(ca=key, cert=cert, key=key).credentials()
+    with pytest.raises(UsageError, match=r"--tlscert .*missing.pem: No such file or directory"):
+        ClientTls(ca=ca, cert=tmp_path / "missing.pem", key=key).credentials()
+
+
+def test_a_plain_connection_closed_by_a_tcp_daemon_hints_at_tls() -> None:
+    # a plain client of a daemon with TLS read only "it closed the connection"
+    from dockyard.client._remote import RemoteBackend
+    from dockyard.core import DockyardError
+
+    closed = "cannot reach the daemon: it closed the connection (did dockyardd stop?)"
+    tcp = RemoteBackend("tcp://127.0.0.1:1")._named(DockyardError(closed))
+    assert str(tcp) == (
+        "cannot reach dockyardd at tcp://127.0.0.1:1: it closed the connection (did dockyardd "
+        "stop?); a daemon with TLS wants --tlscacert, --tlscert and --tlskey"
+    )
+    unix = RemoteBackend("unix:///run/x.sock")._named(DockyardError(closed))
+    assert "TLS" not in str(unix)

@@ -118,7 +118,8 @@ def _load_yaml(text: str, path: Path) -> Any:
         raise ConfigError(f"{path}: reading a YAML CDI spec needs PyYAML") from None
     try:
         document = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        # ValueError: an integer past Python's 4300 digits (PyYAML converts with int())
         raise ConfigError(f"{path}: CDI spec is not valid YAML: {exc}") from None
     _check_expansion(document, path)
     return document
@@ -211,10 +212,12 @@ class _Reader:
     def string(self, value: object, where: str) -> str:
         if self.yaml and isinstance(value, bool):
             return "true" if value else "false"  # as the reference's YAML decoding does
-        if self.yaml and isinstance(value, int):
+        if self.yaml and isinstance(value, int) and value.bit_length() <= 64:
             return str(value)
         if not isinstance(value, str):
             raise self.error(where, f"must be a string, not {_show(value)}")
+        if "\0" in value:  # no environment entry, argument, option or path takes one
+            raise self.error(where, "must not contain NUL")
         return value
 
     def strings(self, value: object, where: str) -> tuple[str, ...]:
@@ -228,7 +231,7 @@ class _Reader:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.error(where, f"must be an integer, not {_show(value)}")
         if not low <= value <= high:
-            raise self.error(where, f"{value} is out of range ({low}..{high})")
+            raise self.error(where, f"{_show(value)} is out of range ({low}..{high})")
         return value
 
     def u32(self, value: object, where: str) -> int:
@@ -542,4 +545,8 @@ def _show(value: object) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, int) and value.bit_length() > 64:
+        # YAML's 0x/0o/0b integers have no length limit, and printing one of more
+        # than 4300 digits is a ValueError
+        return f"an integer of {value.bit_length()} bits"
     return repr(value)

@@ -51,6 +51,7 @@ from ._service import ControlService, WorkerInfo
 from ._warm import warm
 
 if TYPE_CHECKING:
+    from dockyard.core.address import TlsConfig
     from dockyard.engine import Engine
 
 __all__ = ["MAX_MESSAGE_BYTES", "Daemon"]
@@ -321,6 +322,7 @@ def _bind(server: Any, listener: Listener) -> str:
         raise UsageError(f"cannot listen on {listener.url}{why}")
     if listener.tls is not None:
         cert, key, ca = listener.tls.read()
+        _check_tls(listener.tls)
         credentials = grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=ca, require_client_auth=True
         )
@@ -333,6 +335,30 @@ def _bind(server: Any, listener: Listener) -> str:
         raise UsageError(f"cannot listen on {listener.url}{_why_not_bound(listener)}")
     host = f"[{listener.host}]" if ":" in listener.host else listener.host
     return f"tcp://{host}:{port}"
+
+
+def _check_tls(tls: TlsConfig) -> None:
+    """A :class:`~dockyard.core.ConfigError` when ``[grpc.tls]``'s files are no PEM
+    certificate with its key and CA (grpc's C core logged "Invalid private key" lines,
+    then the address was refused without a reason)."""
+    import ssl
+
+    from dockyard.core import ConfigError
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except ssl.SSLError as exc:
+        why = (
+            "the key is not the certificate's"
+            if "KEY_VALUES_MISMATCH" in str(exc)
+            else "not a PEM certificate and its private key"
+        )
+        raise ConfigError(f"grpc.tls.cert {tls.cert} and grpc.tls.key {tls.key}: {why}") from exc
+    try:
+        context.load_verify_locations(cafile=str(tls.ca))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"grpc.tls.ca {tls.ca}: no PEM certificate in it") from exc
 
 
 def _add_port(add: Any, *args: Any) -> int:

@@ -194,3 +194,66 @@ def test_the_helps_config_example_is_a_valid_config(tmp_path: Path) -> None:
     config = load_config(tmp_path / "d.toml", (), None)
     assert config.state_dir == Path("/var/lib/dockyard")
     assert len(config.listeners) == 2
+
+
+def _openssl_pair(path: Path, name: str) -> tuple[Path, Path]:
+    cert, key = path / f"{name}.pem", path / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("broken", ["key", "ca"])
+def test_tls_files_that_do_not_fit_are_a_config_error(tmp_path: Path, broken: str) -> None:
+    # grpc's C core logged "Invalid private key" lines, then dockyardd said only
+    # "cannot listen on tcp://...", exit 2
+    cert, key = _openssl_pair(tmp_path, "server")
+    _, other_key = _openssl_pair(tmp_path, "other")
+    ca = key if broken == "ca" else cert
+    config = tmp_path / "d.toml"
+    config.write_text(
+        '[grpc]\naddress = ["tcp://127.0.0.1:1"]\n'
+        f'[grpc.tls]\ncert = "{cert}"\nkey = "{other_key if broken == "key" else key}"\n'
+        f'ca = "{ca}"\n'
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dockyard.cli.daemon",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    expected = (
+        f"dockyardd: grpc.tls.cert {cert} and grpc.tls.key {other_key}: the key is not the "
+        "certificate's\n"
+        if broken == "key"
+        else f"dockyardd: grpc.tls.ca {key}: no PEM certificate in it\n"
+    )
+    assert proc.stderr == expected

@@ -25,20 +25,18 @@ from dockyard.core import DockyardError, FrontendError, Platform, UsageError
 from ._convert_copy import dispatch_copy
 from ._convert_image import (
     DEFAULT_PATH,
-    add_history,
-    add_labels,
+    ImageDraft,
     env_dict,
     format_healthcheck,
     healthcheck_config,
     list_text,
     quoted_list,
-    set_envs,
     update_config,
 )
 from ._convert_options import ConvertOptions
 from ._convert_paths import normalize_path
 from ._convert_run import dispatch_run
-from ._convert_stages import Command, StageNode
+from ._convert_stages import SCAN_CONTEXT_ARG, SCAN_STAGE_ARG, Command, StageNode
 from ._instructions import (
     AddInstruction,
     ArgInstruction,
@@ -119,9 +117,11 @@ class StageDispatcher:
         "build_args",
         "cmd_set",
         "ctx",
-        "image",
+        "draft",
+        "env",
         "node",
         "platform",
+        "scan_args",
         "state",
         "workdir_set",
     )
@@ -136,25 +136,26 @@ class StageDispatcher:
             self.state: llb.State = base.state
             self.platform: Platform = base.platform or ctx.target_platform
             # ONBUILD triggers of a base stage ran here already; they do not carry over.
-            self.image: oci.ImageConfig = update_config(
-                base.image or _unknown_image(self.platform), on_build=()
-            )
+            image = base.image or _unknown_image(self.platform)
+            if image.config.on_build:
+                image = update_config(image, on_build=())
             node.base_image = base.base_image
             self.build_args: list[tuple[str, str | None]] = list(base.build_args)
+            self.scan_args: dict[str, str] = dict(base.scan_args)
             self.workdir_set = base.workdir_set
         else:
             assert node.state is not None
             self.state = node.state
             self.platform = node.platform or ctx.target_platform
-            self.image = node.image or _unknown_image(self.platform)
+            image = node.image or _unknown_image(self.platform)
             self.build_args = []
+            self.scan_args = {}
             self.workdir_set = False
         if ctx.options.multi_platform:
             node.progress.platform = self.platform
-        self._init_from_image()
+        self._init_from_image(image)
 
-    def _init_from_image(self) -> None:
-        image = self.image
+    def _init_from_image(self, image: oci.ImageConfig) -> None:
         if "PATH" not in env_dict(image.config.env) and self.platform.os != "windows":
             image = update_config(image, env=(*image.config.env, f"PATH={DEFAULT_PATH}"))
         state = self.state.with_envs(
@@ -165,18 +166,31 @@ class StageDispatcher:
             state = state.with_hostname(options.hostname)
         if image.config.working_dir:
             workdir = normalize_path(image.config.working_dir, image.config.working_dir)
-            image = update_config(image, working_dir=workdir)
+            if workdir != image.config.working_dir:
+                image = update_config(image, working_dir=workdir)
             state = state.with_cwd(workdir)
         if image.config.user:
             state = state.with_user(image.config.user)
         self.state = state.with_network(_NETWORKS[options.network])
-        self.image = image
+        self.draft = ImageDraft(image)
+        # the state's environment, kept here as well for lookups: reading the state's
+        # built a dict per instruction (callers do not change it)
+        self.env: dict[str, str] = self.state.env
 
     # -- helpers shared with RUN and COPY --------------------------------------------
 
     @property
-    def env(self) -> dict[str, str]:
-        return self.state.env
+    def image(self) -> oci.ImageConfig:
+        """The image config as it stands (made from :attr:`draft`)."""
+        return self.draft.image()
+
+    def set_env(self, env: Mapping[str, str]) -> None:
+        """Set variables in the state's environment (a name set again moves to the
+        end)."""
+        self.state = self.state.with_envs(env)
+        for key, value in env.items():
+            self.env.pop(key, None)
+            self.env[key] = value
 
     @property
     def ignore_cache(self) -> bool:
@@ -212,15 +226,14 @@ class StageDispatcher:
         return uppercase_command(text)
 
     def commit(self, created_by: str, *, layer: bool = False, marker: bool | None = None) -> None:
-        self.image = add_history(
-            self.image, created_by, layer=layer, epoch=self.ctx.epoch, marker=marker
-        )
+        self.draft.add_history(created_by, layer=layer, epoch=self.ctx.epoch, marker=marker)
 
     def with_shell(self, args: tuple[str, ...]) -> tuple[str, ...]:
         """A shell-form command as the argument list the stage's shell runs it with."""
-        shell = self.image.config.shell
+        scalars = self.draft.scalars
+        shell = scalars.config.shell
         if not shell:
-            shell = ("cmd", "/S", "/C") if self.image.os == "windows" else ("/bin/sh", "-c")
+            shell = ("cmd", "/S", "/C") if scalars.os == "windows" else ("/bin/sh", "-c")
         return (*shell, " ".join(args))
 
     # -- dispatch ---------------------------------------------------------------------
@@ -241,6 +254,7 @@ class StageDispatcher:
         node.image = self.image
         node.platform = self.platform
         node.build_args = tuple(self.build_args)
+        node.scan_args = self.scan_args
         node.workdir_set = self.workdir_set
         node.dispatched = True
 
@@ -278,8 +292,10 @@ class StageDispatcher:
             elif key in self.ctx.global_args:
                 value = self.ctx.global_args[key]
             if value is not None and key not in NON_ENV_ARGS:
-                self.state = self.state.with_env(key, value)
+                self.set_env({key: value})
             self.build_args.append((key, value))
+            if value is not None and key in (SCAN_CONTEXT_ARG, SCAN_STAGE_ARG):
+                self.scan_args[key] = value
             parts.append(key if value is None else f"{key}={value}")
         self.commit("ARG " + " ".join(parts))
 
@@ -287,8 +303,9 @@ class StageDispatcher:
         self.workdir_set = True
         if not instruction.path:
             raise instruction.error("WORKDIR cannot be empty")
-        workdir = normalize_path(self.image.config.working_dir, instruction.path)
-        self.image = update_config(self.image, working_dir=workdir)
+        draft = self.draft
+        workdir = normalize_path(draft.scalars.config.working_dir, instruction.path)
+        draft.update(working_dir=workdir)
         self.state = self.state.with_cwd(workdir)
         layer = workdir != "/"
         if layer:
@@ -300,7 +317,7 @@ class StageDispatcher:
                     workdir,
                     0o755,
                     parents=True,
-                    owner=self.image.config.user or None,
+                    owner=draft.scalars.config.user or None,
                     created=self.ctx.created,
                 )
             except UsageError as exc:
@@ -315,42 +332,42 @@ class StageDispatcher:
 
     def _config(self, instruction: Instruction) -> None:
         """Instructions that change only the image config (and the state's env/user)."""
-        image = self.image
+        draft = self.draft
         if isinstance(instruction, EnvInstruction):
             pairs = [(kv.key, kv.value) for kv in instruction.env]
             ordered: dict[str, str] = {}
             for key, value in pairs:
                 ordered.pop(key, None)  # a name set twice moves to the end, as one by one
                 ordered[key] = value
-            self.state = self.state.with_envs(ordered)
-            self.image = set_envs(image, pairs)
+            self.set_env(ordered)
+            draft.set_envs(pairs)
             self.commit("ENV " + " ".join(str(kv) for kv in instruction.env))
         elif isinstance(instruction, LabelInstruction):
-            self.image = add_labels(image, {kv.key: kv.value for kv in instruction.labels})
+            draft.add_labels({kv.key: kv.value for kv in instruction.labels})
             self.commit("LABEL " + " ".join(str(kv) for kv in instruction.labels))
         elif isinstance(instruction, UserInstruction):
             self.state = self.state.with_user(instruction.user)
-            self.image = update_config(image, user=instruction.user)
+            draft.update(user=instruction.user)
             self.commit(f"USER {instruction.user}")
         elif isinstance(instruction, ExposeInstruction):
             try:
                 ports = parse_ports(instruction.ports)
             except BadValue as exc:
                 raise instruction.error(f"EXPOSE: {exc}") from None
-            self.image = update_config(image, exposed_ports=(*image.config.exposed_ports, *ports))
+            draft.add_ports(ports)
             self.commit(f"EXPOSE {list_text(ports)}")
         elif isinstance(instruction, VolumeInstruction):
-            self.image = update_config(image, volumes=(*image.config.volumes, *instruction.volumes))
+            draft.add_volumes(instruction.volumes)
             self.commit(f"VOLUME {list_text(instruction.volumes)}")
         elif isinstance(instruction, StopsignalInstruction):
             try:
                 parse_signal(instruction.signal)
             except BadValue as exc:
                 raise instruction.error(f"STOPSIGNAL: {exc}") from None
-            self.image = update_config(image, stop_signal=instruction.signal)
+            draft.update(stop_signal=instruction.signal)
             self.commit(f"STOPSIGNAL {instruction.signal}")
         elif isinstance(instruction, ShellInstruction):
-            self.image = update_config(image, shell=instruction.shell)
+            draft.update(shell=instruction.shell)
             self.commit(f"SHELL {list_text(instruction.shell)}")
         elif isinstance(instruction, CmdInstruction):
             args = (
@@ -358,7 +375,7 @@ class StageDispatcher:
                 if instruction.shell_form
                 else instruction.command
             )
-            self.image = update_config(image, cmd=args, args_escaped=True)
+            draft.update(cmd=args, args_escaped=True)
             self.cmd_set = True
             self.commit(f"CMD {quoted_list(args)}")
         elif isinstance(instruction, EntrypointInstruction):
@@ -367,21 +384,18 @@ class StageDispatcher:
                 if instruction.shell_form
                 else instruction.command
             )
-            image = update_config(image, entrypoint=args)
+            draft.update(entrypoint=args)
             if not self.cmd_set:
-                image = update_config(image, cmd=())
-            self.image = image
+                draft.update(cmd=())
             self.commit(f"ENTRYPOINT {quoted_list(args)}")
         elif isinstance(instruction, HealthcheckInstruction):
             check = healthcheck_config(instruction)
-            self.image = update_config(image, healthcheck=check)
+            draft.update(healthcheck=check)
             self.commit(f"HEALTHCHECK {format_healthcheck(check)}")
         elif isinstance(instruction, MaintainerInstruction):
-            self.image = dataclasses.replace(image, author=instruction.maintainer)
+            draft.set_author(instruction.maintainer)
             self.commit(f"MAINTAINER {instruction.maintainer}")
         elif isinstance(instruction, OnbuildInstruction):
-            self.image = update_config(
-                image, on_build=(*image.config.on_build, instruction.expression)
-            )
+            draft.add_on_build(instruction.expression)
         else:  # pragma: no cover - every instruction type is handled above
             raise instruction.error(f"{instruction.keyword} cannot be converted")

@@ -24,6 +24,7 @@ from ._text import go_quote_list
 __all__ = [
     "DEFAULT_PATH",
     "HISTORY_COMMENT",
+    "ImageDraft",
     "add_history",
     "add_labels",
     "empty_image",
@@ -110,14 +111,126 @@ def add_history(
     """Append a history entry. ``# buildkit`` marks the entries of steps that ran on a
     state (RUN, COPY, ADD: ``marker`` defaults to ``layer``); WORKDIR makes a layer
     without the mark, as BuildKit commits it (``marker=False``)."""
+    entry = _history(created_by, layer=layer, epoch=epoch, marker=marker)
+    return dataclasses.replace(image, history=(*image.history, entry))
+
+
+def _history(
+    created_by: str, *, layer: bool, epoch: int | None, marker: bool | None
+) -> oci.History:
     marked = layer if marker is None else marker
-    entry = oci.History(
+    return oci.History(
         created=oci.format_timestamp(epoch * 1_000_000_000) if epoch is not None else None,
         created_by=created_by + (" # buildkit" if marked else ""),
         comment=HISTORY_COMMENT,
         empty_layer=not layer,
     )
-    return dataclasses.replace(image, history=(*image.history, entry))
+
+
+class ImageDraft:
+    """A stage's image config while its instructions run: the lists that grow (``Env``,
+    ``Labels``, ``ExposedPorts``, ``Volumes``, ``OnBuild``, the history) are kept as
+    mutable lists and dicts and made into an :class:`~dockyard.oci.ImageConfig` once,
+    when :meth:`image` is asked for; the other fields live in :attr:`scalars`, a config
+    whose growing fields are empty. Each ``ENV``, ``LABEL``, ``EXPOSE`` line or history
+    entry so costs its own size, not a copy of the config (every replace of a config
+    copied, sorted and froze all of them: 6000 ``ENV`` lines were quadratic)."""
+
+    __slots__ = (
+        "_env",
+        "_env_at",
+        "_history",
+        "_image",
+        "_labels",
+        "_on_build",
+        "_ports",
+        "_volumes",
+        "scalars",
+    )
+
+    def __init__(self, image: oci.ImageConfig) -> None:
+        config = image.config
+        self._env = list(config.env)
+        # the first entry of each name (a base's config may repeat one; set_envs' rule)
+        names = list(map(itemgetter(0), map(str.partition, self._env, repeat("="))))
+        self._env_at = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+        self._labels = dict(config.labels)
+        self._ports = dict.fromkeys(config.exposed_ports)
+        self._volumes = dict.fromkeys(config.volumes)
+        self._on_build = list(config.on_build)
+        self._history = list(image.history)
+        self.scalars = dataclasses.replace(
+            image,
+            history=(),
+            config=dataclasses.replace(
+                config, env=(), labels={}, exposed_ports=(), volumes=(), on_build=()
+            ),
+        )
+        self._image: oci.ImageConfig | None = image
+
+    def image(self) -> oci.ImageConfig:
+        """The config as it stands (kept until the next change)."""
+        image = self._image
+        if image is None:
+            image = dataclasses.replace(
+                self.scalars,
+                history=tuple(self._history),
+                config=dataclasses.replace(
+                    self.scalars.config,
+                    env=tuple(self._env),
+                    labels=self._labels,
+                    exposed_ports=tuple(self._ports),
+                    volumes=tuple(self._volumes),
+                    on_build=tuple(self._on_build),
+                ),
+            )
+            self._image = image
+        return image
+
+    def update(self, **changes: object) -> None:
+        """Replace fields of the config that do not grow (``user``, ``cmd``, …)."""
+        self.scalars = update_config(self.scalars, **changes)
+        self._image = None
+
+    def set_author(self, author: str) -> None:
+        self.scalars = dataclasses.replace(self.scalars, author=author)
+        self._image = None
+
+    def set_envs(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """:func:`set_envs`: each name replaced where it is, else appended."""
+        env, positions = self._env, self._env_at
+        for key, value in pairs:
+            entry = f"{key}={value}"
+            index = positions.get(key)
+            if index is None:
+                positions[key] = len(env)
+                env.append(entry)
+            else:
+                env[index] = entry
+        self._image = None
+
+    def add_labels(self, labels: Mapping[str, str]) -> None:
+        self._labels.update(labels)
+        self._image = None
+
+    def add_ports(self, ports: Iterable[str]) -> None:
+        self._ports.update(dict.fromkeys(ports))
+        self._image = None
+
+    def add_volumes(self, volumes: Iterable[str]) -> None:
+        self._volumes.update(dict.fromkeys(volumes))
+        self._image = None
+
+    def add_on_build(self, expression: str) -> None:
+        self._on_build.append(expression)
+        self._image = None
+
+    def add_history(
+        self, created_by: str, *, layer: bool, epoch: int | None, marker: bool | None = None
+    ) -> None:
+        """:func:`add_history`."""
+        self._history.append(_history(created_by, layer=layer, epoch=epoch, marker=marker))
+        self._image = None
 
 
 def list_text(items: Iterable[str]) -> str:

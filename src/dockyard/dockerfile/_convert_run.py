@@ -51,7 +51,7 @@ def dispatch_run(d: StageDispatcher, instruction: RunInstruction, command: Comma
         first = instruction.heredocs[0]
         if _is_heredoc(args[0]):
             data = first.text
-            if d.image.os != "windows" and data.startswith("#!"):
+            if d.draft.scalars.os != "windows" and data.startswith("#!"):
                 script = llb.scratch().file(
                     llb.mkfile(first.name, 0o755, data),
                     constraints=llb.Constraints(

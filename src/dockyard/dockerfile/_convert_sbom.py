@@ -20,12 +20,10 @@ from collections.abc import Iterable, Mapping
 
 from dockyard import llb
 
-from ._convert_stages import StageNode
+from ._convert_stages import SCAN_CONTEXT_ARG, SCAN_STAGE_ARG, StageNode
 
 __all__ = ["SCAN_CONTEXT_ARG", "SCAN_STAGE_ARG", "enabled_for_stage", "sbom_targets"]
 
-SCAN_CONTEXT_ARG = "BUILDKIT_SBOM_SCAN_CONTEXT"
-SCAN_STAGE_ARG = "BUILDKIT_SBOM_SCAN_STAGE"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -49,9 +47,9 @@ def _enabled(node: StageNode, arg: str, global_args: Mapping[str, str]) -> bool:
     enabled = False
     if arg in global_args:
         enabled = enabled_for_stage(stage, global_args[arg])
-    for key, value in node.build_args:
-        if key == arg and value is not None:
-            enabled = enabled_for_stage(stage, value)
+    value = node.scan_args.get(arg)
+    if value is not None:
+        enabled = enabled_for_stage(stage, value)
     return enabled
 
 

@@ -54,6 +54,8 @@ from ._text import suggest
 
 __all__ = [
     "DOCKERFILE_COMMAND",
+    "SCAN_CONTEXT_ARG",
+    "SCAN_STAGE_ARG",
     "SCRATCH",
     "Command",
     "Progress",
@@ -65,6 +67,8 @@ __all__ = [
 ]
 
 SCRATCH = "scratch"
+SCAN_CONTEXT_ARG = "BUILDKIT_SBOM_SCAN_CONTEXT"
+SCAN_STAGE_ARG = "BUILDKIT_SBOM_SCAN_STAGE"
 # Op description key BuildKit stores the instruction's source text under.
 DOCKERFILE_COMMAND = "com.docker.dockerfile.v1.command"
 _RESERVED_CONTEXTS = frozenset({"scratch", "context"})
@@ -181,6 +185,9 @@ class StageNode:
     base_image: oci.ImageConfig | None = None
     dispatched: bool = False
     build_args: tuple[tuple[str, str | None], ...] = ()
+    # the last value given to each SBOM scan argument among build_args (read per stage:
+    # a walk of build_args per stage was quadratic in a chain of stages)
+    scan_args: Mapping[str, str] = field(default_factory=dict)
     workdir_set: bool = False
 
     @property

@@ -126,7 +126,7 @@ class _StageState:
     def __init__(self) -> None:
         self.env: dict[str, str] = {}
         self.env_known = False
-        self.build_args: list[str] = []
+        self.build_args: dict[str, None] = {}  # the names declared, in order
         self.shell: tuple[str, ...] = ()
         self.workdir_set = False
 
@@ -134,7 +134,7 @@ class _StageState:
         other = _StageState()
         other.env = dict(self.env)
         other.env_known = self.env_known
-        other.build_args = list(self.build_args)
+        other.build_args = dict(self.build_args)
         other.shell = self.shell
         other.workdir_set = self.workdir_set
         return other
@@ -612,7 +612,7 @@ class _Checker:
                 value = self.global_args[definition.key]
             if value is not None and definition.key not in NON_ENV_ARGS:
                 state.env[definition.key] = value
-            state.build_args.append(definition.key)
+            state.build_args[definition.key] = None
 
     def _secret_key(self, instruction: str, key: str, command: Instruction) -> None:
         if _SECRET_RE.search(key) and not _SECRET_ALLOW_RE.search(key):

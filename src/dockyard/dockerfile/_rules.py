@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 from dockyard.core import BuildWarning, FrontendError, SourceLocation
@@ -227,11 +227,16 @@ class Linter:
         without a value counts as defined), ``env_keys`` the environment's names (used
         for "did you mean" suggestions).
         """
-        declared = set(build_args)
-        options = list(env_keys)
-        for name in unmatched:
-            if name in declared or name in NON_ENV_ARGS:
+        names = [name for name in unmatched if name not in NON_ENV_ARGS]
+        if not names:
+            return  # the usual case: no copy of the names per instruction (quadratic)
+        declared = build_args if isinstance(build_args, Container) else set(build_args)
+        options: list[str] | None = None
+        for name in names:
+            if name in declared:
                 continue
+            if options is None:
+                options = list(env_keys)
             hint = suggest(name, options, case_sensitive=True)
             message = f"Usage of undefined variable '${name}'"
             if hint:

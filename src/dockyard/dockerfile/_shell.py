@@ -71,6 +71,13 @@ def expansion_budget(*, limit: int | None = None) -> Iterator[None]:
         _BUDGET.reset(token)
 
 
+def expansion_exhausted() -> bool:
+    """Whether the enclosing budget (:func:`expansion_budget`) is spent: a caller that
+    skips words it cannot expand must stop on this error instead."""
+    budget = _BUDGET.get()
+    return budget is not None and budget.left < 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExpansionResult:
     """The outcome of expanding one word."""

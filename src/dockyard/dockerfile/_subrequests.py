@@ -21,8 +21,10 @@ name is listed once (the target's side first), ordered by line. Values are the
 from __future__ import annotations
 
 import base64
+import bisect
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +42,7 @@ from ._instructions import (
     RunInstruction,
 )
 from ._mounts import MountError, MountType, RunMount, parse_mount
-from ._shell import ShellLex
+from ._shell import ShellLex, expansion_budget, expansion_exhausted
 from ._text import suggest
 
 __all__ = [
@@ -222,12 +224,12 @@ class _Capture:
     it knows (global ones, then its own ``ARG`` s), those it uses, its mounts, and the
     stages it reads."""
 
-    known: dict[str, _ArgInfo]
+    known: MutableMapping[str, _ArgInfo]
     used: dict[str, None] = field(default_factory=dict)
     secrets: dict[str, OutlineMount] = field(default_factory=dict)
     ssh: dict[str, OutlineMount] = field(default_factory=dict)
     base: Stage | None = None
-    deps: list[Stage] = field(default_factory=list)
+    deps: dict[int, Stage] = field(default_factory=dict)  # by index, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,8 +250,19 @@ def outline_target(
 
     Raises :class:`~dockyard.core.UsageError` for a target that does not exist and
     :class:`~dockyard.core.FrontendError` (at its line) for a ``FROM`` or ``ARG`` that
-    cannot be expanded."""
-    build_args = dict(build_args or {})
+    cannot be expanded, or once substitutions produce more than a build's conversion
+    may (:func:`~dockyard.dockerfile.expansion_budget`)."""
+    with expansion_budget():
+        return _outline(dockerfile, target, dict(build_args or {}), build_platform, target_platform)
+
+
+def _outline(
+    dockerfile: Dockerfile,
+    target: str | None,
+    build_args: dict[str, str],
+    build_platform: Platform,
+    target_platform: Platform | None,
+) -> Outline:
     stage = _find_target(dockerfile, target)
     lex = ShellLex(dockerfile.escape)
     comments = {node.start_line: node.comments for node in dockerfile.ast.nodes}
@@ -273,9 +286,11 @@ def outline_target(
                 _arg(definition.key, value, instruction, comments), deps
             )
     by_name: dict[str, Stage] = {}
+    named: dict[str, list[int]] = {}  # the indices of the stages of each name
     for candidate in dockerfile.stages:
         if candidate.name is not None:
             by_name[candidate.name] = candidate
+            named.setdefault(candidate.name, []).append(candidate.index)
     captures: dict[int, _Capture] = {}
     todo = [stage]
     order: list[Stage] = []
@@ -283,10 +298,12 @@ def outline_target(
         current = todo.pop()
         if current.index in captures:
             continue
-        capture = _capture(current, dockerfile, lex, env, known, build_args, by_name, comments)
+        capture = _capture(
+            current, dockerfile, lex, env, known, build_args, by_name, named, comments
+        )
         captures[current.index] = capture
         order.append(current)
-        todo.extend(reversed([s for s in (capture.base, *capture.deps) if s is not None]))
+        todo.extend(reversed([s for s in (capture.base, *capture.deps.values()) if s is not None]))
     args: dict[str, OutlineArg] = {}
     secrets: dict[str, OutlineMount] = {}
     ssh: dict[str, OutlineMount] = {}
@@ -329,21 +346,28 @@ def _capture(
     stage: Stage,
     dockerfile: Dockerfile,
     lex: ShellLex,
-    global_env: Mapping[str, str],
-    known: Mapping[str, _ArgInfo],
+    global_env: dict[str, str],
+    known: dict[str, _ArgInfo],
     build_args: Mapping[str, str],
     by_name: Mapping[str, Stage],
+    named: Mapping[str, list[int]],
     comments: Mapping[int, tuple[str, ...]],
 ) -> _Capture:
-    capture = _Capture(known=dict(known))
+    # the stage's own ARGs over the global ones, without a copy of those per stage
+    capture = _Capture(known=ChainMap({}, known))
     base = _expand(lex, stage.from_, stage.base, global_env)
     used = set(base.matched)
     if stage.platform:
         used |= _expand(lex, stage.from_, stage.platform, global_env).matched
     capture.used = dict.fromkeys(sorted(used))
-    earlier = dockerfile.stages[: stage.index]
-    capture.base = next((s for s in reversed(earlier) if s.name == base.value), None)
+    # the last stage of that name above this one
+    indices = named.get(base.value, [])
+    position = bisect.bisect_left(indices, stage.index)
+    capture.base = dockerfile.stages[indices[position - 1]] if position else None
     env: dict[str, str] = {}  # the stage's own ARG and ENV values (image ENV unknown)
+    # what the stage's words see: its own values over the global ones (a merged copy
+    # per instruction was quadratic)
+    merged = ChainMap(env, global_env)
     for instruction in stage.commands:
         if isinstance(instruction, ArgInstruction):
             for definition in instruction.args:
@@ -354,7 +378,6 @@ def _capture(
                 if inherited:
                     value = global_env[definition.key]
                 elif value is None and definition.value is not None:
-                    merged = {**global_env, **env}
                     value = _expand(lex, instruction, definition.value, merged).value
                 if not inherited:
                     capture.known[definition.key] = _ArgInfo(
@@ -364,17 +387,19 @@ def _capture(
                 if value is not None:
                     env[definition.key] = value
         elif isinstance(instruction, EnvInstruction):
-            expander = Expander({**global_env, **env}, escape=dockerfile.escape)
+            expander = Expander(merged, escape=dockerfile.escape)
             try:
                 expanded = instruction.expand(expander)
-            except FrontendError:
+            except FrontendError as exc:
+                if expansion_exhausted():
+                    raise instruction.error(exc.message) from None
                 continue  # the build reports it; an outline does not need the value
             for pair in expanded.env:
                 env[pair.key] = pair.value
         elif isinstance(instruction, CopyInstruction) and instruction.from_stage:
             _depend(capture, _stage_ref(dockerfile, by_name, instruction.from_stage))
         elif isinstance(instruction, RunInstruction):
-            for mount in _mounts(instruction, {**global_env, **env}, dockerfile.escape):
+            for mount in _mounts(instruction, merged, dockerfile.escape):
                 if mount.source_stage:
                     _depend(capture, _stage_ref(dockerfile, by_name, mount.source_stage))
                 if mount.type is MountType.SECRET:
@@ -398,7 +423,10 @@ def _mounts(
     expander = Expander(env, escape=escape)
     try:
         return tuple(parse_mount(spec, expander.word) for spec in instruction.mount_specs)
-    except (MountError, FrontendError):
+    except (MountError, FrontendError) as exc:
+        if expansion_exhausted():
+            message = exc.message if isinstance(exc, FrontendError) else str(exc)
+            raise instruction.error(message) from None
         return ()  # the build reports it; an outline lists what it can read
 
 
@@ -410,8 +438,8 @@ def _stage_ref(dockerfile: Dockerfile, by_name: Mapping[str, Stage], ref: str) -
 
 
 def _depend(capture: _Capture, stage: Stage | None) -> None:
-    if stage is not None and stage not in capture.deps:
-        capture.deps.append(stage)
+    if stage is not None:
+        capture.deps.setdefault(stage.index, stage)
 
 
 def _with_deps(used: Mapping[str, None], known: Mapping[str, _ArgInfo]) -> list[str]:

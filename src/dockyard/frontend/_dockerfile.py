@@ -529,19 +529,26 @@ def _lint_answer(results: LintResults, warnings: tuple[BuildWarning, ...]) -> Fr
 def _subrequest(
     ctx: FrontendContext, dockerfile: Dockerfile, options: DockerfileOptions
 ) -> FrontendResult:
-    from dockyard.dockerfile import SUBREQUEST_VERSION, list_targets, outline_target
-
-    answer = (
-        list_targets(dockerfile)
-        if options.subrequest == "targets"
-        else outline_target(
-            dockerfile,
-            target=options.target,
-            build_args=options.build_args,
-            build_platform=ctx.build_platform,
-            target_platform=options.platform or next(iter(options.platforms), None),
-        )
+    from dockyard.dockerfile import (
+        SUBREQUEST_VERSION,
+        expansion_budget,
+        list_targets,
+        outline_target,
     )
+
+    # the substitution total of a build's conversion (list_targets expands nothing)
+    with expansion_budget():
+        answer = (
+            list_targets(dockerfile)
+            if options.subrequest == "targets"
+            else outline_target(
+                dockerfile,
+                target=options.target,
+                build_args=options.build_args,
+                build_platform=ctx.build_platform,
+                target_platform=options.platform or next(iter(options.platforms), None),
+            )
+        )
     return FrontendResult(
         definition=None,
         metadata=MappingProxyType(

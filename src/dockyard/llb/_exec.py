@@ -309,7 +309,7 @@ class ExecOp(Vertex):
         if constraints.platform is None and values.platform is not None:
             constraints = constraints.merged(Constraints(platform=values.platform))
 
-        env = list(values.env)
+        env = list(values.env.items())
         if self._ssh and not any(k == "SSH_AUTH_SOCK" for k, _ in env):
             env.append(("SSH_AUTH_SOCK", self._ssh[0].dest))
         meta = pb.Meta(

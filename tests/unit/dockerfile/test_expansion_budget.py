@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from dockyard.core import FrontendError
-from dockyard.dockerfile import _shell, lint, parse_dockerfile
+from dockyard.core import FrontendError, Platform
+from dockyard.dockerfile import Outline, _shell, lint, outline_target, parse_dockerfile
 from dockyard.dockerfile._shell import expand_word, expansion_budget
 
 from .test_convert_stages import conv
@@ -66,3 +66,31 @@ def test_the_budget_is_per_conversion() -> None:
     assert expand_word("$A$A$A", env) == "a" * 3000
     with expansion_budget(limit=2500):
         expand_word("$A$A", env)
+
+
+def _outline(text: str) -> Outline:
+    return outline_target(parse_dockerfile(text), build_platform=Platform.parse("linux/amd64"))
+
+
+@pytest.mark.usefixtures("small_total")
+@pytest.mark.parametrize("keyword", ["ARG", "ENV"])
+def test_the_outline_has_the_total_of_a_conversion(keyword: str) -> None:
+    # ARG values are listed; an ENV the outline cannot expand is skipped, but not once the
+    # total is spent: either way the error names the line, as the build's does
+    lines = [
+        "FROM scratch",
+        "ARG A=aaaaaaaaaaaaaaaa",
+        *(["ARG A=$A$A"] * 16),
+        *(f"{keyword} B{i}=$A." for i in range(40)),
+    ]
+    with pytest.raises(FrontendError, match=r"more than .* characters in all") as caught:
+        _outline("\n".join(lines) + "\n")
+    line = caught.value.locations[0].ranges[0].start
+    assert lines[line - 1].startswith(f"{keyword} B")
+
+
+@pytest.mark.usefixtures("small_total")
+def test_an_outline_within_the_total_lists_its_arguments() -> None:
+    text = "FROM scratch\nARG A=aaaaaaaaaaaaaaaa\n" + "ARG A=$A$A\n" * 16 + "ARG B=$A.\n"
+    outline = _outline(text)
+    assert [(a.name, len(a.value)) for a in outline.args] == [("A", 1 << 20), ("B", (1 << 20) + 1)]

@@ -3,6 +3,7 @@ sources, merge/diff and per-op options."""
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
@@ -43,6 +44,51 @@ def test_env_replacing_moves_the_variable_to_the_end() -> None:
     assert state.get_env("C", "none") == "none"
     with pytest.raises(UsageError):
         state.with_env("BAD=NAME", "x")
+
+
+def test_env_of_states_set_from_one_base_stay_apart() -> None:
+    base = llb.scratch().with_env("A", "1")
+    first = base.with_env("B", "2")
+    second = base.with_env("C", "3")  # the base's log was extended by first: a branch
+    third = first.with_envs({"A": "4", "D": "5"})
+    fourth = second.with_env("B", "6")
+    assert list(base.env.items()) == [("A", "1")]
+    assert list(first.env.items()) == [("A", "1"), ("B", "2")]
+    assert list(second.env.items()) == [("A", "1"), ("C", "3")]
+    assert list(third.env.items()) == [("B", "2"), ("A", "4"), ("D", "5")]
+    assert list(fourth.env.items()) == [("A", "1"), ("C", "3"), ("B", "6")]
+    op = first.run(["true"]).root.marshal(platform=AMD64)
+    head = op.head
+    assert head is not None
+    assert list(op[head.digest].op.exec.meta.env) == ["A=1", "B=2"]
+
+
+def test_env_set_again_and_again_keeps_its_order() -> None:
+    state = llb.scratch().with_env("A", "0").with_env("B", "0")
+    for i in range(100):
+        state = state.with_env("A", str(i))
+        assert state.get_env("A") == str(i)  # reads compact the log now and then
+    state = state.with_env("C", "c").with_env("B", "b")
+    assert list(state.env.items()) == [("A", "99"), ("C", "c"), ("B", "b")]
+
+
+def test_env_states_in_a_line_share_their_variables() -> None:
+    # each with_env copied the whole environment: 2000 states kept (as the ops of 2000
+    # ENV and RUN lines keep them) held 2 million entries; now one list holds them all
+    def retained(n: int) -> int:
+        tracemalloc.start()
+        try:
+            state = llb.scratch()
+            kept = []
+            for i in range(n):
+                state = state.with_env(f"K{i}", "v")
+                kept.append(state)
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    small, large = retained(1000), retained(2000)
+    assert large < 2.5 * small, (small, large)
 
 
 def test_cwd_relative_paths_join_the_current_one() -> None:

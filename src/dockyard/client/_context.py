@@ -76,9 +76,71 @@ class PreparedContext:
 
 
 def shared_key_of(path: Path) -> str:
-    """A stable key for a directory of this host (its host name and absolute path)."""
-    text = f"{socket.gethostname()}:{os.path.abspath(path)}"
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    """A stable key for a directory of this host (its host name and absolute path, and
+    this user's :func:`private_key` identifier)."""
+    return private_key(f"{socket.gethostname()}:{os.path.abspath(path)}")
+
+
+_NODE_ID: str | None = None
+
+
+def private_key(text: str) -> str:
+    """A session's shared key for ``text``, which other users cannot compute: a daemon
+    keeps the synced copy of a context under it, and a client that attached with
+    another user's key and sent stat entries equal to that user's files would have that
+    user's file contents kept in its own build. Mixed with a random identifier of this
+    user's, as buildx mixes in its node id."""
+    digest = hashlib.sha256(_node_id().encode("ascii"))
+    digest.update(b"\0" + text.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:32]
+
+
+def _node_id() -> str:
+    """128 random bits kept in ``$XDG_CACHE_HOME/dockyard/node-id`` (mode 0600; made on
+    first use, replaced when damaged); this process's own when it cannot be kept (the
+    synced copies are then not reused across builds)."""
+    global _NODE_ID
+    if _NODE_ID is None:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        _NODE_ID = _read_node_id(Path(cache) / "dockyard" / "node-id")
+    return _NODE_ID
+
+
+def _read_node_id(path: Path) -> str:
+    import secrets
+
+    def valid(text: str) -> bool:
+        return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+    try:
+        text = path.read_text("ascii", "replace")
+        if valid(text):
+            return text
+    except OSError:
+        pass
+    fresh = secrets.token_hex(16)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".node-id-", dir=path.parent)  # mode 0600
+        try:
+            os.write(fd, fresh.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # the first of two clients starting together wins
+        except FileExistsError:
+            text = path.read_text("ascii", "replace")
+            if not valid(text):
+                os.replace(tmp, path)  # damaged: replaced
+                return fresh
+            return text
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        return fresh
+    return fresh
 
 
 class Scratch:
@@ -283,7 +345,7 @@ async def _in_context(
 ) -> PreparedContext:
     """A context made in ``scratch`` (fetched, or from stdin): ``-f`` names a file
     inside it (or ``-``)."""
-    key = hashlib.sha256(description.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    key = private_key(description)
     if options.dockerfile == "-":
         return PreparedContext(
             context=context,
@@ -341,7 +403,7 @@ async def _http_context(
         context=context,
         dockerfile_dir=download,
         filename=file.name,
-        shared_key=hashlib.sha256(url.encode()).hexdigest()[:32],
+        shared_key=private_key(url),
         description=remote.redacted,
         source_attrs=tuple(attrs),
     )

@@ -148,7 +148,7 @@ async def _convert(
             index=node.index,
             name=node.display_name or (node.name or f"stage-{node.index}"),
             state=node.state or llb.scratch(),
-            image_config=node.image or empty_image(node.platform or target_platform),
+            config=_stage_config(node, target_platform),
         )
         for node in reachable
         if node.stage is not None
@@ -171,12 +171,23 @@ async def _convert(
 def _final_image(
     target: StageNode, options: ConvertOptions, target_platform: Platform
 ) -> oci.ImageConfig:
-    image = target.image or empty_image(target.platform or target_platform)
+    image = target.image_config() or empty_image(target.platform or target_platform)
     if options.labels:
         image = add_labels(image, options.labels)
     if options.target_platform is not None:
         image = set_platform(image, options.target_platform)
     return normalize_platform(image)
+
+
+def _stage_config(node: StageNode, target_platform: Platform) -> Callable[[], oci.ImageConfig]:
+    draft, image, platform = node.draft, node.image, node.platform or target_platform
+
+    def config() -> oci.ImageConfig:
+        if draft is not None:
+            return draft.image()
+        return image or empty_image(platform)
+
+    return config
 
 
 def _base_env(graph: StageGraph) -> Callable[[str], BaseImage | None]:

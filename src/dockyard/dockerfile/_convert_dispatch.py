@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from dockyard import llb, oci
 from dockyard.core import DockyardError, FrontendError, Platform, UsageError
 
+from ._applog import AppendLog
 from ._convert_copy import dispatch_copy
 from ._convert_image import (
     DEFAULT_PATH,
@@ -136,53 +137,59 @@ class StageDispatcher:
             self.state: llb.State = base.state
             self.platform: Platform = base.platform or ctx.target_platform
             # ONBUILD triggers of a base stage ran here already; they do not carry over.
-            image = base.image or _unknown_image(self.platform)
-            if image.config.on_build:
-                image = update_config(image, on_build=())
+            if base.draft is not None:
+                draft = base.draft.child()
+            else:  # a named context stands for the base stage
+                image = base.image or _unknown_image(self.platform)
+                if image.config.on_build:
+                    image = update_config(image, on_build=())
+                draft = ImageDraft(image)
             node.base_image = base.base_image
-            self.build_args: list[tuple[str, str | None]] = list(base.build_args)
+            # the base's variables: the first stage based on it takes its dict over
+            env = base.env if base.env is not None else base.state.env
+            base.env = None
+            self.build_args: AppendLog[tuple[str, str | None]] = base.build_args.branch()
             self.scan_args: dict[str, str] = dict(base.scan_args)
             self.workdir_set = base.workdir_set
         else:
             assert node.state is not None
             self.state = node.state
             self.platform = node.platform or ctx.target_platform
-            image = node.image or _unknown_image(self.platform)
-            self.build_args = []
+            draft = ImageDraft(node.image or _unknown_image(self.platform))
+            env = self.state.env
+            self.build_args = AppendLog()
             self.scan_args = {}
             self.workdir_set = False
         if ctx.options.multi_platform:
             node.progress.platform = self.platform
-        self._init_from_image(image)
+        self._init_from_image(draft, env)
 
-    def _init_from_image(self, image: oci.ImageConfig) -> None:
-        if "PATH" not in env_dict(image.config.env) and self.platform.os != "windows":
-            image = update_config(image, env=(*image.config.env, f"PATH={DEFAULT_PATH}"))
-        state = self.state.with_envs(
-            {key: value for key, value in env_dict(image.config.env).items() if key}
-        )
+    def _init_from_image(self, draft: ImageDraft, env: dict[str, str]) -> None:
+        values = env_dict(draft.env)
+        if "PATH" not in values and self.platform.os != "windows":
+            draft.set_envs((("PATH", DEFAULT_PATH),))
+            values["PATH"] = DEFAULT_PATH
+        values.pop("", None)
+        # the state's environment, kept here as well for lookups (reading the state's
+        # built a dict per instruction; callers do not change it)
+        self.env = env
+        self.set_env(values)
+        state = self.state
         options = self.ctx.options
         if options.hostname:
             state = state.with_hostname(options.hostname)
-        if image.config.working_dir:
-            workdir = normalize_path(image.config.working_dir, image.config.working_dir)
-            if workdir != image.config.working_dir:
-                image = update_config(image, working_dir=workdir)
+        config = draft.scalars.config
+        if config.working_dir:
+            workdir = normalize_path(config.working_dir, config.working_dir)
+            if workdir != config.working_dir:
+                draft.update(working_dir=workdir)
             state = state.with_cwd(workdir)
-        if image.config.user:
-            state = state.with_user(image.config.user)
+        if config.user:
+            state = state.with_user(config.user)
         self.state = state.with_network(_NETWORKS[options.network])
-        self.draft = ImageDraft(image)
-        # the state's environment, kept here as well for lookups: reading the state's
-        # built a dict per instruction (callers do not change it)
-        self.env: dict[str, str] = self.state.env
+        self.draft = draft
 
     # -- helpers shared with RUN and COPY --------------------------------------------
-
-    @property
-    def image(self) -> oci.ImageConfig:
-        """The image config as it stands (made from :attr:`draft`)."""
-        return self.draft.image()
 
     def set_env(self, env: Mapping[str, str]) -> None:
         """Set variables in the state's environment (a name set again moves to the
@@ -251,9 +258,10 @@ class StageDispatcher:
                 raise FrontendError(exc.message, locations=(instruction.location,)) from exc
         node = self.node
         node.state = self.state
-        node.image = self.image
+        node.draft = self.draft
+        node.env = self.env
         node.platform = self.platform
-        node.build_args = tuple(self.build_args)
+        node.build_args = self.build_args
         node.scan_args = self.scan_args
         node.workdir_set = self.workdir_set
         node.dispatched = True

@@ -18,6 +18,7 @@ from operator import itemgetter
 from dockyard import oci
 from dockyard.core import Platform
 
+from ._applog import AppendLog
 from ._instructions import HealthcheckInstruction
 from ._text import go_quote_list
 
@@ -134,7 +135,9 @@ class ImageDraft:
     when :meth:`image` is asked for; the other fields live in :attr:`scalars`, a config
     whose growing fields are empty. Each ``ENV``, ``LABEL``, ``EXPOSE`` line or history
     entry so costs its own size, not a copy of the config (every replace of a config
-    copied, sorted and froze all of them: 6000 ``ENV`` lines were quadratic)."""
+    copied, sorted and froze all of them: 6000 ``ENV`` lines were quadratic). A stage
+    based on another starts from that stage's draft (:meth:`child`), sharing its history
+    (:class:`AppendLog`)."""
 
     __slots__ = (
         "_env",
@@ -158,7 +161,7 @@ class ImageDraft:
         self._ports = dict.fromkeys(config.exposed_ports)
         self._volumes = dict.fromkeys(config.volumes)
         self._on_build = list(config.on_build)
-        self._history = list(image.history)
+        self._history = AppendLog(image.history)
         self.scalars = dataclasses.replace(
             image,
             history=(),
@@ -168,13 +171,33 @@ class ImageDraft:
         )
         self._image: oci.ImageConfig | None = image
 
+    def child(self) -> ImageDraft:
+        """The draft of a stage based on this one's: the same config without ``OnBuild``
+        (the triggers ran in the child already), the history shared."""
+        other = ImageDraft.__new__(ImageDraft)
+        other._env = list(self._env)
+        other._env_at = dict(self._env_at)
+        other._labels = dict(self._labels)
+        other._ports = dict(self._ports)
+        other._volumes = dict(self._volumes)
+        other._on_build = []
+        other._history = self._history.branch()
+        other.scalars = self.scalars
+        other._image = None
+        return other
+
+    @property
+    def env(self) -> list[str]:
+        """The ``KEY=value`` entries of ``Env`` (not to be changed)."""
+        return self._env
+
     def image(self) -> oci.ImageConfig:
         """The config as it stands (kept until the next change)."""
         image = self._image
         if image is None:
             image = dataclasses.replace(
                 self.scalars,
-                history=tuple(self._history),
+                history=self._history.as_tuple(),
                 config=dataclasses.replace(
                     self.scalars.config,
                     env=tuple(self._env),

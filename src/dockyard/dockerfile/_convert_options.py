@@ -9,7 +9,7 @@ clients (tests use a fake; :class:`UnresolvedImages` answers without looking any
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
@@ -186,12 +186,20 @@ class ConvertOptions:
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class StageResult:
     """A converted stage: its name as shown in progress (``stage-0`` when unnamed), its
-    final ``state`` and image config. Only stages the target needs are converted."""
+    final ``state`` and :attr:`image_config`. Only stages the target needs are
+    converted."""
 
     index: int
     name: str
     state: llb.State
-    image_config: oci.ImageConfig
+    config: Callable[[], oci.ImageConfig] = field(repr=False)
+
+    @property
+    def image_config(self) -> oci.ImageConfig:
+        """The stage's image config, made when first asked for (in a chain of stages
+        each has the history of those before it: made for every stage, the configs
+        were quadratic in time and memory)."""
+        return self.config()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

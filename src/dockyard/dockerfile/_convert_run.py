@@ -16,6 +16,7 @@ mounts are optional unless ``required``. Relative targets are under the working 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from dockyard import llb
@@ -138,7 +139,7 @@ def _summary(content: str) -> str:
 
 
 def run_history(
-    args: tuple[str, ...], build_args: list[tuple[str, str | None]], env: dict[str, str]
+    args: tuple[str, ...], build_args: Iterable[tuple[str, str | None]], env: dict[str, str]
 ) -> str:
     """The history text of a ``RUN``: the declared build arguments' values (``|2 A=1
     B=2``, the environment's value when set) before the command."""

@@ -33,7 +33,8 @@ from dockyard.core import (
     first_error,
 )
 
-from ._convert_image import empty_image, update_config
+from ._applog import AppendLog
+from ._convert_image import ImageDraft, empty_image, update_config
 from ._convert_options import (
     ConvertOptions,
     ImageMetaResolver,
@@ -183,8 +184,13 @@ class StageNode:
     state: llb.State | None = None
     image: oci.ImageConfig | None = None
     base_image: oci.ImageConfig | None = None
+    # a converted stage's config, made into a config when asked for (image_config)
+    draft: ImageDraft | None = None
+    # a converted stage's variables (its state's env), until a stage based on it takes
+    # them over
+    env: dict[str, str] | None = None
     dispatched: bool = False
-    build_args: tuple[tuple[str, str | None], ...] = ()
+    build_args: AppendLog[tuple[str, str | None]] = field(default_factory=AppendLog)
     # the last value given to each SBOM scan argument among build_args (read per stage:
     # a walk of build_args per stage was quadratic in a chain of stages)
     scan_args: Mapping[str, str] = field(default_factory=dict)
@@ -198,6 +204,13 @@ class StageNode:
     @property
     def index(self) -> int:
         return self.stage.index if self.stage is not None else -1
+
+    def image_config(self) -> oci.ImageConfig | None:
+        """The config the node ends with: the converted stage's, else the resolved
+        one."""
+        if self.draft is not None:
+            return self.draft.image()
+        return self.image
 
     @property
     def name(self) -> str | None:

@@ -93,6 +93,13 @@ SHAPES: dict[str, Callable[[int], str]] = {
         lambda i: f"FROM scratch AS s{i + 1}\nCOPY --from=s{i} /f /f",
         n,
     ),
+    # each stage inherits the history (and ARGs) of those before it
+    "stages, a RUN each": lambda n: _lines(
+        "FROM scratch AS s0\n", lambda i: f"FROM s{i} AS s{i + 1}\nRUN echo {i}", n
+    ),
+    "stages, an ARG each": lambda n: _lines(
+        "FROM scratch AS s0\n", lambda i: f"FROM s{i} AS s{i + 1}\nARG A{i}=1", n
+    ),
 }
 
 
@@ -143,6 +150,26 @@ def test_the_config_is_the_one_built_line_by_line() -> None:
 
 async def _result(text: str) -> Any:
     return await convert(parse_dockerfile(text), ConvertOptions(build_platform=AMD64))
+
+
+def test_stages_from_one_base_keep_their_own_history_and_args() -> None:
+    text = (
+        "FROM scratch AS base\nARG A=1\nRUN base\n"
+        "FROM base AS one\nARG B=2\nRUN one\n"
+        "FROM base AS two\nRUN two\n"
+        "FROM one AS three\nRUN three\n"
+        "FROM scratch\nCOPY --from=two /a /a\nCOPY --from=three /b /b\n"
+    )
+    result = asyncio.run(_result(text))
+
+    def history(index: int) -> list[str]:
+        return [h.created_by for h in result.stages[index].image_config.history]
+
+    assert history(0) == ["ARG A=1", "RUN |1 A=1 /bin/sh -c base # buildkit"]
+    assert history(1) == [*history(0), "ARG B=2", "RUN |2 A=1 B=2 /bin/sh -c one # buildkit"]
+    assert history(2) == [*history(0), "RUN |1 A=1 /bin/sh -c two # buildkit"]
+    assert history(3) == [*history(1), "RUN |2 A=1 B=2 /bin/sh -c three # buildkit"]
+    assert result.stages[2].image_config is result.stages[2].image_config  # made once
 
 
 def test_a_draft_replaces_the_first_of_a_repeated_name_as_set_envs_did() -> None:

@@ -570,18 +570,27 @@ def status_error(args: tuple[str, ...], status: int, tail: OutputTail) -> ExecEr
 
 
 async def _secret(ctx: VertexContext, id: str) -> bytes | None:
-    """The secret from the first job's store that has it (a vertex may be shared)."""
+    """The secret from the first job's store that has it (a vertex may be shared). A
+    store whose client fails to answer (gone, silent, a wrong reply) is passed over, as
+    BuildKit's ``session.Any`` passes over a failing session: one client cannot fail the
+    others' builds of a shared step. Its error is raised when no store has the secret."""
+    failure: DockyardError | None = None
     for store in ctx.values(SECRETS):
         try:
             return await store.get(id)
         except NotFoundError:
             continue
+        except DockyardError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     return None
 
 
 async def _ssh_socket(
     ctx: VertexContext, stack: contextlib.AsyncExitStack, m: _Mount
 ) -> Path | None:
+    failure: DockyardError | None = None
     for provider in ctx.values(SSH_AGENTS):
         try:
             return await stack.enter_async_context(
@@ -589,6 +598,10 @@ async def _ssh_socket(
             )
         except NotFoundError:
             continue
+        except DockyardError as exc:  # a failing client is passed over (see _secret)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     if m.optional:
         return None
     raise NotFoundError(

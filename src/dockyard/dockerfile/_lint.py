@@ -411,23 +411,39 @@ class _Checker:
 
     def _stages(self) -> None:
         reachable = self._reachable()
-        finished: dict[str, _StageState] = {}
-        states: dict[int, _StageState] = {}
+        bases = {stage.index: self._expand_base(stage) for stage in self.df.stages}
+        # how many stages start from each stage's state: the last of them takes it over,
+        # the others copy it (a copy per stage of a chain was quadratic)
+        children: dict[int, int] = {}
+        named: dict[str, int] = {}
         for stage in self.df.stages:
-            state = self._initial_state(stage, finished)
+            base = bases[stage.index]
+            if base is not None and base.lower() in named:
+                parent = named[base.lower()]
+                children[parent] = children.get(parent, 0) + 1
+            if stage.name:
+                named[stage.name] = stage.index
+        finished: dict[str, tuple[int, _StageState]] = {}
+        for stage in self.df.stages:
+            state = self._initial_state(bases[stage.index], finished, children)
             if stage.index in reachable:
                 self._base_platform(stage)
                 self._run_stage(stage, state)
             else:
                 self._simulate_only(stage, state)
-            states[stage.index] = state
             if stage.name:
-                finished[stage.name] = state
+                finished[stage.name] = (stage.index, state)
 
-    def _initial_state(self, stage: Stage, finished: dict[str, _StageState]) -> _StageState:
-        base = self._expand_base(stage)
+    def _initial_state(
+        self,
+        base: str | None,
+        finished: dict[str, tuple[int, _StageState]],
+        children: dict[int, int],
+    ) -> _StageState:
         if base is not None and base.lower() in finished:
-            return finished[base.lower()].copy()
+            parent, parent_state = finished[base.lower()]
+            children[parent] -= 1
+            return parent_state if not children[parent] else parent_state.copy()
         state = _StageState()
         if base is not None and base.lower() == "scratch":
             state.env = {"PATH": _DEFAULT_PATH}

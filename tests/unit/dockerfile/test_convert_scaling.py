@@ -17,7 +17,9 @@ from dockyard import llb, oci
 from dockyard.dockerfile import (
     ConvertOptions,
     ShellLex,
+    _lint,
     convert,
+    lint,
     outline_target,
     parse_dockerfile,
 )
@@ -246,3 +248,44 @@ def test_outline_work_grows_linearly(monkeypatch: pytest.MonkeyPatch, shape: str
     small = _outline_work(monkeypatch, OUTLINE_SHAPES[shape](200))
     large = _outline_work(monkeypatch, OUTLINE_SHAPES[shape](400))
     assert large <= 2.2 * small + 100, (small, large)
+
+
+# -- the build checks -------------------------------------------------------------------
+
+
+def test_lint_copies_a_stage_only_for_a_second_stage_based_on_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    copied = 0
+    copy = _lint._StageState.copy
+
+    def counting(state: Any) -> Any:
+        nonlocal copied
+        copied += len(state.env) + len(state.build_args)
+        return copy(state)
+
+    monkeypatch.setattr(_lint._StageState, "copy", counting)
+
+    def work(n: int) -> int:
+        nonlocal copied
+        copied = 0
+        lint(parse_dockerfile(SHAPES["stages, an ARG each"](n)))
+        return copied
+
+    small, large = work(200), work(400)
+    # before: each stage of the chain copied the ARGs of all before it
+    assert large <= 2.2 * small + 100, (small, large)
+
+
+def test_lint_keeps_stages_from_one_base_apart() -> None:
+    text = (
+        "FROM scratch AS base\nARG X=1\n"
+        "FROM base AS one\nENV Y=2\nLABEL z=$Y$X\n"
+        "FROM base AS two\nLABEL z=$Y$X\n"
+        "FROM one\nLABEL z=$Y$X\n"
+    )
+    report = lint(parse_dockerfile(text))
+    undefined = [w.short for w in report.warnings if w.rule == "UndefinedVar"]
+    assert undefined == [
+        "UndefinedVar: Usage of undefined variable '$Y' (did you mean $X?) (line 7)"
+    ]

@@ -728,11 +728,15 @@ async def _auth_header(
         names.append((spec.auth_header_secret, False))
     if spec.auth_token_secret:
         names.append((spec.auth_token_secret, True))
+    failure: DockyardError | None = None
     for name, is_token in names:
         for store in stores:
             try:
                 value = (await store.get(name)).decode("utf-8", "replace").strip()
             except NotFoundError:
+                continue
+            except DockyardError as exc:  # a client failing to answer: the next is asked
+                failure = failure or exc
                 continue
             if not value:
                 continue
@@ -740,12 +744,15 @@ async def _auth_header(
                 encoded = base64.b64encode(f"x-access-token:{value}".encode()).decode()
                 return f"Authorization: basic {encoded}", [value, encoded]
             return f"Authorization: {value}", [value, value.partition(" ")[2]]
+    if failure is not None:
+        raise failure
     return None
 
 
 async def _forward_agent(
     stack: contextlib.AsyncExitStack, spec: GitSpec, agents: Sequence[SshForwarder]
 ) -> Path:
+    failure: DockyardError | None = None
     for agent in agents:
         try:
             return await stack.enter_async_context(
@@ -753,6 +760,10 @@ async def _forward_agent(
             )
         except NotFoundError:
             continue
+        except DockyardError as exc:  # a client failing to answer: the next is asked
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     raise NotFoundError(
         f"no SSH agent {spec.mount_ssh_sock!r} was forwarded for this build"
         f" (needed to fetch {spec.display}; pass --ssh {spec.mount_ssh_sock})"

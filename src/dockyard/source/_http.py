@@ -459,14 +459,20 @@ class HttpSource:
                 (f"HTTP_AUTH_HEADER_{spec.host}", False),
                 (f"HTTP_AUTH_TOKEN_{spec.host}", True),
             ]
+        failure: DockyardError | None = None
         for name, is_token in names:
             for store in secrets:
                 try:
                     value = (await store.get(name)).decode("utf-8", "replace").strip()
                 except NotFoundError:
                     continue
+                except DockyardError as exc:  # a client failing to answer: the next is asked
+                    failure = failure or exc
+                    continue
                 if value:
                     return "Bearer " + value if is_token else value
+        if failure is not None:
+            raise failure
         if spec.auth_header_secret:
             raise NotFoundError(
                 f"secret {spec.auth_header_secret!r} for the Authorization header of"

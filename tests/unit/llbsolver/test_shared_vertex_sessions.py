@@ -82,3 +82,27 @@ async def test_an_ssh_agent_of_a_failing_client_is_passed_over(tmp_path: Path) -
     )
     async with contextlib.AsyncExitStack() as stack:
         assert await _exec._ssh_socket(ctx, stack, mount) == tmp_path / "agent.sock"
+
+
+async def test_git_and_http_credentials_pass_over_a_failing_client(tmp_path: Path) -> None:
+    from dockyard.source import GitSpec, HttpSource, HttpSpec
+    from dockyard.source._git import _auth_header, _forward_agent
+
+    failing = _Store(SessionError("session s1: the client answered a secret request wrongly"))
+    spec = GitSpec.create("https://git.example.com/r.git", auth_token_secret="GIT_AUTH_TOKEN")
+    found = await _auth_header(spec, [failing, _Store(b"tok")])
+    assert found is not None
+    assert found[0].startswith("Authorization: basic ")
+    with pytest.raises(SessionError, match="wrongly"):
+        await _auth_header(spec, [failing, _Store(NotFoundError("no"))])
+
+    ssh = GitSpec.create("git@git.example.com:r.git")
+    agents: list[Any] = [_Agents(SessionError("gone")), _Agents(tmp_path / "agent.sock")]
+    async with contextlib.AsyncExitStack() as stack:
+        assert await _forward_agent(stack, ssh, agents) == tmp_path / "agent.sock"
+
+    http = HttpSpec.create("https://example.com/f", auth_header_secret="H")
+    source: Any = HttpSource.__new__(HttpSource)
+    assert await source._auth(http, [failing, _Store(b"Bearer x")]) == "Bearer x"
+    with pytest.raises(SessionError, match="wrongly"):
+        await source._auth(http, [failing])

@@ -99,14 +99,18 @@ def error_to_pb(exc: BaseException) -> pb.Error:
     return pb.Error(record_json=json.dumps(exc.to_record()))
 
 
-def error_from_pb(error: pb.Error) -> DockyardError:
+def error_from_pb(error: pb.Error, what: str = "") -> DockyardError:
+    """The error a peer sent; ``what`` (``"fetching secret 'x'"``) names the call in the
+    message when the record is not one."""
     try:
         record = jsontext.loads(error.record_json)
         if not isinstance(record, dict):
             raise TypeError("not an object")
         return error_from_record(record)
     except (ValueError, TypeError, KeyError):
-        return SessionError("the session peer sent a malformed error")
+        return SessionError(
+            "the session peer sent a malformed error" + (f" while {what}" if what else "")
+        )
 
 
 # os.fsencode/os.fsdecode without their type checks (two names per entry of a file list)
@@ -186,7 +190,7 @@ async def recv_expect(frames: Frames, kind: str, what: str) -> pb.Frame:
         raise SessionError(f"the session peer closed the stream while {what}")
     got = frame.WhichOneof("kind")
     if got == "error":
-        raise error_from_pb(frame.error)
+        raise error_from_pb(frame.error, what)
     if got != kind:
         raise SessionError(f"unexpected {got!r} frame from the session peer while {what}")
     return frame

@@ -130,7 +130,7 @@ class _RemotePeer:
                 future.set_exception(SessionError(f"session {self.info.id} ended: {reason}"))
                 future.exception()  # nobody may be waiting any more
 
-    async def _unary(self, request: pb.Request) -> pb.Reply:
+    async def _unary(self, request: pb.Request, what: str) -> pb.Reply:
         call_id = secrets.token_hex(16)
         request.call_id = call_id
         waiter: asyncio.Future[pb.Reply] = asyncio.get_running_loop().create_future()
@@ -141,7 +141,7 @@ class _RemotePeer:
         finally:
             del self._replies[call_id]
         if reply.WhichOneof("kind") == "error":
-            raise error_from_pb(reply.error)
+            raise error_from_pb(reply.error, what)
         return reply
 
     async def _open_stream(self, request: pb.Request, what: str) -> _ServerFrames:
@@ -175,13 +175,18 @@ class _RemotePeer:
     # -- Peer ------------------------------------------------------------------------
 
     async def get_secret(self, id: str) -> bytes:
-        reply = await self._unary(pb.Request(secret=pb.SecretRequest(id=id)))
+        reply = await self._unary(
+            pb.Request(secret=pb.SecretRequest(id=id)), f"fetching secret {id!r}"
+        )
         if reply.WhichOneof("kind") != "secret":
             raise SessionError("the client answered a secret request wrongly")
         return reply.secret.data
 
     async def get_credentials(self, host: str) -> SessionCredentials | None:
-        reply = await self._unary(pb.Request(credentials=pb.CredentialsRequest(host=host)))
+        reply = await self._unary(
+            pb.Request(credentials=pb.CredentialsRequest(host=host)),
+            f"asking for credentials of {host!r}",
+        )
         if reply.WhichOneof("kind") != "credentials":
             raise SessionError("the client answered a credentials request wrongly")
         creds = reply.credentials
@@ -271,7 +276,8 @@ class _RemotePeer:
 
     async def content_info(self, store: str, digest: Digest) -> int | None:
         reply = await self._unary(
-            pb.Request(content_info=pb.ContentInfoRequest(store=store, digest=digest))
+            pb.Request(content_info=pb.ContentInfoRequest(store=store, digest=digest)),
+            f"looking up {digest} in content store {store!r}",
         )
         if reply.WhichOneof("kind") != "content_info":
             raise SessionError("the client answered a content info request wrongly")
@@ -308,7 +314,8 @@ class _RemotePeer:
                 content_commit=pb.ContentCommitRequest(
                     store=store, media_type=media_type, digest=digest, size=size
                 )
-            )
+            ),
+            f"committing {digest} to content store {store!r}",
         )
         if reply.WhichOneof("kind") != "content_commit":
             raise SessionError("the client answered a content commit request wrongly")

@@ -71,6 +71,10 @@ SHAPES: dict[str, Callable[[int], tuple[str, dict[str, str]]]] = {
         ),
         {},
     ),
+    "stages-env": lambda n: (
+        _lines("FROM scratch AS s0\n", lambda i: f"FROM s{i} AS s{i + 1}\nENV K{i}=v", n),
+        {},
+    ),
     "stage-args": lambda n: (
         _lines("ARG G=1\nFROM scratch AS s0\n", lambda i: f"FROM s{i} AS s{i + 1}\nARG G", n),
         {},

@@ -106,6 +106,14 @@ def _unknown_image(platform: Platform) -> oci.ImageConfig:
     )
 
 
+def env_applied(base: StageNode) -> bool:
+    """Whether a stage based on ``base`` may skip applying the config's ``Env`` to the
+    environment it starts with: ``base`` is a converted stage whose environment ends
+    with it, in order (applying it, O(variables) per stage, was quadratic in a chain of
+    stages with an ``ENV`` each)."""
+    return base.draft is not None and base.env_follows_config
+
+
 def uppercase_command(text: str) -> str:
     head, sep, rest = text.partition(" ")
     return head.upper() + sep + rest
@@ -120,6 +128,7 @@ class StageDispatcher:
         "ctx",
         "draft",
         "env",
+        "env_follows_config",
         "node",
         "platform",
         "scan_args",
@@ -162,18 +171,24 @@ class StageDispatcher:
             self.workdir_set = False
         if ctx.options.multi_platform:
             node.progress.platform = self.platform
-        self._init_from_image(draft, env)
+        self._init_from_image(draft, env, applied=base is not None and env_applied(base))
 
-    def _init_from_image(self, draft: ImageDraft, env: dict[str, str]) -> None:
-        values = env_dict(draft.env)
-        if "PATH" not in values and self.platform.os != "windows":
-            draft.set_envs((("PATH", DEFAULT_PATH),))
-            values["PATH"] = DEFAULT_PATH
-        values.pop("", None)
+    def _init_from_image(self, draft: ImageDraft, env: dict[str, str], *, applied: bool) -> None:
         # the state's environment, kept here as well for lookups (reading the state's
         # built a dict per instruction; callers do not change it)
         self.env = env
-        self.set_env(values)
+        if applied:
+            self.env_follows_config = True
+        else:
+            values = env_dict(draft.env)
+            if "PATH" not in values and self.platform.os != "windows":
+                draft.set_envs((("PATH", DEFAULT_PATH),))
+                values["PATH"] = DEFAULT_PATH
+            # whether the environment ends with the config's Env, in order: applying it
+            # again in a stage based on this one changes nothing then
+            self.env_follows_config = len(values) == len(draft.env) and "" not in values
+            values.pop("", None)
+            self.set_env(values)
         state = self.state
         options = self.ctx.options
         if options.hostname:
@@ -260,6 +275,7 @@ class StageDispatcher:
         node.state = self.state
         node.draft = self.draft
         node.env = self.env
+        node.env_follows_config = self.env_follows_config
         node.platform = self.platform
         node.build_args = self.build_args
         node.scan_args = self.scan_args
@@ -301,6 +317,7 @@ class StageDispatcher:
                 value = self.ctx.global_args[key]
             if value is not None and key not in NON_ENV_ARGS:
                 self.set_env({key: value})
+                self.env_follows_config = False
             self.build_args.append((key, value))
             if value is not None and key in (SCAN_CONTEXT_ARG, SCAN_STAGE_ARG):
                 self.scan_args[key] = value
@@ -347,6 +364,8 @@ class StageDispatcher:
             for key, value in pairs:
                 ordered.pop(key, None)  # a name set twice moves to the end, as one by one
                 ordered[key] = value
+            if self.env_follows_config and not draft.appends_env(key for key, _ in pairs):
+                self.env_follows_config = False
             self.set_env(ordered)
             draft.set_envs(pairs)
             self.commit("ENV " + " ".join(str(kv) for kv in instruction.env))

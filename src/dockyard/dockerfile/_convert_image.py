@@ -191,6 +191,22 @@ class ImageDraft:
         """The ``KEY=value`` entries of ``Env`` (not to be changed)."""
         return self._env
 
+    def appends_env(self, names: Iterable[str]) -> bool:
+        """Whether setting ``names`` in turn (:meth:`set_envs`) appends each or replaces
+        the last entry, as setting them in a state's environment moves each to its end
+        (the config's ``Env`` then stays the end of that environment, in order)."""
+        env, positions = self._env, self._env_at
+        last = len(env) - 1
+        added: dict[str, int] = {}
+        for name in names:
+            index = positions.get(name, added.get(name))
+            if index is None:
+                last += 1
+                added[name] = last
+            elif index != last:
+                return False
+        return True
+
     def image(self) -> oci.ImageConfig:
         """The config as it stands (kept until the next change)."""
         image = self._image

@@ -189,6 +189,7 @@ class StageNode:
     # a converted stage's variables (its state's env), until a stage based on it takes
     # them over
     env: dict[str, str] | None = None
+    env_follows_config: bool = False  # its env ends with its config's Env, in order
     dispatched: bool = False
     build_args: AppendLog[tuple[str, str | None]] = field(default_factory=AppendLog)
     # the last value given to each SBOM scan argument among build_args (read per stage:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from dockyard import llb, oci
 from dockyard.dockerfile import (
     ConvertOptions,
     ShellLex,
+    _convert_dispatch,
     _lint,
     convert,
     lint,
@@ -289,3 +291,83 @@ def test_lint_keeps_stages_from_one_base_apart() -> None:
     assert undefined == [
         "UndefinedVar: Usage of undefined variable '$Y' (did you mean $X?) (line 7)"
     ]
+
+
+def test_a_chain_of_stages_with_an_env_each_sets_each_variable_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each stage applied its base's config Env to its environment again: a chain of N
+    # stages with an ENV each set N*N/2 variables
+    count = 0
+    set_env = _convert_dispatch.StageDispatcher.set_env
+
+    def counting(self: Any, env: Mapping[str, str]) -> None:
+        nonlocal count
+        count += len(env)
+        set_env(self, env)
+
+    monkeypatch.setattr(_convert_dispatch.StageDispatcher, "set_env", counting)
+
+    def work(n: int) -> int:
+        nonlocal count
+        count = 0
+        text = _lines("FROM scratch AS s0\n", lambda i: f"FROM s{i} AS s{i + 1}\nENV K{i}=v", n)
+        asyncio.run(_result(text))
+        return count
+
+    small, large = work(200), work(400)
+    assert large <= 2.2 * small + 100, (small, large)
+
+
+CHAINS = [
+    "FROM scratch AS a\nENV A=1\nFROM a AS b\nENV B=2\nFROM b\nENV C=3\nRUN env\n",
+    "FROM scratch AS a\nENV A=1 B=2\nFROM a AS b\nENV A=3\nFROM b\nRUN env\n",
+    "FROM scratch AS a\nENV A=1 B=2 A=3\nFROM a\nRUN env\n",
+    "FROM scratch AS a\nENV B=1\nENV B=2\nFROM a\nENV C=1\nRUN env\n",
+    "FROM scratch AS a\nENV PATH=/x\nFROM a\nRUN env\n",
+    "FROM scratch AS a\nARG A=1\nENV B=2\nFROM a AS b\nRUN env\nFROM b\nENV A=4\nRUN env\n",
+    "FROM scratch AS a\nENV A=1\nARG B=2\nFROM a\nENV C=$B\nRUN env\n",
+    "FROM scratch AS a\nENV A=1\nFROM a AS b\nENV B=1\nFROM a AS c\nENV A=2\n"
+    "FROM b\nCOPY --from=c /x /x\nRUN env\n",
+]
+
+
+@pytest.mark.parametrize("text", CHAINS)
+def test_a_stage_skips_the_env_it_inherits_unchanged(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    def outcome() -> tuple[list[str], list[tuple[str, ...]]]:
+        result = asyncio.run(_result(text))
+        digests = [op.digest for op in result.definition()]
+        configs = [stage.image_config.config.env for stage in result.stages.values()]
+        return digests, configs
+
+    fast = outcome()
+    monkeypatch.setattr(_convert_dispatch, "env_applied", lambda base: False)
+    assert outcome() == fast
+
+
+def test_random_chains_skip_only_what_applying_would_not_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(76)
+    texts = []
+    for _ in range(60):
+        lines = ["FROM scratch AS s0"]
+        for stage in range(1, rng.randint(2, 5)):
+            lines.append(f"FROM s{rng.randrange(stage)} AS s{stage}")
+            for _ in range(rng.randint(0, 3)):
+                names = [rng.choice("ABC") for _ in range(rng.randint(1, 3))]
+                if rng.random() < 0.25:
+                    lines.append(f"ARG {names[0]}={stage}")
+                else:
+                    lines.append("ENV " + " ".join(f"{n}={stage}" for n in names))
+            lines.append("RUN env")
+        texts.append("\n".join(lines) + "\n")
+
+    def outcomes() -> list[list[str]]:
+        return [[op.digest for op in asyncio.run(_result(text)).definition()] for text in texts]
+
+    fast = outcomes()
+    monkeypatch.setattr(_convert_dispatch, "env_applied", lambda base: False)
+    assert outcomes() == fast

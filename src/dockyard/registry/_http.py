@@ -722,9 +722,9 @@ class HttpSession:
         creds = await self.credentials(host)
         if bearer is not None:
             if creds is not None and creds.registry_token:
-                return f"Bearer {creds.registry_token}"
+                return "Bearer " + _header_token(creds.registry_token, host, "the registry token")
             token = await self._token(host, bearer, merge_scopes(scopes), creds, refresh)
-            return f"Bearer {token}"
+            return "Bearer " + _header_token(token, host, "the token server's token")
         if creds is not None and (creds.username or creds.password):
             pair = f"{creds.username}:{creds.password}".encode()
             return "Basic " + base64.b64encode(pair).decode("ascii")
@@ -912,3 +912,15 @@ def _tls_key(settings: HostConfig, verify: bool) -> tuple[Any, ...]:
     """What tells the TLS settings of two hosts apart (one httpx client and SSL context
     each)."""
     return (verify, settings.ca_files, settings.client_cert, settings.client_key)
+
+
+def _header_token(token: str, host: str, what: str) -> str:
+    """``token`` as it may go into an ``Authorization`` header: visible ASCII only (a
+    client's credentials answer, a docker config or a token server may hold anything;
+    httpx cannot encode other characters, and a line break would end the header)."""
+    if not all(" " <= c <= "~" for c in token):
+        raise AuthError(
+            f"authentication to registry {host} failed: {what} holds a character that "
+            "cannot be sent in an HTTP header (a control or non-ASCII character)"
+        )
+    return token

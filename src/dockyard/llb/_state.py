@@ -9,6 +9,7 @@ computed eagerly (there are no asynchronous states), so reading them is free.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -174,16 +175,21 @@ class _Env:
         return items
 
     def set(self, pairs: Iterable[tuple[str, str]]) -> _Env:
-        log = self._log
-        if len(log) != self._size:
-            log = list(self.items())  # another environment extended the log: branch off
-        elif self._items is not None and len(log) > 2 * len(self._items) + 8:
-            log = list(self._items)  # mostly names set again: start from the variables
-        log.extend(pairs)
-        return _Env(log, len(log))
+        pairs = list(pairs)
+        with _ENV_LOCK:  # states are immutable values: another thread may set on this one
+            log = self._log
+            if not self._size:
+                log = []  # not the list of the shared empty environment
+            elif len(log) != self._size:
+                log = list(self.items())  # another environment extended the log: branch
+            elif self._items is not None and len(log) > 2 * len(self._items) + 8:
+                log = list(self._items)  # mostly names set again: start from the variables
+            log.extend(pairs)
+            return _Env(log, len(log))
 
 
 _NO_ENV = _Env([], 0)
+_ENV_LOCK = threading.Lock()
 
 
 class _Values(NamedTuple):

@@ -72,6 +72,17 @@ def test_env_set_again_and_again_keeps_its_order() -> None:
     assert list(state.env.items()) == [("A", "99"), ("C", "c"), ("B", "b")]
 
 
+def test_the_empty_environment_lends_no_list() -> None:
+    # a state from scratch starts a list of its own: appended to the shared empty
+    # environment's list, the first chain of states would stay alive for good
+    from dockyard.llb import _state
+
+    llb.scratch().with_env("A", "1").with_env("B", "2")
+    assert llb.scratch().with_env("C", "3").env == {"C": "3"}
+    assert llb.scratch().env == {}
+    assert _state._NO_ENV._log == []
+
+
 def test_env_states_in_a_line_share_their_variables() -> None:
     # each with_env copied the whole environment: 2000 states kept (as the ops of 2000
     # ENV and RUN lines keep them) held 2 million entries; now one list holds them all

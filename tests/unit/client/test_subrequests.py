@@ -15,7 +15,7 @@ from dockyard.client import BuildOptions, BuildResult
 from dockyard.client._context import PreparedContext
 from dockyard.client._job import dockerfile_job
 from dockyard.client._wire import decode_exporter_response, dockerfile_attrs
-from dockyard.core import Platform, UsageError
+from dockyard.core import FrontendError, Platform, UsageError
 from dockyard.frontend import DockerfileFrontend, DockerfileOptions
 
 
@@ -129,6 +129,23 @@ async def test_the_frontend_answers_in_its_metadata() -> None:
         await frontend.solve(
             ctx,  # type: ignore[arg-type]
             frontend.parse_options({"requestid": "frontend.outline", "target": "nope"}),
+        )
+
+
+async def test_the_frontend_outline_has_the_substitution_total_of_a_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dockyard.dockerfile import _shell
+
+    monkeypatch.setattr(_shell, "MAX_EXPANDED_TOTAL", 6 << 20)
+    lines = ["FROM scratch", "ARG A=aaaaaaaaaaaaaaaa", *(["ARG A=$A$A"] * 16)]
+    lines += [f"ARG B{i}=$A." for i in range(40)]
+    ctx = _Context({"Dockerfile": ("\n".join(lines) + "\n").encode()})
+    frontend = DockerfileFrontend()
+    with pytest.raises(FrontendError, match=r"^Dockerfile:2[0-9]: .* characters in all"):
+        await frontend.solve(
+            ctx,  # type: ignore[arg-type]
+            frontend.parse_options({"requestid": "frontend.outline"}),
         )
 
 

@@ -216,21 +216,34 @@ class ProcessCredentials:
             )
         except OSError as exc:
             raise AuthError(f"{what}: cannot run it: {exc.strerror}") from None
+        assert process.stdout is not None
+        assert process.stderr is not None
+        # both pipes read as they fill, in bounded memory: the output up to its limit
+        # (an endless writer is ended there, not read until the timeout), the standard
+        # error by its end (its last line is quoted)
+        errors = asyncio.ensure_future(_read_tail(process.stderr, _PROCESS_OUTPUT))
         try:
             async with asyncio.timeout(self.timeout):
-                out, err = await process.communicate()
+                out = await _read_capped(process.stdout, _PROCESS_OUTPUT)
+                if out is not None:
+                    await process.wait()
+                    err = await errors
         except TimeoutError:
+            errors.cancel()
             await _kill_group(process)
             raise AuthError(f"{what}: no answer within {self.timeout:g} s") from None
         except BaseException:
+            errors.cancel()
             await _kill_group(process)
             raise
+        if out is None:
+            errors.cancel()
+            await _kill_group(process)
+            raise AuthError(f"{what}: output larger than {_PROCESS_OUTPUT} bytes")
         if process.returncode != 0:
             tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
             said = f": {_quote(tail[0], 200)}" if tail else ""
             raise AuthError(f"{what}: exited with status {process.returncode}{said}")
-        if len(out) > _PROCESS_OUTPUT:
-            raise AuthError(f"{what}: output larger than {_PROCESS_OUTPUT} bytes")
         try:
             document = json.loads(out)
         except (ValueError, UnicodeDecodeError):
@@ -240,6 +253,26 @@ class ProcessCredentials:
         if document.get("Version") != 1:
             raise AuthError(f"{what}: the output's Version is not 1")
         return _from_json(document, what, token_key="SessionToken")
+
+
+async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes | None:
+    """What ``stream`` gives until its end, ``None`` once that passes ``limit`` bytes."""
+    out = bytearray()
+    while chunk := await stream.read(1 << 16):
+        out += chunk
+        if len(out) > limit:
+            return None
+    return bytes(out)
+
+
+async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """The last ``limit`` bytes ``stream`` gives until its end."""
+    out = bytearray()
+    while chunk := await stream.read(1 << 16):
+        out += chunk
+        if len(out) > 2 * limit:
+            del out[:-limit]
+    return bytes(out[-limit:])
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -359,6 +359,30 @@ async def test_credential_process(tmp_path: Path) -> None:
     assert _gone(child)
 
 
+async def test_credential_process_endless_output_is_cut(tmp_path: Path) -> None:
+    # a program that writes without end (a broken script, `cat /dev/zero`) is ended once
+    # its output passes the limit: it was read whole into memory until the timeout
+    # (60 s at hundreds of MB/s) and only then measured
+    endless = script(tmp_path, "endless", "while :; do printf '%08192d' 0; done\n")
+    started = time.monotonic()
+    with pytest.raises(AuthError, match="output larger than 65536 bytes"):
+        await ProcessCredentials(command=str(endless), profile="p", timeout=20).retrieve()
+    assert time.monotonic() - started < 10
+    # a long standard error is kept by its end (its last line is quoted on a failure)
+    answer = {"Version": 1, "AccessKeyId": "PROC", "SecretAccessKey": SECRET}
+    noisy = script(
+        tmp_path,
+        "noisy",
+        "i=0; while [ $i -lt 256 ]; do printf '%08192d\\n' $i >&2; i=$((i + 1)); done\n"
+        f"echo '{json.dumps(answer)}'\necho 'the last words' >&2\n",
+    )
+    found = await ProcessCredentials(command=str(noisy), profile="p").retrieve()
+    assert found.access_key_id == "PROC"
+    failing = script(tmp_path, "noisy-fail", f"cat {noisy} | sh >/dev/null\nexit 4\n")
+    with pytest.raises(AuthError, match=r"status 4: the last words$"):
+        await ProcessCredentials(command=str(failing), profile="p").retrieve()
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
@@ -431,11 +455,11 @@ async def test_container_credentials(tmp_path: Path) -> None:
     denied, _ = recording(
         lambda r: httpx.Response(403, json={"code": "Forbidden", "message": "bad token"})
     )
-    with pytest.raises(AuthError, match="HTTP 403: Forbidden bad token") as caught:
+    with pytest.raises(AuthError, match="HTTP 403: Forbidden bad token") as refused_403:
         await ContainerCredentials(
             url="http://127.0.0.1:9/c", token="secret-token", transport=denied
         ).retrieve()
-    assert "secret-token" not in str(caught.value)
+    assert "secret-token" not in str(refused_403.value)
     token_file.write_text("evil\r\nX-Injected: 1")
     with pytest.raises(AuthError, match="line break"):
         await provider.retrieve()

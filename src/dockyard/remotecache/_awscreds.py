@@ -168,6 +168,12 @@ async def _body(response: httpx.Response) -> bytes:
     return bytes(out)
 
 
+def _header_value(text: str) -> bool:
+    """Whether ``text`` can go into an HTTP header as it is: printable ASCII (httpx
+    encodes header values as ASCII, and a line break would end the header)."""
+    return text.isascii() and all(" " <= c <= "~" for c in text)
+
+
 def _reason(exc: BaseException) -> str:
     return _quote(str(exc) or type(exc).__name__, 200)
 
@@ -502,6 +508,10 @@ class ContainerCredentials:
                 ) from None
         if any(c in token for c in "\r\n\x00"):
             raise AuthError(f"{what}: the authorization token holds a line break")
+        if not _header_value(token):
+            raise AuthError(
+                f"{what}: the authorization token holds a character an HTTP header cannot carry"
+            )
         headers = {"accept": "application/json"}
         if token:
             headers["authorization"] = token
@@ -580,7 +590,7 @@ class InstanceMetadata:
             headers: dict[str, str] = {}
             if status == 200:
                 token = data.decode("ascii", "replace").strip()
-                if not token or any(c in token for c in "\r\n\x00"):
+                if not token or not _header_value(token):
                     raise AuthError(f"{what}: an invalid session token")
                 headers["x-aws-ec2-metadata-token"] = token
             elif status in (403, 404, 405) and not self.v1_disabled:

@@ -271,12 +271,24 @@ class S3Client:
         """The credentials to sign the next request with (fetched again before they
         expire); a failure to get them names the request."""
         if isinstance(self._credentials, AwsCredentials):
-            return self._credentials
-        try:
-            return await self._credentials.get()
-        except DockyardError as exc:
-            exc.message = f"s3 {what}: {exc.message}"
-            raise
+            credentials = self._credentials
+        else:
+            try:
+                credentials = await self._credentials.get()
+            except DockyardError as exc:
+                exc.message = f"s3 {what}: {exc.message}"
+                raise
+        # both go into headers as they are (neither is quoted: the token is a secret)
+        for name, value in (
+            ("access key id", credentials.access_key_id),
+            ("session token", credentials.session_token),
+        ):
+            if not (value.isascii() and all(" " <= c <= "~" for c in value)):
+                raise AuthError(
+                    f"s3 {what}: the credentials' {name} holds a character an HTTP header "
+                    "cannot carry"
+                )
+        return credentials
 
     def _failure(self, what: str, status: int, body: bytes) -> DockyardError | Retry:
         code, message = _error_code(body)

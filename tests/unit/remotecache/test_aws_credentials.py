@@ -465,6 +465,27 @@ async def test_container_credentials(tmp_path: Path) -> None:
         await provider.retrieve()
 
 
+async def test_endpoint_tokens_a_header_cannot_carry() -> None:
+    # an instance metadata session token or a container authorization token with a
+    # non-ASCII character raised httpx's UnicodeEncodeError (a traceback)
+    def imds(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/latest/api/token":
+            return httpx.Response(200, content=b"tok\x80en")
+        raise AssertionError("no request with the token")
+
+    with pytest.raises(AuthError, match="an invalid session token"):
+        await InstanceMetadata(
+            endpoint="http://127.0.0.1:9", transport=httpx.MockTransport(imds)
+        ).retrieve()
+    unused, seen = recording(lambda r: httpx.Response(500))
+    with pytest.raises(AuthError, match="authorization token holds a character") as caught:
+        await ContainerCredentials(
+            url="http://127.0.0.1:9/c", token="s\u00e9cret", transport=unused
+        ).retrieve()
+    assert "s\u00e9cret" not in str(caught.value)
+    assert not seen
+
+
 # -- instance metadata --------------------------------------------------------------------
 
 

@@ -296,3 +296,24 @@ async def test_the_cache_client_takes_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     async with s3_client(location) as s3:
         assert s3.address("k")[0] == "http://127.0.0.1:9/b/k"
+
+
+async def test_credentials_a_header_cannot_carry_are_an_auth_error() -> None:
+    # an access key id or session token with a non-ASCII or control character (from an
+    # instance's or container's answer, a credential_process, a client's attributes)
+    # made httpx raise UnicodeEncodeError (a traceback) or went into the header
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request is sent")
+
+    for key, token in (("AKID\u00e9", "tok"), ("AKID", "tok\u00e9n"), ("AKID", "t\r\nX-A: 1")):
+        creds = AwsCredentials(access_key_id=key, secret_access_key=SECRET, session_token=token)
+        with pytest.raises(AuthError, match="cannot carry") as caught:
+            await S3Client(
+                bucket="bkt",
+                region="eu-central-1",
+                credentials=creds,
+                transport=httpx.MockTransport(handler),
+                backoff=0.0,
+            ).head("k")
+        assert SECRET not in str(caught.value)
+        assert token not in str(caught.value)

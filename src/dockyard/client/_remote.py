@@ -108,14 +108,28 @@ class ClientTls:
         except (ssl.SSLError, ValueError) as exc:
             raise UsageError(f"--tlscacert {self.ca}: no PEM certificate in it") from exc
         try:
-            context.load_cert_chain(self.cert, self.key)
-        except ssl.SSLError as exc:
+            # never OpenSSL's prompt on the terminal: grpc takes keys without a passphrase
+            context.load_cert_chain(self.cert, self.key, password=_no_passphrase)
+        except _PassphraseWanted:
+            raise UsageError(
+                f"--tlskey {self.key}: the key is protected by a passphrase (grpc takes keys "
+                "without one)"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
             why = (
                 "the key is not the certificate's"
                 if "KEY_VALUES_MISMATCH" in str(exc)
                 else "not a PEM certificate and its private key"
             )
             raise UsageError(f"--tlscert {self.cert} and --tlskey {self.key}: {why}") from exc
+
+
+class _PassphraseWanted(Exception):
+    """OpenSSL asked for a key's passphrase."""
+
+
+def _no_passphrase() -> str:
+    raise _PassphraseWanted
 
 
 class RemoteBackend:

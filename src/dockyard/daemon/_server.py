@@ -345,10 +345,21 @@ def _check_tls(tls: TlsConfig) -> None:
 
     from dockyard.core import ConfigError
 
+    class PassphraseWanted(Exception):
+        pass
+
+    def no_passphrase() -> str:  # never OpenSSL's prompt on the terminal
+        raise PassphraseWanted
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(tls.cert, tls.key)
-    except ssl.SSLError as exc:
+        context.load_cert_chain(tls.cert, tls.key, password=no_passphrase)
+    except PassphraseWanted:
+        raise ConfigError(
+            f"grpc.tls.key {tls.key}: the key is protected by a passphrase (grpc takes keys "
+            "without one)"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
         why = (
             "the key is not the certificate's"
             if "KEY_VALUES_MISMATCH" in str(exc)

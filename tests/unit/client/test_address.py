@@ -179,6 +179,35 @@ def test_tls_files_are_checked_before_grpc_sees_them(tmp_path: Path) -> None:
         ClientTls(ca=ca, cert=tmp_path / "missing.pem", key=key).credentials()
 
 
+def test_a_tls_key_with_a_passphrase_is_refused_without_a_prompt(tmp_path: Path) -> None:
+    # the check asked OpenSSL for the key's passphrase on the terminal ("Enter PEM pass
+    # phrase:"; grpc cannot use such a key anyway) and, without one, raised OSError
+    # (a traceback)
+    import subprocess
+
+    from dockyard.client import ClientTls
+
+    cert, key = _openssl_pair(tmp_path, "client")
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        [
+            "openssl",
+            "pkey",
+            "-in",
+            str(key),
+            "-aes256",
+            "-passout",
+            "pass:pw",
+            "-out",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(UsageError, match=r"--tlskey .*encrypted.key: .*passphrase"):
+        ClientTls(ca=cert, cert=cert, key=encrypted).credentials()
+
+
 def test_a_plain_connection_closed_by_a_tcp_daemon_hints_at_tls() -> None:
     # a plain client of a daemon with TLS read only "it closed the connection"
     from dockyard.client._remote import RemoteBackend

@@ -221,17 +221,24 @@ def _openssl_pair(path: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.mark.parametrize("broken", ["key", "ca"])
+@pytest.mark.parametrize("broken", ["key", "ca", "passphrase"])
 def test_tls_files_that_do_not_fit_are_a_config_error(tmp_path: Path, broken: str) -> None:
     # grpc's C core logged "Invalid private key" lines, then dockyardd said only
-    # "cannot listen on tcp://...", exit 2
+    # "cannot listen on tcp://...", exit 2; a key with a passphrase made OpenSSL ask
+    # for it on the terminal, then a traceback (OSError)
     cert, key = _openssl_pair(tmp_path, "server")
     _, other_key = _openssl_pair(tmp_path, "other")
+    if broken == "passphrase":
+        subprocess.run(
+            ["openssl", "pkey", "-in", key, "-aes256", "-passout", "pass:pw", "-out", other_key],
+            check=True,
+            capture_output=True,
+        )
     ca = key if broken == "ca" else cert
     config = tmp_path / "d.toml"
     config.write_text(
         '[grpc]\naddress = ["tcp://127.0.0.1:1"]\n'
-        f'[grpc.tls]\ncert = "{cert}"\nkey = "{other_key if broken == "key" else key}"\n'
+        f'[grpc.tls]\ncert = "{cert}"\nkey = "{key if broken == "ca" else other_key}"\n'
         f'ca = "{ca}"\n'
     )
     proc = subprocess.run(
@@ -250,10 +257,11 @@ def test_tls_files_that_do_not_fit_are_a_config_error(tmp_path: Path, broken: st
         check=False,
     )
     assert proc.returncode == 2
-    expected = (
-        f"dockyardd: grpc.tls.cert {cert} and grpc.tls.key {other_key}: the key is not the "
-        "certificate's\n"
-        if broken == "key"
-        else f"dockyardd: grpc.tls.ca {key}: no PEM certificate in it\n"
-    )
+    expected = {
+        "key": f"dockyardd: grpc.tls.cert {cert} and grpc.tls.key {other_key}: the key is not "
+        "the certificate's\n",
+        "ca": f"dockyardd: grpc.tls.ca {key}: no PEM certificate in it\n",
+        "passphrase": f"dockyardd: grpc.tls.key {other_key}: the key is protected by a "
+        "passphrase (grpc takes keys without one)\n",
+    }[broken]
     assert proc.stderr == expected

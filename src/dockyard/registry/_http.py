@@ -370,8 +370,25 @@ class HttpSession:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"cannot load registry CA certificate {ca}: {exc}") from exc
         if settings.client_cert is not None:
+
+            class PassphraseWanted(Exception):
+                pass
+
+            def no_passphrase() -> str:  # never OpenSSL's prompt on the terminal
+                raise PassphraseWanted
+
             try:
-                ctx.load_cert_chain(str(settings.client_cert), str(settings.client_key or ""))
+                ctx.load_cert_chain(
+                    str(settings.client_cert),
+                    str(settings.client_key or ""),
+                    password=no_passphrase,
+                )
+            except PassphraseWanted:
+                key = settings.client_key or settings.client_cert
+                raise ConfigError(
+                    f"registry client key {key}: protected by a passphrase (a client key "
+                    "without one is needed, as for docker)"
+                ) from None
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(
                     f"cannot load registry client certificate {settings.client_cert}: {exc}"

@@ -4,6 +4,7 @@ first TLS connection, not when a client is made (plain-HTTP registries never nee
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,32 @@ def test_an_insecure_context_never_loads_them() -> None:
     ctx = HttpSession._ssl_context(HostConfig(), False)
     assert ctx.verify_mode == ssl.CERT_NONE
     assert not ctx.check_hostname
+
+
+def test_a_client_key_with_a_passphrase_is_a_config_error_without_a_prompt(
+    tmp_path: Path,
+) -> None:
+    # certs.d's client.key with a passphrase made OpenSSL prompt "Enter PEM pass phrase:"
+    # on the terminal in the middle of a build (docker, like Go's tls.LoadX509KeyPair,
+    # refuses such a key)
+    import subprocess
+
+    from dockyard.core import ConfigError
+
+    cert, key, encrypted = tmp_path / "c.cert", tmp_path / "c.key", tmp_path / "e.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=c", "-keyout", key, "-out", cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["openssl", "pkey", "-in", key, "-aes256", "-passout", "pass:pw", "-out", encrypted],
+        check=True,
+        capture_output=True,
+    )
+    HttpSession._ssl_context(HostConfig(client_cert=cert, client_key=key), False)
+    with pytest.raises(ConfigError, match=r"e\.key.*passphrase"):
+        HttpSession._ssl_context(HostConfig(client_cert=cert, client_key=encrypted), False)

@@ -73,6 +73,9 @@ __all__ = [
 REFRESH_WINDOW = 300.0
 _ASSUME_ROLE_SECONDS = 900  # the SDK's default for AssumeRole
 _PROCESS_TIMEOUT = 60.0
+# roles assumed one from another through source_profile (the SDK sets no limit; each is
+# an STS call, and a longer chain is a configuration mistake)
+_MAX_SOURCE_PROFILES = 32
 _PROCESS_OUTPUT = 64 << 10
 _HTTP_BODY = 64 << 10
 _ECS_HOST = "169.254.170.2"
@@ -774,6 +777,11 @@ class _Chain:
     def profile(self, name: str, seen: tuple[str, ...]) -> CredentialsProvider | None:
         """The provider of profile ``name`` (``seen``: the profiles whose role this one's
         credentials will assume, outermost first)."""
+        if len(seen) > _MAX_SOURCE_PROFILES:  # each one is followed by recursion
+            raise ConfigError(
+                f"AWS profile {seen[0]!r}: a chain of more than {_MAX_SOURCE_PROFILES} "
+                "source_profile roles"
+            )
         values = self.shared.profile(name)
         if values is None:
             if seen:

@@ -228,6 +228,19 @@ def test_source_profile_chains(tmp_path: Path) -> None:
         default_credentials(env | {"AWS_PROFILE": "two"})
 
 
+def test_a_long_source_profile_chain_is_a_config_error(tmp_path: Path) -> None:
+    # each source_profile was followed by recursion: 2000 profiles raised RecursionError
+    # (a traceback); a chain of roles that long is no configuration STS would serve
+    lines = ["[profile p0]\naws_access_key_id = K\naws_secret_access_key = s\n"]
+    for i in range(1, 2000):
+        lines.append(f"[profile p{i}]\nrole_arn = arn:aws:iam::1:role/r{i}\n")
+        lines.append(f"source_profile = p{i - 1}\n")
+    env = files(tmp_path, config="".join(lines))
+    with pytest.raises(ConfigError, match=r"'p1999': a chain of more than 32 source_profile"):
+        default_credentials(env | {"AWS_PROFILE": "p1999"})
+    assert isinstance(default_credentials(env | {"AWS_PROFILE": "p32"}), AssumeRole)
+
+
 async def test_assume_role_signs_with_the_source_and_reads_the_answer(tmp_path: Path) -> None:
     sts = FakeSts()
     config = (

@@ -100,36 +100,16 @@ class ClientTls:
         )
 
     def _check(self, ca: bytes) -> None:
-        import ssl
+        from dockyard.core.tlsfiles import ca_problem, key_pair_problem
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        try:
-            context.load_verify_locations(cadata=ca.decode("ascii", "replace"))
-        except (ssl.SSLError, ValueError) as exc:
-            raise UsageError(f"--tlscacert {self.ca}: no PEM certificate in it") from exc
-        try:
-            # never OpenSSL's prompt on the terminal: grpc takes keys without a passphrase
-            context.load_cert_chain(self.cert, self.key, password=_no_passphrase)
-        except _PassphraseWanted:
-            raise UsageError(
-                f"--tlskey {self.key}: the key is protected by a passphrase (grpc takes keys "
-                "without one)"
-            ) from None
-        except (ssl.SSLError, OSError) as exc:
-            why = (
-                "the key is not the certificate's"
-                if "KEY_VALUES_MISMATCH" in str(exc)
-                else "not a PEM certificate and its private key"
-            )
-            raise UsageError(f"--tlscert {self.cert} and --tlskey {self.key}: {why}") from exc
-
-
-class _PassphraseWanted(Exception):
-    """OpenSSL asked for a key's passphrase."""
-
-
-def _no_passphrase() -> str:
-    raise _PassphraseWanted
+        problem = ca_problem(cadata=ca)
+        if problem:
+            raise UsageError(f"--tlscacert {self.ca}: {problem}")
+        pair = key_pair_problem(self.cert, self.key, server=False)
+        if pair is not None and pair.key_only:
+            raise UsageError(f"--tlskey {self.key}: {pair.reason}")
+        if pair is not None:
+            raise UsageError(f"--tlscert {self.cert} and --tlskey {self.key}: {pair.reason}")
 
 
 class RemoteBackend:

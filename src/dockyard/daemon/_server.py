@@ -341,35 +341,17 @@ def _check_tls(tls: TlsConfig) -> None:
     """A :class:`~dockyard.core.ConfigError` when ``[grpc.tls]``'s files are no PEM
     certificate with its key and CA (grpc's C core logged "Invalid private key" lines,
     then the address was refused without a reason)."""
-    import ssl
-
     from dockyard.core import ConfigError
+    from dockyard.core.tlsfiles import ca_problem, key_pair_problem
 
-    class PassphraseWanted(Exception):
-        pass
-
-    def no_passphrase() -> str:  # never OpenSSL's prompt on the terminal
-        raise PassphraseWanted
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(tls.cert, tls.key, password=no_passphrase)
-    except PassphraseWanted:
-        raise ConfigError(
-            f"grpc.tls.key {tls.key}: the key is protected by a passphrase (grpc takes keys "
-            "without one)"
-        ) from None
-    except (ssl.SSLError, OSError) as exc:
-        why = (
-            "the key is not the certificate's"
-            if "KEY_VALUES_MISMATCH" in str(exc)
-            else "not a PEM certificate and its private key"
-        )
-        raise ConfigError(f"grpc.tls.cert {tls.cert} and grpc.tls.key {tls.key}: {why}") from exc
-    try:
-        context.load_verify_locations(cafile=str(tls.ca))
-    except ssl.SSLError as exc:
-        raise ConfigError(f"grpc.tls.ca {tls.ca}: no PEM certificate in it") from exc
+    pair = key_pair_problem(tls.cert, tls.key, server=True)
+    if pair is not None and pair.key_only:
+        raise ConfigError(f"grpc.tls.key {tls.key}: {pair.reason}")
+    if pair is not None:
+        raise ConfigError(f"grpc.tls.cert {tls.cert} and grpc.tls.key {tls.key}: {pair.reason}")
+    problem = ca_problem(cafile=tls.ca)
+    if problem:
+        raise ConfigError(f"grpc.tls.ca {tls.ca}: {problem}")
 
 
 def _add_port(add: Any, *args: Any) -> int:

@@ -36,8 +36,6 @@ __all__ = [
     "list_text",
     "normalize_platform",
     "quoted_list",
-    "set_env",
-    "set_envs",
     "set_platform",
     "update_config",
 ]
@@ -70,29 +68,6 @@ def env_dict(entries: Iterable[str]) -> dict[str, str]:
         key, _, value = entry.partition("=")
         out[key] = value
     return out
-
-
-def set_env(image: oci.ImageConfig, key: str, value: str) -> oci.ImageConfig:
-    """Set ``key`` in the config's ``Env``: replaced where it is, else appended."""
-    return set_envs(image, ((key, value),))
-
-
-def set_envs(image: oci.ImageConfig, pairs: Iterable[tuple[str, str]]) -> oci.ImageConfig:
-    """``set_env`` for each pair in turn, in one pass over the ``Env`` (one ENV of
-    thousands of pairs, each copying the whole list, was quadratic)."""
-    env = list(image.config.env)
-    # the first entry of each name (names computed without a Python-level loop)
-    names = list(map(itemgetter(0), map(str.partition, env, repeat("="))))
-    positions = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
-    for key, value in pairs:
-        entry = f"{key}={value}"
-        index = positions.get(key)
-        if index is None:
-            positions[key] = len(env)
-            env.append(entry)
-        else:
-            env[index] = entry
-    return update_config(image, env=tuple(env))
 
 
 def add_labels(image: oci.ImageConfig, labels: Mapping[str, str]) -> oci.ImageConfig:
@@ -154,7 +129,8 @@ class ImageDraft:
     def __init__(self, image: oci.ImageConfig) -> None:
         config = image.config
         self._env = list(config.env)
-        # the first entry of each name (a base's config may repeat one; set_envs' rule)
+        # the first entry of each name (a base's config may repeat one: the first one is
+        # replaced, as BuildKit's addEnv does)
         names = list(map(itemgetter(0), map(str.partition, self._env, repeat("="))))
         self._env_at = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
         self._labels = dict(config.labels)
@@ -236,7 +212,8 @@ class ImageDraft:
         self._image = None
 
     def set_envs(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """:func:`set_envs`: each name replaced where it is, else appended."""
+        """Set each name in turn: replaced where it is, else appended (one pass, however
+        many pairs: copying the whole ``Env`` per pair was quadratic)."""
         env, positions = self._env, self._env_at
         for key, value in pairs:
             entry = f"{key}={value}"

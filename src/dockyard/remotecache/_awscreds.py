@@ -449,13 +449,7 @@ class WebIdentity:
 
     async def retrieve(self) -> AwsCredentials:
         what = f"AWS STS AssumeRoleWithWebIdentity of {self.role_arn}"
-        try:
-            token = (await asyncio.to_thread(self.token_file.read_text, "utf-8")).strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise AuthError(
-                f"{what}: cannot read the token file {self.token_file}: {reason}"
-            ) from None
+        token = await _read_token(self.token_file, what)
         if not token:
             raise AuthError(f"{what}: the token file {self.token_file} is empty")
         params = {
@@ -466,6 +460,15 @@ class WebIdentity:
         if self.duration:
             params["DurationSeconds"] = str(self.duration)
         return await self.sts.call("AssumeRoleWithWebIdentity", params, None, what)
+
+
+async def _read_token(path: Path, what: str) -> str:
+    """The token in the file ``path`` (read at each call: it is rotated), stripped."""
+    try:
+        return (await asyncio.to_thread(path.read_text, "utf-8")).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise AuthError(f"{what}: cannot read the token file {path}: {reason}") from None
 
 
 # -- container, instance metadata ----------------------------------------------------------
@@ -502,13 +505,7 @@ class ContainerCredentials:
         what = f"AWS container credentials ({self.url})"
         token = self.token
         if self.token_file is not None:
-            try:
-                token = (await asyncio.to_thread(self.token_file.read_text, "utf-8")).strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise AuthError(
-                    f"{what}: cannot read the token file {self.token_file}: {reason}"
-                ) from None
+            token = await _read_token(self.token_file, what)
         if any(c in token for c in "\r\n\x00"):
             raise AuthError(f"{what}: the authorization token holds a line break")
         if not _header_value(token):

@@ -817,15 +817,17 @@ def _azblob_location(
             f"{flag}: account_url holds a user name or password (requests are signed with "
             "the account key; give the URL without user@)"
         )
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit(":", 1)[0].strip("[]")
-    if scheme.lower() not in ("http", "https") or not host:
-        raise UsageError(f"{flag}: account_url={url!r} is not an http(s) URL")
+    # checked first: the other messages quote the URL, and a SAS token's signature
+    # would be in it
     if "?" in url or "#" in url:
         raise UsageError(
             f"{flag}: account_url holds a query or fragment (a SAS token is not supported; "
             "give secret_access_key)"
         )
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if scheme.lower() not in ("http", "https") or not host:
+        raise UsageError(f"{flag}: account_url={url!r} is not an http(s) URL")
     account = _setting(attrs, "account_name", env, "BUILDKIT_AZURE_STORAGE_ACCOUNT_NAME")
     if account is None:
         account = _account_of_url(host, rest)

@@ -186,6 +186,22 @@ def test_the_key_is_never_in_error_messages(text: str) -> None:
     assert KEY not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "acct.blob.core.windows.net/?sv=2024&sig=SAS-SIGNATURE",  # no scheme
+        "ftp://acct.blob.core.windows.net/?sig=SAS-SIGNATURE",
+        "https://?sig=SAS-SIGNATURE",
+    ],
+)
+def test_a_sas_token_in_a_bad_url_is_never_quoted(url: str) -> None:
+    # the scheme was checked first and its message quoted the whole URL, SAS signature
+    # included
+    with pytest.raises(UsageError) as caught:
+        parse_cache_export(f"type=azblob,account_url={url},secret_access_key={KEY}")
+    assert "SAS-SIGNATURE" not in str(caught.value)
+
+
 def test_reprs_hide_the_key() -> None:
     value = parse_cache_export(BASE)
     assert KEY not in repr(value)

@@ -10,8 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["KeyPairProblem", "ca_problem", "key_pair_problem"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = [
+    "KeyPairProblem",
+    "PassphraseWanted",
+    "ca_problem",
+    "key_pair_problem",
+    "load_cert_chain",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +33,20 @@ class KeyPairProblem:
     key_only: bool = False
 
 
-class _PassphraseWanted(Exception):
-    """OpenSSL asked for a key's passphrase."""
+class PassphraseWanted(Exception):
+    """OpenSSL asked for a key's passphrase (:func:`load_cert_chain`)."""
 
 
-def _no_passphrase() -> str:  # never OpenSSL's prompt on the terminal
-    raise _PassphraseWanted
+def _no_passphrase() -> str:
+    raise PassphraseWanted
+
+
+def load_cert_chain(context: ssl.SSLContext, cert: str | Path, key: str | Path | None) -> None:
+    """``context.load_cert_chain`` that raises :class:`PassphraseWanted` for a key with a
+    passphrase where OpenSSL would prompt for it on the terminal (in the middle of a
+    build, or in a daemon with no terminal); :class:`ssl.SSLError` or :class:`OSError`
+    for the rest, as it does."""
+    context.load_cert_chain(cert, key, password=_no_passphrase)
 
 
 def key_pair_problem(cert: str | Path, key: str | Path, *, server: bool) -> KeyPairProblem | None:
@@ -38,8 +56,8 @@ def key_pair_problem(cert: str | Path, key: str | Path, *, server: bool) -> KeyP
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     try:
-        context.load_cert_chain(cert, key, password=_no_passphrase)
-    except _PassphraseWanted:
+        load_cert_chain(context, cert, key)
+    except PassphraseWanted:
         return KeyPairProblem(
             "the key is protected by a passphrase (grpc takes keys without one)", key_only=True
         )

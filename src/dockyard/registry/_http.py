@@ -370,19 +370,10 @@ class HttpSession:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"cannot load registry CA certificate {ca}: {exc}") from exc
         if settings.client_cert is not None:
-
-            class PassphraseWanted(Exception):
-                pass
-
-            def no_passphrase() -> str:  # never OpenSSL's prompt on the terminal
-                raise PassphraseWanted
+            from dockyard.core.tlsfiles import PassphraseWanted, load_cert_chain
 
             try:
-                ctx.load_cert_chain(
-                    str(settings.client_cert),
-                    str(settings.client_key or ""),
-                    password=no_passphrase,
-                )
+                load_cert_chain(ctx, str(settings.client_cert), str(settings.client_key or ""))
             except PassphraseWanted:
                 key = settings.client_key or settings.client_cert
                 raise ConfigError(

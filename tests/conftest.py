@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,14 @@ import pytest
 # service, 169.254.169.254: never asked by a test (tests that cover it give a loopback
 # endpoint). Set for the whole session, daemons and CLIs the tests start included.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+# A run started as a background job of a non-interactive shell (`scripts/test &`, nohup,
+# some CI runners) inherits SIGINT ignored, and so would every CLI and daemon the tests
+# start: the tests that interrupt a build with SIGINT (Ctrl-C) then saw it run to its end.
+# The session takes Python's own SIGINT handler back; a child's exec resets it to the
+# default action.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

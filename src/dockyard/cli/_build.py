@@ -864,7 +864,13 @@ def run_build(
     import asyncio
 
     from dockyard.cli.progress import make_renderer
-    from dockyard.core import CollectingReporter, DockyardError, TeeReporter, UsageError
+    from dockyard.core import (
+        CollectingReporter,
+        DockyardError,
+        TeeReporter,
+        UnreachableError,
+        UsageError,
+    )
 
     renderer = make_renderer(progress, sys.stderr)
     if console is not None:
@@ -884,7 +890,8 @@ def run_build(
                 import signal
 
                 return -signal.SIGPIPE  # as a Go CLI ends: by SIGPIPE, nothing more said
-        prefix = "" if isinstance(exc, UsageError) else "failed to solve: "
+        # (an unreachable daemon solved nothing: said as buildx says a dead builder)
+        prefix = "" if isinstance(exc, (UsageError, UnreachableError)) else "failed to solve: "
         step_log = progress in ("quiet", "rawjson") or (console is not None and console.used)
         return report_error(exc, step_log=step_log, prefix=prefix)
     finally:

@@ -219,6 +219,10 @@ class SessionError(DockyardError):
     """The client session is gone or refused a request."""
 
 
+class UnreachableError(DockyardError):
+    """The daemon cannot be reached (no socket, refused, dropped): nothing was solved."""
+
+
 class CancelledError(DockyardError):
     """The build was cancelled (by the user, a disconnect or a failing sibling step)."""
 

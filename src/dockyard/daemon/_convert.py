@@ -38,6 +38,7 @@ from dockyard.core import (
     SessionError,
     SourceLocation,
     SourceRange,
+    UnreachableError,
     UsageError,
     VertexLog,
     VertexProgress,
@@ -436,7 +437,7 @@ def error_from_status(
         except (ValueError, TypeError, KeyError, AttributeError):
             pass
     if code == grpc.StatusCode.UNAVAILABLE:
-        return DockyardError(f"cannot reach the daemon: {unreachable_reason(message)}")
+        return UnreachableError(f"cannot reach the daemon: {unreachable_reason(message)}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return DockyardError(f"the daemon does not support this request: {message}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

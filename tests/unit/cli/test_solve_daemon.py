@@ -170,3 +170,5 @@ def test_a_build_on_a_missing_daemon_says_so_plainly(
         ), err
         assert "FAILED_PRECONDITION" not in err
         assert "UNAVAILABLE" not in err
+        # nothing was solved: no "failed to solve:" before it (buildx names a dead builder so)
+        assert f"ERROR: cannot reach dockyardd at {nowhere}" in err, err

@@ -61,7 +61,7 @@ from ._instructions import (
 )
 from ._mounts import MountError, NetworkMode
 from ._rules import NON_ENV_ARGS
-from ._shell import ShellLex
+from ._shell import ShellLex, charge_config_copy
 from ._values import BadValue, parse_ports, parse_signal
 
 __all__ = ["ConvertContext", "StageDispatcher", "uppercase_command"]
@@ -147,6 +147,10 @@ class StageDispatcher:
             self.platform: Platform = base.platform or ctx.target_platform
             # ONBUILD triggers of a base stage ran here already; they do not carry over.
             if base.draft is not None:
+                try:
+                    charge_config_copy(base.draft.copied_entries())
+                except ValueError as exc:
+                    raise FrontendError(str(exc), locations=(node.location,)) from None
                 draft = base.draft.child()
             else:  # a named context stands for the base stage
                 image = base.image or _unknown_image(self.platform)

@@ -162,6 +162,11 @@ class ImageDraft:
         other._image = None
         return other
 
+    def copied_entries(self) -> int:
+        """How many entries :meth:`child` copies (``Env`` and its positions, labels,
+        ports, volumes)."""
+        return 2 * len(self._env) + len(self._labels) + len(self._ports) + len(self._volumes)
+
     @property
     def env(self) -> list[str]:
         """The ``KEY=value`` entries of ``Env`` (not to be changed)."""

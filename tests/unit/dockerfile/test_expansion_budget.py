@@ -94,3 +94,36 @@ def test_an_outline_within_the_total_lists_its_arguments() -> None:
     text = "FROM scratch\nARG A=aaaaaaaaaaaaaaaa\n" + "ARG A=$A$A\n" * 16 + "ARG B=$A.\n"
     outline = _outline(text)
     assert [(a.name, len(a.value)) for a in outline.args] == [("A", 1 << 20), ("B", (1 << 20) + 1)]
+
+
+# -- config copies along a chain of stages (security audit 2, row 128) -------------------
+
+
+def _chain(stages: int) -> str:
+    lines = ["FROM scratch AS s0"]
+    for i in range(1, stages):
+        lines += [f"FROM s{i - 1} AS s{i}", f"ENV V{i}=v", f"LABEL l{i}=x"]
+    return "\n".join(lines) + "\n"
+
+
+async def test_a_long_chain_of_stages_stops_at_the_copy_total(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # stage i copies ~3i entries of its base's config (Env twice: its positions, labels)
+    monkeypatch.setattr(_shell, "MAX_COPIED_CONFIG", 600)
+    with pytest.raises(FrontendError, match=r"^Dockerfile:\d+: the stages copy more than 600") as e:
+        await conv(_chain(40))
+    line = int(str(e.value).split(":")[1])
+    assert _chain(40).splitlines()[line - 1].startswith("FROM s"), str(e.value)
+    # within the total it converts, every variable and label carried down the chain
+    result, _ = await conv(_chain(15))
+    config = result.image_config.config
+    assert config.env_value("V14") == "v"
+    assert config.env_value("V1") == "v"
+    assert config.labels["l1"] == "x"
+
+
+async def test_the_copy_total_leaves_room_for_a_chain_of_a_thousand_stages() -> None:
+    # ~1.5 million entries copied: far beyond any real Dockerfile, within the total
+    result, _ = await conv(_chain(1000))
+    assert result.image_config.config.env_value("V999") == "v"

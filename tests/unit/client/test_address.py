@@ -17,6 +17,7 @@ from dockyard.client import (
     select_address,
 )
 from dockyard.core import UsageError
+from dockyard.testing.tlsfiles import encrypt_key, self_signed_pair
 
 
 @pytest.fixture
@@ -133,41 +134,14 @@ def test_tls_towards_tcp_daemons(tmp_path: Path) -> None:
     assert Client.connect("tcp://localhost:1234").mode == "daemon"
 
 
-def _openssl_pair(path: Path, name: str) -> tuple[Path, Path]:
-    import subprocess
-
-    cert, key = path / f"{name}.pem", path / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_tls_files_are_checked_before_grpc_sees_them(tmp_path: Path) -> None:
     # a key of another certificate made grpc's C core log "Invalid private key" lines
     # and every call fail with "Failed to create security handshaker"
     from dockyard.client import ClientTls
 
-    ca, _ = _openssl_pair(tmp_path, "ca")
-    cert, key = _openssl_pair(tmp_path, "client")
-    _, other_key = _openssl_pair(tmp_path, "other")
+    ca, _ = self_signed_pair(tmp_path, "ca")
+    cert, key = self_signed_pair(tmp_path, "client")
+    _, other_key = self_signed_pair(tmp_path, "other")
     assert ClientTls(ca=ca, cert=cert, key=key).credentials() is not None
     with pytest.raises(UsageError, match=r"--tlskey .*other.key: the key is not the certificate's"):
         ClientTls(ca=ca, cert=cert, key=other_key).credentials()
@@ -183,27 +157,10 @@ def test_a_tls_key_with_a_passphrase_is_refused_without_a_prompt(tmp_path: Path)
     # the check asked OpenSSL for the key's passphrase on the terminal ("Enter PEM pass
     # phrase:"; grpc cannot use such a key anyway) and, without one, raised OSError
     # (a traceback)
-    import subprocess
-
     from dockyard.client import ClientTls
 
-    cert, key = _openssl_pair(tmp_path, "client")
-    encrypted = tmp_path / "encrypted.key"
-    subprocess.run(
-        [
-            "openssl",
-            "pkey",
-            "-in",
-            str(key),
-            "-aes256",
-            "-passout",
-            "pass:pw",
-            "-out",
-            str(encrypted),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_pair(tmp_path, "client")
+    encrypted = encrypt_key(key, tmp_path / "encrypted.key")
     with pytest.raises(UsageError, match=r"--tlskey .*encrypted.key: .*passphrase"):
         ClientTls(ca=cert, cert=cert, key=encrypted).credentials()
 

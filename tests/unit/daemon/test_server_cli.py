@@ -17,6 +17,7 @@ from dockyard.cli.daemon import load_config, main
 from dockyard.core import UsageError
 from dockyard.daemon import TcpListener, UnixListener
 from dockyard.daemon._server import _check_stale_socket, _secure_socket
+from dockyard.testing.tlsfiles import encrypt_key, self_signed_pair
 
 
 def test_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -196,44 +197,15 @@ def test_the_helps_config_example_is_a_valid_config(tmp_path: Path) -> None:
     assert len(config.listeners) == 2
 
 
-def _openssl_pair(path: Path, name: str) -> tuple[Path, Path]:
-    cert, key = path / f"{name}.pem", path / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 @pytest.mark.parametrize("broken", ["key", "ca", "passphrase"])
 def test_tls_files_that_do_not_fit_are_a_config_error(tmp_path: Path, broken: str) -> None:
     # grpc's C core logged "Invalid private key" lines, then dockyardd said only
     # "cannot listen on tcp://...", exit 2; a key with a passphrase made OpenSSL ask
     # for it on the terminal, then a traceback (OSError)
-    cert, key = _openssl_pair(tmp_path, "server")
-    _, other_key = _openssl_pair(tmp_path, "other")
+    cert, key = self_signed_pair(tmp_path, "server")
+    _, other_key = self_signed_pair(tmp_path, "other")
     if broken == "passphrase":
-        subprocess.run(
-            ["openssl", "pkey", "-in", key, "-aes256", "-passout", "pass:pw", "-out", other_key],
-            check=True,
-            capture_output=True,
-        )
+        encrypt_key(key, other_key)
     ca = key if broken == "ca" else cert
     config = tmp_path / "d.toml"
     config.write_text(

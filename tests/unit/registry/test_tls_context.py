@@ -44,24 +44,11 @@ def test_a_client_key_with_a_passphrase_is_a_config_error_without_a_prompt(
     # certs.d's client.key with a passphrase made OpenSSL prompt "Enter PEM pass phrase:"
     # on the terminal in the middle of a build (docker, like Go's tls.LoadX509KeyPair,
     # refuses such a key)
-    import subprocess
-
     from dockyard.core import ConfigError
+    from dockyard.testing.tlsfiles import encrypt_key, self_signed_pair
 
-    cert, key, encrypted = tmp_path / "c.cert", tmp_path / "c.key", tmp_path / "e.key"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=c", "-keyout", key, "-out", cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        ["openssl", "pkey", "-in", key, "-aes256", "-passout", "pass:pw", "-out", encrypted],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_pair(tmp_path, "c")
+    encrypted = encrypt_key(key, tmp_path / "e.key")
     HttpSession._ssl_context(HostConfig(client_cert=cert, client_key=key), False)
     with pytest.raises(ConfigError, match=r"e\.key.*passphrase"):
         HttpSession._ssl_context(HostConfig(client_cert=cert, client_key=encrypted), False)

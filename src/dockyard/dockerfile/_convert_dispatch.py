@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 
 from dockyard import llb, oci
 from dockyard.core import DockyardError, FrontendError, Platform, UsageError
+from dockyard.core.applog import AppendLog
 
-from ._applog import AppendLog
 from ._convert_copy import dispatch_copy
 from ._convert_image import (
     DEFAULT_PATH,

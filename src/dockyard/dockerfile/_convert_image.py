@@ -17,8 +17,8 @@ from operator import itemgetter
 
 from dockyard import oci
 from dockyard.core import Platform
+from dockyard.core.applog import AppendLog
 
-from ._applog import AppendLog
 from ._instructions import HealthcheckInstruction
 from ._text import go_quote_list
 

@@ -32,8 +32,8 @@ from dockyard.core import (
     UsageError,
     first_error,
 )
+from dockyard.core.applog import AppendLog
 
-from ._applog import AppendLog
 from ._convert_image import ImageDraft, empty_image, update_config
 from ._convert_options import (
     ConvertOptions,

@@ -9,12 +9,12 @@ computed eagerly (there are no asynchronous states), so reading them is free.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dockyard.core import Platform, UsageError, jsontext
+from dockyard.core.applog import AppendLog
 from dockyard.core.ulimits import ULIMIT_NAMES
 
 from . import _paths
@@ -140,32 +140,28 @@ def _unlimited(value: int) -> int:
 
 
 class _Env:
-    """An environment as the log of the variables set in it, oldest first: the first
-    ``size`` entries of a list other environments may share. Setting appends to that
-    list in place when this environment owns its end (the usual case: a line of states
-    each derived from the last), so a state per ``ENV`` line costs O(1), not a copy of
-    the environment each (6000 lines were quadratic); setting on an older environment
-    copies its variables once (a branch). Reading the variables (an exec's op) walks the
-    log once per environment and keeps the result."""
+    """An environment as the log of the variables set in it, oldest first, in an
+    :class:`~dockyard.core.applog.AppendLog` its derived environments share: a line of
+    states each derived from the last appends in place, so a state per ``ENV`` line
+    costs O(1), not a copy of the environment each (6000 lines were quadratic); setting
+    on an older environment copies its log once (a branch). Reading the variables (an
+    exec's op) walks the log once per environment and keeps the result."""
 
-    __slots__ = ("_items", "_log", "_size")
+    __slots__ = ("_items", "_log")
 
-    def __init__(self, log: list[tuple[str, str]], size: int) -> None:
+    def __init__(self, log: AppendLog[tuple[str, str]]) -> None:
         self._log = log
-        self._size = size
-        self._items: tuple[tuple[str, str], ...] | None = None if size else ()
+        self._items: tuple[tuple[str, str], ...] | None = None if len(log) else ()
 
     def items(self) -> tuple[tuple[str, str], ...]:
         """The variables, each once with its last value, ordered by when they were last
         set."""
         items = self._items
         if items is None:
-            log = self._log
-            if self._size != len(log):
-                log = log[: self._size]
+            log = self._log.as_tuple()
             values = dict(log)
             if len(values) == len(log):
-                items = tuple(log)
+                items = log
             else:
                 # a name set again moves to the end: order by the last time it was set
                 names = list(dict.fromkeys(name for name, _ in reversed(log)))
@@ -175,21 +171,19 @@ class _Env:
         return items
 
     def set(self, pairs: Iterable[tuple[str, str]]) -> _Env:
-        pairs = list(pairs)
-        with _ENV_LOCK:  # states are immutable values: another thread may set on this one
-            log = self._log
-            if not self._size:
-                log = []  # not the list of the shared empty environment
-            elif len(log) != self._size:
-                log = list(self.items())  # another environment extended the log: branch
-            elif self._items is not None and len(log) > 2 * len(self._items) + 8:
-                log = list(self._items)  # mostly names set again: start from the variables
-            log.extend(pairs)
-            return _Env(log, len(log))
+        if not len(self._log):
+            # not the storage of the shared empty environment (it would keep the first
+            # chain of states alive for good)
+            return _Env(AppendLog(pairs))
+        if self._items is not None and len(self._log) > 2 * len(self._items) + 8:
+            # mostly names set again: start from the variables
+            return _Env(AppendLog((*self._items, *pairs)))
+        log = self._log.branch()
+        log.extend(pairs)
+        return _Env(log)
 
 
-_NO_ENV = _Env([], 0)
-_ENV_LOCK = threading.Lock()
+_NO_ENV = _Env(AppendLog())
 
 
 class _Values(NamedTuple):

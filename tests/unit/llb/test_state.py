@@ -80,7 +80,7 @@ def test_the_empty_environment_lends_no_list() -> None:
     llb.scratch().with_env("A", "1").with_env("B", "2")
     assert llb.scratch().with_env("C", "3").env == {"C": "3"}
     assert llb.scratch().env == {}
-    assert _state._NO_ENV._log == []
+    assert _state._NO_ENV._log._items == []  # its storage, not only its length
 
 
 def test_env_states_in_a_line_share_their_variables() -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "error_to_pb",
     "recv_expect",
     "send_tree",
+    "service_handler",
     "stat_from_pb",
     "stat_to_pb",
     "stats_from_pb",
@@ -348,3 +349,27 @@ class FramesChannel:
             result = self._on_close()
             if asyncio.iscoroutine(result):
                 await result
+
+
+def service_handler(attach: Callable[..., Any], stream: Callable[..., Any]) -> Any:
+    """The session service's ``grpc.GenericRpcHandler``: ``Attach`` (client messages in,
+    server messages out) served by ``attach`` and ``Stream`` (frames both ways) by
+    ``stream`` (the daemon's :class:`~dockyard.session.SessionService`, or a test's
+    stand-in speaking the same wire)."""
+    import grpc
+
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Attach": grpc.stream_stream_rpc_method_handler(
+                attach,
+                request_deserializer=pb.ClientMessage.FromString,
+                response_serializer=pb.ServerMessage.SerializeToString,
+            ),
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                stream,
+                request_deserializer=pb.Frame.FromString,
+                response_serializer=pb.Frame.SerializeToString,
+            ),
+        },
+    )

@@ -18,7 +18,6 @@ from dockyard.api._gen import session_pb2 as pb
 from dockyard.core import Digest, Reporter, SessionError
 
 from ._grpc_common import (
-    SERVICE,
     VERSION,
     FramesChannel,
     FramesSyncSource,
@@ -26,6 +25,7 @@ from ._grpc_common import (
     error_to_pb,
     recv_expect,
     send_tree,
+    service_handler,
 )
 from ._manager import ByteReader, SessionHandle, SessionManager
 from ._progress import TransferProgress
@@ -384,21 +384,7 @@ class SessionService:
         self._calls: dict[str, tuple[str, asyncio.Future[_ServerFrames]]] = {}
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "Attach": grpc.stream_stream_rpc_method_handler(
-                    self._attach,
-                    request_deserializer=pb.ClientMessage.FromString,
-                    response_serializer=pb.ServerMessage.SerializeToString,
-                ),
-                "Stream": grpc.stream_stream_rpc_method_handler(
-                    self._stream,
-                    request_deserializer=pb.Frame.FromString,
-                    response_serializer=pb.Frame.SerializeToString,
-                ),
-            },
-        )
+        return service_handler(self._attach, self._stream)
 
     def add_to_server(self, server: Any) -> None:
         server.add_generic_rpc_handlers((self.handler(),))

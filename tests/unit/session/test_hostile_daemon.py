@@ -28,7 +28,7 @@ from dockyard.session import (
     Session,
     attach,
 )
-from dockyard.session._grpc_common import SERVICE
+from dockyard.session._grpc_common import service_handler
 
 from .harness import socket_dir
 from .test_hostile_client import _FRAMES
@@ -110,21 +110,7 @@ class _HostileDaemon:
             self.all_answered.set()
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "Attach": grpc.stream_stream_rpc_method_handler(
-                    self._attach,
-                    request_deserializer=pb.ClientMessage.FromString,
-                    response_serializer=pb.ServerMessage.SerializeToString,
-                ),
-                "Stream": grpc.stream_stream_rpc_method_handler(
-                    self._stream,
-                    request_deserializer=pb.Frame.FromString,
-                    response_serializer=pb.Frame.SerializeToString,
-                ),
-            },
-        )
+        return service_handler(self._attach, self._stream)
 
     async def _attach(self, requests: AsyncIterator[pb.ClientMessage], context: Any) -> None:
         await anext(requests)  # hello

@@ -127,27 +127,11 @@ def test_a_quiet_build_and_a_tarball_to_a_closed_stdout(
 
 
 def test_a_closed_stderr_cancels_the_build(
-    env: dict[str, str], tmp_path: Path, dockerfile: Path
+    env: dict[str, str], state: Path, dockerfile: Path
 ) -> None:
+    # (state: the project's own busybox in the image store; no peer registry needed)
     marker = f"closed-pipe-{os.getpid()}-{time.monotonic_ns()}"
     dockerfile.write_text(f"FROM busybox\nRUN echo {marker}; sleep 60 # {marker}\n")
-    state = tmp_path / "state"
-    loaded = subprocess.run(
-        [DOCKYARD, "pull", "-q", "--state-dir", str(state), "127.0.0.1:5000/busybox:latest"],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    tagged = subprocess.run(
-        [DOCKYARD, "tag", "--state-dir", str(state), "127.0.0.1:5000/busybox:latest", "busybox"],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert tagged.returncode == 0, tagged.stderr
     code, _, seconds = _run(
         ["build", "--progress=plain", "--state-dir", str(state), str(dockerfile.parent)],
         env,
